@@ -1,0 +1,130 @@
+"""notebook-pipelines: design, run, simulate and analyse pipelines of stages, steps and step groups.
+
+A tour (each line runs as written):
+
+>>> import notebook_pipelines as nbp
+>>> p = nbp.Pipeline("release")
+>>> with p.stage("build") as build:
+...     _ = build.step("checkout", duration="5s")
+...     with build.step_group("tests") as tests:
+...         with tests.parallel():
+...             _ = tests.step("unit", duration="30s")
+...             _ = tests.step("lint", duration="10s")
+...         _ = tests.step("e2e", duration="1m")
+>>> trace = p.simulate(run_id="doc")
+>>> trace.loc[trace.kind == "step", ["step", "status", "start_s", "end_s"]].to_string(index=False)
+... # doctest: +NORMALIZE_WHITESPACE
+'    step  status  start_s  end_s\\ncheckout Success      0.0    5.0\\n    unit Success      5.0   35.0\\n    lint Success      5.0   15.0\\n     e2e Success     35.0   95.0'
+
+``p`` as the last expression of a cell shows the Graphviz picture; ``p.run()`` runs the
+bodies on threads in the kernel; ``p.render(trace)`` colours the picture by a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .durations import format_duration, parse_duration
+from .errors import (
+    DefinitionError,
+    ExpressionError,
+    PipelineError,
+    Problem,
+    RunError,
+    RunFailed,
+    RunInterrupted,
+    StepError,
+)
+from .failure import (
+    Abort,
+    Action,
+    Ignore,
+    ManualIntervention,
+    MarkAsFailure,
+    MarkAsSuccess,
+    OnFailure,
+    PipelineRollback,
+    ProceedWithDefaultValues,
+    Retry,
+    RetryStepGroup,
+    StageRollback,
+    StepGroupRollback,
+    When,
+)
+from .model import Parallel, Pipeline, Stage, Step, StepGroup
+
+__version__ = "0.1.0"
+
+# Heavier parts (pandas, graphviz, the engine) load on first use.
+_LAZY = {
+    "run": ("engine", "run"),
+    "last_trace": ("engine", "last_trace"),
+    "StepContext": ("engine", "StepContext"),
+    "StepCancelled": ("engine", "StepCancelled"),
+    "InterventionRequest": ("engine", "InterventionRequest"),
+    "simulate": ("simulate", "simulate"),
+    "render": ("render", "render"),
+    "validate": ("validate", "validate"),
+    "compile_plan": ("plan", "compile_plan"),
+    "COLUMNS": ("trace", "COLUMNS"),
+    "STATUSES": ("trace", "STATUSES"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'notebook_pipelines' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "Abort",
+    "Action",
+    "COLUMNS",
+    "DefinitionError",
+    "ExpressionError",
+    "Ignore",
+    "InterventionRequest",
+    "ManualIntervention",
+    "MarkAsFailure",
+    "MarkAsSuccess",
+    "OnFailure",
+    "Parallel",
+    "Pipeline",
+    "PipelineError",
+    "PipelineRollback",
+    "Problem",
+    "ProceedWithDefaultValues",
+    "Retry",
+    "RetryStepGroup",
+    "RunError",
+    "RunFailed",
+    "RunInterrupted",
+    "STATUSES",
+    "Stage",
+    "StageRollback",
+    "Step",
+    "StepCancelled",
+    "StepContext",
+    "StepError",
+    "StepGroup",
+    "StepGroupRollback",
+    "When",
+    "compile_plan",
+    "format_duration",
+    "last_trace",
+    "parse_duration",
+    "render",
+    "run",
+    "simulate",
+    "validate",
+]

@@ -1,0 +1,1020 @@
+"""The scheduler: one implementation of the semantics, for every clock and executor.
+
+Design
+------
+The semantics (serial items, parallel blocks, conditions, failure strategies, retries,
+rollback, timeouts, resources) are written as straight-line generator functions, one per
+kind of node (``_pipeline``, ``_stage``, ``_group``, ``_step``). A generator *yields an
+effect* when it must wait and is resumed with the result:
+
+``(ALL, [gen, ...])``
+    run these children concurrently; resume with their statuses when all are terminal.
+``(EXEC, node, attempt, scope)``
+    run the step's body on the executor; resume with an :class:`Outcome`.
+``(SLEEP, seconds)``, ``(ASK, request)``, ``(ACQUIRE, key)``
+    a retry interval, a manual intervention, a resource shared by parallel stages (D8).
+
+The scheduler is a single-threaded loop over a ready queue, a timer heap and an inbox that
+executors post completions to. There is no thread per step and no polling: the loop blocks
+on the inbox until the next timer is due. What time it is and where bodies run are plug-ins:
+
+- :class:`RealClock` + :class:`~notebook_pipelines.executors.threads.ThreadExecutor`
+  (``run()``): wall clock, bodies on a pool of reused threads;
+- :class:`~notebook_pipelines.executors.virtual.VirtualClock` + ``VirtualExecutor``
+  (``simulate()``): the clock jumps to the next timer; a body "takes" its declared duration.
+
+State is small and explicit: a :class:`Scope` per running pipeline, stage or step group
+holds "successful so far" (R30), a stop reason (rollback requested, timeout, abort) and
+what ran (for rollback order, R36). Every record goes to a :class:`~.trace.Recorder`;
+the DataFrame is built once at the end. A run that fails, aborts or is interrupted still
+returns (or carries) its complete trace.
+
+Timeouts: a Python thread cannot be killed. A step that times out is told to stop through
+its context (``ctx.cancelled``, ``ctx.sleep`` wakes up) and an exception is raised in its
+thread at the next Python instruction; it is recorded ``Expired`` at the deadline and the
+run goes on without waiting for it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .errors import ExpressionError, RunFailed, RunInterrupted, StepError
+from .failure import (
+    Abort,
+    Action,
+    Ignore,
+    ManualIntervention,
+    MarkAsFailure,
+    MarkAsSuccess,
+    PipelineRollback,
+    ProceedWithDefaultValues,
+    Retry,
+    RetryStepGroup,
+    StageRollback,
+    StepGroupRollback,
+    action_from_dict,
+)
+from .plan import Plan, PlanNode, choose_action, compile_plan
+from .trace import POSITIVE, Recorder, build_trace
+
+__all__ = [
+    "run",
+    "execute",
+    "last_trace",
+    "Scheduler",
+    "StepContext",
+    "StepCancelled",
+    "Outcome",
+    "RealClock",
+    "InterventionRequest",
+]
+
+ALL, EXEC, SLEEP, ASK, ACQUIRE = "all", "exec", "sleep", "ask", "acquire"
+SUCCESS, FAILED, SKIPPED, ABORTED, EXPIRED = "Success", "Failed", "Skipped", "Aborted", "Expired"
+IGNORE_FAILED, NOT_STARTED = "IgnoreFailed", "NotStarted"
+#: D4: the most severe non-positive child status decides a container's status.
+SEVERITY = {"Aborted": 6, "Errored": 5, "Failed": 4, "Expired": 3, "ApprovalRejected": 2, "FreezeFailed": 1}
+
+_LAST: list = [None]
+
+
+def last_trace():
+    """The trace of the last run or simulation in this process (also after an interrupt)."""
+    return _LAST[0]
+
+
+class StepCancelled(BaseException):
+    """Raised inside a step's thread when the run is aborted or the step timed out."""
+
+
+class StepContext:
+    """What a step body receives as its first argument.
+
+    Attributes:
+        fqn, id, name, stage, step_group: where the step sits.
+        attempt: 1 for the first run, 2 for the first retry, …
+        outputs: a dict; put output variables here (or return a dict from the body).
+        variables: the pipeline, stage, group and step variables visible to the step.
+        inputs: the step's resolved inputs.
+    """
+
+    __slots__ = (
+        "fqn",
+        "id",
+        "name",
+        "stage",
+        "step_group",
+        "attempt",
+        "outputs",
+        "variables",
+        "inputs",
+        "run_id",
+        "_cancelled",
+        "_event",
+    )
+
+    def __init__(self, node: PlanNode, attempt: int, run_id: str, variables: dict, inputs: dict):
+        self.fqn, self.id, self.name = node.fqn, node.id, node.name
+        self.stage = node.stage.id if node.stage is not None else None
+        self.step_group = node.group.id if node.group is not None else None
+        self.attempt, self.run_id = attempt, run_id
+        self.outputs: dict = {}
+        self.variables, self.inputs = variables, inputs
+        self._cancelled = False
+        self._event: threading.Event | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run was aborted or interrupted, or the step timed out: stop soon."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._event is not None:
+            self._event.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep that wakes up (raising ``StepCancelled``) when the step is told to stop."""
+        if self._event is None:
+            self._event = threading.Event()
+        if self._cancelled or self._event.wait(seconds):
+            raise StepCancelled(f"{self.fqn} was told to stop")
+
+    def check(self) -> None:
+        """Raise ``StepCancelled`` if the step was told to stop (call it in long loops)."""
+        if self._cancelled:
+            raise StepCancelled(f"{self.fqn} was told to stop")
+
+    def __repr__(self) -> str:
+        return f"<StepContext {self.fqn} attempt={self.attempt}>"
+
+
+class Outcome:
+    """The result of one execution of a step body."""
+
+    __slots__ = ("status", "error_type", "error", "outputs", "log", "start", "end", "worker")
+
+    def __init__(
+        self,
+        status: str,
+        start: float,
+        end: float,
+        worker: str | None = None,
+        error_type: str | None = None,
+        error: str | None = None,
+        outputs: dict | None = None,
+        log: str | None = None,
+    ):
+        self.status, self.start, self.end, self.worker = status, start, end, worker
+        self.error_type, self.error, self.outputs, self.log = error_type, error, outputs, log
+
+
+class Job:
+    """One execution of a step body, handed to an executor."""
+
+    __slots__ = ("node", "attempt", "ctx", "task", "done", "timer", "submitted", "data")
+
+    def __init__(self, node: PlanNode, attempt: int, ctx: StepContext, task: Task, submitted: float):
+        self.node, self.attempt, self.ctx, self.task = node, attempt, ctx, task
+        self.done, self.timer, self.submitted, self.data = False, None, submitted, None
+
+
+class Task:
+    __slots__ = ("gen", "parent", "index", "pending", "results", "scope")
+
+    def __init__(self, gen: Any, parent: Task | None, index: int):
+        self.gen, self.parent, self.index = gen, parent, index
+        self.pending, self.results, self.scope = 0, None, None
+
+
+class Scope:
+    """The running state of a pipeline, stage, step group, or rollback section."""
+
+    __slots__ = ("node", "parent", "kind", "failed", "stop", "request", "ran", "rolled_back", "expired")
+
+    def __init__(self, node: PlanNode, parent: Scope | None, kind: str):
+        self.node, self.parent, self.kind = node, parent, kind
+        self.failed = False  # something in this stage (pipeline) failed so far (R29, R30)
+        self.stop: str | None = None  # why nothing new may start here
+        self.request: Action | None = None  # a rollback/retry asked for by a failing child
+        self.ran: list = []  # groups (stages) that ran, with their scopes, for rollback (R36, R38)
+        self.rolled_back = False
+        self.expired = False
+
+    def up(self, *kinds: str) -> Scope | None:
+        scope: Scope | None = self
+        while scope is not None and scope.kind not in kinds:
+            scope = scope.parent
+        return scope
+
+    def within(self, other: Scope) -> bool:
+        scope: Scope | None = self
+        while scope is not None:
+            if scope is other:
+                return True
+            scope = scope.parent
+        return False
+
+
+class InterventionRequest:
+    """A manual intervention waiting for an answer (R20, D12).
+
+    A front-end (the live widget) shows ``choices`` and calls :meth:`answer`.
+    """
+
+    def __init__(self, scheduler: Scheduler, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention):
+        self._scheduler, self._task = scheduler, task
+        self.node, self.fqn, self.outcome, self.action = node, node.fqn, outcome, action
+        self.choices = tuple(action.choices)
+        self.timeout = _seconds(action.timeout)
+        self.answered: str | None = None
+
+    def answer(self, choice: str) -> None:
+        """Answer with one of ``choices``; safe to call from any thread."""
+        if choice not in self.choices:
+            raise ValueError(f"{choice!r} is not one of {', '.join(self.choices)}")
+        self._scheduler.inbox.put((self._scheduler._answered, (self, choice)))
+
+    def __repr__(self) -> str:
+        return f"<InterventionRequest {self.fqn} choices={self.choices}>"
+
+
+def _seconds(value: Any) -> float:
+    from .durations import parse_duration
+
+    return parse_duration(value) or 0.0
+
+
+class RealClock:
+    """Wall clock; waiting blocks on the executors' inbox until the next timer is due."""
+
+    name = "wall"
+
+    def __init__(self) -> None:
+        self.epoch_ns = time.time_ns()
+        self._t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def wait(self, inbox: queue.SimpleQueue, deadline: float | None) -> Any:
+        # Cap each block at 0.1 s so a KeyboardInterrupt delivered by any means is seen promptly;
+        # an event wakes the loop at once.
+        timeout = 0.1 if deadline is None else max(0.0, min(deadline - self.now(), 0.1))
+        try:
+            return inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None) -> Any:
+    """Run a step body: a callable (with ``ctx`` when it takes an argument) or code text."""
+    body = node.body
+    if body is None:
+        return None
+    if isinstance(body, str):
+        scope = namespace if namespace is not None else {}
+        scope["ctx"] = ctx
+        exec(compile(body, f"<step {node.fqn}>", "exec"), scope)  # the user's own step code
+        return None
+    if node.takes_ctx:
+        return body(ctx, **ctx.inputs)
+    return body(**ctx.inputs)
+
+
+def outcome_of_exception(exc: BaseException) -> tuple[str, str, str]:
+    """(status, error_type, message) for an exception raised by a body."""
+    if isinstance(exc, StepError):
+        return FAILED, exc.error_type, str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return FAILED, "Timeout", f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ConnectionError):
+        return FAILED, "Connectivity", f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, PermissionError):
+        return FAILED, "Authorization", f"{type(exc).__name__}: {exc}"
+    return FAILED, "Unknown", f"{type(exc).__name__}: {exc}"
+
+
+class Scheduler:
+    """Runs one plan to completion with one clock and one executor. Use :func:`execute`."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        executor: Any,
+        clock: Any,
+        *,
+        run_id: str | None = None,
+        listeners: Iterable[Any] = (),
+        on_intervention: Callable[[InterventionRequest], Any] | None = None,
+        namespace: dict | None = None,
+    ):
+        self.plan, self.executor, self.clock = plan, executor, clock
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.namespace = namespace
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.ready: deque = deque()
+        self.timers: list = []
+        self._seq = itertools.count()
+        self.waits: dict[Task, Any] = {}
+        self.recorder = Recorder()
+        self.aborted: str | None = None
+        self.interrupted = False
+        self.resources: dict[str, deque] = {}
+        self.outputs: dict[str, dict] = {}
+        self.statuses: dict[str, str] = {}
+        self.on_intervention = on_intervention
+        self.listeners = list(listeners)
+        self._started = [getattr(x, "node_started") for x in self.listeners if hasattr(x, "node_started")]
+        self._finished = [getattr(x, "node_finished") for x in self.listeners if hasattr(x, "node_finished")]
+        self._asked = [getattr(x, "intervention") for x in self.listeners if hasattr(x, "intervention")]
+        self.status: str | None = None
+        self.done = False
+
+    # -- the loop -----------------------------------------------------------------------------
+    def execute(self) -> str:
+        """Run to the end; return the pipeline's status. Raises KeyboardInterrupt after draining."""
+        root = Task(self._pipeline(self.plan.root), None, 0)
+        self.ready.append((root, None))
+        self.executor.open(self)
+        try:
+            try:
+                self._loop()
+            except KeyboardInterrupt:
+                self.interrupted = True
+                self.abort("interrupted by the user")
+                self._loop()
+        finally:
+            self.executor.close(cancel=self.interrupted or self.aborted is not None)
+        return self.status or ABORTED
+
+    def _loop(self) -> None:
+        ready, timers, clock = self.ready, self.timers, self.clock
+        while True:
+            while ready:
+                task, value = ready.popleft()
+                self._advance(task, value)
+            if self.done:
+                return
+            if timers and timers[0][0] <= clock.now():
+                entry = heapq.heappop(timers)
+                if entry[4]:
+                    entry[2](entry[3])
+                continue
+            item = clock.wait(self.inbox, timers[0][0] if timers else None)
+            if item is not None:
+                item[0](item[1])
+
+    def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> list:
+        """Call ``fn(arg)`` from the loop at clock time ``when``; returns a cancellable entry."""
+        entry = [when, next(self._seq), fn, arg, True]
+        heapq.heappush(self.timers, entry)
+        return entry
+
+    def post(self, fn: Callable[[Any], None], arg: Any) -> None:
+        """Thread-safe: have the loop call ``fn(arg)`` (executors report completions this way)."""
+        self.inbox.put((fn, arg))
+
+    def _advance(self, task: Task, value: Any) -> None:
+        try:
+            effect = task.gen.send(value)
+        except StopIteration as stop:
+            self._finish(task, stop.value)
+            return
+        kind = effect[0]
+        if kind is EXEC:
+            self._exec(task, effect[1], effect[2], effect[3])
+        elif kind is ALL:
+            gens = effect[1]
+            if not gens:
+                self.ready.append((task, []))
+                return
+            task.pending, task.results = len(gens), [None] * len(gens)
+            for i, gen in enumerate(gens):
+                self.ready.append((Task(gen, task, i), None))
+        elif kind is SLEEP:
+            entry = self.call_at(self.clock.now() + effect[1], self._wake, task)
+            self.waits[task] = ("timer", entry, effect[2])
+        elif kind is ASK:
+            self._ask(task, effect[1], effect[2], effect[3], effect[4])
+        elif kind is ACQUIRE:
+            waiting = self.resources.setdefault(effect[1], deque())
+            waiting.append(task)
+            if len(waiting) == 1:
+                self.ready.append((task, True))
+            else:
+                self.waits[task] = ("resource", effect[1], effect[2])
+        else:  # pragma: no cover - programming error
+            raise RuntimeError(f"unknown effect {effect!r}")
+
+    def _finish(self, task: Task, value: Any) -> None:
+        parent = task.parent
+        if parent is None:
+            self.status = value
+            self.done = True
+            return
+        parent.results[task.index] = value
+        parent.pending -= 1
+        if parent.pending == 0:
+            self.ready.append((parent, parent.results))
+
+    def _wake(self, task: Task) -> None:
+        if self.waits.pop(task, None) is not None:
+            self.ready.append((task, None))
+
+    def _release(self, key: str) -> None:
+        waiting = self.resources[key]
+        waiting.popleft()
+        if waiting:
+            nxt = waiting[0]
+            self.waits.pop(nxt, None)
+            self.ready.append((nxt, True))
+
+    # -- step bodies ----------------------------------------------------------------------------
+    def _exec(self, task: Task, node: PlanNode, attempt: int, scope: Scope) -> None:
+        now = self.clock.now()
+        ctx = StepContext(node, attempt, self.run_id, self._variables(node), self._inputs(node))
+        job = Job(node, attempt, ctx, task, now)
+        self.waits[task] = ("job", job, scope)
+        for fn in self._started:
+            fn(node, attempt, now)
+        if node.timeout is not None:
+            job.timer = self.call_at(now + node.timeout, self._expire, job)
+        self.executor.submit(job)
+
+    def complete(self, job: Job, outcome: Outcome) -> None:
+        """Called in the loop (directly or through :meth:`post`) when a body has finished."""
+        returned = getattr(self.executor, "returned", None)
+        if returned is not None:
+            returned(job)
+        if job.done:
+            return  # it timed out or was aborted before; its late result is ignored
+        job.done = True
+        if job.timer is not None:
+            job.timer[4] = False
+        del self.waits[job.task]
+        self.ready.append((job.task, outcome))
+
+    def _complete_posted(self, item: tuple) -> None:
+        self.complete(item[0], item[1])
+
+    def _expire(self, job: Job) -> None:
+        if job.done:
+            return
+        job.done = True
+        self.executor.cancel(job)
+        del self.waits[job.task]
+        now = self.clock.now()
+        text = f"timed out after {job.node.timeout:g}s"
+        self.ready.append((job.task, Outcome(EXPIRED, job.submitted, now, None, "Timeout", text)))
+
+    def _variables(self, node: PlanNode) -> dict:
+        out: dict = {}
+        chain = []
+        cur: PlanNode | None = node
+        while cur is not None:
+            chain.append(cur)
+            cur = cur.parent
+        for level in reversed(chain):
+            if level.variables:
+                out.update(level.variables)
+        return out
+
+    def _inputs(self, node: PlanNode) -> dict:
+        return node.inputs or {}
+
+    # -- interventions --------------------------------------------------------------------------
+    def _ask(self, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention, scope: Scope):
+        request = InterventionRequest(self, task, node, outcome, action)
+        entry = self.call_at(self.clock.now() + request.timeout, self._intervention_timeout, request)
+        self.waits[task] = ("ask", (request, entry), scope)
+        for fn in self._asked:
+            fn(request)
+        if self.on_intervention is not None:
+            self.on_intervention(request)
+
+    def _answered(self, item: tuple) -> None:
+        request, choice = item
+        wait = self.waits.get(request._task)
+        if wait is None or wait[0] != "ask" or wait[1][0] is not request:
+            return  # already timed out or aborted
+        wait[1][1][4] = False
+        del self.waits[request._task]
+        request.answered = choice
+        self.ready.append((request._task, choice))
+
+    def _intervention_timeout(self, request: InterventionRequest) -> None:
+        if self.waits.pop(request._task, None) is not None:
+            self.ready.append((request._task, None))
+
+    # -- stopping -------------------------------------------------------------------------------
+    def abort(self, reason: str) -> None:
+        """Abort the run: running steps end Aborted, nothing new starts (R21, E15)."""
+        if self.aborted is not None:
+            return
+        self.aborted = reason
+        self._cancel_waits(lambda wait: True, ABORTED, None, reason)
+
+    def _expire_scope(self, scope: Scope) -> None:
+        scope.expired = True
+        scope.stop = f"{scope.node.kind.replace('_', ' ')} timed out"
+        text = f"{scope.node.fqn} timed out after {scope.node.timeout:g}s"
+        self._cancel_waits(lambda wait: wait[2] is not None and wait[2].within(scope), EXPIRED, "Timeout", text)
+
+    def _cancel_waits(self, match: Callable, status: str, error_type: str | None, text: str) -> None:
+        now = self.clock.now()
+        for task, wait in list(self.waits.items()):
+            if not match(wait):
+                continue
+            del self.waits[task]
+            if wait[0] == "job":
+                job = wait[1]
+                job.done = True
+                if job.timer is not None:
+                    job.timer[4] = False
+                self.executor.cancel(job)
+                self.ready.append((task, Outcome(status, job.submitted, now, None, error_type, text)))
+            elif wait[0] == "timer":
+                wait[1][4] = False
+                self.ready.append((task, None))
+            elif wait[0] == "ask":
+                wait[1][1][4] = False
+                self.ready.append((task, None))
+            elif wait[0] == "resource":
+                self.resources[wait[1]].remove(task)
+                self.ready.append((task, False))
+
+    def _stop_reason(self, scope: Scope) -> str | None:
+        if self.aborted is not None:
+            return self.aborted
+        cur: Scope | None = scope
+        while cur is not None:
+            if cur.stop is not None:
+                return cur.stop
+            cur = cur.parent
+        return None
+
+    # -- records --------------------------------------------------------------------------------
+    def _record(self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any):
+        row = (
+            node.index,
+            info.get("iteration"),
+            attempt,
+            status,
+            info.get("reason"),
+            start,
+            end,
+            info.get("worker"),
+            info.get("error_type"),
+            info.get("error"),
+            info.get("action"),
+            info.get("outputs"),
+            info.get("log"),
+        )
+        self.recorder.add(row)
+        self.statuses[node.fqn] = status
+        for fn in self._finished:
+            fn(node, row)
+
+    def _mark(self, items: Iterable[PlanNode], status: str, reason: str, now: float | None) -> None:
+        """Record ``status`` (Skipped / NotStarted) for these nodes and everything below them."""
+        for item in items:
+            nodes = item.items if item.kind == "parallel" else (item,)
+            for top in nodes:
+                for node in top.walk():
+                    if node.index in self.recorder.seen and node is not top:
+                        continue
+                    why = reason if node is top else "parent skipped" if status == SKIPPED else reason
+                    self._record(node, 0, status, now, now, reason=why)
+
+    def fill_not_started(self) -> None:
+        """D6: every node without a record gets a NotStarted row."""
+        seen = self.recorder.seen
+        why = self.aborted or "not reached"
+        for node in self.plan.nodes:
+            if node.index not in seen:
+                self._record(node, 0, NOT_STARTED, None, None, reason=why)
+
+    # -- conditions -----------------------------------------------------------------------------
+    def _should_run(self, node: PlanNode, scope: Scope) -> tuple[bool, str | None, str | None]:
+        """(run?, reason if skipped, error if the condition failed) — R28–R31."""
+        when = node.when
+        failed = scope.failed if node.kind == "stage" else (scope.up("stage", "rollback") or scope).failed
+        where = "pipeline" if node.kind == "stage" else "stage"
+        if when.status == "Success" and failed:
+            return False, f"the {where} has failed so far (status condition Success)", None
+        if when.status == "Failure" and not failed:
+            return False, f"the {where} has not failed (status condition Failure)", None
+        condition = when.condition
+        if condition is None:
+            return True, None, None
+        try:
+            value = self._evaluate(node, condition)
+        except ExpressionError as err:
+            return False, None, str(err)
+        except Exception as err:  # a Python condition raised: the node fails, the run goes on
+            return False, None, f"the condition raised {type(err).__name__}: {err}"
+        if _truthy(value):
+            return True, None, None
+        text = condition if isinstance(condition, str) else getattr(condition, "__name__", "condition")
+        return False, f"condition {text} is false", None
+
+    def _evaluate(self, node: PlanNode, condition: Any) -> Any:
+        if callable(condition):
+            ctx = StepContext(node, 0, self.run_id, self._variables(node), {})
+            return condition(ctx)
+        from .references import evaluate_condition
+
+        return evaluate_condition(self, node, condition)
+
+    # -- the semantics --------------------------------------------------------------------------
+    def _items(self, items: tuple, scope: Scope):
+        statuses: list = []
+        for i, item in enumerate(items):
+            reason = self._stop_reason(scope)
+            if reason is not None:
+                self._mark(items[i:], NOT_STARTED, reason, None)
+                break
+            if item.kind == "parallel":
+                statuses.extend((yield (ALL, [self._node(child, scope) for child in item.items])))
+            else:
+                statuses.append((yield from self._node(item, scope)))
+        return statuses
+
+    def _node(self, node: PlanNode, scope: Scope):
+        if node.kind == "step":
+            return self._step(node, scope)
+        if node.kind == "step_group":
+            return self._group(node, scope)
+        return self._stage(node, scope)
+
+    def _container_status(self, statuses: list, scope: Scope, complete: bool) -> str:
+        if scope.expired:
+            return EXPIRED
+        if self.aborted is not None and (not complete or ABORTED in statuses):
+            return ABORTED
+        if scope.rolled_back:
+            return FAILED
+        worst, rank = SUCCESS, 0
+        for status in statuses:
+            if status not in POSITIVE:
+                r = SEVERITY.get(status, 0)
+                if worst == SUCCESS or r > rank:
+                    worst, rank = status, r
+        if worst == NOT_STARTED:
+            return ABORTED
+        return worst
+
+    def _pipeline(self, root: PlanNode):
+        start = self.clock.now()
+        scope = Scope(root, None, "pipeline")
+        timer = self.call_at(start + root.timeout, self._expire_scope, scope) if root.timeout else None
+        statuses = yield from self._items(root.items, scope)
+        complete = len(statuses) == sum(len(i.items) if i.kind == "parallel" else 1 for i in root.items)
+        if isinstance(scope.request, PipelineRollback) and self.aborted is None:
+            for stage, stage_scope in reversed(scope.ran):
+                if not stage_scope.rolled_back:
+                    yield from self._rollback_stage(stage, stage_scope)
+            scope.rolled_back = True
+        if timer is not None:
+            timer[4] = False
+        status = self._container_status(statuses, scope, complete)
+        action = "PipelineRollback" if scope.rolled_back else None
+        self._record(root, 1, status, start, self.clock.now(), reason=self.aborted or scope.stop, action=action)
+        return status
+
+    def _skip_or_fail(self, node: PlanNode, scope: Scope, reason: str | None, error: str | None) -> str:
+        now = self.clock.now()
+        if error is not None:
+            self._record(node, 1, FAILED, now, now, error_type="Unknown", error=error, reason="condition failed")
+            for item in (*node.items, *node.rollback):
+                self._mark((item,), NOT_STARTED, "its parent's condition failed", None)
+            self._failed(node, scope, FAILED)
+            return FAILED
+        self._mark((node,), SKIPPED, reason or "skipped", now)
+        return SKIPPED
+
+    def _failed(self, node: PlanNode, scope: Scope, status: str) -> None:
+        """Note a non-positive status in 'successful so far' of the stage (or pipeline)."""
+        if status in POSITIVE:
+            return
+        target = scope if node.kind == "stage" else scope.up("stage", "rollback")
+        if target is not None:
+            target.failed = True
+
+    def _stage(self, node: PlanNode, pscope: Scope):
+        ok, reason, error = self._should_run(node, pscope)
+        if not ok:
+            return self._skip_or_fail(node, pscope, reason, error)
+        if node.resource is not None:
+            got = yield (ACQUIRE, node.resource, pscope)
+            if not got:
+                self._mark((node,), NOT_STARTED, self._stop_reason(pscope) or "not started", None)
+                return NOT_STARTED
+        start = self.clock.now()
+        for fn in self._started:
+            fn(node, 1, start)
+        scope = Scope(node, pscope, "stage")
+        pscope.ran.append((node, scope))
+        timer = self.call_at(start + node.timeout, self._expire_scope, scope) if node.timeout else None
+        statuses = yield from self._items(node.items, scope)
+        complete = len(statuses) == sum(len(i.items) if i.kind == "parallel" else 1 for i in node.items)
+        if isinstance(scope.request, StageRollback) and self.aborted is None:
+            yield from self._rollback_stage(node, scope)
+        if timer is not None:
+            timer[4] = False
+        if node.resource is not None:
+            self._release(node.resource)
+        status = self._container_status(statuses, scope, complete)
+        action = "StageRollback" if scope.rolled_back else None
+        why = "rolled back" if scope.rolled_back else scope.stop if status != SUCCESS else None
+        self._record(node, 1, status, start, self.clock.now(), reason=why, action=action)
+        self._failed(node, pscope, status)
+        return status
+
+    def _rollback_stage(self, node: PlanNode, scope: Scope):
+        """R36: rollback lists of the groups that ran, in reverse order, then the stage's list."""
+        rscope = Scope(node, scope.parent, "rollback")
+        for group, group_scope in reversed(scope.ran):
+            if group.rollback and not group_scope.rolled_back:
+                group_scope.rolled_back = True
+                yield from self._items(group.rollback, rscope)
+        if node.rollback:
+            yield from self._items(node.rollback, rscope)
+        scope.rolled_back = True
+        # what a stage rollback did not reach stays NotStarted, with the reason
+        for group, _ in scope.ran:
+            self._mark(tuple(i for i in group.rollback if not self._seen(i)), NOT_STARTED, "not rolled back", None)
+
+    def _seen(self, item: PlanNode) -> bool:
+        nodes = item.items if item.kind == "parallel" else (item,)
+        return all(n.index in self.recorder.seen for n in nodes)
+
+    def _group(self, node: PlanNode, scope: Scope):
+        ok, reason, error = self._should_run(node, scope)
+        if not ok:
+            return self._skip_or_fail(node, scope, reason, error)
+        stage_scope = scope.up("stage", "rollback") or scope
+        attempt, retries = 0, 0
+        while True:
+            attempt += 1
+            start = self.clock.now()
+            for fn in self._started:
+                fn(node, attempt, start)
+            gscope = Scope(node, scope, "group")
+            if attempt == 1:
+                stage_scope.ran.append((node, gscope))
+            else:
+                stage_scope.ran[:] = [(n, gscope if n is node else s) for n, s in stage_scope.ran]
+            timer = self.call_at(start + node.timeout, self._expire_scope, gscope) if node.timeout else None
+            statuses = yield from self._items(node.items, gscope)
+            if timer is not None:
+                timer[4] = False
+            complete = len(statuses) == sum(len(i.items) if i.kind == "parallel" else 1 for i in node.items)
+            request = gscope.request
+            if isinstance(request, RetryStepGroup) and self._stop_reason(scope) is None:
+                if retries < request.count:
+                    retries += 1
+                    self._record(node, attempt, FAILED, start, self.clock.now(), action="RetryStepGroup")
+                    wait = request.interval(retries)
+                    if wait:
+                        yield (SLEEP, wait, scope)
+                    if self._stop_reason(scope) is None:
+                        continue
+                    self._record(node, attempt + 1, NOT_STARTED, None, None, reason=self._stop_reason(scope))
+                    return FAILED
+                stage_scope.failed = True
+            if isinstance(request, StepGroupRollback) and self.aborted is None and scope.kind != "rollback":
+                if node.rollback:
+                    gscope.rolled_back = True
+                    yield from self._items(node.rollback, Scope(node, scope, "rollback"))
+                gscope.rolled_back = True
+            status = self._container_status(statuses, gscope, complete)
+            action = "StepGroupRollback" if gscope.rolled_back else None
+            why = "rolled back" if gscope.rolled_back else gscope.stop if status != SUCCESS else None
+            self._record(node, attempt, status, start, self.clock.now(), reason=why, action=action)
+            self._failed(node, scope, status)
+            return status
+
+    def _step(self, node: PlanNode, scope: Scope):
+        ok, reason, error = self._should_run(node, scope)
+        if not ok:
+            return self._skip_or_fail(node, scope, reason, error)
+        attempt = 0
+        used: dict[int, int] = {}
+        while True:
+            attempt += 1
+            outcome = yield (EXEC, node, attempt, scope)
+            status = outcome.status
+            info = {"worker": outcome.worker, "log": outcome.log}
+            if status == SUCCESS:
+                self.outputs[node.fqn] = outcome.outputs or {}
+                self._record(node, attempt, SUCCESS, outcome.start, outcome.end, outputs=outcome.outputs, **info)
+                return SUCCESS
+            info.update(error_type=outcome.error_type, error=outcome.error)
+            if status == ABORTED or self._scope_expired(scope):
+                self._record(node, attempt, status, outcome.start, outcome.end, reason=self._stop_reason(scope), **info)
+                self._failed(node, scope, status)
+                return status
+            action = choose_action(node, outcome.error_type or "Unknown")
+            retry = False
+            while True:
+                if isinstance(action, Retry):
+                    n = used.get(id(action), 0)
+                    if n < action.count and self._retry_applies(action, node, outcome):
+                        used[id(action)] = n + 1
+                        self._record(node, attempt, status, outcome.start, outcome.end, action="Retry", **info)
+                        wait = action.interval(n + 1)
+                        if wait:
+                            yield (SLEEP, wait, scope)
+                        retry = True
+                        break
+                    action = action.then
+                    continue
+                if isinstance(action, ManualIntervention):
+                    if self.aborted is not None:
+                        break
+                    answer = yield (ASK, node, outcome, action, scope)
+                    if self.aborted is not None:
+                        action = Abort()
+                        break
+                    if answer is None:
+                        info["reason"] = "manual intervention timed out"
+                        action = action.on_timeout
+                        continue
+                    if answer == "Retry":
+                        self._record(node, attempt, status, outcome.start, outcome.end, action="Retry", reason="manual intervention", **info)
+                        retry = True
+                        break
+                    info["reason"] = f"manual intervention: {answer}"
+                    action = action_from_dict(answer)
+                    continue
+                break
+            if retry:
+                if self._stop_reason(scope) is not None:
+                    self._record(node, attempt + 1, NOT_STARTED, None, None, reason=self._stop_reason(scope))
+                    return status
+                continue
+            final = self._apply(action, node, scope, status)
+            self._record(node, attempt, final, outcome.start, outcome.end, action=action.type, **info)
+            if isinstance(action, Abort):
+                self.abort(f"aborted by the failure strategy of {node.fqn}")
+            return final
+
+    def _scope_expired(self, scope: Scope) -> bool:
+        cur: Scope | None = scope
+        while cur is not None:
+            if cur.expired:
+                return True
+            cur = cur.parent
+        return False
+
+    def _retry_applies(self, action: Retry, node: PlanNode, outcome: Outcome) -> bool:
+        if action.condition is None:
+            return True
+        if callable(action.condition):
+            return _truthy(action.condition(outcome))
+        from .references import evaluate_condition
+
+        return _truthy(evaluate_condition(self, node, action.condition, failure=outcome))
+
+    def _apply(self, action: Action, node: PlanNode, scope: Scope, status: str) -> str:
+        """The node's final status under ``action``, and what it asks of its containers (R21)."""
+        rollback_phase = scope.up("rollback", "stage") is not None and scope.up("rollback", "stage").kind == "rollback"
+        if isinstance(action, Ignore):
+            return IGNORE_FAILED
+        if isinstance(action, MarkAsSuccess | ProceedWithDefaultValues):
+            return SUCCESS
+        if not rollback_phase:
+            if isinstance(action, StageRollback):
+                target = scope.up("stage")
+                target.request, target.stop = action, "stage rolled back"
+            elif isinstance(action, StepGroupRollback | RetryStepGroup):
+                target = scope.up("group")
+                if target is not None:
+                    target.request = action
+                    target.stop = "step group retried" if isinstance(action, RetryStepGroup) else "step group rolled back"
+                    if isinstance(action, RetryStepGroup):
+                        return status
+            elif isinstance(action, PipelineRollback):
+                target = scope.up("pipeline")
+                target.request, target.stop = action, "pipeline rolled back"
+        self._failed(node, scope, status)
+        return status
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "null", "none")
+    return bool(value)
+
+
+def execute(
+    plan: Plan,
+    executor: Any,
+    clock: Any,
+    *,
+    run_id: str | None = None,
+    listeners: Iterable[Any] = (),
+    on_intervention: Callable | None = None,
+    namespace: dict | None = None,
+):
+    """Run ``plan`` with ``executor`` and ``clock``; return ``(status, trace, interrupted)``."""
+    scheduler = Scheduler(
+        plan,
+        executor,
+        clock,
+        run_id=run_id,
+        listeners=listeners,
+        on_intervention=on_intervention,
+        namespace=namespace,
+    )
+    status = scheduler.execute()
+    scheduler.fill_not_started()
+    trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns)
+    for listener in scheduler.listeners:
+        finished = getattr(listener, "run_finished", None)
+        if finished is not None:
+            finished(trace)
+    _LAST[0] = trace
+    return status, trace, scheduler.interrupted
+
+
+def run(
+    pipeline: Any,
+    *,
+    executor: Any = None,
+    run_id: str | None = None,
+    listeners: Iterable[Any] = (),
+    on_intervention: Callable | None = None,
+    namespace: dict | None = None,
+    check: bool = False,
+    report: bool = True,
+):
+    """Run a pipeline in the kernel and return its trace (a pandas DataFrame).
+
+    Args:
+        pipeline: a :class:`~notebook_pipelines.model.Pipeline` (validated first: an invalid
+            pipeline raises ``DefinitionError`` and runs nothing).
+        executor: where bodies run; default a pool of reused threads in this process.
+        run_id: fix the run id (default: random).
+        listeners: objects with any of ``node_started(node, attempt, t)``,
+            ``node_finished(node, row)``, ``intervention(request)``, ``run_finished(trace)``.
+        on_intervention: called with an :class:`InterventionRequest` when a manual
+            intervention waits (D12); without one the run waits the timeout.
+        namespace: the globals that code-text step bodies run in.
+        check: raise :class:`~notebook_pipelines.errors.RunFailed` (carrying the trace) when
+            the pipeline does not end ``Success``.
+        report: print a short summary to stderr when the pipeline does not end ``Success``.
+
+    Raises:
+        RunInterrupted: on Ctrl-C / kernel interrupt, after every worker has stopped; its
+            ``trace`` is the partial trace (also ``nbp.last_trace()``).
+    """
+    from .executors.threads import ThreadExecutor
+
+    plan = pipeline.plan() if hasattr(pipeline, "plan") else compile_plan(pipeline)
+    executor = executor if executor is not None else ThreadExecutor()
+    clock = getattr(executor, "clock", None) or RealClock()
+    status, trace, interrupted = execute(
+        plan,
+        executor,
+        clock,
+        run_id=run_id,
+        listeners=listeners,
+        on_intervention=on_intervention,
+        namespace=namespace,
+    )
+    if interrupted:
+        raise RunInterrupted(f"run of {plan.pipeline.id!r} interrupted; the partial trace is in .trace", trace)
+    if status != SUCCESS:
+        text = summary(trace)
+        if check:
+            raise RunFailed(text, trace)
+        if report:
+            sys.stderr.write(text + "\n")
+    return trace
+
+
+def summary(trace: Any) -> str:
+    """A few lines that say how a run ended and which steps did not succeed."""
+    root = trace[trace["kind"] == "pipeline"]
+    status = str(root["status"].iloc[0]) if len(root) else "?"
+    took = float(root["duration_s"].iloc[0]) if len(root) else float("nan")
+    bad = trace[(trace["kind"] == "step") & trace["status"].isin(["Failed", "Expired", "Aborted", "Errored"])]
+    last = bad.drop_duplicates("fqn", keep="last")
+    lines = [f"pipeline {trace.attrs.get('pipeline', '')!r} ended {status} after {took:.3g}s"]
+    for row in last.itertuples(index=False):
+        detail = f" ({row.error_type}): {row.error}" if isinstance(row.error, str) else ""
+        lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")
+    return "\n".join(lines)

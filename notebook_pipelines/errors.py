@@ -1,0 +1,117 @@
+"""One hierarchy of errors.
+
+``PipelineError`` is the root. ``DefinitionError`` reports every structural problem found
+before a run (each line names the node's fully qualified name, the rule and the fix).
+``ExpressionError`` shows the expression with a caret under the problem. ``StepError`` is
+raised by step bodies to choose a Harness error type; ``RunFailed``/``RunInterrupted`` carry
+the trace of a run that did not end well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = [
+    "PipelineError",
+    "DefinitionError",
+    "Problem",
+    "ExpressionError",
+    "StepError",
+    "RunError",
+    "RunFailed",
+    "RunInterrupted",
+]
+
+
+class PipelineError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found by validation: where, which rule, what is wrong, how to fix it."""
+
+    fqn: str
+    rule: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.fqn}: [{self.rule}] {self.message}"
+        return f"{text} — fix: {self.fix}" if self.fix else text
+
+
+class DefinitionError(PipelineError, ValueError):
+    """The definition breaks one or more structural rules; ``problems`` lists them all.
+
+    >>> err = DefinitionError([Problem("pipeline.stages.a", "R1", "empty stage", "add a step")])
+    >>> print(err)
+    1 problem in the pipeline definition:
+      - pipeline.stages.a: [R1] empty stage — fix: add a step
+    """
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = [Problem("pipeline", "-", problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = list(problems)
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in the pipeline definition:"
+        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
+
+
+class ExpressionError(PipelineError, ValueError):
+    """An expression that cannot be parsed or evaluated.
+
+    The message shows the expression with a caret under ``position`` (0-based).
+
+    >>> print(ExpressionError("unexpected token", "<+a> == ", 8))
+    unexpected token at position 8:
+      <+a> ==
+              ^
+    """
+
+    def __init__(self, message: str, expression: str = "", position: int | None = None, fqn: str = ""):
+        self.reason = message
+        self.expression = expression
+        self.position = position
+        self.fqn = fqn
+        where = f" in {fqn}" if fqn else ""
+        if position is None:
+            text = f"{message}{where}: {expression}" if expression else f"{message}{where}"
+        else:
+            text = f"{message}{where} at position {position}:\n  {expression}\n  {' ' * position}^"
+        super().__init__(text)
+
+
+class StepError(PipelineError):
+    """Raise from a step body to fail the step with a chosen Harness error type (R16).
+
+    >>> StepError("host unreachable", error_type="Connectivity").error_type
+    'Connectivity'
+    """
+
+    def __init__(self, message: str = "", error_type: str = "Unknown"):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class RunError(PipelineError):
+    """A run that did not succeed; ``trace`` holds its complete trace DataFrame."""
+
+    def __init__(self, message: str, trace: pd.DataFrame | Any):
+        super().__init__(message)
+        self.trace = trace
+
+
+class RunFailed(RunError):
+    """Raised by ``run(check=True)`` when the pipeline did not end ``Success``."""
+
+
+class RunInterrupted(RunError, KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C / kernel interrupt); ``trace`` is the partial trace."""

@@ -1,0 +1,728 @@
+"""Harness expressions as data: ``<+…>`` references and the JEXL subset of ``when`` conditions (R33).
+
+Nothing here ever runs Python code taken from an expression: there is no ``eval``/``exec``/``compile``
+and no attribute access on Python objects. A hand-written lexer and recursive-descent parser build a
+small tree of tuples; the evaluator walks it. A reference is data: its path segments are handed to the
+caller's ``resolve`` function and never looked up with ``getattr``. Methods are dispatched through an
+explicit table (``_METHODS``) that only knows ``str`` and ``list`` receivers; any other method name is
+rejected while parsing.
+
+Grammar (EBNF-ish; ``binop`` is parsed by precedence climbing, all binary operators are left-assoc)::
+
+    condition := ternary EOF
+    ternary   := binary [ "?" ternary ":" ternary ]
+    binary    := unary { binop unary }
+                 binop, lowest first:  "||" or  |  "&&" and  |  "==" "!=" "=~" "!~" eq ne
+                                       |  "<" "<=" ">" ">=" lt le gt ge  |  "+" "-"  |  "*" "/" "%"
+    unary     := ( "!" | "not" | "-" ) unary | postfix
+    postfix   := primary { "." METHOD "(" [ ternary { "," ternary } ] ")" }
+    primary   := NUMBER | STRING | "true" | "false" | "null" | "[" [ ternary { "," ternary } ] "]"
+               | "(" ternary ")" | reference | wrapper | path      (a bare path only inside a wrapper)
+    reference := "<+" path ">"      no spaces; it ends at the first ">" (references hold no operators)
+    wrapper   := "<+" ternary ">"   when the text after "<+" is not a plain path followed by ">"
+    path      := IDENT { "." SEGMENT | "[" STRING "]" | ".get(" STRING ")" }       (R47)
+    template  := { TEXT | reference | wrapper }
+
+Inside a wrapper a ``>`` closes it when what follows cannot start an operand (``<+<+a> > 3>`` works);
+inside a *template* the first ``>`` outside parentheses closes it (write ``gt`` or use parentheses).
+Limits: ``MAX_LENGTH`` characters, ``MAX_DEPTH`` levels of nesting, ``MAX_PATTERN`` regex characters.
+
+Coercion rules (the choices made where JEXL/Harness are loose):
+
+* Truthiness (``&&``, ``||``, ``!``, ``?:``): booleans as is; ``null`` false; strings ``"true"``/``"false"``
+  (any case) coerce, ``""`` is false, other strings true; numbers true unless zero; lists unless empty.
+* ``==``/``!=``: ``null`` equals only ``null``. A boolean and a string compare by converting the string:
+  ``"true"``/``"false"`` (any case) become booleans, any other string is *unequal*. A boolean never
+  equals a number. A number equals a numeric string with the same value (``"5" == 5``).
+* ``<``, ``<=``, ``>``, ``>=``: any ``null`` side gives ``false``; two strings compare lexicographically;
+  otherwise both sides must be numbers or numeric strings (else ExpressionError).
+* ``+`` concatenates when either side is a string (``"5" + 1 == "51"``), else adds numbers; ``-``, ``*``,
+  ``/``, ``%`` need numbers or numeric strings. Integer ``/`` and ``%`` truncate toward zero like Java.
+  Arithmetic on ``null`` or booleans, and division by zero, raise ExpressionError.
+* ``=~``/``!~``: a list on the right tests membership (with ``==``); a string is a regex used with
+  ``re.search`` (anchor it with ``^…$`` for a full match); a ``null`` left side never matches.
+* Text rendering (templates, concatenation, string methods): ``true``/``false``/``null`` like Harness,
+  everything else ``str()``. A template that is exactly one ``<+…>`` returns the raw value.
+
+>>> values = {("pipeline", "variables", "env"): "prod", ("tag",): "v1.2"}
+>>> cond = parse_condition('<+pipeline.variables.env> == "prod" && <+tag>.startsWith("v")')
+>>> [(r.path, r.position) for r in cond.references]
+[(('pipeline', 'variables', 'env'), 0), (('tag',), 39)]
+>>> cond.evaluate(lambda ref: values[ref.path])
+True
+>>> parse_template("deploy <+tag> to <+pipeline.variables.env>").evaluate(lambda ref: values[ref.path])
+'deploy v1.2 to prod'
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, NoReturn
+
+from .errors import ExpressionError
+
+__all__ = ["Expression", "Reference", "is_expression", "parse_condition", "parse_template", "truthy"]
+
+MAX_LENGTH = 10_000
+MAX_DEPTH = 100
+MAX_PATTERN = 1_000
+_MAX_DIGITS = 300
+_MAX_BITS = 4_000
+
+_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+_SEGMENT = re.compile(r"[A-Za-z0-9_$]+")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_NUMERIC_STR = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
+_OPS = ("==", "!=", "=~", "!~", "<=", ">=", "&&", "||", *"<>+-*/%!()[],.?:")
+_WORDS = {"and": "&&", "or": "||", "not": "!", "eq": "==", "ne": "!="}
+_WORDS.update({"lt": "<", "le": "<=", "gt": ">", "ge": ">="})
+_LITERALS = {"true": True, "false": False, "null": None}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0"}
+_LEX_HINTS = {
+    "=": "unexpected '=' (did you mean '=='?)",
+    "&": "unexpected '&' (did you mean '&&'?)",
+    "|": "unexpected '|' (did you mean '||'?)",
+    "{": "unexpected '{' (Harness expressions are written <+…>, not ${…})",
+    "}": "unexpected '}' (Harness expressions are written <+…>, not ${…})",
+}
+_PREC = {"||": 1, "&&": 2, "==": 3, "!=": 3, "=~": 3, "!~": 3, "<": 4, "<=": 4, ">": 4, ">=": 4}
+_PREC.update({"+": 5, "-": 5, "*": 6, "/": 6, "%": 6})
+_RELATIONAL = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One ``<+a.b.c>`` reference: its path segments, source text and 0-based offset."""
+
+    path: tuple[str, ...]
+    text: str
+    position: int
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A parsed condition or template; ``evaluate`` walks the stored tree (never re-parses)."""
+
+    text: str
+    references: tuple[Reference, ...]
+    kind: str = "condition"
+    _node: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+
+    def evaluate(self, resolve: Callable[[Reference], Any]) -> Any:
+        """Evaluate with ``resolve(ref)`` supplying reference values.
+
+        A ``LookupError`` raised by ``resolve`` becomes an ExpressionError at the reference.
+
+        >>> parse_condition("<+a> ? 1 : 2").evaluate(lambda ref: "false")
+        2
+        """
+        try:
+            return _Evaluator(self.text, resolve).walk(self._node)
+        except RecursionError:
+            raise ExpressionError("expression nested too deeply to evaluate", self.text, 0) from None
+
+
+def truthy(value: Any) -> bool:
+    """Harness/JEXL truthiness of a value (see the module docstring).
+
+    >>> [truthy(v) for v in (True, "FALSE", "", "x", None, 0, 2.5, [])]
+    [True, False, False, True, False, False, True, False]
+    """
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        return lowered == "true" if lowered in ("true", "false") else value != ""
+    if isinstance(value, (int, float)):
+        return value != 0
+    return bool(value)
+
+
+def is_expression(value: Any) -> bool:
+    """True for a string that contains ``<+``.
+
+    >>> is_expression("<+pipeline.name>"), is_expression("plain"), is_expression(3)
+    (True, False, False)
+    """
+    return isinstance(value, str) and "<+" in value
+
+
+def parse_condition(text: str) -> Expression:
+    """Parse a ``when`` condition, wrapped (``<+ … >``) or not; results are cached per text.
+
+    Raises:
+        ExpressionError: the text is empty, too long or malformed (with the position of the problem).
+        TypeError: ``text`` is not a string.
+
+    >>> parse_condition('<+<+pipeline.variables.env> == "prod">').evaluate(lambda ref: "prod")
+    True
+    """
+    return _parse_condition(_checked(text))
+
+
+def parse_template(text: str) -> Expression:
+    """Parse a string with embedded ``<+…>``; ``evaluate`` interpolates the values.
+
+    >>> parse_template("v<+a>-<+<+a> + 1>").evaluate(lambda ref: 41)
+    'v41-42'
+    >>> parse_template("<+a>").evaluate(lambda ref: [1, 2])
+    [1, 2]
+    """
+    return _parse_template(_checked(text))
+
+
+def _checked(text: Any) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"an expression must be a str, not {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"expression too long ({len(text)} characters; limit {MAX_LENGTH})", text[:60])
+    return text
+
+
+def _guarded(text: str, parse: Callable[[], Any]) -> Any:
+    try:
+        return parse()
+    except RecursionError:
+        raise ExpressionError("expression nested too deeply", text, 0) from None
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_condition(text: str) -> Expression:
+    if not text.strip():
+        raise ExpressionError("empty expression", text, 0)
+    parser = _Parser(text)
+    node = _guarded(text, parser.condition)
+    return Expression(text, tuple(parser.refs), "condition", node)
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_template(text: str) -> Expression:
+    parts: list[Any] = []
+    refs: list[Reference] = []
+    i = 0
+    while (j := text.find("<+", i)) >= 0:
+        if j > i:
+            parts.append(text[i:j])
+        ref = _scan_reference(text, j)
+        if ref is not None:
+            refs.append(ref)
+            parts.append(("ref", j, ref))
+            i = j + len(ref.text)
+            continue
+        parser = _Parser(text, j, template=True)
+        node, i = _guarded(text, parser.embedded)
+        refs.extend(parser.refs)
+        parts.append(node)
+    if i < len(text):
+        parts.append(text[i:])
+    return Expression(text, tuple(refs), "template", ("tmpl", 0, tuple(parts)))
+
+
+# ----------------------------------------------------------------------------------------- lexing
+
+
+class _Tok(NamedTuple):
+    kind: str  # num str kw ref path op err eof
+    value: Any
+    pos: int
+    end: int
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _read_string(text: str, i: int) -> tuple[str, int]:
+    """Read the quoted literal whose opening quote is ``text[i]``; return (value, end)."""
+    quote, out, j = text[i], [], i + 1
+    while j < len(text):
+        c = text[j]
+        if c == quote:
+            return "".join(out), j + 1
+        if c == "\\" and j + 1 < len(text):
+            code = text[j + 2 : j + 6]
+            if text[j + 1] == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", code):
+                out.append(chr(int(code, 16)))
+                j += 6
+                continue
+            out.append(_ESCAPES.get(text[j + 1], text[j + 1]))
+            j += 2
+            continue
+        out.append(c)
+        j += 1
+    raise ExpressionError(f"unterminated string (missing closing {quote})", text, i)
+
+
+def _scan_quoted(text: str, i: int, close: str) -> tuple[str, int] | None:
+    """``["x"]`` or ``("x")`` with the opener at ``text[i]``: (value, end) or None."""
+    j = _skip_ws(text, i + 1)
+    if j >= len(text) or text[j] not in "\"'":
+        return None
+    try:
+        value, j = _read_string(text, j)
+    except ExpressionError:
+        return None
+    j = _skip_ws(text, j)
+    return (value, j + 1) if text.startswith(close, j) else None
+
+
+def _scan_path(text: str, i: int) -> tuple[tuple[str, ...], int] | None:
+    """A dotted path at ``text[i]`` (stopping before a method call): (segments, end) or None."""
+    m = _IDENT.match(text, i)
+    if m is None:
+        return None
+    segments, i = [m.group()], m.end()
+    while i < len(text):
+        if text[i] == "[":
+            got = _scan_quoted(text, i, "]")
+        elif text[i] == "." and (m := _SEGMENT.match(text, i + 1)):
+            if not text.startswith("(", m.end()):
+                segments.append(m.group())
+                i = m.end()
+                continue
+            got = _scan_quoted(text, m.end(), ")") if m.group() == "get" else None
+        else:
+            break
+        if got is None:
+            break
+        segments.append(got[0])
+        i = got[1]
+    return tuple(segments), i
+
+
+def _scan_reference(text: str, i: int) -> Reference | None:
+    """A plain ``<+path>`` reference at ``text[i]``, or None."""
+    got = _scan_path(text, i + 2)
+    if got is None or not text.startswith(">", got[1]):
+        return None
+    return Reference(got[0], text[i : got[1] + 1], i)
+
+
+def _lex(text: str, i: int) -> _Tok:
+    """The token at or after ``text[i]``; bad input gives an ``err`` token (raised only if parsed)."""
+    i = _skip_ws(text, i)
+    if i >= len(text):
+        return _Tok("eof", None, len(text), len(text))
+    if text.startswith("<+", i):
+        ref = _scan_reference(text, i)
+        return _Tok("ref", ref, i, i + len(ref.text)) if ref else _Tok("op", "<+", i, i + 2)
+    if text.startswith("${", i):
+        return _Tok("err", "'${…}' is not Harness syntax (write <+…>)", i, i + 2)
+    if text[i] in "\"'":
+        try:
+            value, end = _read_string(text, i)
+        except ExpressionError as exc:
+            return _Tok("err", exc.reason, i, len(text))
+        return _Tok("str", value, i, end)
+    if m := _NUMBER.match(text, i):
+        if len(m.group()) > _MAX_DIGITS:
+            return _Tok("err", f"number literal too long (over {_MAX_DIGITS} characters)", i, m.end())
+        literal = m.group()
+        return _Tok("num", int(literal) if literal.isdigit() else float(literal), i, m.end())
+    if m := _IDENT.match(text, i):
+        if m.group() in _LITERALS:
+            return _Tok("kw", _LITERALS[m.group()], i, m.end())
+        if m.group() in _WORDS:
+            return _Tok("op", _WORDS[m.group()], i, m.end())
+        path, end = _scan_path(text, i) or ((), i)
+        return _Tok("path", Reference(path, text[i:end], i), i, end)
+    for op in _OPS:
+        if text.startswith(op, i):
+            return _Tok("op", op, i, i + len(op))
+    return _Tok("err", _LEX_HINTS.get(text[i], f"unexpected character {text[i]!r}"), i, i + 1)
+
+
+def _starts_operand(tok: _Tok) -> bool:
+    if tok.kind == "op":
+        return tok.value in ("(", "[", "!", "-", "<+")
+    return tok.kind in ("num", "str", "kw", "ref", "path")
+
+
+# ---------------------------------------------------------------------------------------- parsing
+
+
+class _Parser:
+    """Recursive descent over lazily lexed tokens, starting at ``start`` in ``text``."""
+
+    def __init__(self, text: str, start: int = 0, template: bool = False):
+        self.text, self.i, self.template = text, start, template
+        self.buf: list[_Tok] = []
+        self.refs: list[Reference] = []
+        self.depth = self.wraps = self.groups = self.last_end = 0
+
+    def peek(self, k: int = 0) -> _Tok:
+        while len(self.buf) <= k:
+            self.buf.append(_lex(self.text, self.i))
+            self.i = self.buf[-1].end
+        return self.buf[k]
+
+    def advance(self) -> _Tok:
+        tok = self.peek()
+        if tok.kind != "eof":
+            self.buf.pop(0)
+            self.last_end = tok.end
+        return tok
+
+    def fail(self, message: str, pos: int) -> NoReturn:
+        raise ExpressionError(message, self.text, pos)
+
+    def at(self, *ops: str) -> bool:
+        tok = self.peek()
+        return tok.kind == "op" and tok.value in ops
+
+    def expect(self, op: str, hint: str) -> _Tok:
+        if not self.at(op):
+            self.unexpected(self.peek(), hint)
+        return self.advance()
+
+    def unexpected(self, tok: _Tok, hint: str) -> NoReturn:
+        if tok.kind == "err":
+            self.fail(tok.value, tok.pos)
+        if tok.kind == "eof":
+            self.fail(f"unexpected end of expression ({hint})", tok.pos)
+        source = self.text[tok.pos : tok.end]
+        self.fail(f"unexpected {source[:30]!r} ({hint})", tok.pos)
+
+    def enter(self, pos: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(f"expression nested too deeply (limit {MAX_DEPTH})", pos)
+
+    def condition(self) -> tuple[Any, ...]:
+        node = self.ternary()
+        if self.peek().kind != "eof":
+            self.unexpected(self.peek(), "expected an operator or the end of the expression")
+        return node
+
+    def embedded(self) -> tuple[tuple[Any, ...], int]:
+        node = self.wrapper(self.advance())
+        return node, self.last_end
+
+    def ternary(self) -> tuple[Any, ...]:
+        self.enter(self.peek().pos)
+        node = self.binary(1)
+        if self.at("?"):
+            pos = self.advance().pos
+            yes = self.ternary()
+            self.expect(":", "expected ':' of 'condition ? then : else'")
+            node = ("if", pos, node, yes, self.ternary())
+        self.depth -= 1
+        return node
+
+    def binary(self, min_prec: int) -> tuple[Any, ...]:
+        node = self.unary()
+        while True:
+            tok = self.peek()
+            prec = _PREC.get(tok.value, 0) if tok.kind == "op" else 0
+            if prec < min_prec or self.closes_wrapper(tok):
+                return node
+            self.advance()
+            node = ("bin", tok.pos, tok.value, node, self.binary(prec + 1))
+
+    def closes_wrapper(self, tok: _Tok) -> bool:
+        if not (self.wraps and not self.groups and tok.value == ">" and self.text[tok.pos] == ">"):
+            return False
+        return self.template or not _starts_operand(self.peek(1))
+
+    def unary(self) -> tuple[Any, ...]:
+        if not self.at("!", "-"):
+            return self.postfix()
+        tok = self.advance()
+        self.enter(tok.pos)
+        node = ("not" if tok.value == "!" else "neg", tok.pos, self.unary())
+        self.depth -= 1
+        return node
+
+    def postfix(self) -> tuple[Any, ...]:
+        node = self.primary()
+        calls = []
+        while self.at("."):
+            self.advance()
+            tok = self.advance()
+            if tok.kind != "path":
+                self.unexpected(tok, "expected a method name after '.'")
+            name = tok.value.path[0]
+            if len(tok.value.path) > 1 or not self.at("("):
+                self.fail(f"property access '.{name}' is not allowed (only method calls)", tok.pos)
+            if name not in _METHODS:
+                close = difflib.get_close_matches(name, _METHODS, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(sorted(_METHODS))
+                self.fail(f"unknown method '{name}' ({hint})", tok.pos)
+            self.advance()
+            args = self.items(")")
+            if len(args) != _METHODS[name][0]:
+                self.fail(f"'{name}' takes {_METHODS[name][0]} argument(s), got {len(args)}", tok.pos)
+            calls.append((name, tok.pos, tuple(args)))
+        return ("call", node[1], node, tuple(calls)) if calls else node
+
+    def items(self, close: str) -> list[tuple[Any, ...]]:
+        self.groups += 1
+        items = []
+        if not self.at(close):
+            items.append(self.ternary())
+            while not self.at(close):
+                self.expect(",", f"expected ',' or '{close}'")
+                items.append(self.ternary())
+        self.advance()
+        self.groups -= 1
+        return items
+
+    def primary(self) -> tuple[Any, ...]:
+        tok = self.advance()
+        if tok.kind in ("num", "str", "kw"):
+            return ("lit", tok.pos, tok.value)
+        if tok.kind == "path":
+            source = tok.value.text
+            if not self.wraps:
+                self.fail(f"bare name '{source}' (did you mean '<+{source}>'?)", tok.pos)
+            if self.at("("):
+                self.fail(f"function calls such as '{source}(…)' are not supported", tok.pos)
+        if tok.kind in ("ref", "path"):
+            self.refs.append(tok.value)
+            return ("ref", tok.pos, tok.value)
+        if tok.kind == "op" and tok.value == "(":
+            self.groups += 1
+            node = self.ternary()
+            self.expect(")", f"missing ')' for the '(' at position {tok.pos}")
+            self.groups -= 1
+            return node
+        if tok.kind == "op" and tok.value == "[":
+            return ("list", tok.pos, tuple(self.items("]")))
+        if tok.kind == "op" and tok.value == "<+":
+            return self.wrapper(tok)
+        self.unexpected(tok, "expected a value")
+
+    def wrapper(self, tok: _Tok) -> tuple[Any, ...]:
+        saved, self.groups = self.groups, 0
+        self.wraps += 1
+        node = self.ternary()
+        if self.peek().kind == "eof":
+            self.fail("unterminated '<+' (missing closing '>')", tok.pos)
+        self.expect(">", f"expected '>' to close the '<+' at position {tok.pos}")
+        self.wraps -= 1
+        self.groups = saved
+        return node
+
+
+# ------------------------------------------------------------------------------------- evaluation
+
+
+def _to_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    kind = {bool: "boolean", str: "string", int: "number", float: "number", list: "list"}
+    return f"{kind.get(type(value), type(value).__name__)} {_to_text(value)[:40]!r}"
+
+
+def _parse_number(text: str) -> int | float | None:
+    if len(text) > _MAX_DIGITS or not _NUMERIC_STR.fullmatch(text):
+        return None
+    stripped = text.strip()
+    return int(stripped) if stripped.lstrip("+-").isdigit() else float(stripped)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _equals(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) or isinstance(b, bool):
+        flag, other = (a, b) if isinstance(a, bool) else (b, a)
+        if isinstance(other, str):
+            lowered = other.strip().lower()
+            return lowered in ("true", "false") and (lowered == "true") == flag
+        return isinstance(other, bool) and other == flag
+    if _is_number(a) or _is_number(b):
+        number, other = (a, b) if _is_number(a) else (b, a)
+        if isinstance(other, str):
+            other = _parse_number(other)
+        return _is_number(other) and number == other
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_equals(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _div(x: int | float, y: int | float) -> int | float:
+    if isinstance(x, int) and isinstance(y, int):
+        quotient = abs(x) // abs(y)
+        return -quotient if (x < 0) != (y < 0) else quotient
+    return x / y
+
+
+def _mod(x: int | float, y: int | float) -> int | float:
+    if isinstance(x, int) and isinstance(y, int):
+        rest = abs(x) % abs(y)
+        return -rest if x < 0 else rest
+    if y == 0:
+        raise ZeroDivisionError
+    return math.fmod(x, y)
+
+
+def _split(text: str, sep: Any) -> list[str]:
+    sep = _to_text(sep)
+    return text.split(sep) if sep else list(text)
+
+
+_ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": _div,
+    "%": _mod,
+}
+
+# name -> (number of arguments, implementation on str, implementation on list or None)
+_METHODS: dict[str, tuple[int, Callable[..., Any], Callable[..., Any] | None]] = {
+    "contains": (1, lambda s, x: _to_text(x) in s, lambda items, x: any(_equals(e, x) for e in items)),
+    "startsWith": (1, lambda s, x: s.startswith(_to_text(x)), None),
+    "endsWith": (1, lambda s, x: s.endswith(_to_text(x)), None),
+    "split": (1, _split, None),
+    "length": (0, len, len),
+    "size": (0, len, len),
+    "toLowerCase": (0, str.lower, None),
+    "toUpperCase": (0, str.upper, None),
+    "trim": (0, str.strip, None),
+    "equals": (1, lambda s, x: isinstance(x, str) and s == x, _equals),
+}
+
+
+class _Evaluator:
+    """Walks a parsed tree; ``resolve`` supplies reference values."""
+
+    def __init__(self, text: str, resolve: Callable[[Reference], Any]):
+        self.text, self.resolve = text, resolve
+
+    def fail(self, message: str, pos: int) -> NoReturn:
+        raise ExpressionError(message, self.text, pos)
+
+    def walk(self, node: tuple[Any, ...]) -> Any:
+        match node[0]:
+            case "lit":
+                return node[2]
+            case "ref":
+                return self.reference(node[2])
+            case "list":
+                return [self.walk(item) for item in node[2]]
+            case "not":
+                return not truthy(self.walk(node[2]))
+            case "neg":
+                return self.arith("-", node[1], 0, self.number(self.walk(node[2]), node[1], "-"))
+            case "bin":
+                return self.binary(node)
+            case "if":
+                return self.walk(node[3] if truthy(self.walk(node[2])) else node[4])
+            case "call":
+                return self.call(node)
+            case _:
+                return self.template(node[2])
+
+    def template(self, parts: tuple[Any, ...]) -> Any:
+        if len(parts) == 1 and not isinstance(parts[0], str):
+            return self.walk(parts[0])
+        return "".join(p if isinstance(p, str) else _to_text(self.walk(p)) for p in parts)
+
+    def reference(self, ref: Reference) -> Any:
+        try:
+            return self.resolve(ref)
+        except ExpressionError:
+            raise
+        except LookupError as exc:
+            detail = f": {exc.args[0]}" if exc.args else ""
+            raise ExpressionError(f"cannot resolve {ref.text}{detail}", self.text, ref.position) from exc
+
+    def binary(self, node: tuple[Any, ...]) -> Any:
+        chain = []  # walk the left spine iteratively: long operator chains need no deep recursion
+        while node[0] == "bin":
+            chain.append(node)
+            node = node[3]
+        value = self.walk(node)
+        for _, pos, op, _, right in reversed(chain):
+            value = self.apply(op, pos, value, right)
+        return value
+
+    def apply(self, op: str, pos: int, left: Any, right_node: tuple[Any, ...]) -> Any:
+        if op == "&&":
+            return truthy(left) and truthy(self.walk(right_node))
+        if op == "||":
+            return truthy(left) or truthy(self.walk(right_node))
+        right = self.walk(right_node)
+        if op in ("==", "!="):
+            return _equals(left, right) == (op == "==")
+        if op in ("=~", "!~"):
+            return self.match(pos, left, right) == (op == "=~")
+        if op in _RELATIONAL:
+            if left is None or right is None:
+                return False
+            if not (isinstance(left, str) and isinstance(right, str)):
+                left, right = self.number(left, pos, op), self.number(right, pos, op)
+            return _RELATIONAL[op](left, right)
+        return self.arith(op, pos, left, right)
+
+    def number(self, value: Any, pos: int, op: str) -> int | float:
+        if isinstance(value, str) and (parsed := _parse_number(value)) is not None:
+            return parsed
+        if not _is_number(value):
+            self.fail(f"'{op}' needs numbers, got {_describe(value)}", pos)
+        return value
+
+    def arith(self, op: str, pos: int, left: Any, right: Any) -> Any:
+        if op == "+" and (isinstance(left, str) or isinstance(right, str)):
+            if left is None or right is None:
+                self.fail("cannot concatenate null", pos)
+            return _to_text(left) + _to_text(right)
+        x, y = self.number(left, pos, op), self.number(right, pos, op)
+        try:
+            result = _ARITH[op](x, y)
+        except ZeroDivisionError:
+            self.fail("division by zero", pos)
+        except (OverflowError, ValueError):
+            self.fail(f"arithmetic error in '{op}'", pos)
+        if isinstance(result, int) and result.bit_length() > _MAX_BITS:
+            self.fail("number too large", pos)
+        return result
+
+    def match(self, pos: int, left: Any, right: Any) -> bool:
+        if isinstance(right, (list, tuple)):
+            return any(_equals(left, item) for item in right)
+        if not isinstance(right, str):
+            self.fail(f"'=~' needs a list or a regex string on the right, got {_describe(right)}", pos)
+        if left is None:
+            return False
+        if len(right) > MAX_PATTERN:
+            self.fail(f"regular expression too long (limit {MAX_PATTERN})", pos)
+        try:
+            pattern = re.compile(right)
+        except (re.error, OverflowError, RecursionError) as exc:
+            self.fail(f"invalid regular expression: {exc}", pos)
+        return pattern.search(_to_text(left)) is not None
+
+    def call(self, node: tuple[Any, ...]) -> Any:
+        value = self.walk(node[2])
+        for name, pos, args in node[3]:
+            _, on_str, on_list = _METHODS[name]
+            impl = on_str if isinstance(value, str) else on_list if isinstance(value, (list, tuple)) else None
+            if impl is None:
+                receivers = "strings and lists" if on_list else "strings"
+                self.fail(f"cannot call .{name}() on {_describe(value)} (it applies to {receivers})", pos)
+            value = impl(value, *(self.walk(arg) for arg in args))
+        return value

@@ -1,0 +1,428 @@
+"""The definition of a pipeline: plain data, built cell by cell.
+
+``Pipeline`` → stages (serial, or side by side in ``Parallel`` blocks, R11);
+``Stage`` → an execution list and a rollback list of steps, step groups and parallel blocks
+(R12, R35); ``StepGroup`` → a serial list of steps and ``Parallel`` blocks of steps (R4, R5).
+
+The same objects are the builder. Each container has a *cursor*: ``with x.parallel():`` and
+``with x.rollback():`` move it, so ``step()`` calls land where the code reads:
+
+>>> p = Pipeline("release")
+>>> with p.stage("build") as build:
+...     _ = build.step("checkout")
+...     with build.step_group("tests") as tests:
+...         with tests.parallel():
+...             _ = tests.step("unit")
+...             _ = tests.step("lint")
+...         _ = tests.step("e2e")
+>>> p
+Pipeline('release', stages=['build'])
+>>> tests
+StepGroup('tests', [Parallel(['unit', 'lint']), 'e2e'])
+
+**Re-running redefines, never duplicates**: adding a node whose identifier already exists in
+the same container replaces the old node in its place (a parallel block replaces the block
+that held the same identifiers), so re-running a notebook cell is safe:
+
+>>> with p.stage("build") as build:
+...     _ = build.step("checkout")
+>>> [s.id for s in p.stages]
+['build']
+
+Nothing here checks the rules; ``validate.py`` does, all at once, before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from typing import Any, Union
+
+__all__ = ["Step", "StepGroup", "Parallel", "Stage", "Pipeline", "Node"]
+
+#: keyword settings shared by steps, step groups and stages (Harness YAML keys in snake_case).
+SETTINGS = ("when", "failure_strategies", "timeout", "delegate_selectors", "strategy", "variables")
+
+
+def _repr_items(items: list) -> list:
+    return [it.id if not isinstance(it, Parallel) else it for it in items]
+
+
+class _Drawable:
+    """Rich display: the last expression of a cell shows the picture of the plan."""
+
+    def _pipeline_for_display(self) -> Pipeline:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def render(self, trace: Any = None, **options: Any) -> Any:
+        """The Graphviz picture (``graphviz.Digraph``) of this node, coloured by ``trace``."""
+        from .render import render
+
+        return render(self._pipeline_for_display(), trace, **options)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
+        from .render import mimebundle
+
+        return mimebundle(self._pipeline_for_display())
+
+
+@dataclass(eq=True, repr=False)
+class Step:
+    """A step: a body (callable, cell code, or nothing) and its settings.
+
+    Args:
+        id: Harness identifier (letters, digits, ``_``, ``$``; not starting with a digit).
+        run: a callable (optionally taking the step context), code text, or None.
+        name: display name (defaults to ``id``).
+        when, failure_strategies, timeout, delegate_selectors, strategy, variables: as in
+            Harness YAML; see :mod:`notebook_pipelines.failure`.
+        duration: seconds or a Harness duration used by ``simulate()``.
+        type, spec: a typed step (e.g. ``ShellScript``) as Harness data.
+        inputs: keyword values for the body; strings may embed ``<+…>`` expressions.
+        outputs: names exported as output variables.
+    """
+
+    id: str
+    run: Callable | str | None = None
+    name: str | None = None
+    when: Any = None
+    failure_strategies: Any = None
+    timeout: Any = None
+    delegate_selectors: Any = None
+    strategy: Any = None
+    variables: dict | None = None
+    duration: Any = None
+    type: str | None = None
+    spec: dict | None = None
+    inputs: dict | None = None
+    outputs: list | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    def __repr__(self) -> str:
+        return f"Step({self.id!r})"
+
+
+Item = Union[Step, "StepGroup", "Parallel"]
+
+
+@dataclass(eq=True, repr=False)
+class Parallel:
+    """Siblings that start together; the block ends when the last one ends (R5, R12)."""
+
+    items: list = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[str]:
+        return [it.id for it in self.items]
+
+    def __repr__(self) -> str:
+        return f"Parallel({self.ids!r})"
+
+
+class _Container(_Drawable):
+    """The builder methods shared by stages and step groups (and, for stages, pipelines)."""
+
+    items: list
+    rollback_items: list
+
+    def _cursor(self) -> list:
+        stack = self.__dict__.setdefault("_stack", [])
+        return stack[-1] if stack else self.items
+
+    def _push(self, target: list) -> None:
+        self.__dict__.setdefault("_stack", []).append(target)
+
+    def _pop(self) -> None:
+        self.__dict__["_stack"].pop()
+
+    def _pending(self) -> Parallel | None:
+        return self.__dict__.get("_pending_block")
+
+    def add(self, item: Item) -> Item:
+        """Place a node at the cursor; a node with the same identifier is replaced in place."""
+        target = self._cursor()
+        pending = self._pending()
+        if pending is not None and target is pending.items:
+            _replace_or_append(target, item)
+        else:
+            _attach(self.items, self.rollback_items, target, item)
+        return item
+
+    def step(self, id: str, run: Callable | str | None = None, **settings: Any) -> Step:
+        """Add (or redefine) a step at the cursor and return it.
+
+        >>> s = Stage("build")
+        >>> s.step("compile", duration="30s")
+        Step('compile')
+        """
+        return self.add(Step(id, run, **settings))
+
+    def step_group(self, id: str, **settings: Any) -> StepGroup:
+        """Add (or redefine) a step group at the cursor; use it as a context manager."""
+        return self.add(StepGroup(id, **settings))
+
+    @contextmanager
+    def parallel(self) -> Iterator[Parallel]:
+        """Nodes added inside the ``with`` block start together (one parallel block)."""
+        if self._pending() is not None:
+            raise TypeError("parallel blocks cannot be nested: close the open `with …parallel()` first")
+        block = Parallel()
+        self.__dict__["_pending_block"] = block
+        self._push(block.items)
+        try:
+            yield block
+        finally:
+            self._pop()
+            self.__dict__["_pending_block"] = None
+        if block.items:
+            _attach(self.items, self.rollback_items, self._cursor(), block)
+
+    @contextmanager
+    def rollback(self) -> Iterator[list]:
+        """Nodes added inside the ``with`` block go to the rollback list (R35, R3)."""
+        self._push(self.rollback_items)
+        try:
+            yield self.rollback_items
+        finally:
+            self._pop()
+
+    def remove(self, id: str) -> Item:
+        """Remove the node with identifier ``id`` (from execution or rollback lists)."""
+        found = _remove(self.items, {id}) + _remove(self.rollback_items, {id})
+        if not found:
+            known = ", ".join(_ids(self.items) + _ids(self.rollback_items)) or "none"
+            raise KeyError(f"no node {id!r} here; known: {known}")
+        return found[0]
+
+    def find(self, id: str) -> Item | None:
+        """The node with identifier ``id`` directly in this container (or its parallel blocks)."""
+        for it in [*self.items, *self.rollback_items]:
+            if isinstance(it, Parallel):
+                for sub in it.items:
+                    if sub.id == id:
+                        return sub
+            elif it.id == id:
+                return it
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+@dataclass(eq=True, repr=False)
+class StepGroup(_Container):
+    """A serial list of steps and parallel blocks of steps, with shared settings (R1–R7).
+
+    ``rollback_items`` run when its failure strategy chooses ``StepGroupRollback`` (R3, R37).
+    """
+
+    id: str
+    items: list = field(default_factory=list)
+    rollback_items: list = field(default_factory=list)
+    name: str | None = None
+    when: Any = None
+    failure_strategies: Any = None
+    timeout: Any = None
+    delegate_selectors: Any = None
+    strategy: Any = None
+    variables: dict | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    def _pipeline_for_display(self) -> Pipeline:
+        return Pipeline(self.id, stages=[Stage(self.id, items=[self])], rules="current")
+
+    def __repr__(self) -> str:
+        return f"StepGroup({self.id!r}, {_repr_items(self.items)!r})"
+
+
+@dataclass(eq=True, repr=False)
+class Stage(_Container):
+    """A stage: an execution list, a rollback list and stage-level settings.
+
+    ``type`` is Harness's stage type (``Custom``, ``Deployment``, ``CI``…); ``resource`` is a
+    key that keeps parallel stages on the same infrastructure from overlapping (D8, R13).
+    """
+
+    id: str
+    items: list = field(default_factory=list)
+    rollback_items: list = field(default_factory=list)
+    name: str | None = None
+    type: str = "Custom"
+    when: Any = None
+    failure_strategies: Any = None
+    timeout: Any = None
+    delegate_selectors: Any = None
+    strategy: Any = None
+    variables: dict | None = None
+    resource: str | None = None
+    spec: dict | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    def _pipeline_for_display(self) -> Pipeline:
+        return Pipeline(self.id, stages=[self], rules="current")
+
+    def __repr__(self) -> str:
+        return f"Stage({self.id!r}, {_repr_items(self.items)!r})"
+
+
+@dataclass(eq=True, repr=False)
+class Pipeline(_Container):
+    """A pipeline: stages in order; stages in a ``parallel()`` block run side by side (R11).
+
+    Args:
+        id: the pipeline identifier (also its name unless ``name`` is given).
+        stages: stages and ``Parallel`` blocks of stages, to build from plain objects.
+        variables: pipeline variables (``<+pipeline.variables.NAME>``).
+        rules: ``"classic"`` (no nested step groups, no group delegate selectors) or
+            ``"current"`` (both allowed) — decision D1.
+        timeout: a pipeline timeout (seconds or a Harness duration).
+    """
+
+    id: str
+    stages: list = field(default_factory=list)
+    name: str | None = None
+    variables: dict | None = None
+    rules: str = "classic"
+    timeout: Any = None
+    description: str | None = None
+    extra: dict | None = None
+
+    @property
+    def items(self) -> list:  # the builder's execution list is the stage list
+        return self.stages
+
+    @property
+    def rollback_items(self) -> list:
+        return []
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    def stage(self, id: str, **settings: Any) -> Stage:
+        """Add (or redefine) a stage at the cursor; use it as a context manager."""
+        return self.add(Stage(id, **settings))
+
+    def step(self, *args: Any, **kwargs: Any) -> Step:  # pragma: no cover - guidance only
+        raise TypeError("steps belong to a stage: `with p.stage('build') as s: s.step(...)`")
+
+    step_group = step
+
+    def rollback(self):  # pragma: no cover - guidance only
+        raise TypeError("a pipeline has no rollback list: add rollback steps to a stage")
+
+    def _pipeline_for_display(self) -> Pipeline:
+        return self
+
+    # The verbs of the pipeline; each imports what it needs lazily.
+    def validate(self) -> None:
+        """Check every structural rule; raise one ``DefinitionError`` listing all problems."""
+        from .validate import validate
+
+        validate(self)
+
+    def plan(self):
+        """The validated, immutable plan that both the renderer and the engine walk."""
+        from .plan import compile_plan
+
+        return compile_plan(self)
+
+    def run(self, **options: Any):
+        """Run in the kernel (threads, wall clock); return the trace DataFrame.
+
+        See :func:`notebook_pipelines.engine.run` for the options.
+        """
+        from .engine import run
+
+        return run(self, **options)
+
+    def simulate(self, **options: Any):
+        """Run in virtual time (declared durations, injected failures); return the trace.
+
+        See :func:`notebook_pipelines.simulate.simulate` for the options.
+        """
+        from .simulate import simulate
+
+        return simulate(self, **options)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.id!r}, stages={_repr_items(self.stages)!r})"
+
+
+Node = Union[Pipeline, Stage, StepGroup, Step]
+
+
+def _ids(items: list) -> list[str]:
+    out: list[str] = []
+    for it in items:
+        out.extend(it.ids if isinstance(it, Parallel) else [it.id])
+    return out
+
+
+def _replace_or_append(target: list, item: Item) -> None:
+    for i, old in enumerate(target):
+        if not isinstance(old, Parallel) and old.id == item.id:
+            target[i] = item
+            return
+    target.append(item)
+
+
+def _remove(items: list, ids: set[str]) -> list:
+    """Remove nodes with these ids from ``items`` (and its parallel blocks); drop empty blocks."""
+    removed = []
+    for i in range(len(items) - 1, -1, -1):
+        it = items[i]
+        if isinstance(it, Parallel):
+            removed.extend(_remove(it.items, ids))
+            if not it.items:
+                del items[i]
+        elif it.id in ids:
+            removed.append(items.pop(i))
+    return removed
+
+
+def _attach(items: list, rollback: list, target: list, item: Item) -> None:
+    """Put ``item`` into ``target``, replacing nodes with the same ids anywhere in the container.
+
+    The new node takes the place of the first old node it replaces when that node sat in
+    ``target``; otherwise it goes to the end of ``target``.
+    """
+    new_ids = _item_ids(item)
+    position = None
+    for i, old in enumerate(target):
+        if _item_ids(old) & new_ids:
+            position = i
+            break
+    if position is not None:
+        # the nearest earlier node that is not replaced survives: the new node goes after it
+        anchor = next((it for it in reversed(target[:position]) if not (_item_ids(it) & new_ids)), None)
+        _remove(items, new_ids)
+        _remove(rollback, new_ids)
+        index = 0 if anchor is None else next(i for i, it in enumerate(target) if it is anchor) + 1
+        target.insert(index, item)
+    else:
+        _remove(items, new_ids)
+        _remove(rollback, new_ids)
+        target.append(item)
+
+
+def _item_ids(item: Item) -> set[str]:
+    return set(item.ids if isinstance(item, Parallel) else [item.id])
+
+
+def settings_of(node: Any) -> dict[str, Any]:
+    """The non-empty settings of a node, by field name (for diffs and serialisers)."""
+    return {f.name: getattr(node, f.name) for f in fields(node) if getattr(node, f.name) not in (None, [], {})}

@@ -1,0 +1,263 @@
+"""Compile a valid definition into the immutable plan that the renderer and the engine walk.
+
+A plan is a tree of :class:`PlanNode`. Containers (pipeline, stage, step group) hold a serial
+tuple ``items`` whose entries are nodes or ``parallel`` nodes (whose ``items`` start
+together), and a ``rollback`` tuple of the same shape. Every node carries its fully qualified
+name exactly as Harness writes it, its position (``block``: index in the parent's serial
+list), and its *effective* settings: a step's ``when`` is its own or its innermost group's
+(R7, R31); its failure strategies are the chain step → groups → stage → default (R22, R24).
+
+>>> from notebook_pipelines.model import Pipeline
+>>> p = Pipeline("release")
+>>> with p.stage("build") as b:
+...     with b.step_group("tests") as t:
+...         _ = t.step("unit")
+>>> plan = compile_plan(p)
+>>> [n.fqn for n in plan.nodes]  # doctest: +NORMALIZE_WHITESPACE
+['pipeline', 'pipeline.stages.build', 'pipeline.stages.build.spec.execution.steps.tests',
+ 'pipeline.stages.build.spec.execution.steps.tests.steps.unit']
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .durations import parse_duration
+from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
+from .model import Parallel, Pipeline, Stage, Step, StepGroup
+from .validate import validate
+
+__all__ = ["Plan", "PlanNode", "compile_plan", "choose_action", "DEFAULT_STAGE_STRATEGY", "KINDS"]
+
+#: The stage's default entry (R24): a failure that no strategy catches fails the node and lets
+#: the following nodes' ``when`` decide (MarkAsFailure, E9).
+DEFAULT_STAGE_STRATEGY = (OnFailure(("AllErrors",), MarkAsFailure()),)
+KINDS = ("pipeline", "stage", "step_group", "step")
+
+
+class PlanNode:
+    """One node of a plan. Plain attributes; treat as read-only."""
+
+    __slots__ = (
+        "kind",
+        "id",
+        "name",
+        "fqn",
+        "index",
+        "parent",
+        "stage",
+        "group",
+        "block",
+        "phase",
+        "depth",
+        "items",
+        "rollback",
+        "when",
+        "strategies",
+        "timeout",
+        "body",
+        "takes_ctx",
+        "duration",
+        "type",
+        "spec",
+        "variables",
+        "inputs",
+        "outputs",
+        "delegate_selectors",
+        "resource",
+        "source",
+    )
+
+    def __init__(self, kind: str, **attrs: Any):
+        self.kind = kind
+        for name in self.__slots__[1:]:
+            setattr(self, name, attrs.get(name))
+
+    @property
+    def is_container(self) -> bool:
+        return self.kind in ("pipeline", "stage", "step_group")
+
+    def walk(self) -> Iterator[PlanNode]:
+        """This node and every node below it (execution, then rollback), in plan order."""
+        yield self
+        for item in (*(self.items or ()), *(self.rollback or ())):
+            if item.kind == "parallel":
+                for child in item.items:
+                    yield from child.walk()
+            else:
+                yield from item.walk()
+
+    def __repr__(self) -> str:
+        return f"<PlanNode {self.kind} {self.fqn}>"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The compiled pipeline: ``root`` and every node in pre-order (``nodes[i].index == i``)."""
+
+    pipeline: Pipeline
+    root: PlanNode
+    nodes: tuple[PlanNode, ...]
+    by_fqn: dict
+
+    @property
+    def steps(self) -> list[PlanNode]:
+        return [n for n in self.nodes if n.kind == "step"]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
+    """Validate ``pipeline`` (unless ``check=False``) and compile it into a :class:`Plan`."""
+    if check:
+        validate(pipeline)
+    builder = _Builder()
+    root = builder.pipeline(pipeline)
+    nodes = tuple(builder.nodes)
+    return Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
+
+
+def _takes_ctx(fn: Any) -> bool:
+    """True when ``fn`` takes a positional argument (the step context)."""
+    if not callable(fn):
+        return False
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    for param in sig.parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD, param.VAR_POSITIONAL):
+            return True
+    return "ctx" in sig.parameters
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.nodes: list[PlanNode] = []
+
+    def _new(self, kind: str, **attrs: Any) -> PlanNode:
+        node = PlanNode(kind, index=len(self.nodes), **attrs)
+        self.nodes.append(node)
+        return node
+
+    def pipeline(self, p: Pipeline) -> PlanNode:
+        root = self._new(
+            "pipeline",
+            id=p.id,
+            name=p.display_name,
+            fqn="pipeline",
+            phase="execution",
+            depth=0,
+            timeout=parse_duration(p.timeout),
+            variables=dict(p.variables or {}),
+            source=p,
+            block=None,
+        )
+        root.items = self._items(p.stages, root, "pipeline.stages", "execution", ctx=_Ctx(root))
+        root.rollback = ()
+        return root
+
+    def _items(self, items: list, parent: PlanNode, prefix: str, phase: str, ctx: _Ctx) -> tuple:
+        out = []
+        for block, item in enumerate(items):
+            if isinstance(item, Parallel):
+                par = PlanNode("parallel", fqn=f"{prefix}[{block}]", parent=parent, block=block, phase=phase)
+                par.id, par.name, par.depth = f"parallel{block}", "parallel", parent.depth + 1
+                par.stage, par.group = parent.stage if parent.kind != "stage" else parent, parent.group
+                par.items = tuple(self._node(child, parent, prefix, phase, block, ctx) for child in item.items)
+                par.rollback = ()
+                out.append(par)
+            else:
+                out.append(self._node(item, parent, prefix, phase, block, ctx))
+        return tuple(out)
+
+    def _node(self, item: Any, parent: PlanNode, prefix: str, phase: str, block: int, ctx: _Ctx) -> PlanNode:
+        fqn = f"{prefix}.{item.id}"
+        common = dict(
+            id=item.id,
+            name=item.display_name,
+            fqn=fqn,
+            parent=parent,
+            block=block,
+            phase=phase,
+            depth=parent.depth + 1,
+            source=item,
+        )
+        if isinstance(item, Stage):
+            node = self._new(
+                "stage",
+                when=coerce_when(item.when) or When("Success"),
+                timeout=parse_duration(item.timeout),
+                strategies=(coerce_strategies(item.failure_strategies), DEFAULT_STAGE_STRATEGY),
+                variables=dict(item.variables or {}),
+                delegate_selectors=item.delegate_selectors,
+                resource=item.resource,
+                type=item.type,
+                spec=item.spec,
+                **common,
+            )
+            node.stage, node.group = node, None
+            inner = _Ctx(node, strategies=node.strategies, selectors=item.delegate_selectors)
+            node.items = self._items(item.items, node, f"{fqn}.spec.execution.steps", phase, inner)
+            node.rollback = self._items(item.rollback_items, node, f"{fqn}.spec.execution.rollbackSteps", "rollback", inner)
+            return node
+        stage = parent if parent.kind == "stage" else parent.stage
+        if isinstance(item, StepGroup):
+            when = coerce_when(item.when)
+            node = self._new(
+                "step_group",
+                when=when or ctx.when or When("Success"),
+                timeout=parse_duration(item.timeout),
+                variables=dict(item.variables or {}),
+                delegate_selectors=item.delegate_selectors or ctx.selectors,
+                **common,
+            )
+            node.stage, node.group = stage, node
+            node.strategies = (coerce_strategies(item.failure_strategies), *ctx.strategies)
+            inner = _Ctx(node, when=when or ctx.when, strategies=node.strategies, selectors=node.delegate_selectors)
+            node.items = self._items(item.items, node, f"{fqn}.steps", phase, inner)
+            node.rollback = self._items(item.rollback_items, node, f"{fqn}.rollbackSteps", "rollback", inner)
+            return node
+        assert isinstance(item, Step)
+        node = self._new(
+            "step",
+            when=coerce_when(item.when) or ctx.when or When("Success"),
+            timeout=parse_duration(item.timeout),
+            body=item.run,
+            takes_ctx=_takes_ctx(item.run),
+            duration=parse_duration(item.duration),
+            type=item.type,
+            spec=item.spec,
+            variables=dict(item.variables or {}),
+            inputs=dict(item.inputs or {}),
+            outputs=tuple(item.outputs or ()),
+            delegate_selectors=item.delegate_selectors or ctx.selectors,
+            **common,
+        )
+        node.stage, node.group = stage, parent if parent.kind == "step_group" else None
+        node.strategies = (coerce_strategies(item.failure_strategies), *ctx.strategies)
+        node.items = node.rollback = ()
+        return node
+
+
+class _Ctx:
+    """What a container hands down to its children while compiling."""
+
+    __slots__ = ("node", "when", "strategies", "selectors")
+
+    def __init__(self, node: PlanNode, when: When | None = None, strategies: tuple = (), selectors: Any = None):
+        self.node, self.when, self.strategies, self.selectors = node, when, strategies, selectors
+
+
+def choose_action(node: PlanNode, error_type: str) -> Any:
+    """The action for ``error_type`` on ``node``: first match in the nearest level (R22, R23)."""
+    for level in node.strategies:
+        for entry in level:
+            if entry.matches(error_type):
+                return entry.action
+    return DEFAULT_STAGE_STRATEGY[0].action
+
