@@ -23,8 +23,9 @@ Grammar (EBNF-ish; ``binop`` is parsed by precedence climbing, all binary operat
     path      := IDENT { "." SEGMENT | "[" STRING "]" | ".get(" STRING ")" }       (R47)
     template  := { TEXT | reference | wrapper }
 
-Inside a wrapper a ``>`` closes it when what follows cannot start an operand (``<+<+a> > 3>`` works);
-inside a *template* the first ``>`` outside parentheses closes it (write ``gt`` or use parentheses).
+Inside a wrapper a ``>`` closes it when what follows cannot start an operand (``<+<+a> > 3>`` works;
+write ``(<+<+a> + 1>) - 1``, not ``<+<+a> + 1> - 1``). Inside a *template* the first ``>`` outside
+parentheses closes it (write ``gt`` or use parentheses there).
 Limits: ``MAX_LENGTH`` characters, ``MAX_DEPTH`` levels of nesting, ``MAX_PATTERN`` regex characters.
 
 Coercion rules (the choices made where JEXL/Harness are loose):
@@ -41,8 +42,9 @@ Coercion rules (the choices made where JEXL/Harness are loose):
   Arithmetic on ``null`` or booleans, and division by zero, raise ExpressionError.
 * ``=~``/``!~``: a list on the right tests membership (with ``==``); a string is a regex used with
   ``re.search`` (anchor it with ``^…$`` for a full match); a ``null`` left side never matches.
-* Text rendering (templates, concatenation, string methods): ``true``/``false``/``null`` like Harness,
-  everything else ``str()``. A template that is exactly one ``<+…>`` returns the raw value.
+* Text rendering (templates, concatenation, string methods) follows Java/Harness: ``true``, ``false``,
+  ``null``, lists as ``[a, 1, true]``; everything else ``str()``. A template that is exactly one
+  ``<+…>`` returns the raw value.
 
 >>> values = {("pipeline", "variables", "env"): "prod", ("tag",): "v1.2"}
 >>> cond = parse_condition('<+pipeline.variables.env> == "prod" && <+tag>.startsWith("v")')
@@ -522,6 +524,8 @@ def _to_text(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_to_text(item) for item in value) + "]"
     return str(value)
 
 

@@ -488,6 +488,11 @@ def test_R33_template_interpolates_values() -> None:
     assert [r.position for r in tpl.references] == [7, 35, 43, 56]
 
 
+def test_R33_template_renders_lists_like_harness() -> None:
+    assert parse_template("items=<+items>").evaluate(resolve) == "items=[a, b, 3]"
+    assert cond('"x" + [1, true, null]') == "x[1, true, null]"
+
+
 def test_R33_template_single_reference_returns_raw_value() -> None:
     assert parse_template("<+items>").evaluate(resolve) == ["a", "b", 3]
     assert parse_template("<+n>").evaluate(resolve) == 5
@@ -770,3 +775,55 @@ def test_R33_property_arbitrary_text_never_crashes(text: str) -> None:
 def test_R33_property_string_literal_roundtrip(value: str) -> None:
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     assert parse_condition(f'"{escaped}"').evaluate(resolve) == value
+
+
+LEAVES = st.sampled_from(
+    ["1", "2.5", "0", '"a"', "'5'", "true", "false", "null", "<+x>", "<+y.z>", "[1, 'b']"]
+)
+BINARY = ["||", "&&", "==", "!=", "=~", "!~", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", " and ", " or "]
+METHODS = [".trim()", ".length()", '.contains("a")', '.split(",")', ".toUpperCase()", '.equals("a")']
+
+
+def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.tuples(children, st.sampled_from(BINARY), children).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(children, children, children).map(lambda t: f"({t[0]} ? {t[1]} : {t[2]})"),
+        children.map(lambda c: f"!{c}"),
+        children.map(lambda c: f"-{c}"),
+        st.tuples(children, st.sampled_from(METHODS)).map(lambda t: f"{t[0]}{t[1]}"),
+        children.map(lambda c: f"(<+{c} == 1>)"),
+    )
+
+
+WELL_FORMED = st.recursive(LEAVES, _combine, max_leaves=12)
+
+
+@settings(deadline=None, max_examples=300)
+@given(WELL_FORMED, st.sampled_from(["a", "5", "true", "", "a,b"]))
+def test_R33_property_well_formed_expressions_parse_and_evaluate_safely(text: str, value: str) -> None:
+    expr = parse_condition(text)  # must not raise: the grammar generated it
+    assert all(r.path in (("x",), ("y", "z")) for r in expr.references)
+    try:
+        expr.evaluate(lambda ref: value)
+    except ExpressionError as exc:
+        assert exc.position is not None and 0 <= exc.position <= len(text)
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    st.integers(-(10**6), 10**6), st.integers(-(10**6), 10**6), st.sampled_from(["+", "-", "*", "<", ">="])
+)
+def test_R33_property_integer_arithmetic_and_comparison_match_python(a: int, b: int, op: str) -> None:
+    expected = {"+": a + b, "-": a - b, "*": a * b, "<": a < b, ">=": a >= b}[op]
+    assert parse_condition(f"<+a> {op} {b}").evaluate(lambda ref: a) == expected
+    assert parse_condition(f'"{a}" {op} {b}').evaluate(lambda ref: a) == (
+        f"{a}{b}" if op == "+" else expected
+    )
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.integers(-1000, 1000), st.integers(-1000, 1000).filter(bool))
+def test_R33_property_integer_division_truncates_like_java(a: int, b: int) -> None:
+    quotient = parse_condition(f"{a} / {b}".replace("--", "- -")).evaluate(resolve)
+    remainder = parse_condition(f"{a} % {b}".replace("--", "- -")).evaluate(resolve)
+    assert quotient == int(a / b) and quotient * b + remainder == a
