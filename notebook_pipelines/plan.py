@@ -41,40 +41,18 @@ KINDS = ("pipeline", "stage", "step_group", "step")
 class PlanNode:
     """One node of a plan. Plain attributes; treat as read-only."""
 
-    __slots__ = (
-        "kind",
-        "id",
-        "name",
-        "fqn",
-        "index",
-        "parent",
-        "stage",
-        "group",
-        "block",
-        "phase",
-        "depth",
-        "items",
-        "rollback",
-        "when",
-        "strategies",
-        "timeout",
-        "body",
-        "takes_ctx",
-        "duration",
-        "type",
-        "spec",
-        "variables",
-        "inputs",
-        "outputs",
-        "delegate_selectors",
-        "resource",
-        "source",
-    )
+    # Class-level defaults; a node stores only what differs (fast to build 100,000 of them).
+    id = name = fqn = parent = stage = group = block = phase = None
+    index = depth = 0
+    items: tuple = ()
+    rollback: tuple = ()
+    when = strategies = timeout = body = duration = type = spec = None
+    takes_ctx = False
+    variables = inputs = outputs = delegate_selectors = resource = source = None
 
     def __init__(self, kind: str, **attrs: Any):
         self.kind = kind
-        for name in self.__slots__[1:]:
-            setattr(self, name, attrs.get(name))
+        self.__dict__.update(attrs)
 
     @property
     def is_container(self) -> bool:
@@ -103,6 +81,24 @@ class Plan:
     nodes: tuple[PlanNode, ...]
     by_fqn: dict
 
+    def static_columns(self) -> dict:
+        """Per-node values of the trace's static columns, computed once per plan."""
+        cached = self.__dict__.get("_static")
+        if cached is None:
+            nodes = self.nodes
+            cached = {
+                "fqn": [n.fqn for n in nodes],
+                "parent": [n.parent.fqn if n.parent is not None else None for n in nodes],
+                "kind": [n.kind for n in nodes],
+                "phase": [n.phase for n in nodes],
+                "stage": [n.stage.id if n.stage is not None else None for n in nodes],
+                "step_group": [n.group.id if n.group is not None else None for n in nodes],
+                "step": [n.id if n.kind == "step" else None for n in nodes],
+                "block": [n.block for n in nodes],
+            }
+            object.__setattr__(self, "_static", cached)
+        return cached
+
     @property
     def steps(self) -> list[PlanNode]:
         return [n for n in self.nodes if n.kind == "step"]
@@ -118,21 +114,33 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
     builder = _Builder()
     root = builder.pipeline(pipeline)
     nodes = tuple(builder.nodes)
-    return Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
+    plan = Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
+    if check:
+        from .errors import DefinitionError
+        from .references import static_problems
+
+        problems = static_problems(plan)
+        if problems:
+            raise DefinitionError(problems)
+    return plan
 
 
-def _takes_ctx(fn: Any) -> bool:
-    """True when ``fn`` takes a positional argument (the step context)."""
+def _takes_ctx(fn: Any, inputs: Any = ()) -> bool:
+    """True when ``fn`` takes the step context: a parameter named ``ctx``, or a first
+    positional parameter that is not one of the step's inputs (those come as keywords)."""
     if not callable(fn):
         return False
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return False
+    if "ctx" in sig.parameters:
+        return True
     for param in sig.parameters.values():
         if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD, param.VAR_POSITIONAL):
-            return True
-    return "ctx" in sig.parameters
+            return param.name not in (inputs or ())
+        return False
+    return False
 
 
 class _Builder:
@@ -228,7 +236,7 @@ class _Builder:
             when=coerce_when(item.when) or ctx.when or When("Success"),
             timeout=parse_duration(item.timeout),
             body=item.run,
-            takes_ctx=_takes_ctx(item.run),
+            takes_ctx=_takes_ctx(item.run, item.inputs),
             duration=parse_duration(item.duration),
             type=item.type,
             spec=item.spec,

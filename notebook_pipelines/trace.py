@@ -33,6 +33,7 @@ error_type    str                       Harness error type (R16) of a failure, o
 error         str                       the error message, or NA
 action        str                       failure-strategy action applied, or NA
 outputs       object                    dict of output variables, or None
+inputs        object                    dict of the step's resolved inputs, or None
 log           str                       text the step printed (stdout and stderr), or NA
 ============  ========================  ====================================================
 """
@@ -72,6 +73,7 @@ COLUMNS = (
     "error",
     "action",
     "outputs",
+    "inputs",
     "log",
 )
 
@@ -113,6 +115,7 @@ RECORD = (
     "action",
     "outputs",
     "log",
+    "inputs",
 )
 
 
@@ -130,62 +133,81 @@ class Recorder:
         self.seen.add(row[0])
 
 
-def build_trace(plan: Plan, rows: list[tuple], run_id: str, epoch_ns: int) -> pd.DataFrame:
-    """The trace DataFrame from records, ordered by plan position, then attempt.
+def _node_columns(plan: Plan) -> dict:
+    """The static columns as pandas arrays with one entry per plan node (cached on the plan)."""
+    import pandas as pd
 
-    ``epoch_ns`` is the run's start as nanoseconds since the Unix epoch (UTC).
+    static = plan.static_columns()
+    cached = static.get("_arrays")
+    if cached is None:
+        cached = {name: pd.array(static[name], dtype="str") for name in STATIC_STR}
+        cached["kind"] = pd.Categorical(static["kind"], categories=KINDS)
+        cached["phase"] = pd.Categorical(static["phase"], categories=PHASES)
+        cached["block"] = pd.array(static["block"], dtype="Int64")
+        static["_arrays"] = cached
+    return cached
+
+
+STATIC_STR = ("fqn", "parent", "stage", "step_group", "step")
+
+
+def build_trace(plan: Plan, rows: list[tuple], run_id: str, epoch_ns: int) -> pd.DataFrame:
+    """The trace DataFrame from records, ordered by plan position, then iteration and attempt.
+
+    ``epoch_ns`` is the run's start as nanoseconds since the Unix epoch (UTC). The work is
+    column by column (numpy/pandas), never per row.
     """
     import numpy as np
     import pandas as pd
 
-    rows = sorted(rows, key=lambda r: (r[0], r[1] if r[1] is not None else -1, r[2]))
     n = len(rows)
     cols = list(zip(*rows)) if rows else [()] * len(RECORD)
     index = np.fromiter(cols[0], dtype=np.int64, count=n)
-    nodes = plan.nodes
+    iteration = np.array(cols[1], dtype=object)
+    attempt = np.fromiter(cols[2], dtype=np.int64, count=n)
+    iteration_key = np.fromiter((-1 if i is None else i for i in cols[1]), dtype=np.int64, count=n)
+    order = np.lexsort((attempt, iteration_key, index))
+    index, attempt, iteration = index[order], attempt[order], iteration[order]
 
-    def static(get: Any) -> np.ndarray:
-        table = np.array([get(node) for node in nodes], dtype=object)
-        return table[index]
+    def column(i: int) -> np.ndarray:
+        return np.array(cols[i], dtype=object)[order] if n else np.array([], dtype=object)
 
-    start_s = np.array(cols[5], dtype=np.float64)
-    end_s = np.array(cols[6], dtype=np.float64)
-    epoch = np.int64(epoch_ns)
+    start_s = np.array(cols[5], dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
+    end_s = np.array(cols[6], dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
 
     def stamp(seconds: np.ndarray) -> pd.DatetimeIndex:
-        ns = np.where(np.isnan(seconds), np.nan, np.round(seconds * 1e9))
-        values = pd.array(ns, dtype="Float64").astype("Int64") + epoch
-        return pd.to_datetime(values, utc=True)
+        missing = np.isnan(seconds)
+        ns = np.where(missing, 0, np.round(np.nan_to_num(seconds) * 1e9)).astype(np.int64) + np.int64(epoch_ns)
+        values = pd.to_datetime(ns, utc=True)
+        return values.where(~missing, pd.NaT)
 
-    def block_of(node: Any) -> Any:
-        return node.block if node.block is not None else pd.NA
-
-    data = {
-        "run_id": pd.array([run_id] * n, dtype="str"),
-        "fqn": pd.array(static(lambda x: x.fqn), dtype="str"),
-        "parent": pd.array(static(lambda x: x.parent.fqn if x.parent is not None else None), dtype="str"),
-        "kind": pd.Categorical(static(lambda x: x.kind), categories=KINDS),
-        "phase": pd.Categorical(static(lambda x: x.phase), categories=PHASES),
-        "stage": pd.array(static(lambda x: x.stage.id if x.stage is not None else None), dtype="str"),
-        "step_group": pd.array(static(lambda x: x.group.id if x.group is not None else None), dtype="str"),
-        "step": pd.array(static(lambda x: x.id if x.kind == "step" else None), dtype="str"),
-        "block": pd.array(static(block_of), dtype="Int64"),
-        "iteration": pd.array(np.array(cols[1], dtype=object), dtype="Int64"),
-        "attempt": np.array(cols[2], dtype=np.int64),
-        "status": pd.Categorical(np.array(cols[3], dtype=object), categories=STATUSES),
-        "reason": pd.array(np.array(cols[4], dtype=object), dtype="str"),
-        "start": stamp(start_s),
-        "end": stamp(end_s),
-        "start_s": start_s,
-        "end_s": end_s,
-        "duration_s": end_s - start_s,
-        "worker": pd.array(np.array(cols[7], dtype=object), dtype="str"),
-        "error_type": pd.array(np.array(cols[8], dtype=object), dtype="str"),
-        "error": pd.array(np.array(cols[9], dtype=object), dtype="str"),
-        "action": pd.array(np.array(cols[10], dtype=object), dtype="str"),
-        "outputs": np.array(cols[11], dtype=object) if n else np.array([], dtype=object),
-        "log": pd.array(np.array(cols[12], dtype=object), dtype="str"),
-    }
+    nodes = _node_columns(plan)
+    data = {"run_id": pd.array(np.full(n, run_id, dtype=object), dtype="str")}
+    for name in STATIC_STR:
+        data[name] = nodes[name].take(index)
+    data["kind"] = nodes["kind"].take(index)
+    data["phase"] = nodes["phase"].take(index)
+    data["block"] = nodes["block"].take(index)
+    data.update(
+        {
+            "iteration": pd.array(iteration, dtype="Int64"),
+            "attempt": attempt,
+            "status": pd.Categorical(column(3), categories=STATUSES),
+            "reason": pd.array(column(4), dtype="str"),
+            "start": stamp(start_s),
+            "end": stamp(end_s),
+            "start_s": start_s,
+            "end_s": end_s,
+            "duration_s": end_s - start_s,
+            "worker": pd.array(column(7), dtype="str"),
+            "error_type": pd.array(column(8), dtype="str"),
+            "error": pd.array(column(9), dtype="str"),
+            "action": pd.array(column(10), dtype="str"),
+            "outputs": column(11),
+            "inputs": column(13),
+            "log": pd.array(column(12), dtype="str"),
+        }
+    )
     frame = pd.DataFrame(data, columns=list(COLUMNS))
     frame.attrs["run_id"] = run_id
     frame.attrs["pipeline"] = plan.pipeline.id
