@@ -61,7 +61,7 @@ def main() -> int:
     columns = ["stage", "step_group", "step", "kind", "block", "attempt", "status", "start_s", "duration_s", "worker"]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print()
-        print(trace[columns].fillna("").to_string(index=False))
+        print(trace[columns].astype(object).fillna("").to_string(index=False))
     print()
     print(outline(p, trace))
     for name in ("release.svg", "release-run.svg", "trace.csv"):

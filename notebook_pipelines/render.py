@@ -1,0 +1,486 @@
+"""Draw the plan of a pipeline with Graphviz, optionally coloured by the trace of a run.
+
+The renderer walks the compiled :class:`~notebook_pipelines.plan.Plan` — the very plan the
+engine runs — so the picture shows exactly what will run.
+
+Drawing conventions
+-------------------
+- **Serial items** (R4, R11) are a chain of edges, from a small filled ``start`` dot to a
+  double-circle ``end``.
+- **A parallel block** (R5, R12) fans out from the previous item to every sibling and fans back
+  in to a small *join point*; the next item starts from that point. Sibling steps share one
+  ``{rank=same}`` subgraph, so they stand side by side; parallel stages sit side by side too.
+- **A step group** is a rounded, lightly filled cluster labelled with its name and
+  "step group"; **a stage** is a bold cluster labelled with its name and type.
+- **A rollback list** (R35, R3) is a separate lane inside its stage or group: a *dashed*
+  cluster labelled "rollback", entered from its own point, with dashed edges and no visible
+  edge from the main path (an invisible one keeps it level with the container's first items),
+  because it only runs when a rollback action fires (R37).
+- Node ids are the plan index (``n3``; clusters ``cluster_n3``; join points ``n3_p1``, ``n3_rp0``
+  in a rollback lane), labels are display names (with a declared ``duration``), tooltips are FQNs.
+  The same plan always gives byte-identical DOT: nothing depends on ``id()``, time or hashing.
+- **With a trace**, each node shows its final status (its last attempt row): fill and border
+  from :data:`STATUS_STYLES` (Skipped dashed, NotStarted dotted and faded), the time it took
+  (first start to last end, retry waits included), ``×N`` for N attempts and the failure
+  strategy action applied. Stage and group clusters take the status colour on their border and
+  the status in their label; the legend lists the statuses present.
+- **Rich display never raises**: without ``dot`` (or for an invalid definition) it warns and
+  shows text; files and SVG without ``dot`` raise :class:`GraphvizMissing` with install hints.
+
+:func:`outline` is the same walk as indented text — what notebooks show next to pictures, since
+SVG bytes differ between Graphviz versions:
+
+>>> from notebook_pipelines import Pipeline
+>>> p = Pipeline("release")
+>>> with p.stage("build") as build:
+...     _ = build.step("checkout", duration="5s")
+...     with build.parallel():
+...         _ = build.step("unit", duration="30s")
+...         _ = build.step("lint", duration="10s")
+>>> print(outline(p))
+pipeline release
+  stage build
+    step checkout
+    parallel
+      step unit
+      step lint
+>>> print(outline(p, p.simulate()))
+pipeline release    Success 35s
+  stage build       Success 35s
+    step checkout   Success 5s
+    parallel
+      step unit     Success 30s
+      step lint     Success 10s
+>>> render(p).source.count("->")
+6
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .durations import format_duration
+from .errors import DefinitionError, PipelineError
+from .plan import Plan, PlanNode, compile_plan
+
+if TYPE_CHECKING:  # pragma: no cover
+    import graphviz
+    import pandas as pd
+
+__all__ = [
+    "DIRECTIONS",
+    "FORMATS",
+    "STATUS_STYLES",
+    "GraphvizMissing",
+    "Outcome",
+    "mimebundle",
+    "outcomes",
+    "outline",
+    "render",
+    "to_file",
+    "to_svg",
+]
+
+DIRECTIONS = ("LR", "TB", "RL", "BT")
+FORMATS = (".svg", ".png", ".dot")
+INSTALL_HINT = (
+    "Graphviz's `dot` program was not found on PATH, so the picture cannot be drawn as SVG or PNG. "
+    "Install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) "
+    "or `conda install -c conda-forge graphviz`. Without it, `render(p).source` (DOT text) and "
+    "`outline(p)` still work."
+)
+
+#: status → (fill colour, border colour, extra node style); a dashed or dotted node has faded text
+STATUS_STYLES: dict[str, tuple[str, str, str]] = {
+    "Success": ("#c8e6c9", "#2e7d32", ""),
+    "IgnoreFailed": ("#ffe082", "#ff8f00", ""),
+    "Skipped": ("#eeeeee", "#9e9e9e", "dashed"),
+    "Failed": ("#ffcdd2", "#c62828", ""),
+    "Errored": ("#ffcdd2", "#b71c1c", ""),
+    "Expired": ("#ffcc80", "#e65100", ""),
+    "Aborted": ("#bcaaa4", "#6d1b1b", ""),
+    "ApprovalRejected": ("#ffcdd2", "#c62828", ""),
+    "Suspended": ("#e1bee7", "#6a1b9a", ""),
+    "FreezeFailed": ("#ffcdd2", "#c62828", ""),
+    "NotStarted": ("#ffffff", "#bdbdbd", "dotted"),
+    "Running": ("#bbdefb", "#1565c0", ""),
+    "Queued": ("#e3f2fd", "#64b5f6", ""),
+    "InterventionWaiting": ("#e1bee7", "#6a1b9a", ""),
+    "ResourceWaiting": ("#e3f2fd", "#64b5f6", ""),
+}
+_UNKNOWN_STYLE = ("#ffffff", "#616161", "")
+_QUIET = ("Skipped", "NotStarted")  # statuses shown without a duration
+_EDGE = "#78909c"
+
+
+class GraphvizMissing(PipelineError, RuntimeError):
+    """Graphviz's ``dot`` program is not installed, so no SVG or PNG can be made."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a node ended in a run: its last attempt's status, its time and its attempts."""
+
+    status: str
+    seconds: float | None
+    attempts: int
+    action: str | None = None
+    reason: str | None = None
+    error: str | None = None
+
+    def summary(self) -> str:
+        """``'Success 30s ×3 (Retry)'``: status, time (not for Skipped/NotStarted), retries, action."""
+        parts = [self.status]
+        if self.status not in _QUIET and self.seconds is not None:
+            parts.append(format_duration(self.seconds))
+        if self.attempts > 1:
+            parts.append(f"×{self.attempts}")
+        if self.action:
+            parts.append(f"({self.action})")
+        return " ".join(parts)
+
+
+def outcomes(trace: pd.DataFrame | None) -> dict[str, Outcome]:
+    """``fqn → Outcome`` from a trace: vectorised groupby, then one pass to build the dict.
+
+    The status is the node's last row (rows are ordered by plan position, then attempt); the time
+    runs from its first start to its last end; the action is the last one recorded.
+    """
+    if trace is None or len(trace) == 0:
+        return {}
+    last = trace.drop_duplicates("fqn", keep="last").set_index("fqn")
+    by = trace.groupby("fqn", sort=False)
+    keys = last.index
+    seconds = (by["end_s"].max() - by["start_s"].min()).reindex(keys)
+    attempts = by["attempt"].max().reindex(keys)
+    action = by["action"].last().reindex(keys)  # last non-null action
+
+    def column(values: pd.Series) -> list:
+        return values.astype(object).where(values.notna(), None).tolist()
+
+    return {
+        fqn: Outcome(str(st), sec, int(n), act, why, err)
+        for fqn, st, sec, n, act, why, err in zip(
+            keys,
+            last["status"].astype(object),
+            column(seconds),
+            attempts.fillna(0),
+            column(action),
+            column(last["reason"]),
+            column(last["error"]),
+        )
+    }
+
+
+def _plan(obj: Any) -> Plan:
+    if isinstance(obj, Plan):
+        return obj
+    if hasattr(obj, "_pipeline_for_display"):
+        return compile_plan(obj._pipeline_for_display())
+    raise TypeError(f"cannot draw {type(obj).__name__}: pass a Pipeline, Stage, StepGroup or Plan")
+
+
+def _text(*lines: str | None, left: bool = False) -> str:
+    """One Graphviz label from plain lines: special characters escaped, lines joined by ``\\n``
+    (centred) or ended by ``\\l`` (left-justified)."""
+    import graphviz
+
+    parts = [graphviz.escape(line) for line in lines if line]
+    return graphviz.nohtml("".join(f"{p}\\l" for p in parts) if left else "\\n".join(parts))
+
+
+def render(
+    pipeline_or_plan: Any,
+    trace: pd.DataFrame | None = None,
+    *,
+    direction: str = "LR",
+    legend: bool | None = None,
+    title: str | None = None,
+) -> graphviz.Digraph:
+    """The Graphviz picture of a plan (see the module docstring for the conventions).
+
+    Args:
+        pipeline_or_plan: a Pipeline (validated and compiled), Stage, StepGroup or a Plan.
+        trace: the trace DataFrame of a run of this plan, to colour nodes by status.
+        direction: ``rankdir``: one of ``LR``, ``TB``, ``RL``, ``BT``.
+        legend: draw the status legend; ``None`` means: when a trace is given.
+        title: the graph label; ``None`` means the pipeline's name (and status with a trace),
+            ``""`` means none.
+
+    Raises:
+        DefinitionError: the pipeline breaks a structural rule.
+        ValueError: an unknown ``direction``.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    plan = _plan(pipeline_or_plan)
+    info = outcomes(trace)
+    root = plan.root
+    if title is None:
+        title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
+    graph = _picture_class()(name=root.id, node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
+    graph.attr(rankdir=direction, compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
+    graph.attr(fontname="Helvetica", fontsize="12", labelloc="t", label=_text(title))
+    graph.outline_text = _outline(plan, info)
+    graph.node("start", tooltip=_text(f"{root.fqn} start"), shape="circle", width="0.2", **_TERMINAL)
+    drawing = _Drawing(info)
+    last = drawing.items(graph, root.items, "start", "n0", rollback=False)
+    graph.node("end", tooltip=_text(f"{root.fqn} end"), shape="doublecircle", width="0.12", **_TERMINAL)
+    drawing.edge(last, "end", rollback=False)
+    if legend or (legend is None and info):
+        present = {o.status for o in info.values()} or set(STATUS_STYLES)
+        ordered = [s for s in STATUS_STYLES if s in present] + sorted(present - set(STATUS_STYLES))
+        with graph.subgraph(name="cluster_legend") as box:
+            box.attr(label="legend", style="rounded", color="#bdbdbd", fontsize="10")
+            for status in ordered:
+                box.node(f"legend_{status}", label=_text(status), **_status_attrs(status))
+    for tail, head, attrs in drawing.edges:
+        graph.edge(tail, head, **attrs)
+    return graph
+
+
+_NODE_DEFAULTS = dict(
+    shape="box",
+    style="rounded,filled",
+    fillcolor="#ffffff",
+    color="#546e7a",
+    fontname="Helvetica",
+    fontsize="10",
+    height="0.3",
+)
+_EDGE_DEFAULTS = {"color": _EDGE, "arrowsize": "0.6"}
+# a terminal's height follows its width (fixedsize circle); the default node height would not
+_TERMINAL = {"label": "", "style": "filled", "fillcolor": "#37474f", "fixedsize": "true", "height": "0"}
+_LANE = {"style": "dashed,rounded", "color": "#9e9e9e", "bgcolor": "#ffffff", "fontcolor": "#616161"}
+
+
+def _point(graph: Any, name: str, tooltip: str, color: str = _EDGE) -> None:
+    """A small dot: a join point after a parallel block, or the entry of a rollback lane."""
+    graph.node(name, label="", shape="point", width="0.06", color=color, tooltip=_text(tooltip))
+
+
+def _status_attrs(status: str) -> dict[str, str]:
+    fill, border, extra = STATUS_STYLES.get(status, _UNKNOWN_STYLE)
+    style = "rounded,filled" + (f",{extra}" if extra else "")
+    return {
+        "fillcolor": fill,
+        "color": border,
+        "style": style,
+        "fontcolor": "#757575" if extra else "#1b1b1b",
+    }
+
+
+class _Drawing:
+    """One walk of the plan: declares nodes and clusters in place, collects edges for the root.
+
+    Edges go to the root graph at the end because an edge written inside a cluster would pull
+    both its ends into that cluster.
+    """
+
+    def __init__(self, info: dict[str, Outcome]):
+        self.info = info
+        self.edges: list[tuple[str, str, dict[str, str]]] = []
+
+    def edge(self, tail: str, head: str, rollback: bool) -> None:
+        self.edges.append((tail, head, {"style": "dashed", "color": "#9e9e9e"} if rollback else {}))
+
+    def items(self, graph: Any, items: tuple, prev: str, owner: str, rollback: bool) -> str:
+        """Chain ``items`` after ``prev`` inside ``graph``; return the id the next item follows."""
+        for item in items:
+            if item.kind != "parallel":
+                prev = self.item(graph, item, prev, rollback)
+                continue
+            join = f"{owner}_{'r' if rollback else ''}p{item.block}"
+            if all(child.kind == "step" for child in item.items):
+                with graph.subgraph() as row:
+                    row.attr(rank="same")
+                    exits = [self.item(row, child, prev, rollback) for child in item.items]
+            else:
+                exits = [self.item(graph, child, prev, rollback) for child in item.items]
+            _point(graph, join, f"{item.fqn} (join)")
+            for tail in exits:
+                self.edge(tail, join, rollback)
+            prev = join
+        return prev
+
+    def item(self, graph: Any, node: PlanNode, prev: str, rollback: bool) -> str:
+        """Draw one step, step group or stage after ``prev``; return its exit id."""
+        nid, before = f"n{node.index}", prev
+        outcome = self.info.get(node.fqn)
+        if node.kind == "step":
+            lines = [node.name]
+            if outcome is None:
+                lines.append(format_duration(node.duration) if node.duration is not None else None)
+                attrs: dict[str, str] = {}
+            else:
+                lines += _outcome_lines(outcome)
+                attrs = _status_attrs(outcome.status)
+            graph.node(nid, label=_text(*lines), tooltip=_tooltip(node, outcome), **attrs)
+            self.edge(prev, nid, rollback)
+            return nid
+        with graph.subgraph(name=f"cluster_{nid}") as box:
+            stage = node.kind == "stage"
+            kind = f"{node.type} stage" if stage else "step group"
+            if outcome is None:
+                border, status = ("#37474f" if stage else "#90a4ae"), None
+            else:
+                border, status = STATUS_STYLES.get(outcome.status, _UNKNOWN_STYLE)[1], outcome.summary()
+            if stage:
+                box.attr(style="rounded,bold", color=border, penwidth="2", bgcolor="#ffffff")
+            else:
+                box.attr(style="rounded,filled", color=border, fillcolor="#f4f6fa", penwidth="1")
+            box.attr(label=_text(f"{node.name} — {kind}", status, left=True), tooltip=_tooltip(node, outcome))
+            box.attr(labeljust="l", fontsize="11", fontname="Helvetica")
+            if not node.items:  # only in a plan compiled with check=False
+                box.node(f"{nid}_empty", label="(empty)", style="dashed", fontcolor="#9e9e9e")
+                self.edge(prev, f"{nid}_empty", rollback)
+                prev = f"{nid}_empty"
+            exit_id = self.items(box, node.items, prev, nid, rollback)
+            if node.rollback:
+                with box.subgraph(name=f"cluster_{nid}_rollback") as lane:
+                    lane.attr(label="rollback", fontsize="10", tooltip=_text(f"{node.fqn} rollback"), **_LANE)
+                    _point(lane, f"{nid}_rb", f"{node.fqn} rollback start", color="#9e9e9e")
+                    self.items(lane, node.rollback, f"{nid}_rb", nid, rollback=True)
+                # invisible: keeps the lane level with the container's first items
+                self.edges.append((before, f"{nid}_rb", {"style": "invis"}))
+        return exit_id
+
+
+def _outcome_lines(outcome: Outcome) -> list[str]:
+    if outcome.status == "Skipped":
+        return ["skipped"]
+    if outcome.status == "NotStarted":
+        return ["not started"]
+    time = format_duration(outcome.seconds) + (f" ×{outcome.attempts}" if outcome.attempts > 1 else "")
+    return [line for line in (time.strip(), outcome.action) if line]
+
+
+def _tooltip(node: PlanNode, outcome: Outcome | None) -> str:
+    if outcome is None:
+        return _text(node.fqn)
+    return _text(node.fqn, outcome.summary(), outcome.reason, outcome.error)
+
+
+@functools.cache
+def _picture_class() -> type:
+    """``graphviz.Digraph`` whose rich display falls back to the outline when ``dot`` is missing."""
+    import graphviz
+
+    class Picture(graphviz.Digraph):
+        """A ``graphviz.Digraph`` of a plan; displays as text when Graphviz is not installed."""
+
+        outline_text = ""
+
+        def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
+            try:
+                return super()._repr_mimebundle_(include, exclude, **kwargs)
+            except graphviz.ExecutableNotFound:
+                _warn(INSTALL_HINT)
+                return _text_bundle(self.outline_text, self.outline_text)
+
+    Picture.__module__ = __name__
+    return Picture
+
+
+def _pipe(graph: Any, fmt: str) -> bytes:
+    import graphviz
+
+    try:
+        return graph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise GraphvizMissing(INSTALL_HINT) from None
+
+
+def to_svg(pipeline_or_plan: Any, trace: pd.DataFrame | None = None, **options: Any) -> str:
+    """The SVG text of :func:`render`.
+
+    Raises:
+        GraphvizMissing: ``dot`` is not installed (the message says how to install it).
+    """
+    return _pipe(render(pipeline_or_plan, trace, **options), "svg").decode("utf-8")
+
+
+def to_file(pipeline: Any, path: str | Path, trace: pd.DataFrame | None = None, **options: Any) -> Path:
+    """Write the picture to ``path``: ``.svg`` or ``.png`` (needs ``dot``) or ``.dot`` (DOT text).
+
+    Raises:
+        ValueError: the suffix is not one of ``FORMATS``.
+        GraphvizMissing: ``.svg``/``.png`` without ``dot`` installed.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"cannot write {str(path)!r}: the file name must end in one of {', '.join(FORMATS)}")
+    graph = render(pipeline, trace, **options)
+    if suffix == ".dot":
+        path.write_text(graph.source, encoding="utf-8")
+    else:
+        path.write_bytes(_pipe(graph, suffix[1:]))
+    return path
+
+
+def _warn(message: str) -> None:
+    # the default warnings filter shows a given message once per place
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _text_bundle(plain: str, pre: str) -> dict:
+    return {"text/plain": plain, "text/html": f"<pre>{html.escape(pre)}</pre>"}
+
+
+def mimebundle(pipeline: Any) -> dict:
+    """What ``_repr_mimebundle_`` of a Pipeline, Stage or StepGroup returns; never raises.
+
+    Normally ``{"image/svg+xml": svg, "text/plain": repr}``. An invalid definition shows its
+    problems as text; a missing ``dot`` shows the outline as text; both warn.
+    """
+    text = repr(pipeline)
+    try:
+        plan = _plan(pipeline)
+    except DefinitionError as err:
+        _warn(f"{text} cannot be drawn: {err}")
+        return _text_bundle(f"{text}\n{err}", str(err))
+    try:
+        return {"image/svg+xml": to_svg(plan), "text/plain": text}
+    except GraphvizMissing as err:
+        _warn(str(err))
+        out = outline(plan)
+        return _text_bundle(f"{text}\n{out}", out)
+    except Exception as err:  # rich display never raises; say what went wrong instead
+        _warn(f"{text} cannot be drawn: {type(err).__name__}: {err}")
+        return _text_bundle(text, f"{text}\n{type(err).__name__}: {err}")
+
+
+def outline(pipeline_or_plan: Any, trace: pd.DataFrame | None = None) -> str:
+    """The plan as an indented tree; with ``trace``, each node's :meth:`Outcome.summary`."""
+    return _outline(_plan(pipeline_or_plan), outcomes(trace))
+
+
+def _outline(plan: Plan, info: dict[str, Outcome]) -> str:
+    rows: list[tuple[str, str]] = []
+
+    def visit(node: PlanNode, depth: int) -> None:
+        pad = "  " * depth
+        if node.kind == "parallel":
+            rows.append((f"{pad}parallel", ""))
+            for child in node.items:
+                visit(child, depth + 1)
+            return
+        name = node.id if node.name == node.id else f'{node.id} "{node.name}"'
+        outcome = info.get(node.fqn)
+        rows.append((f"{pad}{node.kind} {name}", outcome.summary() if outcome else ""))
+        for item in node.items or ():
+            visit(item, depth + 1)
+        if node.rollback:
+            rows.append((f"{pad}  rollback", ""))
+            for item in node.rollback:
+                visit(item, depth + 2)
+
+    visit(plan.root, 0)
+    width = max((len(left) for left, right in rows if right), default=0)
+    return "\n".join(f"{left.ljust(width)}  {right}" if right else left for left, right in rows)

@@ -1,0 +1,469 @@
+"""Tests of the Graphviz renderer: structure read back from the DOT text, real ``dot`` for SVG/PNG.
+
+The missing-``dot`` condition is real: ``PATH`` points at an empty directory.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import warnings
+
+import graphviz
+import pytest
+
+import notebook_pipelines as nbp
+from notebook_pipelines.render import (
+    FORMATS,
+    STATUS_STYLES,
+    GraphvizMissing,
+    mimebundle,
+    outcomes,
+    outline,
+    render,
+    to_file,
+    to_svg,
+)
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def release() -> nbp.Pipeline:
+    """A stage with a step group of two parallel blocks, a rollback list, then parallel stages."""
+    p = nbp.Pipeline("release")
+    with p.stage("build") as build:
+        build.step("checkout", duration="5s")
+        with build.step_group("tests") as tests:
+            with tests.parallel():
+                tests.step("unit", duration="30s")
+                tests.step("lint", duration="10s")
+            with tests.parallel():
+                tests.step("integration", duration="1m")
+                tests.step("e2e", duration="2m")
+        build.step("package", duration="20s")
+        with build.rollback():
+            build.step("undo")
+    with p.parallel():
+        with p.stage("deploy_eu", type="Deployment") as eu:
+            eu.step("rollout_eu")
+        with p.stage("deploy_us", type="Deployment") as us:
+            us.step("rollout_us")
+    return p
+
+
+def nid(p: nbp.Pipeline, ident: str) -> str:
+    """The DOT node id of the (unique) node with identifier ``ident``."""
+    (node,) = [n for n in p.plan().nodes if n.id == ident]
+    return f"n{node.index}"
+
+
+def edges(source: str) -> list[tuple[str, str, str]]:
+    """(tail, head, attributes) of every edge statement."""
+    return re.findall(r"^\s*(\S+) -> (\S+)(?: \[(.*)\])?$", source, flags=re.M)
+
+
+def visible_edges(source: str) -> set[tuple[str, str]]:
+    return {(t, h) for t, h, attrs in edges(source) if "invis" not in attrs}
+
+
+def block(source: str, opener: str) -> str:
+    """The text of the subgraph that starts with ``opener`` up to its matching brace."""
+    start = source.index(opener)
+    depth = 0
+    for i in range(start, len(source)):
+        if source[i] == "{":
+            depth += 1
+        elif source[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return source[start : i + 1]
+    raise AssertionError(f"unbalanced subgraph {opener!r}")
+
+
+def declaration(source: str, node_id: str) -> str:
+    """The attribute text of the node statement for ``node_id``."""
+    match = re.search(rf"^\s*{re.escape(node_id)} \[(.*)\]$", source, flags=re.M)
+    assert match, f"node {node_id} not declared"
+    return match.group(1)
+
+
+def fill_of(status: str) -> str:
+    return f'fillcolor="{STATUS_STYLES[status][0]}"'
+
+
+def sim_release():
+    """A simulated run: unit needs 3 attempts, lint 2, e2e fails and rolls the stage back."""
+    p = release()
+    p.find("build").find("tests").find("unit").failure_strategies = nbp.Retry(2)
+    p.find("build").find("tests").find("lint").failure_strategies = nbp.Retry(1)
+    p.find("build").find("tests").find("e2e").failure_strategies = nbp.StageRollback()
+    trace = p.simulate(failures={"unit": 2, "lint": 1, "e2e": True})
+    return p, trace
+
+
+# --- structure -------------------------------------------------------------------------------
+
+
+def test_dot_source_is_deterministic_for_one_and_for_equal_pipelines():
+    p = release()
+    first = render(p).source
+    assert render(p).source == first
+    assert render(release()).source == first
+    assert render(p.plan()).source == first
+    p2, trace = sim_release()
+    p3, trace3 = sim_release()
+    assert render(p2, trace).source == render(p3, trace3).source
+
+
+def test_node_ids_come_from_the_plan_index_and_tooltips_are_fqns():
+    p = release()
+    source = render(p).source
+    plan = p.plan()
+    for node in plan.steps:
+        attrs = declaration(source, f"n{node.index}")
+        assert f'tooltip="{node.fqn}"' in attrs
+        assert re.match(rf'label="?{node.name}\b', attrs)
+
+
+def test_R4_R5_blocks_of_a_group_run_after_the_previous_blocks_join():
+    p = release()
+    source = render(p).source
+    visible = visible_edges(source)
+    tests = nid(p, "tests")
+    join1, join2 = f"{tests}_p0", f"{tests}_p1"
+    checkout, unit, lint = nid(p, "checkout"), nid(p, "unit"), nid(p, "lint")
+    integration, e2e, package = nid(p, "integration"), nid(p, "e2e"), nid(p, "package")
+    # block 1 fans out from the step before the group and fans in to its join point
+    assert {(checkout, unit), (checkout, lint), (unit, join1), (lint, join1)} <= visible
+    # block 2 starts from block 1's join, never from block 1's steps directly
+    assert {(join1, integration), (join1, e2e), (integration, join2), (e2e, join2)} <= visible
+    assert not {(unit, integration), (unit, e2e), (lint, integration), (lint, e2e)} & visible
+    assert (join2, package) in visible
+    assert "shape=point" in declaration(source, join1)
+
+
+def test_R5_R12_parallel_sibling_steps_share_a_rank():
+    p = release()
+    source = render(p).source
+    tests = block(source, f"subgraph cluster_{nid(p, 'tests')} {{")
+    rows = re.findall(r"\{\s*rank=same\s*(.*?)\}", tests, flags=re.S)
+    members = [set(re.findall(r"^\s*(n\d+) \[", row, flags=re.M)) for row in rows]
+    assert members == [{nid(p, "unit"), nid(p, "lint")}, {nid(p, "integration"), nid(p, "e2e")}]
+
+
+def test_R11_parallel_stages_fan_out_from_one_predecessor_and_join_before_the_end():
+    p = release()
+    source = render(p).source
+    visible = visible_edges(source)
+    package, eu, us = nid(p, "package"), nid(p, "rollout_eu"), nid(p, "rollout_us")
+    assert {(package, eu), (package, us), (eu, "n0_p1"), (us, "n0_p1"), ("n0_p1", "end")} <= visible
+    assert ("start", nid(p, "checkout")) in visible
+    # the two stages are sibling clusters, neither inside the other
+    eu_cluster = block(source, f"subgraph cluster_{nid(p, 'deploy_eu')} {{")
+    assert f"cluster_{nid(p, 'deploy_us')}" not in eu_cluster
+
+
+def test_R1_step_group_is_a_cluster_labelled_with_its_name():
+    p = release()
+    source = render(p).source
+    group = block(source, f"subgraph cluster_{nid(p, 'tests')} {{")
+    assert 'label="tests — step group\\l"' in group
+    for step in ("unit", "lint", "integration", "e2e"):
+        assert re.search(rf"^\s*{nid(p, step)} \[", group, flags=re.M)
+    assert not re.search(rf"^\s*{nid(p, 'package')} \[", group, flags=re.M)
+
+
+def test_stage_is_a_bold_cluster_with_its_name_and_type():
+    p = release()
+    source = render(p).source
+    stage = block(source, f"subgraph cluster_{nid(p, 'deploy_eu')} {{")
+    assert 'label="deploy_eu — Deployment stage\\l"' in stage
+    assert 'style="rounded,bold"' in stage
+    build = block(source, f"subgraph cluster_{nid(p, 'build')} {{")
+    assert f"subgraph cluster_{nid(p, 'tests')} {{" in build  # the group is inside its stage
+
+
+def test_R35_rollback_list_is_a_separate_dashed_lane():
+    p = release()
+    source = render(p).source
+    build = nid(p, "build")
+    lane = block(source, f"subgraph cluster_{build}_rollback {{")
+    assert "label=rollback" in lane and "dashed" in lane
+    undo = nid(p, "undo")
+    assert re.search(rf"^\s*{undo} \[", lane, flags=re.M)  # declared inside the lane
+    lane_nodes = {f"{build}_rb", undo}
+    for tail, head, attrs in edges(source):
+        if tail in lane_nodes or head in lane_nodes:
+            # inside the lane: dashed; towards the main path: only an invisible layout edge
+            assert "style=dashed" in attrs or "style=invis" in attrs, (tail, head, attrs)
+    assert (f"{build}_rb", undo) in visible_edges(source)
+    assert not any(undo in edge for edge in visible_edges(source) if f"{build}_rb" not in edge)
+
+
+def test_R3_step_group_rollback_list_is_a_dashed_lane_inside_the_group():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.step_group("db") as db:
+        db.step("migrate")
+        with db.rollback(), db.parallel():
+            db.step("restore")
+            db.step("notify")
+    source = render(p).source
+    group = block(source, f"subgraph cluster_{nid(p, 'db')} {{")
+    lane = block(group, f"subgraph cluster_{nid(p, 'db')}_rollback {{")
+    assert "dashed" in lane
+    join = f"{nid(p, 'db')}_rp0"
+    assert {(nid(p, "restore"), join), (nid(p, "notify"), join)} <= visible_edges(source)
+
+
+def test_declared_durations_show_in_labels_and_special_characters_are_escaped():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", name='say "hi" <b> \\ done', duration="90s")
+    source = render(p).source
+    assert 'label="say \\"hi\\" <b> \\\\ done\\n1m 30s"' in source
+    svg = to_svg(p)  # the real dot accepts it
+    assert "say &quot;hi&quot; &lt;b&gt; \\ done" in svg
+
+
+def test_direction_is_checked_and_top_to_bottom_renders():
+    p = release()
+    assert "rankdir=TB" in render(p, direction="TB").source
+    with pytest.raises(ValueError, match="LR, TB, RL, BT"):
+        render(p, direction="up")
+
+
+def test_invalid_pipeline_raises_definition_error_from_render():
+    p = nbp.Pipeline("p")
+    p.stage("empty")
+    with pytest.raises(nbp.DefinitionError, match="no steps"):
+        render(p)
+
+
+def test_svg_from_the_real_dot_names_every_step():
+    p = release()
+    svg = to_svg(p)
+    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    for node in p.plan().steps:
+        assert f">{node.name}</text>" in svg
+
+
+def test_importing_the_renderer_does_not_import_graphviz():
+    code = "import sys, notebook_pipelines.render; print('graphviz' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- coloured by a run -----------------------------------------------------------------------
+
+
+def test_R26_run_colours_nodes_by_status_and_adds_a_legend():
+    def fail():
+        raise RuntimeError("boom")
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("ok", run=lambda: None)
+        s.step("bad", run=fail)
+        s.step("after", run=lambda: None)
+    trace = p.run(report=False)
+    source = render(p, trace).source
+    assert fill_of("Success") in declaration(source, nid(p, "ok"))
+    bad = declaration(source, nid(p, "bad"))
+    assert fill_of("Failed") in bad and "RuntimeError: boom" in bad  # the error is in the tooltip
+    after = declaration(source, nid(p, "after"))  # skipped: the stage has failed so far
+    assert fill_of("Skipped") in after and "dashed" in after and "skipped" in after
+    stage = block(source, f"subgraph cluster_{nid(p, 's')} {{")
+    assert f'color="{STATUS_STYLES["Failed"][1]}"' in stage and "Failed" in stage
+    legend = block(source, "subgraph cluster_legend {")
+    assert set(re.findall(r"legend_(\w+) \[", legend)) == {"Success", "Failed", "Skipped"}
+    assert "Failed" in render(p, trace).source.split("label=", 2)[1]  # the title has the status
+    assert "cluster_legend" not in render(p, trace, legend=False).source
+    assert "cluster_legend" not in render(p).source
+
+
+def test_R18_E5_retries_show_as_attempt_counts():
+    p, trace = sim_release()
+    source = render(p, trace).source
+    unit, lint = declaration(source, nid(p, "unit")), declaration(source, nid(p, "lint"))
+    assert "×3" in unit and fill_of("Success") in unit
+    assert "×2" in lint
+    assert "×" not in declaration(source, nid(p, "checkout"))
+    e2e = declaration(source, nid(p, "e2e"))
+    assert fill_of("Failed") in e2e and "StageRollback" in e2e
+
+
+def test_R35_D7_rollback_lane_shows_which_rollback_steps_ran():
+    p, trace = sim_release()
+    source = render(p, trace).source
+    undo = declaration(source, nid(p, "undo"))
+    assert fill_of("Success") in undo and "dotted" not in undo
+    # a run without a failure leaves the rollback list NotStarted: faded and dotted
+    p_ok = release()
+    quiet = declaration(render(p_ok, p_ok.simulate()).source, nid(p_ok, "undo"))
+    assert fill_of("NotStarted") in quiet and "dotted" in quiet and "not started" in quiet
+
+
+def test_R32_D5_skipped_stages_and_their_steps_are_styled_apart():
+    p, trace = sim_release()
+    source = render(p, trace).source  # after the stage rollback the later stages are skipped
+    rollout = declaration(source, nid(p, "rollout_eu"))
+    assert fill_of("Skipped") in rollout and "dashed" in rollout
+    stage = block(source, f"subgraph cluster_{nid(p, 'deploy_eu')} {{")
+    assert "Skipped" in stage and f'color="{STATUS_STYLES["Skipped"][1]}"' in stage
+
+
+def test_outcomes_take_the_last_attempt_the_whole_span_and_the_last_action():
+    p, trace = sim_release()
+    unit = outcomes(trace)[p.plan().by_fqn["pipeline.stages.build.spec.execution.steps.tests.steps.unit"].fqn]
+    rows = trace[trace.fqn == "pipeline.stages.build.spec.execution.steps.tests.steps.unit"]
+    assert (unit.status, unit.attempts, unit.action) == ("Success", 3, "Retry")
+    assert unit.seconds == rows.end_s.max() - rows.start_s.min()
+    assert outcomes(None) == {} and outcomes(trace.iloc[:0]) == {}
+
+
+# --- outline ---------------------------------------------------------------------------------
+
+
+def small() -> nbp.Pipeline:
+    p = nbp.Pipeline("release")
+    with p.stage("build") as build:
+        build.step("checkout", duration="5s")
+        with build.step_group("tests", name="all tests") as tests, tests.parallel():
+            tests.step("unit", duration="30s", failure_strategies=nbp.Retry(2))
+            tests.step("lint", duration="10s")
+        with build.rollback():
+            build.step("undo")
+    with p.parallel():
+        with p.stage("eu") as eu:
+            eu.step("rollout", duration="1m")
+        with p.stage("us") as us:
+            us.step("rollout", duration="2m")
+    return p
+
+
+def test_outline_is_an_indented_tree_of_the_plan():
+    assert outline(small()) == (
+        "pipeline release\n"
+        "  stage build\n"
+        "    step checkout\n"
+        '    step_group tests "all tests"\n'
+        "      parallel\n"
+        "        step unit\n"
+        "        step lint\n"
+        "    rollback\n"
+        "      step undo\n"
+        "  parallel\n"
+        "    stage eu\n"
+        "      step rollout\n"
+        "    stage us\n"
+        "      step rollout"
+    )
+
+
+def test_outline_with_a_simulated_trace_shows_status_time_and_retries():
+    p = small()
+    trace = p.simulate(failures={"unit": 2})
+    assert outline(p, trace) == (
+        "pipeline release                  Success 3m 35s\n"
+        "  stage build                     Success 1m 35s\n"
+        "    step checkout                 Success 5s\n"
+        '    step_group tests "all tests"  Success 1m 30s\n'
+        "      parallel\n"
+        "        step unit                 Success 1m 30s ×3 (Retry)\n"
+        "        step lint                 Success 10s\n"
+        "    rollback\n"
+        "      step undo                   NotStarted\n"
+        "  parallel\n"
+        "    stage eu                      Success 1m\n"
+        "      step rollout                Success 1m\n"
+        "    stage us                      Success 2m\n"
+        "      step rollout                Success 2m"
+    )
+
+
+# --- rich display and files ------------------------------------------------------------------
+
+
+def test_repr_mimebundle_gives_svg_and_text_for_pipeline_stage_and_group():
+    p = release()
+    bundle = p._repr_mimebundle_()
+    assert set(bundle) == {"image/svg+xml", "text/plain"}
+    assert "<svg" in bundle["image/svg+xml"] and bundle["text/plain"] == repr(p)
+    stage = p.find("build")
+    assert ">checkout</text>" in stage._repr_mimebundle_()["image/svg+xml"]
+    assert ">unit</text>" in stage.find("tests")._repr_mimebundle_()["image/svg+xml"]
+    assert "<svg" in mimebundle(p)["image/svg+xml"]
+    graph = p.render()
+    assert isinstance(graph, graphviz.Digraph)
+    assert "image/svg+xml" in graph._repr_mimebundle_()  # graphviz's own display, with dot present
+
+
+def test_rich_display_of_an_invalid_pipeline_lists_the_problems_and_warns():
+    p = nbp.Pipeline("p")
+    p.stage("empty")
+    with pytest.warns(UserWarning, match="no steps"):
+        bundle = p._repr_mimebundle_()
+    assert "image/svg+xml" not in bundle
+    assert "pipeline.stages.empty" in bundle["text/plain"] and "<pre>" in bundle["text/html"]
+
+
+@pytest.fixture
+def no_dot(tmp_path, monkeypatch):
+    """The real missing-binary condition: nothing on PATH."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+
+def test_without_dot_rich_display_falls_back_to_the_outline_and_warns(no_dot):
+    p = release()
+    with pytest.warns(UserWarning, match="apt-get install graphviz"):
+        bundle = p._repr_mimebundle_()
+    assert "image/svg+xml" not in bundle
+    assert bundle["text/plain"].startswith(repr(p)) and "step_group tests" in bundle["text/plain"]
+    assert bundle["text/html"].startswith("<pre>")
+    trace = p.simulate()
+    graph = p.render(trace)
+    assert "digraph release" in graph.source  # DOT text needs no binary
+    with pytest.warns(UserWarning, match="brew install graphviz"):
+        picture = graph._repr_mimebundle_()
+    assert picture["text/plain"] == outline(p, trace)
+
+
+def test_without_dot_files_raise_graphviz_missing_with_install_hints(no_dot, tmp_path):
+    p = release()
+    for name in ("x.svg", "x.png"):
+        with pytest.raises(GraphvizMissing) as info:
+            to_file(p, tmp_path / name)
+        message = str(info.value)
+        for hint in (
+            "apt-get install graphviz",
+            "brew install graphviz",
+            "conda install -c conda-forge graphviz",
+        ):
+            assert hint in message
+    assert isinstance(info.value, nbp.PipelineError) and isinstance(info.value, RuntimeError)
+    assert to_file(p, tmp_path / "x.dot").read_text(encoding="utf-8") == render(p).source
+
+
+def test_to_file_writes_svg_png_and_dot(tmp_path):
+    p, trace = sim_release()
+    svg = to_file(p, tmp_path / "p.svg", trace)
+    assert ">checkout</text>" in svg.read_text(encoding="utf-8")
+    png = to_file(p, str(tmp_path / "p.png"), trace, direction="TB")
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    dot = to_file(p, tmp_path / "p.DOT", trace)
+    assert dot.read_text(encoding="utf-8") == render(p, trace).source
+
+
+def test_to_file_rejects_an_unknown_suffix_naming_the_allowed_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"\.svg, \.png, \.dot") as info:
+        to_file(release(), tmp_path / "p.gif")
+    assert "p.gif" in str(info.value)
+    assert FORMATS == (".svg", ".png", ".dot")
+    assert not (tmp_path / "p.gif").exists()
+
+
+def test_rich_display_with_dot_present_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        release()._repr_mimebundle_()
