@@ -40,6 +40,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import queue
+import signal
 import sys
 import threading
 import time
@@ -200,7 +201,9 @@ class Task:
 class Scope:
     """The running state of a pipeline, stage, step group, or rollback section."""
 
-    __slots__ = ("node", "parent", "kind", "failed", "stop", "request", "ran", "rolled_back", "expired")
+    __slots__ = (
+        "node", "parent", "kind", "failed", "stop", "request", "ran", "rolled_back", "expired", "retries"
+    )
 
     def __init__(self, node: PlanNode, parent: Scope | None, kind: str):
         self.node, self.parent, self.kind = node, parent, kind
@@ -210,6 +213,7 @@ class Scope:
         self.ran: list = []  # groups (stages) that ran, with their scopes, for rollback (R36, R38)
         self.rolled_back = False
         self.expired = False
+        self.retries = 0  # RetryStepGroup retries already used by this group (R19)
 
     def up(self, *kinds: str) -> Scope | None:
         scope: Scope | None = self
@@ -277,16 +281,30 @@ class RealClock:
             return None
 
 
-def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None) -> Any:
-    """Run a step body: a callable (with ``ctx`` when it takes an argument) or code text."""
+def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, scheduler: Any = None) -> Any:
+    """Run a step body: a callable (with ``ctx`` when it takes an argument) or code text.
+
+    A body-less step with a ``type`` runs the handler registered for that type
+    (:mod:`notebook_pipelines.steptypes`; ``scheduler`` resolves the ``<+…>`` in its spec).
+    """
     body = node.body
     if body is None:
+        if node.type is not None:
+            from .steptypes import call_handler
+
+            return call_handler(node, ctx, scheduler)
         return None
     if isinstance(body, str):
         scope = namespace if namespace is not None else {}
         scope["ctx"] = ctx
         exec(compile(body, f"<step {node.fqn}>", "exec"), scope)  # the user's own step code
-        return None
+        missing = [name for name in node.outputs or () if name not in scope]
+        if missing:
+            raise StepError(
+                f"{node.fqn}: the step's code did not assign its output(s) {', '.join(missing)}; "
+                "assign them in the body or drop them from the step's outputs"
+            )
+        return {name: scope[name] for name in node.outputs or ()}
     if node.takes_ctx:
         return body(ctx, **ctx.inputs)
     return body(**ctx.inputs)
@@ -330,9 +348,12 @@ class Scheduler:
         self.recorder = Recorder()
         self.aborted: str | None = None
         self.interrupted = False
+        self.sigint = False  # a Ctrl-C arrived; taken between scheduler steps
         self.resources: dict[str, deque] = {}
         self.outputs: dict[str, dict] = {}
         self.statuses: dict[str, str] = {}
+        self._resolved: dict[int, dict] = {}
+        self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
         self.on_intervention = on_intervention
         self.listeners = list(listeners)
         self._started = [getattr(x, "node_started") for x in self.listeners if hasattr(x, "node_started")]
@@ -347,6 +368,7 @@ class Scheduler:
         root = Task(self._pipeline(self.plan.root), None, 0)
         self.ready.append((root, None))
         self.executor.open(self)
+        previous = self._defer_sigint()
         try:
             try:
                 self._loop()
@@ -355,13 +377,37 @@ class Scheduler:
                 self.abort("interrupted by the user")
                 self._loop()
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             self.executor.close(cancel=self.interrupted or self.aborted is not None)
         return self.status or ABORTED
+
+    def _defer_sigint(self) -> Any:
+        """Take Ctrl-C between scheduler steps, never inside a node's generator.
+
+        A KeyboardInterrupt raised while a generator (or a listener it calls) runs would kill
+        that generator and leave the run waiting forever. In the main thread, Python's default
+        handler is replaced for the run by one that sets a flag (and wakes the loop); the loop
+        raises KeyboardInterrupt at a safe point. Returns the handler to restore, or None.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return None
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self.sigint = True
+            self.inbox.put((_noop, None))  # SimpleQueue.put is safe in a signal handler
+
+        signal.signal(signal.SIGINT, on_sigint)
+        return signal.default_int_handler
 
     def _loop(self) -> None:
         ready, timers, clock = self.ready, self.timers, self.clock
         while True:
             while ready:
+                if self.sigint and not self.interrupted:
+                    raise KeyboardInterrupt
                 task, value = ready.popleft()
                 self._advance(task, value)
             if self.done:
@@ -374,6 +420,8 @@ class Scheduler:
             item = clock.wait(self.inbox, timers[0][0] if timers else None)
             if item is not None:
                 item[0](item[1])
+            if self.sigint and not self.interrupted:
+                raise KeyboardInterrupt
 
     def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> list:
         """Call ``fn(arg)`` from the loop at clock time ``when``; returns a cancellable entry."""
@@ -443,8 +491,7 @@ class Scheduler:
     # -- step bodies ----------------------------------------------------------------------------
     def _exec(self, task: Task, node: PlanNode, attempt: int, scope: Scope) -> None:
         now = self.clock.now()
-        ctx = StepContext(node, attempt, self.run_id, self._variables(node), self._inputs(node))
-        job = Job(node, attempt, ctx, task, now)
+        job = Job(node, attempt, None, task, now)  # executors that run bodies add a context
         self.waits[task] = ("job", job, scope)
         for fn in self._started:
             fn(node, attempt, now)
@@ -476,7 +523,13 @@ class Scheduler:
         del self.waits[job.task]
         now = self.clock.now()
         text = f"timed out after {job.node.timeout:g}s"
-        self.ready.append((job.task, Outcome(EXPIRED, job.submitted, now, None, "Timeout", text)))
+        worker, log = _partial(job)
+        self.ready.append((job.task, Outcome(EXPIRED, job.submitted, now, worker, "Timeout", text, log=log)))
+
+    def context(self, job: Job) -> StepContext:
+        """The step context for ``job`` (made when an executor is about to run its body)."""
+        job.ctx = StepContext(job.node, job.attempt, self.run_id, self._variables(job.node), self._inputs(job.node))
+        return job.ctx
 
     def _variables(self, node: PlanNode) -> dict:
         out: dict = {}
@@ -491,7 +544,17 @@ class Scheduler:
         return out
 
     def _inputs(self, node: PlanNode) -> dict:
-        return node.inputs or {}
+        return self._resolved.get(node.index, node.inputs) or {}
+
+    def _resolve_inputs(self, node: PlanNode) -> str | None:
+        """Resolve the step's inputs just before it runs (R42–R47); the error text, if any."""
+        from .references import resolve_inputs
+
+        try:
+            self._resolved[node.index] = resolve_inputs(self, node)
+        except ExpressionError as err:
+            return str(err)
+        return None
 
     # -- interventions --------------------------------------------------------------------------
     def _ask(self, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention, scope: Scope):
@@ -543,7 +606,9 @@ class Scheduler:
                 if job.timer is not None:
                     job.timer[4] = False
                 self.executor.cancel(job)
-                self.ready.append((task, Outcome(status, job.submitted, now, None, error_type, text)))
+                worker, log = _partial(job)
+                outcome = Outcome(status, job.submitted, now, worker, error_type, text, log=log)
+                self.ready.append((task, outcome))
             elif wait[0] == "timer":
                 wait[1][4] = False
                 self.ready.append((task, None))
@@ -580,6 +645,7 @@ class Scheduler:
             info.get("action"),
             info.get("outputs"),
             info.get("log"),
+            self._resolved.get(node.index) if node.inputs else None,
         )
         self.recorder.add(row)
         self.statuses[node.fqn] = status
@@ -643,7 +709,8 @@ class Scheduler:
         for i, item in enumerate(items):
             reason = self._stop_reason(scope)
             if reason is not None:
-                self._mark(items[i:], NOT_STARTED, reason, None)
+                if not isinstance(scope.request, RetryStepGroup):  # a retried group runs them again
+                    self._mark(items[i:], NOT_STARTED, reason, None)
                 break
             if item.kind == "parallel":
                 statuses.extend((yield (ALL, [self._node(child, scope) for child in item.items])))
@@ -661,7 +728,7 @@ class Scheduler:
     def _container_status(self, statuses: list, scope: Scope, complete: bool) -> str:
         if scope.expired:
             return EXPIRED
-        if self.aborted is not None and (not complete or ABORTED in statuses):
+        if self.aborted is not None:  # E15: every container still running at the abort ends Aborted
             return ABORTED
         if scope.rolled_back:
             return FAILED
@@ -682,10 +749,12 @@ class Scheduler:
         statuses = yield from self._items(root.items, scope)
         complete = len(statuses) == sum(len(i.items) if i.kind == "parallel" else 1 for i in root.items)
         if isinstance(scope.request, PipelineRollback) and self.aborted is None:
+            # the stop reason held the execution back; it must not hold back the rollback (R38)
+            stopped, scope.stop = scope.stop, None
             for stage, stage_scope in reversed(scope.ran):
                 if not stage_scope.rolled_back:
                     yield from self._rollback_stage(stage, stage_scope)
-            scope.rolled_back = True
+            scope.rolled_back, scope.stop = True, scope.stop or stopped
         if timer is not None:
             timer[4] = False
         status = self._container_status(statuses, scope, complete)
@@ -696,7 +765,8 @@ class Scheduler:
     def _skip_or_fail(self, node: PlanNode, scope: Scope, reason: str | None, error: str | None) -> str:
         now = self.clock.now()
         if error is not None:
-            self._record(node, 1, FAILED, now, now, error_type="Unknown", error=error, reason="condition failed")
+            why = "its inputs could not be resolved" if node.kind == "step" and node.inputs else "condition failed"
+            self._record(node, 1, FAILED, now, now, error_type="Unknown", error=error, reason=why)
             for item in (*node.items, *node.rollback):
                 self._mark((item,), NOT_STARTED, "its parent's condition failed", None)
             self._failed(node, scope, FAILED)
@@ -772,6 +842,7 @@ class Scheduler:
             for fn in self._started:
                 fn(node, attempt, start)
             gscope = Scope(node, scope, "group")
+            gscope.retries = retries
             if attempt == 1:
                 stage_scope.ran.append((node, gscope))
             else:
@@ -810,10 +881,15 @@ class Scheduler:
         ok, reason, error = self._should_run(node, scope)
         if not ok:
             return self._skip_or_fail(node, scope, reason, error)
-        attempt = 0
+        if node.inputs:
+            error = self._resolve_inputs(node)
+            if error is not None:
+                return self._skip_or_fail(node, scope, None, error)
+        attempt = self.runs.get(node.index, 0)
         used: dict[int, int] = {}
         while True:
             attempt += 1
+            self.runs[node.index] = attempt
             outcome = yield (EXEC, node, attempt, scope)
             status = outcome.status
             info = {"worker": outcome.worker, "log": outcome.log}
@@ -848,6 +924,9 @@ class Scheduler:
                     if self.aborted is not None:
                         action = Abort()
                         break
+                    if answer is None and self._scope_expired(scope):  # R61: the stage ran out of time
+                        status, info["reason"] = EXPIRED, self._stop_reason(scope)
+                        break
                     if answer is None:
                         info["reason"] = "manual intervention timed out"
                         action = action.on_timeout
@@ -866,6 +945,7 @@ class Scheduler:
                     return status
                 continue
             final = self._apply(action, node, scope, status)
+            info["error"] = outcome.error  # with the error of a retry condition that failed, if any
             self._record(node, attempt, final, outcome.start, outcome.end, action=action.type, **info)
             if isinstance(action, Abort):
                 self.abort(f"aborted by the failure strategy of {node.fqn}")
@@ -882,11 +962,15 @@ class Scheduler:
     def _retry_applies(self, action: Retry, node: PlanNode, outcome: Outcome) -> bool:
         if action.condition is None:
             return True
-        if callable(action.condition):
-            return _truthy(action.condition(outcome))
         from .references import evaluate_condition
 
-        return _truthy(evaluate_condition(self, node, action.condition, failure=outcome))
+        try:  # a condition that cannot be evaluated does not retry; its error joins the step's (D13)
+            if callable(action.condition):
+                return _truthy(action.condition(outcome))
+            return _truthy(evaluate_condition(self, node, action.condition, failure=outcome))
+        except Exception as err:
+            outcome.error = f"{outcome.error}\nthe retry condition failed: {err}"
+            return False
 
     def _apply(self, action: Action, node: PlanNode, scope: Scope, status: str) -> str:
         """The node's final status under ``action``, and what it asks of its containers (R21)."""
@@ -901,6 +985,8 @@ class Scheduler:
                 target.request, target.stop = action, "stage rolled back"
             elif isinstance(action, StepGroupRollback | RetryStepGroup):
                 target = scope.up("group")
+                if isinstance(action, RetryStepGroup) and target and target.retries >= action.count:
+                    target = None  # retries used up: the step fails, the next nodes' `when` decide (E9)
                 if target is not None:
                     target.request = action
                     target.stop = "step group retried" if isinstance(action, RetryStepGroup) else "step group rolled back"
@@ -913,10 +999,25 @@ class Scheduler:
         return status
 
 
+def _noop(_: Any) -> None:
+    return None
+
+
+def _partial(job: Job) -> tuple[str | None, str | None]:
+    """(worker, output printed so far) of a job the scheduler stops waiting for.
+
+    An executor that captures output may set ``job.data = (worker_name, list_of_text)``.
+    """
+    if isinstance(job.data, tuple) and len(job.data) == 2:
+        worker, buffer = job.data
+        return worker, "".join(buffer) or None
+    return None, None
+
+
 def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "false", "0", "null", "none")
-    return bool(value)
+    from .expressions import truthy
+
+    return truthy(value)
 
 
 def execute(
@@ -982,8 +1083,10 @@ def run(
             ``trace`` is the partial trace (also ``nbp.last_trace()``).
     """
     from .executors.threads import ThreadExecutor
+    from .steptypes import check_runnable
 
     plan = pipeline.plan() if hasattr(pipeline, "plan") else compile_plan(pipeline)
+    check_runnable(plan)  # typed steps without a handler: refuse before anything starts
     executor = executor if executor is not None else ThreadExecutor()
     clock = getattr(executor, "clock", None) or RealClock()
     status, trace, interrupted = execute(

@@ -6,7 +6,7 @@ The expression language itself lives in :mod:`.expressions` (parsing and evaluat
 ================================================  ============================================
 path                                              value
 ================================================  ============================================
-``pipeline.variables.X``                          a pipeline variable
+``pipeline.variables.X``                          a pipeline variable (``variables`` alone: all)
 ``pipeline.name`` / ``pipeline.identifier``       the pipeline's name / id
 ``pipeline.stages.S.…``                           stage ``S`` (its ``variables.X``, ``name``,
                                                   ``identifier``, ``status``, and its steps:)
@@ -14,26 +14,78 @@ path                                              value
                                                   a group, ``.rollbackSteps.B`` for rollback)
 ``….output.outputVariables.X``                    an output variable of a finished step (R44)
 ``….status``                                      ``SUCCEEDED``, ``FAILED``, ``SKIPPED``… (R26)
+``….currentStatus``                               the same for a finished node; for a container
+                                                  of the reader: ``FAILED`` once something in
+                                                  it failed, else ``RUNNING``
 ``execution.steps.A.…``                           the same, relative to the current stage
 ``stage.…`` / ``stepGroup.…`` / ``step.…``        the current stage, innermost group, step
+``stepGroup.getParentStepGroup.…``                the group around the current group (nesting)
+``step.failureInfo.message`` / ``.errorType``     in a retry condition only: the failed
+                                                  attempt's error text and error type (R16)
 ================================================  ============================================
 
-Static checks (R45, D13): before a run, every reference in a ``when`` condition, a retry
-condition, a step's ``inputs`` and a typed step's ``spec`` is resolved against the plan. A
-reference to an unknown node or variable, to the reader itself, to a node that runs later,
-or to a node that runs in parallel with the reader is a ``DefinitionError`` line naming the
-reader, the expression and the reason. What can only be known while running (a step that was
-skipped has no outputs) fails the reading node with an ``ExpressionError``.
+Segments with hyphens or spaces are quoted, ``variables["x-auth"]`` or
+``variables.get("x-auth")`` (R47): the parser hands the path over already split, so every form
+below sees plain segments.
+
+**One path walker.** :func:`locate` turns a path into (plan node, attribute path); the static
+check and the run-time resolution both call it, so a reference that passes validation is
+resolved at run time by exactly the same rules.
+
+**Static checks (R45, D13).** Before a run (``compile_plan`` → :func:`static_problems`), every
+reference in a ``when`` condition, a retry condition, a step's ``inputs`` and a typed step's
+``spec`` is checked against the plan. Each problem is one ``DefinitionError`` line naming the
+reader's FQN, the expression (and, inside a longer one, the reference and its position) and
+the reason:
+
+* an unknown root, node or variable, or a declared-but-missing output variable;
+* a *finished value* (``status``, ``output``) of the reader itself, of a node that runs later,
+  of a node inside the reader, of a container of the reader (use ``currentStatus``), or of a
+  node that runs in parallel with the reader (R45: parallel siblings cannot read each other's
+  outputs). "Later" and "in parallel" are decided by the serial positions (``block``) of the
+  two nodes' branches below their closest common container; rollback lists run after the
+  execution list they belong to.
+
+Values that are part of the definition (``name``, ``identifier``, ``variables``) can be read
+from any node, in any order: they do not depend on the run. That includes a step reading its
+own variables, ``<+step.variables.x>`` — the same values its body sees in ``ctx.variables``.
+
+**Run time.** What can only be known while running fails the reading node with an
+``ExpressionError`` that carries the expression and the position of the reference (its message
+shows a caret under it), e.g. reading the outputs of a step that was skipped, or an output
+variable that a step did not publish. The engine records such a node ``Failed`` with the
+message in the trace's ``error`` column. Nothing resolves silently to ``null``.
+
+**Retry conditions** (R18) are evaluated for the failing step after a failed attempt, with the
+step as the reader: they can read variables, earlier nodes, and the attempt's failure through
+``<+step.failureInfo.message>`` / ``<+step.failureInfo.errorType>`` (this toolkit's names).
+``<+step.exitCode>`` (Harness shell steps) does not exist here: step bodies are Python.
+
+Not handled here: looped identifiers (R46, with looping strategies), variable values that
+themselves contain ``<+…>`` (returned as written), the 256 KB cap of R47.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .errors import ExpressionError, Problem
+from .trace import POSITIVE
 
-__all__ = ["HARNESS_STATUS", "evaluate_condition", "render_template", "resolve", "static_problems"]
+__all__ = [
+    "HARNESS_STATUS",
+    "KNOWN_ROOTS",
+    "check_reference",
+    "evaluate_condition",
+    "locate",
+    "order_problem",
+    "render_template",
+    "resolve",
+    "resolve_inputs",
+    "static_problems",
+]
 
 #: How statuses read in expressions (Harness compares upper-case names, R26).
 HARNESS_STATUS = {
@@ -49,31 +101,77 @@ HARNESS_STATUS = {
 }
 #: Roots of references the toolkit resolves; others (secrets, env, service…) are Harness's own.
 KNOWN_ROOTS = frozenset({"pipeline", "stage", "stepGroup", "step", "execution"})
+#: Roots that belong to Harness features this toolkit does not model; never an error in a spec.
+_FOREIGN_ROOTS = ("secrets", "env", "input")
+_FIXES = {
+    "R42": "check the identifiers against the plan (p.plan().by_fqn lists every FQN)",
+    "R43": "start the reference with pipeline., stage., stepGroup., step. or execution.",
+    "R44": "publish it from the step (return a dict, or set ctx.outputs), or fix the name",
+    "R45": "read it from a node that runs after it (a later item, not a parallel sibling)",
+    "R18": "read the failure only in a retry condition of the failing step",
+    "vars": "define the variable (variables={...}) or fix its name",
+}
 
 
 class _Unresolvable(LookupError):
-    """A reference that cannot be resolved, with the reason."""
+    """A reference that cannot be resolved: the reason, the rule it breaks and how to fix it."""
+
+    def __init__(self, reason: str, rule: str = "R42", fix: str | None = None):
+        super().__init__(reason)
+        self.rule = rule
+        self.fix = fix or _FIXES[rule]
+
+
+def _kind(node: Any) -> str:
+    return node.kind.replace("_", " ")
+
+
+def _children(node: Any, section: str) -> list[str]:
+    items = node.items if section == "steps" else node.rollback
+    out: list[str] = []
+    for item in items or ():
+        out.extend(child.id for child in (item.items if item.kind == "parallel" else (item,)))
+    return out
+
+
+def _unknown(what: str, name: str, known: list[str], where: str = "") -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{what} {name!r}{where} ({hint}known: {', '.join(known) or 'none'})"
 
 
 # -- walking a path over the plan -------------------------------------------------------------
 def _child(plan: Any, node: Any, section: str, ident: str) -> Any:
-    if node.kind == "stage":
-        prefix = {"steps": ".spec.execution.steps.", "rollbackSteps": ".spec.execution.rollbackSteps."}[
-            section
-        ]
-    else:
-        prefix = f".{section}."
+    prefix = f".spec.execution.{section}." if node.kind == "stage" else f".{section}."
     found = plan.by_fqn.get(node.fqn + prefix + ident)
     if found is None:
-        raise _Unresolvable(f"{node.kind.replace('_', ' ')} {node.id!r} has no node {ident!r} in {section}")
+        raise _Unresolvable(
+            f"{_kind(node)} {node.id!r} has "
+            + _unknown("no node", ident, _children(node, section), f" in {section}")
+        )
     return found
 
 
 def locate(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
     """The plan node a path starts from and the attribute path left over.
 
+    Both the static checks and the run-time resolution walk paths with this one function.
+
+    >>> from notebook_pipelines.model import Pipeline
+    >>> from notebook_pipelines.plan import compile_plan
+    >>> p = Pipeline("p")
+    >>> with p.stage("build") as b:
+    ...     with b.step_group("tests") as t:
+    ...         _ = t.step("unit")
+    ...     _ = b.step("report")
+    >>> plan = compile_plan(p)
+    >>> reader = plan.by_fqn["pipeline.stages.build.spec.execution.steps.report"]
+    >>> node, rest = locate(plan, reader, ("execution", "steps", "tests", "steps", "unit", "status"))
+    >>> node.fqn, rest
+    ('pipeline.stages.build.spec.execution.steps.tests.steps.unit', ('status',))
+
     Raises:
-        _Unresolvable: the path names no node of the plan.
+        _Unresolvable: the path names no node of the plan (a ``LookupError``).
     """
     head, rest = path[0], tuple(path[1:])
     if head == "pipeline":
@@ -83,7 +181,8 @@ def locate(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
                 raise _Unresolvable("pipeline.stages needs a stage identifier")
             node = plan.by_fqn.get(f"pipeline.stages.{rest[1]}")
             if node is None:
-                raise _Unresolvable(f"the pipeline has no stage {rest[1]!r}")
+                stages = [n.id for n in plan.nodes if n.kind == "stage"]
+                raise _Unresolvable("the pipeline has " + _unknown("no stage", rest[1], stages))
             rest = rest[2:]
     elif head == "stage":
         node = reader if reader.kind == "stage" else reader.stage
@@ -93,15 +192,22 @@ def locate(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
     elif head == "stepGroup":
         node = reader.group
         if node is None:
-            raise _Unresolvable(f"{reader.fqn} is not inside a step group")
+            raise _Unresolvable(f"{reader.fqn} is not inside a step group", "R43")
+        while rest[:1] == ("getParentStepGroup",):
+            parent = node.parent
+            if parent is None or parent.kind != "step_group":
+                raise _Unresolvable(f"step group {node.id!r} is not inside another step group", "R43")
+            node, rest = parent, rest[1:]
     elif head == "step":
         if reader.kind != "step":
-            raise _Unresolvable(f"<+step…> is only meaningful for a step, not a {reader.kind}")
+            raise _Unresolvable(f"<+step…> is only meaningful for a step, not a {_kind(reader)}", "R43")
         node = reader
     else:
-        raise _Unresolvable(f"unknown root {head!r}: use pipeline, stage, stepGroup, step or execution")
+        raise _Unresolvable(
+            f"unknown root {head!r}: use pipeline, stage, stepGroup, step or execution", "R43"
+        )
     if node is None:
-        raise _Unresolvable(f"{reader.fqn} has no {head}")
+        raise _Unresolvable(f"{reader.fqn} has no {head}", "R43")
     # descend through steps / rollbackSteps
     while rest:
         if node.kind == "stage" and rest[:3] in (
@@ -121,34 +227,53 @@ def locate(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
 
 
 def _attribute_kind(node: Any, rest: tuple) -> str:
-    """``static`` (known before running), ``runtime`` (needs the node finished); or raise."""
+    """``static`` (known before running), ``runtime`` (needs the node finished), ``current``
+    (``currentStatus``), ``failure`` (the failed attempt, retry conditions); or raise."""
     if not rest:
-        raise _Unresolvable(
-            f"the path names the {node.kind.replace('_', ' ')} {node.id!r}, not a value in it"
-        )
+        raise _Unresolvable(f"the path names the {_kind(node)} {node.id!r}, not a value in it")
     first = rest[0]
     if first in ("name", "identifier", "type", "kind", "fqn") and len(rest) == 1:
         return "static"
     if first == "variables":
+        if len(rest) == 1:
+            return "static"
         if len(rest) != 2:
-            raise _Unresolvable("write variables.NAME")
+            raise _Unresolvable('write variables.NAME (or variables["NAME"], R47)')
         if rest[1] not in (node.variables or {}):
-            known = ", ".join(sorted(node.variables or {})) or "none"
             raise _Unresolvable(
-                f"{node.kind.replace('_', ' ')} {node.id!r} has no variable {rest[1]!r} (known: {known})"
+                f"{_kind(node)} {node.id!r} has "
+                + _unknown("no variable", rest[1], sorted(node.variables or {})),
+                fix=_FIXES["vars"],
             )
         return "static"
-    if first in ("status", "currentStatus") and len(rest) == 1:
+    if first == "status" and len(rest) == 1:
         return "runtime"
+    if first == "currentStatus" and len(rest) == 1:
+        return "current"
     if first == "output" and node.kind == "step":
         if rest[1:2] != ("outputVariables",) or len(rest) != 3:
-            raise _Unresolvable("write output.outputVariables.NAME (R44)")
+            raise _Unresolvable("write output.outputVariables.NAME (R44)", "R44")
         declared = node.outputs or ()
         spec_outputs = _declared_spec_outputs(node)
         if (declared or spec_outputs) and rest[2] not in (*declared, *spec_outputs):
-            raise _Unresolvable(f"step {node.id!r} declares no output variable {rest[2]!r}")
+            known = sorted({*declared, *spec_outputs})
+            raise _Unresolvable(
+                f"step {node.id!r} declares " + _unknown("no output variable", rest[2], known), "R44"
+            )
         return "runtime"
-    raise _Unresolvable(f"unknown attribute {'.'.join(rest)!r} of {node.kind.replace('_', ' ')} {node.id!r}")
+    if first == "failureInfo" and node.kind == "step":
+        if len(rest) != 2 or rest[1] not in ("message", "errorType"):
+            raise _Unresolvable("write failureInfo.message or failureInfo.errorType", "R18")
+        return "failure"
+    if first == "exitCode" and node.kind == "step":
+        raise _Unresolvable(
+            "exitCode exists for Harness shell steps only; a step body here is Python",
+            "R18",
+            "use <+step.failureInfo.message> or <+step.failureInfo.errorType> in a retry condition",
+        )
+    if node.kind == "stage" and first in ("steps", "rollbackSteps"):
+        raise _Unresolvable(f"a stage's steps are under spec.execution: write spec.execution.{first}.ID")
+    raise _Unresolvable(f"unknown attribute {'.'.join(rest)!r} of {_kind(node)} {node.id!r}")
 
 
 def _declared_spec_outputs(node: Any) -> tuple:
@@ -169,6 +294,8 @@ def _static_value(node: Any, rest: tuple) -> Any:
         return node.kind
     if first == "fqn":
         return node.fqn
+    if len(rest) == 1:  # variables
+        return dict(node.variables or {})
     return node.variables[rest[1]]
 
 
@@ -189,13 +316,21 @@ def _ancestors(node: Any) -> Iterator[Any]:
         cur = cur.parent
 
 
+def _contains(outer: Any, inner: Any) -> bool:
+    return any(a is outer for a in _ancestors(inner))
+
+
 def order_problem(reader: Any, target: Any) -> str | None:
-    """Why ``reader`` cannot read a finished-value of ``target`` (R45), or None if it can."""
+    """Why ``reader`` cannot read a finished-value of ``target`` (R45), or None if it can.
+
+    ``target`` must have finished whenever ``reader`` starts: it is an earlier item of a
+    serial list both sit in (or inside one), or an execution node read from a rollback list.
+    """
     if target is reader:
         return "a node cannot read its own status or outputs"
-    if any(a is target for a in _ancestors(reader)):
+    if _contains(target, reader):
         return f"{target.fqn} contains the reader and has not finished when the reader runs"
-    if any(a is reader for a in _ancestors(target)):
+    if _contains(reader, target):
         return f"{target.fqn} is inside the reader and has not run when the reader starts"
     target_chain = _chain(target)
     cur = reader
@@ -210,10 +345,24 @@ def order_problem(reader: Any, target: Any) -> str | None:
             if t_block < r_block:
                 return None
             if t_block == r_block:
-                return f"{target.fqn} runs in parallel with the reader (R45)"
+                return f"{target.fqn} runs in parallel with the reader"
             return f"{target.fqn} runs after the reader"
         cur = cur.parent
     return None  # pragma: no cover - every node shares the pipeline
+
+
+def _order(reader: Any, target: Any, kind: str) -> None:
+    """Raise when ``reader`` may not read a ``kind`` value of ``target`` (R45)."""
+    if kind == "current" and _contains(target, reader):
+        return  # the status so far of a container the reader runs in
+    reason = order_problem(reader, target)
+    if reason is None:
+        return
+    if kind == "runtime" and _contains(target, reader):
+        raise _Unresolvable(reason, "R45", "use currentStatus for the status so far of a running container")
+    if target is reader:
+        raise _Unresolvable(reason, "R45", "read it from a later node (its own name and variables are fine)")
+    raise _Unresolvable(reason, "R45")
 
 
 # -- static checks ----------------------------------------------------------------------------
@@ -226,14 +375,20 @@ def _expressions_of(node: Any) -> Iterator[tuple[str, str, bool]]:
         and (node.kind != "step" or when is not _inherited(node))
     ):
         yield "when condition", when.condition, True
-    for level in (node.strategies or ())[:1]:
-        for entry in level:
-            cond = getattr(entry.action, "condition", None)
-            if isinstance(cond, str):
-                yield "retry condition", cond, True
+    if node.kind == "step":  # a retry condition is read by the failing step, wherever it is set
+        seen: set[str] = set()
+        for level in node.strategies or ():
+            for entry in level:
+                action = entry.action
+                while action is not None:
+                    cond = getattr(action, "condition", None)
+                    if isinstance(cond, str) and cond not in seen:
+                        seen.add(cond)
+                        yield "retry condition", cond, True
+                    action = getattr(action, "then", None)
     for key, value in (node.inputs or {}).items():
         if isinstance(value, str) and "<+" in value:
-            yield f"input {key}", value, True
+            yield f"input {key!r}", value, True
     if node.kind == "step" and node.spec:
         for where, text in _strings(node.spec, "spec"):
             if "<+" in text:
@@ -256,8 +411,28 @@ def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{where}[{i}]")
 
 
+def _quoted(where: str, text: str, ref: Any) -> str:
+    if ref.text == text:
+        return f"{where} {text}"
+    return f"{where} {text!r}, at position {ref.position} {ref.text}"
+
+
 def static_problems(plan: Any) -> list[Problem]:
-    """Every reference problem that can be known before running (R45, D13)."""
+    """Every reference problem that can be known before running (R45, D13).
+
+    >>> from notebook_pipelines.model import Pipeline
+    >>> from notebook_pipelines.plan import compile_plan
+    >>> p = Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     with s.parallel():
+    ...         _ = s.step("a", outputs=["x"])
+    ...         _ = s.step("b", inputs={"v": "<+execution.steps.a.output.outputVariables.x>"})
+    >>> for problem in static_problems(compile_plan(p, check=False)):
+    ...     print(problem)  # doctest: +NORMALIZE_WHITESPACE
+    pipeline.stages.s.spec.execution.steps.b: [R45] input 'v' <+execution.steps.a.output.outputVariables.x>:
+    pipeline.stages.s.spec.execution.steps.a runs in parallel with the reader — fix: read it from a node
+    that runs after it (a later item, not a parallel sibling)
+    """
     from .expressions import parse_condition, parse_template
 
     problems: list[Problem] = []
@@ -266,54 +441,44 @@ def static_problems(plan: Any) -> list[Problem]:
             try:
                 parsed = parse_condition(text) if "condition" in where else parse_template(text)
             except ExpressionError as err:
-                problems.append(
-                    Problem(
-                        node.fqn,
-                        "R33",
-                        f"{where}: {err.reason} at position {err.position} in {text!r}",
-                        "fix the expression",
-                    )
-                )
+                message = f"{where} {text!r}: {err.reason} at position {err.position}"
+                problems.append(Problem(node.fqn, "R33", message, "fix the expression's syntax"))
                 continue
             for ref in parsed.references:
-                if ref.path[0] not in KNOWN_ROOTS or ref.path == ("input",):
-                    if strict and ref.path[0] not in ("secrets", "env", "input"):
-                        problems.append(
-                            Problem(
-                                node.fqn,
-                                "R43",
-                                f"{where}: {ref.text} has an unknown root {ref.path[0]!r}",
-                                "use pipeline., stage., stepGroup., step. or execution.",
-                            )
-                        )
+                if ref.path[0] not in KNOWN_ROOTS:
+                    if strict and ref.path[0] not in _FOREIGN_ROOTS:
+                        message = f"{_quoted(where, text, ref)}: unknown root {ref.path[0]!r}"
+                        problems.append(Problem(node.fqn, "R43", message, _FIXES["R43"]))
                     continue
-                reason = _check(plan, node, ref.path)
-                if reason is not None:
+                try:
+                    check_reference(plan, node, ref.path, retry=where == "retry condition")
+                except _Unresolvable as err:
                     problems.append(
-                        Problem(
-                            node.fqn,
-                            "R45" if "parallel" in reason or "after" in reason else "R42",
-                            f"{where}: {ref.text} — {reason}",
-                            "reference a node that finishes before this one, or a known variable",
-                        )
+                        Problem(node.fqn, err.rule, f"{_quoted(where, text, ref)}: {err}", err.fix)
                     )
     return problems
 
 
-def _check(plan: Any, reader: Any, path: tuple) -> str | None:
-    try:
-        target, rest = locate(plan, reader, path)
-        kind = _attribute_kind(target, rest)
-    except _Unresolvable as err:
-        return str(err)
-    if kind == "runtime":
-        return order_problem(reader, target)
-    return None
+def check_reference(plan: Any, reader: Any, path: tuple, retry: bool = False) -> str:
+    """The kind of value ``path`` names for ``reader``; raise ``LookupError`` if it cannot be read.
+
+    ``retry``: the path is read by a retry condition of ``reader`` (which may read its failure).
+    """
+    target, rest = locate(plan, reader, path)
+    kind = _attribute_kind(target, rest)
+    if kind == "failure":
+        if not (retry and target is reader):
+            raise _Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")
+    elif kind in ("runtime", "current"):
+        _order(reader, target, kind)
+    return kind
 
 
 # -- run time ---------------------------------------------------------------------------------
 def resolve(scheduler: Any, node: Any, path: tuple, failure: Any = None) -> Any:
     """The value of a reference read by ``node`` now.
+
+    ``failure``: the failed attempt's outcome, when a retry condition is evaluated.
 
     Raises:
         LookupError: with the reason; the expression layer turns it into an ExpressionError
@@ -324,32 +489,55 @@ def resolve(scheduler: Any, node: Any, path: tuple, failure: Any = None) -> Any:
     kind = _attribute_kind(target, rest)
     if kind == "static":
         return _static_value(target, rest)
+    if kind == "failure":
+        if failure is None or target is not node:
+            raise _Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")
+        return failure.error if rest[1] == "message" else failure.error_type
+    if kind == "current" and _contains(target, node):
+        return _status_so_far(scheduler, target)
     status = scheduler.statuses.get(target.fqn)
     if rest[0] in ("status", "currentStatus"):
         if status is None:
-            return (
-                "RUNNING" if target is node or any(a is target for a in _ancestors(node)) else "NOT_STARTED"
-            )
+            raise _Unresolvable(f"{target.fqn} has not finished: it has no status to read yet", "R45")
         return HARNESS_STATUS.get(status, status.upper())
     outputs = scheduler.outputs.get(target.fqn)
     if outputs is None:
         state = f"ended {status}" if status is not None else "has not finished"
-        raise _Unresolvable(f"{target.fqn} {state}: it has no output variables to read")
+        raise _Unresolvable(f"{target.fqn} {state}: it has no output variables to read", "R44")
     if rest[2] not in outputs:
-        raise _Unresolvable(f"{target.fqn} has no output variable {rest[2]!r} (it has: {_names(outputs)})")
+        raise _Unresolvable(
+            f"{target.fqn} has " + _unknown("no output variable", rest[2], sorted(outputs)), "R44"
+        )
     return outputs[rest[2]]
 
 
+def _status_so_far(scheduler: Any, container: Any) -> str:
+    """``currentStatus`` of a running container: FAILED once a node in it ended badly (Harness
+    counts any failure), else RUNNING."""
+    statuses = scheduler.statuses
+    for node in container.walk():
+        status = statuses.get(node.fqn)
+        if status is not None and node is not container and status not in POSITIVE and status != "NotStarted":
+            return "FAILED"
+    return "RUNNING"
+
+
+def _with_fqn(err: ExpressionError, fqn: str, prefix: str = "") -> ExpressionError:
+    return ExpressionError(prefix + err.reason, err.expression, err.position, err.fqn or fqn)
+
+
 def evaluate_condition(scheduler: Any, node: Any, text: str, failure: Any = None) -> Any:
-    """Evaluate a ``when`` (or retry) condition of ``node`` with the values known now."""
+    """Evaluate a ``when`` (or retry) condition of ``node`` with the values known now.
+
+    Raises:
+        ExpressionError: a reference cannot be resolved now (with its position and ``node``'s FQN).
+    """
     from .expressions import parse_condition
 
     try:
         return parse_condition(text).evaluate(lambda ref: resolve(scheduler, node, ref.path, failure))
     except ExpressionError as err:
-        if not err.fqn:
-            err.fqn = node.fqn
-        raise
+        raise _with_fqn(err, node.fqn) from None
 
 
 def render_template(scheduler: Any, node: Any, text: Any) -> Any:
@@ -362,5 +550,16 @@ def render_template(scheduler: Any, node: Any, text: Any) -> Any:
     return parse_template(text).evaluate(lambda ref: resolve(scheduler, node, ref.path))
 
 
-def _names(values: Mapping) -> str:
-    return ", ".join(sorted(values)) or "none"
+def resolve_inputs(scheduler: Any, node: Any) -> dict:
+    """The step's ``inputs`` with every embedded ``<+…>`` resolved now, just before it runs.
+
+    Raises:
+        ExpressionError: naming the input, with the position of the reference in its text.
+    """
+    out = {}
+    for key, value in (node.inputs or {}).items():
+        try:
+            out[key] = render_template(scheduler, node, value)
+        except ExpressionError as err:
+            raise _with_fqn(err, node.fqn, f"input {key!r}: ") from None
+    return out

@@ -42,6 +42,15 @@ IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 RULE_SETS = ("classic", "current")
 
 
+_UNTEMPLATE = "replace the template reference by the steps it stands for (templates are kept as data)"
+
+
+def _template(node: Any) -> Any:
+    """The templateRef of a node loaded from YAML as a template reference (kept in ``extra``)."""
+    template = (getattr(node, "extra", None) or {}).get("template")
+    return template.get("templateRef", "?") if isinstance(template, dict) else template
+
+
 def validate(pipeline: Pipeline) -> None:
     """Raise one ``DefinitionError`` listing every problem, or return None when valid."""
     found = problems(pipeline)
@@ -72,10 +81,11 @@ class _Checker:
     # -- lists --------------------------------------------------------------------------------
     def _list(self, items: list, prefix: str, what: str, kinds: tuple, in_group: int) -> Iterator[Problem]:
         seen: dict[str, str] = {}
-        for item in items:
+        for block, item in enumerate(items):
             if isinstance(item, Parallel):
-                if not item.items:
-                    yield Problem(prefix, "R5", "an empty parallel block", "add nodes to it or remove it")
+                if not item.items:  # named like the plan names parallel blocks: LIST[index]
+                    fix = "add nodes to it or remove it"
+                    yield Problem(f"{prefix}[{block}]", "R5", "an empty parallel block", fix)
                 for child in item.items:
                     yield from self._one(child, prefix, what, kinds, in_group, seen)
             else:
@@ -102,7 +112,10 @@ class _Checker:
     # -- nodes --------------------------------------------------------------------------------
     def _stage(self, stage: Stage, fqn: str) -> Iterator[Problem]:
         yield from self._settings(stage, fqn, "stage", in_group=0)
-        if not stage.items:
+        if not stage.items and _template(stage):
+            text = f"the stage is template {_template(stage)!r}, which is not resolved"
+            yield Problem(fqn, "R1", text, _UNTEMPLATE)
+        elif not stage.items:
             yield Problem(fqn, "R1", "the stage has no steps", "add a step: `stage.step('name', run=...)`")
         kinds = (Step, StepGroup)
         yield from self._list(stage.items, f"{fqn}.spec.execution.steps", "a stage", kinds, 0)
@@ -129,7 +142,10 @@ class _Checker:
                 fqn, "R60/D10", "step groups take no timeout under the classic rules", "set timeouts on the steps"
             )
         yield from self._settings(group, fqn, "step group", in_group + 1)
-        if not group.items:
+        if not group.items and _template(group):
+            text = f"the step group is template {_template(group)!r}, which is not resolved"
+            yield Problem(fqn, "R1", text, _UNTEMPLATE)
+        elif not group.items:
             yield Problem(fqn, "R1", "the step group has no steps", "add a step: `group.step('name', run=...)`")
         kinds = (Step, StepGroup)
         yield from self._list(group.items, f"{fqn}.steps", "a step group", kinds, in_group + 1)

@@ -102,10 +102,11 @@ class ThreadExecutor:
             _install_tee()
 
     def submit(self, job: Any) -> None:
-        if job.node.body is None:  # nothing to run: done at once, no thread needed
+        if job.node.body is None and job.node.type is None:  # nothing to run: done at once
             now = self.clock.now()
             self.scheduler.complete(job, Outcome(SUCCESS, now, now, "main"))
             return
+        self.scheduler.context(job)
         self.busy += 1
         if self.busy > len(self.threads):
             thread = threading.Thread(
@@ -116,7 +117,7 @@ class ThreadExecutor:
         self._work.put(job)
 
     def returned(self, job: Any) -> None:
-        if job.node.body is not None:
+        if job.node.body is not None or job.node.type is not None:  # it went to a worker
             self.busy -= 1
 
     def cancel(self, job: Any) -> None:
@@ -149,9 +150,10 @@ class ThreadExecutor:
             self._running[id(job)] = (job, me)
         buffer: list[str] = []
         _local.buffer = buffer
+        job.data = (me.name, buffer)  # what the scheduler keeps if it gives up on the job
         start = clock.now()
         try:
-            result = call_body(job.node, job.ctx, self.scheduler.namespace)
+            result = call_body(job.node, job.ctx, self.scheduler.namespace, self.scheduler)
             outputs = dict(job.ctx.outputs)
             if isinstance(result, dict):
                 outputs.update(result)

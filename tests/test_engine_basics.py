@@ -1,0 +1,412 @@
+"""The real-time engine's basic behaviour: real threads, wall clock, short sleeps.
+
+Order and overlap are read from the trace itself (each row's start/end), never compared with
+fixed wall-clock thresholds: serial items one after another (R4), parallel siblings together
+(R5, R12), blocks of a group one after another, parallel stages together (R11); failures
+recorded with their error, the rest of the stage skipped (D5), running siblings finishing
+(D9, R14); printed output captured per step, thread by thread.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pandas as pd
+import pytest
+from conftest import failing, overlap, row, sleeper, worker_threads
+
+import notebook_pipelines as nbp
+
+pytestmark = pytest.mark.usefixtures("no_worker_leak")
+
+
+def steps_of(trace):
+    return trace[trace["kind"] == "step"]
+
+
+# -- order and concurrency ---------------------------------------------------------------------------
+
+
+def test_R4_serial_items_run_in_order_one_after_another():
+    calls: list[str] = []
+
+    def record(name: str):
+        def body() -> None:
+            calls.append(name)
+            time.sleep(0.02)
+
+        return body
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        for name in ("a", "b", "c"):
+            s.step(name, run=record(name))
+    trace = p.run()
+    assert calls == ["a", "b", "c"]
+    a, b, c = (row(trace, x) for x in "abc")
+    assert a["end_s"] <= b["start_s"] and b["end_s"] <= c["start_s"]
+    assert list(steps_of(trace)["status"]) == ["Success"] * 3
+
+
+def test_R5_R12_parallel_siblings_really_overlap_on_different_threads():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        s.step("a", run=sleeper(0.1))
+        s.step("b", run=sleeper(0.1))
+    trace = p.run()
+    a, b = row(trace, "a"), row(trace, "b")
+    assert overlap(a, b)
+    assert a["worker"] != b["worker"]
+    assert a["worker"].startswith("nbp-worker") and b["worker"].startswith("nbp-worker")
+
+
+def test_R5_blocks_of_a_group_run_one_after_another():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.step_group("g") as g:
+        with g.parallel():
+            g.step("a", run=sleeper(0.05))
+            g.step("b", run=sleeper(0.1))
+        with g.parallel():
+            g.step("c", run=sleeper(0.02))
+            g.step("d", run=sleeper(0.02))
+        g.step("e", run=sleeper(0.02))
+    trace = p.run()
+    a, b, c, d, e = (row(trace, x) for x in "abcde")
+    assert overlap(a, b) and overlap(c, d)
+    first_block_end = max(a["end_s"], b["end_s"])
+    assert c["start_s"] >= first_block_end and d["start_s"] >= first_block_end
+    assert e["start_s"] >= max(c["end_s"], d["end_s"])
+    group = row(trace, "g")
+    assert group["start_s"] <= a["start_s"] and group["end_s"] >= e["end_s"]
+
+
+def test_R11_parallel_stages_overlap():
+    p = nbp.Pipeline("p")
+    with p.parallel():
+        with p.stage("eu") as eu:
+            eu.step("apply_eu", run=sleeper(0.1))
+        with p.stage("us") as us:
+            us.step("apply_us", run=sleeper(0.1))
+    with p.stage("after") as after:
+        after.step("verify", run=sleeper(0.01))
+    trace = p.run()
+    eu, us, after = row(trace, "eu"), row(trace, "us"), row(trace, "after")
+    assert overlap(eu, us)
+    assert overlap(row(trace, "apply_eu"), row(trace, "apply_us"))
+    assert after["start_s"] >= max(eu["end_s"], us["end_s"])
+
+
+def test_containers_span_their_children():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=sleeper(0.02))
+        s.step("b", run=sleeper(0.02))
+    trace = p.run()
+    root, stage = row(trace, "pipeline"), row(trace, "s")
+    assert root["start_s"] <= stage["start_s"] <= row(trace, "a")["start_s"]
+    assert row(trace, "b")["end_s"] <= stage["end_s"] <= root["end_s"]
+
+
+# -- bodies, context, outputs -----------------------------------------------------------------------
+
+
+def test_a_body_may_take_ctx_or_nothing():
+    seen: dict = {}
+
+    def with_ctx(ctx) -> None:
+        seen.update(
+            fqn=ctx.fqn,
+            id=ctx.id,
+            stage=ctx.stage,
+            group=ctx.step_group,
+            attempt=ctx.attempt,
+            cancelled=ctx.cancelled,
+        )
+
+    def without() -> None:
+        seen["without"] = True
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.step_group("g") as g:
+        g.step("a", run=with_ctx)
+        g.step("b", run=without)
+    trace = p.run()
+    assert seen == {
+        "fqn": "pipeline.stages.s.spec.execution.steps.g.steps.a",
+        "id": "a",
+        "stage": "s",
+        "group": "g",
+        "attempt": 1,
+        "cancelled": False,
+        "without": True,
+    }
+    assert list(steps_of(trace)["status"]) == ["Success", "Success"]
+
+
+def test_ctx_attempt_counts_retries():
+    attempts: list[int] = []
+
+    def flaky(ctx) -> None:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise ConnectionError("first try fails")
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("x", run=flaky, failure_strategies=nbp.Retry(1))
+    trace = p.run()
+    assert attempts == [1, 2]
+    assert list(trace["attempt"][trace["kind"] == "step"]) == [1, 2]
+    assert row(trace, "x")["status"] == "Success"
+
+
+def test_R44_returned_dict_and_ctx_outputs_go_to_the_outputs_column():
+    def returns() -> dict:
+        return {"version": "1.2.3"}
+
+    def sets(ctx) -> None:
+        ctx.outputs["count"] = 3
+
+    def both(ctx) -> dict:
+        ctx.outputs["a"] = 1
+        return {"b": 2}
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("returns", run=returns)
+        s.step("sets", run=sets)
+        s.step("both", run=both)
+        s.step("nothing", run=sleeper(0.001))
+    trace = p.run()
+    assert row(trace, "returns")["outputs"] == {"version": "1.2.3"}
+    assert row(trace, "sets")["outputs"] == {"count": 3}
+    assert row(trace, "both")["outputs"] == {"a": 1, "b": 2}
+    assert row(trace, "nothing")["outputs"] is None
+
+
+def test_a_step_without_a_body_succeeds_at_once():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("placeholder")
+    trace = p.run()
+    placeholder = row(trace, "placeholder")
+    assert placeholder["status"] == "Success" and placeholder["duration_s"] == 0.0
+
+
+# -- output capture -----------------------------------------------------------------------------------
+
+
+def chatty(word: str):
+    def body() -> None:
+        for i in range(3):
+            print(f"{word} {i}")
+            time.sleep(0.02)
+        print(f"{word} warning", file=sys.stderr)
+
+    return body
+
+
+def test_printed_output_is_captured_per_step_thread_by_thread_and_still_shown(capsys):
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        with s.parallel():
+            s.step("left", run=chatty("left"))
+            s.step("right", run=chatty("right"))
+        s.step("quiet", run=sleeper(0.001))
+    trace = p.run()
+    left, right = row(trace, "left"), row(trace, "right")
+    assert overlap(left, right)  # they printed at the same time, on two threads
+    assert left["log"] == "left 0\nleft 1\nleft 2\nleft warning\n"
+    assert right["log"] == "right 0\nright 1\nright 2\nright warning\n"
+    assert pd.isna(row(trace, "quiet")["log"])  # printed nothing
+    shown = capsys.readouterr()
+    for word in ("left", "right"):
+        assert all(f"{word} {i}\n" in shown.out for i in range(3))
+        assert f"{word} warning\n" in shown.err
+
+
+def test_printed_output_reaches_the_file_descriptor_too(capfd):
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("hello", run=lambda: print("hello from a step"))
+    trace = p.run()
+    assert row(trace, "hello")["log"] == "hello from a step\n"
+    assert "hello from a step" in capfd.readouterr().out
+
+
+def test_output_printed_by_the_main_thread_during_a_run_is_not_in_any_log(capsys):
+    class Printer:
+        def node_started(self, node, attempt, t) -> None:
+            print(f"listener saw {node.id}")
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: print("from a"))
+    trace = p.run(listeners=[Printer()])
+    assert row(trace, "a")["log"] == "from a\n"
+    assert "listener saw a" in capsys.readouterr().out
+
+
+def test_R59_output_printed_before_a_timeout_is_kept():
+    def slow(ctx) -> None:
+        print("about to wait")
+        ctx.sleep(2.0)
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("slow", run=slow, timeout=0.1)
+    trace = p.run(report=False)
+    slow_row = row(trace, "slow")
+    assert (slow_row["status"], slow_row["error_type"]) == ("Expired", "Timeout")
+    assert slow_row["log"] == "about to wait\n"
+    assert slow_row["worker"].startswith("nbp-worker")
+
+
+# -- failures -------------------------------------------------------------------------------------------
+
+
+def failing_pipeline() -> nbp.Pipeline:
+    p = nbp.Pipeline("p")
+    with p.stage("build") as s:
+        s.step("first", run=sleeper(0.01))
+        with s.parallel():
+            s.step("boom", run=failing("bad value"))
+            s.step("sibling", run=sleeper(0.1))
+        s.step("after", run=sleeper(0.01))
+        with s.step_group("g") as g:
+            g.step("in_group", run=sleeper(0.01))
+    with p.stage("deploy") as d:
+        d.step("apply", run=sleeper(0.01))
+    return p
+
+
+def test_a_failing_step_records_status_error_type_error_and_traceback():
+    trace = failing_pipeline().run(report=False)
+    boom = row(trace, "boom")
+    assert boom["status"] == "Failed"
+    assert boom["error_type"] == "Unknown"
+    assert boom["error"] == "ValueError: bad value"
+    assert boom["log"].startswith("Traceback (most recent call last):")
+    assert "ValueError: bad value" in boom["log"] and "in body" in boom["log"]
+    assert boom["action"] == "MarkAsFailure"
+
+
+def test_D5_steps_after_a_failure_are_skipped_with_a_reason_and_later_stages_too():
+    trace = failing_pipeline().run(report=False)
+    for ident in ("after", "g", "in_group", "deploy", "apply"):
+        skipped = row(trace, ident)
+        assert skipped["status"] == "Skipped", ident
+        assert skipped["attempt"] == 0 and skipped["duration_s"] == 0.0
+        assert isinstance(skipped["reason"], str) and skipped["reason"], ident
+    assert "failed" in row(trace, "after")["reason"]
+    assert "failed" in row(trace, "deploy")["reason"]
+    assert row(trace, "in_group")["reason"] == "parent skipped"
+    assert row(trace, "apply")["reason"] == "parent skipped"
+    assert row(trace, "first")["status"] == "Success"
+    assert row(trace, "build")["status"] == "Failed"
+    assert row(trace, "pipeline")["status"] == "Failed"
+
+
+def test_D9_R14_a_running_parallel_sibling_finishes_successfully():
+    trace = failing_pipeline().run(report=False)
+    boom, sibling = row(trace, "boom"), row(trace, "sibling")
+    assert sibling["status"] == "Success"
+    assert overlap(boom, sibling) and sibling["end_s"] > boom["end_s"]
+    assert row(trace, "after")["start_s"] >= sibling["end_s"]  # the next item waits for the block
+
+
+@pytest.mark.parametrize(
+    ("exc", "error_type", "error"),
+    [
+        (nbp.StepError("x", error_type="Connectivity"), "Connectivity", "x"),
+        (ConnectionError("refused"), "Connectivity", "ConnectionError: refused"),
+        (TimeoutError("slow"), "Timeout", "TimeoutError: slow"),
+        (KeyError("k"), "Unknown", "KeyError: 'k'"),
+    ],
+)
+def test_R16_the_exception_chooses_the_error_type(exc, error_type, error):
+    def body() -> None:
+        raise exc
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("x", run=body)
+    trace = p.run(report=False)
+    x = row(trace, "x")
+    assert (x["status"], x["error_type"], x["error"]) == ("Failed", error_type, error)
+
+
+def test_a_failed_run_returns_its_trace_and_prints_a_summary_to_stderr(capsys):
+    trace = failing_pipeline().run(run_id="failing")
+    assert row(trace, "pipeline")["status"] == "Failed"
+    assert nbp.last_trace() is trace
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("pipeline 'p' ended Failed after ")
+    assert lines[1:] == [
+        "  ✗ pipeline.stages.build.spec.execution.steps.boom — Failed (Unknown): ValueError: bad value"
+    ]
+    assert "Traceback" not in err  # the body's exception never escapes as a bare traceback
+
+
+def test_report_false_prints_nothing(capsys):
+    failing_pipeline().run(report=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_successful_run_prints_no_summary(capsys):
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("x", run=sleeper(0.001))
+    p.run()
+    assert capsys.readouterr().err == ""
+
+
+def test_check_true_raises_run_failed_carrying_the_trace():
+    with pytest.raises(nbp.RunFailed) as info:
+        failing_pipeline().run(check=True)
+    err = info.value
+    assert isinstance(err, nbp.RunError) and isinstance(err, nbp.PipelineError)
+    assert row(err.trace, "boom")["status"] == "Failed"
+    assert nbp.last_trace() is err.trace
+    assert "ended Failed" in str(err) and "boom" in str(err)
+
+
+def test_check_true_on_success_returns_the_trace():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("x", run=sleeper(0.001))
+    trace = p.run(check=True)
+    assert row(trace, "pipeline")["status"] == "Success"
+
+
+def test_last_trace_is_the_trace_of_the_last_run():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("x", run=sleeper(0.001))
+    first = p.run()
+    assert nbp.last_trace() is first
+    second = nbp.run(p)
+    assert nbp.last_trace() is second and second is not first
+
+
+def test_no_worker_thread_is_alive_after_run_returns():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        for i in range(4):
+            s.step(f"w{i}", run=sleeper(0.03))
+    trace = p.run()
+    assert worker_threads() == []
+    assert steps_of(trace)["worker"].nunique() == 4
+
+
+def test_no_worker_thread_is_alive_after_a_failed_run_returns():
+    failing_pipeline().run(report=False)
+    assert worker_threads() == []
+
+
+def test_stdout_and_stderr_are_restored_after_a_run():
+    before = sys.stdout, sys.stderr
+    failing_pipeline().run(report=False)
+    assert sys.stdout is before[0] and sys.stderr is before[1]
