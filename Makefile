@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint format lab bench clean
+.PHONY: setup demo test lint format lab bench notebooks clean
 
 setup: $(STAMP) dot
 
@@ -37,6 +37,14 @@ format: setup
 ## make lab: JupyterLab on notebooks/
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
+
+## make notebooks: re-execute every notebook in place, storing fresh outputs (then review the diff)
+notebooks: setup
+	for nb in notebooks/*.ipynb; do \
+	  $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False \
+	    --ClearMetadataPreprocessor.enabled=True --ClearMetadataPreprocessor.preserve_nb_metadata_mask=kernelspec \
+	    --ClearMetadataPreprocessor.preserve_cell_metadata_mask=tags "$$nb" || exit 1; \
+	done
 
 ## make bench: the side-by-side measurements in benchmarks/ (not part of the tests)
 bench: setup
