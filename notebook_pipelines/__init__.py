@@ -63,9 +63,14 @@ _LAZY = {
     "StepCancelled": ("engine", "StepCancelled"),
     "InterventionRequest": ("engine", "InterventionRequest"),
     "simulate": ("simulate", "simulate"),
+    "compare": ("whatif", "compare"),
+    "monte_carlo": ("whatif", "monte_carlo"),
+    "critical_path": ("whatif", "critical_path"),
     "render": ("render", "render"),
     "validate": ("validate", "validate"),
     "compile_plan": ("plan", "compile_plan"),
+    "load_yaml": ("yaml_io", "load_yaml"),
+    "register_step_type": ("steptypes", "register_step_type"),
     "COLUMNS": ("trace", "COLUMNS"),
     "STATUSES": ("trace", "STATUSES"),
 }
@@ -80,6 +85,14 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'notebook_pipelines' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext notebook_pipelines``: the ``%pipeline``, ``%stage``, ``%step_group`` and ``%%step``
+    magics (IPython is imported only here, not when the package is imported)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
 
 
 def __dir__() -> list[str]:
@@ -119,10 +132,15 @@ __all__ = [
     "StepGroup",
     "StepGroupRollback",
     "When",
+    "compare",
     "compile_plan",
+    "critical_path",
     "format_duration",
     "last_trace",
+    "load_yaml",
+    "monte_carlo",
     "parse_duration",
+    "register_step_type",
     "render",
     "run",
     "simulate",

@@ -281,6 +281,26 @@ class RealClock:
             return None
 
 
+_current = threading.local()
+
+
+class _CurrentContext:
+    """Stands for the step context of the step running on the calling thread (code-text bodies)."""
+
+    def __getattr__(self, name: str) -> Any:
+        ctx = getattr(_current, "ctx", None)
+        if ctx is None:
+            raise RuntimeError("`ctx` is only available while a step's code runs")
+        return getattr(ctx, name)
+
+    def __repr__(self) -> str:
+        ctx = getattr(_current, "ctx", None)
+        return repr(ctx) if ctx is not None else "<step context: no step running>"
+
+
+CURRENT_CONTEXT = _CurrentContext()
+
+
 def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, scheduler: Any = None) -> Any:
     """Run a step body: a callable (with ``ctx`` when it takes an argument) or code text.
 
@@ -296,8 +316,13 @@ def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, s
         return None
     if isinstance(body, str):
         scope = namespace if namespace is not None else {}
-        scope["ctx"] = ctx
-        exec(compile(body, f"<step {node.fqn}>", "exec"), scope)  # the user's own step code
+        # parallel code bodies share one namespace: ``ctx`` there is a proxy to this thread's context
+        _current.ctx = ctx
+        scope["ctx"] = CURRENT_CONTEXT
+        try:
+            exec(compile(body, f"<step {node.fqn}>", "exec"), scope)  # the user's own step code
+        finally:
+            _current.ctx = None
         missing = [name for name in node.outputs or () if name not in scope]
         if missing:
             raise StepError(

@@ -410,3 +410,17 @@ def test_stdout_and_stderr_are_restored_after_a_run():
     before = sys.stdout, sys.stderr
     failing_pipeline().run(report=False)
     assert sys.stdout is before[0] and sys.stderr is before[1]
+
+
+def test_parallel_code_text_bodies_each_see_their_own_ctx_in_a_shared_namespace():
+    """Code-text bodies (cell code) share the user namespace; ``ctx`` there is per thread."""
+    namespace: dict = {"time": time}
+    code = "me = ctx.id\ntime.sleep(0.05)\nseen = ctx.id\nprint(seen)\n"
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        s.step("a", run=code)
+        s.step("b", run=code)
+    trace = p.run(namespace=namespace)
+    logs = dict(zip(trace["step"].dropna(), trace.loc[trace.kind == "step", "log"]))
+    assert logs == {"a": "a\n", "b": "b\n"}
+    assert "ctx" in namespace and "no step running" in repr(namespace["ctx"])
