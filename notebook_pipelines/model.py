@@ -81,6 +81,8 @@ class Step:
         type, spec: a typed step (e.g. ``ShellScript``) as Harness data.
         inputs: keyword values for the body; strings may embed ``<+…>`` expressions.
         outputs: names exported as output variables.
+        extra: Harness keys the model has no field for (kept by ``load_yaml``, written back
+            by ``to_yaml``).
     """
 
     id: str
@@ -97,6 +99,7 @@ class Step:
     spec: dict | None = None
     inputs: dict | None = None
     outputs: list | None = None
+    extra: dict | None = None
 
     @property
     def display_name(self) -> str:
@@ -233,6 +236,7 @@ class StepGroup(_Container):
     delegate_selectors: Any = None
     strategy: Any = None
     variables: dict | None = None
+    extra: dict | None = None
 
     @property
     def display_name(self) -> str:
@@ -266,6 +270,7 @@ class Stage(_Container):
     variables: dict | None = None
     resource: str | None = None
     spec: dict | None = None
+    extra: dict | None = None
 
     @property
     def display_name(self) -> str:
@@ -357,6 +362,15 @@ class Pipeline(_Container):
         from .simulate import simulate
 
         return simulate(self, **options)
+
+    def to_yaml(self, path: Any = None) -> str:
+        """The Harness v0 pipeline YAML (also written to ``path`` when given).
+
+        See :func:`notebook_pipelines.yaml_io.dump_yaml`; ``nbp.load_yaml`` reads it back.
+        """
+        from .yaml_io import dump_yaml
+
+        return dump_yaml(self, path)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.id!r}, stages={_repr_items(self.stages)!r})"

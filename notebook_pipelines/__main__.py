@@ -1,0 +1,8 @@
+"""``python -m notebook_pipelines``: the ``notebook-pipelines`` command line (see :mod:`.cli`)."""
+
+from __future__ import annotations
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,862 @@
+"""Harness YAML in and out: every construct maps to the model, round-trips, and simulates.
+
+Fixtures (tests/fixtures) cover the constructs of SEMANTICS.md; the real pipelines of the shared
+corpus (../shared/harness-corpus, never copied here) must load, round-trip, and validate or be
+refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import notebook_pipelines as nbp
+from notebook_pipelines.failure import (
+    ACTION_TYPES,
+    ERROR_TYPES,
+    STATUS_CHOICES,
+    Abort,
+    Ignore,
+    ManualIntervention,
+    MarkAsFailure,
+    MarkAsSuccess,
+    OnFailure,
+    PipelineRollback,
+    ProceedWithDefaultValues,
+    Retry,
+    RetryStepGroup,
+    StageRollback,
+    StepGroupRollback,
+    When,
+)
+from notebook_pipelines.model import Parallel, Pipeline, Stage, Step, StepGroup
+from notebook_pipelines.plan import compile_plan
+from notebook_pipelines.validate import problems
+from notebook_pipelines.yaml_io import (
+    YamlError,
+    YamlWarning,
+    dump_yaml,
+    infrastructure_key,
+    load_yaml,
+    locate,
+    read_yaml,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "harness-corpus"
+FIXTURES = Path(__file__).parent / "fixtures"
+CORPUS_FILES = sorted(CORPUS.glob("*.y*ml"))
+#: corpus files with looping strategies (R48): kept as data, refused by validation for now
+WITH_STRATEGY = {
+    "harness-community__harnesscd-example-apps__aws-blue-green-traffic-shift__ecs-blue-greeen-traffic-shifting__pipeline.yaml",
+    "harness-community__harnesscd-example-apps__custom-usecases__Dynamic-deployment-for-Multi-env-usecase-1__pipeline.yaml",
+    "harness-community__harnesscd-example-apps__vm-aws__ssh__pipeline-ssh-basic.yml",
+    "harness-community__harnesscd-example-apps__vm-aws__ssh__pipeline-ssh-rolling.yml",
+}
+NESTED = {"harness-community__harnesscd-example-apps__vm-aws__ssh__pipeline-ssh-rolling.yml"}
+
+
+def quiet_load(source, rules="classic", **kw) -> Pipeline:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", YamlWarning)
+        return load_yaml(source, rules, **kw)
+
+
+def by_id(trace, ident: str):
+    return trace[trace["fqn"].str.rsplit(".", n=1).str[-1] == ident]
+
+
+def last(trace, ident: str):
+    return by_id(trace, ident).iloc[-1]
+
+
+def statuses(trace) -> dict[str, str]:
+    """Last status of every node, keyed by identifier (the pipeline row as 'pipeline')."""
+    out = {}
+    for fqn, status in zip(trace["fqn"], trace["status"]):
+        out[fqn.rsplit(".", 1)[-1]] = str(status)
+    return out
+
+
+def test_corpus_is_there():
+    assert len(CORPUS_FILES) == 8, f"the shared corpus is expected at {CORPUS}"
+
+
+# -- step groups (R1–R7, R12, R62, D2) ----------------------------------------------------------
+def test_R1_R4_R5_step_groups_parallel_blocks_and_rollback_lists_map_to_the_model():
+    p = quiet_load(FIXTURES / "step_groups.yaml", rules="current")
+    assert p.id == "step_groups" and p.name == "Step groups" and p.rules == "current"
+    assert p.variables == {"env": "prod"}
+    assert p.extra == {"projectIdentifier": "demo", "orgIdentifier": "default", "tags": {}}
+    (build,) = p.stages
+    assert (build.id, build.name, build.type) == ("build", "Build", "Custom")
+    assert build.variables == {"flavour": "release"} and build.extra == {
+        "description": "build and test",
+        "tags": {},
+    }
+    checkout, tests, block = build.items
+    assert isinstance(checkout, Step) and isinstance(tests, StepGroup) and isinstance(block, Parallel)
+    assert checkout.type == "ShellScript" and checkout.timeout == "1m"
+    assert checkout.spec == {
+        "shell": "Bash",
+        "source": {"type": "Inline", "spec": {"script": "echo checkout"}},
+    }
+    assert checkout.delegate_selectors == ["git"]  # from spec.delegateSelectors (R62)
+    assert [type(x).__name__ for x in block.items] == ["Step", "StepGroup"]
+    assert [s.id for s in build.rollback_items] == ["restore"]
+    unit_lint, e2e = tests.items
+    assert unit_lint.ids == ["unit", "lint"]
+    assert isinstance(e2e, StepGroup) and [s.id for s in e2e.items] == ["browser", "api"]
+    assert e2e.when == When("Success", '<+pipeline.variables.env> == "prod"')
+    assert tests.variables == {"shards": 2} and tests.delegate_selectors == ["big-runner"]
+    assert [s.id for s in tests.rollback_items] == ["clean"]  # D2
+    p.validate()
+
+
+def test_R6_D1_nested_group_and_group_selectors_are_refused_under_classic_with_line_and_column():
+    with pytest.raises(YamlError) as caught:
+        read_yaml(FIXTURES / "step_groups.yaml", "classic")
+    found = {(p.rule, p.line, p.column) for p in caught.value.problems}
+    assert ("R6/D1", 65, 25) in found  # the nested e2e group
+    assert ("R62/D1", 34, 19) in found  # delegateSelectors on the group
+    text = str(caught.value)
+    assert "step_groups.yaml:65:25: pipeline.stages.build.spec.execution.steps.tests.steps.e2e" in text
+    assert "rules='current'" in text and "--rules current" in text
+    assert isinstance(caught.value, nbp.DefinitionError)
+
+
+def test_R5_R6_R29_step_groups_fixture_simulates_with_expected_makespan():
+    p = quiet_load(FIXTURES / "step_groups.yaml", rules="current")
+    durations = {
+        "checkout": 5,
+        "unit": 30,
+        "lint": 10,
+        "browser": 20,
+        "api": 5,
+        "package": 15,
+        "docs_build": "25s",
+    }
+    trace = p.simulate(durations=durations)
+    assert set(statuses(trace).values()) == {"Success", "NotStarted"}  # rollback lists never ran
+    assert trace["end_s"].max() == 5 + 30 + (20 + 5) + 25
+    assert last(trace, "browser")["start_s"] == 35.0  # after the slower of unit/lint (R5)
+    p.variables["env"] = "dev"  # the nested group's condition is now false (R29, R32)
+    trace = p.simulate(durations=durations)
+    assert statuses(trace)["e2e"] == "Skipped" and statuses(trace)["browser"] == "Skipped"
+    assert trace["end_s"].max() == 5 + 30 + 25
+
+
+# -- failure strategies (R15–R25), conditions (R28–R30), rollback (R35–R38) ---------------------
+def test_R15_R17_every_action_type_loads_as_action_objects():
+    p = quiet_load(FIXTURES / "failure_strategies.yaml")
+    flaky = p.stages[0].items[0]
+    assert flaky.failure_strategies == [
+        OnFailure(("Unknown",), Retry(2, intervals=("10s", "20s"), then=Ignore()))
+    ]
+    assert p.stages[0].failure_strategies == [
+        OnFailure(("Timeout", "Connectivity"), Retry(1, intervals=("5s",), then=StageRollback())),
+        OnFailure(("AllErrors",), MarkAsFailure()),
+    ]
+    rollout = p.stages[1].items[1]
+    assert rollout.failure_strategies == [
+        OnFailure(("AllErrors",), ManualIntervention(timeout="30m", on_timeout=StageRollback()))
+    ]
+    seen = set()
+    for node in compile_plan(p).nodes:
+        for level in node.strategies or ():
+            for entry in level:
+                action = entry.action
+                while action is not None:
+                    seen.add(action.type)
+                    action = getattr(action, "then", None) or getattr(action, "on_timeout", None)
+    assert seen == set(ACTION_TYPES)
+    assert p.stages[3].when == When("Failure") and p.stages[4].when == When("All")
+
+
+SCENARIOS = {
+    # failures → (pipeline status, makespan, expected last statuses of some nodes)
+    "no failure": (None, "Success", 130.0, {"notify": "Skipped", "page": "Skipped", "tidy": "Success"}),
+    "E5 retry succeeds on the third attempt": (
+        {"flaky": [1, 2]},
+        "Success",
+        180.0,  # 10 + 10 (wait) + 10 + 20 (wait) + 10, then the rest as before
+        {"flaky": "Success", "build": "Success"},
+    ),
+    "E2 retries used up, then Ignore": ({"flaky": True}, "Success", 180.0, {"flaky": "IgnoreFailed"}),
+    "E6 RetryStepGroup reruns the group": (
+        {"b": [1]},
+        "Success",
+        155.0,
+        {"flappy": "Success", "b": "Success"},
+    ),
+    "E8 StepGroupRollback": (
+        {"migrate": True},
+        "Failed",
+        110.0,
+        {
+            "db": "Failed",
+            "restore_snapshot": "Success",
+            "after_db": "Skipped",
+            "always": "Success",
+            "deploy": "Skipped",
+            "notify": "Success",
+            "tidy": "Success",
+        },
+    ),
+    "R20 manual intervention times out into StageRollback (R36 order)": (
+        {"rollout": True},
+        "Failed",
+        90 + 20 + 1800 + 20 + 10 + 10.0,
+        {"deploy": "Failed", "canary_delete": "Success", "rollback": "Success", "verify": "Skipped"},
+    ),
+    "R38 PipelineRollback": (
+        {"smoke": True},
+        "Failed",
+        160.0,
+        {"smoke": "Failed", "rollback": "Success", "build_rollback": "Success", "tidy": "NotStarted"},
+    ),
+    "E15 Abort": (
+        {"migrate": True, "page": True},
+        "Aborted",
+        100.0,
+        {"page": "Failed", "notify": "Aborted", "tidy": "NotStarted", "build_rollback": "NotStarted"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_R17_R21_failure_strategy_fixture_simulates(name):
+    failures, status, makespan, expected = SCENARIOS[name]
+    p = quiet_load(FIXTURES / "failure_strategies.yaml")
+    trace = p.simulate(default="10s", failures=failures)
+    got = statuses(trace)
+    assert got["pipeline"] == status
+    assert trace["end_s"].max() == makespan
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_R36_E7_stage_rollback_runs_group_rollbacks_then_the_stage_list():
+    p = quiet_load(FIXTURES / "failure_strategies.yaml")
+    trace = p.simulate(default=10, failures={"rollout": True})
+    assert last(trace, "canary_delete")["end_s"] <= last(trace, "rollback")["start_s"]
+    assert last(trace, "rollout")["reason"] == "manual intervention timed out"
+
+
+def test_E5_retry_attempts_and_intervals_come_from_the_yaml():
+    p = quiet_load(FIXTURES / "failure_strategies.yaml")
+    trace = p.simulate(default=10, failures={"flaky": [1, 2]})
+    rows = by_id(trace, "flaky")
+    assert rows["attempt"].tolist() == [1, 2, 3]
+    assert rows["start_s"].tolist() == [0.0, 20.0, 50.0]
+    assert rows["action"].tolist()[:2] == ["Retry", "Retry"]
+
+
+# -- parallel stages and resources (R11, R13, D8), timeouts (R59) -------------------------------
+def test_R13_D8_deployment_stages_on_the_same_infrastructure_get_one_resource_key():
+    p = quiet_load(FIXTURES / "parallel_stages.yaml")
+    block, verify = p.stages
+    assert [(s.id, s.resource) for s in block.items] == [
+        ("deploy_eu", "infra:prod/k8s_main"),
+        ("deploy_us", "infra:prod/k8s_main"),
+        ("deploy_staging", "infra:staging/k8s_small"),
+        ("load_test", None),
+    ]
+    assert block.items[3].delegate_selectors == ["perf"] and block.items[3].timeout == "30m"
+    assert p.timeout == "1h" and verify.resource is None
+
+
+def test_R13_E10_parallel_deployments_to_one_infrastructure_do_not_overlap():
+    p = quiet_load(FIXTURES / "parallel_stages.yaml")
+    trace = p.simulate(default=10, durations={"hammer": "20s"})
+    eu, us, staging, load = (
+        last(trace, s) for s in ("deploy_eu", "deploy_us", "deploy_staging", "load_test")
+    )
+    assert (eu["start_s"], eu["end_s"], us["start_s"], us["end_s"]) == (0.0, 10.0, 10.0, 20.0)
+    assert staging["start_s"] == 0.0 and load["start_s"] == 0.0  # other infra / Custom: overlap
+    assert last(trace, "verify")["start_s"] == 20.0 and trace["end_s"].max() == 30.0
+
+
+def test_R59_a_step_over_its_yaml_timeout_expires():
+    p = quiet_load(FIXTURES / "parallel_stages.yaml")
+    trace = p.simulate(default=10, durations={"hammer": "20m"})
+    hammer = last(trace, "hammer")
+    assert (hammer["status"], hammer["error_type"], hammer["end_s"]) == ("Expired", "Timeout", 900.0)
+    assert statuses(trace)["verify"] == "Skipped"
+
+
+# -- kept as data, reported as warnings ---------------------------------------------------------
+def test_templates_inputs_unknown_keys_strategies_and_barriers_are_kept_and_reported():
+    with pytest.warns(YamlWarning) as caught:
+        p = load_yaml(FIXTURES / "kept_as_data.yaml", source_name="kept.yaml")
+    (warning,) = [w.message for w in caught if isinstance(w.message, YamlWarning)]
+    notes = {(n.line, n.message.split(" ")[0] + " " + n.message.split(" ")[1]) for n in warning.notes}
+    text = "\n".join(str(n) for n in warning.notes)
+    for expected in (
+        "kept.yaml:26:9: pipeline.stages.from_template: template 'org.deploy_stage'",
+        "kept.yaml:14:3: pipeline: flowControl (barriers, R55)",
+        "kept.yaml:11:3: pipeline: pipeline key 'notificationRules' kept as data",
+        "kept.yaml:21:16: pipeline.properties.ci.codebase.build: runtime input '<+input>'",
+        "kept.yaml:57:32: pipeline.stages.matrix_stage.spec.execution.steps.deploy_region.timeout: runtime",
+        "kept.yaml:39:13: pipeline.stages.matrix_stage: looping strategy (matrix) kept as data",
+        "pipeline.stages.matrix_stage.spec.execution.steps.wait_all: Barrier steps are simulated as plain",
+        "pipeline.stages.other: stage spec service, environment kept as data",
+        "pipeline.stages.other.spec.execution.steps.repeated: step group key 'stepGroupInfra'",
+        "pipeline.stages.other.spec.execution.steps.repeated.steps.scan: step type 'AquaTrivy' has no",
+        "pipeline.stages.other.spec.execution.steps.shared: template 'account.notify'",
+        "pipeline.stages.other.spec.execution.steps.copies: looping strategy (parallelism)",
+    ):
+        assert expected in text, expected
+    assert notes and all(n.line > 0 for n in warning.notes)
+    # kept where to_yaml finds them again
+    assert p.extra["flowControl"] == {"barriers": [{"identifier": "all_ready", "name": "all ready"}]}
+    assert p.stages[0].extra["template"]["templateRef"] == "org.deploy_stage"
+    matrix, other = p.stages[1].items
+    assert matrix.strategy == {"matrix": {"region": ["eu", "us"], "maxConcurrency": 1}}
+    assert matrix.items[1].timeout == "<+input>"
+    assert other.spec["service"] == {"serviceRef": "<+input>"}
+    repeated = other.items[1]
+    assert repeated.strategy == {"repeat": {"times": 3}} and "stepGroupInfra" in repeated.extra
+    assert repeated.items[0].extra == {"enforce": {"policySets": ["account.strict"]}}
+    assert other.items[2].extra["template"]["templateRef"] == "account.notify" and other.items[2].type is None
+    assert quiet_load(p.to_yaml()) == p
+
+
+def test_R48_looping_strategies_kept_as_data_are_refused_by_validation_with_a_clear_error():
+    p = quiet_load(FIXTURES / "kept_as_data.yaml")
+    found = problems(p)
+    by_rule = {}
+    for problem in found:
+        by_rule.setdefault(problem.rule, []).append(problem)
+    assert {x.fqn for x in by_rule["R48"]} == {
+        "pipeline.stages.matrix_stage",
+        "pipeline.stages.other.spec.execution.steps.repeated",
+        "pipeline.stages.other.spec.execution.steps.copies",
+    }
+    assert all("not supported yet" in x.message for x in by_rule["R48"])
+    (template,) = [x for x in by_rule["R1"] if x.fqn == "pipeline.stages.from_template"]
+    assert "template 'org.deploy_stage'" in template.message and "not resolved" in template.message
+    with pytest.raises(nbp.DefinitionError, match="R48"):
+        p.simulate()
+
+
+def test_R28_when_and_failure_strategies_given_as_runtime_input_are_kept_verbatim():
+    text = _pipeline_with_step("when: <+input>\nfailureStrategies: <+input>\ntimeout: <+input>")
+    with pytest.warns(YamlWarning, match="runtime input"):
+        p = load_yaml(text)
+    step = p.stages[0].items[0]
+    assert (step.when, step.failure_strategies, step.timeout) == ("<+input>", "<+input>", "<+input>")
+    assert quiet_load(p.to_yaml()) == p
+
+
+def test_variable_types_and_declarations_the_value_does_not_imply_are_written_back():
+    text = textwrap.dedent(
+        """\
+        pipeline:
+          identifier: v
+          stages:
+            - stage: {identifier: s, type: Custom, spec: {execution: {steps: [step: {identifier: a}]}}}
+          variables:
+            - {name: token, type: Secret, value: account.token}
+            - {name: region, type: String, description: where, required: true, value: eu}
+            - {name: count, type: String, value: 3}
+            - {name: replicas, type: Number, value: 2}
+            - {name: plain, type: String, value: text}
+        """
+    )
+    p = quiet_load(text)
+    assert p.variables == {
+        "token": "account.token",
+        "region": "eu",
+        "count": 3,
+        "replicas": 2,
+        "plain": "text",
+    }
+    assert p.extra == {
+        "variables": [
+            {"name": "token", "type": "Secret"},
+            {"name": "region", "type": "String", "description": "where", "required": True},
+            {"name": "count", "type": "String"},
+        ]
+    }
+    written = yaml.safe_load(p.to_yaml())["pipeline"]["variables"]
+    assert written == yaml.safe_load(text)["pipeline"]["variables"]
+    assert quiet_load(p.to_yaml()) == p
+
+
+# -- clear errors with line and column -----------------------------------------------------------
+def _pipeline_with_step(step_body: str) -> str:
+    body = textwrap.indent(step_body, " " * 18)
+    return (
+        "pipeline:\n"
+        "  identifier: p\n"
+        "  stages:\n"
+        "    - stage:\n"
+        "        identifier: s\n"
+        "        type: Custom\n"
+        "        spec:\n"
+        "          execution:\n"
+        "            steps:\n"
+        "              - step:\n"
+        "                  identifier: a\n"
+        "                  type: ShellScript\n"
+        f"{body}\n"
+    )
+
+
+def test_invalid_yaml_is_reported_with_line_and_column():
+    text = "pipeline:\n  identifier: p\n  stages:\n    - stage: {identifier: s\n  name: x\n"
+    with pytest.raises(YamlError) as caught:
+        load_yaml(text, source_name="bad.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.rule, problem.source, problem.line) == ("YAML", "bad.yaml", 5)
+    assert str(problem).startswith("bad.yaml:5:") and "invalid YAML" in str(problem)
+
+
+def test_R1_a_step_without_identifier_is_reported_with_line_and_column():
+    text = _pipeline_with_step("").replace(
+        "                  identifier: a\n", "                  name: nameless\n"
+    )
+    with pytest.raises(YamlError) as caught:
+        load_yaml(text)
+    (problem,) = caught.value.problems
+    assert (problem.rule, problem.line, problem.column) == ("R1", 11, 19)
+    assert problem.fqn == "pipeline.stages.s.spec.execution.steps[0]"
+    assert "the step has no identifier" in problem.message and "identifier:" in problem.fix
+
+
+def test_R17_an_unknown_action_type_is_reported_where_it_is_written():
+    text = _pipeline_with_step(
+        "failureStrategies:\n"
+        "  - onFailure:\n"
+        "      errors: [AllErrors]\n"
+        "      action:\n"
+        "        type: Retry\n"
+        "        spec:\n"
+        "          retryCount: 1\n"
+        "          onRetryFailure:\n"
+        "            action:\n"
+        "              type: Rollforward\n"
+    )
+    with pytest.raises(YamlError) as caught:
+        load_yaml(text)
+    (problem,) = caught.value.problems
+    assert (problem.rule, problem.line, problem.column) == ("R17", 22, 39)  # at the bad value
+    assert "Rollforward" in problem.message and "StageRollback" in problem.message
+
+
+def test_R35_a_stage_without_execution_is_reported_with_line_and_column():
+    text = (
+        "pipeline:\n  identifier: p\n  stages:\n    - stage:\n        identifier: s\n"
+        "        type: Custom\n        spec:\n          serviceConfig: {}\n"
+    )
+    with pytest.raises(YamlError) as caught:
+        load_yaml(text)
+    (problem,) = caught.value.problems
+    assert (problem.rule, problem.line, problem.column, problem.fqn) == ("R35", 8, 11, "pipeline.stages.s")
+    assert "spec.execution" in problem.message
+
+
+def test_every_problem_is_reported_at_once():
+    text = textwrap.dedent(
+        """\
+        pipeline:
+          identifier: p
+          identifier: q
+          stages:
+            - stage:
+                type: Custom
+                spec: {execution: {steps: [{step: {type: X}}, {stepp: {identifier: y}}]}}
+            - stage: {identifier: t, type: Custom}
+            - oops: 1
+        """
+    )
+    with pytest.raises(YamlError) as caught:
+        load_yaml(text)
+    got = sorted((p.rule, p.line) for p in caught.value.problems)
+    assert got == [("R1", 6), ("R1", 7), ("R35", 8), ("R4", 7), ("R4", 9), ("YAML", 3)]
+
+
+def test_a_document_that_is_not_a_pipeline_says_what_it_needs():
+    with pytest.raises(YamlError, match="needs a top-level 'pipeline:' key \\(found template\\)"):
+        load_yaml("template:\n  identifier: t\n")
+
+
+def test_locate_gives_file_line_and_column_of_a_node_or_its_nearest_ancestor():
+    p = quiet_load(FIXTURES / "failure_strategies.yaml", source_name="f.yaml")
+    assert locate(p, "pipeline.stages.build.spec.execution.steps.flaky") == "f.yaml:15:19"
+    assert locate(p, "pipeline.stages.build.spec.execution.steps.flaky.timeout") == "f.yaml:15:19"
+    assert locate(Pipeline("x"), "pipeline") is None
+
+
+# -- writing ------------------------------------------------------------------------------------
+def test_to_yaml_writes_scripts_as_literal_blocks_without_anchors(tmp_path):
+    spec = {"shell": "Bash", "source": {"type": "Inline", "spec": {"script": "echo a\necho b\n"}}}
+    p = Pipeline(
+        "p",
+        stages=[
+            Stage(
+                "s",
+                items=[Step("a", type="ShellScript", spec=spec), Step("b", type="ShellScript", spec=spec)],
+            )
+        ],
+    )
+    text = p.to_yaml(tmp_path / "p.yaml")
+    assert (tmp_path / "p.yaml").read_text() == text
+    assert "script: |\n" in text and "&id" not in text and "*id" not in text
+    assert "  - stage:" in text  # lists indented the Harness way
+    assert load_yaml(text) == p
+
+
+def test_to_yaml_warns_about_what_has_no_harness_form():
+    p = Pipeline("p")
+    with p.stage("s", resource="db") as s:
+        s.step("a", run=lambda: None, duration="5s", when=When("Success", lambda ctx: True))
+    with pytest.warns(YamlWarning) as caught:
+        text = dump_yaml(p)
+    message = str(caught[0].message)
+    for what in ("a Python body", "a simulated duration", "a Python condition", "resource='db'"):
+        assert what in message
+    assert "stageStatus: Success" in text
+
+
+def test_infrastructure_key_of_the_older_infrastructure_block():
+    spec = {
+        "infrastructure": {
+            "environmentRef": "dev",
+            "infrastructureDefinition": {"spec": {"connectorRef": "k8s", "namespace": "ns"}},
+        }
+    }
+    assert infrastructure_key("Deployment", spec) == "infra:dev/k8s/ns"
+    spec["infrastructure"]["allowSimultaneousDeployments"] = True
+    assert infrastructure_key("Deployment", spec) is None
+
+
+# -- round trip (hypothesis) ---------------------------------------------------------------------
+IDENT = st.sampled_from(["a", "b", "build", "deploy_eu", "x1", "$v", "_tmp", "Stage2", "rollout", "k8s"])
+#: characters that matter to YAML (indicators, quotes, line breaks) and beyond ASCII
+TEXT = st.text(st.sampled_from(list("ab Z9-:#,'\"\n{}[]&*!|>%@`?~é€😀")), max_size=12)
+NAME = st.text(st.sampled_from(list("Ab z9-:'é")), min_size=1, max_size=8)
+SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    TEXT,
+)
+DATA = st.recursive(
+    SCALAR,
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(IDENT, inner, max_size=2),
+    max_leaves=4,
+)
+SPEC = st.one_of(
+    st.none(), st.dictionaries(IDENT.filter(lambda k: k != "delegateSelectors"), DATA, min_size=1, max_size=2)
+)
+TIMEOUT = st.one_of(st.none(), st.sampled_from(["10s", "1m 30s", "2h", "250ms"]), st.integers(1, 3600))
+SELECTORS = st.one_of(st.none(), st.lists(IDENT, min_size=1, max_size=2))
+VARIABLES = st.one_of(st.none(), st.dictionaries(IDENT, SCALAR, min_size=1, max_size=2))
+STRATEGY = st.one_of(
+    st.none(), st.just({"parallelism": 2}), st.just({"repeat": {"times": 3, "maxConcurrency": 1}})
+)
+WHEN = st.one_of(
+    st.none(),
+    st.builds(
+        When,
+        st.sampled_from(STATUS_CHOICES),
+        st.sampled_from([None, "true", '<+pipeline.variables.x> == "a"']),
+    ),
+)
+SIMPLE_ACTION = st.sampled_from(
+    [
+        Ignore(),
+        MarkAsSuccess(),
+        MarkAsFailure(),
+        Abort(),
+        StageRollback(),
+        StepGroupRollback(),
+        PipelineRollback(),
+        ProceedWithDefaultValues(),
+    ]
+)
+INTERVALS = st.lists(st.sampled_from(["1s", "10s", "1m"]), max_size=2).map(tuple)
+ACTION = st.one_of(
+    SIMPLE_ACTION,
+    st.builds(
+        Retry,
+        st.integers(0, 3),
+        INTERVALS,
+        SIMPLE_ACTION,
+        st.sampled_from([None, '<+step.failureInfo.errorType> == "Timeout"']),
+    ),
+    st.builds(RetryStepGroup, st.integers(0, 3), INTERVALS),
+    st.builds(ManualIntervention, st.sampled_from(["30m", "1h"]), SIMPLE_ACTION),
+)
+STRATEGIES = st.one_of(
+    st.none(),
+    st.lists(
+        st.builds(
+            OnFailure,
+            st.lists(st.sampled_from(ERROR_TYPES), min_size=1, max_size=3, unique=True).map(tuple),
+            ACTION,
+        ),
+        min_size=1,
+        max_size=2,
+    ),
+)
+
+
+def _named(ident_strategy):
+    return ident_strategy.flatmap(
+        lambda ident: st.tuples(st.just(ident), st.one_of(st.none(), NAME.filter(lambda n, i=ident: n != i)))
+    )
+
+
+@st.composite
+def steps(draw):
+    ident, name = draw(_named(IDENT))
+    kind = draw(st.sampled_from([None, "ShellScript", "Http", "K8sRollingDeploy", "Barrier"]))
+    return Step(
+        ident,
+        name=name,
+        type=kind,
+        spec=draw(SPEC),
+        timeout=draw(TIMEOUT),
+        when=draw(WHEN),
+        failure_strategies=draw(STRATEGIES),
+        strategy=draw(STRATEGY),
+        delegate_selectors=draw(SELECTORS),
+        extra=draw(st.one_of(st.none(), st.builds(lambda d: {"description": d}, TEXT))),
+    )
+
+
+def groups(nested: bool, depth: int = 0):
+    @st.composite
+    def build(draw):
+        ident, name = draw(_named(IDENT))
+        inner = [steps()]
+        if nested and depth < 1:
+            inner.append(groups(nested, depth + 1))
+        child = st.one_of(*inner)
+        items = draw(
+            st.lists(
+                st.one_of(child, st.lists(child, min_size=1, max_size=2).map(Parallel)),
+                min_size=1,
+                max_size=2,
+            )
+        )
+        rollback = draw(st.lists(steps(), max_size=1))
+        return StepGroup(
+            ident,
+            items=items,
+            rollback_items=rollback,
+            name=name,
+            when=draw(WHEN),
+            failure_strategies=draw(STRATEGIES),
+            strategy=draw(STRATEGY),
+            variables=draw(VARIABLES),
+            delegate_selectors=draw(SELECTORS) if nested else None,
+            timeout=draw(TIMEOUT) if nested else None,
+            extra=draw(st.one_of(st.none(), st.just({"stepGroupInfra": {"type": "KubernetesDirect"}}))),
+        )
+
+    return build()
+
+
+@st.composite
+def stages(draw, nested: bool):
+    ident, name = draw(_named(IDENT))
+    node = st.one_of(steps(), groups(nested))
+    items = draw(
+        st.lists(
+            st.one_of(node, st.lists(node, min_size=1, max_size=2).map(Parallel)), min_size=1, max_size=2
+        )
+    )
+    kind = draw(st.sampled_from(["Custom", "Deployment", "CI"]))
+    spec = draw(
+        st.one_of(
+            st.none(),
+            st.dictionaries(
+                st.sampled_from(["service", "serviceDependencies", "cloneCodebase"]), DATA, min_size=1
+            ),
+        )
+    )
+    if kind == "Deployment" and draw(st.booleans()):
+        env, infra = draw(IDENT), draw(IDENT)
+        spec = {
+            "deploymentType": "Kubernetes",
+            "environment": {"environmentRef": env, "infrastructureDefinitions": [{"identifier": infra}]},
+        }
+    return Stage(
+        ident,
+        items=items,
+        rollback_items=draw(st.lists(steps(), max_size=1)),
+        name=name,
+        type=kind,
+        when=draw(WHEN),
+        failure_strategies=draw(STRATEGIES),
+        timeout=draw(TIMEOUT),
+        delegate_selectors=draw(SELECTORS),
+        strategy=draw(STRATEGY),
+        variables=draw(VARIABLES),
+        resource=infrastructure_key(kind, spec),
+        spec=spec,
+        extra=draw(st.one_of(st.none(), st.just({"description": "", "tags": {}}))),
+    )
+
+
+@st.composite
+def pipelines(draw):
+    rules = draw(st.sampled_from(["classic", "current"]))
+    stage = stages(rules == "current")
+    ident, name = draw(_named(IDENT))
+    return Pipeline(
+        ident,
+        stages=draw(
+            st.lists(
+                st.one_of(stage, st.lists(stage, min_size=1, max_size=2).map(Parallel)),
+                min_size=1,
+                max_size=2,
+            )
+        ),
+        name=name,
+        variables=draw(VARIABLES),
+        rules=rules,
+        timeout=draw(TIMEOUT),
+        description=draw(st.one_of(st.none(), TEXT)),
+        extra=draw(
+            st.one_of(
+                st.none(),
+                st.just({"projectIdentifier": "demo", "orgIdentifier": "default", "tags": {"a": "b"}}),
+            )
+        ),
+    )
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(pipelines())
+def test_round_trip_load_of_to_yaml_gives_an_equal_pipeline(p):
+    assert quiet_load(p.to_yaml(), rules=p.rules) == p
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "step_groups.yaml",
+        "failure_strategies.yaml",
+        "parallel_stages.yaml",
+        "kept_as_data.yaml",
+        "shell_outputs.yaml",
+    ],
+)
+def test_fixtures_round_trip(name):
+    rules = "current" if name == "step_groups.yaml" else "classic"
+    p = quiet_load(FIXTURES / name, rules=rules)
+    again = quiet_load(p.to_yaml(), rules=rules)
+    assert again == p
+    assert again.to_yaml() == p.to_yaml()
+
+
+# -- the real pipelines of the corpus ------------------------------------------------------------
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
+def test_corpus_pipeline_loads_round_trips_and_validates_or_is_refused_for_its_strategies(path):
+    with pytest.warns(YamlWarning) as caught:
+        p = load_yaml(path, rules="current")
+    notes = [n for w in caught if isinstance(w.message, YamlWarning) for n in w.message.notes]
+    assert notes and all(n.source == str(path) and n.line > 0 for n in notes)
+    assert quiet_load(p.to_yaml(), rules="current") == p
+    found = problems(p)
+    if path.name in WITH_STRATEGY:
+        assert found and {x.rule for x in found} == {"R48"}, [str(x) for x in found]
+        assert any("looping strategy" in n.message for n in notes)
+        return
+    assert not found, [str(x) for x in found]
+    trace = p.simulate(default="1m")
+    assert statuses(trace)["pipeline"] == "Success"
+    rendered = p.render()
+    assert p.id in rendered.source
+
+
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
+def test_D1_corpus_under_classic_rules_refuses_only_nested_groups(path):
+    if path.name in NESTED:
+        with pytest.raises(YamlError) as caught:
+            read_yaml(path, "classic")
+        assert {x.rule for x in caught.value.problems} == {"R6/D1"}
+        assert all(x.line > 0 for x in caught.value.problems)
+        assert "--rules current" in str(caught.value)
+    else:
+        assert read_yaml(path, "classic").pipeline.rules == "classic"
+
+
+def _corpus(fragment: str) -> Path:
+    (path,) = [p for p in CORPUS_FILES if fragment in p.name]
+    return path
+
+
+def test_corpus_constructs_map_as_expected():
+    rolling = quiet_load(_corpus("ssh-rolling"), rules="current")
+    phase = rolling.stages[0].items[0]
+    assert isinstance(phase.items[0], StepGroup) and phase.items[0].id == "phase_group"
+    assert phase.strategy["repeat"]["partitionSize"] == 1
+    assert rolling.stages[0].resource == "infra:harnessdevenv/harness_remoteinstance"
+
+    kustomize = quiet_load(_corpus("Kustomize"))
+    canary, _primary = kustomize.stages[0].items
+    assert [s.id for s in canary.rollback_items] == ["rollbackCanaryDelete"]
+    assert kustomize.stages[0].failure_strategies == [OnFailure(("AllErrors",), StageRollback())]
+    assert kustomize.stages[0].resource == "infra:env1/k8s/example"
+
+    multi = quiet_load(_corpus("Multi-env"))
+    assert [s.id for s in multi.stages[1].items] == ["deploy_stage_dev_env", "deploy_stage_sit"]
+    assert multi.variables["env_data"].startswith("dev:")
+    produce = multi.stages[0].items[0]
+    assert [v["name"] for v in produce.spec["outputVariables"]] == ["ENV_LIST_dev", "ENV_LIST_sit"]
+
+    blue_green = quiet_load(_corpus("blue-green"))
+    create = blue_green.stages[0].items[0].items[0]
+    assert create.failure_strategies == [OnFailure(("Timeout",), Retry(1, ("10s",), then=StageRollback()))]
+    assert blue_green.stages[0].variables["desiredCount"] == 10
+
+
+def test_R62_step_delegate_selectors_beside_the_spec_are_accepted_and_written_into_it():
+    text = _pipeline_with_step("delegateSelectors: [gpu]\nspec: {shell: Bash}")
+    p = quiet_load(text)
+    step = p.stages[0].items[0]
+    assert step.delegate_selectors == ["gpu"] and step.spec == {"shell": "Bash"} and step.extra is None
+    written = yaml.safe_load(p.to_yaml())["pipeline"]["stages"][0]["stage"]["spec"]["execution"]["steps"][0]
+    assert written["step"]["spec"] == {"shell": "Bash", "delegateSelectors": ["gpu"]}
+
+
+def test_read_yaml_takes_text_paths_bytes_and_open_files(tmp_path):
+    path = tmp_path / "p.yml"
+    text = _pipeline_with_step("spec: {}")
+    path.write_text(text)
+    expected = quiet_load(text)
+    assert quiet_load(path) == expected and quiet_load(str(path)) == expected
+    assert quiet_load(text.encode()) == expected
+    with path.open() as handle:
+        assert quiet_load(handle) == expected
+    with pytest.raises(FileNotFoundError):
+        load_yaml(str(tmp_path / "missing.yaml"))
+
+
+def test_R14_failure_strategy_keys_that_are_not_modelled_are_reported():
+    text = _pipeline_with_step(
+        "failureStrategies:\n"
+        "  - onFailure:\n"
+        "      errors: [AllErrors]\n"
+        "      action:\n"
+        "        type: MarkAsFailure\n"
+        "        spec:\n"
+        "          failAll: true\n"
+    )
+    with pytest.warns(YamlWarning, match=r"failure strategy key\(s\) failAll not modelled"):
+        p = load_yaml(text)
+    assert p.stages[0].items[0].failure_strategies == [OnFailure(("AllErrors",), MarkAsFailure())]
