@@ -335,6 +335,9 @@ def test_R16_the_exception_chooses_the_error_type(exc, error_type, error):
     trace = p.run(report=False)
     x = row(trace, "x")
     assert (x["status"], x["error_type"], x["error"]) == ("Failed", error_type, error)
+    # an unexpected exception leaves its traceback in the log; a chosen StepError does not
+    has_traceback = isinstance(x["log"], str) and "Traceback" in x["log"]
+    assert has_traceback == (not isinstance(exc, nbp.StepError))
 
 
 def test_a_failed_run_returns_its_trace_and_prints_a_summary_to_stderr(capsys):

@@ -26,6 +26,7 @@ import warnings
 from typing import Any
 
 from ..engine import SUCCESS, Outcome, StepCancelled, call_body, outcome_of_exception
+from ..errors import StepError
 
 __all__ = ["ThreadExecutor"]
 
@@ -163,7 +164,8 @@ class ThreadExecutor:
         except BaseException as exc:  # the body's own failure goes into the trace
             end = clock.now()
             status, error_type, text = outcome_of_exception(exc)
-            buffer.append(traceback.format_exc())
+            if not isinstance(exc, StepError):  # a StepError is a chosen failure: its message says it all
+                buffer.append(traceback.format_exc())
             outcome = Outcome(status, start, end, me.name, error_type, text)
         finally:
             with self._lock:
