@@ -66,6 +66,8 @@ _LAZY = {
     "compare": ("whatif", "compare"),
     "monte_carlo": ("whatif", "monte_carlo"),
     "critical_path": ("whatif", "critical_path"),
+    "summarize": ("whatif", "summarize"),
+    "SimulationError": ("simulate", "SimulationError"),
     "render": ("render", "render"),
     "validate": ("validate", "validate"),
     "compile_plan": ("plan", "compile_plan"),
@@ -123,6 +125,7 @@ __all__ = [
     "RunFailed",
     "RunInterrupted",
     "STATUSES",
+    "SimulationError",
     "Stage",
     "StageRollback",
     "Step",
@@ -144,5 +147,6 @@ __all__ = [
     "render",
     "run",
     "simulate",
+    "summarize",
     "validate",
 ]

@@ -1,0 +1,484 @@
+"""What-if helpers for design: compare designs on the same durations, Monte Carlo over sampled ones.
+
+Design notes
+------------
+Both helpers are thin loops over :func:`~notebook_pipelines.simulate.simulate`: every number
+comes from the one scheduler, so a comparison shows exactly what a run would do (retries,
+timeouts, rollback and conditions included). Each design is compiled once and its plan reused
+for every simulation (a plan caches the static columns of its traces, so a run costs the
+scheduler and the dynamic columns only).
+
+- :func:`compare` simulates each design once with the same options and reports one row per
+  design: makespan, speed-up against the first design, end status, the critical path and its
+  length, step counts, and one ``stage:<id>`` column per stage with the stage's duration.
+- :func:`monte_carlo` simulates one design ``runs`` times with sampled durations (and
+  probabilistic failures, if asked) and returns one row per run; :func:`summarize` of it gives
+  the distribution: mean, spread and percentiles of the makespan and
+  of each stage. Run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``; the
+  ``seed`` column holds it, so ``simulate(p, seed=row.seed, …)`` replays any run exactly.
+- :func:`critical_path` reads a trace (simulated or real): starting from the step that ended
+  last, it walks back to the step whose end let this one start (the latest end at or before
+  its start; a retried step's previous attempt when the start follows a wait). Waits (retry
+  intervals, manual interventions) are gaps in the chain, so ``critical_path_s`` (the sum of
+  the chain's step durations) is below the makespan exactly by the time spent waiting.
+
+Common random numbers: sampled durations are drawn per step FQN (see ``simulate``), so two
+designs that keep a step's FQN draw the same durations for it in the same run.
+
+>>> import notebook_pipelines as nbp
+>>> def design(grouped):
+...     p = nbp.Pipeline("release")
+...     with p.stage("build") as s:
+...         _ = s.step("compile", duration="20s")
+...         if grouped:
+...             with s.parallel():
+...                 _ = s.step("unit", duration="30s")
+...                 _ = s.step("lint", duration="10s")
+...         else:
+...             _ = s.step("unit", duration="30s")
+...             _ = s.step("lint", duration="10s")
+...     return p
+>>> table = compare({"serial": design(False), "parallel": design(True)})
+>>> print(table[["makespan_s", "speedup", "critical_path", "stage:build"]])
+          makespan_s  speedup            critical_path  stage:build
+design
+serial          60.0      1.0  compile → unit → lint         60.0
+parallel        50.0      1.2         compile → unit         50.0
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .simulate import SimulationError, as_plan, simulate, simulate_records
+from .trace import RECORD
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["PERCENTILES", "compare", "critical_path", "monte_carlo", "summarize"]
+
+#: The percentiles :func:`monte_carlo` and :func:`summarize` report by default.
+PERCENTILES = (50, 90, 95, 99)
+_EPS = 1e-9
+_NODE, _STATUS, _START, _END = (RECORD.index(name) for name in ("node", "status", "start_s", "end_s"))
+
+
+# -- reading a trace ----------------------------------------------------------------------------
+def critical_path(trace: pd.DataFrame) -> pd.DataFrame:
+    """The step executions that determine the makespan, in time order (rows of ``trace``).
+
+    Works on any trace (``run()`` or ``simulate()``). Skipped and never-started steps, and
+    steps that took no time, are never on the path.
+
+    >>> import notebook_pipelines as nbp
+    >>> p = nbp.Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     _ = s.step("a", duration=2)
+    ...     with s.parallel():
+    ...         _ = s.step("b", duration=5)
+    ...         _ = s.step("c", duration=1)
+    ...     _ = s.step("d", duration=1)
+    >>> list(critical_path(p.simulate())["step"])
+    ['a', 'b', 'd']
+    """
+    import numpy as np
+
+    ran = trace[(trace["kind"] == "step") & (trace["attempt"] > 0) & trace["start_s"].notna()]
+    took = ran["end_s"] - ran["start_s"] > _EPS
+    if took.any():  # steps that took no time do not lengthen the run (and would make ties)
+        ran = ran[took]
+    if ran.empty:
+        return ran
+    start = ran["start_s"].to_numpy(dtype=float)
+    end = ran["end_s"].to_numpy(dtype=float)
+    fqn = ran["fqn"].astype(str).tolist()
+    attempt = ran["attempt"].to_numpy()
+    by_end = np.argsort(end, kind="stable")
+    sorted_end = end[by_end]
+    previous_attempt = {(fqn[i], int(attempt[i])): i for i in range(len(fqn))}
+
+    def best(candidates: Iterable[int], near: str | None) -> int:
+        # among equally late ends: the structurally closest (longest common FQN prefix),
+        # then the longest (earliest start), then trace order
+        def key(i: int) -> tuple:
+            shared = _common_prefix(fqn[i], near) if near is not None else 0
+            return (-shared, start[i], i)
+
+        return min(candidates, key=key)
+
+    last = float(sorted_end[-1])
+    current = best(by_end[sorted_end >= last - _EPS].tolist(), None)
+    path, seen = [current], {current}
+    while True:
+        begin = start[current]
+        k = int(np.searchsorted(sorted_end, begin + _EPS, side="right"))
+        while k > 0 and by_end[k - 1] in seen:
+            k -= 1
+        if k == 0:
+            break
+        latest = sorted_end[k - 1]
+        if latest < begin - _EPS and attempt[current] > 1:
+            # a wait came first (retry interval, intervention): the previous attempt gates it
+            earlier = previous_attempt.get((fqn[current], int(attempt[current]) - 1))
+            if earlier is not None and earlier not in seen:
+                current = earlier
+                path.append(current)
+                seen.add(current)
+                continue
+        lo = int(np.searchsorted(sorted_end, latest - _EPS, side="left"))
+        candidates = [int(i) for i in by_end[lo:k] if i not in seen and end[i] <= begin + _EPS]
+        if not candidates:
+            break
+        current = best(candidates, fqn[current])
+        path.append(current)
+        seen.add(current)
+    path.reverse()
+    return ran.iloc[path]
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a.split("."), b.split(".")):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _path_text(path: pd.DataFrame) -> str:
+    parts = []
+    for step, attempt in zip(path["step"].astype(str), path["attempt"]):
+        parts.append(step if attempt == 1 else f"{step}#{attempt}")
+    return " → ".join(parts)
+
+
+def _stage_durations(trace: pd.DataFrame) -> dict[str, float]:
+    """Seconds per stage id (first to last row of the stage; 0 if skipped, NaN if never started)."""
+    stages = trace[trace["kind"] == "stage"]
+    if stages.empty:
+        return {}
+    spans = stages.groupby("stage", sort=False, observed=True).agg(
+        start=("start_s", "min"), end=("end_s", "max")
+    )
+    return {f"stage:{sid}": float(row.end - row.start) for sid, row in spans.iterrows()}
+
+
+def _from_records(plan: Any, records: list[tuple]) -> tuple[dict[str, Any], dict[str, float]]:
+    """(makespan and status, stage durations) straight from a simulation's records.
+
+    The same numbers as :func:`_outcome` and :func:`_stage_durations` of the trace, without
+    building it (``trace.RECORD`` gives the layout of a record).
+    """
+    nodes = plan.nodes
+    outcome: dict[str, Any] = {}
+    spans: dict[str, list] = {}
+    for record in records:
+        node = nodes[record[_NODE]]
+        if node.kind == "pipeline":
+            outcome = {"makespan_s": record[_END] - record[_START], "status": record[_STATUS]}
+        elif node.kind == "stage":
+            span = spans.setdefault(f"stage:{node.id}", [math.inf, -math.inf])
+            if record[_START] is not None:
+                span[0] = min(span[0], record[_START])
+                span[1] = max(span[1], record[_END])
+    stages = {key: (end - begin if begin <= end else math.nan) for key, (begin, end) in spans.items()}
+    return outcome, stages
+
+
+def _outcome(trace: pd.DataFrame) -> dict[str, Any]:
+    root = trace[trace["kind"] == "pipeline"].iloc[0]
+    return {"makespan_s": float(root["end_s"] - root["start_s"]), "status": str(root["status"])}
+
+
+# -- compare -------------------------------------------------------------------------------------
+def compare(
+    designs: Mapping[str, Any] | Sequence[Any],
+    *,
+    durations: Any = None,
+    default: Any = 1.0,
+    failures: Any = None,
+    interventions: Any = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Simulate several designs (or settings of one design) with the same options; one row each.
+
+    Args:
+        designs: ``{"name": pipeline}`` (a Pipeline or a Plan), in the order to report; a
+            value may be ``(pipeline, {simulate options})`` to change options for that design
+            only (a ``durations``/``failures``/``interventions`` mapping there is merged over
+            the shared one). A list of pipelines is named by their ids.
+        durations, default, failures, interventions, seed: as for :func:`simulate`, shared by
+            every design. A key must match a step in at least one design.
+
+    Returns:
+        A DataFrame indexed by design name (``design``) in the given order, with columns
+        ``makespan_s``, ``speedup`` (the first design's makespan / this one's), ``status``,
+        ``critical_path`` (step ids joined by ``→``; ``x#2`` is a second attempt),
+        ``critical_path_s`` (its steps' total duration; below the makespan by the waiting
+        time), ``steps`` (steps in the plan), ``attempts`` (step executions) and one
+        ``stage:<id>`` column per stage with its duration (NaN where a design has no such
+        stage or the stage never started).
+    """
+    import pandas as pd
+
+    named = _named(designs)
+    shared = {
+        "durations": durations,
+        "default": default,
+        "failures": failures,
+        "interventions": interventions,
+    }
+    plans = {name: as_plan(target) for name, (target, _) in named.items()}
+    _check_shared_keys(plans, shared)
+    rows, stage_columns = [], {}
+    for name, (_, own) in named.items():
+        options = _merged(shared, own)
+        trace = simulate(plans[name], seed=seed, strict=False, run_id=f"compare-{name}", **options)
+        path = critical_path(trace)
+        stages = _stage_durations(trace)
+        stage_columns.update(dict.fromkeys(stages))
+        steps = trace[trace["kind"] == "step"]
+        rows.append(
+            {
+                "design": name,
+                **_outcome(trace),
+                "critical_path": _path_text(path),
+                "critical_path_s": float(path["duration_s"].sum()),
+                "steps": int(steps["fqn"].nunique()),
+                "attempts": int((steps["attempt"] > 0).sum()),
+                **stages,
+            }
+        )
+    columns = ["makespan_s", "speedup", "status", "critical_path", "critical_path_s", "steps", "attempts"]
+    table = pd.DataFrame(rows).set_index("design")
+    first = table["makespan_s"].iloc[0]
+    table["speedup"] = first / table["makespan_s"]
+    return table.reindex(columns=[*columns, *stage_columns])
+
+
+def _named(designs: Any) -> dict[str, tuple[Any, dict]]:
+    if isinstance(designs, Mapping):
+        items = list(designs.items())
+    elif isinstance(designs, Sequence) and not isinstance(designs, str):
+        items = [(_design_id(d), d) for d in designs]
+        ids = [name for name, _ in items]
+        if len(set(ids)) != len(ids):
+            raise SimulationError(
+                f"compare(): designs share ids {ids}; name them: compare({{'a': p1, 'b': p2}})"
+            )
+    else:
+        raise SimulationError(f"compare() takes {{'name': pipeline, …}}, not {type(designs).__name__}")
+    if not items:
+        raise SimulationError("compare() needs at least one design")
+    out: dict[str, tuple[Any, dict]] = {}
+    for name, value in items:
+        if isinstance(value, tuple):
+            if len(value) != 2 or not isinstance(value[1], Mapping):
+                raise SimulationError(
+                    f"compare(): design {name!r} must be a pipeline or (pipeline, {{options}})"
+                )
+            target, own = value[0], dict(value[1])
+            unknown = set(own) - {"durations", "default", "failures", "interventions"}
+            if unknown:
+                raise SimulationError(
+                    f"compare(): design {name!r} sets {sorted(unknown)}; per-design options are "
+                    "durations, default, failures, interventions"
+                )
+        else:
+            target, own = value, {}
+        out[str(name)] = (target, own)
+    return out
+
+
+def _design_id(design: Any) -> str:
+    target = design[0] if isinstance(design, tuple) else design
+    pipeline = getattr(target, "pipeline", target)  # a Plan knows its pipeline
+    return str(getattr(pipeline, "id", pipeline))
+
+
+def _merged(shared: dict, own: dict) -> dict:
+    options = dict(shared)
+    for key, value in own.items():
+        base = options.get(key)
+        if isinstance(base, Mapping) and isinstance(value, Mapping):
+            options[key] = {**base, **value}
+        else:
+            options[key] = value
+    return options
+
+
+def _check_shared_keys(plans: dict, shared: dict) -> None:
+    """A shared key must match a step of some design (a typo would silently do nothing)."""
+    from .simulate import _StepTable, unknown_key_error
+
+    for option in ("durations", "failures", "interventions"):
+        mapping = shared[option]
+        if mapping is None or not hasattr(mapping, "items"):
+            continue
+        unknown = None
+        for plan in plans.values():
+            missing = set(_StepTable(option, mapping, plan, strict=False).unmatched(plan))
+            unknown = missing if unknown is None else unknown & missing
+        if unknown:
+            key = next(k for k in mapping if k in unknown)
+            raise unknown_key_error(option, next(iter(plans.values())), key)
+
+
+# -- Monte Carlo ----------------------------------------------------------------------------------
+def monte_carlo(
+    pipeline: Any,
+    durations: Any = None,
+    *,
+    runs: int = 200,
+    seed: int = 0,
+    default: Any = 1.0,
+    failures: Any = None,
+    interventions: Any = None,
+    percentiles: Sequence[float] = PERCENTILES,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Simulate ``pipeline`` ``runs`` times with sampled durations; one row per run.
+
+    Args:
+        pipeline: a Pipeline or its Plan (compiled once either way).
+        durations, default, failures, interventions: as for :func:`simulate`; give
+            distributions (``lambda rng: rng.lognormal(3, 0.25)``, scipy frozen
+            distributions) for what varies, and failure probabilities (``{"deploy": 0.1}``).
+        runs: how many simulations.
+        seed: run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``.
+        percentiles: what :func:`summarize` reports for these runs (kept in ``attrs``).
+        progress: show a progress bar (tqdm if installed, else a counter on stderr).
+
+    Returns:
+        A DataFrame with columns ``run``, ``seed`` (``simulate(p, seed=…)`` replays the run),
+        ``makespan_s``, ``status`` and ``stage:<id>`` per stage. ``attrs`` holds plain values
+        only (``pipeline``, ``seed``, ``runs``, ``percentiles``): a DataFrame in ``attrs``
+        would break ``merge``/``concat`` (pandas compares attrs with ``==``), so the summary
+        is :func:`summarize` of the result rather than an attribute.
+
+    >>> import notebook_pipelines as nbp
+    >>> p = nbp.Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     with s.parallel():
+    ...         _ = s.step("a")
+    ...         _ = s.step("b")
+    >>> mc = monte_carlo(p, {"a": lambda rng: rng.uniform(1, 2), "b": 1.5}, runs=100)
+    >>> bool((mc["makespan_s"] >= 1.5).all()), list(summarize(mc).columns)
+    (True, ['runs', 'mean', 'std', 'min', 'p50', 'p90', 'p95', 'p99', 'max'])
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+        raise SimulationError(f"monte_carlo(runs={runs!r}): give a whole number of runs ≥ 1")
+    _check_percentiles(percentiles)
+    plan = as_plan(pipeline)
+    seeds = [int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(seed).spawn(runs)]
+    options = {
+        "durations": durations,
+        "default": default,
+        "failures": failures,
+        "interventions": interventions,
+    }
+    rows: list[dict] = []
+    stage_columns: dict[str, None] = {}
+    with _Progress(runs, progress) as bar:
+        for i, run_seed in enumerate(seeds):
+            records = simulate_records(plan, seed=run_seed, strict=i == 0, **options)
+            outcome, stages = _from_records(plan, records)
+            stage_columns.update(dict.fromkeys(stages))
+            rows.append({"run": i, "seed": run_seed, **outcome, **stages})
+            bar.update()
+    frame = pd.DataFrame(rows, columns=["run", "seed", "makespan_s", "status", *stage_columns])
+    frame["seed"] = frame["seed"].astype("uint64")
+    frame.attrs.update(pipeline=plan.pipeline.id, seed=seed, runs=runs, percentiles=tuple(percentiles))
+    return frame
+
+
+def summarize(results: pd.DataFrame, percentiles: Sequence[float] | None = None) -> pd.DataFrame:
+    """Distribution of each time column of :func:`monte_carlo` results: one row per column.
+
+    Columns: ``runs`` (non-missing values), ``mean``, ``std``, ``min``, ``p<q>`` for each
+    percentile (linear interpolation), ``max``. Rows: ``makespan_s``, then ``stage:<id>``
+    (runs where a stage never started are left out of its row).
+
+    Args:
+        results: what :func:`monte_carlo` returned (or any frame with those columns).
+        percentiles: default: those given to :func:`monte_carlo`, else ``PERCENTILES``.
+
+    >>> import pandas as pd
+    >>> summarize(pd.DataFrame({"makespan_s": [1.0, 2.0, 3.0, 4.0]}), percentiles=(50,))
+                runs  mean       std  min  p50  max
+    makespan_s     4   2.5  1.290994  1.0  2.5  4.0
+    """
+    import numpy as np
+    import pandas as pd
+
+    if percentiles is None:
+        percentiles = results.attrs.get("percentiles", PERCENTILES)
+    _check_percentiles(percentiles)
+    columns = [c for c in results.columns if c == "makespan_s" or str(c).startswith("stage:")]
+    rows = {}
+    for column in columns:
+        values = results[column].to_numpy(dtype=float)
+        values = values[~np.isnan(values)]
+        stats: dict[str, float] = {"runs": len(values)}
+        if len(values):
+            stats.update(
+                mean=values.mean(), std=values.std(ddof=1) if len(values) > 1 else np.nan, min=values.min()
+            )
+            stats.update({_pname(q): float(np.percentile(values, q)) for q in percentiles})
+            stats["max"] = values.max()
+        rows[column] = stats
+    names = ["runs", "mean", "std", "min", *(_pname(q) for q in percentiles), "max"]
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=names)
+    table["runs"] = table["runs"].astype(int)
+    return table
+
+
+def _pname(q: float) -> str:
+    return f"p{q:g}"
+
+
+def _check_percentiles(percentiles: Sequence[float]) -> None:
+    bad = [q for q in percentiles if not (isinstance(q, int | float) and 0 <= q <= 100)]
+    if bad:
+        raise SimulationError(f"percentiles {bad} are not numbers between 0 and 100")
+
+
+class _Progress:
+    """tqdm when installed, else a one-line counter on stderr; nothing when not asked."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.done, self.bar = total, enabled, 0, None
+        self.step = max(1, total // 100)
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                self.bar = None
+            else:
+                self.bar = tqdm(total=self.total, desc="monte_carlo", unit="run")
+        return self
+
+    def update(self) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.done % self.step == 0 or self.done == self.total:
+            sys.stderr.write(f"\rmonte_carlo: {self.done}/{self.total} runs")
+            sys.stderr.flush()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            sys.stderr.write("\n")

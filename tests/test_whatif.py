@@ -1,0 +1,301 @@
+"""What-if helpers: ``compare`` designs, ``monte_carlo`` over sampled durations, ``critical_path``.
+
+Every number is checked against the analytic value of a small design (virtual time is exact)
+or against ``simulate()`` itself.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import notebook_pipelines as nbp
+from notebook_pipelines.simulate import SimulationError, simulate
+from notebook_pipelines.whatif import critical_path, summarize
+
+
+def release(grouped: bool, with_deploy: bool = True) -> nbp.Pipeline:
+    """build: compile 20 s, then unit 30 s and lint 10 s (in parallel when ``grouped``); deploy 5 s."""
+    p = nbp.Pipeline("release")
+    with p.stage("build") as s:
+        s.step("compile", duration="20s")
+        if grouped:
+            with s.parallel():
+                s.step("unit", duration="30s")
+                s.step("lint", duration="10s")
+        else:
+            s.step("unit", duration="30s")
+            s.step("lint", duration="10s")
+    if with_deploy:
+        with p.stage("deploy") as s:
+            s.step("ship", duration="5s", failure_strategies=nbp.Retry(2, intervals="10s"))
+    return p
+
+
+# -- compare ------------------------------------------------------------------------------------
+
+
+def test_compare_two_designs_on_the_same_durations():
+    table = nbp.compare({"serial": release(False), "grouped": release(True)})
+    assert list(table.index) == ["serial", "grouped"]
+    assert table.index.name == "design"
+    assert table.loc["serial", "makespan_s"] == 65.0
+    assert table.loc["grouped", "makespan_s"] == 55.0
+    assert table.loc["serial", "speedup"] == 1.0
+    assert table.loc["grouped", "speedup"] == pytest.approx(65 / 55)
+    assert table.loc["serial", "critical_path"] == "compile → unit → lint → ship"
+    assert table.loc["grouped", "critical_path"] == "compile → unit → ship"
+    assert table.loc["grouped", "critical_path_s"] == 55.0
+    assert table.loc["grouped", "stage:build"] == 50.0
+    assert table.loc["grouped", "stage:deploy"] == 5.0
+    assert list(table["status"]) == ["Success", "Success"]
+    assert list(table["steps"]) == [4, 4]
+    assert list(table.columns[:7]) == [
+        "makespan_s",
+        "speedup",
+        "status",
+        "critical_path",
+        "critical_path_s",
+        "steps",
+        "attempts",
+    ]
+
+
+def test_compare_shared_durations_override_the_declared_ones():
+    table = nbp.compare({"serial": release(False), "grouped": release(True)}, durations={"lint": "1m"})
+    assert table.loc["serial", "makespan_s"] == 20 + 30 + 60 + 5
+    assert table.loc["grouped", "makespan_s"] == 20 + 60 + 5
+    assert table.loc["grouped", "critical_path"] == "compile → lint → ship"
+
+
+def test_compare_two_settings_of_one_design():
+    p = release(True)
+    table = nbp.compare(
+        {"now": p, "faster unit": (p, {"durations": {"unit": 12}})}, durations={"compile": 10}
+    )
+    assert table.loc["now", "makespan_s"] == 10 + 30 + 5
+    assert table.loc["faster unit", "makespan_s"] == 10 + 12 + 5  # shared and own durations merged
+    assert table.loc["faster unit", "critical_path"] == "compile → unit → ship"
+
+
+def test_compare_with_failures_shows_retries_as_waits_on_the_critical_path():
+    table = nbp.compare({"ok": release(True), "flaky": (release(True), {"failures": {"ship": 2}})})
+    flaky = table.loc["flaky"]
+    assert flaky["makespan_s"] == 50 + 5 + 10 + 5 + 10 + 5
+    assert flaky["critical_path"] == "compile → unit → ship → ship#2 → ship#3"
+    assert flaky["critical_path_s"] == 50 + 15  # the 20 s of retry intervals are waiting
+    assert flaky["attempts"] == 6
+    assert flaky["status"] == "Success"
+    failing = nbp.compare({"x": release(True)}, failures={"ship": True}).loc["x"]
+    assert failing["status"] == "Failed"
+
+
+def test_compare_a_stage_missing_from_a_design_is_nan():
+    table = nbp.compare({"build only": release(True, with_deploy=False), "full": release(True)})
+    assert np.isnan(table.loc["build only", "stage:deploy"])
+    assert table.loc["full", "stage:deploy"] == 5.0
+
+
+def test_compare_a_list_of_designs_is_named_by_pipeline_id():
+    a, b = release(True), nbp.Pipeline("other", stages=[nbp.Stage("s", items=[nbp.Step("x", duration=3)])])
+    table = nbp.compare([a, b.plan()])
+    assert list(table.index) == ["release", "other"]
+    with pytest.raises(SimulationError, match="designs share ids"):
+        nbp.compare([release(True), release(False)])
+
+
+def test_compare_keys_must_match_a_step_of_some_design():
+    ok = nbp.compare({"a": release(True), "b": release(True, with_deploy=False)}, durations={"ship": 1})
+    assert ok.loc["a", "makespan_s"] == 51.0
+    with pytest.raises(SimulationError, match="did you mean 'ship'"):
+        nbp.compare({"a": release(True)}, durations={"shp": 1})
+
+
+@pytest.mark.parametrize(
+    ("designs", "message"),
+    [
+        ({}, "at least one design"),
+        ("release", "takes {'name': pipeline"),
+        ({"a": (release(True), "fast")}, "must be a pipeline or (pipeline, {options})"),
+        ({"a": (release(True), {"seed": 3})}, "per-design options are"),
+    ],
+)
+def test_compare_bad_designs_are_clear_errors(designs: Any, message: str):
+    with pytest.raises(SimulationError) as err:
+        nbp.compare(designs)
+    assert message in str(err.value)
+
+
+# -- critical path --------------------------------------------------------------------------------
+
+
+def test_critical_path_follows_the_slowest_parallel_sibling():
+    path = critical_path(simulate(release(True)))
+    assert list(path["step"]) == ["compile", "unit", "ship"]
+    assert (path["start_s"].to_numpy()[1:] == path["end_s"].to_numpy()[:-1]).all()
+
+
+def test_critical_path_of_parallel_stages_with_a_shared_resource_D8():
+    p = nbp.Pipeline("d8")
+    with p.parallel():
+        p.add(nbp.Stage("us", resource="prod", items=[nbp.Step("u", duration=4)]))
+        p.add(nbp.Stage("eu", resource="prod", items=[nbp.Step("e", duration=3)]))
+        p.add(nbp.Stage("ap", items=[nbp.Step("a", duration=6)]))
+    path = critical_path(simulate(p))
+    assert list(path["step"]) == ["u", "e"]  # eu waits for us: 7 s beats ap's 6 s
+
+
+def test_critical_path_through_a_stage_rollback_R36():
+    p = nbp.Pipeline("rb")
+    with p.stage("deploy", failure_strategies=nbp.StageRollback()) as s:
+        s.step("prepare", duration=2)
+        with s.parallel():
+            s.step("fail", duration=1)
+            s.step("slow", duration=5)
+        with s.rollback():
+            s.step("undo", duration=3)
+    path = critical_path(simulate(p, failures={"fail": True}))
+    assert list(path["step"]) == ["prepare", "slow", "undo"]  # E1: the rollback waits for the slow sibling
+
+
+def test_critical_path_of_a_real_run_matches_the_simulation():
+    def sleeper(seconds: float):
+        def body() -> None:
+            time.sleep(seconds)
+
+        return body
+
+    p = nbp.Pipeline("real")
+    with p.stage("s") as s:
+        s.step("a", run=sleeper(0.03), duration=0.03)
+        with s.parallel():
+            s.step("b", run=sleeper(0.09), duration=0.09)
+            s.step("c", run=sleeper(0.03), duration=0.03)
+        s.step("d", run=sleeper(0.03), duration=0.03)
+    assert (
+        list(critical_path(p.run())["step"]) == list(critical_path(p.simulate())["step"]) == ["a", "b", "d"]
+    )
+
+
+def test_critical_path_leaves_out_steps_that_took_no_time():
+    instant = [nbp.Step(f"z{i}", duration=0) for i in range(2_000)]  # no ties to search through
+    steps = [*instant, nbp.Step("work", duration=2), nbp.Step("last", duration=0)]
+    p = nbp.Pipeline("zero", stages=[nbp.Stage("s", items=steps)])
+    assert list(critical_path(simulate(p))["step"]) == ["work"]
+
+
+def test_critical_path_of_a_trace_where_nothing_ran_is_empty():
+    p = nbp.Pipeline("skip")
+    with p.stage("s", when={"pipelineStatus": "Success", "condition": "false"}) as s:
+        s.step("a", duration=1)
+    assert critical_path(simulate(p)).empty
+
+
+# -- Monte Carlo ----------------------------------------------------------------------------------
+
+
+def two_parallel() -> nbp.Pipeline:
+    p = nbp.Pipeline("mc")
+    with p.stage("work") as s, s.parallel():
+        s.step("a")
+        s.step("b")
+    with p.stage("ship") as s:
+        s.step("c", duration=1)
+    return p
+
+
+UNIFORM = {"a": lambda rng: rng.uniform(0, 1), "b": lambda rng: rng.uniform(0, 1)}
+
+
+def test_monte_carlo_rows_and_columns():
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=50)
+    assert list(mc.columns) == ["run", "seed", "makespan_s", "status", "stage:work", "stage:ship"]
+    assert list(mc["run"]) == list(range(50))
+    assert mc["seed"].is_unique
+    assert (mc["status"] == "Success").all()
+    assert np.allclose(mc["makespan_s"], mc["stage:work"] + mc["stage:ship"])
+    assert np.allclose(mc["stage:ship"], 1.0)
+
+
+def test_monte_carlo_the_makespan_of_two_parallel_uniforms_is_their_maximum():
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=600)
+    work = mc["stage:work"]
+    assert work.mean() == pytest.approx(2 / 3, abs=0.04)  # E[max(U1, U2)] = 2/3
+    assert work.quantile(0.5) == pytest.approx(np.sqrt(0.5), abs=0.05)  # median of the max: √½
+
+
+def test_monte_carlo_is_reproducible_and_each_run_replays_with_simulate():
+    p = two_parallel()
+    one = nbp.monte_carlo(p, UNIFORM, runs=30, seed=11)
+    two = nbp.monte_carlo(p.plan(), UNIFORM, runs=30, seed=11)
+    pd.testing.assert_frame_equal(one, two)
+    other = nbp.monte_carlo(p, UNIFORM, runs=30, seed=12)
+    assert not np.allclose(one["makespan_s"], other["makespan_s"])
+    for row in one.iloc[[0, 17, 29]].itertuples():
+        trace = simulate(p, durations=UNIFORM, seed=int(row.seed))
+        root = trace[trace["kind"] == "pipeline"].iloc[0]
+        assert root["duration_s"] == row.makespan_s
+        stage = trace.set_index("fqn").loc["pipeline.stages.work"]
+        assert stage["duration_s"] == one.loc[row.Index, "stage:work"]
+
+
+def test_monte_carlo_with_failure_probabilities_mixes_statuses():
+    p = nbp.Pipeline("flaky")
+    with p.stage("s") as s:
+        s.step("deploy", duration=10, failure_strategies=nbp.Retry(1, intervals="30s"))
+    mc = nbp.monte_carlo(p, failures={"deploy": 0.5}, runs=200)
+    counts = mc["status"].value_counts()
+    assert 20 < counts.get("Failed", 0) < 80  # both attempts fail: 1/4 of the runs
+    assert set(mc["makespan_s"]) == {10.0, 50.0}
+
+
+def test_monte_carlo_summary_percentiles():
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=100, percentiles=(50, 90))
+    summary = nbp.summarize(mc)  # the percentiles asked of monte_carlo
+    assert list(summary.index) == ["makespan_s", "stage:work", "stage:ship"]
+    assert list(summary.columns) == ["runs", "mean", "std", "min", "p50", "p90", "max"]
+    values = mc["makespan_s"].to_numpy()
+    assert summary.loc["makespan_s", "p90"] == pytest.approx(np.percentile(values, 90))
+    assert summary.loc["makespan_s", "mean"] == pytest.approx(values.mean())
+    assert summary.loc["makespan_s", "runs"] == 100
+    assert summarize(mc, (95,)).loc["makespan_s", "p95"] == pytest.approx(np.percentile(values, 95))
+
+
+def test_monte_carlo_results_merge_and_concat_like_any_frame():
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=10, seed=3)
+    assert mc.attrs == {"pipeline": "mc", "seed": 3, "runs": 10, "percentiles": (50, 90, 95, 99)}
+    merged = mc.merge(nbp.monte_carlo(two_parallel(), UNIFORM, runs=10, seed=4), on="run")
+    assert len(merged) == 10
+    assert len(pd.concat([mc, mc.copy()])) == 20
+
+
+def test_summarize_skips_runs_where_a_stage_never_started():
+    results = pd.DataFrame({"makespan_s": [3.0, 4.0, 5.0], "stage:late": [1.0, np.nan, 3.0]})
+    summary = summarize(results, percentiles=(50,))
+    assert summary.loc["stage:late", "runs"] == 2
+    assert summary.loc["stage:late", "p50"] == 2.0
+
+
+def test_monte_carlo_progress_counter(capsys: pytest.CaptureFixture[str]):
+    nbp.monte_carlo(two_parallel(), UNIFORM, runs=20, progress=True)
+    assert "monte_carlo: 20/20 runs" in capsys.readouterr().err
+    nbp.monte_carlo(two_parallel(), UNIFORM, runs=20)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"runs": 0}, "runs=0"),
+        ({"percentiles": (50, 101)}, "percentiles [101]"),
+        ({"durations": {"z": 1}}, "no step of pipeline 'mc' matches 'z'"),
+    ],
+)
+def test_monte_carlo_bad_options_are_clear_errors(options: dict, message: str):
+    with pytest.raises(SimulationError) as err:
+        nbp.monte_carlo(two_parallel(), **options)
+    assert message in str(err.value)
