@@ -26,7 +26,7 @@ from collections.abc import Callable
 import notebook_pipelines as nbp
 from notebook_pipelines.engine import Scheduler
 from notebook_pipelines.executors.virtual import VirtualClock, VirtualExecutor
-from notebook_pipelines.simulate import simulate
+from notebook_pipelines.simulation import simulate
 from notebook_pipelines.trace import build_trace
 
 PHASES = ("build", "plan", "schedule", "trace", "again")

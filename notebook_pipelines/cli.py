@@ -209,7 +209,7 @@ def _problem_lines(pipeline: Any, error: DefinitionError) -> list[str]:
 
 def _problems(pipeline: Any) -> list:
     """Every problem validation finds: structure first, then references (R42–R47, D13)."""
-    from .validate import problems
+    from .validation import problems
 
     found = problems(pipeline)
     if not found:
@@ -302,7 +302,7 @@ def _render(args: argparse.Namespace) -> int:
     if found and not args.quiet:  # draw it anyway: seeing it helps fixing it
         for line in _problem_lines(pipeline, DefinitionError(found)):
             print(f"warning: {line}", file=sys.stderr)
-    from .render import to_file
+    from .rendering import to_file
 
     try:
         to_file(compile_plan(pipeline, check=False), out)
@@ -395,7 +395,7 @@ def _durations(path_text: str) -> dict[str, float]:
 
 def _simulate(args: argparse.Namespace) -> int:
     from .plan import compile_plan
-    from .simulate import simulate
+    from .simulation import simulate
 
     pipeline = _load_valid(args)
     _apply_vars(pipeline, args.var)

@@ -288,6 +288,8 @@ class _CurrentContext:
     """Stands for the step context of the step running on the calling thread (code-text bodies)."""
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # introspection (doctest, pickle, IPython) sees a plain object
+            raise AttributeError(name)
         ctx = getattr(_current, "ctx", None)
         if ctx is None:
             raise RuntimeError("`ctx` is only available while a step's code runs")

@@ -823,7 +823,7 @@ class PipelineMagics(Magics):
     def _show(self, p: Pipeline, args: Any) -> None:
         trace = self._last_trace(p) if args.trace else None
         if args.text:
-            from .render import outline as text_outline
+            from .rendering import outline as text_outline
 
             try:
                 print(text_outline(p, trace))

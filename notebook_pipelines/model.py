@@ -29,7 +29,7 @@ that held the same identifiers), so re-running a notebook cell is safe:
 >>> [s.id for s in p.stages]
 ['build']
 
-Nothing here checks the rules; ``validate.py`` does, all at once, before anything runs.
+Nothing here checks the rules; ``validation.py`` does, all at once, before anything runs.
 """
 
 from __future__ import annotations
@@ -57,12 +57,12 @@ class _Drawable:
 
     def render(self, trace: Any = None, **options: Any) -> Any:
         """The Graphviz picture (``graphviz.Digraph``) of this node, coloured by ``trace``."""
-        from .render import render
+        from .rendering import render
 
         return render(self._pipeline_for_display(), trace, **options)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
-        from .render import mimebundle
+        from .rendering import mimebundle
 
         return mimebundle(self._pipeline_for_display())
 
@@ -335,7 +335,7 @@ class Pipeline(_Container):
     # The verbs of the pipeline; each imports what it needs lazily.
     def validate(self) -> None:
         """Check every structural rule; raise one ``DefinitionError`` listing all problems."""
-        from .validate import validate
+        from .validation import validate
 
         validate(self)
 
@@ -357,9 +357,9 @@ class Pipeline(_Container):
     def simulate(self, **options: Any):
         """Run in virtual time (declared durations, injected failures); return the trace.
 
-        See :func:`notebook_pipelines.simulate.simulate` for the options.
+        See :func:`notebook_pipelines.simulation.simulate` for the options.
         """
-        from .simulate import simulate
+        from .simulation import simulate
 
         return simulate(self, **options)
 

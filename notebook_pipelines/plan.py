@@ -28,7 +28,7 @@ from typing import Any
 from .durations import parse_duration
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
 from .model import Parallel, Pipeline, Stage, Step, StepGroup
-from .validate import validate
+from .validation import validate
 
 __all__ = ["Plan", "PlanNode", "compile_plan", "choose_action", "DEFAULT_STAGE_STRATEGY", "KINDS"]
 

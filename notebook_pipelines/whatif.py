@@ -2,7 +2,7 @@
 
 Design notes
 ------------
-Both helpers are thin loops over :func:`~notebook_pipelines.simulate.simulate`: every number
+Both helpers are thin loops over :func:`~notebook_pipelines.simulation.simulate`: every number
 comes from the one scheduler, so a comparison shows exactly what a run would do (retries,
 timeouts, rollback and conditions included). Each design is compiled once and its plan reused
 for every simulation (a plan caches the static columns of its traces, so a run costs the
@@ -53,7 +53,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .simulate import SimulationError, as_plan, simulate, simulate_records
+from .simulation import SimulationError, as_plan, simulate, simulate_records
 from .trace import RECORD
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -313,7 +313,7 @@ def _merged(shared: dict, own: dict) -> dict:
 
 def _check_shared_keys(plans: dict, shared: dict) -> None:
     """A shared key must match a step of some design (a typo would silently do nothing)."""
-    from .simulate import _StepTable, unknown_key_error
+    from .simulation import _StepTable, unknown_key_error
 
     for option in ("durations", "failures", "interventions"):
         mapping = shared[option]

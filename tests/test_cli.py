@@ -247,7 +247,7 @@ def test_python_m_and_the_console_script_run_the_cli(tmp_path):
 
 
 def test_format_table_indents_by_depth_and_marks_rollback_rows():
-    from notebook_pipelines.simulate import simulate
+    from notebook_pipelines.simulation import simulate
     from notebook_pipelines.yaml_io import read_yaml
 
     trace = simulate(read_yaml(FAILURES).pipeline, failures={"rollout": True})

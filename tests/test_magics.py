@@ -385,7 +385,7 @@ def test_validate_prints_valid_or_every_problem(
 
 def test_show_text_prints_the_outline(shell: InteractiveShell, capsys: pytest.CaptureFixture) -> None:
     build_quickstart(shell, capsys)
-    from notebook_pipelines.render import outline
+    from notebook_pipelines.rendering import outline
 
     out = cell(shell, capsys, "%pipeline show --text")
     assert out == outline(shell.user_ns["release"]) + "\n"

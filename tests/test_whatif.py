@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.simulate import SimulationError, simulate
+from notebook_pipelines.simulation import SimulationError, simulate
 from notebook_pipelines.whatif import critical_path, summarize
 
 

@@ -37,7 +37,7 @@ from notebook_pipelines.failure import (
 )
 from notebook_pipelines.model import Parallel, Pipeline, Stage, Step, StepGroup
 from notebook_pipelines.plan import compile_plan
-from notebook_pipelines.validate import problems
+from notebook_pipelines.validation import problems
 from notebook_pipelines.yaml_io import (
     YamlError,
     YamlWarning,
