@@ -150,10 +150,32 @@ class _Container(_Drawable):
         target = self._cursor()
         pending = self._pending()
         if pending is not None and target is pending.items:
-            _replace_or_append(target, item)
-        else:
+            seen = self.__dict__.setdefault("_pending_ids", set())
+            if item.id in seen:
+                _replace_or_append(target, item)
+            else:
+                target.append(item)
+                seen.add(item.id)
+            return item
+        known = self._known_ids()
+        new_ids = _item_ids(item)
+        if known.isdisjoint(new_ids):  # the common case, O(1): a new node
+            target.append(item)
+            known.update(new_ids)
+            self.__dict__["_known"] = ((len(self.items), len(self.rollback_items)), known)
+        else:  # a redefinition: replace in place (linear in the container, and rare)
             _attach(self.items, self.rollback_items, target, item)
+            self.__dict__.pop("_known", None)
         return item
+
+    def _known_ids(self) -> set[str]:
+        """The ids in this container, cached while its lists keep their lengths."""
+        sizes = (len(self.items), len(self.rollback_items))
+        cache = self.__dict__.get("_known")
+        if cache is None or cache[0] != sizes:
+            cache = (sizes, set(_ids(self.items)) | set(_ids(self.rollback_items)))
+            self.__dict__["_known"] = cache
+        return cache[1]
 
     def step(self, id: str, run: Callable | str | None = None, **settings: Any) -> Step:
         """Add (or redefine) a step at the cursor and return it.
@@ -175,6 +197,7 @@ class _Container(_Drawable):
             raise TypeError("parallel blocks cannot be nested: close the open `with …parallel()` first")
         block = Parallel()
         self.__dict__["_pending_block"] = block
+        self.__dict__["_pending_ids"] = set()
         self._push(block.items)
         try:
             yield block
@@ -182,7 +205,7 @@ class _Container(_Drawable):
             self._pop()
             self.__dict__["_pending_block"] = None
         if block.items:
-            _attach(self.items, self.rollback_items, self._cursor(), block)
+            self.add(block)
 
     @contextmanager
     def rollback(self) -> Iterator[list]:
@@ -196,6 +219,7 @@ class _Container(_Drawable):
     def remove(self, id: str) -> Item:
         """Remove the node with identifier ``id`` (from execution or rollback lists)."""
         found = _remove(self.items, {id}) + _remove(self.rollback_items, {id})
+        self.__dict__.pop("_known", None)
         if not found:
             known = ", ".join(_ids(self.items) + _ids(self.rollback_items)) or "none"
             raise KeyError(f"no node {id!r} here; known: {known}")

@@ -312,3 +312,20 @@ def test_R5_an_empty_parallel_block_adds_nothing():
     with s.parallel():
         pass
     assert s.items == []
+
+
+def test_building_many_steps_with_the_builder_is_linear_enough_to_finish():
+    """30,000 adds (plain steps and parallel blocks): a quadratic builder would not finish in CI."""
+    p = nbp.Pipeline("big")
+    with p.stage("s") as s:
+        with s.step_group("g") as g:
+            for b in range(5_000):
+                with g.parallel():
+                    g.step(f"a{b}")
+                    g.step(f"b{b}")
+        for i in range(20_000):
+            s.step(f"x{i}")
+    assert len(p.stages[0].items) == 20_001
+    assert len(p.stages[0].items[0].items) == 5_000
+    s.step("x7", duration=3)  # a redefinition still replaces in place
+    assert p.stages[0].items[8].duration == 3 and len(p.stages[0].items) == 20_001
