@@ -55,7 +55,6 @@ from .failure import (
     Action,
     Ignore,
     ManualIntervention,
-    MarkAsFailure,
     MarkAsSuccess,
     PipelineRollback,
     ProceedWithDefaultValues,
@@ -69,15 +68,15 @@ from .plan import Plan, PlanNode, choose_action, compile_plan
 from .trace import POSITIVE, Recorder, build_trace
 
 __all__ = [
-    "run",
-    "execute",
-    "last_trace",
-    "Scheduler",
-    "StepContext",
-    "StepCancelled",
+    "InterventionRequest",
     "Outcome",
     "RealClock",
-    "InterventionRequest",
+    "Scheduler",
+    "StepCancelled",
+    "StepContext",
+    "execute",
+    "last_trace",
+    "run",
 ]
 
 ALL, EXEC, SLEEP, ASK, ACQUIRE = "all", "exec", "sleep", "ask", "acquire"
@@ -110,18 +109,18 @@ class StepContext:
     """
 
     __slots__ = (
-        "fqn",
-        "id",
-        "name",
-        "stage",
-        "step_group",
-        "attempt",
-        "outputs",
-        "variables",
-        "inputs",
-        "run_id",
         "_cancelled",
         "_event",
+        "attempt",
+        "fqn",
+        "id",
+        "inputs",
+        "name",
+        "outputs",
+        "run_id",
+        "stage",
+        "step_group",
+        "variables",
     )
 
     def __init__(self, node: PlanNode, attempt: int, run_id: str, variables: dict, inputs: dict):
@@ -163,7 +162,7 @@ class StepContext:
 class Outcome:
     """The result of one execution of a step body."""
 
-    __slots__ = ("status", "error_type", "error", "outputs", "log", "start", "end", "worker")
+    __slots__ = ("end", "error", "error_type", "log", "outputs", "start", "status", "worker")
 
     def __init__(
         self,
@@ -183,7 +182,7 @@ class Outcome:
 class Job:
     """One execution of a step body, handed to an executor."""
 
-    __slots__ = ("node", "attempt", "ctx", "task", "done", "timer", "submitted", "data")
+    __slots__ = ("attempt", "ctx", "data", "done", "node", "submitted", "task", "timer")
 
     def __init__(self, node: PlanNode, attempt: int, ctx: StepContext, task: Task, submitted: float):
         self.node, self.attempt, self.ctx, self.task = node, attempt, ctx, task
@@ -191,7 +190,7 @@ class Job:
 
 
 class Task:
-    __slots__ = ("gen", "parent", "index", "pending", "results", "scope")
+    __slots__ = ("gen", "index", "parent", "pending", "results", "scope")
 
     def __init__(self, gen: Any, parent: Task | None, index: int):
         self.gen, self.parent, self.index = gen, parent, index
@@ -202,7 +201,17 @@ class Scope:
     """The running state of a pipeline, stage, step group, or rollback section."""
 
     __slots__ = (
-        "node", "parent", "kind", "failed", "stop", "request", "ran", "rolled_back", "expired", "retries"
+        "expired",
+        "failed",
+        "kind",
+        "node",
+        "parent",
+        "ran",
+        "request",
+        "retries",
+        "rolled_back",
+        "stage_scope",
+        "stop",
     )
 
     def __init__(self, node: PlanNode, parent: Scope | None, kind: str):
@@ -214,6 +223,8 @@ class Scope:
         self.rolled_back = False
         self.expired = False
         self.retries = 0  # RetryStepGroup retries already used by this group (R19)
+        # where "failed so far" is kept for the nodes in this scope: the stage, or rollback section
+        self.stage_scope = self if kind in ("stage", "rollback") or parent is None else parent.stage_scope
 
     def up(self, *kinds: str) -> Scope | None:
         scope: Scope | None = self
@@ -236,7 +247,9 @@ class InterventionRequest:
     A front-end (the live widget) shows ``choices`` and calls :meth:`answer`.
     """
 
-    def __init__(self, scheduler: Scheduler, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention):
+    def __init__(
+        self, scheduler: Scheduler, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention
+    ):
         self._scheduler, self._task = scheduler, task
         self.node, self.fqn, self.outcome, self.action = node, node.fqn, outcome, action
         self.choices = tuple(action.choices)
@@ -383,10 +396,11 @@ class Scheduler:
         self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
         self.on_intervention = on_intervention
         self.listeners = list(listeners)
-        self._started = [getattr(x, "node_started") for x in self.listeners if hasattr(x, "node_started")]
-        self._finished = [getattr(x, "node_finished") for x in self.listeners if hasattr(x, "node_finished")]
-        self._asked = [getattr(x, "intervention") for x in self.listeners if hasattr(x, "intervention")]
+        self._started = [x.node_started for x in self.listeners if hasattr(x, "node_started")]
+        self._finished = [x.node_finished for x in self.listeners if hasattr(x, "node_finished")]
+        self._asked = [x.intervention for x in self.listeners if hasattr(x, "intervention")]
         self.status: str | None = None
+        self._returned: Callable | None = None  # the executor's hook for a finished body, if any
         self.done = False
 
     # -- the loop -----------------------------------------------------------------------------
@@ -394,6 +408,7 @@ class Scheduler:
         """Run to the end; return the pipeline's status. Raises KeyboardInterrupt after draining."""
         root = Task(self._pipeline(self.plan.root), None, 0)
         self.ready.append((root, None))
+        self._returned = getattr(self.executor, "returned", None)
         self.executor.open(self)
         previous = self._defer_sigint()
         try:
@@ -528,9 +543,8 @@ class Scheduler:
 
     def complete(self, job: Job, outcome: Outcome) -> None:
         """Called in the loop (directly or through :meth:`post`) when a body has finished."""
-        returned = getattr(self.executor, "returned", None)
-        if returned is not None:
-            returned(job)
+        if self._returned is not None:
+            self._returned(job)
         if job.done:
             return  # it timed out or was aborted before; its late result is ignored
         job.done = True
@@ -555,7 +569,9 @@ class Scheduler:
 
     def context(self, job: Job) -> StepContext:
         """The step context for ``job`` (made when an executor is about to run its body)."""
-        job.ctx = StepContext(job.node, job.attempt, self.run_id, self._variables(job.node), self._inputs(job.node))
+        job.ctx = StepContext(
+            job.node, job.attempt, self.run_id, self._variables(job.node), self._inputs(job.node)
+        )
         return job.ctx
 
     def _variables(self, node: PlanNode) -> dict:
@@ -619,7 +635,9 @@ class Scheduler:
         scope.expired = True
         scope.stop = f"{scope.node.kind.replace('_', ' ')} timed out"
         text = f"{scope.node.fqn} timed out after {scope.node.timeout:g}s"
-        self._cancel_waits(lambda wait: wait[2] is not None and wait[2].within(scope), EXPIRED, "Timeout", text)
+        self._cancel_waits(
+            lambda wait: wait[2] is not None and wait[2].within(scope), EXPIRED, "Timeout", text
+        )
 
     def _cancel_waits(self, match: Callable, status: str, error_type: str | None, text: str) -> None:
         now = self.clock.now()
@@ -657,7 +675,9 @@ class Scheduler:
         return None
 
     # -- records --------------------------------------------------------------------------------
-    def _record(self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any):
+    def _record(
+        self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any
+    ):
         row = (
             node.index,
             info.get("iteration"),
@@ -672,12 +692,18 @@ class Scheduler:
             info.get("action"),
             info.get("outputs"),
             info.get("log"),
-            self._resolved.get(node.index) if node.inputs else None,
+            self._inputs_of(node),
         )
+        self._add(node, row)
+
+    def _add(self, node: PlanNode, row: tuple) -> None:
         self.recorder.add(row)
-        self.statuses[node.fqn] = status
+        self.statuses[node.fqn] = row[3]
         for fn in self._finished:
             fn(node, row)
+
+    def _inputs_of(self, node: PlanNode) -> dict | None:
+        return self._resolved.get(node.index) if node.inputs else None
 
     def _mark(self, items: Iterable[PlanNode], status: str, reason: str, now: float | None) -> None:
         """Record ``status`` (Skipped / NotStarted) for these nodes and everything below them."""
@@ -702,7 +728,9 @@ class Scheduler:
     def _should_run(self, node: PlanNode, scope: Scope) -> tuple[bool, str | None, str | None]:
         """(run?, reason if skipped, error if the condition failed) — R28–R31."""
         when = node.when
-        failed = scope.failed if node.kind == "stage" else (scope.up("stage", "rollback") or scope).failed
+        failed = scope.failed if node.kind == "stage" else scope.stage_scope.failed
+        if when.condition is None and when.status == "Success" and not failed:
+            return True, None, None  # the common case
         where = "pipeline" if node.kind == "stage" else "stage"
         if when.status == "Success" and failed:
             return False, f"the {where} has failed so far (status condition Success)", None
@@ -786,13 +814,19 @@ class Scheduler:
             timer[4] = False
         status = self._container_status(statuses, scope, complete)
         action = "PipelineRollback" if scope.rolled_back else None
-        self._record(root, 1, status, start, self.clock.now(), reason=self.aborted or scope.stop, action=action)
+        self._record(
+            root, 1, status, start, self.clock.now(), reason=self.aborted or scope.stop, action=action
+        )
         return status
 
     def _skip_or_fail(self, node: PlanNode, scope: Scope, reason: str | None, error: str | None) -> str:
         now = self.clock.now()
         if error is not None:
-            why = "its inputs could not be resolved" if node.kind == "step" and node.inputs else "condition failed"
+            why = (
+                "its inputs could not be resolved"
+                if node.kind == "step" and node.inputs
+                else "condition failed"
+            )
             self._record(node, 1, FAILED, now, now, error_type="Unknown", error=error, reason=why)
             for item in (*node.items, *node.rollback):
                 self._mark((item,), NOT_STARTED, "its parent's condition failed", None)
@@ -851,7 +885,9 @@ class Scheduler:
         scope.rolled_back = True
         # what a stage rollback did not reach stays NotStarted, with the reason
         for group, _ in scope.ran:
-            self._mark(tuple(i for i in group.rollback if not self._seen(i)), NOT_STARTED, "not rolled back", None)
+            self._mark(
+                tuple(i for i in group.rollback if not self._seen(i)), NOT_STARTED, "not rolled back", None
+            )
 
     def _seen(self, item: PlanNode) -> bool:
         nodes = item.items if item.kind == "parallel" else (item,)
@@ -919,14 +955,17 @@ class Scheduler:
             self.runs[node.index] = attempt
             outcome = yield (EXEC, node, attempt, scope)
             status = outcome.status
-            info = {"worker": outcome.worker, "log": outcome.log}
             if status == SUCCESS:
                 self.outputs[node.fqn] = outcome.outputs or {}
-                self._record(node, attempt, SUCCESS, outcome.start, outcome.end, outputs=outcome.outputs, **info)
+                row = (node.index, None, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker)
+                self._add(node, (*row, None, None, None, outcome.outputs, outcome.log, self._inputs_of(node)))
                 return SUCCESS
+            info = {"worker": outcome.worker, "log": outcome.log}
             info.update(error_type=outcome.error_type, error=outcome.error)
             if status == ABORTED or self._scope_expired(scope):
-                self._record(node, attempt, status, outcome.start, outcome.end, reason=self._stop_reason(scope), **info)
+                self._record(
+                    node, attempt, status, outcome.start, outcome.end, reason=self._stop_reason(scope), **info
+                )
                 self._failed(node, scope, status)
                 return status
             action = choose_action(node, outcome.error_type or "Unknown")
@@ -936,7 +975,9 @@ class Scheduler:
                     n = used.get(id(action), 0)
                     if n < action.count and self._retry_applies(action, node, outcome):
                         used[id(action)] = n + 1
-                        self._record(node, attempt, status, outcome.start, outcome.end, action="Retry", **info)
+                        self._record(
+                            node, attempt, status, outcome.start, outcome.end, action="Retry", **info
+                        )
                         wait = action.interval(n + 1)
                         if wait:
                             yield (SLEEP, wait, scope)
@@ -959,7 +1000,16 @@ class Scheduler:
                         action = action.on_timeout
                         continue
                     if answer == "Retry":
-                        self._record(node, attempt, status, outcome.start, outcome.end, action="Retry", reason="manual intervention", **info)
+                        self._record(
+                            node,
+                            attempt,
+                            status,
+                            outcome.start,
+                            outcome.end,
+                            action="Retry",
+                            reason="manual intervention",
+                            **info,
+                        )
                         retry = True
                         break
                     info["reason"] = f"manual intervention: {answer}"
@@ -1001,7 +1051,9 @@ class Scheduler:
 
     def _apply(self, action: Action, node: PlanNode, scope: Scope, status: str) -> str:
         """The node's final status under ``action``, and what it asks of its containers (R21)."""
-        rollback_phase = scope.up("rollback", "stage") is not None and scope.up("rollback", "stage").kind == "rollback"
+        rollback_phase = (
+            scope.up("rollback", "stage") is not None and scope.up("rollback", "stage").kind == "rollback"
+        )
         if isinstance(action, Ignore):
             return IGNORE_FAILED
         if isinstance(action, MarkAsSuccess | ProceedWithDefaultValues):
@@ -1016,7 +1068,11 @@ class Scheduler:
                     target = None  # retries used up: the step fails, the next nodes' `when` decide (E9)
                 if target is not None:
                     target.request = action
-                    target.stop = "step group retried" if isinstance(action, RetryStepGroup) else "step group rolled back"
+                    target.stop = (
+                        "step group retried"
+                        if isinstance(action, RetryStepGroup)
+                        else "step group rolled back"
+                    )
                     if isinstance(action, RetryStepGroup):
                         return status
             elif isinstance(action, PipelineRollback):
@@ -1126,7 +1182,9 @@ def run(
         namespace=namespace,
     )
     if interrupted:
-        raise RunInterrupted(f"run of {plan.pipeline.id!r} interrupted; the partial trace is in .trace", trace)
+        raise RunInterrupted(
+            f"run of {plan.pipeline.id!r} interrupted; the partial trace is in .trace", trace
+        )
     if status != SUCCESS:
         text = summary(trace)
         if check:

@@ -463,4 +463,6 @@ def _item_ids(item: Item) -> set[str]:
 
 def settings_of(node: Any) -> dict[str, Any]:
     """The non-empty settings of a node, by field name (for diffs and serialisers)."""
-    return {f.name: getattr(node, f.name) for f in fields(node) if getattr(node, f.name) not in (None, [], {})}
+    return {
+        f.name: getattr(node, f.name) for f in fields(node) if getattr(node, f.name) not in (None, [], {})
+    }

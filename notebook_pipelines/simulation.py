@@ -60,6 +60,7 @@ from .durations import DurationError, parse_duration
 from .engine import execute
 from .errors import PipelineError
 from .executors.virtual import VirtualClock, VirtualExecutor
+from .plan import paused_gc
 
 __all__ = ["DEFAULT_START", "MAX_ANSWERS", "SimulationError", "as_plan", "simulate", "simulate_records"]
 
@@ -507,14 +508,15 @@ def simulate(
     seed, clock, executor, scripted = _virtual(
         plan, durations, default, failures, interventions, seed, start, strict
     )
-    _status, trace, _ = execute(
-        plan,
-        executor,
-        clock,
-        run_id=run_id or f"sim-{seed}",
-        listeners=listeners,
-        on_intervention=scripted,
-    )
+    with paused_gc():
+        _status, trace, _ = execute(
+            plan,
+            executor,
+            clock,
+            run_id=run_id or f"sim-{seed}",
+            listeners=listeners,
+            on_intervention=scripted,
+        )
     trace.attrs["seed"] = seed
     trace.attrs["simulated"] = True
     return trace
@@ -542,8 +544,9 @@ def simulate_records(
         plan, durations, default, failures, interventions, seed, 0, strict
     )
     scheduler = Scheduler(plan, executor, clock, run_id=f"sim-{seed}", on_intervention=scripted)
-    scheduler.execute()
-    scheduler.fill_not_started()
+    with paused_gc():
+        scheduler.execute()
+        scheduler.fill_not_started()
     return scheduler.recorder.rows
 
 

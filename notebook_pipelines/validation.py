@@ -71,11 +71,15 @@ class _Checker:
     def run(self) -> Iterator[Problem]:
         p = self.pipeline
         if p.rules not in RULE_SETS:
-            yield Problem("pipeline", "D1", f"unknown rule set {p.rules!r}", "use rules='classic' or 'current'")
+            yield Problem(
+                "pipeline", "D1", f"unknown rule set {p.rules!r}", "use rules='classic' or 'current'"
+            )
         yield from self._identifier("pipeline", p.id, "pipeline")
         yield from self._duration("pipeline", "timeout", p.timeout)
         if not p.stages:
-            yield Problem("pipeline", "R11", "the pipeline has no stages", "add one: `with p.stage('build'):`")
+            yield Problem(
+                "pipeline", "R11", "the pipeline has no stages", "add one: `with p.stage('build'):`"
+            )
         yield from self._list(p.stages, "pipeline.stages", "stages", kinds=(Stage,), in_group=0)
 
     # -- lists --------------------------------------------------------------------------------
@@ -99,7 +103,9 @@ class _Checker:
             yield Problem(fqn, "R4", f"a {type(item).__name__} cannot stand in {what}", f"use a {allowed}")
             return
         if ident in seen:
-            yield Problem(fqn, "R1", f"the identifier {ident!r} is used twice in {what}", "rename one of them")
+            yield Problem(
+                fqn, "R1", f"the identifier {ident!r} is used twice in {what}", "rename one of them"
+            )
         seen[ident] = fqn
         yield from self._identifier(fqn, ident, type(item).__name__.lower())
         if isinstance(item, Stage):
@@ -119,7 +125,9 @@ class _Checker:
             yield Problem(fqn, "R1", "the stage has no steps", "add a step: `stage.step('name', run=...)`")
         kinds = (Step, StepGroup)
         yield from self._list(stage.items, f"{fqn}.spec.execution.steps", "a stage", kinds, 0)
-        yield from self._list(stage.rollback_items, f"{fqn}.spec.execution.rollbackSteps", "a rollback list", kinds, 0)
+        yield from self._list(
+            stage.rollback_items, f"{fqn}.spec.execution.rollbackSteps", "a rollback list", kinds, 0
+        )
 
     def _group(self, group: StepGroup, fqn: str, in_group: int) -> Iterator[Problem]:
         if in_group and self.classic:
@@ -139,23 +147,32 @@ class _Checker:
             )
         if self.classic and group.timeout is not None:
             yield Problem(
-                fqn, "R60/D10", "step groups take no timeout under the classic rules", "set timeouts on the steps"
+                fqn,
+                "R60/D10",
+                "step groups take no timeout under the classic rules",
+                "set timeouts on the steps",
             )
         yield from self._settings(group, fqn, "step group", in_group + 1)
         if not group.items and _template(group):
             text = f"the step group is template {_template(group)!r}, which is not resolved"
             yield Problem(fqn, "R1", text, _UNTEMPLATE)
         elif not group.items:
-            yield Problem(fqn, "R1", "the step group has no steps", "add a step: `group.step('name', run=...)`")
+            yield Problem(
+                fqn, "R1", "the step group has no steps", "add a step: `group.step('name', run=...)`"
+            )
         kinds = (Step, StepGroup)
         yield from self._list(group.items, f"{fqn}.steps", "a step group", kinds, in_group + 1)
-        yield from self._list(group.rollback_items, f"{fqn}.rollbackSteps", "a rollback list", kinds, in_group + 1)
+        yield from self._list(
+            group.rollback_items, f"{fqn}.rollbackSteps", "a rollback list", kinds, in_group + 1
+        )
 
     def _step(self, step: Step, fqn: str, in_group: int) -> Iterator[Problem]:
         yield from self._settings(step, fqn, "step", in_group)
         yield from self._duration(fqn, "duration", step.duration)
         if step.run is not None and not (callable(step.run) or isinstance(step.run, str)):
-            yield Problem(fqn, "R4", f"run={step.run!r} is neither a callable nor code text", "pass a function")
+            yield Problem(
+                fqn, "R4", f"run={step.run!r} is neither a callable nor code text", "pass a function"
+            )
 
     # -- settings -----------------------------------------------------------------------------
     def _settings(self, node: Any, fqn: str, kind: str, in_group: int) -> Iterator[Problem]:
@@ -177,8 +194,12 @@ class _Checker:
                 yield Problem(
                     fqn, "R28", f"{key} {when.status!r} is not one of {', '.join(STATUS_CHOICES)}", "pick one"
                 )
-            if when is not None and not (when.condition is None or isinstance(when.condition, str | Callable)):
-                yield Problem(fqn, "R28", f"condition {when.condition!r} is not an expression", "use a string")
+            if when is not None and not (
+                when.condition is None or isinstance(when.condition, str | Callable)
+            ):
+                yield Problem(
+                    fqn, "R28", f"condition {when.condition!r} is not an expression", "use a string"
+                )
         try:
             strategies = coerce_strategies(node.failure_strategies)
         except StrategyError as err:
@@ -207,7 +228,10 @@ class _Checker:
             yield from self._action(action.on_timeout, fqn, kind, in_group)
         if isinstance(action, RetryStepGroup) and kind != "step group":
             yield Problem(
-                fqn, "R19", f"RetryStepGroup is a step-group action, set on a {kind}", "set it on the step group"
+                fqn,
+                "R19",
+                f"RetryStepGroup is a step-group action, set on a {kind}",
+                "set it on the step group",
             )
         if isinstance(action, StepGroupRollback) and kind != "step group" and not in_group:
             yield Problem(
@@ -221,7 +245,9 @@ class _Checker:
         try:
             parse_duration(value)
         except DurationError:
-            yield Problem(fqn, "R59", f"cannot read {key}={value!r} as a duration", "write '10s', '1m 30s' or seconds")
+            yield Problem(
+                fqn, "R59", f"cannot read {key}={value!r} as a duration", "write '10s', '1m 30s' or seconds"
+            )
 
     def _identifier(self, fqn: str, ident: Any, kind: str) -> Iterator[Problem]:
         if not isinstance(ident, str) or not IDENTIFIER.match(ident):
