@@ -83,13 +83,14 @@ def main() -> None:
     ideal = sleep * sblocks
     sleepy_makespan = best(lambda: engine_makespan(sleepy), repeat)
 
+    rows = [
+        ("serial no-op steps, µs/step", engine_serial, base_serial, "10.1f"),
+        ("parallel no-op blocks of 8, µs/step", engine_par, base_par, "10.1f"),
+        ("10 blocks of 8 × 50 ms sleeps, makespan s", sleepy_makespan, ideal, "10.3f"),
+    ]
     print(f"{'measurement':44} {'engine':>10} {'baseline':>10} {'ratio':>7}")
-    print(f"{'serial no-op steps, µs/step':44} {engine_serial:10.1f} {base_serial:10.1f} {engine_serial / base_serial:7.2f}")
-    print(f"{'parallel no-op blocks of 8, µs/step':44} {engine_par:10.1f} {base_par:10.1f} {engine_par / base_par:7.2f}")
-    print(
-        f"{'10 blocks of 8 × 50 ms sleeps, makespan s':44} {sleepy_makespan:10.3f} {ideal:10.3f} "
-        f"{sleepy_makespan / ideal:7.3f}"
-    )
+    for label, engine, baseline, fmt in rows:
+        print(f"{label:44} {engine:{fmt}} {baseline:{fmt}} {engine / baseline:7.3f}")
 
 
 if __name__ == "__main__":

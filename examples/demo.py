@@ -58,8 +58,21 @@ def main() -> int:
     trace = p.run(run_id="demo")
     to_file(p, OUT / "release-run.svg", trace=trace)
     trace.to_csv(OUT / "trace.csv", index=False)
-    columns = ["stage", "step_group", "step", "kind", "block", "attempt", "status", "start_s", "duration_s", "worker"]
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
+    columns = [
+        "stage",
+        "step_group",
+        "step",
+        "kind",
+        "block",
+        "attempt",
+        "status",
+        "start_s",
+        "duration_s",
+        "worker",
+    ]
+    with pd.option_context(
+        "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format
+    ):
         print()
         print(trace[columns].astype(object).fillna("").to_string(index=False))
     print()

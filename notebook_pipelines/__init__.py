@@ -12,9 +12,12 @@ A tour (each line runs as written):
 ...             _ = tests.step("lint", duration="10s")
 ...         _ = tests.step("e2e", duration="1m")
 >>> trace = p.simulate(run_id="doc")
->>> trace.loc[trace.kind == "step", ["step", "status", "start_s", "end_s"]].to_string(index=False)
-... # doctest: +NORMALIZE_WHITESPACE
-'    step  status  start_s  end_s\\ncheckout Success      0.0    5.0\\n    unit Success      5.0   35.0\\n    lint Success      5.0   15.0\\n     e2e Success     35.0   95.0'
+>>> print(trace.loc[trace.kind == "step", ["step", "status", "start_s", "end_s"]].to_string(index=False))
+    step  status  start_s  end_s
+checkout Success      0.0    5.0
+    unit Success      5.0   35.0
+    lint Success      5.0   15.0
+     e2e Success     35.0   95.0
 
 ``p`` as the last expression of a cell shows the Graphviz picture; ``p.run()`` runs the
 bodies on threads in the kernel; ``p.render(trace)`` colours the picture by a run.
@@ -102,9 +105,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "COLUMNS",
+    "STATUSES",
     "Abort",
     "Action",
-    "COLUMNS",
     "DefinitionError",
     "ExpressionError",
     "Ignore",
@@ -124,7 +128,6 @@ __all__ = [
     "RunError",
     "RunFailed",
     "RunInterrupted",
-    "STATUSES",
     "SimulationError",
     "Stage",
     "StageRollback",

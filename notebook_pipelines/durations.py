@@ -18,7 +18,7 @@ import re
 
 from .errors import PipelineError
 
-__all__ = ["parse_duration", "format_duration", "DurationError"]
+__all__ = ["DurationError", "format_duration", "parse_duration"]
 
 _UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|w|d|h|m|s)\s*")

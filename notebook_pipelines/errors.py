@@ -16,14 +16,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "PipelineError",
     "DefinitionError",
-    "Problem",
     "ExpressionError",
-    "StepError",
+    "PipelineError",
+    "Problem",
     "RunError",
     "RunFailed",
     "RunInterrupted",
+    "StepError",
 ]
 
 

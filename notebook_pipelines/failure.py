@@ -30,26 +30,26 @@ from .durations import parse_duration
 from .errors import PipelineError
 
 __all__ = [
-    "ERROR_TYPES",
     "ACTION_TYPES",
+    "ERROR_TYPES",
     "STATUS_CHOICES",
+    "Abort",
     "Action",
+    "Ignore",
+    "ManualIntervention",
+    "MarkAsFailure",
+    "MarkAsSuccess",
+    "OnFailure",
+    "PipelineRollback",
+    "ProceedWithDefaultValues",
     "Retry",
     "RetryStepGroup",
-    "Ignore",
-    "MarkAsSuccess",
-    "MarkAsFailure",
-    "Abort",
     "StageRollback",
     "StepGroupRollback",
-    "PipelineRollback",
-    "ManualIntervention",
-    "ProceedWithDefaultValues",
-    "OnFailure",
     "When",
+    "action_from_dict",
     "coerce_strategies",
     "coerce_when",
-    "action_from_dict",
 ]
 
 #: Harness error types (R16).

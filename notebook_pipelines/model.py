@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
-__all__ = ["Step", "StepGroup", "Parallel", "Stage", "Pipeline", "Node"]
+__all__ = ["Node", "Parallel", "Pipeline", "Stage", "Step", "StepGroup"]
 
 #: keyword settings shared by steps, step groups and stages (Harness YAML keys in snake_case).
 SETTINGS = ("when", "failure_strategies", "timeout", "delegate_selectors", "strategy", "variables")

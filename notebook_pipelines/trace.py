@@ -41,14 +41,14 @@ log           str                       text the step printed (stdout and stderr
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from .plan import Plan
 
-__all__ = ["COLUMNS", "STATUSES", "POSITIVE", "Recorder", "build_trace", "empty_trace"]
+__all__ = ["COLUMNS", "POSITIVE", "STATUSES", "Recorder", "build_trace", "empty_trace"]
 
 COLUMNS = (
     "run_id",

@@ -35,7 +35,7 @@ from .failure import (
 )
 from .model import Parallel, Pipeline, Stage, Step, StepGroup
 
-__all__ = ["validate", "problems", "IDENTIFIER", "RULE_SETS"]
+__all__ = ["IDENTIFIER", "RULE_SETS", "problems", "validate"]
 
 #: Harness identifiers: letters, digits, ``_`` and ``$``; not starting with a digit (R1).
 IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")

@@ -25,9 +25,7 @@ def test_public_verbs_stay_functions_after_their_modules_are_imported():
 
 
 def test_importing_the_package_loads_no_heavy_dependency():
-    code = (
-        "import sys, notebook_pipelines as nbp; "
-        "print(sorted(m for m in ('pandas', 'graphviz', 'IPython', 'ipywidgets', 'numpy', 'yaml') if m in sys.modules))"
-    )
+    heavy = ("pandas", "graphviz", "IPython", "ipywidgets", "numpy", "yaml")
+    code = f"import sys, notebook_pipelines; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
