@@ -264,6 +264,39 @@ def _duration_function(
     return duration
 
 
+def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, int], dict | None]:
+    """``(node, attempt) -> dict | None``: the output variables a simulated step publishes.
+
+    A step publishes the values given for it in ``outputs`` (a dict, or a callable
+    ``attempt -> dict``), and ``None`` for each output it declares (``outputs=`` on the step,
+    or ``spec.outputVariables`` of a typed step) without a value, so that references to
+    declared outputs resolve in virtual time as they do in a real run.
+    """
+    table = _StepTable("outputs", outputs, plan, strict) if outputs else None
+    declared: dict[int, dict | None] = {}
+
+    def published(node: Any, attempt: int) -> dict | None:
+        base = declared.get(node.index, _MISSING)
+        if base is _MISSING:
+            names = [*(node.outputs or ()), *_spec_output_names(node)]
+            base = declared[node.index] = dict.fromkeys(names) or None
+        value = table.get(node) if table is not None else _MISSING
+        if value is _MISSING:
+            return dict(base) if base else None
+        given = value(attempt) if callable(value) else value
+        if not isinstance(given, Mapping):
+            raise SimulationError(f"outputs for {node.fqn}: give a dict of values (or attempt -> dict)")
+        return {**(base or {}), **given}
+
+    return published
+
+
+def _spec_output_names(node: Any) -> list[str]:
+    spec = node.spec if isinstance(node.spec, Mapping) else {}
+    items = spec.get("outputVariables") or ()
+    return [item["name"] for item in items if isinstance(item, Mapping) and "name" in item]
+
+
 def _failure_function(
     plan: Any, failures: Any, streams: _Streams, strict: bool
 ) -> Callable[[Any, int], tuple[str, str] | None]:
@@ -466,6 +499,7 @@ def simulate(
     start: Any = DEFAULT_START,
     listeners: Iterable[Any] = (),
     strict: bool = True,
+    outputs: Mapping | None = None,
 ):
     """Run ``pipeline`` in virtual time and return its trace (the schema of ``run()``).
 
@@ -495,6 +529,9 @@ def simulate(
         listeners: as for ``run()``.
         strict: a key of ``durations``/``failures``/``interventions`` that matches no step
             is an error (``False``: ignore it, e.g. when one mapping serves several designs).
+        outputs: output variables that steps publish, by id/FQN/glob: a dict of values, or a
+            callable ``attempt -> dict``. Declared outputs without a value publish ``None``,
+            so references to them resolve as in a real run.
 
     Returns:
         The trace DataFrame; ``attrs`` holds ``run_id``, ``pipeline``, ``seed`` and
@@ -506,7 +543,7 @@ def simulate(
     """
     plan = as_plan(pipeline)
     seed, clock, executor, scripted = _virtual(
-        plan, durations, default, failures, interventions, seed, start, strict
+        plan, durations, default, failures, interventions, seed, start, strict, outputs
     )
     with paused_gc():
         _status, trace, _ = execute(
@@ -559,6 +596,7 @@ def _virtual(
     seed: Any,
     start: Any,
     strict: bool,
+    outputs: Any = None,
 ) -> tuple[int, VirtualClock, VirtualExecutor, Callable | None]:
     """(seed, clock, executor, intervention callback) for one simulation."""
     seed = _seed(seed)
@@ -566,6 +604,6 @@ def _virtual(
     duration = _duration_function(plan, durations, default, streams, strict)
     failure = _failure_function(plan, failures, streams, strict)
     clock = VirtualClock(_epoch_ns(start))
-    executor = VirtualExecutor(duration, failure, clock)
+    executor = VirtualExecutor(duration, failure, clock, _outputs_function(plan, outputs, strict))
     scripted = _intervention_function(plan, interventions, executor, clock, strict)
     return seed, clock, executor, scripted

@@ -561,3 +561,21 @@ def test_100000_steps_simulate():
     assert (steps["status"] == "Success").all()
     root = t[t["kind"] == "pipeline"].iloc[0]
     assert root["end_s"] == 1_000 * 10 * 10.0
+
+
+def test_R44_declared_outputs_resolve_in_virtual_time():
+    """A reader of a declared output works in simulate() as in run(): None unless given."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: {"v": 3}, outputs=["v"])
+        s.step("b", when="<+execution.steps.a.output.outputVariables.v> > 2")
+    real = p.run()
+    assert real.set_index("step").loc["b", "status"] == "Success"
+    default = simulate(p)
+    assert default.set_index("step").loc["a", "outputs"] == {"v": None}
+    assert default.set_index("step").loc["b", "status"] == "Skipped"  # null > 2 is false
+    given = simulate(p, outputs={"a": {"v": 5}})
+    assert given.set_index("step").loc["a", "outputs"] == {"v": 5}
+    assert given.set_index("step").loc["b", "status"] == "Success"
+    by_attempt = simulate(p, outputs={"a": lambda attempt: {"v": attempt}})
+    assert by_attempt.set_index("step").loc["a", "outputs"] == {"v": 1}

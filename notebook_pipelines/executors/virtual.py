@@ -46,6 +46,7 @@ class VirtualExecutor:
     Args:
         duration: ``(node, attempt) -> seconds``.
         failure: ``(node, attempt) -> None`` for success, or ``(error_type, message)``.
+        outputs: ``(node, attempt) -> dict | None``, the output variables of a success.
     """
 
     name = "virtual"
@@ -55,8 +56,9 @@ class VirtualExecutor:
         duration: Callable[[Any, int], float],
         failure: Callable[[Any, int], tuple[str, str] | None] = lambda node, attempt: None,
         clock: VirtualClock | None = None,
+        outputs: Callable[[Any, int], dict | None] = lambda node, attempt: None,
     ):
-        self.duration, self.failure = duration, failure
+        self.duration, self.failure, self.outputs = duration, failure, outputs
         self.clock = clock or VirtualClock()
 
     def open(self, scheduler: Any) -> None:
@@ -68,7 +70,7 @@ class VirtualExecutor:
         end = start + self.duration(node, attempt)
         failed = self.failure(node, attempt)
         if failed is None:
-            outcome = Outcome(SUCCESS, start, end, "virtual")
+            outcome = Outcome(SUCCESS, start, end, "virtual", outputs=self.outputs(node, attempt))
         else:
             outcome = Outcome(FAILED, start, end, "virtual", failed[0], failed[1])
         self.scheduler.call_at(end, self._done, (job, outcome))
