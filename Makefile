@@ -48,7 +48,8 @@ notebooks: setup
 
 ## make bench: the side-by-side measurements in benchmarks/ (not part of the tests)
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/engine_overhead.py
+	$(PY) benchmarks/simulate_scale.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
