@@ -220,14 +220,19 @@ def _problems(pipeline: Any) -> list:
     return found
 
 
-def _load_valid(args: argparse.Namespace) -> Any:
-    """The loaded pipeline, validated; every problem → BadInput (exit 2)."""
+def _load_readable(args: argparse.Namespace) -> Any:
+    """The loaded pipeline, not yet validated; YAML that cannot be read → BadInput (exit 2)."""
     from .yaml_io import YamlError
 
     try:
-        pipeline = _load(args)
+        return _load(args)
     except YamlError as err:
         raise BadInput("\n".join(["cannot read the pipeline:", *_problem_lines(None, err)])) from None
+
+
+def _load_valid(args: argparse.Namespace) -> Any:
+    """The loaded pipeline, validated; every problem → BadInput (exit 2)."""
+    pipeline = _load_readable(args)
     found = _problems(pipeline)
     if found:
         lines = _problem_lines(pipeline, DefinitionError(found))
@@ -289,15 +294,11 @@ def _validate(args: argparse.Namespace) -> int:
 # -- render ---------------------------------------------------------------------------------------
 def _render(args: argparse.Namespace) -> int:
     from .plan import compile_plan
-    from .yaml_io import YamlError
 
     out = Path(args.output)
     if out.suffix.lower() not in PICTURE_FORMATS:
         raise BadInput(f"-o {args.output}: the picture file must end in {', '.join(PICTURE_FORMATS)}")
-    try:
-        pipeline = _load(args)
-    except YamlError as err:
-        raise BadInput("\n".join(["cannot read the pipeline:", *_problem_lines(None, err)])) from None
+    pipeline = _load_readable(args)
     found = _problems(pipeline)
     if found and not args.quiet:  # draw it anyway: seeing it helps fixing it
         for line in _problem_lines(pipeline, DefinitionError(found)):

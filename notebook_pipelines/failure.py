@@ -160,20 +160,12 @@ def _intervals(values: Any) -> tuple:
     return tuple(values)
 
 
-@dataclass(frozen=True)
-class Retry(Action):
-    """Run the failed step again, up to ``count`` more times (R18; D3; E5).
-
-    ``intervals`` are waits before each retry; the last is reused when there are fewer
-    intervals than retries, none means no wait. ``then`` applies when the retries are used up
-    (Harness ``onRetryFailure``). ``condition`` restricts retrying to failures it matches.
-    """
+@dataclass(frozen=True, repr=False)
+class _Retrying(Action):
+    """What ``Retry`` and ``RetryStepGroup`` share: a retry count and the waits between retries."""
 
     count: int = 1
     intervals: tuple = ()
-    then: Action = field(default_factory=lambda: MarkAsFailure())
-    condition: str | Callable | None = None
-    type: ClassVar[str] = "Retry"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "intervals", _intervals(self.intervals))
@@ -188,10 +180,28 @@ class Retry(Action):
         spec: dict[str, Any] = {"retryCount": self.count}
         if self.intervals:
             spec["retryIntervals"] = list(self.intervals)
-        spec["onRetryFailure"] = {"action": self.then.to_dict()}
-        if isinstance(self.condition, str):
-            spec["condition"] = self.condition
         return {"type": self.type, "spec": spec}
+
+
+@dataclass(frozen=True)
+class Retry(_Retrying):
+    """Run the failed step again, up to ``count`` more times (R18; D3; E5).
+
+    ``intervals`` are waits before each retry; the last is reused when there are fewer
+    intervals than retries, none means no wait. ``then`` applies when the retries are used up
+    (Harness ``onRetryFailure``). ``condition`` restricts retrying to failures it matches.
+    """
+
+    then: Action = field(default_factory=lambda: MarkAsFailure())
+    condition: str | Callable | None = None
+    type: ClassVar[str] = "Retry"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["spec"]["onRetryFailure"] = {"action": self.then.to_dict()}
+        if isinstance(self.condition, str):
+            data["spec"]["condition"] = self.condition
+        return data
 
     def __repr__(self) -> str:
         extra = f", condition={self.condition!r}" if self.condition is not None else ""
@@ -199,23 +209,13 @@ class Retry(Action):
 
 
 @dataclass(frozen=True)
-class RetryStepGroup(Action):
-    """Run the whole step group again from its first step (R19, E6); group level only."""
+class RetryStepGroup(_Retrying):
+    """Run the whole step group again from its first step (R19, E6); group level only.
 
-    count: int = 1
-    intervals: tuple = ()
+    ``intervals`` work as for :class:`Retry`.
+    """
+
     type: ClassVar[str] = "RetryStepGroup"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "intervals", _intervals(self.intervals))
-
-    interval = Retry.interval
-
-    def to_dict(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"retryCount": self.count}
-        if self.intervals:
-            spec["retryIntervals"] = list(self.intervals)
-        return {"type": self.type, "spec": spec}
 
     def __repr__(self) -> str:
         return f"RetryStepGroup(count={self.count}, intervals={self.intervals!r})"

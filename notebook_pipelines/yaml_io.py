@@ -436,10 +436,7 @@ class _Reader:
                 )
         elif self.expect(raw, _Seq, body.values_at["stages"], "pipeline.stages", "stages"):
             stages = self.stage_list(raw)
-        variables, meta = self.variables(body, "pipeline")
-        extra = self.extras(body, _PIPELINE_KEYS, "pipeline", "pipeline")
-        if meta:
-            extra = {**(extra or {}), "variables": meta}
+        variables, extra = self.variables_and_extras(body, _PIPELINE_KEYS, "pipeline", "pipeline")
         for key in ("timeout", "description"):
             self.scan_inputs(body.get(key), f"pipeline.{key}", body.values_at.get(key))
         return Pipeline(
@@ -551,10 +548,7 @@ class _Reader:
                 if key != "execution":
                     self.scan_inputs(spec_raw[key], f"{fqn}.spec.{key}", spec_raw.values_at[key])
             spec = spec or None
-        variables, meta = self.variables(body, fqn)
-        extra = self.extras(body, _STAGE_KEYS, fqn, "stage")
-        if meta:
-            extra = {**(extra or {}), "variables": meta}
+        variables, extra = self.variables_and_extras(body, _STAGE_KEYS, fqn, "stage")
         settings = self.settings(body, fqn, "pipelineStatus")
         if not _empty(body.get("delegateSelectors")):
             settings["delegate_selectors"] = _plain(body["delegateSelectors"])
@@ -636,10 +630,7 @@ class _Reader:
                 fqn,
                 "stepGroup.rollbackSteps is accepted (D2) but newer Harness schemas may not list it (R3)",
             )
-        variables, meta = self.variables(body, fqn)
-        extra = self.extras(body, _GROUP_KEYS, fqn, "step group")
-        if meta:
-            extra = {**(extra or {}), "variables": meta}
+        variables, extra = self.variables_and_extras(body, _GROUP_KEYS, fqn, "step group")
         selectors = _plain(body.get("delegateSelectors"))
         return StepGroup(
             ident,
@@ -783,6 +774,20 @@ class _Reader:
                 )
             entries.append(OnFailure(errors if isinstance(errors, list | tuple) else [errors], action))
         return entries
+
+    def variables_and_extras(
+        self, body: _Map, known: set, fqn: str, what: str
+    ) -> tuple[dict | None, dict | None]:
+        """The node's variables, and the keys the model has no field for (see ``extras``).
+
+        What the variables declare beyond name and value (a type other than the inferred one,
+        a description…) is kept in ``extra["variables"]``, where ``dump_yaml`` finds it again.
+        """
+        variables, meta = self.variables(body, fqn)
+        extra = self.extras(body, known, fqn, what)
+        if meta:
+            extra = {**(extra or {}), "variables": meta}
+        return variables, extra
 
     def variables(self, body: _Map, fqn: str) -> tuple[dict | None, list | None]:
         raw = body.get("variables")

@@ -2,6 +2,11 @@
 
 Bodies really sleep (real threads, wall clock); keep them short (10–100 ms). Timing checks
 compare events of one trace with each other (overlap, order), never with fixed thresholds.
+
+Two kinds of body: ``sleeper``/``failing`` take no arguments and sleep with ``time.sleep``;
+``ok``/``boom`` take the step context and sleep with ``ctx.sleep`` (so a timeout or an abort
+stops them early). Trace look-ups name a node by its identifier (``"a"``) or by the tail of its
+FQN (``"g.steps.a"``) where an identifier alone would be ambiguous.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
+import notebook_pipelines as nbp
 
 WORKER_PREFIX = "nbp-worker"
 
@@ -45,13 +52,48 @@ def worker_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(WORKER_PREFIX) and t.is_alive()]
 
 
-def row(trace: pd.DataFrame, ident: str, attempt: int | None = None) -> pd.Series:
-    """The one row of the node whose identifier is ``ident`` (the last attempt by default)."""
-    rows = trace[trace["fqn"].str.rsplit(".", n=1).str[-1] == ident]
+def ok(seconds: float = 0.01) -> Callable:
+    """A body that sleeps ``seconds`` and succeeds."""
+
+    def body(ctx: nbp.StepContext) -> None:
+        ctx.sleep(seconds)
+
+    return body
+
+
+def boom(seconds: float = 0.01, error_type: str = "Unknown") -> Callable:
+    """A body that sleeps ``seconds`` and fails with ``error_type``."""
+
+    def body(ctx: nbp.StepContext) -> None:
+        ctx.sleep(seconds)
+        raise nbp.StepError("boom", error_type=error_type)
+
+    return body
+
+
+def run(p: nbp.Pipeline, **options: Any) -> pd.DataFrame:
+    """Run for real (threads); the trace, also when the pipeline failed."""
+    return p.run(report=False, **options)
+
+
+def rows(trace: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The rows of the node whose FQN ends with ``.key`` (or is ``key``), by attempt."""
+    fqn = trace["fqn"].astype(str)
+    return trace[(fqn == key) | fqn.str.endswith("." + key)]
+
+
+def row(trace: pd.DataFrame, key: str, attempt: int | None = None) -> pd.Series:
+    """The one row of the node ``key`` names (see ``rows``): the last attempt by default."""
+    found = rows(trace, key)
     if attempt is not None:
-        rows = rows[rows["attempt"] == attempt]
-    assert len(rows) >= 1, f"no row for {ident!r} in {trace['fqn'].tolist()}"
-    return rows.iloc[-1]
+        found = found[found["attempt"] == attempt]
+    assert len(found), f"no row for {key!r} in {trace['fqn'].tolist()}"
+    return found.iloc[-1]
+
+
+def status(trace: pd.DataFrame, key: str) -> str:
+    """The status of the node ``key`` names (its last attempt)."""
+    return str(row(trace, key)["status"])
 
 
 def overlap(a: pd.Series, b: pd.Series) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import row, run
 
 import notebook_pipelines as nbp
 
@@ -28,18 +29,6 @@ BUILD = "pipeline.stages.build.spec.execution.steps"
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def run(p: nbp.Pipeline) -> pd.DataFrame:
-    """Run for real (threads); the trace, also when the pipeline failed."""
-    return p.run(report=False)
-
-
-def row(trace: pd.DataFrame, ident: str) -> pd.Series:
-    """The last row of the node whose identifier (last FQN segment) is ``ident``."""
-    rows = trace[trace["fqn"].str.rsplit(".", n=1).str[-1] == ident]
-    assert len(rows), f"no row for {ident!r} in {trace['fqn'].tolist()}"
-    return rows.iloc[-1]
 
 
 def inputs(trace: pd.DataFrame, ident: str) -> dict:

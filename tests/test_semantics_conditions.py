@@ -7,55 +7,11 @@ taking the step context; ``<+…>`` conditions belong to the expression tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
+from conftest import boom, ok, row, rows, run, status
 
 import notebook_pipelines as nbp
-
-# -- helpers ----------------------------------------------------------------------------------
-
-
-def ok(seconds: float = 0.01) -> Callable:
-    """A body that sleeps ``seconds`` and succeeds."""
-
-    def body(ctx: nbp.StepContext) -> None:
-        ctx.sleep(seconds)
-
-    return body
-
-
-def boom(seconds: float = 0.01, error_type: str = "Unknown") -> Callable:
-    """A body that sleeps ``seconds`` and fails with ``error_type``."""
-
-    def body(ctx: nbp.StepContext) -> None:
-        ctx.sleep(seconds)
-        raise nbp.StepError("boom", error_type=error_type)
-
-    return body
-
-
-def rows(trace: pd.DataFrame, key: str) -> pd.DataFrame:
-    """The rows of the node whose FQN ends with ``.key`` (or is ``key``), by attempt."""
-    fqn = trace["fqn"].astype(str)
-    return trace[(fqn == key) | fqn.str.endswith("." + key)]
-
-
-def row(trace: pd.DataFrame, key: str) -> Any:
-    """The last row of one node (a namedtuple-like Series)."""
-    found = rows(trace, key)
-    assert len(found), f"no row for {key!r}"
-    return found.iloc[-1]
-
-
-def status(trace: pd.DataFrame, key: str) -> str:
-    return str(row(trace, key)["status"])
-
-
-def run(p: nbp.Pipeline, **options: Any) -> pd.DataFrame:
-    return p.run(report=False, **options)
-
 
 # -- R28 / R29: the status test ---------------------------------------------------------------
 

@@ -12,25 +12,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import boom, ok, row, rows, run, status
 
 import notebook_pipelines as nbp
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def ok(seconds: float = 0.01) -> Callable:
-    def body(ctx: nbp.StepContext) -> None:
-        ctx.sleep(seconds)
-
-    return body
-
-
-def boom(seconds: float = 0.01, error_type: str = "Unknown") -> Callable:
-    def body(ctx: nbp.StepContext) -> None:
-        ctx.sleep(seconds)
-        raise nbp.StepError("boom", error_type=error_type)
-
-    return body
 
 
 def fails_until(attempt: int, seconds: float = 0.01, error_type: str = "Unknown") -> Callable:
@@ -42,25 +28,6 @@ def fails_until(attempt: int, seconds: float = 0.01, error_type: str = "Unknown"
             raise nbp.StepError(f"attempt {ctx.attempt} failed", error_type=error_type)
 
     return body
-
-
-def rows(trace: pd.DataFrame, key: str) -> pd.DataFrame:
-    fqn = trace["fqn"].astype(str)
-    return trace[(fqn == key) | fqn.str.endswith("." + key)]
-
-
-def row(trace: pd.DataFrame, key: str) -> Any:
-    found = rows(trace, key)
-    assert len(found), f"no row for {key!r}"
-    return found.iloc[-1]
-
-
-def status(trace: pd.DataFrame, key: str) -> str:
-    return str(row(trace, key)["status"])
-
-
-def run(p: nbp.Pipeline, **options: Any) -> pd.DataFrame:
-    return p.run(report=False, **options)
 
 
 def one_step(body: Callable, **settings: Any) -> nbp.Pipeline:

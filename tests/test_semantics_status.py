@@ -9,49 +9,15 @@ node of the plan, whatever the outcome (D6).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import boom, ok, row, rows, run, status
 
 import notebook_pipelines as nbp
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def ok(seconds: float = 0.01) -> Callable:
-    def body(ctx: nbp.StepContext) -> None:
-        ctx.sleep(seconds)
-
-    return body
-
-
-def boom(seconds: float = 0.01, error_type: str = "Unknown") -> Callable:
-    def body(ctx: nbp.StepContext) -> None:
-        ctx.sleep(seconds)
-        raise nbp.StepError("boom", error_type=error_type)
-
-    return body
-
-
-def rows(trace: pd.DataFrame, key: str) -> pd.DataFrame:
-    fqn = trace["fqn"].astype(str)
-    return trace[(fqn == key) | fqn.str.endswith("." + key)]
-
-
-def row(trace: pd.DataFrame, key: str) -> Any:
-    found = rows(trace, key)
-    assert len(found), f"no row for {key!r}"
-    return found.iloc[-1]
-
-
-def status(trace: pd.DataFrame, key: str) -> str:
-    return str(row(trace, key)["status"])
-
-
-def run(p: nbp.Pipeline, **options: Any) -> pd.DataFrame:
-    return p.run(report=False, **options)
 
 
 #: a child ending in each status, in a parallel block so siblings do not skip each other

@@ -10,42 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
 import pytest
+from conftest import ok, row, rows, run, status
 
 import notebook_pipelines as nbp
-
-# -- helpers ----------------------------------------------------------------------------------
-
-
-def ok(seconds: float = 0.01) -> Callable:
-    def body(ctx: nbp.StepContext) -> None:
-        ctx.sleep(seconds)
-
-    return body
-
-
-def rows(trace: pd.DataFrame, key: str) -> pd.DataFrame:
-    fqn = trace["fqn"].astype(str)
-    return trace[(fqn == key) | fqn.str.endswith("." + key)]
-
-
-def row(trace: pd.DataFrame, key: str) -> Any:
-    found = rows(trace, key)
-    assert len(found), f"no row for {key!r}"
-    return found.iloc[-1]
-
-
-def status(trace: pd.DataFrame, key: str) -> str:
-    return str(row(trace, key)["status"])
-
-
-def run(p: nbp.Pipeline, **options: Any) -> pd.DataFrame:
-    return p.run(report=False, **options)
-
 
 # -- R59: step timeouts -----------------------------------------------------------------------
 

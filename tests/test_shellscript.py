@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import row
 
 import notebook_pipelines as nbp
 from notebook_pipelines.model import Pipeline, Stage, Step
@@ -32,10 +33,6 @@ def shell(ident: str, script: str, **settings) -> Step:
 
 def pipeline(*steps: Step) -> Pipeline:
     return Pipeline("p", stages=[Stage("s", items=list(steps))])
-
-
-def row(trace, ident: str):
-    return trace[trace["fqn"].str.rsplit(".", n=1).str[-1] == ident].iloc[-1]
 
 
 def gone(pid: int) -> bool:
