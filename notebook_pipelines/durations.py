@@ -14,6 +14,7 @@ Plain numbers are seconds. ``None`` stays ``None`` (no limit).
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import PipelineError
@@ -39,7 +40,7 @@ def parse_duration(value: str | float | int | None, where: str = "") -> float | 
     if isinstance(value, bool):
         raise DurationError(_message(value, where))
     if isinstance(value, int | float):
-        if value < 0:
+        if not math.isfinite(value) or value < 0:
             raise DurationError(_message(value, where))
         return float(value)
     if not isinstance(value, str):
@@ -55,7 +56,7 @@ def parse_duration(value: str | float | int | None, where: str = "") -> float | 
             break
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
-    if pos != len(text) or not text:
+    if pos != len(text) or not text or not math.isfinite(total):
         raise DurationError(_message(value, where))
     return total
 

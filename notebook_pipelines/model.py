@@ -157,24 +157,24 @@ class _Container(_Drawable):
                 target.append(item)
                 seen.add(item.id)
             return item
-        known = self._known_ids()
+        scope = target  # execution and rollback lists are separate scopes, as their FQNs are
+        known = self._known_ids(scope)
         new_ids = _item_ids(item)
         if known.isdisjoint(new_ids):  # the common case, O(1): a new node
             target.append(item)
             known.update(new_ids)
-            self.__dict__["_known"] = ((len(self.items), len(self.rollback_items)), known)
-        else:  # a redefinition: replace in place (linear in the container, and rare)
-            _attach(self.items, self.rollback_items, target, item)
-            self.__dict__.pop("_known", None)
+            self.__dict__["_known"][id(scope)] = (len(scope), known)
+        else:  # a redefinition: replace in place (linear in the list, and rare)
+            _attach(scope, item)
+            self.__dict__["_known"].pop(id(scope), None)
         return item
 
-    def _known_ids(self) -> set[str]:
-        """The ids in this container, cached while its lists keep their lengths."""
-        sizes = (len(self.items), len(self.rollback_items))
-        cache = self.__dict__.get("_known")
-        if cache is None or cache[0] != sizes:
-            cache = (sizes, set(_ids(self.items)) | set(_ids(self.rollback_items)))
-            self.__dict__["_known"] = cache
+    def _known_ids(self, scope: list) -> set[str]:
+        """The ids in one list of this container, cached while the list keeps its length."""
+        caches = self.__dict__.setdefault("_known", {})
+        cache = caches.get(id(scope))
+        if cache is None or cache[0] != len(scope):
+            cache = caches[id(scope)] = (len(scope), set(_ids(scope)))
         return cache[1]
 
     def step(self, id: str, run: Callable | str | None = None, **settings: Any) -> Step:
@@ -219,7 +219,7 @@ class _Container(_Drawable):
     def remove(self, id: str) -> Item:
         """Remove the node with identifier ``id`` (from execution or rollback lists)."""
         found = _remove(self.items, {id}) + _remove(self.rollback_items, {id})
-        self.__dict__.pop("_known", None)
+        self.__dict__.pop("_known", None)  # ids inside parallel blocks changed
         if not found:
             known = ", ".join(_ids(self.items) + _ids(self.rollback_items)) or "none"
             raise KeyError(f"no node {id!r} here; known: {known}")
@@ -358,7 +358,8 @@ class Pipeline(_Container):
 
     # The verbs of the pipeline; each imports what it needs lazily.
     def validate(self) -> None:
-        """Check every structural rule; raise one ``DefinitionError`` listing all problems."""
+        """Check every rule that can be checked before a run (structure, then ``<+…>``
+        references); raise one ``DefinitionError`` listing all problems."""
         from .validation import validate
 
         validate(self)
@@ -432,29 +433,36 @@ def _remove(items: list, ids: set[str]) -> list:
     return removed
 
 
-def _attach(items: list, rollback: list, target: list, item: Item) -> None:
-    """Put ``item`` into ``target``, replacing nodes with the same ids anywhere in the container.
+def _attach(target: list, item: Item) -> None:
+    """Put ``item`` into ``target`` (one scope: an execution or a rollback list), replacing the
+    nodes with the same ids.
 
-    The new node takes the place of the first old node it replaces when that node sat in
-    ``target``; otherwise it goes to the end of ``target``.
+    A single node takes the place of its namesake, inside a parallel block if that is where it
+    stood. A parallel block takes the place of the first node it replaces (the nodes it names
+    leave their old places).
     """
-    new_ids = _item_ids(item)
-    position = None
-    for i, old in enumerate(target):
-        if _item_ids(old) & new_ids:
-            position = i
-            break
-    if position is not None:
-        # the nearest earlier node that is not replaced survives: the new node goes after it
-        anchor = next((it for it in reversed(target[:position]) if not (_item_ids(it) & new_ids)), None)
-        _remove(items, new_ids)
-        _remove(rollback, new_ids)
-        index = 0 if anchor is None else next(i for i, it in enumerate(target) if it is anchor) + 1
-        target.insert(index, item)
-    else:
-        _remove(items, new_ids)
-        _remove(rollback, new_ids)
+    if not isinstance(item, Parallel):
+        for i, old in enumerate(target):
+            if isinstance(old, Parallel):
+                for j, sub in enumerate(old.items):
+                    if sub.id == item.id:
+                        old.items[j] = item
+                        return
+            elif old.id == item.id:
+                target[i] = item
+                return
         target.append(item)
+        return
+    new_ids = _item_ids(item)
+    position = next((i for i, old in enumerate(target) if _item_ids(old) & new_ids), None)
+    if position is None:
+        target.append(item)
+        return
+    # the nearest earlier node that is not replaced survives: the block goes after it
+    anchor = next((it for it in reversed(target[:position]) if not (_item_ids(it) & new_ids)), None)
+    _remove(target, new_ids)
+    index = 0 if anchor is None else next(i for i, it in enumerate(target) if it is anchor) + 1
+    target.insert(index, item)
 
 
 def _item_ids(item: Item) -> set[str]:

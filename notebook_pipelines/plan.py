@@ -29,9 +29,10 @@ from types import MappingProxyType
 from typing import Any
 
 from .durations import parse_duration
+from .errors import DefinitionError
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
 from .model import Parallel, Pipeline, Stage, Step, StepGroup
-from .validation import validate
+from .validation import problems as structural_problems
 
 __all__ = ["DEFAULT_STAGE_STRATEGY", "KINDS", "Plan", "PlanNode", "choose_action", "compile_plan"]
 
@@ -130,21 +131,26 @@ def paused_gc() -> Any:
 
 
 def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
-    """Validate ``pipeline`` (unless ``check=False``) and compile it into a :class:`Plan`."""
+    """Validate ``pipeline`` (unless ``check=False``) and compile it into a :class:`Plan`.
+
+    Checking is in two steps: the structural rules (``validation.problems``), then, on the
+    compiled plan, every ``<+…>`` reference (``references.static_problems``, R45, D13).
+    """
     if check:
-        validate(pipeline)
+        found = structural_problems(pipeline)
+        if found:
+            raise DefinitionError(found)
     builder = _Builder()
     with paused_gc():
         root = builder.pipeline(pipeline)
     nodes = tuple(builder.nodes)
     plan = Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
     if check:
-        from .errors import DefinitionError
         from .references import static_problems
 
-        problems = static_problems(plan)
-        if problems:
-            raise DefinitionError(problems)
+        found = static_problems(plan)
+        if found:
+            raise DefinitionError(found)
     return plan
 
 

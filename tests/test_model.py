@@ -329,3 +329,36 @@ def test_building_many_steps_with_the_builder_is_linear_enough_to_finish():
     assert len(p.stages[0].items[0].items) == 5_000
     s.step("x7", duration=3)  # a redefinition still replaces in place
     assert p.stages[0].items[8].duration == 3 and len(p.stages[0].items) == 20_001
+
+
+def test_redefining_a_node_keeps_its_place_inside_a_parallel_block():
+    p = nbp.Pipeline("p")
+    with p.stage("build") as build:
+        build.step("x")
+    with p.parallel():
+        with p.stage("eu") as eu:
+            eu.step("r")
+        with p.stage("us") as us:
+            us.step("r")
+    with p.stage("eu") as eu:  # re-running only the cell of one parallel stage
+        eu.step("r2")
+    assert repr(p) == "Pipeline('p', stages=['build', Parallel(['eu', 'us'])])"
+    assert p.stages[1].items[0].items[0].id == "r2"
+    with p.stage("build") as build, build.step_group("g") as g:
+        with g.parallel():
+            g.step("a")
+            g.step("b")
+        g.step("a", duration=3)  # redefined outside the `with parallel()`: stays in its block
+    assert repr(g) == "StepGroup('g', [Parallel(['a', 'b'])])"
+    assert g.items[0].items[0].duration == 3
+
+
+def test_R35_execution_and_rollback_lists_are_separate_scopes_in_the_builder():
+    """The same id may stand in a stage's execution list and its rollback list (different FQNs)."""
+    s = nbp.Stage("s")
+    s.step("u")
+    with s.rollback():
+        s.step("u")
+    assert [i.id for i in s.items] == ["u"] and [i.id for i in s.rollback_items] == ["u"]
+    p = nbp.Pipeline("p", stages=[s])
+    p.validate()

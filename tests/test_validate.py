@@ -325,3 +325,17 @@ def test_running_an_invalid_pipeline_runs_nothing_and_raises_definition_error(no
 def test_planning_an_invalid_pipeline_raises_definition_error():
     with pytest.raises(DefinitionError):
         nbp.compile_plan(one_stage(StepGroup("g")))
+
+
+def test_D13_validate_checks_references_too_as_run_would():
+    """``validate()`` refuses exactly what ``run()`` refuses before starting: here an unknown variable."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", when="<+pipeline.variables.nope> == 1")
+    with pytest.raises(nbp.DefinitionError) as info:
+        p.validate()
+    assert "pipeline.stages.s.spec.execution.steps.a" in str(info.value) and "nope" in str(info.value)
+    with pytest.raises(nbp.DefinitionError):
+        nbp.validate(p)
+    with pytest.raises(nbp.DefinitionError):
+        p.run()
