@@ -39,6 +39,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
+from .failure import StrategyError, coerce_strategies, coerce_when
+
 __all__ = ["Node", "Parallel", "Pipeline", "Stage", "Step", "StepGroup"]
 
 #: keyword settings shared by steps, step groups and stages (Harness YAML keys in snake_case).
@@ -100,6 +102,9 @@ class Step:
     inputs: dict | None = None
     outputs: list | None = None
     extra: dict | None = None
+
+    def __post_init__(self) -> None:
+        _canonical_settings(self)
 
     @property
     def display_name(self) -> str:
@@ -262,6 +267,9 @@ class StepGroup(_Container):
     variables: dict | None = None
     extra: dict | None = None
 
+    def __post_init__(self) -> None:
+        _canonical_settings(self)
+
     @property
     def display_name(self) -> str:
         return self.name or self.id
@@ -295,6 +303,9 @@ class Stage(_Container):
     resource: str | None = None
     spec: dict | None = None
     extra: dict | None = None
+
+    def __post_init__(self) -> None:
+        _canonical_settings(self)
 
     @property
     def display_name(self) -> str:
@@ -467,6 +478,27 @@ def _attach(target: list, item: Item) -> None:
 
 def _item_ids(item: Item) -> set[str]:
     return set(item.ids if isinstance(item, Parallel) else [item.id])
+
+
+def _canonical_settings(node: Any) -> None:
+    """Hold ``when`` and ``failure_strategies`` in one form, whatever spelling built them.
+
+    ``when="Failure"`` becomes ``When("Failure")``; a single action, a dict or Harness YAML
+    dicts become a list of ``OnFailure``. So two nodes that mean the same compare equal (a
+    pipeline read back from its YAML equals the original). A value that cannot be read is
+    kept as given: validation reports it with the node's FQN.
+    """
+    runtime_input = isinstance(node.when, str) and node.when.strip() == "<+input>"
+    try:
+        if not runtime_input:  # a Harness runtime input is kept verbatim, like every <+input>
+            node.when = coerce_when(node.when)
+    except StrategyError:
+        pass
+    if node.failure_strategies is not None:
+        try:
+            node.failure_strategies = list(coerce_strategies(node.failure_strategies))
+        except StrategyError:
+            pass
 
 
 def settings_of(node: Any) -> dict[str, Any]:

@@ -214,7 +214,8 @@ def test_rerunning_a_cell_redefines_the_step_in_its_place_never_duplicates(
     ]
     assert plan_rows(p) == rows
     unit = p.find("build").find("tests").find("unit")
-    assert unit.run == "log.append('unit v2')" and unit.failure_strategies == nbp.Retry(2)
+    assert unit.run == "log.append('unit v2')"
+    assert unit.failure_strategies == [nbp.OnFailure(action=nbp.Retry(2))]
     again = cell(shell, capsys, "%stage build")  # selecting the stage again keeps its steps
     assert again.splitlines()[0] == "stage `build` unchanged"
     assert plan_rows(p) == rows
@@ -526,7 +527,7 @@ def test_magic_lines_are_not_variable_expanded(
     cell(shell, capsys, "%pipeline p\n%stage s")
     cell(shell, capsys, "%%step a --when \"<+pipeline.variables.env> == 'prod'\" --name '$env'\npass")
     step = shell.user_ns["p"].find("s").find("a")
-    assert step.when == "<+pipeline.variables.env> == 'prod'" and step.name == "$env"
+    assert step.when == nbp.When("Success", "<+pipeline.variables.env> == 'prod'") and step.name == "$env"
 
 
 # -- a real kernel ------------------------------------------------------------------------------

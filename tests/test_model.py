@@ -88,10 +88,10 @@ def test_R11_R12_builder_builds_stages_groups_parallel_blocks_and_rollback_lists
     block, e2e = tests.items
     assert isinstance(block, Parallel) and block.ids == ["unit", "lint"]
     assert block.items[0].run is unit and block.items[1].duration == "10s"
-    assert e2e.id == "e2e" and e2e.when == "All"
+    assert e2e.id == "e2e" and e2e.when == nbp.When("All")  # held as a When, however spelled
     assert [s.id for s in tests.rollback_items] == ["undo_tests"]
     assert [s.id for s in build.rollback_items] == ["restore"]
-    assert isinstance(tests.failure_strategies, nbp.Retry)
+    assert tests.failure_strategies == [nbp.OnFailure(action=nbp.Retry(1))]
 
 
 def test_R1_R4_R5_plain_objects_build_a_pipeline_equal_to_the_builders():
@@ -362,3 +362,22 @@ def test_R35_execution_and_rollback_lists_are_separate_scopes_in_the_builder():
     assert [i.id for i in s.items] == ["u"] and [i.id for i in s.rollback_items] == ["u"]
     p = nbp.Pipeline("p", stages=[s])
     p.validate()
+
+
+def test_R28_R15_settings_spelled_differently_but_meaning_the_same_compare_equal():
+    """``when`` and ``failure_strategies`` are held in one form, whatever spelling built them."""
+    short = nbp.Step("a", when="Failure", failure_strategies={"Timeout": nbp.Retry(2)})
+    long = nbp.Step(
+        "a",
+        when={"stageStatus": "Failure"},
+        failure_strategies=[
+            {"onFailure": {"errors": ["Timeout"], "action": {"type": "Retry", "spec": {"retryCount": 2}}}}
+        ],
+    )
+    assert short == long
+    assert short.when == nbp.When("Failure")
+    assert short.failure_strategies == [nbp.OnFailure(("Timeout",), nbp.Retry(2))]
+    stage = nbp.Stage("s", failure_strategies=nbp.Ignore())
+    assert stage.failure_strategies == [nbp.OnFailure(action=nbp.Ignore())]
+    # what cannot be read is kept as given, for validation to report with the node's FQN
+    assert nbp.Step("a", failure_strategies=[42]).failure_strategies == [42]

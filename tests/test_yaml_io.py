@@ -860,3 +860,13 @@ def test_R14_failure_strategy_keys_that_are_not_modelled_are_reported():
     with pytest.warns(YamlWarning, match=r"failure strategy key\(s\) failAll not modelled"):
         p = load_yaml(text)
     assert p.stages[0].items[0].failure_strategies == [OnFailure(("AllErrors",), MarkAsFailure())]
+
+
+def test_round_trip_equals_the_original_for_shorthand_settings():
+    """The README's shorthand spellings read back from YAML as an equal pipeline."""
+    p = nbp.Pipeline("p")
+    with p.stage("s", when="All", failure_strategies=nbp.Ignore()) as s:
+        s.step("a", when="Failure", failure_strategies={"Timeout": nbp.Retry(2)}, timeout="10s")
+        with s.step_group("g", when={"stageStatus": "All", "condition": '<+pipeline.name> == "p"'}) as g:
+            g.step("b", failure_strategies="Abort")
+    assert nbp.load_yaml(p.to_yaml()) == p
