@@ -64,7 +64,7 @@ from .failure import (
     StepGroupRollback,
     action_from_dict,
 )
-from .plan import Plan, PlanNode, choose_action, compile_plan
+from .plan import Plan, PlanNode, choose, compile_plan
 from .trace import POSITIVE, Recorder, build_trace
 
 __all__ = [
@@ -839,9 +839,21 @@ class Scheduler:
         """Note a non-positive status in 'successful so far' of the stage (or pipeline)."""
         if status in POSITIVE:
             return
+        if node.kind != "stage" and self._retry_pending(scope):
+            return  # an enclosing group will run again (R19, E6): this failure does not count yet
         target = scope if node.kind == "stage" else scope.up("stage", "rollback")
         if target is not None:
             target.failed = True
+
+    @staticmethod
+    def _retry_pending(scope: Scope) -> bool:
+        """True when this group, or one enclosing it, is about to be retried (RetryStepGroup)."""
+        cur: Scope | None = scope
+        while cur is not None and cur.kind == "group":
+            if isinstance(cur.request, RetryStepGroup):
+                return True
+            cur = cur.parent
+        return False
 
     def _stage(self, node: PlanNode, pscope: Scope):
         ok, reason, error = self._should_run(node, pscope)
@@ -968,7 +980,7 @@ class Scheduler:
                 )
                 self._failed(node, scope, status)
                 return status
-            action = choose_action(node, outcome.error_type or "Unknown")
+            action, owner = choose(node, outcome.error_type or "Unknown")
             retry = False
             while True:
                 if isinstance(action, Retry):
@@ -1021,7 +1033,7 @@ class Scheduler:
                     self._record(node, attempt + 1, NOT_STARTED, None, None, reason=self._stop_reason(scope))
                     return status
                 continue
-            final = self._apply(action, node, scope, status)
+            final = self._apply(action, node, scope, status, owner)
             info["error"] = outcome.error  # with the error of a retry condition that failed, if any
             self._record(node, attempt, final, outcome.start, outcome.end, action=action.type, **info)
             if isinstance(action, Abort):
@@ -1049,8 +1061,14 @@ class Scheduler:
             outcome.error = f"{outcome.error}\nthe retry condition failed: {err}"
             return False
 
-    def _apply(self, action: Action, node: PlanNode, scope: Scope, status: str) -> str:
-        """The node's final status under ``action``, and what it asks of its containers (R21)."""
+    def _apply(
+        self, action: Action, node: PlanNode, scope: Scope, status: str, owner: PlanNode | None = None
+    ) -> str:
+        """The node's final status under ``action``, and what it asks of its containers (R21).
+
+        ``owner`` is the node whose failure strategy chose the action: a group-level action
+        acts on that group (with nested groups, not necessarily the innermost one).
+        """
         rollback_phase = (
             scope.up("rollback", "stage") is not None and scope.up("rollback", "stage").kind == "rollback"
         )
@@ -1064,6 +1082,9 @@ class Scheduler:
                 target.request, target.stop = action, "stage rolled back"
             elif isinstance(action, StepGroupRollback | RetryStepGroup):
                 target = scope.up("group")
+                if owner is not None and owner.kind == "step_group":
+                    while target is not None and target.node is not owner:
+                        target = target.parent
                 if isinstance(action, RetryStepGroup) and target and target.retries >= action.count:
                     target = None  # retries used up: the step fails, the next nodes' `when` decide (E9)
                 if target is not None:

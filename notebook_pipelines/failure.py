@@ -9,11 +9,18 @@ Retry(count=2, intervals=('10s',), then=StageRollback())
 >>> OnFailure(["Timeout"], Ignore()).to_dict()
 {'onFailure': {'errors': ['Timeout'], 'action': {'type': 'Ignore'}}}
 
-Settings accept four spellings, normalised by :func:`coerce_strategies`:
+Settings accept these spellings, normalised by :func:`coerce_strategies`:
 
 - a list of ``OnFailure`` (or of Harness YAML dicts ``{"onFailure": {...}}``),
 - a dict ``{"Timeout": Retry(2), "AllErrors": Abort()}`` (keys: an error type or a tuple),
-- a single action, meaning ``AllErrors`` → that action.
+- a single action, meaning ``AllErrors`` → that action,
+- an action type name such as ``"Ignore"`` or ``"Retry"``, meaning ``AllErrors`` → that
+  action with its defaults (the same as passing ``Ignore()`` or ``Retry()``).
+
+Wherever an action is expected (``OnFailure(errors, action)``, ``Retry(then=...)``,
+``ManualIntervention(on_timeout=...)``, the values of the dict spelling) an action type name
+stands for that action with its defaults. Values of the wrong type are kept as given and
+reported by validation (``validation.problems``), which names the node and the rule.
 
 ``When`` is the ``when:`` of a step, step group (``stageStatus``) or stage (``pipelineStatus``):
 a status test (Success, Failure, All) ANDed with an optional condition, which is a Harness
@@ -22,8 +29,9 @@ expression string or, in Python, a callable taking the step context.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, ClassVar
 
 from .durations import parse_duration
@@ -155,9 +163,16 @@ class ProceedWithDefaultValues(Action):
 def _intervals(values: Any) -> tuple:
     if values is None:
         return ()
-    if isinstance(values, str | int | float):
-        return (values,)
+    if isinstance(values, str | Mapping) or not isinstance(values, Iterable):
+        return (values,)  # one interval (validation reports one that is not a duration)
     return tuple(values)
+
+
+def _as_action(value: Any) -> Any:
+    """An action type name as that action with its defaults; anything else unchanged."""
+    if isinstance(value, str) and value in _BY_TYPE:
+        return _BY_TYPE[value]()
+    return value
 
 
 @dataclass(frozen=True, repr=False)
@@ -195,6 +210,10 @@ class Retry(_Retrying):
     then: Action = field(default_factory=lambda: MarkAsFailure())
     condition: str | Callable | None = None
     type: ClassVar[str] = "Retry"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "then", _as_action(self.then))
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
@@ -235,6 +254,9 @@ class ManualIntervention(Action):
     choices: tuple = ("MarkAsSuccess", "Ignore", "Retry", "Abort", "StageRollback", "PipelineRollback")
     type: ClassVar[str] = "ManualIntervention"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "on_timeout", _as_action(self.on_timeout))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": self.type,
@@ -261,6 +283,12 @@ _SIMPLE: dict[str, type[Action]] = {
 
 #: Harness action types (R17).
 ACTION_TYPES = (*_SIMPLE, "Retry", "RetryStepGroup", "ManualIntervention")
+_BY_TYPE: dict[str, type[Action]] = {
+    **_SIMPLE,
+    "Retry": Retry,
+    "RetryStepGroup": RetryStepGroup,
+    "ManualIntervention": ManualIntervention,
+}
 
 
 @dataclass(frozen=True)
@@ -271,8 +299,9 @@ class OnFailure:
     action: Action = field(default_factory=lambda: MarkAsFailure())
 
     def __post_init__(self) -> None:
-        errors = (self.errors,) if isinstance(self.errors, str) else tuple(self.errors)
-        object.__setattr__(self, "errors", errors)
+        single = isinstance(self.errors, str) or not isinstance(self.errors, Iterable)
+        object.__setattr__(self, "errors", (self.errors,) if single else tuple(self.errors))
+        object.__setattr__(self, "action", _as_action(self.action))
 
     def matches(self, error_type: str) -> bool:
         """True when this entry catches ``error_type`` (``AllErrors`` catches all)."""
@@ -290,16 +319,22 @@ def action_from_dict(data: Any, where: str = "") -> Action:
     """
     if isinstance(data, Action):
         return data
+    if isinstance(data, str) and data in _BY_TYPE:
+        return _BY_TYPE[data]()  # a bare type name: the action with its defaults
     if isinstance(data, str):
         data = {"type": data}
     if not isinstance(data, Mapping) or "type" not in data:
         raise StrategyError(f"an action needs a 'type' (one of {', '.join(ACTION_TYPES)}), got {data!r}")
     kind = data["type"]
+    if not isinstance(kind, str) or kind not in _BY_TYPE:
+        raise StrategyError(f"unknown action type {kind!r}; use one of: {', '.join(ACTION_TYPES)}")
     spec = data.get("spec") or {}
+    if not isinstance(spec, Mapping):
+        raise StrategyError(f"the spec of a {kind!r} action must be a mapping, got {spec!r}")
     if kind in _SIMPLE:
         return _SIMPLE[kind]()
     if kind == "Retry":
-        then = (spec.get("onRetryFailure") or {}).get("action")
+        then = _nested_action(spec, "onRetryFailure")
         return Retry(
             count=_count(spec.get("retryCount", 1), where),
             intervals=spec.get("retryIntervals") or (),
@@ -308,17 +343,24 @@ def action_from_dict(data: Any, where: str = "") -> Action:
         )
     if kind == "RetryStepGroup":
         return RetryStepGroup(_count(spec.get("retryCount", 1), where), spec.get("retryIntervals") or ())
-    if kind == "ManualIntervention":
-        on_timeout = (spec.get("onTimeout") or {}).get("action")
-        return ManualIntervention(
-            timeout=spec.get("timeout", "1h"),
-            on_timeout=action_from_dict(on_timeout, where) if on_timeout else MarkAsFailure(),
-        )
-    raise StrategyError(f"unknown action type {kind!r}; use one of: {', '.join(ACTION_TYPES)}")
+    # ManualIntervention: ``timeout`` is required (R20), so a missing one stays None for validation
+    on_timeout = _nested_action(spec, "onTimeout")
+    return ManualIntervention(
+        timeout=spec.get("timeout"),
+        on_timeout=action_from_dict(on_timeout, where) if on_timeout else MarkAsFailure(),
+    )
+
+
+def _nested_action(spec: Mapping, key: str) -> Any:
+    """The ``action`` under ``spec[key]`` (``onRetryFailure`` / ``onTimeout``), or None."""
+    holder = spec.get(key) or {}
+    if not isinstance(holder, Mapping):
+        raise StrategyError(f"{key} must be a mapping {{action: {{type: ...}}}}, got {holder!r}")
+    return holder.get("action")
 
 
 def _count(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, Integral):
         raise StrategyError(f"retryCount must be a whole number ≥ 0, got {value!r}")
     return value
 
@@ -326,12 +368,18 @@ def _count(value: Any, where: str) -> int:
 def coerce_strategies(value: Any) -> tuple[OnFailure, ...]:
     """Normalise any accepted spelling of ``failure_strategies`` to a tuple of ``OnFailure``.
 
+    The spellings: a list of ``OnFailure`` / Harness dicts ``{"onFailure": {...}}`` /
+    ``(errors, action)`` pairs; a dict error type(s) → action; a single action, or an action
+    type name (``"Ignore"``, ``"Retry"`` …), both meaning ``AllErrors`` → that action.
+
     >>> coerce_strategies({"Timeout": Retry(1)})
     (OnFailure(errors=('Timeout',), action=Retry(count=1, intervals=(), then=MarkAsFailure())),)
+    >>> coerce_strategies("Ignore")
+    (OnFailure(errors=('AllErrors',), action=Ignore()),)
 
     Raises:
-        StrategyError: for an unknown spelling or action type (error types are checked by
-            validation, which names the node).
+        StrategyError: for an unknown spelling or action type (error types and the values
+            inside actions are checked by validation, which names the node).
     """
     if value is None:
         return ()
@@ -339,17 +387,34 @@ def coerce_strategies(value: Any) -> tuple[OnFailure, ...]:
         return (OnFailure(("AllErrors",), value),)
     if isinstance(value, OnFailure):
         return (value,)
+    if isinstance(value, str):
+        if value in _BY_TYPE:
+            return (OnFailure(("AllErrors",), _BY_TYPE[value]()),)
+        if "<+" in value:
+            raise StrategyError(
+                f"the failure strategies are the runtime input or expression {value!r}, "
+                "which has no value here: give the strategies themselves before running"
+            )
+        raise StrategyError(
+            f"unknown failure strategy {value!r}: a string must be an action type, "
+            f"one of {', '.join(ACTION_TYPES)}"
+        )
     if isinstance(value, Mapping) and "onFailure" not in value:
         return tuple(OnFailure(key, action_from_dict(act)) for key, act in value.items())
     if isinstance(value, Mapping):
         value = [value]
+    if not isinstance(value, Iterable):
+        raise StrategyError(
+            f"cannot read failure_strategies={value!r}: use an action (nbp.Retry(2)), an action "
+            "type name ('Ignore'), a dict {error type: action} or a list of nbp.OnFailure(errors, action)"
+        )
     entries = []
     for item in value:
         if isinstance(item, OnFailure):
             entries.append(item)
         elif isinstance(item, Mapping) and "onFailure" in item:
             body = item["onFailure"] or {}
-            if "errors" not in body or "action" not in body:
+            if not isinstance(body, Mapping) or "errors" not in body or "action" not in body:
                 raise StrategyError(f"an onFailure entry needs 'errors' and 'action' (R15), got {item!r}")
             entries.append(OnFailure(body["errors"], action_from_dict(body["action"])))
         elif isinstance(item, tuple) and len(item) == 2:
@@ -384,6 +449,9 @@ class When:
         return out
 
 
+_WHEN_KEYS = ("stageStatus", "pipelineStatus", "status", "condition")
+
+
 def coerce_when(value: Any) -> When | None:
     """Normalise ``when=``: a ``When``, a status word, a YAML dict, a condition string or callable.
 
@@ -399,6 +467,12 @@ def coerce_when(value: Any) -> When | None:
     if callable(value):
         return When("Success", value)
     if isinstance(value, Mapping):
+        unknown = [key for key in value if key not in _WHEN_KEYS]
+        if unknown:
+            raise StrategyError(
+                f"cannot read when={value!r}: unknown key {unknown[0]!r} "
+                "(a when mapping has stageStatus or pipelineStatus, and condition)"
+            )
         status = value.get("stageStatus", value.get("pipelineStatus", value.get("status", "Success")))
         return When(status, value.get("condition"))
     raise StrategyError(

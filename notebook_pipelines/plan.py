@@ -34,7 +34,7 @@ from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_w
 from .model import Parallel, Pipeline, Stage, Step, StepGroup
 from .validation import problems as structural_problems
 
-__all__ = ["DEFAULT_STAGE_STRATEGY", "KINDS", "Plan", "PlanNode", "choose_action", "compile_plan"]
+__all__ = ["DEFAULT_STAGE_STRATEGY", "KINDS", "Plan", "PlanNode", "choose", "choose_action", "compile_plan"]
 
 #: The stage's default entry (R24): a failure that no strategy catches fails the node and lets
 #: the following nodes' ``when`` decide (MarkAsFailure, E9).
@@ -333,8 +333,24 @@ _EMPTY: Mapping = MappingProxyType({})
 
 def choose_action(node: PlanNode, error_type: str) -> Any:
     """The action for ``error_type`` on ``node``: first match in the nearest level (R22, R23)."""
-    for level in node.strategies:
+    return choose(node, error_type)[0]
+
+
+def choose(node: PlanNode, error_type: str) -> tuple[Any, PlanNode]:
+    """The action for ``error_type`` on ``node`` and the node whose strategy chose it.
+
+    The levels of ``node.strategies`` belong, in order, to the node itself, its step groups
+    from the innermost out, and its stage (then the stage's default entry, R24). Group-level
+    actions (StepGroupRollback, RetryStepGroup) act on the group that declared them.
+    """
+    owners = [node]
+    cur = node.parent
+    while cur is not None and cur.kind == "step_group":
+        owners.append(cur)
+        cur = cur.parent
+    owners.append(node.stage if node.stage is not None else node)
+    for owner, level in zip(owners, node.strategies):
         for entry in level:
             if entry.matches(error_type):
-                return entry.action
-    return DEFAULT_STAGE_STRATEGY[0].action
+                return entry.action, owner
+    return DEFAULT_STAGE_STRATEGY[0].action, owners[-1]

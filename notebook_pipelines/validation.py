@@ -4,6 +4,10 @@ Each problem names the node by its fully qualified name (as Harness writes it), 
 ``SEMANTICS.md`` it breaks, and the fix. ``validate()`` raises one ``DefinitionError`` that
 lists them all; ``problems()`` returns the list.
 
+Values of the wrong type (a retry count of ``"two"``, ``variables=[1]``, a NaN timeout, a node
+list that is not a list…) are problems like any other: checking never raises from inside, and
+never lets such a value through to the plan or the engine. Every problem carries a fix.
+
 >>> from notebook_pipelines.model import Pipeline, Stage, StepGroup, Step
 >>> p = Pipeline("p", stages=[Stage("1st"), Stage("b", items=[StepGroup("g", items=[StepGroup("h")])])])
 >>> for problem in problems(p):
@@ -17,14 +21,17 @@ pipeline.stages.b.spec.execution.steps.g.steps.h: [R1] the step group has no ste
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from numbers import Integral
 from typing import Any
 
 from .durations import DurationError, parse_duration
-from .errors import DefinitionError, Problem
+from .errors import Problem
 from .failure import (
+    ACTION_TYPES,
     ERROR_TYPES,
     STATUS_CHOICES,
+    Action,
     ManualIntervention,
     Retry,
     RetryStepGroup,
@@ -37,8 +44,9 @@ from .model import Parallel, Pipeline, Stage, Step, StepGroup
 
 __all__ = ["IDENTIFIER", "RULE_SETS", "problems", "validate"]
 
-#: Harness identifiers: letters, digits, ``_`` and ``$``; not starting with a digit (R1).
-IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+#: Harness identifiers: letters, digits, ``_`` and ``$``; not starting with a digit or ``$`` (R1;
+#: Harness's ``EntityIdentifierValidator``: ``^[a-zA-Z_][0-9a-zA-Z_$]{0,127}$``).
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\Z")
 RULE_SETS = ("classic", "current")
 
 
@@ -47,15 +55,31 @@ _UNTEMPLATE = "replace the template reference by the steps it stands for (templa
 
 def _template(node: Any) -> Any:
     """The templateRef of a node loaded from YAML as a template reference (kept in ``extra``)."""
-    template = (getattr(node, "extra", None) or {}).get("template")
+    extra = getattr(node, "extra", None)
+    template = extra.get("template") if isinstance(extra, dict) else None
     return template.get("templateRef", "?") if isinstance(template, dict) else template
 
 
+def _is_list(value: Any) -> bool:
+    """A list-like value: iterable, but not a string or a mapping (whose iteration misleads)."""
+    if isinstance(value, str | bytes | Mapping):
+        return False
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
 def validate(pipeline: Pipeline) -> None:
-    """Raise one ``DefinitionError`` listing every problem, or return None when valid."""
-    found = problems(pipeline)
-    if found:
-        raise DefinitionError(found)
+    """Raise one ``DefinitionError`` listing every problem, or return None when valid.
+
+    Everything ``run()`` and ``simulate()`` check before starting is checked: the structural
+    rules below, then every ``<+…>`` reference against the compiled plan (R45, D13).
+    """
+    from .plan import compile_plan
+
+    compile_plan(pipeline)
 
 
 def problems(pipeline: Pipeline) -> list[Problem]:
@@ -75,7 +99,10 @@ class _Checker:
                 "pipeline", "D1", f"unknown rule set {p.rules!r}", "use rules='classic' or 'current'"
             )
         yield from self._identifier("pipeline", p.id, "pipeline")
+        yield from self._text("pipeline", "name", p.name, "R1")
+        yield from self._text("pipeline", "description", p.description, "R1")
         yield from self._duration("pipeline", "timeout", p.timeout)
+        yield from self._variables("pipeline", p.variables, "R43")
         if not p.stages:
             yield Problem(
                 "pipeline", "R11", "the pipeline has no stages", "add one: `with p.stage('build'):`"
@@ -84,9 +111,19 @@ class _Checker:
 
     # -- lists --------------------------------------------------------------------------------
     def _list(self, items: list, prefix: str, what: str, kinds: tuple, in_group: int) -> Iterator[Problem]:
+        if not _is_list(items):
+            owner, key = prefix.rsplit(".", 1)  # …stages / …steps / …rollbackSteps
+            owner = owner.removesuffix(".spec.execution")
+            allowed = " and ".join(f"{k.__name__}s" for k in kinds)
+            fix = "wrap the nodes in a list: [...]"
+            yield Problem(owner, "R4", f"{key} must be a list of {allowed}, got {items!r}", fix)
+            return
         seen: dict[str, str] = {}
         for block, item in enumerate(items):
-            if isinstance(item, Parallel):
+            if isinstance(item, Parallel) and not _is_list(item.items):
+                fix = "write Parallel([node, node, ...])"
+                yield Problem(f"{prefix}[{block}]", "R5", f"a parallel block of {item.items!r}", fix)
+            elif isinstance(item, Parallel):
                 if not item.items:  # named like the plan names parallel blocks: LIST[index]
                     fix = "add nodes to it or remove it"
                     yield Problem(f"{prefix}[{block}]", "R5", "an empty parallel block", fix)
@@ -102,12 +139,14 @@ class _Checker:
             allowed = " or ".join(k.__name__ for k in kinds)
             yield Problem(fqn, "R4", f"a {type(item).__name__} cannot stand in {what}", f"use a {allowed}")
             return
-        if ident in seen:
+        if isinstance(ident, str) and ident in seen:
             yield Problem(
                 fqn, "R1", f"the identifier {ident!r} is used twice in {what}", "rename one of them"
             )
-        seen[ident] = fqn
+        if isinstance(ident, str):
+            seen[ident] = fqn
         yield from self._identifier(fqn, ident, type(item).__name__.lower())
+        yield from self._text(fqn, "name", item.name, "R1")
         if isinstance(item, Stage):
             yield from self._stage(item, fqn)
         elif isinstance(item, StepGroup):
@@ -118,6 +157,9 @@ class _Checker:
     # -- nodes --------------------------------------------------------------------------------
     def _stage(self, stage: Stage, fqn: str) -> Iterator[Problem]:
         yield from self._settings(stage, fqn, "stage", in_group=0)
+        yield from self._text(fqn, "type", stage.type, "R9")
+        yield from self._spec(fqn, stage.spec)
+        yield from self._text(fqn, "resource", stage.resource, "D8")
         if not stage.items and _template(stage):
             text = f"the stage is template {_template(stage)!r}, which is not resolved"
             yield Problem(fqn, "R1", text, _UNTEMPLATE)
@@ -169,6 +211,10 @@ class _Checker:
     def _step(self, step: Step, fqn: str, in_group: int) -> Iterator[Problem]:
         yield from self._settings(step, fqn, "step", in_group)
         yield from self._duration(fqn, "duration", step.duration)
+        yield from self._inputs(fqn, step.inputs)
+        yield from self._outputs(fqn, step.outputs)
+        yield from self._text(fqn, "type", step.type, "R4")
+        yield from self._spec(fqn, step.spec)
         if step.run is not None and not (callable(step.run) or isinstance(step.run, str)):
             yield Problem(
                 fqn, "R4", f"run={step.run!r} is neither a callable nor code text", "pass a function"
@@ -177,33 +223,50 @@ class _Checker:
     # -- settings -----------------------------------------------------------------------------
     def _settings(self, node: Any, fqn: str, kind: str, in_group: int) -> Iterator[Problem]:
         yield from self._duration(fqn, "timeout", node.timeout)
+        yield from self._variables(fqn, node.variables, "R8" if kind == "step group" else "R43")
+        yield from self._selectors(fqn, node.delegate_selectors)
         if node.strategy is not None:
             yield Problem(
                 fqn,
                 "R48",
                 "looping strategies (matrix, repeat, parallelism) are not supported yet",
-                "remove strategy= for now; it is kept as data by the YAML loader",
+                "the strategy is kept as data; remove it to run or simulate this node, "
+                "or wait for looping support",
             )
+        key = "pipelineStatus" if kind == "stage" else "stageStatus"
         try:
             when = coerce_when(node.when)
         except StrategyError as err:
-            yield Problem(fqn, "R28", str(err), "")
+            fix = f"give a {key} (Success, Failure or All) and/or a condition such as '<+a> == 1'"
+            yield Problem(fqn, "R28", str(err), fix)
         else:
             if when is not None and when.status not in STATUS_CHOICES:
-                key = "pipelineStatus" if kind == "stage" else "stageStatus"
                 yield Problem(
-                    fqn, "R28", f"{key} {when.status!r} is not one of {', '.join(STATUS_CHOICES)}", "pick one"
+                    fqn,
+                    "R28",
+                    f"{key} {when.status!r} is not one of {', '.join(STATUS_CHOICES)}",
+                    f"use {key} Success, Failure or All",
                 )
             if when is not None and not (
                 when.condition is None or isinstance(when.condition, str | Callable)
             ):
                 yield Problem(
-                    fqn, "R28", f"condition {when.condition!r} is not an expression", "use a string"
+                    fqn,
+                    "R28",
+                    f"condition {when.condition!r} is not an expression",
+                    "write the condition as an expression string such as '<+a> == 1' (or, in Python, "
+                    "a callable taking the step context)",
                 )
         try:
             strategies = coerce_strategies(node.failure_strategies)
         except StrategyError as err:
-            yield Problem(fqn, "R15/R17", str(err), "see nbp.OnFailure and the action classes")
+            fix = (
+                "replace the runtime input by the strategies (YAML: a list of onFailure entries)"
+                if isinstance(node.failure_strategies, str) and "<+" in node.failure_strategies
+                else "use an action (nbp.Retry(2)), an action type name ('Ignore'), a dict "
+                "{error type: action} or a list of nbp.OnFailure(errors, action) / Harness onFailure entries"
+            )
+            yield Problem(fqn, "R15/R17", str(err), fix)
             return
         for entry in strategies:
             for error in entry.errors:
@@ -213,19 +276,52 @@ class _Checker:
                     )
             yield from self._action(entry.action, fqn, kind, in_group)
 
-    def _action(self, action: Any, fqn: str, kind: str, in_group: int) -> Iterator[Problem]:
+    def _action(
+        self, action: Any, fqn: str, kind: str, in_group: int, what: str = "action"
+    ) -> Iterator[Problem]:
+        if not isinstance(action, Action):
+            yield Problem(
+                fqn,
+                "R17",
+                f"the {what} {action!r} is not a failure-strategy action",
+                f"use an action such as nbp.Abort() or a type name, one of: {', '.join(ACTION_TYPES)}",
+            )
+            return
         if isinstance(action, Retry | RetryStepGroup):
-            if action.count < 0:
+            name = type(action).__name__
+            if isinstance(action.count, bool) or not isinstance(action.count, Integral):
+                yield Problem(
+                    fqn,
+                    "R18",
+                    f"{name} count {action.count!r} is not a whole number",
+                    f"give the number of retries as a whole number ≥ 0, e.g. {name}(2)",
+                )
+            elif action.count < 0:
                 yield Problem(fqn, "R18", f"retry count {action.count} is negative", "use 0 or more")
             for interval in action.intervals:
                 yield from self._duration(fqn, "retryIntervals", interval)
         if isinstance(action, Retry):
-            yield from self._action(action.then, fqn, kind, in_group)
+            yield from self._action(action.then, fqn, kind, in_group, "onRetryFailure action")
             if isinstance(action.then, Retry):
                 yield Problem(fqn, "R18", "onRetryFailure cannot be another Retry", "use Abort, Ignore, …")
+            if not (action.condition is None or isinstance(action.condition, str | Callable)):
+                yield Problem(
+                    fqn,
+                    "R18",
+                    f"retry condition {action.condition!r} is not an expression",
+                    "write it as an expression string such as '<+step.exitCode> == 137' (or a callable)",
+                )
         if isinstance(action, ManualIntervention):
+            if action.timeout is None:
+                yield Problem(
+                    fqn,
+                    "R20",
+                    "a ManualIntervention needs a timeout (the on_timeout action applies when it expires)",
+                    "give one, e.g. nbp.ManualIntervention(timeout='30m') (YAML: spec.timeout: 30m)",
+                )
             yield from self._duration(fqn, "ManualIntervention timeout", action.timeout)
-            yield from self._action(action.on_timeout, fqn, kind, in_group)
+            yield from self._choices(fqn, action.choices)
+            yield from self._action(action.on_timeout, fqn, kind, in_group, "onTimeout action")
         if isinstance(action, RetryStepGroup) and kind != "step group":
             yield Problem(
                 fqn,
@@ -241,6 +337,92 @@ class _Checker:
                 "use StageRollback, or put the step in a step group",
             )
 
+    def _text(self, fqn: str, key: str, value: Any, rule: str) -> Iterator[Problem]:
+        if value is not None and not isinstance(value, str):
+            yield Problem(
+                fqn, rule, f"{key}={value!r} is not a string", f"write {key} as text, e.g. {key}='…'"
+            )
+
+    def _spec(self, fqn: str, value: Any) -> Iterator[Problem]:
+        if value is not None and not isinstance(value, Mapping):
+            yield Problem(fqn, "R4", f"spec={value!r} is not a mapping", "write spec={'key': value, ...}")
+
+    def _selectors(self, fqn: str, value: Any) -> Iterator[Problem]:
+        if value is None or (isinstance(value, str) and "<+" in value):  # a runtime input kept as data
+            return
+        if not _is_list(value) or not all(isinstance(x, str) for x in value):
+            fix = f"write delegate_selectors=[{value!r}]" if isinstance(value, str) else "list tag strings"
+            yield Problem(fqn, "R62", f"delegate_selectors={value!r} is not a list of delegate tags", fix)
+
+    def _choices(self, fqn: str, choices: Any) -> Iterator[Problem]:
+        names = list(choices) if _is_list(choices) else []
+        bad = [c for c in names if not (isinstance(c, str) and c in ACTION_TYPES)]
+        if bad or not names:
+            shown = f"{bad[0]!r} is not an action type" if bad else f"{choices!r} is not a list of them"
+            yield Problem(
+                fqn,
+                "R20",
+                f"ManualIntervention choices must be action type names: {shown}",
+                f"list names from: {', '.join(ACTION_TYPES)}",
+            )
+
+    def _variables(self, fqn: str, value: Any, rule: str) -> Iterator[Problem]:
+        if value is None:
+            return
+        if not isinstance(value, Mapping):
+            yield Problem(
+                fqn,
+                rule,
+                f"variables={value!r} is not a mapping of names to values",
+                "write variables={'name': value, ...}",
+            )
+            return
+        for name in value:
+            if not isinstance(name, str) or not name:
+                yield Problem(
+                    fqn, rule, f"the variable name {name!r} is not a string", "name variables with strings"
+                )
+
+    def _inputs(self, fqn: str, value: Any) -> Iterator[Problem]:
+        if value is None:
+            return
+        if not isinstance(value, Mapping):
+            yield Problem(
+                fqn,
+                "R43",
+                f"inputs={value!r} is not a mapping of parameter names to values",
+                "write inputs={'name': value, ...} (values may embed <+…> expressions)",
+            )
+            return
+        for name in value:
+            if not (isinstance(name, str) and name.isidentifier()):
+                yield Problem(
+                    fqn,
+                    "R43",
+                    f"the input name {name!r} is not a Python parameter name",
+                    "name inputs like the body's parameters (letters, digits and _)",
+                )
+
+    def _outputs(self, fqn: str, value: Any) -> Iterator[Problem]:
+        if value is None:
+            return
+        if not _is_list(value):
+            yield Problem(
+                fqn,
+                "R44",
+                f"outputs={value!r} is not a list of names",
+                f"write outputs=[{value!r}]" if isinstance(value, str) else "write outputs=['name', ...]",
+            )
+            return
+        for name in value:
+            if not isinstance(name, str) or not name:
+                yield Problem(
+                    fqn,
+                    "R44",
+                    f"the output name {name!r} is not a string",
+                    "name output variables with strings",
+                )
+
     def _duration(self, fqn: str, key: str, value: Any) -> Iterator[Problem]:
         try:
             parse_duration(value)
@@ -255,5 +437,5 @@ class _Checker:
                 fqn,
                 "R1",
                 f"the identifier {ident!r} is not valid for a {kind}",
-                "use letters, digits, _ and $, not starting with a digit (name= can be anything)",
+                "use letters, digits, _ and $, not starting with a digit or $ (name= can be anything)",
             )

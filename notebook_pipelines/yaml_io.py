@@ -94,6 +94,7 @@ __all__ = [
     "Note",
     "YamlError",
     "YamlProblem",
+    "YamlSyntaxError",
     "YamlWarning",
     "dump_yaml",
     "infrastructure_key",
@@ -127,6 +128,10 @@ class YamlError(DefinitionError):
     ...     print(err.problems[0].line, err.problems[0].column, err.problems[0].rule)
     2 1 YAML
     """
+
+
+class YamlSyntaxError(YamlError):
+    """The text is not YAML at all (a parse error): one problem, where the parser stopped."""
 
 
 @dataclass(frozen=True)
@@ -268,11 +273,12 @@ def read_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
         line, column = _at(mark)
         detail = " ".join(str(x) for x in (err.context, err.problem) if x)
         fix = "check the indentation, the ':' after each key and the quoting around this line"
-        raise YamlError(
+        raise YamlSyntaxError(
             [YamlProblem("pipeline", "YAML", f"invalid YAML: {detail}", fix, name, line, column)]
         ) from None
     except yaml.YAMLError as err:  # reader errors (bad characters) carry no mark
-        raise YamlError([YamlProblem("pipeline", "YAML", f"invalid YAML: {err}", "", name, 1, 1)]) from None
+        problem = YamlProblem("pipeline", "YAML", f"invalid YAML: {err}", "", name, 1, 1)
+        raise YamlSyntaxError([problem]) from None
     finally:
         loader.dispose()
     reader = _Reader(name, rules)
@@ -1062,8 +1068,8 @@ class _Writer:
 
     def settings(self, out: dict, node: Any, fqn: str, status_key: str, timeout: bool = True) -> None:
         if node.failure_strategies is not None:
-            if isinstance(node.failure_strategies, str):
-                out["failureStrategies"] = node.failure_strategies
+            if isinstance(node.failure_strategies, str) and node.failure_strategies not in _known_actions():
+                out["failureStrategies"] = node.failure_strategies  # a runtime input such as <+input>
             else:
                 out["failureStrategies"] = [
                     entry.to_dict() for entry in coerce_strategies(node.failure_strategies)

@@ -15,6 +15,7 @@ import pytest
 from conftest import boom, ok, row, rows, run, status
 
 import notebook_pipelines as nbp
+from notebook_pipelines.failure import coerce_strategies
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -335,7 +336,8 @@ def test_E15_abort_aborts_running_siblings_and_starts_nothing_more():
     for key in ("slow", "g1"):
         r = row(t, key)
         assert r["status"] == "Aborted"
-        assert r["end_s"] < r["start_s"] + 0.3  # cut short, not run to completion
+        # cut short when a failed, before its 0.3 s body would have ended
+        assert a["end_s"] <= r["end_s"] < r["start_s"] + 0.3
     for key in ("g2", "next", "s2", "x"):
         r = row(t, key)
         assert r["status"] == "NotStarted" and pd.isna(r["start_s"]) and r["attempt"] == 0
@@ -651,3 +653,120 @@ def test_R15_bad_settings_are_all_reported_at_once_and_nothing_runs():
         s.step("b", run=lambda: ran.append("b"), failure_strategies=nbp.RetryStepGroup(1))
     assert len(_problems(p)) == 2
     assert ran == []
+
+
+# -- wrong value types: a DefinitionError line each, never a TypeError from inside ---------------
+
+A = "pipeline.stages.s.spec.execution.steps.a"
+
+
+@pytest.mark.parametrize("count", ["two", 2.5, True, None])
+def test_R18_retry_count_must_be_a_whole_number(count: Any):
+    (problem,) = _problems(one_step(ok(), failure_strategies=nbp.Retry(count)))
+    assert (problem.fqn, problem.rule) == (A, "R18")
+    assert repr(count) in problem.message and "whole number" in problem.message
+    assert "Retry(2)" in problem.fix
+
+
+@pytest.mark.parametrize("count", ["two", 1.5, False])
+def test_R18_R19_retry_step_group_count_must_be_a_whole_number(count: Any):
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.step_group("g", failure_strategies=nbp.RetryStepGroup(count)) as g:
+        g.step("a", run=ok())
+    (problem,) = _problems(p)
+    assert (problem.fqn, problem.rule) == ("pipeline.stages.s.spec.execution.steps.g", "R18")
+    assert "RetryStepGroup" in problem.message and "RetryStepGroup(2)" in problem.fix
+
+
+def test_R18_a_yaml_retry_count_that_is_not_a_whole_number_is_refused():
+    strategy = [
+        {"onFailure": {"errors": ["AllErrors"], "action": {"type": "Retry", "spec": {"retryCount": 2.5}}}}
+    ]
+    (problem,) = _problems(one_step(ok(), failure_strategies=strategy))
+    assert problem.fqn == A and "retryCount" in problem.message and "2.5" in problem.message and problem.fix
+
+
+def test_R18_retry_count_zero_is_still_accepted():
+    t = run(one_step(boom(), failure_strategies=nbp.Retry(0)))
+    assert list(rows(t, "a")["attempt"]) == [1]
+
+
+@pytest.mark.parametrize("timeout", [None, float("nan")])
+def test_R20_manual_intervention_needs_a_timeout(timeout: Any):
+    (problem,) = _problems(one_step(ok(), failure_strategies=nbp.ManualIntervention(timeout=timeout)))
+    assert problem.fqn == A
+    if timeout is None:
+        assert problem.rule == "R20" and "needs a timeout" in problem.message
+        assert "timeout='30m'" in problem.fix
+    else:
+        assert problem.rule == "R59" and "nan" in problem.message
+
+
+def test_R20_a_yaml_manual_intervention_without_timeout_is_refused():
+    action = {"type": "ManualIntervention", "spec": {"onTimeout": {"action": {"type": "Abort"}}}}
+    (problem,) = _problems(
+        one_step(ok(), failure_strategies=[{"onFailure": {"errors": ["AllErrors"], "action": action}}])
+    )
+    assert (problem.fqn, problem.rule) == (A, "R20")
+
+
+def test_R20_manual_intervention_choices_must_be_action_type_names():
+    (problem,) = _problems(one_step(ok(), failure_strategies=nbp.ManualIntervention("1s", choices=["Nope"])))
+    assert (
+        (problem.fqn, problem.rule) == (A, "R20") and "'Nope'" in problem.message and "Abort" in problem.fix
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "action", "step_status"),
+    [("Ignore", "Ignore", "IgnoreFailed"), ("MarkAsSuccess", "MarkAsSuccess", "Success")],
+)
+def test_R17_an_action_type_name_means_all_errors_to_that_action(text: str, action: str, step_status: str):
+    t = run(one_step(boom(), failure_strategies=text))
+    assert (status(t, "a"), row(t, "a")["action"]) == (step_status, action)
+    assert status(t, "after") == "Success"
+
+
+def test_R17_R18_the_name_Retry_means_retry_with_its_defaults():
+    assert coerce_strategies("Retry") == (nbp.OnFailure(["AllErrors"], nbp.Retry()),)
+    t = run(one_step(fails_until(2), failure_strategies="Retry"))
+    assert list(rows(t, "a")["status"]) == ["Failed", "Success"]
+
+
+def test_R17_action_type_names_work_where_an_action_is_expected():
+    strategy = nbp.OnFailure("AllErrors", "Retry")
+    assert strategy.action == nbp.Retry()
+    assert nbp.Retry(1, then="Ignore").then == nbp.Ignore()
+    assert nbp.ManualIntervention("1s", on_timeout="Abort").on_timeout == nbp.Abort()
+    t = run(one_step(boom(), failure_strategies=nbp.Retry(1, then="Ignore")))
+    assert list(rows(t, "a")["action"]) == ["Retry", "Ignore"]
+
+
+def test_R15_R17_an_unknown_strategy_string_lists_the_action_types():
+    (problem,) = _problems(one_step(ok(), failure_strategies="Explode"))
+    assert problem.fqn == A and "R17" in problem.rule
+    assert "'Explode'" in problem.message
+    for name in ("Ignore", "Retry", "StageRollback", "ManualIntervention"):
+        assert name in problem.message
+    assert problem.fix
+
+
+@pytest.mark.parametrize(
+    "bad", [nbp.Retry(1, then=5), nbp.OnFailure("Timeout", 7), nbp.ManualIntervention("1s", on_timeout="x")]
+)
+def test_R17_a_value_that_is_not_an_action_is_refused(bad: Any):
+    (problem,) = _problems(
+        one_step(ok(), failure_strategies=[bad] if isinstance(bad, nbp.OnFailure) else bad)
+    )
+    assert (problem.fqn, problem.rule) == (A, "R17") and "not a failure-strategy action" in problem.message
+
+
+@pytest.mark.parametrize("bad", [42, [42], {"onFailure": 5}])
+def test_R15_unreadable_failure_strategies_are_a_problem_line_not_a_type_error(bad: Any):
+    (problem,) = _problems(one_step(ok(), failure_strategies=bad))
+    assert problem.fqn == A and problem.rule == "R15/R17" and problem.fix
+
+
+def test_R18_retry_condition_must_be_an_expression_or_callable():
+    (problem,) = _problems(one_step(ok(), failure_strategies=nbp.Retry(1, condition=5)))
+    assert (problem.fqn, problem.rule) == (A, "R18") and "condition 5" in problem.message

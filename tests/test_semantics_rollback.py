@@ -406,3 +406,30 @@ def test_R38_abort_prevents_any_rollback():
     t = run(p)
     assert status(t, "undo") == "NotStarted"
     assert status(t, "pipeline") == "Aborted"
+
+
+def test_R6_R37_group_rollback_on_an_outer_group_rolls_back_that_group_not_the_inner_one():
+    """With nested groups (rules="current"), StepGroupRollback acts on the group that declared it."""
+    p = nbp.Pipeline("p", rules="current")
+    with p.stage("s") as s, s.step_group("outer", failure_strategies=nbp.StepGroupRollback()) as outer:
+        outer.step("first", run=ok())
+        with outer.step_group("inner") as inner:
+            inner.step("bad", run=boom())
+        with outer.rollback():
+            outer.step("undo_outer", run=ok())
+    trace = run(p)
+    assert status(trace, "bad") == "Failed"
+    assert status(trace, "undo_outer") == "Success"
+    assert row(trace, "outer")["action"] == "StepGroupRollback"
+    assert row(trace, "inner")["action"] != "StepGroupRollback"
+
+
+def test_R6_E6_retry_step_group_on_an_outer_group_reruns_the_outer_group_from_its_first_step():
+    p = nbp.Pipeline("p", rules="current")
+    with p.stage("s") as s, s.step_group("outer", failure_strategies=nbp.RetryStepGroup(1)) as outer:
+        outer.step("first", run=ok())
+        with outer.step_group("inner") as inner:
+            inner.step("bad", run=boom())
+    trace = run(p)
+    assert list(rows(trace, "first")["attempt"]) == [1, 2]  # the outer group ran again from its start
+    assert list(rows(trace, "bad")["attempt"]) == [1, 2]

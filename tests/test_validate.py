@@ -170,7 +170,8 @@ def test_R11_pipeline_without_stages_is_reported():
     assert problem.fqn == "pipeline" and problem.rule == "R11"
 
 
-@pytest.mark.parametrize("bad", ["1st", "a-b", "a b", "9"])
+# Harness's own rule (EntityIdentifierValidator): "not start with a number or $"
+@pytest.mark.parametrize("bad", ["1st", "a-b", "a b", "9", "$y", "$", "a\n"])
 def test_R1_bad_identifiers_are_reported(bad):
     problem = only(one_stage(Step("ok"), Step(bad)))
     assert_complete(problem)
@@ -178,7 +179,7 @@ def test_R1_bad_identifiers_are_reported(bad):
     assert repr(bad) in problem.message and "not starting with a digit" in problem.fix
 
 
-@pytest.mark.parametrize("good", ["a", "_x", "$y", "step_2", "CamelCase"])
+@pytest.mark.parametrize("good", ["a", "_x", "a$y", "_$", "step_2", "CamelCase"])
 def test_R1_good_identifiers_pass(good):
     assert problems(one_stage(Step(good))) == []
 
@@ -339,3 +340,260 @@ def test_D13_validate_checks_references_too_as_run_would():
         nbp.validate(p)
     with pytest.raises(nbp.DefinitionError):
         p.run()
+
+
+# -- wrong value types: a problem line each (FQN, rule, fix), never a TypeError from inside --------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("timeout", float("nan")), ("timeout", float("inf")), ("timeout", "1e400"), ("duration", float("inf"))],
+)
+def test_R59_non_finite_durations_are_reported_as_unreadable(field, value):
+    problem = only(one_stage(Step("a", **{field: value})))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}.a", "R59")
+    assert f"{field}={value!r}" in problem.message
+
+
+def test_R59_a_nan_step_timeout_is_a_definition_error_naming_the_step():
+    with pytest.raises(DefinitionError, match=r"steps\.a: \[R59\] cannot read timeout=nan"):
+        nbp.compile_plan(one_stage(Step("a", timeout=float("nan"))))
+
+
+def test_R59_non_finite_stage_pipeline_and_retry_interval_durations_are_reported():
+    p = Pipeline(
+        "p",
+        timeout=float("inf"),
+        stages=[
+            Stage(
+                "s",
+                timeout="1e400",
+                items=[Step("a", failure_strategies=nbp.Retry(1, intervals=[float("nan")]))],
+            )
+        ],
+    )
+    found = errors_of(p)
+    assert [(x.fqn, x.rule) for x in found] == [("pipeline", "R59"), (S, "R59"), (f"{STEPS}.a", "R59")]
+
+
+def _on(where: str, **settings) -> Pipeline:
+    """A pipeline with ``settings`` on the step, group, stage or pipeline (``where``)."""
+    if where == "pipeline":
+        return Pipeline("p", stages=[Stage("s", items=[Step("a")])], **settings)
+    if where == "stage":
+        return Pipeline("p", stages=[Stage("s", items=[Step("a")], **settings)])
+    if where == "group":
+        return one_stage(StepGroup("g", items=[Step("a")], **settings))
+    return one_stage(Step("a", **settings))
+
+
+_FQN = {"pipeline": "pipeline", "stage": S, "group": f"{STEPS}.g", "step": f"{STEPS}.a"}
+
+
+@pytest.mark.parametrize("where", ["step", "group", "stage", "pipeline"])
+@pytest.mark.parametrize("bad", [[1], "x", 42, [("a", 1)]])
+def test_R8_R43_variables_must_be_a_mapping_of_names_to_values(where, bad):
+    problem = only(_on(where, variables=bad))
+    assert_complete(problem)
+    assert problem.fqn == _FQN[where] and problem.rule == ("R8" if where == "group" else "R43")
+    assert "not a mapping" in problem.message and "variables={" in problem.fix
+
+
+@pytest.mark.parametrize("where", ["step", "group", "stage", "pipeline"])
+def test_R8_R43_variable_names_must_be_strings(where):
+    problem = only(_on(where, variables={1: "x"}))
+    assert_complete(problem)
+    assert problem.fqn == _FQN[where] and "1" in problem.message
+
+
+@pytest.mark.parametrize("where", ["step", "group", "stage", "pipeline"])
+def test_R8_R43_well_formed_variables_pass(where):
+    assert problems(_on(where, variables={"region": "eu", "replicas": 2})) == []
+
+
+@pytest.mark.parametrize("bad", ["x", ["x"], 42])
+def test_R43_step_inputs_must_be_a_mapping(bad):
+    problem = only(one_stage(Step("a", inputs=bad)))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}.a", "R43")
+    assert "inputs=" in problem.message and "not a mapping" in problem.message
+
+
+def test_R43_step_input_names_must_be_parameter_names():
+    problem = only(one_stage(Step("a", inputs={"not a name": 1})))
+    assert_complete(problem)
+    assert "'not a name'" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("bad", "fix"), [("x", "outputs=['x']"), (42, "outputs=['name', ...]"), ({"x": 1}, "outputs=")]
+)
+def test_R44_step_outputs_must_be_a_list_of_names(bad, fix):
+    problem = only(one_stage(Step("a", outputs=bad)))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}.a", "R44")
+    assert "not a list of names" in problem.message and fix in problem.fix
+
+
+def test_R44_output_names_must_be_strings():
+    problem = only(one_stage(Step("a", outputs=["ok", 1])))
+    assert_complete(problem)
+    assert (problem.rule, "1" in problem.message) == ("R44", True)
+
+
+def test_R43_R44_well_formed_inputs_and_outputs_pass():
+    assert problems(one_stage(Step("a", inputs={"v": "<+pipeline.variables.x>"}, outputs=("x", "y")))) == []
+
+
+def test_R28_an_unreadable_when_has_a_fix():
+    problem = only(one_stage(Step("a", when=42)))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}.a", "R28")
+    assert "stageStatus" in problem.fix
+
+
+def test_R28_an_unreadable_stage_when_names_pipeline_status_in_its_fix():
+    problem = only(one_stage(Step("a"), when=object()))
+    assert_complete(problem)
+    assert problem.fqn == S and "pipelineStatus" in problem.fix
+
+
+def test_R28_a_when_mapping_with_an_unknown_key_is_reported():
+    problem = only(one_stage(Step("a", when={"stageStatus": "All", "conditon": "<+a> == 1"})))
+    assert_complete(problem)
+    assert problem.rule == "R28" and "'conditon'" in problem.message
+
+
+def test_R28_bad_status_and_condition_have_fixes():
+    found = errors_of(one_stage(Step("a", when=nbp.When("Sometimes")), Step("b", when=nbp.When("All", 5))))
+    assert [x.rule for x in found] == ["R28", "R28"]
+    for problem in found:
+        assert_complete(problem)
+    assert "Success, Failure or All" in found[0].fix and "expression" in found[1].fix
+
+
+def test_R48_looping_strategy_fix_is_neutral_wording_for_yaml_and_python_users():
+    problem = only(one_stage(Step("a", strategy={"parallelism": 2})))
+    assert_complete(problem)
+    assert problem.rule == "R48"
+    assert "strategy=" not in problem.fix
+    assert problem.fix == (
+        "the strategy is kept as data; remove it to run or simulate this node, or wait for looping support"
+    )
+
+
+@pytest.mark.parametrize("field", ["items", "rollback_items"])
+@pytest.mark.parametrize("bad", [42, "x", Step("a")])
+def test_R4_node_lists_must_be_lists(field, bad):
+    kwargs = {"items": [Step("ok")], field: bad}
+    group = StepGroup("g", **kwargs)
+    problem = only(one_stage(group))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}.g", "R4")
+    assert "must be a list" in problem.message
+
+
+def test_R4_R11_stages_must_be_a_list():
+    problem = only(Pipeline("p", stages=Stage("s", items=[Step("a")])))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == ("pipeline", "R4") and "stages must be a list" in problem.message
+
+
+def test_R5_a_parallel_block_must_hold_a_list():
+    problem = only(one_stage(Step("a"), Parallel(42)))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}[1]", "R5")
+
+
+def test_R1_an_identifier_that_is_not_a_string_is_reported_not_raised():
+    problem = only(one_stage(Step(["a"])))
+    assert_complete(problem)
+    assert problem.rule == "R1" and "['a']" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("node", "rule", "field"),
+    [
+        (Step("a", name=42), "R1", "name"),
+        (Step("a", type=42), "R4", "type"),
+        (Step("a", spec="x"), "R4", "spec"),
+        (Step("a", delegate_selectors="big-box"), "R62", "delegate_selectors"),
+        (Step("a", delegate_selectors=[1]), "R62", "delegate_selectors"),
+    ],
+)
+def test_wrong_value_types_on_a_step_are_reported(node, rule, field):
+    problem = only(one_stage(node))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}.a", rule) and f"{field}=" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("settings", "rule"),
+    [({"type": 1}, "R9"), ({"spec": [1]}, "R4"), ({"resource": ["x"]}, "D8"), ({"name": 2.5}, "R1")],
+)
+def test_wrong_value_types_on_a_stage_are_reported(settings, rule):
+    problem = only(_on("stage", **settings))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (S, rule)
+
+
+def test_R62_runtime_input_delegate_selectors_are_kept_as_data():
+    assert problems(one_stage(Step("a", delegate_selectors="<+input>"))) == []
+
+
+def test_every_problem_validation_finds_names_node_rule_and_fix():
+    """A pipeline breaking many rules at once: every line has its FQN, rule and a fix."""
+    bad_step = Step(
+        "a",
+        when=42,
+        timeout=float("nan"),
+        duration="1e400",
+        variables=[1],
+        inputs="x",
+        outputs="y",
+        strategy={"repeat": {"times": 2}},
+        failure_strategies=[
+            nbp.OnFailure("Bogus", nbp.Retry("two", intervals=["zz"], then=nbp.Retry(1))),
+            nbp.OnFailure("Timeout", nbp.ManualIntervention(timeout=None, choices=["Nope"])),
+            nbp.OnFailure("Unknown", 7),
+            nbp.OnFailure("AllErrors", nbp.StepGroupRollback()),
+        ],
+        run=42,
+    )
+    p = Pipeline(
+        "my-pipe",
+        rules="odd",
+        variables="v",
+        stages=[
+            Stage(
+                "1st", items=[bad_step, Step("a"), Parallel([])], failure_strategies="Explode", when={"x": 1}
+            ),
+            Stage("empty", rollback_items=5),
+            Stage(
+                "g", items=[StepGroup("grp", items=[Step("x", failure_strategies=nbp.RetryStepGroup(-1))])]
+            ),
+        ],
+    )
+    found = errors_of(p)
+    assert len(found) >= 20
+    for problem in found:
+        assert_complete(problem)
+    assert {
+        "D1",
+        "R1",
+        "R4",
+        "R5",
+        "R15/R17",
+        "R16",
+        "R17",
+        "R18",
+        "R19",
+        "R20",
+        "R28",
+        "R37",
+        "R43",
+        "R44",
+        "R48",
+        "R59",
+    } <= {x.rule for x in found}
