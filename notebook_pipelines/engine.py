@@ -1216,13 +1216,20 @@ def run(
 
 
 def summary(trace: Any) -> str:
-    """A few lines that say how a run ended and which steps did not succeed."""
+    """A few lines that say how a run ended and which nodes did not succeed.
+
+    Listed: every step that ended badly, and any stage or group that failed on its own (its
+    condition could not be evaluated), each with its error.
+    """
+    from .durations import format_duration
+
     root = trace[trace["kind"] == "pipeline"]
     status = str(root["status"].iloc[0]) if len(root) else "?"
-    took = float(root["duration_s"].iloc[0]) if len(root) else float("nan")
-    bad = trace[(trace["kind"] == "step") & trace["status"].isin(["Failed", "Expired", "Aborted", "Errored"])]
-    last = bad.drop_duplicates("fqn", keep="last")
-    lines = [f"pipeline {trace.attrs.get('pipeline', '')!r} ended {status} after {took:.3g}s"]
+    took = format_duration(float(root["duration_s"].iloc[0])) if len(root) else "?"
+    broke = trace["status"].isin(["Failed", "Expired", "Aborted", "Errored"])
+    own_error = (trace["kind"] == "step") | trace["error"].notna()
+    last = trace[broke & own_error & (trace["kind"] != "pipeline")].drop_duplicates("fqn", keep="last")
+    lines = [f"pipeline {trace.attrs.get('pipeline', '')!r} ended {status} after {took}"]
     for row in last.itertuples(index=False):
         detail = f" ({row.error_type}): {row.error}" if isinstance(row.error, str) else ""
         lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")

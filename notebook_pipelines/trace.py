@@ -21,7 +21,8 @@ step_group    str                       innermost step group identifier, or NA
 step          str                       step identifier (NA for containers)
 block         Int64                     index of the serial item holding the node in its parent
 iteration     Int64                     looping-strategy iteration, NA without a strategy
-attempt       int64                     1, 2, … per execution of the node; 0 if never run
+attempt       int64                     1, 2, … per execution of the node; 0 if never reached (a retry
+                                        that never started is NotStarted with its number)
 status        category                  see ``STATUSES``
 reason        str                       why skipped / not started / how it ended, or NA
 start, end    datetime64[ns, UTC]       wall-clock (or virtual) times; NaT if never started
@@ -33,8 +34,8 @@ error_type    str                       Harness error type (R16) of a failure, o
 error         str                       the error message, or NA
 action        str                       failure-strategy action applied, or NA
 outputs       object                    dict of output variables, or None
-inputs        object                    dict of the step's resolved inputs, or None
 log           str                       text the step printed (stdout and stderr), or NA
+inputs        object                    dict of the step's resolved inputs, or None
 ============  ========================  ====================================================
 """
 
@@ -74,8 +75,8 @@ COLUMNS = (
     "error",
     "action",
     "outputs",
-    "inputs",
     "log",
+    "inputs",
 )
 
 #: Harness statuses (R26) plus ``NotStarted`` (D6); the order of the status category.

@@ -427,3 +427,22 @@ def test_parallel_code_text_bodies_each_see_their_own_ctx_in_a_shared_namespace(
     logs = dict(zip(trace["step"].dropna(), trace.loc[trace.kind == "step", "log"]))
     assert logs == {"a": "a\n", "b": "b\n"}
     assert "ctx" in namespace and "no step running" in repr(namespace["ctx"])
+
+
+def test_the_failure_summary_names_a_group_whose_condition_failed():
+    """Not only steps: a container that failed on its own (its condition raised) is listed."""
+
+    def broken(ctx: nbp.StepContext) -> bool:
+        raise ZeroDivisionError("division by zero")
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.step_group("g", when=broken) as g:
+        g.step("a")
+    with pytest.raises(nbp.RunFailed) as info:
+        p.run(check=True)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("pipeline 'p' ended Failed after ") and "e-" not in lines[0]
+    assert lines[1:] == [
+        "  ✗ pipeline.stages.s.spec.execution.steps.g — Failed (Unknown): "
+        "the condition raised ZeroDivisionError: division by zero"
+    ]

@@ -40,8 +40,8 @@ EXPECTED_COLUMNS = [
     "error",
     "action",
     "outputs",
-    "inputs",
     "log",
+    "inputs",  # added by the expressions issue, after the columns the foundation fixed
 ]
 STRING_COLUMNS = [
     "run_id",
