@@ -3,16 +3,17 @@
 Four commands over a Harness pipeline YAML file, each a thin shell around the library:
 
 - ``validate FILE`` — exit 0 when the pipeline is valid, 1 listing every problem (with its
-  ``file:line:column``);
+  ``file:line:column``), 2 when the file is not readable YAML;
 - ``render FILE -o OUT`` — the picture, ``.svg``, ``.png`` or ``.dot`` by suffix;
 - ``simulate FILE`` — a run in virtual time (durations from a YAML file, injected failures);
 - ``run FILE`` — a real run: ``ShellScript`` steps run in ``bash``, other types need a handler.
 
 ``simulate`` and ``run`` print a readable table of the trace, or write it with ``-o`` as
 ``.csv``, ``.json`` or ``.parquet`` (the columns and status names of the trace schema; the
-``outputs`` column is JSON text in CSV and Parquet). Exit codes: 0 the pipeline ended
+``outputs`` and ``inputs`` columns are JSON text in CSV and Parquet). Exit codes: 0 the pipeline ended
 ``Success``; 1 it ended otherwise (the trace is still written) or ``validate`` found problems;
-2 bad input (unreadable YAML, an invalid pipeline, a bad option); 130 interrupted.
+2 bad input (a missing file or unreadable YAML, for every command; an invalid pipeline, for
+``simulate`` and ``run``; a bad option); 130 interrupted.
 
 What the YAML keeps but the toolkit does not model is printed as warnings on stderr
 (``--quiet`` hides them). Every command takes ``--rules classic|current`` (decision D1).
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="check every structural rule; exit 1 listing the problems",
         description="Check every structural rule of the pipeline; exit 0 when valid, 1 listing each "
-        "problem as FILE:LINE:COLUMN: FQN: [RULE] message — fix: ...",
+        "problem as FILE:LINE:COLUMN: FQN: [RULE] message — fix: ..., 2 when FILE is not readable YAML",
         epilog="examples:\n  notebook-pipelines validate pipeline.yaml\n"
         "  notebook-pipelines validate nested.yaml --rules current\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -269,11 +270,13 @@ def _apply_vars(pipeline: Any, assignments: list[str]) -> None:
 
 # -- validate -------------------------------------------------------------------------------------
 def _validate(args: argparse.Namespace) -> int:
-    from .yaml_io import YamlError
+    from .yaml_io import YamlError, YamlSyntaxError
 
     try:
         pipeline = _load(args)
-    except YamlError as err:
+    except YamlSyntaxError as err:  # not YAML at all: bad input, as for every command (exit 2)
+        raise BadInput("\n".join(["cannot read the pipeline:", *_problem_lines(None, err)])) from None
+    except YamlError as err:  # YAML that is not a valid pipeline: validation's answer (exit 1)
         print("\n".join(_problem_lines(None, err)))
         return 1
     found = _problems(pipeline)
@@ -460,8 +463,9 @@ def _json_text(value: Any) -> Any:
 def write_trace(trace: Any, path: str | Path) -> Path:
     """Write a trace as ``.csv``, ``.json`` (records) or ``.parquet``, by the suffix of ``path``.
 
-    Columns and status names are those of the trace schema; ``outputs`` becomes JSON text in
-    CSV and Parquet (a nested object in JSON).
+    Columns and status names are those of the trace schema; ``outputs`` and ``inputs`` become
+    JSON text in CSV and Parquet (nested objects in JSON): each step keeps its own keys, where a
+    Parquet struct would merge every step's keys into one record type.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -471,7 +475,9 @@ def write_trace(trace: Any, path: str | Path) -> Path:
     if suffix == ".json":
         frame.to_json(path, orient="records", date_format="iso", date_unit="us", indent=1)
         return path
-    frame["outputs"] = [_json_text(v) for v in frame["outputs"]]
+    for column in ("outputs", "inputs"):
+        if column in frame:
+            frame[column] = [_json_text(v) for v in frame[column]]
     if suffix == ".csv":
         frame.to_csv(path, index=False)
     else:
@@ -495,8 +501,17 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _seconds(value: float) -> str:
+    """Seconds as the table shows them: ``'0s'``, ``'151µs'``, ``'1m 30s'`` (never a raw float)."""
+    return format_duration(value) if value else "0s"
+
+
 def format_table(trace: Any, width: int = 90) -> str:
-    """A readable table of a trace: the tree of nodes, status, attempt, times and what happened."""
+    """A readable table of a trace: the tree of nodes, status, attempt, times and what happened.
+
+    ``start`` and ``end`` are times since the run started, ``took`` the duration, each in the
+    Harness form of :func:`~notebook_pipelines.durations.format_duration`.
+    """
     depth: dict[str, int] = {}
     for fqn, parent in zip(trace["fqn"], trace["parent"]):
         if fqn not in depth:
@@ -523,15 +538,15 @@ def format_table(trace: Any, width: int = 90) -> str:
         if len(note) > width:
             note = note[: width - 1] + "…"
         start, end = _cell(row.start_s), _cell(row.end_s)
-        took = format_duration(row.duration_s) if start else ""
+        took = _seconds(row.duration_s) if start else ""
         rows.append(
             (
                 "  " * depth.get(row.fqn, 0) + label,
                 str(row.kind).replace("_", " "),
                 str(row.status),
                 str(row.attempt) if row.attempt else "",
-                f"{float(start):g}" if start else "",
-                f"{float(end):g}" if end else "",
+                _seconds(float(start)) if start else "",
+                _seconds(float(end)) if end else "",
                 took,
                 note,
             )

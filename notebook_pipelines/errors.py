@@ -9,7 +9,7 @@ the trace of a run that did not end well.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,16 +33,36 @@ class PipelineError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem found by validation: where, which rule, what is wrong, how to fix it."""
+    """One problem found by validation: where, which rule, what is wrong, how to fix it.
+
+    A problem inside an expression also carries the ``expression`` and the 0-based
+    ``position`` of the problem in it (keyword-only); its text then ends with the expression's
+    line and a caret under that position, like :class:`ExpressionError`:
+
+    >>> print(Problem("pipeline.stages.s", "R42", "unknown variable 'nope'", "declare it",
+    ...               expression="<+a> > 1 && <+nope> > 1", position=12))
+    pipeline.stages.s: [R42] unknown variable 'nope' — fix: declare it
+        <+a> > 1 && <+nope> > 1
+                    ^
+    """
 
     fqn: str
     rule: str
     message: str
     fix: str = ""
+    expression: str = field(default="", kw_only=True)
+    position: int | None = field(default=None, kw_only=True)
 
     def __str__(self) -> str:
         text = f"{self.fqn}: [{self.rule}] {self.message}"
-        return f"{text} — fix: {self.fix}" if self.fix else text
+        text = f"{text} — fix: {self.fix}" if self.fix else text
+        if not self.expression or self.position is None:
+            return text
+        # only the line of a multi-line text that holds the position, caret under the column
+        start = self.expression.rfind("\n", 0, self.position) + 1
+        end = self.expression.find("\n", self.position)
+        line = self.expression[start : end if end >= 0 else None]
+        return f"{text}\n    {line}\n    {' ' * (self.position - start)}^"
 
 
 class DefinitionError(PipelineError, ValueError):

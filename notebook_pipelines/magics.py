@@ -87,6 +87,7 @@ from .durations import DurationError, format_duration, parse_duration
 from .errors import DefinitionError, ExpressionError
 from .failure import Retry, coerce_when
 from .model import Parallel, Pipeline, Stage, Step, StepGroup
+from .validation import IDENTIFIER
 
 __all__ = [
     "PipelineMagics",
@@ -102,8 +103,9 @@ __all__ = [
     "run_summary",
 ]
 
-#: Harness identifiers: a letter or ``_`` first, then letters, digits, ``_`` or ``$``.
-_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+#: Harness identifiers, the rule validation applies (R1): step, stage and group ids and variable
+#: names. (Pipeline names are Python identifiers instead: they become variables.)
+_ID = IDENTIFIER
 #: ``%pipeline`` words that are commands, not pipeline names.
 COMMANDS = ("show", "run", "simulate", "trace", "yaml", "validate", "delete")
 #: columns ``%pipeline trace`` shows unless told otherwise.
@@ -249,7 +251,7 @@ def _check_id(id: str, what: str) -> None:
     if not _ID.fullmatch(id):
         raise UsageError(
             f"{what} id `{id}` is not an identifier: use letters, digits, `_` or `$`, "
-            "not starting with a digit"
+            "not starting with a digit or `$`"
         )
 
 
@@ -1078,7 +1080,7 @@ def _elsewhere(p: Pipeline, container: Any, node: Step | StepGroup) -> str:
 
 def _invalid(p: Pipeline, exc: DefinitionError) -> str:
     n = len(exc.problems)
-    first = exc.problems[0] if exc.problems else ""
+    first = str(exc.problems[0]).splitlines()[0] if exc.problems else ""  # one line: no caret lines
     return (
         f"pipeline `{p.id}` is not valid ({n} problem{'s' if n != 1 else ''}, first: {first}); "
         "`%pipeline validate` lists them"

@@ -417,6 +417,11 @@ def _quoted(where: str, text: str, ref: Any) -> str:
     return f"{where} {text!r}, at position {ref.position} {ref.text}"
 
 
+def _caret(text: str, ref: Any) -> dict:
+    """``Problem`` fields that show ``text`` with a caret under ``ref`` (none if it is all of it)."""
+    return {} if ref.text == text else {"expression": text, "position": ref.position}
+
+
 def static_problems(plan: Any) -> list[Problem]:
     """Every reference problem that can be known before running (R45, D13).
 
@@ -441,21 +446,24 @@ def static_problems(plan: Any) -> list[Problem]:
             try:
                 parsed = parse_condition(text) if "condition" in where else parse_template(text)
             except ExpressionError as err:
-                message = f"{where} {text!r}: {err.reason} at position {err.position}"
-                problems.append(Problem(node.fqn, "R33", message, "fix the expression's syntax"))
+                at = "" if err.position is None else f" at position {err.position}"
+                message = f"{where} {text!r}: {err.reason}{at}"
+                fix = "fix the expression's syntax"
+                problems.append(
+                    Problem(node.fqn, "R33", message, fix, expression=text, position=err.position)
+                )
                 continue
             for ref in parsed.references:
                 if ref.path[0] not in KNOWN_ROOTS:
                     if strict and ref.path[0] not in _FOREIGN_ROOTS:
                         message = f"{_quoted(where, text, ref)}: unknown root {ref.path[0]!r}"
-                        problems.append(Problem(node.fqn, "R43", message, _FIXES["R43"]))
+                        problems.append(Problem(node.fqn, "R43", message, _FIXES["R43"], **_caret(text, ref)))
                     continue
                 try:
                     check_reference(plan, node, ref.path, retry=where == "retry condition")
                 except _Unresolvable as err:
-                    problems.append(
-                        Problem(node.fqn, err.rule, f"{_quoted(where, text, ref)}: {err}", err.fix)
-                    )
+                    message = f"{_quoted(where, text, ref)}: {err}"
+                    problems.append(Problem(node.fqn, err.rule, message, err.fix, **_caret(text, ref)))
     return problems
 
 

@@ -427,6 +427,16 @@ class _Checker:
         try:
             parse_duration(value)
         except DurationError:
+            if isinstance(value, str) and value.strip().startswith("<+input>"):  # Harness runtime input
+                default = re.search(r"\.default\(\s*([^()]*?)\s*\)", value)
+                example = f"its default is {default.group(1)!r}" if default else "e.g. '10m'"
+                yield Problem(
+                    fqn,
+                    "R59",
+                    f"{key}={value!r} is a runtime input: it needs a value before running",
+                    f"replace it by a duration ({example}); runtime inputs are not asked for here",
+                )
+                return
             yield Problem(
                 fqn, "R59", f"cannot read {key}={value!r} as a duration", "write '10s', '1m 30s' or seconds"
             )

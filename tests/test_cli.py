@@ -72,11 +72,36 @@ def test_validate_prints_every_problem_with_where_it_is_written(capsys, tmp_path
     )
 
 
-def test_validate_of_unreadable_yaml_exits_1_with_line_and_column(capsys, tmp_path):
+def test_validate_of_unreadable_yaml_is_bad_input_exit_2_with_line_and_column(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("pipeline:\n  stages: [\n")
+    code, out, err = cli(capsys, "validate", bad)
+    assert code == 2 and out == ""  # like every other command given a file it cannot read
+    assert err.startswith(f"error: cannot read the pipeline:\n{bad}:3:1: pipeline: [YAML] invalid YAML")
+
+
+def test_R59_validate_says_a_runtime_input_timeout_needs_a_value(capsys, tmp_path):
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "pipeline:\n  identifier: p\n  stages:\n    - stage:\n        identifier: s\n        type: Custom\n"
+        "        spec:\n          execution:\n            steps:\n              - step:\n"
+        "                  identifier: a\n                  timeout: <+input>.default(10m)\n"
+    )
+    code, out, err = cli(capsys, "validate", pipeline)
+    assert code == 1 and "warning:" in err and "runtime input" in err  # the loader's note
+    [line] = out.splitlines()
+    assert line.startswith(f"{pipeline}:11:19: pipeline.stages.s.spec.execution.steps.a: [R59] timeout=")
+    assert "is a runtime input: it needs a value before running" in line and "its default is '10m'" in line
+    assert "cannot read" not in line
+
+
+def test_validate_of_readable_yaml_that_is_no_valid_pipeline_exits_1(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipeline:\n  name: no identifier, no stages\n")
     code, out, _ = cli(capsys, "validate", bad)
-    assert code == 1 and out.startswith(f"{bad}:3:1: pipeline: [YAML] invalid YAML")
+    assert code == 1
+    assert f"{bad}:2:3: pipeline: [R1] the pipeline has no identifier" in out
+    assert "[R11] the pipeline has no 'stages' list" in out
 
 
 # -- render ---------------------------------------------------------------------------------------
@@ -153,6 +178,28 @@ def test_simulate_writes_json_and_parquet_traces_with_the_schema(capsys, tmp_pat
     rollout = trace[trace["fqn"].str.endswith(".rollout")].iloc[-1]
     assert (rollout["error_type"], rollout["action"]) == ("Timeout", "StageRollback")
     assert set(trace["status"]) <= set(STATUSES)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_write_trace_keeps_each_steps_own_inputs_and_outputs_as_json_text(tmp_path, suffix):
+    import notebook_pipelines as nbp
+    from notebook_pipelines.cli import write_trace
+
+    p = nbp.Pipeline("p", variables={"env": "dev"})
+    with p.stage("s") as s:
+        s.step("a", inputs={"count": 3}, outputs=["x"])
+        s.step("b", inputs={"who": "<+pipeline.variables.env>", "tags": ["x", "y"]})
+        s.step("c")
+    trace = p.simulate()
+    out_file = write_trace(trace, tmp_path / f"trace{suffix}")
+    back = pd.read_csv(out_file) if suffix == ".csv" else pd.read_parquet(out_file)
+
+    def decoded(column: str) -> list:
+        return [None if pd.isna(v) else json.loads(v) for v in back[column]]
+
+    # not merged into one record type with every key of every step (Parquet structs do that)
+    assert decoded("inputs") == [None, None, {"count": 3}, {"tags": ["x", "y"], "who": "dev"}, None]
+    assert decoded("outputs") == list(trace["outputs"])
 
 
 def test_simulate_var_changes_a_condition(capsys):
@@ -256,3 +303,27 @@ def test_format_table_indents_by_depth_and_marks_rollback_rows():
     assert any(line.startswith("  build ") for line in lines)
     assert any(line.startswith("      canary_delete (rollback)") for line in lines)
     assert any("manual intervention timed out" in line for line in lines)
+
+
+def test_format_table_shows_times_readably_not_as_raw_floats():
+    import re
+
+    import notebook_pipelines as nbp
+    from notebook_pipelines.durations import format_duration
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: None)  # real runs: times of microseconds
+        s.step("b", run=lambda: None)
+    trace = p.run(report=False)
+    lines = format_table(trace).splitlines()
+    assert not re.search(r"\d\.\d{4,}", "\n".join(lines))  # no 0.000151104
+    for line, row in zip(lines[1:], trace.itertuples(), strict=True):
+        start, end, took = (
+            format_duration(x) if x else "0s" for x in (row.start_s, row.end_s, row.duration_s)
+        )
+        assert re.search(rf" {re.escape(start)}\s+{re.escape(end)}\s+{re.escape(took)}$", line), line
+
+    simulated = format_table(p.simulate(durations={"a": 90, "b": 40})).splitlines()
+    assert re.search(r" 0s\s+1m 30s\s+1m 30s$", simulated[3])  # step a
+    assert re.search(r" 1m 30s\s+2m 10s\s+40s$", simulated[4])  # step b

@@ -21,7 +21,7 @@ from IPython.utils.capture import capture_output
 from nbclient import NotebookClient
 
 import notebook_pipelines as nbp
-from notebook_pipelines import magics
+from notebook_pipelines import magics, validation
 from notebook_pipelines.errors import RunFailed
 from notebook_pipelines.yaml_io import YamlWarning
 
@@ -500,6 +500,36 @@ def test_user_mistakes_are_one_line_usage_errors(
     assert "\n" not in text
     if p is not None:
         assert shape(p.stages) == before  # a mistake changes nothing
+
+
+@pytest.mark.parametrize("ident", ["a", "_x", "step_2", "a$b", "_$", "$y", "$", "1st", "a-b", "é"])
+def test_R1_magics_accept_exactly_the_ids_validation_accepts(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture, ident: str
+) -> None:
+    valid = not validation.problems(nbp.Pipeline("p", stages=[nbp.Stage("s", items=[nbp.Step(ident)])]))
+    cell(shell, capsys, "%pipeline p")
+    for kind, line, body in (("step", ident, "pass"), ("step_group", ident, "x"), ("stage", ident, None)):
+        cell(shell, capsys, f"%stage in_{kind}")  # a fresh stage for each kind of node
+        if valid:
+            shell.run_cell_magic(kind, line, body) if body else shell.run_line_magic(kind, line)
+        else:
+            with pytest.raises(UsageError, match="is not an identifier"):
+                shell.run_cell_magic(kind, line, body) if body else shell.run_line_magic(kind, line)
+
+
+def test_an_invalid_pipeline_with_a_caret_problem_is_still_a_one_line_usage_error(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture
+) -> None:
+    cell(shell, capsys, "%pipeline p --var x=1\n%stage s")
+    cell(
+        shell,
+        capsys,
+        "%%step a --when '<+pipeline.variables.x> == 1 && <+pipeline.variables.nope> > 1'\npass",
+    )
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("pipeline", "run")
+    text = str(info.value)
+    assert "pipeline `p` is not valid (1 problem" in text and "[R42]" in text and "\n" not in text
 
 
 def test_a_usage_error_shows_one_line_without_a_traceback(

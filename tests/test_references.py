@@ -427,6 +427,53 @@ def test_R45_every_problem_is_reported_at_once_and_run_refuses_to_start():
         p.run(report=False)
 
 
+def test_R42_a_reference_problem_inside_a_longer_expression_shows_a_caret_under_it():
+    text = "<+pipeline.variables.x> == 1 && <+pipeline.variables.nope> > 1"
+    p = nbp.Pipeline("p", variables={"x": 1})
+    with p.stage("s") as s:
+        s.step("a", when=text)
+    [problem] = problems(p)
+    column = text.index("<+pipeline.variables.nope>")
+    assert problem.rule == "R42" and (problem.expression, problem.position) == (text, column)
+    assert f"at position {column} <+pipeline.variables.nope>" in problem.message
+    assert str(problem).splitlines()[1:] == ["    " + text, "    " + " " * column + "^"]
+    with pytest.raises(nbp.DefinitionError) as caught:
+        p.plan()
+    lines = str(caught.value).splitlines()  # the caret sits under the reference in the error too
+    assert lines[-2:] == ["    " + text, "    " + " " * column + "^"]
+
+
+def test_R33_a_syntax_error_found_before_running_shows_a_caret_under_it():
+    text = '<+pipeline.variables.x> = "1"'
+    p = nbp.Pipeline("p", variables={"x": "1"})
+    with p.stage("s") as s:
+        s.step("a", when=text)
+    [problem] = problems(p)
+    assert problem.rule == "R33" and (problem.expression, problem.position) == (text, 24)
+    assert str(problem).splitlines()[1:] == ["    " + text, "    " + " " * 24 + "^"]
+
+
+def test_R42_the_caret_of_a_multi_line_text_is_under_the_reference_on_its_line():
+    text = "first line\nsecond <+pipeline.variables.nope> here\nthird"
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.add(probe(v=text))
+    [problem] = problems(p)
+    assert problem.position == text.index("<+pipeline.variables.nope>")
+    assert str(problem).splitlines()[1:] == [
+        "    second <+pipeline.variables.nope> here",
+        "    " + " " * len("second ") + "^",
+    ]
+
+
+def test_R42_a_text_that_is_only_the_reference_needs_no_caret():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.add(probe(v="<+pipeline.variables.nope>"))
+    [problem] = problems(p)
+    assert problem.position is None and len(str(problem).splitlines()) == 1
+
+
 # -- R47: quoted segments -------------------------------------------------------------------------
 
 

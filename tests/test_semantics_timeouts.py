@@ -1,21 +1,58 @@
 """Timeouts on the real-time engine (R59, R60, D10, E17).
 
 A timed-out Python thread cannot be killed: the step is told to stop through its context,
-recorded ``Expired`` at the deadline, and the run goes on without waiting for it. The tests
-compare the trace's own times (the run's end against the moment a stubborn body would have
-finished), never the wall clock of the test.
+recorded ``Expired`` at the deadline, and the run goes on without waiting for it.
+
+No wall-clock thresholds: the tests compare a trace's times with each other and with the
+definition's own numbers (an expiry is never recorded before its timeout). That a node was cut
+at its deadline, not when its body ended, is shown by causality: a ``Stubborn`` body blocks in C
+code until the test lets it go *after* the run returned, so a complete trace proves the run did
+not wait for it. Waits with no body (retry intervals, manual interventions) are compared with
+the moment the wait would have ended.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import ok, row, rows, run, status
 
 import notebook_pipelines as nbp
+
+
+class Stubborn:
+    """A step body that ignores being told to stop: it blocks until the test releases it.
+
+    ``Event.wait`` blocks in C code, where the engine's ``StepCancelled`` cannot reach it, so
+    the body returns only after :meth:`release`. While ``returned`` is unset the body is still
+    running: a trace finished by then was not waited for it.
+    """
+
+    def __init__(self) -> None:
+        self._go, self.returned = threading.Event(), threading.Event()
+
+    def __call__(self) -> None:
+        try:
+            self._go.wait(10.0)
+        finally:
+            self.returned.set()
+
+    def release(self) -> None:
+        self._go.set()
+        assert self.returned.wait(5.0), "the stubborn body did not return after its release"
+
+
+@pytest.fixture
+def stubborn() -> Iterator[Stubborn]:
+    """A :class:`Stubborn` body, released (its thread let go) when the test ends."""
+    body = Stubborn()
+    yield body
+    body.release()
+
 
 # -- R59: step timeouts -----------------------------------------------------------------------
 
@@ -29,17 +66,21 @@ def test_R59_timeouts_are_harness_durations_or_seconds(timeout: Any, seconds: fl
     assert [n.timeout for n in plan.nodes] == [seconds, seconds, seconds]
 
 
-def test_R59_step_timeout_expires_the_step_with_error_type_Timeout():
+def test_R59_step_timeout_expires_the_step_with_error_type_Timeout(stubborn: Stubborn):
     p = nbp.Pipeline("p")
     with p.stage("s") as s:
-        s.step("a", run=ok(0.5), timeout="40ms")
+        s.step("a", run=stubborn, timeout="40ms")
         s.step("b", run=ok())
         s.step("c", run=ok(), when="All")
     t = run(p)
     a = row(t, "a")
     assert (a["status"], a["error_type"], a["action"]) == ("Expired", "Timeout", "MarkAsFailure")
     assert "timed out after 0.04s" in a["error"]
-    assert 0.040 <= a["duration_s"] < 0.5
+    # recorded Expired at the deadline: not before its timeout, and not when the body returned
+    # (the run is over and the body is still blocked)
+    assert a["duration_s"] >= 0.040
+    assert not stubborn.returned.is_set()
+    assert row(t, "c")["start_s"] >= a["end_s"]
     # Expired is not positive: the stage is no longer successful so far
     assert status(t, "b") == "Skipped" and status(t, "c") == "Success"
     assert status(t, "s") == "Expired" and status(t, "pipeline") == "Expired"
@@ -88,9 +129,9 @@ def test_E17_retry_on_timeout_restarts_with_a_fresh_timer():
     assert list(attempts["error_type"].fillna("-")) == ["Timeout", "-"]
     first, second = attempts.iloc[0], attempts.iloc[1]
     # the second attempt ran entirely after the first attempt's deadline and still succeeded:
-    # its timer started afresh with it
-    assert second["start_s"] >= first["start_s"] + 0.080
-    assert second["duration_s"] < 0.080
+    # a timer shared with the first attempt would have expired it at once; its own started afresh
+    assert second["start_s"] >= first["end_s"] >= first["start_s"] + 0.080
+    assert second["end_s"] > first["start_s"] + 0.080
     assert status(t, "pipeline") == "Success"
 
 
@@ -104,21 +145,22 @@ def test_E17_every_retry_gets_the_full_timeout():
     assert (attempts["duration_s"] >= 0.030).all()
 
 
-def test_R59_the_run_does_not_wait_for_a_body_that_ignores_cancellation():
-    """``time.sleep(1.0)`` cannot be interrupted; the step is Expired at 0.1 s and the run ends
-    long before the body would have returned."""
+def test_R59_the_run_does_not_wait_for_a_body_that_ignores_cancellation(stubborn: Stubborn):
+    """A body blocked in C code cannot be interrupted; the step is Expired at its deadline and
+    the run goes on and ends while the body is still blocked."""
     p = nbp.Pipeline("p")
     with p.stage("s") as s:
-        s.step("stubborn", run=lambda: time.sleep(1.0), timeout="100ms")
+        s.step("stubborn", run=stubborn, timeout="100ms")
         s.step("next", run=ok(), when="All")
     t = run(p)
-    stubborn = row(t, "stubborn")
-    assert stubborn["status"] == "Expired"
-    assert stubborn["end_s"] < stubborn["start_s"] + 0.5
+    expired = row(t, "stubborn")
+    assert expired["status"] == "Expired"
+    assert expired["end_s"] >= expired["start_s"] + 0.100
     assert status(t, "next") == "Success"
-    assert row(t, "next")["start_s"] >= stubborn["end_s"]
-    would_have_returned = stubborn["start_s"] + 1.0
-    assert row(t, "pipeline")["end_s"] < would_have_returned - 0.5
+    assert row(t, "next")["start_s"] >= expired["end_s"]
+    assert row(t, "pipeline")["end_s"] >= row(t, "next")["end_s"]
+    # the whole run, to its end, happened while the body had not returned
+    assert not stubborn.returned.is_set()
 
 
 def test_R59_a_timed_out_step_is_told_to_stop_through_its_context():
@@ -155,11 +197,11 @@ def test_R59_a_timed_out_step_is_told_to_stop_through_its_context():
 # -- stage and pipeline timeouts (R59) -----------------------------------------------------------
 
 
-def test_R59_stage_timeout_expires_the_running_step_and_starts_nothing_more():
+def test_R59_stage_timeout_expires_the_running_step_and_starts_nothing_more(stubborn: Stubborn):
     p = nbp.Pipeline("p")
     with p.stage("s", timeout="60ms") as s:
         s.step("a", run=ok(0.02))
-        s.step("b", run=ok(0.5), failure_strategies={"Timeout": nbp.Retry(2)})
+        s.step("b", run=stubborn, failure_strategies={"Timeout": nbp.Retry(2)})
         s.step("c", run=ok(), when="All")
     with p.stage("s2", when="All") as s:
         s.step("d", run=ok())
@@ -174,17 +216,20 @@ def test_R59_stage_timeout_expires_the_running_step_and_starts_nothing_more():
     assert (c["status"], c["reason"]) == ("NotStarted", "stage timed out")
     stage = row(t, "s")
     assert stage["status"] == "Expired"
-    assert 0.060 <= stage["duration_s"] < 0.5
+    # cut at the stage's deadline, not when b's body returned: the run ended while it had not
+    assert stage["duration_s"] >= 0.060
+    assert stage["start_s"] + 0.060 <= b["end_s"].iloc[0] <= stage["end_s"] <= row(t, "s2")["start_s"]
+    assert not stubborn.returned.is_set()
     assert status(t, "s2") == "Success"
     assert status(t, "pipeline") == "Expired"
 
 
-def test_R59_pipeline_timeout_expires_the_running_stage():
+def test_R59_pipeline_timeout_expires_the_running_stage(stubborn: Stubborn):
     p = nbp.Pipeline("p", timeout="80ms")
     with p.stage("s1") as s:
         s.step("a", run=ok(0.02))
     with p.stage("s2") as s:
-        s.step("b", run=ok(0.5))
+        s.step("b", run=stubborn)
     with p.stage("s3", when="All") as s:
         s.step("c", run=ok())
     t = run(p)
@@ -195,31 +240,39 @@ def test_R59_pipeline_timeout_expires_the_running_stage():
     assert status(t, "s3") == "NotStarted"
     root = row(t, "pipeline")
     assert (root["status"], root["reason"]) == ("Expired", "pipeline timed out")
-    assert 0.080 <= root["duration_s"] < 0.5
+    # cut at the pipeline's deadline, not when b's body returned: the run ended while it had not
+    assert root["duration_s"] >= 0.080
+    assert root["start_s"] + 0.080 <= b["end_s"] <= row(t, "s2")["end_s"] <= root["end_s"]
+    assert not stubborn.returned.is_set()
 
 
 def test_R59_R61_stage_timeout_expires_a_retry_interval_and_a_manual_intervention_wait():
+    interval, wait = 1.0, 2.0  # each much longer than the stages' 50 ms
     p = nbp.Pipeline("p")
     with p.stage("s1", timeout="50ms") as s:
 
         def fail(ctx: nbp.StepContext) -> None:
             raise RuntimeError("x")
 
-        s.step("retrying", run=fail, failure_strategies=nbp.Retry(1, intervals="1s"))
+        s.step("retrying", run=fail, failure_strategies=nbp.Retry(1, intervals=interval))
     with p.stage("s2", timeout="50ms", when="All") as s:
         s.step(
             "waiting",
             run=fail,
-            failure_strategies=nbp.ManualIntervention(timeout="1h", on_timeout=nbp.MarkAsSuccess()),
+            failure_strategies=nbp.ManualIntervention(timeout=wait, on_timeout=nbp.MarkAsSuccess()),
         )
     t = run(p)
-    assert status(t, "s1") == "Expired" and row(t, "s1")["duration_s"] < 0.5
     retrying = rows(t, "retrying")
     assert list(zip(retrying["status"], retrying["reason"].fillna("-"))) == [
         ("Failed", "-"),
         ("NotStarted", "stage timed out"),
     ]
-    assert status(t, "s2") == "Expired" and row(t, "s2")["duration_s"] < 0.5
+    # each stage ended at its own deadline, before the wait it cut would have been over
+    s1, s2 = row(t, "s1"), row(t, "s2")
+    assert s1["status"] == "Expired" and s1["duration_s"] >= 0.050
+    assert s1["end_s"] < retrying["end_s"].iloc[0] + interval
+    assert s2["status"] == "Expired" and s2["duration_s"] >= 0.050
+    assert s2["end_s"] < row(t, "waiting")["start_s"] + wait
     # the wait was cut by the stage's timeout, not the intervention's: on_timeout does not apply
     waiting = row(t, "waiting")
     assert (waiting["status"], waiting["reason"], waiting["action"]) == (
@@ -243,19 +296,23 @@ def test_D10_step_group_timeout_is_refused_under_classic_rules():
     assert problem.rule == "R60/D10" and "set timeouts on the steps" in problem.fix
 
 
-def test_D10_step_group_timeout_expires_the_group_under_current_rules():
+def test_D10_step_group_timeout_expires_the_group_under_current_rules(stubborn: Stubborn):
     p = nbp.Pipeline("p", rules="current")
     with p.stage("s") as s:
         with s.step_group("g", timeout="50ms") as g:
             g.step("a", run=ok(0.01))
-            g.step("b", run=ok(0.5))
+            g.step("b", run=stubborn)
             g.step("c", run=ok())
         s.step("after", run=ok(), when="All")
     t = run(p)
     assert status(t, "a") == "Success"
     assert (status(t, "b"), row(t, "b")["reason"]) == ("Expired", "step group timed out")
     assert status(t, "c") == "NotStarted"
-    assert status(t, "g") == "Expired" and row(t, "g")["duration_s"] < 0.5
+    # cut at the group's deadline, not when b's body returned: the run ended while it had not
+    group = row(t, "g")
+    assert group["status"] == "Expired" and group["duration_s"] >= 0.050
+    assert group["end_s"] <= row(t, "after")["start_s"]
+    assert not stubborn.returned.is_set()
     assert status(t, "after") == "Success"
 
 

@@ -284,6 +284,30 @@ def test_R59_readable_durations_pass():
     assert problems(one_stage(Step("x", timeout="1m 30s", duration=2.5))) == []
 
 
+@pytest.mark.parametrize("field", ["timeout", "duration"])
+def test_R59_a_runtime_input_duration_says_it_needs_a_value_before_running(field):
+    problem = only(one_stage(Step("x", **{field: "<+input>"})))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}.x", "R59")
+    assert problem.message == f"{field}='<+input>' is a runtime input: it needs a value before running"
+    assert "cannot read" not in problem.message and "'10m'" in problem.fix
+
+
+def test_R59_a_runtime_input_duration_with_a_default_offers_the_default():
+    p = Pipeline(
+        "p", timeout="<+input>.default(1h).allowedValues(1h,2h)", stages=[Stage("s", items=[Step("x")])]
+    )
+    problem = only(p)
+    assert (problem.fqn, problem.rule) == ("pipeline", "R59")
+    assert "is a runtime input: it needs a value before running" in problem.message
+    assert "its default is '1h'" in problem.fix
+
+
+def test_R59_an_expression_that_is_not_a_runtime_input_is_still_an_unreadable_duration():
+    problem = only(one_stage(Step("x", timeout="<+pipeline.variables.t>")))
+    assert "cannot read timeout='<+pipeline.variables.t>' as a duration" in problem.message
+
+
 # -- all at once, and nothing runs ------------------------------------------------------------------
 
 
