@@ -29,6 +29,7 @@ import argparse
 import fnmatch
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -180,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`… | head`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 # -- loading --------------------------------------------------------------------------------------

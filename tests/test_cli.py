@@ -327,3 +327,24 @@ def test_format_table_shows_times_readably_not_as_raw_floats():
     simulated = format_table(p.simulate(durations={"a": 90, "b": 40})).splitlines()
     assert re.search(r" 0s\s+1m 30s\s+1m 30s$", simulated[3])  # step a
     assert re.search(r" 1m 30s\s+2m 10s\s+40s$", simulated[4])  # step b
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`notebook-pipelines simulate … | head -1`: no BrokenPipeError traceback."""
+    import subprocess
+    import sys as _sys
+
+    path = tmp_path / "p.yaml"
+    steps = "\n".join(
+        f"              - step: {{identifier: s{i}, name: s{i}, type: ShellScript, timeout: 1m, "
+        f"spec: {{shell: Bash, source: {{type: Inline, spec: {{script: 'true'}}}}}}}}"
+        for i in range(2000)
+    )
+    path.write_text(
+        "pipeline:\n  identifier: p\n  name: p\n  stages:\n    - stage:\n"
+        "        identifier: s\n        name: s\n"
+        f"        type: Custom\n        spec:\n          execution:\n            steps:\n{steps}\n"
+    )
+    command = f"{_sys.executable} -m notebook_pipelines simulate {path} | head -1"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
