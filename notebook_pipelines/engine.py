@@ -45,11 +45,12 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import ExpressionError, RunFailed, RunInterrupted, StepError
+from .errors import ExpressionError, PipelineError, RunFailed, RunInterrupted, StepError
 from .failure import (
     Abort,
     Action,
@@ -284,10 +285,16 @@ class RealClock:
     def now(self) -> float:
         return time.perf_counter() - self._t0
 
+    #: Cap each wait at 0.1 s so that a KeyboardInterrupt is seen promptly. Not needed when the
+    #: scheduler's own SIGINT handler runs (it wakes the loop through the inbox): then the loop
+    #: sleeps until an event or the next timer, without waking.
+    poll = True
+
     def wait(self, inbox: queue.SimpleQueue, deadline: float | None) -> Any:
-        # Cap each block at 0.1 s so a KeyboardInterrupt delivered by any means is seen promptly;
-        # an event wakes the loop at once.
-        timeout = 0.1 if deadline is None else max(0.0, min(deadline - self.now(), 0.1))
+        if self.poll:
+            timeout = 0.1 if deadline is None else max(0.0, min(deadline - self.now(), 0.1))
+        else:
+            timeout = None if deadline is None else max(0.0, deadline - self.now())
         try:
             return inbox.get(timeout=timeout)
         except queue.Empty:
@@ -411,6 +418,8 @@ class Scheduler:
         self._returned = getattr(self.executor, "returned", None)
         self.executor.open(self)
         previous = self._defer_sigint()
+        if hasattr(self.clock, "poll"):
+            self.clock.poll = previous is None
         try:
             try:
                 self._loop()
@@ -464,6 +473,30 @@ class Scheduler:
                 item[0](item[1])
             if self.sigint and not self.interrupted:
                 raise KeyboardInterrupt
+
+    def _notify(self, listeners: list, *args: Any) -> bool:
+        """Call each listener; one that raises is reported (a warning) and dropped for this run.
+
+        A listener's error must not kill a node's generator (the run would lose its trace).
+        Our own errors (``PipelineError``: bad input found while running, such as an invalid
+        scripted answer in a simulation) still end the run. Returns False when a listener raised.
+        """
+        ok = True
+        for fn in list(listeners):
+            try:
+                fn(*args)
+            except PipelineError:
+                raise  # a deliberate error of ours (e.g. a bad scripted answer in a simulation)
+            except Exception as exc:
+                ok = False
+                listeners.remove(fn)
+                warnings.warn(
+                    f"listener {getattr(fn, '__qualname__', fn)!r} raised {type(exc).__name__}: {exc}; "
+                    "it gets no more events of this run",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return ok
 
     def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> list:
         """Call ``fn(arg)`` from the loop at clock time ``when``; returns a cancellable entry."""
@@ -535,8 +568,7 @@ class Scheduler:
         now = self.clock.now()
         job = Job(node, attempt, None, task, now)  # executors that run bodies add a context
         self.waits[task] = ("job", job, scope)
-        for fn in self._started:
-            fn(node, attempt, now)
+        self._notify(self._started, node, attempt, now)
         if node.timeout is not None:
             job.timer = self.call_at(now + node.timeout, self._expire, job)
         self.executor.submit(job)
@@ -604,10 +636,9 @@ class Scheduler:
         request = InterventionRequest(self, task, node, outcome, action)
         entry = self.call_at(self.clock.now() + request.timeout, self._intervention_timeout, request)
         self.waits[task] = ("ask", (request, entry), scope)
-        for fn in self._asked:
-            fn(request)
-        if self.on_intervention is not None:
-            self.on_intervention(request)
+        self._notify(self._asked, request)
+        if self.on_intervention is not None and not self._notify([self.on_intervention], request):
+            self.on_intervention = None  # it raised: from now on interventions wait their timeout
 
     def _answered(self, item: tuple) -> None:
         request, choice = item
@@ -699,8 +730,7 @@ class Scheduler:
     def _add(self, node: PlanNode, row: tuple) -> None:
         self.recorder.add(row)
         self.statuses[node.fqn] = row[3]
-        for fn in self._finished:
-            fn(node, row)
+        self._notify(self._finished, node, row)
 
     def _inputs_of(self, node: PlanNode) -> dict | None:
         return self._resolved.get(node.index) if node.inputs else None
@@ -780,7 +810,7 @@ class Scheduler:
             return self._group(node, scope)
         return self._stage(node, scope)
 
-    def _container_status(self, statuses: list, scope: Scope, complete: bool) -> str:
+    def _container_status(self, statuses: list, scope: Scope) -> str:
         if scope.expired:
             return EXPIRED
         if self.aborted is not None:  # E15: every container still running at the abort ends Aborted
@@ -802,7 +832,6 @@ class Scheduler:
         scope = Scope(root, None, "pipeline")
         timer = self.call_at(start + root.timeout, self._expire_scope, scope) if root.timeout else None
         statuses = yield from self._items(root.items, scope)
-        complete = len(statuses) == sum(len(i.items) if i.kind == "parallel" else 1 for i in root.items)
         if isinstance(scope.request, PipelineRollback) and self.aborted is None:
             # the stop reason held the execution back; it must not hold back the rollback (R38)
             stopped, scope.stop = scope.stop, None
@@ -812,7 +841,7 @@ class Scheduler:
             scope.rolled_back, scope.stop = True, scope.stop or stopped
         if timer is not None:
             timer[4] = False
-        status = self._container_status(statuses, scope, complete)
+        status = self._container_status(statuses, scope)
         action = "PipelineRollback" if scope.rolled_back else None
         self._record(
             root, 1, status, start, self.clock.now(), reason=self.aborted or scope.stop, action=action
@@ -841,7 +870,7 @@ class Scheduler:
             return
         if node.kind != "stage" and self._retry_pending(scope):
             return  # an enclosing group will run again (R19, E6): this failure does not count yet
-        target = scope if node.kind == "stage" else scope.up("stage", "rollback")
+        target = scope if node.kind == "stage" else scope.stage_scope
         if target is not None:
             target.failed = True
 
@@ -865,20 +894,18 @@ class Scheduler:
                 self._mark((node,), NOT_STARTED, self._stop_reason(pscope) or "not started", None)
                 return NOT_STARTED
         start = self.clock.now()
-        for fn in self._started:
-            fn(node, 1, start)
+        self._notify(self._started, node, 1, start)
         scope = Scope(node, pscope, "stage")
         pscope.ran.append((node, scope))
         timer = self.call_at(start + node.timeout, self._expire_scope, scope) if node.timeout else None
         statuses = yield from self._items(node.items, scope)
-        complete = len(statuses) == sum(len(i.items) if i.kind == "parallel" else 1 for i in node.items)
         if isinstance(scope.request, StageRollback) and self.aborted is None:
             yield from self._rollback_stage(node, scope)
         if timer is not None:
             timer[4] = False
         if node.resource is not None:
             self._release(node.resource)
-        status = self._container_status(statuses, scope, complete)
+        status = self._container_status(statuses, scope)
         action = "StageRollback" if scope.rolled_back else None
         why = "rolled back" if scope.rolled_back else scope.stop if status != SUCCESS else None
         self._record(node, 1, status, start, self.clock.now(), reason=why, action=action)
@@ -909,13 +936,12 @@ class Scheduler:
         ok, reason, error = self._should_run(node, scope)
         if not ok:
             return self._skip_or_fail(node, scope, reason, error)
-        stage_scope = scope.up("stage", "rollback") or scope
+        stage_scope = scope.stage_scope
         attempt, retries = 0, 0
         while True:
             attempt += 1
             start = self.clock.now()
-            for fn in self._started:
-                fn(node, attempt, start)
+            self._notify(self._started, node, attempt, start)
             gscope = Scope(node, scope, "group")
             gscope.retries = retries
             if attempt == 1:
@@ -926,7 +952,6 @@ class Scheduler:
             statuses = yield from self._items(node.items, gscope)
             if timer is not None:
                 timer[4] = False
-            complete = len(statuses) == sum(len(i.items) if i.kind == "parallel" else 1 for i in node.items)
             request = gscope.request
             if isinstance(request, RetryStepGroup) and self._stop_reason(scope) is None:
                 if retries < request.count:
@@ -945,7 +970,7 @@ class Scheduler:
                     gscope.rolled_back = True
                     yield from self._items(node.rollback, Scope(node, scope, "rollback"))
                 gscope.rolled_back = True
-            status = self._container_status(statuses, gscope, complete)
+            status = self._container_status(statuses, gscope)
             action = "StepGroupRollback" if gscope.rolled_back else None
             why = "rolled back" if gscope.rolled_back else gscope.stop if status != SUCCESS else None
             self._record(node, attempt, status, start, self.clock.now(), reason=why, action=action)
@@ -1069,9 +1094,7 @@ class Scheduler:
         ``owner`` is the node whose failure strategy chose the action: a group-level action
         acts on that group (with nested groups, not necessarily the innermost one).
         """
-        rollback_phase = (
-            scope.up("rollback", "stage") is not None and scope.up("rollback", "stage").kind == "rollback"
-        )
+        rollback_phase = scope.stage_scope.kind == "rollback"
         if isinstance(action, Ignore):
             return IGNORE_FAILED
         if isinstance(action, MarkAsSuccess | ProceedWithDefaultValues):
@@ -1147,11 +1170,8 @@ def execute(
     status = scheduler.execute()
     scheduler.fill_not_started()
     trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns)
-    for listener in scheduler.listeners:
-        finished = getattr(listener, "run_finished", None)
-        if finished is not None:
-            finished(trace)
     _LAST[0] = trace
+    scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
     return status, trace, scheduler.interrupted
 
 

@@ -446,3 +446,18 @@ def test_the_failure_summary_names_a_group_whose_condition_failed():
         "  ✗ pipeline.stages.s.spec.execution.steps.g — Failed (Unknown): "
         "the condition raised ZeroDivisionError: division by zero"
     ]
+
+
+def test_a_listener_that_raises_is_dropped_with_a_warning_and_the_run_keeps_its_trace():
+    class Broken:
+        def node_finished(self, node, row):
+            raise ValueError("listener bug")
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=sleeper(0.01))
+        s.step("b", run=sleeper(0.01))
+    with pytest.warns(RuntimeWarning, match="listener bug"):
+        trace = p.run(listeners=[Broken()])
+    assert set(trace["status"].astype(str)) == {"Success"} and len(trace) == 4
+    assert nbp.last_trace() is trace

@@ -73,10 +73,7 @@ class VirtualExecutor:
             outcome = Outcome(SUCCESS, start, end, "virtual", outputs=self.outputs(node, attempt))
         else:
             outcome = Outcome(FAILED, start, end, "virtual", failed[0], failed[1])
-        self.scheduler.call_at(end, self._done, (job, outcome))
-
-    def _done(self, item: tuple) -> None:
-        self.scheduler.complete(item[0], item[1])
+        self.scheduler.call_at(end, self.scheduler._complete_posted, (job, outcome))
 
     def cancel(self, job: Any) -> None:
         return None  # nothing runs: the scheduler has already settled the job
