@@ -26,19 +26,27 @@ notebook-pipelines ...
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import math
 import os
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .durations import DurationError, format_duration, parse_duration
 from .errors import DefinitionError, PipelineError, RunInterrupted
 
-__all__ = ["build_parser", "format_table", "main", "parse_failure", "write_trace"]
+__all__ = [
+    "build_parser",
+    "format_table",
+    "in_flags",
+    "main",
+    "parse_failure",
+    "parse_failures",
+    "write_trace",
+]
 
 TRACE_FORMATS = (".csv", ".json", ".parquet")
 PICTURE_FORMATS = (".svg", ".png", ".dot")
@@ -213,17 +221,16 @@ def _problem_lines(pipeline: Any, error: DefinitionError) -> list[str]:
     return lines
 
 
-def _problems(pipeline: Any) -> list:
-    """Every problem validation finds: structure first, then references (R42–R47, D13)."""
-    from .validation import problems
+def _compile(pipeline: Any) -> tuple[Any, list]:
+    """``(plan, [])`` for a valid pipeline, ``(None, problems)`` otherwise.
 
-    found = problems(pipeline)
-    if not found:
-        try:
-            pipeline.plan()
-        except DefinitionError as err:
-            found = err.problems
-    return found
+    One compilation: ``pipeline.plan()`` checks the structure, then the references
+    (R42–R47, D13), and raises one ``DefinitionError`` listing the problems.
+    """
+    try:
+        return pipeline.plan(), []
+    except DefinitionError as err:
+        return None, list(err.problems)
 
 
 def _load_readable(args: argparse.Namespace) -> Any:
@@ -236,14 +243,18 @@ def _load_readable(args: argparse.Namespace) -> Any:
         raise BadInput("\n".join(["cannot read the pipeline:", *_problem_lines(None, err)])) from None
 
 
-def _load_valid(args: argparse.Namespace) -> Any:
-    """The loaded pipeline, validated; every problem → BadInput (exit 2)."""
+def _load_plan(args: argparse.Namespace) -> Any:
+    """The plan of the loaded pipeline, with ``--var`` applied; every problem → BadInput (exit 2).
+
+    The pipeline is ``plan.pipeline``; it is compiled (and so validated) once, here.
+    """
     pipeline = _load_readable(args)
-    found = _problems(pipeline)
+    _apply_vars(pipeline, args.var)
+    plan, found = _compile(pipeline)
     if found:
         lines = _problem_lines(pipeline, DefinitionError(found))
         raise BadInput("\n".join(["the pipeline is not valid:", *lines]))
-    return pipeline
+    return plan
 
 
 def _apply_vars(pipeline: Any, assignments: list[str]) -> None:
@@ -284,7 +295,7 @@ def _validate(args: argparse.Namespace) -> int:
     except YamlError as err:  # YAML that is not a valid pipeline: validation's answer (exit 1)
         print("\n".join(_problem_lines(None, err)))
         return 1
-    found = _problems(pipeline)
+    plan, found = _compile(pipeline)
     if found:
         print("\n".join(_problem_lines(pipeline, DefinitionError(found))))
         n = len(found)
@@ -292,7 +303,6 @@ def _validate(args: argparse.Namespace) -> int:
             f"{args.file}: {n} problem{'s' if n != 1 else ''} under the {args.rules} rules", file=sys.stderr
         )
         return 1
-    plan = pipeline.plan()
     steps = sum(1 for node in plan.nodes if node.kind == "step")
     stages = sum(1 for node in plan.nodes if node.kind == "stage")
     print(f"{args.file}: valid under the {args.rules} rules ({stages} stages, {steps} steps)")
@@ -307,14 +317,16 @@ def _render(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in PICTURE_FORMATS:
         raise BadInput(f"-o {args.output}: the picture file must end in {', '.join(PICTURE_FORMATS)}")
     pipeline = _load_readable(args)
-    found = _problems(pipeline)
-    if found and not args.quiet:  # draw it anyway: seeing it helps fixing it
-        for line in _problem_lines(pipeline, DefinitionError(found)):
-            print(f"warning: {line}", file=sys.stderr)
+    plan, found = _compile(pipeline)
+    if found:  # draw it anyway: seeing it helps fixing it
+        if not args.quiet:
+            for line in _problem_lines(pipeline, DefinitionError(found)):
+                print(f"warning: {line}", file=sys.stderr)
+        plan = compile_plan(pipeline, check=False)
     from .rendering import to_file
 
     try:
-        to_file(compile_plan(pipeline, check=False), out)
+        to_file(plan, out)
     except PipelineError as err:  # e.g. Graphviz missing
         raise BadInput(str(err)) from None
     print(f"wrote {out}")
@@ -356,6 +368,25 @@ def parse_failure(text: str) -> tuple[str, Any]:
     return step, attempts
 
 
+def parse_failures(specs: Iterable[str]) -> dict[str, Any]:
+    """Every ``--fail STEP[:ATTEMPTS][:ERROR]`` → the ``failures`` mapping ``simulate()`` takes.
+
+    Specs for the same step merge: their attempts add up (every attempt wins), the last error
+    type given wins. Steps are not looked up here: ``simulate()`` refuses a key that matches
+    no step (and suggests a close one); :func:`in_flags` words its error for the command line.
+
+    >>> parse_failures(["unit:1", "unit:3:Timeout", "deploy"])
+    {'unit': {'attempts': [1, 3], 'error_type': 'Timeout'}, 'deploy': True}
+    >>> parse_failures([])
+    {}
+    """
+    failures: dict[str, Any] = {}
+    for text in specs:
+        step, value = parse_failure(text)
+        failures[step] = _merge_failure(failures[step], value) if step in failures else value
+    return failures
+
+
 def _merge_failure(old: Any, new: Any) -> Any:
     def parts(value: Any) -> tuple[Any, Any]:
         return (value["attempts"], value["error_type"]) if isinstance(value, dict) else (value, None)
@@ -366,14 +397,20 @@ def _merge_failure(old: Any, new: Any) -> Any:
     return {"attempts": attempts, "error_type": error_type} if error_type else attempts
 
 
-def _check_keys(plan: Any, keys: list[str], option: str) -> None:
-    steps = [node for node in plan.nodes if node.kind == "step"]
-    for key in keys:
-        names = [name for node in steps for name in (node.id, node.fqn)]
-        if key in names or any(fnmatch.fnmatchcase(name, key) for name in names):
-            continue
-        known = ", ".join(dict.fromkeys(node.id for node in steps))
-        raise BadInput(f"{option}: no step {key!r} in the pipeline (steps: {known})")
+#: ``simulate()`` options as the command line (and ``%pipeline simulate``) names them.
+_FLAGS = {"durations": "--durations", "failures": "--fail", "seed=": "--seed ", "default=": "--default "}
+_OPTION = re.compile(r"^(durations|failures)\b|^(seed|default)=")
+
+
+def in_flags(error: Exception) -> str:
+    """The message of a ``simulate()`` option error, naming the option as its flag.
+
+    >>> in_flags(ValueError("failures: no step of pipeline 'p' matches 'nope'"))
+    "--fail: no step of pipeline 'p' matches 'nope'"
+    >>> in_flags(ValueError("seed=-1: give a whole number ≥ 0"))
+    '--seed -1: give a whole number ≥ 0'
+    """
+    return _OPTION.sub(lambda m: _FLAGS[m.group(0)], str(error), count=1)
 
 
 def _durations(path_text: str) -> dict[str, float]:
@@ -403,26 +440,26 @@ def _durations(path_text: str) -> dict[str, float]:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .plan import compile_plan
-    from .simulation import simulate
+    from .simulation import SimulationError, simulate
 
-    pipeline = _load_valid(args)
-    _apply_vars(pipeline, args.var)
+    plan = _load_plan(args)
     try:
         default = parse_duration(args.default, "--default")
     except DurationError as err:
         raise BadInput(str(err)) from None
     durations = _durations(args.durations) if args.durations else None
-    failures: dict[str, Any] = {}
-    for text in args.fail:
-        step, value = parse_failure(text)
-        failures[step] = _merge_failure(failures[step], value) if step in failures else value
-    plan = compile_plan(pipeline)
-    _check_keys(plan, list(durations or ()), "--durations")
-    _check_keys(plan, list(failures), "--fail")
-    trace = simulate(
-        plan, durations=durations, default=default or 0.0, failures=failures or None, seed=args.seed
-    )
+    failures = parse_failures(args.fail)
+    try:  # strict: a key that matches no step is refused, with a close match when there is one
+        trace = simulate(
+            plan,
+            durations=durations,
+            default=default or 0.0,
+            failures=failures or None,
+            seed=args.seed,
+            strict=True,
+        )
+    except SimulationError as err:
+        raise BadInput(in_flags(err)) from None
     return _finish(args, trace, "simulated")
 
 
@@ -430,8 +467,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .engine import run
 
-    pipeline = _load_valid(args)
-    _apply_vars(pipeline, args.var)
+    pipeline = _load_plan(args).pipeline
     try:
         trace = run(pipeline, report=False)
     except RunInterrupted as err:

@@ -112,6 +112,7 @@ class StepContext:
     __slots__ = (
         "_cancelled",
         "_event",
+        "_watchers",
         "attempt",
         "fqn",
         "id",
@@ -133,6 +134,7 @@ class StepContext:
         self.variables, self.inputs = variables, inputs
         self._cancelled = False
         self._event: threading.Event | None = None
+        self._watchers: list[threading.Event] = []  # more events cancel() sets (one per shell script)
 
     @property
     def cancelled(self) -> bool:
@@ -143,6 +145,8 @@ class StepContext:
         self._cancelled = True
         if self._event is not None:
             self._event.set()
+        for event in list(self._watchers):
+            event.set()
 
     def sleep(self, seconds: float) -> None:
         """Sleep that wakes up (raising ``StepCancelled``) when the step is told to stop."""
@@ -323,18 +327,19 @@ class _CurrentContext:
 CURRENT_CONTEXT = _CurrentContext()
 
 
-def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, scheduler: Any = None) -> Any:
+def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, spec: Any = None) -> Any:
     """Run a step body: a callable (with ``ctx`` when it takes an argument) or code text.
 
     A body-less step with a ``type`` runs the handler registered for that type
-    (:mod:`notebook_pipelines.steptypes`; ``scheduler`` resolves the ``<+…>`` in its spec).
+    (:mod:`notebook_pipelines.steptypes`) with ``spec``: its spec as the scheduler resolved it
+    before the step started (``None``: ``node.spec``, which then may hold no ``<+…>``).
     """
     body = node.body
     if body is None:
         if node.type is not None:
             from .steptypes import call_handler
 
-            return call_handler(node, ctx, scheduler)
+            return call_handler(node, ctx, spec)
         return None
     if isinstance(body, str):
         scope = namespace if namespace is not None else {}
@@ -400,6 +405,7 @@ class Scheduler:
         self.outputs: dict[str, dict] = {}
         self.statuses: dict[str, str] = {}
         self._resolved: dict[int, dict] = {}
+        self._resolved_spec: dict[int, Any] = {}  # typed steps' specs, resolved before they start
         self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
         self.on_intervention = on_intervention
         self.listeners = list(listeners)
@@ -851,7 +857,7 @@ class Scheduler:
     def _skip_or_fail(self, node: PlanNode, scope: Scope, reason: str | None, error: str | None) -> str:
         now = self.clock.now()
         if error is not None:
-            why = (
+            why = reason or (
                 "its inputs could not be resolved"
                 if node.kind == "step" and node.inputs
                 else "condition failed"
@@ -985,6 +991,14 @@ class Scheduler:
             error = self._resolve_inputs(node)
             if error is not None:
                 return self._skip_or_fail(node, scope, None, error)
+        if node.body is None and node.type is not None and getattr(self.executor, "runs_handlers", False):
+            # a typed step's spec, like its inputs: resolved here, on the loop's thread (D13)
+            from .steptypes import resolve_spec
+
+            try:
+                self._resolved_spec[node.index] = resolve_spec(self, node, node.spec or {})
+            except ExpressionError as err:
+                return self._skip_or_fail(node, scope, "its spec could not be resolved", str(err))
         attempt = self.runs.get(node.index, 0)
         used: dict[int, int] = {}
         while True:
@@ -1246,11 +1260,29 @@ def summary(trace: Any) -> str:
     root = trace[trace["kind"] == "pipeline"]
     status = str(root["status"].iloc[0]) if len(root) else "?"
     took = format_duration(float(root["duration_s"].iloc[0])) if len(root) else "?"
-    broke = trace["status"].isin(["Failed", "Expired", "Aborted", "Errored"])
-    own_error = (trace["kind"] == "step") | trace["error"].notna()
-    last = trace[broke & own_error & (trace["kind"] != "pipeline")].drop_duplicates("fqn", keep="last")
     lines = [f"pipeline {trace.attrs.get('pipeline', '')!r} ended {status} after {took}"]
-    for row in last.itertuples(index=False):
+    return "\n".join([*lines, *failure_lines(trace)])
+
+
+def failure_lines(trace: Any) -> list[str]:
+    """One line per node whose last attempt ended badly (Failed, Expired, Aborted, Errored):
+    every such step, and every stage or group that failed on its own (with its own error).
+
+    A step that failed and then succeeded on a retry is not listed.
+
+    >>> import notebook_pipelines as nbp
+    >>> p = nbp.Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     _ = s.step("a", failure_strategies=nbp.Retry(1))
+    ...     _ = s.step("b")
+    >>> failure_lines(nbp.simulate(p, failures={"a": [1], "b": "Timeout"}))
+    ['  ✗ pipeline.stages.s.spec.execution.steps.b — Failed (Timeout): injected failure (attempt 1)']
+    """
+    last = trace[trace["kind"] != "pipeline"].drop_duplicates("fqn", keep="last")
+    broke = last["status"].astype(str).isin(["Failed", "Expired", "Aborted", "Errored"])
+    own_error = (last["kind"] == "step") | last["error"].notna()
+    lines = []
+    for row in last[broke & own_error].itertuples(index=False):
         detail = f" ({row.error_type}): {row.error}" if isinstance(row.error, str) else ""
         lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")
-    return "\n".join(lines)
+    return lines

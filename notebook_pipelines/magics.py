@@ -567,7 +567,9 @@ def delete_node(pipeline: Pipeline, path: str, stage: str | None = None) -> tupl
 # -- runs -----------------------------------------------------------------------------------------
 def run_summary(trace: Any, virtual: bool = False) -> str:
     """One line for a run (status, step counts; the time only when virtual, so deterministic),
-    then one line per step that did not succeed."""
+    then the lines of :func:`~notebook_pipelines.engine.failure_lines`: each step that ended
+    badly, and each stage or group that failed on its own, with its error."""
+    from .engine import failure_lines
     from .trace import STATUSES
 
     root = trace[trace["kind"] == "pipeline"]
@@ -586,31 +588,20 @@ def run_summary(trace: Any, virtual: bool = False) -> str:
         f"pipeline `{trace.attrs.get('pipeline', '')}` ended {status}{took}: "
         f"{n} step{'s' if n != 1 else ''} — {', '.join(parts)}"
     ]
-    bad = steps[steps["status"].astype(str).isin(["Failed", "Expired", "Aborted", "Errored"])]
-    for row in bad.itertuples(index=False):
-        detail = f" ({row.error_type}): {row.error}" if isinstance(row.error, str) else ""
-        lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *failure_lines(trace)])
 
 
-def _failures(specs: list[str] | None, plan: Any) -> dict | None:
-    """``--fail STEP[:ATTEMPTS][:ERROR]`` (as on the command line) → ``simulate(failures=…)``."""
-    import fnmatch
+def _failures(specs: list[str] | None) -> dict | None:
+    """``--fail STEP[:ATTEMPTS][:ERROR]`` (parsed as on the command line) → ``simulate(failures=…)``.
 
-    from .cli import BadInput, _merge_failure, parse_failure
+    Which steps they name is checked by ``simulate()`` itself (strict keys).
+    """
+    from .cli import BadInput, parse_failures
 
-    out: dict = {}
-    names = [name for node in plan.steps for name in (node.id, node.fqn)]
-    for spec in specs or ():
-        try:
-            step, value = parse_failure(spec)
-        except BadInput as exc:
-            raise UsageError(str(exc)) from None
-        if not any(fnmatch.fnmatchcase(name, step) for name in names):
-            known = ", ".join(dict.fromkeys(node.id for node in plan.steps))
-            raise UsageError(f"--fail {spec!r}: no step {step!r} in the pipeline (steps: {known})")
-        out[step] = _merge_failure(out[step], value) if step in out else value
-    return out or None
+    try:
+        return parse_failures(specs or ()) or None
+    except BadInput as exc:
+        raise UsageError(str(exc)) from None
 
 
 # -- the magics -----------------------------------------------------------------------------------
@@ -850,16 +841,22 @@ class PipelineMagics(Magics):
             raise RunFailed(text, trace)
 
     def _simulate(self, p: Pipeline, args: Any) -> None:
+        from .cli import in_flags
+        from .simulation import SimulationError, simulate
+
         try:
             plan = p.plan()
         except DefinitionError as exc:
             raise UsageError(_invalid(p, exc)) from None
-        options: dict[str, Any] = {"failures": _failures(args.fail, plan), "run_id": args.run_id}
+        options: dict[str, Any] = {"failures": _failures(args.fail), "run_id": args.run_id}
         if args.seed is not None:
             options["seed"] = args.seed
         if args.default is not None:
             options["default"] = _duration(args.default, "--default")
-        trace = p.simulate(**options)
+        try:  # strict keys: a --fail step that matches no step is refused, with a close match
+            trace = simulate(plan, strict=True, **options)
+        except SimulationError as exc:
+            raise UsageError(in_flags(exc).splitlines()[0]) from None
         self.traces[self.current] = trace
         print(run_summary(trace, virtual=True))
 

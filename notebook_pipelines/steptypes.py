@@ -14,7 +14,9 @@ something to execute, so each step type that can run has a *handler*::
   step's log in the trace;
 - ``spec`` is the step's ``spec`` with every ``<+…>`` expression already resolved, as Harness
   resolves a step's parameters just before it starts (a value that is exactly one expression
-  keeps its type);
+  keeps its type). The scheduler resolves it on its own thread, like the step's inputs: a
+  reference that cannot be resolved fails the step once, before any attempt, without its
+  failure strategies (D13);
 - the returned dict becomes the step's output variables (R44); raising fails the step
   (:class:`~notebook_pipelines.errors.StepError` chooses the Harness error type).
 
@@ -220,8 +222,13 @@ def _located(err: ExpressionError, fqn: str, where: str) -> ExpressionError:
     return ExpressionError(f"{where} (line {line}): {err.reason}", snippet, position - start, err.fqn or fqn)
 
 
-def call_handler(node: Any, ctx: Any, scheduler: Any = None) -> Any:
-    """Run the registered handler of a body-less typed step (on a worker thread)."""
+def call_handler(node: Any, ctx: Any, spec: Any = None) -> Any:
+    """Run the registered handler of a body-less typed step (on a worker thread).
+
+    ``spec`` is the step's spec as the scheduler resolved it, on its own thread, before the step
+    started (an unresolvable ``<+…>`` fails the step there, once, like its inputs: D13). Without
+    it, ``node.spec`` is used as it is, and may then hold no ``<+…>``.
+    """
     registered = step_type(node.type)
     if registered is None:
         raise StepError(
@@ -229,7 +236,8 @@ def call_handler(node: Any, ctx: Any, scheduler: Any = None) -> Any:
             "or simulate the pipeline",
             "Unknown",
         )
-    spec = resolve_spec(scheduler, node, node.spec or {})
+    if spec is None:
+        spec = resolve_spec(None, node, node.spec or {})
     return registered.handler(ctx, spec)
 
 
@@ -301,6 +309,44 @@ def shell_script_check(spec: Any) -> list[str]:
     return problems
 
 
+def _run_script(wrapper: str, env: dict, stop: threading.Event) -> int:
+    """Run the wrapped script until it ends (or ``stop`` is set: then kill it); its exit code.
+
+    The clean-up is in nested ``finally`` blocks, so a stop signal landing in one part of it
+    (``StepCancelled`` raised into the worker thread) does not skip the others: the script is
+    always told to end and its output pipe closed; the reaper thread reaps it (no zombie).
+    """
+    proc = subprocess.Popen(
+        ["bash", "--noprofile", "--norc", "-c", wrapper, "bash"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
+    watch = _Watch(proc, stop)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # ends when the script and everything it started are gone
+            sys.stdout.write(line)
+        watch.ended.wait()  # a script may close its output before it ends
+    finally:
+        try:
+            stop.set()  # an error here, or a stop signal: end the script (nothing to do if it ended)
+            watch.ended.wait()
+        finally:
+            try:
+                stop.set()  # again, if a stop signal landing above cut that short
+                watch.ended.wait()
+            finally:
+                if proc.stdout is not None:
+                    proc.stdout.close()
+    return proc.wait()  # the reaper has reaped it, or is about to
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -328,35 +374,17 @@ def run_shell_script(ctx: Any, spec: dict) -> dict | None:
         env["__NBP_SCRIPT"], env[_MARK] = str(script_path), str(out_path)
         names = " ".join(sorted({var for _n, var, _k in wanted})) or "__nbp_none"
         wrapper = _WRAPPER.format(names=names, mark=_MARK)
-        # ctx.cancel() sets this event: it wakes the guard that kills the process group
-        stop = ctx._event if ctx._event is not None else threading.Event()
-        ctx._event = stop
-        if ctx.cancelled:
-            raise StepCancelled(f"{ctx.fqn} was told to stop")
-        proc = subprocess.Popen(
-            ["bash", "--noprofile", "--norc", "-c", wrapper, "bash"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-        watch = _Watch(proc, stop)
+        # this script's own stop event: ctx.cancel() sets it (through ctx._watchers) and so wakes
+        # the guard that kills the process group; the script's end sets it too, but that is
+        # private to this call (a later script of the same step, or ctx.sleep(), is not stopped)
+        stop = threading.Event()
+        ctx._watchers.append(stop)
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:  # ends when the script and everything it started are gone
-                sys.stdout.write(line)
-            watch.ended.wait()  # a script may close its output before it ends
+            if ctx.cancelled:  # told to stop before the event was seen by cancel()
+                raise StepCancelled(f"{ctx.fqn} was told to stop")
+            code = _run_script(wrapper, env, stop)
         finally:
-            if not watch.ended.is_set():  # an error here, or a stop signal: end the script
-                stop.set()
-                watch.ended.wait()
-            code = proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            ctx._watchers.remove(stop)
         if ctx.cancelled:
             raise StepCancelled(f"{ctx.fqn} was told to stop")
         if code != 0:
@@ -373,10 +401,12 @@ def run_shell_script(ctx: Any, spec: dict) -> dict | None:
 class _Watch:
     """Two helper threads per script: one notices its end, one kills it when told to stop.
 
-    The script's process-group id is its pid, which stays reserved until the worker reaps the
-    script (``proc.wait()``); the reaper only *observes* the end (``waitid`` with ``WNOWAIT``),
-    so every ``killpg`` below happens while the id cannot belong to anyone else. ``lock``
-    orders "has it ended?" against the kills.
+    The script's process-group id is its pid, which stays reserved until the script is reaped.
+    The reaper first only *observes* the end (``waitid`` with ``WNOWAIT``), kills what the script
+    left in its group and marks it ended, then reaps it (``proc.wait()``): every ``killpg`` below
+    happens before that, while the id cannot belong to anyone else. ``lock`` orders "has it
+    ended?" against the kills. Reaping here, not in the worker, leaves no zombie even when the
+    worker's clean-up is cut short by a stop signal.
     """
 
     def __init__(self, proc: subprocess.Popen, stop: threading.Event):
@@ -402,7 +432,8 @@ class _Watch:
         with self.lock:
             self._kill(signal.SIGKILL)  # what the script left running would hold its output open
             self.ended.set()
-        self.stop.set()
+        self.proc.wait()  # reap it: no more kills can come (ended is set)
+        self.stop.set()  # wakes the guard (this script's own event: nothing else is stopped)
 
     def _guard(self) -> None:
         self.stop.wait()

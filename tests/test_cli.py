@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from notebook_pipelines.cli import format_table, main, parse_failure
+import notebook_pipelines.plan
+from notebook_pipelines.cli import format_table, main, parse_failure, parse_failures
 from notebook_pipelines.trace import COLUMNS, STATUSES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,7 +213,8 @@ def test_simulate_var_changes_a_condition(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--fail", "nosuch"], "no step 'nosuch'"),
+        (["--fail", "nosuch"], "--fail: no step of pipeline 'failure_strategies' matches 'nosuch'"),
+        (["--seed", "-1"], "--seed -1: give a whole number ≥ 0"),
         (["--fail", "flaky:x"], "neither attempt numbers"),
         (["--default", "soon"], "cannot read the duration 'soon'"),
         (["--var", "nosuch=1"], "declares no variable 'nosuch'"),
@@ -229,10 +231,48 @@ def test_simulate_bad_input_exits_2_with_one_message(capsys, tmp_path, monkeypat
 def test_simulate_durations_file_with_unknown_step_or_bad_duration_exits_2(capsys, tmp_path):
     durations = tmp_path / "d.yaml"
     durations.write_text("nosuch: 5s\n")
-    assert "no step 'nosuch'" in cli(capsys, "simulate", FAILURES, "--durations", durations, "-q")[2]
+    code, _, err = cli(capsys, "simulate", FAILURES, "--durations", durations, "-q")
+    assert code == 2 and "--durations: no step of pipeline 'failure_strategies' matches 'nosuch'" in err
     durations.write_text("flaky: soon\n")
     code, _, err = cli(capsys, "simulate", FAILURES, "--durations", durations, "-q")
     assert code == 2 and "soon" in err
+
+
+def test_simulate_an_unknown_step_is_refused_with_a_close_match_and_the_steps(capsys):
+    """simulate(strict=True) checks the keys; the CLI words its error with the flag."""
+    code, out, err = cli(capsys, "simulate", FAILURES, "-q", "--fail", "flaki")
+    assert code == 2 and out == ""
+    assert err.startswith("error: --fail: no step of pipeline 'failure_strategies' matches 'flaki'")
+    assert "did you mean 'flaky'?" in err and "steps: flaky, tolerated" in err
+    code, _, err = cli(capsys, "simulate", FAILURES, "-q", "--fail", "*.nosuch_*")
+    assert code == 2 and "matches '*.nosuch_*'" in err  # a glob that matches nothing, too
+
+
+def test_fail_specs_for_one_step_merge():
+    assert parse_failures(["flaky:1", "flaky:3:Timeout", "forced"]) == {
+        "flaky": {"attempts": [1, 3], "error_type": "Timeout"},
+        "forced": True,
+    }
+    assert parse_failures(["flaky:2", "flaky"]) == {"flaky": True}
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [("validate", []), ("render", ["-o", "out.dot"]), ("simulate", ["--fail", "flaky:1"])],
+)
+def test_each_command_compiles_the_pipeline_once(capsys, tmp_path, monkeypatch, command, extra):
+    """Validation is the compilation (structure, then references): no second or third pass."""
+    monkeypatch.chdir(tmp_path)
+    compiled = []
+    real = notebook_pipelines.plan.compile_plan
+
+    def counting(pipeline, check=True):
+        compiled.append(check)
+        return real(pipeline, check)
+
+    monkeypatch.setattr(notebook_pipelines.plan, "compile_plan", counting)
+    code, _, _ = cli(capsys, command, FAILURES, "-q", *extra)
+    assert code == 0 and compiled == [True]
 
 
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])

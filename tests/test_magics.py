@@ -374,6 +374,38 @@ def test_simulate_is_deterministic_and_injects_failures(
     assert shell.user_ns["log"] == []  # a simulation runs no bodies
 
 
+def test_simulate_merges_fail_specs_for_one_step_as_the_command_line_does(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture
+) -> None:
+    cell(shell, capsys, "%pipeline p\n%stage s")
+    cell(shell, capsys, "%%step a --retry 3\npass")
+    out = cell(shell, capsys, "%pipeline simulate --fail a:1 --fail a:2:Timeout")
+    assert out == "pipeline `p` ended Success in 3s (virtual time): 1 step — 1 Success\n"
+    table = shell.run_line_magic("pipeline", "trace --steps --columns attempt,status,error_type")
+    assert table.fillna("").astype(str).values.tolist() == [  # attempts 1, 2: the last error type
+        ["1", "Failed", "Timeout"],
+        ["2", "Failed", "Timeout"],
+        ["3", "Success", ""],
+    ]
+
+
+def test_run_summary_lists_a_group_that_failed_on_its_own_as_the_engine_summary_does() -> None:
+    def broken(ctx: nbp.StepContext) -> bool:
+        raise ZeroDivisionError("division by zero")
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.step_group("g", when=broken) as g:
+        g.step("a")
+    trace = p.simulate()
+    lines = magics.run_summary(trace, virtual=True).splitlines()
+    assert lines[0].startswith("pipeline `p` ended Failed in ")
+    assert lines[1:] == [
+        "  ✗ pipeline.stages.s.spec.execution.steps.g — Failed (Unknown): "
+        "the condition raised ZeroDivisionError: division by zero"
+    ]
+    assert lines[1:] == nbp.engine.summary(trace).splitlines()[1:]
+
+
 def test_validate_prints_valid_or_every_problem(
     shell: InteractiveShell, capsys: pytest.CaptureFixture
 ) -> None:
@@ -470,8 +502,18 @@ MISTAKES = [
         ("line", "pipeline", "simulate --fail g:x"),
         "neither attempt numbers",
     ),
-    ("%pipeline p\n%stage s;;%%step a\npass", ("line", "pipeline", "simulate --fail nope"), "no step 'nope'"),
-    ("%pipeline p", ("line", "pipeline", "trace"), "no trace of `p` yet"),
+    (
+        "%pipeline p\n%stage s;;%%step a\npass",
+        ("line", "pipeline", "simulate --fail nope"),
+        "--fail: no step of pipeline 'p' matches 'nope' (keys are step ids, FQNs or globs); steps: a",
+    ),
+    (
+        "%pipeline p\n%stage s;;%%step build\npass",
+        ("line", "pipeline", "simulate --fail biuld"),
+        "did you mean 'build'?",
+    ),
+    ("%pipeline p\n%stage s;;%%step a\npass", ("line", "pipeline", "simulate --seed -1"), "--seed -1: give"),
+    ("%pipeline never_run", ("line", "pipeline", "trace"), "no trace of `never_run` yet"),
     ("%pipeline p", ("line", "pipeline", "run"), "pipeline `p` is not valid (1 problem"),
     ("%pipeline p", ("line", "pipeline", "delete ghost"), "nothing named `ghost`"),
     ("%pipeline p\n%stage s", ("line", "pipeline", "trace --columns nope"), None),

@@ -8,13 +8,15 @@ import time
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import row
+from conftest import row, rows
 
 import notebook_pipelines as nbp
 from notebook_pipelines.model import Pipeline, Stage, Step
 from notebook_pipelines.steptypes import (
     register_step_type,
+    run_shell_script,
     shell_script_check,
     step_type,
     step_types,
@@ -258,3 +260,79 @@ def test_shell_script_check_lists_what_keeps_a_spec_from_running():
     assert shell_script_check({"source": {"type": "Inline", "spec": {"script": "  "}}}) == [
         "the script is empty: set spec.source.spec.script"
     ]
+
+
+# -- several scripts in one step, and the spec resolved before the step starts ------------------
+def script_spec(script: str, *outputs: str) -> dict:
+    spec: dict = {"shell": "Bash", "source": {"type": "Inline", "spec": {"script": script}}}
+    if outputs:
+        spec["outputVariables"] = [{"name": name, "type": "String", "value": name} for name in outputs]
+    return spec
+
+
+def test_a_body_may_run_several_scripts_and_is_not_left_told_to_stop_by_the_first():
+    def body(ctx: nbp.StepContext) -> dict:
+        first = run_shell_script(ctx, script_spec("X=one", "X"))
+        second = run_shell_script(ctx, script_spec("sleep 0.05; X=two", "X"))
+        ctx.sleep(0.01)  # raised StepCancelled when the first script's end stopped the step
+        return {"first": first["X"], "second": second["X"], "cancelled": ctx.cancelled}
+
+    trace = pipeline(Step("two", run=body)).run(report=False)
+    two = row(trace, "two")
+    assert two["status"] == "Success", two["error"]
+    assert two["outputs"] == {"first": "one", "second": "two", "cancelled": False}
+
+
+def test_R59_a_timeout_still_kills_the_second_script_of_a_body(tmp_path):
+    pid_file = tmp_path / "pid"
+
+    def body(ctx: nbp.StepContext) -> None:
+        run_shell_script(ctx, script_spec("true"))
+        run_shell_script(ctx, script_spec(f"echo $$ > {pid_file}\nsleep 30"))
+
+    trace = pipeline(Step("slow", run=body, timeout="300ms")).run(report=False)
+    slow = row(trace, "slow")
+    assert (slow["status"], slow["error_type"]) == ("Expired", "Timeout")
+    assert gone(int(pid_file.read_text()))
+
+
+def test_D13_an_unresolvable_spec_fails_the_typed_step_once_like_its_inputs(handlers):
+    calls = []
+    register_step_type("Echo", lambda ctx, spec: calls.append(spec))
+    reference = "<+execution.steps.a.output.outputVariables.y>"
+    p = Pipeline("p", variables={"go": 0})
+    with p.stage("s") as s:
+        s.step("a", run=lambda: {"y": 1}, outputs=["y"], when="<+pipeline.variables.go> == 1")
+        s.add(Step("typed", type="Echo", spec={"v": reference}, failure_strategies=nbp.Retry(2)))
+    trace = p.run(report=False)
+    typed = rows(trace, "typed")
+    assert len(typed) == 1 and calls == []  # no attempt ran, no retry (R42–R47, D13)
+    (typed,) = typed.to_dict("records")
+    assert (typed["status"], typed["attempt"], typed["error_type"]) == ("Failed", 1, "Unknown")
+    assert typed["reason"] == "its spec could not be resolved" and pd.isna(typed["action"])
+    assert typed["error"].startswith("spec.v: cannot resolve") and reference in typed["error"]
+    assert pd.isna(typed["log"])  # an expression error, not a traceback
+
+
+def test_a_typed_step_whose_spec_resolves_gets_it_on_each_attempt(handlers):
+    seen = []
+
+    def handler(ctx: nbp.StepContext, spec: dict) -> None:
+        seen.append((ctx.attempt, spec))
+        if ctx.attempt == 1:
+            raise nbp.StepError("try again")
+
+    register_step_type("Echo", handler)
+    p = Pipeline("p", variables={"who": "world"})
+    with p.stage("s") as s:
+        s.add(
+            Step(
+                "typed",
+                type="Echo",
+                spec={"v": "hi <+pipeline.variables.who>"},
+                failure_strategies=nbp.Retry(1),
+            )
+        )
+    trace = p.run(report=False)
+    assert row(trace, "typed")["status"] == "Success"
+    assert seen == [(1, {"v": "hi world"}), (2, {"v": "hi world"})]

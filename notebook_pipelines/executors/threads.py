@@ -10,8 +10,16 @@ notebook cell shows it).
 
 Stopping: ``cancel(job)`` sets the step context's flag (``ctx.cancelled``, ``ctx.sleep``
 wakes up) and raises ``StepCancelled`` in the worker thread at its next Python instruction.
-``close()`` waits for the workers to exit, so no thread outlives the run (a body blocked in
-C code for long is waited for, up to ``join_timeout`` seconds, then reported).
+That signal may land late, after the body's own ``except`` (while the worker builds the
+outcome): the worker then still reports the job back (``complete``/``returned`` always run),
+and once the job is off the running list it drops a signal still pending, so none can land
+between jobs. ``close()`` waits for the workers to exit, so no thread outlives the run (a body
+blocked in C code for long is waited for, up to ``join_timeout`` seconds, then reported).
+
+One executor may serve several runs, one after the other: ``open()`` starts each run with a new
+queue and no workers. Each worker holds the queue and the scheduler of its own run, so a worker
+still stuck in a body that timed out in an earlier run never takes a job of a later one, and
+its late result goes to its own (finished) run.
 """
 
 from __future__ import annotations
@@ -71,10 +79,12 @@ def _remove_tee() -> None:
                 sys.stderr = sys.stderr._stream
 
 
-def _raise_in_thread(thread: threading.Thread, exc: type[BaseException]) -> None:
+def _raise_in_thread(thread: threading.Thread, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in ``thread`` at its next Python instruction (``None``: drop a pending one)."""
     ident = thread.ident
     if ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
+        pending = None if exc is None else ctypes.py_object(exc)  # None is a NULL pointer
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), pending)
 
 
 class ThreadExecutor:
@@ -94,11 +104,22 @@ class ThreadExecutor:
         self.busy = 0
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._running: dict[int, tuple[Any, threading.Thread]] = {}
+        # stop signals raised into each running job (kept across runs: a late worker pops its own)
+        self._signalled: dict[int, int] = {}
         self._lock = threading.Lock()
+
+    #: the scheduler resolves the ``spec`` of body-less typed steps for this executor's handlers
+    runs_handlers = True
 
     def open(self, scheduler: Any) -> None:
         self.scheduler = scheduler
         self.clock = scheduler.clock
+        # a new run: new queue, no workers (those of the last run have ended, or are stuck in a
+        # timed-out body and read their own run's queue)
+        self.threads = []
+        self.busy = 0
+        self._work = queue.SimpleQueue()
+        self._running = {}
         if self.capture:
             _install_tee()
 
@@ -108,14 +129,19 @@ class ThreadExecutor:
             self.scheduler.complete(job, Outcome(SUCCESS, now, now, "main"))
             return
         self.scheduler.context(job)
+        # a typed step's spec, resolved by the scheduler (on this, the loop's thread) before it started
+        spec = self.scheduler._resolved_spec.get(job.node.index) if job.node.body is None else None
         self.busy += 1
         if self.busy > len(self.threads):
             thread = threading.Thread(
-                target=self._worker, name=f"nbp-worker-{len(self.threads)}", daemon=True
+                target=self._worker,
+                args=(self._work, self.scheduler),
+                name=f"nbp-worker-{len(self.threads)}",
+                daemon=True,
             )
             self.threads.append(thread)
             thread.start()
-        self._work.put(job)
+        self._work.put((job, spec))
 
     def returned(self, job: Any) -> None:
         if job.node.body is not None or job.node.type is not None:  # it went to a worker
@@ -127,52 +153,65 @@ class ThreadExecutor:
             entry = self._running.get(id(job))
             if entry is not None and entry[0] is job:
                 _raise_in_thread(entry[1], StepCancelled)
+                self._signalled[id(job)] = self._signalled.get(id(job), 0) + 1
 
-    def _worker(self) -> None:
+    def _worker(self, work: queue.SimpleQueue, scheduler: Any) -> None:
+        """Take jobs from ``work`` (this run's queue) until ``None``; report to ``scheduler``."""
         me = threading.current_thread()
         while True:
             try:
-                job = self._work.get()
-                if job is None:
+                item = work.get()
+                if item is None:
                     return
-                self._run_one(job, me)
-            except StepCancelled:
-                # a stop signal that arrived after its job had ended: the scheduler had already
-                # given up on that job (timed out or aborted), so nothing is lost
+                self._run_one(item[0], item[1], me, scheduler)
+            except StepCancelled:  # a safety net: _run_one drops the stop signals still pending
                 _local.buffer = None
-                with self._lock:
-                    for key, (_job, thread) in list(self._running.items()):
-                        if thread is me:
-                            del self._running[key]
 
-    def _run_one(self, job: Any, me: threading.Thread) -> None:
-        clock = self.clock
-        with self._lock:
-            self._running[id(job)] = (job, me)
+    def _run_one(self, job: Any, spec: Any, me: threading.Thread, scheduler: Any) -> None:
+        clock = scheduler.clock
         buffer: list[str] = []
-        _local.buffer = buffer
-        job.data = (me.name, buffer)  # what the scheduler keeps if it gives up on the job
         start = clock.now()
+        # what is reported if a stop signal lands after the body's own handlers below
+        outcome = Outcome("Aborted", start, start, me.name, None, "the step was told to stop")
+        delivered = 0  # stop signals of cancel() that landed here (they carry no message)
         try:
-            result = call_body(job.node, job.ctx, self.scheduler.namespace, self.scheduler)
-            outputs = dict(job.ctx.outputs)
-            if isinstance(result, dict):
-                outputs.update(result)
-            outcome = Outcome(SUCCESS, start, clock.now(), me.name, outputs=outputs or None)
-        except StepCancelled:
-            outcome = Outcome("Aborted", start, clock.now(), me.name, None, "the step was told to stop")
-        except BaseException as exc:  # the body's own failure goes into the trace
-            end = clock.now()
-            status, error_type, text = outcome_of_exception(exc)
-            if not isinstance(exc, StepError):  # a StepError is a chosen failure: its message says it all
-                buffer.append(traceback.format_exc())
-            outcome = Outcome(status, start, end, me.name, error_type, text)
-        finally:
             with self._lock:
-                self._running.pop(id(job), None)
+                self._running[id(job)] = (job, me)
+            _local.buffer = buffer
+            job.data = (me.name, buffer)  # what the scheduler keeps if it gives up on the job
+            try:
+                result = call_body(job.node, job.ctx, scheduler.namespace, spec)
+                outputs = dict(job.ctx.outputs)
+                if isinstance(result, dict):
+                    outputs.update(result)
+                outcome = Outcome(SUCCESS, start, clock.now(), me.name, outputs=outputs or None)
+            except StepCancelled as exc:
+                delivered += not exc.args
+                outcome = Outcome("Aborted", start, clock.now(), me.name, None, "the step was told to stop")
+            except BaseException as exc:  # the body's own failure goes into the trace
+                end = clock.now()
+                status, error_type, text = outcome_of_exception(exc)
+                if not isinstance(exc, StepError):  # a StepError is a chosen failure: its message says it all
+                    buffer.append(traceback.format_exc())
+                outcome = Outcome(status, start, end, me.name, error_type, text)
+        except StepCancelled as exc:  # landed late, in the handlers above: the job was given up already
+            delivered += not exc.args
+        finally:
+            # Off the running list (no stop signal can be raised into this thread after that), and
+            # a signal raised but not landed yet dropped (only then: dropping one slows Python down
+            # until the next signal lands); a signal landing meanwhile only repeats the loop.
+            while True:
+                try:
+                    with self._lock:
+                        self._running.pop(id(job), None)
+                        if self._signalled.pop(id(job), 0) > delivered:
+                            _raise_in_thread(me, None)
+                    break
+                except StepCancelled as exc:
+                    delivered += not exc.args
             _local.buffer = None
-        outcome.log = "".join(buffer) or None
-        self.scheduler.post(self.scheduler._complete_posted, (job, outcome))
+            outcome.log = "".join(buffer) or None
+            scheduler.post(scheduler._complete_posted, (job, outcome))
 
     def close(self, cancel: bool = False) -> None:
         """End the workers. With ``cancel``, running bodies are told to stop and waited for;

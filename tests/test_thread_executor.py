@@ -1,0 +1,126 @@
+"""ThreadExecutor across runs and at its edges: one executor used for several runs, and stop
+signals (``StepCancelled``) that land in a worker after the body has already ended.
+
+A run that would hang runs in a guard thread joined with a timeout, so a hang fails the test
+instead of stopping the suite (the timeout is a hang guard, not a timing check).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from conftest import row, sleeper, worker_threads
+
+import notebook_pipelines as nbp
+from notebook_pipelines.executors.threads import ThreadExecutor
+from notebook_pipelines.model import Pipeline, Stage, Step
+
+
+def pipeline(*items: Any) -> Pipeline:
+    return Pipeline("p", stages=[Stage("s", items=list(items))])
+
+
+def finishes(fn: Callable[[], Any], guard: float = 20.0) -> Any:
+    """``fn()`` run in a thread; fails (instead of hanging) when it has not returned after ``guard`` s."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # handed to the test below
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="test-guard", daemon=True)
+    thread.start()
+    thread.join(guard)
+    assert not thread.is_alive(), f"{fn.__name__} hangs (still running after {guard:g}s)"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def test_one_thread_executor_runs_two_runs_one_after_the_other():
+    p = pipeline(Step("a", run=sleeper(0.01, "hi")))
+    executor = ThreadExecutor()
+
+    def twice() -> list:
+        return [p.run(executor=executor, report=False) for _ in range(2)]
+
+    first, second = finishes(twice)
+    assert first["status"].tolist() == second["status"].tolist() == ["Success"] * 3
+    assert row(second, "a")["log"] == "hi\n"
+    assert executor.busy == 0
+
+
+def test_a_body_stuck_since_the_last_run_takes_no_job_of_the_next_one():
+    release = threading.Event()
+    stuck: dict[str, threading.Thread] = {}
+
+    def hang() -> None:
+        stuck["thread"] = threading.current_thread()
+        release.wait()  # blocked in C code: the timeout's stop signal lands only when it returns
+
+    def free() -> dict:
+        release.set()
+        stuck["thread"].join(10)  # it must end on its own run's queue, not wait on this run's
+        return {"ended": not stuck["thread"].is_alive()}
+
+    barrier = threading.Barrier(2, timeout=10)  # the two parallel bodies must really overlap
+    first = pipeline(Step("hang", run=hang, timeout="50ms"))
+    second = Pipeline("p")
+    with second.stage("s") as s:
+        s.step("free", run=free)
+        with s.parallel():
+            s.step("left", run=lambda: {"met": barrier.wait() >= 0})
+            s.step("right", run=lambda: {"met": barrier.wait() >= 0})
+    executor = ThreadExecutor(join_timeout=2.0)
+
+    def both() -> tuple:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # "step(s) still running after the run ended"
+            return first.run(executor=executor, report=False), second.run(executor=executor, report=False)
+
+    one, two = finishes(both)
+    assert row(one, "hang")["status"] == "Expired"
+    assert row(two, "free")["outputs"] == {"ended": True}
+    assert row(two, "left")["outputs"] == row(two, "right")["outputs"] == {"met": True}
+    assert two["status"].iloc[0] == "Success" and executor.busy == 0
+    assert not worker_threads()
+
+
+def test_a_stop_signal_landing_after_the_body_still_hands_the_worker_back():
+    """The timeout's stop signal reaches the worker while it turns the body's exception into an
+    outcome (``str(exc)`` waits in ``ctx.sleep`` until it comes): the worker must still report
+    the job back, or the executor would count it busy for ever."""
+    reported = threading.Event()
+
+    class Watching(ThreadExecutor):
+        def returned(self, job: Any) -> None:
+            super().returned(job)
+            if job.node.id == "late":
+                reported.set()
+
+    class Late(Exception):
+        def __init__(self, ctx: nbp.StepContext):
+            super().__init__()
+            self.ctx = ctx
+
+        def __str__(self) -> str:
+            self.ctx.sleep(30)  # raises StepCancelled when the step times out
+            return "never"
+
+    def late(ctx: nbp.StepContext) -> None:
+        raise Late(ctx)
+
+    p = pipeline(
+        Step("late", run=late, timeout="50ms", failure_strategies=nbp.Ignore()),
+        Step("after", run=lambda: {"reported": reported.wait(10)}),
+    )
+    executor = Watching()
+    trace = finishes(lambda: p.run(executor=executor, report=False))
+    assert (row(trace, "late")["status"], row(trace, "late")["error_type"]) == ("IgnoreFailed", "Timeout")
+    assert row(trace, "after")["outputs"] == {"reported": True}
+    assert executor.busy == 0
