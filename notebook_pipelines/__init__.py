@@ -62,8 +62,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "run": ("engine", "run"),
     "last_trace": ("engine", "last_trace"),
-    "StepContext": ("engine", "StepContext"),
-    "StepCancelled": ("engine", "StepCancelled"),
+    "StepContext": ("context", "StepContext"),
+    "StepCancelled": ("context", "StepCancelled"),
     "InterventionRequest": ("engine", "InterventionRequest"),
     "simulate": ("simulation", "simulate"),
     "compare": ("whatif", "compare"),

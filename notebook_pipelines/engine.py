@@ -50,23 +50,28 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .context import CURRENT_CONTEXT, StepCancelled, StepContext, _current
 from .errors import ExpressionError, PipelineError, RunFailed, RunInterrupted, StepError
 from .failure import (
-    Abort,
-    Action,
-    Ignore,
     ManualIntervention,
-    MarkAsSuccess,
-    PipelineRollback,
-    ProceedWithDefaultValues,
-    Retry,
-    RetryStepGroup,
-    StageRollback,
-    StepGroupRollback,
-    action_from_dict,
 )
-from .plan import Plan, PlanNode, choose, compile_plan
-from .trace import POSITIVE, Recorder, build_trace
+from .plan import Plan, PlanNode, compile_plan
+from .semantics import (
+    ABORTED,
+    ACQUIRE,
+    ALL,
+    ASK,
+    EXEC,
+    EXPIRED,
+    FAILED,
+    NOT_STARTED,
+    SKIPPED,
+    SLEEP,
+    SUCCESS,
+    Scope,
+    Semantics,
+)
+from .trace import Recorder, build_trace
 
 __all__ = [
     "InterventionRequest",
@@ -80,88 +85,12 @@ __all__ = [
     "run",
 ]
 
-ALL, EXEC, SLEEP, ASK, ACQUIRE = "all", "exec", "sleep", "ask", "acquire"
-SUCCESS, FAILED, SKIPPED, ABORTED, EXPIRED = "Success", "Failed", "Skipped", "Aborted", "Expired"
-IGNORE_FAILED, NOT_STARTED = "IgnoreFailed", "NotStarted"
-#: D4: the most severe non-positive child status decides a container's status.
-SEVERITY = {"Aborted": 6, "Errored": 5, "Failed": 4, "Expired": 3, "ApprovalRejected": 2, "FreezeFailed": 1}
-
 _LAST: list = [None]
 
 
 def last_trace():
     """The trace of the last run or simulation in this process (also after an interrupt)."""
     return _LAST[0]
-
-
-class StepCancelled(BaseException):
-    """Raised inside a step's thread when the run is aborted or the step timed out."""
-
-
-class StepContext:
-    """What a step body receives as its first argument.
-
-    Attributes:
-        fqn, id, name, stage, step_group: where the step sits.
-        attempt: 1 for the first run, 2 for the first retry, …
-        outputs: a dict; put output variables here (or return a dict from the body).
-        variables: the pipeline, stage, group and step variables visible to the step.
-        inputs: the step's resolved inputs.
-    """
-
-    __slots__ = (
-        "_cancelled",
-        "_event",
-        "_watchers",
-        "attempt",
-        "fqn",
-        "id",
-        "inputs",
-        "name",
-        "outputs",
-        "run_id",
-        "stage",
-        "step_group",
-        "variables",
-    )
-
-    def __init__(self, node: PlanNode, attempt: int, run_id: str, variables: dict, inputs: dict):
-        self.fqn, self.id, self.name = node.fqn, node.id, node.name
-        self.stage = node.stage.id if node.stage is not None else None
-        self.step_group = node.group.id if node.group is not None else None
-        self.attempt, self.run_id = attempt, run_id
-        self.outputs: dict = {}
-        self.variables, self.inputs = variables, inputs
-        self._cancelled = False
-        self._event: threading.Event | None = None
-        self._watchers: list[threading.Event] = []  # more events cancel() sets (one per shell script)
-
-    @property
-    def cancelled(self) -> bool:
-        """True once the run was aborted or interrupted, or the step timed out: stop soon."""
-        return self._cancelled
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        if self._event is not None:
-            self._event.set()
-        for event in list(self._watchers):
-            event.set()
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep that wakes up (raising ``StepCancelled``) when the step is told to stop."""
-        if self._event is None:
-            self._event = threading.Event()
-        if self._cancelled or self._event.wait(seconds):
-            raise StepCancelled(f"{self.fqn} was told to stop")
-
-    def check(self) -> None:
-        """Raise ``StepCancelled`` if the step was told to stop (call it in long loops)."""
-        if self._cancelled:
-            raise StepCancelled(f"{self.fqn} was told to stop")
-
-    def __repr__(self) -> str:
-        return f"<StepContext {self.fqn} attempt={self.attempt}>"
 
 
 class Outcome:
@@ -200,50 +129,6 @@ class Task:
     def __init__(self, gen: Any, parent: Task | None, index: int):
         self.gen, self.parent, self.index = gen, parent, index
         self.pending, self.results, self.scope = 0, None, None
-
-
-class Scope:
-    """The running state of a pipeline, stage, step group, or rollback section."""
-
-    __slots__ = (
-        "expired",
-        "failed",
-        "kind",
-        "node",
-        "parent",
-        "ran",
-        "request",
-        "retries",
-        "rolled_back",
-        "stage_scope",
-        "stop",
-    )
-
-    def __init__(self, node: PlanNode, parent: Scope | None, kind: str):
-        self.node, self.parent, self.kind = node, parent, kind
-        self.failed = False  # something in this stage (pipeline) failed so far (R29, R30)
-        self.stop: str | None = None  # why nothing new may start here
-        self.request: Action | None = None  # a rollback/retry asked for by a failing child
-        self.ran: list = []  # groups (stages) that ran, with their scopes, for rollback (R36, R38)
-        self.rolled_back = False
-        self.expired = False
-        self.retries = 0  # RetryStepGroup retries already used by this group (R19)
-        # where "failed so far" is kept for the nodes in this scope: the stage, or rollback section
-        self.stage_scope = self if kind in ("stage", "rollback") or parent is None else parent.stage_scope
-
-    def up(self, *kinds: str) -> Scope | None:
-        scope: Scope | None = self
-        while scope is not None and scope.kind not in kinds:
-            scope = scope.parent
-        return scope
-
-    def within(self, other: Scope) -> bool:
-        scope: Scope | None = self
-        while scope is not None:
-            if scope is other:
-                return True
-            scope = scope.parent
-        return False
 
 
 class InterventionRequest:
@@ -305,28 +190,6 @@ class RealClock:
             return None
 
 
-_current = threading.local()
-
-
-class _CurrentContext:
-    """Stands for the step context of the step running on the calling thread (code-text bodies)."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # introspection (doctest, pickle, IPython) sees a plain object
-            raise AttributeError(name)
-        ctx = getattr(_current, "ctx", None)
-        if ctx is None:
-            raise RuntimeError("`ctx` is only available while a step's code runs")
-        return getattr(ctx, name)
-
-    def __repr__(self) -> str:
-        ctx = getattr(_current, "ctx", None)
-        return repr(ctx) if ctx is not None else "<step context: no step running>"
-
-
-CURRENT_CONTEXT = _CurrentContext()
-
-
 def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, spec: Any = None) -> Any:
     """Run a step body: a callable (with ``ctx`` when it takes an argument) or code text.
 
@@ -375,7 +238,7 @@ def outcome_of_exception(exc: BaseException) -> tuple[str, str, str]:
     return FAILED, "Unknown", f"{type(exc).__name__}: {exc}"
 
 
-class Scheduler:
+class Scheduler(Semantics):
     """Runs one plan to completion with one clock and one executor. Use :func:`execute`."""
 
     def __init__(
@@ -761,383 +624,6 @@ class Scheduler:
                 self._record(node, 0, NOT_STARTED, None, None, reason=why)
 
     # -- conditions -----------------------------------------------------------------------------
-    def _should_run(self, node: PlanNode, scope: Scope) -> tuple[bool, str | None, str | None]:
-        """(run?, reason if skipped, error if the condition failed) — R28–R31."""
-        when = node.when
-        failed = scope.failed if node.kind == "stage" else scope.stage_scope.failed
-        if when.condition is None and when.status == "Success" and not failed:
-            return True, None, None  # the common case
-        where = "pipeline" if node.kind == "stage" else "stage"
-        if when.status == "Success" and failed:
-            return False, f"the {where} has failed so far (status condition Success)", None
-        if when.status == "Failure" and not failed:
-            return False, f"the {where} has not failed (status condition Failure)", None
-        condition = when.condition
-        if condition is None:
-            return True, None, None
-        try:
-            value = self._evaluate(node, condition)
-        except ExpressionError as err:
-            return False, None, str(err)
-        except Exception as err:  # a Python condition raised: the node fails, the run goes on
-            return False, None, f"the condition raised {type(err).__name__}: {err}"
-        if _truthy(value):
-            return True, None, None
-        text = condition if isinstance(condition, str) else getattr(condition, "__name__", "condition")
-        return False, f"condition {text} is false", None
-
-    def _evaluate(self, node: PlanNode, condition: Any) -> Any:
-        if callable(condition):
-            ctx = StepContext(node, 0, self.run_id, self._variables(node), {})
-            return condition(ctx)
-        from .references import evaluate_condition
-
-        return evaluate_condition(self, node, condition)
-
-    # -- the semantics --------------------------------------------------------------------------
-    def _items(self, items: tuple, scope: Scope):
-        statuses: list = []
-        for i, item in enumerate(items):
-            reason = self._stop_reason(scope)
-            if reason is not None:
-                if not isinstance(scope.request, RetryStepGroup):  # a retried group runs them again
-                    self._mark(items[i:], NOT_STARTED, reason, None)
-                break
-            if item.kind == "parallel":
-                statuses.extend((yield (ALL, [self._node(child, scope) for child in item.items])))
-            else:
-                statuses.append((yield from self._node(item, scope)))
-        return statuses
-
-    def _node(self, node: PlanNode, scope: Scope):
-        if node.kind == "step":
-            return self._step(node, scope)
-        if node.kind == "step_group":
-            return self._group(node, scope)
-        return self._stage(node, scope)
-
-    def _container_status(self, statuses: list, scope: Scope) -> str:
-        if scope.expired:
-            return EXPIRED
-        if self.aborted is not None:  # E15: every container still running at the abort ends Aborted
-            return ABORTED
-        if scope.rolled_back:
-            return FAILED
-        worst, rank = SUCCESS, 0
-        for status in statuses:
-            if status not in POSITIVE:
-                r = SEVERITY.get(status, 0)
-                if worst == SUCCESS or r > rank:
-                    worst, rank = status, r
-        if worst == NOT_STARTED:
-            return ABORTED
-        return worst
-
-    def _pipeline(self, root: PlanNode):
-        start = self.clock.now()
-        scope = Scope(root, None, "pipeline")
-        timer = self.call_at(start + root.timeout, self._expire_scope, scope) if root.timeout else None
-        statuses = yield from self._items(root.items, scope)
-        if isinstance(scope.request, PipelineRollback) and self.aborted is None:
-            # the stop reason held the execution back; it must not hold back the rollback (R38)
-            stopped, scope.stop = scope.stop, None
-            for stage, stage_scope in reversed(scope.ran):
-                if not stage_scope.rolled_back:
-                    yield from self._rollback_stage(stage, stage_scope)
-            scope.rolled_back, scope.stop = True, scope.stop or stopped
-        if timer is not None:
-            timer[4] = False
-        status = self._container_status(statuses, scope)
-        action = "PipelineRollback" if scope.rolled_back else None
-        self._record(
-            root, 1, status, start, self.clock.now(), reason=self.aborted or scope.stop, action=action
-        )
-        return status
-
-    def _skip_or_fail(self, node: PlanNode, scope: Scope, reason: str | None, error: str | None) -> str:
-        now = self.clock.now()
-        if error is not None:
-            why = reason or (
-                "its inputs could not be resolved"
-                if node.kind == "step" and node.inputs
-                else "condition failed"
-            )
-            self._record(node, 1, FAILED, now, now, error_type="Unknown", error=error, reason=why)
-            for item in (*node.items, *node.rollback):
-                self._mark((item,), NOT_STARTED, "its parent's condition failed", None)
-            self._failed(node, scope, FAILED)
-            return FAILED
-        self._mark((node,), SKIPPED, reason or "skipped", now)
-        return SKIPPED
-
-    def _failed(self, node: PlanNode, scope: Scope, status: str) -> None:
-        """Note a non-positive status in 'successful so far' of the stage (or pipeline)."""
-        if status in POSITIVE:
-            return
-        if node.kind != "stage" and self._retry_pending(scope):
-            return  # an enclosing group will run again (R19, E6): this failure does not count yet
-        target = scope if node.kind == "stage" else scope.stage_scope
-        if target is not None:
-            target.failed = True
-
-    @staticmethod
-    def _retry_pending(scope: Scope) -> bool:
-        """True when this group, or one enclosing it, is about to be retried (RetryStepGroup)."""
-        cur: Scope | None = scope
-        while cur is not None and cur.kind == "group":
-            if isinstance(cur.request, RetryStepGroup):
-                return True
-            cur = cur.parent
-        return False
-
-    def _stage(self, node: PlanNode, pscope: Scope):
-        ok, reason, error = self._should_run(node, pscope)
-        if not ok:
-            return self._skip_or_fail(node, pscope, reason, error)
-        if node.resource is not None:
-            got = yield (ACQUIRE, node.resource, pscope)
-            if not got:
-                self._mark((node,), NOT_STARTED, self._stop_reason(pscope) or "not started", None)
-                return NOT_STARTED
-        start = self.clock.now()
-        self._notify(self._started, node, 1, start)
-        scope = Scope(node, pscope, "stage")
-        pscope.ran.append((node, scope))
-        timer = self.call_at(start + node.timeout, self._expire_scope, scope) if node.timeout else None
-        statuses = yield from self._items(node.items, scope)
-        if isinstance(scope.request, StageRollback) and self.aborted is None:
-            yield from self._rollback_stage(node, scope)
-        if timer is not None:
-            timer[4] = False
-        if node.resource is not None:
-            self._release(node.resource)
-        status = self._container_status(statuses, scope)
-        action = "StageRollback" if scope.rolled_back else None
-        why = "rolled back" if scope.rolled_back else scope.stop if status != SUCCESS else None
-        self._record(node, 1, status, start, self.clock.now(), reason=why, action=action)
-        self._failed(node, pscope, status)
-        return status
-
-    def _rollback_stage(self, node: PlanNode, scope: Scope):
-        """R36: rollback lists of the groups that ran, in reverse order, then the stage's list."""
-        rscope = Scope(node, scope.parent, "rollback")
-        for group, group_scope in reversed(scope.ran):
-            if group.rollback and not group_scope.rolled_back:
-                group_scope.rolled_back = True
-                yield from self._items(group.rollback, rscope)
-        if node.rollback:
-            yield from self._items(node.rollback, rscope)
-        scope.rolled_back = True
-        # what a stage rollback did not reach stays NotStarted, with the reason
-        for group, _ in scope.ran:
-            self._mark(
-                tuple(i for i in group.rollback if not self._seen(i)), NOT_STARTED, "not rolled back", None
-            )
-
-    def _seen(self, item: PlanNode) -> bool:
-        nodes = item.items if item.kind == "parallel" else (item,)
-        return all(n.index in self.recorder.seen for n in nodes)
-
-    def _group(self, node: PlanNode, scope: Scope):
-        ok, reason, error = self._should_run(node, scope)
-        if not ok:
-            return self._skip_or_fail(node, scope, reason, error)
-        stage_scope = scope.stage_scope
-        attempt, retries = 0, 0
-        while True:
-            attempt += 1
-            start = self.clock.now()
-            self._notify(self._started, node, attempt, start)
-            gscope = Scope(node, scope, "group")
-            gscope.retries = retries
-            if attempt == 1:
-                stage_scope.ran.append((node, gscope))
-            else:
-                stage_scope.ran[:] = [(n, gscope if n is node else s) for n, s in stage_scope.ran]
-            timer = self.call_at(start + node.timeout, self._expire_scope, gscope) if node.timeout else None
-            statuses = yield from self._items(node.items, gscope)
-            if timer is not None:
-                timer[4] = False
-            request = gscope.request
-            if isinstance(request, RetryStepGroup) and self._stop_reason(scope) is None:
-                if retries < request.count:
-                    retries += 1
-                    self._record(node, attempt, FAILED, start, self.clock.now(), action="RetryStepGroup")
-                    wait = request.interval(retries)
-                    if wait:
-                        yield (SLEEP, wait, scope)
-                    if self._stop_reason(scope) is None:
-                        continue
-                    self._record(node, attempt + 1, NOT_STARTED, None, None, reason=self._stop_reason(scope))
-                    return FAILED
-                stage_scope.failed = True
-            if isinstance(request, StepGroupRollback) and self.aborted is None and scope.kind != "rollback":
-                if node.rollback:
-                    gscope.rolled_back = True
-                    yield from self._items(node.rollback, Scope(node, scope, "rollback"))
-                gscope.rolled_back = True
-            status = self._container_status(statuses, gscope)
-            action = "StepGroupRollback" if gscope.rolled_back else None
-            why = "rolled back" if gscope.rolled_back else gscope.stop if status != SUCCESS else None
-            self._record(node, attempt, status, start, self.clock.now(), reason=why, action=action)
-            self._failed(node, scope, status)
-            return status
-
-    def _step(self, node: PlanNode, scope: Scope):
-        ok, reason, error = self._should_run(node, scope)
-        if not ok:
-            return self._skip_or_fail(node, scope, reason, error)
-        if node.inputs:
-            error = self._resolve_inputs(node)
-            if error is not None:
-                return self._skip_or_fail(node, scope, None, error)
-        if node.body is None and node.type is not None and getattr(self.executor, "runs_handlers", False):
-            # a typed step's spec, like its inputs: resolved here, on the loop's thread (D13)
-            from .steptypes import resolve_spec
-
-            try:
-                self._resolved_spec[node.index] = resolve_spec(self, node, node.spec or {})
-            except ExpressionError as err:
-                return self._skip_or_fail(node, scope, "its spec could not be resolved", str(err))
-        attempt = self.runs.get(node.index, 0)
-        used: dict[int, int] = {}
-        while True:
-            attempt += 1
-            self.runs[node.index] = attempt
-            outcome = yield (EXEC, node, attempt, scope)
-            status = outcome.status
-            if status == SUCCESS:
-                self.outputs[node.fqn] = outcome.outputs or {}
-                row = (node.index, None, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker)
-                self._add(node, (*row, None, None, None, outcome.outputs, outcome.log, self._inputs_of(node)))
-                return SUCCESS
-            info = {"worker": outcome.worker, "log": outcome.log}
-            info.update(error_type=outcome.error_type, error=outcome.error)
-            if status == ABORTED or self._scope_expired(scope):
-                self._record(
-                    node, attempt, status, outcome.start, outcome.end, reason=self._stop_reason(scope), **info
-                )
-                self._failed(node, scope, status)
-                return status
-            action, owner = choose(node, outcome.error_type or "Unknown")
-            retry = False
-            while True:
-                if isinstance(action, Retry):
-                    n = used.get(id(action), 0)
-                    if n < action.count and self._retry_applies(action, node, outcome):
-                        used[id(action)] = n + 1
-                        self._record(
-                            node, attempt, status, outcome.start, outcome.end, action="Retry", **info
-                        )
-                        wait = action.interval(n + 1)
-                        if wait:
-                            yield (SLEEP, wait, scope)
-                        retry = True
-                        break
-                    action = action.then
-                    continue
-                if isinstance(action, ManualIntervention):
-                    if self.aborted is not None:
-                        break
-                    answer = yield (ASK, node, outcome, action, scope)
-                    if self.aborted is not None:
-                        action = Abort()
-                        break
-                    if answer is None and self._scope_expired(scope):  # R61: the stage ran out of time
-                        status, info["reason"] = EXPIRED, self._stop_reason(scope)
-                        break
-                    if answer is None:
-                        info["reason"] = "manual intervention timed out"
-                        action = action.on_timeout
-                        continue
-                    if answer == "Retry":
-                        self._record(
-                            node,
-                            attempt,
-                            status,
-                            outcome.start,
-                            outcome.end,
-                            action="Retry",
-                            reason="manual intervention",
-                            **info,
-                        )
-                        retry = True
-                        break
-                    info["reason"] = f"manual intervention: {answer}"
-                    action = action_from_dict(answer)
-                    continue
-                break
-            if retry:
-                if self._stop_reason(scope) is not None:
-                    self._record(node, attempt + 1, NOT_STARTED, None, None, reason=self._stop_reason(scope))
-                    return status
-                continue
-            final = self._apply(action, node, scope, status, owner)
-            info["error"] = outcome.error  # with the error of a retry condition that failed, if any
-            self._record(node, attempt, final, outcome.start, outcome.end, action=action.type, **info)
-            if isinstance(action, Abort):
-                self.abort(f"aborted by the failure strategy of {node.fqn}")
-            return final
-
-    def _scope_expired(self, scope: Scope) -> bool:
-        cur: Scope | None = scope
-        while cur is not None:
-            if cur.expired:
-                return True
-            cur = cur.parent
-        return False
-
-    def _retry_applies(self, action: Retry, node: PlanNode, outcome: Outcome) -> bool:
-        if action.condition is None:
-            return True
-        from .references import evaluate_condition
-
-        try:  # a condition that cannot be evaluated does not retry; its error joins the step's (D13)
-            if callable(action.condition):
-                return _truthy(action.condition(outcome))
-            return _truthy(evaluate_condition(self, node, action.condition, failure=outcome))
-        except Exception as err:
-            outcome.error = f"{outcome.error}\nthe retry condition failed: {err}"
-            return False
-
-    def _apply(
-        self, action: Action, node: PlanNode, scope: Scope, status: str, owner: PlanNode | None = None
-    ) -> str:
-        """The node's final status under ``action``, and what it asks of its containers (R21).
-
-        ``owner`` is the node whose failure strategy chose the action: a group-level action
-        acts on that group (with nested groups, not necessarily the innermost one).
-        """
-        rollback_phase = scope.stage_scope.kind == "rollback"
-        if isinstance(action, Ignore):
-            return IGNORE_FAILED
-        if isinstance(action, MarkAsSuccess | ProceedWithDefaultValues):
-            return SUCCESS
-        if not rollback_phase:
-            if isinstance(action, StageRollback):
-                target = scope.up("stage")
-                target.request, target.stop = action, "stage rolled back"
-            elif isinstance(action, StepGroupRollback | RetryStepGroup):
-                target = scope.up("group")
-                if owner is not None and owner.kind == "step_group":
-                    while target is not None and target.node is not owner:
-                        target = target.parent
-                if isinstance(action, RetryStepGroup) and target and target.retries >= action.count:
-                    target = None  # retries used up: the step fails, the next nodes' `when` decide (E9)
-                if target is not None:
-                    target.request = action
-                    target.stop = (
-                        "step group retried"
-                        if isinstance(action, RetryStepGroup)
-                        else "step group rolled back"
-                    )
-                    if isinstance(action, RetryStepGroup):
-                        return status
-            elif isinstance(action, PipelineRollback):
-                target = scope.up("pipeline")
-                target.request, target.stop = action, "pipeline rolled back"
-        self._failed(node, scope, status)
-        return status
 
 
 def _noop(_: Any) -> None:
@@ -1153,12 +639,6 @@ def _partial(job: Job) -> tuple[str | None, str | None]:
         worker, buffer = job.data
         return worker, "".join(buffer) or None
     return None, None
-
-
-def _truthy(value: Any) -> bool:
-    from .expressions import truthy
-
-    return truthy(value)
 
 
 def execute(

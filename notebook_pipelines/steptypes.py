@@ -360,7 +360,7 @@ def run_shell_script(ctx: Any, spec: dict) -> dict | None:
     problems = shell_script_check(spec)
     if problems:
         raise StepError("; ".join(problems), "Unknown")
-    from .engine import StepCancelled
+    from .context import StepCancelled
 
     script = _text(_script(spec))
     envs, _ = _pairs(spec.get("environmentVariables"), "environmentVariables")

@@ -44,8 +44,11 @@ def gone(pid: int) -> bool:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        if Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            return True  # a zombie has exited; only its parent's wait is left
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True  # a zombie has exited; only its parent's wait is left
+        except OSError:
+            return True  # it vanished between the two looks
         time.sleep(0.01)
     return False
 

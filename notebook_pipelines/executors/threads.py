@@ -33,8 +33,10 @@ import traceback
 import warnings
 from typing import Any
 
-from ..engine import SUCCESS, Outcome, StepCancelled, call_body, outcome_of_exception
+from ..context import StepCancelled
+from ..engine import Outcome, call_body, outcome_of_exception
 from ..errors import StepError
+from ..semantics import SUCCESS
 
 __all__ = ["ThreadExecutor"]
 

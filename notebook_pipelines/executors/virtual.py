@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..engine import FAILED, SUCCESS, Outcome
+from ..engine import Outcome
+from ..semantics import FAILED, SUCCESS
 
 __all__ = ["VirtualClock", "VirtualExecutor"]
 
