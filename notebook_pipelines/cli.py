@@ -467,9 +467,10 @@ def _simulate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .engine import run
 
-    pipeline = _load_plan(args).pipeline
+    plan = _load_plan(args)
+    pipeline = plan.pipeline
     try:
-        trace = run(pipeline, report=False)
+        trace = run(plan, report=False)  # compiled once, by _load_plan
     except RunInterrupted as err:
         _finish(args, err.trace, "interrupted")
         return 130

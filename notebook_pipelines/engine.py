@@ -55,7 +55,7 @@ from .errors import ExpressionError, PipelineError, RunFailed, RunInterrupted, S
 from .failure import (
     ManualIntervention,
 )
-from .plan import Plan, PlanNode, compile_plan
+from .plan import Plan, PlanNode, as_plan
 from .semantics import (
     ABORTED,
     ACQUIRE,
@@ -268,6 +268,7 @@ class Scheduler(Semantics):
         self.outputs: dict[str, dict] = {}
         self.statuses: dict[str, str] = {}
         self._resolved: dict[int, dict] = {}
+        self._merged_variables: dict[int, dict] = {}
         self._resolved_spec: dict[int, Any] = {}  # typed steps' specs, resolved before they start
         self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
         self.on_intervention = on_intervention
@@ -476,16 +477,14 @@ class Scheduler(Semantics):
         return job.ctx
 
     def _variables(self, node: PlanNode) -> dict:
-        out: dict = {}
-        chain = []
-        cur: PlanNode | None = node
-        while cur is not None:
-            chain.append(cur)
-            cur = cur.parent
-        for level in reversed(chain):
-            if level.variables:
-                out.update(level.variables)
-        return out
+        """The variables a node sees (pipeline, stage, groups, its own; innermost wins): merged
+        once per node (the plan does not change), a fresh copy for each body to use."""
+        merged = self._merged_variables.get(node.index)
+        if merged is None:
+            merged = dict(self._variables(node.parent)) if node.parent is not None else {}
+            merged.update(node.variables or {})
+            self._merged_variables[node.index] = merged
+        return dict(merged)
 
     def _inputs(self, node: PlanNode) -> dict:
         return self._resolved.get(node.index, node.inputs) or {}
@@ -684,7 +683,7 @@ def run(
 
     Args:
         pipeline: a :class:`~notebook_pipelines.model.Pipeline` (validated first: an invalid
-            pipeline raises ``DefinitionError`` and runs nothing).
+            pipeline raises ``DefinitionError`` and runs nothing), or its compiled ``Plan``.
         executor: where bodies run; default a pool of reused threads in this process.
         run_id: fix the run id (default: random).
         listeners: objects with any of ``node_started(node, attempt, t)``,
@@ -703,7 +702,7 @@ def run(
     from .executors.threads import ThreadExecutor
     from .steptypes import check_runnable
 
-    plan = pipeline.plan() if hasattr(pipeline, "plan") else compile_plan(pipeline)
+    plan = as_plan(pipeline)
     check_runnable(plan)  # typed steps without a handler: refuse before anything starts
     executor = executor if executor is not None else ThreadExecutor()
     clock = getattr(executor, "clock", None) or RealClock()

@@ -130,6 +130,19 @@ def paused_gc() -> Any:
         gc.enable()
 
 
+def as_plan(pipeline: Any) -> Plan:
+    """The compiled plan of ``pipeline`` (a Pipeline is validated and compiled; a Plan is kept).
+
+    ``run()`` and ``simulate()`` take either; pass a plan to run or simulate many times without
+    compiling each time.
+    """
+    if isinstance(pipeline, Plan):
+        return pipeline
+    if hasattr(pipeline, "plan"):
+        return pipeline.plan()
+    raise TypeError(f"run() or simulate() takes a Pipeline or a Plan, not {type(pipeline).__name__}")
+
+
 def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
     """Validate ``pipeline`` (unless ``check=False``) and compile it into a :class:`Plan`.
 

@@ -60,7 +60,7 @@ from .durations import DurationError, parse_duration
 from .engine import execute
 from .errors import PipelineError
 from .executors.virtual import VirtualClock, VirtualExecutor
-from .plan import paused_gc
+from .plan import as_plan, paused_gc
 
 __all__ = ["DEFAULT_START", "MAX_ANSWERS", "SimulationError", "as_plan", "simulate", "simulate_records"]
 
@@ -78,20 +78,6 @@ _DURATION, _FAILURE = 0, 1
 
 class SimulationError(PipelineError, ValueError):
     """A ``simulate()`` option that cannot be used: says which option, which key, and the fix."""
-
-
-def as_plan(pipeline: Any) -> Any:
-    """The compiled plan of ``pipeline`` (a Pipeline is validated and compiled; a Plan is kept).
-
-    Pass a plan to call ``simulate()`` many times without compiling each time.
-    """
-    from .plan import Plan
-
-    if isinstance(pipeline, Plan):
-        return pipeline
-    if hasattr(pipeline, "plan"):
-        return pipeline.plan()
-    raise TypeError(f"simulate() takes a Pipeline or a Plan, not {type(pipeline).__name__}")
 
 
 class _Streams:

@@ -275,6 +275,19 @@ def test_each_command_compiles_the_pipeline_once(capsys, tmp_path, monkeypatch, 
     assert code == 0 and compiled == [True]
 
 
+def test_run_compiles_the_pipeline_once(capsys, monkeypatch):
+    compiled = []
+    real = notebook_pipelines.plan.compile_plan
+
+    def counting(pipeline, check=True):
+        compiled.append(check)
+        return real(pipeline, check)
+
+    monkeypatch.setattr(notebook_pipelines.plan, "compile_plan", counting)
+    code, _, _ = cli(capsys, "run", SHELL, "--var", "who=cli", "--var", "copies=3", "-q")
+    assert code == 0 and compiled == [True]
+
+
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
 def test_every_corpus_pipeline_simulates_or_is_refused_for_its_looping_strategies(capsys, path):
     code, out, err = cli(capsys, "simulate", path, "--rules", "current", "--default", "30s", "-q")

@@ -461,3 +461,22 @@ def test_a_listener_that_raises_is_dropped_with_a_warning_and_the_run_keeps_its_
         trace = p.run(listeners=[Broken()])
     assert set(trace["status"].astype(str)) == {"Success"} and len(trace) == 4
     assert nbp.last_trace() is trace
+
+
+def test_run_takes_a_compiled_plan_and_variables_stay_per_body():
+    """A Plan runs as its pipeline does; a body changing ctx.variables does not leak into another."""
+    seen = []
+
+    def writer(ctx: nbp.StepContext) -> None:
+        ctx.variables["env"] = "changed"
+
+    def reader(ctx: nbp.StepContext) -> None:
+        seen.append(dict(ctx.variables))
+
+    p = nbp.Pipeline("p", variables={"env": "prod"})
+    with p.stage("s", variables={"region": "eu"}) as s:
+        s.step("w", run=writer)
+        s.step("r", run=reader, variables={"mine": 1})
+    trace = nbp.run(p.plan())
+    assert set(trace["status"].astype(str)) == {"Success"}
+    assert seen == [{"env": "prod", "region": "eu", "mine": 1}]
