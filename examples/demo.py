@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 import notebook_pipelines as nbp
-from notebook_pipelines.rendering import outline, to_file
+from notebook_pipelines.views.rendering import outline, to_file
 
 OUT = Path(__file__).resolve().parents[1] / "out"
 

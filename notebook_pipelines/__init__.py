@@ -27,18 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .durations import format_duration, parse_duration
-from .errors import (
-    DefinitionError,
-    ExpressionError,
-    PipelineError,
-    Problem,
-    RunError,
-    RunFailed,
-    RunInterrupted,
-    StepError,
-)
-from .failure import (
+from ._version import __version__ as __version__
+from .definition.durations import format_duration, parse_duration
+from .definition.failure import (
     Abort,
     Action,
     Ignore,
@@ -54,30 +45,47 @@ from .failure import (
     StepGroupRollback,
     When,
 )
-from .model import Parallel, Pipeline, Stage, Step, StepGroup
+from .definition.model import VERBS, Parallel, Pipeline, Stage, Step, StepGroup
+from .errors import (
+    DefinitionError,
+    ExpressionError,
+    PipelineError,
+    Problem,
+    RunError,
+    RunFailed,
+    RunInterrupted,
+    StepError,
+)
 
-__version__ = "0.1.0"
+# The verbs of Pipeline live above the definition layer; the facade wires them in.
+VERBS.update(
+    run="notebook_pipelines.engine.scheduler:run",
+    simulate="notebook_pipelines.engine.simulation:simulate",
+    to_yaml="notebook_pipelines.formats.yaml_io:dump_yaml",
+    render="notebook_pipelines.views.rendering:render",
+    mimebundle="notebook_pipelines.views.rendering:mimebundle",
+)
 
 # Heavier parts (pandas, graphviz, the engine) load on first use.
 _LAZY = {
-    "run": ("engine", "run"),
-    "last_trace": ("engine", "last_trace"),
-    "StepContext": ("context", "StepContext"),
-    "StepCancelled": ("context", "StepCancelled"),
-    "InterventionRequest": ("engine", "InterventionRequest"),
-    "simulate": ("simulation", "simulate"),
-    "compare": ("whatif", "compare"),
-    "monte_carlo": ("whatif", "monte_carlo"),
-    "critical_path": ("whatif", "critical_path"),
-    "summarize": ("whatif", "summarize"),
-    "SimulationError": ("simulation", "SimulationError"),
-    "render": ("rendering", "render"),
-    "validate": ("validation", "validate"),
-    "compile_plan": ("plan", "compile_plan"),
-    "load_yaml": ("yaml_io", "load_yaml"),
-    "register_step_type": ("steptypes", "register_step_type"),
-    "COLUMNS": ("trace", "COLUMNS"),
-    "STATUSES": ("trace", "STATUSES"),
+    "run": ("engine.scheduler", "run"),
+    "last_trace": ("engine.scheduler", "last_trace"),
+    "StepContext": ("engine.context", "StepContext"),
+    "StepCancelled": ("engine.context", "StepCancelled"),
+    "InterventionRequest": ("engine.scheduler", "InterventionRequest"),
+    "simulate": ("engine.simulation", "simulate"),
+    "compare": ("analysis.whatif", "compare"),
+    "monte_carlo": ("analysis.whatif", "monte_carlo"),
+    "critical_path": ("analysis.whatif", "critical_path"),
+    "summarize": ("analysis.whatif", "summarize"),
+    "SimulationError": ("engine.simulation", "SimulationError"),
+    "render": ("views.rendering", "render"),
+    "validate": ("definition.validation", "validate"),
+    "compile_plan": ("definition.plan", "compile_plan"),
+    "load_yaml": ("formats.yaml_io", "load_yaml"),
+    "register_step_type": ("engine.steptypes", "register_step_type"),
+    "COLUMNS": ("engine.trace", "COLUMNS"),
+    "STATUSES": ("engine.trace", "STATUSES"),
 }
 
 
@@ -95,7 +103,7 @@ def __getattr__(name: str) -> Any:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext notebook_pipelines``: the ``%pipeline``, ``%stage``, ``%step_group`` and ``%%step``
     magics (IPython is imported only here, not when the package is imported)."""
-    from .magics import load_ipython_extension as load
+    from .frontends.magics import load_ipython_extension as load
 
     load(ipython)
 

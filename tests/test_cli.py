@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import notebook_pipelines.plan
-from notebook_pipelines.cli import format_table, main, parse_failure, parse_failures
-from notebook_pipelines.trace import COLUMNS, STATUSES
+import notebook_pipelines.definition.plan
+from notebook_pipelines.engine.trace import COLUMNS, STATUSES
+from notebook_pipelines.frontends.cli import format_table, main, parse_failure, parse_failures
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "harness-corpus"
@@ -184,7 +184,7 @@ def test_simulate_writes_json_and_parquet_traces_with_the_schema(capsys, tmp_pat
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_write_trace_keeps_each_steps_own_inputs_and_outputs_as_json_text(tmp_path, suffix):
     import notebook_pipelines as nbp
-    from notebook_pipelines.cli import write_trace
+    from notebook_pipelines.frontends.cli import write_trace
 
     p = nbp.Pipeline("p", variables={"env": "dev"})
     with p.stage("s") as s:
@@ -264,26 +264,26 @@ def test_each_command_compiles_the_pipeline_once(capsys, tmp_path, monkeypatch, 
     """Validation is the compilation (structure, then references): no second or third pass."""
     monkeypatch.chdir(tmp_path)
     compiled = []
-    real = notebook_pipelines.plan.compile_plan
+    real = notebook_pipelines.definition.plan.compile_plan
 
     def counting(pipeline, check=True):
         compiled.append(check)
         return real(pipeline, check)
 
-    monkeypatch.setattr(notebook_pipelines.plan, "compile_plan", counting)
+    monkeypatch.setattr(notebook_pipelines.definition.plan, "compile_plan", counting)
     code, _, _ = cli(capsys, command, FAILURES, "-q", *extra)
     assert code == 0 and compiled == [True]
 
 
 def test_run_compiles_the_pipeline_once(capsys, monkeypatch):
     compiled = []
-    real = notebook_pipelines.plan.compile_plan
+    real = notebook_pipelines.definition.plan.compile_plan
 
     def counting(pipeline, check=True):
         compiled.append(check)
         return real(pipeline, check)
 
-    monkeypatch.setattr(notebook_pipelines.plan, "compile_plan", counting)
+    monkeypatch.setattr(notebook_pipelines.definition.plan, "compile_plan", counting)
     code, _, _ = cli(capsys, "run", SHELL, "--var", "who=cli", "--var", "copies=3", "-q")
     assert code == 0 and compiled == [True]
 
@@ -347,8 +347,8 @@ def test_python_m_and_the_console_script_run_the_cli(tmp_path):
 
 
 def test_format_table_indents_by_depth_and_marks_rollback_rows():
-    from notebook_pipelines.simulation import simulate
-    from notebook_pipelines.yaml_io import read_yaml
+    from notebook_pipelines.engine.simulation import simulate
+    from notebook_pipelines.formats.yaml_io import read_yaml
 
     trace = simulate(read_yaml(FAILURES).pipeline, failures={"rollout": True})
     lines = format_table(trace).splitlines()
@@ -362,7 +362,7 @@ def test_format_table_shows_times_readably_not_as_raw_floats():
     import re
 
     import notebook_pipelines as nbp
-    from notebook_pipelines.durations import format_duration
+    from notebook_pipelines.definition.durations import format_duration
 
     p = nbp.Pipeline("p")
     with p.stage("s") as s:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notebook_pipelines.durations import DurationError, format_duration, parse_duration
+from notebook_pipelines.definition.durations import DurationError, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notebook_pipelines import expressions
-from notebook_pipelines.errors import ExpressionError
-from notebook_pipelines.expressions import (
+from notebook_pipelines.definition import expressions
+from notebook_pipelines.definition.expressions import (
     Expression,
     Reference,
     is_expression,
@@ -21,6 +20,7 @@ from notebook_pipelines.expressions import (
     parse_template,
     truthy,
 )
+from notebook_pipelines.errors import ExpressionError
 
 VALUES: dict[tuple[str, ...], Any] = {
     ("env",): "prod",

@@ -25,7 +25,7 @@ import pytest
 from conftest import row, sleeper, worker_threads
 
 import notebook_pipelines as nbp
-from notebook_pipelines.executors import threads
+from notebook_pipelines.engine.executors import threads
 
 pytestmark = pytest.mark.usefixtures("no_worker_leak")
 

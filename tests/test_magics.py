@@ -21,9 +21,10 @@ from IPython.utils.capture import capture_output
 from nbclient import NotebookClient
 
 import notebook_pipelines as nbp
-from notebook_pipelines import magics, validation
+from notebook_pipelines.definition import validation
 from notebook_pipelines.errors import RunFailed
-from notebook_pipelines.yaml_io import YamlWarning
+from notebook_pipelines.formats.yaml_io import YamlWarning
+from notebook_pipelines.frontends import magics
 
 # The quickstart pipeline, one magic cell per entry (a cell magic's body after its first line).
 QUICKSTART_CELLS = [
@@ -403,7 +404,7 @@ def test_run_summary_lists_a_group_that_failed_on_its_own_as_the_engine_summary_
         "  ✗ pipeline.stages.s.spec.execution.steps.g — Failed (Unknown): "
         "the condition raised ZeroDivisionError: division by zero"
     ]
-    assert lines[1:] == nbp.engine.summary(trace).splitlines()[1:]
+    assert lines[1:] == nbp.engine.scheduler.summary(trace).splitlines()[1:]
 
 
 def test_validate_prints_valid_or_every_problem(
@@ -418,7 +419,7 @@ def test_validate_prints_valid_or_every_problem(
 
 def test_show_text_prints_the_outline(shell: InteractiveShell, capsys: pytest.CaptureFixture) -> None:
     build_quickstart(shell, capsys)
-    from notebook_pipelines.rendering import outline
+    from notebook_pipelines.views.rendering import outline
 
     out = cell(shell, capsys, "%pipeline show --text")
     assert out == outline(shell.user_ns["release"]) + "\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.model import Parallel, Pipeline, Step, StepGroup
+from notebook_pipelines.definition.model import Parallel, Pipeline, Step, StepGroup
 
 
 def checkout() -> None:

@@ -36,7 +36,7 @@ import pytest
 from nbval.plugin import get_sanitize_patterns
 
 import notebook_pipelines as nbp
-from notebook_pipelines.rendering import outline, to_svg
+from notebook_pipelines.views.rendering import outline, to_svg
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.failure import MarkAsFailure, OnFailure, When
-from notebook_pipelines.model import Parallel, Pipeline, Stage, Step, StepGroup
-from notebook_pipelines.plan import DEFAULT_STAGE_STRATEGY, choose_action, compile_plan
+from notebook_pipelines.definition.failure import MarkAsFailure, OnFailure, When
+from notebook_pipelines.definition.model import Parallel, Pipeline, Stage, Step, StepGroup
+from notebook_pipelines.definition.plan import DEFAULT_STAGE_STRATEGY, choose_action, compile_plan
 
 B = "pipeline.stages.build.spec.execution"
 

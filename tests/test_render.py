@@ -14,7 +14,7 @@ import graphviz
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.rendering import (
+from notebook_pipelines.views.rendering import (
     FORMATS,
     STATUS_STYLES,
     GraphvizMissing,
@@ -249,7 +249,7 @@ def test_svg_from_the_real_dot_names_every_step():
 
 
 def test_importing_the_renderer_does_not_import_graphviz():
-    code = "import sys, notebook_pipelines.rendering; print('graphviz' in sys.modules)"
+    code = "import sys, notebook_pipelines.views.rendering; print('graphviz' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

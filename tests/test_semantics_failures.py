@@ -15,7 +15,7 @@ import pytest
 from conftest import boom, ok, row, rows, run, status
 
 import notebook_pipelines as nbp
-from notebook_pipelines.failure import coerce_strategies
+from notebook_pipelines.definition.failure import coerce_strategies
 
 # -- helpers ----------------------------------------------------------------------------------
 

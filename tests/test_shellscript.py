@@ -13,8 +13,8 @@ import pytest
 from conftest import row, rows
 
 import notebook_pipelines as nbp
-from notebook_pipelines.model import Pipeline, Stage, Step
-from notebook_pipelines.steptypes import (
+from notebook_pipelines.definition.model import Pipeline, Stage, Step
+from notebook_pipelines.engine.steptypes import (
     register_step_type,
     run_shell_script,
     shell_script_check,
@@ -22,7 +22,7 @@ from notebook_pipelines.steptypes import (
     step_types,
     unregister_step_type,
 )
-from notebook_pipelines.yaml_io import YamlWarning, load_yaml
+from notebook_pipelines.formats.yaml_io import YamlWarning, load_yaml
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

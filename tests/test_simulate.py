@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.simulation import MAX_ANSWERS, SimulationError, simulate
+from notebook_pipelines.engine.simulation import MAX_ANSWERS, SimulationError, simulate
 
 # -- run() and simulate() agree ---------------------------------------------------------------
 

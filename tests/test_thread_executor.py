@@ -15,8 +15,8 @@ from typing import Any
 from conftest import row, sleeper, worker_threads
 
 import notebook_pipelines as nbp
-from notebook_pipelines.executors.threads import ThreadExecutor
-from notebook_pipelines.model import Pipeline, Stage, Step
+from notebook_pipelines.definition.model import Pipeline, Stage, Step
+from notebook_pipelines.engine.executors.threads import ThreadExecutor
 
 
 def pipeline(*items: Any) -> Pipeline:

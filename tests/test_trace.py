@@ -12,7 +12,7 @@ import pytest
 from conftest import failing, sleeper
 
 import notebook_pipelines as nbp
-from notebook_pipelines.trace import COLUMNS, STATUSES, empty_trace
+from notebook_pipelines.engine.trace import COLUMNS, STATUSES, empty_trace
 
 pytestmark = pytest.mark.usefixtures("no_worker_leak")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 import notebook_pipelines as nbp
+from notebook_pipelines.definition.model import Parallel, Pipeline, Stage, Step, StepGroup
+from notebook_pipelines.definition.validation import problems
 from notebook_pipelines.errors import DefinitionError, Problem
-from notebook_pipelines.model import Parallel, Pipeline, Stage, Step, StepGroup
-from notebook_pipelines.validation import problems
 
 S = "pipeline.stages.s"
 STEPS = f"{S}.spec.execution.steps"

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.simulation import SimulationError, simulate
-from notebook_pipelines.whatif import critical_path, summarize
+from notebook_pipelines.analysis.whatif import critical_path, summarize
+from notebook_pipelines.engine.simulation import SimulationError, simulate
 
 
 def release(grouped: bool, with_deploy: bool = True) -> nbp.Pipeline:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import notebook_pipelines as nbp
-from notebook_pipelines.failure import (
+from notebook_pipelines.definition.failure import (
     ACTION_TYPES,
     ERROR_TYPES,
     STATUS_CHOICES,
@@ -35,10 +35,10 @@ from notebook_pipelines.failure import (
     StepGroupRollback,
     When,
 )
-from notebook_pipelines.model import Parallel, Pipeline, Stage, Step, StepGroup
-from notebook_pipelines.plan import compile_plan
-from notebook_pipelines.validation import problems
-from notebook_pipelines.yaml_io import (
+from notebook_pipelines.definition.model import Parallel, Pipeline, Stage, Step, StepGroup
+from notebook_pipelines.definition.plan import compile_plan
+from notebook_pipelines.definition.validation import problems
+from notebook_pipelines.formats.yaml_io import (
     YamlError,
     YamlWarning,
     dump_yaml,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 __all__ = ["DurationError", "format_duration", "parse_duration"]
 

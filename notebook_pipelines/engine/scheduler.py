@@ -18,9 +18,9 @@ The scheduler is a single-threaded loop over a ready queue, a timer heap and an 
 executors post completions to. There is no thread per step and no polling: the loop blocks
 on the inbox until the next timer is due. What time it is and where bodies run are plug-ins:
 
-- :class:`RealClock` + :class:`~notebook_pipelines.executors.threads.ThreadExecutor`
+- :class:`RealClock` + :class:`~notebook_pipelines.engine.executors.threads.ThreadExecutor`
   (``run()``): wall clock, bodies on a pool of reused threads;
-- :class:`~notebook_pipelines.executors.virtual.VirtualClock` + ``VirtualExecutor``
+- :class:`~notebook_pipelines.engine.executors.virtual.VirtualClock` + ``VirtualExecutor``
   (``simulate()``): the clock jumps to the next timer; a body "takes" its declared duration.
 
 State is small and explicit: a :class:`Scope` per running pipeline, stage or step group
@@ -50,12 +50,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .context import CURRENT_CONTEXT, StepCancelled, StepContext, _current
-from .errors import ExpressionError, PipelineError, RunFailed, RunInterrupted, StepError
-from .failure import (
+from ..definition.failure import (
     ManualIntervention,
 )
-from .plan import Plan, PlanNode, as_plan
+from ..definition.plan import Plan, PlanNode, as_plan
+from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted, StepError
+from .context import CURRENT_CONTEXT, StepCancelled, StepContext, _current
 from .semantics import (
     ABORTED,
     ACQUIRE,
@@ -157,7 +157,7 @@ class InterventionRequest:
 
 
 def _seconds(value: Any) -> float:
-    from .durations import parse_duration
+    from ..definition.durations import parse_duration
 
     return parse_duration(value) or 0.0
 
@@ -194,7 +194,7 @@ def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, s
     """Run a step body: a callable (with ``ctx`` when it takes an argument) or code text.
 
     A body-less step with a ``type`` runs the handler registered for that type
-    (:mod:`notebook_pipelines.steptypes`) with ``spec``: its spec as the scheduler resolved it
+    (:mod:`notebook_pipelines.engine.steptypes`) with ``spec``: its spec as the scheduler resolved it
     before the step started (``None``: ``node.spec``, which then may hold no ``<+…>``).
     """
     body = node.body
@@ -491,7 +491,7 @@ class Scheduler(Semantics):
 
     def _resolve_inputs(self, node: PlanNode) -> str | None:
         """Resolve the step's inputs just before it runs (R42–R47); the error text, if any."""
-        from .references import resolve_inputs
+        from ..definition.references import resolve_inputs
 
         try:
             self._resolved[node.index] = resolve_inputs(self, node)
@@ -682,7 +682,7 @@ def run(
     """Run a pipeline in the kernel and return its trace (a pandas DataFrame).
 
     Args:
-        pipeline: a :class:`~notebook_pipelines.model.Pipeline` (validated first: an invalid
+        pipeline: a :class:`~notebook_pipelines.definition.model.Pipeline` (validated first: an invalid
             pipeline raises ``DefinitionError`` and runs nothing), or its compiled ``Plan``.
         executor: where bodies run; default a pool of reused threads in this process.
         run_id: fix the run id (default: random).
@@ -734,7 +734,7 @@ def summary(trace: Any) -> str:
     Listed: every step that ended badly, and any stage or group that failed on its own (its
     condition could not be evaluated), each with its error.
     """
-    from .durations import format_duration
+    from ..definition.durations import format_duration
 
     root = trace[trace["kind"] == "pipeline"]
     status = str(root["status"].iloc[0]) if len(root) else "?"

@@ -67,7 +67,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NoReturn
 
-from .errors import ExpressionError
+from ..errors import ExpressionError
 
 __all__ = ["Expression", "Reference", "is_expression", "parse_condition", "parse_template", "truthy"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..engine import Outcome
+from ..scheduler import Outcome
 from ..semantics import FAILED, SUCCESS
 
 __all__ = ["VirtualClock", "VirtualExecutor"]

@@ -7,7 +7,7 @@ name exactly as Harness writes it, its position (``block``: index in the parent'
 list), and its *effective* settings: a step's ``when`` is its own or its innermost group's
 (R7, R31); its failure strategies are the chain step → groups → stage → default (R22, R24).
 
->>> from notebook_pipelines.model import Pipeline
+>>> from notebook_pipelines.definition.model import Pipeline
 >>> p = Pipeline("release")
 >>> with p.stage("build") as b:
 ...     with b.step_group("tests") as t:
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ..errors import DefinitionError
 from .durations import parse_duration
-from .errors import DefinitionError
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
 from .model import Parallel, Pipeline, Stage, Step, StepGroup
 from .validation import problems as structural_problems

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any, ClassVar
 
+from ..errors import PipelineError
 from .durations import parse_duration
-from .errors import PipelineError
 
 __all__ = [
     "ACTION_TYPES",

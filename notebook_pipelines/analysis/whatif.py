@@ -2,7 +2,7 @@
 
 Design notes
 ------------
-Both helpers are thin loops over :func:`~notebook_pipelines.simulation.simulate`: every number
+Both helpers are thin loops over :func:`~notebook_pipelines.engine.simulation.simulate`: every number
 comes from the one scheduler, so a comparison shows exactly what a run would do (retries,
 timeouts, rollback and conditions included). Each design is compiled once and its plan reused
 for every simulation (a plan caches the static columns of its traces, so a run costs the
@@ -53,8 +53,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .simulation import SimulationError, as_plan, simulate, simulate_records
-from .trace import RECORD
+from ..engine.simulation import SimulationError, as_plan, simulate, simulate_records
+from ..engine.trace import RECORD
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -313,7 +313,7 @@ def _merged(shared: dict, own: dict) -> dict:
 
 def _check_shared_keys(plans: dict, shared: dict) -> None:
     """A shared key must match a step of some design (a typo would silently do nothing)."""
-    from .simulation import _StepTable, unknown_key_error
+    from ..engine.simulation import _StepTable, unknown_key_error
 
     for option in ("durations", "failures", "interventions"):
         mapping = shared[option]

@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .plan import PlanNode
+    from ..definition.plan import PlanNode
 
 __all__ = ["CURRENT_CONTEXT", "StepCancelled", "StepContext"]
 

@@ -33,9 +33,9 @@ import traceback
 import warnings
 from typing import Any
 
+from ...errors import StepError
 from ..context import StepCancelled
-from ..engine import Outcome, call_body, outcome_of_exception
-from ..errors import StepError
+from ..scheduler import Outcome, call_body, outcome_of_exception
 from ..semantics import SUCCESS
 
 __all__ = ["ThreadExecutor"]

@@ -44,10 +44,12 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from ..definition.statuses import POSITIVE, STATUSES
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .plan import Plan
+    from ..definition.plan import Plan
 
 __all__ = ["COLUMNS", "POSITIVE", "STATUSES", "Recorder", "build_trace", "empty_trace"]
 
@@ -79,26 +81,6 @@ COLUMNS = (
     "inputs",
 )
 
-#: Harness statuses (R26) plus ``NotStarted`` (D6); the order of the status category.
-STATUSES = (
-    "Success",
-    "IgnoreFailed",
-    "Skipped",
-    "Failed",
-    "Errored",
-    "Expired",
-    "Aborted",
-    "ApprovalRejected",
-    "Suspended",
-    "FreezeFailed",
-    "NotStarted",
-    "Running",
-    "Queued",
-    "InterventionWaiting",
-    "ResourceWaiting",
-)
-#: Statuses that count as success (R26, R30).
-POSITIVE = frozenset({"Success", "Skipped", "IgnoreFailed", "Suspended"})
 KINDS = ("pipeline", "stage", "step_group", "step")
 _STATUS_CODE = {status: code for code, status in enumerate(STATUSES)}
 PHASES = ("execution", "rollback")
@@ -229,8 +211,8 @@ def build_trace(plan: Plan, rows: list[tuple], run_id: str, epoch_ns: int) -> pd
 
 def empty_trace() -> pd.DataFrame:
     """A trace with no rows and the full schema."""
-    from .model import Pipeline, Stage, Step
-    from .plan import compile_plan
+    from ..definition.model import Pipeline, Stage, Step
+    from ..definition.plan import compile_plan
 
     plan = compile_plan(Pipeline("empty", stages=[Stage("s", items=[Step("x")])]))
     return build_trace(plan, [], "", 0)

@@ -56,11 +56,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .durations import DurationError, parse_duration
-from .engine import execute
-from .errors import PipelineError
+from ..definition.durations import DurationError, parse_duration
+from ..definition.plan import as_plan, paused_gc
+from ..errors import PipelineError
 from .executors.virtual import VirtualClock, VirtualExecutor
-from .plan import as_plan, paused_gc
+from .scheduler import execute
 
 __all__ = ["DEFAULT_START", "MAX_ANSWERS", "SimulationError", "as_plan", "simulate", "simulate_records"]
 
@@ -393,7 +393,7 @@ def _attempts(value: Any, where: str) -> Any:
 
 
 def _error_type(value: Any, where: str) -> str:
-    from .failure import ERROR_TYPES
+    from ..definition.failure import ERROR_TYPES
 
     if value in ERROR_TYPES[1:]:
         return value
@@ -561,7 +561,7 @@ def simulate_records(
     cost ~30× the scheduling of a small pipeline. Same options and same results as
     :func:`simulate`; no listeners, and ``last_trace()`` is left alone.
     """
-    from .engine import Scheduler
+    from .scheduler import Scheduler
 
     seed, clock, executor, scripted = _virtual(
         plan, durations, default, failures, interventions, seed, 0, strict

@@ -47,6 +47,23 @@ __all__ = ["Node", "Parallel", "Pipeline", "Stage", "Step", "StepGroup"]
 SETTINGS = ("when", "failure_strategies", "timeout", "delegate_selectors", "strategy", "variables")
 
 
+#: Where the verbs of ``Pipeline`` (and the rich display) live: ``name -> "module:attribute"``.
+#: Filled by the package (``notebook_pipelines/__init__.py``), so that this layer imports
+#: nothing above it; a verb's module is imported on first use.
+VERBS: dict[str, str] = {}
+
+
+def verb(name: str) -> Callable:
+    """The function registered for verb ``name`` (imported on first use)."""
+    import importlib
+
+    try:
+        module, attr = VERBS[name].split(":")
+    except KeyError:
+        raise RuntimeError(f"no {name!r} verb is registered; import notebook_pipelines first") from None
+    return getattr(importlib.import_module(module), attr)
+
+
 def _repr_items(items: list) -> list:
     return [it.id if not isinstance(it, Parallel) else it for it in items]
 
@@ -59,14 +76,10 @@ class _Drawable:
 
     def render(self, trace: Any = None, **options: Any) -> Any:
         """The Graphviz picture (``graphviz.Digraph``) of this node, coloured by ``trace``."""
-        from .rendering import render
-
-        return render(self._pipeline_for_display(), trace, **options)
+        return verb("render")(self._pipeline_for_display(), trace, **options)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
-        from .rendering import mimebundle
-
-        return mimebundle(self._pipeline_for_display())
+        return verb("mimebundle")(self._pipeline_for_display())
 
 
 @dataclass(eq=True, repr=False)
@@ -78,7 +91,7 @@ class Step:
         run: a callable (optionally taking the step context), code text, or None.
         name: display name (defaults to ``id``).
         when, failure_strategies, timeout, delegate_selectors, strategy, variables: as in
-            Harness YAML; see :mod:`notebook_pipelines.failure`.
+            Harness YAML; see :mod:`notebook_pipelines.definition.failure`.
         duration: seconds or a Harness duration used by ``simulate()``.
         type, spec: a typed step (e.g. ``ShellScript``) as Harness data.
         inputs: keyword values for the body; strings may embed ``<+…>`` expressions.
@@ -367,7 +380,8 @@ class Pipeline(_Container):
     def _pipeline_for_display(self) -> Pipeline:
         return self
 
-    # The verbs of the pipeline; each imports what it needs lazily.
+    # The verbs of the pipeline. They live in higher layers (engine, formats, views): the package
+    # wires them in (VERBS, filled by notebook_pipelines/__init__.py), the definition imports none.
     def validate(self) -> None:
         """Check every rule that can be checked before a run (structure, then ``<+…>``
         references); raise one ``DefinitionError`` listing all problems."""
@@ -384,29 +398,23 @@ class Pipeline(_Container):
     def run(self, **options: Any):
         """Run in the kernel (threads, wall clock); return the trace DataFrame.
 
-        See :func:`notebook_pipelines.engine.run` for the options.
+        See :func:`notebook_pipelines.run` for the options.
         """
-        from .engine import run
-
-        return run(self, **options)
+        return verb("run")(self, **options)
 
     def simulate(self, **options: Any):
         """Run in virtual time (declared durations, injected failures); return the trace.
 
-        See :func:`notebook_pipelines.simulation.simulate` for the options.
+        See :func:`notebook_pipelines.simulate` for the options.
         """
-        from .simulation import simulate
-
-        return simulate(self, **options)
+        return verb("simulate")(self, **options)
 
     def to_yaml(self, path: Any = None) -> str:
         """The Harness v0 pipeline YAML (also written to ``path`` when given).
 
-        See :func:`notebook_pipelines.yaml_io.dump_yaml`; ``nbp.load_yaml`` reads it back.
+        ``nbp.load_yaml`` reads it back.
         """
-        from .yaml_io import dump_yaml
-
-        return dump_yaml(self, path)
+        return verb("to_yaml")(self, path)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.id!r}, stages={_repr_items(self.stages)!r})"

@@ -9,7 +9,7 @@ something to execute, so each step type that can run has a *handler*::
     def handler(ctx, spec) -> dict | None: ...
     nbp.register_step_type("Http", handler)
 
-- ``ctx`` is the step's :class:`~notebook_pipelines.engine.StepContext` (``fqn``, ``attempt``,
+- ``ctx`` is the step's :class:`~notebook_pipelines.engine.context.StepContext` (``fqn``, ``attempt``,
   ``variables``, ``cancelled``, ``sleep()``, ``check()``); what the handler prints goes to the
   step's log in the trace;
 - ``spec`` is the step's ``spec`` with every ``<+…>`` expression already resolved, as Harness
@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DefinitionError, ExpressionError, Problem, StepError
+from ..errors import DefinitionError, ExpressionError, Problem, StepError
 
 __all__ = [
     "StepType",
@@ -197,7 +197,7 @@ def resolve_spec(scheduler: Any, node: Any, value: Any, where: str = "spec") -> 
             return value
         if scheduler is None:
             raise StepError(f"{node.fqn}: cannot resolve {where} {value!r} outside a run", "Unknown")
-        from .references import render_template
+        from ..definition.references import render_template
 
         try:
             return render_template(scheduler, node, value)

@@ -71,8 +71,8 @@ import difflib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .errors import ExpressionError, Problem
-from .trace import POSITIVE
+from ..errors import ExpressionError, Problem
+from .statuses import POSITIVE
 
 __all__ = [
     "HARNESS_STATUS",
@@ -157,8 +157,8 @@ def locate(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
 
     Both the static checks and the run-time resolution walk paths with this one function.
 
-    >>> from notebook_pipelines.model import Pipeline
-    >>> from notebook_pipelines.plan import compile_plan
+    >>> from notebook_pipelines.definition.model import Pipeline
+    >>> from notebook_pipelines.definition.plan import compile_plan
     >>> p = Pipeline("p")
     >>> with p.stage("build") as b:
     ...     with b.step_group("tests") as t:
@@ -425,8 +425,8 @@ def _caret(text: str, ref: Any) -> dict:
 def static_problems(plan: Any) -> list[Problem]:
     """Every reference problem that can be known before running (R45, D13).
 
-    >>> from notebook_pipelines.model import Pipeline
-    >>> from notebook_pipelines.plan import compile_plan
+    >>> from notebook_pipelines.definition.model import Pipeline
+    >>> from notebook_pipelines.definition.plan import compile_plan
     >>> p = Pipeline("p")
     >>> with p.stage("s") as s:
     ...     with s.parallel():

@@ -21,7 +21,7 @@
 
 Design notes
 ------------
-* **The pipeline is a plain** :class:`~notebook_pipelines.model.Pipeline` kept in the user
+* **The pipeline is a plain** :class:`~notebook_pipelines.definition.model.Pipeline` kept in the user
   namespace under its name, so the Python API works on it between magics (``release.find(…)``,
   ``release.simulate()``), and the magics work on whatever object that name holds.
 * **State**: the current pipeline's name, per pipeline the current stage (``%stage``), and
@@ -83,11 +83,11 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
-from .durations import DurationError, format_duration, parse_duration
-from .errors import DefinitionError, ExpressionError
-from .failure import Retry, coerce_when
-from .model import Parallel, Pipeline, Stage, Step, StepGroup
-from .validation import IDENTIFIER
+from ..definition.durations import DurationError, format_duration, parse_duration
+from ..definition.failure import Retry, coerce_when
+from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup
+from ..definition.validation import IDENTIFIER
+from ..errors import DefinitionError, ExpressionError
 
 __all__ = [
     "PipelineMagics",
@@ -567,10 +567,10 @@ def delete_node(pipeline: Pipeline, path: str, stage: str | None = None) -> tupl
 # -- runs -----------------------------------------------------------------------------------------
 def run_summary(trace: Any, virtual: bool = False) -> str:
     """One line for a run (status, step counts; the time only when virtual, so deterministic),
-    then the lines of :func:`~notebook_pipelines.engine.failure_lines`: each step that ended
+    then the lines of :func:`~notebook_pipelines.engine.scheduler.failure_lines`: each step that ended
     badly, and each stage or group that failed on its own, with its error."""
-    from .engine import failure_lines
-    from .trace import STATUSES
+    from ..engine.scheduler import failure_lines
+    from ..engine.trace import STATUSES
 
     root = trace[trace["kind"] == "pipeline"]
     status = str(root["status"].iloc[0]) if len(root) else "?"
@@ -628,7 +628,7 @@ def _when(value: str | None) -> str | None:
         return None
     when = coerce_when(value)
     if when.condition is not None:
-        from .expressions import parse_condition
+        from ..definition.expressions import parse_condition
 
         try:
             parse_condition(when.condition)
@@ -816,7 +816,7 @@ class PipelineMagics(Magics):
     def _show(self, p: Pipeline, args: Any) -> None:
         trace = self._last_trace(p) if args.trace else None
         if args.text:
-            from .rendering import outline as text_outline
+            from ..views.rendering import outline as text_outline
 
             try:
                 print(text_outline(p, trace))
@@ -828,7 +828,7 @@ class PipelineMagics(Magics):
         display(p.render(trace) if trace is not None else p)
 
     def _run(self, p: Pipeline, args: Any) -> None:
-        from .errors import RunFailed
+        from ..errors import RunFailed
 
         try:
             trace = p.run(namespace=self.shell.user_ns, run_id=args.run_id, report=False)
@@ -841,8 +841,8 @@ class PipelineMagics(Magics):
             raise RunFailed(text, trace)
 
     def _simulate(self, p: Pipeline, args: Any) -> None:
+        from ..engine.simulation import SimulationError, simulate
         from .cli import in_flags
-        from .simulation import SimulationError, simulate
 
         try:
             plan = p.plan()
@@ -863,7 +863,7 @@ class PipelineMagics(Magics):
     def _last_trace(self, p: Pipeline) -> Any:
         trace = self.traces.get(self.current)
         if trace is None:
-            from .engine import last_trace
+            from ..engine.scheduler import last_trace
 
             trace = last_trace()
             if trace is None or trace.attrs.get("pipeline") != p.id:
@@ -871,7 +871,7 @@ class PipelineMagics(Magics):
         return trace
 
     def _trace(self, p: Pipeline, args: Any) -> Any:
-        from .trace import COLUMNS
+        from ..engine.trace import COLUMNS
 
         trace = self._last_trace(p)
         if args.steps:

@@ -20,8 +20,8 @@ environment, infrastructure…)            infrastructure also gives ``Stage.res
 ``rollbackSteps``)
 ``step.type`` / ``spec`` / ``timeout``   ``Step.type`` / ``Step.spec`` / ``Step.timeout``
 ``step.spec.delegateSelectors``          ``Step.delegate_selectors``
-``failureStrategies``                    a list of :class:`~notebook_pipelines.failure.OnFailure`
-``when``                                 :class:`~notebook_pipelines.failure.When`
+``failureStrategies``                    a list of :class:`~notebook_pipelines.definition.failure.OnFailure`
+``when``                                 :class:`~notebook_pipelines.definition.failure.When`
 ``variables`` (list of name/type/value)  a dict name → value (types that the value does not
                                          imply are kept in ``extra["variables"]``)
 ``delegateSelectors``, ``timeout``,      the fields of the same name (``strategy`` as data)
@@ -78,8 +78,7 @@ from typing import Any
 
 import yaml
 
-from .errors import DefinitionError, Problem
-from .failure import (
+from ..definition.failure import (
     OnFailure,
     StrategyError,
     When,
@@ -87,7 +86,8 @@ from .failure import (
     coerce_strategies,
     coerce_when,
 )
-from .model import Parallel, Pipeline, Stage, Step, StepGroup
+from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup
+from ..errors import DefinitionError, Problem
 
 __all__ = [
     "Loaded",
@@ -294,7 +294,7 @@ def read_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
 
 
 def load_yaml(source: Any, rules: str = "classic", *, source_name: str | None = None) -> Pipeline:
-    """A :class:`~notebook_pipelines.model.Pipeline` from Harness v0 pipeline YAML.
+    """A :class:`~notebook_pipelines.definition.model.Pipeline` from Harness v0 pipeline YAML.
 
     What is kept but not modelled is reported in one :class:`YamlWarning` (its ``notes``
     attribute lists each note with line and column). See :func:`read_yaml` for the arguments.
@@ -678,7 +678,7 @@ class _Reader:
         )
 
     def note_type(self, step_type: Any, mark: Any, fqn: str) -> None:
-        from .steptypes import step_type as registered
+        from ..engine.steptypes import step_type as registered
 
         if step_type in self.step_types:
             self.step_types[step_type] += 1
@@ -861,7 +861,7 @@ def _unmodelled(action: Any) -> list[str]:
 
 
 def _known_actions() -> tuple:
-    from .failure import ACTION_TYPES
+    from ..definition.failure import ACTION_TYPES
 
     return ACTION_TYPES
 

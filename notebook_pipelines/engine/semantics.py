@@ -13,7 +13,7 @@ actions after a failure, rollback in the order of R36/R38, timeouts (R59–R61),
 ``(SLEEP, seconds, scope)``, ``(ASK, node, outcome, action, scope)``, ``(ACQUIRE, key, scope)``
     a retry interval, a manual intervention (R20, D12), a resource shared by parallel stages (D8).
 
-:class:`Semantics` is a mixin of :class:`~notebook_pipelines.engine.Scheduler`, which owns the
+:class:`Semantics` is a mixin of :class:`~notebook_pipelines.engine.scheduler.Scheduler`, which owns the
 loop, the clock, the executor and the records; the state of a running container is a
 :class:`Scope`. What time it is and where bodies run never matter here, which is why a
 simulated run and a real run produce the same statuses and rows.
@@ -23,9 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .context import StepContext
-from .errors import ExpressionError
-from .failure import (
+from ..definition.failure import (
     Abort,
     Action,
     Ignore,
@@ -39,19 +37,27 @@ from .failure import (
     StepGroupRollback,
     action_from_dict,
 )
-from .plan import PlanNode, choose
-from .trace import POSITIVE
+from ..definition.plan import PlanNode, choose
+from ..definition.statuses import (
+    ABORTED,
+    EXPIRED,
+    FAILED,
+    IGNORE_FAILED,
+    NOT_STARTED,
+    POSITIVE,
+    SEVERITY,
+    SKIPPED,
+    SUCCESS,
+)
+from ..errors import ExpressionError
+from .context import StepContext
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Outcome
+    from .scheduler import Outcome
 
 __all__ = ["SEVERITY", "Scope", "Semantics"]
 
 ALL, EXEC, SLEEP, ASK, ACQUIRE = "all", "exec", "sleep", "ask", "acquire"
-SUCCESS, FAILED, SKIPPED, ABORTED, EXPIRED = "Success", "Failed", "Skipped", "Aborted", "Expired"
-IGNORE_FAILED, NOT_STARTED = "IgnoreFailed", "NotStarted"
-#: D4: the most severe non-positive child status decides a container's status.
-SEVERITY = {"Aborted": 6, "Errored": 5, "Failed": 4, "Expired": 3, "ApprovalRejected": 2, "FreezeFailed": 1}
 
 
 class Scope:
@@ -130,7 +136,7 @@ class Semantics:
         if callable(condition):
             ctx = StepContext(node, 0, self.run_id, self._variables(node), {})
             return condition(ctx)
-        from .references import evaluate_condition
+        from ..definition.references import evaluate_condition
 
         return evaluate_condition(self, node, condition)
 
@@ -430,7 +436,7 @@ class Semantics:
     def _retry_applies(self, action: Retry, node: PlanNode, outcome: Outcome) -> bool:
         if action.condition is None:
             return True
-        from .references import evaluate_condition
+        from ..definition.references import evaluate_condition
 
         try:  # a condition that cannot be evaluated does not retry; its error joins the step's (D13)
             if callable(action.condition):
@@ -481,6 +487,6 @@ class Semantics:
 
 
 def _truthy(value: Any) -> bool:
-    from .expressions import truthy
+    from ..definition.expressions import truthy
 
     return truthy(value)

@@ -8,7 +8,7 @@ Values of the wrong type (a retry count of ``"two"``, ``variables=[1]``, a NaN t
 list that is not a list…) are problems like any other: checking never raises from inside, and
 never lets such a value through to the plan or the engine. Every problem carries a fix.
 
->>> from notebook_pipelines.model import Pipeline, Stage, StepGroup, Step
+>>> from notebook_pipelines.definition.model import Pipeline, Stage, StepGroup, Step
 >>> p = Pipeline("p", stages=[Stage("1st"), Stage("b", items=[StepGroup("g", items=[StepGroup("h")])])])
 >>> for problem in problems(p):
 ...     print(problem)  # doctest: +ELLIPSIS
@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from numbers import Integral
 from typing import Any
 
+from ..errors import Problem
 from .durations import DurationError, parse_duration
-from .errors import Problem
 from .failure import (
     ACTION_TYPES,
     ERROR_TYPES,

@@ -35,8 +35,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .durations import DurationError, format_duration, parse_duration
-from .errors import DefinitionError, PipelineError, RunInterrupted
+from ..definition.durations import DurationError, format_duration, parse_duration
+from ..errors import DefinitionError, PipelineError, RunInterrupted
 
 __all__ = [
     "build_parser",
@@ -70,7 +70,7 @@ class BadInput(Exception):
 # -- the parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``notebook-pipelines`` (subcommands validate/render/simulate/run)."""
-    from . import __version__
+    from .._version import __version__
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("file", metavar="FILE", help="a Harness pipeline YAML file")
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- loading --------------------------------------------------------------------------------------
 def _load(args: argparse.Namespace) -> Any:
-    from .yaml_io import read_yaml
+    from ..formats.yaml_io import read_yaml
 
     path = Path(args.file)
     if not path.is_file():
@@ -210,7 +210,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _problem_lines(pipeline: Any, error: DefinitionError) -> list[str]:
-    from .yaml_io import YamlProblem, locate
+    from ..formats.yaml_io import YamlProblem, locate
 
     lines = []
     for problem in error.problems:
@@ -235,7 +235,7 @@ def _compile(pipeline: Any) -> tuple[Any, list]:
 
 def _load_readable(args: argparse.Namespace) -> Any:
     """The loaded pipeline, not yet validated; YAML that cannot be read → BadInput (exit 2)."""
-    from .yaml_io import YamlError
+    from ..formats.yaml_io import YamlError
 
     try:
         return _load(args)
@@ -286,7 +286,7 @@ def _apply_vars(pipeline: Any, assignments: list[str]) -> None:
 
 # -- validate -------------------------------------------------------------------------------------
 def _validate(args: argparse.Namespace) -> int:
-    from .yaml_io import YamlError, YamlSyntaxError
+    from ..formats.yaml_io import YamlError, YamlSyntaxError
 
     try:
         pipeline = _load(args)
@@ -311,7 +311,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 # -- render ---------------------------------------------------------------------------------------
 def _render(args: argparse.Namespace) -> int:
-    from .plan import compile_plan
+    from ..definition.plan import compile_plan
 
     out = Path(args.output)
     if out.suffix.lower() not in PICTURE_FORMATS:
@@ -323,7 +323,7 @@ def _render(args: argparse.Namespace) -> int:
             for line in _problem_lines(pipeline, DefinitionError(found)):
                 print(f"warning: {line}", file=sys.stderr)
         plan = compile_plan(pipeline, check=False)
-    from .rendering import to_file
+    from ..views.rendering import to_file
 
     try:
         to_file(plan, out)
@@ -344,7 +344,7 @@ def parse_failure(text: str) -> tuple[str, Any]:
     >>> parse_failure("deploy:1:Timeout")
     ('deploy', {'attempts': [1], 'error_type': 'Timeout'})
     """
-    from .failure import ERROR_TYPES
+    from ..definition.failure import ERROR_TYPES
 
     step, *parts = text.split(":")
     if not step:
@@ -440,7 +440,7 @@ def _durations(path_text: str) -> dict[str, float]:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulation import SimulationError, simulate
+    from ..engine.simulation import SimulationError, simulate
 
     plan = _load_plan(args)
     try:
@@ -465,7 +465,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 # -- run ------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
-    from .engine import run
+    from ..engine.scheduler import run
 
     plan = _load_plan(args)
     pipeline = plan.pipeline
@@ -552,7 +552,7 @@ def format_table(trace: Any, width: int = 90) -> str:
     """A readable table of a trace: the tree of nodes, status, attempt, times and what happened.
 
     ``start`` and ``end`` are times since the run started, ``took`` the duration, each in the
-    Harness form of :func:`~notebook_pipelines.durations.format_duration`.
+    Harness form of :func:`~notebook_pipelines.definition.durations.format_duration`.
     """
     depth: dict[str, int] = {}
     for fqn, parent in zip(trace["fqn"], trace["parent"]):

@@ -1,6 +1,6 @@
 """Draw the plan of a pipeline with Graphviz, optionally coloured by the trace of a run.
 
-The renderer walks the compiled :class:`~notebook_pipelines.plan.Plan` — the very plan the
+The renderer walks the compiled :class:`~notebook_pipelines.definition.plan.Plan` — the very plan the
 engine runs — so the picture shows exactly what will run.
 
 Drawing conventions
@@ -64,9 +64,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .durations import format_duration
-from .errors import DefinitionError, PipelineError
-from .plan import Plan, PlanNode, compile_plan
+from ..definition.durations import format_duration
+from ..definition.plan import Plan, PlanNode, compile_plan
+from ..errors import DefinitionError, PipelineError
 
 if TYPE_CHECKING:  # pragma: no cover
     import graphviz

@@ -1,0 +1,1 @@
+"""File formats: Harness v0 pipeline YAML in and out."""

@@ -1,0 +1,1 @@
+"""Views: pictures of a plan (Graphviz), optionally coloured by a trace."""
