@@ -48,8 +48,7 @@ notebooks: setup
 
 ## make bench: the side-by-side measurements in benchmarks/ (not part of the tests)
 bench: setup
-	$(PY) benchmarks/engine_overhead.py
-	$(PY) benchmarks/simulate_scale.py
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

@@ -20,8 +20,10 @@ import pandas as pd
 import pytest
 
 import notebook_pipelines as nbp
+from notebook_pipelines.engine.executors.threads import default_pool
 
 WORKER_PREFIX = "nbp-worker"
+LEFT_BEHIND_PREFIX = "nbp-left-behind"
 
 
 def sleeper(seconds: float, text: str | None = None, result: dict | None = None) -> Callable[[], Any]:
@@ -48,8 +50,13 @@ def failing(message: str = "bad value", exc: type[BaseException] = ValueError, a
 
 
 def worker_threads() -> list[threading.Thread]:
-    """The engine's worker threads that are alive now."""
+    """The engine's worker threads that are alive now (in the pool, idle or busy)."""
     return [t for t in threading.enumerate() if t.name.startswith(WORKER_PREFIX) and t.is_alive()]
+
+
+def left_behind() -> list[threading.Thread]:
+    """Threads running a body that was told to stop and has not stopped yet."""
+    return [t for t in threading.enumerate() if t.name.startswith(LEFT_BEHIND_PREFIX) and t.is_alive()]
 
 
 def ok(seconds: float = 0.01) -> Callable:
@@ -103,8 +110,13 @@ def overlap(a: pd.Series, b: pd.Series) -> bool:
 
 @pytest.fixture
 def no_worker_leak() -> Iterator[None]:
-    """Fail the test when an ``nbp-worker`` thread is still alive after it."""
-    before = set(worker_threads())
+    """Fail the test when a worker of the pool is still busy after it, or a body that was told
+    to stop is still running (left behind) a while later (the join is a hang guard)."""
+    before = set(left_behind())
     yield
-    leaked = [t.name for t in worker_threads() if t not in before]
-    assert not leaked, f"worker threads left running: {leaked}"
+    assert default_pool().busy == 0, f"busy workers after the run: {default_pool()!r}"
+    for thread in left_behind():
+        if thread not in before:
+            thread.join(5.0)
+    still = [t.name for t in left_behind() if t not in before]
+    assert not still, f"bodies still running after they were told to stop: {still}"

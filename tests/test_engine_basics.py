@@ -17,6 +17,7 @@ import pytest
 from conftest import failing, overlap, row, sleeper, worker_threads
 
 import notebook_pipelines as nbp
+from notebook_pipelines.engine.executors.threads import default_pool
 
 pytestmark = pytest.mark.usefixtures("no_worker_leak")
 
@@ -394,19 +395,20 @@ def test_last_trace_is_the_trace_of_the_last_run():
     assert nbp.last_trace() is second and second is not first
 
 
-def test_no_worker_thread_is_alive_after_run_returns():
+def test_no_worker_is_busy_after_run_returns_and_the_workers_stay_warm():
     p = nbp.Pipeline("p")
     with p.stage("s") as s, s.parallel():
         for i in range(4):
             s.step(f"w{i}", run=sleeper(0.03))
     trace = p.run()
-    assert worker_threads() == []
+    assert default_pool().busy == 0
     assert steps_of(trace)["worker"].nunique() == 4
+    assert set(steps_of(trace)["worker"]) <= {t.name for t in worker_threads()}  # kept for the next run
 
 
-def test_no_worker_thread_is_alive_after_a_failed_run_returns():
+def test_no_worker_is_busy_after_a_failed_run_returns():
     failing_pipeline().run(report=False)
-    assert worker_threads() == []
+    assert default_pool().busy == 0
 
 
 def test_stdout_and_stderr_are_restored_after_a_run():

@@ -54,7 +54,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..engine.simulation import SimulationError, as_plan, simulate, simulate_records
-from ..engine.trace import RECORD
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -64,7 +63,6 @@ __all__ = ["PERCENTILES", "compare", "critical_path", "monte_carlo", "summarize"
 #: The percentiles :func:`monte_carlo` and :func:`summarize` report by default.
 PERCENTILES = (50, 90, 95, 99)
 _EPS = 1e-9
-_NODE, _STATUS, _START, _END = (RECORD.index(name) for name in ("node", "status", "start_s", "end_s"))
 
 
 # -- reading a trace ----------------------------------------------------------------------------
@@ -171,20 +169,20 @@ def _from_records(plan: Any, records: list[tuple]) -> tuple[dict[str, Any], dict
     """(makespan and status, stage durations) straight from a simulation's records.
 
     The same numbers as :func:`_outcome` and :func:`_stage_durations` of the trace, without
-    building it (``trace.RECORD`` gives the layout of a record).
+    building it (each a :class:`~notebook_pipelines.engine.trace.Record`).
     """
     nodes = plan.nodes
     outcome: dict[str, Any] = {}
     spans: dict[str, list] = {}
     for record in records:
-        node = nodes[record[_NODE]]
+        node = nodes[record.node]
         if node.kind == "pipeline":
-            outcome = {"makespan_s": record[_END] - record[_START], "status": record[_STATUS]}
+            outcome = {"makespan_s": record.end_s - record.start_s, "status": record.status}
         elif node.kind == "stage":
             span = spans.setdefault(f"stage:{node.id}", [math.inf, -math.inf])
-            if record[_START] is not None:
-                span[0] = min(span[0], record[_START])
-                span[1] = max(span[1], record[_END])
+            if record.start_s is not None:
+                span[0] = min(span[0], record.start_s)
+                span[1] = max(span[1], record.end_s)
     stages = {key: (end - begin if begin <= end else math.nan) for key, (begin, end) in spans.items()}
     return outcome, stages
 

@@ -2,37 +2,38 @@
 
 Design
 ------
-The semantics (serial items, parallel blocks, conditions, failure strategies, retries,
-rollback, timeouts, resources) are written as straight-line generator functions, one per
-kind of node (``_pipeline``, ``_stage``, ``_group``, ``_step``). A generator *yields an
-effect* when it must wait and is resumed with the result:
+The rules (:mod:`.semantics`) are generator functions, one per kind of node. A generator
+*yields an effect* when it must wait and is resumed with the result:
 
 ``(ALL, [gen, ...])``
     run these children concurrently; resume with their statuses when all are terminal.
 ``(EXEC, node, attempt, scope)``
-    run the step's body on the executor; resume with an :class:`Outcome`.
-``(SLEEP, seconds)``, ``(ASK, request)``, ``(ACQUIRE, key)``
+    run the step's body on the executor; resume with an :class:`~.executors.base.Outcome`.
+``(SLEEP, seconds, scope)``, ``(ASK, node, outcome, action, scope)``, ``(ACQUIRE, key, scope)``
     a retry interval, a manual intervention, a resource shared by parallel stages (D8).
 
-The scheduler is a single-threaded loop over a ready queue, a timer heap and an inbox that
-executors post completions to. There is no thread per step and no polling: the loop blocks
-on the inbox until the next timer is due. What time it is and where bodies run are plug-ins:
+The scheduler is a single-threaded loop over a ready queue, a timer heap (:class:`~.runtime.Timer`
+handles) and an inbox that executors post completions to. There is no thread per step and no
+polling: the loop blocks on the inbox until the next timer is due (on the main thread in
+slices of :data:`WAKE_EVERY` seconds, so that ``_thread.interrupt_main()`` — which sends no
+real signal — is seen too). What time it is and where bodies run are plug-ins (the
+:class:`~.executors.base.Clock` and :class:`~.executors.base.Executor` protocols):
 
-- :class:`RealClock` + :class:`~notebook_pipelines.engine.executors.threads.ThreadExecutor`
-  (``run()``): wall clock, bodies on a pool of reused threads;
-- :class:`~notebook_pipelines.engine.executors.virtual.VirtualClock` + ``VirtualExecutor``
-  (``simulate()``): the clock jumps to the next timer; a body "takes" its declared duration.
+- :class:`RealClock` + :class:`~.executors.threads.ThreadExecutor` (``run()``): wall
+  clock, bodies on a warm pool of reused worker threads;
+- :class:`~.executors.virtual.VirtualClock` + ``VirtualExecutor`` (``simulate()``): the clock
+  jumps to the next timer; a body "takes" its declared duration.
 
-State is small and explicit: a :class:`Scope` per running pipeline, stage or step group
-holds "successful so far" (R30), a stop reason (rollback requested, timeout, abort) and
-what ran (for rollback order, R36). Every record goes to a :class:`~.trace.Recorder`;
-the DataFrame is built once at the end. A run that fails, aborts or is interrupted still
-returns (or carries) its complete trace.
+The rules see the run only through :class:`~.runtime.Runtime` (implemented here); executors
+see it only through :class:`~.executors.base.RunHandle` (``now``, ``complete``, ``call_at``).
+Trace rows are :class:`~.trace.Record` s built in :meth:`Scheduler.record` alone.
 
-Timeouts: a Python thread cannot be killed. A step that times out is told to stop through
-its context (``ctx.cancelled``, ``ctx.sleep`` wakes up) and an exception is raised in its
-thread at the next Python instruction; it is recorded ``Expired`` at the deadline and the
-run goes on without waiting for it.
+Stopping: a step whose timeout passes is ``Expired`` at its deadline and the run goes on; an
+abort or an interrupt ends every running step ``Aborted`` at once. In each case the executor
+is told to stop the body (``ctx.cancelled``, ``ctx.sleep`` wakes, an exception where one can be
+raised) and is never waited for: a body that ignores it is left behind, its late result
+discarded. Ctrl-C is taken between scheduler steps (a SIGINT handler sets a flag), so a
+generator is never killed half-way; the run then drains to a complete trace and raises.
 """
 
 from __future__ import annotations
@@ -50,40 +51,35 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..definition.failure import (
-    ManualIntervention,
-)
+from ..definition.failure import ManualIntervention
 from ..definition.plan import Plan, PlanNode, as_plan
-from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted, StepError
-from .context import CURRENT_CONTEXT, StepCancelled, StepContext, _current
-from .semantics import (
-    ABORTED,
-    ACQUIRE,
-    ALL,
-    ASK,
-    EXEC,
-    EXPIRED,
-    FAILED,
-    NOT_STARTED,
-    SKIPPED,
-    SLEEP,
-    SUCCESS,
-    Scope,
-    Semantics,
-)
-from .trace import Recorder, build_trace
+from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCESS
+from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted
+from .context import StepCancelled, StepContext
+from .executors.base import Job, Outcome, call_body, outcome_of_exception
+from .runtime import Ask, Queue, Sleep, Timer
+from .semantics import ACQUIRE, ALL, ASK, EXEC, SLEEP, Rules, Scope
+from .trace import Record, Recorder, build_trace
 
 __all__ = [
+    "WAKE_EVERY",
     "InterventionRequest",
     "Outcome",
     "RealClock",
+    "RunResult",
     "Scheduler",
     "StepCancelled",
     "StepContext",
+    "call_body",
     "execute",
     "last_trace",
+    "outcome_of_exception",
     "run",
 ]
+
+#: The main thread waits in slices this long, so that a Ctrl-C or ``_thread.interrupt_main()``
+#: is seen within it even while nothing happens (an event wakes the loop at once, whatever it).
+WAKE_EVERY = 0.1
 
 _LAST: list = [None]
 
@@ -93,42 +89,14 @@ def last_trace():
     return _LAST[0]
 
 
-class Outcome:
-    """The result of one execution of a step body."""
-
-    __slots__ = ("end", "error", "error_type", "log", "outputs", "start", "status", "worker")
-
-    def __init__(
-        self,
-        status: str,
-        start: float,
-        end: float,
-        worker: str | None = None,
-        error_type: str | None = None,
-        error: str | None = None,
-        outputs: dict | None = None,
-        log: str | None = None,
-    ):
-        self.status, self.start, self.end, self.worker = status, start, end, worker
-        self.error_type, self.error, self.outputs, self.log = error_type, error, outputs, log
-
-
-class Job:
-    """One execution of a step body, handed to an executor."""
-
-    __slots__ = ("attempt", "ctx", "data", "done", "node", "submitted", "task", "timer")
-
-    def __init__(self, node: PlanNode, attempt: int, ctx: StepContext, task: Task, submitted: float):
-        self.node, self.attempt, self.ctx, self.task = node, attempt, ctx, task
-        self.done, self.timer, self.submitted, self.data = False, None, submitted, None
-
-
 class Task:
-    __slots__ = ("gen", "index", "parent", "pending", "results", "scope")
+    """A running generator and where its result goes (its parent's slot ``index``)."""
+
+    __slots__ = ("gen", "index", "parent", "pending", "results")
 
     def __init__(self, gen: Any, parent: Task | None, index: int):
         self.gen, self.parent, self.index = gen, parent, index
-        self.pending, self.results, self.scope = 0, None, None
+        self.pending, self.results = 0, None
 
 
 class InterventionRequest:
@@ -150,7 +118,7 @@ class InterventionRequest:
         """Answer with one of ``choices``; safe to call from any thread."""
         if choice not in self.choices:
             raise ValueError(f"{choice!r} is not one of {', '.join(self.choices)}")
-        self._scheduler.inbox.put((self._scheduler._answered, (self, choice)))
+        self._scheduler.post(self._scheduler._answered, (self, choice))
 
     def __repr__(self) -> str:
         return f"<InterventionRequest {self.fqn} choices={self.choices}>"
@@ -170,76 +138,41 @@ class RealClock:
     def __init__(self) -> None:
         self.epoch_ns = time.time_ns()
         self._t0 = time.perf_counter()
+        #: wait in slices (set on the main thread, where signals arrive)
+        self.slice: float | None = None
 
     def now(self) -> float:
         return time.perf_counter() - self._t0
 
-    #: Cap each wait at 0.1 s so that a KeyboardInterrupt is seen promptly. Not needed when the
-    #: scheduler's own SIGINT handler runs (it wakes the loop through the inbox): then the loop
-    #: sleeps until an event or the next timer, without waking.
-    poll = True
-
     def wait(self, inbox: queue.SimpleQueue, deadline: float | None) -> Any:
-        if self.poll:
-            timeout = 0.1 if deadline is None else max(0.0, min(deadline - self.now(), 0.1))
-        else:
-            timeout = None if deadline is None else max(0.0, deadline - self.now())
+        timeout = None if deadline is None else max(0.0, deadline - self.now())
+        if self.slice is not None and (timeout is None or timeout > self.slice):
+            timeout = self.slice
         try:
             return inbox.get(timeout=timeout)
         except queue.Empty:
             return None
 
 
-def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, spec: Any = None) -> Any:
-    """Run a step body: a callable (with ``ctx`` when it takes an argument) or code text.
+class RunResult:
+    """What :func:`execute` returns: the pipeline's status, the trace, and whether the run
+    was interrupted (Ctrl-C)."""
 
-    A body-less step with a ``type`` runs the handler registered for that type
-    (:mod:`notebook_pipelines.engine.steptypes`) with ``spec``: its spec as the scheduler resolved it
-    before the step started (``None``: ``node.spec``, which then may hold no ``<+…>``).
+    __slots__ = ("interrupted", "status", "trace")
+
+    def __init__(self, status: str, trace: Any, interrupted: bool):
+        self.status, self.trace, self.interrupted = status, trace, interrupted
+
+    def __iter__(self):  # (status, trace, interrupted), as a tuple
+        return iter((self.status, self.trace, self.interrupted))
+
+
+class Scheduler:
+    """Runs one plan to completion with one clock and one executor. Use :func:`execute`.
+
+    Implements :class:`~.runtime.Runtime` for the rules and
+    :class:`~.executors.base.RunHandle` for the executor.
     """
-    body = node.body
-    if body is None:
-        if node.type is not None:
-            from .steptypes import call_handler
-
-            return call_handler(node, ctx, spec)
-        return None
-    if isinstance(body, str):
-        scope = namespace if namespace is not None else {}
-        # parallel code bodies share one namespace: ``ctx`` there is a proxy to this thread's context
-        _current.ctx = ctx
-        scope["ctx"] = CURRENT_CONTEXT
-        try:
-            exec(compile(body, f"<step {node.fqn}>", "exec"), scope)  # the user's own step code
-        finally:
-            _current.ctx = None
-        missing = [name for name in node.outputs or () if name not in scope]
-        if missing:
-            raise StepError(
-                f"{node.fqn}: the step's code did not assign its output(s) {', '.join(missing)}; "
-                "assign them in the body or drop them from the step's outputs"
-            )
-        return {name: scope[name] for name in node.outputs or ()}
-    if node.takes_ctx:
-        return body(ctx, **ctx.inputs)
-    return body(**ctx.inputs)
-
-
-def outcome_of_exception(exc: BaseException) -> tuple[str, str, str]:
-    """(status, error_type, message) for an exception raised by a body."""
-    if isinstance(exc, StepError):
-        return FAILED, exc.error_type, str(exc) or type(exc).__name__
-    if isinstance(exc, TimeoutError):
-        return FAILED, "Timeout", f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, ConnectionError):
-        return FAILED, "Connectivity", f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, PermissionError):
-        return FAILED, "Authorization", f"{type(exc).__name__}: {exc}"
-    return FAILED, "Unknown", f"{type(exc).__name__}: {exc}"
-
-
-class Scheduler(Semantics):
-    """Runs one plan to completion with one clock and one executor. Use :func:`execute`."""
 
     def __init__(
         self,
@@ -257,9 +190,11 @@ class Scheduler(Semantics):
         self.namespace = namespace
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.ready: deque = deque()
-        self.timers: list = []
+        self.timers: list = []  # heap of (when, seq, Timer)
         self._seq = itertools.count()
-        self.waits: dict[Task, Any] = {}
+        self.waits: dict[
+            Task, Any
+        ] = {}  # what each waiting generator waits for (runtime.Job/Sleep/Ask/Queue)
         self.recorder = Recorder()
         self.aborted: str | None = None
         self.interrupted = False
@@ -271,25 +206,27 @@ class Scheduler(Semantics):
         self._merged_variables: dict[int, dict] = {}
         self._resolved_spec: dict[int, Any] = {}  # typed steps' specs, resolved before they start
         self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
+        self.runs_handlers = bool(getattr(executor, "runs_handlers", False))
         self.on_intervention = on_intervention
         self.listeners = list(listeners)
         self._started = [x.node_started for x in self.listeners if hasattr(x, "node_started")]
         self._finished = [x.node_finished for x in self.listeners if hasattr(x, "node_finished")]
         self._asked = [x.intervention for x in self.listeners if hasattr(x, "intervention")]
         self.status: str | None = None
-        self._returned: Callable | None = None  # the executor's hook for a finished body, if any
         self.done = False
+        self._loop_thread: int | None = None
 
     # -- the loop -----------------------------------------------------------------------------
     def execute(self) -> str:
-        """Run to the end; return the pipeline's status. Raises KeyboardInterrupt after draining."""
-        root = Task(self._pipeline(self.plan.root), None, 0)
+        """Run to the end; return the pipeline's status. After a Ctrl-C the run is aborted,
+        drained to a complete trace, and ``interrupted`` is set."""
+        root = Task(Rules(self).pipeline(self.plan.root), None, 0)
         self.ready.append((root, None))
-        self._returned = getattr(self.executor, "returned", None)
+        self._loop_thread = threading.get_ident()
         self.executor.open(self)
         previous = self._defer_sigint()
-        if hasattr(self.clock, "poll"):
-            self.clock.poll = previous is None
+        if isinstance(self.clock, RealClock) and threading.current_thread() is threading.main_thread():
+            self.clock.slice = WAKE_EVERY
         try:
             try:
                 self._loop()
@@ -324,19 +261,20 @@ class Scheduler(Semantics):
         return signal.default_int_handler
 
     def _loop(self) -> None:
-        ready, timers, clock = self.ready, self.timers, self.clock
+        ready, timers, clock, advance = self.ready, self.timers, self.clock, self._advance
         while True:
             while ready:
                 if self.sigint and not self.interrupted:
                     raise KeyboardInterrupt
                 task, value = ready.popleft()
-                self._advance(task, value)
+                advance(task, value)
             if self.done:
                 return
             if timers and timers[0][0] <= clock.now():
-                entry = heapq.heappop(timers)
-                if entry[4]:
-                    entry[2](entry[3])
+                timer = heapq.heappop(timers)[2]
+                if timer.active:
+                    timer.active = False
+                    timer.fn(timer.arg)
                 continue
             item = clock.wait(self.inbox, timers[0][0] if timers else None)
             if item is not None:
@@ -368,15 +306,36 @@ class Scheduler(Semantics):
                 )
         return ok
 
-    def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> list:
-        """Call ``fn(arg)`` from the loop at clock time ``when``; returns a cancellable entry."""
-        entry = [when, next(self._seq), fn, arg, True]
-        heapq.heappush(self.timers, entry)
-        return entry
+    # -- what executors and the rules call (RunHandle, Runtime) ---------------------------------
+    def now(self) -> float:
+        return self.clock.now()
+
+    def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> Timer:
+        """Call ``fn(arg)`` from the loop at clock time ``when``; returns a cancellable handle."""
+        timer = Timer(when, fn, arg)
+        heapq.heappush(self.timers, (when, next(self._seq), timer))
+        return timer
 
     def post(self, fn: Callable[[Any], None], arg: Any) -> None:
-        """Thread-safe: have the loop call ``fn(arg)`` (executors report completions this way)."""
+        """Thread-safe: have the loop call ``fn(arg)`` soon."""
         self.inbox.put((fn, arg))
+
+    def complete(self, job: Job, outcome: Outcome) -> None:
+        """A body finished; safe from any thread. A late result (timed out, aborted) is dropped."""
+        if threading.get_ident() != self._loop_thread:
+            self.inbox.put((self._completed, (job, outcome)))
+        else:
+            self._completed((job, outcome))
+
+    def _completed(self, item: tuple) -> None:
+        job, outcome = item
+        if job.done:
+            return  # it timed out or was aborted before; its late result is ignored
+        job.done = True
+        del self.waits[job.task]
+        if job.timer is not None:
+            job.timer.active = False
+        self.ready.append((job.task, outcome))
 
     def _advance(self, task: Task, value: Any) -> None:
         try:
@@ -393,11 +352,9 @@ class Scheduler(Semantics):
                 self.ready.append((task, []))
                 return
             task.pending, task.results = len(gens), [None] * len(gens)
-            for i, gen in enumerate(gens):
-                self.ready.append((Task(gen, task, i), None))
+            self.ready.extend([(Task(gen, task, i), None) for i, gen in enumerate(gens)])
         elif kind is SLEEP:
-            entry = self.call_at(self.clock.now() + effect[1], self._wake, task)
-            self.waits[task] = ("timer", entry, effect[2])
+            self.waits[task] = Sleep(self.call_at(self.clock.now() + effect[1], self._wake, task), effect[2])
         elif kind is ASK:
             self._ask(task, effect[1], effect[2], effect[3], effect[4])
         elif kind is ACQUIRE:
@@ -406,7 +363,7 @@ class Scheduler(Semantics):
             if len(waiting) == 1:
                 self.ready.append((task, True))
             else:
-                self.waits[task] = ("resource", effect[1], effect[2])
+                self.waits[task] = Queue(effect[1], effect[2])
         else:  # pragma: no cover - programming error
             raise RuntimeError(f"unknown effect {effect!r}")
 
@@ -425,7 +382,7 @@ class Scheduler(Semantics):
         if self.waits.pop(task, None) is not None:
             self.ready.append((task, None))
 
-    def _release(self, key: str) -> None:
+    def release(self, key: str) -> None:
         waiting = self.resources[key]
         waiting.popleft()
         if waiting:
@@ -436,45 +393,25 @@ class Scheduler(Semantics):
     # -- step bodies ----------------------------------------------------------------------------
     def _exec(self, task: Task, node: PlanNode, attempt: int, scope: Scope) -> None:
         now = self.clock.now()
-        job = Job(node, attempt, None, task, now)  # executors that run bodies add a context
-        self.waits[task] = ("job", job, scope)
-        self._notify(self._started, node, attempt, now)
-        if node.timeout is not None:
-            job.timer = self.call_at(now + node.timeout, self._expire, job)
+        job = Job(self, node, attempt, scope, now)
+        job.task = task
+        job.timer = self.call_at(now + node.timeout, self._expire_job, job) if node.timeout else None
+        if node.body is None and node.type is not None:
+            job.spec = self._resolved_spec.get(node.index)
+        job.namespace = self.namespace
+        self.waits[task] = job
+        if self._started:
+            self._notify(self._started, node, attempt, now)
         self.executor.submit(job)
 
-    def complete(self, job: Job, outcome: Outcome) -> None:
-        """Called in the loop (directly or through :meth:`post`) when a body has finished."""
-        if self._returned is not None:
-            self._returned(job)
-        if job.done:
-            return  # it timed out or was aborted before; its late result is ignored
-        job.done = True
-        if job.timer is not None:
-            job.timer[4] = False
-        del self.waits[job.task]
-        self.ready.append((job.task, outcome))
-
-    def _complete_posted(self, item: tuple) -> None:
-        self.complete(item[0], item[1])
-
-    def _expire(self, job: Job) -> None:
+    def _expire_job(self, job: Job) -> None:
         if job.done:
             return
-        job.done = True
-        self.executor.cancel(job)
-        del self.waits[job.task]
-        now = self.clock.now()
-        text = f"timed out after {job.node.timeout:g}s"
-        worker, log = _partial(job)
-        self.ready.append((job.task, Outcome(EXPIRED, job.submitted, now, worker, "Timeout", text, log=log)))
+        self._settle(job.task, job, EXPIRED, "Timeout", f"timed out after {job.node.timeout:g}s")
 
-    def context(self, job: Job) -> StepContext:
-        """The step context for ``job`` (made when an executor is about to run its body)."""
-        job.ctx = StepContext(
-            job.node, job.attempt, self.run_id, self._variables(job.node), self._inputs(job.node)
-        )
-        return job.ctx
+    def context(self, node: PlanNode, attempt: int) -> StepContext:
+        """The step context for one execution of ``node`` (made when a body is about to run)."""
+        return StepContext(node, attempt, self.run_id, self._variables(node), self._inputs(node))
 
     def _variables(self, node: PlanNode) -> dict:
         """The variables a node sees (pipeline, stage, groups, its own; innermost wins): merged
@@ -489,7 +426,7 @@ class Scheduler(Semantics):
     def _inputs(self, node: PlanNode) -> dict:
         return self._resolved.get(node.index, node.inputs) or {}
 
-    def _resolve_inputs(self, node: PlanNode) -> str | None:
+    def resolve_inputs(self, node: PlanNode) -> str | None:
         """Resolve the step's inputs just before it runs (R42–R47); the error text, if any."""
         from ..definition.references import resolve_inputs
 
@@ -499,11 +436,21 @@ class Scheduler(Semantics):
             return str(err)
         return None
 
+    def resolve_spec(self, node: PlanNode) -> str | None:
+        """Resolve a typed step's spec just before it runs (D13); the error text, if any."""
+        from .steptypes import resolve_spec
+
+        try:
+            self._resolved_spec[node.index] = resolve_spec(self, node, node.spec or {})
+        except ExpressionError as err:
+            return str(err)
+        return None
+
     # -- interventions --------------------------------------------------------------------------
     def _ask(self, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention, scope: Scope):
         request = InterventionRequest(self, task, node, outcome, action)
-        entry = self.call_at(self.clock.now() + request.timeout, self._intervention_timeout, request)
-        self.waits[task] = ("ask", (request, entry), scope)
+        timer = self.call_at(self.clock.now() + request.timeout, self._intervention_timeout, request)
+        self.waits[task] = Ask(request, timer, scope)
         self._notify(self._asked, request)
         if self.on_intervention is not None and not self._notify([self.on_intervention], request):
             self.on_intervention = None  # it raised: from now on interventions wait their timeout
@@ -511,9 +458,9 @@ class Scheduler(Semantics):
     def _answered(self, item: tuple) -> None:
         request, choice = item
         wait = self.waits.get(request._task)
-        if wait is None or wait[0] != "ask" or wait[1][0] is not request:
+        if not isinstance(wait, Ask) or wait.request is not request:
             return  # already timed out or aborted
-        wait[1][1][4] = False
+        wait.timer.cancel()
         del self.waits[request._task]
         request.answered = choice
         self.ready.append((request._task, choice))
@@ -528,42 +475,37 @@ class Scheduler(Semantics):
         if self.aborted is not None:
             return
         self.aborted = reason
-        self._cancel_waits(lambda wait: True, ABORTED, None, reason)
+        for task, wait in list(self.waits.items()):
+            self._settle(task, wait, ABORTED, None, reason)
 
-    def _expire_scope(self, scope: Scope) -> None:
+    def expire(self, scope: Scope) -> None:
+        """``scope``'s timeout passed (R59): everything waiting inside it ends Expired."""
         scope.expired = True
         scope.stop = f"{scope.node.kind.replace('_', ' ')} timed out"
         text = f"{scope.node.fqn} timed out after {scope.node.timeout:g}s"
-        self._cancel_waits(
-            lambda wait: wait[2] is not None and wait[2].within(scope), EXPIRED, "Timeout", text
-        )
-
-    def _cancel_waits(self, match: Callable, status: str, error_type: str | None, text: str) -> None:
-        now = self.clock.now()
         for task, wait in list(self.waits.items()):
-            if not match(wait):
-                continue
-            del self.waits[task]
-            if wait[0] == "job":
-                job = wait[1]
-                job.done = True
-                if job.timer is not None:
-                    job.timer[4] = False
-                self.executor.cancel(job)
-                worker, log = _partial(job)
-                outcome = Outcome(status, job.submitted, now, worker, error_type, text, log=log)
-                self.ready.append((task, outcome))
-            elif wait[0] == "timer":
-                wait[1][4] = False
-                self.ready.append((task, None))
-            elif wait[0] == "ask":
-                wait[1][1][4] = False
-                self.ready.append((task, None))
-            elif wait[0] == "resource":
-                self.resources[wait[1]].remove(task)
-                self.ready.append((task, False))
+            if wait.scope is not None and wait.scope.within(scope):
+                self._settle(task, wait, EXPIRED, "Timeout", text)
 
-    def _stop_reason(self, scope: Scope) -> str | None:
+    def _settle(self, task: Task, wait: Any, status: str, error_type: str | None, text: str) -> None:
+        """Stop waiting: resume ``task`` now, as if what it waited for had ended this way."""
+        del self.waits[task]
+        if isinstance(wait, Job):
+            wait.done = True
+            if wait.timer is not None:
+                wait.timer.cancel()
+            self.executor.cancel(wait)  # tell the body to stop; never wait for it
+            worker, log = _partial(wait)
+            outcome = Outcome(status, wait.submitted, self.clock.now(), worker, error_type, text, log=log)
+            self.ready.append((task, outcome))
+        elif isinstance(wait, Sleep | Ask):
+            wait.timer.cancel()
+            self.ready.append((task, None))
+        elif isinstance(wait, Queue):
+            self.resources[wait.key].remove(task)
+            self.ready.append((task, False))
+
+    def stop_reason(self, scope: Scope) -> str | None:
         if self.aborted is not None:
             return self.aborted
         cur: Scope | None = scope
@@ -574,10 +516,11 @@ class Scheduler(Semantics):
         return None
 
     # -- records --------------------------------------------------------------------------------
-    def _record(
+    def record(
         self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any
-    ):
-        row = (
+    ) -> None:
+        """Append one trace row: the one place a :class:`~.trace.Record` is made."""
+        row = Record(
             node.index,
             info.get("iteration"),
             attempt,
@@ -591,19 +534,29 @@ class Scheduler(Semantics):
             info.get("action"),
             info.get("outputs"),
             info.get("log"),
-            self._inputs_of(node),
+            self._resolved.get(node.index) if node.inputs else None,
         )
-        self._add(node, row)
-
-    def _add(self, node: PlanNode, row: tuple) -> None:
         self.recorder.add(row)
-        self.statuses[node.fqn] = row[3]
-        self._notify(self._finished, node, row)
+        self.statuses[node.fqn] = status
+        if self._finished:
+            self._notify(self._finished, node, row)
 
-    def _inputs_of(self, node: PlanNode) -> dict | None:
-        return self._resolved.get(node.index) if node.inputs else None
+    def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:
+        """A step attempt succeeded: its outputs become readable (R44), and its row is recorded."""
+        self.outputs[node.fqn] = outcome.outputs or {}
+        self.record(
+            node, attempt, SUCCESS, outcome.start, outcome.end,
+            worker=outcome.worker, outputs=outcome.outputs, log=outcome.log,
+        )  # fmt: skip
 
-    def _mark(self, items: Iterable[PlanNode], status: str, reason: str, now: float | None) -> None:
+    def seen(self, node: PlanNode) -> bool:
+        return node.index in self.recorder.seen
+
+    def started(self, node: PlanNode, attempt: int, t: float) -> None:
+        if self._started:
+            self._notify(self._started, node, attempt, t)
+
+    def mark(self, items: Iterable[PlanNode], status: str, reason: str, now: float | None) -> None:
         """Record ``status`` (Skipped / NotStarted) for these nodes and everything below them."""
         for item in items:
             nodes = item.items if item.kind == "parallel" else (item,)
@@ -612,7 +565,7 @@ class Scheduler(Semantics):
                     if node.index in self.recorder.seen and node is not top:
                         continue
                     why = reason if node is top else "parent skipped" if status == SKIPPED else reason
-                    self._record(node, 0, status, now, now, reason=why)
+                    self.record(node, 0, status, now, now, reason=why)
 
     def fill_not_started(self) -> None:
         """D6: every node without a record gets a NotStarted row."""
@@ -620,9 +573,7 @@ class Scheduler(Semantics):
         why = self.aborted or "not reached"
         for node in self.plan.nodes:
             if node.index not in seen:
-                self._record(node, 0, NOT_STARTED, None, None, reason=why)
-
-    # -- conditions -----------------------------------------------------------------------------
+                self.record(node, 0, NOT_STARTED, None, None, reason=why)
 
 
 def _noop(_: Any) -> None:
@@ -649,8 +600,8 @@ def execute(
     listeners: Iterable[Any] = (),
     on_intervention: Callable | None = None,
     namespace: dict | None = None,
-):
-    """Run ``plan`` with ``executor`` and ``clock``; return ``(status, trace, interrupted)``."""
+) -> RunResult:
+    """Run ``plan`` with ``executor`` and ``clock``; the :class:`RunResult` (status, trace, interrupted)."""
     scheduler = Scheduler(
         plan,
         executor,
@@ -665,7 +616,7 @@ def execute(
     trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns)
     _LAST[0] = trace
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
-    return status, trace, scheduler.interrupted
+    return RunResult(status, trace, scheduler.interrupted)
 
 
 def run(
@@ -678,13 +629,19 @@ def run(
     namespace: dict | None = None,
     check: bool = False,
     report: bool = True,
+    max_workers: int | None = None,
 ):
     """Run a pipeline in the kernel and return its trace (a pandas DataFrame).
 
     Args:
         pipeline: a :class:`~notebook_pipelines.definition.model.Pipeline` (validated first: an invalid
             pipeline raises ``DefinitionError`` and runs nothing), or its compiled ``Plan``.
-        executor: where bodies run; default a pool of reused threads in this process.
+        executor: where bodies run; default the process's warm pool of worker threads
+            (:class:`~.executors.threads.ThreadExecutor`), reused from run to run.
+        max_workers: at most this many step bodies at a time (with the default executor).
+            Without it every step of a parallel block starts at once, as in Harness; with it
+            the extra steps wait for a free worker, and their ``start`` is when their body
+            started (the wait shows as a gap after the block's start).
         run_id: fix the run id (default: random).
         listeners: objects with any of ``node_started(node, attempt, t)``,
             ``node_finished(node, row)``, ``intervention(request)``, ``run_finished(trace)``.
@@ -696,15 +653,19 @@ def run(
         report: print a short summary to stderr when the pipeline does not end ``Success``.
 
     Raises:
-        RunInterrupted: on Ctrl-C / kernel interrupt, after every worker has stopped; its
-            ``trace`` is the partial trace (also ``nbp.last_trace()``).
+        RunInterrupted: on Ctrl-C / kernel interrupt (also ``_thread.interrupt_main()``): the
+            running bodies are told to stop, and the run ends without waiting for those that
+            ignore it; its ``trace`` is the partial trace (also ``nbp.last_trace()``).
     """
     from .executors.threads import ThreadExecutor
     from .steptypes import check_runnable
 
     plan = as_plan(pipeline)
     check_runnable(plan)  # typed steps without a handler: refuse before anything starts
-    executor = executor if executor is not None else ThreadExecutor()
+    if executor is None:
+        executor = ThreadExecutor(max_workers=max_workers)
+    elif max_workers is not None:
+        raise ValueError("max_workers= goes with the default executor; give it to your executor instead")
     clock = getattr(executor, "clock", None) or RealClock()
     status, trace, interrupted = execute(
         plan,

@@ -13,8 +13,9 @@ actions after a failure, rollback in the order of R36/R38, timeouts (R59–R61),
 ``(SLEEP, seconds, scope)``, ``(ASK, node, outcome, action, scope)``, ``(ACQUIRE, key, scope)``
     a retry interval, a manual intervention (R20, D12), a resource shared by parallel stages (D8).
 
-:class:`Semantics` is a mixin of :class:`~notebook_pipelines.engine.scheduler.Scheduler`, which owns the
-loop, the clock, the executor and the records; the state of a running container is a
+:class:`Rules` holds the generators; it talks to the run only through the small
+:class:`~.runtime.Runtime` interface (the time, timers, records, marks, stop reasons), never to
+the scheduler's loop, timers or executor. The state of a running container is a
 :class:`Scope`. What time it is and where bodies run never matter here, which is why a
 simulated run and a real run produce the same statuses and rows.
 """
@@ -50,14 +51,16 @@ from ..definition.statuses import (
     SUCCESS,
 )
 from ..errors import ExpressionError
-from .context import StepContext
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .scheduler import Outcome
+    from .executors.base import Outcome
+    from .runtime import Runtime
 
-__all__ = ["SEVERITY", "Scope", "Semantics"]
+__all__ = ["ACQUIRE", "ALL", "ASK", "EXEC", "RETRY", "SLEEP", "Rules", "Scope"]
 
 ALL, EXEC, SLEEP, ASK, ACQUIRE = "all", "exec", "sleep", "ask", "acquire"
+#: what ``_after_failure`` returns when the step runs again
+RETRY = "retry"
 
 
 class Scope:
@@ -104,8 +107,11 @@ class Scope:
         return False
 
 
-class Semantics:
-    """The node generators of the scheduler (a mixin: the Scheduler provides the bookkeeping)."""
+class Rules:
+    """The node generators: ``Rules(runtime).pipeline(plan.root)`` is the whole run."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
 
     def _should_run(self, node: PlanNode, scope: Scope) -> tuple[bool, str | None, str | None]:
         """(run?, reason if skipped, error if the condition failed) — R28–R31."""
@@ -134,20 +140,19 @@ class Semantics:
 
     def _evaluate(self, node: PlanNode, condition: Any) -> Any:
         if callable(condition):
-            ctx = StepContext(node, 0, self.run_id, self._variables(node), {})
-            return condition(ctx)
+            return condition(self.rt.context(node, 0))
         from ..definition.references import evaluate_condition
 
-        return evaluate_condition(self, node, condition)
+        return evaluate_condition(self.rt, node, condition)
 
     # -- the semantics --------------------------------------------------------------------------
     def _items(self, items: tuple, scope: Scope):
         statuses: list = []
         for i, item in enumerate(items):
-            reason = self._stop_reason(scope)
+            reason = self.rt.stop_reason(scope)
             if reason is not None:
                 if not isinstance(scope.request, RetryStepGroup):  # a retried group runs them again
-                    self._mark(items[i:], NOT_STARTED, reason, None)
+                    self.rt.mark(items[i:], NOT_STARTED, reason, None)
                 break
             if item.kind == "parallel":
                 statuses.extend((yield (ALL, [self._node(child, scope) for child in item.items])))
@@ -157,15 +162,15 @@ class Semantics:
 
     def _node(self, node: PlanNode, scope: Scope):
         if node.kind == "step":
-            return self._step(node, scope)
+            return self.step(node, scope)
         if node.kind == "step_group":
-            return self._group(node, scope)
-        return self._stage(node, scope)
+            return self.group(node, scope)
+        return self.stage(node, scope)
 
     def _container_status(self, statuses: list, scope: Scope) -> str:
         if scope.expired:
             return EXPIRED
-        if self.aborted is not None:  # E15: every container still running at the abort ends Aborted
+        if self.rt.aborted is not None:  # E15: every container still running at the abort ends Aborted
             return ABORTED
         if scope.rolled_back:
             return FAILED
@@ -179,12 +184,12 @@ class Semantics:
             return ABORTED
         return worst
 
-    def _pipeline(self, root: PlanNode):
-        start = self.clock.now()
+    def pipeline(self, root: PlanNode):
+        start = self.rt.now()
         scope = Scope(root, None, "pipeline")
-        timer = self.call_at(start + root.timeout, self._expire_scope, scope) if root.timeout else None
+        timer = self.rt.call_at(start + root.timeout, self.rt.expire, scope) if root.timeout else None
         statuses = yield from self._items(root.items, scope)
-        if isinstance(scope.request, PipelineRollback) and self.aborted is None:
+        if isinstance(scope.request, PipelineRollback) and self.rt.aborted is None:
             # the stop reason held the execution back; it must not hold back the rollback (R38)
             stopped, scope.stop = scope.stop, None
             for stage, stage_scope in reversed(scope.ran):
@@ -192,28 +197,28 @@ class Semantics:
                     yield from self._rollback_stage(stage, stage_scope)
             scope.rolled_back, scope.stop = True, scope.stop or stopped
         if timer is not None:
-            timer[4] = False
+            timer.cancel()
         status = self._container_status(statuses, scope)
         action = "PipelineRollback" if scope.rolled_back else None
-        self._record(
-            root, 1, status, start, self.clock.now(), reason=self.aborted or scope.stop, action=action
+        self.rt.record(
+            root, 1, status, start, self.rt.now(), reason=self.rt.aborted or scope.stop, action=action
         )
         return status
 
     def _skip_or_fail(self, node: PlanNode, scope: Scope, reason: str | None, error: str | None) -> str:
-        now = self.clock.now()
+        now = self.rt.now()
         if error is not None:
             why = reason or (
                 "its inputs could not be resolved"
                 if node.kind == "step" and node.inputs
                 else "condition failed"
             )
-            self._record(node, 1, FAILED, now, now, error_type="Unknown", error=error, reason=why)
+            self.rt.record(node, 1, FAILED, now, now, error_type="Unknown", error=error, reason=why)
             for item in (*node.items, *node.rollback):
-                self._mark((item,), NOT_STARTED, "its parent's condition failed", None)
+                self.rt.mark((item,), NOT_STARTED, "its parent's condition failed", None)
             self._failed(node, scope, FAILED)
             return FAILED
-        self._mark((node,), SKIPPED, reason or "skipped", now)
+        self.rt.mark((node,), SKIPPED, reason or "skipped", now)
         return SKIPPED
 
     def _failed(self, node: PlanNode, scope: Scope, status: str) -> None:
@@ -236,31 +241,31 @@ class Semantics:
             cur = cur.parent
         return False
 
-    def _stage(self, node: PlanNode, pscope: Scope):
+    def stage(self, node: PlanNode, pscope: Scope):
         ok, reason, error = self._should_run(node, pscope)
         if not ok:
             return self._skip_or_fail(node, pscope, reason, error)
         if node.resource is not None:
             got = yield (ACQUIRE, node.resource, pscope)
             if not got:
-                self._mark((node,), NOT_STARTED, self._stop_reason(pscope) or "not started", None)
+                self.rt.mark((node,), NOT_STARTED, self.rt.stop_reason(pscope) or "not started", None)
                 return NOT_STARTED
-        start = self.clock.now()
-        self._notify(self._started, node, 1, start)
+        start = self.rt.now()
+        self.rt.started(node, 1, start)
         scope = Scope(node, pscope, "stage")
         pscope.ran.append((node, scope))
-        timer = self.call_at(start + node.timeout, self._expire_scope, scope) if node.timeout else None
+        timer = self.rt.call_at(start + node.timeout, self.rt.expire, scope) if node.timeout else None
         statuses = yield from self._items(node.items, scope)
-        if isinstance(scope.request, StageRollback) and self.aborted is None:
+        if isinstance(scope.request, StageRollback) and self.rt.aborted is None:
             yield from self._rollback_stage(node, scope)
         if timer is not None:
-            timer[4] = False
+            timer.cancel()
         if node.resource is not None:
-            self._release(node.resource)
+            self.rt.release(node.resource)
         status = self._container_status(statuses, scope)
         action = "StageRollback" if scope.rolled_back else None
         why = "rolled back" if scope.rolled_back else scope.stop if status != SUCCESS else None
-        self._record(node, 1, status, start, self.clock.now(), reason=why, action=action)
+        self.rt.record(node, 1, status, start, self.rt.now(), reason=why, action=action)
         self._failed(node, pscope, status)
         return status
 
@@ -276,15 +281,15 @@ class Semantics:
         scope.rolled_back = True
         # what a stage rollback did not reach stays NotStarted, with the reason
         for group, _ in scope.ran:
-            self._mark(
+            self.rt.mark(
                 tuple(i for i in group.rollback if not self._seen(i)), NOT_STARTED, "not rolled back", None
             )
 
     def _seen(self, item: PlanNode) -> bool:
         nodes = item.items if item.kind == "parallel" else (item,)
-        return all(n.index in self.recorder.seen for n in nodes)
+        return all(self.rt.seen(n) for n in nodes)
 
-    def _group(self, node: PlanNode, scope: Scope):
+    def group(self, node: PlanNode, scope: Scope):
         ok, reason, error = self._should_run(node, scope)
         if not ok:
             return self._skip_or_fail(node, scope, reason, error)
@@ -292,32 +297,38 @@ class Semantics:
         attempt, retries = 0, 0
         while True:
             attempt += 1
-            start = self.clock.now()
-            self._notify(self._started, node, attempt, start)
+            start = self.rt.now()
+            self.rt.started(node, attempt, start)
             gscope = Scope(node, scope, "group")
             gscope.retries = retries
             if attempt == 1:
                 stage_scope.ran.append((node, gscope))
             else:
                 stage_scope.ran[:] = [(n, gscope if n is node else s) for n, s in stage_scope.ran]
-            timer = self.call_at(start + node.timeout, self._expire_scope, gscope) if node.timeout else None
+            timer = self.rt.call_at(start + node.timeout, self.rt.expire, gscope) if node.timeout else None
             statuses = yield from self._items(node.items, gscope)
             if timer is not None:
-                timer[4] = False
+                timer.cancel()
             request = gscope.request
-            if isinstance(request, RetryStepGroup) and self._stop_reason(scope) is None:
+            if isinstance(request, RetryStepGroup) and self.rt.stop_reason(scope) is None:
                 if retries < request.count:
                     retries += 1
-                    self._record(node, attempt, FAILED, start, self.clock.now(), action="RetryStepGroup")
+                    self.rt.record(node, attempt, FAILED, start, self.rt.now(), action="RetryStepGroup")
                     wait = request.interval(retries)
                     if wait:
                         yield (SLEEP, wait, scope)
-                    if self._stop_reason(scope) is None:
+                    if self.rt.stop_reason(scope) is None:
                         continue
-                    self._record(node, attempt + 1, NOT_STARTED, None, None, reason=self._stop_reason(scope))
+                    self.rt.record(
+                        node, attempt + 1, NOT_STARTED, None, None, reason=self.rt.stop_reason(scope)
+                    )
                     return FAILED
                 stage_scope.failed = True
-            if isinstance(request, StepGroupRollback) and self.aborted is None and scope.kind != "rollback":
+            if (
+                isinstance(request, StepGroupRollback)
+                and self.rt.aborted is None
+                and scope.kind != "rollback"
+            ):
                 if node.rollback:
                     gscope.rolled_back = True
                     yield from self._items(node.rollback, Scope(node, scope, "rollback"))
@@ -325,105 +336,100 @@ class Semantics:
             status = self._container_status(statuses, gscope)
             action = "StepGroupRollback" if gscope.rolled_back else None
             why = "rolled back" if gscope.rolled_back else gscope.stop if status != SUCCESS else None
-            self._record(node, attempt, status, start, self.clock.now(), reason=why, action=action)
+            self.rt.record(node, attempt, status, start, self.rt.now(), reason=why, action=action)
             self._failed(node, scope, status)
             return status
 
-    def _step(self, node: PlanNode, scope: Scope):
+    def step(self, node: PlanNode, scope: Scope):
+        """A step: its condition, its inputs, then attempts until one is final (R15–R24, R59)."""
         ok, reason, error = self._should_run(node, scope)
         if not ok:
             return self._skip_or_fail(node, scope, reason, error)
         if node.inputs:
-            error = self._resolve_inputs(node)
+            error = self.rt.resolve_inputs(node)
             if error is not None:
                 return self._skip_or_fail(node, scope, None, error)
-        if node.body is None and node.type is not None and getattr(self.executor, "runs_handlers", False):
+        if node.body is None and node.type is not None and self.rt.runs_handlers:
             # a typed step's spec, like its inputs: resolved here, on the loop's thread (D13)
-            from .steptypes import resolve_spec
-
-            try:
-                self._resolved_spec[node.index] = resolve_spec(self, node, node.spec or {})
-            except ExpressionError as err:
-                return self._skip_or_fail(node, scope, "its spec could not be resolved", str(err))
-        attempt = self.runs.get(node.index, 0)
-        used: dict[int, int] = {}
+            error = self.rt.resolve_spec(node)
+            if error is not None:
+                return self._skip_or_fail(node, scope, "its spec could not be resolved", error)
+        runs = self.rt.runs
+        attempt = runs.get(node.index, 0)
+        used: dict[int, int] = {}  # retries used, per Retry action of the chain
         while True:
             attempt += 1
-            self.runs[node.index] = attempt
+            runs[node.index] = attempt
             outcome = yield (EXEC, node, attempt, scope)
-            status = outcome.status
-            if status == SUCCESS:
-                self.outputs[node.fqn] = outcome.outputs or {}
-                row = (node.index, None, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker)
-                self._add(node, (*row, None, None, None, outcome.outputs, outcome.log, self._inputs_of(node)))
+            if outcome.status == SUCCESS:
+                self.rt.succeeded(node, attempt, outcome)
                 return SUCCESS
-            info = {"worker": outcome.worker, "log": outcome.log}
-            info.update(error_type=outcome.error_type, error=outcome.error)
-            if status == ABORTED or self._scope_expired(scope):
-                self._record(
-                    node, attempt, status, outcome.start, outcome.end, reason=self._stop_reason(scope), **info
-                )
-                self._failed(node, scope, status)
-                return status
-            action, owner = choose(node, outcome.error_type or "Unknown")
-            retry = False
-            while True:
-                if isinstance(action, Retry):
-                    n = used.get(id(action), 0)
-                    if n < action.count and self._retry_applies(action, node, outcome):
-                        used[id(action)] = n + 1
-                        self._record(
-                            node, attempt, status, outcome.start, outcome.end, action="Retry", **info
-                        )
-                        wait = action.interval(n + 1)
-                        if wait:
-                            yield (SLEEP, wait, scope)
-                        retry = True
-                        break
-                    action = action.then
-                    continue
-                if isinstance(action, ManualIntervention):
-                    if self.aborted is not None:
-                        break
-                    answer = yield (ASK, node, outcome, action, scope)
-                    if self.aborted is not None:
-                        action = Abort()
-                        break
-                    if answer is None and self._scope_expired(scope):  # R61: the stage ran out of time
-                        status, info["reason"] = EXPIRED, self._stop_reason(scope)
-                        break
-                    if answer is None:
-                        info["reason"] = "manual intervention timed out"
-                        action = action.on_timeout
-                        continue
-                    if answer == "Retry":
-                        self._record(
-                            node,
-                            attempt,
-                            status,
-                            outcome.start,
-                            outcome.end,
-                            action="Retry",
-                            reason="manual intervention",
-                            **info,
-                        )
-                        retry = True
-                        break
-                    info["reason"] = f"manual intervention: {answer}"
-                    action = action_from_dict(answer)
-                    continue
-                break
-            if retry:
-                if self._stop_reason(scope) is not None:
-                    self._record(node, attempt + 1, NOT_STARTED, None, None, reason=self._stop_reason(scope))
-                    return status
+            final = yield from self._after_failure(node, scope, attempt, outcome, used)
+            if final is not RETRY:
+                return final
+            if self.rt.stop_reason(scope) is not None:  # stopped during the retry interval
+                self.rt.record(node, attempt + 1, NOT_STARTED, None, None, reason=self.rt.stop_reason(scope))
+                return outcome.status
+
+    def _after_failure(self, node: PlanNode, scope: Scope, attempt: int, outcome: Outcome, used: dict):
+        """What a failed attempt leads to: ``RETRY``, or the step's final status (recorded).
+
+        The failure strategy chosen for the error type (R22, R23) is followed through its
+        actions: ``Retry`` while retries are left (then its ``onRetryFailure``), a manual
+        intervention's answer or its ``onTimeout`` (R20), and finally an action that ends the
+        step (R21). An aborted step, or one whose stage timed out, takes no strategy.
+        """
+        status = outcome.status
+        info = {"worker": outcome.worker, "log": outcome.log}
+        info.update(error_type=outcome.error_type, error=outcome.error)
+        if status == ABORTED or self._scope_expired(scope):
+            reason = self.rt.stop_reason(scope)
+            self.rt.record(node, attempt, status, outcome.start, outcome.end, reason=reason, **info)
+            self._failed(node, scope, status)
+            return status
+        action, owner = choose(node, outcome.error_type or "Unknown")
+        while True:
+            if isinstance(action, Retry):
+                n = used.get(id(action), 0)
+                if n < action.count and self._retry_applies(action, node, outcome):
+                    used[id(action)] = n + 1
+                    self.rt.record(node, attempt, status, outcome.start, outcome.end, action="Retry", **info)
+                    wait = action.interval(n + 1)
+                    if wait:
+                        yield (SLEEP, wait, scope)
+                    return RETRY
+                action = action.then
                 continue
-            final = self._apply(action, node, scope, status, owner)
-            info["error"] = outcome.error  # with the error of a retry condition that failed, if any
-            self._record(node, attempt, final, outcome.start, outcome.end, action=action.type, **info)
-            if isinstance(action, Abort):
-                self.abort(f"aborted by the failure strategy of {node.fqn}")
-            return final
+            if isinstance(action, ManualIntervention):
+                if self.rt.aborted is not None:
+                    break
+                answer = yield (ASK, node, outcome, action, scope)
+                if self.rt.aborted is not None:
+                    action = Abort()
+                    break
+                if answer is None and self._scope_expired(scope):  # R61: the stage ran out of time
+                    status, info["reason"] = EXPIRED, self.rt.stop_reason(scope)
+                    break
+                if answer is None:
+                    info["reason"] = "manual intervention timed out"
+                    action = action.on_timeout
+                    continue
+                if answer == "Retry":
+                    self.rt.record(
+                        node, attempt, status, outcome.start, outcome.end, action="Retry",
+                        reason="manual intervention", **info,
+                    )  # fmt: skip
+                    return RETRY
+                info["reason"] = f"manual intervention: {answer}"
+                action = action_from_dict(answer)
+                continue
+            break
+        final = self._apply(action, node, scope, status, owner)
+        info["error"] = outcome.error  # with the error of a retry condition that failed, if any
+        self.rt.record(node, attempt, final, outcome.start, outcome.end, action=action.type, **info)
+        if isinstance(action, Abort):
+            self.rt.abort(f"aborted by the failure strategy of {node.fqn}")
+        return final
 
     def _scope_expired(self, scope: Scope) -> bool:
         cur: Scope | None = scope
@@ -441,7 +447,7 @@ class Semantics:
         try:  # a condition that cannot be evaluated does not retry; its error joins the step's (D13)
             if callable(action.condition):
                 return _truthy(action.condition(outcome))
-            return _truthy(evaluate_condition(self, node, action.condition, failure=outcome))
+            return _truthy(evaluate_condition(self.rt, node, action.condition, failure=outcome))
         except Exception as err:
             outcome.error = f"{outcome.error}\nthe retry condition failed: {err}"
             return False

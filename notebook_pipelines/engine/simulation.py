@@ -443,7 +443,7 @@ def _intervention_function(
                 "script a list of answers instead, e.g. ['Retry', 'Abort']"
             )
         seconds = _seconds(delay, f"{where} (answer delay)")
-        executor.scheduler.call_at(clock.now() + seconds, _answer, (request, choice))
+        executor.run.call_at(clock.now() + seconds, _answer, (request, choice))
 
     return scripted
 
@@ -555,7 +555,7 @@ def simulate_records(
     seed: int | None = 0,
     strict: bool = True,
 ) -> list[tuple]:
-    """The trace's records (``trace.RECORD`` tuples) of a simulation, without the DataFrame.
+    """The trace's records (:class:`~.trace.Record` s) of a simulation, without the DataFrame.
 
     For many simulations of one plan (Monte Carlo), where building a DataFrame per run would
     cost ~30× the scheduling of a small pipeline. Same options and same results as

@@ -42,7 +42,7 @@ inputs        object                    dict of the step's resolved inputs, or N
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..definition.statuses import POSITIVE, STATUSES
 
@@ -51,71 +51,76 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..definition.plan import Plan
 
-__all__ = ["COLUMNS", "POSITIVE", "STATUSES", "Recorder", "build_trace", "empty_trace"]
-
-COLUMNS = (
-    "run_id",
-    "fqn",
-    "parent",
-    "kind",
-    "phase",
-    "stage",
-    "step_group",
-    "step",
-    "block",
-    "iteration",
-    "attempt",
-    "status",
-    "reason",
-    "start",
-    "end",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "worker",
-    "error_type",
-    "error",
-    "action",
-    "outputs",
-    "log",
-    "inputs",
-)
+__all__ = ["COLUMNS", "POSITIVE", "STATUSES", "Record", "Recorder", "build_trace", "empty_trace"]
 
 KINDS = ("pipeline", "stage", "step_group", "step")
-_STATUS_CODE = {status: code for code, status in enumerate(STATUSES)}
 PHASES = ("execution", "rollback")
+_STATUS_CODE = {status: code for code, status in enumerate(STATUSES)}
 
-# The dynamic part of a record, in order (the static part comes from the plan node).
-RECORD = (
-    "node",
-    "iteration",
-    "attempt",
-    "status",
-    "reason",
-    "start_s",
-    "end_s",
-    "worker",
-    "error_type",
-    "error",
-    "action",
-    "outputs",
-    "log",
-    "inputs",
-)
+
+class Record(NamedTuple):
+    """One trace row as the engine records it: the dynamic columns, read by name.
+
+    The static columns (``fqn``, ``parent``, ``kind`` …) come from the plan node ``node``
+    indexes; ``start``/``end`` timestamps and ``duration_s`` are derived from ``start_s`` and
+    ``end_s``. A field's annotation gives its column's dtype (``str | None`` → pandas string,
+    ``int`` → int64, ``int | None`` → Int64, ``float | None`` → float64, ``dict | None`` →
+    object), so adding a column is one field here (with a default) and one line in the docs.
+    """
+
+    node: int
+    iteration: int | None
+    attempt: int
+    status: str
+    reason: str | None
+    start_s: float | None
+    end_s: float | None
+    worker: str | None
+    error_type: str | None
+    error: str | None
+    action: str | None
+    outputs: dict | None
+    log: str | None
+    inputs: dict | None
+
+
+#: Each field's annotation as text (``"str | None"``): what :func:`_column` makes of it.
+_ANNOTATIONS = {name: getattr(kind, "__forward_arg__", kind) for name, kind in Record.__annotations__.items()}
+#: The columns taken from the plan node of each row (cached per plan).
+STATIC = ("fqn", "parent", "kind", "phase", "stage", "step_group", "step", "block")
+STATIC_STR = ("fqn", "parent", "stage", "step_group", "step")
+#: For compatibility: the record's field names, in order.
+RECORD = Record._fields
+
+
+def _columns() -> tuple[str, ...]:
+    """The trace's column order: run id, static, then the record's fields (timestamps before
+    ``start_s``, ``duration_s`` after ``end_s``)."""
+    out = ["run_id", *STATIC]
+    for name in Record._fields[1:]:
+        if name == "start_s":
+            out += ["start", "end"]
+        out.append(name)
+        if name == "end_s":
+            out.append("duration_s")
+    return tuple(out)
+
+
+COLUMNS = _columns()
 
 
 class Recorder:
-    """Collects one tuple per node execution (see ``RECORD``); cheap to append to."""
+    """Collects one :class:`Record` per node execution; cheap to append to."""
 
     __slots__ = ("rows", "seen")
 
     def __init__(self) -> None:
-        self.rows: list[tuple] = []
+        self.rows: list[Record] = []
         self.seen: set[int] = set()
 
-    def add(self, row: tuple) -> None:
+    def add(self, row: Record) -> None:
         self.rows.append(row)
-        self.seen.add(row[0])
+        self.seen.add(row.node)
 
 
 def _node_columns(plan: Plan) -> dict:
@@ -133,9 +138,6 @@ def _node_columns(plan: Plan) -> dict:
     return cached
 
 
-STATIC_STR = ("fqn", "parent", "stage", "step_group", "step")
-
-
 @functools.cache
 def _status_dtype() -> pd.CategoricalDtype:
     import pandas as pd
@@ -143,7 +145,38 @@ def _status_dtype() -> pd.CategoricalDtype:
     return pd.CategoricalDtype(STATUSES)
 
 
-def build_trace(plan: Plan, rows: list[tuple], run_id: str, epoch_ns: int) -> pd.DataFrame:
+def _column(name: str, values: tuple, order: Any, n: int) -> Any:
+    """One record field as a column, by its annotation (see :class:`Record`)."""
+    import numpy as np
+    import pandas as pd
+
+    kind = _ANNOTATIONS[name]
+    if name == "status":
+        codes = np.fromiter((_STATUS_CODE.get(s, -1) for s in values), np.int8, count=n)
+        return pd.Categorical.from_codes(codes[order], dtype=_status_dtype())
+    if kind == "int":
+        return np.fromiter(values, dtype=np.int64, count=n)[order]
+    if kind == "float | None":
+        return np.array(values, dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
+    data = np.array(values, dtype=object)[order] if n else np.array([], dtype=object)
+    if kind == "int | None":
+        return pd.array(data, dtype="Int64")
+    if kind == "str | None" or kind == "str":
+        return pd.array(data, dtype="str")
+    return data  # dict | None and anything else: objects as they are
+
+
+def _stamps(seconds: Any, epoch_ns: int) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    missing = np.isnan(seconds)
+    ns = np.where(missing, 0, np.round(np.nan_to_num(seconds) * 1e9)).astype(np.int64) + np.int64(epoch_ns)
+    ns[missing] = np.iinfo(np.int64).min  # NaT; from datetime64[ns] is ~10× faster than to_datetime
+    return pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
+
+
+def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int) -> pd.DataFrame:
     """The trace DataFrame from records, ordered by plan position, then iteration and attempt.
 
     ``epoch_ns`` is the run's start as nanoseconds since the Unix epoch (UTC). The work is
@@ -153,56 +186,22 @@ def build_trace(plan: Plan, rows: list[tuple], run_id: str, epoch_ns: int) -> pd
     import pandas as pd
 
     n = len(rows)
-    cols = list(zip(*rows)) if rows else [()] * len(RECORD)
-    index = np.fromiter(cols[0], dtype=np.int64, count=n)
-    iteration = np.array(cols[1], dtype=object)
-    attempt = np.fromiter(cols[2], dtype=np.int64, count=n)
-    iteration_key = np.fromiter((-1 if i is None else i for i in cols[1]), dtype=np.int64, count=n)
+    fields = Record(*zip(*rows)) if rows else Record(*([()] * len(Record._fields)))
+    index = np.fromiter(fields.node, dtype=np.int64, count=n)
+    attempt = np.fromiter(fields.attempt, dtype=np.int64, count=n)
+    iteration_key = np.fromiter((-1 if i is None else i for i in fields.iteration), dtype=np.int64, count=n)
     order = np.lexsort((attempt, iteration_key, index))
-    index, attempt, iteration = index[order], attempt[order], iteration[order]
+    index = index[order]
 
-    def column(i: int) -> np.ndarray:
-        return np.array(cols[i], dtype=object)[order] if n else np.array([], dtype=object)
-
-    start_s = np.array(cols[5], dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
-    end_s = np.array(cols[6], dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
-
-    def stamp(seconds: np.ndarray) -> pd.DatetimeIndex:
-        missing = np.isnan(seconds)
-        ns = np.where(missing, 0, np.round(np.nan_to_num(seconds) * 1e9)).astype(np.int64) + np.int64(
-            epoch_ns
-        )
-        ns[missing] = np.iinfo(np.int64).min  # NaT; from datetime64[ns] is ~10× faster than to_datetime
-        return pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
-
-    status_codes = np.fromiter((_STATUS_CODE.get(s, -1) for s in cols[3]), np.int8, count=n)
     nodes = _node_columns(plan)
-    data = {"run_id": pd.array(np.full(n, run_id, dtype=object), dtype="str")}
-    for name in STATIC_STR:
+    data: dict[str, Any] = {"run_id": pd.array(np.full(n, run_id, dtype=object), dtype="str")}
+    for name in STATIC:
         data[name] = nodes[name].take(index)
-    data["kind"] = nodes["kind"].take(index)
-    data["phase"] = nodes["phase"].take(index)
-    data["block"] = nodes["block"].take(index)
-    data.update(
-        {
-            "iteration": pd.array(iteration, dtype="Int64"),
-            "attempt": attempt,
-            "status": pd.Categorical.from_codes(status_codes[order], dtype=_status_dtype()),
-            "reason": pd.array(column(4), dtype="str"),
-            "start": stamp(start_s),
-            "end": stamp(end_s),
-            "start_s": start_s,
-            "end_s": end_s,
-            "duration_s": end_s - start_s,
-            "worker": pd.array(column(7), dtype="str"),
-            "error_type": pd.array(column(8), dtype="str"),
-            "error": pd.array(column(9), dtype="str"),
-            "action": pd.array(column(10), dtype="str"),
-            "outputs": column(11),
-            "inputs": column(13),
-            "log": pd.array(column(12), dtype="str"),
-        }
-    )
+    for name in Record._fields[1:]:
+        data[name] = _column(name, getattr(fields, name), order, n)
+    data["start"] = _stamps(data["start_s"], epoch_ns)
+    data["end"] = _stamps(data["end_s"], epoch_ns)
+    data["duration_s"] = data["end_s"] - data["start_s"]
     frame = pd.DataFrame(data, columns=list(COLUMNS))
     frame.attrs["run_id"] = run_id
     frame.attrs["pipeline"] = plan.pipeline.id

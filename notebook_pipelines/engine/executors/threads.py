@@ -1,48 +1,65 @@
-"""Step bodies on threads in the kernel: a pool that grows to the concurrency it meets.
+"""Step bodies on threads in the kernel: a warm pool of worker threads that outlive a run.
 
-No thread per step: a worker takes jobs from one queue until the run ends. A new worker is
-started only when every existing one is busy (parallel siblings must really overlap), so a
-run uses as many threads as its widest moment, plus any still stuck in a timed-out body.
+Design
+------
+**The pool** (:class:`WorkerPool`, one per process by default) keeps worker threads between
+runs, since a kernel runs many pipelines. Every job is handed to a worker that is free at that
+moment, or to a new one: a free worker is *reserved* for each job as it is queued (``_free``
+counts workers waiting with no job reserved for them), so a job never waits behind a busy
+worker, and the pool grows exactly to the widest moment. A worker that has waited
+``idle_timeout`` seconds with nothing to do leaves, so the pool shrinks when the kernel is idle.
+Waiting is a blocking queue read: no polling. Workers are daemon threads and an ``atexit`` hook
+lets the idle ones go, so none is left when the interpreter exits.
 
-Output capture: while a run is on, ``sys.stdout``/``sys.stderr`` are wrapped by a proxy that
-copies what each worker thread prints into that step's log (and still passes it on, so the
-notebook cell shows it).
+**Concurrency**: every step of a parallel block starts at once (R5), however wide. With
+``max_workers=N`` at most N bodies of the run execute at a time; the others wait their turn in
+submission order, and a step's ``start`` in the trace is when its body started.
 
-Stopping: ``cancel(job)`` sets the step context's flag (``ctx.cancelled``, ``ctx.sleep``
-wakes up) and raises ``StepCancelled`` in the worker thread at its next Python instruction.
-That signal may land late, after the body's own ``except`` (while the worker builds the
-outcome): the worker then still reports the job back (``complete``/``returned`` always run),
-and once the job is off the running list it drops a signal still pending, so none can land
-between jobs. ``close()`` waits for the workers to exit, so no thread outlives the run (a body
-blocked in C code for long is waited for, up to ``join_timeout`` seconds, then reported).
+**Stopping never waits.** ``cancel(job)`` (timeout, abort, interrupt) sets the step context's
+flag (``ctx.cancelled``, ``ctx.sleep`` wakes up) and raises :class:`StepCancelled` in the worker
+at its next Python instruction. The scheduler does not wait for the body: it is recorded
+``Expired``/``Aborted`` at once. The worker is *detached* from the pool — it is renamed
+``nbp-left-behind-…``, finishes the body on its own, discards the late result and exits — so
+the pool replaces it on demand and never shrinks because of it. At the end of a run the
+executor gives bodies it told to stop a short grace (``stop_grace`` seconds, waiting on an
+event, not polling) and warns, naming each step, about those still running after it.
 
-One executor may serve several runs, one after the other: ``open()`` starts each run with a new
-queue and no workers. Each worker holds the queue and the scheduler of its own run, so a worker
-still stuck in a body that timed out in an earlier run never takes a job of a later one, and
-its late result goes to its own (finished) run.
+A stop signal may land late, after the body's own ``except`` (while the worker builds the
+outcome): the worker still reports the job, and once the job is off the running list it drops
+a signal still pending, so none can land after the job.
+
+**Output capture**: while a run is on, ``sys.stdout``/``sys.stderr`` are wrapped by a proxy
+that copies what each worker thread prints into that step's log (and still passes it on, so
+the notebook cell shows it).
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import itertools
 import queue
 import sys
 import threading
 import time
 import traceback
 import warnings
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
+from ...definition.statuses import ABORTED, SUCCESS
 from ...errors import StepError
 from ..context import StepCancelled
-from ..scheduler import Outcome, call_body, outcome_of_exception
-from ..semantics import SUCCESS
+from .base import Job, Outcome, outcome_of_exception
 
-__all__ = ["ThreadExecutor"]
+__all__ = ["ThreadExecutor", "WorkerPool", "default_pool"]
 
 _local = threading.local()
 _proxy_lock = threading.Lock()
 _proxy_users = [0]
+WORKER_PREFIX = "nbp-worker"
+LEFT_BEHIND_PREFIX = "nbp-left-behind"
 
 
 class _Tee:
@@ -89,109 +106,251 @@ def _raise_in_thread(thread: threading.Thread, exc: type[BaseException] | None) 
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), pending)
 
 
+class WorkerPool:
+    """Worker threads that outlive runs; see the module notes.
+
+    Args:
+        idle_timeout: seconds a worker waits for work before it leaves.
+
+    >>> pool = WorkerPool(idle_timeout=5)
+    >>> done = threading.Event()
+    >>> pool.submit(done.set)
+    >>> done.wait(5), pool.size
+    (True, 1)
+    >>> pool.shutdown()
+    >>> pool.size
+    0
+    """
+
+    def __init__(self, idle_timeout: float = 60.0):
+        self.idle_timeout = idle_timeout
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified when a worker comes or goes
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._free = 0  # workers waiting for work with no job reserved for them
+        self._workers: set[threading.Thread] = set()
+        self._detached: set[threading.Thread] = set()
+        self._names = itertools.count()
+
+    @property
+    def size(self) -> int:
+        """Worker threads in the pool (busy or idle; not those left behind)."""
+        return len(self._workers)
+
+    @property
+    def idle(self) -> int:
+        """Workers waiting for work."""
+        return self._free
+
+    @property
+    def busy(self) -> int:
+        """Workers running a job."""
+        with self._lock:
+            return len(self._workers) - self._free - self._queue.qsize()
+
+    @property
+    def left_behind(self) -> list[threading.Thread]:
+        """Threads detached from the pool that are still running a body told to stop."""
+        with self._lock:
+            return [t for t in self._detached if t.is_alive()]
+
+    def submit(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` on a free worker, or on a new one when none is free.
+
+        If ``fn`` returns a callable, the worker calls it once it counts as free again (a
+        report sent after that finds the worker free: nothing is busy once a run has ended).
+        """
+        with self._lock:
+            if self._free > 0:
+                self._free -= 1
+            else:
+                thread = threading.Thread(
+                    target=self._work, name=f"{WORKER_PREFIX}-{next(self._names)}", daemon=True
+                )
+                self._workers.add(thread)
+                thread.start()
+            self._queue.put(fn)
+
+    def detach(self, thread: threading.Thread, label: str) -> None:
+        """Take ``thread`` out of the pool: it ends its current job on its own, then exits."""
+        with self._lock:
+            if thread in self._workers:
+                self._workers.discard(thread)
+                self._detached.add(thread)
+                thread.name = f"{LEFT_BEHIND_PREFIX}-{label}"
+                self._changed.notify_all()
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        try:
+            while True:
+                try:
+                    fn = self._queue.get(timeout=self.idle_timeout)
+                except queue.Empty:
+                    with self._lock:
+                        if self._free > 0 and self._queue.qsize() == 0:  # nothing reserved for me
+                            self._free -= 1
+                            return
+                    continue
+                if fn is None:
+                    return
+                then = fn()
+                with self._lock:
+                    detached = me not in self._workers  # it ran a body that was told to stop
+                    if not detached:
+                        self._free += 1
+                if then is not None:
+                    then()
+                if detached:
+                    return
+        except StepCancelled:  # a stop signal that landed outside any job (a safety net)
+            pass
+        finally:
+            with self._lock:
+                self._workers.discard(me)
+                self._detached.discard(me)
+                self._changed.notify_all()
+
+    def wait(self, predicate: Callable[[WorkerPool], bool], timeout: float) -> bool:
+        """Wait (on a condition, no polling) until ``predicate(pool)`` holds; False at timeout."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, 0.1))  # in slices: a Ctrl-C is seen
+        return True
+
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Let every idle worker go (busy ones end after their job); wait up to ``timeout``."""
+        with self._lock:
+            for _ in range(self._free):
+                self._queue.put(None)
+            self._free = 0
+            idle = [t for t in self._workers]
+        self.wait(lambda pool: not any(t in pool._workers for t in idle if t.is_alive()), timeout)
+
+    def __repr__(self) -> str:
+        return f"<WorkerPool {self.size} workers ({self.idle} idle), idle_timeout={self.idle_timeout:g}s>"
+
+
+_DEFAULT: list[WorkerPool] = []
+
+
+def default_pool() -> WorkerPool:
+    """The process-wide pool that ``run()`` uses (made on first use)."""
+    if not _DEFAULT:
+        _DEFAULT.append(WorkerPool())
+        atexit.register(_DEFAULT[0].shutdown)
+    return _DEFAULT[0]
+
+
 class ThreadExecutor:
-    """Runs step bodies on reused worker threads of this process.
+    """Runs step bodies on a warm pool of worker threads in this process.
 
     Args:
         capture: copy what steps print into the trace's ``log`` column (default True).
-        join_timeout: seconds ``close()`` waits for each worker still in a body.
+        max_workers: at most this many bodies of a run at a time (default: no limit, every
+            step of a parallel block starts at once).
+        pool: the :class:`WorkerPool` (default: the process-wide one, warm across runs).
+        stop_grace: seconds the end of a run waits for bodies it told to stop, before it
+            leaves them behind with a warning.
     """
 
     name = "threads"
-
-    def __init__(self, capture: bool = True, join_timeout: float = 10.0):
-        self.capture = capture
-        self.join_timeout = join_timeout
-        self.threads: list[threading.Thread] = []
-        self.busy = 0
-        self._work: queue.SimpleQueue = queue.SimpleQueue()
-        self._running: dict[int, tuple[Any, threading.Thread]] = {}
-        # stop signals raised into each running job (kept across runs: a late worker pops its own)
-        self._signalled: dict[int, int] = {}
-        self._lock = threading.Lock()
-
+    clock = None
     #: the scheduler resolves the ``spec`` of body-less typed steps for this executor's handlers
     runs_handlers = True
 
-    def open(self, scheduler: Any) -> None:
-        self.scheduler = scheduler
-        self.clock = scheduler.clock
-        # a new run: new queue, no workers (those of the last run have ended, or are stuck in a
-        # timed-out body and read their own run's queue)
-        self.threads = []
-        self.busy = 0
-        self._work = queue.SimpleQueue()
-        self._running = {}
+    def __init__(
+        self,
+        capture: bool = True,
+        max_workers: int | None = None,
+        pool: WorkerPool | None = None,
+        stop_grace: float = 0.25,
+    ):
+        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+            raise ValueError(f"max_workers={max_workers!r}: give a whole number ≥ 1, or None for no limit")
+        self.capture, self.max_workers, self.stop_grace = capture, max_workers, stop_grace
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._running: dict[Job, threading.Thread] = {}
+        self._signalled: dict[Job, int] = {}  # stop signals raised into each running job
+        self._stopped: dict[Job, threading.Event] = {}  # jobs told to stop, set when their body ends
+        self._waiting: deque = deque()  # jobs over max_workers, in submission order
+        self._holding: set[Job] = set()  # jobs holding one of the max_workers slots
+
+    @property
+    def busy(self) -> int:
+        """Bodies of the current run executing now."""
+        return len(self._running)
+
+    def open(self, run: Any) -> None:
+        self.run = run
+        if self.pool is None:
+            self.pool = default_pool()
+        self._running, self._signalled, self._stopped = {}, {}, {}
+        self._waiting, self._holding = deque(), set()
         if self.capture:
             _install_tee()
 
-    def submit(self, job: Any) -> None:
-        if job.node.body is None and job.node.type is None:  # nothing to run: done at once
-            now = self.clock.now()
-            self.scheduler.complete(job, Outcome(SUCCESS, now, now, "main"))
+    def submit(self, job: Job) -> None:
+        if not job.runs_code:  # nothing to run: done at once
+            now = self.run.now()
+            self.run.complete(job, Outcome(SUCCESS, now, now, "main"))
             return
-        self.scheduler.context(job)
-        # a typed step's spec, resolved by the scheduler (on this, the loop's thread) before it started
-        spec = self.scheduler._resolved_spec.get(job.node.index) if job.node.body is None else None
-        self.busy += 1
-        if self.busy > len(self.threads):
-            thread = threading.Thread(
-                target=self._worker,
-                args=(self._work, self.scheduler),
-                name=f"nbp-worker-{len(self.threads)}",
-                daemon=True,
-            )
-            self.threads.append(thread)
-            thread.start()
-        self._work.put((job, spec))
+        _ = job.ctx  # made here, on the run's thread, before any worker or cancel() can touch it
+        if self.max_workers is not None:
+            with self._lock:
+                if len(self._holding) >= self.max_workers:
+                    self._waiting.append(job)
+                    return
+                self._holding.add(job)
+        self.pool.submit(lambda: self._execute(job))
 
-    def returned(self, job: Any) -> None:
-        if job.node.body is not None or job.node.type is not None:  # it went to a worker
-            self.busy -= 1
-
-    def cancel(self, job: Any) -> None:
+    def cancel(self, job: Job) -> None:
         job.ctx.cancel()
         with self._lock:
-            entry = self._running.get(id(job))
-            if entry is not None and entry[0] is job:
-                _raise_in_thread(entry[1], StepCancelled)
-                self._signalled[id(job)] = self._signalled.get(id(job), 0) + 1
+            if job in self._waiting:  # never handed to a worker: it never will be
+                self._waiting.remove(job)
+                return
+            if job in self._stopped:
+                return
+            # set when the job is off its worker; a job not started yet will be skipped by it
+            self._stopped[job] = threading.Event()
+            thread = self._running.get(job)
+            if thread is not None:
+                _raise_in_thread(thread, StepCancelled)
+                self._signalled[job] = self._signalled.get(job, 0) + 1
+                self.pool.detach(thread, job.node.id)
+        self._free_slot(job)  # a body left behind holds no slot of max_workers
 
-    def _worker(self, work: queue.SimpleQueue, scheduler: Any) -> None:
-        """Take jobs from ``work`` (this run's queue) until ``None``; report to ``scheduler``."""
-        me = threading.current_thread()
-        while True:
-            try:
-                item = work.get()
-                if item is None:
-                    return
-                self._run_one(item[0], item[1], me, scheduler)
-            except StepCancelled:  # a safety net: _run_one drops the stop signals still pending
-                _local.buffer = None
-
-    def _run_one(self, job: Any, spec: Any, me: threading.Thread, scheduler: Any) -> None:
-        clock = scheduler.clock
+    def _execute(self, job: Job) -> Callable[[], None]:
+        """Run one job on this (worker) thread; never raises. Returns the report, which the
+        pool sends once the worker counts as free again."""
+        run, me = self.run, threading.current_thread()
         buffer: list[str] = []
-        start = clock.now()
+        start = run.now()
         # what is reported if a stop signal lands after the body's own handlers below
-        outcome = Outcome("Aborted", start, start, me.name, None, "the step was told to stop")
+        outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
         delivered = 0  # stop signals of cancel() that landed here (they carry no message)
         try:
             with self._lock:
-                self._running[id(job)] = (job, me)
+                if job.done or job.ctx.cancelled:  # told to stop before it started: it does not
+                    self._stopped.setdefault(job, threading.Event()).set()
+                    return lambda: run.complete(job, outcome)  # discarded: the run gave it up
+                self._running[job] = me
             _local.buffer = buffer
             job.data = (me.name, buffer)  # what the scheduler keeps if it gives up on the job
             try:
-                result = call_body(job.node, job.ctx, scheduler.namespace, spec)
-                outputs = dict(job.ctx.outputs)
-                if isinstance(result, dict):
-                    outputs.update(result)
-                outcome = Outcome(SUCCESS, start, clock.now(), me.name, outputs=outputs or None)
+                outputs = job.call()
+                outcome = Outcome(SUCCESS, start, run.now(), me.name, outputs=outputs)
             except StepCancelled as exc:
                 delivered += not exc.args
-                outcome = Outcome("Aborted", start, clock.now(), me.name, None, "the step was told to stop")
+                outcome = Outcome(ABORTED, start, run.now(), me.name, None, "the step was told to stop")
             except BaseException as exc:  # the body's own failure goes into the trace
-                end = clock.now()
+                end = run.now()
                 status, error_type, text = outcome_of_exception(exc)
                 if not isinstance(exc, StepError):  # a StepError is a chosen failure: its message says it all
                     buffer.append(traceback.format_exc())
@@ -199,48 +358,69 @@ class ThreadExecutor:
         except StepCancelled as exc:  # landed late, in the handlers above: the job was given up already
             delivered += not exc.args
         finally:
-            # Off the running list (no stop signal can be raised into this thread after that), and
-            # a signal raised but not landed yet dropped (only then: dropping one slows Python down
-            # until the next signal lands); a signal landing meanwhile only repeats the loop.
-            while True:
-                try:
-                    with self._lock:
-                        self._running.pop(id(job), None)
-                        if self._signalled.pop(id(job), 0) > delivered:
-                            _raise_in_thread(me, None)
-                    break
-                except StepCancelled as exc:
-                    delivered += not exc.args
+            delivered = self._off_the_running_list(job, me, delivered)
             _local.buffer = None
             outcome.log = "".join(buffer) or None
-            scheduler.post(scheduler._complete_posted, (job, outcome))
+            self._free_slot(job)
+        return lambda: run.complete(job, outcome)
+
+    def _off_the_running_list(self, job: Job, me: threading.Thread, delivered: int) -> int:
+        """No stop signal can be raised into this thread after this; one raised but not landed
+        yet is dropped (only then: dropping one slows Python down until the next lands)."""
+        while True:
+            try:
+                with self._lock:
+                    self._running.pop(job, None)
+                    if self._signalled.pop(job, 0) > delivered:
+                        _raise_in_thread(me, None)
+                    stopped = self._stopped.get(job)
+                    if stopped is not None:
+                        stopped.set()
+                return delivered
+            except StepCancelled as exc:  # landed meanwhile: only repeats the loop
+                delivered += not exc.args
+
+    def _free_slot(self, job: Job) -> None:
+        """``job`` gives back its slot of ``max_workers`` (once); the next waiting job starts."""
+        if self.max_workers is None:
+            return
+        with self._lock:
+            if job not in self._holding:
+                return
+            self._holding.discard(job)
+            nxt = self._waiting.popleft() if self._waiting else None
+            if nxt is not None:
+                self._holding.add(nxt)
+        if nxt is not None:
+            self.pool.submit(lambda: self._execute(nxt))
 
     def close(self, cancel: bool = False) -> None:
-        """End the workers. With ``cancel``, running bodies are told to stop and waited for;
-        without it, only bodies that already timed out may still run, and they are not waited
-        for (the run's end is not delayed by them; their threads exit when the body returns)."""
+        """The run ends. With ``cancel``, running bodies are told to stop. Bodies told to stop
+        get ``stop_grace`` seconds to end; those still running are left behind, with a warning."""
         with self._lock:
-            running = list(self._running.values())
+            running = list(self._running)
+            self._waiting.clear()
         if cancel:
-            for job, _thread in running:
+            for job in running:
                 self.cancel(job)
-        for _ in self.threads:
-            self._work.put(None)
-        left_running = set() if cancel else {thread for _job, thread in running}
-        deadline = time.monotonic() + self.join_timeout
-        stuck = []
-        for thread in self.threads:
-            if thread in left_running:
-                continue
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                stuck.append(thread.name)
+        with self._lock:
+            stopped = [(job, event) for job, event in self._stopped.items() if not event.is_set()]
+        deadline = time.monotonic() + self.stop_grace
+        left = []
+        for job, event in stopped:
+            if not event.wait(max(0.0, deadline - time.monotonic())):
+                left.append(job.node.fqn)
         if self.capture:
             _remove_tee()
-        if stuck:
+        if left:
             warnings.warn(
-                f"{len(stuck)} step(s) still running after the run ended ({', '.join(stuck)}); "
-                "their bodies ignore ctx.cancelled — check it in long loops or use ctx.sleep()",
+                f"{len(left)} step(s) still running after they were told to stop, left behind: "
+                f"{', '.join(left)}; their late results are discarded. Their bodies ignore "
+                "ctx.cancelled — check it in long loops or use ctx.sleep()",
                 RuntimeWarning,
                 stacklevel=3,
             )
+
+    def __repr__(self) -> str:
+        limit = "no limit" if self.max_workers is None else f"max_workers={self.max_workers}"
+        return f"<ThreadExecutor {limit}, pool={self.pool!r}>"

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..scheduler import Outcome
-from ..semantics import FAILED, SUCCESS
+from ...definition.statuses import FAILED, SUCCESS
+from .base import Outcome
 
 __all__ = ["VirtualClock", "VirtualExecutor"]
 
@@ -51,6 +51,7 @@ class VirtualExecutor:
     """
 
     name = "virtual"
+    runs_handlers = False  # nothing runs: typed steps take their duration like any other
 
     def __init__(
         self,
@@ -62,8 +63,8 @@ class VirtualExecutor:
         self.duration, self.failure, self.outputs = duration, failure, outputs
         self.clock = clock or VirtualClock()
 
-    def open(self, scheduler: Any) -> None:
-        self.scheduler = scheduler
+    def open(self, run: Any) -> None:
+        self.run = run
 
     def submit(self, job: Any) -> None:
         node, attempt = job.node, job.attempt
@@ -74,7 +75,10 @@ class VirtualExecutor:
             outcome = Outcome(SUCCESS, start, end, "virtual", outputs=self.outputs(node, attempt))
         else:
             outcome = Outcome(FAILED, start, end, "virtual", failed[0], failed[1])
-        self.scheduler.call_at(end, self.scheduler._complete_posted, (job, outcome))
+        self.run.call_at(end, self._finished, (job, outcome))
+
+    def _finished(self, item: tuple) -> None:
+        self.run.complete(item[0], item[1])
 
     def cancel(self, job: Any) -> None:
         return None  # nothing runs: the scheduler has already settled the job

@@ -1,0 +1,287 @@
+"""The workloads, their pipelines and the budgets the issue sets for the ``nbp`` rows.
+
+Each workload is a function ``Config -> list[Row]`` in :data:`WORKLOADS`. The run workloads
+time ``p.run(report=False)`` on a pipeline built fresh (untimed) for every repetition, side by
+side with :mod:`benchmarks.baselines`; pipelines are built through the public builder only.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import notebook_pipelines as nbp
+
+from .baselines import (
+    Body,
+    dask_block,
+    dask_blocks,
+    dask_chain,
+    dask_missing,
+    noop,
+    pool_block,
+    pool_blocks,
+    pool_chain,
+)
+from .measure import Missing, Result, Thunk, constant, time_imports, time_side_by_side, traced_peaks
+from .report import Budget, Row, rows_for
+
+
+@dataclass(frozen=True)
+class Config:
+    repeat: int  # timed repetitions per engine
+    import_repeat: int  # fresh subprocesses per import snippet
+
+
+Workload = Callable[[Config], list[Row]]
+
+
+# --- pipelines (public builder only) -------------------------------------------------------
+
+
+def chain_pipeline(n: int, body: Body) -> nbp.Pipeline:
+    """One stage of ``n`` steps, one after the other."""
+    p = nbp.Pipeline("chain")
+    with p.stage("s") as stage:
+        for i in range(n):
+            stage.step(f"x{i}", run=body)
+    return p
+
+
+def block_pipeline(width: int, body: Body) -> nbp.Pipeline:
+    """One stage holding one parallel block of ``width`` steps."""
+    p = nbp.Pipeline("block")
+    with p.stage("s") as stage, stage.parallel():
+        for i in range(width):
+            stage.step(f"x{i}", run=body)
+    return p
+
+
+def blocks_pipeline(blocks: int, width: int, body: Body) -> nbp.Pipeline:
+    """One stage, one step group of ``blocks`` parallel blocks of ``width`` steps each."""
+    p = nbp.Pipeline("blocks")
+    with p.stage("s") as stage, stage.step_group("g") as group:
+        for b in range(blocks):
+            with group.parallel():
+                for i in range(width):
+                    group.step(f"x{b}_{i}", run=body)
+    return p
+
+
+def grouped_pipeline(n: int, width: int = 10, per_group: int = 100) -> nbp.Pipeline:
+    """The "grouped" shape for simulation: one stage of step groups of ``per_group`` steps,
+    each group ``per_group // width`` parallel blocks of ``width`` one-second steps."""
+    p = nbp.Pipeline("grouped")
+    k = 0
+    with p.stage("s") as stage:
+        for g in range(max(1, n // per_group)):
+            with stage.step_group(f"g{g}") as group:
+                for _ in range(per_group // width):
+                    with group.parallel():
+                        for _ in range(width):
+                            group.step(f"s{k}", duration=1.0)
+                            k += 1
+    return p
+
+
+def sleeper(seconds: float) -> Body:
+    def body() -> None:
+        time.sleep(seconds)
+
+    return body
+
+
+# --- the calls timed -----------------------------------------------------------------------
+
+
+def nbp_run(build: Callable[[], nbp.Pipeline]) -> Callable[[], Thunk]:
+    """Prepare ``p.run(report=False)`` on a freshly built pipeline."""
+    return lambda: partial(build().run, report=False)
+
+
+def nbp_simulate(build: Callable[[], nbp.Pipeline]) -> Callable[[], Thunk]:
+    """Prepare ``p.simulate()`` on a freshly built pipeline."""
+    return lambda: build().simulate
+
+
+def succeeded(trace: Any) -> None:
+    status = list(trace.loc[trace["kind"] == "pipeline", "status"])
+    if status != ["Success"]:
+        raise RuntimeError(f"the benchmark pipeline did not succeed: {status}")
+
+
+def has_steps(n: int) -> Callable[[Any], None]:
+    def check(trace: Any) -> None:
+        steps = int((trace["kind"] == "step").sum())
+        if steps != n:
+            raise RuntimeError(f"{steps} step rows for {n} steps")
+
+    return check
+
+
+def side_by_side(
+    cfg: Config,
+    workload: str,
+    build: Callable[[], nbp.Pipeline],
+    on_pool: Callable[[ThreadPoolExecutor], None],
+    on_dask: Thunk,
+    workers: int | None = None,
+    ideal: float | None = None,
+) -> list[Row]:
+    """``nbp``, ``threadpool`` (a pool of ``workers``, warm) and ``dask-threads`` on one workload."""
+    missing = dask_missing()
+    with ThreadPoolExecutor(workers) as pool:
+        prepares = {"nbp": nbp_run(build), "threadpool": constant(partial(on_pool, pool))}
+        if missing is None:
+            prepares["dask-threads"] = constant(on_dask)
+        results: dict[str, Result] = {**time_side_by_side(prepares, cfg.repeat, {"nbp": succeeded})}
+    if missing is not None:
+        results["dask-threads"] = Missing(missing)
+    return rows_for(workload, results, ideal=ideal)
+
+
+def with_budget(rows: list[Row], budget: Budget, engine: str = "nbp") -> list[Row]:
+    for row in rows:
+        if row.engine == engine and row.missing is None:
+            budget.apply(row)
+    return rows
+
+
+def _ratio_at_most(limit: float) -> Callable[[Row], bool]:
+    return lambda row: row.ratio is not None and row.ratio <= limit
+
+
+def _ideal_at_most(limit: float) -> Callable[[Row], bool]:
+    return lambda row: row.extra["ratio_ideal"] <= limit
+
+
+# --- the workloads -------------------------------------------------------------------------
+
+NOOP_STEPS = 2_000
+
+
+def noop_chain(cfg: Config) -> list[Row]:
+    """2,000 no-op steps one after the other vs ``submit(f).result()`` in a loop."""
+    n = NOOP_STEPS
+    rows = side_by_side(
+        cfg, "noop-chain", partial(chain_pipeline, n, noop), partial(pool_chain, n=n), partial(dask_chain, n)
+    )
+    return with_budget(rows, Budget("ratio ≤ 1.3", _ratio_at_most(1.3)))
+
+
+def noop_wide(cfg: Config) -> list[Row]:
+    """One parallel block of 2,000 no-op steps vs ``list(pool.map(f, range(2000)))``."""
+    n = NOOP_STEPS
+    rows = side_by_side(
+        cfg,
+        "noop-wide",
+        partial(block_pipeline, n, noop),
+        partial(pool_block, width=n),
+        partial(dask_block, n),
+    )
+    return with_budget(rows, Budget("ratio ≤ 2", _ratio_at_most(2.0)))
+
+
+def sleep_blocks(cfg: Config) -> list[Row]:
+    """A step group of 10 parallel blocks × 16 steps of ``sleep(0.02)``: ideal 0.2 s."""
+    blocks, width, seconds = 10, 16, 0.02
+    body = sleeper(seconds)
+    rows = side_by_side(
+        cfg,
+        "sleep-blocks",
+        partial(blocks_pipeline, blocks, width, body),
+        partial(pool_blocks, blocks=blocks, width=width, body=body),
+        partial(dask_blocks, blocks, width, body, width),
+        workers=width,
+        ideal=blocks * seconds,
+    )
+    return with_budget(rows, Budget("≤ 1.05× ideal", _ideal_at_most(1.05)))
+
+
+def sleep_wide(cfg: Config) -> list[Row]:
+    """One parallel block of 64 steps of ``sleep(0.05)``: ideal 0.05 s."""
+    width, seconds = 64, 0.05
+    body = sleeper(seconds)
+    rows = side_by_side(
+        cfg,
+        "sleep-wide",
+        partial(block_pipeline, width, body),
+        partial(pool_block, width=width, body=body),
+        partial(dask_block, width, body, width),
+        workers=width,
+        ideal=seconds,
+    )
+    return with_budget(rows, Budget("≤ 1.10× ideal", _ideal_at_most(1.10)))
+
+
+SIMULATE_SIZES = {"simulate-10k": 10_000, "simulate-100k": 100_000}
+
+
+def simulate(cfg: Config) -> list[Row]:
+    """``p.simulate()`` of the grouped shape at 10k and 100k steps, and the growth between."""
+    prepares = {name: nbp_simulate(partial(grouped_pipeline, n)) for name, n in SIMULATE_SIZES.items()}
+    checks = {name: has_steps(n) for name, n in SIMULATE_SIZES.items()}
+    timings = time_side_by_side(prepares, cfg.repeat, checks)
+    small, large = (timings[name] for name in SIMULATE_SIZES)
+    growth = large.median / small.median
+    small_name, large_name = SIMULATE_SIZES
+    rows = [Row(small_name, "nbp", small), Row(large_name, "nbp", large, extra={"growth": growth})]
+    budget = Budget("≤ 1 s, growth ≤ 11×", lambda row: (row.median or 0) <= 1.0 and row.extra["growth"] <= 11)
+    with_budget(rows[1:], budget)
+    return rows
+
+
+KB = 1_000  # the budget's "3 KB" read strictly, in bytes
+
+
+def memory_wide(cfg: Config) -> list[Row]:
+    """Peak ``tracemalloc`` bytes of running the 2,000-wide no-op block, per step.
+
+    The thread pool's ``map`` over the same 2,000 no-ops is traced too, for reference.
+    """
+    n = NOOP_STEPS
+    with ThreadPoolExecutor() as pool:
+        traced = {
+            "nbp": traced_peaks(nbp_run(partial(block_pipeline, n, noop)), cfg.repeat),
+            "threadpool": traced_peaks(constant(partial(pool_block, pool, n)), cfg.repeat),
+        }
+    rows = rows_for("memory-wide", {engine: timing for engine, (timing, _) in traced.items()})
+    for row in rows:
+        peak = statistics.median(traced[row.engine][1])
+        row.extra = {"peak_bytes": peak, "bytes_per_step": peak / n}
+    return with_budget(rows, Budget("≤ 3 KB/step", lambda row: row.extra["bytes_per_step"] <= 3 * KB))
+
+
+IMPORTS = {
+    "nbp": "import notebook_pipelines as nbp; nbp.Pipeline('x')",
+    "pandas": "import pandas",
+}
+
+
+def _timed_snippet(statement: str) -> str:
+    return f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+
+
+def import_cost(cfg: Config) -> list[Row]:
+    """Fresh-interpreter cost of ``import notebook_pipelines`` + a first Pipeline vs ``import pandas``."""
+    timings = time_imports({name: _timed_snippet(code) for name, code in IMPORTS.items()}, cfg.import_repeat)
+    rows = rows_for("import", timings, baseline="pandas")
+    nbp_row = rows[0]
+    nbp_row.extra["delta_ms"] = (timings["nbp"].median - timings["pandas"].median) * 1e3
+    return with_budget(rows, Budget("≤ +60 ms", lambda row: row.extra["delta_ms"] <= 60))
+
+
+WORKLOADS: dict[str, Workload] = {
+    "noop-chain": noop_chain,
+    "noop-wide": noop_wide,
+    "sleep-blocks": sleep_blocks,
+    "sleep-wide": sleep_wide,
+    "simulate": simulate,
+    "memory-wide": memory_wide,
+    "import": import_cost,
+}

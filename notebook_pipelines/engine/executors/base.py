@@ -1,0 +1,246 @@
+"""The executor seam: where step bodies run, as the scheduler sees it.
+
+An executor takes :class:`Job` s — one execution of one step body — and reports an
+:class:`Outcome` for each through the one public call :meth:`RunHandle.complete`, from any
+thread. The scheduler keeps every rule (conditions, failure strategies, retries, timeouts);
+an executor only runs bodies and stops them when asked. Threads in the kernel
+(:class:`~.threads.ThreadExecutor`), virtual time (:class:`~.virtual.VirtualExecutor`) and a
+Dask cluster implement it; so can a user:
+
+>>> class Inline:
+...     '''Runs each body on the scheduler's own thread (no parallelism, no timeouts).'''
+...     name, clock, runs_handlers = "inline", None, True
+...     def open(self, run): self.run = run
+...     def submit(self, job):
+...         start = self.run.now()
+...         try:
+...             result = job.call()
+...             outcome = Outcome("Success", start, self.run.now(), "inline", outputs=result)
+...         except Exception as exc:
+...             status, error_type, text = outcome_of_exception(exc)
+...             outcome = Outcome(status, start, self.run.now(), "inline", error_type, text)
+...         self.run.complete(job, outcome)
+...     def cancel(self, job): job.ctx.cancel()
+...     def close(self, cancel=False): pass
+>>> import notebook_pipelines as nbp
+>>> p = nbp.Pipeline("p")
+>>> with p.stage("s") as s:
+...     _ = s.step("a", run=lambda: {"x": 1})
+>>> trace = p.run(executor=Inline())
+>>> trace.loc[trace.kind == "step", ["step", "status", "worker", "outputs"]].values.tolist()
+[['a', 'Success', 'inline', {'x': 1}]]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ...definition.statuses import FAILED
+from ...errors import StepError
+from ..context import CURRENT_CONTEXT, StepContext, _current
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...definition.plan import PlanNode
+
+__all__ = ["Clock", "Executor", "Job", "Outcome", "RunHandle", "call_body", "outcome_of_exception"]
+
+
+class Outcome:
+    """The result of one execution of a step body.
+
+    ``status`` is ``"Success"``, ``"Failed"`` or ``"Aborted"`` (the body was told to stop);
+    ``start``/``end`` are clock seconds from the run's start; ``worker`` names where it ran.
+    """
+
+    __slots__ = ("end", "error", "error_type", "log", "outputs", "start", "status", "worker")
+
+    def __init__(
+        self,
+        status: str,
+        start: float,
+        end: float,
+        worker: str | None = None,
+        error_type: str | None = None,
+        error: str | None = None,
+        outputs: dict | None = None,
+        log: str | None = None,
+    ):
+        self.status, self.start, self.end, self.worker = status, start, end, worker
+        self.error_type, self.error, self.outputs, self.log = error_type, error, outputs, log
+
+    def __repr__(self) -> str:
+        return f"<Outcome {self.status} {self.start:g}–{self.end:g}s on {self.worker}>"
+
+
+class Job:
+    """One execution of a step body, handed to an executor.
+
+    Attributes:
+        node: the plan node of the step (``node.fqn``, ``node.body``, ``node.timeout`` …).
+        attempt: 1 for the first execution, 2 for the first retry, …
+        submitted: clock time when the scheduler handed it over.
+        spec: a typed step's spec, its ``<+…>`` resolved by the scheduler before it started.
+        namespace: the globals that a code-text body runs in.
+        data: free for the executor; ``(worker name, list of printed text)`` lets the
+            scheduler keep what a body printed when it stops waiting for it.
+        done: set by the scheduler once it no longer waits for this job (finished, timed out,
+            aborted): a report after that is discarded.
+        scope, task, timer: the scheduler's (the running container, the waiting generator, the
+            timeout); an executor leaves them alone.
+    """
+
+    __slots__ = (
+        "_ctx",
+        "_run",
+        "attempt",
+        "data",
+        "done",
+        "namespace",
+        "node",
+        "scope",
+        "spec",
+        "submitted",
+        "task",
+        "timer",
+    )
+
+    def __init__(self, run: Any, node: PlanNode, attempt: int, scope: Any, submitted: float):
+        self._run, self.node, self.attempt, self.scope, self.submitted = run, node, attempt, scope, submitted
+        self.done, self.data, self._ctx, self.spec, self.namespace = False, None, None, None, None
+        self.task = self.timer = None  # the scheduler's: the waiting generator, the timeout
+
+    @property
+    def ctx(self) -> StepContext:
+        """The body's :class:`~notebook_pipelines.StepContext` (made on first use)."""
+        if self._ctx is None:
+            self._ctx = self._run.context(self.node, self.attempt)
+        return self._ctx
+
+    @property
+    def runs_code(self) -> bool:
+        """False for a body-less, type-less step: nothing to run, it succeeds at once."""
+        return self.node.body is not None or self.node.type is not None
+
+    def call(self) -> dict | None:
+        """Run the body here, now; return its output variables (``ctx.outputs`` and a returned dict)."""
+        ctx = self.ctx
+        result = call_body(self.node, ctx, self.namespace, self.spec)
+        outputs = dict(ctx.outputs)
+        if isinstance(result, dict):
+            outputs.update(result)
+        return outputs or None
+
+    def __repr__(self) -> str:
+        return f"<Job {self.node.fqn} attempt={self.attempt}>"
+
+
+@runtime_checkable
+class RunHandle(Protocol):
+    """What an executor sees of the run it serves."""
+
+    def now(self) -> float:
+        """Clock seconds since the run started."""
+        ...
+
+    def complete(self, job: Job, outcome: Outcome) -> None:
+        """Report a finished body; safe from any thread. A late report (the job timed out or
+        was aborted meanwhile) is discarded."""
+        ...
+
+    def call_at(self, when: float, fn: Any, arg: Any) -> Any:
+        """Have the run call ``fn(arg)`` at clock time ``when`` (from the run's own thread only)."""
+        ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What time it is for a run, and how the run waits for the next event."""
+
+    name: str
+    epoch_ns: int  # the run's start, in nanoseconds since the Unix epoch (UTC)
+
+    def now(self) -> float: ...
+
+    def wait(self, inbox: Any, deadline: float | None) -> Any:
+        """The next item of ``inbox``, or None once ``deadline`` (clock seconds) has passed."""
+        ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Where step bodies run.
+
+    Attributes:
+        name: shown in reprs and errors.
+        clock: a :class:`Clock` the executor brings (virtual time), or None for the wall clock.
+        runs_handlers: True when it runs typed steps (``ShellScript`` …) through their
+            registered handlers, so the scheduler resolves their specs before they start.
+    """
+
+    name: str
+    clock: Clock | None
+    runs_handlers: bool
+
+    def open(self, run: RunHandle) -> None:
+        """A run starts; jobs follow."""
+        ...
+
+    def submit(self, job: Job) -> None:
+        """Start ``job`` now (or as soon as a worker is free); report through ``run.complete``."""
+        ...
+
+    def cancel(self, job: Job) -> None:
+        """Tell ``job``'s body to stop (timeout, abort, interrupt). Must not wait for it."""
+        ...
+
+    def close(self, cancel: bool = False) -> None:
+        """The run ends. Must not wait for bodies that ignore being told to stop."""
+        ...
+
+
+def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, spec: Any = None) -> Any:
+    """Run a step body: a callable (with ``ctx`` when it takes it, inputs as keywords) or code text.
+
+    A body-less step with a ``type`` runs the handler registered for that type
+    (:mod:`notebook_pipelines.engine.steptypes`) with ``spec``: its spec as the scheduler
+    resolved it before the step started (``None``: ``node.spec``, which then holds no ``<+…>``).
+    """
+    body = node.body
+    if body is None:
+        if node.type is not None:
+            from ..steptypes import call_handler
+
+            return call_handler(node, ctx, spec)
+        return None
+    if isinstance(body, str):
+        scope = namespace if namespace is not None else {}
+        # parallel code bodies share one namespace: ``ctx`` there is a proxy to this thread's context
+        _current.ctx = ctx
+        scope["ctx"] = CURRENT_CONTEXT
+        try:
+            exec(compile(body, f"<step {node.fqn}>", "exec"), scope)  # the user's own step code
+        finally:
+            _current.ctx = None
+        missing = [name for name in node.outputs or () if name not in scope]
+        if missing:
+            raise StepError(
+                f"{node.fqn}: the step's code did not assign its output(s) {', '.join(missing)}; "
+                "assign them in the body or drop them from the step's outputs"
+            )
+        return {name: scope[name] for name in node.outputs or ()}
+    if node.takes_ctx:
+        return body(ctx, **ctx.inputs)
+    return body(**ctx.inputs)
+
+
+def outcome_of_exception(exc: BaseException) -> tuple[str, str, str]:
+    """(status, Harness error type, message) for an exception raised by a body (R16)."""
+    if isinstance(exc, StepError):
+        return FAILED, exc.error_type, str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return FAILED, "Timeout", f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ConnectionError):
+        return FAILED, "Connectivity", f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, PermissionError):
+        return FAILED, "Authorization", f"{type(exc).__name__}: {exc}"
+    return FAILED, "Unknown", f"{type(exc).__name__}: {exc}"

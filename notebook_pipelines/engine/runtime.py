@@ -1,0 +1,128 @@
+"""The seam between the rules and the scheduler: what the rules may ask of a run.
+
+The rules (:mod:`.semantics`) are generators that never see the scheduler's loop, timers,
+inbox or executor. They ask the run for the time, for timers (a :class:`Timer` handle with
+``cancel()``), to record a trace row, to mark whole sub-trees ``Skipped``/``NotStarted``, why
+nothing new may start, and to stop. :class:`Runtime` lists exactly that; the scheduler
+(:class:`~.scheduler.Scheduler`) is its one implementation.
+
+While a generator waits, the scheduler keeps one small record of what it waits for — a
+:class:`~.executors.base.Job` (a body on the executor), a :class:`Sleep` (a retry interval),
+an :class:`Ask` (a manual intervention) or a :class:`Queue` (a resource held by another
+stage) — each with the ``scope`` it waits in, so a timeout, a rollback or an abort can find
+and settle every wait inside a scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..definition.plan import Plan, PlanNode
+    from .context import StepContext
+    from .semantics import Scope
+
+__all__ = ["Ask", "Queue", "Runtime", "Sleep", "Timer"]
+
+
+class Timer:
+    """A pending call of ``fn(arg)`` at clock time ``when``; ``cancel()`` takes it back."""
+
+    __slots__ = ("active", "arg", "fn", "when")
+
+    def __init__(self, when: float, fn: Callable[[Any], None], arg: Any):
+        self.when, self.fn, self.arg, self.active = when, fn, arg, True
+
+    def cancel(self) -> None:
+        """The call will not happen (idempotent; harmless after it happened)."""
+        self.active = False
+
+    def __repr__(self) -> str:
+        state = "pending" if self.active else "cancelled"
+        return f"<Timer at {self.when:g}s {getattr(self.fn, '__name__', self.fn)} {state}>"
+
+
+@dataclass(slots=True)
+class Sleep:
+    """A generator waits for ``timer`` (a retry interval)."""
+
+    timer: Timer
+    scope: Scope | None
+
+
+@dataclass(slots=True)
+class Ask:
+    """A generator waits for a person's answer to ``request``, or for ``timer`` (its timeout)."""
+
+    request: Any
+    timer: Timer
+    scope: Scope | None
+
+
+@dataclass(slots=True)
+class Queue:
+    """A generator (a stage) waits for the resource ``key`` that another stage holds (D8)."""
+
+    key: str
+    scope: Scope | None
+
+
+class Runtime(Protocol):
+    """What the rules see of a run. Values known now, for ``<+…>`` references, are ``plan``,
+    ``statuses`` (last status by FQN) and ``outputs`` (output variables by step FQN)."""
+
+    run_id: str
+    plan: Plan
+    aborted: str | None  # why the run was aborted, or None
+    statuses: dict[str, str]
+    outputs: dict[str, dict]
+    runs: dict[int, int]  # executions per step so far (attempts go on across RetryStepGroup)
+    runs_handlers: bool  # the executor runs typed steps' handlers: resolve their specs first
+
+    def now(self) -> float: ...
+
+    def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> Timer: ...
+
+    def record(
+        self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any
+    ) -> None:
+        """Append one trace row (``info``: reason, worker, error_type, error, action, outputs, log)."""
+        ...
+
+    def mark(self, items: Iterable[PlanNode], status: str, reason: str, now: float | None) -> None:
+        """Record ``status`` for these nodes and everything below them not yet recorded."""
+        ...
+
+    def seen(self, node: PlanNode) -> bool:
+        """True when ``node`` has a trace row already."""
+        ...
+
+    def started(self, node: PlanNode, attempt: int, t: float) -> None:
+        """Tell the listeners that a container started."""
+        ...
+
+    def stop_reason(self, scope: Scope) -> str | None:
+        """Why nothing new may start in ``scope`` (abort, rollback, timeout …), or None."""
+        ...
+
+    def abort(self, reason: str) -> None: ...
+
+    def expire(self, scope: Scope) -> None:
+        """``scope``'s timeout passed: every wait inside it ends ``Expired``."""
+        ...
+
+    def release(self, key: str) -> None:
+        """A stage gives back resource ``key``; the next stage queued for it starts."""
+        ...
+
+    def context(self, node: PlanNode, attempt: int) -> StepContext: ...
+
+    def resolve_inputs(self, node: PlanNode) -> str | None:
+        """Resolve a step's ``<+…>`` inputs now; the error text, if any."""
+        ...
+
+    def resolve_spec(self, node: PlanNode) -> str | None:
+        """Resolve a typed step's ``<+…>`` spec now; the error text, if any."""
+        ...
