@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import pytest
-from conftest import row, sleeper
+from conftest import row, sleeper, status
 
 import notebook_pipelines as nbp
 from notebook_pipelines.engine.executors import threads
@@ -259,3 +259,53 @@ def test_D6_an_interrupted_step_keeps_what_it_printed_and_its_worker():
         assert aborted["status"] == "Aborted"
         assert aborted["log"] == f"{ident} starting\n"
         assert aborted["worker"].startswith("nbp-worker")
+
+
+# -- simulations are interruptible too ---------------------------------------------------------
+class SigintAt:
+    """A listener that sends SIGINT once the ``n``-th step has finished (in virtual time)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, 0
+
+    def node_finished(self, node, row) -> None:
+        if node.kind == "step":
+            self.seen += 1
+            if self.seen == self.n:
+                send_sigint()
+
+
+def test_D6_ctrl_c_during_simulate_raises_run_interrupted_with_the_partial_trace():
+    p = nbp.Pipeline("sim")
+    with p.stage("s") as s:
+        for i in range(20):
+            s.step(f"s{i}", duration="1m")
+    with pytest.raises(nbp.RunInterrupted, match="simulation of 'sim' interrupted") as err:
+        p.simulate(listeners=[SigintAt(3)])
+    trace = err.value.trace
+    assert set(trace["fqn"]) == {n.fqn for n in p.plan().nodes}
+    assert [status(trace, f"s{i}") for i in range(3)] == ["Success"] * 3
+    assert status(trace, "s19") == "NotStarted" and status(trace, "pipeline") == "Aborted"
+    assert nbp.last_trace() is trace
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_D6_ctrl_c_during_monte_carlo_raises_with_the_runs_that_finished():
+    calls = [0]
+
+    def duration(rng) -> float:
+        calls[0] += 1
+        if calls[0] == 5 * 3 + 2:  # in the 6th run, after its second step
+            send_sigint()
+        return rng.uniform(1, 2)
+
+    p = nbp.Pipeline("mc")
+    with p.stage("s") as s:
+        for i in range(3):
+            s.step(f"s{i}")
+    with pytest.raises(nbp.RunInterrupted, match="after 5 of 400 runs") as err:
+        nbp.monte_carlo(p, {"*": duration}, runs=400)
+    done = err.value.trace
+    assert done["run"].tolist() == [0, 1, 2, 3, 4]
+    assert set(done["status"]) == {"Success"}  # the interrupted run is not counted
+    assert nbp.summarize(done).loc["makespan_s", "runs"] == 5

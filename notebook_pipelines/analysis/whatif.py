@@ -54,6 +54,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..engine.simulation import SimulationError, as_plan, simulate, simulate_records
+from ..errors import RunInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -384,17 +385,30 @@ def monte_carlo(
     }
     rows: list[dict] = []
     stage_columns: dict[str, None] = {}
-    with _Progress(runs, progress) as bar:
-        for i, run_seed in enumerate(seeds):
-            records = simulate_records(plan, seed=run_seed, strict=i == 0, **options)
-            outcome, stages = _from_records(plan, records)
-            stage_columns.update(dict.fromkeys(stages))
-            rows.append({"run": i, "seed": run_seed, **outcome, **stages})
-            bar.update()
-    frame = pd.DataFrame(rows, columns=["run", "seed", "makespan_s", "status", *stage_columns])
-    frame["seed"] = frame["seed"].astype("uint64")
-    frame.attrs.update(pipeline=plan.pipeline.id, seed=seed, runs=runs, percentiles=tuple(percentiles))
-    return frame
+
+    def frame_of(rows: list[dict]) -> pd.DataFrame:
+        frame = pd.DataFrame(rows, columns=["run", "seed", "makespan_s", "status", *stage_columns])
+        frame["seed"] = frame["seed"].astype("uint64")
+        frame.attrs.update(
+            pipeline=plan.pipeline.id, seed=seed, runs=len(rows), percentiles=tuple(percentiles)
+        )
+        return frame
+
+    try:
+        with _Progress(runs, progress) as bar:
+            for i, run_seed in enumerate(seeds):
+                records = simulate_records(plan, seed=run_seed, strict=i == 0, **options)
+                outcome, stages = _from_records(plan, records)
+                stage_columns.update(dict.fromkeys(stages))
+                rows.append({"run": i, "seed": run_seed, **outcome, **stages})
+                bar.update()
+    except KeyboardInterrupt:
+        done = frame_of(rows)  # only the runs that ended: the interrupted one is not counted
+        raise RunInterrupted(
+            f"monte_carlo interrupted after {len(rows)} of {runs} runs; the finished runs are in .trace",
+            done,
+        ) from None
+    return frame_of(rows)
 
 
 def summarize(results: pd.DataFrame, percentiles: Sequence[float] | None = None) -> pd.DataFrame:

@@ -58,7 +58,7 @@ from typing import Any
 
 from ..definition.durations import DurationError, parse_duration
 from ..definition.plan import as_plan, paused_gc
-from ..errors import PipelineError
+from ..errors import PipelineError, RunInterrupted
 from .executors.virtual import VirtualClock, VirtualExecutor
 from .scheduler import execute
 
@@ -526,13 +526,15 @@ def simulate(
     Raises:
         SimulationError: an option that cannot be used (unknown key, bad duration, …).
         DefinitionError: the pipeline is not valid.
+        RunInterrupted: Ctrl-C (or a kernel interrupt) while simulating; ``trace`` holds
+            what was simulated so far (the rest ``NotStarted``).
     """
     plan = as_plan(pipeline)
     seed, clock, executor, scripted = _virtual(
         plan, durations, default, failures, interventions, seed, start, strict, outputs
     )
     with paused_gc():
-        _status, trace, _ = execute(
+        result = execute(
             plan,
             executor,
             clock,
@@ -540,8 +542,13 @@ def simulate(
             listeners=listeners,
             on_intervention=scripted,
         )
+    trace = result.trace
     trace.attrs["seed"] = seed
     trace.attrs["simulated"] = True
+    if result.interrupted:
+        raise RunInterrupted(
+            f"simulation of {plan.pipeline.id!r} interrupted; the partial trace is in .trace", trace
+        )
     return trace
 
 
@@ -570,6 +577,8 @@ def simulate_records(
     with paused_gc():
         scheduler.execute()
         scheduler.fill_not_started()
+    if scheduler.interrupted:
+        raise KeyboardInterrupt  # the caller says what was done so far
     return scheduler.recorder.rows
 
 

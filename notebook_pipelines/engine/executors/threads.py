@@ -25,8 +25,10 @@ executor gives bodies it told to stop a short grace (``stop_grace`` seconds, wai
 event, not polling) and warns, naming each step, about those still running after it.
 
 A stop signal may land late, after the body's own ``except`` (while the worker builds the
-outcome): the worker still reports the job, and once the job is off the running list it drops
-a signal still pending, so none can land after the job.
+outcome): the worker still reports the job, and once the job is off the running list it lets a
+signal still pending land, so none can land after the job. No stop signal is raised while a
+trace or profile function is installed (see :func:`_raise_in_thread`): the context alone tells
+the body, and a body that ignores it is left behind as always.
 
 **Output capture**: while a run is on, ``sys.stdout``/``sys.stderr`` are wrapped by a proxy
 that copies what each worker thread prints into that step's log (and still passes it on, so
@@ -98,12 +100,30 @@ def _remove_tee() -> None:
                 sys.stderr = sys.stderr._stream
 
 
-def _raise_in_thread(thread: threading.Thread, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in ``thread`` at its next Python instruction (``None``: drop a pending one)."""
-    ident = thread.ident
-    if ident is not None:
-        pending = None if exc is None else ctypes.py_object(exc)  # None is a NULL pointer
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), pending)
+def _raise_in_thread(thread: threading.Thread, exc: type[BaseException]) -> bool:
+    """Raise ``exc`` in ``thread`` at its next Python instruction; False when it is not safe.
+
+    Not while a trace or profile function is installed (a debugger, coverage, a profiler):
+    CPython then spins every traced thread at 100 % CPU for as long as the exception waits to
+    land — for the whole of a body blocked in C code. The body is told to stop through its
+    context only, and left behind if it ignores that.
+    """
+    if _tracing() or thread.ident is None:
+        return False
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc))
+    return True
+
+
+def _tracing() -> bool:
+    """True when a trace or profile function is installed here or for new threads."""
+    hooks = (sys.gettrace, sys.getprofile, threading.gettrace, threading.getprofile)
+    return any(hook() is not None for hook in hooks)
+
+
+def _absorb() -> None:
+    """Run a few instructions: a stop signal raised into this thread and still pending lands here."""
+    for _ in range(64):
+        pass
 
 
 class WorkerPool:
@@ -160,6 +180,10 @@ class WorkerPool:
         If ``fn`` returns a callable, the worker calls it once it counts as free again (a
         report sent after that finds the worker free: nothing is busy once a run has ended).
         """
+        if self._free == 0 and self._workers:
+            # Before growing, give the busy workers one chance to finish (a thread switch costs
+            # microseconds, a new thread a hundred): a burst of short bodies then reuses workers.
+            time.sleep(0)
         with self._lock:
             if self._free > 0:
                 self._free -= 1
@@ -276,7 +300,7 @@ class ThreadExecutor:
         self.pool = pool
         self._lock = threading.Lock()
         self._running: dict[Job, threading.Thread] = {}
-        self._signalled: dict[Job, int] = {}  # stop signals raised into each running job
+        self._signalled: set[Job] = set()  # running jobs a stop signal was raised into
         self._stopped: dict[Job, threading.Event] = {}  # jobs told to stop, set when their body ends
         self._waiting: deque = deque()  # jobs over max_workers, in submission order
         self._holding: set[Job] = set()  # jobs holding one of the max_workers slots
@@ -290,7 +314,7 @@ class ThreadExecutor:
         self.run = run
         if self.pool is None:
             self.pool = default_pool()
-        self._running, self._signalled, self._stopped = {}, {}, {}
+        self._running, self._signalled, self._stopped = {}, set(), {}
         self._waiting, self._holding = deque(), set()
         if self.capture:
             _install_tee()
@@ -321,8 +345,8 @@ class ThreadExecutor:
             self._stopped[job] = threading.Event()
             thread = self._running.get(job)
             if thread is not None:
-                _raise_in_thread(thread, StepCancelled)
-                self._signalled[job] = self._signalled.get(job, 0) + 1
+                if job not in self._signalled and _raise_in_thread(thread, StepCancelled):
+                    self._signalled.add(job)
                 self.pool.detach(thread, job.node.id)
         self._free_slot(job)  # a body left behind holds no slot of max_workers
 
@@ -358,27 +382,31 @@ class ThreadExecutor:
         except StepCancelled as exc:  # landed late, in the handlers above: the job was given up already
             delivered += not exc.args
         finally:
-            delivered = self._off_the_running_list(job, me, delivered)
+            self._off_the_running_list(job, me, delivered)
             _local.buffer = None
             outcome.log = "".join(buffer) or None
             self._free_slot(job)
         return lambda: run.complete(job, outcome)
 
-    def _off_the_running_list(self, job: Job, me: threading.Thread, delivered: int) -> int:
+    def _off_the_running_list(self, job: Job, me: threading.Thread, delivered: int) -> None:
         """No stop signal can be raised into this thread after this; one raised but not landed
-        yet is dropped (only then: dropping one slows Python down until the next lands)."""
+        yet lands here (at most one is ever pending), so none can land after the job."""
+        landed = delivered > 0
+        stopped = None
         while True:
             try:
                 with self._lock:
                     self._running.pop(job, None)
-                    if self._signalled.pop(job, 0) > delivered:
-                        _raise_in_thread(me, None)
+                    raised = job in self._signalled
+                    self._signalled.discard(job)
                     stopped = self._stopped.get(job)
-                    if stopped is not None:
-                        stopped.set()
-                return delivered
+                if raised and not landed:
+                    _absorb()
+                break
             except StepCancelled as exc:  # landed meanwhile: only repeats the loop
-                delivered += not exc.args
+                landed = landed or not exc.args
+        if stopped is not None:
+            stopped.set()
 
     def _free_slot(self, job: Job) -> None:
         """``job`` gives back its slot of ``max_workers`` (once); the next waiting job starts."""
