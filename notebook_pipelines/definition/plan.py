@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -173,16 +174,34 @@ def _takes_ctx(fn: Any, inputs: Any = ()) -> bool:
     if not callable(fn):
         return False
     try:
+        shape = _SHAPES.get(fn)
+    except TypeError:  # not weak-referenceable: look each time
+        shape = None
+    if shape is None:
+        shape = _shape(fn)
+        with contextlib.suppress(TypeError):
+            _SHAPES[fn] = shape
+    named_ctx, first = shape
+    return named_ctx or (first is not None and first not in (inputs or ()))
+
+
+#: ``fn -> (has a parameter named ctx, name of its first positional parameter or None)``:
+#: ``inspect.signature`` costs more than compiling the rest of a step, and many steps share a body.
+_SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _shape(fn: Any) -> tuple[bool, str | None]:
+    try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return False
+        return False, None
     if "ctx" in sig.parameters:
-        return True
+        return True, None
     for param in sig.parameters.values():
         if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD, param.VAR_POSITIONAL):
-            return param.name not in (inputs or ())
-        return False
-    return False
+            return False, param.name
+        return False, None
+    return False, None
 
 
 class _Builder:

@@ -519,35 +519,43 @@ class Scheduler:
     def record(
         self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any
     ) -> None:
-        """Append one trace row: the one place a :class:`~.trace.Record` is made."""
-        row = Record(
-            node.index,
-            info.get("iteration"),
-            attempt,
-            status,
-            info.get("reason"),
-            start,
-            end,
-            info.get("worker"),
-            info.get("error_type"),
-            info.get("error"),
-            info.get("action"),
-            info.get("outputs"),
-            info.get("log"),
-            self._resolved.get(node.index) if node.inputs else None,
+        """Append one trace row: ``info`` holds the other fields of :class:`~.trace.Record`
+        (``reason``, ``worker``, ``error_type``, ``error``, ``action``, ``outputs``, ``log``)."""
+        get = info.get
+        self._add(
+            node,
+            Record(
+                node.index,
+                get("iteration"),
+                attempt,
+                status,
+                get("reason"),
+                start,
+                end,
+                get("worker"),
+                get("error_type"),
+                get("error"),
+                get("action"),
+                get("outputs"),
+                get("log"),
+                self._resolved.get(node.index) if node.inputs else None,
+            ),
         )
-        self.recorder.add(row)
-        self.statuses[node.fqn] = status
-        if self._finished:
-            self._notify(self._finished, node, row)
 
     def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:
         """A step attempt succeeded: its outputs become readable (R44), and its row is recorded."""
-        self.outputs[node.fqn] = outcome.outputs or {}
-        self.record(
-            node, attempt, SUCCESS, outcome.start, outcome.end,
-            worker=outcome.worker, outputs=outcome.outputs, log=outcome.log,
-        )  # fmt: skip
+        outputs = outcome.outputs
+        self.outputs[node.fqn] = outputs or {}
+        inputs = self._resolved.get(node.index) if node.inputs else None
+        row = (node.index, None, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker)
+        self._add(node, Record._make((*row, None, None, None, outputs, outcome.log, inputs)))
+
+    def _add(self, node: PlanNode, row: Record) -> None:
+        """The one place a row joins the trace (and the statuses that references read)."""
+        self.recorder.add(row)
+        self.statuses[node.fqn] = row.status
+        if self._finished:
+            self._notify(self._finished, node, row)
 
     def seen(self, node: PlanNode) -> bool:
         return node.index in self.recorder.seen

@@ -260,6 +260,8 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     """
     table = _StepTable("outputs", outputs, plan, strict) if outputs else None
     declared: dict[int, dict | None] = {}
+    if table is None and not any(n.outputs or _spec_output_names(n) for n in plan.steps):
+        return _no_outputs  # nothing to publish anywhere (the common case)
 
     def published(node: Any, attempt: int) -> dict | None:
         base = declared.get(node.index, _MISSING)
@@ -275,6 +277,10 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
         return {**(base or {}), **given}
 
     return published
+
+
+def _no_outputs(node: Any, attempt: int) -> None:
+    return None
 
 
 def _spec_output_names(node: Any) -> list[str]:
