@@ -48,6 +48,7 @@ notebooks: setup
 
 ## make bench: the side-by-side measurements in benchmarks/ (not part of the tests)
 bench: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks
 
 clean:
