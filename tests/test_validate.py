@@ -6,6 +6,10 @@ fully qualified name, the rule it breaks and how to fix it. An invalid pipeline 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import notebook_pipelines as nbp
@@ -301,6 +305,31 @@ def test_R59_a_runtime_input_duration_with_a_default_offers_the_default():
     assert (problem.fqn, problem.rule) == ("pipeline", "R59")
     assert "is a runtime input: it needs a value before running" in problem.message
     assert "its default is '1h'" in problem.fix
+
+
+def test_R59_the_default_of_a_runtime_input_is_found_with_spaces_around_it():
+    problem = only(one_stage(Step("x", timeout="<+input>.default(  30m  )")))
+    assert "its default is '30m'" in problem.fix
+
+
+_SPACES = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from notebook_pipelines.definition.model import Pipeline, Stage, Step
+from notebook_pipelines.definition.validation import problems
+
+timeout = "<+input>.default(" + " " * 100_000 + "1h"  # no closing parenthesis
+found = problems(Pipeline("p", stages=[Stage("s", items=[Step("x", timeout=timeout)])]))
+print([(x.rule, "e.g. '10m'" in x.fix) for x in found])
+"""
+
+
+def test_R59_finding_a_runtime_input_default_is_linear_time():
+    # the old pattern backtracked cubically: 20,000 spaces took minutes
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", _SPACES, root], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('R59', True)]"
 
 
 def test_R59_an_expression_that_is_not_a_runtime_input_is_still_an_unreadable_duration():

@@ -26,7 +26,7 @@ from numbers import Integral
 from typing import Any
 
 from ..errors import Problem
-from .durations import DurationError, parse_duration
+from .durations import LIMIT, DurationError, DurationTooLong, parse_duration
 from .failure import (
     ACTION_TYPES,
     ERROR_TYPES,
@@ -426,10 +426,13 @@ class _Checker:
     def _duration(self, fqn: str, key: str, value: Any) -> Iterator[Problem]:
         try:
             parse_duration(value)
+        except DurationTooLong:
+            yield Problem(fqn, "R59", f"{key}={value!r} is {LIMIT}", "give a duration of at most 100 years")
         except DurationError:
             if isinstance(value, str) and value.strip().startswith("<+input>"):  # Harness runtime input
-                default = re.search(r"\.default\(\s*([^()]*?)\s*\)", value)
-                example = f"its default is {default.group(1)!r}" if default else "e.g. '10m'"
+                # [^()]* then strip(): linear; "\s*([^()]*?)\s*" backtracked cubically on long spaces
+                default = re.search(r"\.default\(([^()]*)\)", value)
+                example = f"its default is {default.group(1).strip()!r}" if default else "e.g. '10m'"
                 yield Problem(
                     fqn,
                     "R59",
