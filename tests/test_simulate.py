@@ -617,6 +617,17 @@ def test_duration_globs_match_in_linear_time():
     assert done.stdout.strip() == "[1.0, 8.0]"
 
 
+def test_R18_a_retry_count_beyond_the_limit_is_refused_before_the_trace_can_grow_for_ever():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", failure_strategies=nbp.Retry(10**9))
+    with pytest.raises(nbp.DefinitionError) as err:
+        simulate(p, failures={"a": True})
+    (problem,) = err.value.problems
+    assert (problem.fqn, problem.rule) == ("pipeline.stages.s.spec.execution.steps.a", "R18")
+    assert "count 1000000000 is more than the limit of 100 retries" in problem.message
+
+
 def test_a_plan_is_accepted_and_gives_the_same_trace_as_the_pipeline():
     p = sampled_design()
     plan = p.plan()
