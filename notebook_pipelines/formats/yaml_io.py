@@ -2,9 +2,13 @@
 
 Design notes
 ------------
-**Reading.** PyYAML's safe loader builds the document; a small constructor hook remembers where
-every mapping, key and list item sat, so each problem names the file, line and column (1-based)
-as well as the node's fully qualified name. The reader then maps the v0 shape onto the model:
+**Reading.** PyYAML's safe loader composes the document (libyaml limits nesting to 1,000
+levels); the composed graph is checked without recursion — aliases may repeat at most
+``MAX_ALIAS_NODES`` nodes and may not contain their own anchor — and built without recursion
+into mappings and lists that remember where every mapping, key and list item sat, so each problem
+names the file, line and column (1-based) as well as the node's fully qualified name. Step groups
+deeper than ``limits.MAX_GROUP_DEPTH`` are refused before the reader descends into them. The
+reader then maps the v0 shape onto the model:
 
 =======================================  ===============================================
 Harness YAML                             model
@@ -35,7 +39,10 @@ blocks, unknown keys, step types without a handler (simulated only), looping str
 barriers (kept as data; not supported yet, so validation refuses them with R48). Real mistakes
 raise :class:`YamlError` (a ``DefinitionError``) listing every problem with its line and column:
 invalid YAML, a node without identifier, an unknown action type, a stage without execution, a
-step group inside a step group under the ``classic`` rules (D1).
+step group inside a step group under the ``classic`` rules (D1), variables that are not a list of
+``{name, type, value}`` entries with distinct names, known types and numbers for ``Number``.
+Every fix is written for a YAML author; so are the fixes of validation problems of a pipeline read
+from YAML (:meth:`~notebook_pipelines.errors.Problem.for_yaml`).
 
 **Canonical form.** Loading gives one form for each setting, so ``load_yaml(p.to_yaml()) == p``:
 ``name`` is ``None`` when it equals the identifier, empty ``spec``/``variables``/``extra`` are
@@ -329,7 +336,9 @@ def _construct(loader: Any, root: Any) -> Any:
         key = id(node)
         if key in built:
             continue
-        if isinstance(node, yaml.ScalarNode) or node.tag not in (_MAP_TAG, _SEQ_TAG):
+        if isinstance(node, yaml.ScalarNode) and node.tag == _MERGE:
+            built[key] = None  # the '<<' key itself: _mapping merges its value
+        elif isinstance(node, yaml.ScalarNode) or node.tag not in (_MAP_TAG, _SEQ_TAG):
             built[key] = loader.construct_object(node, deep=True)
         elif not finished:
             stack.append((node, True))
