@@ -9,7 +9,7 @@ the trace of a run that did not end well.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +52,18 @@ class Problem:
     fix: str = ""
     expression: str = field(default="", kw_only=True)
     position: int | None = field(default=None, kw_only=True)
+    #: the fix in YAML terms where it differs from ``fix`` (which may name Python calls)
+    yaml_fix: str = field(default="", kw_only=True, compare=False)
+
+    def for_yaml(self) -> Problem:
+        """This problem with its fix in YAML terms: what a pipeline read from YAML reports.
+
+        >>> p = Problem("pipeline", "R11", "no stages", "`with p.stage('build'):`",
+        ...             yaml_fix="add `- stage:` entries under `stages:`")
+        >>> print(p.for_yaml())
+        pipeline: [R11] no stages — fix: add `- stage:` entries under `stages:`
+        """
+        return replace(self, fix=self.yaml_fix, yaml_fix="") if self.yaml_fix else self
 
     def __str__(self) -> str:
         text = f"{self.fqn}: [{self.rule}] {self.message}"

@@ -401,3 +401,39 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     command = f"{_sys.executable} -m notebook_pipelines simulate {path} | head -1"
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+# -- hostile input (issue 11) ----------------------------------------------------------------------
+def test_a_billion_laughs_durations_file_is_refused_by_the_safe_reader(capsys, tmp_path):
+    from tests.test_yaml_io import _laughs
+
+    durations = tmp_path / "d.yaml"
+    durations.write_text(_laughs(10).replace("pipeline:", "flaky:"))
+    code, _, err = cli(capsys, "simulate", FAILURES, "--durations", durations, "-q")
+    assert code == 2
+    assert f"--durations {durations}: invalid YAML: {durations}:5:5: " in err
+    assert "YAML aliases expand this part of the document" in err
+
+
+_NUMBER_ABC = """\
+pipeline:
+  identifier: p
+  variables:
+    - {name: n, type: Number, value: abc}
+  stages:
+    - stage: {identifier: s, type: Custom, spec: {execution: {steps: [step: {identifier: a}]}}}
+"""
+
+
+def test_R8_a_number_variable_that_is_no_number_is_refused_by_validate_as_by_load_yaml(capsys, tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text(_NUMBER_ABC)
+    code, out, _ = cli(capsys, "validate", path)
+    assert code == 1
+    assert f"{path}:4:38: pipeline.variables.n: [R8] the Number variable 'n' has the value 'abc'" in out
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "1e400"])
+def test_R8_var_gives_a_number_variable_only_numbers_by_the_same_rule(capsys, value):
+    code, _, err = cli(capsys, "simulate", SHELL, "-q", "--var", f"copies={value}")
+    assert code == 2 and f"--var copies: {value!r} is not a number (the variable is a Number)" in err

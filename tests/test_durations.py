@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from notebook_pipelines.definition.durations import DurationError, format_duration, parse_duration
+from notebook_pipelines.definition.durations import (
+    MAX_SECONDS,
+    DurationError,
+    DurationTooLong,
+    format_duration,
+    parse_duration,
+)
 
 
 @pytest.mark.parametrize(
@@ -39,3 +49,47 @@ def test_durations_format_for_people():
         "1h 2m 5s",
     ]
     assert format_duration(None) == "" and format_duration(float("nan")) == ""
+
+
+# -- hostile input: issue 11 ----------------------------------------------------------------------
+@pytest.mark.parametrize("too_long", [1e10, 3.2e9, "5300w", "36600d", "1000000h", "3200000000"])
+def test_durations_longer_than_100_years_are_refused_before_they_corrupt_trace_timestamps(too_long):
+    with pytest.raises(DurationTooLong) as info:
+        parse_duration(too_long, where="pipeline.stages.s.spec.execution.steps.a")
+    text = str(info.value)
+    assert isinstance(info.value, DurationError)
+    assert repr(too_long) in text and "pipeline.stages.s.spec.execution.steps.a" in text
+    assert "limit of 100 years" in text and "give a shorter duration" in text
+
+
+def test_the_100_year_limit_itself_is_accepted():
+    assert MAX_SECONDS == 100 * 365.25 * 86400
+    assert parse_duration(MAX_SECONDS) == MAX_SECONDS
+    assert parse_duration("5200w") == 5200 * 604800
+
+
+_LONG_DIGITS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from notebook_pipelines.definition.durations import DurationError, parse_duration
+
+for text in ("1" * 200_000 + "x", "1s " * 50_000 + "x", "1s " * 50_000):
+    try:
+        print(parse_duration(text))
+    except DurationError as err:
+        print("refused", str(err)[:24])
+"""
+
+
+def test_duration_parsing_is_linear_time_on_long_runs_of_digits():
+    # a search for each part (finditer) retried every start: quadratic, minutes for 200k digits
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", _LONG_DIGITS, root], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "refused cannot read the duration",
+        "refused cannot read the duration",
+        "50000.0",
+    ]

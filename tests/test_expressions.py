@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import doctest
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -314,7 +316,65 @@ def test_R33_match_operator_list_membership_and_regex(text: str, expected: bool)
 def test_R33_match_invalid_regex_is_expression_error() -> None:
     with pytest.raises(ExpressionError, match="invalid regular expression") as info:
         cond('<+env> =~ "("')
-    assert info.value.position == 7
+    assert info.value.position == 10  # the caret is under the pattern
+
+
+_CATASTROPHIC = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from notebook_pipelines.definition.expressions import parse_condition
+
+cond = parse_condition('<+pipeline.variables.x> =~ "^(a+)+$"')
+for text in ("a" * 33 + "!", "a" * 99_999 + "!", "a" * 100_000):
+    print(cond.evaluate(lambda ref: text))
+"""
+
+
+def test_regex_match_is_linear_time_for_catastrophic_pattern() -> None:
+    # Python's re backtracks exponentially on ^(a+)+$ against "aaa…a!": 34 characters spin for
+    # ever. RE2 answers in linear time; "finishes at all" is checked in a subprocess.
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", _CATASTROPHIC, root], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "True"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "feature"),
+    [
+        (r"(a)\\1", "backreference"),
+        ("(?P<x>a)(?P=x)", "named backreference"),
+        ("^(?=prod)", "lookahead"),
+        ("(?<!x)prod", "lookbehind"),
+        ("(?>pr)od", "atomic group"),
+        ("pro++d", "possessive quantifier"),
+    ],
+)
+def test_regex_syntax_needing_backtracking_is_refused_with_a_caret_at_the_pattern(
+    pattern: str, feature: str
+) -> None:
+    text = f'<+env> =~ "{pattern}"'
+    with pytest.raises(ExpressionError, match=r"only linear-time \(RE2\) syntax is accepted") as info:
+        cond(text)
+    assert info.value.position == text.index('"'), feature
+    assert info.value.expression == text
+    assert str(info.value).endswith(f"\n  {text}\n  {' ' * text.index(chr(34))}^")
+
+
+def test_regex_python_end_anchor_gets_a_hint() -> None:
+    with pytest.raises(ExpressionError, match=r"write \$ or \\z for \\Z"):
+        cond(r'<+env> =~ "prod\\Z"')
+    assert cond(r'<+env> =~ "prod\\z"') is True
+
+
+def test_regex_pattern_size_is_bounded() -> None:
+    pattern = "a" * (expressions.MAX_PATTERN + 1)
+    limit = expressions.MAX_PATTERN
+    with pytest.raises(ExpressionError, match=f"regular expression too long .*limit {limit}"):
+        cond(f'<+env> =~ "{pattern}"')
+    assert cond(f'<+env> !~ "{"a" * expressions.MAX_PATTERN}"') is True
 
 
 def test_R33_match_needs_list_or_string() -> None:

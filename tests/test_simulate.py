@@ -10,8 +10,11 @@ times are exact.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -518,6 +521,111 @@ def test_start_fixes_the_timestamps():
     x = t.set_index("step").loc["x"]
     assert x["start"] == pd.Timestamp("2030-05-01T10:00:00Z")
     assert x["end"] == pd.Timestamp("2030-05-01T10:00:10Z")
+
+
+# -- values that would corrupt the trace (issue 11) -----------------------------------------------
+
+
+def two_steps() -> nbp.Pipeline:
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a")
+        s.step("b")
+    return p
+
+
+def test_a_duration_trace_timestamps_cannot_hold_is_refused_not_stamped_before_its_start():
+    # 1e10 s wrapped the int64 nanoseconds round: the trace said a ended in 1733, before it started
+    with pytest.raises(SimulationError) as err:
+        simulate(two_steps(), durations={"a": 1e10})
+    text = str(err.value)
+    assert "pipeline.stages.s.spec.execution.steps.a (durations) is 10000000000.0" in text
+    assert "longer than the limit of 100 years" in text and "give a shorter one" in text
+
+
+@pytest.mark.parametrize("default", [1e10, "6000w"])
+def test_a_default_duration_trace_timestamps_cannot_hold_is_refused(default: Any):
+    with pytest.raises(SimulationError, match="limit of 100 years"):
+        simulate(two_steps(), default=default)
+
+
+def test_a_sampler_drawing_a_value_trace_timestamps_cannot_hold_fails_clearly_at_run_time():
+    with pytest.raises(SimulationError) as err:
+        simulate(two_steps(), durations={"b": lambda rng: 1e12})
+    text = str(err.value)
+    assert "steps.b drew 1000000000000.0" in text and "limit of 100 years" in text
+    assert "clip the distribution" in text
+
+
+def test_long_durations_in_a_row_that_pass_year_2262_fail_clearly():
+    # each value is within the limit, their sum is not: the step that would end there is named
+    with pytest.raises(SimulationError) as err:
+        simulate(two_steps(), durations={"a": 3e9, "b": 3e9}, start="2200-01-01")
+    text = str(err.value)
+    assert "attempt 1 of pipeline.stages.s.spec.execution.steps.a would end" in text
+    assert "past 2262-04-11" in text and "earlier start=" in text
+
+
+def test_long_durations_within_the_timestamp_range_stay_in_order():
+    t = simulate(two_steps(), durations={"a": 3e9, "b": 3e9})
+    rows = t[t.kind == "step"].set_index("step")
+    assert (rows["end"] > rows["start"]).all()
+    assert rows.loc["b", "end"] == pd.Timestamp("2026-01-01T00:00:00Z") + pd.Timedelta(seconds=6e9)
+
+
+def test_waits_that_take_the_virtual_clock_past_year_2262_fail_clearly():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        for name in ("a", "b", "c"):
+            s.step(name, when="All", failure_strategies=nbp.ManualIntervention(timeout="5000w"))
+    with pytest.raises(SimulationError, match=r"the simulated run ended at .* past 2262-04-11"):
+        simulate(p, failures={"*": True})
+
+
+def test_R59_a_timeout_longer_than_100_years_is_a_definition_error():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", timeout="6000w", failure_strategies=nbp.Retry(1, intervals=[1e10]))
+    with pytest.raises(nbp.DefinitionError) as err:
+        simulate(p)
+    found = {(x.fqn.rsplit(".", 1)[-1], x.message.split("=")[0]) for x in err.value.problems}
+    assert found == {("a", "timeout"), ("a", "retryIntervals")}
+    assert all("limit of 100 years" in x.message and x.rule == "R59" for x in err.value.problems)
+
+
+_MANY_STARS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import notebook_pipelines as nbp
+
+p = nbp.Pipeline("p")
+with p.stage("s") as s:
+    s.step("a" * 120 + "x")
+    s.step("a" * 120 + "b")
+glob = "*a" * 60 + "*b"  # a backtracking matcher tries every way to place 60 stars
+t = nbp.simulate(p, durations={glob: 7}, default=1)
+print(t[t.kind == "step"].set_index("step")["end_s"].tolist())
+"""
+
+
+def test_duration_globs_match_in_linear_time():
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", _MANY_STARS, root], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1.0, 8.0]"
+
+
+def test_R18_a_retry_count_beyond_the_limit_is_refused_before_the_trace_can_grow_for_ever():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", failure_strategies=nbp.Retry(10**9))
+    with pytest.raises(nbp.DefinitionError) as err:
+        simulate(p, failures={"a": True})
+    (problem,) = err.value.problems
+    assert (problem.fqn, problem.rule) == ("pipeline.stages.s.spec.execution.steps.a", "R18")
+    assert "count 1000000000 is more than the limit of 100 retries" in problem.message
 
 
 def test_a_plan_is_accepted_and_gives_the_same_trace_as_the_pipeline():

@@ -6,6 +6,10 @@ fully qualified name, the rule it breaks and how to fix it. An invalid pipeline 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import notebook_pipelines as nbp
@@ -301,6 +305,31 @@ def test_R59_a_runtime_input_duration_with_a_default_offers_the_default():
     assert (problem.fqn, problem.rule) == ("pipeline", "R59")
     assert "is a runtime input: it needs a value before running" in problem.message
     assert "its default is '1h'" in problem.fix
+
+
+def test_R59_the_default_of_a_runtime_input_is_found_with_spaces_around_it():
+    problem = only(one_stage(Step("x", timeout="<+input>.default(  30m  )")))
+    assert "its default is '30m'" in problem.fix
+
+
+_SPACES = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from notebook_pipelines.definition.model import Pipeline, Stage, Step
+from notebook_pipelines.definition.validation import problems
+
+timeout = "<+input>.default(" + " " * 100_000 + "1h"  # no closing parenthesis
+found = problems(Pipeline("p", stages=[Stage("s", items=[Step("x", timeout=timeout)])]))
+print([(x.rule, "e.g. '10m'" in x.fix) for x in found])
+"""
+
+
+def test_R59_finding_a_runtime_input_default_is_linear_time():
+    # the old pattern backtracked cubically: 20,000 spaces took minutes
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", _SPACES, root], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('R59', True)]"
 
 
 def test_R59_an_expression_that_is_not_a_runtime_input_is_still_an_unreadable_duration():
@@ -621,3 +650,136 @@ def test_every_problem_validation_finds_names_node_rule_and_fix():
         "R48",
         "R59",
     } <= {x.rule for x in found}
+
+
+# -- limits on hostile input (issue 11) ------------------------------------------------------------
+from notebook_pipelines.definition.limits import (  # noqa: E402
+    MAX_DATA_DEPTH,
+    MAX_GROUP_DEPTH,
+    MAX_IDENTIFIER,
+    MAX_RETRIES,
+)
+from notebook_pipelines.definition.plan import compile_plan  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("action", "rule"),
+    [(nbp.Retry(10**9), "R18"), (nbp.Retry(MAX_RETRIES + 1), "R18"), (nbp.RetryStepGroup(10**9), "R19")],
+)
+def test_R18_R19_retry_counts_above_the_limit_are_refused_naming_node_rule_and_fix(action, rule):
+    group = StepGroup("g", items=[Step("a")], failure_strategies=action)
+    problem = only(one_stage(group))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}.g", rule)
+    assert f"count {action.count} is more than the limit of {MAX_RETRIES} retries" in problem.message
+    assert f"retry at most {MAX_RETRIES} times" in problem.fix
+
+
+def test_R18_R19_retry_counts_up_to_the_limit_pass():
+    group = StepGroup(
+        "g",
+        items=[Step("a", failure_strategies=nbp.Retry(MAX_RETRIES))],
+        failure_strategies=nbp.RetryStepGroup(MAX_RETRIES),
+    )
+    assert problems(one_stage(group)) == []
+
+
+def test_R18_a_retry_count_above_the_limit_inside_another_action_is_refused():
+    strategy = nbp.ManualIntervention(timeout="1m", on_timeout=nbp.Retry(10**6))
+    problem = only(one_stage(Step("a", failure_strategies=strategy)))
+    assert problem.rule == "R18" and "count 1000000 is more than the limit" in problem.message
+
+
+def nested_groups_api(levels: int, rules: str = "current") -> Pipeline:
+    """A stage whose step groups are nested ``levels`` deep, built the way a notebook would."""
+    p = Pipeline("p", rules=rules)
+    with p.stage("s") as s:
+        group = s.step_group("g0")
+        for level in range(1, levels):
+            group = group.step_group(f"g{level}")
+        group.step("leaf")
+    return p
+
+
+def deep_fqn(levels: int) -> str:
+    return STEPS + "." + ".steps.".join(f"g{i}" for i in range(levels))
+
+
+def test_R6_step_groups_nested_400_deep_through_the_api_are_refused_before_any_walk():
+    p = nested_groups_api(400)
+    walks = {
+        "validate": p.validate,
+        "plan": p.plan,
+        "compile_plan(check=False)": lambda: compile_plan(p, check=False),
+        "to_yaml": p.to_yaml,
+        "simulate": p.simulate,
+        "render": lambda: nbp.render(p),
+    }
+    for name, walk in walks.items():
+        with pytest.raises(DefinitionError) as info:  # never RecursionError
+            walk()
+        (problem,) = info.value.problems
+        assert_complete(problem)
+        assert problem.fqn == deep_fqn(MAX_GROUP_DEPTH + 1), name
+        assert problem.rule == "R6", name
+        assert f"nested {MAX_GROUP_DEPTH + 1} levels deep; the limit is {MAX_GROUP_DEPTH}" in problem.message
+        assert "flatten the nesting" in problem.fix
+
+
+def test_R6_400_nested_step_groups_under_classic_rules_are_refused_the_same_way():
+    problem = only(nested_groups_api(400, rules="classic"))
+    assert (problem.fqn, problem.rule) == (deep_fqn(MAX_GROUP_DEPTH + 1), "R6")
+
+
+def test_R6_the_deepest_nesting_allowed_goes_through_every_walk():
+    p = nested_groups_api(MAX_GROUP_DEPTH)
+    deepest = p.stages[0].items[0]
+    for _ in range(MAX_GROUP_DEPTH - 1):
+        deepest = deepest.items[0]
+    deepest.items[0].spec = {"level": "x"}  # and data as deep as allowed below it
+    for _ in range(MAX_DATA_DEPTH - 1):
+        deepest.items[0].spec = {"level": deepest.items[0].spec}
+    plan = p.plan()
+    assert plan.by_fqn[deep_fqn(MAX_GROUP_DEPTH) + ".steps.leaf"].kind == "step"
+    again = nbp.load_yaml(p.to_yaml(), rules="current", source_name="deep.yaml")
+    assert again == p and again.plan().by_fqn.keys() == plan.by_fqn.keys()
+    assert set(p.simulate()["status"]) == {"Success"}
+    assert "leaf" in nbp.render(p).source
+
+
+def test_settings_nested_deeper_than_the_limit_are_refused_before_any_walk():
+    spec: object = "x"
+    for _ in range(1000):
+        spec = {"k": [spec]}
+    chain: nbp.Action = nbp.Abort()
+    for _ in range(1000):
+        chain = nbp.ManualIntervention(timeout="1m", on_timeout=chain)
+    p = one_stage(Step("a", spec=spec), Step("b", failure_strategies=chain))
+    for walk in (p.validate, p.to_yaml, lambda: compile_plan(p, check=False)):
+        with pytest.raises(DefinitionError) as info:
+            walk()
+        found = [(x.fqn, x.rule, x.message) for x in info.value.problems]
+        assert found == [
+            (f"{STEPS}.a", "limits", f"spec is nested more than {MAX_DATA_DEPTH} levels deep"),
+            (f"{STEPS}.b", "limits", f"failure_strategies is nested more than {MAX_DATA_DEPTH} levels deep"),
+        ]
+        assert all(x.fix for x in info.value.problems)
+
+
+def test_a_setting_that_contains_itself_is_refused_not_walked_for_ever():
+    loop: list = []
+    loop.append(loop)
+    problem = only(one_stage(Step("a", spec={"loop": loop})))
+    assert (problem.rule, problem.message) == (
+        "limits",
+        f"spec is nested more than {MAX_DATA_DEPTH} levels deep",
+    )
+
+
+def test_R1_identifiers_longer_than_harness_allows_are_refused():
+    long_id = "a" * (MAX_IDENTIFIER + 1)
+    problem = only(one_stage(Step(long_id)))
+    assert_complete(problem)
+    assert problem.rule == "R1" and f"is {MAX_IDENTIFIER + 1} characters long" in problem.message
+    assert f"at most {MAX_IDENTIFIER}" in problem.message
+    assert problems(one_stage(Step("a" * MAX_IDENTIFIER))) == []

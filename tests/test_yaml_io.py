@@ -7,6 +7,10 @@ refused with a clear message.
 
 from __future__ import annotations
 
+import io
+import re
+import subprocess
+import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -35,11 +39,15 @@ from notebook_pipelines.definition.failure import (
     StepGroupRollback,
     When,
 )
+from notebook_pipelines.definition.limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH
 from notebook_pipelines.definition.model import Parallel, Pipeline, Stage, Step, StepGroup
 from notebook_pipelines.definition.plan import compile_plan
 from notebook_pipelines.definition.validation import problems
+from notebook_pipelines.errors import DefinitionError, PipelineError
 from notebook_pipelines.formats.yaml_io import (
+    MAX_ALIAS_NODES,
     YamlError,
+    YamlSyntaxError,
     YamlWarning,
     dump_yaml,
     infrastructure_key,
@@ -870,3 +878,353 @@ def test_round_trip_equals_the_original_for_shorthand_settings():
         with s.step_group("g", when={"stageStatus": "All", "condition": '<+pipeline.name> == "p"'}) as g:
             g.step("b", failure_strategies="Abort")
     assert nbp.load_yaml(p.to_yaml()) == p
+
+
+# -- hostile input (issue 11) ----------------------------------------------------------------------
+def _laughs(levels: int) -> str:
+    """A 'billion laughs' pipeline: each anchor holds ten aliases of the one before."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels + 1):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 10) + "]")
+    lines.append(f"pipeline: {{identifier: p, stages: [{{stage: {{identifier: s, spec: *l{levels}}}}}]}}")
+    return "\n".join(lines) + "\n"
+
+
+_LAUGHS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from notebook_pipelines.formats.yaml_io import YamlSyntaxError, load_yaml
+from tests.test_yaml_io import _laughs
+
+for levels in (7, 10):
+    try:
+        load_yaml(_laughs(levels), source_name="laughs.yaml")
+    except YamlSyntaxError as err:
+        print(str(err.problems[0])[:120])
+"""
+
+
+def test_yaml_alias_expansion_beyond_the_budget_is_refused_with_file_line_and_column():
+    # 7 levels took 10 s and 260 MB, 10 levels ran out of memory: now both are refused at once
+    done = subprocess.run(
+        [sys.executable, "-c", _LAUGHS, str(REPO)], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:  # where the expansion passes the budget: l4 (10,000 lists of 10), line 5
+        assert line.startswith("laughs.yaml:5:5: pipeline: [YAML] YAML aliases expand this part")
+
+
+def test_yaml_alias_budget_message_says_why_and_how_to_fix():
+    with pytest.raises(YamlSyntaxError) as caught:
+        load_yaml(_laughs(5), source_name="laughs.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.source, problem.line, problem.column, problem.rule) == ("laughs.yaml", 5, 5, "YAML")
+    assert f"aliases may add at most {MAX_ALIAS_NODES:,}" in problem.message
+    assert "write the repeated parts out" in problem.fix and "billion laughs" in problem.fix
+
+
+def test_yaml_aliases_and_merge_keys_within_the_budget_still_work():
+    text = textwrap.dedent(
+        """\
+        retry: &retry
+          - onFailure: {errors: [AllErrors], action: {type: Retry, spec: {retryCount: 2}}}
+        shell: &shell {type: ShellScript, timeout: 1m}
+        pipeline:
+          identifier: p
+          stages:
+            - stage:
+                identifier: s
+                type: Custom
+                spec:
+                  execution:
+                    steps:
+                      - step: {<<: *shell, identifier: a, failureStrategies: *retry}
+                      - step: {<<: *shell, identifier: b, timeout: 5m}
+        """
+    )
+    p = quiet_load(text)
+    a, b = p.stages[0].items
+    assert (a.type, a.timeout, b.type, b.timeout) == ("ShellScript", "1m", "ShellScript", "5m")
+    assert a.failure_strategies == [OnFailure(("AllErrors",), Retry(2))]
+
+
+def test_yaml_recursive_alias_is_refused_not_walked_for_ever():
+    text = "pipeline: &p {identifier: p, stages: [{stage: {identifier: s, spec: *p}}]}\n"
+    with pytest.raises(YamlSyntaxError) as caught:
+        load_yaml(text, source_name="loop.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.column) == (1, 11)
+    assert "refers to the anchored node that contains it" in problem.message and problem.fix
+
+
+def _nested_groups_yaml(levels: int) -> str:
+    lines = ["pipeline:", "  identifier: p", "  stages:", "    - stage:", "        identifier: s"]
+    lines += ["        type: Custom", "        spec:", "          execution:", "            steps:"]
+    indent = " " * 14
+    for level in range(levels):
+        lines += [f"{indent}- stepGroup:", f"{indent}    identifier: g{level}", f"{indent}    steps:"]
+        indent += " " * 6
+    lines.append(f"{indent}- step: {{identifier: leaf, type: ShellScript, timeout: 1m}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_R6_150_nested_step_groups_in_yaml_are_refused_with_fqn_rule_fix_and_line():
+    with pytest.raises(YamlError) as caught:  # used to be a RecursionError
+        load_yaml(_nested_groups_yaml(150), rules="current", source_name="deep.yaml")
+    (problem,) = caught.value.problems
+    levels = MAX_GROUP_DEPTH + 1
+    expected = "pipeline.stages.s.spec.execution.steps." + ".steps.".join(f"g{i}" for i in range(levels))
+    assert (problem.fqn, problem.rule, problem.source) == (expected, "R6", "deep.yaml")
+    # the mapping of the first group too deep, g32: line 11 + 3 × 32, column 19 + 6 × 32
+    assert (problem.line, problem.column) == (11 + 3 * MAX_GROUP_DEPTH, 19 + 6 * MAX_GROUP_DEPTH)
+    assert f"nested more than {MAX_GROUP_DEPTH} levels deep" in problem.message
+    assert "`stepGroup:`" in problem.fix
+
+
+def test_R6_the_deepest_nesting_allowed_loads_validates_and_writes_back():
+    p = quiet_load(_nested_groups_yaml(MAX_GROUP_DEPTH), rules="current")
+    p.validate()
+    assert quiet_load(p.to_yaml(), rules="current") == p
+
+
+def test_yaml_nested_beyond_the_parser_limit_is_a_syntax_error_not_a_recursion_error():
+    for text in ("[" * 5000 + "]" * 5000, "pipeline:\n" + "".join(" " * i + "k:\n" for i in range(2, 3000))):
+        with pytest.raises(YamlSyntaxError, match="exceeded maximum nesting depth"):
+            load_yaml(text)
+
+
+def test_yaml_data_nested_hundreds_of_levels_deep_loads_and_is_refused_by_validation():
+    spec = "spec: {k: " + "[" * 900 + "]" * 900 + "}"
+    p = quiet_load(_pipeline_with_step(spec), source_name="deep.yaml")
+    with pytest.raises(DefinitionError) as caught:
+        p.validate()
+    (problem,) = caught.value.problems
+    assert (problem.fqn, problem.rule) == ("pipeline.stages.s.spec.execution.steps.a", "limits")
+    assert f"spec is nested more than {MAX_DATA_DEPTH} levels deep" in problem.message
+    with pytest.raises(DefinitionError):
+        p.to_yaml()
+
+
+def test_yaml_failure_strategies_nested_deeper_than_the_limit_are_refused_at_load():
+    action = "{type: Abort}"
+    for _ in range(40):
+        action = f"{{type: ManualIntervention, spec: {{timeout: 1m, onTimeout: {{action: {action}}}}}}}"
+    text = _pipeline_with_step(
+        f"failureStrategies:\n  - onFailure: {{errors: [AllErrors], action: {action}}}"
+    )
+    with pytest.raises(YamlError) as caught:
+        load_yaml(text)
+    (problem,) = caught.value.problems
+    assert problem.rule == "R15" and f"nested more than {MAX_DATA_DEPTH} levels deep" in problem.message
+
+
+# -- YAML fidelity: messages about YAML say YAML ---------------------------------------------------
+def test_stages_written_as_a_mapping_say_a_list_is_needed_and_how_to_write_it():
+    text = "pipeline:\n  identifier: p\n  stages:\n    stage: {identifier: s}\n"
+    with pytest.raises(YamlError) as caught:
+        load_yaml(text, source_name="p.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.column, problem.fqn) == (4, 5, "pipeline.stages")
+    assert problem.message == "stages must be a list, got a mapping {'stage': {'identifier': 's'}}"
+    assert "must be a mapping" not in str(problem)
+    assert problem.fix == (
+        "write `stages:` as a list: each `stage:` or `parallel:` entry on its own line starting "
+        "with '- ', e.g. `stages:` then `  - stage: …`"
+    )
+
+
+def _on_failure(action: str) -> str:
+    return f"failureStrategies:\n  - onFailure: {{errors: [AllErrors], action: {action}}}"
+
+
+@pytest.mark.parametrize(
+    ("step_body", "where"),
+    [
+        ("spec: [1, 2]", "spec"),
+        ("when: sometimes", "when"),
+        ("failureStrategies: {onFailure: {}}", "failureStrategies"),
+        (_on_failure("{type: Nope}"), "action type"),
+        (_on_failure("{type: Retry, spec: {retryCount: x}}"), "retryCount"),
+        ("type: [ShellScript]", "type"),
+    ],
+)
+def test_problems_found_while_loading_yaml_have_yaml_fixes(step_body, where):
+    with pytest.raises(YamlError) as caught:
+        load_yaml(_pipeline_with_step(step_body))
+    for problem in caught.value.problems:
+        assert problem.fix, (where, problem)
+        assert not _PYTHON_FIX.search(problem.fix), (where, problem.fix)
+
+
+#: Python spellings a fix for a YAML author must not use
+_PYTHON_FIX = re.compile(r"nbp\.|\.step\(|Pipeline\(|\w+=\[|\w+=\{|\w+='|\(\d*\)")
+
+_INVALID = {
+    "no stages": "pipeline:\n  identifier: p\n  stages: []\n",
+    "empty steps": _pipeline_with_step("").replace(
+        "            steps:\n              - step:\n                  identifier: a\n"
+        "                  type: ShellScript\n",
+        "            steps: []\n",
+    ),
+    "retry count": _pipeline_with_step(_on_failure("{type: Retry, spec: {retryCount: 1000}}")),
+    "intervention timeout": _pipeline_with_step(_on_failure("{type: ManualIntervention}")),
+    "bad identifier": _pipeline_with_step("").replace("identifier: a", "identifier: 1a"),
+    "unknown variable": _pipeline_with_step(
+        "when: {stageStatus: Success, condition: <+pipeline.variables.nope> == 1}"
+    ),
+    "group selectors": _nested_groups_yaml(1).replace(
+        "identifier: g0", "identifier: g0\n                  delegateSelectors: x"
+    ),
+    "name not text": _pipeline_with_step("name: [a, b]"),
+    "retry condition": _pipeline_with_step(_on_failure("{type: Retry, spec: {condition: 5}}")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_INVALID))
+def test_validation_problems_of_a_pipeline_read_from_yaml_have_yaml_fixes(case):
+    p = quiet_load(_INVALID[case], rules="current" if case == "group selectors" else "classic")
+    with pytest.raises(DefinitionError) as caught:
+        p.validate()
+    for problem in caught.value.problems:
+        assert problem.fix, (case, problem)
+        assert not _PYTHON_FIX.search(problem.fix), (case, problem.fix)
+        assert problem.yaml_fix == ""  # the YAML form was chosen
+
+
+def test_the_same_problem_built_in_python_keeps_its_python_fix():
+    p = Pipeline("p", stages=[Stage("s", items=[Step("a", failure_strategies=Retry(1000))])])
+    (problem,) = problems(p)
+    assert "Retry(3)" in problem.fix and "retryCount: 100" in problem.yaml_fix
+    assert quiet_load(p.to_yaml()) == p
+    (from_yaml,) = problems(quiet_load(p.to_yaml()))
+    assert from_yaml.fix == problem.yaml_fix and from_yaml.message == problem.message
+
+
+# -- variables: one validation for load_yaml and the command line ---------------------------------
+_ONE_STAGE = "{identifier: s, type: Custom, spec: {execution: {steps: [step: {identifier: a}]}}}"
+
+
+def _with_variables(block: str) -> str:
+    variables = textwrap.indent(textwrap.dedent(block), "    ")
+    return f"pipeline:\n  identifier: p\n  variables:\n{variables}  stages:\n    - stage: {_ONE_STAGE}\n"
+
+
+_TWICE = "- {name: n, type: String, value: a}\n- {name: n, type: String, value: b}\n"
+
+
+@pytest.mark.parametrize(
+    ("block", "where", "rule", "message", "fix"),
+    [
+        (
+            "- {name: n, type: Number, value: abc}\n",
+            (4, 38),
+            "R8",
+            "the Number variable 'n' has the value 'abc', which is not a number",
+            "give a number",
+        ),
+        (
+            _TWICE,
+            (5, 7),
+            "R8",
+            "the variable 'n' is declared twice (first at line 4)",
+            "keep one `- name: n`",
+        ),
+        (
+            "n: 1\n",
+            (4, 5),
+            "YAML",
+            "variables must be a list, got a mapping {'n': 1}",
+            "`name: …, type: String, value: …` entry",
+        ),
+        (
+            "- {name: n, type: Integer, value: 1}\n",
+            (4, 23),
+            "R8",
+            "the variable 'n' has the type 'Integer'",
+            "String, Number, Secret",
+        ),
+        (
+            "- {type: String, value: 1}\n",
+            (4, 7),
+            "R8",
+            "a variable needs a name (text), got None",
+            "replicas",
+        ),
+    ],
+)
+def test_R8_variables_that_the_command_line_refused_are_refused_by_load_yaml(
+    block, where, rule, message, fix
+):
+    with pytest.raises(YamlError) as caught:
+        load_yaml(_with_variables(block), source_name="v.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.column, problem.rule) == (*where, rule)
+    assert problem.message == message and fix in problem.fix
+
+
+def test_R8_number_variables_take_numbers_text_that_spells_one_and_runtime_inputs():
+    block = "- {name: a, type: Number, value: 2}\n- {name: b, type: Number, value: '2.5'}\n"
+    block += "- {name: c, type: Number, value: <+input>}\n"
+    assert quiet_load(_with_variables(block)).variables == {"a": 2, "b": "2.5", "c": "<+input>"}
+
+
+def test_R8_a_number_variable_set_to_text_later_is_refused_by_validation():
+    p = quiet_load(_with_variables("- {name: n, type: Number, value: '2'}\n"))
+    p.variables["n"] = "abc"
+    (problem,) = problems(p)
+    assert (problem.fqn, problem.rule) == ("pipeline", "R43")
+    assert "the Number variable 'n' has the value 'abc'" in problem.message
+
+
+# -- property: any text either loads or is refused with our error -----------------------------------
+_KEYS = st.sampled_from(
+    ["pipeline", "identifier", "name", "stages", "stage", "parallel", "spec", "execution", "steps", "step",
+     "stepGroup", "type", "timeout", "when", "failureStrategies", "onFailure", "errors", "action",
+     "variables", "value", "rollbackSteps", "delegateSelectors", "strategy", "template", "<<", "x"]
+)  # fmt: skip
+_WORDS = ["Custom", "ShellScript", "Retry", "AllErrors", "Success", "<+input>", "1m", "10x", "", "*a"]
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**12),
+    st.floats(allow_nan=True),
+    st.sampled_from(_WORDS),
+    st.text(max_size=8),
+)
+_DOCS = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=5),
+    max_leaves=30,
+)
+_GARBAGE = st.text(st.sampled_from(list("pipeline:stages- &*!|>{}[],'\"#%@`?\n\t ab1")), max_size=200)
+
+
+def _as_yaml(data: object, flow: bool) -> str:
+    return yaml.safe_dump(data, default_flow_style=flow, allow_unicode=True)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.builds(_as_yaml, _DOCS, st.booleans()),
+        st.builds(lambda d: _as_yaml({"pipeline": d}, False), _DOCS),
+        _GARBAGE,
+        st.builds(lambda d, g: _as_yaml(d, False) + g, _DOCS, _GARBAGE),
+    ),
+    st.sampled_from(["classic", "current"]),
+)
+def test_any_text_loads_as_a_pipeline_or_is_refused_with_a_pipeline_error(text, rules):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", YamlWarning)
+        try:
+            loaded = load_yaml(io.StringIO(text), rules=rules)
+        except PipelineError:
+            return
+    assert isinstance(loaded, Pipeline)
+    try:  # what loads can be checked, and written back, without any other exception
+        loaded.validate()
+        loaded.to_yaml()
+    except PipelineError:
+        pass

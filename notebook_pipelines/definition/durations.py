@@ -2,6 +2,15 @@
 
 Plain numbers are seconds. ``None`` stays ``None`` (no limit).
 
+**Bound.** A duration (a step's run time, a timeout, a retry interval, a manual-intervention
+wait) is at most ``MAX_SECONDS``, one hundred years. Traces stamp times as ``datetime64[ns]``,
+which ends on 2262-04-11: a value past what it can hold used to wrap the int64 nanoseconds
+around and stamp an ``end`` before the ``start`` (``1e10`` seconds gave 1733). One hundred
+years is far beyond any real step, timeout or wait, and small enough that a run starting any
+time before 2162 can hold one such value; the simulation also refuses a run whose virtual clock
+would pass the end of the timestamp range (many long values in a row), so a trace is never
+corrupted.
+
 >>> parse_duration("1m 30s")
 90.0
 >>> parse_duration("250ms")
@@ -19,7 +28,10 @@ import re
 
 from ..errors import PipelineError
 
-__all__ = ["DurationError", "format_duration", "parse_duration"]
+__all__ = ["LIMIT", "MAX_SECONDS", "DurationError", "DurationTooLong", "format_duration", "parse_duration"]
+
+#: The longest duration accepted: one hundred (Julian) years, in seconds (see the module notes).
+MAX_SECONDS = 100 * 365.25 * 86400.0
 
 _UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|w|d|h|m|s)\s*")
@@ -29,36 +41,55 @@ class DurationError(PipelineError, ValueError):
     """A duration that cannot be parsed."""
 
 
+class DurationTooLong(DurationError):
+    """A duration longer than ``MAX_SECONDS`` (what trace timestamps can hold)."""
+
+
 def parse_duration(value: str | float | int | None, where: str = "") -> float | None:
     """Seconds in a Harness duration (units w, d, h, m, s, ms) or a plain number of seconds.
 
     Raises:
         DurationError: naming the bad value, where it was found and the accepted forms.
+        DurationTooLong: (a ``DurationError``) the value is longer than ``MAX_SECONDS``.
     """
     if value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise DurationError(_message(value, where))
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise DurationError(_message(value, where))
-        return float(value)
-    if not isinstance(value, str):
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = _parts(text)
+    else:
+        seconds = value
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         raise DurationError(_message(value, where))
-    text = value.strip()
-    try:
-        return parse_duration(float(text), where)
-    except ValueError:
-        pass
+    if seconds > MAX_SECONDS:
+        raise DurationTooLong(too_long(value, where))
+    return float(seconds)
+
+
+def _parts(text: str) -> float | None:
+    """Seconds in ``"1m 30s"``-style text, or None when it is not one."""
     pos, total = 0, 0.0
-    for match in _PART.finditer(text):
-        if match.start() != pos:
-            break
+    # one anchored match after another: linear in the text (a search, as finditer does, would
+    # try every start again and take quadratic time on a long run of digits without a unit)
+    while pos < len(text) and (match := _PART.match(text, pos)):
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
-    if pos != len(text) or not text or not math.isfinite(total):
-        raise DurationError(_message(value, where))
-    return total
+    return total if text and pos == len(text) else None
+
+
+def too_long(value: object, where: str = "") -> str:
+    """The message for a duration longer than ``MAX_SECONDS``."""
+    at = f" in {where}" if where else ""
+    return f"the duration {value!r}{at} is {LIMIT}: give a shorter duration"
+
+
+#: Why a duration is refused as too long (for messages).
+LIMIT = f"longer than the limit of 100 years ({MAX_SECONDS:.0f} seconds) that trace timestamps can hold"
 
 
 def _message(value: object, where: str) -> str:

@@ -40,8 +40,14 @@ Coercion rules (the choices made where JEXL/Harness are loose):
 * ``+`` concatenates when either side is a string (``"5" + 1 == "51"``), else adds numbers; ``-``, ``*``,
   ``/``, ``%`` need numbers or numeric strings. Integer ``/`` and ``%`` truncate toward zero like Java.
   Arithmetic on ``null`` or booleans, and division by zero, raise ExpressionError.
-* ``=~``/``!~``: a list on the right tests membership (with ``==``); a string is a regex used with
-  ``re.search`` (anchor it with ``^…$`` for a full match); a ``null`` left side never matches.
+* ``=~``/``!~``: a list on the right tests membership (with ``==``); a string is a regex that is
+  *searched* for in the left side (anchor it with ``^…$`` for a full match); a ``null`` left side
+  never matches. Regexes run on RE2 (``google-re2``), which matches in time linear in the text, so
+  a pattern such as ``^(a+)+$`` cannot make a condition spin (Python's ``re`` backtracks
+  exponentially on it). RE2 syntax is Python's without the features that need backtracking:
+  backreferences (``\\1``, ``(?P=name)``), lookaround (``(?=…)``, ``(?!…)``, ``(?<=…)``,
+  ``(?<!…)``), atomic groups and possessive quantifiers are refused with an ExpressionError;
+  write ``$`` or ``\\z`` for Python's ``\\Z``, and ``$`` matches only at the very end.
 * Text rendering (templates, concatenation, string methods) follows Java/Harness: ``true``, ``false``,
   ``null``, lists as ``[a, 1, true]``; everything else ``str()``. A template that is exactly one
   ``<+…>`` returns the raw value.
@@ -66,6 +72,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NoReturn
+
+import re2
 
 from ..errors import ExpressionError
 
@@ -587,6 +595,41 @@ def _split(text: str, sep: Any) -> list[str]:
     return text.split(sep) if sep else list(text)
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # RE2 would also print every refused pattern on stderr
+_RE2_OPTIONS.max_mem = 8 << 20  # bytes for the compiled program and its DFA cache (RE2's default)
+
+
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> Any:
+    r"""The compiled RE2 regex of an ``=~`` pattern, or the message saying why it is refused.
+
+    RE2 matches in linear time; a pattern it refuses but Python's ``re`` accepts uses syntax
+    that needs backtracking (``re.compile`` of a bounded pattern is safe: only *matching*
+    backtracks), and the message says so.
+
+    >>> _regex("^v[0-9]+$").search("v12") is not None
+    True
+    >>> print(_regex(r"(a)\1"))  # doctest: +ELLIPSIS
+    the regular expression uses syntax that needs backtracking (invalid escape sequence: \1): ...
+    """
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args else "not valid"
+        reason = reason if isinstance(reason, str) else str(reason)
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError):
+        return f"invalid regular expression: {reason}"
+    hint = " (write $ or \\z for \\Z)" if "\\Z" in pattern else ""
+    return (
+        f"the regular expression uses syntax that needs backtracking ({reason}): only linear-time "
+        "(RE2) syntax is accepted — no backreferences, lookahead/lookbehind, atomic groups or "
+        f"possessive quantifiers{hint}"
+    )
+
+
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add,
     "-": operator.sub,
@@ -673,7 +716,7 @@ class _Evaluator:
         if op in ("==", "!="):
             return _equals(left, right) == (op == "==")
         if op in ("=~", "!~"):
-            return self.match(pos, left, right) == (op == "=~")
+            return self.match(pos, left, right, right_node[1]) == (op == "=~")
         if op in _RELATIONAL:
             if left is None or right is None:
                 return False
@@ -705,7 +748,8 @@ class _Evaluator:
             self.fail("number too large", pos)
         return result
 
-    def match(self, pos: int, left: Any, right: Any) -> bool:
+    def match(self, pos: int, left: Any, right: Any, at: int) -> bool:
+        """``left =~ right``; ``at`` is where the right operand (the pattern) starts."""
         if isinstance(right, (list, tuple)):
             return any(_equals(left, item) for item in right)
         if not isinstance(right, str):
@@ -713,11 +757,10 @@ class _Evaluator:
         if left is None:
             return False
         if len(right) > MAX_PATTERN:
-            self.fail(f"regular expression too long (limit {MAX_PATTERN})", pos)
-        try:
-            pattern = re.compile(right)
-        except (re.error, OverflowError, RecursionError) as exc:
-            self.fail(f"invalid regular expression: {exc}", pos)
+            self.fail(f"regular expression too long ({len(right)} characters; limit {MAX_PATTERN})", at)
+        pattern = _regex(right)
+        if isinstance(pattern, str):
+            self.fail(pattern, at)
         return pattern.search(_to_text(left)) is not None
 
     def call(self, node: tuple[Any, ...]) -> Any:

@@ -509,6 +509,17 @@ def _canonical_settings(node: Any) -> None:
             pass
 
 
+def read_from_yaml(pipeline: Any) -> bool:
+    """True for a pipeline that ``load_yaml`` read: its problems carry YAML fixes
+    (:meth:`~notebook_pipelines.errors.Problem.for_yaml`), since its author edits YAML."""
+    return getattr(pipeline, "__dict__", {}).get(SOURCE) == "yaml"
+
+
+#: The key (in a pipeline's ``__dict__``, not a field: equality ignores it) that says where the
+#: pipeline was read from; ``load_yaml`` sets it to ``"yaml"``.
+SOURCE = "_source"
+
+
 def settings_of(node: Any) -> dict[str, Any]:
     """The non-empty settings of a node, by field name (for diffs and serialisers)."""
     return {

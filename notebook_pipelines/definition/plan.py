@@ -32,7 +32,8 @@ from typing import Any
 from ..errors import DefinitionError
 from .durations import parse_duration
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
-from .model import Parallel, Pipeline, Stage, Step, StepGroup
+from .limits import depth_problems
+from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from .validation import problems as structural_problems
 
 __all__ = ["DEFAULT_STAGE_STRATEGY", "KINDS", "Plan", "PlanNode", "choose", "choose_action", "compile_plan"]
@@ -148,12 +149,18 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
     """Validate ``pipeline`` (unless ``check=False``) and compile it into a :class:`Plan`.
 
     Checking is in two steps: the structural rules (``validation.problems``), then, on the
-    compiled plan, every ``<+…>`` reference (``references.static_problems``, R45, D13).
+    compiled plan, every ``<+…>`` reference (``references.static_problems``, R45, D13). Even
+    with ``check=False`` the nesting limits (``limits.depth_problems``) are checked first:
+    compiling recurses once per level.
     """
     if check:
         found = structural_problems(pipeline)
         if found:
             raise DefinitionError(found)
+    else:  # the builder recurses: a definition beyond the nesting limits is refused even so
+        found = depth_problems(pipeline)
+        if found:
+            raise DefinitionError([p.for_yaml() for p in found] if read_from_yaml(pipeline) else found)
     builder = _Builder()
     with paused_gc():
         root = builder.pipeline(pipeline)
@@ -164,7 +171,7 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
 
         found = static_problems(plan)
         if found:
-            raise DefinitionError(found)
+            raise DefinitionError([p.for_yaml() for p in found] if read_from_yaml(pipeline) else found)
     return plan
 
 

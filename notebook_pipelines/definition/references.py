@@ -111,6 +111,12 @@ _FIXES = {
     "R18": "read the failure only in a retry condition of the failing step",
     "vars": "define the variable (variables={...}) or fix its name",
 }
+#: The same fixes in YAML terms, for a pipeline read from YAML (``Problem.yaml_fix``).
+_YAML_FIXES = {
+    _FIXES["R42"]: "check each identifier of the path against the pipeline's stages, step groups and steps",
+    _FIXES["R44"]: "declare it in the step's `spec.outputVariables`, or fix the name",
+    _FIXES["vars"]: "declare it under `variables:` (`- {name: …, type: String, value: …}`) or fix its name",
+}
 
 
 class _Unresolvable(LookupError):
@@ -463,7 +469,10 @@ def static_problems(plan: Any) -> list[Problem]:
                     check_reference(plan, node, ref.path, retry=where == "retry condition")
                 except _Unresolvable as err:
                     message = f"{_quoted(where, text, ref)}: {err}"
-                    problems.append(Problem(node.fqn, err.rule, message, err.fix, **_caret(text, ref)))
+                    yaml_fix = _YAML_FIXES.get(err.fix, "")
+                    problems.append(
+                        Problem(node.fqn, err.rule, message, err.fix, yaml_fix=yaml_fix, **_caret(text, ref))
+                    )
     return problems
 
 

@@ -20,13 +20,15 @@ pipeline.stages.b.spec.execution.steps.g.steps.h: [R1] the step group has no ste
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from numbers import Integral
 from typing import Any
 
 from ..errors import Problem
-from .durations import DurationError, parse_duration
+from .durations import LIMIT, DurationError, DurationTooLong, parse_duration
+from .expressions import is_expression
 from .failure import (
     ACTION_TYPES,
     ERROR_TYPES,
@@ -40,14 +42,75 @@ from .failure import (
     coerce_strategies,
     coerce_when,
 )
-from .model import Parallel, Pipeline, Stage, Step, StepGroup
+from .limits import MAX_IDENTIFIER, MAX_RETRIES, depth_problems, short
+from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 
-__all__ = ["IDENTIFIER", "RULE_SETS", "problems", "validate"]
+__all__ = [
+    "IDENTIFIER",
+    "RULE_SETS",
+    "VARIABLE_TYPES",
+    "number_value",
+    "problems",
+    "validate",
+    "variable_problem",
+]
 
 #: Harness identifiers: letters, digits, ``_`` and ``$``; not starting with a digit or ``$`` (R1;
 #: Harness's ``EntityIdentifierValidator``: ``^[a-zA-Z_][0-9a-zA-Z_$]{0,127}$``).
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\Z")
 RULE_SETS = ("classic", "current")
+#: Harness variable types (R2, R8, R43).
+VARIABLE_TYPES = ("String", "Number", "Secret")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def number_value(value: Any) -> int | float | None:
+    """The number that the value of a ``Number`` variable stands for, or None if it is none.
+
+    One rule for every front-end: the YAML reader checks declared values with it, the command
+    line's ``--var`` converts with it. A number, or text that spells a finite decimal number.
+
+    >>> number_value(3), number_value(" 2.5 "), number_value("-4"), number_value("1e3")
+    (3, 2.5, -4, 1000.0)
+    >>> number_value("abc"), number_value(True), number_value("nan"), number_value("1e400")
+    (None, None, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value if math.isfinite(value) else None
+    if not isinstance(value, str) or len(value) > 400 or not _NUMBER.fullmatch(text := value.strip()):
+        return None
+    number = int(text) if text.lstrip("+-").isdigit() else float(text)
+    return number if math.isfinite(number) else None
+
+
+def variable_problem(name: Any, kind: Any, value: Any) -> tuple[str, str] | None:
+    """``(message, fix)`` when ``value`` cannot be the value of a variable of type ``kind``.
+
+    A ``Number`` takes a number (or text spelling one); any type takes a ``<+…>`` expression
+    (a runtime input such as ``<+input>``), or no value.
+
+    >>> variable_problem("replicas", "Number", "abc")[0]
+    "the Number variable 'replicas' has the value 'abc', which is not a number"
+    >>> variable_problem("replicas", "Number", "<+input>") is None
+    True
+    """
+    if kind not in VARIABLE_TYPES:
+        return (
+            f"the variable {short(name)} has the type {short(kind)}",
+            f"use a type Harness knows: {', '.join(VARIABLE_TYPES)}",
+        )
+    if kind != "Number" or value is None or is_expression(value) or number_value(value) is not None:
+        return None
+    return (
+        f"the Number variable {short(name)} has the value {short(value)}, which is not a number",
+        "give a number (e.g. 3 or 2.5), or declare the variable as a String",
+    )
+
+
+_YAML_KIND = {"Stage": "stage", "Step": "step", "StepGroup": "stepGroup"}
+_VARIABLES_YAML = "write `variables:` as a list of `- {name: n, type: String, value: v}` entries"
 
 
 _UNTEMPLATE = "replace the template reference by the steps it stands for (templates are kept as data)"
@@ -83,8 +146,14 @@ def validate(pipeline: Pipeline) -> None:
 
 
 def problems(pipeline: Pipeline) -> list[Problem]:
-    """Every problem in ``pipeline``, in definition order."""
-    return list(_Checker(pipeline).run())
+    """Every problem in ``pipeline``, in definition order.
+
+    The limits on nesting (:mod:`~notebook_pipelines.definition.limits`) are checked first,
+    without recursion; a pipeline beyond them reports only that (the rules are checked by
+    walking it recursively). A pipeline read from YAML reports each fix in YAML terms.
+    """
+    found = depth_problems(pipeline) or list(_Checker(pipeline).run())
+    return [problem.for_yaml() for problem in found] if read_from_yaml(pipeline) else found
 
 
 class _Checker:
@@ -96,16 +165,25 @@ class _Checker:
         p = self.pipeline
         if p.rules not in RULE_SETS:
             yield Problem(
-                "pipeline", "D1", f"unknown rule set {p.rules!r}", "use rules='classic' or 'current'"
+                "pipeline",
+                "D1",
+                f"unknown rule set {p.rules!r}",
+                "use rules='classic' or 'current'",
+                yaml_fix="load with rules='classic' or 'current' (CLI: --rules classic|current)",
             )
         yield from self._identifier("pipeline", p.id, "pipeline")
         yield from self._text("pipeline", "name", p.name, "R1")
         yield from self._text("pipeline", "description", p.description, "R1")
         yield from self._duration("pipeline", "timeout", p.timeout)
-        yield from self._variables("pipeline", p.variables, "R43")
+        yield from self._variables("pipeline", p.variables, "R43", p.extra)
         if not p.stages:
             yield Problem(
-                "pipeline", "R11", "the pipeline has no stages", "add one: `with p.stage('build'):`"
+                "pipeline",
+                "R11",
+                "the pipeline has no stages",
+                "add one: `with p.stage('build'):`",
+                yaml_fix="add a stage under `stages:`: `- stage: {identifier: build, type: Custom, "
+                "spec: {execution: {steps: [...]}}}`",
             )
         yield from self._list(p.stages, "pipeline.stages", "stages", kinds=(Stage,), in_group=0)
 
@@ -116,13 +194,21 @@ class _Checker:
             owner = owner.removesuffix(".spec.execution")
             allowed = " and ".join(f"{k.__name__}s" for k in kinds)
             fix = "wrap the nodes in a list: [...]"
-            yield Problem(owner, "R4", f"{key} must be a list of {allowed}, got {items!r}", fix)
+            yaml_fix = f"write `{key}:` as a list: a '- ' before each entry"
+            message = f"{key} must be a list of {allowed}, got {short(items)}"
+            yield Problem(owner, "R4", message, fix, yaml_fix=yaml_fix)
             return
         seen: dict[str, str] = {}
         for block, item in enumerate(items):
             if isinstance(item, Parallel) and not _is_list(item.items):
                 fix = "write Parallel([node, node, ...])"
-                yield Problem(f"{prefix}[{block}]", "R5", f"a parallel block of {item.items!r}", fix)
+                yield Problem(
+                    f"{prefix}[{block}]",
+                    "R5",
+                    f"a parallel block of {short(item.items)}",
+                    fix,
+                    yaml_fix="write `- parallel:` followed by a list of entries",
+                )
             elif isinstance(item, Parallel):
                 if not item.items:  # named like the plan names parallel blocks: LIST[index]
                     fix = "add nodes to it or remove it"
@@ -137,7 +223,14 @@ class _Checker:
         fqn = f"{prefix}.{ident}"
         if not isinstance(item, kinds):
             allowed = " or ".join(k.__name__ for k in kinds)
-            yield Problem(fqn, "R4", f"a {type(item).__name__} cannot stand in {what}", f"use a {allowed}")
+            in_yaml = " or ".join(f"`- {_YAML_KIND[k.__name__]}:`" for k in kinds)
+            yield Problem(
+                fqn,
+                "R4",
+                f"a {type(item).__name__} cannot stand in {what}",
+                f"use a {allowed}",
+                yaml_fix=f"use {in_yaml} entries",
+            )
             return
         if isinstance(ident, str) and ident in seen:
             yield Problem(
@@ -164,7 +257,14 @@ class _Checker:
             text = f"the stage is template {_template(stage)!r}, which is not resolved"
             yield Problem(fqn, "R1", text, _UNTEMPLATE)
         elif not stage.items:
-            yield Problem(fqn, "R1", "the stage has no steps", "add a step: `stage.step('name', run=...)`")
+            yield Problem(
+                fqn,
+                "R1",
+                "the stage has no steps",
+                "add a step: `stage.step('name', run=...)`",
+                yaml_fix="add a step under `spec.execution.steps`: `- step: {identifier: name, "
+                "type: ShellScript, ...}`",
+            )
         kinds = (Step, StepGroup)
         yield from self._list(stage.items, f"{fqn}.spec.execution.steps", "a stage", kinds, 0)
         yield from self._list(
@@ -179,6 +279,8 @@ class _Checker:
                 "a step group inside a step group is not allowed under the classic rules",
                 "put its steps in the outer group (parallel blocks are allowed), or allow nesting "
                 "with Pipeline(..., rules='current')",
+                yaml_fix="move its steps into the outer group (parallel blocks are allowed), or load with "
+                "rules='current' (CLI: --rules current) to allow nesting",
             )
         if self.classic and group.delegate_selectors:
             yield Problem(
@@ -186,6 +288,8 @@ class _Checker:
                 "R62/D1",
                 "step groups take no delegate selectors under the classic rules",
                 "set delegate_selectors on each step, or use rules='current'",
+                yaml_fix="set `delegateSelectors` on each step, or load with rules='current' "
+                "(CLI: --rules current)",
             )
         if self.classic and group.timeout is not None:
             yield Problem(
@@ -200,7 +304,11 @@ class _Checker:
             yield Problem(fqn, "R1", text, _UNTEMPLATE)
         elif not group.items:
             yield Problem(
-                fqn, "R1", "the step group has no steps", "add a step: `group.step('name', run=...)`"
+                fqn,
+                "R1",
+                "the step group has no steps",
+                "add a step: `group.step('name', run=...)`",
+                yaml_fix="add `steps:` with a step: `- step: {identifier: name, type: ShellScript, ...}`",
             )
         kinds = (Step, StepGroup)
         yield from self._list(group.items, f"{fqn}.steps", "a step group", kinds, in_group + 1)
@@ -223,7 +331,7 @@ class _Checker:
     # -- settings -----------------------------------------------------------------------------
     def _settings(self, node: Any, fqn: str, kind: str, in_group: int) -> Iterator[Problem]:
         yield from self._duration(fqn, "timeout", node.timeout)
-        yield from self._variables(fqn, node.variables, "R8" if kind == "step group" else "R43")
+        yield from self._variables(fqn, node.variables, "R8" if kind == "step group" else "R43", node.extra)
         yield from self._selectors(fqn, node.delegate_selectors)
         if node.strategy is not None:
             yield Problem(
@@ -256,6 +364,7 @@ class _Checker:
                     f"condition {when.condition!r} is not an expression",
                     "write the condition as an expression string such as '<+a> == 1' (or, in Python, "
                     "a callable taking the step context)",
+                    yaml_fix="write `condition:` as an expression string such as '<+a> == 1'",
                 )
         try:
             strategies = coerce_strategies(node.failure_strategies)
@@ -266,7 +375,11 @@ class _Checker:
                 else "use an action (nbp.Retry(2)), an action type name ('Ignore'), a dict "
                 "{error type: action} or a list of nbp.OnFailure(errors, action) / Harness onFailure entries"
             )
-            yield Problem(fqn, "R15/R17", str(err), fix)
+            yaml_fix = (
+                "write `failureStrategies:` as a list of `- onFailure: {errors: [AllErrors], "
+                "action: {type: Retry, spec: {retryCount: 2}}}` entries"
+            )
+            yield Problem(fqn, "R15/R17", str(err), fix, yaml_fix=yaml_fix)
             return
         for entry in strategies:
             for error in entry.errors:
@@ -285,6 +398,7 @@ class _Checker:
                 "R17",
                 f"the {what} {action!r} is not a failure-strategy action",
                 f"use an action such as nbp.Abort() or a type name, one of: {', '.join(ACTION_TYPES)}",
+                yaml_fix=f"write `action: {{type: …}}` with a type from: {', '.join(ACTION_TYPES)}",
             )
             return
         if isinstance(action, Retry | RetryStepGroup):
@@ -295,9 +409,22 @@ class _Checker:
                     "R18",
                     f"{name} count {action.count!r} is not a whole number",
                     f"give the number of retries as a whole number ≥ 0, e.g. {name}(2)",
+                    yaml_fix="write `retryCount:` as a whole number ≥ 0, e.g. `retryCount: 2`",
                 )
             elif action.count < 0:
                 yield Problem(fqn, "R18", f"retry count {action.count} is negative", "use 0 or more")
+            elif action.count > MAX_RETRIES:
+                rule = "R19" if isinstance(action, RetryStepGroup) else "R18"
+                yield Problem(
+                    fqn,
+                    rule,
+                    f"{name} count {action.count} is more than the limit of {MAX_RETRIES} retries "
+                    "(each retry is an attempt and a row of the trace)",
+                    f"retry at most {MAX_RETRIES} times, e.g. {name}({min(MAX_RETRIES, 3)}); a step that "
+                    "needs more is failing, not flaky",
+                    yaml_fix=f"write `retryCount: {MAX_RETRIES}` or less (usually 1 to 5, with "
+                    "`retryIntervals`)",
+                )
             for interval in action.intervals:
                 yield from self._duration(fqn, "retryIntervals", interval)
         if isinstance(action, Retry):
@@ -310,6 +437,7 @@ class _Checker:
                     "R18",
                     f"retry condition {action.condition!r} is not an expression",
                     "write it as an expression string such as '<+step.exitCode> == 137' (or a callable)",
+                    yaml_fix="write `condition:` as an expression string such as '<+step.exitCode> == 137'",
                 )
         if isinstance(action, ManualIntervention):
             if action.timeout is None:
@@ -317,7 +445,8 @@ class _Checker:
                     fqn,
                     "R20",
                     "a ManualIntervention needs a timeout (the on_timeout action applies when it expires)",
-                    "give one, e.g. nbp.ManualIntervention(timeout='30m') (YAML: spec.timeout: 30m)",
+                    "give one, e.g. nbp.ManualIntervention(timeout='30m')",
+                    yaml_fix="add `timeout: 30m` to the action's `spec`",
                 )
             yield from self._duration(fqn, "ManualIntervention timeout", action.timeout)
             yield from self._choices(fqn, action.choices)
@@ -340,19 +469,31 @@ class _Checker:
     def _text(self, fqn: str, key: str, value: Any, rule: str) -> Iterator[Problem]:
         if value is not None and not isinstance(value, str):
             yield Problem(
-                fqn, rule, f"{key}={value!r} is not a string", f"write {key} as text, e.g. {key}='…'"
+                fqn,
+                rule,
+                f"{key}={short(value)} is not a string",
+                f"write {key} as text, e.g. {key}='…'",
+                yaml_fix=f'write `{key}:` as a string (quote it: {key}: "…")',
             )
 
     def _spec(self, fqn: str, value: Any) -> Iterator[Problem]:
         if value is not None and not isinstance(value, Mapping):
-            yield Problem(fqn, "R4", f"spec={value!r} is not a mapping", "write spec={'key': value, ...}")
+            yield Problem(
+                fqn,
+                "R4",
+                f"spec={short(value)} is not a mapping",
+                "write spec={'key': value, ...}",
+                yaml_fix="write `spec:` as a mapping (`key: value` lines below it)",
+            )
 
     def _selectors(self, fqn: str, value: Any) -> Iterator[Problem]:
         if value is None or (isinstance(value, str) and "<+" in value):  # a runtime input kept as data
             return
         if not _is_list(value) or not all(isinstance(x, str) for x in value):
             fix = f"write delegate_selectors=[{value!r}]" if isinstance(value, str) else "list tag strings"
-            yield Problem(fqn, "R62", f"delegate_selectors={value!r} is not a list of delegate tags", fix)
+            message = f"delegate_selectors={short(value)} is not a list of delegate tags"
+            yaml_fix = "write `delegateSelectors:` as a list of tags, e.g. `delegateSelectors: [big-runner]`"
+            yield Problem(fqn, "R62", message, fix, yaml_fix=yaml_fix)
 
     def _choices(self, fqn: str, choices: Any) -> Iterator[Problem]:
         names = list(choices) if _is_list(choices) else []
@@ -366,22 +507,28 @@ class _Checker:
                 f"list names from: {', '.join(ACTION_TYPES)}",
             )
 
-    def _variables(self, fqn: str, value: Any, rule: str) -> Iterator[Problem]:
+    def _variables(self, fqn: str, value: Any, rule: str, extra: Any = None) -> Iterator[Problem]:
         if value is None:
             return
         if not isinstance(value, Mapping):
             yield Problem(
                 fqn,
                 rule,
-                f"variables={value!r} is not a mapping of names to values",
+                f"variables={short(value)} is not a mapping of names to values",
                 "write variables={'name': value, ...}",
+                yaml_fix=_VARIABLES_YAML,
             )
             return
         for name in value:
             if not isinstance(name, str) or not name:
-                yield Problem(
-                    fqn, rule, f"the variable name {name!r} is not a string", "name variables with strings"
-                )
+                message = f"the variable name {short(name)} is not a string"
+                yield Problem(fqn, rule, message, "name variables with strings")
+        declared = extra.get("variables") if isinstance(extra, Mapping) else None
+        for entry in declared if isinstance(declared, list) else ():  # types kept from YAML
+            if isinstance(entry, Mapping) and "type" in entry and entry.get("name") in value:
+                found = variable_problem(entry["name"], entry["type"], value[entry["name"]])
+                if found:
+                    yield Problem(fqn, rule, found[0], found[1])
 
     def _inputs(self, fqn: str, value: Any) -> Iterator[Problem]:
         if value is None:
@@ -426,10 +573,13 @@ class _Checker:
     def _duration(self, fqn: str, key: str, value: Any) -> Iterator[Problem]:
         try:
             parse_duration(value)
+        except DurationTooLong:
+            yield Problem(fqn, "R59", f"{key}={value!r} is {LIMIT}", "give a duration of at most 100 years")
         except DurationError:
             if isinstance(value, str) and value.strip().startswith("<+input>"):  # Harness runtime input
-                default = re.search(r"\.default\(\s*([^()]*?)\s*\)", value)
-                example = f"its default is {default.group(1)!r}" if default else "e.g. '10m'"
+                # [^()]* then strip(): linear; "\s*([^()]*?)\s*" backtracked cubically on long spaces
+                default = re.search(r"\.default\(([^()]*)\)", value)
+                example = f"its default is {default.group(1).strip()!r}" if default else "e.g. '10m'"
                 yield Problem(
                     fqn,
                     "R59",
@@ -446,6 +596,18 @@ class _Checker:
             yield Problem(
                 fqn,
                 "R1",
-                f"the identifier {ident!r} is not valid for a {kind}",
+                f"the identifier {short(ident)} is not valid for a {kind}",
                 "use letters, digits, _ and $, not starting with a digit or $ (name= can be anything)",
+                yaml_fix="use letters, digits, _ and $, not starting with a digit or $ "
+                "(`name:` can be anything)",
+            )
+        elif len(ident) > MAX_IDENTIFIER:
+            yield Problem(
+                fqn,
+                "R1",
+                f"the identifier of the {kind} is {len(ident)} characters long; Harness allows "
+                f"at most {MAX_IDENTIFIER}",
+                f"shorten it to {MAX_IDENTIFIER} characters or fewer (a long display name can go in name=)",
+                yaml_fix=f"shorten it to {MAX_IDENTIFIER} characters or fewer (a long display name can "
+                "go in `name:`)",
             )

@@ -56,7 +56,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..definition.durations import DurationError, parse_duration
+from ..definition.durations import LIMIT, MAX_SECONDS, DurationError, parse_duration
 from ..definition.plan import as_plan, paused_gc
 from ..errors import PipelineError, RunInterrupted
 from .executors.virtual import VirtualClock, VirtualExecutor
@@ -69,6 +69,9 @@ DEFAULT_START = "2026-01-01T00:00:00Z"
 #: A scripted answer is given at most this many times to one step (a "Retry" answer to a step
 #: that fails on every attempt would otherwise loop for ever in virtual time).
 MAX_ANSWERS = 1000
+
+#: The last instant a trace timestamp (``datetime64[ns]``) can hold, in ns since 1970 (2262-04-11).
+_LAST_NS = 2**63 - 1
 
 _MISSING = object()
 _GLOB = re.compile(r"[*?\[]")
@@ -129,7 +132,7 @@ class _StepTable:
             if not isinstance(key, str):
                 raise SimulationError(f"{option}: the key {key!r} is not a step id, FQN or glob (a string)")
             if _GLOB.search(key):
-                self.globs.append((re.compile(fnmatch.translate(key)).match, key, value))
+                self.globs.append((_glob(key).fullmatch, key, value))
             else:
                 self.exact[key] = value
         if strict:
@@ -162,6 +165,22 @@ class _StepTable:
         return value
 
 
+def _glob(key: str) -> Any:
+    """The compiled RE2 regex of a glob key (``fnmatch`` syntax): matching takes linear time.
+
+    ``fnmatch.translate`` writes ``(?s:(?>.*?a)….*b)\\Z``: its atomic groups only keep
+    Python's backtracking matcher fast and mean the same as plain groups, which RE2 (no
+    backtracking at all) needs instead; ``\\Z`` is RE2's ``\\z`` (and ``fullmatch`` anchors).
+
+    >>> bool(_glob("*.tests.steps.*").fullmatch("pipeline.stages.s.spec.execution.steps.tests.steps.unit"))
+    True
+    """
+    import re2
+
+    pattern = fnmatch.translate(key).replace("(?>", "(?:")
+    return re2.compile(pattern.removesuffix("\\Z"))
+
+
 def unknown_key_error(option: str, plan: Any, key: str) -> SimulationError:
     """The error for a key of ``option`` that matches no step of ``plan`` (with a suggestion)."""
     ids = list(dict.fromkeys(n.id for n in plan.nodes if n.kind == "step"))
@@ -185,14 +204,23 @@ def _draw(value: Any, rng: Any) -> Any:
 
 
 def _seconds(value: Any, where: str, sampled: bool = False) -> float:
-    """Seconds in ``value`` (a number, a numpy scalar or a Harness duration); an error otherwise."""
-    if type(value) is float and 0.0 <= value < math.inf:  # the common case, without ABC checks
+    """Seconds in ``value`` (a number, a numpy scalar or a Harness duration); an error otherwise.
+
+    A duration is finite, ≥ 0 and at most ``MAX_SECONDS`` (100 years: what a trace timestamp
+    can hold, see :mod:`~notebook_pipelines.definition.durations`).
+    """
+    if type(value) is float and 0.0 <= value <= MAX_SECONDS:  # the common case, without ABC checks
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         seconds = float(value)
-        if math.isfinite(seconds) and seconds >= 0:
+        if math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS:
             return seconds
         how = "drew" if sampled else "is"
+        if seconds > MAX_SECONDS:
+            clip = " (clip the distribution, e.g. min(…, 3600.0))" if sampled else ""
+            raise SimulationError(
+                f"the duration of {where} {how} {seconds!r}, {LIMIT}: give a shorter one{clip}"
+            )
         raise SimulationError(
             f"the duration of {where} {how} {seconds!r}: durations are finite and ≥ 0 "
             + ("(clip the distribution, e.g. max(0.0, …), or use a lognormal)" if sampled else "")
@@ -202,6 +230,40 @@ def _seconds(value: Any, where: str, sampled: bool = False) -> float:
     except DurationError as err:
         raise SimulationError(str(err)) from None
     return 0.0 if seconds is None else seconds
+
+
+def _horizon(clock: VirtualClock) -> float:
+    """The virtual time (seconds since the run's start) past which trace timestamps overflow."""
+    return (_LAST_NS - clock.epoch_ns) / 1e9 - 1.0
+
+
+def _past_horizon(clock: VirtualClock, at: float, what: str) -> SimulationError:
+    """The error for a simulated time ``at`` that a trace timestamp cannot hold."""
+    import pandas as pd
+
+    start = pd.Timestamp(clock.epoch_ns, tz="UTC").isoformat()
+    return SimulationError(
+        f"{what} at {at:.6g} s after the start ({start}), past 2262-04-11, the last instant a trace "
+        "timestamp can hold: shorten the durations, timeouts or waits (or simulate from an earlier start=)"
+    )
+
+
+def _within_horizon(duration: Callable[[Any, int], float], clock: VirtualClock) -> Callable:
+    """``duration`` that refuses an attempt ending where trace timestamps overflow.
+
+    Each duration is at most ``MAX_SECONDS``, but many in a row (or a start close to 2262) can
+    still pass the end of ``datetime64[ns]``; the step whose attempt would end there fails the
+    simulation clearly instead of a trace with wrapped-around times.
+    """
+    horizon = _horizon(clock)
+
+    def bounded(node: Any, attempt: int) -> float:
+        seconds = duration(node, attempt)
+        if clock.t + seconds > horizon:
+            raise _past_horizon(clock, clock.t + seconds, f"attempt {attempt} of {node.fqn} would end")
+        return seconds
+
+    return bounded
 
 
 def _duration_function(
@@ -548,6 +610,8 @@ def simulate(
             listeners=listeners,
             on_intervention=scripted,
         )
+    if clock.t > _horizon(clock):  # waits (retry intervals, interventions) took the clock past it
+        raise _past_horizon(clock, clock.t, "the simulated run ended")
     trace = result.trace
     trace.attrs["seed"] = seed
     trace.attrs["simulated"] = True
@@ -602,9 +666,9 @@ def _virtual(
     """(seed, clock, executor, intervention callback) for one simulation."""
     seed = _seed(seed)
     streams = _Streams(seed)
-    duration = _duration_function(plan, durations, default, streams, strict)
-    failure = _failure_function(plan, failures, streams, strict)
     clock = VirtualClock(_epoch_ns(start))
+    duration = _within_horizon(_duration_function(plan, durations, default, streams, strict), clock)
+    failure = _failure_function(plan, failures, streams, strict)
     executor = VirtualExecutor(duration, failure, clock, _outputs_function(plan, outputs, strict))
     scripted = _intervention_function(plan, interventions, executor, clock, strict)
     return seed, clock, executor, scripted

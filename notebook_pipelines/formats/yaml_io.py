@@ -2,9 +2,13 @@
 
 Design notes
 ------------
-**Reading.** PyYAML's safe loader builds the document; a small constructor hook remembers where
-every mapping, key and list item sat, so each problem names the file, line and column (1-based)
-as well as the node's fully qualified name. The reader then maps the v0 shape onto the model:
+**Reading.** PyYAML's safe loader composes the document (libyaml limits nesting to 1,000
+levels); the composed graph is checked without recursion — aliases may repeat at most
+``MAX_ALIAS_NODES`` nodes and may not contain their own anchor — and built without recursion
+into mappings and lists that remember where every mapping, key and list item sat, so each problem
+names the file, line and column (1-based) as well as the node's fully qualified name. Step groups
+deeper than ``limits.MAX_GROUP_DEPTH`` are refused before the reader descends into them. The
+reader then maps the v0 shape onto the model:
 
 =======================================  ===============================================
 Harness YAML                             model
@@ -35,7 +39,10 @@ blocks, unknown keys, step types without a handler (simulated only), looping str
 barriers (kept as data; not supported yet, so validation refuses them with R48). Real mistakes
 raise :class:`YamlError` (a ``DefinitionError``) listing every problem with its line and column:
 invalid YAML, a node without identifier, an unknown action type, a stage without execution, a
-step group inside a step group under the ``classic`` rules (D1).
+step group inside a step group under the ``classic`` rules (D1), variables that are not a list of
+``{name, type, value}`` entries with distinct names, known types and numbers for ``Number``.
+Every fix is written for a YAML author; so are the fixes of validation problems of a pipeline read
+from YAML (:meth:`~notebook_pipelines.errors.Problem.for_yaml`).
 
 **Canonical form.** Loading gives one form for each setting, so ``load_yaml(p.to_yaml()) == p``:
 ``name`` is ``None`` when it equals the identifier, empty ``spec``/``variables``/``extra`` are
@@ -86,7 +93,9 @@ from ..definition.failure import (
     coerce_strategies,
     coerce_when,
 )
-from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup
+from ..definition.limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, data_depth, depth_problems, short
+from ..definition.model import SOURCE, Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
+from ..definition.validation import VARIABLE_TYPES, variable_problem
 from ..errors import DefinitionError, Problem
 
 __all__ = [
@@ -98,6 +107,7 @@ __all__ = [
     "YamlWarning",
     "dump_yaml",
     "infrastructure_key",
+    "load_data",
     "load_yaml",
     "locate",
     "read_yaml",
@@ -216,12 +226,232 @@ _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 
 def _plain(value: Any) -> Any:
-    """Deep copy of loaded data as plain dicts and lists (what the model stores)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+    """Deep copy of loaded data as plain dicts and lists (what the model stores).
+
+    Iterative: the data may be as deep as the YAML parser allows (1,000 levels).
+    """
+    if not isinstance(value, dict | list):
+        return value
+    root: list = [None]
+    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]  # (source, holder, key in holder)
+    while stack:
+        item, holder, key = stack.pop()
+        if isinstance(item, dict):
+            copy: Any = {}
+            for k, v in item.items():
+                copy[k] = None
+                stack.append((v, copy, k))
+        elif isinstance(item, list):
+            copy = [None] * len(item)
+            stack.extend((v, copy, i) for i, v in enumerate(item))
+        else:
+            copy = item
+        holder[key] = copy
+    return root[0]
+
+
+# -- the budget: no "billion laughs" ---------------------------------------------------------------
+#: How many nodes YAML aliases (``*name``) may add to a document by repeating anchored parts.
+#: Pipelines rarely use anchors; one reused block of failure strategies on a thousand steps
+#: adds some 50,000. A "billion laughs" document (aliases of aliases, 7 levels of ten) expands
+#: to 10 million nodes from a few hundred characters: it took 10 s and 260 MB, 10 levels ran
+#: out of memory. Composition shares an anchored node; only copying (``_plain``) expands it, so
+#: the expanded size is computed on the composed graph first, without copying anything.
+MAX_ALIAS_NODES = 100_000
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _node_children(node: Any) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return []
+
+
+def _check_graph(root: Any, source: str) -> None:
+    """Refuse a composed document whose aliases refer to themselves (a cycle) or would repeat
+    more than ``MAX_ALIAS_NODES`` nodes; walked with an explicit stack, in linear time."""
+    distinct = 0
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            distinct += 1
+            stack.extend(_node_children(node))
+    cap = distinct + MAX_ALIAS_NODES
+    size: dict[int, int] = {}
+    entered: set[int] = set()
+    walk: list[tuple[Any, bool]] = [(root, False)]
+    while walk:
+        node, finished = walk.pop()
+        key = id(node)
+        if finished:
+            total = 1 + sum(size[id(child)] for child in _node_children(node))
+            entered.discard(key)
+            if total > cap:
+                raise _graph_error(
+                    node,
+                    source,
+                    f"YAML aliases expand this part of the document to more than {cap:,} nodes "
+                    f"(the document has {distinct:,}; aliases may add at most {MAX_ALIAS_NODES:,})",
+                    "write the repeated parts out, or repeat them less: a document of aliases of "
+                    "aliases (a 'billion laughs') is refused",
+                )
+            size[key] = total
+            continue
+        if key in size:
+            continue
+        if key in entered:
+            raise _graph_error(
+                node,
+                source,
+                "a YAML alias refers to the anchored node that contains it (a recursive document)",
+                "remove the alias (*name) that sits inside its own anchor (&name)",
+            )
+        entered.add(key)
+        walk.append((node, True))
+        walk.extend((child, False) for child in _node_children(node) if id(child) not in size)
+
+
+def _graph_error(node: Any, source: str, message: str, fix: str) -> YamlSyntaxError:
+    line, column = _at(node.start_mark)
+    return YamlSyntaxError([YamlProblem("pipeline", "YAML", message, fix, source, line, column)])
+
+
+def _construct(loader: Any, root: Any) -> Any:
+    """The data of a composed (and checked: acyclic) document, built without recursion.
+
+    Mappings become ``_Map`` and lists ``_Seq`` (which remember positions); scalars are built by
+    PyYAML's safe constructors; merge keys (``<<: *base``) work as in PyYAML (the mapping's own
+    keys win, then the first merged mapping). A shared (anchored) node is built once. Other
+    collection tags (``!!set``, ``!!omap``) are left to PyYAML.
+    """
+    built: dict[int, Any] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if key in built:
+            continue
+        if isinstance(node, yaml.ScalarNode) and node.tag == _MERGE:
+            built[key] = None  # the '<<' key itself: _mapping merges its value
+        elif isinstance(node, yaml.ScalarNode) or node.tag not in (_MAP_TAG, _SEQ_TAG):
+            built[key] = loader.construct_object(node, deep=True)
+        elif not finished:
+            stack.append((node, True))
+            stack.extend((child, False) for child in _node_children(node) if id(child) not in built)
+        elif isinstance(node, yaml.SequenceNode):
+            items = _Seq(built[id(child)] for child in node.value)
+            items.mark, items.items_at = node.start_mark, [child.start_mark for child in node.value]
+            built[key] = items
+        else:
+            built[key] = _mapping(loader, node, built)
+    return built[id(root)]
+
+
+_MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
+def _mapping(loader: Any, node: Any, built: dict) -> _Map:
+    data = _Map()
+    data.mark, data.keys_at, data.values_at = node.start_mark, {}, {}
+    merged: list[_Map] = []
+    own = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE:
+            own.append((key_node, value_node))
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if not isinstance(built.get(id(source)), _Map):
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    "a merge key (<<) takes a mapping or a list of mappings",
+                    source.start_mark,
+                )
+            merged.append(built[id(source)])
+    for source in reversed(merged):  # the first merged mapping wins over later ones
+        for k, v in source.items():
+            data[k] = v
+            data.keys_at[k], data.values_at[k] = source.keys_at[k], source.values_at[k]
+    own_keys: set = set()
+    for key_node, value_node in own:
+        k = built[id(key_node)]
+        try:
+            hash(k)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping",
+                node.start_mark,
+                "a key cannot be a list or mapping",
+                key_node.start_mark,
+            ) from None
+        if k in own_keys:
+            loader.duplicates.append((k, key_node.start_mark))
+        own_keys.add(k)
+        data[k] = built[id(value_node)]
+        data.keys_at[k], data.values_at[k] = key_node.start_mark, value_node.start_mark
+    return data
+
+
+def _document(text: str, name: str) -> tuple[Any, list]:
+    """The data of one YAML document (``_Map``/``_Seq``/scalars) and its duplicate keys.
+
+    Composition (PyYAML, libyaml when installed) limits nesting to 1,000 levels; the composed
+    graph is then checked (:func:`_check_graph`) before anything is built, and built without
+    recursion.
+
+    Raises:
+        YamlSyntaxError: not YAML, or refused (cycles, too many repeated nodes), with the line
+            and column.
+    """
+    loader = _Loader(text)
+    loader.duplicates = []
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        _check_graph(node, name)
+        return _construct(loader, node), loader.duplicates
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line, column = _at(mark)
+        detail = " ".join(str(x) for x in (err.context, err.problem) if x)
+        fix = "check the indentation, the ':' after each key and the quoting around this line"
+        raise YamlSyntaxError(
+            [YamlProblem("pipeline", "YAML", f"invalid YAML: {detail}", fix, name, line, column)]
+        ) from None
+    except yaml.YAMLError as err:  # reader errors (bad characters) carry no mark
+        fix = "save the file as UTF-8 text without control characters"
+        problem = YamlProblem("pipeline", "YAML", f"invalid YAML: {err}", fix, name, 1, 1)
+        raise YamlSyntaxError([problem]) from None
+    except RecursionError:  # PyYAML's pure-Python composer (without libyaml) recurses per level
+        fix = "nest the document less deeply"
+        problem = YamlProblem("pipeline", "YAML", "the YAML is nested too deeply to read", fix, name, 1, 1)
+        raise YamlSyntaxError([problem]) from None
+    finally:
+        loader.dispose()
+
+
+def load_data(source: Any, *, source_name: str | None = None) -> Any:
+    """Plain data (dicts, lists, scalars) from any YAML document, read as safely as a pipeline:
+    aliases may not repeat more than ``MAX_ALIAS_NODES`` nodes, nor refer to themselves.
+
+    ``source`` is YAML text, a path or an open file, as for :func:`read_yaml`.
+
+    >>> load_data("base: &b {retries: 2}\\nstep: *b")
+    {'base': {'retries': 2}, 'step': {'retries': 2}}
+
+    Raises:
+        YamlSyntaxError: the text is not YAML or is refused; the problem says where.
+        FileNotFoundError: ``source`` names a file that does not exist.
+    """
+    text, name = _source_text(source, source_name)
+    return _plain(_document(text, name)[0])
 
 
 def _at(mark: Any) -> tuple[int, int]:
@@ -264,25 +494,9 @@ def read_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
     if rules not in ("classic", "current"):
         raise ValueError(f"rules must be 'classic' or 'current', not {rules!r}")
     text, name = _source_text(source, source_name)
-    loader = _Loader(text)
-    loader.duplicates = []
-    try:
-        doc = loader.get_single_data()
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line, column = _at(mark)
-        detail = " ".join(str(x) for x in (err.context, err.problem) if x)
-        fix = "check the indentation, the ':' after each key and the quoting around this line"
-        raise YamlSyntaxError(
-            [YamlProblem("pipeline", "YAML", f"invalid YAML: {detail}", fix, name, line, column)]
-        ) from None
-    except yaml.YAMLError as err:  # reader errors (bad characters) carry no mark
-        problem = YamlProblem("pipeline", "YAML", f"invalid YAML: {err}", "", name, 1, 1)
-        raise YamlSyntaxError([problem]) from None
-    finally:
-        loader.dispose()
+    doc, duplicates = _document(text, name)
     reader = _Reader(name, rules)
-    for key, mark in loader.duplicates:
+    for key, mark in duplicates:
         reader.problem(
             mark, "pipeline", "YAML", f"the key {key!r} appears twice in one mapping", "keep one of them"
         )
@@ -290,6 +504,7 @@ def read_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
     if reader.problems:
         raise YamlError(reader.problems)
     pipeline.__dict__["_yaml_positions"] = (name, reader.positions)
+    pipeline.__dict__[SOURCE] = "yaml"  # its problems carry YAML fixes (Problem.for_yaml)
     return Loaded(pipeline, sorted(reader.notes, key=lambda n: (n.line, n.column)), name)
 
 
@@ -341,6 +556,28 @@ _STEP_KEYS |= {"delegateSelectors"}  # Harness writes them in the spec; accepted
 _QUIET = {"projectIdentifier", "orgIdentifier", "tags", "description"}
 
 
+#: what the entries of each YAML list are, for the fix of a list written as something else
+_LIST_ENTRIES = {
+    "stages": "`stage:` or `parallel:` entry",
+    "steps": "`step:`, `stepGroup:` or `parallel:` entry",
+    "rollbackSteps": "`step:`, `stepGroup:` or `parallel:` entry",
+    "parallel": "`stage:`, `step:` or `stepGroup:` entry",
+    "variables": "`name: …, type: String, value: …` entry",
+    "failureStrategies": "`onFailure: {errors: [...], action: {type: …}}` entry",
+}
+
+
+def _shape(value: Any) -> str:
+    """What a value is, for a message: 'a mapping {...}', 'a list [...]', 'the text ...'."""
+    if isinstance(value, dict):
+        return f"a mapping {short(_plain(value))}"
+    if isinstance(value, list):
+        return f"a list {short(_plain(value))}"
+    if isinstance(value, str):
+        return f"the text {short(value)}"
+    return short(value)
+
+
 def _empty(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, dict | list) and not value)
 
@@ -367,23 +604,42 @@ class _Reader:
         self.notes.append(Note(fqn, message, self.source, line, column))
 
     def expect(self, value: Any, kind: type, mark: Any, fqn: str, what: str) -> bool:
+        """True when ``value`` is a ``_Seq`` (``kind`` a list type) or a ``_Map``; else a problem
+        saying which shape ``what`` needs, what it got and how to write it in YAML."""
         if isinstance(value, kind):
             return True
-        shape = "a list" if kind is list else "a mapping"
-        self.problem(mark, fqn, "YAML", f"{what} must be {shape}, got {value!r}", f"write {what} as {shape}")
+        wants_list = issubclass(kind, list)
+        shape = "a list" if wants_list else "a mapping"
+        got = _shape(value)
+        if wants_list:
+            entries = _LIST_ENTRIES.get(what, "entry")
+            fix = f"write `{what}:` as a list: each {entries} on its own line starting with '- '"
+            if isinstance(value, dict) and len(value) == 1:  # the '- ' forgotten before the only entry
+                fix += f", e.g. `{what}:` then `  - {next(iter(value))}: …`"
+        else:
+            fix = f"write `{what}:` as a mapping: `key: value` lines indented below it"
+        self.problem(mark, fqn, "YAML", f"{what} must be {shape}, got {got}", fix)
         return False
 
     def scan_inputs(self, value: Any, path: str, mark: Any) -> None:
-        """Note every ``<+input>`` runtime input below ``value``."""
-        if isinstance(value, str):
-            if "<+input>" in value:
-                self.note(mark, path, f"runtime input {value!r} kept as is: give a value before running")
-        elif isinstance(value, _Map):
-            for key, item in value.items():
-                self.scan_inputs(item, f"{path}.{key}", value.values_at.get(key, mark))
-        elif isinstance(value, _Seq):
-            for i, item in enumerate(value):
-                self.scan_inputs(item, f"{path}[{i}]", value.items_at[i] if i < len(value.items_at) else mark)
+        """Note every ``<+input>`` runtime input below ``value`` (iteratively: data may be deep)."""
+        stack = [(value, path, mark)]
+        while stack:
+            item, where, at = stack.pop()
+            if isinstance(item, str):
+                if "<+input>" in item:
+                    message = f"runtime input {short(item)} kept as is: give a value before running"
+                    self.note(at, where, message)
+            elif isinstance(item, _Map):
+                stack.extend(
+                    (child, f"{where}.{key}", item.values_at.get(key, at))
+                    for key, child in reversed(item.items())
+                )
+            elif isinstance(item, _Seq):
+                stack.extend(
+                    (child, f"{where}[{i}]", item.items_at[i] if i < len(item.items_at) else at)
+                    for i, child in reversed(list(enumerate(item)))
+                )
 
     def extras(self, body: _Map, known: set, fqn: str, what: str) -> dict | None:
         """Keys of ``body`` the model has no field for: kept (and noted unless harmless)."""
@@ -395,7 +651,8 @@ class _Reader:
             mark = body.keys_at.get(key)
             if key == "template":
                 ref = value.get("templateRef") if isinstance(value, dict) else value
-                self.note(mark, fqn, f"template {ref!r} kept as a reference: templates are not resolved")
+                message = f"template {short(_plain(ref))} kept as a reference: templates are not resolved"
+                self.note(mark, fqn, message)
             elif key == "flowControl":
                 self.note(
                     mark, fqn, "flowControl (barriers, R55) kept as data: barriers are not supported yet"
@@ -457,8 +714,18 @@ class _Reader:
         )
 
     def identifier(self, body: _Map, fqn: str, what: str) -> Any:
-        if "identifier" in body and body["identifier"] not in (None, ""):
-            return body["identifier"]
+        ident = body.get("identifier")
+        if isinstance(ident, dict | list):
+            self.problem(
+                body.values_at["identifier"],
+                fqn,
+                "R1",
+                f"the identifier of the {what} must be text, got {_shape(ident)}",
+                "write `identifier: name` (letters, digits, _ and $)",
+            )
+            return None
+        if ident not in (None, ""):
+            return ident
         if "template" in body and what != "pipeline":
             return None
         self.problem(
@@ -492,13 +759,13 @@ class _Reader:
         """Which of ``kinds`` this list entry is (exactly one key of a mapping), or None."""
         allowed = " or ".join(f"`{k}:`" for k in kinds)
         if not isinstance(entry, _Map) or len(entry) != 1 or next(iter(entry)) not in kinds:
-            keys = ", ".join(map(str, entry)) if isinstance(entry, dict) else repr(entry)
+            keys = short(", ".join(map(str, entry))) if isinstance(entry, dict) else _shape(entry)
             self.problem(
                 mark,
                 where,
                 "R4",
                 f"each entry here must be exactly one of {allowed}, got {keys}",
-                f"use {allowed}",
+                f"make the entry a mapping with exactly one key, {allowed}, and the node below it",
             )
             return None
         kind = next(iter(entry))
@@ -611,6 +878,16 @@ class _Reader:
         ident = self.identifier(body, where, "step group")
         fqn = f"{prefix}.{ident}" if ident is not None else where
         self.positions[fqn] = _at(mark)
+        if depth + 1 > MAX_GROUP_DEPTH:  # checked before reading deeper: each level recurses
+            self.problem(
+                mark,
+                fqn,
+                "R6",
+                f"step groups are nested more than {MAX_GROUP_DEPTH} levels deep",
+                f"flatten the nesting: move the inner steps into an outer `stepGroup:` (a `parallel:` "
+                f"block is allowed); at most {MAX_GROUP_DEPTH} levels of step groups",
+            )
+            return StepGroup(ident)
         if depth and self.rules == "classic":
             self.problem(
                 mark,
@@ -661,8 +938,23 @@ class _Reader:
             selectors = spec.pop("delegateSelectors", None)
             self.scan_inputs(spec_raw, f"{fqn}.spec", body.values_at.get("spec"))
         elif spec is not None:
-            self.problem(body.values_at["spec"], fqn, "YAML", f"spec must be a mapping, got {spec!r}", "")
-        if step_type is not None:
+            self.problem(
+                body.values_at["spec"],
+                fqn,
+                "YAML",
+                f"spec must be a mapping, got {_shape(spec)}",
+                "write `spec:` as a mapping: `key: value` lines indented below it",
+            )
+        if isinstance(step_type, dict | list):
+            self.problem(
+                body.values_at["type"],
+                fqn,
+                "R4",
+                f"the step type must be text, got {_shape(step_type)}",
+                "write `type: ShellScript` (or another Harness step type)",
+            )
+            step_type = None
+        elif step_type is not None:
             self.note_type(step_type, body.values_at.get("type"), fqn)
         if selectors is None:
             selectors = _plain(body.get("delegateSelectors"))
@@ -708,7 +1000,7 @@ class _Reader:
             strategy = _plain(body["strategy"])
             out["strategy"] = strategy
             self.scan_inputs(body["strategy"], f"{fqn}.strategy", body.values_at["strategy"])
-            kind = ", ".join(strategy) if isinstance(strategy, dict) else repr(strategy)
+            kind = ", ".join(map(str, strategy)) if isinstance(strategy, dict) else short(strategy)
             self.note(
                 body.keys_at["strategy"],
                 fqn,
@@ -728,7 +1020,14 @@ class _Reader:
             self.scan_inputs(value, f"{fqn}.when", mark)
             return value
         if not isinstance(value, _Map):
-            self.problem(mark, fqn, "R28", f"when must be a mapping with {status_key}, got {value!r}", "")
+            self.problem(
+                mark,
+                fqn,
+                "R28",
+                f"when must be a mapping with {status_key}, got {_shape(value)}",
+                f"write `when: {{{status_key}: Success}}` (Success, Failure or All), with an optional "
+                "`condition: <+…> == …`",
+            )
             return None
         status = value.get(status_key, value.get("stageStatus", value.get("pipelineStatus")))
         if status is None:
@@ -759,8 +1058,18 @@ class _Reader:
                     at,
                     fqn,
                     "R15",
-                    f"cannot read the failure strategy entry {_plain(item)!r}",
+                    f"cannot read the failure strategy entry {_shape(item)}",
                     "write `- onFailure: {errors: [AllErrors], action: {type: ...}}`",
+                )
+                continue
+            if data_depth(body) > MAX_DATA_DEPTH:  # reading actions recurses once per nested action
+                self.problem(
+                    at,
+                    fqn,
+                    "R15",
+                    f"the failure strategy entry is nested more than {MAX_DATA_DEPTH} levels deep",
+                    "end the chain of onRetryFailure / onTimeout actions with a simple action "
+                    "such as MarkAsFailure or Abort",
                 )
                 continue
             errors = _plain(body["errors"])
@@ -768,7 +1077,12 @@ class _Reader:
                 action = action_from_dict(_plain(body["action"]))
             except StrategyError as err:
                 self.problem(
-                    _find_type_mark(body["action"]) or body.values_at["action"], fqn, "R17", str(err), ""
+                    _find_type_mark(body["action"]) or body.values_at["action"],
+                    fqn,
+                    "R17",
+                    str(err),
+                    "write `action: {type: …}` with a known type; Retry takes `spec: {retryCount: 2, "
+                    "retryIntervals: [10s]}`",
                 )
                 continue
             dropped = _unmodelled(body["action"]) + [k for k in body if k not in ("errors", "action")]
@@ -796,22 +1110,45 @@ class _Reader:
         return variables, extra
 
     def variables(self, body: _Map, fqn: str) -> tuple[dict | None, list | None]:
+        """Harness's list of ``{name, type, value}`` entries as a dict name → value, and what the
+        entries declare beyond that. The checks are those of every front-end: a list (not a
+        mapping), each name once, a known type, a ``Number`` that is a number
+        (:func:`~notebook_pipelines.definition.validation.variable_problem`)."""
         raw = body.get("variables")
         if raw is None:
             return None, None
-        if isinstance(raw, _Map):  # the model's own spelling: name → value
-            return (_plain(raw) or None), None
         if not self.expect(raw, _Seq, body.values_at["variables"], fqn, "variables"):
             return None, None
         values: dict = {}
         meta: list = []
+        first: dict = {}
         for i, entry in enumerate(raw):
-            if not isinstance(entry, _Map) or "name" not in entry:
+            if not isinstance(entry, _Map) or not isinstance(entry.get("name"), str) or not entry["name"]:
+                got = _shape(entry) if not isinstance(entry, _Map) else _shape(entry.get("name"))
                 self.problem(
-                    raw.items_at[i], fqn, "R8", f"a variable needs a name, got {_plain(entry)!r}", ""
+                    raw.items_at[i],
+                    fqn,
+                    "R8",
+                    f"a variable needs a name (text), got {got}",
+                    "write each variable as `- {name: replicas, type: Number, value: 2}`",
                 )
                 continue
             name, value = entry["name"], _plain(entry.get("value"))
+            if name in first:
+                self.problem(
+                    raw.items_at[i],
+                    fqn,
+                    "R8",
+                    f"the variable {name!r} is declared twice (first at line {first[name]})",
+                    f"keep one `- name: {name}` entry",
+                )
+                continue
+            first[name] = _at(raw.items_at[i])[0]
+            kind = _plain(entry.get("type", _var_type(value)))
+            found = variable_problem(name, kind, value)
+            if found:
+                at = entry.values_at.get("value" if kind in VARIABLE_TYPES else "type", raw.items_at[i])
+                self.problem(at, f"{fqn}.variables.{name}", "R8", found[0], found[1])
             values[name] = value
             self.scan_inputs(entry.get("value"), f"{fqn}.variables.{name}", entry.values_at.get("value"))
             rest = {k: _plain(v) for k, v in entry.items() if k not in ("name", "value")}
@@ -931,7 +1268,14 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
 
     What has no Harness form (Python bodies, simulated durations, …) is left out with one
     :class:`YamlWarning`.
+
+    Raises:
+        DefinitionError: the pipeline is nested beyond the limits (``definition.limits``):
+            writing recurses once per level, so that is checked first.
     """
+    found = depth_problems(pipeline)
+    if found:
+        raise DefinitionError([p.for_yaml() for p in found] if read_from_yaml(pipeline) else found)
     writer = _Writer()
     doc = {"pipeline": writer.pipeline(pipeline)}
     if pipeline.extra and _DOCUMENT in pipeline.extra:

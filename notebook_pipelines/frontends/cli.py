@@ -258,6 +258,8 @@ def _load_plan(args: argparse.Namespace) -> Any:
 
 
 def _apply_vars(pipeline: Any, assignments: list[str]) -> None:
+    from ..definition.validation import number_value
+
     declared = dict(pipeline.variables or {})
     meta = {m.get("name"): m for m in (pipeline.extra or {}).get("variables") or () if isinstance(m, dict)}
     for text in assignments:
@@ -271,13 +273,10 @@ def _apply_vars(pipeline: Any, assignments: list[str]) -> None:
         number = meta.get(name, {}).get("type") == "Number" or (
             isinstance(current, int | float) and not isinstance(current, bool)
         )
-        if number:
-            try:
-                declared[name] = int(value) if re.fullmatch(r"[+-]?\d+", value) else float(value)
-            except ValueError:
-                raise BadInput(
-                    f"--var {name}: {value!r} is not a number (the variable is a Number)"
-                ) from None
+        if number:  # one rule for what a Number takes, shared with the YAML reader
+            if number_value(value) is None:
+                raise BadInput(f"--var {name}: {value!r} is not a number (the variable is a Number)")
+            declared[name] = number_value(value)
         else:
             declared[name] = value
     if assignments:
@@ -414,15 +413,15 @@ def in_flags(error: Exception) -> str:
 
 
 def _durations(path_text: str) -> dict[str, float]:
-    import yaml
+    from ..formats.yaml_io import YamlError, load_data
 
     path = Path(path_text)
     if not path.is_file():
         raise BadInput(f"--durations: no such file: {path_text}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise BadInput(f"--durations {path_text}: invalid YAML: {err}") from None
+        data = load_data(path, source_name=path_text)  # aliases within a budget, like a pipeline
+    except YamlError as err:
+        raise BadInput(f"--durations {path_text}: invalid YAML: {err.problems[0]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
