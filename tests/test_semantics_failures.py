@@ -770,3 +770,23 @@ def test_R15_unreadable_failure_strategies_are_a_problem_line_not_a_type_error(b
 def test_R18_retry_condition_must_be_an_expression_or_callable():
     (problem,) = _problems(one_step(ok(), failure_strategies=nbp.Retry(1, condition=5)))
     assert (problem.fqn, problem.rule) == (A, "R18") and "condition 5" in problem.message
+
+
+def test_R20_a_person_answering_Retry_for_ever_is_bounded_like_a_retry_count():
+    """An ``on_intervention`` callback that answers Retry every time must not loop for ever:
+    after MAX_RETRIES retries answered for one step, the step fails, with the reason."""
+    from notebook_pipelines.definition.limits import MAX_RETRIES
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("flaky", run=_always_fails, failure_strategies=nbp.ManualIntervention(timeout="1h"))
+    trace = p.run(on_intervention=lambda request: request.answer("Retry"), report=False)
+    attempts = trace[trace["step"] == "flaky"]
+    assert len(attempts) == MAX_RETRIES + 1
+    last = attempts.iloc[-1]
+    assert (last["status"], last["action"]) == ("Failed", "MarkAsFailure")
+    assert f"answered Retry {MAX_RETRIES} times" in last["reason"]
+
+
+def _always_fails() -> None:
+    raise RuntimeError("still broken")

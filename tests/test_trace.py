@@ -290,3 +290,19 @@ def test_inputs_column_holds_the_inputs_a_step_ran_with():
     assert by.loc["greet", "inputs"] == {"who": "world"}
     assert by.loc["greet", "outputs"] == {"greeting": "hello world"}
     assert by.loc["plain", "inputs"] is None
+
+
+def test_times_beyond_what_timestamps_hold_are_refused_not_wrapped_around():
+    """int64 nanoseconds end in 2262: a record past that must not become a stamp in 1733."""
+    import numpy as np
+
+    from notebook_pipelines.engine.trace import Record, build_trace
+    from notebook_pipelines.errors import PipelineError
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a")
+    plan = p.plan()
+    rows = [Record(2, None, 1, "Success", None, 0.0, 1e10, None, None, None, None, None, None, None)]
+    with pytest.raises(PipelineError, match="outside what trace timestamps can hold"):
+        build_trace(plan, rows, "r", int(np.datetime64("2026-01-01", "ns").view("i8")))

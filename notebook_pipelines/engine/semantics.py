@@ -29,6 +29,7 @@ from ..definition.failure import (
     Action,
     Ignore,
     ManualIntervention,
+    MarkAsFailure,
     MarkAsSuccess,
     PipelineRollback,
     ProceedWithDefaultValues,
@@ -38,6 +39,7 @@ from ..definition.failure import (
     StepGroupRollback,
     action_from_dict,
 )
+from ..definition.limits import MAX_RETRIES
 from ..definition.plan import PlanNode, choose
 from ..definition.statuses import (
     ABORTED,
@@ -61,6 +63,9 @@ __all__ = ["ACQUIRE", "ALL", "ASK", "EXEC", "RETRY", "SLEEP", "Rules", "Scope"]
 ALL, EXEC, SLEEP, ASK, ACQUIRE = "all", "exec", "sleep", "ask", "acquire"
 #: what ``_after_failure`` returns when the step runs again
 RETRY = "retry"
+#: the key under which ``_after_failure`` counts a step's retries answered by a person (bounded
+#: like a Retry count: an ``on_intervention`` callback answering Retry for ever must not loop)
+INTERVENTION_RETRIES = -1
 
 
 class Scope:
@@ -414,7 +419,15 @@ class Rules:
                     info["reason"] = "manual intervention timed out"
                     action = action.on_timeout
                     continue
+                if answer == "Retry" and used.get(INTERVENTION_RETRIES, 0) >= MAX_RETRIES:
+                    info["reason"] = (
+                        f"manual intervention answered Retry {MAX_RETRIES} times, the limit for one step; "
+                        "the step fails (answer Abort or MarkAsSuccess to end it otherwise)"
+                    )
+                    action = MarkAsFailure()
+                    break
                 if answer == "Retry":
+                    used[INTERVENTION_RETRIES] = used.get(INTERVENTION_RETRIES, 0) + 1
                     self.rt.record(
                         node, attempt, status, outcome.start, outcome.end, action="Retry",
                         reason="manual intervention", **info,

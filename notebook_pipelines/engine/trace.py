@@ -45,6 +45,7 @@ import functools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..definition.statuses import POSITIVE, STATUSES
+from ..errors import PipelineError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -193,6 +194,10 @@ def _column(name: str, values: tuple, order: Any, n: int) -> Any:
     return data  # dict | None and anything else: objects as they are
 
 
+#: datetime64[ns] holds int64 nanoseconds since 1970; NaT is the smallest one
+_NS_RANGE = (-(2**63) + 1, 2**63 - 1)
+
+
 def _stamps(seconds: Any, epoch_ns: int) -> Any:
     """UTC timestamps from seconds since the run's start (NaN → NaT)."""
     import numpy as np
@@ -201,6 +206,11 @@ def _stamps(seconds: Any, epoch_ns: int) -> Any:
     ns = np.round(seconds * 1e9)
     missing = np.isnan(ns)
     ns[missing] = 0
+    if len(ns) and not (_NS_RANGE[0] < ns.min() + epoch_ns and ns.max() + epoch_ns < _NS_RANGE[1]):
+        raise PipelineError(
+            "a time in this run lies outside what trace timestamps can hold (1677-09-21 to "
+            "2262-04-11): shorten the durations or move the run's start"
+        )
     stamps = ns.astype(np.int64) + np.int64(epoch_ns)
     stamps[missing] = np.iinfo(np.int64).min  # NaT
     return pd.array(stamps.view("M8[ns]")).tz_localize("UTC")
