@@ -11,7 +11,7 @@ import pytest
 import notebook_pipelines as nbp
 from notebook_pipelines.definition.model import Parallel, Pipeline, Stage, Step, StepGroup
 from notebook_pipelines.definition.validation import problems
-from notebook_pipelines.errors import DefinitionError, Problem
+from notebook_pipelines.errors import MESSAGE_LIMIT, DefinitionError, Problem, excerpt
 
 S = "pipeline.stages.s"
 STEPS = f"{S}.spec.execution.steps"
@@ -36,11 +36,14 @@ def only(p: Pipeline) -> Problem:
 
 
 def assert_complete(problem: Problem) -> None:
-    """A problem names the node (FQN), the rule and the fix, and its line says all three."""
+    """A problem names the node (FQN), the rule and the fix, and its one line says all three
+    (each bounded: a long or multi-line value is shown as an excerpt)."""
     assert problem.fqn == "pipeline" or problem.fqn.startswith("pipeline.stages."), problem
     assert problem.rule and problem.rule != "-", problem
     assert problem.fix, problem
-    assert str(problem) == f"{problem.fqn}: [{problem.rule}] {problem.message} — fix: {problem.fix}"
+    message, fix = (excerpt(text, MESSAGE_LIMIT) for text in (problem.message, problem.fix))
+    assert str(problem) == f"{excerpt(problem.fqn)}: [{problem.rule}] {message} — fix: {fix}"
+    assert "\n" not in str(problem)
 
 
 def nested_groups(rules: str) -> Pipeline:
