@@ -101,13 +101,19 @@ class Step:
 
     Args:
         id: Harness identifier (letters, digits, ``_``, ``$``; not starting with a digit).
-        run: a callable (optionally taking the step context), code text, or None.
+        run: a callable, code text, or None. A callable is called as ``fn(ctx, **inputs)``
+            when it takes the step context (a parameter ``ctx``, or a first positional
+            parameter that is not an input), else as ``fn(**inputs)``; see
+            :mod:`notebook_pipelines.definition.callables`.
         name: display name (defaults to ``id``).
         when, failure_strategies, timeout, delegate_selectors, strategy, variables: as in
             Harness YAML; see :mod:`notebook_pipelines.definition.failure`.
-        duration: seconds or a Harness duration used by ``simulate()``.
+        duration: what ``simulate()`` takes for this step: seconds, a Harness duration, or a
+            sampler as ``simulate(durations=…)`` takes one (``lambda rng: …``, a frozen scipy
+            distribution).
         type, spec: a typed step (e.g. ``ShellScript``) as Harness data.
-        inputs: keyword values for the body; strings may embed ``<+…>`` expressions.
+        inputs: values for the body, passed as keyword arguments of those names; strings may
+            embed ``<+…>`` expressions.
         outputs: names exported as output variables.
         extra: Harness keys the model has no field for (kept by ``load_yaml``, written back
             by ``to_yaml``).
