@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "EXCERPT",
+    "MESSAGE_LIMIT",
     "DefinitionError",
     "ExpressionError",
     "PipelineError",
@@ -25,6 +27,41 @@ __all__ = [
     "RunInterrupted",
     "StepError",
 ]
+
+
+#: The most characters of one value (an expression, an identifier, a file's text…) a message shows.
+EXCERPT = 200
+#: The most characters of one part of a problem (its message, its fix) as printed.
+MESSAGE_LIMIT = 400
+
+
+def excerpt(text: str, limit: int = EXCERPT) -> str:
+    r"""``text`` on one line (line breaks escaped), cut to about ``limit`` characters: the middle
+    of a longer text is left out, and counted. Messages never echo a whole input.
+
+    >>> excerpt("a short value")
+    'a short value'
+    >>> excerpt("x" * 1000, limit=20)
+    'xxxxxxxxxxxxxxx…[980 characters]…xxxxx'
+    >>> excerpt("two\nlines")
+    'two\\nlines'
+    """
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= limit:
+        return text
+    head = limit * 3 // 4
+    tail = limit - head
+    return f"{text[:head]}…[{len(text) - head - tail} characters]…{text[-tail:]}"
+
+
+def _window(line: str, column: int, width: int = EXCERPT) -> tuple[str, int]:
+    """At most ``width`` characters of ``line`` around ``column``, and the column in them."""
+    if len(line) <= width:
+        return line, column
+    start = max(0, min(column - width // 2, len(line) - width))
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + width < len(line) else ""
+    return f"{prefix}{line[start : start + width]}{suffix}", column - start + len(prefix)
 
 
 class PipelineError(Exception):
@@ -44,6 +81,16 @@ class Problem:
     pipeline.stages.s: [R42] unknown variable 'nope' — fix: declare it
         <+a> > 1 && <+nope> > 1
                     ^
+
+    The text is bounded whatever the values: the message and the fix are cut to
+    ``MESSAGE_LIMIT`` characters (:func:`excerpt`), the expression's line to a window of
+    ``EXCERPT`` characters around the caret.
+
+    >>> long = "<+a> == '" + "x" * 10_000 + "' && <+nope> > 1"
+    >>> text = str(Problem("s", "R42", f"unknown variable in {long!r}", "declare it",
+    ...                    expression=long, position=long.index("<+nope>")))
+    >>> len(text) < 1000, text.splitlines()[-1].strip()
+    (True, '^')
     """
 
     fqn: str
@@ -66,15 +113,15 @@ class Problem:
         return replace(self, fix=self.yaml_fix, yaml_fix="") if self.yaml_fix else self
 
     def __str__(self) -> str:
-        text = f"{self.fqn}: [{self.rule}] {self.message}"
-        text = f"{text} — fix: {self.fix}" if self.fix else text
+        text = f"{excerpt(self.fqn)}: [{excerpt(self.rule, 40)}] {excerpt(self.message, MESSAGE_LIMIT)}"
+        text = f"{text} — fix: {excerpt(self.fix, MESSAGE_LIMIT)}" if self.fix else text
         if not self.expression or self.position is None:
             return text
         # only the line of a multi-line text that holds the position, caret under the column
         start = self.expression.rfind("\n", 0, self.position) + 1
         end = self.expression.find("\n", self.position)
-        line = self.expression[start : end if end >= 0 else None]
-        return f"{text}\n    {line}\n    {' ' * (self.position - start)}^"
+        line, column = _window(self.expression[start : end if end >= 0 else None], self.position - start)
+        return f"{text}\n    {line}\n    {' ' * column}^"
 
 
 class DefinitionError(PipelineError, ValueError):

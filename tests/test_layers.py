@@ -82,3 +82,19 @@ def test_every_import_points_down_the_layers(path):
 def test_the_core_imports_no_front_end_library(path):
     libraries = {module.split(".")[0] for _line, module in _imports(path)}
     assert not libraries & FRONT_END_LIBRARIES
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _modules() if _top(p) == "frontends" and p.name != "__init__.py"],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_a_front_end_imports_no_other_front_end(path):
+    """The command line and the magics share code through a lower layer (e.g. the ``--fail``
+    parser in ``analysis/options.py``), never through each other."""
+    others = {f"notebook_pipelines.frontends.{p.stem}" for p in path.parent.glob("*.py")} - {
+        f"notebook_pipelines.frontends.{path.stem}",
+        "notebook_pipelines.frontends.__init__",
+    }
+    sideways = [f"line {line}: {module}" for line, module in _imports(path) if module in others]
+    assert not sideways, f"{path.name} imports another front-end: {sideways}"

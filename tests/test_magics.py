@@ -245,6 +245,22 @@ def test_a_cell_rerun_after_moving_on_lands_in_its_own_stage(
     assert plan_rows(shell.user_ns["release"]) == rows
 
 
+def test_a_cell_with_outputs_rerun_after_moving_on_redefines_its_step_in_its_own_stage(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture
+) -> None:
+    """``--outputs`` names must not replace the pipeline's name the cell remembers."""
+    build_quickstart(shell, capsys)  # `package --outputs artifact` is cell q8, in build
+    cell(shell, capsys, "%stage deploy_eu")
+    out = cell(shell, capsys, "%%step package --outputs artifact\nartifact = 'release-1.1.tgz'", "q8")
+    assert out.splitlines() == [
+        "step `package` changed (body)",
+        "release › build: checkout → tests → [package]",
+    ]
+    p = shell.user_ns["release"]
+    packages = [n.fqn for n in p.plan().nodes if n.id == "package"]
+    assert packages == ["pipeline.stages.build.spec.execution.steps.package"]  # no copy in deploy_eu
+
+
 def test_without_cell_ids_a_group_is_found_anywhere_and_a_copied_step_gets_a_hint(
     shell: InteractiveShell, capsys: pytest.CaptureFixture
 ) -> None:
@@ -591,6 +607,54 @@ def test_a_name_holding_something_else_is_not_taken_over(shell: InteractiveShell
     with pytest.raises(UsageError, match="already a variable holding a int"):
         shell.run_line_magic("pipeline", "release")
     assert shell.user_ns["release"] == 42
+
+
+@pytest.mark.parametrize("name", ["print", "list", "id"])
+def test_a_pipeline_name_that_would_hide_a_builtin_is_refused_unless_forced(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture, name: str
+) -> None:
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("pipeline", name)
+    text = str(info.value)
+    assert text == (
+        f"`{name}` is a Python builtin: a pipeline of that name would hide it in this notebook; "
+        "choose another name, or pass --force"
+    )
+    assert name not in shell.user_ns  # the builtin is still what the name means
+    out = cell(shell, capsys, f"%pipeline {name} --force")
+    assert out.strip() == (
+        f"pipeline `{name}` started (classic rules); the variable `{name}` holds it "
+        f"(it hides the builtin `{name}`: `del {name}` brings it back)"
+    )
+    assert isinstance(shell.user_ns[name], nbp.Pipeline)
+    out = cell(shell, capsys, f"%pipeline {name}")  # selecting it again needs no --force
+    assert out.strip() == f"pipeline `{name}` selected (0 stages)"
+
+
+@pytest.mark.parametrize("value", [42, None, [1, 2]])
+def test_a_name_holding_another_value_is_replaced_only_with_force(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture, value: object
+) -> None:
+    shell.user_ns["release"] = value
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("pipeline", "release")
+    kind = type(value).__name__
+    assert str(info.value) == (
+        f"`release` is already a variable holding a {kind}; choose another pipeline name, "
+        "`del release` first, or pass --force to replace it"
+    )
+    assert shell.user_ns["release"] == value
+    out = cell(shell, capsys, "%pipeline release --force")
+    assert out.strip().endswith(f"the variable `release` holds it (it held a {kind})")
+    assert isinstance(shell.user_ns["release"], nbp.Pipeline)
+
+
+def test_force_applies_to_a_pipeline_name_only(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture
+) -> None:
+    cell(shell, capsys, "%pipeline p")
+    with pytest.raises(UsageError, match=r"^--force does not apply to `%pipeline run`$"):
+        shell.run_line_magic("pipeline", "run --force")
 
 
 def test_magic_lines_are_not_variable_expanded(

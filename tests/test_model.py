@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.definition.model import Parallel, Pipeline, Step, StepGroup
+from notebook_pipelines.definition.model import Parallel, Pipeline, Step, StepGroup, locate, place, take
 
 
 def checkout() -> None:
@@ -238,6 +238,34 @@ def test_remove_takes_a_node_out_of_execution_or_rollback_lists():
     assert build.rollback_items == []
     p.remove("deploy_eu")
     assert repr(p) == "Pipeline('release', stages=['build', Parallel(['deploy_us'])])"
+
+
+def test_R5_place_puts_a_node_in_place_at_the_end_or_beside_a_sibling():
+    """One placement for the builder and the magics: ``place`` / ``take`` / ``locate``."""
+    items = [Step("unit"), Step("e2e")]
+    place(items, Step("lint"), parallel_with="unit")  # a lone sibling becomes a block of two
+    assert items == [Parallel([Step("unit"), Step("lint")]), Step("e2e")]
+    place(items, Step("e2e", duration=3))  # in place of its namesake
+    assert items[1] == Step("e2e", duration=3)
+    place(items, Step("smoke"), parallel_with="e2e")
+    place(items, Step("lint"), parallel_with="smoke")  # moved: its old block becomes a node
+    assert items == [Step("unit"), Parallel([Step("e2e", duration=3), Step("smoke"), Step("lint")])]
+    where, i = locate(items, "smoke")
+    assert where is items[1].items and i == 1
+    assert locate(items, "nope") is None
+    with pytest.raises(ValueError, match="no `nope` here to run in parallel with `x`; here: unit, e2e"):
+        place(items, Step("x"), parallel_with="nope")
+    with pytest.raises(ValueError, match="`unit` cannot run in parallel with itself"):
+        place(items, Step("unit"), parallel_with="unit")
+
+
+def test_take_removes_a_node_and_an_emptied_block_and_tidies_on_request():
+    items = [Parallel([Step("a"), Step("b")]), Step("c")]
+    assert take(items, "b") == Step("b") and items == [Parallel([Step("a")]), Step("c")]
+    assert take(items, "a") == Step("a") and items == [Step("c")]
+    items = [Parallel([Step("a"), Step("b")]), Step("c")]
+    assert take(items, "b", tidy=True) == Step("b") and items == [Step("a"), Step("c")]
+    assert take(items, "zzz") is None
 
 
 def test_remove_of_an_unknown_id_names_the_known_ones():

@@ -226,6 +226,13 @@ def test_declared_durations_show_in_labels_and_special_characters_are_escaped():
     assert "say &quot;hi&quot; &lt;b&gt; \\ done" in svg
 
 
+def test_R59_a_sampled_duration_shows_as_sampled():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", duration=lambda rng: rng.uniform(1, 2))
+    assert 'label="a\\nsampled"' in render(p).source
+
+
 def test_direction_is_checked_and_top_to_bottom_renders():
     p = release()
     assert "rankdir=TB" in render(p, direction="TB").source

@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.engine.simulation import MAX_ANSWERS, SimulationError, simulate
+from notebook_pipelines.definition.limits import MAX_RETRIES
+from notebook_pipelines.engine.simulation import SimulationError, simulate
 
 # -- run() and simulate() agree ---------------------------------------------------------------
 
@@ -499,8 +500,11 @@ def test_D12_an_answer_outside_the_choices_is_a_clear_error():
 
 
 def test_D12_retrying_for_ever_is_stopped_with_advice():
-    with pytest.raises(SimulationError, match=f"answered 'Retry' {MAX_ANSWERS} times"):
-        simulate(intervention_design(), failures={"x": True}, interventions={"x": "Retry"})
+    t = simulate(intervention_design(), failures={"x": True}, interventions={"x": "Retry"})
+    x = t[t["step"] == "x"]
+    assert len(x) == MAX_RETRIES + 1
+    assert (x["status"].iloc[-1], x["action"].iloc[-1]) == ("Failed", "MarkAsFailure")
+    assert f"answered Retry {MAX_RETRIES} times" in x["reason"].iloc[-1]
 
 
 # -- the trace ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import notebook_pipelines as nbp
 from notebook_pipelines.definition.model import Parallel, Pipeline, Stage, Step, StepGroup
 from notebook_pipelines.definition.validation import problems
-from notebook_pipelines.errors import DefinitionError, Problem
+from notebook_pipelines.errors import MESSAGE_LIMIT, DefinitionError, Problem, excerpt
 
 S = "pipeline.stages.s"
 STEPS = f"{S}.spec.execution.steps"
@@ -40,11 +40,14 @@ def only(p: Pipeline) -> Problem:
 
 
 def assert_complete(problem: Problem) -> None:
-    """A problem names the node (FQN), the rule and the fix, and its line says all three."""
+    """A problem names the node (FQN), the rule and the fix, and its one line says all three
+    (each bounded: a long or multi-line value is shown as an excerpt)."""
     assert problem.fqn == "pipeline" or problem.fqn.startswith("pipeline.stages."), problem
     assert problem.rule and problem.rule != "-", problem
     assert problem.fix, problem
-    assert str(problem) == f"{problem.fqn}: [{problem.rule}] {problem.message} — fix: {problem.fix}"
+    message, fix = (excerpt(text, MESSAGE_LIMIT) for text in (problem.message, problem.fix))
+    assert str(problem) == f"{excerpt(problem.fqn)}: [{problem.rule}] {message} — fix: {fix}"
+    assert "\n" not in str(problem)
 
 
 def nested_groups(rules: str) -> Pipeline:
@@ -393,6 +396,161 @@ def test_D13_validate_checks_references_too_as_run_would():
         nbp.validate(p)
     with pytest.raises(nbp.DefinitionError):
         p.run()
+
+
+def test_D13_structural_and_reference_problems_are_reported_in_one_pass():
+    """Problems of the structure do not hide those of the references: one error lists both,
+    even where a value cannot be read (the timeout below), which the references do not need."""
+    p = one_stage(
+        Step("a", timeout="soon", inputs={"x": "<+nope>"}),
+        Step("a"),
+        Step("b", when="<+pipeline.variables.nope> == 1"),
+    )
+    found = errors_of_all(p)
+    assert [(x.rule, x.fqn.rsplit(".", 1)[-1]) for x in found] == [
+        ("R59", "a"),  # the structure first, in definition order
+        ("R1", "a"),
+        ("R43", "a"),  # then the references
+        ("R42", "b"),
+    ]
+    assert "unknown root 'nope'" in found[2].message and "no variable 'nope'" in found[3].message
+
+
+def test_D13_a_problem_with_a_9000_character_condition_prints_a_bounded_excerpt():
+    condition = "<+pipeline.variables.x> == '" + "a" * 9_000 + "' && <+pipeline.variables.nope> == 1"
+    p = Pipeline("p", variables={"x": "1"}, stages=[Stage("s", items=[Step("a", when=condition)])])
+    [problem] = errors_of_all(p)
+    text = str(problem)
+    assert len(text) < 1200 and "characters]…" in text and "no variable 'nope'" in text
+    _message, expression_line, caret_line = text.splitlines()
+    assert expression_line[caret_line.index("^") :].startswith("<+pipeline.variables.nope>")
+
+
+def errors_of_all(p: Pipeline) -> list[Problem]:
+    """Every problem ``validate()`` reports, structural and references (``problems()`` has the
+    structural ones only)."""
+    with pytest.raises(DefinitionError) as info:
+        p.validate()
+    structural = problems(p)
+    assert info.value.problems[: len(structural)] == structural
+    return info.value.problems
+
+
+# -- how a body is called: inputs as keyword arguments, the context first ---------------------------
+def _ctx_only(ctx):
+    return None
+
+
+def _no_context(a, b):
+    return None
+
+
+def _context_named_ctx(ctx):
+    return None
+
+
+@pytest.mark.parametrize(
+    ("body", "inputs", "message", "fix"),
+    [
+        (
+            _ctx_only,
+            {"url": "https://x"},
+            "the body _ctx_only(ctx) takes no parameter for the input 'url' "
+            "(inputs arrive as keyword arguments)",
+            "give the body a parameter per input, the context first: def _ctx_only(ctx, url), "
+            "or take them all: def _ctx_only(ctx, **inputs)",
+        ),
+        (
+            _no_context,
+            {"a": 1},
+            "the body _no_context(a, b) needs b, which no input gives",
+            "add inputs={'b': …} to the step, or give the parameter a default",
+        ),
+        (
+            _context_named_ctx,
+            {"ctx": 1},
+            "the body _context_named_ctx(ctx) takes the step context as 'ctx', and an input has "
+            "that name too",
+            "rename the input 'ctx'",
+        ),
+    ],
+)
+def test_R43_a_body_that_cannot_take_its_inputs_is_reported_before_the_run(body, inputs, message, fix):
+    step = Step("deploy", run=body, inputs=inputs)
+    problem = only(one_stage(step))
+    assert_complete(problem)
+    assert (problem.fqn, problem.rule) == (f"{STEPS}.deploy", "R43")
+    assert (problem.message, problem.fix) == (message, fix)
+
+
+def _takes_ctx_then_inputs(ctx, url, retries=3):
+    return {"got": f"{ctx.fqn.rsplit('.', 1)[-1]} {url} {retries}"}
+
+
+def _takes_inputs_only(url):
+    return {"got": url}
+
+
+def _takes_all_inputs(ctx, **inputs):
+    return {"got": ",".join(sorted(inputs))}
+
+
+def _takes_keywords_only(*, url):
+    return {"got": url}
+
+
+@pytest.mark.parametrize(
+    ("body", "got"),
+    [
+        (_takes_ctx_then_inputs, "deploy https://x 3"),
+        (_takes_inputs_only, "https://x"),
+        (_takes_all_inputs, "url"),
+        (_takes_keywords_only, "https://x"),
+        (lambda ctx, url: {"got": url}, "https://x"),
+    ],
+)
+def test_R43_bodies_that_take_their_inputs_as_keywords_validate_and_run(body, got, no_worker_leak):
+    p = one_stage(Step("deploy", run=body, inputs={"url": "https://x"}))
+    assert problems(p) == []
+    trace = p.run(report=False)
+    row = trace[trace["step"] == "deploy"].iloc[0]
+    assert (row["status"], row["outputs"]) == ("Success", {"got": got})
+
+
+def test_R43_a_body_with_inputs_written_as_fn_ctx_failed_only_at_run_time_before():
+    """What the check prevents: the run's TypeError, once the step is already running."""
+    p = one_stage(Step("deploy", run=_ctx_only, inputs={"url": "https://x"}))
+    with pytest.raises(DefinitionError, match="takes no parameter for the input 'url'"):
+        p.run(report=False)
+
+
+# -- a step's duration may be a sampler, as simulate(durations=…) takes ---------------------------
+class _Frozen:
+    """A stand-in for a frozen scipy distribution: anything with ``.rvs(random_state=rng)``."""
+
+    def rvs(self, random_state):
+        return float(random_state.uniform(10, 20))
+
+
+@pytest.mark.parametrize("sampler", [lambda rng: rng.uniform(1, 2), _Frozen()], ids=["callable", "rvs"])
+def test_R59_a_step_duration_may_be_a_sampler_as_simulate_durations_takes(sampler):
+    p = one_stage(Step("a", duration=sampler), Step("b"))
+    assert problems(p) == []
+    assert p.plan().by_fqn[f"{STEPS}.a"].duration is sampler
+    # the step's own sampler draws exactly what the same sampler given to simulate() draws
+    own = p.simulate(durations={"b": 1}, seed=3)
+    given = one_stage(Step("a"), Step("b")).simulate(durations={"a": sampler, "b": 1}, seed=3)
+    assert own["duration_s"].tolist() == given["duration_s"].tolist()
+    drawn = own.loc[own["step"] == "a", "duration_s"].iloc[0]
+    assert drawn != 1.0 and (1 <= drawn <= 2 or 10 <= drawn <= 20)
+
+
+def test_R59_a_sampler_that_does_not_take_the_random_generator_is_reported():
+    problem = only(one_stage(Step("a", duration=lambda: 5)))
+    assert_complete(problem)
+    assert problem.rule == "R59"
+    assert "the sampler <lambda>() is called with one argument, the random generator (rng)" in problem.message
+    assert problem.fix.startswith("write it as lambda rng: …")
 
 
 # -- wrong value types: a problem line each (FQN, rule, fix), never a TypeError from inside --------

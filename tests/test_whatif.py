@@ -121,13 +121,87 @@ def test_compare_keys_must_match_a_step_of_some_design():
         ({}, "at least one design"),
         ("release", "takes {'name': pipeline"),
         ({"a": (release(True), "fast")}, "must be a pipeline or (pipeline, {options})"),
-        ({"a": (release(True), {"seed": 3})}, "per-design options are"),
+        (
+            {"a": (release(True), {"defualt": 3})},
+            "compare(): design 'a': no option 'defualt'; the options are durations, default, failures, "
+            "interventions, outputs, seed",
+        ),
     ],
 )
 def test_compare_bad_designs_are_clear_errors(designs: Any, message: str):
     with pytest.raises(SimulationError) as err:
         nbp.compare(designs)
     assert message in str(err.value)
+
+
+def undeclared(with_gate: bool = False) -> nbp.Pipeline:
+    """Steps without a declared duration (``default`` decides), and one gated by an output."""
+    p = nbp.Pipeline("undeclared")
+    with p.stage("s") as s:
+        s.step("a", outputs=["go"])
+        s.step("b", duration="5s")
+        with s.parallel():
+            s.step("c")
+            s.step("d", duration="2s")
+        if with_gate:
+            s.step("gated", when='<+execution.steps.a.output.outputVariables.go> == "yes"')
+    return p
+
+
+def makespan(trace: pd.DataFrame) -> float:
+    return float(trace.loc[trace["kind"] == "pipeline", "duration_s"].iloc[0])
+
+
+SIMULATE_OPTIONS = [
+    {},
+    {"default": "10s"},
+    {"default": lambda rng: rng.uniform(5, 15), "seed": 7},
+    {"durations": {"c": "1m"}, "default": 3},
+    {"failures": {"b": [1]}, "default": "2s"},
+    {"outputs": {"a": {"go": "yes"}}, "default": "10s"},
+]
+
+
+@pytest.mark.parametrize("options", SIMULATE_OPTIONS, ids=lambda o: ",".join(o) or "none")
+def test_compare_runs_each_design_as_simulate_runs_it_with_the_same_options(options: dict):
+    """compare(designs, **options) row == simulate(design, **options), default= included."""
+    p = undeclared(with_gate=True)
+    expected = makespan(simulate(p, **options))
+    assert nbp.compare({"p": p}, **options).loc["p", "makespan_s"] == expected
+    shared = {k: v for k, v in options.items() if k != "seed"}
+    own = {"seed": options["seed"]} if "seed" in options else {}
+    assert nbp.compare({"p": (p, own)}, **shared).loc["p", "makespan_s"] == expected
+    assert nbp.compare({"p": (p, options)}).loc["p", "makespan_s"] == expected  # all per design
+
+
+def test_compare_a_designs_own_default_replaces_the_shared_one():
+    p = undeclared()
+    table = nbp.compare({"1s": p, "10s": (p, {"default": "10s"})}, default="1s")
+    assert table.loc["1s", "makespan_s"] == makespan(simulate(p, default="1s"))
+    assert table.loc["10s", "makespan_s"] == makespan(simulate(p, default="10s"))
+    assert list(table["makespan_s"]) == [1 + 5 + 2, 10 + 5 + 10]  # a, b, then c ∥ d (2 s)
+
+
+@pytest.mark.parametrize("options", SIMULATE_OPTIONS, ids=lambda o: ",".join(o) or "none")
+def test_monte_carlo_runs_replay_with_simulate_and_the_same_options(options: dict):
+    p = undeclared(with_gate=True)
+    options = {k: v for k, v in options.items() if k != "seed"}
+    mc = nbp.monte_carlo(p, runs=4, seed=5, **options)
+    for row in mc.itertuples():
+        assert row.makespan_s == makespan(simulate(p, seed=int(row.seed), **options))
+
+
+def test_compare_and_monte_carlo_take_every_simulate_option_with_its_default():
+    import inspect
+
+    from notebook_pipelines.analysis.options import RUN_OPTIONS
+
+    simulate_parameters = inspect.signature(simulate).parameters
+    for helper in (nbp.compare, nbp.monte_carlo):
+        parameters = inspect.signature(helper).parameters
+        for name in RUN_OPTIONS:
+            assert parameters[name].default == simulate_parameters[name].default, (helper, name)
+    assert set(RUN_OPTIONS) == {"durations", "default", "failures", "interventions", "outputs"}
 
 
 # -- critical path --------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.simulation import SimulationError, as_plan, simulate, simulate_records
 from ..errors import RunInterrupted
+from .options import RUN_OPTIONS, run_options
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -197,21 +198,27 @@ def _outcome(trace: pd.DataFrame) -> dict[str, Any]:
 def compare(
     designs: Mapping[str, Any] | Sequence[Any],
     *,
-    durations: Any = None,
-    default: Any = 1.0,
-    failures: Any = None,
-    interventions: Any = None,
+    durations: Any = RUN_OPTIONS["durations"],
+    default: Any = RUN_OPTIONS["default"],
+    failures: Any = RUN_OPTIONS["failures"],
+    interventions: Any = RUN_OPTIONS["interventions"],
+    outputs: Any = RUN_OPTIONS["outputs"],
     seed: int = 0,
 ) -> pd.DataFrame:
     """Simulate several designs (or settings of one design) with the same options; one row each.
 
+    Each design runs exactly as ``simulate(design, **options)`` runs it (same options, same
+    defaults, same seed): its row is that simulation's makespan, status and critical path.
+
     Args:
         designs: ``{"name": pipeline}`` (a Pipeline or a Plan), in the order to report; a
             value may be ``(pipeline, {simulate options})`` to change options for that design
-            only (a ``durations``/``failures``/``interventions`` mapping there is merged over
-            the shared one). A list of pipelines is named by their ids.
-        durations, default, failures, interventions, seed: as for :func:`simulate`, shared by
-            every design. A key must match a step in at least one design.
+            only (a ``durations``/``failures``/``interventions``/``outputs`` mapping there is
+            merged over the shared one; ``default`` and ``seed`` replace the shared value). A
+            list of pipelines is named by their ids.
+        durations, default, failures, interventions, outputs, seed: as for :func:`simulate`
+            (the same defaults), shared by every design. A key must match a step in at least
+            one design.
 
     Returns:
         A DataFrame indexed by design name (``design``) in the given order, with columns
@@ -230,13 +237,15 @@ def compare(
         "default": default,
         "failures": failures,
         "interventions": interventions,
+        "outputs": outputs,
+        "seed": seed,
     }
     plans = {name: as_plan(target) for name, (target, _) in named.items()}
     _check_shared_keys(plans, shared)
     rows, stage_columns = [], {}
     for name, (_, own) in named.items():
         options = _merged(shared, own)
-        trace = simulate(plans[name], seed=seed, strict=False, run_id=f"compare-{name}", **options)
+        trace = simulate(plans[name], strict=False, run_id=f"compare-{name}", **options)
         path = critical_path(trace)
         stages = _stage_durations(trace)
         stage_columns.update(dict.fromkeys(stages))
@@ -280,13 +289,8 @@ def _named(designs: Any) -> dict[str, tuple[Any, dict]]:
                 raise SimulationError(
                     f"compare(): design {name!r} must be a pipeline or (pipeline, {{options}})"
                 )
-            target, own = value[0], dict(value[1])
-            unknown = set(own) - {"durations", "default", "failures", "interventions"}
-            if unknown:
-                raise SimulationError(
-                    f"compare(): design {name!r} sets {sorted(unknown)}; per-design options are "
-                    "durations, default, failures, interventions"
-                )
+            target = value[0]
+            own = run_options(f"compare(): design {name!r}", value[1], also=("seed",))
         else:
             target, own = value, {}
         out[str(name)] = (target, own)
@@ -300,6 +304,7 @@ def _design_id(design: Any) -> str:
 
 
 def _merged(shared: dict, own: dict) -> dict:
+    """The options of one design: its own mappings merged over the shared ones, the rest replaced."""
     options = dict(shared)
     for key, value in own.items():
         base = options.get(key)
@@ -314,7 +319,7 @@ def _check_shared_keys(plans: dict, shared: dict) -> None:
     """A shared key must match a step of some design (a typo would silently do nothing)."""
     from ..engine.simulation import _StepTable, unknown_key_error
 
-    for option in ("durations", "failures", "interventions"):
+    for option in ("durations", "failures", "interventions", "outputs"):
         mapping = shared[option]
         if mapping is None or not hasattr(mapping, "items"):
             continue
@@ -330,23 +335,28 @@ def _check_shared_keys(plans: dict, shared: dict) -> None:
 # -- Monte Carlo ----------------------------------------------------------------------------------
 def monte_carlo(
     pipeline: Any,
-    durations: Any = None,
+    durations: Any = RUN_OPTIONS["durations"],
     *,
     runs: int = 200,
     seed: int = 0,
-    default: Any = 1.0,
-    failures: Any = None,
-    interventions: Any = None,
+    default: Any = RUN_OPTIONS["default"],
+    failures: Any = RUN_OPTIONS["failures"],
+    interventions: Any = RUN_OPTIONS["interventions"],
+    outputs: Any = RUN_OPTIONS["outputs"],
     percentiles: Sequence[float] = PERCENTILES,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Simulate ``pipeline`` ``runs`` times with sampled durations; one row per run.
 
+    Run ``i`` is ``simulate(pipeline, seed=row.seed, **options)`` with the same options (and
+    the same defaults) as given here.
+
     Args:
         pipeline: a Pipeline or its Plan (compiled once either way).
-        durations, default, failures, interventions: as for :func:`simulate`; give
-            distributions (``lambda rng: rng.lognormal(3, 0.25)``, scipy frozen
-            distributions) for what varies, and failure probabilities (``{"deploy": 0.1}``).
+        durations, default, failures, interventions, outputs: as for :func:`simulate` (the
+            same defaults); give distributions (``lambda rng: rng.lognormal(3, 0.25)``, scipy
+            frozen distributions) for what varies, and failure probabilities
+            (``{"deploy": 0.1}``).
         runs: how many simulations.
         seed: run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``.
         percentiles: what :func:`summarize` reports for these runs (kept in ``attrs``).
@@ -397,7 +407,7 @@ def monte_carlo(
     try:
         with _Progress(runs, progress) as bar:
             for i, run_seed in enumerate(seeds):
-                records = simulate_records(plan, seed=run_seed, strict=i == 0, **options)
+                records = simulate_records(plan, seed=run_seed, strict=i == 0, outputs=outputs, **options)
                 outcome, stages = _from_records(plan, records)
                 stage_columns.update(dict.fromkeys(stages))
                 rows.append({"run": i, "seed": run_seed, **outcome, **stages})

@@ -27,9 +27,9 @@ beyond what a real pipeline needs, and is checked before anything walks the defi
 ``MAX_IDENTIFIER = 128`` characters in an identifier (R1): Harness's own limit
     (``EntityIdentifierValidator``: ``^[a-zA-Z_][0-9a-zA-Z_$]{0,127}$``).
 
-Manual interventions answered "Retry" are not counted against ``MAX_RETRIES``: in a notebook a
-person answers each one, and a simulation gives one scripted answer at most ``MAX_ANSWERS``
-times to a step (``engine/simulation.py``).
+Manual interventions answered "Retry" are counted apart, per step, and bounded by the same
+``MAX_RETRIES`` in the engine (``engine/semantics.py``): a person, a callback or a simulation's
+scripted answer that says Retry for ever ends with the step failing, the reason in the trace.
 
 :func:`depth_problems` checks the two depths without recursion (an explicit stack), so it can
 run first on any definition, however deep; validation, ``compile_plan`` (also with

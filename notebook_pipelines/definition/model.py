@@ -41,7 +41,20 @@ from typing import Any, Union
 
 from .failure import StrategyError, coerce_strategies, coerce_when
 
-__all__ = ["Node", "Parallel", "Pipeline", "Stage", "Step", "StepGroup"]
+__all__ = [
+    "Node",
+    "Parallel",
+    "Pipeline",
+    "Stage",
+    "Step",
+    "StepGroup",
+    "block_of",
+    "check_sibling",
+    "locate",
+    "members",
+    "place",
+    "take",
+]
 
 #: keyword settings shared by steps, step groups and stages (Harness YAML keys in snake_case).
 SETTINGS = ("when", "failure_strategies", "timeout", "delegate_selectors", "strategy", "variables")
@@ -88,13 +101,19 @@ class Step:
 
     Args:
         id: Harness identifier (letters, digits, ``_``, ``$``; not starting with a digit).
-        run: a callable (optionally taking the step context), code text, or None.
+        run: a callable, code text, or None. A callable is called as ``fn(ctx, **inputs)``
+            when it takes the step context (a parameter ``ctx``, or a first positional
+            parameter that is not an input), else as ``fn(**inputs)``; see
+            :mod:`notebook_pipelines.definition.callables`.
         name: display name (defaults to ``id``).
         when, failure_strategies, timeout, delegate_selectors, strategy, variables: as in
             Harness YAML; see :mod:`notebook_pipelines.definition.failure`.
-        duration: seconds or a Harness duration used by ``simulate()``.
+        duration: what ``simulate()`` takes for this step: seconds, a Harness duration, or a
+            sampler as ``simulate(durations=…)`` takes one (``lambda rng: …``, a frozen scipy
+            distribution).
         type, spec: a typed step (e.g. ``ShellScript``) as Harness data.
-        inputs: keyword values for the body; strings may embed ``<+…>`` expressions.
+        inputs: values for the body, passed as keyword arguments of those names; strings may
+            embed ``<+…>`` expressions.
         outputs: names exported as output variables.
         extra: Harness keys the model has no field for (kept by ``load_yaml``, written back
             by ``to_yaml``).
@@ -170,7 +189,7 @@ class _Container(_Drawable):
         if pending is not None and target is pending.items:
             seen = self.__dict__.setdefault("_pending_ids", set())
             if item.id in seen:
-                _replace_or_append(target, item)
+                place(target, item)
             else:
                 target.append(item)
                 seen.add(item.id)
@@ -430,25 +449,120 @@ def _ids(items: list) -> list[str]:
     return out
 
 
-def _replace_or_append(target: list, item: Item) -> None:
-    for i, old in enumerate(target):
-        if not isinstance(old, Parallel) and old.id == item.id:
-            target[i] = item
+# -- where nodes go: the one implementation of placement (the builder and the magics use it) ------
+def members(item: Item) -> list:
+    """The nodes of one entry of a serial list: a parallel block's nodes, or the node itself."""
+    return list(item.items) if isinstance(item, Parallel) else [item]
+
+
+def locate(items: list, id: str) -> tuple[list, int] | None:
+    """``(list, index)`` of the node ``id`` in the serial list ``items``: in the list itself or
+    inside one of its parallel blocks; ``None`` when it is not there.
+
+    >>> items = [Step("a"), Parallel([Step("b"), Step("c")])]
+    >>> where, i = locate(items, "c"); where[i]
+    Step('c')
+    """
+    for i, item in enumerate(items):
+        if isinstance(item, Parallel):
+            for j, node in enumerate(item.items):
+                if node.id == id:
+                    return item.items, j
+        elif item.id == id:
+            return items, i
+    return None
+
+
+def block_of(items: list, id: str) -> int | None:
+    """The index of the serial entry of ``items`` that holds ``id`` (itself or its parallel block)."""
+    return next((i for i, item in enumerate(items) if id in [n.id for n in members(item)]), None)
+
+
+def take(items: list, id: str, *, tidy: bool = False) -> Item | None:
+    """Remove the node ``id`` from the serial list ``items`` (or from its parallel block) and
+    return it (``None`` when it is not there); mutates ``items``.
+
+    A block left empty goes away. With ``tidy``, a block left with one node becomes that node
+    (the magics make blocks implicitly with ``--parallel-with``, so they unmake them too; the
+    builder keeps the blocks its ``with x.parallel():`` made).
+
+    >>> items = [Parallel([Step("a"), Step("b")]), Step("c")]
+    >>> take(items, "b"); items
+    Step('b')
+    [Parallel(['a']), Step('c')]
+    >>> items = [Parallel([Step("a"), Step("b")]), Step("c")]
+    >>> take(items, "b", tidy=True); items
+    Step('b')
+    [Step('a'), Step('c')]
+    """
+    b = block_of(items, id)
+    if b is None:
+        return None
+    item = items[b]
+    if not isinstance(item, Parallel):
+        return items.pop(b)
+    node = next(n for n in item.items if n.id == id)
+    item.items.remove(node)
+    if not item.items:
+        del items[b]
+    elif tidy and len(item.items) == 1:
+        items[b] = item.items[0]
+    return node
+
+
+def check_sibling(items: list, id: str, parallel_with: str | None) -> None:
+    """Raise ``ValueError`` unless ``parallel_with`` names another node of ``items`` (or is None)."""
+    if parallel_with == id:
+        raise ValueError(f"`{id}` cannot run in parallel with itself")
+    if parallel_with is not None and block_of(items, parallel_with) is None:
+        known = ", ".join(n.id for item in items for n in members(item)) or "none"
+        raise ValueError(f"no `{parallel_with}` here to run in parallel with `{id}`; here: {known}")
+
+
+def place(items: list, node: Item, parallel_with: str | None = None) -> None:
+    """Put ``node`` into the serial list ``items``; mutates ``items``.
+
+    Without ``parallel_with``: in place of the node with the same id (inside its parallel block
+    too), else at the end. With it: in the block of that sibling (a lone sibling becomes a
+    parallel block of two); a node that stood elsewhere leaves its old place (``take(tidy=True)``).
+
+    >>> items = [Step("unit"), Step("e2e")]
+    >>> place(items, Step("lint"), parallel_with="unit"); items
+    [Parallel(['unit', 'lint']), Step('e2e')]
+    >>> place(items, Step("unit")); items
+    [Parallel(['unit', 'lint']), Step('e2e')]
+    >>> place(items, Step("e2e"), parallel_with="nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: no `nope` here to run in parallel with `e2e`; here: unit, lint, e2e
+    """
+    here = locate(items, node.id)
+    if parallel_with is None:
+        if here is None:
+            items.append(node)
+        else:
+            here[0][here[1]] = node
+        return
+    check_sibling(items, node.id, parallel_with)
+    b = block_of(items, parallel_with)
+    if here is not None:
+        if isinstance(items[b], Parallel) and here[0] is items[b].items:
+            here[0][here[1]] = node  # already in that block: keep its place
             return
-    target.append(item)
+        take(items, node.id, tidy=True)
+        b = block_of(items, parallel_with)
+    if isinstance(items[b], Parallel):
+        items[b].items.append(node)
+    else:
+        items[b] = Parallel([items[b], node])
 
 
 def _remove(items: list, ids: set[str]) -> list:
     """Remove nodes with these ids from ``items`` (and its parallel blocks); drop empty blocks."""
     removed = []
-    for i in range(len(items) - 1, -1, -1):
-        it = items[i]
-        if isinstance(it, Parallel):
-            removed.extend(_remove(it.items, ids))
-            if not it.items:
-                del items[i]
-        elif it.id in ids:
-            removed.append(items.pop(i))
+    for id in ids:
+        while (node := take(items, id)) is not None:
+            removed.append(node)
     return removed
 
 
@@ -457,20 +571,11 @@ def _attach(target: list, item: Item) -> None:
     nodes with the same ids.
 
     A single node takes the place of its namesake, inside a parallel block if that is where it
-    stood. A parallel block takes the place of the first node it replaces (the nodes it names
-    leave their old places).
+    stood (:func:`place`). A parallel block takes the place of the first node it replaces (the
+    nodes it names leave their old places).
     """
     if not isinstance(item, Parallel):
-        for i, old in enumerate(target):
-            if isinstance(old, Parallel):
-                for j, sub in enumerate(old.items):
-                    if sub.id == item.id:
-                        old.items[j] = item
-                        return
-            elif old.id == item.id:
-                target[i] = item
-                return
-        target.append(item)
+        place(target, item)
         return
     new_ids = _item_ids(item)
     position = next((i for i, old in enumerate(target) if _item_ids(old) & new_ids), None)

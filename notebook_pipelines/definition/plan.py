@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
-import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import DefinitionError
+from ..errors import DefinitionError, Problem
+from .callables import is_sampler, takes_ctx
 from .durations import parse_duration
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
 from .limits import depth_problems
@@ -149,18 +148,21 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
     """Validate ``pipeline`` (unless ``check=False``) and compile it into a :class:`Plan`.
 
     Checking is in two steps: the structural rules (``validation.problems``), then, on the
-    compiled plan, every ``<+…>`` reference (``references.static_problems``, R45, D13). Even
-    with ``check=False`` the nesting limits (``limits.depth_problems``) are checked first:
-    compiling recurses once per level.
+    compiled plan, every ``<+…>`` reference (``references.static_problems``, R45, D13). Both
+    are reported in one pass: when the structure has problems, the references are still
+    checked wherever the pipeline can be compiled anyway, so one ``DefinitionError`` lists
+    every problem there is. Even with ``check=False`` the nesting limits
+    (``limits.depth_problems``) are checked first: compiling recurses once per level.
     """
     if check:
         found = structural_problems(pipeline)
         if found:
-            raise DefinitionError(found)
+            more = [] if depth_problems(pipeline) else _references_despite(pipeline, found)
+            raise DefinitionError(_as_written(pipeline, [*found, *more]))
     else:  # the builder recurses: a definition beyond the nesting limits is refused even so
         found = depth_problems(pipeline)
         if found:
-            raise DefinitionError([p.for_yaml() for p in found] if read_from_yaml(pipeline) else found)
+            raise DefinitionError(_as_written(pipeline, found))
     builder = _Builder()
     with paused_gc():
         root = builder.pipeline(pipeline)
@@ -171,49 +173,60 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
 
         found = static_problems(plan)
         if found:
-            raise DefinitionError([p.for_yaml() for p in found] if read_from_yaml(pipeline) else found)
+            raise DefinitionError(_as_written(pipeline, found))
     return plan
 
 
-def _takes_ctx(fn: Any, inputs: Any = ()) -> bool:
-    """True when ``fn`` takes the step context: a parameter named ``ctx``, or a first
-    positional parameter that is not one of the step's inputs (those come as keywords)."""
-    if not callable(fn):
-        return False
+def _as_written(pipeline: Pipeline, problems: list[Problem]) -> list[Problem]:
+    """Problems with fixes in the pipeline's own language: YAML for one read from YAML."""
+    return [p.for_yaml() for p in problems] if read_from_yaml(pipeline) else problems
+
+
+def _duration(value: Any) -> Any:
+    """Seconds of a declared duration, or the sampler itself (``simulate()`` draws from it)."""
+    return value if is_sampler(value) else parse_duration(value)
+
+
+def _unset_on_error(read: Any, unset: Any = None) -> Any:
+    """``read``, with a value it cannot read taken as ``unset`` (validation reports the value)."""
+
+    def lenient(value: Any) -> Any:
+        try:
+            return read(value)
+        except Exception:  # any value at all may come in; validation names it
+            return unset
+
+    return lenient
+
+
+def _references_despite(pipeline: Pipeline, found: list[Problem]) -> list[Problem]:
+    """The reference problems of a pipeline whose structure has ``found`` problems, where it
+    compiles at all (a value that cannot be read, such as a timeout of ``"soon"``, stops the
+    compiler: then the references wait until the structure is fixed)."""
+    from .references import static_problems
+
     try:
-        shape = _SHAPES.get(fn)
-    except TypeError:  # not weak-referenceable: look each time
-        shape = None
-    if shape is None:
-        shape = _shape(fn)
-        with contextlib.suppress(TypeError):
-            _SHAPES[fn] = shape
-    named_ctx, first = shape
-    return named_ctx or (first is not None and first not in (inputs or ()))
-
-
-#: ``fn -> (has a parameter named ctx, name of its first positional parameter or None)``:
-#: ``inspect.signature`` costs more than compiling the rest of a step, and many steps share a body.
-_SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _shape(fn: Any) -> tuple[bool, str | None]:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return False, None
-    if "ctx" in sig.parameters:
-        return True, None
-    for param in sig.parameters.values():
-        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD, param.VAR_POSITIONAL):
-            return False, param.name
-        return False, None
-    return False, None
+        with paused_gc():
+            builder = _Builder(lenient=True)
+            root = builder.pipeline(pipeline)
+        nodes = tuple(builder.nodes)
+        more = static_problems(Plan(pipeline, root, nodes, {n.fqn: n for n in nodes}))
+    except Exception:  # an invalid structure may break the compiler anywhere
+        return []
+    seen = {(p.fqn, p.rule, p.message) for p in found}
+    return [p for p in more if (p.fqn, p.rule, p.message) not in seen]
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, lenient: bool = False) -> None:
         self.nodes: list[PlanNode] = []
+        # How settings are read: strictly (a valid pipeline); or, to check the references of
+        # an invalid one, with a value that cannot be read taken as unset.
+        self.seconds = _unset_on_error(_duration) if lenient else _duration
+        self.when = _unset_on_error(coerce_when) if lenient else coerce_when
+        self.strategies = _unset_on_error(coerce_strategies, ()) if lenient else coerce_strategies
+        self.mapping = _unset_on_error(dict, {}) if lenient else dict
+        self.names = _unset_on_error(tuple, ()) if lenient else tuple
 
     def _new(self, kind: str, **attrs: Any) -> PlanNode:
         node = PlanNode(kind, index=len(self.nodes), **attrs)
@@ -228,8 +241,8 @@ class _Builder:
             fqn="pipeline",
             phase="execution",
             depth=0,
-            timeout=parse_duration(p.timeout),
-            variables=dict(p.variables or {}),
+            timeout=self.seconds(p.timeout),
+            variables=self.mapping(p.variables or {}),
             source=p,
             block=None,
         )
@@ -262,19 +275,19 @@ class _Builder:
         node.parent, node.block, node.phase, node.depth = parent, block, phase, parent.depth + 1
         node.stage = parent if parent.kind == "stage" else parent.stage
         node.group = parent if parent.kind == "step_group" else None
-        node.when = (coerce_when(item.when) if item.when is not None else None) or ctx.when or _SUCCESS
+        node.when = (self.when(item.when) if item.when is not None else None) or ctx.when or _SUCCESS
         if item.timeout is not None:
-            node.timeout = parse_duration(item.timeout)
+            node.timeout = self.seconds(item.timeout)
         if item.duration is not None:
-            node.duration = parse_duration(item.duration)
+            node.duration = self.seconds(item.duration)
         if item.run is not None:
-            node.body, node.takes_ctx = item.run, _takes_ctx(item.run, item.inputs)
+            node.body, node.takes_ctx = item.run, takes_ctx(item.run, item.inputs)
         node.type, node.spec = item.type, item.spec
-        node.variables = dict(item.variables) if item.variables else _EMPTY
-        node.inputs = dict(item.inputs) if item.inputs else _EMPTY
-        node.outputs = tuple(item.outputs) if item.outputs else ()
+        node.variables = self.mapping(item.variables) if item.variables else _EMPTY
+        node.inputs = self.mapping(item.inputs) if item.inputs else _EMPTY
+        node.outputs = self.names(item.outputs) if item.outputs else ()
         node.delegate_selectors = item.delegate_selectors or ctx.selectors
-        own = coerce_strategies(item.failure_strategies) if item.failure_strategies is not None else ()
+        own = self.strategies(item.failure_strategies) if item.failure_strategies is not None else ()
         node.strategies = (own, *ctx.strategies) if own or not ctx.step_chain else ctx.step_chain
         return node
 
@@ -295,10 +308,10 @@ class _Builder:
         if isinstance(item, Stage):
             node = self._new(
                 "stage",
-                when=coerce_when(item.when) or When("Success"),
-                timeout=parse_duration(item.timeout),
-                strategies=(coerce_strategies(item.failure_strategies), DEFAULT_STAGE_STRATEGY),
-                variables=dict(item.variables or {}),
+                when=self.when(item.when) or When("Success"),
+                timeout=self.seconds(item.timeout),
+                strategies=(self.strategies(item.failure_strategies), DEFAULT_STAGE_STRATEGY),
+                variables=self.mapping(item.variables or {}),
                 delegate_selectors=item.delegate_selectors,
                 resource=item.resource,
                 type=item.type,
@@ -314,17 +327,17 @@ class _Builder:
             return node
         stage = parent if parent.kind == "stage" else parent.stage
         if isinstance(item, StepGroup):
-            when = coerce_when(item.when)
+            when = self.when(item.when)
             node = self._new(
                 "step_group",
                 when=when or ctx.when or When("Success"),
-                timeout=parse_duration(item.timeout),
-                variables=dict(item.variables or {}),
+                timeout=self.seconds(item.timeout),
+                variables=self.mapping(item.variables or {}),
                 delegate_selectors=item.delegate_selectors or ctx.selectors,
                 **common,
             )
             node.stage, node.group = stage, node
-            node.strategies = (coerce_strategies(item.failure_strategies), *ctx.strategies)
+            node.strategies = (self.strategies(item.failure_strategies), *ctx.strategies)
             inner = _Ctx(
                 node, when=when or ctx.when, strategies=node.strategies, selectors=node.delegate_selectors
             )
@@ -334,21 +347,21 @@ class _Builder:
         assert isinstance(item, Step)
         node = self._new(
             "step",
-            when=coerce_when(item.when) or ctx.when or When("Success"),
-            timeout=parse_duration(item.timeout),
+            when=self.when(item.when) or ctx.when or When("Success"),
+            timeout=self.seconds(item.timeout),
             body=item.run,
-            takes_ctx=_takes_ctx(item.run, item.inputs),
-            duration=parse_duration(item.duration),
+            takes_ctx=takes_ctx(item.run, item.inputs),
+            duration=self.seconds(item.duration),
             type=item.type,
             spec=item.spec,
-            variables=dict(item.variables or {}),
-            inputs=dict(item.inputs or {}),
-            outputs=tuple(item.outputs or ()),
+            variables=self.mapping(item.variables or {}),
+            inputs=self.mapping(item.inputs or {}),
+            outputs=self.names(item.outputs or ()),
             delegate_selectors=item.delegate_selectors or ctx.selectors,
             **common,
         )
         node.stage, node.group = stage, parent if parent.kind == "step_group" else None
-        node.strategies = (coerce_strategies(item.failure_strategies), *ctx.strategies)
+        node.strategies = (self.strategies(item.failure_strategies), *ctx.strategies)
         node.items = node.rollback = ()
         return node
 

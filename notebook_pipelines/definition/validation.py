@@ -27,6 +27,7 @@ from numbers import Integral
 from typing import Any
 
 from ..errors import Problem
+from .callables import call_problem, is_sampler, sampler_problem
 from .durations import LIMIT, DurationError, DurationTooLong, parse_duration
 from .expressions import is_expression
 from .failure import (
@@ -318,7 +319,13 @@ class _Checker:
 
     def _step(self, step: Step, fqn: str, in_group: int) -> Iterator[Problem]:
         yield from self._settings(step, fqn, "step", in_group)
-        yield from self._duration(fqn, "duration", step.duration)
+        if is_sampler(step.duration):  # what simulate(durations=...) takes for a step
+            reason = sampler_problem(step.duration)
+            if reason:
+                fix = "write it as lambda rng: … (e.g. lambda rng: rng.lognormal(3, 0.25))"
+                yield Problem(fqn, "R59", f"duration={step.duration!r}: {reason}", fix)
+        else:
+            yield from self._duration(fqn, "duration", step.duration)
         yield from self._inputs(fqn, step.inputs)
         yield from self._outputs(fqn, step.outputs)
         yield from self._text(fqn, "type", step.type, "R4")
@@ -327,6 +334,12 @@ class _Checker:
             yield Problem(
                 fqn, "R4", f"run={step.run!r} is neither a callable nor code text", "pass a function"
             )
+        elif callable(step.run):
+            names = [n for n in step.inputs or ()] if isinstance(step.inputs, Mapping) else []
+            if all(isinstance(n, str) and n.isidentifier() for n in names):  # else reported above
+                found = call_problem(step.run, names)
+                if found:
+                    yield Problem(fqn, "R43", *found)
 
     # -- settings -----------------------------------------------------------------------------
     def _settings(self, node: Any, fqn: str, kind: str, in_group: int) -> Iterator[Problem]:

@@ -56,19 +56,17 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..definition.callables import is_sampler
 from ..definition.durations import LIMIT, MAX_SECONDS, DurationError, parse_duration
 from ..definition.plan import as_plan, paused_gc
 from ..errors import PipelineError, RunInterrupted
 from .executors.virtual import VirtualClock, VirtualExecutor
 from .scheduler import execute
 
-__all__ = ["DEFAULT_START", "MAX_ANSWERS", "SimulationError", "as_plan", "simulate", "simulate_records"]
+__all__ = ["DEFAULT_START", "SimulationError", "as_plan", "simulate", "simulate_records"]
 
 #: Virtual runs start at this UTC instant unless ``start=`` says otherwise (deterministic traces).
 DEFAULT_START = "2026-01-01T00:00:00Z"
-#: A scripted answer is given at most this many times to one step (a "Retry" answer to a step
-#: that fails on every attempt would otherwise loop for ever in virtual time).
-MAX_ANSWERS = 1000
 
 #: The last instant a trace timestamp (``datetime64[ns]``) can hold, in ns since 1970 (2262-04-11).
 _LAST_NS = 2**63 - 1
@@ -194,7 +192,7 @@ def unknown_key_error(option: str, plan: Any, key: str) -> SimulationError:
 
 
 def _is_sampler(value: Any) -> bool:
-    return callable(value) or hasattr(value, "rvs")
+    return is_sampler(value)
 
 
 def _draw(value: Any, rng: Any) -> Any:
@@ -280,7 +278,8 @@ def _duration_function(
             table = _StepTable("durations", durations, plan, strict)
     fixed: dict[int, float] = {}  # per node: the constant duration, when it is one
 
-    if per_step is None and table is None and fallback is not None:
+    own_samplers = any(_is_sampler(n.duration) for n in plan.steps)
+    if per_step is None and table is None and fallback is not None and not own_samplers:
 
         def declared(node: Any, attempt: int) -> float:  # the plan has parsed declared durations
             seconds = node.duration
@@ -504,12 +503,7 @@ def _intervention_function(
             raise SimulationError(
                 f"{where}: {choice!r} is not one of the choices {', '.join(request.choices)}"
             )
-        n = given[request.node.index] = given.get(request.node.index, 0) + 1
-        if n > MAX_ANSWERS:
-            raise SimulationError(
-                f"{where}: answered {choice!r} {MAX_ANSWERS} times — {request.fqn} fails on every attempt; "
-                "script a list of answers instead, e.g. ['Retry', 'Abort']"
-            )
+        given[request.node.index] = given.get(request.node.index, 0) + 1
         seconds = _seconds(delay, f"{where} (answer delay)")
         executor.run.call_at(clock.now() + seconds, _answer, (request, choice))
 
@@ -602,16 +596,19 @@ def simulate(
         plan, durations, default, failures, interventions, seed, start, strict, outputs
     )
     with paused_gc():
-        result = execute(
-            plan,
-            executor,
-            clock,
-            run_id=run_id or f"sim-{seed}",
-            listeners=listeners,
-            on_intervention=scripted,
-        )
-    if clock.t > _horizon(clock):  # waits (retry intervals, interventions) took the clock past it
-        raise _past_horizon(clock, clock.t, "the simulated run ended")
+        try:
+            result = execute(
+                plan,
+                executor,
+                clock,
+                run_id=run_id or f"sim-{seed}",
+                listeners=listeners,
+                on_intervention=scripted,
+            )
+        except PipelineError:
+            if clock.t > _horizon(clock):  # waits (retry intervals, interventions) took it past
+                raise _past_horizon(clock, clock.t, "the simulated run ended") from None
+            raise
     trace = result.trace
     trace.attrs["seed"] = seed
     trace.attrs["simulated"] = True
@@ -631,6 +628,7 @@ def simulate_records(
     interventions: Any = None,
     seed: int | None = 0,
     strict: bool = True,
+    outputs: Any = None,
 ) -> list[tuple]:
     """The trace's records (:class:`~.trace.Record` s) of a simulation, without the DataFrame.
 
@@ -641,7 +639,7 @@ def simulate_records(
     from .scheduler import Scheduler
 
     seed, clock, executor, scripted = _virtual(
-        plan, durations, default, failures, interventions, seed, 0, strict
+        plan, durations, default, failures, interventions, seed, 0, strict, outputs
     )
     scheduler = Scheduler(plan, executor, clock, run_id=f"sim-{seed}", on_intervention=scripted)
     with paused_gc():

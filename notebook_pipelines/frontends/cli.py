@@ -2,18 +2,25 @@
 
 Four commands over a Harness pipeline YAML file, each a thin shell around the library:
 
-- ``validate FILE`` — exit 0 when the pipeline is valid, 1 listing every problem (with its
-  ``file:line:column``), 2 when the file is not readable YAML;
+- ``validate FILE`` — every problem of the pipeline, each with its ``file:line:column``;
 - ``render FILE -o OUT`` — the picture, ``.svg``, ``.png`` or ``.dot`` by suffix;
 - ``simulate FILE`` — a run in virtual time (durations from a YAML file, injected failures);
 - ``run FILE`` — a real run: ``ShellScript`` steps run in ``bash``, other types need a handler.
 
 ``simulate`` and ``run`` print a readable table of the trace, or write it with ``-o`` as
 ``.csv``, ``.json`` or ``.parquet`` (the columns and status names of the trace schema; the
-``outputs`` and ``inputs`` columns are JSON text in CSV and Parquet). Exit codes: 0 the pipeline ended
-``Success``; 1 it ended otherwise (the trace is still written) or ``validate`` found problems;
-2 bad input (a missing file or unreadable YAML, for every command; an invalid pipeline, for
-``simulate`` and ``run``; a bad option); 130 interrupted.
+``outputs`` and ``inputs`` columns are JSON text in CSV and Parquet).
+
+One rule of exit codes for every command: **0** success (valid, drawn, the run ended
+``Success``); **1** the pipeline has problems — it is not valid (every problem is listed, as
+``validate`` lists them: a YAML file that is not a valid pipeline, a looping strategy, a step
+type that cannot run here) or its run did not end ``Success`` (the trace is still printed or
+written); **2** unusable input or usage — a bad option, a ``FILE`` or ``--durations`` file that
+cannot be read (missing, not a regular file, not UTF-8, not YAML), an ``-o`` path that cannot
+be written (checked before anything runs); 130 interrupted. Never a traceback: each error is
+one message saying what is wrong, where, and how to fix it, and no message echoes more than an
+excerpt of a file (a value is cut to :data:`~notebook_pipelines.errors.EXCERPT` characters, at
+most :data:`MAX_PROBLEMS` problems are listed).
 
 What the YAML keeps but the toolkit does not model is printed as warnings on stderr
 (``--quiet`` hides them). Every command takes ``--rules classic|current`` (decision D1).
@@ -26,32 +33,40 @@ notebook-pipelines ...
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import io
 import json
 import math
 import os
-import re
+import stat
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..definition.durations import DurationError, format_duration, parse_duration
-from ..errors import DefinitionError, PipelineError, RunInterrupted
+from ..errors import EXCERPT, MESSAGE_LIMIT, DefinitionError, PipelineError, RunInterrupted, excerpt
 
-__all__ = [
-    "build_parser",
-    "format_table",
-    "in_flags",
-    "main",
-    "parse_failure",
-    "parse_failures",
-    "write_trace",
-]
+__all__ = ["EXIT_CODES", "MAX_PROBLEMS", "build_parser", "format_table", "main", "write_trace"]
 
 TRACE_FORMATS = (".csv", ".json", ".parquet")
 PICTURE_FORMATS = (".svg", ".png", ".dot")
+#: The most problems an error lists (then how many more there are).
+MAX_PROBLEMS = 100
+#: YAML aliases may repeat what they name at most this many nodes over (a "billion laughs"
+#: document expands to more than memory holds).
 
-_EPILOG = """\
+EXIT_CODES = """\
+exit codes (the same for every command):
+  0    success: the pipeline is valid (validate), drawn (render), or its run ended Success
+  1    the pipeline has problems: it is not valid (each problem is listed with FILE:LINE:COLUMN,
+       as validate lists them) or its run did not end Success (the trace is still printed or
+       written)
+  2    unusable input or usage: a bad option; FILE or --durations cannot be read (missing, not
+       a regular file, not UTF-8, not YAML); -o cannot be written (checked before anything runs)
+  130  interrupted
+"""
+
+_EPILOG = f"""\
 examples:
   notebook-pipelines validate pipeline.yaml --rules current
   notebook-pipelines render pipeline.yaml -o pipeline.svg
@@ -59,12 +74,24 @@ examples:
       --fail unit:1,2 --fail deploy -o trace.parquet
   notebook-pipelines run pipeline.yaml --var env=dev -o trace.csv
 
-exit codes: 0 success, 1 the pipeline did not end Success (or is not valid), 2 bad input
-"""
+{EXIT_CODES}"""
 
 
 class BadInput(Exception):
-    """A user mistake on the command line or in the input files: exit code 2, one message."""
+    """Unusable input or a usage mistake (an option, a file that cannot be read or written):
+    exit code 2, one message."""
+
+
+class Problems(Exception):
+    """The pipeline has problems (it is not valid, or cannot run here): exit code 1.
+
+    ``lines`` are the problems as printed (each bounded, at most ``MAX_PROBLEMS`` of them),
+    ``count`` how many there are, ``what`` says what is wrong in a few words.
+    """
+
+    def __init__(self, lines: list[str], count: int, what: str = "is not valid"):
+        super().__init__(what)
+        self.lines, self.count, self.what = lines, count, what
 
 
 # -- the parser -----------------------------------------------------------------------------------
@@ -111,11 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "validate",
         parents=[common],
-        help="check every structural rule; exit 1 listing the problems",
-        description="Check every structural rule of the pipeline; exit 0 when valid, 1 listing each "
-        "problem as FILE:LINE:COLUMN: FQN: [RULE] message — fix: ..., 2 when FILE is not readable YAML",
+        help="check every rule; exit 1 listing the problems",
+        description="Check every rule of the pipeline (structure and <+…> references); exit 0 when "
+        "valid, 1 listing each problem as FILE:LINE:COLUMN: FQN: [RULE] message — fix: ..., 2 when "
+        "FILE cannot be read as YAML",
         epilog="examples:\n  notebook-pipelines validate pipeline.yaml\n"
-        "  notebook-pipelines validate nested.yaml --rules current\n",
+        "  notebook-pipelines validate nested.yaml --rules current\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.set_defaults(handler=_validate)
@@ -124,10 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         "render",
         parents=[common],
         help="draw the pipeline: .svg, .png or .dot",
-        description="Draw the plan of the pipeline with Graphviz. The format follows the suffix of OUT: "
+        description="Draw the plan of a valid pipeline with Graphviz (an invalid one is refused, "
+        "listing its problems as validate does). The format follows the suffix of OUT: "
         ".svg and .png need Graphviz's dot, .dot is the DOT text.",
         epilog="examples:\n  notebook-pipelines render pipeline.yaml -o pipeline.svg\n"
-        "  notebook-pipelines render pipeline.yaml -o pipeline.dot --rules current\n",
+        "  notebook-pipelines render pipeline.yaml -o pipeline.dot --rules current\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -146,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  notebook-pipelines simulate pipeline.yaml --durations d.yaml --fail unit --fail deploy:1,2\n"
         "  notebook-pipelines simulate pipeline.yaml --fail deploy:1:Timeout -o trace.json\n\n"
         "d.yaml maps step identifiers (or FQNs, or globs) to Harness durations or seconds:\n"
-        "  unit: 30s\n  deploy: 2m 30s\n  'pipeline.stages.prod.*': 45\n",
+        "  unit: 30s\n  deploy: 2m 30s\n  'pipeline.stages.prod.*': 45\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--durations", metavar="D.yaml", help="YAML mapping step id / FQN / glob -> duration")
@@ -170,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "output streams to stdout), other step types need a handler registered in Python "
         "(nbp.register_step_type), untyped steps complete at once.",
         epilog="examples:\n  notebook-pipelines run pipeline.yaml\n"
-        "  notebook-pipelines run pipeline.yaml --var env=dev -o trace.csv\n",
+        "  notebook-pipelines run pipeline.yaml --var env=dev -o trace.csv\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.set_defaults(handler=_run)
@@ -178,54 +207,225 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 success, 1 failure, 2 bad input)."""
+    """Run the command line; return the exit code (see :data:`EXIT_CODES`)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help, --version, usage errors
-        return int(exit_.code or 0)
+    except SystemExit as exit_:  # --help, --version (0), usage errors (2)
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return args.handler(args)
     except BadInput as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(_bounded(f"error: {err}"), file=sys.stderr)
         return 2
+    except Problems as err:
+        n = f"{err.count} problem{'s' if err.count != 1 else ''} under the {args.rules} rules"
+        if args.command == "validate":  # the problems are validate's report: on stdout
+            print("\n".join(err.lines))
+            print(f"{args.file}: {n}", file=sys.stderr)
+        else:
+            print(
+                "\n".join([f"error: {args.file}: the pipeline {err.what} ({n}):", *err.lines]),
+                file=sys.stderr,
+            )
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (`… | head`): stop quietly, as Unix tools do
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
 
 
+def _foreign(error: Exception | str) -> str:
+    """Another layer's error message, each line an excerpt (it may quote a value at length)."""
+    return "\n".join(excerpt(line, MESSAGE_LIMIT) for line in str(error).splitlines()[:MAX_PROBLEMS])
+
+
+def _bounded(message: str) -> str:
+    """A message of at most ``MAX_PROBLEMS`` lines, none longer than a problem line can be: a
+    safety net, since each part is bounded where it is made."""
+    lines = message.splitlines() or [""]
+    shown = [excerpt(line, 3 * MESSAGE_LIMIT) for line in lines[:MAX_PROBLEMS]]
+    if len(lines) > MAX_PROBLEMS:
+        shown.append(f"… and {len(lines) - MAX_PROBLEMS} more lines")
+    return "\n".join(shown)
+
+
+# -- reading and writing files --------------------------------------------------------------------
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _read_text(path_text: str, option: str = "") -> str:
+    """The text of the regular UTF-8 file ``path_text``; anything else → ``BadInput`` saying why.
+
+    Opened without blocking, and refused unless it is a regular file, so a FIFO or a device
+    never makes the command wait. ``option`` names the flag that gave the path (``--durations``).
+    """
+    label = f"{option} {path_text}" if option else path_text
+    try:
+        fd = os.open(path_text, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise BadInput(f"{option + ': ' if option else ''}no such file: {path_text}") from None
+    except PermissionError:
+        raise BadInput(f"{label}: permission denied: make the file readable") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL character in the name
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise BadInput(f"{label}: cannot open the file ({reason})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise BadInput(f"{label} is a directory: give a pipeline YAML file")
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise BadInput(f"{label} is {kind}, not a regular file: give a YAML file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    except OSError as err:
+        raise BadInput(f"{label}: cannot read the file ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise BadInput(
+            f"{label} is not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}, column {column}): "
+            "save it as UTF-8"
+        ) from None
+
+
+def _check_output(path_text: str, formats: tuple[str, ...], what: str) -> Path:
+    """Refuse an ``-o`` path that cannot take the output, before anything runs (exit 2).
+
+    The suffix must be one of ``formats``; the directory must exist; the path must not be a
+    directory or a special file, and must be writable (tried: a new file is created and
+    removed again, an existing one opened for appending, so nothing is lost).
+    """
+    path = Path(path_text)
+    if path.suffix.lower() not in formats:
+        raise BadInput(f"-o {path_text}: the {what} file must end in {', '.join(formats)}")
+    if path.is_dir():
+        raise BadInput(f"-o {path_text} is a directory: give a file name, e.g. {path / ('out' + formats[0])}")
+    parent = path.parent
+    if not parent.exists():
+        raise BadInput(f"-o {path_text}: no directory {parent}: create it first (mkdir -p {parent})")
+    if not parent.is_dir():
+        raise BadInput(f"-o {path_text}: {parent} is not a directory")
+    if path.exists() and not path.is_file():
+        raise BadInput(f"-o {path_text} exists and is not a regular file: choose another name")
+    try:
+        if path.exists():
+            with open(path, "ab"):
+                pass
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            os.close(fd)
+            os.unlink(path)
+    except (OSError, ValueError) as err:  # ValueError: a NUL character in the name
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise BadInput(f"-o {path_text}: cannot write there ({reason.lower()})") from None
+    if path.suffix.lower() == ".parquet" and not any(
+        importlib.util.find_spec(engine) for engine in ("pyarrow", "fastparquet")
+    ):
+        raise BadInput(f"-o {path_text}: writing Parquet needs pyarrow (pip install pyarrow)")
+    return path
+
+
 # -- loading --------------------------------------------------------------------------------------
-def _load(args: argparse.Namespace) -> Any:
+def _read(text: str, args: argparse.Namespace, rules: str) -> Any:
     from ..formats.yaml_io import read_yaml
 
-    path = Path(args.file)
-    if not path.is_file():
-        raise BadInput(f"no such file: {args.file}")
-    loaded = read_yaml(path, args.rules)
-    if not args.quiet:
-        for note in loaded.notes:
-            print(f"warning: {note}", file=sys.stderr)
+    try:
+        return read_yaml(io.StringIO(text), rules, source_name=args.file)
+    except RecursionError:
+        raise BadInput(f"{args.file}: the YAML is nested too deeply to read") from None
+
+
+def _load(args: argparse.Namespace) -> Any:
+    """The pipeline of FILE, not yet validated.
+
+    A file that cannot be read as YAML is ``BadInput`` (exit 2); YAML that is not a valid
+    pipeline is ``Problems`` (exit 1) listing every problem the file has.
+    """
+    from ..formats.yaml_io import YamlError, YamlSyntaxError
+
+    text = _read_text(args.file)
+    try:
+        loaded = _read(text, args, args.rules)
+    except YamlSyntaxError as err:  # not YAML at all
+        raise BadInput(
+            "\n".join(["cannot read the pipeline:", *_problem_lines(None, err.problems)])
+        ) from None
+    except YamlError as err:  # YAML, not a valid pipeline
+        pipeline, found = _every_problem(text, args, list(err.problems))
+        raise Problems(_problem_lines(pipeline, found), len(found)) from None
+    _warn(args, loaded.notes)
     return loaded.pipeline
 
 
-def _problem_lines(pipeline: Any, error: DefinitionError) -> list[str]:
+def _every_problem(text: str, args: argparse.Namespace, reader: list) -> tuple[Any, list]:
+    """Every problem of a file the reader refused: its own problems and validation's.
+
+    Under the classic rules the reader refuses what only that rule set forbids (nested step
+    groups, group delegate selectors), and stops there. Read again under the current rules
+    (which allow them), the pipeline can be validated under the classic rules: validation
+    finds the same rule-set problems (already listed, with the reader's wording) and every
+    other problem of the file.
+    """
+    from ..formats.yaml_io import YamlError
+
+    if args.rules != "classic":
+        return None, reader
+    try:
+        loaded = _read(text, args, "current")
+    except (YamlError, BadInput):  # problems of any rule set: the reader's list is what there is
+        return None, reader
+    _warn(args, loaded.notes)
+    pipeline = loaded.pipeline
+    pipeline.rules = "classic"
+    _plan, found = _compile(pipeline)
+    listed = {(p.fqn, p.rule) for p in reader}
+    return pipeline, [*reader, *(p for p in found if (p.fqn, p.rule) not in listed)]
+
+
+def _warn(args: argparse.Namespace, notes: list) -> None:
+    if not args.quiet:
+        for note in notes[:MAX_PROBLEMS]:
+            print(f"warning: {excerpt(str(note), 2 * MESSAGE_LIMIT)}", file=sys.stderr)
+        if len(notes) > MAX_PROBLEMS:
+            print(f"warning: … and {len(notes) - MAX_PROBLEMS} more", file=sys.stderr)
+
+
+def _problem_lines(pipeline: Any, problems: list) -> list[str]:
+    """One printed entry per problem (where it is written, when known), at most ``MAX_PROBLEMS``."""
     from ..formats.yaml_io import YamlProblem, locate
 
     lines = []
-    for problem in error.problems:
+    for problem in problems[:MAX_PROBLEMS]:
         where = (
             None if isinstance(problem, YamlProblem) or pipeline is None else locate(pipeline, problem.fqn)
         )
         lines.append(f"{where}: {problem}" if where else str(problem))
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(f"… and {len(problems) - MAX_PROBLEMS} more problems: fix these first")
     return lines
 
 
 def _compile(pipeline: Any) -> tuple[Any, list]:
     """``(plan, [])`` for a valid pipeline, ``(None, problems)`` otherwise.
 
-    One compilation: ``pipeline.plan()`` checks the structure, then the references
-    (R42–R47, D13), and raises one ``DefinitionError`` listing the problems.
+    One compilation: ``pipeline.plan()`` checks the structure and the references (R42–R47,
+    D13) and raises one ``DefinitionError`` listing every problem.
     """
     try:
         return pipeline.plan(), []
@@ -233,27 +433,16 @@ def _compile(pipeline: Any) -> tuple[Any, list]:
         return None, list(err.problems)
 
 
-def _load_readable(args: argparse.Namespace) -> Any:
-    """The loaded pipeline, not yet validated; YAML that cannot be read → BadInput (exit 2)."""
-    from ..formats.yaml_io import YamlError
-
-    try:
-        return _load(args)
-    except YamlError as err:
-        raise BadInput("\n".join(["cannot read the pipeline:", *_problem_lines(None, err)])) from None
-
-
 def _load_plan(args: argparse.Namespace) -> Any:
-    """The plan of the loaded pipeline, with ``--var`` applied; every problem → BadInput (exit 2).
+    """The plan of the loaded pipeline, with ``--var`` applied; any problem → ``Problems``.
 
     The pipeline is ``plan.pipeline``; it is compiled (and so validated) once, here.
     """
-    pipeline = _load_readable(args)
-    _apply_vars(pipeline, args.var)
+    pipeline = _load(args)
+    _apply_vars(pipeline, getattr(args, "var", []))
     plan, found = _compile(pipeline)
     if found:
-        lines = _problem_lines(pipeline, DefinitionError(found))
-        raise BadInput("\n".join(["the pipeline is not valid:", *lines]))
+        raise Problems(_problem_lines(pipeline, found), len(found))
     return plan
 
 
@@ -265,17 +454,18 @@ def _apply_vars(pipeline: Any, assignments: list[str]) -> None:
     for text in assignments:
         name, sep, value = text.partition("=")
         if not sep or not name:
-            raise BadInput(f"--var {text!r}: write NAME=VALUE")
+            raise BadInput(f"--var {excerpt(text)!r}: write NAME=VALUE")
         if name not in declared:
-            known = ", ".join(declared) or "none"
-            raise BadInput(f"--var {name}: the pipeline declares no variable {name!r} (declared: {known})")
+            known = excerpt(", ".join(declared) or "none")
+            shown = excerpt(name)
+            raise BadInput(f"--var {shown}: the pipeline declares no variable {shown!r} (declared: {known})")
         current = declared[name]
         number = meta.get(name, {}).get("type") == "Number" or (
             isinstance(current, int | float) and not isinstance(current, bool)
         )
         if number:  # one rule for what a Number takes, shared with the YAML reader
             if number_value(value) is None:
-                raise BadInput(f"--var {name}: {value!r} is not a number (the variable is a Number)")
+                raise BadInput(f"--var {name}: {excerpt(value)!r} is not a number (the variable is a Number)")
             declared[name] = number_value(value)
         else:
             declared[name] = value
@@ -285,23 +475,7 @@ def _apply_vars(pipeline: Any, assignments: list[str]) -> None:
 
 # -- validate -------------------------------------------------------------------------------------
 def _validate(args: argparse.Namespace) -> int:
-    from ..formats.yaml_io import YamlError, YamlSyntaxError
-
-    try:
-        pipeline = _load(args)
-    except YamlSyntaxError as err:  # not YAML at all: bad input, as for every command (exit 2)
-        raise BadInput("\n".join(["cannot read the pipeline:", *_problem_lines(None, err)])) from None
-    except YamlError as err:  # YAML that is not a valid pipeline: validation's answer (exit 1)
-        print("\n".join(_problem_lines(None, err)))
-        return 1
-    plan, found = _compile(pipeline)
-    if found:
-        print("\n".join(_problem_lines(pipeline, DefinitionError(found))))
-        n = len(found)
-        print(
-            f"{args.file}: {n} problem{'s' if n != 1 else ''} under the {args.rules} rules", file=sys.stderr
-        )
-        return 1
+    plan = _load_plan(args)
     steps = sum(1 for node in plan.nodes if node.kind == "step")
     stages = sum(1 for node in plan.nodes if node.kind == "stage")
     print(f"{args.file}: valid under the {args.rules} rules ({stages} stages, {steps} steps)")
@@ -310,144 +484,66 @@ def _validate(args: argparse.Namespace) -> int:
 
 # -- render ---------------------------------------------------------------------------------------
 def _render(args: argparse.Namespace) -> int:
-    from ..definition.plan import compile_plan
-
-    out = Path(args.output)
-    if out.suffix.lower() not in PICTURE_FORMATS:
-        raise BadInput(f"-o {args.output}: the picture file must end in {', '.join(PICTURE_FORMATS)}")
-    pipeline = _load_readable(args)
-    plan, found = _compile(pipeline)
-    if found:  # draw it anyway: seeing it helps fixing it
-        if not args.quiet:
-            for line in _problem_lines(pipeline, DefinitionError(found)):
-                print(f"warning: {line}", file=sys.stderr)
-        plan = compile_plan(pipeline, check=False)
+    out = _check_output(args.output, PICTURE_FORMATS, "picture")
+    plan = _load_plan(args)  # an invalid pipeline is refused, as validate refuses it
     from ..views.rendering import to_file
 
     try:
         to_file(plan, out)
     except PipelineError as err:  # e.g. Graphviz missing
-        raise BadInput(str(err)) from None
+        raise BadInput(_foreign(err)) from None
+    except OSError as err:
+        raise BadInput(f"-o {args.output}: cannot write the picture ({err.strerror or err})") from None
     print(f"wrote {out}")
     return 0
 
 
 # -- simulate -------------------------------------------------------------------------------------
-def parse_failure(text: str) -> tuple[str, Any]:
-    """``STEP[:ATTEMPTS][:ERROR]`` → (step, the ``failures`` value ``simulate()`` takes).
-
-    >>> parse_failure("unit")
-    ('unit', True)
-    >>> parse_failure("unit:1,2")
-    ('unit', [1, 2])
-    >>> parse_failure("deploy:1:Timeout")
-    ('deploy', {'attempts': [1], 'error_type': 'Timeout'})
-    """
-    from ..definition.failure import ERROR_TYPES
-
-    step, *parts = text.split(":")
-    if not step:
-        raise BadInput(f"--fail {text!r}: name a step, e.g. --fail unit or --fail unit:1,2")
-    attempts: Any = True
-    error_type = None
-    for part in parts:
-        if re.fullmatch(r"\d+(,\d+)*", part):
-            attempts = sorted({int(x) for x in part.split(",")})
-            if 0 in attempts:
-                raise BadInput(f"--fail {text!r}: attempts count from 1")
-        elif part in ERROR_TYPES:
-            error_type = part
-        else:
-            raise BadInput(
-                f"--fail {text!r}: {part!r} is neither attempt numbers (1,2) nor an error type "
-                f"({', '.join(ERROR_TYPES[1:])})"
-            )
-    if error_type is not None:
-        return step, {"attempts": attempts, "error_type": error_type}
-    return step, attempts
-
-
-def parse_failures(specs: Iterable[str]) -> dict[str, Any]:
-    """Every ``--fail STEP[:ATTEMPTS][:ERROR]`` → the ``failures`` mapping ``simulate()`` takes.
-
-    Specs for the same step merge: their attempts add up (every attempt wins), the last error
-    type given wins. Steps are not looked up here: ``simulate()`` refuses a key that matches
-    no step (and suggests a close one); :func:`in_flags` words its error for the command line.
-
-    >>> parse_failures(["unit:1", "unit:3:Timeout", "deploy"])
-    {'unit': {'attempts': [1, 3], 'error_type': 'Timeout'}, 'deploy': True}
-    >>> parse_failures([])
-    {}
-    """
-    failures: dict[str, Any] = {}
-    for text in specs:
-        step, value = parse_failure(text)
-        failures[step] = _merge_failure(failures[step], value) if step in failures else value
-    return failures
-
-
-def _merge_failure(old: Any, new: Any) -> Any:
-    def parts(value: Any) -> tuple[Any, Any]:
-        return (value["attempts"], value["error_type"]) if isinstance(value, dict) else (value, None)
-
-    (a1, e1), (a2, e2) = parts(old), parts(new)
-    attempts = True if a1 is True or a2 is True else sorted(set(a1) | set(a2))
-    error_type = e2 or e1
-    return {"attempts": attempts, "error_type": error_type} if error_type else attempts
-
-
-#: ``simulate()`` options as the command line (and ``%pipeline simulate``) names them.
-_FLAGS = {"durations": "--durations", "failures": "--fail", "seed=": "--seed ", "default=": "--default "}
-_OPTION = re.compile(r"^(durations|failures)\b|^(seed|default)=")
-
-
-def in_flags(error: Exception) -> str:
-    """The message of a ``simulate()`` option error, naming the option as its flag.
-
-    >>> in_flags(ValueError("failures: no step of pipeline 'p' matches 'nope'"))
-    "--fail: no step of pipeline 'p' matches 'nope'"
-    >>> in_flags(ValueError("seed=-1: give a whole number ≥ 0"))
-    '--seed -1: give a whole number ≥ 0'
-    """
-    return _OPTION.sub(lambda m: _FLAGS[m.group(0)], str(error), count=1)
-
-
 def _durations(path_text: str) -> dict[str, float]:
+    """The ``--durations`` file: a mapping step id / FQN / glob → seconds or a Harness duration."""
     from ..formats.yaml_io import YamlError, load_data
 
-    path = Path(path_text)
-    if not path.is_file():
-        raise BadInput(f"--durations: no such file: {path_text}")
+    label = f"--durations {path_text}"
+    text = _read_text(path_text, "--durations")
     try:
-        data = load_data(path, source_name=path_text)  # aliases within a budget, like a pipeline
+        data = load_data(text, source_name=path_text)  # aliases within a budget, like a pipeline
     except YamlError as err:
-        raise BadInput(f"--durations {path_text}: invalid YAML: {err.problems[0]}") from None
+        raise BadInput(f"{label}: invalid YAML: {excerpt(str(err.problems[0]), MESSAGE_LIMIT)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise BadInput(
-            f"--durations {path_text}: expected a mapping step -> duration, got {type(data).__name__}"
-        )
+        raise BadInput(f"{label}: expected a mapping step -> duration, got a {type(data).__name__}")
     out = {}
     for key, value in data.items():
+        where = f"{path_text} ({excerpt(str(key), 60)})"
+        if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+            raise BadInput(  # never the value's text: an alias can make it megabytes long
+                f"--durations {where}: a {type(value).__name__} is not a duration; "
+                "write seconds (30) or a Harness duration ('1m 30s')"
+            )
+        if isinstance(value, str) and len(value) > EXCERPT:
+            raise BadInput(f"--durations {where}: {excerpt(value)!r} is not a duration (too long)")
         try:
-            seconds = parse_duration(value, f"{path_text} ({key})")
+            seconds = parse_duration(value, where)
         except DurationError as err:
-            raise BadInput(str(err)) from None
+            raise BadInput(_foreign(err)) from None
         out[str(key)] = seconds if seconds is not None else 0.0
     return out
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from ..analysis.options import in_flags, parse_failures
     from ..engine.simulation import SimulationError, simulate
 
-    plan = _load_plan(args)
+    if args.output:
+        _check_output(args.output, TRACE_FORMATS, "trace")
     try:
         default = parse_duration(args.default, "--default")
-    except DurationError as err:
-        raise BadInput(str(err)) from None
+        failures = parse_failures(args.fail)
+    except (DurationError, SimulationError) as err:
+        raise BadInput(_foreign(err)) from None
     durations = _durations(args.durations) if args.durations else None
-    failures = parse_failures(args.fail)
+    plan = _load_plan(args)
     try:  # strict: a key that matches no step is refused, with a close match when there is one
         trace = simulate(
             plan,
@@ -458,7 +554,7 @@ def _simulate(args: argparse.Namespace) -> int:
             strict=True,
         )
     except SimulationError as err:
-        raise BadInput(in_flags(err)) from None
+        raise BadInput(_foreign(in_flags(err))) from None
     return _finish(args, trace, "simulated")
 
 
@@ -466,6 +562,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..engine.scheduler import run
 
+    if args.output:
+        _check_output(args.output, TRACE_FORMATS, "trace")
     plan = _load_plan(args)
     pipeline = plan.pipeline
     try:
@@ -474,13 +572,17 @@ def _run(args: argparse.Namespace) -> int:
         _finish(args, err.trace, "interrupted")
         return 130
     except DefinitionError as err:  # typed steps that cannot run here
-        raise BadInput("\n".join(["the pipeline cannot run here:", *_problem_lines(pipeline, err)])) from None
+        raise Problems(_problem_lines(pipeline, err.problems), len(err.problems), "cannot run here") from None
     return _finish(args, trace, "ran")
 
 
 def _finish(args: argparse.Namespace, trace: Any, how: str) -> int:
     if args.output:
-        write_trace(trace, args.output)
+        try:
+            write_trace(trace, args.output)
+        except OSError as err:  # checked before the run; the disk may still fill up
+            print(format_table(trace))  # the trace is not lost
+            raise BadInput(f"-o {args.output}: cannot write the trace ({err.strerror or err})") from None
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(format_table(trace))

@@ -64,6 +64,7 @@ Design notes
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import re
 from collections.abc import Iterator
@@ -83,9 +84,10 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
+from ..definition import model
 from ..definition.durations import DurationError, format_duration, parse_duration
 from ..definition.failure import Retry, coerce_when
-from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup
+from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup, members
 from ..definition.validation import IDENTIFIER
 from ..errors import DefinitionError, ExpressionError
 
@@ -110,22 +112,21 @@ _ID = IDENTIFIER
 COMMANDS = ("show", "run", "simulate", "trace", "yaml", "validate", "delete")
 #: columns ``%pipeline trace`` shows unless told otherwise.
 TRACE_COLUMNS = ("kind", "stage", "step_group", "step", "attempt", "status", "start_s", "end_s")
+_ABSENT = object()  # a name not in the namespace (``None`` is a value a variable can hold)
 _STEP_FIELDS = [f.name for f in fields(Step) if f.name != "id"]
 _FIELD_WORDS = {"run": "body", "failure_strategies": "retry", "delegate_selectors": "delegate selectors"}
 
 
 # -- where nodes are ------------------------------------------------------------------------------
-def _members(item: Any) -> list:
-    return list(item.items) if isinstance(item, Parallel) else [item]
-
-
+# Placement itself (find, take out, put in, next to a sibling) is the model's (``model.place``,
+# ``model.take``, ``model.locate``): one implementation for the builder and the magics.
 def outline(items: list) -> tuple[tuple[str, ...], ...]:
     """The ids of a serial list, one tuple per block (a parallel block has several).
 
     >>> outline([Step("a"), Parallel([Step("b"), Step("c")])])
     (('a',), ('b', 'c'))
     """
-    return tuple(tuple(node.id for node in _members(item)) for item in items)
+    return tuple(tuple(node.id for node in members(item)) for item in items)
 
 
 def picture(items: list, mark: str | None = None) -> str:
@@ -138,80 +139,28 @@ def picture(items: list, mark: str | None = None) -> str:
     return " → ".join(blocks) or "(empty)"
 
 
-def _locate(items: list, id: str) -> tuple[list, int] | None:
-    """``(list, index)`` of the node ``id``: in ``items`` itself or in one of its parallel blocks."""
-    for i, item in enumerate(items):
-        if isinstance(item, Parallel):
-            for j, node in enumerate(item.items):
-                if node.id == id:
-                    return item.items, j
-        elif item.id == id:
-            return items, i
-    return None
-
-
-def _block_index(items: list, id: str) -> int | None:
-    return next((i for i, item in enumerate(items) if id in [n.id for n in _members(item)]), None)
-
-
-def _take(items: list, id: str) -> Any:
-    """Remove node ``id`` from ``items``; a parallel block left with one node becomes that node."""
-    b = _block_index(items, id)
-    if b is None:
-        return None
-    item = items[b]
-    if not isinstance(item, Parallel):
-        return items.pop(b)
-    node = next(n for n in item.items if n.id == id)
-    item.items.remove(node)
-    if len(item.items) == 1:
-        items[b] = item.items[0]
-    elif not item.items:
-        del items[b]
-    return node
-
-
 def place(items: list, node: Any, parallel_with: str | None = None) -> None:
-    """Put ``node`` into the serial list ``items``; mutates ``items``.
-
-    Without ``parallel_with``: in place of the node with the same id (inside its parallel block
-    too), else at the end. With it: in the block of that sibling (a lone sibling becomes a
-    parallel block of two).
+    """:func:`~notebook_pipelines.definition.model.place`, a bad sibling as a ``UsageError``.
 
     >>> items = [Step("unit"), Step("e2e")]
     >>> place(items, Step("lint"), parallel_with="unit"); picture(items)
     'unit ∥ lint → e2e'
-    >>> place(items, Step("unit")); picture(items)
-    'unit ∥ lint → e2e'
     """
-    here = _locate(items, node.id)
-    if parallel_with is None:
-        if here is None:
-            items.append(node)
-        else:
-            here[0][here[1]] = node
-        return
     _check_sibling(items, node.id, parallel_with)
-    b = _block_index(items, parallel_with)
-    if here is not None:
-        if isinstance(items[b], Parallel) and here[0] is items[b].items:
-            here[0][here[1]] = node  # already in that block: keep its place
-            return
-        _take(items, node.id)
-        b = _block_index(items, parallel_with)
-    if isinstance(items[b], Parallel):
-        items[b].items.append(node)
-    else:
-        items[b] = Parallel([items[b], node])
+    model.place(items, node, parallel_with)
+
+
+def _take(items: list, id: str) -> Any:
+    """Remove node ``id`` from ``items``; a parallel block left with one node becomes that node."""
+    return model.take(items, id, tidy=True)
 
 
 def _check_sibling(items: list, id: str, parallel_with: str | None) -> None:
-    """Raise unless ``parallel_with`` names another node of ``items`` (or is None)."""
-    if parallel_with == id:
-        raise UsageError(f"`{id}` cannot run in parallel with itself")
-    if parallel_with is not None and _block_index(items, parallel_with) is None:
-        known = ", ".join(i for block in outline(items) for i in block) or "none"
-        raise UsageError(f"no `{parallel_with}` here to run in parallel with `{id}`; here: {known}")
+    """Raise ``UsageError`` unless ``parallel_with`` names another node of ``items`` (or is None)."""
+    try:
+        model.check_sibling(items, id, parallel_with)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _walk(container: Any, chain: tuple = ()) -> Iterator[tuple[Any, tuple, bool]]:
@@ -219,7 +168,7 @@ def _walk(container: Any, chain: tuple = ()) -> Iterator[tuple[Any, tuple, bool]
     chain = (*chain, container)
     for rollback, items in ((False, container.items), (True, container.rollback_items)):
         for item in items:
-            for node in _members(item):
+            for node in members(item):
                 yield node, chain, rollback
                 if isinstance(node, Stage | StepGroup):
                     yield from _walk(node, chain)
@@ -361,27 +310,42 @@ def _update(node: Any, settings: dict) -> list[str]:
     return changed
 
 
-def define_pipeline(namespace: dict, name: str, **settings: Any) -> tuple[Pipeline, str]:
-    """Start pipeline ``name`` in ``namespace``, or select it and update the given settings."""
+def define_pipeline(namespace: dict, name: str, force: bool = False, **settings: Any) -> tuple[Pipeline, str]:
+    """Start pipeline ``name`` in ``namespace``, or select it and update the given settings.
+
+    The pipeline becomes the variable ``name``, so a name that would hide a Python builtin
+    (``print``, ``list``…) or replace a variable holding something else is refused unless
+    ``force``.
+    """
     if not name.isidentifier() or keyword.iskeyword(name):
         raise UsageError(f"pipeline name `{name}` must be a Python identifier (it becomes a variable)")
     if name in COMMANDS:
         raise UsageError(f"`{name}` is a %pipeline command; give the pipeline another name")
     settings = {k: v for k, v in settings.items() if v is not None}
-    existing = namespace.get(name)
-    if existing is None:
-        p = Pipeline(name, **settings)
-        namespace[name] = p
-        return p, f"pipeline `{name}` started ({p.rules} rules); the variable `{name}` holds it"
-    if not isinstance(existing, Pipeline):
-        raise UsageError(
-            f"`{name}` is already a variable holding a {type(existing).__name__}; "
-            "choose another pipeline name or `del` it"
-        )
-    changed = _update(existing, settings)
-    n = sum(len(block) for block in outline(existing.stages))
-    text = f"pipeline `{name}` selected ({n} stage{'s' if n != 1 else ''})"
-    return existing, f"{text}; changed: {', '.join(changed)}" if changed else text
+    existing = namespace.get(name, _ABSENT)
+    if isinstance(existing, Pipeline):
+        changed = _update(existing, settings)
+        n = sum(len(block) for block in outline(existing.stages))
+        text = f"pipeline `{name}` selected ({n} stage{'s' if n != 1 else ''})"
+        return existing, f"{text}; changed: {', '.join(changed)}" if changed else text
+    replaced = ""
+    if existing is not _ABSENT:
+        if not force:
+            raise UsageError(
+                f"`{name}` is already a variable holding a {type(existing).__name__}; "
+                f"choose another pipeline name, `del {name}` first, or pass --force to replace it"
+            )
+        replaced = f" (it held a {type(existing).__name__})"
+    elif hasattr(builtins, name):
+        if not force:
+            raise UsageError(
+                f"`{name}` is a Python builtin: a pipeline of that name would hide it in this "
+                "notebook; choose another name, or pass --force"
+            )
+        replaced = f" (it hides the builtin `{name}`: `del {name}` brings it back)"
+    p = Pipeline(name, **settings)
+    namespace[name] = p
+    return p, f"pipeline `{name}` started ({p.rules} rules); the variable `{name}` holds it{replaced}"
 
 
 def define_stage(pipeline: Pipeline, id: str, parallel_with: str | None = None, **settings: Any) -> str:
@@ -390,7 +354,7 @@ def define_stage(pipeline: Pipeline, id: str, parallel_with: str | None = None, 
     _check_sibling(pipeline.stages, id, parallel_with)
     settings = {k: v for k, v in settings.items() if v is not None}
     before = outline(pipeline.stages)
-    here = _locate(pipeline.stages, id)
+    here = model.locate(pipeline.stages, id)
     old = here[0][here[1]] if here else None
     node = old if old is not None else Stage(id, **settings)
     changes = _update(old, settings) if old is not None else None
@@ -444,7 +408,7 @@ def find_container(
 
 def _in_container(container: Any, id: str) -> tuple[Any, bool] | None:
     for rollback, items in ((False, container.items), (True, container.rollback_items)):
-        here = _locate(items, id)
+        here = model.locate(items, id)
         if here is not None:
             return here[0][here[1]], rollback
     return None
@@ -527,7 +491,7 @@ def define_group(
 
 def _apply_layout(group: StepGroup, blocks: list[list[str]]) -> None:
     """Rebuild the group's execution list from ``blocks``, keeping existing nodes (and bodies)."""
-    existing = {node.id: node for item in group.items for node in _members(item)}
+    existing = {node.id: node for item in group.items for node in members(item)}
     new_items: list = []
     for ids in blocks:
         nodes = [existing.get(i) or Step(i) for i in ids]
@@ -596,11 +560,12 @@ def _failures(specs: list[str] | None) -> dict | None:
 
     Which steps they name is checked by ``simulate()`` itself (strict keys).
     """
-    from .cli import BadInput, parse_failures
+    from ..analysis.options import parse_failures
+    from ..engine.simulation import SimulationError
 
     try:
         return parse_failures(specs or ()) or None
-    except BadInput as exc:
+    except SimulationError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -650,7 +615,7 @@ def _variables(pairs: list[str] | None) -> dict | None:
 
 
 _PIPELINE_OPTIONS = {
-    None: {"rules", "var", "timeout"},
+    None: {"rules", "var", "timeout", "force"},
     "show": {"text", "trace"},
     "run": {"run_id", "check"},
     "simulate": {"seed", "default", "fail", "run_id"},
@@ -722,6 +687,11 @@ class PipelineMagics(Magics):
     )
     @argument("--var", action="append", metavar="NAME=VALUE", help="with NAME: a pipeline variable; repeat")
     @argument("--timeout", help="with NAME: the pipeline timeout, e.g. 1h")
+    @argument(
+        "--force",
+        action="store_true",
+        help="with NAME: take the name even if it hides a builtin or holds another value",
+    )
     @argument("--text", action="store_true", help="show: a text outline instead of the picture")
     @argument("--trace", action="store_true", help="show: colour by the last trace")
     @argument("--run-id", help="run, simulate: fix the run id")
@@ -745,7 +715,7 @@ class PipelineMagics(Magics):
 
         ::
 
-          %pipeline NAME [--rules classic|current] [--var NAME=VALUE]... [--timeout T]
+          %pipeline NAME [--rules classic|current] [--var NAME=VALUE]... [--timeout T] [--force]
           %pipeline show [--text] [--trace]     the picture (or a text outline)
           %pipeline run [--run-id ID] [--check] run the bodies in this kernel
           %pipeline simulate [--seed N] [--default 5s] [--fail STEP[:ATTEMPTS][:ERROR]]...
@@ -754,7 +724,8 @@ class PipelineMagics(Magics):
           %pipeline validate                    "valid", or every problem
           %pipeline delete ID|STAGE.GROUP.ID    delete a step, group or stage
 
-        ``NAME`` becomes a variable holding the ``Pipeline``, so the Python API works on it too.
+        ``NAME`` becomes a variable holding the ``Pipeline``, so the Python API works on it too;
+        a name that would hide a builtin (``print``) or replace another value needs ``--force``.
         Selecting an existing pipeline keeps the settings you do not pass. ``run`` runs the
         code bodies in the notebook's namespace (``p.run(namespace=...)``); ``run`` and
         ``simulate`` print one line; ``trace`` returns the trace as a DataFrame (a few
@@ -786,6 +757,7 @@ class PipelineMagics(Magics):
                 rules=args.rules,
                 variables=_variables(args.var),
                 timeout=_duration(args.timeout, "--timeout"),
+                force=args.force,
             )
             self.current = rest[0]
             self.stages.setdefault(rest[0], None)
@@ -841,8 +813,8 @@ class PipelineMagics(Magics):
             raise RunFailed(text, trace)
 
     def _simulate(self, p: Pipeline, args: Any) -> None:
+        from ..analysis.options import in_flags
         from ..engine.simulation import SimulationError, simulate
-        from .cli import in_flags
 
         try:
             plan = p.plan()
@@ -1036,9 +1008,9 @@ class PipelineMagics(Magics):
                     "it is plain Python (no `!` or `%` lines)"
                 ) from None
         outputs = [o.strip() for o in args.outputs.split(",") if o.strip()] if args.outputs else None
-        for name in outputs or ():
-            if not name.isidentifier():
-                raise UsageError(f"--outputs: `{name}` is not a Python name")
+        for output in outputs or ():  # not `name`: that holds the pipeline's name, remembered below
+            if not output.isidentifier():
+                raise UsageError(f"--outputs: `{output}` is not a Python name")
         if args.retry_interval is not None and args.retry is None:
             raise UsageError("--retry-interval needs --retry N")
         retry = None

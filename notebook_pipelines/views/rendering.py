@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..definition.callables import is_sampler
 from ..definition.durations import format_duration
 from ..definition.plan import Plan, PlanNode, compile_plan
 from ..errors import DefinitionError, PipelineError
@@ -315,7 +316,7 @@ class _Drawing:
         if node.kind == "step":
             lines = [node.name]
             if outcome is None:
-                lines.append(format_duration(node.duration) if node.duration is not None else None)
+                lines.append(_declared(node.duration))
                 attrs: dict[str, str] = {}
             else:
                 lines += _outcome_lines(outcome)
@@ -349,6 +350,13 @@ class _Drawing:
                 # invisible: keeps the lane level with the container's first items
                 self.edges.append((before, f"{nid}_rb", {"style": "invis"}))
         return exit_id
+
+
+def _declared(duration: Any) -> str | None:
+    """A step's declared duration as its box shows it: ``30s``, or ``sampled`` for a sampler."""
+    if duration is None:
+        return None
+    return "sampled" if is_sampler(duration) else format_duration(duration)
 
 
 def _outcome_lines(outcome: Outcome) -> list[str]:
