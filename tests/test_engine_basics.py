@@ -482,3 +482,14 @@ def test_run_takes_a_compiled_plan_and_variables_stay_per_body():
     trace = nbp.run(p.plan())
     assert set(trace["status"].astype(str)) == {"Success"}
     assert seen == [{"env": "prod", "region": "eu", "mine": 1}]
+
+
+def test_a_body_returning_something_other_than_a_dict_is_warned_about_and_ignored():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("answer", run=lambda: 42)
+        s.step("outputs", run=lambda: {"x": 1})
+    with pytest.warns(RuntimeWarning, match=r"steps\.answer: the body returned a int, which is ignored"):
+        trace = p.run()
+    assert row(trace, "answer")["status"] == "Success" and row(trace, "answer")["outputs"] is None
+    assert row(trace, "outputs")["outputs"] == {"x": 1}

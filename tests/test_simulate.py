@@ -691,3 +691,15 @@ def test_R44_declared_outputs_resolve_in_virtual_time():
     assert given.set_index("step").loc["b", "status"] == "Success"
     by_attempt = simulate(p, outputs={"a": lambda attempt: {"v": attempt}})
     assert by_attempt.set_index("step").loc["a", "outputs"] == {"v": 1}
+
+
+def test_a_steps_own_duration_sampler_is_drawn_by_a_plain_simulate():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", duration=lambda rng: rng.uniform(10, 20))
+        s.step("b", duration="5s")
+    t = p.simulate(seed=7)
+    a = t.set_index("step").loc["a"]
+    assert 10 <= a["duration_s"] <= 20
+    assert p.simulate(seed=7).equals(t)  # the same seed draws the same
+    assert t.set_index("step").loc["b", "duration_s"] == pytest.approx(5)

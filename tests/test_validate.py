@@ -941,3 +941,18 @@ def test_R1_identifiers_longer_than_harness_allows_are_refused():
     assert problem.rule == "R1" and f"is {MAX_IDENTIFIER + 1} characters long" in problem.message
     assert f"at most {MAX_IDENTIFIER}" in problem.message
     assert problems(one_stage(Step("a" * MAX_IDENTIFIER))) == []
+
+
+@pytest.mark.parametrize("where", ["step", "stage", "pipeline"])
+@pytest.mark.parametrize("zero", ["0s", 0, "0ms"])
+def test_R59_a_zero_timeout_is_refused_on_every_level_with_one_meaning(where, zero):
+    p = nbp.Pipeline("p", timeout=zero if where == "pipeline" else None)
+    with p.stage("s", timeout=zero if where == "stage" else None) as s:
+        s.step("a", timeout=zero if where == "step" else None)
+    with pytest.raises(nbp.DefinitionError) as err:
+        p.validate()
+    [problem] = err.value.problems
+    assert problem.rule == "R59" and "expire the node the moment it starts" in problem.message
+    assert problem.fqn == {"pipeline": "pipeline", "stage": "pipeline.stages.s"}.get(
+        where, "pipeline.stages.s.spec.execution.steps.a"
+    )

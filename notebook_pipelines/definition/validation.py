@@ -585,7 +585,14 @@ class _Checker:
 
     def _duration(self, fqn: str, key: str, value: Any) -> Iterator[Problem]:
         try:
-            parse_duration(value)
+            seconds = parse_duration(value)
+            if key == "timeout" and seconds is not None and seconds <= 0:  # one meaning on every level
+                yield Problem(
+                    fqn,
+                    "R59",
+                    f"timeout={value!r} would expire the node the moment it starts",
+                    "give a positive duration such as '10m', or leave the timeout unset for none",
+                )
         except DurationTooLong:
             yield Problem(fqn, "R59", f"{key}={value!r} is {LIMIT}", "give a duration of at most 100 years")
         except DurationError:

@@ -33,6 +33,7 @@ Dask cluster implement it; so can a user:
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ...definition.statuses import FAILED
@@ -122,12 +123,20 @@ class Job:
         return self.node.body is not None or self.node.type is not None
 
     def call(self) -> dict | None:
-        """Run the body here, now; return its output variables (``ctx.outputs`` and a returned dict)."""
+        """Run the body here, now; return its output variables (``ctx.outputs`` and a returned
+        dict). Any other value a body returns is ignored, with a warning naming the step."""
         ctx = self.ctx
         result = call_body(self.node, ctx, self.namespace, self.spec)
         outputs = dict(ctx.outputs)
         if isinstance(result, dict):
             outputs.update(result)
+        elif result is not None:
+            warnings.warn(
+                f"{self.node.fqn}: the body returned a {type(result).__name__}, which is ignored; "
+                "return a dict (or set ctx.outputs[...]) to publish output variables",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return outputs or None
 
     def __repr__(self) -> str:
