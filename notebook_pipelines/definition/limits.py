@@ -48,6 +48,7 @@ R6 33 step groups are nested 33 levels deep; the limit is 32
 from __future__ import annotations
 
 import dataclasses
+import functools
 import reprlib
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -136,15 +137,30 @@ def data_depth(value: Any, limit: int = MAX_DATA_DEPTH) -> int:
     return min(height[id(value)], limit + 1)
 
 
+#: values that hold nothing nested (most settings of most nodes): no walk needed
+_FLAT = (type(None), str, int, float, bool)
+
+
+@functools.cache
+def _setting_names(cls: type) -> tuple[str, ...]:
+    """The fields of a node class that hold settings (not the child lists), looked up once."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _STRUCTURE)
+
+
 def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
-    for f in dataclasses.fields(node):
-        value = getattr(node, f.name)
-        if f.name not in _STRUCTURE and _children(value) is not None and data_depth(value) > MAX_DATA_DEPTH:
+    values = getattr(node, "__dict__", None)  # the dataclass's fields, read at once
+    pairs = (
+        values.items() if values is not None else ((n, getattr(node, n)) for n in _setting_names(type(node)))
+    )
+    for name, value in pairs:
+        if type(value) in _FLAT or name in _STRUCTURE or callable(value):
+            continue
+        if _children(value) is not None and data_depth(value) > MAX_DATA_DEPTH:
             yield Problem(
                 fqn,
                 "limits",
-                f"{f.name} is nested more than {MAX_DATA_DEPTH} levels deep",
-                f"keep {f.name} within {MAX_DATA_DEPTH} levels of mappings, lists and nested actions",
+                f"{name} is nested more than {MAX_DATA_DEPTH} levels deep",
+                f"keep {name} within {MAX_DATA_DEPTH} levels of mappings, lists and nested actions",
             )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import Problem
 from .callables import call_problem, is_sampler, sampler_problem
-from .durations import LIMIT, DurationError, DurationTooLong, parse_duration
+from .durations import LIMIT, MAX_SECONDS, DurationError, DurationTooLong, parse_duration
 from .expressions import is_expression
 from .failure import (
     ACTION_TYPES,
@@ -115,6 +115,25 @@ _VARIABLES_YAML = "write `variables:` as a list of `- {name: n, type: String, va
 
 
 _UNTEMPLATE = "replace the template reference by the steps it stands for (templates are kept as data)"
+
+
+def _plain(step: Step) -> bool:
+    """True for a step with no setting at all beyond ``run``, ``name`` and ``duration``."""
+    return (
+        step.when is None
+        and step.failure_strategies is None
+        and step.timeout is None
+        and step.delegate_selectors is None
+        and step.strategy is None
+        and not step.variables
+        and step.type is None
+        and step.spec is None
+        and not step.inputs
+        and not step.outputs
+        and not step.extra
+        and (step.name is None or type(step.name) is str)
+        and not is_sampler(step.duration)
+    )
 
 
 def _template(node: Any) -> Any:
@@ -318,6 +337,19 @@ class _Checker:
         )
 
     def _step(self, step: Step, fqn: str, in_group: int) -> Iterator[Problem]:
+        if _plain(step):  # most steps: no setting but a duration and a body; nothing else to check
+            if not (
+                step.duration is None
+                or (type(step.duration) in (int, float) and 0 <= step.duration <= MAX_SECONDS)
+            ):
+                yield from self._duration(fqn, "duration", step.duration)
+            if step.run is not None and not (callable(step.run) or isinstance(step.run, str)):
+                yield Problem(
+                    fqn, "R4", f"run={step.run!r} is neither a callable nor code text", "pass a function"
+                )
+            elif callable(step.run) and (found := call_problem(step.run, [])):
+                yield Problem(fqn, "R43", *found)
+            return
         yield from self._settings(step, fqn, "step", in_group)
         if is_sampler(step.duration):  # what simulate(durations=...) takes for a step
             reason = sampler_problem(step.duration)

@@ -321,7 +321,7 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     """
     table = _StepTable("outputs", outputs, plan, strict) if outputs else None
     declared: dict[int, dict | None] = {}
-    if table is None and not any(n.outputs or _spec_output_names(n) for n in plan.steps):
+    if table is None and not any(n.outputs or (n.spec and _spec_output_names(n)) for n in plan.steps):
         return _no_outputs  # nothing to publish anywhere (the common case)
 
     def published(node: Any, attempt: int) -> dict | None:
