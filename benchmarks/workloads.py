@@ -132,11 +132,20 @@ def side_by_side(
     on_dask: Thunk,
     workers: int | None = None,
     ideal: float | None = None,
+    capped: bool = False,
 ) -> list[Row]:
-    """``nbp``, ``threadpool`` (a pool of ``workers``, warm) and ``dask-threads`` on one workload."""
+    """``nbp``, ``threadpool`` (a pool of ``workers``, warm) and ``dask-threads`` on one workload.
+
+    With ``capped``, also ``nbp-capped``: ``p.run(max_workers=…)`` with the pool's own number
+    of workers — the baseline's concurrency, where plain ``nbp`` starts every step of a
+    parallel block at once (R5), as Harness does.
+    """
     missing = dask_missing()
     with ThreadPoolExecutor(workers) as pool:
         prepares = {"nbp": nbp_run(build), "threadpool": constant(partial(on_pool, pool))}
+        if capped:
+            limit = pool._max_workers  # the baseline's own size (ThreadPoolExecutor's default rule)
+            prepares["nbp-capped"] = lambda: partial(build().run, report=False, max_workers=limit)
         if missing is None:
             prepares["dask-threads"] = constant(on_dask)
         results: dict[str, Result] = {**time_side_by_side(prepares, cfg.repeat, {"nbp": succeeded})}
@@ -183,6 +192,7 @@ def noop_wide(cfg: Config) -> list[Row]:
         partial(block_pipeline, n, noop),
         partial(pool_block, width=n),
         partial(dask_block, n),
+        capped=True,
     )
     return with_budget(rows, Budget("ratio ≤ 2", _ratio_at_most(2.0)))
 

@@ -292,7 +292,7 @@ class _Builder:
         return node
 
     def _node(self, item: Any, parent: PlanNode, prefix: str, phase: str, block: int, ctx: _Ctx) -> PlanNode:
-        if type(item) is Step:
+        if isinstance(item, Step):
             return self._step(item, parent, prefix, phase, block, ctx)
         fqn = f"{prefix}.{item.id}"
         common = dict(
@@ -344,26 +344,7 @@ class _Builder:
             node.items = self._items(item.items, node, f"{fqn}.steps", phase, inner)
             node.rollback = self._items(item.rollback_items, node, f"{fqn}.rollbackSteps", "rollback", inner)
             return node
-        assert isinstance(item, Step)
-        node = self._new(
-            "step",
-            when=self.when(item.when) or ctx.when or When("Success"),
-            timeout=self.seconds(item.timeout),
-            body=item.run,
-            takes_ctx=takes_ctx(item.run, item.inputs),
-            duration=self.seconds(item.duration),
-            type=item.type,
-            spec=item.spec,
-            variables=self.mapping(item.variables or {}),
-            inputs=self.mapping(item.inputs or {}),
-            outputs=self.names(item.outputs or ()),
-            delegate_selectors=item.delegate_selectors or ctx.selectors,
-            **common,
-        )
-        node.stage, node.group = stage, parent if parent.kind == "step_group" else None
-        node.strategies = (self.strategies(item.failure_strategies), *ctx.strategies)
-        node.items = node.rollback = ()
-        return node
+        raise TypeError(f"{fqn}: a {type(item).__name__} cannot be compiled (validation refuses it)")
 
 
 class _Ctx:
