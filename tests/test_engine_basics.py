@@ -493,3 +493,21 @@ def test_a_body_returning_something_other_than_a_dict_is_warned_about_and_ignore
         trace = p.run()
     assert row(trace, "answer")["status"] == "Success" and row(trace, "answer")["outputs"] is None
     assert row(trace, "outputs")["outputs"] == {"x": 1}
+
+
+def test_an_object_that_is_not_an_executor_is_refused_before_anything_runs():
+    ran: list[str] = []
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: ran.append("a"))
+
+    class Half:
+        name = "half"
+
+        def submit(self, job) -> None: ...
+
+    with pytest.raises(
+        TypeError, match="Half is not an executor: it lacks clock, runs_handlers, open, cancel, close"
+    ):
+        p.run(executor=Half())
+    assert ran == []

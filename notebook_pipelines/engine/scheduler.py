@@ -56,7 +56,7 @@ from ..definition.plan import Plan, PlanNode, as_plan
 from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCESS
 from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted
 from .context import StepCancelled, StepContext
-from .executors.base import Job, Outcome, call_body, outcome_of_exception
+from .executors.base import Job, Outcome, call_body, check_executor, outcome_of_exception
 from .runtime import Ask, Queue, Sleep, Timer
 from .semantics import ACQUIRE, ALL, ASK, EXEC, SLEEP, Rules, Scope
 from .trace import Record, Recorder, build_trace
@@ -206,7 +206,7 @@ class Scheduler:
         self._merged_variables: dict[int, dict] = {}
         self._resolved_spec: dict[int, Any] = {}  # typed steps' specs, resolved before they start
         self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
-        self.runs_handlers = bool(getattr(executor, "runs_handlers", False))
+        self.runs_handlers = bool(check_executor(executor).runs_handlers)
         self.on_intervention = on_intervention
         self.listeners = list(listeners)
         self._started = [x.node_started for x in self.listeners if hasattr(x, "node_started")]
@@ -674,7 +674,7 @@ def run(
         executor = ThreadExecutor(max_workers=max_workers)
     elif max_workers is not None:
         raise ValueError("max_workers= goes with the default executor; give it to your executor instead")
-    clock = getattr(executor, "clock", None) or RealClock()
+    clock = check_executor(executor).clock or RealClock()
     status, trace, interrupted = execute(
         plan,
         executor,

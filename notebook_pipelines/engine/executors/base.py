@@ -43,7 +43,16 @@ from ..context import CURRENT_CONTEXT, StepContext, _current
 if TYPE_CHECKING:  # pragma: no cover
     from ...definition.plan import PlanNode
 
-__all__ = ["Clock", "Executor", "Job", "Outcome", "RunHandle", "call_body", "outcome_of_exception"]
+__all__ = [
+    "Clock",
+    "Executor",
+    "Job",
+    "Outcome",
+    "RunHandle",
+    "call_body",
+    "check_executor",
+    "outcome_of_exception",
+]
 
 
 class Outcome:
@@ -205,6 +214,26 @@ class Executor(Protocol):
     def close(self, cancel: bool = False) -> None:
         """The run ends. Must not wait for bodies that ignore being told to stop."""
         ...
+
+
+def check_executor(executor: Any) -> Any:
+    """``executor`` if it has what :class:`Executor` promises, else a ``TypeError`` naming what
+    it lacks (before anything runs).
+
+    >>> check_executor(object())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    TypeError: object is not an executor: it lacks name, clock, runs_handlers, open, submit, ...
+    """
+    lacking = [name for name in ("name", "clock", "runs_handlers") if not hasattr(executor, name)]
+    lacking += [
+        name for name in ("open", "submit", "cancel", "close") if not callable(getattr(executor, name, None))
+    ]
+    if lacking:
+        raise TypeError(
+            f"{type(executor).__name__} is not an executor: it lacks {', '.join(lacking)} "
+            "(see notebook_pipelines.engine.executors.base.Executor)"
+        )
+    return executor
 
 
 def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, spec: Any = None) -> Any:
