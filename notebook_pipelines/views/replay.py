@@ -93,7 +93,8 @@ class Replay(widgets.VBox):
 
     ``slider`` (``FloatSlider``, seconds from the start), ``play`` (``Play``, frames over the
     run), ``clock`` and ``picture`` (``HTML``); ``states`` holds the node states shown
-    (``fqn → state``), ``show(t)`` moves to a moment. Pictures are cached per set of states.
+    (``fqn → state``), ``moment()`` the trace as it stood then, ``show(t)`` moves to a moment.
+    Pictures are cached per set of states.
     """
 
     def __init__(self, trace: Any, plan: Plan, **kwargs: Any):
@@ -143,6 +144,11 @@ class Replay(widgets.VBox):
         steps = ", ".join(f"{state} {n}" for state, n in counts.items())
         now, end = format_duration(round(t, 3)), format_duration(round(self.end, 3))
         self.clock.value = f"<b>{now}</b> of {end}{when}<br><small>steps: {html.escape(steps)}</small>"
+
+    def moment(self) -> Any:
+        """The trace as it stood at the slider's time (see :func:`moment`): give it to
+        ``outline(p, …)`` or ``render(p, …)``."""
+        return moment(self.trace, self.slider.value)
 
     def __repr__(self) -> str:  # the text/plain of the display: the same in every run
         return self._label
