@@ -209,6 +209,7 @@ def test_R20_handle_intervene_answers_from_code_by_id_or_fqn():
     p, calls = flaky_pipeline("ask_code")
     handle = p.start(progress=False)
     until(lambda: handle.requests, "the intervention")
+    assert status(handle.trace, "deploy") == "InterventionWaiting"  # the rows so far say so
     with pytest.raises(ValueError, match="no manual intervention of 'verify' waits; waiting now: deploy"):
         handle.intervene("verify", "Retry")
     with pytest.raises(ValueError, match="is not one of Retry, MarkAsSuccess, Abort"):

@@ -83,19 +83,33 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
 
     _check_progress(progress)
     plan = _prepare(pipeline)
-    state = RunState(plan)
-    _attach_view(state, progress, handle=None)
-    trace = None
+    listeners = list(listeners)
+    if _wants_view(progress):  # else nothing is attached: a script's run() is the engine's alone
+        state = RunState(plan)
+        _attach_view(state, progress, handle=None)
+        listeners.insert(0, state)
     try:
-        trace = engine_run(plan, listeners=[state, *listeners], **options)
-    finally:
-        _remember(state.scheduler.run_id if state.scheduler else None, plan)
+        trace = engine_run(plan, listeners=listeners, **options)
+    except BaseException as exc:  # an interrupted or failed (check=True) run has its trace
+        _remember(_run_id(getattr(exc, "trace", None)), plan)
+        raise
+    _remember(_run_id(trace), plan)
     return trace
+
+
+def _run_id(trace: Any) -> str | None:
+    return trace.attrs.get("run_id") if hasattr(trace, "attrs") else None
+
+
+def _wants_view(progress: bool | None) -> bool:
+    import sys
+
+    return progress is not False and (progress is True or in_kernel() or sys.stderr.isatty())
 
 
 def _attach_view(state: RunState, progress: bool | None, handle: RunHandle | None) -> Any:
     """Attach the view ``progress`` asks for; display it in a kernel. Returns the view or None."""
-    if progress is False:
+    if not _wants_view(progress):
         return None
     if in_kernel():
         from IPython.display import display
@@ -108,11 +122,7 @@ def _attach_view(state: RunState, progress: bool | None, handle: RunHandle | Non
             view = LiveView(state)
         display(view)
         return view
-    import sys
-
-    if progress or sys.stderr.isatty():
-        return TextProgress(state)
-    return None
+    return TextProgress(state)
 
 
 def start(
