@@ -59,7 +59,8 @@ from .errors import (
 
 # The verbs of Pipeline live above the definition layer; the facade wires them in.
 VERBS.update(
-    run="notebook_pipelines.engine.scheduler:run",
+    run="notebook_pipelines.views.runs:run",
+    start="notebook_pipelines.views.runs:start",
     simulate="notebook_pipelines.engine.simulation:simulate",
     to_yaml="notebook_pipelines.formats.yaml_io:dump_yaml",
     render="notebook_pipelines.views.rendering:render",
@@ -68,7 +69,11 @@ VERBS.update(
 
 # Heavier parts (pandas, graphviz, the engine) load on first use.
 _LAZY = {
-    "run": ("engine.scheduler", "run"),
+    "run": ("views.runs", "run"),
+    "start": ("views.runs", "start"),
+    "RunHandle": ("views.runs", "RunHandle"),
+    "replay": ("views.replay", "replay"),
+    "explore": ("views.explore", "explore"),
     "last_trace": ("engine.scheduler", "last_trace"),
     "StepContext": ("engine.context", "StepContext"),
     "StepCancelled": ("engine.context", "StepCancelled"),
@@ -135,6 +140,7 @@ __all__ = [
     "RetryStepGroup",
     "RunError",
     "RunFailed",
+    "RunHandle",
     "RunInterrupted",
     "SimulationError",
     "Stage",
@@ -149,6 +155,7 @@ __all__ = [
     "compare",
     "compile_plan",
     "critical_path",
+    "explore",
     "format_duration",
     "last_trace",
     "load_yaml",
@@ -156,8 +163,10 @@ __all__ = [
     "parse_duration",
     "register_step_type",
     "render",
+    "replay",
     "run",
     "simulate",
+    "start",
     "summarize",
     "validate",
 ]

@@ -415,11 +415,19 @@ class Pipeline(_Container):
         return compile_plan(self)
 
     def run(self, **options: Any):
-        """Run in the kernel (threads, wall clock); return the trace DataFrame.
+        """Run in the kernel (threads, wall clock); return the trace DataFrame. In a notebook
+        a live view shows the run as it goes (``progress=False`` turns it off).
 
         See :func:`notebook_pipelines.run` for the options.
         """
         return verb("run")(self, **options)
+
+    def start(self, **options: Any):
+        """Start a run in the background; return its handle at once (``.cancel()``,
+        ``.wait()``, ``.trace``, ``.status``, ``.done``, ``.intervene()``; displays as the
+        live view). See :func:`notebook_pipelines.start` for the options.
+        """
+        return verb("start")(self, **options)
 
     def simulate(self, **options: Any):
         """Run in virtual time (declared durations, injected failures); return the trace.

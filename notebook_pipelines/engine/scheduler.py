@@ -228,6 +228,9 @@ class Scheduler:
         if isinstance(self.clock, RealClock) and threading.current_thread() is threading.main_thread():
             self.clock.slice = WAKE_EVERY
         try:
+            started = [x.run_started for x in self.listeners if hasattr(x, "run_started")]
+            if started:
+                self._notify(started, self)
             try:
                 self._loop()
             except KeyboardInterrupt:
@@ -470,6 +473,16 @@ class Scheduler:
             self.ready.append((request._task, None))
 
     # -- stopping -------------------------------------------------------------------------------
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        """Abort the run from any thread (a Cancel button, a run handle): the abort is posted
+        to the loop, which ends running steps ``Aborted`` and starts nothing new (R21, E15).
+        A run that has already ended is left alone."""
+        self.post(self._cancel, reason)
+
+    def _cancel(self, reason: str) -> None:
+        if not self.done:
+            self.abort(reason)
+
     def abort(self, reason: str) -> None:
         """Abort the run: running steps end Aborted, nothing new starts (R21, E15)."""
         if self.aborted is not None:
@@ -651,7 +664,8 @@ def run(
             the extra steps wait for a free worker, and their ``start`` is when their body
             started (the wait shows as a gap after the block's start).
         run_id: fix the run id (default: random).
-        listeners: objects with any of ``node_started(node, attempt, t)``,
+        listeners: objects with any of ``run_started(scheduler)`` (the :class:`Scheduler`,
+            whose :meth:`~Scheduler.cancel` any thread may call), ``node_started(node, attempt, t)``,
             ``node_finished(node, row)``, ``intervention(request)``, ``run_finished(trace)``.
         on_intervention: called with an :class:`InterventionRequest` when a manual
             intervention waits (D12); without one the run waits the timeout.

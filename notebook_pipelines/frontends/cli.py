@@ -560,7 +560,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 # -- run ------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
-    from ..engine.scheduler import run
+    from ..views.runs import run  # with a text progress line when stderr is a terminal
 
     if args.output:
         _check_output(args.output, TRACE_FORMATS, "trace")

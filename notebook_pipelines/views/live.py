@@ -1,0 +1,224 @@
+"""The live run view: an ipywidgets box that follows a run as it goes.
+
+It watches a :class:`~.progress.RunState` (an engine listener; the engine never imports
+ipywidgets) and shows:
+
+- the pipeline picture re-coloured as nodes start and finish (``Running`` blue, waiting for a
+  person purple, then each node's final status), redrawn at most twice a second;
+- a progress bar (``IntProgress``: steps done of steps planned), counts by status and the
+  elapsed time, updated at most ten times a second, and once more at the end;
+- the manual interventions waiting (R20, D12): the allowed choices as buttons and the time
+  left; a click answers the request (the run resumes);
+- a Cancel button (for a run started with ``p.start()``: the kernel is free to take the click);
+- each step's captured output, on demand (pick the step).
+
+Updates come on the engine's loop thread (or a throttle's timer thread); ipywidgets sends them
+to the frontend as comm messages, which is safe from any thread with ipykernel ≥ 6. Headless
+(no frontend, e.g. in tests) the widgets work the same: read their traits, ``.click()`` buttons.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import Any
+
+import ipywidgets as widgets
+
+from ..definition.durations import format_duration
+from .progress import RunState, Throttle
+from .rendering import _UNKNOWN_STYLE, STATUS_STYLES, GraphvizMissing, outline, to_svg
+
+__all__ = ["LiveView", "status_chips"]
+
+#: seconds between redraws of the text parts and of the picture (Graphviz costs more)
+TEXT_EVERY, PICTURE_EVERY = 0.1, 0.5
+
+
+def status_chips(counts: dict[str, int]) -> str:
+    """HTML: one coloured chip per status with its count."""
+    chips = []
+    for status, n in counts.items():
+        fill, border, _ = STATUS_STYLES.get(status, _UNKNOWN_STYLE)
+        chips.append(
+            f'<span style="background:{fill};border:1px solid {border};border-radius:8px;'
+            f'padding:0 6px;margin-right:4px">{html.escape(status)} {n}</span>'
+        )
+    return "".join(chips)
+
+
+def picture_html(plan: Any, trace: Any) -> str:
+    """The plan's picture coloured by ``trace`` as inline SVG (the text outline without ``dot``)."""
+    try:
+        return to_svg(plan, trace)
+    except GraphvizMissing:
+        return f"<pre>{html.escape(outline(plan, trace))}</pre>"
+
+
+class LiveView(widgets.VBox):
+    """The live view of one run (see the module docstring). Made by ``run()`` in a notebook,
+    or by a :class:`~.runs.RunHandle`'s display; it catches up with what has already happened."""
+
+    def __init__(self, state: RunState, handle: Any = None, **kwargs: Any):
+        self.state, self.handle = state, handle
+        name = state.plan.pipeline.id
+        self.header = widgets.HTML()
+        self.progress = widgets.IntProgress(value=0, min=0, max=max(1, state.planned), description="steps")
+        self.counts = widgets.HTML()
+        self.picture = widgets.HTML()
+        self.interventions = widgets.VBox()
+        self.cancel_button = widgets.Button(
+            description="Cancel",
+            button_style="danger",
+            icon="stop",
+            disabled=handle is None,
+            tooltip="abort the run" if handle is not None else "use the kernel's Interrupt (■) to stop run()",
+        )
+        self.cancel_button.on_click(self._on_cancel)
+        self.step_picker = widgets.Dropdown(options=[("(pick a finished step)", None)], description="output")
+        self.step_output = widgets.HTML()
+        self.step_picker.observe(self._on_pick, names="value")
+        self._buttons: dict[int, widgets.Widget] = {}  # step index → its intervention box
+        self._tick: threading.Timer | None = None
+        super().__init__(
+            children=[
+                self.header,
+                widgets.HBox([self.progress, self.counts, self.cancel_button]),
+                self.interventions,
+                self.picture,
+                widgets.HBox([self.step_picker]),
+                self.step_output,
+            ],
+            **kwargs,
+        )
+        self._name = name
+        self.text_updates = Throttle(self._refresh_text, TEXT_EVERY)
+        self.picture_updates = Throttle(self._refresh_picture, PICTURE_EVERY)
+        state.observers.append(self.changed)
+        self.text_updates.flush()
+        self.picture_updates.flush(close=state.done)
+        if state.done:
+            self.text_updates.flush(close=True)
+
+    def __repr__(self) -> str:  # the text/plain of the display: the same in every run
+        return f"<live view of a run of {self._name!r}>"
+
+    # -- updates ------------------------------------------------------------------------------
+    def changed(self, final: bool) -> None:
+        """The run state changed (an engine event): redraw, throttled; at the end, at once."""
+        if final:
+            self.text_updates.flush(close=True)
+            self.picture_updates.flush(close=True)
+        else:
+            self.text_updates.poke()
+            self.picture_updates.poke()
+
+    def _refresh_text(self) -> None:
+        state = self.state
+        with state.lock:
+            done, status, requests = state.done_steps, state.status, state.requests()
+            logs = [(row.node, row.attempt) for row in state.rows if row.log]
+        elapsed = format_duration(round(state.elapsed(), 1))
+        self.header.value = (
+            f"<b>{html.escape(self._name)}</b> · {html.escape(status)} · {elapsed}"
+            f" · {done}/{state.planned} steps done"
+        )
+        self.progress.value = done
+        self.progress.bar_style = "" if not state.done else "success" if status == "Success" else "danger"
+        self.counts.value = status_chips(state.counts())
+        self.cancel_button.disabled = self.handle is None or state.done
+        self._show_requests(requests)
+        self._offer_logs(logs)
+
+    def _refresh_picture(self) -> None:
+        self.picture.value = picture_html(self.state.plan, self.state.snapshot())
+
+    # -- manual intervention ------------------------------------------------------------------
+    def _show_requests(self, requests: list) -> None:
+        live = {r.node.index for r in requests}
+        boxes = [box for index, box in self._buttons.items() if index in live]
+        for request in requests:
+            index = request.node.index
+            box = self._buttons.get(index)
+            if box is None or box.request is not request:
+                box = self._request_box(request)
+                self._buttons[index] = box
+                boxes = [b for b in boxes if b.request.node.index != index] + [box]
+            box.clock.value = self._time_left(request)
+        for index in [i for i in self._buttons if i not in live]:
+            del self._buttons[index]
+        self.interventions.children = tuple(boxes)
+        if requests and not self.state.done:
+            self._arm_tick()
+
+    def _request_box(self, request: Any) -> widgets.VBox:
+        error = f" — {request.outcome.error}" if request.outcome.error else ""
+        label = widgets.HTML(
+            f"<b>{html.escape(request.node.id)}</b> waits for you{html.escape(error)}"
+            f"<br><small>{html.escape(request.fqn)}</small>"
+        )
+        buttons = []
+        for choice in request.choices:
+            button = widgets.Button(description=choice, tooltip=f"answer {choice}")
+            button.on_click(lambda b, c=choice, r=request: self._answer(r, c))
+            buttons.append(button)
+        clock = widgets.HTML()
+        box = widgets.VBox([label, widgets.HBox(buttons), clock])
+        box.request, box.buttons, box.clock = request, buttons, clock
+        return box
+
+    def _time_left(self, request: Any) -> str:
+        entry = self.state.waiting.get(request.node.index)
+        if entry is None:
+            return ""
+        import time
+
+        left = max(0.0, request.timeout - (time.monotonic() - entry[1]))
+        then = getattr(request.action.on_timeout, "type", "?")
+        if self.handle is None:
+            how = "(the kernel is busy with run(): the buttons answer only in a run made with p.start())"
+        else:
+            how = ""
+        return f"<small>times out in {format_duration(round(left))}, then {then} {how}</small>"
+
+    def _answer(self, request: Any, choice: str) -> None:
+        request.answer(choice)  # thread-safe: posted to the scheduler's loop
+        box = self._buttons.get(request.node.index)
+        if box is not None and box.request is request:
+            for button in box.buttons:
+                button.disabled = True
+            box.clock.value = f"<small>answered {html.escape(choice)}</small>"
+
+    def _arm_tick(self) -> None:
+        """While a person is waited for, the time left counts down once a second."""
+        if self._tick is None or not self._tick.is_alive():
+            self._tick = threading.Timer(1.0, self.text_updates.poke)
+            self._tick.daemon = True
+            self._tick.start()
+
+    # -- cancel and output ----------------------------------------------------------------------
+    def _on_cancel(self, _button: Any = None) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.cancel_button.disabled = True
+            self.cancel_button.description = "Cancelling"
+
+    def _offer_logs(self, logs: list[tuple[int, int]]) -> None:
+        nodes = self.state.plan.nodes
+        options = [("(pick a finished step)", None)]
+        options += [(f"{nodes[i].id} (attempt {a})", (i, a)) for i, a in logs]
+        if len(options) != len(self.step_picker.options):
+            value = self.step_picker.value
+            self.step_picker.options = options
+            self.step_picker.value = value if value in dict(options).values() else None
+
+    def _on_pick(self, change: dict) -> None:
+        pick = change["new"]
+        if pick is None:
+            self.step_output.value = ""
+            return
+        index, attempt = pick
+        with self.state.lock:
+            logs = [r.log for r in self.state.rows if r.node == index and r.attempt == attempt and r.log]
+        text = logs[-1] if logs else ""
+        self.step_output.value = f"<pre>{html.escape(text)}</pre>"

@@ -1,0 +1,294 @@
+"""``run()`` with progress, and ``start()``: a run in the background with a handle.
+
+These are the front-end verbs of a real run (the facade wires ``Pipeline.run``, ``Pipeline.start``,
+``nbp.run`` and ``nbp.start`` here); the engine's :func:`~notebook_pipelines.engine.scheduler.run`
+knows nothing of progress or widgets. Each attaches a :class:`~.progress.RunState` listener and
+a view of it:
+
+- in a Jupyter kernel, the live widget (:mod:`.live`, imported only then);
+- elsewhere, with ``progress=None`` (the default), a one-line text progress on stderr when
+  stderr is a terminal, nothing when it is not (logs, pipes, tests); ``progress=True`` prints
+  the text progress there too; ``progress=False`` shows nothing anywhere.
+
+:func:`start` runs the scheduler in a background thread and returns a :class:`RunHandle` at
+once: ``cancel()``, ``wait()``, ``trace``, ``status``, ``done``, ``intervene()``; its rich
+display is the live view, whose Cancel button calls ``cancel()``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..definition.plan import Plan, as_plan
+from .progress import RunState, TextProgress, in_kernel
+
+__all__ = ["RunHandle", "plan_of", "run", "start"]
+
+#: plans of the last real runs by run id, so that ``replay(trace)`` finds the picture
+_PLANS: dict[str, Plan] = {}
+_KEEP = 32
+
+
+def _remember(run_id: str | None, plan: Plan) -> None:
+    if run_id is None:
+        return
+    _PLANS.pop(run_id, None)
+    _PLANS[run_id] = plan
+    while len(_PLANS) > _KEEP:
+        _PLANS.pop(next(iter(_PLANS)))
+
+
+def plan_of(trace: Any) -> Plan | None:
+    """The plan of a real run of this process (by the trace's run id), if it is remembered."""
+    return _PLANS.get(trace.attrs.get("run_id", "")) if hasattr(trace, "attrs") else None
+
+
+def _prepare(pipeline: Any) -> Plan:
+    from ..engine.steptypes import check_runnable
+
+    plan = as_plan(pipeline)
+    check_runnable(plan)  # refuse before a view appears
+    return plan
+
+
+def _check_progress(progress: Any) -> None:
+    if progress not in (None, True, False):
+        raise ValueError(
+            f"progress={progress!r}: use True, False or None (the default: where someone watches)"
+        )
+
+
+def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any] = (), **options: Any):
+    """Run a pipeline in the kernel and return its trace, showing progress while it runs.
+
+    Args:
+        pipeline: a Pipeline (validated first) or its Plan.
+        progress: ``None`` (default): the live widget in a notebook, a text line on a terminal,
+            nothing otherwise; ``True``: the widget in a notebook, the text line anywhere else;
+            ``False``: nothing.
+        listeners: more engine listeners.
+        **options: the options of :func:`notebook_pipelines.engine.scheduler.run` (``run_id``,
+            ``executor``, ``max_workers``, ``on_intervention``, ``namespace``, ``check``, ``report``).
+
+    In a notebook the view shows the run as it goes (picture, progress bar, counts, elapsed
+    time, each step's output) and its final state after; the kernel's Interrupt (■) stops the
+    run (``RunInterrupted`` with the partial trace). The kernel is busy during ``run()``, so the
+    view's buttons (Cancel, a manual intervention's choices) answer only in a run started with
+    :func:`start`.
+    """
+    from ..engine.scheduler import run as engine_run
+
+    _check_progress(progress)
+    plan = _prepare(pipeline)
+    listeners = list(listeners)
+    if _wants_view(progress):  # else nothing is attached: a script's run() is the engine's alone
+        state = RunState(plan)
+        _attach_view(state, progress, handle=None)
+        listeners.insert(0, state)
+    try:
+        trace = engine_run(plan, listeners=listeners, **options)
+    except BaseException as exc:  # an interrupted or failed (check=True) run has its trace
+        _remember(_run_id(getattr(exc, "trace", None)), plan)
+        raise
+    _remember(_run_id(trace), plan)
+    return trace
+
+
+def _run_id(trace: Any) -> str | None:
+    return trace.attrs.get("run_id") if hasattr(trace, "attrs") else None
+
+
+def _wants_view(progress: bool | None) -> bool:
+    import sys
+
+    return progress is not False and (progress is True or in_kernel() or sys.stderr.isatty())
+
+
+def _attach_view(state: RunState, progress: bool | None, handle: RunHandle | None) -> Any:
+    """Attach the view ``progress`` asks for; display it in a kernel. Returns the view or None."""
+    if not _wants_view(progress):
+        return None
+    if in_kernel():
+        from IPython.display import display
+
+        if handle is not None:
+            view = handle.view()
+        else:
+            from .live import LiveView
+
+            view = LiveView(state)
+        display(view)
+        return view
+    return TextProgress(state)
+
+
+def start(
+    pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any] = (), **options: Any
+) -> RunHandle:
+    """Start a run in a background thread and return its :class:`RunHandle` at once.
+
+    Same arguments as :func:`run`. The pipeline is validated (and typed steps checked) before
+    this returns. In a notebook, the handle as the last expression of a cell shows the live
+    view (with ``progress=None`` nothing else is shown; ``progress=True`` shows it at once).
+    Outside a notebook ``progress=True`` prints the text line. The options ``check`` and
+    ``report`` apply when the run ends: an error is raised by :meth:`RunHandle.wait`.
+    """
+    _check_progress(progress)
+    plan = _prepare(pipeline)
+    handle = RunHandle(plan, listeners=listeners, options=options)
+    if progress is True:
+        _attach_view(handle.state, True, handle)
+    handle._thread.start()
+    return handle
+
+
+class RunHandle:
+    """A run going on in a background thread (:func:`start`).
+
+    - ``cancel(reason)`` — abort the run (R21, E15), safe from any thread, returns at once;
+    - ``wait(timeout=None)`` — the trace once the run has ended (raises what the run raised);
+    - ``trace`` — the rows so far as a trace DataFrame (the final trace once done);
+    - ``status`` — ``Queued``, ``Running``, then the pipeline's status; ``done``;
+    - ``intervene(step, choice)`` — answer a manual intervention (R20, D12) by FQN or id;
+    - ``requests`` — the interventions waiting now;
+    - rich display / ``view()`` — the live widget (its Cancel button calls ``cancel()``).
+    """
+
+    def __init__(self, plan: Plan, listeners: Iterable[Any] = (), options: dict | None = None):
+        self.plan = plan
+        self.state = RunState(plan)
+        self._listeners = [self.state, *listeners]
+        self._options = dict(options or {})
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._cancel: str | None = None
+        self._sent = False  # the cancel has reached the scheduler
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._view: Any = None
+        self.state.observers.append(self._changed)
+        name = f"nbp-run-{plan.pipeline.id}"[:60]
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    # -- the background thread ----------------------------------------------------------------
+    def _main(self) -> None:
+        from ..engine.scheduler import run as engine_run
+
+        try:
+            self._result = engine_run(self.plan, listeners=self._listeners, **self._options)
+        except BaseException as exc:  # handed to wait()
+            self._error = exc
+            self._result = getattr(exc, "trace", None)
+        finally:
+            if self.state.scheduler is not None:
+                _remember(self.state.scheduler.run_id, self.plan)
+            self._finished.set()
+
+    def _changed(self, final: bool) -> None:
+        with self._lock:
+            scheduler, reason = self.state.scheduler, self._cancel
+            send = scheduler is not None and reason is not None and not self._sent and not final
+            self._sent = self._sent or send
+        if send:
+            scheduler.cancel(reason)  # a cancel that came before the run started
+
+    # -- the public side ----------------------------------------------------------------------
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        """Abort the run: running steps end ``Aborted``, nothing new starts, never-started
+        nodes are ``NotStarted`` (R21, E15, D6). Safe from any thread; returns at once (use
+        :meth:`wait` for the trace). Cancelling an ended run does nothing."""
+        with self._lock:
+            self._cancel = self._cancel or reason
+            scheduler = self.state.scheduler
+            send = scheduler is not None and not self._sent
+            self._sent = self._sent or send
+        if send:
+            scheduler.cancel(reason)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the end of the run and return its trace.
+
+        Waits in short slices, so a Ctrl-C (kernel interrupt) ends the wait — the run goes on;
+        :meth:`cancel` stops it.
+
+        Raises:
+            TimeoutError: the run has not ended after ``timeout`` seconds.
+            RunFailed, DefinitionError, …: what the run raised (e.g. with ``check=True``).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._finished.wait(
+            0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic()))
+        ):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"the run of {self.plan.pipeline.id!r} has not ended after {timeout:g}s")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended (its trace is ready)."""
+        return self._finished.is_set()
+
+    @property
+    def status(self) -> str:
+        """``Queued`` (not started yet), ``Running``, then the pipeline's status."""
+        return self.state.status
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id (None until the run has started)."""
+        scheduler = self.state.scheduler
+        return scheduler.run_id if scheduler is not None else self._options.get("run_id")
+
+    @property
+    def trace(self) -> Any:
+        """The trace so far: rows recorded, ``Running`` rows for what runs now; the final trace
+        once the run has ended."""
+        return self.state.snapshot()
+
+    @property
+    def requests(self) -> list:
+        """The manual interventions waiting for an answer now (``InterventionRequest`` s)."""
+        return self.state.requests()
+
+    def intervene(self, step: str, choice: str) -> None:
+        """Answer the manual intervention of ``step`` (its FQN or id) with ``choice`` (R20, D12).
+
+        Raises:
+            ValueError: no intervention of that step waits, the name matches several, or the
+                choice is not one of the request's choices (the message lists them).
+        """
+        waiting = self.requests
+        found = [r for r in waiting if step in (r.fqn, r.node.id)]
+        if not found:
+            now = ", ".join(f"{r.node.id} ({r.fqn})" for r in waiting) or "none"
+            raise ValueError(f"no manual intervention of {step!r} waits; waiting now: {now}")
+        if len(found) > 1:
+            raise ValueError(
+                f"{step!r} names several waiting steps: give the FQN, one of {[r.fqn for r in found]}"
+            )
+        found[0].answer(choice)
+
+    def view(self) -> Any:
+        """The live widget of this run (made once; it catches up with what has happened)."""
+        if self._view is None:
+            from .live import LiveView
+
+            self._view = LiveView(self.state, handle=self)
+        return self._view
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
+        if not in_kernel():
+            return {"text/plain": repr(self)}
+        return self.view()._repr_mimebundle_(include=include, exclude=exclude, **kwargs)
+
+    def __repr__(self) -> str:
+        state = self.state
+        return (
+            f"<RunHandle {self.plan.pipeline.id!r} {state.status}: "
+            f"{state.done_steps}/{state.planned} steps done>"
+        )
