@@ -16,11 +16,12 @@ scheduler and the dynamic columns only).
   the distribution: mean, spread and percentiles of the makespan and
   of each stage. Run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``; the
   ``seed`` column holds it, so ``simulate(p, seed=row.seed, …)`` replays any run exactly.
-- :func:`critical_path` reads a trace (simulated or real): starting from the step that ended
-  last, it walks back to the step whose end let this one start (the latest end at or before
-  its start; a retried step's previous attempt when the start follows a wait). Waits (retry
-  intervals, manual interventions) are gaps in the chain, so ``critical_path_s`` (the sum of
-  the chain's step durations) is below the makespan exactly by the time spent waiting.
+- :func:`critical_path` reads a trace (simulated or real); it is
+  :func:`~notebook_pipelines.analysis.timing.critical_path` (the structure of the trace, retries
+  and their waits on the path). ``critical_path_s`` (the sum of the chain's step durations) is
+  below the makespan exactly by the time spent waiting.
+- :func:`what_if` re-simulates a trace's own pipeline (:func:`plan_for`: the engine's registry
+  of recent runs, or ``pipeline=``) with the durations and failures measured in it, changed.
 
 Common random numbers: sampled durations are drawn per step FQN (see ``simulate``), so two
 designs that keep a step's FQN draw the same durations for it in the same run.
