@@ -55,7 +55,9 @@ from .errors import (
     RunFailed,
     RunInterrupted,
     StepError,
+    TraceError,
 )
+from .frontends.accessor import install as _install_accessor
 
 # The verbs of Pipeline live above the definition layer; the facade wires them in.
 VERBS.update(
@@ -89,9 +91,15 @@ _LAZY = {
     "compile_plan": ("definition.plan", "compile_plan"),
     "load_yaml": ("formats.yaml_io", "load_yaml"),
     "register_step_type": ("engine.steptypes", "register_step_type"),
+    "read_trace": ("formats.traces", "read_trace"),
     "COLUMNS": ("engine.trace", "COLUMNS"),
     "STATUSES": ("engine.trace", "STATUSES"),
 }
+
+
+# ``trace.pipeline`` on every trace: registered when pandas is imported, which this import
+# does not do (see frontends/accessor.py).
+_install_accessor()
 
 
 def __getattr__(name: str) -> Any:
@@ -151,6 +159,7 @@ __all__ = [
     "StepError",
     "StepGroup",
     "StepGroupRollback",
+    "TraceError",
     "When",
     "compare",
     "compile_plan",
@@ -161,6 +170,7 @@ __all__ = [
     "load_yaml",
     "monte_carlo",
     "parse_duration",
+    "read_trace",
     "register_step_type",
     "render",
     "replay",

@@ -26,6 +26,7 @@ __all__ = [
     "RunFailed",
     "RunInterrupted",
     "StepError",
+    "TraceError",
 ]
 
 
@@ -194,3 +195,7 @@ class RunFailed(RunError):
 
 class RunInterrupted(RunError, KeyboardInterrupt):
     """The run was interrupted (Ctrl-C / kernel interrupt); ``trace`` is the partial trace."""
+
+
+class TraceError(PipelineError, ValueError):
+    """A trace that cannot be read or analysed as asked (missing columns, several runs, no plan)."""

@@ -1,1 +1,2 @@
-"""The analysis layer: what-ifs, Monte Carlo, critical path — functions of plans and traces."""
+"""The analysis layer: what-ifs, Monte Carlo, timing analysis of traces (critical path, slack,
+concurrency, summaries, many runs) — functions of plans and traces."""

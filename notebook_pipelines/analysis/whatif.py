@@ -16,11 +16,12 @@ scheduler and the dynamic columns only).
   the distribution: mean, spread and percentiles of the makespan and
   of each stage. Run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``; the
   ``seed`` column holds it, so ``simulate(p, seed=row.seed, …)`` replays any run exactly.
-- :func:`critical_path` reads a trace (simulated or real): starting from the step that ended
-  last, it walks back to the step whose end let this one start (the latest end at or before
-  its start; a retried step's previous attempt when the start follows a wait). Waits (retry
-  intervals, manual interventions) are gaps in the chain, so ``critical_path_s`` (the sum of
-  the chain's step durations) is below the makespan exactly by the time spent waiting.
+- :func:`critical_path` reads a trace (simulated or real); it is
+  :func:`~notebook_pipelines.analysis.timing.critical_path` (the structure of the trace, retries
+  and their waits on the path). ``critical_path_s`` (the sum of the chain's step durations) is
+  below the makespan exactly by the time spent waiting.
+- :func:`what_if` re-simulates a trace's own pipeline (:func:`plan_for`: the engine's registry
+  of recent runs, or ``pipeline=``) with the durations and failures measured in it, changed.
 
 Common random numbers: sampled durations are drawn per step FQN (see ``simulate``), so two
 designs that keep a step's FQN draw the same durations for it in the same run.
@@ -50,103 +51,36 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..engine.simulation import SimulationError, as_plan, simulate, simulate_records
 from ..errors import RunInterrupted
+from . import timing
 from .options import RUN_OPTIONS, run_options
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["PERCENTILES", "compare", "critical_path", "monte_carlo", "summarize"]
+__all__ = [
+    "PERCENTILES",
+    "compare",
+    "critical_path",
+    "measured",
+    "monte_carlo",
+    "plan_for",
+    "summarize",
+    "what_if",
+]
 
 #: The percentiles :func:`monte_carlo` and :func:`summarize` report by default.
 PERCENTILES = (50, 90, 95, 99)
-_EPS = 1e-9
 
 
 # -- reading a trace ----------------------------------------------------------------------------
-def critical_path(trace: pd.DataFrame) -> pd.DataFrame:
-    """The step executions that determine the makespan, in time order (rows of ``trace``).
-
-    Works on any trace (``run()`` or ``simulate()``). Skipped and never-started steps, and
-    steps that took no time, are never on the path.
-
-    >>> import notebook_pipelines as nbp
-    >>> p = nbp.Pipeline("p")
-    >>> with p.stage("s") as s:
-    ...     _ = s.step("a", duration=2)
-    ...     with s.parallel():
-    ...         _ = s.step("b", duration=5)
-    ...         _ = s.step("c", duration=1)
-    ...     _ = s.step("d", duration=1)
-    >>> list(critical_path(p.simulate())["step"])
-    ['a', 'b', 'd']
-    """
-    import numpy as np
-
-    ran = trace[(trace["kind"] == "step") & (trace["attempt"] > 0) & trace["start_s"].notna()]
-    took = ran["end_s"] - ran["start_s"] > _EPS
-    if took.any():  # steps that took no time do not lengthen the run (and would make ties)
-        ran = ran[took]
-    if ran.empty:
-        return ran
-    start = ran["start_s"].to_numpy(dtype=float)
-    end = ran["end_s"].to_numpy(dtype=float)
-    fqn = ran["fqn"].astype(str).tolist()
-    attempt = ran["attempt"].to_numpy()
-    by_end = np.argsort(end, kind="stable")
-    sorted_end = end[by_end]
-    previous_attempt = {(fqn[i], int(attempt[i])): i for i in range(len(fqn))}
-
-    def best(candidates: Iterable[int], near: str | None) -> int:
-        # among equally late ends: the structurally closest (longest common FQN prefix),
-        # then the longest (earliest start), then trace order
-        def key(i: int) -> tuple:
-            shared = _common_prefix(fqn[i], near) if near is not None else 0
-            return (-shared, start[i], i)
-
-        return min(candidates, key=key)
-
-    last = float(sorted_end[-1])
-    current = best(by_end[sorted_end >= last - _EPS].tolist(), None)
-    path, seen = [current], {current}
-    while True:
-        begin = start[current]
-        k = int(np.searchsorted(sorted_end, begin + _EPS, side="right"))
-        while k > 0 and by_end[k - 1] in seen:
-            k -= 1
-        if k == 0:
-            break
-        latest = sorted_end[k - 1]
-        if latest < begin - _EPS and attempt[current] > 1:
-            # a wait came first (retry interval, intervention): the previous attempt gates it
-            earlier = previous_attempt.get((fqn[current], int(attempt[current]) - 1))
-            if earlier is not None and earlier not in seen:
-                current = earlier
-                path.append(current)
-                seen.add(current)
-                continue
-        lo = int(np.searchsorted(sorted_end, latest - _EPS, side="left"))
-        candidates = [int(i) for i in by_end[lo:k] if i not in seen and end[i] <= begin + _EPS]
-        if not candidates:
-            break
-        current = best(candidates, fqn[current])
-        path.append(current)
-        seen.add(current)
-    path.reverse()
-    return ran.iloc[path]
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a.split("."), b.split(".")):
-        if x != y:
-            break
-        n += 1
-    return n
+#: the critical path of a trace: the one implementation lives in :mod:`.timing` (also behind
+#: ``trace.pipeline.critical_path()``)
+critical_path = timing.critical_path
 
 
 def _path_text(path: pd.DataFrame) -> str:
@@ -266,6 +200,185 @@ def compare(
     first = table["makespan_s"].iloc[0]
     table["speedup"] = first / table["makespan_s"]
     return table.reindex(columns=[*columns, *stage_columns])
+
+
+# -- what if: re-simulate a trace's own pipeline ------------------------------------------------
+#: statuses of an attempt that a what-if replays as an injected failure (an ``Expired`` attempt
+#: needs none: its measured duration reaches the timeout again)
+_REPLAYED = ("Failed", "Errored", "Aborted", "ApprovalRejected")
+_LOOPING = ("matrix", "repeat", "parallelism")
+
+
+def plan_for(trace: pd.DataFrame, pipeline: Any = None) -> Any:
+    """The plan a trace was made from: ``pipeline`` if given, else the run's registered plan.
+
+    The engine remembers the plan of each recent run by ``run_id``
+    (:mod:`~notebook_pipelines.engine.registry`); a trace read from a file has none.
+
+    Raises:
+        TraceError: no plan is known for the run, or ``pipeline`` lacks nodes of the trace.
+    """
+    from ..engine import registry
+    from ..errors import TraceError
+
+    timing.check_trace(trace, "what_if()")
+    fqns = set(trace["fqn"].dropna().astype(str))
+    if pipeline is not None:
+        plan = as_plan(pipeline)
+        unknown = sorted(fqns - plan.by_fqn.keys())
+        if unknown:
+            raise TraceError(
+                f"what_if(): the pipeline {plan.pipeline.id!r} is not the one this trace ran: it has "
+                f"no node {unknown[0]!r}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            )
+        return plan
+    run_ids = trace["run_id"].dropna().unique()
+    run_id = str(run_ids[0]) if len(run_ids) else ""
+    plan = registry.plan_of(run_id, pipeline=trace.attrs.get("pipeline"), fqns=fqns)
+    if plan is None:
+        raise TraceError(
+            f"what_if(): no pipeline is known for the run {run_id!r} (a trace read from a file, or a "
+            f"run older than the last {registry.MAX_RUNS} in this session): pass it, "
+            "trace.pipeline.what_if(..., pipeline=p)"
+        )
+    return plan
+
+
+def measured(trace: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict]]:
+    """``(durations, failures)`` that make ``simulate()`` replay ``trace``, by step FQN.
+
+    A step's duration is the mean of its attempts' durations; the attempts that failed
+    (``Failed``, ``Errored``, ``Aborted``, ``ApprovalRejected``) fail again, with their error
+    type. Steps that never ran keep their declared durations.
+    """
+    steps = trace[(trace["kind"] == "step") & (trace["attempt"] > 0) & trace["start_s"].notna()]
+    steps = steps[steps["end_s"].notna()]
+    durations = {
+        str(fqn): float(value)
+        for fqn, value in (steps["end_s"] - steps["start_s"]).groupby(steps["fqn"], sort=False).mean().items()
+    }
+    failures: dict[str, dict] = {}
+    failed = steps[steps["status"].astype(str).isin(_REPLAYED)]
+    for fqn, rows in failed.groupby("fqn", sort=False, observed=True):
+        types = rows["error_type"].dropna().astype(str)
+        failures[str(fqn)] = {"attempts": [int(a) for a in rows["attempt"]]}
+        if len(types):
+            failures[str(fqn)]["error_type"] = types.iloc[-1]
+    return durations, failures
+
+
+def what_if(
+    trace: pd.DataFrame,
+    durations: Mapping | None = None,
+    strategy: Mapping | None = None,
+    *,
+    pipeline: Any = None,
+    **simulate_options: Any,
+) -> pd.DataFrame:
+    """Re-simulate the pipeline of ``trace`` with its measured durations, changed as asked.
+
+    Both rows are simulations of the trace's own pipeline with the durations and failures
+    measured in it (:func:`measured`): ``as run`` unchanged, ``what if`` with the changes, so
+    the difference is the changes' alone.
+
+    Args:
+        trace: one run's trace (``run()``, ``simulate()`` or ``read_trace``).
+        durations: new durations by step id, FQN or glob (anything ``simulate(durations=)``
+            takes), over the measured ones.
+        strategy: ``{node id or FQN: strategy}`` — a failure strategy (``nbp.Retry(2)``, a
+            list of ``OnFailure``) or a looping strategy (a dict with ``matrix``, ``repeat``
+            or ``parallelism``) that replaces the node's own.
+        pipeline: the pipeline (or plan) the trace ran; needed when the session does not
+            know it (a trace read from a file).
+        **simulate_options: ``default``, ``failures``, ``interventions``, ``outputs``,
+            ``seed`` as :func:`simulate` takes them (a ``failures`` mapping is merged over
+            the measured failures of both rows).
+
+    Returns:
+        The :func:`compare` table of ``as run`` and ``what if`` (makespan, speed-up, status,
+        critical path, stage times) with ``change_s``: the makespan's change against ``as run``.
+
+    >>> import notebook_pipelines as nbp
+    >>> p = nbp.Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     with s.parallel():
+    ...         _ = s.step("a", duration=5)
+    ...         _ = s.step("b", duration=3)
+    >>> print(what_if(p.simulate(), {"a": 1})[["makespan_s", "change_s", "critical_path"]])
+             makespan_s  change_s critical_path
+    design
+    as run          5.0       0.0             a
+    what if         3.0      -2.0             b
+    """
+    from ..engine.simulation import _StepTable
+
+    plan = plan_for(trace, pipeline)
+    timing.check_trace(trace, "what_if()")
+    unknown = set(simulate_options) - {"default", "failures", "interventions", "outputs", "seed"}
+    if unknown:
+        raise SimulationError(
+            f"what_if(): no option {sorted(unknown)[0]!r}; the options are durations, strategy, pipeline, "
+            "default, failures, interventions, outputs, seed"
+        )
+    base, failures = measured(trace)
+    if simulate_options.get("failures") is not None:
+        extra = _StepTable("failures", simulate_options.pop("failures"), plan, strict=True)
+        for node in plan.steps:
+            value = extra.get(node)
+            if value is not _missing():
+                failures[node.fqn] = value
+    changed = dict(base)
+    if durations is not None:
+        table = _StepTable("durations", durations, plan, strict=True)
+        for node in plan.steps:
+            value = table.get(node)
+            if value is not _missing():
+                changed[node.fqn] = value
+    other = _with_strategies(plan, strategy) if strategy else plan
+    designs = {
+        "as run": (plan, {"durations": base, "failures": failures}),
+        "what if": (other, {"durations": changed, "failures": failures}),
+    }
+    result = compare(designs, **simulate_options)
+    result.insert(1, "change_s", result["makespan_s"] - result["makespan_s"].iloc[0])
+    return result
+
+
+def _missing() -> Any:
+    from ..engine.simulation import _MISSING
+
+    return _MISSING
+
+
+def _with_strategies(plan: Any, strategy: Mapping) -> Any:
+    """A copy of ``plan``'s pipeline with the nodes' strategies replaced, compiled."""
+    import copy
+    import difflib
+
+    from ..definition.model import _canonical_settings
+    from ..definition.plan import compile_plan
+
+    if not isinstance(strategy, Mapping):
+        raise SimulationError(
+            f"what_if(strategy=…) takes {{node id or FQN: strategy}}, not {type(strategy).__name__}"
+        )
+    pipeline = copy.deepcopy(plan.pipeline)
+    copied = compile_plan(pipeline, check=False)
+    for key, value in strategy.items():
+        nodes = [n for n in copied.nodes if n.kind != "parallel" and key in (n.fqn, n.id)]
+        if not nodes:
+            names = sorted({n.id for n in copied.nodes if n.id} | set(copied.by_fqn))
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SimulationError(f"what_if(strategy=…): no stage, step group or step {key!r}{hint}")
+        for node in nodes:
+            source = node.source
+            if isinstance(value, Mapping) and set(value) & set(_LOOPING):
+                source.strategy = dict(value)
+            else:
+                source.failure_strategies = value
+                _canonical_settings(source)
+    return compile_plan(pipeline)
 
 
 def _named(designs: Any) -> dict[str, tuple[Any, dict]]:

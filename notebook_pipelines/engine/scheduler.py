@@ -55,6 +55,7 @@ from ..definition.failure import ManualIntervention
 from ..definition.plan import Plan, PlanNode, as_plan
 from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCESS
 from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted
+from . import registry
 from .context import StepCancelled, StepContext
 from .executors.base import Job, Outcome, call_body, check_executor, outcome_of_exception
 from .runtime import Ask, Queue, Sleep, Timer
@@ -636,6 +637,7 @@ def execute(
     scheduler.fill_not_started()
     trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns)
     _LAST[0] = trace
+    registry.remember(scheduler.run_id, plan)
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
     return RunResult(status, trace, scheduler.interrupted)
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..definition.plan import Plan
 
-__all__ = ["COLUMNS", "POSITIVE", "STATUSES", "Record", "Recorder", "build_trace", "empty_trace"]
+__all__ = ["COLUMNS", "POSITIVE", "STATUSES", "Record", "Recorder", "build_trace", "dtypes", "empty_trace"]
 
 KINDS = ("pipeline", "stage", "step_group", "step")
 PHASES = ("execution", "rollback")
@@ -256,3 +256,9 @@ def empty_trace() -> pd.DataFrame:
 
     plan = compile_plan(Pipeline("empty", stages=[Stage("s", items=[Step("x")])]))
     return build_trace(plan, [], "", 0)
+
+
+def dtypes() -> dict[str, Any]:
+    """Each column's dtype, as ``run()`` and ``simulate()`` make it (what a trace read from a
+    file is given back, ``nbp.read_trace``)."""
+    return dict(empty_trace().dtypes)

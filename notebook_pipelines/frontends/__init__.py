@@ -1,4 +1,4 @@
-"""Front-ends: the command line (``cli``) and the IPython magics (``magics``).
+"""Front-ends: the command line (``cli``), the IPython magics (``magics``), ``trace.pipeline``.
 
 They only build definitions and consume traces; nothing here schedules.
 """

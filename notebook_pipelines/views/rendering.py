@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "COLOR_BY",
     "DIRECTIONS",
     "FORMATS",
     "STATUS_STYLES",
@@ -202,6 +203,7 @@ def render(
     direction: str = "LR",
     legend: bool | None = None,
     title: str | None = None,
+    color_by: str = "status",
 ) -> graphviz.Digraph:
     """The Graphviz picture of a plan (see the module docstring for the conventions).
 
@@ -212,6 +214,11 @@ def render(
         legend: draw the status legend; ``None`` means: when a trace is given.
         title: the graph label; ``None`` means the pipeline's name (and status with a trace),
             ``""`` means none.
+        color_by: what a step's fill shows: ``"status"`` (the default), ``"duration"`` (its
+            time, first start to last end, in five equal bins up to the longest) or
+            ``"slack"`` (how long it could grow without delaying the run: critical, then
+            bins by share of the makespan); the border keeps the status colour, and a second
+            legend gives the bins. Needs a trace for anything but ``"status"``.
 
     Raises:
         DefinitionError: the pipeline breaks a structural rule.
@@ -219,8 +226,13 @@ def render(
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    if color_by not in COLOR_BY:
+        raise ValueError(f"color_by {color_by!r} is not one of {', '.join(COLOR_BY)}")
+    if color_by != "status" and trace is None:
+        raise ValueError(f"color_by={color_by!r} colours a run: pass its trace, render(p, trace, color_by=…)")
     plan = _plan(pipeline_or_plan)
     info = outcomes(trace)
+    fills, scale = _overlay(trace, info, color_by) if color_by != "status" else ({}, [])
     root = plan.root
     if title is None:
         title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
@@ -230,6 +242,7 @@ def render(
     graph.outline_text = _outline(plan, info)
     graph.node("start", tooltip=_text(f"{root.fqn} start"), shape="circle", width="0.2", **_TERMINAL)
     drawing = _Drawing(info)
+    drawing.fills = fills
     last = drawing.items(graph, root.items, "start", "n0", rollback=False)
     graph.node("end", tooltip=_text(f"{root.fqn} end"), shape="doublecircle", width="0.12", **_TERMINAL)
     drawing.edge(last, "end", rollback=False)
@@ -240,6 +253,12 @@ def render(
             box.attr(label="legend", style="rounded", color="#bdbdbd", fontsize="10")
             for status in ordered:
                 box.node(f"legend_{status}", label=_text(status), **_status_attrs(status))
+    if scale:
+        with graph.subgraph(name="cluster_legend_overlay") as box:
+            box.attr(label=color_by, style="rounded", color="#bdbdbd", fontsize="10")
+            for k, (label, fill) in enumerate(scale):
+                box.node(f"legend_{color_by}_{k}", label=_text(label), fillcolor=fill, style="rounded,filled",
+                         color="#90a4ae", fontcolor=_ink(fill))  # fmt: skip
     for tail, head, attrs in drawing.edges:
         graph.edge(tail, head, **attrs)
     return graph
@@ -285,6 +304,7 @@ class _Drawing:
 
     def __init__(self, info: dict[str, Outcome]):
         self.info = info
+        self.fills: dict[str, str] = {}  # fqn → fill colour of an overlay (color_by)
         self.edges: list[tuple[str, str, dict[str, str]]] = []
 
     def edge(self, tail: str, head: str, rollback: bool) -> None:
@@ -321,6 +341,8 @@ class _Drawing:
             else:
                 lines += _outcome_lines(outcome)
                 attrs = _status_attrs(outcome.status)
+                if node.fqn in self.fills:  # an overlay: the fill shows it, the border the status
+                    attrs.update(fillcolor=self.fills[node.fqn], fontcolor=_ink(self.fills[node.fqn]))
             graph.node(nid, label=_text(*lines), tooltip=_tooltip(node, outcome), **attrs)
             self.edge(prev, nid, rollback)
             return nid
@@ -350,6 +372,56 @@ class _Drawing:
                 # invisible: keeps the lane level with the container's first items
                 self.edges.append((before, f"{nid}_rb", {"style": "invis"}))
         return exit_id
+
+
+#: what ``render(…, color_by=)`` can show
+COLOR_BY = ("status", "duration", "slack")
+#: light to dark: the fills of five duration bins
+DURATION_FILLS = ("#fff7d6", "#fdd49e", "#fc8d59", "#d7301f", "#7f0000")
+#: slack bins: critical, then under 10 %, 25 %, 50 % of the makespan, and more
+SLACK_FILLS = ("#d32f2f", "#ffb74d", "#fff176", "#c5e1a5", "#81c784")
+
+
+def _ink(fill: str) -> str:
+    """Dark text on a light fill, white on a dark one."""
+    red, green, blue = (int(fill[i : i + 2], 16) for i in (1, 3, 5))
+    return "#1b1b1b" if 0.299 * red + 0.587 * green + 0.114 * blue > 140 else "#ffffff"
+
+
+def _overlay(trace: Any, info: dict[str, Outcome], color_by: str) -> tuple[dict[str, str], list]:
+    """``(fqn → fill, [(legend label, fill), …])`` of a ``duration`` or ``slack`` overlay."""
+    steps = trace[trace["kind"] == "step"]
+    ran = {str(f) for f in steps.loc[steps["start_s"].notna(), "fqn"]}
+    if color_by == "duration":
+        values = {f: info[f].seconds for f in ran if f in info and info[f].seconds is not None}
+        top = max(values.values(), default=0.0) or 1.0
+        edges = [top * k / 5 for k in range(6)]
+        scale = [
+            (f"{format_duration(edges[k])} – {format_duration(edges[k + 1])}", DURATION_FILLS[k])
+            for k in range(5)
+        ]
+        fills = {f: DURATION_FILLS[min(4, int(v / top * 5))] for f, v in values.items()}
+        return fills, scale
+    from ..analysis.timing import slack
+
+    table = slack(trace)
+    per_step = table.groupby("fqn", sort=False, observed=True)["slack_s"].min()
+    makespan = float(trace["end_s"].max() - trace["start_s"].min()) if len(trace) else 0.0
+    limits = [0.1 * makespan, 0.25 * makespan, 0.5 * makespan]
+    fills = {}
+    for fqn, value in per_step.items():
+        if value <= 1e-6:
+            fills[str(fqn)] = SLACK_FILLS[0]
+        else:
+            fills[str(fqn)] = SLACK_FILLS[1 + sum(value >= limit for limit in limits)]
+    scale = [("critical (no slack)", SLACK_FILLS[0])]
+    scale.append((f"slack under {format_duration(limits[0])}", SLACK_FILLS[1]))
+    for k in range(2):
+        scale.append(
+            (f"slack {format_duration(limits[k])} – {format_duration(limits[k + 1])}", SLACK_FILLS[k + 2])
+        )
+    scale.append((f"slack ≥ {format_duration(limits[2])}", SLACK_FILLS[4]))
+    return fills, scale
 
 
 def _declared(duration: Any) -> str | None:
