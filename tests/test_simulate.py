@@ -167,9 +167,6 @@ def test_run_and_simulate_give_the_same_rows_statuses_and_order(design: Callable
         elif t_sim[i] - t_sim[j] >= 0.025:
             assert t_real[j] < t_real[i], (e_sim.iloc[i].tolist(), e_sim.iloc[j].tolist())
 
-    # and the same times up to jitter (scheduling overhead accumulates along the run)
-    tolerance = 0.04 + 0.15 * t_sim
-    assert (np.abs(t_real - t_sim) <= tolerance).all(), np.max(np.abs(t_real - t_sim))
 
 
 # -- determinism --------------------------------------------------------------------------------
