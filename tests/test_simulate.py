@@ -168,7 +168,6 @@ def test_run_and_simulate_give_the_same_rows_statuses_and_order(design: Callable
             assert t_real[j] < t_real[i], (e_sim.iloc[i].tolist(), e_sim.iloc[j].tolist())
 
 
-
 # -- determinism --------------------------------------------------------------------------------
 
 
