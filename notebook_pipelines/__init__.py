@@ -86,6 +86,7 @@ _LAZY = {
     "register_step_type": ("engine.steptypes", "register_step_type"),
     "COLUMNS": ("engine.trace", "COLUMNS"),
     "STATUSES": ("engine.trace", "STATUSES"),
+    "DaskExecutor": ("cluster.dask", "DaskExecutor"),
 }
 
 
@@ -117,6 +118,7 @@ __all__ = [
     "STATUSES",
     "Abort",
     "Action",
+    "DaskExecutor",
     "DefinitionError",
     "ExpressionError",
     "Ignore",

@@ -22,6 +22,7 @@ LAYER = {
     "analysis": 3,
     "formats": 3,
     "views": 3,
+    "cluster": 3,
     "frontends": 4,
     "__init__": 5,
     "__main__": 5,
