@@ -19,10 +19,13 @@ a worker started with ``--resources "TAG=N"``, N at a time there. A selector tha
 worker offers is refused the same way, naming the step and the tag. A cluster without workers
 is refused (:class:`ClusterError`) rather than waited on.
 
-**A job** is one ``client.submit(_run_on_worker, …, key=…, pure=False, resources=…)``: the
-packed step, its :class:`~notebook_pipelines.StepContext` (plain fields; it pickles) and its
-resolved spec go out; the worker runs the body with what it prints captured (per task, other
-tasks on the worker print as before) and returns a small dict — status, Harness error type
+**A job** is one task ``_run_on_worker(key, packed step, context, spec)`` with its own key
+(``nbp-STEP-ATTEMPT-…``), ``pure=False`` and the step's resources. A sender thread hands jobs to
+the cluster as they come, those that piled up meanwhile in one ``client.map`` per resource set
+(a wide parallel block is one graph for Dask, not hundreds). The packed step, the
+:class:`~notebook_pipelines.StepContext` (plain fields; it pickles) and the resolved spec go
+out; the worker runs the body with what it prints captured (per task: other tasks on the
+worker print as before) and returns a small dict — status, Harness error type
 (:func:`~notebook_pipelines.engine.executors.base.outcome_of_exception`), message, output
 variables, log, start and end, and the worker's address, which is the trace's ``worker``.
 Output variables that cannot be sent back fail the step, naming them.
@@ -52,7 +55,7 @@ installed on them, as for any Dask code (functions defined in the notebook trave
 
 >>> from distributed import LocalCluster, Client
 >>> import notebook_pipelines as nbp
->>> cluster = LocalCluster(n_workers=2, processes=False, dashboard_address=None)
+>>> cluster = LocalCluster(n_workers=2, processes=False, dashboard_address=":0")
 >>> client = Client(cluster)
 >>> p = nbp.Pipeline("p")
 >>> with p.stage("s") as s:
@@ -69,12 +72,14 @@ from __future__ import annotations
 import inspect
 import queue
 import socket
+import sys
 import threading
 import time
 import traceback
 import uuid
 import warnings
 from contextlib import nullcontext
+from functools import partial
 from typing import Any, ClassVar
 
 try:
@@ -147,7 +152,7 @@ class _Step:
         self.handler, self.namespace = handler, namespace
 
 
-def _run_on_worker(key: str, packed: bytes, ctx: StepContext, spec: Any, capture: bool) -> dict:
+def _run_on_worker(key: str, packed: bytes, ctx: StepContext, spec: Any, capture: bool = True) -> dict:
     """One step body on a Dask worker; never raises: the outcome as a small dict."""
     from distributed import get_worker
 
@@ -392,8 +397,10 @@ class DaskExecutor:
         self._packed: dict[int, bytes] = {}
         self._resources: dict[int, dict[str, int]] = {}
         self._plugged: set[str] = set()  # clients (by id) the worker plugin is registered with
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()  # finished futures
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()  # jobs to hand to the cluster
         self._watcher: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -441,11 +448,15 @@ class DaskExecutor:
             client.register_plugin(StopBodies(), name=PLUGIN)
             self._plugged.add(client.id)
         _Events.of(client).add(self)  # a worker that leaves with our steps on it
-        self._done = queue.SimpleQueue()
+        self._done, self._outbox = queue.SimpleQueue(), queue.SimpleQueue()
         self._watcher = threading.Thread(
             target=self._watch, args=(self._done,), name="nbp-dask-watcher", daemon=True
         )
+        self._sender = threading.Thread(
+            target=self._send, args=(self._outbox,), name="nbp-dask-sender", daemon=True
+        )
         self._watcher.start()
+        self._sender.start()
 
     def _pack(self, plan: Any, namespace: dict | None, workers: dict) -> tuple[dict, dict]:
         """Each step's packed body and resources; every problem at once as a DefinitionError."""
@@ -529,28 +540,74 @@ class DaskExecutor:
             now = self.run.now()
             self.run.complete(job, Outcome(SUCCESS, now, now, "main"))
             return
-        index = job.node.index
         key = f"{KEY_PREFIX}{job.node.id}-{job.attempt}-{uuid.uuid4().hex}"
-        try:
-            future = self._client.submit(
-                _run_on_worker,
-                key,
-                self._packed[index],
-                job.ctx,
-                job.spec,
-                self.capture,
-                key=key,
-                pure=False,
-                resources=self._resources.get(index),
-            )
-        except Exception as exc:  # the context's inputs or the spec do not pickle, the client closed
-            now = self.run.now()
-            text = f"could not send the step to the Dask cluster: {type(exc).__name__}: {exc}"
-            self.run.complete(job, Outcome(FAILED, job.submitted, now, None, _error_type(exc), text))
-            return
+        _ = job.ctx  # made here, on the run's thread
         with self._lock:
-            self._jobs[key], self._futures[key], self._keys[job] = job, future, key
-        future.add_done_callback(self._done.put)
+            self._jobs[key], self._keys[job] = job, key
+        self._outbox.put((key, job))
+
+    def _send(self, outbox: queue.SimpleQueue) -> None:
+        """The sender thread: hands jobs to the cluster in batches (one ``client.map`` per
+        resource set for what piled up meanwhile: a wide parallel block is one graph, not
+        hundreds), until the run closes."""
+        while True:
+            batch = [outbox.get()]
+            while True:
+                try:
+                    batch.append(outbox.get_nowait())
+                except queue.Empty:
+                    break
+            last = None in batch
+            groups: dict[tuple, list[tuple[str, Job]]] = {}
+            for item in batch:
+                if item is not None:
+                    resources = self._resources.get(item[1].node.index)
+                    groups.setdefault(tuple(sorted((resources or {}).items())), []).append(item)
+            for resources, items in groups.items():
+                self._map(items, dict(resources) or None)
+            if last:
+                return
+
+    def _map(self, items: list[tuple[str, Job]], resources: dict | None) -> None:
+        keys = [key for key, _job in items]
+        try:
+            futures = self._client.map(
+                partial(_run_on_worker, capture=self.capture),
+                keys,
+                [self._packed[job.node.index] for _key, job in items],
+                [job.ctx for _key, job in items],
+                [job.spec for _key, job in items],
+                key=keys,
+                pure=False,
+                resources=resources,
+            )
+        except Exception:  # one job's inputs or spec do not pickle (or the client closed): one by one
+            if len(items) > 1:
+                for item in items:
+                    self._map([item], resources)
+                return
+            key, job = items[0]
+            with self._lock:
+                mine = self._jobs.pop(key, None) is not None
+                self._keys.pop(job, None)
+            if mine:
+                exc = sys.exc_info()[1]
+                text = f"could not send the step to the Dask cluster: {type(exc).__name__}: {exc}"
+                outcome = Outcome(FAILED, job.submitted, self.run.now(), None, _error_type(exc), text)
+                self.run.complete(job, outcome)
+            return
+        dropped = []
+        with self._lock:
+            for key, future in zip(keys, futures):
+                if key in self._jobs:
+                    self._futures[key] = future
+                else:  # told to stop while it was being sent
+                    dropped.append(future)
+        for key, future in zip(keys, futures):
+            if key in self._futures:
+                future.add_done_callback(self._done.put)
+        if dropped:
+            self._client.cancel(dropped, reason="the step was told to stop before it started")
 
     def cancel(self, job: Job) -> None:
         job.ctx.cancel()
@@ -566,6 +623,10 @@ class DaskExecutor:
 
     def close(self, cancel: bool = False) -> None:
         """The run ends; with ``cancel``, its tasks still on the cluster are cancelled."""
+        self._outbox.put(None)
+        if self._sender is not None:
+            self._sender.join(5.0)  # it only sends what is already queued
+            self._sender = None
         with self._lock:
             futures = list(self._futures.values())
             self._jobs, self._futures, self._keys = {}, {}, {}
