@@ -82,7 +82,7 @@ def _process(pid: int):
 def threads() -> Iterator[Client]:
     scheduler = {"cls": Scheduler, "options": {"dashboard_address": "127.0.0.1:0", "host": "127.0.0.1"}}
     workers = {
-        "plain": {"cls": Worker, "options": {"nthreads": 1, "host": "127.0.0.1"}},
+        "plain": {"cls": Worker, "options": {"nthreads": 1, "host": "127.0.0.1", "resources": {"big": 1}}},
         "gpu": {"cls": Worker, "options": {"nthreads": 1, "host": "127.0.0.1", "resources": {"gpu": 1}}},
     }
     with SpecCluster(scheduler=scheduler, workers=workers) as cluster, Client(cluster) as client:
@@ -223,11 +223,21 @@ def test_R62_a_selector_no_worker_offers_is_refused_before_the_run(threads: Clie
     with p.stage("s") as s:
         s.step("first", run=lambda: ran.write_text("yes"))
         s.step("fit", run=lambda: None, delegate_selectors=["gpu", "tpu"])
+        s.step("both", run=lambda: None, delegate_selectors=["gpu", "big"])
     with pytest.raises(nbp.DefinitionError) as info:
         p.run(executor=DaskExecutor(threads), report=False)
-    text = str(info.value)
-    assert "pipeline.stages.s.spec.execution.steps.fit" in text
-    assert "[R62] delegate selector(s) tpu" in text and "--resources" in text
+    fit, both = info.value.problems
+    assert (fit.fqn, fit.rule) == ("pipeline.stages.s.spec.execution.steps.fit", "R62")
+    assert fit.message == (
+        "delegate selector(s) gpu, tpu: no worker of the Dask cluster offers tpu (worker resources: big, gpu)"
+    )
+    assert fit.fix == 'start a worker with the resource, e.g. `dask worker ADDRESS --resources "tpu=1"`, ' + (
+        "or drop the selector"
+    )
+    assert both.fqn.endswith(".both")
+    assert both.message.startswith(
+        "delegate selector(s) gpu, big: no single worker of the Dask cluster offers"
+    )
     assert not ran.exists()  # nothing started
 
 

@@ -475,14 +475,16 @@ class DaskExecutor:
                 resources[node.index] = dict.fromkeys(tags, 1)
                 if not any(set(tags) <= have for have in offered):
                     missing = [tag for tag in tags if not any(tag in have for have in offered)]
-                    known = sorted(set().union(*offered))
+                    known = ", ".join(sorted(set().union(*offered))) or "none"
+                    if missing:
+                        what = f"no worker of the Dask cluster offers {' or '.join(missing)}"
+                    else:
+                        what = f"no single worker of the Dask cluster offers {' and '.join(tags)} together"
                     problems.append(
                         Problem(
                             node.fqn,
                             "R62",
-                            f"delegate selector(s) {', '.join(missing or tags)}: no worker of the Dask "
-                            f"cluster offers {'them' if len(missing or tags) > 1 else 'it'} together "
-                            f"with the step's other selectors (workers offer: {', '.join(known) or 'none'})",
+                            f"delegate selector(s) {', '.join(tags)}: {what} (worker resources: {known})",
                             f"start a worker with the resource, e.g. `dask worker ADDRESS --resources "
                             f'"{(missing or tags)[0]}=1"`, or drop the selector',
                         )
