@@ -8,6 +8,9 @@
   ``dask.compute`` per block for serial blocks. Graph building is timed too, as our compile
   is. Dask is optional (``pip install -e '.[bench]'``); :func:`dask_missing` says why it
   cannot run.
+- ``dask-map``: the same no-ops straight on a Dask distributed cluster, ``client.map`` then
+  ``client.gather`` (the ``dask-wide`` workload, against ``nbp.DaskExecutor`` on that cluster);
+  :func:`distributed_missing` says why it cannot run (``pip install -e '.[dask]'``).
 """
 
 from __future__ import annotations
@@ -70,3 +73,17 @@ def dask_block(width: int, body: Body = noop, workers: int | None = None) -> Non
 def dask_blocks(blocks: int, width: int, body: Body, workers: int) -> None:
     for _ in range(blocks):
         dask_block(width, body, workers)
+
+
+def distributed_missing() -> str | None:
+    """Why the Dask distributed workload cannot run, or None when it can."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return "dask distributed not installed"
+    return None
+
+
+def dask_map(client: Any, width: int) -> None:
+    """``width`` independent no-op tasks on the cluster: ``client.map`` + ``client.gather``."""
+    client.gather(client.map(noop_after, range(width), pure=False))

@@ -22,7 +22,9 @@ from .baselines import (
     dask_block,
     dask_blocks,
     dask_chain,
+    dask_map,
     dask_missing,
+    distributed_missing,
     noop,
     pool_block,
     pool_blocks,
@@ -267,6 +269,35 @@ def memory_wide(cfg: Config) -> list[Row]:
     return with_budget(rows, Budget("≤ 3 KB/step", lambda row: row.extra["bytes_per_step"] <= 3 * KB))
 
 
+DASK_STEPS = 200
+
+
+def dask_wide(cfg: Config) -> list[Row]:
+    """One parallel block of 200 no-op steps run by ``nbp.DaskExecutor`` on a Dask cluster vs
+    the same 200 no-ops as ``client.map`` + ``client.gather`` on that cluster ("ours on Dask vs
+    Dask alone"). The cluster: ``LocalCluster(processes=False)``, 2 workers × 2 threads,
+    started once for the workload (untimed), TCP on 127.0.0.1 so that tasks are serialized."""
+    n = DASK_STEPS
+    missing = distributed_missing()
+    if missing is not None:
+        return rows_for("dask-wide", {"nbp-dask": Missing(missing), "dask-map": Missing(missing)}, "dask-map")
+    from distributed import Client, LocalCluster
+
+    options = {"protocol": "tcp", "host": "127.0.0.1", "dashboard_address": ":0"}
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=2, processes=False, **options) as cluster,
+        Client(cluster) as client,
+    ):
+        executor = nbp.DaskExecutor(client)
+
+        def prepare() -> Thunk:
+            return partial(block_pipeline(n, noop).run, report=False, executor=executor)
+
+        prepares = {"nbp-dask": prepare, "dask-map": constant(partial(dask_map, client, n))}
+        results = time_side_by_side(prepares, cfg.repeat, {"nbp-dask": succeeded})
+    return rows_for("dask-wide", results, baseline="dask-map")
+
+
 IMPORTS = {
     "nbp": "import notebook_pipelines as nbp; nbp.Pipeline('x')",
     "pandas": "import pandas",
@@ -293,5 +324,6 @@ WORKLOADS: dict[str, Workload] = {
     "sleep-wide": sleep_wide,
     "simulate": simulate,
     "memory-wide": memory_wide,
+    "dask-wide": dask_wide,
     "import": import_cost,
 }

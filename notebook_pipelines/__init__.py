@@ -94,6 +94,7 @@ _LAZY = {
     "read_trace": ("formats.traces", "read_trace"),
     "COLUMNS": ("engine.trace", "COLUMNS"),
     "STATUSES": ("engine.trace", "STATUSES"),
+    "DaskExecutor": ("cluster.dask", "DaskExecutor"),
 }
 
 
@@ -130,6 +131,7 @@ __all__ = [
     "STATUSES",
     "Abort",
     "Action",
+    "DaskExecutor",
     "DefinitionError",
     "ExpressionError",
     "Ignore",

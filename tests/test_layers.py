@@ -22,6 +22,7 @@ LAYER = {
     "engine": 2,
     "analysis": 3,
     "formats": 3,
+    "cluster": 3,
     "views": 4,
     "frontends": 5,
     "__init__": 6,

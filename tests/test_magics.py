@@ -694,3 +694,46 @@ def test_magics_through_a_real_kernel(tmp_path) -> None:
     table = nb.cells[7].outputs[0]["data"]["text/plain"]
     assert "{'answer': 42}" in table
     assert text(8) == "42 b Pipeline\n"
+
+
+# -- on a Dask cluster ------------------------------------------------------------------------
+def test_pipeline_run_dask_runs_the_code_bodies_on_the_cluster_at_the_address(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture
+) -> None:
+    """``%pipeline run --dask ADDRESS`` (issue 16): bodies on the workers, with a copy of the
+    notebook variables they name; assignments stay there, ``--outputs`` come back."""
+    from distributed import Client, LocalCluster
+
+    shell.user_ns["base"] = 10
+    for text in ("%pipeline job", "%stage s", "%%step add --outputs total\ntotal = base + 5"):
+        cell(shell, capsys, text)
+    with (
+        LocalCluster(
+            n_workers=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=":0"
+        ) as lc,
+        Client(lc) as client,
+    ):
+        try:
+            out = cell(shell, capsys, f"%pipeline run --dask {lc.scheduler_address}")
+            trace = shell.run_line_magic("pipeline", "trace --steps --columns step,outputs,worker")
+            workers = set(client.scheduler_info()["workers"])
+        finally:
+            for executor in magics_of(shell).dask.values():
+                executor.shutdown()  # the connection the magic opened and kept
+    assert out == "pipeline `job` ended Success: 1 step — 1 Success\n"
+    assert trace["outputs"].tolist() == [{"total": 15}]
+    assert trace["worker"].iloc[0] in workers
+    assert "total" not in shell.user_ns
+
+
+def test_pipeline_run_dask_with_no_scheduler_there_is_a_usage_error(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture
+) -> None:
+    for text in ("%pipeline job", "%stage s", "%%step a\npass"):
+        cell(shell, capsys, text)
+    with pytest.raises(UsageError, match=r"^--dask tcp://127.0.0.1:9: cannot reach the Dask scheduler at"):
+        shell.run_line_magic("pipeline", "run --dask tcp://127.0.0.1:9")
+
+
+def magics_of(sh: InteractiveShell) -> magics.PipelineMagics:
+    return sh.magics_manager.registry["PipelineMagics"]

@@ -87,8 +87,33 @@ class StepContext:
         if self._cancelled:
             raise StepCancelled(f"{self.fqn} was told to stop")
 
+    def __getstate__(self) -> dict:
+        """What travels to another process (a Dask worker): the plain fields, whether it was
+        told to stop; not the events that wake a sleeping body (the other side makes its own).
+
+        >>> import pickle
+        >>> from types import SimpleNamespace as Node
+        >>> node = Node(fqn="pipeline.stages.s.steps.a", id="a", name="a", stage=None, group=None)
+        >>> ctx = StepContext(node, 2, "r1", {"env": "prod"}, {"n": 3})
+        >>> ctx.sleep(0)  # makes its event
+        >>> copy = pickle.loads(pickle.dumps(ctx))
+        >>> copy, copy.variables, copy.inputs, copy.cancelled
+        (<StepContext pipeline.stages.s.steps.a attempt=2>, {'env': 'prod'}, {'n': 3}, False)
+        """
+        return {name: getattr(self, name) for name in _STATE}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._event = None
+        self._watchers = []
+
     def __repr__(self) -> str:
         return f"<StepContext {self.fqn} attempt={self.attempt}>"
+
+
+#: the fields of a context that pickle (the events that wake a body stay behind)
+_STATE = tuple(name for name in StepContext.__slots__ if name not in ("_event", "_watchers"))
 
 
 _current = threading.local()

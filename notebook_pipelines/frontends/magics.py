@@ -617,7 +617,7 @@ def _variables(pairs: list[str] | None) -> dict | None:
 _PIPELINE_OPTIONS = {
     None: {"rules", "var", "timeout", "force"},
     "show": {"text", "trace"},
-    "run": {"run_id", "check"},
+    "run": {"run_id", "check", "dask"},
     "simulate": {"seed", "default", "fail", "run_id"},
     "trace": {"columns", "steps", "all"},
     "yaml": set(),
@@ -637,6 +637,7 @@ class PipelineMagics(Magics):
         self.traces: dict[str, Any] = {}  # pipeline name -> last trace made through %pipeline
         self.cell_id: str | None = None  # the running cell's id, when the front-end sends one
         self.cells: dict[str, tuple[str, str]] = {}  # cell id -> (pipeline name, stage id) of its node
+        self.dask: dict[str, Any] = {}  # scheduler address -> DaskExecutor (its connection kept)
 
     def cell_started(self, info: Any) -> None:
         """``pre_run_cell`` hook: note the cell's id (JupyterLab, Notebook 7 and VS Code send it)."""
@@ -696,6 +697,11 @@ class PipelineMagics(Magics):
     @argument("--trace", action="store_true", help="show: colour by the last trace")
     @argument("--run-id", help="run, simulate: fix the run id")
     @argument("--check", action="store_true", help="run: raise RunFailed when the run does not succeed")
+    @argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run: the bodies on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT)",
+    )
     @argument("--seed", type=int, help="simulate: seed for sampled durations (default 0)")
     @argument("--default", help="simulate: duration of steps that declare none (default 1s)")
     @argument(
@@ -718,6 +724,7 @@ class PipelineMagics(Magics):
           %pipeline NAME [--rules classic|current] [--var NAME=VALUE]... [--timeout T] [--force]
           %pipeline show [--text] [--trace]     the picture (or a text outline)
           %pipeline run [--run-id ID] [--check] run the bodies in this kernel
+          %pipeline run --dask ADDRESS          … or on a Dask cluster (scheduler at ADDRESS)
           %pipeline simulate [--seed N] [--default 5s] [--fail STEP[:ATTEMPTS][:ERROR]]...
           %pipeline trace [--steps] [--columns a,b | --all]   the last run's trace
           %pipeline yaml                        the Harness YAML
@@ -727,7 +734,9 @@ class PipelineMagics(Magics):
         ``NAME`` becomes a variable holding the ``Pipeline``, so the Python API works on it too;
         a name that would hide a builtin (``print``) or replace another value needs ``--force``.
         Selecting an existing pipeline keeps the settings you do not pass. ``run`` runs the
-        code bodies in the notebook's namespace (``p.run(namespace=...)``); ``run`` and
+        code bodies in the notebook's namespace (``p.run(namespace=...)``); with ``--dask`` they
+        run on the cluster's workers, each with a copy of the notebook variables its code names
+        (what it assigns stays there: ``--outputs`` brings values back); ``run`` and
         ``simulate`` print one line; ``trace`` returns the trace as a DataFrame (a few
         columns unless told otherwise: ``trace = %pipeline trace --all`` keeps all of it).
 
@@ -802,15 +811,29 @@ class PipelineMagics(Magics):
     def _run(self, p: Pipeline, args: Any) -> None:
         from ..errors import RunFailed
 
+        executor = self._dask_executor(args.dask) if args.dask else None
         try:
-            trace = p.run(namespace=self.shell.user_ns, run_id=args.run_id, report=False)
+            trace = p.run(namespace=self.shell.user_ns, run_id=args.run_id, report=False, executor=executor)
         except DefinitionError as exc:
             raise UsageError(_invalid(p, exc)) from None
+        except ConnectionError as exc:  # the cluster is unreachable or has no workers
+            raise UsageError(f"--dask {args.dask}: {exc}") from None
         self.traces[self.current] = trace
         text = run_summary(trace)
         print(text)
         if args.check and set(trace.loc[trace["kind"] == "pipeline", "status"].astype(str)) != {"Success"}:
             raise RunFailed(text, trace)
+
+    def _dask_executor(self, address: str) -> Any:
+        """One executor per scheduler address, kept: the connection is reused by later runs."""
+        executor = self.dask.get(address)
+        if executor is None:
+            try:
+                from ..cluster.dask import DaskExecutor
+            except ImportError as exc:
+                raise UsageError(str(exc)) from None
+            executor = self.dask[address] = DaskExecutor(address=address)
+        return executor
 
     def _simulate(self, p: Pipeline, args: Any) -> None:
         from ..analysis.options import in_flags

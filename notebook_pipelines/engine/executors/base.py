@@ -154,7 +154,16 @@ class Job:
 
 @runtime_checkable
 class RunHandle(Protocol):
-    """What an executor sees of the run it serves."""
+    """What an executor sees of the run it serves.
+
+    Attributes:
+        plan: the compiled plan being run (an executor that must check every step before
+            anything starts — that bodies pickle, say — reads it in ``open``).
+        namespace: the globals code-text bodies run in (None: a fresh dict per body).
+    """
+
+    plan: Any
+    namespace: dict | None
 
     def now(self) -> float:
         """Clock seconds since the run started."""

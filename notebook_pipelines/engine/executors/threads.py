@@ -47,7 +47,8 @@ import time
 import traceback
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ...definition.statuses import ABORTED, SUCCESS
@@ -55,7 +56,7 @@ from ...errors import StepError
 from ..context import StepCancelled
 from .base import Job, Outcome, outcome_of_exception
 
-__all__ = ["ThreadExecutor", "WorkerPool", "default_pool"]
+__all__ = ["ThreadExecutor", "WorkerPool", "captured", "default_pool"]
 
 _local = threading.local()
 _proxy_lock = threading.Lock()
@@ -98,6 +99,31 @@ def _remove_tee() -> None:
                 sys.stdout = sys.stdout._stream
             if isinstance(sys.stderr, _Tee):
                 sys.stderr = sys.stderr._stream
+
+
+@contextmanager
+def captured(buffer: list[str]) -> Iterator[list[str]]:
+    """Copy what the calling thread prints (stdout and stderr) into ``buffer`` while inside.
+
+    Other threads print as before; everything is still passed on to the real streams. This is
+    the capture :class:`ThreadExecutor` uses, for executors that run bodies on threads of
+    their own (a Dask worker): one proxy per process, however many use it at once.
+
+    >>> lines = []
+    >>> with captured(lines):
+    ...     print("hello")
+    hello
+    >>> lines
+    ['hello', '\\n']
+    """
+    _install_tee()
+    previous = getattr(_local, "buffer", None)
+    _local.buffer = buffer
+    try:
+        yield buffer
+    finally:
+        _local.buffer = previous
+        _remove_tee()
 
 
 def _raise_in_thread(thread: threading.Thread, exc: type[BaseException]) -> bool:
