@@ -80,6 +80,8 @@ class Runtime(Protocol):
     outputs: dict[str, dict]
     runs: dict[int, int]  # executions per step so far (attempts go on across RetryStepGroup)
     runs_handlers: bool  # the executor runs typed steps' handlers: resolve their specs first
+    #: a simulation's ``iterations=`` (items of run-time lists, by looped node id or FQN); None in a run
+    loop_counts: dict | None
 
     def now(self) -> float: ...
 
@@ -125,4 +127,19 @@ class Runtime(Protocol):
 
     def resolve_spec(self, node: PlanNode) -> str | None:
         """Resolve a typed step's ``<+…>`` spec now; the error text, if any."""
+        ...
+
+    def evaluate(self, node: PlanNode, value: Any) -> Any:
+        """The value of ``value`` (text with ``<+…>``) read by ``node`` now, e.g. a looping
+        strategy's ``items``; raises ``ExpressionError`` when it cannot be resolved."""
+        ...
+
+    def warn(self, message: str) -> None:
+        """Tell the user something about the run that is not an error (a ``LoopingWarning``)."""
+        ...
+
+    def expand(self, node: PlanNode, iteration: Any) -> PlanNode:
+        """The run's copy of a looped ``node`` for one :class:`~..definition.looping.Iteration`:
+        postfixed id and FQN (R46), its own trace rows, found by references; nodes below with
+        their own strategies expand when they start."""
         ...

@@ -184,6 +184,7 @@ class Scheduler:
         listeners: Iterable[Any] = (),
         on_intervention: Callable[[InterventionRequest], Any] | None = None,
         namespace: dict | None = None,
+        loop_counts: dict | None = None,
     ):
         self.plan, self.executor, self.clock = plan, executor, clock
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -206,6 +207,11 @@ class Scheduler:
         self._merged_variables: dict[int, dict] = {}
         self._resolved_spec: dict[int, Any] = {}  # typed steps' specs, resolved before they start
         self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
+        # looping strategies (R46–R54): the run's copies of looped nodes, one subtree per
+        # iteration, indexed after the plan's nodes; references resolve against ``view``
+        self.extra: list[PlanNode] = []
+        self.view: Any = plan
+        self.loop_counts: dict | None = loop_counts
         self.runs_handlers = bool(getattr(executor, "runs_handlers", False))
         self.on_intervention = on_intervention
         self.listeners = list(listeners)
@@ -446,6 +452,79 @@ class Scheduler:
             return str(err)
         return None
 
+    # -- looping strategies (R46–R54) ---------------------------------------------------------
+    def evaluate(self, node: PlanNode, value: Any) -> Any:
+        """The value of ``value`` (text with ``<+…>``) for ``node`` now; raises ExpressionError."""
+        from ..definition.references import render_template
+
+        return render_template(self, node, value)
+
+    def warn(self, message: str) -> None:
+        from ..definition.looping import LoopingWarning
+
+        warnings.warn(message, LoopingWarning, stacklevel=2)
+
+    def expand(self, node: PlanNode, iteration: Any) -> PlanNode:
+        """The run's copy of ``node`` (and everything below it) for one iteration (R46, D11).
+
+        The copy's identifier and FQN carry the iteration's postfix (``build_0_1``); its
+        descendants' FQNs follow; every copy gets an index after the plan's nodes (its trace
+        rows carry its own FQN) and is found by references (``view.by_fqn``). Looped nodes
+        below keep their strategy: they expand when their copy starts.
+        """
+        if self.view is self.plan:
+            self.view = _RunView(self.plan)
+        by_fqn, extra, base = self.view.by_fqn.maps[0], self.extra, len(self.plan.nodes)
+        old, new = node.fqn, node.fqn + iteration.postfix
+        copies: dict[int, PlanNode] = {}
+
+        def copy(n: PlanNode) -> PlanNode:
+            c = PlanNode.__new__(PlanNode)
+            c.__dict__.update(n.__dict__)
+            copies[id(n)] = c
+            c.origin = n.origin or n
+            c.fqn = new + n.fqn[len(old) :]
+            c.iteration = iteration.index
+            if n.kind != "parallel":
+                c.index = base + len(extra)
+                extra.append(c)
+                by_fqn[c.fqn] = c
+            if n is not node:
+                c.parent = copies.get(id(n.parent), n.parent)
+                c.stage = copies.get(id(n.stage), n.stage)
+                c.group = copies.get(id(n.group), n.group)
+            if n.items:
+                c.items = tuple(copy(i) for i in n.items)
+            if n.rollback:
+                c.rollback = tuple(copy(i) for i in n.rollback)
+            return c
+
+        root = PlanNode.__new__(PlanNode)
+        root.__dict__.update(node.__dict__)
+        copies[id(node)] = root
+        root.origin = node.origin or node
+        root.id, root.fqn, root.iteration = node.id + iteration.postfix, new, iteration.index
+        root.name = f"{node.name}{iteration.postfix}"
+        root.strategy, root.loop, root.looped = None, iteration, node
+        root.index = base + len(extra)
+        extra.append(root)
+        by_fqn[new] = root
+        if node.kind == "stage":
+            root.stage = root
+        elif node.kind == "step_group":
+            root.group = root
+        if node.items:
+            root.items = tuple(copy(i) for i in node.items)
+        if node.rollback:
+            root.rollback = tuple(copy(i) for i in node.rollback)
+        name = getattr(node.strategy, "node_name", None)
+        if isinstance(name, str):
+            try:
+                root.name = str(self.evaluate(root, name))
+            except ExpressionError:
+                pass  # the default name stays; the strategy's nodeName is only for display
+        return root
+
     # -- interventions --------------------------------------------------------------------------
     def _ask(self, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention, scope: Scope):
         request = InterventionRequest(self, task, node, outcome, action)
@@ -526,7 +605,7 @@ class Scheduler:
             node,
             Record(
                 node.index,
-                get("iteration"),
+                node.iteration,
                 attempt,
                 status,
                 get("reason"),
@@ -547,7 +626,7 @@ class Scheduler:
         outputs = outcome.outputs
         self.outputs[node.fqn] = outputs or {}
         inputs = self._resolved.get(node.index) if node.inputs else None
-        row = (node.index, None, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker)
+        row = (node.index, node.iteration, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker)
         self._add(node, Record._make((*row, None, None, None, outputs, outcome.log, inputs)))
 
     def _add(self, node: PlanNode, row: Record) -> None:
@@ -579,9 +658,24 @@ class Scheduler:
         """D6: every node without a record gets a NotStarted row."""
         seen = self.recorder.seen
         why = self.aborted or "not reached"
+        # the nodes inside a looped node that ran are its iterations' copies, not these (R46)
+        inside = self.plan.inside_loops() if self.extra else {}
         for node in self.plan.nodes:
-            if node.index not in seen:
+            if node.index not in seen and inside.get(node.index) not in seen:
                 self.record(node, 0, NOT_STARTED, None, None, reason=why)
+
+
+class _RunView:
+    """What references resolve against during a run: the plan's nodes and the run's copies of
+    looped nodes (``by_fqn`` looks in the copies first)."""
+
+    run_view = True
+
+    def __init__(self, plan: Plan):
+        from collections import ChainMap
+
+        self.pipeline, self.root, self.nodes = plan.pipeline, plan.root, plan.nodes
+        self.by_fqn = ChainMap({}, plan.by_fqn)
 
 
 def _noop(_: Any) -> None:
@@ -608,8 +702,13 @@ def execute(
     listeners: Iterable[Any] = (),
     on_intervention: Callable | None = None,
     namespace: dict | None = None,
+    loop_counts: dict | None = None,
 ) -> RunResult:
-    """Run ``plan`` with ``executor`` and ``clock``; the :class:`RunResult` (status, trace, interrupted)."""
+    """Run ``plan`` with ``executor`` and ``clock``; the :class:`RunResult` (status, trace, interrupted).
+
+    ``loop_counts``: a simulation's ``iterations=`` (how many items a run-time list holds, by
+    looped node id or FQN); ``None`` in a real run, where such lists are resolved.
+    """
     scheduler = Scheduler(
         plan,
         executor,
@@ -618,10 +717,11 @@ def execute(
         listeners=listeners,
         on_intervention=on_intervention,
         namespace=namespace,
+        loop_counts=loop_counts,
     )
     status = scheduler.execute()
     scheduler.fill_not_started()
-    trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns)
+    trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
     _LAST[0] = trace
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
     return RunResult(status, trace, scheduler.interrupted)

@@ -22,6 +22,7 @@ simulated run and a real run produce the same statuses and rows.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..definition.failure import (
@@ -40,6 +41,7 @@ from ..definition.failure import (
     action_from_dict,
 )
 from ..definition.limits import MAX_RETRIES
+from ..definition.looping import LoopingError, iterations, max_concurrency, runtime_values
 from ..definition.plan import PlanNode, choose
 from ..definition.statuses import (
     ABORTED,
@@ -117,6 +119,7 @@ class Rules:
 
     def __init__(self, rt: Runtime):
         self.rt = rt
+        self._warned: set[int] = set()  # looped nodes already warned about (simulation)
 
     def _should_run(self, node: PlanNode, scope: Scope) -> tuple[bool, str | None, str | None]:
         """(run?, reason if skipped, error if the condition failed) — R28–R31."""
@@ -166,6 +169,8 @@ class Rules:
         return statuses
 
     def _node(self, node: PlanNode, scope: Scope):
+        if node.strategy is not None:
+            return self.looped(node, scope)
         if node.kind == "step":
             return self.step(node, scope)
         if node.kind == "step_group":
@@ -273,6 +278,85 @@ class Rules:
         self.rt.record(node, 1, status, start, self.rt.now(), reason=why, action=action)
         self._failed(node, pscope, status)
         return status
+
+    # -- looping strategies (R46–R54, E13) -------------------------------------------------------
+    def looped(self, node: PlanNode, scope: Scope):
+        """A node with a looping strategy: its iterations, at most ``maxConcurrency`` at a time.
+
+        The iterations are computed now (run-time lists are known only now); each is the run's
+        copy of the node (``rt.expand``: postfixed id and FQN, R46) and runs as the node would.
+        With ``maxConcurrency: k`` there are k *lanes*, each taking the next iteration in list
+        order when its current one ends (a sliding window, R54, E13). The node's own row spans
+        its iterations, with their combined status (D4; all skipped: ``Skipped``).
+        """
+        start = self.rt.now()
+        try:
+            its = self._iterations(node)
+        except (ExpressionError, LoopingError) as err:
+            why = "its looping strategy could not be expanded"
+            return self._skip_or_fail(node, scope, why, f"{node.fqn}: {err}")
+        if not its:
+            self.rt.mark((node,), SKIPPED, "its looping strategy has no iterations", start)
+            return SKIPPED
+        self.rt.started(node, 1, start)
+        copies = [self.rt.expand(node, it) for it in its]
+        k = max_concurrency(node.strategy) or len(copies)
+        if k >= len(copies):
+            statuses = yield (ALL, [self._node(copy, scope) for copy in copies])
+        else:
+            statuses = [None] * len(copies)
+            queue = deque(range(len(copies)))
+            skip = getattr(node.strategy, "on_failure", None) == "SkipQueued"
+            yield (ALL, [self._lane(queue, copies, statuses, scope, skip) for _ in range(k)])
+        if all(status == SKIPPED for status in statuses):
+            status = SKIPPED
+        else:
+            status = self._container_status(statuses, Scope(node, scope, "loop"))
+        reason = f"{len(copies)} iterations" + (f", at most {k} at a time" if k < len(copies) else "")
+        self.rt.record(node, 1, status, start, self.rt.now(), reason=reason)
+        return status
+
+    def _lane(self, queue: deque, copies: list, statuses: list, scope: Scope, skip_queued: bool):
+        """One slot of a looped node's window: runs the next queued iteration until none is left."""
+        while queue:
+            i = queue.popleft()
+            reason = self.rt.stop_reason(scope)
+            if reason is None and skip_queued and any(s not in POSITIVE for s in statuses if s is not None):
+                reason = "an iteration failed (onFailure: SkipQueued)"
+            if reason is not None:
+                self.rt.mark((copies[i],), NOT_STARTED, reason, None)
+                statuses[i] = NOT_STARTED
+                continue
+            statuses[i] = yield from self._node(copies[i], scope)
+        return None
+
+    def _iterations(self, node: PlanNode) -> list:
+        """The iterations of a looped node; in a simulation, run-time lists come from
+        ``iterations=`` or count one item (with a warning naming the node)."""
+        strategy = node.strategy
+        counts = self.rt.loop_counts
+
+        def resolve(value: Any) -> Any:
+            return self.rt.evaluate(node, value)
+
+        if counts is None or not runtime_values(strategy):
+            return iterations(strategy, resolve)
+        origin = node.origin or node
+        given = counts.get(origin.fqn, counts.get(origin.id))
+        if given is not None:
+            return iterations(strategy, count=given)
+        try:
+            return iterations(strategy, resolve)
+        except (ExpressionError, LoopingError) as err:
+            if origin.index not in self._warned:
+                self._warned.add(origin.index)
+                reason = str(err).splitlines()[0]
+                self.rt.warn(
+                    f"{origin.fqn}: the looping strategy's items are known only in a run ({reason}); "
+                    f"simulated as one iteration — give simulate(iterations={{{origin.id!r}: N}}) "
+                    f"(CLI: --iterations {origin.id}=N) for N"
+                )
+            return iterations(strategy, count=1)
 
     def _rollback_stage(self, node: PlanNode, scope: Scope):
         """R36: rollback lists of the groups that ran, in reverse order, then the stage's list."""

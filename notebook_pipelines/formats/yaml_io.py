@@ -28,15 +28,15 @@ environment, infrastructure…)            infrastructure also gives ``Stage.res
 ``when``                                 :class:`~notebook_pipelines.definition.failure.When`
 ``variables`` (list of name/type/value)  a dict name → value (types that the value does not
                                          imply are kept in ``extra["variables"]``)
-``delegateSelectors``, ``timeout``,      the fields of the same name (``strategy`` as data)
-``strategy``
+``delegateSelectors``, ``timeout``,      the fields of the same name (``strategy`` as written:
+``strategy``                             the YAML dict, R48; ``nbp.Matrix`` … written back as one)
 anything else                            ``extra`` of the node, written back as it was
 =======================================  ===============================================
 
 What the toolkit does not model is *kept* and *reported* (one :class:`YamlWarning` listing every
 note): template references, ``<+input>`` runtime inputs, service/environment/infrastructure
-blocks, unknown keys, step types without a handler (simulated only), looping strategies and
-barriers (kept as data; not supported yet, so validation refuses them with R48). Real mistakes
+blocks, unknown keys, step types without a handler (simulated only). Looping strategies
+(``strategy:``, R48) are read as they are written and expanded when the node runs. Real mistakes
 raise :class:`YamlError` (a ``DefinitionError``) listing every problem with its line and column:
 invalid YAML, a node without identifier, an unknown action type, a stage without execution, a
 step group inside a step group under the ``classic`` rules (D1), variables that are not a list of
@@ -94,6 +94,7 @@ from ..definition.failure import (
     coerce_when,
 )
 from ..definition.limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, data_depth, depth_problems, short
+from ..definition.looping import to_dict as strategy_dict
 from ..definition.model import SOURCE, Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from ..definition.validation import VARIABLE_TYPES, variable_problem
 from ..errors import DefinitionError, Problem
@@ -1000,13 +1001,6 @@ class _Reader:
             strategy = _plain(body["strategy"])
             out["strategy"] = strategy
             self.scan_inputs(body["strategy"], f"{fqn}.strategy", body.values_at["strategy"])
-            kind = ", ".join(map(str, strategy)) if isinstance(strategy, dict) else short(strategy)
-            self.note(
-                body.keys_at["strategy"],
-                fqn,
-                f"looping strategy ({kind}) kept as data: looping strategies are not supported yet (R48), "
-                "so validate, simulate and run refuse this pipeline",
-            )
         if "when" in body and body["when"] is not None:
             out["when"] = self.when(body["when"], body.values_at["when"], fqn, status_key)
         if "failureStrategies" in body and body["failureStrategies"] is not None:
@@ -1427,7 +1421,7 @@ class _Writer:
                     self.drop(fqn, "a Python condition (only the status is written)")
                 out["when"] = when.to_dict(status_key)
         if node.strategy is not None:
-            out["strategy"] = node.strategy
+            out["strategy"] = strategy_dict(node.strategy)
         if timeout and node.timeout is not None:
             out["timeout"] = node.timeout
 
