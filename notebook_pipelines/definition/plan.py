@@ -301,6 +301,8 @@ class _Builder:
             node.timeout = self.seconds(item.timeout)
         if item.duration is not None:
             node.duration = self.seconds(item.duration)
+        elif item.type == "Wait" and isinstance(item.spec, dict) and item.spec.get("duration") is not None:
+            node.duration = _unset_on_error(parse_duration)(item.spec["duration"])  # simulated: its wait
         if item.run is not None:
             node.body, node.takes_ctx = item.run, takes_ctx(item.run, item.inputs)
         node.type, node.spec = item.type, item.spec

@@ -660,7 +660,7 @@ def _loop_around(node: Any) -> Any:
     return found
 
 
-def _un_postfixed(reader: Any, target: Any, rest: tuple, run: bool) -> None:
+def _un_postfixed(reader: Any, target: Any, rest: tuple, run: bool, path: tuple = ()) -> None:
     """E14: a finished value of a node of a looped node, read by its un-postfixed FQN, names no
     one iteration. The looped node's own status (its row spans its iterations) may be read."""
     if target.origin is not None or target.loop is not None:
@@ -668,6 +668,8 @@ def _un_postfixed(reader: Any, target: Any, rest: tuple, run: bool) -> None:
     loop = _loop_around(target)
     if loop is None or (loop is target and rest[0] in ("status", "currentStatus")):
         return
+    if any(isinstance(seg, str) and seg.startswith(loop.id + "_") for seg in path):
+        return  # checked before a run: the path names an iteration (build_1), found at run time
     if not run and _contains_or_is(loop, reader):
         return  # relative paths from inside the loop resolve to the reader's own iteration
     ids = f"{loop.id}_0, {loop.id}_1, …"
@@ -701,7 +703,7 @@ def check_reference(plan: Any, reader: Any, path: tuple, retry: bool = False) ->
             _check_axis(target, rest[1])
         return kind
     if kind in ("runtime", "current"):
-        _un_postfixed(reader, target, rest, run=False)
+        _un_postfixed(reader, target, rest, run=False, path=path)
     if kind == "failure":
         if not (retry and target is reader):
             raise _Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")

@@ -38,6 +38,7 @@ from ..definition.failure import (
     RetryStepGroup,
     StageRollback,
     StepGroupRollback,
+    When,
     action_from_dict,
 )
 from ..definition.limits import MAX_RETRIES
@@ -75,6 +76,7 @@ class Scope:
 
     __slots__ = (
         "expired",
+        "fail_scope",
         "failed",
         "kind",
         "node",
@@ -98,6 +100,13 @@ class Scope:
         self.retries = 0  # RetryStepGroup retries already used by this group (R19)
         # where "failed so far" is kept for the nodes in this scope: the stage, or rollback section
         self.stage_scope = self if kind in ("stage", "rollback") or parent is None else parent.stage_scope
+        # where "failed so far" is kept for the nodes in this scope: the stage (rollback section),
+        # or one iteration of a looped node — its failure reaches the stage when the loop ends
+        self.fail_scope = (
+            self if kind in ("stage", "rollback", "loop") or parent is None else parent.fail_scope
+        )
+        if kind == "loop":  # the stages and groups an iteration runs are the container's (R36, R38)
+            self.ran = parent.ran
 
     def up(self, *kinds: str) -> Scope | None:
         scope: Scope | None = self
@@ -121,10 +130,14 @@ class Rules:
         self.rt = rt
         self._warned: set[int] = set()  # looped nodes already warned about (simulation)
 
-    def _should_run(self, node: PlanNode, scope: Scope) -> tuple[bool, str | None, str | None]:
+    def _should_run(
+        self, node: PlanNode, scope: Scope, status_only: bool = False
+    ) -> tuple[bool, str | None, str | None]:
         """(run?, reason if skipped, error if the condition failed) — R28–R31."""
         when = node.when
-        failed = scope.failed if node.kind == "stage" else scope.stage_scope.failed
+        if when is None:  # an iteration of a node whose `when` has no condition
+            return True, None, None
+        failed = scope.failed if node.kind == "stage" else scope.fail_scope.failed
         if when.condition is None and when.status == "Success" and not failed:
             return True, None, None  # the common case
         where = "pipeline" if node.kind == "stage" else "stage"
@@ -133,7 +146,7 @@ class Rules:
         if when.status == "Failure" and not failed:
             return False, f"the {where} has not failed (status condition Failure)", None
         condition = when.condition
-        if condition is None:
+        if condition is None or status_only:
             return True, None, None
         try:
             value = self._evaluate(node, condition)
@@ -237,7 +250,7 @@ class Rules:
             return
         if node.kind != "stage" and self._retry_pending(scope):
             return  # an enclosing group will run again (R19, E6): this failure does not count yet
-        target = scope if node.kind == "stage" else scope.stage_scope
+        target = scope if node.kind == "stage" else scope.fail_scope
         if target is not None:
             target.failed = True
 
@@ -289,6 +302,10 @@ class Rules:
         order when its current one ends (a sliding window, R54, E13). The node's own row spans
         its iterations, with their combined status (D4; all skipped: ``Skipped``).
         """
+        ok, reason, _ = self._should_run(node, scope, status_only=True)
+        if not ok:  # R29, R30: the status part of `when` is the looped node's, decided once
+            self.rt.mark((node,), SKIPPED, reason or "skipped", self.rt.now())
+            return SKIPPED
         start = self.rt.now()
         try:
             its = self._iterations(node)
@@ -300,26 +317,34 @@ class Rules:
             return SKIPPED
         self.rt.started(node, 1, start)
         copies = [self.rt.expand(node, it) for it in its]
+        each = When("All", node.when.condition) if node.when is not None else None
+        for copy in copies:  # a condition is evaluated per iteration (it may read <+matrix.x>)
+            copy.when = each
+        # each iteration keeps its own "failed so far": one failing does not skip the others' steps
+        scopes = [Scope(copy, scope, "loop") for copy in copies]
         k = max_concurrency(node.strategy) or len(copies)
         if k >= len(copies):
-            statuses = yield (ALL, [self._node(copy, scope) for copy in copies])
+            statuses = yield (ALL, [self._node(copy, s) for copy, s in zip(copies, scopes)])
         else:
             statuses = [None] * len(copies)
             queue = deque(range(len(copies)))
             skip = getattr(node.strategy, "on_failure", None) == "SkipQueued"
-            yield (ALL, [self._lane(queue, copies, statuses, scope, skip) for _ in range(k)])
+            lanes = [self._lane(queue, copies, scopes, statuses, skip) for _ in range(k)]
+            yield (ALL, lanes)
         if all(status == SKIPPED for status in statuses):
             status = SKIPPED
         else:
             status = self._container_status(statuses, Scope(node, scope, "loop"))
         reason = f"{len(copies)} iterations" + (f", at most {k} at a time" if k < len(copies) else "")
         self.rt.record(node, 1, status, start, self.rt.now(), reason=reason)
+        self._failed(node, scope, status)
         return status
 
-    def _lane(self, queue: deque, copies: list, statuses: list, scope: Scope, skip_queued: bool):
+    def _lane(self, queue: deque, copies: list, scopes: list, statuses: list, skip_queued: bool):
         """One slot of a looped node's window: runs the next queued iteration until none is left."""
         while queue:
             i = queue.popleft()
+            scope = scopes[i]
             reason = self.rt.stop_reason(scope)
             if reason is None and skip_queued and any(s not in POSITIVE for s in statuses if s is not None):
                 reason = "an iteration failed (onFailure: SkipQueued)"
@@ -412,7 +437,7 @@ class Rules:
                         node, attempt + 1, NOT_STARTED, None, None, reason=self.rt.stop_reason(scope)
                     )
                     return FAILED
-                stage_scope.failed = True
+                scope.fail_scope.failed = True
             if (
                 isinstance(request, StepGroupRollback)
                 and self.rt.aborted is None
