@@ -57,7 +57,7 @@ def test_R49_R54_E13_matrix_3x2_minus_one_with_max_concurrency_2_is_a_sliding_wi
     assert makespan(trace) == 40  # waves of 2 would take max(10,30) + max(5,20) + 10 = 60
     looped = row(trace, f"{STEPS}.build")  # the looped node's own row spans its iterations
     assert looped["status"] == "Success" and (looped["start_s"], looped["end_s"]) == (0, 40)
-    assert pd_na(looped["iteration"]) and "5 iterations, at most 2 at a time" == looped["reason"]
+    assert pd_na(looped["iteration"]) and looped["reason"] == "5 iterations, at most 2 at a time"
     # never more than two at once
     assert max(((its["start_s"] <= t) & (its["end_s"] > t)).sum() for t in its["start_s"]) == 2
 
@@ -149,7 +149,8 @@ def test_R49_R52_stage_matrix_values_reach_its_steps_and_R46_later_stages_read_p
         s.step(
             "upload",
             inputs={
-                "wheel": "<+pipeline.stages.build_1.spec.execution.steps.compile.output.outputVariables.wheel>"
+                "wheel": "<+pipeline.stages.build_1.spec.execution.steps.compile"
+                ".output.outputVariables.wheel>"
             },
         )
     trace = p.simulate(outputs={"compile": {"wheel": "w.whl"}})
@@ -217,7 +218,7 @@ def test_R50_simulation_takes_run_time_item_counts_from_iterations_else_one_with
         warnings.simplefilter("error", nbp.LoopingWarning)
         trace = p.simulate(default=10, iterations={"Phase": 4})
     assert len(trace[trace["parent"] == f"{STEPS}.Phase"]) == 4 and makespan(trace) == 40
-    with pytest.raises(nbp.SimulationError, match="'Phaze' is not a node with a looping strategy.*'Phase'"):
+    with pytest.raises(nbp.SimulationError, match=r"'Phaze' is not a node with a looping strategy.*'Phase'"):
         p.simulate(iterations={"Phaze": 4})
 
 

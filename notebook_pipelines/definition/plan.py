@@ -60,6 +60,8 @@ class PlanNode:
     #: ``loop`` (the :class:`~.looping.Iteration`), ``looped`` (the strategy node) and, like
     #: every node copied with them, ``origin`` (the plan node they copy).
     strategy = loop = looped = origin = iteration = None
+    #: a Barrier step's ``barrierRef`` (R55), else None
+    barrier = None
 
     def __init__(self, kind: str, **attrs: Any):
         self.kind = kind
@@ -189,9 +191,10 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
     nodes = tuple(builder.nodes)
     plan = Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
     if check:
+        from .barriers import barrier_problems
         from .references import static_problems
 
-        found = static_problems(plan)
+        found = static_problems(plan) + barrier_problems(plan)
         if found:
             raise DefinitionError(_as_written(pipeline, found))
     return plan
@@ -306,6 +309,8 @@ class _Builder:
         if item.run is not None:
             node.body, node.takes_ctx = item.run, takes_ctx(item.run, item.inputs)
         node.type, node.spec = item.type, item.spec
+        if item.type == "Barrier" and isinstance(item.spec, dict):
+            node.barrier = item.spec.get("barrierRef")
         node.variables = self.mapping(item.variables) if item.variables else _EMPTY
         node.inputs = self.mapping(item.inputs) if item.inputs else _EMPTY
         node.outputs = self.names(item.outputs) if item.outputs else ()

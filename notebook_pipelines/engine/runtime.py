@@ -8,9 +8,9 @@ nothing new may start, and to stop. :class:`Runtime` lists exactly that; the sch
 
 While a generator waits, the scheduler keeps one small record of what it waits for — a
 :class:`~.executors.base.Job` (a body on the executor), a :class:`Sleep` (a retry interval),
-an :class:`Ask` (a manual intervention) or a :class:`Queue` (a resource held by another
-stage) — each with the ``scope`` it waits in, so a timeout, a rollback or an abort can find
-and settle every wait inside a scope.
+an :class:`Ask` (a manual intervention), a :class:`Queue` (a resource held by another
+stage) or a :class:`Gate` (a barrier, R56) — each with the ``scope`` it waits in, so a
+timeout, a rollback or an abort can find and settle every wait inside a scope.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .context import StepContext
     from .semantics import Scope
 
-__all__ = ["Ask", "Queue", "Runtime", "Sleep", "Timer"]
+__all__ = ["Ask", "Gate", "Queue", "Runtime", "Sleep", "Timer"]
 
 
 class Timer:
@@ -66,6 +66,17 @@ class Queue:
     """A generator (a stage) waits for the resource ``key`` that another stage holds (D8)."""
 
     key: str
+    scope: Scope | None
+
+
+@dataclass(slots=True)
+class Gate:
+    """A generator (a Barrier step, R56) waits at barrier ``ref`` for the other participants,
+    or for ``timer`` (its timeout; None without one)."""
+
+    ref: str
+    node: Any
+    timer: Timer | None
     scope: Scope | None
 
 
@@ -142,4 +153,9 @@ class Runtime(Protocol):
         """The run's copy of a looped ``node`` for one :class:`~..definition.looping.Iteration`:
         postfixed id and FQN (R46), its own trace rows, found by references; nodes below with
         their own strategies expand when they start."""
+        ...
+
+    def expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
+        """A looped ``node`` runs as ``copies``: the Barrier steps in them are the participants
+        (R58: every iteration meets at the barrier), not the ones in ``node``."""
         ...

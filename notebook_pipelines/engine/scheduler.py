@@ -53,12 +53,12 @@ from typing import Any
 
 from ..definition.failure import ManualIntervention
 from ..definition.plan import Plan, PlanNode, as_plan
-from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCESS
+from ..definition.statuses import ABORTED, EXPIRED, FAILED, NOT_STARTED, POSITIVE, SKIPPED, SUCCESS
 from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted
 from .context import StepCancelled, StepContext
 from .executors.base import Job, Outcome, call_body, outcome_of_exception
-from .runtime import Ask, Queue, Sleep, Timer
-from .semantics import ACQUIRE, ALL, ASK, EXEC, SLEEP, Rules, Scope
+from .runtime import Ask, Gate, Queue, Sleep, Timer
+from .semantics import ACQUIRE, ALL, ASK, BARRIER, EXEC, SLEEP, Rules, Scope
 from .trace import Record, Recorder, build_trace
 
 __all__ = [
@@ -212,6 +212,7 @@ class Scheduler:
         self.extra: list[PlanNode] = []
         self.view: Any = plan
         self.loop_counts: dict | None = loop_counts
+        self.barriers: dict[str, _Barrier] | None = None  # made when a Barrier step first arrives
         self.runs_handlers = bool(getattr(executor, "runs_handlers", False))
         self.on_intervention = on_intervention
         self.listeners = list(listeners)
@@ -370,6 +371,8 @@ class Scheduler:
                 self.ready.append((task, True))
             else:
                 self.waits[task] = Queue(effect[1], effect[2])
+        elif kind is BARRIER:
+            self._arrive(task, effect[1], effect[2])
         else:  # pragma: no cover - programming error
             raise RuntimeError(f"unknown effect {effect!r}")
 
@@ -525,6 +528,90 @@ class Scheduler:
                 pass  # the default name stays; the strategy's nodeName is only for display
         return root
 
+    # -- barriers (R55–R58, E11) -----------------------------------------------------------------
+    def _barrier(self, ref: str) -> _Barrier:
+        if self.barriers is None:
+            self.barriers = {}
+            for node in self.plan.nodes:
+                if node.barrier is not None:
+                    self.barriers.setdefault(node.barrier, _Barrier()).expected += 1
+        return self.barriers.setdefault(ref, _Barrier())
+
+    def expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
+        """The looped ``node`` runs as ``copies``: their Barrier steps take the place of its own."""
+        if self.barriers is None and not any(n.barrier is not None for n in self.plan.nodes):
+            return
+        for n in node.walk():
+            if n.barrier is not None:
+                self._barrier(n.barrier).expected -= 1
+        for copy in copies:
+            for n in copy.walk():
+                if n.barrier is not None:
+                    self._barrier(n.barrier).expected += 1
+        for ref in list(self.barriers or ()):
+            self._open_if_complete(ref)
+
+    def _arrive(self, task: Task, node: PlanNode, scope: Scope) -> None:
+        gate = self._barrier(node.barrier)
+        gate.arrived.add(node.index)
+        if gate.broken is not None:
+            self.ready.append((task, (FAILED, gate.error_type, gate.broken)))
+            return
+        timer = None
+        if node.timeout:
+            timer = self.call_at(self.clock.now() + node.timeout, self._barrier_timeout, task)
+        self.waits[task] = Gate(node.barrier, node, timer, scope)
+        gate.waiting.append(task)
+        self._open_if_complete(node.barrier)
+
+    def _open_if_complete(self, ref: str) -> None:
+        gate = self.barriers[ref]
+        if gate.waiting and gate.broken is None and len(gate.arrived) >= gate.expected:
+            for task in gate.waiting:
+                wait = self.waits.pop(task)
+                if wait.timer is not None:
+                    wait.timer.cancel()
+                self.ready.append((task, None))
+            gate.waiting.clear()
+
+    def _break(self, ref: str, error_type: str, text: str) -> None:
+        """A participant will not arrive (R57, E11): the ones waiting fail at the barrier."""
+        gate = self.barriers[ref]
+        gate.broken, gate.error_type = text, error_type
+        for task in gate.waiting:
+            wait = self.waits.pop(task)
+            if wait.timer is not None:
+                wait.timer.cancel()
+            self.ready.append((task, (FAILED, error_type, text)))
+        gate.waiting.clear()
+
+    def _barrier_timeout(self, task: Task) -> None:
+        wait = self.waits.pop(task, None)
+        if not isinstance(wait, Gate):
+            return
+        gate = self.barriers[wait.ref]
+        gate.waiting.remove(task)
+        gate.arrived.discard(wait.node.index)
+        gate.expected -= 1
+        text = f"timed out after {wait.node.timeout:g}s waiting at barrier {wait.ref!r}"
+        self.ready.append((task, (EXPIRED, "Timeout", text)))
+        self._break(wait.ref, "Timeout", f"{wait.node.fqn} {text}")
+
+    def _dropped_out(self, node: PlanNode, row: Record) -> None:
+        """A participant's row without its arrival: it will not reach the barrier."""
+        gate = self._barrier(node.barrier)
+        if node.index in gate.arrived:
+            return
+        gate.expected -= 1
+        failed = row.status not in POSITIVE or "failed" in (row.reason or "")
+        if failed and gate.broken is None:
+            why = f"{node.fqn} ended {row.status} before reaching barrier {node.barrier!r}"
+            if row.reason:
+                why += f" ({row.reason})"
+            self._break(node.barrier, row.error_type or "Unknown", why)
+        else:
+            self._open_if_complete(node.barrier)
+
     # -- interventions --------------------------------------------------------------------------
     def _ask(self, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention, scope: Scope):
         request = InterventionRequest(self, task, node, outcome, action)
@@ -583,6 +670,16 @@ class Scheduler:
         elif isinstance(wait, Queue):
             self.resources[wait.key].remove(task)
             self.ready.append((task, False))
+        elif isinstance(wait, Gate):
+            if wait.timer is not None:
+                wait.timer.cancel()
+            gate = self.barriers[wait.ref]
+            gate.waiting.remove(task)
+            gate.arrived.discard(wait.node.index)
+            gate.expected -= 1
+            self.ready.append((task, (status, error_type, text)))
+            if self.aborted is None and gate.broken is None:
+                self._break(wait.ref, error_type or "Unknown", f"{wait.node.fqn}: {text}")
 
     def stop_reason(self, scope: Scope) -> str | None:
         if self.aborted is not None:
@@ -633,6 +730,8 @@ class Scheduler:
         """The one place a row joins the trace (and the statuses that references read)."""
         self.recorder.add(row)
         self.statuses[node.fqn] = row.status
+        if node.barrier is not None:  # a participant that ends without arriving (R57)
+            self._dropped_out(node, row)
         if self._finished:
             self._notify(self._finished, node, row)
 
@@ -663,6 +762,19 @@ class Scheduler:
         for node in self.plan.nodes:
             if node.index not in seen and inside.get(node.index) not in seen:
                 self.record(node, 0, NOT_STARTED, None, None, reason=why)
+
+
+class _Barrier:
+    """The state of one barrier in a run: participants expected and arrived, who waits."""
+
+    __slots__ = ("arrived", "broken", "error_type", "expected", "waiting")
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self.arrived: set[int] = set()
+        self.waiting: list = []
+        self.broken: str | None = None  # why the waiting ones failed (a participant dropped out)
+        self.error_type = "Unknown"
 
 
 class _RunView:

@@ -12,6 +12,10 @@ actions after a failure, rollback in the order of R36/R38, timeouts (R59–R61),
     run a step body on the executor; resumed with an ``Outcome``.
 ``(SLEEP, seconds, scope)``, ``(ASK, node, outcome, action, scope)``, ``(ACQUIRE, key, scope)``
     a retry interval, a manual intervention (R20, D12), a resource shared by parallel stages (D8).
+``(BARRIER, node, scope)``
+    a Barrier step waits for the other participants (R56); resumed with None when all have
+    arrived, else ``(status, error_type, message)`` (a participant dropped out, R57, E11; the
+    step's timeout).
 
 :class:`Rules` holds the generators; it talks to the run only through the small
 :class:`~.runtime.Runtime` interface (the time, timers, records, marks, stop reasons), never to
@@ -61,9 +65,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .executors.base import Outcome
     from .runtime import Runtime
 
-__all__ = ["ACQUIRE", "ALL", "ASK", "EXEC", "RETRY", "SLEEP", "Rules", "Scope"]
+__all__ = ["ACQUIRE", "ALL", "ASK", "BARRIER", "EXEC", "RETRY", "SLEEP", "Rules", "Scope"]
 
-ALL, EXEC, SLEEP, ASK, ACQUIRE = "all", "exec", "sleep", "ask", "acquire"
+ALL, EXEC, SLEEP, ASK, ACQUIRE, BARRIER = "all", "exec", "sleep", "ask", "acquire", "barrier"
 #: what ``_after_failure`` returns when the step runs again
 RETRY = "retry"
 #: the key under which ``_after_failure`` counts a step's retries answered by a person (bounded
@@ -317,6 +321,7 @@ class Rules:
             return SKIPPED
         self.rt.started(node, 1, start)
         copies = [self.rt.expand(node, it) for it in its]
+        self.rt.expanded(node, copies)
         each = When("All", node.when.condition) if node.when is not None else None
         for copy in copies:  # a condition is evaluated per iteration (it may read <+matrix.x>)
             copy.when = each
@@ -474,7 +479,10 @@ class Rules:
         while True:
             attempt += 1
             runs[node.index] = attempt
-            outcome = yield (EXEC, node, attempt, scope)
+            if node.barrier is None:
+                outcome = yield (EXEC, node, attempt, scope)
+            else:
+                outcome = yield from self._at_barrier(node, attempt, scope)
             if outcome.status == SUCCESS:
                 self.rt.succeeded(node, attempt, outcome)
                 return SUCCESS
@@ -484,6 +492,18 @@ class Rules:
             if self.rt.stop_reason(scope) is not None:  # stopped during the retry interval
                 self.rt.record(node, attempt + 1, NOT_STARTED, None, None, reason=self.rt.stop_reason(scope))
                 return outcome.status
+
+    def _at_barrier(self, node: PlanNode, attempt: int, scope: Scope):
+        """A Barrier step (R56): wait until every participant has arrived; an ``Outcome``."""
+        from .executors.base import Outcome
+
+        start = self.rt.now()
+        self.rt.started(node, attempt, start)
+        result = yield (BARRIER, node, scope)
+        if result is None:
+            return Outcome(SUCCESS, start, self.rt.now(), "barrier")
+        status, error_type, message = result
+        return Outcome(status, start, self.rt.now(), "barrier", error_type, message)
 
     def _after_failure(self, node: PlanNode, scope: Scope, attempt: int, outcome: Outcome, used: dict):
         """What a failed attempt leads to: ``RETRY``, or the step's final status (recorded).

@@ -36,7 +36,7 @@ second): waiting is on events, never a polling loop. Scripts run on this machine
 current directory; a remote ``executionTarget`` is refused by the check.
 
 >>> sorted(step_types())
-['ShellScript']
+['ShellScript', 'Wait']
 >>> shell_script_check({"shell": "PowerShell", "source": {"type": "Inline", "spec": {"script": "dir"}}})
 ["shell 'PowerShell' is not supported: only Bash scripts run here"]
 """

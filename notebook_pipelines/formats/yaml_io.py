@@ -655,9 +655,7 @@ class _Reader:
                 message = f"template {short(_plain(ref))} kept as a reference: templates are not resolved"
                 self.note(mark, fqn, message)
             elif key == "flowControl":
-                self.note(
-                    mark, fqn, "flowControl (barriers, R55) kept as data: barriers are not supported yet"
-                )
+                pass  # the barriers' declarations (R55), read from here by validation and the run
             elif key not in _QUIET and not _empty(value):
                 self.note(mark, fqn, f"{what} key {key!r} kept as data (not modelled)")
             if key != "template":
@@ -977,12 +975,8 @@ class _Reader:
             self.step_types[step_type] += 1
             return
         self.step_types[step_type] = 1
-        if step_type == "Barrier":
-            self.note(
-                mark,
-                fqn,
-                "Barrier steps are simulated as plain steps: barriers (R55–R58) are not supported yet",
-            )
+        if step_type in ("Barrier", "Wait"):
+            pass  # the engine's own (R55–R58; Wait takes spec.duration)
         elif registered(step_type) is None:
             self.note(
                 mark,
@@ -1311,6 +1305,9 @@ class _Writer:
         out["stages"] = [self.stage_entry(s) for s in p.stages]
         if p.variables:
             out["variables"] = _variables(p.variables, meta)
+        if p.barriers and "flowControl" not in extra:  # declared in Python (R55)
+            listed = [b if isinstance(b, dict) else {"identifier": b, "name": b} for b in p.barriers]
+            out["flowControl"] = {"barriers": listed}
         out.update(extra)
         return out
 
