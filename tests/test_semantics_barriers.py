@@ -85,9 +85,8 @@ def test_R58_E12_the_same_barrier_in_sequential_stages_is_refused_as_a_deadlock(
 
 def test_R58_E12_a_barrier_in_a_looped_node_with_max_concurrency_is_refused():
     p = nbp.Pipeline("p", barriers=["ready"], rules="current")
-    with p.stage("s") as s:
-        with s.step_group("g", strategy=nbp.Parallelism(3, max_concurrency=1)) as g:
-            g.step("meet", type="Barrier", spec={"barrierRef": "ready"})
+    with p.stage("s") as s, s.step_group("g", strategy=nbp.Parallelism(3, max_concurrency=1)) as g:
+        g.step("meet", type="Barrier", spec={"barrierRef": "ready"})
     with pytest.raises(nbp.DefinitionError) as caught:
         p.validate()
     (problem,) = caught.value.problems
@@ -96,11 +95,10 @@ def test_R58_E12_a_barrier_in_a_looped_node_with_max_concurrency_is_refused():
 
 def test_R58_every_iteration_of_a_looped_group_meets_at_the_barrier():
     p = nbp.Pipeline("p", barriers=["ready"], rules="current")
-    with p.stage("s") as s:
-        with s.step_group("g", strategy=nbp.Repeat(items=[10, 20, 40])) as g:
-            g.step("work", inputs={"t": "<+repeat.item>"})
-            g.step("meet", type="Barrier", spec={"barrierRef": "ready"})
-            g.step("after", duration=1)
+    with p.stage("s") as s, s.step_group("g", strategy=nbp.Repeat(items=[10, 20, 40])) as g:
+        g.step("work", inputs={"t": "<+repeat.item>"})
+        g.step("meet", type="Barrier", spec={"barrierRef": "ready"})
+        g.step("after", duration=1)
     trace = p.simulate(
         durations={
             "pipeline.stages.s.spec.execution.steps.g_0.steps.work": 10,
