@@ -562,6 +562,8 @@ def _outline(plan: Plan, info: dict[str, Outcome]) -> str:
                 visit(child, depth + 1)
             return
         name = node.id if node.name == node.id else f'{node.id} "{node.name}"'
+        if node.strategy is not None:
+            name += f" [⟳ {loop_badge(node.strategy)}]"
         outcome = info.get(node.fqn)
         rows.append((f"{pad}{node.kind} {name}", outcome.summary() if outcome else ""))
         for item in node.items or ():
