@@ -310,7 +310,21 @@ def test_run_compiles_the_pipeline_once(capsys, monkeypatch):
     assert code == 0 and compiled == [True]
 
 
+def test_R50_simulate_takes_iterations_for_run_time_host_lists(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    looped = (
+        "{identifier: Phase, type: ShellScript, timeout: 1m, spec: {}, "
+        "strategy: {repeat: {items: <+stage.output.hosts>, maxConcurrency: 1}}}"
+    )
+    (tmp_path / "p.yaml").write_text(pipeline_yaml(looped))
+    code, out, err = cli(capsys, "simulate", "p.yaml", "--iterations", "Phase=3", "-q")
+    assert code == 0 and "Phase_2" in out and "3 iterations, at most 1 at a time" in out
+    code, _, err = cli(capsys, "simulate", "p.yaml", "--iterations", "Phase", "-q")
+    assert code == 2 and "write NODE=N" in err
+
+
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
+@pytest.mark.filterwarnings("ignore::notebook_pipelines.LoopingWarning")  # run-time host lists: once
 def test_every_corpus_pipeline_simulates_with_its_looping_strategies(capsys, path):
     code, out, err = cli(capsys, "simulate", path, "--rules", "current", "--default", "30s", "-q")
     assert code == 0 and "simulated: Success" in err and out.count("\n") > 3

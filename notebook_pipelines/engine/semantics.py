@@ -340,7 +340,8 @@ class Rules:
             status = SKIPPED
         else:
             status = self._container_status(statuses, Scope(node, scope, "loop"))
-        reason = f"{len(copies)} iterations" + (f", at most {k} at a time" if k < len(copies) else "")
+        n = len(copies)
+        reason = f"{n} iteration{'s' if n != 1 else ''}" + (f", at most {k} at a time" if k < n else "")
         self.rt.record(node, 1, status, start, self.rt.now(), reason=reason)
         self._failed(node, scope, status)
         return status
