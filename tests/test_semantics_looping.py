@@ -309,3 +309,12 @@ def test_looping_strategies_round_trip_through_yaml():
     assert nbp.definition.looping.coerce_strategy(again.stages[0].items[0].strategy) == Matrix(
         a=[1, 2], max_concurrency=1
     )
+
+
+def test_R46_monte_carlo_and_compare_time_a_looped_stage_by_its_own_row():
+    p = nbp.Pipeline("p")
+    p.stage("deploy", strategy=Matrix(r=["eu", "us"], max_concurrency=1)).step("apply", duration=10)
+    sampled = nbp.monte_carlo(p, runs=2)
+    compared = nbp.compare({"a": p})
+    assert list(sampled["stage:deploy"]) == [20, 20] and list(sampled["makespan_s"]) == [20, 20]
+    assert compared.loc["a", "stage:deploy"] == 20 and "stage:deploy_0" not in compared.columns
