@@ -45,6 +45,7 @@ from .definition.failure import (
     StepGroupRollback,
     When,
 )
+from .definition.looping import LoopingError, LoopingWarning, Matrix, Parallelism, Repeat
 from .definition.model import VERBS, Parallel, Pipeline, Stage, Step, StepGroup
 from .errors import (
     DefinitionError,
@@ -136,16 +137,21 @@ __all__ = [
     "ExpressionError",
     "Ignore",
     "InterventionRequest",
+    "LoopingError",
+    "LoopingWarning",
     "ManualIntervention",
     "MarkAsFailure",
     "MarkAsSuccess",
+    "Matrix",
     "OnFailure",
     "Parallel",
+    "Parallelism",
     "Pipeline",
     "PipelineError",
     "PipelineRollback",
     "Problem",
     "ProceedWithDefaultValues",
+    "Repeat",
     "Retry",
     "RetryStepGroup",
     "RunError",

@@ -156,17 +156,12 @@ def test_render_refuses_an_unknown_suffix(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
-def test_every_corpus_pipeline_renders_under_current_rules_or_is_refused_as_validate_refuses_it(
-    capsys, tmp_path, path
-):
+def test_every_corpus_pipeline_renders_and_validates_under_current_rules(capsys, tmp_path, path):
     out_file = tmp_path / "corpus.dot"
     code, _, err = cli(capsys, "render", path, "--rules", "current", "-o", out_file)
     assert "warning:" in err  # what is kept but not modelled is reported
-    if "strategy:" in path.read_text():  # looping strategies are not supported yet (R48)
-        assert code == 1 and "[R48] looping strategies" in err and not out_file.exists()
-        assert cli(capsys, "validate", path, "--rules", "current", "-q")[0] == 1
-    else:
-        assert code == 0 and out_file.read_text().startswith("digraph")
+    assert code == 0 and out_file.read_text().startswith("digraph")
+    assert cli(capsys, "validate", path, "--rules", "current", "-q")[0] == 0
 
 
 # -- simulate -------------------------------------------------------------------------------------
@@ -315,14 +310,24 @@ def test_run_compiles_the_pipeline_once(capsys, monkeypatch):
     assert code == 0 and compiled == [True]
 
 
+def test_R50_simulate_takes_iterations_for_run_time_host_lists(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    looped = (
+        "{identifier: Phase, type: ShellScript, timeout: 1m, spec: {}, "
+        "strategy: {repeat: {items: <+stage.output.hosts>, maxConcurrency: 1}}}"
+    )
+    (tmp_path / "p.yaml").write_text(pipeline_yaml(looped))
+    code, out, err = cli(capsys, "simulate", "p.yaml", "--iterations", "Phase=3", "-q")
+    assert code == 0 and "Phase_2" in out and "3 iterations, at most 1 at a time" in out
+    code, _, err = cli(capsys, "simulate", "p.yaml", "--iterations", "Phase", "-q")
+    assert code == 2 and "write NODE=N" in err
+
+
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
-def test_every_corpus_pipeline_simulates_or_is_refused_for_its_looping_strategies(capsys, path):
+@pytest.mark.filterwarnings("ignore::notebook_pipelines.LoopingWarning")  # run-time host lists: once
+def test_every_corpus_pipeline_simulates_with_its_looping_strategies(capsys, path):
     code, out, err = cli(capsys, "simulate", path, "--rules", "current", "--default", "30s", "-q")
-    if "strategy:" in path.read_text():  # a pipeline with problems: 1, as validate says
-        assert code == 1 and "[R48] looping strategies" in err and f"{path}:" in err
-        assert cli(capsys, "validate", path, "--rules", "current", "-q")[0] == 1
-    else:
-        assert code == 0 and "simulated: Success" in err and out.count("\n") > 3
+    assert code == 0 and "simulated: Success" in err and out.count("\n") > 3
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -377,12 +382,12 @@ def test_yaml_that_is_not_a_pipeline_exits_1_from_every_command(capsys, tmp_path
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_R48_a_looping_strategy_exits_1_from_every_command(capsys, tmp_path, monkeypatch, command):
+def test_R49_a_bad_looping_strategy_exits_1_from_every_command(capsys, tmp_path, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
-    looping = "{identifier: a, type: ShellScript, timeout: 1m, strategy: {parallelism: 2}, spec: {}}"
+    looping = "{identifier: a, type: ShellScript, timeout: 1m, strategy: {matrix: {os: []}}, spec: {}}"
     (tmp_path / "p.yaml").write_text(pipeline_yaml(looping))
     code, out, err = cli(capsys, command, "p.yaml", "-q", *COMMANDS[command])
-    assert code == 1 and "[R48] looping strategies" in out + err
+    assert code == 1 and "[R49] the matrix axis 'os' has no values" in out + err
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -684,14 +684,33 @@ def test_R28_bad_status_and_condition_have_fixes():
     assert "Success, Failure or All" in found[0].fix and "expression" in found[1].fix
 
 
-def test_R48_looping_strategy_fix_is_neutral_wording_for_yaml_and_python_users():
-    problem = only(one_stage(Step("a", strategy={"parallelism": 2})))
+def test_R48_two_strategies_on_one_node_are_refused_with_a_neutral_fix():
+    problem = only(one_stage(Step("a", strategy={"parallelism": 2, "repeat": {"times": 2}})))
     assert_complete(problem)
-    assert problem.rule == "R48"
-    assert "strategy=" not in problem.fix
-    assert problem.fix == (
-        "the strategy is kept as data; remove it to run or simulate this node, or wait for looping support"
-    )
+    assert problem.rule == "R48" and "exactly one of matrix, repeat, parallelism" in problem.message
+    assert "parallelism, repeat" in problem.message and "strategy=" not in problem.fix
+
+
+@pytest.mark.parametrize(
+    ("strategy", "rule", "words"),
+    [
+        (nbp.Matrix(os=[]), "R49", "the matrix axis 'os' has no values"),
+        (nbp.Matrix(os=["l"], exclude=[{"arch": "x"}]), "R49", "exclude names the axis 'arch'"),
+        (nbp.Matrix(os=["l"], exclude=[{"os": "w"}]), "R49", "exclude names os='w'"),
+        (nbp.Matrix(os=["l"], max_concurrency=0), "R54", "maxConcurrency is 0"),
+        (nbp.Repeat(items=[1, 2], max_concurrency=-1), "R54", "maxConcurrency is -1"),
+        (nbp.Parallelism(2, max_concurrency=0), "R54", "maxConcurrency is 0"),
+        (nbp.Repeat(items=[1], times=2), "R50", "exactly one of items and times"),
+        (nbp.Repeat(items="hosts"), "R50", "must be a list"),
+        (nbp.Parallelism(-1), "R51", "parallelism is -1"),
+        ({"repeat": {"times": 2}, "matrix": {"a": [1]}}, "R48", "exactly one of"),
+        ("matrix", "R48", "a strategy is nbp.Matrix"),
+    ],
+)
+def test_R48_R54_bad_looping_strategies_are_refused_naming_node_rule_and_fix(strategy, rule, words):
+    problem = only(one_stage(Step("a", strategy=strategy)))
+    assert_complete(problem)
+    assert problem.rule == rule and words in problem.message, problem
 
 
 @pytest.mark.parametrize("field", ["items", "rollback_items"])
@@ -763,7 +782,7 @@ def test_every_problem_validation_finds_names_node_rule_and_fix():
         variables=[1],
         inputs="x",
         outputs="y",
-        strategy={"repeat": {"times": 2}},
+        strategy={"repeat": {"times": 2}, "parallelism": 2},
         failure_strategies=[
             nbp.OnFailure("Bogus", nbp.Retry("two", intervals=["zz"], then=nbp.Retry(1))),
             nbp.OnFailure("Timeout", nbp.ManualIntervention(timeout=None, choices=["Nope"])),

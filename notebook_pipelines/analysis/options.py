@@ -26,7 +26,7 @@ from typing import Any
 from ..definition.failure import ERROR_TYPES
 from ..engine.simulation import SimulationError, simulate
 
-__all__ = ["RUN_OPTIONS", "in_flags", "parse_failure", "parse_failures", "run_options"]
+__all__ = ["RUN_OPTIONS", "in_flags", "parse_failure", "parse_failures", "parse_iterations", "run_options"]
 
 #: ``simulate()``'s options that decide what a run does, with ``simulate()``'s own defaults
 #: (read from its signature, so they cannot drift apart). ``compare()`` and ``monte_carlo()``
@@ -138,3 +138,22 @@ def in_flags(error: Exception) -> str:
     '--seed -1: give a whole number ≥ 0'
     """
     return _OPTION.sub(lambda m: _FLAGS[m.group(0)], str(error), count=1)
+
+
+def parse_iterations(texts: Iterable[str] | None) -> dict[str, int]:
+    """``NODE=N`` (``--iterations``, repeatable) → ``simulate(iterations=…)``.
+
+    >>> parse_iterations(["Phase=4", "canary=2"])
+    {'Phase': 4, 'canary': 2}
+    >>> parse_iterations(["Phase"])
+    Traceback (most recent call last):
+    ...
+    notebook_pipelines.engine.simulation.SimulationError: --iterations 'Phase': write NODE=N, e.g. Phase=4
+    """
+    out: dict[str, int] = {}
+    for text in texts or ():
+        name, sep, count = str(text).partition("=")
+        if not sep or not name.strip() or not count.strip().isdigit():
+            raise SimulationError(f"--iterations {text!r}: write NODE=N, e.g. Phase=4")
+        out[name.strip()] = int(count)
+    return out

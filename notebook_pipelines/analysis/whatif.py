@@ -92,7 +92,7 @@ def _path_text(path: pd.DataFrame) -> str:
 
 def _stage_durations(trace: pd.DataFrame) -> dict[str, float]:
     """Seconds per stage id (first to last row of the stage; 0 if skipped, NaN if never started)."""
-    stages = trace[trace["kind"] == "stage"]
+    stages = trace[(trace["kind"] == "stage") & trace["iteration"].isna()]  # a looped stage: its own row
     if stages.empty:
         return {}
     spans = stages.groupby("stage", sort=False, observed=True).agg(
@@ -111,6 +111,8 @@ def _from_records(plan: Any, records: list[tuple]) -> tuple[dict[str, Any], dict
     outcome: dict[str, Any] = {}
     spans: dict[str, list] = {}
     for record in records:
+        if record.node >= len(nodes):
+            continue  # an iteration of a looped node (R46): its looped node's row spans it
         node = nodes[record.node]
         if node.kind == "pipeline":
             outcome = {"makespan_s": record.end_s - record.start_s, "status": record.status}

@@ -300,7 +300,9 @@ def _scan_path(text: str, i: int) -> tuple[tuple[str, ...], int] | None:
                 segments.append(m.group())
                 i = m.end()
                 continue
-            got = _scan_quoted(text, m.end(), ")") if m.group() == "get" else None
+            # get("x") (R47), and the secrets functor: secrets.getValue("x") is the path (secrets, x)
+            functor = m.group() == "get" or (m.group() == "getValue" and segments == ["secrets"])
+            got = _scan_quoted(text, m.end(), ")") if functor else None
         else:
             break
         if got is None:

@@ -361,6 +361,8 @@ class Pipeline(_Container):
         rules: ``"classic"`` (no nested step groups, no group delegate selectors) or
             ``"current"`` (both allowed) — decision D1.
         timeout: a pipeline timeout (seconds or a Harness duration).
+        barriers: the barriers that Barrier steps may name (R55): identifiers, or
+            ``{"identifier": …, "name": …}`` (YAML ``flowControl.barriers`` counts too).
     """
 
     id: str
@@ -371,6 +373,7 @@ class Pipeline(_Container):
     timeout: Any = None
     description: str | None = None
     extra: dict | None = None
+    barriers: list | None = None
 
     @property
     def items(self) -> list:  # the builder's execution list is the stage list

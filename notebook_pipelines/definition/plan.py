@@ -32,6 +32,7 @@ from .callables import is_sampler, takes_ctx
 from .durations import parse_duration
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
 from .limits import depth_problems
+from .looping import coerce_strategy
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from .validation import problems as structural_problems
 
@@ -54,6 +55,13 @@ class PlanNode:
     when = strategies = timeout = body = duration = type = spec = None
     takes_ctx = False
     variables = inputs = outputs = delegate_selectors = resource = source = None
+    #: the node's looping strategy (``looping.Matrix`` / ``Repeat`` / ``Parallelism``), or None.
+    #: The engine's copies of a looped node for one iteration (made while running, R46) have
+    #: ``loop`` (the :class:`~.looping.Iteration`), ``looped`` (the strategy node) and, like
+    #: every node copied with them, ``origin`` (the plan node they copy).
+    strategy = loop = looped = origin = iteration = None
+    #: a Barrier step's ``barrierRef`` (R55), else None
+    barrier = None
 
     def __init__(self, kind: str, **attrs: Any):
         self.kind = kind
@@ -102,6 +110,20 @@ class Plan:
                 "block": [n.block for n in nodes],
             }
             object.__setattr__(self, "_static", cached)
+        return cached
+
+    def inside_loops(self) -> dict[int, int]:
+        """``{node index: index of the looped node it is inside}`` for every node strictly inside
+        a node with a looping strategy (the outermost one); empty without strategies (cached)."""
+        cached = self.__dict__.get("_inside_loops")
+        if cached is None:
+            cached = {}
+            for node in self.nodes:
+                if node.strategy is not None and node.index not in cached:
+                    for below in node.walk():
+                        if below is not node:
+                            cached.setdefault(below.index, node.index)
+            object.__setattr__(self, "_inside_loops", cached)
         return cached
 
     @property
@@ -169,9 +191,10 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
     nodes = tuple(builder.nodes)
     plan = Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
     if check:
+        from .barriers import barrier_problems
         from .references import static_problems
 
-        found = static_problems(plan)
+        found = static_problems(plan) + barrier_problems(plan)
         if found:
             raise DefinitionError(_as_written(pipeline, found))
     return plan
@@ -227,6 +250,7 @@ class _Builder:
         self.strategies = _unset_on_error(coerce_strategies, ()) if lenient else coerce_strategies
         self.mapping = _unset_on_error(dict, {}) if lenient else dict
         self.names = _unset_on_error(tuple, ()) if lenient else tuple
+        self.strategy = _unset_on_error(coerce_strategy) if lenient else coerce_strategy
 
     def _new(self, kind: str, **attrs: Any) -> PlanNode:
         node = PlanNode(kind, index=len(self.nodes), **attrs)
@@ -280,15 +304,21 @@ class _Builder:
             node.timeout = self.seconds(item.timeout)
         if item.duration is not None:
             node.duration = self.seconds(item.duration)
+        elif item.type == "Wait" and isinstance(item.spec, dict) and item.spec.get("duration") is not None:
+            node.duration = _unset_on_error(parse_duration)(item.spec["duration"])  # simulated: its wait
         if item.run is not None:
             node.body, node.takes_ctx = item.run, takes_ctx(item.run, item.inputs)
         node.type, node.spec = item.type, item.spec
+        if item.type == "Barrier" and isinstance(item.spec, dict):
+            node.barrier = item.spec.get("barrierRef")
         node.variables = self.mapping(item.variables) if item.variables else _EMPTY
         node.inputs = self.mapping(item.inputs) if item.inputs else _EMPTY
         node.outputs = self.names(item.outputs) if item.outputs else ()
         node.delegate_selectors = item.delegate_selectors or ctx.selectors
         own = self.strategies(item.failure_strategies) if item.failure_strategies is not None else ()
         node.strategies = (own, *ctx.strategies) if own or not ctx.step_chain else ctx.step_chain
+        if item.strategy is not None:
+            node.strategy = self.strategy(item.strategy)
         return node
 
     def _node(self, item: Any, parent: PlanNode, prefix: str, phase: str, block: int, ctx: _Ctx) -> PlanNode:
@@ -319,6 +349,8 @@ class _Builder:
                 **common,
             )
             node.stage, node.group = node, None
+            if item.strategy is not None:
+                node.strategy = self.strategy(item.strategy)
             inner = _Ctx(node, strategies=node.strategies, selectors=item.delegate_selectors)
             node.items = self._items(item.items, node, f"{fqn}.spec.execution.steps", phase, inner)
             node.rollback = self._items(
@@ -337,6 +369,8 @@ class _Builder:
                 **common,
             )
             node.stage, node.group = stage, node
+            if item.strategy is not None:
+                node.strategy = self.strategy(item.strategy)
             node.strategies = (self.strategies(item.failure_strategies), *ctx.strategies)
             inner = _Ctx(
                 node, when=when or ctx.when, strategies=node.strategies, selectors=node.delegate_selectors

@@ -61,8 +61,20 @@ step as the reader: they can read variables, earlier nodes, and the attempt's fa
 ``<+step.failureInfo.message>`` / ``<+step.failureInfo.errorType>`` (this toolkit's names).
 ``<+step.exitCode>`` (Harness shell steps) does not exist here: step bodies are Python.
 
-Not handled here: looped identifiers (R46, with looping strategies), variable values that
-themselves contain ``<+…>`` (returned as written), the 256 KB cap of R47.
+**Looping strategies** (R46, R49–R52). Iteration values: ``<+matrix.AXIS>``,
+``<+repeat.item>``, ``<+repeat.partition>``, ``<+strategy.iteration|iterations|identifierPostFix|
+currentStatus>`` (the innermost iteration around the reader), ``<+strategy.node.ID.…>`` (the
+iteration of the looped node ``ID`` around it), ``<+stage.matrix.AXIS>``,
+``<+stage.identifierPostFix>`` (likewise ``step.``, ``stepGroup.``; ``""`` for a node without a
+strategy). Statically the reader must sit inside a node with such a strategy (and a matrix
+must have the axis). One iteration is named by its postfixed id (``pipeline.stages.build_0…``;
+validation accepts any postfix of a looped node, the run the ones that exist); a finished value
+inside a looped node read by its un-postfixed FQN names no one iteration and is refused (E14),
+except the looped node's own ``status``. ``<+secrets.getValue("x")>`` resolves to a mask
+(:data:`MASKED`), never a secret.
+
+Not handled here: variable values that themselves contain ``<+…>`` (returned as written), the
+256 KB cap of R47.
 """
 
 from __future__ import annotations
@@ -77,6 +89,8 @@ from .statuses import POSITIVE
 __all__ = [
     "HARNESS_STATUS",
     "KNOWN_ROOTS",
+    "LOOP_ROOTS",
+    "MASKED",
     "check_reference",
     "evaluate_condition",
     "locate",
@@ -100,7 +114,13 @@ HARNESS_STATUS = {
     "Running": "RUNNING",
 }
 #: Roots of references the toolkit resolves; others (secrets, env, service…) are Harness's own.
-KNOWN_ROOTS = frozenset({"pipeline", "stage", "stepGroup", "step", "execution"})
+KNOWN_ROOTS = frozenset(
+    {"pipeline", "stage", "stepGroup", "step", "execution", "matrix", "repeat", "strategy"}
+)
+#: The roots of the iteration expressions (R52): values of the iteration a reader runs in.
+LOOP_ROOTS = ("matrix", "repeat", "strategy")
+#: What ``<+secrets.getValue("x")>`` resolves to: a mask, never a secret.
+MASKED = "**************"
 #: Roots that belong to Harness features this toolkit does not model; never an error in a spec.
 _FOREIGN_ROOTS = ("secrets", "env", "input")
 _FIXES = {
@@ -109,6 +129,9 @@ _FIXES = {
     "R44": "publish it from the step (return a dict, or set ctx.outputs), or fix the name",
     "R45": "read it from a node that runs after it (a later item, not a parallel sibling)",
     "R18": "read the failure only in a retry condition of the failing step",
+    "R46": "name one iteration by its postfixed identifier (e.g. build_0 or build_0_1, R46), "
+    "or read it from inside the looped node",
+    "R52": "read iteration values only inside a node with a looping strategy of that kind",
     "vars": "define the variable (variables={...}) or fix its name",
 }
 #: The same fixes in YAML terms, for a pipeline read from YAML (``Problem.yaml_fix``).
@@ -147,9 +170,29 @@ def _unknown(what: str, name: str, known: list[str], where: str = "") -> str:
 
 
 # -- walking a path over the plan -------------------------------------------------------------
+def _postfixed(by_fqn: Any, fqn: str) -> Any:
+    """The looped plan node that ``fqn`` names with an iteration postfix (``…build_0_1``), or None."""
+    base = fqn
+    while True:
+        head, sep, tail = base.rpartition("_")
+        if not sep or not tail or "." in tail:
+            return None
+        base = head
+        node = by_fqn.get(base)
+        if node is not None:
+            return node if node.strategy is not None else None
+
+
+def _static(plan: Any) -> bool:
+    """True for the compiled plan (checks before a run), False for a run's view (``run_view``)."""
+    return not getattr(plan, "run_view", False)
+
+
 def _child(plan: Any, node: Any, section: str, ident: str) -> Any:
     prefix = f".spec.execution.{section}." if node.kind == "stage" else f".{section}."
     found = plan.by_fqn.get(node.fqn + prefix + ident)
+    if found is None and _static(plan):
+        found = _postfixed(plan.by_fqn, node.fqn + prefix + ident)
     if found is None:
         raise _Unresolvable(
             f"{_kind(node)} {node.id!r} has "
@@ -186,6 +229,8 @@ def locate(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
             if len(rest) < 2:
                 raise _Unresolvable("pipeline.stages needs a stage identifier")
             node = plan.by_fqn.get(f"pipeline.stages.{rest[1]}")
+            if node is None and _static(plan):
+                node = _postfixed(plan.by_fqn, f"pipeline.stages.{rest[1]}")
             if node is None:
                 stages = [n.id for n in plan.nodes if n.kind == "stage"]
                 raise _Unresolvable("the pipeline has " + _unknown("no stage", rest[1], stages))
@@ -252,6 +297,10 @@ def _attribute_kind(node: Any, rest: tuple) -> str:
                 fix=_FIXES["vars"],
             )
         return "static"
+    if first == "identifierPostFix" and len(rest) == 1:
+        return "iteration"
+    if first == "matrix" and len(rest) == 2:
+        return "iteration"
     if first == "status" and len(rest) == 1:
         return "runtime"
     if first == "currentStatus" and len(rest) == 1:
@@ -476,13 +525,185 @@ def static_problems(plan: Any) -> list[Problem]:
     return problems
 
 
+# -- looping strategies: iteration values (R46, R49–R52) ----------------------------------------
+def _strategy_kind(strategy: Any) -> str:
+    return getattr(strategy, "kind", "?")
+
+
+def _static_loop(reader: Any, kind: str | None) -> Any:
+    """The innermost node at or above ``reader`` whose strategy is of ``kind`` (any: None)."""
+    cur = reader
+    while cur is not None:
+        if cur.strategy is not None and (kind is None or _strategy_kind(cur.strategy) == kind):
+            return cur
+        cur = cur.parent
+    return None
+
+
+def _run_loop(reader: Any, kind: str | None) -> Any:
+    """The innermost iteration copy at or above ``reader`` of a strategy of ``kind`` (any: None)."""
+    cur = reader
+    while cur is not None:
+        if cur.loop is not None and (kind is None or cur.loop.kind == kind):
+            return cur
+        cur = cur.parent
+    return None
+
+
+def _loop_path(path: tuple) -> tuple[str | None, str | None, tuple]:
+    """(kind of strategy, node id named by ``strategy.node.ID``, attribute path) of an iteration path."""
+    head, rest = path[0], tuple(path[1:])
+    if head == "matrix":
+        if len(rest) != 1:
+            raise _Unresolvable("write matrix.AXIS (R49)", "R52")
+        return "matrix", None, ("matrix", rest[0])
+    if head == "repeat":
+        if rest not in (("item",), ("partition",)):
+            raise _Unresolvable("write repeat.item or repeat.partition (R50)", "R52")
+        return "repeat", None, rest
+    # strategy.…
+    node_id = None
+    if rest[:1] == ("node",):
+        if len(rest) < 3:
+            raise _Unresolvable(
+                "write strategy.node.NODE_ID.iteration (or iterations, matrix.AXIS, …)", "R52"
+            )
+        node_id, rest = rest[1], rest[2:]
+    if rest in (("iteration",), ("iterations",), ("identifierPostFix",), ("currentStatus",)):
+        return None, node_id, rest
+    if len(rest) == 2 and rest[0] == "matrix":
+        return "matrix", node_id, rest
+    raise _Unresolvable(
+        "write strategy.iteration, strategy.iterations, strategy.identifierPostFix or strategy.currentStatus",
+        "R52",
+    )
+
+
+def _named(reader: Any, node_id: str, static: bool) -> Any:
+    cur = reader
+    while cur is not None:
+        origin = cur.origin or cur
+        if origin.id == node_id and (cur.strategy is not None if static else cur.loop is not None):
+            return cur
+        cur = cur.parent
+    raise _Unresolvable(f"{reader.fqn} is not inside a looped node {node_id!r}", "R52")
+
+
+def _check_loop(reader: Any, path: tuple) -> str:
+    kind, node_id, rest = _loop_path(path)
+    if node_id is not None:
+        loop = _named(reader, node_id, static=True)
+        if kind is not None and _strategy_kind(loop.strategy) != kind:
+            raise _Unresolvable(f"the looped node {node_id!r} has no matrix", "R52")
+    else:
+        loop = _static_loop(reader, kind)
+    if loop is None:
+        what = f"a {kind}" if kind else "a looping strategy"
+        raise _Unresolvable(f"{reader.fqn} is not inside a node with {what}", "R52")
+    if kind == "matrix":
+        _check_axis(loop, rest[1])
+    return "iteration"
+
+
+def _check_axis(loop: Any, axis: str) -> None:
+    axes = getattr(loop.strategy, "axes", None)
+    if isinstance(axes, Mapping) and axis not in axes:
+        raise _Unresolvable(
+            f"the matrix of {loop.fqn} has " + _unknown("no axis", axis, [str(a) for a in axes]),
+            "R49",
+            "name an axis of the matrix",
+        )
+
+
+def _loop_value(scheduler: Any, reader: Any, path: tuple) -> Any:
+    kind, node_id, rest = _loop_path(path)
+    loop = _named(reader, node_id, static=False) if node_id is not None else _run_loop(reader, kind)
+    if loop is None:
+        what = f"a {kind}" if kind else "a looping strategy"
+        raise _Unresolvable(f"{reader.fqn} is not inside a node with {what}", "R52")
+    return _iteration_attribute(scheduler, loop, rest)
+
+
+def _iteration_attribute(scheduler: Any, loop: Any, rest: tuple) -> Any:
+    it = loop.loop
+    first = rest[0]
+    if first == "matrix":
+        if it is None or it.matrix is None:
+            raise _Unresolvable(f"{loop.fqn} is not an iteration of a matrix", "R52")
+        if rest[1] not in it.matrix:
+            raise _Unresolvable(
+                f"the matrix of {loop.fqn} has " + _unknown("no axis", rest[1], list(it.matrix)), "R49"
+            )
+        return it.matrix[rest[1]]
+    if first == "identifierPostFix":
+        return it.postfix if it is not None else ""
+    if first in ("item", "partition"):
+        return it.item if first == "item" else it.partition
+    if first == "iteration":
+        return it.index
+    if first == "iterations":
+        return it.count
+    # currentStatus of the looped node: FAILED once an iteration ended badly, else RUNNING
+    for fqn, status in scheduler.statuses.items():
+        if fqn.startswith(loop.looped.fqn + "_") and status not in POSITIVE and status != "NotStarted":
+            return "FAILED"
+    return "RUNNING"
+
+
+def _loop_around(node: Any) -> Any:
+    """The outermost looped plan node at or above ``node`` (None: not in a loop)."""
+    found, cur = None, node
+    while cur is not None:
+        if cur.strategy is not None and cur.loop is None and cur.origin is None:
+            found = cur
+        cur = cur.parent
+    return found
+
+
+def _un_postfixed(reader: Any, target: Any, rest: tuple, run: bool, path: tuple = ()) -> None:
+    """E14: a finished value of a node of a looped node, read by its un-postfixed FQN, names no
+    one iteration. The looped node's own status (its row spans its iterations) may be read."""
+    if target.origin is not None or target.loop is not None:
+        return  # a run's copy: the path named an iteration
+    loop = _loop_around(target)
+    if loop is None or (loop is target and rest[0] in ("status", "currentStatus")):
+        return
+    if any(isinstance(seg, str) and seg.startswith(loop.id + "_") for seg in path):
+        return  # checked before a run: the path names an iteration (build_1), found at run time
+    if not run and _contains_or_is(loop, reader):
+        return  # relative paths from inside the loop resolve to the reader's own iteration
+    ids = f"{loop.id}_0, {loop.id}_1, …"
+    raise _Unresolvable(
+        f"{target.fqn} is inside the looped node {loop.fqn}, whose iterations are {ids}", "R46"
+    )
+
+
+def _contains_or_is(outer: Any, inner: Any) -> bool:
+    cur = inner
+    while cur is not None:
+        if cur is outer or cur.origin is outer:
+            return True
+        cur = cur.parent
+    return False
+
+
 def check_reference(plan: Any, reader: Any, path: tuple, retry: bool = False) -> str:
     """The kind of value ``path`` names for ``reader``; raise ``LookupError`` if it cannot be read.
 
     ``retry``: the path is read by a retry condition of ``reader`` (which may read its failure).
     """
+    if path[0] in LOOP_ROOTS:
+        return _check_loop(reader, path)
     target, rest = locate(plan, reader, path)
     kind = _attribute_kind(target, rest)
+    if kind == "iteration":
+        if rest[0] == "matrix":
+            if target.strategy is None or _strategy_kind(target.strategy) != "matrix":
+                raise _Unresolvable(f"{target.fqn} has no matrix strategy", "R52")
+            _check_axis(target, rest[1])
+        return kind
+    if kind in ("runtime", "current"):
+        _un_postfixed(reader, target, rest, run=False, path=path)
     if kind == "failure":
         if not (retry and target is reader):
             raise _Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")
@@ -501,11 +722,21 @@ def resolve(scheduler: Any, node: Any, path: tuple, failure: Any = None) -> Any:
         LookupError: with the reason; the expression layer turns it into an ExpressionError
             that shows the reference with a caret.
     """
-    plan = scheduler.plan
+    if path[0] in LOOP_ROOTS:
+        return _loop_value(scheduler, node, path)
+    if path[0] == "secrets":
+        return MASKED  # <+secrets.getValue("x")>: valid, and never a secret's value
+    plan = getattr(scheduler, "view", None) or scheduler.plan
     target, rest = locate(plan, node, path)
     kind = _attribute_kind(target, rest)
     if kind == "static":
         return _static_value(target, rest)
+    if kind == "iteration":
+        if rest[0] == "matrix" and target.loop is None:
+            raise _Unresolvable(f"{target.fqn} is not an iteration of a matrix", "R52")
+        return _iteration_attribute(scheduler, target, rest)
+    if kind in ("runtime", "current") and not (kind == "current" and _contains(target, node)):
+        _un_postfixed(node, target, rest, run=True)
     if kind == "failure":
         if failure is None or target is not node:
             raise _Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")

@@ -44,6 +44,7 @@ from .failure import (
     coerce_when,
 )
 from .limits import MAX_IDENTIFIER, MAX_RETRIES, depth_problems, short
+from .looping import strategy_problems
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 
 __all__ = [
@@ -379,13 +380,8 @@ class _Checker:
         yield from self._variables(fqn, node.variables, "R8" if kind == "step group" else "R43", node.extra)
         yield from self._selectors(fqn, node.delegate_selectors)
         if node.strategy is not None:
-            yield Problem(
-                fqn,
-                "R48",
-                "looping strategies (matrix, repeat, parallelism) are not supported yet",
-                "the strategy is kept as data; remove it to run or simulate this node, "
-                "or wait for looping support",
-            )
+            for rule, message, fix in strategy_problems(node.strategy):
+                yield Problem(fqn, rule, message, fix)
         key = "pipelineStatus" if kind == "stage" else "stageStatus"
         try:
             when = coerce_when(node.when)

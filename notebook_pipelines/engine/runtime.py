@@ -8,9 +8,9 @@ nothing new may start, and to stop. :class:`Runtime` lists exactly that; the sch
 
 While a generator waits, the scheduler keeps one small record of what it waits for — a
 :class:`~.executors.base.Job` (a body on the executor), a :class:`Sleep` (a retry interval),
-an :class:`Ask` (a manual intervention) or a :class:`Queue` (a resource held by another
-stage) — each with the ``scope`` it waits in, so a timeout, a rollback or an abort can find
-and settle every wait inside a scope.
+an :class:`Ask` (a manual intervention), a :class:`Queue` (a resource held by another
+stage) or a :class:`Gate` (a barrier, R56) — each with the ``scope`` it waits in, so a
+timeout, a rollback or an abort can find and settle every wait inside a scope.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .context import StepContext
     from .semantics import Scope
 
-__all__ = ["Ask", "Queue", "Runtime", "Sleep", "Timer"]
+__all__ = ["Ask", "Gate", "Queue", "Runtime", "Sleep", "Timer"]
 
 
 class Timer:
@@ -69,6 +69,17 @@ class Queue:
     scope: Scope | None
 
 
+@dataclass(slots=True)
+class Gate:
+    """A generator (a Barrier step, R56) waits at barrier ``ref`` for the other participants,
+    or for ``timer`` (its timeout; None without one)."""
+
+    ref: str
+    node: Any
+    timer: Timer | None
+    scope: Scope | None
+
+
 class Runtime(Protocol):
     """What the rules see of a run. Values known now, for ``<+…>`` references, are ``plan``,
     ``statuses`` (last status by FQN) and ``outputs`` (output variables by step FQN)."""
@@ -80,6 +91,8 @@ class Runtime(Protocol):
     outputs: dict[str, dict]
     runs: dict[int, int]  # executions per step so far (attempts go on across RetryStepGroup)
     runs_handlers: bool  # the executor runs typed steps' handlers: resolve their specs first
+    #: a simulation's ``iterations=`` (items of run-time lists, by looped node id or FQN); None in a run
+    loop_counts: dict | None
 
     def now(self) -> float: ...
 
@@ -125,4 +138,24 @@ class Runtime(Protocol):
 
     def resolve_spec(self, node: PlanNode) -> str | None:
         """Resolve a typed step's ``<+…>`` spec now; the error text, if any."""
+        ...
+
+    def evaluate(self, node: PlanNode, value: Any) -> Any:
+        """The value of ``value`` (text with ``<+…>``) read by ``node`` now, e.g. a looping
+        strategy's ``items``; raises ``ExpressionError`` when it cannot be resolved."""
+        ...
+
+    def warn(self, message: str) -> None:
+        """Tell the user something about the run that is not an error (a ``LoopingWarning``)."""
+        ...
+
+    def expand(self, node: PlanNode, iteration: Any) -> PlanNode:
+        """The run's copy of a looped ``node`` for one :class:`~..definition.looping.Iteration`:
+        postfixed id and FQN (R46), its own trace rows, found by references; nodes below with
+        their own strategies expand when they start."""
+        ...
+
+    def expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
+        """A looped ``node`` runs as ``copies``: the Barrier steps in them are the participants
+        (R58: every iteration meets at the barrier), not the ones in ``node``."""
         ...

@@ -53,13 +53,13 @@ from typing import Any
 
 from ..definition.failure import ManualIntervention
 from ..definition.plan import Plan, PlanNode, as_plan
-from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCESS
+from ..definition.statuses import ABORTED, EXPIRED, FAILED, NOT_STARTED, POSITIVE, SKIPPED, SUCCESS
 from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted
 from . import registry
 from .context import StepCancelled, StepContext
 from .executors.base import Job, Outcome, call_body, check_executor, outcome_of_exception
-from .runtime import Ask, Queue, Sleep, Timer
-from .semantics import ACQUIRE, ALL, ASK, EXEC, SLEEP, Rules, Scope
+from .runtime import Ask, Gate, Queue, Sleep, Timer
+from .semantics import ACQUIRE, ALL, ASK, BARRIER, EXEC, SLEEP, Rules, Scope
 from .trace import Record, Recorder, build_trace
 
 __all__ = [
@@ -185,6 +185,7 @@ class Scheduler:
         listeners: Iterable[Any] = (),
         on_intervention: Callable[[InterventionRequest], Any] | None = None,
         namespace: dict | None = None,
+        loop_counts: dict | None = None,
     ):
         self.plan, self.executor, self.clock = plan, executor, clock
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -207,6 +208,12 @@ class Scheduler:
         self._merged_variables: dict[int, dict] = {}
         self._resolved_spec: dict[int, Any] = {}  # typed steps' specs, resolved before they start
         self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
+        # looping strategies (R46–R54): the run's copies of looped nodes, one subtree per
+        # iteration, indexed after the plan's nodes; references resolve against ``view``
+        self.extra: list[PlanNode] = []
+        self.view: Any = plan
+        self.loop_counts: dict | None = loop_counts
+        self.barriers: dict[str, _Barrier] | None = None  # made when a Barrier step first arrives
         self.runs_handlers = bool(check_executor(executor).runs_handlers)
         self.on_intervention = on_intervention
         self.listeners = list(listeners)
@@ -368,6 +375,8 @@ class Scheduler:
                 self.ready.append((task, True))
             else:
                 self.waits[task] = Queue(effect[1], effect[2])
+        elif kind is BARRIER:
+            self._arrive(task, effect[1], effect[2])
         else:  # pragma: no cover - programming error
             raise RuntimeError(f"unknown effect {effect!r}")
 
@@ -450,6 +459,163 @@ class Scheduler:
             return str(err)
         return None
 
+    # -- looping strategies (R46–R54) ---------------------------------------------------------
+    def evaluate(self, node: PlanNode, value: Any) -> Any:
+        """The value of ``value`` (text with ``<+…>``) for ``node`` now; raises ExpressionError."""
+        from ..definition.references import render_template
+
+        return render_template(self, node, value)
+
+    def warn(self, message: str) -> None:
+        from ..definition.looping import LoopingWarning
+
+        warnings.warn(message, LoopingWarning, stacklevel=2)
+
+    def expand(self, node: PlanNode, iteration: Any) -> PlanNode:
+        """The run's copy of ``node`` (and everything below it) for one iteration (R46, D11).
+
+        The copy's identifier and FQN carry the iteration's postfix (``build_0_1``); its
+        descendants' FQNs follow; every copy gets an index after the plan's nodes (its trace
+        rows carry its own FQN) and is found by references (``view.by_fqn``). Looped nodes
+        below keep their strategy: they expand when their copy starts.
+        """
+        if self.view is self.plan:
+            self.view = _RunView(self.plan)
+        by_fqn, extra, base = self.view.by_fqn.maps[0], self.extra, len(self.plan.nodes)
+        old, new = node.fqn, node.fqn + iteration.postfix
+        copies: dict[int, PlanNode] = {}
+
+        def copy(n: PlanNode) -> PlanNode:
+            c = PlanNode.__new__(PlanNode)
+            c.__dict__.update(n.__dict__)
+            copies[id(n)] = c
+            c.origin = n.origin or n
+            c.fqn = new + n.fqn[len(old) :]
+            c.iteration = iteration.index
+            if n.kind != "parallel":
+                c.index = base + len(extra)
+                extra.append(c)
+                by_fqn[c.fqn] = c
+            if n is not node:
+                c.parent = copies.get(id(n.parent), n.parent)
+                c.stage = copies.get(id(n.stage), n.stage)
+                c.group = copies.get(id(n.group), n.group)
+            if n.items:
+                c.items = tuple(copy(i) for i in n.items)
+            if n.rollback:
+                c.rollback = tuple(copy(i) for i in n.rollback)
+            return c
+
+        root = PlanNode.__new__(PlanNode)
+        root.__dict__.update(node.__dict__)
+        copies[id(node)] = root
+        root.origin = node.origin or node
+        root.id, root.fqn, root.iteration = node.id + iteration.postfix, new, iteration.index
+        root.name = f"{node.name}{iteration.postfix}"
+        root.strategy, root.loop, root.looped = None, iteration, node
+        root.index = base + len(extra)
+        extra.append(root)
+        by_fqn[new] = root
+        if node.kind == "stage":
+            root.stage = root
+        elif node.kind == "step_group":
+            root.group = root
+        if node.items:
+            root.items = tuple(copy(i) for i in node.items)
+        if node.rollback:
+            root.rollback = tuple(copy(i) for i in node.rollback)
+        name = getattr(node.strategy, "node_name", None)
+        if isinstance(name, str):
+            try:
+                root.name = str(self.evaluate(root, name))
+            except ExpressionError:
+                pass  # the default name stays; the strategy's nodeName is only for display
+        return root
+
+    # -- barriers (R55–R58, E11) -----------------------------------------------------------------
+    def _barrier(self, ref: str) -> _Barrier:
+        if self.barriers is None:
+            self.barriers = {}
+            for node in self.plan.nodes:
+                if node.barrier is not None:
+                    self.barriers.setdefault(node.barrier, _Barrier()).expected += 1
+        return self.barriers.setdefault(ref, _Barrier())
+
+    def expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
+        """The looped ``node`` runs as ``copies``: their Barrier steps take the place of its own."""
+        if self.barriers is None and not any(n.barrier is not None for n in self.plan.nodes):
+            return
+        for n in node.walk():
+            if n.barrier is not None:
+                self._barrier(n.barrier).expected -= 1
+        for copy in copies:
+            for n in copy.walk():
+                if n.barrier is not None:
+                    self._barrier(n.barrier).expected += 1
+        for ref in list(self.barriers or ()):
+            self._open_if_complete(ref)
+
+    def _arrive(self, task: Task, node: PlanNode, scope: Scope) -> None:
+        gate = self._barrier(node.barrier)
+        gate.arrived.add(node.index)
+        if gate.broken is not None:
+            self.ready.append((task, (FAILED, gate.error_type, gate.broken)))
+            return
+        timer = None
+        if node.timeout:
+            timer = self.call_at(self.clock.now() + node.timeout, self._barrier_timeout, task)
+        self.waits[task] = Gate(node.barrier, node, timer, scope)
+        gate.waiting.append(task)
+        self._open_if_complete(node.barrier)
+
+    def _open_if_complete(self, ref: str) -> None:
+        gate = self.barriers[ref]
+        if gate.waiting and gate.broken is None and len(gate.arrived) >= gate.expected:
+            for task in gate.waiting:
+                wait = self.waits.pop(task)
+                if wait.timer is not None:
+                    wait.timer.cancel()
+                self.ready.append((task, None))
+            gate.waiting.clear()
+
+    def _break(self, ref: str, error_type: str, text: str) -> None:
+        """A participant will not arrive (R57, E11): the ones waiting fail at the barrier."""
+        gate = self.barriers[ref]
+        gate.broken, gate.error_type = text, error_type
+        for task in gate.waiting:
+            wait = self.waits.pop(task)
+            if wait.timer is not None:
+                wait.timer.cancel()
+            self.ready.append((task, (FAILED, error_type, text)))
+        gate.waiting.clear()
+
+    def _barrier_timeout(self, task: Task) -> None:
+        wait = self.waits.pop(task, None)
+        if not isinstance(wait, Gate):
+            return
+        gate = self.barriers[wait.ref]
+        gate.waiting.remove(task)
+        gate.arrived.discard(wait.node.index)
+        gate.expected -= 1
+        text = f"timed out after {wait.node.timeout:g}s waiting at barrier {wait.ref!r}"
+        self.ready.append((task, (EXPIRED, "Timeout", text)))
+        self._break(wait.ref, "Timeout", f"{wait.node.fqn} {text}")
+
+    def _dropped_out(self, node: PlanNode, row: Record) -> None:
+        """A participant's row without its arrival: it will not reach the barrier."""
+        gate = self._barrier(node.barrier)
+        if node.index in gate.arrived:
+            return
+        gate.expected -= 1
+        failed = row.status not in POSITIVE or "failed" in (row.reason or "")
+        if failed and gate.broken is None:
+            why = f"{node.fqn} ended {row.status} before reaching barrier {node.barrier!r}"
+            if row.reason:
+                why += f" ({row.reason})"
+            self._break(node.barrier, row.error_type or "Unknown", why)
+        else:
+            self._open_if_complete(node.barrier)
+
     # -- interventions --------------------------------------------------------------------------
     def _ask(self, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention, scope: Scope):
         request = InterventionRequest(self, task, node, outcome, action)
@@ -518,6 +684,16 @@ class Scheduler:
         elif isinstance(wait, Queue):
             self.resources[wait.key].remove(task)
             self.ready.append((task, False))
+        elif isinstance(wait, Gate):
+            if wait.timer is not None:
+                wait.timer.cancel()
+            gate = self.barriers[wait.ref]
+            gate.waiting.remove(task)
+            gate.arrived.discard(wait.node.index)
+            gate.expected -= 1
+            self.ready.append((task, (status, error_type, text)))
+            if self.aborted is None and gate.broken is None:
+                self._break(wait.ref, error_type or "Unknown", f"{wait.node.fqn}: {text}")
 
     def stop_reason(self, scope: Scope) -> str | None:
         if self.aborted is not None:
@@ -540,7 +716,7 @@ class Scheduler:
             node,
             Record(
                 node.index,
-                get("iteration"),
+                node.iteration,
                 attempt,
                 status,
                 get("reason"),
@@ -561,13 +737,15 @@ class Scheduler:
         outputs = outcome.outputs
         self.outputs[node.fqn] = outputs or {}
         inputs = self._resolved.get(node.index) if node.inputs else None
-        row = (node.index, None, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker)
+        row = (node.index, node.iteration, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker)
         self._add(node, Record._make((*row, None, None, None, outputs, outcome.log, inputs)))
 
     def _add(self, node: PlanNode, row: Record) -> None:
         """The one place a row joins the trace (and the statuses that references read)."""
         self.recorder.add(row)
         self.statuses[node.fqn] = row.status
+        if node.barrier is not None:  # a participant that ends without arriving (R57)
+            self._dropped_out(node, row)
         if self._finished:
             self._notify(self._finished, node, row)
 
@@ -593,9 +771,37 @@ class Scheduler:
         """D6: every node without a record gets a NotStarted row."""
         seen = self.recorder.seen
         why = self.aborted or "not reached"
+        # the nodes inside a looped node that ran are its iterations' copies, not these (R46)
+        inside = self.plan.inside_loops() if self.extra else {}
         for node in self.plan.nodes:
-            if node.index not in seen:
+            if node.index not in seen and inside.get(node.index) not in seen:
                 self.record(node, 0, NOT_STARTED, None, None, reason=why)
+
+
+class _Barrier:
+    """The state of one barrier in a run: participants expected and arrived, who waits."""
+
+    __slots__ = ("arrived", "broken", "error_type", "expected", "waiting")
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self.arrived: set[int] = set()
+        self.waiting: list = []
+        self.broken: str | None = None  # why the waiting ones failed (a participant dropped out)
+        self.error_type = "Unknown"
+
+
+class _RunView:
+    """What references resolve against during a run: the plan's nodes and the run's copies of
+    looped nodes (``by_fqn`` looks in the copies first)."""
+
+    run_view = True
+
+    def __init__(self, plan: Plan):
+        from collections import ChainMap
+
+        self.pipeline, self.root, self.nodes = plan.pipeline, plan.root, plan.nodes
+        self.by_fqn = ChainMap({}, plan.by_fqn)
 
 
 def _noop(_: Any) -> None:
@@ -622,8 +828,13 @@ def execute(
     listeners: Iterable[Any] = (),
     on_intervention: Callable | None = None,
     namespace: dict | None = None,
+    loop_counts: dict | None = None,
 ) -> RunResult:
-    """Run ``plan`` with ``executor`` and ``clock``; the :class:`RunResult` (status, trace, interrupted)."""
+    """Run ``plan`` with ``executor`` and ``clock``; the :class:`RunResult` (status, trace, interrupted).
+
+    ``loop_counts``: a simulation's ``iterations=`` (how many items a run-time list holds, by
+    looped node id or FQN); ``None`` in a real run, where such lists are resolved.
+    """
     scheduler = Scheduler(
         plan,
         executor,
@@ -632,10 +843,11 @@ def execute(
         listeners=listeners,
         on_intervention=on_intervention,
         namespace=namespace,
+        loop_counts=loop_counts,
     )
     status = scheduler.execute()
     scheduler.fill_not_started()
-    trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns)
+    trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
     _LAST[0] = trace
     registry.remember(scheduler.run_id, plan)
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)

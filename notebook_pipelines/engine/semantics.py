@@ -12,6 +12,10 @@ actions after a failure, rollback in the order of R36/R38, timeouts (R59–R61),
     run a step body on the executor; resumed with an ``Outcome``.
 ``(SLEEP, seconds, scope)``, ``(ASK, node, outcome, action, scope)``, ``(ACQUIRE, key, scope)``
     a retry interval, a manual intervention (R20, D12), a resource shared by parallel stages (D8).
+``(BARRIER, node, scope)``
+    a Barrier step waits for the other participants (R56); resumed with None when all have
+    arrived, else ``(status, error_type, message)`` (a participant dropped out, R57, E11; the
+    step's timeout).
 
 :class:`Rules` holds the generators; it talks to the run only through the small
 :class:`~.runtime.Runtime` interface (the time, timers, records, marks, stop reasons), never to
@@ -22,6 +26,7 @@ simulated run and a real run produce the same statuses and rows.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..definition.failure import (
@@ -37,9 +42,11 @@ from ..definition.failure import (
     RetryStepGroup,
     StageRollback,
     StepGroupRollback,
+    When,
     action_from_dict,
 )
 from ..definition.limits import MAX_RETRIES
+from ..definition.looping import LoopingError, iterations, max_concurrency, runtime_values
 from ..definition.plan import PlanNode, choose
 from ..definition.statuses import (
     ABORTED,
@@ -58,9 +65,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .executors.base import Outcome
     from .runtime import Runtime
 
-__all__ = ["ACQUIRE", "ALL", "ASK", "EXEC", "RETRY", "SLEEP", "Rules", "Scope"]
+__all__ = ["ACQUIRE", "ALL", "ASK", "BARRIER", "EXEC", "RETRY", "SLEEP", "Rules", "Scope"]
 
-ALL, EXEC, SLEEP, ASK, ACQUIRE = "all", "exec", "sleep", "ask", "acquire"
+ALL, EXEC, SLEEP, ASK, ACQUIRE, BARRIER = "all", "exec", "sleep", "ask", "acquire", "barrier"
 #: what ``_after_failure`` returns when the step runs again
 RETRY = "retry"
 #: the key under which ``_after_failure`` counts a step's retries answered by a person (bounded
@@ -73,6 +80,7 @@ class Scope:
 
     __slots__ = (
         "expired",
+        "fail_scope",
         "failed",
         "kind",
         "node",
@@ -96,6 +104,13 @@ class Scope:
         self.retries = 0  # RetryStepGroup retries already used by this group (R19)
         # where "failed so far" is kept for the nodes in this scope: the stage, or rollback section
         self.stage_scope = self if kind in ("stage", "rollback") or parent is None else parent.stage_scope
+        # where "failed so far" is kept for the nodes in this scope: the stage (rollback section),
+        # or one iteration of a looped node — its failure reaches the stage when the loop ends
+        self.fail_scope = (
+            self if kind in ("stage", "rollback", "loop") or parent is None else parent.fail_scope
+        )
+        if kind == "loop":  # the stages and groups an iteration runs are the container's (R36, R38)
+            self.ran = parent.ran
 
     def up(self, *kinds: str) -> Scope | None:
         scope: Scope | None = self
@@ -117,11 +132,16 @@ class Rules:
 
     def __init__(self, rt: Runtime):
         self.rt = rt
+        self._warned: set[int] = set()  # looped nodes already warned about (simulation)
 
-    def _should_run(self, node: PlanNode, scope: Scope) -> tuple[bool, str | None, str | None]:
+    def _should_run(
+        self, node: PlanNode, scope: Scope, status_only: bool = False
+    ) -> tuple[bool, str | None, str | None]:
         """(run?, reason if skipped, error if the condition failed) — R28–R31."""
         when = node.when
-        failed = scope.failed if node.kind == "stage" else scope.stage_scope.failed
+        if when is None:  # an iteration of a node whose `when` has no condition
+            return True, None, None
+        failed = scope.failed if node.kind == "stage" else scope.fail_scope.failed
         if when.condition is None and when.status == "Success" and not failed:
             return True, None, None  # the common case
         where = "pipeline" if node.kind == "stage" else "stage"
@@ -130,7 +150,7 @@ class Rules:
         if when.status == "Failure" and not failed:
             return False, f"the {where} has not failed (status condition Failure)", None
         condition = when.condition
-        if condition is None:
+        if condition is None or status_only:
             return True, None, None
         try:
             value = self._evaluate(node, condition)
@@ -166,6 +186,8 @@ class Rules:
         return statuses
 
     def _node(self, node: PlanNode, scope: Scope):
+        if node.strategy is not None:
+            return self.looped(node, scope)
         if node.kind == "step":
             return self.step(node, scope)
         if node.kind == "step_group":
@@ -232,7 +254,7 @@ class Rules:
             return
         if node.kind != "stage" and self._retry_pending(scope):
             return  # an enclosing group will run again (R19, E6): this failure does not count yet
-        target = scope if node.kind == "stage" else scope.stage_scope
+        target = scope if node.kind == "stage" else scope.fail_scope
         if target is not None:
             target.failed = True
 
@@ -273,6 +295,99 @@ class Rules:
         self.rt.record(node, 1, status, start, self.rt.now(), reason=why, action=action)
         self._failed(node, pscope, status)
         return status
+
+    # -- looping strategies (R46–R54, E13) -------------------------------------------------------
+    def looped(self, node: PlanNode, scope: Scope):
+        """A node with a looping strategy: its iterations, at most ``maxConcurrency`` at a time.
+
+        The iterations are computed now (run-time lists are known only now); each is the run's
+        copy of the node (``rt.expand``: postfixed id and FQN, R46) and runs as the node would.
+        With ``maxConcurrency: k`` there are k *lanes*, each taking the next iteration in list
+        order when its current one ends (a sliding window, R54, E13). The node's own row spans
+        its iterations, with their combined status (D4; all skipped: ``Skipped``).
+        """
+        ok, reason, _ = self._should_run(node, scope, status_only=True)
+        if not ok:  # R29, R30: the status part of `when` is the looped node's, decided once
+            self.rt.mark((node,), SKIPPED, reason or "skipped", self.rt.now())
+            return SKIPPED
+        start = self.rt.now()
+        try:
+            its = self._iterations(node)
+        except (ExpressionError, LoopingError) as err:
+            why = "its looping strategy could not be expanded"
+            return self._skip_or_fail(node, scope, why, f"{node.fqn}: {err}")
+        if not its:
+            self.rt.mark((node,), SKIPPED, "its looping strategy has no iterations", start)
+            return SKIPPED
+        self.rt.started(node, 1, start)
+        copies = [self.rt.expand(node, it) for it in its]
+        self.rt.expanded(node, copies)
+        each = When("All", node.when.condition) if node.when is not None else None
+        for copy in copies:  # a condition is evaluated per iteration (it may read <+matrix.x>)
+            copy.when = each
+        # each iteration keeps its own "failed so far": one failing does not skip the others' steps
+        scopes = [Scope(copy, scope, "loop") for copy in copies]
+        k = max_concurrency(node.strategy) or len(copies)
+        if k >= len(copies):
+            statuses = yield (ALL, [self._node(copy, s) for copy, s in zip(copies, scopes)])
+        else:
+            statuses = [None] * len(copies)
+            queue = deque(range(len(copies)))
+            skip = getattr(node.strategy, "on_failure", None) == "SkipQueued"
+            lanes = [self._lane(queue, copies, scopes, statuses, skip) for _ in range(k)]
+            yield (ALL, lanes)
+        if all(status == SKIPPED for status in statuses):
+            status = SKIPPED
+        else:
+            status = self._container_status(statuses, Scope(node, scope, "loop"))
+        n = len(copies)
+        reason = f"{n} iteration{'s' if n != 1 else ''}" + (f", at most {k} at a time" if k < n else "")
+        self.rt.record(node, 1, status, start, self.rt.now(), reason=reason)
+        self._failed(node, scope, status)
+        return status
+
+    def _lane(self, queue: deque, copies: list, scopes: list, statuses: list, skip_queued: bool):
+        """One slot of a looped node's window: runs the next queued iteration until none is left."""
+        while queue:
+            i = queue.popleft()
+            scope = scopes[i]
+            reason = self.rt.stop_reason(scope)
+            if reason is None and skip_queued and any(s not in POSITIVE for s in statuses if s is not None):
+                reason = "an iteration failed (onFailure: SkipQueued)"
+            if reason is not None:
+                self.rt.mark((copies[i],), NOT_STARTED, reason, None)
+                statuses[i] = NOT_STARTED
+                continue
+            statuses[i] = yield from self._node(copies[i], scope)
+        return None
+
+    def _iterations(self, node: PlanNode) -> list:
+        """The iterations of a looped node; in a simulation, run-time lists come from
+        ``iterations=`` or count one item (with a warning naming the node)."""
+        strategy = node.strategy
+        counts = self.rt.loop_counts
+
+        def resolve(value: Any) -> Any:
+            return self.rt.evaluate(node, value)
+
+        if counts is None or not runtime_values(strategy):
+            return iterations(strategy, resolve)
+        origin = node.origin or node
+        given = counts.get(origin.fqn, counts.get(origin.id))
+        if given is not None:
+            return iterations(strategy, count=given)
+        try:
+            return iterations(strategy, resolve)
+        except (ExpressionError, LoopingError) as err:
+            if origin.index not in self._warned:
+                self._warned.add(origin.index)
+                reason = str(err).splitlines()[0]
+                self.rt.warn(
+                    f"{origin.fqn}: the looping strategy's items are known only in a run ({reason}); "
+                    f"simulated as one iteration — give simulate(iterations={{{origin.id!r}: N}}) "
+                    f"(CLI: --iterations {origin.id}=N) for N"
+                )
+            return iterations(strategy, count=1)
 
     def _rollback_stage(self, node: PlanNode, scope: Scope):
         """R36: rollback lists of the groups that ran, in reverse order, then the stage's list."""
@@ -328,7 +443,7 @@ class Rules:
                         node, attempt + 1, NOT_STARTED, None, None, reason=self.rt.stop_reason(scope)
                     )
                     return FAILED
-                stage_scope.failed = True
+                scope.fail_scope.failed = True
             if (
                 isinstance(request, StepGroupRollback)
                 and self.rt.aborted is None
@@ -365,7 +480,10 @@ class Rules:
         while True:
             attempt += 1
             runs[node.index] = attempt
-            outcome = yield (EXEC, node, attempt, scope)
+            if node.barrier is None:
+                outcome = yield (EXEC, node, attempt, scope)
+            else:
+                outcome = yield from self._at_barrier(node, attempt, scope)
             if outcome.status == SUCCESS:
                 self.rt.succeeded(node, attempt, outcome)
                 return SUCCESS
@@ -375,6 +493,18 @@ class Rules:
             if self.rt.stop_reason(scope) is not None:  # stopped during the retry interval
                 self.rt.record(node, attempt + 1, NOT_STARTED, None, None, reason=self.rt.stop_reason(scope))
                 return outcome.status
+
+    def _at_barrier(self, node: PlanNode, attempt: int, scope: Scope):
+        """A Barrier step (R56): wait until every participant has arrived; an ``Outcome``."""
+        from .executors.base import Outcome
+
+        start = self.rt.now()
+        self.rt.started(node, attempt, start)
+        result = yield (BARRIER, node, scope)
+        if result is None:
+            return Outcome(SUCCESS, start, self.rt.now(), "barrier")
+        status, error_type, message = result
+        return Outcome(status, start, self.rt.now(), "barrier", error_type, message)
 
     def _after_failure(self, node: PlanNode, scope: Scope, attempt: int, outcome: Outcome, used: dict):
         """What a failed attempt leads to: ``RETRY``, or the step's final status (recorded).

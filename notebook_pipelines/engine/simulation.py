@@ -144,7 +144,7 @@ class _StepTable:
     def unmatched(self, plan: Any) -> list[str]:
         """The keys that match no step of ``plan``."""
         names = {name for n in plan.nodes if n.kind == "step" for name in (n.fqn, n.id)}
-        unknown = [key for key in self.exact if key not in names]
+        unknown = [key for key in self.exact if key not in names and not _iteration_name(plan, key)]
         return unknown + [key for match, key, _ in self.globs if not any(match(name) for name in names)]
 
     def get(self, node: Any) -> Any:
@@ -154,13 +154,38 @@ class _StepTable:
         value = self.exact.get(node.fqn, _MISSING)
         if value is _MISSING:
             value = self.exact.get(node.id, _MISSING)
+        origin = node.origin  # an iteration's copy (R46): its own names first, then the plan node's
+        if value is _MISSING and origin is not None:
+            value = self.exact.get(origin.fqn, self.exact.get(origin.id, _MISSING))
         if value is _MISSING:
+            names = (node.fqn, node.id) if origin is None else (node.fqn, node.id, origin.fqn, origin.id)
             for match, _key, candidate in self.globs:
-                if match(node.fqn) or match(node.id):
+                if any(match(name) for name in names):
                     value = candidate
                     break
         self.cache[node.index] = value
         return value
+
+
+_POSTFIX = re.compile(r"(?:_[A-Za-z0-9$]+)+\Z")
+
+
+def _iteration_name(plan: Any, key: str) -> bool:
+    """True when ``key`` names a step of an iteration (R46): a postfixed id or FQN below a
+    looped node, such as ``deploy_0_1`` or ``pipeline.stages.build_1.spec.execution.steps.a``."""
+    inside = plan.inside_loops()
+    if not inside and not any(n.strategy is not None for n in plan.nodes):
+        return False
+    for n in plan.nodes:
+        if n.kind != "step" or (n.strategy is None and n.index not in inside):
+            continue
+        if key.startswith(n.id + "_") and _POSTFIX.fullmatch(key[len(n.id) :]):
+            return True
+        if "." in key and re.sub(r"_[A-Za-z0-9$]+(?=\.|\Z)", "", key) == re.sub(
+            r"_[A-Za-z0-9$]+(?=\.|\Z)", "", n.fqn
+        ):
+            return True
+    return False
 
 
 def _glob(key: str) -> Any:
@@ -548,6 +573,7 @@ def simulate(
     listeners: Iterable[Any] = (),
     strict: bool = True,
     outputs: Mapping | None = None,
+    iterations: Mapping | None = None,
 ):
     """Run ``pipeline`` in virtual time and return its trace (the schema of ``run()``).
 
@@ -580,6 +606,11 @@ def simulate(
         outputs: output variables that steps publish, by id/FQN/glob: a dict of values, or a
             callable ``attempt -> dict``. Declared outputs without a value publish ``None``,
             so references to them resolve as in a real run.
+        iterations: for looped nodes whose items are known only in a run
+            (``items: <+stage.output.hosts>``, a matrix axis from an expression): how many
+            items the run-time list holds, by the looped node's id or FQN
+            (``{"Phase": 4}``). Without an entry such a node runs once, with a warning that
+            names it (R50).
 
     Returns:
         The trace DataFrame; ``attrs`` holds ``run_id``, ``pipeline``, ``seed`` and
@@ -595,6 +626,7 @@ def simulate(
     seed, clock, executor, scripted = _virtual(
         plan, durations, default, failures, interventions, seed, start, strict, outputs
     )
+    counts = _loop_counts(plan, iterations, strict)
     with paused_gc():
         try:
             result = execute(
@@ -604,6 +636,7 @@ def simulate(
                 run_id=run_id or f"sim-{seed}",
                 listeners=listeners,
                 on_intervention=scripted,
+                loop_counts=counts,
             )
         except PipelineError:
             if clock.t > _horizon(clock):  # waits (retry intervals, interventions) took it past
@@ -629,6 +662,7 @@ def simulate_records(
     seed: int | None = 0,
     strict: bool = True,
     outputs: Any = None,
+    iterations: Any = None,
 ) -> list[tuple]:
     """The trace's records (:class:`~.trace.Record` s) of a simulation, without the DataFrame.
 
@@ -641,13 +675,41 @@ def simulate_records(
     seed, clock, executor, scripted = _virtual(
         plan, durations, default, failures, interventions, seed, 0, strict, outputs
     )
-    scheduler = Scheduler(plan, executor, clock, run_id=f"sim-{seed}", on_intervention=scripted)
+    counts = _loop_counts(plan, iterations, strict)
+    scheduler = Scheduler(
+        plan, executor, clock, run_id=f"sim-{seed}", on_intervention=scripted, loop_counts=counts
+    )
     with paused_gc():
         scheduler.execute()
         scheduler.fill_not_started()
     if scheduler.interrupted:
         raise KeyboardInterrupt  # the caller says what was done so far
     return scheduler.recorder.rows
+
+
+def _loop_counts(plan: Any, iterations: Any, strict: bool) -> dict:
+    """``iterations=`` checked: looped node id or FQN → a whole number ≥ 0 (an empty dict: none)."""
+    if iterations is None:
+        return {}
+    if not hasattr(iterations, "items"):
+        raise SimulationError(
+            "iterations= takes a mapping of looped node ids (or FQNs) to counts, "
+            f"not {type(iterations).__name__}"
+        )
+    looped = {name for n in plan.nodes if n.strategy is not None for name in (n.id, n.fqn)}
+    out = {}
+    for key, value in iterations.items():
+        if strict and key not in looped:
+            known = ", ".join(sorted(n.id for n in plan.nodes if n.strategy is not None)) or "none"
+            close = difflib.get_close_matches(str(key), sorted(looped), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SimulationError(
+                f"iterations: {key!r} is not a node with a looping strategy{hint}; looped nodes: {known}"
+            )
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise SimulationError(f"iterations[{key!r}]: give a whole number ≥ 0, not {value!r}")
+        out[key] = int(value)
+    return out
 
 
 def _virtual(

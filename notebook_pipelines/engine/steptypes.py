@@ -36,7 +36,7 @@ second): waiting is on events, never a polling loop. Scripts run on this machine
 current directory; a remote ``executionTarget`` is refused by the check.
 
 >>> sorted(step_types())
-['ShellScript']
+['ShellScript', 'Wait']
 >>> shell_script_check({"shell": "PowerShell", "source": {"type": "Inline", "spec": {"script": "dir"}}})
 ["shell 'PowerShell' is not supported: only Bash scripts run here"]
 """
@@ -64,6 +64,7 @@ __all__ = [
     "register_step_type",
     "resolve_spec",
     "run_shell_script",
+    "run_wait",
     "shell_script_check",
     "step_type",
     "step_types",
@@ -458,3 +459,33 @@ def _read_outputs(path: Path) -> dict[str, str]:
 
 run_shell_script.check = shell_script_check  # type: ignore[attr-defined]
 register_step_type("ShellScript", run_shell_script)
+
+
+# -- Wait ------------------------------------------------------------------------------------------
+def _wait_seconds(spec: Any) -> float | None:
+    from ..definition.durations import parse_duration
+
+    value = spec.get("duration") if isinstance(spec, dict) else None
+    return parse_duration(value) if value is not None else None
+
+
+def wait_check(spec: Any) -> list[str]:
+    """A ``Wait`` step needs ``spec.duration`` (a Harness duration such as ``10m``)."""
+    try:
+        seconds = _wait_seconds(spec)
+    except Exception as err:  # a duration that cannot be read
+        return [f"spec.duration: {err}"]
+    return [] if seconds is not None else ["a Wait step needs spec.duration (e.g. 10m)"]
+
+
+def run_wait(ctx: Any, spec: Any) -> None:
+    """Harness's ``Wait`` step: waits ``spec.duration`` (its duration in simulation too).
+
+    The wait wakes when the step is told to stop (timeout, abort, Ctrl-C).
+    """
+    seconds = _wait_seconds(spec) or 0.0
+    ctx.sleep(seconds)
+
+
+run_wait.check = wait_check  # type: ignore[attr-defined]
+register_step_type("Wait", run_wait)

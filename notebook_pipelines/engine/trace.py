@@ -20,7 +20,8 @@ stage         str                       stage identifier (NA for the pipeline ro
 step_group    str                       innermost step group identifier, or NA
 step          str                       step identifier (NA for containers)
 block         Int64                     index of the serial item holding the node in its parent
-iteration     Int64                     looping-strategy iteration, NA without a strategy
+iteration     Int64                     looping-strategy iteration (0-based) of the node's innermost
+                                        looped node, NA outside one and on the looped node's own row
 attempt       int64                     1, 2, … per execution of the node; 0 if never reached (a retry
                                         that never started is NotStarted with its number)
 status        category                  see ``STATUSES``
@@ -216,12 +217,14 @@ def _stamps(seconds: Any, epoch_ns: int) -> Any:
     return pd.array(stamps.view("M8[ns]")).tz_localize("UTC")
 
 
-def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int) -> pd.DataFrame:
+def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list = ()) -> pd.DataFrame:
     """The trace DataFrame from records, ordered by plan position, then iteration and attempt.
 
     ``epoch_ns`` is the run's start as nanoseconds since the Unix epoch (UTC). The work is
     column by column (numpy/pandas), never per row; every column is a new array, so the frame
-    takes them without copying.
+    takes them without copying. ``extra``: the run's copies of looped nodes (one subtree per
+    iteration, R46), whose indexes follow the plan's nodes; their static columns are their
+    own (postfixed ``fqn``; an iteration's ``parent`` is its looped node).
     """
     import numpy as np
     import pandas as pd
@@ -231,10 +234,13 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int) -> pd.DataFr
     index = np.fromiter(fields.node, dtype=np.int64, count=n)
     attempt = np.fromiter(fields.attempt, dtype=np.int64, count=n)
     iteration_key = np.fromiter((-1 if i is None else i for i in fields.iteration), dtype=np.int64, count=n)
-    order = np.lexsort((attempt, iteration_key, index))
+    if extra:  # a looped node's row is followed by its iterations' rows, each in plan order
+        order = np.lexsort((attempt, iteration_key, _run_positions(plan, extra)[index]))
+    else:
+        order = np.lexsort((attempt, iteration_key, index))
     index = index[order]
 
-    nodes = _node_columns(plan)
+    nodes = _node_columns(plan) if not extra else _with_extra(plan, extra)
     data: dict[str, Any] = {"run_id": pd.array([run_id] * n, dtype="str")}
     for name in STATIC:
         data[name] = nodes[name].take(index)
@@ -247,6 +253,55 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int) -> pd.DataFr
     frame.attrs["run_id"] = run_id
     frame.attrs["pipeline"] = plan.pipeline.id
     return frame
+
+
+def _run_positions(plan: Plan, extra: list) -> Any:
+    """Each node's place in the run's pre-order: a looped node, then each iteration's subtree."""
+    import numpy as np
+
+    copies: dict[int, list] = {}
+    for node in extra:
+        if node.loop is not None:
+            copies.setdefault(id(node.looped), []).append(node)
+    position = np.zeros(len(plan.nodes) + len(extra), dtype=np.int64)
+    stack, rank = [plan.root], 0
+    while stack:
+        node = stack.pop()
+        position[node.index] = rank
+        rank += 1
+        below = []
+        for item in (*node.items, *node.rollback):
+            below.extend(item.items if item.kind == "parallel" else (item,))
+        stack.extend(reversed([*copies.get(id(node), ()), *below]))
+    return position
+
+
+def _with_extra(plan: Plan, extra: list) -> dict:
+    """The static columns of the plan's nodes followed by those of a run's looped copies."""
+    import numpy as np
+    import pandas as pd
+
+    base = _node_columns(plan)
+    static = {
+        "fqn": [n.fqn for n in extra],
+        "parent": [
+            n.looped.fqn if n.loop is not None else n.parent.fqn if n.parent is not None else None
+            for n in extra
+        ],
+        "stage": [n.stage.id if n.stage is not None else None for n in extra],
+        "step_group": [n.group.id if n.group is not None else None for n in extra],
+        "step": [n.id if n.kind == "step" else None for n in extra],
+    }
+    out = {}
+    for name in STATIC_STR:
+        more = pd.array(static[name], dtype="str")
+        out[name] = type(more)._concat_same_type([base[name], more])
+    for name, dtype, attr in (("kind", _kind_dtype(), "kind"), ("phase", _phase_dtype(), "phase")):
+        codes = {value: code for code, value in enumerate(dtype.categories)}
+        more = np.fromiter((codes[getattr(n, attr)] for n in extra), dtype=np.int8, count=len(extra))
+        out[name] = pd.Categorical.from_codes(np.concatenate([base[name].codes, more]), dtype=dtype)
+    out["block"] = pd.array([*base["block"], *(n.block for n in extra)], dtype="Int64")
+    return out
 
 
 def empty_trace() -> pd.DataFrame:

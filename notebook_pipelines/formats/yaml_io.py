@@ -28,15 +28,15 @@ environment, infrastructure…)            infrastructure also gives ``Stage.res
 ``when``                                 :class:`~notebook_pipelines.definition.failure.When`
 ``variables`` (list of name/type/value)  a dict name → value (types that the value does not
                                          imply are kept in ``extra["variables"]``)
-``delegateSelectors``, ``timeout``,      the fields of the same name (``strategy`` as data)
-``strategy``
+``delegateSelectors``, ``timeout``,      the fields of the same name (``strategy`` as written:
+``strategy``                             the YAML dict, R48; ``nbp.Matrix`` … written back as one)
 anything else                            ``extra`` of the node, written back as it was
 =======================================  ===============================================
 
 What the toolkit does not model is *kept* and *reported* (one :class:`YamlWarning` listing every
 note): template references, ``<+input>`` runtime inputs, service/environment/infrastructure
-blocks, unknown keys, step types without a handler (simulated only), looping strategies and
-barriers (kept as data; not supported yet, so validation refuses them with R48). Real mistakes
+blocks, unknown keys, step types without a handler (simulated only). Looping strategies
+(``strategy:``, R48) are read as they are written and expanded when the node runs. Real mistakes
 raise :class:`YamlError` (a ``DefinitionError``) listing every problem with its line and column:
 invalid YAML, a node without identifier, an unknown action type, a stage without execution, a
 step group inside a step group under the ``classic`` rules (D1), variables that are not a list of
@@ -94,6 +94,7 @@ from ..definition.failure import (
     coerce_when,
 )
 from ..definition.limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, data_depth, depth_problems, short
+from ..definition.looping import to_dict as strategy_dict
 from ..definition.model import SOURCE, Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from ..definition.validation import VARIABLE_TYPES, variable_problem
 from ..errors import DefinitionError, Problem
@@ -654,9 +655,7 @@ class _Reader:
                 message = f"template {short(_plain(ref))} kept as a reference: templates are not resolved"
                 self.note(mark, fqn, message)
             elif key == "flowControl":
-                self.note(
-                    mark, fqn, "flowControl (barriers, R55) kept as data: barriers are not supported yet"
-                )
+                pass  # the barriers' declarations (R55), read from here by validation and the run
             elif key not in _QUIET and not _empty(value):
                 self.note(mark, fqn, f"{what} key {key!r} kept as data (not modelled)")
             if key != "template":
@@ -976,12 +975,8 @@ class _Reader:
             self.step_types[step_type] += 1
             return
         self.step_types[step_type] = 1
-        if step_type == "Barrier":
-            self.note(
-                mark,
-                fqn,
-                "Barrier steps are simulated as plain steps: barriers (R55–R58) are not supported yet",
-            )
+        if step_type in ("Barrier", "Wait"):
+            pass  # the engine's own (R55–R58; Wait takes spec.duration)
         elif registered(step_type) is None:
             self.note(
                 mark,
@@ -1000,13 +995,6 @@ class _Reader:
             strategy = _plain(body["strategy"])
             out["strategy"] = strategy
             self.scan_inputs(body["strategy"], f"{fqn}.strategy", body.values_at["strategy"])
-            kind = ", ".join(map(str, strategy)) if isinstance(strategy, dict) else short(strategy)
-            self.note(
-                body.keys_at["strategy"],
-                fqn,
-                f"looping strategy ({kind}) kept as data: looping strategies are not supported yet (R48), "
-                "so validate, simulate and run refuse this pipeline",
-            )
         if "when" in body and body["when"] is not None:
             out["when"] = self.when(body["when"], body.values_at["when"], fqn, status_key)
         if "failureStrategies" in body and body["failureStrategies"] is not None:
@@ -1317,6 +1305,9 @@ class _Writer:
         out["stages"] = [self.stage_entry(s) for s in p.stages]
         if p.variables:
             out["variables"] = _variables(p.variables, meta)
+        if p.barriers and "flowControl" not in extra:  # declared in Python (R55)
+            listed = [b if isinstance(b, dict) else {"identifier": b, "name": b} for b in p.barriers]
+            out["flowControl"] = {"barriers": listed}
         out.update(extra)
         return out
 
@@ -1427,7 +1418,7 @@ class _Writer:
                     self.drop(fqn, "a Python condition (only the status is written)")
                 out["when"] = when.to_dict(status_key)
         if node.strategy is not None:
-            out["strategy"] = node.strategy
+            out["strategy"] = strategy_dict(node.strategy)
         if timeout and node.timeout is not None:
             out["timeout"] = node.timeout
 

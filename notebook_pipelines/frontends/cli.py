@@ -189,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default Unknown); repeatable",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for sampled durations (default 0)")
+    p.add_argument(
+        "--iterations",
+        metavar="NODE=N",
+        action="append",
+        default=[],
+        help="a looped NODE whose items are known only in a run (items: <+stage.output.hosts>) "
+        "has N of them; repeatable (without it: one iteration, with a warning)",
+    )
     p.set_defaults(handler=_simulate)
 
     p = sub.add_parser(
@@ -532,7 +540,7 @@ def _durations(path_text: str) -> dict[str, float]:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from ..analysis.options import in_flags, parse_failures
+    from ..analysis.options import in_flags, parse_failures, parse_iterations
     from ..engine.simulation import SimulationError, simulate
 
     if args.output:
@@ -540,6 +548,7 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         default = parse_duration(args.default, "--default")
         failures = parse_failures(args.fail)
+        iterations = parse_iterations(args.iterations)
     except (DurationError, SimulationError) as err:
         raise BadInput(_foreign(err)) from None
     durations = _durations(args.durations) if args.durations else None
@@ -552,6 +561,7 @@ def _simulate(args: argparse.Namespace) -> int:
             failures=failures or None,
             seed=args.seed,
             strict=True,
+            iterations=iterations or None,
         )
     except SimulationError as err:
         raise BadInput(_foreign(in_flags(err))) from None

@@ -710,6 +710,12 @@ class PipelineMagics(Magics):
         metavar="STEP[:ATTEMPTS][:ERROR]",
         help="simulate: make STEP fail (every attempt, or attempts 1,2), as on the command line; repeat",
     )
+    @argument(
+        "--iterations",
+        action="append",
+        metavar="NODE=N",
+        help="simulate: a looped NODE whose items are known only in a run has N of them; repeat",
+    )
     @argument("--columns", help="trace: columns to show, comma separated")
     @argument("--steps", action="store_true", help="trace: step rows only")
     @argument("--all", action="store_true", help="trace: every column")
@@ -726,6 +732,7 @@ class PipelineMagics(Magics):
           %pipeline run [--run-id ID] [--check] run the bodies in this kernel
           %pipeline run --dask ADDRESS          … or on a Dask cluster (scheduler at ADDRESS)
           %pipeline simulate [--seed N] [--default 5s] [--fail STEP[:ATTEMPTS][:ERROR]]...
+                             [--iterations NODE=N]...
           %pipeline trace [--steps] [--columns a,b | --all]   the last run's trace
           %pipeline yaml                        the Harness YAML
           %pipeline validate                    "valid", or every problem
@@ -836,7 +843,7 @@ class PipelineMagics(Magics):
         return executor
 
     def _simulate(self, p: Pipeline, args: Any) -> None:
-        from ..analysis.options import in_flags
+        from ..analysis.options import in_flags, parse_iterations
         from ..engine.simulation import SimulationError, simulate
 
         try:
@@ -849,6 +856,7 @@ class PipelineMagics(Magics):
         if args.default is not None:
             options["default"] = _duration(args.default, "--default")
         try:  # strict keys: a --fail step that matches no step is refused, with a close match
+            options["iterations"] = parse_iterations(args.iterations) or None
             trace = simulate(plan, strict=True, **options)
         except SimulationError as exc:
             raise UsageError(in_flags(exc).splitlines()[0]) from None

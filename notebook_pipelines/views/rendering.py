@@ -24,6 +24,11 @@ Drawing conventions
   (first start to last end, retry waits included), ``×N`` for N attempts and the failure
   strategy action applied. Stage and group clusters take the status colour on their border and
   the status in their label; the legend lists the statuses present.
+- **A looped node** (R48–R51) is drawn once, with a badge (``⟳ matrix 3×2 − 1, max 2``,
+  ``⟳ repeat over hosts, max 1``). After a run, ``render(trace, iterations="expand")`` draws
+  its iterations side by side in a dashed cluster, each coloured by its own rows (R46).
+- **Barrier steps** (R55) that share a barrier are joined by a dashed, undirected edge across
+  their lanes.
 - **Rich display never raises**: without ``dot`` (or for an invalid definition) it warns and
   shows text; files and SVG without ``dot`` raise :class:`GraphvizMissing` with install hints.
 
@@ -59,6 +64,7 @@ from __future__ import annotations
 
 import functools
 import html
+import itertools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +210,7 @@ def render(
     legend: bool | None = None,
     title: str | None = None,
     color_by: str = "status",
+    iterations: str = "badge",
 ) -> graphviz.Digraph:
     """The Graphviz picture of a plan (see the module docstring for the conventions).
 
@@ -219,6 +226,8 @@ def render(
             ``"slack"`` (how long it could grow without delaying the run: critical, then
             bins by share of the makespan); the border keeps the status colour, and a second
             legend gives the bins. Needs a trace for anything but ``"status"``.
+        iterations: ``"badge"`` (a looped node drawn once, with a badge) or ``"expand"`` (with
+            a trace: each iteration drawn, coloured by its rows).
 
     Raises:
         DefinitionError: the pipeline breaks a structural rule.
@@ -230,6 +239,8 @@ def render(
         raise ValueError(f"color_by {color_by!r} is not one of {', '.join(COLOR_BY)}")
     if color_by != "status" and trace is None:
         raise ValueError(f"color_by={color_by!r} colours a run: pass its trace, render(p, trace, color_by=…)")
+    if iterations not in ("badge", "expand"):
+        raise ValueError(f"iterations {iterations!r} is not one of badge, expand")
     plan = _plan(pipeline_or_plan)
     info = outcomes(trace)
     fills, scale = _overlay(trace, info, color_by) if color_by != "status" else ({}, [])
@@ -243,6 +254,8 @@ def render(
     graph.node("start", tooltip=_text(f"{root.fqn} start"), shape="circle", width="0.2", **_TERMINAL)
     drawing = _Drawing(info)
     drawing.fills = fills
+    if iterations == "expand" and trace is not None and len(trace):
+        drawing.iterations = _iterations_of(trace)
     last = drawing.items(graph, root.items, "start", "n0", rollback=False)
     graph.node("end", tooltip=_text(f"{root.fqn} end"), shape="doublecircle", width="0.12", **_TERMINAL)
     drawing.edge(last, "end", rollback=False)
@@ -261,7 +274,24 @@ def render(
                          color="#90a4ae", fontcolor=_ink(fill))  # fmt: skip
     for tail, head, attrs in drawing.edges:
         graph.edge(tail, head, **attrs)
+    for ref, nids in drawing.barriers.items():  # R55: participants of one barrier, across lanes
+        for tail, head in itertools.pairwise(nids):
+            graph.edge(tail, head, style="dashed", color="#6a1b9a", dir="none", constraint="false",
+                       tooltip=_text(f"barrier {ref}"))  # fmt: skip
     return graph
+
+
+def _iterations_of(trace: pd.DataFrame) -> dict[str, list[str]]:
+    """Looped node FQN → the FQNs of its iterations, in order (rows with an ``iteration``
+    whose parent is that node)."""
+    rows = trace[trace["iteration"].notna()]
+    out: dict[str, list[str]] = {}
+    for fqn, parent in zip(rows["fqn"], rows["parent"]):
+        if isinstance(parent, str) and fqn.startswith(parent + "_") and "." not in fqn[len(parent) :]:
+            listed = out.setdefault(parent, [])
+            if fqn not in listed:
+                listed.append(fqn)
+    return out
 
 
 _NODE_DEFAULTS = dict(
@@ -306,6 +336,17 @@ class _Drawing:
         self.info = info
         self.fills: dict[str, str] = {}  # fqn → fill colour of an overlay (color_by)
         self.edges: list[tuple[str, str, dict[str, str]]] = []
+        self.iterations: dict[str, list[str]] = {}  # looped FQN → iteration FQNs (expand)
+        self.barriers: dict[str, list[str]] = {}  # barrier → the ids of its participants' nodes
+        self.renames: list[tuple[str, str]] = []  # drawing an iteration: plan FQN prefix → its FQN
+        self.suffix = ""  # appended to node ids inside an expanded iteration
+
+    def fqn(self, node: PlanNode) -> str:
+        fqn = node.fqn
+        for old, new in self.renames:
+            if fqn == old or fqn.startswith(old + "."):
+                fqn = new + fqn[len(old) :]
+        return fqn
 
     def edge(self, tail: str, head: str, rollback: bool) -> None:
         self.edges.append((tail, head, {"style": "dashed", "color": "#9e9e9e"} if rollback else {}))
@@ -329,12 +370,21 @@ class _Drawing:
             prev = join
         return prev
 
-    def item(self, graph: Any, node: PlanNode, prev: str, rollback: bool) -> str:
+    def item(self, graph: Any, node: PlanNode, prev: str, rollback: bool, looped: bool = True) -> str:
         """Draw one step, step group or stage after ``prev``; return its exit id."""
-        nid, before = f"n{node.index}", prev
-        outcome = self.info.get(node.fqn)
+        if looped and node.strategy is not None and self.iterations.get(self.fqn(node)):
+            return self._expanded(graph, node, prev, rollback)
+        nid, before = f"n{node.index}{self.suffix}", prev
+        fqn = self.fqn(node)
+        outcome = self.info.get(fqn)
+        badge = f"⟳ {loop_badge(node.strategy)}" if looped and node.strategy is not None else None
         if node.kind == "step":
-            lines = [node.name]
+            lines = [node.name if fqn == node.fqn else fqn.rsplit(".", 1)[-1]]
+            if badge:
+                lines.append(badge)
+            if node.barrier is not None:
+                lines.append(f"barrier {node.barrier}")
+                self.barriers.setdefault(str(node.barrier), []).append(nid)
             if outcome is None:
                 lines.append(_declared(node.duration))
                 attrs: dict[str, str] = {}
@@ -357,7 +407,10 @@ class _Drawing:
                 box.attr(style="rounded,bold", color=border, penwidth="2", bgcolor="#ffffff")
             else:
                 box.attr(style="rounded,filled", color=border, fillcolor="#f4f6fa", penwidth="1")
-            box.attr(label=_text(f"{node.name} — {kind}", status, left=True), tooltip=_tooltip(node, outcome))
+            name = node.name if fqn == node.fqn else fqn.rsplit(".", 1)[-1]
+            box.attr(
+                label=_text(f"{name} — {kind}", badge, status, left=True), tooltip=_tooltip(node, outcome)
+            )
             box.attr(labeljust="l", fontsize="11", fontname="Helvetica")
             if not node.items:  # only in a plan compiled with check=False
                 box.node(f"{nid}_empty", label="(empty)", style="dashed", fontcolor="#9e9e9e")
@@ -372,6 +425,35 @@ class _Drawing:
                 # invisible: keeps the lane level with the container's first items
                 self.edges.append((before, f"{nid}_rb", {"style": "invis"}))
         return exit_id
+
+    def _expanded(self, graph: Any, node: PlanNode, prev: str, rollback: bool) -> str:
+        """A looped node after a run: its iterations side by side in a dashed cluster (R46)."""
+        fqn = self.fqn(node)
+        nid = f"n{node.index}{self.suffix}"
+        outcome = self.info.get(fqn)
+        with graph.subgraph(name=f"cluster_{nid}_loop") as box:
+            status = outcome.summary() if outcome is not None else None
+            box.attr(label=_text(f"⟳ {node.name} — {loop_badge(node.strategy)}", status, left=True),
+                     style="dashed,rounded", color="#6a1b9a", labeljust="l", fontsize="10")  # fmt: skip
+            exits = []
+            for it_fqn in self.iterations[fqn]:
+                postfix = it_fqn[len(fqn) :]
+                self.renames.append((fqn, it_fqn))
+                saved, self.suffix = self.suffix, f"{self.suffix}{postfix}"
+                exits.append(self.item(box, node, prev, rollback, looped=False))
+                self.renames.pop()
+                self.suffix = saved
+            join = f"{nid}_loop_join"
+            _point(box, join, f"{fqn} (iterations join)")
+        for tail in exits:
+            self.edge(tail, join, rollback)
+        return join
+
+
+def loop_badge(strategy: Any) -> str:
+    from ..definition.looping import badge
+
+    return badge(strategy)
 
 
 #: what ``render(…, color_by=)`` can show
@@ -552,6 +634,8 @@ def _outline(plan: Plan, info: dict[str, Outcome]) -> str:
                 visit(child, depth + 1)
             return
         name = node.id if node.name == node.id else f'{node.id} "{node.name}"'
+        if node.strategy is not None:
+            name += f" [⟳ {loop_badge(node.strategy)}]"
         outcome = info.get(node.fqn)
         rows.append((f"{pad}{node.kind} {name}", outcome.summary() if outcome else ""))
         for item in node.items or ():
