@@ -286,13 +286,16 @@ class WorkerPool:
 
 
 _DEFAULT: list[WorkerPool] = []
+_DEFAULT_LOCK = threading.Lock()
 
 
 def default_pool() -> WorkerPool:
-    """The process-wide pool that ``run()`` uses (made on first use)."""
+    """The process-wide pool that ``run()`` uses (made on first use, once, from any thread)."""
     if not _DEFAULT:
-        _DEFAULT.append(WorkerPool())
-        atexit.register(_DEFAULT[0].shutdown)
+        with _DEFAULT_LOCK:
+            if not _DEFAULT:
+                _DEFAULT.append(WorkerPool())
+                atexit.register(_DEFAULT[0].shutdown)
     return _DEFAULT[0]
 
 
