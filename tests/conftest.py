@@ -11,9 +11,11 @@ FQN (``"g.steps.a"``) where an identifier alone would be ambiguous.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,6 +23,26 @@ import pytest
 
 import notebook_pipelines as nbp
 from notebook_pipelines.engine.executors.threads import default_pool
+
+REPO = Path(__file__).resolve().parents[1]
+#: The shared corpus of real Harness pipelines, read in place (never copied into the project):
+#: ``NBP_HARNESS_CORPUS``, else ``../shared/harness-corpus`` beside the clone (where CI has it).
+CORPUS = Path(os.environ.get("NBP_HARNESS_CORPUS") or REPO.parent / "shared" / "harness-corpus")
+CORPUS_FILES = sorted(CORPUS.glob("*.y*ml"))
+CORPUS_ABSENT = (
+    f"no Harness corpus at {CORPUS}: set NBP_HARNESS_CORPUS to a copy of shared/harness-corpus "
+    "(CI has it, so nothing is skipped there)"
+)
+#: for tests that read the corpus: skipped, with the reason, in a clone without it
+needs_corpus = pytest.mark.skipif(not CORPUS_FILES, reason=CORPUS_ABSENT)
+
+
+def corpus_files() -> list:
+    """The corpus files as test parameters (one skipped parameter, with the reason, without it)."""
+    if CORPUS_FILES:
+        return [pytest.param(path, id=path.name[:60]) for path in CORPUS_FILES]
+    return [pytest.param(None, id="no-corpus", marks=pytest.mark.skip(reason=CORPUS_ABSENT))]
+
 
 WORKER_PREFIX = "nbp-worker"
 LEFT_BEHIND_PREFIX = "nbp-left-behind"

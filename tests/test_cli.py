@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import corpus_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +19,6 @@ from notebook_pipelines.engine.trace import COLUMNS, STATUSES
 from notebook_pipelines.frontends.cli import EXIT_CODES, MAX_PROBLEMS, format_table, main
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "harness-corpus"
-CORPUS_FILES = sorted(CORPUS.glob("*.y*ml"))
 FIXTURES = Path(__file__).parent / "fixtures"
 STEP_GROUPS = str(FIXTURES / "step_groups.yaml")
 FAILURES = str(FIXTURES / "failure_strategies.yaml")
@@ -155,7 +154,7 @@ def test_render_refuses_an_unknown_suffix(capsys, tmp_path):
     assert code == 2 and ".svg, .png, .dot" in err
 
 
-@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
+@pytest.mark.parametrize("path", corpus_files())
 def test_every_corpus_pipeline_renders_and_validates_under_current_rules(capsys, tmp_path, path):
     out_file = tmp_path / "corpus.dot"
     code, _, err = cli(capsys, "render", path, "--rules", "current", "-o", out_file)
@@ -323,7 +322,7 @@ def test_R50_simulate_takes_iterations_for_run_time_host_lists(capsys, tmp_path,
     assert code == 2 and "write NODE=N" in err
 
 
-@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
+@pytest.mark.parametrize("path", corpus_files())
 @pytest.mark.filterwarnings("ignore::notebook_pipelines.LoopingWarning")  # run-time host lists: once
 def test_every_corpus_pipeline_simulates_with_its_looping_strategies(capsys, path):
     code, out, err = cli(capsys, "simulate", path, "--rules", "current", "--default", "30s", "-q")

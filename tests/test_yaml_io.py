@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import CORPUS, CORPUS_FILES, corpus_files, needs_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,9 +58,7 @@ from notebook_pipelines.formats.yaml_io import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "harness-corpus"
 FIXTURES = Path(__file__).parent / "fixtures"
-CORPUS_FILES = sorted(CORPUS.glob("*.y*ml"))
 #: corpus files with looping strategies (R48): simulated one row per iteration
 WITH_STRATEGY = {
     "harness-community__harnesscd-example-apps__aws-blue-green-traffic-shift__ecs-blue-greeen-traffic-shifting__pipeline.yaml",
@@ -92,6 +91,7 @@ def statuses(trace) -> dict[str, str]:
     return out
 
 
+@needs_corpus
 def test_corpus_is_there():
     assert len(CORPUS_FILES) == 8, f"the shared corpus is expected at {CORPUS}"
 
@@ -759,7 +759,7 @@ def test_fixtures_round_trip(name):
 
 
 # -- the real pipelines of the corpus ------------------------------------------------------------
-@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
+@pytest.mark.parametrize("path", corpus_files())
 def test_corpus_pipeline_loads_round_trips_validates_simulates_and_renders_under_current(path):
     with pytest.warns(YamlWarning) as caught:
         p = load_yaml(path, rules="current")
@@ -779,7 +779,7 @@ def test_corpus_pipeline_loads_round_trips_validates_simulates_and_renders_under
     assert p.id in rendered.source
 
 
-@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name[:60])
+@pytest.mark.parametrize("path", corpus_files())
 def test_D1_corpus_under_classic_rules_refuses_only_nested_groups(path):
     if path.name in NESTED:
         with pytest.raises(YamlError) as caught:
@@ -796,6 +796,7 @@ def _corpus(fragment: str) -> Path:
     return path
 
 
+@needs_corpus
 def test_corpus_constructs_map_as_expected():
     rolling = quiet_load(_corpus("ssh-rolling"), rules="current")
     phase = rolling.stages[0].items[0]
@@ -880,7 +881,7 @@ def _laughs(levels: int) -> str:
 
 _LAUGHS = """
 import sys
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]  # the package, and the tests' conftest
 from notebook_pipelines.formats.yaml_io import YamlSyntaxError, load_yaml
 from tests.test_yaml_io import _laughs
 
