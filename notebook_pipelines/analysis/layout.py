@@ -45,8 +45,9 @@ several embeddings and keeps the best by estimate, then by simulation:
   — and ``gap`` (how far above it the makespan is).
 
 References to a step that moves into a new group are rewritten (its FQN gains
-``.steps.GROUP`` — R42). Every suggestion validates, and its simulated trace is checked to
-respect every dependency (starts after ends) before it is offered.
+``.steps.GROUP`` — R42). A candidate that does not validate is dropped; the layouts respect
+the dependencies by construction, and ``tests/test_layout.py`` checks every suggestion's
+simulated trace (each dependency's second starts after its first ends).
 """
 
 from __future__ import annotations
