@@ -68,6 +68,7 @@ VERBS.update(
     to_yaml="notebook_pipelines.formats.yaml_io:dump_yaml",
     render="notebook_pipelines.views.rendering:render",
     mimebundle="notebook_pipelines.views.rendering:mimebundle",
+    suggestions_html="notebook_pipelines.views.layout:suggestions_html",
 )
 
 # Heavier parts (pandas, graphviz, the engine) load on first use.
@@ -96,6 +97,7 @@ _LAZY = {
     "COLUMNS": ("engine.trace", "COLUMNS"),
     "STATUSES": ("engine.trace", "STATUSES"),
     "DaskExecutor": ("cluster.dask", "DaskExecutor"),
+    "suggest_layout": ("analysis.layout", "suggest_layout"),
 }
 
 
@@ -185,6 +187,7 @@ __all__ = [
     "run",
     "simulate",
     "start",
+    "suggest_layout",
     "summarize",
     "validate",
 ]

@@ -14,6 +14,7 @@ from conftest import corpus_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import notebook_pipelines as nbp
 import notebook_pipelines.definition.plan
 from notebook_pipelines.engine.trace import COLUMNS, STATUSES
 from notebook_pipelines.frontends.cli import EXIT_CODES, MAX_PROBLEMS, format_table, main
@@ -810,3 +811,41 @@ def test_R8_a_number_variable_that_is_no_number_is_refused_by_validate_as_by_loa
 def test_R8_var_gives_a_number_variable_only_numbers_by_the_same_rule(capsys, value):
     code, _, err = cli(capsys, "simulate", SHELL, "-q", "--var", f"copies={value}")
     assert code == 2 and f"--var copies: {value!r} is not a number (the variable is a Number)" in err
+
+
+# -- suggest (issue 19) ---------------------------------------------------------------------------
+def test_suggest_writes_the_best_layout_as_harness_yaml(capsys, tmp_path):
+    # a 2 s, b 3 s, c 4 s, independent: as written 9 s; all in parallel 4 s
+    src = tmp_path / "p.yaml"
+    src.write_text(pipeline_yaml("{identifier: a}", "{identifier: b}", "{identifier: c}"))
+    durations = tmp_path / "d.yaml"
+    durations.write_text("a: 2s\nb: 3\nc: 4s\n")
+    out = tmp_path / "better.yaml"
+    code, text, err = cli(capsys, "suggest", src, "--durations", durations, "-o", out)
+    assert code == 0, err
+    assert "original 'p': 9 s; lower bound 4 s" in text and "1. best: 4 s" in text and f"wrote {out}" in text
+    better = nbp.load_yaml(out)
+    assert [sorted(it.ids) for it in better.stages[0].items] == [["a", "b", "c"]]
+    assert nbp.simulate(better, durations={"a": 2, "b": 3, "c": 4})["end_s"].max() == 4
+    # pinned, at most two at once
+    code, text, _ = cli(
+        capsys, "suggest", src, "--durations", durations, "--constraint", "a:c", "--max-parallel", "2"
+    )
+    assert code == 0 and "lower bound 6 s, at most 2 at once" in text and "1. best: 6 s" in text
+
+
+def test_suggest_exit_codes(capsys, tmp_path):
+    src = tmp_path / "p.yaml"
+    src.write_text(pipeline_yaml("{identifier: a}", "{identifier: b}"))
+    code, _, err = cli(capsys, "suggest", src, "--constraint", "a")
+    assert code == 2 and "FIRST:SECOND" in one_line_error(err)
+    code, _, err = cli(capsys, "suggest", src, "--constraint", "a:zz")
+    assert code == 2 and "no step, step group or stage 'zz'" in one_line_error(err)
+    code, _, err = cli(capsys, "suggest", src, "-o", tmp_path / "x.json")
+    assert code == 2 and ".yaml" in one_line_error(err)
+    code, _, err = cli(capsys, "suggest", tmp_path / "missing.yaml")
+    assert code == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(pipeline_yaml("{identifier: a}", "{identifier: a}"))
+    code, _, err = cli(capsys, "suggest", bad)
+    assert code == 1

@@ -737,3 +737,20 @@ def test_pipeline_run_dask_with_no_scheduler_there_is_a_usage_error(
 
 def magics_of(sh: InteractiveShell) -> magics.PipelineMagics:
     return sh.magics_manager.registry["PipelineMagics"]
+
+
+def test_pipeline_suggest_returns_the_design_assistants_suggestions(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture
+) -> None:
+    # issue 19: three independent 5 s steps; with build:test pinned, [build → test ‖ docs] = 10 s
+    cell(shell, capsys, "%pipeline free\n%stage s")
+    for name in ("build", "test", "docs"):
+        cell(shell, capsys, f"%%step {name} --duration 5s\npass")
+    found = shell.run_line_magic("pipeline", "suggest")
+    assert found.original_s == 15 and found[0].makespan_s == 5
+    found = shell.run_line_magic("pipeline", "suggest --constraint build:test --max-parallel 2")
+    assert found[0].makespan_s == 10 and found.max_parallel == 2
+    with pytest.raises(UsageError, match="FIRST:SECOND"):
+        shell.run_line_magic("pipeline", "suggest --constraint build")
+    with pytest.raises(UsageError, match="no step, step group or stage 'nope'"):
+        shell.run_line_magic("pipeline", "suggest --constraint build:nope")

@@ -93,6 +93,7 @@ __all__ = [
     "MASKED",
     "check_reference",
     "evaluate_condition",
+    "expressions_of",
     "locate",
     "order_problem",
     "render_template",
@@ -448,6 +449,11 @@ def _expressions_of(node: Any) -> Iterator[tuple[str, str, bool]]:
         for where, text in _strings(node.spec, "spec"):
             if "<+" in text:
                 yield where, text, False
+
+
+#: ``(where, text, strict)`` for every expression a plan node reads (the design assistant
+#: walks the same expressions validation checks).
+expressions_of = _expressions_of
 
 
 def _inherited(node: Any) -> Any:

@@ -40,6 +40,7 @@ import math
 import os
 import stat
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,34 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.set_defaults(handler=_run)
+
+    p = sub.add_parser(
+        "suggest",
+        parents=[common],
+        help="find faster layouts that keep every dependency (the design assistant)",
+        description="Find faster layouts of the pipeline: steps that no <+…> reference, condition or "
+        "constraint orders run in parallel (new step groups hold chains), stages likewise; each "
+        "layout is simulated with the same durations. Prints the suggestions, best first, with the "
+        "orderings each one relaxes; -o writes the best one as Harness YAML.",
+        epilog="examples:\n  notebook-pipelines suggest pipeline.yaml --durations d.yaml -o better.yaml\n"
+        "  notebook-pipelines suggest pipeline.yaml --max-parallel 2 --constraint build:deploy\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--durations", metavar="D.yaml", help="YAML mapping step id / FQN / glob -> duration")
+    p.add_argument("--default", metavar="DURATION", default="1s", help="duration of other steps (default 1s)")
+    p.add_argument("--max-parallel", metavar="N", type=int, help="at most N steps at once")
+    p.add_argument(
+        "--constraint",
+        metavar="FIRST:SECOND",
+        action="append",
+        default=[],
+        help="SECOND never starts before FIRST ends (identifiers); repeatable",
+    )
+    p.add_argument(
+        "-o", "--output", metavar="OUT", help="write the best layout as Harness YAML (.yaml, .yml)"
+    )
+    p.set_defaults(handler=_suggest)
     return parser
 
 
@@ -566,6 +595,54 @@ def _simulate(args: argparse.Namespace) -> int:
     except SimulationError as err:
         raise BadInput(_foreign(in_flags(err))) from None
     return _finish(args, trace, "simulated")
+
+
+# -- suggest --------------------------------------------------------------------------------------
+def _suggest(args: argparse.Namespace) -> int:
+    from ..analysis.layout import LayoutError, suggest_layout
+    from ..engine.simulation import SimulationError
+    from ..formats.yaml_io import dump_yaml
+
+    out = _check_output(args.output, (".yaml", ".yml"), "pipeline") if args.output else None
+    try:
+        default = parse_duration(args.default, "--default")
+    except DurationError as err:
+        raise BadInput(_foreign(err)) from None
+    constraints = []
+    for text in args.constraint:
+        first, sep, second = text.partition(":")
+        if not sep or not first or not second:
+            raise BadInput(f"--constraint {excerpt(text, 60)}: write FIRST:SECOND (two identifiers)")
+        constraints.append((first, second))
+    durations = _durations(args.durations) if args.durations else None
+    plan = _load_plan(args)
+    try:
+        found = suggest_layout(
+            plan.pipeline,
+            durations=durations,
+            default=default or 0.0,
+            constraints=constraints,
+            max_parallel=args.max_parallel,
+            rules=args.rules,
+        )
+    except (LayoutError, SimulationError) as err:
+        raise BadInput(_foreign(err)) from None
+    print(found.text())
+    if out is not None:
+        if not found:
+            print(f"nothing written to {out}: no faster layout", file=sys.stderr)
+            return 0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                dump_yaml(found[0].pipeline, out)
+            except OSError as err:
+                raise BadInput(f"-o {args.output}: cannot write ({err.strerror or err})") from None
+        if not args.quiet:
+            for w in caught:
+                print(_bounded(f"note: {w.message}"), file=sys.stderr)
+        print(f"wrote {out}")
+    return 0
 
 
 # -- run ------------------------------------------------------------------------------------------

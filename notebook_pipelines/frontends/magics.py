@@ -109,7 +109,7 @@ __all__ = [
 #: names. (Pipeline names are Python identifiers instead: they become variables.)
 _ID = IDENTIFIER
 #: ``%pipeline`` words that are commands, not pipeline names.
-COMMANDS = ("show", "run", "simulate", "trace", "yaml", "validate", "delete")
+COMMANDS = ("show", "run", "simulate", "trace", "yaml", "validate", "delete", "suggest")
 #: columns ``%pipeline trace`` shows unless told otherwise.
 TRACE_COLUMNS = ("kind", "stage", "step_group", "step", "attempt", "status", "start_s", "end_s")
 _ABSENT = object()  # a name not in the namespace (``None`` is a value a variable can hold)
@@ -623,6 +623,7 @@ _PIPELINE_OPTIONS = {
     "yaml": set(),
     "validate": set(),
     "delete": set(),
+    "suggest": {"default", "max_parallel", "constraint"},
 }
 
 
@@ -716,6 +717,13 @@ class PipelineMagics(Magics):
         metavar="NODE=N",
         help="simulate: a looped NODE whose items are known only in a run has N of them; repeat",
     )
+    @argument("--max-parallel", type=int, metavar="N", help="suggest: at most N steps at once")
+    @argument(
+        "--constraint",
+        action="append",
+        metavar="FIRST:SECOND",
+        help="suggest: SECOND never starts before FIRST ends; repeat",
+    )
     @argument("--columns", help="trace: columns to show, comma separated")
     @argument("--steps", action="store_true", help="trace: step rows only")
     @argument("--all", action="store_true", help="trace: every column")
@@ -737,6 +745,8 @@ class PipelineMagics(Magics):
           %pipeline yaml                        the Harness YAML
           %pipeline validate                    "valid", or every problem
           %pipeline delete ID|STAGE.GROUP.ID    delete a step, group or stage
+          %pipeline suggest [--default 5s] [--max-parallel N] [--constraint FIRST:SECOND]...
+                                                faster layouts (nbp.suggest_layout), best first
 
         ``NAME`` becomes a variable holding the ``Pipeline``, so the Python API works on it too;
         a name that would hide a builtin (``print``) or replace another value needs ``--force``.
@@ -862,6 +872,28 @@ class PipelineMagics(Magics):
             raise UsageError(in_flags(exc).splitlines()[0]) from None
         self.traces[self.current] = trace
         print(run_summary(trace, virtual=True))
+
+    def _suggest(self, p: Pipeline, args: Any) -> Any:
+        """The design assistant's suggestions (shown as a table and the best picture)."""
+        from ..analysis.layout import LayoutError, suggest_layout
+
+        try:
+            p.plan()
+        except DefinitionError as exc:
+            raise UsageError(_invalid(p, exc)) from None
+        constraints = []
+        for text in args.constraint or ():
+            first, sep, second = text.partition(":")
+            if not sep or not first or not second:
+                raise UsageError(f"--constraint {text}: write FIRST:SECOND (two identifiers)")
+            constraints.append((first, second))
+        options: dict[str, Any] = {"constraints": constraints, "max_parallel": args.max_parallel}
+        if args.default is not None:
+            options["default"] = _duration(args.default, "--default")
+        try:
+            return suggest_layout(p, **options)
+        except LayoutError as exc:
+            raise UsageError(str(exc).splitlines()[0]) from None
 
     def _last_trace(self, p: Pipeline) -> Any:
         trace = self.traces.get(self.current)

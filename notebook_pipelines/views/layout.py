@@ -1,0 +1,54 @@
+"""The rich display of the design assistant's suggestions: the table, and the best layout's
+picture beside the original's (``Suggestions._repr_html_``). Never raises: a picture that
+cannot be drawn becomes its text outline."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+__all__ = ["suggestions_html"]
+
+
+def _picture(pipeline: Any) -> str:
+    from .rendering import outline, to_svg
+
+    try:
+        return to_svg(pipeline.plan())
+    except Exception:  # rich display never raises: fall back to the outline
+        try:
+            return f"<pre>{html.escape(outline(pipeline))}</pre>"
+        except Exception as err:
+            return f"<pre>{html.escape(f'{type(err).__name__}: {err}')}</pre>"
+
+
+def suggestions_html(suggestions: Any) -> str:
+    """HTML for a :class:`~notebook_pipelines.analysis.layout.Suggestions` list."""
+    esc = html.escape
+    cap = f", at most {suggestions.max_parallel} at once" if suggestions.max_parallel else ""
+    head = (
+        f"<p><b>{esc(suggestions.original.id)}</b>: {suggestions.original_s:g} s as written; "
+        f"lower bound {suggestions.bound_s:g} s{esc(cap)}</p>"
+    )
+    if not suggestions:
+        return head + "<p>No faster layout found.</p>"
+    rows = []
+    for i, s in enumerate(suggestions, 1):
+        changes = "<br>".join(esc(c) for c in s.changes)
+        relaxed = ", ".join(f"{esc(a)} → {esc(b)}" for a, b in s.relaxed) or "—"
+        rows.append(
+            f"<tr><td>{i}</td><td>{esc(s.strategy)}</td><td>{s.makespan_s:g}</td>"
+            f"<td>×{s.speedup:.2f}</td><td>{100 * s.gap:.0f}%</td>"
+            f"<td style='text-align:left'>{changes}</td><td style='text-align:left'>{relaxed}</td></tr>"
+        )
+    table = (
+        "<table><tr><th>#</th><th>strategy</th><th>makespan (s)</th><th>speedup</th>"
+        "<th>above bound</th><th>changes</th><th>relaxed orderings</th></tr>" + "".join(rows) + "</table>"
+    )
+    best = suggestions[0]
+    pictures = (
+        "<div style='display:flex;gap:2em;align-items:flex-start'>"
+        f"<div><p>as written ({suggestions.original_s:g} s)</p>{_picture(suggestions.original)}</div>"
+        f"<div><p>suggested ({best.makespan_s:g} s)</p>{_picture(best.pipeline)}</div></div>"
+    )
+    return head + table + pictures
