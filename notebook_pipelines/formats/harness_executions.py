@@ -604,9 +604,7 @@ def load_harness_execution(
             HarnessStatusWarning,
             stacklevel=2,
         )
-    # rows in run order: the pipeline, then each top-level block of stages in layout order
-    order = sorted(range(len(rows)), key=lambda i: (rows[i]["top"], i))
-    rows = [rows[i] for i in order]
+    rows = _in_plan_order(rows)
 
     starts = [r["start_ms"] for r in rows if r["start_ms"] is not None]
     t0 = _ms(summary.get("startTs")) or (min(starts) if starts else 0)
@@ -648,6 +646,37 @@ def load_harness_execution(
     frame.attrs["pipeline"] = str(summary.get("pipelineIdentifier") or "pipeline")
     frame.attrs["source"] = "harness"
     return frame
+
+
+def _in_plan_order(rows: list[dict]) -> list[dict]:
+    """Rows in pre-order of the node tree, siblings by phase then block (as a run's trace is):
+    a node's attempts together, then its children. Iterative; walk order breaks ties."""
+    by_fqn: dict[str, list[dict]] = {}
+    children: dict[Any, list[str]] = {}
+    for row in rows:
+        if row["fqn"] not in by_fqn:
+            by_fqn[row["fqn"]] = []
+            children.setdefault(row["parent"], []).append(row["fqn"])
+        by_fqn[row["fqn"]].append(row)
+    rank = {fqn: i for i, fqn in enumerate(by_fqn)}
+
+    def key(fqn: str) -> tuple:
+        first = by_fqn[fqn][0]
+        block = first["block"] if first["block"] is not None else -1
+        return (first["phase"] == "rollback", block, rank[fqn])
+
+    roots = [fqn for parent, fqns in children.items() if parent is None or parent not in by_fqn for fqn in fqns]
+    out: list[dict] = []
+    stack = sorted(roots, key=key, reverse=True)
+    done: set[str] = set()
+    while stack:
+        fqn = stack.pop()
+        if fqn in done:
+            continue
+        done.add(fqn)
+        out.extend(sorted(by_fqn[fqn], key=lambda r: r["attempt"]))
+        stack.extend(sorted(children.get(fqn, ()), key=key, reverse=True))
+    return out
 
 
 def _pipeline_row(summary: Mapping, rows: list, unknown: dict) -> dict:
@@ -707,3 +736,248 @@ def _not_started(summary: Mapping, node_map: Mapping, rows: list) -> None:
         nexts = _get(edges, "nextIds") or []
         current = nexts[0] if nexts else None
         block += 1
+
+
+# -- the pipeline behind a run -------------------------------------------------------------------------
+#: the one step of a rebuilt container whose steps the execution does not show (it never started)
+UNKNOWN_STEPS = "steps_not_in_execution"
+
+
+def _recorded_postfix(indices: tuple, values: tuple) -> str:
+    """The postfix of a rebuilt loop's iteration: the one Harness gave it (its only axis value)."""
+    return str(values[0])
+
+
+def _overlap(spans: list[tuple[float, float]]) -> int:
+    """The most spans open at once (how many iterations ran side by side)."""
+    events = sorted([(s, 1) for s, e in spans] + [(e, -1) for s, e in spans])
+    best = now = 0
+    for _, change in events:
+        now += change
+        best = max(best, now)
+    return best
+
+
+def pipeline_from_execution(trace: pd.DataFrame, *, id: str | None = None) -> Any:
+    """The pipeline a Harness run executed, rebuilt from its trace (:func:`load_harness_execution`).
+
+    Stages (side by side where they shared a block), step groups, parallel blocks, steps and
+    rollback lists come back in place; a looped node gets a ``Matrix`` whose iterations carry
+    the postfixes Harness gave them (so a simulation's FQNs are the run's) and whose
+    ``max_concurrency`` is how many ran at once; each step declares its measured duration
+    (the mean of its attempts); a retried step gets ``Retry`` with as many retries and the
+    measured wait; a stage whose rollback ran gets ``StageRollback``. Its picture can be
+    coloured by the trace (``p.render(trace)``) and the run re-simulated on its measured
+    durations (``trace.pipeline.what_if(pipeline=p, …)``). Step bodies, conditions and types
+    are not in an execution's graph: the rebuilt steps have none. A stage that never started
+    shows no steps: it gets one step of no duration, ``steps_not_in_execution``.
+
+    Raises:
+        HarnessExecutionError: the trace has no pipeline row or no stage.
+    """
+    from ..definition.failure import Retry, StageRollback
+    from ..definition.looping import Matrix
+    from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup
+
+    rows = trace.to_dict("records")
+    by_fqn: dict[str, list[dict]] = {}
+    children: dict[str, list[str]] = {}
+    for row in rows:
+        fqn = str(row["fqn"])
+        if fqn not in by_fqn:
+            by_fqn[fqn] = []
+            parent = row["parent"]
+            if isinstance(parent, str):
+                children.setdefault(parent, []).append(fqn)
+        by_fqn[fqn].append(row)
+    if "pipeline" not in by_fqn:
+        raise HarnessExecutionError("pipeline_from_execution(): the trace has no pipeline row (fqn 'pipeline')")
+
+    def number(value: Any) -> float | None:
+        return None if value is None or value != value else float(value)  # NaN → None
+
+    def build(fqn: str, depth: int) -> Any:
+        if depth > 64:
+            raise HarnessExecutionError(f"pipeline_from_execution(): {fqn} is nested more than 64 levels deep")
+        first = by_fqn[fqn][0]
+        kind, ident = str(first["kind"]), fqn.rsplit(".", 1)[-1]
+        kids = children.get(fqn, [])
+        iterations = [k for k in kids if by_fqn[k][0]["iteration"] is not None and by_fqn[k][0]["iteration"] == by_fqn[k][0]["iteration"]]
+        iterations = [k for k in iterations if _is_iteration(by_fqn[k][0])]
+        strategy = None
+        if iterations:
+            iterations.sort(key=lambda k: int(by_fqn[k][0]["iteration"]))
+            postfixes = [k.rsplit(".", 1)[-1][len(ident) :] for k in iterations]
+            spans = [
+                (number(by_fqn[k][0]["start_s"]), number(by_fqn[k][-1]["end_s"])) for k in iterations
+            ]
+            spans = [(s, e) for s, e in spans if s is not None and e is not None]
+            strategy = Matrix(
+                {"iteration": postfixes},
+                max_concurrency=max(1, _overlap(spans)) if spans else None,
+                postfix=_recorded_postfix,
+            )
+            kids = children.get(iterations[0], [])  # the body, as the first iteration ran it
+        if kind == "step":
+            durations = [
+                number(r["end_s"]) - number(r["start_s"])
+                for r in by_fqn[iterations[0] if iterations else fqn]
+                if number(r["start_s"]) is not None and number(r["end_s"]) is not None
+            ]
+            attempts = by_fqn[fqn]
+            retries = max(int(r["attempt"]) for r in attempts) - 1
+            failure = None
+            if retries > 0:
+                waits = [
+                    number(b["start_s"]) - number(a["end_s"])
+                    for a, b in zip(attempts, attempts[1:])
+                    if number(a["end_s"]) is not None and number(b["start_s"]) is not None
+                ]
+                failure = Retry(retries, intervals=(max(0.0, waits[0]),) if waits else ())
+            return Step(
+                ident,
+                duration=sum(durations) / len(durations) if durations else None,
+                strategy=strategy,
+                failure_strategies=failure,
+            )
+        execution, rollback = _blocks(kids, by_fqn, build, depth, Parallel)
+        if not execution:  # a stage that never started: its steps are not in the execution
+            execution = [Step(UNKNOWN_STEPS, duration=0)]
+        if kind == "stage":
+            ran_rollback = any(
+                str(by_fqn[k][0]["phase"]) == "rollback" and number(by_fqn[k][0]["start_s"]) is not None
+                for k in kids
+            )
+            return Stage(
+                ident,
+                items=execution,
+                rollback_items=rollback,
+                strategy=strategy,
+                failure_strategies=StageRollback() if ran_rollback else None,
+            )
+        return StepGroup(ident, items=execution, rollback_items=rollback, strategy=strategy)
+
+    stages, _ = _blocks(children.get("pipeline", []), by_fqn, build, 0, Parallel)
+    if not stages:
+        raise HarnessExecutionError("pipeline_from_execution(): the trace has no stage")
+    return Pipeline(id or str(trace.attrs.get("pipeline") or "pipeline"), stages=stages, rules="current")
+
+
+def _is_iteration(row: dict) -> bool:
+    """An iteration row of a looped node: its parent is the looped node (the postfixed fqn's stem)."""
+    parent, fqn = str(row["parent"]), str(row["fqn"])
+    stem = parent.rsplit(".", 1)[-1]
+    return fqn.rsplit(".", 1)[0] == parent.rsplit(".", 1)[0] and fqn.rsplit(".", 1)[-1].startswith(stem)
+
+
+def _blocks(kids: list[str], by_fqn: dict, build: Any, depth: int, parallel: Any) -> tuple[list, list]:
+    """A container's execution and rollback lists: its children by block (a block of several
+    is a ``Parallel``)."""
+    lists: dict[bool, dict[int, list]] = {False: {}, True: {}}
+    for k in kids:
+        first = by_fqn[k][0]
+        block = first["block"]
+        block = -1 if block is None or block != block else int(block)
+        lists[str(first["phase"]) == "rollback"].setdefault(block, []).append(build(k, depth + 1))
+    out = []
+    for phase in (False, True):
+        items = []
+        for _, members in sorted(lists[phase].items()):
+            items.append(members[0] if len(members) == 1 else parallel(items=members))
+        out.append(items)
+    return out[0], out[1]
+
+
+# -- fetching --------------------------------------------------------------------------------------------
+#: where Harness SaaS answers (``base_url=`` for another cluster or a gateway path)
+BASE_URL = "https://app.harness.io"
+_PATH = "/pipeline/api/pipelines/execution/v2/{id}"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def fetch_harness_execution(
+    plan_execution_id: str,
+    *,
+    account: str,
+    org: str,
+    project: str,
+    api_key: str | None = None,
+    base_url: str = BASE_URL,
+    path: str | os.PathLike | None = None,
+    timeout: float = 60.0,
+) -> pd.DataFrame:
+    """Fetch a run from Harness's API, save its JSON, and load it (:func:`load_harness_execution`).
+
+    Calls ``GET {base_url}/pipeline/api/pipelines/execution/v2/{plan_execution_id}`` with
+    ``renderFullBottomGraph=true`` (needs ``httpx``: ``pip install 'notebook-pipelines[harness]'``).
+
+    Args:
+        plan_execution_id: the run's id (in the execution's URL).
+        account, org, project: the account, organization and project identifiers.
+        api_key: a personal or service-account token; default: the ``HARNESS_API_KEY``
+            environment variable. It is sent in the ``x-api-key`` header only: never printed,
+            stored, or put in an error message.
+        base_url: Harness's address.
+        path: where to save the JSON (default ``harness-execution-<id>.json`` in the current
+            directory, i.e. next to the notebook); the file holds the response only.
+        timeout: seconds to wait for the answer.
+
+    Raises:
+        HarnessExecutionError: no key, an HTTP error (status and Harness's message), a response
+            that is not JSON or not an execution.
+    """
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - the extra is installed for the tests
+        raise HarnessExecutionError(
+            "fetch_harness_execution() needs httpx: pip install 'notebook-pipelines[harness]'"
+        ) from None
+    key = api_key or os.environ.get("HARNESS_API_KEY")
+    if not key:
+        raise HarnessExecutionError(
+            "fetch_harness_execution(): no API key: pass api_key=… or set HARNESS_API_KEY"
+        )
+    if not isinstance(plan_execution_id, str) or not _SAFE_ID.match(plan_execution_id):
+        raise HarnessExecutionError(
+            f"fetch_harness_execution(): {excerpt(repr(plan_execution_id), 80)} is not a planExecutionId "
+            "(letters, digits, '-' and '_')"
+        )
+    url = base_url.rstrip("/") + _PATH.format(id=plan_execution_id)
+    params = {
+        "accountIdentifier": account,
+        "orgIdentifier": org,
+        "projectIdentifier": project,
+        "renderFullBottomGraph": "true",
+    }
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            response = client.get(url, params=params, headers={"x-api-key": key, "Accept": "application/json"})
+    except httpx.HTTPError as err:
+        raise HarnessExecutionError(
+            f"fetch_harness_execution(): cannot reach {excerpt(url, 160)}: {type(err).__name__}"
+        ) from None
+    body = response.content
+    if len(body) > MAX_BYTES:
+        raise HarnessExecutionError(f"the execution {plan_execution_id} is over {MAX_BYTES // 2**20} MB: refused")
+    if response.status_code != 200:
+        message = ""
+        try:
+            message = str(json.loads(body).get("message") or "")
+        except (ValueError, AttributeError):
+            pass
+        message = message.replace(key, "***")
+        raise HarnessExecutionError(
+            f"fetch_harness_execution(): Harness answered {response.status_code} for {plan_execution_id}"
+            + (f": {excerpt(message, 200)}" if message else "")
+            + (" (check the API key and its permissions)" if response.status_code in (401, 403) else "")
+        )
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise HarnessExecutionError(
+            f"fetch_harness_execution(): the answer for {plan_execution_id} is not JSON"
+        ) from None
+    _unwrap(doc, f"the answer for {plan_execution_id}")  # refuse before saving
+    target = Path(path) if path is not None else Path(f"harness-execution-{plan_execution_id}.json")
+    target.write_bytes(body)
+    return load_harness_execution(doc)
