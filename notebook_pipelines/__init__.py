@@ -96,6 +96,9 @@ _LAZY = {
     "COLUMNS": ("engine.trace", "COLUMNS"),
     "STATUSES": ("engine.trace", "STATUSES"),
     "DaskExecutor": ("cluster.dask", "DaskExecutor"),
+    "load_harness_execution": ("formats.harness_executions", "load_harness_execution"),
+    "fetch_harness_execution": ("formats.harness_executions", "fetch_harness_execution"),
+    "pipeline_from_execution": ("formats.harness_executions", "pipeline_from_execution"),
 }
 
 
@@ -173,11 +176,14 @@ __all__ = [
     "compile_plan",
     "critical_path",
     "explore",
+    "fetch_harness_execution",
     "format_duration",
     "last_trace",
+    "load_harness_execution",
     "load_yaml",
     "monte_carlo",
     "parse_duration",
+    "pipeline_from_execution",
     "read_trace",
     "register_step_type",
     "render",

@@ -48,6 +48,7 @@ node (a cycle) — each refusal names the node.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -248,7 +249,9 @@ def _unwrap(doc: Any, label: str) -> dict:
         )
     node_map = graph.get("nodeMap")
     if not isinstance(node_map, Mapping) or not node_map:
-        raise HarnessExecutionError(f"{label}: executionGraph.nodeMap is missing or empty: the run has no nodes")
+        raise HarnessExecutionError(
+            f"{label}: executionGraph.nodeMap is missing or empty: the run has no nodes"
+        )
     adjacency = graph.get("nodeAdjacencyListMap") or {}
     if not isinstance(adjacency, Mapping):
         raise HarnessExecutionError(f"{label}: executionGraph.nodeAdjacencyListMap is not an object")
@@ -265,7 +268,8 @@ def _describe(node_id: str, node_map: Mapping) -> str:
     if not isinstance(node, Mapping):
         return f"node {excerpt(node_id, 80)!r}"
     fqn = node.get("baseFqn") or node.get("identifier") or ""
-    return f"node {excerpt(node_id, 80)!r} ({excerpt(str(node.get('name', '')), 60)!r}, {excerpt(str(fqn), 120)})"
+    name = excerpt(str(node.get("name", "")), 60)
+    return f"node {excerpt(node_id, 80)!r} ({name!r}, {excerpt(str(fqn), 120)})"
 
 
 def _edges(adjacency: Mapping, node_id: str, label: str) -> tuple[list, list]:
@@ -274,7 +278,9 @@ def _edges(adjacency: Mapping, node_id: str, label: str) -> tuple[list, list]:
     for key in ("children", "nextIds"):
         ids = entry.get(key) or [] if isinstance(entry, Mapping) else []
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise HarnessExecutionError(f"{label}: nodeAdjacencyListMap[{node_id!r}].{key} is not a list of ids")
+            raise HarnessExecutionError(
+                f"{label}: nodeAdjacencyListMap[{node_id!r}].{key} is not a list of ids"
+            )
         out.append(ids)
     return out[0], out[1]
 
@@ -426,7 +432,9 @@ def _attempt_nodes(attempts: Any, label: str) -> dict[str, Mapping]:
     items = list(attempts.values()) if isinstance(attempts, Mapping) else list(attempts)
     out = {}
     for item in items:
-        node = item.get("data") if isinstance(item, Mapping) and isinstance(item.get("data"), Mapping) else item
+        node = (
+            item.get("data") if isinstance(item, Mapping) and isinstance(item.get("data"), Mapping) else item
+        )
         if not isinstance(node, Mapping) or not isinstance(node.get("uuid"), str):
             raise HarnessExecutionError(
                 f"{label}: attempts= holds {type(node).__name__}s without a uuid: give the node JSON of "
@@ -436,9 +444,7 @@ def _attempt_nodes(attempts: Any, label: str) -> dict[str, Mapping]:
     return out
 
 
-def load_harness_execution(
-    source: Any, attempts: Any = None, *, run_id: str | None = None
-) -> pd.DataFrame:
+def load_harness_execution(source: Any, attempts: Any = None, *, run_id: str | None = None) -> pd.DataFrame:
     """The trace DataFrame of a Harness run, from the execution-details JSON.
 
     Args:
@@ -572,7 +578,13 @@ def load_harness_execution(
             for i, child in enumerate(children):
                 child_node = node_map[child]
                 iteration = _iteration(child_node) if isinstance(child_node, Mapping) else None
-                pending.append((child, ctx.but(parent=fqn, iteration=i if iteration is None else iteration, top=top), block))
+                pending.append(
+                    (
+                        child,
+                        ctx.but(parent=fqn, iteration=i if iteration is None else iteration, top=top),
+                        block,
+                    )
+                )
             children = []
         elif kind == "fork":
             block = fixed if fixed is not None else take()
@@ -638,7 +650,11 @@ def load_harness_execution(
             continue
         else:
             values = [r.get(name) for r in rows]
-        data_cols[name] = pd.array(values, dtype=object).astype(types[name]) if types[name] != object else values
+        data_cols[name] = (
+            values
+            if types[name] is object or types[name] == "object"
+            else pd.array(values, dtype=object).astype(types[name])
+        )
     for name in EXTRA_COLUMNS:
         data_cols[name] = pd.array([r[name] for r in rows], dtype="str")
     frame = pd.DataFrame(data_cols, columns=[*COLUMNS, *EXTRA_COLUMNS])
@@ -665,7 +681,9 @@ def _in_plan_order(rows: list[dict]) -> list[dict]:
         block = first["block"] if first["block"] is not None else -1
         return (first["phase"] == "rollback", block, rank[fqn])
 
-    roots = [fqn for parent, fqns in children.items() if parent is None or parent not in by_fqn for fqn in fqns]
+    roots = [
+        fqn for parent, fqns in children.items() if parent is None or parent not in by_fqn for fqn in fqns
+    ]
     out: list[dict] = []
     stack = sorted(roots, key=key, reverse=True)
     done: set[str] = set()
@@ -719,7 +737,11 @@ def _not_started(summary: Mapping, node_map: Mapping, rows: list) -> None:
         members = [entry]
         edges = _get(entry, "edgeLayoutList") or {}
         if str(entry.get("nodeType", "")).lower() == "parallel":
-            members = [layout[c] for c in (_get(edges, "currentNodeChildren") or []) if isinstance(layout.get(c), Mapping)]
+            members = [
+                layout[c]
+                for c in (_get(edges, "currentNodeChildren") or [])
+                if isinstance(layout.get(c), Mapping)
+            ]
         for member in members:
             ident = member.get("nodeIdentifier")
             fqn = f"pipeline.stages.{ident}"
@@ -791,26 +813,33 @@ def pipeline_from_execution(trace: pd.DataFrame, *, id: str | None = None) -> An
                 children.setdefault(parent, []).append(fqn)
         by_fqn[fqn].append(row)
     if "pipeline" not in by_fqn:
-        raise HarnessExecutionError("pipeline_from_execution(): the trace has no pipeline row (fqn 'pipeline')")
+        raise HarnessExecutionError(
+            "pipeline_from_execution(): the trace has no pipeline row (fqn 'pipeline')"
+        )
 
     def number(value: Any) -> float | None:
         return None if value is None or value != value else float(value)  # NaN → None
 
     def build(fqn: str, depth: int) -> Any:
         if depth > 64:
-            raise HarnessExecutionError(f"pipeline_from_execution(): {fqn} is nested more than 64 levels deep")
+            raise HarnessExecutionError(
+                f"pipeline_from_execution(): {fqn} is nested more than 64 levels deep"
+            )
         first = by_fqn[fqn][0]
         kind, ident = str(first["kind"]), fqn.rsplit(".", 1)[-1]
         kids = children.get(fqn, [])
-        iterations = [k for k in kids if by_fqn[k][0]["iteration"] is not None and by_fqn[k][0]["iteration"] == by_fqn[k][0]["iteration"]]
+        iterations = [
+            k
+            for k in kids
+            if by_fqn[k][0]["iteration"] is not None
+            and by_fqn[k][0]["iteration"] == by_fqn[k][0]["iteration"]
+        ]
         iterations = [k for k in iterations if _is_iteration(by_fqn[k][0])]
         strategy = None
         if iterations:
             iterations.sort(key=lambda k: int(by_fqn[k][0]["iteration"]))
             postfixes = [k.rsplit(".", 1)[-1][len(ident) :] for k in iterations]
-            spans = [
-                (number(by_fqn[k][0]["start_s"]), number(by_fqn[k][-1]["end_s"])) for k in iterations
-            ]
+            spans = [(number(by_fqn[k][0]["start_s"]), number(by_fqn[k][-1]["end_s"])) for k in iterations]
             spans = [(s, e) for s, e in spans if s is not None and e is not None]
             strategy = Matrix(
                 {"iteration": postfixes},
@@ -830,7 +859,7 @@ def pipeline_from_execution(trace: pd.DataFrame, *, id: str | None = None) -> An
             if retries > 0:
                 waits = [
                     number(b["start_s"]) - number(a["end_s"])
-                    for a, b in zip(attempts, attempts[1:])
+                    for a, b in itertools.pairwise(attempts)
                     if number(a["end_s"]) is not None and number(b["start_s"]) is not None
                 ]
                 failure = Retry(retries, intervals=(max(0.0, waits[0]),) if waits else ())
@@ -951,14 +980,18 @@ def fetch_harness_execution(
     }
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            response = client.get(url, params=params, headers={"x-api-key": key, "Accept": "application/json"})
+            response = client.get(
+                url, params=params, headers={"x-api-key": key, "Accept": "application/json"}
+            )
     except httpx.HTTPError as err:
         raise HarnessExecutionError(
             f"fetch_harness_execution(): cannot reach {excerpt(url, 160)}: {type(err).__name__}"
         ) from None
     body = response.content
     if len(body) > MAX_BYTES:
-        raise HarnessExecutionError(f"the execution {plan_execution_id} is over {MAX_BYTES // 2**20} MB: refused")
+        raise HarnessExecutionError(
+            f"the execution {plan_execution_id} is over {MAX_BYTES // 2**20} MB: refused"
+        )
     if response.status_code != 200:
         message = ""
         try:
