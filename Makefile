@@ -11,7 +11,7 @@ setup: $(STAMP) dot
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,lab,dask]'
+	$(PY) -m pip install --quiet -e '.[test,lab,dask,harness]'
 	touch $(STAMP)
 
 dot:

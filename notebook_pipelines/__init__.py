@@ -98,6 +98,9 @@ _LAZY = {
     "STATUSES": ("engine.trace", "STATUSES"),
     "DaskExecutor": ("cluster.dask", "DaskExecutor"),
     "suggest_layout": ("analysis.layout", "suggest_layout"),
+    "load_harness_execution": ("formats.harness_executions", "load_harness_execution"),
+    "fetch_harness_execution": ("formats.harness_executions", "fetch_harness_execution"),
+    "pipeline_from_execution": ("formats.harness_executions", "pipeline_from_execution"),
 }
 
 
@@ -175,11 +178,14 @@ __all__ = [
     "compile_plan",
     "critical_path",
     "explore",
+    "fetch_harness_execution",
     "format_duration",
     "last_trace",
+    "load_harness_execution",
     "load_yaml",
     "monte_carlo",
     "parse_duration",
+    "pipeline_from_execution",
     "read_trace",
     "register_step_type",
     "render",

@@ -226,6 +226,9 @@ def plan_for(trace: pd.DataFrame, pipeline: Any = None) -> Any:
     timing.check_trace(trace, "what_if()")
     fqns = set(trace["fqn"].dropna().astype(str))
     if pipeline is not None:
+        # an iteration's rows (and those below it) are the run's copies of a looped node (R46),
+        # named with the iteration's postfix: the plan holds the looped node only
+        fqns = set(trace.loc[trace["iteration"].isna(), "fqn"].dropna().astype(str))
         plan = as_plan(pipeline)
         unknown = sorted(fqns - plan.by_fqn.keys())
         if unknown:

@@ -240,6 +240,27 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="OUT", help="write the best layout as Harness YAML (.yaml, .yml)"
     )
     p.set_defaults(handler=_suggest)
+
+    p = sub.add_parser(
+        "analyse",
+        help="analyse a real Harness run: summary and critical path",
+        description="Load a Harness execution (the JSON of GET /pipeline/api/pipelines/execution/v2/"
+        "{planExecutionId}?renderFullBottomGraph=true) into a trace; print the time per stage, step "
+        "group and parallel block, and the critical path. Exit 0 when the run ended Success, 1 when "
+        "it did not, 2 when EXECUTION cannot be read as an execution.",
+        epilog="examples:\n  notebook-pipelines analyse execution.json\n"
+        "  notebook-pipelines analyse execution.json --attempts attempts.json -o trace.parquet\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="EXECUTION", help="the execution's JSON file (at most 100 MB)")
+    p.add_argument(
+        "--attempts",
+        metavar="A.json",
+        help="node JSON of earlier attempts of retried steps (getExecutionNode answers, a list)",
+    )
+    p.add_argument("-o", "--output", metavar="OUT", help="write the trace to OUT: .csv, .json or .parquet")
+    p.set_defaults(handler=_analyse, rules="classic")
     return parser
 
 
@@ -680,6 +701,77 @@ def _finish(args: argparse.Namespace, trace: Any, how: str) -> int:
         f"pipeline {trace.attrs.get('pipeline', '')!r} {how}: {status} after {format_duration(took)}",
         file=sys.stderr,
     )
+    return 0 if status == "Success" else 1
+
+
+def _execution_json(path_text: str, option: str = "") -> Any:
+    """The parsed JSON of an execution file: size checked before reading (≤ 100 MB), read with
+    :func:`_read_text` (regular UTF-8 files only)."""
+    from ..formats.harness_executions import MAX_BYTES
+
+    label = f"{option} {path_text}" if option else path_text
+    try:
+        size = os.stat(path_text).st_size
+    except (OSError, ValueError):
+        size = 0  # _read_text says what is wrong with the path
+    if size > MAX_BYTES:
+        raise BadInput(
+            f"{label} is {size / 2**20:.0f} MB; execution files over {MAX_BYTES // 2**20} MB are refused: "
+            "fetch the run per stage (stageNodeId=…)"
+        )
+    text = _read_text(path_text, option)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadInput(f"{label}:{err.lineno}:{err.colno}: not JSON ({err.msg})") from None
+    except RecursionError:
+        raise BadInput(f"{label}: the JSON is nested too deeply to read") from None
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from ..analysis.timing import critical_path, summary
+    from ..formats.harness_executions import HarnessExecutionError, load_harness_execution
+
+    if args.output:
+        _check_output(args.output, TRACE_FORMATS, "trace")
+    doc = _execution_json(args.file)
+    attempts = _execution_json(args.attempts, "--attempts") if args.attempts else None
+    try:
+        trace = load_harness_execution(doc, attempts=attempts)
+    except HarnessExecutionError as err:
+        raise BadInput(f"{args.file}: {_foreign(err)}") from None
+    root = trace[trace["kind"] == "pipeline"]
+    status = str(root["status"].iloc[0])
+    took = float(root["duration_s"].iloc[0])
+    print(
+        f"run {trace.attrs['run_id']} of pipeline {trace.attrs['pipeline']!r}: "
+        f"{status} after {_seconds(took)}"
+    )
+    print("\ntime per stage, step group and parallel block:")
+    table = summary(trace)
+    lines = [("kind", "name", "span", "busy", "speed-up", "longest")]
+    for row in table.itertuples(index=False):
+        lines.append(
+            (
+                str(row.kind).replace("_", " "),
+                _cell(row.name),
+                _seconds(row.span_s),
+                _seconds(row.busy_s),
+                f"{row.speedup:.2f}" if row.speedup == row.speedup else "",
+                _cell(row.longest_step),
+            )
+        )
+    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
+    for r in lines:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    path = critical_path(trace)
+    print("\ncritical path:")
+    for row in path.itertuples(index=False):
+        attempt = f" (attempt {row.attempt})" if row.attempt != 1 else ""
+        print(f"  {_seconds(row.start_s):>8} → {_seconds(row.end_s):>8}  {row.fqn}{attempt}")
+    if args.output:
+        write_trace(trace, args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0 if status == "Success" else 1
 
 
