@@ -9,8 +9,9 @@ kernel and every output is compared with the stored one, after the substitutions
 - the stored outputs come from one top-to-bottom run: code cells numbered 1, 2, 3… in order
   (nbval ignores execution counts, so outputs of an out-of-order session pass as long as they
   happen to match);
-- nothing that churns in git: no per-cell execution timings, no ``language_info`` (it carries
-  the Python patch version of whoever ran the notebook last);
+- nothing that churns in git: no per-cell execution timings;
+- complete notebook metadata: ``kernelspec`` and ``language_info``, which JupyterLab fills in
+  on opening, so a notebook missing it opens marked "modified" (issue 17);
 - every output left out of the comparison (an ``NBVAL_IGNORE_OUTPUT`` / ``NBVAL_SKIP`` comment
   or tag) says why in a comment of the same cell;
 - the sanitize file: nbval reads it with a regular expression and silently drops an entry it
@@ -18,11 +19,13 @@ kernel and every output is compared with the stored one, after the substitutions
   pattern nbval reads, compile, and say why in a comment; the Graphviz pattern must blank a
   real SVG and leave text outlines and tables alone.
 
-To store outputs after editing a notebook (executes it, keeps only the kernelspec and tags)::
+To store outputs after editing a notebook (executes it, keeps only kernelspec, language_info
+and tags)::
 
     .venv/bin/jupyter nbconvert --to notebook --execute --inplace \\
         --ExecutePreprocessor.record_timing=False --ClearMetadataPreprocessor.enabled=True \\
         --ClearMetadataPreprocessor.preserve_nb_metadata_mask=kernelspec \\
+        --ClearMetadataPreprocessor.preserve_nb_metadata_mask=language_info \\
         --ClearMetadataPreprocessor.preserve_cell_metadata_mask=tags notebooks/NAME.ipynb
 """
 
@@ -86,7 +89,10 @@ def test_notebook_has_no_metadata_that_churns(path: Path):
     nb = nbformat.read(path, as_version=4)
     timed = [cell.get("id") for cell in nb.cells if "execution" in cell.metadata]
     assert not timed, f"{path.name}: cells {timed} carry execution timings: {REEXECUTE}"
-    assert "language_info" not in nb.metadata, f"{path.name}: metadata has language_info: {REEXECUTE}"
+    assert set(nb.metadata) == {"kernelspec", "language_info"}, (
+        f"{path.name}: metadata keys {sorted(nb.metadata)}, want kernelspec and language_info: {REEXECUTE}"
+    )
+    assert nb.metadata.language_info.get("name") == "python", f"{path.name}: language_info names no language"
 
 
 @each_notebook

@@ -5,6 +5,7 @@ The missing-``dot`` condition is real: ``PATH`` points at an empty directory.
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import sys
@@ -392,18 +393,33 @@ def test_outline_with_a_simulated_trace_shows_status_time_and_retries():
 # --- rich display and files ------------------------------------------------------------------
 
 
-def test_repr_mimebundle_gives_svg_and_text_for_pipeline_stage_and_group():
+def test_repr_mimebundle_gives_svg_png_and_the_outline_for_pipeline_stage_and_group():
     p = release()
     bundle = p._repr_mimebundle_()
-    assert set(bundle) == {"image/svg+xml", "text/plain"}
-    assert "<svg" in bundle["image/svg+xml"] and bundle["text/plain"] == repr(p)
+    assert set(bundle) == {"image/svg+xml", "image/png", "text/plain"}
+    assert "<svg" in bundle["image/svg+xml"] and bundle["text/plain"] == f"{p!r}\n{outline(p)}"
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")  # untrusted notebooks show it
     stage = p.find("build")
     assert ">checkout</text>" in stage._repr_mimebundle_()["image/svg+xml"]
     assert ">unit</text>" in stage.find("tests")._repr_mimebundle_()["image/svg+xml"]
     assert "<svg" in mimebundle(p)["image/svg+xml"]
     graph = p.render()
     assert isinstance(graph, graphviz.Digraph)
-    assert "image/svg+xml" in graph._repr_mimebundle_()  # graphviz's own display, with dot present
+    picture = graph._repr_mimebundle_()
+    assert "image/svg+xml" in picture and "image/png" in picture
+    assert picture["text/plain"] == outline(p), "a picture reads as its outline, not <Picture at 0x…>"
+
+
+def test_pictures_fit_the_output_area_and_size_reaches_graphviz():
+    p = release()
+    svg = p.render()._repr_mimebundle_()["image/svg+xml"]
+    natural = re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"', to_svg(p)).group(1)
+    assert f'width="100%" style="max-width: {natural}pt; height: auto"' in svg
+    assert "viewBox=" in svg  # keeps the proportions when scaled
+    small = p.render(size="2,1")
+    assert 'size="2,1"' in small.source
+    width = float(re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"', to_svg(p, size="2,1")).group(1))
+    assert width <= 2 * 72 < float(natural)
 
 
 def test_rich_display_of_an_invalid_pipeline_lists_the_problems_and_warns():

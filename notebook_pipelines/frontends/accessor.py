@@ -2,7 +2,7 @@
 
 Every trace (``run()``, ``simulate()``, ``nbp.read_trace``, a slice of one) answers
 ``trace.pipeline.critical_path()``, ``.slack()``, ``.concurrency()``, ``.summary()``,
-``.what_if(...)``, ``.gantt()``, ``.to_perfetto(path)``, ``.compare(other)`` and, for
+``.what_if(...)``, ``.gantt()``, ``.to_perfetto(path)``, ``.compare(other)``, ``.table()`` and, for
 several runs concatenated, ``.step_stats()``. The accessor is a front-end: thin methods over
 :mod:`~notebook_pipelines.analysis.timing`, :mod:`~notebook_pipelines.analysis.whatif`,
 :mod:`~notebook_pipelines.views.gantt` and :mod:`~notebook_pipelines.formats.perfetto`.
@@ -125,6 +125,14 @@ class PipelineAccessor:
 
         return compare_traces(self._trace("compare()"), other)
 
+    def table(self, columns: list[str] | tuple[str, ...] | None = None) -> Any:
+        """The trace as a table a person reads (one marker for none, logs and long texts
+        shown whole, wrapped); the DataFrame is unchanged (``.frame``); see
+        :class:`~notebook_pipelines.views.tables.TraceTable`."""
+        from ..views.tables import TraceTable
+
+        return TraceTable(self._frame, columns)
+
     def step_stats(self) -> pd.DataFrame:
         """For several runs concatenated: each step's duration statistics and how its
         variation drives the makespan; see :func:`~notebook_pipelines.analysis.timing.step_stats`."""
@@ -137,7 +145,8 @@ class PipelineAccessor:
         runs = frame["run_id"].dropna().unique() if "run_id" in frame.columns else []
         what = f"run {str(runs[0])!r}" if len(runs) == 1 else f"{len(runs)} runs"
         methods = (
-            "critical_path, slack, concurrency, summary, what_if, gantt, to_perfetto, compare, step_stats"
+            "critical_path, slack, concurrency, summary, what_if, gantt, to_perfetto, compare, "
+            "step_stats, table"
         )
         return f"<trace.pipeline: {what}, {len(frame)} rows; {methods}>"
 

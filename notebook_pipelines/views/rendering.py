@@ -62,9 +62,11 @@ pipeline release    Success 35s
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import itertools
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +88,11 @@ __all__ = [
     "STATUS_STYLES",
     "GraphvizMissing",
     "Outcome",
+    "fit_svg",
     "mimebundle",
     "outcomes",
     "outline",
+    "picture_bundle",
     "render",
     "to_file",
     "to_svg",
@@ -211,6 +215,7 @@ def render(
     title: str | None = None,
     color_by: str = "status",
     iterations: str = "badge",
+    size: str | None = None,
 ) -> graphviz.Digraph:
     """The Graphviz picture of a plan (see the module docstring for the conventions).
 
@@ -228,6 +233,9 @@ def render(
             legend gives the bins. Needs a trace for anything but ``"status"``.
         iterations: ``"badge"`` (a looped node drawn once, with a badge) or ``"expand"`` (with
             a trace: each iteration drawn, coloured by its rows).
+        size: Graphviz's ``size`` attribute, the largest drawing in inches (``"8,5"``; a
+            trailing ``!`` also scales small drawings up). ``None`` leaves the natural size; in
+            a notebook a picture is scaled down to the output area's width either way.
 
     Raises:
         DefinitionError: the pipeline breaks a structural rule.
@@ -250,6 +258,8 @@ def render(
     graph = _picture_class()(name=root.id, node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
     graph.attr(rankdir=direction, compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
     graph.attr(fontname="Helvetica", fontsize="12", labelloc="t", label=_text(title))
+    if size is not None:
+        graph.attr(size=str(size))
     graph.outline_text = _outline(plan, info)
     graph.node("start", tooltip=_text(f"{root.fqn} start"), shape="circle", width="0.2", **_TERMINAL)
     drawing = _Drawing(info)
@@ -530,7 +540,8 @@ def _tooltip(node: PlanNode, outcome: Outcome | None) -> str:
 
 @functools.cache
 def _picture_class() -> type:
-    """``graphviz.Digraph`` whose rich display falls back to the outline when ``dot`` is missing."""
+    """``graphviz.Digraph`` whose rich display is :func:`picture_bundle`: SVG scaled to the output
+    area, PNG for untrusted notebooks, the outline as ``text/plain``; text when ``dot`` is missing."""
     import graphviz
 
     class Picture(graphviz.Digraph):
@@ -539,14 +550,50 @@ def _picture_class() -> type:
         outline_text = ""
 
         def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
-            try:
-                return super()._repr_mimebundle_(include, exclude, **kwargs)
-            except graphviz.ExecutableNotFound:
-                _warn(INSTALL_HINT)
-                return _text_bundle(self.outline_text, self.outline_text)
+            return picture_bundle(self)
 
     Picture.__module__ = __name__
     return Picture
+
+
+_SVG_SIZE = re.compile(r'<svg\b([^>]*?)\swidth="([0-9.]+)pt"\s+height="[0-9.]+pt"')
+
+
+def fit_svg(svg: str) -> str:
+    """``svg`` scaled to the width of its container, never beyond its natural width.
+
+    Graphviz writes a fixed ``width``/``height`` in points; a wide pipeline then overflows a
+    notebook's output area and is cut off. Width 100% with a ``max-width`` of the natural width
+    (the ``viewBox`` keeps the proportions) lets it shrink to fit and keeps small ones sharp.
+
+    >>> fit_svg('<svg width="900pt" height="100pt" viewBox="0 0 900 100">')
+    '<svg width="100%" style="max-width: 900pt; height: auto" viewBox="0 0 900 100">'
+    """
+    return _SVG_SIZE.sub(r'<svg\1 width="100%" style="max-width: \2pt; height: auto"', svg, count=1)
+
+
+def picture_bundle(graph: Any) -> dict:
+    """The rich display of a picture; never raises.
+
+    ``image/svg+xml`` (scaled by :func:`fit_svg`), ``image/png`` (JupyterLab shows no SVG of an
+    untrusted notebook, a PNG it does) and ``text/plain`` the outline (what a terminal, a
+    diff or a screen reader shows). Without ``dot``: the outline as text, with a warning.
+    """
+    plain = getattr(graph, "outline_text", "") or graph.source
+    try:
+        svg = _pipe(graph, "svg").decode("utf-8")
+    except GraphvizMissing as err:
+        _warn(str(err))
+        return _text_bundle(plain, plain)
+    except Exception as err:  # rich display never raises; say what went wrong instead
+        _warn(f"the picture cannot be drawn: {type(err).__name__}: {err}")
+        return _text_bundle(plain, f"{plain}\n{type(err).__name__}: {err}")
+    bundle = {"image/svg+xml": fit_svg(svg), "text/plain": plain}
+    try:
+        bundle["image/png"] = base64.b64encode(_pipe(graph, "png")).decode("ascii")
+    except Exception:  # a Graphviz built without PNG still gives the SVG
+        pass
+    return bundle
 
 
 def _pipe(graph: Any, fmt: str) -> bytes:
@@ -598,8 +645,8 @@ def _text_bundle(plain: str, pre: str) -> dict:
 def mimebundle(pipeline: Any) -> dict:
     """What ``_repr_mimebundle_`` of a Pipeline, Stage or StepGroup returns; never raises.
 
-    Normally ``{"image/svg+xml": svg, "text/plain": repr}``. An invalid definition shows its
-    problems as text; a missing ``dot`` shows the outline as text; both warn.
+    Normally :func:`picture_bundle` (SVG, PNG) with ``text/plain`` the repr and the outline. An
+    invalid definition shows its problems as text; a missing ``dot`` shows the outline as text; both warn.
     """
     text = repr(pipeline)
     try:
@@ -608,14 +655,13 @@ def mimebundle(pipeline: Any) -> dict:
         _warn(f"{text} cannot be drawn: {err}")
         return _text_bundle(f"{text}\n{err}", str(err))
     try:
-        return {"image/svg+xml": to_svg(plan), "text/plain": text}
-    except GraphvizMissing as err:
-        _warn(str(err))
-        out = outline(plan)
-        return _text_bundle(f"{text}\n{out}", out)
+        graph = render(plan)
     except Exception as err:  # rich display never raises; say what went wrong instead
         _warn(f"{text} cannot be drawn: {type(err).__name__}: {err}")
         return _text_bundle(text, f"{text}\n{type(err).__name__}: {err}")
+    bundle = picture_bundle(graph)
+    bundle["text/plain"] = f"{text}\n{graph.outline_text}"
+    return bundle
 
 
 def outline(pipeline_or_plan: Any, trace: pd.DataFrame | None = None) -> str:
