@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labdriver import CHROMIUM, CHROMIUM_ARGS, Lab, start_lab, stop_lab
+
+from browser.labdriver import CHROMIUM, CHROMIUM_ARGS, Lab, start_lab, stop_lab
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 import pytest
-from labdriver import (
+
+from browser.labdriver import (
     SHOTS,
     Lab,
     Problems,
@@ -96,6 +97,8 @@ def test_replay_slider_changes_the_picture(quickstart):
     )
     after = out.locator(".widget-html svg").first.evaluate("s => s.outerHTML")
     assert after != before
+    assert handle.get_attribute("aria-valuenow") in ("0", "0.0")
+    assert out.get_by_text("0ms of 3m").is_visible()  # the clock moved with the slider
     out.screenshot(path=str(SHOTS / "01-quickstart-replay-at-0.png"))
 
 

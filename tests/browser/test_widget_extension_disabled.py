@@ -8,7 +8,8 @@ from typing import Any
 
 import nbformat
 import pytest
-from labdriver import (
+
+from browser.labdriver import (
     SHOTS,
     WIDGETS_EXTENSION,
     Lab,
