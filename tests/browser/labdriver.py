@@ -301,3 +301,30 @@ def full_screenshot(page: Any, path: Path) -> None:
     page.wait_for_timeout(300)
     page.screenshot(path=str(path))
     page.set_viewport_size({"width": width, "height": 900})
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    """A notebook of code cells ``cells`` (a Python 3 kernel) at ``path``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+KERNEL_EXEC_JS = """async code => {
+    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    const future = kernel.requestExecute({code, store_history: false});
+    let out = '';
+    future.onIOPub = msg => {
+        if (msg.header.msg_type === 'stream') out += msg.content.text;
+        if (msg.header.msg_type === 'error') out += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
+    };
+    await future.done;
+    return out;
+}"""
+
+
+def kernel_exec(page: Any, code: str) -> str:
+    """Run ``code`` in the current notebook's kernel (not in a cell); return its printed text."""
+    return page.evaluate(KERNEL_EXEC_JS, code)

@@ -22,8 +22,10 @@ from browser.labdriver import (
     check_widget,
     error_outputs,
     full_screenshot,
+    kernel_exec,
     open_notebook,
     run_all,
+    write_notebook,
 )
 
 NOTEBOOK = "01-quickstart.ipynb"
@@ -108,3 +110,57 @@ def test_no_error_outputs_and_no_browser_errors(quickstart):
     for p in problems.all:
         print(p)  # all of them, in the log
     assert problems.unexpected() == []
+
+
+# -- part 2: a manual intervention answered with a click in the browser ---------------------------
+INTERVENTION = [
+    "import notebook_pipelines as nbp",
+    """calls = []
+
+
+def flaky(ctx):
+    calls.append(ctx.attempt)
+    if len(calls) == 1:
+        raise nbp.StepError("disk full", error_type="Unknown")
+
+
+p = nbp.Pipeline("ask")
+with p.stage("s") as s:
+    s.step("deploy", run=flaky, failure_strategies=nbp.ManualIntervention(
+        timeout="10m", choices=("Retry", "MarkAsSuccess", "Abort")))
+    s.step("verify", run=lambda: None)""",
+    'handle = p.start(run_id="click")  # in the background: the kernel stays free for the click\nhandle',
+]
+
+
+def test_R20_D12_a_click_on_an_intervention_choice_lets_the_run_continue_to_its_end(browser: Any, lab: Lab):
+    write_notebook(lab.notebooks / "intervention.ipynb", INTERVENTION)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        problems = Problems(page)
+        open_notebook(page, lab, "intervention.ipynb")
+        result, cells = run_all(page)
+        assert result is True
+        out = check_widget(page, cell_index(cells, "handle = p.start("))
+        retry = out.get_by_role("button", name="Retry")
+        retry.wait_for(timeout=30_000)  # the run waits for a person
+        assert "deploy" in out.inner_text() and "disk full" in out.inner_text()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        out.screenshot(path=str(SHOTS / "intervention-waiting.png"))
+        retry.click()
+        bar = out.locator(".widget-hprogress .progress-bar")
+        page.wait_for_function("b => b.style.width === '100%'", arg=bar.element_handle(), timeout=30_000)
+        out.get_by_text("Success · ").first.wait_for(timeout=30_000)
+        assert out.get_by_role("button", name="Retry").count() == 0  # answered: the buttons are gone
+        out.screenshot(path=str(SHOTS / "intervention-answered.png"))
+        said = kernel_exec(
+            page,
+            "t = handle.wait(timeout=60)\n"
+            "print(calls, list(t[t.step == 'deploy'].action)[:1], list(t[t.kind == 'step'].status),"
+            " handle.status)",
+        )
+        assert said.strip() == "[1, 2] ['Retry'] ['Failed', 'Success', 'Success'] Success", said
+        assert problems.unexpected() == [], problems.all
+    finally:
+        context.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import nbformat
 import pytest
 
 from browser.labdriver import (
@@ -21,6 +20,7 @@ from browser.labdriver import (
     run_all,
     start_lab,
     stop_lab,
+    write_notebook,
 )
 
 NOTEBOOK = "widget-control.ipynb"
@@ -38,9 +38,7 @@ def lab_without_widgets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
     disable``, i.e. ``disabledExtensions`` in the temp dir's page_config), with a small
     notebook that shows a live run view."""
     server = start_lab(tmp_path_factory.mktemp("lab-no-widgets"), disable=(WIDGETS_EXTENSION,))
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, server.notebooks / NOTEBOOK)
+    write_notebook(server.notebooks / NOTEBOOK, CELLS)
     try:
         yield server
     finally:
