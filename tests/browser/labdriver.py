@@ -74,9 +74,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_lab(tmp: Path, *, disable: tuple[str, ...] = ()) -> Lab:
-    """Start JupyterLab in ``tmp`` (``disable``: front-end extensions to disable, through
-    ``jupyter labextension disable`` in the temp config dir) and wait until it answers."""
+def start_lab(tmp: Path, *, disable: tuple[str, ...] = (), app: str = "lab") -> Lab:
+    """Start JupyterLab (``app="notebook"``: Notebook 7) in ``tmp`` (``disable``: front-end
+    extensions to disable, through ``jupyter labextension disable`` in the temp config dir) and
+    wait until it answers."""
     config, runtime, data_settings = tmp / "config", tmp / "runtime", tmp / "settings"
     workspaces, notebooks = tmp / "workspaces", tmp / "notebooks"
     for d in (config, runtime, data_settings, workspaces):
@@ -100,11 +101,12 @@ def start_lab(tmp: Path, *, disable: tuple[str, ...] = ()) -> Lab:
         )  # fmt: skip
     port, token = free_port(), secrets.token_hex(16)
     log = tmp / "lab.log"
+    klass = {"lab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
     cmd = [
-        str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        str(jupyter), app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-        "--ServerApp.allow_root=True", "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.user_settings_dir={data_settings}", f"--LabApp.workspaces_dir={workspaces}",
+        "--ServerApp.allow_root=True", f"--{klass}.expose_app_in_browser=True",
+        f"--{klass}.user_settings_dir={data_settings}", f"--{klass}.workspaces_dir={workspaces}",
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -152,10 +154,12 @@ EXTERNAL_NOISE = (
 
 
 class Problems:
-    """Console errors and page errors of one page, all logged; ``unexpected()`` filters noise."""
+    """Console errors and page errors of one page, all logged; ``unexpected()`` filters noise
+    (``EXTERNAL_NOISE`` and ``also``: messages of other projects, each explained where given)."""
 
-    def __init__(self, page: Any):
+    def __init__(self, page: Any, also: tuple[str, ...] = ()):
         self.all: list[str] = []
+        self.noise = EXTERNAL_NOISE + also
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.all.append(f"pageerror: {exc}"))
 
@@ -164,13 +168,17 @@ class Problems:
             self.all.append(f"console.error: {msg.text} @ {msg.location}")
 
     def unexpected(self) -> list[str]:
-        return [p for p in self.all if not any(n in p for n in EXTERNAL_NOISE)]
+        return [p for p in self.all if not any(n in p for n in self.noise)]
 
 
-def open_notebook(page: Any, lab: Lab, name: str) -> None:
-    """Open ``name`` in its own workspace and wait for its kernel to be idle."""
-    workspace = Path(name).stem
-    page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{urllib.parse.quote(name)}?token={lab.token}")
+def open_notebook(page: Any, lab: Lab, name: str, app: str = "lab") -> None:
+    """Open ``name`` (in JupyterLab in its own workspace; ``app="notebook"``: in Notebook 7)
+    and wait for its kernel to be idle."""
+    workspace, quoted = Path(name).stem, urllib.parse.quote(name)
+    if app == "lab":
+        page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{quoted}?token={lab.token}")
+    else:
+        page.goto(f"{lab.url}/notebooks/{quoted}?token={lab.token}")
     page.wait_for_function(
         """name => {
             const app = window.jupyterapp;
