@@ -148,8 +148,10 @@ def test_R20_D12_a_click_on_an_intervention_choice_lets_the_run_continue_to_its_
         assert "deploy" in out.inner_text() and "disk full" in out.inner_text()
         SHOTS.mkdir(parents=True, exist_ok=True)
         out.screenshot(path=str(SHOTS / "intervention-waiting.png"))
-        retry.click()
         bar = out.locator(".widget-hprogress .progress-bar")
+        waiting_at = bar.evaluate("b => b.style.width")
+        assert waiting_at != "100%", waiting_at  # the run is not over while it waits
+        retry.click()
         page.wait_for_function("b => b.style.width === '100%'", arg=bar.element_handle(), timeout=30_000)
         out.get_by_text("Success · ").first.wait_for(timeout=30_000)
         assert out.get_by_role("button", name="Retry").count() == 0  # answered: the buttons are gone
