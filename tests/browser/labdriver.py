@@ -87,6 +87,10 @@ def start_lab(tmp: Path, *, disable: tuple[str, ...] = (), app: str = "lab") -> 
     tracker = data_settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
     tracker.write_text(json.dumps({"windowingMode": "none"}))
+    # no "Would you like to get notified about Jupyter news?" toast over the screenshots
+    news = data_settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false"}))
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(config),
