@@ -4,9 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint format lab bench notebooks clean
+.PHONY: setup chromium demo test lint format lab bench notebooks clean
 
-setup: $(STAMP) dot
+setup: $(STAMP) dot chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 dot:
 	@bash scripts/ensure-dot
+
+## chromium: Debian's chromium for the browser tests (tests/browser; Playwright never downloads one)
+chromium:
+	@bash scripts/ensure-chromium
 
 ## make demo: build the example pipeline, draw it, run it, draw the run, print the trace
 demo: setup

@@ -27,7 +27,7 @@ import ipywidgets as widgets
 
 from ..definition.durations import format_duration
 from .progress import RunState, Throttle
-from .rendering import _UNKNOWN_STYLE, STATUS_STYLES, GraphvizMissing, outline, to_svg
+from .rendering import _UNKNOWN_STYLE, STATUS_STYLES, GraphvizMissing, fit_svg, outline, to_svg
 
 __all__ = ["LiveView", "status_chips"]
 
@@ -48,9 +48,10 @@ def status_chips(counts: dict[str, int]) -> str:
 
 
 def picture_html(plan: Any, trace: Any) -> str:
-    """The plan's picture coloured by ``trace`` as inline SVG (the text outline without ``dot``)."""
+    """The plan's picture coloured by ``trace`` as inline SVG, scaled to the output's width (the
+    text outline without ``dot``)."""
     try:
-        return to_svg(plan, trace)
+        return fit_svg(to_svg(plan, trace))
     except GraphvizMissing:
         return f"<pre>{html.escape(outline(plan, trace))}</pre>"
 
