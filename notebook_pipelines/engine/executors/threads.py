@@ -175,7 +175,6 @@ class WorkerPool:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._free = 0  # workers waiting for work with no job reserved for them
         self._workers: set[threading.Thread] = set()
-        self._detached: set[threading.Thread] = set()
         self._names = itertools.count()
 
     @property
@@ -193,12 +192,6 @@ class WorkerPool:
         """Workers running a job."""
         with self._lock:
             return len(self._workers) - self._free - self._queue.qsize()
-
-    @property
-    def left_behind(self) -> list[threading.Thread]:
-        """Threads detached from the pool that are still running a body told to stop."""
-        with self._lock:
-            return [t for t in self._detached if t.is_alive()]
 
     def submit(self, fn: Callable[[], Any]) -> None:
         """Run ``fn()`` on a free worker, or on a new one when none is free.
@@ -226,7 +219,6 @@ class WorkerPool:
         with self._lock:
             if thread in self._workers:
                 self._workers.discard(thread)
-                self._detached.add(thread)
                 thread.name = f"{LEFT_BEHIND_PREFIX}-{label}"
                 self._changed.notify_all()
 
@@ -258,7 +250,6 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._workers.discard(me)
-                self._detached.discard(me)
                 self._changed.notify_all()
 
     def wait(self, predicate: Callable[[WorkerPool], bool], timeout: float) -> bool:
