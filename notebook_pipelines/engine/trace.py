@@ -91,8 +91,6 @@ _ANNOTATIONS = {name: getattr(kind, "__forward_arg__", kind) for name, kind in R
 #: The columns taken from the plan node of each row (cached per plan).
 STATIC = ("fqn", "parent", "kind", "phase", "stage", "step_group", "step", "block")
 STATIC_STR = ("fqn", "parent", "stage", "step_group", "step")
-#: For compatibility: the record's field names, in order.
-RECORD = Record._fields
 
 
 def _columns() -> tuple[str, ...]:
