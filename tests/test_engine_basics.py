@@ -511,3 +511,18 @@ def test_an_object_that_is_not_an_executor_is_refused_before_anything_runs():
     ):
         p.run(executor=Half())
     assert ran == []
+
+
+def test_the_summary_of_an_aborted_step_names_no_error_type_it_does_not_have():
+    from notebook_pipelines.engine.scheduler import failure_lines
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        s.step("long", run=lambda ctx: ctx.sleep(5))
+        s.step("boom", run=failing(after=0.05), failure_strategies=nbp.Abort())
+    lines = failure_lines(p.run(report=False))
+    aborted = [line for line in lines if "steps.long" in line]
+    assert aborted == [
+        "  ✗ pipeline.stages.s.spec.execution.steps.long — Aborted: aborted by the failure "
+        "strategy of pipeline.stages.s.spec.execution.steps.boom"
+    ]

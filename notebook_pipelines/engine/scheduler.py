@@ -959,6 +959,7 @@ def failure_lines(trace: Any) -> list[str]:
     own_error = (last["kind"] == "step") | last["error"].notna()
     lines = []
     for row in last[broke & own_error].itertuples(index=False):
-        detail = f" ({row.error_type}): {row.error}" if isinstance(row.error, str) else ""
+        kind = f" ({row.error_type})" if isinstance(row.error_type, str) else ""  # none for an abort
+        detail = f"{kind}: {row.error}" if isinstance(row.error, str) else ""
         lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")
     return lines
