@@ -2,9 +2,10 @@
 
 Design
 ------
-Every workload times the *whole public call* a user makes — ``p.run(report=False)`` or
-``p.simulate()``, compile and trace DataFrame included — next to one or more baselines doing
-the same work in the same process, and reports the ratio of medians. Only the public API is
+Every workload times the *whole public call* a user makes — ``p.run(report=False,
+progress=False)`` (the engine, no progress view) or ``p.simulate()``, compile and trace
+DataFrame included — next to one or more baselines doing the same work in the same process,
+and reports the ratio of medians. Only the public API is
 used (``nbp.Pipeline``, ``p.stage``, ``s.step``, ``s.step_group``, ``x.parallel()``,
 ``p.run``, ``p.simulate``), so the suite keeps working while the package's internals move.
 

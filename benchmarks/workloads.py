@@ -1,7 +1,7 @@
 """The workloads, their pipelines and the budgets the issue sets for the ``nbp`` rows.
 
 Each workload is a function ``Config -> list[Row]`` in :data:`WORKLOADS`. The run workloads
-time ``p.run(report=False)`` on a pipeline built fresh (untimed) for every repetition, side by
+time ``p.run(report=False, progress=False)`` on a pipeline built fresh (untimed) for every repetition, side by
 side with :mod:`benchmarks.baselines`; pipelines are built through the public builder only.
 """
 
@@ -102,8 +102,8 @@ def sleeper(seconds: float) -> Body:
 
 
 def nbp_run(build: Callable[[], nbp.Pipeline]) -> Callable[[], Thunk]:
-    """Prepare ``p.run(report=False)`` on a freshly built pipeline."""
-    return lambda: partial(build().run, report=False)
+    """Prepare ``p.run(report=False, progress=False)`` on a freshly built pipeline."""
+    return lambda: partial(build().run, report=False, progress=False)
 
 
 def nbp_simulate(build: Callable[[], nbp.Pipeline]) -> Callable[[], Thunk]:
@@ -147,7 +147,9 @@ def side_by_side(
         prepares = {"nbp": nbp_run(build), "threadpool": constant(partial(on_pool, pool))}
         if capped:
             limit = pool._max_workers  # the baseline's own size (ThreadPoolExecutor's default rule)
-            prepares["nbp-capped"] = lambda: partial(build().run, report=False, max_workers=limit)
+            prepares["nbp-capped"] = lambda: partial(
+                build().run, report=False, progress=False, max_workers=limit
+            )
         if missing is None:
             prepares["dask-threads"] = constant(on_dask)
         results: dict[str, Result] = {**time_side_by_side(prepares, cfg.repeat, {"nbp": succeeded})}
@@ -291,7 +293,7 @@ def dask_wide(cfg: Config) -> list[Row]:
         executor = nbp.DaskExecutor(client)
 
         def prepare() -> Thunk:
-            return partial(block_pipeline(n, noop).run, report=False, executor=executor)
+            return partial(block_pipeline(n, noop).run, report=False, progress=False, executor=executor)
 
         prepares = {"nbp-dask": prepare, "dask-map": constant(partial(dask_map, client, n))}
         results = time_side_by_side(prepares, cfg.repeat, {"nbp-dask": succeeded})

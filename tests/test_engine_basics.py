@@ -342,7 +342,7 @@ def test_R16_the_exception_chooses_the_error_type(exc, error_type, error):
 
 
 def test_a_failed_run_returns_its_trace_and_prints_a_summary_to_stderr(capsys):
-    trace = failing_pipeline().run(run_id="failing")
+    trace = failing_pipeline().run(run_id="failing", progress=False)  # the summary alone
     assert row(trace, "pipeline")["status"] == "Failed"
     assert nbp.last_trace() is trace
     err = capsys.readouterr().err
@@ -355,7 +355,7 @@ def test_a_failed_run_returns_its_trace_and_prints_a_summary_to_stderr(capsys):
 
 
 def test_report_false_prints_nothing(capsys):
-    failing_pipeline().run(report=False)
+    failing_pipeline().run(report=False, progress=False)
     assert capsys.readouterr().err == ""
 
 
@@ -363,7 +363,7 @@ def test_a_successful_run_prints_no_summary(capsys):
     p = nbp.Pipeline("p")
     with p.stage("s") as s:
         s.step("x", run=sleeper(0.001))
-    p.run()
+    p.run(progress=False)  # the text progress is a view of its own (tests/test_widgets.py)
     assert capsys.readouterr().err == ""
 
 

@@ -282,9 +282,9 @@ def test_R26_check_raises_RunFailed_carrying_the_trace():
 
 
 def test_R26_report_prints_a_summary_only_when_the_run_is_not_green(capsys: pytest.CaptureFixture):
-    _pipeline_ending("Success").run()
+    _pipeline_ending("Success").run(progress=False)
     assert capsys.readouterr().err == ""
-    _pipeline_ending("Expired").run()
+    _pipeline_ending("Expired").run(progress=False)
     err = capsys.readouterr().err
     assert "ended Expired" in err and "steps.g.steps.a — Expired (Timeout)" in err
 

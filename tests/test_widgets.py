@@ -334,18 +334,19 @@ def run_script(progress: str, stderr=subprocess.PIPE) -> subprocess.CompletedPro
     )  # fmt: skip
 
 
-def test_outside_a_notebook_run_prints_one_line_of_text_progress_and_runs_no_widget_code():
-    done = run_script("True")
+@pytest.mark.parametrize("progress", ["None", "True"])
+def test_outside_a_notebook_run_prints_one_line_of_text_progress_and_runs_no_widget_code(progress):
+    done = run_script(progress)  # stderr is a pipe, as in CI: the default shows progress too
     assert done.stdout.strip() == "loaded: []"  # no ipywidgets, no IPython, no live view
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("plain: 2/2 steps done · Success 2 · ")
     assert lines[0].endswith(" · Success")
+    assert "\r" not in done.stderr  # off a terminal: plain lines, nothing redrawn in place
 
 
-def test_outside_a_notebook_the_default_is_quiet_off_a_terminal_and_progress_false_is_quiet():
-    for progress in ("None", "False"):
-        done = run_script(progress)
-        assert done.stderr == "" and done.stdout.strip() == "loaded: []"
+def test_outside_a_notebook_progress_false_is_quiet():
+    done = run_script("False")
+    assert done.stderr == "" and done.stdout.strip() == "loaded: []"
 
 
 def test_outside_a_notebook_the_default_draws_the_line_in_place_on_a_terminal():

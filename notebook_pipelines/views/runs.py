@@ -6,9 +6,10 @@ knows nothing of progress or widgets. Each attaches a :class:`~.progress.RunStat
 a view of it:
 
 - in a Jupyter kernel, the live widget (:mod:`.live`, imported only then);
-- elsewhere, with ``progress=None`` (the default), a one-line text progress on stderr when
-  stderr is a terminal, nothing when it is not (logs, pipes, tests); ``progress=True`` prints
-  the text progress there too; ``progress=False`` shows nothing anywhere.
+- elsewhere (plain Python, the CLI, CI), a one-line text progress on stderr: redrawn in place
+  on a terminal; off a terminal (a log, a pipe) a line every 10 s while the run goes and one
+  when it ends, so a short run adds one line. No widget code runs there;
+- ``progress=False`` shows nothing anywhere.
 
 :func:`start` runs the scheduler in a background thread and returns a :class:`RunHandle` at
 once: ``cancel()``, ``wait()``, ``trace``, ``status``, ``done``, ``intervene()``; its rich
@@ -66,9 +67,8 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
 
     Args:
         pipeline: a Pipeline (validated first) or its Plan.
-        progress: ``None`` (default): the live widget in a notebook, a text line on a terminal,
-            nothing otherwise; ``True``: the widget in a notebook, the text line anywhere else;
-            ``False``: nothing.
+        progress: ``None`` or ``True`` (default: show it): the live widget in a notebook, the
+            one-line text progress on stderr anywhere else; ``False``: nothing.
         listeners: more engine listeners.
         **options: the options of :func:`notebook_pipelines.engine.scheduler.run` (``run_id``,
             ``executor``, ``max_workers``, ``on_intervention``, ``namespace``, ``check``, ``report``).
@@ -84,7 +84,7 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
     _check_progress(progress)
     plan = _prepare(pipeline)
     listeners = list(listeners)
-    if _wants_view(progress):  # else nothing is attached: a script's run() is the engine's alone
+    if _wants_view(progress):  # progress=False: nothing is attached, the run is the engine's alone
         state = RunState(plan)
         _attach_view(state, progress, handle=None)
         listeners.insert(0, state)
@@ -102,9 +102,7 @@ def _run_id(trace: Any) -> str | None:
 
 
 def _wants_view(progress: bool | None) -> bool:
-    import sys
-
-    return progress is not False and (progress is True or in_kernel() or sys.stderr.isatty())
+    return progress is not False
 
 
 def _attach_view(state: RunState, progress: bool | None, handle: RunHandle | None) -> Any:
