@@ -9,8 +9,13 @@ ipywidgets) and shows:
   elapsed time, updated at most ten times a second, and once more at the end;
 - the manual interventions waiting (R20, D12): the allowed choices as buttons and the time
   left; a click answers the request (the run resumes);
-- a Cancel button (for a run started with ``p.start()``: the kernel is free to take the click);
+- a Cancel button;
 - each step's captured output, on demand (pick the step).
+
+The buttons work in a foreground ``p.run()`` too: their messages are handled on a kernel
+subshell of this package (:mod:`.kernel_comms`) while the main thread runs the pipeline.
+Where the kernel has no subshells, only a run started with ``p.start()`` takes the clicks
+(the kernel is free then), and the view says so.
 
 Updates come on the engine's loop thread (or a throttle's timer thread); ipywidgets sends them
 to the frontend as comm messages, which is safe from any thread with ipykernel ≥ 6. Headless
@@ -26,6 +31,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..definition.durations import format_duration
+from .kernel_comms import answer_off_main_thread
 from .progress import RunState, Throttle
 from .rendering import _UNKNOWN_STYLE, STATUS_STYLES, GraphvizMissing, fit_svg, outline, to_svg
 
@@ -68,19 +74,22 @@ class LiveView(widgets.VBox):
         self.counts = widgets.HTML()
         self.picture = widgets.HTML()
         self.interventions = widgets.VBox()
-        self.cancel_button = widgets.Button(
-            description="Cancel",
-            button_style="danger",
-            icon="stop",
-            disabled=handle is None,
-            tooltip="abort the run" if handle is not None else "use the kernel's Interrupt (■) to stop run()",
-        )
+        self.cancel_button = widgets.Button(description="Cancel", button_style="danger", icon="stop")
         self.cancel_button.on_click(self._on_cancel)
         self.step_picker = widgets.Dropdown(options=[("(pick a finished step)", None)], description="output")
+        # in a kernel with subshells the clicks are taken while run() keeps the main thread busy
+        self.routed = answer_off_main_thread([self.cancel_button, self.step_picker])
+        #: the buttons answer: a run in the background, or clicks routed off the main thread
+        self.interactive = handle is not None or self.routed
+        self.cancel_button.disabled = not self.interactive
+        self.cancel_button.tooltip = (
+            "abort the run" if self.interactive else "use the kernel's Interrupt (■) to stop run()"
+        )
         self.step_output = widgets.HTML()
         self.step_picker.observe(self._on_pick, names="value")
         self._buttons: dict[int, widgets.Widget] = {}  # step index → its intervention box
         self._tick: threading.Timer | None = None
+        self._cancel_pending = False  # a foreground run's Cancel clicked before it started
         super().__init__(
             children=[
                 self.header,
@@ -107,6 +116,8 @@ class LiveView(widgets.VBox):
     # -- updates ------------------------------------------------------------------------------
     def changed(self, final: bool) -> None:
         """The run state changed (an engine event): redraw, throttled; at the end, at once."""
+        if self._cancel_pending:
+            self._send_cancel()
         if final:
             self.text_updates.flush(close=True)
             self.picture_updates.flush(close=True)
@@ -127,7 +138,7 @@ class LiveView(widgets.VBox):
         self.progress.value = done
         self.progress.bar_style = "" if not state.done else "success" if status == "Success" else "danger"
         self.counts.value = status_chips(state.counts())
-        self.cancel_button.disabled = self.handle is None or state.done
+        self.cancel_button.disabled = not self.interactive or state.done
         self._show_requests(requests)
         self._offer_logs(logs)
 
@@ -163,6 +174,7 @@ class LiveView(widgets.VBox):
             button = widgets.Button(description=choice, tooltip=f"answer {choice}")
             button.on_click(lambda b, c=choice, r=request: self._answer(r, c))
             buttons.append(button)
+        answer_off_main_thread(buttons)
         clock = widgets.HTML()
         box = widgets.VBox([label, widgets.HBox(buttons), clock])
         box.request, box.buttons, box.clock = request, buttons, clock
@@ -176,7 +188,7 @@ class LiveView(widgets.VBox):
 
         left = max(0.0, request.timeout - (time.monotonic() - entry[1]))
         then = getattr(request.action.on_timeout, "type", "?")
-        if self.handle is None:
+        if not self.interactive:
             how = "(the kernel is busy with run(): the buttons answer only in a run made with p.start())"
         else:
             how = ""
@@ -199,10 +211,26 @@ class LiveView(widgets.VBox):
 
     # -- cancel and output ----------------------------------------------------------------------
     def _on_cancel(self, _button: Any = None) -> None:
+        """Abort the run (R21, E15): through the handle, or the foreground run's scheduler."""
+        if not self.interactive:
+            return
         if self.handle is not None:
             self.handle.cancel()
-            self.cancel_button.disabled = True
-            self.cancel_button.description = "Cancelling"
+        else:
+            self._cancel_pending = True
+            self._send_cancel()
+        self.cancel_button.disabled = True
+        self.cancel_button.description = "Cancelling"
+
+    def _send_cancel(self) -> None:
+        """A foreground run's cancel goes to its scheduler (thread-safe: posted to its loop),
+        once it has one: a click before the run started is sent at the run's first event."""
+        with self.state.lock:
+            scheduler, send = self.state.scheduler, self._cancel_pending and not self.state.done
+            if scheduler is None or not send:
+                return
+            self._cancel_pending = False
+        scheduler.cancel("cancelled by the user")
 
     def _offer_logs(self, logs: list[tuple[int, int]]) -> None:
         nodes = self.state.plan.nodes

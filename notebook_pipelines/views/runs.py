@@ -75,9 +75,10 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
 
     In a notebook the view shows the run as it goes (picture, progress bar, counts, elapsed
     time, each step's output) and its final state after; the kernel's Interrupt (■) stops the
-    run (``RunInterrupted`` with the partial trace). The kernel is busy during ``run()``, so the
-    view's buttons (Cancel, a manual intervention's choices) answer only in a run started with
-    :func:`start`.
+    run (``RunInterrupted`` with the partial trace). The view's buttons (Cancel, a manual
+    intervention's choices) answer while ``run()`` keeps the kernel busy: their clicks are
+    handled on a kernel subshell (ipykernel ≥ 7.4; elsewhere only in a run made with
+    :func:`start`).
     """
     from ..engine.scheduler import run as engine_run
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from browser.labdriver import (
+    CELLS_JS,
     SHOTS,
     Lab,
     Problems,
@@ -167,6 +168,39 @@ def test_R20_D12_a_click_on_an_intervention_choice_lets_the_run_continue_to_its_
             " handle.status)",
         )
         assert said.strip() == "[1, 2] ['Retry'] ['Failed', 'Success', 'Success'] Success", said
+        assert problems.unexpected() == [], problems.all
+    finally:
+        context.close()
+
+
+KERNEL_STATUS_JS = "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+#: the run cell (index 2) has no execution count yet: it has not ended
+RUNNING_JS = "() => window.jupyterapp.shell.currentWidget.content.widgets[2].model.executionCount === null"
+
+
+def test_R20_D12_a_click_answers_a_foreground_run_while_the_kernel_is_busy(browser: Any, lab: Lab):
+    """``p.run()`` keeps the kernel busy; the click is still taken (a kernel subshell)."""
+    cells = [*INTERVENTION[:2], 't = p.run(run_id="foreground")  # the kernel is busy until it ends']
+    cells.append("print(calls, list(t[t.kind == 'step'].status), t.loc[0, 'status'])")
+    write_notebook(lab.notebooks / "foreground.ipynb", cells)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        problems = Problems(page)
+        open_notebook(page, lab, "foreground.ipynb")
+        page.evaluate(CELLS_JS)  # number the cells for the locators
+        # run all without awaiting the command: its promise ends with the cells, after the click
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        out = check_widget(page, 2)
+        retry = out.get_by_role("button", name="Retry")
+        retry.wait_for(timeout=30_000)
+        assert page.evaluate(RUNNING_JS) is True  # run() still holds the kernel: its cell runs
+        assert "p.start()" not in out.inner_text()  # the view does not send the person elsewhere
+        retry.click()
+        last = page.locator("[data-nb-idx='3'] .jp-OutputArea-output").first
+        last.wait_for(timeout=30_000)  # the run ended, the next cell ran
+        assert last.inner_text().strip() == "[1, 2] ['Failed', 'Success', 'Success'] Success"
+        assert page.evaluate(KERNEL_STATUS_JS) in ("idle", "busy")  # a live kernel, not dead
         assert problems.unexpected() == [], problems.all
     finally:
         context.close()
