@@ -127,7 +127,7 @@ def answer_off_main_thread(widgets: Iterable[Any]) -> bool:
     if sid is None:
         return False
     for comm in comms:
+        comm._nbp_subshell = sid  # first: the shell channel thread may route a message any time
         if type(comm) not in _ROUTED.values():
             comm.__class__ = _routed_class(type(comm))
-        comm._nbp_subshell = sid
     return True
