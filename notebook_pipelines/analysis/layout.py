@@ -1107,6 +1107,8 @@ class _Design:
 
         add("best", dict(best_stage), every_top=True)
         for strategy in ("levels", "late levels", "lanes", "series-parallel", "best lanes"):
+            if not any(strategy in per_stage[s.id] for s in self.stages):
+                continue  # (e.g. "best lanes" only exists under max_parallel)
             trees = {
                 s.id: per_stage[s.id].get(strategy)
                 or (original[s.id] if fits(original[s.id]) else best_stage[s.id])
