@@ -834,6 +834,27 @@ def test_suggest_writes_the_best_layout_as_harness_yaml(capsys, tmp_path):
     assert code == 0 and "lower bound 6 s, at most 2 at once" in text and "1. best: 6 s" in text
 
 
+def test_R11_suggest_across_stages_puts_unordered_stages_side_by_side(capsys, tmp_path):
+    # stages x (step a 2 s) and y (step b 3 s), independent: as written 5 s; the stage order
+    # is kept by default (nothing faster), with --across-stages [x ‖ y] = 3 s
+    stage = (
+        "    - stage:\n        identifier: {0}\n        type: Custom\n        spec:\n"
+        "          execution:\n            steps:\n              - step: {{identifier: {1}}}\n"
+    )
+    src = tmp_path / "p.yaml"
+    head = "pipeline:\n  identifier: p\n  stages:\n"
+    src.write_text(head + stage.format("x", "a") + stage.format("y", "b"))
+    durations = tmp_path / "d.yaml"
+    durations.write_text("a: 2s\nb: 3s\n")
+    code, text, _ = cli(capsys, "suggest", src, "--durations", durations)
+    assert code == 0 and "lower bound 5 s" in text and "no faster layout" in text
+    assert "across_stages=True" in text
+    out = tmp_path / "better.yaml"
+    code, text, _ = cli(capsys, "suggest", src, "--durations", durations, "--across-stages", "-o", out)
+    assert code == 0 and "1. best + stages in levels: 3 s" in text
+    assert [sorted(it.ids) for it in nbp.load_yaml(out).stages] == [["x", "y"]]
+
+
 def test_suggest_exit_codes(capsys, tmp_path):
     src = tmp_path / "p.yaml"
     src.write_text(pipeline_yaml("{identifier: a}", "{identifier: b}"))

@@ -754,3 +754,11 @@ def test_pipeline_suggest_returns_the_design_assistants_suggestions(
         shell.run_line_magic("pipeline", "suggest --constraint build")
     with pytest.raises(UsageError, match="no step, step group or stage 'nope'"):
         shell.run_line_magic("pipeline", "suggest --constraint build:nope")
+    # a second stage: kept after s by default, beside it with --across-stages (R11)
+    cell(shell, capsys, "%stage t")
+    cell(shell, capsys, "%%step later --duration 5s\npass")
+    assert shell.run_line_magic("pipeline", "suggest")[0].makespan_s == 10
+    found = shell.run_line_magic("pipeline", "suggest --across-stages")
+    assert found[0].makespan_s == 5
+    with pytest.raises(UsageError, match="--across-stages does not apply"):
+        shell.run_line_magic("pipeline", "simulate --across-stages")

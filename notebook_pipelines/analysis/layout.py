@@ -6,21 +6,37 @@ Harness can express, each simulated with the same durations as the original.
 **Units.** Inside a stage the units are the items of its execution list (a parallel block
 counts as its members): a step, or a step group kept whole (its settings, rollback list and
 looping strategy stay with it; looped nodes are units, R46–R54). At the pipeline level the
-units are the stages. Rollback lists are copied unchanged; steps never leave their stage.
+units are the stages. Rollback lists are copied unchanged.
+
+**Stage boundaries.** Steps never leave their stage, not even with ``across_stages=True``: a
+stage carries settings its steps run under — failure strategies and rollback (R7, R35),
+variables (``<+stage.variables.x>``), infrastructure and resource key (D8), its ``when`` and
+looping strategy — so a step moved to another stage would run differently. By default the
+stages also keep their written layout (the order is a dependency, and the bound counts it).
+``across_stages=True`` lets stages that nothing orders share parallel blocks of stages (R11):
+a stage still runs after every stage it reads an output or status of (a step reference, or
+the stage's own ``when``), after the first of a user constraint, and stages that share a
+resource key queue in list order (D8); stages that meet at a barrier stay in one parallel
+block (R56, R58). Harness has no group of stages, so a stage-level layout is a series of
+parallel blocks (levels, ASAP and ALAP): a chain of two stages cannot run beside a third one
+and the bound (the longest chain) may not be reachable — ``gap`` says by how much.
 
 **Dependencies** (what a layout must keep, everything else is relaxed and listed):
 
 * every ``<+…>`` reference that reads a *finished value* — an output or a status — in a
-  ``when`` condition, a retry condition, an input or a typed step's spec (R44, R45): the
-  reader's unit runs after the unit that holds the target; names, identifiers and variables
-  are part of the definition and order nothing. The references are walked by the same
-  walker validation uses (:func:`~notebook_pipelines.definition.references.locate`);
+  ``when`` condition, a retry condition, an input or a typed step's spec (R44, R45), a
+  looping strategy (a matrix axis or repeat list resolved when the node starts, R49, R50) or
+  a timeout: the reader's unit runs after the unit that holds the target; names,
+  identifiers and variables are part of the definition and order nothing. The references
+  are walked by the same walker validation uses
+  (:func:`~notebook_pipelines.definition.references.locate`);
 * a unit whose ``when`` is not the default ``Success`` (a ``Failure``/``All`` step, such as a
   cleanup or a notification, R29/R30), and a Barrier step (R55), keep every unit before them
   before them and every unit after them after them;
 * user constraints ``("build", "deploy")``: ``deploy`` never starts before ``build`` ends
   (identifiers of steps, step groups or stages);
-* resource keys (D8): stages sharing a key never overlap, and the estimate knows it.
+* resource keys (D8): stages sharing a key never overlap, and the estimate knows it;
+* with the default ``across_stages=False``, the written order of the stages.
 
 **Layouts Harness can express** (R4, R5, R11, R12, D1): a stage is a serial list of items, an
 item is a unit or a parallel block, and a parallel block holds units or *new* step groups,
@@ -44,10 +60,27 @@ several embeddings and keeps the best by estimate, then by simulation:
   reports ``bound_s`` — the longest dependency chain, and the total work ÷ ``max_parallel``
   — and ``gap`` (how far above it the makespan is).
 
+``max_parallel`` caps the whole pipeline, not each stage: stages share a parallel block
+(with ``across_stages=True``) only while their layouts' widths add up to at most the cap,
+and stages written side by side whose layouts together exceed it run one after another in
+the written order. The width counts units: a step group or a looped step counts as one
+(its inside keeps its own layout), and a looped stage fills the cap. The bound is over the
+same dependencies: each stage takes at least its longest chain and its work ÷ the cap,
+chained along the stage order (written, or the stage dependencies with ``across_stages``).
+
 References to a step that moves into a new group are rewritten (its FQN gains
-``.steps.GROUP`` — R42). A candidate that does not validate is dropped; the layouts respect
-the dependencies by construction, and ``tests/test_layout.py`` checks every suggestion's
-simulated trace (each dependency's second starts after its first ends).
+``.steps.GROUP`` — R42) wherever a ``<+…>`` can live — conditions, retry conditions and every
+other field of a failure strategy, inputs, spec, variables, looping strategies, timeouts,
+rollback steps — through one walk, :func:`rewrite_expressions`. A candidate that does not
+validate is dropped; the layouts respect the dependencies by construction, and
+``tests/test_layout.py`` checks every suggestion's simulated trace (each dependency's second
+starts after its first ends).
+
+**Distinct suggestions.** Candidates are compared by :func:`layout_key` (parallel blocks as
+sets, new step groups by what they hold, not their names): a layout found by two strategies
+is simulated once. Of suggestions with the same makespan only the one that relaxes the fewest
+orderings is kept (then the one with fewer new groups): another with the same time is no
+better. At most ``MAX_SUGGESTIONS`` are returned.
 """
 
 from __future__ import annotations
@@ -63,7 +96,7 @@ from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup, verb
 from ..definition.references import KNOWN_ROOTS, LOOP_ROOTS, expressions_of, locate
 from ..errors import PipelineError
 
-__all__ = ["Suggestion", "Suggestions", "suggest_layout"]
+__all__ = ["Suggestion", "Suggestions", "rewrite_expressions", "suggest_layout"]
 
 #: attribute paths that read the definition, not the run: they order nothing
 _STATIC_ATTRIBUTES = ("variables", "name", "identifier", "description", "type")
@@ -121,12 +154,19 @@ def _estimate(tree: tuple, weight: Sequence[float], resource: Sequence[Any]) -> 
     return max([*free, *queued.values()], default=0.0)
 
 
-def _width(tree: tuple) -> int:
-    """How many units can run at once in ``tree``."""
+def _width(tree: tuple, unit_width: Sequence[int] | None = None) -> int:
+    """How many units (or ``unit_width[u]`` each) can run at once in ``tree``."""
     if tree[0] == "unit":
-        return 1
-    widths = [_width(part) for part in tree[1]]
+        return 1 if unit_width is None else unit_width[tree[1]]
+    widths = [_width(part, unit_width) for part in tree[1]]
     return sum(widths) if tree[0] == "par" else max(widths)
+
+
+def _together(tree: tuple, groups: Sequence[frozenset[int]]) -> bool:
+    """Whether each group of units sits in one parallel block of ``tree`` (a series of blocks)."""
+    parts = tree[1] if tree[0] == "series" else [tree]
+    blocks = [set(_units_of(part)) for part in parts]
+    return all(any(group <= block for block in blocks) for group in groups)
 
 
 def _ordered_pairs(tree: tuple) -> set[tuple[int, int]]:
@@ -154,6 +194,7 @@ class _Graph:
         self.weight = weight
         self.resource = resource
         self.kinds = kinds  # "step" | "group" | "stage": only steps go into new groups
+        self.widths = [1] * n  # how many steps a unit runs at once (for max_parallel)
         self.preds: list[set[int]] = [set() for _ in range(n)]
 
     def edge(self, u: int, v: int) -> None:
@@ -222,14 +263,19 @@ def _alap_levels(g: _Graph, units: list[int]) -> list[list[int]]:
 
 
 def _levels_tree(g: _Graph, levels: list[list[int]], cap: int | None) -> tuple:
+    """Levels in series; with ``cap``, a level too wide is cut into blocks (longest first) that
+    each run at most ``cap`` at once (a unit wider than ``cap`` has a block of its own)."""
     parts = []
     for level in levels:
-        if cap is None or len(level) <= cap:
+        if cap is None or sum(g.widths[u] for u in level) <= cap:
             parts.append(_par([_unit(u) for u in level]))
             continue
-        longest_first = sorted(level, key=lambda u: (-g.weight[u], u))
-        for i in range(0, len(longest_first), cap):
-            parts.append(_par([_unit(u) for u in sorted(longest_first[i : i + cap])]))
+        blocks: list[list[int]] = []
+        for u in sorted(level, key=lambda u: (-g.weight[u], u)):
+            if not blocks or sum(g.widths[x] for x in blocks[-1]) + g.widths[u] > cap:
+                blocks.append([])
+            blocks[-1].append(u)
+        parts.extend(_par([_unit(u) for u in sorted(block)]) for block in blocks)
     return _series(parts)
 
 
@@ -525,6 +571,7 @@ class Suggestion:
             as ``(first, second)`` identifiers — pin those that hide a side effect with
             ``constraints=``.
         strategy: how the layout was found (``levels``, ``lanes``, ``series-parallel``…).
+        new_groups: the step groups the layout adds, as ``(stage id, group id)``.
     """
 
     pipeline: Pipeline
@@ -535,9 +582,15 @@ class Suggestion:
     relaxed: list[tuple[str, str]]
     strategy: str
     trace: Any = dataclasses.field(default=None, repr=False)
+    new_groups: frozenset = dataclasses.field(default=frozenset(), repr=False)
 
     @property
     def gap(self) -> float:
+        """How far above ``bound_s`` the makespan is (0.25: 25 % above). The bound keeps the
+        same dependencies as the search (the stage order too, unless ``across_stages``), but
+        not the shape Harness imposes (no group of stages, no nested groups under
+        ``classic``) nor that scheduling under ``max_parallel`` is NP-hard: a gap is not
+        always reachable."""
         return self.makespan_s / self.bound_s - 1.0 if self.bound_s > 0 else 0.0
 
     def to_yaml(self, path: Any = None) -> str:
@@ -554,7 +607,10 @@ class Suggestion:
 class Suggestions(list):
     """The suggestions, best first; ``original_s`` and ``bound_s`` for reference.
 
-    Shows as a table in a notebook (and the best layout's picture beside the original's).
+    ``notes`` say what the search kept fixed (stages in their order without
+    ``across_stages=True``, stages that meet at barriers, how ``max_parallel`` treats stages);
+    the bound counts those as dependencies. Shows as a table in a notebook (and the best
+    layout's picture beside the original's).
     """
 
     def __init__(
@@ -564,12 +620,14 @@ class Suggestions(list):
         original_s: float,
         bound_s: float,
         max_parallel: int | None,
+        notes: Sequence[str] = (),
     ):
         super().__init__(items)
         self.original = original
         self.original_s = original_s
         self.bound_s = bound_s
         self.max_parallel = max_parallel
+        self.notes = list(notes)
 
     @property
     def best(self) -> Suggestion | None:
@@ -594,6 +652,7 @@ class Suggestions(list):
         cap = f", at most {self.max_parallel} at once" if self.max_parallel else ""
         lines = [
             f"original {self.original.id!r}: {self.original_s:g} s; lower bound {self.bound_s:g} s{cap}",
+            *(f"({note})" for note in self.notes),
         ]
         if not self:
             lines.append("no faster layout found")
@@ -638,13 +697,17 @@ def suggest_layout(
             ("make my last run faster").
         constraints: ``(first, second)`` identifiers: ``second`` never starts before ``first``
             ends.
-        max_parallel: at most this many steps at once (stages then run one after another).
+        max_parallel: at most this many units at once in the whole pipeline (a step group or
+            a looped step counts as one; see the module notes).
         rules: ``"classic"`` or ``"current"`` (default: the pipeline's); new groups never nest.
-        across_stages: moving steps between stages is not supported; ``True`` is refused.
+        across_stages: ``False`` (the default) keeps the stages' written layout; ``True`` lets
+            stages that no dependency orders run in parallel blocks of stages (R11). Steps
+            never move between stages (a stage's settings would change how they run).
 
     Returns:
-        :class:`Suggestions` (a list of :class:`Suggestion`, best first; empty when nothing
-        beats the original), with ``original_s`` and ``bound_s``.
+        :class:`Suggestions` (a list of :class:`Suggestion`, best first, distinct layouts, one
+        per makespan; empty when nothing beats the original), with ``original_s``,
+        ``bound_s`` and ``notes`` (what the search kept fixed).
 
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")
@@ -658,8 +721,6 @@ def suggest_layout(
     from ..engine.simulation import simulate
     from .whatif import measured, plan_for
 
-    if across_stages:
-        raise LayoutError("across_stages=True is not supported: steps stay in their stage")
     if p is None:
         if trace is None:
             raise LayoutError("suggest_layout needs a pipeline, or a trace= of one")
@@ -687,15 +748,20 @@ def suggest_layout(
                     f"constraint ({a!r}, {b!r}): no step, step group or stage {name!r} in {p.id!r}"
                 )
     deps = _references(plan)
-    design = _Design(p, plan, rows, deps, pairs, max_parallel)
+    design = _Design(p, plan, rows, deps, pairs, max_parallel, bool(across_stages))
     found = []
     seen = {design.signature(design.original_layouts())}
+    layouts_seen = {layout_key(p)}
     for strategy, layouts in design.designs():
         signature = design.signature(layouts)
         if signature in seen:
             continue
         seen.add(signature)
         candidate, moved = design.build(layouts)
+        key = layout_key(candidate, _new_groups(moved))
+        if key in layouts_seen:  # the same layout by another route (or the original itself)
+            continue
+        layouts_seen.add(key)
         try:
             candidate.validate()
         except PipelineError:
@@ -704,20 +770,70 @@ def suggest_layout(
         makespan = _makespan(sim)
         if makespan >= original_s - 1e-9:
             continue
-        found.append(
-            Suggestion(
-                candidate,
-                makespan,
-                original_s / makespan if makespan > 0 else math.inf,
-                design.bound,
-                design.changes(layouts, moved),
-                design.relaxed(layouts),
-                strategy,
-                sim,
-            )
+        suggestion = Suggestion(
+            candidate,
+            makespan,
+            original_s / makespan if makespan > 0 else math.inf,
+            design.bound,
+            design.changes(layouts, moved),
+            design.relaxed(layouts),
+            strategy,
+            sim,
+            frozenset(_new_groups(moved)),
         )
-    found.sort(key=lambda s: (s.makespan_s, len(s.relaxed), s.strategy))
-    return Suggestions(found[:MAX_SUGGESTIONS], p, original_s, design.bound, max_parallel)
+        found.append(suggestion)
+    found.sort(key=lambda s: (s.makespan_s, len(s.relaxed), len(s.new_groups), s.strategy))
+    kept: list[Suggestion] = []
+    for s in found:  # a tie in makespan is no better unless it relaxes fewer orderings
+        if not any(_same_time(k.makespan_s, s.makespan_s) and len(k.relaxed) <= len(s.relaxed) for k in kept):
+            kept.append(s)
+    return Suggestions(kept[:MAX_SUGGESTIONS], p, original_s, design.bound, max_parallel, design.notes)
+
+
+def _same_time(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def _new_groups(moved: Mapping[str, str]) -> set[tuple[str, str]]:
+    """``(stage id, group id)`` of the new groups, from ``{new FQN: old FQN}`` of moved steps."""
+    out = set()
+    for new in moved:
+        stage = new.split(".", 3)[2]
+        out.add((stage, new.rsplit(".steps.", 1)[0].rsplit(".", 1)[1]))
+    return out
+
+
+def layout_key(p: Pipeline, new_groups: Iterable[tuple[str, str]] = ()) -> tuple:
+    """The canonical form of ``p``'s layout: equal for two layouts that run the same way.
+
+    Parallel blocks are sets (their list order does not matter, R5/R11), the new step groups
+    ``new_groups`` (``(stage id, group id)``) are known by what they hold, not their names;
+    everything else by its identifier (an existing group's inside never changes).
+
+    >>> import notebook_pipelines as nbp
+    >>> def two(first, second):
+    ...     p = nbp.Pipeline("p")
+    ...     with p.stage("s") as s:
+    ...         with s.parallel():
+    ...             with s.step_group(first) as g:
+    ...                 _ = g.step("a")
+    ...             _ = s.step("b")
+    ...     return p
+    >>> layout_key(two("lane_1", "x"), {("s", "lane_1")}) == layout_key(two("lane_2", "y"), {("s", "lane_2")})
+    True
+    """
+    new = set(new_groups)
+
+    def item(x: Any, stage: str) -> Any:
+        if isinstance(x, Parallel):
+            return ("parallel", tuple(sorted((item(m, stage) for m in x.items), key=repr)))
+        if isinstance(x, Stage):
+            return ("stage", x.id, tuple(item(m, x.id) for m in x.items))
+        if isinstance(x, StepGroup) and (stage, x.id) in new:
+            return ("new group", tuple(item(m, stage) for m in x.items))
+        return x.id
+
+    return tuple(item(x, "") for x in p.stages)
 
 
 def _constraint(c: Any) -> tuple[str, str]:
@@ -760,9 +876,14 @@ def _references(plan: Any) -> list[tuple[Any, Any]]:
     """``(reader, target)`` plan nodes for every reference that reads a finished value."""
     out = []
     for node in plan.nodes:
-        for where, text, _strict in expressions_of(node):
+        texts = [(text, "condition" in where) for where, text, _strict in expressions_of(node)]
+        # what validation does not walk but the run reads: a looping strategy resolved when the
+        # node starts (matrix axes, repeat items, R49-R51) and an expression timeout (R59)
+        for attr in ("strategy", "timeout"):
+            rewrite_expressions(getattr(node, attr), lambda t, c, seen=texts: seen.append((t, c)) or t)
+        for text, condition in texts:
             try:
-                parsed = parse_condition(text) if "condition" in where else parse_template(text)
+                parsed = parse_condition(text) if condition else parse_template(text)
             except PipelineError:
                 continue
             for ref in parsed.references:
@@ -793,8 +914,11 @@ def _top(node: Any, kind: str) -> Any:
 class _Design:
     """The graphs of one pipeline (stage level and each stage's items) and their layouts."""
 
-    def __init__(self, p: Pipeline, plan: Any, rows: dict, deps: list, pairs: list, cap: int | None):
+    def __init__(
+        self, p: Pipeline, plan: Any, rows: dict, deps: list, pairs: list, cap: int | None, across: bool
+    ):
         self.p, self.plan, self.cap = p, plan, cap
+        self.notes: list[str] = []
         self.stages: list[Stage] = [
             m for item in p.stages for m in (item.items if isinstance(item, Parallel) else [item])
         ]
@@ -830,6 +954,26 @@ class _Design:
             g.edge(self_index[ti.id], self_index[ri.id])
         for a, b in pairs:
             self._constrain(a, b, stage_index)
+        # the stage level: kept as written unless across_stages=True (then stages that nothing
+        # orders share parallel blocks). Stages that meet at a barrier stay in one parallel
+        # block: before or after each other they would deadlock (R56, R58, E12)
+        self.across = across and self.top.n > 1
+        meet: dict[str, set[int]] = {}
+        for n in plan.nodes:
+            if n.barrier is not None and n.stage is not None:
+                meet.setdefault(n.barrier, set()).add(stage_index[n.stage.id])
+        self.meet = [frozenset(v) for v in meet.values() if len(v) > 1]
+        if self.across and self.meet:
+            self.notes.append("stages that meet at a barrier stay in one parallel block (R56)")
+        elif not across and self.top.n > 1:
+            self.notes.append("stages keep their order (across_stages=True lets them run side by side)")
+        if not self.across:  # the written order is a dependency: the bound keeps it too
+            for u, v in _ordered_pairs(self.top_original):
+                self.top.edge(u, v)
+        if cap and self.across:
+            self.notes.append(
+                f"stages share a parallel block only while their layouts together run at most {cap} at once"
+            )
         self.bound = self._bound()
 
     def _barriers(self) -> None:
@@ -849,12 +993,6 @@ class _Design:
                     or (isinstance(n, Step) and n.type == "Barrier")
                 ),
             )
-        # a stage whose steps use a barrier waits for partners: keep those stages where they are
-        for i, s in enumerate(self.stages):
-            g, nodes = self.graphs[s.id]
-            if any(isinstance(n, Step) and n.type == "Barrier" for n in nodes):
-                for u in range(self.top.n):
-                    self.top.edge(u, i) if u < i else self.top.edge(i, u)
 
     def _constrain(self, a: str, b: str, stage_index: dict) -> None:
         where = {}
@@ -909,28 +1047,31 @@ class _Design:
 
     def designs(self) -> list[tuple[str, dict[str, tuple]]]:
         original = self.original_layouts()
+        cap = self.cap
+
+        def fits(tree: tuple) -> bool:
+            return not cap or _width(tree) <= cap
+
         per_stage: dict[str, dict[str, tuple]] = {}
         for s in self.stages:
             g, _ = self.graphs[s.id]
             if s.strategy is not None:  # a looped stage is a unit: its inside stays as it is
                 per_stage[s.id] = {}
                 continue
-            per_stage[s.id] = {
-                k: t
-                for k, t in _candidates(g, self.cap, False).items()
-                if not self.cap or _width(t) <= self.cap
-            }
+            per_stage[s.id] = {k: t for k, t in _candidates(g, cap, False).items() if fits(t)}
         best_stage = {}
         for s in self.stages:
             g, _ = self.graphs[s.id]
-            options = [("original", original[s.id]), *per_stage[s.id].items()]
+            written = [("original", original[s.id])] if fits(original[s.id]) else []
+            options = [*written, *per_stage[s.id].items()] or [("original", original[s.id])]
             best_stage[s.id] = min(options, key=lambda kv: _estimate(kv[1], g.weight, g.resource))[1]
         out: list[tuple[str, dict[str, tuple]]] = []
 
         def top_for(stage_trees: dict[str, tuple]) -> list[tuple[str, tuple]]:
-            if self.cap:  # one stage at a time keeps the cap
-                return [("", _series([_unit(i) for i in range(self.top.n)]))]
-            weights = []
+            """Stage-level layouts for these stage layouts, best estimate first: the written
+            one (or, when it would run more than ``max_parallel`` at once, its stages one after
+            another in the written order), and with across_stages the levels of the stages."""
+            weights, widths = [], []
             for i, s in enumerate(self.stages):
                 g, _ = self.graphs[s.id]
                 tree = stage_trees[s.id]
@@ -938,24 +1079,43 @@ class _Design:
                     weights.append(self.top.weight[i])
                 else:
                     weights.append(_estimate(tree, g.weight, g.resource))
-            top = _Graph(self.top.n, weights, self.top.resource, self.top.kinds)
-            top.preds = self.top.preds
-            options = [("", self.top_original), *_candidates(top, None, True).items()]
+                # a looped stage's iterations may run side by side: it never shares a capped block
+                widths.append(cap if cap and s.strategy is not None else _width(tree))
+            written = self.top_original
+            if cap and _width(written, widths) > cap:
+                written = _series([_unit(i) for i in range(self.top.n)])
+            options = [("", written)]
+            if self.across:
+                top = _Graph(self.top.n, weights, self.top.resource, self.top.kinds)
+                top.preds, top.widths = self.top.preds, widths
+                more = _candidates(top, cap, True).items()
+                options += [
+                    (k, t)
+                    for k, t in more
+                    if (not cap or _width(t, widths) <= cap) and _together(t, self.meet)
+                ]
             options.sort(key=lambda kv: _estimate(kv[1], weights, self.top.resource))
             return options
 
         def add(name: str, stage_trees: dict[str, tuple], every_top: bool = False) -> None:
-            for top_name, top in top_for(stage_trees)[: None if every_top else 1]:
+            options = top_for(stage_trees)
+            for top_name, top in options[: None if every_top else 1]:
                 label = " + ".join(x for x in (name, top_name and f"stages in {top_name}") if x)
                 out.append((label, {"": top, **stage_trees}))
-            if name:
-                out.append((name, {"": self.top_original, **stage_trees}))
+            if name and options[0][0]:  # the best puts stages side by side: also as written
+                out.append((name, {"": next(t for k, t in options if not k), **stage_trees}))
 
         add("best", dict(best_stage), every_top=True)
         for strategy in ("levels", "late levels", "lanes", "series-parallel", "best lanes"):
-            trees = {s.id: per_stage[s.id].get(strategy, original[s.id]) for s in self.stages}
+            if not any(strategy in per_stage[s.id] for s in self.stages):
+                continue  # (e.g. "best lanes" only exists under max_parallel)
+            trees = {
+                s.id: per_stage[s.id].get(strategy)
+                or (original[s.id] if fits(original[s.id]) else best_stage[s.id])
+                for s in self.stages
+            }
             add(strategy, trees)
-        if not self.cap:
+        if not cap:
             add("", dict(original))
         return out
 
@@ -979,7 +1139,8 @@ class _Design:
             rollback = [rewrite.item(it, s.id) for it in s.rollback_items]
             stages[s.id] = rewrite.copy(s, s.id, items=new_items, rollback_items=rollback)
         top = _stage_items(layouts[""], [stages[s.id] for s in self.stages])
-        new = dataclasses.replace(self.p, stages=top, rules=self.p.rules)
+        root = rewrite_expressions(self.p, lambda text, cond: rewrite.text(self.plan.root, text, cond))
+        new = dataclasses.replace(root, stages=top, rules=self.p.rules)
         moved = {}
         for stage_id, steps in moved_by_stage.items():
             base = f"pipeline.stages.{stage_id}.spec.execution.steps."
@@ -1013,7 +1174,11 @@ class _Design:
             after = _ordered_pairs(layouts[key])
             anc = g.closure()
             for u, v in sorted(before - after):
-                same_queue = g.resource[u] is not None and g.resource[u] == g.resource[v]  # D8: list order
+                # D8: stages sharing a resource key keep their list order, unless the layout
+                # puts the second in an earlier block
+                same_queue = (
+                    g.resource[u] is not None and g.resource[u] == g.resource[v] and (v, u) not in after
+                )
                 if u not in anc[v] and not same_queue:
                     out.append((names[u], names[v]))
         return out
@@ -1042,6 +1207,62 @@ def _outline(tree: tuple, names: list[str], lanes: dict[str, str]) -> str:
             return f"{lane.pop()}({text})"
         return text
     return "[" + " ∥ ".join(parts) + "]"
+
+
+#: fields that hold a container's children: the walkers below leave them to their callers
+_CHILDREN = ("items", "rollback_items", "stages")
+
+
+def rewrite_expressions(value: Any, fix: Any, key: str = "") -> Any:
+    """``value`` with ``fix(text, is_condition)`` applied to every string that holds ``<+``.
+
+    The one walk over everything a ``<+…>`` expression can live in: a node's ``when``
+    condition, failure strategies (a retry ``condition``, any string of any action, nested
+    ``then``/``on_timeout``), looping strategy (matrix axes, ``items``, ``times``,
+    ``nodeName``…), inputs, spec, variables, timeout, delegate selectors and extra keys — every
+    field of a model dataclass, recursively, except a container's children (``items``,
+    ``rollback_items``, ``stages``), which the caller walks with their own reader. A field
+    named ``condition`` is a condition (``fix(text, True)``), anything else a template.
+    Returns ``value`` itself when nothing changed.
+
+    >>> from notebook_pipelines.definition.model import Step
+    >>> from notebook_pipelines.definition.failure import OnFailure, Retry
+    >>> step = Step("b", failure_strategies=[OnFailure(action=Retry(condition="<+x> == 1"))],
+    ...             inputs={"v": "<+y>", "n": 3})
+    >>> seen = []
+    >>> _ = rewrite_expressions(step, lambda text, cond: seen.append((text, cond)) or text)
+    >>> seen
+    [('<+x> == 1', True), ('<+y>', False)]
+    >>> new = rewrite_expressions(step, lambda text, cond: text.replace("y", "z"))
+    >>> new.inputs, step.inputs["v"]
+    ({'v': '<+z>', 'n': 3}, '<+y>')
+    >>> from notebook_pipelines.definition.looping import Repeat
+    >>> rewrite_expressions(Repeat(items="<+y>"), lambda text, cond: "<+z>").items
+    '<+z>'
+    """
+    if isinstance(value, str):
+        if "<+" not in value:
+            return value
+        new = fix(value, key == "condition")
+        return value if new == value else new
+    if isinstance(value, Mapping):
+        out = {k: rewrite_expressions(v, fix, key) for k, v in value.items()}
+        return value if all(out[k] is v for k, v in value.items()) else out
+    if isinstance(value, list | tuple):
+        seq = [rewrite_expressions(v, fix, key) for v in value]
+        return value if all(a is b for a, b in zip(seq, value, strict=True)) else type(value)(seq)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        container = isinstance(value, Pipeline | Stage | StepGroup | Parallel)
+        changes = {}
+        for f in dataclasses.fields(value):
+            if not f.init or (container and f.name in _CHILDREN):
+                continue
+            old = getattr(value, f.name)
+            new = rewrite_expressions(old, fix, f.name)
+            if new is not old:
+                changes[f.name] = new
+        return dataclasses.replace(value, **changes) if changes else value
+    return value
 
 
 class _Rewriter:
@@ -1085,28 +1306,12 @@ class _Rewriter:
         return rb if rb in self.plan.by_fqn else fqn
 
     def copy(self, node: Any, stage_id: str, old_fqn: str | None = None, **changes: Any) -> Any:
+        """``node`` with ``changes`` and every ``<+…>`` of its own fields rewritten."""
         fqn = old_fqn or f"pipeline.stages.{stage_id}"
         reader = self.plan.by_fqn.get(fqn)
         if reader is not None:
-            if node.when is not None:
-                cond = getattr(node.when, "condition", None)
-                if isinstance(cond, str):
-                    changes["when"] = dataclasses.replace(node.when, condition=self.text(reader, cond, True))
-            if isinstance(node, Step):
-                if node.inputs:
-                    changes["inputs"] = {k: self.value(reader, v) for k, v in node.inputs.items()}
-                if node.spec:
-                    changes["spec"] = self.value(reader, node.spec)
-        return dataclasses.replace(node, **changes)
-
-    def value(self, reader: Any, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(reader, value, False) if "<+" in value else value
-        if isinstance(value, Mapping):
-            return {k: self.value(reader, v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.value(reader, v) for v in value]
-        return value
+            node = rewrite_expressions(node, lambda text, cond: self.text(reader, text, cond))
+        return dataclasses.replace(node, **changes) if changes else node
 
     def text(self, reader: Any, text: str, condition: bool) -> str:
         try:

@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="find faster layouts that keep every dependency (the design assistant)",
         description="Find faster layouts of the pipeline: steps that no <+…> reference, condition or "
-        "constraint orders run in parallel (new step groups hold chains), stages likewise; each "
+        "constraint orders run in parallel (new step groups hold chains), stages likewise with "
+        "--across-stages; each "
         "layout is simulated with the same durations. Prints the suggestions, best first, with the "
         "orderings each one relaxes; -o writes the best one as Harness YAML.",
         epilog="examples:\n  notebook-pipelines suggest pipeline.yaml --durations d.yaml -o better.yaml\n"
@@ -229,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--durations", metavar="D.yaml", help="YAML mapping step id / FQN / glob -> duration")
     p.add_argument("--default", metavar="DURATION", default="1s", help="duration of other steps (default 1s)")
     p.add_argument("--max-parallel", metavar="N", type=int, help="at most N steps at once")
+    p.add_argument(
+        "--across-stages",
+        action="store_true",
+        help="stages that nothing orders may run in parallel (default: the stage order is kept)",
+    )
     p.add_argument(
         "--constraint",
         metavar="FIRST:SECOND",
@@ -645,6 +651,7 @@ def _suggest(args: argparse.Namespace) -> int:
             constraints=constraints,
             max_parallel=args.max_parallel,
             rules=args.rules,
+            across_stages=args.across_stages,
         )
     except (LayoutError, SimulationError) as err:
         raise BadInput(_foreign(err)) from None

@@ -623,7 +623,7 @@ _PIPELINE_OPTIONS = {
     "yaml": set(),
     "validate": set(),
     "delete": set(),
-    "suggest": {"default", "max_parallel", "constraint"},
+    "suggest": {"default", "max_parallel", "constraint", "across_stages"},
 }
 
 
@@ -719,6 +719,11 @@ class PipelineMagics(Magics):
     )
     @argument("--max-parallel", type=int, metavar="N", help="suggest: at most N steps at once")
     @argument(
+        "--across-stages",
+        action="store_true",
+        help="suggest: stages that nothing orders may run in parallel (default: stage order kept)",
+    )
+    @argument(
         "--constraint",
         action="append",
         metavar="FIRST:SECOND",
@@ -746,6 +751,7 @@ class PipelineMagics(Magics):
           %pipeline validate                    "valid", or every problem
           %pipeline delete ID|STAGE.GROUP.ID    delete a step, group or stage
           %pipeline suggest [--default 5s] [--max-parallel N] [--constraint FIRST:SECOND]...
+                            [--across-stages]
                                                 faster layouts (nbp.suggest_layout), best first
 
         ``NAME`` becomes a variable holding the ``Pipeline``, so the Python API works on it too;
@@ -887,7 +893,11 @@ class PipelineMagics(Magics):
             if not sep or not first or not second:
                 raise UsageError(f"--constraint {text}: write FIRST:SECOND (two identifiers)")
             constraints.append((first, second))
-        options: dict[str, Any] = {"constraints": constraints, "max_parallel": args.max_parallel}
+        options: dict[str, Any] = {
+            "constraints": constraints,
+            "max_parallel": args.max_parallel,
+            "across_stages": args.across_stages,
+        }
         if args.default is not None:
             options["default"] = _duration(args.default, "--default")
         try:

@@ -30,6 +30,7 @@ def suggestions_html(suggestions: Any) -> str:
         f"<p><b>{esc(suggestions.original.id)}</b>: {suggestions.original_s:g} s as written; "
         f"lower bound {suggestions.bound_s:g} s{esc(cap)}</p>"
     )
+    head += "".join(f"<p><i>{esc(note)}</i></p>" for note in getattr(suggestions, "notes", ()))
     if not suggestions:
         return head + "<p>No faster layout found.</p>"
     rows = []
