@@ -30,8 +30,8 @@ from typing import Any
 
 __all__ = ["answer_off_main_thread", "subshell_id"]
 
-#: (kernel, subshell id) of the subshell made for this package, once per kernel
-_SUBSHELL: tuple[Any, str] | None = None
+#: (kernel, subshell id or None) of the subshell made for this package: tried once per kernel
+_SUBSHELL: tuple[Any, str | None] | None = None
 _LOCK = threading.Lock()
 _ROUTED: dict[type, type] = {}
 #: seconds to wait for the shell channel thread to make the subshell
@@ -59,8 +59,8 @@ def subshell_id() -> str | None:
         if _SUBSHELL is not None and _SUBSHELL[0] is kernel:
             return _SUBSHELL[1]
         made = _make_subshell(kernel)
-        if made is not None:
-            _SUBSHELL = (kernel, made)
+        if made is not None or threading.current_thread() is threading.main_thread():
+            _SUBSHELL = (kernel, made)  # a failure is kept too: no 5 s wait per view
         return made
 
 
