@@ -164,6 +164,11 @@ def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
             )
 
 
+def _scalars_only(step: Any) -> bool:
+    """True when no setting of ``step`` holds nested data (most steps): no depth to check."""
+    return all(type(value) in _FLAT or callable(value) for value in step.__dict__.values())
+
+
 def _id(node: Any) -> str:
     """The identifier of a node for an FQN (a short repr when it is not text)."""
     ident = getattr(node, "id", None)
@@ -177,7 +182,7 @@ def depth_problems(pipeline: Any) -> list[Problem]:
 
     Values of the wrong type are skipped here (validation reports them).
     """
-    from .model import Parallel, Stage, StepGroup
+    from .model import Parallel, Stage, Step, StepGroup
 
     found: list[Problem] = list(_node_problems(pipeline, "pipeline"))
     stages = pipeline.stages if isinstance(pipeline.stages, list | tuple) else []
@@ -210,7 +215,9 @@ def depth_problems(pipeline: Any) -> list[Problem]:
         for key, items in lists:
             if isinstance(items, list | tuple):
                 children += [
-                    (child, f"{prefix}.{key}.{_id(child)}", depth) for child in _flat(items, Parallel)
+                    (child, f"{prefix}.{key}.{_id(child)}", depth)
+                    for child in _flat(items, Parallel)
+                    if type(child) is not Step or not _scalars_only(child)  # else: nothing to check
                 ]
         stack.extend(reversed(children))
     return found

@@ -207,6 +207,9 @@ def _as_written(pipeline: Pipeline, problems: list[Problem]) -> list[Problem]:
 
 def _duration(value: Any) -> Any:
     """Seconds of a declared duration, or the sampler itself (``simulate()`` draws from it)."""
+    kind = type(value)
+    if kind is float or kind is int or kind is str or value is None:  # not a sampler: no lookups
+        return parse_duration(value)
     return value if is_sampler(value) else parse_duration(value)
 
 
@@ -308,9 +311,10 @@ class _Builder:
             node.duration = _unset_on_error(parse_duration)(item.spec["duration"])  # simulated: its wait
         if item.run is not None:
             node.body, node.takes_ctx = item.run, takes_ctx(item.run, item.inputs)
-        node.type, node.spec = item.type, item.spec
-        if item.type == "Barrier" and isinstance(item.spec, dict):
-            node.barrier = item.spec.get("barrierRef")
+        if item.type is not None or item.spec is not None:  # else the class defaults (None)
+            node.type, node.spec = item.type, item.spec
+            if item.type == "Barrier" and isinstance(item.spec, dict):
+                node.barrier = item.spec.get("barrierRef")
         node.variables = self.mapping(item.variables) if item.variables else _EMPTY
         node.inputs = self.mapping(item.inputs) if item.inputs else _EMPTY
         node.outputs = self.names(item.outputs) if item.outputs else ()
