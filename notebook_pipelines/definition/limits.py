@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import reprlib
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -165,8 +166,22 @@ def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
 
 
 def _scalars_only(step: Any) -> bool:
-    """True when no setting of ``step`` holds nested data (most steps): no depth to check."""
-    return all(type(value) in _FLAT or callable(value) for value in step.__dict__.values())
+    """True when no setting of ``step`` holds nested data (most steps): no depth to check.
+
+    Reads the fields with one ``attrgetter`` rather than ``__dict__``, which would give the
+    instance a dict of its own and make every later read of its attributes slower.
+    """
+    for value in _fields_of(type(step))(step):
+        if value is None or type(value) in _FLAT or callable(value):
+            continue
+        return False
+    return True
+
+
+@functools.cache
+def _fields_of(cls: type) -> Any:
+    """``node -> tuple`` of the values of every field of the dataclass ``cls``."""
+    return operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
 
 
 def _id(node: Any) -> str:

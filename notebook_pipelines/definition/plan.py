@@ -65,7 +65,8 @@ class PlanNode:
 
     def __init__(self, kind: str, **attrs: Any):
         self.kind = kind
-        self.__dict__.update(attrs)
+        for name, value in attrs.items():  # not __dict__.update: that would make the instance
+            setattr(self, name, value)  # keep a dict of its own, slower to build and to read
 
     @property
     def is_container(self) -> bool:
