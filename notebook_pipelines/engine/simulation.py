@@ -315,7 +315,9 @@ def _duration_function(
             table = _StepTable("durations", durations, plan, strict)
     fixed: dict[int, float] = {}  # per node: the constant duration, when it is one
 
-    own_samplers = any(_is_sampler(n.duration) for n in plan.steps)
+    # declared durations are parsed seconds (float) or samplers: test only what is neither
+    own = (n.duration for n in plan.nodes if n.duration is not None and type(n.duration) is not float)
+    own_samplers = any(_is_sampler(value) for value in own)
     if per_step is None and table is None and fallback is not None and not own_samplers:
 
         def declared(node: Any, attempt: int) -> float:  # the plan has parsed declared durations
