@@ -171,11 +171,15 @@ def _scalars_only(step: Any) -> bool:
     Reads the fields with one ``attrgetter`` rather than ``__dict__``, which would give the
     instance a dict of its own and make every later read of its attributes slower.
     """
-    for value in _fields_of(type(step))(step):
-        if value is None or type(value) in _FLAT or callable(value):
+    for value in filter(_IS_SET, _fields_of(type(step))(step)):  # most fields are None
+        if type(value) in _FLAT or callable(value):
             continue
         return False
     return True
+
+
+#: ``value is not None``, as a C-level predicate for ``filter``
+_IS_SET = functools.partial(operator.is_not, None)
 
 
 @functools.cache
