@@ -285,8 +285,12 @@ class _Builder:
                 par = PlanNode("parallel", fqn=f"{prefix}[{block}]", parent=parent, block=block, phase=phase)
                 par.id, par.name, par.depth = f"parallel{block}", "parallel", parent.depth + 1
                 par.stage, par.group = parent.stage if parent.kind != "stage" else parent, parent.group
+                step, node = self._step, self._node  # most children are steps: no dispatch call
                 par.items = tuple(
-                    self._node(child, parent, prefix, phase, block, ctx) for child in item.items
+                    step(child, parent, prefix, phase, block, ctx)
+                    if type(child) is Step
+                    else node(child, parent, prefix, phase, block, ctx)
+                    for child in item.items
                 )
                 par.rollback = ()
                 out.append(par)
@@ -296,7 +300,8 @@ class _Builder:
 
     def _step(self, item: Step, parent: PlanNode, prefix: str, phase: str, block: int, ctx: _Ctx) -> PlanNode:
         """The hot path of compiling (most nodes are steps): plain attribute stores, shared defaults."""
-        node = PlanNode("step")
+        node = _new_node(PlanNode)  # no __init__: the attributes are set here
+        node.kind = "step"
         node.index = len(self.nodes)
         self.nodes.append(node)
         node.id, node.name, node.fqn, node.source = item.id, item.name or item.id, f"{prefix}.{item.id}", item
@@ -400,6 +405,7 @@ class _Ctx:
 
 
 _SUCCESS = When("Success")
+_new_node = object.__new__
 _EMPTY: Mapping = MappingProxyType({})
 
 
