@@ -791,6 +791,8 @@ class Scheduler:
     def fill_not_started(self) -> None:
         """D6: every node without a record gets a NotStarted row."""
         seen = self.recorder.seen
+        if not self.extra and len(seen) == len(self.plan.nodes):
+            return  # every node has its row (the common case): nothing to look for
         why = self.aborted or "not reached"
         # the nodes inside a looped node that ran are its iterations' copies, not these (R46)
         inside = self.plan.inside_loops() if self.extra else {}
