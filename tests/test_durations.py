@@ -93,3 +93,40 @@ def test_duration_parsing_is_linear_time_on_long_runs_of_digits():
         "refused cannot read the duration",
         "50000.0",
     ]
+
+
+def test_a_duration_text_is_read_once_per_distinct_value(monkeypatch):
+    # R59: validation, the compiler and the engine each read a node's durations; a pipeline
+    # repeats a few texts on many nodes, so each distinct text is parsed once, then remembered
+    from notebook_pipelines import Pipeline
+    from notebook_pipelines.definition import durations
+
+    calls: list[str] = []
+    parts = durations._parts
+    monkeypatch.setattr(durations, "_parts", lambda text: calls.append(text) or parts(text))
+    monkeypatch.setattr(durations, "_PARSED", {})
+    p = Pipeline("many")
+    with p.stage("s") as s:
+        for i in range(50):
+            s.step(f"a{i}", duration="1m 30s", timeout="7m 13s")
+    trace = p.simulate()
+    assert sorted(calls) == ["1m 30s", "7m 13s"]
+    assert set(trace.loc[trace["kind"] == "step", "duration_s"]) == {90.0}
+
+
+def test_remembered_durations_keep_refusing_bad_values(monkeypatch):
+    # R59: only valid texts are remembered; a bad one is refused, with its message, every time
+    from notebook_pipelines.definition import durations
+
+    monkeypatch.setattr(durations, "_PARSED", {})
+    monkeypatch.setattr(durations, "_PARSED_MAX", 3)
+    for _ in range(2):
+        with pytest.raises(DurationError, match="cannot read the duration 'soon' in t"):
+            parse_duration("soon", "t")
+    assert durations._PARSED == {}
+    assert [parse_duration(t) for t in ("1s", "2s", "3s", "4s", "1s")] == [1.0, 2.0, 3.0, 4.0, 1.0]
+    assert len(durations._PARSED) <= 3  # bounded: full, it starts over
+    assert parse_duration(" 1s ") == 1.0 and parse_duration(2) == 2.0 and parse_duration(2.5) == 2.5
+    for bad in (True, float("nan"), float("inf"), -1, -0.5, MAX_SECONDS * 2, "10x"):
+        with pytest.raises(DurationError):
+            parse_duration(bad)

@@ -975,3 +975,32 @@ def test_R59_a_zero_timeout_is_refused_on_every_level_with_one_meaning(where, ze
     assert problem.fqn == {"pipeline": "pipeline", "stage": "pipeline.stages.s"}.get(
         where, "pipeline.stages.s.spec.execution.steps.a"
     )
+
+
+def test_R1_R4_R59_problems_of_plain_steps_among_many_valid_ones_come_in_definition_order():
+    # most steps of a large pipeline are plain (no setting but a body and a duration) and are
+    # checked without generators; a plain step with a bad value is reported exactly as before
+    good = [Step(f"ok{i}", duration=i % 3 or "1m 30s") for i in range(200)]
+    bad = [
+        Step("9lives"),  # R1: an identifier starting with a digit
+        Step("a" * 129),  # R1: too long
+        Step("ok7"),  # R1: used twice (ok7 is among the good ones, earlier)
+        Step("neg", duration=-1),  # R59: negative
+        Step("soon", duration="soon"),  # R59: unreadable
+        Step("named", name=3),  # R1: a name that is not text
+        Step("body", run=42),  # R4: neither a callable nor code text
+        Step("huge", duration=1e12),  # R59: longer than 100 years
+    ]
+    items = [*good[:100], Parallel([*good[100:150], *bad[:4]]), *good[150:], *bad[4:]]
+    found = errors_of(one_stage(*items))
+    assert [(p.fqn.rsplit(".", 1)[-1], p.rule) for p in found] == [
+        ("9lives", "R1"),
+        ("a" * 129, "R1"),
+        ("ok7", "R1"),
+        ("neg", "R59"),
+        ("soon", "R59"),
+        ("named", "R1"),
+        ("body", "R4"),
+        ("huge", "R59"),
+    ]
+    assert "twice" in found[2].message and "cannot read duration='soon'" in found[4].message

@@ -54,6 +54,14 @@ def parse_duration(value: str | float | int | None, where: str = "") -> float | 
     """
     if value is None:
         return None
+    kind = type(value)
+    if kind is float or kind is int:  # the common case: seconds in range (NaN and ±inf fail this)
+        if 0 <= value <= MAX_SECONDS:
+            return float(value)
+    elif kind is str:
+        seconds = _PARSED.get(value)
+        if seconds is not None:
+            return seconds
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise DurationError(_message(value, where))
     if isinstance(value, str):
@@ -68,7 +76,18 @@ def parse_duration(value: str | float | int | None, where: str = "") -> float | 
         raise DurationError(_message(value, where))
     if seconds > MAX_SECONDS:
         raise DurationTooLong(too_long(value, where))
+    if type(value) is str and len(value) <= 64:
+        if len(_PARSED) >= _PARSED_MAX:  # many distinct texts: start over (bounded memory)
+            _PARSED.clear()
+        _PARSED[value] = float(seconds)
     return float(seconds)
+
+
+#: Seconds of the (short) duration texts read so far (valid ones; at most ``_PARSED_MAX``): a
+#: pipeline repeats a few texts ("10m", "1h") on many nodes, each read by validation, the
+#: compiler and the engine.
+_PARSED: dict[str, float] = {}
+_PARSED_MAX = 4096
 
 
 def _parts(text: str) -> float | None:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import reprlib
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -164,6 +165,29 @@ def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
             )
 
 
+def _scalars_only(step: Any) -> bool:
+    """True when no setting of ``step`` holds nested data (most steps): no depth to check.
+
+    Reads the fields with one ``attrgetter`` rather than ``__dict__``, which would give the
+    instance a dict of its own and make every later read of its attributes slower.
+    """
+    for value in filter(_IS_SET, _fields_of(type(step))(step)):  # most fields are None
+        if type(value) in _FLAT or callable(value):
+            continue
+        return False
+    return True
+
+
+#: ``value is not None``, as a C-level predicate for ``filter``
+_IS_SET = functools.partial(operator.is_not, None)
+
+
+@functools.cache
+def _fields_of(cls: type) -> Any:
+    """``node -> tuple`` of the values of every field of the dataclass ``cls``."""
+    return operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
+
+
 def _id(node: Any) -> str:
     """The identifier of a node for an FQN (a short repr when it is not text)."""
     ident = getattr(node, "id", None)
@@ -177,7 +201,7 @@ def depth_problems(pipeline: Any) -> list[Problem]:
 
     Values of the wrong type are skipped here (validation reports them).
     """
-    from .model import Parallel, Stage, StepGroup
+    from .model import Parallel, Stage, Step, StepGroup
 
     found: list[Problem] = list(_node_problems(pipeline, "pipeline"))
     stages = pipeline.stages if isinstance(pipeline.stages, list | tuple) else []
@@ -210,7 +234,9 @@ def depth_problems(pipeline: Any) -> list[Problem]:
         for key, items in lists:
             if isinstance(items, list | tuple):
                 children += [
-                    (child, f"{prefix}.{key}.{_id(child)}", depth) for child in _flat(items, Parallel)
+                    (child, f"{prefix}.{key}.{_id(child)}", depth)
+                    for child in _flat(items, Parallel)
+                    if type(child) is not Step or not _scalars_only(child)  # else: nothing to check
                 ]
         stack.extend(reversed(children))
     return found

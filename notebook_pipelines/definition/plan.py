@@ -65,7 +65,8 @@ class PlanNode:
 
     def __init__(self, kind: str, **attrs: Any):
         self.kind = kind
-        self.__dict__.update(attrs)
+        for name, value in attrs.items():  # not __dict__.update: that would make the instance
+            setattr(self, name, value)  # keep a dict of its own, slower to build and to read
 
     @property
     def is_container(self) -> bool:
@@ -207,6 +208,9 @@ def _as_written(pipeline: Pipeline, problems: list[Problem]) -> list[Problem]:
 
 def _duration(value: Any) -> Any:
     """Seconds of a declared duration, or the sampler itself (``simulate()`` draws from it)."""
+    kind = type(value)
+    if kind is float or kind is int or kind is str or value is None:  # not a sampler: no lookups
+        return parse_duration(value)
     return value if is_sampler(value) else parse_duration(value)
 
 
@@ -281,8 +285,12 @@ class _Builder:
                 par = PlanNode("parallel", fqn=f"{prefix}[{block}]", parent=parent, block=block, phase=phase)
                 par.id, par.name, par.depth = f"parallel{block}", "parallel", parent.depth + 1
                 par.stage, par.group = parent.stage if parent.kind != "stage" else parent, parent.group
+                step, node = self._step, self._node  # most children are steps: no dispatch call
                 par.items = tuple(
-                    self._node(child, parent, prefix, phase, block, ctx) for child in item.items
+                    step(child, parent, prefix, phase, block, ctx)
+                    if type(child) is Step
+                    else node(child, parent, prefix, phase, block, ctx)
+                    for child in item.items
                 )
                 par.rollback = ()
                 out.append(par)
@@ -292,7 +300,8 @@ class _Builder:
 
     def _step(self, item: Step, parent: PlanNode, prefix: str, phase: str, block: int, ctx: _Ctx) -> PlanNode:
         """The hot path of compiling (most nodes are steps): plain attribute stores, shared defaults."""
-        node = PlanNode("step")
+        node = _new_node(PlanNode)  # no __init__: the attributes are set here
+        node.kind = "step"
         node.index = len(self.nodes)
         self.nodes.append(node)
         node.id, node.name, node.fqn, node.source = item.id, item.name or item.id, f"{prefix}.{item.id}", item
@@ -308,9 +317,10 @@ class _Builder:
             node.duration = _unset_on_error(parse_duration)(item.spec["duration"])  # simulated: its wait
         if item.run is not None:
             node.body, node.takes_ctx = item.run, takes_ctx(item.run, item.inputs)
-        node.type, node.spec = item.type, item.spec
-        if item.type == "Barrier" and isinstance(item.spec, dict):
-            node.barrier = item.spec.get("barrierRef")
+        if item.type is not None or item.spec is not None:  # else the class defaults (None)
+            node.type, node.spec = item.type, item.spec
+            if item.type == "Barrier" and isinstance(item.spec, dict):
+                node.barrier = item.spec.get("barrierRef")
         node.variables = self.mapping(item.variables) if item.variables else _EMPTY
         node.inputs = self.mapping(item.inputs) if item.inputs else _EMPTY
         node.outputs = self.names(item.outputs) if item.outputs else ()
@@ -395,6 +405,7 @@ class _Ctx:
 
 
 _SUCCESS = When("Success")
+_new_node = object.__new__
 _EMPTY: Mapping = MappingProxyType({})
 
 

@@ -422,8 +422,12 @@ def _order(reader: Any, target: Any, kind: str) -> None:
 
 
 # -- static checks ----------------------------------------------------------------------------
-def _expressions_of(node: Any) -> Iterator[tuple[str, str, bool]]:
-    """(where, text, strict) for every expression of a node; strict: unknown roots are errors."""
+def _expressions_of(node: Any, chains: dict | None = None) -> Iterator[tuple[str, str, bool]]:
+    """(where, text, strict) for every expression of a node; strict: unknown roots are errors.
+
+    ``chains``: where a walk of many nodes keeps the retry conditions of each strategy chain
+    (by ``id``, while the plan that holds the chains is alive): most steps share one chain.
+    """
     when = node.when
     if (
         when is not None
@@ -431,17 +435,15 @@ def _expressions_of(node: Any) -> Iterator[tuple[str, str, bool]]:
         and (node.kind != "step" or when is not _inherited(node))
     ):
         yield "when condition", when.condition, True
-    if node.kind == "step":  # a retry condition is read by the failing step, wherever it is set
-        seen: set[str] = set()
-        for level in node.strategies or ():
-            for entry in level:
-                action = entry.action
-                while action is not None:
-                    cond = getattr(action, "condition", None)
-                    if isinstance(cond, str) and cond not in seen:
-                        seen.add(cond)
-                        yield "retry condition", cond, True
-                    action = getattr(action, "then", None)
+    if node.kind == "step" and node.strategies:  # read by the failing step, wherever it is set
+        strategies = node.strategies
+        conditions = None if chains is None else chains.get(id(strategies))
+        if conditions is None:
+            conditions = _retry_conditions(strategies)
+            if chains is not None:
+                chains[id(strategies)] = conditions
+        for cond in conditions:
+            yield "retry condition", cond, True
     for key, value in (node.inputs or {}).items():
         if isinstance(value, str) and "<+" in value:
             yield f"input {key!r}", value, True
@@ -449,6 +451,20 @@ def _expressions_of(node: Any) -> Iterator[tuple[str, str, bool]]:
         for where, text in _strings(node.spec, "spec"):
             if "<+" in text:
                 yield where, text, False
+
+
+def _retry_conditions(strategies: tuple) -> tuple[str, ...]:
+    """The distinct retry conditions (text) in a step's chain of failure strategies, in order."""
+    seen: dict[str, None] = {}
+    for level in strategies:
+        for entry in level:
+            action = entry.action
+            while action is not None:
+                cond = getattr(action, "condition", None)
+                if isinstance(cond, str):
+                    seen.setdefault(cond)
+                action = getattr(action, "then", None)
+    return tuple(seen)
 
 
 #: ``(where, text, strict)`` for every expression a plan node reads (the design assistant
@@ -502,8 +518,9 @@ def static_problems(plan: Any) -> list[Problem]:
     from .expressions import parse_condition, parse_template
 
     problems: list[Problem] = []
+    chains: dict[int, tuple] = {}  # retry conditions per strategy chain (shared by most steps)
     for node in plan.nodes:
-        for where, text, strict in _expressions_of(node):
+        for where, text, strict in _expressions_of(node, chains):
             try:
                 parsed = parse_condition(text) if "condition" in where else parse_template(text)
             except ExpressionError as err:

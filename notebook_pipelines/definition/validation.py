@@ -137,6 +137,48 @@ def _plain(step: Step) -> bool:
     )
 
 
+_SECONDS = (int, float)
+
+
+def _sound(step: Step) -> bool:
+    """True for a plain step (see :func:`_plain`) whose every value is surely valid: checked
+    without generators or messages (most steps of a large pipeline). Any doubt returns False,
+    and the full check (``_Checker._one``) says what is wrong, if anything."""
+    ident, duration, run = step.id, step.duration, step.run
+    return (
+        type(ident) is str
+        and len(ident) <= MAX_IDENTIFIER
+        and IDENTIFIER.match(ident) is not None
+        and (step.name is None or type(step.name) is str)
+        and (
+            duration is None
+            or (type(duration) in _SECONDS and 0 <= duration <= MAX_SECONDS)
+            or (type(duration) is str and _readable(duration))
+        )
+        and step.when is None
+        and step.failure_strategies is None
+        and step.timeout is None
+        and step.delegate_selectors is None
+        and step.strategy is None
+        and not step.variables
+        and step.type is None
+        and step.spec is None
+        and not step.inputs
+        and not step.outputs
+        and not step.extra
+        and (run is None or type(run) is str or (callable(run) and not call_problem(run, [])))
+    )
+
+
+def _readable(text: str) -> bool:
+    """True when ``text`` reads as a duration (``parse_duration`` remembers the texts it read)."""
+    try:
+        parse_duration(text)
+    except DurationError:
+        return False
+    return True
+
+
 def _template(node: Any) -> Any:
     """The templateRef of a node loaded from YAML as a template reference (kept in ``extra``)."""
     extra = getattr(node, "extra", None)
@@ -219,7 +261,8 @@ class _Checker:
             message = f"{key} must be a list of {allowed}, got {short(items)}"
             yield Problem(owner, "R4", message, fix, yaml_fix=yaml_fix)
             return
-        seen: dict[str, str] = {}
+        seen: set[str] = set()
+        steps = Step in kinds
         for block, item in enumerate(items):
             if isinstance(item, Parallel) and not _is_list(item.items):
                 fix = "write Parallel([node, node, ...])"
@@ -235,11 +278,16 @@ class _Checker:
                     fix = "add nodes to it or remove it"
                     yield Problem(f"{prefix}[{block}]", "R5", "an empty parallel block", fix)
                 for child in item.items:
+                    if steps and type(child) is Step and _sound(child) and child.id not in seen:
+                        seen.add(child.id)  # nothing to report: no generators, no FQN
+                        continue
                     yield from self._one(child, prefix, what, kinds, in_group, seen)
+            elif steps and type(item) is Step and _sound(item) and item.id not in seen:
+                seen.add(item.id)
             else:
                 yield from self._one(item, prefix, what, kinds, in_group, seen)
 
-    def _one(self, item: Any, prefix: str, what: str, kinds: tuple, in_group: int, seen: dict):
+    def _one(self, item: Any, prefix: str, what: str, kinds: tuple, in_group: int, seen: set):
         ident = getattr(item, "id", None)
         fqn = f"{prefix}.{ident}"
         if not isinstance(item, kinds):
@@ -258,7 +306,7 @@ class _Checker:
                 fqn, "R1", f"the identifier {ident!r} is used twice in {what}", "rename one of them"
             )
         if isinstance(ident, str):
-            seen[ident] = fqn
+            seen.add(ident)
         yield from self._identifier(fqn, ident, type(item).__name__.lower())
         yield from self._text(fqn, "name", item.name, "R1")
         if isinstance(item, Stage):

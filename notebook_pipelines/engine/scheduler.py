@@ -49,6 +49,7 @@ import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
+from types import MappingProxyType
 from typing import Any
 
 from ..definition.failure import ManualIntervention
@@ -273,16 +274,17 @@ class Scheduler:
 
     def _loop(self) -> None:
         ready, timers, clock, advance = self.ready, self.timers, self.clock, self._advance
+        now, pop, heappop = clock.now, ready.popleft, heapq.heappop
         while True:
             while ready:
                 if self.sigint and not self.interrupted:
                     raise KeyboardInterrupt
-                task, value = ready.popleft()
+                task, value = pop()
                 advance(task, value)
             if self.done:
                 return
-            if timers and timers[0][0] <= clock.now():
-                timer = heapq.heappop(timers)[2]
+            if timers and timers[0][0] <= now():
+                timer = heappop(timers)[2]
                 if timer.active:
                     timer.active = False
                     timer.fn(timer.arg)
@@ -735,14 +737,33 @@ class Scheduler:
     def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:
         """A step attempt succeeded: its outputs become readable (R44), and its row is recorded."""
         outputs = outcome.outputs
-        self.outputs[node.fqn] = outputs or {}
+        self.outputs[node.fqn] = outputs or _NO_OUTPUTS
         inputs = self._resolved.get(node.index) if node.inputs else None
-        row = (node.index, node.iteration, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker)
-        self._add(node, Record._make((*row, None, None, None, outputs, outcome.log, inputs)))
+        self._add(
+            node,
+            Record(
+                node.index,
+                node.iteration,
+                attempt,
+                SUCCESS,
+                None,
+                outcome.start,
+                outcome.end,
+                outcome.worker,
+                None,
+                None,
+                None,
+                outputs,
+                outcome.log,
+                inputs,
+            ),
+        )
 
     def _add(self, node: PlanNode, row: Record) -> None:
         """The one place a row joins the trace (and the statuses that references read)."""
-        self.recorder.add(row)
+        recorder = self.recorder  # Recorder.add, inline (once per row)
+        recorder.rows.append(row)
+        recorder.seen.add(row.node)
         self.statuses[node.fqn] = row.status
         if node.barrier is not None:  # a participant that ends without arriving (R57)
             self._dropped_out(node, row)
@@ -770,6 +791,8 @@ class Scheduler:
     def fill_not_started(self) -> None:
         """D6: every node without a record gets a NotStarted row."""
         seen = self.recorder.seen
+        if not self.extra and len(seen) == len(self.plan.nodes):
+            return  # every node has its row (the common case): nothing to look for
         why = self.aborted or "not reached"
         # the nodes inside a looped node that ran are its iterations' copies, not these (R46)
         inside = self.plan.inside_loops() if self.extra else {}
@@ -802,6 +825,10 @@ class _RunView:
 
         self.pipeline, self.root, self.nodes = plan.pipeline, plan.root, plan.nodes
         self.by_fqn = ChainMap({}, plan.by_fqn)
+
+
+#: the outputs of a step that published none (read-only, shared by all such steps)
+_NO_OUTPUTS: Any = MappingProxyType({})
 
 
 def _noop(_: Any) -> None:

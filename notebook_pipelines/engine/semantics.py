@@ -476,7 +476,7 @@ class Rules:
                 return self._skip_or_fail(node, scope, "its spec could not be resolved", error)
         runs = self.rt.runs
         attempt = runs.get(node.index, 0)
-        used: dict[int, int] = {}  # retries used, per Retry action of the chain
+        used: dict[int, int] | None = None  # retries used, per Retry action of the chain
         while True:
             attempt += 1
             runs[node.index] = attempt
@@ -487,6 +487,8 @@ class Rules:
             if outcome.status == SUCCESS:
                 self.rt.succeeded(node, attempt, outcome)
                 return SUCCESS
+            if used is None:  # made at the first failure (most steps never fail)
+                used = {}
             final = yield from self._after_failure(node, scope, attempt, outcome, used)
             if final is not RETRY:
                 return final

@@ -279,6 +279,18 @@ def _within_horizon(duration: Callable[[Any, int], float], clock: VirtualClock) 
     simulation clearly instead of a trace with wrapped-around times.
     """
     horizon = _horizon(clock)
+    fallback = getattr(duration, "fallback", None)
+    if fallback is not None:  # declared durations (the common case): one call per attempt
+
+        def declared(node: Any, attempt: int) -> float:
+            seconds = node.duration
+            if seconds is None:
+                seconds = fallback
+            if clock.t + seconds > horizon:
+                raise _past_horizon(clock, clock.t + seconds, f"attempt {attempt} of {node.fqn} would end")
+            return seconds
+
+        return declared
 
     def bounded(node: Any, attempt: int) -> float:
         seconds = duration(node, attempt)
@@ -303,13 +315,16 @@ def _duration_function(
             table = _StepTable("durations", durations, plan, strict)
     fixed: dict[int, float] = {}  # per node: the constant duration, when it is one
 
-    own_samplers = any(_is_sampler(n.duration) for n in plan.steps)
+    # declared durations are parsed seconds (float) or samplers: test only what is neither
+    own = (n.duration for n in plan.nodes if n.duration is not None and type(n.duration) is not float)
+    own_samplers = any(_is_sampler(value) for value in own)
     if per_step is None and table is None and fallback is not None and not own_samplers:
 
         def declared(node: Any, attempt: int) -> float:  # the plan has parsed declared durations
             seconds = node.duration
             return fallback if seconds is None else seconds
 
+        declared.fallback = fallback  # type: ignore[attr-defined]  # _within_horizon inlines it
         return declared
 
     def duration(node: Any, attempt: int) -> float:
@@ -336,8 +351,9 @@ def _duration_function(
     return duration
 
 
-def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, int], dict | None]:
-    """``(node, attempt) -> dict | None``: the output variables a simulated step publishes.
+def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, int], dict | None] | None:
+    """``(node, attempt) -> dict | None``: the output variables a simulated step publishes
+    (``None`` when no step publishes any).
 
     A step publishes the values given for it in ``outputs`` (a dict, or a callable
     ``attempt -> dict``), and ``None`` for each output it declares (``outputs=`` on the step,
@@ -347,7 +363,7 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     table = _StepTable("outputs", outputs, plan, strict) if outputs else None
     declared: dict[int, dict | None] = {}
     if table is None and not any(n.outputs or (n.spec and _spec_output_names(n)) for n in plan.steps):
-        return _no_outputs  # nothing to publish anywhere (the common case)
+        return None  # nothing to publish anywhere (the common case): the executor asks nothing
 
     def published(node: Any, attempt: int) -> dict | None:
         base = declared.get(node.index, _MISSING)
@@ -365,10 +381,6 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     return published
 
 
-def _no_outputs(node: Any, attempt: int) -> None:
-    return None
-
-
 def _spec_output_names(node: Any) -> list[str]:
     spec = node.spec if isinstance(node.spec, Mapping) else {}
     items = spec.get("outputVariables") or ()
@@ -377,10 +389,11 @@ def _spec_output_names(node: Any) -> list[str]:
 
 def _failure_function(
     plan: Any, failures: Any, streams: _Streams, strict: bool
-) -> Callable[[Any, int], tuple[str, str] | None]:
-    """``(node, attempt) -> None | (error_type, message)`` for the virtual executor."""
+) -> Callable[[Any, int], tuple[str, str] | None] | None:
+    """``(node, attempt) -> None | (error_type, message)`` for the virtual executor (``None``
+    when no step fails)."""
     if not failures:
-        return lambda node, attempt: None
+        return None  # no step fails: the executor asks nothing
     table = _StepTable("failures", failures, plan, strict)
     specs: dict[int, Any] = {}
 

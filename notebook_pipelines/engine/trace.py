@@ -231,7 +231,12 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     fields = Record(*zip(*rows)) if rows else Record(*([()] * len(Record._fields)))
     index = np.fromiter(fields.node, dtype=np.int64, count=n)
     attempt = np.fromiter(fields.attempt, dtype=np.int64, count=n)
-    iteration_key = np.fromiter((-1 if i is None else i for i in fields.iteration), dtype=np.int64, count=n)
+    if fields.iteration.count(None) == n:  # no looping: every key is -1
+        iteration_key = np.full(n, -1, dtype=np.int64)
+    else:
+        iteration_key = np.fromiter(
+            (-1 if i is None else i for i in fields.iteration), dtype=np.int64, count=n
+        )
     if extra:  # a looped node's row is followed by its iterations' rows, each in plan order
         order = np.lexsort((attempt, iteration_key, _run_positions(plan, extra)[index]))
     else:
@@ -239,7 +244,7 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     index = index[order]
 
     nodes = _node_columns(plan) if not extra else _with_extra(plan, extra)
-    data: dict[str, Any] = {"run_id": pd.array([run_id] * n, dtype="str")}
+    data: dict[str, Any] = {"run_id": pd.array([run_id], dtype="str").take(np.zeros(n, dtype=np.intp))}
     for name in STATIC:
         data[name] = nodes[name].take(index)
     for name in Record._fields[1:]:

@@ -46,8 +46,10 @@ class VirtualExecutor:
 
     Args:
         duration: ``(node, attempt) -> seconds``.
-        failure: ``(node, attempt) -> None`` for success, or ``(error_type, message)``.
-        outputs: ``(node, attempt) -> dict | None``, the output variables of a success.
+        failure: ``(node, attempt) -> None`` for success, or ``(error_type, message)``;
+            ``None``: no step fails.
+        outputs: ``(node, attempt) -> dict | None``, the output variables of a success;
+            ``None``: no step publishes any.
     """
 
     name = "virtual"
@@ -56,9 +58,9 @@ class VirtualExecutor:
     def __init__(
         self,
         duration: Callable[[Any, int], float],
-        failure: Callable[[Any, int], tuple[str, str] | None] = lambda node, attempt: None,
+        failure: Callable[[Any, int], tuple[str, str] | None] | None = None,
         clock: VirtualClock | None = None,
-        outputs: Callable[[Any, int], dict | None] = lambda node, attempt: None,
+        outputs: Callable[[Any, int], dict | None] | None = None,
     ):
         self.duration, self.failure, self.outputs = duration, failure, outputs
         self.clock = clock or VirtualClock()
@@ -70,9 +72,10 @@ class VirtualExecutor:
         node, attempt = job.node, job.attempt
         start = self.clock.t
         end = start + self.duration(node, attempt)
-        failed = self.failure(node, attempt)
+        failed = None if self.failure is None else self.failure(node, attempt)
         if failed is None:
-            outcome = Outcome(SUCCESS, start, end, "virtual", outputs=self.outputs(node, attempt))
+            outputs = None if self.outputs is None else self.outputs(node, attempt)
+            outcome = Outcome(SUCCESS, start, end, "virtual", None, None, outputs)
         else:
             outcome = Outcome(FAILED, start, end, "virtual", failed[0], failed[1])
         self.run.call_at(end, self._finished, (job, outcome))
