@@ -1004,3 +1004,51 @@ def test_R1_R4_R59_problems_of_plain_steps_among_many_valid_ones_come_in_definit
         ("huge", "R59"),
     ]
     assert "twice" in found[2].message and "cannot read duration='soon'" in found[4].message
+
+
+HUGE = 10**5000  # more digits than Python will print (4,300): a message must not try
+
+
+@pytest.mark.parametrize(
+    ("step", "rule", "said"),
+    [
+        (Step("a", duration=HUGE), "R59", "duration=(an integer of about 5001 digits) is longer than"),
+        (Step("a", timeout=-HUGE), "R59", "timeout=(a negative integer of about 5001 digits)"),
+        (
+            Step("a", failure_strategies=nbp.Retry(HUGE)),
+            "R18",
+            "count (an integer of about 5001 digits) is more",
+        ),
+        (Step("a", failure_strategies=nbp.Retry(-HUGE)), "R18", "(a negative integer of about 5001 digits)"),
+    ],
+)
+def test_R18_R59_a_huge_integer_is_refused_with_its_size_not_a_crash(step, rule, said):
+    problem = only(one_stage(step))
+    assert_complete(problem)
+    assert problem.rule == rule and said in problem.message
+
+
+@pytest.mark.parametrize(
+    ("strategy", "rule"),
+    [(nbp.Repeat(times=10**9), "R50"), (nbp.Parallelism(10**9), "R51"), (nbp.Repeat(times=HUGE), "R50")],
+)
+def test_R50_R51_an_iteration_count_above_the_limit_is_refused_before_any_copy_is_made(strategy, rule):
+    from notebook_pipelines.definition.looping import MAX_ITERATIONS
+
+    p = Pipeline("p", stages=[Stage("s", items=[Step("a", duration=1, strategy=strategy)])])
+    with pytest.raises(DefinitionError) as caught:  # was a MemoryError (or the OOM killer)
+        nbp.simulate(p)
+    (problem,) = caught.value.problems
+    assert problem.rule == rule and problem.fqn == f"{STEPS}.a"
+    assert f"the limit is {MAX_ITERATIONS} iterations" in problem.message
+    assert str(MAX_ITERATIONS) in problem.fix
+
+
+def test_R50_an_iteration_count_at_the_limit_runs():
+    from notebook_pipelines.definition.looping import MAX_ITERATIONS
+
+    p = Pipeline(
+        "p", stages=[Stage("s", items=[Step("a", duration=1, strategy=nbp.Repeat(times=MAX_ITERATIONS))])]
+    )
+    trace = nbp.simulate(p)
+    assert int(trace["iteration"].notna().sum()) == MAX_ITERATIONS  # the copies (and the looped node's row)

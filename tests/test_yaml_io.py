@@ -1217,3 +1217,14 @@ def test_any_text_loads_as_a_pipeline_or_is_refused_with_a_pipeline_error(text, 
         loaded.to_yaml()
     except PipelineError:
         pass
+
+
+def test_an_integer_too_long_for_python_is_a_marked_yaml_problem_not_a_crash():
+    digits = "9" * 5000  # Python reads at most 4,300 digits: PyYAML's int() raised a bare ValueError
+    text = f"pipeline:\n  identifier: p\n  timeout: {digits}\n"
+    with pytest.raises(YamlSyntaxError) as caught:
+        load_yaml(text, source_name="big.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.source, problem.line, problem.column, problem.rule) == ("big.yaml", 3, 12, "YAML")
+    assert "has 5000 characters: too long to read" in problem.message
+    assert "sensible size" in problem.fix

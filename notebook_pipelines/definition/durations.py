@@ -27,6 +27,7 @@ import math
 import re
 
 from ..errors import PipelineError
+from .limits import short
 
 __all__ = ["LIMIT", "MAX_SECONDS", "DurationError", "DurationTooLong", "format_duration", "parse_duration"]
 
@@ -72,7 +73,11 @@ def parse_duration(value: str | float | int | None, where: str = "") -> float | 
             seconds = _parts(text)
     else:
         seconds = value
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+    if type(seconds) is int:  # compared exactly: an int may be too big for a float
+        bad = seconds < 0
+    else:
+        bad = seconds is None or not math.isfinite(seconds) or seconds < 0
+    if bad:
         raise DurationError(_message(value, where))
     if seconds > MAX_SECONDS:
         raise DurationTooLong(too_long(value, where))
@@ -104,7 +109,7 @@ def _parts(text: str) -> float | None:
 def too_long(value: object, where: str = "") -> str:
     """The message for a duration longer than ``MAX_SECONDS``."""
     at = f" in {where}" if where else ""
-    return f"the duration {value!r}{at} is {LIMIT}: give a shorter duration"
+    return f"the duration {short(value)}{at} is {LIMIT}: give a shorter duration"
 
 
 #: Why a duration is refused as too long (for messages).
@@ -114,7 +119,7 @@ LIMIT = f"longer than the limit of 100 years ({MAX_SECONDS:.0f} seconds) that tr
 def _message(value: object, where: str) -> str:
     at = f" in {where}" if where else ""
     return (
-        f"cannot read the duration {value!r}{at}: write a number of seconds or a Harness duration "
+        f"cannot read the duration {short(value)}{at}: write a number of seconds or a Harness duration "
         "with units w, d, h, m, s, ms, e.g. '250ms', '10s', '1m 30s', '1h'"
     )
 

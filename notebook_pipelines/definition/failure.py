@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from ..errors import PipelineError
 from .durations import parse_duration
+from .limits import short
 
 __all__ = [
     "ACTION_TYPES",
@@ -361,7 +362,7 @@ def _nested_action(spec: Mapping, key: str) -> Any:
 
 def _count(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise StrategyError(f"retryCount must be a whole number ≥ 0, got {value!r}")
+        raise StrategyError(f"retryCount must be a whole number ≥ 0, got {short(value)}")
     return value
 
 

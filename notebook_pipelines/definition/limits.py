@@ -81,9 +81,12 @@ _REPR.maxdict = _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 4
 def short(value: Any) -> str:
     """A short ``repr`` of any value, however large or deep (for messages about bad input).
 
-    >>> short({"a": [[[[1]]]]}), len(short("x" * 100_000))
-    ("{'a': [[[...]]]}", 60)
+    >>> short({"a": [[[[1]]]]}), len(short("x" * 100_000)), short(-(10**400))
+    ("{'a': [[[...]]]}", 60, '(a negative integer of about 401 digits)')
     """
+    if type(value) is int and abs(value).bit_length() > 64:  # huge: past 4,300 digits repr fails
+        sign = "a negative" if value < 0 else "an"
+        return f"({sign} integer of about {int(abs(value).bit_length() * 0.30103) + 1} digits)"
     if isinstance(value, str | int | float | bool | type(None)) and len(text := repr(value)) <= 80:
         return text
     return _REPR.repr(value)

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PipelineError
+from .limits import short
 
 __all__ = [
     "ON_FAILURE",
@@ -315,13 +316,15 @@ def to_dict(value: Any) -> Any:
 
 
 # -- static checks ---------------------------------------------------------------------------
-def _count_problem(value: Any, what: str, least: int) -> str | None:
+def _count_problem(value: Any, what: str, least: int, most: int | None = None) -> str | None:
     if value is None or _is_expression(value):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        return f"{what} must be a whole number, not {value!r}"
+        return f"{what} must be a whole number, not {short(value)}"
     if value < least:
-        return f"{what} is {value}: it must be at least {least}"
+        return f"{what} is {short(value)}: it must be at least {least}"
+    if most is not None and value > most:
+        return f"{what} is {short(value)}: the limit is {most} iterations"
     return None
 
 
@@ -352,18 +355,20 @@ def strategy_problems(value: Any) -> list[tuple[str, str, str]]:
             )
         )
     if isinstance(strategy, Parallelism):
-        problem = _count_problem(strategy.n, "parallelism", 0)
+        problem = _count_problem(strategy.n, "parallelism", 0, MAX_ITERATIONS)
         if problem:
-            out.append(("R51", problem, "give the number of copies, e.g. parallelism: 3"))
+            out.append(
+                ("R51", problem, f"give the number of copies (at most {MAX_ITERATIONS}), e.g. parallelism: 3")
+            )
         return out
     if isinstance(strategy, Repeat):
         if (strategy.items is None) == (strategy.times is None):
             out.append(
                 ("R50", "repeat takes exactly one of items and times", "give items: [...] or times: N")
             )
-        problem = _count_problem(strategy.times, "repeat times", 0)
+        problem = _count_problem(strategy.times, "repeat times", 0, MAX_ITERATIONS)
         if problem:
-            out.append(("R50", problem, "give times: N with N ≥ 0"))
+            out.append(("R50", problem, f"give times: N with 0 ≤ N ≤ {MAX_ITERATIONS}"))
         if (
             strategy.items is not None
             and not _is_expression(strategy.items)
@@ -499,7 +504,7 @@ def iterations(
         if not _is_expression(v):
             return v
         if count is not None:
-            return [f"{what}[{i}]" for i in range(count)]
+            return [f"{what}[{i}]" for i in range(_bounded(count))]
         if resolve is None:
             raise LoopingError(f"{what} ({v}) is known only while running")
         return resolve(v)
@@ -511,7 +516,7 @@ def iterations(
             if _is_expression(n) and count is not None
             else _as_count(value(n, "parallelism"), "parallelism")
         )
-        return _check([Iteration(i, n, f"_{i}", "parallelism") for i in range(n)])
+        return [Iteration(i, n, f"_{i}", "parallelism") for i in range(_bounded(n))]
     if isinstance(strategy, Repeat):
         if strategy.times is not None:
             t = strategy.times
@@ -520,7 +525,7 @@ def iterations(
                 if _is_expression(t) and count is not None
                 else _as_count(value(t, "repeat times"), "repeat times")
             )
-            return _check([Iteration(i, n, f"_{i}", "repeat", item=i) for i in range(n)])
+            return [Iteration(i, n, f"_{i}", "repeat", item=i) for i in range(_bounded(n))]
         items = _as_list(value(strategy.items, "repeat items"), "repeat items")
         items = _cut(items, strategy)
         size = strategy.partition_size
@@ -540,10 +545,10 @@ def iterations(
     # matrix (R49)
     if count is not None and any(_is_expression(v) for v in strategy.axes.values()):
         names = list(strategy.axes)
-        return _check([
+        return [
             Iteration(i, count, f"_{i}", "matrix", matrix={a: f"{a}[{i}]" for a in names})
-            for i in range(count)
-        ])  # fmt: skip
+            for i in range(_bounded(count))
+        ]  # fmt: skip
     axes = {
         name: _as_list(value(vals, f"matrix axis {name}"), f"matrix axis {name}")
         for name, vals in strategy.axes.items()
@@ -580,6 +585,14 @@ def _cut(items: list, strategy: Repeat) -> list:
     else:
         lo, hi = start or 0, n if end is None else end
     return items[lo:hi]
+
+
+def _bounded(n: int) -> int:
+    """``n`` when it is at most ``MAX_ITERATIONS``; checked before any iteration is made (a
+    count from input such as ``times: 1000000000`` must not exhaust memory first)."""
+    if n > MAX_ITERATIONS:
+        raise LoopingError(f"{short(n)} iterations; the limit is {MAX_ITERATIONS}")
+    return n
 
 
 def _check(its: list[Iteration]) -> list[Iteration]:

@@ -496,18 +496,18 @@ class _Checker:
                 yield Problem(
                     fqn,
                     "R18",
-                    f"{name} count {action.count!r} is not a whole number",
+                    f"{name} count {short(action.count)} is not a whole number",
                     f"give the number of retries as a whole number ≥ 0, e.g. {name}(2)",
                     yaml_fix="write `retryCount:` as a whole number ≥ 0, e.g. `retryCount: 2`",
                 )
             elif action.count < 0:
-                yield Problem(fqn, "R18", f"retry count {action.count} is negative", "use 0 or more")
+                yield Problem(fqn, "R18", f"retry count {short(action.count)} is negative", "use 0 or more")
             elif action.count > MAX_RETRIES:
                 rule = "R19" if isinstance(action, RetryStepGroup) else "R18"
                 yield Problem(
                     fqn,
                     rule,
-                    f"{name} count {action.count} is more than the limit of {MAX_RETRIES} retries "
+                    f"{name} count {short(action.count)} is more than the limit of {MAX_RETRIES} retries "
                     "(each retry is an attempt and a row of the trace)",
                     f"retry at most {MAX_RETRIES} times, e.g. {name}({min(MAX_RETRIES, 3)}); a step that "
                     "needs more is failing, not flaky",
@@ -670,7 +670,9 @@ class _Checker:
                     "give a positive duration such as '10m', or leave the timeout unset for none",
                 )
         except DurationTooLong:
-            yield Problem(fqn, "R59", f"{key}={value!r} is {LIMIT}", "give a duration of at most 100 years")
+            yield Problem(
+                fqn, "R59", f"{key}={short(value)} is {LIMIT}", "give a duration of at most 100 years"
+            )
         except DurationError:
             if isinstance(value, str) and value.strip().startswith("<+input>"):  # Harness runtime input
                 # [^()]* then strip(): linear; "\s*([^()]*?)\s*" backtracked cubically on long spaces
@@ -684,7 +686,10 @@ class _Checker:
                 )
                 return
             yield Problem(
-                fqn, "R59", f"cannot read {key}={value!r} as a duration", "write '10s', '1m 30s' or seconds"
+                fqn,
+                "R59",
+                f"cannot read {key}={short(value)} as a duration",
+                "write '10s', '1m 30s' or seconds",
             )
 
     def _identifier(self, fqn: str, ident: Any, kind: str) -> Iterator[Problem]:

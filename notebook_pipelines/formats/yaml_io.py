@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -222,6 +223,21 @@ def _construct_seq(loader: Any, node: yaml.SequenceNode) -> Iterator[_Seq]:
     data.extend(loader.construct_object(child, deep=True) for child in node.value)
 
 
+def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
+    """An integer, or a marked error for one Python refuses to read (over 4,300 digits)."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"the integer {node.value[:12]}… has {len(node.value)} characters: too long to read "
+            f"(Python reads at most {sys.get_int_max_str_digits()} digits)",
+            node.start_mark,
+        ) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
@@ -423,6 +439,8 @@ def _document(text: str, name: str) -> tuple[Any, list]:
         line, column = _at(mark)
         detail = " ".join(str(x) for x in (err.context, err.problem) if x)
         fix = "check the indentation, the ':' after each key and the quoting around this line"
+        if "too long to read" in detail:
+            fix = "write a number of a sensible size (counts and durations have limits far below it)"
         raise YamlSyntaxError(
             [YamlProblem("pipeline", "YAML", f"invalid YAML: {detail}", fix, name, line, column)]
         ) from None
