@@ -444,3 +444,18 @@ def test_a_tie_keeps_the_layout_that_relaxes_fewer_orderings():
     ties = [s for s in found if s.makespan_s == 15]
     assert len(ties) == 1
     assert ties[0].relaxed == [("s0", "s1"), ("s2", "s3"), ("s4", "s5"), ("s6", "s7")]
+
+
+def test_a_suggestions_steps_are_its_own_objects_editing_one_leaves_the_original_alone():
+    p = nbp.Pipeline("three")
+    with p.stage("s") as s:
+        for name in ("a", "b", "c"):
+            s.step(name, duration="5s")
+    best = nbp.suggest_layout(p)[0]
+    originals = {id(step) for step in p.stages[0].items}
+    mine = [node for node in best.pipeline.stages[0].items]
+    steps = [getattr(item, "items", [item]) for item in mine]
+    flat = [step for group in steps for step in group]
+    assert flat and not originals & {id(step) for step in flat}
+    flat[0].timeout = 60
+    assert all(step.timeout is None for step in p.stages[0].items)

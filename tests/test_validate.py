@@ -1020,6 +1020,11 @@ HUGE = 10**5000  # more digits than Python will print (4,300): a message must no
             "count (an integer of about 5001 digits) is more",
         ),
         (Step("a", failure_strategies=nbp.Retry(-HUGE)), "R18", "(a negative integer of about 5001 digits)"),
+        (Step("a", run=HUGE), "R4", "run=(an integer of about 5001 digits) is neither"),
+        (Step("a", inputs=HUGE), "R43", "inputs=(an integer of about 5001 digits) is not a mapping"),
+        (Step("a", outputs=[HUGE]), "R44", "the output name (an integer of about 5001 digits)"),
+        (Step("a", when=nbp.When("Success", HUGE)), "R28", "condition (an integer of about 5001 digits)"),
+        (Step("a", duration=10**30), "R59", "duration=1000000000000000000000000000000 is longer"),  # shown
     ],
 )
 def test_R18_R59_a_huge_integer_is_refused_with_its_size_not_a_crash(step, rule, said):
@@ -1052,3 +1057,14 @@ def test_R50_an_iteration_count_at_the_limit_runs():
     )
     trace = nbp.simulate(p)
     assert int(trace["iteration"].notna().sum()) == MAX_ITERATIONS  # the copies (and the looped node's row)
+
+
+def test_R50_a_count_known_only_while_running_is_bounded_before_any_copy_is_made():
+    p = nbp.Pipeline("p", variables={"n": 10**9})
+    with p.stage("s") as s:
+        s.step("x", run=lambda: None, strategy=nbp.Repeat(times="<+pipeline.variables.n>"))
+    trace = p.run(progress=False, report=False)  # was a MemoryError (or the OOM killer)
+    x = trace[trace["step"] == "x"].iloc[0]
+    assert x["status"] == "Failed" and x["fqn"] == f"{STEPS}.x"
+    assert "repeat times asks for 1000000000 iterations; the limit is 10000" in x["error"]
+    assert "give at most 10000" in x["error"]

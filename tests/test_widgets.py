@@ -134,6 +134,22 @@ def test_R21_E15_cancel_button_aborts_a_running_start_run():
     assert handle.wait() is trace and handle.trace is trace
 
 
+def test_R21_cancel_clicked_before_the_run_starts_stays_off_and_aborts_it_at_once():
+    from notebook_pipelines.views.runs import RunHandle
+
+    p = nbp.Pipeline("early")
+    with p.stage("s") as s:
+        s.step("a", run=sleeper(0.001))
+    handle = RunHandle(p.plan())  # made, not started yet (start() starts it at once)
+    view = handle.view()
+    view.cancel_button.click()
+    view.text_updates.flush()  # a redraw while the run has not ended
+    assert view.cancel_button.disabled and view.cancel_button.description == "Cancelling"
+    handle._thread.start()
+    trace = handle.wait(timeout=GUARD)
+    assert status(trace, "pipeline") == "Aborted" and status(trace, "a") in ("Aborted", "NotStarted")
+
+
 def _running(handle, step_id: str) -> bool:
     with handle.state.lock:
         return any(node.id == step_id for node, _, _ in handle.state.running.values())

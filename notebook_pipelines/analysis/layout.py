@@ -25,8 +25,8 @@ and the bound (the longest chain) may not be reachable — ``gap`` says by how m
 
 * every ``<+…>`` reference that reads a *finished value* — an output or a status — in a
   ``when`` condition, a retry condition, an input or a typed step's spec (R44, R45), a
-  looping strategy (a matrix axis or repeat list resolved when the node starts, R49, R50) or
-  a timeout: the reader's unit runs after the unit that holds the target; names,
+  looping strategy (a matrix axis or repeat list resolved when the node starts, R49, R50):
+  the reader's unit runs after the unit that holds the target; names,
   identifiers and variables are part of the definition and order nothing. The references
   are walked by the same walker validation uses
   (:func:`~notebook_pipelines.definition.references.locate`);
@@ -878,9 +878,9 @@ def _references(plan: Any) -> list[tuple[Any, Any]]:
     for node in plan.nodes:
         texts = [(text, "condition" in where) for where, text, _strict in expressions_of(node)]
         # what validation does not walk but the run reads: a looping strategy resolved when the
-        # node starts (matrix axes, repeat items, R49-R51) and an expression timeout (R59)
-        for attr in ("strategy", "timeout"):
-            rewrite_expressions(getattr(node, attr), lambda t, c, seen=texts: seen.append((t, c)) or t)
+        # node starts (matrix axes, repeat items, R49-R51); a timeout is a number here (an
+        # expression timeout does not validate, R59)
+        rewrite_expressions(node.strategy, lambda t, c, seen=texts: seen.append((t, c)) or t)
         for text, condition in texts:
             try:
                 parsed = parse_condition(text) if condition else parse_template(text)
@@ -1311,7 +1311,7 @@ class _Rewriter:
         reader = self.plan.by_fqn.get(fqn)
         if reader is not None:
             node = rewrite_expressions(node, lambda text, cond: self.text(reader, text, cond))
-        return dataclasses.replace(node, **changes) if changes else node
+        return dataclasses.replace(node, **changes)  # a new node: editing a suggestion leaves p alone
 
     def text(self, reader: Any, text: str, condition: bool) -> str:
         try:

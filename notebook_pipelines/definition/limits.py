@@ -84,7 +84,7 @@ def short(value: Any) -> str:
     >>> short({"a": [[[[1]]]]}), len(short("x" * 100_000)), short(-(10**400))
     ("{'a': [[[...]]]}", 60, '(a negative integer of about 401 digits)')
     """
-    if type(value) is int and abs(value).bit_length() > 64:  # huge: past 4,300 digits repr fails
+    if type(value) is int and abs(value).bit_length() > 265:  # over ~80 digits (past 4,300 repr fails)
         sign = "a negative" if value < 0 else "an"
         return f"({sign} integer of about {int(abs(value).bit_length() * 0.30103) + 1} digits)"
     if isinstance(value, str | int | float | bool | type(None)) and len(text := repr(value)) <= 80:

@@ -504,7 +504,7 @@ def iterations(
         if not _is_expression(v):
             return v
         if count is not None:
-            return [f"{what}[{i}]" for i in range(_bounded(count))]
+            return [f"{what}[{i}]" for i in range(_bounded(count, what))]
         if resolve is None:
             raise LoopingError(f"{what} ({v}) is known only while running")
         return resolve(v)
@@ -516,7 +516,7 @@ def iterations(
             if _is_expression(n) and count is not None
             else _as_count(value(n, "parallelism"), "parallelism")
         )
-        return [Iteration(i, n, f"_{i}", "parallelism") for i in range(_bounded(n))]
+        return [Iteration(i, n, f"_{i}", "parallelism") for i in range(_bounded(n, "parallelism"))]
     if isinstance(strategy, Repeat):
         if strategy.times is not None:
             t = strategy.times
@@ -525,7 +525,7 @@ def iterations(
                 if _is_expression(t) and count is not None
                 else _as_count(value(t, "repeat times"), "repeat times")
             )
-            return [Iteration(i, n, f"_{i}", "repeat", item=i) for i in range(_bounded(n))]
+            return [Iteration(i, n, f"_{i}", "repeat", item=i) for i in range(_bounded(n, "repeat times"))]
         items = _as_list(value(strategy.items, "repeat items"), "repeat items")
         items = _cut(items, strategy)
         size = strategy.partition_size
@@ -547,7 +547,7 @@ def iterations(
         names = list(strategy.axes)
         return [
             Iteration(i, count, f"_{i}", "matrix", matrix={a: f"{a}[{i}]" for a in names})
-            for i in range(_bounded(count))
+            for i in range(_bounded(count, "the matrix"))
         ]  # fmt: skip
     axes = {
         name: _as_list(value(vals, f"matrix axis {name}"), f"matrix axis {name}")
@@ -587,11 +587,14 @@ def _cut(items: list, strategy: Repeat) -> list:
     return items[lo:hi]
 
 
-def _bounded(n: int) -> int:
+def _bounded(n: int, what: str) -> int:
     """``n`` when it is at most ``MAX_ITERATIONS``; checked before any iteration is made (a
     count from input such as ``times: 1000000000`` must not exhaust memory first)."""
     if n > MAX_ITERATIONS:
-        raise LoopingError(f"{short(n)} iterations; the limit is {MAX_ITERATIONS}")
+        raise LoopingError(
+            f"{what} asks for {short(n)} iterations; the limit is {MAX_ITERATIONS}: "
+            f"give at most {MAX_ITERATIONS} (split the work into batches)"
+        )
     return n
 
 

@@ -149,23 +149,12 @@ def _sound(step: Step) -> bool:
         type(ident) is str
         and len(ident) <= MAX_IDENTIFIER
         and IDENTIFIER.match(ident) is not None
-        and (step.name is None or type(step.name) is str)
         and (
             duration is None
             or (type(duration) in _SECONDS and 0 <= duration <= MAX_SECONDS)
             or (type(duration) is str and _readable(duration))
         )
-        and step.when is None
-        and step.failure_strategies is None
-        and step.timeout is None
-        and step.delegate_selectors is None
-        and step.strategy is None
-        and not step.variables
-        and step.type is None
-        and step.spec is None
-        and not step.inputs
-        and not step.outputs
-        and not step.extra
+        and _plain(step)
         and (run is None or type(run) is str or (callable(run) and not call_problem(run, [])))
     )
 
@@ -394,7 +383,7 @@ class _Checker:
                 yield from self._duration(fqn, "duration", step.duration)
             if step.run is not None and not (callable(step.run) or isinstance(step.run, str)):
                 yield Problem(
-                    fqn, "R4", f"run={step.run!r} is neither a callable nor code text", "pass a function"
+                    fqn, "R4", f"run={short(step.run)} is neither a callable nor code text", "pass a function"
                 )
             elif callable(step.run) and (found := call_problem(step.run, [])):
                 yield Problem(fqn, "R43", *found)
@@ -413,7 +402,7 @@ class _Checker:
         yield from self._spec(fqn, step.spec)
         if step.run is not None and not (callable(step.run) or isinstance(step.run, str)):
             yield Problem(
-                fqn, "R4", f"run={step.run!r} is neither a callable nor code text", "pass a function"
+                fqn, "R4", f"run={short(step.run)} is neither a callable nor code text", "pass a function"
             )
         elif callable(step.run):
             names = [n for n in step.inputs or ()] if isinstance(step.inputs, Mapping) else []
@@ -441,7 +430,7 @@ class _Checker:
                 yield Problem(
                     fqn,
                     "R28",
-                    f"{key} {when.status!r} is not one of {', '.join(STATUS_CHOICES)}",
+                    f"{key} {short(when.status)} is not one of {', '.join(STATUS_CHOICES)}",
                     f"use {key} Success, Failure or All",
                 )
             if when is not None and not (
@@ -450,7 +439,7 @@ class _Checker:
                 yield Problem(
                     fqn,
                     "R28",
-                    f"condition {when.condition!r} is not an expression",
+                    f"condition {short(when.condition)} is not an expression",
                     "write the condition as an expression string such as '<+a> == 1' (or, in Python, "
                     "a callable taking the step context)",
                     yaml_fix="write `condition:` as an expression string such as '<+a> == 1'",
@@ -474,7 +463,10 @@ class _Checker:
             for error in entry.errors:
                 if error not in ERROR_TYPES:
                     yield Problem(
-                        fqn, "R16", f"unknown error type {error!r}", f"use one of: {', '.join(ERROR_TYPES)}"
+                        fqn,
+                        "R16",
+                        f"unknown error type {short(error)}",
+                        f"use one of: {', '.join(ERROR_TYPES)}",
                     )
             yield from self._action(entry.action, fqn, kind, in_group)
 
@@ -485,7 +477,7 @@ class _Checker:
             yield Problem(
                 fqn,
                 "R17",
-                f"the {what} {action!r} is not a failure-strategy action",
+                f"the {what} {short(action)} is not a failure-strategy action",
                 f"use an action such as nbp.Abort() or a type name, one of: {', '.join(ACTION_TYPES)}",
                 yaml_fix=f"write `action: {{type: …}}` with a type from: {', '.join(ACTION_TYPES)}",
             )
@@ -524,7 +516,7 @@ class _Checker:
                 yield Problem(
                     fqn,
                     "R18",
-                    f"retry condition {action.condition!r} is not an expression",
+                    f"retry condition {short(action.condition)} is not an expression",
                     "write it as an expression string such as '<+step.exitCode> == 137' (or a callable)",
                     yaml_fix="write `condition:` as an expression string such as '<+step.exitCode> == 137'",
                 )
@@ -626,7 +618,7 @@ class _Checker:
             yield Problem(
                 fqn,
                 "R43",
-                f"inputs={value!r} is not a mapping of parameter names to values",
+                f"inputs={short(value)} is not a mapping of parameter names to values",
                 "write inputs={'name': value, ...} (values may embed <+…> expressions)",
             )
             return
@@ -635,7 +627,7 @@ class _Checker:
                 yield Problem(
                     fqn,
                     "R43",
-                    f"the input name {name!r} is not a Python parameter name",
+                    f"the input name {short(name)} is not a Python parameter name",
                     "name inputs like the body's parameters (letters, digits and _)",
                 )
 
@@ -646,8 +638,10 @@ class _Checker:
             yield Problem(
                 fqn,
                 "R44",
-                f"outputs={value!r} is not a list of names",
-                f"write outputs=[{value!r}]" if isinstance(value, str) else "write outputs=['name', ...]",
+                f"outputs={short(value)} is not a list of names",
+                f"write outputs=[{short(value)}]"
+                if isinstance(value, str)
+                else "write outputs=['name', ...]",
             )
             return
         for name in value:
@@ -655,7 +649,7 @@ class _Checker:
                 yield Problem(
                     fqn,
                     "R44",
-                    f"the output name {name!r} is not a string",
+                    f"the output name {short(name)} is not a string",
                     "name output variables with strings",
                 )
 
@@ -666,7 +660,7 @@ class _Checker:
                 yield Problem(
                     fqn,
                     "R59",
-                    f"timeout={value!r} would expire the node the moment it starts",
+                    f"timeout={short(value)} would expire the node the moment it starts",
                     "give a positive duration such as '10m', or leave the timeout unset for none",
                 )
         except DurationTooLong:

@@ -714,30 +714,25 @@ class Scheduler:
         """Append one trace row: ``info`` holds the other fields of :class:`~.trace.Record`
         (``reason``, ``worker``, ``error_type``, ``error``, ``action``, ``outputs``, ``log``)."""
         get = info.get
-        self._add(
-            node,
-            Record(
-                node.index,
-                node.iteration,
-                attempt,
-                status,
-                get("reason"),
-                start,
-                end,
-                get("worker"),
-                get("error_type"),
-                get("error"),
-                get("action"),
-                get("outputs"),
-                get("log"),
-                self._resolved.get(node.index) if node.inputs else None,
-            ),
-        )
+        self._row(
+            node, attempt, status, get("reason"), start, end, get("worker"),
+            get("error_type"), get("error"), get("action"), get("outputs"), get("log"),
+        )  # fmt: skip
 
     def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:
         """A step attempt succeeded: its outputs become readable (R44), and its row is recorded."""
         outputs = outcome.outputs
         self.outputs[node.fqn] = outputs or _NO_OUTPUTS
+        self._row(
+            node, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker,
+            None, None, None, outputs, outcome.log,
+        )  # fmt: skip
+
+    def _row(
+        self, node: PlanNode, attempt: int, status: str, reason: Any, start: float | None,
+        end: float | None, worker: Any, error_type: Any, error: Any, action: Any, outputs: Any, log: Any,
+    ) -> None:  # fmt: skip
+        """The one place a :class:`~.trace.Record` is made (positional: the hot path)."""
         inputs = self._resolved.get(node.index) if node.inputs else None
         self._add(
             node,
@@ -745,16 +740,16 @@ class Scheduler:
                 node.index,
                 node.iteration,
                 attempt,
-                SUCCESS,
-                None,
-                outcome.start,
-                outcome.end,
-                outcome.worker,
-                None,
-                None,
-                None,
+                status,
+                reason,
+                start,
+                end,
+                worker,
+                error_type,
+                error,
+                action,
                 outputs,
-                outcome.log,
+                log,
                 inputs,
             ),
         )

@@ -229,7 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--durations", metavar="D.yaml", help="YAML mapping step id / FQN / glob -> duration")
     p.add_argument("--default", metavar="DURATION", default="1s", help="duration of other steps (default 1s)")
-    p.add_argument("--max-parallel", metavar="N", type=int, help="at most N steps at once")
+    p.add_argument(
+        "--max-parallel",
+        metavar="N",
+        type=int,
+        help="at most N units (a step, a step group, a looped step) at once in the whole pipeline",
+    )
     p.add_argument(
         "--across-stages",
         action="store_true",

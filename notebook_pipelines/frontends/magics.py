@@ -717,7 +717,12 @@ class PipelineMagics(Magics):
         metavar="NODE=N",
         help="simulate: a looped NODE whose items are known only in a run has N of them; repeat",
     )
-    @argument("--max-parallel", type=int, metavar="N", help="suggest: at most N steps at once")
+    @argument(
+        "--max-parallel",
+        type=int,
+        metavar="N",
+        help="suggest: at most N units (step, step group, looped step) at once",
+    )
     @argument(
         "--across-stages",
         action="store_true",

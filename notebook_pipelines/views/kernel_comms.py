@@ -15,6 +15,13 @@ routes there "concurrently" (its path for widget messages during a busy async ce
 publishes no busy/idle status, so the frontend's kernel indicator stays *busy* while the cell
 runs, as it should.
 
+The subshell is this package's: it takes only the comm messages routed to it (its lock being
+held, an ``execute_request`` sent to it by id would wait for good). If a frontend deletes it,
+messages go back to the main shell and the next view makes a new one. While the subshell
+handles a click, ipykernel makes that message the *global* parent of output for a moment (its
+``set_parent``), so a line a step prints from a worker thread at that very moment may be shown
+under the click rather than the cell; it is still in the step's log.
+
 This leans on ipykernel internals (the subshell manager, the comm's routing hook). Each is
 looked up, never assumed: where one is missing (an older ipykernel, another kernel, subshells
 off) nothing is routed, :func:`answer_off_main_thread` returns False, and the live view says
@@ -57,11 +64,20 @@ def subshell_id() -> str | None:
         return None
     with _LOCK:
         if _SUBSHELL is not None and _SUBSHELL[0] is kernel:
-            return _SUBSHELL[1]
+            sid = _SUBSHELL[1]
+            if sid is None or _alive(kernel, sid):
+                return sid  # a failure is kept too: no wait per view
         made = _make_subshell(kernel)
-        if made is not None or threading.current_thread() is threading.main_thread():
-            _SUBSHELL = (kernel, made)  # a failure is kept too: no 5 s wait per view
+        _SUBSHELL = (kernel, made)
         return made
+
+
+def _alive(kernel: Any, sid: str) -> bool:
+    """The subshell still exists (a frontend may have deleted it)."""
+    try:
+        return sid in kernel.shell_channel_thread.manager.list_subshell()
+    except Exception:  # pragma: no cover - an ipykernel that changed
+        return False
 
 
 def _make_subshell(kernel: Any) -> str | None:
@@ -95,7 +111,8 @@ def _make_subshell(kernel: Any) -> str | None:
             loop = manager._get_subshell(sid).io_loop.asyncio_loop
         lock = manager.get_subshell_asyncio_lock(sid)
         asyncio.run_coroutine_threadsafe(lock.acquire(), loop).result(_SETUP_WAIT)
-    except Exception:  # pragma: no cover - an ipykernel that changed
+    except Exception:  # pragma: no cover - an ipykernel that changed: leave no subshell behind
+        channel.io_loop.add_callback(manager._delete_subshell, sid)
         return None
     return sid
 
@@ -105,7 +122,10 @@ def _routed_class(base: type) -> type:
     if routed is None:
 
         def _reply_subshell_for(self: Any, data: Any, default: Any) -> Any:
-            return self._nbp_subshell
+            # on the shell channel thread, for each message of this comm; a deleted subshell
+            # would lose the click: the main shell takes it then (after the cell)
+            sid = self._nbp_subshell
+            return sid if _alive(self.kernel or _kernel(), sid) else default
 
         routed = type(base.__name__, (base,), {"_reply_subshell_for": _reply_subshell_for})
         routed.__module__ = base.__module__

@@ -90,6 +90,7 @@ class LiveView(widgets.VBox):
         self._buttons: dict[int, widgets.Widget] = {}  # step index → its intervention box
         self._tick: threading.Timer | None = None
         self._cancel_pending = False  # a foreground run's Cancel clicked before it started
+        self._cancelled = False  # Cancel was clicked: the button stays off
         super().__init__(
             children=[
                 self.header,
@@ -138,7 +139,7 @@ class LiveView(widgets.VBox):
         self.progress.value = done
         self.progress.bar_style = "" if not state.done else "success" if status == "Success" else "danger"
         self.counts.value = status_chips(state.counts())
-        self.cancel_button.disabled = not self.interactive or state.done
+        self.cancel_button.disabled = not self.interactive or state.done or self._cancelled
         self._show_requests(requests)
         self._offer_logs(logs)
 
@@ -219,6 +220,7 @@ class LiveView(widgets.VBox):
         else:
             self._cancel_pending = True
             self._send_cancel()
+        self._cancelled = True
         self.cancel_button.disabled = True
         self.cancel_button.description = "Cancelling"
 
