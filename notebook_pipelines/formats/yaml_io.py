@@ -194,22 +194,27 @@ class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
     pass
 
 
+def _hashable(key: Any, node: yaml.MappingNode, key_node: yaml.Node) -> Any:
+    """``key`` when it can be a mapping key; else a marked error at the key (a list or mapping)."""
+    try:
+        hash(key)
+    except TypeError:
+        raise yaml.constructor.ConstructorError(
+            "while reading a mapping",
+            node.start_mark,
+            "a key cannot be a list or mapping",
+            key_node.start_mark,
+        ) from None
+    return key
+
+
 def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[_Map]:
     data = _Map()
     data.mark, data.keys_at, data.values_at = node.start_mark, {}, {}
     yield data
     loader.flatten_mapping(node)
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping",
-                node.start_mark,
-                "a key cannot be a list or mapping",
-                key_node.start_mark,
-            ) from None
+        key = _hashable(loader.construct_object(key_node, deep=True), node, key_node)
         if key in data:
             loader.duplicates.append((key, key_node.start_mark))
         data[key] = loader.construct_object(value_node, deep=True)
@@ -397,16 +402,7 @@ def _mapping(loader: Any, node: Any, built: dict) -> _Map:
             data.keys_at[k], data.values_at[k] = source.keys_at[k], source.values_at[k]
     own_keys: set = set()
     for key_node, value_node in own:
-        k = built[id(key_node)]
-        try:
-            hash(k)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping",
-                node.start_mark,
-                "a key cannot be a list or mapping",
-                key_node.start_mark,
-            ) from None
+        k = _hashable(built[id(key_node)], node, key_node)
         if k in own_keys:
             loader.duplicates.append((k, key_node.start_mark))
         own_keys.add(k)
