@@ -71,6 +71,21 @@ def failing(message: str = "bad value", exc: type[BaseException] = ValueError, a
     return body
 
 
+def grouped(name: str, stages: int, groups: int, blocks: int, width: int, longest: float) -> nbp.Pipeline:
+    """A real-shaped pipeline: ``stages`` stages of ``groups`` step groups, each a series of
+    ``blocks`` parallel blocks of ``width`` steps lasting uniform(1, ``longest``) seconds."""
+    p = nbp.Pipeline(name)
+    for k in range(stages):
+        with p.stage(f"s{k}") as s:
+            for g in range(groups):
+                with s.step_group(f"g{g}") as group:
+                    for b in range(blocks):
+                        with group.parallel():
+                            for i in range(width):
+                                group.step(f"x{b}_{i}", duration=lambda rng: rng.uniform(1, longest))
+    return p
+
+
 def worker_threads() -> list[threading.Thread]:
     """The engine's worker threads that are alive now (in the pool, idle or busy)."""
     return [t for t in threading.enumerate() if t.name.startswith(WORKER_PREFIX) and t.is_alive()]

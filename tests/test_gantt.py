@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from conftest import grouped
 from PIL import Image
 
 import notebook_pipelines as nbp
@@ -54,16 +55,7 @@ def test_gantt_shows_rollback_steps():
 
 
 def test_gantt_of_2000_steps_packs_lanes_per_group():
-    p = nbp.Pipeline("big")
-    for k in range(4):
-        with p.stage(f"s{k}") as s:
-            for g in range(5):
-                with s.step_group(f"g{g}") as group:
-                    for b in range(4):
-                        with group.parallel():
-                            for i in range(25):
-                                group.step(f"x{b}_{i}", duration=lambda rng: rng.uniform(1, 5))
-    trace = p.simulate(seed=1)
+    trace = grouped("big", stages=4, groups=5, blocks=4, width=25, longest=5).simulate(seed=1)
     assert (trace["kind"] == "step").sum() == 2000
     figure = trace.pipeline.gantt()
     labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]

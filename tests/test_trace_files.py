@@ -12,6 +12,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import grouped
 
 import notebook_pipelines as nbp
 from tests.test_timing import release
@@ -70,15 +71,7 @@ def test_perfetto_file_follows_the_trace_event_format(trace, tmp_path):
 
 
 def test_perfetto_nests_a_large_real_shaped_trace(tmp_path):
-    p = nbp.Pipeline("wide")
-    for k in range(3):
-        with p.stage(f"s{k}") as s:
-            for g in range(4):
-                with s.step_group(f"g{g}") as group:
-                    for b in range(3):
-                        with group.parallel():
-                            for i in range(5):
-                                group.step(f"x{b}_{i}", duration=lambda rng: rng.uniform(1, 9))
+    p = grouped("wide", stages=3, groups=4, blocks=3, width=5, longest=9)
     path = p.simulate(seed=3).pipeline.to_perfetto(tmp_path / "wide.json")
     events = json.loads(path.read_text())["traceEvents"]
     _nested(events)
