@@ -9,8 +9,6 @@ kernel side by nbval (``notebooks/``); here only the quickstart runs, to keep th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -140,69 +138,62 @@ with p.stage("s") as s:
 ]
 
 
-@contextmanager
-def notebook_open(browser: Any, lab: Lab, name: str, cells: list[str]) -> Iterator[tuple[Any, Problems]]:
-    """A notebook of ``cells`` written as ``name`` and open in a new browser context: yields the
-    page and its problem log; the context is closed after."""
+def open_written(page: Any, lab: Lab, name: str, cells: list[str]) -> Problems:
+    """Write a notebook of code ``cells`` as ``name``, open it; returns the page's problem log."""
     write_notebook(lab.notebooks / name, cells)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        page = context.new_page()
-        problems = Problems(page)
-        open_notebook(page, lab, name)
-        yield page, problems
-    finally:
-        context.close()
+    problems = Problems(page)
+    open_notebook(page, lab, name)
+    return problems
 
 
-def test_R20_D12_a_click_on_an_intervention_choice_lets_the_run_continue_to_its_end(browser: Any, lab: Lab):
-    with notebook_open(browser, lab, "intervention.ipynb", INTERVENTION) as (page, problems):
-        result, cells = run_all(page)
-        assert result is True
-        out = check_widget(page, cell_index(cells, "handle = p.start("))
-        retry = out.get_by_role("button", name="Retry")
-        retry.wait_for(timeout=30_000)  # the run waits for a person
-        assert "deploy" in out.inner_text() and "disk full" in out.inner_text()
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        out.screenshot(path=str(SHOTS / "intervention-waiting.png"))
-        bar = out.locator(".widget-hprogress .progress-bar")
-        waiting_at = bar.evaluate("b => b.style.width")
-        assert waiting_at != "100%", waiting_at  # the run is not over while it waits
-        retry.click()
-        page.wait_for_function("b => b.style.width === '100%'", arg=bar.element_handle(), timeout=30_000)
-        out.get_by_text("Success · ").first.wait_for(timeout=30_000)
-        assert out.get_by_role("button", name="Retry").count() == 0  # answered: the buttons are gone
-        out.screenshot(path=str(SHOTS / "intervention-answered.png"))
-        said = kernel_exec(
-            page,
-            "t = handle.wait(timeout=60)\n"
-            "print(calls, list(t[t.step == 'deploy'].action)[:1], list(t[t.kind == 'step'].status),"
-            " handle.status)",
-        )
-        assert said.strip() == "[1, 2] ['Retry'] ['Failed', 'Success', 'Success'] Success", said
-        assert problems.unexpected() == [], problems.all
+def test_R20_D12_a_click_on_an_intervention_choice_lets_the_run_continue_to_its_end(page: Any, lab: Lab):
+    problems = open_written(page, lab, "intervention.ipynb", INTERVENTION)
+    result, cells = run_all(page)
+    assert result is True
+    out = check_widget(page, cell_index(cells, "handle = p.start("))
+    retry = out.get_by_role("button", name="Retry")
+    retry.wait_for(timeout=30_000)  # the run waits for a person
+    assert "deploy" in out.inner_text() and "disk full" in out.inner_text()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    out.screenshot(path=str(SHOTS / "intervention-waiting.png"))
+    bar = out.locator(".widget-hprogress .progress-bar")
+    waiting_at = bar.evaluate("b => b.style.width")
+    assert waiting_at != "100%", waiting_at  # the run is not over while it waits
+    retry.click()
+    page.wait_for_function("b => b.style.width === '100%'", arg=bar.element_handle(), timeout=30_000)
+    out.get_by_text("Success · ").first.wait_for(timeout=30_000)
+    assert out.get_by_role("button", name="Retry").count() == 0  # answered: the buttons are gone
+    out.screenshot(path=str(SHOTS / "intervention-answered.png"))
+    said = kernel_exec(
+        page,
+        "t = handle.wait(timeout=60)\n"
+        "print(calls, list(t[t.step == 'deploy'].action)[:1], list(t[t.kind == 'step'].status),"
+        " handle.status)",
+    )
+    assert said.strip() == "[1, 2] ['Retry'] ['Failed', 'Success', 'Success'] Success", said
+    assert problems.unexpected() == [], problems.all
 
 
 #: the run cell (index 2) has no execution count yet: it has not ended
 RUNNING_JS = "() => window.jupyterapp.shell.currentWidget.content.widgets[2].model.executionCount === null"
 
 
-def test_R20_D12_a_click_answers_a_foreground_run_while_the_kernel_is_busy(browser: Any, lab: Lab):
+def test_R20_D12_a_click_answers_a_foreground_run_while_the_kernel_is_busy(page: Any, lab: Lab):
     """``p.run()`` keeps the kernel busy; the click is still taken (a kernel subshell)."""
     cells = [*INTERVENTION[:2], 't = p.run(run_id="foreground")  # the kernel is busy until it ends']
     cells.append("print(calls, list(t[t.kind == 'step'].status), t.loc[0, 'status'])")
-    with notebook_open(browser, lab, "foreground.ipynb", cells) as (page, problems):
-        page.evaluate(CELLS_JS)  # number the cells for the locators
-        # run all without awaiting the command: its promise ends with the cells, after the click
-        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-        out = check_widget(page, 2)
-        retry = out.get_by_role("button", name="Retry")
-        retry.wait_for(timeout=30_000)
-        assert page.evaluate(RUNNING_JS) is True  # run() still holds the kernel: its cell runs
-        assert "p.start()" not in out.inner_text()  # the view does not send the person elsewhere
-        retry.click()
-        last = page.locator("[data-nb-idx='3'] .jp-OutputArea-output").first
-        last.wait_for(timeout=30_000)  # the run ended, the next cell ran
-        assert last.inner_text().strip() == "[1, 2] ['Failed', 'Success', 'Success'] Success"
-        assert kernel_exec(page, "print(6 * 7)").strip() == "42"  # the kernel takes the next request
-        assert problems.unexpected() == [], problems.all
+    problems = open_written(page, lab, "foreground.ipynb", cells)
+    page.evaluate(CELLS_JS)  # number the cells for the locators
+    # run all without awaiting the command: its promise ends with the cells, after the click
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    out = check_widget(page, 2)
+    retry = out.get_by_role("button", name="Retry")
+    retry.wait_for(timeout=30_000)
+    assert page.evaluate(RUNNING_JS) is True  # run() still holds the kernel: its cell runs
+    assert "p.start()" not in out.inner_text()  # the view does not send the person elsewhere
+    retry.click()
+    last = page.locator("[data-nb-idx='3'] .jp-OutputArea-output").first
+    last.wait_for(timeout=30_000)  # the run ended, the next cell ran
+    assert last.inner_text().strip() == "[1, 2] ['Failed', 'Success', 'Success'] Success"
+    assert kernel_exec(page, "print(6 * 7)").strip() == "42"  # the kernel takes the next request
+    assert problems.unexpected() == [], problems.all

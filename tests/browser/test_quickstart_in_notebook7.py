@@ -34,27 +34,22 @@ def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         stop_lab(server)
 
 
-def test_quickstart_in_notebook7(browser: Any, notebook7: Lab):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        page = context.new_page()
-        # Notebook 7's own shortcuts extension throws this while it loads settings (its
-        # pluginChanged handler reads the schema of a plugin Notebook 7 does not load; seen with
-        # notebook 7.6.5, with or without our settings, and never in JupyterLab): not ours
-        problems = Problems(page, also=("pageerror: Cannot read properties of undefined (reading 'schema')",))
-        open_notebook(page, notebook7, NOTEBOOK, app="notebook")
-        result, cells = run_all(page)
-        assert result is True
-        assert all(c["count"] for c in cells if c["type"] == "code")
-        check_picture(page, next(c["i"] for c in cells if c["source"].strip() == "p"), IDS)
-        check_picture(page, cell_index(cells, "p.render(failed)"), IDS)
-        out = check_widget(page, cell_index(cells, "%%capture --no-display live"))
-        bar = out.locator(".widget-hprogress .progress-bar")
-        page.wait_for_function("b => b.style.width === '100%'", arg=bar.element_handle(), timeout=20_000)
-        assert out.get_by_role("button", name="Cancel").is_visible()
-        assert error_outputs(page) == []
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "01-quickstart-notebook7.png"), full_page=True)
-        assert problems.unexpected() == [], problems.all
-    finally:
-        context.close()
+def test_quickstart_in_notebook7(page: Any, notebook7: Lab):
+    # Notebook 7's own shortcuts extension throws this while it loads settings (its
+    # pluginChanged handler reads the schema of a plugin Notebook 7 does not load; seen with
+    # notebook 7.6.5, with or without our settings, and never in JupyterLab): not ours
+    problems = Problems(page, also=("pageerror: Cannot read properties of undefined (reading 'schema')",))
+    open_notebook(page, notebook7, NOTEBOOK, app="notebook")
+    result, cells = run_all(page)
+    assert result is True
+    assert all(c["count"] for c in cells if c["type"] == "code")
+    check_picture(page, next(c["i"] for c in cells if c["source"].strip() == "p"), IDS)
+    check_picture(page, cell_index(cells, "p.render(failed)"), IDS)
+    out = check_widget(page, cell_index(cells, "%%capture --no-display live"))
+    bar = out.locator(".widget-hprogress .progress-bar")
+    page.wait_for_function("b => b.style.width === '100%'", arg=bar.element_handle(), timeout=20_000)
+    assert out.get_by_role("button", name="Cancel").is_visible()
+    assert error_outputs(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "01-quickstart-notebook7.png"), full_page=True)
+    assert problems.unexpected() == [], problems.all

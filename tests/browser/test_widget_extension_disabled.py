@@ -45,24 +45,19 @@ def lab_without_widgets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
         stop_lab(server)
 
 
-def test_widget_check_fails_without_the_widget_extension(browser: Any, lab_without_widgets: Lab):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        page = context.new_page()
-        problems = Problems(page)
-        open_notebook(page, lab_without_widgets, NOTEBOOK)
-        assert not page.evaluate(f"() => window.jupyterapp.hasPlugin('{WIDGETS_EXTENSION}:plugin')")
-        result, cells = run_all(page)
-        assert result is True
-        index = cell_index(cells, "trace = p.run(")
-        out = output_of(page, index)
-        # the run is over and its output is there: only the plain-text repr, no widget view
-        out.get_by_text("live view of a run").wait_for(timeout=20_000)
-        with pytest.raises(AssertionError, match="no widget view rendered"):
-            check_widget(page, index, timeout_s=3)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        out.screenshot(path=str(SHOTS / "control-widgets-disabled.png"))
-        # and the console-error collector sees it: the kernel opens widget comms nobody handles
-        assert any("Exception opening new comm" in p for p in problems.unexpected()), problems.all
-    finally:
-        context.close()
+def test_widget_check_fails_without_the_widget_extension(page: Any, lab_without_widgets: Lab):
+    problems = Problems(page)
+    open_notebook(page, lab_without_widgets, NOTEBOOK)
+    assert not page.evaluate(f"() => window.jupyterapp.hasPlugin('{WIDGETS_EXTENSION}:plugin')")
+    result, cells = run_all(page)
+    assert result is True
+    index = cell_index(cells, "trace = p.run(")
+    out = output_of(page, index)
+    # the run is over and its output is there: only the plain-text repr, no widget view
+    out.get_by_text("live view of a run").wait_for(timeout=20_000)
+    with pytest.raises(AssertionError, match="no widget view rendered"):
+        check_widget(page, index, timeout_s=3)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    out.screenshot(path=str(SHOTS / "control-widgets-disabled.png"))
+    # and the console-error collector sees it: the kernel opens widget comms nobody handles
+    assert any("Exception opening new comm" in p for p in problems.unexpected()), problems.all
