@@ -756,9 +756,7 @@ class Scheduler:
 
     def _add(self, node: PlanNode, row: Record) -> None:
         """The one place a row joins the trace (and the statuses that references read)."""
-        recorder = self.recorder  # Recorder.add, inline (once per row)
-        recorder.rows.append(row)
-        recorder.seen.add(row.node)
+        self.recorder.add(row)
         self.statuses[node.fqn] = row.status
         if node.barrier is not None:  # a participant that ends without arriving (R57)
             self._dropped_out(node, row)

@@ -279,18 +279,6 @@ def _within_horizon(duration: Callable[[Any, int], float], clock: VirtualClock) 
     simulation clearly instead of a trace with wrapped-around times.
     """
     horizon = _horizon(clock)
-    fallback = getattr(duration, "fallback", None)
-    if fallback is not None:  # declared durations (the common case): one call per attempt
-
-        def declared(node: Any, attempt: int) -> float:
-            seconds = node.duration
-            if seconds is None:
-                seconds = fallback
-            if clock.t + seconds > horizon:
-                raise _past_horizon(clock, clock.t + seconds, f"attempt {attempt} of {node.fqn} would end")
-            return seconds
-
-        return declared
 
     def bounded(node: Any, attempt: int) -> float:
         seconds = duration(node, attempt)
@@ -324,7 +312,6 @@ def _duration_function(
             seconds = node.duration
             return fallback if seconds is None else seconds
 
-        declared.fallback = fallback  # type: ignore[attr-defined]  # _within_horizon inlines it
         return declared
 
     def duration(node: Any, attempt: int) -> float:
