@@ -113,3 +113,18 @@ def test_the_readme_links_every_rule_id_to_the_semantics_reference():
     linked = re.findall(r"\[([RDE]\d{1,2})\]\(docs/semantics\.md#([rde]\d{1,2})\)", text)
     assert linked and all(a.lower() == b for a, b in linked)
     assert sorted(ids) == sorted(a for a, _ in linked), "a rule id without a link to docs/semantics.md"
+
+
+def test_every_relative_link_of_the_readme_resolves():
+    text = README.read_text()
+    semantics = (REPO / "docs" / "semantics.md").read_text()
+    anchors = {heading.lower() for heading in re.findall(r"^### ([RDE]\d{1,2})$", semantics, re.M)}
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert len(targets) >= 15
+    for target in targets:
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        assert (REPO / path).exists(), f"README links to {target}, which does not exist"
+        if anchor:
+            assert path == "docs/semantics.md" and anchor in anchors, f"{target}: no such rule"
