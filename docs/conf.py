@@ -20,10 +20,17 @@ sys.path.insert(0, str(ROOT))
 import notebook_pipelines  # noqa: E402
 
 COURSE = Path(__file__).resolve().parent / "course"
-shutil.rmtree(COURSE, ignore_errors=True)
-COURSE.mkdir()
-for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-    shutil.copy2(notebook, COURSE / notebook.name)
+
+
+def copy_course() -> None:
+    """The notebooks as they are committed, into ``course/`` (rebuilt from scratch each time)."""
+    shutil.rmtree(COURSE, ignore_errors=True)
+    COURSE.mkdir()
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        # links to the docs from a notebook (``../docs/semantics.md#r14``) point next door in the site
+        text = notebook.read_text(encoding="utf-8").replace("](../docs/", "](../")
+        (COURSE / notebook.name).write_text(text, encoding="utf-8")
+
 
 project = "notebook-pipelines"
 author = "The notebook-pipelines authors"
@@ -73,21 +80,25 @@ class CliHelp(SphinxDirective):
 
 
 def setup(app):
+    copy_course()
     app.add_directive("cli-help", CliHelp)
 
 
-def _binder_badge() -> str:
+def binder_badge(pyproject: Path = ROOT / "pyproject.toml") -> str:
     """A Binder launch badge once the repository's public address is configured, in one place:
-    ``Repository`` under ``[project.urls]`` in pyproject.toml (a https://github.com/OWNER/NAME URL)."""
+    ``Repository`` under ``[project.urls]`` in pyproject.toml (a https://github.com/OWNER/NAME URL);
+    nothing until then (no placeholder link)."""
     import tomllib
 
-    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("urls", {})
+    urls = tomllib.loads(pyproject.read_text())["project"].get("urls", {})
     repository = urls.get("Repository", "").removesuffix("/").removesuffix(".git")
     prefix = "https://github.com/"
     if not repository.startswith(prefix):
         return ""
-    launch = f"https://mybinder.org/v2/gh/{repository[len(prefix):]}/HEAD?labpath=notebooks%2F01-quickstart.ipynb"
+    launch = (
+        f"https://mybinder.org/v2/gh/{repository[len(prefix) :]}/HEAD?labpath=notebooks%2F01-quickstart.ipynb"
+    )
     return f"[![Launch the course on Binder](https://mybinder.org/badge_logo.svg)]({launch})"
 
 
-myst_substitutions = {"binder_badge": _binder_badge()}
+myst_substitutions = {"binder_badge": binder_badge()}

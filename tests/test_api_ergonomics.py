@@ -134,3 +134,33 @@ def test_the_demo_uses_only_the_public_api():
             )
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "nbp":
             assert not node.attr.startswith("_"), node.attr
+
+
+# --- part 6: a rule id in an error message comes with a reference to the semantics page ----------
+
+
+def test_a_definition_error_citing_rules_points_to_the_semantics_reference():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.step_group("g", timeout="1m") as g:
+        g.step("a")
+    with pytest.raises(nbp.DefinitionError) as caught:
+        p.validate()
+    text = str(caught.value)
+    assert "[R60/D10]" in text
+    assert text.splitlines()[-1] == "(rule ids: see the semantics reference, docs/semantics.md#r60)"
+    assert (REPO / "docs" / "semantics.md").read_text().count("\n### R60\n") == 1
+
+
+def test_a_message_without_a_rule_id_and_a_body_s_own_error_are_left_as_written():
+    assert str(nbp.TraceError("the trace has no 'status' column")) == "the trace has no 'status' column"
+    assert str(nbp.StepError("deploy failed (R2)")) == "deploy failed (R2)"
+
+
+def test_the_cli_points_from_listed_problems_to_the_semantics_reference(tmp_path, capsys):
+    from notebook_pipelines.frontends.cli import main
+
+    path = tmp_path / "p.yaml"
+    path.write_text(nbp.Pipeline("p", stages=[nbp.Stage("s")]).to_yaml())
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "(rule ids: see the semantics reference, docs/semantics.md#r" in err

@@ -127,3 +127,18 @@ def test_make_demo_installs_the_package_and_dot_only(tmp_path):
     assert "-e '.[test," in test and "scripts/ensure-chromium" in test and "pytest" in test
     docs = _make_dry_run("docs", tmp_path)
     assert "-e '.[docs]'" in docs and "sphinx -W" in docs and "chromium" not in docs
+
+
+def test_binder_badge_only_once_a_public_repository_is_configured(tmp_path):
+    import runpy
+
+    conf = runpy.run_path(str(REPO / "docs" / "conf.py"))
+    assert conf["binder_badge"]() == ""  # nothing configured: no badge, no placeholder link
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\n[project.urls]\nRepository = "https://github.com/acme/pipes/"\n'
+    )
+    badge = conf["binder_badge"](pyproject)
+    assert "https://mybinder.org/v2/gh/acme/pipes/HEAD?labpath=notebooks%2F01-quickstart.ipynb" in badge
+    for name in ("README.md", "docs/index.md", "docs/development.md"):
+        assert "OWNER/REPO" not in (REPO / name).read_text(), name

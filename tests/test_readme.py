@@ -128,3 +128,21 @@ def test_every_relative_link_of_the_readme_resolves():
         assert (REPO / path).exists(), f"README links to {target}, which does not exist"
         if anchor:
             assert path == "docs/semantics.md" and anchor in anchors, f"{target}: no such rule"
+
+
+def test_every_rule_id_in_a_notebook_s_text_links_to_the_semantics_reference():
+    """The markdown cells of the notebooks cite rules by id; each id is a link to its anchor."""
+    import json
+
+    semantics = (REPO / "docs" / "semantics.md").read_text()
+    anchors = {heading.lower() for heading in re.findall(r"^### ([RDE]\d{1,2})$", semantics, re.M)}
+    for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            text = "".join(cell["source"])
+            prose = re.sub(r"```.*?```|`[^`\n]*`|\]\([^)]*\)", "", text, flags=re.S)
+            bare = re.findall(r"(?<![\w\[#/.-])[RDE]\d{1,2}\b(?![\w-])", prose)
+            assert not bare, f"{notebook.name}: rule ids without a link: {bare}"
+            for anchor in re.findall(r"\]\(\.\./docs/semantics\.md#([a-z]\d+)\)", text):
+                assert anchor in anchors, f"{notebook.name}: no rule {anchor!r} in docs/semantics.md"
