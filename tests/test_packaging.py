@@ -142,3 +142,9 @@ def test_binder_badge_only_once_a_public_repository_is_configured(tmp_path):
     assert "https://mybinder.org/v2/gh/acme/pipes/HEAD?labpath=notebooks%2F01-quickstart.ipynb" in badge
     for name in ("README.md", "docs/index.md", "docs/development.md"):
         assert "OWNER/REPO" not in (REPO / name).read_text(), name
+
+
+def test_the_test_extra_holds_what_the_docs_build_needs():
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras["docs"]) <= set(extras["test"])
+    assert {"sybil>=9", "build>=1.2", "setuptools>=77"} <= set(extras["test"])
