@@ -419,9 +419,10 @@ class Puzzle:
         return "<div>" + "".join(rows) + "</div>"
 
     def _ipython_display_(self) -> None:
-        from IPython.display import HTML, display
+        from IPython.display import display
 
-        display(HTML(self._repr_html_()), metadata={})
+        card = {"text/html": self._repr_html_(), "text/plain": f"{self!r}\n{self.level.story}"}
+        display(card, raw=True)
         display(self._start)
 
 
