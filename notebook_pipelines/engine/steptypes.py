@@ -145,8 +145,8 @@ def check_runnable(plan: Any) -> None:
     """
     problems: list[Problem] = []
     for node in plan.nodes:
-        if node.kind != "step" or node.body is not None:
-            continue
+        if node.kind != "step" or node.body is not None or node.barrier is not None:
+            continue  # a Barrier step is flow control: the scheduler itself waits there (R56)
         extra = getattr(node.source, "extra", None) or {}
         if "template" in extra:
             ref = (
