@@ -130,3 +130,17 @@ def test_a_view_whose_drawing_raises_stops_updating_with_a_warning_and_the_run_g
     with pytest.warns(RuntimeWarning, match="text-progress view stopped updating: RuntimeError"):
         trace = nbp.run(p, listeners=[state], progress=False)
     assert set(trace["status"]) == {"Success"} and drawing_threads() == []
+
+
+def test_above_PICTURE_MAX_the_view_draws_no_picture_and_says_how_to_draw_it(monkeypatch):
+    drawn: list[bool] = []
+    monkeypatch.setattr(live, "PICTURE_LIMIT", 2)
+    monkeypatch.setattr(live, "PICTURE_MAX", 4)
+    monkeypatch.setattr(live, "picture_html", lambda plan, trace: drawn.append(True) or "")
+    p = chain("huge", n=6)
+    state = RunState(p.plan())
+    view = LiveView(state)
+    nbp.run(p, listeners=[state], progress=False)
+    assert view.wait(GUARD) and drawn == []
+    assert "6 steps: above 4 the view draws no picture; draw it with p.render(trace)" in view.picture.value
+    assert "6/6 steps done" in view.header.value

@@ -22,7 +22,8 @@ threads (:class:`~.progress.Throttle`: the text parts, the picture) redraw when 
 what came meanwhile, so a drawing slower than the run skips frames; a picture that takes ``d``
 seconds to draw is redrawn at most every ``max(0.5, 4 d)`` seconds. Above ``PICTURE_LIMIT``
 steps the picture is not drawn while the run goes (counts and progress only): it is drawn once
-when the run has ended, and ``run()`` does not wait for it (:meth:`LiveView.wait` does). Below
+when the run has ended, and ``run()`` does not wait for it (:meth:`LiveView.wait` does); above
+``PICTURE_MAX`` steps not at all (``p.render(trace)`` draws it when asked). Below
 it, the end of the run waits up to ``FINAL_WAIT`` seconds for the final picture. The drawing
 threads end with the run. ipywidgets sends updates to the frontend as comm messages, which is
 safe from any thread with ipykernel ≥ 6. Headless (no frontend, e.g. in tests) the widgets work
@@ -46,8 +47,11 @@ __all__ = ["LiveView", "status_chips"]
 
 #: seconds between redraws of the text parts and of the picture (Graphviz costs more)
 TEXT_EVERY, PICTURE_EVERY = 0.1, 0.5
-#: above this many steps (planned, or rows so far) the picture is drawn only when the run ends
+#: above this many steps (planned, or ended so far: loops) the picture is drawn only when the run ends
 PICTURE_LIMIT = 300
+#: above this many steps the view draws no picture at all (Graphviz would take minutes and the
+#: SVG megabytes): ``p.render(trace)`` draws it when asked
+PICTURE_MAX = 5_000
 #: seconds the end of a run waits for the view's final update (the picture: below PICTURE_LIMIT)
 FINAL_WAIT = 5.0
 
@@ -160,14 +164,24 @@ class LiveView(widgets.VBox):
         return ended
 
     def _big(self) -> bool:
-        state = self.state
-        return max(state.planned, len(state.rows)) > PICTURE_LIMIT
+        return self._steps() > PICTURE_LIMIT
+
+    def _steps(self) -> int:
+        state = self.state  # iterations of looped nodes count as they run
+        return max(state.planned, len(state.finished))
 
     def _show_picture_note(self) -> None:
-        self.picture.value = (
-            f"<small>{self.state.planned} steps: above {PICTURE_LIMIT} the picture is drawn when the "
-            "run has ended, so that drawing never slows the run</small>"
-        )
+        steps = self._steps()
+        if steps > PICTURE_MAX:
+            text = (
+                f"{steps} steps: above {PICTURE_MAX} the view draws no picture; draw it with p.render(trace)"
+            )
+        else:
+            text = (
+                f"{steps} steps: above {PICTURE_LIMIT} the picture is drawn when the run has ended, "
+                "so that drawing never slows the run"
+            )
+        self.picture.value = f"<small>{html.escape(text)}</small>"
 
     def _refresh_text(self) -> None:
         state = self.state
@@ -190,7 +204,7 @@ class LiveView(widgets.VBox):
         self._offer_logs(logs)
 
     def _refresh_picture(self) -> None:
-        if not self.state.done and self._big():
+        if (not self.state.done and self._big()) or self._steps() > PICTURE_MAX:
             self._show_picture_note()  # the run outgrew PICTURE_LIMIT (loops): the end draws it
             return
         self.picture.value = picture_html(self.state.plan, self.state.snapshot())
