@@ -141,7 +141,8 @@ def step_types() -> dict[str, StepType]:
 def check_runnable(plan: Any) -> None:
     """Refuse (``DefinitionError``) a plan whose body-less typed steps cannot run for real.
 
-    Called by ``run()`` before anything starts; ``simulate()`` does not need handlers.
+    Called by ``run()`` before anything starts; ``simulate()`` does not need handlers. A
+    ``Barrier`` step needs none either: it is flow control, the scheduler waits there (R56).
     """
     problems: list[Problem] = []
     for node in plan.nodes:
