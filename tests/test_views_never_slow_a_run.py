@@ -144,3 +144,24 @@ def test_above_PICTURE_MAX_the_view_draws_no_picture_and_says_how_to_draw_it(mon
     assert view.wait(GUARD) and drawn == []
     assert "6 steps: above 4 the view draws no picture; draw it with p.render(trace)" in view.picture.value
     assert "6/6 steps done" in view.header.value
+
+
+def test_a_run_that_ends_without_a_trace_stops_its_views_drawing_threads_at_once():
+    class Unreachable:  # an executor whose cluster cannot be reached: the run never starts
+        name, clock, runs_handlers = "unreachable", None, True
+
+        def open(self, run):
+            raise ConnectionError("no cluster at 127.0.0.1:1")
+
+        def submit(self, job): ...
+        def cancel(self, job): ...
+        def close(self, cancel): ...
+
+    p = chain("unreachable", n=2)
+    state = RunState(p.plan())
+    view = LiveView(state)  # the plan's picture is being drawn on its thread
+    with pytest.raises(ConnectionError):
+        nbp.run(p, listeners=[state], progress=False, executor=Unreachable())
+    # ended after the picture under way, not after the idle time (Throttle.IDLE, 5 s) of a
+    # thread that waits for more events of a run that is over
+    assert view.wait(timeout=2.0) and drawing_threads() == []

@@ -123,6 +123,7 @@ class LiveView(widgets.VBox):
         self.text_updates = Throttle(self._refresh_text, TEXT_EVERY, name="live-text")
         self.picture_updates = Throttle(self._refresh_picture, PICTURE_EVERY, name="live-picture")
         state.observers.append(self.changed)
+        state.throttles += [self.text_updates, self.picture_updates]
         self.text_updates.flush(close=state.done)
         if state.done:
             self.picture_updates.flush(close=True)

@@ -70,6 +70,8 @@ class Throttle:
     - ``flush(close=False)`` — call ``fn`` now on this thread (a view made before or after a
       run); ``close=True``: no update after it.
     - ``wait(timeout)`` — wait until no drawing thread is left.
+    - ``cancel()`` — no more updates, not even a final one (a run that ended without a trace);
+      the drawing thread ends after any call under way.
 
     Calls of ``fn`` never overlap. A ``fn`` that raises stops the updates with one warning.
 
@@ -92,6 +94,7 @@ class Throttle:
         self._drawing = threading.Lock()  # calls of fn never overlap
         self._wanted = False  # a poke since the last call began
         self._final = False  # finish() asked for the final call
+        self._cancelled = False  # cancel(): the thread ends without another call
         self._thread: threading.Thread | None = None
         self._next = float("-inf")  # the earliest start of the next call (time.monotonic())
         self.calls = 0  # how many updates were made (tests read it)
@@ -130,6 +133,11 @@ class Throttle:
             thread.join(wait)
         return not thread.is_alive()
 
+    def cancel(self) -> None:
+        with self._cond:
+            self.closed = self._cancelled = True
+            self._cond.notify()
+
     def flush(self, close: bool = False) -> None:
         with self._cond:
             self._wanted = False
@@ -163,15 +171,17 @@ class Throttle:
                 quiet_until = time.monotonic() + self.IDLE
                 while not self._wanted and not self._final:
                     left = quiet_until - time.monotonic()
-                    if left <= 0:
+                    if left <= 0 or self._cancelled:
                         self._thread = None if self._thread is me else self._thread
                         return
                     self._cond.wait(left)
                 while not self._final and (left := self._next - time.monotonic()) > 0:
+                    if self._cancelled:
+                        break
                     self._cond.wait(left)  # not due yet: pokes meanwhile join this update
                 final = self._final
                 self._wanted = False
-            ok = self._call()
+            ok = not self._cancelled and self._call()
             if final or not ok:
                 with self._cond:
                     self._thread = None if self._thread is me else self._thread
@@ -225,6 +235,7 @@ class RunState:
         self.t0: float | None = None  # time.monotonic() when the run started
         self.t1: float | None = None  # … and when it ended
         self.observers: list[Callable[[bool], Any]] = []
+        self.throttles: list[Throttle] = []  # the views' drawing, stopped by abandon()
 
     # -- listener events (the engine's loop thread) -------------------------------------------
     def run_started(self, scheduler: Any) -> None:
@@ -262,6 +273,13 @@ class RunState:
             self.running.clear()
             self.waiting.clear()
         self._changed(True)
+
+    def abandon(self) -> None:
+        """The run ended without a trace (its executor could not start, say): the views stop
+        updating and their drawing threads end, without a final update."""
+        if not self.done:
+            for throttle in list(self.throttles):
+                throttle.cancel()
 
     def _changed(self, final: bool) -> None:
         for observer in list(self.observers):
@@ -351,6 +369,7 @@ class TextProgress:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.throttle = Throttle(self._draw, 0.1 if self.tty else every, name="text-progress")
+        state.throttles.append(self.throttle)
         self._width = 0
         self._final = False
         self._ended = False  # the final line has been written
