@@ -28,6 +28,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -197,8 +198,6 @@ class Throttle:
                 self.fn()
             except Exception as exc:  # a view is not worth failing a run for: stop updating it
                 self.error, self.closed = exc, True
-                import warnings
-
                 warnings.warn(
                     f"the {self.name} view stopped updating: {type(exc).__name__}: {exc}",
                     RuntimeWarning,
