@@ -97,16 +97,25 @@ def test_live_view_shows_a_steps_captured_output_on_demand():
     assert "hello from talk" in view.step_output.value
 
 
-def test_throttle_updates_at_most_once_an_interval_then_once_at_the_end():
-    calls: list[int] = []
-    throttle = Throttle(lambda: calls.append(1), interval=600.0)
+def test_throttle_updates_at_most_once_an_interval_on_its_own_thread_then_once_at_the_end():
+    calls: list[str] = []
+    first = threading.Event()
+
+    def draw() -> None:
+        calls.append(threading.current_thread().name)
+        first.set()
+
+    throttle = Throttle(draw, interval=600.0, name="t")
     for _ in range(100):
-        throttle.poke()  # the first draws; the rest arm one trailing timer
-    assert len(calls) == 1 and throttle._timer is not None
-    throttle.flush(close=True)  # the final update, at once; the timer is cancelled
-    assert len(calls) == 2 and throttle._timer is None
+        throttle.poke()  # never draws here: the first poke wakes the drawing thread
+    assert first.wait(GUARD)
+    for _ in range(100):
+        throttle.poke()  # within the interval: coalesced into one update, due in 600 s
+    assert calls == ["nbp-draw-t"] and throttle.busy
+    assert throttle.finish(wait=GUARD)  # the final update cuts the interval short
+    assert calls == ["nbp-draw-t", "nbp-draw-t"] and not throttle.busy
     throttle.poke()
-    assert len(calls) == 2  # closed: nothing after the final update
+    assert len(calls) == 2 and not throttle.busy  # closed: nothing after the final update
 
 
 # -- the run handle ------------------------------------------------------------------------------
