@@ -146,3 +146,10 @@ def test_every_rule_id_in_a_notebook_s_text_links_to_the_semantics_reference():
             assert not bare, f"{notebook.name}: rule ids without a link: {bare}"
             for anchor in re.findall(r"\]\(\.\./docs/semantics\.md#([a-z]\d+)\)", text):
                 assert anchor in anchors, f"{notebook.name}: no rule {anchor!r} in docs/semantics.md"
+
+
+def test_the_readme_and_the_course_page_list_every_notebook_in_order():
+    notebooks = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    for page, prefix in ((README, "notebooks/"), (REPO / "docs" / "course.md", "course/")):
+        listed = re.findall(rf"\]\({prefix}(\d\d-[\w-]+\.ipynb)\)", page.read_text())
+        assert listed == notebooks, f"{page.name} lists {listed}"

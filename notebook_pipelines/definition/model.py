@@ -91,7 +91,7 @@ class _Drawable:
         self,
         trace: Any = None,
         *,
-        direction: str = "LR",
+        direction: str = "auto",
         legend: bool | None = None,
         title: str | None = None,
         color_by: str = "status",
@@ -105,7 +105,8 @@ class _Drawable:
 
         Args:
             trace: the trace DataFrame of a run of this pipeline, to colour nodes by status.
-            direction: ``"LR"`` (left to right), ``"TB"``, ``"RL"`` or ``"BT"``.
+            direction: ``"LR"`` (left to right), ``"TB"``, ``"RL"``, ``"BT"``, or ``"auto"``
+                (left to right, or top to bottom when that reads larger in a notebook).
             legend: draw the status legend; ``None``: when a trace is given.
             title: the picture's title; ``None``: the pipeline's name (and status with a
                 trace); ``""``: none.

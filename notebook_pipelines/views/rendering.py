@@ -600,6 +600,8 @@ def _picture_class() -> type:
                 )
             if skip_existing and path.exists():
                 return path
+            if fmt != "dot":
+                _orient(self)  # direction="auto" settles as in a notebook
             data = self.source.encode("utf-8") if fmt == "dot" else _pipe(self, fmt)
             path.write_bytes(data)
             return path
