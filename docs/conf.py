@@ -53,6 +53,8 @@ myst_enable_extensions = ["colon_fence", "deflist", "substitution"]
 suppress_warnings = ["mystnb.unknown_mime_type"]  # live-view widgets show their text outline
 
 autodoc_member_order = "bysource"
+# the Dask executor is documented without the dask extra installed (`make docs` installs docs only)
+autodoc_mock_imports = ["cloudpickle", "distributed"]
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "undoc-members": False}
 napoleon_google_docstring = True

@@ -160,3 +160,20 @@ def test_the_cli_points_from_listed_problems_to_the_semantics_reference(tmp_path
     assert main(["validate", str(path)]) == 1
     err = capsys.readouterr().err
     assert "(rule ids: see the semantics reference, docs/semantics.md#r" in err
+
+
+def test_every_public_error_is_importable_without_the_optional_extras():
+    """``except nbp.ClusterError`` must work where Dask (the ``dask`` extra) is not installed."""
+    import subprocess
+    import sys
+
+    names = sorted(_public_error_classes())
+    code = (
+        "import sys\n"
+        "for name in ('distributed', 'cloudpickle', 'dask', 'httpx'): sys.modules[name] = None\n"
+        "import notebook_pipelines as nbp\n"
+        f"for name in {names!r}: getattr(nbp, name)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

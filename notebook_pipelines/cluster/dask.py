@@ -96,7 +96,8 @@ from ..engine.context import StepCancelled, StepContext
 from ..engine.executors.base import Job, Outcome, call_body, outcome_of_exception
 from ..engine.executors.threads import captured
 from ..engine.steptypes import step_type
-from ..errors import DefinitionError, PipelineError, Problem, StepError
+from ..errors import DefinitionError, Problem, StepError
+from .errors import ClusterError
 
 __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
 
@@ -104,10 +105,6 @@ __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
 KEY_PREFIX = "nbp-"
 #: the name the worker plugin is registered under (once per client; idempotent)
 PLUGIN = "notebook-pipelines-stop-bodies"
-
-
-class ClusterError(PipelineError, ConnectionError):
-    """The Dask cluster cannot take the run: unreachable, or no worker connected."""
 
 
 # -- on the worker --------------------------------------------------------------------------------
