@@ -3,6 +3,7 @@ summary, what-if, compare, step_stats — with answers computed by hand from vir
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -167,6 +168,36 @@ def test_registry_keeps_the_last_runs_and_tells_pipelines_apart():
     for k in range(registry.MAX_RUNS):
         registry.remember(f"filler-{k}", q.plan())
     assert registry.plan_of("shared-id") is None  # bounded: the oldest run ids go
+
+
+def test_simulations_sharing_a_run_id_each_find_their_own_pipeline():
+    """Two layouts of one pipeline id simulated with the same seed share ``sim-0``: each trace
+    still re-simulates its own layout (on main, the serial trace's what-if used the later one)."""
+
+    def layout(parallel: bool) -> nbp.Pipeline:
+        p = nbp.Pipeline("p")
+        with p.stage("s") as s:
+            block = s.parallel() if parallel else contextlib.nullcontext()
+            with block:
+                s.step("a", duration=10)
+                s.step("b", duration=30)
+        return p
+
+    serial, parallel = layout(False).simulate(), layout(True).simulate()
+    assert serial["run_id"].iloc[0] == parallel["run_id"].iloc[0] == "sim-0"
+    assert serial.pipeline.what_if()["makespan_s"].tolist() == [10 + 30, 10 + 30]
+    assert parallel.pipeline.what_if()["makespan_s"].tolist() == [max(10, 30)] * 2
+
+
+def test_analyses_own_simulations_do_not_push_the_users_runs_out_of_the_registry():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        for k in range(6):
+            s.step(f"x{k}", duration=k + 1)
+    trace = p.simulate(run_id="mine")
+    nbp.compare({f"d{k}": p for k in range(registry.MAX_RUNS + 1)})
+    nbp.suggest_layout(p)
+    assert trace.pipeline.what_if()["makespan_s"].iloc[0] == 1 + 2 + 3 + 4 + 5 + 6  # its plan is known
 
 
 def test_compare_two_runs_node_by_node(trace):

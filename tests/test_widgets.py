@@ -274,10 +274,21 @@ def test_replay_at_three_moments_of_a_seeded_simulation_shows_each_nodes_state()
     assert set(shown().values()) == {"Success"} and scrubber.states[trace.fqn[0]] == "Success"
 
 
-def test_replay_of_a_simulation_without_its_pipeline_says_to_pass_it():
+def test_replay_of_a_simulation_finds_its_pipeline_as_for_a_real_run():
+    p = release_pipeline()
+    trace = p.simulate()
+    scrubber = nbp.replay(trace)  # issue 23: simulations are remembered like real runs
+    assert scrubber.plan.pipeline is p and repr(scrubber) == "<replay of 'release'>"
+    steps_only = trace[trace["kind"] == "step"]  # a filtered trace keeps its run's key
+    assert nbp.replay(steps_only).plan.pipeline is p
+
+
+def test_replay_of_a_trace_this_kernel_does_not_know_says_to_pass_the_pipeline(tmp_path):
     trace = release_pipeline().simulate(run_id="nameless")
+    trace.to_parquet(tmp_path / "t.parquet")
+    back = nbp.read_trace(tmp_path / "t.parquet").assign(run_id="from-a-file")
     with pytest.raises(nbp.PipelineError, match=r"nbp.replay\(trace, pipeline=p\)"):
-        nbp.replay(trace)
+        nbp.replay(back)
     other = nbp.Pipeline("other")
     with other.stage("s") as s:
         s.step("x")

@@ -869,7 +869,7 @@ def execute(
     scheduler.fill_not_started()
     trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
     _LAST[0] = trace
-    registry.remember(scheduler.run_id, plan)
+    registry.remember(scheduler.run_id, plan, trace)
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
     return RunResult(status, trace, scheduler.interrupted)
 

@@ -345,17 +345,27 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     A step publishes the values given for it in ``outputs`` (a dict, or a callable
     ``attempt -> dict``), and ``None`` for each output it declares (``outputs=`` on the step,
     or ``spec.outputVariables`` of a typed step) without a value, so that references to
-    declared outputs resolve in virtual time as they do in a real run.
+    declared outputs resolve in virtual time as they do in a real run. A step of a sketch —
+    no body and no type — also publishes a placeholder (``None``) for every output variable
+    that a node of the plan reads from it (:func:`~.references.output_reads`): the value its
+    body will publish once written.
     """
     table = _StepTable("outputs", outputs, plan, strict) if outputs else None
     declared: dict[int, dict | None] = {}
-    if table is None and not any(n.outputs or (n.spec and _spec_output_names(n)) for n in plan.steps):
+    sketched = _sketch_reads(plan)
+    if (
+        table is None
+        and not sketched
+        and not any(n.outputs or (n.spec and _spec_output_names(n)) for n in plan.steps)
+    ):
         return None  # nothing to publish anywhere (the common case): the executor asks nothing
 
     def published(node: Any, attempt: int) -> dict | None:
         base = declared.get(node.index, _MISSING)
         if base is _MISSING:
             names = [*(node.outputs or ()), *_spec_output_names(node)]
+            plan_node = node.origin if node.origin is not None else node  # an iteration's copy
+            names += sorted(sketched.get(plan_node.index, ()))
             base = declared[node.index] = dict.fromkeys(names) or None
         value = table.get(node) if table is not None else _MISSING
         if value is _MISSING:
@@ -366,6 +376,21 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
         return {**(base or {}), **given}
 
     return published
+
+
+def _sketch_reads(plan: Any) -> dict[int, frozenset[str]]:
+    """The output variables read from each step of ``plan`` that has neither a body nor a type
+    (a sketch's step), by plan node index."""
+    if not any(n.kind == "step" and n.body is None and n.type is None for n in plan.nodes):
+        return {}
+    from ..definition.references import output_reads
+
+    steps = plan.nodes
+    return {
+        index: names
+        for index, names in output_reads(plan).items()
+        if steps[index].body is None and steps[index].type is None
+    }
 
 
 def _spec_output_names(node: Any) -> list[str]:

@@ -26,25 +26,7 @@ from typing import Any
 from ..definition.plan import Plan, as_plan
 from .progress import RunState, TextProgress, in_kernel
 
-__all__ = ["RunHandle", "plan_of", "run", "start"]
-
-#: plans of the last real runs by run id, so that ``replay(trace)`` finds the picture
-_PLANS: dict[str, Plan] = {}
-_KEEP = 32
-
-
-def _remember(run_id: str | None, plan: Plan) -> None:
-    if run_id is None:
-        return
-    _PLANS.pop(run_id, None)
-    _PLANS[run_id] = plan
-    while len(_PLANS) > _KEEP:
-        _PLANS.pop(next(iter(_PLANS)))
-
-
-def plan_of(trace: Any) -> Plan | None:
-    """The plan of a real run of this process (by the trace's run id), if it is remembered."""
-    return _PLANS.get(trace.attrs.get("run_id", "")) if hasattr(trace, "attrs") else None
+__all__ = ["RunHandle", "run", "start"]
 
 
 def _prepare(pipeline: Any) -> Plan:
@@ -89,17 +71,7 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
         state = RunState(plan)
         _attach_view(state, progress, handle=None)
         listeners.insert(0, state)
-    try:
-        trace = engine_run(plan, listeners=listeners, **options)
-    except BaseException as exc:  # an interrupted or failed (check=True) run has its trace
-        _remember(_run_id(getattr(exc, "trace", None)), plan)
-        raise
-    _remember(_run_id(trace), plan)
-    return trace
-
-
-def _run_id(trace: Any) -> str | None:
-    return trace.attrs.get("run_id") if hasattr(trace, "attrs") else None
+    return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
 
 
 def _wants_view(progress: bool | None) -> bool:
@@ -182,8 +154,6 @@ class RunHandle:
             self._error = exc
             self._result = getattr(exc, "trace", None)
         finally:
-            if self.state.scheduler is not None:
-                _remember(self.state.scheduler.run_id, self.plan)
             self._finished.set()
 
     def _changed(self, final: bool) -> None:
