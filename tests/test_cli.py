@@ -352,6 +352,9 @@ def test_run_exits_1_when_a_script_fails_and_still_writes_the_trace(capsys, tmp_
     )
     code, _out, err = cli(capsys, "run", pipeline, "-o", tmp_path / "t.csv")
     assert code == 1 and "ran: Failed" in err
+    # with -o the table goes to the file: stderr still says which step failed and why (issue 23)
+    assert "✗ pipeline.stages.s.spec.execution.steps.bad — Failed" in err
+    assert "the script exited with code 4" in err
     trace = pd.read_csv(tmp_path / "t.csv")
     assert trace[trace["fqn"].str.endswith(".bad")]["error"].iloc[0] == "the script exited with code 4"
 

@@ -220,10 +220,20 @@ def _is_sampler(value: Any) -> bool:
     return is_sampler(value)
 
 
-def _draw(value: Any, rng: Any) -> Any:
-    if hasattr(value, "rvs"):  # a scipy.stats frozen distribution
-        return value.rvs(random_state=rng)
-    return value(rng)
+def _draw(value: Any, rng: Any, where: str = "a step") -> Any:
+    """A sampler's draw for ``where`` (a step's FQN): what it raised, or a ``None`` it returned,
+    is a :class:`SimulationError` that names the step (``None`` is not 0 s)."""
+    try:
+        # a scipy.stats frozen distribution, or a callable rng -> seconds
+        drawn = value.rvs(random_state=rng) if hasattr(value, "rvs") else value(rng)
+    except Exception as err:  # the user's code: say whose sampler it was
+        raise SimulationError(f"the duration sampler of {where} raised {type(err).__name__}: {err}") from err
+    if drawn is None:
+        raise SimulationError(
+            f"the duration sampler of {where} returned None: return seconds (a number) or a "
+            "duration text such as '1m 30s'"
+        )
+    return drawn
 
 
 def _seconds(value: Any, where: str, sampled: bool = False) -> float:
@@ -320,7 +330,12 @@ def _duration_function(
             return seconds
         where = node.fqn
         if per_step is not None:
-            value = per_step(node, streams.rng(node, attempt))
+            try:
+                value = per_step(node, streams.rng(node, attempt))
+            except Exception as err:  # the user's function: say for which step it failed
+                raise SimulationError(
+                    f"durations=: the function raised {type(err).__name__} for {where}: {err}"
+                ) from err
             if value is not None:
                 return _seconds(value, where, sampled=True)
         value = table.get(node) if table is not None else _MISSING
@@ -329,7 +344,7 @@ def _duration_function(
         if value is None:
             value = default if fallback is None else fallback
         if _is_sampler(value):
-            return _seconds(_draw(value, streams.rng(node, attempt)), where, sampled=True)
+            return _seconds(_draw(value, streams.rng(node, attempt), where), where, sampled=True)
         seconds = _seconds(value, f"{where} (durations)")
         if per_step is None:
             fixed[node.index] = seconds
@@ -370,7 +385,15 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
         value = table.get(node) if table is not None else _MISSING
         if value is _MISSING:
             return dict(base) if base else None
-        given = value(attempt) if callable(value) else value
+        if callable(value):
+            try:
+                given = value(attempt)
+            except Exception as err:
+                raise SimulationError(
+                    f"outputs for {node.fqn}: the function raised {type(err).__name__}: {err}"
+                ) from err
+        else:
+            given = value
         if not isinstance(given, Mapping):
             raise SimulationError(f"outputs for {node.fqn}: give a dict of values (or attempt -> dict)")
         return {**(base or {}), **given}
@@ -416,7 +439,14 @@ def _failure_function(
             spec = specs[node.index] = None if value is _MISSING else _FailureSpec.of(value, node.fqn)
         if spec is None:
             return None
-        return spec.fails(attempt, lambda: streams.rng(node, attempt, _FAILURE))
+        try:
+            return spec.fails(attempt, lambda: streams.rng(node, attempt, _FAILURE))
+        except SimulationError:
+            raise
+        except Exception as err:  # a callable (attempt, rng) of the user's
+            raise SimulationError(
+                f"failures for {node.fqn}: the function raised {type(err).__name__}: {err}"
+            ) from err
 
     return failure
 

@@ -713,6 +713,12 @@ def _finish(args: argparse.Namespace, trace: Any, how: str) -> int:
         f"pipeline {trace.attrs.get('pipeline', '')!r} {how}: {status} after {format_duration(took)}",
         file=sys.stderr,
     )
+    if args.output and status != "Success":  # the table is in the file: say here what went wrong
+        from ..engine.scheduler import failure_lines
+
+        lines = failure_lines(trace)
+        if lines:
+            print(_bounded("\n".join(lines)), file=sys.stderr)
     return 0 if status == "Success" else 1
 
 

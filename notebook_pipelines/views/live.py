@@ -131,7 +131,7 @@ class LiveView(widgets.VBox):
         with state.lock:
             done, status, requests = state.done_steps, state.status, state.requests()
             logs = [(row.node, row.attempt) for row in state.rows if row.log]
-        elapsed = format_duration(round(state.elapsed(), 1))
+        elapsed = format_duration(state.elapsed() if state.done else round(state.elapsed(), 1))
         self.header.value = (
             f"<b>{html.escape(self._name)}</b> · {html.escape(status)} · {elapsed}"
             f" · {done}/{state.planned} steps done"

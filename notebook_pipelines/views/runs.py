@@ -67,11 +67,16 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
     _check_progress(progress)
     plan = _prepare(pipeline)
     listeners = list(listeners)
+    view = None
     if _wants_view(progress):  # progress=False: nothing is attached, the run is the engine's alone
         state = RunState(plan)
-        _attach_view(state, progress, handle=None)
+        view = _attach_view(state, progress, handle=None)
         listeners.insert(0, state)
-    return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
+    try:
+        return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
+    finally:
+        if isinstance(view, TextProgress):
+            view.close()  # a run that never started (a bad option) has no end event
 
 
 def _wants_view(progress: bool | None) -> bool:
@@ -111,7 +116,9 @@ def start(
     plan = _prepare(pipeline)
     handle = RunHandle(plan, listeners=listeners, options=options)
     if progress is True:
-        _attach_view(handle.state, True, handle)
+        view = _attach_view(handle.state, True, handle)
+        if isinstance(view, TextProgress):
+            handle._closers.append(view.close)
     handle._thread.start()
     return handle
 
@@ -140,6 +147,7 @@ class RunHandle:
         self._result: Any = None
         self._error: BaseException | None = None
         self._view: Any = None
+        self._closers: list[Any] = []  # called when the run's thread ends
         self.state.observers.append(self._changed)
         name = f"nbp-run-{plan.pipeline.id}"[:60]
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -154,6 +162,8 @@ class RunHandle:
             self._error = exc
             self._result = getattr(exc, "trace", None)
         finally:
+            for close in self._closers:
+                close()
             self._finished.set()
 
     def _changed(self, final: bool) -> None:
