@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", metavar="OUT", required=True, help="the picture file: .svg, .png or .dot"
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="draw every step of a large pipeline (above 400 nodes the picture is a summary: step "
+        "groups collapsed, long lists shortened, with counts)",
+    )
     p.set_defaults(handler=_render)
 
     p = sub.add_parser(
@@ -558,7 +564,7 @@ def _render(args: argparse.Namespace) -> int:
     from ..views.rendering import to_file
 
     try:
-        to_file(plan, out)
+        to_file(plan, out, full=args.full)
     except PipelineError as err:  # e.g. Graphviz missing
         raise BadInput(_foreign(err)) from None
     except OSError as err:
