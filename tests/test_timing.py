@@ -263,3 +263,15 @@ def test_accessor_is_registered_on_import_without_importing_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "PipelineAccessor"  # pandas imported first: registered at once
     assert pd.DataFrame.pipeline is PipelineAccessor
+
+
+def test_a_run_key_from_another_process_matches_no_run_here(tmp_path):
+    """``attrs`` survive Parquet (pandas keeps them): a trace from another kernel must not find
+    the plan of this kernel's run that happens to have the same counter."""
+    p = release()
+    trace = p.simulate(run_id="elsewhere")
+    foreign = trace.copy()
+    foreign.attrs["run_key"] = "00000000-" + trace.attrs["run_key"].split("-")[1]
+    foreign["run_id"] = "a-run-of-another-kernel"
+    assert registry.plan_for_trace(trace).pipeline is p
+    assert registry.plan_for_trace(foreign) is None

@@ -3,8 +3,10 @@
 A trace DataFrame holds no plan (``DataFrame.attrs`` is deep-copied and compared by pandas on
 ``concat``/``merge``, so it keeps plain values only). Instead :func:`~.scheduler.execute`
 remembers the plan of every run — real or simulated, in the foreground or with ``start()`` —
-here, and stamps the trace with the run's key in this process (``trace.attrs["run_key"]``, a
-whole number; filtering and copying a trace keep it). What needs a trace's pipeline asks
+here, and stamps the trace with the run's key (``trace.attrs["run_key"]``, such as
+``"3f9a1c2e-17"``: this process's token and a counter, so a trace written to Parquet — which
+keeps ``attrs`` — and read in another kernel matches nothing there; filtering and copying a
+trace keep it). What needs a trace's pipeline asks
 :func:`plan_for_trace`: ``nbp.replay(trace)``, ``trace.pipeline.what_if()``,
 ``suggest_layout(trace=…)``.
 
@@ -31,6 +33,7 @@ True
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -51,9 +54,10 @@ class _Run(NamedTuple):
     plan: Any
 
 
-_RUNS: OrderedDict[int, _Run] = OrderedDict()
+_RUNS: OrderedDict[str, _Run] = OrderedDict()
 _LOCK = threading.Lock()
 _KEYS = itertools.count(1)
+_PROCESS = os.urandom(4).hex()  # keys made here never match a run of another process
 _LOCAL = threading.local()
 
 
@@ -68,7 +72,7 @@ def unremembered() -> Iterator[None]:
         _LOCAL.off = before
 
 
-def remember(run_id: str, plan: Any, trace: Any = None) -> int | None:
+def remember(run_id: str, plan: Any, trace: Any = None) -> str | None:
     """Keep ``plan`` as the plan of a run ``run_id``; its key, also put in ``trace.attrs``.
 
     ``None`` (and nothing kept) inside :func:`unremembered`.
@@ -76,7 +80,7 @@ def remember(run_id: str, plan: Any, trace: Any = None) -> int | None:
     if getattr(_LOCAL, "off", 0):
         return None
     with _LOCK:
-        key = next(_KEYS)
+        key = f"{_PROCESS}-{next(_KEYS)}"
         _RUNS[key] = _Run(str(run_id), plan.pipeline.id, plan)
         while len(_RUNS) > MAX_RUNS:
             _RUNS.popitem(last=False)
@@ -86,13 +90,13 @@ def remember(run_id: str, plan: Any, trace: Any = None) -> int | None:
 
 
 def plan_of(
-    run_id: str, *, pipeline: str | None = None, fqns: Iterable[str] = (), key: int | None = None
+    run_id: str, *, pipeline: str | None = None, fqns: Iterable[str] = (), key: str | None = None
 ) -> Any:
     """The plan of the run with ``key`` if it is still kept; else the most recent plan of
     ``run_id`` whose pipeline id is ``pipeline`` (if given) and that has a node for every FQN
     in ``fqns``; ``None`` if there is none."""
     with _LOCK:
-        exact = _RUNS.get(key) if isinstance(key, int) else None
+        exact = _RUNS.get(key) if isinstance(key, str) else None
         runs = [] if exact is not None else [r for r in reversed(_RUNS.values()) if r.run_id == run_id]
     if exact is not None:
         return exact.plan
