@@ -707,7 +707,14 @@ def suggest_layout(
     Returns:
         :class:`Suggestions` (a list of :class:`Suggestion`, best first, distinct layouts, one
         per makespan; empty when nothing beats the original), with ``original_s``,
-        ``bound_s`` and ``notes`` (what the search kept fixed).
+        ``bound_s`` and ``notes`` (what the search kept fixed). A suggestion's simulation
+        succeeds; one that is faster only because it fails is dropped.
+
+    Raises:
+        LayoutError: the simulation of the original does not succeed (its time would be the
+            time to the failure): the message lists the steps that failed and why. A sketch —
+            steps with durations and no bodies — simulates: each such step publishes a
+            placeholder for the output variables read from it.
 
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")

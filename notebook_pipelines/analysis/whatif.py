@@ -199,6 +199,13 @@ def compare(
         time), ``steps`` (steps in the plan), ``attempts`` (step executions) and one
         ``stage:<id>`` column per stage with its duration (NaN where a design has no such
         stage or the stage never started).
+
+    Raises:
+        SimulationError: a design fails before one of its steps runs — an input, condition,
+            spec or looping strategy that cannot be resolved in virtual time (e.g. a step with
+            a body that declares no outputs, read by a later step): its time would be the time
+            to that failure. The message names the design, the node and the reason. Injected
+            failures and timeouts are reported in ``status``, not refused.
     """
     import pandas as pd
 
@@ -320,8 +327,9 @@ def what_if(
     """Re-simulate the pipeline of ``trace`` with its measured durations, changed as asked.
 
     Both rows are simulations of the trace's own pipeline with the durations and failures
-    measured in it (:func:`measured`): ``as run`` unchanged, ``what if`` with the changes, so
-    the difference is the changes' alone.
+    measured in it (:func:`measured`) and the output variables its steps published (later steps
+    read them as they did): ``as run`` unchanged, ``what if`` with the changes, so the
+    difference is the changes' alone.
 
     Args:
         trace: one run's trace (``run()``, ``simulate()`` or ``read_trace``).
@@ -333,8 +341,8 @@ def what_if(
         pipeline: the pipeline (or plan) the trace ran; needed when the session does not
             know it (a trace read from a file).
         **simulate_options: ``default``, ``failures``, ``interventions``, ``outputs``,
-            ``seed`` as :func:`simulate` takes them (a ``failures`` mapping is merged over
-            the measured failures of both rows).
+            ``seed`` as :func:`simulate` takes them (a ``failures`` or ``outputs`` mapping is
+            merged over what was measured, for both rows).
 
     Returns:
         The :func:`compare` table of ``as run`` and ``what if`` (makespan, speed-up, status,
@@ -540,6 +548,9 @@ def monte_carlo(
         only (``pipeline``, ``seed``, ``runs``, ``percentiles``): a DataFrame in ``attrs``
         would break ``merge``/``concat`` (pandas compares attrs with ``==``), so the summary
         is :func:`summarize` of the result rather than an attribute.
+
+    Raises:
+        SimulationError: a run fails before one of its steps runs (as :func:`compare` refuses).
 
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")

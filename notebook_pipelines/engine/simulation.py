@@ -660,7 +660,9 @@ def simulate(
             is an error (``False``: ignore it, e.g. when one mapping serves several designs).
         outputs: output variables that steps publish, by id/FQN/glob: a dict of values, or a
             callable ``attempt -> dict``. Declared outputs without a value publish ``None``,
-            so references to them resolve as in a real run.
+            so references to them resolve as in a real run; so does every output variable
+            that a node reads from a step with no body and no type (a sketch's step), until
+            its body is written.
         iterations: for looped nodes whose items are known only in a run
             (``items: <+stage.output.hosts>``, a matrix axis from an expression): how many
             items the run-time list holds, by the looped node's id or FQN
