@@ -503,6 +503,8 @@ def test_suggest_layout_designs_a_sketch_70s_to_40s():
     assert found[0].makespan_s == 40.0 and found[0].speedup == 70 / 40
     start_b, _ = span(found[0].trace, "s", "b")
     assert start_b >= span(found[0].trace, "s", "a")[1]  # the dependency is kept
+    # the suggestion's trace is a run of this kernel: what_if finds the suggested layout's plan
+    assert found[0].trace.pipeline.what_if()["makespan_s"].tolist() == [40.0, 40.0]
 
 
 def test_suggest_layout_refuses_a_baseline_that_did_not_succeed_naming_the_step_and_reason():

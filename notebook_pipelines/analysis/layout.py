@@ -760,6 +760,7 @@ def suggest_layout(
     deps = _references(plan)
     design = _Design(p, plan, rows, deps, pairs, max_parallel, bool(across_stages))
     found = []
+    plans: dict[int, Any] = {}  # id(suggestion) → its compiled plan
     seen = {design.signature(design.original_layouts())}
     layouts_seen = {layout_key(p)}
     for strategy, layouts in design.designs():
@@ -773,11 +774,11 @@ def suggest_layout(
             continue
         layouts_seen.add(key)
         try:
-            candidate.validate()
+            candidate_plan = candidate.plan()  # validated and compiled once
         except PipelineError:
             continue
         with registry.unremembered():
-            sim = simulate(candidate, durations=_by_old_fqn(known, moved), default=default, seed=0)
+            sim = simulate(candidate_plan, durations=_by_old_fqn(known, moved), default=default, seed=0)
         makespan = _makespan(sim)
         if makespan >= original_s - 1e-9 or _status(sim) != "Success":
             continue  # slower, or faster only because it fails
@@ -793,6 +794,7 @@ def suggest_layout(
             frozenset(_new_groups(moved)),
         )
         found.append(suggestion)
+        plans[id(suggestion)] = candidate_plan
     found.sort(key=lambda s: (s.makespan_s, len(s.relaxed), len(s.new_groups), s.strategy))
     kept: list[Suggestion] = []
     for s in found:  # a tie in makespan is no better unless it relaxes fewer orderings
@@ -800,7 +802,7 @@ def suggest_layout(
             kept.append(s)
     kept = kept[:MAX_SUGGESTIONS]
     for s in kept:  # a suggestion's trace is one this kernel made: replay and what_if find its plan
-        registry.remember(s.trace["run_id"].iloc[0], s.pipeline.plan(), s.trace)
+        registry.remember(s.trace["run_id"].iloc[0], plans[id(s)], s.trace)
     return Suggestions(kept, p, original_s, design.bound, max_parallel, design.notes)
 
 
