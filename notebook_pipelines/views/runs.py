@@ -74,6 +74,11 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
         listeners.insert(0, state)
     try:
         return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
+    except BaseException:
+        for listener in listeners:  # a run that never ended (no trace): views' threads end too
+            if isinstance(listener, RunState):
+                listener.abandon()
+        raise
     finally:
         if isinstance(view, TextProgress):
             view.close()  # a run that never started (a bad option) has no end event
@@ -161,6 +166,7 @@ class RunHandle:
         except BaseException as exc:  # handed to wait()
             self._error = exc
             self._result = getattr(exc, "trace", None)
+            self.state.abandon()
         finally:
             for close in self._closers:
                 close()
