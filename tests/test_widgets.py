@@ -500,3 +500,18 @@ def test_text_progress_drawn_in_place_does_not_glue_a_steps_printed_line_to_it(m
     assert "lint" in lines
     assert lines[-1].startswith("printing: 2/2 steps done · Success 2 · ")
     assert sys.stdout is term and sys.stderr is term  # the guard is gone after the run
+
+
+def test_replay_of_a_runs_partial_trace_finds_its_pipeline_while_the_run_goes():
+    release = threading.Event()
+    p = nbp.Pipeline("going")
+    with p.stage("s") as s:
+        s.step("a", run=waits_for(release))
+    handle = p.start(progress=False)
+    try:
+        until(lambda: handle.status == "Running" and len(handle.trace), "the run to start")
+        scrubber = nbp.replay(handle.trace)  # the run is remembered from its start
+        assert scrubber.plan is handle.plan
+    finally:
+        release.set()
+        handle.wait(GUARD)

@@ -3,7 +3,8 @@
 A trace DataFrame holds no plan (``DataFrame.attrs`` is deep-copied and compared by pandas on
 ``concat``/``merge``, so it keeps plain values only). Instead :func:`~.scheduler.execute`
 remembers the plan of every run — real or simulated, in the foreground or with ``start()`` —
-here, and stamps the trace with the run's key (``trace.attrs["run_key"]``, such as
+here when the run starts (so the partial trace of a run still going finds it by run id), and
+stamps the trace with the run's key (``trace.attrs["run_key"]``, such as
 ``"3f9a1c2e-17"``: this process's token and a counter, so a trace written to Parquet — which
 keeps ``attrs`` — and read in another kernel matches nothing there; filtering and copying a
 trace keep it). What needs a trace's pipeline asks
@@ -40,7 +41,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-__all__ = ["KEY", "MAX_RUNS", "plan_for_trace", "plan_of", "remember", "unremembered"]
+__all__ = ["KEY", "MAX_RUNS", "plan_for_trace", "plan_of", "remember", "stamp", "unremembered"]
 
 #: how many runs the registry keeps (the least recently made go first)
 MAX_RUNS = 64
@@ -84,9 +85,14 @@ def remember(run_id: str, plan: Any, trace: Any = None) -> str | None:
         _RUNS[key] = _Run(str(run_id), plan.pipeline.id, plan)
         while len(_RUNS) > MAX_RUNS:
             _RUNS.popitem(last=False)
-    if trace is not None and hasattr(trace, "attrs"):
-        trace.attrs[KEY] = key
+    stamp(trace, key)
     return key
+
+
+def stamp(trace: Any, key: str | None) -> None:
+    """Put the run's ``key`` in ``trace.attrs`` (nothing for ``None``: a run not remembered)."""
+    if key is not None and trace is not None and hasattr(trace, "attrs"):
+        trace.attrs[KEY] = key
 
 
 def plan_of(
