@@ -360,8 +360,6 @@ def what_if(
     as run          5.0       0.0             a
     what if         3.0      -2.0             b
     """
-    from ..engine.simulation import _StepTable
-
     plan = plan_for(trace, pipeline)
     timing.check_trace(trace, "what_if()")
     unknown = set(simulate_options) - {"default", "failures", "interventions", "outputs", "seed"}
@@ -372,25 +370,13 @@ def what_if(
         )
     base, failures = measured(trace)
     if simulate_options.get("failures") is not None:
-        extra = _StepTable("failures", simulate_options.pop("failures"), plan, strict=True)
-        for node in plan.steps:
-            value = extra.get(node)
-            if value is not _missing():
-                failures[node.fqn] = value
+        _overlay(failures, "failures", simulate_options.pop("failures"), plan)
     changed = dict(base)
     if durations is not None:
-        table = _StepTable("durations", durations, plan, strict=True)
-        for node in plan.steps:
-            value = table.get(node)
-            if value is not _missing():
-                changed[node.fqn] = value
+        _overlay(changed, "durations", durations, plan)
     outputs = _published(trace)  # what the bodies published: later steps read it as they did
     if simulate_options.get("outputs") is not None:
-        given = _StepTable("outputs", simulate_options.pop("outputs"), plan, strict=True)
-        for node in plan.steps:
-            value = given.get(node)
-            if value is not _missing():
-                outputs[node.fqn] = value
+        _overlay(outputs, "outputs", simulate_options.pop("outputs"), plan)
     other = _with_strategies(plan, strategy) if strategy else plan
     designs = {
         "as run": (plan, {"durations": base, "failures": failures, "outputs": outputs or None}),
@@ -409,6 +395,17 @@ def _published(trace: pd.DataFrame) -> dict[str, dict]:
         if isinstance(value, dict) and value:
             out[fqn] = dict(value)
     return out
+
+
+def _overlay(values: dict, option: str, mapping: Any, plan: Any) -> None:
+    """Set ``values[fqn]`` for every step that ``mapping`` (an option of :func:`simulate`) names."""
+    from ..engine.simulation import _StepTable
+
+    table = _StepTable(option, mapping, plan, strict=True)
+    for node in plan.steps:
+        value = table.get(node)
+        if value is not _missing():
+            values[node.fqn] = value
 
 
 def _missing() -> Any:
