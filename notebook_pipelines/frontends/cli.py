@@ -8,8 +8,10 @@ Four commands over a Harness pipeline YAML file, each a thin shell around the li
 - ``run FILE`` — a real run: ``ShellScript`` steps run in ``bash``, other types need a handler.
 
 ``simulate`` and ``run`` print a readable table of the trace, or write it with ``-o`` as
-``.csv``, ``.json`` or ``.parquet`` (the columns and status names of the trace schema; the
-``outputs`` and ``inputs`` columns are JSON text in CSV and Parquet).
+``.csv``, ``.json`` or ``.parquet`` with :func:`~notebook_pipelines.formats.traces.write_trace`
+(the file format of ``trace.pipeline.save``, read back by ``nbp.read_trace``: the columns and
+status names of the trace schema; ``outputs`` and ``inputs`` as JSON text in CSV and Parquet;
+CSV cells a spreadsheet would run as formulas prefixed with ``'``).
 
 One rule of exit codes for every command: **0** success (valid, drawn, the run ended
 ``Success``); **1** the pipeline has problems — it is not valid (every problem is listed, as
@@ -46,6 +48,7 @@ from typing import Any
 
 from ..definition.durations import DurationError, format_duration, parse_duration
 from ..errors import EXCERPT, MESSAGE_LIMIT, DefinitionError, PipelineError, RunInterrupted, excerpt
+from ..formats.traces import write_trace
 
 __all__ = ["EXIT_CODES", "MAX_PROBLEMS", "build_parser", "format_table", "main", "write_trace"]
 
@@ -698,12 +701,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _finish(args: argparse.Namespace, trace: Any, how: str) -> int:
     if args.output:
-        try:
-            write_trace(trace, args.output)
-        except OSError as err:  # checked before the run; the disk may still fill up
-            print(format_table(trace))  # the trace is not lost
-            raise BadInput(f"-o {args.output}: cannot write the trace ({err.strerror or err})") from None
-        print(f"wrote {args.output}", file=sys.stderr)
+        _write(trace, args.output)
     else:
         print(format_table(trace))
     root = trace[trace["kind"] == "pipeline"]
@@ -782,44 +780,25 @@ def _analyse(args: argparse.Namespace) -> int:
         attempt = f" (attempt {row.attempt})" if row.attempt != 1 else ""
         print(f"  {_seconds(row.start_s):>8} → {_seconds(row.end_s):>8}  {row.fqn}{attempt}")
     if args.output:
-        write_trace(trace, args.output)
-        print(f"wrote {args.output}", file=sys.stderr)
+        _write(trace, args.output)
     return 0 if status == "Success" else 1
 
 
 # -- traces ---------------------------------------------------------------------------------------
-def _json_text(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return json.dumps(value, default=str, sort_keys=True)
+def _write(trace: Any, path_text: str) -> None:
+    """Write the trace with :func:`~notebook_pipelines.formats.traces.write_trace`; a trace that
+    cannot be written is printed instead (it is not lost) and the error says why."""
+    from ..errors import TraceError
 
-
-def write_trace(trace: Any, path: str | Path) -> Path:
-    """Write a trace as ``.csv``, ``.json`` (records) or ``.parquet``, by the suffix of ``path``.
-
-    Columns and status names are those of the trace schema; ``outputs`` and ``inputs`` become
-    JSON text in CSV and Parquet (nested objects in JSON): each step keeps its own keys, where a
-    Parquet struct would merge every step's keys into one record type.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in TRACE_FORMATS:
-        raise BadInput(f"-o {path}: the trace file must end in {', '.join(TRACE_FORMATS)}")
-    frame = trace.copy()
-    if suffix == ".json":
-        frame.to_json(path, orient="records", date_format="iso", date_unit="us", indent=1)
-        return path
-    for column in ("outputs", "inputs"):
-        if column in frame:
-            frame[column] = [_json_text(v) for v in frame[column]]
-    if suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        try:
-            frame.to_parquet(path, index=False)
-        except ImportError as err:
-            raise BadInput(f"-o {path}: writing Parquet needs pyarrow (pip install pyarrow): {err}") from None
-    return path
+    try:
+        write_trace(trace, path_text)
+    except OSError as err:  # checked before the run; the disk may still fill up
+        print(format_table(trace))
+        raise BadInput(f"-o {path_text}: cannot write the trace ({err.strerror or err})") from None
+    except TraceError as err:  # a value JSON cannot hold
+        print(format_table(trace))
+        raise BadInput(f"-o {path_text}: {str(err).removeprefix('write_trace: ')}") from None
+    print(f"wrote {path_text}", file=sys.stderr)
 
 
 def _cell(value: Any) -> str:
