@@ -279,5 +279,5 @@ def test_a_status_the_toolkit_does_not_know_round_trips_through_parquet_only(tra
     frame["status"] = frame["status"].cat.add_categories(["NewHarnessStatus"])
     frame.loc[3, "status"] = "NewHarnessStatus"
     pd.testing.assert_frame_equal(nbp.read_trace(frame.pipeline.save(tmp_path / "t.parquet")), frame)
-    with pytest.raises(nbp.TraceError, match="unknown status 'NewHarnessStatus'.*keeps them in Parquet"):
+    with pytest.raises(nbp.TraceError, match=r"unknown status 'NewHarnessStatus'.*keeps them in Parquet"):
         nbp.read_trace(frame.pipeline.save(tmp_path / "t.csv"))
