@@ -71,3 +71,59 @@ def test_output_names_are_checked_when_published(outputs, message):
     assert row["error"].startswith("pipeline.stages.s.spec.execution.steps.a: the output name")
     assert message in row["error"]
     assert row["outputs"] is None
+
+
+SHELL_YAML = """\
+pipeline:
+  name: p
+  identifier: p
+  stages:
+    - stage:
+        name: s
+        identifier: s
+        type: Custom
+        spec:
+          execution:
+            steps:
+              - step:
+                  type: ShellScript
+                  name: a
+                  identifier: a
+                  spec:
+                    shell: Bash
+                    source:
+                      type: Inline
+                      spec:
+                        script: {script}
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "read"), [("yes", "True is a bool"), ("off", "False is a bool"), ("12", "12 is a int")]
+)
+def test_R4_a_shell_script_that_yaml_reads_as_a_boolean_or_number_is_refused_at_validation(
+    tmp_path, script, read
+):
+    from notebook_pipelines.frontends.cli import main
+
+    path = tmp_path / "p.yaml"
+    path.write_text(SHELL_YAML.format(script=script))
+    p = nbp.load_yaml(path)
+    with pytest.raises(
+        nbp.DefinitionError, match=rf"\[R4\] spec\.source\.spec\.script={read}, not a script"
+    ) as info:
+        p.validate()
+    assert 'fix: quote the script or write it as a block: `script: "yes"`' in str(info.value)
+    assert main(["validate", str(path), "-q"]) == 1
+    path.write_text(SHELL_YAML.format(script=f'"{script}"'))  # quoted: text, valid
+    assert nbp.load_yaml(path).validate() is None
+    python = nbp.Pipeline(
+        "q",
+        stages=[
+            nbp.Stage(
+                "s", items=[nbp.Step("a", type="ShellScript", spec={"source": {"spec": {"script": True}}})]
+            )
+        ],
+    )
+    with pytest.raises(nbp.DefinitionError, match=r"fix: give the script as text: spec=\{'source'"):
+        python.validate()

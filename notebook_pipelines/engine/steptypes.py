@@ -292,6 +292,9 @@ def shell_script_check(spec: Any) -> list[str]:
     kind = source.get("type", "Inline") if isinstance(source, dict) else None
     if kind != "Inline":
         problems.append(f"source type {kind!r} is not supported: write the script inline (type: Inline)")
+    elif _script(spec) is not None and not isinstance(_script(spec), str):
+        kind = type(_script(spec)).__name__
+        problems.append(f'the script is a {kind}, not text: quote it in YAML (script: "yes")')
     elif not isinstance(_script(spec), str) or not _script(spec).strip():
         problems.append("the script is empty: set spec.source.spec.script")
     target = spec.get("executionTarget")
