@@ -47,7 +47,15 @@ from pathlib import Path
 from typing import Any
 
 from ..definition.durations import DurationError, format_duration, parse_duration
-from ..errors import EXCERPT, MESSAGE_LIMIT, DefinitionError, PipelineError, RunInterrupted, excerpt
+from ..errors import (
+    EXCERPT,
+    MESSAGE_LIMIT,
+    DefinitionError,
+    PipelineError,
+    RunInterrupted,
+    excerpt,
+    printable,
+)
 from ..formats.traces import write_trace
 
 __all__ = ["EXIT_CODES", "MAX_PROBLEMS", "build_parser", "format_table", "main", "write_trace"]
@@ -278,8 +286,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminal:
+    """A terminal stream that shows control characters as text (:func:`printable`): what a
+    step prints (its log, echoed live) or a pipeline holds never reaches the terminal as an
+    escape sequence (clearing the screen, setting the title, recolouring). Line breaks, carriage
+    returns (the progress line) and tabs pass."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(printable(text, keep="\n\r\t"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _on_terminal(stream: Any) -> Any:
+    """``stream`` wrapped in :class:`_Terminal` when it is a terminal, else as it is."""
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        tty = False
+    return _Terminal(stream) if tty and not isinstance(stream, _Terminal) else stream
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (see :data:`EXIT_CODES`)."""
+    """Run the command line; return the exit code (see :data:`EXIT_CODES`).
+
+    On a terminal, control characters in anything printed (names, conditions, messages, the
+    steps' live output) are shown escaped (``\\x1b[2J``), never run by the terminal.
+    """
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _on_terminal(stdout), _on_terminal(stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -754,7 +800,7 @@ def _analyse(args: argparse.Namespace) -> int:
     status = str(root["status"].iloc[0])
     took = float(root["duration_s"].iloc[0])
     print(
-        f"run {trace.attrs['run_id']} of pipeline {trace.attrs['pipeline']!r}: "
+        f"run {printable(str(trace.attrs['run_id']))} of pipeline {trace.attrs['pipeline']!r}: "
         f"{status} after {_seconds(took)}"
     )
     print("\ntime per stage, step group and parallel block:")
@@ -764,11 +810,11 @@ def _analyse(args: argparse.Namespace) -> int:
         lines.append(
             (
                 str(row.kind).replace("_", " "),
-                _cell(row.name),
+                printable(_cell(row.name)),
                 _seconds(row.span_s),
                 _seconds(row.busy_s),
                 f"{row.speedup:.2f}" if row.speedup == row.speedup else "",
-                _cell(row.longest_step),
+                printable(_cell(row.longest_step)),
             )
         )
     widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
@@ -778,7 +824,7 @@ def _analyse(args: argparse.Namespace) -> int:
     print("\ncritical path:")
     for row in path.itertuples(index=False):
         attempt = f" (attempt {row.attempt})" if row.attempt != 1 else ""
-        print(f"  {_seconds(row.start_s):>8} → {_seconds(row.end_s):>8}  {row.fqn}{attempt}")
+        print(f"  {_seconds(row.start_s):>8} → {_seconds(row.end_s):>8}  {printable(row.fqn)}{attempt}")
     if args.output:
         _write(trace, args.output)
     return 0 if status == "Success" else 1
@@ -848,13 +894,14 @@ def format_table(trace: Any, width: int = 90) -> str:
             )
             if part
         )
+        note = printable(note)  # a control character from the pipeline shows escaped (\x1b…)
         if len(note) > width:
             note = note[: width - 1] + "…"
         start, end = _cell(row.start_s), _cell(row.end_s)
         took = _seconds(row.duration_s) if start else ""
         rows.append(
             (
-                "  " * depth.get(row.fqn, 0) + label,
+                "  " * depth.get(row.fqn, 0) + printable(label),
                 str(row.kind).replace("_", " "),
                 str(row.status),
                 str(row.attempt) if row.attempt else "",

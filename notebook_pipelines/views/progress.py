@@ -34,6 +34,7 @@ from typing import Any
 from ..definition.durations import format_duration
 from ..definition.plan import Plan, PlanNode
 from ..engine.trace import Record, build_trace
+from ..errors import printable
 
 __all__ = ["RunState", "TextProgress", "Throttle", "in_kernel", "text_line"]
 
@@ -264,7 +265,7 @@ class TextProgress:
             self.throttle._last = time.monotonic()
 
     def _draw(self) -> None:
-        line = text_line(self.state)
+        line = printable(text_line(self.state))  # names from the pipeline: no raw escape sequences
         try:
             if self.tty:
                 pad = " " * max(0, self._width - len(line))
