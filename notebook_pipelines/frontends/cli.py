@@ -135,7 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         action="append",
         default=[],
-        help="set a pipeline variable (repeatable); Number variables take numbers",
+        help="set a pipeline variable (repeatable); Number variables take numbers. A ShellScript "
+        "gets <+...> values pasted into its script unquoted, as Harness does: a value like $(cmd) "
+        "runs cmd. To keep a value as text, pass it in the step's environmentVariables "
+        '(- {name: WHO, value: <+pipeline.variables.who>}) and write "$WHO" in the script',
     )
 
     parser = argparse.ArgumentParser(
