@@ -127,3 +127,11 @@ def test_R4_a_shell_script_that_yaml_reads_as_a_boolean_or_number_is_refused_at_
     )
     with pytest.raises(nbp.DefinitionError, match=r"fix: give the script as text: spec=\{'source'"):
         python.validate()
+
+
+def test_R44_declared_and_simulated_output_names_follow_the_same_rule():
+    with pytest.raises(nbp.DefinitionError, match=r"\[R44\] the output name 'bad-name' is not an identifier"):
+        one_step(outputs=["bad-name"]).validate()
+    with pytest.raises(nbp.SimulationError, match=r"outputs= .*steps\.a: the output name 1 \(an int\)"):
+        one_step().simulate(outputs={"a": {1: "x"}})
+    assert one_step(outputs=["ok"]).simulate(outputs={"a": {"ok": 1}})["outputs"].iloc[-1] == {"ok": 1}

@@ -674,6 +674,14 @@ class _Checker:
                     f"the output name {short(name)} is not a string",
                     "name output variables with strings",
                 )
+            elif not IDENTIFIER.match(name) or len(name) > MAX_IDENTIFIER:
+                yield Problem(
+                    fqn,
+                    "R44",
+                    f"the output name {short(name)} is not an identifier of at most {MAX_IDENTIFIER} "
+                    "characters (expressions read it as outputVariables.NAME)",
+                    "name output variables like Python names, e.g. outputs=['version']",
+                )
 
     def _duration(self, fqn: str, key: str, value: Any) -> Iterator[Problem]:
         try:

@@ -364,9 +364,20 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
         given = value(attempt) if callable(value) else value
         if not isinstance(given, Mapping):
             raise SimulationError(f"outputs for {node.fqn}: give a dict of values (or attempt -> dict)")
-        return {**(base or {}), **given}
+        return {**(base or {}), **_named(node, given)}
 
     return published
+
+
+def _named(node: Any, given: Mapping) -> Mapping:
+    """``given`` when each output name is one a real run publishes (an identifier, bounded)."""
+    from .executors.base import check_outputs
+
+    try:
+        check_outputs(node.fqn, dict(given))
+    except PipelineError as err:
+        raise SimulationError(f"outputs= {err}") from None
+    return given
 
 
 def _spec_output_names(node: Any) -> list[str]:
