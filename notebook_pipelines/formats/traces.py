@@ -117,10 +117,10 @@ def write_trace(trace: pd.DataFrame, path: str | Path) -> Path:
             "rename them (trace.rename(columns=str))"
         )
     frame = trace.reset_index(drop=True)
-    encoded = {column: _encoded(frame, column) for column in frame.columns if frame[column].dtype == object}
     if kind == "json":
-        _write_json(frame, encoded, path)
+        _write_json(frame, path)
         return path
+    encoded = {column: _encoded(frame, column) for column in frame.columns if frame[column].dtype == object}
     for column, texts in encoded.items():
         frame[column] = pd.array(texts, dtype=object)
     if kind == "csv":
@@ -145,16 +145,21 @@ def _encoded(frame: pd.DataFrame, column: str) -> list[str | None]:
     for row, value in enumerate(frame[column].tolist()):
         if value is None or (isinstance(value, float) and value != value):
             out.append(None)
-            continue
-        try:
-            out.append(json.dumps(_plain(value), default=_number))
-        except (TypeError, ValueError, RecursionError) as err:
-            raise TraceError(
-                f"write_trace: {_fqn(frame, row)}: the {column!r} value cannot be written to a trace "
-                f"file: {excerpt(str(err))}; steps publish text, numbers, booleans, None and lists "
-                "and dicts of them (convert other values first, e.g. str(value))"
-            ) from None
+        else:
+            out.append(_checked(frame, column, row, value))
     return out
+
+
+def _checked(frame: pd.DataFrame, column: str, row: int, value: Any) -> str:
+    """``value`` as JSON text, or a :class:`TraceError` naming the row's node and the column."""
+    try:
+        return json.dumps(_plain(value), default=_number)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise TraceError(
+            f"write_trace: {_fqn(frame, row)}: the {column!r} value cannot be written to a trace "
+            f"file: {excerpt(str(err))}; steps publish text, numbers, booleans, None and lists "
+            "and dicts of them (convert other values first, e.g. str(value))"
+        ) from None
 
 
 def _plain(value: Any) -> Any:
@@ -190,34 +195,51 @@ def _is_text(column: pd.Series) -> bool:
 
 def _neutralise(column: pd.Series) -> pd.Series:
     """Text cells a spreadsheet would run as a formula, with one apostrophe before them."""
-    text = column.astype(object)
-    return text.map(lambda v: "'" + v if isinstance(v, str) and _FORMULA.match(v) else v)
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.CategoricalDtype):  # the vocabulary, not every cell
+        return column.cat.rename_categories(
+            lambda c: "'" + c if isinstance(c, str) and _FORMULA.match(c) else c
+        )
+    text = column.astype("str")  # None/NA stay missing
+    formula = text.str.match(_FORMULA.pattern, na=False)
+    return text.where(~formula, "'" + text) if formula.any() else column
 
 
-def _write_json(frame: pd.DataFrame, encoded: dict[str, list[str | None]], path: Path) -> None:
+def _undo(column: pd.Series) -> pd.Series:
+    """The reader's inverse of :func:`_neutralise`: one leading apostrophe off such cells."""
+    import pandas as pd
+
+    if pd.api.types.is_string_dtype(column) and column.dtype != object:
+        marked = column.str.match(_NEUTRALISED.pattern, na=False)
+        return column.where(~marked, column.str.slice(1)) if marked.any() else column
+    return column.map(lambda v: v[1:] if isinstance(v, str) and _NEUTRALISED.match(v) else v)
+
+
+def _write_json(frame: pd.DataFrame, path: Path) -> None:
+    """One JSON list of records (one object per row), written with one call of the C encoder."""
     import numpy as np
     import pandas as pd
 
     columns: list[list[Any]] = []
     for name in frame.columns:
         column = frame[name]
-        if name in encoded:
-            columns.append([None if t is None else json.loads(t) for t in encoded[name]])
+        if column.dtype == object:
+            values = column.tolist()
+            for row, value in enumerate(values):
+                if value is not None and not (isinstance(value, float) and value != value):
+                    _checked(frame, name, row, value)
+            columns.append([None if isinstance(v, float) and v != v else v for v in values])
         elif isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(column):
             ns = column.dt.tz_convert("UTC") if isinstance(column.dtype, pd.DatetimeTZDtype) else column
             text = np.datetime_as_string(ns.to_numpy(dtype="datetime64[ns]"), unit="ns")
             columns.append([None if t == "NaT" else t + "Z" for t in text])
-        elif pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-            columns.append([None if pd.isna(v) else v for v in column.astype(object).tolist()])
         else:
-            columns.append([None if pd.isna(v) else str(v) for v in column.astype(object).tolist()])
+            columns.append(column.astype(object).where(column.notna(), None).tolist())
     names = list(frame.columns)
-    with open(path, "w", encoding="utf-8") as out:
-        out.write("[")
-        for i, row in enumerate(zip(*columns, strict=True)):
-            out.write(",\n" if i else "\n")
-            out.write(json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False, default=_number))
-        out.write("\n]\n")
+    records = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    text = json.dumps(records, ensure_ascii=False, default=_number)
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def _write_parquet(frame: pd.DataFrame, encoded: list[str], attrs: dict, path: Path) -> None:
@@ -312,9 +334,7 @@ def _read_csv(path: Path, where: str) -> pd.DataFrame:
         frame = frame.iloc[:, 1:]  # the index column of pandas' default to_csv
     for column in frame.columns:
         if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            values = frame[column].astype(object)
-            undone = values.map(lambda v: v[1:] if isinstance(v, str) and _NEUTRALISED.match(v) else v)
-            frame[column] = undone.astype(frame[column].dtype)
+            frame[column] = _undo(frame[column])
     return frame
 
 
@@ -338,7 +358,8 @@ def _read_json(path: Path, where: str) -> pd.DataFrame:
         )
     names: dict[str, None] = {}
     for record in records:
-        names.update(dict.fromkeys(record))
+        if record.keys() != names.keys():
+            names.update(dict.fromkeys(record))
     data = {name: pd.array([r.get(name) for r in records], dtype=object) for name in names}
     return pd.DataFrame(data, index=pd.RangeIndex(len(records)))
 
@@ -404,6 +425,8 @@ def conform(
             if dtype is np.dtype(object):
                 if encoded is None or column in encoded:
                     out[column] = _decoded(values, column, where, fqns)
+                elif encoded == ():  # JSON: decoded by the parser already
+                    out[column] = values.astype(object).tolist()
                 else:
                     out[column] = [_structure(v) for v in values.astype(object)]
             elif isinstance(dtype, pd.CategoricalDtype):
