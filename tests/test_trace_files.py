@@ -281,3 +281,19 @@ def test_a_status_the_toolkit_does_not_know_round_trips_through_parquet_only(tra
     pd.testing.assert_frame_equal(nbp.read_trace(frame.pipeline.save(tmp_path / "t.parquet")), frame)
     with pytest.raises(nbp.TraceError, match=r"unknown status 'NewHarnessStatus'.*keeps them in Parquet"):
         nbp.read_trace(frame.pipeline.save(tmp_path / "t.csv"))
+
+
+def test_the_cli_keeps_a_trace_it_cannot_write_and_says_which_step(trace_with_an_object, tmp_path, capsys):
+    from notebook_pipelines.frontends.cli import BadInput, _write
+
+    with pytest.raises(BadInput, match=r"-o .*t\.json: .*steps\.a: the 'outputs' value cannot be written"):
+        _write(trace_with_an_object, str(tmp_path / "t.json"))
+    assert "a  step      Success" in capsys.readouterr().out  # printed instead: not lost
+
+
+@pytest.fixture
+def trace_with_an_object():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: {"handle": object()})
+    return p.run(report=False)

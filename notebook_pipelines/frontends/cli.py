@@ -804,7 +804,7 @@ def _analyse(args: argparse.Namespace) -> int:
     took = float(root["duration_s"].iloc[0])
     print(
         f"run {printable(str(trace.attrs['run_id']))} of pipeline {trace.attrs['pipeline']!r}: "
-        f"{status} after {_seconds(took)}"
+        f"{printable(status)} after {_seconds(took)}"
     )
     print("\ntime per stage, step group and parallel block:")
     table = summary(trace)
@@ -906,7 +906,7 @@ def format_table(trace: Any, width: int = 90) -> str:
             (
                 "  " * depth.get(row.fqn, 0) + printable(label),
                 str(row.kind).replace("_", " "),
-                str(row.status),
+                printable(str(row.status)),
                 str(row.attempt) if row.attempt else "",
                 _seconds(float(start)) if start else "",
                 _seconds(float(end)) if end else "",
