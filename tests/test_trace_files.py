@@ -175,6 +175,13 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised_and_read_back(tmp_pat
     assert list(back["error"].iloc[:4]) == ["'=x", "''+y", "=z", "'plain"]
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_read_trace_tolerates_a_byte_order_mark(trace, tmp_path, suffix):
+    path = trace.pipeline.save(tmp_path / f"t{suffix}")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as spreadsheets save "CSV UTF-8"
+    pd.testing.assert_frame_equal(nbp.read_trace(path), trace.reset_index(drop=True))
+
+
 def test_read_trace_tolerates_the_index_column_of_pandas_to_csv(tmp_path):
     real = _real_trace()
     real.to_csv(tmp_path / "t.csv")  # pandas' default: the index as a first, unnamed column

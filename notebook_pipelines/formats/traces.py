@@ -33,8 +33,9 @@ The format
 Reading is bounded: a file over ``max_bytes`` (default :data:`MAX_BYTES`) is refused before it
 is parsed; cells are parsed as JSON, never evaluated. A CSV written by pandas' own ``to_csv``
 (dicts as Python text) is still read: a cell that is not JSON is read as a Python literal if it
-is at most :data:`MAX_LITERAL` characters (a longer one is refused), and pandas' default index
-column (``Unnamed: 0``) is dropped. A value outside a category's vocabulary (an unknown status,
+is at most :data:`MAX_LITERAL` characters (a longer one is refused), pandas' default index
+column (``Unnamed: 0``) is dropped, and a UTF-8 byte-order mark (a spreadsheet's "CSV UTF-8")
+is skipped. A value outside a category's vocabulary (an unknown status,
 kind or phase) is refused, naming the value and the row — unless a Parquet file declares it
 among the column's categories (a Harness execution's status this toolkit does not know, which
 :func:`~notebook_pipelines.load_harness_execution` keeps verbatim, round-trips through Parquet).
@@ -321,9 +322,9 @@ def _read_csv(path: Path, where: str) -> pd.DataFrame:
     from ..engine.trace import COLUMNS
 
     try:
-        header = pd.read_csv(path, nrows=0, encoding="utf-8")
+        header = pd.read_csv(path, nrows=0, encoding="utf-8-sig")
         known = {c: str for c in header.columns if c in COLUMNS}
-        frame = pd.read_csv(path, dtype=known, keep_default_na=False, na_values=[""], encoding="utf-8")
+        frame = pd.read_csv(path, dtype=known, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise TraceError(
             f"read_trace: {where!r} is not UTF-8 text (byte {err.start}): it is not a CSV trace"
@@ -342,7 +343,7 @@ def _read_json(path: Path, where: str) -> pd.DataFrame:
     import pandas as pd
 
     try:
-        records = json.loads(path.read_bytes().decode("utf-8"))
+        records = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as err:
         raise TraceError(
             f"read_trace: {where!r} is not UTF-8 text (byte {err.start}): it is not a JSON trace"
