@@ -121,7 +121,7 @@ def write_trace(trace: pd.DataFrame, path: str | Path) -> Path:
     if kind == "json":
         _write_json(frame, path)
         return path
-    encoded = {column: _encoded(frame, column) for column in frame.columns if frame[column].dtype == object}
+    encoded = {column: _encoded(frame, column) for column in frame.columns if _holds_json(frame, column)}
     for column, texts in encoded.items():
         frame[column] = pd.array(texts, dtype=object)
     if kind == "csv":
@@ -132,6 +132,18 @@ def write_trace(trace: pd.DataFrame, path: str | Path) -> Path:
         return path
     _write_parquet(frame, list(encoded), trace.attrs, path)
     return path
+
+
+def _holds_json(frame: pd.DataFrame, column: str) -> bool:
+    """An object column written as JSON cells: the schema's (``outputs``, ``inputs``) and any other
+    holding something besides text (an object column of text only is written as text)."""
+    from ..engine.trace import COLUMNS
+
+    if frame[column].dtype != object:
+        return False
+    if column in COLUMNS:
+        return True
+    return any(not isinstance(v, str) and v is not None and v == v for v in frame[column].tolist())
 
 
 def _fqn(frame: pd.DataFrame, row: int) -> str:
