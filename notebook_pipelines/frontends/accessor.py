@@ -163,7 +163,7 @@ class PipelineAccessor:
         runs = frame["run_id"].dropna().unique() if "run_id" in frame.columns else []
         what = f"run {str(runs[0])!r}" if len(runs) == 1 else f"{len(runs)} runs"
         methods = (
-            "critical_path, slack, concurrency, summary, what_if, gantt, to_perfetto, compare, "
+            "critical_path, slack, concurrency, summary, what_if, gantt, to_perfetto, save, compare, "
             "step_stats, table"
         )
         return f"<trace.pipeline: {what}, {len(frame)} rows; {methods}>"
