@@ -75,8 +75,8 @@ __all__ = ["MAX_BYTES", "MAX_LITERAL", "SUFFIXES", "conform", "read_trace", "wri
 
 #: what :func:`read_trace` reads and :func:`write_trace` writes, by file suffix
 SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
-#: the largest file :func:`read_trace` reads unless given ``max_bytes=``
-MAX_BYTES = 512 * 2**20
+#: the largest file :func:`read_trace` reads unless given ``max_bytes=`` (about a million rows of CSV)
+MAX_BYTES = 256 * 2**20
 #: the longest cell read as a Python literal (a CSV written by pandas' ``to_csv``)
 MAX_LITERAL = 64 * 2**10
 #: the Parquet metadata key holding the JSON-encoded columns and the trace's ``attrs``
