@@ -197,12 +197,12 @@ def test_read_trace_tolerates_the_index_column_of_pandas_to_csv(tmp_path):
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_extra_columns_of_lists_and_run_facts_round_trip(trace, tmp_path, suffix):
-    after = [[] if i == 0 else [trace["fqn"].iloc[i - 1]] for i in range(len(trace))]
+    after = [() if i == 0 else (trace["fqn"].iloc[i - 1],) for i in range(len(trace))]  # tuples, as in run()
     frame = trace.assign(after=after, run_number=7, commit="abc123", queued_s=1.5)
     frame["branch"] = pd.array(["main"] * len(frame), dtype=object)  # text in an object column
     back = nbp.read_trace(frame.pipeline.save(tmp_path / f"t{suffix}"))
     pd.testing.assert_frame_equal(back, frame)
-    assert back["after"].iloc[1] == [trace["fqn"].iloc[0]]
+    assert back["after"].iloc[1] == (trace["fqn"].iloc[0],)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json"])

@@ -26,6 +26,9 @@ The format
   do not show. :func:`read_trace` removes that one apostrophe from such cells of any CSV, so a
   trace reads back with its original values. (A CSV written by another tool whose cell is itself
   ``'=…`` reads back as a spreadsheet shows it, ``=…``.) Numeric cells are never changed.
+- **Columns of tuples**: ``after`` (the nodes each node waited for) holds tuples; JSON and
+  Parquet store lists, read back as tuples. A file saved before a trace had ``after`` reads back
+  with ``after`` None (unknown) on every row.
 - **CSV limits**: CSV has no missing-vs-empty distinction, so an empty text cell reads back as
   NA; extra columns come back with pandas' type inference. Parquet keeps every type (it is the
   faithful format for extra columns); JSON keeps numbers, text and nested values.
@@ -84,6 +87,10 @@ _META = b"notebook_pipelines"
 #: a text cell a spreadsheet would run as a formula (after any apostrophes of ours)
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
 _NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
+#: columns of tuples (``after``, the nodes each node waited for): JSON and Parquet store lists
+_TUPLES = ("after",)
+#: schema columns a file saved before they existed may lack: read back as None (unknown)
+_OPTIONAL = ("after",)
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -414,7 +421,7 @@ def conform(
 
     from ..engine.trace import COLUMNS, dtypes
 
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    missing = [c for c in COLUMNS if c not in frame.columns and c not in _OPTIONAL]
     if missing:
         raise TraceError(
             f"read_trace: {where} is not a trace: it lacks the columns {', '.join(missing)} "
@@ -458,12 +465,28 @@ def conform(
             raise TraceError(
                 f"read_trace: {where}: the column {column!r} does not hold {dtype}: {excerpt(str(error))}"
             ) from None
+    for column in _TUPLES:
+        if column in out:
+            out[column] = [_tuple(v) for v in out[column]]
+    for column in COLUMNS:
+        out.setdefault(column, [None] * len(frame))  # an optional column the file predates: unknown
     order = [*COLUMNS, *(c for c in frame.columns if c not in COLUMNS)]
     result = pd.DataFrame({c: out[c] for c in order}, index=pd.RangeIndex(len(frame)))
     runs = result["run_id"].dropna().unique()
     if len(runs) == 1:
         result.attrs["run_id"] = str(runs[0])
     return result
+
+
+def _tuple(value: Any) -> tuple | None:
+    """A cell of a column of tuples (``after``): JSON and Parquet give lists back; None stays."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return value
 
 
 def _stamps(values: pd.Series) -> Any:
