@@ -198,7 +198,14 @@ def test_read_trace_tolerates_the_index_column_of_pandas_to_csv(tmp_path):
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_extra_columns_of_lists_and_run_facts_round_trip(trace, tmp_path, suffix):
     after = [() if i == 0 else (trace["fqn"].iloc[i - 1],) for i in range(len(trace))]  # tuples, as in run()
-    frame = trace.assign(after=after, run_number=7, commit="abc123", queued_s=1.5)
+    frame = trace.assign(
+        after=after,  # the history's columns (issue 26): known by read_trace, with their dtypes
+        run_number=pd.array([7] * len(trace), dtype="Int64"),
+        commit="abc123",
+        created=pd.Timestamp("2026-03-01T09:30:00.123456789Z"),
+        queued_s=1.5,
+        shard=3,  # a column read_trace does not know: kept, as pandas infers it
+    )
     frame["branch"] = pd.array(["main"] * len(frame), dtype=object)  # text in an object column
     back = nbp.read_trace(frame.pipeline.save(tmp_path / f"t{suffix}"))
     pd.testing.assert_frame_equal(back, frame)

@@ -30,8 +30,10 @@ The format
   Parquet store lists, read back as tuples. A file saved before a trace had ``after`` reads back
   with ``after`` None (unknown) on every row.
 - **CSV limits**: CSV has no missing-vs-empty distinction, so an empty text cell reads back as
-  NA; extra columns come back with pandas' type inference. Parquet keeps every type (it is the
-  faithful format for extra columns); JSON keeps numbers, text and nested values.
+  NA; extra columns come back with pandas' type inference, except the run columns of a history
+  (:data:`RUN_COLUMNS`: ``run_number`` ``Int64``, ``created`` a UTC timestamp, …). Parquet
+  keeps every type (it is the faithful format for extra columns); JSON keeps numbers, text and
+  nested values.
 
 Reading is bounded: a file over ``max_bytes`` (default :data:`MAX_BYTES`) is refused before it
 is parsed; cells are parsed as JSON, never evaluated. A CSV written by pandas' own ``to_csv``
@@ -74,7 +76,7 @@ from ..errors import TraceError, excerpt
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["MAX_BYTES", "MAX_LITERAL", "SUFFIXES", "conform", "read_trace", "write_trace"]
+__all__ = ["MAX_BYTES", "MAX_LITERAL", "RUN_COLUMNS", "SUFFIXES", "conform", "read_trace", "write_trace"]
 
 #: what :func:`read_trace` reads and :func:`write_trace` writes, by file suffix
 SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
@@ -91,6 +93,20 @@ _NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
 _TUPLES = ("after",)
 #: schema columns a file saved before they existed may lack: read back as None (unknown)
 _OPTIONAL = ("after",)
+#: columns beyond the trace schema that :func:`read_trace` knows, with their dtypes: the run
+#: columns of a history (issue 26), read back from CSV and JSON with these dtypes (Parquet keeps
+#: every dtype by itself; other extra columns come back as pandas infers them)
+RUN_COLUMNS = {
+    "source": "str",
+    "pipeline": "str",
+    "run_number": "Int64",
+    "commit": "str",
+    "branch": "str",
+    "trigger": "str",
+    "created": "datetime64[ns, UTC]",
+    "queued_s": "float64",
+    "url": "str",
+}
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -429,10 +445,11 @@ def conform(
         )
     schema = dtypes()
     fqns = frame["fqn"].astype(object).tolist()
+    known = {c: pd.api.types.pandas_dtype(d) for c, d in RUN_COLUMNS.items() if c in frame.columns}
     out = {}
     for column in frame.columns:
         values = frame[column]
-        if column not in schema:
+        if column not in schema and column not in known:
             if (encoded is None and _json_containers(values)) or (encoded and column in encoded):
                 out[column] = _decoded(values, column, where, fqns)
             elif encoded == ():  # JSON: numbers and text as pandas infers them, lists and dicts as they are
@@ -440,7 +457,10 @@ def conform(
             else:
                 out[column] = values.array
             continue
-        dtype = schema[column]
+        dtype = schema[column] if column in schema else known[column]
+        if column not in schema and values.dtype == dtype:  # Parquet: kept as it was
+            out[column] = values.array
+            continue
         try:
             if dtype is np.dtype(object):
                 if encoded is None or column in encoded:
