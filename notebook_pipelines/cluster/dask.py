@@ -93,7 +93,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed where th
 
 from ..definition.statuses import ABORTED, FAILED, SUCCESS
 from ..engine.context import StepCancelled, StepContext
-from ..engine.executors.base import Job, Outcome, call_body, check_outputs, outcome_of_exception
+from ..engine.executors.base import Job, Outcome, call_body, check_outputs, outcome_of_exception, refuse_unrun
 from ..engine.executors.threads import captured
 from ..engine.steptypes import step_type
 from ..errors import DefinitionError, PipelineError, Problem, StepError
@@ -205,6 +205,7 @@ def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: list[
         else:
             namespace = dict(step.namespace) if step.namespace is not None else None
             result = call_body(step, ctx, namespace)
+        refuse_unrun(result)
         outputs = dict(ctx.outputs)
         if isinstance(result, dict):
             outputs.update(result)
