@@ -106,10 +106,26 @@ def _link_rule_ids(app, docname: str, source: list[str]) -> None:
         source[0] = link_rule_ids(source[0], "../" * docname.count("/"))
 
 
+_RST_LITERAL = re.compile(r"(``.*?``|:\w+:`[^`]*`|`[^`]*`_*|>>>.*$|\.\.\. .*$)")
+
+
+def _link_rule_ids_in_docstring(app, what, name, obj, options, lines: list[str]) -> None:
+    """``autodoc-process-docstring``: rule ids in the API reference's docstrings link to their rule
+    (the API page sits next to the semantics page)."""
+
+    def link(found: re.Match) -> str:
+        return f"`{found[0]} <semantics.html#{found[0].lower()}>`__"
+
+    for i, line in enumerate(lines):
+        parts = _RST_LITERAL.split(line)
+        lines[i] = "".join(part if k % 2 else _BARE_RULE_ID.sub(link, part) for k, part in enumerate(parts))
+
+
 def setup(app):
     copy_course()
     app.add_directive("cli-help", CliHelp)
     app.connect("source-read", _link_rule_ids)
+    app.connect("autodoc-process-docstring", _link_rule_ids_in_docstring)
 
 
 def binder_badge(pyproject: Path = ROOT / "pyproject.toml") -> str:
