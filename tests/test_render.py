@@ -490,3 +490,34 @@ def test_rich_display_with_dot_present_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         release()._repr_mimebundle_()
+
+
+def test_every_dot_id_is_escaped_a_loaded_status_ending_in_a_backslash_renders():
+    # issue 24 item 13: a Harness status is kept verbatim; `Odd\` went unescaped into the legend's
+    # node id and `dot` failed with a syntax error (labels were escaped, ids were not)
+    p, trace = sim_release()
+    trace = trace.copy()
+    odd = 'Odd:"x\\'
+    trace["status"] = trace["status"].cat.add_categories([odd])
+    trace.loc[trace["fqn"].str.endswith(".checkout"), "status"] = odd
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # graphviz warns "expect syntax error" on a bad id
+        picture = render(p, trace)
+        svg = picture.pipe("svg").decode()
+    assert "Odd:&quot;x\\" in svg
+
+
+def test_iteration_ids_hold_no_text_of_the_trace():
+    # an expanded iteration's postfix comes from the trace's FQNs (any text in a loaded run)
+    p = nbp.Pipeline("p")
+    with p.stage("a") as a:
+        a.step("build", strategy=nbp.Matrix(os=["l", "m"]), duration=3)
+    trace = p.simulate()
+    steps = "pipeline.stages.a.spec.execution.steps"
+    odd = {f"{steps}.build_0": f"{steps}.build_x:y\\"}
+    trace["fqn"] = trace["fqn"].replace(odd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picture = p.render(trace, iterations="expand")
+        svg = picture.pipe("svg").decode()
+    assert "build_x:y\\" in svg and "build_1" in svg

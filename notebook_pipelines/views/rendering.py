@@ -206,6 +206,19 @@ def _text(*lines: str | None, left: bool = False) -> str:
     return graphviz.nohtml("".join(f"{p}\\l" for p in parts) if left else "\\n".join(parts))
 
 
+def _id(text: str) -> str:
+    """A DOT id for any text (a status loaded from a file, a pipeline id): backslashes doubled, so
+    a trailing one cannot escape the closing quote (``quote`` escapes the quotes); never HTML.
+
+    >>> import graphviz
+    >>> graphviz.quoting.quote(_id("legend_odd\\\\"))
+    '"legend_odd\\\\\\\\"'
+    """
+    import graphviz
+
+    return graphviz.nohtml(text.replace("\\", "\\\\"))
+
+
 def render(
     pipeline_or_plan: Any,
     trace: pd.DataFrame | None = None,
@@ -255,7 +268,7 @@ def render(
     root = plan.root
     if title is None:
         title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
-    graph = _picture_class()(name=root.id, node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
+    graph = _picture_class()(name=_id(root.id), node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
     graph.attr(rankdir=direction, compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
     graph.attr(fontname="Helvetica", fontsize="12", labelloc="t", label=_text(title))
     if size is not None:
@@ -275,7 +288,7 @@ def render(
         with graph.subgraph(name="cluster_legend") as box:
             box.attr(label="legend", style="rounded", color="#bdbdbd", fontsize="10")
             for status in ordered:
-                box.node(f"legend_{status}", label=_text(status), **_status_attrs(status))
+                box.node(_id(f"legend_{status}"), label=_text(status), **_status_attrs(status))
     if scale:
         with graph.subgraph(name="cluster_legend_overlay") as box:
             box.attr(label=color_by, style="rounded", color="#bdbdbd", fontsize="10")
@@ -446,10 +459,10 @@ class _Drawing:
             box.attr(label=_text(f"⟳ {node.name} — {loop_badge(node.strategy)}", status, left=True),
                      style="dashed,rounded", color="#6a1b9a", labeljust="l", fontsize="10")  # fmt: skip
             exits = []
-            for it_fqn in self.iterations[fqn]:
-                postfix = it_fqn[len(fqn) :]
+            for k, it_fqn in enumerate(self.iterations[fqn]):
                 self.renames.append((fqn, it_fqn))
-                saved, self.suffix = self.suffix, f"{self.suffix}{postfix}"
+                # the iteration's number, not its postfix: a loaded trace's postfix may hold any text
+                saved, self.suffix = self.suffix, f"{self.suffix}_{k}"
                 exits.append(self.item(box, node, prev, rollback, looped=False))
                 self.renames.pop()
                 self.suffix = saved
