@@ -544,7 +544,7 @@ def test_a_directory_or_a_device_is_refused_as_not_a_regular_file(capsys, tmp_pa
         return one_line_error(err)
 
     label = f"{option[0]} " if option else ""
-    assert refused(tmp_path) == f"error: {label}{tmp_path} is a directory: give a pipeline YAML file"
+    assert refused(tmp_path) == f"error: {label}{tmp_path} is a directory: give a YAML file"
     assert refused("/dev/null") == (
         f"error: {label}/dev/null is a character device, not a regular file: give a YAML file"
     )
