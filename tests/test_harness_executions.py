@@ -383,6 +383,42 @@ def test_cli_analyse_exit_codes(tmp_path, capsys):
     assert "not a Harness execution JSON" in capsys.readouterr().err
 
 
+# -- hostile files (issue 24 item 7) ----------------------------------------------------------------
+@pytest.mark.parametrize("value", [float("inf"), 1e30, -1e15, float("-inf"), 10**20])
+@pytest.mark.parametrize("where", ["node", "summary"])
+def test_a_time_out_of_range_is_refused_naming_the_node_and_field(tmp_path, capsys, value, where):
+    doc = load(CD)
+    data = doc["data"]
+    if where == "node":
+        data["executionGraph"]["nodeMap"]["nUnit"]["startTs"] = value
+        named = "node 'nUnit' (pipeline.stages.build.spec.execution.steps.tests.steps.unit) startTs"
+    else:
+        data["pipelineExecutionSummary"]["startTs"] = value
+        named = "pipelineExecutionSummary.startTs"
+    with pytest.raises(HarnessExecutionError) as caught:  # was a raw OverflowError / OutOfBoundsDatetime
+        load_harness_execution(doc)
+    assert f"the execution: {named} is {value!r}, not a time" in str(caught.value)
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(doc))  # `Infinity` in the file, as JavaScript-ish servers write it
+    assert main(["analyse", str(path)]) == 2  # the CLI printed a traceback
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: the execution: {named} is") and "Traceback" not in err
+
+
+def test_a_file_of_millions_of_small_objects_is_refused_before_it_is_parsed(tmp_path):
+    # 4,000,001 empty objects in 12 MB: parsed, they took ~125 bytes each (the 99.6 MB file of the
+    # issue: 3.1 GB and 22 s before "not an execution"); counted on the bytes, refused at once
+    path = tmp_path / "objects.json"
+    with open(path, "wb") as f:  # MAX_CONTAINERS (4,000,000) + 1 objects, and the envelope's 3
+        f.write(b'{"data": {"junk": [' + b"{}," * 4_000_000 + b"{}]}}")
+    with pytest.raises(HarnessExecutionError, match=r"holds 4,000,004 objects and arrays, more than"):
+        load_harness_execution(path)
+    listed = tmp_path / "listed.json"
+    listed.write_bytes(b" \n[" + b"{}," * 1000 + b"{}]")
+    with pytest.raises(HarnessExecutionError, match=r"its top level is a list, not an object"):
+        load_harness_execution(listed)
+
+
 # -- fetching (a local server on loopback, never a real account) -----------------------------------------
 class _Harness(http.server.BaseHTTPRequestHandler):
     seen: ClassVar[list] = []
