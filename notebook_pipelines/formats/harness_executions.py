@@ -1006,18 +1006,19 @@ def fetch_harness_execution(
         base_url: Harness's address.
         path: where to save the JSON (default ``harness-execution-<id>.json`` in the current
             directory, i.e. next to the notebook); the file holds the response only.
-        timeout: seconds to wait for the answer.
+        timeout: seconds for the whole call (connecting, the headers and the whole body; a
+            server that answers slowly cannot stretch it). The body is read as a stream and
+            refused at 100 MB (after decompression). See ``formats/http.py``.
 
     Raises:
-        HarnessExecutionError: no key, an HTTP error (status and Harness's message), a response
-            that is not JSON or not an execution.
+        HarnessExecutionError: no key (or a key that cannot be sent: non-ASCII), an HTTP error
+            (status and Harness's message, the key redacted in any letter case or encoding), no
+            complete answer within ``timeout``, an answer over 100 MB, one that is not JSON
+            (nested too deeply, too many objects) or not an execution. No message shows the key
+            or the ``user:password@`` of ``base_url``.
     """
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - the extra is installed for the tests
-        raise HarnessExecutionError(
-            "fetch_harness_execution() needs httpx: pip install 'notebook-pipelines[harness]'"
-        ) from None
+    from . import http
+
     key = api_key or os.environ.get("HARNESS_API_KEY")
     if not key:
         raise HarnessExecutionError(
@@ -1035,38 +1036,43 @@ def fetch_harness_execution(
         "projectIdentifier": project,
         "renderFullBottomGraph": "true",
     }
+    what = "fetch_harness_execution()"
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            response = client.get(
-                url, params=params, headers={"x-api-key": key, "Accept": "application/json"}
-            )
-    except httpx.HTTPError as err:
-        raise HarnessExecutionError(
-            f"fetch_harness_execution(): cannot reach {excerpt(url, 160)}: {type(err).__name__}"
-        ) from None
-    body = response.content
-    if len(body) > MAX_BYTES:
-        raise HarnessExecutionError(
-            f"the execution {plan_execution_id} is over {MAX_BYTES // 2**20} MB: refused"
+        response = http.get(
+            url,
+            params=params,
+            headers={"x-api-key": key, "Accept": "application/json"},
+            timeout=timeout,
+            max_bytes=MAX_BYTES,
+            secrets=[key],
+            what=what,
         )
-    if response.status_code != 200:
+    except http.HttpTooLarge:
+        raise HarnessExecutionError(
+            f"{what}: the execution {plan_execution_id} is over {MAX_BYTES // 2**20} MB: refused "
+            "(reading stopped there); fetch the run per stage (stageNodeId=…)"
+        ) from None
+    except http.HttpError as err:
+        message = str(err)
+        if "the x-api-key header" in message:
+            message = message.replace("the x-api-key header", "the API key")
+        raise HarnessExecutionError(message) from None
+    body = response.body
+    if response.status != 200:
         message = ""
         try:
-            message = str(json.loads(body).get("message") or "")
-        except (ValueError, AttributeError):
+            answer = http.load_json(body, "the answer", max_containers=10_000)
+            message = str(answer.get("message") or "") if isinstance(answer, dict) else ""
+        except ValueError:
             pass
-        message = message.replace(key, "***")
+        secrets = [key, *http.url_secrets(base_url)]
+        message = excerpt(http.redact(message, secrets), 200)
         raise HarnessExecutionError(
-            f"fetch_harness_execution(): Harness answered {response.status_code} for {plan_execution_id}"
-            + (f": {excerpt(message, 200)}" if message else "")
-            + (" (check the API key and its permissions)" if response.status_code in (401, 403) else "")
+            f"{what}: Harness answered {response.status} for {plan_execution_id}"
+            + (f": {message}" if message else "")
+            + (" (check the API key and its permissions)" if response.status in (401, 403) else "")
         )
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise HarnessExecutionError(
-            f"fetch_harness_execution(): the answer for {plan_execution_id} is not JSON"
-        ) from None
+    doc = parse_execution_json(body, f"the answer for {plan_execution_id}")
     _unwrap(doc, f"the answer for {plan_execution_id}")  # refuse before saving
     target = Path(path) if path is not None else Path(f"harness-execution-{plan_execution_id}.json")
     target.write_bytes(body)
