@@ -11,12 +11,16 @@ from __future__ import annotations
 import http.server
 import json
 import math
+import subprocess
 import threading
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import notebook_pipelines as nbp
 from notebook_pipelines.definition.failure import Retry, StageRollback
@@ -33,6 +37,7 @@ from notebook_pipelines.formats.harness_executions import (
     pipeline_from_execution,
 )
 from notebook_pipelines.frontends.cli import main
+from notebook_pipelines.views.rendering import render
 
 HERE = Path(__file__).parent / "fixtures" / "harness_executions"
 CD = HERE / "cd_parallel.json"
@@ -417,6 +422,36 @@ def test_a_file_of_millions_of_small_objects_is_refused_before_it_is_parsed(tmp_
     listed.write_bytes(b" \n[" + b"{}," * 1000 + b"{}]")
     with pytest.raises(HarnessExecutionError, match=r"its top level is a list, not an object"):
         load_harness_execution(listed)
+
+
+# -- property: a damaged execution loads, or is refused with our error (issue 24 items 7 and 13) ------
+_HOSTILE_VALUES = st.sampled_from(
+    [float("inf"), float("-inf"), float("nan"), 1e30, -1e15, 10**40, -1, 0, "", "soon", "1767261600000",
+     None, True, [], {}, [1, [2]], "Odd\\", 'q"uote', "a$b$", "<b>html</b>", "x" * 500, "é\n\t"]
+)  # fmt: skip
+_FIELDS = st.sampled_from(["startTs", "endTs", "status", "identifier", "name", "baseFqn", "stepType", "uuid"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), _FIELDS, _HOSTILE_VALUES), min_size=1, max_size=4))
+def test_any_damaged_execution_loads_and_draws_or_is_refused_with_our_error(changes):
+    doc = load(CD)
+    nodes = doc["data"]["executionGraph"]["nodeMap"]
+    ids = sorted(nodes)
+    for index, field, value in changes:
+        nodes[ids[index % len(ids)]][field] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HarnessStatusWarning)
+        try:
+            trace = load_harness_execution(doc)
+        except HarnessExecutionError:
+            return
+        try:
+            p = pipeline_from_execution(trace)
+        except nbp.PipelineError:
+            return
+        source = render(p, trace).source  # every DOT id escaped: dot reads it
+    subprocess.run(["dot", "-Tsvg"], input=source.encode(), capture_output=True, check=True, timeout=60)
 
 
 # -- fetching (a local server on loopback, never a real account) -----------------------------------------
