@@ -905,8 +905,8 @@ def pipeline_from_execution(trace: pd.DataFrame, *, id: str | None = None) -> An
             )
             kids = children.get(iterations[0], [])  # the body, as the first iteration ran it
         if kind == "step":
-            durations = [
-                number(r["end_s"]) - number(r["start_s"])
+            durations = [  # an end before the start (a damaged or skewed record) counts as no time
+                max(0.0, number(r["end_s"]) - number(r["start_s"]))
                 for r in by_fqn[iterations[0] if iterations else fqn]
                 if number(r["start_s"]) is not None and number(r["end_s"]) is not None
             ]
