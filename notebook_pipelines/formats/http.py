@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 import ssl
 import time
@@ -202,12 +203,18 @@ def _proxy_for(scheme: str, host: str) -> str | None:
 
 
 def _ssl_context() -> ssl.SSLContext:
+    """certifi's authorities and the system's, and ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set
+    (a company's own authority, as ``httpx`` and ``requests`` read them)."""
     try:
         import certifi
     except ImportError:  # pragma: no cover - certifi comes with httpx
-        return ssl.create_default_context()
-    context = ssl.create_default_context(cafile=certifi.where())
-    context.load_default_certs()  # and the system's, like a browser behind a corporate proxy
+        context = ssl.create_default_context()
+    else:
+        context = ssl.create_default_context(cafile=certifi.where())
+        context.load_default_certs()
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        context.load_verify_locations(cafile=cafile or None, capath=capath or None)
     return context
 
 
