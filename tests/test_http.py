@@ -7,6 +7,7 @@ import gzip
 import http.server
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -265,3 +266,38 @@ def test_get_refuses_what_it_cannot_ask(server):
     with pytest.raises(nbp_http.HttpTooLarge):
         nbp_http.get(server, max_bytes=10, timeout=5)
     assert nbp_http.get(server, max_bytes=11, timeout=5).body == b"12345678901"
+
+
+# -- over TLS: the deadline holds through the handshake (a certificate made with openssl) --------------
+@pytest.fixture
+def tls_server(tmp_path, monkeypatch) -> Iterator[str]:
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust it, as a company's authority is trusted
+    _Handler.seen, _Handler.sent, _Handler.stop = [], [0], threading.Event()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads, httpd.block_on_close = True, False
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{httpd.server_port}"
+    _Handler.stop.set()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def test_over_tls_an_answer_is_read_and_a_drip_is_cut_at_the_deadline(tls_server):
+    _Handler.plan = lambda h: h.answer(b'{"ok": true}')
+    assert nbp_http.get(tls_server + "/x", max_bytes=100, timeout=10).json() == {"ok": True}
+    _Handler.plan = lambda h: _drip(h, headers_too=False)
+    started = time.perf_counter()
+    with pytest.raises(nbp_http.HttpTimeout, match=r"within 1 s \(the whole call\)"):
+        nbp_http.get(tls_server + "/x", max_bytes=10**6, timeout=1.0)
+    assert time.perf_counter() - started < 1.5
