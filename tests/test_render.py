@@ -636,7 +636,7 @@ def test_every_dot_id_is_escaped_a_loaded_status_ending_in_a_backslash_renders()
     assert "Odd:&quot;x\\" in svg
 
 
-def test_iteration_ids_hold_no_text_of_the_trace():
+def test_an_iteration_postfix_a_dot_id_cannot_hold_is_numbered_instead():
     # an expanded iteration's postfix comes from the trace's FQNs (any text in a loaded run)
     p = nbp.Pipeline("p")
     with p.stage("a") as a:

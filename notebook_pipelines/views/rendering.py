@@ -223,6 +223,9 @@ def _text(*lines: str | None, left: bool = False) -> str:
     return graphviz.nohtml("".join(f"{p}\\l" for p in parts) if left else "\\n".join(parts))
 
 
+_PLAIN_POSTFIX = re.compile(r"[A-Za-z0-9_]*")
+
+
 def _id(text: str) -> str:
     """A DOT id for any text (a status loaded from a file, a pipeline id): backslashes doubled, so
     a trailing one cannot escape the closing quote (``quote`` escapes the quotes); never HTML.
@@ -595,9 +598,12 @@ class _Drawing:
                      style="dashed,rounded", color="#6a1b9a", labeljust="l", fontsize="10")  # fmt: skip
             exits = []
             for k, it_fqn in enumerate(self.iterations[fqn]):
+                postfix = it_fqn[len(fqn) :]
                 self.renames.append((fqn, it_fqn))
-                # the iteration's number, not its postfix: a loaded trace's postfix may hold any text
-                saved, self.suffix = self.suffix, f"{self.suffix}_{k}"
+                # a loaded trace's postfix may hold any text (`:` splits an edge's id, `\` ends its
+                # quotes): then the iteration's number, after a `-` no plain postfix has
+                plain = _PLAIN_POSTFIX.fullmatch(postfix) is not None
+                saved, self.suffix = self.suffix, f"{self.suffix}{postfix if plain else f'-{k}'}"
                 exits.append(self.item(box, node, prev, rollback, looped=False))
                 self.renames.pop()
                 self.suffix = saved
