@@ -953,3 +953,24 @@ def test_a_list_rendered_as_text_is_bounded_and_never_rendered_whole():
         parse_condition("[<+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>] =~ 'z'").evaluate(
             resolve
         )
+
+
+def test_the_values_built_for_one_step_share_one_bound():
+    # 380 inputs `<+v>!` of a 1 MB variable built 380 MB; raw references build nothing and count not
+    import notebook_pipelines as nbp
+
+    p = nbp.Pipeline("p", variables={"v": "x" * 2**20})
+    inputs = {f"i{k}": "<+pipeline.variables.v>!" for k in range(380)}
+    inputs.update({f"raw{k}": "<+pipeline.variables.v>" for k in range(20)})
+    with p.stage("s") as s:
+        s.step("b", inputs={f"raw{k}": "<+pipeline.variables.v>" for k in range(20)}, run=lambda **_: None)
+        s.step("a", inputs=inputs, run=lambda **_: None)
+    trace = p.run(report=False)
+    rows = trace.set_index(trace["fqn"].str.rsplit(".", n=1).str[-1])
+    assert rows.loc["b", "status"] == "Success"  # 20 raw references: nothing built
+    assert rows.loc["a", "status"] == "Failed"
+    # each built value takes 1 MB + 1 of the 10 MB: the 10th input goes over (10 × 1,048,577 > 10 × 2**20)
+    assert str(rows.loc["a", "error"]).startswith(
+        "input 'i9': the values built for this step add up to over 10,485,760 characters (limit 10,485,760 "
+        "per step)"
+    )

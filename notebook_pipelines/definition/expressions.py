@@ -134,6 +134,17 @@ class Expression:
     kind: str = "condition"
     _node: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
+    @property
+    def raw(self) -> bool:
+        """A template that is exactly one reference: its value is the referenced value itself
+        (nothing is built).
+
+        >>> parse_template("<+a.b>").raw, parse_template("x<+a>").raw, parse_condition("<+a>").raw
+        (True, False, False)
+        """
+        parts = self._node[2] if self.kind == "template" else ()
+        return len(parts) == 1 and not isinstance(parts[0], str) and parts[0][0] == "ref"
+
     def evaluate(self, resolve: Callable[[Reference], Any]) -> Any:
         """Evaluate with ``resolve(ref)`` supplying reference values.
 
