@@ -609,7 +609,8 @@ def monte_carlo(
             },
         }
         frame = pd.DataFrame(columns)
-        frame.attrs.update(pipeline=plan.pipeline.id, seed=seed, runs=n, percentiles=tuple(percentiles))
+        name = plan.pipeline.id if plan is not None else getattr(pipeline, "id", None)
+        frame.attrs.update(pipeline=name, seed=seed, runs=n, percentiles=tuple(percentiles))
         return frame
 
     plan: Any = None
@@ -633,13 +634,10 @@ def monte_carlo(
                         values.append(math.nan)
                 seeds.append(run_seed)
                 statuses.append(outcome.get("status"))
-                makespans.append(
-                    outcome.get("makespan_s", math.nan)
-                )  # last: a run counts once this is appended
+                # last: a run counts once its makespan is appended
+                makespans.append(outcome.get("makespan_s", math.nan))
                 bar.update()
     except KeyboardInterrupt:
-        if plan is None:
-            raise RunInterrupted("monte_carlo interrupted before the first run", None) from None
         done = frame_of()  # only the runs that ended: the interrupted one is not counted
         raise RunInterrupted(
             f"monte_carlo interrupted after {len(makespans)} of {runs:,} runs; "
