@@ -50,6 +50,7 @@ from .definition.model import VERBS, Parallel, Pipeline, Stage, Step, StepGroup
 from .errors import (
     DefinitionError,
     ExpressionError,
+    NestedRunError,
     PipelineError,
     Problem,
     RunError,
@@ -148,6 +149,7 @@ __all__ = [
     "MarkAsFailure",
     "MarkAsSuccess",
     "Matrix",
+    "NestedRunError",
     "OnFailure",
     "Parallel",
     "Parallelism",

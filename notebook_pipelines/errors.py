@@ -20,6 +20,7 @@ __all__ = [
     "MESSAGE_LIMIT",
     "DefinitionError",
     "ExpressionError",
+    "NestedRunError",
     "PipelineError",
     "Problem",
     "RunError",
@@ -179,6 +180,12 @@ class StepError(PipelineError):
     def __init__(self, message: str = "", error_type: str = "Unknown"):
         super().__init__(message)
         self.error_type = error_type
+
+
+class NestedRunError(PipelineError, RuntimeError):
+    """A step body (or a listener) started a run that may not start there: a run of the
+    pipeline it belongs to (a run would start itself again without end), or a run nested
+    deeper than ``MAX_NESTED_RUNS`` runs inside step bodies."""
 
 
 class RunError(PipelineError):

@@ -55,15 +55,24 @@ from typing import Any
 from ..definition.failure import ManualIntervention
 from ..definition.plan import Plan, PlanNode, as_plan
 from ..definition.statuses import ABORTED, EXPIRED, FAILED, NOT_STARTED, POSITIVE, SKIPPED, SUCCESS
-from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted
+from ..errors import (
+    MESSAGE_LIMIT,
+    ExpressionError,
+    NestedRunError,
+    PipelineError,
+    RunFailed,
+    RunInterrupted,
+    excerpt,
+)
 from . import registry
 from .context import StepCancelled, StepContext
-from .executors.base import Job, Outcome, call_body, check_executor, outcome_of_exception
+from .executors.base import Job, Outcome, call_body, check_executor, message_of, outcome_of_exception
 from .runtime import Ask, Gate, Queue, Sleep, Timer
 from .semantics import ACQUIRE, ALL, ASK, BARRIER, EXEC, SLEEP, Rules, Scope
 from .trace import Record, Recorder, build_trace
 
 __all__ = [
+    "MAX_NESTED_RUNS",
     "WAKE_EVERY",
     "InterventionRequest",
     "Outcome",
@@ -84,6 +93,14 @@ __all__ = [
 WAKE_EVERY = 0.1
 
 _LAST: list = [None]
+
+#: At most this many runs nested inside step bodies (a body's ``run()`` of another pipeline):
+#: each level holds a worker thread while the one below runs.
+MAX_NESTED_RUNS = 8
+#: The real runs going on in this process, to find the run that a ``run()`` is called inside.
+_RUNNING: set = set()
+#: The most failure lines a run's summary lists (the trace has them all).
+MAX_SUMMARY_LINES = 30
 
 
 def last_trace():
@@ -224,6 +241,9 @@ class Scheduler:
         self.status: str | None = None
         self.done = False
         self._loop_thread: int | None = None
+        #: the runs this one is nested in, outermost first: (pipeline id, where it was started)
+        self.chain: tuple[tuple[str, str], ...] = ()
+        self._callbacks: list[threading.Thread] = []  # on_intervention calls (off the loop)
 
     # -- the loop -----------------------------------------------------------------------------
     def execute(self) -> str:
@@ -250,6 +270,8 @@ class Scheduler:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             self.executor.close(cancel=self.interrupted or self.aborted is not None)
+            if self._callbacks:
+                self._left_callbacks()
         return self.status or ABORTED
 
     def _defer_sigint(self) -> Any:
@@ -308,12 +330,14 @@ class Scheduler:
                 fn(*args)
             except PipelineError:
                 raise  # a deliberate error of ours (e.g. a bad scripted answer in a simulation)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise  # the loop takes it: the run is interrupted, with its trace
+            except BaseException as exc:  # SystemExit too: it must not end the run without a trace
                 ok = False
                 listeners.remove(fn)
                 warnings.warn(
-                    f"listener {getattr(fn, '__qualname__', fn)!r} raised {type(exc).__name__}: {exc}; "
-                    "it gets no more events of this run",
+                    f"listener {_name(fn)} raised {type(exc).__name__}: "
+                    f"{excerpt(message_of(exc), MESSAGE_LIMIT)}; it gets no more events of this run",
                     RuntimeWarning,
                     stacklevel=2,
                 )
@@ -624,8 +648,57 @@ class Scheduler:
         timer = self.call_at(self.clock.now() + request.timeout, self._intervention_timeout, request)
         self.waits[task] = Ask(request, timer, scope)
         self._notify(self._asked, request)
-        if self.on_intervention is not None and not self._notify([self.on_intervention], request):
+        if self.on_intervention is None:
+            return
+        if isinstance(self.clock, RealClock):  # a real run: the user's code runs off the loop
+            self._call_off_loop(self.on_intervention, request)
+        elif not self._notify([self.on_intervention], request):
             self.on_intervention = None  # it raised: from now on interventions wait their timeout
+
+    def _call_off_loop(self, fn: Callable, request: InterventionRequest) -> None:
+        """Call ``on_intervention`` on a thread of its own, as a body runs: a callback that
+        blocks delays nothing (other steps' timeouts fire on time, the intervention's too), and
+        whatever it raises — ``SystemExit`` included — comes back to the loop, which warns and
+        calls it no more in this run (the intervention then waits its timeout). Interventions
+        are rare: a thread each, never waited for (one still running when the run ends is left
+        behind, with a warning)."""
+
+        def call() -> None:
+            try:
+                fn(request)
+            except BaseException as exc:  # the user's code: any exception, SystemExit too
+                self.post(self._callback_failed, (fn, request, exc))
+
+        thread = threading.Thread(target=call, name=f"nbp-intervention-{request.node.id}", daemon=True)
+        self._callbacks.append(thread)
+        thread.start()
+
+    def _callback_failed(self, item: tuple) -> None:
+        fn, request, exc = item
+        if self.on_intervention is not fn:
+            return  # already reported
+        self.on_intervention = None
+        warnings.warn(
+            f"on_intervention {_name(fn)} raised {type(exc).__name__} for {request.fqn}: "
+            f"{excerpt(message_of(exc), MESSAGE_LIMIT)}; it is not called again in this run, and "
+            f"the intervention waits its timeout ({request.timeout:g}s)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    def _left_callbacks(self, grace: float = 0.25) -> None:
+        """Warn about ``on_intervention`` calls still running when the run ends (left behind)."""
+        deadline = time.monotonic() + grace
+        for thread in self._callbacks:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        left = [t.name.removeprefix("nbp-intervention-") for t in self._callbacks if t.is_alive()]
+        if left:
+            warnings.warn(
+                f"on_intervention is still running for {len(left)} intervention(s) of this run "
+                f"({', '.join(left[:10])}); it is left behind and its answers are discarded",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _answered(self, item: tuple) -> None:
         request, choice = item
@@ -835,8 +908,79 @@ def _partial(job: Job) -> tuple[str | None, str | None]:
     """
     if isinstance(job.data, tuple) and len(job.data) == 2:
         worker, buffer = job.data
-        return worker, "".join(buffer) or None
+        try:
+            text = (
+                buffer.text() if hasattr(buffer, "text") else "".join(t for t in buffer if isinstance(t, str))
+            )
+        except Exception:  # an executor's own buffer: what it printed is not worth losing the run
+            text = None
+        return worker, text or None
     return None, None
+
+
+def _name(fn: Any) -> str:
+    """A callable's name for a message (its qualified name, else its type's), bounded."""
+    name = getattr(fn, "__qualname__", None)
+    return repr(excerpt(name if isinstance(name, str) else type(fn).__name__, 80))
+
+
+def _bounded(text: str, lines: int = 6) -> str:
+    """``text`` as printed in a summary: its first ``lines`` lines, each cut to ``MESSAGE_LIMIT``
+    characters (:func:`~notebook_pipelines.errors.excerpt`), and how many more there were."""
+    if len(text) <= MESSAGE_LIMIT and text.count("\n") < lines:
+        return text
+    parts = text.splitlines()
+    shown = [excerpt(line, MESSAGE_LIMIT) for line in parts[:lines]]
+    if len(parts) > lines:
+        shown.append(f"… ({len(parts) - lines} more lines)")
+    return "\n".join(shown)
+
+
+def calling_run() -> tuple[Scheduler, Job | None] | None:
+    """The run going on in this process that calls this code, if any: the run whose step body
+    runs on this thread (with its job), or the run whose loop does (a listener; no job)."""
+    me = threading.current_thread()
+    for scheduler in list(_RUNNING):
+        if scheduler._loop_thread == me.ident and not scheduler.done:
+            return scheduler, None
+        job_of = getattr(scheduler.executor, "job_of", None)
+        job = job_of(me) if job_of is not None else None
+        if job is not None:
+            return scheduler, job
+    return None
+
+
+def nesting(plan: Plan) -> tuple[tuple[str, str], ...]:
+    """The runs a run of ``plan`` started here would be nested in (outermost first); raises
+    :class:`~notebook_pipelines.errors.NestedRunError` where that run may not start.
+
+    A step body may run another pipeline (its own run, with its own steps), not the pipeline
+    it belongs to — that run would start itself again, across worker threads, without end —
+    and runs nest at most :data:`MAX_NESTED_RUNS` deep. Pipelines are told apart by their
+    identifier.
+    """
+    found = calling_run()
+    if found is None:
+        return ()
+    parent, job = found
+    where = f"step {job.node.fqn}" if job is not None else "a listener"
+    chain = (*parent.chain, (parent.plan.pipeline.id, where))
+    this = plan.pipeline.id
+    path = " → ".join(f"{excerpt(pid, 80)!r} ({excerpt(at, 160)})" for pid, at in chain)
+    if any(pid == this for pid, _ in chain):
+        raise NestedRunError(
+            f"pipeline {excerpt(this, 80)!r} is already running in this call chain: {path} → "
+            f"{excerpt(this, 80)!r}; a step cannot run the pipeline it belongs to (the run would "
+            "start itself again without end). Run another pipeline from the step, or put the "
+            "work in the step itself"
+        )
+    if len(chain) >= MAX_NESTED_RUNS:
+        raise NestedRunError(
+            f"runs nested {len(chain) + 1} deep: {path} → {excerpt(this, 80)!r}; at most "
+            f"{MAX_NESTED_RUNS} runs may be nested inside step bodies (each level holds a worker "
+            "thread while the one below runs). Flatten the pipelines: put the inner steps in one"
+        )
+    return chain
 
 
 def execute(
@@ -849,11 +993,14 @@ def execute(
     on_intervention: Callable | None = None,
     namespace: dict | None = None,
     loop_counts: dict | None = None,
+    chain: tuple | None = None,
 ) -> RunResult:
     """Run ``plan`` with ``executor`` and ``clock``; the :class:`RunResult` (status, trace, interrupted).
 
     ``loop_counts``: a simulation's ``iterations=`` (how many items a run-time list holds, by
     looped node id or FQN); ``None`` in a real run, where such lists are resolved.
+    ``chain``: a real run's :func:`nesting` (it is then known to runs started inside it);
+    ``None`` for a simulation.
     """
     scheduler = Scheduler(
         plan,
@@ -865,7 +1012,13 @@ def execute(
         namespace=namespace,
         loop_counts=loop_counts,
     )
-    status = scheduler.execute()
+    if chain is not None:
+        scheduler.chain = chain
+        _RUNNING.add(scheduler)
+    try:
+        status = scheduler.execute()
+    finally:
+        _RUNNING.discard(scheduler)
     scheduler.fill_not_started()
     trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
     _LAST[0] = trace
@@ -918,6 +1071,7 @@ def run(
 
     plan = as_plan(pipeline)
     check_runnable(plan)  # typed steps without a handler: refuse before anything starts
+    chain = nesting(plan)  # a step body running its own pipeline: refused before anything starts
     if executor is None:
         executor = ThreadExecutor(max_workers=max_workers)
     elif max_workers is not None:
@@ -931,6 +1085,7 @@ def run(
         listeners=listeners,
         on_intervention=on_intervention,
         namespace=namespace,
+        chain=chain,
     )
     if interrupted:
         raise RunInterrupted(
@@ -964,6 +1119,10 @@ def failure_lines(trace: Any) -> list[str]:
     """One line per node whose last attempt ended badly (Failed, Expired, Aborted, Errored):
     every such step, and every stage or group that failed on its own (with its own error).
 
+    Bounded, whatever the run: each error's first lines, each of at most ``MESSAGE_LIMIT``
+    characters (:func:`~notebook_pipelines.errors.excerpt`); at most :data:`MAX_SUMMARY_LINES`
+    nodes, and a line saying how many more.
+
     A step that failed and then succeeded on a retry is not listed.
 
     >>> import notebook_pipelines as nbp
@@ -978,8 +1137,13 @@ def failure_lines(trace: Any) -> list[str]:
     broke = last["status"].astype(str).isin(["Failed", "Expired", "Aborted", "Errored"])
     own_error = (last["kind"] == "step") | last["error"].notna()
     lines = []
-    for row in last[broke & own_error].itertuples(index=False):
-        kind = f" ({row.error_type})" if isinstance(row.error_type, str) else ""  # none for an abort
-        detail = f"{kind}: {row.error}" if isinstance(row.error, str) else ""
+    rows = last[broke & own_error]
+    for row in rows.head(MAX_SUMMARY_LINES).itertuples(index=False):
+        kind = (
+            f" ({excerpt(row.error_type, 80)})" if isinstance(row.error_type, str) else ""
+        )  # none for an abort
+        detail = f"{kind}: {_bounded(row.error)}" if isinstance(row.error, str) else ""
         lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")
+    if len(rows) > MAX_SUMMARY_LINES:
+        lines.append(f"  … and {len(rows) - MAX_SUMMARY_LINES} more (the trace has them all)")
     return lines
