@@ -963,7 +963,7 @@ def nesting(plan: Plan) -> tuple[tuple[str, str], ...]:
     if found is None:
         return ()
     parent, job = found
-    where = f"step {job.node.fqn}" if job is not None else "a listener"
+    where = f"step {job.node.fqn}" if job is not None else "its own thread: a listener, or a body run there"
     chain = (*parent.chain, (parent.plan.pipeline.id, where))
     this = plan.pipeline.id
     path = " → ".join(f"{excerpt(pid, 80)!r} ({excerpt(at, 160)})" for pid, at in chain)
@@ -1059,9 +1059,12 @@ def run(
         namespace: the globals that code-text step bodies run in.
         check: raise :class:`~notebook_pipelines.errors.RunFailed` (carrying the trace) when
             the pipeline does not end ``Success``.
-        report: print a short summary to stderr when the pipeline does not end ``Success``.
+        report: print a short summary to stderr when the pipeline does not end ``Success``
+            (bounded: see :func:`failure_lines`).
 
     Raises:
+        NestedRunError: called from a step body (or a listener) of a run of the same pipeline,
+            or nested ``MAX_NESTED_RUNS`` runs deep: nothing runs (the calling step fails).
         RunInterrupted: on Ctrl-C / kernel interrupt (also ``_thread.interrupt_main()``): the
             running bodies are told to stop, and the run ends without waiting for those that
             ignore it; its ``trace`` is the partial trace (also ``nbp.last_trace()``).
