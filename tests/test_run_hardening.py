@@ -337,6 +337,12 @@ FORK = """
             return {"in": "child"}  # returns into the library in the child
         return {"child": pid}
 
+    def exits():
+        pid = os.fork()
+        if pid == 0:
+            raise SystemExit(7)  # ends the child with 7, quietly
+        return {"child": pid}
+
     def pool():
         with multiprocessing.get_context("fork").Pool(2) as workers:
             return {"squares": workers.map(abs, [-1, -2, -3])}
@@ -344,17 +350,20 @@ FORK = """
     p = nbp.Pipeline("p")
     with p.stage("s") as s:
         s.step("forks", run=forks)
+        s.step("exits", run=exits)
         s.step("pool", run=pool)
     t = p.run(progress=False, report=False)
-    child = t.outputs.iloc[-2]["child"]
-    deadline, code = time.monotonic() + 20, None
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(child, os.WNOHANG)
-        if pid:
-            code = os.waitstatus_to_exitcode(status)
-            break
-        time.sleep(0.01)
-    print(json.dumps({"statuses": [str(s) for s in t.status], "child": code,
+
+    def exit_code(child):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(child, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.01)
+
+    codes = [exit_code(t.outputs.iloc[i]["child"]) for i in (2, 3)]
+    print(json.dumps({"statuses": [str(s) for s in t.status], "children": codes,
                       "squares": t.outputs.iloc[-1]["squares"], "pid": os.getpid()}))
 """
 
@@ -366,10 +375,12 @@ def test_a_forked_child_of_a_body_exits_when_the_body_returns_and_the_parent_goe
     assert done.returncode == 0, done.stderr[-3000:]
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("{")]  # the child printed nothing
     result = json.loads(line)
-    assert result["statuses"] == ["Success"] * 4
-    assert result["child"] == 0  # it exited (status 0: its body succeeded), and promptly
+    assert result["statuses"] == ["Success"] * 5
+    # both children exited promptly: 0, the body succeeded in the child; 7, its sys.exit(7)
+    assert result["children"] == [0, 7]
     assert result["squares"] == [1, 2, 3]  # multiprocessing's own forks are untouched
     assert "the step pipeline.stages.s.spec.execution.steps.forks forked this process" in done.stderr
+    assert "steps.exits" not in done.stderr
     assert "End a forked child with os._exit()" in done.stderr
     assert took < 30
 

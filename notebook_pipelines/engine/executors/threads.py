@@ -53,9 +53,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from ...definition.statuses import ABORTED, SUCCESS
-from ...errors import StepError
+from ...errors import MESSAGE_LIMIT, StepError
 from ..context import StepCancelled
-from .base import Job, Outcome, outcome_of_exception
+from .base import Job, Outcome, message_of, outcome_of_exception
 
 __all__ = ["ThreadExecutor", "WorkerPool", "captured", "default_pool"]
 
@@ -326,6 +326,22 @@ def _leave_forked_child(job: Job, outcome: Outcome) -> None:
         os.write(2, note.encode("utf-8", "replace"))
     finally:
         os._exit(code)
+
+
+def _exit_forked_child(exc: SystemExit) -> None:
+    """``sys.exit(code)`` in the child a body forked (on the thread that forked): the child
+    exits with that code, as a process whose main thread calls it would (quietly)."""
+    if threading.get_ident() != _FORKED_IN:
+        return
+    code = exc.code
+    if code is None or isinstance(code, bool):
+        os._exit(int(bool(code)))
+    if isinstance(code, int):
+        os._exit(code & 0xFF)
+    try:
+        os.write(2, f"{message_of(exc, MESSAGE_LIMIT)}\n".encode("utf-8", "replace"))
+    finally:
+        os._exit(1)
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows
@@ -605,6 +621,8 @@ class ThreadExecutor:
                 outcome = Outcome(ABORTED, start, run.now(), me.name, None, "the step was told to stop")
             except BaseException as exc:  # the body's own failure goes into the trace
                 end = run.now()
+                if _FORKED_IN is not None and isinstance(exc, SystemExit):
+                    _exit_forked_child(exc)  # sys.exit() in a child the body forked: as asked
                 status, error_type, text = outcome_of_exception(exc)  # never raises
                 if not isinstance(exc, StepError):  # a StepError is a chosen failure: its message says it all
                     buffer.append(_format_exc(exc))
