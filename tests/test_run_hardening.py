@@ -276,6 +276,20 @@ def test_a_body_running_its_own_pipeline_is_refused_with_a_clear_error():
     assert results["threads"] < 4 * MAX_NESTED_RUNS
 
 
+def test_a_listener_running_the_pipeline_it_listens_to_is_refused_and_dropped():
+    class Rerun:
+        def node_started(self, node: Any, attempt: int, t: float) -> None:
+            p.run(progress=False, report=False)  # on the run's own thread
+
+    p = one_stage(nbp.Step("a", run=lambda: None))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trace = finishes(lambda: p.run(progress=False, report=False, listeners=[Rerun()]))
+    assert status(trace, "a") == "Success" and nbp.last_trace() is trace
+    (warned,) = [str(w.message) for w in caught]
+    assert "raised NestedRunError: pipeline 'p' is already running in this call chain" in warned
+
+
 # -- issue 24.4: every message printed is bounded -------------------------------------------------
 def test_a_50_mb_exception_message_is_not_printed_whole(capsys: pytest.CaptureFixture, no_worker_leak: None):
     def body() -> None:

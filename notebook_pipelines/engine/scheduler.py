@@ -321,27 +321,35 @@ class Scheduler:
         """Call each listener; one that raises is reported (a warning) and dropped for this run.
 
         A listener's error must not kill a node's generator (the run would lose its trace).
-        Our own errors (``PipelineError``: bad input found while running, such as an invalid
-        scripted answer in a simulation) still end the run. Returns False when a listener raised.
+        In a simulation, our own errors (``PipelineError``: bad input found while running, such
+        as an invalid scripted answer) still end the run; in a real run they are a listener's
+        error like any other (a listener's ``run()`` refused with ``NestedRunError``, say).
+        Returns False when a listener raised.
         """
         ok = True
         for fn in list(listeners):
             try:
                 fn(*args)
             except PipelineError:
-                raise  # a deliberate error of ours (e.g. a bad scripted answer in a simulation)
+                if not isinstance(self.clock, RealClock):
+                    raise  # a deliberate error of ours (e.g. a bad scripted answer in a simulation)
+                ok = self._dropped(listeners, fn, sys.exc_info()[1])
             except KeyboardInterrupt:
                 raise  # the loop takes it: the run is interrupted, with its trace
             except BaseException as exc:  # SystemExit too: it must not end the run without a trace
-                ok = False
-                listeners.remove(fn)
-                warnings.warn(
-                    f"listener {_name(fn)} raised {type(exc).__name__}: "
-                    f"{excerpt(message_of(exc), MESSAGE_LIMIT)}; it gets no more events of this run",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                ok = self._dropped(listeners, fn, exc)
         return ok
+
+    @staticmethod
+    def _dropped(listeners: list, fn: Any, exc: BaseException) -> bool:
+        listeners.remove(fn)
+        warnings.warn(
+            f"listener {_name(fn)} raised {type(exc).__name__}: "
+            f"{excerpt(message_of(exc), MESSAGE_LIMIT)}; it gets no more events of this run",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
 
     # -- what executors and the rules call (RunHandle, Runtime) ---------------------------------
     def now(self) -> float:
