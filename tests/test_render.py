@@ -16,10 +16,12 @@ import pytest
 
 import notebook_pipelines as nbp
 from notebook_pipelines.views.rendering import (
+    FIT_WIDTH_PX,
     FORMATS,
     STATUS_STYLES,
     GraphvizMissing,
     mimebundle,
+    natural_width_px,
     outcomes,
     outline,
     render,
@@ -410,16 +412,66 @@ def test_repr_mimebundle_gives_svg_png_and_the_outline_for_pipeline_stage_and_gr
     assert picture["text/plain"] == outline(p), "a picture reads as its outline, not <Picture at 0x…>"
 
 
-def test_pictures_fit_the_output_area_and_size_reaches_graphviz():
+def _readable_px(svg: str) -> float:
+    """The height, in CSS px, of a 10 pt label once the picture is scaled to FIT_WIDTH_PX."""
+    return 10 * 4 / 3 * min(1.0, FIT_WIDTH_PX / natural_width_px(svg))
+
+
+def test_pictures_keep_their_natural_size_and_only_shrink_to_fit():
     p = release()
     svg = p.render()._repr_mimebundle_()["image/svg+xml"]
-    natural = re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"', to_svg(p)).group(1)
-    assert f'width="100%" style="max-width: {natural}pt; height: auto"' in svg
+    width, height = re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"\s+height="([0-9.]+)pt"', to_svg(p)).groups()
+    # the natural size stays (an <img> of it is not blown up to the output's width) and CSS only
+    # ever scales it down
+    assert f'width="{width}pt" height="{height}pt" style="max-width: 100%; height: auto"' in svg
+    assert 'width="100%"' not in svg
     assert "viewBox=" in svg  # keeps the proportions when scaled
     small = p.render(size="2,1")
     assert 'size="2,1"' in small.source
-    width = float(re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"', to_svg(p, size="2,1")).group(1))
-    assert width <= 2 * 72 < float(natural)
+    narrow = float(re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"', to_svg(p, size="2,1")).group(1))
+    assert narrow <= 2 * 72 < float(width)
+
+
+def _serial(n: int) -> nbp.Pipeline:
+    p = nbp.Pipeline("long")
+    with p.stage("s") as s:
+        for i in range(n):
+            s.step(f"step_number_{i}", duration="1s")
+    return p
+
+
+def test_a_long_serial_pipeline_is_drawn_top_to_bottom_so_its_labels_stay_readable():
+    p = _serial(20)
+    wide = to_svg(p, direction="LR")
+    # 20 boxes side by side: over 2,000 px, scaled into 640 px its labels would be ~4 px high
+    assert natural_width_px(wide) > 2000 and _readable_px(wide) < 5
+    auto = to_svg(p)
+    assert _readable_px(auto) >= 11
+    picture = p.render()
+    bundle = picture._repr_mimebundle_()
+    assert "rankdir=TB" in picture.source and _readable_px(bundle["image/svg+xml"]) >= 11
+    # a short one stays left to right
+    small = _serial(3).render()
+    small._repr_mimebundle_()
+    assert "rankdir=TB" not in small.source
+
+
+def test_an_explicit_direction_is_kept_even_when_wide():
+    picture = _serial(20).render(direction="LR")
+    picture._repr_mimebundle_()
+    assert "rankdir=TB" not in picture.source
+
+
+def test_a_picture_wide_both_ways_keeps_the_direction_that_reads_larger():
+    p = nbp.Pipeline("grid")
+    with p.stage("s") as s:
+        for block in range(8):
+            with s.parallel():
+                for i in range(8):
+                    s.step(f"b{block}_step_{i}", duration="1s")
+    lr, tb = to_svg(p, direction="LR"), to_svg(p, direction="TB")
+    chosen = to_svg(p)
+    assert _readable_px(chosen) == max(_readable_px(lr), _readable_px(tb))
 
 
 def test_rich_display_of_an_invalid_pipeline_lists_the_problems_and_warns():

@@ -10,6 +10,7 @@ guards (``until``), never by a wall-clock threshold on what is tested.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -96,16 +97,25 @@ def test_live_view_shows_a_steps_captured_output_on_demand():
     assert "hello from talk" in view.step_output.value
 
 
-def test_throttle_updates_at_most_once_an_interval_then_once_at_the_end():
-    calls: list[int] = []
-    throttle = Throttle(lambda: calls.append(1), interval=600.0)
+def test_throttle_updates_at_most_once_an_interval_on_its_own_thread_then_once_at_the_end():
+    calls: list[str] = []
+    first = threading.Event()
+
+    def draw() -> None:
+        calls.append(threading.current_thread().name)
+        first.set()
+
+    throttle = Throttle(draw, interval=600.0, name="t")
     for _ in range(100):
-        throttle.poke()  # the first draws; the rest arm one trailing timer
-    assert len(calls) == 1 and throttle._timer is not None
-    throttle.flush(close=True)  # the final update, at once; the timer is cancelled
-    assert len(calls) == 2 and throttle._timer is None
+        throttle.poke()  # never draws here: the first poke wakes the drawing thread
+    assert first.wait(GUARD)
+    for _ in range(100):
+        throttle.poke()  # within the interval: coalesced into one update, due in 600 s
+    assert calls == ["nbp-draw-t"] and throttle.busy
+    assert throttle.finish(wait=GUARD)  # the final update cuts the interval short
+    assert calls == ["nbp-draw-t", "nbp-draw-t"] and not throttle.busy
     throttle.poke()
-    assert len(calls) == 2  # closed: nothing after the final update
+    assert len(calls) == 2 and not throttle.busy  # closed: nothing after the final update
 
 
 # -- the run handle ------------------------------------------------------------------------------
@@ -272,6 +282,31 @@ def test_replay_at_three_moments_of_a_seeded_simulation_shows_each_nodes_state()
     scrubber.play.value = FRAMES  # the play button's last frame: the end of the run
     assert scrubber.slider.value == 45.0
     assert set(shown().values()) == {"Success"} and scrubber.states[trace.fqn[0]] == "Success"
+
+
+def _drawn(svg: str, step: str) -> list[str]:
+    """The text lines of ``step``'s box in a picture (its name, then its status line)."""
+    for node in re.findall(r'<g id="[^"]*" class="node">.*?</g>', svg, re.S):
+        if re.search(rf'steps\.{step}(&#10;|")', node):
+            return re.findall(r"<text[^>]*>(.*?)</text>", node)
+    raise AssertionError(f"no box for {step!r} in the picture")
+
+
+def test_replay_picture_shows_the_time_of_the_sliders_moment_not_a_cached_one():
+    """A running step's time grows with the clock: at 15 s and at 25 s the states are the same
+    (checkout done, unit and lint running, package waiting), but unit has run 5 s, then 15 s."""
+    p = release_pipeline()
+    trace = p.simulate(run_id="replay-times")  # checkout 0–10, unit 10–40, lint 10–30, package 40–45
+    scrubber = nbp.replay(trace, pipeline=p)
+    for t, unit, lint in ((15.0, "5s", "5s"), (25.0, "15s", "15s"), (35.0, "25s", None)):
+        scrubber.slider.value = t
+        assert f"<b>{int(t)}s</b> of 45s" in scrubber.clock.value
+        assert _drawn(scrubber.picture.value, "unit")[1:] == [unit]  # 15 − 10 = 5, 25 − 10 = 15, 35 − 10 = 25
+        if lint is not None:
+            assert _drawn(scrubber.picture.value, "lint")[1:] == [lint]
+    assert _drawn(scrubber.picture.value, "lint")[1:] == ["20s"]  # ended at 30 s: 30 − 10 = 20
+    scrubber.slider.value = 15.0  # back to an earlier moment: its own picture again
+    assert _drawn(scrubber.picture.value, "unit")[1:] == ["5s"]
 
 
 def test_replay_of_a_simulation_without_its_pipeline_says_to_pass_it():

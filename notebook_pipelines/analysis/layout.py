@@ -96,7 +96,7 @@ from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup, verb
 from ..definition.references import KNOWN_ROOTS, LOOP_ROOTS, expressions_of, locate
 from ..errors import PipelineError
 
-__all__ = ["Suggestion", "Suggestions", "rewrite_expressions", "suggest_layout"]
+__all__ = ["Suggestion", "Suggestions", "references", "rewrite_expressions", "suggest_layout"]
 
 #: attribute paths that read the definition, not the run: they order nothing
 _STATIC_ATTRIBUTES = ("variables", "name", "identifier", "description", "type")
@@ -747,7 +747,7 @@ def suggest_layout(
                 raise LayoutError(
                     f"constraint ({a!r}, {b!r}): no step, step group or stage {name!r} in {p.id!r}"
                 )
-    deps = _references(plan)
+    deps = references(plan)
     design = _Design(p, plan, rows, deps, pairs, max_parallel, bool(across_stages))
     found = []
     seen = {design.signature(design.original_layouts())}
@@ -872,7 +872,7 @@ def _by_old_fqn(known: dict[str, float], moved: dict[str, str]) -> Any:
     return duration
 
 
-def _references(plan: Any) -> list[tuple[Any, Any]]:
+def references(plan: Any) -> list[tuple[Any, Any]]:
     """``(reader, target)`` plan nodes for every reference that reads a finished value."""
     out = []
     for node in plan.nodes:

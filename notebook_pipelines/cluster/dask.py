@@ -468,8 +468,8 @@ class DaskExecutor:
         packed: dict[int, bytes] = {}
         resources: dict[int, dict[str, int]] = {}
         for node in plan.nodes:
-            if node.kind != "step":
-                continue
+            if node.kind != "step" or node.barrier is not None:
+                continue  # a Barrier step runs nothing: the scheduler waits there (R56)
             tags = _tags(node.delegate_selectors)
             if tags:
                 resources[node.index] = dict.fromkeys(tags, 1)

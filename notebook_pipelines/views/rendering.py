@@ -84,12 +84,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "COLOR_BY",
     "DIRECTIONS",
+    "FIT_WIDTH_PX",
     "FORMATS",
     "STATUS_STYLES",
     "GraphvizMissing",
     "Outcome",
     "fit_svg",
     "mimebundle",
+    "natural_width_px",
     "outcomes",
     "outline",
     "picture_bundle",
@@ -210,7 +212,7 @@ def render(
     pipeline_or_plan: Any,
     trace: pd.DataFrame | None = None,
     *,
-    direction: str = "LR",
+    direction: str = "auto",
     legend: bool | None = None,
     title: str | None = None,
     color_by: str = "status",
@@ -222,7 +224,10 @@ def render(
     Args:
         pipeline_or_plan: a Pipeline (validated and compiled), Stage, StepGroup or a Plan.
         trace: the trace DataFrame of a run of this plan, to colour nodes by status.
-        direction: ``rankdir``: one of ``LR``, ``TB``, ``RL``, ``BT``.
+        direction: ``rankdir``: one of ``LR``, ``TB``, ``RL``, ``BT``; ``"auto"`` (the default)
+            draws left to right, or top to bottom when the left-to-right picture would be too
+            wide to read in a notebook and the top-to-bottom one reads larger (decided when
+            the picture is first drawn; see :data:`FIT_WIDTH_PX`).
         legend: draw the status legend; ``None`` means: when a trace is given.
         title: the graph label; ``None`` means the pipeline's name (and status with a trace),
             ``""`` means none.
@@ -241,8 +246,8 @@ def render(
         DefinitionError: the pipeline breaks a structural rule.
         ValueError: an unknown ``direction``.
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    if direction != "auto" and direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r} is not one of auto, {', '.join(DIRECTIONS)}")
     if color_by not in COLOR_BY:
         raise ValueError(f"color_by {color_by!r} is not one of {', '.join(COLOR_BY)}")
     if color_by != "status" and trace is None:
@@ -256,7 +261,9 @@ def render(
     if title is None:
         title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
     graph = _picture_class()(name=root.id, node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
-    graph.attr(rankdir=direction, compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
+    graph.attr(rankdir="LR" if direction == "auto" else direction)
+    graph.oriented = direction != "auto"  # "auto" is settled when the picture is first drawn
+    graph.attr(compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
     graph.attr(fontname="Helvetica", fontsize="12", labelloc="t", label=_text(title))
     if size is not None:
         graph.attr(size=str(size))
@@ -556,20 +563,58 @@ def _picture_class() -> type:
     return Picture
 
 
-_SVG_SIZE = re.compile(r'<svg\b([^>]*?)\swidth="([0-9.]+)pt"\s+height="[0-9.]+pt"')
+_SVG_SIZE = re.compile(r'<svg\b([^>]*?)\swidth="([0-9.]+)pt"\s+height="([0-9.]+)pt"')
+
+#: the width, in CSS pixels, of a notebook's output area in a 1024 px wide JupyterLab with its
+#: file browser open: what a picture can take before it is scaled down
+FIT_WIDTH_PX = 640
+#: the smallest scale at which a node's label (10 pt, 13.3 px) still reads at 11 px
+_READABLE_SCALE = 11 / (10 * 4 / 3)
 
 
 def fit_svg(svg: str) -> str:
-    """``svg`` scaled to the width of its container, never beyond its natural width.
+    """``svg`` at its natural size, scaled down (never up) to the width of its container.
 
-    Graphviz writes a fixed ``width``/``height`` in points; a wide pipeline then overflows a
-    notebook's output area and is cut off. Width 100% with a ``max-width`` of the natural width
-    (the ``viewBox`` keeps the proportions) lets it shrink to fit and keeps small ones sharp.
+    Graphviz writes a fixed ``width``/``height`` in points: kept, they give the picture its
+    natural size (a small pipeline is not blown up to the output's width, whether the SVG is
+    inline or in an ``<img>``, as JupyterLab shows it); ``max-width: 100%`` with the
+    ``viewBox`` shrinks a wide one in proportion.
 
     >>> fit_svg('<svg width="900pt" height="100pt" viewBox="0 0 900 100">')
-    '<svg width="100%" style="max-width: 900pt; height: auto" viewBox="0 0 900 100">'
+    '<svg width="900pt" height="100pt" style="max-width: 100%; height: auto" viewBox="0 0 900 100">'
     """
-    return _SVG_SIZE.sub(r'<svg\1 width="100%" style="max-width: \2pt; height: auto"', svg, count=1)
+    return _SVG_SIZE.sub(
+        r'<svg\1 width="\2pt" height="\3pt" style="max-width: 100%; height: auto"', svg, count=1
+    )
+
+
+def natural_width_px(svg: str) -> float:
+    """The width of an SVG from Graphviz at its natural size, in CSS pixels (1 pt = 4/3 px)."""
+    found = _SVG_SIZE.search(svg)
+    return float(found.group(2)) * 4 / 3 if found else 0.0
+
+
+def _scale(svg: str) -> float:
+    """How much a picture is scaled down to fit :data:`FIT_WIDTH_PX` (1: not at all)."""
+    width = natural_width_px(svg)
+    return min(1.0, FIT_WIDTH_PX / width) if width else 1.0
+
+
+def _orient(graph: Any) -> str | None:
+    """Settle ``direction="auto"``: left to right unless that is scaled below a readable size
+    and top to bottom reads larger. Returns the SVG of the chosen direction (None: not drawn)."""
+    if getattr(graph, "oriented", True):
+        return None
+    graph.oriented = True
+    wide = _pipe(graph, "svg").decode("utf-8")
+    if _scale(wide) >= _READABLE_SCALE:
+        return wide
+    graph.body.append("\trankdir=TB\n")  # a later root attribute statement wins
+    tall = _pipe(graph, "svg").decode("utf-8")
+    if _scale(tall) > _scale(wide):
+        return tall
+    graph.body.pop()
+    return wide
 
 
 def picture_bundle(graph: Any) -> dict:
@@ -581,7 +626,7 @@ def picture_bundle(graph: Any) -> dict:
     """
     plain = getattr(graph, "outline_text", "") or graph.source
     try:
-        svg = _pipe(graph, "svg").decode("utf-8")
+        svg = _orient(graph) or _pipe(graph, "svg").decode("utf-8")
     except GraphvizMissing as err:
         _warn(str(err))
         return _text_bundle(plain, plain)
@@ -611,7 +656,8 @@ def to_svg(pipeline_or_plan: Any, trace: pd.DataFrame | None = None, **options: 
     Raises:
         GraphvizMissing: ``dot`` is not installed (the message says how to install it).
     """
-    return _pipe(render(pipeline_or_plan, trace, **options), "svg").decode("utf-8")
+    graph = render(pipeline_or_plan, trace, **options)
+    return _orient(graph) or _pipe(graph, "svg").decode("utf-8")
 
 
 def to_file(pipeline: Any, path: str | Path, trace: pd.DataFrame | None = None, **options: Any) -> Path:
@@ -629,6 +675,7 @@ def to_file(pipeline: Any, path: str | Path, trace: pd.DataFrame | None = None, 
     if suffix == ".dot":
         path.write_text(graph.source, encoding="utf-8")
     else:
+        _orient(graph)
         path.write_bytes(_pipe(graph, suffix[1:]))
     return path
 

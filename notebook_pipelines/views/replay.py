@@ -28,6 +28,7 @@ import ipywidgets as widgets
 from ..definition.durations import format_duration
 from ..definition.plan import Plan, compile_plan
 from ..errors import PipelineError
+from .rendering import outcomes
 
 __all__ = ["WAITING", "Replay", "moment", "replay", "states_at"]
 
@@ -35,6 +36,8 @@ __all__ = ["WAITING", "Replay", "moment", "replay", "states_at"]
 WAITING = "waiting"
 #: frames of the play button over the whole run
 FRAMES = 60
+#: pictures kept for moments already shown (each is one SVG; dragging back and forth reuses them)
+CACHED_PICTURES = 2 * FRAMES
 
 
 def moment(trace: Any, t: float) -> Any:
@@ -94,7 +97,8 @@ class Replay(widgets.VBox):
     ``slider`` (``FloatSlider``, seconds from the start), ``play`` (``Play``, frames over the
     run), ``clock`` and ``picture`` (``HTML``); ``states`` holds the node states shown
     (``fqn → state``), ``moment()`` the trace as it stood then, ``show(t)`` moves to a moment.
-    Pictures are cached per set of states.
+    Pictures are cached by what they draw (each node's status and time), so the picture's times
+    always match the clock.
     """
 
     def __init__(self, trace: Any, plan: Plan, **kwargs: Any):
@@ -127,12 +131,17 @@ class Replay(widgets.VBox):
             self.slider.value = t  # observed: comes back here
             return
         self.states = states_at(self.trace, t)
-        key = tuple(self.states.values())
+        now = moment(self.trace, t)
+        # the picture shows each node's status *and time* (a running step's grows with t): key the
+        # cache by what is drawn, so a moment never shows another moment's times
+        key = tuple((fqn, o.summary()) for fqn, o in outcomes(now).items())
         svg = self._cache.get(key)
         if svg is None:
             from .live import picture_html
 
-            svg = self._cache[key] = picture_html(self.plan, moment(self.trace, t))
+            if len(self._cache) >= CACHED_PICTURES:
+                self._cache.clear()
+            svg = self._cache[key] = picture_html(self.plan, now)
         self.picture.value = svg
         counts: dict[str, int] = {}
         for fqn, state in self.states.items():

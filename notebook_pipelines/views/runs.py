@@ -94,6 +94,9 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
     try:
         trace = engine_run(plan, listeners=listeners, **options)
     except BaseException as exc:  # an interrupted or failed (check=True) run has its trace
+        for listener in listeners:  # a run that never ended (no trace): views' threads end too
+            if isinstance(listener, RunState):
+                listener.abandon()
         _remember(_run_id(getattr(exc, "trace", None)), plan)
         raise
     _remember(_run_id(trace), plan)
@@ -183,6 +186,7 @@ class RunHandle:
         except BaseException as exc:  # handed to wait()
             self._error = exc
             self._result = getattr(exc, "trace", None)
+            self.state.abandon()
         finally:
             if self.state.scheduler is not None:
                 _remember(self.state.scheduler.run_id, self.plan)
