@@ -308,6 +308,34 @@ def test_a_50_mb_exception_message_is_not_printed_whole(capsys: pytest.CaptureFi
     assert len(str(failed.value)) < 2_000
 
 
+def test_an_exception_class_with_a_huge_name_gives_a_bounded_error(no_worker_leak: None):
+    huge = type("E" * 100_000, (Exception,), {})
+
+    def body() -> None:
+        raise huge("short")
+
+    trace = finishes(lambda: one_stage(nbp.Step("a", run=body)).run(progress=False, report=False))
+    error = row(trace, "a")["error"]
+    assert len(error) < 200 and error.startswith("EEE") and error.endswith(": short")
+
+
+def test_the_warning_about_bodies_left_behind_names_at_most_ten():
+    release = threading.Event()
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        for i in range(15):
+            s.step(f"stuck{i}", run=lambda: release.wait(10), timeout="50ms")  # in C: the stop waits
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            finishes(lambda: p.run(progress=False, report=False, executor=ThreadExecutor(stop_grace=0.01)))
+    finally:
+        release.set()
+    (warned,) = [str(w.message) for w in caught if "left behind" in str(w.message)]
+    assert warned.startswith("15 step(s) still running") and "steps.stuck" in warned
+    assert warned.count("steps.stuck") == 10 and " and 5 more;" in warned
+
+
 def test_the_summary_lists_a_bounded_number_of_failures(capsys: pytest.CaptureFixture):
     p = nbp.Pipeline("p")
     with p.stage("s") as s, s.parallel():

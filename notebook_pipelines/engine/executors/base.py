@@ -37,7 +37,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ...definition.statuses import FAILED
-from ...errors import StepError
+from ...errors import StepError, excerpt
 from ..context import CURRENT_CONTEXT, StepContext, _current
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -142,7 +142,7 @@ class Job:
             outputs.update(result)
         elif result is not None:
             warnings.warn(
-                f"{self.node.fqn}: the body returned a {type(result).__name__}, which is ignored; "
+                f"{self.node.fqn}: the body returned a {_type_name(result)}, which is ignored; "
                 "return a dict (or set ctx.outputs[...]) to publish output variables",
                 RuntimeWarning,
                 stacklevel=2,
@@ -305,7 +305,7 @@ def message_of(exc: BaseException, limit: int = ERROR_LIMIT) -> str:
         if type(text) is not str:  # a str subclass: only its characters
             text = str.__str__(text)
     except Exception as err:  # the exception's own code is the user's: it may fail in any way
-        return f"<the {type(exc).__name__} could not be shown: its __str__ raised {type(err).__name__}>"
+        return f"<the {_type_name(exc)} could not be shown: its __str__ raised {_type_name(err)}>"
     if len(text) <= limit:
         return text
     head = limit // 2
@@ -332,8 +332,8 @@ def outcome_of_exception(exc: BaseException) -> tuple[str, str, str]:
             error_type = None
         if type(error_type) is not str or not error_type:
             error_type = "Unknown"
-        return FAILED, error_type[:ERROR_TYPE_LIMIT], message_of(exc) or type(exc).__name__
-    name = type(exc).__name__
+        return FAILED, error_type[:ERROR_TYPE_LIMIT], message_of(exc) or _type_name(exc)
+    name = _type_name(exc)
     if isinstance(exc, TimeoutError):
         return FAILED, "Timeout", f"{name}: {message_of(exc)}"
     if isinstance(exc, ConnectionError):
@@ -345,3 +345,8 @@ def outcome_of_exception(exc: BaseException) -> tuple[str, str, str]:
 
 #: Harness error types are short words; a longer one chosen by a body is cut to this.
 ERROR_TYPE_LIMIT = 64
+
+
+def _type_name(value: Any) -> str:
+    """The name of ``value``'s type, bounded (a class may be made with any name)."""
+    return excerpt(type(value).__name__, 100)

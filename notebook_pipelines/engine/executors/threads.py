@@ -693,7 +693,8 @@ class ThreadExecutor:
         if left:
             warnings.warn(
                 f"{len(left)} step(s) still running after they were told to stop, left behind: "
-                f"{', '.join(left)}; their late results are discarded. Their bodies ignore "
+                f"{', '.join(left[:10])}{f' and {len(left) - 10} more' if len(left) > 10 else ''}; "
+                "their late results are discarded. Their bodies ignore "
                 "ctx.cancelled — check it in long loops or use ctx.sleep()",
                 RuntimeWarning,
                 stacklevel=3,
