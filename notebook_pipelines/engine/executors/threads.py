@@ -32,7 +32,17 @@ the body, and a body that ignores it is left behind as always.
 
 **Output capture**: while a run is on, ``sys.stdout``/``sys.stderr`` are wrapped by a proxy
 that copies what each worker thread prints into that step's log (and still passes it on, so
-the notebook cell shows it).
+the notebook cell shows it). The real stream takes each write first: what it refuses (bytes, a
+number) raises its own ``TypeError`` in the body and is not logged, so capture never fails. A
+step's log is a :class:`StepLog`: its first and last ``log_limit / 2`` characters (100,000 in
+all by default) and a line counting what was dropped between, bounded while the body prints.
+
+**A body's own misdeeds** end its step, never the worker or the run: an exception that cannot
+be shown is ``Failed`` with a placeholder message (``outcome_of_exception`` never raises); a
+``run()`` of the pipeline the body belongs to is refused (``NestedRunError``, found through
+:meth:`ThreadExecutor.job_of`); after ``os.fork()`` in a body, the child leaves when the body
+returns into the library (one line on stderr, ``os._exit``), since the parent's threads do not
+exist there.
 """
 
 from __future__ import annotations
