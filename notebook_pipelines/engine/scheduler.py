@@ -695,10 +695,18 @@ class Scheduler:
         )
 
     def _left_callbacks(self, grace: float = 0.25) -> None:
-        """Warn about ``on_intervention`` calls still running when the run ends (left behind)."""
+        """At the end of the run: report the ``on_intervention`` calls that raised meanwhile,
+        and warn about those still running after ``grace`` seconds (left behind)."""
         deadline = time.monotonic() + grace
         for thread in self._callbacks:
             thread.join(max(0.0, deadline - time.monotonic()))
+        while True:  # a failure posted after the loop ended is still reported
+            try:
+                fn, arg = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if fn == self._callback_failed:
+                fn(arg)
         left = [t.name.removeprefix("nbp-intervention-") for t in self._callbacks if t.is_alive()]
         if left:
             warnings.warn(
