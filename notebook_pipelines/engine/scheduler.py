@@ -988,7 +988,8 @@ def nesting(plan: Plan) -> tuple[tuple[str, str], ...]:
             f"pipeline {excerpt(this, 80)!r} is already running in this call chain: {path} → "
             f"{excerpt(this, 80)!r}; a step cannot run the pipeline it belongs to (the run would "
             "start itself again without end). Run another pipeline from the step, or put the "
-            "work in the step itself"
+            "work in the step itself (pipelines are told apart by their identifier: another "
+            "pipeline needs its own)"
         )
     if len(chain) >= MAX_NESTED_RUNS:
         raise NestedRunError(
