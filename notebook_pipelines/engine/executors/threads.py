@@ -67,7 +67,7 @@ from ...errors import MESSAGE_LIMIT, StepError
 from ..context import StepCancelled
 from .base import Job, Outcome, message_of, outcome_of_exception
 
-__all__ = ["ThreadExecutor", "WorkerPool", "captured", "default_pool"]
+__all__ = ["LOG_HEAD", "LOG_TAIL", "StepLog", "ThreadExecutor", "WorkerPool", "captured", "default_pool"]
 
 _local = threading.local()
 _proxy_lock = threading.Lock()
