@@ -95,6 +95,18 @@ def stdout_to_devnull():
             sys.stdout = saved
 
 
+def peak_memory(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """``fn()`` and the peak of memory traced while it ran (bytes). A small run first loads
+    what any run loads (pandas, the trace builder…), so that only ``fn``'s own memory counts."""
+    finishes(lambda: one_stage(nbp.Step("warm", run=lambda: print("warm"))).run(progress=False, report=False))
+    tracemalloc.start()
+    try:
+        value = finishes(fn)
+        return value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 # -- issue 24.1: an exception that cannot be shown ------------------------------------------------
 class Unshowable(Exception):
     def __str__(self) -> str:
@@ -459,14 +471,9 @@ def test_a_printing_body_keeps_a_bounded_log_and_bounded_memory_while_it_runs(no
     executor = ThreadExecutor(log_limit=20_000)
     p = one_stage(nbp.Step("chatty", run=chatty, timeout="1s"))
     with stdout_to_devnull():
-        tracemalloc.start()
-        try:
-            trace = finishes(
-                lambda: p.run(progress=False, report=False, executor=executor, listeners=[Watch()])
-            )
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        trace, peak = peak_memory(
+            lambda: p.run(progress=False, report=False, executor=executor, listeners=[Watch()])
+        )
     log = row(trace, "chatty")["log"]
     assert row(trace, "chatty")["status"] == "Expired"
     assert log.startswith("000000000" + "y" * 90 + "\n") and log.endswith("y" * 90 + "\n")
@@ -483,12 +490,7 @@ def test_a_shell_script_running_yes_under_a_timeout_keeps_a_bounded_log(no_worke
         timeout="2s",
     )
     with stdout_to_devnull():
-        tracemalloc.start()
-        try:
-            trace = finishes(lambda: one_stage(step).run(progress=False, report=False))
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        trace, peak = peak_memory(lambda: one_stage(step).run(progress=False, report=False))
     log = row(trace, "yes")["log"]
     assert row(trace, "yes")["status"] == "Expired"
     assert log.startswith("y\ny\n") and log.endswith("y\ny\n")
@@ -504,12 +506,7 @@ def test_a_shell_script_printing_one_endless_line_is_read_in_bounded_pieces(no_w
         spec={"shell": "Bash", "source": {"type": "Inline", "spec": {"script": script}}},
     )
     with stdout_to_devnull():
-        tracemalloc.start()
-        try:
-            trace = finishes(lambda: one_stage(step).run(progress=False, report=False))
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        trace, peak = peak_memory(lambda: one_stage(step).run(progress=False, report=False))
     log = row(trace, "wide")["log"]
     assert row(trace, "wide")["status"] == "Success"
     assert log.startswith("xxx") and log.endswith("x\ndone\n")
