@@ -631,11 +631,45 @@ odd_exceptions = st.sampled_from(
 odd_writes = st.builds(
     _write,
     st.sampled_from(["stdout", "stderr"]),
-    st.sampled_from([b"bytes", bytearray(b"ba"), 42, None, object(), BadLength("x"), "text\n", "é" * 3000]),
+    st.sampled_from(
+        [b"bytes", bytearray(b"ba"), 42, None, object(), BadLength("x"), "text\n", "é" * 3000, "z" * 120_000]
+    ),
     st.booleans(),
 )
+
+
+class BrokenDict(dict):
+    def keys(self) -> Any:
+        raise RuntimeError("keys")
+
+    def __iter__(self) -> Any:
+        raise RuntimeError("iter")
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("eq")
+
+    __hash__ = object.__hash__
+
+
 odd_returns = st.sampled_from(
-    [None, 42, "text", [1, 2], {1: "non-text key"}, {"ok": object()}, (x for x in ()), {"big": "b" * 10_000}]
+    [
+        None,
+        42,
+        "text",
+        [1, 2],
+        {1: "non-text key"},
+        {"ok": object()},
+        (x for x in ()),
+        {"big": "b" * 10_000},
+        BrokenDict(a=1),
+        {"u": Unprintable()},
+        Unprintable(),
+    ]
 )
 actions = st.lists(st.one_of(odd_writes, st.builds(_raise, odd_exceptions)), max_size=3)
 
