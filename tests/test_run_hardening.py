@@ -195,7 +195,7 @@ def test_a_body_that_wrote_bytes_and_timed_out_keeps_its_trace_and_partial_log(n
             pass
         ctx.sleep(30)
 
-    p = one_stage(nbp.Step("a", run=body, timeout="100ms"))
+    p = one_stage(nbp.Step("a", run=body, timeout="1s"))  # long enough to print first, however busy
     trace = finishes(lambda: p.run(progress=False, report=False))
     assert nbp.last_trace() is trace
     assert (row(trace, "a")["status"], row(trace, "a")["log"]) == ("Expired", "before\n")
@@ -336,7 +336,9 @@ def test_the_warning_about_bodies_left_behind_names_at_most_ten():
     p = nbp.Pipeline("p")
     with p.stage("s") as s, s.parallel():
         for i in range(15):
-            s.step(f"stuck{i}", run=lambda: release.wait(10), timeout="50ms")  # in C: the stop waits
+            # blocked in C: the stop signal lands only when it returns; 500 ms: every body has
+            # started by then, however busy the machine (one not started is not left behind)
+            s.step(f"stuck{i}", run=lambda: release.wait(10), timeout="500ms")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
