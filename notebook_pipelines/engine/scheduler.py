@@ -63,6 +63,7 @@ from ..errors import (
     RunFailed,
     RunInterrupted,
     excerpt,
+    printable,
 )
 from . import registry
 from .context import StepCancelled, StepContext
@@ -1029,6 +1030,7 @@ def execute(
         namespace=namespace,
         loop_counts=loop_counts,
     )
+    key = registry.remember(scheduler.run_id, plan)  # known while it runs (a handle's partial trace)
     if chain is not None:
         scheduler.chain = chain
         _RUNNING.add(scheduler)
@@ -1039,7 +1041,7 @@ def execute(
     scheduler.fill_not_started()
     trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
     _LAST[0] = trace
-    registry.remember(scheduler.run_id, plan)
+    registry.stamp(trace, key)
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
     return RunResult(status, trace, scheduler.interrupted)
 
@@ -1162,7 +1164,9 @@ def failure_lines(trace: Any) -> list[str]:
         kind = (
             f" ({excerpt(row.error_type, 80)})" if isinstance(row.error_type, str) else ""
         )  # none for an abort
-        detail = f"{kind}: {_bounded(row.error)}" if isinstance(row.error, str) else ""
+        detail = (
+            f"{kind}: {_bounded(printable(row.error, keep=chr(10)))}" if isinstance(row.error, str) else ""
+        )
         lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")
     if len(rows) > MAX_SUMMARY_LINES:
         lines.append(f"  … and {len(rows) - MAX_SUMMARY_LINES} more (the trace has them all)")

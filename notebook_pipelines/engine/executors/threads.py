@@ -538,7 +538,9 @@ class ThreadExecutor:
         stop_grace: float = 0.25,
         log_limit: int = LOG_HEAD + LOG_TAIL,
     ):
-        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
             raise ValueError(f"max_workers={max_workers!r}: give a whole number ≥ 1, or None for no limit")
         if type(log_limit) is not int or log_limit < 0:  # not a bool
             raise ValueError(f"log_limit={log_limit!r}: give a whole number of characters ≥ 0")
