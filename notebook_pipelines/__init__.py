@@ -51,6 +51,7 @@ from .definition.model import VERBS, Parallel, Pipeline, Stage, Step, StepGroup
 from .errors import (
     DefinitionError,
     ExpressionError,
+    NestedRunError,
     PipelineError,
     Problem,
     RunError,
@@ -168,6 +169,7 @@ __all__ = [
     "MarkAsFailure",
     "MarkAsSuccess",
     "Matrix",
+    "NestedRunError",
     "OnFailure",
     "Parallel",
     "Parallelism",
