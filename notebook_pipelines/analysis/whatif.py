@@ -185,7 +185,9 @@ def compare(
         path = critical_path(trace)
         stages = _stage_durations(trace)
         stage_columns.update(dict.fromkeys(stages))
-        steps = trace[trace["kind"] == "step"]
+        steps = trace[
+            (trace["kind"] == "step") & ~trace["fqn"].astype(object).isin(timing.looped_steps(trace))
+        ]
         rows.append(
             {
                 "design": name,
@@ -193,7 +195,7 @@ def compare(
                 "critical_path": _path_text(path),
                 "critical_path_s": float(path["duration_s"].sum()),
                 "steps": int(steps["fqn"].nunique()),
-                "attempts": int((steps["attempt"] > 0).sum()),
+                "attempts": int(((steps["attempt"] > 0) & work).sum()),
                 **stages,
             }
         )
@@ -257,7 +259,7 @@ def measured(trace: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict]]:
     type. Steps that never ran keep their declared durations.
     """
     steps = trace[(trace["kind"] == "step") & (trace["attempt"] > 0) & trace["start_s"].notna()]
-    steps = steps[steps["end_s"].notna()]
+    steps = steps[steps["end_s"].notna() & ~steps["fqn"].astype(object).isin(timing.looped_steps(trace))]
     durations = {
         str(fqn): float(value)
         for fqn, value in (steps["end_s"] - steps["start_s"]).groupby(steps["fqn"], sort=False).mean().items()
@@ -328,17 +330,10 @@ def what_if(
     base, failures = measured(trace)
     if simulate_options.get("failures") is not None:
         extra = _StepTable("failures", simulate_options.pop("failures"), plan, strict=True)
-        for node in plan.steps:
-            value = extra.get(node)
-            if value is not _missing():
-                failures[node.fqn] = value
+        failures = _over(failures, extra, plan, trace)
     changed = dict(base)
     if durations is not None:
-        table = _StepTable("durations", durations, plan, strict=True)
-        for node in plan.steps:
-            value = table.get(node)
-            if value is not _missing():
-                changed[node.fqn] = value
+        changed = _over(base, _StepTable("durations", durations, plan, strict=True), plan, trace)
     other = _with_strategies(plan, strategy) if strategy else plan
     designs = {
         "as run": (plan, {"durations": base, "failures": failures}),
@@ -347,6 +342,29 @@ def what_if(
     result = compare(designs, **simulate_options)
     result.insert(1, "change_s", result["makespan_s"] - result["makespan_s"].iloc[0])
     return result
+
+
+def _over(measured: dict, table: Any, plan: Any, trace: pd.DataFrame) -> dict:
+    """``measured`` (by step FQN) with the values of ``table`` (the user's keys) over it.
+
+    The user's key for a step reaches every row of the trace it names (a looped step's key its
+    iterations too), so no measured value of an iteration shadows it; keys for steps or
+    iterations that did not run are kept as given.
+    """
+    out = dict(measured)
+    names = table.names_in(plan, trace)
+    for fqn in measured:
+        value = table.lookup(names.get(fqn, (fqn,)))
+        if value is not _missing():
+            out[fqn] = value
+    for node in plan.steps:
+        value = table.get(node)
+        if value is not _missing() and node.fqn not in measured:
+            out[node.fqn] = value
+    for key, value in table.exact.items():
+        if key not in out and not any(key in n for n in names.values()):
+            out[key] = value
+    return out
 
 
 def _missing() -> Any:

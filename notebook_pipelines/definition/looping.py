@@ -70,6 +70,7 @@ __all__ = [
     "badge",
     "coerce_strategy",
     "index_postfix",
+    "is_iteration",
     "iterations",
     "labels_by_name",
     "strategy_problems",
@@ -602,6 +603,18 @@ def _check(its: list[Iteration]) -> list[Iteration]:
     if len(its) > MAX_ITERATIONS:
         raise LoopingError(f"{len(its)} iterations; the limit is {MAX_ITERATIONS}")
     return its
+
+
+def is_iteration(fqn: str, parent: Any) -> bool:
+    """True when ``fqn`` is an iteration of the looped node ``parent`` (a trace row's ``fqn`` and
+    ``parent``): the iteration's FQN is its looped node's plus the postfix (R46).
+
+    >>> is_iteration("pipeline.stages.s.steps.c_0_1", "pipeline.stages.s.steps.c")
+    True
+    >>> is_iteration("pipeline.stages.s.steps.g.steps.c", "pipeline.stages.s.steps.g")
+    False
+    """
+    return isinstance(parent, str) and len(fqn) > len(parent) + 1 and fqn.startswith(parent + "_")
 
 
 def runtime_values(strategy: Any) -> bool:

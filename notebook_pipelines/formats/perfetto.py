@@ -36,6 +36,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..definition.looping import is_iteration
 from ..definition.statuses import POSITIVE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,7 +89,7 @@ def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
         first = attempts[0]
         owners = by_fqn.get(first["parent"] or "", [])
         owner = next((k for k in owners if k[1] == key[1]), owners[0] if owners else None)
-        if owner is None or units[owner][0]["kind"] == "step":
+        if owner is None or (units[owner][0]["kind"] == "step" and not is_iteration(key[0], owner[0])):
             roots.append(key)
             continue
         number = first["block"] if first["block"] is not None else -1
@@ -177,7 +178,7 @@ def _emit(key: tuple, pid: int, offset: int, span: int, units: dict, children: d
           width: dict, events: list) -> None:  # fmt: skip
     attempts = units[key]
     first = attempts[0]
-    if first["kind"] == "step":
+    if first["kind"] == "step" and key not in children:  # a looped step's row holds its iterations
         events += _slices(attempts, pid, lane[key] + 1, _name(first))
         return
     label = _name(first) if first["kind"] != "stage" else f"stage {_name(first)}"
