@@ -185,9 +185,8 @@ def compare(
         path = critical_path(trace)
         stages = _stage_durations(trace)
         stage_columns.update(dict.fromkeys(stages))
-        steps = trace[
-            (trace["kind"] == "step") & ~trace["fqn"].astype(object).isin(timing.looped_steps(trace))
-        ]
+        steps = trace[trace["kind"] == "step"]
+        work = ~steps["fqn"].astype(object).isin(timing.looped_steps(trace))  # a looped row spans its work
         rows.append(
             {
                 "design": name,
