@@ -45,7 +45,11 @@ Decisions where the sources leave room:
 * A run-time list in a simulation (nothing can resolve ``<+stage.output.hosts>`` there) is
   given by ``simulate(iterations={"Phase": 4})`` — how many items it holds — else the node
   runs once, with a warning that names it. In a real run a value that is not a list fails
-  the node with an error saying so.
+  the node with an error saying so; so does a simulation when it knows the value (a pipeline
+  variable, an output given by ``simulate(outputs=…)``): it never succeeds where the run fails.
+* The references in a strategy (axes, items, counts, ``nodeName``) get the same static checks
+  as any other (R42–R45: an undefined variable is refused at validation); only a stage's
+  infrastructure outputs (``<+stage.output.hosts>``) are left to the run.
 """
 
 from __future__ import annotations

@@ -75,6 +75,10 @@ RETRY = "retry"
 INTERVENTION_RETRIES = -1
 
 
+class _Unknown(LookupError):
+    """A looping strategy's value a simulation cannot know (an output no virtual body published)."""
+
+
 class Scope:
     """The running state of a pipeline, stage, step group, or rollback section."""
 
@@ -376,9 +380,18 @@ class Rules:
         given = counts.get(origin.fqn, counts.get(origin.id))
         if given is not None:
             return iterations(strategy, count=given)
+
+        def known(value: Any) -> Any:  # None: an output no virtual body published
+            resolved = resolve(value)
+            if resolved is None:
+                raise _Unknown(f"{value} has no value in a simulation")
+            return resolved
+
         try:
-            return iterations(strategy, resolve)
-        except (ExpressionError, LoopingError) as err:
+            # a value the simulation knows (a variable, an output from outputs=) that is not a
+            # list fails the node here as in a run (LoopingError from iterations())
+            return iterations(strategy, known)
+        except (_Unknown, ExpressionError) as err:  # a value only a run knows
             if origin.index not in self._warned:
                 self._warned.add(origin.index)
                 reason = str(err).splitlines()[0]
