@@ -60,8 +60,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PipelineError
-from .limits import short
+from ..errors import PipelineError, Problem
+from .limits import MAX_NESTED_ITERATIONS, short
 
 __all__ = [
     "ON_FAILURE",
@@ -77,6 +77,7 @@ __all__ = [
     "is_iteration",
     "iterations",
     "labels_by_name",
+    "loop_problems",
     "strategy_problems",
     "to_dict",
 ]
@@ -538,15 +539,11 @@ def iterations(
             size = _as_count(value(size, "partitionSize") if count is None else size, "partitionSize") or 1
             if strategy.unit == "Percentage":
                 size = max(1, math.ceil(len(items) * size / 100))
+            n = _bounded(-(-len(items) // size), "repeat items")  # before any iteration is made
             parts = [items[i : i + size] for i in range(0, len(items), size)]
-            n = len(parts)
-            return _check(
-                [Iteration(i, n, f"_{i}", "repeat", item=p, partition=p) for i, p in enumerate(parts)]
-            )
-        n = len(items)
-        return _check(
-            [Iteration(i, n, f"_{i}", "repeat", item=x, partition=[x]) for i, x in enumerate(items)]
-        )
+            return [Iteration(i, n, f"_{i}", "repeat", item=p, partition=p) for i, p in enumerate(parts)]
+        n = _bounded(len(items), "repeat items")
+        return [Iteration(i, n, f"_{i}", "repeat", item=x, partition=[x]) for i, x in enumerate(items)]
     # matrix (R49)
     if count is not None and any(_is_expression(v) for v in strategy.axes.values()):
         names = list(strategy.axes)
@@ -563,20 +560,56 @@ def iterations(
     total = math.prod(len(v) for v in axes.values())
     if total > MAX_ITERATIONS:
         raise LoopingError(f"the matrix has {total} combinations; the limit is {MAX_ITERATIONS}")
-    exclude = [e for e in (strategy.exclude or ()) if isinstance(e, Mapping)]
+    excluded = _exclusion(list(axes), strategy.exclude)
     postfix = strategy.postfix or index_postfix
     names = list(axes)
     kept = []
     for indices in itertools.product(*(range(len(axes[a])) for a in names)):
-        combo = {a: axes[a][i] for a, i in zip(names, indices)}
-        if any(all(combo.get(k) == v for k, v in e.items()) for e in exclude):
-            continue
-        kept.append((indices, combo))
+        values = tuple(axes[a][i] for a, i in zip(names, indices))
+        if not excluded(values):
+            kept.append((indices, values))
     n = len(kept)
     return [
-        Iteration(i, n, postfix(indices, tuple(combo.values())), "matrix", matrix=combo)
-        for i, (indices, combo) in enumerate(kept)
+        Iteration(i, n, postfix(indices, values), "matrix", matrix=dict(zip(names, values)))
+        for i, (indices, values) in enumerate(kept)
     ]
+
+
+def _exclusion(names: list, exclude: Any) -> Callable[[tuple], bool]:
+    """A test of a combination (its values, axis by axis) against the ``exclude`` entries (R49).
+
+    Entries are grouped by the axes they name; a combination is looked up once per group (a
+    set of value tuples), so 9,900 entries over a 10,000-combination matrix cost 10,000
+    lookups, not 10⁸ comparisons. An entry naming an axis the matrix lacks excludes nothing
+    (validation refuses it).
+    """
+    position = {a: i for i, a in enumerate(names)}
+    groups: dict[tuple[int, ...], tuple[set, list]] = {}
+    for entry in exclude if isinstance(exclude, list | tuple) else ():
+        if not isinstance(entry, Mapping) or any(k not in position for k in entry):
+            continue
+        axes = tuple(sorted(position[k] for k in entry))
+        values = tuple(entry[names[i]] for i in axes)
+        hashed, other = groups.setdefault(axes, (set(), []))
+        try:
+            hashed.add(values)
+        except TypeError:  # an unhashable value (a list or a mapping): compared one by one
+            other.append(values)
+
+    def excluded(combo: tuple) -> bool:
+        for axes, (hashed, other) in groups.items():
+            key = tuple(combo[i] for i in axes)
+            try:
+                if key in hashed:
+                    return True
+            except TypeError:
+                if any(key == h for h in hashed):
+                    return True
+            if other and any(key == o for o in other):
+                return True
+        return False
+
+    return excluded
 
 
 def _cut(items: list, strategy: Repeat) -> list:
@@ -603,10 +636,165 @@ def _bounded(n: int, what: str) -> int:
     return n
 
 
-def _check(its: list[Iteration]) -> list[Iteration]:
-    if len(its) > MAX_ITERATIONS:
-        raise LoopingError(f"{len(its)} iterations; the limit is {MAX_ITERATIONS}")
-    return its
+def static_count(strategy: Any) -> int | None:
+    """How many iterations ``strategy`` has, when that is known before a run (else None).
+
+    Raises:
+        LoopingError: the strategy cannot be expanded (a matrix beyond the limit).
+    """
+    if runtime_values(strategy):
+        return None
+    return len(iterations(strategy))
+
+
+def loop_problems(plan: Any) -> list[Problem]:
+    """What the plan's looping strategies would do wrong, known before a run (R46, R49).
+
+    - an iteration takes a sibling's identity: its FQN (the looped node's plus the postfix) is
+      another node's (``build`` with ``Repeat(times=2)`` beside a step ``build_0``), or two
+      iterations get one postfix (a ``postfix=`` function or labels by name over equal values);
+    - nested loops multiply past ``MAX_NESTED_ITERATIONS``: the product of the counts of a
+      looped node and the looped nodes around it (counts known only in a run count as 1 here;
+      the engine checks them before the node expands).
+
+    >>> from notebook_pipelines.definition.model import Pipeline
+    >>> from notebook_pipelines.definition.plan import compile_plan
+    >>> p = Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     _ = s.step("build", duration=1, strategy=Repeat(times=2))
+    ...     _ = s.step("build_0", duration=1)
+    >>> for problem in loop_problems(compile_plan(p, check=False)):
+    ...     print(problem.message)  # doctest: +NORMALIZE_WHITESPACE
+    iteration 0 of the looped step 'build' would be pipeline.stages.s.spec.execution.steps.build_0,
+    which is the step 'build_0'
+    """
+    problems: list[Problem] = []
+    made: dict[str, tuple[Any, int]] = {}  # an iteration's FQN → (looped node, iteration index)
+    product: dict[int, int] = {}  # a looped node's index → its count × the counts around it
+    for node in plan.nodes:
+        if node.strategy is None or node.kind == "parallel":
+            continue
+        try:
+            its = None if runtime_values(node.strategy) else iterations(node.strategy)
+        except LoopingError as err:
+            problems.append(Problem(node.fqn, "R49", str(err), f"give at most {MAX_ITERATIONS} iterations"))
+            continue
+        except Exception as err:  # a postfix function that raises (R53)
+            problems.append(
+                Problem(
+                    node.fqn,
+                    "R53",
+                    f"the looping strategy could not be expanded: {type(err).__name__}: {short(str(err))}",
+                    "fix the strategy's postfix function",
+                )
+            )
+            continue
+        outer = _outer_loop(node)
+        total = (len(its) if its is not None else 1) * (product.get(outer.index, 1) if outer else 1)
+        product[node.index] = total
+        if total > MAX_NESTED_ITERATIONS:
+            chain = []
+            cur = node
+            while cur is not None:
+                chain.append(f"{cur.kind.replace('_', ' ')} {cur.id!r} × {_count_text(cur.strategy)}")
+                cur = _outer_loop(cur)
+            problems.append(
+                Problem(
+                    node.fqn,
+                    "R46",
+                    f"nested looping strategies run this node {short(total)} times "
+                    f"({'; inside '.join(chain)}); the limit is {MAX_NESTED_ITERATIONS:,}",
+                    f"loop fewer times (at most {MAX_NESTED_ITERATIONS:,} in all), e.g. batch the "
+                    "items of the inner loop",
+                )
+            )
+        if its is None:
+            continue
+        seen: dict[str, int] = {}
+        for it in its:
+            fqn = node.fqn + it.postfix
+            what = f"iteration {it.index} of the looped {node.kind.replace('_', ' ')} {node.id!r}"
+            if it.postfix in seen:
+                problems.append(
+                    Problem(
+                        node.fqn,
+                        "R46",
+                        f"{what} and iteration {seen[it.postfix]} both get the postfix {it.postfix!r} "
+                        f"(one FQN, {fqn})",
+                        "give the matrix distinct values (or a postfix function that tells them apart)",
+                    )
+                )
+                continue
+            seen[it.postfix] = it.index
+            other = plan.by_fqn.get(fqn)
+            if other is not None:
+                problems.append(
+                    Problem(
+                        node.fqn,
+                        "R46",
+                        f"{what} would be {fqn}, which is the {other.kind.replace('_', ' ')} {other.id!r}",
+                        f"rename the {other.kind.replace('_', ' ')} {other.id!r} or the looped node "
+                        f"{node.id!r}: an iteration's identifier is the node's plus its postfix",
+                    )
+                )
+            elif fqn in made:
+                looped, index = made[fqn]
+                problems.append(
+                    Problem(
+                        node.fqn,
+                        "R46",
+                        f"{what} would be {fqn}, as iteration {index} of the looped node {looped.id!r}",
+                        f"rename {node.id!r} or {looped.id!r}: an iteration's identifier is the node's "
+                        "plus its postfix",
+                    )
+                )
+            else:
+                made[fqn] = (node, it.index)
+    return problems
+
+
+def _outer_loop(node: Any) -> Any:
+    cur = node.parent
+    while cur is not None and cur.strategy is None:
+        cur = cur.parent
+    return cur
+
+
+def _count_text(strategy: Any) -> str:
+    try:
+        n = static_count(strategy)
+    except Exception:  # reported on its own node
+        n = None
+    return "?" if n is None else f"{n:,}"
+
+
+def nested_count(node: Any, count: int) -> int:
+    """``count`` iterations of ``node`` (a run's node) times the iteration counts around it."""
+    total, cur = count, node.parent
+    while cur is not None:
+        if cur.loop is not None:
+            total *= max(1, cur.loop.count)
+        cur = cur.parent
+    return total
+
+
+def check_identities(node: Any, its: list[Iteration]) -> None:
+    """Raise a LoopingError when two iterations of ``node`` get one postfix (R46), or when the
+    iterations with their enclosing loops' multiply past ``MAX_NESTED_ITERATIONS``."""
+    total = nested_count(node, len(its))
+    if total > MAX_NESTED_ITERATIONS:
+        raise LoopingError(
+            f"{len(its):,} iterations here, inside loops, run this node {total:,} times; the limit "
+            f"for nested looping strategies is {MAX_NESTED_ITERATIONS:,}: loop fewer times"
+        )
+    seen: dict[str, int] = {}
+    for it in its:
+        if it.postfix in seen:
+            raise LoopingError(
+                f"iterations {seen[it.postfix]} and {it.index} both get the postfix {it.postfix!r} "
+                f"(one FQN, {node.fqn}{it.postfix}): give the items distinct values"
+            )
+        seen[it.postfix] = it.index
 
 
 def is_iteration(fqn: str, parent: Any) -> bool:

@@ -46,7 +46,13 @@ from ..definition.failure import (
     action_from_dict,
 )
 from ..definition.limits import MAX_RETRIES
-from ..definition.looping import LoopingError, iterations, max_concurrency, runtime_values
+from ..definition.looping import (
+    LoopingError,
+    check_identities,
+    iterations,
+    max_concurrency,
+    runtime_values,
+)
 from ..definition.plan import PlanNode, choose
 from ..definition.statuses import (
     ABORTED,
@@ -317,6 +323,8 @@ class Rules:
         start = self.rt.now()
         try:
             its = self._iterations(node)
+            check_identities(node, its)  # one postfix per iteration; nested loops bounded
+            copies = [self.rt.expand(node, it) for it in its]  # an FQN taken: LoopingError (R46)
         except (ExpressionError, LoopingError) as err:
             why = "its looping strategy could not be expanded"
             return self._skip_or_fail(node, scope, why, f"{node.fqn}: {err}")
@@ -324,7 +332,6 @@ class Rules:
             self.rt.mark((node,), SKIPPED, "its looping strategy has no iterations", start)
             return SKIPPED
         self.rt.started(node, 1, start)
-        copies = [self.rt.expand(node, it) for it in its]
         self.rt.expanded(node, copies)
         each = When("All", node.when.condition) if node.when is not None else None
         for copy in copies:  # a condition is evaluated per iteration (it may read <+matrix.x>)
