@@ -492,7 +492,10 @@ def _as_count(value: Any, what: str) -> int:
 
 
 def iterations(
-    strategy: Any, resolve: Callable[[Any], Any] | None = None, count: int | None = None
+    strategy: Any,
+    resolve: Callable[[Any], Any] | None = None,
+    count: int | None = None,
+    outer: int = 1,
 ) -> list[Iteration]:
     """The iterations of ``strategy``, in the order they start.
 
@@ -500,17 +503,24 @@ def iterations(
         resolve: resolves a ``<+…>`` value (the run's values now); raises when it cannot.
         count: when given, a run-time list or number stands for this many items
             (``simulate(iterations=…)``); its items are placeholders naming their position.
+        outer: how many times the other loops multiply each iteration (the product of the
+            iteration counts around the node, and of the known counts inside it): the count
+            times ``outer`` is checked against ``MAX_NESTED_ITERATIONS`` too, before any
+            iteration is made.
 
     Raises:
         LoopingError: a run-time value is not a list / a count, or there are too many iterations.
     """
     strategy = coerce_strategy(strategy)
 
+    def bound(n: int, what: str) -> int:
+        return _bounded(n, what, outer)
+
     def value(v: Any, what: str) -> Any:
         if not _is_expression(v):
             return v
         if count is not None:
-            return [f"{what}[{i}]" for i in range(_bounded(count, what))]
+            return [f"{what}[{i}]" for i in range(bound(count, what))]
         if resolve is None:
             raise LoopingError(f"{what} ({v}) is known only while running")
         return resolve(v)
@@ -522,7 +532,7 @@ def iterations(
             if _is_expression(n) and count is not None
             else _as_count(value(n, "parallelism"), "parallelism")
         )
-        return [Iteration(i, n, f"_{i}", "parallelism") for i in range(_bounded(n, "parallelism"))]
+        return [Iteration(i, n, f"_{i}", "parallelism") for i in range(bound(n, "parallelism"))]
     if isinstance(strategy, Repeat):
         if strategy.times is not None:
             t = strategy.times
@@ -531,7 +541,7 @@ def iterations(
                 if _is_expression(t) and count is not None
                 else _as_count(value(t, "repeat times"), "repeat times")
             )
-            return [Iteration(i, n, f"_{i}", "repeat", item=i) for i in range(_bounded(n, "repeat times"))]
+            return [Iteration(i, n, f"_{i}", "repeat", item=i) for i in range(bound(n, "repeat times"))]
         items = _as_list(value(strategy.items, "repeat items"), "repeat items")
         items = _cut(items, strategy)
         size = strategy.partition_size
@@ -539,17 +549,17 @@ def iterations(
             size = _as_count(value(size, "partitionSize") if count is None else size, "partitionSize") or 1
             if strategy.unit == "Percentage":
                 size = max(1, math.ceil(len(items) * size / 100))
-            n = _bounded(-(-len(items) // size), "repeat items")  # before any iteration is made
+            n = bound(-(-len(items) // size), "repeat items")  # before any iteration is made
             parts = [items[i : i + size] for i in range(0, len(items), size)]
             return [Iteration(i, n, f"_{i}", "repeat", item=p, partition=p) for i, p in enumerate(parts)]
-        n = _bounded(len(items), "repeat items")
+        n = bound(len(items), "repeat items")
         return [Iteration(i, n, f"_{i}", "repeat", item=x, partition=[x]) for i, x in enumerate(items)]
     # matrix (R49)
     if count is not None and any(_is_expression(v) for v in strategy.axes.values()):
         names = list(strategy.axes)
         return [
             Iteration(i, count, f"_{i}", "matrix", matrix={a: f"{a}[{i}]" for a in names})
-            for i in range(_bounded(count, "the matrix"))
+            for i in range(bound(count, "the matrix"))
         ]  # fmt: skip
     axes = {
         name: _as_list(value(vals, f"matrix axis {name}"), f"matrix axis {name}")
@@ -560,6 +570,7 @@ def iterations(
     total = math.prod(len(v) for v in axes.values())
     if total > MAX_ITERATIONS:
         raise LoopingError(f"the matrix has {total} combinations; the limit is {MAX_ITERATIONS}")
+    bound(total, "the matrix")
     excluded = _exclusion(list(axes), strategy.exclude)
     postfix = strategy.postfix or index_postfix
     names = list(axes)
@@ -625,13 +636,21 @@ def _cut(items: list, strategy: Repeat) -> list:
     return items[lo:hi]
 
 
-def _bounded(n: int, what: str) -> int:
-    """``n`` when it is at most ``MAX_ITERATIONS``; checked before any iteration is made (a
-    count from input such as ``times: 1000000000`` must not exhaust memory first)."""
+def _bounded(n: int, what: str, outer: int = 1) -> int:
+    """``n`` when it is at most ``MAX_ITERATIONS`` (and, inside loops that run the node
+    ``outer`` times, ``n × outer`` at most ``MAX_NESTED_ITERATIONS``); checked before any
+    iteration is made (a count from input such as ``times: 1000000000`` must not exhaust
+    memory first)."""
     if n > MAX_ITERATIONS:
         raise LoopingError(
             f"{what} asks for {short(n)} iterations; the limit is {MAX_ITERATIONS}: "
             f"give at most {MAX_ITERATIONS} (split the work into batches)"
+        )
+    if n * outer > MAX_NESTED_ITERATIONS:
+        raise LoopingError(
+            f"{what} asks for {n:,} iterations, each run {outer:,} times by the loops around and "
+            f"inside it: {n * outer:,} in all; the limit for nested looping strategies is "
+            f"{MAX_NESTED_ITERATIONS:,}: loop fewer times (batch the inner items)"
         )
     return n
 
@@ -768,9 +787,9 @@ def _count_text(strategy: Any) -> str:
     return "?" if n is None else f"{n:,}"
 
 
-def nested_count(node: Any, count: int) -> int:
-    """``count`` iterations of ``node`` (a run's node) times the iteration counts around it."""
-    total, cur = count, node.parent
+def outer_count(node: Any) -> int:
+    """How many times the loops around ``node`` (a run's node) run it: their counts' product."""
+    total, cur = 1, node.parent
     while cur is not None:
         if cur.loop is not None:
             total *= max(1, cur.loop.count)
@@ -778,15 +797,33 @@ def nested_count(node: Any, count: int) -> int:
     return total
 
 
+def inner_count(node: Any) -> int:
+    """The most times the looped nodes inside ``node`` multiply one of its iterations (their
+    counts known before a run; a run-time count is 1 here)."""
+    best: dict[int, int] = {}
+    for below in reversed(list(node.walk())):  # the innermost first
+        if below is node:
+            continue
+        factor = 1
+        if below.strategy is not None:
+            try:
+                factor = static_count(below.strategy) or 1
+            except Exception:  # refused where the node expands
+                factor = 1
+        inside = max((best.get(id(c), 1) for c in _children(below)), default=1)
+        best[id(below)] = factor * inside
+    return max((best.get(id(c), 1) for c in _children(node)), default=1)
+
+
+def _children(node: Any) -> list:
+    out = []
+    for item in (*(node.items or ()), *(node.rollback or ())):
+        out.extend(item.items if item.kind == "parallel" else (item,))
+    return out
+
+
 def check_identities(node: Any, its: list[Iteration]) -> None:
-    """Raise a LoopingError when two iterations of ``node`` get one postfix (R46), or when the
-    iterations with their enclosing loops' multiply past ``MAX_NESTED_ITERATIONS``."""
-    total = nested_count(node, len(its))
-    if total > MAX_NESTED_ITERATIONS:
-        raise LoopingError(
-            f"{len(its):,} iterations here, inside loops, run this node {total:,} times; the limit "
-            f"for nested looping strategies is {MAX_NESTED_ITERATIONS:,}: loop fewer times"
-        )
+    """Raise a LoopingError when two iterations of ``node`` get one postfix (R46)."""
     seen: dict[str, int] = {}
     for it in its:
         if it.postfix in seen:
