@@ -143,9 +143,8 @@ def test_what_if_changes_an_iteration_or_the_whole_looped_step(uneven):
 def test_harness_execution_strategy_row_is_a_container():
     """A step-level STRATEGY node (Repeat, maxConcurrency 2) is the looped step's row."""
     trace = load_harness_execution(REPEAT_STEP)
-    assert json.loads(REPEAT_STEP.read_text())["data"]["executionGraph"]["nodeMap"]["nStrategy"][
-        "stepType"
-    ] == ("STRATEGY")
+    nodes = json.loads(REPEAT_STEP.read_text())["data"]["executionGraph"]["nodeMap"]
+    assert nodes["nStrategy"]["stepType"] == "STRATEGY"
     # prep 0–1; compile_0 1–4 and compile_1 1–2 start with the loop; compile_2 takes compile_1's
     # slot at 2 (2–5) and ends the loop at 5; pack 5–6
     assert list(timing.critical_path(trace)["step"]) == ["prep", "compile_1", "compile_2", "pack"]
