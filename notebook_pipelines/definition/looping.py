@@ -421,6 +421,19 @@ def strategy_problems(value: Any) -> list[tuple[str, str, str]]:
                     f"give {name} at least one value, or remove the axis",
                 )
             )
+        else:
+            twice = _repeated(values)
+            if twice is not None:
+                first, second = twice
+                out.append(
+                    (
+                        "R46",
+                        f"the matrix axis {name!r} lists {short(values[first])} twice (values {first} "
+                        f"and {second}): two iterations would be one combination, under one identifier "
+                        "when labelled by name",
+                        f"give {name} distinct values",
+                    )
+                )
     exclude = strategy.exclude
     if exclude is not None and not _is_expression(exclude):
         if not isinstance(exclude, list | tuple) or not all(isinstance(e, Mapping) for e in exclude):
@@ -456,6 +469,23 @@ def strategy_problems(value: Any) -> list[tuple[str, str, str]]:
                             )
                         )
     return out
+
+
+def _repeated(values: list | tuple) -> tuple[int, int] | None:
+    """The positions of the first value listed twice (None: all distinct)."""
+    seen: dict = {}
+    others: list = []
+    for i, value in enumerate(values):
+        try:
+            if value in seen:
+                return seen[value], i
+            seen[value] = i
+        except TypeError:  # unhashable (a list or a mapping): compared one by one
+            for j, other in others:
+                if other == value:
+                    return j, i
+            others.append((i, value))
+    return None
 
 
 # -- expanding -------------------------------------------------------------------------------
