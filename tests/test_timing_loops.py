@@ -153,3 +153,12 @@ def test_harness_execution_strategy_row_is_a_container():
     assert dict(slack) == {"prep": 0, "compile_0": 1, "compile_1": 0, "compile_2": 0, "pack": 0}
     stage = timing.summary(trace).set_index("kind").loc["stage"]
     assert stage["busy_s"] == 1 + 3 + 1 + 3 + 1  # prep, compile_0..2, pack = 9 (not + the row's 4)
+
+
+def test_slack_picture_colours_a_looped_step_by_its_least_slack_iteration(uneven):
+    from notebook_pipelines.views.rendering import render
+
+    # c_0, c_3 and c_4 are on the path (no slack): the looped box is drawn critical
+    source = render(window(), uneven, color_by="slack").source
+    (line,) = [line for line in source.splitlines() if f'tooltip="{STEPS}.c\\n' in line]
+    assert 'fillcolor="#d32f2f"' in line
