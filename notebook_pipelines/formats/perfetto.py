@@ -5,11 +5,12 @@ The format is the JSON object form of the Trace Event Format: ``{"traceEvents": 
 start. What the file holds:
 
 - **one process per stage** (``pid`` 2, 3, … in trace order, named ``stage <id>``; a looped
-  stage's iterations are processes of their own) and process 1 for the pipeline itself;
+  stage's iterations are lanes of its process) and process 1 for the pipeline itself;
 - **one thread per lane**: the lanes of a stage are laid out from its structure, as a tree —
   a step takes one lane, the items of a parallel block sit on lanes side by side, serial items
-  reuse the same lanes — so nothing on a thread ever overlaps, and a container spans the lanes
-  of its items;
+  reuse the same lanes, a looped node's iterations take as few lanes as ran at once (one that
+  took a freed slot, R54, reuses its lane) — so nothing on a thread ever overlaps, and a
+  container (a looped step's row too) spans the lanes of its items;
 - **complete events** (``"ph": "X"``) nested stage → step group → step on each lane (a
   container's slice is repeated on each of its lanes, so each lane nests on its own), one per
   attempt, with ``args`` holding ``fqn``, ``status``, ``attempt``, ``error_type``, ``error``,
@@ -96,10 +97,18 @@ def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
         children.setdefault(owner, {}).setdefault((first["phase"] == "rollback", number), []).append(key)
 
     width: dict[tuple, int] = {}
+    column: dict[tuple, int] = {}  # an iteration → its column among its loop's (R54: slots reused)
+    columns: dict[tuple, int] = {}  # a looped node → the width of one column
 
     def measure(key: tuple) -> int:  # iterative-safe enough: depth is bounded by the plan's limits
         blocks = children.get(key, {})
-        width[key] = max([sum(measure(k) for k in block) for block in blocks.values()] or [1])
+        sizes = []
+        for block in blocks.values():
+            if all(is_iteration(k[0], key[0]) for k in block):
+                sizes.append(_pack(block, units, column, measure, columns, key))
+            else:
+                sizes.append(sum(measure(k) for k in block))
+        width[key] = max(sizes or [1])
         return width[key]
 
     lane: dict[tuple, int] = {}
@@ -109,6 +118,9 @@ def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
         for block in children.get(key, {}).values():
             o = offset
             for k in block:
+                if k in column and key in columns:
+                    place(k, offset + column[k] * columns[key])
+                    continue
                 place(k, o)
                 o += width[k]
 
@@ -141,6 +153,24 @@ def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
         events += _meta(pid, label, width[key], name)
         _emit(key, pid, 0, width[key], units, children, lane, width, events)
     return events
+
+
+def _pack(block: list, units: dict, column: dict, measure: Any, columns: dict, owner: tuple) -> int:
+    """Lay a looped node's iterations out in the fewest columns (first fit by start time: an
+    iteration that took a freed slot reuses its lane, R54); the width they take."""
+    each = max(measure(k) for k in block)
+    free: list[int] = []  # per column, when it is free (ns)
+    for key in sorted(block, key=lambda k: (_ns(units[k][0]["start_s"]), block.index(k))):
+        begin, end = _ns(units[key][0]["start_s"]), _ns(units[key][-1]["end_s"])
+        for index, at in enumerate(free):
+            if at <= begin:
+                column[key], free[index] = index, end
+                break
+        else:
+            column[key] = len(free)
+            free.append(end)
+    columns[owner] = each
+    return each * max(1, len(free))
 
 
 def _pipeline_name(trace: pd.DataFrame) -> str:
