@@ -60,7 +60,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PipelineError, Problem
+from ..errors import PipelineError, Problem, excerpt
 from .limits import MAX_NESTED_ITERATIONS, short
 
 __all__ = [
@@ -611,7 +611,7 @@ def iterations(
             kept.append((indices, values))
     n = len(kept)
     return [
-        Iteration(i, n, postfix(indices, values), "matrix", matrix=dict(zip(names, values)))
+        Iteration(i, n, _postfix(postfix, indices, values), "matrix", matrix=dict(zip(names, values)))
         for i, (indices, values) in enumerate(kept)
     ]
 
@@ -651,6 +651,25 @@ def _exclusion(names: list, exclude: Any) -> Callable[[tuple], bool]:
         return False
 
     return excluded
+
+
+def _postfix(fn: Callable, indices: tuple[int, ...], values: tuple) -> str:
+    """``fn(indices, values)``, the postfix of one matrix iteration (R53): a failure of the user's
+    function, or a value that is not text, is a :class:`LoopingError` (the node fails, named)."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    try:
+        text = fn(indices, values)
+    except Exception as err:  # the user's function: any failure becomes the node's, with its name
+        raise LoopingError(
+            f"the matrix postfix function {name} raised {type(err).__name__}: {excerpt(str(err), 120)} "
+            f"for the indices {indices} and values {short(values)}; fix the function"
+        ) from None
+    if not isinstance(text, str):
+        raise LoopingError(
+            f"the matrix postfix function {name} returned {short(text)} (of type {type(text).__name__}) "
+            f"for the indices {indices}; a postfix is text, e.g. '_' + '_'.join(map(str, indices))"
+        )
+    return text
 
 
 def _cut(items: list, strategy: Repeat) -> list:
