@@ -557,7 +557,8 @@ def _entry(s: Schedule, kind: str, fqn: str, name: str, block: Any, begin: float
     totals: dict[str, float] = {}
     for r in inside:
         totals[s.fqn[r]] = totals.get(s.fqn[r], 0.0) + s.end[r] - s.start[r]
-    longest = max(totals, key=lambda f: (totals[f], -list(totals).index(f)), default=None)
+    rank = {f: -k for k, f in enumerate(totals)}  # ties: the first in the trace
+    longest = max(totals, key=lambda f: (totals[f], rank[f]), default=None)
     return {
         "kind": kind,
         "fqn": fqn,

@@ -160,7 +160,8 @@ def _pack(block: list, units: dict, column: dict, measure: Any, columns: dict, o
     iteration that took a freed slot reuses its lane, R54); the width they take."""
     each = max(measure(k) for k in block)
     free: list[int] = []  # per column, when it is free (ns)
-    for key in sorted(block, key=lambda k: (_ns(units[k][0]["start_s"]), block.index(k))):
+    order = sorted(range(len(block)), key=lambda i: (_ns(units[block[i]][0]["start_s"]), i))
+    for key in (block[i] for i in order):
         begin, end = _ns(units[key][0]["start_s"]), _ns(units[key][-1]["end_s"])
         for index, at in enumerate(free):
             if at <= begin:
