@@ -88,8 +88,9 @@ def test_R46_failures_keyed_by_an_iteration_fail_that_iteration_only():
 
 
 def test_R46_a_postfix_the_loop_does_not_make_is_still_refused():
-    with pytest.raises(SimulationError, match=r"no step of pipeline 'p' matches .*compile_5_0"):
+    with pytest.raises(SimulationError, match=r"no step of pipeline 'p' matches .*compile_5_0") as caught:
         loops().simulate(durations={f"{S1}.compile_5_0": 1})
+    assert "the iterations of 'compile' are compile_0_0, compile_1_0" in str(caught.value)
     with pytest.raises(SimulationError, match="no step"):  # the stage's iterations are s2_0 and s2_1
         loops().simulate(durations={"pipeline.stages.s2_2.spec.execution.steps.c_0": 1})
 

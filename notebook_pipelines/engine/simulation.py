@@ -286,8 +286,27 @@ def unknown_key_error(option: str, plan: Any, key: str) -> SimulationError:
     shown = ", ".join(ids[:12]) + (", …" if len(ids) > 12 else "")
     return SimulationError(
         f"{option}: no step of pipeline {plan.pipeline.id!r} matches {key!r} "
-        f"(keys are step ids, FQNs or globs); {hint}steps: {shown}"
+        f"(keys are step ids, FQNs or globs); {hint}{_iterations_hint(plan, key)}steps: {shown}"
     )
+
+
+def _iterations_hint(plan: Any, key: str) -> str:
+    """``the iterations of compile are compile_0_0, …; `` when ``key`` looks like an iteration of a
+    looped step whose iterations are known before the run (R46)."""
+    for n in plan.nodes:
+        if n.kind != "step" or n.strategy is None or runtime_values(n.strategy):
+            continue
+        stem = n.fqn if "." in key else n.id
+        if not key.startswith(stem + "_"):
+            continue
+        try:
+            its = iterations(n.strategy)
+        except Exception:
+            return ""
+        names = [n.id + it.postfix for it in its[:6]]
+        more = ", …" if len(its) > 6 else ""
+        return f"the iterations of {n.id!r} are {', '.join(names)}{more}; "
+    return ""
 
 
 def _is_sampler(value: Any) -> bool:
