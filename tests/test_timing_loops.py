@@ -191,3 +191,13 @@ def test_slack_picture_colours_a_looped_step_by_its_least_slack_iteration(uneven
     source = render(window(), uneven, color_by="slack").source
     (line,) = [line for line in source.splitlines() if f'tooltip="{STEPS}.c\\n' in line]
     assert 'fillcolor="#d32f2f"' in line
+
+
+def test_what_if_of_a_loaded_harness_execution_changes_one_iteration():
+    from notebook_pipelines.formats.harness_executions import pipeline_from_execution
+
+    trace = load_harness_execution(REPEAT_STEP)
+    # compile_2 takes 1 s (2–3): the loop now ends with compile_0 at 4, pack 4–5 → 5 (as run: 6)
+    result = trace.pipeline.what_if({"compile_2": 1}, pipeline=pipeline_from_execution(trace))
+    assert list(result["makespan_s"]) == [6.0, 5.0]
+    assert list(result["critical_path"]) == ["prep → compile_1 → compile_2 → pack", "prep → compile_0 → pack"]
