@@ -263,3 +263,12 @@ def test_R49_matrix_exclusion_takes_linear_time():
     assert [it.matrix["b"] for it in its] == ["v29"] * 30
     # one lookup per combination (a hash, an equality for each hit): not 900 × 870 comparisons
     assert Counted.comparisons <= 4 * 900
+
+
+def test_R49_a_matrix_past_the_iteration_limit_is_refused_at_validation():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("c", duration=1, strategy=Matrix(a=list(range(101)), b=list(range(100))))
+    # 101 × 100 = 10,100 > 10,000
+    with pytest.raises(DefinitionError, match=r"\[R49\] the matrix has 101 × 100 = 10,100 combinations"):
+        p.validate()

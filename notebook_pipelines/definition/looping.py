@@ -434,6 +434,16 @@ def strategy_problems(value: Any) -> list[tuple[str, str, str]]:
                         f"give {name} distinct values",
                     )
                 )
+    sizes = [len(v) for v in strategy.axes.values() if isinstance(v, list | tuple)]
+    if len(sizes) == len(strategy.axes) and sizes and math.prod(sizes) > MAX_ITERATIONS:
+        out.append(
+            (
+                "R49",
+                f"the matrix has {' × '.join(map(str, sizes))} = {math.prod(sizes):,} combinations; "
+                f"the limit is {MAX_ITERATIONS:,}",
+                f"give fewer values (at most {MAX_ITERATIONS:,} combinations), or split the matrix",
+            )
+        )
     exclude = strategy.exclude
     if exclude is not None and not _is_expression(exclude):
         if not isinstance(exclude, list | tuple) or not all(isinstance(e, Mapping) for e in exclude):
