@@ -210,7 +210,7 @@ def test_nested_loops_beyond_the_limit_are_refused_at_validation():
     with pytest.raises(DefinitionError) as caught:
         p.validate()
     # 10,000 × 10,000 = 100,000,000 > 100,000
-    assert "nested looping strategies run this node 100000000 times" in str(caught.value)
+    assert "nested looping strategies run this node 100,000,000 times" in str(caught.value)
     assert "step 'c' × 10,000; inside stage 's' × 10,000" in str(caught.value)
     assert MAX_NESTED_ITERATIONS == 100_000
 

@@ -759,7 +759,8 @@ def loop_problems(plan: Any) -> list[Problem]:
         outer = _outer_loop(node)
         total = (len(its) if its is not None else 1) * (product.get(outer.index, 1) if outer else 1)
         product[node.index] = total
-        if total > MAX_NESTED_ITERATIONS:
+        reported = outer is not None and product.get(outer.index, 1) > MAX_NESTED_ITERATIONS
+        if total > MAX_NESTED_ITERATIONS and not reported:  # once, at the loop that goes past
             chain = []
             cur = node
             while cur is not None:
@@ -769,7 +770,7 @@ def loop_problems(plan: Any) -> list[Problem]:
                 Problem(
                     node.fqn,
                     "R46",
-                    f"nested looping strategies run this node {short(total)} times "
+                    f"nested looping strategies run this node {total:,} times "
                     f"({'; inside '.join(chain)}); the limit is {MAX_NESTED_ITERATIONS:,}",
                     f"loop fewer times (at most {MAX_NESTED_ITERATIONS:,} in all), e.g. batch the "
                     "items of the inner loop",
