@@ -53,6 +53,7 @@ import hashlib
 import math
 import numbers
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -218,17 +219,16 @@ def _iteration_name(plan: Any, key: str) -> bool:
     return False
 
 
-_PATTERNS: dict[int, tuple[Any, Any]] = {}  # id(plan node) → (node, its pattern); a few loops' worth
+_PATTERNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # plan node → its pattern
 
 
 def _pattern(step: Any) -> Any | None:
-    """:func:`_iteration_pattern`, made once per plan node."""
-    cached = _PATTERNS.get(id(step))
-    if cached is None or cached[0] is not step:
-        if len(_PATTERNS) > 4096:
-            _PATTERNS.clear()
-        cached = _PATTERNS[id(step)] = (step, _iteration_pattern(step))
-    return cached[1]
+    """:func:`_iteration_pattern`, made once per plan node (kept while the plan lives)."""
+    try:
+        return _PATTERNS[step]
+    except KeyError:
+        pattern = _PATTERNS[step] = _iteration_pattern(step)
+        return pattern
 
 
 def _iteration_pattern(step: Any) -> Any | None:
