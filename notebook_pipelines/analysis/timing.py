@@ -15,6 +15,9 @@ structure. A trace is read as a **precedence graph of events** (:class:`Schedule
   a block run together (R5, R11) and end at a *join* event, the latest of their ends; the
   join precedes every start of the next block (R4); the first execution block starts with its
   parent; the last join ends the parent (a container ends when its last child ends, R14);
+- where a row says what it waited for (the ``after`` column: ``needs`` of a GitHub or GitLab
+  job, a plan's serial order), its start follows the ends of those nodes instead of the
+  previous block's join, so the path follows any DAG, not only series-parallel layouts;
 - a start that comes later than its structure explains (a stage waiting for a shared resource,
   D8; a rollback list, started by a failure; a body waiting for a worker under
   ``max_workers``) is gated by the latest end at or before it elsewhere in the run.
@@ -180,32 +183,48 @@ class Schedule:
         for rows in units.values():
             for before, after in itertools.pairwise(rows):
                 preds[2 * after].append((2 * before + 1, max(0.0, self.start[after] - self.end[before])))
+        by_fqn: dict[str, list[tuple]] = {}
+        for key in units:
+            by_fqn.setdefault(key[0], []).append(key)
         lists: dict[tuple, list[tuple[int, list[tuple]]]] = {}
         for (owner, ph, number), keys in blocks.items():
             lists.setdefault((owner, ph), []).append((number, keys))
         ends: list[int] = []  # events that end an outermost list
         has_children = set()
         self.joins: dict[tuple, int] = {}
+        after = self._after(trace, timed)
         for (owner, ph), numbered in lists.items():
             numbered.sort(key=lambda item: item[0])
             prow = owner if isinstance(owner, int) else None
             previous = None
+            dag = False  # some unit of this list says what it waited for (``after``)
+            joins = []
             for number, keys in numbered:
                 join = event(max(self.end[units[k][-1]] for k in keys))
                 self.joins[(owner, ph, number)] = join
+                joins.append(join)
                 for key in keys:
                     rows = units[key]
                     preds[join].append((2 * rows[-1] + 1, 0.0))
-                    if previous is not None:
+                    waited = after[rows[0]] if after is not None else None
+                    if waited is not None:
+                        dag = True
+                        edges = [2 * units[k][-1] + 1 for fqn in waited for k in by_fqn.get(fqn, ())]
+                        preds[2 * rows[0]].extend((e, 0.0) for e in edges if e != 2 * rows[-1] + 1)
+                        if not edges and ph == "execution" and prow is not None:
+                            preds[2 * rows[0]].append((2 * prow, 0.0))
+                    elif previous is not None:
                         preds[2 * rows[0]].append((previous, 0.0))
                     elif ph == "execution" and prow is not None:
                         preds[2 * rows[0]].append((2 * prow, 0.0))
                 previous = join
+            # with edges from ``after`` any block may hold the last end, not only the last one
+            last = joins if dag else [previous]
             if prow is not None:
                 has_children.add(prow)
-                preds[2 * prow + 1].append((previous, 0.0))
+                preds[2 * prow + 1].extend((j, 0.0) for j in last)
             else:
-                ends.append(previous)
+                ends.extend(last)
         for r in range(n):
             if self.kind[r] == "step" or r not in has_children:
                 preds[2 * r + 1].append((2 * r, self.end[r] - self.start[r]))
@@ -213,6 +232,20 @@ class Schedule:
         preds[self.end_event] = [(e, 0.0) for e in ends]
         self.time, self.preds = time, preds
         self._bind()
+
+    @staticmethod
+    def _after(trace: pd.DataFrame, timed: pd.DataFrame) -> list | None:
+        """Per timed row, the fqns it waited for (the ``after`` column), or None where unknown;
+        None when the trace has no such column (a trace saved before it existed)."""
+        if "after" not in trace.columns:
+            return None
+        out = []
+        for value in timed["after"].tolist():
+            if value is None or isinstance(value, (str, float)):  # NA, NaN: unknown
+                out.append(None)
+            else:
+                out.append([str(v) for v in value])
+        return out if any(v is not None for v in out) else None
 
     def _parent_row(self, candidates: list[int], iteration: Any, start: float) -> int | None:
         if not candidates:

@@ -7,6 +7,10 @@ block and iteration, UTC nanosecond timestamps, pandas strings — so every anal
 (``trace.pipeline…``) reads it as it reads a fresh trace. Several runs concatenated before
 saving load back as they were.
 
+``after`` (tuples of fqns) is written by pandas as a Python tuple's text in CSV and as a
+list in Parquet; both read back as tuples. A file saved before the column existed reads back
+with ``after`` None (unknown) on every row.
+
 Round-trip notes: CSV has no missing-vs-empty distinction, so an empty ``log``/``reason``
 reads back as NA; the ``outputs``/``inputs`` dicts are written by pandas as their Python
 text and read back with :func:`ast.literal_eval` (values that have no literal form stay
@@ -39,7 +43,9 @@ __all__ = ["SUFFIXES", "conform", "read_trace"]
 
 #: what :func:`read_trace` reads, by file suffix
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_OBJECT_COLUMNS = ("outputs", "inputs")
+_OBJECT_COLUMNS = ("outputs", "inputs", "after")
+#: columns added to the schema later: a file saved before them reads back with them None
+_OPTIONAL = ("after",)
 
 
 def read_trace(path: str | Path) -> pd.DataFrame:
@@ -78,7 +84,7 @@ def conform(frame: pd.DataFrame, where: str = "the frame") -> pd.DataFrame:
 
     from ..engine.trace import COLUMNS, dtypes
 
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    missing = [c for c in COLUMNS if c not in frame.columns and c not in _OPTIONAL]
     if missing:
         raise TraceError(
             f"read_trace: {where} is not a trace: it lacks the columns {', '.join(missing)} "
@@ -87,8 +93,14 @@ def conform(frame: pd.DataFrame, where: str = "the frame") -> pd.DataFrame:
     schema = dtypes()
     out = {}
     for column in COLUMNS:
+        if column not in frame.columns:
+            out[column] = [None] * len(frame)
+            continue
         values, dtype = frame[column], schema[column]
         try:
+            if column == "after":  # tuples of fqns; a list or an array read back is one
+                out[column] = [_fqns(_literal(v)) for v in values.astype(object)]
+                continue
             if column in _OBJECT_COLUMNS:
                 out[column] = [_literal(v) for v in values.astype(object)]
                 continue
@@ -113,6 +125,13 @@ def conform(frame: pd.DataFrame, where: str = "the frame") -> pd.DataFrame:
     return result
 
 
+def _fqns(value: Any) -> tuple[str, ...] | None:
+    """An ``after`` value as the schema holds it: a tuple of fqns, or None (unknown)."""
+    if value is None or isinstance(value, str):
+        return None if value is None else (value,)
+    return tuple(str(v) for v in value)
+
+
 def _literal(value: Any) -> Any:
     """A dict read back from its Python text (CSV); anything else as it is, NA → None."""
     if value is None or (isinstance(value, float) and value != value):
@@ -129,4 +148,6 @@ def _literal(value: Any) -> Any:
         return value
     if hasattr(value, "items"):
         return dict(value)
+    if hasattr(value, "tolist"):  # Parquet gives a list column back as numpy arrays
+        return value.tolist()
     return value
