@@ -202,7 +202,7 @@ def after_from_blocks(fqn: list, parent: list, phase: list, block: list) -> list
     gets ``[]``.
 
     >>> after_from_blocks(["a", "b", "c", "d"], ["s"] * 4, ["execution"] * 4, [0, 1, 1, 2])
-    [[], ['a'], ['a'], ['b', 'c']]
+    [(), ('a',), ('a',), ('b', 'c')]
     """
     members: dict[tuple, dict[Any, dict[str, None]]] = {}  # (parent, phase) → block → fqns
     for f, p, ph, b in zip(fqn, parent, phase, block):
