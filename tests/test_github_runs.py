@@ -88,27 +88,99 @@ def job(id, name, attempt, conclusion, created, start, end, runner=None, steps=(
 JOBS = {
     "total_count": 11,
     "jobs": [
-        job(1, "lint", 1, "success", 0, 2, 30, "gh-1",
-            [("Set up job", "success", 2, 4), ("Run ruff check .", "success", 4, 30)]),
-        job(2, "Build (ubuntu, 3.12)", 1, "success", 0, 3, 63, "gh-2",
-            [("Set up job", "success", 3, 5), ("Run make", "success", 5, 63)]),
-        job(3, "Build (macos, 3.12)", 1, "failure", 0, 5, 95, "mac-1",
-            [("Set up job", "success", 5, 8), ("Run make", "failure", 8, 95)]),
-        job(4, "docs", 1, "success", 30, 31, 50, "gh-3",
-            [("Set up job", "success", 31, 33), ("Build docs", "success", 33, 50)]),
+        job(
+            1,
+            "lint",
+            1,
+            "success",
+            0,
+            2,
+            30,
+            "gh-1",
+            [("Set up job", "success", 2, 4), ("Run ruff check .", "success", 4, 30)],
+        ),
+        job(
+            2,
+            "Build (ubuntu, 3.12)",
+            1,
+            "success",
+            0,
+            3,
+            63,
+            "gh-2",
+            [("Set up job", "success", 3, 5), ("Run make", "success", 5, 63)],
+        ),
+        job(
+            3,
+            "Build (macos, 3.12)",
+            1,
+            "failure",
+            0,
+            5,
+            95,
+            "mac-1",
+            [("Set up job", "success", 5, 8), ("Run make", "failure", 8, 95)],
+        ),
+        job(
+            4,
+            "docs",
+            1,
+            "success",
+            30,
+            31,
+            50,
+            "gh-3",
+            [("Set up job", "success", 31, 33), ("Build docs", "success", 33, 50)],
+        ),
         job(5, "unit", 1, "skipped", 95, 95, 95),
         job(6, "Integration", 1, "skipped", 95, 95, 95),
         job(7, "Deploy to main", 1, "skipped", 95, 95, 95),
-        job(8, "Build (macos, 3.12)", 2, "success", 100, 105, 190, "mac-2",
-            [("Set up job", "success", 105, 107), ("Run make", "success", 107, 190)]),
-        job(9, "unit", 2, "success", 190, 192, 250, "gh-4",
-            [("Set up job", "success", 192, 193), ("Run tests", "success", 193, 250)]),
-        job(10, "Integration", 2, "success", 190, 195, 300, "gh-5",
-            [("Set up job", "success", 195, 196), ("Run integration", "success", 196, 300)]),
-        job(11, "Deploy to main", 2, "success", 300, 302, 320, "gh-6",
-            [("Set up job", "success", 302, 303), ("Deploy", "success", 303, 320)]),
+        job(
+            8,
+            "Build (macos, 3.12)",
+            2,
+            "success",
+            100,
+            105,
+            190,
+            "mac-2",
+            [("Set up job", "success", 105, 107), ("Run make", "success", 107, 190)],
+        ),
+        job(
+            9,
+            "unit",
+            2,
+            "success",
+            190,
+            192,
+            250,
+            "gh-4",
+            [("Set up job", "success", 192, 193), ("Run tests", "success", 193, 250)],
+        ),
+        job(
+            10,
+            "Integration",
+            2,
+            "success",
+            190,
+            195,
+            300,
+            "gh-5",
+            [("Set up job", "success", 195, 196), ("Run integration", "success", 196, 300)],
+        ),
+        job(
+            11,
+            "Deploy to main",
+            2,
+            "success",
+            300,
+            302,
+            320,
+            "gh-6",
+            [("Set up job", "success", 302, 303), ("Deploy", "success", 303, 320)],
+        ),
     ],
-}  # fmt: skip
+}
 RUN = {
     "id": 42,
     "run_number": 17,
@@ -178,9 +250,17 @@ def test_jobs_matrix_iterations_attempts_and_needs_as_written():
     assert by[("deploy", 2)][2] == "Deploy to main"
     head = run.iloc[0]
     assert (head["run_id"], head["source"], head["pipeline"], head["run_number"]) == (
-        "42", "github", ".github/workflows/ci.yml", 17)  # fmt: skip
+        "42",
+        "github",
+        ".github/workflows/ci.yml",
+        17,
+    )
     assert (head["commit"], head["branch"], head["trigger"], head["url"]) == (
-        "abc123", "main", "push", "https://github.com/o/r/actions/runs/42")  # fmt: skip
+        "abc123",
+        "main",
+        "push",
+        "https://github.com/o/r/actions/runs/42",
+    )
     assert head["created"] == pd.Timestamp("2026-01-05T10:00:00Z") and head["queued_s"] == 2.0
     assert set(run["run_id"]) == {"42"}
 
@@ -227,14 +307,29 @@ def test_gh_run_view_json_loads_the_same_rows():
         "attempt": 2,
         "conclusion": "success",
         "jobs": [
-            {"databaseId": j["id"], "name": j["name"], "status": j["status"], "conclusion": j["conclusion"],
-             "startedAt": j["started_at"], "completedAt": j["completed_at"], "run_attempt": j["run_attempt"],
-             "steps": [{"name": s["name"], "number": s["number"], "status": s["status"],
-                        "conclusion": s["conclusion"], "startedAt": s["started_at"],
-                        "completedAt": s["completed_at"]} for s in j["steps"]]}
+            {
+                "databaseId": j["id"],
+                "name": j["name"],
+                "status": j["status"],
+                "conclusion": j["conclusion"],
+                "startedAt": j["started_at"],
+                "completedAt": j["completed_at"],
+                "run_attempt": j["run_attempt"],
+                "steps": [
+                    {
+                        "name": s["name"],
+                        "number": s["number"],
+                        "status": s["status"],
+                        "conclusion": s["conclusion"],
+                        "startedAt": s["started_at"],
+                        "completedAt": s["completed_at"],
+                    }
+                    for s in j["steps"]
+                ],
+            }
             for j in JOBS["jobs"]
         ],
-    }  # fmt: skip
+    }
     api = load_github_run(JOBS, workflow=WORKFLOW, run=RUN)
     cli = load_github_run(json.dumps(gh), workflow=WORKFLOW)
     cols = ["fqn", "attempt", "status", "start_s", "end_s", "after", "run_id", "commit", "run_number"]
@@ -250,8 +345,11 @@ def test_without_the_workflow_jobs_are_nodes_with_unknown_edges():
 
 
 def test_not_a_run_json_is_refused_saying_what_to_give():
-    with pytest.raises(HistoryError, match=r"not the jobs of a GitHub Actions run \(found total_count, "
-                                           r"workflow_runs\).*runs/\{run_id\}/jobs"):  # fmt: skip
+    with pytest.raises(
+        HistoryError,
+        match=r"not the jobs of a GitHub Actions run \(found total_count, "
+        r"workflow_runs\).*runs/\{run_id\}/jobs",
+    ):
         load_github_run({"total_count": 0, "workflow_runs": []}, workflow=WORKFLOW)
     with pytest.raises(HistoryError, match=r"jobs\[0\] is not a job"):
         load_github_run({"jobs": ["lint"]})
@@ -266,8 +364,11 @@ def test_a_job_missing_from_the_workflow_names_the_run_and_the_job():
 
 def test_a_cycle_in_needs_names_the_run_and_the_jobs():
     cyclic = WORKFLOW.replace("needs: lint\n", "needs: deploy\n")
-    with pytest.raises(HistoryError, match=r"run 42: the workflow: the needs of the workflow form a cycle: "
-                                           r"docs → deploy → docs"):  # fmt: skip
+    with pytest.raises(
+        HistoryError,
+        match=r"run 42: the workflow: the needs of the workflow form a cycle: "
+        r"docs → deploy → docs",
+    ):
         load_github_run(JOBS, workflow=cyclic, run=RUN)
     unknown = WORKFLOW.replace("needs: lint\n", "needs: lnt\n")
     with pytest.raises(

@@ -27,18 +27,35 @@ def t(seconds: float) -> str:
 
 def job(id, name, stage, status, start, end, queued=0.5, runner="r1", created=None, **more):
     return {
-        "id": id, "name": name, "stage": stage, "status": status,
+        "id": id,
+        "name": name,
+        "stage": stage,
+        "status": status,
         "created_at": t(created if created is not None else start - queued),
-        "started_at": t(start), "finished_at": t(end), "duration": end - start,
-        "queued_duration": queued, "runner": {"id": 1, "description": runner}, **more,
-    }  # fmt: skip
+        "started_at": t(start),
+        "finished_at": t(end),
+        "duration": end - start,
+        "queued_duration": queued,
+        "runner": {"id": 1, "description": runner},
+        **more,
+    }
 
 
 PIPELINE = {
-    "id": 500, "iid": 12, "project_id": 77, "status": "success", "source": "push", "ref": "main",
-    "sha": "cafe01", "created_at": t(-2), "started_at": t(0), "finished_at": t(50),
-    "duration": 50, "queued_duration": 2, "web_url": "https://gitlab.example/g/p/-/pipelines/500",
-}  # fmt: skip
+    "id": 500,
+    "iid": 12,
+    "project_id": 77,
+    "status": "success",
+    "source": "push",
+    "ref": "main",
+    "sha": "cafe01",
+    "created_at": t(-2),
+    "started_at": t(0),
+    "finished_at": t(50),
+    "duration": 50,
+    "queued_duration": 2,
+    "web_url": "https://gitlab.example/g/p/-/pipelines/500",
+}
 JOBS = [
     job(9, "release", "deploy", "success", 41, 50, queued=1.0),
     job(8, "lint", "test", "success", 16, 20, created=15),
@@ -50,20 +67,60 @@ JOBS = [
     job(2, "docs", "build", "success", 0, 4, queued=0.0),
     job(1, "compile", "build", "success", 0, 10, queued=0.0),
 ]  # the REST order: newest first
-GRAPHQL = {"data": {"project": {"pipeline": {"jobs": {"nodes": [
-    {"name": "compile", "stage": {"name": "build"}, "needs": {"nodes": []},
-     "previousStageJobsOrNeeds": {"nodes": []}},
-    {"name": "docs", "stage": {"name": "build"}, "needs": {"nodes": []},
-     "previousStageJobsOrNeeds": {"nodes": []}},
-    *[{"name": n, "stage": {"name": "test"}, "needs": {"nodes": []},
-       "previousStageJobsOrNeeds": {"nodes": [{"name": "compile"}, {"name": "docs"}]}}
-      for n in ("unit", "rspec 1/2", "rspec 2/2", "lint")],
-    {"name": "pages", "stage": {"name": "deploy"}, "needs": {"nodes": [{"name": "compile"}]},
-     "previousStageJobsOrNeeds": {"nodes": [{"name": "compile"}]}},
-    {"name": "release", "stage": {"name": "deploy"}, "needs": {"nodes": []},
-     "previousStageJobsOrNeeds": {"nodes": [{"name": "unit"}, {"name": "rspec 1/2"},
-                                            {"name": "rspec 2/2"}, {"name": "lint"}]}},
-]}}}}}  # fmt: skip
+GRAPHQL = {
+    "data": {
+        "project": {
+            "pipeline": {
+                "jobs": {
+                    "nodes": [
+                        {
+                            "name": "compile",
+                            "stage": {"name": "build"},
+                            "needs": {"nodes": []},
+                            "previousStageJobsOrNeeds": {"nodes": []},
+                        },
+                        {
+                            "name": "docs",
+                            "stage": {"name": "build"},
+                            "needs": {"nodes": []},
+                            "previousStageJobsOrNeeds": {"nodes": []},
+                        },
+                        *[
+                            {
+                                "name": n,
+                                "stage": {"name": "test"},
+                                "needs": {"nodes": []},
+                                "previousStageJobsOrNeeds": {
+                                    "nodes": [{"name": "compile"}, {"name": "docs"}]
+                                },
+                            }
+                            for n in ("unit", "rspec 1/2", "rspec 2/2", "lint")
+                        ],
+                        {
+                            "name": "pages",
+                            "stage": {"name": "deploy"},
+                            "needs": {"nodes": [{"name": "compile"}]},
+                            "previousStageJobsOrNeeds": {"nodes": [{"name": "compile"}]},
+                        },
+                        {
+                            "name": "release",
+                            "stage": {"name": "deploy"},
+                            "needs": {"nodes": []},
+                            "previousStageJobsOrNeeds": {
+                                "nodes": [
+                                    {"name": "unit"},
+                                    {"name": "rspec 1/2"},
+                                    {"name": "rspec 2/2"},
+                                    {"name": "lint"},
+                                ]
+                            },
+                        },
+                    ]
+                }
+            }
+        }
+    }
+}
 P = "pipeline.stages."
 
 
@@ -110,7 +167,12 @@ def test_stages_jobs_parallel_retries_and_needs_that_skip_a_stage():
     assert list(lint["action"].fillna("")) == ["Rerun", ""] and lint["error"].iloc[0] == "script_failure"
     head = run.iloc[0]
     assert (head["run_id"], head["source"], head["pipeline"], head["run_number"], head["commit"]) == (
-        "500", "gitlab", "g/p", 12, "cafe01")  # fmt: skip
+        "500",
+        "gitlab",
+        "g/p",
+        12,
+        "cafe01",
+    )
     assert (head["branch"], head["trigger"], head["queued_s"]) == ("main", "push", 2.0)
     assert head["created"] == pd.Timestamp("2026-01-05T09:59:58Z")
     pages = run[run["step"] == "pages"].iloc[0]

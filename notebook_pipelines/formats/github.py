@@ -305,8 +305,9 @@ def load_github_run(
             rows.append(head)
             rows += parts
         else:
-            rows += _job_rows(iterations[None], fqn, "pipeline", job_id, block, None, after, label,
-                              labels[job_id][None])  # fmt: skip
+            rows += _job_rows(
+                iterations[None], fqn, "pipeline", job_id, block, None, after, label, labels[job_id][None]
+            )
         taken_ids.add(job_id)
     starts_all = [r["start_ns"] for r in rows if r.get("start_ns") is not None]
     ends_all = [r["end_ns"] for r in rows if r.get("end_ns") is not None]
@@ -320,9 +321,17 @@ def load_github_run(
         None if info.get("status") in (None, "completed") else info["status"]
     )
     status = STATUS.get(str(conclusion)) if conclusion else None
-    pipeline_row = _node_row("pipeline", None, None, None, None, int(info.get("run_attempt") or 1),
-                             status or worst(r["status"] for r in top_rows), () if spec is not None else None,
-                             None)  # fmt: skip
+    pipeline_row = _node_row(
+        "pipeline",
+        None,
+        None,
+        None,
+        None,
+        int(info.get("run_attempt") or 1),
+        status or worst(r["status"] for r in top_rows),
+        () if spec is not None else None,
+        None,
+    )
     pipeline_row.update(start_ns=begin, end_ns=max(ends_all, default=None), stage=None)
     pipeline_row["queued_s"] = (
         None if begin is None or created_ns is None else max(0, begin - created_ns) / 1e9
@@ -348,8 +357,17 @@ def load_github_run(
     return frame
 
 
-def _node_row(fqn: str, parent: Any, stage: Any, block: Any, iteration: Any, attempt: int, status: str,
-              after: Any, name: Any) -> dict:  # fmt: skip
+def _node_row(
+    fqn: str,
+    parent: Any,
+    stage: Any,
+    block: Any,
+    iteration: Any,
+    attempt: int,
+    status: str,
+    after: Any,
+    name: Any,
+) -> dict:
     return {
         "fqn": fqn,
         "parent": parent,
@@ -379,8 +397,17 @@ def _status(obj: Mapping, label: str) -> str:
     return status
 
 
-def _job_rows(attempts: list[dict], fqn: str, parent: str, job_id: str, block: int, iteration: Any,
-              after: Any, label: str, shown: str) -> list[dict]:  # fmt: skip
+def _job_rows(
+    attempts: list[dict],
+    fqn: str,
+    parent: str,
+    job_id: str,
+    block: int,
+    iteration: Any,
+    after: Any,
+    label: str,
+    shown: str,
+) -> list[dict]:
     """A job's rows: one per attempt, each followed by its step rows."""
     rows: list[dict] = []
     by_attempt: dict[int, dict] = {}

@@ -226,8 +226,9 @@ def load_gitlab_pipeline(
                 head["name"] = base
                 stage_rows += [head, *parts]
             else:
-                stage_rows += _job_rows(iterations[None], fqn, stage_fqn, stage, ident(base), 0, None,
-                                        after_of[fqn], label)  # fmt: skip
+                stage_rows += _job_rows(
+                    iterations[None], fqn, stage_fqn, stage, ident(base), 0, None, after_of[fqn], label
+                )
         top = [r for r in stage_rows if r["parent"] == stage_fqn]
         last = {r["fqn"]: r["status"] for r in top}
         row = _row(stage_fqn, "pipeline", stage, None, k, None, 1, worst(last.values()), ())
@@ -244,8 +245,17 @@ def load_gitlab_pipeline(
     begin = min([*starts, *([started] if started is not None else [])], default=None)
     finished = stamp_ns(pipe.get("finished_at"), f"{label}: finished_at")
     status = STATUS.get(str(pipe.get("status")))
-    head = _row("pipeline", None, None, None, None, None, 1,
-                status or worst(r["status"] for r in rows if r["kind"] == "stage"), ())  # fmt: skip
+    head = _row(
+        "pipeline",
+        None,
+        None,
+        None,
+        None,
+        None,
+        1,
+        status or worst(r["status"] for r in rows if r["kind"] == "stage"),
+        (),
+    )
     head.update(kind="pipeline", stage=None, step=None, start_ns=begin)
     head["end_ns"] = max([*ends, *([finished] if finished is not None else [])], default=None)
     queued = pipe.get("queued_duration")
@@ -299,8 +309,17 @@ def _check_cycle(after_of: Mapping[str, tuple[str, ...]], label: str) -> None:
             path.pop()
 
 
-def _row(fqn: str, parent: Any, stage: Any, step: Any, block: Any, iteration: Any, attempt: int, status: str,
-         after: Any) -> dict:  # fmt: skip
+def _row(
+    fqn: str,
+    parent: Any,
+    stage: Any,
+    step: Any,
+    block: Any,
+    iteration: Any,
+    attempt: int,
+    status: str,
+    after: Any,
+) -> dict:
     return {
         "fqn": fqn,
         "parent": parent,
@@ -319,8 +338,17 @@ def _row(fqn: str, parent: Any, stage: Any, step: Any, block: Any, iteration: An
     }
 
 
-def _job_rows(attempts: list[Mapping], fqn: str, parent: str, stage: str, step: str, block: int,
-              iteration: Any, after: Any, label: str) -> list[dict]:  # fmt: skip
+def _job_rows(
+    attempts: list[Mapping],
+    fqn: str,
+    parent: str,
+    stage: str,
+    step: str,
+    block: int,
+    iteration: Any,
+    after: Any,
+    label: str,
+) -> list[dict]:
     """A job's rows, one per attempt (retried jobs by creation), earlier ones marked Rerun."""
     rows = []
     attempts = sorted(attempts, key=lambda j: (str(j.get("created_at") or ""), int(j.get("id") or 0)))
