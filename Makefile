@@ -11,7 +11,7 @@ setup: $(STAMP) dot chromium
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ''.[test,lab,dask,harness,history]'
+	$(PY) -m pip install --quiet -e '.[test,lab,dask,harness,history]'
 	touch $(STAMP)
 
 dot:
