@@ -107,6 +107,8 @@ _LAZY = {
     "fetch_gitlab_history": ("formats.history_fetch", "fetch_gitlab_history"),
     "fetch_harness_history": ("formats.history_fetch", "fetch_harness_history"),
     "read_history": ("formats.history_store", "read_history"),
+    "pipeline_from_history": ("formats.history_tools", "pipeline_from_history"),
+    "load_harness_insights": ("formats.history_tools", "load_harness_insights"),
     "HistoryError": ("formats.history", "HistoryError"),
 }
 
@@ -195,10 +197,12 @@ __all__ = [
     "load_github_run",
     "load_gitlab_pipeline",
     "load_harness_execution",
+    "load_harness_insights",
     "load_yaml",
     "monte_carlo",
     "parse_duration",
     "pipeline_from_execution",
+    "pipeline_from_history",
     "read_history",
     "read_trace",
     "register_step_type",

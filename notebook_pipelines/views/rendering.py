@@ -255,6 +255,9 @@ def render(
     root = plan.root
     if title is None:
         title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
+        needs = (getattr(plan.pipeline, "extra", None) or {}).get("needs")
+        if needs:  # a DAG no layout expresses (nbp.pipeline_from_history): say how it is drawn
+            title += f" — its needs form a DAG: drawn by levels ({len(needs)} nodes' needs in extra['needs'])"
     graph = _picture_class()(name=root.id, node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
     graph.attr(rankdir=direction, compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
     graph.attr(fontname="Helvetica", fontsize="12", labelloc="t", label=_text(title))
