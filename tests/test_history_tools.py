@@ -65,13 +65,17 @@ def test_a_history_of_several_pipelines_is_refused():
         pipeline_from_history(a, run="zz")
 
 
-CSV = """Step Executions Plan Execution Id,PIPELINE IDENTIFIER,Stage Identifier,step_identifier,Status,Start Time,End Time,Duration
+HEADER = "Step Executions Plan Execution Id,PIPELINE IDENTIFIER,Stage Identifier,step_identifier,Status,"
+CSV = (
+    HEADER
+    + """Start Time,End Time,Duration
 e1,release,build,compile,Success,2026-01-05 10:00:00,2026-01-05 10:01:00,60
 e1,release,build,test,Failed,2026-01-05 10:01:00,2026-01-05 10:01:30,30
 e1,release,build,test,Success,2026-01-05 10:01:40,2026-01-05 10:02:20,40
 e1,release,deploy,rollout,Success,2026-01-05 10:02:30,2026-01-05 10:03:00,30
 e2,release,build,compile,Success,2026-01-06 10:00:00,2026-01-06 10:00:50,50
 """
+)
 
 
 def test_insights_export_columns_matched_case_insensitively_with_retries(tmp_path):
