@@ -302,6 +302,10 @@ def load_github_run(
             head["start_ns"] = min((r["start_ns"] for r in heads if r["start_ns"] is not None), default=None)
             head["end_ns"] = max((r["end_ns"] for r in heads if r["end_ns"] is not None), default=None)
             head["name"] = (spec or {}).get(job_id, {}).get("name") or job_id
+            first = min(
+                (r for r in heads if r["start_ns"] is not None), key=lambda r: r["start_ns"], default=None
+            )
+            head["queued_s"] = first.get("queued_s") if first else None  # it started with its first iteration
             rows.append(head)
             rows += parts
         else:

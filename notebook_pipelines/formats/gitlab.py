@@ -224,6 +224,11 @@ def load_gitlab_pipeline(
                 )
                 head["end_ns"] = max((r["end_ns"] for r in parts if r["end_ns"] is not None), default=None)
                 head["name"] = base
+                timed = [r for r in parts if r["parent"] == fqn and r["start_ns"] is not None]
+                first = min(timed, key=lambda r: r["start_ns"], default=None)
+                head["queued_s"] = (
+                    first.get("queued_s") if first else None
+                )  # it started with its first iteration
                 stage_rows += [head, *parts]
             else:
                 stage_rows += _job_rows(
