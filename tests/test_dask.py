@@ -431,3 +431,19 @@ def test_an_unreachable_scheduler_is_a_clear_error() -> None:
         ),
     ):
         p.run(executor=executor, report=False)
+
+
+# -- barriers (R56, R57, E11): the scheduler waits, only the bodies travel ------------------------
+def test_R56_R57_E11_barriers_on_dask_give_the_rows_of_the_simulation(threads: Client) -> None:
+    from test_barriers_run import A, B, meeting, same_as_simulation
+
+    p = meeting(prep_a=0.2, prep_b=0.8)
+    trace = p.run(executor=DaskExecutor(threads), report=False)
+    same_as_simulation(p, trace, slack=0.3)  # a Dask task's hand-offs take longer than a thread's
+    assert row(trace, f"{A}.meet")["end_s"] >= row(trace, f"{B}.prep")["end_s"]  # a waited for b
+    assert row(trace, f"{A}.go")["worker"] != "barrier" and row(trace, f"{A}.meet")["worker"] == "barrier"
+
+    p = meeting(prep_a=0.2, prep_b=0.8, b_fails=True)  # E11: b fails before arriving; 1h timeout
+    trace = p.run(executor=DaskExecutor(threads), report=False)
+    same_as_simulation(p, trace, slack=0.3, failures={f"{B}.prep": "Unknown"})
+    assert status(trace, f"{A}.meet") == "Failed" and status(trace, f"{A}.go") == "Skipped"

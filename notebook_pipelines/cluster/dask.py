@@ -93,7 +93,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed where th
 
 from ..definition.statuses import ABORTED, FAILED, SUCCESS
 from ..engine.context import StepCancelled, StepContext
-from ..engine.executors.base import Job, Outcome, call_body, outcome_of_exception
+from ..engine.executors.base import Job, Outcome, call_body, outcome_of_exception, refuse_unrun
 from ..engine.executors.threads import captured
 from ..engine.steptypes import step_type
 from ..errors import DefinitionError, PipelineError, Problem, StepError
@@ -205,6 +205,7 @@ def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: list[
         else:
             namespace = dict(step.namespace) if step.namespace is not None else None
             result = call_body(step, ctx, namespace)
+        refuse_unrun(result)
         outputs = dict(ctx.outputs)
         if isinstance(result, dict):
             outputs.update(result)
@@ -468,8 +469,8 @@ class DaskExecutor:
         packed: dict[int, bytes] = {}
         resources: dict[int, dict[str, int]] = {}
         for node in plan.nodes:
-            if node.kind != "step":
-                continue
+            if node.kind != "step" or node.barrier is not None:
+                continue  # a Barrier step runs nothing: the scheduler waits there (R56)
             tags = _tags(node.delegate_selectors)
             if tags:
                 resources[node.index] = dict.fromkeys(tags, 1)

@@ -163,6 +163,17 @@ class Parallel:
         return f"Parallel({self.ids!r})"
 
 
+def _alone(node: Any, verb: str, run: Any, settings: dict) -> Any:
+    """``node`` given to ``step()``/``step_group()`` whole: refuse settings given beside it."""
+    if run is not None or settings:
+        given = ", ".join([*(["run"] if run is not None else []), *settings])
+        raise TypeError(
+            f"{verb}() got a {type(node).__name__} and settings ({given}): put the settings in the "
+            f"{type(node).__name__}(...) and pass it alone, or use add()"
+        )
+    return node
+
+
 class _Container(_Drawable):
     """The builder methods shared by stages and step groups (and, for stages, pipelines)."""
 
@@ -214,17 +225,25 @@ class _Container(_Drawable):
             cache = caches[id(scope)] = (len(scope), set(_ids(scope)))
         return cache[1]
 
-    def step(self, id: str, run: Callable | str | None = None, **settings: Any) -> Step:
-        """Add (or redefine) a step at the cursor and return it.
+    def step(self, id: str | Step, run: Callable | str | None = None, **settings: Any) -> Step:
+        """Add (or redefine) a step at the cursor and return it; a ready-made ``Step`` is added
+        as it is (as :meth:`add` does).
 
         >>> s = Stage("build")
         >>> s.step("compile", duration="30s")
         Step('compile')
+        >>> s.step(Step("lint"))
+        Step('lint')
         """
+        if isinstance(id, Step):
+            return self.add(_alone(id, "step", run, settings))
         return self.add(Step(id, run, **settings))
 
-    def step_group(self, id: str, **settings: Any) -> StepGroup:
-        """Add (or redefine) a step group at the cursor; use it as a context manager."""
+    def step_group(self, id: str | StepGroup, **settings: Any) -> StepGroup:
+        """Add (or redefine) a step group at the cursor; use it as a context manager. A
+        ready-made ``StepGroup`` is added as it is."""
+        if isinstance(id, StepGroup):
+            return self.add(_alone(id, "step_group", None, settings))
         return self.add(StepGroup(id, **settings))
 
     @contextmanager

@@ -865,11 +865,12 @@ def execute(
         namespace=namespace,
         loop_counts=loop_counts,
     )
+    key = registry.remember(scheduler.run_id, plan)  # known while it runs (a handle's partial trace)
     status = scheduler.execute()
     scheduler.fill_not_started()
     trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
     _LAST[0] = trace
-    registry.remember(scheduler.run_id, plan)
+    registry.stamp(trace, key)
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
     return RunResult(status, trace, scheduler.interrupted)
 

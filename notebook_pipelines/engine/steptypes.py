@@ -141,12 +141,13 @@ def step_types() -> dict[str, StepType]:
 def check_runnable(plan: Any) -> None:
     """Refuse (``DefinitionError``) a plan whose body-less typed steps cannot run for real.
 
-    Called by ``run()`` before anything starts; ``simulate()`` does not need handlers.
+    Called by ``run()`` before anything starts; ``simulate()`` does not need handlers. A
+    ``Barrier`` step needs none either: it is flow control, the scheduler waits there (R56).
     """
     problems: list[Problem] = []
     for node in plan.nodes:
-        if node.kind != "step" or node.body is not None:
-            continue
+        if node.kind != "step" or node.body is not None or node.barrier is not None:
+            continue  # a Barrier step is flow control: the scheduler itself waits there (R56)
         extra = getattr(node.source, "extra", None) or {}
         if "template" in extra:
             ref = (

@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", metavar="OUT", required=True, help="the picture file: .svg, .png or .dot"
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="draw every step of a large pipeline (above 400 nodes the picture is a summary: step "
+        "groups collapsed, long lists shortened, with counts)",
+    )
     p.set_defaults(handler=_render)
 
     p = sub.add_parser(
@@ -675,7 +681,7 @@ def _render(args: argparse.Namespace) -> int:
     from ..views.rendering import to_file
 
     try:
-        to_file(plan, out)
+        to_file(plan, out, full=args.full)
     except PipelineError as err:  # e.g. Graphviz missing
         raise BadInput(_foreign(err)) from None
     except OSError as err:
@@ -830,6 +836,12 @@ def _finish(args: argparse.Namespace, trace: Any, how: str) -> int:
         f"pipeline {trace.attrs.get('pipeline', '')!r} {how}: {status} after {format_duration(took)}",
         file=sys.stderr,
     )
+    if args.output and status != "Success":  # the table is in the file: say here what went wrong
+        from ..engine.scheduler import failure_lines
+
+        lines = failure_lines(trace)
+        if lines:
+            print(_bounded("\n".join(lines)), file=sys.stderr)
     return 0 if status == "Success" else 1
 
 

@@ -26,25 +26,7 @@ from typing import Any
 from ..definition.plan import Plan, as_plan
 from .progress import RunState, TextProgress, in_kernel
 
-__all__ = ["RunHandle", "plan_of", "run", "start"]
-
-#: plans of the last real runs by run id, so that ``replay(trace)`` finds the picture
-_PLANS: dict[str, Plan] = {}
-_KEEP = 32
-
-
-def _remember(run_id: str | None, plan: Plan) -> None:
-    if run_id is None:
-        return
-    _PLANS.pop(run_id, None)
-    _PLANS[run_id] = plan
-    while len(_PLANS) > _KEEP:
-        _PLANS.pop(next(iter(_PLANS)))
-
-
-def plan_of(trace: Any) -> Plan | None:
-    """The plan of a real run of this process (by the trace's run id), if it is remembered."""
-    return _PLANS.get(trace.attrs.get("run_id", "")) if hasattr(trace, "attrs") else None
+__all__ = ["RunHandle", "run", "start"]
 
 
 def _prepare(pipeline: Any) -> Plan:
@@ -85,21 +67,21 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
     _check_progress(progress)
     plan = _prepare(pipeline)
     listeners = list(listeners)
+    view = None
     if _wants_view(progress):  # progress=False: nothing is attached, the run is the engine's alone
         state = RunState(plan)
-        _attach_view(state, progress, handle=None)
+        view = _attach_view(state, progress, handle=None)
         listeners.insert(0, state)
     try:
-        trace = engine_run(plan, listeners=listeners, **options)
-    except BaseException as exc:  # an interrupted or failed (check=True) run has its trace
-        _remember(_run_id(getattr(exc, "trace", None)), plan)
+        return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
+    except BaseException:
+        for listener in listeners:  # a run that never ended (no trace): views' threads end too
+            if isinstance(listener, RunState):
+                listener.abandon()
         raise
-    _remember(_run_id(trace), plan)
-    return trace
-
-
-def _run_id(trace: Any) -> str | None:
-    return trace.attrs.get("run_id") if hasattr(trace, "attrs") else None
+    finally:
+        if isinstance(view, TextProgress):
+            view.close()  # a run that never started (a bad option) has no end event
 
 
 def _wants_view(progress: bool | None) -> bool:
@@ -139,7 +121,9 @@ def start(
     plan = _prepare(pipeline)
     handle = RunHandle(plan, listeners=listeners, options=options)
     if progress is True:
-        _attach_view(handle.state, True, handle)
+        view = _attach_view(handle.state, True, handle)
+        if isinstance(view, TextProgress):
+            handle._closers.append(view.close)
     handle._thread.start()
     return handle
 
@@ -168,6 +152,7 @@ class RunHandle:
         self._result: Any = None
         self._error: BaseException | None = None
         self._view: Any = None
+        self._closers: list[Any] = []  # called when the run's thread ends
         self.state.observers.append(self._changed)
         name = f"nbp-run-{plan.pipeline.id}"[:60]
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -181,9 +166,10 @@ class RunHandle:
         except BaseException as exc:  # handed to wait()
             self._error = exc
             self._result = getattr(exc, "trace", None)
+            self.state.abandon()
         finally:
-            if self.state.scheduler is not None:
-                _remember(self.state.scheduler.run_id, self.plan)
+            for close in self._closers:
+                close()
             self._finished.set()
 
     def _changed(self, final: bool) -> None:

@@ -33,6 +33,7 @@ Dask cluster implement it; so can a user:
 
 from __future__ import annotations
 
+import types
 import warnings
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -136,6 +137,7 @@ class Job:
         dict). Any other value a body returns is ignored, with a warning naming the step."""
         ctx = self.ctx
         result = call_body(self.node, ctx, self.namespace, self.spec)
+        refuse_unrun(result)
         outputs = dict(ctx.outputs)
         if isinstance(result, dict):
             outputs.update(result)
@@ -150,6 +152,23 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.node.fqn} attempt={self.attempt}>"
+
+
+#: what a body returns when it was an async or generator function called through a plain one
+_UNRUN = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+def refuse_unrun(result: Any) -> None:
+    """Raise ``TypeError`` if a body returned a coroutine or generator it never ran (an async or
+    generator function called through a plain one: the step would succeed without its work)."""
+    if hasattr(result, "__await__") or isinstance(result, _UNRUN):
+        if hasattr(result, "close"):
+            result.close()  # no "never awaited" warning: the error says it
+        raise TypeError(
+            f"the body returned a {type(result).__name__} without running it (an async or generator "
+            "function called through a plain one): run it to its end inside the body, e.g. "
+            "asyncio.run(...) or list(...)"
+        )
 
 
 @runtime_checkable
