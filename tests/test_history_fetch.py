@@ -371,3 +371,103 @@ def test_harness_lists_fetches_graphs_and_earlier_attempts(server, tmp_path):
         progress=False,
     )
     assert server.paths("/execution/v2/") == []  # all kept: nothing fetched again
+
+
+def test_ctrl_c_during_a_fetch_leaves_no_thread_and_no_half_written_file(server, tmp_path):
+    """The main thread is interrupted while the pool fetches (each jobs answer takes 1 s): the
+    KeyboardInterrupt comes through, the pool's threads have ended when it does, and the cache
+    holds whole files only."""
+    import _thread
+
+    github_routes(server, [4, 3, 2, 1])
+    for rid in (1, 2, 3, 4):
+        route = server.routes[("GET", f"/repos/o/r/actions/runs/{rid}/jobs")]
+        server.routes[("GET", f"/repos/o/r/actions/runs/{rid}/jobs")] = lambda q, b, route=route: (
+            time.sleep(1.0),
+            route(q, b),
+        )[1]
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        fetch(server, tmp_path, last=4, concurrency=2)
+    timer.join()
+    assert not [t for t in threading.enumerate() if t.name.startswith("nbp-fetch")]
+    assert not list((tmp_path / "cache").rglob("*.tmp")) if (tmp_path / "cache").exists() else True
+    for path in (tmp_path / "cache").rglob("*.json") if (tmp_path / "cache").exists() else ():
+        json.loads(path.read_text())  # whole JSON
+
+
+def test_a_failed_parquet_write_leaves_no_part(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from notebook_pipelines.formats.github import load_github_run
+    from notebook_pipelines.formats.history_store import write_part
+
+    run = load_github_run(JOBS, workflow=WORKFLOW, run=RUN)
+
+    def broken(table, where, **options):
+        Path(where).write_bytes(b"PAR1 half")  # a part of a file, then the disk fills up
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    with pytest.raises(OSError, match="No space"):
+        write_part(run, tmp_path)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_the_dataset_reads_as_it_is_with_pandas(server, tmp_path):
+    import pandas as pd
+
+    github_routes(server, [2, 1])
+    fetch(server, tmp_path, last=2)
+    plain = pd.read_parquet(tmp_path / "cache" / "history")  # Hive partitions: source and pipeline come back
+    assert set(plain["source"].astype(str)) == {"github"} and set(plain["pipeline"].astype(str)) == {
+        "o/r/ci.yml"
+    }
+    assert sorted(set(plain["run_id"])) == ["1", "2"]
+
+
+def test_the_client_repr_hides_the_token():
+    from notebook_pipelines.formats.history_fetch import _Client
+
+    client = _Client("GitHub", {"Authorization": f"Bearer {SECRET}"}, SECRET, 10)
+    assert SECRET not in repr(client) and "***" in repr(client)
+    assert client.hide(f"echo {SECRET}") == "echo ***"
+
+
+def test_harness_since_stops_paging_at_older_runs(server, tmp_path):
+    execution = json.loads((FIXTURES / "cd_parallel.json").read_text())
+    start = execution["data"]["pipelineExecutionSummary"]["startTs"]
+    summaries = [
+        {"planExecutionId": f"run{i}", "status": "Success", "startTs": start - i * 86_400_000}
+        for i in range(6)
+    ]  # run0 today, run1 a day before, …
+
+    def listing(query, body):
+        page = int(query["page"][0])
+        return ok({"data": {"content": summaries[page * 2 : page * 2 + 2], "totalPages": 3}})
+
+    server.routes[("POST", "/pipeline/api/pipelines/execution/summary")] = listing
+    for i in range(6):
+        server.routes[("GET", f"/pipeline/api/pipelines/execution/v2/run{i}")] = lambda q, b: ok(execution)
+    since = pd_stamp(start - 2 * 86_400_000)  # run0, run1, run2 started at or after it
+    history = fetch_harness_history(
+        pipeline="release",
+        account="a",
+        org="o",
+        project="p",
+        last=None,
+        since=since,
+        api_key=SECRET,
+        base_url=server.url,
+        cache=tmp_path,
+        progress=False,
+    )
+    assert sorted(set(history["run_id"])) == ["run0", "run1", "run2"]
+    assert len(server.paths("/execution/summary")) == 2  # the page holding run3 ended the listing
+
+
+def pd_stamp(ms: int) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()

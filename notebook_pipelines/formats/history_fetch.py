@@ -147,8 +147,9 @@ class _Client:
         *,
         body: Any = None,
         what: str = "",
+        missing_ok: bool = False,
     ) -> tuple[Any, Mapping[str, str]]:
-        """The parsed JSON of an answer and its headers."""
+        """The parsed JSON of an answer and its headers (``missing_ok``: a 404 gives ``None``)."""
         if params:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(
                 {k: v for k, v in params.items() if v is not None}, doseq=True
@@ -195,6 +196,8 @@ class _Client:
                 transient += 1
                 self.stop.wait(min(2.0**transient, max(0.0, self.left())))
                 continue
+            if status == 404 and missing_ok:
+                return None, response.headers
             raise HistoryError(self.hide(self._error(status, url, response.body, what)))
         raise HistoryError(f"{self.system}: still rate limited after {_RETRIES} waits: call again later")
 
@@ -660,6 +663,7 @@ def fetch_harness_history(
                         f"{base}/pipeline/api/pipelines/getExecutionNode",
                         {**scope, "nodeExecutionId": retry_id},
                         what=f"node {retry_id}",
+                        missing_ok=True,  # an attempt Harness no longer keeps: its number stays
                     )
                     if isinstance(old, Mapping) and isinstance(old.get("data"), Mapping):
                         attempts.append(old["data"])
