@@ -24,6 +24,9 @@ name          str                       the node's display name at the source (a
                                         matrix job ``build (ubuntu, 3.12)``), or NA
 ============  ========================  ====================================================
 
+Read the ``pipeline`` column as ``h["pipeline"]``: ``h.pipeline`` is the accessor of every trace
+(``h.pipeline.step_stats()``).
+
 ``start_s``/``end_s`` count from each run's own start (its pipeline row starts at 0), so runs
 compare node by node; ``start``/``end`` are wall-clock. ``after`` holds the edges each node
 waited for (``needs`` for GitHub and GitLab), so ``trace.pipeline.critical_path()`` of one run
