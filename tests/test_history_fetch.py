@@ -471,3 +471,24 @@ def pd_stamp(ms: int) -> str:
     import pandas as pd
 
     return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+
+
+def test_gitlab_without_graphql_warns_and_takes_the_stage_order(server, tmp_path):
+    from notebook_pipelines.formats.history import HistoryWarning
+
+    base = "/api/v4/projects/g%2Fp"
+    server.routes[("GET", base)] = lambda q, b: ok({"id": 77, "path_with_namespace": "g/p"})
+    server.routes[("GET", f"{base}/pipelines")] = lambda q, b: ok([GL_PIPELINE], **{"x-next-page": ""})
+    server.routes[("GET", f"{base}/pipelines/500")] = lambda q, b: ok(GL_PIPELINE)
+    server.routes[("GET", f"{base}/pipelines/500/jobs")] = lambda q, b: ok(GL_JOBS, **{"x-next-page": ""})
+    server.routes[("POST", "/api/graphql")] = lambda q, b: ok(
+        {"errors": [{"message": "Field 'pipeline' doesn't exist"}]}
+    )
+    with pytest.warns(HistoryWarning, match="no needs from GraphQL .*previous stage"):
+        history = fetch_gitlab_history(
+            "g/p", last=1, token=SECRET, url=server.url, cache=tmp_path, progress=False
+        )
+    pages = history[history["step"] == "pages"]
+    assert [len(a) for a in pages["after"]] == [
+        3
+    ]  # the whole test stage (unit, rspec, lint), not just compile

@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "RUN_COLUMNS",
     "HistoryError",
+    "HistoryWarning",
     "history_dtypes",
     "ident",
     "read_json",
@@ -96,6 +97,10 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 class HistoryError(PipelineError, ValueError):
     """A run or a history that cannot be read: the message names the run, the job and the fix."""
+
+
+class HistoryWarning(UserWarning):
+    """Something a fetch had to do without (GitLab's GraphQL needs): the history says less."""
 
 
 def history_dtypes() -> dict[str, Any]:

@@ -31,13 +31,14 @@ import sys
 import threading
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import excerpt
-from .history import HistoryError, concat_runs
+from .history import HistoryError, HistoryWarning, concat_runs
 from .history_store import cache_dir, cached_raw, read_history, stored_runs, write_part, write_raw
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "MAX_BODY",
+    "HistoryWarning",
     "Response",
     "fetch_github_history",
     "fetch_gitlab_history",
@@ -471,7 +473,7 @@ def fetch_gitlab_history(
     (``previousStageJobsOrNeeds``); without GraphQL (an error there) jobs wait for their
     previous stage and a warning says so.
     """
-    from .gitlab import load_gitlab_pipeline
+    from .gitlab import load_gitlab_pipeline, needs_from_graphql
 
     last = _bounded(last)
     secret = _token(token, "GITLAB_TOKEN")
@@ -503,6 +505,8 @@ def fetch_gitlab_history(
     kept = cached_raw(folder, "gitlab", pipeline)
     todo = [r for r in runs if str(r.get("id")) not in kept]
 
+    lock, warned = threading.Lock(), []
+
     def fetch_one(item: Mapping) -> None:
         run_id = str(item["id"])
         detail, _ = client.call("GET", f"{api}/pipelines/{run_id}", what=f"pipeline {run_id}")
@@ -521,12 +525,27 @@ def fetch_gitlab_history(
             page = headers.get("x-next-page") or None
             if not doc:
                 break
-        graph, _ = client.call(
-            "POST",
-            f"{base}/api/graphql",
-            what="GraphQL",
-            body={"query": _GRAPHQL, "variables": {"path": full_path, "iid": str(detail.get("iid"))}},
-        )
+        try:
+            graph, _ = client.call(
+                "POST",
+                f"{base}/api/graphql",
+                what="GraphQL",
+                body={"query": _GRAPHQL, "variables": {"path": full_path, "iid": str(detail.get("iid"))}},
+            )
+            needs_from_graphql(graph, "GitLab's GraphQL answer")
+        except HistoryError as err:
+            if client.stop.is_set() or "deadline" in str(err):
+                raise
+            graph = None  # the edges are the stage order; said once
+            with lock:
+                if not warned:
+                    warned.append(True)
+                    warnings.warn(
+                        f"GitLab: no needs from GraphQL ({excerpt(str(err), 200)}): jobs are taken to wait "
+                        "for their previous stage",
+                        HistoryWarning,
+                        stacklevel=4,
+                    )
         load_gitlab_pipeline(detail, jobs, graph, project=pipeline)  # refuse bad data before keeping it
         write_raw(folder, "gitlab", pipeline, run_id, {"pipeline": detail, "jobs": jobs, "graphql": graph})
 
