@@ -244,6 +244,9 @@ def test_the_deadline_bounds_the_whole_call(server, tmp_path):
 
 def test_progress_and_the_token_in_no_file_repr_or_message(server, tmp_path, capsys):
     github_routes(server, [3, 2, 1])
+    echo = copy.deepcopy(JOBS)
+    echo["jobs"][0]["steps"][1]["name"] = f"Run echo {SECRET}"  # an answer that echoes the token
+    server.routes[("GET", "/repos/o/r/actions/runs/1/jobs")] = lambda q, b: ok(echo)
     seen = []
     history = fetch(server, tmp_path, progress=lambda done, total: seen.append((done, total)))
     assert seen[0] == (0, 3) and seen[-1] == (3, 3) and len(seen) == 4
@@ -251,6 +254,7 @@ def test_progress_and_the_token_in_no_file_repr_or_message(server, tmp_path, cap
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in repr(history) + str(history.attrs)
+    assert "Run echo ***" in set(history["name"].dropna())
     fetch(server, tmp_path, progress=True)  # the text progress goes to stderr
     out, err = capsys.readouterr()
     assert "GitHub o/r/ci.yml: 0/0 runs fetched" in err and SECRET not in out + err

@@ -423,7 +423,9 @@ def fetch_github_history(
                 raise HistoryError(f"GitHub: the next page {excerpt(url, 160)} is not under {base}: refused")
         text = workflow_at(str(run.get("path") or f".github/workflows/{workflow}"), str(run.get("head_sha")))
         load_github_run({"jobs": jobs}, workflow=text, run=run)  # refuse bad data before keeping it
-        write_raw(folder, "github", pipeline, run_id, {"run": run, "jobs": jobs, "workflow": text})
+        write_raw(
+            folder, "github", pipeline, run_id, {"run": run, "jobs": jobs, "workflow": text}, secret=secret
+        )
 
     _fetch_all(client, todo, fetch_one, concurrency, _Progress(progress, f"GitHub {pipeline}"))
 
@@ -547,7 +549,14 @@ def fetch_gitlab_history(
                         stacklevel=4,
                     )
         load_gitlab_pipeline(detail, jobs, graph, project=pipeline)  # refuse bad data before keeping it
-        write_raw(folder, "gitlab", pipeline, run_id, {"pipeline": detail, "jobs": jobs, "graphql": graph})
+        write_raw(
+            folder,
+            "gitlab",
+            pipeline,
+            run_id,
+            {"pipeline": detail, "jobs": jobs, "graphql": graph},
+            secret=secret,
+        )
 
     _fetch_all(client, todo, fetch_one, concurrency, _Progress(progress, f"GitLab {pipeline}"))
 
@@ -688,7 +697,7 @@ def fetch_harness_history(
                         attempts.append(old["data"])
         raw = {"execution": doc, "attempts": attempts}
         _load_harness(run_id, raw, item, key)  # refuse bad data before keeping it
-        write_raw(folder, "harness", key, run_id, {**raw, "summary": item})
+        write_raw(folder, "harness", key, run_id, {**raw, "summary": item}, secret=secret)
 
     _fetch_all(client, todo, fetch_one, concurrency, _Progress(progress, f"Harness {pipeline}"))
 
