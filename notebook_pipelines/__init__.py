@@ -112,6 +112,7 @@ _LAZY = {
     "pipeline_from_history": ("formats.history_tools", "pipeline_from_history"),
     "load_harness_insights": ("formats.history_tools", "load_harness_insights"),
     "HistoryError": ("formats.history", "HistoryError"),
+    "HistoryWarning": ("formats.history", "HistoryWarning"),
 }
 
 
@@ -152,6 +153,7 @@ __all__ = [
     "DefinitionError",
     "ExpressionError",
     "HistoryError",
+    "HistoryWarning",
     "Ignore",
     "InterventionRequest",
     "LoopingError",
