@@ -446,7 +446,7 @@ def _serial(n: int) -> nbp.Pipeline:
 def test_a_long_serial_pipeline_is_drawn_top_to_bottom_so_its_labels_stay_readable():
     p = _serial(20)
     wide = to_svg(p, direction="LR")
-    # 20 boxes side by side: over 2,000 px, scaled into 640 px its labels would be ~4 px high
+    # 20 boxes side by side: over 2,000 px, scaled into 590 px its labels would be ~4 px high
     assert natural_width_px(wide) > 2000 and _readable_px(wide) < 5
     auto = to_svg(p)
     assert _readable_px(auto) >= 11

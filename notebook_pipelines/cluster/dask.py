@@ -93,7 +93,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed where th
 
 from ..definition.statuses import ABORTED, FAILED, SUCCESS
 from ..engine.context import StepCancelled, StepContext
-from ..engine.executors.base import Job, Outcome, call_body, outcome_of_exception, refuse_unrun
+from ..engine.executors.base import Job, Outcome, call_body, check_outputs, outcome_of_exception, refuse_unrun
 from ..engine.executors.threads import captured
 from ..engine.steptypes import step_type
 from ..errors import DefinitionError, PipelineError, Problem, StepError
@@ -214,7 +214,7 @@ def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: list[
                 f"RuntimeWarning: {step.fqn}: the body returned a {type(result).__name__}, which is "
                 "ignored; return a dict (or set ctx.outputs[...]) to publish output variables"
             )
-        outputs = outputs or None
+        outputs = check_outputs(step.fqn, outputs)
         unsent = _unsendable(outputs)
         if unsent:
             return FAILED, "Unknown", unsent, None

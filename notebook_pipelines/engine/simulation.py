@@ -58,8 +58,9 @@ from typing import Any
 
 from ..definition.callables import is_sampler
 from ..definition.durations import LIMIT, MAX_SECONDS, DurationError, parse_duration
+from ..definition.limits import short
 from ..definition.plan import as_plan, paused_gc
-from ..errors import PipelineError, RunInterrupted
+from ..errors import PipelineError, RunInterrupted, excerpt
 from .executors.virtual import VirtualClock, VirtualExecutor
 from .scheduler import execute
 
@@ -396,9 +397,20 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
             given = value
         if not isinstance(given, Mapping):
             raise SimulationError(f"outputs for {node.fqn}: give a dict of values (or attempt -> dict)")
-        return {**(base or {}), **given}
+        return {**(base or {}), **_named(node, given)}
 
     return published
+
+
+def _named(node: Any, given: Mapping) -> Mapping:
+    """``given`` when each output name is one a real run publishes (an identifier, bounded)."""
+    from .executors.base import check_outputs
+
+    try:
+        check_outputs(node.fqn, dict(given))
+    except PipelineError as err:
+        raise SimulationError(f"outputs= {err}") from None
+    return given
 
 
 def _sketch_reads(plan: Any) -> dict[int, frozenset[str]]:
@@ -596,12 +608,21 @@ def _answer(item: tuple) -> None:
 
 
 def _epoch_ns(start: Any) -> int:
-    if start == 0:
+    """``start=`` as UTC nanoseconds: 0, or anything ``pandas.Timestamp`` reads (naive = UTC)."""
+    if isinstance(start, int) and not isinstance(start, bool) and start == 0:
         return 0
     import pandas as pd
 
-    stamp = pd.Timestamp(start)
-    stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+    fix = "give a time pandas reads, e.g. start='2026-01-01T09:00:00Z' or a datetime (naive means UTC)"
+    if isinstance(start, bool) or start is None:
+        raise SimulationError(f"start={start!r}: {fix}")
+    try:
+        stamp = pd.Timestamp(start)
+        stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+    except (ValueError, TypeError, OverflowError) as err:  # DateParseError, OutOfBoundsDatetime
+        raise SimulationError(f"start={short(start)}: not a time ({excerpt(str(err), 120)}); {fix}") from None
+    if pd.isna(stamp):
+        raise SimulationError(f"start={short(start)}: not a time (NaT); {fix}")
     return int(stamp.value)
 
 

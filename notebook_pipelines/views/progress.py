@@ -36,6 +36,7 @@ from typing import Any
 from ..definition.durations import format_duration
 from ..definition.plan import Plan, PlanNode
 from ..engine.trace import Record, build_trace
+from ..errors import printable
 
 __all__ = ["RunState", "TextProgress", "Throttle", "in_kernel", "text_line"]
 
@@ -423,7 +424,7 @@ class TextProgress:
         if self._ended:
             return  # the final line is out
         final = self._final
-        line = text_line(self.state)
+        line = printable(text_line(self.state))  # names from the pipeline: no raw escape sequences
         try:
             if self.tty:
                 with self._lock:

@@ -696,9 +696,10 @@ def _picture_class() -> type:
 
 _SVG_SIZE = re.compile(r'<svg\b([^>]*?)\swidth="([0-9.]+)pt"\s+height="([0-9.]+)pt"')
 
-#: the width, in CSS pixels, of a notebook's output area in a 1024 px wide JupyterLab with its
-#: file browser open: what a picture can take before it is scaled down
-FIT_WIDTH_PX = 640
+#: the width, in CSS pixels, of a notebook's output area in a 1024 px wide JupyterLab 4 with its
+#: file browser open (592 px, measured by tests/browser/test_course_at_1024.py): what a picture
+#: can take before it is scaled down
+FIT_WIDTH_PX = 590
 #: the smallest scale at which a node's label (10 pt, 13.3 px) still reads at 11 px
 _READABLE_SCALE = 11 / (10 * 4 / 3)
 

@@ -52,6 +52,7 @@ __all__ = [
     "RunHandle",
     "call_body",
     "check_executor",
+    "check_outputs",
     "outcome_of_exception",
 ]
 
@@ -148,7 +149,7 @@ class Job:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return outputs or None
+        return check_outputs(self.node.fqn, outputs)
 
     def __repr__(self) -> str:
         return f"<Job {self.node.fqn} attempt={self.attempt}>"
@@ -297,6 +298,40 @@ def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, s
     if node.takes_ctx:
         return body(ctx, **ctx.inputs)
     return body(**ctx.inputs)
+
+
+def check_outputs(fqn: str, outputs: dict | None) -> dict | None:
+    """The output variables a step publishes, their names checked (``None`` for none).
+
+    A name is an identifier (a letter or ``_``, then letters, digits, ``_`` or ``$``) of at most
+    ``MAX_IDENTIFIER`` characters, as expressions read it
+    (``<+execution.steps.a.output.outputVariables.NAME>``) and trace files write it.
+
+    >>> check_outputs("pipeline.stages.s.spec.execution.steps.a", {"ok": 1})
+    {'ok': 1}
+    >>> check_outputs("steps.a", {1: "x"})
+    Traceback (most recent call last):
+    ...
+    notebook_pipelines.errors.StepError: steps.a: the output name 1 (an int) is not an identifier; ...
+    """
+    if not outputs:
+        return None
+    from ...definition.limits import MAX_IDENTIFIER, short
+    from ...definition.validation import IDENTIFIER
+
+    for name in outputs:
+        if not isinstance(name, str) or not IDENTIFIER.match(name):
+            kind = f" (a{'n' if type(name).__name__[0] in 'aeiou' else ''} {type(name).__name__})"
+            raise StepError(
+                f"{fqn}: the output name {short(name)}{'' if isinstance(name, str) else kind} is not an "
+                "identifier; name output variables like Python names, e.g. 'version'"
+            )
+        if len(name) > MAX_IDENTIFIER:
+            raise StepError(
+                f"{fqn}: the output name {short(name)} is {len(name)} characters; the limit is "
+                f"{MAX_IDENTIFIER}"
+            )
+    return outputs
 
 
 def outcome_of_exception(exc: BaseException) -> tuple[str, str, str]:
