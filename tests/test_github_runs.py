@@ -399,3 +399,13 @@ jobs:
         ("call_test", "stage", 1, "Failed", 1.0, 6.0, [], None),
         ("publish", "stage", None, "NotStarted", None, None, ["call"], "the run has no job for it"),
     ]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
+def test_a_loaded_run_round_trips_through_the_trace_files(tmp_path, suffix):
+    """``after`` and the run columns (issue 26) come back with their dtypes from every format."""
+    run = load_github_run(JOBS, workflow=WORKFLOW, run=RUN)
+    path = tmp_path / f"run{suffix}"
+    run.pipeline.save(path)
+    back = nbp.read_trace(path)
+    pd.testing.assert_frame_equal(back, run, check_like=False)

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError, excerpt
+from .traces import RUN_COLUMNS as _TRACE_RUN_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -65,31 +66,10 @@ __all__ = [
     "stamp_ns",
 ]
 
+#: each run column's dtype, in order (the trace file reader restores them: one table for both)
+_RUN_DTYPES = dict(_TRACE_RUN_COLUMNS)
 #: the run columns after the trace schema's, in order
-RUN_COLUMNS = (
-    "source",
-    "pipeline",
-    "run_number",
-    "commit",
-    "branch",
-    "trigger",
-    "created",
-    "queued_s",
-    "url",
-    "name",
-)
-_RUN_DTYPES = {
-    "source": "str",
-    "pipeline": "str",
-    "run_number": "Int64",
-    "commit": "str",
-    "branch": "str",
-    "trigger": "str",
-    "created": "datetime64[ns, UTC]",
-    "queued_s": "float64",
-    "url": "str",
-    "name": "str",
-}
+RUN_COLUMNS = tuple(_RUN_DTYPES)
 #: files over this many bytes are refused before parsing (a run's JSON is far smaller)
 MAX_BYTES = 100 * 2**20
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
