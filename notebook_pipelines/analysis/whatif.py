@@ -49,6 +49,7 @@ parallel        50.0      1.2         compile → unit         50.0
 
 from __future__ import annotations
 
+import array
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "MAX_RUNS",
     "PERCENTILES",
     "compare",
     "critical_path",
@@ -76,6 +78,9 @@ __all__ = [
 
 #: The percentiles :func:`monte_carlo` and :func:`summarize` report by default.
 PERCENTILES = (50, 90, 95, 99)
+#: the most runs of one :func:`monte_carlo` call: a million runs of even a one-step pipeline take
+#: about an hour and their results ~20 MB; beyond it, call it in batches (``seed=`` differs)
+MAX_RUNS = 1_000_000
 
 
 # -- reading a trace ----------------------------------------------------------------------------
@@ -534,10 +539,18 @@ def monte_carlo(
             same defaults); give distributions (``lambda rng: rng.lognormal(3, 0.25)``, scipy
             frozen distributions) for what varies, and failure probabilities
             (``{"deploy": 0.1}``).
-        runs: how many simulations.
+        runs: how many simulations, at most :data:`MAX_RUNS` (a million). The seeds are made
+            one run at a time and the results kept as columns (~17 bytes a run, 8 more per
+            stage), so a large ``runs`` costs no memory before the first run.
         seed: run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``.
         percentiles: what :func:`summarize` reports for these runs (kept in ``attrs``).
         progress: show a progress bar (tqdm if installed, else a counter on stderr).
+
+    Raises:
+        SimulationError: ``runs`` is not a whole number from 1 to :data:`MAX_RUNS`, or an
+            option is invalid (checked on the first run).
+        RunInterrupted: Ctrl-C (or a kernel interrupt); its ``trace`` is the DataFrame of
+            the runs that finished.
 
     Returns:
         A DataFrame with columns ``run``, ``seed`` (``simulate(p, seed=…)`` replays the run),
@@ -564,44 +577,74 @@ def monte_carlo(
 
     if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
         raise SimulationError(f"monte_carlo(runs={runs!r}): give a whole number of runs ≥ 1")
+    if runs > MAX_RUNS:
+        raise SimulationError(
+            f"monte_carlo(runs={runs:,}): at most {MAX_RUNS:,} runs in one call; a percentile needs far "
+            f"fewer (p99 is stable within a few thousand): call it in batches with seed=0, 1, 2, … "
+            "and pd.concat the results if you really need more"
+        )
     _check_percentiles(percentiles)
-    plan = as_plan(pipeline)
-    seeds = [int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(seed).spawn(runs)]
     options = {
         "durations": durations,
         "default": default,
         "failures": failures,
         "interventions": interventions,
     }
-    rows: list[dict] = []
-    stage_columns: dict[str, None] = {}
+    # the results as columns, appended run by run: 17 bytes a run, plus 8 a stage
+    seeds: array.array = array.array("Q")
+    makespans: array.array = array.array("d")
+    statuses: list[str] = []
+    stage_columns: dict[str, array.array] = {}
 
-    def frame_of(rows: list[dict]) -> pd.DataFrame:
-        frame = pd.DataFrame(rows, columns=["run", "seed", "makespan_s", "status", *stage_columns])
-        frame["seed"] = frame["seed"].astype("uint64")
-        frame.attrs.update(
-            pipeline=plan.pipeline.id, seed=seed, runs=len(rows), percentiles=tuple(percentiles)
-        )
+    def frame_of() -> pd.DataFrame:
+        n = len(makespans)
+        columns = {
+            "run": np.arange(n, dtype="int64"),
+            "seed": np.frombuffer(seeds, dtype="uint64")[:n].copy(),
+            "makespan_s": np.frombuffer(makespans, dtype="float64").copy(),
+            "status": statuses[:n],
+            **{
+                key: np.frombuffer(values, dtype="float64")[:n].copy()
+                for key, values in stage_columns.items()
+            },
+        }
+        frame = pd.DataFrame(columns)
+        name = plan.pipeline.id if plan is not None else getattr(pipeline, "id", None)
+        frame.attrs.update(pipeline=name, seed=seed, runs=n, percentiles=tuple(percentiles))
         return frame
 
+    plan: Any = None
     try:
+        plan = as_plan(pipeline)
         with _Progress(runs, progress) as bar:
-            for i, run_seed in enumerate(seeds):
+            for i in range(runs):
+                # the i-th child of SeedSequence(seed), made when needed (spawn(runs) made them all first)
+                run_seed = int(np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1, np.uint64)[0])
                 records = simulate_records(plan, seed=run_seed, strict=i == 0, outputs=outputs, **options)
                 found = _unsimulatable_records(plan, records)
                 if found is not None:
                     raise _refuse(f"monte_carlo(): {plan.pipeline.id!r} (run {i}, seed {run_seed})", found)
                 outcome, stages = _from_records(plan, records)
-                stage_columns.update(dict.fromkeys(stages))
-                rows.append({"run": i, "seed": run_seed, **outcome, **stages})
+                for key, value in stages.items():
+                    if key not in stage_columns:  # a stage first seen now: missing in earlier runs
+                        stage_columns[key] = array.array("d", [math.nan]) * i
+                    stage_columns[key].append(value)
+                for key, values in stage_columns.items():
+                    if key not in stages:
+                        values.append(math.nan)
+                seeds.append(run_seed)
+                statuses.append(outcome.get("status"))
+                # last: a run counts once its makespan is appended
+                makespans.append(outcome.get("makespan_s", math.nan))
                 bar.update()
     except KeyboardInterrupt:
-        done = frame_of(rows)  # only the runs that ended: the interrupted one is not counted
+        done = frame_of()  # only the runs that ended: the interrupted one is not counted
         raise RunInterrupted(
-            f"monte_carlo interrupted after {len(rows)} of {runs} runs; the finished runs are in .trace",
+            f"monte_carlo interrupted after {len(makespans)} of {runs:,} runs; "
+            "the finished runs are in .trace",
             done,
         ) from None
-    return frame_of(rows)
+    return frame_of()
 
 
 def summarize(results: pd.DataFrame, percentiles: Sequence[float] | None = None) -> pd.DataFrame:

@@ -887,14 +887,30 @@ def evaluate_condition(scheduler: Any, node: Any, text: str, failure: Any = None
         raise _with_fqn(err, node.fqn) from None
 
 
-def render_template(scheduler: Any, node: Any, text: Any) -> Any:
+def render_template(scheduler: Any, node: Any, text: Any, budget: list[int] | None = None) -> Any:
     """Resolve the ``<+…>`` expressions embedded in ``text`` for ``node`` (as Harness does
-    before a step runs); a text that is exactly one reference returns its raw value."""
+    before a step runs); a text that is exactly one reference returns its raw value.
+
+    ``budget``: ``[characters left]`` shared by the texts of one step (its inputs, its spec):
+    each text built (not a raw reference) takes its length from it, and going below zero is an
+    ``ExpressionError`` — 380 inputs of ``<+big>x`` would otherwise build 380 values of 10 MB.
+    """
     if not isinstance(text, str) or "<+" not in text:
         return text
-    from .expressions import parse_template
+    from .expressions import MAX_VALUE, parse_template
 
-    return parse_template(text).evaluate(lambda ref: resolve(scheduler, node, ref.path))
+    expression = parse_template(text)
+    value = expression.evaluate(lambda ref: resolve(scheduler, node, ref.path))
+    if budget is not None and isinstance(value, str) and not expression.raw:
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            raise ExpressionError(
+                f"the values built for this step add up to over {MAX_VALUE:,} characters (limit "
+                f"{MAX_VALUE:,} per step): an expression builds no values that large",
+                text,
+                0,
+            )
+    return value
 
 
 def resolve_inputs(scheduler: Any, node: Any) -> dict:
@@ -903,10 +919,12 @@ def resolve_inputs(scheduler: Any, node: Any) -> dict:
     Raises:
         ExpressionError: naming the input, with the position of the reference in its text.
     """
-    out = {}
+    from .expressions import MAX_VALUE
+
+    out, budget = {}, [MAX_VALUE]
     for key, value in (node.inputs or {}).items():
         try:
-            out[key] = render_template(scheduler, node, value)
+            out[key] = render_template(scheduler, node, value, budget)
         except ExpressionError as err:
             raise _with_fqn(err, node.fqn, f"input {key!r}: ") from None
     return out

@@ -198,13 +198,20 @@ def check_runnable(plan: Any) -> None:
 
 
 # -- during a run ---------------------------------------------------------------------------------
-def resolve_spec(scheduler: Any, node: Any, value: Any, where: str = "spec") -> Any:
-    """``value`` with every string's ``<+…>`` expressions resolved for ``node`` (deeply).
+def resolve_spec(
+    scheduler: Any, node: Any, value: Any, where: str = "spec", budget: list[int] | None = None
+) -> Any:
+    """``value`` with every string's ``<+…>`` expressions resolved for ``node`` (deeply); the
+    texts built share one budget of ``expressions.MAX_VALUE`` characters.
 
     Raises:
         ExpressionError: naming the spec key (and the line, in a multi-line text) and showing
             the reference that cannot be resolved with a caret under it.
     """
+    if budget is None:
+        from ..definition.expressions import MAX_VALUE
+
+        budget = [MAX_VALUE]
     if isinstance(value, str):
         if "<+" not in value:
             return value
@@ -213,13 +220,13 @@ def resolve_spec(scheduler: Any, node: Any, value: Any, where: str = "spec") -> 
         from ..definition.references import render_template
 
         try:
-            return render_template(scheduler, node, value)
+            return render_template(scheduler, node, value, budget)
         except ExpressionError as err:
             raise _located(err, node.fqn, where) from None
     if isinstance(value, dict):
-        return {k: resolve_spec(scheduler, node, v, f"{where}.{k}") for k, v in value.items()}
+        return {k: resolve_spec(scheduler, node, v, f"{where}.{k}", budget) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [resolve_spec(scheduler, node, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [resolve_spec(scheduler, node, v, f"{where}[{i}]", budget) for i, v in enumerate(value)]
     return value
 
 

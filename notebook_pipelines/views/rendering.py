@@ -223,6 +223,22 @@ def _text(*lines: str | None, left: bool = False) -> str:
     return graphviz.nohtml("".join(f"{p}\\l" for p in parts) if left else "\\n".join(parts))
 
 
+_PLAIN_POSTFIX = re.compile(r"[A-Za-z0-9_]*")
+
+
+def _id(text: str) -> str:
+    """A DOT id for any text (a status loaded from a file, a pipeline id): backslashes doubled, so
+    a trailing one cannot escape the closing quote (``quote`` escapes the quotes); never HTML.
+
+    >>> import graphviz
+    >>> graphviz.quoting.quote(_id("legend_odd\\\\"))
+    '"legend_odd\\\\\\\\"'
+    """
+    import graphviz
+
+    return graphviz.nohtml(text.replace("\\", "\\\\"))
+
+
 def render(
     pipeline_or_plan: Any,
     trace: pd.DataFrame | None = None,
@@ -291,7 +307,7 @@ def render(
         title = (f"{title}\n" if title else "") + (
             f"summary of {steps:,} steps ({what}): render(..., full=True) draws every step"
         )
-    graph = _picture_class()(name=root.id, node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
+    graph = _picture_class()(name=_id(root.id), node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
     graph.attr(rankdir="LR" if direction == "auto" else direction)
     graph.oriented = direction != "auto"  # "auto" is settled when the picture is first drawn
     graph.attr(compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
@@ -314,7 +330,7 @@ def render(
         with graph.subgraph(name="cluster_legend") as box:
             box.attr(label="legend", style="rounded", color="#bdbdbd", fontsize="10")
             for status in ordered:
-                box.node(f"legend_{status}", label=_text(status), **_status_attrs(status))
+                box.node(_id(f"legend_{status}"), label=_text(status), **_status_attrs(status))
     if scale:
         with graph.subgraph(name="cluster_legend_overlay") as box:
             box.attr(label=color_by, style="rounded", color="#bdbdbd", fontsize="10")
@@ -584,10 +600,13 @@ class _Drawing:
             box.attr(label=_text(f"⟳ {node.name} — {loop_badge(node.strategy)}", status, left=True),
                      style="dashed,rounded", color="#6a1b9a", labeljust="l", fontsize="10")  # fmt: skip
             exits = []
-            for it_fqn in self.iterations[fqn]:
+            for k, it_fqn in enumerate(self.iterations[fqn]):
                 postfix = it_fqn[len(fqn) :]
                 self.renames.append((fqn, it_fqn))
-                saved, self.suffix = self.suffix, f"{self.suffix}{postfix}"
+                # a loaded trace's postfix may hold any text (`:` splits an edge's id, `\` ends its
+                # quotes): then the iteration's number, after a `-` no plain postfix has
+                plain = _PLAIN_POSTFIX.fullmatch(postfix) is not None
+                saved, self.suffix = self.suffix, f"{self.suffix}{postfix if plain else f'-{k}'}"
                 exits.append(self.item(box, node, prev, rollback, looped=False))
                 self.renames.pop()
                 self.suffix = saved
@@ -676,6 +695,10 @@ def _tooltip(node: PlanNode, outcome: Outcome | None) -> str:
     return _text(node.fqn, outcome.summary(), outcome.reason, outcome.error)
 
 
+#: what :meth:`Picture.save` writes, by the file name's suffix: Graphviz's output formats, or DOT
+SAVE_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
+
+
 @functools.cache
 def _picture_class() -> type:
     """``graphviz.Digraph`` whose rich display is :func:`picture_bundle`: SVG scaled to the output
@@ -683,14 +706,65 @@ def _picture_class() -> type:
     import graphviz
 
     class Picture(graphviz.Digraph):
-        """A ``graphviz.Digraph`` of a plan; displays as text when Graphviz is not installed."""
+        """The picture of a pipeline (or of a run): a ``graphviz.Digraph`` that displays itself in a
+        notebook and saves itself from a script.
+
+        - ``picture.save("release.svg")``: the file's suffix picks the format: ``.svg``,
+          ``.png``, ``.pdf`` (drawn by Graphviz's ``dot``) or ``.dot``/``.gv`` (the DOT text);
+        - ``picture.source``: the DOT text;
+        - ``picture.outline``: the plan as an indented text tree (with a run's outcome per node);
+        - ``repr(picture)``: the outline under a one-line header (what a terminal shows).
+        """
 
         outline_text = ""
+
+        @property
+        def outline(self) -> str:
+            """The plan as an indented text tree; after a run, each node's status and time."""
+            return self.outline_text
+
+        def save(
+            self,
+            filename: str | Path | None = None,
+            directory: str | Path | None = None,
+            *,
+            skip_existing: bool | None = False,
+        ) -> Any:
+            """Write the picture to ``filename`` and return its path (a :class:`~pathlib.Path`).
+
+            The suffix picks the format: ``.svg``, ``.png`` or ``.pdf`` (drawn by Graphviz's
+            ``dot``), ``.dot`` or ``.gv`` (the DOT text, :attr:`source`).
+
+            Raises:
+                ValueError: another suffix (the message lists the ones that work).
+                GraphvizMissing: ``.svg``/``.png``/``.pdf`` without Graphviz's ``dot`` installed.
+            """
+            if filename is None or skip_existing is None:  # graphviz's own render() saves the DOT here
+                return super().save(filename, directory=directory, skip_existing=skip_existing)
+            path = Path(directory or ".") / Path(filename)
+            fmt = SAVE_FORMATS.get(path.suffix.lower())
+            if fmt is None:
+                raise ValueError(
+                    f"cannot save the picture as {str(path)!r}: the file name must end in one of "
+                    f"{', '.join(SAVE_FORMATS)}"
+                )
+            if skip_existing and path.exists():
+                return path
+            if fmt != "dot":
+                _orient(self)  # direction="auto" settles as in a notebook
+            data = self.source.encode("utf-8") if fmt == "dot" else _pipe(self, fmt)
+            path.write_bytes(data)
+            return path
 
         def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
             return picture_bundle(self)
 
+        def __repr__(self) -> str:
+            head = f"<Picture {self.name!r}: .save('x.svg' | 'x.png' | 'x.pdf'), .source (DOT), .outline>"
+            return f"{head}\n{self.outline_text}" if self.outline_text else head
+
     Picture.__module__ = __name__
+    Picture.__qualname__ = "Picture"
     return Picture
 
 

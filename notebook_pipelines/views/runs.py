@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..definition.plan import Plan, as_plan
@@ -44,16 +44,37 @@ def _check_progress(progress: Any) -> None:
         )
 
 
-def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any] = (), **options: Any):
+def run(
+    pipeline: Any,
+    *,
+    progress: bool | None = None,
+    executor: Any = None,
+    max_workers: int | None = None,
+    run_id: str | None = None,
+    check: bool = False,
+    report: bool = True,
+    on_intervention: Callable | None = None,
+    namespace: dict | None = None,
+    listeners: Iterable[Any] = (),
+):
     """Run a pipeline in the kernel and return its trace, showing progress while it runs.
 
     Args:
         pipeline: a Pipeline (validated first) or its Plan.
         progress: ``None`` or ``True`` (default: show it): the live widget in a notebook, the
             one-line text progress on stderr anywhere else; ``False``: nothing.
+        executor: where bodies run (default: the warm pool of threads in the kernel;
+            ``nbp.DaskExecutor(…)`` for a Dask cluster).
+        max_workers: at most this many bodies at a time (default: every step of a parallel
+            block starts at once).
+        run_id: fix the run id (default: random).
+        check: raise ``RunFailed`` (carrying the trace) unless the run ends ``Success``.
+        report: print a short summary to stderr when the run does not end ``Success``.
+        on_intervention: called with each manual intervention that waits for an answer.
+        namespace: the globals that code-text bodies (the magics) run in.
         listeners: more engine listeners.
-        **options: the options of :func:`notebook_pipelines.engine.scheduler.run` (``run_id``,
-            ``executor``, ``max_workers``, ``on_intervention``, ``namespace``, ``check``, ``report``).
+
+    The options are those of :func:`notebook_pipelines.engine.scheduler.run`.
 
     In a notebook the view shows the run as it goes (picture, progress bar, counts, elapsed
     time, each step's output) and its final state after; the kernel's Interrupt (■) stops the
@@ -72,6 +93,8 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
         state = RunState(plan)
         view = _attach_view(state, progress, handle=None)
         listeners.insert(0, state)
+    options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
+                   on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     try:
         return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
     except BaseException:
@@ -107,7 +130,17 @@ def _attach_view(state: RunState, progress: bool | None, handle: RunHandle | Non
 
 
 def start(
-    pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any] = (), **options: Any
+    pipeline: Any,
+    *,
+    progress: bool | None = None,
+    executor: Any = None,
+    max_workers: int | None = None,
+    run_id: str | None = None,
+    check: bool = False,
+    report: bool = True,
+    on_intervention: Callable | None = None,
+    namespace: dict | None = None,
+    listeners: Iterable[Any] = (),
 ) -> RunHandle:
     """Start a run in a background thread and return its :class:`RunHandle` at once.
 
@@ -119,6 +152,8 @@ def start(
     """
     _check_progress(progress)
     plan = _prepare(pipeline)
+    options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
+                   on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     handle = RunHandle(plan, listeners=listeners, options=options)
     if progress is True:
         view = _attach_view(handle.state, True, handle)
