@@ -55,9 +55,12 @@ class Server:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                if "Content-Length" not in headers:
+                if "Content-Length" not in headers and not callable(data):
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if callable(data):  # a body written by the route itself (a server that drips)
+                    data(self.wfile)
+                    return
                 self.wfile.write(data)
 
             def do_GET(self):
@@ -496,3 +499,27 @@ def test_gitlab_without_graphql_warns_and_takes_the_stage_order(server, tmp_path
     assert [len(a) for a in pages["after"]] == [
         3
     ]  # the whole test stage (unit, rspec, lint), not just compile
+
+
+def test_a_server_that_drips_its_answer_is_cut_at_the_deadline(server, tmp_path):
+    """Headers at once, then a byte every 0.2 s for 4 s: no single read waits long, so only an
+    overall deadline stops it (1 s here)."""
+
+    def drip(out):
+        for _ in range(20):
+            try:
+                out.write(b" ")
+                out.flush()
+            except OSError:
+                return
+            time.sleep(0.2)
+
+    server.routes[("GET", "/repos/o/r/actions/workflows/ci.yml/runs")] = lambda q, b: (
+        200,
+        {"Content-Length": "100"},
+        drip,
+    )
+    started = time.monotonic()
+    with pytest.raises(HistoryError, match=r"did not answer within 1 s"):
+        fetch(server, tmp_path, deadline=1)
+    assert time.monotonic() - started < 2.5

@@ -15,8 +15,9 @@ cut to what is left; ``429`` (and GitHub's ``403`` with ``x-ratelimit-remaining:
 is never in a URL, a message, a repr, a log line or a cached file (messages replace it with
 ``***``). Runs still in progress are left out and fetched by a later call.
 
-All HTTP goes through :func:`http_request` (one small function: the place to swap in another
-client).
+All HTTP goes through :func:`http_request` (one small function): GETs through the package's
+bounded GET (:mod:`.http`: an overall deadline on every socket operation, bounded bodies), the
+two POSTs (GitLab's GraphQL, Harness's execution list) through httpx with the same bounds.
 """
 
 from __future__ import annotations
@@ -74,18 +75,37 @@ class Response:
 def http_request(
     method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
 ) -> Response:
-    """One HTTP request, the body read whole up to :data:`MAX_BODY` (httpx, no redirects).
+    """One HTTP request within ``timeout`` seconds overall, the body read whole up to
+    :data:`MAX_BODY`, no redirects: a GET through the package's bounded GET
+    (:func:`~notebook_pipelines.formats.http.get`), a POST (GitLab's GraphQL, Harness's
+    execution list) through httpx with the same bounds.
 
     Raises:
         HistoryError: the server cannot be reached, the answer is cut short or too large, the
             timeout passed. The message names the URL (which never holds a token).
     """
+    if method == "GET":
+        from .http import HttpError, HttpTimeout, HttpTooLarge, get
+
+        try:
+            return get(url, headers=headers, timeout=timeout, max_bytes=MAX_BODY, what="GET")
+        except HttpTimeout:
+            raise HistoryError(f"{excerpt(url, 160)} did not answer within {timeout:.0f} s") from None
+        except HttpTooLarge:
+            raise HistoryError(
+                f"the answer of {excerpt(url, 160)} is over {MAX_BODY // 2**20} MB: refused"
+            ) from None
+        except HttpError as err:
+            if "ProtocolError" in str(err):
+                raise HistoryError(_CUT_SHORT.format(url=excerpt(url, 160))) from None
+            raise HistoryError(str(err)) from None
     try:
         import httpx
     except ImportError:  # pragma: no cover - the extra is installed for the tests
         raise HistoryError(
             "fetching a history needs httpx: pip install 'notebook-pipelines[history]'"
         ) from None
+    end = time.monotonic() + timeout
     try:
         with (
             httpx.Client(timeout=timeout, follow_redirects=False) as client,
@@ -98,6 +118,8 @@ def http_request(
                     raise HistoryError(
                         f"the answer of {excerpt(url, 160)} is over {MAX_BODY // 2**20} MB: refused"
                     )
+                if time.monotonic() > end:  # a server dripping its answer: the deadline is overall
+                    raise httpx.ReadTimeout("overall")
                 chunks.append(chunk)
             return Response(
                 response.status_code,
@@ -107,12 +129,12 @@ def http_request(
     except httpx.TimeoutException:
         raise HistoryError(f"{excerpt(url, 160)} did not answer within {timeout:.0f} s") from None
     except httpx.RemoteProtocolError:
-        raise HistoryError(
-            f"the answer of {excerpt(url, 160)} was cut short (the connection closed before the whole body "
-            "came): try again"
-        ) from None
+        raise HistoryError(_CUT_SHORT.format(url=excerpt(url, 160))) from None
     except httpx.HTTPError as err:
         raise HistoryError(f"cannot reach {excerpt(url, 160)}: {type(err).__name__}") from None
+
+
+_CUT_SHORT = "the answer of {url} was cut short (the connection closed before the whole body came): try again"
 
 
 class _Client:
