@@ -51,6 +51,7 @@ from .definition.model import VERBS, Parallel, Pipeline, Stage, Step, StepGroup
 from .errors import (
     DefinitionError,
     ExpressionError,
+    NestedRunError,
     PipelineError,
     Problem,
     RunError,
@@ -180,6 +181,7 @@ __all__ = [
     "MarkAsFailure",
     "MarkAsSuccess",
     "Matrix",
+    "NestedRunError",
     "OnFailure",
     "Parallel",
     "Parallelism",
