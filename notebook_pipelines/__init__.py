@@ -64,6 +64,8 @@ from .frontends.accessor import install as _install_accessor
 
 # The verbs of Pipeline live above the definition layer; the facade wires them in.
 VERBS.update(
+    validate="notebook_pipelines.definition.plan:validate",
+    plan="notebook_pipelines.definition.plan:compile_plan",
     run="notebook_pipelines.views.runs:run",
     start="notebook_pipelines.views.runs:start",
     simulate="notebook_pipelines.engine.simulation:simulate",
@@ -105,7 +107,7 @@ _LAZY = {
     "HttpTooLarge": ("formats.http", "HttpTooLarge"),
     "GraphvizMissing": ("views.rendering", "GraphvizMissing"),
     "render": ("views.rendering", "render"),
-    "validate": ("definition.validation", "validate"),
+    "validate": ("definition.plan", "validate"),
     "compile_plan": ("definition.plan", "compile_plan"),
     "load_yaml": ("formats.yaml_io", "load_yaml"),
     "register_step_type": ("engine.steptypes", "register_step_type"),

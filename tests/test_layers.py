@@ -101,3 +101,98 @@ def test_a_front_end_imports_no_other_front_end(path):
     }
     sideways = [f"line {line}: {module}" for line, module in _imports(path) if module in others]
     assert not sideways, f"{path.name} imports another front-end: {sideways}"
+
+
+# -- no import cycle between modules (issue 25) ----------------------------------------------------
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = ["notebook_pipelines", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """``module -> the package's modules it imports``: every import, at module level, inside
+    functions and in ``if TYPE_CHECKING:`` blocks alike (a type hint is a dependency too).
+
+    ``from package import name`` points at the submodule ``package.name`` when there is one,
+    else at the package (its ``__init__``); importing ``a.b.c`` is not counted as importing
+    ``a.b``'s ``__init__`` (Python runs it first, but every module would then depend on it).
+    """
+    modules = {_module_name(p): p for p in _modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    targets.add(f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, without recursion)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycles_finds_a_cycle_through_three_modules_and_ignores_a_chain():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_import_cycle_between_modules_lazy_and_type_checking_imports_included():
+    """No module imports (even lazily, even for a type hint) a module that imports it back.
+
+    A cycle held open by an import inside a function works, but only in one import order, and
+    it makes the modules one unit: none can be read, tested or moved without the others. The
+    definition's verbs that need a module above ``model`` (``Pipeline.plan``/``validate``) are
+    wired in by the facade (``model.VERBS``), like ``run`` and ``simulate``.
+    """
+    graph = _module_graph()
+    cycles = _cycles(graph)
+    detail = [[f"{m} -> {sorted(graph[m] & set(cycle))}" for m in cycle] for cycle in cycles]
+    assert not cycles, f"import cycles: {detail}"

@@ -39,30 +39,17 @@ Manual interventions answered "Retry" are counted apart, per step, and bounded b
 ``MAX_RETRIES`` in the engine (``engine/semantics.py``): a person, a callback or a simulation's
 scripted answer that says Retry for ever ends with the step failing, the reason in the trace.
 
-:func:`depth_problems` checks the two depths without recursion (an explicit stack), so it can
-run first on any definition, however deep; validation, ``compile_plan`` (also with
-``check=False``) and ``to_yaml`` call it before their recursive walks.
-
->>> from notebook_pipelines.definition.model import Pipeline, Stage, StepGroup, Step
->>> group = inner = StepGroup("g0")
->>> for level in range(1, 40):
-...     inner = inner.step_group(f"g{level}")
->>> _ = inner.step("leaf")
->>> [problem] = depth_problems(Pipeline("p", rules="current", stages=[Stage("s", items=[group])]))
->>> print(problem.rule, problem.fqn.count(".steps."), problem.message)
-R6 33 step groups are nested 33 levels deep; the limit is 32
+The depths are checked without recursion by :func:`~.depth.depth_problems` (``definition/depth.py``,
+which knows the node classes; this module knows none, so every module of the definition may
+import it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import operator
 import reprlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-from ..errors import Problem
 
 __all__ = [
     "MAX_DATA_DEPTH",
@@ -71,7 +58,6 @@ __all__ = [
     "MAX_NESTED_ITERATIONS",
     "MAX_RETRIES",
     "data_depth",
-    "depth_problems",
     "short",
 ]
 
@@ -81,8 +67,6 @@ MAX_RETRIES = 100
 MAX_IDENTIFIER = 128
 MAX_NESTED_ITERATIONS = 100_000
 
-#: the fields of the nodes that hold the structure (walked by ``depth_problems``, not as data)
-_STRUCTURE = ("items", "rollback_items", "stages")
 _REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
 _REPR.maxdict = _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 4
@@ -100,12 +84,6 @@ def short(value: Any) -> str:
     if isinstance(value, str | int | float | bool | type(None)) and len(text := repr(value)) <= 80:
         return text
     return _REPR.repr(value)
-
-
-_GROUP_FIX = (
-    "flatten the nesting: move the inner steps into an outer step group (parallel blocks are "
-    f"allowed); at most {MAX_GROUP_DEPTH} levels of step groups"
-)
 
 
 def _children(value: Any) -> Any:
@@ -149,118 +127,3 @@ def data_depth(value: Any, limit: int = MAX_DATA_DEPTH) -> int:
         stack.append((item, level, True))
         stack.extend((c, level + 1, False) for c in _children(item) if _children(c) is not None)
     return min(height[id(value)], limit + 1)
-
-
-#: values that hold nothing nested (most settings of most nodes): no walk needed
-_FLAT = (type(None), str, int, float, bool)
-
-
-@functools.cache
-def _setting_names(cls: type) -> tuple[str, ...]:
-    """The fields of a node class that hold settings (not the child lists), looked up once."""
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _STRUCTURE)
-
-
-def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
-    values = getattr(node, "__dict__", None)  # the dataclass's fields, read at once
-    pairs = (
-        values.items() if values is not None else ((n, getattr(node, n)) for n in _setting_names(type(node)))
-    )
-    for name, value in pairs:
-        if type(value) in _FLAT or name in _STRUCTURE or callable(value):
-            continue
-        if _children(value) is not None and data_depth(value) > MAX_DATA_DEPTH:
-            yield Problem(
-                fqn,
-                "limits",
-                f"{name} is nested more than {MAX_DATA_DEPTH} levels deep",
-                f"keep {name} within {MAX_DATA_DEPTH} levels of mappings, lists and nested actions",
-            )
-
-
-def _scalars_only(step: Any) -> bool:
-    """True when no setting of ``step`` holds nested data (most steps): no depth to check.
-
-    Reads the fields with one ``attrgetter`` rather than ``__dict__``, which would give the
-    instance a dict of its own and make every later read of its attributes slower.
-    """
-    for value in filter(_IS_SET, _fields_of(type(step))(step)):  # most fields are None
-        if type(value) in _FLAT or callable(value):
-            continue
-        return False
-    return True
-
-
-#: ``value is not None``, as a C-level predicate for ``filter``
-_IS_SET = functools.partial(operator.is_not, None)
-
-
-@functools.cache
-def _fields_of(cls: type) -> Any:
-    """``node -> tuple`` of the values of every field of the dataclass ``cls``."""
-    return operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
-
-
-def _id(node: Any) -> str:
-    """The identifier of a node for an FQN (a short repr when it is not text)."""
-    ident = getattr(node, "id", None)
-    return ident if isinstance(ident, str) else short(ident)
-
-
-def depth_problems(pipeline: Any) -> list[Problem]:
-    """Step groups nested deeper than ``MAX_GROUP_DEPTH``, settings nested deeper than
-    ``MAX_DATA_DEPTH``: found with an explicit stack, never by recursion. A too-deep group is
-    reported once and not entered.
-
-    Values of the wrong type are skipped here (validation reports them).
-    """
-    from .model import Parallel, Stage, Step, StepGroup
-
-    found: list[Problem] = list(_node_problems(pipeline, "pipeline"))
-    stages = pipeline.stages if isinstance(pipeline.stages, list | tuple) else []
-    # (node, fqn, depth in step groups)
-    stack: list[tuple[Any, str, int]] = []
-    for item in _flat(stages, Parallel):
-        stack.append((item, f"pipeline.stages.{_id(item)}", 0))
-    stack.reverse()
-    while stack:
-        node, fqn, depth = stack.pop()
-        if isinstance(node, StepGroup):
-            depth += 1
-            if depth > MAX_GROUP_DEPTH:
-                found.append(
-                    Problem(
-                        fqn,
-                        "R6",
-                        f"step groups are nested {depth} levels deep; the limit is {MAX_GROUP_DEPTH}",
-                        _GROUP_FIX,
-                    )
-                )
-                continue
-        if dataclasses.is_dataclass(node):
-            found.extend(_node_problems(node, fqn))
-        if not isinstance(node, Stage | StepGroup):
-            continue
-        lists = (("steps", node.items), ("rollbackSteps", node.rollback_items))
-        prefix = f"{fqn}.spec.execution" if isinstance(node, Stage) else fqn
-        children = []
-        for key, items in lists:
-            if isinstance(items, list | tuple):
-                children += [
-                    (child, f"{prefix}.{key}.{_id(child)}", depth)
-                    for child in _flat(items, Parallel)
-                    if type(child) is not Step or not _scalars_only(child)  # else: nothing to check
-                ]
-        stack.extend(reversed(children))
-    return found
-
-
-def _flat(items: Any, parallel: type) -> list:
-    """The nodes of a list, with the nodes of its parallel blocks in their place."""
-    out = []
-    for item in items:
-        if isinstance(item, parallel):
-            out.extend(item.items if isinstance(item.items, list | tuple) else [])
-        else:
-            out.append(item)
-    return out

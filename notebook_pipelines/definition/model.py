@@ -564,20 +564,17 @@ class Pipeline(_Container):
     def _pipeline_for_display(self) -> Pipeline:
         return self
 
-    # The verbs of the pipeline. They live in higher layers (engine, formats, views): the package
-    # wires them in (VERBS, filled by notebook_pipelines/__init__.py), the definition imports none.
+    # The verbs of the pipeline. They live in higher layers (engine, formats, views) or in modules
+    # of this layer that import this one (plan): the package wires them in (VERBS, filled by
+    # notebook_pipelines/__init__.py), so this module imports none of them (no import cycle).
     def validate(self) -> None:
         """Check every rule that can be checked before a run (structure, then ``<+…>``
         references); raise one ``DefinitionError`` listing all problems."""
-        from .validation import validate
-
-        validate(self)
+        verb("validate")(self)
 
     def plan(self):
         """The validated, immutable plan that both the renderer and the engine walk."""
-        from .plan import compile_plan
-
-        return compile_plan(self)
+        return verb("plan")(self)
 
     def run(
         self,

@@ -29,14 +29,23 @@ from typing import Any
 
 from ..errors import DefinitionError, Problem
 from .callables import is_sampler, takes_ctx
+from .depth import depth_problems
 from .durations import parse_duration
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
-from .limits import depth_problems
 from .looping import coerce_strategy
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from .validation import problems as structural_problems
 
-__all__ = ["DEFAULT_STAGE_STRATEGY", "KINDS", "Plan", "PlanNode", "choose", "choose_action", "compile_plan"]
+__all__ = [
+    "DEFAULT_STAGE_STRATEGY",
+    "KINDS",
+    "Plan",
+    "PlanNode",
+    "choose",
+    "choose_action",
+    "compile_plan",
+    "validate",
+]
 
 #: The stage's default entry (R24): a failure that no strategy catches fails the node and lets
 #: the following nodes' ``when`` decide (MarkAsFailure, E9).
@@ -165,6 +174,16 @@ def as_plan(pipeline: Any) -> Plan:
     if hasattr(pipeline, "plan"):
         return pipeline.plan()
     raise TypeError(f"run() or simulate() takes a Pipeline or a Plan, not {type(pipeline).__name__}")
+
+
+def validate(pipeline: Pipeline) -> None:
+    """Raise one ``DefinitionError`` listing every problem, or return None when valid
+    (``Pipeline.validate()``).
+
+    Everything ``run()`` and ``simulate()`` check before starting is checked: the structural
+    rules (:mod:`.validation`), then every ``<+…>`` reference against the compiled plan (R45, D13).
+    """
+    compile_plan(pipeline)
 
 
 def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:

@@ -1,8 +1,9 @@
 """Every structural rule that can be checked before a run, checked once, all problems at once.
 
 Each problem names the node by its fully qualified name (as Harness writes it), the rule of
-``SEMANTICS.md`` it breaks, and the fix. ``validate()`` raises one ``DefinitionError`` that
-lists them all; ``problems()`` returns the list.
+``SEMANTICS.md`` it breaks, and the fix. ``problems()`` returns the list; ``Pipeline.validate()``
+(:func:`~.plan.validate`, which checks the ``<+…>`` references on the compiled plan too) raises
+one ``DefinitionError`` that lists them all.
 
 Values of the wrong type (a retry count of ``"two"``, ``variables=[1]``, a NaN timeout, a node
 list that is not a list…) are problems like any other: checking never raises from inside, and
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..errors import Problem
 from .callables import call_problem, is_sampler, sampler_problem
+from .depth import depth_problems
 from .durations import LIMIT, MAX_SECONDS, DurationError, DurationTooLong, parse_duration
 from .expressions import is_expression
 from .failure import (
@@ -43,7 +45,7 @@ from .failure import (
     coerce_strategies,
     coerce_when,
 )
-from .limits import MAX_IDENTIFIER, MAX_RETRIES, depth_problems, short
+from .limits import MAX_IDENTIFIER, MAX_RETRIES, short
 from .looping import strategy_problems
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 
@@ -53,7 +55,6 @@ __all__ = [
     "VARIABLE_TYPES",
     "number_value",
     "problems",
-    "validate",
     "variable_problem",
 ]
 
@@ -184,17 +185,6 @@ def _is_list(value: Any) -> bool:
     except TypeError:
         return False
     return True
-
-
-def validate(pipeline: Pipeline) -> None:
-    """Raise one ``DefinitionError`` listing every problem, or return None when valid.
-
-    Everything ``run()`` and ``simulate()`` check before starting is checked: the structural
-    rules below, then every ``<+…>`` reference against the compiled plan (R45, D13).
-    """
-    from .plan import compile_plan
-
-    compile_plan(pipeline)
 
 
 def problems(pipeline: Pipeline) -> list[Problem]:

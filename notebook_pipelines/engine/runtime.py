@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # pragma: no cover
     from ..definition.plan import Plan, PlanNode
     from .context import StepContext
-    from .semantics import Scope
+    from .scope import Scope
 
 __all__ = ["Ask", "Gate", "Queue", "Runtime", "Sleep", "Timer"]
 

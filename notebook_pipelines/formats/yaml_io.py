@@ -86,6 +86,7 @@ from typing import Any
 
 import yaml
 
+from ..definition.depth import depth_problems
 from ..definition.failure import (
     OnFailure,
     StrategyError,
@@ -94,7 +95,7 @@ from ..definition.failure import (
     coerce_strategies,
     coerce_when,
 )
-from ..definition.limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, data_depth, depth_problems, short
+from ..definition.limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, data_depth, short
 from ..definition.looping import to_dict as strategy_dict
 from ..definition.model import SOURCE, Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from ..definition.validation import VARIABLE_TYPES, variable_problem

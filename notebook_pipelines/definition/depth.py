@@ -1,0 +1,150 @@
+"""The depth of a definition, checked without recursion (the limits of :mod:`.limits`).
+
+:func:`depth_problems` checks the two depths without recursion (an explicit stack), so it can
+run first on any definition, however deep; validation, ``compile_plan`` (also with
+``check=False``) and ``to_yaml`` call it before their recursive walks.
+
+>>> from notebook_pipelines.definition.model import Pipeline, Stage, StepGroup, Step
+>>> group = inner = StepGroup("g0")
+>>> for level in range(1, 40):
+...     inner = inner.step_group(f"g{level}")
+>>> _ = inner.step("leaf")
+>>> [problem] = depth_problems(Pipeline("p", rules="current", stages=[Stage("s", items=[group])]))
+>>> print(problem.rule, problem.fqn.count(".steps."), problem.message)
+R6 33 step groups are nested 33 levels deep; the limit is 32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import operator
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import Problem
+from .limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, _children, data_depth, short
+from .model import Parallel, Stage, Step, StepGroup
+
+__all__ = ["depth_problems"]
+
+#: the fields of the nodes that hold the structure (walked by ``depth_problems``, not as data)
+_STRUCTURE = ("items", "rollback_items", "stages")
+
+_GROUP_FIX = (
+    "flatten the nesting: move the inner steps into an outer step group (parallel blocks are "
+    f"allowed); at most {MAX_GROUP_DEPTH} levels of step groups"
+)
+
+
+#: values that hold nothing nested (most settings of most nodes): no walk needed
+_FLAT = (type(None), str, int, float, bool)
+
+
+@functools.cache
+def _setting_names(cls: type) -> tuple[str, ...]:
+    """The fields of a node class that hold settings (not the child lists), looked up once."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _STRUCTURE)
+
+
+def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
+    values = getattr(node, "__dict__", None)  # the dataclass's fields, read at once
+    pairs = (
+        values.items() if values is not None else ((n, getattr(node, n)) for n in _setting_names(type(node)))
+    )
+    for name, value in pairs:
+        if type(value) in _FLAT or name in _STRUCTURE or callable(value):
+            continue
+        if _children(value) is not None and data_depth(value) > MAX_DATA_DEPTH:
+            yield Problem(
+                fqn,
+                "limits",
+                f"{name} is nested more than {MAX_DATA_DEPTH} levels deep",
+                f"keep {name} within {MAX_DATA_DEPTH} levels of mappings, lists and nested actions",
+            )
+
+
+def _scalars_only(step: Any) -> bool:
+    """True when no setting of ``step`` holds nested data (most steps): no depth to check.
+
+    Reads the fields with one ``attrgetter`` rather than ``__dict__``, which would give the
+    instance a dict of its own and make every later read of its attributes slower.
+    """
+    for value in filter(_IS_SET, _fields_of(type(step))(step)):  # most fields are None
+        if type(value) in _FLAT or callable(value):
+            continue
+        return False
+    return True
+
+
+#: ``value is not None``, as a C-level predicate for ``filter``
+_IS_SET = functools.partial(operator.is_not, None)
+
+
+@functools.cache
+def _fields_of(cls: type) -> Any:
+    """``node -> tuple`` of the values of every field of the dataclass ``cls``."""
+    return operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
+
+
+def _id(node: Any) -> str:
+    """The identifier of a node for an FQN (a short repr when it is not text)."""
+    ident = getattr(node, "id", None)
+    return ident if isinstance(ident, str) else short(ident)
+
+
+def depth_problems(pipeline: Any) -> list[Problem]:
+    """Step groups nested deeper than ``MAX_GROUP_DEPTH``, settings nested deeper than
+    ``MAX_DATA_DEPTH``: found with an explicit stack, never by recursion. A too-deep group is
+    reported once and not entered.
+
+    Values of the wrong type are skipped here (validation reports them).
+    """
+    found: list[Problem] = list(_node_problems(pipeline, "pipeline"))
+    stages = pipeline.stages if isinstance(pipeline.stages, list | tuple) else []
+    # (node, fqn, depth in step groups)
+    stack: list[tuple[Any, str, int]] = []
+    for item in _flat(stages, Parallel):
+        stack.append((item, f"pipeline.stages.{_id(item)}", 0))
+    stack.reverse()
+    while stack:
+        node, fqn, depth = stack.pop()
+        if isinstance(node, StepGroup):
+            depth += 1
+            if depth > MAX_GROUP_DEPTH:
+                found.append(
+                    Problem(
+                        fqn,
+                        "R6",
+                        f"step groups are nested {depth} levels deep; the limit is {MAX_GROUP_DEPTH}",
+                        _GROUP_FIX,
+                    )
+                )
+                continue
+        if dataclasses.is_dataclass(node):
+            found.extend(_node_problems(node, fqn))
+        if not isinstance(node, Stage | StepGroup):
+            continue
+        lists = (("steps", node.items), ("rollbackSteps", node.rollback_items))
+        prefix = f"{fqn}.spec.execution" if isinstance(node, Stage) else fqn
+        children = []
+        for key, items in lists:
+            if isinstance(items, list | tuple):
+                children += [
+                    (child, f"{prefix}.{key}.{_id(child)}", depth)
+                    for child in _flat(items, Parallel)
+                    if type(child) is not Step or not _scalars_only(child)  # else: nothing to check
+                ]
+        stack.extend(reversed(children))
+    return found
+
+
+def _flat(items: Any, parallel: type) -> list:
+    """The nodes of a list, with the nodes of its parallel blocks in their place."""
+    out = []
+    for item in items:
+        if isinstance(item, parallel):
+            out.extend(item.items if isinstance(item.items, list | tuple) else [])
+        else:
+            out.append(item)
+    return out
