@@ -196,3 +196,27 @@ def test_no_import_cycle_between_modules_lazy_and_type_checking_imports_included
     cycles = _cycles(graph)
     detail = [[f"{m} -> {sorted(graph[m] & set(cycle))}" for m in cycle] for cycle in cycles]
     assert not cycles, f"import cycles: {detail}"
+
+
+def _public_definitions(name: str) -> list[str]:
+    """The modules that define ``name`` (a class or function at their top level)."""
+    found = []
+    for path in _modules():
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
+                found.append(_module_name(path))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "owner"),
+    [
+        ("RunHandle", "notebook_pipelines.views.runs"),  # the user's handle on a started run
+        ("locate", "notebook_pipelines.definition.model"),  # the model's placement of a node
+    ],
+)
+def test_one_name_one_meaning(name, owner):
+    """``RunHandle`` is the user's handle only (what an executor sees is ``ServedRun``);
+    ``locate`` is the model's placement only (``references.node_of_path`` walks a ``<+…>`` path,
+    ``yaml_io.source_position`` finds where a node is written)."""
+    assert _public_definitions(name) == [owner]

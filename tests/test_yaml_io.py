@@ -54,8 +54,8 @@ from notebook_pipelines.formats.yaml_io import (
     dump_yaml,
     infrastructure_key,
     load_yaml,
-    locate,
     read_yaml,
+    source_position,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -485,9 +485,9 @@ def test_a_document_that_is_not_a_pipeline_says_what_it_needs():
 
 def test_locate_gives_file_line_and_column_of_a_node_or_its_nearest_ancestor():
     p = quiet_load(FIXTURES / "failure_strategies.yaml", source_name="f.yaml")
-    assert locate(p, "pipeline.stages.build.spec.execution.steps.flaky") == "f.yaml:15:19"
-    assert locate(p, "pipeline.stages.build.spec.execution.steps.flaky.timeout") == "f.yaml:15:19"
-    assert locate(Pipeline("x"), "pipeline") is None
+    assert source_position(p, "pipeline.stages.build.spec.execution.steps.flaky") == "f.yaml:15:19"
+    assert source_position(p, "pipeline.stages.build.spec.execution.steps.flaky.timeout") == "f.yaml:15:19"
+    assert source_position(Pipeline("x"), "pipeline") is None
 
 
 # -- writing ------------------------------------------------------------------------------------

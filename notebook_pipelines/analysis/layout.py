@@ -29,7 +29,7 @@ and the bound (the longest chain) may not be reachable — ``gap`` says by how m
   the reader's unit runs after the unit that holds the target; names,
   identifiers and variables are part of the definition and order nothing. The references
   are walked by the same walker validation uses
-  (:func:`~notebook_pipelines.definition.references.locate`);
+  (:func:`~notebook_pipelines.definition.references.node_of_path`);
 * a unit whose ``when`` is not the default ``Success`` (a ``Failure``/``All`` step, such as a
   cleanup or a notification, R29/R30), and a Barrier step (R55), keep every unit before them
   before them and every unit after them after them;
@@ -93,7 +93,7 @@ from typing import Any
 
 from ..definition.expressions import parse_condition, parse_template
 from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup, verb
-from ..definition.references import KNOWN_ROOTS, LOOP_ROOTS, expressions_of, locate
+from ..definition.references import KNOWN_ROOTS, LOOP_ROOTS, expressions_of, node_of_path
 from ..errors import PipelineError
 
 __all__ = ["Suggestion", "Suggestions", "references", "rewrite_expressions", "suggest_layout"]
@@ -930,7 +930,7 @@ def references(plan: Any) -> list[tuple[Any, Any]]:
                 if ref.path[0] not in KNOWN_ROOTS or ref.path[0] in LOOP_ROOTS:
                     continue
                 try:
-                    target, rest = locate(plan, node, ref.path)
+                    target, rest = node_of_path(plan, node, ref.path)
                 except LookupError:
                     continue
                 if rest[:1] and rest[0] in _STATIC_ATTRIBUTES:
@@ -1363,7 +1363,7 @@ class _Rewriter:
             if ref.path[0] not in KNOWN_ROOTS or ref.path[0] in LOOP_ROOTS:
                 continue
             try:
-                target, rest = locate(self.plan, reader, ref.path)
+                target, rest = node_of_path(self.plan, reader, ref.path)
             except LookupError:
                 continue
             if target.kind != "step" or target.parent is None or target.parent.kind != "stage":

@@ -28,7 +28,7 @@ Segments with hyphens or spaces are quoted, ``variables["x-auth"]`` or
 ``variables.get("x-auth")`` (R47): the parser hands the path over already split, so every form
 below sees plain segments.
 
-**One path walker.** :func:`locate` turns a path into (plan node, attribute path); the static
+**One path walker.** :func:`node_of_path` turns a path into (plan node, attribute path); the static
 check and the run-time resolution both call it, so a reference that passes validation is
 resolved at run time by exactly the same rules.
 
@@ -94,7 +94,7 @@ __all__ = [
     "check_reference",
     "evaluate_condition",
     "expressions_of",
-    "locate",
+    "node_of_path",
     "order_problem",
     "output_reads",
     "render_template",
@@ -203,7 +203,7 @@ def _child(plan: Any, node: Any, section: str, ident: str) -> Any:
     return found
 
 
-def locate(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
+def node_of_path(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
     """The plan node a path starts from and the attribute path left over.
 
     Both the static checks and the run-time resolution walk paths with this one function.
@@ -217,7 +217,7 @@ def locate(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
     ...     _ = b.step("report")
     >>> plan = compile_plan(p)
     >>> reader = plan.by_fqn["pipeline.stages.build.spec.execution.steps.report"]
-    >>> node, rest = locate(plan, reader, ("execution", "steps", "tests", "steps", "unit", "status"))
+    >>> node, rest = node_of_path(plan, reader, ("execution", "steps", "tests", "steps", "unit", "status"))
     >>> node.fqn, rest
     ('pipeline.stages.build.spec.execution.steps.tests.steps.unit', ('status',))
 
@@ -628,7 +628,7 @@ def output_reads(plan: Any) -> dict[int, frozenset[str]]:
                 if len(path) < 4 or path[-3:-1] != ("output", "outputVariables") or path[0] in LOOP_ROOTS:
                     continue
                 try:
-                    target, rest = locate(plan, node, path)
+                    target, rest = node_of_path(plan, node, path)
                 except LookupError:
                     continue
                 if target.kind == "step" and rest[:2] == ("output", "outputVariables") and len(rest) == 3:
@@ -816,7 +816,7 @@ def check_reference(plan: Any, reader: Any, path: tuple, retry: bool = False) ->
     """
     if path[0] in LOOP_ROOTS:
         return _check_loop(reader, path)
-    target, rest = locate(plan, reader, path)
+    target, rest = node_of_path(plan, reader, path)
     kind = _attribute_kind(target, rest)
     if kind == "iteration":
         if rest[0] == "matrix":
@@ -849,7 +849,7 @@ def resolve(scheduler: Any, node: Any, path: tuple, failure: Any = None) -> Any:
     if path[0] == "secrets":
         return MASKED  # <+secrets.getValue("x")>: valid, and never a secret's value
     plan = getattr(scheduler, "view", None) or scheduler.plan
-    target, rest = locate(plan, node, path)
+    target, rest = node_of_path(plan, node, path)
     kind = _attribute_kind(target, rest)
     if kind == "static":
         return _static_value(target, rest)

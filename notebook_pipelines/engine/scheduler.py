@@ -25,7 +25,7 @@ real signal — is seen too). What time it is and where bodies run are plug-ins 
   jumps to the next timer; a body "takes" its declared duration.
 
 The rules see the run only through :class:`~.runtime.Runtime` (implemented here); executors
-see it only through :class:`~.executors.base.RunHandle` (``now``, ``complete``, ``call_at``).
+see it only through :class:`~.executors.base.ServedRun` (``now``, ``complete``, ``call_at``).
 Trace rows are :class:`~.trace.Record` s built in :meth:`Scheduler.record` alone.
 
 Stopping: a step whose timeout passes is ``Expired`` at its deadline and the run goes on; an
@@ -191,7 +191,7 @@ class Scheduler:
     """Runs one plan to completion with one clock and one executor. Use :func:`execute`.
 
     Implements :class:`~.runtime.Runtime` for the rules and
-    :class:`~.executors.base.RunHandle` for the executor.
+    :class:`~.executors.base.ServedRun` for the executor.
     """
 
     def __init__(
@@ -352,7 +352,7 @@ class Scheduler:
         )
         return False
 
-    # -- what executors and the rules call (RunHandle, Runtime) ---------------------------------
+    # -- what executors and the rules call (ServedRun, Runtime) ---------------------------------
     def now(self) -> float:
         return self.clock.now()
 

@@ -113,8 +113,8 @@ __all__ = [
     "infrastructure_key",
     "load_data",
     "load_yaml",
-    "locate",
     "read_yaml",
+    "source_position",
 ]
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -550,7 +550,7 @@ def load_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
     return loaded.pipeline
 
 
-def locate(pipeline: Pipeline, fqn: str) -> str | None:
+def source_position(pipeline: Pipeline, fqn: str) -> str | None:
     """``"file:line:column"`` of the node ``fqn`` (or its nearest ancestor) in the YAML it was
     loaded from; ``None`` for a pipeline that was not loaded from YAML."""
     info = pipeline.__dict__.get("_yaml_positions")

@@ -619,12 +619,14 @@ def _warn(args: argparse.Namespace, notes: list) -> None:
 
 def _problem_lines(pipeline: Any, problems: list) -> list[str]:
     """One printed entry per problem (where it is written, when known), at most ``MAX_PROBLEMS``."""
-    from ..formats.yaml_io import YamlProblem, locate
+    from ..formats.yaml_io import YamlProblem, source_position
 
     lines = []
     for problem in problems[:MAX_PROBLEMS]:
         where = (
-            None if isinstance(problem, YamlProblem) or pipeline is None else locate(pipeline, problem.fqn)
+            None
+            if isinstance(problem, YamlProblem) or pipeline is None
+            else source_position(pipeline, problem.fqn)
         )
         lines.append(f"{where}: {problem}" if where else str(problem))
     if len(problems) > MAX_PROBLEMS:

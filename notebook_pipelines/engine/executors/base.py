@@ -1,7 +1,7 @@
 """The executor seam: where step bodies run, as the scheduler sees it.
 
 An executor takes :class:`Job` s — one execution of one step body — and reports an
-:class:`Outcome` for each through the one public call :meth:`RunHandle.complete`, from any
+:class:`Outcome` for each through the one public call :meth:`ServedRun.complete`, from any
 thread. The scheduler keeps every rule (conditions, failure strategies, retries, timeouts);
 an executor only runs bodies and stops them when asked. Threads in the kernel
 (:class:`~.threads.ThreadExecutor`), virtual time (:class:`~.virtual.VirtualExecutor`) and a
@@ -49,7 +49,7 @@ __all__ = [
     "Executor",
     "Job",
     "Outcome",
-    "RunHandle",
+    "ServedRun",
     "call_body",
     "check_executor",
     "check_outputs",
@@ -174,7 +174,7 @@ def refuse_unrun(result: Any) -> None:
 
 
 @runtime_checkable
-class RunHandle(Protocol):
+class ServedRun(Protocol):
     """What an executor sees of the run it serves.
 
     Attributes:
@@ -229,7 +229,7 @@ class Executor(Protocol):
     clock: Clock | None
     runs_handlers: bool
 
-    def open(self, run: RunHandle) -> None:
+    def open(self, run: ServedRun) -> None:
         """A run starts; jobs follow."""
         ...
 
