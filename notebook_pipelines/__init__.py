@@ -66,8 +66,8 @@ from .frontends.accessor import install as _install_accessor
 VERBS.update(
     validate="notebook_pipelines.definition.plan:validate",
     plan="notebook_pipelines.definition.plan:compile_plan",
-    run="notebook_pipelines.views.runs:run",
-    start="notebook_pipelines.views.runs:start",
+    run="notebook_pipelines.views.controller:run",
+    start="notebook_pipelines.views.controller:start",
     simulate="notebook_pipelines.engine.simulation:simulate",
     to_yaml="notebook_pipelines.formats.yaml_io:dump_yaml",
     render="notebook_pipelines.views.rendering:render",
@@ -77,9 +77,9 @@ VERBS.update(
 
 # Heavier parts (pandas, graphviz, the engine) load on first use.
 _LAZY = {
-    "run": ("views.runs", "run"),
-    "start": ("views.runs", "start"),
-    "RunHandle": ("views.runs", "RunHandle"),
+    "run": ("views.controller", "run"),
+    "start": ("views.controller", "start"),
+    "RunHandle": ("views.controller", "RunHandle"),
     "replay": ("views.replay", "replay"),
     "explore": ("views.explore", "explore"),
     "last_trace": ("engine.scheduler", "last_trace"),

@@ -211,7 +211,7 @@ def _public_definitions(name: str) -> list[str]:
 @pytest.mark.parametrize(
     ("name", "owner"),
     [
-        ("RunHandle", "notebook_pipelines.views.runs"),  # the user's handle on a started run
+        ("RunHandle", "notebook_pipelines.views.controller"),  # the user's handle on a started run
         ("locate", "notebook_pipelines.definition.model"),  # the model's placement of a node
     ],
 )

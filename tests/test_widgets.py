@@ -146,7 +146,7 @@ def test_R21_E15_cancel_button_aborts_a_running_start_run():
 
 
 def test_R21_cancel_clicked_before_the_run_starts_stays_off_and_aborts_it_at_once():
-    from notebook_pipelines.views.runs import RunHandle
+    from notebook_pipelines.views.controller import RunHandle
 
     p = nbp.Pipeline("early")
     with p.stage("s") as s:

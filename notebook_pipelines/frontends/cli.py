@@ -824,7 +824,7 @@ def _suggest(args: argparse.Namespace) -> int:
 
 # -- run ------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
-    from ..views.runs import run  # with a text progress line when stderr is a terminal
+    from ..views.controller import run  # with a text progress line when stderr is a terminal
 
     if args.output:
         _check_output(args.output, TRACE_FORMATS, "trace")

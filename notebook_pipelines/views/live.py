@@ -79,7 +79,7 @@ def picture_html(plan: Any, trace: Any) -> str:
 
 class LiveView(widgets.VBox):
     """The live view of one run (see the module docstring). Made by ``run()`` in a notebook,
-    or by a :class:`~.runs.RunHandle`'s display; it catches up with what has already happened."""
+    or by a :class:`~.controller.RunHandle`'s display; it catches up with what has already happened."""
 
     def __init__(self, state: RunState, handle: Any = None, **kwargs: Any):
         self.state, self.handle = state, handle

@@ -1,4 +1,7 @@
-"""``run()`` with progress, and ``start()``: a run in the background with a handle.
+"""The run controller: ``run()`` with progress, and ``start()``: a run in the background with a handle.
+
+Not a view itself (it was ``views/runs.py``): it starts the engine's run and attaches the views
+of :mod:`.progress` and :mod:`.live`, which is why it lives in the views layer.
 
 These are the front-end verbs of a real run (the facade wires ``Pipeline.run``, ``Pipeline.start``,
 ``nbp.run`` and ``nbp.start`` here); the engine's :func:`~notebook_pipelines.engine.scheduler.run`
