@@ -5,6 +5,11 @@ before a run (each line names the node's fully qualified name, the rule and the 
 ``ExpressionError`` shows the expression with a caret under the problem. ``StepError`` is
 raised by step bodies to choose a Harness error type; ``RunFailed``/``RunInterrupted`` carry
 the trace of a run that did not end well.
+
+Every public error and warning of the package is defined here (the errors of definitions, runs,
+simulations, files, HTTP, YAML, Harness executions, histories, layouts, clusters, pictures and
+puzzles), so this module is the one list of what the package may raise; ``nbp`` exports each,
+and the module that raises one re-exports it. This module imports nothing of the package.
 """
 
 from __future__ import annotations
@@ -19,16 +24,39 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "EXCERPT",
     "MESSAGE_LIMIT",
+    "ClusterError",
     "DefinitionError",
+    "DurationError",
+    "DurationTooLong",
     "ExpressionError",
+    "GraphvizMissing",
+    "HarnessExecutionError",
+    "HarnessStatusWarning",
+    "HistoryError",
+    "HistoryWarning",
+    "HttpError",
+    "HttpTimeout",
+    "HttpTooLarge",
+    "InputFileError",
+    "LayoutError",
+    "LoopingError",
+    "LoopingWarning",
+    "MissingFileError",
     "NestedRunError",
     "PipelineError",
     "Problem",
+    "PuzzleError",
     "RunError",
     "RunFailed",
     "RunInterrupted",
+    "SimulationError",
+    "StepCancelled",
     "StepError",
+    "StrategyError",
     "TraceError",
+    "YamlError",
+    "YamlSyntaxError",
+    "YamlWarning",
     "rule_reference",
 ]
 
@@ -274,3 +302,129 @@ class RunInterrupted(RunError, KeyboardInterrupt):
 
 class TraceError(PipelineError, ValueError):
     """A trace that cannot be read or analysed as asked (missing columns, several runs, no plan)."""
+
+
+# -- the errors (and warnings) of every part of the package ----------------------------------------
+# Defined here, below every layer, so that ``nbp`` exports them all from one module and any layer
+# may raise them; each module that raises one re-exports it (``yaml_io.YamlError`` still works).
+
+
+class DurationError(PipelineError, ValueError):
+    """A duration that cannot be parsed."""
+
+
+class DurationTooLong(DurationError):
+    """A duration longer than ``MAX_SECONDS`` (what trace timestamps can hold)."""
+
+
+class StrategyError(PipelineError, ValueError):
+    """A failure strategy or condition that cannot be understood."""
+
+
+class LoopingError(PipelineError, ValueError):
+    """A looping strategy that cannot be read or expanded (R48–R51)."""
+
+
+class LoopingWarning(UserWarning):
+    """A simulation could not know a looped node's run-time items and ran it once."""
+
+
+class StepCancelled(BaseException):
+    """Raised inside a step's thread when the run is aborted or the step timed out."""
+
+
+class SimulationError(PipelineError, ValueError):
+    """A ``simulate()`` option that cannot be used: says which option, which key, and the fix."""
+
+
+class InputFileError(PipelineError, ValueError):
+    """An input file that cannot be read: missing, not a regular file, too large, not UTF-8.
+
+    ``path`` is the file as given; ``line`` and ``column`` (1-based) say where undecodable
+    bytes start (else ``None``).
+    """
+
+    def __init__(self, message: str, path: str = "", line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.path, self.line, self.column = path, line, column
+
+
+class MissingFileError(InputFileError, FileNotFoundError):
+    """The file does not exist (also a ``FileNotFoundError``)."""
+
+
+class HttpError(PipelineError):
+    """A GET that gave no usable answer: unreachable, refused, too slow or too large.
+
+    ``url`` is the address without credentials or query; ``status`` the HTTP status when one
+    was received (else ``None``). The message holds no secret.
+    """
+
+    def __init__(self, message: str, url: str = "", status: int | None = None):
+        super().__init__(message)
+        self.url, self.status = url, status
+
+
+class HttpTimeout(HttpError):
+    """No complete answer within the overall deadline."""
+
+
+class HttpTooLarge(HttpError):
+    """The body (after decompression) is over ``max_bytes``: reading stopped at the limit."""
+
+
+class YamlError(DefinitionError):
+    """The YAML cannot be read as a pipeline; ``problems`` lists each with its line and column.
+
+    >>> from notebook_pipelines.formats.yaml_io import load_yaml
+    >>> try:
+    ...     load_yaml("pipeline: [", source_name="p.yaml")
+    ... except YamlError as err:
+    ...     print(err.problems[0].line, err.problems[0].column, err.problems[0].rule)
+    2 1 YAML
+    """
+
+
+class YamlSyntaxError(YamlError):
+    """The text is not YAML at all (a parse error): one problem, where the parser stopped."""
+
+
+class YamlWarning(UserWarning):
+    """What a loaded pipeline keeps as data but does not model; ``notes`` lists it all
+    (``formats.yaml_io.Note`` s)."""
+
+    def __init__(self, message: str, notes: list | None = None):
+        super().__init__(message)
+        self.notes = list(notes or [])
+
+
+class HarnessExecutionError(PipelineError, ValueError):
+    """The input is not a usable Harness execution (what, where, how to fix in the message)."""
+
+
+class HarnessStatusWarning(UserWarning):
+    """A status this loader does not know: kept verbatim in the trace."""
+
+
+class HistoryError(PipelineError, ValueError):
+    """A run or a history that cannot be read: the message names the run, the job and the fix."""
+
+
+class HistoryWarning(UserWarning):
+    """Something a fetch had to do without (GitLab's GraphQL needs): the history says less."""
+
+
+class LayoutError(PipelineError, ValueError):
+    """A ``suggest_layout`` option that cannot be used (an unknown constraint name, …)."""
+
+
+class ClusterError(PipelineError, ConnectionError):
+    """The Dask cluster cannot take the run: unreachable, or no worker connected."""
+
+
+class GraphvizMissing(PipelineError, RuntimeError):
+    """Graphviz's ``dot`` program is not installed, so no SVG or PNG can be made."""
+
+
+class PuzzleError(PipelineError, ValueError):
+    """A level that cannot be read or saved, or an answer of the wrong kind; says what and how to fix it."""

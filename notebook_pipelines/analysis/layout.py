@@ -94,7 +94,7 @@ from typing import Any
 from ..definition.expressions import parse_condition, parse_template
 from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup, verb
 from ..definition.references import KNOWN_ROOTS, LOOP_ROOTS, expressions_of, node_of_path
-from ..errors import PipelineError
+from ..errors import LayoutError, PipelineError
 
 __all__ = ["Suggestion", "Suggestions", "references", "rewrite_expressions", "suggest_layout"]
 
@@ -104,10 +104,6 @@ _STATIC_ATTRIBUTES = ("variables", "name", "identifier", "description", "type")
 MAX_SUGGESTIONS = 5
 #: above this many units in one stage, the series-parallel search tries fewer splits
 _SEARCH_UNITS = 24
-
-
-class LayoutError(PipelineError, ValueError):
-    """A ``suggest_layout`` option that cannot be used (an unknown constraint name, …)."""
 
 
 # -- the abstract layouts: ("unit", i) | ("series", [..]) | ("par", [..]) ----------------------

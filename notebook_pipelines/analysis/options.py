@@ -148,7 +148,7 @@ def parse_iterations(texts: Iterable[str] | None) -> dict[str, int]:
     >>> parse_iterations(["Phase"])
     Traceback (most recent call last):
     ...
-    notebook_pipelines.engine.simulation.SimulationError: --iterations 'Phase': write NODE=N, e.g. Phase=4
+    notebook_pipelines.errors.SimulationError: --iterations 'Phase': write NODE=N, e.g. Phase=4
     """
     out: dict[str, int] = {}
     for text in texts or ():

@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-from ..errors import PipelineError
+from ..errors import ClusterError
 
 __all__ = ["ClusterError"]
-
-
-class ClusterError(PipelineError, ConnectionError):
-    """The Dask cluster cannot take the run: unreachable, or no worker connected."""

@@ -62,7 +62,7 @@ from ..definition.durations import format_duration, parse_duration
 from ..definition.model import Pipeline
 from ..definition.plan import Plan, PlanNode, compile_plan
 from ..definition.references import expressions_of
-from ..errors import DefinitionError, PipelineError
+from ..errors import DefinitionError, PipelineError, PuzzleError
 
 __all__ = ["Level", "Puzzle", "PuzzleError", "Verdict", "levels", "load_level", "puzzle", "save"]
 
@@ -76,10 +76,6 @@ PREDICTIONS = ("ran", "statuses", "makespan")
 _OUTPUT_REF = re.compile(
     r"execution\.steps\.(?:[A-Za-z_$][\w$]*\.steps\.)*([A-Za-z_$][\w$]*)\.output\.outputVariables\.([A-Za-z_$][\w$]*)"
 )
-
-
-class PuzzleError(PipelineError, ValueError):
-    """A level that cannot be read or saved, or an answer of the wrong kind; says what and how to fix it."""
 
 
 # -- levels -----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..errors import PipelineError
+from ..errors import DurationError, DurationTooLong
 from .limits import short
 
 __all__ = ["LIMIT", "MAX_SECONDS", "DurationError", "DurationTooLong", "format_duration", "parse_duration"]
@@ -36,14 +36,6 @@ MAX_SECONDS = 100 * 365.25 * 86400.0
 
 _UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|w|d|h|m|s)\s*")
-
-
-class DurationError(PipelineError, ValueError):
-    """A duration that cannot be parsed."""
-
-
-class DurationTooLong(DurationError):
-    """A duration longer than ``MAX_SECONDS`` (what trace timestamps can hold)."""
 
 
 def parse_duration(value: str | float | int | None, where: str = "") -> float | None:

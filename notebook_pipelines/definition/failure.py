@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any, ClassVar
 
-from ..errors import PipelineError
+from ..errors import StrategyError
 from .durations import parse_duration
 from .limits import short
 
@@ -85,10 +85,6 @@ ERROR_TYPES = (
 
 #: ``stageStatus`` / ``pipelineStatus`` values (R28).
 STATUS_CHOICES = ("Success", "Failure", "All")
-
-
-class StrategyError(PipelineError, ValueError):
-    """A failure strategy or condition that cannot be understood."""
 
 
 @dataclass(frozen=True)

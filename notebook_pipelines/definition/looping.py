@@ -60,7 +60,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PipelineError, Problem, excerpt
+from ..errors import LoopingError, LoopingWarning, Problem, excerpt
 from .limits import MAX_NESTED_ITERATIONS, short
 
 __all__ = [
@@ -86,14 +86,6 @@ __all__ = [
 ON_FAILURE = ("RunAll", "SkipQueued")
 #: The most iterations one looped node may have (a matrix's product grows fast).
 MAX_ITERATIONS = 10_000
-
-
-class LoopingError(PipelineError, ValueError):
-    """A looping strategy that cannot be read or expanded (R48–R51)."""
-
-
-class LoopingWarning(UserWarning):
-    """A simulation could not know a looped node's run-time items and ran it once."""
 
 
 def index_postfix(indices: tuple[int, ...], values: tuple) -> str:
@@ -225,7 +217,7 @@ def coerce_strategy(value: Any) -> Strategy:
     >>> coerce_strategy({"repeat": {"times": 2}, "matrix": {"a": [1]}})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    notebook_pipelines.definition.looping.LoopingError: a strategy has exactly one of ...
+    notebook_pipelines.errors.LoopingError: a strategy has exactly one of ...
     """
     if isinstance(value, Matrix | Repeat | Parallelism):
         return value

@@ -15,14 +15,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ..errors import StepCancelled
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..definition.plan import PlanNode
 
 __all__ = ["CURRENT_CONTEXT", "StepCancelled", "StepContext"]
-
-
-class StepCancelled(BaseException):
-    """Raised inside a step's thread when the run is aborted or the step timed out."""
 
 
 class StepContext:

@@ -62,7 +62,7 @@ from ..definition.durations import LIMIT, MAX_SECONDS, DurationError, parse_dura
 from ..definition.limits import short
 from ..definition.looping import iterations, runtime_values
 from ..definition.plan import as_plan, paused_gc
-from ..errors import PipelineError, RunInterrupted, excerpt
+from ..errors import PipelineError, RunInterrupted, SimulationError, excerpt
 from .executors.virtual import VirtualClock, VirtualExecutor
 from .scheduler import execute
 
@@ -78,10 +78,6 @@ _MISSING = object()
 _GLOB = re.compile(r"[*?\[]")
 # The purposes of the random streams of a step attempt.
 _DURATION, _FAILURE = 0, 1
-
-
-class SimulationError(PipelineError, ValueError):
-    """A ``simulate()`` option that cannot be used: says which option, which key, and the fix."""
 
 
 class _Streams:

@@ -31,7 +31,7 @@ import os
 import stat
 from typing import Any
 
-from ..errors import PipelineError
+from ..errors import InputFileError, MissingFileError
 
 __all__ = [
     "MAX_TEXT_BYTES",
@@ -54,22 +54,6 @@ _KINDS = {
     stat.S_IFSOCK: "a socket",
 }
 _CHUNK = 1 << 20
-
-
-class InputFileError(PipelineError, ValueError):
-    """An input file that cannot be read: missing, not a regular file, too large, not UTF-8.
-
-    ``path`` is the file as given; ``line`` and ``column`` (1-based) say where undecodable
-    bytes start (else ``None``).
-    """
-
-    def __init__(self, message: str, path: str = "", line: int | None = None, column: int | None = None):
-        super().__init__(message)
-        self.path, self.line, self.column = path, line, column
-
-
-class MissingFileError(InputFileError, FileNotFoundError):
-    """The file does not exist (also a ``FileNotFoundError``)."""
 
 
 def _megabytes(size: int) -> str:

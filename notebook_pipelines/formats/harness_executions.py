@@ -58,7 +58,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PipelineError, excerpt
+from ..errors import HarnessExecutionError, HarnessStatusWarning, excerpt
 from .files import InputFileError, decode, read_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -158,14 +158,6 @@ _STRUCTURAL = {
 }
 _STEP_FQN = re.compile(r"\.(?:steps|rollbackSteps)\.[^.]+$")
 _STAGE_FQN = re.compile(r"^pipeline\.stages\.[^.]+$")
-
-
-class HarnessExecutionError(PipelineError, ValueError):
-    """The input is not a usable Harness execution (what, where, how to fix in the message)."""
-
-
-class HarnessStatusWarning(UserWarning):
-    """A status this loader does not know: kept verbatim in the trace."""
 
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PipelineError, excerpt
+from ..errors import HistoryError, HistoryWarning, excerpt
 from .traces import RUN_COLUMNS as _TRACE_RUN_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,14 +73,6 @@ RUN_COLUMNS = tuple(_RUN_DTYPES)
 #: files over this many bytes are refused before parsing (a run's JSON is far smaller)
 MAX_BYTES = 100 * 2**20
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-
-
-class HistoryError(PipelineError, ValueError):
-    """A run or a history that cannot be read: the message names the run, the job and the fix."""
-
-
-class HistoryWarning(UserWarning):
-    """Something a fetch had to do without (GitLab's GraphQL needs): the history says less."""
 
 
 def history_dtypes() -> dict[str, Any]:

@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PipelineError, excerpt
+from ..errors import HttpError, HttpTimeout, HttpTooLarge, excerpt
 
 __all__ = [
     "MAX_JSON_CONTAINERS",
@@ -63,26 +63,6 @@ __all__ = [
 #: the most objects and arrays :meth:`Response.json` parses (each costs ~100 bytes of memory)
 MAX_JSON_CONTAINERS = 4_000_000
 _CHUNK = 64 * 1024
-
-
-class HttpError(PipelineError):
-    """A GET that gave no usable answer: unreachable, refused, too slow or too large.
-
-    ``url`` is the address without credentials or query; ``status`` the HTTP status when one
-    was received (else ``None``). The message holds no secret.
-    """
-
-    def __init__(self, message: str, url: str = "", status: int | None = None):
-        super().__init__(message)
-        self.url, self.status = url, status
-
-
-class HttpTimeout(HttpError):
-    """No complete answer within the overall deadline."""
-
-
-class HttpTooLarge(HttpError):
-    """The body (after decompression) is over ``max_bytes``: reading stopped at the limit."""
 
 
 @dataclass(frozen=True)

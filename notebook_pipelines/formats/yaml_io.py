@@ -99,7 +99,7 @@ from ..definition.limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, data_depth, sho
 from ..definition.looping import to_dict as strategy_dict
 from ..definition.model import SOURCE, Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from ..definition.validation import VARIABLE_TYPES, variable_problem
-from ..errors import DefinitionError, Problem
+from ..errors import DefinitionError, Problem, YamlError, YamlSyntaxError, YamlWarning
 from .files import decode, read_stream, read_text
 
 __all__ = [
@@ -133,21 +133,6 @@ class YamlProblem(Problem):
         return f"{self.source}:{self.line}:{self.column}: {Problem.__str__(self)}"
 
 
-class YamlError(DefinitionError):
-    """The YAML cannot be read as a pipeline; ``problems`` lists each with its line and column.
-
-    >>> try:
-    ...     load_yaml("pipeline: [", source_name="p.yaml")
-    ... except YamlError as err:
-    ...     print(err.problems[0].line, err.problems[0].column, err.problems[0].rule)
-    2 1 YAML
-    """
-
-
-class YamlSyntaxError(YamlError):
-    """The text is not YAML at all (a parse error): one problem, where the parser stopped."""
-
-
 @dataclass(frozen=True)
 class Note:
     """Something kept as data but not modelled (reported as a warning, never an error)."""
@@ -160,14 +145,6 @@ class Note:
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line}:{self.column}: {self.fqn}: {self.message}"
-
-
-class YamlWarning(UserWarning):
-    """What a loaded pipeline keeps as data but does not model; ``notes`` lists it all."""
-
-    def __init__(self, message: str, notes: list[Note] | None = None):
-        super().__init__(message)
-        self.notes = list(notes or [])
 
 
 @dataclass

@@ -83,7 +83,7 @@ from typing import TYPE_CHECKING, Any
 from ..definition.callables import is_sampler
 from ..definition.durations import format_duration
 from ..definition.plan import Plan, PlanNode, compile_plan
-from ..errors import DefinitionError, PipelineError
+from ..errors import DefinitionError, GraphvizMissing
 
 if TYPE_CHECKING:  # pragma: no cover
     import graphviz
@@ -145,10 +145,6 @@ STATUS_STYLES: dict[str, tuple[str, str, str]] = {
 _UNKNOWN_STYLE = ("#ffffff", "#616161", "")
 _QUIET = ("Skipped", "NotStarted")  # statuses shown without a duration
 _EDGE = "#78909c"
-
-
-class GraphvizMissing(PipelineError, RuntimeError):
-    """Graphviz's ``dot`` program is not installed, so no SVG or PNG can be made."""
 
 
 @dataclass(frozen=True)
