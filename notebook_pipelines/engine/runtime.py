@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # pragma: no cover
     from ..definition.plan import Plan, PlanNode
     from .context import StepContext
+    from .executors.base import Outcome
     from .scope import Scope
 
 __all__ = ["Ask", "Gate", "Queue", "Runtime", "Sleep", "Timer"]
@@ -102,6 +103,10 @@ class Runtime(Protocol):
         self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any
     ) -> None:
         """Append one trace row (``info``: reason, worker, error_type, error, action, outputs, log)."""
+        ...
+
+    def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:
+        """A step's attempt succeeded: its outputs become readable (R44) and its row is recorded."""
         ...
 
     def mark(self, items: Iterable[PlanNode], status: str, reason: str, now: float | None) -> None:
