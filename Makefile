@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet
 
-.PHONY: setup dot chromium demo test lint format docs lab bench notebooks clean
+.PHONY: setup dot chromium demo test test-fast lint format docs lab bench notebooks clean
 
 # One stamp per set of extras: `make demo` installs the package alone, `make test` the test tools.
 EXTRAS_package :=
@@ -37,6 +37,13 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+
+## make test-fast: the inner loop: lint, unit tests and doctests without the browser, Binder,
+## real-kernel and slow tests, nor the notebooks (`make test` runs everything)
+test-fast: $(VENV)/.stamp-tests dot
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -m "not browser and not binder and not kernel and not slow" tests notebook_pipelines
 
 lint: $(VENV)/.stamp-tests
 	$(VENV)/bin/ruff check .

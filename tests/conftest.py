@@ -157,3 +157,18 @@ def no_worker_leak() -> Iterator[None]:
             thread.join(5.0)
     still = [t.name for t in left_behind() if t not in before]
     assert not still, f"bodies still running after they were told to stop: {still}"
+
+
+_BROWSER_TESTS = Path(__file__).resolve().parent / "browser"
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers by place: every test in ``tests/browser`` is ``browser``; every cell nbval runs
+    from ``notebooks/`` is ``kernel`` (``make test-fast`` leaves both out)."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if _BROWSER_TESTS in path.parents:
+            item.add_marker(pytest.mark.browser)
+        elif path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.kernel)

@@ -11,6 +11,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -85,6 +87,7 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path = REPO) -> str:
     return done.stdout
 
 
+@pytest.mark.binder
 def test_binder_environment_built_from_requirements_alone_runs_every_notebook(tmp_path):
     """Issue 17 part 4: a virtual environment made from ``binder/requirements.txt`` alone (plus
     ipykernel and nbclient, which Binder's image brings, and the package installed by

@@ -790,6 +790,7 @@ def test_format_table_shows_times_readably_not_as_raw_floats():
     assert re.search(r" 1m 30s\s+2m 10s\s+40s$", simulated[4])  # step b
 
 
+@pytest.mark.slow  # a subprocess that waits for the pipe to close (~7 s)
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     """`notebook-pipelines simulate … | head -1`: no BrokenPipeError traceback."""
     import subprocess

@@ -36,6 +36,8 @@ from notebook_pipelines.definition.failure import OnFailure
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow  # real Dask clusters (threads and processes), started per module
+
 GUARD = 30.0  # seconds: a hang guard for waits on files, never a timing assertion
 
 _CLUSTER_PIDS: list[int] = []  # worker processes seen while the process cluster was up

@@ -669,6 +669,7 @@ def test_magic_lines_are_not_variable_expanded(
 
 
 # -- a real kernel ------------------------------------------------------------------------------
+@pytest.mark.kernel
 def test_magics_through_a_real_kernel(tmp_path) -> None:
     sources = [
         "%load_ext notebook_pipelines",

@@ -20,6 +20,8 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 import notebook_pipelines as nbp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +63,7 @@ def test_one_version_source():
     assert f"## [{nbp.__version__}]" in (REPO / "CHANGELOG.md").read_text()
 
 
+@pytest.mark.slow  # builds a wheel and a fresh venv (~10 s)
 def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_readme_first_example(tmp_path):
     source = _tracked_copy(tmp_path / "clone")
     dist = tmp_path / "dist"

@@ -22,6 +22,7 @@ from jupyter_client.manager import start_new_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARD = 120.0  # seconds without any message: the cell is stuck (never a measure)
+pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture(scope="module")
