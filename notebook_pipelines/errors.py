@@ -393,7 +393,7 @@ class YamlWarning(UserWarning):
     """What a loaded pipeline keeps as data but does not model; ``notes`` lists it all
     (``formats.yaml_io.Note`` s)."""
 
-    def __init__(self, message: str, notes: list | None = None):
+    def __init__(self, message: str, notes: list[Any] | None = None):
         super().__init__(message)
         self.notes = list(notes or [])
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import notebook_pipelines as nbp
+from notebook_pipelines.definition import references
 from notebook_pipelines.definition.plan import compile_plan
 from notebook_pipelines.engine import semantics
 from notebook_pipelines.engine.executors.base import Outcome
@@ -29,7 +30,7 @@ class LedgerRuntime:
     """Every request of the rules, written down; the smallest run that can answer them."""
 
     def __init__(self, plan: Any, outcomes: dict[tuple[str, int], tuple[str, float]]):
-        self.run_id, self.plan, self.aborted = "ledger", plan, None
+        self.run_id, self.plan, self.view, self.aborted = "ledger", plan, plan, None
         self.statuses: dict[str, str] = {}
         self.outputs: dict[str, dict] = {}
         self.runs: dict[int, int] = {}
@@ -217,3 +218,26 @@ def test_R18_when_retries_run_out_the_then_action_decides_through_the_same_seam(
 
 def _step_fqns(plan: Any, **runs: int) -> dict[str, int]:
     return {n.fqn: runs[n.id] for n in plan.nodes if n.kind == "step" and n.id in runs}
+
+
+def test_references_read_a_run_only_through_their_own_protocol_which_the_runtime_declares():
+    """``definition/references.py`` names what it reads of a run (``RunValues``: ``view``,
+    ``statuses``, ``outputs``) instead of reaching for ``scheduler.view`` by name; every function
+    that takes a run takes that protocol, and reads nothing else of it."""
+    tree = ast.parse(Path(references.__file__).read_text())
+    declared = _declared(references.RunValues)
+    assert declared == {"view", "statuses", "outputs"}
+    takers, read = [], set()
+    for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+        first = function.args.args[0] if function.args.args else None
+        if first is None or first.arg not in ("run", "scheduler"):
+            continue
+        takers.append((function.name, ast.unparse(first.annotation) if first.annotation else None))
+        read |= {
+            n.attr
+            for n in ast.walk(function)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == first.arg
+        }
+    assert len(takers) >= 6 and all(annotation == "RunValues" for _, annotation in takers), takers
+    assert read <= declared, read - declared
+    assert declared <= _declared(Runtime)  # the rules pass their runtime to the references

@@ -139,12 +139,13 @@ def depth_problems(pipeline: Any) -> list[Problem]:
     return found
 
 
-def _flat(items: Any, parallel: type) -> list:
+def _flat(items: Any, parallel: type) -> list[Any]:
     """The nodes of a list, with the nodes of its parallel blocks in their place."""
-    out = []
+    out: list[Any] = []
     for item in items:
         if isinstance(item, parallel):
-            out.extend(item.items if isinstance(item.items, list | tuple) else [])
+            inner = item.items  # type: ignore[attr-defined]
+            out.extend(inner if isinstance(inner, list | tuple) else [])
         else:
             out.append(item)
     return out

@@ -1,4 +1,4 @@
-"""Resolving ``<+…>`` references: statically against the plan, at run time against the scheduler.
+"""Resolving ``<+…>`` references: statically against the plan, at run time against a run (:class:`RunValues`).
 
 The expression language itself lives in :mod:`.expressions` (parsing and evaluation, no
 ``eval``). This module says what a reference *means* in a pipeline (R42–R47):
@@ -81,7 +81,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import ExpressionError, Problem
 from .statuses import POSITIVE
@@ -91,6 +91,7 @@ __all__ = [
     "KNOWN_ROOTS",
     "LOOP_ROOTS",
     "MASKED",
+    "RunValues",
     "check_reference",
     "evaluate_condition",
     "expressions_of",
@@ -102,6 +103,31 @@ __all__ = [
     "resolve_inputs",
     "static_problems",
 ]
+
+
+class RunValues(Protocol):
+    """What resolving a reference at run time reads of a run, and nothing else.
+
+    The scheduler is one; the rules pass their ``Runtime`` (``engine/runtime.py``), which
+    declares the same three members.
+    """
+
+    @property
+    def view(self) -> Any:
+        """The plan as the run sees it: the compiled plan and the copies of looped nodes made so
+        far (``view.by_fqn`` finds ``pipeline.stages.build_0``); the compiled plan until one is."""
+        ...
+
+    @property
+    def statuses(self) -> Mapping[str, str]:
+        """The last status of each node so far, by FQN."""
+        ...
+
+    @property
+    def outputs(self) -> Mapping[str, Mapping[str, Any]]:
+        """The output variables of each step that succeeded so far, by step FQN."""
+        ...
+
 
 #: How statuses read in expressions (Harness compares upper-case names, R26).
 HARNESS_STATUS = {
@@ -737,16 +763,16 @@ def _check_axis(loop: Any, axis: str) -> None:
         )
 
 
-def _loop_value(scheduler: Any, reader: Any, path: tuple) -> Any:
+def _loop_value(run: RunValues, reader: Any, path: tuple) -> Any:
     kind, node_id, rest = _loop_path(path)
     loop = _named(reader, node_id, static=False) if node_id is not None else _run_loop(reader, kind)
     if loop is None:
         what = f"a {kind}" if kind else "a looping strategy"
         raise _Unresolvable(f"{reader.fqn} is not inside a node with {what}", "R52")
-    return _iteration_attribute(scheduler, loop, rest)
+    return _iteration_attribute(run, loop, rest)
 
 
-def _iteration_attribute(scheduler: Any, loop: Any, rest: tuple) -> Any:
+def _iteration_attribute(run: RunValues, loop: Any, rest: tuple) -> Any:
     it = loop.loop
     first = rest[0]
     if first == "matrix":
@@ -766,7 +792,7 @@ def _iteration_attribute(scheduler: Any, loop: Any, rest: tuple) -> Any:
     if first == "iterations":
         return it.count
     # currentStatus of the looped node: FAILED once an iteration ended badly, else RUNNING
-    for fqn, status in scheduler.statuses.items():
+    for fqn, status in run.statuses.items():
         if fqn.startswith(loop.looped.fqn + "_") and status not in POSITIVE and status != "NotStarted":
             return "FAILED"
     return "RUNNING"
@@ -835,7 +861,7 @@ def check_reference(plan: Any, reader: Any, path: tuple, retry: bool = False) ->
 
 
 # -- run time ---------------------------------------------------------------------------------
-def resolve(scheduler: Any, node: Any, path: tuple, failure: Any = None) -> Any:
+def resolve(run: RunValues, node: Any, path: tuple, failure: Any = None) -> Any:
     """The value of a reference read by ``node`` now.
 
     ``failure``: the failed attempt's outcome, when a retry condition is evaluated.
@@ -845,10 +871,10 @@ def resolve(scheduler: Any, node: Any, path: tuple, failure: Any = None) -> Any:
             that shows the reference with a caret.
     """
     if path[0] in LOOP_ROOTS:
-        return _loop_value(scheduler, node, path)
+        return _loop_value(run, node, path)
     if path[0] == "secrets":
         return MASKED  # <+secrets.getValue("x")>: valid, and never a secret's value
-    plan = getattr(scheduler, "view", None) or scheduler.plan
+    plan = run.view
     target, rest = node_of_path(plan, node, path)
     kind = _attribute_kind(target, rest)
     if kind == "static":
@@ -856,7 +882,7 @@ def resolve(scheduler: Any, node: Any, path: tuple, failure: Any = None) -> Any:
     if kind == "iteration":
         if rest[0] == "matrix" and target.loop is None:
             raise _Unresolvable(f"{target.fqn} is not an iteration of a matrix", "R52")
-        return _iteration_attribute(scheduler, target, rest)
+        return _iteration_attribute(run, target, rest)
     if kind in ("runtime", "current") and not (kind == "current" and _contains(target, node)):
         _un_postfixed(node, target, rest, run=True)
     if kind == "failure":
@@ -864,13 +890,13 @@ def resolve(scheduler: Any, node: Any, path: tuple, failure: Any = None) -> Any:
             raise _Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")
         return failure.error if rest[1] == "message" else failure.error_type
     if kind == "current" and _contains(target, node):
-        return _status_so_far(scheduler, target)
-    status = scheduler.statuses.get(target.fqn)
+        return _status_so_far(run, target)
+    status = run.statuses.get(target.fqn)
     if rest[0] in ("status", "currentStatus"):
         if status is None:
             raise _Unresolvable(f"{target.fqn} has not finished: it has no status to read yet", "R45")
         return HARNESS_STATUS.get(status, status.upper())
-    outputs = scheduler.outputs.get(target.fqn)
+    outputs = run.outputs.get(target.fqn)
     if outputs is None:
         state = f"ended {status}" if status is not None else "has not finished"
         raise _Unresolvable(f"{target.fqn} {state}: it has no output variables to read", "R44")
@@ -881,10 +907,10 @@ def resolve(scheduler: Any, node: Any, path: tuple, failure: Any = None) -> Any:
     return outputs[rest[2]]
 
 
-def _status_so_far(scheduler: Any, container: Any) -> str:
+def _status_so_far(run: RunValues, container: Any) -> str:
     """``currentStatus`` of a running container: FAILED once a node in it ended badly (Harness
     counts any failure), else RUNNING."""
-    statuses = scheduler.statuses
+    statuses = run.statuses
     for node in container.walk():
         status = statuses.get(node.fqn)
         if status is not None and node is not container and status not in POSITIVE and status != "NotStarted":
@@ -896,7 +922,7 @@ def _with_fqn(err: ExpressionError, fqn: str, prefix: str = "") -> ExpressionErr
     return ExpressionError(prefix + err.reason, err.expression, err.position, err.fqn or fqn)
 
 
-def evaluate_condition(scheduler: Any, node: Any, text: str, failure: Any = None) -> Any:
+def evaluate_condition(run: RunValues, node: Any, text: str, failure: Any = None) -> Any:
     """Evaluate a ``when`` (or retry) condition of ``node`` with the values known now.
 
     Raises:
@@ -905,12 +931,12 @@ def evaluate_condition(scheduler: Any, node: Any, text: str, failure: Any = None
     from .expressions import parse_condition
 
     try:
-        return parse_condition(text).evaluate(lambda ref: resolve(scheduler, node, ref.path, failure))
+        return parse_condition(text).evaluate(lambda ref: resolve(run, node, ref.path, failure))
     except ExpressionError as err:
         raise _with_fqn(err, node.fqn) from None
 
 
-def render_template(scheduler: Any, node: Any, text: Any, budget: list[int] | None = None) -> Any:
+def render_template(run: RunValues, node: Any, text: Any, budget: list[int] | None = None) -> Any:
     """Resolve the ``<+…>`` expressions embedded in ``text`` for ``node`` (as Harness does
     before a step runs); a text that is exactly one reference returns its raw value.
 
@@ -923,7 +949,7 @@ def render_template(scheduler: Any, node: Any, text: Any, budget: list[int] | No
     from .expressions import MAX_VALUE, parse_template
 
     expression = parse_template(text)
-    value = expression.evaluate(lambda ref: resolve(scheduler, node, ref.path))
+    value = expression.evaluate(lambda ref: resolve(run, node, ref.path))
     if budget is not None and isinstance(value, str) and not expression.raw:
         budget[0] -= len(value)
         if budget[0] < 0:
@@ -936,7 +962,7 @@ def render_template(scheduler: Any, node: Any, text: Any, budget: list[int] | No
     return value
 
 
-def resolve_inputs(scheduler: Any, node: Any) -> dict:
+def resolve_inputs(run: RunValues, node: Any) -> dict:
     """The step's ``inputs`` with every embedded ``<+…>`` resolved now, just before it runs.
 
     Raises:
@@ -947,7 +973,7 @@ def resolve_inputs(scheduler: Any, node: Any) -> dict:
     out, budget = {}, [MAX_VALUE]
     for key, value in (node.inputs or {}).items():
         try:
-            out[key] = render_template(scheduler, node, value, budget)
+            out[key] = render_template(run, node, value, budget)
         except ExpressionError as err:
             raise _with_fqn(err, node.fqn, f"input {key!r}: ") from None
     return out

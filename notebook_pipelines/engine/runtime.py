@@ -82,18 +82,22 @@ class Gate:
 
 
 class Runtime(Protocol):
-    """What the rules see of a run. Values known now, for ``<+…>`` references, are ``plan``,
-    ``statuses`` (last status by FQN) and ``outputs`` (output variables by step FQN)."""
+    """What the rules see of a run. Values known now, for ``<+…>`` references, are ``view``,
+    ``statuses`` (last status by FQN) and ``outputs`` (output variables by step FQN): a
+    runtime is the :class:`~..definition.references.RunValues` the rules pass to them."""
 
     run_id: str
     plan: Plan
+    #: the plan as the run sees it: ``plan`` and the copies of looped nodes made so far (what
+    #: ``<+…>`` references resolve against, :class:`~..definition.references.RunValues`)
+    view: Plan
     aborted: str | None  # why the run was aborted, or None
     statuses: dict[str, str]
-    outputs: dict[str, dict]
+    outputs: dict[str, dict[str, Any]]
     runs: dict[int, int]  # executions per step so far (attempts go on across RetryStepGroup)
     runs_handlers: bool  # the executor runs typed steps' handlers: resolve their specs first
     #: a simulation's ``iterations=`` (items of run-time lists, by looped node id or FQN); None in a run
-    loop_counts: dict | None
+    loop_counts: dict[str, Any] | None
 
     def now(self) -> float: ...
 

@@ -39,18 +39,24 @@ class Scope:
         self.failed = False  # something in this stage (pipeline) failed so far (R29, R30)
         self.stop: str | None = None  # why nothing new may start here
         self.request: Action | None = None  # a rollback/retry asked for by a failing child
-        self.ran: list = []  # groups (stages) that ran, with their scopes, for rollback (R36, R38)
+        self.ran: list[
+            tuple[PlanNode, Scope]
+        ] = []  # groups (stages) that ran, with their scopes, for rollback (R36, R38)
         self.rolled_back = False
         self.expired = False
         self.retries = 0  # RetryStepGroup retries already used by this group (R19)
         # where "failed so far" is kept for the nodes in this scope: the stage, or rollback section
-        self.stage_scope = self if kind in ("stage", "rollback") or parent is None else parent.stage_scope
+        self.stage_scope: Scope = (
+            self if kind in ("stage", "rollback") or parent is None else parent.stage_scope
+        )
         # where "failed so far" is kept for the nodes in this scope: the stage (rollback section),
         # or one iteration of a looped node — its failure reaches the stage when the loop ends
-        self.fail_scope = (
+        self.fail_scope: Scope = (
             self if kind in ("stage", "rollback", "loop") or parent is None else parent.fail_scope
         )
-        if kind == "loop":  # the stages and groups an iteration runs are the container's (R36, R38)
+        if (
+            kind == "loop" and parent is not None
+        ):  # the stages and groups an iteration runs are the container's (R36, R38)
             self.ran = parent.ran
 
     def up(self, *kinds: str) -> Scope | None:
