@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__ as __version__
-from .definition.durations import format_duration, parse_duration
+from .definition.durations import DurationError, DurationTooLong, format_duration, parse_duration
 from .definition.failure import (
     Abort,
     Action,
@@ -43,6 +43,7 @@ from .definition.failure import (
     RetryStepGroup,
     StageRollback,
     StepGroupRollback,
+    StrategyError,
     When,
 )
 from .definition.looping import LoopingError, LoopingWarning, Matrix, Parallelism, Repeat
@@ -88,6 +89,15 @@ _LAZY = {
     "critical_path": ("analysis.whatif", "critical_path"),
     "summarize": ("analysis.whatif", "summarize"),
     "SimulationError": ("engine.simulation", "SimulationError"),
+    # the errors (and warnings) of the other modules, importable from here: ``except nbp.YamlError``
+    "YamlError": ("formats.yaml_io", "YamlError"),
+    "YamlSyntaxError": ("formats.yaml_io", "YamlSyntaxError"),
+    "YamlWarning": ("formats.yaml_io", "YamlWarning"),
+    "HarnessExecutionError": ("formats.harness_executions", "HarnessExecutionError"),
+    "HarnessStatusWarning": ("formats.harness_executions", "HarnessStatusWarning"),
+    "ClusterError": ("cluster.dask", "ClusterError"),
+    "LayoutError": ("analysis.layout", "LayoutError"),
+    "GraphvizMissing": ("views.rendering", "GraphvizMissing"),
     "render": ("views.rendering", "render"),
     "validate": ("definition.validation", "validate"),
     "compile_plan": ("definition.plan", "compile_plan"),
@@ -131,7 +141,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    # the public names only: no imported helpers (``Any``, ``annotations``) nor private modules
+    return sorted({*__all__, "__version__", "load_ipython_extension"})
 
 
 __all__ = [
@@ -139,11 +150,18 @@ __all__ = [
     "STATUSES",
     "Abort",
     "Action",
+    "ClusterError",
     "DaskExecutor",
     "DefinitionError",
+    "DurationError",
+    "DurationTooLong",
     "ExpressionError",
+    "GraphvizMissing",
+    "HarnessExecutionError",
+    "HarnessStatusWarning",
     "Ignore",
     "InterventionRequest",
+    "LayoutError",
     "LoopingError",
     "LoopingWarning",
     "ManualIntervention",
@@ -175,8 +193,12 @@ __all__ = [
     "StepError",
     "StepGroup",
     "StepGroupRollback",
+    "StrategyError",
     "TraceError",
     "When",
+    "YamlError",
+    "YamlSyntaxError",
+    "YamlWarning",
     "compare",
     "compile_plan",
     "critical_path",

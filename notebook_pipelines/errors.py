@@ -9,6 +9,7 @@ the trace of a run that did not end well.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "RunInterrupted",
     "StepError",
     "TraceError",
+    "rule_reference",
 ]
 
 
@@ -65,8 +67,39 @@ def _window(line: str, column: int, width: int = EXCERPT) -> tuple[str, int]:
     return f"{prefix}{line[start : start + width]}{suffix}", column - start + len(prefix)
 
 
+#: Where every rule that a message cites by id (``[R45]``, ``(D9)``) is explained: the semantics
+#: reference of the documentation (``make docs``: its "Semantics reference" page), one anchor per id.
+SEMANTICS_REFERENCE = "docs/semantics.md"
+
+_RULE_ID = re.compile(r"[\[(/]([RDE]\d{1,2})(?:/[RDE]\d{1,2})*[\])/,]")
+
+
+def rule_reference(text: str) -> str:
+    """The line that points a message citing rule ids to the semantics reference; ``""`` when
+    ``text`` cites none (or already points there).
+
+    >>> rule_reference("pipeline.stages.s: [R60/D10] step groups take no timeout")
+    '(rule ids: see the semantics reference, docs/semantics.md#r60)'
+    >>> rule_reference("no rule here")
+    ''
+    """
+    found = _RULE_ID.search(text)
+    if found is None or SEMANTICS_REFERENCE in text:
+        return ""
+    return f"(rule ids: see the semantics reference, {SEMANTICS_REFERENCE}#{found[1].lower()})"
+
+
 class PipelineError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    A message that cites a rule id ends with a line pointing to the semantics reference
+    (:func:`rule_reference`).
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        reference = rule_reference(text)
+        return f"{text}\n{reference}" if reference else text
 
 
 @dataclass(frozen=True)
@@ -132,6 +165,7 @@ class DefinitionError(PipelineError, ValueError):
     >>> print(err)
     1 problem in the pipeline definition:
       - pipeline.stages.a: [R1] empty stage — fix: add a step
+    (rule ids: see the semantics reference, docs/semantics.md#r1)
     """
 
     def __init__(self, problems: list[Problem] | Problem | str):
@@ -179,6 +213,9 @@ class StepError(PipelineError):
     def __init__(self, message: str = "", error_type: str = "Unknown"):
         super().__init__(message)
         self.error_type = error_type
+
+    def __str__(self) -> str:  # the body's own words, as written (they land in the trace)
+        return Exception.__str__(self)
 
 
 class RunError(PipelineError):

@@ -359,7 +359,8 @@ def test_all_problems_are_collected_into_one_definition_error():
     assert rules == ["R1", "R1", "R60/D10", "R6/D1", "R1"]
     lines = str(err).splitlines()
     assert lines[0] == "5 problems in the pipeline definition:"
-    assert lines[1:] == [f"  - {x}" for x in err.problems]
+    assert lines[1:-1] == [f"  - {x}" for x in err.problems]
+    assert lines[-1] == "(rule ids: see the semantics reference, docs/semantics.md#r1)"  # issue 29
     for problem in err.problems:
         assert_complete(problem)
     assert isinstance(err, nbp.PipelineError) and isinstance(err, ValueError)

@@ -45,7 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from ..definition.durations import DurationError, format_duration, parse_duration
-from ..errors import EXCERPT, MESSAGE_LIMIT, DefinitionError, PipelineError, RunInterrupted, excerpt
+from ..errors import (
+    EXCERPT,
+    MESSAGE_LIMIT,
+    DefinitionError,
+    PipelineError,
+    RunInterrupted,
+    excerpt,
+    rule_reference,
+)
 
 __all__ = ["EXIT_CODES", "MAX_PROBLEMS", "build_parser", "format_table", "main", "write_trace"]
 
@@ -297,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                 "\n".join([f"error: {args.file}: the pipeline {err.what} ({n}):", *err.lines]),
                 file=sys.stderr,
             )
+        if reference := rule_reference("\n".join(err.lines)):
+            print(reference, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -545,6 +545,10 @@ def _tooltip(node: PlanNode, outcome: Outcome | None) -> str:
     return _text(node.fqn, outcome.summary(), outcome.reason, outcome.error)
 
 
+#: what :meth:`Picture.save` writes, by the file name's suffix: Graphviz's output formats, or DOT
+SAVE_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
+
+
 @functools.cache
 def _picture_class() -> type:
     """``graphviz.Digraph`` whose rich display is :func:`picture_bundle`: SVG scaled to the output
@@ -552,14 +556,63 @@ def _picture_class() -> type:
     import graphviz
 
     class Picture(graphviz.Digraph):
-        """A ``graphviz.Digraph`` of a plan; displays as text when Graphviz is not installed."""
+        """The picture of a pipeline (or of a run): a ``graphviz.Digraph`` that displays itself in a
+        notebook and saves itself from a script.
+
+        - ``picture.save("release.svg")``: the file's suffix picks the format: ``.svg``,
+          ``.png``, ``.pdf`` (drawn by Graphviz's ``dot``) or ``.dot``/``.gv`` (the DOT text);
+        - ``picture.source``: the DOT text;
+        - ``picture.outline``: the plan as an indented text tree (with a run's outcome per node);
+        - ``repr(picture)``: the outline under a one-line header (what a terminal shows).
+        """
 
         outline_text = ""
+
+        @property
+        def outline(self) -> str:
+            """The plan as an indented text tree; after a run, each node's status and time."""
+            return self.outline_text
+
+        def save(
+            self,
+            filename: str | Path | None = None,
+            directory: str | Path | None = None,
+            *,
+            skip_existing: bool | None = False,
+        ) -> Any:
+            """Write the picture to ``filename`` and return its path (a :class:`~pathlib.Path`).
+
+            The suffix picks the format: ``.svg``, ``.png`` or ``.pdf`` (drawn by Graphviz's
+            ``dot``), ``.dot`` or ``.gv`` (the DOT text, :attr:`source`).
+
+            Raises:
+                ValueError: another suffix (the message lists the ones that work).
+                GraphvizMissing: ``.svg``/``.png``/``.pdf`` without Graphviz's ``dot`` installed.
+            """
+            if filename is None or skip_existing is None:  # graphviz's own render() saves the DOT here
+                return super().save(filename, directory=directory, skip_existing=skip_existing)
+            path = Path(directory or ".") / Path(filename)
+            fmt = SAVE_FORMATS.get(path.suffix.lower())
+            if fmt is None:
+                raise ValueError(
+                    f"cannot save the picture as {str(path)!r}: the file name must end in one of "
+                    f"{', '.join(SAVE_FORMATS)}"
+                )
+            if skip_existing and path.exists():
+                return path
+            data = self.source.encode("utf-8") if fmt == "dot" else _pipe(self, fmt)
+            path.write_bytes(data)
+            return path
 
         def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
             return picture_bundle(self)
 
+        def __repr__(self) -> str:
+            head = f"<Picture {self.name!r}: .save('x.svg' | 'x.png' | 'x.pdf'), .source (DOT), .outline>"
+            return f"{head}\n{self.outline_text}" if self.outline_text else head
+
     Picture.__module__ = __name__
+    Picture.__qualname__ = "Picture"
     return Picture
 
 
