@@ -94,11 +94,18 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
     except BaseException as exc:  # an interrupted or failed (check=True) run has its trace
         for listener in listeners:  # a run that never ended (no trace): views' threads end too
             if isinstance(listener, RunState):
-                listener.abandon()
+                listener.abandon(_first_line(exc))
         _remember(_run_id(getattr(exc, "trace", None)), plan)
         raise
     _remember(_run_id(trace), plan)
     return trace
+
+
+def _first_line(exc: BaseException) -> str:
+    """What a view says of a run that never started: the error's first line (a definition
+    error's count of problems; the problems themselves are in the raised error)."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__).rstrip(":")
 
 
 def _run_id(trace: Any) -> str | None:
@@ -184,7 +191,7 @@ class RunHandle:
         except BaseException as exc:  # handed to wait()
             self._error = exc
             self._result = getattr(exc, "trace", None)
-            self.state.abandon()
+            self.state.abandon(_first_line(exc))
         finally:
             if self.state.scheduler is not None:
                 _remember(self.state.scheduler.run_id, self.plan)
