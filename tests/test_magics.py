@@ -9,8 +9,8 @@ equal plans (kind, FQN, block of every node) and equal structure; only the bodie
 from __future__ import annotations
 
 import doctest
-import subprocess
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 
