@@ -8,17 +8,13 @@ PIP    := $(PY) -m pip install --quiet
 .PHONY: setup dot chromium demo test lint format docs lab bench notebooks clean
 
 # One stamp per set of extras: `make demo` installs the package alone, `make test` the test tools.
+EXTRAS_package :=
+EXTRAS_tests   := test,lab,dask,harness
+EXTRAS_bench   := bench,dask
 $(VENV)/.stamp-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '.$(if $(filter package,$*),,[$*])'
-	touch $@
-
-TEST_EXTRAS := test,lab,dask,harness
-$(VENV)/.stamp-tests: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
-	$(PIP) -e '.[$(TEST_EXTRAS)]'
+	$(PIP) -e '.$(if $(filter package,$*),,[$(or $(EXTRAS_$*),$*)])'
 	touch $@
 
 ## make setup: everything the tests need (the packages, dot, Debian's chromium)

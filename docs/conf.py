@@ -7,6 +7,7 @@ are never executed here.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -53,6 +54,8 @@ myst_enable_extensions = ["colon_fence", "deflist", "substitution"]
 suppress_warnings = ["mystnb.unknown_mime_type"]  # live-view widgets show their text outline
 
 autodoc_member_order = "bysource"
+# the Dask executor is documented without the dask extra installed (`make docs` installs docs only)
+autodoc_mock_imports = ["cloudpickle", "distributed"]
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "undoc-members": False}
 napoleon_google_docstring = True
@@ -79,9 +82,50 @@ class CliHelp(SphinxDirective):
         return out
 
 
+_CODE_OR_LINK = re.compile(r"(```.*?```|`[^`\n]*`|\[[^\]]*\]\([^)]*\)|<[^>\n]*>)", re.S)
+_BARE_RULE_ID = re.compile(r"(?<![\w#/\[.-])([RDE])(\d{1,2})\b(?![\w-])")
+
+
+def link_rule_ids(text: str, prefix: str = "") -> str:
+    """Every rule id of a Markdown text outside code and links, as a link to its rule.
+
+    >>> link_rule_ids("a failing sibling (R14, D9) — `R14` in code stays")
+    'a failing sibling ([R14](semantics.md#r14), [D9](semantics.md#d9)) — `R14` in code stays'
+    """
+    parts = _CODE_OR_LINK.split(text)
+    return "".join(
+        part if i % 2 else _BARE_RULE_ID.sub(lambda m: f"[{m[0]}]({prefix}semantics.md#{m[0].lower()})", part)
+        for i, part in enumerate(parts)
+    )
+
+
+def _link_rule_ids(app, docname: str, source: list[str]) -> None:
+    """``source-read``: pages written for GitHub too (the architecture) cite rules by bare id; on
+    the site each id links to the semantics reference."""
+    if docname != "semantics" and app.env.doc2path(docname).suffix == ".md":
+        source[0] = link_rule_ids(source[0], "../" * docname.count("/"))
+
+
+_RST_LITERAL = re.compile(r"(``.*?``|:\w+:`[^`]*`|`[^`]*`_*|>>>.*$|\.\.\. .*$)")
+
+
+def _link_rule_ids_in_docstring(app, what, name, obj, options, lines: list[str]) -> None:
+    """``autodoc-process-docstring``: rule ids in the API reference's docstrings link to their rule
+    (the API page sits next to the semantics page)."""
+
+    def link(found: re.Match) -> str:
+        return f"`{found[0]} <semantics.html#{found[0].lower()}>`__"
+
+    for i, line in enumerate(lines):
+        parts = _RST_LITERAL.split(line)
+        lines[i] = "".join(part if k % 2 else _BARE_RULE_ID.sub(link, part) for k, part in enumerate(parts))
+
+
 def setup(app):
     copy_course()
     app.add_directive("cli-help", CliHelp)
+    app.connect("source-read", _link_rule_ids)
+    app.connect("autodoc-process-docstring", _link_rule_ids_in_docstring)
 
 
 def binder_badge(pyproject: Path = ROOT / "pyproject.toml") -> str:

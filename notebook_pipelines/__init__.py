@@ -95,7 +95,7 @@ _LAZY = {
     "YamlWarning": ("formats.yaml_io", "YamlWarning"),
     "HarnessExecutionError": ("formats.harness_executions", "HarnessExecutionError"),
     "HarnessStatusWarning": ("formats.harness_executions", "HarnessStatusWarning"),
-    "ClusterError": ("cluster.dask", "ClusterError"),
+    "ClusterError": ("cluster.errors", "ClusterError"),  # without Dask installed too
     "LayoutError": ("analysis.layout", "LayoutError"),
     "GraphvizMissing": ("views.rendering", "GraphvizMissing"),
     "render": ("views.rendering", "render"),

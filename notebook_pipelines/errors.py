@@ -38,9 +38,35 @@ EXCERPT = 200
 MESSAGE_LIMIT = 400
 
 
+#: control characters (C0, DEL, C1) and the bidirectional-text controls (they reorder what a
+#: terminal shows) → their escaped form
+_CONTROLS = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    **{c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def printable(text: str, keep: str = "") -> str:
+    r"""``text`` with every control character escaped (``\x1b``, ``\n``, ``\u202e``…), except
+    those in ``keep``: what a pipeline's names, conditions or logs hold reaches a terminal as
+    text, never as an escape sequence that recolours, moves the cursor or clears the screen.
+
+    >>> printable("\x1b[2Jred\tline\n")
+    '\\x1b[2Jred\\tline\\n'
+    >>> printable("two\nlines", keep="\n")
+    'two\nlines'
+    """
+    table = _CONTROLS if not keep else {c: v for c, v in _CONTROLS.items() if chr(c) not in keep}
+    return text.translate(table)
+
+
 def excerpt(text: str, limit: int = EXCERPT) -> str:
-    r"""``text`` on one line (line breaks escaped), cut to about ``limit`` characters: the middle
-    of a longer text is left out, and counted. Messages never echo a whole input.
+    r"""``text`` on one line (line breaks and other control characters escaped, :func:`printable`),
+    cut to about ``limit`` characters: the middle of a longer text is left out, and counted.
+    Messages never echo a whole input.
 
     >>> excerpt("a short value")
     'a short value'
@@ -49,7 +75,7 @@ def excerpt(text: str, limit: int = EXCERPT) -> str:
     >>> excerpt("two\nlines")
     'two\\nlines'
     """
-    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    text = printable(text)
     if len(text) <= limit:
         return text
     head = limit * 3 // 4
@@ -154,7 +180,10 @@ class Problem:
         # only the line of a multi-line text that holds the position, caret under the column
         start = self.expression.rfind("\n", 0, self.position) + 1
         end = self.expression.find("\n", self.position)
-        line, column = _window(self.expression[start : end if end >= 0 else None], self.position - start)
+        raw = self.expression[start : end if end >= 0 else None]
+        column = self.position - start
+        # escaped (a control character shows as \x1b…): the caret moves by what was added before it
+        line, column = _window(printable(raw), len(printable(raw[:column])))
         return f"{text}\n    {line}\n    {' ' * column}^"
 
 
@@ -196,10 +225,12 @@ class ExpressionError(PipelineError, ValueError):
         self.position = position
         self.fqn = fqn
         where = f" in {fqn}" if fqn else ""
+        shown = printable(expression)  # a control character shows escaped; the caret follows it
         if position is None:
-            text = f"{message}{where}: {expression}" if expression else f"{message}{where}"
+            text = f"{message}{where}: {shown}" if expression else f"{message}{where}"
         else:
-            text = f"{message}{where} at position {position}:\n  {expression}\n  {' ' * position}^"
+            column = len(printable(expression[:position]))
+            text = f"{message}{where} at position {position}:\n  {shown}\n  {' ' * column}^"
         super().__init__(text)
 
 

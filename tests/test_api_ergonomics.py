@@ -56,17 +56,13 @@ def test_pipeline_verbs_take_exactly_the_options_of_the_functions_they_call():
 
     assert _keywords(Pipeline.simulate, skip=1) == _keywords(simulate, skip=1)
     assert _keywords(_Drawable.render, skip=1) == _keywords(render, skip=1)
-    view_options = {
-        k: v for k, v in inspect.signature(run).parameters.items() if k not in ("pipeline", "options")
-    }
-    options = {k: p.default for k, p in view_options.items()} | _keywords(engine_run, skip=1)
-    assert _keywords(Pipeline.run, skip=1) == options
-    assert _keywords(Pipeline.start, skip=1) == options
-    assert [k for k in inspect.signature(start).parameters] == [k for k in inspect.signature(run).parameters]
+    options = {"progress": None} | _keywords(engine_run, skip=1)
+    for fn in (run, start, Pipeline.run, Pipeline.start):
+        assert _keywords(fn, skip=1) == options, fn.__qualname__
 
 
 def test_verbs_document_each_of_their_parameters():
-    for fn in (Pipeline.run, Pipeline.simulate, _Drawable.render, _Container.step, Pipeline.stage):
+    for fn in (Pipeline.run, Pipeline.simulate, _Drawable.render, _Container.step, Pipeline.stage, nbp.run):
         doc = inspect.getdoc(fn)
         for name in _keywords(fn, skip=1):
             assert name in doc, f"{fn.__qualname__}'s docstring does not mention {name}"
@@ -164,3 +160,20 @@ def test_the_cli_points_from_listed_problems_to_the_semantics_reference(tmp_path
     assert main(["validate", str(path)]) == 1
     err = capsys.readouterr().err
     assert "(rule ids: see the semantics reference, docs/semantics.md#r" in err
+
+
+def test_every_public_error_is_importable_without_the_optional_extras():
+    """``except nbp.ClusterError`` must work where Dask (the ``dask`` extra) is not installed."""
+    import subprocess
+    import sys
+
+    names = sorted(_public_error_classes())
+    code = (
+        "import sys\n"
+        "for name in ('distributed', 'cloudpickle', 'dask', 'httpx'): sys.modules[name] = None\n"
+        "import notebook_pipelines as nbp\n"
+        f"for name in {names!r}: getattr(nbp, name)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -352,6 +352,9 @@ def test_run_exits_1_when_a_script_fails_and_still_writes_the_trace(capsys, tmp_
     )
     code, _out, err = cli(capsys, "run", pipeline, "-o", tmp_path / "t.csv")
     assert code == 1 and "ran: Failed" in err
+    # with -o the table goes to the file: stderr still says which step failed and why (issue 23)
+    assert "✗ pipeline.stages.s.spec.execution.steps.bad — Failed" in err
+    assert "the script exited with code 4" in err
     trace = pd.read_csv(tmp_path / "t.csv")
     assert trace[trace["fqn"].str.endswith(".bad")]["error"].iloc[0] == "the script exited with code 4"
 
@@ -873,3 +876,22 @@ def test_suggest_exit_codes(capsys, tmp_path):
     bad.write_text(pipeline_yaml("{identifier: a}", "{identifier: a}"))
     code, _, err = cli(capsys, "suggest", bad)
     assert code == 1
+
+
+def test_render_summarises_a_large_pipeline_unless_full(capsys, tmp_path):
+    from notebook_pipelines.views.rendering import MAX_FULL_NODES
+
+    p = nbp.Pipeline("big")
+    with p.stage("s") as s:
+        for k in range(MAX_FULL_NODES + 1):
+            s.step(f"a{k}")
+    source = tmp_path / "big.yaml"
+    p.to_yaml(source)
+    assert cli(capsys, "render", source, "-o", tmp_path / "summary.dot")[0] == 0
+    assert "summary of 401 steps" in (tmp_path / "summary.dot").read_text()
+    assert cli(capsys, "render", source, "-o", tmp_path / "full.dot", "--full")[0] == 0
+    assert (tmp_path / "full.dot").read_text().count(
+        'tooltip="pipeline.stages.s.spec.execution.steps.a'
+    ) == 401
+    help_text = " ".join(cli(capsys, "render", "--help")[1].split())
+    assert f"above {MAX_FULL_NODES} nodes" in help_text

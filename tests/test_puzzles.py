@@ -6,6 +6,7 @@ makespans and statuses worked out by hand from the level's durations.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
@@ -181,26 +182,20 @@ def test_moves_count_steps_that_wait_for_a_different_set():
     assert count_moves(start, chain("a", "b", "c", "d")) == 0
 
 
-def test_a_teachers_level_saved_and_loaded_back_plays(tmp_path):
-    start = nbp.Pipeline("mine")
-    with start.stage("s") as s:
-        s.step("fetch", duration="10s")
-        s.step("scan", duration="20s")
-        s.step(
-            "upload",
-            duration="5s",
-            when=nbp.When("Success", "<+execution.steps.fetch.output.outputVariables.f> != ''"),
-        )
-    solution = nbp.Pipeline("mine")
-    with solution.stage("s") as s:
-        with s.parallel():
+def _scan_level(side_by_side: bool) -> nbp.Pipeline:
+    """fetch 10 s, scan 20 s, then upload 5 s, which reads fetch's output."""
+    p = nbp.Pipeline("mine")
+    with p.stage("s") as s:
+        with s.parallel() if side_by_side else contextlib.nullcontext():
             s.step("fetch", duration="10s")
             s.step("scan", duration="20s")
-        s.step(
-            "upload",
-            duration="5s",
-            when=nbp.When("Success", "<+execution.steps.fetch.output.outputVariables.f> != ''"),
-        )
+        reads_fetch = nbp.When("Success", "<+execution.steps.fetch.output.outputVariables.f> != ''")
+        s.step("upload", duration="5s", when=reads_fetch)
+    return p
+
+
+def test_a_teachers_level_saved_and_loaded_back_plays(tmp_path):
+    start, solution = _scan_level(False), _scan_level(True)
     path = nbp.puzzle.save(
         tmp_path / "scan.yaml",
         start,

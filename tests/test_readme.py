@@ -146,3 +146,20 @@ def test_every_rule_id_in_a_notebook_s_text_links_to_the_semantics_reference():
             assert not bare, f"{notebook.name}: rule ids without a link: {bare}"
             for anchor in re.findall(r"\]\(\.\./docs/semantics\.md#([a-z]\d+)\)", text):
                 assert anchor in anchors, f"{notebook.name}: no rule {anchor!r} in docs/semantics.md"
+
+
+def test_the_readme_and_the_course_page_list_every_notebook_in_order():
+    notebooks = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    for page, prefix in ((README, "notebooks/"), (REPO / "docs" / "course.md", "course/")):
+        listed = re.findall(rf"\]\({prefix}(\d\d-[\w-]+\.ipynb)\)", page.read_text())
+        assert listed == notebooks, f"{page.name} lists {listed}"
+
+
+def test_the_api_and_trace_pages_cover_every_public_name_and_column():
+    import notebook_pipelines as nbp
+
+    api = (REPO / "docs" / "api.md").read_text()
+    documented = set(re.findall(r"\.\. auto\w+:: (?:notebook_pipelines\.)?(\w+)", api))
+    assert not set(nbp.__all__) - documented, "docs/api.md misses public names"
+    trace = (REPO / "docs" / "trace.md").read_text()
+    assert not [c for c in nbp.COLUMNS if f"`{c}`" not in trace], "docs/trace.md misses trace columns"

@@ -18,7 +18,10 @@ import notebook_pipelines as nbp
 from notebook_pipelines.views.rendering import (
     FIT_WIDTH_PX,
     FORMATS,
+    MAX_FULL_NODES,
+    OUTLINE_LINES,
     STATUS_STYLES,
+    SUMMARY_ITEMS,
     GraphvizMissing,
     mimebundle,
     natural_width_px,
@@ -443,7 +446,7 @@ def _serial(n: int) -> nbp.Pipeline:
 def test_a_long_serial_pipeline_is_drawn_top_to_bottom_so_its_labels_stay_readable():
     p = _serial(20)
     wide = to_svg(p, direction="LR")
-    # 20 boxes side by side: over 2,000 px, scaled into 640 px its labels would be ~4 px high
+    # 20 boxes side by side: over 2,000 px, scaled into 590 px its labels would be ~4 px high
     assert natural_width_px(wide) > 2000 and _readable_px(wide) < 5
     auto = to_svg(p)
     assert _readable_px(auto) >= 11
@@ -542,3 +545,77 @@ def test_rich_display_with_dot_present_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         release()._repr_mimebundle_()
+
+
+# -- large pipelines are summarised (issue 31 item 10) ----------------------------------------------
+def many_steps(stages: int = 10, groups: int = 100, per_group: int = 10) -> nbp.Pipeline:
+    """``stages`` stages of one step then ``groups`` groups of ``per_group`` parallel steps."""
+    p = nbp.Pipeline("big")
+    for k in range(stages):
+        with p.stage(f"s{k}") as s:
+            s.step("first", duration=1)
+            for g in range(groups):
+                with s.step_group(f"g{g}") as group, group.parallel():
+                    for j in range(per_group):
+                        group.step(f"a{j}", duration=1)
+    return p
+
+
+def boxes(graph) -> int:
+    """How many nodes a picture's DOT declares (steps, collapsed boxes, points, legend)."""
+    return len(re.findall(r"^\s*(?:n\d+|more\d+)\s*\[", graph.source, flags=re.M))
+
+
+def test_a_plan_above_the_size_limit_is_summarised_with_counts_and_says_how_to_get_all():
+    p = many_steps()  # 10 stages × (1 + 100 groups × 10 steps) = 10,010 steps
+    graph = nbp.render(p)
+    assert boxes(graph) <= MAX_FULL_NODES  # on main: one box per step and group, 11,010
+    assert "summary of 10,010 steps (step groups collapsed)" in graph.source
+    assert "full=True" in graph.source
+    # a group is one box with its step count; a long list shows its ends around "… N more"
+    assert 'label="g0 — step group\\n10 steps (collapsed)"' in graph.source
+    assert "… and 92 step groups more\\n920 steps in all" in graph.source  # 100 - 5 shown first - 3 last
+    assert len(graph.outline_text.splitlines()) == OUTLINE_LINES + 1
+
+
+def test_a_summary_counts_the_statuses_of_the_steps_a_box_holds():
+    p = many_steps(stages=1, groups=60)
+    trace = p.simulate(failures={"pipeline.stages.s0.spec.execution.steps.g3.steps.a0": True})
+    source = nbp.render(p, trace).source
+    assert "Success 9 · Failed 1" in source  # g3: ten parallel steps, one failed
+    assert "… and 52 step groups more\\n520 steps in all\\nSkipped 520" in source  # after the failure
+
+
+def test_full_true_draws_every_step_of_a_large_plan():
+    p = many_steps(stages=1, groups=50)  # 501 steps, 50 groups: over the limit
+    graph = nbp.render(p, full=True)
+    assert boxes(graph) == 1 + 50 * 10 and graph.source.count("subgraph cluster_n") == 1 + 50
+    assert "summary" not in graph.source
+
+
+def test_a_plan_still_too_large_with_groups_collapsed_shows_each_stage_as_one_box():
+    # 60 stages, each 10 parallel blocks of 10 steps: with groups collapsed and lists shortened
+    # the picture would still hold 10 stages x 10 blocks x 10 steps = 1,000 boxes
+    p = nbp.Pipeline("wide")
+    for k in range(60):
+        with p.stage(f"s{k}") as s:
+            for b in range(10):
+                with s.parallel():
+                    for j in range(10):
+                        s.step(f"b{b}_{j}", duration=1)
+    graph = nbp.render(p)
+    assert "summary of 6,000 steps (stages collapsed)" in graph.source
+    assert boxes(graph) == SUMMARY_ITEMS  # 5 stages, "… and 51 stages more", 4 stages
+    assert 'label="s0 — Custom stage\\n100 steps (collapsed)"' in graph.source
+    assert "… and 51 stages more\\n5,100 steps in all" in graph.source
+
+
+def test_a_small_plan_is_drawn_whole():
+    assert "summary" not in nbp.render(many_steps(stages=1, groups=3)).source
+
+
+def test_the_rich_display_of_a_large_pipeline_is_quick_and_bounded():
+    p = many_steps()
+    bundle = p._repr_mimebundle_()
+    assert len(bundle["image/svg+xml"]) < 500_000  # on main: 10-15 MB, after 7-82 s of dot
+    assert len(bundle["text/plain"].splitlines()) <= OUTLINE_LINES + 2

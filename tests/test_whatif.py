@@ -373,3 +373,51 @@ def test_monte_carlo_bad_options_are_clear_errors(options: dict, message: str):
     with pytest.raises(SimulationError) as err:
         nbp.monte_carlo(two_parallel(), **options)
     assert message in str(err.value)
+
+
+# -- a baseline that cannot be simulated is refused (issue 23 item 6) ------------------------------
+def unreadable() -> nbp.Pipeline:
+    """b reads a's output v; a has a body that declares no outputs, so virtual time has no v."""
+    p = nbp.Pipeline("unreadable")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: None, duration=10)
+        s.step("b", duration=30, inputs={"x": "<+execution.steps.a.output.outputVariables.v>"})
+    return p
+
+
+def test_compare_refuses_a_design_that_fails_before_a_step_runs_naming_the_step_and_reason():
+    with pytest.raises(nbp.SimulationError) as err:
+        nbp.compare({"ok": release(True), "broken": unreadable()})
+    message = str(err.value)
+    assert "design 'broken'" in message and "pipeline.stages.s.spec.execution.steps.b" in message
+    assert "has no output variable 'v'" in message and "outputs=['name']" in message
+    # an injected failure is the user's question, not a broken design: still reported
+    assert nbp.compare({"x": release(True)}, failures={"ship": True}).loc["x", "status"] == "Failed"
+
+
+def test_monte_carlo_refuses_a_pipeline_that_fails_before_a_step_runs():
+    message = r"monte_carlo\(\): 'unreadable'.*steps\.b failed before it ran"
+    with pytest.raises(nbp.SimulationError, match=message):
+        nbp.monte_carlo(unreadable(), runs=3)
+    fixed = unreadable()
+    fixed.stages[0].items[0].outputs = ["v"]  # declared: virtual time publishes it (None)
+    assert list(nbp.monte_carlo(fixed, runs=3)["makespan_s"]) == [10 + 30] * 3
+
+
+def test_compare_and_monte_carlo_time_a_sketch_whose_steps_have_no_bodies():
+    p = nbp.Pipeline("sketch")
+    with p.stage("s") as s:
+        s.step("a", duration=10)
+        s.step("b", duration=30, inputs={"x": "<+execution.steps.a.output.outputVariables.v>"})
+    assert nbp.compare({"sketch": p}).loc["sketch", ["makespan_s", "status"]].tolist() == [40.0, "Success"]
+    assert set(nbp.monte_carlo(p, runs=2)["status"]) == {"Success"}
+
+
+def test_what_if_of_a_real_run_replays_the_outputs_its_bodies_published():
+    p = nbp.Pipeline("real")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: {"v": "eu"})
+        s.step("b", inputs={"x": "<+execution.steps.a.output.outputVariables.v>"}, run=lambda x: None)
+    trace = p.run(progress=False)
+    table = trace.pipeline.what_if()
+    assert table["status"].tolist() == ["Success", "Success"]  # b reads a's v as it did in the run

@@ -9,6 +9,7 @@ guards (``until``), never by a wall-clock threshold on what is tested.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -309,10 +310,21 @@ def test_replay_picture_shows_the_time_of_the_sliders_moment_not_a_cached_one():
     assert _drawn(scrubber.picture.value, "unit")[1:] == ["5s"]
 
 
-def test_replay_of_a_simulation_without_its_pipeline_says_to_pass_it():
+def test_replay_of_a_simulation_finds_its_pipeline_as_for_a_real_run():
+    p = release_pipeline()
+    trace = p.simulate()
+    scrubber = nbp.replay(trace)  # issue 23: simulations are remembered like real runs
+    assert scrubber.plan.pipeline is p and repr(scrubber) == "<replay of 'release'>"
+    steps_only = trace[trace["kind"] == "step"]  # a filtered trace keeps its run's key
+    assert nbp.replay(steps_only).plan.pipeline is p
+
+
+def test_replay_of_a_trace_this_kernel_does_not_know_says_to_pass_the_pipeline(tmp_path):
     trace = release_pipeline().simulate(run_id="nameless")
+    trace.to_parquet(tmp_path / "t.parquet")
+    back = nbp.read_trace(tmp_path / "t.parquet").assign(run_id="from-a-file")
     with pytest.raises(nbp.PipelineError, match=r"nbp.replay\(trace, pipeline=p\)"):
-        nbp.replay(trace)
+        nbp.replay(back)
     other = nbp.Pipeline("other")
     with other.stage("s") as s:
         s.step("x")
@@ -499,3 +511,76 @@ def test_the_output_picker_names_steps_that_share_an_id_by_their_stage():
         "deploy_us › rollout (attempt 1)",
         "post (attempt 1)",
     ]
+
+
+# -- what the text progress says (issue 23 item 9) --------------------------------------------------
+class Terminal(io.StringIO):
+    """What a terminal receives (stdout and stderr both), reporting itself a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def screen(self) -> list[str]:
+        """The lines as a terminal shows them: ``\\r`` returns to the line's start, text overwrites."""
+        lines: list[list[str]] = [[]]
+        col = 0
+        for ch in self.getvalue():
+            if ch == "\n":
+                lines.append([])
+                col = 0
+            elif ch == "\r":
+                col = 0
+            else:
+                line = lines[-1]
+                line[col : col + 1] = [ch]
+                col += 1
+        return ["".join(line).rstrip() for line in lines if "".join(line).strip()]
+
+
+def test_text_progress_ends_with_the_traces_makespan_not_the_time_to_build_the_trace(monkeypatch):
+    from notebook_pipelines.definition.durations import format_duration
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    p = nbp.Pipeline("timed")
+    with p.stage("s") as s:
+        s.step("a", run=sleeper(0.03))
+    trace = p.run()
+    makespan = float(trace.loc[trace["kind"] == "pipeline", "duration_s"].iloc[0])
+    assert term.screen()[-1] == f"timed: 1/1 steps done · Success 1 · {format_duration(makespan)} · Success"
+
+
+def test_text_progress_drawn_in_place_does_not_glue_a_steps_printed_line_to_it(monkeypatch):
+    term = Terminal()
+    monkeypatch.setattr(sys, "stdout", term)
+    monkeypatch.setattr(sys, "stderr", term)
+
+    def unit() -> None:
+        time.sleep(0.05)  # the progress line is drawn first
+        print("unit says hello")
+
+    p = nbp.Pipeline("printing")
+    with p.stage("s") as s:
+        s.step("unit", run=unit)
+        s.step("lint", run=lambda: print("lint", end=""))  # a line without its newline
+    p.run()
+    lines = term.screen()
+    assert "unit says hello" in lines  # on a line of its own
+    assert "lint" in lines
+    assert lines[-1].startswith("printing: 2/2 steps done · Success 2 · ")
+    assert sys.stdout is term and sys.stderr is term  # the guard is gone after the run
+
+
+def test_replay_of_a_runs_partial_trace_finds_its_pipeline_while_the_run_goes():
+    release = threading.Event()
+    p = nbp.Pipeline("going")
+    with p.stage("s") as s:
+        s.step("a", run=waits_for(release))
+    handle = p.start(progress=False)
+    try:
+        until(lambda: handle.status == "Running" and len(handle.trace), "the run to start")
+        scrubber = nbp.replay(handle.trace)  # the run is remembered from its start
+        assert scrubber.plan is handle.plan
+    finally:
+        release.set()
+        handle.wait(GUARD)

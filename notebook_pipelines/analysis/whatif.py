@@ -54,6 +54,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..engine import registry
 from ..engine.simulation import SimulationError, as_plan, simulate, simulate_records
 from ..errors import RunInterrupted
 from . import timing
@@ -125,6 +126,40 @@ def _from_records(plan: Any, records: list[tuple]) -> tuple[dict[str, Any], dict
     return outcome, stages
 
 
+def _unsimulatable(trace: pd.DataFrame) -> tuple[str, str] | None:
+    """``(fqn, error)`` of the first node that failed because the simulation could not evaluate
+    it — an input, condition, spec or looping strategy that does not resolve — or ``None``.
+
+    Such a failure is no executor's (its row has no ``worker``), unlike an injected failure or
+    a timeout: it says the design cannot be timed as it stands, so a baseline that has one is
+    refused instead of reporting the time to the failure.
+    """
+    bad = trace[(trace["status"] == "Failed") & trace["worker"].isna() & trace["error"].notna()]
+    if bad.empty:
+        return None
+    row = bad.iloc[0]
+    return str(row["fqn"]), str(row["error"])
+
+
+def _unsimulatable_records(plan: Any, records: list[tuple]) -> tuple[str, str] | None:
+    """:func:`_unsimulatable` of a simulation's records (no DataFrame)."""
+    for record in records:
+        if record.status == "Failed" and record.worker is None and record.error is not None:
+            node = plan.nodes[record.node] if record.node < len(plan.nodes) else None
+            return (node.fqn if node is not None else f"node {record.node}"), str(record.error)
+    return None
+
+
+def _refuse(what: str, found: tuple[str, str]) -> SimulationError:
+    fqn, error = found
+    first = error.splitlines()[0] if error else "?"
+    return SimulationError(
+        f"{what} cannot be simulated as it stands: {fqn} failed before it ran: {first} — fix the "
+        "design first (a step with a body declares the outputs others read: Step(..., outputs=['name']); "
+        "or give values with outputs={step: {name: value}})"
+    )
+
+
 def _outcome(trace: pd.DataFrame) -> dict[str, Any]:
     root = trace[trace["kind"] == "pipeline"].iloc[0]
     return {"makespan_s": float(root["end_s"] - root["start_s"]), "status": str(root["status"])}
@@ -164,6 +199,13 @@ def compare(
         time), ``steps`` (steps in the plan), ``attempts`` (step executions) and one
         ``stage:<id>`` column per stage with its duration (NaN where a design has no such
         stage or the stage never started).
+
+    Raises:
+        SimulationError: a design fails before one of its steps runs — an input, condition,
+            spec or looping strategy that cannot be resolved in virtual time (e.g. a step with
+            a body that declares no outputs, read by a later step): its time would be the time
+            to that failure. The message names the design, the node and the reason. Injected
+            failures and timeouts are reported in ``status``, not refused.
     """
     import pandas as pd
 
@@ -181,7 +223,11 @@ def compare(
     rows, stage_columns = [], {}
     for name, (_, own) in named.items():
         options = _merged(shared, own)
-        trace = simulate(plans[name], strict=False, run_id=f"compare-{name}", **options)
+        with registry.unremembered():  # compare's own runs: the user's runs stay known
+            trace = simulate(plans[name], strict=False, run_id=f"compare-{name}", **options)
+        found = _unsimulatable(trace)
+        if found is not None:
+            raise _refuse(f"compare(): design {name!r}", found)
         path = critical_path(trace)
         stages = _stage_durations(trace)
         stage_columns.update(dict.fromkeys(stages))
@@ -214,17 +260,15 @@ _LOOPING = ("matrix", "repeat", "parallelism")
 def plan_for(trace: pd.DataFrame, pipeline: Any = None) -> Any:
     """The plan a trace was made from: ``pipeline`` if given, else the run's registered plan.
 
-    The engine remembers the plan of each recent run by ``run_id``
+    The engine remembers the plan of each recent run, real or simulated
     (:mod:`~notebook_pipelines.engine.registry`); a trace read from a file has none.
 
     Raises:
         TraceError: no plan is known for the run, or ``pipeline`` lacks nodes of the trace.
     """
-    from ..engine import registry
     from ..errors import TraceError
 
     timing.check_trace(trace, "what_if()")
-    fqns = set(trace["fqn"].dropna().astype(str))
     if pipeline is not None:
         # an iteration's rows (and those below it) are the run's copies of a looped node (R46),
         # named with the iteration's postfix: the plan holds the looped node only
@@ -239,7 +283,7 @@ def plan_for(trace: pd.DataFrame, pipeline: Any = None) -> Any:
         return plan
     run_ids = trace["run_id"].dropna().unique()
     run_id = str(run_ids[0]) if len(run_ids) else ""
-    plan = registry.plan_of(run_id, pipeline=trace.attrs.get("pipeline"), fqns=fqns)
+    plan = registry.plan_for_trace(trace)
     if plan is None:
         raise TraceError(
             f"what_if(): no pipeline is known for the run {run_id!r} (a trace read from a file, or a "
@@ -283,8 +327,9 @@ def what_if(
     """Re-simulate the pipeline of ``trace`` with its measured durations, changed as asked.
 
     Both rows are simulations of the trace's own pipeline with the durations and failures
-    measured in it (:func:`measured`): ``as run`` unchanged, ``what if`` with the changes, so
-    the difference is the changes' alone.
+    measured in it (:func:`measured`) and the output variables its steps published (later steps
+    read them as they did): ``as run`` unchanged, ``what if`` with the changes, so the
+    difference is the changes' alone.
 
     Args:
         trace: one run's trace (``run()``, ``simulate()`` or ``read_trace``).
@@ -296,8 +341,8 @@ def what_if(
         pipeline: the pipeline (or plan) the trace ran; needed when the session does not
             know it (a trace read from a file).
         **simulate_options: ``default``, ``failures``, ``interventions``, ``outputs``,
-            ``seed`` as :func:`simulate` takes them (a ``failures`` mapping is merged over
-            the measured failures of both rows).
+            ``seed`` as :func:`simulate` takes them (a ``failures`` or ``outputs`` mapping is
+            merged over what was measured, for both rows).
 
     Returns:
         The :func:`compare` table of ``as run`` and ``what if`` (makespan, speed-up, status,
@@ -315,8 +360,6 @@ def what_if(
     as run          5.0       0.0             a
     what if         3.0      -2.0             b
     """
-    from ..engine.simulation import _StepTable
-
     plan = plan_for(trace, pipeline)
     timing.check_trace(trace, "what_if()")
     unknown = set(simulate_options) - {"default", "failures", "interventions", "outputs", "seed"}
@@ -327,26 +370,42 @@ def what_if(
         )
     base, failures = measured(trace)
     if simulate_options.get("failures") is not None:
-        extra = _StepTable("failures", simulate_options.pop("failures"), plan, strict=True)
-        for node in plan.steps:
-            value = extra.get(node)
-            if value is not _missing():
-                failures[node.fqn] = value
+        _overlay(failures, "failures", simulate_options.pop("failures"), plan)
     changed = dict(base)
     if durations is not None:
-        table = _StepTable("durations", durations, plan, strict=True)
-        for node in plan.steps:
-            value = table.get(node)
-            if value is not _missing():
-                changed[node.fqn] = value
+        _overlay(changed, "durations", durations, plan)
+    outputs = _published(trace)  # what the bodies published: later steps read it as they did
+    if simulate_options.get("outputs") is not None:
+        _overlay(outputs, "outputs", simulate_options.pop("outputs"), plan)
     other = _with_strategies(plan, strategy) if strategy else plan
     designs = {
-        "as run": (plan, {"durations": base, "failures": failures}),
-        "what if": (other, {"durations": changed, "failures": failures}),
+        "as run": (plan, {"durations": base, "failures": failures, "outputs": outputs or None}),
+        "what if": (other, {"durations": changed, "failures": failures, "outputs": outputs or None}),
     }
     result = compare(designs, **simulate_options)
     result.insert(1, "change_s", result["makespan_s"] - result["makespan_s"].iloc[0])
     return result
+
+
+def _published(trace: pd.DataFrame) -> dict[str, dict]:
+    """The output variables each step published in ``trace`` (its last attempt that did), by FQN."""
+    rows = trace[(trace["kind"] == "step") & trace["outputs"].notna()]
+    out: dict[str, dict] = {}
+    for fqn, value in zip(rows["fqn"].astype(str), rows["outputs"]):
+        if isinstance(value, dict) and value:
+            out[fqn] = dict(value)
+    return out
+
+
+def _overlay(values: dict, option: str, mapping: Any, plan: Any) -> None:
+    """Set ``values[fqn]`` for every step that ``mapping`` (an option of :func:`simulate`) names."""
+    from ..engine.simulation import _StepTable
+
+    table = _StepTable(option, mapping, plan, strict=True)
+    for node in plan.steps:
+        value = table.get(node)
+        if value is not _missing():
+            values[node.fqn] = value
 
 
 def _missing() -> Any:
@@ -487,6 +546,9 @@ def monte_carlo(
         would break ``merge``/``concat`` (pandas compares attrs with ``==``), so the summary
         is :func:`summarize` of the result rather than an attribute.
 
+    Raises:
+        SimulationError: a run fails before one of its steps runs (as :func:`compare` refuses).
+
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")
     >>> with p.stage("s") as s:
@@ -526,6 +588,9 @@ def monte_carlo(
         with _Progress(runs, progress) as bar:
             for i, run_seed in enumerate(seeds):
                 records = simulate_records(plan, seed=run_seed, strict=i == 0, outputs=outputs, **options)
+                found = _unsimulatable_records(plan, records)
+                if found is not None:
+                    raise _refuse(f"monte_carlo(): {plan.pipeline.id!r} (run {i}, seed {run_seed})", found)
                 outcome, stages = _from_records(plan, records)
                 stage_columns.update(dict.fromkeys(stages))
                 rows.append({"run": i, "seed": run_seed, **outcome, **stages})

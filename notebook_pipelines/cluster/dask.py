@@ -93,10 +93,11 @@ except ImportError as exc:  # pragma: no cover - the extra is installed where th
 
 from ..definition.statuses import ABORTED, FAILED, SUCCESS
 from ..engine.context import StepCancelled, StepContext
-from ..engine.executors.base import Job, Outcome, call_body, outcome_of_exception
+from ..engine.executors.base import Job, Outcome, call_body, check_outputs, outcome_of_exception, refuse_unrun
 from ..engine.executors.threads import captured
 from ..engine.steptypes import step_type
-from ..errors import DefinitionError, PipelineError, Problem, StepError
+from ..errors import DefinitionError, Problem, StepError
+from .errors import ClusterError
 
 __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
 
@@ -104,10 +105,6 @@ __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
 KEY_PREFIX = "nbp-"
 #: the name the worker plugin is registered under (once per client; idempotent)
 PLUGIN = "notebook-pipelines-stop-bodies"
-
-
-class ClusterError(PipelineError, ConnectionError):
-    """The Dask cluster cannot take the run: unreachable, or no worker connected."""
 
 
 # -- on the worker --------------------------------------------------------------------------------
@@ -205,6 +202,7 @@ def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: list[
         else:
             namespace = dict(step.namespace) if step.namespace is not None else None
             result = call_body(step, ctx, namespace)
+        refuse_unrun(result)
         outputs = dict(ctx.outputs)
         if isinstance(result, dict):
             outputs.update(result)
@@ -213,7 +211,7 @@ def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: list[
                 f"RuntimeWarning: {step.fqn}: the body returned a {type(result).__name__}, which is "
                 "ignored; return a dict (or set ctx.outputs[...]) to publish output variables"
             )
-        outputs = outputs or None
+        outputs = check_outputs(step.fqn, outputs)
         unsent = _unsendable(outputs)
         if unsent:
             return FAILED, "Unknown", unsent, None

@@ -91,12 +91,13 @@ class _Drawable:
         self,
         trace: Any = None,
         *,
-        direction: str = "LR",
+        direction: str = "auto",
         legend: bool | None = None,
         title: str | None = None,
         color_by: str = "status",
         iterations: str = "badge",
         size: str | None = None,
+        full: bool = False,
     ) -> Any:
         """The picture of this node (a ``graphviz.Digraph``), coloured by a run's ``trace``.
 
@@ -105,7 +106,8 @@ class _Drawable:
 
         Args:
             trace: the trace DataFrame of a run of this pipeline, to colour nodes by status.
-            direction: ``"LR"`` (left to right), ``"TB"``, ``"RL"`` or ``"BT"``.
+            direction: ``"LR"`` (left to right), ``"TB"``, ``"RL"``, ``"BT"``, or ``"auto"``
+                (left to right, or top to bottom when that reads larger in a notebook).
             legend: draw the status legend; ``None``: when a trace is given.
             title: the picture's title; ``None``: the pipeline's name (and status with a
                 trace); ``""``: none.
@@ -114,12 +116,14 @@ class _Drawable:
             iterations: ``"badge"`` (a looped node drawn once) or ``"expand"`` (each
                 iteration drawn, with a trace).
             size: Graphviz's ``size`` in inches (``"8,5"``); ``None`` keeps the natural size.
+            full: draw every node even of a very large pipeline (by default, above a few
+                hundred nodes the picture is a summary with long lists shortened).
 
         See :func:`notebook_pipelines.render`.
         """
         return verb("render")(
             self._pipeline_for_display(), trace, direction=direction, legend=legend, title=title,
-            color_by=color_by, iterations=iterations, size=size,
+            color_by=color_by, iterations=iterations, size=size, full=full,
         )  # fmt: skip
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
@@ -194,6 +198,17 @@ class Parallel:
         return f"Parallel({self.ids!r})"
 
 
+def _alone(node: Any, verb: str, run: Any, settings: dict) -> Any:
+    """``node`` given to ``step()``/``step_group()`` whole: refuse settings given beside it."""
+    if run is not None or settings:
+        given = ", ".join([*(["run"] if run is not None else []), *settings])
+        raise TypeError(
+            f"{verb}() got a {type(node).__name__} and settings ({given}): put the settings in the "
+            f"{type(node).__name__}(...) and pass it alone, or use add()"
+        )
+    return node
+
+
 class _Container(_Drawable):
     """The builder methods shared by stages and step groups (and, for stages, pipelines)."""
 
@@ -247,7 +262,7 @@ class _Container(_Drawable):
 
     def step(
         self,
-        id: str,
+        id: str | Step,
         run: Callable | str | None = None,
         *,
         name: str | None = None,
@@ -264,7 +279,8 @@ class _Container(_Drawable):
         outputs: list[str] | None = None,
         extra: dict | None = None,
     ) -> Step:
-        """Add (or redefine) a step at the cursor and return it.
+        """Add (or redefine) a step at the cursor and return it; a ready-made ``Step`` is added
+        as it is (as :meth:`add` does), with no settings beside it.
 
         Args:
             id: the step's identifier (letters, digits, ``_``, ``$``; not starting with a digit).
@@ -289,16 +305,21 @@ class _Container(_Drawable):
         >>> s = Stage("build")
         >>> s.step("compile", duration="30s")
         Step('compile')
+        >>> s.step(Step("lint"))
+        Step('lint')
         """
-        return self.add(
-            Step(id, run, name=name, when=when, failure_strategies=failure_strategies, timeout=timeout,
-                 delegate_selectors=delegate_selectors, strategy=strategy, variables=variables,
-                 duration=duration, type=type, spec=spec, inputs=inputs, outputs=outputs, extra=extra)
-        )  # fmt: skip
+        settings = dict(name=name, when=when, failure_strategies=failure_strategies, timeout=timeout,
+                        delegate_selectors=delegate_selectors, strategy=strategy, variables=variables,
+                        duration=duration, type=type, spec=spec, inputs=inputs, outputs=outputs,
+                        extra=extra)  # fmt: skip
+        if isinstance(id, Step):
+            given = {k: v for k, v in settings.items() if v is not None}
+            return self.add(_alone(id, "step", run, given))
+        return self.add(Step(id, run, **settings))
 
     def step_group(
         self,
-        id: str,
+        id: str | StepGroup,
         *,
         name: str | None = None,
         when: Any = None,
@@ -309,7 +330,8 @@ class _Container(_Drawable):
         variables: dict | None = None,
         extra: dict | None = None,
     ) -> StepGroup:
-        """Add (or redefine) a step group at the cursor; use it as a context manager.
+        """Add (or redefine) a step group at the cursor; use it as a context manager. A
+        ready-made ``StepGroup`` is added as it is, with no settings beside it.
 
         The settings are a step's (see :meth:`step`) and apply to the group: its ``when``
         decides whether it runs, its failure strategies cover its steps, its timeout the
@@ -321,11 +343,13 @@ class _Container(_Drawable):
         >>> tests
         StepGroup('tests', ['unit'])
         """
-        return self.add(
-            StepGroup(id, name=name, when=when, failure_strategies=failure_strategies, timeout=timeout,
-                      delegate_selectors=delegate_selectors, strategy=strategy, variables=variables,
-                      extra=extra)
-        )  # fmt: skip
+        settings = dict(name=name, when=when, failure_strategies=failure_strategies, timeout=timeout,
+                        delegate_selectors=delegate_selectors, strategy=strategy, variables=variables,
+                        extra=extra)  # fmt: skip
+        if isinstance(id, StepGroup):
+            given = {k: v for k, v in settings.items() if v is not None}
+            return self.add(_alone(id, "step_group", None, given))
+        return self.add(StepGroup(id, **settings))
 
     @contextmanager
     def parallel(self) -> Iterator[Parallel]:

@@ -96,6 +96,7 @@ __all__ = [
     "expressions_of",
     "locate",
     "order_problem",
+    "output_reads",
     "render_template",
     "resolve",
     "resolve_inputs",
@@ -546,6 +547,81 @@ def static_problems(plan: Any) -> list[Problem]:
                         Problem(node.fqn, err.rule, message, err.fix, yaml_fix=yaml_fix, **_caret(text, ref))
                     )
     return problems
+
+
+def output_reads(plan: Any) -> dict[int, frozenset[str]]:
+    """``{plan node index: output variable names}`` that some node of ``plan`` reads from that
+    step (``<+….output.outputVariables.NAME>`` in a condition, a retry condition, an input, a
+    typed step's spec or a looping strategy); computed once per plan.
+
+    What a sketch's body-less steps publish in virtual time (a placeholder for each name read),
+    so that a pipeline sketched with durations alone simulates like the run it stands for.
+
+    >>> from notebook_pipelines.definition.model import Pipeline
+    >>> from notebook_pipelines.definition.plan import compile_plan
+    >>> p = Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     _ = s.step("a")
+    ...     _ = s.step("b", inputs={"x": "<+execution.steps.a.output.outputVariables.v>"})
+    >>> plan = compile_plan(p)
+    >>> {plan.nodes[i].id: sorted(names) for i, names in output_reads(plan).items()}
+    {'a': ['v']}
+    """
+    cached = plan.__dict__.get("_output_reads")
+    if cached is not None:
+        return cached
+    from .expressions import parse_condition, parse_template
+
+    found: dict[int, set[str]] = {}
+    chains: dict[int, tuple] = {}
+    for node in plan.nodes:
+        when = node.when
+        if (
+            (when is None or when.condition is None)
+            and not node.inputs
+            and not node.spec
+            and node.strategy is None
+        ):
+            strategies = node.strategies  # the common node: only its retry conditions can read
+            if strategies is None:
+                continue
+            conditions = chains.get(id(strategies))
+            if conditions is None:
+                conditions = chains[id(strategies)] = _retry_conditions(strategies)
+            if not conditions:
+                continue
+        texts = [(text, "condition" in where) for where, text, _ in _expressions_of(node, chains)]
+        if node.strategy is not None:
+            texts += [(text, False) for _, text in _strings(_strategy_fields(node.strategy), "strategy")]
+        for text, condition in texts:
+            if "outputVariables" not in text:
+                continue
+            try:
+                parsed = parse_condition(text) if condition else parse_template(text)
+            except ExpressionError:
+                continue  # validation reports it
+            for ref in parsed.references:
+                path = ref.path
+                if len(path) < 4 or path[-3:-1] != ("output", "outputVariables") or path[0] in LOOP_ROOTS:
+                    continue
+                try:
+                    target, rest = locate(plan, node, path)
+                except LookupError:
+                    continue
+                if target.kind == "step" and rest[:2] == ("output", "outputVariables") and len(rest) == 3:
+                    found.setdefault(target.index, set()).add(rest[2])
+    cached = {index: frozenset(names) for index, names in found.items()}
+    object.__setattr__(plan, "_output_reads", cached)
+    return cached
+
+
+def _strategy_fields(strategy: Any) -> Any:
+    """A looping strategy's fields as plain data (a dataclass's fields, or the YAML dict)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(strategy) and not isinstance(strategy, type):
+        return {f.name: getattr(strategy, f.name) for f in dataclasses.fields(strategy)}
+    return strategy
 
 
 # -- looping strategies: iteration values (R46, R49–R52) ----------------------------------------

@@ -35,6 +35,17 @@ as the output variable ``name`` (read afterwards as
 second): waiting is on events, never a polling loop. Scripts run on this machine, in the
 current directory; a remote ``executionTarget`` is refused by the check.
 
+**Values in a script are not quoted.** As in Harness, each ``<+…>`` in ``script`` is replaced by
+its value, as text, before bash reads the script: a value such as ``$(touch X)`` or ``a; b`` runs
+as shell code (``notebook-pipelines run p.yaml --var 'who=$(touch X)'`` runs ``touch X`` if the
+script says ``echo <+pipeline.variables.who>``). To keep a value as data, pass it in
+``spec.environmentVariables`` and quote the variable in the script — the value reaches bash in
+its environment, never parsed::
+
+    environmentVariables:
+      - {name: WHO, type: String, value: <+pipeline.variables.who>}
+    source: {type: Inline, spec: {script: 'echo "hello $WHO"'}}
+
 >>> sorted(step_types())
 ['ShellScript', 'Wait']
 >>> shell_script_check({"shell": "PowerShell", "source": {"type": "Inline", "spec": {"script": "dir"}}})
@@ -293,6 +304,9 @@ def shell_script_check(spec: Any) -> list[str]:
     kind = source.get("type", "Inline") if isinstance(source, dict) else None
     if kind != "Inline":
         problems.append(f"source type {kind!r} is not supported: write the script inline (type: Inline)")
+    elif _script(spec) is not None and not isinstance(_script(spec), str):
+        kind = type(_script(spec)).__name__
+        problems.append(f'the script is a {kind}, not text: quote it in YAML (script: "yes")')
     elif not isinstance(_script(spec), str) or not _script(spec).strip():
         problems.append("the script is empty: set spec.source.spec.script")
     target = spec.get("executionTarget")
@@ -358,7 +372,11 @@ def _text(value: Any) -> str:
 
 
 def run_shell_script(ctx: Any, spec: dict) -> dict | None:
-    """The ``ShellScript`` handler: run the (resolved) Bash script; return its output variables."""
+    """The ``ShellScript`` handler: run the (resolved) Bash script; return its output variables.
+
+    The expressions in the script were replaced by their values unquoted (as Harness does);
+    ``environmentVariables`` reach the script as environment variables, the quoted form (see
+    the module notes)."""
     problems = shell_script_check(spec)
     if problems:
         raise StepError("; ".join(problems), "Unknown")

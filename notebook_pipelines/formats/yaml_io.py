@@ -1273,7 +1273,8 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
 
     Raises:
         DefinitionError: the pipeline is nested beyond the limits (``definition.limits``):
-            writing recurses once per level, so that is checked first.
+            writing recurses once per level, so that is checked first; a value YAML cannot
+            write (an ``object()`` variable, a NumPy number), named by its path in the YAML.
     """
     found = depth_problems(pipeline)
     if found:
@@ -1282,6 +1283,18 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
     doc = {"pipeline": writer.pipeline(pipeline)}
     if pipeline.extra and _DOCUMENT in pipeline.extra:
         doc.update(pipeline.extra[_DOCUMENT])
+    unwritable = _unwritable(doc)
+    if unwritable:
+        where, value = unwritable
+        raise DefinitionError(
+            Problem(
+                where,
+                "-",
+                f"{short(value)} (of type {type(value).__name__}) has no YAML form",
+                "give text, a number, a boolean, None, or lists and dicts of them "
+                "(str(value) keeps its text)",
+            )
+        )
     stream = io.StringIO()
     yaml.dump(
         doc, stream, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
@@ -1293,6 +1306,25 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
     return text
+
+
+def _unwritable(doc: dict) -> tuple[str, Any] | None:
+    """The first value (or key) of ``doc`` YAML cannot write, with its path
+    (``pipeline.variables[0].value``); walked with a stack (the depth is checked before)."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        where, value = stack.pop()
+        if type(value) not in _Dumper.yaml_representers:
+            return where or "the document", value
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                label = f"{where}.{key}" if where else str(key)
+                if type(key) not in _Dumper.yaml_representers:
+                    return f"{where or 'the document'} (a key)", key
+                stack.append((label, item))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+    return None
 
 
 class _Writer:

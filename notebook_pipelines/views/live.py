@@ -198,7 +198,7 @@ class LiveView(widgets.VBox):
             self._logs += [(row.node, row.attempt) for row in rows[seen:] if row.log]
             self._rows_seen = len(rows)
             logs = self._logs
-        elapsed = format_duration(round(state.elapsed(), 1))
+        elapsed = format_duration(state.elapsed() if state.done else round(state.elapsed(), 1))
         self.header.value = (
             f"<b>{html.escape(self._name)}</b> · {html.escape(status)} · {elapsed}"
             f" · {done}/{state.planned} steps done"

@@ -36,6 +36,7 @@ from typing import Any
 from ..definition.durations import format_duration
 from ..definition.plan import Plan, PlanNode
 from ..engine.trace import Record, build_trace
+from ..errors import printable
 
 __all__ = ["RunState", "TextProgress", "Throttle", "in_kernel", "text_line"]
 
@@ -237,6 +238,7 @@ class RunState:
         self.trace: Any = None
         self.t0: float | None = None  # time.monotonic() when the run started
         self.t1: float | None = None  # … and when it ended
+        self.makespan: float | None = None  # the trace's, once the run has ended
         self.observers: list[Callable[[bool], Any]] = []
         self.throttles: list[Throttle] = []  # the views' drawing, stopped by abandon()
         self.closers: list[Callable[[str], Any]] = []  # told by abandon() why the run never ran
@@ -274,6 +276,8 @@ class RunState:
         with self.lock:
             root = trace[trace["kind"] == "pipeline"]
             self.status = str(root["status"].iloc[0]) if len(root) else "NotStarted"
+            took = root["duration_s"].iloc[0] if len(root) else None
+            self.makespan = float(took) if took is not None and took == took else None
             self.trace, self.done, self.t1 = trace, True, time.monotonic()
             self.running.clear()
             self.waiting.clear()
@@ -307,7 +311,10 @@ class RunState:
             return sum(1 for status in self.finished.values() if status != NOT_STARTED)
 
     def elapsed(self) -> float:
-        """Wall-clock seconds since the run started (until it ended)."""
+        """Seconds since the run started; once it has ended, the trace's makespan (not the wall
+        time to the ``run_finished`` event, which includes building the trace)."""
+        if self.makespan is not None:
+            return self.makespan
         if self.t0 is None:
             return 0.0
         return (self.t1 if self.t1 is not None else time.monotonic()) - self.t0
@@ -358,7 +365,8 @@ def _live_row(index: int, attempt: int, status: str, start: float, now: float, e
 def text_line(state: RunState, elapsed: float | None = None) -> str:
     """The one line of text progress: ``name: done/planned steps done · counts · time · status``."""
     counts = " · ".join(f"{status} {n}" for status, n in state.counts().items())
-    took = format_duration(round(state.elapsed() if elapsed is None else elapsed, 1))
+    seconds = state.elapsed() if elapsed is None else elapsed
+    took = format_duration(seconds if state.done else round(seconds, 1))  # the end: the makespan
     parts = [f"{state.plan.pipeline.id}: {state.done_steps}/{state.planned} steps done"]
     parts += [counts] if counts else []
     parts.append(took)
@@ -374,6 +382,11 @@ class TextProgress:
     Attach to a :class:`RunState` (``state.observers``). No widget code runs. Lines are
     written by a drawing thread (:class:`Throttle`), so a slow stream never delays a step; the
     run's end waits up to ``FINAL_WAIT`` seconds for the last line.
+
+    On a terminal the line is drawn without a newline, so what a step (or anyone) prints to
+    ``sys.stdout``/``sys.stderr`` meanwhile would be glued to it: while the run goes, both are
+    wrapped (:class:`_LineGuard`) so that the first text written after a draw clears the line
+    first — the text starts on its own line — and the next draw puts the progress back below it.
     """
 
     #: seconds the end of a run waits for the last line to be written
@@ -389,31 +402,92 @@ class TextProgress:
         self._final = False
         self._ended = False  # the final line has been written
         self._first = True
+        self._lock = threading.RLock()
+        self._drawn = False  # the progress line is on the screen, the cursor at its end
+        self._partial = False  # other text was written without a newline: the cursor is mid-line
+        self._guards: list[tuple[str, _LineGuard]] = []
+        if self.tty:
+            for name in ("stdout", "stderr"):
+                guard = _LineGuard(getattr(sys, name), self)
+                setattr(sys, name, guard)
+                self._guards.append((name, guard))
         state.observers.append(self.changed)
 
     def changed(self, final: bool) -> None:
         if final:
             self._final = True
             self.throttle.finish(self.FINAL_WAIT)
+            self._unguard()
         elif self.tty or not self._first:
             self.throttle.poke()
         else:  # off a terminal the first line waits a full interval: short runs print one line
             self._first = False
             self.throttle.delay()
 
+    def close(self) -> None:
+        """Stop guarding ``sys.stdout``/``sys.stderr`` (done at the end of the run; call it when
+        a run never started)."""
+        self._unguard()
+
+    def _unguard(self) -> None:
+        for name, guard in self._guards:
+            guard.progress = None  # wrapped again by someone since: it passes everything on
+            if getattr(sys, name) is guard:
+                setattr(sys, name, guard.stream)
+        self._guards = []
+
     def _draw(self) -> None:
         if self._ended:
             return  # the final line is out
         final = self._final
-        line = text_line(self.state)
+        line = printable(text_line(self.state))  # names from the pipeline: no raw escape sequences
         try:
             if self.tty:
-                pad = " " * max(0, self._width - len(line))
-                self.stream.write("\r" + line + pad + ("\n" if final else ""))
-                self._width = len(line)
+                with self._lock:
+                    lead = "\n" if self._partial else ""  # other text keeps the line it began
+                    pad = " " * max(0, self._width - len(line))
+                    self.stream.write(lead + "\r" + line + pad + ("\n" if final else ""))
+                    self.stream.flush()
+                    self._width = len(line)
+                    self._drawn, self._partial = not final, False
             else:
                 self.stream.write(line + "\n")
-            self.stream.flush()
+                self.stream.flush()
         except (OSError, ValueError):  # a closed stream: progress is not worth failing a run for
             pass
         self._ended = final
+
+    def _before(self, text: str) -> None:
+        """Other text is about to be written: clear the progress line if it is on the screen."""
+        if self._drawn and text:
+            try:
+                self.stream.write("\r" + " " * self._width + "\r")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+            self._drawn, self._width = False, 0
+
+
+class _LineGuard:
+    """``sys.stdout``/``sys.stderr`` while a :class:`TextProgress` draws in place: passes every
+    write on, clearing the progress line first (see :class:`TextProgress`)."""
+
+    def __init__(self, stream: Any, progress: TextProgress):
+        self.stream, self.progress = stream, progress
+
+    def write(self, text: str) -> int:
+        progress = self.progress
+        if progress is None or not text:
+            return self.stream.write(text)
+        with progress._lock:
+            progress._before(text)
+            written = self.stream.write(text)
+            self.stream.flush()  # before the next draw, which goes to another stream
+            progress._partial = not text.endswith("\n")
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)

@@ -31,6 +31,14 @@ Drawing conventions
   their lanes.
 - **Rich display never raises**: without ``dot`` (or for an invalid definition) it warns and
   shows text; files and SVG without ``dot`` raise :class:`GraphvizMissing` with install hints.
+- **A large plan is summarised** (more than :data:`MAX_FULL_NODES` stages, step groups and
+  steps; Graphviz's layout grows faster than the drawing: 10,000 steps took 7–82 s and made
+  10–15 MB of SVG). Each step group is one box with its step count (and, with a trace, its
+  steps' statuses counted); a list of more than :data:`SUMMARY_ITEMS` items shows its first and
+  last ones around a "… N more" box that counts what it hides; if that is still too much, each
+  stage is one box. The title says so. ``render(p, full=True)`` draws every step whatever the
+  size. The rich display of a Pipeline is this summary, so it stays quick and bounded, and its
+  text outline is cut at :data:`OUTLINE_LINES` lines.
 
 :func:`outline` is the same walk as indented text — what notebooks show next to pictures, since
 SVG bytes differ between Graphviz versions:
@@ -101,6 +109,13 @@ __all__ = [
 ]
 
 DIRECTIONS = ("LR", "TB", "RL", "BT")
+#: above this many stages, step groups and steps (iterations drawn with ``iterations="expand"``
+#: count too), :func:`render` draws a summary unless ``full=True``
+MAX_FULL_NODES = 400
+#: in a summary, a list of more items than this shows its first and last ones and "… N more"
+SUMMARY_ITEMS = 10
+#: the text outline of a summarised picture stops after this many lines (it says how many more)
+OUTLINE_LINES = 200
 FORMATS = (".svg", ".png", ".dot")
 INSTALL_HINT = (
     "Graphviz's `dot` program was not found on PATH, so the picture cannot be drawn as SVG or PNG. "
@@ -218,6 +233,7 @@ def render(
     color_by: str = "status",
     iterations: str = "badge",
     size: str | None = None,
+    full: bool = False,
 ) -> graphviz.Digraph:
     """The Graphviz picture of a plan (see the module docstring for the conventions).
 
@@ -241,6 +257,9 @@ def render(
         size: Graphviz's ``size`` attribute, the largest drawing in inches (``"8,5"``; a
             trailing ``!`` also scales small drawings up). ``None`` leaves the natural size; in
             a notebook a picture is scaled down to the output area's width either way.
+        full: draw every step even when the plan has more than :data:`MAX_FULL_NODES` nodes
+            (by default such a plan is summarised: groups collapsed, long lists shortened,
+            with counts; see the module docstring).
 
     Raises:
         DefinitionError: the pipeline breaks a structural rule.
@@ -258,8 +277,17 @@ def render(
     info = outcomes(trace)
     fills, scale = _overlay(trace, info, color_by) if color_by != "status" else ({}, [])
     root = plan.root
+    expand = iterations == "expand" and trace is not None and len(trace)
+    drawn = len(plan.nodes) - 1 + (int(trace["iteration"].notna().sum()) if expand else 0)
+    summary = None if full or drawn <= MAX_FULL_NODES else _summary_level(plan)
     if title is None:
         title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
+    if summary is not None and title is not None:
+        steps = sum(1 for n in plan.nodes if n.kind == "step")
+        what = "step groups collapsed" if summary == "groups" else "stages collapsed"
+        title = (f"{title}\n" if title else "") + (
+            f"summary of {steps:,} steps ({what}): render(..., full=True) draws every step"
+        )
     graph = _picture_class()(name=root.id, node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
     graph.attr(rankdir="LR" if direction == "auto" else direction)
     graph.oriented = direction != "auto"  # "auto" is settled when the picture is first drawn
@@ -267,11 +295,12 @@ def render(
     graph.attr(fontname="Helvetica", fontsize="12", labelloc="t", label=_text(title))
     if size is not None:
         graph.attr(size=str(size))
-    graph.outline_text = _outline(plan, info)
+    graph.outline_text = _outline(plan, info, OUTLINE_LINES if summary is not None else None)
     graph.node("start", tooltip=_text(f"{root.fqn} start"), shape="circle", width="0.2", **_TERMINAL)
     drawing = _Drawing(info)
     drawing.fills = fills
-    if iterations == "expand" and trace is not None and len(trace):
+    drawing.summary = summary
+    if expand and summary is None:
         drawing.iterations = _iterations_of(trace)
     last = drawing.items(graph, root.items, "start", "n0", rollback=False)
     graph.node("end", tooltip=_text(f"{root.fqn} end"), shape="doublecircle", width="0.12", **_TERMINAL)
@@ -296,6 +325,53 @@ def render(
             graph.edge(tail, head, style="dashed", color="#6a1b9a", dir="none", constraint="false",
                        tooltip=_text(f"barrier {ref}"))  # fmt: skip
     return graph
+
+
+def _summary_level(plan: Plan) -> str:
+    """``"groups"`` (step groups collapsed, long lists shortened) when that draws at most
+    :data:`MAX_FULL_NODES` boxes, else ``"stages"`` (each stage one box)."""
+    boxes = 0
+    stack = [plan.root]
+    while stack:
+        node = stack.pop()
+        for items in (node.items or (), node.rollback or ()):
+            for item in _shortened(items):
+                for member in _shortened(item.items) if item.kind == "parallel" else (item,):
+                    boxes += 1
+                    if member.kind == "stage":
+                        stack.append(member)
+    return "groups" if boxes <= MAX_FULL_NODES else "stages"
+
+
+class _More:
+    """The items a summary leaves out of a list, drawn as one "… N more" box."""
+
+    kind = "more"
+
+    def __init__(self, hidden: list):
+        self.hidden = hidden
+
+
+def _shortened(items: Any) -> list:
+    """``items``, or its first and last ones around a :class:`_More` when there are more than
+    :data:`SUMMARY_ITEMS`."""
+    items = list(items)
+    if len(items) <= SUMMARY_ITEMS:
+        return items
+    head, tail = SUMMARY_ITEMS // 2, SUMMARY_ITEMS - SUMMARY_ITEMS // 2 - 1
+    return [*items[:head], _More(items[head : len(items) - tail]), *items[len(items) - tail :]]
+
+
+def _below(nodes: Any) -> list[PlanNode]:
+    """The steps at or below ``nodes`` (plan nodes, parallel blocks), in plan order."""
+    out = []
+    stack = list(reversed(list(nodes)))
+    while stack:
+        node = stack.pop()
+        if node.kind == "step":
+            out.append(node)
+        stack.extend(reversed([*(node.items or ()), *(node.rollback or ())]))
+    return out
 
 
 def _iterations_of(trace: pd.DataFrame) -> dict[str, list[str]]:
@@ -357,6 +433,8 @@ class _Drawing:
         self.barriers: dict[str, list[str]] = {}  # barrier → the ids of its participants' nodes
         self.renames: list[tuple[str, str]] = []  # drawing an iteration: plan FQN prefix → its FQN
         self.suffix = ""  # appended to node ids inside an expanded iteration
+        self.summary: str | None = None  # None (every step), "groups" or "stages" collapsed
+        self._more = 0  # "… N more" boxes drawn so far (their ids)
 
     def fqn(self, node: PlanNode) -> str:
         fqn = node.fqn
@@ -370,17 +448,18 @@ class _Drawing:
 
     def items(self, graph: Any, items: tuple, prev: str, owner: str, rollback: bool) -> str:
         """Chain ``items`` after ``prev`` inside ``graph``; return the id the next item follows."""
-        for item in items:
+        for item in items if self.summary is None else _shortened(items):
             if item.kind != "parallel":
                 prev = self.item(graph, item, prev, rollback)
                 continue
             join = f"{owner}_{'r' if rollback else ''}p{item.block}"
-            if all(child.kind == "step" for child in item.items):
+            members = item.items if self.summary is None else _shortened(item.items)
+            if all(child.kind in ("step", "more") for child in members):
                 with graph.subgraph() as row:
                     row.attr(rank="same")
-                    exits = [self.item(row, child, prev, rollback) for child in item.items]
+                    exits = [self.item(row, child, prev, rollback) for child in members]
             else:
-                exits = [self.item(graph, child, prev, rollback) for child in item.items]
+                exits = [self.item(graph, child, prev, rollback) for child in members]
             _point(graph, join, f"{item.fqn} (join)")
             for tail in exits:
                 self.edge(tail, join, rollback)
@@ -389,6 +468,11 @@ class _Drawing:
 
     def item(self, graph: Any, node: PlanNode, prev: str, rollback: bool, looped: bool = True) -> str:
         """Draw one step, step group or stage after ``prev``; return its exit id."""
+        if isinstance(node, _More) or (
+            self.summary is not None
+            and (node.kind == "step_group" or (node.kind == "stage" and self.summary == "stages"))
+        ):
+            return self._collapsed(graph, node, prev, rollback)
         if looped and node.strategy is not None and self.iterations.get(self.fqn(node)):
             return self._expanded(graph, node, prev, rollback)
         nid, before = f"n{node.index}{self.suffix}", prev
@@ -442,6 +526,50 @@ class _Drawing:
                 # invisible: keeps the lane level with the container's first items
                 self.edges.append((before, f"{nid}_rb", {"style": "invis"}))
         return exit_id
+
+    def _collapsed(self, graph: Any, node: Any, prev: str, rollback: bool) -> str:
+        """A summary's box for a whole step group or stage, or for the items a list leaves out
+        (:class:`_More`): what it holds, counted (by status, with a trace)."""
+        if isinstance(node, _More):
+            self._more += 1
+            nid, outcome = f"more{self._more}", None
+            kinds = {"stage": 0, "step_group": 0, "step": 0}
+            for hidden in node.hidden:
+                for child in [hidden] if hidden.kind != "parallel" else hidden.items:
+                    kinds[child.kind] = kinds.get(child.kind, 0) + 1
+            named = [f"{n:,} {k.replace('_', ' ')}{'s' if n != 1 else ''}" for k, n in kinds.items() if n]
+            lines = [f"… and {' and '.join(named)} more"]
+            steps = _below(node.hidden)
+            if not all(s.kind == "step" for s in node.hidden):
+                lines.append(f"{len(steps):,} steps in all")
+            attrs = {"style": "rounded,dashed", "color": "#9e9e9e", "fontcolor": "#424242"}
+        else:
+            nid = f"n{node.index}{self.suffix}"
+            outcome = self.info.get(self.fqn(node))
+            stage = node.kind == "stage"
+            kind = f"{node.type} stage" if stage else "step group"
+            lines = [f"{node.name} — {kind}"]
+            if node.strategy is not None:
+                lines.append(f"⟳ {loop_badge(node.strategy)}")
+            steps = _below(node.items) + _below(node.rollback)
+            lines.append(f"{len(steps):,} step{'s' if len(steps) != 1 else ''} (collapsed)")
+            if outcome is not None:
+                lines.append(outcome.summary())
+            attrs = _status_attrs(outcome.status) if outcome is not None else {"fillcolor": "#f4f6fa"}
+            attrs["penwidth"] = "2" if stage else "1"
+        if self.info:  # the steps' own outcomes, counted by status
+            counts: dict[str, int] = {}
+            for step in steps:
+                found = self.info.get(step.fqn)
+                if found is not None:
+                    counts[found.status] = counts.get(found.status, 0) + 1
+            if counts:  # in the legend's order
+                order = [s for s in STATUS_STYLES if s in counts] + sorted(set(counts) - set(STATUS_STYLES))
+                lines.append(" · ".join(f"{status} {counts[status]:,}" for status in order))
+        tooltip = _text(*lines) if isinstance(node, _More) else _tooltip(node, outcome)
+        graph.node(nid, label=_text(*lines), tooltip=tooltip, **attrs)
+        self.edge(prev, nid, rollback)
+        return nid
 
     def _expanded(self, graph: Any, node: PlanNode, prev: str, rollback: bool) -> str:
         """A looped node after a run: its iterations side by side in a dashed cluster (R46)."""
@@ -600,6 +728,8 @@ def _picture_class() -> type:
                 )
             if skip_existing and path.exists():
                 return path
+            if fmt != "dot":
+                _orient(self)  # direction="auto" settles as in a notebook
             data = self.source.encode("utf-8") if fmt == "dot" else _pipe(self, fmt)
             path.write_bytes(data)
             return path
@@ -618,9 +748,10 @@ def _picture_class() -> type:
 
 _SVG_SIZE = re.compile(r'<svg\b([^>]*?)\swidth="([0-9.]+)pt"\s+height="([0-9.]+)pt"')
 
-#: the width, in CSS pixels, of a notebook's output area in a 1024 px wide JupyterLab with its
-#: file browser open: what a picture can take before it is scaled down
-FIT_WIDTH_PX = 640
+#: the width, in CSS pixels, of a notebook's output area in a 1024 px wide JupyterLab 4 with its
+#: file browser open (592 px, measured by tests/browser/test_course_at_1024.py): what a picture
+#: can take before it is scaled down
+FIT_WIDTH_PX = 590
 #: the smallest scale at which a node's label (10 pt, 13.3 px) still reads at 11 px
 _READABLE_SCALE = 11 / (10 * 4 / 3)
 
@@ -769,10 +900,12 @@ def outline(pipeline_or_plan: Any, trace: pd.DataFrame | None = None) -> str:
     return _outline(_plan(pipeline_or_plan), outcomes(trace))
 
 
-def _outline(plan: Plan, info: dict[str, Outcome]) -> str:
+def _outline(plan: Plan, info: dict[str, Outcome], limit: int | None = None) -> str:
     rows: list[tuple[str, str]] = []
 
     def visit(node: PlanNode, depth: int) -> None:
+        if limit is not None and len(rows) > limit:
+            return
         pad = "  " * depth
         if node.kind == "parallel":
             rows.append((f"{pad}parallel", ""))
@@ -792,5 +925,8 @@ def _outline(plan: Plan, info: dict[str, Outcome]) -> str:
                 visit(item, depth + 2)
 
     visit(plan.root, 0)
+    if limit is not None and len(rows) > limit:
+        rows = rows[:limit]
+        rows.append((f"… the outline stops after {limit} lines (outline(p) gives all of it)", ""))
     width = max((len(left) for left, right in rows if right), default=0)
     return "\n".join(f"{left.ljust(width)}  {right}" if right else left for left, right in rows)

@@ -72,15 +72,15 @@ def _plan_for(trace: Any, pipeline: Any) -> Plan:
     if pipeline is not None:
         plan = pipeline if isinstance(pipeline, Plan) else compile_plan(pipeline)
     else:
-        from .runs import plan_of
+        from ..engine import registry
 
-        plan = plan_of(trace)
+        plan = registry.plan_for_trace(trace)
         if plan is None:
             name = trace.attrs.get("pipeline", "?") if hasattr(trace, "attrs") else "?"
             raise PipelineError(
-                f"replay needs the pipeline this trace is of ({name!r}): a trace holds no picture. "
-                f"Pass it: nbp.replay(trace, pipeline=p) (only the last real runs of this kernel "
-                f"are remembered)"
+                f"replay needs the pipeline this trace is of ({name!r}): a trace holds no picture, and "
+                f"this kernel does not remember its run (a trace read from a file, or older than the "
+                f"last {registry.MAX_RUNS} runs). Pass it: nbp.replay(trace, pipeline=p)"
             )
     unknown = sorted(set(trace["fqn"].astype(str)) - set(plan.by_fqn))
     if unknown:

@@ -105,6 +105,11 @@ def test_the_semantics_reference_has_every_rule_as_an_anchor(site: Path):
         {f"r{n}" for n in range(1, 63)} | {f"e{n}" for n in range(1, 18)} | {f"d{n}" for n in range(1, 14)}
     )
     assert expected <= ids, sorted(expected - ids)
+    # pages that cite rules by bare id (the architecture, written for GitHub too) link them on the site
+    cited = [t for t in _parse(site / "architecture.html").targets if t.startswith("semantics.html#")]
+    assert len(cited) >= 10, cited
+    # and so do the docstrings of the API reference ("side by side (R11)" in Pipeline's)
+    assert "semantics.html#r11" in _parse(site / "api.html").targets
 
 
 def _open(page, url: str) -> list[str]:
