@@ -466,6 +466,24 @@ def test_R21_after_a_cancel_the_header_counts_only_the_steps_that_ran_and_the_bu
     assert view.cancel_button.description == "Cancelled" and view.cancel_button.disabled
 
 
+def test_R21_a_cancel_from_code_leaves_the_button_saying_cancelled_too():
+    never = threading.Event()
+    p = nbp.Pipeline("bg")
+    with p.stage("s") as s:
+        s.step("long", run=waits_for(never))
+        s.step("after", run=sleeper(0.001))
+    handle = p.start(progress=False)
+    view = handle.view()
+    until(lambda: _running(handle, "long"), "the long step to run")
+    handle.cancel("changed my mind")
+    handle.wait(timeout=GUARD)
+    assert view.wait(GUARD)
+    view.text_updates.flush()
+    assert handle.cancelled == "changed my mind"
+    assert view.cancel_button.description == "Cancelled" and view.cancel_button.disabled
+    assert "1/2 steps done" in view.header.value  # `after` never started
+
+
 def test_a_run_refused_before_it_starts_closes_its_view_with_the_refusal():
     class Refusing:  # an executor that refuses the run when it opens (a Dask cluster without gpu)
         name, clock, runs_handlers = "refusing", None, True

@@ -206,9 +206,10 @@ class LiveView(widgets.VBox):
         self.progress.value = done
         self.progress.bar_style = "" if not state.done else "success" if status == "Success" else "danger"
         self.counts.value = status_chips(state.counts())
-        self.cancel_button.disabled = not self.interactive or state.done or self._cancelled
-        if self._cancelled and state.done:
-            self.cancel_button.description = "Cancelled"
+        cancelled = self._cancelled or (self.handle is not None and self.handle.cancelled is not None)
+        self.cancel_button.disabled = not self.interactive or state.done or cancelled
+        if cancelled:  # by the button or by handle.cancel(): off, and says so once the run has ended
+            self.cancel_button.description = "Cancelled" if state.done else "Cancelling"
         self._show_requests(requests)
         self._offer_logs(logs)
 

@@ -235,6 +235,12 @@ class RunHandle:
         if send:
             scheduler.cancel(reason)
 
+    @property
+    def cancelled(self) -> str | None:
+        """The reason given to :meth:`cancel` (the view's button gives "cancelled by the user"),
+        None while nobody has cancelled the run."""
+        return self._cancel
+
     def wait(self, timeout: float | None = None) -> Any:
         """Wait for the end of the run and return its trace.
 
