@@ -50,7 +50,7 @@ html_favicon = "_static/favicon.svg"
 nb_execution_mode = "off"
 nb_merge_streams = True
 myst_heading_anchors = 3  # `semantics.md#r14` links to the heading "R14"
-myst_enable_extensions = ["colon_fence", "deflist", "substitution"]
+myst_enable_extensions = ["colon_fence", "deflist"]
 suppress_warnings = ["mystnb.unknown_mime_type"]  # live-view widgets show their text outline
 
 autodoc_member_order = "bysource"
@@ -104,6 +104,8 @@ def _link_rule_ids(app, docname: str, source: list[str]) -> None:
     the site each id links to the semantics reference."""
     if docname != "semantics" and app.env.doc2path(docname).suffix == ".md":
         source[0] = link_rule_ids(source[0], "../" * docname.count("/"))
+    # the launch badge, where a page asks for it (an HTML comment: invisible on GitHub)
+    source[0] = source[0].replace("<!-- binder-badge -->", binder_badge())
 
 
 _RST_LITERAL = re.compile(r"(``.*?``|:\w+:`[^`]*`|`[^`]*`_*|>>>.*$|\.\.\. .*$)")
@@ -143,6 +145,3 @@ def binder_badge(pyproject: Path = ROOT / "pyproject.toml") -> str:
         f"https://mybinder.org/v2/gh/{repository[len(prefix) :]}/HEAD?labpath=notebooks%2F01-quickstart.ipynb"
     )
     return f"[![Launch the course on Binder](https://mybinder.org/badge_logo.svg)]({launch})"
-
-
-myst_substitutions = {"binder_badge": binder_badge()}

@@ -97,7 +97,7 @@ def _window(line: str, column: int, width: int = EXCERPT) -> tuple[str, int]:
 #: reference of the documentation (``make docs``: its "Semantics reference" page), one anchor per id.
 SEMANTICS_REFERENCE = "docs/semantics.md"
 
-_RULE_ID = re.compile(r"[\[(/]([RDE]\d{1,2})(?:/[RDE]\d{1,2})*[\])/,]")
+_RULE_ID = re.compile(r"[\[(]([RDE]\d{1,2})(?:/[RDE]\d{1,2})*[\]),]")
 
 
 def rule_reference(text: str) -> str:

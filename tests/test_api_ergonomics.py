@@ -150,6 +150,9 @@ def test_a_definition_error_citing_rules_points_to_the_semantics_reference():
 def test_a_message_without_a_rule_id_and_a_body_s_own_error_are_left_as_written():
     assert str(nbp.TraceError("the trace has no 'status' column")) == "the trace has no 'status' column"
     assert str(nbp.StepError("deploy failed (R2)")) == "deploy failed (R2)"
+    # a path or a name that merely looks like an id is not a citation
+    assert str(nbp.TraceError("cannot read data/E1/run.csv")) == "cannot read data/E1/run.csv"
+    assert str(nbp.TraceError("x (R21, E15)")).endswith("docs/semantics.md#r21)")
 
 
 def test_the_cli_points_from_listed_problems_to_the_semantics_reference(tmp_path, capsys):
