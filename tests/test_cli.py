@@ -550,7 +550,7 @@ def test_a_directory_or_a_device_is_refused_as_not_a_regular_file(capsys, tmp_pa
         return one_line_error(err)
 
     label = f"{option[0]} " if option else ""
-    assert refused(tmp_path) == f"error: {label}{tmp_path} is a directory: give a pipeline YAML file"
+    assert refused(tmp_path) == f"error: {label}{tmp_path} is a directory: give a YAML file"
     assert refused("/dev/null") == (
         f"error: {label}/dev/null is a character device, not a regular file: give a YAML file"
     )
@@ -658,6 +658,15 @@ def test_a_long_option_value_is_shown_as_an_excerpt(capsys):
     assert code == 2 and len(err) < 1_000
 
 
+def _odd_execution(field: str, value: object) -> dict:
+    """The smallest execution JSON whose one step has ``field`` = ``value``."""
+    step = {"uuid": "s", "stepType": "ShellScript", "identifier": "x", "status": "Success",
+            "baseFqn": "pipeline.stages.s.spec.execution.steps.x", "startTs": 1767261600000,
+            "endTs": 1767261601000, field: value}  # fmt: skip
+    graph = {"rootNodeId": "s", "nodeMap": {"s": step}, "nodeAdjacencyListMap": {}}
+    return {"data": {"executionGraph": graph, "pipelineExecutionSummary": {"status": "Success"}}}
+
+
 # -- never a traceback: random command lines and small files (hypothesis) --------------------------
 _WORDS = st.sampled_from(
     [
@@ -666,8 +675,23 @@ _WORDS = st.sampled_from(
         "1s", "soon", "-1", "--fail", "a", "a:1", "a:0", "a:Timeout", ":", "--seed", "0", "x",
         "--var", "env=dev", "env", "=", "-q", "--quiet", "--help", "--version", "p.yaml", "d.yaml",
         "missing.yaml", "/dev/null", "", "\x00", "é", "--", "o\x00.csv", "adir.csv",
+        "analyse", "e.json", "--attempts", "/dev/zero", "z.yaml", "fifo.yaml",
     ]
 )  # fmt: skip
+#: execution JSON a hostile or damaged file may hold (issue 24 item 7): times out of range,
+#: a top level that is no object, nesting too deep, bytes that are not UTF-8
+_EXECUTIONS = st.sampled_from(
+    [
+        json.dumps(_odd_execution("startTs", float("inf"))),
+        json.dumps(_odd_execution("startTs", 1e30)),
+        json.dumps(_odd_execution("endTs", -1e15)),
+        json.dumps(_odd_execution("startTs", "soon")),
+        "[" * 100_000 + "]" * 100_000,
+        '{"data": ' * 50_000 + "1" + "}" * 50_000,
+        "[{}, {}]",
+        "\xff",
+    ]
+)
 _FILES = st.sampled_from(
     [
         pipeline_yaml("{identifier: a, timeout: 1m}"),
@@ -686,23 +710,27 @@ _FILES = st.sampled_from(
 
 _COMMAND_LINES = st.one_of(
     st.lists(_WORDS, max_size=7),  # anything at all
+    st.builds(lambda rest: ["analyse", "e.json", *rest], st.lists(_WORDS, max_size=3)),  # hostile JSON
     st.builds(  # a command and a file, then options and stray words
         lambda command, file, rest: [command, file, *rest],
-        st.sampled_from(["validate", "render", "simulate", "run"]),
-        st.sampled_from(["p.yaml", "p.yaml", "d.yaml", "missing.yaml", "."]),
+        st.sampled_from(["validate", "render", "simulate", "run", "analyse"]),
+        st.sampled_from(["p.yaml", "p.yaml", "d.yaml", "missing.yaml", ".", "e.json", "z.yaml", "fifo.yaml"]),
         st.lists(_WORDS, max_size=6),
     ),
 )
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(argv=_COMMAND_LINES, pipeline=_FILES, durations=_FILES)
+@given(argv=_COMMAND_LINES, pipeline=_FILES, durations=_FILES, execution=_EXECUTIONS)
 def test_any_command_line_exits_0_1_or_2_without_a_traceback(
-    capsys, tmp_path, monkeypatch, argv, pipeline, durations
+    capsys, tmp_path, monkeypatch, argv, pipeline, durations, execution
 ):
     monkeypatch.chdir(tmp_path)
-    for name, text in (("p.yaml", pipeline), ("d.yaml", durations)):
+    for name, text in (("p.yaml", pipeline), ("d.yaml", durations), ("e.json", execution)):
         (tmp_path / name).write_bytes(text.encode("utf-8", "surrogateescape") if text != "\xff" else b"\xff")
+    if not (tmp_path / "z.yaml").is_symlink():  # a device that never ends, and a FIFO nobody writes to
+        (tmp_path / "z.yaml").symlink_to("/dev/zero")
+        os.mkfifo(tmp_path / "fifo.yaml")
     code = main(argv)
     out, err = capsys.readouterr()
     assert code in (0, 1, 2), (argv, code, err)

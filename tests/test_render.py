@@ -619,3 +619,34 @@ def test_the_rich_display_of_a_large_pipeline_is_quick_and_bounded():
     bundle = p._repr_mimebundle_()
     assert len(bundle["image/svg+xml"]) < 500_000  # on main: 10-15 MB, after 7-82 s of dot
     assert len(bundle["text/plain"].splitlines()) <= OUTLINE_LINES + 2
+
+
+def test_every_dot_id_is_escaped_a_loaded_status_ending_in_a_backslash_renders():
+    # issue 24 item 13: a Harness status is kept verbatim; `Odd\` went unescaped into the legend's
+    # node id and `dot` failed with a syntax error (labels were escaped, ids were not)
+    p, trace = sim_release()
+    trace = trace.copy()
+    odd = 'Odd:"x\\'
+    trace["status"] = trace["status"].cat.add_categories([odd])
+    trace.loc[trace["fqn"].str.endswith(".checkout"), "status"] = odd
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # graphviz warns "expect syntax error" on a bad id
+        picture = render(p, trace)
+        svg = picture.pipe("svg").decode()
+    assert "Odd:&quot;x\\" in svg
+
+
+def test_an_iteration_postfix_a_dot_id_cannot_hold_is_numbered_instead():
+    # an expanded iteration's postfix comes from the trace's FQNs (any text in a loaded run)
+    p = nbp.Pipeline("p")
+    with p.stage("a") as a:
+        a.step("build", strategy=nbp.Matrix(os=["l", "m"]), duration=3)
+    trace = p.simulate()
+    steps = "pipeline.stages.a.spec.execution.steps"
+    odd = {f"{steps}.build_0": f"{steps}.build_x:y\\"}
+    trace["fqn"] = trace["fqn"].replace(odd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picture = p.render(trace, iterations="expand")
+        svg = picture.pipe("svg").decode()
+    assert "build_x:y\\" in svg and "build_1" in svg

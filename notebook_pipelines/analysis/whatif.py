@@ -49,6 +49,7 @@ parallel        50.0      1.2         compile → unit         50.0
 
 from __future__ import annotations
 
+import array
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "MAX_RUNS",
     "PERCENTILES",
     "compare",
     "critical_path",
@@ -76,6 +78,9 @@ __all__ = [
 
 #: The percentiles :func:`monte_carlo` and :func:`summarize` report by default.
 PERCENTILES = (50, 90, 95, 99)
+#: the most runs of one :func:`monte_carlo` call: a million runs of even a one-step pipeline take
+#: about an hour and their results ~20 MB; beyond it, call it in batches (``seed=`` differs)
+MAX_RUNS = 1_000_000
 
 
 # -- reading a trace ----------------------------------------------------------------------------
@@ -232,6 +237,7 @@ def compare(
         stages = _stage_durations(trace)
         stage_columns.update(dict.fromkeys(stages))
         steps = trace[trace["kind"] == "step"]
+        work = ~steps["fqn"].astype(object).isin(timing.looped_steps(trace))  # a looped row spans its work
         rows.append(
             {
                 "design": name,
@@ -239,7 +245,7 @@ def compare(
                 "critical_path": _path_text(path),
                 "critical_path_s": float(path["duration_s"].sum()),
                 "steps": int(steps["fqn"].nunique()),
-                "attempts": int((steps["attempt"] > 0).sum()),
+                "attempts": int(((steps["attempt"] > 0) & work).sum()),
                 **stages,
             }
         )
@@ -301,7 +307,7 @@ def measured(trace: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict]]:
     type. Steps that never ran keep their declared durations.
     """
     steps = trace[(trace["kind"] == "step") & (trace["attempt"] > 0) & trace["start_s"].notna()]
-    steps = steps[steps["end_s"].notna()]
+    steps = steps[steps["end_s"].notna() & ~steps["fqn"].astype(object).isin(timing.looped_steps(trace))]
     durations = {
         str(fqn): float(value)
         for fqn, value in (steps["end_s"] - steps["start_s"]).groupby(steps["fqn"], sort=False).mean().items()
@@ -370,13 +376,13 @@ def what_if(
         )
     base, failures = measured(trace)
     if simulate_options.get("failures") is not None:
-        _overlay(failures, "failures", simulate_options.pop("failures"), plan)
+        _overlay(failures, "failures", simulate_options.pop("failures"), plan, trace)
     changed = dict(base)
     if durations is not None:
-        _overlay(changed, "durations", durations, plan)
+        _overlay(changed, "durations", durations, plan, trace)
     outputs = _published(trace)  # what the bodies published: later steps read it as they did
     if simulate_options.get("outputs") is not None:
-        _overlay(outputs, "outputs", simulate_options.pop("outputs"), plan)
+        _overlay(outputs, "outputs", simulate_options.pop("outputs"), plan, trace)
     other = _with_strategies(plan, strategy) if strategy else plan
     designs = {
         "as run": (plan, {"durations": base, "failures": failures, "outputs": outputs or None}),
@@ -397,15 +403,28 @@ def _published(trace: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def _overlay(values: dict, option: str, mapping: Any, plan: Any) -> None:
-    """Set ``values[fqn]`` for every step that ``mapping`` (an option of :func:`simulate`) names."""
+def _overlay(values: dict, option: str, mapping: Any, plan: Any, trace: pd.DataFrame) -> None:
+    """Set ``values[fqn]`` for every step that ``mapping`` (an option of :func:`simulate`) names.
+
+    ``values`` is keyed by step FQN as ``trace`` holds them. A key of ``mapping`` reaches every
+    row of the trace it names (a looped step's key its iterations too, R46), so no measured
+    value of an iteration shadows it; keys for steps or iterations that did not run are kept.
+    """
     from ..engine.simulation import _StepTable
 
     table = _StepTable(option, mapping, plan, strict=True)
+    names = table.names_in(plan, trace)
+    for fqn in [*names, *(f for f in values if f not in names)]:
+        value = table.lookup(names.get(fqn, (fqn,)))
+        if value is not _missing():
+            values[fqn] = value
     for node in plan.steps:
         value = table.get(node)
-        if value is not _missing():
+        if value is not _missing() and node.fqn not in names:
             values[node.fqn] = value
+    for key, value in table.exact.items():
+        if key not in values and not any(key in n for n in names.values()):
+            values[key] = value
 
 
 def _missing() -> Any:
@@ -534,10 +553,18 @@ def monte_carlo(
             same defaults); give distributions (``lambda rng: rng.lognormal(3, 0.25)``, scipy
             frozen distributions) for what varies, and failure probabilities
             (``{"deploy": 0.1}``).
-        runs: how many simulations.
+        runs: how many simulations, at most :data:`MAX_RUNS` (a million). The seeds are made
+            one run at a time and the results kept as columns (~17 bytes a run, 8 more per
+            stage), so a large ``runs`` costs no memory before the first run.
         seed: run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``.
         percentiles: what :func:`summarize` reports for these runs (kept in ``attrs``).
         progress: show a progress bar (tqdm if installed, else a counter on stderr).
+
+    Raises:
+        SimulationError: ``runs`` is not a whole number from 1 to :data:`MAX_RUNS`, or an
+            option is invalid (checked on the first run).
+        RunInterrupted: Ctrl-C (or a kernel interrupt); its ``trace`` is the DataFrame of
+            the runs that finished.
 
     Returns:
         A DataFrame with columns ``run``, ``seed`` (``simulate(p, seed=…)`` replays the run),
@@ -564,44 +591,74 @@ def monte_carlo(
 
     if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
         raise SimulationError(f"monte_carlo(runs={runs!r}): give a whole number of runs ≥ 1")
+    if runs > MAX_RUNS:
+        raise SimulationError(
+            f"monte_carlo(runs={runs:,}): at most {MAX_RUNS:,} runs in one call; a percentile needs far "
+            f"fewer (p99 is stable within a few thousand): call it in batches with seed=0, 1, 2, … "
+            "and pd.concat the results if you really need more"
+        )
     _check_percentiles(percentiles)
-    plan = as_plan(pipeline)
-    seeds = [int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(seed).spawn(runs)]
     options = {
         "durations": durations,
         "default": default,
         "failures": failures,
         "interventions": interventions,
     }
-    rows: list[dict] = []
-    stage_columns: dict[str, None] = {}
+    # the results as columns, appended run by run: 17 bytes a run, plus 8 a stage
+    seeds: array.array = array.array("Q")
+    makespans: array.array = array.array("d")
+    statuses: list[str] = []
+    stage_columns: dict[str, array.array] = {}
 
-    def frame_of(rows: list[dict]) -> pd.DataFrame:
-        frame = pd.DataFrame(rows, columns=["run", "seed", "makespan_s", "status", *stage_columns])
-        frame["seed"] = frame["seed"].astype("uint64")
-        frame.attrs.update(
-            pipeline=plan.pipeline.id, seed=seed, runs=len(rows), percentiles=tuple(percentiles)
-        )
+    def frame_of() -> pd.DataFrame:
+        n = len(makespans)
+        columns = {
+            "run": np.arange(n, dtype="int64"),
+            "seed": np.frombuffer(seeds, dtype="uint64")[:n].copy(),
+            "makespan_s": np.frombuffer(makespans, dtype="float64").copy(),
+            "status": statuses[:n],
+            **{
+                key: np.frombuffer(values, dtype="float64")[:n].copy()
+                for key, values in stage_columns.items()
+            },
+        }
+        frame = pd.DataFrame(columns)
+        name = plan.pipeline.id if plan is not None else getattr(pipeline, "id", None)
+        frame.attrs.update(pipeline=name, seed=seed, runs=n, percentiles=tuple(percentiles))
         return frame
 
+    plan: Any = None
     try:
+        plan = as_plan(pipeline)
         with _Progress(runs, progress) as bar:
-            for i, run_seed in enumerate(seeds):
+            for i in range(runs):
+                # the i-th child of SeedSequence(seed), made when needed (spawn(runs) made them all first)
+                run_seed = int(np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1, np.uint64)[0])
                 records = simulate_records(plan, seed=run_seed, strict=i == 0, outputs=outputs, **options)
                 found = _unsimulatable_records(plan, records)
                 if found is not None:
                     raise _refuse(f"monte_carlo(): {plan.pipeline.id!r} (run {i}, seed {run_seed})", found)
                 outcome, stages = _from_records(plan, records)
-                stage_columns.update(dict.fromkeys(stages))
-                rows.append({"run": i, "seed": run_seed, **outcome, **stages})
+                for key, value in stages.items():
+                    if key not in stage_columns:  # a stage first seen now: missing in earlier runs
+                        stage_columns[key] = array.array("d", [math.nan]) * i
+                    stage_columns[key].append(value)
+                for key, values in stage_columns.items():
+                    if key not in stages:
+                        values.append(math.nan)
+                seeds.append(run_seed)
+                statuses.append(outcome.get("status"))
+                # last: a run counts once its makespan is appended
+                makespans.append(outcome.get("makespan_s", math.nan))
                 bar.update()
     except KeyboardInterrupt:
-        done = frame_of(rows)  # only the runs that ended: the interrupted one is not counted
+        done = frame_of()  # only the runs that ended: the interrupted one is not counted
         raise RunInterrupted(
-            f"monte_carlo interrupted after {len(rows)} of {runs} runs; the finished runs are in .trace",
+            f"monte_carlo interrupted after {len(makespans)} of {runs:,} runs; "
+            "the finished runs are in .trace",
             done,
         ) from None
-    return frame_of(rows)
+    return frame_of()
 
 
 def summarize(results: pd.DataFrame, percentiles: Sequence[float] | None = None) -> pd.DataFrame:

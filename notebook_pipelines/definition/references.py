@@ -448,10 +448,31 @@ def _expressions_of(node: Any, chains: dict | None = None) -> Iterator[tuple[str
     for key, value in (node.inputs or {}).items():
         if isinstance(value, str) and "<+" in value:
             yield f"input {key!r}", value, True
+    if node.strategy is not None:  # read when the looped node starts (nodeName: by each iteration)
+        for where, text in _strategy_strings(node.strategy):
+            yield f"strategy {where}", text, True
     if node.kind == "step" and node.spec:
         for where, text in _strings(node.spec, "spec"):
             if "<+" in text:
                 yield where, text, False
+
+
+#: a looping strategy's fields that may hold ``<+…>`` (R48–R51), with their YAML names
+_LOOP_FIELDS = (
+    ("n", "parallelism"), ("items", "repeat items"), ("times", "repeat times"),
+    ("partition_size", "partitionSize"), ("start", "start"), ("end", "end"),
+    ("exclude", "matrix exclude"), ("max_concurrency", "maxConcurrency"), ("node_name", "nodeName"),
+)  # fmt: skip
+
+
+def _strategy_strings(strategy: Any) -> Iterator[tuple[str, str]]:
+    """(where, text) for the expressions of a looping strategy: axes, items, counts, nodeName."""
+    for name, values in (getattr(strategy, "axes", None) or {}).items():
+        yield from ((w, t) for w, t in _strings(values, f"matrix axis {name!r}") if "<+" in t)
+    for attr, where in _LOOP_FIELDS:
+        value = getattr(strategy, attr, None)
+        if value is not None:
+            yield from ((w, t) for w, t in _strings(value, where) if "<+" in t)
 
 
 def _retry_conditions(strategies: tuple) -> tuple[str, ...]:
@@ -533,6 +554,8 @@ def static_problems(plan: Any) -> list[Problem]:
                 )
                 continue
             for ref in parsed.references:
+                if ref.path[:2] == ("stage", "output") and where.startswith("strategy "):
+                    continue  # a stage's infrastructure outputs (hosts): known only in a run (R50)
                 if ref.path[0] not in KNOWN_ROOTS:
                     if strict and ref.path[0] not in _FOREIGN_ROOTS:
                         message = f"{_quoted(where, text, ref)}: unknown root {ref.path[0]!r}"
@@ -887,14 +910,30 @@ def evaluate_condition(scheduler: Any, node: Any, text: str, failure: Any = None
         raise _with_fqn(err, node.fqn) from None
 
 
-def render_template(scheduler: Any, node: Any, text: Any) -> Any:
+def render_template(scheduler: Any, node: Any, text: Any, budget: list[int] | None = None) -> Any:
     """Resolve the ``<+…>`` expressions embedded in ``text`` for ``node`` (as Harness does
-    before a step runs); a text that is exactly one reference returns its raw value."""
+    before a step runs); a text that is exactly one reference returns its raw value.
+
+    ``budget``: ``[characters left]`` shared by the texts of one step (its inputs, its spec):
+    each text built (not a raw reference) takes its length from it, and going below zero is an
+    ``ExpressionError`` — 380 inputs of ``<+big>x`` would otherwise build 380 values of 10 MB.
+    """
     if not isinstance(text, str) or "<+" not in text:
         return text
-    from .expressions import parse_template
+    from .expressions import MAX_VALUE, parse_template
 
-    return parse_template(text).evaluate(lambda ref: resolve(scheduler, node, ref.path))
+    expression = parse_template(text)
+    value = expression.evaluate(lambda ref: resolve(scheduler, node, ref.path))
+    if budget is not None and isinstance(value, str) and not expression.raw:
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            raise ExpressionError(
+                f"the values built for this step add up to over {MAX_VALUE:,} characters (limit "
+                f"{MAX_VALUE:,} per step): an expression builds no values that large",
+                text,
+                0,
+            )
+    return value
 
 
 def resolve_inputs(scheduler: Any, node: Any) -> dict:
@@ -903,10 +942,12 @@ def resolve_inputs(scheduler: Any, node: Any) -> dict:
     Raises:
         ExpressionError: naming the input, with the position of the reference in its text.
     """
-    out = {}
+    from .expressions import MAX_VALUE
+
+    out, budget = {}, [MAX_VALUE]
     for key, value in (node.inputs or {}).items():
         try:
-            out[key] = render_template(scheduler, node, value)
+            out[key] = render_template(scheduler, node, value, budget)
         except ExpressionError as err:
             raise _with_fqn(err, node.fqn, f"input {key!r}: ") from None
     return out

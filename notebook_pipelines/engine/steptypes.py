@@ -27,7 +27,8 @@ completing at once; a step with a Python body runs its body whatever its type.
 
 ``ShellScript`` is built in: ``spec.source.spec.script`` (``shell: Bash``, ``source.type:
 Inline``) runs in ``bash`` in a new process group, with ``spec.environmentVariables`` in its
-environment; its output (stdout and stderr, in order) streams into the step's log;
+environment; its output (stdout and stderr, in order) streams into the step's log (bounded:
+its head and tail, see :class:`~notebook_pipelines.engine.executors.threads.StepLog`);
 ``spec.outputVariables`` ``[{name, type, value}]`` export the shell variable named by ``value``
 as the output variable ``name`` (read afterwards as
 ``<+…steps.STEP.output.outputVariables.NAME>``). Exit code ≠ 0 fails the step (error type
@@ -198,13 +199,20 @@ def check_runnable(plan: Any) -> None:
 
 
 # -- during a run ---------------------------------------------------------------------------------
-def resolve_spec(scheduler: Any, node: Any, value: Any, where: str = "spec") -> Any:
-    """``value`` with every string's ``<+…>`` expressions resolved for ``node`` (deeply).
+def resolve_spec(
+    scheduler: Any, node: Any, value: Any, where: str = "spec", budget: list[int] | None = None
+) -> Any:
+    """``value`` with every string's ``<+…>`` expressions resolved for ``node`` (deeply); the
+    texts built share one budget of ``expressions.MAX_VALUE`` characters.
 
     Raises:
         ExpressionError: naming the spec key (and the line, in a multi-line text) and showing
             the reference that cannot be resolved with a caret under it.
     """
+    if budget is None:
+        from ..definition.expressions import MAX_VALUE
+
+        budget = [MAX_VALUE]
     if isinstance(value, str):
         if "<+" not in value:
             return value
@@ -213,13 +221,13 @@ def resolve_spec(scheduler: Any, node: Any, value: Any, where: str = "spec") -> 
         from ..definition.references import render_template
 
         try:
-            return render_template(scheduler, node, value)
+            return render_template(scheduler, node, value, budget)
         except ExpressionError as err:
             raise _located(err, node.fqn, where) from None
     if isinstance(value, dict):
-        return {k: resolve_spec(scheduler, node, v, f"{where}.{k}") for k, v in value.items()}
+        return {k: resolve_spec(scheduler, node, v, f"{where}.{k}", budget) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [resolve_spec(scheduler, node, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [resolve_spec(scheduler, node, v, f"{where}[{i}]", budget) for i, v in enumerate(value)]
     return value
 
 
@@ -325,6 +333,10 @@ def shell_script_check(spec: Any) -> list[str]:
     return problems
 
 
+#: the most characters of a script's output read at once (a line longer than this comes in pieces)
+_CHUNK = 65_536
+
+
 def _run_script(wrapper: str, env: dict, stop: threading.Event) -> int:
     """Run the wrapped script until it ends (or ``stop`` is set: then kill it); its exit code.
 
@@ -346,7 +358,10 @@ def _run_script(wrapper: str, env: dict, stop: threading.Event) -> int:
     watch = _Watch(proc, stop)
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:  # ends when the script and everything it started are gone
+        read = proc.stdout.readline
+        # a line at a time, at most _CHUNK characters of one: a script printing without a line
+        # break is passed on in pieces, so memory stays bounded (the step's log is bounded too)
+        while line := read(_CHUNK):  # ends when the script and everything it started are gone
             sys.stdout.write(line)
         watch.ended.wait()  # a script may close its output before it ends
     finally:

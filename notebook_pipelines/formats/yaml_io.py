@@ -99,6 +99,7 @@ from ..definition.looping import to_dict as strategy_dict
 from ..definition.model import SOURCE, Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from ..definition.validation import VARIABLE_TYPES, variable_problem
 from ..errors import DefinitionError, Problem
+from .files import decode, read_stream, read_text
 
 __all__ = [
     "Loaded",
@@ -463,7 +464,9 @@ def load_data(source: Any, *, source_name: str | None = None) -> Any:
 
     Raises:
         YamlSyntaxError: the text is not YAML or is refused; the problem says where.
-        FileNotFoundError: ``source`` names a file that does not exist.
+        InputFileError: the file cannot be read: not a regular file (a FIFO, ``/dev/zero``), over
+            ``files.MAX_TEXT_BYTES`` (32 MB), not UTF-8 (the message says the line and column).
+            A missing file is ``MissingFileError``, also a ``FileNotFoundError``.
     """
     text, name = _source_text(source, source_name)
     return _plain(_document(text, name)[0])
@@ -475,18 +478,19 @@ def _at(mark: Any) -> tuple[int, int]:
 
 # -- public entry points --------------------------------------------------------------------------
 def _source_text(source: Any, name: str | None) -> tuple[str, str]:
+    """The text of ``source`` and its name in messages: a file read as the CLI reads it
+    (``formats.files``: regular files only, at most ``MAX_TEXT_BYTES``, UTF-8 with line and
+    column), an open file read in chunks up to the same bound."""
     if hasattr(source, "read"):
-        text = source.read()
-        return (text.decode("utf-8") if isinstance(text, bytes) else text), name or getattr(
-            source, "name", "<yaml>"
-        )
+        name = name or str(getattr(source, "name", "<yaml>"))
+        return read_stream(source, name), name
     if isinstance(source, os.PathLike) or (
         isinstance(source, str) and "\n" not in source and source.strip().lower().endswith((".yaml", ".yml"))
     ):
         path = Path(source)
-        return path.read_text(encoding="utf-8"), name or str(path)
+        return read_text(path), name or str(path)
     if isinstance(source, bytes):
-        return source.decode("utf-8"), name or "<yaml>"
+        return decode(source, name or "<yaml>"), name or "<yaml>"
     if isinstance(source, str):
         return source, name or "<yaml>"
     raise TypeError(f"load_yaml() takes YAML text, a path or an open file, not {type(source).__name__}")
@@ -504,7 +508,8 @@ def read_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
 
     Raises:
         YamlError: every problem, each with its line and column.
-        FileNotFoundError: ``source`` names a file that does not exist.
+        InputFileError: the file cannot be read (see :func:`load_data`); the CLI refuses the
+            same files with the same message. A missing file is also a ``FileNotFoundError``.
     """
     if rules not in ("classic", "current"):
         raise ValueError(f"rules must be 'classic' or 'current', not {rules!r}")
@@ -532,6 +537,8 @@ def load_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
     Raises:
         YamlError: invalid YAML or a definition it cannot map, every problem with its line
             and column (``YamlError`` is a ``DefinitionError``).
+        InputFileError: a file that cannot be read (a FIFO, a device, over 32 MB, not UTF-8:
+            the line and column of the first bad byte), refused without reading it whole.
     """
     loaded = read_yaml(source, rules, source_name=source_name)
     if loaded.notes:

@@ -37,10 +37,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
-import json
 import math
 import os
-import stat
 import sys
 import warnings
 from pathlib import Path
@@ -384,54 +382,20 @@ def _bounded(message: str) -> str:
 
 
 # -- reading and writing files --------------------------------------------------------------------
-_KINDS = {
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
-
-
 def _read_text(path_text: str, option: str = "") -> str:
     """The text of the regular UTF-8 file ``path_text``; anything else → ``BadInput`` saying why.
 
-    Opened without blocking, and refused unless it is a regular file, so a FIFO or a device
-    never makes the command wait. ``option`` names the flag that gave the path (``--durations``).
+    The reader of ``formats.files``, which the Python API uses too (``nbp.load_yaml(path)``):
+    opened without blocking and refused unless it is a regular file, so a FIFO or a device
+    never makes the command wait; at most ``MAX_TEXT_BYTES``. ``option`` names the flag that
+    gave the path (``--durations``).
     """
-    label = f"{option} {path_text}" if option else path_text
+    from ..formats.files import InputFileError, read_text
+
     try:
-        fd = os.open(path_text, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        raise BadInput(f"{option + ': ' if option else ''}no such file: {path_text}") from None
-    except PermissionError:
-        raise BadInput(f"{label}: permission denied: make the file readable") from None
-    except (OSError, ValueError) as err:  # ValueError: a NUL character in the name
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise BadInput(f"{label}: cannot open the file ({reason})") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise BadInput(f"{label} is a directory: give a pipeline YAML file")
-        if not stat.S_ISREG(mode):
-            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-            raise BadInput(f"{label} is {kind}, not a regular file: give a YAML file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        data = b"".join(chunks)
-    except OSError as err:
-        raise BadInput(f"{label}: cannot read the file ({err.strerror or err})") from None
-    finally:
-        os.close(fd)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise BadInput(
-            f"{label} is not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}, column {column}): "
-            "save it as UTF-8"
-        ) from None
+        return read_text(path_text, option=option)
+    except InputFileError as err:
+        raise BadInput(str(err)) from None
 
 
 def _check_output(path_text: str, formats: tuple[str, ...], what: str) -> Path:
@@ -779,27 +743,14 @@ def _finish(args: argparse.Namespace, trace: Any, how: str) -> int:
 
 
 def _execution_json(path_text: str, option: str = "") -> Any:
-    """The parsed JSON of an execution file: size checked before reading (≤ 100 MB), read with
-    :func:`_read_text` (regular UTF-8 files only)."""
-    from ..formats.harness_executions import MAX_BYTES
+    """The parsed JSON of an execution file, read as ``load_harness_execution`` reads it (a
+    regular UTF-8 file of at most 100 MB, its shape checked before it is parsed whole)."""
+    from ..formats.harness_executions import HarnessExecutionError, read_execution_json
 
-    label = f"{option} {path_text}" if option else path_text
     try:
-        size = os.stat(path_text).st_size
-    except (OSError, ValueError):
-        size = 0  # _read_text says what is wrong with the path
-    if size > MAX_BYTES:
-        raise BadInput(
-            f"{label} is {size / 2**20:.0f} MB; execution files over {MAX_BYTES // 2**20} MB are refused: "
-            "fetch the run per stage (stageNodeId=…)"
-        )
-    text = _read_text(path_text, option)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise BadInput(f"{label}:{err.lineno}:{err.colno}: not JSON ({err.msg})") from None
-    except RecursionError:
-        raise BadInput(f"{label}: the JSON is nested too deeply to read") from None
+        return read_execution_json(path_text, option, top="any" if option else "object")
+    except HarnessExecutionError as err:
+        raise BadInput(_foreign(err)) from None
 
 
 def _analyse(args: argparse.Namespace) -> int:

@@ -223,6 +223,22 @@ def _text(*lines: str | None, left: bool = False) -> str:
     return graphviz.nohtml("".join(f"{p}\\l" for p in parts) if left else "\\n".join(parts))
 
 
+_PLAIN_POSTFIX = re.compile(r"[A-Za-z0-9_]*")
+
+
+def _id(text: str) -> str:
+    """A DOT id for any text (a status loaded from a file, a pipeline id): backslashes doubled, so
+    a trailing one cannot escape the closing quote (``quote`` escapes the quotes); never HTML.
+
+    >>> import graphviz
+    >>> graphviz.quoting.quote(_id("legend_odd\\\\"))
+    '"legend_odd\\\\\\\\"'
+    """
+    import graphviz
+
+    return graphviz.nohtml(text.replace("\\", "\\\\"))
+
+
 def render(
     pipeline_or_plan: Any,
     trace: pd.DataFrame | None = None,
@@ -288,7 +304,7 @@ def render(
         title = (f"{title}\n" if title else "") + (
             f"summary of {steps:,} steps ({what}): render(..., full=True) draws every step"
         )
-    graph = _picture_class()(name=root.id, node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
+    graph = _picture_class()(name=_id(root.id), node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
     graph.attr(rankdir="LR" if direction == "auto" else direction)
     graph.oriented = direction != "auto"  # "auto" is settled when the picture is first drawn
     graph.attr(compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
@@ -311,7 +327,7 @@ def render(
         with graph.subgraph(name="cluster_legend") as box:
             box.attr(label="legend", style="rounded", color="#bdbdbd", fontsize="10")
             for status in ordered:
-                box.node(f"legend_{status}", label=_text(status), **_status_attrs(status))
+                box.node(_id(f"legend_{status}"), label=_text(status), **_status_attrs(status))
     if scale:
         with graph.subgraph(name="cluster_legend_overlay") as box:
             box.attr(label=color_by, style="rounded", color="#bdbdbd", fontsize="10")
@@ -581,10 +597,13 @@ class _Drawing:
             box.attr(label=_text(f"⟳ {node.name} — {loop_badge(node.strategy)}", status, left=True),
                      style="dashed,rounded", color="#6a1b9a", labeljust="l", fontsize="10")  # fmt: skip
             exits = []
-            for it_fqn in self.iterations[fqn]:
+            for k, it_fqn in enumerate(self.iterations[fqn]):
                 postfix = it_fqn[len(fqn) :]
                 self.renames.append((fqn, it_fqn))
-                saved, self.suffix = self.suffix, f"{self.suffix}{postfix}"
+                # a loaded trace's postfix may hold any text (`:` splits an edge's id, `\` ends its
+                # quotes): then the iteration's number, after a `-` no plain postfix has
+                plain = _PLAIN_POSTFIX.fullmatch(postfix) is not None
+                saved, self.suffix = self.suffix, f"{self.suffix}{postfix if plain else f'-{k}'}"
                 exits.append(self.item(box, node, prev, rollback, looped=False))
                 self.renames.pop()
                 self.suffix = saved
@@ -629,10 +648,17 @@ def _overlay(trace: Any, info: dict[str, Outcome], color_by: str) -> tuple[dict[
         ]
         fills = {f: DURATION_FILLS[min(4, int(v / top * 5))] for f, v in values.items()}
         return fills, scale
-    from ..analysis.timing import slack
+    import pandas as pd
+
+    from ..analysis.timing import looped_steps, slack
 
     table = slack(trace)
     per_step = table.groupby("fqn", sort=False, observed=True)["slack_s"].min()
+    looped = looped_steps(trace)
+    if looped:  # a looped step's box (drawn once) takes its least slack iteration's colour
+        parents = trace.loc[table.index, "parent"].astype(object)
+        inner = table["slack_s"][parents.isin(looped).to_numpy()]
+        per_step = pd.concat([per_step, inner.groupby(parents[inner.index], sort=False).min()])
     makespan = float(trace["end_s"].max() - trace["start_s"].min()) if len(trace) else 0.0
     limits = [0.1 * makespan, 0.25 * makespan, 0.5 * makespan]
     fills = {}
