@@ -298,6 +298,9 @@ def render(
     summary = None if full or drawn <= MAX_FULL_NODES else _summary_level(plan)
     if title is None:
         title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
+        needs = (getattr(plan.pipeline, "extra", None) or {}).get("needs")
+        if needs:  # a DAG no layout expresses (nbp.pipeline_from_history): say how it is drawn
+            title += f" — its needs form a DAG: drawn by levels ({len(needs)} nodes' needs in extra['needs'])"
     if summary is not None and title is not None:
         steps = sum(1 for n in plan.nodes if n.kind == "step")
         what = "step groups collapsed" if summary == "groups" else "stages collapsed"
