@@ -91,18 +91,52 @@ def check_history(h: Any, what: str) -> None:
 
 
 def _keys(h: pd.DataFrame, iterations: bool) -> tuple[Any, dict[str, str]]:
-    """Per row, its node's key (the fqn, iterations folded unless ``iterations``); and the map."""
+    """Per row, its node's key (the fqn, iterations folded unless ``iterations``), as an object
+    array; and the map fqn → node. Worked out once per distinct fqn."""
+    import numpy as np
+    import pandas as pd
+
     from .paths import fold_fqns
 
-    fqn = h["fqn"].astype(object)
+    codes, uniques = pd.factorize(h["fqn"], use_na_sentinel=True)
+    names = np.asarray(uniques, dtype=object)
     if iterations:
-        return fqn, {}
-    pairs = h[["fqn", "parent"]].astype(object).drop_duplicates()
-    mapping = fold_fqns(pairs["fqn"].tolist(), pairs["parent"].where(pairs["parent"].notna(), None).tolist())
-    return fqn.map(mapping), mapping
+        return names[codes], {}
+    first = pd.Series(np.arange(len(codes))).groupby(codes).first()
+    parents = h["parent"].to_numpy(dtype=object, na_value=None)[first.to_numpy()]
+    mapping = fold_fqns(list(names[first.index.to_numpy()]), list(parents))
+    # a parent seen only as a parent (its row not in the frame) folds too
+    extra = [p for p in dict.fromkeys(parents) if isinstance(p, str) and p not in mapping]
+    if extra:
+        mapping.update(fold_fqns(extra, [None] * len(extra)))
+    folded = np.array([mapping.get(x, x) for x in names], dtype=object)
+    return folded[codes], mapping
+
+
+_CACHE: dict[tuple, Any] = {}  # the last few answers per history (see _cached)
+
+
+def _cached(name: str, h: pd.DataFrame, iterations: bool, make: Any) -> Any:
+    """``make()``, kept for the same frame: keyed by the frame's identity, length and the sums of
+    its times (a frame changed in place gets new sums), so the analyses of one history in a row
+    (``step_stats``, ``criticality``, ``regressions`` …) find the paths and the per-run table once."""
+    ends = (str(h["run_id"].iat[0]), str(h["run_id"].iat[-1]), str(h["fqn"].iat[-1])) if len(h) else ()
+    key = (name, id(h), iterations, len(h), float(h["start_s"].sum()), float(h["end_s"].sum()), *ends)
+    if key in _CACHE:
+        return _CACHE[key]
+    out = make()
+    while len(_CACHE) >= 8:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = out
+    return out
 
 
 def node_runs(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
+    """One row per (run, node); see :func:`_node_runs` (kept for the same frame, do not change it)."""
+    return _cached("node_runs", h, iterations, lambda: _node_runs(h, iterations))
+
+
+def _node_runs(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
     """One row per (run, node): the table the other analyses aggregate.
 
     Columns: ``run_id``, ``node`` (fqn, folded), ``kind``, ``seconds`` (first start to last end;
@@ -116,14 +150,18 @@ def node_runs(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
     import pandas as pd
 
     node, _ = _keys(h, iterations)
-    status = h["status"].astype(object)
+    status = h["status"]
+    run_code, run_names = pd.factorize(h["run_id"])
+    node_code, node_names = pd.factorize(node)
+    fqn_code, _ = pd.factorize(h["fqn"])
+    kind_code, kind_names = pd.factorize(h["kind"])
     frame = pd.DataFrame(
         {
-            "run_id": h["run_id"].astype(object).to_numpy(),
-            "node": node.to_numpy(),
-            "fqn": h["fqn"].astype(object).to_numpy(),
+            "run": run_code,
+            "node": node_code,
+            "fqn": fqn_code,
             "iteration": h["iteration"].astype("Float64").fillna(-1).to_numpy(dtype=float),
-            "kind": h["kind"].astype(object).to_numpy(),
+            "kind": kind_code,
             "attempt": h["attempt"].to_numpy(dtype=np.int64),
             "start_s": h["start_s"].to_numpy(dtype=float),
             "end_s": h["end_s"].to_numpy(dtype=float),
@@ -135,18 +173,24 @@ def node_runs(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
         }
     )
     # each (run, fqn, iteration)'s last attempt decides its outcome
+    unit_keys = ["run", "fqn", "iteration"]
     by_unit = frame.sort_values(["attempt", "start_s"], na_position="first", kind="stable")
-    last = by_unit.drop_duplicates(["run_id", "fqn", "iteration"], keep="last")
-    unit = last[["run_id", "node", "failure", "success"]].rename(columns={"failure": "last_failed",
-                                                                          "success": "last_ok"})  # fmt: skip
-    any_fail = frame.groupby(["run_id", "fqn", "iteration"], sort=False)["failure"].any().rename("any_fail")
-    unit["any_fail"] = any_fail.reindex(
-        pd.MultiIndex.from_frame(last[["run_id", "fqn", "iteration"]])
-    ).to_numpy()
-    unit["pr"] = unit["any_fail"] & ~unit["last_failed"] & unit["last_ok"]
-    per_unit = unit.groupby(["run_id", "node"], sort=False).agg(failed=("last_failed", "any"),
-                                                               passed_after_retry=("pr", "any"))  # fmt: skip
-    g = frame.groupby(["run_id", "node"], sort=False)
+    last = by_unit.drop_duplicates(unit_keys, keep="last")
+    any_fail = frame.groupby(unit_keys, sort=False)["failure"].any()
+    unit = pd.DataFrame(
+        {
+            "run": last["run"].to_numpy(),
+            "node": last["node"].to_numpy(),
+            "last_failed": last["failure"].to_numpy(),
+            "pr": any_fail.reindex(pd.MultiIndex.from_frame(last[unit_keys])).to_numpy()
+            & ~last["failure"].to_numpy()
+            & last["success"].to_numpy(),
+        }
+    )
+    per_unit = unit.groupby(["run", "node"], sort=False).agg(
+        failed=("last_failed", "any"), passed_after_retry=("pr", "any")
+    )
+    g = frame.groupby(["run", "node"], sort=False)
     out = g.agg(
         kind=("kind", "first"),
         start_s=("start_s", "min"),
@@ -159,10 +203,24 @@ def node_runs(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
     out["seconds"] = out["end_s"] - out["start_s"]
     out = out.join(per_unit)
     out["retried"] = out["attempts"] > 1
-    out = out.reset_index()
-    runs = _run_info(h)
-    out = out.merge(runs, on="run_id", how="left")
-    return out.sort_values("order", kind="stable").reset_index(drop=True)
+    out = out.reset_index().sort_values("order", kind="stable")
+    info = _run_info(h).set_index("run_id")
+    runs = np.asarray(run_names, dtype=object)[out["run"].to_numpy()]
+    result = pd.DataFrame(
+        {
+            "run_id": runs,
+            "node": np.asarray(node_names, dtype=object)[out["node"].to_numpy()],
+            "kind": np.asarray(kind_names, dtype=object)[out["kind"].to_numpy()],
+        }
+    )
+    for column in ("start_s", "end_s", "attempts", "queued_s", "skipped", "order", "seconds", "failed"):
+        result[column] = out[column].to_numpy()
+    result["passed_after_retry"] = out["passed_after_retry"].to_numpy()
+    result["retried"] = out["retried"].to_numpy()
+    position = info.index.get_indexer(runs)
+    for column in ("created", "commit", "branch", "run_order"):
+        result[column] = info[column].to_numpy()[position]
+    return result
 
 
 def _run_info(h: pd.DataFrame) -> pd.DataFrame:
@@ -234,41 +292,51 @@ def step_stats(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
     table = node_runs(h, iterations)
     makespan = _makespans(h)
     crit = _criticality_table(h, iterations)["criticality"]
-    rows = {}
-    for node, g in table.groupby("node", sort=False):
-        x = g["seconds"].to_numpy(dtype=float)
-        started = x[~np.isnan(x)]
-        y = makespan.reindex(g["run_id"]).to_numpy(dtype=float)
-        both = ~np.isnan(x) & ~np.isnan(y)
-        corr = math.nan
-        if both.sum() > 1 and np.std(x[both]) > _TOL and np.std(y[both]) > _TOL:
-            corr = float(np.corrcoef(x[both], y[both])[0, 1])
-        q = g["queued_s"].to_numpy(dtype=float)
-        runs = len(g)
-        row = {
-            "kind": g["kind"].iloc[0],
-            "step": _name(node),
-            "runs": runs,
-            "mean_s": started.mean() if len(started) else math.nan,
-            "std_s": started.std(ddof=1) if len(started) > 1 else math.nan,
-            "min_s": started.min() if len(started) else math.nan,
+    x = table["seconds"]
+    y = pd.Series(makespan.reindex(table["run_id"]).to_numpy(dtype=float), index=table.index)
+    both = x.notna() & y.notna()
+    frame = pd.DataFrame({"node": table["node"], "x": x.where(both), "y": y.where(both)})
+    frame["xy"], frame["xx"], frame["yy"] = frame["x"] * frame["y"], frame["x"] ** 2, frame["y"] ** 2
+    sums = frame.groupby("node", sort=False).agg(
+        n=("x", "count"),
+        sx=("x", "sum"),
+        sy=("y", "sum"),
+        sxy=("xy", "sum"),
+        sxx=("xx", "sum"),
+        syy=("yy", "sum"),
+    )
+    with np.errstate(all="ignore"):
+        cov = sums["sxy"] - sums["sx"] * sums["sy"] / sums["n"]
+        vx = sums["sxx"] - sums["sx"] ** 2 / sums["n"]
+        vy = sums["syy"] - sums["sy"] ** 2 / sums["n"]
+        tol = _TOL**2 * sums["n"]
+        corr = (cov / np.sqrt(vx * vy)).where((sums["n"] > 1) & (vx > tol) & (vy > tol))
+    g = table.groupby("node", sort=False)
+    seconds, queue = g["seconds"], g["queued_s"]
+    quantiles = seconds.quantile([q / 100 for q in _PCT]).unstack()
+    queues = queue.quantile([0.5, 0.95]).unstack()
+    out = pd.DataFrame(
+        {
+            "kind": g["kind"].first(),
+            "runs": g.size(),
+            "mean_s": seconds.mean(),
+            "std_s": seconds.std(ddof=1),
+            "min_s": seconds.min(),
+            "p50_s": quantiles[0.5],
+            "p90_s": quantiles[0.9],
+            "p95_s": quantiles[0.95],
+            "max_s": seconds.max(),
+            "queue_p50_s": queues[0.5],
+            "queue_p95_s": queues[0.95],
+            "attempts_mean": g["attempts"].mean().astype(float),
+            "failure_rate": g["failed"].mean().astype(float),
+            "retry_rate": g["retried"].mean().astype(float),
+            "skipped_share": g["skipped"].mean().astype(float),
+            "corr_makespan": corr.clip(-1.0, 1.0),
         }
-        row.update(_percentiles(started))
-        row["max_s"] = started.max() if len(started) else math.nan
-        row.update(_percentiles(q, "queue_"))
-        del row["queue_p90_s"]
-        row.update(
-            {
-                "attempts_mean": float(g["attempts"].mean()),
-                "failure_rate": float(g["failed"].mean()),
-                "retry_rate": float(g["retried"].mean()),
-                "skipped_share": float(g["skipped"].mean()),
-                "corr_makespan": corr,
-                "critical_share": float(crit.get(node, 0.0)),
-            }
-        )
-        rows[node] = row
-    out = pd.DataFrame.from_dict(rows, orient="index")
+    )
+    out.insert(1, "step", [_name(x) for x in out.index])
+    out["critical_share"] = crit.reindex(out.index).fillna(0.0).to_numpy()
     out.index.name = "fqn"
     if out.empty:
         return out
@@ -278,48 +346,41 @@ def step_stats(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
 
 
 # -- criticality --------------------------------------------------------------------------------------
-_LAST: list = [None, None]  # the last history's paths: (its key, the result); analyses in a row share it
-
-
 def _criticality_runs(h: pd.DataFrame, iterations: bool) -> tuple[Any, ...]:
     """Per (run, node): exclusive and inclusive seconds on the path, and the share of the run's
-    path through the node. Returns (runs, nodes, kinds, exclusive, inclusive, weight, makespan).
-
-    The last answer is kept, keyed by the frame's identity, length and the sums of its times (a
-    frame changed in place gets new sums), so ``step_stats``, ``criticality`` and
-    ``regressions`` of one history find the paths once."""
-    key = (id(h), iterations, len(h), float(h["start_s"].sum()), float(h["end_s"].sum()))
-    if _LAST[0] == key:
-        return _LAST[1]
-    out = _find_criticality_runs(h, iterations)
-    _LAST[:] = [key, out]
-    return out
+    path through the node. Returns (runs, nodes, kinds, exclusive, inclusive, weight, makespan);
+    kept for the same frame (:func:`_cached`)."""
+    return _cached("paths", h, iterations, lambda: _find_criticality_runs(h, iterations))
 
 
 def _find_criticality_runs(h: pd.DataFrame, iterations: bool) -> tuple[Any, ...]:
     import numpy as np
+    import pandas as pd
 
     from .paths import path_flows
 
     flows = path_flows(h)
     rows = flows.rows
-    node, _ = _keys(rows, iterations)
-    parents = rows["parent"].astype(object)
-    if not iterations:
-        _, mapping = _keys(h, iterations)
-        parent_node = parents.map(lambda p: mapping.get(p, p) if isinstance(p, str) else None)
-    else:
-        parent_node = parents.where(parents.notna(), None)
-    nodes = list(dict.fromkeys(node.tolist()))
+    node, mapping = _keys(rows, iterations)
+    node_id, uniques = pd.factorize(node)
+    nodes = list(uniques)
     index = {x: i for i, x in enumerate(nodes)}
     k = len(nodes)
-    node_id = node.map(index).to_numpy(dtype=np.int64)
+    distinct = pd.DataFrame(
+        {
+            "id": node_id,
+            "kind": rows["kind"].to_numpy(dtype=object),
+            "parent": rows["parent"].to_numpy(dtype=object, na_value=None),
+        }
+    ).drop_duplicates()
     kinds: dict[str, str] = {}
     parent_of: dict[str, str | None] = {}
-    for x, kind, p in zip(node.tolist(), rows["kind"].astype(object).tolist(), parent_node.tolist()):
+    for i, kind, p in zip(distinct["id"], distinct["kind"], distinct["parent"]):
+        x = nodes[i]
         kinds.setdefault(x, kind)
+        folded = mapping.get(p, p) if isinstance(p, str) and not iterations else p
         if x not in parent_of or parent_of[x] is None:
-            parent_of[x] = p if p != x else None
+            parent_of[x] = folded if folded != x else None
     # A[x, y]: y is x or an ancestor of x
     ancestors = np.zeros((k + 1, k), dtype=bool)  # the last row: the run's end, inside nothing
     for x, i in index.items():
@@ -330,27 +391,36 @@ def _find_criticality_runs(h: pd.DataFrame, iterations: bool) -> tuple[Any, ...]
             seen += 1
     n = len(rows)
     n_runs = len(flows.runs)
-    exclusive = np.zeros((n_runs, k))
-    np.add.at(exclusive, (flows.run[flows.owner], node_id[flows.owner]), flows.gap * flows.flow)
+    exclusive = np.bincount(
+        flows.run[flows.owner] * k + node_id[flows.owner],
+        weights=flows.gap * flows.flow,
+        minlength=n_runs * k,
+    ).reshape(n_runs, k)
     inclusive = exclusive @ ancestors[:k].astype(float)
     # the path enters a node's subtree on an edge from inside it to outside (walking back)
     a = node_id[flows.src // 2]  # a source is always a row's event; a destination may be a run's end
     b = np.full(len(flows.dst), k)
     inside = flows.dst < 2 * n
     b[inside] = node_id[flows.dst[inside] // 2]
-    crossing = ancestors[a] & ~ancestors[b]
-    weight = np.zeros((n_runs, k))
-    np.add.at(weight, flows.run[flows.src // 2], crossing * flows.flow[:, None])
+    edge, hit = np.nonzero(ancestors[a] & ~ancestors[b])
+    weight = np.bincount(
+        flows.run[flows.src[edge] // 2] * k + hit, weights=flows.flow[edge], minlength=n_runs * k
+    ).reshape(n_runs, k)
     weight = np.where(inclusive > _TOL, np.minimum(weight, 1.0), 0.0)
     return flows.runs, nodes, kinds, exclusive, inclusive, weight, flows.makespan
 
 
-def _criticality_table(h: pd.DataFrame, iterations: bool) -> pd.DataFrame:
+def _criticality_table(h: pd.DataFrame, iterations: bool, only: Any = None) -> pd.DataFrame:
+    """The criticality table over the runs of ``h`` (``only``: over these run ids of it)."""
     import numpy as np
     import pandas as pd
 
     runs, nodes, kinds, exclusive, inclusive, weight, makespan = _criticality_runs(h, iterations)
     present = node_runs_present(h, iterations, runs, nodes)
+    if only is not None:
+        chosen = pd.Index(runs).isin(list(only))
+        exclusive, inclusive, weight = exclusive[chosen], inclusive[chosen], weight[chosen]
+        makespan, present = makespan[chosen], present[chosen]
     n_present = present.sum(axis=0)
     on = weight > 0
     crit = np.where(n_present > 0, weight.sum(axis=0) / np.maximum(n_present, 1), np.nan)
@@ -380,6 +450,7 @@ def _criticality_table(h: pd.DataFrame, iterations: bool) -> pd.DataFrame:
         },
         index=pd.Index(nodes, name="fqn"),
     )
+    table = table[table["runs"] > 0]
     table.attrs["makespan_p50_s"] = p50
     return table
 
@@ -389,9 +460,8 @@ def node_runs_present(h: pd.DataFrame, iterations: bool, runs: list, nodes: list
     import numpy as np
     import pandas as pd
 
-    node, _ = _keys(h, iterations)
-    pairs = pd.DataFrame({"run": h["run_id"].astype(object).to_numpy(), "node": node.to_numpy()})
-    pairs = pairs.drop_duplicates()
+    table = node_runs(h, iterations)
+    pairs = pd.DataFrame({"run": table["run_id"].to_numpy(), "node": table["node"].to_numpy()})
     r = pd.Index(runs).get_indexer(pairs["run"])
     c = pd.Index(nodes).get_indexer(pairs["node"])
     ok = (r >= 0) & (c >= 0)
@@ -529,9 +599,11 @@ def mann_whitney(a: Any, b: Any) -> tuple[Any, Any, Any]:
     n1, n2 = a.shape[1], b.shape[1]
     diff = b[:, None, :] - a[:, :, None]
     u = (diff > 0).sum(axis=(1, 2)) + 0.5 * (diff == 0).sum(axis=(1, 2))
-    both = np.concatenate([a, b], axis=1)
-    equal = (both[:, :, None] == both[:, None, :]).sum(axis=2)
-    ties = (equal.astype(float) ** 2 - 1).sum(axis=1)  # Σ over tie groups of t³ − t
+    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+    group = np.concatenate([np.zeros((len(both), 1), int), np.cumsum(both[:, 1:] != both[:, :-1], axis=1)], 1)
+    sizes = np.zeros(both.shape)
+    np.add.at(sizes, (np.repeat(np.arange(len(both)), both.shape[1]), group.ravel()), 1.0)
+    ties = (sizes**3 - sizes).sum(axis=1)  # Σ over tie groups of t³ − t
     n = n1 + n2
     var = n1 * n2 / 12.0 * ((n + 1) - ties / (n * (n - 1)))
     mean = n1 * n2 / 2.0
@@ -691,22 +763,23 @@ def flaky(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
 
     check_history(h, "flaky()")
     node, _ = _keys(h, iterations)
-    status = h["status"].astype(object)
-    commit = h["commit"].astype(object) if "commit" in h.columns else pd.Series(np.nan, index=h.index)
-    commit = commit.where(commit.notna(), "run:" + h["run_id"].astype(str))  # unknown commit: one per run
-    attempts = pd.DataFrame(
-        {
-            "node": node.to_numpy(),
-            "commit": commit.to_numpy(),
-            "fail": status.isin(FAILURES).to_numpy(),
-            "ok": status.isin(("Success", "IgnoreFailed")).to_numpy(),
-        }
-    )
+    status = h["status"]
+    fail = status.isin(FAILURES).to_numpy()
+    ok = status.isin(("Success", "IgnoreFailed")).to_numpy()
+    if "commit" in h.columns:
+        commit = h["commit"].astype(object).where(h["commit"].notna(), "run:" + h["run_id"].astype(str))
+    else:
+        commit = "run:" + h["run_id"].astype(str)  # unknown commit: one per run
+    node_code, node_names = pd.factorize(node)
+    commit_code, _ = pd.factorize(commit)
+    attempts = pd.DataFrame({"node": node_code, "commit": commit_code, "fail": fail, "ok": ok})
+    attempts = attempts[fail | ok]
     by_commit = attempts.groupby(["node", "commit"], sort=False).agg(fail=("fail", "any"), ok=("ok", "any"))
     by_commit["mixed"] = by_commit["fail"] & by_commit["ok"]
     per_node = by_commit.groupby(level="node", sort=False).agg(
         commits=("mixed", "size"), flaky_commits=("mixed", "sum"), ever_failed=("fail", "any")
     )
+    per_node.index = pd.Index(np.asarray(node_names, dtype=object)[per_node.index.to_numpy()], name="node")
     runs = (
         node_runs(h, iterations)
         .groupby("node", sort=False)
@@ -799,15 +872,21 @@ def compare(h: pd.DataFrame, before: Any, after: Any, iterations: bool = False) 
 
     check_history(h, "compare()")
     a, b = select(h, before, "compare(before)"), select(h, after, "compare(after)")
+    known = set(h["run_id"].astype(object).unique())
+    table_all = node_runs(h, iterations)
     out = {}
     for label, part in (("before", a), ("after", b)):
-        runs = node_runs(part, iterations).groupby("node", sort=False)["seconds"]
+        ids = set(part["run_id"].astype(object).unique())
+        whole = ids <= known  # a slice of h: its runs' paths are h's
+        source = h if whole else part
+        rows = table_all[table_all["run_id"].isin(ids)] if whole else node_runs(part, iterations)
+        runs = rows.groupby("node", sort=False)["seconds"]
         stats = pd.DataFrame({f"{label}_p50_s": runs.median(), f"{label}_p95_s": runs.quantile(0.95)})
-        crit = _criticality_table(part, iterations)
+        crit = _criticality_table(source, iterations, only=ids if whole else None)
         stats[f"{label}_criticality"] = crit["criticality"]
         stats[f"{label}_owned_s"] = crit["owned_s"]
         stats["kind"] = crit["kind"]
-        out[label] = (stats, crit.attrs["makespan_p50_s"], part["run_id"].nunique())
+        out[label] = (stats, crit.attrs["makespan_p50_s"], len(ids))
     first, second = out["before"][0], out["after"][0]
     index = list(dict.fromkeys([*first.index, *second.index]))
     table = pd.DataFrame(index=pd.Index(index, name="fqn"))
