@@ -288,3 +288,20 @@ def test_summary_gantt_and_trend_figures(three):
     trend = three.pipeline.plot_trend(nodes=["a", "c"])
     assert [a.get_title(loc="left") for a in trend.axes if a.get_visible()] == ["s / a", "s / c"]
     assert trend._repr_png_()[:4] == b"\x89PNG"
+
+
+def test_cli_history_report_prints_and_writes_html(tmp_path, capsys):
+    from notebook_pipelines.frontends.cli import main
+
+    out = tmp_path / "report.html"
+    assert main(["history", "report", DATA, "--source", "github", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0].startswith("octo/shop/ci.yml (github): 120 runs, 2026-01-05 – 2026-03-05")
+    assert lines[3].split()[:3] == ["build", "/", "Run_make"]  # owns the most of the path
+    assert "integration / Run_make_integration: +49%" in text and "from 2026-02-16" in text
+    assert "unit: both outcomes on 26 of 120 commits; 26 runs passed after a retry" in text
+    page = out.read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 2 and "<svg" in page  # Gantt, trends, picture
+    assert main(["history", "report", DATA, "-o", str(tmp_path / "r.txt")]) == 2
+    assert "must end in .html" in capsys.readouterr().err

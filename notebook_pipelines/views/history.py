@@ -20,7 +20,7 @@ from .gantt import _figure_class
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["short_name", "summary_gantt", "trend_figure"]
+__all__ = ["report_html", "report_text", "short_name", "summary_gantt", "trend_figure"]
 
 _CRIT = ("#cfd8dc", "#fff59d", "#ffcc80", "#ef6c00", "#b71c1c")
 
@@ -141,3 +141,109 @@ def summary_gantt(h: pd.DataFrame, *, kinds: tuple[str, ...] = ("step",), title:
         title or f"the median run of {runs} runs: median start and time, whisker to p95", fontsize=10
     )
     return figure
+
+
+# -- the report ---------------------------------------------------------------------------------------
+def report_text(h: pd.DataFrame, top: int = 8, window: int = 20) -> str:
+    """A plain-text report of one pipeline's history: the steps owning most of the critical
+    path, the regressions and the flaky nodes (what ``notebook-pipelines history report`` prints)."""
+    from ..analysis.history import criticality, flaky, regressions
+
+    crit = criticality(h)
+    steps = crit[crit["kind"] == "step"].sort_values(["owned_s", "criticality"], ascending=False).head(top)
+    lines = [_headline(h, crit)]
+    lines.append(f"top {len(steps)} steps by their share of the critical path:")
+    rows = [("step", "critical", "on the path", "owns of p50")]
+    for fqn, row in steps.iterrows():
+        rows.append(
+            (
+                short_name(fqn),
+                f"{row['criticality']:.0%}",
+                format_duration(row["exclusive_s"]),
+                f"{row['share_of_p50']:.0%}",
+            )
+        )
+    lines += _columns(rows)
+    shifts = regressions(h, window)
+    lines.append("regressions:" if len(shifts) else "regressions: none found")
+    for fqn, row in shifts.iterrows():
+        when = row["change_at"].strftime("%Y-%m-%d %H:%M") if row["change_at"] == row["change_at"] else "?"
+        lines.append(
+            f"  {short_name(fqn)}: {row['shift_pct']:+.0%} ({format_duration(row['before_p50_s'])} → "
+            f"{format_duration(row['after_p50_s'])}) from {when} (run {row['run_id']}); makespan "
+            f"{'+' if row['makespan_effect_s'] >= 0 else '−'}{format_duration(abs(row['makespan_effect_s']))}"
+        )
+    flakes = flaky(h)
+    flakes = flakes[flakes["flaky"]]
+    lines.append("flaky:" if len(flakes) else "flaky: none found")
+    for fqn, row in flakes.head(top).iterrows():
+        lines.append(
+            f"  {short_name(fqn)}: both outcomes on {row['flaky_commits']} of {row['commits']} commits; "
+            f"{row['passed_after_retry']} runs passed after a retry"
+        )
+    return "\n".join(lines)
+
+
+def _headline(h: pd.DataFrame, crit: pd.DataFrame) -> str:
+    first = h.iloc[0]
+    name = str(first["pipeline"]) if "pipeline" in h.columns else "pipeline"
+    source = f" ({first['source']})" if "source" in h.columns else ""
+    created = h["created"].dropna() if "created" in h.columns else []
+    span = f", {created.min():%Y-%m-%d} – {created.max():%Y-%m-%d}" if len(created) else ""
+    p50 = crit.attrs.get("makespan_p50_s", float("nan"))
+    return f"{name}{source}: {h['run_id'].nunique()} runs{span}, makespan p50 {format_duration(p50)}"
+
+
+def _columns(rows: list[tuple]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def report_html(histories: list[pd.DataFrame], top: int = 8, window: int = 20) -> str:
+    """A self-contained HTML page: per pipeline, its report, its structure coloured by
+    criticality (SVG, when Graphviz and the structure can be drawn), the median run's Gantt and
+    the trends (PNG, inline). Every name from the history is escaped."""
+    import html
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>history report</title>",
+        "<style>body{font-family:Helvetica,Arial,sans-serif;margin:2em;max-width:1200px}"
+        "pre{background:#f6f8fa;padding:1em;overflow-x:auto}img,svg{max-width:100%}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 6px}</style></head><body>",
+        "<h1>History report</h1>",
+    ]
+    for h in histories:
+        text = report_text(h, top, window)
+        parts.append(f"<h2>{html.escape(text.splitlines()[0])}</h2>")
+        parts.append(f"<pre>{html.escape(text)}</pre>")
+        picture = _picture_svg(h)
+        if picture:
+            parts.append("<h3>The structure, coloured by criticality</h3>" + picture)
+        parts.append("<h3>The median run</h3>" + _png(summary_gantt(h)))
+        if "created" in h.columns and h["created"].notna().any():
+            parts.append("<h3>Trends</h3>" + _png(trend_figure(h, freq="W")))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _png(figure: Any) -> str:
+    import base64
+
+    data = base64.b64encode(figure._repr_png_()).decode("ascii")
+    return f"<p><img alt='chart' src='data:image/png;base64,{data}'></p>"
+
+
+def _picture_svg(h: pd.DataFrame) -> str:
+    """The structure rebuilt from the history, coloured by criticality, as SVG; "" if it cannot be."""
+    import warnings
+
+    from ..formats.history_tools import pipeline_from_history
+    from .rendering import render
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipeline = pipeline_from_history(h)
+            return render(pipeline, h, color_by="criticality").pipe(format="svg", encoding="utf-8")
+    except Exception:  # the report goes on without the picture (no dot, a structure it cannot draw)
+        return ""
