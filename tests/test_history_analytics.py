@@ -305,3 +305,22 @@ def test_cli_history_report_prints_and_writes_html(tmp_path, capsys):
     assert page.count("data:image/png;base64,") == 2 and "<svg" in page  # Gantt, trends, picture
     assert main(["history", "report", DATA, "-o", str(tmp_path / "r.txt")]) == 2
     assert "must end in .html" in capsys.readouterr().err
+
+
+def test_explore_a_history_pick_a_node_then_a_run():
+    h = nbp.read_history(DATA)
+    github = h[h.source == "github"]
+    explorer = nbp.explore(github)
+    assert repr(explorer) == "<explorer of a history: 120 runs>"
+    integration = "pipeline.stages.integration.spec.execution.steps.Run_make_integration"
+    explorer.node.value = integration
+    assert "critical in</td><td>78% of runs" in explorer.node_details.value
+    assert explorer.node_chart.value[:4] == b"\x89PNG"
+    unit = "pipeline.stages.unit"
+    explorer.node.value = unit
+    assert "runs where it failed or was retried</b> (20 shown)" in explorer.node_details.value  # 26 retried
+    explorer.run.value = "9003"  # the run whose unit job failed and was re-run
+    assert "<svg" in explorer.picture.value
+    assert explorer.gantt.value[:4] == b"\x89PNG"
+    one = github[github.run_id == "9003"]
+    assert type(nbp.explore(one)).__name__ == "Explorer"  # one run: the trace explorer, as before
