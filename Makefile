@@ -1,18 +1,24 @@
-# notebook-pipelines — every target sets up what it needs (a .venv, the packages, Graphviz's dot).
+# notebook-pipelines — every target sets up what it needs, and no more: a .venv, the Python
+# packages of its extras, Graphviz's dot; the browser only for the tests.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+PIP    := $(PY) -m pip install --quiet
 
-.PHONY: setup chromium demo test lint format lab bench notebooks clean
+.PHONY: setup dot chromium demo test lint format docs lab bench notebooks clean
 
-setup: $(STAMP) dot chromium
-
-$(STAMP): pyproject.toml
+# One stamp per set of extras: `make demo` installs the package alone, `make test` the test tools.
+EXTRAS_package :=
+EXTRAS_tests   := test,lab,dask,harness,history
+EXTRAS_bench   := bench,dask
+$(VENV)/.stamp-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,lab,dask,harness,history]'
-	touch $(STAMP)
+	$(PIP) --upgrade pip
+	$(PIP) -e '.$(if $(filter package,$*),,[$(or $(EXTRAS_$*),$*)])'
+	touch $@
+
+## make setup: everything the tests need (the packages, dot, Debian's chromium)
+setup: $(VENV)/.stamp-tests dot chromium
 
 dot:
 	@bash scripts/ensure-dot
@@ -22,24 +28,30 @@ chromium:
 	@bash scripts/ensure-chromium
 
 ## make demo: build the example pipeline, draw it, run it, draw the run, print the trace
-demo: setup
+demo: $(VENV)/.stamp-package dot
 	$(PY) examples/demo.py
 
-## make test: lint, format check, unit tests, doctests and the notebooks (nbval)
+## make test: lint, format check, unit tests, doctests, the README's examples, the notebooks (nbval),
+## the docs site, the browser tests
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-lint: setup
+lint: $(VENV)/.stamp-tests
 	$(VENV)/bin/ruff check .
 
-format: setup
+format: $(VENV)/.stamp-tests
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## make docs: the documentation website in docs/_build/html (Sphinx + MyST-NB; warnings are errors)
+docs: $(VENV)/.stamp-docs dot
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 ## make lab: JupyterLab on notebooks/
-lab: setup
+lab: $(VENV)/.stamp-lab dot
 	$(VENV)/bin/jupyter lab notebooks/
 
 ## make notebooks: re-execute every notebook in place, storing fresh outputs (then review the diff)
@@ -52,9 +64,8 @@ notebooks: setup
 	done
 
 ## make bench: the side-by-side measurements in benchmarks/ (not part of the tests)
-bench: setup
-	$(PY) -m pip install --quiet -e '.[bench]'
+bench: $(VENV)/.stamp-bench dot
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis docs/_build dist build

@@ -314,6 +314,49 @@ def dask_wide(cfg: Config) -> list[Row]:
     return rows_for("dask-wide", results, baseline="dask-map")
 
 
+LIVE_BLOCKS, LIVE_WIDTH = 200, 10  # 2,000 steps
+_DRAWING: list[Any] = []  # live views whose final picture may still be drawing
+
+
+def _settle_views() -> None:
+    """Untimed: let the last live view finish its final picture (drawn after ``run()``
+    returns, above ``PICTURE_LIMIT`` steps) so that it does not overlap the next timed call."""
+    while _DRAWING:
+        _DRAWING.pop().wait(timeout=60)
+
+
+def live_view(cfg: Config) -> list[Row]:
+    """The 2,000-step run of 200 parallel blocks of 10 ~1 ms steps with the live view attached
+    (``nbp-live``: the ``RunState`` listener and the ``LiveView`` widget that ``run()``
+    displays in a notebook, made headless inside the timed call) vs the same run without a
+    view (``nbp``, the ratio's baseline)."""
+    from notebook_pipelines.views.live import LiveView
+    from notebook_pipelines.views.progress import RunState
+
+    build = partial(blocks_pipeline, LIVE_BLOCKS, LIVE_WIDTH, sleeper(0.001))
+
+    def plain() -> Thunk:
+        _settle_views()
+        return partial(build().run, report=False, progress=False)
+
+    def with_view() -> Thunk:
+        _settle_views()
+        p = build()
+
+        def call() -> Any:
+            plan = p.plan()
+            state = RunState(plan)
+            _DRAWING.append(LiveView(state))
+            return nbp.run(plan, listeners=[state], report=False, progress=False)
+
+        return call
+
+    results = time_side_by_side({"nbp": plain, "nbp-live": with_view}, cfg.repeat, {"nbp-live": succeeded})
+    _settle_views()
+    rows = rows_for("live-view", results, baseline="nbp")
+    return with_budget(rows, Budget("ratio ≤ 1.2", _ratio_at_most(1.2)), engine="nbp-live")
+
+
 IMPORTS = {
     "nbp": "import notebook_pipelines as nbp; nbp.Pipeline('x')",
     "pandas": "import pandas",
@@ -521,6 +564,7 @@ WORKLOADS: dict[str, Workload] = {
     "simulate": simulate,
     "memory-wide": memory_wide,
     "dask-wide": dask_wide,
+    "live-view": live_view,
     "import": import_cost,
     "history-read": history_read,
     "history-analytics": history_analytics,

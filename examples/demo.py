@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 
 import notebook_pipelines as nbp
-from notebook_pipelines.views.rendering import outline, to_file
 
 OUT = Path(__file__).resolve().parents[1] / "out"
 
@@ -53,10 +52,12 @@ def build() -> nbp.Pipeline:
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     p = build()
-    print(outline(p))
-    to_file(p, OUT / "release.svg")
+    picture = p.render()  # the plan; a picture saves itself as .svg, .png, .pdf or .dot
+    print(picture.outline)
+    picture.save(OUT / "release.svg")
     trace = p.run(run_id="demo")
-    to_file(p, OUT / "release-run.svg", trace=trace)
+    after = p.render(trace)  # the same picture coloured by the run
+    after.save(OUT / "release-run.svg")
     trace.to_csv(OUT / "trace.csv", index=False)
     columns = [
         "stage",
@@ -76,7 +77,7 @@ def main() -> int:
         print()
         print(trace[columns].astype(object).fillna("").to_string(index=False))
     print()
-    print(outline(p, trace))
+    print(after.outline)
     for name in ("release.svg", "release-run.svg", "trace.csv"):
         print(f"wrote {OUT / name}")
     status = str(trace.loc[trace.kind == "pipeline", "status"].iloc[0])

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__ as __version__
-from .definition.durations import format_duration, parse_duration
+from .definition.durations import DurationError, DurationTooLong, format_duration, parse_duration
 from .definition.failure import (
     Abort,
     Action,
@@ -43,6 +43,7 @@ from .definition.failure import (
     RetryStepGroup,
     StageRollback,
     StepGroupRollback,
+    StrategyError,
     When,
 )
 from .definition.looping import LoopingError, LoopingWarning, Matrix, Parallelism, Repeat
@@ -88,6 +89,15 @@ _LAZY = {
     "critical_path": ("analysis.whatif", "critical_path"),
     "summarize": ("analysis.whatif", "summarize"),
     "SimulationError": ("engine.simulation", "SimulationError"),
+    # the errors (and warnings) of the other modules, importable from here: ``except nbp.YamlError``
+    "YamlError": ("formats.yaml_io", "YamlError"),
+    "YamlSyntaxError": ("formats.yaml_io", "YamlSyntaxError"),
+    "YamlWarning": ("formats.yaml_io", "YamlWarning"),
+    "HarnessExecutionError": ("formats.harness_executions", "HarnessExecutionError"),
+    "HarnessStatusWarning": ("formats.harness_executions", "HarnessStatusWarning"),
+    "ClusterError": ("cluster.errors", "ClusterError"),  # without Dask installed too
+    "LayoutError": ("analysis.layout", "LayoutError"),
+    "GraphvizMissing": ("views.rendering", "GraphvizMissing"),
     "render": ("views.rendering", "render"),
     "validate": ("definition.validation", "validate"),
     "compile_plan": ("definition.plan", "compile_plan"),
@@ -98,6 +108,8 @@ _LAZY = {
     "STATUSES": ("engine.trace", "STATUSES"),
     "DaskExecutor": ("cluster.dask", "DaskExecutor"),
     "suggest_layout": ("analysis.layout", "suggest_layout"),
+    "puzzle": ("course.puzzles", "puzzle"),
+    "PuzzleError": ("course.puzzles", "PuzzleError"),
     "load_harness_execution": ("formats.harness_executions", "load_harness_execution"),
     "fetch_harness_execution": ("formats.harness_executions", "fetch_harness_execution"),
     "pipeline_from_execution": ("formats.harness_executions", "pipeline_from_execution"),
@@ -110,6 +122,7 @@ _LAZY = {
     "pipeline_from_history": ("formats.history_tools", "pipeline_from_history"),
     "load_harness_insights": ("formats.history_tools", "load_harness_insights"),
     "HistoryError": ("formats.history", "HistoryError"),
+    "HistoryWarning": ("formats.history", "HistoryWarning"),
 }
 
 
@@ -138,7 +151,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    # the public names only: no imported helpers (``Any``, ``annotations``) nor private modules
+    return sorted({*__all__, "__version__", "load_ipython_extension"})
 
 
 __all__ = [
@@ -146,12 +160,20 @@ __all__ = [
     "STATUSES",
     "Abort",
     "Action",
+    "ClusterError",
     "DaskExecutor",
     "DefinitionError",
+    "DurationError",
+    "DurationTooLong",
     "ExpressionError",
+    "GraphvizMissing",
+    "HarnessExecutionError",
+    "HarnessStatusWarning",
     "HistoryError",
+    "HistoryWarning",
     "Ignore",
     "InterventionRequest",
+    "LayoutError",
     "LoopingError",
     "LoopingWarning",
     "ManualIntervention",
@@ -166,6 +188,7 @@ __all__ = [
     "PipelineRollback",
     "Problem",
     "ProceedWithDefaultValues",
+    "PuzzleError",
     "Repeat",
     "Retry",
     "RetryStepGroup",
@@ -182,8 +205,12 @@ __all__ = [
     "StepError",
     "StepGroup",
     "StepGroupRollback",
+    "StrategyError",
     "TraceError",
     "When",
+    "YamlError",
+    "YamlSyntaxError",
+    "YamlWarning",
     "compare",
     "compile_plan",
     "critical_path",
@@ -203,6 +230,7 @@ __all__ = [
     "parse_duration",
     "pipeline_from_execution",
     "pipeline_from_history",
+    "puzzle",
     "read_history",
     "read_trace",
     "register_step_type",

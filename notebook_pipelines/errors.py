@@ -9,6 +9,7 @@ the trace of a run that did not end well.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "RunInterrupted",
     "StepError",
     "TraceError",
+    "rule_reference",
 ]
 
 
@@ -36,9 +38,35 @@ EXCERPT = 200
 MESSAGE_LIMIT = 400
 
 
+#: control characters (C0, DEL, C1) and the bidirectional-text controls (they reorder what a
+#: terminal shows) → their escaped form
+_CONTROLS = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    **{c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def printable(text: str, keep: str = "") -> str:
+    r"""``text`` with every control character escaped (``\x1b``, ``\n``, ``\u202e``…), except
+    those in ``keep``: what a pipeline's names, conditions or logs hold reaches a terminal as
+    text, never as an escape sequence that recolours, moves the cursor or clears the screen.
+
+    >>> printable("\x1b[2Jred\tline\n")
+    '\\x1b[2Jred\\tline\\n'
+    >>> printable("two\nlines", keep="\n")
+    'two\nlines'
+    """
+    table = _CONTROLS if not keep else {c: v for c, v in _CONTROLS.items() if chr(c) not in keep}
+    return text.translate(table)
+
+
 def excerpt(text: str, limit: int = EXCERPT) -> str:
-    r"""``text`` on one line (line breaks escaped), cut to about ``limit`` characters: the middle
-    of a longer text is left out, and counted. Messages never echo a whole input.
+    r"""``text`` on one line (line breaks and other control characters escaped, :func:`printable`),
+    cut to about ``limit`` characters: the middle of a longer text is left out, and counted.
+    Messages never echo a whole input.
 
     >>> excerpt("a short value")
     'a short value'
@@ -47,7 +75,7 @@ def excerpt(text: str, limit: int = EXCERPT) -> str:
     >>> excerpt("two\nlines")
     'two\\nlines'
     """
-    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    text = printable(text)
     if len(text) <= limit:
         return text
     head = limit * 3 // 4
@@ -65,8 +93,39 @@ def _window(line: str, column: int, width: int = EXCERPT) -> tuple[str, int]:
     return f"{prefix}{line[start : start + width]}{suffix}", column - start + len(prefix)
 
 
+#: Where every rule that a message cites by id (``[R45]``, ``(D9)``) is explained: the semantics
+#: reference of the documentation (``make docs``: its "Semantics reference" page), one anchor per id.
+SEMANTICS_REFERENCE = "docs/semantics.md"
+
+_RULE_ID = re.compile(r"[\[(]([RDE]\d{1,2})(?:/[RDE]\d{1,2})*[\]),]")
+
+
+def rule_reference(text: str) -> str:
+    """The line that points a message citing rule ids to the semantics reference; ``""`` when
+    ``text`` cites none (or already points there).
+
+    >>> rule_reference("pipeline.stages.s: [R60/D10] step groups take no timeout")
+    '(rule ids: see the semantics reference, docs/semantics.md#r60)'
+    >>> rule_reference("no rule here")
+    ''
+    """
+    found = _RULE_ID.search(text)
+    if found is None or SEMANTICS_REFERENCE in text:
+        return ""
+    return f"(rule ids: see the semantics reference, {SEMANTICS_REFERENCE}#{found[1].lower()})"
+
+
 class PipelineError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    A message that cites a rule id ends with a line pointing to the semantics reference
+    (:func:`rule_reference`).
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        reference = rule_reference(text)
+        return f"{text}\n{reference}" if reference else text
 
 
 @dataclass(frozen=True)
@@ -121,7 +180,10 @@ class Problem:
         # only the line of a multi-line text that holds the position, caret under the column
         start = self.expression.rfind("\n", 0, self.position) + 1
         end = self.expression.find("\n", self.position)
-        line, column = _window(self.expression[start : end if end >= 0 else None], self.position - start)
+        raw = self.expression[start : end if end >= 0 else None]
+        column = self.position - start
+        # escaped (a control character shows as \x1b…): the caret moves by what was added before it
+        line, column = _window(printable(raw), len(printable(raw[:column])))
         return f"{text}\n    {line}\n    {' ' * column}^"
 
 
@@ -132,6 +194,7 @@ class DefinitionError(PipelineError, ValueError):
     >>> print(err)
     1 problem in the pipeline definition:
       - pipeline.stages.a: [R1] empty stage — fix: add a step
+    (rule ids: see the semantics reference, docs/semantics.md#r1)
     """
 
     def __init__(self, problems: list[Problem] | Problem | str):
@@ -162,10 +225,12 @@ class ExpressionError(PipelineError, ValueError):
         self.position = position
         self.fqn = fqn
         where = f" in {fqn}" if fqn else ""
+        shown = printable(expression)  # a control character shows escaped; the caret follows it
         if position is None:
-            text = f"{message}{where}: {expression}" if expression else f"{message}{where}"
+            text = f"{message}{where}: {shown}" if expression else f"{message}{where}"
         else:
-            text = f"{message}{where} at position {position}:\n  {expression}\n  {' ' * position}^"
+            column = len(printable(expression[:position]))
+            text = f"{message}{where} at position {position}:\n  {shown}\n  {' ' * column}^"
         super().__init__(text)
 
 
@@ -179,6 +244,9 @@ class StepError(PipelineError):
     def __init__(self, message: str = "", error_type: str = "Unknown"):
         super().__init__(message)
         self.error_type = error_type
+
+    def __str__(self) -> str:  # the body's own words, as written (they land in the trace)
+        return Exception.__str__(self)
 
 
 class RunError(PipelineError):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +33,8 @@ from distributed import Client, LocalCluster, Scheduler, SpecCluster, Worker
 import notebook_pipelines as nbp
 from notebook_pipelines.cluster.dask import ClusterError, DaskExecutor
 from notebook_pipelines.definition.failure import OnFailure
+
+REPO = Path(__file__).resolve().parents[1]
 
 GUARD = 30.0  # seconds: a hang guard for waits on files, never a timing assertion
 
@@ -431,3 +435,88 @@ def test_an_unreachable_scheduler_is_a_clear_error() -> None:
         ),
     ):
         p.run(executor=executor, report=False)
+
+
+# -- barriers (R56, R57, E11): the scheduler waits, only the bodies travel ------------------------
+def test_R56_R57_E11_barriers_on_dask_give_the_rows_of_the_simulation(threads: Client) -> None:
+    from test_barriers_run import A, B, meeting, same_as_simulation
+
+    p = meeting(prep_a=0.2, prep_b=0.8)
+    trace = p.run(executor=DaskExecutor(threads), report=False)
+    same_as_simulation(p, trace, slack=0.3)  # a Dask task's hand-offs take longer than a thread's
+    assert row(trace, f"{A}.meet")["end_s"] >= row(trace, f"{B}.prep")["end_s"]  # a waited for b
+    assert row(trace, f"{A}.go")["worker"] != "barrier" and row(trace, f"{A}.meet")["worker"] == "barrier"
+
+    p = meeting(prep_a=0.2, prep_b=0.8, b_fails=True)  # E11: b fails before arriving; 1h timeout
+    trace = p.run(executor=DaskExecutor(threads), report=False)
+    same_as_simulation(p, trace, slack=0.3, failures={f"{B}.prep": "Unknown"})
+    assert status(trace, f"{A}.meet") == "Failed" and status(trace, f"{A}.go") == "Skipped"
+
+
+# -- an address that is not a Dask scheduler (issue 24 item 11) -------------------------------------
+_NOT_A_SCHEDULER = """
+import http.server, socket, struct, sys, threading, time
+from notebook_pipelines.cluster.dask import ClusterError, DaskExecutor
+
+def serve(answer):
+    server = socket.create_server(("127.0.0.1", 0))
+    def loop():
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+    return server.getsockname()[1]
+
+def huge_at_once(conn):  # a peer whose first message claims 1 TiB
+    conn.sendall(struct.pack("Q", 2**40) + b"x" * 100)
+
+def huge_after_reading(conn):  # the same, once the client has sent its handshake
+    conn.recv(65536)
+    huge_at_once(conn)
+
+def garbage(conn):
+    conn.sendall(struct.pack("Q", 64) + b"\\xff" * 64)
+
+web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+threading.Thread(target=web.serve_forever, daemon=True).start()
+ports = [web.server_port, *(serve(f) for f in (huge_at_once, huge_after_reading, garbage))]
+for port in ports:
+    started = time.perf_counter()
+    try:
+        DaskExecutor(address=f"tcp://127.0.0.1:{port}", timeout=1.0).client
+        print("connected")
+    except BaseException as err:
+        quick = time.perf_counter() - started < 1.5
+        said = str(err).split(";")[0].replace(str(port), "PORT")
+        print(f"{type(err).__name__}|{quick}|{said}", flush=True)
+"""
+
+
+def test_an_address_that_is_no_dask_scheduler_is_a_cluster_error_within_the_timeout() -> None:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _NOT_A_SCHEDULER], capture_output=True, text=True, cwd=REPO, timeout=60
+    )  # a hard timeout: the client waited for ever for an HTTP server's handshake
+    took = time.perf_counter() - started
+    address = "'tcp://127.0.0.1:PORT'"
+    silent = (
+        f"ClusterError|True|no Dask scheduler answered at {address} within 1 s "
+        "(something accepted the connection but sent no Dask handshake)"
+    )
+    assert done.stdout.splitlines() == [
+        silent,  # the HTTP server waits for a request
+        f"ClusterError|True|{address} is not a Dask scheduler: its first message announces 1,099,511,627,776 "
+        "bytes, where a scheduler's handshake has a few hundred",  # was MemoryError: 1.00 TiB
+        silent,
+        f"ClusterError|True|{address} is not a Dask scheduler: its first message is not in Dask's framing",
+    ], done.stderr[-3000:]
+    assert took < 20  # 4 × 1 s and the imports; a half-made Client delayed the exit by 4-20 s
+
+
+def test_an_address_of_a_real_scheduler_still_connects(threads: Client) -> None:
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: 42)
+    with DaskExecutor(address=threads.scheduler.address, timeout=10) as executor:
+        trace = p.run(executor=executor, report=False)
+    assert status(trace, "a") == "Success"

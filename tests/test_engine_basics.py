@@ -495,6 +495,28 @@ def test_a_body_returning_something_other_than_a_dict_is_warned_about_and_ignore
     assert row(trace, "outputs")["outputs"] == {"x": 1}
 
 
+def test_a_body_that_returns_an_unrun_coroutine_or_generator_fails_instead_of_succeeding():
+    async def deploy() -> None:
+        ran.append("deploy")
+
+    def produce():
+        ran.append("produce")
+        yield 1
+
+    ran: list[str] = []
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        s.step("coroutine", run=lambda: deploy())  # a plain function: validation cannot see it
+        s.step("generator", run=lambda: produce())
+    trace = p.run(report=False)
+    for step in ("coroutine", "generator"):
+        assert row(trace, step)["status"] == "Failed"
+        assert (
+            "without running it" in row(trace, step)["error"] and "asyncio.run" in row(trace, step)["error"]
+        )
+    assert ran == []
+
+
 def test_an_object_that_is_not_an_executor_is_refused_before_anything_runs():
     ran: list[str] = []
     p = nbp.Pipeline("p")

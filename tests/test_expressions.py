@@ -887,3 +887,90 @@ def test_R33_property_integer_division_truncates_like_java(a: int, b: int) -> No
     quotient = parse_condition(f"{a} / {b}".replace("--", "- -")).evaluate(resolve)
     remainder = parse_condition(f"{a} % {b}".replace("--", "- -")).evaluate(resolve)
     assert quotient == int(a / b) and quotient * b + remainder == a
+
+
+# -- values an expression builds are bounded, and built in linear time (issue 24 item 8) ----------
+REPO = Path(__file__).resolve().parents[1]
+_BIG_VALUES = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))  # 380 × 10 MB in one template: 3.8 GB
+import notebook_pipelines as nbp
+ref = "<+pipeline.variables.v>"
+for size, when, inputs in [
+    (2**20, " + ".join([ref] * 380) + ' == "x"', None),  # `when`: 53 s and 865 MB (quadratic)
+    (10 * 2**20, None, {"x": ref * 380}),  # an input template
+]:
+    p = nbp.Pipeline("p", variables={"v": "x" * size})
+    with p.stage("s") as s:
+        s.step("a", when=when, inputs=inputs, run=lambda **_: None)
+    try:
+        trace = p.run(report=False)
+        row = trace[trace["fqn"].str.endswith(".a")].iloc[0]
+        print(f"{row.status}|{row.error_type}|{str(row.error).splitlines()[0]}", flush=True)
+    except BaseException as err:
+        print(f"{type(err).__name__}|-|{str(err)[:200]}", flush=True)
+"""
+
+
+def test_a_value_over_max_value_fails_the_step_naming_it_and_the_expression():
+    done = subprocess.run(
+        [sys.executable, "-c", _BIG_VALUES], capture_output=True, text=True, cwd=REPO, timeout=60
+    )  # a hard timeout: the old evaluator copied the growing string at every `+`
+    too_long = "the value is over 10,485,760 characters (limit 10,485,760): an expression builds no values"
+    fqn = "pipeline.stages.s.spec.execution.steps.a"
+    # 1 MB + 1 MB + …: the 11th `+` (after 10 references and a half) goes over; position 26 × 10 − 2
+    assert done.stdout.splitlines() == [
+        f"Failed|Unknown|{too_long} that large in {fqn} at position 258:",
+        f"Failed|Unknown|input 'x': {too_long} that large in {fqn} at position 23:",
+    ], done.stderr[-3000:]
+
+
+def test_a_long_chain_of_concatenations_is_joined_once():
+    # 2,000 references of 4 KB: 8 MB in the end; copied at each `+` it was 8 GB of copying
+    condition = "+".join(["<+v>"] * 2000)
+    value = parse_condition(condition).evaluate(lambda ref: "y" * 4096)
+    assert value == "y" * (4096 * 2000)
+    # the same values as a left-to-right fold: numbers add until a string, then everything joins
+    assert parse_condition('1 + 2 + "a" + 3 + [1, true]').evaluate(lambda r: 0) == "3a3[1, true]"
+    assert parse_condition('"a" + 1 == "a1" && 1 + 2 * 3 == 7').evaluate(lambda r: 0) is True
+    with pytest.raises(ExpressionError, match="cannot concatenate null") as err:
+        parse_condition('"a" + "b" + null').evaluate(lambda r: 0)
+    assert err.value.position == 10
+
+
+def test_a_list_rendered_as_text_is_bounded_and_never_rendered_whole():
+    big = "z" * 2**20
+    values = {("v",): big, ("items",): [big] * 1000}  # 1 GB as text
+    resolve = lambda ref: values[ref.path]  # noqa: E731
+    with pytest.raises(ExpressionError, match=r"the value is over 10,485,760 characters") as err:
+        parse_template("all: <+items>").evaluate(resolve)
+    assert err.value.position == 5
+    with pytest.raises(ExpressionError, match=r"'-' needs numbers, got list of 1000 items"):
+        parse_condition("<+items> - 1").evaluate(resolve)
+    with pytest.raises(ExpressionError, match=r"split\(\) would make over 100,000 items"):
+        parse_condition('<+v>.split("")').evaluate(resolve)
+    with pytest.raises(ExpressionError, match=r"the value is over"):
+        parse_condition("[<+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>, <+v>] =~ 'z'").evaluate(
+            resolve
+        )
+
+
+def test_the_values_built_for_one_step_share_one_bound():
+    # 380 inputs `<+v>!` of a 1 MB variable built 380 MB; raw references build nothing and count not
+    import notebook_pipelines as nbp
+
+    p = nbp.Pipeline("p", variables={"v": "x" * 2**20})
+    inputs = {f"i{k}": "<+pipeline.variables.v>!" for k in range(380)}
+    inputs.update({f"raw{k}": "<+pipeline.variables.v>" for k in range(20)})
+    with p.stage("s") as s:
+        s.step("b", inputs={f"raw{k}": "<+pipeline.variables.v>" for k in range(20)}, run=lambda **_: None)
+        s.step("a", inputs=inputs, run=lambda **_: None)
+    trace = p.run(report=False)
+    rows = trace.set_index(trace["fqn"].str.rsplit(".", n=1).str[-1])
+    assert rows.loc["b", "status"] == "Success"  # 20 raw references: nothing built
+    assert rows.loc["a", "status"] == "Failed"
+    # each built value takes 1 MB + 1 of the 10 MB: the 10th input goes over (10 × 1,048,577 > 10 × 2**20)
+    assert str(rows.loc["a", "error"]).startswith(
+        "input 'i9': the values built for this step add up to over 10,485,760 characters (limit 10,485,760 "
+        "per step)"
+    )

@@ -87,3 +87,20 @@ def test_render_overlay_needs_a_trace_and_a_known_name(trace):
     with pytest.raises(ValueError, match="not one of status, duration, slack"):
         render(release(), trace, color_by="colour")
     assert render(release(), trace).source == render(release(), trace, color_by="status").source
+
+
+def test_gantt_draws_names_with_dollar_signs_as_plain_text():
+    # issue 24 item 12: `$` is valid in an identifier; matplotlib's mathtext must not read it
+    p = nbp.Pipeline("p$x$")
+    with p.stage("s$y$") as s, s.step_group("g$_$") as g:
+        g.step("a$_$", duration=1)
+        g.step("x$$", duration=2)
+        g.step("a$b$", duration=3, failure_strategies=nbp.Retry(1))
+    figure = gantt(p.simulate(failures={"a$b$": 1}))
+    _png(figure)  # drawn: mathtext raised ValueError on `a$_$` and `x$$`
+    ax = figure.axes[0]
+    texts = [*ax.get_yticklabels(), *ax.texts, ax._left_title]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a$_$", "x$$", "a$b$"]
+    assert {"stage s$y$", "step group g$_$"} <= {t.get_text() for t in ax.texts}
+    assert ax._left_title.get_text().startswith("p$x$")
+    assert all(not t.get_parse_math() for t in texts)  # `a$b$` is not drawn in math italics

@@ -375,3 +375,37 @@ def test_a_cycle_in_needs_names_the_run_and_the_jobs():
         HistoryError, match=r"run 42: the workflow: job 'docs' needs 'lnt', which the workflow"
     ):
         load_github_run(JOBS, workflow=unknown, run=RUN)
+
+
+def test_a_reusable_workflows_jobs_and_a_job_that_never_ran():
+    """``call / build`` and ``call / test`` are the callee's jobs of the caller job ``call``
+    (iterations of it); ``publish`` is in the workflow but not in the run: a NotStarted row (D6)."""
+    workflow = """
+jobs:
+  call:
+    uses: ./.github/workflows/reusable.yml
+  publish:
+    needs: call
+    runs-on: ubuntu-latest
+"""
+    jobs = {
+        "jobs": [job(1, "call / build", 1, "success", 0, 1, 11), job(2, "call / test", 1, "failure", 0, 2, 7)]
+    }
+    run = load_github_run(jobs, workflow=workflow, run_id="5")
+    assert table(run, "kind", "iteration", "status", "start_s", "end_s", "after", "reason") == [
+        ("pipeline", "pipeline", None, "Failed", 0.0, 10.0, [], None),
+        ("call", "stage", None, "Failed", 0.0, 10.0, [], None),
+        ("call_build", "stage", 0, "Success", 0.0, 10.0, [], None),
+        ("call_test", "stage", 1, "Failed", 1.0, 6.0, [], None),
+        ("publish", "stage", None, "NotStarted", None, None, ["call"], "the run has no job for it"),
+    ]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
+def test_a_loaded_run_round_trips_through_the_trace_files(tmp_path, suffix):
+    """``after`` and the run columns (issue 26) come back with their dtypes from every format."""
+    run = load_github_run(JOBS, workflow=WORKFLOW, run=RUN)
+    path = tmp_path / f"run{suffix}"
+    run.pipeline.save(path)
+    back = nbp.read_trace(path)
+    pd.testing.assert_frame_equal(back, run, check_like=False)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import http.server
 import json
 import math
+import subprocess
 import threading
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import notebook_pipelines as nbp
 from notebook_pipelines.definition.failure import Retry, StageRollback
@@ -33,6 +37,7 @@ from notebook_pipelines.formats.harness_executions import (
     pipeline_from_execution,
 )
 from notebook_pipelines.frontends.cli import main
+from notebook_pipelines.views.rendering import render
 
 HERE = Path(__file__).parent / "fixtures" / "harness_executions"
 CD = HERE / "cd_parallel.json"
@@ -381,6 +386,82 @@ def test_cli_analyse_exit_codes(tmp_path, capsys):
     bad.write_text('{"data": {}}')
     assert main(["analyse", str(bad)]) == 2
     assert "not a Harness execution JSON" in capsys.readouterr().err
+
+
+# -- hostile files (issue 24 item 7) ----------------------------------------------------------------
+@pytest.mark.parametrize("value", [float("inf"), 1e30, -1e15, float("-inf"), 10**20])
+@pytest.mark.parametrize("where", ["node", "summary"])
+def test_a_time_out_of_range_is_refused_naming_the_node_and_field(tmp_path, capsys, value, where):
+    doc = load(CD)
+    data = doc["data"]
+    if where == "node":
+        data["executionGraph"]["nodeMap"]["nUnit"]["startTs"] = value
+        named = "node 'nUnit' (pipeline.stages.build.spec.execution.steps.tests.steps.unit) startTs"
+    else:
+        data["pipelineExecutionSummary"]["startTs"] = value
+        named = "pipelineExecutionSummary.startTs"
+    with pytest.raises(HarnessExecutionError) as caught:  # was a raw OverflowError / OutOfBoundsDatetime
+        load_harness_execution(doc)
+    assert f"the execution: {named} is {value!r}, not a time" in str(caught.value)
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(doc))  # `Infinity` in the file, as JavaScript-ish servers write it
+    assert main(["analyse", str(path)]) == 2  # the CLI printed a traceback
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: the execution: {named} is") and "Traceback" not in err
+
+
+def test_a_step_that_ends_before_it_starts_rebuilds_as_a_step_of_no_time():
+    # found by the fuzz test below: the rebuilt pipeline declared duration=-48 and did not validate
+    doc = load(CD)
+    node = doc["data"]["executionGraph"]["nodeMap"]["nEuRollout"]
+    node["endTs"] = node["startTs"] - 48_000
+    p = pipeline_from_execution(load_harness_execution(doc))
+    p.validate()
+    (node,) = [n for n in p.plan().nodes if n.fqn.endswith("deploy_eu.spec.execution.steps.rollout")]
+    assert node.duration == 0
+
+
+def test_a_file_of_millions_of_small_objects_is_refused_before_it_is_parsed(tmp_path):
+    # 4,000,001 empty objects in 12 MB: parsed, they took ~125 bytes each (the 99.6 MB file of the
+    # issue: 3.1 GB and 22 s before "not an execution"); counted on the bytes, refused at once
+    path = tmp_path / "objects.json"
+    with open(path, "wb") as f:  # MAX_CONTAINERS (4,000,000) + 1 objects, and the envelope's 3
+        f.write(b'{"data": {"junk": [' + b"{}," * 4_000_000 + b"{}]}}")
+    with pytest.raises(HarnessExecutionError, match=r"holds 4,000,004 objects and arrays, more than"):
+        load_harness_execution(path)
+    listed = tmp_path / "listed.json"
+    listed.write_bytes(b" \n[" + b"{}," * 1000 + b"{}]")
+    with pytest.raises(HarnessExecutionError, match=r"its top level is a list, not an object"):
+        load_harness_execution(listed)
+
+
+# -- property: a damaged execution loads, or is refused with our error (issue 24 items 7 and 13) ------
+_HOSTILE_VALUES = st.sampled_from(
+    [float("inf"), float("-inf"), float("nan"), 1e30, -1e15, 10**40, -1, 0, "", "soon", "1767261600000",
+     None, True, [], {}, [1, [2]], "Odd\\", 'q"uote', "a$b$", "<b>html</b>", "x" * 500, "é\n\t"]
+)  # fmt: skip
+_FIELDS = st.sampled_from(["startTs", "endTs", "status", "identifier", "name", "baseFqn", "stepType", "uuid"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), _FIELDS, _HOSTILE_VALUES), min_size=1, max_size=4))
+def test_any_damaged_execution_loads_and_draws_or_is_refused_with_our_error(changes):
+    doc = load(CD)
+    nodes = doc["data"]["executionGraph"]["nodeMap"]
+    ids = sorted(nodes)
+    for index, field, value in changes:
+        nodes[ids[index % len(ids)]][field] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HarnessStatusWarning)
+        try:
+            trace = load_harness_execution(doc)
+        except HarnessExecutionError:
+            return
+        try:  # a damaged baseFqn makes identifiers no pipeline may have: refused by validation
+            source = render(pipeline_from_execution(trace), trace).source  # every DOT id escaped
+        except nbp.PipelineError:
+            return
+    subprocess.run(["dot", "-Tsvg"], input=source.encode(), capture_output=True, check=True, timeout=60)
 
 
 # -- fetching (a local server on loopback, never a real account) -----------------------------------------

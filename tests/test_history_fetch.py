@@ -55,9 +55,12 @@ class Server:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                if "Content-Length" not in headers:
+                if "Content-Length" not in headers and not callable(data):
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if callable(data):  # a body written by the route itself (a server that drips)
+                    data(self.wfile)
+                    return
                 self.wfile.write(data)
 
             def do_GET(self):
@@ -244,6 +247,9 @@ def test_the_deadline_bounds_the_whole_call(server, tmp_path):
 
 def test_progress_and_the_token_in_no_file_repr_or_message(server, tmp_path, capsys):
     github_routes(server, [3, 2, 1])
+    echo = copy.deepcopy(JOBS)
+    echo["jobs"][0]["steps"][1]["name"] = f"Run echo {SECRET}"  # an answer that echoes the token
+    server.routes[("GET", "/repos/o/r/actions/runs/1/jobs")] = lambda q, b: ok(echo)
     seen = []
     history = fetch(server, tmp_path, progress=lambda done, total: seen.append((done, total)))
     assert seen[0] == (0, 3) and seen[-1] == (3, 3) and len(seen) == 4
@@ -251,6 +257,7 @@ def test_progress_and_the_token_in_no_file_repr_or_message(server, tmp_path, cap
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in repr(history) + str(history.attrs)
+    assert "Run echo ***" in set(history["name"].dropna())
     fetch(server, tmp_path, progress=True)  # the text progress goes to stderr
     out, err = capsys.readouterr()
     assert "GitHub o/r/ci.yml: 0/0 runs fetched" in err and SECRET not in out + err
@@ -371,3 +378,148 @@ def test_harness_lists_fetches_graphs_and_earlier_attempts(server, tmp_path):
         progress=False,
     )
     assert server.paths("/execution/v2/") == []  # all kept: nothing fetched again
+
+
+def test_ctrl_c_during_a_fetch_leaves_no_thread_and_no_half_written_file(server, tmp_path):
+    """The main thread is interrupted while the pool fetches (each jobs answer takes 1 s): the
+    KeyboardInterrupt comes through, the pool's threads have ended when it does, and the cache
+    holds whole files only."""
+    import _thread
+
+    github_routes(server, [4, 3, 2, 1])
+    for rid in (1, 2, 3, 4):
+        route = server.routes[("GET", f"/repos/o/r/actions/runs/{rid}/jobs")]
+        server.routes[("GET", f"/repos/o/r/actions/runs/{rid}/jobs")] = lambda q, b, route=route: (
+            time.sleep(1.0),
+            route(q, b),
+        )[1]
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        fetch(server, tmp_path, last=4, concurrency=2)
+    timer.join()
+    assert not [t for t in threading.enumerate() if t.name.startswith("nbp-fetch")]
+    assert not list((tmp_path / "cache").rglob("*.tmp")) if (tmp_path / "cache").exists() else True
+    for path in (tmp_path / "cache").rglob("*.json") if (tmp_path / "cache").exists() else ():
+        json.loads(path.read_text())  # whole JSON
+
+
+def test_a_failed_parquet_write_leaves_no_part(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from notebook_pipelines.formats.github import load_github_run
+    from notebook_pipelines.formats.history_store import write_part
+
+    run = load_github_run(JOBS, workflow=WORKFLOW, run=RUN)
+
+    def broken(table, where, **options):
+        Path(where).write_bytes(b"PAR1 half")  # a part of a file, then the disk fills up
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    with pytest.raises(OSError, match="No space"):
+        write_part(run, tmp_path)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_the_dataset_reads_as_it_is_with_pandas(server, tmp_path):
+    import pandas as pd
+
+    github_routes(server, [2, 1])
+    fetch(server, tmp_path, last=2)
+    plain = pd.read_parquet(tmp_path / "cache" / "history")  # Hive partitions: source and pipeline come back
+    assert set(plain["source"].astype(str)) == {"github"} and set(plain["pipeline"].astype(str)) == {
+        "o/r/ci.yml"
+    }
+    assert sorted(set(plain["run_id"])) == ["1", "2"]
+
+
+def test_the_client_repr_hides_the_token():
+    from notebook_pipelines.formats.history_fetch import _Client
+
+    client = _Client("GitHub", {"Authorization": f"Bearer {SECRET}"}, SECRET, 10)
+    assert SECRET not in repr(client) and "***" in repr(client)
+    assert client.hide(f"echo {SECRET}") == "echo ***"
+
+
+def test_harness_since_stops_paging_at_older_runs(server, tmp_path):
+    execution = json.loads((FIXTURES / "cd_parallel.json").read_text())
+    start = execution["data"]["pipelineExecutionSummary"]["startTs"]
+    summaries = [
+        {"planExecutionId": f"run{i}", "status": "Success", "startTs": start - i * 86_400_000}
+        for i in range(6)
+    ]  # run0 today, run1 a day before, …
+
+    def listing(query, body):
+        page = int(query["page"][0])
+        return ok({"data": {"content": summaries[page * 2 : page * 2 + 2], "totalPages": 3}})
+
+    server.routes[("POST", "/pipeline/api/pipelines/execution/summary")] = listing
+    for i in range(6):
+        server.routes[("GET", f"/pipeline/api/pipelines/execution/v2/run{i}")] = lambda q, b: ok(execution)
+    since = pd_stamp(start - 2 * 86_400_000)  # run0, run1, run2 started at or after it
+    history = fetch_harness_history(
+        pipeline="release",
+        account="a",
+        org="o",
+        project="p",
+        last=None,
+        since=since,
+        api_key=SECRET,
+        base_url=server.url,
+        cache=tmp_path,
+        progress=False,
+    )
+    assert sorted(set(history["run_id"])) == ["run0", "run1", "run2"]
+    assert len(server.paths("/execution/summary")) == 2  # the page holding run3 ended the listing
+
+
+def pd_stamp(ms: int) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+
+
+def test_gitlab_without_graphql_warns_and_takes_the_stage_order(server, tmp_path):
+    from notebook_pipelines.formats.history import HistoryWarning
+
+    base = "/api/v4/projects/g%2Fp"
+    server.routes[("GET", base)] = lambda q, b: ok({"id": 77, "path_with_namespace": "g/p"})
+    server.routes[("GET", f"{base}/pipelines")] = lambda q, b: ok([GL_PIPELINE], **{"x-next-page": ""})
+    server.routes[("GET", f"{base}/pipelines/500")] = lambda q, b: ok(GL_PIPELINE)
+    server.routes[("GET", f"{base}/pipelines/500/jobs")] = lambda q, b: ok(GL_JOBS, **{"x-next-page": ""})
+    server.routes[("POST", "/api/graphql")] = lambda q, b: ok(
+        {"errors": [{"message": "Field 'pipeline' doesn't exist"}]}
+    )
+    with pytest.warns(HistoryWarning, match="no needs from GraphQL .*previous stage"):
+        history = fetch_gitlab_history(
+            "g/p", last=1, token=SECRET, url=server.url, cache=tmp_path, progress=False
+        )
+    pages = history[history["step"] == "pages"]
+    assert [len(a) for a in pages["after"]] == [
+        3
+    ]  # the whole test stage (unit, rspec, lint), not just compile
+
+
+def test_a_server_that_drips_its_answer_is_cut_at_the_deadline(server, tmp_path):
+    """Headers at once, then a byte every 0.2 s for 4 s: no single read waits long, so only an
+    overall deadline stops it (1 s here)."""
+
+    def drip(out):
+        for _ in range(20):
+            try:
+                out.write(b" ")
+                out.flush()
+            except OSError:
+                return
+            time.sleep(0.2)
+
+    server.routes[("GET", "/repos/o/r/actions/workflows/ci.yml/runs")] = lambda q, b: (
+        200,
+        {"Content-Length": "100"},
+        drip,
+    )
+    started = time.monotonic()
+    with pytest.raises(HistoryError, match=r"did not answer within 1 s"):
+        fetch(server, tmp_path, deadline=1)
+    assert time.monotonic() - started < 2.5

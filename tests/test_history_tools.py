@@ -109,3 +109,22 @@ def test_insights_export_missing_a_column_says_what_was_found(tmp_path):
         HistoryError, match=r"lacks step, end or duration \(columns found: Plan Execution Id, Stage"
     ):
         load_harness_insights(path)
+
+
+def test_a_gitlab_pipeline_whose_needs_skip_a_stage_keeps_its_edges():
+    from test_gitlab_runs import GRAPHQL
+    from test_gitlab_runs import JOBS as GL_JOBS
+    from test_gitlab_runs import PIPELINE as GL_PIPELINE
+
+    from notebook_pipelines.formats.gitlab import load_gitlab_pipeline
+
+    p = pipeline_from_history(load_gitlab_pipeline(GL_PIPELINE, GL_JOBS, GRAPHQL))
+    needs = {k.rsplit(".", 1)[-1]: [f.rsplit(".", 1)[-1] for f in v] for k, v in p.extra["needs"].items()}
+    assert needs == {
+        "unit": ["compile", "docs"],
+        "rspec": ["compile", "docs"],
+        "lint": ["compile", "docs"],
+        "pages": ["compile"],  # skips the test stage: no layout of stages expresses it
+        "release": ["unit", "rspec", "lint"],
+    }
+    assert [type(s).__name__ for s in p.stages] == ["Stage", "Stage", "Stage"]

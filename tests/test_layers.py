@@ -25,6 +25,7 @@ LAYER = {
     "cluster": 3,
     "views": 4,
     "frontends": 5,
+    "course": 5,
     "__init__": 6,
     "__main__": 6,
 }

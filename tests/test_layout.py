@@ -3,9 +3,12 @@ dependency, with optima computed by hand from declared durations (virtual time).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import re
 import warnings
 
+import pandas as pd
 import pytest
 
 import notebook_pipelines as nbp
@@ -251,7 +254,20 @@ def test_nothing_to_gain_and_bad_options():
 def test_display_and_yaml_export():
     found = nbp.suggest_layout(chain_pair())
     html = found._repr_html_()
-    assert "<table>" in html and html.count("<svg") == 2 and "lane_" in html
+    assert "<table>" in html and "lane_" in html
+    # two pictures, each an <img> of its SVG (an untrusted notebook drops inline SVG, keeps images),
+    # stacked (not side by side in a flex row, where both shrank) at their natural width
+    images = re.findall(
+        r'<img alt="([^"]*)" style="width: (\d+)px; max-width: 100%[^"]*"'
+        r' src="data:image/svg\+xml;base64,([^"]+)"',
+        html,
+    )
+    assert [alt.split(" (")[0] for alt, _w, _d in images] == ["as written", "suggested"]
+    assert "<svg" not in html and "display:flex" not in html
+    for _alt, width, data in images:
+        svg = base64.b64decode(data).decode()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+        assert abs(int(width) - float(re.search(r'width="([0-9.]+)pt"', svg).group(1)) * 4 / 3) < 1
     assert "1. best: 6 s" in repr(found)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -459,3 +475,58 @@ def test_a_suggestions_steps_are_its_own_objects_editing_one_leaves_the_original
     assert flat and not originals & {id(step) for step in flat}
     flat[0].timeout = 60
     assert all(step.timeout is None for step in p.stages[0].items)
+
+
+# -- sketches: durations only, no bodies (issue 23 item 6) ------------------------------------------
+def sketch() -> nbp.Pipeline:
+    """a 10 s → b 30 s (reads a's output v) → c 30 s; nothing has a body or declares outputs."""
+    p = nbp.Pipeline("sketch")
+    with p.stage("s") as s:
+        s.step("a", duration=10)
+        s.step("b", duration=30, inputs={"x": out("a", "v")})
+        s.step("c", duration=30)
+    return p
+
+
+def test_a_sketch_without_bodies_simulates_to_success_with_placeholder_outputs():
+    trace = sketch().simulate()
+    steps = trace[trace["kind"] == "step"].set_index("step")
+    assert trace.loc[trace["kind"] == "pipeline", "status"].tolist() == ["Success"]
+    assert steps.loc["a", "outputs"] == {"v": None}  # the placeholder b reads
+    assert steps.loc["b", "inputs"] == {"x": None}
+    assert pd.isna(steps.loc["c", "outputs"])  # nothing reads c: it publishes nothing
+    assert float(trace["end_s"].max()) == 10 + 30 + 30
+
+
+def test_a_sketchs_outputs_given_to_simulate_win_over_the_placeholder():
+    trace = sketch().simulate(outputs={"a": {"v": "eu"}})
+    assert trace.set_index("step").loc["b", "inputs"] == {"x": "eu"}
+
+
+def test_a_step_with_a_body_gets_no_placeholder_it_must_declare_what_it_publishes():
+    p = sketch()
+    p.stages[0].items[0].run = lambda: None
+    trace = p.simulate()
+    assert "has no output variable 'v'" in trace.set_index("step").loc["b", "error"]
+
+
+def test_suggest_layout_designs_a_sketch_70s_to_40s():
+    found = nbp.suggest_layout(sketch())
+    # serial: 10 + 30 + 30 = 70 s. b needs a (10 + 30 = 40 s); c depends on nothing and runs
+    # beside b (or beside a → b): max(10 + 30, 30) = 40 s, which is also the bound (the chain a → b)
+    assert (found.original_s, found.bound_s) == (70.0, 40.0)
+    assert found[0].makespan_s == 40.0 and found[0].speedup == 70 / 40
+    start_b, _ = span(found[0].trace, "s", "b")
+    assert start_b >= span(found[0].trace, "s", "a")[1]  # the dependency is kept
+    # the suggestion's trace is a run of this kernel: what_if finds the suggested layout's plan
+    assert found[0].trace.pipeline.what_if()["makespan_s"].tolist() == [40.0, 40.0]
+
+
+def test_suggest_layout_refuses_a_baseline_that_did_not_succeed_naming_the_step_and_reason():
+    p = sketch()
+    p.stages[0].items[0].run = lambda: None  # a body that declares no outputs: b cannot read v
+    with pytest.raises(LayoutError) as err:
+        nbp.suggest_layout(p)
+    message = str(err.value)
+    assert "ended Failed" in message and "pipeline.stages.s.spec.execution.steps.b" in message
+    assert "has no output variable 'v'" in message and "outputs=['name']" in message

@@ -534,6 +534,7 @@ MISTAKES = [
     ("%pipeline p", ("line", "pipeline", "run"), "pipeline `p` is not valid (1 problem"),
     ("%pipeline p", ("line", "pipeline", "delete ghost"), "nothing named `ghost`"),
     ("%pipeline p\n%stage s", ("line", "pipeline", "trace --columns nope"), None),
+    ("%pipeline p\n%stage s", ("cell", "step", "a", "-" * 100_000), "the body is nested too deeply"),
 ]
 
 

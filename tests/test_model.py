@@ -409,3 +409,15 @@ def test_R28_R15_settings_spelled_differently_but_meaning_the_same_compare_equal
     assert stage.failure_strategies == [nbp.OnFailure(action=nbp.Ignore())]
     # what cannot be read is kept as given, for validation to report with the node's FQN
     assert nbp.Step("a", failure_strategies=[42]).failure_strategies == [42]
+
+
+def test_step_accepts_a_ready_made_step_and_step_group_a_ready_made_group():
+    p = Pipeline("p")
+    with p.stage("s") as s:
+        a = s.step(Step("a", duration=3))  # issue 23: was TypeError: unhashable type: 'Step'
+        with s.step_group(StepGroup("g")) as g:
+            g.step(Step("b"))
+    assert a is p.stages[0].items[0] and [it.id for it in p.stages[0].items] == ["a", "g"]
+    assert [it.id for it in p.stages[0].items[1].items] == ["b"]
+    with pytest.raises(TypeError, match=r"step\(\) got a Step and settings \(duration\).*or use add\(\)"):
+        p.stages[0].step(Step("c"), duration=3)

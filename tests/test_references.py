@@ -440,7 +440,7 @@ def test_R42_a_reference_problem_inside_a_longer_expression_shows_a_caret_under_
     with pytest.raises(nbp.DefinitionError) as caught:
         p.plan()
     lines = str(caught.value).splitlines()  # the caret sits under the reference in the error too
-    assert lines[-2:] == ["    " + text, "    " + " " * column + "^"]
+    assert lines[-3:-1] == ["    " + text, "    " + " " * column + "^"]  # then the rules' reference
 
 
 def test_R33_a_syntax_error_found_before_running_shows_a_caret_under_it():

@@ -16,10 +16,15 @@ import pytest
 
 import notebook_pipelines as nbp
 from notebook_pipelines.views.rendering import (
+    FIT_WIDTH_PX,
     FORMATS,
+    MAX_FULL_NODES,
+    OUTLINE_LINES,
     STATUS_STYLES,
+    SUMMARY_ITEMS,
     GraphvizMissing,
     mimebundle,
+    natural_width_px,
     outcomes,
     outline,
     render,
@@ -410,16 +415,66 @@ def test_repr_mimebundle_gives_svg_png_and_the_outline_for_pipeline_stage_and_gr
     assert picture["text/plain"] == outline(p), "a picture reads as its outline, not <Picture at 0x…>"
 
 
-def test_pictures_fit_the_output_area_and_size_reaches_graphviz():
+def _readable_px(svg: str) -> float:
+    """The height, in CSS px, of a 10 pt label once the picture is scaled to FIT_WIDTH_PX."""
+    return 10 * 4 / 3 * min(1.0, FIT_WIDTH_PX / natural_width_px(svg))
+
+
+def test_pictures_keep_their_natural_size_and_only_shrink_to_fit():
     p = release()
     svg = p.render()._repr_mimebundle_()["image/svg+xml"]
-    natural = re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"', to_svg(p)).group(1)
-    assert f'width="100%" style="max-width: {natural}pt; height: auto"' in svg
+    width, height = re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"\s+height="([0-9.]+)pt"', to_svg(p)).groups()
+    # the natural size stays (an <img> of it is not blown up to the output's width) and CSS only
+    # ever scales it down
+    assert f'width="{width}pt" height="{height}pt" style="max-width: 100%; height: auto"' in svg
+    assert 'width="100%"' not in svg
     assert "viewBox=" in svg  # keeps the proportions when scaled
     small = p.render(size="2,1")
     assert 'size="2,1"' in small.source
-    width = float(re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"', to_svg(p, size="2,1")).group(1))
-    assert width <= 2 * 72 < float(natural)
+    narrow = float(re.search(r'<svg\b[^>]*\swidth="([0-9.]+)pt"', to_svg(p, size="2,1")).group(1))
+    assert narrow <= 2 * 72 < float(width)
+
+
+def _serial(n: int) -> nbp.Pipeline:
+    p = nbp.Pipeline("long")
+    with p.stage("s") as s:
+        for i in range(n):
+            s.step(f"step_number_{i}", duration="1s")
+    return p
+
+
+def test_a_long_serial_pipeline_is_drawn_top_to_bottom_so_its_labels_stay_readable():
+    p = _serial(20)
+    wide = to_svg(p, direction="LR")
+    # 20 boxes side by side: over 2,000 px, scaled into 590 px its labels would be ~4 px high
+    assert natural_width_px(wide) > 2000 and _readable_px(wide) < 5
+    auto = to_svg(p)
+    assert _readable_px(auto) >= 11
+    picture = p.render()
+    bundle = picture._repr_mimebundle_()
+    assert "rankdir=TB" in picture.source and _readable_px(bundle["image/svg+xml"]) >= 11
+    # a short one stays left to right
+    small = _serial(3).render()
+    small._repr_mimebundle_()
+    assert "rankdir=TB" not in small.source
+
+
+def test_an_explicit_direction_is_kept_even_when_wide():
+    picture = _serial(20).render(direction="LR")
+    picture._repr_mimebundle_()
+    assert "rankdir=TB" not in picture.source
+
+
+def test_a_picture_wide_both_ways_keeps_the_direction_that_reads_larger():
+    p = nbp.Pipeline("grid")
+    with p.stage("s") as s:
+        for block in range(8):
+            with s.parallel():
+                for i in range(8):
+                    s.step(f"b{block}_step_{i}", duration="1s")
+    lr, tb = to_svg(p, direction="LR"), to_svg(p, direction="TB")
+    chosen = to_svg(p)
+    assert _readable_px(chosen) == max(_readable_px(lr), _readable_px(tb))
 
 
 def test_rich_display_of_an_invalid_pipeline_lists_the_problems_and_warns():
@@ -490,3 +545,108 @@ def test_rich_display_with_dot_present_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         release()._repr_mimebundle_()
+
+
+# -- large pipelines are summarised (issue 31 item 10) ----------------------------------------------
+def many_steps(stages: int = 10, groups: int = 100, per_group: int = 10) -> nbp.Pipeline:
+    """``stages`` stages of one step then ``groups`` groups of ``per_group`` parallel steps."""
+    p = nbp.Pipeline("big")
+    for k in range(stages):
+        with p.stage(f"s{k}") as s:
+            s.step("first", duration=1)
+            for g in range(groups):
+                with s.step_group(f"g{g}") as group, group.parallel():
+                    for j in range(per_group):
+                        group.step(f"a{j}", duration=1)
+    return p
+
+
+def boxes(graph) -> int:
+    """How many nodes a picture's DOT declares (steps, collapsed boxes, points, legend)."""
+    return len(re.findall(r"^\s*(?:n\d+|more\d+)\s*\[", graph.source, flags=re.M))
+
+
+def test_a_plan_above_the_size_limit_is_summarised_with_counts_and_says_how_to_get_all():
+    p = many_steps()  # 10 stages × (1 + 100 groups × 10 steps) = 10,010 steps
+    graph = nbp.render(p)
+    assert boxes(graph) <= MAX_FULL_NODES  # on main: one box per step and group, 11,010
+    assert "summary of 10,010 steps (step groups collapsed)" in graph.source
+    assert "full=True" in graph.source
+    # a group is one box with its step count; a long list shows its ends around "… N more"
+    assert 'label="g0 — step group\\n10 steps (collapsed)"' in graph.source
+    assert "… and 92 step groups more\\n920 steps in all" in graph.source  # 100 - 5 shown first - 3 last
+    assert len(graph.outline_text.splitlines()) == OUTLINE_LINES + 1
+
+
+def test_a_summary_counts_the_statuses_of_the_steps_a_box_holds():
+    p = many_steps(stages=1, groups=60)
+    trace = p.simulate(failures={"pipeline.stages.s0.spec.execution.steps.g3.steps.a0": True})
+    source = nbp.render(p, trace).source
+    assert "Success 9 · Failed 1" in source  # g3: ten parallel steps, one failed
+    assert "… and 52 step groups more\\n520 steps in all\\nSkipped 520" in source  # after the failure
+
+
+def test_full_true_draws_every_step_of_a_large_plan():
+    p = many_steps(stages=1, groups=50)  # 501 steps, 50 groups: over the limit
+    graph = nbp.render(p, full=True)
+    assert boxes(graph) == 1 + 50 * 10 and graph.source.count("subgraph cluster_n") == 1 + 50
+    assert "summary" not in graph.source
+
+
+def test_a_plan_still_too_large_with_groups_collapsed_shows_each_stage_as_one_box():
+    # 60 stages, each 10 parallel blocks of 10 steps: with groups collapsed and lists shortened
+    # the picture would still hold 10 stages x 10 blocks x 10 steps = 1,000 boxes
+    p = nbp.Pipeline("wide")
+    for k in range(60):
+        with p.stage(f"s{k}") as s:
+            for b in range(10):
+                with s.parallel():
+                    for j in range(10):
+                        s.step(f"b{b}_{j}", duration=1)
+    graph = nbp.render(p)
+    assert "summary of 6,000 steps (stages collapsed)" in graph.source
+    assert boxes(graph) == SUMMARY_ITEMS  # 5 stages, "… and 51 stages more", 4 stages
+    assert 'label="s0 — Custom stage\\n100 steps (collapsed)"' in graph.source
+    assert "… and 51 stages more\\n5,100 steps in all" in graph.source
+
+
+def test_a_small_plan_is_drawn_whole():
+    assert "summary" not in nbp.render(many_steps(stages=1, groups=3)).source
+
+
+def test_the_rich_display_of_a_large_pipeline_is_quick_and_bounded():
+    p = many_steps()
+    bundle = p._repr_mimebundle_()
+    assert len(bundle["image/svg+xml"]) < 500_000  # on main: 10-15 MB, after 7-82 s of dot
+    assert len(bundle["text/plain"].splitlines()) <= OUTLINE_LINES + 2
+
+
+def test_every_dot_id_is_escaped_a_loaded_status_ending_in_a_backslash_renders():
+    # issue 24 item 13: a Harness status is kept verbatim; `Odd\` went unescaped into the legend's
+    # node id and `dot` failed with a syntax error (labels were escaped, ids were not)
+    p, trace = sim_release()
+    trace = trace.copy()
+    odd = 'Odd:"x\\'
+    trace["status"] = trace["status"].cat.add_categories([odd])
+    trace.loc[trace["fqn"].str.endswith(".checkout"), "status"] = odd
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # graphviz warns "expect syntax error" on a bad id
+        picture = render(p, trace)
+        svg = picture.pipe("svg").decode()
+    assert "Odd:&quot;x\\" in svg
+
+
+def test_an_iteration_postfix_a_dot_id_cannot_hold_is_numbered_instead():
+    # an expanded iteration's postfix comes from the trace's FQNs (any text in a loaded run)
+    p = nbp.Pipeline("p")
+    with p.stage("a") as a:
+        a.step("build", strategy=nbp.Matrix(os=["l", "m"]), duration=3)
+    trace = p.simulate()
+    steps = "pipeline.stages.a.spec.execution.steps"
+    odd = {f"{steps}.build_0": f"{steps}.build_x:y\\"}
+    trace["fqn"] = trace["fqn"].replace(odd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picture = p.render(trace, iterations="expand")
+        svg = picture.pipe("svg").decode()
+    assert "build_x:y\\" in svg and "build_1" in svg

@@ -699,3 +699,32 @@ def test_a_steps_own_duration_sampler_is_drawn_by_a_plain_simulate():
     assert 10 <= a["duration_s"] <= 20
     assert p.simulate(seed=7).equals(t)  # the same seed draws the same
     assert t.set_index("step").loc["b", "duration_s"] == pytest.approx(5)
+
+
+# -- samplers that misbehave name their step (issue 23 item 9) -------------------------------------
+A = "pipeline.stages.s.spec.execution.steps.a"
+
+
+def one_step(**settings: Any) -> nbp.Pipeline:
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", **settings)
+    return p
+
+
+def test_a_sampler_returning_none_is_refused_not_taken_as_zero_seconds():
+    with pytest.raises(SimulationError, match=f"the duration sampler of {A} returned None"):
+        simulate(one_step(duration=lambda rng: None))
+    with pytest.raises(SimulationError, match=f"the duration sampler of {A} returned None"):
+        simulate(one_step(), durations={"a": lambda rng: None})
+
+
+def test_a_sampler_that_raises_names_its_step():
+    with pytest.raises(SimulationError, match=f"the duration sampler of {A} raised ZeroDivisionError"):
+        simulate(one_step(duration=lambda rng: 1 / 0))
+    with pytest.raises(SimulationError, match=f"durations=: the function raised KeyError for {A}"):
+        simulate(one_step(), durations=lambda node, rng: {}["x"])
+    with pytest.raises(SimulationError, match=f"failures for {A}: the function raised ZeroDivisionError"):
+        simulate(one_step(), failures={"a": lambda attempt, rng: 1 / 0})
+    with pytest.raises(SimulationError, match=f"outputs for {A}: the function raised ZeroDivisionError"):
+        simulate(one_step(), outputs={"a": lambda attempt: 1 / 0})

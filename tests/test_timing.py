@@ -3,6 +3,7 @@ summary, what-if, compare, step_stats — with answers computed by hand from vir
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -169,6 +170,36 @@ def test_registry_keeps_the_last_runs_and_tells_pipelines_apart():
     assert registry.plan_of("shared-id") is None  # bounded: the oldest run ids go
 
 
+def test_simulations_sharing_a_run_id_each_find_their_own_pipeline():
+    """Two layouts of one pipeline id simulated with the same seed share ``sim-0``: each trace
+    still re-simulates its own layout (on main, the serial trace's what-if used the later one)."""
+
+    def layout(parallel: bool) -> nbp.Pipeline:
+        p = nbp.Pipeline("p")
+        with p.stage("s") as s:
+            block = s.parallel() if parallel else contextlib.nullcontext()
+            with block:
+                s.step("a", duration=10)
+                s.step("b", duration=30)
+        return p
+
+    serial, parallel = layout(False).simulate(), layout(True).simulate()
+    assert serial["run_id"].iloc[0] == parallel["run_id"].iloc[0] == "sim-0"
+    assert serial.pipeline.what_if()["makespan_s"].tolist() == [10 + 30, 10 + 30]
+    assert parallel.pipeline.what_if()["makespan_s"].tolist() == [max(10, 30)] * 2
+
+
+def test_analyses_own_simulations_do_not_push_the_users_runs_out_of_the_registry():
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        for k in range(6):
+            s.step(f"x{k}", duration=k + 1)
+    trace = p.simulate(run_id="mine")
+    nbp.compare({f"d{k}": p for k in range(registry.MAX_RUNS + 1)})
+    nbp.suggest_layout(p)
+    assert trace.pipeline.what_if()["makespan_s"].iloc[0] == 1 + 2 + 3 + 4 + 5 + 6  # its plan is known
+
+
 def test_compare_two_runs_node_by_node(trace):
     faster = release().simulate(failures={"e2e": 1}, durations={"unit": 20})
     table = trace.pipeline.compare(faster)
@@ -234,3 +265,15 @@ def test_accessor_is_registered_on_import_without_importing_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "PipelineAccessor"  # pandas imported first: registered at once
     assert pd.DataFrame.pipeline is PipelineAccessor
+
+
+def test_a_run_key_from_another_process_matches_no_run_here(tmp_path):
+    """``attrs`` survive Parquet (pandas keeps them): a trace from another kernel must not find
+    the plan of this kernel's run that happens to have the same counter."""
+    p = release()
+    trace = p.simulate(run_id="elsewhere")
+    foreign = trace.copy()
+    foreign.attrs["run_key"] = "00000000-" + trace.attrs["run_key"].split("-")[1]
+    foreign["run_id"] = "a-run-of-another-kernel"
+    assert registry.plan_for_trace(trace).pipeline is p
+    assert registry.plan_for_trace(foreign) is None

@@ -359,7 +359,8 @@ def test_all_problems_are_collected_into_one_definition_error():
     assert rules == ["R1", "R1", "R60/D10", "R6/D1", "R1"]
     lines = str(err).splitlines()
     assert lines[0] == "5 problems in the pipeline definition:"
-    assert lines[1:] == [f"  - {x}" for x in err.problems]
+    assert lines[1:-1] == [f"  - {x}" for x in err.problems]
+    assert lines[-1] == "(rule ids: see the semantics reference, docs/semantics.md#r1)"  # issue 29
     for problem in err.problems:
         assert_complete(problem)
     assert isinstance(err, nbp.PipelineError) and isinstance(err, ValueError)
@@ -1068,3 +1069,31 @@ def test_R50_a_count_known_only_while_running_is_bounded_before_any_copy_is_made
     assert x["status"] == "Failed" and x["fqn"] == f"{STEPS}.x"
     assert "repeat times asks for 1000000000 iterations; the limit is 10000" in x["error"]
     assert "give at most 10000" in x["error"]
+
+
+async def fetch_async(ctx):
+    return {"x": 1}
+
+
+def produce_items():
+    yield 1
+
+
+class AsyncCallable:
+    async def __call__(self, ctx):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "fix"),
+    [
+        (fetch_async, "an async function (async def)", "asyncio.run"),
+        (produce_items, "a generator function (it yields)", "consumes the generator"),
+        (AsyncCallable(), "an async function (async def)", "asyncio.run"),
+    ],
+)
+def test_R43_an_async_or_generator_body_is_refused_at_validation_with_the_fix(body, kind, fix):
+    [problem] = errors_of(one_stage(Step("a", run=body)))
+    assert problem.fqn == "pipeline.stages.s.spec.execution.steps.a"
+    assert kind in problem.message and "would run nothing" in problem.message
+    assert fix in problem.fix

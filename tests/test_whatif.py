@@ -6,7 +6,10 @@ or against ``simulate()`` itself.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,8 @@ import pytest
 import notebook_pipelines as nbp
 from notebook_pipelines.analysis.whatif import critical_path, summarize
 from notebook_pipelines.engine.simulation import SimulationError, simulate
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def release(grouped: bool, with_deploy: bool = True) -> nbp.Pipeline:
@@ -373,3 +378,103 @@ def test_monte_carlo_bad_options_are_clear_errors(options: dict, message: str):
     with pytest.raises(SimulationError) as err:
         nbp.monte_carlo(two_parallel(), **options)
     assert message in str(err.value)
+
+
+# -- a baseline that cannot be simulated is refused (issue 23 item 6) ------------------------------
+def unreadable() -> nbp.Pipeline:
+    """b reads a's output v; a has a body that declares no outputs, so virtual time has no v."""
+    p = nbp.Pipeline("unreadable")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: None, duration=10)
+        s.step("b", duration=30, inputs={"x": "<+execution.steps.a.output.outputVariables.v>"})
+    return p
+
+
+def test_compare_refuses_a_design_that_fails_before_a_step_runs_naming_the_step_and_reason():
+    with pytest.raises(nbp.SimulationError) as err:
+        nbp.compare({"ok": release(True), "broken": unreadable()})
+    message = str(err.value)
+    assert "design 'broken'" in message and "pipeline.stages.s.spec.execution.steps.b" in message
+    assert "has no output variable 'v'" in message and "outputs=['name']" in message
+    # an injected failure is the user's question, not a broken design: still reported
+    assert nbp.compare({"x": release(True)}, failures={"ship": True}).loc["x", "status"] == "Failed"
+
+
+def test_monte_carlo_refuses_a_pipeline_that_fails_before_a_step_runs():
+    message = r"monte_carlo\(\): 'unreadable'.*steps\.b failed before it ran"
+    with pytest.raises(nbp.SimulationError, match=message):
+        nbp.monte_carlo(unreadable(), runs=3)
+    fixed = unreadable()
+    fixed.stages[0].items[0].outputs = ["v"]  # declared: virtual time publishes it (None)
+    assert list(nbp.monte_carlo(fixed, runs=3)["makespan_s"]) == [10 + 30] * 3
+
+
+def test_compare_and_monte_carlo_time_a_sketch_whose_steps_have_no_bodies():
+    p = nbp.Pipeline("sketch")
+    with p.stage("s") as s:
+        s.step("a", duration=10)
+        s.step("b", duration=30, inputs={"x": "<+execution.steps.a.output.outputVariables.v>"})
+    assert nbp.compare({"sketch": p}).loc["sketch", ["makespan_s", "status"]].tolist() == [40.0, "Success"]
+    assert set(nbp.monte_carlo(p, runs=2)["status"]) == {"Success"}
+
+
+def test_what_if_of_a_real_run_replays_the_outputs_its_bodies_published():
+    p = nbp.Pipeline("real")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: {"v": "eu"})
+        s.step("b", inputs={"x": "<+execution.steps.a.output.outputVariables.v>"}, run=lambda x: None)
+    trace = p.run(progress=False)
+    table = trace.pipeline.what_if()
+    assert table["status"].tolist() == ["Success", "Success"]  # b reads a's v as it did in the run
+
+
+# -- a large `runs` (issue 24 item 9) ----------------------------------------------------------------
+_MANY_RUNS = """
+import os, resource, signal, time
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))  # 10**7 seed sequences: ~3.7 GB
+import notebook_pipelines as nbp
+p = nbp.Pipeline("mc")
+with p.stage("s") as s:
+    s.step("a")
+nbp.monte_carlo(p, {"a": 1.0}, runs=2)  # imports and warms up
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+def first(rng):
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024
+    print(f"first sample|{time.perf_counter() - started < 5}|{grown < 50}", flush=True)
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the first run
+    return 1.0
+try:
+    nbp.monte_carlo(p, {"a": first}, runs=1_000_000)
+except BaseException as err:
+    print(f"{type(err).__name__}|{err}|{len(err.trace)}", flush=True)
+try:
+    nbp.monte_carlo(p, runs=10**7)
+except BaseException as err:
+    print(f"{type(err).__name__}|{err}", flush=True)
+"""
+
+
+def test_monte_carlo_makes_seeds_as_it_goes_and_refuses_more_than_max_runs():
+    # a million runs: the first starts at once, with no memory spent on seeds (spawn(10**6) took
+    # ~90 s and ~370 MB first); a Ctrl-C there is RunInterrupted; 10**7 runs are refused at once
+    done = subprocess.run(
+        [sys.executable, "-c", _MANY_RUNS], capture_output=True, text=True, cwd=REPO, timeout=60
+    )  # a hard timeout: the old code spent minutes and GBs on seeds
+    assert done.stdout.splitlines() == [
+        "first sample|True|True",
+        "RunInterrupted|monte_carlo interrupted after 0 of 1,000,000 runs; the finished runs are in .trace|0",
+        "SimulationError|monte_carlo(runs=10,000,000): at most 1,000,000 runs in one call; a percentile "
+        "needs far fewer (p99 is stable within a few thousand): call it in batches with seed=0, 1, 2, … "
+        "and pd.concat the results if you really need more",
+    ], done.stderr[-2000:]
+
+
+def test_monte_carlo_lazy_seeds_are_the_children_of_the_seed_sequence():
+    # the seeds made one by one are those of SeedSequence(seed).spawn(runs): old results replay
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a")
+    mc = nbp.monte_carlo(p, {"a": lambda rng: rng.uniform(1, 2)}, runs=5, seed=7)
+    spawned = [int(c.generate_state(1, np.uint64)[0]) for c in np.random.SeedSequence(7).spawn(5)]
+    assert mc["seed"].tolist() == spawned and mc["seed"].dtype == "uint64"

@@ -9,7 +9,9 @@ guards (``until``), never by a wall-clock threshold on what is tested.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -96,16 +98,25 @@ def test_live_view_shows_a_steps_captured_output_on_demand():
     assert "hello from talk" in view.step_output.value
 
 
-def test_throttle_updates_at_most_once_an_interval_then_once_at_the_end():
-    calls: list[int] = []
-    throttle = Throttle(lambda: calls.append(1), interval=600.0)
+def test_throttle_updates_at_most_once_an_interval_on_its_own_thread_then_once_at_the_end():
+    calls: list[str] = []
+    first = threading.Event()
+
+    def draw() -> None:
+        calls.append(threading.current_thread().name)
+        first.set()
+
+    throttle = Throttle(draw, interval=600.0, name="t")
     for _ in range(100):
-        throttle.poke()  # the first draws; the rest arm one trailing timer
-    assert len(calls) == 1 and throttle._timer is not None
-    throttle.flush(close=True)  # the final update, at once; the timer is cancelled
-    assert len(calls) == 2 and throttle._timer is None
+        throttle.poke()  # never draws here: the first poke wakes the drawing thread
+    assert first.wait(GUARD)
+    for _ in range(100):
+        throttle.poke()  # within the interval: coalesced into one update, due in 600 s
+    assert calls == ["nbp-draw-t"] and throttle.busy
+    assert throttle.finish(wait=GUARD)  # the final update cuts the interval short
+    assert calls == ["nbp-draw-t", "nbp-draw-t"] and not throttle.busy
     throttle.poke()
-    assert len(calls) == 2  # closed: nothing after the final update
+    assert len(calls) == 2 and not throttle.busy  # closed: nothing after the final update
 
 
 # -- the run handle ------------------------------------------------------------------------------
@@ -274,10 +285,46 @@ def test_replay_at_three_moments_of_a_seeded_simulation_shows_each_nodes_state()
     assert set(shown().values()) == {"Success"} and scrubber.states[trace.fqn[0]] == "Success"
 
 
-def test_replay_of_a_simulation_without_its_pipeline_says_to_pass_it():
+def _drawn(svg: str, step: str) -> list[str]:
+    """The text lines of ``step``'s box in a picture (its name, then its status line)."""
+    for node in re.findall(r'<g id="[^"]*" class="node">.*?</g>', svg, re.S):
+        if re.search(rf'steps\.{step}(&#10;|")', node):
+            return re.findall(r"<text[^>]*>(.*?)</text>", node)
+    raise AssertionError(f"no box for {step!r} in the picture")
+
+
+def test_replay_picture_shows_the_time_of_the_sliders_moment_not_a_cached_one():
+    """A running step's time grows with the clock: at 15 s and at 25 s the states are the same
+    (checkout done, unit and lint running, package waiting), but unit has run 5 s, then 15 s."""
+    p = release_pipeline()
+    trace = p.simulate(run_id="replay-times")  # checkout 0–10, unit 10–40, lint 10–30, package 40–45
+    scrubber = nbp.replay(trace, pipeline=p)
+    for t, unit, lint in ((15.0, "5s", "5s"), (25.0, "15s", "15s"), (35.0, "25s", None)):
+        scrubber.slider.value = t
+        assert f"<b>{int(t)}s</b> of 45s" in scrubber.clock.value
+        assert _drawn(scrubber.picture.value, "unit")[1:] == [unit]  # 15 − 10 = 5, 25 − 10 = 15, 35 − 10 = 25
+        if lint is not None:
+            assert _drawn(scrubber.picture.value, "lint")[1:] == [lint]
+    assert _drawn(scrubber.picture.value, "lint")[1:] == ["20s"]  # ended at 30 s: 30 − 10 = 20
+    scrubber.slider.value = 15.0  # back to an earlier moment: its own picture again
+    assert _drawn(scrubber.picture.value, "unit")[1:] == ["5s"]
+
+
+def test_replay_of_a_simulation_finds_its_pipeline_as_for_a_real_run():
+    p = release_pipeline()
+    trace = p.simulate()
+    scrubber = nbp.replay(trace)  # issue 23: simulations are remembered like real runs
+    assert scrubber.plan.pipeline is p and repr(scrubber) == "<replay of 'release'>"
+    steps_only = trace[trace["kind"] == "step"]  # a filtered trace keeps its run's key
+    assert nbp.replay(steps_only).plan.pipeline is p
+
+
+def test_replay_of_a_trace_this_kernel_does_not_know_says_to_pass_the_pipeline(tmp_path):
     trace = release_pipeline().simulate(run_id="nameless")
+    trace.to_parquet(tmp_path / "t.parquet")
+    back = nbp.read_trace(tmp_path / "t.parquet").assign(run_id="from-a-file")
     with pytest.raises(nbp.PipelineError, match=r"nbp.replay\(trace, pipeline=p\)"):
-        nbp.replay(trace)
+        nbp.replay(back)
     other = nbp.Pipeline("other")
     with other.stage("s") as s:
         s.step("x")
@@ -395,3 +442,76 @@ def test_outside_a_notebook_the_default_draws_the_line_in_place_on_a_terminal():
         and "plain: 2/2 steps done · Success 2" in text
         and text.rstrip().endswith("Success")
     )
+
+
+# -- what the text progress says (issue 23 item 9) --------------------------------------------------
+class Terminal(io.StringIO):
+    """What a terminal receives (stdout and stderr both), reporting itself a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def screen(self) -> list[str]:
+        """The lines as a terminal shows them: ``\\r`` returns to the line's start, text overwrites."""
+        lines: list[list[str]] = [[]]
+        col = 0
+        for ch in self.getvalue():
+            if ch == "\n":
+                lines.append([])
+                col = 0
+            elif ch == "\r":
+                col = 0
+            else:
+                line = lines[-1]
+                line[col : col + 1] = [ch]
+                col += 1
+        return ["".join(line).rstrip() for line in lines if "".join(line).strip()]
+
+
+def test_text_progress_ends_with_the_traces_makespan_not_the_time_to_build_the_trace(monkeypatch):
+    from notebook_pipelines.definition.durations import format_duration
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    p = nbp.Pipeline("timed")
+    with p.stage("s") as s:
+        s.step("a", run=sleeper(0.03))
+    trace = p.run()
+    makespan = float(trace.loc[trace["kind"] == "pipeline", "duration_s"].iloc[0])
+    assert term.screen()[-1] == f"timed: 1/1 steps done · Success 1 · {format_duration(makespan)} · Success"
+
+
+def test_text_progress_drawn_in_place_does_not_glue_a_steps_printed_line_to_it(monkeypatch):
+    term = Terminal()
+    monkeypatch.setattr(sys, "stdout", term)
+    monkeypatch.setattr(sys, "stderr", term)
+
+    def unit() -> None:
+        time.sleep(0.05)  # the progress line is drawn first
+        print("unit says hello")
+
+    p = nbp.Pipeline("printing")
+    with p.stage("s") as s:
+        s.step("unit", run=unit)
+        s.step("lint", run=lambda: print("lint", end=""))  # a line without its newline
+    p.run()
+    lines = term.screen()
+    assert "unit says hello" in lines  # on a line of its own
+    assert "lint" in lines
+    assert lines[-1].startswith("printing: 2/2 steps done · Success 2 · ")
+    assert sys.stdout is term and sys.stderr is term  # the guard is gone after the run
+
+
+def test_replay_of_a_runs_partial_trace_finds_its_pipeline_while_the_run_goes():
+    release = threading.Event()
+    p = nbp.Pipeline("going")
+    with p.stage("s") as s:
+        s.step("a", run=waits_for(release))
+    handle = p.start(progress=False)
+    try:
+        until(lambda: handle.status == "Running" and len(handle.trace), "the run to start")
+        scrubber = nbp.replay(handle.trace)  # the run is remembered from its start
+        assert scrubber.plan is handle.plan
+    finally:
+        release.set()
+        handle.wait(GUARD)

@@ -107,7 +107,7 @@ def test_without_max_workers_every_step_of_a_block_starts_at_once_R5():
     assert most_at_once(trace) == 8
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, False])
 def test_max_workers_must_be_a_whole_number_of_at_least_one(bad):
     with pytest.raises(ValueError, match="max_workers"):
         block(1, sleeper(0.01)).run(max_workers=bad)

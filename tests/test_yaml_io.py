@@ -8,6 +8,7 @@ refused with a clear message.
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
@@ -1205,10 +1206,33 @@ def _as_yaml(data: object, flow: bool) -> str:
     st.sampled_from(["classic", "current"]),
 )
 def test_any_text_loads_as_a_pipeline_or_is_refused_with_a_pipeline_error(text, rules):
+    _loads_or_is_refused(io.StringIO(text), rules)
+
+
+#: bytes that are no UTF-8 (a stray byte, a cut sequence, a surrogate), put anywhere in a file
+_NOT_UTF8 = st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xe9t\xe9"])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.builds(_as_yaml, _DOCS, st.booleans()),
+    _NOT_UTF8,
+    st.floats(0, 1),
+    st.sampled_from([io.BytesIO, bytes]),
+    st.sampled_from(["classic", "current"]),
+)
+def test_any_bytes_load_or_are_refused_with_a_pipeline_error(text, bad, where, kind, rules):
+    # issue 24 item 6: bytes that are not UTF-8 gave a raw UnicodeDecodeError
+    data = text.encode()
+    cut = int(len(data) * where)
+    _loads_or_is_refused(kind(data[:cut] + bad + data[cut:]), rules)
+
+
+def _loads_or_is_refused(source: object, rules: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", YamlWarning)
         try:
-            loaded = load_yaml(io.StringIO(text), rules=rules)
+            loaded = load_yaml(source, rules=rules)
         except PipelineError:
             return
     assert isinstance(loaded, Pipeline)
@@ -1228,3 +1252,63 @@ def test_an_integer_too_long_for_python_is_a_marked_yaml_problem_not_a_crash():
     assert (problem.source, problem.line, problem.column, problem.rule) == ("big.yaml", 3, 12, "YAML")
     assert "has 5000 characters: too long to read" in problem.message
     assert "sensible size" in problem.fix
+
+
+# -- files that take the machine: the Python API refuses what the CLI refuses (issue 24 item 6) ----
+_HOSTILE = """
+import os, resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))  # /dev/zero read whole: MemoryError
+import notebook_pipelines as nbp
+for name in [*sys.argv[1:], "/dev/zero opened"]:
+    try:
+        if name.endswith(" opened"):  # an open file that never ends
+            with open(name.split()[0], "rb") as stream:
+                nbp.load_yaml(stream)
+        else:
+            nbp.load_yaml(Path(name))
+    except BaseException as err:
+        where = f"{getattr(err, 'line', '-')}|{getattr(err, 'column', '-')}"
+        print(f"{type(err).__name__}|{where}|{str(err)[:200]}", flush=True)
+"""
+
+
+def test_load_yaml_refuses_a_fifo_a_device_a_huge_or_undecodable_file_as_the_cli_does(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # nobody ever writes: reading it would block for ever
+    zero = tmp_path / "x.yaml"
+    zero.symlink_to("/dev/zero")  # never ends: read until memory runs out
+    huge = tmp_path / "huge.yaml"
+    with open(huge, "wb") as f:
+        f.truncate(32 * 2**20 + 1)  # files.MAX_TEXT_BYTES + 1, sparse: nothing written
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"pipeline:\n  identifier: p\n  name: caf\xe9\n")
+    paths = [str(p) for p in (fifo, zero, huge, latin)]
+    done = subprocess.run(
+        [sys.executable, "-c", _HOSTILE, *paths], capture_output=True, text=True, cwd=REPO, timeout=60
+    )  # a hard timeout: a FIFO hung the old reader
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5, done.stdout + done.stderr[-2000:]
+    kinds = [line.split("|", 3) for line in lines]
+    assert all(kind == "InputFileError" for kind, *_ in kinds), lines
+    messages = [message for *_, message in kinds]
+    assert messages[:4] == [
+        f"{fifo} is a FIFO, not a regular file: give a YAML file",
+        f"{zero} is a character device, not a regular file: give a YAML file",
+        f"{huge} is 32 MB; files over 32 MB are refused: split it, or give a smaller file",
+        f"{latin} is not UTF-8 text (byte 0xe9 at line 3, column 12): save it as UTF-8",
+    ]
+    assert kinds[3][1:3] == ["3", "12"]  # line and column on the error too
+    assert messages[4] == "/dev/zero is over 32 MB: refused: give a smaller file"
+    # the CLI says the same of each file: one reader
+    for path, message in zip(paths, messages[:4]):
+        cli = subprocess.run(
+            [sys.executable, "-m", "notebook_pipelines", "validate", path],
+            capture_output=True, text=True, cwd=REPO, timeout=60,
+        )  # fmt: skip
+        assert (cli.returncode, cli.stderr) == (2, f"error: {message}\n")
+
+
+def test_a_missing_file_is_still_a_file_not_found_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_yaml(tmp_path / "nope.yaml")

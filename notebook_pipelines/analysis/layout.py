@@ -96,7 +96,7 @@ from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup, verb
 from ..definition.references import KNOWN_ROOTS, LOOP_ROOTS, expressions_of, locate
 from ..errors import PipelineError
 
-__all__ = ["Suggestion", "Suggestions", "rewrite_expressions", "suggest_layout"]
+__all__ = ["Suggestion", "Suggestions", "references", "rewrite_expressions", "suggest_layout"]
 
 #: attribute paths that read the definition, not the run: they order nothing
 _STATIC_ATTRIBUTES = ("variables", "name", "identifier", "description", "type")
@@ -707,7 +707,14 @@ def suggest_layout(
     Returns:
         :class:`Suggestions` (a list of :class:`Suggestion`, best first, distinct layouts, one
         per makespan; empty when nothing beats the original), with ``original_s``,
-        ``bound_s`` and ``notes`` (what the search kept fixed).
+        ``bound_s`` and ``notes`` (what the search kept fixed). A suggestion's simulation
+        succeeds; one that is faster only because it fails is dropped.
+
+    Raises:
+        LayoutError: the simulation of the original does not succeed (its time would be the
+            time to the failure): the message lists the steps that failed and why. A sketch —
+            steps with durations and no bodies — simulates: each such step publishes a
+            placeholder for the output variables read from it.
 
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")
@@ -718,6 +725,7 @@ def suggest_layout(
     >>> best.makespan_s, best.bound_s, best.relaxed
     (3.0, 3.0, [('a', 'b')])
     """
+    from ..engine import registry
     from ..engine.simulation import simulate
     from .whatif import measured, plan_for
 
@@ -731,12 +739,14 @@ def suggest_layout(
     if rules not in ("classic", "current"):
         raise LayoutError(f"rules must be 'classic' or 'current', not {rules!r}")
     plan = p.plan()
-    if trace is not None:
-        known, _ = measured(trace)
-        base = simulate(plan, durations=_by_old_fqn(known, {}), default=default, seed=0)
-    else:
-        base = simulate(plan, durations=durations, default=default, seed=0)
-        known, _ = measured(base)
+    with registry.unremembered():  # the assistant's own simulations: the user's runs stay known
+        if trace is not None:
+            known, _ = measured(trace)
+            base = simulate(plan, durations=_by_old_fqn(known, {}), default=default, seed=0)
+        else:
+            base = simulate(plan, durations=durations, default=default, seed=0)
+            known, _ = measured(base)
+    _check_baseline(base, p.id)
     original_s = _makespan(base)
     rows = _rows(base)
     pairs = [_constraint(c) for c in constraints]
@@ -747,9 +757,10 @@ def suggest_layout(
                 raise LayoutError(
                     f"constraint ({a!r}, {b!r}): no step, step group or stage {name!r} in {p.id!r}"
                 )
-    deps = _references(plan)
+    deps = references(plan)
     design = _Design(p, plan, rows, deps, pairs, max_parallel, bool(across_stages))
     found = []
+    plans: dict[int, Any] = {}  # id(suggestion) → its compiled plan
     seen = {design.signature(design.original_layouts())}
     layouts_seen = {layout_key(p)}
     for strategy, layouts in design.designs():
@@ -763,13 +774,14 @@ def suggest_layout(
             continue
         layouts_seen.add(key)
         try:
-            candidate.validate()
+            candidate_plan = candidate.plan()  # validated and compiled once
         except PipelineError:
             continue
-        sim = simulate(candidate, durations=_by_old_fqn(known, moved), default=default, seed=0)
+        with registry.unremembered():
+            sim = simulate(candidate_plan, durations=_by_old_fqn(known, moved), default=default, seed=0)
         makespan = _makespan(sim)
-        if makespan >= original_s - 1e-9:
-            continue
+        if makespan >= original_s - 1e-9 or _status(sim) != "Success":
+            continue  # slower, or faster only because it fails
         suggestion = Suggestion(
             candidate,
             makespan,
@@ -782,12 +794,40 @@ def suggest_layout(
             frozenset(_new_groups(moved)),
         )
         found.append(suggestion)
+        plans[id(suggestion)] = candidate_plan
     found.sort(key=lambda s: (s.makespan_s, len(s.relaxed), len(s.new_groups), s.strategy))
     kept: list[Suggestion] = []
     for s in found:  # a tie in makespan is no better unless it relaxes fewer orderings
         if not any(_same_time(k.makespan_s, s.makespan_s) and len(k.relaxed) <= len(s.relaxed) for k in kept):
             kept.append(s)
-    return Suggestions(kept[:MAX_SUGGESTIONS], p, original_s, design.bound, max_parallel, design.notes)
+    kept = kept[:MAX_SUGGESTIONS]
+    for s in kept:  # a suggestion's trace is one this kernel made: replay and what_if find its plan
+        registry.remember(s.trace["run_id"].iloc[0], plans[id(s)], s.trace)
+    return Suggestions(kept, p, original_s, design.bound, max_parallel, design.notes)
+
+
+def _status(trace: Any) -> str:
+    root = trace[trace["kind"] == "pipeline"]
+    return str(root["status"].iloc[0]) if len(root) else "NotStarted"
+
+
+def _check_baseline(base: Any, name: str) -> None:
+    """Refuse to design from a simulation of the original that did not succeed: its makespan
+    is the time to the failure, not the pipeline's."""
+    from ..engine.scheduler import failure_lines
+
+    status = _status(base)
+    if status == "Success":
+        return
+    lines = failure_lines(base) or ["  (no step failed: see the trace's reason column)"]
+    raise LayoutError(
+        f"suggest_layout: the simulation of {name!r} ended {status}, so its time is not the pipeline's:\n"
+        + "\n".join(lines[:5])
+        + ("\n  …" if len(lines) > 5 else "")
+        + "\nfix it first (p.simulate() shows the trace): a step that reads an output of a step with a "
+        "body must declare it (Step(..., outputs=['name'])); a step that times out needs a shorter "
+        "duration or a longer timeout"
+    )
 
 
 def _same_time(a: float, b: float) -> bool:
@@ -872,7 +912,7 @@ def _by_old_fqn(known: dict[str, float], moved: dict[str, str]) -> Any:
     return duration
 
 
-def _references(plan: Any) -> list[tuple[Any, Any]]:
+def references(plan: Any) -> list[tuple[Any, Any]]:
     """``(reader, target)`` plan nodes for every reference that reads a finished value."""
     out = []
     for node in plan.nodes:

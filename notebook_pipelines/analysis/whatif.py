@@ -49,11 +49,13 @@ parallel        50.0      1.2         compile → unit         50.0
 
 from __future__ import annotations
 
+import array
 import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..engine import registry
 from ..engine.simulation import SimulationError, as_plan, simulate, simulate_records
 from ..errors import RunInterrupted
 from . import timing
@@ -63,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "MAX_RUNS",
     "PERCENTILES",
     "compare",
     "critical_path",
@@ -75,6 +78,9 @@ __all__ = [
 
 #: The percentiles :func:`monte_carlo` and :func:`summarize` report by default.
 PERCENTILES = (50, 90, 95, 99)
+#: the most runs of one :func:`monte_carlo` call: a million runs of even a one-step pipeline take
+#: about an hour and their results ~20 MB; beyond it, call it in batches (``seed=`` differs)
+MAX_RUNS = 1_000_000
 
 
 # -- reading a trace ----------------------------------------------------------------------------
@@ -125,6 +131,40 @@ def _from_records(plan: Any, records: list[tuple]) -> tuple[dict[str, Any], dict
     return outcome, stages
 
 
+def _unsimulatable(trace: pd.DataFrame) -> tuple[str, str] | None:
+    """``(fqn, error)`` of the first node that failed because the simulation could not evaluate
+    it — an input, condition, spec or looping strategy that does not resolve — or ``None``.
+
+    Such a failure is no executor's (its row has no ``worker``), unlike an injected failure or
+    a timeout: it says the design cannot be timed as it stands, so a baseline that has one is
+    refused instead of reporting the time to the failure.
+    """
+    bad = trace[(trace["status"] == "Failed") & trace["worker"].isna() & trace["error"].notna()]
+    if bad.empty:
+        return None
+    row = bad.iloc[0]
+    return str(row["fqn"]), str(row["error"])
+
+
+def _unsimulatable_records(plan: Any, records: list[tuple]) -> tuple[str, str] | None:
+    """:func:`_unsimulatable` of a simulation's records (no DataFrame)."""
+    for record in records:
+        if record.status == "Failed" and record.worker is None and record.error is not None:
+            node = plan.nodes[record.node] if record.node < len(plan.nodes) else None
+            return (node.fqn if node is not None else f"node {record.node}"), str(record.error)
+    return None
+
+
+def _refuse(what: str, found: tuple[str, str]) -> SimulationError:
+    fqn, error = found
+    first = error.splitlines()[0] if error else "?"
+    return SimulationError(
+        f"{what} cannot be simulated as it stands: {fqn} failed before it ran: {first} — fix the "
+        "design first (a step with a body declares the outputs others read: Step(..., outputs=['name']); "
+        "or give values with outputs={step: {name: value}})"
+    )
+
+
 def _outcome(trace: pd.DataFrame) -> dict[str, Any]:
     root = trace[trace["kind"] == "pipeline"].iloc[0]
     return {"makespan_s": float(root["end_s"] - root["start_s"]), "status": str(root["status"])}
@@ -164,6 +204,13 @@ def compare(
         time), ``steps`` (steps in the plan), ``attempts`` (step executions) and one
         ``stage:<id>`` column per stage with its duration (NaN where a design has no such
         stage or the stage never started).
+
+    Raises:
+        SimulationError: a design fails before one of its steps runs — an input, condition,
+            spec or looping strategy that cannot be resolved in virtual time (e.g. a step with
+            a body that declares no outputs, read by a later step): its time would be the time
+            to that failure. The message names the design, the node and the reason. Injected
+            failures and timeouts are reported in ``status``, not refused.
     """
     import pandas as pd
 
@@ -181,7 +228,11 @@ def compare(
     rows, stage_columns = [], {}
     for name, (_, own) in named.items():
         options = _merged(shared, own)
-        trace = simulate(plans[name], strict=False, run_id=f"compare-{name}", **options)
+        with registry.unremembered():  # compare's own runs: the user's runs stay known
+            trace = simulate(plans[name], strict=False, run_id=f"compare-{name}", **options)
+        found = _unsimulatable(trace)
+        if found is not None:
+            raise _refuse(f"compare(): design {name!r}", found)
         path = critical_path(trace)
         stages = _stage_durations(trace)
         stage_columns.update(dict.fromkeys(stages))
@@ -214,17 +265,15 @@ _LOOPING = ("matrix", "repeat", "parallelism")
 def plan_for(trace: pd.DataFrame, pipeline: Any = None) -> Any:
     """The plan a trace was made from: ``pipeline`` if given, else the run's registered plan.
 
-    The engine remembers the plan of each recent run by ``run_id``
+    The engine remembers the plan of each recent run, real or simulated
     (:mod:`~notebook_pipelines.engine.registry`); a trace read from a file has none.
 
     Raises:
         TraceError: no plan is known for the run, or ``pipeline`` lacks nodes of the trace.
     """
-    from ..engine import registry
     from ..errors import TraceError
 
     timing.check_trace(trace, "what_if()")
-    fqns = set(trace["fqn"].dropna().astype(str))
     if pipeline is not None:
         # an iteration's rows (and those below it) are the run's copies of a looped node (R46),
         # named with the iteration's postfix: the plan holds the looped node only
@@ -239,7 +288,7 @@ def plan_for(trace: pd.DataFrame, pipeline: Any = None) -> Any:
         return plan
     run_ids = trace["run_id"].dropna().unique()
     run_id = str(run_ids[0]) if len(run_ids) else ""
-    plan = registry.plan_of(run_id, pipeline=trace.attrs.get("pipeline"), fqns=fqns)
+    plan = registry.plan_for_trace(trace)
     if plan is None:
         raise TraceError(
             f"what_if(): no pipeline is known for the run {run_id!r} (a trace read from a file, or a "
@@ -283,8 +332,9 @@ def what_if(
     """Re-simulate the pipeline of ``trace`` with its measured durations, changed as asked.
 
     Both rows are simulations of the trace's own pipeline with the durations and failures
-    measured in it (:func:`measured`): ``as run`` unchanged, ``what if`` with the changes, so
-    the difference is the changes' alone.
+    measured in it (:func:`measured`) and the output variables its steps published (later steps
+    read them as they did): ``as run`` unchanged, ``what if`` with the changes, so the
+    difference is the changes' alone.
 
     Args:
         trace: one run's trace (``run()``, ``simulate()`` or ``read_trace``).
@@ -296,8 +346,8 @@ def what_if(
         pipeline: the pipeline (or plan) the trace ran; needed when the session does not
             know it (a trace read from a file).
         **simulate_options: ``default``, ``failures``, ``interventions``, ``outputs``,
-            ``seed`` as :func:`simulate` takes them (a ``failures`` mapping is merged over
-            the measured failures of both rows).
+            ``seed`` as :func:`simulate` takes them (a ``failures`` or ``outputs`` mapping is
+            merged over what was measured, for both rows).
 
     Returns:
         The :func:`compare` table of ``as run`` and ``what if`` (makespan, speed-up, status,
@@ -315,8 +365,6 @@ def what_if(
     as run          5.0       0.0             a
     what if         3.0      -2.0             b
     """
-    from ..engine.simulation import _StepTable
-
     plan = plan_for(trace, pipeline)
     timing.check_trace(trace, "what_if()")
     unknown = set(simulate_options) - {"default", "failures", "interventions", "outputs", "seed"}
@@ -327,26 +375,42 @@ def what_if(
         )
     base, failures = measured(trace)
     if simulate_options.get("failures") is not None:
-        extra = _StepTable("failures", simulate_options.pop("failures"), plan, strict=True)
-        for node in plan.steps:
-            value = extra.get(node)
-            if value is not _missing():
-                failures[node.fqn] = value
+        _overlay(failures, "failures", simulate_options.pop("failures"), plan)
     changed = dict(base)
     if durations is not None:
-        table = _StepTable("durations", durations, plan, strict=True)
-        for node in plan.steps:
-            value = table.get(node)
-            if value is not _missing():
-                changed[node.fqn] = value
+        _overlay(changed, "durations", durations, plan)
+    outputs = _published(trace)  # what the bodies published: later steps read it as they did
+    if simulate_options.get("outputs") is not None:
+        _overlay(outputs, "outputs", simulate_options.pop("outputs"), plan)
     other = _with_strategies(plan, strategy) if strategy else plan
     designs = {
-        "as run": (plan, {"durations": base, "failures": failures}),
-        "what if": (other, {"durations": changed, "failures": failures}),
+        "as run": (plan, {"durations": base, "failures": failures, "outputs": outputs or None}),
+        "what if": (other, {"durations": changed, "failures": failures, "outputs": outputs or None}),
     }
     result = compare(designs, **simulate_options)
     result.insert(1, "change_s", result["makespan_s"] - result["makespan_s"].iloc[0])
     return result
+
+
+def _published(trace: pd.DataFrame) -> dict[str, dict]:
+    """The output variables each step published in ``trace`` (its last attempt that did), by FQN."""
+    rows = trace[(trace["kind"] == "step") & trace["outputs"].notna()]
+    out: dict[str, dict] = {}
+    for fqn, value in zip(rows["fqn"].astype(str), rows["outputs"]):
+        if isinstance(value, dict) and value:
+            out[fqn] = dict(value)
+    return out
+
+
+def _overlay(values: dict, option: str, mapping: Any, plan: Any) -> None:
+    """Set ``values[fqn]`` for every step that ``mapping`` (an option of :func:`simulate`) names."""
+    from ..engine.simulation import _StepTable
+
+    table = _StepTable(option, mapping, plan, strict=True)
+    for node in plan.steps:
+        value = table.get(node)
+        if value is not _missing():
+            values[node.fqn] = value
 
 
 def _missing() -> Any:
@@ -475,10 +539,18 @@ def monte_carlo(
             same defaults); give distributions (``lambda rng: rng.lognormal(3, 0.25)``, scipy
             frozen distributions) for what varies, and failure probabilities
             (``{"deploy": 0.1}``).
-        runs: how many simulations.
+        runs: how many simulations, at most :data:`MAX_RUNS` (a million). The seeds are made
+            one run at a time and the results kept as columns (~17 bytes a run, 8 more per
+            stage), so a large ``runs`` costs no memory before the first run.
         seed: run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``.
         percentiles: what :func:`summarize` reports for these runs (kept in ``attrs``).
         progress: show a progress bar (tqdm if installed, else a counter on stderr).
+
+    Raises:
+        SimulationError: ``runs`` is not a whole number from 1 to :data:`MAX_RUNS`, or an
+            option is invalid (checked on the first run).
+        RunInterrupted: Ctrl-C (or a kernel interrupt); its ``trace`` is the DataFrame of
+            the runs that finished.
 
     Returns:
         A DataFrame with columns ``run``, ``seed`` (``simulate(p, seed=…)`` replays the run),
@@ -486,6 +558,9 @@ def monte_carlo(
         only (``pipeline``, ``seed``, ``runs``, ``percentiles``): a DataFrame in ``attrs``
         would break ``merge``/``concat`` (pandas compares attrs with ``==``), so the summary
         is :func:`summarize` of the result rather than an attribute.
+
+    Raises:
+        SimulationError: a run fails before one of its steps runs (as :func:`compare` refuses).
 
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")
@@ -502,41 +577,74 @@ def monte_carlo(
 
     if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
         raise SimulationError(f"monte_carlo(runs={runs!r}): give a whole number of runs ≥ 1")
+    if runs > MAX_RUNS:
+        raise SimulationError(
+            f"monte_carlo(runs={runs:,}): at most {MAX_RUNS:,} runs in one call; a percentile needs far "
+            f"fewer (p99 is stable within a few thousand): call it in batches with seed=0, 1, 2, … "
+            "and pd.concat the results if you really need more"
+        )
     _check_percentiles(percentiles)
-    plan = as_plan(pipeline)
-    seeds = [int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(seed).spawn(runs)]
     options = {
         "durations": durations,
         "default": default,
         "failures": failures,
         "interventions": interventions,
     }
-    rows: list[dict] = []
-    stage_columns: dict[str, None] = {}
+    # the results as columns, appended run by run: 17 bytes a run, plus 8 a stage
+    seeds: array.array = array.array("Q")
+    makespans: array.array = array.array("d")
+    statuses: list[str] = []
+    stage_columns: dict[str, array.array] = {}
 
-    def frame_of(rows: list[dict]) -> pd.DataFrame:
-        frame = pd.DataFrame(rows, columns=["run", "seed", "makespan_s", "status", *stage_columns])
-        frame["seed"] = frame["seed"].astype("uint64")
-        frame.attrs.update(
-            pipeline=plan.pipeline.id, seed=seed, runs=len(rows), percentiles=tuple(percentiles)
-        )
+    def frame_of() -> pd.DataFrame:
+        n = len(makespans)
+        columns = {
+            "run": np.arange(n, dtype="int64"),
+            "seed": np.frombuffer(seeds, dtype="uint64")[:n].copy(),
+            "makespan_s": np.frombuffer(makespans, dtype="float64").copy(),
+            "status": statuses[:n],
+            **{
+                key: np.frombuffer(values, dtype="float64")[:n].copy()
+                for key, values in stage_columns.items()
+            },
+        }
+        frame = pd.DataFrame(columns)
+        name = plan.pipeline.id if plan is not None else getattr(pipeline, "id", None)
+        frame.attrs.update(pipeline=name, seed=seed, runs=n, percentiles=tuple(percentiles))
         return frame
 
+    plan: Any = None
     try:
+        plan = as_plan(pipeline)
         with _Progress(runs, progress) as bar:
-            for i, run_seed in enumerate(seeds):
+            for i in range(runs):
+                # the i-th child of SeedSequence(seed), made when needed (spawn(runs) made them all first)
+                run_seed = int(np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1, np.uint64)[0])
                 records = simulate_records(plan, seed=run_seed, strict=i == 0, outputs=outputs, **options)
+                found = _unsimulatable_records(plan, records)
+                if found is not None:
+                    raise _refuse(f"monte_carlo(): {plan.pipeline.id!r} (run {i}, seed {run_seed})", found)
                 outcome, stages = _from_records(plan, records)
-                stage_columns.update(dict.fromkeys(stages))
-                rows.append({"run": i, "seed": run_seed, **outcome, **stages})
+                for key, value in stages.items():
+                    if key not in stage_columns:  # a stage first seen now: missing in earlier runs
+                        stage_columns[key] = array.array("d", [math.nan]) * i
+                    stage_columns[key].append(value)
+                for key, values in stage_columns.items():
+                    if key not in stages:
+                        values.append(math.nan)
+                seeds.append(run_seed)
+                statuses.append(outcome.get("status"))
+                # last: a run counts once its makespan is appended
+                makespans.append(outcome.get("makespan_s", math.nan))
                 bar.update()
     except KeyboardInterrupt:
-        done = frame_of(rows)  # only the runs that ended: the interrupted one is not counted
+        done = frame_of()  # only the runs that ended: the interrupted one is not counted
         raise RunInterrupted(
-            f"monte_carlo interrupted after {len(rows)} of {runs} runs; the finished runs are in .trace",
+            f"monte_carlo interrupted after {len(makespans)} of {runs:,} runs; "
+            "the finished runs are in .trace",
             done,
         ) from None
-    return frame_of(rows)
+    return frame_of()
 
 
 def summarize(results: pd.DataFrame, percentiles: Sequence[float] | None = None) -> pd.DataFrame:

@@ -72,6 +72,7 @@ from __future__ import annotations
 import inspect
 import queue
 import socket
+import struct
 import sys
 import threading
 import time
@@ -93,10 +94,11 @@ except ImportError as exc:  # pragma: no cover - the extra is installed where th
 
 from ..definition.statuses import ABORTED, FAILED, SUCCESS
 from ..engine.context import StepCancelled, StepContext
-from ..engine.executors.base import Job, Outcome, call_body, outcome_of_exception
+from ..engine.executors.base import Job, Outcome, call_body, check_outputs, outcome_of_exception, refuse_unrun
 from ..engine.executors.threads import captured
 from ..engine.steptypes import step_type
-from ..errors import DefinitionError, PipelineError, Problem, StepError
+from ..errors import DefinitionError, Problem, StepError
+from .errors import ClusterError
 
 __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
 
@@ -104,10 +106,6 @@ __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
 KEY_PREFIX = "nbp-"
 #: the name the worker plugin is registered under (once per client; idempotent)
 PLUGIN = "notebook-pipelines-stop-bodies"
-
-
-class ClusterError(PipelineError, ConnectionError):
-    """The Dask cluster cannot take the run: unreachable, or no worker connected."""
 
 
 # -- on the worker --------------------------------------------------------------------------------
@@ -205,6 +203,7 @@ def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: list[
         else:
             namespace = dict(step.namespace) if step.namespace is not None else None
             result = call_body(step, ctx, namespace)
+        refuse_unrun(result)
         outputs = dict(ctx.outputs)
         if isinstance(result, dict):
             outputs.update(result)
@@ -213,7 +212,7 @@ def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: list[
                 f"RuntimeWarning: {step.fqn}: the body returned a {type(result).__name__}, which is "
                 "ignored; return a dict (or set ctx.outputs[...]) to publish output variables"
             )
-        outputs = outputs or None
+        outputs = check_outputs(step.fqn, outputs)
         unsent = _unsendable(outputs)
         if unsent:
             return FAILED, "Unknown", unsent, None
@@ -284,17 +283,72 @@ def _error_type(exc: BaseException) -> str:
     return outcome_of_exception(exc)[1]
 
 
-def _reachable(address: str, timeout: float) -> None:
-    """Raise OSError when nothing listens at a ``tcp://`` address (other protocols: no check).
+#: the most bytes of a scheduler's first message (its handshake: a few hundred bytes)
+_HANDSHAKE_BYTES = 64 * 1024
 
-    Checked before making the client: a ``Client`` that fails to connect leaves its event-loop
-    thread running (distributed 2026.8), one per attempt.
+
+class _NotDask(Exception):
+    """The peer answered, but not as a Dask scheduler does."""
+
+
+def _receive(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """Exactly ``n`` bytes, each wait at most until ``deadline``."""
+    data = bytearray()
+    while len(data) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+        chunk = sock.recv(min(n - len(data), 65536))
+        if not chunk:
+            raise _NotDask("it closed the connection without the handshake a Dask scheduler sends")
+        data += chunk
+    return bytes(data)
+
+
+def _handshake(address: str, timeout: float) -> None:
+    """Check that a Dask scheduler listens at a ``tcp://`` address (other protocols: no check):
+    connect and read the handshake a scheduler sends first, all within ``timeout`` seconds, and
+    without trusting what comes back (a length is checked before anything is read or allocated).
+
+    Checked before making the client: a ``Client`` pointed at another service waits for ever for
+    the handshake (an HTTP server waits for a request), or allocates what a hostile length prefix
+    says (1 TiB: ``MemoryError``); one that fails leaves its event-loop thread running and delays
+    the interpreter's exit (distributed 2026.8).
+
+    Raises:
+        OSError: nothing listens there (or the name does not resolve).
+        TimeoutError: no handshake within ``timeout``.
+        _NotDask: something else answered.
     """
     from distributed.comm import get_address_host_port
+    from distributed.protocol.core import loads
 
-    if address.startswith("tcp://") or "://" not in address:
-        host, port = get_address_host_port(address if "://" in address else f"tcp://{address}")
-        socket.create_connection((host, port), timeout=timeout).close()
+    if not (address.startswith("tcp://") or "://" not in address):
+        return
+    host, port = get_address_host_port(address if "://" in address else f"tcp://{address}")
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        (size,) = struct.unpack("Q", _receive(sock, 8, deadline))
+        if not 16 <= size <= _HANDSHAKE_BYTES:
+            raise _NotDask(
+                f"its first message announces {size:,} bytes, where a scheduler's handshake has a few hundred"
+            )
+        blob = _receive(sock, size, deadline)
+    (count,) = struct.unpack_from("Q", blob)
+    lengths = struct.unpack_from(f"{count}Q", blob, 8) if 1 <= count <= 16 and 8 * (count + 1) <= size else ()
+    if not lengths or 8 * (count + 1) + sum(lengths) != size:
+        raise _NotDask("its first message is not in Dask's framing")
+    frames, start = [], 8 * (count + 1)
+    for length in lengths:
+        frames.append(blob[start : start + length])
+        start += length
+    try:
+        info = loads(frames, deserialize=False)
+    except Exception:  # any decoding error: not Dask's handshake
+        info = None
+    if not isinstance(info, dict) or "compression" not in info:
+        raise _NotDask("its first message is not a Dask handshake")
 
 
 class _Events:
@@ -407,13 +461,29 @@ class DaskExecutor:
     def client(self) -> Any:
         """The ``distributed.Client`` (connected on first use when made from an address)."""
         if self._client is None:
+            how = (
+                f"start one with `dask scheduler` and workers with `dask worker {self.address}`, or check "
+                "the address (the scheduler listens on 8786; 8787 is its dashboard)"
+            )
             try:
-                _reachable(self.address, self.timeout)
-                self._client = Client(self.address, timeout=self.timeout, set_as_default=False)
-            except (OSError, TimeoutError, ValueError) as exc:
+                _handshake(self.address, self.timeout)
+            except _NotDask as exc:
+                raise ClusterError(f"{self.address!r} is not a Dask scheduler: {exc}; {how}") from None
+            except TimeoutError:  # before OSError: socket.timeout is both
                 raise ClusterError(
-                    f"cannot reach the Dask scheduler at {self.address!r}: {exc}; start one with "
-                    f"`dask scheduler` and workers with `dask worker {self.address}`, or check the address"
+                    f"no Dask scheduler answered at {self.address!r} within {self.timeout:g} s (something "
+                    f"accepted the connection but sent no Dask handshake); {how}"
+                ) from None
+            except (OSError, ValueError) as exc:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {self.address!r}: {exc}; {how}"
+                ) from None
+            try:
+                self._client = Client(self.address, timeout=self.timeout, set_as_default=False)
+            except Exception as exc:  # MemoryError too: whatever the peer did, a ClusterError
+                raise ClusterError(
+                    f"cannot connect to the Dask scheduler at {self.address!r}: {type(exc).__name__}: "
+                    f"{str(exc)[:200]}; {how}"
                 ) from None
         return self._client
 
@@ -468,8 +538,8 @@ class DaskExecutor:
         packed: dict[int, bytes] = {}
         resources: dict[int, dict[str, int]] = {}
         for node in plan.nodes:
-            if node.kind != "step":
-                continue
+            if node.kind != "step" or node.barrier is not None:
+                continue  # a Barrier step runs nothing: the scheduler waits there (R56)
             tags = _tags(node.delegate_selectors)
             if tags:
                 resources[node.index] = dict.fromkeys(tags, 1)

@@ -89,6 +89,14 @@ def call_problem(fn: Any, inputs: Iterable[str] = ()) -> tuple[str, str] | None:
     >>> call_problem(body, ["x"]) is None, call_problem(body, [])[0]
     (True, 'the body body(ctx, x, y=2) needs x, which no input gives')
     """
+    kind = _not_plain(fn)
+    if kind is not None:
+        name = getattr(fn, "__name__", "body")
+        return (
+            f"the body {name} is {kind}: run() calls a body and takes what it returns, so calling "
+            "it would run nothing and the step would succeed without doing its work",
+            _PLAIN_FIXES[kind].format(name=name if name.isidentifier() else "body"),
+        )
     sig = _signature(fn)
     if sig is None:
         return None
@@ -140,6 +148,32 @@ def call_problem(fn: Any, inputs: Iterable[str] = ()) -> tuple[str, str] | None:
             f"the body {shown} cannot be called as {call}: {err}",
             f"write it as def {name}({first}{', '.join(names)}) or def {name}({first}**inputs)",
         )
+    return None
+
+
+_PLAIN_FIXES = {
+    "an async function (async def)": "write it as a plain def that runs the coroutine to its end: "
+    "def {name}(ctx): return asyncio.run(main(ctx))",
+    "a generator function (it yields)": "write it as a plain def that consumes the generator: "
+    "def {name}(ctx): for item in produce(): ...",
+    "an async generator function": "write it as a plain def that runs the async code to its end "
+    "with asyncio.run(...)",
+}
+
+
+def _not_plain(fn: Any) -> str | None:
+    """What makes ``fn`` (or a callable object's ``__call__``) no plain function, or ``None``."""
+    calls = (vars(k)["__call__"] for k in type(fn).__mro__ if "__call__" in vars(k))
+    call = None if inspect.isroutine(fn) else next(calls, None)  # a callable object's method
+    for target in (fn, call):
+        if target is None:
+            continue
+        if inspect.iscoroutinefunction(target):
+            return "an async function (async def)"
+        if inspect.isasyncgenfunction(target):
+            return "an async generator function"
+        if inspect.isgeneratorfunction(target):
+            return "a generator function (it yields)"
     return None
 
 

@@ -26,7 +26,11 @@ Grammar (EBNF-ish; ``binop`` is parsed by precedence climbing, all binary operat
 Inside a wrapper a ``>`` closes it when what follows cannot start an operand (``<+<+a> > 3>`` works;
 write ``(<+<+a> + 1>) - 1``, not ``<+<+a> + 1> - 1``). Inside a *template* the first ``>`` outside
 parentheses closes it (write ``gt`` or use parentheses there).
-Limits: ``MAX_LENGTH`` characters, ``MAX_DEPTH`` levels of nesting, ``MAX_PATTERN`` regex characters.
+Limits: ``MAX_LENGTH`` characters, ``MAX_DEPTH`` levels of nesting, ``MAX_PATTERN`` regex characters;
+a value the expression builds (concatenation, template, a list as text, a method's result) at most
+``MAX_VALUE`` characters, ``split`` at most ``MAX_ITEMS`` items — refused with an ExpressionError at
+the operator or reference that went over. Evaluation takes time linear in what it builds: a chain
+of ``+`` on strings is joined once, not copied at each step.
 
 Coercion rules (the choices made where JEXL/Harness are loose):
 
@@ -82,6 +86,12 @@ __all__ = ["Expression", "Reference", "is_expression", "parse_condition", "parse
 MAX_LENGTH = 10_000
 MAX_DEPTH = 100
 MAX_PATTERN = 1_000
+#: the most characters of a value an expression builds (a concatenation, a rendered template or
+#: list, a method's result): 10 MB, far above any real input, far below what takes a kernel's
+#: memory (380 references to a 10 MB variable in one template were 3.8 GB)
+MAX_VALUE = 10 * 2**20
+#: the most items ``split`` makes
+MAX_ITEMS = 100_000
 _MAX_DIGITS = 300
 _MAX_BITS = 4_000
 
@@ -123,6 +133,17 @@ class Expression:
     references: tuple[Reference, ...]
     kind: str = "condition"
     _node: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def raw(self) -> bool:
+        """A template that is exactly one reference: its value is the referenced value itself
+        (nothing is built).
+
+        >>> parse_template("<+a.b>").raw, parse_template("x<+a>").raw, parse_condition("<+a>").raw
+        (True, False, False)
+        """
+        parts = self._node[2] if self.kind == "template" else ()
+        return len(parts) == 1 and not isinstance(parts[0], str) and parts[0][0] == "ref"
 
     def evaluate(self, resolve: Callable[[Reference], Any]) -> Any:
         """Evaluate with ``resolve(ref)`` supplying reference values.
@@ -529,21 +550,41 @@ class _Parser:
 # ------------------------------------------------------------------------------------- evaluation
 
 
-def _to_text(value: Any) -> str:
+class _TooLong(Exception):
+    """A value over its budget of characters (turned into an ExpressionError where it happened)."""
+
+
+def _to_text(value: Any, limit: int = MAX_VALUE) -> str:
+    """``value`` as Harness renders it, at most ``limit`` characters (else ``_TooLong``: a list is
+    given up as soon as it goes over, never rendered whole)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_to_text(item) for item in value) + "]"
-    return str(value)
+        out, size = [], 2
+        for item in value:
+            text = _to_text(item, limit - size)
+            size += len(text) + 2
+            if size > limit + 2:
+                raise _TooLong
+            out.append(text)
+        return "[" + ", ".join(out) + "]"
+    text = value if type(value) is str else str(value)
+    if len(text) > limit:
+        raise _TooLong
+    return text
 
 
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
     kind = {bool: "boolean", str: "string", int: "number", float: "number", list: "list"}
-    return f"{kind.get(type(value), type(value).__name__)} {_to_text(value)[:40]!r}"
+    try:
+        shown = repr(_to_text(value[:41] if isinstance(value, str) else value, 200)[:40])
+    except _TooLong:
+        shown = f"of {len(value)} items" if isinstance(value, (list, tuple)) else "(too long to show)"
+    return f"{kind.get(type(value), type(value).__name__)} {shown}"
 
 
 def _parse_number(text: str) -> int | float | None:
@@ -594,6 +635,8 @@ def _mod(x: int | float, y: int | float) -> int | float:
 
 def _split(text: str, sep: Any) -> list[str]:
     sep = _to_text(sep)
+    if (text.count(sep) + 1 if sep else len(text)) > MAX_ITEMS:
+        raise _TooLong(f"split() would make over {MAX_ITEMS:,} items (limit {MAX_ITEMS:,})")
     return text.split(sep) if sep else list(text)
 
 
@@ -665,6 +708,13 @@ class _Evaluator:
         raise ExpressionError(message, self.text, pos)
 
     def walk(self, node: tuple[Any, ...]) -> Any:
+        try:
+            return self._walk(node)
+        except _TooLong as err:  # where the value went over: this node's position
+            reason = err.args[0] if err.args else f"the value is over {MAX_VALUE:,} characters"
+            self.fail(f"{reason} (limit {MAX_VALUE:,}): an expression builds no values that large", node[1])
+
+    def _walk(self, node: tuple[Any, ...]) -> Any:
         match node[0]:
             case "lit":
                 return node[2]
@@ -688,7 +738,27 @@ class _Evaluator:
     def template(self, parts: tuple[Any, ...]) -> Any:
         if len(parts) == 1 and not isinstance(parts[0], str):
             return self.walk(parts[0])
-        return "".join(p if isinstance(p, str) else _to_text(self.walk(p)) for p in parts)
+        out, size = [], 0
+        for part in parts:
+            text = part if isinstance(part, str) else self.text_of(self.walk(part), MAX_VALUE - size, part[1])
+            size += len(text)
+            if size > MAX_VALUE:
+                self.too_long(part[1] if not isinstance(part, str) else 0)
+            out.append(text)
+        return "".join(out)
+
+    def text_of(self, value: Any, limit: int, pos: int) -> str:
+        try:
+            return _to_text(value, limit)
+        except _TooLong:
+            self.too_long(pos)
+
+    def too_long(self, pos: int) -> NoReturn:
+        self.fail(
+            f"the value is over {MAX_VALUE:,} characters (limit {MAX_VALUE:,}): an expression builds "
+            "no values that large",
+            pos,
+        )
 
     def reference(self, ref: Reference) -> Any:
         try:
@@ -705,9 +775,25 @@ class _Evaluator:
             chain.append(node)
             node = node[3]
         value = self.walk(node)
+        parts: list[str] | None = None  # a run of `+` on a string: joined once, in linear time
+        size = 0
         for _, pos, op, _, right in reversed(chain):
-            value = self.apply(op, pos, value, right)
-        return value
+            if op == "+" and isinstance(value, str):
+                if parts is None:
+                    parts, size = [value], len(value)
+                item = self.walk(right)
+                if item is None:
+                    self.fail("cannot concatenate null", pos)
+                text = self.text_of(item, MAX_VALUE - size, pos)
+                size += len(text)
+                if size > MAX_VALUE:
+                    self.too_long(pos)
+                parts.append(text)
+                continue
+            if parts is not None:
+                value, parts = "".join(parts), None
+            value = self.apply(op, pos, value, right)  # `1 + "a"` starts a string: the next `+` joins
+        return "".join(parts) if parts is not None else value
 
     def apply(self, op: str, pos: int, left: Any, right_node: tuple[Any, ...]) -> Any:
         if op == "&&":
@@ -738,7 +824,8 @@ class _Evaluator:
         if op == "+" and (isinstance(left, str) or isinstance(right, str)):
             if left is None or right is None:
                 self.fail("cannot concatenate null", pos)
-            return _to_text(left) + _to_text(right)
+            head = self.text_of(left, MAX_VALUE, pos)
+            return head + self.text_of(right, MAX_VALUE - len(head), pos)
         x, y = self.number(left, pos, op), self.number(right, pos, op)
         try:
             result = _ARITH[op](x, y)
@@ -774,4 +861,6 @@ class _Evaluator:
                 receivers = "strings and lists" if on_list else "strings"
                 self.fail(f"cannot call .{name}() on {_describe(value)} (it applies to {receivers})", pos)
             value = impl(value, *(self.walk(arg) for arg in args))
+            if isinstance(value, str) and len(value) > MAX_VALUE:  # toUpperCase() may grow a text
+                self.too_long(pos)
         return value

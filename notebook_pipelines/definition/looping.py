@@ -56,7 +56,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PipelineError
+from ..errors import PipelineError, excerpt
 from .limits import short
 
 __all__ = [
@@ -569,9 +569,28 @@ def iterations(
         kept.append((indices, combo))
     n = len(kept)
     return [
-        Iteration(i, n, postfix(indices, tuple(combo.values())), "matrix", matrix=combo)
+        Iteration(i, n, _postfix(postfix, indices, tuple(combo.values())), "matrix", matrix=combo)
         for i, (indices, combo) in enumerate(kept)
     ]
+
+
+def _postfix(fn: Callable, indices: tuple[int, ...], values: tuple) -> str:
+    """``fn(indices, values)``, the postfix of one matrix iteration (R53): a failure of the user's
+    function, or a value that is not text, is a :class:`LoopingError` (the node fails, named)."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    try:
+        text = fn(indices, values)
+    except Exception as err:  # the user's function: any failure becomes the node's, with its name
+        raise LoopingError(
+            f"the matrix postfix function {name} raised {type(err).__name__}: {excerpt(str(err), 120)} "
+            f"for the indices {indices} and values {short(values)}; fix the function"
+        ) from None
+    if not isinstance(text, str):
+        raise LoopingError(
+            f"the matrix postfix function {name} returned {short(text)} (of type {type(text).__name__}) "
+            f"for the indices {indices}; a postfix is text, e.g. '_' + '_'.join(map(str, indices))"
+        )
+    return text
 
 
 def _cut(items: list, strategy: Repeat) -> list:

@@ -34,7 +34,7 @@ Nothing here checks the rules; ``validation.py`` does, all at once, before anyth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, Union
@@ -87,9 +87,44 @@ class _Drawable:
     def _pipeline_for_display(self) -> Pipeline:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def render(self, trace: Any = None, **options: Any) -> Any:
-        """The Graphviz picture (``graphviz.Digraph``) of this node, coloured by ``trace``."""
-        return verb("render")(self._pipeline_for_display(), trace, **options)
+    def render(
+        self,
+        trace: Any = None,
+        *,
+        direction: str = "auto",
+        legend: bool | None = None,
+        title: str | None = None,
+        color_by: str = "status",
+        iterations: str = "badge",
+        size: str | None = None,
+        full: bool = False,
+    ) -> Any:
+        """The picture of this node (a ``graphviz.Digraph``), coloured by a run's ``trace``.
+
+        The picture displays itself in a notebook; from a script, ``.save("p.svg")`` (or
+        ``.png``, ``.pdf``, ``.dot``) writes it and ``.source`` is its DOT text.
+
+        Args:
+            trace: the trace DataFrame of a run of this pipeline, to colour nodes by status.
+            direction: ``"LR"`` (left to right), ``"TB"``, ``"RL"``, ``"BT"``, or ``"auto"``
+                (left to right, or top to bottom when that reads larger in a notebook).
+            legend: draw the status legend; ``None``: when a trace is given.
+            title: the picture's title; ``None``: the pipeline's name (and status with a
+                trace); ``""``: none.
+            color_by: what a step's fill shows: ``"status"``, ``"duration"`` or ``"slack"``
+                (the last two need a trace).
+            iterations: ``"badge"`` (a looped node drawn once) or ``"expand"`` (each
+                iteration drawn, with a trace).
+            size: Graphviz's ``size`` in inches (``"8,5"``); ``None`` keeps the natural size.
+            full: draw every node even of a very large pipeline (by default, above a few
+                hundred nodes the picture is a summary with long lists shortened).
+
+        See :func:`notebook_pipelines.render`.
+        """
+        return verb("render")(
+            self._pipeline_for_display(), trace, direction=direction, legend=legend, title=title,
+            color_by=color_by, iterations=iterations, size=size, full=full,
+        )  # fmt: skip
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
         return verb("mimebundle")(self._pipeline_for_display())
@@ -163,6 +198,17 @@ class Parallel:
         return f"Parallel({self.ids!r})"
 
 
+def _alone(node: Any, verb: str, run: Any, settings: dict) -> Any:
+    """``node`` given to ``step()``/``step_group()`` whole: refuse settings given beside it."""
+    if run is not None or settings:
+        given = ", ".join([*(["run"] if run is not None else []), *settings])
+        raise TypeError(
+            f"{verb}() got a {type(node).__name__} and settings ({given}): put the settings in the "
+            f"{type(node).__name__}(...) and pass it alone, or use add()"
+        )
+    return node
+
+
 class _Container(_Drawable):
     """The builder methods shared by stages and step groups (and, for stages, pipelines)."""
 
@@ -214,17 +260,95 @@ class _Container(_Drawable):
             cache = caches[id(scope)] = (len(scope), set(_ids(scope)))
         return cache[1]
 
-    def step(self, id: str, run: Callable | str | None = None, **settings: Any) -> Step:
-        """Add (or redefine) a step at the cursor and return it.
+    def step(
+        self,
+        id: str | Step,
+        run: Callable | str | None = None,
+        *,
+        name: str | None = None,
+        when: Any = None,
+        failure_strategies: Any = None,
+        timeout: float | str | None = None,
+        delegate_selectors: list[str] | None = None,
+        strategy: Any = None,
+        variables: dict | None = None,
+        duration: Any = None,
+        type: str | None = None,
+        spec: dict | None = None,
+        inputs: dict | None = None,
+        outputs: list[str] | None = None,
+        extra: dict | None = None,
+    ) -> Step:
+        """Add (or redefine) a step at the cursor and return it; a ready-made ``Step`` is added
+        as it is (as :meth:`add` does), with no settings beside it.
+
+        Args:
+            id: the step's identifier (letters, digits, ``_``, ``$``; not starting with a digit).
+            run: the body: a callable ``fn()``, ``fn(ctx)`` or ``fn(ctx, **inputs)``, code
+                text, or None (a step that only takes its ``duration`` in a simulation).
+            name: display name (default: ``id``).
+            when: ``"Success"`` (default), ``"Failure"``, ``"All"``, a ``<+…>`` condition, or
+                ``nbp.When(status, condition)``.
+            failure_strategies: ``[nbp.OnFailure(error_types, action), …]`` or one action.
+            timeout: seconds or a Harness duration (``"1m 30s"``).
+            delegate_selectors: the delegates (Dask worker resources) that may run it.
+            strategy: a looping strategy: ``nbp.Matrix(…)``, ``nbp.Repeat(…)``,
+                ``nbp.Parallelism(n)``.
+            variables: step variables.
+            duration: what ``simulate()`` takes for this step: seconds, a Harness duration,
+                or a sampler (``lambda rng: …``, a frozen scipy distribution).
+            type, spec: a typed step as Harness data (``type="ShellScript"``).
+            inputs: keyword arguments of the body; strings may embed ``<+…>`` expressions.
+            outputs: names exported as output variables.
+            extra: Harness keys the model has no field for (kept through YAML).
 
         >>> s = Stage("build")
         >>> s.step("compile", duration="30s")
         Step('compile')
+        >>> s.step(Step("lint"))
+        Step('lint')
         """
+        settings = dict(name=name, when=when, failure_strategies=failure_strategies, timeout=timeout,
+                        delegate_selectors=delegate_selectors, strategy=strategy, variables=variables,
+                        duration=duration, type=type, spec=spec, inputs=inputs, outputs=outputs,
+                        extra=extra)  # fmt: skip
+        if isinstance(id, Step):
+            given = {k: v for k, v in settings.items() if v is not None}
+            return self.add(_alone(id, "step", run, given))
         return self.add(Step(id, run, **settings))
 
-    def step_group(self, id: str, **settings: Any) -> StepGroup:
-        """Add (or redefine) a step group at the cursor; use it as a context manager."""
+    def step_group(
+        self,
+        id: str | StepGroup,
+        *,
+        name: str | None = None,
+        when: Any = None,
+        failure_strategies: Any = None,
+        timeout: float | str | None = None,
+        delegate_selectors: list[str] | None = None,
+        strategy: Any = None,
+        variables: dict | None = None,
+        extra: dict | None = None,
+    ) -> StepGroup:
+        """Add (or redefine) a step group at the cursor; use it as a context manager. A
+        ready-made ``StepGroup`` is added as it is, with no settings beside it.
+
+        The settings are a step's (see :meth:`step`) and apply to the group: its ``when``
+        decides whether it runs, its failure strategies cover its steps, its timeout the
+        whole group (``rules="current"``).
+
+        >>> s = Stage("build")
+        >>> with s.step_group("tests", when="All") as tests:
+        ...     _ = tests.step("unit")
+        >>> tests
+        StepGroup('tests', ['unit'])
+        """
+        settings = dict(name=name, when=when, failure_strategies=failure_strategies, timeout=timeout,
+                        delegate_selectors=delegate_selectors, strategy=strategy, variables=variables,
+                        extra=extra)  # fmt: skip
+        if isinstance(id, StepGroup):
+            given = {k: v for k, v in settings.items() if v is not None}
+            return self.add(_alone(id, "step_group", None, given))
         return self.add(StepGroup(id, **settings))
 
     @contextmanager
@@ -387,9 +511,47 @@ class Pipeline(_Container):
     def display_name(self) -> str:
         return self.name or self.id
 
-    def stage(self, id: str, **settings: Any) -> Stage:
-        """Add (or redefine) a stage at the cursor; use it as a context manager."""
-        return self.add(Stage(id, **settings))
+    def stage(
+        self,
+        id: str,
+        *,
+        name: str | None = None,
+        type: str = "Custom",
+        when: Any = None,
+        failure_strategies: Any = None,
+        timeout: float | str | None = None,
+        delegate_selectors: list[str] | None = None,
+        strategy: Any = None,
+        variables: dict | None = None,
+        resource: str | None = None,
+        spec: dict | None = None,
+        extra: dict | None = None,
+    ) -> Stage:
+        """Add (or redefine) a stage at the cursor; use it as a context manager.
+
+        Args:
+            id: the stage's identifier.
+            name: display name (default: ``id``).
+            type: Harness's stage type (``"Custom"``, ``"Deployment"``, ``"CI"``…).
+            when, failure_strategies, timeout, delegate_selectors, strategy, variables: as on
+                a step (:meth:`Stage.step`), for the whole stage; ``variables`` are read as
+                ``<+stage.variables.NAME>``.
+            resource: a key that keeps parallel stages on one infrastructure from
+                overlapping: they queue in list order.
+            spec: Harness's stage ``spec`` data beyond the execution list.
+            extra: Harness keys the model has no field for (kept through YAML).
+
+        >>> p = Pipeline("release")
+        >>> with p.stage("deploy", variables={"region": "eu"}) as deploy:
+        ...     _ = deploy.step("rollout")
+        >>> deploy
+        Stage('deploy', ['rollout'])
+        """
+        return self.add(
+            Stage(id, name=name, type=type, when=when, failure_strategies=failure_strategies,
+                  timeout=timeout, delegate_selectors=delegate_selectors, strategy=strategy,
+                  variables=variables, resource=resource, spec=spec, extra=extra)
+        )  # fmt: skip
 
     def step(self, *args: Any, **kwargs: Any) -> Step:  # pragma: no cover - guidance only
         raise TypeError("steps belong to a stage: `with p.stage('build') as s: s.step(...)`")
@@ -417,27 +579,115 @@ class Pipeline(_Container):
 
         return compile_plan(self)
 
-    def run(self, **options: Any):
-        """Run in the kernel (threads, wall clock); return the trace DataFrame. In a notebook
-        a live view shows the run as it goes (``progress=False`` turns it off).
+    def run(
+        self,
+        *,
+        progress: bool | None = None,
+        executor: Any = None,
+        max_workers: int | None = None,
+        run_id: str | None = None,
+        check: bool = False,
+        report: bool = True,
+        on_intervention: Callable | None = None,
+        namespace: dict | None = None,
+        listeners: Iterable[Any] = (),
+    ):
+        """Run in the kernel (step bodies on threads, wall clock) and return the trace DataFrame.
 
-        See :func:`notebook_pipelines.run` for the options.
+        In a notebook a live view shows the run as it goes; the kernel's Interrupt stops it
+        (``RunInterrupted``, carrying the partial trace).
+
+        Args:
+            progress: ``None``/``True``: the live view in a notebook, one line of text on
+                stderr elsewhere; ``False``: nothing.
+            executor: where bodies run (default: a warm pool of threads in the kernel;
+                ``nbp.DaskExecutor(…)`` for a Dask cluster).
+            max_workers: at most this many bodies at a time (default: every step of a
+                parallel block starts at once).
+            run_id: fix the run id (default: random).
+            check: raise ``nbp.RunFailed`` (carrying the trace) unless the run ends ``Success``.
+            report: print a short summary to stderr when the run does not end ``Success``.
+            on_intervention: called with each manual intervention that waits for an answer.
+            namespace: the globals that code-text bodies (the magics) run in.
+            listeners: engine listeners (``node_started``, ``node_finished``, ``run_finished``…).
+
+        See :func:`notebook_pipelines.run`.
         """
-        return verb("run")(self, **options)
+        return verb("run")(
+            self, progress=progress, executor=executor, max_workers=max_workers, run_id=run_id,
+            check=check, report=report, on_intervention=on_intervention, namespace=namespace,
+            listeners=listeners,
+        )  # fmt: skip
 
-    def start(self, **options: Any):
-        """Start a run in the background; return its handle at once (``.cancel()``,
+    def start(
+        self,
+        *,
+        progress: bool | None = None,
+        executor: Any = None,
+        max_workers: int | None = None,
+        run_id: str | None = None,
+        check: bool = False,
+        report: bool = True,
+        on_intervention: Callable | None = None,
+        namespace: dict | None = None,
+        listeners: Iterable[Any] = (),
+    ):
+        """Start a run in the background and return its handle at once (``.cancel()``,
         ``.wait()``, ``.trace``, ``.status``, ``.done``, ``.intervene()``; displays as the
-        live view). See :func:`notebook_pipelines.start` for the options.
-        """
-        return verb("start")(self, **options)
+        live view). The options are :meth:`run`'s; ``check`` and ``report`` apply when
+        ``.wait()`` returns.
 
-    def simulate(self, **options: Any):
-        """Run in virtual time (declared durations, injected failures); return the trace.
-
-        See :func:`notebook_pipelines.simulate` for the options.
+        See :func:`notebook_pipelines.start`.
         """
-        return verb("simulate")(self, **options)
+        return verb("start")(
+            self, progress=progress, executor=executor, max_workers=max_workers, run_id=run_id,
+            check=check, report=report, on_intervention=on_intervention, namespace=namespace,
+            listeners=listeners,
+        )  # fmt: skip
+
+    def simulate(
+        self,
+        *,
+        durations: Mapping | Callable | None = None,
+        default: Any = 1.0,
+        failures: Mapping | None = None,
+        interventions: Mapping | None = None,
+        seed: int | None = 0,
+        run_id: str | None = None,
+        start: Any = "2026-01-01T00:00:00Z",
+        listeners: Iterable[Any] = (),
+        strict: bool = True,
+        outputs: Mapping | None = None,
+        iterations: Mapping | None = None,
+    ):
+        """Run in virtual time (declared durations, injected failures) and return the trace:
+        instant, deterministic for a ``seed``, with the columns of :meth:`run`'s trace.
+
+        Args:
+            durations: seconds per step, by step id, FQN or glob: a number, a Harness
+                duration (``"2m"``) or a sampler (``lambda rng: …``); a step's own
+                ``duration=`` counts when there is no entry.
+            default: the duration of a step with none declared.
+            failures: which steps fail, by id/FQN/glob: ``True``, the first ``n`` attempts, a
+                list of attempt numbers, a probability, an error type, or a dict of those.
+            interventions: scripted answers to manual interventions (``"Retry"``,
+                ``("Retry", "5m")``…), by id/FQN/glob.
+            seed: seeds the random draws (``None``: a fresh seed, kept in ``trace.attrs``).
+            run_id: fix the run id (default ``"sim-<seed>"``).
+            start: when the virtual run starts (UTC).
+            listeners: as for :meth:`run`.
+            strict: a key of ``durations``/``failures``/``interventions`` that matches no
+                step is an error (``False``: ignored).
+            outputs: output variables steps publish, by id/FQN/glob.
+            iterations: how many items a run-time looping list holds, by looped node.
+
+        See :func:`notebook_pipelines.simulate` for every detail.
+        """
+        return verb("simulate")(
+            self, durations=durations, default=default, failures=failures, interventions=interventions,
+            seed=seed, run_id=run_id, start=start, listeners=listeners, strict=strict, outputs=outputs,
+            iterations=iterations,
+        )  # fmt: skip
 
     def to_yaml(self, path: Any = None) -> str:
         """The Harness v0 pipeline YAML (also written to ``path`` when given).

@@ -96,6 +96,7 @@ __all__ = [
     "expressions_of",
     "locate",
     "order_problem",
+    "output_reads",
     "render_template",
     "resolve",
     "resolve_inputs",
@@ -548,6 +549,81 @@ def static_problems(plan: Any) -> list[Problem]:
     return problems
 
 
+def output_reads(plan: Any) -> dict[int, frozenset[str]]:
+    """``{plan node index: output variable names}`` that some node of ``plan`` reads from that
+    step (``<+….output.outputVariables.NAME>`` in a condition, a retry condition, an input, a
+    typed step's spec or a looping strategy); computed once per plan.
+
+    What a sketch's body-less steps publish in virtual time (a placeholder for each name read),
+    so that a pipeline sketched with durations alone simulates like the run it stands for.
+
+    >>> from notebook_pipelines.definition.model import Pipeline
+    >>> from notebook_pipelines.definition.plan import compile_plan
+    >>> p = Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     _ = s.step("a")
+    ...     _ = s.step("b", inputs={"x": "<+execution.steps.a.output.outputVariables.v>"})
+    >>> plan = compile_plan(p)
+    >>> {plan.nodes[i].id: sorted(names) for i, names in output_reads(plan).items()}
+    {'a': ['v']}
+    """
+    cached = plan.__dict__.get("_output_reads")
+    if cached is not None:
+        return cached
+    from .expressions import parse_condition, parse_template
+
+    found: dict[int, set[str]] = {}
+    chains: dict[int, tuple] = {}
+    for node in plan.nodes:
+        when = node.when
+        if (
+            (when is None or when.condition is None)
+            and not node.inputs
+            and not node.spec
+            and node.strategy is None
+        ):
+            strategies = node.strategies  # the common node: only its retry conditions can read
+            if strategies is None:
+                continue
+            conditions = chains.get(id(strategies))
+            if conditions is None:
+                conditions = chains[id(strategies)] = _retry_conditions(strategies)
+            if not conditions:
+                continue
+        texts = [(text, "condition" in where) for where, text, _ in _expressions_of(node, chains)]
+        if node.strategy is not None:
+            texts += [(text, False) for _, text in _strings(_strategy_fields(node.strategy), "strategy")]
+        for text, condition in texts:
+            if "outputVariables" not in text:
+                continue
+            try:
+                parsed = parse_condition(text) if condition else parse_template(text)
+            except ExpressionError:
+                continue  # validation reports it
+            for ref in parsed.references:
+                path = ref.path
+                if len(path) < 4 or path[-3:-1] != ("output", "outputVariables") or path[0] in LOOP_ROOTS:
+                    continue
+                try:
+                    target, rest = locate(plan, node, path)
+                except LookupError:
+                    continue
+                if target.kind == "step" and rest[:2] == ("output", "outputVariables") and len(rest) == 3:
+                    found.setdefault(target.index, set()).add(rest[2])
+    cached = {index: frozenset(names) for index, names in found.items()}
+    object.__setattr__(plan, "_output_reads", cached)
+    return cached
+
+
+def _strategy_fields(strategy: Any) -> Any:
+    """A looping strategy's fields as plain data (a dataclass's fields, or the YAML dict)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(strategy) and not isinstance(strategy, type):
+        return {f.name: getattr(strategy, f.name) for f in dataclasses.fields(strategy)}
+    return strategy
+
+
 # -- looping strategies: iteration values (R46, R49–R52) ----------------------------------------
 def _strategy_kind(strategy: Any) -> str:
     return getattr(strategy, "kind", "?")
@@ -811,14 +887,30 @@ def evaluate_condition(scheduler: Any, node: Any, text: str, failure: Any = None
         raise _with_fqn(err, node.fqn) from None
 
 
-def render_template(scheduler: Any, node: Any, text: Any) -> Any:
+def render_template(scheduler: Any, node: Any, text: Any, budget: list[int] | None = None) -> Any:
     """Resolve the ``<+…>`` expressions embedded in ``text`` for ``node`` (as Harness does
-    before a step runs); a text that is exactly one reference returns its raw value."""
+    before a step runs); a text that is exactly one reference returns its raw value.
+
+    ``budget``: ``[characters left]`` shared by the texts of one step (its inputs, its spec):
+    each text built (not a raw reference) takes its length from it, and going below zero is an
+    ``ExpressionError`` — 380 inputs of ``<+big>x`` would otherwise build 380 values of 10 MB.
+    """
     if not isinstance(text, str) or "<+" not in text:
         return text
-    from .expressions import parse_template
+    from .expressions import MAX_VALUE, parse_template
 
-    return parse_template(text).evaluate(lambda ref: resolve(scheduler, node, ref.path))
+    expression = parse_template(text)
+    value = expression.evaluate(lambda ref: resolve(scheduler, node, ref.path))
+    if budget is not None and isinstance(value, str) and not expression.raw:
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            raise ExpressionError(
+                f"the values built for this step add up to over {MAX_VALUE:,} characters (limit "
+                f"{MAX_VALUE:,} per step): an expression builds no values that large",
+                text,
+                0,
+            )
+    return value
 
 
 def resolve_inputs(scheduler: Any, node: Any) -> dict:
@@ -827,10 +919,12 @@ def resolve_inputs(scheduler: Any, node: Any) -> dict:
     Raises:
         ExpressionError: naming the input, with the position of the reference in its text.
     """
-    out = {}
+    from .expressions import MAX_VALUE
+
+    out, budget = {}, [MAX_VALUE]
     for key, value in (node.inputs or {}).items():
         try:
-            out[key] = render_template(scheduler, node, value)
+            out[key] = render_template(scheduler, node, value, budget)
         except ExpressionError as err:
             raise _with_fqn(err, node.fqn, f"input {key!r}: ") from None
     return out

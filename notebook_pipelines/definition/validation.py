@@ -400,6 +400,8 @@ class _Checker:
         yield from self._outputs(fqn, step.outputs)
         yield from self._text(fqn, "type", step.type, "R4")
         yield from self._spec(fqn, step.spec)
+        if step.type == "ShellScript":
+            yield from self._shell_script(fqn, step.spec)
         if step.run is not None and not (callable(step.run) or isinstance(step.run, str)):
             yield Problem(
                 fqn, "R4", f"run={short(step.run)} is neither a callable nor code text", "pass a function"
@@ -567,6 +569,26 @@ class _Checker:
                 yaml_fix="write `spec:` as a mapping (`key: value` lines below it)",
             )
 
+    def _shell_script(self, fqn: str, spec: Any) -> Iterator[Problem]:
+        """A ``ShellScript``'s ``spec.source.spec.script``, when given, is text: YAML reads an
+        unquoted ``yes``, ``on`` or ``12`` as a boolean or a number (the run would find no script)."""
+        source = spec.get("source") if isinstance(spec, Mapping) else None
+        inner = source.get("spec") if isinstance(source, Mapping) else None
+        script = inner.get("script") if isinstance(inner, Mapping) else None
+        if script is None or isinstance(script, str):
+            return
+        yaml_word = (
+            {True: "yes, on or true", False: "no, off or false"}.get(script) if type(script) is bool else ""
+        )
+        read = f" (YAML reads an unquoted {yaml_word} as a boolean)" if yaml_word else ""
+        yield Problem(
+            fqn,
+            "R4",
+            f"spec.source.spec.script={short(script)} is a {type(script).__name__}, not a script{read}",
+            "give the script as text: spec={'source': {'type': 'Inline', 'spec': {'script': 'echo hi'}}}",
+            yaml_fix='quote the script or write it as a block: `script: "yes"`, or `script: |` and lines',
+        )
+
     def _selectors(self, fqn: str, value: Any) -> Iterator[Problem]:
         if value is None or (isinstance(value, str) and "<+" in value):  # a runtime input kept as data
             return
@@ -651,6 +673,14 @@ class _Checker:
                     "R44",
                     f"the output name {short(name)} is not a string",
                     "name output variables with strings",
+                )
+            elif not IDENTIFIER.match(name) or len(name) > MAX_IDENTIFIER:
+                yield Problem(
+                    fqn,
+                    "R44",
+                    f"the output name {short(name)} is not an identifier of at most {MAX_IDENTIFIER} "
+                    "characters (expressions read it as outputVariables.NAME)",
+                    "name output variables like Python names, e.g. outputs=['version']",
                 )
 
     def _duration(self, fqn: str, key: str, value: Any) -> Iterator[Problem]:

@@ -55,7 +55,7 @@ from typing import Any
 from ..definition.failure import ManualIntervention
 from ..definition.plan import Plan, PlanNode, as_plan
 from ..definition.statuses import ABORTED, EXPIRED, FAILED, NOT_STARTED, POSITIVE, SKIPPED, SUCCESS
-from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted
+from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted, printable
 from . import registry
 from .context import StepCancelled, StepContext
 from .executors.base import Job, Outcome, call_body, check_executor, outcome_of_exception
@@ -865,11 +865,12 @@ def execute(
         namespace=namespace,
         loop_counts=loop_counts,
     )
+    key = registry.remember(scheduler.run_id, plan)  # known while it runs (a handle's partial trace)
     status = scheduler.execute()
     scheduler.fill_not_started()
     trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
     _LAST[0] = trace
-    registry.remember(scheduler.run_id, plan)
+    registry.stamp(trace, key)
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
     return RunResult(status, trace, scheduler.interrupted)
 
@@ -980,6 +981,6 @@ def failure_lines(trace: Any) -> list[str]:
     lines = []
     for row in last[broke & own_error].itertuples(index=False):
         kind = f" ({row.error_type})" if isinstance(row.error_type, str) else ""  # none for an abort
-        detail = f"{kind}: {row.error}" if isinstance(row.error, str) else ""
+        detail = f"{kind}: {printable(row.error, keep=chr(10))}" if isinstance(row.error, str) else ""
         lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")
     return lines

@@ -469,7 +469,7 @@ class Rules:
             error = self.rt.resolve_inputs(node)
             if error is not None:
                 return self._skip_or_fail(node, scope, None, error)
-        if node.body is None and node.type is not None and self.rt.runs_handlers:
+        if node.body is None and node.type is not None and node.barrier is None and self.rt.runs_handlers:
             # a typed step's spec, like its inputs: resolved here, on the loop's thread (D13)
             error = self.rt.resolve_spec(node)
             if error is not None:

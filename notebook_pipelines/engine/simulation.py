@@ -58,8 +58,9 @@ from typing import Any
 
 from ..definition.callables import is_sampler
 from ..definition.durations import LIMIT, MAX_SECONDS, DurationError, parse_duration
+from ..definition.limits import short
 from ..definition.plan import as_plan, paused_gc
-from ..errors import PipelineError, RunInterrupted
+from ..errors import PipelineError, RunInterrupted, excerpt
 from .executors.virtual import VirtualClock, VirtualExecutor
 from .scheduler import execute
 
@@ -220,10 +221,20 @@ def _is_sampler(value: Any) -> bool:
     return is_sampler(value)
 
 
-def _draw(value: Any, rng: Any) -> Any:
-    if hasattr(value, "rvs"):  # a scipy.stats frozen distribution
-        return value.rvs(random_state=rng)
-    return value(rng)
+def _draw(value: Any, rng: Any, where: str = "a step") -> Any:
+    """A sampler's draw for ``where`` (a step's FQN): what it raised, or a ``None`` it returned,
+    is a :class:`SimulationError` that names the step (``None`` is not 0 s)."""
+    try:
+        # a scipy.stats frozen distribution, or a callable rng -> seconds
+        drawn = value.rvs(random_state=rng) if hasattr(value, "rvs") else value(rng)
+    except Exception as err:  # the user's code: say whose sampler it was
+        raise SimulationError(f"the duration sampler of {where} raised {type(err).__name__}: {err}") from err
+    if drawn is None:
+        raise SimulationError(
+            f"the duration sampler of {where} returned None: return seconds (a number) or a "
+            "duration text such as '1m 30s'"
+        )
+    return drawn
 
 
 def _seconds(value: Any, where: str, sampled: bool = False) -> float:
@@ -320,7 +331,12 @@ def _duration_function(
             return seconds
         where = node.fqn
         if per_step is not None:
-            value = per_step(node, streams.rng(node, attempt))
+            try:
+                value = per_step(node, streams.rng(node, attempt))
+            except Exception as err:  # the user's function: say for which step it failed
+                raise SimulationError(
+                    f"durations=: the function raised {type(err).__name__} for {where}: {err}"
+                ) from err
             if value is not None:
                 return _seconds(value, where, sampled=True)
         value = table.get(node) if table is not None else _MISSING
@@ -329,7 +345,7 @@ def _duration_function(
         if value is None:
             value = default if fallback is None else fallback
         if _is_sampler(value):
-            return _seconds(_draw(value, streams.rng(node, attempt)), where, sampled=True)
+            return _seconds(_draw(value, streams.rng(node, attempt), where), where, sampled=True)
         seconds = _seconds(value, f"{where} (durations)")
         if per_step is None:
             fixed[node.index] = seconds
@@ -345,27 +361,71 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     A step publishes the values given for it in ``outputs`` (a dict, or a callable
     ``attempt -> dict``), and ``None`` for each output it declares (``outputs=`` on the step,
     or ``spec.outputVariables`` of a typed step) without a value, so that references to
-    declared outputs resolve in virtual time as they do in a real run.
+    declared outputs resolve in virtual time as they do in a real run. A step of a sketch —
+    no body and no type — also publishes a placeholder (``None``) for every output variable
+    that a node of the plan reads from it (:func:`~.references.output_reads`): the value its
+    body will publish once written.
     """
     table = _StepTable("outputs", outputs, plan, strict) if outputs else None
     declared: dict[int, dict | None] = {}
-    if table is None and not any(n.outputs or (n.spec and _spec_output_names(n)) for n in plan.steps):
+    sketched = _sketch_reads(plan)
+    if (
+        table is None
+        and not sketched
+        and not any(n.outputs or (n.spec and _spec_output_names(n)) for n in plan.steps)
+    ):
         return None  # nothing to publish anywhere (the common case): the executor asks nothing
 
     def published(node: Any, attempt: int) -> dict | None:
         base = declared.get(node.index, _MISSING)
         if base is _MISSING:
             names = [*(node.outputs or ()), *_spec_output_names(node)]
+            plan_node = node.origin if node.origin is not None else node  # an iteration's copy
+            names += sorted(sketched.get(plan_node.index, ()))
             base = declared[node.index] = dict.fromkeys(names) or None
         value = table.get(node) if table is not None else _MISSING
         if value is _MISSING:
             return dict(base) if base else None
-        given = value(attempt) if callable(value) else value
+        if callable(value):
+            try:
+                given = value(attempt)
+            except Exception as err:
+                raise SimulationError(
+                    f"outputs for {node.fqn}: the function raised {type(err).__name__}: {err}"
+                ) from err
+        else:
+            given = value
         if not isinstance(given, Mapping):
             raise SimulationError(f"outputs for {node.fqn}: give a dict of values (or attempt -> dict)")
-        return {**(base or {}), **given}
+        return {**(base or {}), **_named(node, given)}
 
     return published
+
+
+def _named(node: Any, given: Mapping) -> Mapping:
+    """``given`` when each output name is one a real run publishes (an identifier, bounded)."""
+    from .executors.base import check_outputs
+
+    try:
+        check_outputs(node.fqn, dict(given))
+    except PipelineError as err:
+        raise SimulationError(f"outputs= {err}") from None
+    return given
+
+
+def _sketch_reads(plan: Any) -> dict[int, frozenset[str]]:
+    """The output variables read from each step of ``plan`` that has neither a body nor a type
+    (a sketch's step), by plan node index."""
+    if not any(n.kind == "step" and n.body is None and n.type is None for n in plan.nodes):
+        return {}
+    from ..definition.references import output_reads
+
+    steps = plan.nodes
+    return {
+        index: names
+        for index, names in output_reads(plan).items()
+        if steps[index].body is None and steps[index].type is None
+    }
 
 
 def _spec_output_names(node: Any) -> list[str]:
@@ -391,7 +451,14 @@ def _failure_function(
             spec = specs[node.index] = None if value is _MISSING else _FailureSpec.of(value, node.fqn)
         if spec is None:
             return None
-        return spec.fails(attempt, lambda: streams.rng(node, attempt, _FAILURE))
+        try:
+            return spec.fails(attempt, lambda: streams.rng(node, attempt, _FAILURE))
+        except SimulationError:
+            raise
+        except Exception as err:  # a callable (attempt, rng) of the user's
+            raise SimulationError(
+                f"failures for {node.fqn}: the function raised {type(err).__name__}: {err}"
+            ) from err
 
     return failure
 
@@ -541,12 +608,21 @@ def _answer(item: tuple) -> None:
 
 
 def _epoch_ns(start: Any) -> int:
-    if start == 0:
+    """``start=`` as UTC nanoseconds: 0, or anything ``pandas.Timestamp`` reads (naive = UTC)."""
+    if isinstance(start, int) and not isinstance(start, bool) and start == 0:
         return 0
     import pandas as pd
 
-    stamp = pd.Timestamp(start)
-    stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+    fix = "give a time pandas reads, e.g. start='2026-01-01T09:00:00Z' or a datetime (naive means UTC)"
+    if isinstance(start, bool) or start is None:
+        raise SimulationError(f"start={start!r}: {fix}")
+    try:
+        stamp = pd.Timestamp(start)
+        stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+    except (ValueError, TypeError, OverflowError) as err:  # DateParseError, OutOfBoundsDatetime
+        raise SimulationError(f"start={short(start)}: not a time ({excerpt(str(err), 120)}); {fix}") from None
+    if pd.isna(stamp):
+        raise SimulationError(f"start={short(start)}: not a time (NaT); {fix}")
     return int(stamp.value)
 
 
@@ -605,7 +681,9 @@ def simulate(
             is an error (``False``: ignore it, e.g. when one mapping serves several designs).
         outputs: output variables that steps publish, by id/FQN/glob: a dict of values, or a
             callable ``attempt -> dict``. Declared outputs without a value publish ``None``,
-            so references to them resolve as in a real run.
+            so references to them resolve as in a real run; so does every output variable
+            that a node reads from a step with no body and no type (a sketch's step), until
+            its body is written.
         iterations: for looped nodes whose items are known only in a run
             (``items: <+stage.output.hosts>``, a matrix axis from an expression): how many
             items the run-time list holds, by the looped node's id or FQN

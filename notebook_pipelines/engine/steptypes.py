@@ -35,6 +35,17 @@ as the output variable ``name`` (read afterwards as
 second): waiting is on events, never a polling loop. Scripts run on this machine, in the
 current directory; a remote ``executionTarget`` is refused by the check.
 
+**Values in a script are not quoted.** As in Harness, each ``<+…>`` in ``script`` is replaced by
+its value, as text, before bash reads the script: a value such as ``$(touch X)`` or ``a; b`` runs
+as shell code (``notebook-pipelines run p.yaml --var 'who=$(touch X)'`` runs ``touch X`` if the
+script says ``echo <+pipeline.variables.who>``). To keep a value as data, pass it in
+``spec.environmentVariables`` and quote the variable in the script — the value reaches bash in
+its environment, never parsed::
+
+    environmentVariables:
+      - {name: WHO, type: String, value: <+pipeline.variables.who>}
+    source: {type: Inline, spec: {script: 'echo "hello $WHO"'}}
+
 >>> sorted(step_types())
 ['ShellScript', 'Wait']
 >>> shell_script_check({"shell": "PowerShell", "source": {"type": "Inline", "spec": {"script": "dir"}}})
@@ -141,12 +152,13 @@ def step_types() -> dict[str, StepType]:
 def check_runnable(plan: Any) -> None:
     """Refuse (``DefinitionError``) a plan whose body-less typed steps cannot run for real.
 
-    Called by ``run()`` before anything starts; ``simulate()`` does not need handlers.
+    Called by ``run()`` before anything starts; ``simulate()`` does not need handlers. A
+    ``Barrier`` step needs none either: it is flow control, the scheduler waits there (R56).
     """
     problems: list[Problem] = []
     for node in plan.nodes:
-        if node.kind != "step" or node.body is not None:
-            continue
+        if node.kind != "step" or node.body is not None or node.barrier is not None:
+            continue  # a Barrier step is flow control: the scheduler itself waits there (R56)
         extra = getattr(node.source, "extra", None) or {}
         if "template" in extra:
             ref = (
@@ -186,13 +198,20 @@ def check_runnable(plan: Any) -> None:
 
 
 # -- during a run ---------------------------------------------------------------------------------
-def resolve_spec(scheduler: Any, node: Any, value: Any, where: str = "spec") -> Any:
-    """``value`` with every string's ``<+…>`` expressions resolved for ``node`` (deeply).
+def resolve_spec(
+    scheduler: Any, node: Any, value: Any, where: str = "spec", budget: list[int] | None = None
+) -> Any:
+    """``value`` with every string's ``<+…>`` expressions resolved for ``node`` (deeply); the
+    texts built share one budget of ``expressions.MAX_VALUE`` characters.
 
     Raises:
         ExpressionError: naming the spec key (and the line, in a multi-line text) and showing
             the reference that cannot be resolved with a caret under it.
     """
+    if budget is None:
+        from ..definition.expressions import MAX_VALUE
+
+        budget = [MAX_VALUE]
     if isinstance(value, str):
         if "<+" not in value:
             return value
@@ -201,13 +220,13 @@ def resolve_spec(scheduler: Any, node: Any, value: Any, where: str = "spec") -> 
         from ..definition.references import render_template
 
         try:
-            return render_template(scheduler, node, value)
+            return render_template(scheduler, node, value, budget)
         except ExpressionError as err:
             raise _located(err, node.fqn, where) from None
     if isinstance(value, dict):
-        return {k: resolve_spec(scheduler, node, v, f"{where}.{k}") for k, v in value.items()}
+        return {k: resolve_spec(scheduler, node, v, f"{where}.{k}", budget) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [resolve_spec(scheduler, node, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [resolve_spec(scheduler, node, v, f"{where}[{i}]", budget) for i, v in enumerate(value)]
     return value
 
 
@@ -292,6 +311,9 @@ def shell_script_check(spec: Any) -> list[str]:
     kind = source.get("type", "Inline") if isinstance(source, dict) else None
     if kind != "Inline":
         problems.append(f"source type {kind!r} is not supported: write the script inline (type: Inline)")
+    elif _script(spec) is not None and not isinstance(_script(spec), str):
+        kind = type(_script(spec)).__name__
+        problems.append(f'the script is a {kind}, not text: quote it in YAML (script: "yes")')
     elif not isinstance(_script(spec), str) or not _script(spec).strip():
         problems.append("the script is empty: set spec.source.spec.script")
     target = spec.get("executionTarget")
@@ -357,7 +379,11 @@ def _text(value: Any) -> str:
 
 
 def run_shell_script(ctx: Any, spec: dict) -> dict | None:
-    """The ``ShellScript`` handler: run the (resolved) Bash script; return its output variables."""
+    """The ``ShellScript`` handler: run the (resolved) Bash script; return its output variables.
+
+    The expressions in the script were replaced by their values unquoted (as Harness does);
+    ``environmentVariables`` reach the script as environment variables, the quoted form (see
+    the module notes)."""
     problems = shell_script_check(spec)
     if problems:
         raise StepError("; ".join(problems), "Unknown")

@@ -163,35 +163,32 @@ def _node_columns(plan: Plan) -> dict:
             values = np.fromiter((codes[v] for v in static[name]), dtype=np.int8, count=len(static[name]))
             cached[name] = pd.Categorical.from_codes(values, dtype=dtype)
         cached["block"] = pd.array(static["block"], dtype="Int64")
-        cached["after"] = _after_column(plan.nodes)
+        cached["after"] = _after_column(plan.nodes, [plan.root])
         static["_arrays"] = cached
     return cached
 
 
-def _after_column(nodes: Any, offset: int = 0) -> Any:
+def _after_column(nodes: Any, roots: Any, offset: int = 0) -> Any:
     """Per node of ``nodes`` (``nodes[i].index == offset + i``), the fqns it waits for (see the
-    schema), from the serial lists of the containers among them: one pass over every list; one
-    tuple per serial item, shared by the nodes that wait for it (no object per node: 100,000
-    new objects would cost a garbage collection)."""
+    schema): one walk down the serial lists from ``roots`` (the plan's root, or a run's looping
+    iterations, which wait for nothing but their looped node); one tuple per serial item, shared
+    by the nodes that wait for it (no object per node: 100,000 new objects would cost a garbage
+    collection)."""
     import numpy as np
 
     values: list[tuple[str, ...]] = [()] * len(nodes)
-    for container in nodes:
-        if not (container.items or container.rollback):
-            continue
+    stack = list(roots)
+    while stack:
+        container = stack.pop()
         for seq in (container.items, container.rollback):
             previous: tuple[str, ...] = ()
             for item in seq:
-                if item.kind == "parallel":
-                    for member in item.items:
-                        values[member.index - offset] = previous
-                    previous = tuple(member.fqn for member in item.items)
-                else:
-                    values[item.index - offset] = previous
-                    previous = (item.fqn,)
-    for i, node in enumerate(nodes):
-        if node.loop is not None:  # a looping iteration: its looped node's list holds the original
-            values[i] = ()
+                members = item.items if item.kind == "parallel" else (item,)
+                for member in members:
+                    values[member.index - offset] = previous
+                    if member.items or member.rollback:
+                        stack.append(member)
+                previous = (item.fqn,) if item.kind != "parallel" else tuple(m.fqn for m in members)
     return np.fromiter(values, dtype=object, count=len(nodes))  # never read as a 2-D array
 
 
@@ -381,7 +378,9 @@ def _with_extra(plan: Plan, extra: list) -> dict:
         more = np.fromiter((codes[getattr(n, attr)] for n in extra), dtype=np.int8, count=len(extra))
         out[name] = pd.Categorical.from_codes(np.concatenate([base[name].codes, more]), dtype=dtype)
     out["block"] = pd.array([*base["block"], *(n.block for n in extra)], dtype="Int64")
-    out["after"] = np.concatenate([base["after"], _after_column(extra, len(plan.nodes))])
+    out["after"] = np.concatenate(
+        [base["after"], _after_column(extra, [n for n in extra if n.loop is not None], len(plan.nodes))]
+    )
     return out
 
 

@@ -50,15 +50,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
-import stat
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError, excerpt
+from .files import InputFileError, decode, read_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -66,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "EXTRA_COLUMNS",
     "MAX_BYTES",
+    "MAX_CONTAINERS",
     "STATUS_MAP",
     "HarnessExecutionError",
     "HarnessStatusWarning",
@@ -167,48 +169,75 @@ class HarnessStatusWarning(UserWarning):
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def _read_file(path: Path) -> Any:
-    """The JSON of ``path``: a regular file of at most :data:`MAX_BYTES` (checked before parsing)."""
+#: the most objects and arrays (``{`` and ``[``) an execution's JSON may hold: parsed, each costs
+#: ~100 bytes of memory for 1–3 bytes of text, so 100 MB of ``{},{},…`` would take 3 GB and 20 s.
+#: Real executions hold one per 60+ bytes (1.7 M in 100 MB); the count is taken on the bytes
+#: (``{`` or ``[`` inside strings count too) before anything is parsed.
+MAX_CONTAINERS = 4_000_000
+_FIRST = re.compile(rb"\s*(.?)")
+_TOP_LEVEL = {b"[": "list", b'"': "str", b"t": "bool", b"f": "bool", b"n": "NoneType"}
+
+
+def parse_execution_json(data: bytes, label: str, *, top: str = "object") -> Any:
+    """The JSON of an execution, its shape checked before it is parsed whole: the top level must
+    be an object (``top="any"``: anything, e.g. a list of attempts' nodes), and it may hold at most
+    :data:`MAX_CONTAINERS` objects and arrays.
+
+    Raises:
+        HarnessExecutionError: not UTF-8 (with line and column), not JSON (line and column),
+            a top level that is not an object, too many objects, nested too deeply.
+    """
+    first = _FIRST.match(data).group(1)  # type: ignore[union-attr]
+    kind = _TOP_LEVEL.get(first) or ("number" if first.isdigit() or first == b"-" else None)
+    if top == "object" and kind is not None:
+        raise HarnessExecutionError(
+            f"{label} is not a Harness execution JSON: its top level is a {kind}, not an object "
+            "(expected the response of …/pipelines/execution/v2/{planExecutionId})"
+        )
+    containers = data.count(b"{") + data.count(b"[")
+    if containers > MAX_CONTAINERS:
+        raise HarnessExecutionError(
+            f"{label} holds {containers:,} objects and arrays, more than an execution of this size has "
+            f"(at most {MAX_CONTAINERS:,} are read): not an execution the API returned; fetch the run "
+            "per stage (stageNodeId=…) if it is one"
+        )
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise HarnessExecutionError(f"no such file: {path}") from None
-    except OSError as err:
-        raise HarnessExecutionError(f"{path}: cannot open the file ({err.strerror or err})") from None
+        text = decode(data, label)
+    except InputFileError as err:
+        raise HarnessExecutionError(str(err)) from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise HarnessExecutionError(f"{path} is not a regular file: give the execution's JSON file")
-        if info.st_size > MAX_BYTES:
-            raise HarnessExecutionError(
-                f"{path} is {info.st_size / 2**20:.0f} MB; execution files over {MAX_BYTES // 2**20} MB are "
-                "refused: fetch the run per stage (stageNodeId=…) or without outcomes"
-            )
-        chunks, size = [], 0
-        while chunk := os.read(fd, 1 << 20):
-            size += len(chunk)
-            if size > MAX_BYTES:  # the file grew while being read
-                raise HarnessExecutionError(f"{path} is over {MAX_BYTES // 2**20} MB: refused")
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    try:
-        return json.loads(b"".join(chunks))
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise HarnessExecutionError(
-            f"{path}:{err.lineno}:{err.colno}: not JSON ({err.msg}): give the JSON the execution API returned"
+            f"{label}:{err.lineno}:{err.colno}: not JSON ({err.msg}): "
+            "give the JSON the execution API returned"
         ) from None
-    except UnicodeDecodeError:
-        raise HarnessExecutionError(f"{path} is not UTF-8 JSON text") from None
     except RecursionError:
-        raise HarnessExecutionError(f"{path}: the JSON is nested too deeply to read") from None
+        raise HarnessExecutionError(f"{label}: the JSON is nested too deeply to read") from None
+
+
+def read_execution_json(path: str | os.PathLike, option: str = "", *, top: str = "object") -> Any:
+    """The JSON of an execution file: a regular file (read by ``formats.files``, as the CLI reads
+    every file) of at most :data:`MAX_BYTES`, checked by :func:`parse_execution_json`."""
+    text = os.fspath(path)
+    try:
+        data = read_bytes(
+            path,
+            limit=MAX_BYTES,
+            option=option,
+            kind="the execution's JSON file",
+            too_large="fetch the run per stage (stageNodeId=…) or without outcomes",
+        )
+    except InputFileError as err:
+        raise HarnessExecutionError(str(err)) from None
+    return parse_execution_json(data, f"{option} {text}" if option else text, top=top)
 
 
 def _source(source: Any) -> tuple[Any, str]:
     if isinstance(source, Mapping):
         return source, "the execution"
     if isinstance(source, (str, os.PathLike)):
-        return _read_file(Path(source)), str(source)
+        return read_execution_json(source), str(source)
     raise HarnessExecutionError(
         f"load_harness_execution() takes a path or the parsed JSON (a dict), not {type(source).__name__}"
     )
@@ -261,6 +290,10 @@ def _unwrap(doc: Any, label: str) -> dict:
             f"{label}: executionGraph.rootNodeId {excerpt(repr(root), 80)} is not a node of nodeMap"
         )
     return data
+
+
+def _describe_node(node: Mapping, fqn: str) -> str:
+    return f"node {excerpt(str(node.get('uuid', '')), 80)!r} ({excerpt(fqn, 120)})"
 
 
 def _describe(node_id: str, node_map: Mapping) -> str:
@@ -326,13 +359,31 @@ def _status(value: Any, unknown: dict) -> str:
     return mapped
 
 
-def _ms(value: Any) -> int | None:
+#: the epoch milliseconds a trace can hold: 1970 to 2262 (pandas' nanosecond timestamps)
+MAX_MS = (2**63 - 1) // 10**6
+
+
+def _ms(value: Any, where: str = "") -> int | None:
+    """Epoch milliseconds from a JSON value (``None`` for a missing value or one that is no
+    number); a number out of range (``Infinity``, ``1e30``, ``-1e15``) is refused naming
+    ``where`` — or ``None`` when ``where`` is empty (a value used only to order things)."""
     if isinstance(value, bool) or value in (None, 0, ""):
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    if isinstance(value, str):
+        try:
+            value = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
         return None
+    if (isinstance(value, int) or math.isfinite(value)) and 0 <= value <= MAX_MS:
+        return int(value)
+    if not where:
+        return None
+    raise HarnessExecutionError(
+        f"{where} is {excerpt(repr(value), 60)}, not a time: expected epoch milliseconds between 0 (1970) "
+        f"and {MAX_MS:,} (2262); the JSON was edited or damaged: fetch it again"
+    )
 
 
 def _failure(node: Mapping) -> tuple[str | None, str | None]:
@@ -428,7 +479,7 @@ def _attempt_nodes(attempts: Any, label: str) -> dict[str, Mapping]:
     if attempts is None:
         return {}
     if isinstance(attempts, (str, os.PathLike)):
-        attempts = _read_file(Path(attempts))
+        attempts = read_execution_json(attempts, top="any")
     items = list(attempts.values()) if isinstance(attempts, Mapping) else list(attempts)
     out = {}
     for item in items:
@@ -498,8 +549,10 @@ def load_harness_execution(source: Any, attempts: Any = None, *, run_id: str | N
             "attempt": 1,
             "status": status,
             "reason": _skip_reason(node) if status == "Skipped" else None,
-            "start_ms": _ms(node.get("startTs")),
-            "end_ms": None if status in ("Running", "Queued") else _ms(node.get("endTs")),
+            "start_ms": _ms(node.get("startTs"), f"{label}: {_describe_node(node, fqn)} startTs"),
+            "end_ms": None
+            if status in ("Running", "Queued")
+            else _ms(node.get("endTs"), f"{label}: {_describe_node(node, fqn)} endTs"),
             "worker": _worker(node),
             "error_type": error_type,
             "error": error,
@@ -609,7 +662,7 @@ def load_harness_execution(source: Any, attempts: Any = None, *, run_id: str | N
 
     _not_started(summary, node_map, rows)
     if not any(r["kind"] == "pipeline" for r in rows):
-        rows.insert(0, _pipeline_row(summary, rows, unknown))
+        rows.insert(0, _pipeline_row(summary, rows, unknown, label))
     if unknown:
         warnings.warn(
             f"{label}: unknown Harness status(es) {', '.join(sorted(unknown))} kept verbatim in the trace "
@@ -620,7 +673,9 @@ def load_harness_execution(source: Any, attempts: Any = None, *, run_id: str | N
     rows = _in_plan_order(rows)
 
     starts = [r["start_ms"] for r in rows if r["start_ms"] is not None]
-    t0 = _ms(summary.get("startTs")) or (min(starts) if starts else 0)
+    t0 = _ms(summary.get("startTs"), f"{label}: pipelineExecutionSummary.startTs") or (
+        min(starts) if starts else 0
+    )
     t0 = min([t0, *starts]) if starts else t0
     types = dtypes()
     data_cols: dict[str, Any] = {}
@@ -700,7 +755,7 @@ def _in_plan_order(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _pipeline_row(summary: Mapping, rows: list, unknown: dict) -> dict:
+def _pipeline_row(summary: Mapping, rows: list, unknown: dict, label: str) -> dict:
     """The pipeline's row from the execution summary (a graph rooted below the pipeline)."""
     starts = [r["start_ms"] for r in rows if r["start_ms"] is not None]
     ends = [r["end_ms"] for r in rows if r["end_ms"] is not None]
@@ -714,11 +769,13 @@ def _pipeline_row(summary: Mapping, rows: list, unknown: dict) -> dict:
     }
     status = _status(node["status"], unknown)
     error_type, error = _failure(node)
+    where = f"{label}: pipelineExecutionSummary"
     return {
         "fqn": "pipeline", "parent": None, "kind": "pipeline", "phase": "execution", "stage": None,
         "step_group": None, "step": None, "block": None, "iteration": None, "attempt": 1,
-        "status": status, "reason": None, "start_ms": _ms(node["startTs"]),
-        "end_ms": None if status in ("Running", "Queued") else _ms(node["endTs"]), "worker": None,
+        "status": status, "reason": None, "start_ms": _ms(node["startTs"], f"{where}.startTs"),
+        "end_ms": None if status in ("Running", "Queued") else _ms(node["endTs"], f"{where}.endTs"),
+        "worker": None,
         "error_type": error_type, "error": error, "uuid": node["uuid"], "setupId": None,
         "stepType": "PIPELINE_SECTION", "top": -1,
     }  # fmt: skip
@@ -851,8 +908,8 @@ def pipeline_from_execution(trace: pd.DataFrame, *, id: str | None = None) -> An
             )
             kids = children.get(iterations[0], [])  # the body, as the first iteration ran it
         if kind == "step":
-            durations = [
-                number(r["end_s"]) - number(r["start_s"])
+            durations = [  # an end before the start (a damaged or skewed record) counts as no time
+                max(0.0, number(r["end_s"]) - number(r["start_s"]))
                 for r in by_fqn[iterations[0] if iterations else fqn]
                 if number(r["start_s"]) is not None and number(r["end_s"]) is not None
             ]
@@ -952,18 +1009,19 @@ def fetch_harness_execution(
         base_url: Harness's address.
         path: where to save the JSON (default ``harness-execution-<id>.json`` in the current
             directory, i.e. next to the notebook); the file holds the response only.
-        timeout: seconds to wait for the answer.
+        timeout: seconds for the whole call (connecting, the headers and the whole body; a
+            server that answers slowly cannot stretch it). The body is read as a stream and
+            refused at 100 MB (after decompression). See ``formats/http.py``.
 
     Raises:
-        HarnessExecutionError: no key, an HTTP error (status and Harness's message), a response
-            that is not JSON or not an execution.
+        HarnessExecutionError: no key (or a key that cannot be sent: non-ASCII), an HTTP error
+            (status and Harness's message, the key redacted in any letter case or encoding), no
+            complete answer within ``timeout``, an answer over 100 MB, one that is not JSON
+            (nested too deeply, too many objects) or not an execution. No message shows the key
+            or the ``user:password@`` of ``base_url``.
     """
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - the extra is installed for the tests
-        raise HarnessExecutionError(
-            "fetch_harness_execution() needs httpx: pip install 'notebook-pipelines[harness]'"
-        ) from None
+    from . import http
+
     key = api_key or os.environ.get("HARNESS_API_KEY")
     if not key:
         raise HarnessExecutionError(
@@ -981,38 +1039,43 @@ def fetch_harness_execution(
         "projectIdentifier": project,
         "renderFullBottomGraph": "true",
     }
+    what = "fetch_harness_execution()"
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            response = client.get(
-                url, params=params, headers={"x-api-key": key, "Accept": "application/json"}
-            )
-    except httpx.HTTPError as err:
-        raise HarnessExecutionError(
-            f"fetch_harness_execution(): cannot reach {excerpt(url, 160)}: {type(err).__name__}"
-        ) from None
-    body = response.content
-    if len(body) > MAX_BYTES:
-        raise HarnessExecutionError(
-            f"the execution {plan_execution_id} is over {MAX_BYTES // 2**20} MB: refused"
+        response = http.get(
+            url,
+            params=params,
+            headers={"x-api-key": key, "Accept": "application/json"},
+            timeout=timeout,
+            max_bytes=MAX_BYTES,
+            secrets=[key],
+            what=what,
         )
-    if response.status_code != 200:
+    except http.HttpTooLarge:
+        raise HarnessExecutionError(
+            f"{what}: the execution {plan_execution_id} is over {MAX_BYTES // 2**20} MB: refused "
+            "(reading stopped there); fetch the run per stage (stageNodeId=…)"
+        ) from None
+    except http.HttpError as err:
+        message = str(err)
+        if "the x-api-key header" in message:
+            message = message.replace("the x-api-key header", "the API key")
+        raise HarnessExecutionError(message) from None
+    body = response.body
+    if response.status != 200:
         message = ""
         try:
-            message = str(json.loads(body).get("message") or "")
-        except (ValueError, AttributeError):
+            answer = http.load_json(body, "the answer", max_containers=10_000)
+            message = str(answer.get("message") or "") if isinstance(answer, dict) else ""
+        except ValueError:
             pass
-        message = message.replace(key, "***")
+        secrets = [key, *http.url_secrets(base_url)]
+        message = excerpt(http.redact(message, secrets), 200)
         raise HarnessExecutionError(
-            f"fetch_harness_execution(): Harness answered {response.status_code} for {plan_execution_id}"
-            + (f": {excerpt(message, 200)}" if message else "")
-            + (" (check the API key and its permissions)" if response.status_code in (401, 403) else "")
+            f"{what}: Harness answered {response.status} for {plan_execution_id}"
+            + (f": {message}" if message else "")
+            + (" (check the API key and its permissions)" if response.status in (401, 403) else "")
         )
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise HarnessExecutionError(
-            f"fetch_harness_execution(): the answer for {plan_execution_id} is not JSON"
-        ) from None
+    doc = parse_execution_json(body, f"the answer for {plan_execution_id}")
     _unwrap(doc, f"the answer for {plan_execution_id}")  # refuse before saving
     target = Path(path) if path is not None else Path(f"harness-execution-{plan_execution_id}.json")
     target.write_bytes(body)

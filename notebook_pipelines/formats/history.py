@@ -24,6 +24,9 @@ name          str                       the node's display name at the source (a
                                         matrix job ``build (ubuntu, 3.12)``), or NA
 ============  ========================  ====================================================
 
+Read the ``pipeline`` column as ``h["pipeline"]``: ``h.pipeline`` is the accessor of every trace
+(``h.pipeline.step_stats()``).
+
 ``start_s``/``end_s`` count from each run's own start (its pipeline row starts at 0), so runs
 compare node by node; ``start``/``end`` are wall-clock. ``after`` holds the edges each node
 waited for (``needs`` for GitHub and GitLab), so ``trace.pipeline.critical_path()`` of one run
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError, excerpt
+from .traces import RUN_COLUMNS as _TRACE_RUN_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -54,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "RUN_COLUMNS",
     "HistoryError",
+    "HistoryWarning",
     "history_dtypes",
     "ident",
     "read_json",
@@ -61,31 +66,10 @@ __all__ = [
     "stamp_ns",
 ]
 
+#: each run column's dtype, in order (the trace file reader restores them: one table for both)
+_RUN_DTYPES = dict(_TRACE_RUN_COLUMNS)
 #: the run columns after the trace schema's, in order
-RUN_COLUMNS = (
-    "source",
-    "pipeline",
-    "run_number",
-    "commit",
-    "branch",
-    "trigger",
-    "created",
-    "queued_s",
-    "url",
-    "name",
-)
-_RUN_DTYPES = {
-    "source": "str",
-    "pipeline": "str",
-    "run_number": "Int64",
-    "commit": "str",
-    "branch": "str",
-    "trigger": "str",
-    "created": "datetime64[ns, UTC]",
-    "queued_s": "float64",
-    "url": "str",
-    "name": "str",
-}
+RUN_COLUMNS = tuple(_RUN_DTYPES)
 #: files over this many bytes are refused before parsing (a run's JSON is far smaller)
 MAX_BYTES = 100 * 2**20
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -93,6 +77,10 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 class HistoryError(PipelineError, ValueError):
     """A run or a history that cannot be read: the message names the run, the job and the fix."""
+
+
+class HistoryWarning(UserWarning):
+    """Something a fetch had to do without (GitLab's GraphQL needs): the history says less."""
 
 
 def history_dtypes() -> dict[str, Any]:

@@ -15,8 +15,9 @@ cut to what is left; ``429`` (and GitHub's ``403`` with ``x-ratelimit-remaining:
 is never in a URL, a message, a repr, a log line or a cached file (messages replace it with
 ``***``). Runs still in progress are left out and fetched by a later call.
 
-All HTTP goes through :func:`http_request` (one small function: the place to swap in another
-client).
+All HTTP goes through :func:`http_request` (one small function): GETs through the package's
+bounded GET (:mod:`.http`: an overall deadline on every socket operation, bounded bodies), the
+two POSTs (GitLab's GraphQL, Harness's execution list) through httpx with the same bounds.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ import sys
 import threading
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import excerpt
-from .history import HistoryError, concat_runs
+from .history import HistoryError, HistoryWarning, concat_runs
 from .history_store import cache_dir, cached_raw, read_history, stored_runs, write_part, write_raw
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "MAX_BODY",
+    "HistoryWarning",
     "Response",
     "fetch_github_history",
     "fetch_gitlab_history",
@@ -72,18 +75,37 @@ class Response:
 def http_request(
     method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
 ) -> Response:
-    """One HTTP request, the body read whole up to :data:`MAX_BODY` (httpx, no redirects).
+    """One HTTP request within ``timeout`` seconds overall, the body read whole up to
+    :data:`MAX_BODY`, no redirects: a GET through the package's bounded GET
+    (:func:`~notebook_pipelines.formats.http.get`), a POST (GitLab's GraphQL, Harness's
+    execution list) through httpx with the same bounds.
 
     Raises:
         HistoryError: the server cannot be reached, the answer is cut short or too large, the
             timeout passed. The message names the URL (which never holds a token).
     """
+    if method == "GET":
+        from .http import HttpError, HttpTimeout, HttpTooLarge, get
+
+        try:
+            return get(url, headers=headers, timeout=timeout, max_bytes=MAX_BODY, what="GET")
+        except HttpTimeout:
+            raise HistoryError(f"{excerpt(url, 160)} did not answer within {timeout:.0f} s") from None
+        except HttpTooLarge:
+            raise HistoryError(
+                f"the answer of {excerpt(url, 160)} is over {MAX_BODY // 2**20} MB: refused"
+            ) from None
+        except HttpError as err:
+            if "ProtocolError" in str(err):
+                raise HistoryError(_CUT_SHORT.format(url=excerpt(url, 160))) from None
+            raise HistoryError(str(err)) from None
     try:
         import httpx
     except ImportError:  # pragma: no cover - the extra is installed for the tests
         raise HistoryError(
             "fetching a history needs httpx: pip install 'notebook-pipelines[history]'"
         ) from None
+    end = time.monotonic() + timeout
     try:
         with (
             httpx.Client(timeout=timeout, follow_redirects=False) as client,
@@ -96,6 +118,8 @@ def http_request(
                     raise HistoryError(
                         f"the answer of {excerpt(url, 160)} is over {MAX_BODY // 2**20} MB: refused"
                     )
+                if time.monotonic() > end:  # a server dripping its answer: the deadline is overall
+                    raise httpx.ReadTimeout("overall")
                 chunks.append(chunk)
             return Response(
                 response.status_code,
@@ -105,12 +129,12 @@ def http_request(
     except httpx.TimeoutException:
         raise HistoryError(f"{excerpt(url, 160)} did not answer within {timeout:.0f} s") from None
     except httpx.RemoteProtocolError:
-        raise HistoryError(
-            f"the answer of {excerpt(url, 160)} was cut short (the connection closed before the whole body "
-            "came): try again"
-        ) from None
+        raise HistoryError(_CUT_SHORT.format(url=excerpt(url, 160))) from None
     except httpx.HTTPError as err:
         raise HistoryError(f"cannot reach {excerpt(url, 160)}: {type(err).__name__}") from None
+
+
+_CUT_SHORT = "the answer of {url} was cut short (the connection closed before the whole body came): try again"
 
 
 class _Client:
@@ -147,8 +171,9 @@ class _Client:
         *,
         body: Any = None,
         what: str = "",
+        missing_ok: bool = False,
     ) -> tuple[Any, Mapping[str, str]]:
-        """The parsed JSON of an answer and its headers."""
+        """The parsed JSON of an answer and its headers (``missing_ok``: a 404 gives ``None``)."""
         if params:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(
                 {k: v for k, v in params.items() if v is not None}, doseq=True
@@ -195,6 +220,8 @@ class _Client:
                 transient += 1
                 self.stop.wait(min(2.0**transient, max(0.0, self.left())))
                 continue
+            if status == 404 and missing_ok:
+                return None, response.headers
             raise HistoryError(self.hide(self._error(status, url, response.body, what)))
         raise HistoryError(f"{self.system}: still rate limited after {_RETRIES} waits: call again later")
 
@@ -418,7 +445,9 @@ def fetch_github_history(
                 raise HistoryError(f"GitHub: the next page {excerpt(url, 160)} is not under {base}: refused")
         text = workflow_at(str(run.get("path") or f".github/workflows/{workflow}"), str(run.get("head_sha")))
         load_github_run({"jobs": jobs}, workflow=text, run=run)  # refuse bad data before keeping it
-        write_raw(folder, "github", pipeline, run_id, {"run": run, "jobs": jobs, "workflow": text})
+        write_raw(
+            folder, "github", pipeline, run_id, {"run": run, "jobs": jobs, "workflow": text}, secret=secret
+        )
 
     _fetch_all(client, todo, fetch_one, concurrency, _Progress(progress, f"GitHub {pipeline}"))
 
@@ -468,7 +497,7 @@ def fetch_gitlab_history(
     (``previousStageJobsOrNeeds``); without GraphQL (an error there) jobs wait for their
     previous stage and a warning says so.
     """
-    from .gitlab import load_gitlab_pipeline
+    from .gitlab import load_gitlab_pipeline, needs_from_graphql
 
     last = _bounded(last)
     secret = _token(token, "GITLAB_TOKEN")
@@ -500,6 +529,8 @@ def fetch_gitlab_history(
     kept = cached_raw(folder, "gitlab", pipeline)
     todo = [r for r in runs if str(r.get("id")) not in kept]
 
+    lock, warned = threading.Lock(), []
+
     def fetch_one(item: Mapping) -> None:
         run_id = str(item["id"])
         detail, _ = client.call("GET", f"{api}/pipelines/{run_id}", what=f"pipeline {run_id}")
@@ -518,14 +549,36 @@ def fetch_gitlab_history(
             page = headers.get("x-next-page") or None
             if not doc:
                 break
-        graph, _ = client.call(
-            "POST",
-            f"{base}/api/graphql",
-            what="GraphQL",
-            body={"query": _GRAPHQL, "variables": {"path": full_path, "iid": str(detail.get("iid"))}},
-        )
+        try:
+            graph, _ = client.call(
+                "POST",
+                f"{base}/api/graphql",
+                what="GraphQL",
+                body={"query": _GRAPHQL, "variables": {"path": full_path, "iid": str(detail.get("iid"))}},
+            )
+            needs_from_graphql(graph, "GitLab's GraphQL answer")
+        except HistoryError as err:
+            if client.stop.is_set() or "deadline" in str(err):
+                raise
+            graph = None  # the edges are the stage order; said once
+            with lock:
+                if not warned:
+                    warned.append(True)
+                    warnings.warn(
+                        f"GitLab: no needs from GraphQL ({excerpt(str(err), 200)}): jobs are taken to wait "
+                        "for their previous stage",
+                        HistoryWarning,
+                        stacklevel=4,
+                    )
         load_gitlab_pipeline(detail, jobs, graph, project=pipeline)  # refuse bad data before keeping it
-        write_raw(folder, "gitlab", pipeline, run_id, {"pipeline": detail, "jobs": jobs, "graphql": graph})
+        write_raw(
+            folder,
+            "gitlab",
+            pipeline,
+            run_id,
+            {"pipeline": detail, "jobs": jobs, "graphql": graph},
+            secret=secret,
+        )
 
     _fetch_all(client, todo, fetch_one, concurrency, _Progress(progress, f"GitLab {pipeline}"))
 
@@ -660,12 +713,13 @@ def fetch_harness_history(
                         f"{base}/pipeline/api/pipelines/getExecutionNode",
                         {**scope, "nodeExecutionId": retry_id},
                         what=f"node {retry_id}",
+                        missing_ok=True,  # an attempt Harness no longer keeps: its number stays
                     )
                     if isinstance(old, Mapping) and isinstance(old.get("data"), Mapping):
                         attempts.append(old["data"])
         raw = {"execution": doc, "attempts": attempts}
         _load_harness(run_id, raw, item, key)  # refuse bad data before keeping it
-        write_raw(folder, "harness", key, run_id, {**raw, "summary": item})
+        write_raw(folder, "harness", key, run_id, {**raw, "summary": item}, secret=secret)
 
     _fetch_all(client, todo, fetch_one, concurrency, _Progress(progress, f"Harness {pipeline}"))
 

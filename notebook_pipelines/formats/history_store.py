@@ -87,10 +87,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_raw(folder: Path, source: str, pipeline: str, run_id: str, doc: Any) -> Path:
-    """Keep one run's answers (a JSON-able dict) in the cache; returns the file."""
+def write_raw(
+    folder: Path, source: str, pipeline: str, run_id: str, doc: Any, secret: str | None = None
+) -> Path:
+    """Keep one run's answers (a JSON-able dict) in the cache; returns the file. ``secret`` (the
+    token) is replaced by ``***`` wherever an answer echoed it."""
     path = raw_path(folder, source, pipeline, run_id)
-    write_atomic(path, json.dumps(doc, separators=(",", ":")).encode())
+    text = json.dumps(doc, separators=(",", ":"))
+    if secret:
+        text = text.replace(json.dumps(secret)[1:-1], "***")
+    write_atomic(path, text.encode())
     return path
 
 

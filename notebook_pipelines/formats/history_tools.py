@@ -40,7 +40,7 @@ def _one_pipeline(history: pd.DataFrame, what: str) -> tuple[str, str]:
         shown = ", ".join(f"{s}:{p}" for s, p in pairs.head(4).itertuples(index=False))
         raise HistoryError(
             f"{what}: the history holds {len(pairs)} pipelines ({excerpt(shown, 200)}): select one, "
-            "e.g. h[h.pipeline == '…']"
+            "e.g. h[h[\"pipeline\"] == '…'] (h.pipeline is the trace accessor, not the column)"
         )
     source, pipeline = pairs.iloc[0]
     return str(source), str(pipeline)
@@ -126,12 +126,13 @@ def pipeline_from_history(history: pd.DataFrame, *, run: str | None = None, id: 
 
         derived = after_from_blocks(listed("fqn"), listed("parent"), listed("phase"), listed("block"))
         known = [
-            (str(f), k, a, d)
-            for f, k, a, d in zip(rows["fqn"], rows["kind"], rows["after"], derived)
+            (str(f), p, a, d)
+            for f, p, a, d in zip(rows["fqn"], rows["parent"], rows["after"], derived)
             if a is not None and not isinstance(a, float)
         ]
-        if any(set(a) != set(d) for _, _, a, d in known):  # the levels misplace some: keep every edge
-            needs = {f: list(a) for f, k, a, _ in known if k != "step" and len(a)}
+        # a container whose children waited otherwise than its blocks say: keep all their edges
+        differ = {p for _, p, a, d in known if set(a) != set(d)}
+        needs = {f: list(a) for f, p, a, _ in known if p in differ and len(a)}
     most = int(counts.max()) if len(counts) else 0
     description = (
         f"rebuilt from {runs} run(s) of {name} ({source}); step durations: medians over {most} run(s) at most"

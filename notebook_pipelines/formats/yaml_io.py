@@ -99,6 +99,7 @@ from ..definition.looping import to_dict as strategy_dict
 from ..definition.model import SOURCE, Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from ..definition.validation import VARIABLE_TYPES, variable_problem
 from ..errors import DefinitionError, Problem
+from .files import decode, read_stream, read_text
 
 __all__ = [
     "Loaded",
@@ -463,7 +464,9 @@ def load_data(source: Any, *, source_name: str | None = None) -> Any:
 
     Raises:
         YamlSyntaxError: the text is not YAML or is refused; the problem says where.
-        FileNotFoundError: ``source`` names a file that does not exist.
+        InputFileError: the file cannot be read: not a regular file (a FIFO, ``/dev/zero``), over
+            ``files.MAX_TEXT_BYTES`` (32 MB), not UTF-8 (the message says the line and column).
+            A missing file is ``MissingFileError``, also a ``FileNotFoundError``.
     """
     text, name = _source_text(source, source_name)
     return _plain(_document(text, name)[0])
@@ -475,18 +478,19 @@ def _at(mark: Any) -> tuple[int, int]:
 
 # -- public entry points --------------------------------------------------------------------------
 def _source_text(source: Any, name: str | None) -> tuple[str, str]:
+    """The text of ``source`` and its name in messages: a file read as the CLI reads it
+    (``formats.files``: regular files only, at most ``MAX_TEXT_BYTES``, UTF-8 with line and
+    column), an open file read in chunks up to the same bound."""
     if hasattr(source, "read"):
-        text = source.read()
-        return (text.decode("utf-8") if isinstance(text, bytes) else text), name or getattr(
-            source, "name", "<yaml>"
-        )
+        name = name or str(getattr(source, "name", "<yaml>"))
+        return read_stream(source, name), name
     if isinstance(source, os.PathLike) or (
         isinstance(source, str) and "\n" not in source and source.strip().lower().endswith((".yaml", ".yml"))
     ):
         path = Path(source)
-        return path.read_text(encoding="utf-8"), name or str(path)
+        return read_text(path), name or str(path)
     if isinstance(source, bytes):
-        return source.decode("utf-8"), name or "<yaml>"
+        return decode(source, name or "<yaml>"), name or "<yaml>"
     if isinstance(source, str):
         return source, name or "<yaml>"
     raise TypeError(f"load_yaml() takes YAML text, a path or an open file, not {type(source).__name__}")
@@ -504,7 +508,8 @@ def read_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
 
     Raises:
         YamlError: every problem, each with its line and column.
-        FileNotFoundError: ``source`` names a file that does not exist.
+        InputFileError: the file cannot be read (see :func:`load_data`); the CLI refuses the
+            same files with the same message. A missing file is also a ``FileNotFoundError``.
     """
     if rules not in ("classic", "current"):
         raise ValueError(f"rules must be 'classic' or 'current', not {rules!r}")
@@ -532,6 +537,8 @@ def load_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
     Raises:
         YamlError: invalid YAML or a definition it cannot map, every problem with its line
             and column (``YamlError`` is a ``DefinitionError``).
+        InputFileError: a file that cannot be read (a FIFO, a device, over 32 MB, not UTF-8:
+            the line and column of the first bad byte), refused without reading it whole.
     """
     loaded = read_yaml(source, rules, source_name=source_name)
     if loaded.notes:
@@ -1273,7 +1280,8 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
 
     Raises:
         DefinitionError: the pipeline is nested beyond the limits (``definition.limits``):
-            writing recurses once per level, so that is checked first.
+            writing recurses once per level, so that is checked first; a value YAML cannot
+            write (an ``object()`` variable, a NumPy number), named by its path in the YAML.
     """
     found = depth_problems(pipeline)
     if found:
@@ -1282,6 +1290,18 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
     doc = {"pipeline": writer.pipeline(pipeline)}
     if pipeline.extra and _DOCUMENT in pipeline.extra:
         doc.update(pipeline.extra[_DOCUMENT])
+    unwritable = _unwritable(doc)
+    if unwritable:
+        where, value = unwritable
+        raise DefinitionError(
+            Problem(
+                where,
+                "-",
+                f"{short(value)} (of type {type(value).__name__}) has no YAML form",
+                "give text, a number, a boolean, None, or lists and dicts of them "
+                "(str(value) keeps its text)",
+            )
+        )
     stream = io.StringIO()
     yaml.dump(
         doc, stream, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
@@ -1293,6 +1313,25 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
     return text
+
+
+def _unwritable(doc: dict) -> tuple[str, Any] | None:
+    """The first value (or key) of ``doc`` YAML cannot write, with its path
+    (``pipeline.variables[0].value``); walked with a stack (the depth is checked before)."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        where, value = stack.pop()
+        if type(value) not in _Dumper.yaml_representers:
+            return where or "the document", value
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                label = f"{where}.{key}" if where else str(key)
+                if type(key) not in _Dumper.yaml_representers:
+                    return f"{where or 'the document'} (a key)", key
+                stack.append((label, item))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+    return None
 
 
 class _Writer:

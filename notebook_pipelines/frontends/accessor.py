@@ -2,10 +2,11 @@
 
 Every trace (``run()``, ``simulate()``, ``nbp.read_trace``, a slice of one) answers
 ``trace.pipeline.critical_path()``, ``.slack()``, ``.concurrency()``, ``.summary()``,
-``.what_if(...)``, ``.gantt()``, ``.to_perfetto(path)``, ``.compare(other)``, ``.table()`` and, for
-several runs concatenated, ``.step_stats()``. The accessor is a front-end: thin methods over
-:mod:`~notebook_pipelines.analysis.timing`, :mod:`~notebook_pipelines.analysis.whatif`,
-:mod:`~notebook_pipelines.views.gantt` and :mod:`~notebook_pipelines.formats.perfetto`.
+``.what_if(...)``, ``.gantt()``, ``.to_perfetto(path)``, ``.save(path)``, ``.compare(other)``,
+``.table()`` and, for several runs concatenated, ``.step_stats()``. The accessor is a
+front-end: thin methods over :mod:`~notebook_pipelines.analysis.timing`,
+:mod:`~notebook_pipelines.analysis.whatif`, :mod:`~notebook_pipelines.views.gantt`,
+:mod:`~notebook_pipelines.formats.perfetto` and :mod:`~notebook_pipelines.formats.traces`.
 
 Registration without importing pandas
 -------------------------------------
@@ -126,6 +127,23 @@ class PipelineAccessor:
 
         return to_perfetto(self._trace("to_perfetto()"), path)
 
+    def save(self, path: str | Path) -> Path:
+        """Write this trace (one run or several) to ``path`` as CSV, JSON or Parquet, by its
+        suffix; ``nbp.read_trace(path)`` reads it back equal. See
+        :func:`~notebook_pipelines.formats.traces.write_trace` for the format (JSON cells for
+        dicts, spreadsheet formulas neutralised in CSV).
+
+        >>> import os, tempfile
+        >>> import notebook_pipelines as nbp
+        >>> trace = nbp.Pipeline("p", stages=[nbp.Stage("s", items=[nbp.Step("a")])]).simulate()
+        >>> path = trace.pipeline.save(os.path.join(tempfile.mkdtemp(), "run.parquet"))
+        >>> nbp.read_trace(path).equals(trace)
+        True
+        """
+        from ..formats.traces import write_trace
+
+        return write_trace(self._frame, path)
+
     def compare(self, other: Any, after: Any = None, *, iterations: bool = False) -> pd.DataFrame:
         """``compare(other)``: node by node, how long each took in this run and in ``other``
         (another run's trace); see :func:`~notebook_pipelines.analysis.timing.compare_traces`.
@@ -199,13 +217,13 @@ class PipelineAccessor:
         runs = frame["run_id"].dropna().unique() if "run_id" in frame.columns else []
         what = f"run {str(runs[0])!r}" if len(runs) == 1 else f"{len(runs)} runs"
         methods = (
-            "critical_path, slack, concurrency, summary, what_if, gantt, to_perfetto, compare, "
+            "critical_path, slack, concurrency, summary, what_if, gantt, to_perfetto, save, compare, "
             "step_stats, table"
         )
         if len(runs) > 1:
             methods = (
                 "step_stats, criticality, trend, plot_trend, regressions, flaky, compare(before, after), "
-                "gantt(summary=True)"
+                "gantt(summary=True), save"
             )
         return f"<trace.pipeline: {what}, {len(frame)} rows; {methods}>"
 

@@ -8,8 +8,10 @@ Four commands over a Harness pipeline YAML file, each a thin shell around the li
 - ``run FILE`` — a real run: ``ShellScript`` steps run in ``bash``, other types need a handler.
 
 ``simulate`` and ``run`` print a readable table of the trace, or write it with ``-o`` as
-``.csv``, ``.json`` or ``.parquet`` (the columns and status names of the trace schema; the
-``outputs`` and ``inputs`` columns are JSON text in CSV and Parquet).
+``.csv``, ``.json`` or ``.parquet`` with :func:`~notebook_pipelines.formats.traces.write_trace`
+(the file format of ``trace.pipeline.save``, read back by ``nbp.read_trace``: the columns and
+status names of the trace schema; ``outputs`` and ``inputs`` as JSON text in CSV and Parquet;
+CSV cells a spreadsheet would run as formulas prefixed with ``'``).
 
 One rule of exit codes for every command: **0** success (valid, drawn, the run ended
 ``Success``); **1** the pipeline has problems — it is not valid (every problem is listed, as
@@ -35,17 +37,25 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
-import json
 import math
 import os
-import stat
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from ..definition.durations import DurationError, format_duration, parse_duration
-from ..errors import EXCERPT, MESSAGE_LIMIT, DefinitionError, PipelineError, RunInterrupted, excerpt
+from ..errors import (
+    EXCERPT,
+    MESSAGE_LIMIT,
+    DefinitionError,
+    PipelineError,
+    RunInterrupted,
+    excerpt,
+    printable,
+    rule_reference,
+)
+from ..formats.traces import write_trace
 
 __all__ = ["EXIT_CODES", "MAX_PROBLEMS", "build_parser", "format_table", "main", "write_trace"]
 
@@ -124,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         action="append",
         default=[],
-        help="set a pipeline variable (repeatable); Number variables take numbers",
+        help="set a pipeline variable (repeatable); Number variables take numbers. A ShellScript "
+        "gets <+...> values pasted into its script unquoted, as Harness does: a value like $(cmd) "
+        "runs cmd. To keep a value as text, pass it in the step's environmentVariables "
+        '(- {name: WHO, value: <+pipeline.variables.who>}) and write "$WHO" in the script',
     )
 
     parser = argparse.ArgumentParser(
@@ -162,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "-o", "--output", metavar="OUT", required=True, help="the picture file: .svg, .png or .dot"
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="draw every step of a large pipeline (above 400 nodes the picture is a summary: step "
+        "groups collapsed, long lists shortened, with counts)",
     )
     p.set_defaults(handler=_render)
 
@@ -450,8 +469,46 @@ def _print_history(frame: Any) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
+class _Terminal:
+    """A terminal stream that shows control characters as text (:func:`printable`): what a
+    step prints (its log, echoed live) or a pipeline holds never reaches the terminal as an
+    escape sequence (clearing the screen, setting the title, recolouring). Line breaks, carriage
+    returns (the progress line) and tabs pass."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(printable(text, keep="\n\r\t"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _on_terminal(stream: Any) -> Any:
+    """``stream`` wrapped in :class:`_Terminal` when it is a terminal, else as it is."""
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        tty = False
+    return _Terminal(stream) if tty and not isinstance(stream, _Terminal) else stream
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (see :data:`EXIT_CODES`)."""
+    """Run the command line; return the exit code (see :data:`EXIT_CODES`).
+
+    On a terminal, control characters in anything printed (names, conditions, messages, the
+    steps' live output) are shown escaped (``\\x1b[2J``), never run by the terminal.
+    """
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _on_terminal(stdout), _on_terminal(stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -472,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
                 "\n".join([f"error: {args.file}: the pipeline {err.what} ({n}):", *err.lines]),
                 file=sys.stderr,
             )
+        if reference := rule_reference("\n".join(err.lines)):
+            print(reference, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -498,54 +557,20 @@ def _bounded(message: str) -> str:
 
 
 # -- reading and writing files --------------------------------------------------------------------
-_KINDS = {
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
-
-
 def _read_text(path_text: str, option: str = "") -> str:
     """The text of the regular UTF-8 file ``path_text``; anything else → ``BadInput`` saying why.
 
-    Opened without blocking, and refused unless it is a regular file, so a FIFO or a device
-    never makes the command wait. ``option`` names the flag that gave the path (``--durations``).
+    The reader of ``formats.files``, which the Python API uses too (``nbp.load_yaml(path)``):
+    opened without blocking and refused unless it is a regular file, so a FIFO or a device
+    never makes the command wait; at most ``MAX_TEXT_BYTES``. ``option`` names the flag that
+    gave the path (``--durations``).
     """
-    label = f"{option} {path_text}" if option else path_text
+    from ..formats.files import InputFileError, read_text
+
     try:
-        fd = os.open(path_text, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        raise BadInput(f"{option + ': ' if option else ''}no such file: {path_text}") from None
-    except PermissionError:
-        raise BadInput(f"{label}: permission denied: make the file readable") from None
-    except (OSError, ValueError) as err:  # ValueError: a NUL character in the name
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise BadInput(f"{label}: cannot open the file ({reason})") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise BadInput(f"{label} is a directory: give a pipeline YAML file")
-        if not stat.S_ISREG(mode):
-            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-            raise BadInput(f"{label} is {kind}, not a regular file: give a YAML file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        data = b"".join(chunks)
-    except OSError as err:
-        raise BadInput(f"{label}: cannot read the file ({err.strerror or err})") from None
-    finally:
-        os.close(fd)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise BadInput(
-            f"{label} is not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}, column {column}): "
-            "save it as UTF-8"
-        ) from None
+        return read_text(path_text, option=option)
+    except InputFileError as err:
+        raise BadInput(str(err)) from None
 
 
 def _check_output(path_text: str, formats: tuple[str, ...], what: str) -> Path:
@@ -733,7 +758,7 @@ def _render(args: argparse.Namespace) -> int:
     from ..views.rendering import to_file
 
     try:
-        to_file(plan, out)
+        to_file(plan, out, full=args.full)
     except PipelineError as err:  # e.g. Graphviz missing
         raise BadInput(_foreign(err)) from None
     except OSError as err:
@@ -873,12 +898,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _finish(args: argparse.Namespace, trace: Any, how: str) -> int:
     if args.output:
-        try:
-            write_trace(trace, args.output)
-        except OSError as err:  # checked before the run; the disk may still fill up
-            print(format_table(trace))  # the trace is not lost
-            raise BadInput(f"-o {args.output}: cannot write the trace ({err.strerror or err})") from None
-        print(f"wrote {args.output}", file=sys.stderr)
+        _write(trace, args.output)
     else:
         print(format_table(trace))
     root = trace[trace["kind"] == "pipeline"]
@@ -888,31 +908,24 @@ def _finish(args: argparse.Namespace, trace: Any, how: str) -> int:
         f"pipeline {trace.attrs.get('pipeline', '')!r} {how}: {status} after {format_duration(took)}",
         file=sys.stderr,
     )
+    if args.output and status != "Success":  # the table is in the file: say here what went wrong
+        from ..engine.scheduler import failure_lines
+
+        lines = failure_lines(trace)
+        if lines:
+            print(_bounded("\n".join(lines)), file=sys.stderr)
     return 0 if status == "Success" else 1
 
 
 def _execution_json(path_text: str, option: str = "") -> Any:
-    """The parsed JSON of an execution file: size checked before reading (≤ 100 MB), read with
-    :func:`_read_text` (regular UTF-8 files only)."""
-    from ..formats.harness_executions import MAX_BYTES
+    """The parsed JSON of an execution file, read as ``load_harness_execution`` reads it (a
+    regular UTF-8 file of at most 100 MB, its shape checked before it is parsed whole)."""
+    from ..formats.harness_executions import HarnessExecutionError, read_execution_json
 
-    label = f"{option} {path_text}" if option else path_text
     try:
-        size = os.stat(path_text).st_size
-    except (OSError, ValueError):
-        size = 0  # _read_text says what is wrong with the path
-    if size > MAX_BYTES:
-        raise BadInput(
-            f"{label} is {size / 2**20:.0f} MB; execution files over {MAX_BYTES // 2**20} MB are refused: "
-            "fetch the run per stage (stageNodeId=…)"
-        )
-    text = _read_text(path_text, option)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise BadInput(f"{label}:{err.lineno}:{err.colno}: not JSON ({err.msg})") from None
-    except RecursionError:
-        raise BadInput(f"{label}: the JSON is nested too deeply to read") from None
+        return read_execution_json(path_text, option, top="any" if option else "object")
+    except HarnessExecutionError as err:
+        raise BadInput(_foreign(err)) from None
 
 
 def _analyse(args: argparse.Namespace) -> int:
@@ -931,8 +944,8 @@ def _analyse(args: argparse.Namespace) -> int:
     status = str(root["status"].iloc[0])
     took = float(root["duration_s"].iloc[0])
     print(
-        f"run {trace.attrs['run_id']} of pipeline {trace.attrs['pipeline']!r}: "
-        f"{status} after {_seconds(took)}"
+        f"run {printable(str(trace.attrs['run_id']))} of pipeline {trace.attrs['pipeline']!r}: "
+        f"{printable(status)} after {_seconds(took)}"
     )
     print("\ntime per stage, step group and parallel block:")
     table = summary(trace)
@@ -941,11 +954,11 @@ def _analyse(args: argparse.Namespace) -> int:
         lines.append(
             (
                 str(row.kind).replace("_", " "),
-                _cell(row.name),
+                printable(_cell(row.name)),
                 _seconds(row.span_s),
                 _seconds(row.busy_s),
                 f"{row.speedup:.2f}" if row.speedup == row.speedup else "",
-                _cell(row.longest_step),
+                printable(_cell(row.longest_step)),
             )
         )
     widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
@@ -955,46 +968,27 @@ def _analyse(args: argparse.Namespace) -> int:
     print("\ncritical path:")
     for row in path.itertuples(index=False):
         attempt = f" (attempt {row.attempt})" if row.attempt != 1 else ""
-        print(f"  {_seconds(row.start_s):>8} → {_seconds(row.end_s):>8}  {row.fqn}{attempt}")
+        print(f"  {_seconds(row.start_s):>8} → {_seconds(row.end_s):>8}  {printable(row.fqn)}{attempt}")
     if args.output:
-        write_trace(trace, args.output)
-        print(f"wrote {args.output}", file=sys.stderr)
+        _write(trace, args.output)
     return 0 if status == "Success" else 1
 
 
 # -- traces ---------------------------------------------------------------------------------------
-def _json_text(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return json.dumps(value, default=str, sort_keys=True)
+def _write(trace: Any, path_text: str) -> None:
+    """Write the trace with :func:`~notebook_pipelines.formats.traces.write_trace`; a trace that
+    cannot be written is printed instead (it is not lost) and the error says why."""
+    from ..errors import TraceError
 
-
-def write_trace(trace: Any, path: str | Path) -> Path:
-    """Write a trace as ``.csv``, ``.json`` (records) or ``.parquet``, by the suffix of ``path``.
-
-    Columns and status names are those of the trace schema; ``outputs`` and ``inputs`` become
-    JSON text in CSV and Parquet (nested objects in JSON): each step keeps its own keys, where a
-    Parquet struct would merge every step's keys into one record type.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in TRACE_FORMATS:
-        raise BadInput(f"-o {path}: the trace file must end in {', '.join(TRACE_FORMATS)}")
-    frame = trace.copy()
-    if suffix == ".json":
-        frame.to_json(path, orient="records", date_format="iso", date_unit="us", indent=1)
-        return path
-    for column in ("outputs", "inputs"):
-        if column in frame:
-            frame[column] = [_json_text(v) for v in frame[column]]
-    if suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        try:
-            frame.to_parquet(path, index=False)
-        except ImportError as err:
-            raise BadInput(f"-o {path}: writing Parquet needs pyarrow (pip install pyarrow): {err}") from None
-    return path
+    try:
+        write_trace(trace, path_text)
+    except OSError as err:  # checked before the run; the disk may still fill up
+        print(format_table(trace))
+        raise BadInput(f"-o {path_text}: cannot write the trace ({err.strerror or err})") from None
+    except TraceError as err:  # a value JSON cannot hold
+        print(format_table(trace))
+        raise BadInput(f"-o {path_text}: {str(err).removeprefix('write_trace: ')}") from None
+    print(f"wrote {path_text}", file=sys.stderr)
 
 
 def _cell(value: Any) -> str:
@@ -1044,15 +1038,16 @@ def format_table(trace: Any, width: int = 90) -> str:
             )
             if part
         )
+        note = printable(note)  # a control character from the pipeline shows escaped (\x1b…)
         if len(note) > width:
             note = note[: width - 1] + "…"
         start, end = _cell(row.start_s), _cell(row.end_s)
         took = _seconds(row.duration_s) if start else ""
         rows.append(
             (
-                "  " * depth.get(row.fqn, 0) + label,
+                "  " * depth.get(row.fqn, 0) + printable(label),
                 str(row.kind).replace("_", " "),
-                str(row.status),
+                printable(str(row.status)),
                 str(row.attempt) if row.attempt else "",
                 _seconds(float(start)) if start else "",
                 _seconds(float(end)) if end else "",

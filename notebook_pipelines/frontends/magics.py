@@ -1085,6 +1085,11 @@ class PipelineMagics(Magics):
                     f"step `{args.id}`: the body does not compile ({exc.msg}, line {exc.lineno}); "
                     "it is plain Python (no `!` or `%` lines)"
                 ) from None
+            except (MemoryError, RecursionError):  # e.g. 100,000 unary minus signs: the parser gives up
+                raise UsageError(
+                    f"step `{args.id}`: the body is nested too deeply for Python to compile "
+                    f"({len(body)} characters); split the expression into several statements"
+                ) from None
         outputs = [o.strip() for o in args.outputs.split(",") if o.strip()] if args.outputs else None
         for output in outputs or ():  # not `name`: that holds the pipeline's name, remembered below
             if not output.isidentifier():

@@ -185,7 +185,8 @@ def gantt(
                     waits["left"].append(previous)
                     waits["width"].append(row.start_s - previous)
                 if row.attempt > 1 and labelled:
-                    ax.text(row.start_s, y, f" #{row.attempt}", va="center", ha="left", fontsize=7, zorder=5)
+                    ax.text(row.start_s, y, f" #{row.attempt}", va="center", ha="left", fontsize=7, zorder=5,
+                            parse_math=False)  # fmt: skip
                 if row.Index in on_path:
                     outline["y"].append(y)
                     outline["left"].append(row.start_s)
@@ -208,7 +209,9 @@ def gantt(
 
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_yticks(range(len(lanes)))
-    ax.set_yticklabels([lane["label"] for lane in lanes] if labelled else [""] * len(lanes), fontsize=8)
+    ax.set_yticklabels(
+        [lane["label"] for lane in lanes] if labelled else [""] * len(lanes), fontsize=8, parse_math=False
+    )
     ax.set_xlabel("seconds from the start of the run")
     ax.grid(axis="x", color="#e0e0e0", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
@@ -221,7 +224,7 @@ def gantt(
         if packing != "step":
             level = "step group" if packing == "group" else "stage"
             title += f"\n(lanes packed per {level}: {len(steps)} step executions)"
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(title, fontsize=10, loc="left", parse_math=False)
 
     present = [s for s in STATUS_STYLES if s in statuses]
     handles = [Patch(facecolor=STATUS_STYLES[s][0], edgecolor=STATUS_STYLES[s][1], label=s) for s in present]
@@ -260,7 +263,7 @@ def _bands(ax: Any, lanes: list[dict], transform: Any) -> None:
         ax.axhspan(first - 0.5, last + 0.5, color=_STAGE_BANDS[k % 2], zorder=0, linewidth=0)
         ax.axhline(first - 0.5, color="#b0bec5", linewidth=0.8, zorder=1)
         ax.text(1.005, (first + last) / 2, f"stage {stage}", transform=transform, va="center", ha="left",
-                fontsize=8, fontweight="bold", color="#37474f", clip_on=False)  # fmt: skip
+                fontsize=8, fontweight="bold", color="#37474f", clip_on=False, parse_math=False)  # fmt: skip
     for stage_group, first, last in runs("group"):
         group = stage_group[1]
         if group is None:
@@ -275,5 +278,6 @@ def _bands(ax: Any, lanes: list[dict], transform: Any) -> None:
             zorder=0,
             linewidth=0,
         )
-        ax.text(0.003, first - 0.42, f"step group {group.rsplit('.', 1)[-1]}", transform=transform, va="top",
-                ha="left", fontsize=7, style="italic", color="#455a64", zorder=6)  # fmt: skip
+        name = f"step group {group.rsplit('.', 1)[-1]}"
+        ax.text(0.003, first - 0.42, name, transform=transform, va="top", ha="left", fontsize=7,
+                style="italic", color="#455a64", zorder=6, parse_math=False)  # fmt: skip

@@ -1,25 +1,35 @@
-"""The rich display of the design assistant's suggestions: the table, and the best layout's
-picture beside the original's (``Suggestions._repr_html_``). Never raises: a picture that
+"""The rich display of the design assistant's suggestions: the table, then the original's
+picture above the best layout's (``Suggestions._repr_html_``). Never raises: a picture that
 cannot be drawn becomes its text outline."""
 
 from __future__ import annotations
 
+import base64
 import html
+import re
 from typing import Any
 
 __all__ = ["suggestions_html"]
 
 
-def _picture(pipeline: Any) -> str:
-    from .rendering import outline, to_svg
+def _picture(pipeline: Any, caption: str) -> str:
+    """The picture as an ``<img>`` of its SVG at its natural size (shrunk to fit, never blown up):
+    JupyterLab's sanitizer keeps an image in an untrusted notebook, where inline SVG is dropped."""
+    from .rendering import fit_svg, outline, to_svg
 
     try:
-        return to_svg(pipeline.plan())
+        svg = fit_svg(to_svg(pipeline.plan()))
     except Exception:  # rich display never raises: fall back to the outline
         try:
             return f"<pre>{html.escape(outline(pipeline))}</pre>"
         except Exception as err:
             return f"<pre>{html.escape(f'{type(err).__name__}: {err}')}</pre>"
+    size = re.search(r'<svg\b[^>]*?\swidth="([0-9.]+)pt"\s+height="([0-9.]+)pt"', svg)
+    width = f"width: {float(size.group(1)) * 4 / 3:.0f}px; " if size else ""
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    alt = html.escape(caption, quote=True)
+    style = f"{width}max-width: 100%; height: auto"
+    return f'<img alt="{alt}" style="{style}" src="data:image/svg+xml;base64,{data}">'
 
 
 def suggestions_html(suggestions: Any) -> str:
@@ -47,9 +57,10 @@ def suggestions_html(suggestions: Any) -> str:
         "<th>above bound</th><th>changes</th><th>relaxed orderings</th></tr>" + "".join(rows) + "</table>"
     )
     best = suggestions[0]
+    # one above the other, each at its own size: side by side they shrank to unreadable labels
+    written, suggested = f"as written ({suggestions.original_s:g} s)", f"suggested ({best.makespan_s:g} s)"
     pictures = (
-        "<div style='display:flex;gap:2em;align-items:flex-start'>"
-        f"<div><p>as written ({suggestions.original_s:g} s)</p>{_picture(suggestions.original)}</div>"
-        f"<div><p>suggested ({best.makespan_s:g} s)</p>{_picture(best.pipeline)}</div></div>"
+        f"<div><p>{written}</p>{_picture(suggestions.original, written)}</div>"
+        f"<div><p>{suggested}</p>{_picture(best.pipeline, suggested)}</div>"
     )
     return head + table + pictures

@@ -17,9 +17,17 @@ subshell of this package (:mod:`.kernel_comms`) while the main thread runs the p
 Where the kernel has no subshells, only a run started with ``p.start()`` takes the clicks
 (the kernel is free then), and the view says so.
 
-Updates come on the engine's loop thread (or a throttle's timer thread); ipywidgets sends them
-to the frontend as comm messages, which is safe from any thread with ipykernel ≥ 6. Headless
-(no frontend, e.g. in tests) the widgets work the same: read their traits, ``.click()`` buttons.
+The view never holds the run: engine events only mark an update as wanted, and two drawing
+threads (:class:`~.progress.Throttle`: the text parts, the picture) redraw when due, coalescing
+what came meanwhile, so a drawing slower than the run skips frames; a picture that takes ``d``
+seconds to draw is redrawn at most every ``max(0.5, 4 d)`` seconds. Above ``PICTURE_LIMIT``
+steps the picture is not drawn while the run goes (counts and progress only): it is drawn once
+when the run has ended, and ``run()`` does not wait for it (:meth:`LiveView.wait` does); above
+``PICTURE_MAX`` steps not at all (``p.render(trace)`` draws it when asked). Below
+it, the end of the run waits up to ``FINAL_WAIT`` seconds for the final picture. The drawing
+threads end with the run. ipywidgets sends updates to the frontend as comm messages, which is
+safe from any thread with ipykernel ≥ 6. Headless (no frontend, e.g. in tests) the widgets work
+the same: read their traits, ``.click()`` buttons.
 """
 
 from __future__ import annotations
@@ -39,6 +47,13 @@ __all__ = ["LiveView", "status_chips"]
 
 #: seconds between redraws of the text parts and of the picture (Graphviz costs more)
 TEXT_EVERY, PICTURE_EVERY = 0.1, 0.5
+#: above this many steps (planned, or ended so far: loops) the picture is drawn only when the run ends
+PICTURE_LIMIT = 300
+#: above this many steps the view draws no picture at all (Graphviz would take minutes and the
+#: SVG megabytes): ``p.render(trace)`` draws it when asked
+PICTURE_MAX = 5_000
+#: seconds the end of a run waits for the view's final update (the picture: below PICTURE_LIMIT)
+FINAL_WAIT = 5.0
 
 
 def status_chips(counts: dict[str, int]) -> str:
@@ -103,35 +118,81 @@ class LiveView(widgets.VBox):
             **kwargs,
         )
         self._name = name
-        self.text_updates = Throttle(self._refresh_text, TEXT_EVERY)
-        self.picture_updates = Throttle(self._refresh_picture, PICTURE_EVERY)
+        self._logs: list[tuple[int, int]] = []  # (step index, attempt) of the rows with a log
+        self._rows_seen = 0  # state.rows read for logs so far
+        self.text_updates = Throttle(self._refresh_text, TEXT_EVERY, name="live-text")
+        self.picture_updates = Throttle(self._refresh_picture, PICTURE_EVERY, name="live-picture")
         state.observers.append(self.changed)
-        self.text_updates.flush()
-        self.picture_updates.flush(close=state.done)
+        state.throttles += [self.text_updates, self.picture_updates]
+        self.text_updates.flush(close=state.done)
         if state.done:
-            self.text_updates.flush(close=True)
+            self.picture_updates.flush(close=True)
+        elif self._big():
+            self._show_picture_note()
+        else:  # the plan's picture, drawn on the drawing thread: the run need not wait for it
+            self.picture.value = "<small>drawing the pipeline…</small>"
+            self.picture_updates.poke()
 
     def __repr__(self) -> str:  # the text/plain of the display: the same in every run
         return f"<live view of a run of {self._name!r}>"
 
     # -- updates ------------------------------------------------------------------------------
     def changed(self, final: bool) -> None:
-        """The run state changed (an engine event): redraw, throttled; at the end, at once."""
+        """The run state changed (an engine event, on the loop's thread): ask the drawing
+        threads for an update (O(1)); at the end, the final update (see the module notes)."""
         if self._cancel_pending:
             self._send_cancel()
         if final:
-            self.text_updates.flush(close=True)
-            self.picture_updates.flush(close=True)
+            self.picture_updates.finish(wait=0)  # both start now; the text is quick
+            self.text_updates.finish(FINAL_WAIT)
+            self.picture_updates.finish(0 if self._big() else FINAL_WAIT)
         else:
             self.text_updates.poke()
-            self.picture_updates.poke()
+            if not self._big():
+                self.picture_updates.poke()
+
+    def wait(self, timeout: float | None = FINAL_WAIT) -> bool:
+        """Wait up to ``timeout`` seconds until the view's updates are drawn and its drawing
+        threads have ended (the final picture of a pipeline above ``PICTURE_LIMIT`` steps is
+        drawn after ``run()`` returns). True when none is left."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ended = True
+        for throttle in (self.text_updates, self.picture_updates):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ended = throttle.wait(left) and ended
+        return ended
+
+    def _big(self) -> bool:
+        return self._steps() > PICTURE_LIMIT
+
+    def _steps(self) -> int:
+        state = self.state  # iterations of looped nodes count as they run
+        return max(state.planned, len(state.finished))
+
+    def _show_picture_note(self) -> None:
+        steps = self._steps()
+        if steps > PICTURE_MAX:
+            text = (
+                f"{steps} steps: above {PICTURE_MAX} the view draws no picture; draw it with p.render(trace)"
+            )
+        else:
+            text = (
+                f"{steps} steps: above {PICTURE_LIMIT} the picture is drawn when the run has ended, "
+                "so that drawing never slows the run"
+            )
+        self.picture.value = f"<small>{html.escape(text)}</small>"
 
     def _refresh_text(self) -> None:
         state = self.state
         with state.lock:
             done, status, requests = state.done_steps, state.status, state.requests()
-            logs = [(row.node, row.attempt) for row in state.rows if row.log]
-        elapsed = format_duration(round(state.elapsed(), 1))
+            rows, seen = state.rows, self._rows_seen
+            self._logs += [(row.node, row.attempt) for row in rows[seen:] if row.log]
+            self._rows_seen = len(rows)
+            logs = self._logs
+        elapsed = format_duration(state.elapsed() if state.done else round(state.elapsed(), 1))
         self.header.value = (
             f"<b>{html.escape(self._name)}</b> · {html.escape(status)} · {elapsed}"
             f" · {done}/{state.planned} steps done"
@@ -144,6 +205,9 @@ class LiveView(widgets.VBox):
         self._offer_logs(logs)
 
     def _refresh_picture(self) -> None:
+        if (not self.state.done and self._big()) or self._steps() > PICTURE_MAX:
+            self._show_picture_note()  # the run outgrew PICTURE_LIMIT (loops): the end draws it
+            return
         self.picture.value = picture_html(self.state.plan, self.state.snapshot())
 
     # -- manual intervention ------------------------------------------------------------------

@@ -4,10 +4,11 @@
 ``intervention``, ``run_finished``) that keeps the state of a run as it goes: the steps planned
 and done, the status of each, what runs now, which steps wait for a person, the rows so far.
 Views watch it: :class:`TextProgress` (a line on stderr, no widget code at all) and the live
-widget (:mod:`.live`). The engine calls the listener on its loop thread; a view must be cheap
-there, so each view redraws through a :class:`Throttle`: at most every ``interval`` seconds
-while events arrive, once more shortly after the last one (a ``threading.Timer``, armed only
-when an update was skipped), and once at the end. Nothing polls.
+widget (:mod:`.live`). The engine calls the listener on its loop thread, and an observer must
+never hold that loop: an event costs a lock, a dict update and an O(1) ``poke``. Each view
+draws through a :class:`Throttle`, on a drawing thread of its own: at most every ``interval``
+seconds while events arrive (coalesced: a slow drawing skips frames, it never delays a step),
+and once at the end; the thread ends with the run. Nothing polls.
 
 >>> import notebook_pipelines as nbp
 >>> p = nbp.Pipeline("p")
@@ -27,6 +28,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +36,7 @@ from typing import Any
 from ..definition.durations import format_duration
 from ..definition.plan import Plan, PlanNode
 from ..engine.trace import Record, build_trace
+from ..errors import printable
 
 __all__ = ["RunState", "TextProgress", "Throttle", "in_kernel", "text_line"]
 
@@ -54,52 +57,157 @@ def in_kernel() -> bool:
 
 
 class Throttle:
-    """Call ``fn`` at most every ``interval`` seconds, and surely after the last poke.
+    """Call ``fn`` on a thread of its own, at most every ``interval`` seconds, never on the
+    thread that asks for an update (the scheduler's loop must never wait for a view).
 
-    ``poke()`` calls ``fn`` now if the last call is ``interval`` old, else arms one
-    ``threading.Timer`` for the rest of the interval (if none is armed): so a burst of events
-    ends in a redraw, and quiet times cost nothing. ``flush()`` cancels the timer and calls
-    ``fn`` now (the final update). Calls of ``fn`` never overlap (a lock).
+    - ``poke()`` — an update is wanted: O(1), it never calls ``fn``. The drawing thread
+      (``nbp-draw-<name>``, started on demand) calls ``fn`` once the last call is ``interval``
+      old *and* ``spacing`` times the last call's duration has passed since it ended. Pokes
+      that come meanwhile are coalesced into that one call, so when drawing is slower than the
+      run, frames are skipped, never queued, and the thread draws at most ``1 / (1 + spacing)``
+      of the time. The thread ends after ``IDLE`` seconds without pokes.
+    - ``finish(wait)`` — the final update: made on the drawing thread (at once, cutting short
+      the interval); waits up to ``wait`` seconds for it and returns True when it was made and
+      the thread has ended. After it, pokes do nothing.
+    - ``flush(close=False)`` — call ``fn`` now on this thread (a view made before or after a
+      run); ``close=True``: no update after it.
+    - ``wait(timeout)`` — wait until no drawing thread is left.
+    - ``cancel()`` — no more updates, not even a final one (a run that ended without a trace);
+      the drawing thread ends after any call under way.
+
+    Calls of ``fn`` never overlap. A ``fn`` that raises stops the updates with one warning.
+
+    >>> calls = []
+    >>> t = Throttle(lambda: calls.append(threading.current_thread().name), 0.1, name="doc")
+    >>> for _ in range(1000):
+    ...     t.poke()
+    >>> t.finish(wait=5.0)
+    True
+    >>> 1 <= len(calls) <= 2, set(calls)
+    (True, {'nbp-draw-doc'})
     """
 
-    def __init__(self, fn: Callable[[], Any], interval: float):
-        self.fn, self.interval = fn, interval
-        self._lock = threading.RLock()
-        self._last = float("-inf")
-        self._timer: threading.Timer | None = None
+    #: seconds without a poke after which the drawing thread ends (a new poke starts one)
+    IDLE = 5.0
+
+    def __init__(self, fn: Callable[[], Any], interval: float, name: str = "view", spacing: float = 3.0):
+        self.fn, self.interval, self.spacing, self.name = fn, interval, spacing, name
+        self._cond = threading.Condition(threading.Lock())
+        self._drawing = threading.Lock()  # calls of fn never overlap
+        self._wanted = False  # a poke since the last call began
+        self._final = False  # finish() asked for the final call
+        self._cancelled = False  # cancel(): the thread ends without another call
+        self._thread: threading.Thread | None = None
+        self._next = float("-inf")  # the earliest start of the next call (time.monotonic())
         self.calls = 0  # how many updates were made (tests read it)
         self.closed = False
+        self.error: BaseException | None = None
 
     def poke(self) -> None:
-        with self._lock:
-            if self.closed:
+        if self._wanted or self.closed:
+            return  # an update is already wanted: this event joins it
+        with self._cond:
+            if self._wanted or self.closed:
                 return
-            wait = self._last + self.interval - time.monotonic()
-            if wait <= 0:
-                self._call()
-            elif self._timer is None:
-                self._timer = threading.Timer(wait, self._trailing)
-                self._timer.daemon = True
-                self._timer.start()
+            self._wanted = True
+            if self._thread is None:
+                self._start()
+            else:
+                self._cond.notify()
 
-    def _trailing(self) -> None:
-        with self._lock:
-            self._timer = None
-            if not self.closed:
-                self._call()
+    def delay(self, seconds: float | None = None) -> None:
+        """No update before ``seconds`` (default: ``interval``) from now."""
+        self._next = time.monotonic() + (self.interval if seconds is None else seconds)
+
+    def finish(self, wait: float | None = 5.0) -> bool:
+        with self._cond:
+            thread = self._thread
+            if not self._final and self.error is None:
+                self.closed = self._final = True
+                if thread is None:
+                    thread = self._start()
+                else:
+                    self._cond.notify()
+            self.closed = True
+        if thread is None or thread is threading.current_thread():
+            return thread is None
+        if wait is None or wait > 0:
+            thread.join(wait)
+        return not thread.is_alive()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self.closed = self._cancelled = True
+            self._cond.notify()
 
     def flush(self, close: bool = False) -> None:
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._call()
-            self.closed = self.closed or close
+        with self._cond:
+            self._wanted = False
+        self._call()
+        self.closed = self.closed or close
 
-    def _call(self) -> None:
-        self._last = time.monotonic()
-        self.calls += 1
-        self.fn()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds until no drawing thread is left; True if none is."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            return not thread.is_alive()
+        return thread is None
+
+    @property
+    def busy(self) -> bool:
+        """True while a drawing thread is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._work, name=f"nbp-draw-{self.name}"[:60], daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._cond:
+                quiet_until = time.monotonic() + self.IDLE
+                while not self._wanted and not self._final:
+                    left = quiet_until - time.monotonic()
+                    if left <= 0 or self._cancelled:
+                        self._thread = None if self._thread is me else self._thread
+                        return
+                    self._cond.wait(left)
+                while not self._final and (left := self._next - time.monotonic()) > 0:
+                    if self._cancelled:
+                        break
+                    self._cond.wait(left)  # not due yet: pokes meanwhile join this update
+                final = self._final
+                self._wanted = False
+            ok = not self._cancelled and self._call()
+            if final or not ok:
+                with self._cond:
+                    self._thread = None if self._thread is me else self._thread
+                return
+
+    def _call(self) -> bool:
+        with self._drawing:
+            if self.error is not None:
+                return False
+            start = time.monotonic()
+            self.calls += 1
+            try:
+                self.fn()
+            except Exception as exc:  # a view is not worth failing a run for: stop updating it
+                self.error, self.closed = exc, True
+                warnings.warn(
+                    f"the {self.name} view stopped updating: {type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                return False
+            end = time.monotonic()
+            self._next = max(start + self.interval, end + self.spacing * (end - start))
+            return True
 
 
 class RunState:
@@ -126,7 +234,9 @@ class RunState:
         self.trace: Any = None
         self.t0: float | None = None  # time.monotonic() when the run started
         self.t1: float | None = None  # … and when it ended
+        self.makespan: float | None = None  # the trace's, once the run has ended
         self.observers: list[Callable[[bool], Any]] = []
+        self.throttles: list[Throttle] = []  # the views' drawing, stopped by abandon()
 
     # -- listener events (the engine's loop thread) -------------------------------------------
     def run_started(self, scheduler: Any) -> None:
@@ -160,10 +270,19 @@ class RunState:
         with self.lock:
             root = trace[trace["kind"] == "pipeline"]
             self.status = str(root["status"].iloc[0]) if len(root) else "NotStarted"
+            took = root["duration_s"].iloc[0] if len(root) else None
+            self.makespan = float(took) if took is not None and took == took else None
             self.trace, self.done, self.t1 = trace, True, time.monotonic()
             self.running.clear()
             self.waiting.clear()
         self._changed(True)
+
+    def abandon(self) -> None:
+        """The run ended without a trace (its executor could not start, say): the views stop
+        updating and their drawing threads end, without a final update."""
+        if not self.done:
+            for throttle in list(self.throttles):
+                throttle.cancel()
 
     def _changed(self, final: bool) -> None:
         for observer in list(self.observers):
@@ -176,7 +295,10 @@ class RunState:
         return len(self.finished)
 
     def elapsed(self) -> float:
-        """Wall-clock seconds since the run started (until it ended)."""
+        """Seconds since the run started; once it has ended, the trace's makespan (not the wall
+        time to the ``run_finished`` event, which includes building the trace)."""
+        if self.makespan is not None:
+            return self.makespan
         if self.t0 is None:
             return 0.0
         return (self.t1 if self.t1 is not None else time.monotonic()) - self.t0
@@ -227,7 +349,8 @@ def _live_row(index: int, attempt: int, status: str, start: float, now: float, e
 def text_line(state: RunState, elapsed: float | None = None) -> str:
     """The one line of text progress: ``name: done/planned steps done · counts · time · status``."""
     counts = " · ".join(f"{status} {n}" for status, n in state.counts().items())
-    took = format_duration(round(state.elapsed() if elapsed is None else elapsed, 1))
+    seconds = state.elapsed() if elapsed is None else elapsed
+    took = format_duration(seconds if state.done else round(seconds, 1))  # the end: the makespan
     parts = [f"{state.plan.pipeline.id}: {state.done_steps}/{state.planned} steps done"]
     parts += [counts] if counts else []
     parts.append(took)
@@ -240,38 +363,115 @@ class TextProgress:
     """One line of progress on a stream (stderr): redrawn in place on a terminal (about 10
     times a second), else a line now and then (every ``every`` seconds) and one at the end.
 
-    Attach to a :class:`RunState` (``state.observers``). No widget code runs.
+    Attach to a :class:`RunState` (``state.observers``). No widget code runs. Lines are
+    written by a drawing thread (:class:`Throttle`), so a slow stream never delays a step; the
+    run's end waits up to ``FINAL_WAIT`` seconds for the last line.
+
+    On a terminal the line is drawn without a newline, so what a step (or anyone) prints to
+    ``sys.stdout``/``sys.stderr`` meanwhile would be glued to it: while the run goes, both are
+    wrapped (:class:`_LineGuard`) so that the first text written after a draw clears the line
+    first — the text starts on its own line — and the next draw puts the progress back below it.
     """
+
+    #: seconds the end of a run waits for the last line to be written
+    FINAL_WAIT = 5.0
 
     def __init__(self, state: RunState, stream: Any = None, every: float = 10.0):
         self.state = state
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.throttle = Throttle(self._draw, 0.1 if self.tty else every)
+        self.throttle = Throttle(self._draw, 0.1 if self.tty else every, name="text-progress")
+        state.throttles.append(self.throttle)
         self._width = 0
         self._final = False
+        self._ended = False  # the final line has been written
         self._first = True
+        self._lock = threading.RLock()
+        self._drawn = False  # the progress line is on the screen, the cursor at its end
+        self._partial = False  # other text was written without a newline: the cursor is mid-line
+        self._guards: list[tuple[str, _LineGuard]] = []
+        if self.tty:
+            for name in ("stdout", "stderr"):
+                guard = _LineGuard(getattr(sys, name), self)
+                setattr(sys, name, guard)
+                self._guards.append((name, guard))
         state.observers.append(self.changed)
 
     def changed(self, final: bool) -> None:
         if final:
             self._final = True
-            self.throttle.flush(close=True)
+            self.throttle.finish(self.FINAL_WAIT)
+            self._unguard()
         elif self.tty or not self._first:
             self.throttle.poke()
         else:  # off a terminal the first line waits a full interval: short runs print one line
             self._first = False
-            self.throttle._last = time.monotonic()
+            self.throttle.delay()
+
+    def close(self) -> None:
+        """Stop guarding ``sys.stdout``/``sys.stderr`` (done at the end of the run; call it when
+        a run never started)."""
+        self._unguard()
+
+    def _unguard(self) -> None:
+        for name, guard in self._guards:
+            guard.progress = None  # wrapped again by someone since: it passes everything on
+            if getattr(sys, name) is guard:
+                setattr(sys, name, guard.stream)
+        self._guards = []
 
     def _draw(self) -> None:
-        line = text_line(self.state)
+        if self._ended:
+            return  # the final line is out
+        final = self._final
+        line = printable(text_line(self.state))  # names from the pipeline: no raw escape sequences
         try:
             if self.tty:
-                pad = " " * max(0, self._width - len(line))
-                self.stream.write("\r" + line + pad + ("\n" if self._final else ""))
-                self._width = len(line)
+                with self._lock:
+                    lead = "\n" if self._partial else ""  # other text keeps the line it began
+                    pad = " " * max(0, self._width - len(line))
+                    self.stream.write(lead + "\r" + line + pad + ("\n" if final else ""))
+                    self.stream.flush()
+                    self._width = len(line)
+                    self._drawn, self._partial = not final, False
             else:
                 self.stream.write(line + "\n")
-            self.stream.flush()
+                self.stream.flush()
         except (OSError, ValueError):  # a closed stream: progress is not worth failing a run for
             pass
+        self._ended = final
+
+    def _before(self, text: str) -> None:
+        """Other text is about to be written: clear the progress line if it is on the screen."""
+        if self._drawn and text:
+            try:
+                self.stream.write("\r" + " " * self._width + "\r")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+            self._drawn, self._width = False, 0
+
+
+class _LineGuard:
+    """``sys.stdout``/``sys.stderr`` while a :class:`TextProgress` draws in place: passes every
+    write on, clearing the progress line first (see :class:`TextProgress`)."""
+
+    def __init__(self, stream: Any, progress: TextProgress):
+        self.stream, self.progress = stream, progress
+
+    def write(self, text: str) -> int:
+        progress = self.progress
+        if progress is None or not text:
+            return self.stream.write(text)
+        with progress._lock:
+            progress._before(text)
+            written = self.stream.write(text)
+            self.stream.flush()  # before the next draw, which goes to another stream
+            progress._partial = not text.endswith("\n")
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)

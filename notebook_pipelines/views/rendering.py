@@ -31,6 +31,14 @@ Drawing conventions
   their lanes.
 - **Rich display never raises**: without ``dot`` (or for an invalid definition) it warns and
   shows text; files and SVG without ``dot`` raise :class:`GraphvizMissing` with install hints.
+- **A large plan is summarised** (more than :data:`MAX_FULL_NODES` stages, step groups and
+  steps; Graphviz's layout grows faster than the drawing: 10,000 steps took 7–82 s and made
+  10–15 MB of SVG). Each step group is one box with its step count (and, with a trace, its
+  steps' statuses counted); a list of more than :data:`SUMMARY_ITEMS` items shows its first and
+  last ones around a "… N more" box that counts what it hides; if that is still too much, each
+  stage is one box. The title says so. ``render(p, full=True)`` draws every step whatever the
+  size. The rich display of a Pipeline is this summary, so it stays quick and bounded, and its
+  text outline is cut at :data:`OUTLINE_LINES` lines.
 
 :func:`outline` is the same walk as indented text — what notebooks show next to pictures, since
 SVG bytes differ between Graphviz versions:
@@ -84,12 +92,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "COLOR_BY",
     "DIRECTIONS",
+    "FIT_WIDTH_PX",
     "FORMATS",
     "STATUS_STYLES",
     "GraphvizMissing",
     "Outcome",
     "fit_svg",
     "mimebundle",
+    "natural_width_px",
     "outcomes",
     "outline",
     "picture_bundle",
@@ -99,6 +109,13 @@ __all__ = [
 ]
 
 DIRECTIONS = ("LR", "TB", "RL", "BT")
+#: above this many stages, step groups and steps (iterations drawn with ``iterations="expand"``
+#: count too), :func:`render` draws a summary unless ``full=True``
+MAX_FULL_NODES = 400
+#: in a summary, a list of more items than this shows its first and last ones and "… N more"
+SUMMARY_ITEMS = 10
+#: the text outline of a summarised picture stops after this many lines (it says how many more)
+OUTLINE_LINES = 200
 FORMATS = (".svg", ".png", ".dot")
 INSTALL_HINT = (
     "Graphviz's `dot` program was not found on PATH, so the picture cannot be drawn as SVG or PNG. "
@@ -206,23 +223,43 @@ def _text(*lines: str | None, left: bool = False) -> str:
     return graphviz.nohtml("".join(f"{p}\\l" for p in parts) if left else "\\n".join(parts))
 
 
+_PLAIN_POSTFIX = re.compile(r"[A-Za-z0-9_]*")
+
+
+def _id(text: str) -> str:
+    """A DOT id for any text (a status loaded from a file, a pipeline id): backslashes doubled, so
+    a trailing one cannot escape the closing quote (``quote`` escapes the quotes); never HTML.
+
+    >>> import graphviz
+    >>> graphviz.quoting.quote(_id("legend_odd\\\\"))
+    '"legend_odd\\\\\\\\"'
+    """
+    import graphviz
+
+    return graphviz.nohtml(text.replace("\\", "\\\\"))
+
+
 def render(
     pipeline_or_plan: Any,
     trace: pd.DataFrame | None = None,
     *,
-    direction: str = "LR",
+    direction: str = "auto",
     legend: bool | None = None,
     title: str | None = None,
     color_by: str = "status",
     iterations: str = "badge",
     size: str | None = None,
+    full: bool = False,
 ) -> graphviz.Digraph:
     """The Graphviz picture of a plan (see the module docstring for the conventions).
 
     Args:
         pipeline_or_plan: a Pipeline (validated and compiled), Stage, StepGroup or a Plan.
         trace: the trace DataFrame of a run of this plan, to colour nodes by status.
-        direction: ``rankdir``: one of ``LR``, ``TB``, ``RL``, ``BT``.
+        direction: ``rankdir``: one of ``LR``, ``TB``, ``RL``, ``BT``; ``"auto"`` (the default)
+            draws left to right, or top to bottom when the left-to-right picture would be too
+            wide to read in a notebook and the top-to-bottom one reads larger (decided when
+            the picture is first drawn; see :data:`FIT_WIDTH_PX`).
         legend: draw the status legend; ``None`` means: when a trace is given.
         title: the graph label; ``None`` means the pipeline's name (and status with a trace),
             ``""`` means none.
@@ -241,13 +278,16 @@ def render(
         size: Graphviz's ``size`` attribute, the largest drawing in inches (``"8,5"``; a
             trailing ``!`` also scales small drawings up). ``None`` leaves the natural size; in
             a notebook a picture is scaled down to the output area's width either way.
+        full: draw every step even when the plan has more than :data:`MAX_FULL_NODES` nodes
+            (by default such a plan is summarised: groups collapsed, long lists shortened,
+            with counts; see the module docstring).
 
     Raises:
         DefinitionError: the pipeline breaks a structural rule.
         ValueError: an unknown ``direction``.
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    if direction != "auto" and direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r} is not one of auto, {', '.join(DIRECTIONS)}")
     if color_by not in COLOR_BY:
         raise ValueError(f"color_by {color_by!r} is not one of {', '.join(COLOR_BY)}")
     if color_by != "status" and trace is None:
@@ -270,6 +310,9 @@ def render(
     else:
         fills, scale = _overlay(trace, info, color_by) if color_by != "status" else ({}, [])
     root = plan.root
+    expand = iterations == "expand" and trace is not None and len(trace)
+    drawn = len(plan.nodes) - 1 + (int(trace["iteration"].notna().sum()) if expand else 0)
+    summary = None if full or drawn <= MAX_FULL_NODES else _summary_level(plan)
     if title is None:
         title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
         if history:
@@ -277,17 +320,26 @@ def render(
         needs = (getattr(plan.pipeline, "extra", None) or {}).get("needs")
         if needs:  # a DAG no layout expresses (nbp.pipeline_from_history): say how it is drawn
             title += f" — its needs form a DAG: drawn by levels ({len(needs)} nodes' needs in extra['needs'])"
-    graph = _picture_class()(name=root.id, node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
-    graph.attr(rankdir=direction, compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
+    if summary is not None and title is not None:
+        steps = sum(1 for n in plan.nodes if n.kind == "step")
+        what = "step groups collapsed" if summary == "groups" else "stages collapsed"
+        title = (f"{title}\n" if title else "") + (
+            f"summary of {steps:,} steps ({what}): render(..., full=True) draws every step"
+        )
+    graph = _picture_class()(name=_id(root.id), node_attr=_NODE_DEFAULTS, edge_attr=_EDGE_DEFAULTS)
+    graph.attr(rankdir="LR" if direction == "auto" else direction)
+    graph.oriented = direction != "auto"  # "auto" is settled when the picture is first drawn
+    graph.attr(compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
     graph.attr(fontname="Helvetica", fontsize="12", labelloc="t", label=_text(title))
     if size is not None:
         graph.attr(size=str(size))
-    graph.outline_text = _outline(plan, info)
+    graph.outline_text = _outline(plan, info, OUTLINE_LINES if summary is not None else None)
     graph.node("start", tooltip=_text(f"{root.fqn} start"), shape="circle", width="0.2", **_TERMINAL)
     drawing = _Drawing(info)
     drawing.fills = fills
     drawing.notes = notes
-    if iterations == "expand" and trace is not None and len(trace):
+    drawing.summary = summary
+    if expand and summary is None:
         drawing.iterations = _iterations_of(trace)
     last = drawing.items(graph, root.items, "start", "n0", rollback=False)
     graph.node("end", tooltip=_text(f"{root.fqn} end"), shape="doublecircle", width="0.12", **_TERMINAL)
@@ -298,7 +350,7 @@ def render(
         with graph.subgraph(name="cluster_legend") as box:
             box.attr(label="legend", style="rounded", color="#bdbdbd", fontsize="10")
             for status in ordered:
-                box.node(f"legend_{status}", label=_text(status), **_status_attrs(status))
+                box.node(_id(f"legend_{status}"), label=_text(status), **_status_attrs(status))
     if scale:
         with graph.subgraph(name="cluster_legend_overlay") as box:
             box.attr(label=color_by, style="rounded", color="#bdbdbd", fontsize="10")
@@ -312,6 +364,53 @@ def render(
             graph.edge(tail, head, style="dashed", color="#6a1b9a", dir="none", constraint="false",
                        tooltip=_text(f"barrier {ref}"))  # fmt: skip
     return graph
+
+
+def _summary_level(plan: Plan) -> str:
+    """``"groups"`` (step groups collapsed, long lists shortened) when that draws at most
+    :data:`MAX_FULL_NODES` boxes, else ``"stages"`` (each stage one box)."""
+    boxes = 0
+    stack = [plan.root]
+    while stack:
+        node = stack.pop()
+        for items in (node.items or (), node.rollback or ()):
+            for item in _shortened(items):
+                for member in _shortened(item.items) if item.kind == "parallel" else (item,):
+                    boxes += 1
+                    if member.kind == "stage":
+                        stack.append(member)
+    return "groups" if boxes <= MAX_FULL_NODES else "stages"
+
+
+class _More:
+    """The items a summary leaves out of a list, drawn as one "… N more" box."""
+
+    kind = "more"
+
+    def __init__(self, hidden: list):
+        self.hidden = hidden
+
+
+def _shortened(items: Any) -> list:
+    """``items``, or its first and last ones around a :class:`_More` when there are more than
+    :data:`SUMMARY_ITEMS`."""
+    items = list(items)
+    if len(items) <= SUMMARY_ITEMS:
+        return items
+    head, tail = SUMMARY_ITEMS // 2, SUMMARY_ITEMS - SUMMARY_ITEMS // 2 - 1
+    return [*items[:head], _More(items[head : len(items) - tail]), *items[len(items) - tail :]]
+
+
+def _below(nodes: Any) -> list[PlanNode]:
+    """The steps at or below ``nodes`` (plan nodes, parallel blocks), in plan order."""
+    out = []
+    stack = list(reversed(list(nodes)))
+    while stack:
+        node = stack.pop()
+        if node.kind == "step":
+            out.append(node)
+        stack.extend(reversed([*(node.items or ()), *(node.rollback or ())]))
+    return out
 
 
 def _iterations_of(trace: pd.DataFrame) -> dict[str, list[str]]:
@@ -374,6 +473,8 @@ class _Drawing:
         self.barriers: dict[str, list[str]] = {}  # barrier → the ids of its participants' nodes
         self.renames: list[tuple[str, str]] = []  # drawing an iteration: plan FQN prefix → its FQN
         self.suffix = ""  # appended to node ids inside an expanded iteration
+        self.summary: str | None = None  # None (every step), "groups" or "stages" collapsed
+        self._more = 0  # "… N more" boxes drawn so far (their ids)
 
     def fqn(self, node: PlanNode) -> str:
         fqn = node.fqn
@@ -387,17 +488,18 @@ class _Drawing:
 
     def items(self, graph: Any, items: tuple, prev: str, owner: str, rollback: bool) -> str:
         """Chain ``items`` after ``prev`` inside ``graph``; return the id the next item follows."""
-        for item in items:
+        for item in items if self.summary is None else _shortened(items):
             if item.kind != "parallel":
                 prev = self.item(graph, item, prev, rollback)
                 continue
             join = f"{owner}_{'r' if rollback else ''}p{item.block}"
-            if all(child.kind == "step" for child in item.items):
+            members = item.items if self.summary is None else _shortened(item.items)
+            if all(child.kind in ("step", "more") for child in members):
                 with graph.subgraph() as row:
                     row.attr(rank="same")
-                    exits = [self.item(row, child, prev, rollback) for child in item.items]
+                    exits = [self.item(row, child, prev, rollback) for child in members]
             else:
-                exits = [self.item(graph, child, prev, rollback) for child in item.items]
+                exits = [self.item(graph, child, prev, rollback) for child in members]
             _point(graph, join, f"{item.fqn} (join)")
             for tail in exits:
                 self.edge(tail, join, rollback)
@@ -406,6 +508,11 @@ class _Drawing:
 
     def item(self, graph: Any, node: PlanNode, prev: str, rollback: bool, looped: bool = True) -> str:
         """Draw one step, step group or stage after ``prev``; return its exit id."""
+        if isinstance(node, _More) or (
+            self.summary is not None
+            and (node.kind == "step_group" or (node.kind == "stage" and self.summary == "stages"))
+        ):
+            return self._collapsed(graph, node, prev, rollback)
         if looped and node.strategy is not None and self.iterations.get(self.fqn(node)):
             return self._expanded(graph, node, prev, rollback)
         nid, before = f"n{node.index}{self.suffix}", prev
@@ -467,6 +574,50 @@ class _Drawing:
                 self.edges.append((before, f"{nid}_rb", {"style": "invis"}))
         return exit_id
 
+    def _collapsed(self, graph: Any, node: Any, prev: str, rollback: bool) -> str:
+        """A summary's box for a whole step group or stage, or for the items a list leaves out
+        (:class:`_More`): what it holds, counted (by status, with a trace)."""
+        if isinstance(node, _More):
+            self._more += 1
+            nid, outcome = f"more{self._more}", None
+            kinds = {"stage": 0, "step_group": 0, "step": 0}
+            for hidden in node.hidden:
+                for child in [hidden] if hidden.kind != "parallel" else hidden.items:
+                    kinds[child.kind] = kinds.get(child.kind, 0) + 1
+            named = [f"{n:,} {k.replace('_', ' ')}{'s' if n != 1 else ''}" for k, n in kinds.items() if n]
+            lines = [f"… and {' and '.join(named)} more"]
+            steps = _below(node.hidden)
+            if not all(s.kind == "step" for s in node.hidden):
+                lines.append(f"{len(steps):,} steps in all")
+            attrs = {"style": "rounded,dashed", "color": "#9e9e9e", "fontcolor": "#424242"}
+        else:
+            nid = f"n{node.index}{self.suffix}"
+            outcome = self.info.get(self.fqn(node))
+            stage = node.kind == "stage"
+            kind = f"{node.type} stage" if stage else "step group"
+            lines = [f"{node.name} — {kind}"]
+            if node.strategy is not None:
+                lines.append(f"⟳ {loop_badge(node.strategy)}")
+            steps = _below(node.items) + _below(node.rollback)
+            lines.append(f"{len(steps):,} step{'s' if len(steps) != 1 else ''} (collapsed)")
+            if outcome is not None:
+                lines.append(outcome.summary())
+            attrs = _status_attrs(outcome.status) if outcome is not None else {"fillcolor": "#f4f6fa"}
+            attrs["penwidth"] = "2" if stage else "1"
+        if self.info:  # the steps' own outcomes, counted by status
+            counts: dict[str, int] = {}
+            for step in steps:
+                found = self.info.get(step.fqn)
+                if found is not None:
+                    counts[found.status] = counts.get(found.status, 0) + 1
+            if counts:  # in the legend's order
+                order = [s for s in STATUS_STYLES if s in counts] + sorted(set(counts) - set(STATUS_STYLES))
+                lines.append(" · ".join(f"{status} {counts[status]:,}" for status in order))
+        tooltip = _text(*lines) if isinstance(node, _More) else _tooltip(node, outcome)
+        graph.node(nid, label=_text(*lines), tooltip=tooltip, **attrs)
+        self.edge(prev, nid, rollback)
+        return nid
+
     def _expanded(self, graph: Any, node: PlanNode, prev: str, rollback: bool) -> str:
         """A looped node after a run: its iterations side by side in a dashed cluster (R46)."""
         fqn = self.fqn(node)
@@ -477,10 +628,13 @@ class _Drawing:
             box.attr(label=_text(f"⟳ {node.name} — {loop_badge(node.strategy)}", status, left=True),
                      style="dashed,rounded", color="#6a1b9a", labeljust="l", fontsize="10")  # fmt: skip
             exits = []
-            for it_fqn in self.iterations[fqn]:
+            for k, it_fqn in enumerate(self.iterations[fqn]):
                 postfix = it_fqn[len(fqn) :]
                 self.renames.append((fqn, it_fqn))
-                saved, self.suffix = self.suffix, f"{self.suffix}{postfix}"
+                # a loaded trace's postfix may hold any text (`:` splits an edge's id, `\` ends its
+                # quotes): then the iteration's number, after a `-` no plain postfix has
+                plain = _PLAIN_POSTFIX.fullmatch(postfix) is not None
+                saved, self.suffix = self.suffix, f"{self.suffix}{postfix if plain else f'-{k}'}"
                 exits.append(self.item(box, node, prev, rollback, looped=False))
                 self.renames.pop()
                 self.suffix = saved
@@ -615,6 +769,10 @@ def _tooltip(node: PlanNode, outcome: Outcome | None) -> str:
     return _text(node.fqn, outcome.summary(), outcome.reason, outcome.error)
 
 
+#: what :meth:`Picture.save` writes, by the file name's suffix: Graphviz's output formats, or DOT
+SAVE_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
+
+
 @functools.cache
 def _picture_class() -> type:
     """``graphviz.Digraph`` whose rich display is :func:`picture_bundle`: SVG scaled to the output
@@ -622,31 +780,121 @@ def _picture_class() -> type:
     import graphviz
 
     class Picture(graphviz.Digraph):
-        """A ``graphviz.Digraph`` of a plan; displays as text when Graphviz is not installed."""
+        """The picture of a pipeline (or of a run): a ``graphviz.Digraph`` that displays itself in a
+        notebook and saves itself from a script.
+
+        - ``picture.save("release.svg")``: the file's suffix picks the format: ``.svg``,
+          ``.png``, ``.pdf`` (drawn by Graphviz's ``dot``) or ``.dot``/``.gv`` (the DOT text);
+        - ``picture.source``: the DOT text;
+        - ``picture.outline``: the plan as an indented text tree (with a run's outcome per node);
+        - ``repr(picture)``: the outline under a one-line header (what a terminal shows).
+        """
 
         outline_text = ""
+
+        @property
+        def outline(self) -> str:
+            """The plan as an indented text tree; after a run, each node's status and time."""
+            return self.outline_text
+
+        def save(
+            self,
+            filename: str | Path | None = None,
+            directory: str | Path | None = None,
+            *,
+            skip_existing: bool | None = False,
+        ) -> Any:
+            """Write the picture to ``filename`` and return its path (a :class:`~pathlib.Path`).
+
+            The suffix picks the format: ``.svg``, ``.png`` or ``.pdf`` (drawn by Graphviz's
+            ``dot``), ``.dot`` or ``.gv`` (the DOT text, :attr:`source`).
+
+            Raises:
+                ValueError: another suffix (the message lists the ones that work).
+                GraphvizMissing: ``.svg``/``.png``/``.pdf`` without Graphviz's ``dot`` installed.
+            """
+            if filename is None or skip_existing is None:  # graphviz's own render() saves the DOT here
+                return super().save(filename, directory=directory, skip_existing=skip_existing)
+            path = Path(directory or ".") / Path(filename)
+            fmt = SAVE_FORMATS.get(path.suffix.lower())
+            if fmt is None:
+                raise ValueError(
+                    f"cannot save the picture as {str(path)!r}: the file name must end in one of "
+                    f"{', '.join(SAVE_FORMATS)}"
+                )
+            if skip_existing and path.exists():
+                return path
+            if fmt != "dot":
+                _orient(self)  # direction="auto" settles as in a notebook
+            data = self.source.encode("utf-8") if fmt == "dot" else _pipe(self, fmt)
+            path.write_bytes(data)
+            return path
 
         def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
             return picture_bundle(self)
 
+        def __repr__(self) -> str:
+            head = f"<Picture {self.name!r}: .save('x.svg' | 'x.png' | 'x.pdf'), .source (DOT), .outline>"
+            return f"{head}\n{self.outline_text}" if self.outline_text else head
+
     Picture.__module__ = __name__
+    Picture.__qualname__ = "Picture"
     return Picture
 
 
-_SVG_SIZE = re.compile(r'<svg\b([^>]*?)\swidth="([0-9.]+)pt"\s+height="[0-9.]+pt"')
+_SVG_SIZE = re.compile(r'<svg\b([^>]*?)\swidth="([0-9.]+)pt"\s+height="([0-9.]+)pt"')
+
+#: the width, in CSS pixels, of a notebook's output area in a 1024 px wide JupyterLab 4 with its
+#: file browser open (592 px, measured by tests/browser/test_course_at_1024.py): what a picture
+#: can take before it is scaled down
+FIT_WIDTH_PX = 590
+#: the smallest scale at which a node's label (10 pt, 13.3 px) still reads at 11 px
+_READABLE_SCALE = 11 / (10 * 4 / 3)
 
 
 def fit_svg(svg: str) -> str:
-    """``svg`` scaled to the width of its container, never beyond its natural width.
+    """``svg`` at its natural size, scaled down (never up) to the width of its container.
 
-    Graphviz writes a fixed ``width``/``height`` in points; a wide pipeline then overflows a
-    notebook's output area and is cut off. Width 100% with a ``max-width`` of the natural width
-    (the ``viewBox`` keeps the proportions) lets it shrink to fit and keeps small ones sharp.
+    Graphviz writes a fixed ``width``/``height`` in points: kept, they give the picture its
+    natural size (a small pipeline is not blown up to the output's width, whether the SVG is
+    inline or in an ``<img>``, as JupyterLab shows it); ``max-width: 100%`` with the
+    ``viewBox`` shrinks a wide one in proportion.
 
     >>> fit_svg('<svg width="900pt" height="100pt" viewBox="0 0 900 100">')
-    '<svg width="100%" style="max-width: 900pt; height: auto" viewBox="0 0 900 100">'
+    '<svg width="900pt" height="100pt" style="max-width: 100%; height: auto" viewBox="0 0 900 100">'
     """
-    return _SVG_SIZE.sub(r'<svg\1 width="100%" style="max-width: \2pt; height: auto"', svg, count=1)
+    return _SVG_SIZE.sub(
+        r'<svg\1 width="\2pt" height="\3pt" style="max-width: 100%; height: auto"', svg, count=1
+    )
+
+
+def natural_width_px(svg: str) -> float:
+    """The width of an SVG from Graphviz at its natural size, in CSS pixels (1 pt = 4/3 px)."""
+    found = _SVG_SIZE.search(svg)
+    return float(found.group(2)) * 4 / 3 if found else 0.0
+
+
+def _scale(svg: str) -> float:
+    """How much a picture is scaled down to fit :data:`FIT_WIDTH_PX` (1: not at all)."""
+    width = natural_width_px(svg)
+    return min(1.0, FIT_WIDTH_PX / width) if width else 1.0
+
+
+def _orient(graph: Any) -> str | None:
+    """Settle ``direction="auto"``: left to right unless that is scaled below a readable size
+    and top to bottom reads larger. Returns the SVG of the chosen direction (None: not drawn)."""
+    if getattr(graph, "oriented", True):
+        return None
+    graph.oriented = True
+    wide = _pipe(graph, "svg").decode("utf-8")
+    if _scale(wide) >= _READABLE_SCALE:
+        return wide
+    graph.body.append("\trankdir=TB\n")  # a later root attribute statement wins
+    tall = _pipe(graph, "svg").decode("utf-8")
+    if _scale(tall) > _scale(wide):
+        return tall
+    graph.body.pop()
+    return wide
 
 
 def picture_bundle(graph: Any) -> dict:
@@ -658,7 +906,7 @@ def picture_bundle(graph: Any) -> dict:
     """
     plain = getattr(graph, "outline_text", "") or graph.source
     try:
-        svg = _pipe(graph, "svg").decode("utf-8")
+        svg = _orient(graph) or _pipe(graph, "svg").decode("utf-8")
     except GraphvizMissing as err:
         _warn(str(err))
         return _text_bundle(plain, plain)
@@ -688,7 +936,8 @@ def to_svg(pipeline_or_plan: Any, trace: pd.DataFrame | None = None, **options: 
     Raises:
         GraphvizMissing: ``dot`` is not installed (the message says how to install it).
     """
-    return _pipe(render(pipeline_or_plan, trace, **options), "svg").decode("utf-8")
+    graph = render(pipeline_or_plan, trace, **options)
+    return _orient(graph) or _pipe(graph, "svg").decode("utf-8")
 
 
 def to_file(pipeline: Any, path: str | Path, trace: pd.DataFrame | None = None, **options: Any) -> Path:
@@ -706,6 +955,7 @@ def to_file(pipeline: Any, path: str | Path, trace: pd.DataFrame | None = None, 
     if suffix == ".dot":
         path.write_text(graph.source, encoding="utf-8")
     else:
+        _orient(graph)
         path.write_bytes(_pipe(graph, suffix[1:]))
     return path
 
@@ -746,10 +996,12 @@ def outline(pipeline_or_plan: Any, trace: pd.DataFrame | None = None) -> str:
     return _outline(_plan(pipeline_or_plan), outcomes(trace))
 
 
-def _outline(plan: Plan, info: dict[str, Outcome]) -> str:
+def _outline(plan: Plan, info: dict[str, Outcome], limit: int | None = None) -> str:
     rows: list[tuple[str, str]] = []
 
     def visit(node: PlanNode, depth: int) -> None:
+        if limit is not None and len(rows) > limit:
+            return
         pad = "  " * depth
         if node.kind == "parallel":
             rows.append((f"{pad}parallel", ""))
@@ -769,5 +1021,8 @@ def _outline(plan: Plan, info: dict[str, Outcome]) -> str:
                 visit(item, depth + 2)
 
     visit(plan.root, 0)
+    if limit is not None and len(rows) > limit:
+        rows = rows[:limit]
+        rows.append((f"… the outline stops after {limit} lines (outline(p) gives all of it)", ""))
     width = max((len(left) for left, right in rows if right), default=0)
     return "\n".join(f"{left.ljust(width)}  {right}" if right else left for left, right in rows)

@@ -28,6 +28,7 @@ import ipywidgets as widgets
 from ..definition.durations import format_duration
 from ..definition.plan import Plan, compile_plan
 from ..errors import PipelineError
+from .rendering import outcomes
 
 __all__ = ["WAITING", "Replay", "moment", "replay", "states_at"]
 
@@ -35,6 +36,8 @@ __all__ = ["WAITING", "Replay", "moment", "replay", "states_at"]
 WAITING = "waiting"
 #: frames of the play button over the whole run
 FRAMES = 60
+#: pictures kept for moments already shown (each is one SVG; dragging back and forth reuses them)
+CACHED_PICTURES = 2 * FRAMES
 
 
 def moment(trace: Any, t: float) -> Any:
@@ -69,15 +72,15 @@ def _plan_for(trace: Any, pipeline: Any) -> Plan:
     if pipeline is not None:
         plan = pipeline if isinstance(pipeline, Plan) else compile_plan(pipeline)
     else:
-        from .runs import plan_of
+        from ..engine import registry
 
-        plan = plan_of(trace)
+        plan = registry.plan_for_trace(trace)
         if plan is None:
             name = trace.attrs.get("pipeline", "?") if hasattr(trace, "attrs") else "?"
             raise PipelineError(
-                f"replay needs the pipeline this trace is of ({name!r}): a trace holds no picture. "
-                f"Pass it: nbp.replay(trace, pipeline=p) (only the last real runs of this kernel "
-                f"are remembered)"
+                f"replay needs the pipeline this trace is of ({name!r}): a trace holds no picture, and "
+                f"this kernel does not remember its run (a trace read from a file, or older than the "
+                f"last {registry.MAX_RUNS} runs). Pass it: nbp.replay(trace, pipeline=p)"
             )
     unknown = sorted(set(trace["fqn"].astype(str)) - set(plan.by_fqn))
     if unknown:
@@ -94,7 +97,8 @@ class Replay(widgets.VBox):
     ``slider`` (``FloatSlider``, seconds from the start), ``play`` (``Play``, frames over the
     run), ``clock`` and ``picture`` (``HTML``); ``states`` holds the node states shown
     (``fqn → state``), ``moment()`` the trace as it stood then, ``show(t)`` moves to a moment.
-    Pictures are cached per set of states.
+    Pictures are cached by what they draw (each node's status and time), so the picture's times
+    always match the clock.
     """
 
     def __init__(self, trace: Any, plan: Plan, **kwargs: Any):
@@ -127,12 +131,17 @@ class Replay(widgets.VBox):
             self.slider.value = t  # observed: comes back here
             return
         self.states = states_at(self.trace, t)
-        key = tuple(self.states.values())
+        now = moment(self.trace, t)
+        # the picture shows each node's status *and time* (a running step's grows with t): key the
+        # cache by what is drawn, so a moment never shows another moment's times
+        key = tuple((fqn, o.summary()) for fqn, o in outcomes(now).items())
         svg = self._cache.get(key)
         if svg is None:
             from .live import picture_html
 
-            svg = self._cache[key] = picture_html(self.plan, moment(self.trace, t))
+            if len(self._cache) >= CACHED_PICTURES:
+                self._cache.clear()
+            svg = self._cache[key] = picture_html(self.plan, now)
         self.picture.value = svg
         counts: dict[str, int] = {}
         for fqn, state in self.states.items():

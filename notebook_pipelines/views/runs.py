@@ -20,31 +20,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..definition.plan import Plan, as_plan
 from .progress import RunState, TextProgress, in_kernel
 
-__all__ = ["RunHandle", "plan_of", "run", "start"]
-
-#: plans of the last real runs by run id, so that ``replay(trace)`` finds the picture
-_PLANS: dict[str, Plan] = {}
-_KEEP = 32
-
-
-def _remember(run_id: str | None, plan: Plan) -> None:
-    if run_id is None:
-        return
-    _PLANS.pop(run_id, None)
-    _PLANS[run_id] = plan
-    while len(_PLANS) > _KEEP:
-        _PLANS.pop(next(iter(_PLANS)))
-
-
-def plan_of(trace: Any) -> Plan | None:
-    """The plan of a real run of this process (by the trace's run id), if it is remembered."""
-    return _PLANS.get(trace.attrs.get("run_id", "")) if hasattr(trace, "attrs") else None
+__all__ = ["RunHandle", "run", "start"]
 
 
 def _prepare(pipeline: Any) -> Plan:
@@ -62,16 +44,37 @@ def _check_progress(progress: Any) -> None:
         )
 
 
-def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any] = (), **options: Any):
+def run(
+    pipeline: Any,
+    *,
+    progress: bool | None = None,
+    executor: Any = None,
+    max_workers: int | None = None,
+    run_id: str | None = None,
+    check: bool = False,
+    report: bool = True,
+    on_intervention: Callable | None = None,
+    namespace: dict | None = None,
+    listeners: Iterable[Any] = (),
+):
     """Run a pipeline in the kernel and return its trace, showing progress while it runs.
 
     Args:
         pipeline: a Pipeline (validated first) or its Plan.
         progress: ``None`` or ``True`` (default: show it): the live widget in a notebook, the
             one-line text progress on stderr anywhere else; ``False``: nothing.
+        executor: where bodies run (default: the warm pool of threads in the kernel;
+            ``nbp.DaskExecutor(…)`` for a Dask cluster).
+        max_workers: at most this many bodies at a time (default: every step of a parallel
+            block starts at once).
+        run_id: fix the run id (default: random).
+        check: raise ``RunFailed`` (carrying the trace) unless the run ends ``Success``.
+        report: print a short summary to stderr when the run does not end ``Success``.
+        on_intervention: called with each manual intervention that waits for an answer.
+        namespace: the globals that code-text bodies (the magics) run in.
         listeners: more engine listeners.
-        **options: the options of :func:`notebook_pipelines.engine.scheduler.run` (``run_id``,
-            ``executor``, ``max_workers``, ``on_intervention``, ``namespace``, ``check``, ``report``).
+
+    The options are those of :func:`notebook_pipelines.engine.scheduler.run`.
 
     In a notebook the view shows the run as it goes (picture, progress bar, counts, elapsed
     time, each step's output) and its final state after; the kernel's Interrupt (■) stops the
@@ -85,21 +88,23 @@ def run(pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any]
     _check_progress(progress)
     plan = _prepare(pipeline)
     listeners = list(listeners)
+    view = None
     if _wants_view(progress):  # progress=False: nothing is attached, the run is the engine's alone
         state = RunState(plan)
-        _attach_view(state, progress, handle=None)
+        view = _attach_view(state, progress, handle=None)
         listeners.insert(0, state)
+    options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
+                   on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     try:
-        trace = engine_run(plan, listeners=listeners, **options)
-    except BaseException as exc:  # an interrupted or failed (check=True) run has its trace
-        _remember(_run_id(getattr(exc, "trace", None)), plan)
+        return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
+    except BaseException:
+        for listener in listeners:  # a run that never ended (no trace): views' threads end too
+            if isinstance(listener, RunState):
+                listener.abandon()
         raise
-    _remember(_run_id(trace), plan)
-    return trace
-
-
-def _run_id(trace: Any) -> str | None:
-    return trace.attrs.get("run_id") if hasattr(trace, "attrs") else None
+    finally:
+        if isinstance(view, TextProgress):
+            view.close()  # a run that never started (a bad option) has no end event
 
 
 def _wants_view(progress: bool | None) -> bool:
@@ -125,7 +130,17 @@ def _attach_view(state: RunState, progress: bool | None, handle: RunHandle | Non
 
 
 def start(
-    pipeline: Any, *, progress: bool | None = None, listeners: Iterable[Any] = (), **options: Any
+    pipeline: Any,
+    *,
+    progress: bool | None = None,
+    executor: Any = None,
+    max_workers: int | None = None,
+    run_id: str | None = None,
+    check: bool = False,
+    report: bool = True,
+    on_intervention: Callable | None = None,
+    namespace: dict | None = None,
+    listeners: Iterable[Any] = (),
 ) -> RunHandle:
     """Start a run in a background thread and return its :class:`RunHandle` at once.
 
@@ -137,9 +152,13 @@ def start(
     """
     _check_progress(progress)
     plan = _prepare(pipeline)
+    options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
+                   on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     handle = RunHandle(plan, listeners=listeners, options=options)
     if progress is True:
-        _attach_view(handle.state, True, handle)
+        view = _attach_view(handle.state, True, handle)
+        if isinstance(view, TextProgress):
+            handle._closers.append(view.close)
     handle._thread.start()
     return handle
 
@@ -168,6 +187,7 @@ class RunHandle:
         self._result: Any = None
         self._error: BaseException | None = None
         self._view: Any = None
+        self._closers: list[Any] = []  # called when the run's thread ends
         self.state.observers.append(self._changed)
         name = f"nbp-run-{plan.pipeline.id}"[:60]
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -181,9 +201,10 @@ class RunHandle:
         except BaseException as exc:  # handed to wait()
             self._error = exc
             self._result = getattr(exc, "trace", None)
+            self.state.abandon()
         finally:
-            if self.state.scheduler is not None:
-                _remember(self.state.scheduler.run_id, self.plan)
+            for close in self._closers:
+                close()
             self._finished.set()
 
     def _changed(self, final: bool) -> None:

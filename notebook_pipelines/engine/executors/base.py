@@ -33,6 +33,7 @@ Dask cluster implement it; so can a user:
 
 from __future__ import annotations
 
+import types
 import warnings
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -51,6 +52,7 @@ __all__ = [
     "RunHandle",
     "call_body",
     "check_executor",
+    "check_outputs",
     "outcome_of_exception",
 ]
 
@@ -136,6 +138,7 @@ class Job:
         dict). Any other value a body returns is ignored, with a warning naming the step."""
         ctx = self.ctx
         result = call_body(self.node, ctx, self.namespace, self.spec)
+        refuse_unrun(result)
         outputs = dict(ctx.outputs)
         if isinstance(result, dict):
             outputs.update(result)
@@ -146,10 +149,27 @@ class Job:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return outputs or None
+        return check_outputs(self.node.fqn, outputs)
 
     def __repr__(self) -> str:
         return f"<Job {self.node.fqn} attempt={self.attempt}>"
+
+
+#: what a body returns when it was an async or generator function called through a plain one
+_UNRUN = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+def refuse_unrun(result: Any) -> None:
+    """Raise ``TypeError`` if a body returned a coroutine or generator it never ran (an async or
+    generator function called through a plain one: the step would succeed without its work)."""
+    if hasattr(result, "__await__") or isinstance(result, _UNRUN):
+        if hasattr(result, "close"):
+            result.close()  # no "never awaited" warning: the error says it
+        raise TypeError(
+            f"the body returned a {type(result).__name__} without running it (an async or generator "
+            "function called through a plain one): run it to its end inside the body, e.g. "
+            "asyncio.run(...) or list(...)"
+        )
 
 
 @runtime_checkable
@@ -278,6 +298,40 @@ def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, s
     if node.takes_ctx:
         return body(ctx, **ctx.inputs)
     return body(**ctx.inputs)
+
+
+def check_outputs(fqn: str, outputs: dict | None) -> dict | None:
+    """The output variables a step publishes, their names checked (``None`` for none).
+
+    A name is an identifier (a letter or ``_``, then letters, digits, ``_`` or ``$``) of at most
+    ``MAX_IDENTIFIER`` characters, as expressions read it
+    (``<+execution.steps.a.output.outputVariables.NAME>``) and trace files write it.
+
+    >>> check_outputs("pipeline.stages.s.spec.execution.steps.a", {"ok": 1})
+    {'ok': 1}
+    >>> check_outputs("steps.a", {1: "x"})
+    Traceback (most recent call last):
+    ...
+    notebook_pipelines.errors.StepError: steps.a: the output name 1 (an int) is not an identifier; ...
+    """
+    if not outputs:
+        return None
+    from ...definition.limits import MAX_IDENTIFIER, short
+    from ...definition.validation import IDENTIFIER
+
+    for name in outputs:
+        if not isinstance(name, str) or not IDENTIFIER.match(name):
+            kind = f" (a{'n' if type(name).__name__[0] in 'aeiou' else ''} {type(name).__name__})"
+            raise StepError(
+                f"{fqn}: the output name {short(name)}{'' if isinstance(name, str) else kind} is not an "
+                "identifier; name output variables like Python names, e.g. 'version'"
+            )
+        if len(name) > MAX_IDENTIFIER:
+            raise StepError(
+                f"{fqn}: the output name {short(name)} is {len(name)} characters; the limit is "
+                f"{MAX_IDENTIFIER}"
+            )
+    return outputs
 
 
 def outcome_of_exception(exc: BaseException) -> tuple[str, str, str]:

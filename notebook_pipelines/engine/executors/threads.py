@@ -314,7 +314,9 @@ class ThreadExecutor:
         pool: WorkerPool | None = None,
         stop_grace: float = 0.25,
     ):
-        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
             raise ValueError(f"max_workers={max_workers!r}: give a whole number ≥ 1, or None for no limit")
         self.capture, self.max_workers, self.stop_grace = capture, max_workers, stop_grace
         self.pool = pool

@@ -1,0 +1,1 @@
+"""Teaching aids: pipeline puzzles (``nbp.puzzle``), checked by simulation."""
