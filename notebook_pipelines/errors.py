@@ -21,6 +21,7 @@ __all__ = [
     "MESSAGE_LIMIT",
     "DefinitionError",
     "ExpressionError",
+    "NestedRunError",
     "PipelineError",
     "Problem",
     "RunError",
@@ -247,6 +248,12 @@ class StepError(PipelineError):
 
     def __str__(self) -> str:  # the body's own words, as written (they land in the trace)
         return Exception.__str__(self)
+
+
+class NestedRunError(PipelineError, RuntimeError):
+    """A step body (or a listener) started a run that may not start there: a run of the
+    pipeline it belongs to (a run would start itself again without end), or a run nested
+    deeper than ``MAX_NESTED_RUNS`` runs inside step bodies."""
 
 
 class RunError(PipelineError):

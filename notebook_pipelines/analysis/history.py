@@ -272,8 +272,10 @@ def step_stats(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
 
     ``h`` is a history, or several traces concatenated (``pd.concat``), each run with its own
     ``run_id``. A node's time in a run is from its first start to its last end (its retries and
-    their waits, and its iterations unless ``iterations=True``, included). Percentiles are
-    numpy's ``method="linear"`` (see the module notes: the p95 of 1…10 is 9.55).
+    their waits, and its iterations unless ``iterations=True``, included). With
+    ``iterations=True`` each iteration is a node and a looped step's own row (a container of its
+    iterations) is left out. Percentiles are numpy's ``method="linear"`` (see the module notes:
+    the p95 of 1…10 is 9.55).
 
     Returns:
         Indexed by node ``fqn``, sorted by ``corr_makespan`` (highest first, then plan order):
@@ -335,6 +337,12 @@ def step_stats(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
             "corr_makespan": corr.clip(-1.0, 1.0),
         }
     )
+    if iterations:  # a looped step's row spans its iterations, which are the steps: not a step
+        from ..definition.looping import is_iteration
+
+        pairs = h[["fqn", "parent"]].astype(object).drop_duplicates()
+        loops = {p for f, p in zip(pairs["fqn"], pairs["parent"]) if is_iteration(str(f), p)}
+        out = out[~((out["kind"] == "step") & out.index.isin(list(loops)))]
     out.insert(1, "step", [_name(x) for x in out.index])
     out["critical_share"] = crit.reindex(out.index).fillna(0.0).to_numpy()
     out.index.name = "fqn"

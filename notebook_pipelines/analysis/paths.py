@@ -37,7 +37,9 @@ descendants') are the part of the path inside it.
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +151,15 @@ def path_flows(history: pd.DataFrame) -> Flows:
     fqn = codes[:n].astype(np.int64)
     parent = np.where(has_parent, codes[n:], -1).astype(np.int64)
     kind = timed["kind"].astype(object).to_numpy()
-    is_step = kind == "step"
+    # a container: a pipeline, stage or group row, or a looped node's row (an iteration's parent,
+    # the iteration's fqn without its postfix, R46), whatever its kind; the rest is the work
+    iterates = np.array(
+        [p is not None and len(f) > len(p) + 1 and f.startswith(p + "_") for f, p in zip(fqn_all, par_all)],
+        dtype=bool,
+    )
+    looped = np.zeros(len(names) + 1, dtype=bool)
+    looped[parent[iterates]] = True
+    is_step = (kind == "step") & ~looped[fqn]  # the work
     phase = timed["phase"].astype(object).fillna("execution").to_numpy()
     block = timed["block"].astype("Float64").fillna(-1).to_numpy(dtype=np.float64).astype(np.int64)
     iteration = timed["iteration"].astype("Float64").fillna(-1).to_numpy(dtype=np.float64).astype(np.int64)
@@ -344,7 +354,10 @@ def path_flows(history: pd.DataFrame) -> Flows:
     first_end = np.full(len(runs), np.inf)
     np.minimum.at(first_end, run, end)
     unexplained = (start - latest[starts_ev] > queued + _TOL) & ~is_rerun & (first_end[run] <= start + _TOL)
-    gate_src, gate_dst = _gates(np.flatnonzero(unexplained), run, fqn_all, start, end, latest[starts_ev])
+    slots = _slots(prow, iterates, unit_of, first_row, last_row, start, end)
+    gate_src, gate_dst = _gates(
+        np.flatnonzero(unexplained), run, fqn_all, start, end, latest[starts_ev], slots
+    )
     if len(gate_dst):
         drop = np.isin(dst, gate_dst)
         src, dst, value = src[~drop], dst[~drop], value[~drop]
@@ -372,9 +385,38 @@ def path_flows(history: pd.DataFrame) -> Flows:
     return Flows(timed, list(runs), run, makespan, src, dst, gap, flow, owner_row, step_on_path)
 
 
-def _gates(rows: Any, run: Any, fqn: Any, start: Any, end: Any, latest: Any) -> tuple[Any, Any]:
-    """For each row whose start nothing explains: the end event that let it start (the latest end
-    at or before it elsewhere in the run, not of a related node; ties: the earliest started)."""
+def _slots(
+    prow: Any, iterates: Any, unit_of: Any, first_row: Any, last_row: Any, start: Any, end: Any
+) -> dict:
+    """Per iteration that waited for a slot of its loop's window (R54), the end event of the
+    sibling that freed it: iterations in the order they started each take the latest sibling end
+    at or before their start that no earlier one took (ties: the sibling that started first).
+    The same rule as ``Schedule._slots``; a Python loop over the iterations of loops only."""
+    import numpy as np
+
+    out: dict[int, int] = {}
+    firsts = np.unique(first_row[unit_of[np.flatnonzero(iterates)]]) if iterates.any() else []
+    by_loop: dict[int, list[int]] = {}
+    for r in firsts:
+        if iterates[r] and prow[r] >= 0:
+            by_loop.setdefault(int(prow[r]), []).append(int(r))
+    for loop, rows in by_loop.items():
+        rows.sort(key=lambda r: (start[r], r))
+        free: list[tuple[float, float, int]] = []
+        for r in rows:
+            if start[r] > start[loop] + _TOL:
+                i = bisect.bisect_right(free, (start[r] + _TOL, math.inf, math.inf))
+                if i:
+                    out[r] = 2 * -free.pop(i - 1)[2] + 1
+            g = int(last_row[unit_of[r]])
+            bisect.insort(free, (end[g], -start[g], -g))
+    return out
+
+
+def _gates(rows: Any, run: Any, fqn: Any, start: Any, end: Any, latest: Any, slots: dict) -> tuple[Any, Any]:
+    """For each row whose start nothing explains: the end event that let it start — the sibling
+    that freed its slot in a loop's window, else the latest end at or before it elsewhere in the
+    run, not of a related node (ties: the earliest started)."""
     import numpy as np
 
     if not len(rows):
@@ -384,6 +426,11 @@ def _gates(rows: Any, run: Any, fqn: Any, start: Any, end: Any, latest: Any) -> 
     cache: dict[int, tuple] = {}
     gs, gd = [], []
     for r in rows:
+        freed = slots.get(int(r))
+        if freed is not None and end[freed // 2] >= latest[r] - _TOL:
+            gs.append(freed)
+            gd.append(2 * int(r))
+            continue
         k = int(run[r])
         if k not in cache:
             b, e = run_start[k]

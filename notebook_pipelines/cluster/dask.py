@@ -95,7 +95,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed where th
 from ..definition.statuses import ABORTED, FAILED, SUCCESS
 from ..engine.context import StepCancelled, StepContext
 from ..engine.executors.base import Job, Outcome, call_body, check_outputs, outcome_of_exception, refuse_unrun
-from ..engine.executors.threads import captured
+from ..engine.executors.threads import StepLog, captured
 from ..engine.steptypes import step_type
 from ..errors import DefinitionError, Problem, StepError
 from .errors import ClusterError
@@ -159,7 +159,7 @@ def _run_on_worker(key: str, packed: bytes, ctx: StepContext, spec: Any, capture
         worker = get_worker().address
     except ValueError:  # pragma: no cover - called outside a worker
         worker = "dask"
-    buffer: list[str] = []
+    buffer = StepLog()  # bounded: its head and tail
     with _registry_lock:
         _running[key] = ctx
         told = key in _stopped
@@ -178,14 +178,14 @@ def _run_on_worker(key: str, packed: bytes, ctx: StepContext, spec: Any, capture
         "error_type": error_type,
         "error": error,
         "outputs": outputs,
-        "log": "".join(buffer) or None,
+        "log": buffer.text() or None,
         "start": start,
         "end": time.time(),
         "worker": worker,
     }
 
 
-def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: list[str]) -> tuple:
+def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: StepLog) -> tuple:
     """(status, error type, message, outputs) of running the packed step here."""
     try:
         step = cloudpickle.loads(packed)

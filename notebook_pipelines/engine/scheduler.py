@@ -55,15 +55,25 @@ from typing import Any
 from ..definition.failure import ManualIntervention
 from ..definition.plan import Plan, PlanNode, as_plan
 from ..definition.statuses import ABORTED, EXPIRED, FAILED, NOT_STARTED, POSITIVE, SKIPPED, SUCCESS
-from ..errors import ExpressionError, PipelineError, RunFailed, RunInterrupted, printable
+from ..errors import (
+    MESSAGE_LIMIT,
+    ExpressionError,
+    NestedRunError,
+    PipelineError,
+    RunFailed,
+    RunInterrupted,
+    excerpt,
+    printable,
+)
 from . import registry
 from .context import StepCancelled, StepContext
-from .executors.base import Job, Outcome, call_body, check_executor, outcome_of_exception
+from .executors.base import Job, Outcome, call_body, check_executor, message_of, outcome_of_exception
 from .runtime import Ask, Gate, Queue, Sleep, Timer
 from .semantics import ACQUIRE, ALL, ASK, BARRIER, EXEC, SLEEP, Rules, Scope
 from .trace import Record, Recorder, build_trace
 
 __all__ = [
+    "MAX_NESTED_RUNS",
     "WAKE_EVERY",
     "InterventionRequest",
     "Outcome",
@@ -84,6 +94,14 @@ __all__ = [
 WAKE_EVERY = 0.1
 
 _LAST: list = [None]
+
+#: At most this many runs nested inside step bodies (a body's ``run()`` of another pipeline):
+#: each level holds a worker thread while the one below runs.
+MAX_NESTED_RUNS = 8
+#: The real runs going on in this process, to find the run that a ``run()`` is called inside.
+_RUNNING: set = set()
+#: The most failure lines a run's summary lists (the trace has them all).
+MAX_SUMMARY_LINES = 30
 
 
 def last_trace():
@@ -224,6 +242,9 @@ class Scheduler:
         self.status: str | None = None
         self.done = False
         self._loop_thread: int | None = None
+        #: the runs this one is nested in, outermost first: (pipeline id, where it was started)
+        self.chain: tuple[tuple[str, str], ...] = ()
+        self._callbacks: list[threading.Thread] = []  # on_intervention calls (off the loop)
 
     # -- the loop -----------------------------------------------------------------------------
     def execute(self) -> str:
@@ -250,6 +271,8 @@ class Scheduler:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             self.executor.close(cancel=self.interrupted or self.aborted is not None)
+            if self._callbacks:
+                self._left_callbacks()
         return self.status or ABORTED
 
     def _defer_sigint(self) -> Any:
@@ -299,25 +322,35 @@ class Scheduler:
         """Call each listener; one that raises is reported (a warning) and dropped for this run.
 
         A listener's error must not kill a node's generator (the run would lose its trace).
-        Our own errors (``PipelineError``: bad input found while running, such as an invalid
-        scripted answer in a simulation) still end the run. Returns False when a listener raised.
+        In a simulation, our own errors (``PipelineError``: bad input found while running, such
+        as an invalid scripted answer) still end the run; in a real run they are a listener's
+        error like any other (a listener's ``run()`` refused with ``NestedRunError``, say).
+        Returns False when a listener raised.
         """
         ok = True
         for fn in list(listeners):
             try:
                 fn(*args)
             except PipelineError:
-                raise  # a deliberate error of ours (e.g. a bad scripted answer in a simulation)
-            except Exception as exc:
-                ok = False
-                listeners.remove(fn)
-                warnings.warn(
-                    f"listener {getattr(fn, '__qualname__', fn)!r} raised {type(exc).__name__}: {exc}; "
-                    "it gets no more events of this run",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                if not isinstance(self.clock, RealClock):
+                    raise  # a deliberate error of ours (e.g. a bad scripted answer in a simulation)
+                ok = self._dropped(listeners, fn, sys.exc_info()[1])
+            except KeyboardInterrupt:
+                raise  # the loop takes it: the run is interrupted, with its trace
+            except BaseException as exc:  # SystemExit too: it must not end the run without a trace
+                ok = self._dropped(listeners, fn, exc)
         return ok
+
+    @staticmethod
+    def _dropped(listeners: list, fn: Any, exc: BaseException) -> bool:
+        listeners.remove(fn)
+        warnings.warn(
+            f"listener {_name(fn)} raised {type(exc).__name__}: "
+            f"{excerpt(message_of(exc), MESSAGE_LIMIT)}; it gets no more events of this run",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
 
     # -- what executors and the rules call (RunHandle, Runtime) ---------------------------------
     def now(self) -> float:
@@ -485,6 +518,14 @@ class Scheduler:
             self.view = _RunView(self.plan)
         by_fqn, extra, base = self.view.by_fqn.maps[0], self.extra, len(self.plan.nodes)
         old, new = node.fqn, node.fqn + iteration.postfix
+        taken = self.view.by_fqn.get(new)
+        if taken is not None and (taken.origin or taken) is not (node.origin or node):
+            from ..definition.looping import LoopingError
+
+            raise LoopingError(  # R46: run-time items name an iteration as another node
+                f"iteration {iteration.index} would be {new}, which is the {taken.kind.replace('_', ' ')} "
+                f"{taken.id!r}: rename one of them (an iteration's identifier is the node's plus its postfix)"
+            )
         copies: dict[int, PlanNode] = {}
 
         def copy(n: PlanNode) -> PlanNode:
@@ -624,8 +665,65 @@ class Scheduler:
         timer = self.call_at(self.clock.now() + request.timeout, self._intervention_timeout, request)
         self.waits[task] = Ask(request, timer, scope)
         self._notify(self._asked, request)
-        if self.on_intervention is not None and not self._notify([self.on_intervention], request):
+        if self.on_intervention is None:
+            return
+        if isinstance(self.clock, RealClock):  # a real run: the user's code runs off the loop
+            self._call_off_loop(self.on_intervention, request)
+        elif not self._notify([self.on_intervention], request):
             self.on_intervention = None  # it raised: from now on interventions wait their timeout
+
+    def _call_off_loop(self, fn: Callable, request: InterventionRequest) -> None:
+        """Call ``on_intervention`` on a thread of its own, as a body runs: a callback that
+        blocks delays nothing (other steps' timeouts fire on time, the intervention's too), and
+        whatever it raises — ``SystemExit`` included — comes back to the loop, which warns and
+        calls it no more in this run (the intervention then waits its timeout). Interventions
+        are rare: a thread each, never waited for (one still running when the run ends is left
+        behind, with a warning)."""
+
+        def call() -> None:
+            try:
+                fn(request)
+            except BaseException as exc:  # the user's code: any exception, SystemExit too
+                self.post(self._callback_failed, (fn, request, exc))
+
+        thread = threading.Thread(target=call, name=f"nbp-intervention-{request.node.id}", daemon=True)
+        self._callbacks.append(thread)
+        thread.start()
+
+    def _callback_failed(self, item: tuple) -> None:
+        fn, request, exc = item
+        if self.on_intervention is not fn:
+            return  # already reported
+        self.on_intervention = None
+        warnings.warn(
+            f"on_intervention {_name(fn)} raised {type(exc).__name__} for {request.fqn}: "
+            f"{excerpt(message_of(exc), MESSAGE_LIMIT)}; it is not called again in this run, and "
+            f"the intervention waits its timeout ({request.timeout:g}s)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    def _left_callbacks(self, grace: float = 0.25) -> None:
+        """At the end of the run: report the ``on_intervention`` calls that raised meanwhile,
+        and warn about those still running after ``grace`` seconds (left behind)."""
+        deadline = time.monotonic() + grace
+        for thread in self._callbacks:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        while True:  # a failure posted after the loop ended is still reported
+            try:
+                fn, arg = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if fn == self._callback_failed:
+                fn(arg)
+        left = [t.name.removeprefix("nbp-intervention-") for t in self._callbacks if t.is_alive()]
+        if left:
+            warnings.warn(
+                f"on_intervention is still running for {len(left)} intervention(s) of this run "
+                f"({', '.join(left[:10])}); it is left behind and its answers are discarded",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _answered(self, item: tuple) -> None:
         request, choice = item
@@ -835,8 +933,80 @@ def _partial(job: Job) -> tuple[str | None, str | None]:
     """
     if isinstance(job.data, tuple) and len(job.data) == 2:
         worker, buffer = job.data
-        return worker, "".join(buffer) or None
+        try:
+            text = (
+                buffer.text() if hasattr(buffer, "text") else "".join(t for t in buffer if isinstance(t, str))
+            )
+        except Exception:  # an executor's own buffer: what it printed is not worth losing the run
+            text = None
+        return worker, text or None
     return None, None
+
+
+def _name(fn: Any) -> str:
+    """A callable's name for a message (its qualified name, else its type's), bounded."""
+    name = getattr(fn, "__qualname__", None)
+    return repr(excerpt(name if isinstance(name, str) else type(fn).__name__, 80))
+
+
+def _bounded(text: str, lines: int = 6) -> str:
+    """``text`` as printed in a summary: its first ``lines`` lines, each cut to ``MESSAGE_LIMIT``
+    characters (:func:`~notebook_pipelines.errors.excerpt`), and how many more there were."""
+    if len(text) <= MESSAGE_LIMIT and text.count("\n") < lines:
+        return text
+    parts = text.splitlines()
+    shown = [excerpt(line, MESSAGE_LIMIT) for line in parts[:lines]]
+    if len(parts) > lines:
+        shown.append(f"… ({len(parts) - lines} more lines)")
+    return "\n".join(shown)
+
+
+def calling_run() -> tuple[Scheduler, Job | None] | None:
+    """The run going on in this process that calls this code, if any: the run whose step body
+    runs on this thread (with its job), or the run whose loop does (a listener; no job)."""
+    me = threading.current_thread()
+    for scheduler in list(_RUNNING):
+        if scheduler._loop_thread == me.ident and not scheduler.done:
+            return scheduler, None
+        job_of = getattr(scheduler.executor, "job_of", None)
+        job = job_of(me) if job_of is not None else None
+        if job is not None:
+            return scheduler, job
+    return None
+
+
+def nesting(plan: Plan) -> tuple[tuple[str, str], ...]:
+    """The runs a run of ``plan`` started here would be nested in (outermost first); raises
+    :class:`~notebook_pipelines.errors.NestedRunError` where that run may not start.
+
+    A step body may run another pipeline (its own run, with its own steps), not the pipeline
+    it belongs to — that run would start itself again, across worker threads, without end —
+    and runs nest at most :data:`MAX_NESTED_RUNS` deep. Pipelines are told apart by their
+    identifier.
+    """
+    found = calling_run()
+    if found is None:
+        return ()
+    parent, job = found
+    where = f"step {job.node.fqn}" if job is not None else "its own thread: a listener, or a body run there"
+    chain = (*parent.chain, (parent.plan.pipeline.id, where))
+    this = plan.pipeline.id
+    path = " → ".join(f"{excerpt(pid, 80)!r} ({excerpt(at, 160)})" for pid, at in chain)
+    if any(pid == this for pid, _ in chain):
+        raise NestedRunError(
+            f"pipeline {excerpt(this, 80)!r} is already running in this call chain: {path} → "
+            f"{excerpt(this, 80)!r}; a step cannot run the pipeline it belongs to (the run would "
+            "start itself again without end). Run another pipeline from the step, or put the "
+            "work in the step itself (pipelines are told apart by their identifier: another "
+            "pipeline needs its own)"
+        )
+    if len(chain) >= MAX_NESTED_RUNS:
+        raise NestedRunError(
+            f"runs nested {len(chain) + 1} deep: {path} → {excerpt(this, 80)!r}; at most "
+            f"{MAX_NESTED_RUNS} runs may be nested inside step bodies (each level holds a worker "
+            "thread while the one below runs). Flatten the pipelines: put the inner steps in one"
+        )
+    return chain
 
 
 def execute(
@@ -849,11 +1019,14 @@ def execute(
     on_intervention: Callable | None = None,
     namespace: dict | None = None,
     loop_counts: dict | None = None,
+    chain: tuple | None = None,
 ) -> RunResult:
     """Run ``plan`` with ``executor`` and ``clock``; the :class:`RunResult` (status, trace, interrupted).
 
     ``loop_counts``: a simulation's ``iterations=`` (how many items a run-time list holds, by
     looped node id or FQN); ``None`` in a real run, where such lists are resolved.
+    ``chain``: a real run's :func:`nesting` (it is then known to runs started inside it);
+    ``None`` for a simulation.
     """
     scheduler = Scheduler(
         plan,
@@ -866,7 +1039,13 @@ def execute(
         loop_counts=loop_counts,
     )
     key = registry.remember(scheduler.run_id, plan)  # known while it runs (a handle's partial trace)
-    status = scheduler.execute()
+    if chain is not None:
+        scheduler.chain = chain
+        _RUNNING.add(scheduler)
+    try:
+        status = scheduler.execute()
+    finally:
+        _RUNNING.discard(scheduler)
     scheduler.fill_not_started()
     trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
     _LAST[0] = trace
@@ -907,9 +1086,12 @@ def run(
         namespace: the globals that code-text step bodies run in.
         check: raise :class:`~notebook_pipelines.errors.RunFailed` (carrying the trace) when
             the pipeline does not end ``Success``.
-        report: print a short summary to stderr when the pipeline does not end ``Success``.
+        report: print a short summary to stderr when the pipeline does not end ``Success``
+            (bounded: see :func:`failure_lines`).
 
     Raises:
+        NestedRunError: called from a step body (or a listener) of a run of the same pipeline,
+            or nested ``MAX_NESTED_RUNS`` runs deep: nothing runs (the calling step fails).
         RunInterrupted: on Ctrl-C / kernel interrupt (also ``_thread.interrupt_main()``): the
             running bodies are told to stop, and the run ends without waiting for those that
             ignore it; its ``trace`` is the partial trace (also ``nbp.last_trace()``).
@@ -919,6 +1101,7 @@ def run(
 
     plan = as_plan(pipeline)
     check_runnable(plan)  # typed steps without a handler: refuse before anything starts
+    chain = nesting(plan)  # a step body running its own pipeline: refused before anything starts
     if executor is None:
         executor = ThreadExecutor(max_workers=max_workers)
     elif max_workers is not None:
@@ -932,6 +1115,7 @@ def run(
         listeners=listeners,
         on_intervention=on_intervention,
         namespace=namespace,
+        chain=chain,
     )
     if interrupted:
         raise RunInterrupted(
@@ -965,6 +1149,10 @@ def failure_lines(trace: Any) -> list[str]:
     """One line per node whose last attempt ended badly (Failed, Expired, Aborted, Errored):
     every such step, and every stage or group that failed on its own (with its own error).
 
+    Bounded, whatever the run: each error's first lines, each of at most ``MESSAGE_LIMIT``
+    characters (:func:`~notebook_pipelines.errors.excerpt`); at most :data:`MAX_SUMMARY_LINES`
+    nodes, and a line saying how many more.
+
     A step that failed and then succeeded on a retry is not listed.
 
     >>> import notebook_pipelines as nbp
@@ -979,8 +1167,15 @@ def failure_lines(trace: Any) -> list[str]:
     broke = last["status"].astype(str).isin(["Failed", "Expired", "Aborted", "Errored"])
     own_error = (last["kind"] == "step") | last["error"].notna()
     lines = []
-    for row in last[broke & own_error].itertuples(index=False):
-        kind = f" ({row.error_type})" if isinstance(row.error_type, str) else ""  # none for an abort
-        detail = f"{kind}: {printable(row.error, keep=chr(10))}" if isinstance(row.error, str) else ""
+    rows = last[broke & own_error]
+    for row in rows.head(MAX_SUMMARY_LINES).itertuples(index=False):
+        kind = (
+            f" ({excerpt(row.error_type, 80)})" if isinstance(row.error_type, str) else ""
+        )  # none for an abort
+        detail = (
+            f"{kind}: {_bounded(printable(row.error, keep=chr(10)))}" if isinstance(row.error, str) else ""
+        )
         lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")
+    if len(rows) > MAX_SUMMARY_LINES:
+        lines.append(f"  … and {len(rows) - MAX_SUMMARY_LINES} more (the trace has them all)")
     return lines

@@ -27,7 +27,8 @@ completing at once; a step with a Python body runs its body whatever its type.
 
 ``ShellScript`` is built in: ``spec.source.spec.script`` (``shell: Bash``, ``source.type:
 Inline``) runs in ``bash`` in a new process group, with ``spec.environmentVariables`` in its
-environment; its output (stdout and stderr, in order) streams into the step's log;
+environment; its output (stdout and stderr, in order) streams into the step's log (bounded:
+its head and tail, see :class:`~notebook_pipelines.engine.executors.threads.StepLog`);
 ``spec.outputVariables`` ``[{name, type, value}]`` export the shell variable named by ``value``
 as the output variable ``name`` (read afterwards as
 ``<+…steps.STEP.output.outputVariables.NAME>``). Exit code ≠ 0 fails the step (error type
@@ -332,6 +333,10 @@ def shell_script_check(spec: Any) -> list[str]:
     return problems
 
 
+#: the most characters of a script's output read at once (a line longer than this comes in pieces)
+_CHUNK = 65_536
+
+
 def _run_script(wrapper: str, env: dict, stop: threading.Event) -> int:
     """Run the wrapped script until it ends (or ``stop`` is set: then kill it); its exit code.
 
@@ -353,7 +358,10 @@ def _run_script(wrapper: str, env: dict, stop: threading.Event) -> int:
     watch = _Watch(proc, stop)
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:  # ends when the script and everything it started are gone
+        read = proc.stdout.readline
+        # a line at a time, at most _CHUNK characters of one: a script printing without a line
+        # break is passed on in pieces, so memory stays bounded (the step's log is bounded too)
+        while line := read(_CHUNK):  # ends when the script and everything it started are gone
             sys.stdout.write(line)
         watch.ended.wait()  # a script may close its output before it ends
     finally:

@@ -30,10 +30,12 @@ __all__ = ["RunHandle", "run", "start"]
 
 
 def _prepare(pipeline: Any) -> Plan:
+    from ..engine.scheduler import nesting
     from ..engine.steptypes import check_runnable
 
     plan = as_plan(pipeline)
     check_runnable(plan)  # refuse before a view appears
+    nesting(plan)  # a step body running its own pipeline (also with start()): refused here
     return plan
 
 

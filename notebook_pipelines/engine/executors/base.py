@@ -38,7 +38,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ...definition.statuses import FAILED
-from ...errors import StepError
+from ...errors import StepError, excerpt
 from ..context import CURRENT_CONTEXT, StepContext, _current
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +53,7 @@ __all__ = [
     "call_body",
     "check_executor",
     "check_outputs",
+    "message_of",
     "outcome_of_exception",
 ]
 
@@ -144,7 +145,7 @@ class Job:
             outputs.update(result)
         elif result is not None:
             warnings.warn(
-                f"{self.node.fqn}: the body returned a {type(result).__name__}, which is ignored; "
+                f"{self.node.fqn}: the body returned a {_type_name(result)}, which is ignored; "
                 "return a dict (or set ctx.outputs[...]) to publish output variables",
                 RuntimeWarning,
                 stacklevel=2,
@@ -334,14 +335,72 @@ def check_outputs(fqn: str, outputs: dict | None) -> dict | None:
     return outputs
 
 
+#: The most characters of a body's error message the trace keeps: the first and last halves,
+#: the middle counted (the whole message with its traceback is in the step's bounded log).
+ERROR_LIMIT = 10_000
+
+
+def message_of(exc: BaseException, limit: int = ERROR_LIMIT) -> str:
+    """``str(exc)``, cut to about ``limit`` characters; never raises, whatever ``exc`` does.
+
+    An exception whose ``__str__`` raises (or returns something else than a string) gives a
+    placeholder naming its type:
+
+    >>> class Broken(Exception):
+    ...     def __str__(self): raise RuntimeError("no")
+    >>> message_of(Broken())
+    '<the Broken could not be shown: its __str__ raised RuntimeError>'
+    >>> text = message_of(ValueError("x" * 1_000_000), limit=100)
+    >>> len(text), text[48:98]
+    (146, 'xx…[999,900 characters of this message dropped]…xx')
+    """
+    try:
+        text = str(exc)
+        if type(text) is not str:  # a str subclass: only its characters
+            text = str.__str__(text)
+    except Exception as err:  # the exception's own code is the user's: it may fail in any way
+        return f"<the {_type_name(exc)} could not be shown: its __str__ raised {_type_name(err)}>"
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    return f"{text[:head]}…[{len(text) - head - tail:,} characters of this message dropped]…{text[-tail:]}"
+
+
 def outcome_of_exception(exc: BaseException) -> tuple[str, str, str]:
-    """(status, Harness error type, message) for an exception raised by a body (R16)."""
+    """(status, Harness error type, message) for an exception raised by a body (R16).
+
+    Never raises: the message is :func:`message_of` (bounded, a placeholder when the
+    exception cannot be shown), and a ``StepError`` whose ``error_type`` is not a text is
+    ``Unknown``.
+
+    >>> class Odd(StepError):
+    ...     def __str__(self): raise ValueError
+    >>> outcome_of_exception(Odd("x", "Timeout"))
+    ('Failed', 'Timeout', '<the Odd could not be shown: its __str__ raised ValueError>')
+    """
     if isinstance(exc, StepError):
-        return FAILED, exc.error_type, str(exc) or type(exc).__name__
+        try:
+            error_type = exc.error_type
+        except Exception:
+            error_type = None
+        if type(error_type) is not str or not error_type:
+            error_type = "Unknown"
+        return FAILED, error_type[:ERROR_TYPE_LIMIT], message_of(exc) or _type_name(exc)
+    name = _type_name(exc)
     if isinstance(exc, TimeoutError):
-        return FAILED, "Timeout", f"{type(exc).__name__}: {exc}"
+        return FAILED, "Timeout", f"{name}: {message_of(exc)}"
     if isinstance(exc, ConnectionError):
-        return FAILED, "Connectivity", f"{type(exc).__name__}: {exc}"
+        return FAILED, "Connectivity", f"{name}: {message_of(exc)}"
     if isinstance(exc, PermissionError):
-        return FAILED, "Authorization", f"{type(exc).__name__}: {exc}"
-    return FAILED, "Unknown", f"{type(exc).__name__}: {exc}"
+        return FAILED, "Authorization", f"{name}: {message_of(exc)}"
+    return FAILED, "Unknown", f"{name}: {message_of(exc)}"
+
+
+#: Harness error types are short words; a longer one chosen by a body is cut to this.
+ERROR_TYPE_LIMIT = 64
+
+
+def _type_name(value: Any) -> str:
+    """The name of ``value``'s type, bounded (a class may be made with any name)."""
+    return excerpt(type(value).__name__, 100)

@@ -32,7 +32,17 @@ the body, and a body that ignores it is left behind as always.
 
 **Output capture**: while a run is on, ``sys.stdout``/``sys.stderr`` are wrapped by a proxy
 that copies what each worker thread prints into that step's log (and still passes it on, so
-the notebook cell shows it).
+the notebook cell shows it). The real stream takes each write first: what it refuses (bytes, a
+number) raises its own ``TypeError`` in the body and is not logged, so capture never fails. A
+step's log is a :class:`StepLog`: its first and last ``log_limit / 2`` characters (100,000 in
+all by default) and a line counting what was dropped between, bounded while the body prints.
+
+**A body's own misdeeds** end its step, never the worker or the run: an exception that cannot
+be shown is ``Failed`` with a placeholder message (``outcome_of_exception`` never raises); a
+``run()`` of the pipeline the body belongs to is refused (``NestedRunError``, found through
+:meth:`ThreadExecutor.job_of`); after ``os.fork()`` in a body, the child leaves when the body
+returns into the library (one line on stderr, ``os._exit``), since the parent's threads do not
+exist there.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import itertools
+import os
 import queue
 import sys
 import threading
@@ -52,30 +63,163 @@ from contextlib import contextmanager
 from typing import Any
 
 from ...definition.statuses import ABORTED, SUCCESS
-from ...errors import StepError
+from ...errors import MESSAGE_LIMIT, StepError
 from ..context import StepCancelled
-from .base import Job, Outcome, outcome_of_exception
+from .base import Job, Outcome, message_of, outcome_of_exception
 
-__all__ = ["ThreadExecutor", "WorkerPool", "captured", "default_pool"]
+__all__ = ["LOG_HEAD", "LOG_TAIL", "StepLog", "ThreadExecutor", "WorkerPool", "captured", "default_pool"]
 
 _local = threading.local()
 _proxy_lock = threading.Lock()
 _proxy_users = [0]
 WORKER_PREFIX = "nbp-worker"
 LEFT_BEHIND_PREFIX = "nbp-left-behind"
+#: A step's log keeps its first ``LOG_HEAD`` and last ``LOG_TAIL`` characters (:class:`StepLog`).
+LOG_HEAD = 50_000
+LOG_TAIL = 50_000
+
+
+class StepLog:
+    r"""What one step printed, bounded: the first ``head`` and the last ``tail`` characters.
+
+    Output past the head goes to the tail, which keeps only its last ``tail`` characters; what
+    falls out of it is counted (characters and line breaks), and the text carries a marker line
+    saying so where it was cut. Memory stays bounded while the body prints, however much it
+    prints (``yes`` under a timeout). One thread writes (the one running the body); any thread
+    may read the text at any time (the scheduler does when it stops waiting for a body): every
+    read is one operation on a list or a deque, so no lock is taken — a lock held by a body a
+    stop signal interrupted would block the reader.
+
+    ``StepLog()`` keeps ``LOG_HEAD`` and ``LOG_TAIL`` characters; ``StepLog.sized(head, tail)``
+    is the class of logs with other bounds. One is made for every step execution, printing or
+    not, so making one runs no code (its state is made at the first write).
+
+    >>> log = StepLog.sized(head=10, tail=5)()
+    >>> for n in range(6):
+    ...     log.append(f"line {n}\n")
+    >>> log.dropped, log.dropped_lines  # of 42 characters, the first 10 and the last 5 are kept
+    (27, 4)
+    >>> print(log.text())  # doctest: +ELLIPSIS
+    line 0
+    lin
+    [notebook-pipelines: 27 characters (4 lines) of this step's output dropped here; ...]
+    ne 5
+    <BLANKLINE>
+    >>> "".join(StepLog())  # iterable, like the list of texts it replaces
+    ''
+    """
+
+    #: the most characters kept from the start and from the end of the output
+    head = LOG_HEAD
+    tail = LOG_TAIL
+    _head: list[str] | None = None  # made at the first write
+    _room = 0  # characters the head still takes (once _head is made)
+    _tail: deque[str] | None = None  # made when the head is full
+    _tail_size = 0
+    dropped = 0  # characters dropped from the middle
+    dropped_lines = 0  # line breaks among them
+
+    @classmethod
+    def sized(cls, head: int, tail: int) -> type[StepLog]:
+        """The class of logs that keep the first ``head`` and the last ``tail`` characters."""
+        if head == cls.head and tail == cls.tail:
+            return cls
+        return type(cls.__name__, (cls,), {"head": head, "tail": tail, "__doc__": cls.__doc__})
+
+    def append(self, text: str) -> None:
+        """Add printed ``text`` (a ``str``; anything else is ignored)."""
+        if type(text) is not str:
+            if not isinstance(text, str):
+                return
+            text = str.__str__(text)  # a subclass's own len/slicing are not trusted
+        if self._head is None:
+            self._head, self._room = [], self.head
+        room = self._room
+        if room:
+            if len(text) <= room:
+                self._head.append(text)
+                self._room = room - len(text)
+                return
+            self._head.append(text[:room])
+            self._room = 0
+            text = text[room:]
+        limit = self.tail
+        if len(text) >= limit:  # it alone fills the tail: all before its end is dropped
+            cut = len(text) - limit
+            self._drop("".join(self._tail or ()), text[:cut])
+            self._tail = deque((text[cut:],)) if limit else deque()
+            self._tail_size = limit
+            return
+        tail = self._tail
+        if tail is None:
+            tail = self._tail = deque()
+        tail.append(text)
+        self._tail_size += len(text)
+        while self._tail_size > limit:
+            first = tail[0]
+            excess = self._tail_size - limit
+            if len(first) <= excess:
+                tail.popleft()
+                self._drop(first)
+                self._tail_size -= len(first)
+            else:
+                tail[0] = first[excess:]
+                self._drop(first[:excess])
+                self._tail_size -= excess
+
+    def _drop(self, *texts: str) -> None:
+        for text in texts:
+            self.dropped += len(text)
+            self.dropped_lines += text.count("\n")
+
+    def text(self) -> str:
+        """The log: the head, a marker line where output was dropped, the tail."""
+        if self._tail is None:  # nothing printed, or all in the head (the common cases)
+            return "".join(self._head) if self._head is not None else ""
+        head, tail = "".join(self._head or ()), "".join(tuple(self._tail))
+        if not self.dropped:
+            return head + tail
+        newline = "" if head.endswith("\n") or not head else "\n"
+        marker = (
+            f"{newline}[notebook-pipelines: {self.dropped:,} characters ({self.dropped_lines:,} lines) "
+            f"of this step's output dropped here; the log keeps the first {self.head:,} and the last "
+            f"{self.tail:,} characters]\n"
+        )
+        return head + marker + tail
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.text(),))
+
+    def __len__(self) -> int:
+        return (self.head - self._room if self._head is not None else 0) + self._tail_size
+
+    def __repr__(self) -> str:
+        return f"<StepLog {len(self):,} characters kept, {self.dropped:,} dropped>"
 
 
 class _Tee:
-    """Copies writes made on a capturing thread into that thread's buffer; passes all on."""
+    """Copies writes made on a capturing thread into that thread's log; passes all on.
+
+    The real stream gets the write first: what it refuses (bytes, numbers) raises its own
+    ``TypeError`` to the body, as without capture, and is not logged, so capture never fails.
+    """
 
     def __init__(self, stream: Any):
         self._stream = stream
 
     def write(self, text: str) -> int:
+        written = self._stream.write(text)
         buffer = getattr(_local, "buffer", None)
         if buffer is not None:
-            buffer.append(text)
-        return self._stream.write(text)
+            if isinstance(text, str):
+                buffer.append(text)
+            elif isinstance(text, bytes | bytearray):  # a stream that takes bytes took them
+                buffer.append(bytes(text).decode("utf-8", "replace"))
+        return written
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
 
     def flush(self) -> None:
         self._stream.flush()
@@ -102,19 +246,20 @@ def _remove_tee() -> None:
 
 
 @contextmanager
-def captured(buffer: list[str]) -> Iterator[list[str]]:
+def captured(buffer: StepLog | list[str]) -> Iterator[StepLog | list[str]]:
     """Copy what the calling thread prints (stdout and stderr) into ``buffer`` while inside.
 
     Other threads print as before; everything is still passed on to the real streams. This is
     the capture :class:`ThreadExecutor` uses, for executors that run bodies on threads of
-    their own (a Dask worker): one proxy per process, however many use it at once.
+    their own (a Dask worker): one proxy per process, however many use it at once. Give it a
+    :class:`StepLog` to keep a bounded log (a list keeps everything).
 
-    >>> lines = []
-    >>> with captured(lines):
+    >>> log = StepLog()
+    >>> with captured(log):
     ...     print("hello")
     hello
-    >>> lines
-    ['hello', '\\n']
+    >>> log.text()
+    'hello\\n'
     """
     _install_tee()
     previous = getattr(_local, "buffer", None)
@@ -144,6 +289,73 @@ def _tracing() -> bool:
     """True when a trace or profile function is installed here or for new threads."""
     hooks = (sys.gettrace, sys.getprofile, threading.gettrace, threading.getprofile)
     return any(hook() is not None for hook in hooks)
+
+
+def _format_exc(exc: BaseException) -> str:
+    """The traceback of ``exc`` being handled, as text; a line naming its type if that fails."""
+    try:
+        return traceback.format_exc()
+    except Exception:  # an exception whose parts (notes, cause) break the formatting
+        return f"{type(exc).__name__} (its traceback could not be formatted)\n"
+
+
+# -- os.fork() in a step body ---------------------------------------------------------------------
+#: in a child process a step body forked: the thread that forked (the only one the child has)
+_FORKED_IN: int | None = None
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child: the parent's worker threads do not exist here. The locks they may have
+    held are made anew and the default pool is emptied, so a run the child starts makes its own
+    workers; if a step body forked, its thread leaves the child when the body returns."""
+    global _proxy_lock, _DEFAULT_LOCK, _FORKED_IN
+    _proxy_lock, _DEFAULT_LOCK = threading.Lock(), threading.Lock()
+    for pool in _DEFAULT:
+        pool._reset_after_fork()
+    name = threading.current_thread().name
+    _FORKED_IN = threading.get_ident() if name.startswith((WORKER_PREFIX, LEFT_BEHIND_PREFIX)) else None
+
+
+def _leave_forked_child(job: Job, outcome: Outcome) -> None:
+    """The body that forked returned (or raised) in the child: the child ends here, at once.
+
+    The library's state in the child is a copy of the parent's run, whose other threads do not
+    exist here: going on would report to nobody and keep the child (and any pipe it holds)
+    alive. A note on stderr says so; the exit status is 0 if the body succeeded, else 1.
+    Nothing is flushed (buffers copied from the parent would print twice).
+    """
+    if threading.get_ident() != _FORKED_IN:
+        return  # a worker of a run the child started itself
+    code = 0 if outcome.status == SUCCESS else 1
+    note = (
+        f"notebook-pipelines: the step {job.node.fqn} forked this process (os.fork()) and the child "
+        f"returned into the library, which cannot run in a forked child; the child exits now "
+        f"(status {code}). End a forked child with os._exit(), or use subprocess or multiprocessing\n"
+    )
+    try:
+        os.write(2, note.encode("utf-8", "replace"))
+    finally:
+        os._exit(code)
+
+
+def _exit_forked_child(exc: SystemExit) -> None:
+    """``sys.exit(code)`` in the child a body forked (on the thread that forked): the child
+    exits with that code, as a process whose main thread calls it would (quietly)."""
+    if threading.get_ident() != _FORKED_IN:
+        return
+    code = exc.code
+    if code is None or isinstance(code, bool):
+        os._exit(int(bool(code)))
+    if isinstance(code, int):
+        os._exit(code & 0xFF)
+    try:
+        os.write(2, f"{message_of(exc, MESSAGE_LIMIT)}\n".encode("utf-8", "replace"))
+    finally:
+        os._exit(1)
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _absorb() -> None:
@@ -213,6 +425,14 @@ class WorkerPool:
                 self._workers.add(thread)
                 thread.start()
             self._queue.put(fn)
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: no worker of the parent exists here (a lock one held stays held)."""
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._queue = queue.SimpleQueue()
+        self._free = 0
+        self._workers = set()
 
     def detach(self, thread: threading.Thread, label: str) -> None:
         """Take ``thread`` out of the pool: it ends its current job on its own, then exits."""
@@ -300,6 +520,9 @@ class ThreadExecutor:
         pool: the :class:`WorkerPool` (default: the process-wide one, warm across runs).
         stop_grace: seconds the end of a run waits for bodies it told to stop, before it
             leaves them behind with a warning.
+        log_limit: the most characters of one step execution's output the trace keeps: the
+            first and the last half of it, with a line saying how much was dropped between
+            (:class:`StepLog`; default 100,000). Memory stays bounded while a body prints.
     """
 
     name = "threads"
@@ -313,11 +536,15 @@ class ThreadExecutor:
         max_workers: int | None = None,
         pool: WorkerPool | None = None,
         stop_grace: float = 0.25,
+        log_limit: int = LOG_HEAD + LOG_TAIL,
     ):
         if max_workers is not None and (
             isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
         ):
             raise ValueError(f"max_workers={max_workers!r}: give a whole number ≥ 1, or None for no limit")
+        if type(log_limit) is not int or log_limit < 0:  # not a bool
+            raise ValueError(f"log_limit={log_limit!r}: give a whole number of characters ≥ 0")
+        self._log = StepLog.sized(log_limit // 2, log_limit - log_limit // 2)
         self.capture, self.max_workers, self.stop_grace = capture, max_workers, stop_grace
         self.pool = pool
         self._lock = threading.Lock()
@@ -331,6 +558,15 @@ class ThreadExecutor:
     def busy(self) -> int:
         """Bodies of the current run executing now."""
         return len(self._running)
+
+    def job_of(self, thread: threading.Thread) -> Job | None:
+        """The job whose body runs on ``thread`` now, if any (how a run started inside a body
+        finds the run it is nested in)."""
+        with self._lock:
+            for job, worker in self._running.items():
+                if worker is thread:
+                    return job
+        return None
 
     def open(self, run: Any) -> None:
         self.run = run
@@ -376,7 +612,7 @@ class ThreadExecutor:
         """Run one job on this (worker) thread; never raises. Returns the report, which the
         pool sends once the worker counts as free again."""
         run, me = self.run, threading.current_thread()
-        buffer: list[str] = []
+        buffer = self._log()
         start = run.now()
         # what is reported if a stop signal lands after the body's own handlers below
         outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
@@ -397,16 +633,20 @@ class ThreadExecutor:
                 outcome = Outcome(ABORTED, start, run.now(), me.name, None, "the step was told to stop")
             except BaseException as exc:  # the body's own failure goes into the trace
                 end = run.now()
-                status, error_type, text = outcome_of_exception(exc)
+                if _FORKED_IN is not None and isinstance(exc, SystemExit):
+                    _exit_forked_child(exc)  # sys.exit() in a child the body forked: as asked
+                status, error_type, text = outcome_of_exception(exc)  # never raises
                 if not isinstance(exc, StepError):  # a StepError is a chosen failure: its message says it all
-                    buffer.append(traceback.format_exc())
+                    buffer.append(_format_exc(exc))
                 outcome = Outcome(status, start, end, me.name, error_type, text)
         except StepCancelled as exc:  # landed late, in the handlers above: the job was given up already
             delivered += not exc.args
         finally:
+            if _FORKED_IN is not None:  # set only in a process a body forked
+                _leave_forked_child(job, outcome)
             self._off_the_running_list(job, me, delivered)
             _local.buffer = None
-            outcome.log = "".join(buffer) or None
+            outcome.log = buffer.text() or None
             self._free_slot(job)
         return lambda: run.complete(job, outcome)
 
@@ -465,7 +705,8 @@ class ThreadExecutor:
         if left:
             warnings.warn(
                 f"{len(left)} step(s) still running after they were told to stop, left behind: "
-                f"{', '.join(left)}; their late results are discarded. Their bodies ignore "
+                f"{', '.join(left[:10])}{f' and {len(left) - 10} more' if len(left) > 10 else ''}; "
+                "their late results are discarded. Their bodies ignore "
                 "ctx.cancelled — check it in long loops or use ctx.sleep()",
                 RuntimeWarning,
                 stacklevel=3,
