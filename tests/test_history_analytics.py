@@ -335,3 +335,16 @@ def test_explore_a_history_pick_a_node_then_a_run():
     assert explorer.gantt.value[:4] == b"\x89PNG"
     one = github[github.run_id == "9003"]
     assert type(nbp.explore(one)).__name__ == "Explorer"  # one run: the trace explorer, as before
+
+
+def test_an_empty_history_gives_empty_tables():
+    from notebook_pipelines.formats.history import empty_history
+
+    empty = empty_history()
+    for table in (
+        empty.pipeline.step_stats(),
+        empty.pipeline.criticality(),
+        empty.pipeline.regressions(),
+        empty.pipeline.flaky(),
+    ):
+        assert table.empty

@@ -292,6 +292,11 @@ def step_stats(h: pd.DataFrame, iterations: bool = False) -> pd.DataFrame:
 
     check_history(h, "step_stats()")
     table = node_runs(h, iterations)
+    if table.empty:
+        columns = ["kind", "step", "runs", "mean_s", "std_s", "min_s", "p50_s", "p90_s", "p95_s", "max_s"]
+        columns += ["queue_p50_s", "queue_p95_s", "attempts_mean", "failure_rate", "retry_rate"]
+        columns += ["skipped_share", "corr_makespan", "critical_share"]
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="fqn"))
     makespan = _makespans(h)
     crit = _criticality_table(h, iterations)["criticality"]
     x = table["seconds"]

@@ -143,6 +143,9 @@ def path_flows(history: pd.DataFrame) -> Flows:
     timed = timed.iloc[order]
     run = run_codes[order].astype(np.int64)
     n = len(timed)
+    if n == 0:  # no run started: no path
+        none, empty = np.zeros(0, np.int64), np.zeros(0)
+        return Flows(timed, [], run, empty, none, none, empty, empty, none, empty)
     fqn_all = timed["fqn"].to_numpy(dtype=object)
     par_all = timed["parent"].to_numpy(dtype=object, na_value=None)
     has_parent = np.array([p is not None for p in par_all], dtype=bool)
