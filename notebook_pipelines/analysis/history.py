@@ -599,7 +599,7 @@ def mann_whitney(a: Any, b: Any) -> tuple[Any, Any, Any]:
     rank-biserial correlation ``2U / (n_a n_b) − 1`` (−1 … 1; 1: every b above every a).
 
     Every pair ordered: U = 4 × 4 = 16 against a mean of 8 and a variance of 4 × 4 × 9 / 12 = 12;
-    z = (|16 − 8| − 0.5) / √12 = 2.165 (with the continuity correction), p = 2 (1 − Φ(z)):
+    z = (abs(16 − 8) − 0.5) / √12 = 2.165 (with the continuity correction), p = 2 (1 − Φ(z)):
 
     >>> u, p, r = mann_whitney([1, 2, 3, 4], [5, 6, 7, 8])
     >>> float(u), round(float(p), 4), float(r)
