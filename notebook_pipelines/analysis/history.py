@@ -577,7 +577,7 @@ def trend(h: pd.DataFrame, nodes: Any = None, freq: str = "D", iterations: bool 
         raise TraceError(
             f"trend(freq={freq!r}): not a pandas period alias ('D', 'W', 'h', 'M'): {error}"
         ) from None
-    table = table.assign(period=period.to_numpy())
+    table = table.assign(period=period.array)
     g = table.groupby(["period", "node"], sort=True)["seconds"]
     out = g.quantile([q / 100 for q in _PCT]).unstack()
     out.columns = [f"p{q}_s" for q in _PCT]
@@ -675,9 +675,11 @@ def regressions(
     run_pos = {r: i for i, r in enumerate(runs)}
     node_pos = {x: i for i, x in enumerate(nodes)}
     found = []
-    for node, g in table.groupby("node", sort=False):
+    groups = list(table.groupby("node", sort=False))
+    all_tests = _change_tests({node: g["seconds"].to_numpy(dtype=float) for node, g in groups}, window)
+    for node, g in groups:
         x = g["seconds"].to_numpy(dtype=float)
-        tests = _change_tests(x, window)
+        tests = all_tests.get(node)
         if not tests:
             continue
         best = min(tests, key=lambda t: (t[3], -abs(t[5])))
@@ -729,28 +731,35 @@ def regressions(
     return out.drop(columns=["_abs", "_kind"])
 
 
-def _change_tests(x: Any, window: int) -> list[tuple]:
-    """Every split ``k`` of ``x`` with its test: (k, lo, hi, p, u, effect) comparing ``x[lo:k]``
-    with ``x[k:hi]``: ``window`` runs a side, fewer (down to ``window // 2``) near the ends."""
+def _change_tests(series: dict[str, Any], window: int) -> dict[str, list[tuple]]:
+    """Per node, every split ``k`` of its times ``x`` with its test: (k, lo, hi, p, u, effect)
+    comparing ``x[lo:k]`` with ``x[k:hi]``: ``window`` runs a side, fewer (down to
+    ``window // 2``) near the ends. Tests of one shape are made together, across nodes."""
     import numpy as np
 
-    out: list[tuple] = []
+    out: dict[str, list[tuple]] = {}
     m = max(3, window // 2)
-    t = len(x)
-    if t < 2 * m:
-        return out
-    if t >= 2 * window:
-        windows = np.lib.stride_tricks.sliding_window_view(x, 2 * window)
-        u, p, r = (np.atleast_1d(v) for v in mann_whitney(windows[:, :window], windows[:, window:]))
-        out += [(j + window, j, j + 2 * window, p[j], u[j], r[j]) for j in range(len(p))]
-    # near the ends: the splits a full window on both sides does not reach
-    done = {k for k, *_ in out}
-    for k in range(m, t - m + 1):
-        if k in done:
+    shaped: dict[tuple[int, int], list[tuple[str, int, int, int]]] = {}  # (n1, n2) → (node, k, lo, hi)
+    for node, x in series.items():
+        t = len(x)
+        if t < 2 * m:
             continue
-        lo, hi = max(0, k - window), min(t, k + window)
-        u, p, r = mann_whitney(x[lo:k], x[k:hi])
-        out.append((k, lo, hi, float(p), float(u), float(r)))
+        tests = out.setdefault(node, [])
+        if t >= 2 * window:
+            windows = np.lib.stride_tricks.sliding_window_view(x, 2 * window)
+            u, p, r = (np.atleast_1d(v) for v in mann_whitney(windows[:, :window], windows[:, window:]))
+            tests += [(j + window, j, j + 2 * window, p[j], u[j], r[j]) for j in range(len(p))]
+        done = {k for k, *_ in tests}
+        for k in range(m, t - m + 1):  # near the ends: the splits a full window on both sides misses
+            if k not in done:
+                lo, hi = max(0, k - window), min(t, k + window)
+                shaped.setdefault((k - lo, hi - k), []).append((node, k, lo, hi))
+    for items in shaped.values():
+        a = np.array([series[node][lo:k] for node, k, lo, _ in items])
+        b = np.array([series[node][k:hi] for node, k, _, hi in items])
+        u, p, r = (np.atleast_1d(v) for v in mann_whitney(a, b))
+        for (node, k, lo, hi), ui, pi, ri in zip(items, u, p, r):
+            out[node].append((k, lo, hi, float(pi), float(ui), float(ri)))
     return out
 
 

@@ -178,7 +178,7 @@ def path_flows(history: pd.DataFrame) -> Flows:
     after = (
         timed["after"].to_numpy(dtype=object) if "after" in timed.columns else np.full(n, None, dtype=object)
     )
-    after_known = np.array([v is not None and not isinstance(v, (str, float)) for v in after], dtype=bool)
+    after_known = ~pd.isna(after)  # None / NaN: unknown; a tuple or an array of fqns: known
     pos = np.arange(n)
 
     # -- each row's parent row: the parent's rows in the run (containers only, as Schedule) ----
