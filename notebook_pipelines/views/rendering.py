@@ -730,6 +730,8 @@ def _history_overlay(history: Any, color_by: str) -> tuple[dict[str, str], list,
             lines.append(f"p50 {format_duration(row['p50_s'])} · p95 {format_duration(row['p95_s'])}")
         if row["failure_rate"] > 0:
             lines.append(f"fails {_percent(row['failure_rate'])}")
+        if row["retry_rate"] > 0:
+            lines.append(f"retried {_percent(row['retry_rate'])}")
         notes[str(fqn)] = lines
     pipeline = stats[stats["kind"] == "pipeline"]
     if len(pipeline):
