@@ -28,6 +28,7 @@ __all__ = [
     "DefinitionError",
     "DurationError",
     "DurationTooLong",
+    "ExerciseError",
     "ExpressionError",
     "GraphvizMissing",
     "HarnessExecutionError",
@@ -428,3 +429,7 @@ class GraphvizMissing(PipelineError, RuntimeError):
 
 class PuzzleError(PipelineError, ValueError):
     """A level that cannot be read or saved, or an answer of the wrong kind; says what and how to fix it."""
+
+
+class ExerciseError(PipelineError, ValueError):
+    """A check called wrongly: no such exercise, or what it needs is missing (says what to pass)."""
