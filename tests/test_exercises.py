@@ -357,6 +357,7 @@ def test_every_exercise_has_a_solution_and_a_notebook():
     assert sorted(solutions) == in_notebooks == sorted(_EXERCISES)
 
 
+@pytest.mark.kernel  # runs every course notebook with its solutions in a real kernel (~35 s in all)
 @pytest.mark.parametrize("path", COURSE, ids=[p.name for p in COURSE])
 def test_the_notebook_with_its_solutions_filled_in_makes_every_check_say_right(path: Path):
     from nbclient import NotebookClient
