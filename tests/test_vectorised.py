@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -121,3 +122,174 @@ def test_a_negative_sampled_duration_is_refused_naming_the_step():
         s.step("a", duration=lambda rng: rng.normal(0, 1))
     with pytest.raises(nbp.SimulationError, match=r"steps\.a"):
         step_durations(p.plan(), None, 1.0, 100, seed=0)
+
+
+# -- monte_carlo: which engine runs, and agreement ----------------------------------------------------
+def _serial_and_parallel() -> nbp.Pipeline:
+    p = nbp.Pipeline("p")
+    with p.stage("build") as s:
+        s.step("compile", duration=20)
+        with s.parallel():
+            s.step("unit", duration=30)
+            with s.step_group("checks") as g:
+                g.step("lint", duration=10)
+                g.step("types", duration=12.5)
+    with p.stage("ship") as s:
+        s.step("deploy", duration=5)
+    return p
+
+
+def test_monte_carlo_auto_runs_vectorised_and_agrees_with_the_scheduler_run_for_run():
+    p = _serial_and_parallel()
+    fast = nbp.monte_carlo(p, runs=20, seed=4)
+    slow = nbp.monte_carlo(p, runs=20, seed=4, engine="scheduler")
+    assert fast.attrs["engine"] == "vectorised" and fast.attrs["replay"] == "run"
+    assert (
+        slow.attrs["engine"] == "scheduler"
+        and slow.attrs["engine_reason"] == "engine='scheduler' was asked for"
+    )
+    for column in ("run", "seed", "makespan_s", "status", "stage:build", "stage:ship"):
+        assert fast[column].tolist() == slow[column].tolist(), column
+    assert fast["makespan_s"].iloc[0] == 20 + 30 + 5  # compile, then unit (30 > 10 + 12.5), then deploy
+    assert fast.attrs["criticality"] == slow.attrs["criticality"]
+
+
+def test_monte_carlo_auto_falls_back_to_the_scheduler_and_says_why():
+    p = _serial_and_parallel()
+    mc = nbp.monte_carlo(p, runs=5, failures={"unit": 0.5})
+    assert mc.attrs["engine"] == "scheduler"
+    assert mc.attrs["engine_reason"].startswith("failures= injects failures")
+    assert "on the scheduler path (failures= injects failures" in repr(nbp.distribution(mc))
+    with pytest.raises(nbp.SimulationError, match="needs the scheduler: failures= injects failures"):
+        nbp.monte_carlo(p, runs=5, failures={"unit": 0.5}, engine="vectorised")
+
+
+def test_monte_carlo_sampled_on_the_vectorised_path_replays_as_a_batch():
+    p = _serial_and_parallel()
+    sampled = {"unit": lambda rng: rng.lognormal(3.4, 0.3)}
+    one = nbp.monte_carlo(p, sampled, runs=300, seed=9)
+    two = nbp.monte_carlo(p, sampled, runs=300, seed=9)
+    pd.testing.assert_frame_equal(one, two)
+    assert one.attrs["replay"] == "batch" and one["seed"].isna().all()
+    assert "runs replay as a batch" in repr(nbp.distribution(one))
+    # the same distribution as the scheduler's (different draws): the medians are close
+    slow = nbp.monte_carlo(p, sampled, runs=300, seed=9, engine="scheduler")
+    assert abs(one["makespan_s"].median() - slow["makespan_s"].median()) < 3.0
+
+
+# -- criticality under the design: a case with a known answer ------------------------------------------
+def _fork() -> nbp.Pipeline:
+    p = nbp.Pipeline("fork")
+    with p.stage("s") as s:
+        with s.parallel():
+            s.step("a")
+            s.step("b")
+        s.step("c")
+    return p
+
+
+def _history(runs: dict[str, dict[str, float]], plan) -> pd.DataFrame:
+    """A measured history: per run, steps in plan order, one after the other (the times do not
+    matter to resampling, only the durations)."""
+    by_id = {n.id: n.fqn for n in plan.steps}
+    rows = []
+    for run_id, steps in runs.items():
+        t = 0.0
+        for step, seconds in steps.items():
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "fqn": by_id.get(step, f"pipeline.stages.s.spec.execution.steps.{step}"),
+                    "kind": "step",
+                    "step": step,
+                    "attempt": 1,
+                    "status": "Success",
+                    "start_s": t,
+                    "end_s": t + seconds,
+                    "iteration": None,
+                }
+            )
+            t += seconds
+    return pd.DataFrame(rows)
+
+
+def test_criticality_index_of_a_fork_is_the_share_of_runs_each_branch_is_longest():
+    plan = _fork().plan()
+    a, b, c = (n.index for n in plan.steps)
+    # four runs: a = 1, 3, 3, 2 and b = 2 always; c = 1.
+    # run 1: b longest; runs 2, 3: a longest; run 4: a tie (both critical).
+    # a: runs 2, 3, 4 → 3/4; b: runs 1, 4 → 2/4; c (serial, after the block): 4/4
+    result = batch(plan, {a: np.array([1.0, 3, 3, 2]), b: 2.0, c: 1.0}, 4)
+    crit = result.critical().mean(axis=1)
+    assert (crit[a], crit[b], crit[c]) == (0.75, 0.5, 1.0)
+    # the same four runs measured, resampled whole (joint): the index is the same shares
+    h = _history({str(i): {"a": x, "b": 2.0, "c": 1.0} for i, x in enumerate([1.0, 3, 3, 2])}, plan)
+    mc = nbp.monte_carlo(plan, h, runs=20_000, seed=1)
+    fqn = {n.id: n.fqn for n in plan.steps}
+    assert mc.attrs["engine"] == "vectorised"
+    assert mc.attrs["criticality"][fqn["a"]] == pytest.approx(0.75, abs=0.015)
+    assert mc.attrs["criticality"][fqn["b"]] == pytest.approx(0.5, abs=0.015)
+    assert mc.attrs["criticality"][fqn["c"]] == 1.0
+    # the scheduler path counts the same rule run by run
+    slow = nbp.monte_carlo(plan, h, runs=400, seed=1, engine="scheduler")
+    assert slow.attrs["criticality"][fqn["a"]] == pytest.approx(0.75, abs=0.08)
+    assert slow.attrs["criticality"][fqn["c"]] == 1.0
+
+
+# -- durations from a history: joint vs independent ---------------------------------------------------
+def _two_serial() -> nbp.Pipeline:
+    p = nbp.Pipeline("two")
+    with p.stage("s") as s:
+        s.step("a")
+        s.step("b")
+    return p
+
+
+def test_joint_resampling_keeps_the_correlation_independent_does_not():
+    plan = _two_serial().plan()
+    # ten measured runs where a and b took the same time: k seconds each, k = 1 … 10
+    h = _history({str(k): {"a": float(k), "b": float(k)} for k in range(1, 11)}, plan)
+    joint = nbp.monte_carlo(plan, h, runs=20_000, seed=3)
+    independent = nbp.monte_carlo(plan, h, runs=20_000, seed=3, mode="independent")
+    # joint: the sum is 2k, k uniform on 1…10: P(sum ≤ 18) = 9/10 < 0.95, P(sum = 20) = 1/10 → p95 = 20
+    assert np.percentile(joint["makespan_s"], 95) == 20.0
+    assert set(joint["makespan_s"]) == {float(2 * k) for k in range(1, 11)}
+    # independent: P(a + b ≥ 19) = (1 + 2)/100 = 3 %, P(a + b ≥ 18) = (1 + 2 + 3)/100 = 6 %,
+    # so P(sum ≤ 17) = 94 % < 95 % ≤ P(sum ≤ 18) = 97 % → p95 = 18
+    assert np.percentile(independent["makespan_s"], 95) == 18.0
+    assert len(set(independent["makespan_s"])) == 19  # every sum 2 … 20
+
+
+def test_history_runs_replay_one_by_one_on_the_scheduler_path():
+    plan = _two_serial().plan()
+    h = _history({str(k): {"a": float(k), "b": float(10 * k)} for k in range(1, 6)}, plan)
+    mc = nbp.monte_carlo(plan, h, runs=12, seed=5, engine="scheduler")
+    assert set(mc["makespan_s"]) <= {11.0 * k for k in range(1, 6)}  # joint: a and b of one run
+    for row in mc.iloc[[0, 7]].itertuples():
+        trace = nbp.simulate(plan, durations=h, seed=int(row.seed))
+        assert trace.loc[trace["kind"] == "pipeline", "duration_s"].iloc[0] == row.makespan_s
+
+
+def test_steps_the_history_lacks_take_the_default_with_a_warning_naming_them():
+    p = _two_serial()
+    with p.stage("late") as s:
+        s.step("new")
+    plan = p.plan()
+    h = _history({"1": {"a": 2.0, "b": 3.0}}, plan)
+    with pytest.warns(
+        nbp.HistoryDurationsWarning, match=r"steps\.new; they take their own duration= or default="
+    ):
+        mc = nbp.monte_carlo(plan, h, runs=10, default=7.0)
+    assert set(mc["makespan_s"]) == {2.0 + 3.0 + 7.0}
+
+
+def test_failures_history_injects_the_measured_failure_rates():
+    plan = _two_serial().plan()
+    h = _history({str(k): {"a": 1.0, "b": 1.0} for k in range(4)}, plan)
+    h.loc[(h["run_id"] == "0") & (h["step"] == "b"), "status"] = "Failed"  # b failed 1 attempt of 4
+    from notebook_pipelines.engine.measured import HistoryDurations
+
+    assert HistoryDurations(h, plan).failure_rates() == {plan.steps[1].fqn: 0.25}
+    mc = nbp.monte_carlo(plan, h, runs=400, failures="history")
+    assert mc.attrs["engine"] == "scheduler" and "injects failures" in mc.attrs["engine_reason"]
+    assert (mc["status"] == "Failed").mean() == pytest.approx(0.25, abs=0.07)

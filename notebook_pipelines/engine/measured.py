@@ -16,7 +16,7 @@ samples them from it:
 A step's measured duration in a run is its last attempt's (``end_s - start_s``; a looped
 node's own row, not its iterations'). Plan steps are matched by FQN, then by step id when
 that id names one measured step. Steps the history lacks take their own ``duration=`` or
-``default=``, with a :class:`HistoryWarning` that names them.
+``default=``, with a :class:`HistoryDurationsWarning` that names them.
 
 ``failures="history"`` injects each step's measured failure rate: the share of its measured
 attempts that failed (``Failed``, ``Errored``, ``Aborted``, ``ApprovalRejected``), per attempt.
@@ -31,7 +31,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-__all__ = ["MODES", "HistoryDurations", "HistoryWarning", "is_history"]
+__all__ = ["MODES", "HistoryDurations", "HistoryDurationsWarning", "is_history"]
 
 MODES = ("joint", "independent")
 _FAILED = ("Failed", "Errored", "Aborted", "ApprovalRejected")
@@ -39,7 +39,7 @@ _FAILED = ("Failed", "Errored", "Aborted", "ApprovalRejected")
 _TAG = 0x68697374
 
 
-class HistoryWarning(UserWarning):
+class HistoryDurationsWarning(UserWarning):
     """Steps of the pipeline that the history has no measurement for (they take ``default=``)."""
 
 
@@ -116,7 +116,7 @@ class HistoryDurations:
             )
             warnings.warn(
                 f"durations=history: no measurement of {shown}; they take their own duration= or default=",
-                HistoryWarning,
+                HistoryDurationsWarning,
                 stacklevel=3,
             )
         # failure rates: failed attempts / attempts, per measured step
