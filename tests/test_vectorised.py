@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import notebook_pipelines as nbp
+from notebook_pipelines.analysis.whatif import what_if
 from notebook_pipelines.engine.vectorised import batch, step_durations, why_not
 
 # -- random pipelines: stages (some in parallel), steps, parallel blocks, step groups, `when` --------
@@ -293,3 +294,64 @@ def test_failures_history_injects_the_measured_failure_rates():
     mc = nbp.monte_carlo(plan, h, runs=400, failures="history")
     assert mc.attrs["engine"] == "scheduler" and "injects failures" in mc.attrs["engine_reason"]
     assert (mc["status"] == "Failed").mean() == pytest.approx(0.25, abs=0.07)
+
+
+# -- what_if on a history: before/after p50 and p95, and what becomes critical ------------------------
+def _unit_scan(parallel: bool) -> nbp.Pipeline:
+    p = nbp.Pipeline("ci")
+    with p.stage("s") as s:
+        if parallel:
+            with s.parallel():
+                s.step("unit")
+                s.step("scan")
+        else:
+            s.step("unit")
+            s.step("scan")
+    return p
+
+
+def test_what_if_of_a_history_moving_scan_beside_unit():
+    serial, parallel = _unit_scan(False), _unit_scan(True)
+    # five measured runs: unit 12 s, scan 5k s (k = 1 … 5), resampled whole
+    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
+    table = what_if(h, pipeline=serial, design=parallel, runs=10_000)
+    # before (serial): 12 + 5k = 17, 22, 27, 32, 37, each 1/5: p50 = 27 (cdf 0.4 at 22, 0.6 at 27),
+    # p95 = 37 (the top fifth). After (side by side): max(12, 5k) = 12, 12, 15, 20, 25: p50 = 15, p95 = 25
+    assert table.loc["as measured", ["p50_s", "p95_s"]].tolist() == [27.0, 37.0]
+    assert table.loc["what if", ["p50_s", "p95_s"]].tolist() == [15.0, 25.0]
+    assert table.loc["what if", ["change_p50_s", "change_p95_s"]].tolist() == [-12.0, -12.0]
+    # side by side, scan is the longer in 3 runs of 5 (k = 3, 4, 5), unit in 2 (k = 1, 2)
+    assert table.loc["what if", "critical"] == "scan"
+    assert table.loc["as measured", "critical"] in ("unit, scan", "scan, unit")
+    assert set(table["engine"]) == {"vectorised"}
+
+
+def test_what_if_of_a_history_scan_faster_makes_unit_critical():
+    parallel = _unit_scan(True)
+    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, parallel.plan())
+    table = what_if(h, pipeline=parallel, scale={"scan": 0.4}, runs=10_000)
+    # scan 60 % faster: 2k ≤ 10 < 12 in every run: the makespan is unit's 12 s, and unit becomes critical
+    assert table.loc["what if", ["p50_s", "p95_s"]].tolist() == [12.0, 12.0]
+    assert table.loc["as measured", "critical"] == "scan"
+    assert table.loc["what if", "becomes_critical"] == "unit"
+
+
+def test_suggest_layout_on_a_history_ranks_by_p50_and_shows_p95():
+    serial = _unit_scan(False)
+    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
+    found = nbp.suggest_layout(serial, trace=h)
+    best = found.best
+    # side by side (as in the what-if above): p50 15, p95 25; the original serial: p50 27, p95 37
+    assert (found.original_p50_s, found.original_p95_s) == (27.0, 37.0)
+    assert (best.p50_s, best.p95_s) == (15.0, 25.0)
+    assert "p50 15 s, p95 25 s" in found.text() and "original p50 27 s, p95 37 s" in found.text()
+    assert found.table()[0]["p50_s"] == 15.0
+
+
+def test_compare_takes_a_history_and_draws_the_same_measured_run_for_every_design():
+    serial, parallel = _unit_scan(False), _unit_scan(True)
+    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
+    table = nbp.compare({"serial": serial, "parallel": parallel}, durations=h, seed=2)
+    unit_plus_scan, longest = table["makespan_s"].tolist()
+    k = (unit_plus_scan - 12.0) / 5.0  # the run drawn with seed 2, the same for both designs
+    assert k in (1.0, 2.0, 3.0, 4.0, 5.0) and longest == max(12.0, 5.0 * k)

@@ -354,6 +354,17 @@ def what_if(
         The :func:`compare` table of ``as run`` and ``what if`` (makespan, speed-up, status,
         critical path, stage times) with ``change_s``: the makespan's change against ``as run``.
 
+    A history (a frame of many measured runs, ``nbp.read_history``) is answered in
+    distribution: ``what_if(h, pipeline=p, design=proposed, scale={"scan": 0.8}, durations=…,
+    runs=10_000, seed=0, mode="joint")`` runs :func:`monte_carlo` of ``p`` on the measured
+    durations and of the changed design (``design=`` another layout of the same steps, matched
+    by FQN then step id; ``scale`` multiplies a step's measured durations; ``durations``
+    replaces them) with the same seed (common random numbers), and returns one row each
+    (``as measured``, ``what if``): ``p50_s``, ``change_p50_s``, ``p95_s``, ``change_p95_s``,
+    ``mean_s``, ``critical`` (steps on a critical path in at least half the runs, most critical
+    first), ``becomes_critical`` (those not critical before), ``engine`` and ``runs``;
+    ``attrs`` holds both criticality indexes.
+
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")
     >>> with p.stage("s") as s:
@@ -366,6 +377,8 @@ def what_if(
     as run          5.0       0.0             a
     what if         3.0      -2.0             b
     """
+    if _is_many_runs(trace):
+        return _what_if_history(trace, durations, strategy, pipeline, simulate_options)
     plan = plan_for(trace, pipeline)
     timing.check_trace(trace, "what_if()")
     unknown = set(simulate_options) - {"default", "failures", "interventions", "outputs", "seed"}
@@ -391,6 +404,80 @@ def what_if(
     result = compare(designs, **simulate_options)
     result.insert(1, "change_s", result["makespan_s"] - result["makespan_s"].iloc[0])
     return result
+
+
+def _is_many_runs(trace: Any) -> bool:
+    """True for a history: a frame of the trace schema holding more than one run."""
+    from ..engine.measured import is_history
+
+    return is_history(trace) and trace["run_id"].nunique() > 1
+
+
+def _what_if_history(
+    history: pd.DataFrame, durations: Any, strategy: Any, pipeline: Any, options: dict
+) -> pd.DataFrame:
+    """:func:`what_if` of a history: Monte Carlo of the design before and after the changes."""
+    import pandas as pd
+
+    from ..engine.measured import HistoryDurations
+
+    allowed = {"scale", "design", "runs", "seed", "mode", "default"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise SimulationError(
+            f"what_if() of a history: no option {sorted(unknown)[0]!r}; the options are durations, "
+            "strategy, pipeline, design, scale, runs, seed, mode, default"
+        )
+    if pipeline is None:
+        raise SimulationError(
+            "what_if() of a history needs pipeline= (the design the runs measured): "
+            "e.g. pipeline=nbp.pipeline_from_history(h)"
+        )
+    plan = as_plan(pipeline)
+    design = options.get("design")
+    other = as_plan(design) if design is not None else plan
+    if strategy:
+        other = _with_strategies(other, strategy)
+    runs, seed, mode = options.get("runs", 10_000), options.get("seed", 0), options.get("mode", "joint")
+    default = options.get("default", RUN_OPTIONS["default"])
+    before_source = HistoryDurations(history, plan, mode)
+    after_source = HistoryDurations(history, other, mode, warn=False).changed(durations, options.get("scale"))
+    before = monte_carlo(plan, before_source, runs=runs, seed=seed, mode=mode, default=default)
+    after = monte_carlo(other, after_source, runs=runs, seed=seed, mode=mode, default=default)
+    rows = []
+    critical_before = _critical_ids(plan, before)
+    for name, frame, target in (("as measured", before, plan), ("what if", after, other)):
+        values = frame["makespan_s"]
+        critical = _critical_ids(target, frame)
+        rows.append(
+            {
+                "design": name,
+                "p50_s": float(values.quantile(0.5)),
+                "p95_s": float(values.quantile(0.95)),
+                "mean_s": float(values.mean()),
+                "critical": ", ".join(critical),
+                "becomes_critical": ", ".join(c for c in critical if c not in critical_before),
+                "engine": frame.attrs["engine"],
+                "runs": len(frame),
+            }
+        )
+    table = pd.DataFrame(rows).set_index("design")
+    table.insert(1, "change_p50_s", table["p50_s"] - table["p50_s"].iloc[0])
+    table.insert(3, "change_p95_s", table["p95_s"] - table["p95_s"].iloc[0])
+    table.attrs.update(
+        criticality_before=before.attrs["criticality"], criticality_after=after.attrs["criticality"]
+    )
+    return table
+
+
+def _critical_ids(plan: Any, frame: pd.DataFrame, threshold: float = 0.5) -> list[str]:
+    """Step ids on a critical path in at least ``threshold`` of the runs, most critical first."""
+    crit = frame.attrs.get("criticality") or {}
+    names = {n.fqn: n.id for n in plan.nodes if n.kind == "step"}
+    ranked = sorted(
+        ((share, names.get(f, f)) for f, share in crit.items() if share >= threshold), reverse=True
+    )
+    return [name for _, name in ranked]
 
 
 def _published(trace: pd.DataFrame) -> dict[str, dict]:
@@ -500,11 +587,14 @@ def _merged(shared: dict, own: dict) -> dict:
 
 def _check_shared_keys(plans: dict, shared: dict) -> None:
     """A shared key must match a step of some design (a typo would silently do nothing)."""
+    from ..engine.measured import HistoryDurations, is_history
     from ..engine.simulation import _StepTable, unknown_key_error
 
     for option in ("durations", "failures", "interventions", "outputs"):
         mapping = shared[option]
-        if mapping is None or not hasattr(mapping, "items"):
+        if mapping is None or not hasattr(mapping, "items") or is_history(mapping):
+            continue
+        if isinstance(mapping, HistoryDurations):
             continue
         unknown = None
         for plan in plans.values():

@@ -74,6 +74,8 @@ class HistoryDurations:
             raise SimulationError(f"mode={mode!r}: use 'joint' (whole runs resampled) or 'independent'")
         self.plan = plan = as_plan(plan)
         self.mode, self.history = mode, history
+        self.scale: dict[int, float] = {}  # node index → factor (what_if: "20 % faster" is 0.8)
+        self.fixed: dict[int, Any] = {}  # node index → a duration or sampler that replaces the measured
         rows = history[(history["kind"] == "step") & (history["attempt"] > 0)]
         if "iteration" in rows.columns:
             rows = rows[rows["iteration"].isna()]
@@ -144,11 +146,64 @@ class HistoryDurations:
                 out[node.index] = own[rng.integers(len(own), size=runs)]
         return out
 
+    def changed(self, durations: Any = None, scale: Any = None) -> HistoryDurations:
+        """A copy whose draws are changed: ``durations`` (by step id, FQN or glob: seconds, a
+        Harness duration or a sampler) replace the measured ones, ``scale`` (by step id, FQN or
+        glob: a factor) multiplies them (``{"scan": 0.8}``: scan 20 % faster)."""
+        import copy
+
+        from .simulation import _MISSING, SimulationError, _StepTable
+
+        other = copy.copy(self)
+        other.scale, other.fixed = dict(self.scale), dict(self.fixed)
+        steps = [n for n in self.plan.nodes if n.kind == "step" and n.phase != "rollback"]
+        if durations:
+            table = _StepTable("durations", durations, self.plan, True)
+            for node in steps:
+                value = table.get(node)
+                if value is not _MISSING:
+                    other.fixed[node.index] = value
+        if scale:
+            table = _StepTable("scale", scale, self.plan, True)
+            for node in steps:
+                value = table.get(node)
+                if value is _MISSING:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                    raise SimulationError(
+                        f"scale[{node.id!r}]: give a factor ≥ 0 (0.8: 20 % faster), not {value!r}"
+                    )
+                other.scale[node.index] = float(value)
+        return other
+
+    def _changes(self, out: dict[int, Any], rng: Any, runs: int) -> dict[int, Any]:
+        if not self.fixed and not self.scale:
+            return out
+        import numpy as np
+
+        from .simulation import _is_sampler, _seconds
+        from .vectorised import _sampled
+
+        nodes = self.plan.nodes
+        for index, value in self.fixed.items():
+            where = nodes[index].fqn
+            if _is_sampler(value):
+                out[index] = _sampled(value, rng, runs, where)
+            else:
+                out[index] = np.full(runs, _seconds(value, f"{where} (durations)"))
+        for index, factor in self.scale.items():
+            if index in out:
+                out[index] = out[index] * factor
+            elif nodes[index].duration is not None and not _is_sampler(nodes[index].duration):
+                out[index] = np.full(runs, nodes[index].duration * factor)
+        return out
+
     def one_run(self, seed: int) -> dict[str, float]:
         """The durations of one simulated run with ``seed``: ``{step FQN: seconds}``."""
         import numpy as np
 
-        drawn = self.draw(np.random.default_rng([seed, _TAG]), 1)
+        rng = np.random.default_rng([seed, _TAG])
+        drawn = self._changes(self.draw(rng, 1), rng, 1)
         nodes = self.plan.nodes
         return {nodes[i].fqn: float(values[0]) for i, values in drawn.items()}
 
@@ -156,7 +211,8 @@ class HistoryDurations:
         """``runs`` runs at once (the vectorised path): one generator seeded ``(seed, "history")``."""
         import numpy as np
 
-        return self.draw(np.random.default_rng([seed, _TAG]), runs)
+        rng = np.random.default_rng([seed, _TAG])
+        return self._changes(self.draw(rng, runs), rng, runs)
 
     def failure_rates(self) -> dict[str, float]:
         """``{step FQN: share of its measured attempts that failed}`` for steps that ever failed."""

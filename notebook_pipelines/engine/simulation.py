@@ -802,7 +802,7 @@ def history_source(plan: Any, durations: Any, mode: str = "joint") -> Any:
     from .measured import HistoryDurations, is_history
 
     if isinstance(durations, HistoryDurations):
-        if durations.plan is plan and durations.mode == mode:
+        if durations.plan is plan:
             return durations
         return HistoryDurations(durations.history, plan, mode, warn=False)
     if is_history(durations):
