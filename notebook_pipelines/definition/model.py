@@ -591,6 +591,7 @@ class Pipeline(_Container):
         on_intervention: Callable | None = None,
         namespace: dict | None = None,
         listeners: Iterable[Any] = (),
+        history: Any = None,
     ):
         """Run in the kernel (step bodies on threads, wall clock) and return the trace DataFrame.
 
@@ -610,13 +611,15 @@ class Pipeline(_Container):
             on_intervention: called with each manual intervention that waits for an answer.
             namespace: the globals that code-text bodies (the magics) run in.
             listeners: engine listeners (``node_started``, ``node_finished``, ``run_finished``…).
+            history: measured runs (``nbp.read_history``): the progress shows the expected end,
+                p50 and p95.
 
         See :func:`notebook_pipelines.run`.
         """
         return verb("run")(
             self, progress=progress, executor=executor, max_workers=max_workers, run_id=run_id,
             check=check, report=report, on_intervention=on_intervention, namespace=namespace,
-            listeners=listeners,
+            listeners=listeners, history=history,
         )  # fmt: skip
 
     def start(
