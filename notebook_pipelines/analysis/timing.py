@@ -36,6 +36,14 @@ critical steps have exactly zero slack).
 
 Loops: a node's looping iterations (the ``iteration`` column) are separate units, so a
 looped node's iterations are siblings of one block; rows with no iteration (NA) are one unit.
+A looped node's own row (an iteration's ``parent``, its FQN the iteration's without the
+postfix, R46) is a **container**, like a group's, whatever its ``kind``: a looped step's row
+spans its iterations and is no running work — never on the critical path, never counted by
+:func:`concurrency`, :func:`summary` or :func:`step_stats` (:func:`looped_steps` names them).
+Under ``maxConcurrency`` an iteration that starts after the looped node did waited for a slot
+(R54, E13: a sliding window): its binding predecessor is the sibling iteration whose end freed
+it (the latest sibling end at or before its start), so the path runs item → the item that took
+its slot → ….
 
 >>> import notebook_pipelines as nbp
 >>> p = nbp.Pipeline("p")
@@ -64,6 +72,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..definition.looping import is_iteration
 from ..errors import TraceError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,6 +86,7 @@ __all__ = [
     "compare_traces",
     "concurrency",
     "critical_path",
+    "looped_steps",
     "node_times",
     "slack",
     "step_stats",
@@ -121,6 +131,25 @@ def _values(series: Any) -> list:
     return series.astype(object).where(series.notna(), None).tolist()
 
 
+def looped_steps(trace: Any) -> set[str]:
+    """The FQNs of the looped steps in ``trace``: rows of kind ``step`` that are containers.
+
+    A step with a matrix, repeat or parallelism has a row spanning its iterations; the
+    iterations are the work. Every analysis treats that row as a container (a group's row).
+    """
+    if not len(trace):
+        return set()
+    parents = {
+        str(parent)
+        for fqn, parent in zip(trace["fqn"].astype(object), trace["parent"].astype(object))
+        if isinstance(parent, str) and is_iteration(str(fqn), parent)
+    }
+    if not parents:
+        return parents
+    kinds = trace.loc[trace["fqn"].astype(object).isin(parents), ["fqn", "kind"]].astype(object)
+    return {str(f) for f, k in zip(kinds["fqn"], kinds["kind"]) if str(k) == "step"}
+
+
 def _related(a: str, b: str) -> bool:
     """``a`` and ``b`` are the same node, or one contains the other."""
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
@@ -153,10 +182,14 @@ class Schedule:
         self.start = [float(x) for x in timed["start_s"]]
         self.end = [float(x) for x in timed["end_s"]]
         self.iteration = iteration
+        loops = {parent[r] for r in range(n) if is_iteration(self.fqn[r], parent[r])}
+        #: per row: a container (a pipeline, stage or group row, or a looped node's row)
+        self.container = [self.kind[r] != "step" or self.fqn[r] in loops for r in range(n)]
+        self.is_work = [not c for c in self.container]
 
         containers: dict[str, list[int]] = {}
         for r in range(n):
-            if self.kind[r] != "step":
+            if self.container[r]:
                 containers.setdefault(self.fqn[r], []).append(r)
         units: dict[tuple, list[int]] = {}
         for r in range(n):
@@ -171,10 +204,14 @@ class Schedule:
 
         parent_of: dict[tuple, int | None] = {}
         blocks: dict[tuple, list[tuple]] = {}
+        #: a looped node's row → its iterations' units (the slots of a sliding window, R54)
+        self.loop_units: dict[int, list[tuple]] = {}
         for key, rows in units.items():
             first = rows[0]
             prow = self._parent_row(containers.get(parent[first]) or [], iteration[first], self.start[first])
             parent_of[key] = prow
+            if prow is not None and is_iteration(self.fqn[first], parent[first]):
+                self.loop_units.setdefault(prow, []).append(key)
             owner = prow if prow is not None else ("missing", parent[first])
             number = block[first] if block[first] is not None else -1
             blocks.setdefault((owner, phase[first] or "execution", number), []).append(key)
@@ -250,11 +287,12 @@ class Schedule:
             else:
                 ends.extend(last)
         for r in range(n):
-            if self.kind[r] == "step" or r not in has_children:
+            if self.is_work[r] or r not in has_children:
                 preds[2 * r + 1].append((2 * r, self.end[r] - self.start[r]))
         self.end_event = event(max((time[e] for e in ends), default=0.0))
         preds[self.end_event] = [(e, 0.0) for e in ends]
         self.time, self.preds = time, preds
+        self.slot = self._slots()
         self._bind()
 
     @staticmethod
@@ -318,6 +356,9 @@ class Schedule:
 
     def _gate(self, r: int, latest: float, order: list[int], sorted_ends: list[float]) -> int | None:
         """The end event that let row ``r`` start when its structure does not explain the start."""
+        freed = self.slot.get(r)
+        if freed is not None and self.time[freed] >= latest - _TOL:
+            return freed
         k = bisect.bisect_right(sorted_ends, self.start[r] + _TOL)
         found: list[int] = []
         for i in range(k - 1, max(-1, k - 1 - _SCAN), -1):
@@ -330,13 +371,35 @@ class Schedule:
             return None
         return 2 * min(found, key=lambda g: (self.start[g], g)) + 1
 
+    def _slots(self) -> dict[int, int]:
+        """Per iteration that waited for a slot (R54), the end event of the sibling that freed it.
+
+        Iterations are taken in the order they started (list order on ties); each takes the
+        latest sibling end at or before its start that no earlier iteration took (ties: the
+        sibling that started first), so two iterations starting when two slots free take one
+        each.
+        """
+        out: dict[int, int] = {}
+        for prow, keys in self.loop_units.items():
+            order = sorted(keys, key=lambda k: (self.start[self.units[k][0]], self.units[k][0]))
+            free: list[tuple[float, float, int]] = []  # (end, -start, -row) of unclaimed siblings
+            for key in order:
+                r = self.units[key][0]
+                if self.start[r] > self.start[prow] + _TOL:
+                    i = bisect.bisect_right(free, (self.start[r] + _TOL, math.inf, math.inf))
+                    if i:
+                        out[r] = 2 * -free.pop(i - 1)[2] + 1
+                g = self.units[key][-1]
+                bisect.insort(free, (self.end[g], -self.start[g], -g))
+        return out
+
     # -- results -----------------------------------------------------------------------------------
     def path(self) -> list[int]:
         """Positions of the step rows on the critical path, in time order."""
         out, v = [], self.end_event
         while self.binding[v] is not None:
             u = self.binding[v]
-            if v < 2 * self.n and v % 2 == 1 and u == v - 1 and self.kind[v // 2] == "step":
+            if v < 2 * self.n and v % 2 == 1 and u == v - 1 and self.is_work[v // 2]:
                 out.append(v // 2)
             v = u
         out.reverse()
@@ -400,7 +463,7 @@ def slack(trace: pd.DataFrame) -> pd.DataFrame:
     schedule = Schedule(trace)
     late = schedule.latest()
     rows = schedule.rows
-    steps = [r for r in range(schedule.n) if schedule.kind[r] == "step" and schedule.attempt[r] > 0]
+    steps = [r for r in range(schedule.n) if schedule.is_work[r] and schedule.attempt[r] > 0]
     columns = ["fqn", "stage", "step_group", "step", "iteration", "attempt", "status", "start_s", "end_s"]
     out = rows.iloc[steps][[c for c in columns if c in rows.columns]].copy()
     out["duration_s"] = out["end_s"] - out["start_s"]
@@ -443,6 +506,7 @@ def concurrency(trace: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     if by is None:
         check_trace(trace, "concurrency()")
         steps = trace[(trace["kind"] == "step") & trace["start_s"].notna() & trace["end_s"].notna()]
+        steps = steps[~steps["fqn"].astype(object).isin(looped_steps(trace))]
         changes: dict[float, int] = {}
         for start, end in zip(steps["start_s"], steps["end_s"]):
             if end - start > _TOL:
@@ -478,14 +542,21 @@ def _levels(trace: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     s = Schedule(trace)
-    step_rows = [r for r in range(s.n) if s.kind[r] == "step" and s.attempt[r] > 0]
+    step_rows = [r for r in range(s.n) if s.is_work[r] and s.attempt[r] > 0]
     by_start = sorted(step_rows, key=lambda r: s.start[r])
-    starts = [s.start[r] for r in by_start]
+    above: dict[int, list[int]] = {}  # a row → the container rows holding it, innermost first
 
-    def steps_in(fqn: str, start: float, end: float) -> list[int]:
-        lo = bisect.bisect_left(starts, start - _TOL)
-        prefix = fqn + "."
-        return [r for r in by_start[lo:] if s.start[r] <= end + _TOL and s.fqn[r].startswith(prefix)]
+    def up(r: int) -> list[int]:
+        chain = above.get(r)
+        if chain is None:
+            p = s.parent_of.get((s.fqn[r], s.iteration[r]))
+            chain = above[r] = [] if p is None else [p, *up(p)]
+        return chain
+
+    members: dict[int, list[int]] = {}  # a container row → the step executions inside it, by start
+    for r in by_start:
+        for c in up(r):
+            members.setdefault(c, []).append(r)
 
     def unit_busy(key: tuple) -> float:  # a step's attempts (not the waits); a container's span
         return sum(s.end[r] - s.start[r] for r in s.units[key])
@@ -500,9 +571,10 @@ def _levels(trace: pd.DataFrame) -> pd.DataFrame:
         idle = sum(finish - s.end[s.units[k][-1]] for k in keys)
         busy = sum(unit_busy(k) for k in keys)
         parent_fqn = s.fqn[owner] if isinstance(owner, int) else str(owner[1])
-        idle_of.append((parent_fqn, idle))
-        inside = [r for k in keys for r in s.units[k] if s.kind[r] == "step"]
-        inside += [r for k in keys if s.kind[s.units[k][0]] != "step" for r in steps_in(k[0], begin, finish)]
+        if isinstance(owner, int):
+            idle_of.append((owner, idle))
+        inside = [r for k in keys for r in s.units[k] if s.is_work[r] and s.attempt[r] > 0]
+        inside += [x for k in keys for r in s.units[k] if s.container[r] for x in members.get(r, ())]
         position = min(r for k in keys for r in s.units[k]) - 0.5
         entries.append(
             _entry(
@@ -521,12 +593,12 @@ def _levels(trace: pd.DataFrame) -> pd.DataFrame:
             )
         )
     for r in range(s.n):
-        if s.kind[r] == "step":
+        if s.kind[r] == "step":  # a step, or a looped step's row: no level of its own
             continue
-        inside = steps_in(s.fqn[r], s.start[r], s.end[r])
+        inside = members.get(r, [])
         busy = sum(s.end[x] - s.start[x] for x in inside)
         width = _peak([(s.start[x], s.end[x]) for x in inside])
-        idle = sum(i for fqn, i in idle_of if fqn == s.fqn[r] or fqn.startswith(s.fqn[r] + "."))
+        idle = sum(i for owner, i in idle_of if owner == r or r in up(owner))
         entries.append(
             _entry(
                 s,
@@ -556,7 +628,8 @@ def _entry(s: Schedule, kind: str, fqn: str, name: str, block: Any, begin: float
     totals: dict[str, float] = {}
     for r in inside:
         totals[s.fqn[r]] = totals.get(s.fqn[r], 0.0) + s.end[r] - s.start[r]
-    longest = max(totals, key=lambda f: (totals[f], -list(totals).index(f)), default=None)
+    rank = {f: -k for k, f in enumerate(totals)}  # ties: the first in the trace
+    longest = max(totals, key=lambda f: (totals[f], rank[f]), default=None)
     return {
         "kind": kind,
         "fqn": fqn,
@@ -672,6 +745,9 @@ def step_stats(traces: pd.DataFrame) -> pd.DataFrame:
         )
     times = node_times(traces)
     steps = times[times["kind"] == "step"]
+    looped = looped_steps(traces)
+    if looped:  # a looped step's row spans its iterations, which are the steps
+        steps = steps[~steps.index.get_level_values("fqn").isin(looped)]
     roots = times[times["kind"] == "pipeline"]["seconds"].droplevel(1)
     timed = traces[traces["start_s"].notna() & traces["end_s"].notna()]
     spans = timed.groupby("run_id", sort=False, observed=True).agg(a=("start_s", "min"), b=("end_s", "max"))

@@ -238,6 +238,7 @@ def compare(
         stages = _stage_durations(trace)
         stage_columns.update(dict.fromkeys(stages))
         steps = trace[trace["kind"] == "step"]
+        work = ~steps["fqn"].astype(object).isin(timing.looped_steps(trace))  # a looped row spans its work
         rows.append(
             {
                 "design": name,
@@ -245,7 +246,7 @@ def compare(
                 "critical_path": _path_text(path),
                 "critical_path_s": float(path["duration_s"].sum()),
                 "steps": int(steps["fqn"].nunique()),
-                "attempts": int((steps["attempt"] > 0).sum()),
+                "attempts": int(((steps["attempt"] > 0) & work).sum()),
                 **stages,
             }
         )
@@ -307,7 +308,7 @@ def measured(trace: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict]]:
     type. Steps that never ran keep their declared durations.
     """
     steps = trace[(trace["kind"] == "step") & (trace["attempt"] > 0) & trace["start_s"].notna()]
-    steps = steps[steps["end_s"].notna()]
+    steps = steps[steps["end_s"].notna() & ~steps["fqn"].astype(object).isin(timing.looped_steps(trace))]
     durations = {
         str(fqn): float(value)
         for fqn, value in (steps["end_s"] - steps["start_s"]).groupby(steps["fqn"], sort=False).mean().items()
@@ -389,13 +390,13 @@ def what_if(
         )
     base, failures = measured(trace)
     if simulate_options.get("failures") is not None:
-        _overlay(failures, "failures", simulate_options.pop("failures"), plan)
+        _overlay(failures, "failures", simulate_options.pop("failures"), plan, trace)
     changed = dict(base)
     if durations is not None:
-        _overlay(changed, "durations", durations, plan)
+        _overlay(changed, "durations", durations, plan, trace)
     outputs = _published(trace)  # what the bodies published: later steps read it as they did
     if simulate_options.get("outputs") is not None:
-        _overlay(outputs, "outputs", simulate_options.pop("outputs"), plan)
+        _overlay(outputs, "outputs", simulate_options.pop("outputs"), plan, trace)
     other = _with_strategies(plan, strategy) if strategy else plan
     designs = {
         "as run": (plan, {"durations": base, "failures": failures, "outputs": outputs or None}),
@@ -490,15 +491,28 @@ def _published(trace: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def _overlay(values: dict, option: str, mapping: Any, plan: Any) -> None:
-    """Set ``values[fqn]`` for every step that ``mapping`` (an option of :func:`simulate`) names."""
+def _overlay(values: dict, option: str, mapping: Any, plan: Any, trace: pd.DataFrame) -> None:
+    """Set ``values[fqn]`` for every step that ``mapping`` (an option of :func:`simulate`) names.
+
+    ``values`` is keyed by step FQN as ``trace`` holds them. A key of ``mapping`` reaches every
+    row of the trace it names (a looped step's key its iterations too, R46), so no measured
+    value of an iteration shadows it; keys for steps or iterations that did not run are kept.
+    """
     from ..engine.simulation import _StepTable
 
     table = _StepTable(option, mapping, plan, strict=True)
+    names = table.names_in(plan, trace)
+    for fqn in [*names, *(f for f in values if f not in names)]:
+        value = table.lookup(names.get(fqn, (fqn,)))
+        if value is not _missing():
+            values[fqn] = value
     for node in plan.steps:
         value = table.get(node)
-        if value is not _missing():
+        if value is not _missing() and node.fqn not in names:
             values[node.fqn] = value
+    for key, value in table.exact.items():
+        if key not in values and not any(key in n for n in names.values()):
+            values[key] = value
 
 
 def _missing() -> Any:

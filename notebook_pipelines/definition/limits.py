@@ -26,6 +26,14 @@ beyond what a real pipeline needs, and is checked before anything walks the defi
     users retry 1–5 times, with intervals); a step that needs more is failing, not flaky.
 ``MAX_IDENTIFIER = 128`` characters in an identifier (R1): Harness's own limit
     (``EntityIdentifierValidator``: ``^[a-zA-Z_][0-9a-zA-Z_$]{0,127}$``).
+``MAX_NESTED_ITERATIONS = 100_000``: the product of the iteration counts of nested looping
+    strategies (a looped step inside a looped group inside a looped stage runs
+    stage × group × step times; each one looped node is at most ``looping.MAX_ITERATIONS``,
+    10,000). Each iteration is a copy of its node and a row of the trace: a stage
+    ``Repeat(times=10000)`` holding a step ``Repeat(times=10000)`` asked for 10⁸ and ended in a
+    ``MemoryError`` at 5.5 GB; 100,000 is the size of the ``simulate-100k`` benchmark (seconds,
+    a few hundred MB). Checked at validation where the counts are written, and in a run before
+    a looped node expands (run-time lists, ``simulate(iterations=…)``).
 
 Manual interventions answered "Retry" are counted apart, per step, and bounded by the same
 ``MAX_RETRIES`` in the engine (``engine/semantics.py``): a person, a callback or a simulation's
@@ -60,6 +68,7 @@ __all__ = [
     "MAX_DATA_DEPTH",
     "MAX_GROUP_DEPTH",
     "MAX_IDENTIFIER",
+    "MAX_NESTED_ITERATIONS",
     "MAX_RETRIES",
     "data_depth",
     "depth_problems",
@@ -70,6 +79,7 @@ MAX_GROUP_DEPTH = 32
 MAX_DATA_DEPTH = 64
 MAX_RETRIES = 100
 MAX_IDENTIFIER = 128
+MAX_NESTED_ITERATIONS = 100_000
 
 #: the fields of the nodes that hold the structure (walked by ``depth_problems``, not as data)
 _STRUCTURE = ("items", "rollback_items", "stages")

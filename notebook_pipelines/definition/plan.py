@@ -193,9 +193,12 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
     plan = Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
     if check:
         from .barriers import barrier_problems
+        from .looping import loop_problems
         from .references import static_problems
 
         found = static_problems(plan) + barrier_problems(plan)
+        if any(n.strategy is not None for n in plan.nodes):
+            found += loop_problems(plan)
         if found:
             raise DefinitionError(_as_written(pipeline, found))
     return plan

@@ -448,10 +448,31 @@ def _expressions_of(node: Any, chains: dict | None = None) -> Iterator[tuple[str
     for key, value in (node.inputs or {}).items():
         if isinstance(value, str) and "<+" in value:
             yield f"input {key!r}", value, True
+    if node.strategy is not None:  # read when the looped node starts (nodeName: by each iteration)
+        for where, text in _strategy_strings(node.strategy):
+            yield f"strategy {where}", text, True
     if node.kind == "step" and node.spec:
         for where, text in _strings(node.spec, "spec"):
             if "<+" in text:
                 yield where, text, False
+
+
+#: a looping strategy's fields that may hold ``<+…>`` (R48–R51), with their YAML names
+_LOOP_FIELDS = (
+    ("n", "parallelism"), ("items", "repeat items"), ("times", "repeat times"),
+    ("partition_size", "partitionSize"), ("start", "start"), ("end", "end"),
+    ("exclude", "matrix exclude"), ("max_concurrency", "maxConcurrency"), ("node_name", "nodeName"),
+)  # fmt: skip
+
+
+def _strategy_strings(strategy: Any) -> Iterator[tuple[str, str]]:
+    """(where, text) for the expressions of a looping strategy: axes, items, counts, nodeName."""
+    for name, values in (getattr(strategy, "axes", None) or {}).items():
+        yield from ((w, t) for w, t in _strings(values, f"matrix axis {name!r}") if "<+" in t)
+    for attr, where in _LOOP_FIELDS:
+        value = getattr(strategy, attr, None)
+        if value is not None:
+            yield from ((w, t) for w, t in _strings(value, where) if "<+" in t)
 
 
 def _retry_conditions(strategies: tuple) -> tuple[str, ...]:
@@ -533,6 +554,8 @@ def static_problems(plan: Any) -> list[Problem]:
                 )
                 continue
             for ref in parsed.references:
+                if ref.path[:2] == ("stage", "output") and where.startswith("strategy "):
+                    continue  # a stage's infrastructure outputs (hosts): known only in a run (R50)
                 if ref.path[0] not in KNOWN_ROOTS:
                     if strict and ref.path[0] not in _FOREIGN_ROOTS:
                         message = f"{_quoted(where, text, ref)}: unknown root {ref.path[0]!r}"

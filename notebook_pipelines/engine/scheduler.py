@@ -518,6 +518,14 @@ class Scheduler:
             self.view = _RunView(self.plan)
         by_fqn, extra, base = self.view.by_fqn.maps[0], self.extra, len(self.plan.nodes)
         old, new = node.fqn, node.fqn + iteration.postfix
+        taken = self.view.by_fqn.get(new)
+        if taken is not None and (taken.origin or taken) is not (node.origin or node):
+            from ..definition.looping import LoopingError
+
+            raise LoopingError(  # R46: run-time items name an iteration as another node
+                f"iteration {iteration.index} would be {new}, which is the {taken.kind.replace('_', ' ')} "
+                f"{taken.id!r}: rename one of them (an iteration's identifier is the node's plus its postfix)"
+            )
         copies: dict[int, PlanNode] = {}
 
         def copy(n: PlanNode) -> PlanNode:

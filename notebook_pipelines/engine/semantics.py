@@ -46,7 +46,15 @@ from ..definition.failure import (
     action_from_dict,
 )
 from ..definition.limits import MAX_RETRIES
-from ..definition.looping import LoopingError, iterations, max_concurrency, runtime_values
+from ..definition.looping import (
+    LoopingError,
+    check_identities,
+    inner_count,
+    iterations,
+    max_concurrency,
+    outer_count,
+    runtime_values,
+)
 from ..definition.plan import PlanNode, choose
 from ..definition.statuses import (
     ABORTED,
@@ -73,6 +81,10 @@ RETRY = "retry"
 #: the key under which ``_after_failure`` counts a step's retries answered by a person (bounded
 #: like a Retry count: an ``on_intervention`` callback answering Retry for ever must not loop)
 INTERVENTION_RETRIES = -1
+
+
+class _Unknown(LookupError):
+    """A looping strategy's value a simulation cannot know (an output no virtual body published)."""
 
 
 class Scope:
@@ -133,6 +145,7 @@ class Rules:
     def __init__(self, rt: Runtime):
         self.rt = rt
         self._warned: set[int] = set()  # looped nodes already warned about (simulation)
+        self._inner_counts: dict[int, int] = {}  # plan node index → inner_count
 
     def _should_run(
         self, node: PlanNode, scope: Scope, status_only: bool = False
@@ -313,6 +326,8 @@ class Rules:
         start = self.rt.now()
         try:
             its = self._iterations(node)
+            check_identities(node, its)  # one postfix per iteration (R46)
+            copies = [self.rt.expand(node, it) for it in its]  # an FQN taken: LoopingError (R46)
         except (ExpressionError, LoopingError) as err:
             why = "its looping strategy could not be expanded"
             return self._skip_or_fail(node, scope, why, f"{node.fqn}: {err}")
@@ -320,7 +335,6 @@ class Rules:
             self.rt.mark((node,), SKIPPED, "its looping strategy has no iterations", start)
             return SKIPPED
         self.rt.started(node, 1, start)
-        copies = [self.rt.expand(node, it) for it in its]
         self.rt.expanded(node, copies)
         each = When("All", node.when.condition) if node.when is not None else None
         for copy in copies:  # a condition is evaluated per iteration (it may read <+matrix.x>)
@@ -370,15 +384,25 @@ class Rules:
         def resolve(value: Any) -> Any:
             return self.rt.evaluate(node, value)
 
+        outer = outer_count(node) * self._inner(node)  # nested loops: bounded before expanding
         if counts is None or not runtime_values(strategy):
-            return iterations(strategy, resolve)
+            return iterations(strategy, resolve, outer=outer)
         origin = node.origin or node
         given = counts.get(origin.fqn, counts.get(origin.id))
         if given is not None:
-            return iterations(strategy, count=given)
+            return iterations(strategy, count=given, outer=outer)
+
+        def known(value: Any) -> Any:  # None: an output no virtual body published
+            resolved = resolve(value)
+            if resolved is None:
+                raise _Unknown(f"{value} has no value in a simulation")
+            return resolved
+
         try:
-            return iterations(strategy, resolve)
-        except (ExpressionError, LoopingError) as err:
+            # a value the simulation knows (a variable, an output from outputs=) that is not a
+            # list fails the node here as in a run (LoopingError from iterations())
+            return iterations(strategy, known, outer=outer)
+        except (_Unknown, ExpressionError) as err:  # a value only a run knows
             if origin.index not in self._warned:
                 self._warned.add(origin.index)
                 reason = str(err).splitlines()[0]
@@ -387,7 +411,15 @@ class Rules:
                     f"simulated as one iteration — give simulate(iterations={{{origin.id!r}: N}}) "
                     f"(CLI: --iterations {origin.id}=N) for N"
                 )
-            return iterations(strategy, count=1)
+            return iterations(strategy, count=1, outer=outer)
+
+    def _inner(self, node: PlanNode) -> int:
+        """:func:`inner_count` of ``node``'s plan node (computed once per run)."""
+        origin = node.origin or node
+        known = self._inner_counts.get(origin.index)
+        if known is None:
+            known = self._inner_counts[origin.index] = inner_count(origin)
+        return known
 
     def _rollback_stage(self, node: PlanNode, scope: Scope):
         """R36: rollback lists of the groups that ran, in reverse order, then the stage's list."""

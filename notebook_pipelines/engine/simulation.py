@@ -53,12 +53,14 @@ import hashlib
 import math
 import numbers
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..definition.callables import is_sampler
 from ..definition.durations import LIMIT, MAX_SECONDS, DurationError, parse_duration
 from ..definition.limits import short
+from ..definition.looping import iterations, runtime_values
 from ..definition.plan import as_plan, paused_gc
 from ..errors import PipelineError, RunInterrupted, excerpt
 from .executors.virtual import VirtualClock, VirtualExecutor
@@ -152,41 +154,112 @@ class _StepTable:
         """The value for ``node``, or ``_MISSING``."""
         if node.index in self.cache:
             return self.cache[node.index]
-        value = self.exact.get(node.fqn, _MISSING)
-        if value is _MISSING:
-            value = self.exact.get(node.id, _MISSING)
-        origin = node.origin  # an iteration's copy (R46): its own names first, then the plan node's
-        if value is _MISSING and origin is not None:
-            value = self.exact.get(origin.fqn, self.exact.get(origin.id, _MISSING))
-        if value is _MISSING:
-            names = (node.fqn, node.id) if origin is None else (node.fqn, node.id, origin.fqn, origin.id)
-            for match, _key, candidate in self.globs:
-                if any(match(name) for name in names):
-                    value = candidate
-                    break
+        origin = node.origin  # an iteration's copy (R46): its own names, its looped row's, the plan node's
+        if origin is None:
+            value = self.lookup((node.fqn, node.id))
+        else:
+            looped = node.looped.fqn if node.looped is not None and node.kind == "step" else node.fqn
+            value = self.lookup((node.fqn, node.id, looped, origin.fqn, origin.id))
         self.cache[node.index] = value
         return value
 
+    def lookup(self, names: tuple) -> Any:
+        """The value for a step known by ``names`` (most specific first), or ``_MISSING``."""
+        for name in names:
+            value = self.exact.get(name, _MISSING)
+            if value is not _MISSING:
+                return value
+        for match, _key, candidate in self.globs:
+            if any(match(name) for name in names):
+                return candidate
+        return _MISSING
+
+    def names_in(self, plan: Any, trace: Any) -> dict[str, tuple]:
+        """Per step FQN of ``trace`` (a run of ``plan``), the names :meth:`get` would try."""
+        from ..definition.looping import is_iteration
+
+        rows = trace[trace["kind"] == "step"].drop_duplicates("fqn")
+        out = {}
+        loops = [n for n in plan.steps if n.strategy is not None or n.index in plan.inside_loops()]
+        for fqn, step, parent in zip(rows["fqn"].astype(str), rows["step"].astype(object), rows["parent"]):
+            node = plan.by_fqn.get(fqn)
+            if node is not None:
+                out[fqn] = (fqn, node.id)
+                continue
+            looped = parent if is_iteration(fqn, parent) else fqn
+            origin = next((n for n in loops if (p := _pattern(n)) is not None and p.fullmatch(fqn)), None)
+            names = (fqn, str(step), looped)
+            out[fqn] = names + ((origin.fqn, origin.id) if origin is not None else ())
+        return out
+
 
 _POSTFIX = re.compile(r"(?:_[A-Za-z0-9$]+)+\Z")
+_SHOWN = 1_000  # the most postfixes of a looped node spelled out in a key's pattern
 
 
 def _iteration_name(plan: Any, key: str) -> bool:
-    """True when ``key`` names a step of an iteration (R46): a postfixed id or FQN below a
-    looped node, such as ``deploy_0_1`` or ``pipeline.stages.build_1.spec.execution.steps.a``."""
+    """True when ``key`` names a step as a trace of ``plan`` prints it inside loops (R46): a
+    looped step's postfixed id (``compile_0_1``), or an FQN with the postfix of each looped
+    node above the step, the step's own optional (``…steps.compile_0_1``,
+    ``…steps.regional_0_0.steps.deploy``, ``pipeline.stages.build_1.spec.execution.steps.a``)."""
     inside = plan.inside_loops()
     if not inside and not any(n.strategy is not None for n in plan.nodes):
         return False
+    dotted = "." in key
     for n in plan.nodes:
         if n.kind != "step" or (n.strategy is None and n.index not in inside):
             continue
-        if key.startswith(n.id + "_") and _POSTFIX.fullmatch(key[len(n.id) :]):
-            return True
-        if "." in key and re.sub(r"_[A-Za-z0-9$]+(?=\.|\Z)", "", key) == re.sub(
-            r"_[A-Za-z0-9$]+(?=\.|\Z)", "", n.fqn
-        ):
+        if not dotted:
+            if n.strategy is not None and key.startswith(n.id + "_") and _POSTFIX.fullmatch(key[len(n.id) :]):
+                return True
+            continue
+        pattern = _pattern(n)
+        if pattern is not None and pattern.fullmatch(key):
             return True
     return False
+
+
+_PATTERNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # plan node → its pattern
+
+
+def _pattern(step: Any) -> Any | None:
+    """:func:`_iteration_pattern`, made once per plan node (kept while the plan lives)."""
+    try:
+        return _PATTERNS[step]
+    except KeyError:
+        pattern = _PATTERNS[step] = _iteration_pattern(step)
+        return pattern
+
+
+def _iteration_pattern(step: Any) -> Any | None:
+    """The RE2 pattern of the FQNs a trace gives ``step`` inside its loops: each looped node's
+    segment takes one of its postfixes (any ``_…`` when they are known only in a run), the
+    step's own only optionally (its looped row has none)."""
+    import re2
+
+    loops, node = [], step
+    while node is not None:
+        if node.strategy is not None and node.kind != "parallel":
+            loops.append(node)
+        node = node.parent
+    loops.reverse()
+    parts, done = [], ""
+    for looped in loops:
+        parts.append(re.escape(looped.fqn[len(done) :]))
+        postfix = "(?:_.+?)"
+        if not runtime_values(looped.strategy):
+            try:
+                its = iterations(looped.strategy)
+            except Exception:  # a strategy validation refuses; the generic form is enough here
+                its = None
+            if its is not None and len(its) <= _SHOWN:
+                if not its:
+                    return None  # no iteration: no FQN through this node
+                postfix = "(?:" + "|".join(re.escape(it.postfix) for it in its) + ")"
+        parts.append(postfix + ("?" if looped is step else ""))
+        done = looped.fqn
+    parts.append(re.escape(step.fqn[len(done) :]))
+    return re2.compile("".join(parts))
 
 
 def _glob(key: str) -> Any:
@@ -213,8 +286,27 @@ def unknown_key_error(option: str, plan: Any, key: str) -> SimulationError:
     shown = ", ".join(ids[:12]) + (", …" if len(ids) > 12 else "")
     return SimulationError(
         f"{option}: no step of pipeline {plan.pipeline.id!r} matches {key!r} "
-        f"(keys are step ids, FQNs or globs); {hint}steps: {shown}"
+        f"(keys are step ids, FQNs or globs); {hint}{_iterations_hint(plan, key)}steps: {shown}"
     )
+
+
+def _iterations_hint(plan: Any, key: str) -> str:
+    """``the iterations of compile are compile_0_0, …; `` when ``key`` looks like an iteration of a
+    looped step whose iterations are known before the run (R46)."""
+    for n in plan.nodes:
+        if n.kind != "step" or n.strategy is None or runtime_values(n.strategy):
+            continue
+        stem = n.fqn if "." in key else n.id
+        if not key.startswith(stem + "_"):
+            continue
+        try:
+            its = iterations(n.strategy)
+        except Exception:
+            return ""
+        names = [n.id + it.postfix for it in its[:6]]
+        more = ", …" if len(its) > 6 else ""
+        return f"the iterations of {n.id!r} are {', '.join(names)}{more}; "
+    return ""
 
 
 def _is_sampler(value: Any) -> bool:

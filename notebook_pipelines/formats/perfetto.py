@@ -5,11 +5,12 @@ The format is the JSON object form of the Trace Event Format: ``{"traceEvents": 
 start. What the file holds:
 
 - **one process per stage** (``pid`` 2, 3, … in trace order, named ``stage <id>``; a looped
-  stage's iterations are processes of their own) and process 1 for the pipeline itself;
+  stage's iterations are lanes of its process) and process 1 for the pipeline itself;
 - **one thread per lane**: the lanes of a stage are laid out from its structure, as a tree —
   a step takes one lane, the items of a parallel block sit on lanes side by side, serial items
-  reuse the same lanes — so nothing on a thread ever overlaps, and a container spans the lanes
-  of its items;
+  reuse the same lanes, a looped node's iterations take as few lanes as ran at once (one that
+  took a freed slot, R54, reuses its lane) — so nothing on a thread ever overlaps, and a
+  container (a looped step's row too) spans the lanes of its items;
 - **complete events** (``"ph": "X"``) nested stage → step group → step on each lane (a
   container's slice is repeated on each of its lanes, so each lane nests on its own), one per
   attempt, with ``args`` holding ``fqn``, ``status``, ``attempt``, ``error_type``, ``error``,
@@ -36,6 +37,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..definition.looping import is_iteration
 from ..definition.statuses import POSITIVE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,17 +90,25 @@ def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
         first = attempts[0]
         owners = by_fqn.get(first["parent"] or "", [])
         owner = next((k for k in owners if k[1] == key[1]), owners[0] if owners else None)
-        if owner is None or units[owner][0]["kind"] == "step":
+        if owner is None or (units[owner][0]["kind"] == "step" and not is_iteration(key[0], owner[0])):
             roots.append(key)
             continue
         number = first["block"] if first["block"] is not None else -1
         children.setdefault(owner, {}).setdefault((first["phase"] == "rollback", number), []).append(key)
 
     width: dict[tuple, int] = {}
+    column: dict[tuple, int] = {}  # an iteration → its column among its loop's (R54: slots reused)
+    columns: dict[tuple, int] = {}  # a looped node → the width of one column
 
     def measure(key: tuple) -> int:  # iterative-safe enough: depth is bounded by the plan's limits
         blocks = children.get(key, {})
-        width[key] = max([sum(measure(k) for k in block) for block in blocks.values()] or [1])
+        sizes = []
+        for block in blocks.values():
+            if all(is_iteration(k[0], key[0]) for k in block):
+                sizes.append(_pack(block, units, column, measure, columns, key))
+            else:
+                sizes.append(sum(measure(k) for k in block))
+        width[key] = max(sizes or [1])
         return width[key]
 
     lane: dict[tuple, int] = {}
@@ -108,6 +118,9 @@ def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
         for block in children.get(key, {}).values():
             o = offset
             for k in block:
+                if k in column and key in columns:
+                    place(k, offset + column[k] * columns[key])
+                    continue
                 place(k, o)
                 o += width[k]
 
@@ -140,6 +153,25 @@ def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
         events += _meta(pid, label, width[key], name)
         _emit(key, pid, 0, width[key], units, children, lane, width, events)
     return events
+
+
+def _pack(block: list, units: dict, column: dict, measure: Any, columns: dict, owner: tuple) -> int:
+    """Lay a looped node's iterations out in the fewest columns (first fit by start time: an
+    iteration that took a freed slot reuses its lane, R54); the width they take."""
+    each = max(measure(k) for k in block)
+    free: list[int] = []  # per column, when it is free (ns)
+    order = sorted(range(len(block)), key=lambda i: (_ns(units[block[i]][0]["start_s"]), i))
+    for key in (block[i] for i in order):
+        begin, end = _ns(units[key][0]["start_s"]), _ns(units[key][-1]["end_s"])
+        for index, at in enumerate(free):
+            if at <= begin:
+                column[key], free[index] = index, end
+                break
+        else:
+            column[key] = len(free)
+            free.append(end)
+    columns[owner] = each
+    return each * max(1, len(free))
 
 
 def _pipeline_name(trace: pd.DataFrame) -> str:
@@ -177,7 +209,7 @@ def _emit(key: tuple, pid: int, offset: int, span: int, units: dict, children: d
           width: dict, events: list) -> None:  # fmt: skip
     attempts = units[key]
     first = attempts[0]
-    if first["kind"] == "step":
+    if first["kind"] == "step" and key not in children:  # a looped step's row holds its iterations
         events += _slices(attempts, pid, lane[key] + 1, _name(first))
         return
     label = _name(first) if first["kind"] != "stage" else f"stage {_name(first)}"

@@ -145,13 +145,14 @@ def gantt(
     from matplotlib.patches import Patch
     from matplotlib.transforms import blended_transform_factory
 
-    from ..analysis.timing import check_trace, critical_path
+    from ..analysis.timing import check_trace, critical_path, looped_steps
 
     check_trace(trace, "gantt()")
     if max_lanes < 1:
         raise ValueError(f"gantt(max_lanes={max_lanes!r}): give at least 1")
     timed = trace[trace["start_s"].notna() & trace["end_s"].notna()]
     steps = timed[(timed["kind"] == "step") & (timed["attempt"] > 0)]
+    steps = steps[~steps["fqn"].astype(object).isin(looped_steps(trace))]  # a looped step's iterations run
     steps = steps.astype({"iteration": object, "step_group": object, "stage": object, "phase": str})
     steps = steps.astype(object).where(steps.notna(), None)
     lanes, packing = _lanes(steps, max_lanes)

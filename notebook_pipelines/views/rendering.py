@@ -651,10 +651,17 @@ def _overlay(trace: Any, info: dict[str, Outcome], color_by: str) -> tuple[dict[
         ]
         fills = {f: DURATION_FILLS[min(4, int(v / top * 5))] for f, v in values.items()}
         return fills, scale
-    from ..analysis.timing import slack
+    import pandas as pd
+
+    from ..analysis.timing import looped_steps, slack
 
     table = slack(trace)
     per_step = table.groupby("fqn", sort=False, observed=True)["slack_s"].min()
+    looped = looped_steps(trace)
+    if looped:  # a looped step's box (drawn once) takes its least slack iteration's colour
+        parents = trace.loc[table.index, "parent"].astype(object)
+        inner = table["slack_s"][parents.isin(looped).to_numpy()]
+        per_step = pd.concat([per_step, inner.groupby(parents[inner.index], sort=False).min()])
     makespan = float(trace["end_s"].max() - trace["start_s"].min()) if len(trace) else 0.0
     limits = [0.1 * makespan, 0.25 * makespan, 0.5 * makespan]
     fills = {}
