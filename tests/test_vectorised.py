@@ -211,7 +211,9 @@ def _history(runs: dict[str, dict[str, float]], plan) -> pd.DataFrame:
                 }
             )
             t += seconds
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["parent"] = frame["fqn"].str.split(".spec.", regex=False).str[0]  # the stage
+    return frame
 
 
 def test_criticality_index_of_a_fork_is_the_share_of_runs_each_branch_is_longest():
