@@ -561,6 +561,50 @@ def monte_carlo(cfg: Config) -> list[Row]:
     return with_budget(rows, Budget("≤ 1 s (vectorised)", lambda row: (row.median or 0) <= 1.0))
 
 
+def history_analytics(cfg: Config) -> list[Row]:
+    """The history analyses of issue 27 together on 1,000 runs × 50 nodes (the ``history-read``
+    dataset): ``step_stats``, ``criticality``, ``trend``, ``regressions``, ``flaky`` and
+    ``compare`` of the first and second 500 runs, each call on a fresh copy of the history (so
+    nothing is kept from an earlier repetition; the analyses of one copy share its critical paths).
+    No baseline: no other tool answers these; the row is its time against the budget."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_history(folder)
+        history = nbp.read_history(folder)
+    runs = list(history["run_id"].unique())
+    held: list[Any] = []
+
+    def prepare() -> Thunk:
+        held.append(history.copy())  # a new frame each time, the previous one still alive
+        del held[:-2]
+        h = held[-1]
+
+        def analyses() -> Any:
+            acc = h.pipeline
+            return (
+                acc.step_stats(),
+                acc.criticality(),
+                acc.trend(),
+                acc.regressions(),
+                acc.flaky(),
+                acc.compare(runs[:500], runs[500:]),
+            )
+
+        return analyses
+
+    def check(result: Any) -> None:
+        stats, crit = result[0], result[1]
+        if len(stats) != HISTORY_NODES or not (crit["criticality"] == 1.0).all():
+            raise AssertionError(
+                "the history analyses did not answer (a serial pipeline: every node critical)"
+            )
+
+    timings = time_side_by_side({"nbp": prepare}, cfg.repeat, {"nbp": check})
+    rows = rows_for("history-analytics", timings, baseline="nbp")
+    rows[0].extra = {"runs": HISTORY_RUNS, "nodes": HISTORY_NODES}
+    return with_budget(rows, Budget("≤ 3 s", lambda row: (row.median or 0) <= 3.0))
+
+
 WORKLOADS: dict[str, Workload] = {
     "noop-chain": noop_chain,
     "noop-wide": noop_wide,
@@ -573,4 +617,5 @@ WORKLOADS: dict[str, Workload] = {
     "import": import_cost,
     "history-read": history_read,
     "monte-carlo": monte_carlo,
+    "history-analytics": history_analytics,
 }

@@ -719,70 +719,17 @@ def compare_traces(this: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def step_stats(traces: pd.DataFrame) -> pd.DataFrame:
-    """Per step, its duration across runs, and how much its variation drives the makespan.
+def step_stats(traces: pd.DataFrame, iterations: bool = True) -> pd.DataFrame:
+    """Per step, its duration across runs, its outcomes, and how much it drives the makespan.
 
     ``traces`` is several traces concatenated (``pd.concat``), each run with its own
-    ``run_id`` (``simulate(p, seed=s, run_id=f"mc-{s}")``, or real runs). A step's time in a
-    run is from its first start to its last end (retries and their waits included).
-
-    Returns:
-        Indexed by step ``fqn``, sorted by ``corr_makespan`` (highest first, then plan order):
-        ``step``, ``runs`` (runs where it ran), ``mean_s``, ``std_s``, ``min_s``, ``p50_s``,
-        ``p90_s``, ``max_s``, ``attempts_mean``, ``corr_makespan`` (Pearson correlation of its
-        time with the run's makespan across runs; NaN when either does not vary) and
-        ``critical_share`` (the share of runs in which it is on the critical path).
+    ``run_id`` (``simulate(p, seed=s, run_id=f"mc-{s}")``), or a history (``nbp.read_history``).
+    Here each looping iteration is a node of its own and a looped step's row (a container of
+    its iterations) is left out; ``iterations=False`` folds the iterations into their looped
+    node, as ``trace.pipeline.step_stats()`` does by default (which also lists the stages, groups
+    and the pipeline). The table and its columns: :func:`~notebook_pipelines.analysis.history.step_stats`.
     """
-    import numpy as np
-    import pandas as pd
+    from .history import step_stats as stats
 
-    check_trace(traces, "step_stats()", one_run=False)
-    duplicated = traces.duplicated(["run_id", "fqn", "iteration", "attempt"])
-    if duplicated.any():
-        raise TraceError(
-            "step_stats(): some rows repeat in one run id — the runs share a run_id (simulate() "
-            "names every run 'sim-<seed>'): give each run its own, simulate(p, seed=s, run_id=f'run-{s}')"
-        )
-    times = node_times(traces)
-    steps = times[times["kind"] == "step"]
-    looped = looped_steps(traces)
-    if looped:  # a looped step's row spans its iterations, which are the steps
-        steps = steps[~steps.index.get_level_values("fqn").isin(looped)]
-    roots = times[times["kind"] == "pipeline"]["seconds"].droplevel(1)
-    timed = traces[traces["start_s"].notna() & traces["end_s"].notna()]
-    spans = timed.groupby("run_id", sort=False, observed=True).agg(a=("start_s", "min"), b=("end_s", "max"))
-    makespan = (spans["b"] - spans["a"]).copy()
-    makespan.update(roots)
-    runs = list(makespan.index)
-    critical: dict[str, int] = {}
-    for run in runs:
-        for fqn in set(critical_path(traces[traces["run_id"] == run])["fqn"]):
-            critical[fqn] = critical.get(fqn, 0) + 1
-    rows = {}
-    for fqn, group in steps.groupby(level="fqn", sort=False):
-        values = group["seconds"].droplevel(1)
-        x = values.to_numpy(dtype=float)
-        y = makespan.reindex(values.index).to_numpy(dtype=float)
-        corr = math.nan
-        if len(x) > 1 and np.std(x) > _TOL and np.std(y) > _TOL:
-            corr = float(np.corrcoef(x, y)[0, 1])
-        rows[fqn] = {
-            "step": str(fqn).rsplit(".", 1)[-1],
-            "runs": len(x),
-            "mean_s": x.mean(),
-            "std_s": x.std(ddof=1) if len(x) > 1 else math.nan,
-            "min_s": x.min(),
-            "p50_s": float(np.percentile(x, 50)),
-            "p90_s": float(np.percentile(x, 90)),
-            "max_s": x.max(),
-            "attempts_mean": float(group["attempts"].mean()),
-            "corr_makespan": corr,
-            "critical_share": critical.get(fqn, 0) / len(runs) if runs else math.nan,
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "fqn"
-    if table.empty:
-        return table
-    table["_order"] = range(len(table))
-    table = table.sort_values(["corr_makespan", "_order"], ascending=[False, True], na_position="last")
-    return table.drop(columns="_order")
+    table = stats(traces, iterations)
+    return table[table["kind"] == "step"] if len(table) else table

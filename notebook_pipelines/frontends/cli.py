@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _history_parser(sub: Any) -> None:
-    """``history fetch harness|github|gitlab …`` and ``history show [FOLDER]``."""
+    """``history fetch harness|github|gitlab …``, ``history show`` and ``history report [FOLDER]``."""
     history = sub.add_parser(
         "history",
         help="fetch many runs from Harness, GitHub Actions or GitLab; summarise a kept history",
@@ -347,6 +347,30 @@ def _history_parser(sub: Any) -> None:
     show.add_argument("--source", help="only this source (github, gitlab, harness, …)")
     show.add_argument("--pipeline", help="only this pipeline")
     show.set_defaults(handler=_history_show)
+    report = actions.add_parser(
+        "report",
+        help="the steps that own the critical path, the regressions and the flaky jobs of a kept history",
+        description="Per pipeline of a kept history: the steps owning most of the critical path "
+        "(criticality, seconds on the path, share of the median makespan), the shifts in duration "
+        "(a rank test, where they started, their cost to the makespan) and the flaky nodes; with -o, "
+        "an HTML page with the pictures (the structure coloured by criticality, the median run's "
+        "Gantt, the trends).",
+        epilog="example:\n  notebook-pipelines history report notebooks/data -o report.html\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("folder", nargs="?", metavar="FOLDER", help="the cache folder (default: the cache)")
+    report.add_argument("--source", help="only this source (github, gitlab, harness, …)")
+    report.add_argument("--pipeline", help="only this pipeline")
+    report.add_argument(
+        "--top", type=int, default=8, metavar="N", help="steps listed per pipeline (default 8)"
+    )
+    report.add_argument(
+        "--window", type=int, default=20, metavar="RUNS", help="runs on each side of a change (default 20)"
+    )
+    report.add_argument(
+        "-o", "--output", metavar="REPORT.html", help="also write an HTML report with the pictures"
+    )
+    report.set_defaults(handler=_history_report)
 
 
 def _history_fetch(args: argparse.Namespace) -> int:
@@ -383,6 +407,40 @@ def _history_show(args: argparse.Namespace) -> int:
         print("no runs")
         return 0
     _print_history(frame)
+    return 0
+
+
+def _history_report(args: argparse.Namespace) -> int:
+    from ..errors import PipelineError
+    from ..formats.history import HistoryError
+    from ..formats.history_store import read_history
+    from ..views.history import report_html, report_text
+
+    out = _check_output(args.output, (".html", ".htm"), "report") if args.output else None
+    if not 1 <= args.top <= 1000:
+        raise BadInput(f"--top {args.top}: give a number of steps from 1 to 1000")
+    if not 3 <= args.window <= 10_000:
+        raise BadInput(f"--window {args.window}: give a number of runs from 3 to 10000")
+    try:
+        frame = read_history(args.folder, source=args.source, pipeline=args.pipeline)
+    except HistoryError as err:
+        raise BadInput(_foreign(err)) from None
+    if not len(frame):
+        print("no runs")
+        return 0
+    histories = [part for _, part in frame.groupby(["source", "pipeline"], sort=True, observed=True)]
+    try:
+        for k, part in enumerate(histories):
+            print(("\n" if k else "") + report_text(part, args.top, args.window))
+        if out is not None:
+            page = report_html(histories, args.top, args.window)
+            try:
+                out.write_text(page, encoding="utf-8")
+            except OSError as err:
+                raise BadInput(f"-o {args.output}: cannot write the report ({err.strerror or err})") from None
+            print(f"\nwrote {out}")
+    except PipelineError as err:
+        raise BadInput(_foreign(err)) from None
     return 0
 
 
