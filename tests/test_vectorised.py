@@ -357,3 +357,10 @@ def test_compare_takes_a_history_and_draws_the_same_measured_run_for_every_desig
     unit_plus_scan, longest = table["makespan_s"].tolist()
     k = (unit_plus_scan - 12.0) / 5.0  # the run drawn with seed 2, the same for both designs
     assert k in (1.0, 2.0, 3.0, 4.0, 5.0) and longest == max(12.0, 5.0 * k)
+
+
+def test_the_accessor_what_if_takes_a_history():
+    serial, parallel = _unit_scan(False), _unit_scan(True)
+    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
+    table = h.pipeline.what_if(pipeline=serial, design=parallel, runs=2_000)
+    assert table.loc["what if", ["p50_s", "p95_s"]].tolist() == [15.0, 25.0]
