@@ -107,7 +107,7 @@ class PipelineAccessor:
         from ..analysis.whatif import what_if
 
         many = self._frame["run_id"].nunique() > 1 if "run_id" in self._frame.columns else False
-        frame = self._trace("what_if()", one_run=not many)
+        frame = self._frame if many else self._trace("what_if()")  # a history: read by its columns
         return what_if(frame, durations, strategy, pipeline=pipeline, **simulate_options)
 
     def gantt(self, summary: bool = False, **options: Any) -> Any:
