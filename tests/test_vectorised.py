@@ -364,3 +364,23 @@ def test_the_accessor_what_if_takes_a_history():
     h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
     table = h.pipeline.what_if(pipeline=serial, design=parallel, runs=2_000)
     assert table.loc["what if", ["p50_s", "p95_s"]].tolist() == [15.0, 25.0]
+
+
+def test_steps_inside_a_looped_stage_take_the_longest_iteration_of_each_measured_run():
+    from notebook_pipelines.engine.measured import HistoryDurations
+
+    p = nbp.Pipeline("loop")
+    with p.stage("build", strategy=nbp.Matrix(os=["ubuntu", "macos"])) as s:
+        s.step("make")
+    plan = p.plan()
+    rows = []
+    for run, (ubuntu, macos) in enumerate([(10.0, 30.0), (25.0, 5.0)]):
+        for i, (os_, seconds) in enumerate((("ubuntu", ubuntu), ("macos", macos))):
+            rows.append(
+                {"run_id": str(run), "fqn": f"pipeline.stages.build_{os_}.spec.execution.steps.make",
+                 "parent": f"pipeline.stages.build_{os_}", "kind": "step", "step": "make", "attempt": 1,
+                 "status": "Success", "start_s": 0.0, "end_s": seconds, "iteration": i}
+            )  # fmt: skip
+    measured = HistoryDurations(pd.DataFrame(rows), plan)
+    # run 0: max(10, 30) = 30; run 1: max(25, 5) = 25 (the iterations run side by side)
+    assert measured.missing == [] and measured.matrix[:, 0].tolist() == [30.0, 25.0]

@@ -14,9 +14,11 @@ samples them from it:
 - ``mode="independent"`` draws each step's duration from its own measurements, independently.
 
 A step's measured duration in a run is its last attempt's (``end_s - start_s``; a looped
-node's own row, not its iterations'). Plan steps are matched by FQN, then by step id when
-that id names one measured step. Steps the history lacks take their own ``duration=`` or
-``default=``, with a :class:`HistoryDurationsWarning` that names them.
+step's own row, which spans its iterations). Plan steps are matched by FQN, then by step id
+when that id names one measured step; a step inside a looped stage or group takes, per run,
+the longest of its iterations' copies (``build_ubuntu.…``, ``build_macos.…``) — exact for
+iterations side by side, an underestimate of serial ones. Steps the history lacks take their
+own ``duration=`` or ``default=``, with a :class:`HistoryDurationsWarning` that names them.
 
 ``failures="history"`` injects each step's measured failure rate: the share of its measured
 attempts that failed (``Failed``, ``Errored``, ``Aborted``, ``ApprovalRejected``), per attempt.
@@ -77,19 +79,22 @@ class HistoryDurations:
         self.scale: dict[int, float] = {}  # node index → factor (what_if: "20 % faster" is 0.8)
         self.fixed: dict[int, Any] = {}  # node index → a duration or sampler that replaces the measured
         rows = history[(history["kind"] == "step") & (history["attempt"] > 0)]
-        if "iteration" in rows.columns:
-            rows = rows[rows["iteration"].isna()]
         rows = rows[rows["start_s"].notna() & rows["end_s"].notna()]
         last = rows.sort_values("attempt", kind="stable").groupby(["run_id", "fqn"], observed=True).tail(1)
-        table = (
-            (last["end_s"] - last["start_s"]).groupby([last["run_id"], last["fqn"]], observed=True).first()
-        )
+        seconds = (last["end_s"] - last["start_s"]).groupby([last["run_id"], last["fqn"]], observed=True)
+        table = seconds.first()
+        inner_fqns: set = set()
+        if "iteration" in last.columns:  # an iteration's copies (R46): postfixed FQNs, matched below
+            inner_fqns = set(last.loc[last["iteration"].notna(), "fqn"]) - set(
+                last.loc[last["iteration"].isna(), "fqn"]
+            )
         wide = table.unstack("fqn") if len(table) else None
         self.run_ids = list(wide.index) if wide is not None else []
-        measured_fqns = set(wide.columns) if wide is not None else set()
+        measured_fqns = (set(wide.columns) - inner_fqns) if wide is not None else set()
         ids: dict[str, list[str]] = {}
         for fqn in measured_fqns:
             ids.setdefault(str(fqn).rsplit(".", 1)[-1], []).append(fqn)
+        inside = plan.inside_loops()
         self.steps: list[Any] = []  # plan step nodes with measurements, in matrix column order
         columns = []
         self.missing: list[str] = []
@@ -99,11 +104,17 @@ class HistoryDurations:
             source = node.fqn if node.fqn in measured_fqns else None
             if source is None and len(ids.get(node.id, ())) == 1:
                 source = ids[node.id][0]
-            if source is None:
+            if source is not None:
+                column = wide[source].to_numpy(dtype=float)
+            elif node.index in inside and inner_fqns:
+                column = _iterations(node, plan.nodes[inside[node.index]], inner_fqns, wide)
+            else:
+                column = None
+            if column is None:
                 self.missing.append(node.fqn)
                 continue
             self.steps.append(node)
-            columns.append(wide[source].to_numpy(dtype=float))
+            columns.append(column)
         n_runs = len(self.run_ids)
         self.matrix = np.column_stack(columns) if columns else np.empty((n_runs, 0))
         if n_runs == 0:
@@ -229,3 +240,16 @@ class HistoryDurations:
             if target is not None and share > 0:
                 out[target] = float(share)
         return out
+
+
+def _iterations(node: Any, looped: Any, fqns: set, wide: Any) -> Any:
+    """Per run, the longest of the iterations' copies of ``node`` (a step inside the looped node
+    ``looped``: its FQN with the looped node's postfix, ``build_ubuntu.…``), or None."""
+    import re
+
+    suffix = node.fqn[len(looped.fqn) :]
+    pattern = re.compile(re.escape(looped.fqn) + r"(?:_[A-Za-z0-9$]+)+" + re.escape(suffix) + r"\Z")
+    matched = [f for f in fqns if pattern.match(str(f))]
+    if not matched:
+        return None
+    return wide[matched].max(axis=1).to_numpy(dtype=float)
