@@ -21,7 +21,7 @@ _SECONDS = st.one_of(
 
 
 def _items(depth: int) -> st.SearchStrategy:
-    leaf = st.tuples(st.just("step"), _WHEN)
+    leaf = st.tuples(st.just("step"), _WHEN, st.sampled_from([None, None, None, 5.0, 1e9]))
     if depth == 0:
         return st.lists(leaf, min_size=1, max_size=3)
     group = st.tuples(st.just("group"), _WHEN, st.deferred(lambda: _items(depth - 1)))
@@ -47,7 +47,7 @@ def _build(shape: list) -> nbp.Pipeline:
                 with container.parallel():
                     fill(container, item[1])
             elif item[0] == "step":
-                container.step(f"s{next(counter)}", when=item[1])
+                container.step(f"s{next(counter)}", when=item[1], timeout=item[2])
             else:
                 with container.step_group(f"g{next(counter)}", when=item[1]) as g:
                     fill(g, item[2])
@@ -79,6 +79,11 @@ def test_vectorised_path_agrees_exactly_with_the_scheduler(shape, data):
     per_step = {n.index: np.array([values[n.fqn]] * runs) for n in steps}
     result = batch(plan, per_step, runs)
     trace = nbp.simulate(plan, durations=values)
+    expired = result.timeout_reached()
+    if expired is not None:  # the batch sends this one to the scheduler: a step ends at or past it
+        row = trace[trace["fqn"] == expired].iloc[0]
+        assert row["status"] == "Expired" or row["end_s"] == row["start_s"] + plan.by_fqn[expired].timeout
+        return
     for node, (_, row) in zip(plan.nodes, trace.iterrows()):
         assert row["fqn"] == node.fqn
         assert str(row["status"]) == result.status[node.index], node.fqn
@@ -384,3 +389,27 @@ def test_steps_inside_a_looped_stage_take_the_longest_iteration_of_each_measured
     measured = HistoryDurations(pd.DataFrame(rows), plan)
     # run 0: max(10, 30) = 30; run 1: max(25, 5) = 25 (the iterations run side by side)
     assert measured.missing == [] and measured.matrix[:, 0].tolist() == [30.0, 25.0]
+
+
+def test_timeouts_stay_on_the_vectorised_path_until_a_run_reaches_one():
+    p = nbp.Pipeline("t")
+    with p.stage("s", timeout="1h") as s:
+        s.step("a", timeout="10s")
+        s.step("b", timeout="1m")
+    plan = p.plan()
+    short = {"a": lambda rng: rng.uniform(1, 9), "b": 5.0}
+    fast = nbp.monte_carlo(plan, short, runs=200)
+    assert fast.attrs["engine"] == "vectorised" and (fast["status"] == "Success").all()
+    # a up to 12 s: past its 10 s timeout in about a quarter of the runs → the scheduler, which expires it
+    long = {"a": lambda rng: rng.uniform(4, 12), "b": 5.0}
+    slow = nbp.monte_carlo(plan, long, runs=200)
+    assert slow.attrs["engine"] == "scheduler"
+    assert (
+        slow.attrs["engine_reason"]
+        == "pipeline.stages.s.spec.execution.steps.a reaches its timeout in some runs"
+    )
+    assert set(slow["status"]) == {"Success", "Expired"}
+    # the same constant durations: both paths give the same runs
+    exact = {"a": 9.5, "b": 5.0}
+    one, two = (nbp.monte_carlo(plan, exact, runs=3, engine=e) for e in ("auto", "scheduler"))
+    assert one.attrs["engine"] == "vectorised" and one["makespan_s"].tolist() == two["makespan_s"].tolist()

@@ -776,6 +776,9 @@ def _vectorised(
         drawn = step_durations(plan, durations, default, runs, seed)
     constant = all(not isinstance(v, np.ndarray) for v in drawn.values())
     result = batch(plan, drawn, runs)
+    expired = result.timeout_reached()
+    if expired is not None:
+        return None, f"{expired} reaches its timeout in some runs"
     # the probe: the first run on the scheduler with the same durations, node by node
     first = {plan.nodes[i].fqn: float(v[0]) if isinstance(v, np.ndarray) else v for i, v in drawn.items()}
     records = simulate_records(plan, durations=first, default=default, seed=0, outputs=outputs)

@@ -57,17 +57,18 @@ def why_not(
     """``None`` when :func:`batch` times ``plan`` exactly as the scheduler would; else why not.
 
     Declined: failure injection, scripted interventions, a ``durations`` function of the node
-    (``(node, rng) -> seconds``), looping strategies, timeouts, conditions on run-time values
-    (a ``when`` with a condition), barriers, resource queues (a stage's ``resource``), and
-    failure strategies that wait for a person (manual intervention) — none of which can act
-    when no step fails, except a timeout, a condition or a barrier, which are declined.
+    (``(node, rng) -> seconds``), looping strategies, conditions on run-time values (a ``when``
+    with a condition), barriers and resource queues (a stage's ``resource``). Failure strategies
+    (retries, manual interventions) cannot act when no step fails. Timeouts are allowed: a
+    batch in which some node reaches its timeout is sent to the scheduler afterwards
+    (:meth:`Batch.timeout_reached`).
 
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")
     >>> with p.stage("s") as s:
     ...     _ = s.step("a", timeout="1m")
-    >>> why_not(p.plan())
-    'step pipeline.stages.s.spec.execution.steps.a has a timeout (a step may expire)'
+    >>> why_not(p.plan()) is None
+    True
     >>> why_not(p.plan(), failures={"a": 0.1})
     'failures= injects failures (retries and failure strategies need the scheduler)'
     """
@@ -85,8 +86,6 @@ def why_not(
         what = f"{node.kind.replace('_', ' ')} {node.fqn}"
         if node.strategy is not None:
             return f"{what} has a looping strategy"
-        if node.timeout:
-            return f"{what} has a timeout (a {node.kind.replace('_', ' ')} may expire)"
         when = node.when
         if when is not None and when.condition is not None:
             return f"{what} has a condition on run-time values ({when.condition!r})"
@@ -121,6 +120,18 @@ class Batch:
     @property
     def makespan(self) -> Any:
         return self.end[0] - self.start[0]
+
+    def timeout_reached(self) -> str | None:
+        """The FQN of the first node (plan order) that reaches its timeout in some run (the
+        scheduler's test: its end is at or past ``start + timeout``), else None."""
+        import numpy as np
+
+        for node in self.plan.nodes:
+            if node.timeout and node.phase != "rollback" and self.status[node.index] == "Success":
+                i = node.index
+                if np.any(self.end[i] >= self.start[i] + node.timeout):
+                    return node.fqn
+        return None
 
     def critical(self) -> Any:
         """A boolean array (nodes × runs): the node lies on a critical path of the run — its
