@@ -195,7 +195,9 @@ def compare(
             list of pipelines is named by their ids.
         durations, default, failures, interventions, outputs, seed: as for :func:`simulate`
             (the same defaults), shared by every design. A key must match a step in at least
-            one design.
+            one design. ``durations`` may be a history: each design then takes the measured
+            run ``seed`` draws (the same run for every design); for distributions, see
+            :func:`monte_carlo` and :func:`what_if` of a history.
 
     Returns:
         A DataFrame indexed by design name (``design``) in the given order, with columns
