@@ -90,3 +90,10 @@ def test_the_live_view_header_shows_the_expected_end():
 
     p.run(progress=False, listeners=[state, Header()])
     assert "ends in ~20s (p50), ≤ 40s (p95)" in headers["a"], headers["a"]
+
+
+def test_p_start_history_gives_its_handle_an_estimate():
+    p = _pipeline()
+    handle = p.start(history=_history(p.plan()))
+    handle.wait()
+    assert handle.state.eta is not None and handle.state.eta.estimate({}, {}) is not None

@@ -158,6 +158,7 @@ def start(
     on_intervention: Callable | None = None,
     namespace: dict | None = None,
     listeners: Iterable[Any] = (),
+    history: Any = None,
 ) -> RunHandle:
     """Start a run in a background thread and return its :class:`RunHandle` at once.
 
@@ -172,6 +173,10 @@ def start(
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
                    on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     handle = RunHandle(plan, listeners=listeners, options=options)
+    if history is not None:
+        from ..analysis.eta import Eta
+
+        handle.state.eta = Eta(plan, history)
     if progress is True:
         view = _attach_view(handle.state, True, handle)
         if isinstance(view, TextProgress):
