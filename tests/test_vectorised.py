@@ -21,7 +21,12 @@ _SECONDS = st.one_of(
 
 
 def _items(depth: int) -> st.SearchStrategy:
-    leaf = st.tuples(st.just("step"), _WHEN, st.sampled_from([None, None, None, 5.0, 1e9]))
+    leaf = st.tuples(
+        st.just("step"),
+        _WHEN,
+        st.sampled_from([None, None, None, 5.0, 1e9]),
+        st.sampled_from([0, 0, 0, 1, 3]),
+    )
     if depth == 0:
         return st.lists(leaf, min_size=1, max_size=3)
     group = st.tuples(st.just("group"), _WHEN, st.deferred(lambda: _items(depth - 1)))
@@ -47,7 +52,8 @@ def _build(shape: list) -> nbp.Pipeline:
                 with container.parallel():
                     fill(container, item[1])
             elif item[0] == "step":
-                container.step(f"s{next(counter)}", when=item[1], timeout=item[2])
+                loop = nbp.Matrix(i=list(range(item[3]))) if item[3] else None  # iterations side by side
+                container.step(f"s{next(counter)}", when=item[1], timeout=item[2], strategy=loop)
             else:
                 with container.step_group(f"g{next(counter)}", when=item[1]) as g:
                     fill(g, item[2])
@@ -84,7 +90,8 @@ def test_vectorised_path_agrees_exactly_with_the_scheduler(shape, data):
         row = trace[trace["fqn"] == expired].iloc[0]
         assert row["status"] == "Expired" or row["end_s"] == row["start_s"] + plan.by_fqn[expired].timeout
         return
-    for node, (_, row) in zip(plan.nodes, trace.iterrows()):
+    rows = trace[trace["iteration"].isna()]  # the plan's nodes (a looped node's own row spans its copies)
+    for node, (_, row) in zip(plan.nodes, rows.iterrows()):
         assert row["fqn"] == node.fqn
         assert str(row["status"]) == result.status[node.index], node.fqn
         for column, got in (("start_s", result.start), ("end_s", result.end)):
@@ -413,3 +420,45 @@ def test_timeouts_stay_on_the_vectorised_path_until_a_run_reaches_one():
     exact = {"a": 9.5, "b": 5.0}
     one, two = (nbp.monte_carlo(plan, exact, runs=3, engine=e) for e in ("auto", "scheduler"))
     assert one.attrs["engine"] == "vectorised" and one["makespan_s"].tolist() == two["makespan_s"].tolist()
+
+
+# -- looping strategies: iterations side by side, each with the same duration ------------------------
+def _looped(max_concurrency=None) -> nbp.Pipeline:
+    p = nbp.Pipeline("loops")
+    with p.stage("build", strategy=nbp.Matrix(os=["ubuntu", "macos"])) as s:
+        s.step("make", duration=7.5)
+        s.step("pack", duration=1.25)
+    with p.stage("test") as s:
+        s.step("unit", duration=3.0, strategy=nbp.Matrix(shard=[1, 2, 3], max_concurrency=max_concurrency))
+        s.step("lint", duration=0.5)
+    return p
+
+
+def test_loops_whose_iterations_run_side_by_side_take_the_vectorised_path_and_agree():
+    plan = _looped().plan()
+    assert why_not(plan) is None
+    fast = nbp.monte_carlo(plan, runs=4)
+    slow = nbp.monte_carlo(plan, runs=4, engine="scheduler")
+    assert fast.attrs["engine"] == "vectorised"
+    for column in ("seed", "makespan_s", "stage:build", "stage:test"):
+        assert fast[column].tolist() == slow[column].tolist(), column
+    # build: both iterations at once, 7.5 + 1.25; test: three shards at once (3), then lint (0.5)
+    assert fast["makespan_s"].iloc[0] == 7.5 + 1.25 + 3.0 + 0.5
+    trace = nbp.simulate(plan)
+    result = batch(plan, step_durations(plan, None, 1.0, 1, 0), 1)
+    looped = {n.index for n in plan.nodes if n.strategy is not None}
+    for node in plan.nodes:  # the plan's nodes outside loops and the looped nodes themselves
+        if node.index in plan.inside_loops():
+            continue
+        row = trace[(trace["fqn"] == node.fqn) & trace["iteration"].isna()].iloc[0]
+        assert (row["start_s"], row["end_s"]) == (result.start[node.index, 0], result.end[node.index, 0])
+    assert looped
+
+
+def test_loops_the_batch_cannot_time_go_to_the_scheduler_saying_why():
+    assert why_not(_looped(max_concurrency=2).plan()).endswith("runs its 3 iterations at most 2 at a time")
+    sampled = nbp.monte_carlo(_looped(), {"unit": lambda rng: rng.uniform(1, 2)}, runs=3)
+    assert sampled.attrs["engine"] == "scheduler"
+    assert sampled.attrs["engine_reason"].endswith(
+        "steps.unit samples its duration inside a loop (each iteration draws its own)"
+    )

@@ -769,13 +769,18 @@ def _vectorised(
     import numpy as np
     import pandas as pd
 
-    from ..engine.vectorised import batch, step_durations
+    from ..engine.vectorised import batch, loop_members, step_durations
 
     if source is not None:
         drawn = step_durations(plan, None, default, runs, seed)
-        drawn.update(source.batch(seed, runs))
+        measured = source.batch(seed, runs)
+        drawn.update(measured)
     else:
         drawn = step_durations(plan, durations, default, runs, seed)
+        measured = {}
+    for node in loop_members(plan):  # every iteration of a looped node takes the same duration
+        if isinstance(drawn.get(node.index), np.ndarray) and node.index not in measured:
+            return None, f"{node.fqn} samples its duration inside a loop (each iteration draws its own)"
     constant = all(not isinstance(v, np.ndarray) for v in drawn.values())
     result = batch(plan, drawn, runs)
     expired = result.timeout_reached()
@@ -789,7 +794,9 @@ def _vectorised(
         raise _refuse(f"monte_carlo(): {plan.pipeline.id!r}", found)
     for record in records:
         i = record.node
-        if i >= len(plan.nodes) or record.status != result.status[i]:
+        if i >= len(plan.nodes):
+            continue  # an iteration's copy (R46): timed as its looped node, whose row is checked
+        if record.status != result.status[i]:
             return (
                 None,
                 f"its first run on the scheduler differs at {_node_name(plan, i)} (status {record.status})",
@@ -814,7 +821,7 @@ def _vectorised(
     columns["makespan_s"] = result.makespan
     columns["status"] = ["Success"] * runs
     for node in plan.nodes:
-        if node.kind == "stage" and node.phase != "rollback" and node.strategy is None:
+        if node.kind == "stage" and node.phase != "rollback" and node.index not in plan.inside_loops():
             key = f"stage:{node.id}"
             if key not in columns:
                 columns[key] = result.end[node.index] - result.start[node.index]

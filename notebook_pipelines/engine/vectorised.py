@@ -57,8 +57,12 @@ def why_not(
     """``None`` when :func:`batch` times ``plan`` exactly as the scheduler would; else why not.
 
     Declined: failure injection, scripted interventions, a ``durations`` function of the node
-    (``(node, rng) -> seconds``), looping strategies, conditions on run-time values (a ``when``
-    with a condition), barriers and resource queues (a stage's ``resource``). Failure strategies
+    (``(node, rng) -> seconds``), conditions on run-time values (a ``when`` with a condition),
+    barriers, resource queues (a stage's ``resource``) and looping strategies whose iterations
+    do not all run side by side (run-time items, ``maxConcurrency`` below their number, nested
+    loops); a loop whose iterations all start at once is timed as one run of the node, when each
+    iteration takes the same duration (a constant or a history's: ``monte_carlo`` sends a sampled
+    duration inside a loop to the scheduler, as each iteration draws its own there). Failure strategies
     (retries, manual interventions) cannot act when no step fails. Timeouts are allowed: a
     batch in which some node reaches its timeout is sent to the scheduler afterwards
     (:meth:`Batch.timeout_reached`).
@@ -85,7 +89,9 @@ def why_not(
             continue
         what = f"{node.kind.replace('_', ' ')} {node.fqn}"
         if node.strategy is not None:
-            return f"{what} has a looping strategy"
+            why = _loop_declined(plan, node)
+            if why is not None:
+                return f"{what} {why}"
         when = node.when
         if when is not None and when.condition is not None:
             return f"{what} has a condition on run-time values ({when.condition!r})"
@@ -96,6 +102,39 @@ def why_not(
         if node.resource is not None:
             return f"{what} queues for the resource {node.resource!r}"
     return None
+
+
+def _loop_declined(plan: Any, node: Any) -> str | None:
+    """Why a looped node cannot be timed as one run of itself, or None.
+
+    Its iterations all start at once (no ``maxConcurrency`` below their number), their number
+    is known before the run and not 0, and no loop is nested in it; then, with the same
+    durations for every iteration (constants or a history's, see :func:`loop_members`), its
+    copies run side by side exactly as the node once.
+    """
+    from ..definition.looping import LoopingError, max_concurrency, static_count
+
+    try:
+        n = static_count(node.strategy)
+    except LoopingError as err:
+        return f"has a looping strategy that cannot be expanded ({err})"
+    if n is None:
+        return "has a looping strategy whose items are known only in a run"
+    if n < 1:
+        return "has a looping strategy with no iterations"
+    k = max_concurrency(node.strategy)
+    if k is not None and k < n:
+        return f"runs its {n} iterations at most {k} at a time"
+    if any(below.strategy is not None for below in node.walk() if below is not node):
+        return "holds another looped node (nested loops)"
+    return None
+
+
+def loop_members(plan: Any) -> list[Any]:
+    """The steps at or inside a looped node: each of their iterations must take the same duration
+    (a constant, or a history's run) for the batch to time the node once."""
+    inside = plan.inside_loops()
+    return [n for n in plan.nodes if n.kind == "step" and (n.strategy is not None or n.index in inside)]
 
 
 def _is_history(value: Any) -> bool:
