@@ -33,6 +33,7 @@ __all__ = [
     "GraphvizMissing",
     "HarnessExecutionError",
     "HarnessStatusWarning",
+    "HistoryDurationsWarning",
     "HistoryError",
     "HistoryWarning",
     "HttpError",
@@ -433,3 +434,7 @@ class PuzzleError(PipelineError, ValueError):
 
 class ExerciseError(PipelineError, ValueError):
     """A check called wrongly: no such exercise, or what it needs is missing (says what to pass)."""
+
+
+class HistoryDurationsWarning(UserWarning):
+    """Steps of the pipeline that the history has no measurement for (they take ``default=``)."""
