@@ -298,12 +298,15 @@ class Scheduler:
     def _loop(self) -> None:
         ready, timers, clock, advance = self.ready, self.timers, self.clock, self._advance
         now, pop, heappop = clock.now, ready.popleft, heapq.heappop
+        flush = getattr(self.executor, "flush", None)  # an executor may take jobs in batches
         while True:
             while ready:
                 if self.sigint and not self.interrupted:
                     raise KeyboardInterrupt
                 task, value = pop()
                 advance(task, value)
+            if flush is not None:
+                flush()
             if self.done:
                 return
             if timers and timers[0][0] <= now():

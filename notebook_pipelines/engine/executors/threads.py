@@ -60,6 +60,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from ...definition.statuses import ABORTED, SUCCESS
@@ -426,6 +427,19 @@ class WorkerPool:
                 thread.start()
             self._queue.put(fn)
 
+    def submit_many(self, fns: list[Callable[[], Any]]) -> None:
+        """:meth:`submit` each of ``fns``, in order; those that free workers can take are handed
+        over at once, under one lock (a parallel block's jobs wake their workers back to back,
+        after the scheduler has made them all, instead of one by one while it makes them)."""
+        with self._lock:
+            taken = min(self._free, len(fns))
+            self._free -= taken
+            # one C loop, no bytecode between the puts: the woken workers cannot take the
+            # interpreter from this thread half-way through the batch
+            deque(map(self._queue.put, fns[:taken]), maxlen=0)
+        for fn in fns[taken:]:
+            self.submit(fn)
+
     def _reset_after_fork(self) -> None:
         """In a forked child: no worker of the parent exists here (a lock one held stays held)."""
         self._lock = threading.Lock()
@@ -553,6 +567,7 @@ class ThreadExecutor:
         self._stopped: dict[Job, threading.Event] = {}  # jobs told to stop, set when their body ends
         self._waiting: deque = deque()  # jobs over max_workers, in submission order
         self._holding: set[Job] = set()  # jobs holding one of the max_workers slots
+        self._batch: dict[Job, None] = {}  # submitted, handed to the pool at the next flush()
 
     @property
     def busy(self) -> int:
@@ -573,7 +588,7 @@ class ThreadExecutor:
         if self.pool is None:
             self.pool = default_pool()
         self._running, self._signalled, self._stopped = {}, set(), {}
-        self._waiting, self._holding = deque(), set()
+        self._waiting, self._holding, self._batch = deque(), set(), {}
         if self.capture:
             _install_tee()
 
@@ -589,10 +604,23 @@ class ThreadExecutor:
                     self._waiting.append(job)
                     return
                 self._holding.add(job)
-        self.pool.submit(lambda: self._execute(job))
+        self._batch[job] = None
+
+    def flush(self) -> None:
+        """Hand the jobs submitted since the last flush to the pool, in one batch. The scheduler
+        calls it before it waits (nothing else to do): the workers of a parallel block are then
+        woken together, not each while the loop still makes the next job (a woken worker only
+        competes with the loop for the interpreter and the CPU until the loop waits)."""
+        if self._batch:
+            jobs, self._batch = self._batch, {}
+            execute = self._execute
+            self.pool.submit_many([partial(execute, job) for job in jobs])
 
     def cancel(self, job: Job) -> None:
         job.ctx.cancel()
+        if self._batch.pop(job, 0) is None:  # never handed to a worker (this is the loop's thread)
+            self._free_slot(job)
+            return
         with self._lock:
             if job in self._waiting:  # never handed to a worker: it never will be
                 self._waiting.remove(job)
@@ -682,11 +710,12 @@ class ThreadExecutor:
             if nxt is not None:
                 self._holding.add(nxt)
         if nxt is not None:
-            self.pool.submit(lambda: self._execute(nxt))
+            self.pool.submit(partial(self._execute, nxt))
 
     def close(self, cancel: bool = False) -> None:
         """The run ends. With ``cancel``, running bodies are told to stop. Bodies told to stop
         get ``stop_grace`` seconds to end; those still running are left behind, with a warning."""
+        self._batch.clear()  # jobs never handed over: the run no longer waits for them
         with self._lock:
             running = list(self._running)
             self._waiting.clear()
