@@ -642,14 +642,14 @@ class ThreadExecutor:
         run, me = self.run, threading.current_thread()
         buffer = self._log()
         start = run.now()
-        # what is reported if a stop signal lands after the body's own handlers below
-        outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
+        outcome = None  # None in the end: a stop signal landed after the body's own handlers
         delivered = 0  # stop signals of cancel() that landed here (they carry no message)
         try:
             with self._lock:
                 if job.done or job.ctx.cancelled:  # told to stop before it started: it does not
                     self._stopped.setdefault(job, threading.Event()).set()
-                    return lambda: run.complete(job, outcome)  # discarded: the run gave it up
+                    outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
+                    return partial(run.complete, job, outcome)  # discarded: the run gave it up
                 self._running[job] = me
             _local.buffer = buffer
             job.data = (me.name, buffer)  # what the scheduler keeps if it gives up on the job
@@ -670,13 +670,15 @@ class ThreadExecutor:
         except StepCancelled as exc:  # landed late, in the handlers above: the job was given up already
             delivered += not exc.args
         finally:
+            if outcome is None:
+                outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
             if _FORKED_IN is not None:  # set only in a process a body forked
                 _leave_forked_child(job, outcome)
             self._off_the_running_list(job, me, delivered)
             _local.buffer = None
             outcome.log = buffer.text() or None
             self._free_slot(job)
-        return lambda: run.complete(job, outcome)
+        return partial(run.complete, job, outcome)
 
     def _off_the_running_list(self, job: Job, me: threading.Thread, delivered: int) -> None:
         """No stop signal can be raised into this thread after this; one raised but not landed
