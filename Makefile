@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip install --quiet
 
 # One stamp per set of extras: `make demo` installs the package alone, `make test` the test tools.
 EXTRAS_package :=
-EXTRAS_tests   := test,lab,dask,harness
+EXTRAS_tests   := test,lab,dask,harness,history
 EXTRAS_bench   := bench,dask
 $(VENV)/.stamp-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -7,12 +7,17 @@ side with :mod:`benchmarks.baselines`; pipelines are built through the public bu
 
 from __future__ import annotations
 
+import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import notebook_pipelines as nbp
@@ -30,7 +35,16 @@ from .baselines import (
     pool_blocks,
     pool_chain,
 )
-from .measure import Missing, Result, Thunk, constant, time_imports, time_side_by_side, traced_peaks
+from .measure import (
+    ROOT,
+    Missing,
+    Result,
+    Thunk,
+    constant,
+    time_imports,
+    time_side_by_side,
+    traced_peaks,
+)
 from .report import Budget, Row, rows_for
 
 
@@ -362,6 +376,186 @@ def import_cost(cfg: Config) -> list[Row]:
     return with_budget(rows, Budget("≤ +60 ms", lambda row: row.extra["delta_ms"] <= 60))
 
 
+HISTORY_RUNS, HISTORY_NODES, HISTORY_PARTS = 1_000, 50, 10
+
+
+def write_history(folder: Path, runs: int = HISTORY_RUNS, parts: int = HISTORY_PARTS) -> None:
+    """A history cache of ``runs`` runs × 50 nodes (a pipeline, 7 stages of 6 serial steps), kept
+    as ``parts`` fetches would keep it (one Parquet part each), through the package's writer."""
+    from notebook_pipelines.formats.history import concat_runs, run_frame
+    from notebook_pipelines.formats.history_store import write_part
+
+    rng = random.Random(26)
+    t0 = 1_767_600_000 * 10**9
+    per_part = runs // parts
+    for part in range(parts):
+        frames = []
+        for r in range(part * per_part, (part + 1) * per_part):
+            start = t0 + r * 3600 * 10**9
+            rows, t, previous = [], start, ()
+            for s in range(7):
+                stage = f"pipeline.stages.s{s}"
+                stage_rows, step_after = [], ()
+                stage_start = t
+                for k in range(6):
+                    fqn = f"{stage}.spec.execution.steps.x{k}"
+                    end = t + int(rng.uniform(5, 60) * 10**9)
+                    stage_rows.append(
+                        {
+                            "fqn": fqn,
+                            "parent": stage,
+                            "kind": "step",
+                            "phase": "execution",
+                            "stage": f"s{s}",
+                            "step": f"x{k}",
+                            "block": k,
+                            "attempt": 1,
+                            "status": "Success",
+                            "start_ns": t,
+                            "end_ns": end,
+                            "after": step_after,
+                            "worker": "runner-1",
+                        }
+                    )
+                    step_after, t = (fqn,), end
+                rows.append(
+                    {
+                        "fqn": stage,
+                        "parent": "pipeline",
+                        "kind": "stage",
+                        "phase": "execution",
+                        "stage": f"s{s}",
+                        "block": s,
+                        "attempt": 1,
+                        "status": "Success",
+                        "start_ns": stage_start,
+                        "end_ns": t,
+                        "after": previous,
+                    }
+                )
+                rows += stage_rows
+                previous = (stage,)
+            rows.insert(
+                0,
+                {
+                    "fqn": "pipeline",
+                    "kind": "pipeline",
+                    "phase": "execution",
+                    "attempt": 1,
+                    "status": "Success",
+                    "start_ns": start,
+                    "end_ns": t,
+                    "after": (),
+                },
+            )
+            info = {
+                "run_id": str(100_000 + r),
+                "source": "github",
+                "pipeline": "octo/shop/ci.yml",
+                "run_number": r + 1,
+                "commit": f"{r:040x}",
+                "branch": "main",
+                "trigger": "push",
+                "created_ns": start - 5 * 10**9,
+                "url": f"https://github.com/octo/shop/actions/runs/{r}",
+            }
+            frames.append(run_frame(rows, info))
+        write_part(concat_runs(frames), folder)
+
+
+_PEAK_RSS = """\
+import resource, sys
+import notebook_pipelines as nbp
+h = nbp.read_history(sys.argv[1])
+assert len(h) == int(sys.argv[2]), len(h)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(peak if sys.platform == "darwin" else peak * 1024)
+"""
+
+
+def history_read(cfg: Config) -> list[Row]:
+    """``nbp.read_history`` of a cache of 1,000 runs × 50 nodes (10 parts) vs ``pd.read_parquet``
+    of the same dataset (no dtypes restored); and the peak RSS of a fresh interpreter that imports
+    the package and reads it (everything it holds at its peak: interpreter, pandas, Arrow, result)."""
+    import pandas as pd
+
+    expected = HISTORY_RUNS * HISTORY_NODES
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_history(folder)
+
+        def check(frame: Any) -> None:
+            if len(frame) != expected or frame["after"].iloc[-1] != (
+                "pipeline.stages.s6.spec.execution.steps.x4",
+            ):
+                raise AssertionError("read_history did not give the history back")
+
+        prepares = {
+            "nbp": constant(partial(nbp.read_history, folder)),
+            "pandas": constant(partial(pd.read_parquet, folder / "history")),
+        }
+        timings = time_side_by_side(prepares, cfg.repeat, {"nbp": check})
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, str(folder), str(expected)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peak = int(done.stdout.strip().splitlines()[-1])
+        result_bytes = int(nbp.read_history(folder).memory_usage(deep=True).sum())
+    rows = rows_for("history-read", timings, baseline="pandas")
+    rows[0].extra = {"peak_rss_mb": peak / 2**20, "result_mb": result_bytes / 2**20, "rows": expected}
+    budget = Budget(
+        "≤ 2 s, ≤ 500 MB", lambda row: (row.median or 0) <= 2.0 and row.extra["peak_rss_mb"] <= 500
+    )
+    return with_budget(rows, budget)
+
+
+def history_analytics(cfg: Config) -> list[Row]:
+    """The history analyses of issue 27 together on 1,000 runs × 50 nodes (the ``history-read``
+    dataset): ``step_stats``, ``criticality``, ``trend``, ``regressions``, ``flaky`` and
+    ``compare`` of the first and second 500 runs, each call on a fresh copy of the history (so
+    nothing is kept from an earlier repetition; the analyses of one copy share its critical paths).
+    No baseline: no other tool answers these; the row is its time against the budget."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_history(folder)
+        history = nbp.read_history(folder)
+    runs = list(history["run_id"].unique())
+    held: list[Any] = []
+
+    def prepare() -> Thunk:
+        held.append(history.copy())  # a new frame each time, the previous one still alive
+        del held[:-2]
+        h = held[-1]
+
+        def analyses() -> Any:
+            acc = h.pipeline
+            return (
+                acc.step_stats(),
+                acc.criticality(),
+                acc.trend(),
+                acc.regressions(),
+                acc.flaky(),
+                acc.compare(runs[:500], runs[500:]),
+            )
+
+        return analyses
+
+    def check(result: Any) -> None:
+        stats, crit = result[0], result[1]
+        if len(stats) != HISTORY_NODES or not (crit["criticality"] == 1.0).all():
+            raise AssertionError(
+                "the history analyses did not answer (a serial pipeline: every node critical)"
+            )
+
+    timings = time_side_by_side({"nbp": prepare}, cfg.repeat, {"nbp": check})
+    rows = rows_for("history-analytics", timings, baseline="nbp")
+    rows[0].extra = {"runs": HISTORY_RUNS, "nodes": HISTORY_NODES}
+    return with_budget(rows, Budget("≤ 3 s", lambda row: (row.median or 0) <= 3.0))
+
+
 WORKLOADS: dict[str, Workload] = {
     "noop-chain": noop_chain,
     "noop-wide": noop_wide,
@@ -372,4 +566,6 @@ WORKLOADS: dict[str, Workload] = {
     "dask-wide": dask_wide,
     "live-view": live_view,
     "import": import_cost,
+    "history-read": history_read,
+    "history-analytics": history_analytics,
 }

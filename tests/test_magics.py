@@ -9,6 +9,7 @@ equal plans (kind, FQN, block of every node) and equal structure; only the bodie
 from __future__ import annotations
 
 import doctest
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -166,20 +167,43 @@ def test_each_cell_prints_a_one_line_diff_and_where_the_node_sits(
 ) -> None:
     outs = build_quickstart(shell, capsys)
     assert outs[0] == "pipeline `release` started (classic rules); the variable `release` holds it\n"
-    assert outs[2] == "step `checkout` added to stage `build`, block 1\nrelease › build: [checkout]\n"
+    assert outs[2] == "step `checkout` added to stage `build`, block 0\nrelease › build: [checkout]\n"
     assert outs[3].splitlines() == [
-        "group `tests` added to stage `build`, block 2",
+        "group `tests` added to stage `build`, block 1",
         "release › build: checkout → [tests]",
         "tests: unit ∥ lint → integration ∥ e2e",
     ]
     assert outs[7].splitlines() == [
-        "step `e2e` defined in group `tests`, block 2",
+        "step `e2e` defined in group `tests`, block 1",
         "release › build › tests: unit ∥ lint → integration ∥ [e2e]",
     ]
     assert outs[11].splitlines() == [
-        "pipeline `release`: block 2 gained `deploy_us`",
+        "pipeline `release`: block 1 gained `deploy_us`",
         "release: build → deploy_eu ∥ [deploy_us]",
     ]
+
+
+def test_a_cells_block_number_is_the_traces_block(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture
+) -> None:
+    """ "block N" in a magic's message names the node whose trace rows say ``block == N``
+    (issue 30: the magics counted from 1, the trace from 0)."""
+    outs = build_quickstart(shell, capsys)
+    trace = shell.user_ns["release"].simulate(seed=1)
+    block = dict(zip(trace.fqn.str.rsplit(".", n=1).str[-1], trace.block))
+    said = {}
+    for out in outs:
+        found = re.match(
+            r"(?:step|group|stage) `(\w+)` (?:added to|defined in) .*, block (\d+)$", out.splitlines()[0]
+        )
+        if found:
+            said[found[1]] = int(found[2])
+    # checkout is the first node of `build` (block 0), the group `tests` its second (block 1),
+    # e2e is in the group's second block (block 1), deploy_eu the pipeline's second (block 1)
+    assert said["checkout"] == block["checkout"] == 0
+    assert said["tests"] == block["tests"] == 1
+    assert said["e2e"] == block["e2e"] == 1
+    assert said["deploy_eu"] == block["deploy_eu"] == 1
 
 
 def test_R5_parallel_with_joins_a_sibling_block(
@@ -189,11 +213,11 @@ def test_R5_parallel_with_joins_a_sibling_block(
     cell(shell, capsys, "%step_group tests")
     cell(shell, capsys, "%%step unit --group tests\npass")
     out = cell(shell, capsys, "%%step lint --group tests --parallel-with unit\npass")
-    assert out.splitlines()[0] == "group `tests`: block 1 gained `lint`"
+    assert out.splitlines()[0] == "group `tests`: block 0 gained `lint`"
     cell(shell, capsys, "%%step integration --group tests\npass")
     out = cell(shell, capsys, "%%step e2e --group tests --parallel-with integration\npass")
     assert out.splitlines() == [
-        "group `tests`: block 2 gained `e2e`",
+        "group `tests`: block 1 gained `e2e`",
         "p › s › tests: unit ∥ lint → integration ∥ [e2e]",
     ]
     tests = shell.user_ns["p"].find("s").find("tests")
@@ -268,7 +292,7 @@ def test_without_cell_ids_a_group_is_found_anywhere_and_a_copied_step_gets_a_hin
     out = cell(shell, capsys, "%%step e2e --group tests\nlog.append('e2e v2')")
     assert out.splitlines()[0] == "step `e2e` changed (body)"
     out = cell(shell, capsys, "%%step checkout\nlog.append('checkout')")
-    assert out.splitlines()[0] == "step `checkout` added to stage `deploy_us`, block 2"
+    assert out.splitlines()[0] == "step `checkout` added to stage `deploy_us`, block 1"
     assert (
         out.splitlines()[-1] == "(stage `build` has a step `checkout` too: --stage build redefines that one)"
     )
@@ -282,9 +306,9 @@ def test_a_group_layout_cell_reorders_keeps_bodies_and_drops_unlisted_steps(
 ) -> None:
     build_quickstart(shell, capsys)
     out = cell(shell, capsys, "%%step_group tests\nunit, lint\nintegration\nsmoke, e2e", "q3")
-    assert out.splitlines()[0] == "group `tests`: block 3 gained `smoke`; `e2e` moved to block 3"
+    assert out.splitlines()[0] == "group `tests`: block 2 gained `smoke`; `e2e` moved to block 2"
     out = cell(shell, capsys, "%%step_group tests\nunit\nintegration, e2e", "q3")
-    assert out.splitlines()[0] == "group `tests`: `lint` removed; `smoke` removed; `e2e` moved to block 2"
+    assert out.splitlines()[0] == "group `tests`: `lint` removed; `smoke` removed; `e2e` moved to block 1"
     tests = shell.user_ns["release"].find("build").find("tests")
     assert shape(tests.items) == [("step", "unit"), ("parallel", [("step", "integration"), ("step", "e2e")])]
     assert tests.find("e2e").run == "log.append('e2e')"  # the body survived the new layout
@@ -313,7 +337,7 @@ def test_R35_rollback_option_moves_a_step_to_the_rollback_list(
     cell(shell, capsys, "%%step deploy\npass")
     out = cell(shell, capsys, "%%step undo --rollback\npass")
     assert out.splitlines() == [
-        "step `undo` added to stage `s` rollback, block 1",
+        "step `undo` added to stage `s` rollback, block 0",
         "p › s › rollback: [undo]",
     ]
     stage = shell.user_ns["p"].find("s")
@@ -324,7 +348,7 @@ def test_R6_nested_group_under_current_rules(shell: InteractiveShell, capsys: py
     cell(shell, capsys, "%pipeline p --rules current\n%stage s")
     cell(shell, capsys, "%step_group outer")
     out = cell(shell, capsys, "%step_group inner --group outer")
-    assert out.splitlines()[0] == "group `inner` added to group `outer`, block 1"
+    assert out.splitlines()[0] == "group `inner` added to group `outer`, block 0"
     cell(shell, capsys, "%%step a --group inner\npass")
     assert [n.fqn for n in shell.user_ns["p"].plan().steps] == [
         "pipeline.stages.s.spec.execution.steps.outer.steps.inner.steps.a"
@@ -689,7 +713,7 @@ def test_magics_through_a_real_kernel(tmp_path) -> None:
     def text(i: int) -> str:
         return "".join(o.get("text", "") for o in nb.cells[i].outputs if o.output_type == "stream")
 
-    assert text(4).splitlines() == ["stage `s`: block 1 gained `b`", "demo › s: a ∥ [b]"]
+    assert text(4).splitlines() == ["stage `s`: block 0 gained `b`", "demo › s: a ∥ [b]"]
     assert text(5).splitlines()[0] == "step `a` unchanged"
     assert text(6) == "pipeline `demo` ended Success: 2 steps — 2 Success\n"
     table = nb.cells[7].outputs[0]["data"]["text/plain"]

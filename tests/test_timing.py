@@ -216,7 +216,9 @@ def test_step_stats_finds_the_step_whose_variance_drives_the_makespan():
         s.step("wobbly", duration=lambda rng: rng.uniform(10, 20))
         s.step("steady", duration=lambda rng: rng.uniform(1, 2))
     runs = pd.concat([p.simulate(seed=k, run_id=f"mc-{k}") for k in range(30)], ignore_index=True)
-    stats = runs.pipeline.step_stats()
+    every = runs.pipeline.step_stats()
+    assert list(every["kind"]) == ["pipeline", "stage", "step", "step"]  # the makespan itself first
+    stats = every[every["kind"] == "step"]
     assert list(stats["step"]) == ["wobbly", "steady"]  # sorted by correlation with the makespan
     assert stats.loc[stats.index[0], "corr_makespan"] == pytest.approx(1.0)
     assert stats["runs"].tolist() == [30, 30]

@@ -42,6 +42,7 @@ EXPECTED_COLUMNS = [
     "outputs",
     "log",
     "inputs",  # added by the expressions issue, after the columns the foundation fixed
+    "after",  # added by the history issue (26): the nodes each node waited for
 ]
 STRING_COLUMNS = [
     "run_id",

@@ -444,6 +444,93 @@ def test_outside_a_notebook_the_default_draws_the_line_in_place_on_a_terminal():
     )
 
 
+# -- issue 30: what a view says after a cancel, a refusal, and of steps that share an id ------------
+def test_R21_after_a_cancel_the_header_counts_only_the_steps_that_ran_and_the_button_says_cancelled():
+    never = threading.Event()
+    p = nbp.Pipeline("bg")
+    with p.stage("s") as s:
+        s.step("long", run=waits_for(never))
+        for k in range(4):
+            s.step(f"after{k}", run=sleeper(0.001))
+    handle = p.start(progress=False, run_id="bg-cancel")
+    view = handle.view()
+    until(lambda: _running(handle, "long"), "the long step to run")
+    view.cancel_button.click()
+    trace = handle.wait(timeout=GUARD)
+    assert view.wait(GUARD)
+    view.text_updates.flush()
+    # `long` ran (Aborted); the four after it never started (NotStarted): 1 of 5 steps done
+    assert list(trace[trace.kind == "step"].status) == ["Aborted"] + ["NotStarted"] * 4
+    assert "1/5 steps done" in view.header.value, view.header.value
+    assert view.progress.value == 1
+    assert view.cancel_button.description == "Cancelled" and view.cancel_button.disabled
+
+
+def test_R21_a_cancel_from_code_leaves_the_button_saying_cancelled_too():
+    never = threading.Event()
+    p = nbp.Pipeline("bg")
+    with p.stage("s") as s:
+        s.step("long", run=waits_for(never))
+        s.step("after", run=sleeper(0.001))
+    handle = p.start(progress=False)
+    view = handle.view()
+    until(lambda: _running(handle, "long"), "the long step to run")
+    handle.cancel("changed my mind")
+    handle.wait(timeout=GUARD)
+    assert view.wait(GUARD)
+    view.text_updates.flush()
+    assert handle.cancelled == "changed my mind"
+    assert view.cancel_button.description == "Cancelled" and view.cancel_button.disabled
+    assert "1/2 steps done" in view.header.value  # `after` never started
+
+
+def test_a_run_refused_before_it_starts_closes_its_view_with_the_refusal():
+    class Refusing:  # an executor that refuses the run when it opens (a Dask cluster without gpu)
+        name, clock, runs_handlers = "refusing", None, True
+
+        def open(self, run):
+            raise nbp.DefinitionError(
+                [nbp.Problem("pipeline.stages.s", "R62", "no worker offers gpu", "start one")]
+            )
+
+        def submit(self, job): ...
+        def cancel(self, job): ...
+        def close(self, cancel): ...
+
+    p = nbp.Pipeline("checks")
+    with p.stage("s") as s:
+        s.step("train", run=sleeper(0.001))
+    state = RunState(p.plan())
+    view = LiveView(state)
+    with pytest.raises(nbp.DefinitionError):
+        nbp.run(p, listeners=[state], progress=False, executor=Refusing())
+    assert view.wait(GUARD)
+    assert "Queued" not in view.header.value
+    assert "not started: 1 problem in the pipeline definition" in view.header.value, view.header.value
+    assert view.cancel_button.disabled
+    # a view made after the refusal (a handle's view shown late) says the same
+    late = LiveView(state)
+    assert late.header.value == view.header.value and late.cancel_button.disabled
+
+
+def test_the_output_picker_names_steps_that_share_an_id_by_their_stage():
+    p = nbp.Pipeline("regions")
+    with p.parallel():
+        for region in ("eu", "us"):
+            p.stage(f"deploy_{region}").step("rollout", run=sleeper(0.001, f"rolled {region}"))
+    p.stage("announce").step("post", run=sleeper(0.001, "posted"))
+    state = RunState(p.plan())
+    view = LiveView(state)
+    nbp.run(p, listeners=[state], progress=False)
+    view.text_updates.flush()
+    labels = sorted(label for label, _ in view.step_picker.options[1:])
+    assert labels == [
+        "deploy_eu › rollout (attempt 1)",
+        "deploy_us › rollout (attempt 1)",
+        "post (attempt 1)",
+    ]
+
+
 # -- what the text progress says (issue 23 item 9) --------------------------------------------------
 class Terminal(io.StringIO):
     """What a terminal receives (stdout and stderr both), reporting itself a terminal."""

@@ -15,7 +15,14 @@ structure. A trace is read as a **precedence graph of events** (:class:`Schedule
   a block run together (R5, R11) and end at a *join* event, the latest of their ends; the
   join precedes every start of the next block (R4); the first execution block starts with its
   parent; the last join ends the parent (a container ends when its last child ends, R14);
-- a start that comes later than its structure explains (a stage waiting for a shared resource,
+- where a row says what it waited for (the ``after`` column: ``needs`` of a GitHub or GitLab
+  job, a plan's serial order), its start follows the ends of those nodes instead of the
+  previous block's join, so the path follows any DAG, not only series-parallel layouts; an
+  attempt after one marked ``action == "Rerun"`` (a CI re-run) waits for its ``after`` again
+  (the re-run's time is no lag of the node's own), and a container that ran more than once
+  has its children's rows split by the container's run they belong to;
+- a start that comes later than its structure explains (and than its ``queued_s``, the time
+  a CI job waited for a runner, where a history has that column) (a stage waiting for a shared resource,
   D8; a rollback list, started by a failure; a body waiting for a worker under
   ``max_workers``) is gated by the latest end at or before it elsewhere in the run.
 
@@ -93,6 +100,9 @@ REQUIRED += ("start_s", "end_s")
 LEVELS = ("pipeline", "stage", "step_group", "block")
 _TOL = 1e-6  # seconds: closer times are the same moment (virtual time is exact; threads are not)
 _SCAN = 256  # how far back the search for a gating end looks, at most
+#: the ``action`` of an attempt after which the whole run was re-run (GitHub "re-run jobs",
+#: GitLab retry): the next attempt waited for its needs again, not for a retry interval
+RERUN = "Rerun"
 
 
 def check_trace(trace: Any, what: str, *, one_run: bool = True) -> None:
@@ -177,16 +187,20 @@ class Schedule:
         self.container = [self.kind[r] != "step" or self.fqn[r] in loops for r in range(n)]
         self.is_work = [not c for c in self.container]
 
-        units: dict[tuple, list[int]] = {}
-        for r in range(n):
-            units.setdefault((self.fqn[r], iteration[r]), []).append(r)
-        for rows in units.values():
-            rows.sort(key=lambda r: (self.attempt[r], self.start[r], r))
-        self.units = units
         containers: dict[str, list[int]] = {}
         for r in range(n):
             if self.container[r]:
                 containers.setdefault(self.fqn[r], []).append(r)
+        units: dict[tuple, list[int]] = {}
+        for r in range(n):
+            key: tuple = (self.fqn[r], iteration[r])
+            holders = containers.get(parent[r]) or []
+            if len(holders) > 1:  # the parent ran more than once (a re-run job): one unit per parent run
+                key += (self._parent_row(holders, iteration[r], self.start[r]),)
+            units.setdefault(key, []).append(r)
+        for rows in units.values():
+            rows.sort(key=lambda r: (self.attempt[r], self.start[r], r))
+        self.units = units
 
         parent_of: dict[tuple, int | None] = {}
         blocks: dict[tuple, list[tuple]] = {}
@@ -214,35 +228,64 @@ class Schedule:
             preds.append([])
             return len(time) - 1
 
+        action = _values(timed["action"]) if "action" in timed.columns else [None] * n
+        self.rerun: set[int] = set()  # attempts started by a re-run of the run (GitHub, GitLab)
         for rows in units.values():
             for before, after in itertools.pairwise(rows):
-                preds[2 * after].append((2 * before + 1, max(0.0, self.start[after] - self.end[before])))
+                if action[before] == RERUN:  # not a wait of the node's own: its needs decide
+                    self.rerun.add(after)
+                    preds[2 * after].append((2 * before + 1, 0.0))
+                else:
+                    preds[2 * after].append((2 * before + 1, max(0.0, self.start[after] - self.end[before])))
+        by_fqn: dict[str, list[tuple]] = {}
+        for key in units:
+            by_fqn.setdefault(key[0], []).append(key)
         lists: dict[tuple, list[tuple[int, list[tuple]]]] = {}
         for (owner, ph, number), keys in blocks.items():
             lists.setdefault((owner, ph), []).append((number, keys))
         ends: list[int] = []  # events that end an outermost list
         has_children = set()
         self.joins: dict[tuple, int] = {}
+        after = self._after(trace, timed)
         for (owner, ph), numbered in lists.items():
             numbered.sort(key=lambda item: item[0])
             prow = owner if isinstance(owner, int) else None
             previous = None
+            dag = False  # some unit of this list says what it waited for (``after``)
+            joins = []
             for number, keys in numbered:
                 join = event(max(self.end[units[k][-1]] for k in keys))
                 self.joins[(owner, ph, number)] = join
+                joins.append(join)
                 for key in keys:
                     rows = units[key]
                     preds[join].append((2 * rows[-1] + 1, 0.0))
-                    if previous is not None:
+                    waited = after[rows[0]] if after is not None else None
+                    if waited is not None:
+                        dag = True
+                        for r in rows:  # the first attempt, and attempts a re-run started
+                            if r != rows[0] and r not in self.rerun:
+                                continue
+                            edges = []
+                            for f in after[r] or ():
+                                found = by_fqn.get(f, ())
+                                same = [k for k in found if parent_of.get(k) == parent_of[key]]
+                                edges += [self._last_end(units[k], self.start[r]) for k in same or found]
+                            preds[2 * r].extend((e, 0.0) for e in edges if e is not None)
+                            if r == rows[0] and not edges and ph == "execution" and prow is not None:
+                                preds[2 * r].append((2 * prow, 0.0))
+                    elif previous is not None:
                         preds[2 * rows[0]].append((previous, 0.0))
                     elif ph == "execution" and prow is not None:
                         preds[2 * rows[0]].append((2 * prow, 0.0))
                 previous = join
+            # with edges from ``after`` any block may hold the last end, not only the last one
+            last = joins if dag else [previous]
             if prow is not None:
                 has_children.add(prow)
-                preds[2 * prow + 1].append((previous, 0.0))
+                preds[2 * prow + 1].extend((j, 0.0) for j in last)
             else:
-                ends.append(previous)
+                ends.extend(last)
         for r in range(n):
             if self.is_work[r] or r not in has_children:
                 preds[2 * r + 1].append((2 * r, self.end[r] - self.start[r]))
@@ -251,6 +294,26 @@ class Schedule:
         self.time, self.preds = time, preds
         self.slot = self._slots()
         self._bind()
+
+    @staticmethod
+    def _after(trace: pd.DataFrame, timed: pd.DataFrame) -> list | None:
+        """Per timed row, the fqns it waited for (the ``after`` column), or None where unknown;
+        None when the trace has no such column (a trace saved before it existed)."""
+        if "after" not in trace.columns:
+            return None
+        out = []
+        for value in timed["after"].tolist():
+            if value is None or isinstance(value, (str, float)):  # NA, NaN: unknown
+                out.append(None)
+            else:
+                out.append([str(v) for v in value])
+        return out if any(v is not None for v in out) else None
+
+    def _last_end(self, rows: list[int], before: float) -> int | None:
+        """The end event of the last of ``rows`` (a unit's attempts) that ended by ``before``
+        (else of the last one: an edge the times contradict is dropped later)."""
+        done = [r for r in rows if self.end[r] <= before + _TOL]
+        return 2 * (done[-1] if done else rows[-1]) + 1
 
     def _parent_row(self, candidates: list[int], iteration: Any, start: float) -> int | None:
         if not candidates:
@@ -268,12 +331,20 @@ class Schedule:
         order = sorted(range(n), key=lambda r: self.end[r])
         sorted_ends = [self.end[r] for r in order]
         self.binding: list[int | None] = [None] * len(time)
+        queued = [0.0] * n  # seconds a CI job waited for a runner (history rows), else 0
+        if "queued_s" in self.rows.columns:
+            queued = [0.0 if q != q else float(q) for q in self.rows["queued_s"].to_numpy(dtype=float)]
         for v, edges in enumerate(self.preds):
             kept = [(u, lag) for u, lag in edges if time[u] + lag <= time[v] + _TOL or v == self.end_event]
             self.preds[v] = kept  # an edge the times contradict (clock skew) is no constraint
             valid = [(time[u] + lag, u) for u, lag in kept]
             latest = max((value for value, _ in valid), default=-math.inf)
-            if v < 2 * n and v % 2 == 0 and time[v] - latest > _TOL:
+            if (
+                v < 2 * n
+                and v % 2 == 0
+                and time[v] - latest > queued[v // 2] + _TOL  # a start its queue explains is no gate
+                and v // 2 not in self.rerun
+            ):
                 gate = self._gate(v // 2, latest, order, sorted_ends)
                 if gate is not None:
                     self.preds[v].append((gate, time[v] - time[gate]))
@@ -648,70 +719,17 @@ def compare_traces(this: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def step_stats(traces: pd.DataFrame) -> pd.DataFrame:
-    """Per step, its duration across runs, and how much its variation drives the makespan.
+def step_stats(traces: pd.DataFrame, iterations: bool = True) -> pd.DataFrame:
+    """Per step, its duration across runs, its outcomes, and how much it drives the makespan.
 
     ``traces`` is several traces concatenated (``pd.concat``), each run with its own
-    ``run_id`` (``simulate(p, seed=s, run_id=f"mc-{s}")``, or real runs). A step's time in a
-    run is from its first start to its last end (retries and their waits included).
-
-    Returns:
-        Indexed by step ``fqn``, sorted by ``corr_makespan`` (highest first, then plan order):
-        ``step``, ``runs`` (runs where it ran), ``mean_s``, ``std_s``, ``min_s``, ``p50_s``,
-        ``p90_s``, ``max_s``, ``attempts_mean``, ``corr_makespan`` (Pearson correlation of its
-        time with the run's makespan across runs; NaN when either does not vary) and
-        ``critical_share`` (the share of runs in which it is on the critical path).
+    ``run_id`` (``simulate(p, seed=s, run_id=f"mc-{s}")``), or a history (``nbp.read_history``).
+    Here each looping iteration is a node of its own and a looped step's row (a container of
+    its iterations) is left out; ``iterations=False`` folds the iterations into their looped
+    node, as ``trace.pipeline.step_stats()`` does by default (which also lists the stages, groups
+    and the pipeline). The table and its columns: :func:`~notebook_pipelines.analysis.history.step_stats`.
     """
-    import numpy as np
-    import pandas as pd
+    from .history import step_stats as stats
 
-    check_trace(traces, "step_stats()", one_run=False)
-    duplicated = traces.duplicated(["run_id", "fqn", "iteration", "attempt"])
-    if duplicated.any():
-        raise TraceError(
-            "step_stats(): some rows repeat in one run id — the runs share a run_id (simulate() "
-            "names every run 'sim-<seed>'): give each run its own, simulate(p, seed=s, run_id=f'run-{s}')"
-        )
-    times = node_times(traces)
-    steps = times[times["kind"] == "step"]
-    looped = looped_steps(traces)
-    if looped:  # a looped step's row spans its iterations, which are the steps
-        steps = steps[~steps.index.get_level_values("fqn").isin(looped)]
-    roots = times[times["kind"] == "pipeline"]["seconds"].droplevel(1)
-    timed = traces[traces["start_s"].notna() & traces["end_s"].notna()]
-    spans = timed.groupby("run_id", sort=False, observed=True).agg(a=("start_s", "min"), b=("end_s", "max"))
-    makespan = (spans["b"] - spans["a"]).copy()
-    makespan.update(roots)
-    runs = list(makespan.index)
-    critical: dict[str, int] = {}
-    for run in runs:
-        for fqn in set(critical_path(traces[traces["run_id"] == run])["fqn"]):
-            critical[fqn] = critical.get(fqn, 0) + 1
-    rows = {}
-    for fqn, group in steps.groupby(level="fqn", sort=False):
-        values = group["seconds"].droplevel(1)
-        x = values.to_numpy(dtype=float)
-        y = makespan.reindex(values.index).to_numpy(dtype=float)
-        corr = math.nan
-        if len(x) > 1 and np.std(x) > _TOL and np.std(y) > _TOL:
-            corr = float(np.corrcoef(x, y)[0, 1])
-        rows[fqn] = {
-            "step": str(fqn).rsplit(".", 1)[-1],
-            "runs": len(x),
-            "mean_s": x.mean(),
-            "std_s": x.std(ddof=1) if len(x) > 1 else math.nan,
-            "min_s": x.min(),
-            "p50_s": float(np.percentile(x, 50)),
-            "p90_s": float(np.percentile(x, 90)),
-            "max_s": x.max(),
-            "attempts_mean": float(group["attempts"].mean()),
-            "corr_makespan": corr,
-            "critical_share": critical.get(fqn, 0) / len(runs) if runs else math.nan,
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "fqn"
-    if table.empty:
-        return table
-    table["_order"] = range(len(table))
-    table = table.sort_values(["corr_makespan", "_order"], ascending=[False, True], na_position="last")
-    return table.drop(columns="_order")
+    table = stats(traces, iterations)
+    return table[table["kind"] == "step"] if len(table) else table

@@ -1,1 +1,2 @@
-"""Teaching aids: pipeline puzzles (``nbp.puzzle``), checked by simulation."""
+"""Teaching aids: pipeline puzzles (``nbp.puzzle``) and the course's exercises (``nbp.check``),
+both checked by simulation."""

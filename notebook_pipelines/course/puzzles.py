@@ -232,7 +232,8 @@ def levels() -> Any:
 # -- answers ------------------------------------------------------------------------------------------
 @dataclass
 class Verdict:
-    """What :meth:`Puzzle.check` says: ``right``, a message, a hint when not right, and the score."""
+    """What :meth:`Puzzle.check` (or ``nbp.check``) says: ``right``, a message, a hint when not
+    right, and the score; ``pending`` when there is no answer yet (the message says what to give)."""
 
     right: bool
     message: str
@@ -240,23 +241,29 @@ class Verdict:
     makespan_s: float | None = None
     moves: int | None = None
     par: int | None = None
+    pending: bool = False
 
     def __bool__(self) -> bool:
         return self.right
 
     def __str__(self) -> str:
-        head = ("right: " if self.right else "not yet: ") + self.message
-        return head + (f"\nhint: {self.hint}" if self.hint else "")
+        word = "right: " if self.right else "your turn: " if self.pending else "not yet: "
+        return word + self.message + (f"\nhint: {self.hint}" if self.hint else "")
 
     def __repr__(self) -> str:
         return str(self)
 
     def _repr_html_(self) -> str:
-        colour, mark = ("#1b7f3b", "✔ right") if self.right else ("#a4501b", "✘ not yet")
-        hint = f"<div><b>hint:</b> {html.escape(self.hint)}</div>" if self.hint else ""
+        if self.right:
+            colour, mark = "#1b7f3b", "✔ right"
+        elif self.pending:
+            colour, mark = "#5f6b7a", "✎ your turn"
+        else:
+            colour, mark = "#a4501b", "✘ not yet"
+        hint = f"<div><b>hint:</b> {_markup(self.hint)}</div>" if self.hint else ""
         return (
             f'<div style="border-left: 4px solid {colour}; padding: 4px 10px">'
-            f'<b style="color: {colour}">{mark}</b> — {html.escape(self.message)}{hint}</div>'
+            f'<b style="color: {colour}">{mark}</b> — {_markup(self.message)}{hint}</div>'
         )
 
 

@@ -37,7 +37,20 @@ action        str                       failure-strategy action applied, or NA
 outputs       object                    dict of output variables, or None
 log           str                       text the step printed (stdout and stderr), or NA
 inputs        object                    dict of the step's resolved inputs, or None
+after         object                    tuple of the fqns of the nodes this node waited for
+                                        before it could start (its dependency edges), or
+                                        None where they are unknown; see below
 ============  ========================  ====================================================
+
+``after`` holds the edges that decided the run's timing. For ``run()`` and ``simulate()`` it
+comes from the plan's structure: a node in serial position ``k`` of its container waited for
+the item before it (every branch of a parallel block before it); the first item of a list,
+an item of a parallel block that opens a list and a looping iteration wait for nothing but
+their parent's start (``()``). Loaders fill it from what the source knows: the Harness graph's
+order (as above), a GitHub workflow's ``needs``, a GitLab job's needs or previous stage. The
+timing analyses (``trace.pipeline.critical_path()``, ``slack()``) follow ``after`` where a row
+has it, so they work on any DAG, not only on series-parallel layouts. The lists of one node's
+rows are one object (a node's attempts share it): copy a list before changing it.
 """
 
 from __future__ import annotations
@@ -53,7 +66,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..definition.plan import Plan
 
-__all__ = ["COLUMNS", "POSITIVE", "STATUSES", "Record", "Recorder", "build_trace", "dtypes", "empty_trace"]
+__all__ = [
+    "COLUMNS",
+    "OBJECT_COLUMNS",
+    "POSITIVE",
+    "STATUSES",
+    "Record",
+    "Recorder",
+    "after_from_blocks",
+    "build_trace",
+    "dtypes",
+    "empty_trace",
+]
 
 KINDS = ("pipeline", "stage", "step_group", "step")
 PHASES = ("execution", "rollback")
@@ -106,7 +130,9 @@ def _columns() -> tuple[str, ...]:
     return tuple(out)
 
 
-COLUMNS = _columns()
+COLUMNS = (*_columns(), "after")
+#: the columns that hold Python objects (dicts, lists): what a file keeps as JSON
+OBJECT_COLUMNS = ("outputs", "inputs", "after")
 
 
 class Recorder:
@@ -137,8 +163,56 @@ def _node_columns(plan: Plan) -> dict:
             values = np.fromiter((codes[v] for v in static[name]), dtype=np.int8, count=len(static[name]))
             cached[name] = pd.Categorical.from_codes(values, dtype=dtype)
         cached["block"] = pd.array(static["block"], dtype="Int64")
+        cached["after"] = _after_column(plan.nodes, [plan.root])
         static["_arrays"] = cached
     return cached
+
+
+def _after_column(nodes: Any, roots: Any, offset: int = 0) -> Any:
+    """Per node of ``nodes`` (``nodes[i].index == offset + i``), the fqns it waits for (see the
+    schema): one walk down the serial lists from ``roots`` (the plan's root, or a run's looping
+    iterations, which wait for nothing but their looped node); one tuple per serial item, shared
+    by the nodes that wait for it (no object per node: 100,000 new objects would cost a garbage
+    collection)."""
+    import numpy as np
+
+    values: list[tuple[str, ...]] = [()] * len(nodes)
+    stack = list(roots)
+    while stack:
+        container = stack.pop()
+        for seq in (container.items, container.rollback):
+            previous: tuple[str, ...] = ()
+            for item in seq:
+                members = item.items if item.kind == "parallel" else (item,)
+                for member in members:
+                    values[member.index - offset] = previous
+                    if member.items or member.rollback:
+                        stack.append(member)
+                previous = (item.fqn,) if item.kind != "parallel" else tuple(m.fqn for m in members)
+    return np.fromiter(values, dtype=object, count=len(nodes))  # never read as a 2-D array
+
+
+def after_from_blocks(fqn: list, parent: list, phase: list, block: list) -> list[tuple[str, ...]]:
+    """Per row, the fqns it waited for, read from the structure columns of a trace (for a
+    loader that knows the serial order but not the plan): the nodes of the same parent and
+    phase in the block before its own. Rows of one node share one list; a row without a block
+    gets ``[]``.
+
+    >>> after_from_blocks(["a", "b", "c", "d"], ["s"] * 4, ["execution"] * 4, [0, 1, 1, 2])
+    [(), ('a',), ('a',), ('b', 'c')]
+    """
+    members: dict[tuple, dict[Any, dict[str, None]]] = {}  # (parent, phase) → block → fqns
+    for f, p, ph, b in zip(fqn, parent, phase, block):
+        if b is not None and b == b:
+            members.setdefault((p, ph), {}).setdefault(b, {})[f] = None
+    before: dict[tuple, tuple[str, ...]] = {}
+    for (p, ph), blocks in members.items():
+        previous: tuple[str, ...] = ()
+        for b in sorted(blocks):
+            for f in blocks[b]:
+                before[(p, ph, f)] = previous
+            previous = tuple(blocks[b])
+    return [before.get((p, ph, f), ()) for f, p, ph in zip(fqn, parent, phase)]
 
 
 @functools.cache
@@ -245,7 +319,7 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
 
     nodes = _node_columns(plan) if not extra else _with_extra(plan, extra)
     data: dict[str, Any] = {"run_id": pd.array([run_id], dtype="str").take(np.zeros(n, dtype=np.intp))}
-    for name in STATIC:
+    for name in (*STATIC, "after"):
         data[name] = nodes[name].take(index)
     for name in Record._fields[1:]:
         data[name] = _column(name, getattr(fields, name), order, n)
@@ -304,6 +378,9 @@ def _with_extra(plan: Plan, extra: list) -> dict:
         more = np.fromiter((codes[getattr(n, attr)] for n in extra), dtype=np.int8, count=len(extra))
         out[name] = pd.Categorical.from_codes(np.concatenate([base[name].codes, more]), dtype=dtype)
     out["block"] = pd.array([*base["block"], *(n.block for n in extra)], dtype="Int64")
+    out["after"] = np.concatenate(
+        [base["after"], _after_column(extra, [n for n in extra if n.loop is not None], len(plan.nodes))]
+    )
     return out
 
 

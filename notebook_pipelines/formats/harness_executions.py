@@ -517,6 +517,7 @@ def load_harness_execution(source: Any, attempts: Any = None, *, run_id: str | N
     import pandas as pd
 
     from ..engine.trace import COLUMNS, STATUSES, dtypes
+    from ..engine.trace import after_from_blocks as _after
 
     doc, label = _source(source)
     data = _unwrap(doc, label)
@@ -710,6 +711,8 @@ def load_harness_execution(source: Any, attempts: Any = None, *, run_id: str | N
             if types[name] is object or types[name] == "object"
             else pd.array(values, dtype=object).astype(types[name])
         )
+    data_cols["after"] = _after([r["fqn"] for r in rows], [r["parent"] for r in rows],
+                                [r["phase"] for r in rows], [r["block"] for r in rows])  # fmt: skip
     for name in EXTRA_COLUMNS:
         data_cols[name] = pd.array([r[name] for r in rows], dtype="str")
     frame = pd.DataFrame(data_cols, columns=[*COLUMNS, *EXTRA_COLUMNS])

@@ -54,7 +54,8 @@ among the column's categories (a Harness execution's status this toolkit does no
 >>> back.equals(trace), back["outputs"].iloc[-1]
 (True, {'v': 'x'})
 >>> logged = trace.assign(log="=HYPERLINK(1)")  # a log line a spreadsheet would run
->>> print(logged.pipeline.save(path).read_text().splitlines()[-1].split(",")[-2])
+>>> header, *_, last = logged.pipeline.save(path).read_text().splitlines()
+>>> print(last.split(",")[header.split(",").index("log")])
 '=HYPERLINK(1)
 >>> read_trace(path)["log"].iloc[-1]
 '=HYPERLINK(1)'
@@ -106,6 +107,7 @@ RUN_COLUMNS = {
     "created": "datetime64[ns, UTC]",
     "queued_s": "float64",
     "url": "str",
+    "name": "str",
 }
 
 

@@ -46,8 +46,10 @@ NAME = "pipeline"
 class PipelineAccessor:
     """Timing analysis of a trace DataFrame: ``trace.pipeline.<method>()``.
 
-    Methods that read one run (all but :meth:`step_stats`) refuse a frame of several runs
-    with a message saying how to pick one.
+    Methods that read one run refuse a frame of several runs with a message saying how to pick
+    one; over many runs (a history, ``nbp.read_history``, or traces concatenated) there are
+    :meth:`step_stats`, :meth:`criticality`, :meth:`trend`, :meth:`plot_trend`,
+    :meth:`regressions`, :meth:`flaky`, ``compare(before, after)`` and ``gantt(summary=True)``.
     """
 
     def __init__(self, frame: pd.DataFrame):
@@ -105,9 +107,15 @@ class PipelineAccessor:
 
         return what_if(self._trace("what_if()"), durations, strategy, pipeline=pipeline, **simulate_options)
 
-    def gantt(self, **options: Any) -> Any:
+    def gantt(self, summary: bool = False, **options: Any) -> Any:
         """The Gantt chart (a matplotlib figure that shows itself in a notebook); see
-        :func:`~notebook_pipelines.views.gantt.gantt` for the options."""
+        :func:`~notebook_pipelines.views.gantt.gantt` for the options. ``summary=True`` on a
+        history: the median run, with p95 whiskers, coloured by criticality; see
+        :func:`~notebook_pipelines.views.history.summary_gantt`."""
+        if summary:
+            from ..views.history import summary_gantt
+
+            return summary_gantt(self._frame, **options)
         from ..views.gantt import gantt
 
         return gantt(self._trace("gantt()"), **options)
@@ -136,9 +144,18 @@ class PipelineAccessor:
 
         return write_trace(self._frame, path)
 
-    def compare(self, other: pd.DataFrame) -> pd.DataFrame:
-        """Node by node, how long each took here and in ``other`` (another run's trace);
-        see :func:`~notebook_pipelines.analysis.timing.compare_traces`."""
+    def compare(self, other: Any, after: Any = None, *, iterations: bool = False) -> pd.DataFrame:
+        """``compare(other)``: node by node, how long each took in this run and in ``other``
+        (another run's trace); see :func:`~notebook_pipelines.analysis.timing.compare_traces`.
+
+        ``compare(before, after)`` on a history: two slices of it (run ids, ``slice(since, until)``
+        of dates, a branch name, a dict or DataFrames) side by side — percentiles, criticality and
+        which nodes explain the change in makespan; see
+        :func:`~notebook_pipelines.analysis.history.compare`."""
+        if after is not None:
+            from ..analysis.history import compare
+
+            return compare(self._frame, other, after, iterations=iterations)
         from ..analysis.timing import compare_traces
 
         return compare_traces(self._trace("compare()"), other)
@@ -151,12 +168,49 @@ class PipelineAccessor:
 
         return TraceTable(self._frame, columns)
 
-    def step_stats(self) -> pd.DataFrame:
-        """For several runs concatenated: each step's duration statistics and how its
-        variation drives the makespan; see :func:`~notebook_pipelines.analysis.timing.step_stats`."""
-        from ..analysis.timing import step_stats
+    def step_stats(self, iterations: bool = False) -> pd.DataFrame:
+        """Over many runs (a history, or traces concatenated): per node, its duration
+        percentiles, queue, failure, retry and skip rates, and how it drives the makespan; see
+        :func:`~notebook_pipelines.analysis.history.step_stats`."""
+        from ..analysis.history import step_stats
 
-        return step_stats(self._trace("step_stats()", one_run=False))
+        return step_stats(self._frame, iterations)
+
+    def criticality(self, iterations: bool = False) -> pd.DataFrame:
+        """Over many runs: per node, the share of runs whose critical path goes through it, its
+        seconds on the path and its share of the median makespan; see
+        :func:`~notebook_pipelines.analysis.history.criticality`."""
+        from ..analysis.history import criticality
+
+        return criticality(self._frame, iterations)
+
+    def trend(self, nodes: Any = None, freq: str = "D", iterations: bool = False) -> pd.DataFrame:
+        """Over many runs: each node's duration percentiles per period (``freq``); see
+        :func:`~notebook_pipelines.analysis.history.trend`; :meth:`plot_trend` draws them."""
+        from ..analysis.history import trend
+
+        return trend(self._frame, nodes, freq, iterations)
+
+    def plot_trend(self, nodes: Any = None, freq: str = "D", **options: Any) -> Any:
+        """Small multiples of :meth:`trend`: a panel per node, p50 with the p90–p95 band; see
+        :func:`~notebook_pipelines.views.history.trend_figure`."""
+        from ..views.history import trend_figure
+
+        return trend_figure(self._frame, nodes, freq, **options)
+
+    def regressions(self, window: int = 20, **options: Any) -> pd.DataFrame:
+        """Over many runs: shifts in a node's duration (a rank test and a change point), ranked
+        by their effect on the makespan; see :func:`~notebook_pipelines.analysis.history.regressions`."""
+        from ..analysis.history import regressions
+
+        return regressions(self._frame, window, **options)
+
+    def flaky(self, iterations: bool = False) -> pd.DataFrame:
+        """Over many runs: nodes whose outcome differs on the same commit, and retried-then-passed
+        counts; see :func:`~notebook_pipelines.analysis.history.flaky`."""
+        from ..analysis.history import flaky
+
+        return flaky(self._frame, iterations)
 
     def __repr__(self) -> str:
         frame = self._frame
@@ -166,6 +220,11 @@ class PipelineAccessor:
             "critical_path, slack, concurrency, summary, what_if, gantt, to_perfetto, save, compare, "
             "step_stats, table"
         )
+        if len(runs) > 1:
+            methods = (
+                "step_stats, criticality, trend, plot_trend, regressions, flaky, compare(before, after), "
+                "gantt(summary=True), save"
+            )
         return f"<trace.pipeline: {what}, {len(frame)} rows; {methods}>"
 
 

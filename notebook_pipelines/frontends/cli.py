@@ -291,7 +291,182 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", metavar="OUT", help="write the trace to OUT: .csv, .json or .parquet")
     p.set_defaults(handler=_analyse, rules="classic")
+    _history_parser(sub)
     return parser
+
+
+def _history_parser(sub: Any) -> None:
+    """``history fetch harness|github|gitlab …``, ``history show`` and ``history report [FOLDER]``."""
+    history = sub.add_parser(
+        "history",
+        help="fetch many runs from Harness, GitHub Actions or GitLab; summarise a kept history",
+        description="Fetch the runs of a pipeline into the history cache (raw JSON + Parquet, under "
+        "$NBP_CACHE or the user cache directory), or summarise a kept history. Tokens are read from "
+        "the environment only (GITHUB_TOKEN, GITLAB_TOKEN, HARNESS_API_KEY), never from the command line.",
+        epilog="examples:\n"
+        "  notebook-pipelines history fetch github octo/app --workflow ci.yml --last 200\n"
+        "  notebook-pipelines history fetch gitlab group/app --last 100\n"
+        "  notebook-pipelines history fetch harness --pipeline release --account A --org default "
+        "--project shop --since 2026-01-01\n"
+        "  notebook-pipelines history show\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    history.set_defaults(rules="classic", file="history")
+    actions = history.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fetch = actions.add_parser("fetch", help="fetch runs into the cache")
+    systems = fetch.add_subparsers(dest="system", metavar="SYSTEM", required=True)
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--last", type=int, default=100, metavar="N", help="the newest N runs (default 100)")
+    shared.add_argument(
+        "--cache", metavar="DIR", help="the cache folder (default: $NBP_CACHE or the user cache dir)"
+    )
+    shared.add_argument(
+        "--deadline", type=float, default=600.0, metavar="S", help="seconds for the whole fetch"
+    )
+    shared.add_argument("--concurrency", type=int, default=4, metavar="K", help="requests at once (1-16)")
+    gh = systems.add_parser(
+        "github", parents=[shared], help="a GitHub Actions workflow (token: GITHUB_TOKEN)"
+    )
+    gh.add_argument("repo", metavar="OWNER/REPO")
+    gh.add_argument("--workflow", required=True, help="the workflow file name (ci.yml) or id")
+    gh.add_argument("--base-url", default="https://api.github.com", help="the API (GitHub Enterprise Server)")
+    gh.add_argument("--branch", help="only runs of this branch")
+    gl = systems.add_parser("gitlab", parents=[shared], help="a GitLab project (token: GITLAB_TOKEN)")
+    gl.add_argument("project", metavar="PROJECT", help="group/name or the numeric id")
+    gl.add_argument("--url", default="https://gitlab.com", help="the GitLab instance")
+    gl.add_argument("--ref", help="only pipelines of this branch or tag")
+    hn = systems.add_parser("harness", parents=[shared], help="a Harness pipeline (key: HARNESS_API_KEY)")
+    for name in ("pipeline", "account", "org", "project"):
+        hn.add_argument(f"--{name}", required=True)
+    hn.add_argument("--since", help="runs started at or after this time (ISO 8601)")
+    hn.add_argument("--status", action="append", help="only runs with this status (repeatable)")
+    hn.add_argument("--base-url", default="https://app.harness.io", help="Harness's address")
+    fetch.set_defaults(handler=_history_fetch)
+    show = actions.add_parser("show", help="runs, date range and makespan percentiles of a kept history")
+    show.add_argument("folder", nargs="?", metavar="FOLDER", help="the cache folder (default: the cache)")
+    show.add_argument("--source", help="only this source (github, gitlab, harness, …)")
+    show.add_argument("--pipeline", help="only this pipeline")
+    show.set_defaults(handler=_history_show)
+    report = actions.add_parser(
+        "report",
+        help="the steps that own the critical path, the regressions and the flaky jobs of a kept history",
+        description="Per pipeline of a kept history: the steps owning most of the critical path "
+        "(criticality, seconds on the path, share of the median makespan), the shifts in duration "
+        "(a rank test, where they started, their cost to the makespan) and the flaky nodes; with -o, "
+        "an HTML page with the pictures (the structure coloured by criticality, the median run's "
+        "Gantt, the trends).",
+        epilog="example:\n  notebook-pipelines history report notebooks/data -o report.html\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("folder", nargs="?", metavar="FOLDER", help="the cache folder (default: the cache)")
+    report.add_argument("--source", help="only this source (github, gitlab, harness, …)")
+    report.add_argument("--pipeline", help="only this pipeline")
+    report.add_argument(
+        "--top", type=int, default=8, metavar="N", help="steps listed per pipeline (default 8)"
+    )
+    report.add_argument(
+        "--window", type=int, default=20, metavar="RUNS", help="runs on each side of a change (default 20)"
+    )
+    report.add_argument(
+        "-o", "--output", metavar="REPORT.html", help="also write an HTML report with the pictures"
+    )
+    report.set_defaults(handler=_history_report)
+
+
+def _history_fetch(args: argparse.Namespace) -> int:
+    from ..formats import history_fetch as hf
+    from ..formats.history import HistoryError
+
+    common = {"last": args.last, "cache": args.cache, "deadline": args.deadline,
+              "concurrency": args.concurrency, "progress": True}  # fmt: skip
+    try:
+        if args.system == "github":
+            frame = hf.fetch_github_history(args.repo, args.workflow, base_url=args.base_url,
+                                            branch=args.branch, **common)  # fmt: skip
+        elif args.system == "gitlab":
+            frame = hf.fetch_gitlab_history(args.project, url=args.url, ref=args.ref, **common)
+        else:
+            frame = hf.fetch_harness_history(pipeline=args.pipeline, account=args.account, org=args.org,
+                                             project=args.project, since=args.since, status=args.status,
+                                             base_url=args.base_url, **common)  # fmt: skip
+    except HistoryError as err:
+        raise BadInput(_foreign(err)) from None
+    _print_history(frame)
+    return 0
+
+
+def _history_show(args: argparse.Namespace) -> int:
+    from ..formats.history import HistoryError
+    from ..formats.history_store import read_history
+
+    try:
+        frame = read_history(args.folder, source=args.source, pipeline=args.pipeline)
+    except HistoryError as err:
+        raise BadInput(_foreign(err)) from None
+    if not len(frame):
+        print("no runs")
+        return 0
+    _print_history(frame)
+    return 0
+
+
+def _history_report(args: argparse.Namespace) -> int:
+    from ..errors import PipelineError
+    from ..formats.history import HistoryError
+    from ..formats.history_store import read_history
+    from ..views.history import report_html, report_text
+
+    out = _check_output(args.output, (".html", ".htm"), "report") if args.output else None
+    if not 1 <= args.top <= 1000:
+        raise BadInput(f"--top {args.top}: give a number of steps from 1 to 1000")
+    if not 3 <= args.window <= 10_000:
+        raise BadInput(f"--window {args.window}: give a number of runs from 3 to 10000")
+    try:
+        frame = read_history(args.folder, source=args.source, pipeline=args.pipeline)
+    except HistoryError as err:
+        raise BadInput(_foreign(err)) from None
+    if not len(frame):
+        print("no runs")
+        return 0
+    histories = [part for _, part in frame.groupby(["source", "pipeline"], sort=True, observed=True)]
+    try:
+        for k, part in enumerate(histories):
+            print(("\n" if k else "") + report_text(part, args.top, args.window))
+        if out is not None:
+            page = report_html(histories, args.top, args.window)
+            try:
+                out.write_text(page, encoding="utf-8")
+            except OSError as err:
+                raise BadInput(f"-o {args.output}: cannot write the report ({err.strerror or err})") from None
+            print(f"\nwrote {out}")
+    except PipelineError as err:
+        raise BadInput(_foreign(err)) from None
+    return 0
+
+
+def _print_history(frame: Any) -> None:
+    """One line per pipeline: runs, date range, p50/p95 makespan, share of successful runs."""
+    heads = frame[frame["kind"] == "pipeline"]
+    lines = [("source", "pipeline", "runs", "first", "last", "p50", "p95", "success")]
+    for (source, pipeline), runs in heads.groupby(["source", "pipeline"], sort=True, observed=True):
+        created = runs["created"].dropna()
+        spans = runs["duration_s"].dropna()
+        ok = (runs["status"].astype(str) == "Success").mean()
+        lines.append(
+            (
+                _cell(source),
+                _cell(pipeline),
+                str(runs["run_id"].nunique()),
+                created.min().strftime("%Y-%m-%d %H:%M") if len(created) else "",
+                created.max().strftime("%Y-%m-%d %H:%M") if len(created) else "",
+                _seconds(float(spans.quantile(0.5))) if len(spans) else "",
+                _seconds(float(spans.quantile(0.95))) if len(spans) else "",
+                f"{ok:.0%}",
+            )
+        )
+    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
+    for r in lines:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 class _Terminal:

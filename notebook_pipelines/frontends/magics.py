@@ -10,8 +10,8 @@
     print("checking out")
 
     %%step_group tests                          # a step group and its layout:
-    unit, lint                                  #   block 1: unit and lint together
-    integration, e2e                            #   block 2, after block 1
+    unit, lint                                  #   block 0: unit and lint together
+    integration, e2e                            #   block 1, after block 0
 
     %%step unit --group tests --retry 2         # a body for a step of the layout
     run_unit_tests()
@@ -38,11 +38,14 @@ Design notes
   ``unit``'s block. A ``%parallel`` … ``%end_parallel`` pair spanning cells would be state the
   reader cannot see in the cell, and re-running one cell from the middle of it later would
   land elsewhere. A ``%%step_group`` cell may instead list the group's blocks, one line each.
+* **Blocks count from 0**, like the trace's ``block`` column (a node's place in its list, a
+  parallel block counting as one place): "block 0" in a cell's message is the node whose trace
+  rows say ``block == 0``.
 * **Redefine, never duplicate**: a node whose id already exists in the container takes the old
   node's place, inside its parallel block too. The cell prints one line saying what changed
   and one line showing where the node sits (serial ``→``, parallel ``∥``, the node in ``[ ]``)::
 
-      group `tests`: block 2 gained `e2e`
+      group `tests`: block 1 gained `e2e`
       release › build › tests: unit ∥ lint → integration ∥ [e2e]
 
 * **Containers also select**: ``%pipeline``, ``%stage`` and ``%step_group`` update the
@@ -223,7 +226,7 @@ def describe(
 
     >>> describe("step", "e2e", "group `tests`", (("unit",), ("integration",)),
     ...          (("unit",), ("integration", "e2e")), None)
-    'group `tests`: block 2 gained `e2e`'
+    'group `tests`: block 1 gained `e2e`'
     >>> describe("step", "unit", "group `tests`", (("unit",),), (("unit",),), ["body"])
     'step `unit` changed (body)'
     """
@@ -231,14 +234,14 @@ def describe(
     mates = tuple(i for i in after[b] if i != id)
     if changes is None:
         if mates and mates in before:
-            return f"{label}: block {b + 1} gained `{id}`"
-        return f"{kind} `{id}` added to {label}, block {b + 1}"
+            return f"{label}: block {b} gained `{id}`"
+        return f"{kind} `{id}` added to {label}, block {b}"
     old_b = next((i for i, block in enumerate(before) if id in block), None)
     if old_b is None:
-        changes = [*changes, f"moved to {label}, block {b + 1}"]
+        changes = [*changes, f"moved to {label}, block {b}"]
     elif set(before[old_b]) - {id} != set(mates):
         with_ = " with " + ", ".join(f"`{m}`" for m in mates) if mates else " alone"
-        changes = [*changes, f"now in block {b + 1}{with_}"]
+        changes = [*changes, f"now in block {b}{with_}"]
     return f"{kind} `{id}` changed ({', '.join(changes)})" if changes else f"{kind} `{id}` unchanged"
 
 
@@ -247,7 +250,7 @@ def describe_layout(label: str, before: tuple, after: tuple) -> str:
 
     >>> describe_layout("group `tests`", (("unit", "lint"), ("integration",)),
     ...                 (("unit", "lint"), ("integration", "e2e")))
-    'group `tests`: block 2 gained `e2e`'
+    'group `tests`: block 1 gained `e2e`'
     >>> describe_layout("group `tests`", (("unit",),), (("unit",),))
     'group `tests` unchanged'
     """
@@ -260,13 +263,13 @@ def describe_layout(label: str, before: tuple, after: tuple) -> str:
             continue
         names = ", ".join(f"`{i}`" for i in fresh)
         if len(fresh) < len(block):
-            phrases.append(f"block {b + 1} gained {names}")
+            phrases.append(f"block {b} gained {names}")
         else:
-            phrases.append(f"block {b + 1} added: {' ∥ '.join(f'`{i}`' for i in fresh)}")
+            phrases.append(f"block {b} added: {' ∥ '.join(f'`{i}`' for i in fresh)}")
     phrases += [f"`{i}` removed" for block in before for i in block if i not in new_ids]
     old_block = {i: b for b, block in enumerate(before) for i in block}
     phrases += [
-        f"`{i}` moved to block {b + 1}"
+        f"`{i}` moved to block {b}"
         for b, block in enumerate(after)
         for i in block
         if i in old_block and old_block[i] != b
@@ -440,7 +443,7 @@ def define_step(
     place(items, step, parallel_with)
     after = outline(items)
     if placeholder:
-        block = next(i for i, b in enumerate(after) if step.id in b) + 1
+        block = next(i for i, b in enumerate(after) if step.id in b)
         line = f"step `{step.id}` defined in {label}, block {block}"
     else:
         line = describe("step", step.id, label, before, after, changes)
@@ -1019,8 +1022,8 @@ class PipelineMagics(Magics):
         Example::
 
           %%step_group tests --when "<+pipeline.variables.env> == 'prod'"
-          unit, lint          # block 1: unit and lint together
-          integration, e2e    # block 2, after block 1
+          unit, lint          # block 0: unit and lint together
+          integration, e2e    # block 1, after block 0
         """
         args = _parse(self.step_group, line)
         name, p, current = self._target(args.stage)

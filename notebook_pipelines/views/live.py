@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import html
 import threading
+from collections import Counter
 from typing import Any
 
 import ipywidgets as widgets
@@ -120,10 +121,15 @@ class LiveView(widgets.VBox):
         self._name = name
         self._logs: list[tuple[int, int]] = []  # (step index, attempt) of the rows with a log
         self._rows_seen = 0  # state.rows read for logs so far
+        self._labels: dict[int, str] | None = None  # the output picker's name of each step
         self.text_updates = Throttle(self._refresh_text, TEXT_EVERY, name="live-text")
         self.picture_updates = Throttle(self._refresh_picture, PICTURE_EVERY, name="live-picture")
         state.observers.append(self.changed)
+        state.closers.append(self._refused)
         state.throttles += [self.text_updates, self.picture_updates]
+        if state.refused is not None:  # shown after a refusal: say so, draw nothing
+            self._refused(state.refused)
+            return
         self.text_updates.flush(close=state.done)
         if state.done:
             self.picture_updates.flush(close=True)
@@ -200,7 +206,10 @@ class LiveView(widgets.VBox):
         self.progress.value = done
         self.progress.bar_style = "" if not state.done else "success" if status == "Success" else "danger"
         self.counts.value = status_chips(state.counts())
-        self.cancel_button.disabled = not self.interactive or state.done or self._cancelled
+        cancelled = self._cancelled or (self.handle is not None and self.handle.cancelled is not None)
+        self.cancel_button.disabled = not self.interactive or state.done or cancelled
+        if cancelled:  # by the button or by handle.cancel(): off, and says so once the run has ended
+            self.cancel_button.description = "Cancelled" if state.done else "Cancelling"
         self._show_requests(requests)
         self._offer_logs(logs)
 
@@ -209,6 +218,16 @@ class LiveView(widgets.VBox):
             self._show_picture_note()  # the run outgrew PICTURE_LIMIT (loops): the end draws it
             return
         self.picture.value = picture_html(self.state.plan, self.state.snapshot())
+
+    def _refused(self, reason: str) -> None:
+        """The run never started (:meth:`RunState.abandon`): the header says why, nothing is left
+        to cancel, no picture is coming."""
+        self.header.value = f"<b>{html.escape(self._name)}</b> · not started: {html.escape(reason)}"
+        self.progress.bar_style = "danger"
+        self.cancel_button.disabled = True
+        self.cancel_button.tooltip = "the run did not start"
+        self.picture.value = ""
+        self.interventions.children = ()
 
     # -- manual intervention ------------------------------------------------------------------
     def _show_requests(self, requests: list) -> None:
@@ -299,13 +318,23 @@ class LiveView(widgets.VBox):
         scheduler.cancel("cancelled by the user")
 
     def _offer_logs(self, logs: list[tuple[int, int]]) -> None:
-        nodes = self.state.plan.nodes
         options = [("(pick a finished step)", None)]
-        options += [(f"{nodes[i].id} (attempt {a})", (i, a)) for i, a in logs]
+        options += [(f"{self._label(i)} (attempt {a})", (i, a)) for i, a in logs]
         if len(options) != len(self.step_picker.options):
             value = self.step_picker.value
             self.step_picker.options = options
             self.step_picker.value = value if value in dict(options).values() else None
+
+    def _label(self, index: int) -> str:
+        """A step's name in the output picker: its id, or where ids repeat (a ``rollout`` in two
+        stages) the path of ids from its stage down (``deploy_eu › rollout``)."""
+        labels = self._labels
+        if labels is None:
+            nodes = self.state.plan.nodes
+            steps = [n for n in nodes if n.kind == "step"]
+            ids = Counter(n.id for n in steps)
+            labels = self._labels = {n.index: n.id if ids[n.id] == 1 else " › ".join(_path(n)) for n in steps}
+        return labels.get(index, self.state.plan.nodes[index].id)
 
     def _on_pick(self, change: dict) -> None:
         pick = change["new"]
@@ -317,3 +346,13 @@ class LiveView(widgets.VBox):
             logs = [r.log for r in self.state.rows if r.node == index and r.attempt == attempt and r.log]
         text = logs[-1] if logs else ""
         self.step_output.value = f"<pre>{html.escape(text)}</pre>"
+
+
+def _path(node: Any) -> list[str]:
+    """The ids from a node's stage down to the node (parallel blocks have no id of their own)."""
+    ids = []
+    while node is not None and node.kind != "pipeline":
+        if node.kind != "parallel":
+            ids.append(node.id)
+        node = node.parent
+    return ids[::-1]

@@ -40,7 +40,7 @@ from ..errors import printable
 
 __all__ = ["RunState", "TextProgress", "Throttle", "in_kernel", "text_line"]
 
-RUNNING, WAITING = "Running", "InterventionWaiting"
+RUNNING, WAITING, NOT_STARTED = "Running", "InterventionWaiting", "NotStarted"
 
 
 def in_kernel() -> bool:
@@ -136,9 +136,13 @@ class Throttle:
         return not thread.is_alive()
 
     def cancel(self) -> None:
+        """No update after this one: the thread ends; an update under way is waited for."""
         with self._cond:
             self.closed = self._cancelled = True
             self._cond.notify()
+        if self._thread is not threading.current_thread():
+            with self._drawing:  # an update under way ends before cancel() returns
+                pass
 
     def flush(self, close: bool = False) -> None:
         with self._cond:
@@ -191,7 +195,7 @@ class Throttle:
 
     def _call(self) -> bool:
         with self._drawing:
-            if self.error is not None:
+            if self.error is not None or self._cancelled:
                 return False
             start = time.monotonic()
             self.calls += 1
@@ -237,6 +241,8 @@ class RunState:
         self.makespan: float | None = None  # the trace's, once the run has ended
         self.observers: list[Callable[[bool], Any]] = []
         self.throttles: list[Throttle] = []  # the views' drawing, stopped by abandon()
+        self.closers: list[Callable[[str], Any]] = []  # told by abandon() why the run never ran
+        self.refused: str | None = None  # abandon()'s reason
 
     # -- listener events (the engine's loop thread) -------------------------------------------
     def run_started(self, scheduler: Any) -> None:
@@ -277,12 +283,20 @@ class RunState:
             self.waiting.clear()
         self._changed(True)
 
-    def abandon(self) -> None:
-        """The run ended without a trace (its executor could not start, say): the views stop
-        updating and their drawing threads end, without a final update."""
-        if not self.done:
-            for throttle in list(self.throttles):
-                throttle.cancel()
+    def abandon(self, reason: str | None = None) -> None:
+        """The run ended without a trace (refused before it started, say): the views stop
+        updating and their drawing threads end, without a final update; then each of
+        :attr:`closers` is told why (``reason``: the refusal's first line), so a view does not
+        stay "Queued" with a Cancel to click."""
+        if self.done:
+            return
+        for throttle in list(self.throttles):
+            throttle.cancel()
+        with self.lock:
+            self.status, self.refused, self.done = NOT_STARTED, reason or "the run did not start", True
+            self.t1 = time.monotonic() if self.t0 is not None else None
+        for closer in list(self.closers):
+            closer(self.refused)
 
     def _changed(self, final: bool) -> None:
         for observer in list(self.observers):
@@ -291,8 +305,10 @@ class RunState:
     # -- what views read ----------------------------------------------------------------------
     @property
     def done_steps(self) -> int:
-        """Steps whose latest attempt has ended (any status, Skipped and NotStarted too)."""
-        return len(self.finished)
+        """Steps whose latest attempt has ended, Skipped ones too; not those that never started
+        (``NotStarted``: a cancel or an abort ended the run before them)."""
+        with self.lock:
+            return sum(1 for status in self.finished.values() if status != NOT_STARTED)
 
     def elapsed(self) -> float:
         """Seconds since the run started; once it has ended, the trace's makespan (not the wall

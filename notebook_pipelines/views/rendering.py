@@ -267,7 +267,12 @@ def render(
             time, first start to last end, in five equal bins up to the longest) or
             ``"slack"`` (how long it could grow without delaying the run: critical, then
             bins by share of the makespan); the border keeps the status colour, and a second
-            legend gives the bins. Needs a trace for anything but ``"status"``.
+            legend gives the bins. Needs a trace for anything but ``"status"``. With a
+            *history* (many runs: ``nbp.read_history``, traces concatenated) for ``trace``:
+            ``"criticality"`` (the share of runs whose critical path goes through the step),
+            ``"p95"`` (its 95th-percentile time) or ``"failure_rate"``; every step and stage
+            then shows its figures in its label (criticality, p50/p95, failure rate), from
+            :func:`~notebook_pipelines.analysis.history.step_stats` and ``criticality``.
         iterations: ``"badge"`` (a looped node drawn once, with a badge) or ``"expand"`` (with
             a trace: each iteration drawn, coloured by its rows).
         size: Graphviz's ``size`` attribute, the largest drawing in inches (``"8,5"``; a
@@ -287,17 +292,34 @@ def render(
         raise ValueError(f"color_by {color_by!r} is not one of {', '.join(COLOR_BY)}")
     if color_by != "status" and trace is None:
         raise ValueError(f"color_by={color_by!r} colours a run: pass its trace, render(p, trace, color_by=…)")
+    history = color_by in HISTORY_COLOR_BY or (
+        trace is not None and len(trace) and trace["run_id"].nunique() > 1
+    )
     if iterations not in ("badge", "expand"):
         raise ValueError(f"iterations {iterations!r} is not one of badge, expand")
     plan = _plan(pipeline_or_plan)
-    info = outcomes(trace)
-    fills, scale = _overlay(trace, info, color_by) if color_by != "status" else ({}, [])
+    info = outcomes(trace) if not history else {}
+    notes: dict[str, Any] = {}
+    if history:
+        if color_by not in HISTORY_COLOR_BY and color_by != "status":
+            raise ValueError(
+                f"color_by={color_by!r} colours one run; this trace holds "
+                f"{trace['run_id'].nunique()} runs: color_by one of {', '.join(HISTORY_COLOR_BY)}"
+            )
+        fills, scale, notes = _history_overlay(trace, color_by)
+    else:
+        fills, scale = _overlay(trace, info, color_by) if color_by != "status" else ({}, [])
     root = plan.root
     expand = iterations == "expand" and trace is not None and len(trace)
     drawn = len(plan.nodes) - 1 + (int(trace["iteration"].notna().sum()) if expand else 0)
     summary = None if full or drawn <= MAX_FULL_NODES else _summary_level(plan)
     if title is None:
         title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
+        if history:
+            title += f" — {trace['run_id'].nunique()} runs" + (f", {notes['']}" if "" in notes else "")
+        needs = (getattr(plan.pipeline, "extra", None) or {}).get("needs")
+        if needs:  # a DAG no layout expresses (nbp.pipeline_from_history): say how it is drawn
+            title += f" — its needs form a DAG: drawn by levels ({len(needs)} nodes' needs in extra['needs'])"
     if summary is not None and title is not None:
         steps = sum(1 for n in plan.nodes if n.kind == "step")
         what = "step groups collapsed" if summary == "groups" else "stages collapsed"
@@ -315,6 +337,7 @@ def render(
     graph.node("start", tooltip=_text(f"{root.fqn} start"), shape="circle", width="0.2", **_TERMINAL)
     drawing = _Drawing(info)
     drawing.fills = fills
+    drawing.notes = notes
     drawing.summary = summary
     if expand and summary is None:
         drawing.iterations = _iterations_of(trace)
@@ -444,6 +467,7 @@ class _Drawing:
     def __init__(self, info: dict[str, Outcome]):
         self.info = info
         self.fills: dict[str, str] = {}  # fqn → fill colour of an overlay (color_by)
+        self.notes: dict[str, list[str]] = {}  # fqn → a history's figures for its label
         self.edges: list[tuple[str, str, dict[str, str]]] = []
         self.iterations: dict[str, list[str]] = {}  # looped FQN → iteration FQNs (expand)
         self.barriers: dict[str, list[str]] = {}  # barrier → the ids of its participants' nodes
@@ -502,9 +526,14 @@ class _Drawing:
             if node.barrier is not None:
                 lines.append(f"barrier {node.barrier}")
                 self.barriers.setdefault(str(node.barrier), []).append(nid)
-            if outcome is None:
+            if outcome is None and fqn in self.notes:  # a history: its figures
+                lines += self.notes[fqn]
+                attrs = {}
+                if fqn in self.fills:
+                    attrs.update(fillcolor=self.fills[fqn], fontcolor=_ink(self.fills[fqn]))
+            elif outcome is None:
                 lines.append(_declared(node.duration))
-                attrs: dict[str, str] = {}
+                attrs = {}
             else:
                 lines += _outcome_lines(outcome)
                 attrs = _status_attrs(outcome.status)
@@ -518,6 +547,8 @@ class _Drawing:
             kind = f"{node.type} stage" if stage else "step group"
             if outcome is None:
                 border, status = ("#37474f" if stage else "#90a4ae"), None
+                if fqn in self.notes:
+                    status = " · ".join(self.notes[fqn])
             else:
                 border, status = STATUS_STYLES.get(outcome.status, _UNKNOWN_STYLE)[1], outcome.summary()
             if stage:
@@ -620,8 +651,12 @@ def loop_badge(strategy: Any) -> str:
     return badge(strategy)
 
 
+#: what ``render(…, color_by=)`` can show of a history (many runs)
+HISTORY_COLOR_BY = ("criticality", "p95", "failure_rate")
 #: what ``render(…, color_by=)`` can show
-COLOR_BY = ("status", "duration", "slack")
+COLOR_BY = ("status", "duration", "slack", *HISTORY_COLOR_BY)
+#: light to dark: criticality in five bins (0–20 % … 80–100 %)
+CRITICALITY_FILLS = ("#f1f8e9", "#fff59d", "#ffcc80", "#ef6c00", "#b71c1c")
 #: light to dark: the fills of five duration bins
 DURATION_FILLS = ("#fff7d6", "#fdd49e", "#fc8d59", "#d7301f", "#7f0000")
 #: slack bins: critical, then under 10 %, 25 %, 50 % of the makespan, and more
@@ -675,6 +710,50 @@ def _overlay(trace: Any, info: dict[str, Outcome], color_by: str) -> tuple[dict[
         )
     scale.append((f"slack ≥ {format_duration(limits[2])}", SLACK_FILLS[4]))
     return fills, scale
+
+
+def _percent(x: float) -> str:
+    return "—" if x != x else f"{100 * x:.0f}%"
+
+
+def _history_overlay(history: Any, color_by: str) -> tuple[dict[str, str], list, dict[str, Any]]:
+    """``(fqn → fill, legend, fqn → label lines)`` of a history: criticality, p95 or failure rate."""
+    from ..analysis.history import criticality, step_stats
+
+    stats = step_stats(history)
+    crit = criticality(history)
+    notes: dict[str, Any] = {}  # "" → the makespan's line for the title
+    for fqn, row in stats.iterrows():
+        c = crit["criticality"].get(fqn, float("nan"))
+        lines = [f"critical {_percent(c)}"]
+        if row["p50_s"] == row["p50_s"]:
+            lines.append(f"p50 {format_duration(row['p50_s'])} · p95 {format_duration(row['p95_s'])}")
+        if row["failure_rate"] > 0:
+            lines.append(f"fails {_percent(row['failure_rate'])}")
+        if row["retry_rate"] > 0:
+            lines.append(f"retried {_percent(row['retry_rate'])}")
+        notes[str(fqn)] = lines
+    pipeline = stats[stats["kind"] == "pipeline"]
+    if len(pipeline):
+        row = pipeline.iloc[0]
+        notes[""] = f"makespan p50 {format_duration(row['p50_s'])}, p95 {format_duration(row['p95_s'])}"
+    steps = stats[stats["kind"] == "step"]
+    if color_by not in HISTORY_COLOR_BY:  # "status": the figures, no overlay
+        return {}, [], notes
+    if color_by == "criticality":
+        values = crit["criticality"].reindex(steps.index).fillna(0.0)
+        fills = {str(f): CRITICALITY_FILLS[min(4, int(v * 5))] for f, v in values.items()}
+        scale = [(f"critical in {20 * k}–{20 * (k + 1)}% of runs", CRITICALITY_FILLS[k]) for k in range(5)]
+        return fills, scale, notes
+    column = "p95_s" if color_by == "p95" else "failure_rate"
+    values = steps[column].dropna()
+    top = float(values.max()) if len(values) else 0.0
+    top = top or 1.0
+    edges = [top * k / 5 for k in range(6)]
+    fills = {str(f): DURATION_FILLS[min(4, int(v / top * 5))] for f, v in values.items()}
+    show = format_duration if color_by == "p95" else _percent
+    scale = [(f"{show(edges[k])} – {show(edges[k + 1])}", DURATION_FILLS[k]) for k in range(5)]
+    return fills, scale, notes
 
 
 def _declared(duration: Any) -> str | None:

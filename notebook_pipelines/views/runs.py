@@ -99,14 +99,21 @@ def run(
                    on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     try:
         return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
-    except BaseException:
+    except BaseException as exc:
         for listener in listeners:  # a run that never ended (no trace): views' threads end too
             if isinstance(listener, RunState):
-                listener.abandon()
+                listener.abandon(_first_line(exc))
         raise
     finally:
         if isinstance(view, TextProgress):
             view.close()  # a run that never started (a bad option) has no end event
+
+
+def _first_line(exc: BaseException) -> str:
+    """What a view says of a run that never started: the error's first line (a definition
+    error's count of problems; the problems themselves are in the raised error)."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__).rstrip(":")
 
 
 def _wants_view(progress: bool | None) -> bool:
@@ -203,7 +210,7 @@ class RunHandle:
         except BaseException as exc:  # handed to wait()
             self._error = exc
             self._result = getattr(exc, "trace", None)
-            self.state.abandon()
+            self.state.abandon(_first_line(exc))
         finally:
             for close in self._closers:
                 close()
@@ -229,6 +236,12 @@ class RunHandle:
             self._sent = self._sent or send
         if send:
             scheduler.cancel(reason)
+
+    @property
+    def cancelled(self) -> str | None:
+        """The reason given to :meth:`cancel` (the view's button gives "cancelled by the user"),
+        None while nobody has cancelled the run."""
+        return self._cancel
 
     def wait(self, timeout: float | None = None) -> Any:
         """Wait for the end of the run and return its trace.

@@ -1,0 +1,486 @@
+"""GitHub Actions runs → the trace schema (a history's rows for one run).
+
+Mapping (``../shared/CI_RUNS.md``): a workflow run is the run (``run_id`` = its ``id``, ``commit`` =
+``head_sha``, ``branch`` = ``head_branch``, ``trigger`` = ``event``); a job is a stage
+``pipeline.stages.<job id>`` (the YAML key), its steps are its step rows; a matrix job
+(``build (ubuntu, 3.12)``, one API job per combination) is one looped node with an iteration
+per combination (``pipeline.stages.build_ubuntu_3_12``, parent ``pipeline.stages.build``,
+R46); ``run_attempt`` is the ``attempt`` (an attempt followed by another has ``action``
+``"Rerun"``: the timing analysis then lets the next one wait for its needs again); a job's
+``queued_s`` is ``started_at − created_at``; its runner is the ``worker``. The API has no
+dependency edges: ``needs`` comes from the workflow YAML (``jobs.<id>.needs``), and becomes
+``after``; a job's ``block`` is its depth in the ``needs`` graph (the longest chain of needs
+before it), so a layout drawn by blocks is the nearest series-parallel one, while ``after``
+keeps the DAG.
+
+Job names in the API are display names: ``jobs.<id>.name`` if set (``${{ … }}`` expressions
+in it expanded), else the id; a matrix job's name gets `` (v1, v2)`` unless its name already
+uses the matrix; a reusable workflow's jobs are ``caller / callee``. Names are mapped back to
+the YAML's job ids in that order; a name no job explains is an error naming the run and the job.
+
+>>> jobs = {"jobs": [
+...     {"id": 1, "name": "build", "run_attempt": 1, "status": "completed", "conclusion": "success",
+...      "created_at": "2026-01-05T10:00:00Z", "started_at": "2026-01-05T10:00:05Z",
+...      "completed_at": "2026-01-05T10:01:05Z", "runner_name": "r1", "steps": []},
+...     {"id": 2, "name": "Test", "run_attempt": 1, "status": "completed", "conclusion": "failure",
+...      "created_at": "2026-01-05T10:01:05Z", "started_at": "2026-01-05T10:01:10Z",
+...      "completed_at": "2026-01-05T10:02:00Z", "runner_name": "r2", "steps": []}]}
+>>> workflow = "jobs:\\n  build: {runs-on: x}\\n  test: {name: Test, needs: build, runs-on: x}"
+>>> run = load_github_run(jobs, workflow=workflow, run_id="7")
+>>> print(run[["fqn", "status", "start_s", "end_s", "queued_s", "after"]].to_string(index=False))
+                  fqn  status  start_s  end_s  queued_s                    after
+             pipeline  Failed      0.0  115.0       5.0                       ()
+pipeline.stages.build Success      0.0   60.0       5.0                       ()
+ pipeline.stages.test  Failed     65.0  115.0       5.0 (pipeline.stages.build,)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import excerpt
+from .history import HistoryError, ident, read_json, run_frame, stamp_ns, unique, worst
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["STATUS", "load_github_run", "workflow_jobs"]
+
+#: a job's or step's ``conclusion`` (or, while unfinished, its ``status``) → trace status
+STATUS = {
+    "success": "Success",
+    "failure": "Failed",
+    "cancelled": "Aborted",
+    "timed_out": "Expired",
+    "skipped": "Skipped",
+    "neutral": "Success",
+    "action_required": "InterventionWaiting",
+    "stale": "Aborted",
+    "startup_failure": "Failed",
+    "in_progress": "Running",
+    "queued": "Queued",
+    "waiting": "Queued",
+    "requested": "Queued",
+    "pending": "Queued",
+}
+#: ``gh run view --json …`` keys → the REST API's
+_CAMEL = {
+    "databaseId": "id",
+    "startedAt": "started_at",
+    "completedAt": "completed_at",
+    "createdAt": "created_at",
+    "headSha": "head_sha",
+    "headBranch": "head_branch",
+    "number": "run_number",
+    "attempt": "run_attempt",
+    "url": "html_url",
+    "workflowName": "name",
+    "runnerName": "runner_name",
+}
+_EXPR = re.compile(r"\$\{\{.*?\}\}")
+
+
+def _snake(obj: Any) -> Any:
+    if not isinstance(obj, Mapping):
+        return obj
+    return {_CAMEL.get(k, k): v for k, v in obj.items()}
+
+
+def workflow_jobs(workflow: Any, label: str = "the workflow") -> dict[str, dict]:
+    """``{job id: {"name": display name or None, "needs": [ids], "matrix": bool, "uses": bool}}``
+    from a workflow: YAML text, a path, or the parsed dict."""
+    from .yaml_io import load_data
+
+    doc = workflow if isinstance(workflow, Mapping) else load_data(workflow)
+    jobs = doc.get("jobs") if isinstance(doc, Mapping) else None
+    if not isinstance(jobs, Mapping) or not jobs:
+        raise HistoryError(f"{label} has no jobs: give the workflow file (.github/workflows/….yml)")
+    out = {}
+    for job_id, spec in jobs.items():
+        spec = spec if isinstance(spec, Mapping) else {}
+        needs = spec.get("needs") or []
+        needs = [needs] if isinstance(needs, str) else [str(x) for x in needs]
+        strategy = spec.get("strategy")
+        matrix = isinstance(strategy, Mapping) and strategy.get("matrix") is not None
+        name = spec.get("name")
+        out[str(job_id)] = {
+            "name": None if name is None else str(name),
+            "needs": needs,
+            "matrix": matrix,
+            "uses": "uses" in spec,
+        }
+    return out
+
+
+def _name_matcher(jobs: Mapping[str, dict]) -> Any:
+    """A function: API job name → (job id, iteration label or None), or None if nothing fits."""
+    exact: dict[str, str] = {}
+    patterns: list[tuple[re.Pattern, str]] = []
+    for job_id, spec in jobs.items():
+        shown = spec["name"] or job_id
+        if _EXPR.search(shown):
+            parts = _EXPR.split(shown)
+            patterns.append((re.compile("^" + "(.+?)".join(re.escape(p) for p in parts) + "$"), job_id))
+        else:
+            exact.setdefault(shown, job_id)
+        exact.setdefault(job_id, job_id)
+
+    def match(name: str) -> tuple[str, str | None] | None:
+        if name in exact:
+            job_id = exact[name]
+            return job_id, (name if jobs[job_id]["matrix"] and name != job_id else None)
+        if " / " in name:  # a reusable workflow's job: caller / callee
+            caller = name.split(" / ", 1)[0]
+            found = match(caller)
+            if found is not None:
+                return found[0], name.split(" / ", 1)[1]
+        m = re.fullmatch(r"(.*) \((.*)\)", name, flags=re.S)
+        if m and m.group(1) in exact:
+            return exact[m.group(1)], m.group(2)
+        for pattern, job_id in patterns:
+            if pattern.match(name):
+                return job_id, (name if jobs[job_id]["matrix"] else None)
+        return None
+
+    return match
+
+
+def _order(jobs: Mapping[str, dict], label: str) -> dict[str, int]:
+    """Each job's depth in the ``needs`` graph; a cycle or an unknown need is refused."""
+    for job_id, spec in jobs.items():
+        for need in spec["needs"]:
+            if need not in jobs:
+                raise HistoryError(
+                    f"{label}: job {job_id!r} needs {need!r}, which the workflow does not define "
+                    f"(jobs: {excerpt(', '.join(jobs), 200)})"
+                )
+    depth: dict[str, int] = {}
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    for root in jobs:
+        if root in depth:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path: list[str] = []
+        while stack:
+            job, i = stack.pop()
+            if i == 0:
+                if state.get(job) == 1:
+                    cycle = [*path[path.index(job) :], job]
+                    raise HistoryError(
+                        f"{label}: the needs of the workflow form a cycle: {' → '.join(cycle)}"
+                    )
+                if state.get(job) == 2:
+                    continue
+                state[job] = 1
+                path.append(job)
+            needs = jobs[job]["needs"]
+            if i < len(needs):
+                stack.append((job, i + 1))
+                stack.append((needs[i], 0))
+                continue
+            depth[job] = 1 + max((depth[n] for n in needs), default=-1)
+            state[job] = 2
+            path.pop()
+    return depth
+
+
+def _jobs_of(doc: Any, label: str) -> tuple[list[dict], dict]:
+    """The jobs list and the run-level fields of a jobs answer (REST or ``gh``)."""
+    if isinstance(doc, list):
+        jobs, top = doc, {}
+    elif isinstance(doc, Mapping) and isinstance(doc.get("jobs"), list):
+        jobs, top = doc["jobs"], _snake({k: v for k, v in doc.items() if k != "jobs"})
+    else:
+        keys = (
+            ", ".join(sorted(str(k) for k in list(doc)[:8]))
+            if isinstance(doc, Mapping)
+            else type(doc).__name__
+        )
+        raise HistoryError(
+            f"{label} is not the jobs of a GitHub Actions run (found {excerpt(keys, 120)}): give the answer "
+            "of GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs or of `gh run view RUN_ID --json jobs`"
+        )
+    out = []
+    for i, job in enumerate(jobs):
+        if not isinstance(job, Mapping) or "name" not in job:
+            raise HistoryError(f"{label}: jobs[{i}] is not a job (an object with a name)")
+        out.append(_snake(job))
+    return out, top
+
+
+def load_github_run(
+    jobs_json: Any,
+    workflow: Any = None,
+    *,
+    run: Any = None,
+    run_id: str | None = None,
+    pipeline: str | None = None,
+) -> pd.DataFrame:
+    """One GitHub Actions run as history rows (the trace schema plus the run columns).
+
+    Args:
+        jobs_json: the run's jobs: the answer of ``GET …/actions/runs/{run_id}/jobs`` (with
+            ``filter=all`` for earlier attempts, or several per-attempt answers' ``jobs``
+            joined), or ``gh run view RUN_ID --json jobs[,…]`` output; a path, JSON text or
+            the parsed JSON.
+        workflow: the workflow file at the run's commit (YAML text, a path or the parsed
+            dict) for ``needs``, job ids and matrices; without it every job is its own node
+            with ``after`` None (unknown) and a matrix job's combinations are separate nodes.
+        run: the run object (``GET …/actions/runs/{run_id}``) for the run columns.
+        run_id: the ``run_id`` column (default: the run's or the jobs' ``run_id``).
+        pipeline: the ``pipeline`` column (default: the run's workflow ``path`` or ``name``).
+
+    Raises:
+        HistoryError: not a jobs answer; a job the workflow does not explain; ``needs`` that
+            name an unknown job or form a cycle (each names the run and the job).
+
+    See the module's docstring for the mapping, and an example.
+    """
+    doc, label = read_json(jobs_json, "the jobs JSON")
+    jobs, top = _jobs_of(doc, label)
+    info = dict(top)
+    if run is not None:
+        run_doc, _ = read_json(run, "the run JSON")
+        if not isinstance(run_doc, Mapping):
+            raise HistoryError("the run JSON is not an object (GET /repos/{owner}/{repo}/actions/runs/{id})")
+        info.update(_snake(run_doc))
+    rid = str(
+        run_id or info.get("id") or next((j.get("run_id") for j in jobs if j.get("run_id")), None) or "run"
+    )
+    label = f"run {rid}"
+    spec = workflow_jobs(workflow, f"{label}: the workflow") if workflow is not None else None
+    depth = _order(spec, f"{label}: the workflow") if spec is not None else {}
+    match = _name_matcher(spec) if spec is not None else None
+
+    # group the API jobs by node and iteration
+    nodes: dict[str, dict[Any, list[dict]]] = {}
+    labels: dict[str, dict[Any, str]] = {}
+    for job in sorted(jobs, key=lambda j: int(j.get("id") or 0)):
+        name = str(job["name"])
+        if match is not None:
+            found = match(name)
+            if found is None:
+                raise HistoryError(
+                    f"{label}: job {name!r} is not in the workflow (jobs: {excerpt(', '.join(spec), 200)}): "
+                    "give the workflow file at the run's commit (head_sha)"
+                )
+            job_id, iteration = found
+        else:
+            job_id, iteration = ident(name), None
+        nodes.setdefault(job_id, {}).setdefault(iteration, []).append(job)
+        labels.setdefault(job_id, {})[iteration] = name
+    order = list(spec) if spec is not None else list(nodes)
+
+    rows: list[dict] = []
+    created = [stamp_ns(j.get("created_at"), f"{label}: job {j['name']!r} created_at") for j in jobs]
+    starts_all: list[int] = []
+    taken_ids: set[str] = set()
+    for job_id in order:
+        fqn = f"pipeline.stages.{job_id}"
+        after = None if spec is None else tuple(f"pipeline.stages.{n}" for n in spec[job_id]["needs"])
+        block = depth.get(job_id, 0)
+        iterations = nodes.get(job_id)
+        if not iterations:  # in the workflow, not in the run: never started (D6)
+            rows.append(_node_row(fqn, "pipeline", job_id, block, None, 0, "NotStarted", after, None))
+            rows[-1]["reason"] = "the run has no job for it"
+            continue
+        looped = any(it is not None for it in iterations)
+        if looped:
+            parts: list[dict] = []
+            taken: set[str] = set()
+            for i, (it, attempts) in enumerate(iterations.items()):
+                postfix = unique(f"_{ident(it)}" if it is not None else "_0", taken)
+                child_id = job_id + postfix
+                parts += _job_rows(
+                    attempts, f"{fqn}{postfix}", fqn, child_id, 0, i, (), label, labels[job_id][it]
+                )
+            heads = [r for r in parts if r["parent"] == fqn]
+            last = {r["fqn"]: r["status"] for r in heads}  # each iteration's latest attempt
+            head = _node_row(fqn, "pipeline", job_id, block, None, 1, worst(last.values()), after, None)
+            head["start_ns"] = min((r["start_ns"] for r in heads if r["start_ns"] is not None), default=None)
+            head["end_ns"] = max((r["end_ns"] for r in heads if r["end_ns"] is not None), default=None)
+            head["name"] = (spec or {}).get(job_id, {}).get("name") or job_id
+            first = min(
+                (r for r in heads if r["start_ns"] is not None), key=lambda r: r["start_ns"], default=None
+            )
+            head["queued_s"] = first.get("queued_s") if first else None  # it started with its first iteration
+            rows.append(head)
+            rows += parts
+        else:
+            rows += _job_rows(
+                iterations[None], fqn, "pipeline", job_id, block, None, after, label, labels[job_id][None]
+            )
+        taken_ids.add(job_id)
+    starts_all = [r["start_ns"] for r in rows if r.get("start_ns") is not None]
+    ends_all = [r["end_ns"] for r in rows if r.get("end_ns") is not None]
+    run_start = stamp_ns(info.get("run_started_at"), f"{label}: run_started_at")
+    created_ns = stamp_ns(info.get("created_at"), f"{label}: created_at")
+    if created_ns is None:
+        created_ns = min((c for c in created if c is not None), default=None)
+    begin = min([*starts_all, *([run_start] if run_start is not None else [])], default=None)
+    top_rows = [r for r in rows if r["parent"] == "pipeline"]
+    conclusion = info.get("conclusion") or (
+        None if info.get("status") in (None, "completed") else info["status"]
+    )
+    status = STATUS.get(str(conclusion)) if conclusion else None
+    pipeline_row = _node_row(
+        "pipeline",
+        None,
+        None,
+        None,
+        None,
+        int(info.get("run_attempt") or 1),
+        status or worst(r["status"] for r in top_rows),
+        () if spec is not None else None,
+        None,
+    )
+    pipeline_row.update(start_ns=begin, end_ns=max(ends_all, default=None), stage=None)
+    pipeline_row["queued_s"] = (
+        None if begin is None or created_ns is None else max(0, begin - created_ns) / 1e9
+    )
+    rows.insert(0, pipeline_row)
+    rows = _pipeline_order(rows)
+    frame = run_frame(
+        rows,
+        {
+            "run_id": rid,
+            "source": "github",
+            "pipeline": pipeline or info.get("path") or info.get("name") or "workflow",
+            "run_number": info.get("run_number"),
+            "commit": info.get("head_sha")
+            or next((j.get("head_sha") for j in jobs if j.get("head_sha")), None),
+            "branch": info.get("head_branch")
+            or next((j.get("head_branch") for j in jobs if j.get("head_branch")), None),
+            "trigger": info.get("event"),
+            "created_ns": created_ns,
+            "url": info.get("html_url"),
+        },
+    )
+    return frame
+
+
+def _node_row(
+    fqn: str,
+    parent: Any,
+    stage: Any,
+    block: Any,
+    iteration: Any,
+    attempt: int,
+    status: str,
+    after: Any,
+    name: Any,
+) -> dict:
+    return {
+        "fqn": fqn,
+        "parent": parent,
+        "kind": "pipeline" if parent is None else "stage",
+        "phase": "execution",
+        "stage": stage,
+        "step_group": None,
+        "step": None,
+        "block": block,
+        "iteration": iteration,
+        "attempt": attempt,
+        "status": status,
+        "start_ns": None,
+        "end_ns": None,
+        "after": after,
+        "name": name,
+    }
+
+
+def _status(obj: Mapping, label: str) -> str:
+    value = obj.get("conclusion") or obj.get("status")
+    status = STATUS.get(str(value).lower()) if value else None
+    if status is None:
+        if obj.get("status") == "completed" or value is None:
+            return "Success" if obj.get("completed_at") else "NotStarted"
+        raise HistoryError(f"{label}: unknown conclusion {excerpt(repr(value), 40)}")
+    return status
+
+
+def _job_rows(
+    attempts: list[dict],
+    fqn: str,
+    parent: str,
+    job_id: str,
+    block: int,
+    iteration: Any,
+    after: Any,
+    label: str,
+    shown: str,
+) -> list[dict]:
+    """A job's rows: one per attempt, each followed by its step rows."""
+    rows: list[dict] = []
+    by_attempt: dict[int, dict] = {}
+    for job in attempts:  # the same attempt twice (listings joined): the later job id wins
+        by_attempt[int(job.get("run_attempt") or 1)] = job
+    for attempt, job in sorted(by_attempt.items()):
+        where = f"{label}: job {job['name']!r}"
+        status = _status(job, where)
+        row = _node_row(fqn, parent, job_id, block, iteration, attempt, status, after, shown)
+        row["start_ns"] = stamp_ns(job.get("started_at"), f"{where} started_at")
+        row["end_ns"] = stamp_ns(job.get("completed_at"), f"{where} completed_at")
+        if status in ("Skipped", "NotStarted", "Queued"):
+            row["start_ns"] = row["start_ns"] if row["end_ns"] is not None else None
+        created = stamp_ns(job.get("created_at"), f"{where} created_at")
+        if created is not None and row["start_ns"] is not None:
+            row["queued_s"] = max(0, row["start_ns"] - created) / 1e9
+        row["worker"] = job.get("runner_name") or None
+        if status in ("Failed", "Expired"):
+            row["error"] = f"{job.get('conclusion')}"
+        if attempt < max(by_attempt):  # the run was re-run after this attempt (timing.RERUN)
+            row["action"] = "Rerun"
+        rows.append(row)
+        taken: set[str] = set()
+        previous: tuple = ()
+        for number, step in enumerate(sorted(job.get("steps") or (), key=lambda s: s.get("number") or 0)):
+            if not isinstance(step, Mapping):
+                continue
+            step = _snake(step)
+            step_id = unique(ident(step.get("name") or f"step{number + 1}"), taken)
+            step_fqn = f"{fqn}.spec.execution.steps.{step_id}"
+            swhere = f"{where} step {step.get('name')!r}"
+            rows.append(
+                {
+                    "fqn": step_fqn,
+                    "parent": fqn,
+                    "kind": "step",
+                    "phase": "execution",
+                    "stage": job_id,
+                    "step_group": None,
+                    "step": step_id,
+                    "block": number,
+                    "iteration": iteration,
+                    "attempt": attempt,
+                    "status": _status(step, swhere),
+                    "start_ns": stamp_ns(step.get("started_at"), f"{swhere} started_at"),
+                    "end_ns": stamp_ns(step.get("completed_at"), f"{swhere} completed_at"),
+                    "worker": row["worker"],
+                    "after": previous,
+                    "name": step.get("name"),
+                }
+            )
+            previous = (step_fqn,)
+    return rows
+
+
+def _pipeline_order(rows: list[dict]) -> list[dict]:
+    """Rows in the trace's order: pre-order of the tree (parents before children), a node's
+    attempts together, each job attempt's steps after the job's rows."""
+    children: dict[Any, list[str]] = {}
+    by_fqn: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["fqn"] not in by_fqn:
+            by_fqn[row["fqn"]] = []
+            children.setdefault(row["parent"], []).append(row["fqn"])
+        by_fqn[row["fqn"]].append(row)
+    out: list[dict] = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        fqn = stack.pop()
+        out += sorted(by_fqn[fqn], key=lambda r: r["attempt"])
+        stack.extend(reversed(children.get(fqn, [])))
+    return out

@@ -1,0 +1,277 @@
+"""A history: many runs of one or more pipelines, as one DataFrame in the trace schema.
+
+A history is the trace schema (:mod:`~notebook_pipelines.engine.trace`) with one block of
+rows per run, followed by the *run columns*:
+
+============  ========================  ====================================================
+column        dtype                     meaning
+============  ========================  ====================================================
+source        str                       ``harness``, ``github``, ``gitlab``, ``ours``, …
+pipeline      str                       the pipeline (Harness identifier, GitHub workflow
+                                        file, GitLab project path)
+run_number    Int64                     the run's number in its pipeline (Harness
+                                        ``runSequence``, GitHub ``run_number``, GitLab ``iid``)
+commit        str                       the commit the run built, or NA
+branch        str                       the branch (or ref), or NA
+trigger       str                       what started it (``push``, ``schedule``, a Harness
+                                        trigger type …), or NA
+created       datetime64[ns, UTC]       when the run was created (before any queue)
+queued_s      float64                   seconds waiting before starting: the run's queue on the
+                                        pipeline row, a job's (``started_at − created_at``, or
+                                        GitLab ``queued_duration``) on a job's rows, NA else
+url           str                       the run's web page, or NA
+name          str                       the node's display name at the source (a GitHub
+                                        matrix job ``build (ubuntu, 3.12)``), or NA
+============  ========================  ====================================================
+
+Read the ``pipeline`` column as ``h["pipeline"]``: ``h.pipeline`` is the accessor of every trace
+(``h.pipeline.step_stats()``).
+
+``start_s``/``end_s`` count from each run's own start (its pipeline row starts at 0), so runs
+compare node by node; ``start``/``end`` are wall-clock. ``after`` holds the edges each node
+waited for (``needs`` for GitHub and GitLab), so ``trace.pipeline.critical_path()`` of one run
+follows them.
+
+This module builds such frames from plain row dicts (the loaders' common part), and holds the
+status vocabularies of the CI systems; the loaders are :mod:`.github`, :mod:`.gitlab` and
+:mod:`.harness_executions`, the fetchers and the cache :mod:`.history_fetch`, the storage
+:mod:`.history_store`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import stat
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PipelineError, excerpt
+from .traces import RUN_COLUMNS as _TRACE_RUN_COLUMNS
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = [
+    "RUN_COLUMNS",
+    "HistoryError",
+    "HistoryWarning",
+    "history_dtypes",
+    "ident",
+    "read_json",
+    "run_frame",
+    "stamp_ns",
+]
+
+#: each run column's dtype, in order (the trace file reader restores them: one table for both)
+_RUN_DTYPES = dict(_TRACE_RUN_COLUMNS)
+#: the run columns after the trace schema's, in order
+RUN_COLUMNS = tuple(_RUN_DTYPES)
+#: files over this many bytes are refused before parsing (a run's JSON is far smaller)
+MAX_BYTES = 100 * 2**20
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+class HistoryError(PipelineError, ValueError):
+    """A run or a history that cannot be read: the message names the run, the job and the fix."""
+
+
+class HistoryWarning(UserWarning):
+    """Something a fetch had to do without (GitLab's GraphQL needs): the history says less."""
+
+
+def history_dtypes() -> dict[str, Any]:
+    """Each column's dtype in a history: the trace's, then the run columns'."""
+    import pandas as pd
+
+    from ..engine.trace import dtypes
+
+    out = dtypes()
+    out.update({name: pd.api.types.pandas_dtype(kind) for name, kind in _RUN_DTYPES.items()})
+    return out
+
+
+def read_json(source: Any, what: str) -> tuple[Any, str]:
+    """``source`` parsed: a path to a JSON file (at most 100 MB, a regular file), JSON text, or
+    the data itself. Returns the data and a label naming it for messages."""
+    if isinstance(source, (Mapping, list)):
+        return source, what
+    if isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(source), what
+        except json.JSONDecodeError as err:
+            raise HistoryError(f"{what}: not JSON ({err.msg} at line {err.lineno})") from None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise HistoryError(f"{what}: no such file: {path}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise HistoryError(f"{what}: {path} is not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise HistoryError(f"{what}: {path} is over {MAX_BYTES // 2**20} MB: refused")
+        try:
+            return json.loads(path.read_bytes()), str(path)
+        except json.JSONDecodeError as err:
+            raise HistoryError(f"{path}:{err.lineno}:{err.colno}: not JSON ({err.msg})") from None
+    raise HistoryError(f"{what}: give a path, JSON text or the parsed JSON, not {type(source).__name__}")
+
+
+def stamp_ns(value: Any, where: str) -> int | None:
+    """Nanoseconds since the Unix epoch of an ISO 8601 time (``2026-01-05T10:00:00Z``), an
+    epoch in milliseconds (Harness), or None/empty → None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise HistoryError(f"{where}: {value!r} is not a time")
+    if isinstance(value, (int, float)):
+        return int(value) * 1_000_000
+    if isinstance(value, str):
+        try:
+            moment = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise HistoryError(f"{where}: {excerpt(repr(value), 60)} is not an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=_dt.UTC)
+        return (moment - _EPOCH) // _dt.timedelta(microseconds=1) * 1000
+    raise HistoryError(f"{where}: {excerpt(repr(value), 60)} is not a time")
+
+
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def ident(name: str) -> str:
+    """An identifier (letters, digits, ``_``) from a display name: ``"Set up job"`` →
+    ``"Set_up_job"``; never empty.
+
+    >>> ident("build (ubuntu, 3.12)"), ident("rspec 1/3"), ident("!!")
+    ('build_ubuntu_3_12', 'rspec_1_3', '_')
+    """
+    return _NOT_IDENT.sub("_", str(name)).strip("_") or "_"
+
+
+def unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3`` … if taken; the result is added to ``taken``."""
+    out, k = name, 1
+    while out in taken:
+        k += 1
+        out = f"{name}_{k}"
+    taken.add(out)
+    return out
+
+
+def worst(statuses: Iterable[str]) -> str:
+    """The status of a container from its children's (the most severe one, D4)."""
+    from ..definition.statuses import STATUSES
+
+    order = {s: i for i, s in enumerate(STATUSES)}
+    found = [s for s in statuses if s in order]
+    if not found:
+        return "NotStarted"
+    running = [s for s in found if s in ("Running", "Queued")]
+    if running:
+        return "Running"
+    done = [s for s in found if s not in ("Skipped", "NotStarted")]
+    if not done:
+        return "Skipped" if "Skipped" in found else "NotStarted"
+    return max(done, key=lambda s: order[s])
+
+
+def run_frame(rows: list[dict], run: Mapping[str, Any]) -> pd.DataFrame:
+    """A history frame of one run from row dicts.
+
+    Each row has the trace's structure keys (``fqn``, ``parent``, ``kind``, ``phase``,
+    ``stage``, ``step_group``, ``step``, ``block``, ``iteration``, ``attempt``, ``status``, and
+    optionally ``reason``, ``worker``, ``error_type``, ``error``, ``action``, ``after``,
+    ``queued_s``, ``name``), and ``start_ns``/``end_ns`` (epoch nanoseconds or None). ``run``
+    gives the run columns (``run_id``, ``source``, ``pipeline``, ``run_number``, ``commit``,
+    ``branch``, ``trigger``, ``created_ns``, ``queued_s`` (for the pipeline row), ``url``).
+    Times count from the earliest start.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..engine.trace import COLUMNS
+
+    types = history_dtypes()
+    n = len(rows)
+    starts = [r["start_ns"] for r in rows if r.get("start_ns") is not None]
+    t0 = min(starts) if starts else (run.get("created_ns") or 0)
+
+    def ns_array(key: str) -> Any:
+        return np.array([np.nan if r.get(key) is None else r[key] - t0 for r in rows], dtype=np.float64)
+
+    start_rel, end_rel = ns_array("start_ns"), ns_array("end_ns")
+    data: dict[str, Any] = {}
+    for name in (*COLUMNS, *RUN_COLUMNS):
+        kind = types[name]
+        if name in ("start", "end"):
+            rel = start_rel if name == "start" else end_rel
+            stamps = np.where(np.isnan(rel), np.iinfo(np.int64).min, rel + t0).astype(np.int64)
+            data[name] = pd.array(stamps.view("M8[ns]")).tz_localize("UTC")
+            continue
+        if name in ("start_s", "end_s"):
+            data[name] = (start_rel if name == "start_s" else end_rel) / 1e9
+            continue
+        if name == "duration_s":
+            data[name] = data["end_s"] - data["start_s"]
+            continue
+        if name == "created":
+            created = run.get("created_ns")
+            value = np.iinfo(np.int64).min if created is None else created
+            data[name] = pd.array(np.full(n, value, dtype=np.int64).view("M8[ns]")).tz_localize("UTC")
+            continue
+        if name == "after":
+            values = np.empty(n, dtype=object)
+            for i, r in enumerate(rows):
+                after = r.get("after")
+                values[i] = None if after is None else tuple(after)
+            data[name] = values
+            continue
+        if name == "queued_s":
+            data[name] = np.array(
+                [np.nan if r.get("queued_s") is None else float(r["queued_s"]) for r in rows],
+                dtype=np.float64,
+            )
+            continue
+        if name in run and name not in ("queued_s", "name"):
+            values = [run.get(name)] * n
+        else:
+            values = [r.get(name) for r in rows]
+        if name == "attempt":
+            data[name] = np.array([int(v or 0) for v in values], dtype=np.int64)
+        elif name == "status":
+            data[name] = pd.Categorical(values, dtype=kind)
+        elif kind == "object" or kind is object:
+            data[name] = np.array([*values, None], dtype=object)[:-1]
+        else:
+            data[name] = pd.array(values, dtype=kind)
+    frame = pd.DataFrame(data, columns=[*COLUMNS, *RUN_COLUMNS])
+    frame.attrs["run_id"] = str(run.get("run_id"))
+    frame.attrs["pipeline"] = str(run.get("pipeline"))
+    frame.attrs["source"] = str(run.get("source"))
+    return frame
+
+
+def concat_runs(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Runs' frames as one history (the schema kept, even with no runs)."""
+    import pandas as pd
+
+    from ..engine.trace import COLUMNS
+
+    if not frames:
+        return empty_history()
+    out = pd.concat(frames, ignore_index=True)
+    out = out[[*COLUMNS, *RUN_COLUMNS, *[c for c in out.columns if c not in (*COLUMNS, *RUN_COLUMNS)]]]
+    out["status"] = out["status"].astype(history_dtypes()["status"])
+    out.attrs.clear()
+    return out
+
+
+def empty_history() -> pd.DataFrame:
+    """A history with no runs, and every column."""
+    return run_frame([], {"run_id": "", "source": "", "pipeline": ""})

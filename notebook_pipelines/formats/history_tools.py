@@ -1,0 +1,381 @@
+"""What a history gives back: a pipeline rebuilt from its runs, and the Harness Insights export.
+
+:func:`pipeline_from_history` rebuilds the structure of one pipeline's runs (the latest run's
+layout, through :func:`~.harness_executions.pipeline_from_execution`) with each step's
+duration measured across all runs (the median of its last attempts), so ``simulate``,
+``what_if``, ``suggest_layout`` and the pictures work on it. Where the runs' ``after``
+edges (GitHub/GitLab ``needs``) form a DAG that no Harness layout expresses, the pipeline is
+laid out by levels (a node's depth in the DAG) and keeps the edges in
+``pipeline.extra["needs"]`` (``{fqn: [fqns it needs]}``); its description and its picture's
+title say so.
+
+:func:`load_harness_insights` reads the Pipeline Insights "Step Executions" CSV export: per
+step execution, durations and statuses without the graph.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from ..errors import excerpt
+from .history import HistoryError, concat_runs, ident, run_frame, worst
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["INSIGHTS_COLUMNS", "load_harness_insights", "pipeline_from_history"]
+
+
+def _one_pipeline(history: pd.DataFrame, what: str) -> tuple[str, str]:
+    columns = getattr(history, "columns", None)
+    if columns is None or any(c not in columns for c in ("run_id", "fqn", "kind", "start_s", "end_s")):
+        raise HistoryError(f"{what} reads a history DataFrame (nbp.read_history, nbp.fetch_*_history)")
+    if "source" not in columns or "pipeline" not in columns:
+        return "trace", "pipeline"
+    pairs = history[["source", "pipeline"]].drop_duplicates()
+    if len(pairs) != 1:
+        shown = ", ".join(f"{s}:{p}" for s, p in pairs.head(4).itertuples(index=False))
+        raise HistoryError(
+            f"{what}: the history holds {len(pairs)} pipelines ({excerpt(shown, 200)}): select one, "
+            "e.g. h[h[\"pipeline\"] == '…'] (h.pipeline is the trace accessor, not the column)"
+        )
+    source, pipeline = pairs.iloc[0]
+    return str(source), str(pipeline)
+
+
+def _pipeline_id(name: str) -> str:
+    out = ident(name.rsplit("/", 1)[-1].rsplit(".", 1)[0] if "/" in name else name)
+    return out if re.match(r"[A-Za-z_]", out) else f"p_{out}"
+
+
+def pipeline_from_history(history: pd.DataFrame, *, run: str | None = None, id: str | None = None) -> Any:
+    """The pipeline the runs of a history executed, with durations measured across them.
+
+    Args:
+        history: a history of one pipeline (``read_history``, a ``fetch_*_history`` result,
+            a loader's frame, or several traces concatenated).
+        run: the run whose layout is taken (default: the latest successful run, else the latest).
+        id: the rebuilt pipeline's identifier (default: from the pipeline's name).
+
+    Returns:
+        A ``Pipeline``: stages, groups, parallel blocks and loops as in that run; each step's
+        ``duration`` the median, over the runs where it ran, of its last attempt's duration.
+
+    Raises:
+        HistoryError: not a history, several pipelines in it, no such run.
+
+    >>> import notebook_pipelines as nbp
+    >>> p = nbp.Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     _ = s.step("a", duration=2)
+    >>> import pandas as pd
+    >>> runs = pd.concat([p.simulate(durations={"a": d}, run_id=f"r{d}") for d in (1, 2, 9)])
+    >>> rebuilt = pipeline_from_history(runs)
+    >>> rebuilt.simulate()["end_s"].max()  # the median of 1, 2 and 9
+    np.float64(2.0)
+    """
+    import numpy as np
+
+    from ..definition.plan import compile_plan
+    from ..engine.trace import after_from_blocks
+    from .harness_executions import pipeline_from_execution
+
+    source, name = _one_pipeline(history, "pipeline_from_history()")
+    if run is None:
+        heads = history[history["kind"] == "pipeline"]
+        if "created" in heads.columns:
+            heads = heads.sort_values("created", kind="stable")
+        good = heads[heads["status"].astype(str) == "Success"]
+        chosen = (good if len(good) else heads)["run_id"]
+        if not len(chosen):
+            raise HistoryError("pipeline_from_history(): the history has no run (no pipeline row)")
+        run = str(chosen.iloc[-1])
+    rows = history[history["run_id"] == run]
+    if not len(rows):
+        raise HistoryError(f"pipeline_from_history(): no run {run!r} in the history")
+    rows = rows.reset_index(drop=True)
+    pipeline = pipeline_from_execution(rows, id=id or _pipeline_id(name))
+    pipeline.name = name
+
+    # durations: the median, per plan node, of the last attempt of each run
+    steps = history[(history["kind"] == "step") & history["start_s"].notna() & history["end_s"].notna()]
+    fqn = steps["fqn"].astype(object).to_numpy()
+    plan_fqn = _plan_fqns(history, fqn)
+    last = steps.assign(_plan=plan_fqn).sort_values("attempt", kind="stable")
+    last = last.groupby(["run_id", "_plan", "iteration"], dropna=False, sort=False).tail(1)
+    medians = last.groupby("_plan", sort=False)["duration_s"].median()
+    counts = last.groupby("_plan", sort=False)["run_id"].nunique()
+    plan = compile_plan(pipeline)
+    for node in plan.nodes:
+        if node.kind == "step" and node.fqn in medians.index and node.source is not None:
+            value = float(medians[node.fqn])
+            if np.isfinite(value):
+                node.source.duration = round(max(0.0, value), 6)
+    runs = history["run_id"].nunique()
+
+    # edges no layout expresses
+    needs = {}
+    if "after" in rows.columns:
+
+        def listed(column: str) -> list:
+            values = rows[column].astype(object)
+            return values.where(values.notna(), None).tolist()
+
+        derived = after_from_blocks(listed("fqn"), listed("parent"), listed("phase"), listed("block"))
+        known = [
+            (str(f), p, a, d)
+            for f, p, a, d in zip(rows["fqn"], rows["parent"], rows["after"], derived)
+            if a is not None and not isinstance(a, float)
+        ]
+        # a container whose children waited otherwise than its blocks say: keep all their edges
+        differ = {p for _, p, a, d in known if set(a) != set(d)}
+        needs = {f: list(a) for f, p, a, _ in known if p in differ and len(a)}
+    most = int(counts.max()) if len(counts) else 0
+    description = (
+        f"rebuilt from {runs} run(s) of {name} ({source}); step durations: medians over {most} run(s) at most"
+    )
+    if needs:
+        edges = sum(len(v) for v in needs.values())
+        pipeline.extra = {**(pipeline.extra or {}), "needs": needs}
+        description += (
+            f"; its needs form a DAG no Harness layout expresses: laid out by levels, its {edges} edges "
+            "kept in pipeline.extra['needs']"
+        )
+    pipeline.description = description
+    return pipeline
+
+
+def _plan_fqns(history: pd.DataFrame, fqn: Any) -> Any:
+    """Each fqn with its looping iterations' postfixes removed (``…stages.build_macos_3_12.…`` →
+    ``…stages.build.…``): the plan node the row ran."""
+    import numpy as np
+
+    loops = history[history["iteration"].notna() & history["parent"].notna()]
+    mapping: dict[str, str] = {}
+    for f, parent in zip(loops["fqn"].astype(object), loops["parent"].astype(object)):
+        f, parent = str(f), str(parent)
+        if f.rsplit(".", 1)[0] == parent.rsplit(".", 1)[0] and f != parent:
+            mapping[f] = parent
+    if not mapping:
+        return fqn
+    out = np.array(fqn, dtype=object)
+    for iteration in sorted(mapping, key=len, reverse=True):
+        looped = mapping[iteration]
+        for i, f in enumerate(out):
+            if f == iteration or f.startswith(iteration + "."):
+                out[i] = looped + f[len(iteration) :]
+    return out
+
+
+# -- Harness Pipeline Insights ------------------------------------------------------------------------
+#: what each needed column may be called in an export (matched case-insensitively, ignoring
+#: spaces, ``_`` and a ``Step Executions`` prefix)
+INSIGHTS_COLUMNS = {
+    "run_id": ("planexecutionid", "pipelineexecutionid", "executionid", "planexecution"),
+    "pipeline": ("pipelineidentifier", "pipelineid", "pipelinename", "pipeline"),
+    "stage": ("stageidentifier", "stageid", "stagename", "stage"),
+    "step": ("stepidentifier", "stepid", "stepname", "step"),
+    "status": ("stepstatus", "status"),
+    "start": ("starttime", "startts", "startedat", "start"),
+    "end": ("endtime", "endts", "endedat", "end"),
+    "duration": ("durationsec", "durationseconds", "durations", "duration"),
+    "stage_execution": ("stageexecutionid",),
+}
+_REQUIRED = ("run_id", "stage", "step", "status", "start")
+
+
+def _norm(name: str) -> str:
+    key = re.sub(r"[^a-z0-9]", "", str(name).lower())
+    for prefix in ("stepexecutions", "stepexecution", "pipelineexecutions"):
+        if key.startswith(prefix) and len(key) > len(prefix):
+            key = key[len(prefix) :]
+    return key
+
+
+def load_harness_insights(source: Any, *, pipeline: str | None = None) -> pd.DataFrame:
+    """The Pipeline Insights "Step Executions" CSV export as a history (no graph: ``after``
+    is None, ``block`` the order of first starts).
+
+    Args:
+        source: a path to the CSV, or a DataFrame of it.
+        pipeline: the ``pipeline`` column where the export has none.
+
+    Returns:
+        A history (``source`` = ``harness-insights``): per run a pipeline row, a row per stage
+        and a row per step execution (a step seen twice in a run: attempts 1, 2 … by start).
+        ``attrs["columns_found"]`` says which export column gave each field.
+
+    Raises:
+        HistoryError: a needed column is missing (the message lists those found and the names
+            tried), or a time does not parse (it names the row).
+    """
+    import pandas as pd
+
+    from .harness_executions import STATUS_MAP
+
+    if isinstance(source, pd.DataFrame):
+        table, label = source, "the export"
+    else:
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise HistoryError(f"load_harness_insights: no such file: {path}")
+        table, label = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]), path
+    found: dict[str, str] = {}
+    normalized = {_norm(c): c for c in table.columns}
+    for field, names in INSIGHTS_COLUMNS.items():
+        for name in names:
+            hit = normalized.get(name)
+            if hit is not None and hit not in found.values():
+                found[field] = hit
+                break
+    missing = [f for f in _REQUIRED if f not in found]
+    if "end" not in found and "duration" not in found:
+        missing.append("end or duration")
+    if missing:
+        raise HistoryError(
+            f"load_harness_insights: {label} lacks {', '.join(missing)} (columns found: "
+            f"{excerpt(', '.join(map(str, table.columns)), 300)}; names tried: "
+            + "; ".join(f"{f}: {', '.join(INSIGHTS_COLUMNS[f][:3])}" for f in _REQUIRED if f in missing)
+            + ")"
+        )
+
+    def times(column: str) -> Any:
+        values = table[found[column]]
+        numeric = pd.to_numeric(values, errors="coerce")
+        try:
+            if numeric.notna().all() and len(values):
+                return pd.to_datetime(numeric, unit="ms", utc=True)
+            return pd.to_datetime(values, utc=True, format="mixed")
+        except (ValueError, TypeError) as err:
+            raise HistoryError(
+                f"load_harness_insights: {label}: the column {found[column]!r} holds a value that "
+                f"is not a time ({excerpt(str(err), 120)})"
+            ) from None
+
+    start = times("start")
+    if "end" in found:
+        end = times("end")
+    else:
+        seconds = pd.to_numeric(table[found["duration"]], errors="coerce")
+        end = start + pd.to_timedelta(seconds, unit="s")
+    frames = []
+    records = pd.DataFrame(
+        {
+            "run": table[found["run_id"]].astype(str),
+            "pipeline": table[found["pipeline"]].astype(str)
+            if "pipeline" in found
+            else (pipeline or "pipeline"),
+            "stage": table[found["stage"]].astype(str),
+            "step": table[found["step"]].astype(str),
+            "status": table[found["status"]].astype(str),
+            "start": start,
+            "end": end,
+        }
+    )
+    unknown: dict[str, None] = {}
+    for (run, pipe), group in records.groupby(["run", "pipeline"], sort=False):
+        group = group.sort_values("start", kind="stable")
+        rows: list[dict] = []
+        stage_order = list(dict.fromkeys(group["stage"]))
+        tops = []
+        for block, stage in enumerate(stage_order):
+            mine = group[group["stage"] == stage]
+            sid = ident(stage)
+            sfqn = f"pipeline.stages.{sid}"
+            step_rows = []
+            seen: dict[str, int] = {}
+            firsts: dict[str, int] = {}
+            for rec in mine.itertuples(index=False):
+                step_id = ident(rec.step)
+                seen[step_id] = seen.get(step_id, 0) + 1
+                firsts.setdefault(step_id, len(firsts))
+                status = STATUS_MAP.get(str(rec.status).replace("_", "").lower())
+                if status is None:
+                    unknown.setdefault(str(rec.status), None)
+                    status = "Running"
+                step_rows.append(
+                    {
+                        "fqn": f"{sfqn}.spec.execution.steps.{step_id}",
+                        "parent": sfqn,
+                        "kind": "step",
+                        "phase": "execution",
+                        "stage": sid,
+                        "step_group": None,
+                        "step": step_id,
+                        "block": firsts[step_id],
+                        "iteration": None,
+                        "attempt": seen[step_id],
+                        "status": status,
+                        "start_ns": _ns(rec.start),
+                        "end_ns": _ns(rec.end),
+                        "after": None,
+                        "name": rec.step,
+                    }
+                )
+            statuses = {r["fqn"]: r["status"] for r in step_rows}
+            stage_row = {
+                "fqn": sfqn,
+                "parent": "pipeline",
+                "kind": "stage",
+                "phase": "execution",
+                "stage": sid,
+                "step_group": None,
+                "step": None,
+                "block": block,
+                "iteration": None,
+                "attempt": 1,
+                "status": worst(statuses.values()),
+                "after": None,
+                "name": stage,
+                "start_ns": min(
+                    (r["start_ns"] for r in step_rows if r["start_ns"] is not None), default=None
+                ),
+                "end_ns": max((r["end_ns"] for r in step_rows if r["end_ns"] is not None), default=None),
+            }
+            tops.append(stage_row)
+            rows += [stage_row, *sorted(step_rows, key=lambda r: (r["block"], r["attempt"]))]
+        head = {
+            "fqn": "pipeline",
+            "parent": None,
+            "kind": "pipeline",
+            "phase": "execution",
+            "stage": None,
+            "step_group": None,
+            "step": None,
+            "block": None,
+            "iteration": None,
+            "attempt": 1,
+            "status": worst(r["status"] for r in tops),
+            "after": None,
+            "name": None,
+            "start_ns": min((r["start_ns"] for r in tops if r["start_ns"] is not None), default=None),
+            "end_ns": max((r["end_ns"] for r in tops if r["end_ns"] is not None), default=None),
+        }
+        frames.append(
+            run_frame(
+                [head, *rows],
+                {
+                    "run_id": run,
+                    "source": "harness-insights",
+                    "pipeline": pipe,
+                    "created_ns": head["start_ns"],
+                },
+            )
+        )
+    if unknown:
+        warnings.warn(
+            f"load_harness_insights: unknown status(es) {', '.join(sorted(unknown))} read as Running",
+            stacklevel=2,
+        )
+    out = concat_runs(frames)
+    out.attrs["columns_found"] = dict(found)
+    return out
+
+
+def _ns(value: Any) -> int | None:
+    import pandas as pd
+
+    return None if value is None or pd.isna(value) else int(pd.Timestamp(value).value)
