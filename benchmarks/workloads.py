@@ -40,6 +40,7 @@ from .measure import (
     Missing,
     Result,
     Thunk,
+    Timing,
     constant,
     time_imports,
     time_side_by_side,
@@ -512,6 +513,54 @@ def history_read(cfg: Config) -> list[Row]:
     return with_budget(rows, budget)
 
 
+MC_RUNS, MC_SCHEDULER_RUNS = 10_000, 200
+
+
+def mc_pipeline() -> nbp.Pipeline:
+    """100 steps: 4 stages of a step, a parallel block of 12 steps, a step group of 12 steps."""
+    p = nbp.Pipeline("mc")
+    for i in range(4):
+        with p.stage(f"s{i}") as s:
+            s.step(f"build{i}")
+            with s.parallel():
+                for j in range(12):
+                    s.step(f"test{i}_{j}")
+            with s.step_group(f"g{i}") as g:
+                for j in range(12):
+                    g.step(f"deploy{i}_{j}")
+    return p
+
+
+def monte_carlo(cfg: Config) -> list[Row]:
+    """``nbp.monte_carlo`` of 10,000 runs of a 100-step pipeline (lognormal durations) on the
+    vectorised path, and the scheduler path beside it: timed at 200 runs and scaled ×50 (its
+    cost is linear in the runs: one simulation each), said in ``extra``."""
+    plan = mc_pipeline().plan()
+    durations = {"*": lambda rng: rng.lognormal(3, 0.4)}
+
+    def check(frame: Any) -> None:
+        if frame.attrs.get("engine") != "vectorised" or len(frame) != MC_RUNS:
+            raise AssertionError(f"monte_carlo ran on {frame.attrs.get('engine')}")
+
+    prepares = {
+        "nbp": constant(partial(nbp.monte_carlo, plan, durations, runs=MC_RUNS)),
+        "nbp-scheduler": constant(
+            partial(nbp.monte_carlo, plan, durations, runs=MC_SCHEDULER_RUNS, engine="scheduler")
+        ),
+    }
+    timings = time_side_by_side(prepares, cfg.repeat, {"nbp": check})
+    scale = MC_RUNS / MC_SCHEDULER_RUNS
+    vectorised = timings["nbp"]
+    scheduler = Timing(tuple(t * scale for t in timings["nbp-scheduler"].samples))
+    rows = [
+        Row("monte-carlo", "nbp", vectorised, ratio=vectorised.median / scheduler.median),
+        Row("monte-carlo", "nbp-scheduler", scheduler, ratio=1.0),
+    ]
+    rows[0].extra = {"runs": MC_RUNS, "steps": 100, "speedup": scheduler.median / vectorised.median}
+    rows[1].extra = {"runs_timed": MC_SCHEDULER_RUNS, "scaled_by": scale}
+    return with_budget(rows, Budget("≤ 1 s (vectorised)", lambda row: (row.median or 0) <= 1.0))
+
+
 def history_analytics(cfg: Config) -> list[Row]:
     """The history analyses of issue 27 together on 1,000 runs × 50 nodes (the ``history-read``
     dataset): ``step_stats``, ``criticality``, ``trend``, ``regressions``, ``flaky`` and
@@ -567,5 +616,6 @@ WORKLOADS: dict[str, Workload] = {
     "live-view": live_view,
     "import": import_cost,
     "history-read": history_read,
+    "monte-carlo": monte_carlo,
     "history-analytics": history_analytics,
 }

@@ -56,7 +56,9 @@ def test_pipeline_verbs_take_exactly_the_options_of_the_functions_they_call():
 
     assert _keywords(Pipeline.simulate, skip=1) == _keywords(simulate, skip=1)
     assert _keywords(_Drawable.render, skip=1) == _keywords(render, skip=1)
-    options = {"progress": None} | _keywords(engine_run, skip=1)
+    options = (
+        {"progress": None} | _keywords(engine_run, skip=1) | {"history": None}
+    )  # history: the ETA (issue 28)
     for fn in (run, start, Pipeline.run, Pipeline.start):
         assert _keywords(fn, skip=1) == options, fn.__qualname__
 

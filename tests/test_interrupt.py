@@ -322,7 +322,7 @@ def test_D6_ctrl_c_during_monte_carlo_raises_with_the_runs_that_finished():
         for i in range(3):
             s.step(f"s{i}")
     with pytest.raises(nbp.RunInterrupted, match="after 5 of 400 runs") as err:
-        nbp.monte_carlo(p, {"*": duration}, runs=400)
+        nbp.monte_carlo(p, {"*": duration}, runs=400, engine="scheduler")
     done = err.value.trace
     assert done["run"].tolist() == [0, 1, 2, 3, 4]
     assert set(done["status"]) == {"Success"}  # the interrupted run is not counted

@@ -191,7 +191,7 @@ def test_compare_a_designs_own_default_replaces_the_shared_one():
 def test_monte_carlo_runs_replay_with_simulate_and_the_same_options(options: dict):
     p = undeclared(with_gate=True)
     options = {k: v for k, v in options.items() if k != "seed"}
-    mc = nbp.monte_carlo(p, runs=4, seed=5, **options)
+    mc = nbp.monte_carlo(p, runs=4, seed=5, **options, engine="scheduler")
     for row in mc.itertuples():
         assert row.makespan_s == makespan(simulate(p, seed=int(row.seed), **options))
 
@@ -291,7 +291,7 @@ UNIFORM = {"a": lambda rng: rng.uniform(0, 1), "b": lambda rng: rng.uniform(0, 1
 
 
 def test_monte_carlo_rows_and_columns():
-    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=50)
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=50, engine="scheduler")
     assert list(mc.columns) == ["run", "seed", "makespan_s", "status", "stage:work", "stage:ship"]
     assert list(mc["run"]) == list(range(50))
     assert mc["seed"].is_unique
@@ -301,7 +301,7 @@ def test_monte_carlo_rows_and_columns():
 
 
 def test_monte_carlo_the_makespan_of_two_parallel_uniforms_is_their_maximum():
-    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=600)
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=600, engine="scheduler")
     work = mc["stage:work"]
     assert work.mean() == pytest.approx(2 / 3, abs=0.04)  # E[max(U1, U2)] = 2/3
     assert work.quantile(0.5) == pytest.approx(np.sqrt(0.5), abs=0.05)  # median of the max: √½
@@ -309,10 +309,10 @@ def test_monte_carlo_the_makespan_of_two_parallel_uniforms_is_their_maximum():
 
 def test_monte_carlo_is_reproducible_and_each_run_replays_with_simulate():
     p = two_parallel()
-    one = nbp.monte_carlo(p, UNIFORM, runs=30, seed=11)
-    two = nbp.monte_carlo(p.plan(), UNIFORM, runs=30, seed=11)
+    one = nbp.monte_carlo(p, UNIFORM, runs=30, seed=11, engine="scheduler")
+    two = nbp.monte_carlo(p.plan(), UNIFORM, runs=30, seed=11, engine="scheduler")
     pd.testing.assert_frame_equal(one, two)
-    other = nbp.monte_carlo(p, UNIFORM, runs=30, seed=12)
+    other = nbp.monte_carlo(p, UNIFORM, runs=30, seed=12, engine="scheduler")
     assert not np.allclose(one["makespan_s"], other["makespan_s"])
     for row in one.iloc[[0, 17, 29]].itertuples():
         trace = simulate(p, durations=UNIFORM, seed=int(row.seed))
@@ -326,14 +326,14 @@ def test_monte_carlo_with_failure_probabilities_mixes_statuses():
     p = nbp.Pipeline("flaky")
     with p.stage("s") as s:
         s.step("deploy", duration=10, failure_strategies=nbp.Retry(1, intervals="30s"))
-    mc = nbp.monte_carlo(p, failures={"deploy": 0.5}, runs=200)
+    mc = nbp.monte_carlo(p, failures={"deploy": 0.5}, runs=200, engine="scheduler")
     counts = mc["status"].value_counts()
     assert 20 < counts.get("Failed", 0) < 80  # both attempts fail: 1/4 of the runs
     assert set(mc["makespan_s"]) == {10.0, 50.0}
 
 
 def test_monte_carlo_summary_percentiles():
-    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=100, percentiles=(50, 90))
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=100, percentiles=(50, 90), engine="scheduler")
     summary = nbp.summarize(mc)  # the percentiles asked of monte_carlo
     assert list(summary.index) == ["makespan_s", "stage:work", "stage:ship"]
     assert list(summary.columns) == ["runs", "mean", "std", "min", "p50", "p90", "max"]
@@ -345,9 +345,11 @@ def test_monte_carlo_summary_percentiles():
 
 
 def test_monte_carlo_results_merge_and_concat_like_any_frame():
-    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=10, seed=3)
-    assert mc.attrs == {"pipeline": "mc", "seed": 3, "runs": 10, "percentiles": (50, 90, 95, 99)}
-    merged = mc.merge(nbp.monte_carlo(two_parallel(), UNIFORM, runs=10, seed=4), on="run")
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=10, seed=3, engine="scheduler")
+    plain = {"pipeline": "mc", "seed": 3, "runs": 10, "percentiles": (50, 90, 95, 99), "engine": "scheduler"}
+    assert plain.items() <= mc.attrs.items()  # plain values only (issue 28 adds engine, criticality, …)
+    assert all(isinstance(v, str | int | float | tuple | dict | type(None)) for v in mc.attrs.values())
+    merged = mc.merge(nbp.monte_carlo(two_parallel(), UNIFORM, runs=10, seed=4, engine="scheduler"), on="run")
     assert len(merged) == 10
     assert len(pd.concat([mc, mc.copy()])) == 20
 
@@ -360,9 +362,9 @@ def test_summarize_skips_runs_where_a_stage_never_started():
 
 
 def test_monte_carlo_progress_counter(capsys: pytest.CaptureFixture[str]):
-    nbp.monte_carlo(two_parallel(), UNIFORM, runs=20, progress=True)
+    nbp.monte_carlo(two_parallel(), UNIFORM, runs=20, progress=True, engine="scheduler")
     assert "monte_carlo: 20/20 runs" in capsys.readouterr().err
-    nbp.monte_carlo(two_parallel(), UNIFORM, runs=20)
+    nbp.monte_carlo(two_parallel(), UNIFORM, runs=20, engine="scheduler")
     assert capsys.readouterr().err == ""
 
 
@@ -376,7 +378,7 @@ def test_monte_carlo_progress_counter(capsys: pytest.CaptureFixture[str]):
 )
 def test_monte_carlo_bad_options_are_clear_errors(options: dict, message: str):
     with pytest.raises(SimulationError) as err:
-        nbp.monte_carlo(two_parallel(), **options)
+        nbp.monte_carlo(two_parallel(), **options, engine="scheduler")
     assert message in str(err.value)
 
 
@@ -403,10 +405,10 @@ def test_compare_refuses_a_design_that_fails_before_a_step_runs_naming_the_step_
 def test_monte_carlo_refuses_a_pipeline_that_fails_before_a_step_runs():
     message = r"monte_carlo\(\): 'unreadable'.*steps\.b failed before it ran"
     with pytest.raises(nbp.SimulationError, match=message):
-        nbp.monte_carlo(unreadable(), runs=3)
+        nbp.monte_carlo(unreadable(), runs=3, engine="scheduler")
     fixed = unreadable()
     fixed.stages[0].items[0].outputs = ["v"]  # declared: virtual time publishes it (None)
-    assert list(nbp.monte_carlo(fixed, runs=3)["makespan_s"]) == [10 + 30] * 3
+    assert list(nbp.monte_carlo(fixed, runs=3, engine="scheduler")["makespan_s"]) == [10 + 30] * 3
 
 
 def test_compare_and_monte_carlo_time_a_sketch_whose_steps_have_no_bodies():
@@ -415,7 +417,7 @@ def test_compare_and_monte_carlo_time_a_sketch_whose_steps_have_no_bodies():
         s.step("a", duration=10)
         s.step("b", duration=30, inputs={"x": "<+execution.steps.a.output.outputVariables.v>"})
     assert nbp.compare({"sketch": p}).loc["sketch", ["makespan_s", "status"]].tolist() == [40.0, "Success"]
-    assert set(nbp.monte_carlo(p, runs=2)["status"]) == {"Success"}
+    assert set(nbp.monte_carlo(p, runs=2, engine="scheduler")["status"]) == {"Success"}
 
 
 def test_what_if_of_a_real_run_replays_the_outputs_its_bodies_published():
@@ -436,7 +438,7 @@ import notebook_pipelines as nbp
 p = nbp.Pipeline("mc")
 with p.stage("s") as s:
     s.step("a")
-nbp.monte_carlo(p, {"a": 1.0}, runs=2)  # imports and warms up
+nbp.monte_carlo(p, {"a": 1.0}, runs=2, engine="scheduler")  # imports and warms up
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 def first(rng):
@@ -445,11 +447,11 @@ def first(rng):
     os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the first run
     return 1.0
 try:
-    nbp.monte_carlo(p, {"a": first}, runs=1_000_000)
+    nbp.monte_carlo(p, {"a": first}, runs=1_000_000, engine="scheduler")
 except BaseException as err:
     print(f"{type(err).__name__}|{err}|{len(err.trace)}", flush=True)
 try:
-    nbp.monte_carlo(p, runs=10**7)
+    nbp.monte_carlo(p, runs=10**7, engine="scheduler")
 except BaseException as err:
     print(f"{type(err).__name__}|{err}", flush=True)
 """
@@ -475,6 +477,6 @@ def test_monte_carlo_lazy_seeds_are_the_children_of_the_seed_sequence():
     p = nbp.Pipeline("p")
     with p.stage("s") as s:
         s.step("a")
-    mc = nbp.monte_carlo(p, {"a": lambda rng: rng.uniform(1, 2)}, runs=5, seed=7)
+    mc = nbp.monte_carlo(p, {"a": lambda rng: rng.uniform(1, 2)}, runs=5, seed=7, engine="scheduler")
     spawned = [int(c.generate_state(1, np.uint64)[0]) for c in np.random.SeedSequence(7).spawn(5)]
     assert mc["seed"].tolist() == spawned and mc["seed"].dtype == "uint64"

@@ -69,6 +69,7 @@ __all__ = [
     "PERCENTILES",
     "compare",
     "critical_path",
+    "distribution",
     "measured",
     "monte_carlo",
     "plan_for",
@@ -194,7 +195,9 @@ def compare(
             list of pipelines is named by their ids.
         durations, default, failures, interventions, outputs, seed: as for :func:`simulate`
             (the same defaults), shared by every design. A key must match a step in at least
-            one design.
+            one design. ``durations`` may be a history: each design then takes the measured
+            run ``seed`` draws (the same run for every design); for distributions, see
+            :func:`monte_carlo` and :func:`what_if` of a history.
 
     Returns:
         A DataFrame indexed by design name (``design``) in the given order, with columns
@@ -354,6 +357,17 @@ def what_if(
         The :func:`compare` table of ``as run`` and ``what if`` (makespan, speed-up, status,
         critical path, stage times) with ``change_s``: the makespan's change against ``as run``.
 
+    A history (a frame of many measured runs, ``nbp.read_history``) is answered in
+    distribution: ``what_if(h, pipeline=p, design=proposed, scale={"scan": 0.8}, durations=…,
+    runs=10_000, seed=0, mode="joint")`` runs :func:`monte_carlo` of ``p`` on the measured
+    durations and of the changed design (``design=`` another layout of the same steps, matched
+    by FQN then step id; ``scale`` multiplies a step's measured durations; ``durations``
+    replaces them) with the same seed (common random numbers), and returns one row each
+    (``as measured``, ``what if``): ``p50_s``, ``change_p50_s``, ``p95_s``, ``change_p95_s``,
+    ``mean_s``, ``critical`` (steps on a critical path in at least half the runs, most critical
+    first), ``becomes_critical`` (those not critical before), ``engine`` and ``runs``;
+    ``attrs`` holds both criticality indexes.
+
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")
     >>> with p.stage("s") as s:
@@ -366,6 +380,8 @@ def what_if(
     as run          5.0       0.0             a
     what if         3.0      -2.0             b
     """
+    if _is_many_runs(trace):
+        return _what_if_history(trace, durations, strategy, pipeline, simulate_options)
     plan = plan_for(trace, pipeline)
     timing.check_trace(trace, "what_if()")
     unknown = set(simulate_options) - {"default", "failures", "interventions", "outputs", "seed"}
@@ -391,6 +407,80 @@ def what_if(
     result = compare(designs, **simulate_options)
     result.insert(1, "change_s", result["makespan_s"] - result["makespan_s"].iloc[0])
     return result
+
+
+def _is_many_runs(trace: Any) -> bool:
+    """True for a history: a frame of the trace schema holding more than one run."""
+    from ..engine.measured import is_history
+
+    return is_history(trace) and trace["run_id"].nunique() > 1
+
+
+def _what_if_history(
+    history: pd.DataFrame, durations: Any, strategy: Any, pipeline: Any, options: dict
+) -> pd.DataFrame:
+    """:func:`what_if` of a history: Monte Carlo of the design before and after the changes."""
+    import pandas as pd
+
+    from ..engine.measured import HistoryDurations
+
+    allowed = {"scale", "design", "runs", "seed", "mode", "default"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise SimulationError(
+            f"what_if() of a history: no option {sorted(unknown)[0]!r}; the options are durations, "
+            "strategy, pipeline, design, scale, runs, seed, mode, default"
+        )
+    if pipeline is None:
+        raise SimulationError(
+            "what_if() of a history needs pipeline= (the design the runs measured): "
+            "e.g. pipeline=nbp.pipeline_from_history(h)"
+        )
+    plan = as_plan(pipeline)
+    design = options.get("design")
+    other = as_plan(design) if design is not None else plan
+    if strategy:
+        other = _with_strategies(other, strategy)
+    runs, seed, mode = options.get("runs", 10_000), options.get("seed", 0), options.get("mode", "joint")
+    default = options.get("default", RUN_OPTIONS["default"])
+    before_source = HistoryDurations(history, plan, mode)
+    after_source = HistoryDurations(history, other, mode, warn=False).changed(durations, options.get("scale"))
+    before = monte_carlo(plan, before_source, runs=runs, seed=seed, mode=mode, default=default)
+    after = monte_carlo(other, after_source, runs=runs, seed=seed, mode=mode, default=default)
+    rows = []
+    critical_before = _critical_ids(plan, before)
+    for name, frame, target in (("as measured", before, plan), ("what if", after, other)):
+        values = frame["makespan_s"]
+        critical = _critical_ids(target, frame)
+        rows.append(
+            {
+                "design": name,
+                "p50_s": float(values.quantile(0.5)),
+                "p95_s": float(values.quantile(0.95)),
+                "mean_s": float(values.mean()),
+                "critical": ", ".join(critical),
+                "becomes_critical": ", ".join(c for c in critical if c not in critical_before),
+                "engine": frame.attrs["engine"],
+                "runs": len(frame),
+            }
+        )
+    table = pd.DataFrame(rows).set_index("design")
+    table.insert(1, "change_p50_s", table["p50_s"] - table["p50_s"].iloc[0])
+    table.insert(3, "change_p95_s", table["p95_s"] - table["p95_s"].iloc[0])
+    table.attrs.update(
+        criticality_before=before.attrs["criticality"], criticality_after=after.attrs["criticality"]
+    )
+    return table
+
+
+def _critical_ids(plan: Any, frame: pd.DataFrame, threshold: float = 0.5) -> list[str]:
+    """Step ids on a critical path in at least ``threshold`` of the runs, most critical first."""
+    crit = frame.attrs.get("criticality") or {}
+    names = {n.fqn: n.id for n in plan.nodes if n.kind == "step"}
+    ranked = sorted(
+        ((share, names.get(f, f)) for f, share in crit.items() if share >= threshold), reverse=True
+    )
+    return [name for _, name in ranked]
 
 
 def _published(trace: pd.DataFrame) -> dict[str, dict]:
@@ -513,11 +603,14 @@ def _merged(shared: dict, own: dict) -> dict:
 
 def _check_shared_keys(plans: dict, shared: dict) -> None:
     """A shared key must match a step of some design (a typo would silently do nothing)."""
+    from ..engine.measured import HistoryDurations, is_history
     from ..engine.simulation import _StepTable, unknown_key_error
 
     for option in ("durations", "failures", "interventions", "outputs"):
         mapping = shared[option]
-        if mapping is None or not hasattr(mapping, "items"):
+        if mapping is None or not hasattr(mapping, "items") or is_history(mapping):
+            continue
+        if isinstance(mapping, HistoryDurations):
             continue
         unknown = None
         for plan in plans.values():
@@ -541,24 +634,45 @@ def monte_carlo(
     outputs: Any = RUN_OPTIONS["outputs"],
     percentiles: Sequence[float] = PERCENTILES,
     progress: bool = False,
+    mode: str = "joint",
+    engine: str = "auto",
 ) -> pd.DataFrame:
     """Simulate ``pipeline`` ``runs`` times with sampled durations; one row per run.
 
-    Run ``i`` is ``simulate(pipeline, seed=row.seed, **options)`` with the same options (and
-    the same defaults) as given here.
+    Two engines compute the runs (``attrs["engine"]`` says which ran, ``attrs["engine_reason"]``
+    why the vectorised one did not):
+
+    - ``"vectorised"``: where timing depends on durations alone
+      (:func:`~notebook_pipelines.engine.vectorised.why_not` decides, and says why not), all
+      runs at once with numpy over the plan's structure — every node's start and end exactly as
+      the scheduler computes them for the same durations. Sampled durations are drawn per step,
+      ``runs`` at a time, so the runs replay *as a batch* (the same ``seed`` and ``runs`` give
+      the same result) and the ``seed`` column is missing (``<NA>``); with constant durations
+      every run is ``simulate(pipeline, seed=row.seed, …)``, as on the scheduler.
+    - ``"scheduler"``: run ``i`` is ``simulate(pipeline, seed=row.seed, **options)`` with the
+      same options (and the same defaults) as given here; it replays run by run.
+    - ``"auto"`` (the default): the vectorised engine where it applies, else the scheduler. It
+      first checks the batch's first run against one scheduler simulation with the same
+      durations (and refuses a design whose simulation fails before a step runs, as
+      :func:`compare` does).
 
     Args:
         pipeline: a Pipeline or its Plan (compiled once either way).
         durations, default, failures, interventions, outputs: as for :func:`simulate` (the
             same defaults); give distributions (``lambda rng: rng.lognormal(3, 0.25)``, scipy
             frozen distributions) for what varies, and failure probabilities
-            (``{"deploy": 0.1}``).
+            (``{"deploy": 0.1}``). ``durations`` may be a history (measured runs, see
+            :mod:`~notebook_pipelines.engine.measured`), resampled by ``mode``;
+            ``failures="history"`` injects its measured failure rates.
         runs: how many simulations, at most :data:`MAX_RUNS` (a million). The seeds are made
             one run at a time and the results kept as columns (~17 bytes a run, 8 more per
             stage), so a large ``runs`` costs no memory before the first run.
         seed: run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``.
         percentiles: what :func:`summarize` reports for these runs (kept in ``attrs``).
         progress: show a progress bar (tqdm if installed, else a counter on stderr).
+        mode: ``"joint"`` (whole measured runs) or ``"independent"`` (per step), with a history.
+        engine: ``"auto"``, ``"vectorised"`` (refused, saying why, where it does not apply) or
+            ``"scheduler"``.
 
     Raises:
         SimulationError: ``runs`` is not a whole number from 1 to :data:`MAX_RUNS`, or an
@@ -569,9 +683,11 @@ def monte_carlo(
     Returns:
         A DataFrame with columns ``run``, ``seed`` (``simulate(p, seed=…)`` replays the run),
         ``makespan_s``, ``status`` and ``stage:<id>`` per stage. ``attrs`` holds plain values
-        only (``pipeline``, ``seed``, ``runs``, ``percentiles``): a DataFrame in ``attrs``
+        only (``pipeline``, ``seed``, ``runs``, ``percentiles``, ``engine``, ``engine_reason``,
+        ``replay`` — ``"run"`` or ``"batch"`` —, ``mode`` and ``criticality``: ``{step FQN:
+        share of runs in which it lies on a critical path}``): a DataFrame in ``attrs``
         would break ``merge``/``concat`` (pandas compares attrs with ``==``), so the summary
-        is :func:`summarize` of the result rather than an attribute.
+        is :func:`summarize` (or :func:`distribution`) of the result rather than an attribute.
 
     Raises:
         SimulationError: a run fails before one of its steps runs (as :func:`compare` refuses).
@@ -585,9 +701,10 @@ def monte_carlo(
     >>> mc = monte_carlo(p, {"a": lambda rng: rng.uniform(1, 2), "b": 1.5}, runs=100)
     >>> bool((mc["makespan_s"] >= 1.5).all()), list(summarize(mc).columns)
     (True, ['runs', 'mean', 'std', 'min', 'p50', 'p90', 'p95', 'p99', 'max'])
+    >>> mc.attrs["engine"], mc.attrs["replay"]
+    ('vectorised', 'batch')
     """
-    import numpy as np
-    import pandas as pd
+    from ..engine.simulation import history_source
 
     if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
         raise SimulationError(f"monte_carlo(runs={runs!r}): give a whole number of runs ≥ 1")
@@ -597,18 +714,150 @@ def monte_carlo(
             f"fewer (p99 is stable within a few thousand): call it in batches with seed=0, 1, 2, … "
             "and pd.concat the results if you really need more"
         )
+    if engine not in ("auto", "vectorised", "scheduler"):
+        raise SimulationError(f"monte_carlo(engine={engine!r}): use 'auto', 'vectorised' or 'scheduler'")
     _check_percentiles(percentiles)
-    options = {
-        "durations": durations,
-        "default": default,
-        "failures": failures,
-        "interventions": interventions,
-    }
+    plan = as_plan(pipeline)
+    source = history_source(plan, durations, mode)
+    if source is not None:
+        durations = source
+        if isinstance(failures, str) and failures == "history":
+            failures = source.failure_rates() or None
+    elif isinstance(failures, str) and failures == "history":
+        raise SimulationError('failures="history" takes the failure rates of durations= a history: give one')
+    if engine == "scheduler":
+        reason = "engine='scheduler' was asked for"
+    else:
+        from ..engine.vectorised import why_not
+
+        reason = why_not(plan, durations=durations, failures=failures, interventions=interventions)
+        if reason is not None and engine == "vectorised":
+            raise SimulationError(
+                f"monte_carlo(engine='vectorised'): {plan.pipeline.id!r} needs the scheduler: {reason}"
+            )
+    frame = None
+    if reason is None:
+        try:
+            frame, reason = _vectorised(plan, durations, default, outputs, runs, seed, source)
+        except KeyboardInterrupt:  # the batch is all or nothing: no run is finished
+            import pandas as pd
+
+            empty = pd.DataFrame({"run": [], "seed": [], "makespan_s": [], "status": []})
+            raise RunInterrupted(
+                f"monte_carlo interrupted after 0 of {runs:,} runs (the vectorised batch was not finished)",
+                empty,
+            ) from None
+        if frame is None and engine == "vectorised":
+            raise SimulationError(f"monte_carlo(engine='vectorised'): {reason}")
+    if frame is None:
+        options = {
+            "durations": durations,
+            "default": default,
+            "failures": failures,
+            "interventions": interventions,
+        }
+        frame = _scheduled(plan, pipeline, options, outputs, runs, seed, progress, mode)
+        frame.attrs.update(engine="scheduler", engine_reason=reason, replay="run")
+    frame.attrs.update(seed=seed, percentiles=tuple(percentiles), mode=mode if source is not None else None)
+    return frame
+
+
+def _vectorised(
+    plan: Any, durations: Any, default: Any, outputs: Any, runs: int, seed: int, source: Any
+) -> tuple[pd.DataFrame | None, str | None]:
+    """The vectorised engine's frame, or ``(None, why not)`` when its probe run disagrees."""
+    import numpy as np
+    import pandas as pd
+
+    from ..engine.vectorised import batch, loop_members, step_durations
+
+    if source is not None:
+        drawn = step_durations(plan, None, default, runs, seed)
+        measured = source.batch(seed, runs)
+        drawn.update(measured)
+    else:
+        drawn = step_durations(plan, durations, default, runs, seed)
+        measured = {}
+    for node in loop_members(plan):  # every iteration of a looped node takes the same duration
+        if isinstance(drawn.get(node.index), np.ndarray) and node.index not in measured:
+            return None, f"{node.fqn} samples its duration inside a loop (each iteration draws its own)"
+    constant = all(not isinstance(v, np.ndarray) for v in drawn.values())
+    result = batch(plan, drawn, runs)
+    expired = result.timeout_reached()
+    if expired is not None:
+        return None, f"{expired} reaches its timeout in some runs"
+    # the probe: the first run on the scheduler with the same durations, node by node
+    first = {plan.nodes[i].fqn: float(v[0]) if isinstance(v, np.ndarray) else v for i, v in drawn.items()}
+    records = simulate_records(plan, durations=first, default=default, seed=0, outputs=outputs)
+    found = _unsimulatable_records(plan, records)
+    if found is not None:
+        raise _refuse(f"monte_carlo(): {plan.pipeline.id!r}", found)
+    for record in records:
+        i = record.node
+        if i >= len(plan.nodes):
+            continue  # an iteration's copy (R46): timed as its looped node, whose row is checked
+        if record.status != result.status[i]:
+            return (
+                None,
+                f"its first run on the scheduler differs at {_node_name(plan, i)} (status {record.status})",
+            )
+        s, e = result.start[i, 0], result.end[i, 0]
+        if record.start_s is None:
+            if not np.isnan(s):
+                return None, f"its first run on the scheduler differs at {_node_name(plan, i)}"
+        elif record.start_s != s or record.end_s != e:
+            return None, f"its first run on the scheduler differs at {_node_name(plan, i)}"
+    columns: dict[str, Any] = {"run": np.arange(runs, dtype="int64")}
+    if constant:  # every run is the same simulation: any run's seed replays it
+        columns["seed"] = np.array(
+            [
+                np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1, np.uint64)[0]
+                for i in range(runs)
+            ],
+            dtype="uint64",
+        )
+    else:
+        columns["seed"] = pd.array([pd.NA] * runs, dtype="UInt64")
+    columns["makespan_s"] = result.makespan
+    columns["status"] = ["Success"] * runs
+    for node in plan.nodes:
+        if node.kind == "stage" and node.phase != "rollback" and node.index not in plan.inside_loops():
+            key = f"stage:{node.id}"
+            if key not in columns:
+                columns[key] = result.end[node.index] - result.start[node.index]
+    frame = pd.DataFrame(columns)
+    crit = result.critical().mean(axis=1)
+    frame.attrs.update(
+        pipeline=plan.pipeline.id,
+        runs=runs,
+        engine="vectorised",
+        engine_reason=None,
+        replay="run" if constant else "batch",
+        criticality={
+            n.fqn: float(crit[n.index]) for n in plan.nodes if n.kind == "step" and n.phase != "rollback"
+        },
+    )
+    return frame, None
+
+
+def _node_name(plan: Any, index: int) -> str:
+    return plan.nodes[index].fqn if index < len(plan.nodes) else f"node {index}"
+
+
+def _scheduled(
+    plan: Any, pipeline: Any, options: dict, outputs: Any, runs: int, seed: int, progress: bool, mode: str
+) -> pd.DataFrame:
+    """The scheduler engine: one ``simulate`` per run, seeded run by run."""
+    import numpy as np
+    import pandas as pd
+
     # the results as columns, appended run by run: 17 bytes a run, plus 8 a stage
     seeds: array.array = array.array("Q")
     makespans: array.array = array.array("d")
     statuses: list[str] = []
     stage_columns: dict[str, array.array] = {}
+    steps = [n for n in plan.nodes if n.kind == "step" and n.phase != "rollback"]
+    critical_counts = dict.fromkeys((n.index for n in steps), 0)
 
     def frame_of() -> pd.DataFrame:
         n = len(makespans)
@@ -624,21 +873,29 @@ def monte_carlo(
         }
         frame = pd.DataFrame(columns)
         name = plan.pipeline.id if plan is not None else getattr(pipeline, "id", None)
-        frame.attrs.update(pipeline=name, seed=seed, runs=n, percentiles=tuple(percentiles))
+        frame.attrs.update(
+            pipeline=name,
+            runs=n,
+            criticality={nodes[i].fqn: (c / n if n else math.nan) for i, c in critical_counts.items()},
+        )
         return frame
 
-    plan: Any = None
+    nodes = plan.nodes
     try:
-        plan = as_plan(pipeline)
         with _Progress(runs, progress) as bar:
             for i in range(runs):
                 # the i-th child of SeedSequence(seed), made when needed (spawn(runs) made them all first)
                 run_seed = int(np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1, np.uint64)[0])
-                records = simulate_records(plan, seed=run_seed, strict=i == 0, outputs=outputs, **options)
+                records = simulate_records(
+                    plan, seed=run_seed, strict=i == 0, outputs=outputs, mode=mode, **options
+                )
                 found = _unsimulatable_records(plan, records)
                 if found is not None:
                     raise _refuse(f"monte_carlo(): {plan.pipeline.id!r} (run {i}, seed {run_seed})", found)
                 outcome, stages = _from_records(plan, records)
+                for index in _critical_records(plan, records):
+                    if index in critical_counts:
+                        critical_counts[index] += 1
                 for key, value in stages.items():
                     if key not in stage_columns:  # a stage first seen now: missing in earlier runs
                         stage_columns[key] = array.array("d", [math.nan]) * i
@@ -659,6 +916,164 @@ def monte_carlo(
             done,
         ) from None
     return frame_of()
+
+
+def _critical_records(plan: Any, records: list) -> set[int]:
+    """The plan nodes on a critical path of one simulated run (the rule of
+    :meth:`~notebook_pipelines.engine.vectorised.Batch.critical`, on each node's span: its
+    first start to its last end; skipped and not started nodes are not critical)."""
+    n = len(plan.nodes)
+    start = [math.nan] * n
+    end = [math.nan] * n
+    ran = [False] * n
+    for r in records:
+        i = r.node
+        if i >= n or r.start_s is None or r.status in ("Skipped", "NotStarted"):
+            continue
+        ran[i] = True
+        start[i] = r.start_s if math.isnan(start[i]) else min(start[i], r.start_s)
+        end[i] = r.end_s if math.isnan(end[i]) else max(end[i], r.end_s)
+    out: set[int] = set()
+
+    def walk(node: Any) -> None:
+        out.add(node.index)
+        for item in node.items:
+            children = [c for c in (item.items if item.kind == "parallel" else (item,)) if ran[c.index]]
+            if not children:
+                continue
+            last = max(end[c.index] for c in children)
+            for child in children:
+                if end[child.index] == last:
+                    walk(child)
+
+    if ran[plan.root.index]:
+        walk(plan.root)
+    return out
+
+
+def distribution(results: pd.DataFrame, *, ci: float = 0.95, top: int = 5) -> Distribution:
+    """The makespan's p50/p90/p95 with order-statistic confidence intervals, and the most critical
+    steps, of :func:`monte_carlo` results.
+
+    The interval of the q-th quantile is distribution-free: ``[x_(l), x_(u)]``, the order
+    statistics whose ranks bound a Binomial(n, q) count with probability ≥ ``ci`` (exact
+    binomial tails; no bootstrap).
+
+    >>> import pandas as pd
+    >>> d = distribution(pd.DataFrame({"makespan_s": [float(x) for x in range(1, 101)]}))
+    >>> d.percentiles.loc["p50"].tolist()
+    [50.5, 40.0, 61.0]
+    """
+    import numpy as np
+    import pandas as pd
+
+    values = np.sort(results["makespan_s"].to_numpy(dtype=float))
+    values = values[~np.isnan(values)]
+    rows = {}
+    for q in (50, 90, 95):
+        lo, hi = _order_ci(len(values), q / 100, ci)
+        rows[_pname(q)] = {
+            "makespan_s": float(np.percentile(values, q)) if len(values) else math.nan,
+            "low": float(values[lo - 1]) if lo else math.nan,
+            "high": float(values[hi - 1]) if hi else math.nan,
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    crit = pd.Series(results.attrs.get("criticality") or {}, dtype=float, name="criticality")
+    crit.index = (
+        [str(k).rsplit(".", 1)[-1] for k in crit.index]
+        if len(set(str(k).rsplit(".", 1)[-1] for k in crit.index)) == len(crit)
+        else crit.index
+    )
+    return Distribution(results.attrs, table, crit.sort_values(ascending=False, kind="stable"), ci, top)
+
+
+def _order_ci(n: int, q: float, ci: float) -> tuple[int, int]:
+    """1-based ranks ``(l, u)`` with P(x_(l) ≤ ξ_q ≤ x_(u)) ≥ ``ci`` (0s when n is too small)."""
+    if n == 0:
+        return 0, 0
+    alpha = (1 - ci) / 2
+    # the Binomial(n, q) cdf F(k) = P(B ≤ k), in logs (lgamma), cumulated
+    logs = (
+        [
+            math.lgamma(n + 1)
+            - math.lgamma(k + 1)
+            - math.lgamma(n - k + 1)
+            + (k * math.log(q) if k else 0.0)
+            + ((n - k) * math.log1p(-q) if n - k else 0.0)
+            for k in range(n + 1)
+        ]
+        if n <= 20_000
+        else None
+    )
+    if logs is None:  # large n: the normal approximation of the ranks
+        sd = math.sqrt(n * q * (1 - q))
+        z = _z(1 - alpha)
+        return max(1, math.floor(n * q - z * sd)), min(n, math.ceil(n * q + z * sd) + 1)
+    top = max(logs)
+    cdf, total = [], 0.0
+    for value in logs:
+        total += math.exp(value - top)
+        cdf.append(total)
+    cdf = [c / total for c in cdf]
+    lo = 0
+    for k in range(1, n + 1):  # the largest l with F(l-1) ≤ alpha
+        if cdf[k - 1] <= alpha:
+            lo = k
+    hi = 0
+    for k in range(1, n + 1):  # the smallest u with F(u-1) ≥ 1-alpha
+        if cdf[k - 1] >= 1 - alpha:
+            hi = k
+            break
+    return lo, hi
+
+
+def _z(p: float) -> float:
+    """The standard normal quantile (bisection on erf)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+class Distribution:
+    """What :func:`distribution` returns: ``percentiles`` (rows p50/p90/p95; ``makespan_s``,
+    ``low``, ``high``), ``criticality`` (a Series, by step) and a one-paragraph repr that says
+    which engine ran."""
+
+    def __init__(self, attrs: dict, percentiles: Any, criticality: Any, ci: float, top: int):
+        self.attrs, self.percentiles, self.criticality, self.ci, self.top = (
+            attrs,
+            percentiles,
+            criticality,
+            ci,
+            top,
+        )
+
+    def __repr__(self) -> str:
+        a = self.attrs
+        engine = a.get("engine", "?")
+        how = {
+            "batch": "runs replay as a batch: the same seed gives the same result",
+            "run": "each run replays with simulate(p, seed=row.seed)",
+        }.get(a.get("replay"), "")
+        why = f" ({a['engine_reason']})" if engine == "scheduler" and a.get("engine_reason") else ""
+        lines = [
+            f"monte_carlo of {a.get('pipeline')!r}: {a.get('runs', 0):,} runs "
+            f"on the {engine} path{why}; {how}"
+        ]
+        for name, row in self.percentiles.iterrows():
+            lines.append(
+                f"  {name} makespan {row['makespan_s']:.6g} s  "
+                f"({self.ci:.0%} CI {row['low']:.6g} – {row['high']:.6g})"
+            )
+        if len(self.criticality):
+            shown = ", ".join(f"{k} {v:.0%}" for k, v in self.criticality.head(self.top).items())
+            lines.append(f"  most critical: {shown}")
+        return "\n".join(lines)
 
 
 def summarize(results: pd.DataFrame, percentiles: Sequence[float] | None = None) -> pd.DataFrame:

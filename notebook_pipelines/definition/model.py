@@ -591,6 +591,7 @@ class Pipeline(_Container):
         on_intervention: Callable | None = None,
         namespace: dict | None = None,
         listeners: Iterable[Any] = (),
+        history: Any = None,
     ):
         """Run in the kernel (step bodies on threads, wall clock) and return the trace DataFrame.
 
@@ -610,13 +611,15 @@ class Pipeline(_Container):
             on_intervention: called with each manual intervention that waits for an answer.
             namespace: the globals that code-text bodies (the magics) run in.
             listeners: engine listeners (``node_started``, ``node_finished``, ``run_finished``…).
+            history: measured runs (``nbp.read_history``): the progress shows the expected end,
+                p50 and p95.
 
         See :func:`notebook_pipelines.run`.
         """
         return verb("run")(
             self, progress=progress, executor=executor, max_workers=max_workers, run_id=run_id,
             check=check, report=report, on_intervention=on_intervention, namespace=namespace,
-            listeners=listeners,
+            listeners=listeners, history=history,
         )  # fmt: skip
 
     def start(
@@ -631,18 +634,19 @@ class Pipeline(_Container):
         on_intervention: Callable | None = None,
         namespace: dict | None = None,
         listeners: Iterable[Any] = (),
+        history: Any = None,
     ):
         """Start a run in the background and return its handle at once (``.cancel()``,
         ``.wait()``, ``.trace``, ``.status``, ``.done``, ``.intervene()``; displays as the
-        live view). The options are :meth:`run`'s; ``check`` and ``report`` apply when
-        ``.wait()`` returns.
+        live view). The options are :meth:`run`'s (``history``: the view shows the expected
+        end); ``check`` and ``report`` apply when ``.wait()`` returns.
 
         See :func:`notebook_pipelines.start`.
         """
         return verb("start")(
             self, progress=progress, executor=executor, max_workers=max_workers, run_id=run_id,
             check=check, report=report, on_intervention=on_intervention, namespace=namespace,
-            listeners=listeners,
+            listeners=listeners, history=history,
         )  # fmt: skip
 
     def simulate(
@@ -659,6 +663,7 @@ class Pipeline(_Container):
         strict: bool = True,
         outputs: Mapping | None = None,
         iterations: Mapping | None = None,
+        mode: str = "joint",
     ):
         """Run in virtual time (declared durations, injected failures) and return the trace:
         instant, deterministic for a ``seed``, with the columns of :meth:`run`'s trace.
@@ -680,13 +685,15 @@ class Pipeline(_Container):
                 step is an error (``False``: ignored).
             outputs: output variables steps publish, by id/FQN/glob.
             iterations: how many items a run-time looping list holds, by looped node.
+            mode: with ``durations=`` a history (measured runs): ``"joint"`` takes every step's
+                duration from one measured run, ``"independent"`` each from its own.
 
         See :func:`notebook_pipelines.simulate` for every detail.
         """
         return verb("simulate")(
             self, durations=durations, default=default, failures=failures, interventions=interventions,
             seed=seed, run_id=run_id, start=start, listeners=listeners, strict=strict, outputs=outputs,
-            iterations=iterations,
+            iterations=iterations, mode=mode,
         )  # fmt: skip
 
     def to_yaml(self, path: Any = None) -> str:

@@ -742,6 +742,7 @@ def simulate(
     strict: bool = True,
     outputs: Mapping | None = None,
     iterations: Mapping | None = None,
+    mode: str = "joint",
 ):
     """Run ``pipeline`` in virtual time and return its trace (the schema of ``run()``).
 
@@ -781,6 +782,10 @@ def simulate(
             items the run-time list holds, by the looped node's id or FQN
             (``{"Phase": 4}``). Without an entry such a node runs once, with a warning that
             names it (R50).
+        mode: with ``durations=`` a history (a DataFrame of measured runs, see
+            :mod:`~.measured`): ``"joint"`` takes every step's duration from one measured run
+            (drawn with ``seed``), ``"independent"`` draws each step's from its own measurements.
+            ``failures="history"`` then injects each step's measured failure rate.
 
     Returns:
         The trace DataFrame; ``attrs`` holds ``run_id``, ``pipeline``, ``seed`` and
@@ -794,7 +799,7 @@ def simulate(
     """
     plan = as_plan(pipeline)
     seed, clock, executor, scripted = _virtual(
-        plan, durations, default, failures, interventions, seed, start, strict, outputs
+        plan, durations, default, failures, interventions, seed, start, strict, outputs, mode
     )
     counts = _loop_counts(plan, iterations, strict)
     with paused_gc():
@@ -833,6 +838,7 @@ def simulate_records(
     strict: bool = True,
     outputs: Any = None,
     iterations: Any = None,
+    mode: str = "joint",
 ) -> list[tuple]:
     """The trace's records (:class:`~.trace.Record` s) of a simulation, without the DataFrame.
 
@@ -843,7 +849,7 @@ def simulate_records(
     from .scheduler import Scheduler
 
     seed, clock, executor, scripted = _virtual(
-        plan, durations, default, failures, interventions, seed, 0, strict, outputs
+        plan, durations, default, failures, interventions, seed, 0, strict, outputs, mode
     )
     counts = _loop_counts(plan, iterations, strict)
     scheduler = Scheduler(
@@ -882,6 +888,34 @@ def _loop_counts(plan: Any, iterations: Any, strict: bool) -> dict:
     return out
 
 
+def history_source(plan: Any, durations: Any, mode: str = "joint") -> Any:
+    """The :class:`~.measured.HistoryDurations` of ``durations`` for ``plan`` (made from a
+    history DataFrame, or one made for another plan re-made), or ``None``."""
+    from .measured import HistoryDurations, is_history
+
+    if isinstance(durations, HistoryDurations):
+        if durations.plan is plan:
+            return durations
+        return HistoryDurations(durations.history, plan, mode, warn=False)
+    if is_history(durations):
+        return HistoryDurations(durations, plan, mode)
+    return None
+
+
+def from_history(plan: Any, durations: Any, failures: Any, mode: str, seed: int) -> tuple[Any, Any]:
+    """``(durations, failures)`` with a history replaced by one run's draws (see :mod:`.measured`)."""
+    source = history_source(plan, durations, mode)
+    if isinstance(failures, str) and failures == "history":
+        if source is None:
+            raise SimulationError(
+                'failures="history" takes the failure rates of durations= a history: give one'
+            )
+        failures = source.failure_rates() or None
+    if source is None:
+        return durations, failures
+    return source.one_run(seed), failures
+
+
 def _virtual(
     plan: Any,
     durations: Any,
@@ -892,9 +926,11 @@ def _virtual(
     start: Any,
     strict: bool,
     outputs: Any = None,
+    mode: str = "joint",
 ) -> tuple[int, VirtualClock, VirtualExecutor, Callable | None]:
     """(seed, clock, executor, intervention callback) for one simulation."""
     seed = _seed(seed)
+    durations, failures = from_history(plan, durations, failures, mode, seed)
     streams = _Streams(seed)
     clock = VirtualClock(_epoch_ns(start))
     duration = _within_horizon(_duration_function(plan, durations, default, streams, strict), clock)

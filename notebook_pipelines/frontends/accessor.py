@@ -102,10 +102,13 @@ class PipelineAccessor:
         a compare table (makespan, change, new critical path); see
         :func:`~notebook_pipelines.analysis.whatif.what_if`. The pipeline is found by the
         run's id (the engine keeps the plans of recent runs); pass ``pipeline=`` for a trace
-        read from a file."""
+        read from a file. On a history (many runs): Monte Carlo before and after the change,
+        p50 and p95 (``design=``, ``scale=``, ``runs=``; see ``what_if``)."""
         from ..analysis.whatif import what_if
 
-        return what_if(self._trace("what_if()"), durations, strategy, pipeline=pipeline, **simulate_options)
+        many = self._frame["run_id"].nunique() > 1 if "run_id" in self._frame.columns else False
+        frame = self._frame if many else self._trace("what_if()")  # a history: read by its columns
+        return what_if(frame, durations, strategy, pipeline=pipeline, **simulate_options)
 
     def gantt(self, summary: bool = False, **options: Any) -> Any:
         """The Gantt chart (a matplotlib figure that shows itself in a notebook); see

@@ -41,7 +41,7 @@ import ipywidgets as widgets
 
 from ..definition.durations import format_duration
 from .kernel_comms import answer_off_main_thread
-from .progress import RunState, Throttle
+from .progress import RunState, Throttle, eta_text
 from .rendering import _UNKNOWN_STYLE, STATUS_STYLES, GraphvizMissing, fit_svg, outline, to_svg
 
 __all__ = ["LiveView", "status_chips"]
@@ -203,6 +203,9 @@ class LiveView(widgets.VBox):
             f"<b>{html.escape(self._name)}</b> · {html.escape(status)} · {elapsed}"
             f" · {done}/{state.planned} steps done"
         )
+        eta = eta_text(state)
+        if eta:
+            self.header.value += f" · {html.escape(eta)}"
         self.progress.value = done
         self.progress.bar_style = "" if not state.done else "success" if status == "Success" else "danger"
         self.counts.value = status_chips(state.counts())

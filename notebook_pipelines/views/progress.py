@@ -241,6 +241,10 @@ class RunState:
         self.makespan: float | None = None  # the trace's, once the run has ended
         self.observers: list[Callable[[bool], Any]] = []
         self.throttles: list[Throttle] = []  # the views' drawing, stopped by abandon()
+        #: an :class:`~notebook_pipelines.analysis.eta.Eta` (``run(history=h)``), else None
+        self.eta: Any = None
+        self._eta_key: Any = None
+        self._eta_value: tuple[float, float] | None = None
         self.closers: list[Callable[[str], Any]] = []  # told by abandon() why the run never ran
         self.refused: str | None = None  # abandon()'s reason
 
@@ -336,6 +340,29 @@ class RunState:
         with self.lock:
             return [entry[0] for entry in self.waiting.values()]
 
+    def expected_end(self) -> tuple[float, float] | None:
+        """``(p50, p95)`` seconds from the start at which the run is expected to end (with
+        ``run(history=h)``), recomputed when a step finishes; ``None`` without an estimate."""
+        if self.eta is None or self.done:
+            return None
+        with self.lock:
+            key = len(self.rows)
+            if key == self._eta_key:
+                return self._eta_value
+            done = {}
+            for row in self.rows:
+                if row.start_s is not None and row.end_s is not None and row.node < len(self.plan.nodes):
+                    done[row.node] = row.end_s - row.start_s
+            now = self.scheduler.now() if self.scheduler is not None else 0.0
+            running = {i: now - start for i, (node, _, start) in self.running.items() if node.kind == "step"}
+        try:
+            value = self.eta.estimate(done, running)
+        except Exception:  # an estimate must never break a run's view
+            value = None
+        with self.lock:
+            self._eta_key, self._eta_value = key, value
+        return value
+
     def snapshot(self) -> Any:
         """The trace so far (a DataFrame with the full schema): rows recorded, plus a
         ``Running`` row per node under way and an ``InterventionWaiting`` row per step that
@@ -370,9 +397,22 @@ def text_line(state: RunState, elapsed: float | None = None) -> str:
     parts = [f"{state.plan.pipeline.id}: {state.done_steps}/{state.planned} steps done"]
     parts += [counts] if counts else []
     parts.append(took)
+    eta = eta_text(state, seconds)
+    if eta:
+        parts.append(eta)
     if state.done:
         parts.append(state.status)
     return " · ".join(parts)
+
+
+def eta_text(state: RunState, elapsed: float | None = None) -> str:
+    """``ends in ~1m 5s (p50), ≤ 2m (p95)`` from the run's history, or ``""``."""
+    expected = state.expected_end()
+    if expected is None:
+        return ""
+    now = state.elapsed() if elapsed is None else elapsed
+    p50, p95 = (max(0.0, t - now) for t in expected)
+    return f"ends in ~{format_duration(round(p50))} (p50), ≤ {format_duration(round(p95))} (p95)"
 
 
 class TextProgress:

@@ -58,6 +58,7 @@ def run(
     on_intervention: Callable | None = None,
     namespace: dict | None = None,
     listeners: Iterable[Any] = (),
+    history: Any = None,
 ):
     """Run a pipeline in the kernel and return its trace, showing progress while it runs.
 
@@ -75,6 +76,9 @@ def run(
         on_intervention: called with each manual intervention that waits for an answer.
         namespace: the globals that code-text bodies (the magics) run in.
         listeners: more engine listeners.
+        history: measured runs of this pipeline (``nbp.read_history``): the view and the text
+            progress show the expected end, p50 and p95, updated as steps finish
+            (:mod:`~notebook_pipelines.analysis.eta`).
 
     The options are those of :func:`notebook_pipelines.engine.scheduler.run`.
 
@@ -93,6 +97,10 @@ def run(
     view = None
     if _wants_view(progress):  # progress=False: nothing is attached, the run is the engine's alone
         state = RunState(plan)
+        if history is not None:
+            from ..analysis.eta import Eta
+
+            state.eta = Eta(plan, history)
         view = _attach_view(state, progress, handle=None)
         listeners.insert(0, state)
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
@@ -150,6 +158,7 @@ def start(
     on_intervention: Callable | None = None,
     namespace: dict | None = None,
     listeners: Iterable[Any] = (),
+    history: Any = None,
 ) -> RunHandle:
     """Start a run in a background thread and return its :class:`RunHandle` at once.
 
@@ -164,6 +173,10 @@ def start(
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
                    on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     handle = RunHandle(plan, listeners=listeners, options=options)
+    if history is not None:
+        from ..analysis.eta import Eta
+
+        handle.state.eta = Eta(plan, history)
     if progress is True:
         view = _attach_view(handle.state, True, handle)
         if isinstance(view, TextProgress):

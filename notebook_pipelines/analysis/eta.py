@@ -1,0 +1,72 @@
+"""The expected end of a run under way, from a measured history (issue 28, part 4).
+
+``p.run(history=h)`` attaches an :class:`Eta` to the run's progress state: when the run starts
+it draws ``runs`` sampled runs of the plan's step durations from the history (joint resampling,
+:mod:`~notebook_pipelines.engine.measured`; unmeasured steps take their ``duration=`` or 1 s);
+each time a step finishes, the steps that ended keep their actual durations, the steps under
+way take at least the time they have run so far, and the vectorised timing
+(:func:`~notebook_pipelines.engine.vectorised.batch`) of those runs gives the makespan's p50
+and p95. The live view and the text progress show the time left to each.
+
+A plan the vectorised timing does not cover (:func:`~notebook_pipelines.engine.vectorised.why_not`)
+gets no estimate; :attr:`Eta.reason` says why.
+
+>>> import pandas as pd, notebook_pipelines as nbp
+>>> p = nbp.Pipeline("p")
+>>> with p.stage("s") as s:
+...     _ = s.step("a")
+...     _ = s.step("b")
+>>> a, b = (n.fqn for n in p.plan().steps)
+>>> h = pd.DataFrame({"run_id": ["1", "1", "2", "2"], "fqn": [a, b, a, b], "kind": "step",
+...                   "attempt": 1, "status": "Success", "start_s": 0.0, "end_s": [10.0, 20.0, 30.0, 40.0]})
+>>> eta = Eta(p.plan(), h, runs=1000)
+>>> eta.estimate({}, {}) in [(30.0, 70.0), (70.0, 70.0)]  # 10 + 20 or 30 + 40
+True
+>>> eta.estimate({p.plan().steps[0].index: 10.0}, {})  # a took 10 s: b takes 20 or 40
+(30.0, 50.0)
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+__all__ = ["Eta"]
+
+
+class Eta:
+    """p50/p95 of a run's makespan given what it has done so far (seconds from its start)."""
+
+    def __init__(self, plan: Any, history: Any, *, runs: int = 2000, seed: int = 0, default: Any = 1.0):
+        from ..engine.measured import HistoryDurations
+        from ..engine.vectorised import step_durations, why_not
+
+        self.plan, self.runs = plan, runs
+        self.reason = why_not(plan)
+        self.samples: dict[int, Any] | None = None
+        if self.reason is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                source = HistoryDurations(history, plan, "joint", warn=False)
+            drawn = step_durations(plan, None, default, runs, seed)
+            drawn.update(source.batch(seed, runs))
+            self.samples = drawn
+
+    def estimate(self, done: dict[int, float], running: dict[int, float]) -> tuple[float, float] | None:
+        """``(p50, p95)`` of the makespan: ``done`` = step index → its actual duration,
+        ``running`` = step index → seconds it has run so far."""
+        if self.samples is None:
+            return None
+        import numpy as np
+
+        from ..engine.vectorised import batch
+
+        durations = dict(self.samples)
+        for index, seconds in done.items():
+            if index in durations:
+                durations[index] = float(seconds)
+        for index, seconds in running.items():
+            if index in durations:
+                durations[index] = np.maximum(durations[index], float(seconds))
+        makespan = batch(self.plan, durations, self.runs).makespan
+        return float(np.percentile(makespan, 50)), float(np.percentile(makespan, 95))

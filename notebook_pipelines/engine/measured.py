@@ -1,0 +1,255 @@
+"""Durations (and failure rates) drawn from a measured history (issue 28, part 1).
+
+A history is the trace schema with one block of rows per run (``run_id``), as
+:func:`~notebook_pipelines.formats.history_store.read_history` and the loaders return it (the
+engine reads it by its columns: ``run_id``, ``fqn``, ``kind``, ``step``, ``attempt``,
+``start_s``, ``end_s``, ``status``, ``iteration``). Wherever durations are taken
+(``simulate``, ``monte_carlo``, ``compare``, ``what_if``, ``suggest_layout``) ``durations=h``
+samples them from it:
+
+- ``mode="joint"`` (the default) resamples whole runs: every step of a simulated run takes its
+  duration from the same measured run, so steps that were slow together stay slow together
+  (the correlation between the steps of one run is kept). A step missing from the drawn run
+  (added later, skipped then) takes one of its own measured durations, drawn independently.
+- ``mode="independent"`` draws each step's duration from its own measurements, independently.
+
+A step's measured duration in a run is its last attempt's (``end_s - start_s``; a looped
+step's own row, which spans its iterations). Plan steps are matched by FQN, then by step id
+when that id names one measured step; a step inside a looped stage or group takes, per run,
+the longest of its iterations' copies (``build_ubuntu.…``, ``build_macos.…``) — exact for
+iterations side by side, an underestimate of serial ones. Steps the history lacks take their
+own ``duration=`` or ``default=``, with a :class:`HistoryDurationsWarning` that names them.
+
+``failures="history"`` injects each step's measured failure rate: the share of its measured
+attempts that failed (``Failed``, ``Errored``, ``Aborted``, ``ApprovalRejected``), per attempt.
+
+Randomness: ``simulate(p, durations=h, seed=s)`` draws its measured run (joint) or each step's
+measurement (independent) from a generator seeded with ``(s, "history")``, so
+``monte_carlo``'s ``seed`` column replays a run on the scheduler path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+__all__ = ["MODES", "HistoryDurations", "HistoryDurationsWarning", "is_history"]
+
+MODES = ("joint", "independent")
+_FAILED = ("Failed", "Errored", "Aborted", "ApprovalRejected")
+#: the entropy word of the history stream (after the seed): b"hist" as an integer
+_TAG = 0x68697374
+
+
+class HistoryDurationsWarning(UserWarning):
+    """Steps of the pipeline that the history has no measurement for (they take ``default=``)."""
+
+
+def is_history(value: Any) -> bool:
+    """True for a DataFrame with the trace schema's ``run_id`` and ``fqn`` columns."""
+    columns = getattr(value, "columns", None)
+    return columns is not None and "fqn" in columns and "run_id" in columns
+
+
+class HistoryDurations:
+    """The measured durations of ``plan``'s steps in ``history``: a runs × steps matrix.
+
+    >>> import pandas as pd, notebook_pipelines as nbp
+    >>> p = nbp.Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     _ = s.step("a")
+    >>> fqn = p.plan().steps[0].fqn
+    >>> h = pd.DataFrame({"run_id": ["1", "2"], "fqn": [fqn] * 2, "kind": "step", "step": "a",
+    ...                   "attempt": 1, "status": "Success", "start_s": 0.0, "end_s": [3.0, 5.0]})
+    >>> HistoryDurations(h, p.plan()).matrix.tolist()
+    [[3.0], [5.0]]
+    """
+
+    def __init__(self, history: Any, plan: Any, mode: str = "joint", warn: bool = True):
+        import numpy as np
+
+        from ..definition.plan import as_plan
+
+        if mode not in MODES:
+            from .simulation import SimulationError
+
+            raise SimulationError(f"mode={mode!r}: use 'joint' (whole runs resampled) or 'independent'")
+        self.plan = plan = as_plan(plan)
+        self.mode, self.history = mode, history
+        self.scale: dict[int, float] = {}  # node index → factor (what_if: "20 % faster" is 0.8)
+        self.fixed: dict[int, Any] = {}  # node index → a duration or sampler that replaces the measured
+        rows = history[(history["kind"] == "step") & (history["attempt"] > 0)]
+        rows = rows[rows["start_s"].notna() & rows["end_s"].notna()]
+        last = rows.sort_values("attempt", kind="stable").groupby(["run_id", "fqn"], observed=True).tail(1)
+        seconds = (last["end_s"] - last["start_s"]).groupby([last["run_id"], last["fqn"]], observed=True)
+        table = seconds.first()
+        inner_fqns: set = set()
+        if "iteration" in last.columns:  # an iteration's copies (R46): postfixed FQNs, matched below
+            inner_fqns = set(last.loc[last["iteration"].notna(), "fqn"]) - set(
+                last.loc[last["iteration"].isna(), "fqn"]
+            )
+        wide = table.unstack("fqn") if len(table) else None
+        self.run_ids = list(wide.index) if wide is not None else []
+        measured_fqns = (set(wide.columns) - inner_fqns) if wide is not None else set()
+        ids: dict[str, list[str]] = {}
+        for fqn in measured_fqns:
+            ids.setdefault(str(fqn).rsplit(".", 1)[-1], []).append(fqn)
+        inside = plan.inside_loops()
+        self.steps: list[Any] = []  # plan step nodes with measurements, in matrix column order
+        columns = []
+        self.missing: list[str] = []
+        for node in plan.nodes:
+            if node.kind != "step" or node.phase == "rollback":
+                continue
+            source = node.fqn if node.fqn in measured_fqns else None
+            if source is None and len(ids.get(node.id, ())) == 1:
+                source = ids[node.id][0]
+            if source is not None:
+                column = wide[source].to_numpy(dtype=float)
+            elif node.index in inside and inner_fqns:
+                column = _iterations(node, plan.nodes[inside[node.index]], inner_fqns, wide)
+            else:
+                column = None
+            if column is None:
+                self.missing.append(node.fqn)
+                continue
+            self.steps.append(node)
+            columns.append(column)
+        n_runs = len(self.run_ids)
+        self.matrix = np.column_stack(columns) if columns else np.empty((n_runs, 0))
+        if n_runs == 0:
+            from .simulation import SimulationError
+
+            raise SimulationError(
+                "durations=: the history has no finished step rows (kind 'step', attempt ≥ 1, start and end)"
+            )
+        if self.missing and warn:
+            shown = ", ".join(self.missing[:8]) + (
+                f" and {len(self.missing) - 8} more" if len(self.missing) > 8 else ""
+            )
+            warnings.warn(
+                f"durations=history: no measurement of {shown}; they take their own duration= or default=",
+                HistoryDurationsWarning,
+                stacklevel=3,
+            )
+        # failure rates: failed attempts / attempts, per measured step
+        self._rows = rows
+
+    def draw(self, rng: Any, runs: int) -> dict[int, Any]:
+        """``runs`` durations per measured step (by plan node index)."""
+        import numpy as np
+
+        m = self.matrix
+        n = m.shape[0]
+        out: dict[int, Any] = {}
+        if self.mode == "joint":
+            picked = m[rng.integers(n, size=runs)]
+            for j, node in enumerate(self.steps):
+                column = picked[:, j]
+                gaps = np.isnan(column)
+                if gaps.any():  # the drawn run lacks the step: one of its own measurements
+                    own = m[:, j][~np.isnan(m[:, j])]
+                    column[gaps] = own[rng.integers(len(own), size=int(gaps.sum()))]
+                out[node.index] = column
+        else:
+            for j, node in enumerate(self.steps):
+                own = m[:, j][~np.isnan(m[:, j])]
+                out[node.index] = own[rng.integers(len(own), size=runs)]
+        return out
+
+    def changed(self, durations: Any = None, scale: Any = None) -> HistoryDurations:
+        """A copy whose draws are changed: ``durations`` (by step id, FQN or glob: seconds, a
+        Harness duration or a sampler) replace the measured ones, ``scale`` (by step id, FQN or
+        glob: a factor) multiplies them (``{"scan": 0.8}``: scan 20 % faster)."""
+        import copy
+
+        from .simulation import _MISSING, SimulationError, _StepTable
+
+        other = copy.copy(self)
+        other.scale, other.fixed = dict(self.scale), dict(self.fixed)
+        steps = [n for n in self.plan.nodes if n.kind == "step" and n.phase != "rollback"]
+        if durations:
+            table = _StepTable("durations", durations, self.plan, True)
+            for node in steps:
+                value = table.get(node)
+                if value is not _MISSING:
+                    other.fixed[node.index] = value
+        if scale:
+            table = _StepTable("scale", scale, self.plan, True)
+            for node in steps:
+                value = table.get(node)
+                if value is _MISSING:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                    raise SimulationError(
+                        f"scale[{node.id!r}]: give a factor ≥ 0 (0.8: 20 % faster), not {value!r}"
+                    )
+                other.scale[node.index] = float(value)
+        return other
+
+    def _changes(self, out: dict[int, Any], rng: Any, runs: int) -> dict[int, Any]:
+        if not self.fixed and not self.scale:
+            return out
+        import numpy as np
+
+        from .simulation import _is_sampler, _seconds
+        from .vectorised import _sampled
+
+        nodes = self.plan.nodes
+        for index, value in self.fixed.items():
+            where = nodes[index].fqn
+            if _is_sampler(value):
+                out[index] = _sampled(value, rng, runs, where)
+            else:
+                out[index] = np.full(runs, _seconds(value, f"{where} (durations)"))
+        for index, factor in self.scale.items():
+            if index in out:
+                out[index] = out[index] * factor
+            elif nodes[index].duration is not None and not _is_sampler(nodes[index].duration):
+                out[index] = np.full(runs, nodes[index].duration * factor)
+        return out
+
+    def one_run(self, seed: int) -> dict[str, float]:
+        """The durations of one simulated run with ``seed``: ``{step FQN: seconds}``."""
+        import numpy as np
+
+        rng = np.random.default_rng([seed, _TAG])
+        drawn = self._changes(self.draw(rng, 1), rng, 1)
+        nodes = self.plan.nodes
+        return {nodes[i].fqn: float(values[0]) for i, values in drawn.items()}
+
+    def batch(self, seed: int, runs: int) -> dict[int, Any]:
+        """``runs`` runs at once (the vectorised path): one generator seeded ``(seed, "history")``."""
+        import numpy as np
+
+        rng = np.random.default_rng([seed, _TAG])
+        return self._changes(self.draw(rng, runs), rng, runs)
+
+    def failure_rates(self) -> dict[str, float]:
+        """``{step FQN: share of its measured attempts that failed}`` for steps that ever failed."""
+        rows = self._rows
+        out = {}
+        by_source = {}
+        for node in self.steps:
+            by_source[node.fqn] = node
+        failed = rows["status"].astype(str).isin(_FAILED)
+        shares = failed.groupby(rows["fqn"], observed=True).mean()
+        ids = {n.id: n.fqn for n in self.steps}
+        for fqn, share in shares.items():
+            target = fqn if fqn in by_source else ids.get(str(fqn).rsplit(".", 1)[-1])
+            if target is not None and share > 0:
+                out[target] = float(share)
+        return out
+
+
+def _iterations(node: Any, looped: Any, fqns: set, wide: Any) -> Any:
+    """Per run, the longest of the iterations' copies of ``node`` (a step inside the looped node
+    ``looped``: its FQN with the looped node's postfix, ``build_ubuntu.…``), or None."""
+    import re
+
+    suffix = node.fqn[len(looped.fqn) :]
+    pattern = re.compile(re.escape(looped.fqn) + r"(?:_[A-Za-z0-9$]+)+" + re.escape(suffix) + r"\Z")
+    matched = [f for f in fqns if pattern.match(str(f))]
+    if not matched:
+        return None
+    return wide[matched].max(axis=1).to_numpy(dtype=float)
