@@ -670,11 +670,11 @@ class ThreadExecutor:
         except StepCancelled as exc:  # landed late, in the handlers above: the job was given up already
             delivered += not exc.args
         finally:
-            if outcome is None:
-                outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
             if _FORKED_IN is not None:  # set only in a process a body forked
-                _leave_forked_child(job, outcome)
+                _leave_forked_child(job, outcome or Outcome(ABORTED, start, start))
             self._off_the_running_list(job, me, delivered)
+            if outcome is None:  # made here, where no stop signal can land any more
+                outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
             _local.buffer = None
             outcome.log = buffer.text() or None
             self._free_slot(job)
