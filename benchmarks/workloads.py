@@ -464,13 +464,20 @@ def write_history(folder: Path, runs: int = HISTORY_RUNS, parts: int = HISTORY_P
         write_part(concat_runs(frames), folder)
 
 
+# The child's own high-water mark: on Linux ``ru_maxrss`` survives fork + exec, so a child of a
+# large benchmark process would report its parent's size; ``VmHWM`` belongs to the new program.
 _PEAK_RSS = """\
 import resource, sys
 import notebook_pipelines as nbp
 h = nbp.read_history(sys.argv[1])
 assert len(h) == int(sys.argv[2]), len(h)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(peak if sys.platform == "darwin" else peak * 1024)
+try:
+    with open("/proc/self/status") as status:
+        hwm = next(line for line in status if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) * 1024)
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(peak if sys.platform == "darwin" else peak * 1024)
 """
 
 

@@ -484,6 +484,34 @@ def test_run_takes_a_compiled_plan_and_variables_stay_per_body():
     assert seen == [{"env": "prod", "region": "eu", "mine": 1}]
 
 
+def test_steps_without_variables_of_their_own_share_their_parents_merged_variables():
+    """Merged once per node, copied once per body: a step with no variables of its own adds no
+    merged dict of its own (its parent's serves), and each body still gets a fresh copy."""
+    from notebook_pipelines.engine.executors.threads import ThreadExecutor
+    from notebook_pipelines.engine.scheduler import RealClock, Scheduler
+
+    copies = []
+
+    def writer(ctx: nbp.StepContext) -> None:
+        copies.append(ctx.variables)
+        ctx.variables["env"] = "changed"
+
+    p = nbp.Pipeline("p", variables={"env": "prod"})
+    with p.stage("s", variables={"region": "eu"}) as s:
+        for i in range(3):
+            s.step(f"a{i}", run=writer)
+        s.step("own", run=writer, variables={"mine": 1})
+    plan = p.plan()
+    scheduler = Scheduler(plan, ThreadExecutor(), RealClock())
+    assert scheduler.execute() == "Success"
+    merged = {n.id: scheduler._merged_variables[n.index] for n in plan.nodes if n.kind == "step"}
+    stage = next(n for n in plan.nodes if n.kind == "stage")
+    assert merged["a0"] is merged["a1"] is merged["a2"] is scheduler._merged_variables[stage.index]
+    assert merged["a0"] == {"env": "prod", "region": "eu"}  # no body's change reached it
+    assert merged["own"] == {"env": "prod", "region": "eu", "mine": 1}
+    assert len({id(c) for c in copies}) == 4  # a fresh copy for each body
+
+
 def test_a_body_returning_something_other_than_a_dict_is_warned_about_and_ignored():
     p = nbp.Pipeline("p")
     with p.stage("s") as s:

@@ -280,7 +280,7 @@ def test_render_colours_the_structure_by_criticality_with_the_figures_in_the_lab
     # a: critical in ½ of 3 runs (bin 40–60 %); c: every run (bin 80–100 %)
     assert 'label="a\\ncritical 50%\\np50 6s · p95 9.6s" fillcolor="#ffcc80"' in source  # 4, 6, 10 → p95 9.6
     assert 'label="c\\ncritical 100%' in source and 'fillcolor="#b71c1c"' in source
-    assert "3 runs, makespan p50 10s" in source
+    assert "3 runs\\nmakespan p50 10s" in source  # the title: one fact a line
     failure = fork().render(three, color_by="failure_rate").source
     assert "failure_rate" in failure
     with pytest.raises(ValueError, match="colours one run"):

@@ -1097,3 +1097,27 @@ def test_R43_an_async_or_generator_body_is_refused_at_validation_with_the_fix(bo
     assert problem.fqn == "pipeline.stages.s.spec.execution.steps.a"
     assert kind in problem.message and "would run nothing" in problem.message
     assert fix in problem.fix
+
+
+def test_a_body_shared_by_many_steps_is_looked_at_once(monkeypatch):
+    """Validating 50 steps of one body works out its call once (R43), not once per step:
+    formatting its signature for a message (``Signature.replace``) happens at most once."""
+    import inspect
+
+    formatted = []
+    real = inspect.Signature.replace
+
+    def counting(self, *args, **kwargs):
+        formatted.append(1)
+        return real(self, *args, **kwargs)
+
+    def shared_body() -> None:
+        return None
+
+    monkeypatch.setattr(inspect.Signature, "replace", counting)
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        for i in range(50):
+            s.step(f"x{i}", run=shared_body)
+    p.validate()  # raises if anything is wrong
+    assert len(formatted) <= 1

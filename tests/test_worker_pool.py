@@ -14,6 +14,7 @@ import _thread
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -105,6 +106,85 @@ def test_max_workers_caps_the_bodies_running_at_once_and_start_is_when_the_body_
 def test_without_max_workers_every_step_of_a_block_starts_at_once_R5():
     trace = block(8, sleeper(0.1)).run()
     assert most_at_once(trace) == 8
+
+
+class CountingPool(WorkerPool):
+    """A real pool that notes how jobs reach it: one entry per call, the number of jobs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+
+    def submit(self, fn: Callable[[], Any]) -> None:
+        self.calls.append(("one", 1))
+        super().submit(fn)
+
+    def submit_many(self, fns: list) -> None:
+        self.calls.append(("batch", len(fns)))
+        super().submit_many(fns)
+
+
+def test_R5_a_parallel_block_reaches_warm_workers_in_one_batch():
+    pool = CountingPool()
+    executor = ThreadExecutor(pool=pool)
+    p = block(6, sleeper(0.05))
+    p.run(executor=executor)  # makes 6 workers
+    pool.calls.clear()
+    trace = p.run(executor=executor)
+    assert set(steps(trace)["status"]) == {"Success"} and most_at_once(trace) == 6
+    # the six jobs, made while the loop drained its ready queue, were handed over together,
+    # to the six free workers (no job went one by one)
+    assert pool.calls == [("batch", 6)]
+    assert pool.size == 6
+    pool.shutdown()
+
+
+def test_submit_many_gives_each_job_a_worker_and_grows_for_the_rest():
+    pool = WorkerPool()
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def job() -> None:
+        started.release()
+        release.wait(10)
+
+    pool.submit_many([job, job])
+    assert all(started.acquire(timeout=10) for _ in range(2))
+    release.set()
+    assert pool.wait(lambda pool: pool.idle == 2, timeout=10)
+    release.clear()
+    pool.submit_many([job, job, job])  # two free workers take two; a third is made
+    assert all(started.acquire(timeout=10) for _ in range(3))  # all three run at once (R5)
+    assert pool.size == 3
+    release.set()
+    pool.shutdown(timeout=10)
+
+
+def test_E15_jobs_aborted_before_their_batch_is_handed_over_never_reach_the_pool():
+    ran: list[str] = []
+
+    def body(ctx) -> None:
+        ran.append(ctx.id)
+
+    class AbortAtTheThirdStep:
+        def run_started(self, s) -> None:
+            self.scheduler = s
+
+        def node_started(self, node, attempt, t) -> None:
+            if node.id == "w2":  # w0 and w1 wait in the batch, not handed over yet
+                self.scheduler.abort("stopped before the block was handed over")
+
+    pool = CountingPool()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trace = block(3, body).run(executor=ThreadExecutor(pool=pool), listeners=[AbortAtTheThirdStep()])
+    assert ran == []
+    assert set(steps(trace)["status"]) == {"Aborted"}
+    # w0 and w1 were taken out of the batch; only w2 (aborted as it was made) reached the pool
+    # (a fresh one: its worker is made by submit), which saw it was told to stop and did not run it
+    assert pool.calls == [("batch", 1), ("one", 1)]
+    assert not [w for w in caught if "left behind" in str(w.message)]  # none was waited for
+    pool.shutdown()
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, False])

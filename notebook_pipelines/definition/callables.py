@@ -85,10 +85,27 @@ def call_problem(fn: Any, inputs: Iterable[str] = ()) -> tuple[str, str] | None:
     """``(message, fix)`` when ``run()`` could not call the body ``fn`` with these inputs
     (as ``fn(ctx, **inputs)`` or ``fn(**inputs)``), else ``None``.
 
+    Worked out once per function and inputs, as its signature is (many steps share a body).
+
     >>> def body(ctx, x, y=2): ...
     >>> call_problem(body, ["x"]) is None, call_problem(body, [])[0]
     (True, 'the body body(ctx, x, y=2) needs x, which no input gives')
     """
+    key = tuple(inputs or ())
+    try:
+        return _PROBLEMS[fn][key]
+    except (KeyError, TypeError):  # not seen yet, or not weak-referenceable
+        pass
+    found = _call_problem(fn, key)
+    with contextlib.suppress(TypeError):
+        _PROBLEMS.setdefault(fn, {})[key] = found
+    return found
+
+
+_PROBLEMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _call_problem(fn: Any, inputs: tuple[str, ...]) -> tuple[str, str] | None:
     kind = _not_plain(fn)
     if kind is not None:
         name = getattr(fn, "__name__", "body")

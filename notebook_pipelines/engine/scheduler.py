@@ -298,12 +298,15 @@ class Scheduler:
     def _loop(self) -> None:
         ready, timers, clock, advance = self.ready, self.timers, self.clock, self._advance
         now, pop, heappop = clock.now, ready.popleft, heapq.heappop
+        flush = getattr(self.executor, "flush", None)  # an executor may take jobs in batches
         while True:
             while ready:
                 if self.sigint and not self.interrupted:
                     raise KeyboardInterrupt
                 task, value = pop()
                 advance(task, value)
+            if flush is not None:
+                flush()
             if self.done:
                 return
             if timers and timers[0][0] <= now():
@@ -464,12 +467,18 @@ class Scheduler:
     def _variables(self, node: PlanNode) -> dict:
         """The variables a node sees (pipeline, stage, groups, its own; innermost wins): merged
         once per node (the plan does not change), a fresh copy for each body to use."""
+        return dict(self._merged(node))
+
+    def _merged(self, node: PlanNode) -> dict:
+        """The merged variables of ``node``, never changed once made: a node without variables
+        of its own shares its parent's dict (one copy per body, none per step)."""
         merged = self._merged_variables.get(node.index)
         if merged is None:
-            merged = dict(self._variables(node.parent)) if node.parent is not None else {}
-            merged.update(node.variables or {})
+            merged = self._merged(node.parent) if node.parent is not None else {}
+            if node.variables:
+                merged = {**merged, **node.variables}
             self._merged_variables[node.index] = merged
-        return dict(merged)
+        return merged
 
     def _inputs(self, node: PlanNode) -> dict:
         return self._resolved.get(node.index, node.inputs) or {}

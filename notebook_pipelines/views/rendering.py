@@ -311,11 +311,11 @@ def render(
     summary = None if full or drawn <= MAX_FULL_NODES else _summary_level(plan)
     if title is None:
         title = root.name + (f" — {info[root.fqn].summary()}" if root.fqn in info else "")
-        if history:
-            title += f" — {trace['run_id'].nunique()} runs" + (f", {notes['']}" if "" in notes else "")
+        if history:  # one fact a line: a long title widens the whole picture
+            title += f" — {trace['run_id'].nunique()} runs" + (f"\n{notes['']}" if "" in notes else "")
         needs = (getattr(plan.pipeline, "extra", None) or {}).get("needs")
         if needs:  # a DAG no layout expresses (nbp.pipeline_from_history): say how it is drawn
-            title += f" — its needs form a DAG: drawn by levels ({len(needs)} nodes' needs in extra['needs'])"
+            title += f"\nits needs form a DAG: drawn by levels ({len(needs)} nodes' needs in extra['needs'])"
     if summary is not None and title is not None:
         steps = sum(1 for n in plan.nodes if n.kind == "step")
         what = "step groups collapsed" if summary == "groups" else "stages collapsed"
@@ -326,7 +326,7 @@ def render(
     graph.attr(rankdir="LR" if direction == "auto" else direction)
     graph.oriented = direction != "auto"  # "auto" is settled when the picture is first drawn
     graph.attr(compound="true", newrank="true", nodesep="0.25", ranksep="0.35")
-    graph.attr(fontname="Helvetica", fontsize="12", labelloc="t", label=_text(title))
+    graph.attr(fontname="Helvetica", fontsize="12", labelloc="t", label=_text(*(title or "").split("\n")))
     if size is not None:
         graph.attr(size=str(size))
     graph.outline_text = _outline(plan, info, OUTLINE_LINES if summary is not None else None)
@@ -340,6 +340,7 @@ def render(
     last = drawing.items(graph, root.items, "start", "n0", rollback=False)
     graph.node("end", tooltip=_text(f"{root.fqn} end"), shape="doublecircle", width="0.12", **_TERMINAL)
     drawing.edge(last, "end", rollback=False)
+    graph.legend_ids = []  # stacked in one column whatever the direction (see _stack_legend)
     if legend or (legend is None and info):
         present = {o.status for o in info.values()} or set(STATUS_STYLES)
         ordered = [s for s in STATUS_STYLES if s in present] + sorted(present - set(STATUS_STYLES))
@@ -347,12 +348,16 @@ def render(
             box.attr(label="legend", style="rounded", color="#bdbdbd", fontsize="10")
             for status in ordered:
                 box.node(_id(f"legend_{status}"), label=_text(status), **_status_attrs(status))
+                graph.legend_ids.append(_id(f"legend_{status}"))
     if scale:
         with graph.subgraph(name="cluster_legend_overlay") as box:
             box.attr(label=color_by, style="rounded", color="#bdbdbd", fontsize="10")
             for k, (label, fill) in enumerate(scale):
                 box.node(f"legend_{color_by}_{k}", label=_text(label), fillcolor=fill, style="rounded,filled",
                          color="#90a4ae", fontcolor=_ink(fill))  # fmt: skip
+                graph.legend_ids.append(f"legend_{color_by}_{k}")
+    if direction in ("TB", "BT"):
+        _stack_legend(graph)
     for tail, head, attrs in drawing.edges:
         graph.edge(tail, head, **attrs)
     for ref, nids in drawing.barriers.items():  # R55: participants of one barrier, across lanes
@@ -543,8 +548,8 @@ class _Drawing:
             kind = f"{node.type} stage" if stage else "step group"
             if outcome is None:
                 border, status = ("#37474f" if stage else "#90a4ae"), None
-                if fqn in self.notes:
-                    status = " · ".join(self.notes[fqn])
+                if fqn in self.notes:  # a history's figures, one a line (a long line widens the box)
+                    status = self.notes[fqn]
             else:
                 border, status = STATUS_STYLES.get(outcome.status, _UNKNOWN_STYLE)[1], outcome.summary()
             if stage:
@@ -553,7 +558,10 @@ class _Drawing:
                 box.attr(style="rounded,filled", color=border, fillcolor="#f4f6fa", penwidth="1")
             name = node.name if fqn == node.fqn else fqn.rsplit(".", 1)[-1]
             box.attr(
-                label=_text(f"{name} — {kind}", badge, status, left=True), tooltip=_tooltip(node, outcome)
+                label=_text(
+                    f"{name} — {kind}", badge, *(status if isinstance(status, list) else [status]), left=True
+                ),
+                tooltip=_tooltip(node, outcome),
             )
             box.attr(labeljust="l", fontsize="11", fontname="Helvetica")
             if not node.items:  # only in a plan compiled with check=False
@@ -698,18 +706,22 @@ def _overlay(trace: Any, info: dict[str, Outcome], color_by: str) -> tuple[dict[
             fills[str(fqn)] = SLACK_FILLS[0]
         else:
             fills[str(fqn)] = SLACK_FILLS[1 + sum(value >= limit for limit in limits)]
-    scale = [("critical (no slack)", SLACK_FILLS[0])]
-    scale.append((f"slack under {format_duration(limits[0])}", SLACK_FILLS[1]))
+    # the legend box is titled "slack": short entries keep its column (and the picture) narrow
+    scale = [("critical", SLACK_FILLS[0])]
+    scale.append((f"under {format_duration(limits[0])}", SLACK_FILLS[1]))
     for k in range(2):
-        scale.append(
-            (f"slack {format_duration(limits[k])} – {format_duration(limits[k + 1])}", SLACK_FILLS[k + 2])
-        )
-    scale.append((f"slack ≥ {format_duration(limits[2])}", SLACK_FILLS[4]))
+        scale.append((f"{format_duration(limits[k])} – {format_duration(limits[k + 1])}", SLACK_FILLS[k + 2]))
+    scale.append((f"≥ {format_duration(limits[2])}", SLACK_FILLS[4]))
     return fills, scale
 
 
 def _percent(x: float) -> str:
     return "—" if x != x else f"{100 * x:.0f}%"
+
+
+def _rounded(seconds: float) -> str:
+    """A measured time as a label shows it: whole seconds from 10 s on (``8m 2s``, not ``8m 1.5s``)."""
+    return format_duration(round(seconds) if seconds >= 10 else round(seconds, 1))
 
 
 def _history_overlay(history: Any, color_by: str) -> tuple[dict[str, str], list, dict[str, Any]]:
@@ -723,7 +735,7 @@ def _history_overlay(history: Any, color_by: str) -> tuple[dict[str, str], list,
         c = crit["criticality"].get(fqn, float("nan"))
         lines = [f"critical {_percent(c)}"]
         if row["p50_s"] == row["p50_s"]:
-            lines.append(f"p50 {format_duration(row['p50_s'])} · p95 {format_duration(row['p95_s'])}")
+            lines.append(f"p50 {_rounded(row['p50_s'])} · p95 {_rounded(row['p95_s'])}")
         if row["failure_rate"] > 0:
             lines.append(f"fails {_percent(row['failure_rate'])}")
         if row["retry_rate"] > 0:
@@ -739,7 +751,8 @@ def _history_overlay(history: Any, color_by: str) -> tuple[dict[str, str], list,
     if color_by == "criticality":
         values = crit["criticality"].reindex(steps.index).fillna(0.0)
         fills = {str(f): CRITICALITY_FILLS[min(4, int(v * 5))] for f, v in values.items()}
-        scale = [(f"critical in {20 * k}–{20 * (k + 1)}% of runs", CRITICALITY_FILLS[k]) for k in range(5)]
+        # under the legend's title "criticality": short entries keep its column narrow
+        scale = [(f"{20 * k}–{20 * (k + 1)}% of runs", CRITICALITY_FILLS[k]) for k in range(5)]
         return fills, scale, notes
     column = "p95_s" if color_by == "p95" else "failure_rate"
     values = steps[column].dropna()
@@ -885,6 +898,16 @@ def _scale(svg: str) -> float:
     return min(1.0, FIT_WIDTH_PX / width) if width else 1.0
 
 
+def _stack_legend(graph: Any) -> int:
+    """Top to bottom, nodes of one rank stand side by side: chain the legend's entries with
+    invisible edges so they stand in one column, as they do left to right. Returns the number
+    of statements added to the graph's body."""
+    ids = getattr(graph, "legend_ids", [])
+    for tail, head in itertools.pairwise(ids):
+        graph.edge(tail, head, style="invis")
+    return max(0, len(ids) - 1)
+
+
 def _orient(graph: Any) -> str | None:
     """Settle ``direction="auto"``: left to right unless that is scaled below a readable size
     and top to bottom reads larger. Returns the SVG of the chosen direction (None: not drawn)."""
@@ -895,10 +918,11 @@ def _orient(graph: Any) -> str | None:
     if _scale(wide) >= _READABLE_SCALE:
         return wide
     graph.body.append("\trankdir=TB\n")  # a later root attribute statement wins
+    added = 1 + _stack_legend(graph)
     tall = _pipe(graph, "svg").decode("utf-8")
     if _scale(tall) > _scale(wide):
         return tall
-    graph.body.pop()
+    del graph.body[-added:]
     return wide
 
 

@@ -223,6 +223,10 @@ class Executor(Protocol):
         clock: a :class:`Clock` the executor brings (virtual time), or None for the wall clock.
         runs_handlers: True when it runs typed steps (``ShellScript`` …) through their
             registered handlers, so the scheduler resolves their specs before they start.
+
+    Optionally ``flush()``: the loop calls it whenever it has nothing more to do before it
+    waits, so an executor may keep what ``submit`` gave it and hand it over in one batch
+    (``ThreadExecutor`` does: a parallel block's jobs wake their workers together).
     """
 
     name: str

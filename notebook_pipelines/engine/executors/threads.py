@@ -60,6 +60,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from ...definition.statuses import ABORTED, SUCCESS
@@ -426,6 +427,19 @@ class WorkerPool:
                 thread.start()
             self._queue.put(fn)
 
+    def submit_many(self, fns: list[Callable[[], Any]]) -> None:
+        """:meth:`submit` each of ``fns``, in order; those that free workers can take are handed
+        over at once, under one lock (a parallel block's jobs wake their workers back to back,
+        after the scheduler has made them all, instead of one by one while it makes them)."""
+        with self._lock:
+            taken = min(self._free, len(fns))
+            self._free -= taken
+            # one C loop, no bytecode between the puts: the woken workers cannot take the
+            # interpreter from this thread half-way through the batch
+            deque(map(self._queue.put, fns[:taken]), maxlen=0)
+        for fn in fns[taken:]:
+            self.submit(fn)
+
     def _reset_after_fork(self) -> None:
         """In a forked child: no worker of the parent exists here (a lock one held stays held)."""
         self._lock = threading.Lock()
@@ -553,6 +567,7 @@ class ThreadExecutor:
         self._stopped: dict[Job, threading.Event] = {}  # jobs told to stop, set when their body ends
         self._waiting: deque = deque()  # jobs over max_workers, in submission order
         self._holding: set[Job] = set()  # jobs holding one of the max_workers slots
+        self._batch: dict[Job, None] = {}  # submitted, handed to the pool at the next flush()
 
     @property
     def busy(self) -> int:
@@ -573,7 +588,7 @@ class ThreadExecutor:
         if self.pool is None:
             self.pool = default_pool()
         self._running, self._signalled, self._stopped = {}, set(), {}
-        self._waiting, self._holding = deque(), set()
+        self._waiting, self._holding, self._batch = deque(), set(), {}
         if self.capture:
             _install_tee()
 
@@ -589,10 +604,23 @@ class ThreadExecutor:
                     self._waiting.append(job)
                     return
                 self._holding.add(job)
-        self.pool.submit(lambda: self._execute(job))
+        self._batch[job] = None
+
+    def flush(self) -> None:
+        """Hand the jobs submitted since the last flush to the pool, in one batch. The scheduler
+        calls it before it waits (nothing else to do): the workers of a parallel block are then
+        woken together, not each while the loop still makes the next job (a woken worker only
+        competes with the loop for the interpreter and the CPU until the loop waits)."""
+        if self._batch:
+            jobs, self._batch = self._batch, {}
+            execute = self._execute
+            self.pool.submit_many([partial(execute, job) for job in jobs])
 
     def cancel(self, job: Job) -> None:
         job.ctx.cancel()
+        if self._batch.pop(job, 0) is None:  # never handed to a worker (this is the loop's thread)
+            self._free_slot(job)
+            return
         with self._lock:
             if job in self._waiting:  # never handed to a worker: it never will be
                 self._waiting.remove(job)
@@ -614,14 +642,14 @@ class ThreadExecutor:
         run, me = self.run, threading.current_thread()
         buffer = self._log()
         start = run.now()
-        # what is reported if a stop signal lands after the body's own handlers below
-        outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
+        outcome = None  # None in the end: a stop signal landed after the body's own handlers
         delivered = 0  # stop signals of cancel() that landed here (they carry no message)
         try:
             with self._lock:
                 if job.done or job.ctx.cancelled:  # told to stop before it started: it does not
                     self._stopped.setdefault(job, threading.Event()).set()
-                    return lambda: run.complete(job, outcome)  # discarded: the run gave it up
+                    outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
+                    return partial(run.complete, job, outcome)  # discarded: the run gave it up
                 self._running[job] = me
             _local.buffer = buffer
             job.data = (me.name, buffer)  # what the scheduler keeps if it gives up on the job
@@ -643,12 +671,14 @@ class ThreadExecutor:
             delivered += not exc.args
         finally:
             if _FORKED_IN is not None:  # set only in a process a body forked
-                _leave_forked_child(job, outcome)
+                _leave_forked_child(job, outcome or Outcome(ABORTED, start, start))
             self._off_the_running_list(job, me, delivered)
+            if outcome is None:  # made here, where no stop signal can land any more
+                outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
             _local.buffer = None
             outcome.log = buffer.text() or None
             self._free_slot(job)
-        return lambda: run.complete(job, outcome)
+        return partial(run.complete, job, outcome)
 
     def _off_the_running_list(self, job: Job, me: threading.Thread, delivered: int) -> None:
         """No stop signal can be raised into this thread after this; one raised but not landed
@@ -682,11 +712,12 @@ class ThreadExecutor:
             if nxt is not None:
                 self._holding.add(nxt)
         if nxt is not None:
-            self.pool.submit(lambda: self._execute(nxt))
+            self.pool.submit(partial(self._execute, nxt))
 
     def close(self, cancel: bool = False) -> None:
         """The run ends. With ``cancel``, running bodies are told to stop. Bodies told to stop
         get ``stop_grace`` seconds to end; those still running are left behind, with a warning."""
+        self._batch.clear()  # jobs never handed over: the run no longer waits for them
         with self._lock:
             running = list(self._running)
             self._waiting.clear()
