@@ -11,6 +11,7 @@ FQN (``"g.steps.a"``) where an identifier alone would be ambiguous.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -172,3 +173,46 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
         elif path.suffix == ".ipynb":
             item.add_marker(pytest.mark.kernel)
+
+
+def finishes(fn: Callable[[], Any], guard: float = 20.0) -> Any:
+    """``fn()`` run in a thread; fails (instead of hanging) when it has not returned after ``guard`` s.
+    Whatever ``fn`` raises — ``SystemExit`` too — is raised here."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # handed to the test below
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="test-guard", daemon=True)
+    thread.start()
+    thread.join(guard)
+    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)} hangs (still running after {guard:g}s)"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def short(fqn: str) -> str:
+    """A history row's FQN without the ``pipeline.stages.`` and ``spec.execution.steps.`` parts."""
+    return fqn.replace("pipeline.stages.", "").replace("spec.execution.steps.", "")
+
+
+def table(frame: pd.DataFrame, *columns: str) -> list[tuple]:
+    """Rows of a loaded history as plain tuples: the short FQN, then ``columns`` (missing → None,
+    statuses and kinds as text, ``after`` as short FQNs)."""
+    out = []
+    for row in frame[["fqn", *columns]].itertuples(index=False):
+        values = [short(row[0])]
+        for name, value in zip(columns, row[1:]):
+            if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+                value = None
+            elif name in ("kind", "status"):
+                value = str(value)
+            elif name == "after" and value is not None:
+                value = [short(f) for f in value]
+            values.append(value)
+        out.append(tuple(values))
+    return out

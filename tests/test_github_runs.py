@@ -10,10 +10,10 @@ integration needs lint and build; unit needs build). Times are seconds after 10:
 from __future__ import annotations
 
 import json
-import math
 
 import pandas as pd
 import pytest
+from conftest import short, table
 
 import notebook_pipelines as nbp
 from notebook_pipelines.analysis.timing import critical_path
@@ -197,26 +197,6 @@ RUN = {
     "html_url": "https://github.com/o/r/actions/runs/42",
 }
 P = "pipeline.stages."
-
-
-def short(fqn: str) -> str:
-    return fqn.replace(P, "").replace("spec.execution.steps.", "")
-
-
-def table(frame: pd.DataFrame, *columns: str) -> list[tuple]:
-    out = []
-    for row in frame[["fqn", *columns]].itertuples(index=False):
-        values = [short(row[0])]
-        for name, value in zip(columns, row[1:]):
-            if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-                value = None
-            elif name in ("kind", "status"):
-                value = str(value)
-            elif name == "after" and value is not None:
-                value = [short(f) for f in value]
-            values.append(value)
-        out.append(tuple(values))
-    return out
 
 
 def test_jobs_matrix_iterations_attempts_and_needs_as_written():

@@ -7,10 +7,9 @@ are one parallel job; ``lint`` failed and was retried. Times: seconds after 10:0
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import pytest
+from conftest import short, table
 
 from notebook_pipelines.analysis.timing import critical_path
 from notebook_pipelines.formats.gitlab import load_gitlab_pipeline
@@ -122,26 +121,6 @@ GRAPHQL = {
     }
 }
 P = "pipeline.stages."
-
-
-def short(fqn: str) -> str:
-    return fqn.replace(P, "").replace("spec.execution.steps.", "")
-
-
-def table(frame: pd.DataFrame, *columns: str) -> list[tuple]:
-    out = []
-    for row in frame[["fqn", *columns]].itertuples(index=False):
-        values = [short(row[0])]
-        for name, value in zip(columns, row[1:]):
-            if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-                value = None
-            elif name in ("kind", "status"):
-                value = str(value)
-            elif name == "after" and value is not None:
-                value = [short(f) for f in value]
-            values.append(value)
-        out.append(tuple(values))
-    return out
 
 
 def test_stages_jobs_parallel_retries_and_needs_that_skip_a_stage():

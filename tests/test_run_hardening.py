@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import conftest
 import pytest
 from conftest import REPO, row, status
 from hypothesis import HealthCheck, given, settings
@@ -46,23 +47,8 @@ GUARD = 30.0  # seconds: a hang guard, never reached when the code is right
 
 
 def finishes(fn: Callable[[], Any], guard: float = GUARD) -> Any:
-    """``fn()`` run in a thread; fails (instead of hanging) when it has not returned after ``guard`` s.
-    Whatever ``fn`` raises — ``SystemExit`` too — is raised here."""
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = fn()
-        except BaseException as exc:  # handed to the test below
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, name="test-guard", daemon=True)
-    thread.start()
-    thread.join(guard)
-    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)} hangs (still running after {guard:g}s)"
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    """conftest's hang guard, with this file's longer default."""
+    return conftest.finishes(fn, guard)
 
 
 def in_subprocess(code: str, deadline: float = 60.0) -> subprocess.CompletedProcess:

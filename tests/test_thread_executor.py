@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable
 from typing import Any
 
-from conftest import row, sleeper
+from conftest import finishes, row, sleeper
 
 import notebook_pipelines as nbp
 from notebook_pipelines.definition.model import Pipeline, Stage, Step
@@ -21,25 +20,6 @@ from notebook_pipelines.engine.executors.threads import ThreadExecutor, default_
 
 def pipeline(*items: Any) -> Pipeline:
     return Pipeline("p", stages=[Stage("s", items=list(items))])
-
-
-def finishes(fn: Callable[[], Any], guard: float = 20.0) -> Any:
-    """``fn()`` run in a thread; fails (instead of hanging) when it has not returned after ``guard`` s."""
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = fn()
-        except BaseException as exc:  # handed to the test below
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, name="test-guard", daemon=True)
-    thread.start()
-    thread.join(guard)
-    assert not thread.is_alive(), f"{fn.__name__} hangs (still running after {guard:g}s)"
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 def test_one_thread_executor_runs_two_runs_one_after_the_other():
