@@ -102,6 +102,25 @@ def test_vectorised_path_agrees_exactly_with_the_scheduler(shape, data):
                 assert (got[node.index] == want).all(), (node.fqn, column, got[node.index], want)
 
 
+def test_the_timeout_named_is_the_one_that_expires_first_not_the_first_in_plan_order():
+    """[g: a 10 s, then b 10 s (timeout 5)] beside c 10 s (timeout 5): c's deadline is 0 + 5 = 5 s,
+    b's would be 10 + 5 = 15 s. c expires at 5 s; the stage has failed when a ends at 10 s, so b is
+    skipped (R29) and never reaches its timeout, though it comes first in plan order."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        with s.step_group("g") as g:
+            g.step("a", duration=10)
+            g.step("b", duration=10, timeout="5s")
+        s.step("c", duration=10, timeout="5s")
+    plan = p.plan()
+    per_step = {n.index: np.array([10.0]) for n in plan.nodes if n.kind == "step"}
+    named = batch(plan, per_step, 1).timeout_reached()
+    trace = nbp.simulate(plan)
+    status = dict(zip(trace["fqn"], trace["status"].astype(str)))
+    assert named == "pipeline.stages.s.spec.execution.steps.c" and status[named] == "Expired"
+    assert status["pipeline.stages.s.spec.execution.steps.g.steps.b"] == "Skipped"
+
+
 def test_why_not_says_why_it_declines():
     p = nbp.Pipeline("p")
     with p.stage("s") as s:

@@ -161,16 +161,23 @@ class Batch:
         return self.end[0] - self.start[0]
 
     def timeout_reached(self) -> str | None:
-        """The FQN of the first node (plan order) that reaches its timeout in some run (the
-        scheduler's test: its end is at or past ``start + timeout``), else None."""
+        """The FQN of a node that expires in some run, else None: in the first run where any node
+        reaches its timeout (its end at or past ``start + timeout``, the scheduler's test), the one
+        whose deadline comes first. Only that one surely expires: its failure may skip the others."""
         import numpy as np
 
+        first: tuple[int, float, str] | None = None  # (run, deadline, fqn)
         for node in self.plan.nodes:
             if node.timeout and node.phase != "rollback" and self.status[node.index] == "Success":
                 i = node.index
-                if np.any(self.end[i] >= self.start[i] + node.timeout):
-                    return node.fqn
-        return None
+                deadline = self.start[i] + node.timeout
+                reached = np.flatnonzero(self.end[i] >= deadline)
+                if len(reached):
+                    run = int(reached[0])
+                    candidate = (run, float(deadline[run]), node.fqn)
+                    if first is None or candidate[:2] < first[:2]:
+                        first = candidate
+        return None if first is None else first[2]
 
     def critical(self) -> Any:
         """A boolean array (nodes × runs): the node lies on a critical path of the run — its
