@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet
 
-.PHONY: setup dot chromium demo test test-fast lint format docs lab bench notebooks clean
+.PHONY: setup dot chromium demo test test-fast typecheck lint format docs lab bench notebooks clean
 
 # One stamp per set of extras: `make demo` installs the package alone, `make test` the test tools.
 EXTRAS_package :=
@@ -76,3 +76,7 @@ bench: $(VENV)/.stamp-bench dot
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis docs/_build dist build
+
+## make typecheck: mypy, strict on the core (definition/ and engine/; settings in pyproject.toml)
+typecheck: $(VENV)/.stamp-tests
+	$(VENV)/bin/mypy
