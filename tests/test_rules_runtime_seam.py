@@ -4,8 +4,8 @@ The scheduler is one implementation of :class:`~notebook_pipelines.engine.runtim
 the rules must need nothing else. ``LedgerRuntime`` below is another: no loop, no threads, no
 executor, a clock that only moves when a body "takes" time, bodies replaced by a table of
 outcomes, and a ledger of every call the rules make. It drives the generators itself
-(``EXEC`` → the next outcome from the table, ``ALL`` → the children one after another,
-``SLEEP`` → the clock moves on). If the rules reached past the seam (into the scheduler's
+(``Execute`` → the next outcome from the table, ``Concurrent`` → the children one after
+another, ``Pause`` → the clock moves on). If the rules reached past the seam (into the scheduler's
 inbox, timers or executor), this runtime would not have it and the test would fail.
 """
 
@@ -22,8 +22,9 @@ from notebook_pipelines.definition import references
 from notebook_pipelines.definition.plan import compile_plan
 from notebook_pipelines.engine import semantics
 from notebook_pipelines.engine.executors.base import Outcome
-from notebook_pipelines.engine.runtime import Runtime, Timer
-from notebook_pipelines.engine.semantics import ALL, EXEC, SLEEP, Rules
+from notebook_pipelines.engine.looping import IterationRun
+from notebook_pipelines.engine.runtime import Concurrent, Execute, Pause, Runtime, Timer
+from notebook_pipelines.engine.semantics import Rules
 
 
 class LedgerRuntime:
@@ -115,24 +116,22 @@ class LedgerRuntime:
         value = None
         try:
             while True:
-                effect = generator.send(value)
-                kind = effect[0]
-                if kind == EXEC:
-                    _, node, attempt, _scope = effect
-                    status, seconds = self.outcomes[(node.id, attempt)]
+                request = generator.send(value)
+                if isinstance(request, Execute):
+                    status, seconds = self.outcomes[(request.node.id, request.attempt)]
                     start, self.clock = self.clock, self.clock + seconds
                     error = None if status == "Success" else "boom"
                     value = Outcome(
                         status, start, self.clock, "ledger", None if error is None else "Unknown", error
                     )
-                elif kind == ALL:
-                    value = [self.drive(child) for child in effect[1]]
-                elif kind == SLEEP:
-                    self.calls.append(f"sleep {effect[1]:g}s")
-                    self.clock += effect[1]
+                elif isinstance(request, Concurrent):
+                    value = [self.drive(child) for child in request.children]
+                elif isinstance(request, Pause):
+                    self.calls.append(f"sleep {request.seconds:g}s")
+                    self.clock += request.seconds
                     value = None
-                else:  # pragma: no cover - ASK, ACQUIRE, BARRIER: not in these pipelines
-                    raise AssertionError(f"unexpected effect {kind}")
+                else:  # pragma: no cover - Intervene, Acquire, Arrive: not in these pipelines
+                    raise AssertionError(f"unexpected request {request!r}")
         except StopIteration as done:
             return done.value
 
@@ -153,7 +152,8 @@ def _declared(protocol: type) -> set[str]:
 
 def test_the_runtime_declares_everything_the_rules_ask_of_it():
     """Every ``self.rt.X`` / ``rt.X`` the rules use is declared by ``Runtime`` (``succeeded`` was
-    not), so a second runtime written from the protocol alone is complete."""
+    not), so a second runtime written from the protocol alone is complete. The rules hand their
+    runtime to ``looping.Iterations`` too, which uses what ``IterationRun`` declares."""
     tree = ast.parse(Path(semantics.__file__).read_text())
     used = {
         node.attr
@@ -164,6 +164,8 @@ def test_the_runtime_declares_everything_the_rules_ask_of_it():
             or (isinstance(node.value, ast.Attribute) and node.value.attr == "rt")
         )
     }
+    used |= _declared(IterationRun)
+    assert {"loop_counts", "evaluate", "warn"} <= used
     assert len(used) > 20
     assert used <= _declared(Runtime), used - _declared(Runtime)
 

@@ -3,14 +3,9 @@
 Design
 ------
 The rules (:mod:`.semantics`) are generator functions, one per kind of node. A generator
-*yields an effect* when it must wait and is resumed with the result:
-
-``(ALL, [gen, ...])``
-    run these children concurrently; resume with their statuses when all are terminal.
-``(EXEC, node, attempt, scope)``
-    run the step's body on the executor; resume with an :class:`~.executors.base.Outcome`.
-``(SLEEP, seconds, scope)``, ``(ASK, node, outcome, action, scope)``, ``(ACQUIRE, key, scope)``
-    a retry interval, a manual intervention, a resource shared by parallel stages (D8).
+*yields a request* when it must wait (:data:`~.runtime.Request`: ``Execute`` a body,
+``Concurrent`` children, ``Pause``, ``Intervene``, ``Acquire``, ``Arrive``) and is resumed
+with the answer.
 
 The scheduler is a single-threaded loop over a ready queue, a timer heap (:class:`~.runtime.Timer`
 handles) and an inbox that executors post completions to. There is no thread per step and no
@@ -60,8 +55,9 @@ from .context import StepContext
 from .executors.base import Job, Outcome, check_executor, message_of
 from .interventions import InterventionRequest, Interventions, callable_name
 from .looping import expand
-from .runtime import Ask, Gate, Queue, Sleep, Timer
-from .semantics import ACQUIRE, ALL, ASK, BARRIER, EXEC, SLEEP, Rules, Scope
+from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Pause, Queue, Sleep, Timer
+from .scope import Scope
+from .semantics import Rules
 from .trace import Record, Recorder
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -307,36 +303,35 @@ class Scheduler:
 
     def _advance(self, task: Task, value: Any) -> None:
         try:
-            effect = task.gen.send(value)
+            request = task.gen.send(value)
         except StopIteration as stop:
             self._finish(task, stop.value)
             return
-        kind = effect[0]
-        if kind is EXEC:
-            self._exec(task, effect[1], effect[2], effect[3])
-        elif kind is ALL:
-            gens = effect[1]
+        if isinstance(request, Execute):
+            self._exec(task, request.node, request.attempt, request.scope)
+        elif isinstance(request, Concurrent):
+            gens = request.children
             if not gens:
                 self.ready.append((task, []))
                 return
             task.pending, task.results = len(gens), [None] * len(gens)
             self.ready.extend([(Task(gen, task, i), None) for i, gen in enumerate(gens)])
-        elif kind is SLEEP:
-            self.waits[task] = Sleep(self.call_at(self.clock.now() + effect[1], self._wake, task), effect[2])
-        elif kind is ASK:
-            self.interventions.ask(task, effect[1], effect[2], effect[3], effect[4])
-        elif kind is ACQUIRE:
-            waiting = self.resources.setdefault(effect[1], deque())
+        elif isinstance(request, Pause):
+            timer = self.call_at(self.clock.now() + request.seconds, self._wake, task)
+            self.waits[task] = Sleep(timer, request.scope)
+        elif isinstance(request, Intervene):
+            self.interventions.ask(task, request.node, request.outcome, request.action, request.scope)
+        elif isinstance(request, Acquire):
+            waiting = self.resources.setdefault(request.key, deque())
             waiting.append(task)
             if len(waiting) == 1:
                 self.ready.append((task, True))
             else:
-                self.waits[task] = Queue(effect[1], effect[2])
-        elif kind is BARRIER:
-            node = effect[1]
-            self._gates().arrive(task, node, node.barrier, effect[2])
+                self.waits[task] = Queue(request.key, request.scope)
+        elif isinstance(request, Arrive):
+            self._gates().arrive(task, request.node, request.barrier, request.scope)
         else:  # pragma: no cover - programming error
-            raise RuntimeError(f"unknown effect {effect!r}")
+            raise RuntimeError(f"unknown request {request!r}")
 
     def _finish(self, task: Task, value: Any) -> None:
         parent = task.parent
