@@ -34,13 +34,8 @@ from hypothesis import strategies as st
 
 import notebook_pipelines as nbp
 from notebook_pipelines.engine.executors.base import ERROR_LIMIT
-from notebook_pipelines.engine.executors.threads import (
-    LOG_HEAD,
-    LOG_TAIL,
-    StepLog,
-    ThreadExecutor,
-    default_pool,
-)
+from notebook_pipelines.engine.executors.capture import LOG_HEAD, LOG_TAIL, StepLog
+from notebook_pipelines.engine.executors.threads import ThreadExecutor, default_pool
 from notebook_pipelines.engine.running import MAX_NESTED_RUNS, MAX_SUMMARY_LINES
 
 GUARD = 30.0  # seconds: a hang guard, never reached when the code is right

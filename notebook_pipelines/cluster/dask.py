@@ -95,7 +95,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed where th
 from ..definition.statuses import ABORTED, FAILED, SUCCESS
 from ..engine.context import StepCancelled, StepContext
 from ..engine.executors.base import Job, Outcome, call_body, check_outputs, outcome_of_exception, refuse_unrun
-from ..engine.executors.threads import StepLog, captured
+from ..engine.executors.capture import StepLog, captured
 from ..engine.steptypes import step_type
 from ..errors import DefinitionError, Problem, StepError
 from .errors import ClusterError

@@ -28,7 +28,7 @@ completing at once; a step with a Python body runs its body whatever its type.
 ``ShellScript`` is built in: ``spec.source.spec.script`` (``shell: Bash``, ``source.type:
 Inline``) runs in ``bash`` in a new process group, with ``spec.environmentVariables`` in its
 environment; its output (stdout and stderr, in order) streams into the step's log (bounded:
-its head and tail, see :class:`~notebook_pipelines.engine.executors.threads.StepLog`);
+its head and tail, see :class:`~notebook_pipelines.engine.executors.capture.StepLog`);
 ``spec.outputVariables`` ``[{name, type, value}]`` export the shell variable named by ``value``
 as the output variable ``name`` (read afterwards as
 ``<+…steps.STEP.output.outputVariables.NAME>``). Exit code ≠ 0 fails the step (error type
