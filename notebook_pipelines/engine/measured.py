@@ -33,7 +33,10 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ..errors import HistoryDurationsWarning
+from ..definition.callables import is_sampler
+from ..errors import HistoryDurationsWarning, SimulationError
+from .sampling import draw_runs, to_seconds
+from .steptable import MISSING, StepTable
 
 __all__ = ["MODES", "HistoryDurations", "HistoryDurationsWarning", "is_history"]
 
@@ -69,8 +72,6 @@ class HistoryDurations:
         from ..definition.plan import as_plan
 
         if mode not in MODES:
-            from .simulation import SimulationError
-
             raise SimulationError(f"mode={mode!r}: use 'joint' (whole runs resampled) or 'independent'")
         self.plan = plan = as_plan(plan)
         self.mode, self.history = mode, history
@@ -116,8 +117,6 @@ class HistoryDurations:
         n_runs = len(self.run_ids)
         self.matrix = np.column_stack(columns) if columns else np.empty((n_runs, 0))
         if n_runs == 0:
-            from .simulation import SimulationError
-
             raise SimulationError(
                 "durations=: the history has no finished step rows (kind 'step', attempt ≥ 1, start and end)"
             )
@@ -161,22 +160,20 @@ class HistoryDurations:
         glob: a factor) multiplies them (``{"scan": 0.8}``: scan 20 % faster)."""
         import copy
 
-        from .simulation import _MISSING, SimulationError, _StepTable
-
         other = copy.copy(self)
         other.scale, other.fixed = dict(self.scale), dict(self.fixed)
         steps = [n for n in self.plan.nodes if n.kind == "step" and n.phase != "rollback"]
         if durations:
-            table = _StepTable("durations", durations, self.plan, True)
+            table = StepTable("durations", durations, self.plan, True)
             for node in steps:
                 value = table.get(node)
-                if value is not _MISSING:
+                if value is not MISSING:
                     other.fixed[node.index] = value
         if scale:
-            table = _StepTable("scale", scale, self.plan, True)
+            table = StepTable("scale", scale, self.plan, True)
             for node in steps:
                 value = table.get(node)
-                if value is _MISSING:
+                if value is MISSING:
                     continue
                 if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                     raise SimulationError(
@@ -190,20 +187,17 @@ class HistoryDurations:
             return out
         import numpy as np
 
-        from .simulation import _is_sampler, _seconds
-        from .vectorised import _sampled
-
         nodes = self.plan.nodes
         for index, value in self.fixed.items():
             where = nodes[index].fqn
-            if _is_sampler(value):
-                out[index] = _sampled(value, rng, runs, where)
+            if is_sampler(value):
+                out[index] = draw_runs(value, rng, runs, where)
             else:
-                out[index] = np.full(runs, _seconds(value, f"{where} (durations)"))
+                out[index] = np.full(runs, to_seconds(value, f"{where} (durations)"))
         for index, factor in self.scale.items():
             if index in out:
                 out[index] = out[index] * factor
-            elif nodes[index].duration is not None and not _is_sampler(nodes[index].duration):
+            elif nodes[index].duration is not None and not is_sampler(nodes[index].duration):
                 out[index] = np.full(runs, nodes[index].duration * factor)
         return out
 
