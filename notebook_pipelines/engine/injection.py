@@ -32,11 +32,12 @@ def failure_function(
     if not failures:
         return None  # no step fails: the executor asks nothing
     table = StepTable("failures", failures, plan, strict)
-    specs: dict[int, Any] = {}
+    specs: dict[int, FailureSpec | None] = {}
 
     def failure(node: Any, attempt: int) -> tuple[str, str] | None:
-        spec = specs.get(node.index, MISSING)
-        if spec is MISSING:
+        if node.index in specs:
+            spec = specs[node.index]
+        else:
             value = table.get(node)
             spec = specs[node.index] = None if value is MISSING else FailureSpec.of(value, node.fqn)
         if spec is None:
@@ -64,7 +65,7 @@ class FailureSpec:
         error_type: str = "Unknown",
         probability: float = 1.0,
         message: str | None = None,
-        decide: Callable | None = None,
+        decide: Callable[[int, Any], Any] | None = None,
     ):
         self.attempts, self.error_type, self.probability = attempts, error_type, probability
         self.message, self.decide = message, decide
@@ -143,7 +144,7 @@ def _error_type(value: Any, where: str) -> str:
     from ..definition.failure import ERROR_TYPES
 
     if value in ERROR_TYPES[1:]:
-        return value
+        return str(value)
     raise SimulationError(
         f"failures[{where!r}]: unknown error type {value!r}; use one of {', '.join(ERROR_TYPES[1:])}"
     )

@@ -73,7 +73,8 @@ class HistoryDurations:
 
         if mode not in MODES:
             raise SimulationError(f"mode={mode!r}: use 'joint' (whole runs resampled) or 'independent'")
-        self.plan = plan = as_plan(plan)
+        self.plan: Any = as_plan(plan)  # a Plan (typed Any like the plans of the engine's options)
+        plan = self.plan
         self.mode, self.history = mode, history
         self.scale: dict[int, float] = {}  # node index → factor (what_if: "20 % faster" is 0.8)
         self.fixed: dict[int, Any] = {}  # node index → a duration or sampler that replaces the measured
@@ -82,7 +83,7 @@ class HistoryDurations:
         last = rows.sort_values("attempt", kind="stable").groupby(["run_id", "fqn"], observed=True).tail(1)
         seconds = (last["end_s"] - last["start_s"]).groupby([last["run_id"], last["fqn"]], observed=True)
         table = seconds.first()
-        inner_fqns: set = set()
+        inner_fqns: set[str] = set()
         if "iteration" in last.columns:  # an iteration's copies (R46): postfixed FQNs, matched below
             inner_fqns = set(last.loc[last["iteration"].notna(), "fqn"]) - set(
                 last.loc[last["iteration"].isna(), "fqn"]
@@ -103,7 +104,7 @@ class HistoryDurations:
             source = node.fqn if node.fqn in measured_fqns else None
             if source is None and len(ids.get(node.id, ())) == 1:
                 source = ids[node.id][0]
-            if source is not None:
+            if source is not None and wide is not None:  # (a source is a column of wide)
                 column = wide[source].to_numpy(dtype=float)
             elif node.index in inside and inner_fqns:
                 column = _iterations(node, plan.nodes[inside[node.index]], inner_fqns, wide)
@@ -234,7 +235,7 @@ class HistoryDurations:
         return out
 
 
-def _iterations(node: Any, looped: Any, fqns: set, wide: Any) -> Any:
+def _iterations(node: Any, looped: Any, fqns: set[str], wide: Any) -> Any:
     """Per run, the longest of the iterations' copies of ``node`` (a step inside the looped node
     ``looped``: its FQN with the looped node's postfix, ``build_ubuntu.…``), or None."""
     import re

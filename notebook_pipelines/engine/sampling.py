@@ -42,7 +42,7 @@ class Streams:
 
     def __init__(self, seed: int):
         self.seed = seed
-        self.made: dict[tuple, Any] = {}
+        self.made: dict[tuple[int, int, int], Any] = {}
 
     def rng(self, node: Any, attempt: int, purpose: int = DURATION) -> Any:
         key = (node.index, attempt, purpose)
@@ -101,10 +101,10 @@ def to_seconds(value: Any, where: str, sampled: bool = False) -> float:
             + ("(clip the distribution, e.g. max(0.0, …), or use a lognormal)" if sampled else "")
         )
     try:
-        seconds = parse_duration(value, where)
+        parsed = parse_duration(value, where)
     except DurationError as err:
         raise SimulationError(str(err)) from None
-    return 0.0 if seconds is None else seconds
+    return 0.0 if parsed is None else parsed
 
 
 def draw_runs(value: Any, rng: Any, runs: int, where: str) -> Any:

@@ -50,7 +50,7 @@ from __future__ import annotations
 import difflib
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..definition.callables import is_sampler
 from ..definition.limits import short
@@ -61,6 +61,10 @@ from .injection import failure_function
 from .sampling import Streams, draw, to_seconds
 from .scheduler import execute
 from .steptable import MISSING, StepTable
+from .trace import Record
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = ["DEFAULT_START", "SimulationError", "as_plan", "simulate", "simulate_records"]
 
@@ -69,6 +73,9 @@ DEFAULT_START = "2026-01-01T00:00:00Z"
 
 #: The last instant a trace timestamp (``datetime64[ns]``) can hold, in ns since 1970 (2262-04-11).
 _LAST_NS = 2**63 - 1
+
+#: The output variables a simulated step publishes.
+Outputs = dict[str, Any]
 
 
 def _horizon(clock: VirtualClock) -> float:
@@ -87,7 +94,9 @@ def _past_horizon(clock: VirtualClock, at: float, what: str) -> SimulationError:
     )
 
 
-def _within_horizon(duration: Callable[[Any, int], float], clock: VirtualClock) -> Callable:
+def _within_horizon(
+    duration: Callable[[Any, int], float], clock: VirtualClock
+) -> Callable[[Any, int], float]:
     """``duration`` that refuses an attempt ending where trace timestamps overflow.
 
     Each duration is at most ``MAX_SECONDS``, but many in a row (or a start close to 2262) can
@@ -110,7 +119,7 @@ def _duration_function(
 ) -> Callable[[Any, int], float]:
     """``(node, attempt) -> seconds`` for the virtual executor."""
     fallback = to_seconds(default, "default=") if not is_sampler(default) else None
-    per_step: Callable | None = None
+    per_step: Callable[[Any, Any], Any] | None = None
     table: StepTable | None = None
     if durations is not None:
         if callable(durations) and not hasattr(durations, "items"):
@@ -159,7 +168,7 @@ def _duration_function(
     return duration
 
 
-def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, int], dict | None] | None:
+def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, int], Outputs | None] | None:
     """``(node, attempt) -> dict | None``: the output variables a simulated step publishes
     (``None`` when no step publishes any).
 
@@ -172,7 +181,7 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     body will publish once written.
     """
     table = StepTable("outputs", outputs, plan, strict) if outputs else None
-    declared: dict[int, dict | None] = {}
+    declared: dict[int, Outputs | None] = {}
     sketched = _sketch_reads(plan)
     if (
         table is None
@@ -181,9 +190,10 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     ):
         return None  # nothing to publish anywhere (the common case): the executor asks nothing
 
-    def published(node: Any, attempt: int) -> dict | None:
-        base = declared.get(node.index, MISSING)
-        if base is MISSING:
+    def published(node: Any, attempt: int) -> Outputs | None:
+        if node.index in declared:
+            base = declared[node.index]
+        else:
             names = [*(node.outputs or ()), *_spec_output_names(node)]
             plan_node = node.origin if node.origin is not None else node  # an iteration's copy
             names += sorted(sketched.get(plan_node.index, ()))
@@ -207,7 +217,7 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     return published
 
 
-def _named(node: Any, given: Mapping) -> Mapping:
+def _named(node: Any, given: Mapping[str, Any]) -> Mapping[str, Any]:
     """``given`` when each output name is one a real run publishes (an identifier, bounded)."""
     from .executors.base import check_outputs
 
@@ -241,7 +251,7 @@ def _spec_output_names(node: Any) -> list[str]:
 
 def _intervention_function(
     plan: Any, interventions: Any, executor: VirtualExecutor, clock: VirtualClock, strict: bool
-) -> Callable | None:
+) -> Callable[[Any], None] | None:
     """The ``on_intervention`` callback that answers from the script (D12)."""
     if not interventions:
         return None
@@ -274,7 +284,7 @@ def _intervention_function(
     return scripted
 
 
-def _answer(item: tuple) -> None:
+def _answer(item: tuple[Any, str]) -> None:
     request, choice = item
     request.answer(choice)
 
@@ -303,7 +313,7 @@ def _seed(seed: Any) -> int:
         import numpy as np
 
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0:
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and int(seed) >= 0:
         return int(seed)
     raise SimulationError(f"seed={seed!r}: give a whole number ≥ 0 (or None for a fresh random seed)")
 
@@ -311,19 +321,19 @@ def _seed(seed: Any) -> int:
 def simulate(
     pipeline: Any,
     *,
-    durations: Mapping | Callable | None = None,
+    durations: Mapping[str, Any] | Callable[[Any, Any], Any] | pd.DataFrame | None = None,
     default: Any = 1.0,
-    failures: Mapping | None = None,
-    interventions: Mapping | None = None,
+    failures: Mapping[str, Any] | str | None = None,
+    interventions: Mapping[str, Any] | None = None,
     seed: int | None = 0,
     run_id: str | None = None,
     start: Any = DEFAULT_START,
     listeners: Iterable[Any] = (),
     strict: bool = True,
-    outputs: Mapping | None = None,
-    iterations: Mapping | None = None,
+    outputs: Mapping[str, Any] | None = None,
+    iterations: Mapping[str, int] | None = None,
     mode: str = "joint",
-):
+) -> pd.DataFrame:
     """Run ``pipeline`` in virtual time and return its trace (the schema of ``run()``).
 
     Args:
@@ -419,7 +429,7 @@ def simulate_records(
     outputs: Any = None,
     iterations: Any = None,
     mode: str = "joint",
-) -> list[tuple]:
+) -> list[Record]:
     """The trace's records (:class:`~.trace.Record` s) of a simulation, without the DataFrame.
 
     For many simulations of one plan (Monte Carlo), where building a DataFrame per run would
@@ -443,7 +453,7 @@ def simulate_records(
     return scheduler.recorder.rows
 
 
-def _loop_counts(plan: Any, iterations: Any, strict: bool) -> dict:
+def _loop_counts(plan: Any, iterations: Any, strict: bool) -> dict[str, int]:
     """``iterations=`` checked: looped node id or FQN → a whole number ≥ 0 (an empty dict: none)."""
     if iterations is None:
         return {}
@@ -453,7 +463,7 @@ def _loop_counts(plan: Any, iterations: Any, strict: bool) -> dict:
             f"not {type(iterations).__name__}"
         )
     looped = {name for n in plan.nodes if n.strategy is not None for name in (n.id, n.fqn)}
-    out = {}
+    out: dict[str, int] = {}
     for key, value in iterations.items():
         if strict and key not in looped:
             known = ", ".join(sorted(n.id for n in plan.nodes if n.strategy is not None)) or "none"
@@ -507,7 +517,7 @@ def _virtual(
     strict: bool,
     outputs: Any = None,
     mode: str = "joint",
-) -> tuple[int, VirtualClock, VirtualExecutor, Callable | None]:
+) -> tuple[int, VirtualClock, VirtualExecutor, Callable[[Any], None] | None]:
     """(seed, clock, executor, intervention callback) for one simulation."""
     seed = _seed(seed)
     durations, failures = from_history(plan, durations, failures, mode, seed)

@@ -94,7 +94,7 @@ class StepTable:
         self.cache[node.index] = value
         return value
 
-    def lookup(self, names: tuple) -> Any:
+    def lookup(self, names: tuple[str, ...]) -> Any:
         """The value for a step known by ``names`` (most specific first), or ``MISSING``."""
         for name in names:
             value = self.exact.get(name, MISSING)
@@ -105,12 +105,12 @@ class StepTable:
                 return candidate
         return MISSING
 
-    def names_in(self, plan: Any, trace: Any) -> dict[str, tuple]:
+    def names_in(self, plan: Any, trace: Any) -> dict[str, tuple[str, ...]]:
         """Per step FQN of ``trace`` (a run of ``plan``), the names :meth:`get` would try."""
         from ..definition.looping import is_iteration
 
         rows = trace[trace["kind"] == "step"].drop_duplicates("fqn")
-        out = {}
+        out: dict[str, tuple[str, ...]] = {}
         loops = [n for n in plan.steps if n.strategy is not None or n.index in plan.inside_loops()]
         for fqn, step, parent in zip(rows["fqn"].astype(str), rows["step"].astype(object), rows["parent"]):
             node = plan.by_fqn.get(fqn)
@@ -119,7 +119,7 @@ class StepTable:
                 continue
             looped = parent if is_iteration(fqn, parent) else fqn
             origin = next((n for n in loops if (p := _pattern(n)) is not None and p.fullmatch(fqn)), None)
-            names = (fqn, str(step), looped)
+            names: tuple[str, ...] = (fqn, str(step), str(looped))
             out[fqn] = names + ((origin.fqn, origin.id) if origin is not None else ())
         return out
 
@@ -150,7 +150,7 @@ def _iteration_name(plan: Any, key: str) -> bool:
     return False
 
 
-_PATTERNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # plan node → its pattern
+_PATTERNS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # plan node → its pattern
 
 
 def _pattern(step: Any) -> Any | None:

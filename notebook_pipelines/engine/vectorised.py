@@ -236,7 +236,7 @@ def batch(plan: Any, durations: dict[int, Any], runs: int) -> Batch:
     return result
 
 
-def _container(node: Any, t: Any, out: Batch, durations: dict, np: Any) -> Any:
+def _container(node: Any, t: Any, out: Batch, durations: dict[int, Any], np: Any) -> Any:
     """Run ``node`` (entered at ``t``); its end."""
     i = node.index
     out.start[i] = t
@@ -251,7 +251,7 @@ def _container(node: Any, t: Any, out: Batch, durations: dict, np: Any) -> Any:
     return t
 
 
-def _node(node: Any, t: Any, out: Batch, durations: dict, np: Any) -> Any:
+def _node(node: Any, t: Any, out: Batch, durations: dict[int, Any], np: Any) -> Any:
     when = node.when
     if when is not None and when.status == "Failure":  # nothing fails in a batch: skipped (R28)
         for below in node.walk():
