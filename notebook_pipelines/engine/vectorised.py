@@ -26,6 +26,15 @@ a sampler that does not return ``runs`` values that way is called once per run o
 stream. A batch therefore replays *as a batch* (same seed and runs → the same result), not run
 by run; with constant durations (or ``durations=`` a history, whose runs are drawn by index)
 both paths agree run for run.
+
+DAGs: a plan is series-parallel (Harness layouts are), so the reduction above is its longest
+path. The one DAG the package knows is a CI history's (GitHub/GitLab ``needs``), which
+:func:`~notebook_pipelines.formats.history_tools.pipeline_from_history` lays out by levels,
+keeping the edges in ``pipeline.extra["needs"]``. Neither path honours those edges: the
+scheduler has no ``needs`` semantics, so both time the level layout (a node waits for its whole
+previous level, not only for what it needs: an upper bound on the runs' timing), and a longest
+path over the edges here alone would disagree with it. The timing analyses of a *run* follow
+its trace's ``after`` column instead (``critical_path``, ``slack``).
 """
 
 from __future__ import annotations
