@@ -30,8 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..definition.failure import ManualIntervention
     from ..definition.plan import PlanNode
     from .executors.base import Outcome
-    from .runtime import Timer
     from .scope import Scope
+    from .timers import Timer
 
 __all__ = ["InterventionRequest", "InterventionRun", "Interventions", "callable_name"]
 

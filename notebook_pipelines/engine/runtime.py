@@ -30,7 +30,7 @@ timeout, a rollback or an abort can find and settle every wait inside a scope.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .executors.base import Outcome
     from .looping import RunView
     from .scope import Scope
+    from .timers import Timer
 
 __all__ = [
     "Acquire",
@@ -57,7 +58,6 @@ __all__ = [
     "Request",
     "Runtime",
     "Sleep",
-    "Timer",
     "Yields",
 ]
 
@@ -67,9 +67,10 @@ __all__ = [
 # step attempt, and a frozen dataclass's __init__ costs twice a plain one's (a NamedTuple's more).
 @dataclass(slots=True)
 class Concurrent:
-    """Run ``children`` (node generators) at once; resumed with their statuses, in order."""
+    """Run ``children`` (node generators, or a loop's lanes) at once; resumed with what they
+    return (a node's status; a lane's None), in order."""
 
-    children: list[NodeRun]
+    children: Sequence[Yields[Any]]
 
 
 @dataclass(slots=True)
@@ -126,23 +127,6 @@ _T = TypeVar("_T")
 Yields: TypeAlias = Generator[Request, Any, _T]
 #: a node's generator: returns the node's status
 NodeRun: TypeAlias = Yields[str]
-
-
-class Timer:
-    """A pending call of ``fn(arg)`` at clock time ``when``; ``cancel()`` takes it back."""
-
-    __slots__ = ("active", "arg", "fn", "when")
-
-    def __init__(self, when: float, fn: Callable[[Any], None], arg: Any):
-        self.when, self.fn, self.arg, self.active = when, fn, arg, True
-
-    def cancel(self) -> None:
-        """The call will not happen (idempotent; harmless after it happened)."""
-        self.active = False
-
-    def __repr__(self) -> str:
-        state = "pending" if self.active else "cancelled"
-        return f"<Timer at {self.when:g}s {getattr(self.fn, '__name__', self.fn)} {state}>"
 
 
 @dataclass(slots=True)

@@ -37,7 +37,6 @@ import heapq
 import itertools
 import queue
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -52,16 +51,18 @@ from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCES
 from ..errors import MESSAGE_LIMIT, ExpressionError, PipelineError, excerpt
 from .barriers import Barriers
 from .context import StepContext
-from .executors.base import Job, Outcome, check_executor, message_of
+from .executors.base import Clock, Executor, Job, Outcome, check_executor, message_of
 from .interventions import InterventionRequest, Interventions, callable_name
-from .looping import expand
-from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Pause, Queue, Sleep, Timer
+from .looping import RunView, expand
+from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Pause, Queue, Sleep
 from .scope import Scope
 from .semantics import Rules
+from .timers import Timer
 from .trace import Record, Recorder
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..definition.looping import Iteration
+    from .runtime import NodeRun, Yields
 
 __all__ = ["WAKE_EVERY", "RealClock", "Scheduler", "Task"]
 
@@ -74,10 +75,15 @@ class Task:
     """A running generator and where its result goes (its parent's slot ``index``)."""
 
     __slots__ = ("gen", "index", "parent", "pending", "results")
+    gen: NodeRun | Yields[None]
+    parent: Task | None
+    index: int
+    pending: int  # children still running (a Concurrent request)
+    results: list[Any]  # their statuses, by index (set with ``pending``, when it has children)
 
-    def __init__(self, gen: Any, parent: Task | None, index: int):
+    def __init__(self, gen: NodeRun | Yields[None], parent: Task | None, index: int):
         self.gen, self.parent, self.index = gen, parent, index
-        self.pending, self.results = 0, None
+        self.pending = 0
 
 
 class RealClock:
@@ -94,7 +100,7 @@ class RealClock:
     def now(self) -> float:
         return time.perf_counter() - self._t0
 
-    def wait(self, inbox: queue.SimpleQueue, deadline: float | None) -> Any:
+    def wait(self, inbox: queue.SimpleQueue[Any], deadline: float | None) -> Any:
         timeout = None if deadline is None else max(0.0, deadline - self.now())
         if self.slice is not None and (timeout is None or timeout > self.slice):
             timeout = self.slice
@@ -114,21 +120,21 @@ class Scheduler:
     def __init__(
         self,
         plan: Plan,
-        executor: Any,
-        clock: Any,
+        executor: Executor,
+        clock: Clock,
         *,
         run_id: str | None = None,
         listeners: Iterable[Any] = (),
         on_intervention: Callable[[InterventionRequest], Any] | None = None,
-        namespace: dict | None = None,
-        loop_counts: dict | None = None,
+        namespace: dict[str, Any] | None = None,
+        loop_counts: dict[str, Any] | None = None,
     ):
         self.plan, self.executor, self.clock = plan, executor, clock
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.namespace = namespace
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.ready: deque = deque()
-        self.timers: list = []  # heap of (when, seq, Timer)
+        self.inbox: queue.SimpleQueue[tuple[Callable[[Any], None], Any]] = queue.SimpleQueue()
+        self.ready: deque[tuple[Task, Any]] = deque()  # (generator, the value it resumes with)
+        self.timers: list[tuple[float, int, Timer]] = []  # a heap
         self._seq = itertools.count()
         # what each waiting generator waits for (a Job, or runtime's Sleep/Ask/Queue/Gate)
         self.waits: dict[Task, Any] = {}
@@ -136,18 +142,18 @@ class Scheduler:
         self.aborted: str | None = None
         self.interrupted = False
         self.sigint = False  # a Ctrl-C arrived; taken between scheduler steps
-        self.resources: dict[str, deque] = {}
-        self.outputs: dict[str, dict] = {}
+        self.resources: dict[str, deque[Task]] = {}  # stages holding (first) and queued for a key
+        self.outputs: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, str] = {}
-        self._resolved: dict[int, dict] = {}
-        self._merged_variables: dict[int, dict] = {}
+        self._resolved: dict[int, dict[str, Any]] = {}
+        self._merged_variables: dict[int, dict[str, Any]] = {}
         self._resolved_spec: dict[int, Any] = {}  # typed steps' specs, resolved before they start
         self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
         # looping strategies (R46–R54): the run's copies of looped nodes, one subtree per
         # iteration, indexed after the plan's nodes; references resolve against ``view``
         self.extra: list[PlanNode] = []
-        self.view: Any = plan
-        self.loop_counts: dict | None = loop_counts
+        self.view: Plan | RunView = plan
+        self.loop_counts = loop_counts
         self.barriers: Barriers | None = None  # made when a Barrier step first arrives
         self.runs_handlers = bool(check_executor(executor).runs_handlers)
         self.listeners = list(listeners)
@@ -236,7 +242,7 @@ class Scheduler:
             if self.sigint and not self.interrupted:
                 raise KeyboardInterrupt
 
-    def _notify(self, listeners: list, *args: Any) -> bool:
+    def _notify(self, listeners: list[Callable[..., Any]], *args: Any) -> bool:
         """Call each listener; one that raises is reported (a warning) and dropped for this run.
 
         A listener's error must not kill a node's generator (the run would lose its trace).
@@ -249,10 +255,10 @@ class Scheduler:
         for fn in list(listeners):
             try:
                 fn(*args)
-            except PipelineError:
+            except PipelineError as exc:
                 if not isinstance(self.clock, RealClock):
                     raise  # a deliberate error of ours (e.g. a bad scripted answer in a simulation)
-                ok = self._dropped(listeners, fn, sys.exc_info()[1])
+                ok = self._dropped(listeners, fn, exc)
             except KeyboardInterrupt:
                 raise  # the loop takes it: the run is interrupted, with its trace
             except BaseException as exc:  # SystemExit too: it must not end the run without a trace
@@ -260,7 +266,7 @@ class Scheduler:
         return ok
 
     @staticmethod
-    def _dropped(listeners: list, fn: Any, exc: BaseException) -> bool:
+    def _dropped(listeners: list[Callable[..., Any]], fn: Any, exc: BaseException) -> bool:
         listeners.remove(fn)
         warnings.warn(
             f"listener {callable_name(fn)} raised {type(exc).__name__}: "
@@ -291,7 +297,7 @@ class Scheduler:
         else:
             self._completed((job, outcome))
 
-    def _completed(self, item: tuple) -> None:
+    def _completed(self, item: tuple[Job, Outcome]) -> None:
         job, outcome = item
         if job.done:
             return  # it timed out or was aborted before; its late result is ignored
@@ -379,12 +385,12 @@ class Scheduler:
         """The step context for one execution of ``node`` (made when a body is about to run)."""
         return StepContext(node, attempt, self.run_id, self._variables(node), self._inputs(node))
 
-    def _variables(self, node: PlanNode) -> dict:
+    def _variables(self, node: PlanNode) -> dict[str, Any]:
         """The variables a node sees (pipeline, stage, groups, its own; innermost wins): merged
         once per node (the plan does not change), a fresh copy for each body to use."""
         return dict(self._merged(node))
 
-    def _merged(self, node: PlanNode) -> dict:
+    def _merged(self, node: PlanNode) -> dict[str, Any]:
         """The merged variables of ``node``, never changed once made: a node without variables
         of its own shares its parent's dict (one copy per body, none per step)."""
         merged = self._merged_variables.get(node.index)
@@ -395,7 +401,7 @@ class Scheduler:
             self._merged_variables[node.index] = merged
         return merged
 
-    def _inputs(self, node: PlanNode) -> dict:
+    def _inputs(self, node: PlanNode) -> dict[str, Any]:
         return self._resolved.get(node.index, node.inputs) or {}
 
     def resolve_inputs(self, node: PlanNode) -> str | None:

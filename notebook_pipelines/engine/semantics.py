@@ -19,7 +19,7 @@ simulated run and a real run produce the same statuses and rows.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..definition.failure import (
     Abort,
@@ -116,7 +116,7 @@ class Rules:
 
     # -- the semantics --------------------------------------------------------------------------
     def _items(self, items: tuple[PlanNode, ...], scope: Scope) -> Yields[list[str]]:
-        statuses: list = []
+        statuses: list[str] = []
         for i, item in enumerate(items):
             reason = self.rt.stop_reason(scope)
             if reason is not None:
@@ -138,7 +138,7 @@ class Rules:
             return self.group(node, scope)
         return self.stage(node, scope)
 
-    def _container_status(self, statuses: Iterable[str | None], scope: Scope) -> str:
+    def _container_status(self, statuses: Iterable[str], scope: Scope) -> str:
         if scope.expired:
             return EXPIRED
         if self.rt.aborted is not None:  # E15: every container still running at the abort ends Aborted
@@ -276,11 +276,11 @@ class Rules:
         if k >= len(copies):
             statuses = yield Concurrent([self._node(copy, s) for copy, s in zip(copies, scopes)])
         else:
-            statuses = [None] * len(copies)
+            slots: list[str | None] = [None] * len(copies)
             queue = deque(range(len(copies)))
             skip = getattr(node.strategy, "on_failure", None) == "SkipQueued"
-            lanes = [self._lane(queue, copies, scopes, statuses, skip) for _ in range(k)]
-            yield Concurrent(lanes)
+            yield Concurrent([self._lane(queue, copies, scopes, slots, skip) for _ in range(k)])
+            statuses = cast("list[str]", slots)  # the lanes have filled every slot
         if all(status == SKIPPED for status in statuses):
             status = SKIPPED
         else:
@@ -405,7 +405,7 @@ class Rules:
             attempt += 1
             runs[node.index] = attempt
             if node.barrier is None:
-                outcome = yield Execute(node, attempt, scope)
+                outcome: Outcome = yield Execute(node, attempt, scope)
             else:
                 outcome = yield from self._at_barrier(node, node.barrier, attempt, scope)
             if outcome.status == SUCCESS:
@@ -539,7 +539,8 @@ class Rules:
         if not rollback_phase:
             if isinstance(action, StageRollback):
                 target = scope.up("stage")
-                target.request, target.stop = action, "stage rolled back"
+                if target is not None:  # a step is always inside a stage
+                    target.request, target.stop = action, "stage rolled back"
             elif isinstance(action, StepGroupRollback | RetryStepGroup):
                 target = scope.up("group")
                 if owner is not None and owner.kind == "step_group":
@@ -558,7 +559,8 @@ class Rules:
                         return status
             elif isinstance(action, PipelineRollback):
                 target = scope.up("pipeline")
-                target.request, target.stop = action, "pipeline rolled back"
+                if target is not None:  # every scope is inside the pipeline's
+                    target.request, target.stop = action, "pipeline rolled back"
         self._failed(node, scope, status)
         return status
 

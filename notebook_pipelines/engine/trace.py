@@ -56,6 +56,7 @@ rows are one object (a node's attempts share it): copy a list before changing it
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..definition.statuses import POSITIVE, STATUSES
@@ -64,7 +65,7 @@ from ..errors import PipelineError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from ..definition.plan import Plan
+    from ..definition.plan import Plan, PlanNode
 
 __all__ = [
     "COLUMNS",
@@ -105,9 +106,9 @@ class Record(NamedTuple):
     error_type: str | None
     error: str | None
     action: str | None
-    outputs: dict | None
+    outputs: dict[str, Any] | None
     log: str | None
-    inputs: dict | None
+    inputs: dict[str, Any] | None
 
 
 #: Each field's annotation as text (``"str | None"``): what :func:`_column` makes of it.
@@ -149,7 +150,7 @@ class Recorder:
         self.seen.add(row.node)
 
 
-def _node_columns(plan: Plan) -> dict:
+def _node_columns(plan: Plan) -> dict[str, Any]:
     """The static columns as pandas arrays with one entry per plan node (cached on the plan)."""
     import numpy as np
     import pandas as pd
@@ -192,7 +193,9 @@ def _after_column(nodes: Any, roots: Any, offset: int = 0) -> Any:
     return np.fromiter(values, dtype=object, count=len(nodes))  # never read as a 2-D array
 
 
-def after_from_blocks(fqn: list, parent: list, phase: list, block: list) -> list[tuple[str, ...]]:
+def after_from_blocks(
+    fqn: list[str], parent: list[str | None], phase: list[str | None], block: list[Any]
+) -> list[tuple[str, ...]]:
     """Per row, the fqns it waited for, read from the structure columns of a trace (for a
     loader that knows the serial order but not the plan): the nodes of the same parent and
     phase in the block before its own. Rows of one node share one list; a row without a block
@@ -201,11 +204,11 @@ def after_from_blocks(fqn: list, parent: list, phase: list, block: list) -> list
     >>> after_from_blocks(["a", "b", "c", "d"], ["s"] * 4, ["execution"] * 4, [0, 1, 1, 2])
     [(), ('a',), ('a',), ('b', 'c')]
     """
-    members: dict[tuple, dict[Any, dict[str, None]]] = {}  # (parent, phase) → block → fqns
+    members: dict[tuple[Any, Any], dict[Any, dict[str, None]]] = {}  # (parent, phase) → block → fqns
     for f, p, ph, b in zip(fqn, parent, phase, block):
         if b is not None and b == b:
             members.setdefault((p, ph), {}).setdefault(b, {})[f] = None
-    before: dict[tuple, tuple[str, ...]] = {}
+    before: dict[tuple[Any, Any, str], tuple[str, ...]] = {}
     for (p, ph), blocks in members.items():
         previous: tuple[str, ...] = ()
         for b in sorted(blocks):
@@ -244,7 +247,7 @@ def _missing(kind: str) -> Any:
     return pd.array([None], dtype="str" if kind.startswith("str") else "Int64")
 
 
-def _column(name: str, values: tuple, order: Any, n: int) -> Any:
+def _column(name: str, values: tuple[Any, ...], order: Any, n: int) -> Any:
     """One record field as a column, by its annotation (see :class:`Record`)."""
     import numpy as np
     import pandas as pd
@@ -289,7 +292,9 @@ def _stamps(seconds: Any, epoch_ns: int) -> Any:
     return pd.array(stamps.view("M8[ns]")).tz_localize("UTC")
 
 
-def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list = ()) -> pd.DataFrame:
+def build_trace(
+    plan: Plan, rows: Sequence[Record], run_id: str, epoch_ns: int, extra: Sequence[PlanNode] = ()
+) -> pd.DataFrame:
     """The trace DataFrame from records, ordered by plan position, then iteration and attempt.
 
     ``epoch_ns`` is the run's start as nanoseconds since the Unix epoch (UTC). The work is
@@ -302,14 +307,17 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     import pandas as pd
 
     n = len(rows)
-    fields = Record(*zip(*rows)) if rows else Record(*([()] * len(Record._fields)))
-    index = np.fromiter(fields.node, dtype=np.int64, count=n)
-    attempt = np.fromiter(fields.attempt, dtype=np.int64, count=n)
-    if fields.iteration.count(None) == n:  # no looping: every key is -1
+    # each field's values, one tuple per field (rows transposed)
+    fields: dict[str, tuple[Any, ...]] = dict.fromkeys(Record._fields, ())
+    if rows:
+        fields = dict(zip(Record._fields, zip(*rows)))
+    index = np.fromiter(fields["node"], dtype=np.int64, count=n)
+    attempt = np.fromiter(fields["attempt"], dtype=np.int64, count=n)
+    if fields["iteration"].count(None) == n:  # no looping: every key is -1
         iteration_key = np.full(n, -1, dtype=np.int64)
     else:
         iteration_key = np.fromiter(
-            (-1 if i is None else i for i in fields.iteration), dtype=np.int64, count=n
+            (-1 if i is None else i for i in fields["iteration"]), dtype=np.int64, count=n
         )
     if extra:  # a looped node's row is followed by its iterations' rows, each in plan order
         order = np.lexsort((attempt, iteration_key, _run_positions(plan, extra)[index]))
@@ -322,7 +330,7 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     for name in (*STATIC, "after"):
         data[name] = nodes[name].take(index)
     for name in Record._fields[1:]:
-        data[name] = _column(name, getattr(fields, name), order, n)
+        data[name] = _column(name, fields[name], order, n)
     data["start"] = _stamps(data["start_s"], epoch_ns)
     data["end"] = _stamps(data["end_s"], epoch_ns)
     data["duration_s"] = data["end_s"] - data["start_s"]
@@ -332,11 +340,11 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     return frame
 
 
-def _run_positions(plan: Plan, extra: list) -> Any:
+def _run_positions(plan: Plan, extra: Sequence[PlanNode]) -> Any:
     """Each node's place in the run's pre-order: a looped node, then each iteration's subtree."""
     import numpy as np
 
-    copies: dict[int, list] = {}
+    copies: dict[int, list[PlanNode]] = {}
     for node in extra:
         if node.loop is not None:
             copies.setdefault(id(node.looped), []).append(node)
@@ -346,14 +354,14 @@ def _run_positions(plan: Plan, extra: list) -> Any:
         node = stack.pop()
         position[node.index] = rank
         rank += 1
-        below = []
+        below: list[PlanNode] = []
         for item in (*node.items, *node.rollback):
             below.extend(item.items if item.kind == "parallel" else (item,))
         stack.extend(reversed([*copies.get(id(node), ()), *below]))
     return position
 
 
-def _with_extra(plan: Plan, extra: list) -> dict:
+def _with_extra(plan: Plan, extra: Sequence[PlanNode]) -> dict[str, Any]:
     """The static columns of the plan's nodes followed by those of a run's looped copies."""
     import numpy as np
     import pandas as pd

@@ -162,7 +162,7 @@ class _Tee:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        written = self._stream.write(text)
+        written: int = self._stream.write(text)
         buffer = getattr(local, "buffer", None)
         if buffer is not None:
             if isinstance(text, str):

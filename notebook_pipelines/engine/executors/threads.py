@@ -185,7 +185,7 @@ class WorkerPool:
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified when a worker comes or goes
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
         self._free = 0  # workers waiting for work with no job reserved for them
         self._workers: set[threading.Thread] = set()
         self._names = itertools.count()
@@ -341,6 +341,7 @@ class ThreadExecutor:
 
     name = "threads"
     clock = None
+    _pool: WorkerPool  # the pool of the run going on (set by ``open``)
     #: the scheduler resolves the ``spec`` of body-less typed steps for this executor's handlers
     runs_handlers = True
 
@@ -365,7 +366,7 @@ class ThreadExecutor:
         self._running: dict[Job, threading.Thread] = {}
         self._signalled: set[Job] = set()  # running jobs a stop signal was raised into
         self._stopped: dict[Job, threading.Event] = {}  # jobs told to stop, set when their body ends
-        self._waiting: deque = deque()  # jobs over max_workers, in submission order
+        self._waiting: deque[Job] = deque()  # jobs over max_workers, in submission order
         self._holding: set[Job] = set()  # jobs holding one of the max_workers slots
         self._batch: dict[Job, None] = {}  # submitted, handed to the pool at the next flush()
 
@@ -387,6 +388,7 @@ class ThreadExecutor:
         self.run = run
         if self.pool is None:
             self.pool = default_pool()
+        self._pool = self.pool
         self._running, self._signalled, self._stopped = {}, set(), {}
         self._waiting, self._holding, self._batch = deque(), set(), {}
         if self.capture:
@@ -414,7 +416,7 @@ class ThreadExecutor:
         if self._batch:
             jobs, self._batch = self._batch, {}
             execute = self._execute
-            self.pool.submit_many([partial(execute, job) for job in jobs])
+            self._pool.submit_many([partial(execute, job) for job in jobs])
 
     def cancel(self, job: Job) -> None:
         job.ctx.cancel()
@@ -433,7 +435,7 @@ class ThreadExecutor:
             if thread is not None:
                 if job not in self._signalled and _raise_in_thread(thread, StepCancelled):
                     self._signalled.add(job)
-                self.pool.detach(thread, job.node.id)
+                self._pool.detach(thread, job.node.id)
         self._free_slot(job)  # a body left behind holds no slot of max_workers
 
     def _execute(self, job: Job) -> Callable[[], None]:
@@ -512,7 +514,7 @@ class ThreadExecutor:
             if nxt is not None:
                 self._holding.add(nxt)
         if nxt is not None:
-            self.pool.submit(partial(self._execute, nxt))
+            self._pool.submit(partial(self._execute, nxt))
 
     def close(self, cancel: bool = False) -> None:
         """The run ends. With ``cancel``, running bodies are told to stop. Bodies told to stop
@@ -527,7 +529,7 @@ class ThreadExecutor:
         with self._lock:
             stopped = [(job, event) for job, event in self._stopped.items() if not event.is_set()]
         deadline = time.monotonic() + self.stop_grace
-        left = []
+        left: list[str] = []
         for job, event in stopped:
             if not event.wait(max(0.0, deadline - time.monotonic())):
                 left.append(job.node.fqn)
