@@ -13,6 +13,7 @@ Code-text bodies (cell code) run in a shared namespace; there ``ctx`` is
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StepCancelled
@@ -51,7 +52,12 @@ class StepContext:
     )
 
     def __init__(
-        self, node: PlanNode, attempt: int, run_id: str, variables: dict[str, Any], inputs: dict[str, Any]
+        self,
+        node: PlanNode,
+        attempt: int,
+        run_id: str,
+        variables: dict[str, Any],
+        inputs: Mapping[str, Any],
     ):
         self.fqn, self.id, self.name = node.fqn, node.id, node.name
         self.stage = node.stage.id if node.stage is not None else None

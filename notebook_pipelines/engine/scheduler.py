@@ -42,7 +42,7 @@ import time
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -401,8 +401,9 @@ class Scheduler:
             self._merged_variables[node.index] = merged
         return merged
 
-    def _inputs(self, node: PlanNode) -> dict[str, Any]:
-        return self._resolved.get(node.index, node.inputs) or {}
+    def _inputs(self, node: PlanNode) -> Mapping[str, Any]:
+        resolved = self._resolved.get(node.index)
+        return resolved if resolved is not None else node.inputs or {}
 
     def resolve_inputs(self, node: PlanNode) -> str | None:
         """Resolve the step's inputs just before it runs (R42–R47); the error text, if any."""

@@ -370,7 +370,7 @@ def _with_extra(plan: Plan, extra: Sequence[PlanNode]) -> dict[str, Any]:
     static = {
         "fqn": [n.fqn for n in extra],
         "parent": [
-            n.looped.fqn if n.loop is not None else n.parent.fqn if n.parent is not None else None
+            n.looped.fqn if n.looped is not None else n.parent.fqn if n.parent is not None else None
             for n in extra
         ],
         "stage": [n.stage.id if n.stage is not None else None for n in extra],
