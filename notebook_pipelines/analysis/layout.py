@@ -447,7 +447,7 @@ def _percentiles(plan: Any, history: Any, default: Any) -> tuple[float, float]:
 
     from ..engine import registry
     from ..engine.measured import HistoryDurations
-    from .whatif import monte_carlo
+    from .montecarlo import monte_carlo
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the original's run warns once about unmeasured steps
