@@ -37,9 +37,7 @@ descendants') are the part of the path inside it.
 
 from __future__ import annotations
 
-import bisect
 import itertools
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +53,7 @@ from .path_graph import (
     timed_rows,
     unit_lists,
 )
-from .schedule import _SCAN, _TOL, _related
+from .schedule import _TOL, claim_slots, gating_end
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -231,32 +229,23 @@ def _slots(
     """Per iteration that waited for a slot of its loop's window (R54), the end event of the
     sibling that freed it: iterations in the order they started each take the latest sibling end
     at or before their start that no earlier one took (ties: the sibling that started first).
-    The same rule as ``Schedule._slots``; a Python loop over the iterations of loops only."""
+    The rule is ``Schedule``'s (:func:`~notebook_pipelines.analysis.schedule.claim_slots`); a
+    Python loop over the iterations of loops only."""
     import numpy as np
 
-    out: dict[int, int] = {}
     firsts = np.unique(first_row[unit_of[np.flatnonzero(iterates)]]) if iterates.any() else []
     by_loop: dict[int, list[int]] = {}
     for r in firsts:
         if iterates[r] and prow[r] >= 0:
             by_loop.setdefault(int(prow[r]), []).append(int(r))
-    for loop, rows in by_loop.items():
-        rows.sort(key=lambda r: (start[r], r))
-        free: list[tuple[float, float, int]] = []
-        for r in rows:
-            if start[r] > start[loop] + _TOL:
-                i = bisect.bisect_right(free, (start[r] + _TOL, math.inf, math.inf))
-                if i:
-                    out[r] = 2 * -free.pop(i - 1)[2] + 1
-            g = int(last_row[unit_of[r]])
-            bisect.insort(free, (end[g], -start[g], -g))
-    return out
+    return claim_slots(by_loop, start, end, lambda r: int(last_row[unit_of[r]]))
 
 
 def _gates(rows: Any, run: Any, fqn: Any, start: Any, end: Any, latest: Any, slots: dict) -> tuple[Any, Any]:
     """For each row whose start nothing explains: the end event that let it start — the sibling
     that freed its slot in a loop's window, else the latest end at or before it elsewhere in the
-    run, not of a related node (ties: the earliest started)."""
+    run, not of a related node (ties: the earliest started): ``Schedule``'s rule,
+    :func:`~notebook_pipelines.analysis.schedule.gating_end`."""
     import numpy as np
 
     if not len(rows):
@@ -266,11 +255,6 @@ def _gates(rows: Any, run: Any, fqn: Any, start: Any, end: Any, latest: Any, slo
     cache: dict[int, tuple] = {}
     gs, gd = [], []
     for r in rows:
-        freed = slots.get(int(r))
-        if freed is not None and end[freed // 2] >= latest[r] - _TOL:
-            gs.append(freed)
-            gd.append(2 * int(r))
-            continue
         k = int(run[r])
         if k not in cache:
             b, e = run_start[k]
@@ -278,18 +262,9 @@ def _gates(rows: Any, run: Any, fqn: Any, start: Any, end: Any, latest: Any, slo
             o = idx[np.argsort(end[idx], kind="stable")]
             cache[k] = (o, end[o])
         order, ends = cache[k]
-        i = int(np.searchsorted(ends, start[r] + _TOL, side="right"))
-        found: list[int] = []
-        me = str(fqn[r])
-        for j in range(i - 1, max(-1, i - 1 - _SCAN), -1):
-            g = int(order[j])
-            if ends[j] < latest[r] - _TOL or (found and ends[j] < end[found[0]] - _TOL):
-                break
-            if not _related(str(fqn[g]), me):
-                found.append(g)
-        if found:
-            g = min(found, key=lambda x: (start[x], x))
-            gs.append(2 * g + 1)
+        gate = gating_end(int(r), latest[r], slots.get(int(r)), order, ends, start, end, fqn)
+        if gate is not None:
+            gs.append(gate)
             gd.append(2 * int(r))
     return np.array(gs, dtype=np.int64), np.array(gd, dtype=np.int64)
 

@@ -271,42 +271,14 @@ class Schedule:
 
     def _gate(self, r: int, latest: float, order: list[int], sorted_ends: list[float]) -> int | None:
         """The end event that let row ``r`` start when its structure does not explain the start."""
-        freed = self.slot.get(r)
-        if freed is not None and self.time[freed] >= latest - _TOL:
-            return freed
-        k = bisect.bisect_right(sorted_ends, self.start[r] + _TOL)
-        found: list[int] = []
-        for i in range(k - 1, max(-1, k - 1 - _SCAN), -1):
-            g = order[i]
-            if sorted_ends[i] < latest - _TOL or (found and sorted_ends[i] < self.end[found[0]] - _TOL):
-                break
-            if not _related(self.fqn[g], self.fqn[r]):
-                found.append(g)
-        if not found:
-            return None
-        return 2 * min(found, key=lambda g: (self.start[g], g)) + 1
+        return gating_end(r, latest, self.slot.get(r), order, sorted_ends, self.start, self.end, self.fqn)
 
     def _slots(self) -> dict[int, int]:
-        """Per iteration that waited for a slot (R54), the end event of the sibling that freed it.
-
-        Iterations are taken in the order they started (list order on ties); each takes the
-        latest sibling end at or before its start that no earlier iteration took (ties: the
-        sibling that started first), so two iterations starting when two slots free take one
-        each.
-        """
-        out: dict[int, int] = {}
-        for prow, keys in self.loop_units.items():
-            order = sorted(keys, key=lambda k: (self.start[self.units[k][0]], self.units[k][0]))
-            free: list[tuple[float, float, int]] = []  # (end, -start, -row) of unclaimed siblings
-            for key in order:
-                r = self.units[key][0]
-                if self.start[r] > self.start[prow] + _TOL:
-                    i = bisect.bisect_right(free, (self.start[r] + _TOL, math.inf, math.inf))
-                    if i:
-                        out[r] = 2 * -free.pop(i - 1)[2] + 1
-                g = self.units[key][-1]
-                bisect.insort(free, (self.end[g], -self.start[g], -g))
-        return out
+        """Per iteration that waited for a slot (R54), the end event of the sibling that freed it
+        (:func:`claim_slots`)."""
+        loops = {prow: [self.units[k][0] for k in keys] for prow, keys in self.loop_units.items()}
+        last = {self.units[k][0]: self.units[k][-1] for keys in self.loop_units.values() for k in keys}
+        return claim_slots(loops, self.start, self.end, last.__getitem__)
 
     # -- results -----------------------------------------------------------------------------------
     def path(self) -> list[int]:
@@ -343,3 +315,54 @@ class Schedule:
             if succ[u]:
                 late[u] = min(late[v] - lag for v, lag in succ[u])
         return late
+
+
+# -- the two searches Schedule and paths.path_flows share --------------------------------------
+def claim_slots(loops: dict[int, list[int]], start: Any, end: Any, last_of: Any) -> dict[int, int]:
+    """Per iteration that waited for a slot of its loop's window (R54), the end event of the
+    sibling that freed it.
+
+    ``loops``: a looped node's row → its iterations' first rows; ``last_of(r)``: the row of that
+    iteration's last attempt. Iterations are taken in the order they started (row order on
+    ties); each that started after its loop takes the latest sibling end at or before its start
+    that no earlier iteration took (ties: the sibling that started first), so two iterations
+    starting when two slots free take one each.
+    """
+    out: dict[int, int] = {}
+    for loop, rows in loops.items():
+        free: list[tuple[float, float, int]] = []  # (end, -start, -row) of unclaimed siblings
+        for r in sorted(rows, key=lambda r: (start[r], r)):
+            if start[r] > start[loop] + _TOL:
+                i = bisect.bisect_right(free, (start[r] + _TOL, math.inf, math.inf))
+                if i:
+                    out[r] = 2 * -free.pop(i - 1)[2] + 1
+            g = last_of(r)
+            bisect.insort(free, (end[g], -start[g], -g))
+    return out
+
+
+def gating_end(
+    r: int, latest: float, slot: int | None, order: Any, ends: Any, start: Any, end: Any, fqn: Any
+) -> int | None:
+    """The end event that let row ``r`` start when its structure does not explain the start
+    (``latest``: the latest time its predecessors allow), or None.
+
+    The sibling that freed its slot in a loop's window (``slot``, :func:`claim_slots`) if that
+    ended late enough; else, searching back from ``r``'s start through the run's rows by end
+    (``order``, their ``ends`` sorted), the latest ends at or before it and not before
+    ``latest``, of nodes not related to ``r``'s (ties: the earliest started).
+    """
+    if slot is not None and end[slot // 2] >= latest - _TOL:
+        return slot
+    k = bisect.bisect_right(ends, start[r] + _TOL)
+    found: list[int] = []
+    me = str(fqn[r])
+    for i in range(k - 1, max(-1, k - 1 - _SCAN), -1):
+        g = int(order[i])
+        if ends[i] < latest - _TOL or (found and ends[i] < end[found[0]] - _TOL):
+            break
+        if not _related(str(fqn[g]), me):
+            found.append(g)
+    if not found:
+        return None
+    return 2 * min(found, key=lambda g: (start[g], g)) + 1
