@@ -1,4 +1,4 @@
-"""What the course notebooks (02–12) show, read from their stored outputs (issue 30 parts 3, 7).
+"""What the course notebooks (02–13) show, read from their stored outputs (issue 30 parts 3, 7).
 
 nbval checks that the stored outputs are what the code gives; these check that they are what a
 learner should see: trace tables with the columns the prose walks through, shown whole; a log
@@ -17,7 +17,7 @@ import pytest
 import notebook_pipelines as nbp
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-COURSE = [p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if "02" <= p.name[:2] <= "12"]
+COURSE = [p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if "02" <= p.name[:2] <= "13"]
 TRACE_COLUMNS = set(nbp.COLUMNS)
 #: columns the prose names on purpose without showing them, and why
 NOT_SHOWN = {

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
@@ -24,7 +25,8 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SOLUTIONS = NOTEBOOKS_DIR / "solutions.yaml"
 CHECK = re.compile(r"""nbp\.check\(\s*["'](\d\d\.\d+)["']""")
 UNFILLED = re.compile(r"^answer = \.\.\..*$", re.MULTILINE)
-COURSE = [p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if "02" <= p.name[:2] <= "12"]
+COURSE = [p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if "02" <= p.name[:2] <= "13"]
+PUZZLES = NOTEBOOKS_DIR / "14-puzzles.ipynb"
 
 
 @pytest.fixture(autouse=True)
@@ -315,6 +317,34 @@ def test_E5_02_1_retries_run_out_and_the_run_fails():
     assert nbp.check("02.1", "Success", built(2)).right  # a third attempt succeeds
 
 
+def gitlab_like() -> pd.DataFrame:  # 13: a run of GitLab's shop/web, its jobs' median durations
+    p = nbp.Pipeline("web")
+    with p.stage("build") as s:
+        s.step("compile", duration="64s")
+    with p.stage("test") as s, s.parallel():
+        s.step("rspec", duration="170s")
+        s.step("unit", duration="128s")
+        s.step("lint", duration="20s")
+    p.stage("deploy").step("release", duration="35s")
+    return p.simulate(run_id="web-1")
+
+
+def test_13_1_speed_up_the_step_on_the_critical_path_not_the_slowest():
+    history = gitlab_like()
+    unfilled("13.1", history)
+    # the path: compile 64 + rspec 170 + release 35 = 269 s; unit (128 s) and lint end before
+    # rspec: on no path. Other than rspec, compile owns the most of the path (64 s > 35 s)
+    assert nbp.check("13.1", "compile", history).right
+    first, second = two_hints("13.1", "unit", history)  # the second slowest, beside rspec
+    assert "criticality" in first and "`unit` is on the critical path in 0% of the runs" in second
+    verdict = nbp.check("13.1", "release", history)
+    wrong(verdict)
+    assert "another step owns more" in verdict.message
+    assert "leaves out" in nbp.check("13.1", "rspec", history).message
+    with pytest.raises(nbp.ExerciseError, match="give the name of a step of this history: one of rspec"):
+        nbp.check("13.1", "docs", history)
+
+
 def test_check_says_how_to_call_it():
     with pytest.raises(nbp.ExerciseError, match=r"no exercise '99.1'; the exercises: 02.1, 03.1"):
         nbp.check("99.1", 1)
@@ -339,7 +369,7 @@ def exercise_cells(path: Path) -> list[tuple[str, nbformat.NotebookNode]]:
 
 
 def test_every_notebook_from_02_on_has_an_exercise_stored_unsolved():
-    assert [p.name[:2] for p in COURSE] == [f"{n:02}" for n in range(2, 13)]
+    assert [p.name[:2] for p in COURSE] == [f"{n:02}" for n in range(2, 14)]
     for path in COURSE:
         cells = exercise_cells(path)
         assert cells, f"{path.name}: no exercise (a cell with nbp.check)"
@@ -377,3 +407,49 @@ def test_the_notebook_with_its_solutions_filled_in_makes_every_check_say_right(p
     for exercise, cell in checked:
         said = [o["data"]["text/plain"] for o in cell.outputs if "data" in o]
         assert said and said[-1].startswith("right: "), f"{path.name} {exercise}: {said or cell.outputs}"
+
+
+# -- 14: the puzzles are the exercises -------------------------------------------------------------------
+PLAYED = re.compile(r"^pz = nbp\.puzzle\((\d+)\)$", re.MULTILINE)
+PZ_CHECK = re.compile(r"^pz\.check\((.*)\)", re.MULTILINE)
+
+
+def puzzle_cells() -> list[tuple[int, nbformat.NotebookNode]]:
+    """The cells that check a level's answer, with the level they check."""
+    level, found = None, []
+    for cell in nbformat.read(PUZZLES, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        if played := PLAYED.search(cell.source):
+            level = int(played[1])
+        if PZ_CHECK.search(cell.source):
+            found.append((level, cell))
+    return found
+
+
+def test_14_plays_every_level_each_stored_unsolved_with_a_hint():
+    cells = puzzle_cells()
+    assert [level for level, _ in cells] == list(nbp.puzzle.levels().number)
+    assert len(cells) >= 8
+    for level, cell in cells:
+        said = [o["data"]["text/plain"] for o in cell.outputs if "data" in o]
+        assert said and said[-1].startswith("not yet: ") and "\nhint: " in said[-1], f"level {level}: {said}"
+
+
+@pytest.mark.kernel  # notebook 14 with each level's reference solution as the answer (~10 s)
+def test_14_with_the_reference_solutions_every_level_says_right():
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(PUZZLES, as_version=4)
+    checked = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and PZ_CHECK.search(cell.source):
+            cell.source = PZ_CHECK.sub("pz.check(pz.solution())", cell.source)
+            checked.append(cell)
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}
+    ).execute()
+    assert len(checked) == len(nbp.puzzle.levels())
+    for cell in checked:
+        said = [o["data"]["text/plain"] for o in cell.outputs if "data" in o]
+        assert said and said[-1].startswith("right: "), said or cell.outputs

@@ -492,3 +492,47 @@ def _by_hand(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
     if verdict.right:
         return True, f"it finishes in {format_duration(verdict.makespan_s)}, the lower bound", {}
     return False, verdict.message, {}
+
+
+# -- 13 history ------------------------------------------------------------------------------------
+def _on_path(facts: dict) -> str:
+    return (
+        f"`{facts['answer']}` is on the critical path in {facts['criticality']:.0%} of the runs and owns "
+        f"{facts['owned_s']:.0f} s of it in an average run; sort the steps by `owned_s`."
+    )
+
+
+@_exercise(
+    "13.1",
+    "GitLab's shop/web: which step other than `rspec` shortens the runs most when it is made faster?",
+    'the name of a step, e.g. "lint"',
+    ("history",),
+    [
+        "A faster step saves time only in the runs where it is on the critical path: "
+        "`gitlab.pipeline.criticality()` says in what share of the runs each step is (`criticality`) "
+        "and how many seconds of the path it owns (`owned_s`).",
+        _on_path,
+    ],
+)
+def _speed_up(answer: Any, history: Any) -> tuple[bool, str, dict]:
+    h = _trace(history, "nbp.check('13.1', answer, gitlab)")
+    crit = h.pipeline.criticality()
+    steps = crit[crit["kind"] == "step"].sort_values("owned_s", ascending=False, kind="stable")
+    if len(steps) < 2:
+        raise ExerciseError("pass the history of one pipeline with at least two steps (gitlab)")
+    names = list(dict.fromkeys(steps["name"]))
+    if not isinstance(answer, str) or answer not in names:
+        raise ExerciseError(
+            f"give the name of a step of this history: one of {', '.join(names)}; not {answer!r}"
+        )
+    row = steps[steps["name"] == answer].iloc[0]
+    facts = {"answer": answer, "criticality": float(row["criticality"]), "owned_s": float(row["owned_s"])}
+    top, truth = names[0], names[1]
+    if answer == top:
+        return False, f"`{top}` is the step the question leaves out: which one comes next?", facts
+    said = f"`{answer}` is on the critical path in {facts['criticality']:.0%} of the runs"
+    if answer == truth:
+        return True, f"{said} and owns {facts['owned_s']:.0f} s of it: after `{top}`, the most", {}
+    if facts["criticality"] == 0:
+        return False, f"{said}: making it faster shortens none of them", facts
+    return False, f"{said}, but another step owns more of it", facts
