@@ -386,9 +386,13 @@ class Rules:
 
     def step(self, node: PlanNode, scope: Scope) -> NodeRun:
         """A step: its condition, its inputs, then attempts until one is final (R15–R24, R59)."""
-        ok, reason, error = self._should_run(node, scope)
-        if not ok:
-            return self._skip_or_fail(node, scope, reason, error)
+        when = node.when  # the common case (status Success, no condition, nothing failed) inline
+        if when is not None and (
+            when.condition is not None or when.status != "Success" or scope.fail_scope.failed
+        ):
+            ok, reason, error = self._should_run(node, scope)
+            if not ok:
+                return self._skip_or_fail(node, scope, reason, error)
         if node.inputs:
             error = self.rt.resolve_inputs(node)
             if error is not None:
