@@ -188,9 +188,22 @@ class Runtime(Protocol):
     def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> Timer: ...
 
     def record(
-        self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any
+        self,
+        node: PlanNode,
+        attempt: int,
+        status: str,
+        start: float | None,
+        end: float | None,
+        *,
+        reason: str | None = None,
+        worker: str | None = None,
+        error_type: str | None = None,
+        error: str | None = None,
+        action: str | None = None,
+        outputs: dict[str, Any] | None = None,
+        log: str | None = None,
     ) -> None:
-        """Append one trace row (``info``: reason, worker, error_type, error, action, outputs, log)."""
+        """Append one trace row (the keywords: the other fields of :class:`~.trace.Record`)."""
         ...
 
     def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:

@@ -513,14 +513,14 @@ class Scheduler:
 
     # -- records --------------------------------------------------------------------------------
     def record(
-        self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any
-    ) -> None:
-        """Append one trace row: ``info`` holds the other fields of :class:`~.trace.Record`
-        (``reason``, ``worker``, ``error_type``, ``error``, ``action``, ``outputs``, ``log``)."""
-        get = info.get
+        self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, *,
+        reason: str | None = None, worker: str | None = None, error_type: str | None = None,
+        error: str | None = None, action: str | None = None, outputs: dict[str, Any] | None = None,
+        log: str | None = None,
+    ) -> None:  # fmt: skip
+        """Append one trace row; the keywords are the other fields of :class:`~.trace.Record`."""
         self._row(
-            node, attempt, status, get("reason"), start, end, get("worker"),
-            get("error_type"), get("error"), get("action"), get("outputs"), get("log"),
+            node, attempt, status, reason, start, end, worker, error_type, error, action, outputs, log
         )  # fmt: skip
 
     def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:

@@ -19,7 +19,7 @@ simulated run and a real run produce the same statuses and rows.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from ..definition.failure import (
     Abort,
@@ -69,6 +69,16 @@ RETRY = "retry"
 #: the key under which ``_after_failure`` counts a step's retries answered by a person (bounded
 #: like a Retry count: an ``on_intervention`` callback answering Retry for ever must not loop)
 INTERVENTION_RETRIES = -1
+
+
+class _RowInfo(TypedDict, total=False):
+    """What every row recorded for one failed attempt repeats (``Runtime.record``'s keywords)."""
+
+    worker: str | None
+    log: str | None
+    error_type: str | None
+    error: str | None
+    reason: str | None
 
 
 class Rules:
@@ -447,11 +457,11 @@ class Rules:
         step (R21). An aborted step, or one whose stage timed out, takes no strategy.
         """
         status = outcome.status
-        info = {"worker": outcome.worker, "log": outcome.log}
-        info.update(error_type=outcome.error_type, error=outcome.error)
+        info: _RowInfo = {"worker": outcome.worker, "log": outcome.log}
+        info["error_type"], info["error"] = outcome.error_type, outcome.error
         if status == ABORTED or self._scope_expired(scope):
-            reason = self.rt.stop_reason(scope)
-            self.rt.record(node, attempt, status, outcome.start, outcome.end, reason=reason, **info)
+            info["reason"] = self.rt.stop_reason(scope)
+            self.rt.record(node, attempt, status, outcome.start, outcome.end, **info)
             self._failed(node, scope, status)
             return status
         action, owner = choose(node, outcome.error_type or "Unknown")
@@ -490,10 +500,8 @@ class Rules:
                     break
                 if answer == "Retry":
                     used[INTERVENTION_RETRIES] = used.get(INTERVENTION_RETRIES, 0) + 1
-                    self.rt.record(
-                        node, attempt, status, outcome.start, outcome.end, action="Retry",
-                        reason="manual intervention", **info,
-                    )  # fmt: skip
+                    info["reason"] = "manual intervention"  # replaces an earlier one's timeout
+                    self.rt.record(node, attempt, status, outcome.start, outcome.end, action="Retry", **info)
                     return RETRY
                 info["reason"] = f"manual intervention: {answer}"
                 action = action_from_dict(answer)
