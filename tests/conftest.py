@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -112,6 +113,21 @@ def boom(seconds: float = 0.01, error_type: str = "Unknown") -> Callable:
     def body(ctx: nbp.StepContext) -> None:
         ctx.sleep(seconds)
         raise nbp.StepError("boom", error_type=error_type)
+
+    return body
+
+
+def writes_bytes(text: str, seconds: float) -> Callable:
+    """A body that prints ``text``, writes bytes to ``sys.stdout`` (refused with a TypeError, which
+    it catches: issue 24.2), then sleeps ``seconds`` with ``ctx.sleep`` until the run stops it."""
+
+    def body(ctx: nbp.StepContext) -> None:
+        print(text)
+        try:
+            sys.stdout.write(b"bytes")
+        except TypeError:
+            pass
+        ctx.sleep(seconds)
 
     return body
 
