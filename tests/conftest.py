@@ -63,6 +63,17 @@ def sleeper(seconds: float, text: str | None = None, result: dict | None = None)
     return body
 
 
+def recording(calls: list[str], name: str, seconds: float) -> Callable[[], None]:
+    """A step body that appends ``name`` to ``calls`` when it starts, then sleeps ``seconds`` with
+    ``time.sleep`` (which nothing cuts short: a run told to stop leaves it behind)."""
+
+    def body() -> None:
+        calls.append(name)
+        time.sleep(seconds)
+
+    return body
+
+
 def failing(message: str = "bad value", exc: type[BaseException] = ValueError, after: float = 0.02):
     """A step body that sleeps ``after`` seconds, then raises ``exc(message)``."""
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import pytest
-from conftest import row, sleeper, status, writes_bytes
+from conftest import recording, row, sleeper, status, writes_bytes
 
 import notebook_pipelines as nbp
 from notebook_pipelines.engine.executors import threads
@@ -165,20 +165,12 @@ def test_D6_interrupted_steps_are_told_to_stop_through_their_context():
 def test_D6_interrupt_during_plain_time_sleep_in_a_long_serial_chain():
     stdout_before = sys.stdout
     ran: list[str] = []
-
-    def plain(name: str):
-        def body() -> None:
-            ran.append(name)
-            time.sleep(0.3)
-
-        return body
-
     p = nbp.Pipeline("chain")
     with p.stage("s") as s:
         for i in range(10):
-            s.step(f"s{i}", run=plain(f"s{i}"))
+            s.step(f"s{i}", run=recording(ran, f"s{i}", 0.3))
     with p.stage("later") as later:
-        later.step("x", run=plain("x"))
+        later.step("x", run=recording(ran, "x", 0.3))
     err = run_interrupted(p)
     assert isinstance(err, nbp.RunInterrupted), repr(err)
     trace = err.trace
