@@ -99,6 +99,16 @@ def grouped(name: str, stages: int, groups: int, blocks: int, width: int, longes
     return p
 
 
+def two_steps() -> nbp.Pipeline:
+    """The smallest serial chain: pipeline ``p``, one stage ``s`` of two plain steps, ``a`` then ``b``
+    (no body, no duration)."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a")
+        s.step("b")
+    return p
+
+
 def worker_threads() -> list[threading.Thread]:
     """The engine's worker threads that are alive now (in the pool, idle or busy)."""
     return [t for t in threading.enumerate() if t.name.startswith(WORKER_PREFIX) and t.is_alive()]
