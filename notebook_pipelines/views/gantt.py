@@ -4,7 +4,7 @@ Conventions
 -----------
 - **One lane per step execution** (a step, or one iteration of a looped step), top to bottom in
   plan order; its attempts are bars on that lane, in the picture's status colours
-  (:data:`~notebook_pipelines.views.rendering.STATUS_STYLES`), ``#2``, ``#3`` on later attempts.
+  (:data:`~notebook_pipelines.views.outcomes.STATUS_STYLES`), ``#2``, ``#3`` on later attempts.
 - **Waits between attempts** (retry intervals, manual interventions) are hatched bars between them.
 - **Rollback steps** have a dashed border and ``↩`` before their name.
 - **Stages and step groups are bands**, not envelope bars: each stage a shaded band across its
@@ -26,7 +26,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from ..definition.durations import format_duration
-from .rendering import STATUS_STYLES
+from .outcomes import STATUS_STYLES
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
