@@ -11,10 +11,15 @@ import socket
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .dask import DaskExecutor
+
+class WorkerListener(Protocol):
+    """What :class:`SchedulerEvents` calls on an executor: a worker left the cluster (the
+    scheduler's ``remove-worker`` message); it may return an awaitable."""
+
+    def _worker_left(self, message: dict) -> Any: ...
+
 
 __all__ = ["NotDask", "SchedulerEvents", "handshake"]
 
@@ -109,7 +114,7 @@ class SchedulerEvents:
                 events = cls._by_client[client.id] = SchedulerEvents(client)
             return events
 
-    def add(self, executor: DaskExecutor) -> None:
+    def add(self, executor: WorkerListener) -> None:
         with self._lock:
             first = not self.executors
             self.executors.add(executor)
@@ -122,7 +127,7 @@ class SchedulerEvents:
             )
             self.client.subscribe_topic("all", self.handle)
 
-    def discard(self, executor: DaskExecutor) -> None:
+    def discard(self, executor: WorkerListener) -> None:
         with self._lock:
             if executor not in self.executors:
                 return
