@@ -112,15 +112,8 @@ def iterations_of(trace: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
-NODE_DEFAULTS = dict(
-    shape="box",
-    style="rounded,filled",
-    fillcolor="#ffffff",
-    color="#546e7a",
-    fontname="Helvetica",
-    fontsize="10",
-    height="0.3",
-)
+NODE_DEFAULTS = {"shape": "box", "style": "rounded,filled", "fillcolor": "#ffffff", "color": "#546e7a",
+                 "fontname": "Helvetica", "fontsize": "10", "height": "0.3"}  # fmt: skip
 EDGE_DEFAULTS = {"color": _EDGE, "arrowsize": "0.6"}
 # a terminal's height follows its width (fixedsize circle); the default node height would not
 TERMINAL = {"label": "", "style": "filled", "fillcolor": "#37474f", "fixedsize": "true", "height": "0"}

@@ -240,7 +240,8 @@ def history_fetch_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def history_show_command(args: argparse.Namespace) -> int:
+def _kept_history(args: argparse.Namespace) -> Any:
+    """The kept runs FOLDER, --source and --pipeline name; None (after saying so) when there are none."""
     from ...formats.history import HistoryError
     from ...formats.history_store import read_history
 
@@ -250,15 +251,18 @@ def history_show_command(args: argparse.Namespace) -> int:
         raise BadInput(foreign(err)) from None
     if not len(frame):
         print("no runs")
-        return 0
-    print_history(frame)
+        return None
+    return frame
+
+
+def history_show_command(args: argparse.Namespace) -> int:
+    frame = _kept_history(args)
+    if frame is not None:
+        print_history(frame)
     return 0
 
 
 def history_report_command(args: argparse.Namespace) -> int:
-    from ...errors import PipelineError
-    from ...formats.history import HistoryError
-    from ...formats.history_store import read_history
     from ...views.history import report_html, report_text
 
     out = check_output(args.output, (".html", ".htm"), "report") if args.output else None
@@ -266,12 +270,8 @@ def history_report_command(args: argparse.Namespace) -> int:
         raise BadInput(f"--top {args.top}: give a number of steps from 1 to 1000")
     if not 3 <= args.window <= 10_000:
         raise BadInput(f"--window {args.window}: give a number of runs from 3 to 10000")
-    try:
-        frame = read_history(args.folder, source=args.source, pipeline=args.pipeline)
-    except HistoryError as err:
-        raise BadInput(foreign(err)) from None
-    if not len(frame):
-        print("no runs")
+    frame = _kept_history(args)
+    if frame is None:
         return 0
     histories = [part for _, part in frame.groupby(["source", "pipeline"], sort=True, observed=True)]
     try:
