@@ -450,9 +450,9 @@ def delete_node(pipeline: Pipeline, path: str, stage: str | None = None) -> tupl
 # -- runs -----------------------------------------------------------------------------------------
 def run_summary(trace: Any, virtual: bool = False) -> str:
     """One line for a run (status, step counts; the time only when virtual, so deterministic),
-    then the lines of :func:`~notebook_pipelines.engine.scheduler.failure_lines`: each step that ended
+    then the lines of :func:`~notebook_pipelines.engine.running.failure_lines`: each step that ended
     badly, and each stage or group that failed on its own, with its error."""
-    from ...engine.scheduler import failure_lines
+    from ...engine.running import failure_lines
     from ...engine.trace import STATUSES
 
     root = trace[trace["kind"] == "pipeline"]

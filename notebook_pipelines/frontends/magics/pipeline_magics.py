@@ -333,7 +333,7 @@ class PipelineMagics(Magics):
     def _last_trace(self, p: Pipeline) -> Any:
         trace = self.traces.get(self.current)
         if trace is None:
-            from ...engine.scheduler import last_trace
+            from ...engine.running import last_trace
 
             trace = last_trace()
             if trace is None or trace.attrs.get("pipeline") != p.id:
