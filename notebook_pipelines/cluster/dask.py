@@ -118,7 +118,7 @@ def _names_read(code: str, fqn: str) -> set[str]:
     return names
 
 
-def _drain(inbox: queue.SimpleQueue) -> tuple[list, bool]:
+def _drain(inbox: queue.SimpleQueue[Any]) -> tuple[list[Any], bool]:
     """Wait for one item, then take what else is there at once: ``(the items, whether the
     end-of-run marker None was among them)``, the marker left out."""
     batch = [inbox.get()]

@@ -196,7 +196,7 @@ def render(
     )
     plan = _plan_to_draw(pipeline_or_plan)
     info = outcomes(trace) if not history else {}
-    fills, scale, notes = _overlay(trace, info, color_by, history)
+    fills, scale, notes = _overlay(trace, info, color_by, bool(history))
     root = plan.root
     expand = iterations == "expand" and trace is not None and len(trace)
     drawn = len(plan.nodes) - 1 + (int(trace["iteration"].notna().sum()) if expand else 0)
@@ -242,7 +242,7 @@ def _check_render_options(direction: str, color_by: str, trace: Any, iterations:
 
 def _overlay(
     trace: Any, info: dict[str, Outcome], color_by: str, history: bool
-) -> tuple[dict[str, str], list, dict[str, Any]]:
+) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, Any]]:
     """``(fqn → fill, legend entries, fqn → label lines)``: a history's figures and overlay, or one
     run's ``duration``/``slack`` overlay (none for ``"status"``)."""
     if not history:
@@ -288,7 +288,7 @@ def _status_legend(graph: Any, info: dict[str, Outcome]) -> None:
             graph.legend_ids.append(dot_id(f"legend_{status}"))
 
 
-def _overlay_legend(graph: Any, color_by: str, scale: list) -> None:
+def _overlay_legend(graph: Any, color_by: str, scale: list[tuple[str, str]]) -> None:
     """The bins of a ``color_by`` overlay, one box each in its fill."""
     with graph.subgraph(name="cluster_legend_overlay") as box:
         box.attr(label=color_by, style="rounded", color="#bdbdbd", fontsize="10")

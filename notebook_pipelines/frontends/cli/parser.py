@@ -83,7 +83,7 @@ def _timing() -> argparse.ArgumentParser:
     return timing
 
 
-def command(sub: Any, name: str, help: str, description: str, examples: str, parents: list) -> Any:
+def command(sub: Any, name: str, help: str, description: str, examples: str, parents: list[Any]) -> Any:
     """Add subcommand ``name``: its help, its description, then ``examples`` and the exit codes."""
     return sub.add_parser(
         name,
