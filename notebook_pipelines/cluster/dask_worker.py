@@ -90,7 +90,7 @@ def run_on_worker(key: str, packed: bytes, ctx: StepContext, spec: Any, capture:
         ctx.cancel()
     try:
         with captured(buffer) if capture else nullcontext():
-            status, error_type, error, outputs = _call(packed, ctx, spec, worker, buffer)
+            status, error_type, error, outputs = _run_packed_step(packed, ctx, spec, worker, buffer)
     finally:
         with _registry_lock:
             _running.pop(key, None)
@@ -107,7 +107,7 @@ def run_on_worker(key: str, packed: bytes, ctx: StepContext, spec: Any, capture:
     }
 
 
-def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: StepLog) -> tuple:
+def _run_packed_step(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: StepLog) -> tuple:
     """(status, error type, message, outputs) of running the packed step here."""
     try:
         step = cloudpickle.loads(packed)
