@@ -621,7 +621,7 @@ def fetch_harness_history(
         api_key: default ``HARNESS_API_KEY``; sent as ``x-api-key`` only.
         base_url, cache, concurrency, deadline, progress: as :func:`fetch_github_history`.
     """
-    from .harness_executions import _retries
+    from .harness_graph import _retries
 
     if last is None and since is None:
         raise HistoryError("fetch_harness_history: give last=N, since=…, or both")
