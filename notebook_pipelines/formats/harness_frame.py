@@ -28,7 +28,7 @@ from .harness_json import read_execution_json, unwrap
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["EXTRA_COLUMNS", "load_harness_execution"]
+__all__ = ["EXTRA_COLUMNS", "load_harness_execution", "load_harness_run"]
 
 #: the columns a loaded execution has after the trace schema's
 EXTRA_COLUMNS = ("uuid", "setupId", "stepType")
@@ -149,3 +149,50 @@ def _frame(rows: list[dict], unknown: list[str], run: str, t0: int) -> pd.DataFr
     for name in EXTRA_COLUMNS:
         data_cols[name] = pd.array([r[name] for r in rows], dtype="str")
     return pd.DataFrame(data_cols, columns=[*COLUMNS, *EXTRA_COLUMNS])
+
+
+def load_harness_run(run_id: str, raw: Mapping, summary: Mapping, pipeline: str) -> pd.DataFrame:
+    """A Harness run kept by ``fetch_harness_history`` (``raw``: the execution and the earlier
+    attempts) as history rows: the trace of :func:`load_harness_execution` and the run columns
+    (:mod:`.history`) from its summary."""
+    import pandas as pd
+
+    from ..engine.trace import COLUMNS
+    from .history import RUN_COLUMNS, HistoryError, history_dtypes
+    from .history_store import EXTRAS
+
+    try:
+        trace = load_harness_execution(raw["execution"], attempts=raw.get("attempts") or None, run_id=run_id)
+    except HarnessExecutionError as err:
+        raise HistoryError(f"Harness run {run_id}: {err}") from None
+    execution = raw["execution"]
+    data = execution.get("data") if isinstance(execution, Mapping) else None
+    s = dict((data or {}).get("pipelineExecutionSummary") or {}) if isinstance(data, Mapping) else {}
+    s.update({k: v for k, v in summary.items() if s.get(k) is None})
+    trigger = s.get("executionTriggerInfo") if isinstance(s.get("executionTriggerInfo"), Mapping) else {}
+    module = s.get("moduleInfo") if isinstance(s.get("moduleInfo"), Mapping) else {}
+    ci = module.get("ci") if isinstance(module.get("ci"), Mapping) else {}
+    git = s.get("gitDetails") if isinstance(s.get("gitDetails"), Mapping) else {}
+    created, start = s.get("createdAt") or s.get("startTs"), s.get("startTs")
+    types = history_dtypes()
+    n = len(trace)
+    out = trace.copy()
+    values = {
+        "source": "harness",
+        "pipeline": pipeline,
+        "run_number": s.get("runSequence"),
+        "commit": git.get("commitId"),
+        "branch": ci.get("branch") or git.get("branch"),
+        "trigger": trigger.get("triggerType"),
+        "url": None,
+        "name": None,
+    }
+    for name, value in values.items():
+        out[name] = pd.array([value] * n, dtype=types[name])
+    stamp = pd.NaT if created is None else pd.Timestamp(int(created), unit="ms", tz="UTC")
+    out["created"] = pd.array([stamp] * n, dtype=types["created"])
+    queued = [float("nan")] * n
+    if created is not None and start is not None and n:
+        queued[0] = max(0, int(start) - int(created)) / 1000  # the pipeline row: the run's queue
+    out["queued_s"] = queued
+    return out[[*COLUMNS, *RUN_COLUMNS, *[c for c in EXTRAS if c in out.columns]]]
