@@ -121,15 +121,27 @@ class _Reader(FieldReader):
             if kind == "stage":
                 stages.append(self.stage(entry["stage"], entry.values_at["stage"], where))
             elif kind == "parallel":
-                block = entry["parallel"]
-                if self.expect(block, _Seq, entry.values_at["parallel"], where, "parallel"):
-                    children = []
-                    for j, child in enumerate(block):
-                        sub = f"{where}.parallel[{j}]"
-                        if self.wrapper(child, block.items_at[j], sub, ("stage",)) == "stage":
-                            children.append(self.stage(child["stage"], child.values_at["stage"], sub))
-                    stages.append(Parallel(children))
+                block = self.parallel(entry, where, ("stage",), self.stage_entry)
+                if block is not None:
+                    stages.append(block)
         return stages
+
+    def stage_entry(self, kind: str, entry: _Map, where: str) -> Stage:
+        return self.stage(entry[kind], entry.values_at[kind], where)
+
+    def parallel(self, entry: _Map, where: str, kinds: tuple, read: Any) -> Parallel | None:
+        """A ``parallel:`` entry: its children of ``kinds``, each read by ``read(kind, child, where)``
+        (None when the block is not a list)."""
+        block = entry["parallel"]
+        if not self.expect(block, _Seq, entry.values_at["parallel"], where, "parallel"):
+            return None
+        children = []
+        for j, child in enumerate(block):
+            sub = f"{where}.parallel[{j}]"
+            kind = self.wrapper(child, block.items_at[j], sub, kinds)
+            if kind is not None:
+                children.append(read(kind, child, sub))
+        return Parallel(children)
 
     def wrapper(self, entry: Any, mark: Any, where: str, kinds: tuple) -> str | None:
         """Which of ``kinds`` this list entry is (exactly one key of a mapping), or None."""
@@ -231,15 +243,13 @@ class _Reader(FieldReader):
             where, mark = f"{prefix}[{i}]", raw.items_at[i]
             kind = self.wrapper(entry, mark, where, ("step", "stepGroup", "parallel"))
             if kind == "parallel":
-                block = entry["parallel"]
-                if self.expect(block, _Seq, entry.values_at["parallel"], where, "parallel"):
-                    children = []
-                    for j, child in enumerate(block):
-                        sub = f"{where}.parallel[{j}]"
-                        child_kind = self.wrapper(child, block.items_at[j], sub, ("step", "stepGroup"))
-                        if child_kind is not None:
-                            children.append(self.node(child_kind, child, prefix, sub, depth))
-                    items.append(Parallel(children))
+
+                def read(kind: str, child: _Map, sub: str) -> Step | StepGroup:
+                    return self.node(kind, child, prefix, sub, depth)
+
+                block = self.parallel(entry, where, ("step", "stepGroup"), read)
+                if block is not None:
+                    items.append(block)
             elif kind is not None:
                 items.append(self.node(kind, entry, prefix, where, depth))
         return items
