@@ -173,6 +173,24 @@ def worst(statuses: Iterable[str]) -> str:
     return max(done, key=lambda s: order[s])
 
 
+def span(rows: Iterable[Mapping]) -> tuple[int | None, int | None]:
+    """The earliest ``start_ns`` and the latest ``end_ns`` of ``rows`` (None where no row has one).
+
+    >>> span([{"start_ns": 5, "end_ns": None}, {"start_ns": 2, "end_ns": 9}])
+    (2, 9)
+    """
+    rows = list(rows)
+    start = min((r["start_ns"] for r in rows if r["start_ns"] is not None), default=None)
+    return start, max((r["end_ns"] for r in rows if r["end_ns"] is not None), default=None)
+
+
+def first_queued(rows: Iterable[Mapping]) -> float | None:
+    """The ``queued_s`` of the row that started first (a looped node started with its first
+    iteration); None if none started."""
+    first = min((r for r in rows if r["start_ns"] is not None), key=lambda r: r["start_ns"], default=None)
+    return first.get("queued_s") if first else None
+
+
 def run_frame(rows: list[dict], run: Mapping[str, Any]) -> pd.DataFrame:
     """A history frame of one run from row dicts.
 
