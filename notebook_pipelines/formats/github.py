@@ -41,7 +41,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import excerpt
-from .history import HistoryError, first_queued, ident, read_json, run_frame, span, stamp_ns, unique, worst
+from .history import (
+    HistoryError,
+    first_queued,
+    ident,
+    read_json,
+    rows_by_fqn,
+    run_frame,
+    span,
+    stamp_ns,
+    unique,
+    worst,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -489,13 +500,7 @@ def _job_rows(
 def _pipeline_order(rows: list[dict]) -> list[dict]:
     """Rows in the trace's order: pre-order of the tree (parents before children), a node's
     attempts together, each job attempt's steps after the job's rows."""
-    children: dict[Any, list[str]] = {}
-    by_fqn: dict[str, list[dict]] = {}
-    for row in rows:
-        if row["fqn"] not in by_fqn:
-            by_fqn[row["fqn"]] = []
-            children.setdefault(row["parent"], []).append(row["fqn"])
-        by_fqn[row["fqn"]].append(row)
+    by_fqn, children = rows_by_fqn(rows)
     out: list[dict] = []
     stack = list(reversed(children.get(None, [])))
     while stack:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import HarnessExecutionError, excerpt
 from .harness_json import read_execution_json
+from .history import rows_by_fqn
 
 __all__ = [
     "ERROR_TYPE_MAP",
@@ -491,13 +492,7 @@ class _Walk:
 def in_plan_order(rows: list[dict]) -> list[dict]:
     """Rows in pre-order of the node tree, siblings by phase then block (as a run's trace is):
     a node's attempts together, then its children. Iterative; walk order breaks ties."""
-    by_fqn: dict[str, list[dict]] = {}
-    children: dict[Any, list[str]] = {}
-    for row in rows:
-        if row["fqn"] not in by_fqn:
-            by_fqn[row["fqn"]] = []
-            children.setdefault(row["parent"], []).append(row["fqn"])
-        by_fqn[row["fqn"]].append(row)
+    by_fqn, children = rows_by_fqn(rows)
     rank = {fqn: i for i, fqn in enumerate(by_fqn)}
 
     def key(fqn: str) -> tuple:

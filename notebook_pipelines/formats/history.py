@@ -173,6 +173,25 @@ def worst(statuses: Iterable[str]) -> str:
     return max(done, key=lambda s: order[s])
 
 
+def rows_by_fqn(rows: Iterable[dict]) -> tuple[dict[str, list[dict]], dict[Any, list[str]]]:
+    """The rows by fqn (a node's attempts together, in order) and each parent's children (their
+    fqns in the order of their first rows): the tree a loader puts in the trace's order.
+
+    >>> by_fqn, children = rows_by_fqn([{"fqn": "p", "parent": None}, {"fqn": "p.a", "parent": "p"},
+    ...                                 {"fqn": "p.a", "parent": "p"}])
+    >>> len(by_fqn["p.a"]), children
+    (2, {None: ['p'], 'p': ['p.a']})
+    """
+    by_fqn: dict[str, list[dict]] = {}
+    children: dict[Any, list[str]] = {}
+    for row in rows:
+        if row["fqn"] not in by_fqn:
+            by_fqn[row["fqn"]] = []
+            children.setdefault(row["parent"], []).append(row["fqn"])
+        by_fqn[row["fqn"]].append(row)
+    return by_fqn, children
+
+
 def span(rows: Iterable[Mapping]) -> tuple[int | None, int | None]:
     """The earliest ``start_ns`` and the latest ``end_ns`` of ``rows`` (None where no row has one).
 
