@@ -341,17 +341,21 @@ def test_harness_lists_fetches_graphs_and_earlier_attempts(server, tmp_path):
         return ok({"status": "SUCCESS", "data": found[0]}) if found else (404, {}, b"{}")
 
     server.routes[("GET", "/pipeline/api/pipelines/getExecutionNode")] = node
-    history = fetch_harness_history(
-        pipeline="release",
-        account="a",
-        org="o",
-        project="p",
-        last=3,
-        api_key=SECRET,
-        base_url=server.url,
-        cache=tmp_path,
-        progress=False,
-    )
+
+    def fetch():
+        return fetch_harness_history(
+            pipeline="release",
+            account="a",
+            org="o",
+            project="p",
+            last=3,
+            api_key=SECRET,
+            base_url=server.url,
+            cache=tmp_path,
+            progress=False,
+        )
+
+    history = fetch()
     assert sorted(set(history["run_id"])) == ["run1", "run2", "run3"]
     assert len(server.paths("/execution/summary")) == 2
     assert all("renderFullBottomGraph=true" in p for p in server.paths("/execution/v2/"))
@@ -366,17 +370,7 @@ def test_harness_lists_fetches_graphs_and_earlier_attempts(server, tmp_path):
         0.5,
     )
     server.seen.clear()
-    fetch_harness_history(
-        pipeline="release",
-        account="a",
-        org="o",
-        project="p",
-        last=3,
-        api_key=SECRET,
-        base_url=server.url,
-        cache=tmp_path,
-        progress=False,
-    )
+    fetch()
     assert server.paths("/execution/v2/") == []  # all kept: nothing fetched again
 
 
