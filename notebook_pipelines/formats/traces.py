@@ -347,7 +347,6 @@ def conform(
     metadata) means the schema's object columns, plus any extra text column of JSON objects or
     arrays only; ``()`` means none (the values are decoded already).
     """
-    import numpy as np
     import pandas as pd
 
     from ..engine.trace import COLUMNS, dtypes
@@ -365,35 +364,14 @@ def conform(
     for column in frame.columns:
         values = frame[column]
         if column not in schema and column not in known:
-            if (encoded is None and json_containers(values)) or (encoded and column in encoded):
-                out[column] = decoded(values, column, where, fqns)
-            elif encoded == ():  # JSON: numbers and text as pandas infers them, lists and dicts as they are
-                out[column] = values.infer_objects().array
-            else:
-                out[column] = values.array
+            out[column] = _extra_column(values, column, encoded, where, fqns)
             continue
         dtype = schema[column] if column in schema else known[column]
         if column not in schema and values.dtype == dtype:  # Parquet: kept as it was
             out[column] = values.array
             continue
         try:
-            if dtype is np.dtype(object):
-                if encoded is None or column in encoded:
-                    out[column] = decoded(values, column, where, fqns)
-                elif encoded == ():  # JSON: decoded by the parser already
-                    out[column] = values.astype(object).tolist()
-                else:
-                    out[column] = [structure(v) for v in values.astype(object)]
-            elif isinstance(dtype, pd.CategoricalDtype):
-                out[column] = category(values, dtype, column, where, fqns)
-            elif str(dtype).startswith("datetime64"):
-                out[column] = stamps(values).astype(dtype)
-            elif str(dtype) in ("int64", "float64", "Int64"):
-                if values.dtype == object:
-                    values = values.map(lambda v: float("nan") if v is None else v)
-                out[column] = pd.to_numeric(values).astype(dtype)
-            else:
-                out[column] = values.astype(object).where(values.notna(), None).astype(dtype)
+            out[column] = _typed_column(values, dtype, column, encoded, where, fqns)
         except TraceError:
             raise
         except (ValueError, TypeError, OverflowError) as error:
@@ -411,3 +389,36 @@ def conform(
     if len(runs) == 1:
         result.attrs["run_id"] = str(runs[0])
     return result
+
+
+def _extra_column(values: pd.Series, column: str, encoded: tuple | None, where: str, fqns: list) -> Any:
+    """A column the schema does not know: decoded if it holds JSON cells, else as read."""
+    if (encoded is None and json_containers(values)) or (encoded and column in encoded):
+        return decoded(values, column, where, fqns)
+    if encoded == ():  # JSON: numbers and text as pandas infers them, lists and dicts as they are
+        return values.infer_objects().array
+    return values.array
+
+
+def _typed_column(
+    values: pd.Series, dtype: Any, column: str, encoded: tuple | None, where: str, fqns: list
+) -> Any:
+    """A column of the schema (or a known run column) with its dtype."""
+    import numpy as np
+    import pandas as pd
+
+    if dtype is np.dtype(object):
+        if encoded is None or column in encoded:
+            return decoded(values, column, where, fqns)
+        if encoded == ():  # JSON: decoded by the parser already
+            return values.astype(object).tolist()
+        return [structure(v) for v in values.astype(object)]
+    if isinstance(dtype, pd.CategoricalDtype):
+        return category(values, dtype, column, where, fqns)
+    if str(dtype).startswith("datetime64"):
+        return stamps(values).astype(dtype)
+    if str(dtype) in ("int64", "float64", "Int64"):
+        if values.dtype == object:
+            values = values.map(lambda v: float("nan") if v is None else v)
+        return pd.to_numeric(values).astype(dtype)
+    return values.astype(object).where(values.notna(), None).astype(dtype)
