@@ -36,14 +36,14 @@ False
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..definition.durations import format_duration, parse_duration
+from ..definition.durations import format_duration
 from ..definition.model import Pipeline
-from ..errors import DefinitionError, ExerciseError, PipelineError
+from ..errors import DefinitionError, ExerciseError
+from .level_files import parse_seconds
 from .puzzles import Level, Puzzle, Verdict
 
 __all__ = ["Exercise", "ExerciseError", "check", "exercises"]
@@ -144,12 +144,8 @@ check.exercises = exercises  # type: ignore[attr-defined]
 # -- answers of each kind -------------------------------------------------------------------------
 def _seconds(answer: Any, what: str) -> float:
     """An answer in seconds: a number or a Harness duration (``"1m 5s"``)."""
-    if isinstance(answer, bool) or not isinstance(answer, numbers.Real | str):
-        raise ExerciseError(f"{what}: give seconds (a number) or a duration such as '1m 5s', not {answer!r}")
-    try:
-        seconds = float(answer) if isinstance(answer, numbers.Real) else parse_duration(answer)
-    except (ValueError, PipelineError) as err:
-        raise ExerciseError(f"{what}: {err}") from None
+    wrong_kind = "give seconds (a number) or a duration such as '1m 5s'"
+    seconds = parse_seconds(answer, what, ExerciseError, wrong_kind)
     if not math.isfinite(seconds):
         raise ExerciseError(f"{what}: give a finite number of seconds, not {answer!r}")
     return seconds
@@ -477,14 +473,14 @@ def _runs_on_dask(answer: Any, client: Any) -> tuple[bool, str, dict]:
 def _by_hand(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
     from ..analysis.layout import suggest_layout
     from ..formats.yaml_io import dump_yaml
-    from .puzzles import _quiet
+    from .level_files import quietly
 
     start = _pipeline(pipeline, "nbp.check('12.1', answer, small)")
     p = _pipeline(answer, "your answer")
     bound = suggest_layout(start).bound_s
     level = Level(
         title="by hand",
-        pipeline=_quiet(dump_yaml, start),
+        pipeline=quietly(dump_yaml, start),
         goal={"makespan_at_most": bound},
         durations={n.id: n.duration for n in start.plan().steps if n.duration is not None},
     )
