@@ -21,11 +21,11 @@ import notebook_pipelines as nbp
 from notebook_pipelines.definition import references
 from notebook_pipelines.definition.plan import compile_plan
 from notebook_pipelines.engine import semantics
+from notebook_pipelines.engine.clocks import Timer
 from notebook_pipelines.engine.executors.base import Outcome
 from notebook_pipelines.engine.looping import IterationRun
 from notebook_pipelines.engine.runtime import Concurrent, Execute, Pause, Runtime
 from notebook_pipelines.engine.semantics import Rules
-from notebook_pipelines.engine.timers import Timer
 
 
 class LedgerRuntime:

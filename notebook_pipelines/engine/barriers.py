@@ -30,8 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections import deque
 
     from ..definition.plan import Plan, PlanNode
+    from .clocks import Timer
     from .scope import Scope
-    from .timers import Timer
     from .trace import Record
 
 __all__ = ["Barrier", "BarrierRun", "Barriers"]

@@ -29,9 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..definition.failure import ManualIntervention
     from ..definition.plan import PlanNode
+    from .clocks import Timer
     from .executors.base import Outcome
     from .scope import Scope
-    from .timers import Timer
 
 __all__ = ["InterventionRequest", "InterventionRun", "Interventions", "callable_name"]
 

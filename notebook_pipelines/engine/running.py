@@ -17,8 +17,9 @@ from ..definition.plan import Plan, as_plan
 from ..definition.statuses import SUCCESS
 from ..errors import MESSAGE_LIMIT, NestedRunError, RunFailed, RunInterrupted, excerpt, printable
 from . import registry
+from .clocks import RealClock
 from .executors.base import Clock, Executor, Job, check_executor
-from .scheduler import RealClock, Scheduler
+from .scheduler import Scheduler
 from .trace import build_trace
 
 if TYPE_CHECKING:  # pragma: no cover

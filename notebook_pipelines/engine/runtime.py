@@ -38,11 +38,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..definition.failure import ManualIntervention
     from ..definition.looping import Iteration
     from ..definition.plan import Plan, PlanNode
+    from .clocks import Timer
     from .context import StepContext
     from .executors.base import Outcome
     from .looping import RunView
     from .scope import Scope
-    from .timers import Timer
 
 __all__ = [
     "Acquire",

@@ -14,7 +14,7 @@ slices of :data:`WAKE_EVERY` seconds, so that ``_thread.interrupt_main()`` — w
 real signal — is seen too). What time it is and where bodies run are plug-ins (the
 :class:`~.executors.base.Clock` and :class:`~.executors.base.Executor` protocols):
 
-- :class:`RealClock` + :class:`~.executors.threads.ThreadExecutor` (``run()``): wall
+- :class:`~.clocks.RealClock` + :class:`~.executors.threads.ThreadExecutor` (``run()``): wall
   clock, bodies on a warm pool of reused worker threads;
 - :class:`~.executors.virtual.VirtualClock` + ``VirtualExecutor`` (``simulate()``): the clock
   jumps to the next timer; a body "takes" its declared duration.
@@ -38,7 +38,6 @@ import itertools
 import queue
 import signal
 import threading
-import time
 import uuid
 import warnings
 from collections import deque
@@ -50,6 +49,7 @@ from ..definition.plan import Plan, PlanNode
 from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCESS
 from ..errors import MESSAGE_LIMIT, ExpressionError, PipelineError, excerpt
 from .barriers import Barriers
+from .clocks import RealClock, Timer
 from .context import StepContext
 from .executors.base import Clock, Executor, Job, Outcome, check_executor, message_of
 from .interventions import InterventionRequest, Interventions, callable_name
@@ -57,14 +57,13 @@ from .looping import RunView, expand
 from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Pause, Queue, Sleep
 from .scope import Scope
 from .semantics import Rules
-from .timers import Timer
 from .trace import Record, Recorder
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..definition.looping import Iteration
     from .runtime import NodeRun, Yields
 
-__all__ = ["WAKE_EVERY", "RealClock", "Scheduler", "Task"]
+__all__ = ["WAKE_EVERY", "Scheduler", "Task"]
 
 #: The main thread waits in slices this long, so that a Ctrl-C or ``_thread.interrupt_main()``
 #: is seen within it even while nothing happens (an event wakes the loop at once, whatever it).
@@ -84,30 +83,6 @@ class Task:
     def __init__(self, gen: NodeRun | Yields[None], parent: Task | None, index: int):
         self.gen, self.parent, self.index = gen, parent, index
         self.pending = 0
-
-
-class RealClock:
-    """Wall clock; waiting blocks on the executors' inbox until the next timer is due."""
-
-    name = "wall"
-
-    def __init__(self) -> None:
-        self.epoch_ns = time.time_ns()
-        self._t0 = time.perf_counter()
-        #: wait in slices (set on the main thread, where signals arrive)
-        self.slice: float | None = None
-
-    def now(self) -> float:
-        return time.perf_counter() - self._t0
-
-    def wait(self, inbox: queue.SimpleQueue[Any], deadline: float | None) -> Any:
-        timeout = None if deadline is None else max(0.0, deadline - self.now())
-        if self.slice is not None and (timeout is None or timeout > self.slice):
-            timeout = self.slice
-        try:
-            return inbox.get(timeout=timeout)
-        except queue.Empty:
-            return None
 
 
 class Scheduler:

@@ -44,7 +44,7 @@ from ..context import CURRENT_CONTEXT, StepContext, _current
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...definition.plan import PlanNode
-    from ..timers import Timer
+    from ..clocks import Timer
 
 __all__ = [
     "Clock",
