@@ -36,7 +36,7 @@ from __future__ import annotations
 import types
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from ...definition.statuses import FAILED
 from ...errors import StepError, excerpt
@@ -289,7 +289,7 @@ class Executor(Protocol):
         ...
 
 
-def check_executor(executor: Any) -> Any:
+def check_executor(executor: Any) -> Executor:
     """``executor`` if it has what :class:`Executor` promises, else a ``TypeError`` naming what
     it lacks (before anything runs).
 
@@ -306,7 +306,7 @@ def check_executor(executor: Any) -> Any:
             f"{type(executor).__name__} is not an executor: it lacks {', '.join(lacking)} "
             "(see notebook_pipelines.engine.executors.base.Executor)"
         )
-    return executor
+    return cast(Executor, executor)  # checked just above, member by member
 
 
 def call_body(
