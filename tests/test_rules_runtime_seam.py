@@ -20,7 +20,7 @@ import pytest
 import notebook_pipelines as nbp
 from notebook_pipelines.definition import references
 from notebook_pipelines.definition.plan import compile_plan
-from notebook_pipelines.engine import semantics
+from notebook_pipelines.engine import semantics, strategies
 from notebook_pipelines.engine.clocks import Timer
 from notebook_pipelines.engine.executors.base import Outcome
 from notebook_pipelines.engine.looping import IterationRun
@@ -154,17 +154,20 @@ def _declared(protocol: type) -> set[str]:
 def test_the_runtime_declares_everything_the_rules_ask_of_it():
     """Every ``self.rt.X`` / ``rt.X`` the rules use is declared by ``Runtime`` (``succeeded`` was
     not), so a second runtime written from the protocol alone is complete. The rules hand their
-    runtime to ``looping.Iterations`` too, which uses what ``IterationRun`` declares."""
-    tree = ast.parse(Path(semantics.__file__).read_text())
-    used = {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
-        and (
-            (isinstance(node.value, ast.Name) and node.value.id == "rt")
-            or (isinstance(node.value, ast.Attribute) and node.value.attr == "rt")
-        )
-    }
+    runtime to ``strategies.FailureStrategies`` (read the same way) and ``looping.Iterations``,
+    which uses what ``IterationRun`` declares."""
+    used = set()
+    for module in (semantics, strategies):
+        tree = ast.parse(Path(module.__file__).read_text())
+        used |= {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and (
+                (isinstance(node.value, ast.Name) and node.value.id == "rt")
+                or (isinstance(node.value, ast.Attribute) and node.value.attr == "rt")
+            )
+        }
     used |= _declared(IterationRun)
     assert {"loop_counts", "evaluate", "warn"} <= used
     assert len(used) > 20
