@@ -441,7 +441,9 @@ def test_a_printing_body_keeps_a_bounded_log_and_bounded_memory_while_it_runs(no
     def chatty(ctx: nbp.StepContext) -> None:
         n = 0
         while not ctx.cancelled:
-            print(f"{n:09d}" + "y" * 90)  # a new text each time, as real output is
+            # a new text each time, as real output is; one write per line (print() writes the
+            # line break apart, and the timeout's snapshot of the log could fall between the two)
+            sys.stdout.write(f"{n:09d}" + "y" * 90 + "\n")
             n += 1
 
     executor = ThreadExecutor(log_limit=20_000)
