@@ -23,8 +23,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import Problem
-from .limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, _children, data_depth, short
-from .model import Parallel, Stage, Step, StepGroup
+from .limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, _children, data_depth
+from .model import Stage, Step, StepGroup
+from .tree import Visit, walk
 
 __all__ = ["depth_problems"]
 
@@ -87,65 +88,30 @@ def _fields_of(cls: type) -> Any:
     return operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
 
 
-def _id(node: Any) -> str:
-    """The identifier of a node for an FQN (a short repr when it is not text)."""
-    ident = getattr(node, "id", None)
-    return ident if isinstance(ident, str) else short(ident)
-
-
 def depth_problems(pipeline: Any) -> list[Problem]:
     """Step groups nested deeper than ``MAX_GROUP_DEPTH``, settings nested deeper than
-    ``MAX_DATA_DEPTH``: found with an explicit stack, never by recursion. A too-deep group is
-    reported once and not entered.
+    ``MAX_DATA_DEPTH``: found with :func:`~.tree.walk` (an explicit stack, never recursion). A
+    too-deep group is reported once and not entered.
 
     Values of the wrong type are skipped here (validation reports them).
     """
     found: list[Problem] = list(_node_problems(pipeline, "pipeline"))
-    stages = pipeline.stages if isinstance(pipeline.stages, list | tuple) else []
-    # (node, fqn, depth in step groups)
-    stack: list[tuple[Any, str, int]] = []
-    for item in _flat(stages, Parallel):
-        stack.append((item, f"pipeline.stages.{_id(item)}", 0))
-    stack.reverse()
-    while stack:
-        node, fqn, depth = stack.pop()
+    too_deep: set[int] = set()
+
+    def enter(visit: Visit) -> bool:
+        return isinstance(visit.node, Stage | StepGroup) and id(visit.node) not in too_deep
+
+    for visit in walk(pipeline, enter=enter):
+        node = visit.node
+        if type(node) is Step and _scalars_only(node):
+            continue  # most steps: nothing to check
         if isinstance(node, StepGroup):
-            depth += 1
+            depth = 1 + sum(isinstance(a, StepGroup) for a in visit.ancestors)
             if depth > MAX_GROUP_DEPTH:
-                found.append(
-                    Problem(
-                        fqn,
-                        "R6",
-                        f"step groups are nested {depth} levels deep; the limit is {MAX_GROUP_DEPTH}",
-                        _GROUP_FIX,
-                    )
-                )
+                message = f"step groups are nested {depth} levels deep; the limit is {MAX_GROUP_DEPTH}"
+                found.append(Problem(visit.fqn, "R6", message, _GROUP_FIX))
+                too_deep.add(id(node))
                 continue
         if dataclasses.is_dataclass(node):
-            found.extend(_node_problems(node, fqn))
-        if not isinstance(node, Stage | StepGroup):
-            continue
-        lists = (("steps", node.items), ("rollbackSteps", node.rollback_items))
-        prefix = f"{fqn}.spec.execution" if isinstance(node, Stage) else fqn
-        children = []
-        for key, items in lists:
-            if isinstance(items, list | tuple):
-                children += [
-                    (child, f"{prefix}.{key}.{_id(child)}", depth)
-                    for child in _flat(items, Parallel)
-                    if type(child) is not Step or not _scalars_only(child)  # else: nothing to check
-                ]
-        stack.extend(reversed(children))
+            found.extend(_node_problems(node, visit.fqn))
     return found
-
-
-def _flat(items: Any, parallel: type) -> list[Any]:
-    """The nodes of a list, with the nodes of its parallel blocks in their place."""
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, parallel):
-            inner = item.items  # type: ignore[attr-defined]
-            out.extend(inner if isinstance(inner, list | tuple) else [])
-        else:
-            out.append(item)
-    return out

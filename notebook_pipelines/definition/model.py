@@ -36,10 +36,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
-from typing import Any, Union
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
 
-from .failure import StrategyError, coerce_strategies, coerce_when
+from .nodes import Parallel, Step, canonical_settings
+from .placement import (
+    attach,
+    block_of,
+    check_sibling,
+    ids_of,
+    item_ids,
+    locate,
+    members,
+    place,
+    remove_ids,
+    take,
+)
+from .tree import Visit, walk
 
 __all__ = [
     "Node",
@@ -55,9 +68,6 @@ __all__ = [
     "place",
     "take",
 ]
-
-#: keyword settings shared by steps, step groups and stages (Harness YAML keys in snake_case).
-SETTINGS = ("when", "failure_strategies", "timeout", "delegate_selectors", "strategy", "variables")
 
 
 #: Where the verbs of ``Pipeline`` (and the rich display) live: ``name -> "module:attribute"``.
@@ -130,74 +140,6 @@ class _Drawable:
         return verb("mimebundle")(self._pipeline_for_display())
 
 
-@dataclass(eq=True, repr=False)
-class Step:
-    """A step: a body (callable, cell code, or nothing) and its settings.
-
-    Args:
-        id: Harness identifier (letters, digits, ``_``, ``$``; not starting with a digit).
-        run: a callable, code text, or None. A callable is called as ``fn(ctx, **inputs)``
-            when it takes the step context (a parameter ``ctx``, or a first positional
-            parameter that is not an input), else as ``fn(**inputs)``; see
-            :mod:`notebook_pipelines.definition.callables`.
-        name: display name (defaults to ``id``).
-        when, failure_strategies, timeout, delegate_selectors, strategy, variables: as in
-            Harness YAML; see :mod:`notebook_pipelines.definition.failure`.
-        duration: what ``simulate()`` takes for this step: seconds, a Harness duration, or a
-            sampler as ``simulate(durations=…)`` takes one (``lambda rng: …``, a frozen scipy
-            distribution).
-        type, spec: a typed step (e.g. ``ShellScript``) as Harness data.
-        inputs: values for the body, passed as keyword arguments of those names; strings may
-            embed ``<+…>`` expressions.
-        outputs: names exported as output variables.
-        extra: Harness keys the model has no field for (kept by ``load_yaml``, written back
-            by ``to_yaml``).
-    """
-
-    id: str
-    run: Callable | str | None = None
-    name: str | None = None
-    when: Any = None
-    failure_strategies: Any = None
-    timeout: Any = None
-    delegate_selectors: Any = None
-    strategy: Any = None
-    variables: dict | None = None
-    duration: Any = None
-    type: str | None = None
-    spec: dict | None = None
-    inputs: dict | None = None
-    outputs: list | None = None
-    extra: dict | None = None
-
-    def __post_init__(self) -> None:
-        _canonical_settings(self)
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.id
-
-    def __repr__(self) -> str:
-        return f"Step({self.id!r})"
-
-
-Item = Union[Step, "StepGroup", "Parallel"]
-
-
-@dataclass(eq=True, repr=False)
-class Parallel:
-    """Siblings that start together; the block ends when the last one ends (R5, R12)."""
-
-    items: list = field(default_factory=list)
-
-    @property
-    def ids(self) -> list[str]:
-        return [it.id for it in self.items]
-
-    def __repr__(self) -> str:
-        return f"Parallel({self.ids!r})"
-
-
 def _alone(node: Any, verb: str, run: Any, settings: dict) -> Any:
     """``node`` given to ``step()``/``step_group()`` whole: refuse settings given beside it."""
     if run is not None or settings:
@@ -207,6 +149,9 @@ def _alone(node: Any, verb: str, run: Any, settings: dict) -> Any:
             f"{type(node).__name__}(...) and pass it alone, or use add()"
         )
     return node
+
+
+Item = Union[Step, "StepGroup", Parallel]
 
 
 class _Container(_Drawable):
@@ -242,13 +187,13 @@ class _Container(_Drawable):
             return item
         scope = target  # execution and rollback lists are separate scopes, as their FQNs are
         known = self._known_ids(scope)
-        new_ids = _item_ids(item)
+        new_ids = item_ids(item)
         if known.isdisjoint(new_ids):  # the common case, O(1): a new node
             target.append(item)
             known.update(new_ids)
             self.__dict__["_known"][id(scope)] = (len(scope), known)
         else:  # a redefinition: replace in place (linear in the list, and rare)
-            _attach(scope, item)
+            attach(scope, item)
             self.__dict__["_known"].pop(id(scope), None)
         return item
 
@@ -257,7 +202,7 @@ class _Container(_Drawable):
         caches = self.__dict__.setdefault("_known", {})
         cache = caches.get(id(scope))
         if cache is None or cache[0] != len(scope):
-            cache = caches[id(scope)] = (len(scope), set(_ids(scope)))
+            cache = caches[id(scope)] = (len(scope), set(ids_of(scope)))
         return cache[1]
 
     def step(
@@ -379,10 +324,10 @@ class _Container(_Drawable):
 
     def remove(self, id: str) -> Item:
         """Remove the node with identifier ``id`` (from execution or rollback lists)."""
-        found = _remove(self.items, {id}) + _remove(self.rollback_items, {id})
+        found = remove_ids(self.items, {id}) + remove_ids(self.rollback_items, {id})
         self.__dict__.pop("_known", None)  # ids inside parallel blocks changed
         if not found:
-            known = ", ".join(_ids(self.items) + _ids(self.rollback_items)) or "none"
+            known = ", ".join(ids_of(self.items) + ids_of(self.rollback_items)) or "none"
             raise KeyError(f"no node {id!r} here; known: {known}")
         return found[0]
 
@@ -396,6 +341,23 @@ class _Container(_Drawable):
             elif it.id == id:
                 return it
         return None
+
+    def walk(self, *, enter: Callable[[Visit], bool] | None = None) -> Iterator[Visit]:
+        """Every stage, step group and step below this node, in pre-order (execution list, then
+        rollback list; a parallel block's nodes in its place), each as a
+        :class:`~notebook_pipelines.definition.tree.Visit`: ``node``, ``fqn``, ``parent``,
+        ``ancestors``, ``depth``, ``phase``, ``block``, ``parallel``. ``enter(visit)`` returning
+        False leaves a container's nodes out.
+
+        >>> p = Pipeline("release")
+        >>> with p.stage("build") as build:
+        ...     _ = build.step("compile")
+        >>> [(v.fqn, v.depth) for v in p.walk()]  # doctest: +NORMALIZE_WHITESPACE
+        [('pipeline.stages.build', 1), ('pipeline.stages.build.spec.execution.steps.compile', 2)]
+
+        See :mod:`notebook_pipelines.definition.tree`.
+        """
+        return walk(self, enter=enter)
 
     def __enter__(self):
         return self
@@ -411,6 +373,9 @@ class StepGroup(_Container):
     ``rollback_items`` run when its failure strategy chooses ``StepGroupRollback`` (R3, R37).
     """
 
+    #: where its children stand in an FQN: after its own, then ``.ID`` (execution, rollback)
+    CHILD_KEYS: ClassVar[tuple[str, str]] = (".steps", ".rollbackSteps")
+
     id: str
     items: list = field(default_factory=list)
     rollback_items: list = field(default_factory=list)
@@ -424,7 +389,10 @@ class StepGroup(_Container):
     extra: dict | None = None
 
     def __post_init__(self) -> None:
-        _canonical_settings(self)
+        canonical_settings(self)
+
+    def _own_fqn(self) -> str:
+        return self.id  # its stage is not known here
 
     @property
     def display_name(self) -> str:
@@ -445,6 +413,9 @@ class Stage(_Container):
     key that keeps parallel stages on the same infrastructure from overlapping (D8, R13).
     """
 
+    #: where its children stand in an FQN: after its own, then ``.ID`` (execution, rollback)
+    CHILD_KEYS: ClassVar[tuple[str, str]] = (".spec.execution.steps", ".spec.execution.rollbackSteps")
+
     id: str
     items: list = field(default_factory=list)
     rollback_items: list = field(default_factory=list)
@@ -461,7 +432,10 @@ class Stage(_Container):
     extra: dict | None = None
 
     def __post_init__(self) -> None:
-        _canonical_settings(self)
+        canonical_settings(self)
+
+    def _own_fqn(self) -> str:
+        return f"pipeline.stages.{self.id}"
 
     @property
     def display_name(self) -> str:
@@ -489,6 +463,9 @@ class Pipeline(_Container):
             ``{"identifier": …, "name": …}`` (YAML ``flowControl.barriers`` counts too).
     """
 
+    #: where its children stand in an FQN: after its own, then ``.ID`` (execution, rollback)
+    CHILD_KEYS: ClassVar[tuple[str, str]] = (".stages", ".rollbackStages")  # a pipeline has no rollback list
+
     id: str
     stages: list = field(default_factory=list)
     name: str | None = None
@@ -506,6 +483,9 @@ class Pipeline(_Container):
     @property
     def rollback_items(self) -> list:
         return []
+
+    def _own_fqn(self) -> str:
+        return "pipeline"
 
     @property
     def display_name(self) -> str:
@@ -707,178 +687,6 @@ class Pipeline(_Container):
 Node = Union[Pipeline, Stage, StepGroup, Step]
 
 
-def _ids(items: list) -> list[str]:
-    out: list[str] = []
-    for it in items:
-        out.extend(it.ids if isinstance(it, Parallel) else [it.id])
-    return out
-
-
-# -- where nodes go: the one implementation of placement (the builder and the magics use it) ------
-def members(item: Item) -> list:
-    """The nodes of one entry of a serial list: a parallel block's nodes, or the node itself."""
-    return list(item.items) if isinstance(item, Parallel) else [item]
-
-
-def locate(items: list, id: str) -> tuple[list, int] | None:
-    """``(list, index)`` of the node ``id`` in the serial list ``items``: in the list itself or
-    inside one of its parallel blocks; ``None`` when it is not there.
-
-    >>> items = [Step("a"), Parallel([Step("b"), Step("c")])]
-    >>> where, i = locate(items, "c"); where[i]
-    Step('c')
-    """
-    for i, item in enumerate(items):
-        if isinstance(item, Parallel):
-            for j, node in enumerate(item.items):
-                if node.id == id:
-                    return item.items, j
-        elif item.id == id:
-            return items, i
-    return None
-
-
-def block_of(items: list, id: str) -> int | None:
-    """The index of the serial entry of ``items`` that holds ``id`` (itself or its parallel block)."""
-    return next((i for i, item in enumerate(items) if id in [n.id for n in members(item)]), None)
-
-
-def take(items: list, id: str, *, tidy: bool = False) -> Item | None:
-    """Remove the node ``id`` from the serial list ``items`` (or from its parallel block) and
-    return it (``None`` when it is not there); mutates ``items``.
-
-    A block left empty goes away. With ``tidy``, a block left with one node becomes that node
-    (the magics make blocks implicitly with ``--parallel-with``, so they unmake them too; the
-    builder keeps the blocks its ``with x.parallel():`` made).
-
-    >>> items = [Parallel([Step("a"), Step("b")]), Step("c")]
-    >>> take(items, "b"); items
-    Step('b')
-    [Parallel(['a']), Step('c')]
-    >>> items = [Parallel([Step("a"), Step("b")]), Step("c")]
-    >>> take(items, "b", tidy=True); items
-    Step('b')
-    [Step('a'), Step('c')]
-    """
-    b = block_of(items, id)
-    if b is None:
-        return None
-    item = items[b]
-    if not isinstance(item, Parallel):
-        return items.pop(b)
-    node = next(n for n in item.items if n.id == id)
-    item.items.remove(node)
-    if not item.items:
-        del items[b]
-    elif tidy and len(item.items) == 1:
-        items[b] = item.items[0]
-    return node
-
-
-def check_sibling(items: list, id: str, parallel_with: str | None) -> None:
-    """Raise ``ValueError`` unless ``parallel_with`` names another node of ``items`` (or is None)."""
-    if parallel_with == id:
-        raise ValueError(f"`{id}` cannot run in parallel with itself")
-    if parallel_with is not None and block_of(items, parallel_with) is None:
-        known = ", ".join(n.id for item in items for n in members(item)) or "none"
-        raise ValueError(f"no `{parallel_with}` here to run in parallel with `{id}`; here: {known}")
-
-
-def place(items: list, node: Item, parallel_with: str | None = None) -> None:
-    """Put ``node`` into the serial list ``items``; mutates ``items``.
-
-    Without ``parallel_with``: in place of the node with the same id (inside its parallel block
-    too), else at the end. With it: in the block of that sibling (a lone sibling becomes a
-    parallel block of two); a node that stood elsewhere leaves its old place (``take(tidy=True)``).
-
-    >>> items = [Step("unit"), Step("e2e")]
-    >>> place(items, Step("lint"), parallel_with="unit"); items
-    [Parallel(['unit', 'lint']), Step('e2e')]
-    >>> place(items, Step("unit")); items
-    [Parallel(['unit', 'lint']), Step('e2e')]
-    >>> place(items, Step("e2e"), parallel_with="nope")
-    Traceback (most recent call last):
-    ...
-    ValueError: no `nope` here to run in parallel with `e2e`; here: unit, lint, e2e
-    """
-    here = locate(items, node.id)
-    if parallel_with is None:
-        if here is None:
-            items.append(node)
-        else:
-            here[0][here[1]] = node
-        return
-    check_sibling(items, node.id, parallel_with)
-    b = block_of(items, parallel_with)
-    if here is not None:
-        if isinstance(items[b], Parallel) and here[0] is items[b].items:
-            here[0][here[1]] = node  # already in that block: keep its place
-            return
-        take(items, node.id, tidy=True)
-        b = block_of(items, parallel_with)
-    if isinstance(items[b], Parallel):
-        items[b].items.append(node)
-    else:
-        items[b] = Parallel([items[b], node])
-
-
-def _remove(items: list, ids: set[str]) -> list:
-    """Remove nodes with these ids from ``items`` (and its parallel blocks); drop empty blocks."""
-    removed = []
-    for id in ids:
-        while (node := take(items, id)) is not None:
-            removed.append(node)
-    return removed
-
-
-def _attach(target: list, item: Item) -> None:
-    """Put ``item`` into ``target`` (one scope: an execution or a rollback list), replacing the
-    nodes with the same ids.
-
-    A single node takes the place of its namesake, inside a parallel block if that is where it
-    stood (:func:`place`). A parallel block takes the place of the first node it replaces (the
-    nodes it names leave their old places).
-    """
-    if not isinstance(item, Parallel):
-        place(target, item)
-        return
-    new_ids = _item_ids(item)
-    position = next((i for i, old in enumerate(target) if _item_ids(old) & new_ids), None)
-    if position is None:
-        target.append(item)
-        return
-    # the nearest earlier node that is not replaced survives: the block goes after it
-    anchor = next((it for it in reversed(target[:position]) if not (_item_ids(it) & new_ids)), None)
-    _remove(target, new_ids)
-    index = 0 if anchor is None else next(i for i, it in enumerate(target) if it is anchor) + 1
-    target.insert(index, item)
-
-
-def _item_ids(item: Item) -> set[str]:
-    return set(item.ids if isinstance(item, Parallel) else [item.id])
-
-
-def _canonical_settings(node: Any) -> None:
-    """Hold ``when`` and ``failure_strategies`` in one form, whatever spelling built them.
-
-    ``when="Failure"`` becomes ``When("Failure")``; a single action, a dict or Harness YAML
-    dicts become a list of ``OnFailure``. So two nodes that mean the same compare equal (a
-    pipeline read back from its YAML equals the original). A value that cannot be read is
-    kept as given: validation reports it with the node's FQN.
-    """
-    runtime_input = isinstance(node.when, str) and node.when.strip() == "<+input>"
-    try:
-        if not runtime_input:  # a Harness runtime input is kept verbatim, like every <+input>
-            node.when = coerce_when(node.when)
-    except StrategyError:
-        pass
-    if node.failure_strategies is not None:
-        try:
-            node.failure_strategies = list(coerce_strategies(node.failure_strategies))
-        except StrategyError:
-            pass
-
-
 def read_from_yaml(pipeline: Any) -> bool:
     """True for a pipeline that ``load_yaml`` read: its problems carry YAML fixes
     (:meth:`~notebook_pipelines.errors.Problem.for_yaml`), since its author edits YAML."""
@@ -888,10 +696,3 @@ def read_from_yaml(pipeline: Any) -> bool:
 #: The key (in a pipeline's ``__dict__``, not a field: equality ignores it) that says where the
 #: pipeline was read from; ``load_yaml`` sets it to ``"yaml"``.
 SOURCE = "_source"
-
-
-def settings_of(node: Any) -> dict[str, Any]:
-    """The non-empty settings of a node, by field name (for diffs and serialisers)."""
-    return {
-        f.name: getattr(node, f.name) for f in fields(node) if getattr(node, f.name) not in (None, [], {})
-    }
