@@ -50,7 +50,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..definition.failure import ManualIntervention
 from ..definition.plan import Plan, PlanNode, as_plan
@@ -77,6 +77,7 @@ __all__ = [
     "WAKE_EVERY",
     "InterventionRequest",
     "Outcome",
+    "Prepared",
     "RealClock",
     "RunResult",
     "Scheduler",
@@ -86,6 +87,7 @@ __all__ = [
     "execute",
     "last_trace",
     "outcome_of_exception",
+    "prepare",
     "run",
 ]
 
@@ -1018,6 +1020,29 @@ def nesting(plan: Plan) -> tuple[tuple[str, str], ...]:
     return chain
 
 
+class Prepared(NamedTuple):
+    """A plan whose pre-run checks passed (:func:`prepare`): ``run()`` starts it unchecked."""
+
+    plan: Plan
+    #: the runs it is nested in (:func:`nesting`), outermost first
+    chain: tuple[tuple[str, str], ...]
+
+
+def prepare(pipeline: Any) -> Prepared:
+    """The pre-run checks of a real run, in one place, once: a Pipeline is validated and
+    compiled (a Plan is kept), its typed steps need handlers (``check_runnable``), and the run
+    may start here (:func:`nesting`). :func:`run` calls it; the run controller calls it before a
+    view appears and hands the result to :func:`run` (a ``Prepared`` is kept as it is).
+    """
+    from .steptypes import check_runnable
+
+    if isinstance(pipeline, Prepared):
+        return pipeline
+    plan = as_plan(pipeline)
+    check_runnable(plan)  # typed steps without a handler: refuse before anything starts
+    return Prepared(plan, nesting(plan))  # a step body running its own pipeline: refused here
+
+
 def execute(
     plan: Plan,
     executor: Any,
@@ -1079,7 +1104,8 @@ def run(
 
     Args:
         pipeline: a :class:`~notebook_pipelines.definition.model.Pipeline` (validated first: an invalid
-            pipeline raises ``DefinitionError`` and runs nothing), or its compiled ``Plan``.
+            pipeline raises ``DefinitionError`` and runs nothing), its compiled ``Plan``, or a
+            :class:`Prepared` plan (its pre-run checks made: :func:`prepare`).
         executor: where bodies run; default the process's warm pool of worker threads
             (:class:`~.executors.threads.ThreadExecutor`), reused from run to run.
         max_workers: at most this many step bodies at a time (with the default executor).
@@ -1106,11 +1132,8 @@ def run(
             ignore it; its ``trace`` is the partial trace (also ``nbp.last_trace()``).
     """
     from .executors.threads import ThreadExecutor
-    from .steptypes import check_runnable
 
-    plan = as_plan(pipeline)
-    check_runnable(plan)  # typed steps without a handler: refuse before anything starts
-    chain = nesting(plan)  # a step body running its own pipeline: refused before anything starts
+    plan, chain = prepare(pipeline)  # the pre-run checks, unless the caller made them
     if executor is None:
         executor = ThreadExecutor(max_workers=max_workers)
     elif max_workers is not None:

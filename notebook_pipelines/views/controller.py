@@ -26,20 +26,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..definition.plan import Plan, as_plan
+from ..definition.plan import Plan
 from .progress import RunState, TextProgress, in_kernel
 
 __all__ = ["RunHandle", "run", "start"]
-
-
-def _prepare(pipeline: Any) -> Plan:
-    from ..engine.scheduler import nesting
-    from ..engine.steptypes import check_runnable
-
-    plan = as_plan(pipeline)
-    check_runnable(plan)  # refuse before a view appears
-    nesting(plan)  # a step body running its own pipeline (also with start()): refused here
-    return plan
 
 
 def _check_progress(progress: Any) -> None:
@@ -92,10 +82,12 @@ def run(
     handled on a kernel subshell (ipykernel ≥ 7.4; elsewhere only in a run made with
     :func:`start`).
     """
+    from ..engine.scheduler import prepare
     from ..engine.scheduler import run as engine_run
 
     _check_progress(progress)
-    plan = _prepare(pipeline)
+    prepared = prepare(pipeline)  # the pre-run checks, once, before a view appears
+    plan = prepared.plan
     listeners = list(listeners)
     view = None
     if _wants_view(progress):  # progress=False: nothing is attached, the run is the engine's alone
@@ -109,7 +101,7 @@ def run(
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
                    on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     try:
-        return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
+        return engine_run(prepared, listeners=listeners, **options)  # the engine remembers its plan
     except BaseException as exc:
         for listener in listeners:  # a run that never ended (no trace): views' threads end too
             if isinstance(listener, RunState):
@@ -171,11 +163,16 @@ def start(
     Outside a notebook ``progress=True`` prints the text line. The options ``check`` and
     ``report`` apply when the run ends: an error is raised by :meth:`RunHandle.wait`.
     """
+    from ..engine.scheduler import prepare
+
     _check_progress(progress)
-    plan = _prepare(pipeline)
+    prepared = prepare(pipeline)  # the pre-run checks, once, in the caller's thread
+    plan = prepared.plan
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
                    on_intervention=on_intervention, namespace=namespace)  # fmt: skip
-    handle = RunHandle(plan, listeners=listeners, options=options)
+    # on the handle's own thread the run is nested in no run (a step body that starts a run does
+    # not wait for it): the chain the checks found here is not its
+    handle = RunHandle(prepared._replace(chain=()), listeners=listeners, options=options)
     if history is not None:
         from ..analysis.eta import Eta
 
@@ -200,9 +197,10 @@ class RunHandle:
     - rich display / ``view()`` — the live widget (its Cancel button calls ``cancel()``).
     """
 
-    def __init__(self, plan: Plan, listeners: Iterable[Any] = (), options: dict | None = None):
-        self.plan = plan
-        self.state = RunState(plan)
+    def __init__(self, plan: Any, listeners: Iterable[Any] = (), options: dict | None = None):
+        self._run_this = plan  # a Plan, or a Prepared one (start(): its checks made)
+        self.plan: Plan = getattr(plan, "plan", plan)
+        self.state = RunState(self.plan)
         self._listeners = [self.state, *listeners]
         self._options = dict(options or {})
         self._finished = threading.Event()
@@ -214,7 +212,7 @@ class RunHandle:
         self._view: Any = None
         self._closers: list[Any] = []  # called when the run's thread ends
         self.state.observers.append(self._changed)
-        name = f"nbp-run-{plan.pipeline.id}"[:60]
+        name = f"nbp-run-{self.plan.pipeline.id}"[:60]
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # -- the background thread ----------------------------------------------------------------
@@ -222,7 +220,7 @@ class RunHandle:
         from ..engine.scheduler import run as engine_run
 
         try:
-            self._result = engine_run(self.plan, listeners=self._listeners, **self._options)
+            self._result = engine_run(self._run_this, listeners=self._listeners, **self._options)
         except BaseException as exc:  # handed to wait()
             self._error = exc
             self._result = getattr(exc, "trace", None)
