@@ -1,6 +1,6 @@
 """The pre-run checks of a real run (validation and compilation, handlers for typed steps, the
 nesting of runs) are made once per ``run()`` / ``start()``, in one place
-(``engine.scheduler.prepare``)."""
+(``engine.running.prepare``)."""
 
 import collections
 
@@ -8,7 +8,7 @@ import pytest
 
 import notebook_pipelines as nbp
 from notebook_pipelines.definition import plan as plan_module
-from notebook_pipelines.engine import scheduler, steptypes
+from notebook_pipelines.engine import running, steptypes
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def counted(monkeypatch):
 
     counting(plan_module, "compile_plan")
     counting(steptypes, "check_runnable")
-    counting(scheduler, "nesting")
+    counting(running, "nesting")
     return counts
 
 

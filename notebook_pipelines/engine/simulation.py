@@ -64,7 +64,7 @@ from ..definition.looping import iterations, runtime_values
 from ..definition.plan import as_plan, paused_gc
 from ..errors import PipelineError, RunInterrupted, SimulationError, excerpt
 from .executors.virtual import VirtualClock, VirtualExecutor
-from .scheduler import execute
+from .running import execute
 
 __all__ = ["DEFAULT_START", "SimulationError", "as_plan", "simulate", "simulate_records"]
 

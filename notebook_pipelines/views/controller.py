@@ -4,7 +4,7 @@ Not a view itself (it was ``views/runs.py``): it starts the engine's run and att
 of :mod:`.progress` and :mod:`.live`, which is why it lives in the views layer.
 
 These are the front-end verbs of a real run (the facade wires ``Pipeline.run``, ``Pipeline.start``,
-``nbp.run`` and ``nbp.start`` here); the engine's :func:`~notebook_pipelines.engine.scheduler.run`
+``nbp.run`` and ``nbp.start`` here); the engine's :func:`~notebook_pipelines.engine.running.run`
 knows nothing of progress or widgets. Each attaches a :class:`~.progress.RunState` listener and
 a view of it:
 
@@ -73,7 +73,7 @@ def run(
             progress show the expected end, p50 and p95, updated as steps finish
             (:mod:`~notebook_pipelines.analysis.eta`).
 
-    The options are those of :func:`notebook_pipelines.engine.scheduler.run`.
+    The options are those of :func:`notebook_pipelines.engine.running.run`.
 
     In a notebook the view shows the run as it goes (picture, progress bar, counts, elapsed
     time, each step's output) and its final state after; the kernel's Interrupt (■) stops the
@@ -82,8 +82,8 @@ def run(
     handled on a kernel subshell (ipykernel ≥ 7.4; elsewhere only in a run made with
     :func:`start`).
     """
-    from ..engine.scheduler import prepare
-    from ..engine.scheduler import run as engine_run
+    from ..engine.running import prepare
+    from ..engine.running import run as engine_run
 
     _check_progress(progress)
     prepared = prepare(pipeline)  # the pre-run checks, once, before a view appears
@@ -163,7 +163,7 @@ def start(
     Outside a notebook ``progress=True`` prints the text line. The options ``check`` and
     ``report`` apply when the run ends: an error is raised by :meth:`RunHandle.wait`.
     """
-    from ..engine.scheduler import prepare
+    from ..engine.running import prepare
 
     _check_progress(progress)
     prepared = prepare(pipeline)  # the pre-run checks, once, in the caller's thread
@@ -217,7 +217,7 @@ class RunHandle:
 
     # -- the background thread ----------------------------------------------------------------
     def _main(self) -> None:
-        from ..engine.scheduler import run as engine_run
+        from ..engine.running import run as engine_run
 
         try:
             self._result = engine_run(self._run_this, listeners=self._listeners, **self._options)
