@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import Problem
@@ -51,7 +51,9 @@ def _setting_names(cls: type) -> tuple[str, ...]:
 def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
     values = getattr(node, "__dict__", None)  # the dataclass's fields, read at once
     pairs = (
-        values.items() if values is not None else ((n, getattr(node, n)) for n in _setting_names(type(node)))
+        values.items()
+        if values is not None
+        else ((n, getattr(node, n)) for n in _setting_names(node.__class__))
     )
     for name, value in pairs:
         if type(value) in _FLAT or name in _STRUCTURE or callable(value):
@@ -71,7 +73,8 @@ def _scalars_only(step: Any) -> bool:
     Reads the fields with one ``attrgetter`` rather than ``__dict__``, which would give the
     instance a dict of its own and make every later read of its attributes slower.
     """
-    for value in filter(_IS_SET, _fields_of(type(step))(step)):  # most fields are None
+    values: tuple[Any, ...] = _fields_of(step.__class__)(step)
+    for value in filter(_IS_SET, values):  # most fields are None
         if type(value) in _FLAT or callable(value):
             continue
         return False
@@ -79,7 +82,7 @@ def _scalars_only(step: Any) -> bool:
 
 
 #: ``value is not None``, as a C-level predicate for ``filter``
-_IS_SET = functools.partial(operator.is_not, None)
+_IS_SET: Callable[[Any], bool] = functools.partial(operator.is_not, None)
 
 
 @functools.cache

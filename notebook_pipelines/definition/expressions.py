@@ -142,7 +142,7 @@ class Expression:
         >>> parse_template("<+a.b>").raw, parse_template("x<+a>").raw, parse_condition("<+a>").raw
         (True, False, False)
         """
-        parts = self._node[2] if self.kind == "template" else ()
+        parts: tuple[Any, ...] = self._node[2] if self.kind == "template" else ()
         return len(parts) == 1 and not isinstance(parts[0], str) and parts[0][0] == "ref"
 
     def evaluate(self, resolve: Callable[[Reference], Any]) -> Any:
@@ -275,7 +275,8 @@ def _skip_ws(text: str, i: int) -> int:
 
 def _read_string(text: str, i: int) -> tuple[str, int]:
     """Read the quoted literal whose opening quote is ``text[i]``; return (value, end)."""
-    quote, out, j = text[i], [], i + 1
+    quote, j = text[i], i + 1
+    out: list[str] = []
     while j < len(text):
         c = text[j]
         if c == quote:
@@ -818,7 +819,8 @@ class _Evaluator:
             return parsed
         if not _is_number(value):
             self.fail(f"'{op}' needs numbers, got {_describe(value)}", pos)
-        return value
+        number: int | float = value
+        return number
 
     def arith(self, op: str, pos: int, left: Any, right: Any) -> Any:
         if op == "+" and (isinstance(left, str) or isinstance(right, str)):

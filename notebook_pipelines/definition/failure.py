@@ -157,7 +157,7 @@ class ProceedWithDefaultValues(Action):
     type: ClassVar[str] = "ProceedWithDefaultValues"
 
 
-def _intervals(values: Any) -> tuple:
+def _intervals(values: Any) -> tuple[Any, ...]:
     if values is None:
         return ()
     if isinstance(values, str | Mapping) or not isinstance(values, Iterable):
@@ -177,7 +177,7 @@ class _Retrying(Action):
     """What ``Retry`` and ``RetryStepGroup`` share: a retry count and the waits between retries."""
 
     count: int = 1
-    intervals: tuple = ()
+    intervals: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "intervals", _intervals(self.intervals))
@@ -205,7 +205,7 @@ class Retry(_Retrying):
     """
 
     then: Action = field(default_factory=lambda: MarkAsFailure())
-    condition: str | Callable | None = None
+    condition: str | Callable[..., Any] | None = None
     type: ClassVar[str] = "Retry"
 
     def __post_init__(self) -> None:
@@ -246,9 +246,16 @@ class ManualIntervention(Action):
     ``on_timeout``.
     """
 
-    timeout: str | float = "1h"
+    timeout: str | float | None = "1h"  # None: read from YAML without one (validation says so)
     on_timeout: Action = field(default_factory=lambda: MarkAsFailure())
-    choices: tuple = ("MarkAsSuccess", "Ignore", "Retry", "Abort", "StageRollback", "PipelineRollback")
+    choices: tuple[Any, ...] = (
+        "MarkAsSuccess",
+        "Ignore",
+        "Retry",
+        "Abort",
+        "StageRollback",
+        "PipelineRollback",
+    )
     type: ClassVar[str] = "ManualIntervention"
 
     def __post_init__(self) -> None:
@@ -292,7 +299,7 @@ _BY_TYPE: dict[str, type[Action]] = {
 class OnFailure:
     """One failure-strategy entry: these error types → this action (R15)."""
 
-    errors: tuple = ("AllErrors",)
+    errors: tuple[Any, ...] = ("AllErrors",)
     action: Action = field(default_factory=lambda: MarkAsFailure())
 
     def __post_init__(self) -> None:
@@ -348,7 +355,7 @@ def action_from_dict(data: Any, where: str = "") -> Action:
     )
 
 
-def _nested_action(spec: Mapping, key: str) -> Any:
+def _nested_action(spec: Mapping[str, Any], key: str) -> Any:
     """The ``action`` under ``spec[key]`` (``onRetryFailure`` / ``onTimeout``), or None."""
     holder = spec.get(key) or {}
     if not isinstance(holder, Mapping):
@@ -359,7 +366,7 @@ def _nested_action(spec: Mapping, key: str) -> Any:
 def _count(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise StrategyError(f"retryCount must be a whole number ≥ 0, got {short(value)}")
-    return value
+    return int(value)
 
 
 def coerce_strategies(value: Any) -> tuple[OnFailure, ...]:
@@ -437,7 +444,7 @@ class When:
     """
 
     status: str = "Success"
-    condition: str | Callable | None = None
+    condition: str | Callable[..., Any] | None = None
 
     def to_dict(self, key: str = "stageStatus") -> dict[str, Any]:
         out: dict[str, Any] = {key: self.status}

@@ -88,7 +88,7 @@ ON_FAILURE = ("RunAll", "SkipQueued")
 MAX_ITERATIONS = 10_000
 
 
-def index_postfix(indices: tuple[int, ...], values: tuple) -> str:
+def index_postfix(indices: tuple[int, ...], values: tuple[Any, ...]) -> str:
     """The default postfix (D11): value indices per axis, ``_0_1``.
 
     >>> index_postfix((0, 1), ("linux", "arm"))
@@ -97,7 +97,7 @@ def index_postfix(indices: tuple[int, ...], values: tuple) -> str:
     return "".join(f"_{i}" for i in indices)
 
 
-def labels_by_name(indices: tuple[int, ...], values: tuple) -> str:
+def labels_by_name(indices: tuple[int, ...], values: tuple[Any, ...]) -> str:
     """The postfix of Harness's "Enable Matrix Labels By Name" (R53): the values themselves.
 
     >>> labels_by_name((0, 1), ("linux", "arm"))
@@ -118,22 +118,22 @@ class Matrix:
     an axis's values may be a ``<+…>`` expression resolved when the node starts.
     """
 
-    axes: dict = field(default_factory=dict)
-    exclude: list | None = None
+    axes: dict[str, Any] = field(default_factory=dict)
+    exclude: list[Any] | None = None
     max_concurrency: Any = None
     node_name: str | None = None
     on_failure: str | None = None
-    postfix: Callable | None = None
+    postfix: Callable[..., Any] | None = None
 
     def __init__(
         self,
-        axes: Mapping | None = None,
+        axes: Mapping[str, Any] | None = None,
         *,
-        exclude: list | None = None,
+        exclude: list[Any] | None = None,
         max_concurrency: Any = None,
         node_name: str | None = None,
         on_failure: str | None = None,
-        postfix: Callable | None = None,
+        postfix: Callable[..., Any] | None = None,
         **named_axes: Any,
     ):
         self.axes = {**dict(axes or {}), **named_axes}
@@ -304,7 +304,7 @@ def to_dict(value: Any) -> Any:
             "repeat": {key: getattr(value, attr) for key, attr in names if getattr(value, attr) is not None}
         }
     if isinstance(value, Parallelism):
-        out: dict = {"parallelism": value.n}
+        out: dict[str, Any] = {"parallelism": value.n}
         if value.max_concurrency is not None:
             out["maxConcurrency"] = value.max_concurrency
         if value.on_failure is not None:
@@ -473,10 +473,10 @@ def strategy_problems(value: Any) -> list[tuple[str, str, str]]:
     return out
 
 
-def _repeated(values: list | tuple) -> tuple[int, int] | None:
+def _repeated(values: list[Any] | tuple[Any, ...]) -> tuple[int, int] | None:
     """The positions of the first value listed twice (None: all distinct)."""
-    seen: dict = {}
-    others: list = []
+    seen: dict[str, Any] = {}
+    others: list[Any] = []
     for i, value in enumerate(values):
         try:
             if value in seen:
@@ -499,17 +499,17 @@ class Iteration:
     count: int
     postfix: str
     kind: str
-    matrix: dict | None = None
+    matrix: dict[str, Any] | None = None
     item: Any = None
-    partition: list | None = None
+    partition: list[Any] | None = None
     name: str | None = None
 
-    def values(self) -> dict:
+    def values(self) -> dict[str, Any]:
         """``<+strategy.…>`` values: iteration, iterations, identifierPostFix."""
         return {"iteration": self.index, "iterations": self.count, "identifierPostFix": self.postfix}
 
 
-def _as_list(value: Any, what: str) -> list:
+def _as_list(value: Any, what: str) -> list[Any]:
     if isinstance(value, list | tuple):
         return list(value)
     raise LoopingError(f"{what} resolved to {value!r} ({type(value).__name__}), not a list")
@@ -618,7 +618,7 @@ def iterations(
     ]
 
 
-def _exclusion(names: list, exclude: Any) -> Callable[[tuple], bool]:
+def _exclusion(names: list[Any], exclude: Any) -> Callable[[tuple[Any, ...]], bool]:
     """A test of a combination (its values, axis by axis) against the ``exclude`` entries (R49).
 
     Entries are grouped by the axes they name; a combination is looked up once per group (a
@@ -627,7 +627,7 @@ def _exclusion(names: list, exclude: Any) -> Callable[[tuple], bool]:
     (validation refuses it).
     """
     position = {a: i for i, a in enumerate(names)}
-    groups: dict[tuple[int, ...], tuple[set, list]] = {}
+    groups: dict[tuple[int, ...], tuple[set[Any], list[Any]]] = {}
     for entry in exclude if isinstance(exclude, list | tuple) else ():
         if not isinstance(entry, Mapping) or any(k not in position for k in entry):
             continue
@@ -639,7 +639,7 @@ def _exclusion(names: list, exclude: Any) -> Callable[[tuple], bool]:
         except TypeError:  # an unhashable value (a list or a mapping): compared one by one
             other.append(values)
 
-    def excluded(combo: tuple) -> bool:
+    def excluded(combo: tuple[Any, ...]) -> bool:
         for axes, (hashed, other) in groups.items():
             key = tuple(combo[i] for i in axes)
             try:
@@ -655,7 +655,7 @@ def _exclusion(names: list, exclude: Any) -> Callable[[tuple], bool]:
     return excluded
 
 
-def _postfix(fn: Callable, indices: tuple[int, ...], values: tuple) -> str:
+def _postfix(fn: Callable[..., Any], indices: tuple[int, ...], values: tuple[Any, ...]) -> str:
     """``fn(indices, values)``, the postfix of one matrix iteration (R53): a failure of the user's
     function, or a value that is not text, is a :class:`LoopingError` (the node fails, named)."""
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
@@ -674,7 +674,7 @@ def _postfix(fn: Callable, indices: tuple[int, ...], values: tuple) -> str:
     return text
 
 
-def _cut(items: list, strategy: Repeat) -> list:
+def _cut(items: list[Any], strategy: Repeat) -> list[Any]:
     start, end = strategy.start, strategy.end
     if start is None and end is None:
         return items
@@ -856,8 +856,8 @@ def inner_count(node: Any) -> int:
     return max((best.get(id(c), 1) for c in _children(node)), default=1)
 
 
-def _children(node: Any) -> list:
-    out = []
+def _children(node: Any) -> list[Any]:
+    out: list[Any] = []
     for item in (*(node.items or ()), *(node.rollback or ())):
         out.extend(item.items if item.kind == "parallel" else (item,))
     return out

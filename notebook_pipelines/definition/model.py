@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Self, TypeVar, Union
 
 from .nodes import Parallel, Step, canonical_settings
 from .placement import (
@@ -53,6 +53,9 @@ from .placement import (
     take,
 )
 from .tree import Visit, walk
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = [
     "Node",
@@ -76,7 +79,7 @@ __all__ = [
 VERBS: dict[str, str] = {}
 
 
-def verb(name: str) -> Callable:
+def verb(name: str) -> Callable[..., Any]:
     """The function registered for verb ``name`` (imported on first use)."""
     import importlib
 
@@ -84,10 +87,11 @@ def verb(name: str) -> Callable:
         module, attr = VERBS[name].split(":")
     except KeyError:
         raise RuntimeError(f"no {name!r} verb is registered; import notebook_pipelines first") from None
-    return getattr(importlib.import_module(module), attr)
+    fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+    return fn
 
 
-def _repr_items(items: list) -> list:
+def _repr_items(items: list[Any]) -> list[Any]:
     return [it.id if not isinstance(it, Parallel) else it for it in items]
 
 
@@ -136,11 +140,15 @@ class _Drawable:
             color_by=color_by, iterations=iterations, size=size, full=full,
         )  # fmt: skip
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
-        return verb("mimebundle")(self._pipeline_for_display())
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, Any]:
+        bundle: dict[str, Any] = verb("mimebundle")(self._pipeline_for_display())
+        return bundle
 
 
-def _alone(node: Any, verb: str, run: Any, settings: dict) -> Any:
+_Given = TypeVar("_Given")
+
+
+def _alone(node: _Given, verb: str, run: Any, settings: dict[str, Any]) -> _Given:
     """``node`` given to ``step()``/``step_group()`` whole: refuse settings given beside it."""
     if run is not None or settings:
         given = ", ".join([*(["run"] if run is not None else []), *settings])
@@ -151,33 +159,39 @@ def _alone(node: Any, verb: str, run: Any, settings: dict) -> Any:
     return node
 
 
-Item = Union[Step, "StepGroup", Parallel]
+#: what a container's lists hold: nodes and parallel blocks of nodes
+Item = Union[Step, "StepGroup", "Stage", Parallel]
+#: a node (``add()`` returns what it was given)
+_Added = TypeVar("_Added", bound=Item)
 
 
 class _Container(_Drawable):
     """The builder methods shared by stages and step groups (and, for stages, pipelines)."""
 
-    items: list
-    rollback_items: list
+    items: list[Any]
+    rollback_items: list[Any]
 
-    def _cursor(self) -> list:
+    def _cursor(self) -> list[Any]:
         stack = self.__dict__.setdefault("_stack", [])
         return stack[-1] if stack else self.items
 
-    def _push(self, target: list) -> None:
+    def _push(self, target: list[Any]) -> None:
         self.__dict__.setdefault("_stack", []).append(target)
 
     def _pop(self) -> None:
         self.__dict__["_stack"].pop()
 
     def _pending(self) -> Parallel | None:
-        return self.__dict__.get("_pending_block")
+        block: Parallel | None = self.__dict__.get("_pending_block")
+        return block
 
-    def add(self, item: Item) -> Item:
+    def add(self, item: _Added) -> _Added:
         """Place a node at the cursor; a node with the same identifier is replaced in place."""
         target = self._cursor()
         pending = self._pending()
         if pending is not None and target is pending.items:
+            if isinstance(item, Parallel):
+                raise TypeError("parallel blocks cannot be nested: add the nodes themselves")
             seen = self.__dict__.setdefault("_pending_ids", set())
             if item.id in seen:
                 place(target, item)
@@ -197,18 +211,19 @@ class _Container(_Drawable):
             self.__dict__["_known"].pop(id(scope), None)
         return item
 
-    def _known_ids(self, scope: list) -> set[str]:
+    def _known_ids(self, scope: list[Any]) -> set[str]:
         """The ids in one list of this container, cached while the list keeps its length."""
         caches = self.__dict__.setdefault("_known", {})
         cache = caches.get(id(scope))
         if cache is None or cache[0] != len(scope):
             cache = caches[id(scope)] = (len(scope), set(ids_of(scope)))
-        return cache[1]
+        ids: set[str] = cache[1]
+        return ids
 
     def step(
         self,
         id: str | Step,
-        run: Callable | str | None = None,
+        run: Callable[..., Any] | str | None = None,
         *,
         name: str | None = None,
         when: Any = None,
@@ -216,13 +231,13 @@ class _Container(_Drawable):
         timeout: float | str | None = None,
         delegate_selectors: list[str] | None = None,
         strategy: Any = None,
-        variables: dict | None = None,
+        variables: dict[str, Any] | None = None,
         duration: Any = None,
         type: str | None = None,
-        spec: dict | None = None,
-        inputs: dict | None = None,
+        spec: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
         outputs: list[str] | None = None,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Step:
         """Add (or redefine) a step at the cursor and return it; a ready-made ``Step`` is added
         as it is (as :meth:`add` does), with no settings beside it.
@@ -272,8 +287,8 @@ class _Container(_Drawable):
         timeout: float | str | None = None,
         delegate_selectors: list[str] | None = None,
         strategy: Any = None,
-        variables: dict | None = None,
-        extra: dict | None = None,
+        variables: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> StepGroup:
         """Add (or redefine) a step group at the cursor; use it as a context manager. A
         ready-made ``StepGroup`` is added as it is, with no settings beside it.
@@ -314,7 +329,7 @@ class _Container(_Drawable):
             self.add(block)
 
     @contextmanager
-    def rollback(self) -> Iterator[list]:
+    def rollback(self) -> Iterator[list[Any]]:
         """Nodes added inside the ``with`` block go to the rollback list (R35, R3)."""
         self._push(self.rollback_items)
         try:
@@ -322,24 +337,23 @@ class _Container(_Drawable):
         finally:
             self._pop()
 
-    def remove(self, id: str) -> Item:
+    def remove(self, id: str) -> Step | StepGroup | Stage:
         """Remove the node with identifier ``id`` (from execution or rollback lists)."""
         found = remove_ids(self.items, {id}) + remove_ids(self.rollback_items, {id})
         self.__dict__.pop("_known", None)  # ids inside parallel blocks changed
         if not found:
             known = ", ".join(ids_of(self.items) + ids_of(self.rollback_items)) or "none"
             raise KeyError(f"no node {id!r} here; known: {known}")
-        return found[0]
+        node: Step | StepGroup | Stage = found[0]
+        return node
 
-    def find(self, id: str) -> Item | None:
+    def find(self, id: str) -> Step | StepGroup | Stage | None:
         """The node with identifier ``id`` directly in this container (or its parallel blocks)."""
         for it in [*self.items, *self.rollback_items]:
-            if isinstance(it, Parallel):
-                for sub in it.items:
-                    if sub.id == id:
-                        return sub
-            elif it.id == id:
-                return it
+            for node in it.items if isinstance(it, Parallel) else (it,):
+                if node.id == id:
+                    found: Step | StepGroup | Stage = node
+                    return found
         return None
 
     def walk(self, *, enter: Callable[[Visit], bool] | None = None) -> Iterator[Visit]:
@@ -359,7 +373,7 @@ class _Container(_Drawable):
         """
         return walk(self, enter=enter)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -377,16 +391,16 @@ class StepGroup(_Container):
     CHILD_KEYS: ClassVar[tuple[str, str]] = (".steps", ".rollbackSteps")
 
     id: str
-    items: list = field(default_factory=list)
-    rollback_items: list = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+    rollback_items: list[Any] = field(default_factory=list)
     name: str | None = None
     when: Any = None
     failure_strategies: Any = None
     timeout: Any = None
     delegate_selectors: Any = None
     strategy: Any = None
-    variables: dict | None = None
-    extra: dict | None = None
+    variables: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         canonical_settings(self)
@@ -417,8 +431,8 @@ class Stage(_Container):
     CHILD_KEYS: ClassVar[tuple[str, str]] = (".spec.execution.steps", ".spec.execution.rollbackSteps")
 
     id: str
-    items: list = field(default_factory=list)
-    rollback_items: list = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+    rollback_items: list[Any] = field(default_factory=list)
     name: str | None = None
     type: str = "Custom"
     when: Any = None
@@ -426,10 +440,10 @@ class Stage(_Container):
     timeout: Any = None
     delegate_selectors: Any = None
     strategy: Any = None
-    variables: dict | None = None
+    variables: dict[str, Any] | None = None
     resource: str | None = None
-    spec: dict | None = None
-    extra: dict | None = None
+    spec: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         canonical_settings(self)
@@ -467,22 +481,30 @@ class Pipeline(_Container):
     CHILD_KEYS: ClassVar[tuple[str, str]] = (".stages", ".rollbackStages")  # a pipeline has no rollback list
 
     id: str
-    stages: list = field(default_factory=list)
+    stages: list[Any] = field(default_factory=list)
     name: str | None = None
-    variables: dict | None = None
+    variables: dict[str, Any] | None = None
     rules: str = "classic"
     timeout: Any = None
     description: str | None = None
-    extra: dict | None = None
-    barriers: list | None = None
+    extra: dict[str, Any] | None = None
+    barriers: list[Any] | None = None
 
     @property
-    def items(self) -> list:  # the builder's execution list is the stage list
+    def items(self) -> list[Any]:  # the builder's execution list is the stage list
         return self.stages
 
+    @items.setter
+    def items(self, stages: list[Any]) -> None:
+        self.stages = stages
+
     @property
-    def rollback_items(self) -> list:
+    def rollback_items(self) -> list[Any]:
         return []
+
+    @rollback_items.setter
+    def rollback_items(self, items: list[Any]) -> None:
+        raise TypeError("a pipeline has no rollback list: add rollback steps to a stage")
 
     def _own_fqn(self) -> str:
         return "pipeline"
@@ -502,10 +524,10 @@ class Pipeline(_Container):
         timeout: float | str | None = None,
         delegate_selectors: list[str] | None = None,
         strategy: Any = None,
-        variables: dict | None = None,
+        variables: dict[str, Any] | None = None,
         resource: str | None = None,
-        spec: dict | None = None,
-        extra: dict | None = None,
+        spec: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Stage:
         """Add (or redefine) a stage at the cursor; use it as a context manager.
 
@@ -533,12 +555,13 @@ class Pipeline(_Container):
                   variables=variables, resource=resource, spec=spec, extra=extra)
         )  # fmt: skip
 
-    def step(self, *args: Any, **kwargs: Any) -> Step:  # pragma: no cover - guidance only
+    def step(self, *args: Any, **kwargs: Any) -> NoReturn:  # pragma: no cover - guidance only
         raise TypeError("steps belong to a stage: `with p.stage('build') as s: s.step(...)`")
 
-    step_group = step
+    def step_group(self, *args: Any, **kwargs: Any) -> NoReturn:  # pragma: no cover - guidance only
+        raise TypeError("steps belong to a stage: `with p.stage('build') as s: s.step(...)`")
 
-    def rollback(self):  # pragma: no cover - guidance only
+    def rollback(self) -> NoReturn:  # pragma: no cover - guidance only
         raise TypeError("a pipeline has no rollback list: add rollback steps to a stage")
 
     def _pipeline_for_display(self) -> Pipeline:
@@ -552,8 +575,9 @@ class Pipeline(_Container):
         references); raise one ``DefinitionError`` listing all problems."""
         verb("validate")(self)
 
-    def plan(self):
-        """The validated, immutable plan that both the renderer and the engine walk."""
+    def plan(self) -> Any:
+        """The validated, immutable plan that both the renderer and the engine walk (a
+        :class:`~notebook_pipelines.definition.plan.Plan`, which imports this module)."""
         return verb("plan")(self)
 
     def run(
@@ -565,11 +589,11 @@ class Pipeline(_Container):
         run_id: str | None = None,
         check: bool = False,
         report: bool = True,
-        on_intervention: Callable | None = None,
-        namespace: dict | None = None,
+        on_intervention: Callable[..., Any] | None = None,
+        namespace: dict[str, Any] | None = None,
         listeners: Iterable[Any] = (),
         history: Any = None,
-    ):
+    ) -> pd.DataFrame:
         """Run in the kernel (step bodies on threads, wall clock) and return the trace DataFrame.
 
         In a notebook a live view shows the run as it goes; the kernel's Interrupt stops it
@@ -608,11 +632,11 @@ class Pipeline(_Container):
         run_id: str | None = None,
         check: bool = False,
         report: bool = True,
-        on_intervention: Callable | None = None,
-        namespace: dict | None = None,
+        on_intervention: Callable[..., Any] | None = None,
+        namespace: dict[str, Any] | None = None,
         listeners: Iterable[Any] = (),
         history: Any = None,
-    ):
+    ) -> Any:  # a views.controller.RunHandle (a layer above)
         """Start a run in the background and return its handle at once (``.cancel()``,
         ``.wait()``, ``.trace``, ``.status``, ``.done``, ``.intervene()``; displays as the
         live view). The options are :meth:`run`'s (``history``: the view shows the expected
@@ -629,19 +653,19 @@ class Pipeline(_Container):
     def simulate(
         self,
         *,
-        durations: Mapping | Callable | None = None,
+        durations: Mapping[str, Any] | Callable[..., Any] | None = None,
         default: Any = 1.0,
-        failures: Mapping | None = None,
-        interventions: Mapping | None = None,
+        failures: Mapping[str, Any] | None = None,
+        interventions: Mapping[str, Any] | None = None,
         seed: int | None = 0,
         run_id: str | None = None,
         start: Any = "2026-01-01T00:00:00Z",
         listeners: Iterable[Any] = (),
         strict: bool = True,
-        outputs: Mapping | None = None,
-        iterations: Mapping | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        iterations: Mapping[str, Any] | None = None,
         mode: str = "joint",
-    ):
+    ) -> pd.DataFrame:
         """Run in virtual time (declared durations, injected failures) and return the trace:
         instant, deterministic for a ``seed``, with the columns of :meth:`run`'s trace.
 
@@ -678,7 +702,8 @@ class Pipeline(_Container):
 
         ``nbp.load_yaml`` reads it back.
         """
-        return verb("to_yaml")(self, path)
+        text: str = verb("to_yaml")(self, path)
+        return text
 
     def __repr__(self) -> str:
         return f"Pipeline({self.id!r}, stages={_repr_items(self.stages)!r})"

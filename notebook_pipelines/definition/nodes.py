@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .failure import StrategyError, coerce_strategies, coerce_when
+from ..errors import StrategyError
+from .failure import coerce_strategies, coerce_when
 
 __all__ = ["Parallel", "Step", "canonical_settings"]
 
@@ -47,20 +48,20 @@ class Step:
     """
 
     id: str
-    run: Callable | str | None = None
+    run: Callable[..., Any] | str | None = None
     name: str | None = None
     when: Any = None
     failure_strategies: Any = None
     timeout: Any = None
     delegate_selectors: Any = None
     strategy: Any = None
-    variables: dict | None = None
+    variables: dict[str, Any] | None = None
     duration: Any = None
     type: str | None = None
-    spec: dict | None = None
-    inputs: dict | None = None
-    outputs: list | None = None
-    extra: dict | None = None
+    spec: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: list[Any] | None = None
+    extra: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         canonical_settings(self)
@@ -77,7 +78,7 @@ class Step:
 class Parallel:
     """Siblings that start together; the block ends when the last one ends (R5, R12)."""
 
-    items: list = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
 
     @property
     def ids(self) -> list[str]:

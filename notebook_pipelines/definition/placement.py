@@ -26,19 +26,19 @@ __all__ = [
 ]
 
 
-def ids_of(items: list) -> list[str]:
+def ids_of(items: list[Any]) -> list[str]:
     out: list[str] = []
     for it in items:
         out.extend(it.ids if isinstance(it, Parallel) else [it.id])
     return out
 
 
-def members(item: Any) -> list:
+def members(item: Any) -> list[Any]:
     """The nodes of one entry of a serial list: a parallel block's nodes, or the node itself."""
     return list(item.items) if isinstance(item, Parallel) else [item]
 
 
-def locate(items: list, id: str) -> tuple[list, int] | None:
+def locate(items: list[Any], id: str) -> tuple[list[Any], int] | None:
     """``(list, index)`` of the node ``id`` in the serial list ``items``: in the list itself or
     inside one of its parallel blocks; ``None`` when it is not there.
 
@@ -57,12 +57,12 @@ def locate(items: list, id: str) -> tuple[list, int] | None:
     return None
 
 
-def block_of(items: list, id: str) -> int | None:
+def block_of(items: list[Any], id: str) -> int | None:
     """The index of the serial entry of ``items`` that holds ``id`` (itself or its parallel block)."""
     return next((i for i, item in enumerate(items) if id in [n.id for n in members(item)]), None)
 
 
-def take(items: list, id: str, *, tidy: bool = False) -> Any:
+def take(items: list[Any], id: str, *, tidy: bool = False) -> Any:
     """Remove the node ``id`` from the serial list ``items`` (or from its parallel block) and
     return it (``None`` when it is not there); mutates ``items``.
 
@@ -95,7 +95,7 @@ def take(items: list, id: str, *, tidy: bool = False) -> Any:
     return node
 
 
-def check_sibling(items: list, id: str, parallel_with: str | None) -> None:
+def check_sibling(items: list[Any], id: str, parallel_with: str | None) -> None:
     """Raise ``ValueError`` unless ``parallel_with`` names another node of ``items`` (or is None)."""
     if parallel_with == id:
         raise ValueError(f"`{id}` cannot run in parallel with itself")
@@ -104,7 +104,7 @@ def check_sibling(items: list, id: str, parallel_with: str | None) -> None:
         raise ValueError(f"no `{parallel_with}` here to run in parallel with `{id}`; here: {known}")
 
 
-def place(items: list, node: Any, parallel_with: str | None = None) -> None:
+def place(items: list[Any], node: Any, parallel_with: str | None = None) -> None:
     """Put ``node`` into the serial list ``items``; mutates ``items``.
 
     Without ``parallel_with``: in place of the node with the same id (inside its parallel block
@@ -131,19 +131,21 @@ def place(items: list, node: Any, parallel_with: str | None = None) -> None:
         return
     check_sibling(items, node.id, parallel_with)
     b = block_of(items, parallel_with)
+    assert b is not None  # check_sibling made sure
     if here is not None:
         if isinstance(items[b], Parallel) and here[0] is items[b].items:
             here[0][here[1]] = node  # already in that block: keep its place
             return
         take(items, node.id, tidy=True)
         b = block_of(items, parallel_with)
+        assert b is not None  # the sibling stays
     if isinstance(items[b], Parallel):
         items[b].items.append(node)
     else:
         items[b] = Parallel([items[b], node])
 
 
-def remove_ids(items: list, ids: set[str]) -> list:
+def remove_ids(items: list[Any], ids: set[str]) -> list[Any]:
     """Remove nodes with these ids from ``items`` (and its parallel blocks); drop empty blocks."""
     removed = []
     for id in ids:
@@ -152,7 +154,7 @@ def remove_ids(items: list, ids: set[str]) -> list:
     return removed
 
 
-def attach(target: list, item: Any) -> None:
+def attach(target: list[Any], item: Any) -> None:
     """Put ``item`` into ``target`` (one scope: an execution or a rollback list), replacing the
     nodes with the same ids.
 

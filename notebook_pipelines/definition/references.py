@@ -180,7 +180,8 @@ class _Unresolvable(LookupError):
 
 
 def _kind(node: Any) -> str:
-    return node.kind.replace("_", " ")
+    kind: str = node.kind
+    return kind.replace("_", " ")
 
 
 def _children(node: Any, section: str) -> list[str]:
@@ -229,7 +230,7 @@ def _child(plan: Any, node: Any, section: str, ident: str) -> Any:
     return found
 
 
-def node_of_path(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
+def node_of_path(plan: Any, reader: Any, path: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
     """The plan node a path starts from and the attribute path left over.
 
     Both the static checks and the run-time resolution walk paths with this one function.
@@ -305,7 +306,7 @@ def node_of_path(plan: Any, reader: Any, path: tuple) -> tuple[Any, tuple]:
     return node, rest
 
 
-def _attribute_kind(node: Any, rest: tuple) -> str:
+def _attribute_kind(node: Any, rest: tuple[Any, ...]) -> str:
     """``static`` (known before running), ``runtime`` (needs the node finished), ``current``
     (``currentStatus``), ``failure`` (the failed attempt, retry conditions); or raise."""
     if not rest:
@@ -359,13 +360,13 @@ def _attribute_kind(node: Any, rest: tuple) -> str:
     raise _Unresolvable(f"unknown attribute {'.'.join(rest)!r} of {_kind(node)} {node.id!r}")
 
 
-def _declared_spec_outputs(node: Any) -> tuple:
+def _declared_spec_outputs(node: Any) -> tuple[Any, ...]:
     spec = node.spec if isinstance(node.spec, Mapping) else {}
     items = spec.get("outputVariables") or ()
     return tuple(item.get("name") for item in items if isinstance(item, Mapping))
 
 
-def _static_value(node: Any, rest: tuple) -> Any:
+def _static_value(node: Any, rest: tuple[Any, ...]) -> Any:
     first = rest[0]
     if first == "name":
         return node.name
@@ -383,7 +384,9 @@ def _static_value(node: Any, rest: tuple) -> Any:
 
 
 # -- happens-before ---------------------------------------------------------------------------
-def _chain(node: Any) -> dict:
+def _chain(node: Any) -> dict[int, tuple[Any, Any]]:
+    """``{id(container): (block, phase) of the entry on the way down to node}``, for every
+    container above ``node``."""
     out = {}
     cur = node
     while cur.parent is not None:
@@ -449,7 +452,9 @@ def _order(reader: Any, target: Any, kind: str) -> None:
 
 
 # -- static checks ----------------------------------------------------------------------------
-def _expressions_of(node: Any, chains: dict | None = None) -> Iterator[tuple[str, str, bool]]:
+def _expressions_of(
+    node: Any, chains: dict[int, tuple[Any, ...]] | None = None
+) -> Iterator[tuple[str, str, bool]]:
     """(where, text, strict) for every expression of a node; strict: unknown roots are errors.
 
     ``chains``: where a walk of many nodes keeps the retry conditions of each strategy chain
@@ -501,7 +506,7 @@ def _strategy_strings(strategy: Any) -> Iterator[tuple[str, str]]:
             yield from ((w, t) for w, t in _strings(value, where) if "<+" in t)
 
 
-def _retry_conditions(strategies: tuple) -> tuple[str, ...]:
+def _retry_conditions(strategies: tuple[Any, ...]) -> tuple[str, ...]:
     """The distinct retry conditions (text) in a step's chain of failure strategies, in order."""
     seen: dict[str, None] = {}
     for level in strategies:
@@ -542,7 +547,7 @@ def _quoted(where: str, text: str, ref: Any) -> str:
     return f"{where} {text!r}, at position {ref.position} {ref.text}"
 
 
-def _caret(text: str, ref: Any) -> dict:
+def _caret(text: str, ref: Any) -> dict[str, Any]:
     """``Problem`` fields that show ``text`` with a caret under ``ref`` (none if it is all of it)."""
     return {} if ref.text == text else {"expression": text, "position": ref.position}
 
@@ -566,7 +571,7 @@ def static_problems(plan: Any) -> list[Problem]:
     from .expressions import parse_condition, parse_template
 
     problems: list[Problem] = []
-    chains: dict[int, tuple] = {}  # retry conditions per strategy chain (shared by most steps)
+    chains: dict[int, tuple[Any, ...]] = {}  # retry conditions per strategy chain (shared by most steps)
     for node in plan.nodes:
         for where, text, strict in _expressions_of(node, chains):
             try:
@@ -616,13 +621,13 @@ def output_reads(plan: Any) -> dict[int, frozenset[str]]:
     >>> {plan.nodes[i].id: sorted(names) for i, names in output_reads(plan).items()}
     {'a': ['v']}
     """
-    cached = plan.__dict__.get("_output_reads")
+    cached: dict[int, frozenset[str]] | None = plan.__dict__.get("_output_reads")
     if cached is not None:
         return cached
     from .expressions import parse_condition, parse_template
 
     found: dict[int, set[str]] = {}
-    chains: dict[int, tuple] = {}
+    chains: dict[int, tuple[Any, ...]] = {}
     for node in plan.nodes:
         when = node.when
         if (
@@ -698,7 +703,7 @@ def _run_loop(reader: Any, kind: str | None) -> Any:
     return None
 
 
-def _loop_path(path: tuple) -> tuple[str | None, str | None, tuple]:
+def _loop_path(path: tuple[Any, ...]) -> tuple[str | None, str | None, tuple[Any, ...]]:
     """(kind of strategy, node id named by ``strategy.node.ID``, attribute path) of an iteration path."""
     head, rest = path[0], tuple(path[1:])
     if head == "matrix":
@@ -737,7 +742,7 @@ def _named(reader: Any, node_id: str, static: bool) -> Any:
     raise _Unresolvable(f"{reader.fqn} is not inside a looped node {node_id!r}", "R52")
 
 
-def _check_loop(reader: Any, path: tuple) -> str:
+def _check_loop(reader: Any, path: tuple[Any, ...]) -> str:
     kind, node_id, rest = _loop_path(path)
     if node_id is not None:
         loop = _named(reader, node_id, static=True)
@@ -763,7 +768,7 @@ def _check_axis(loop: Any, axis: str) -> None:
         )
 
 
-def _loop_value(run: RunValues, reader: Any, path: tuple) -> Any:
+def _loop_value(run: RunValues, reader: Any, path: tuple[Any, ...]) -> Any:
     kind, node_id, rest = _loop_path(path)
     loop = _named(reader, node_id, static=False) if node_id is not None else _run_loop(reader, kind)
     if loop is None:
@@ -772,7 +777,7 @@ def _loop_value(run: RunValues, reader: Any, path: tuple) -> Any:
     return _iteration_attribute(run, loop, rest)
 
 
-def _iteration_attribute(run: RunValues, loop: Any, rest: tuple) -> Any:
+def _iteration_attribute(run: RunValues, loop: Any, rest: tuple[Any, ...]) -> Any:
     it = loop.loop
     first = rest[0]
     if first == "matrix":
@@ -808,7 +813,9 @@ def _loop_around(node: Any) -> Any:
     return found
 
 
-def _un_postfixed(reader: Any, target: Any, rest: tuple, run: bool, path: tuple = ()) -> None:
+def _un_postfixed(
+    reader: Any, target: Any, rest: tuple[Any, ...], run: bool, path: tuple[Any, ...] = ()
+) -> None:
     """E14: a finished value of a node of a looped node, read by its un-postfixed FQN, names no
     one iteration. The looped node's own status (its row spans its iterations) may be read."""
     if target.origin is not None or target.loop is not None:
@@ -835,7 +842,7 @@ def _contains_or_is(outer: Any, inner: Any) -> bool:
     return False
 
 
-def check_reference(plan: Any, reader: Any, path: tuple, retry: bool = False) -> str:
+def check_reference(plan: Any, reader: Any, path: tuple[Any, ...], retry: bool = False) -> str:
     """The kind of value ``path`` names for ``reader``; raise ``LookupError`` if it cannot be read.
 
     ``retry``: the path is read by a retry condition of ``reader`` (which may read its failure).
@@ -861,7 +868,7 @@ def check_reference(plan: Any, reader: Any, path: tuple, retry: bool = False) ->
 
 
 # -- run time ---------------------------------------------------------------------------------
-def resolve(run: RunValues, node: Any, path: tuple, failure: Any = None) -> Any:
+def resolve(run: RunValues, node: Any, path: tuple[Any, ...], failure: Any = None) -> Any:
     """The value of a reference read by ``node`` now.
 
     ``failure``: the failed attempt's outcome, when a retry condition is evaluated.
@@ -962,7 +969,7 @@ def render_template(run: RunValues, node: Any, text: Any, budget: list[int] | No
     return value
 
 
-def resolve_inputs(run: RunValues, node: Any) -> dict:
+def resolve_inputs(run: RunValues, node: Any) -> dict[str, Any]:
     """The step's ``inputs`` with every embedded ``<+…>`` resolved now, just before it runs.
 
     Raises:

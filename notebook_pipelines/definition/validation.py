@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping
 from numbers import Integral
 from typing import Any
 
-from ..errors import Problem
+from ..errors import Problem, StrategyError
 from .callables import call_problem, is_sampler, sampler_problem
 from .depth import depth_problems
 from .durations import LIMIT, MAX_SECONDS, DurationError, DurationTooLong, parse_duration
@@ -41,7 +41,6 @@ from .failure import (
     Retry,
     RetryStepGroup,
     StepGroupRollback,
-    StrategyError,
     coerce_strategies,
     coerce_when,
 )
@@ -230,7 +229,9 @@ class _Checker:
         yield from self._list(p.stages, "pipeline.stages", "stages", kinds=(Stage,), in_group=0)
 
     # -- lists --------------------------------------------------------------------------------
-    def _list(self, items: list, prefix: str, what: str, kinds: tuple, in_group: int) -> Iterator[Problem]:
+    def _list(
+        self, items: list[Any], prefix: str, what: str, kinds: tuple[Any, ...], in_group: int
+    ) -> Iterator[Problem]:
         if not _is_list(items):
             owner, key = prefix.rsplit(".", 1)  # …stages / …steps / …rollbackSteps
             owner = owner.removesuffix(".spec.execution")
@@ -266,7 +267,9 @@ class _Checker:
             else:
                 yield from self._one(item, prefix, what, kinds, in_group, seen)
 
-    def _one(self, item: Any, prefix: str, what: str, kinds: tuple, in_group: int, seen: set):
+    def _one(
+        self, item: Any, prefix: str, what: str, kinds: tuple[Any, ...], in_group: int, seen: set[Any]
+    ) -> Iterator[Problem]:
         ident = getattr(item, "id", None)
         fqn = f"{prefix}.{ident}"
         if not isinstance(item, kinds):
