@@ -38,10 +38,10 @@ from ..errors import StrategyError
 from .durations import parse_duration
 from .limits import short
 
+# What ``notebook_pipelines`` exports (``from .definition.failure import *``): the vocabulary of a
+# definition. The tables and coercions below (``ACTION_TYPES``, ``ERROR_TYPES``, ``STATUS_CHOICES``,
+# ``action_from_dict``, ``coerce_strategies``, ``coerce_when``) are the package's own.
 __all__ = [
-    "ACTION_TYPES",
-    "ERROR_TYPES",
-    "STATUS_CHOICES",
     "Abort",
     "Action",
     "Ignore",
@@ -56,9 +56,6 @@ __all__ = [
     "StageRollback",
     "StepGroupRollback",
     "When",
-    "action_from_dict",
-    "coerce_strategies",
-    "coerce_when",
 ]
 
 #: Harness error types (R16).
@@ -91,7 +88,13 @@ STATUS_CHOICES = ("Success", "Failure", "All")
 class Action:
     """Base of the failure-strategy actions (R17). ``type`` is the Harness YAML name."""
 
+    #: the Harness YAML name: the class's own name unless it says otherwise
     type: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type" not in cls.__dict__:
+            cls.type = cls.__name__
 
     def to_dict(self) -> dict[str, Any]:
         """The Harness YAML form ``{"type": ..., "spec": {...}}``."""
@@ -105,56 +108,40 @@ class Action:
 class Ignore(Action):
     """Mark the node ``IgnoreFailed`` and go on (a positive status, R21, R26)."""
 
-    type: ClassVar[str] = "Ignore"
-
 
 @dataclass(frozen=True, repr=False)
 class MarkAsSuccess(Action):
     """Mark the node ``Success`` and go on (R21)."""
-
-    type: ClassVar[str] = "MarkAsSuccess"
 
 
 @dataclass(frozen=True, repr=False)
 class MarkAsFailure(Action):
     """Mark the node ``Failed`` and let the next nodes' ``when`` decide (R21, E9)."""
 
-    type: ClassVar[str] = "MarkAsFailure"
-
 
 @dataclass(frozen=True, repr=False)
 class Abort(Action):
     """Abort the whole run: running nodes end ``Aborted``, the rest never start (R21, E15)."""
-
-    type: ClassVar[str] = "Abort"
 
 
 @dataclass(frozen=True, repr=False)
 class StageRollback(Action):
     """Stop the stage and run its rollback (group rollbacks in reverse, then the stage's; R36)."""
 
-    type: ClassVar[str] = "StageRollback"
-
 
 @dataclass(frozen=True, repr=False)
 class StepGroupRollback(Action):
     """Stop the step group and run its rollback list (R37); only for steps inside a group."""
-
-    type: ClassVar[str] = "StepGroupRollback"
 
 
 @dataclass(frozen=True, repr=False)
 class PipelineRollback(Action):
     """Stop the pipeline and roll back every stage that ran, in reverse order (R38)."""
 
-    type: ClassVar[str] = "PipelineRollback"
-
 
 @dataclass(frozen=True, repr=False)
 class ProceedWithDefaultValues(Action):
     """For missing run-time inputs: go on with defaults; on a step failure it acts as MarkAsSuccess."""
-
-    type: ClassVar[str] = "ProceedWithDefaultValues"
 
 
 def _intervals(values: Any) -> tuple[Any, ...]:
@@ -206,7 +193,6 @@ class Retry(_Retrying):
 
     then: Action = field(default_factory=lambda: MarkAsFailure())
     condition: str | Callable[..., Any] | None = None
-    type: ClassVar[str] = "Retry"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -231,8 +217,6 @@ class RetryStepGroup(_Retrying):
     ``intervals`` work as for :class:`Retry`.
     """
 
-    type: ClassVar[str] = "RetryStepGroup"
-
     def __repr__(self) -> str:
         return f"RetryStepGroup(count={self.count}, intervals={self.intervals!r})"
 
@@ -256,7 +240,6 @@ class ManualIntervention(Action):
         "StageRollback",
         "PipelineRollback",
     )
-    type: ClassVar[str] = "ManualIntervention"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "on_timeout", _as_action(self.on_timeout))

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Self, TypeVar, Union
 
-from .nodes import Parallel, Step, canonical_settings
+from .nodes import Parallel, Settings, Step
 from .placement import (
     attach,
     block_of,
@@ -381,7 +381,7 @@ class _Container(_Drawable):
 
 
 @dataclass(eq=True, repr=False)
-class StepGroup(_Container):
+class StepGroup(_Container, Settings):
     """A serial list of steps and parallel blocks of steps, with shared settings (R1–R7).
 
     ``rollback_items`` run when its failure strategy chooses ``StepGroupRollback`` (R3, R37).
@@ -402,15 +402,8 @@ class StepGroup(_Container):
     variables: dict[str, Any] | None = None
     extra: dict[str, Any] | None = None
 
-    def __post_init__(self) -> None:
-        canonical_settings(self)
-
     def _own_fqn(self) -> str:
         return self.id  # its stage is not known here
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.id
 
     def _pipeline_for_display(self) -> Pipeline:
         return Pipeline(self.id, stages=[Stage(self.id, items=[self])], rules="current")
@@ -420,7 +413,7 @@ class StepGroup(_Container):
 
 
 @dataclass(eq=True, repr=False)
-class Stage(_Container):
+class Stage(_Container, Settings):
     """A stage: an execution list, a rollback list and stage-level settings.
 
     ``type`` is Harness's stage type (``Custom``, ``Deployment``, ``CI``…); ``resource`` is a
@@ -445,15 +438,8 @@ class Stage(_Container):
     spec: dict[str, Any] | None = None
     extra: dict[str, Any] | None = None
 
-    def __post_init__(self) -> None:
-        canonical_settings(self)
-
     def _own_fqn(self) -> str:
         return f"pipeline.stages.{self.id}"
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.id
 
     def _pipeline_for_display(self) -> Pipeline:
         return Pipeline(self.id, stages=[self], rules="current")

@@ -20,11 +20,30 @@ from typing import Any
 from ..errors import StrategyError
 from .failure import coerce_strategies, coerce_when
 
-__all__ = ["Parallel", "Step", "canonical_settings"]
+__all__ = ["Parallel", "Settings", "Step", "canonical_settings"]
+
+
+class Settings:
+    """What a step, a step group and a stage share beyond their fields: settings held in one
+    form whatever spelling built them (:func:`canonical_settings`), and a display name.
+
+    Each node's class declares its fields itself (the Harness keys it takes, in its order: the
+    order of ``dataclasses.fields``, of the positional arguments and of the magics' change lists).
+    """
+
+    id: str
+    name: str | None
+
+    def __post_init__(self) -> None:
+        canonical_settings(self)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
 
 
 @dataclass(eq=True, repr=False)
-class Step:
+class Step(Settings):
     """A step: a body (callable, cell code, or nothing) and its settings.
 
     Args:
@@ -62,13 +81,6 @@ class Step:
     inputs: dict[str, Any] | None = None
     outputs: list[Any] | None = None
     extra: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        canonical_settings(self)
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.id
 
     def __repr__(self) -> str:
         return f"Step({self.id!r})"

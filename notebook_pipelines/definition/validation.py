@@ -304,23 +304,11 @@ class _Checker:
         yield from self._text(fqn, "type", stage.type, "R9")
         yield from self._spec(fqn, stage.spec)
         yield from self._text(fqn, "resource", stage.resource, "D8")
-        if not stage.items and _template(stage):
-            text = f"the stage is template {_template(stage)!r}, which is not resolved"
-            yield Problem(fqn, "R1", text, _UNTEMPLATE)
-        elif not stage.items:
-            yield Problem(
-                fqn,
-                "R1",
-                "the stage has no steps",
-                "add a step: `stage.step('name', run=...)`",
-                yaml_fix="add a step under `spec.execution.steps`: `- step: {identifier: name, "
-                "type: ShellScript, ...}`",
-            )
-        kinds = (Step, StepGroup)
-        yield from self._list(stage.items, f"{fqn}.spec.execution.steps", "a stage", kinds, 0)
-        yield from self._list(
-            stage.rollback_items, f"{fqn}.spec.execution.rollbackSteps", "a rollback list", kinds, 0
-        )
+        yield from self._contents(
+            stage, fqn, "stage", 0,
+            yaml_fix="add a step under `spec.execution.steps`: `- step: {identifier: name, "
+            "type: ShellScript, ...}`",
+        )  # fmt: skip
 
     def _group(self, group: StepGroup, fqn: str, in_group: int) -> Iterator[Problem]:
         if in_group and self.classic:
@@ -350,22 +338,27 @@ class _Checker:
                 "set timeouts on the steps",
             )
         yield from self._settings(group, fqn, "step group", in_group + 1)
-        if not group.items and _template(group):
-            text = f"the step group is template {_template(group)!r}, which is not resolved"
+        yield from self._contents(
+            group, fqn, "step group", in_group + 1,
+            yaml_fix="add `steps:` with a step: `- step: {identifier: name, type: ShellScript, ...}`",
+        )  # fmt: skip
+
+    def _contents(
+        self, node: Stage | StepGroup, fqn: str, what: str, in_group: int, yaml_fix: str
+    ) -> Iterator[Problem]:
+        """A stage's or step group's lists: none empty (or an unresolved template), then each
+        checked (their FQNs as :func:`~.tree.walk` names them: ``CHILD_KEYS``)."""
+        if not node.items and _template(node):
+            text = f"the {what} is template {_template(node)!r}, which is not resolved"
             yield Problem(fqn, "R1", text, _UNTEMPLATE)
-        elif not group.items:
-            yield Problem(
-                fqn,
-                "R1",
-                "the step group has no steps",
-                "add a step: `group.step('name', run=...)`",
-                yaml_fix="add `steps:` with a step: `- step: {identifier: name, type: ShellScript, ...}`",
-            )
+        elif not node.items:
+            variable = "stage" if isinstance(node, Stage) else "group"
+            add = f"add a step: `{variable}.step('name', run=...)`"
+            yield Problem(fqn, "R1", f"the {what} has no steps", add, yaml_fix=yaml_fix)
         kinds = (Step, StepGroup)
-        yield from self._list(group.items, f"{fqn}.steps", "a step group", kinds, in_group + 1)
-        yield from self._list(
-            group.rollback_items, f"{fqn}.rollbackSteps", "a rollback list", kinds, in_group + 1
-        )
+        steps, rollback = type(node).CHILD_KEYS
+        yield from self._list(node.items, f"{fqn}{steps}", f"a {what}", kinds, in_group)
+        yield from self._list(node.rollback_items, f"{fqn}{rollback}", "a rollback list", kinds, in_group)
 
     def _step(self, step: Step, fqn: str, in_group: int) -> Iterator[Problem]:
         if _plain(step):  # most steps: no setting but a duration and a body; nothing else to check
