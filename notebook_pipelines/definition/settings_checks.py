@@ -35,7 +35,7 @@ from .failure import (
     coerce_when,
 )
 from .limits import MAX_IDENTIFIER, MAX_RETRIES, short
-from .looping import strategy_problems
+from .strategies import strategy_problems
 
 __all__ = ["IDENTIFIER", "VARIABLE_TYPES", "SettingChecks", "is_list", "number_value", "variable_problem"]
 
