@@ -32,8 +32,8 @@ from .callables import is_sampler, takes_ctx
 from .depth import depth_problems
 from .durations import parse_duration
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
-from .strategies import coerce_strategy
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
+from .strategies import coerce_strategy
 from .validation import problems as structural_problems
 
 __all__ = [
