@@ -24,12 +24,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..definition.plan import Plan
 from .progress import RunState, TextProgress, in_kernel
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engine.running import Prepared
+
 __all__ = ["RunHandle", "run", "start"]
+
+
+def _prepare(pipeline: Any, progress: Any) -> Prepared:
+    """What :func:`run` and :func:`start` check before anything is shown or started: the
+    ``progress`` option, then the pre-run checks of the engine, once (``running.prepare``: the
+    plan validated, typed steps runnable here, not nested); the engine's run takes the result
+    without checking again."""
+    from ..engine.running import prepare
+
+    _check_progress(progress)
+    return prepare(pipeline)
 
 
 def _check_progress(progress: Any) -> None:
@@ -82,20 +96,16 @@ def run(
     handled on a kernel subshell (ipykernel ≥ 7.4; elsewhere only in a run made with
     :func:`start`).
     """
-    from ..engine.running import prepare
     from ..engine.running import run as engine_run
 
-    _check_progress(progress)
-    prepared = prepare(pipeline)  # the pre-run checks, once, before a view appears
+    prepared = _prepare(pipeline, progress)  # before a view appears
     plan = prepared.plan
     listeners = list(listeners)
     view = None
     if _wants_view(progress):  # progress=False: nothing is attached, the run is the engine's alone
         state = RunState(plan)
         if history is not None:
-            from ..analysis.eta import Eta
-
-            state.eta = Eta(plan, history)
+            state.eta = _eta(plan, history)
         view = _attach_view(state, progress, handle=None)
         listeners.insert(0, state)
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
@@ -110,6 +120,13 @@ def run(
     finally:
         if isinstance(view, TextProgress):
             view.close()  # a run that never started (a bad option) has no end event
+
+
+def _eta(plan: Plan, history: Any) -> Any:
+    """The expected end of a run of ``plan`` from its measured ``history`` (what the views show)."""
+    from ..analysis.eta import Eta
+
+    return Eta(plan, history)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -163,10 +180,7 @@ def start(
     Outside a notebook ``progress=True`` prints the text line. The options ``check`` and
     ``report`` apply when the run ends: an error is raised by :meth:`RunHandle.wait`.
     """
-    from ..engine.running import prepare
-
-    _check_progress(progress)
-    prepared = prepare(pipeline)  # the pre-run checks, once, in the caller's thread
+    prepared = _prepare(pipeline, progress)  # in the caller's thread
     plan = prepared.plan
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
                    on_intervention=on_intervention, namespace=namespace)  # fmt: skip
@@ -174,9 +188,7 @@ def start(
     # not wait for it): the chain the checks found here is not its
     handle = RunHandle(prepared._replace(chain=()), listeners=listeners, options=options)
     if history is not None:
-        from ..analysis.eta import Eta
-
-        handle.state.eta = Eta(plan, history)
+        handle.state.eta = _eta(plan, history)
     if progress is True:
         view = _attach_view(handle.state, True, handle)
         if isinstance(view, TextProgress):
