@@ -27,7 +27,7 @@ from .limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, _children, data_depth
 from .model import Stage, Step, StepGroup
 from .tree import Visit, walk
 
-__all__ = ["depth_problems"]
+__all__ = ["Limits", "depth_problems"]
 
 #: the fields of the nodes that hold the structure (walked by ``depth_problems``, not as data)
 _STRUCTURE = ("items", "rollback_items", "stages")
@@ -98,23 +98,38 @@ def depth_problems(pipeline: Any) -> list[Problem]:
 
     Values of the wrong type are skipped here (validation reports them).
     """
-    found: list[Problem] = list(_node_problems(pipeline, "pipeline"))
-    too_deep: set[int] = set()
+    limits = Limits(pipeline)
+    for visit in walk(pipeline, enter=limits.enter):
+        limits.check(visit)
+    return limits.found
 
-    def enter(visit: Visit) -> bool:
-        return isinstance(visit.node, Stage | StepGroup) and id(visit.node) not in too_deep
 
-    for visit in walk(pipeline, enter=enter):
+class Limits:
+    """The depth checks of one walk, node by node (:func:`depth_problems`; validation makes them
+    in its own walk, before the rules of each node)."""
+
+    def __init__(self, pipeline: Any):
+        self.found: list[Problem] = list(_node_problems(pipeline, "pipeline"))
+        self.too_deep: set[int] = set()
+
+    def enter(self, visit: Visit) -> bool:
+        """Walk below stages and step groups, but not below a group nested too deep."""
+        return isinstance(visit.node, Stage | StepGroup) and id(visit.node) not in self.too_deep
+
+    def check(self, visit: Visit) -> bool:
+        """Check one node; True when it breaks a limit (reported in ``found``)."""
         node = visit.node
         if type(node) is Step and _scalars_only(node):
-            continue  # most steps: nothing to check
+            return False  # most steps: nothing to check
         if isinstance(node, StepGroup):
             depth = 1 + sum(isinstance(a, StepGroup) for a in visit.ancestors)
             if depth > MAX_GROUP_DEPTH:
                 message = f"step groups are nested {depth} levels deep; the limit is {MAX_GROUP_DEPTH}"
-                found.append(Problem(visit.fqn, "R6", message, _GROUP_FIX))
-                too_deep.add(id(node))
-                continue
+                self.found.append(Problem(visit.fqn, "R6", message, _GROUP_FIX))
+                self.too_deep.add(id(node))
+                return True
         if dataclasses.is_dataclass(node):
-            found.extend(_node_problems(node, visit.fqn))
-    return found
+            before = len(self.found)
+            self.found.extend(_node_problems(node, visit.fqn))
+            return len(self.found) > before
+        return False

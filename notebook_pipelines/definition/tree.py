@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from .limits import short
-from .nodes import Parallel
+from .nodes import Parallel, Step
 
 __all__ = ["Visit", "walk"]
 
@@ -54,8 +54,8 @@ class Visit(NamedTuple):
 
     #: the stage, step group or step (on an unvalidated definition: whatever the list holds)
     node: Any
-    #: its fully qualified name, as Harness writes it (``pipeline.stages.s.spec.execution.steps.a``)
-    fqn: str
+    #: the FQN of the list that holds it, with a trailing dot (``pipeline.stages.s.spec.execution.steps.``)
+    prefix: str
     #: the containers from the walk's root down to the node's parent (both included)
     ancestors: tuple[Any, ...]
     #: ``"execution"`` or ``"rollback"``: which list of its parent holds it
@@ -64,6 +64,13 @@ class Visit(NamedTuple):
     block: int
     #: the ``Parallel`` block that holds it, or None
     parallel: Parallel | None
+
+    @property
+    def fqn(self) -> str:
+        """Its fully qualified name, as Harness writes it (``pipeline.stages.s.spec.execution.steps.a``;
+        an identifier that is not text as a short repr)."""
+        ident = getattr(self.node, "id", None)
+        return self.prefix + (ident if type(ident) is str else _ident(ident))
 
     @property
     def parent(self) -> Any:
@@ -98,24 +105,39 @@ def walk(
             not know its stage, its identifier).
         enter: called with each visited container; False: do not walk below it.
     """
-    # a stack of the lists being walked (one generator per container): pre-order, no recursion
-    stack = [_children((root,), root._own_fqn() if fqn is None else fqn)]
+    # a stack of the lists being walked (an iterator per container): pre-order, no recursion
+    first, _ = _children((root,), root._own_fqn() if fqn is None else fqn)
+    stack = [iter(first)]
+    containers = _CONTAINERS
     while stack:
-        visit = next(stack[-1], None)
-        if visit is None:
+        for visit in stack[-1]:
+            yield visit
+            cls = type(visit[0])
+            if cls is Step:
+                continue  # most nodes: a leaf
+            known = containers.get(cls)
+            if known is None:
+                known = containers[cls] = hasattr(cls, "CHILD_KEYS")
+            if known and (enter is None or enter(visit)):
+                below, leaves = _children((*visit.ancestors, visit[0]), visit.fqn)
+                if leaves:  # steps only (most lists): no container to enter, handed on at once
+                    yield from below
+                else:
+                    stack.append(iter(below))
+                    break  # its nodes first, then the rest of this list
+        else:
             stack.pop()
-            continue
-        yield visit
-        node = visit.node
-        if hasattr(type(node), "CHILD_KEYS") and (enter is None or enter(visit)):
-            stack.append(_children((*visit.ancestors, node), visit.fqn))
 
 
-def _children(ancestors: tuple[Any, ...], parent_fqn: str) -> Iterator[Visit]:
+def _children(ancestors: tuple[Any, ...], parent_fqn: str) -> tuple[list[Visit], bool]:
     """The visits of the nodes directly in the lists of ``ancestors[-1]`` (lists that are not
-    lists, and parallel blocks whose ``items`` is not one, are left out)."""
+    lists, and parallel blocks whose ``items`` is not one, are left out), and whether they are
+    all steps."""
     parent = ancestors[-1]
     keys = type(parent).CHILD_KEYS
+    out: list[Visit] = []
+    add = out.append
+    leaves = True
     for phase, items, key in (
         ("execution", parent.items, keys[0]),
         ("rollback", parent.rollback_items, keys[1]),
@@ -124,17 +146,28 @@ def _children(ancestors: tuple[Any, ...], parent_fqn: str) -> Iterator[Visit]:
             continue
         prefix = f"{parent_fqn}{key}."
         for block, item in enumerate(items):
-            if type(item) is Parallel or isinstance(item, Parallel):
+            if type(item) is Step:
+                add(_new(Visit, (item, prefix, ancestors, phase, block, None)))
+            elif isinstance(item, Parallel):
                 if isinstance(item.items, list | tuple):
                     for node in item.items:
-                        yield _new(Visit, (node, prefix + _ident(node), ancestors, phase, block, item))
+                        leaves = leaves and type(node) is Step
+                        add(_new(Visit, (node, prefix, ancestors, phase, block, item)))
             else:
-                yield _new(Visit, (item, prefix + _ident(item), ancestors, phase, block, None))
+                leaves = False
+                add(_new(Visit, (item, prefix, ancestors, phase, block, None)))
+    return out, leaves
 
 
-def _ident(node: Any) -> str:
-    ident = getattr(node, "id", None)
+def _ident(ident: Any) -> str:
+    """An identifier that is not a ``str`` as it stands in an FQN (a subclass of ``str`` as
+    itself, anything else as a short repr)."""
     return ident if isinstance(ident, str) else short(ident)
+
+
+#: whether the nodes of a class hold lists (they say where their children's FQNs go:
+#: ``CHILD_KEYS``), looked up once per class
+_CONTAINERS: dict[type, bool] = {}
 
 
 #: ``Visit``'s constructor without the keyword handling of ``NamedTuple.__new__`` (a walk makes

@@ -26,12 +26,12 @@ from typing import Any
 
 from ..errors import Problem
 from .callables import call_problem, is_sampler, sampler_problem
-from .depth import depth_problems
+from .depth import Limits, _scalars_only
 from .durations import MAX_SECONDS, DurationError, parse_duration
 from .limits import MAX_IDENTIFIER, short
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from .settings_checks import IDENTIFIER, VARIABLE_TYPES, SettingChecks, number_value, variable_problem
-from .settings_checks import is_list as _is_list
+from .tree import Visit
 
 # IDENTIFIER, VARIABLE_TYPES, number_value, variable_problem: the vocabulary values are checked
 # against (settings_checks'), named here too, where the package and users import them from
@@ -110,14 +110,36 @@ def _template(node: Any) -> Any:
     return template.get("templateRef", "?") if isinstance(template, dict) else template
 
 
+def _kinds(container: Any) -> tuple[type, ...]:
+    """What a container's lists may hold."""
+    return (Stage,) if isinstance(container, Pipeline) else (Step, StepGroup)
+
+
+def _what(container: Any) -> str:
+    """How a message names a container's execution list."""
+    return (
+        "stages"
+        if isinstance(container, Pipeline)
+        else "a stage"
+        if isinstance(container, Stage)
+        else "a step group"
+    )
+
+
+_STAGES = (Stage,)
+
+
 def problems(pipeline: Pipeline) -> list[Problem]:
     """Every problem in ``pipeline``, in definition order.
 
-    The limits on nesting (:mod:`~notebook_pipelines.definition.limits`) are checked first,
-    without recursion; a pipeline beyond them reports only that (the rules are checked by
-    walking it recursively). A pipeline read from YAML reports each fix in YAML terms.
+    One walk of the tree (:meth:`Pipeline.walk`, no recursion) checks each node against the
+    limits on nesting (:mod:`~notebook_pipelines.definition.limits`) first, then against the
+    rules; a pipeline beyond the limits reports only that (no rule is checked on a node beyond
+    them). A list's own problems (not a list; a parallel block that is empty or holds no list)
+    come with its container, before its nodes'. A pipeline read from YAML reports each fix in
+    YAML terms.
     """
-    found = depth_problems(pipeline) or list(_Checker(pipeline).run())
+    found = _Checker(pipeline).check()
     return [problem.for_yaml() for problem in found] if read_from_yaml(pipeline) else found
 
 
@@ -126,8 +148,42 @@ class _Checker(SettingChecks):
         self.pipeline = pipeline
         self.classic = pipeline.rules == "classic"
 
-    def run(self) -> Iterator[Problem]:
+    def check(self) -> list[Problem]:
+        """The problems of the limits if any (only those), else those of the rules."""
         p = self.pipeline
+        limits = Limits(p)
+        rules = (
+            [] if limits.found else [*self._pipeline(p), *self._shape(p.stages, "pipeline.stages", (Stage,))]
+        )
+        # every node, in definition order: the one walk of the tree. Identifiers are unique per
+        # list; a node of a kind its list cannot hold is reported, and the rules do not look
+        # below it (the limits do)
+        seen: dict[tuple[int, str], set[str]] = {}  # per list: the identifiers met so far
+        here: tuple[Any, ...] = ()  # the ancestors of the last list (one tuple per container)
+        phase, scope = "", set()
+        kinds: tuple[type, ...] = ()
+        misplaced: set[int] = set()  # containers their lists cannot hold
+        below_misplaced = False
+        for visit in p.walk(enter=limits.enter):
+            node, _, ancestors, in_phase, _, _ = visit
+            if ancestors is not here or in_phase != phase:  # another list than the last
+                here, phase, kinds = ancestors, in_phase, _kinds(ancestors[-1])
+                scope = seen.setdefault((id(ancestors[-1]), phase), set())
+                below_misplaced = bool(misplaced) and any(id(a) in misplaced for a in ancestors)
+            if below_misplaced:
+                limits.check(visit)  # the rules do not look here; the limits do
+                continue
+            if type(node) is Step and Step in kinds and _sound(node) and node.id not in scope:
+                scope.add(node.id)  # most steps: nothing to report (no nested data either)
+                continue
+            if (not (type(node) is Step and _scalars_only(node)) and limits.check(visit)) or limits.found:
+                continue  # beyond the limits: only those are reported, no rule is checked
+            if not isinstance(node, kinds):
+                misplaced.add(id(node))
+            rules.extend(self._one(visit, kinds, scope))
+        return limits.found or rules
+
+    def _pipeline(self, p: Pipeline) -> Iterator[Problem]:
         if p.rules not in RULE_SETS:
             yield Problem(
                 "pipeline",
@@ -150,13 +206,12 @@ class _Checker(SettingChecks):
                 yaml_fix="add a stage under `stages:`: `- stage: {identifier: build, type: Custom, "
                 "spec: {execution: {steps: [...]}}}`",
             )
-        yield from self._list(p.stages, "pipeline.stages", "stages", kinds=(Stage,), in_group=0)
 
     # -- lists --------------------------------------------------------------------------------
-    def _list(
-        self, items: list[Any], prefix: str, what: str, kinds: tuple[Any, ...], in_group: int
-    ) -> Iterator[Problem]:
-        if not _is_list(items):
+    def _shape(self, items: Any, prefix: str, kinds: tuple[Any, ...]) -> Iterator[Problem]:
+        """What is wrong with a list itself: not a list, a parallel block of no list or of no
+        node (its nodes are checked as the walk meets them)."""
+        if not isinstance(items, list | tuple):
             owner, key = prefix.rsplit(".", 1)  # …stages / …steps / …rollbackSteps
             owner = owner.removesuffix(".spec.execution")
             allowed = " and ".join(f"{k.__name__}s" for k in kinds)
@@ -165,10 +220,8 @@ class _Checker(SettingChecks):
             message = f"{key} must be a list of {allowed}, got {short(items)}"
             yield Problem(owner, "R4", message, fix, yaml_fix=yaml_fix)
             return
-        seen: set[str] = set()
-        steps = Step in kinds
         for block, item in enumerate(items):
-            if isinstance(item, Parallel) and not _is_list(item.items):
+            if isinstance(item, Parallel) and not isinstance(item.items, list | tuple):
                 fix = "write Parallel([node, node, ...])"
                 yield Problem(
                     f"{prefix}[{block}]",
@@ -177,25 +230,15 @@ class _Checker(SettingChecks):
                     fix,
                     yaml_fix="write `- parallel:` followed by a list of entries",
                 )
-            elif isinstance(item, Parallel):
-                if not item.items:  # named like the plan names parallel blocks: LIST[index]
-                    fix = "add nodes to it or remove it"
-                    yield Problem(f"{prefix}[{block}]", "R5", "an empty parallel block", fix)
-                for child in item.items:
-                    if steps and type(child) is Step and _sound(child) and child.id not in seen:
-                        seen.add(child.id)  # nothing to report: no generators, no FQN
-                        continue
-                    yield from self._one(child, prefix, what, kinds, in_group, seen)
-            elif steps and type(item) is Step and _sound(item) and item.id not in seen:
-                seen.add(item.id)
-            else:
-                yield from self._one(item, prefix, what, kinds, in_group, seen)
+            elif isinstance(item, Parallel) and not item.items:  # named as the plan names blocks
+                yield Problem(
+                    f"{prefix}[{block}]", "R5", "an empty parallel block", "add nodes to it or remove it"
+                )
 
-    def _one(
-        self, item: Any, prefix: str, what: str, kinds: tuple[Any, ...], in_group: int, seen: set[Any]
-    ) -> Iterator[Problem]:
+    def _one(self, visit: Visit, kinds: tuple[Any, ...], seen: set[str]) -> Iterator[Problem]:
+        item, fqn = visit.node, visit.fqn
+        what = _what(visit.parent) if visit.phase == "execution" else "a rollback list"
         ident = getattr(item, "id", None)
-        fqn = f"{prefix}.{ident}"
         if not isinstance(item, kinds):
             allowed = " or ".join(k.__name__ for k in kinds)
             in_yaml = " or ".join(f"`- {_YAML_KIND[k.__name__]}:`" for k in kinds)
@@ -215,6 +258,7 @@ class _Checker(SettingChecks):
             seen.add(ident)
         yield from self._identifier(fqn, ident, type(item).__name__.lower())
         yield from self._text(fqn, "name", item.name, "R1")
+        in_group = sum(isinstance(a, StepGroup) for a in visit.ancestors)  # the groups around it
         if isinstance(item, Stage):
             yield from self._stage(item, fqn)
         elif isinstance(item, StepGroup):
@@ -281,8 +325,8 @@ class _Checker(SettingChecks):
             yield Problem(fqn, "R1", f"the {what} has no steps", add, yaml_fix=yaml_fix)
         kinds = (Step, StepGroup)
         steps, rollback = type(node).CHILD_KEYS
-        yield from self._list(node.items, f"{fqn}{steps}", f"a {what}", kinds, in_group)
-        yield from self._list(node.rollback_items, f"{fqn}{rollback}", "a rollback list", kinds, in_group)
+        yield from self._shape(node.items, f"{fqn}{steps}", kinds)
+        yield from self._shape(node.rollback_items, f"{fqn}{rollback}", kinds)
 
     def _step(self, step: Step, fqn: str, in_group: int) -> Iterator[Problem]:
         if _plain(step):  # most steps: no setting but a duration and a body; nothing else to check
