@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.definition import references
+from notebook_pipelines.definition import reference_paths, references
 from notebook_pipelines.definition.plan import compile_plan
 from notebook_pipelines.engine import semantics, strategies
 from notebook_pipelines.engine.clocks import Timer
@@ -227,14 +227,16 @@ def _step_fqns(plan: Any, **runs: int) -> dict[str, int]:
 
 
 def test_references_read_a_run_only_through_their_own_protocol_which_the_runtime_declares():
-    """``definition/references.py`` names what it reads of a run (``RunValues``: ``view``,
-    ``statuses``, ``outputs``) instead of reaching for ``scheduler.view`` by name; every function
-    that takes a run takes that protocol, and reads nothing else of it."""
-    tree = ast.parse(Path(references.__file__).read_text())
+    """``definition/references.py`` (and ``reference_paths.py``, the walker it stands on) names
+    what it reads of a run (``RunValues``: ``view``, ``statuses``, ``outputs``) instead of
+    reaching for ``scheduler.view`` by name; every function that takes a run takes that
+    protocol, and reads nothing else of it."""
+    trees = [ast.parse(Path(module.__file__).read_text()) for module in (references, reference_paths)]
     declared = _declared(references.RunValues)
     assert declared == {"view", "statuses", "outputs"}
     takers, read = [], set()
-    for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+    functions = (n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))
+    for function in functions:
         first = function.args.args[0] if function.args.args else None
         if first is None or first.arg not in ("run", "scheduler"):
             continue
