@@ -340,12 +340,11 @@ class Scheduler:
     # -- step bodies ----------------------------------------------------------------------------
     def _exec(self, task: Task, node: PlanNode, attempt: int, scope: Scope) -> None:
         now = self.clock.now()
-        job = Job(self, node, attempt, scope, now)
-        job.task = task
-        job.timer = self.call_at(now + node.timeout, self._expire_job, job) if node.timeout else None
+        job = Job(self, node, attempt, scope, now, task, self.namespace)  # each field set once
+        if node.timeout:
+            job.timer = self.call_at(now + node.timeout, self._expire_job, job)
         if node.body is None and node.type is not None:
             job.spec = self._resolved_spec.get(node.index)
-        job.namespace = self.namespace
         self.waits[task] = job
         if self._started:
             self._notify(self._started, node, attempt, now)

@@ -127,10 +127,13 @@ class Job:
     task: Any  # the scheduler's waiting generator (opaque here)
     timer: Timer | None
 
-    def __init__(self, run: Any, node: PlanNode, attempt: int, scope: Any, submitted: float):
+    def __init__(
+        self, run: Any, node: PlanNode, attempt: int, scope: Any, submitted: float,
+        task: Any = None, namespace: dict[str, Any] | None = None,
+    ):  # fmt: skip
         self._run, self.node, self.attempt, self.scope, self.submitted = run, node, attempt, scope, submitted
-        self.done, self.data, self._ctx, self.spec, self.namespace = False, None, None, None, None
-        self.task = self.timer = None  # the scheduler's: the waiting generator, the timeout
+        self.task, self.namespace = task, namespace  # the scheduler's waiting generator; the globals
+        self.done, self.data, self._ctx, self.spec, self.timer = False, None, None, None, None
 
     @property
     def ctx(self) -> StepContext:
