@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -83,10 +84,25 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
     text = stream.getvalue()
     if writer.dropped:
         lines = "\n".join(f"  - {d}" for d in writer.dropped)
-        warnings.warn(YamlWarning(f"not written to YAML (no Harness form):\n{lines}"), stacklevel=2)
+        warnings.warn(
+            YamlWarning(f"not written to YAML (no Harness form):\n{lines}"), stacklevel=_caller_level()
+        )
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
     return text
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package, for a warning of the caller of
+    :func:`dump_yaml`: ``p.to_yaml()`` reaches it through ``Pipeline.to_yaml`` (definition/verbs.py),
+    and the warning's file:line should be the user's line, not that relay."""
+    frame, level = sys._getframe(2), 2  # level 1: dump_yaml, which warns
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _unwritable(doc: dict) -> tuple[str, Any] | None:
