@@ -96,11 +96,15 @@ _PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
 
 
 def _caller_level() -> int:
-    """The ``stacklevel`` of the first frame outside this package, for a warning of the caller of
-    :func:`dump_yaml`: ``p.to_yaml()`` reaches it through ``Pipeline.to_yaml`` (definition/verbs.py),
-    and the warning's file:line should be the user's line, not that relay."""
+    """The ``stacklevel`` of the first frame outside this package and IPython, for a warning of
+    the caller of :func:`dump_yaml`: ``p.to_yaml()`` reaches it through ``Pipeline.to_yaml``
+    (definition/verbs.py), ``%pipeline yaml`` through the magics and IPython's magic machinery;
+    the warning's file:line should be the user's line (the cell's), not one of those relays."""
     frame, level = sys._getframe(2), 2  # level 1: dump_yaml, which warns
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame.f_back is not None and (
+        frame.f_code.co_filename.startswith((_PACKAGE, "<decorator-gen-"))
+        or str(frame.f_globals.get("__name__", "")).startswith("IPython.")
+    ):
         frame, level = frame.f_back, level + 1
     return level
 
