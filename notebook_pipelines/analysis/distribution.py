@@ -1,6 +1,9 @@
 """The distribution of Monte Carlo results: :func:`summarize` (mean, spread and percentiles of the
 makespan and of each stage) and :func:`distribution` (p50/p90/p95 with distribution-free
 confidence intervals, and the most critical steps).
+
+It stands on :mod:`~notebook_pipelines.engine.simulation` (the simulation result's frame) and
+numpy/pandas; :mod:`.montecarlo` makes the results it reads.
 """
 
 from __future__ import annotations

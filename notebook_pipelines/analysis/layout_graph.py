@@ -16,6 +16,9 @@ weights (seconds), resource keys and dependencies; a layout is an abstract tree 
 
 :func:`estimate` times a tree (series add up, parallel parts take the longest, units sharing a
 resource key queue, D8); :func:`canon` and :func:`outline` compare and describe trees.
+
+It stands on nothing of the package (plain tuples, lists and numbers; ``LayoutError``);
+:mod:`.layout_design` builds the graphs from a pipeline and the trees into pipelines.
 """
 
 from __future__ import annotations

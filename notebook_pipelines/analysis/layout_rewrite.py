@@ -6,6 +6,10 @@ fields (conditions, failure strategies, looping, inputs, spec, variables…); th
 assistant reads references with it (:func:`~notebook_pipelines.analysis.layout_design.references`)
 and :class:`ReferenceRewriter` rewrites them: a reference to a step that moved into a new group gains
 ``.steps.GROUP`` in its path.
+
+It stands on the definition layer: the model's dataclasses, the expression parser
+(:mod:`~notebook_pipelines.definition.expressions`) and the path walker
+(:func:`~notebook_pipelines.definition.references.node_of_path`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ the latest end before it, and each event's binding predecessor. :func:`~notebook
 analysis.timing.critical_path` walks the binding predecessors back from the end of the run;
 :func:`~notebook_pipelines.analysis.timing.slack` is the backward pass (:meth:`Schedule.latest`).
 :mod:`~notebook_pipelines.analysis.paths` builds the same graph for many runs at once.
+
+It stands on :mod:`.checks` (the trace's columns checked) and
+:mod:`~notebook_pipelines.definition.looping` (iterations folded into their looped node).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 it reads (:func:`order_problem`, happens-before), and the values of a looping strategy's
 iteration (R46, R49–R52). :mod:`~notebook_pipelines.definition.references` (the design notes)
 builds the static checks and the run-time resolution on it, and names these too.
+
+It stands on :mod:`.statuses` only: the plan and the run come in as arguments
+(:class:`RunValues` is what it reads of a run).
 """
 
 from __future__ import annotations

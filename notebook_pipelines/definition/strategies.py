@@ -5,6 +5,8 @@ Plain data, the Harness YAML dict form read and written (:func:`coerce_strategy`
 its iterations, its checks — is :mod:`~notebook_pipelines.definition.looping`'s, which also
 exports these names (``nbp.Matrix`` is ``looping.Matrix``).
 
+It stands on :mod:`.limits` and :func:`~notebook_pipelines.definition.expressions.is_expression`.
+
 >>> coerce_strategy({"repeat": {"times": 3, "maxConcurrency": 1}})
 Repeat(times=3, max_concurrency=1)
 >>> to_dict(Parallelism(2))

@@ -7,6 +7,8 @@ becomes a row (or sets block, phase and iteration for the rows below it) is desc
 graphs), and :func:`not_started_rows`, :func:`pipeline_row` and :func:`in_plan_order` complete
 and order the rows as a run's trace orders them. A row is a dict of the trace's columns (times
 in epoch ms) plus ``top``, the top-level block; :mod:`.harness_frame` makes the DataFrame.
+
+It stands on :mod:`.harness_json` (the checked JSON) and :mod:`.history` (``rows_by_fqn``).
 """
 
 from __future__ import annotations

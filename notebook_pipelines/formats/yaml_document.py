@@ -6,6 +6,9 @@ not contain their own anchor — and built without recursion into mappings (``Ma
 (``MarkedList``) that remember where every mapping, key and list item sat, so each problem the reader
 finds (:mod:`.yaml_reader`) names the file, line and column (1-based). :func:`load_data` reads any
 YAML the same way and returns plain dicts and lists (the CLI's ``--durations``, a workflow file).
+
+It stands on :mod:`.files` (a path or an open file read bounded, as UTF-8 with line and
+column) and PyYAML; the problems are :mod:`~notebook_pipelines.errors`' ``YamlSyntaxError``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ column), the shape checks, and the settings every node shares — ``when``, ``fa
 
 :class:`FieldReader` is the base of the reader of the v0 shape (:mod:`.yaml_reader`);
 :func:`infrastructure_key` is shared with the writer (:mod:`.yaml_writer`).
+
+It stands on :mod:`.yaml_document` (positions, ``plain_data``) and the definition layer's
+vocabulary: :mod:`~notebook_pipelines.definition.failure` (actions, ``When``),
+:mod:`~notebook_pipelines.definition.validation` (variable types) and ``limits``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ The same shape the reader reads (:mod:`.yaml_reader`): the Harness spelling of e
 condition, multi-line scripts as literal blocks, no anchors. What has no Harness YAML form — a
 Python body, a simulated ``duration``, step ``inputs``/``outputs``/``variables``, a ``resource``
 the infrastructure does not imply, a callable condition — is left out with one warning.
+
+It stands on the model (:mod:`~notebook_pipelines.definition.model`, ``failure``, ``looping``
+for the YAML form of each setting), ``depth_problems`` (checked before writing) and
+:mod:`.yaml_fields` (``infrastructure_key``, the variable types, ``DOCUMENT_KEY``).
 """
 
 from __future__ import annotations
