@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from .statuses import POSITIVE
 
+# ``Unresolvable`` is shared with ``references`` too, but is no public error: ``references`` turns
+# it into a problem or an ``ExpressionError`` before a user sees it.
 __all__ = [
     "FIXES",
     "FOREIGN_ROOTS",
@@ -25,7 +27,6 @@ __all__ = [
     "MASKED",
     "YAML_FIXES",
     "RunValues",
-    "Unresolvable",
     "attribute_kind",
     "check_reference",
     "encloses",
