@@ -33,6 +33,9 @@ that started, a gap between a container's start and its first child's to the con
 between the last child's end and the container's end to the container. So per run the nodes'
 exclusive seconds add up to the makespan, and a container's inclusive seconds (its own and its
 descendants') are the part of the path inside it.
+
+It stands on :mod:`.path_graph` (the rows, units and edges as arrays) and :mod:`.schedule`
+(``claim_slots`` and ``gating_end``, the searches it shares with ``Schedule``).
 """
 
 from __future__ import annotations
