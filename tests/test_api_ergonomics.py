@@ -66,7 +66,7 @@ def test_pipeline_verbs_take_exactly_the_options_of_the_functions_they_call():
 
 def test_a_verb_called_with_a_wrong_option_names_pipeline_not_a_private_base():
     # Python's own TypeError names the method's __qualname__: `Pipeline.run()`, as before the
-    # verbs moved to a mixin (not `_PipelineVerbs.run()`); help(p.simulate) reads the same
+    # verbs moved to a mixin (not `PipelineVerbs.run()`); help(p.simulate) reads the same
     p = Pipeline("p")
     for name in ("run", "start", "simulate", "validate", "plan", "to_yaml"):
         with pytest.raises(TypeError, match=rf"^Pipeline\.{name}\(\) got an unexpected keyword argument"):

@@ -226,6 +226,6 @@ class PipelineVerbs:
 
 # The verbs are Pipeline's own methods to a user: Python's messages ("Pipeline.run() got an
 # unexpected keyword argument …") and help() name them by their __qualname__.
-for _name, _function in vars(_PipelineVerbs).items():
+for _name, _function in vars(PipelineVerbs).items():
     if callable(_function):
         _function.__qualname__ = f"Pipeline.{_name}"
