@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.definition.model import Pipeline, Stage, Step, StepGroup, _Container, _Drawable
+from notebook_pipelines.definition.model import Pipeline, Stage, Step, StepGroup, _Container
+from notebook_pipelines.definition.verbs import Drawable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def test_pipeline_verbs_take_exactly_the_options_of_the_functions_they_call():
     from notebook_pipelines.views.rendering import render
 
     assert _keywords(Pipeline.simulate, skip=1) == _keywords(simulate, skip=1)
-    assert _keywords(_Drawable.render, skip=1) == _keywords(render, skip=1)
+    assert _keywords(Drawable.render, skip=1) == _keywords(render, skip=1)
     options = (
         {"progress": None} | _keywords(engine_run, skip=1) | {"history": None}
     )  # history: the ETA (issue 28)
@@ -63,8 +64,18 @@ def test_pipeline_verbs_take_exactly_the_options_of_the_functions_they_call():
         assert _keywords(fn, skip=1) == options, fn.__qualname__
 
 
+def test_a_verb_called_with_a_wrong_option_names_pipeline_not_a_private_base():
+    # Python's own TypeError names the method's __qualname__: `Pipeline.run()`, as before the
+    # verbs moved to a mixin (not `PipelineVerbs.run()`); help(p.simulate) reads the same
+    p = Pipeline("p")
+    for name in ("run", "start", "simulate", "validate", "plan", "to_yaml"):
+        with pytest.raises(TypeError, match=rf"^Pipeline\.{name}\(\) got an unexpected keyword argument"):
+            getattr(p, name)(nope=1)
+        assert getattr(Pipeline, name).__qualname__ == f"Pipeline.{name}"
+
+
 def test_verbs_document_each_of_their_parameters():
-    for fn in (Pipeline.run, Pipeline.simulate, _Drawable.render, _Container.step, Pipeline.stage, nbp.run):
+    for fn in (Pipeline.run, Pipeline.simulate, Drawable.render, _Container.step, Pipeline.stage, nbp.run):
         doc = inspect.getdoc(fn)
         for name in _keywords(fn, skip=1):
             assert name in doc, f"{fn.__qualname__}'s docstring does not mention {name}"

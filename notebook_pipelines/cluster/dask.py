@@ -90,10 +90,9 @@ except ImportError as exc:  # pragma: no cover - the extra is installed where th
 from ..definition.statuses import FAILED, SUCCESS
 from ..engine.executors.base import Job, Outcome, outcome_of_exception
 from ..engine.steptypes import step_type
-from ..errors import DefinitionError, Problem
+from ..errors import ClusterError, DefinitionError, Problem
 from .dask_client import NotDask, SchedulerEvents, handshake
 from .dask_worker import KEY_PREFIX, PLUGIN, PackedStep, StopBodies, run_on_worker
-from .errors import ClusterError
 
 __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
 
@@ -356,7 +355,7 @@ class DaskExecutor:
             batch, last = _drain(outbox)
             groups: dict[tuple, list[tuple[str, Job]]] = {}
             for item in batch:
-                resources = self._resources.get(item[1].node.index)
+                resources = self._resources.get(_planned(item[1].node).index)
                 groups.setdefault(tuple(sorted((resources or {}).items())), []).append(item)
             for resources, items in groups.items():
                 self._map(items, dict(resources) or None)
@@ -369,7 +368,7 @@ class DaskExecutor:
             futures = self._client.map(
                 partial(run_on_worker, capture=self.capture),
                 keys,
-                [self._packed[job.node.index] for _key, job in items],
+                [self._packed[_planned(job.node).index] for _key, job in items],
                 [job.ctx for _key, job in items],
                 [job.spec for _key, job in items],
                 key=keys,
@@ -522,3 +521,10 @@ class DaskExecutor:
     def __repr__(self) -> str:
         where = self.address if self._client is None else self._client.scheduler.address
         return f"<DaskExecutor scheduler={where}>"
+
+
+def _planned(node: Any) -> Any:
+    """The plan node whose body and resources were packed (:meth:`DaskExecutor._pack`): ``node``
+    itself, or for an iteration's copy of a looped node (made while running, R46) the node it
+    copies."""
+    return node.origin if node.origin is not None else node

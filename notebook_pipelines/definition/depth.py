@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import Problem
-from .limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, _children, data_depth
+from .limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, data_children, data_depth
 from .model import Stage, Step, StepGroup
 from .tree import Visit, walk
 
-__all__ = ["Limits", "depth_problems"]
+__all__ = ["Limits", "depth_problems", "scalars_only"]
 
 #: the fields of the nodes that hold the structure (walked by ``depth_problems``, not as data)
 _STRUCTURE = ("items", "rollback_items", "stages")
@@ -58,7 +58,7 @@ def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
     for name, value in pairs:
         if type(value) in _FLAT or name in _STRUCTURE or callable(value):
             continue
-        if _children(value) is not None and data_depth(value) > MAX_DATA_DEPTH:
+        if data_children(value) is not None and data_depth(value) > MAX_DATA_DEPTH:
             yield Problem(
                 fqn,
                 "limits",
@@ -67,7 +67,7 @@ def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
             )
 
 
-def _scalars_only(step: Any) -> bool:
+def scalars_only(step: Any) -> bool:
     """True when no setting of ``step`` holds nested data (most steps): no depth to check.
 
     Reads the fields with one ``attrgetter`` rather than ``__dict__``, which would give the
@@ -119,7 +119,7 @@ class Limits:
     def check(self, visit: Visit) -> bool:
         """Check one node; True when it breaks a limit (reported in ``found``)."""
         node = visit.node
-        if type(node) is Step and _scalars_only(node):
+        if type(node) is Step and scalars_only(node):
             return False  # most steps: nothing to check
         if isinstance(node, StepGroup):
             depth = 1 + sum(isinstance(a, StepGroup) for a in visit.ancestors)

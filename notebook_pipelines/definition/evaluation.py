@@ -21,7 +21,8 @@ import re2
 from ..errors import ExpressionError
 
 MAX_PATTERN = 1_000
-_MAX_DIGITS = 300
+#: the longest number literal an expression may hold (characters)
+MAX_DIGITS = 300
 _MAX_BITS = 4_000
 _NUMERIC_STR = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
 _RELATIONAL = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -98,7 +99,7 @@ def _describe(value: Any) -> str:
 
 
 def _parse_number(text: str) -> int | float | None:
-    if len(text) > _MAX_DIGITS or not _NUMERIC_STR.fullmatch(text):
+    if len(text) > MAX_DIGITS or not _NUMERIC_STR.fullmatch(text):
         return None
     stripped = text.strip()
     return int(stripped) if stripped.lstrip("+-").isdigit() else float(stripped)
@@ -193,8 +194,9 @@ _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "%": _mod,
 }
 
-# name -> (number of arguments, implementation on str, implementation on list or None)
-_METHODS: dict[str, tuple[int, Callable[..., Any], Callable[..., Any] | None]] = {
+#: the methods an expression may call: name -> (number of arguments, implementation on str,
+#: implementation on list or None)
+METHODS: dict[str, tuple[int, Callable[..., Any], Callable[..., Any] | None]] = {
     "contains": (1, lambda s, x: _to_text(x) in s, lambda items, x: any(_equals(e, x) for e in items)),
     "startsWith": (1, lambda s, x: s.startswith(_to_text(x)), None),
     "endsWith": (1, lambda s, x: s.endswith(_to_text(x)), None),
@@ -208,7 +210,7 @@ _METHODS: dict[str, tuple[int, Callable[..., Any], Callable[..., Any] | None]] =
 }
 
 
-class _Evaluator:
+class Evaluator:
     """Walks a parsed tree; ``resolve`` supplies reference values."""
 
     def __init__(self, text: str, resolve: Callable[[Reference], Any]):
@@ -366,7 +368,7 @@ class _Evaluator:
     def call(self, node: tuple[Any, ...]) -> Any:
         value = self.walk(node[2])
         for name, pos, args in node[3]:
-            _, on_str, on_list = _METHODS[name]
+            _, on_str, on_list = METHODS[name]
             impl = on_str if isinstance(value, str) else on_list if isinstance(value, (list, tuple)) else None
             if impl is None:
                 receivers = "strings and lists" if on_list else "strings"

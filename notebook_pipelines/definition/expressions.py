@@ -4,7 +4,7 @@ Nothing here ever runs Python code taken from an expression: there is no ``eval`
 and no attribute access on Python objects. A hand-written lexer and recursive-descent parser build a
 small tree of tuples; the evaluator walks it. A reference is data: its path segments are handed to the
 caller's ``resolve`` function and never looked up with ``getattr``. Methods are dispatched through an
-explicit table (``_METHODS``) that only knows ``str`` and ``list`` receivers; any other method name is
+explicit table (``METHODS``) that only knows ``str`` and ``list`` receivers; any other method name is
 rejected while parsing.
 
 Grammar (EBNF-ish; ``binop`` is parsed by precedence climbing, all binary operators are left-assoc)::
@@ -77,13 +77,13 @@ from typing import Any, NamedTuple, NoReturn
 
 from ..errors import ExpressionError
 from .evaluation import (
-    _MAX_DIGITS,
-    _METHODS,
+    MAX_DIGITS,
     MAX_ITEMS,
     MAX_PATTERN,
     MAX_VALUE,
+    METHODS,
+    Evaluator,
     Reference,
-    _Evaluator,
     truthy,
 )
 
@@ -151,7 +151,7 @@ class Expression:
         2
         """
         try:
-            return _Evaluator(self.text, resolve).walk(self._node)
+            return Evaluator(self.text, resolve).walk(self._node)
         except RecursionError:
             raise ExpressionError("expression nested too deeply to evaluate", self.text, 0) from None
 
@@ -338,8 +338,8 @@ def _lex(text: str, i: int) -> _Tok:
             return _Tok("err", exc.reason, i, len(text))
         return _Tok("str", value, i, end)
     if m := _NUMBER.match(text, i):
-        if len(m.group()) > _MAX_DIGITS:
-            return _Tok("err", f"number literal too long (over {_MAX_DIGITS} characters)", i, m.end())
+        if len(m.group()) > MAX_DIGITS:
+            return _Tok("err", f"number literal too long (over {MAX_DIGITS} characters)", i, m.end())
         literal = m.group()
         return _Tok("num", int(literal) if literal.isdigit() else float(literal), i, m.end())
     if m := _IDENT.match(text, i):
@@ -467,14 +467,14 @@ class _Parser:
             name = tok.value.path[0]
             if len(tok.value.path) > 1 or not self.at("("):
                 self.fail(f"property access '.{name}' is not allowed (only method calls)", tok.pos)
-            if name not in _METHODS:
-                close = difflib.get_close_matches(name, _METHODS, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(sorted(_METHODS))
+            if name not in METHODS:
+                close = difflib.get_close_matches(name, METHODS, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(sorted(METHODS))
                 self.fail(f"unknown method '{name}' ({hint})", tok.pos)
             self.advance()
             args = self.items(")")
-            if len(args) != _METHODS[name][0]:
-                self.fail(f"'{name}' takes {_METHODS[name][0]} argument(s), got {len(args)}", tok.pos)
+            if len(args) != METHODS[name][0]:
+                self.fail(f"'{name}' takes {METHODS[name][0]} argument(s), got {len(args)}", tok.pos)
             calls.append((name, tok.pos, tuple(args)))
         return ("call", node[1], node, tuple(calls)) if calls else node
 

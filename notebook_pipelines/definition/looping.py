@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LoopingError, LoopingWarning, Problem, excerpt
+from .expressions import is_expression
 from .limits import MAX_NESTED_ITERATIONS, short
 from .strategies import (
     MAX_ITERATIONS,
@@ -70,7 +71,6 @@ from .strategies import (
     Matrix,
     Parallelism,
     Repeat,
-    _is_expression,
     badge,
     coerce_strategy,
     index_postfix,
@@ -166,7 +166,7 @@ def iterations(
         return _bounded(n, what, outer)
 
     def value(v: Any, what: str) -> Any:
-        if not _is_expression(v):
+        if not is_expression(v):
             return v
         if count is not None:
             return [f"{what}[{i}]" for i in range(bound(count, what))]
@@ -178,7 +178,7 @@ def iterations(
         n = strategy.n
         n = (
             count
-            if _is_expression(n) and count is not None
+            if is_expression(n) and count is not None
             else _as_count(value(n, "parallelism"), "parallelism")
         )
         return [Iteration(i, n, f"_{i}", "parallelism") for i in range(bound(n, "parallelism"))]
@@ -187,7 +187,7 @@ def iterations(
             t = strategy.times
             n = (
                 count
-                if _is_expression(t) and count is not None
+                if is_expression(t) and count is not None
                 else _as_count(value(t, "repeat times"), "repeat times")
             )
             return [Iteration(i, n, f"_{i}", "repeat", item=i) for i in range(bound(n, "repeat times"))]
@@ -204,7 +204,7 @@ def iterations(
         n = bound(len(items), "repeat items")
         return [Iteration(i, n, f"_{i}", "repeat", item=x, partition=[x]) for i, x in enumerate(items)]
     # matrix (R49)
-    if count is not None and any(_is_expression(v) for v in strategy.axes.values()):
+    if count is not None and any(is_expression(v) for v in strategy.axes.values()):
         names = list(strategy.axes)
         return [
             Iteration(i, count, f"_{i}", "matrix", matrix={a: f"{a}[{i}]" for a in names})

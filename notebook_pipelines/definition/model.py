@@ -54,7 +54,7 @@ from .placement import (
 )
 from .tree import Visit, walk
 from .verbs import VERBS as VERBS
-from .verbs import _Drawable, _PipelineVerbs
+from .verbs import Drawable, PipelineVerbs
 from .verbs import verb as verb
 
 __all__ = [
@@ -97,7 +97,7 @@ Item = Union[Step, "StepGroup", "Stage", Parallel]
 _Added = TypeVar("_Added", bound=Item)
 
 
-class _Container(_Drawable):
+class _Container(Drawable):
     """The builder methods shared by stages and step groups (and, for stages, pipelines)."""
 
     items: list[Any]
@@ -381,7 +381,7 @@ class Stage(_Container, Settings):
 
 
 @dataclass(eq=True, repr=False)
-class Pipeline(_PipelineVerbs, _Container):
+class Pipeline(PipelineVerbs, _Container):
     """A pipeline: stages in order; stages in a ``parallel()`` block run side by side (R11).
 
     Args:

@@ -2,8 +2,8 @@
 
 They are plain data (dataclasses compared by value); the containers that hold them (stages, step
 groups, the pipeline) and the builder live in :mod:`~notebook_pipelines.definition.model`.
-Settings given in any spelling are held in one form (:func:`canonical_settings`), so a pipeline
-read back from its YAML equals the original:
+The leaves stand on :mod:`.failure` alone: settings given in any spelling are held in one form
+(:func:`canonical_settings`), so a pipeline read back from its YAML equals the original:
 
 >>> Step("deploy", when="Failure").when
 When(status='Failure', condition=None)

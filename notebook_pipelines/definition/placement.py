@@ -4,6 +4,8 @@ A serial list (a stage's or step group's ``items`` or ``rollback_items``, a pipe
 ``stages``) holds nodes and ``Parallel`` blocks of nodes. The builder (``x.step(…)``, re-running
 a cell replaces a node in its place) and the magics (``--parallel-with``) both place nodes with
 these functions; each says what it mutates.
+
+It stands on :mod:`.nodes` (``Parallel``, the leaves); :mod:`.model` calls it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 it reads (:func:`order_problem`, happens-before), and the values of a looping strategy's
 iteration (R46, R49–R52). :mod:`~notebook_pipelines.definition.references` (the design notes)
 builds the static checks and the run-time resolution on it, and names these too.
+
+It stands on :mod:`.statuses` only: the plan and the run come in as arguments
+(:class:`RunValues` is what it reads of a run).
 """
 
 from __future__ import annotations
@@ -13,15 +16,27 @@ from typing import Any, Protocol
 
 from .statuses import POSITIVE
 
+# ``Unresolvable`` is shared with ``references`` too, but is no public error: ``references`` turns
+# it into a problem or an ``ExpressionError`` before a user sees it.
 __all__ = [
+    "FIXES",
+    "FOREIGN_ROOTS",
     "HARNESS_STATUS",
     "KNOWN_ROOTS",
     "LOOP_ROOTS",
     "MASKED",
+    "YAML_FIXES",
     "RunValues",
+    "attribute_kind",
     "check_reference",
+    "encloses",
+    "iteration_attribute",
+    "loop_value",
     "node_of_path",
     "order_problem",
+    "refuse_un_postfixed",
+    "static_value",
+    "unknown_name",
 ]
 
 
@@ -70,8 +85,9 @@ LOOP_ROOTS = ("matrix", "repeat", "strategy")
 #: What ``<+secrets.getValue("x")>`` resolves to: a mask, never a secret.
 MASKED = "**************"
 #: Roots that belong to Harness features this toolkit does not model; never an error in a spec.
-_FOREIGN_ROOTS = ("secrets", "env", "input")
-_FIXES = {
+FOREIGN_ROOTS = ("secrets", "env", "input")
+#: How to fix a reference that breaks each rule (R42…, ``vars``): the ``fix`` of its problem.
+FIXES = {
     "R42": "check the identifiers against the plan (p.plan().by_fqn lists every FQN)",
     "R43": "start the reference with pipeline., stage., stepGroup., step. or execution.",
     "R44": "publish it from the step (return a dict, or set ctx.outputs), or fix the name",
@@ -83,20 +99,20 @@ _FIXES = {
     "vars": "define the variable (variables={...}) or fix its name",
 }
 #: The same fixes in YAML terms, for a pipeline read from YAML (``Problem.yaml_fix``).
-_YAML_FIXES = {
-    _FIXES["R42"]: "check each identifier of the path against the pipeline's stages, step groups and steps",
-    _FIXES["R44"]: "declare it in the step's `spec.outputVariables`, or fix the name",
-    _FIXES["vars"]: "declare it under `variables:` (`- {name: …, type: String, value: …}`) or fix its name",
+YAML_FIXES = {
+    FIXES["R42"]: "check each identifier of the path against the pipeline's stages, step groups and steps",
+    FIXES["R44"]: "declare it in the step's `spec.outputVariables`, or fix the name",
+    FIXES["vars"]: "declare it under `variables:` (`- {name: …, type: String, value: …}`) or fix its name",
 }
 
 
-class _Unresolvable(LookupError):
+class Unresolvable(LookupError):
     """A reference that cannot be resolved: the reason, the rule it breaks and how to fix it."""
 
     def __init__(self, reason: str, rule: str = "R42", fix: str | None = None):
         super().__init__(reason)
         self.rule = rule
-        self.fix = fix or _FIXES[rule]
+        self.fix = fix or FIXES[rule]
 
 
 def _kind(node: Any) -> str:
@@ -112,7 +128,8 @@ def _children(node: Any, section: str) -> list[str]:
     return out
 
 
-def _unknown(what: str, name: str, known: list[str], where: str = "") -> str:
+def unknown_name(what: str, name: str, known: list[str], where: str = "") -> str:
+    """``no axis 'x' (did you mean 'y'? known: …)``: a name not found, the closest one, the known ones."""
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"{what} {name!r}{where} ({hint}known: {', '.join(known) or 'none'})"
@@ -143,9 +160,9 @@ def _child(plan: Any, node: Any, section: str, ident: str) -> Any:
     if found is None and _static(plan):
         found = _postfixed(plan.by_fqn, node.fqn + prefix + ident)
     if found is None:
-        raise _Unresolvable(
+        raise Unresolvable(
             f"{_kind(node)} {node.id!r} has "
-            + _unknown("no node", ident, _children(node, section), f" in {section}")
+            + unknown_name("no node", ident, _children(node, section), f" in {section}")
         )
     return found
 
@@ -169,20 +186,20 @@ def node_of_path(plan: Any, reader: Any, path: tuple[Any, ...]) -> tuple[Any, tu
     ('pipeline.stages.build.spec.execution.steps.tests.steps.unit', ('status',))
 
     Raises:
-        _Unresolvable: the path names no node of the plan (a ``LookupError``).
+        Unresolvable: the path names no node of the plan (a ``LookupError``).
     """
     head, rest = path[0], tuple(path[1:])
     if head == "pipeline":
         node = plan.root
         if rest[:1] == ("stages",):
             if len(rest) < 2:
-                raise _Unresolvable("pipeline.stages needs a stage identifier")
+                raise Unresolvable("pipeline.stages needs a stage identifier")
             node = plan.by_fqn.get(f"pipeline.stages.{rest[1]}")
             if node is None and _static(plan):
                 node = _postfixed(plan.by_fqn, f"pipeline.stages.{rest[1]}")
             if node is None:
                 stages = [n.id for n in plan.nodes if n.kind == "stage"]
-                raise _Unresolvable("the pipeline has " + _unknown("no stage", rest[1], stages))
+                raise Unresolvable("the pipeline has " + unknown_name("no stage", rest[1], stages))
             rest = rest[2:]
     elif head == "stage":
         node = reader if reader.kind == "stage" else reader.stage
@@ -192,22 +209,20 @@ def node_of_path(plan: Any, reader: Any, path: tuple[Any, ...]) -> tuple[Any, tu
     elif head == "stepGroup":
         node = reader.group
         if node is None:
-            raise _Unresolvable(f"{reader.fqn} is not inside a step group", "R43")
+            raise Unresolvable(f"{reader.fqn} is not inside a step group", "R43")
         while rest[:1] == ("getParentStepGroup",):
             parent = node.parent
             if parent is None or parent.kind != "step_group":
-                raise _Unresolvable(f"step group {node.id!r} is not inside another step group", "R43")
+                raise Unresolvable(f"step group {node.id!r} is not inside another step group", "R43")
             node, rest = parent, rest[1:]
     elif head == "step":
         if reader.kind != "step":
-            raise _Unresolvable(f"<+step…> is only meaningful for a step, not a {_kind(reader)}", "R43")
+            raise Unresolvable(f"<+step…> is only meaningful for a step, not a {_kind(reader)}", "R43")
         node = reader
     else:
-        raise _Unresolvable(
-            f"unknown root {head!r}: use pipeline, stage, stepGroup, step or execution", "R43"
-        )
+        raise Unresolvable(f"unknown root {head!r}: use pipeline, stage, stepGroup, step or execution", "R43")
     if node is None:
-        raise _Unresolvable(f"{reader.fqn} has no {head}", "R43")
+        raise Unresolvable(f"{reader.fqn} has no {head}", "R43")
     # descend through steps / rollbackSteps
     while rest:
         if node.kind == "stage" and rest[:3] in (
@@ -215,22 +230,22 @@ def node_of_path(plan: Any, reader: Any, path: tuple[Any, ...]) -> tuple[Any, tu
             ("spec", "execution", "rollbackSteps"),
         ):
             if len(rest) < 4:
-                raise _Unresolvable("the path stops at a list of steps: name a step")
+                raise Unresolvable("the path stops at a list of steps: name a step")
             node, rest = _child(plan, node, rest[2], rest[3]), rest[4:]
         elif node.kind == "step_group" and rest[:1] in (("steps",), ("rollbackSteps",)):
             if len(rest) < 2:
-                raise _Unresolvable("the path stops at a list of steps: name a step")
+                raise Unresolvable("the path stops at a list of steps: name a step")
             node, rest = _child(plan, node, rest[0], rest[1]), rest[2:]
         else:
             break
     return node, rest
 
 
-def _attribute_kind(node: Any, rest: tuple[Any, ...]) -> str:
+def attribute_kind(node: Any, rest: tuple[Any, ...]) -> str:
     """``static`` (known before running), ``runtime`` (needs the node finished), ``current``
     (``currentStatus``), ``failure`` (the failed attempt, retry conditions); or raise."""
     if not rest:
-        raise _Unresolvable(f"the path names the {_kind(node)} {node.id!r}, not a value in it")
+        raise Unresolvable(f"the path names the {_kind(node)} {node.id!r}, not a value in it")
     first = rest[0]
     if first in ("name", "identifier", "type", "kind", "fqn") and len(rest) == 1:
         return "static"
@@ -238,12 +253,12 @@ def _attribute_kind(node: Any, rest: tuple[Any, ...]) -> str:
         if len(rest) == 1:
             return "static"
         if len(rest) != 2:
-            raise _Unresolvable('write variables.NAME (or variables["NAME"], R47)')
+            raise Unresolvable('write variables.NAME (or variables["NAME"], R47)')
         if rest[1] not in (node.variables or {}):
-            raise _Unresolvable(
+            raise Unresolvable(
                 f"{_kind(node)} {node.id!r} has "
-                + _unknown("no variable", rest[1], sorted(node.variables or {})),
-                fix=_FIXES["vars"],
+                + unknown_name("no variable", rest[1], sorted(node.variables or {})),
+                fix=FIXES["vars"],
             )
         return "static"
     if first == "identifierPostFix" and len(rest) == 1:
@@ -256,28 +271,28 @@ def _attribute_kind(node: Any, rest: tuple[Any, ...]) -> str:
         return "current"
     if first == "output" and node.kind == "step":
         if rest[1:2] != ("outputVariables",) or len(rest) != 3:
-            raise _Unresolvable("write output.outputVariables.NAME (R44)", "R44")
+            raise Unresolvable("write output.outputVariables.NAME (R44)", "R44")
         declared = node.outputs or ()
         spec_outputs = _declared_spec_outputs(node)
         if (declared or spec_outputs) and rest[2] not in (*declared, *spec_outputs):
             known = sorted({*declared, *spec_outputs})
-            raise _Unresolvable(
-                f"step {node.id!r} declares " + _unknown("no output variable", rest[2], known), "R44"
+            raise Unresolvable(
+                f"step {node.id!r} declares " + unknown_name("no output variable", rest[2], known), "R44"
             )
         return "runtime"
     if first == "failureInfo" and node.kind == "step":
         if len(rest) != 2 or rest[1] not in ("message", "errorType"):
-            raise _Unresolvable("write failureInfo.message or failureInfo.errorType", "R18")
+            raise Unresolvable("write failureInfo.message or failureInfo.errorType", "R18")
         return "failure"
     if first == "exitCode" and node.kind == "step":
-        raise _Unresolvable(
+        raise Unresolvable(
             "exitCode exists for Harness shell steps only; a step body here is Python",
             "R18",
             "use <+step.failureInfo.message> or <+step.failureInfo.errorType> in a retry condition",
         )
     if node.kind == "stage" and first in ("steps", "rollbackSteps"):
-        raise _Unresolvable(f"a stage's steps are under spec.execution: write spec.execution.{first}.ID")
-    raise _Unresolvable(f"unknown attribute {'.'.join(rest)!r} of {_kind(node)} {node.id!r}")
+        raise Unresolvable(f"a stage's steps are under spec.execution: write spec.execution.{first}.ID")
+    raise Unresolvable(f"unknown attribute {'.'.join(rest)!r} of {_kind(node)} {node.id!r}")
 
 
 def _declared_spec_outputs(node: Any) -> tuple[Any, ...]:
@@ -286,7 +301,8 @@ def _declared_spec_outputs(node: Any) -> tuple[Any, ...]:
     return tuple(item.get("name") for item in items if isinstance(item, Mapping))
 
 
-def _static_value(node: Any, rest: tuple[Any, ...]) -> Any:
+def static_value(node: Any, rest: tuple[Any, ...]) -> Any:
+    """A value of the definition (``name``, ``identifier``, ``type``, ``variables``…) of ``node``."""
     first = rest[0]
     if first == "name":
         return node.name
@@ -322,7 +338,8 @@ def _ancestors(node: Any) -> Iterator[Any]:
         cur = cur.parent
 
 
-def _contains(outer: Any, inner: Any) -> bool:
+def encloses(outer: Any, inner: Any) -> bool:
+    """True when ``outer`` is a container above ``inner`` in the plan."""
     return any(a is outer for a in _ancestors(inner))
 
 
@@ -334,9 +351,9 @@ def order_problem(reader: Any, target: Any) -> str | None:
     """
     if target is reader:
         return "a node cannot read its own status or outputs"
-    if _contains(target, reader):
+    if encloses(target, reader):
         return f"{target.fqn} contains the reader and has not finished when the reader runs"
-    if _contains(reader, target):
+    if encloses(reader, target):
         return f"{target.fqn} is inside the reader and has not run when the reader starts"
     target_chain = _chain(target)
     cur = reader
@@ -359,16 +376,16 @@ def order_problem(reader: Any, target: Any) -> str | None:
 
 def _order(reader: Any, target: Any, kind: str) -> None:
     """Raise when ``reader`` may not read a ``kind`` value of ``target`` (R45)."""
-    if kind == "current" and _contains(target, reader):
+    if kind == "current" and encloses(target, reader):
         return  # the status so far of a container the reader runs in
     reason = order_problem(reader, target)
     if reason is None:
         return
-    if kind == "runtime" and _contains(target, reader):
-        raise _Unresolvable(reason, "R45", "use currentStatus for the status so far of a running container")
+    if kind == "runtime" and encloses(target, reader):
+        raise Unresolvable(reason, "R45", "use currentStatus for the status so far of a running container")
     if target is reader:
-        raise _Unresolvable(reason, "R45", "read it from a later node (its own name and variables are fine)")
-    raise _Unresolvable(reason, "R45")
+        raise Unresolvable(reason, "R45", "read it from a later node (its own name and variables are fine)")
+    raise Unresolvable(reason, "R45")
 
 
 # -- looping strategies: iteration values (R46, R49–R52) ----------------------------------------
@@ -401,25 +418,23 @@ def _loop_path(path: tuple[Any, ...]) -> tuple[str | None, str | None, tuple[Any
     head, rest = path[0], tuple(path[1:])
     if head == "matrix":
         if len(rest) != 1:
-            raise _Unresolvable("write matrix.AXIS (R49)", "R52")
+            raise Unresolvable("write matrix.AXIS (R49)", "R52")
         return "matrix", None, ("matrix", rest[0])
     if head == "repeat":
         if rest not in (("item",), ("partition",)):
-            raise _Unresolvable("write repeat.item or repeat.partition (R50)", "R52")
+            raise Unresolvable("write repeat.item or repeat.partition (R50)", "R52")
         return "repeat", None, rest
     # strategy.…
     node_id = None
     if rest[:1] == ("node",):
         if len(rest) < 3:
-            raise _Unresolvable(
-                "write strategy.node.NODE_ID.iteration (or iterations, matrix.AXIS, …)", "R52"
-            )
+            raise Unresolvable("write strategy.node.NODE_ID.iteration (or iterations, matrix.AXIS, …)", "R52")
         node_id, rest = rest[1], rest[2:]
     if rest in (("iteration",), ("iterations",), ("identifierPostFix",), ("currentStatus",)):
         return None, node_id, rest
     if len(rest) == 2 and rest[0] == "matrix":
         return "matrix", node_id, rest
-    raise _Unresolvable(
+    raise Unresolvable(
         "write strategy.iteration, strategy.iterations, strategy.identifierPostFix or strategy.currentStatus",
         "R52",
     )
@@ -432,7 +447,7 @@ def _named(reader: Any, node_id: str, static: bool) -> Any:
         if origin.id == node_id and (cur.strategy is not None if static else cur.loop is not None):
             return cur
         cur = cur.parent
-    raise _Unresolvable(f"{reader.fqn} is not inside a looped node {node_id!r}", "R52")
+    raise Unresolvable(f"{reader.fqn} is not inside a looped node {node_id!r}", "R52")
 
 
 def _check_loop(reader: Any, path: tuple[Any, ...]) -> str:
@@ -440,12 +455,12 @@ def _check_loop(reader: Any, path: tuple[Any, ...]) -> str:
     if node_id is not None:
         loop = _named(reader, node_id, static=True)
         if kind is not None and _strategy_kind(loop.strategy) != kind:
-            raise _Unresolvable(f"the looped node {node_id!r} has no matrix", "R52")
+            raise Unresolvable(f"the looped node {node_id!r} has no matrix", "R52")
     else:
         loop = _static_loop(reader, kind)
     if loop is None:
         what = f"a {kind}" if kind else "a looping strategy"
-        raise _Unresolvable(f"{reader.fqn} is not inside a node with {what}", "R52")
+        raise Unresolvable(f"{reader.fqn} is not inside a node with {what}", "R52")
     if kind == "matrix":
         _check_axis(loop, rest[1])
     return "iteration"
@@ -454,31 +469,33 @@ def _check_loop(reader: Any, path: tuple[Any, ...]) -> str:
 def _check_axis(loop: Any, axis: str) -> None:
     axes = getattr(loop.strategy, "axes", None)
     if isinstance(axes, Mapping) and axis not in axes:
-        raise _Unresolvable(
-            f"the matrix of {loop.fqn} has " + _unknown("no axis", axis, [str(a) for a in axes]),
+        raise Unresolvable(
+            f"the matrix of {loop.fqn} has " + unknown_name("no axis", axis, [str(a) for a in axes]),
             "R49",
             "name an axis of the matrix",
         )
 
 
-def _loop_value(run: RunValues, reader: Any, path: tuple[Any, ...]) -> Any:
+def loop_value(run: RunValues, reader: Any, path: tuple[Any, ...]) -> Any:
+    """The value of an iteration expression (``matrix.x``, ``repeat.item``, ``strategy.…``) for ``reader``."""
     kind, node_id, rest = _loop_path(path)
     loop = _named(reader, node_id, static=False) if node_id is not None else _run_loop(reader, kind)
     if loop is None:
         what = f"a {kind}" if kind else "a looping strategy"
-        raise _Unresolvable(f"{reader.fqn} is not inside a node with {what}", "R52")
-    return _iteration_attribute(run, loop, rest)
+        raise Unresolvable(f"{reader.fqn} is not inside a node with {what}", "R52")
+    return iteration_attribute(run, loop, rest)
 
 
-def _iteration_attribute(run: RunValues, loop: Any, rest: tuple[Any, ...]) -> Any:
+def iteration_attribute(run: RunValues, loop: Any, rest: tuple[Any, ...]) -> Any:
+    """One attribute (``rest``) of the iteration ``loop`` in ``run``: an axis, the item, the index…."""
     it = loop.loop
     first = rest[0]
     if first == "matrix":
         if it is None or it.matrix is None:
-            raise _Unresolvable(f"{loop.fqn} is not an iteration of a matrix", "R52")
+            raise Unresolvable(f"{loop.fqn} is not an iteration of a matrix", "R52")
         if rest[1] not in it.matrix:
-            raise _Unresolvable(
-                f"the matrix of {loop.fqn} has " + _unknown("no axis", rest[1], list(it.matrix)), "R49"
+            raise Unresolvable(
+                f"the matrix of {loop.fqn} has " + unknown_name("no axis", rest[1], list(it.matrix)), "R49"
             )
         return it.matrix[rest[1]]
     if first == "identifierPostFix":
@@ -506,7 +523,7 @@ def _loop_around(node: Any) -> Any:
     return found
 
 
-def _un_postfixed(
+def refuse_un_postfixed(
     reader: Any, target: Any, rest: tuple[Any, ...], run: bool, path: tuple[Any, ...] = ()
 ) -> None:
     """E14: a finished value of a node of a looped node, read by its un-postfixed FQN, names no
@@ -521,7 +538,7 @@ def _un_postfixed(
     if not run and _contains_or_is(loop, reader):
         return  # relative paths from inside the loop resolve to the reader's own iteration
     ids = f"{loop.id}_0, {loop.id}_1, …"
-    raise _Unresolvable(
+    raise Unresolvable(
         f"{target.fqn} is inside the looped node {loop.fqn}, whose iterations are {ids}", "R46"
     )
 
@@ -543,18 +560,18 @@ def check_reference(plan: Any, reader: Any, path: tuple[Any, ...], retry: bool =
     if path[0] in LOOP_ROOTS:
         return _check_loop(reader, path)
     target, rest = node_of_path(plan, reader, path)
-    kind = _attribute_kind(target, rest)
+    kind = attribute_kind(target, rest)
     if kind == "iteration":
         if rest[0] == "matrix":
             if target.strategy is None or _strategy_kind(target.strategy) != "matrix":
-                raise _Unresolvable(f"{target.fqn} has no matrix strategy", "R52")
+                raise Unresolvable(f"{target.fqn} has no matrix strategy", "R52")
             _check_axis(target, rest[1])
         return kind
     if kind in ("runtime", "current"):
-        _un_postfixed(reader, target, rest, run=False, path=path)
+        refuse_un_postfixed(reader, target, rest, run=False, path=path)
     if kind == "failure":
         if not (retry and target is reader):
-            raise _Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")
+            raise Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")
     elif kind in ("runtime", "current"):
         _order(reader, target, kind)
     return kind

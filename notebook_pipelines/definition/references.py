@@ -84,25 +84,25 @@ from typing import Any
 
 from ..errors import ExpressionError, Problem
 from .reference_paths import (
-    _FIXES,
-    _FOREIGN_ROOTS,
-    _YAML_FIXES,
+    FIXES,
+    FOREIGN_ROOTS,
     HARNESS_STATUS,
     KNOWN_ROOTS,
     LOOP_ROOTS,
     MASKED,
+    YAML_FIXES,
     RunValues,
-    _attribute_kind,
-    _contains,
-    _iteration_attribute,
-    _loop_value,
-    _static_value,
-    _un_postfixed,
-    _unknown,
-    _Unresolvable,
+    Unresolvable,
+    attribute_kind,
     check_reference,
+    encloses,
+    iteration_attribute,
+    loop_value,
     node_of_path,
     order_problem,
+    refuse_un_postfixed,
+    static_value,
+    unknown_name,
 )
 from .statuses import POSITIVE
 
@@ -262,15 +262,15 @@ def static_problems(plan: Any) -> list[Problem]:
                 if ref.path[:2] == ("stage", "output") and where.startswith("strategy "):
                     continue  # a stage's infrastructure outputs (hosts): known only in a run (R50)
                 if ref.path[0] not in KNOWN_ROOTS:
-                    if strict and ref.path[0] not in _FOREIGN_ROOTS:
+                    if strict and ref.path[0] not in FOREIGN_ROOTS:
                         message = f"{_quoted(where, text, ref)}: unknown root {ref.path[0]!r}"
-                        problems.append(Problem(node.fqn, "R43", message, _FIXES["R43"], **_caret(text, ref)))
+                        problems.append(Problem(node.fqn, "R43", message, FIXES["R43"], **_caret(text, ref)))
                     continue
                 try:
                     check_reference(plan, node, ref.path, retry=where == "retry condition")
-                except _Unresolvable as err:
+                except Unresolvable as err:
                     message = f"{_quoted(where, text, ref)}: {err}"
-                    yaml_fix = _YAML_FIXES.get(err.fix, "")
+                    yaml_fix = YAML_FIXES.get(err.fix, "")
                     problems.append(
                         Problem(node.fqn, err.rule, message, err.fix, yaml_fix=yaml_fix, **_caret(text, ref))
                     )
@@ -363,38 +363,38 @@ def resolve(run: RunValues, node: Any, path: tuple[Any, ...], failure: Any = Non
             that shows the reference with a caret.
     """
     if path[0] in LOOP_ROOTS:
-        return _loop_value(run, node, path)
+        return loop_value(run, node, path)
     if path[0] == "secrets":
         return MASKED  # <+secrets.getValue("x")>: valid, and never a secret's value
     plan = run.view
     target, rest = node_of_path(plan, node, path)
-    kind = _attribute_kind(target, rest)
+    kind = attribute_kind(target, rest)
     if kind == "static":
-        return _static_value(target, rest)
+        return static_value(target, rest)
     if kind == "iteration":
         if rest[0] == "matrix" and target.loop is None:
-            raise _Unresolvable(f"{target.fqn} is not an iteration of a matrix", "R52")
-        return _iteration_attribute(run, target, rest)
-    if kind in ("runtime", "current") and not (kind == "current" and _contains(target, node)):
-        _un_postfixed(node, target, rest, run=True)
+            raise Unresolvable(f"{target.fqn} is not an iteration of a matrix", "R52")
+        return iteration_attribute(run, target, rest)
+    if kind in ("runtime", "current") and not (kind == "current" and encloses(target, node)):
+        refuse_un_postfixed(node, target, rest, run=True)
     if kind == "failure":
         if failure is None or target is not node:
-            raise _Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")
+            raise Unresolvable("failureInfo is known only in a retry condition of the failing step", "R18")
         return failure.error if rest[1] == "message" else failure.error_type
-    if kind == "current" and _contains(target, node):
+    if kind == "current" and encloses(target, node):
         return _status_so_far(run, target)
     status = run.statuses.get(target.fqn)
     if rest[0] in ("status", "currentStatus"):
         if status is None:
-            raise _Unresolvable(f"{target.fqn} has not finished: it has no status to read yet", "R45")
+            raise Unresolvable(f"{target.fqn} has not finished: it has no status to read yet", "R45")
         return HARNESS_STATUS.get(status, status.upper())
     outputs = run.outputs.get(target.fqn)
     if outputs is None:
         state = f"ended {status}" if status is not None else "has not finished"
-        raise _Unresolvable(f"{target.fqn} {state}: it has no output variables to read", "R44")
+        raise Unresolvable(f"{target.fqn} {state}: it has no output variables to read", "R44")
     if rest[2] not in outputs:
-        raise _Unresolvable(
-            f"{target.fqn} has " + _unknown("no output variable", rest[2], sorted(outputs)), "R44"
+        raise Unresolvable(
+            f"{target.fqn} has " + unknown_name("no output variable", rest[2], sorted(outputs)), "R44"
         )
     return outputs[rest[2]]
 

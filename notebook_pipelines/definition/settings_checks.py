@@ -7,6 +7,9 @@ durations, variables, inputs, outputs, delegate selectors, identifiers and texts
 vocabulary the rest of the package checks values against lives here too: :data:`IDENTIFIER`,
 :data:`VARIABLE_TYPES`, :func:`number_value`, :func:`variable_problem`.
 
+It stands on the definition's vocabularies: :mod:`.durations`, :mod:`.failure`,
+:mod:`.strategies`, :mod:`.expressions` and :mod:`.limits`.
+
 >>> [p.message for p in SettingChecks()._duration("pipeline", "timeout", "soon")]
 ["cannot read timeout='soon' as a duration"]
 """

@@ -5,6 +5,8 @@ Plain data, the Harness YAML dict form read and written (:func:`coerce_strategy`
 its iterations, its checks — is :mod:`~notebook_pipelines.definition.looping`'s, which also
 exports these names (``nbp.Matrix`` is ``looping.Matrix``).
 
+It stands on :mod:`.limits` and :func:`~notebook_pipelines.definition.expressions.is_expression`.
+
 >>> coerce_strategy({"repeat": {"times": 3, "maxConcurrency": 1}})
 Repeat(times=3, max_concurrency=1)
 >>> to_dict(Parallelism(2))
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LoopingError
+from .expressions import is_expression
 from .limits import short
 
 __all__ = [
@@ -60,10 +63,6 @@ def labels_by_name(indices: tuple[int, ...], values: tuple[Any, ...]) -> str:
     '_linux_arm'
     """
     return "".join(f"_{v}" for v in values)
-
-
-def _is_expression(value: Any) -> bool:
-    return isinstance(value, str) and "<+" in value
 
 
 @dataclass(eq=True, repr=False)
@@ -271,7 +270,7 @@ def to_dict(value: Any) -> Any:
 
 # -- static checks ---------------------------------------------------------------------------
 def _count_problem(value: Any, what: str, least: int, most: int | None = None) -> str | None:
-    if value is None or _is_expression(value):
+    if value is None or is_expression(value):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         return f"{what} must be a whole number, not {short(value)}"
@@ -331,7 +330,7 @@ def _repeat_problems(strategy: Repeat) -> list[tuple[str, str, str]]:
         out.append(("R50", problem, f"give times: N with 0 ≤ N ≤ {MAX_ITERATIONS}"))
     if (
         strategy.items is not None
-        and not _is_expression(strategy.items)
+        and not is_expression(strategy.items)
         and not isinstance(strategy.items, list | tuple)
     ):
         out.append(
@@ -361,7 +360,7 @@ def _matrix_problems(strategy: Matrix) -> list[tuple[str, str, str]]:
     if not strategy.axes:
         out.append(("R49", "the matrix has no axes", "give at least one axis: matrix: {os: [linux, mac]}"))
     for name, values in strategy.axes.items():
-        if _is_expression(values):
+        if is_expression(values):
             continue
         if not isinstance(values, list | tuple):
             out.append(
@@ -409,7 +408,7 @@ def _exclude_problems(strategy: Matrix) -> list[tuple[str, str, str]]:
     """What is wrong with a matrix's ``exclude`` entries (R49)."""
     out: list[tuple[str, str, str]] = []
     exclude = strategy.exclude
-    if exclude is not None and not _is_expression(exclude):
+    if exclude is not None and not is_expression(exclude):
         if not isinstance(exclude, list | tuple) or not all(isinstance(e, Mapping) for e in exclude):
             out.append(
                 (
@@ -466,10 +465,10 @@ def runtime_values(strategy: Any) -> bool:
     """True when the iterations depend on values known only while running (``<+…>``)."""
     s = coerce_strategy(strategy)
     if isinstance(s, Parallelism):
-        return _is_expression(s.n)
+        return is_expression(s.n)
     if isinstance(s, Repeat):
-        return _is_expression(s.items) or _is_expression(s.times) or _is_expression(s.partition_size)
-    return any(_is_expression(v) for v in s.axes.values())
+        return is_expression(s.items) or is_expression(s.times) or is_expression(s.partition_size)
+    return any(is_expression(v) for v in s.axes.values())
 
 
 def max_concurrency(strategy: Any) -> int | None:
@@ -499,7 +498,7 @@ def badge(strategy: Any) -> str:
             text += f" − {len(s.exclude)}"
     elif isinstance(s, Repeat):
         if s.times is not None:
-            text = f"repeat {s.times if not _is_expression(s.times) else '?'} times"
+            text = f"repeat {s.times if not is_expression(s.times) else '?'} times"
         elif isinstance(s.items, list | tuple):
             text = f"repeat over {len(s.items)} items"
         else:
@@ -508,7 +507,7 @@ def badge(strategy: Any) -> str:
             unit = "%" if s.unit == "Percentage" else ""
             text += f" in partitions of {s.partition_size}{unit}"
     else:
-        text = f"parallelism {s.n if not _is_expression(s.n) else '?'}"
+        text = f"parallelism {s.n if not is_expression(s.n) else '?'}"
     if s.max_concurrency is not None:
         text += f", max {s.max_concurrency}"
     return text

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import Problem
 from .callables import call_problem, is_sampler, sampler_problem
-from .depth import Limits, _scalars_only
+from .depth import Limits, scalars_only
 from .durations import MAX_SECONDS, DurationError, parse_duration
 from .limits import MAX_IDENTIFIER, short
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
@@ -176,7 +176,7 @@ class _Checker(SettingChecks):
             if type(node) is Step and Step in kinds and _sound(node) and node.id not in scope:
                 scope.add(node.id)  # most steps: nothing to report (no nested data either)
                 continue
-            if (not (type(node) is Step and _scalars_only(node)) and limits.check(visit)) or limits.found:
+            if (not (type(node) is Step and scalars_only(node)) and limits.check(visit)) or limits.found:
                 continue  # beyond the limits: only those are reported, no rule is checked
             if not isinstance(node, kinds):
                 misplaced.add(id(node))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["VERBS", "verb"]
+__all__ = ["VERBS", "Drawable", "PipelineVerbs", "verb"]
 
 #: Where the verbs of ``Pipeline`` (and the rich display) live: ``name -> "module:attribute"``.
 #: Filled by the package (``notebook_pipelines/__init__.py``), so that this layer imports
@@ -35,7 +35,7 @@ def verb(name: str) -> Callable[..., Any]:
     return fn
 
 
-class _Drawable:
+class Drawable:
     """Rich display: the last expression of a cell shows the picture of the plan."""
 
     def _pipeline_for_display(self) -> Any:  # pragma: no cover - overridden: a Pipeline
@@ -85,7 +85,7 @@ class _Drawable:
         return bundle
 
 
-class _PipelineVerbs:
+class PipelineVerbs:
     """The verbs of ``Pipeline`` (each calls the function registered in :data:`VERBS`)."""
 
     def validate(self) -> None:
@@ -222,3 +222,10 @@ class _PipelineVerbs:
         """
         text: str = verb("to_yaml")(self, path)
         return text
+
+
+# The verbs are Pipeline's own methods to a user: Python's messages ("Pipeline.run() got an
+# unexpected keyword argument …") and help() name them by their __qualname__.
+for _name, _function in vars(PipelineVerbs).items():
+    if callable(_function):
+        _function.__qualname__ = f"Pipeline.{_name}"

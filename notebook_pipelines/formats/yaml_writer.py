@@ -4,12 +4,17 @@ The same shape the reader reads (:mod:`.yaml_reader`): the Harness spelling of e
 condition, multi-line scripts as literal blocks, no anchors. What has no Harness YAML form — a
 Python body, a simulated ``duration``, step ``inputs``/``outputs``/``variables``, a ``resource``
 the infrastructure does not imply, a callable condition — is left out with one warning.
+
+It stands on the model (:mod:`~notebook_pipelines.definition.model`, ``failure``, ``looping``
+for the YAML form of each setting), ``depth_problems`` (checked before writing) and
+:mod:`.yaml_fields` (``infrastructure_key``, the variable types, ``DOCUMENT_KEY``).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,12 +22,12 @@ from typing import Any
 import yaml
 
 from ..definition.depth import depth_problems
-from ..definition.failure import coerce_strategies, coerce_when
+from ..definition.failure import ACTION_TYPES, coerce_strategies, coerce_when
 from ..definition.limits import short
 from ..definition.looping import to_dict as strategy_dict
 from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from ..errors import DefinitionError, Problem, YamlWarning
-from .yaml_fields import _DOCUMENT, _known_actions, _var_type, infrastructure_key
+from .yaml_fields import DOCUMENT_KEY, infrastructure_key, variable_type
 
 __all__ = ["dump_yaml"]
 
@@ -62,8 +67,8 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
         raise DefinitionError([p.for_yaml() for p in found] if read_from_yaml(pipeline) else found)
     writer = _Writer()
     doc = {"pipeline": writer.pipeline(pipeline)}
-    if pipeline.extra and _DOCUMENT in pipeline.extra:
-        doc.update(pipeline.extra[_DOCUMENT])
+    if pipeline.extra and DOCUMENT_KEY in pipeline.extra:
+        doc.update(pipeline.extra[DOCUMENT_KEY])
     unwritable = _unwritable(doc)
     if unwritable:
         where, value = unwritable
@@ -83,10 +88,29 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
     text = stream.getvalue()
     if writer.dropped:
         lines = "\n".join(f"  - {d}" for d in writer.dropped)
-        warnings.warn(YamlWarning(f"not written to YAML (no Harness form):\n{lines}"), stacklevel=2)
+        warnings.warn(
+            YamlWarning(f"not written to YAML (no Harness form):\n{lines}"), stacklevel=_caller_level()
+        )
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
     return text
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package and IPython, for a warning of
+    the caller of :func:`dump_yaml`: ``p.to_yaml()`` reaches it through ``Pipeline.to_yaml``
+    (definition/verbs.py), ``%pipeline yaml`` through the magics and IPython's magic machinery;
+    the warning's file:line should be the user's line (the cell's), not one of those relays."""
+    frame, level = sys._getframe(2), 2  # level 1: dump_yaml, which warns
+    while frame.f_back is not None and (
+        frame.f_code.co_filename.startswith((_PACKAGE, "<decorator-gen-"))
+        or str(frame.f_globals.get("__name__", "")).startswith("IPython.")
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _unwritable(doc: dict) -> tuple[str, Any] | None:
@@ -117,7 +141,7 @@ class _Writer:
 
     def pipeline(self, p: Pipeline) -> dict:
         extra = dict(p.extra or {})
-        extra.pop(_DOCUMENT, None)
+        extra.pop(DOCUMENT_KEY, None)
         meta = extra.pop("variables", None)
         out: dict[str, Any] = {"name": p.display_name, "identifier": p.id}
         for key in ("projectIdentifier", "orgIdentifier"):
@@ -231,7 +255,7 @@ class _Writer:
 
     def settings(self, out: dict, node: Any, fqn: str, status_key: str, timeout: bool = True) -> None:
         if node.failure_strategies is not None:
-            if isinstance(node.failure_strategies, str) and node.failure_strategies not in _known_actions():
+            if isinstance(node.failure_strategies, str) and node.failure_strategies not in ACTION_TYPES:
                 out["failureStrategies"] = node.failure_strategies  # a runtime input such as <+input>
             else:
                 out["failureStrategies"] = [
@@ -255,7 +279,7 @@ def _variables(values: dict, meta: list | None) -> list[dict]:
     declared = {m["name"]: m for m in meta or () if isinstance(m, dict) and "name" in m}
     out = []
     for name, value in values.items():
-        entry = dict(declared.get(name) or {"type": _var_type(value)})
+        entry = dict(declared.get(name) or {"type": variable_type(value)})
         entry.pop("name", None)
         out.append({"name": name, **entry, "value": value})
     return out
