@@ -70,7 +70,7 @@ from .context import StepCancelled, StepContext
 from .executors.base import Job, Outcome, call_body, check_executor, message_of, outcome_of_exception
 from .runtime import Ask, Gate, Queue, Sleep, Timer
 from .semantics import ACQUIRE, ALL, ASK, BARRIER, EXEC, SLEEP, Rules, Scope
-from .trace import Record, Recorder, build_trace
+from .trace import Record, Recorder, build_trace, make_record
 
 __all__ = [
     "MAX_NESTED_RUNS",
@@ -843,21 +843,23 @@ class Scheduler:
         inputs = self._resolved.get(node.index) if node.inputs else None
         self._add(
             node,
-            Record(
-                node.index,
-                node.iteration,
-                attempt,
-                status,
-                reason,
-                start,
-                end,
-                worker,
-                error_type,
-                error,
-                action,
-                outputs,
-                log,
-                inputs,
+            make_record(
+                (
+                    node.index,
+                    node.iteration,
+                    attempt,
+                    status,
+                    reason,
+                    start,
+                    end,
+                    worker,
+                    error_type,
+                    error,
+                    action,
+                    outputs,
+                    log,
+                    inputs,
+                )
             ),
         )
 

@@ -77,6 +77,7 @@ __all__ = [
     "build_trace",
     "dtypes",
     "empty_trace",
+    "make_record",
 ]
 
 KINDS = ("pipeline", "stage", "step_group", "step")
@@ -109,6 +110,11 @@ class Record(NamedTuple):
     log: str | None
     inputs: dict | None
 
+
+#: ``make_record((node, iteration, …))``: a :class:`Record` from a tuple of every field, in
+#: order, without the Python-level ``__new__`` of a named tuple (the scheduler's hot path; a
+#: new field must be passed there too: no defaults apply)
+make_record = functools.partial(tuple.__new__, Record)
 
 #: Each field's annotation as text (``"str | None"``): what :func:`_column` makes of it.
 _ANNOTATIONS = {name: getattr(kind, "__forward_arg__", kind) for name, kind in Record.__annotations__.items()}
