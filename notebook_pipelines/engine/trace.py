@@ -156,21 +156,44 @@ class Recorder:
 
 
 def _node_columns(plan: Plan) -> dict:
-    """The static columns as pandas arrays with one entry per plan node (cached on the plan)."""
+    """The static columns as pandas arrays with one entry per plan node (cached on the plan).
+
+    Two string arrays are made from Python objects, the FQNs and the ids; ``parent``,
+    ``stage``, ``step_group`` and ``step`` are taken from them by node index (a C loop: most
+    nodes share a few parents, stages and groups).
+    """
     import numpy as np
     import pandas as pd
 
-    static = plan.static_columns()
-    cached = static.get("_arrays")
-    if cached is None:
-        cached = {name: pd.array(static[name], dtype="str") for name in STATIC_STR}
-        for name, dtype in (("kind", _kind_dtype()), ("phase", _phase_dtype())):
-            codes = {value: code for code, value in enumerate(dtype.categories)}
-            values = np.fromiter((codes[v] for v in static[name]), dtype=np.int8, count=len(static[name]))
-            cached[name] = pd.Categorical.from_codes(values, dtype=dtype)
-        cached["block"] = pd.array(static["block"], dtype="Int64")
-        cached["after"] = _after_column(plan.nodes, [plan.root])
-        static["_arrays"] = cached
+    cached = plan.__dict__.get("_trace_columns")
+    if cached is not None:
+        return cached
+    nodes = plan.nodes
+    n = len(nodes)
+    fqn = pd.array([x.fqn for x in nodes], dtype="str")
+    ids = pd.array([x.id for x in nodes], dtype="str")
+    kinds = {value: code for code, value in enumerate(KINDS)}
+    kind = np.array([kinds[x.kind] for x in nodes], dtype=np.int8)
+    parent = np.array([-1 if x.parent is None else x.parent.index for x in nodes], dtype=np.intp)
+    stage = np.array([-1 if x.stage is None else x.stage.index for x in nodes], dtype=np.intp)
+    group = np.array([-1 if x.group is None else x.group.index for x in nodes], dtype=np.intp)
+    step = np.where(kind == kinds["step"], np.arange(n, dtype=np.intp), -1)
+    block = np.array([-1 if x.block is None else x.block for x in nodes], dtype=np.int64)
+    phases = {value: code for code, value in enumerate(PHASES)}
+    cached = {
+        "fqn": fqn,
+        "parent": fqn.take(parent, allow_fill=True),
+        "stage": ids.take(stage, allow_fill=True),
+        "step_group": ids.take(group, allow_fill=True),
+        "step": ids.take(step, allow_fill=True),
+        "kind": pd.Categorical.from_codes(kind, dtype=_kind_dtype()),
+        "phase": pd.Categorical.from_codes(
+            np.array([phases[x.phase] for x in nodes], dtype=np.int8), dtype=_phase_dtype()
+        ),
+        "block": pd.arrays.IntegerArray(block, block == -1),
+        "after": _after_column(nodes, [plan.root]),
+    }
+    object.__setattr__(plan, "_trace_columns", cached)  # a frozen dataclass; computed once per plan
     return cached
 
 
