@@ -152,7 +152,8 @@ def github_run(rng: np.random.Generator, number: int) -> tuple[dict, dict]:
 
     def job(key: str, attempt: int, ready: datetime, fail: bool = False, skipped: bool = False) -> dict:
         name, _, steps, runner, queue = GITHUB_JOBS[key]
-        if skipped:
+
+        def record(conclusion: str, start: datetime, end: datetime, runner: str | None, out: list) -> dict:
             jobs.append(
                 {
                     "id": next(ids),
@@ -160,16 +161,19 @@ def github_run(rng: np.random.Generator, number: int) -> tuple[dict, dict]:
                     "run_attempt": attempt,
                     "name": name,
                     "status": "completed",
-                    "conclusion": "skipped",
+                    "conclusion": conclusion,
                     "created_at": iso(ready),
-                    "started_at": iso(ready),
-                    "completed_at": iso(ready),
-                    "runner_name": None,
+                    "started_at": iso(start),
+                    "completed_at": iso(end),
+                    "runner_name": runner,
                     "head_sha": sha,
-                    "steps": [],
+                    "steps": out,
                 }
             )
             return jobs[-1]
+
+        if skipped:
+            return record("skipped", ready, ready, None, [])
         start = ready + timedelta(seconds=round(float(rng.exponential(queue)) + 1))
         t, out = start, []
         for i, (step, base) in enumerate(steps, start=1):
@@ -186,24 +190,8 @@ def github_run(rng: np.random.Generator, number: int) -> tuple[dict, dict]:
                 }
             )
             t = end
-        jobs.append(
-            {
-                "id": next(ids),
-                "run_id": 9000 + number,
-                "run_attempt": attempt,
-                "name": name,
-                "status": "completed",
-                "conclusion": "failure" if fail else "success",
-                "created_at": iso(ready),
-                "started_at": iso(start),
-                "completed_at": iso(t),
-                "runner_name": f"{runner}-{int(rng.integers(1, 40))}",
-                "head_sha": sha,
-                "steps": out,
-            }
-        )
         ends[key] = t
-        return jobs[-1]
+        return record("failure" if fail else "success", start, t, f"{runner}-{int(rng.integers(1, 40))}", out)
 
     sha = "".join(rng.choice(list("0123456789abcdef"), 40))
     order = ["lint", "build_ubuntu", "build_macos", "docs", "unit", "integration", "deploy"]

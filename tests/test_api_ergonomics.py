@@ -49,7 +49,7 @@ def test_explicit_settings_build_the_same_nodes_as_before():
 
 
 def test_pipeline_verbs_take_exactly_the_options_of_the_functions_they_call():
-    from notebook_pipelines.engine.scheduler import run as engine_run
+    from notebook_pipelines.engine.running import run as engine_run
     from notebook_pipelines.engine.simulation import simulate
     from notebook_pipelines.views.controller import run, start
     from notebook_pipelines.views.rendering import render

@@ -564,7 +564,7 @@ def test_an_object_that_is_not_an_executor_is_refused_before_anything_runs():
 
 
 def test_the_summary_of_an_aborted_step_names_no_error_type_it_does_not_have():
-    from notebook_pipelines.engine.scheduler import failure_lines
+    from notebook_pipelines.engine.running import failure_lines
 
     p = nbp.Pipeline("p")
     with p.stage("s") as s, s.parallel():

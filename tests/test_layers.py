@@ -178,20 +178,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-#: Cycles left on purpose, each with the way out. The history durations of the simulation came in
-#: while the structure work ran (issue 25), with ``engine.simulation`` importing ``measured`` and
-#: ``measured`` / ``vectorised`` importing simulation's sampling helpers (``_MISSING``,
-#: ``_StepTable``, ``_is_sampler``, ``_seconds``, ``_draw``, ``vectorised._sampled``): moving those
-#: helpers into a module below all three breaks it (left to a session that edits simulation alone).
-KNOWN_CYCLES = [
-    [
-        "notebook_pipelines.engine.measured",
-        "notebook_pipelines.engine.simulation",
-        "notebook_pipelines.engine.vectorised",
-    ],
-]
-
-
 def test_cycles_finds_a_cycle_through_three_modules_and_ignores_a_chain():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert _cycles(graph) == [["a", "b", "c"]]
@@ -207,16 +193,9 @@ def test_no_import_cycle_between_modules_lazy_and_type_checking_imports_included
     wired in by the facade (``model.VERBS``), like ``run`` and ``simulate``.
     """
     graph = _module_graph()
-    cycles = [cycle for cycle in _cycles(graph) if cycle not in KNOWN_CYCLES]
+    cycles = _cycles(graph)
     detail = [[f"{m} -> {sorted(graph[m] & set(cycle))}" for m in cycle] for cycle in cycles]
     assert not cycles, f"import cycles: {detail}"
-
-
-def test_every_known_cycle_is_still_there_exactly():
-    """An exemption is for one cycle as it is: when it grows, the test above fails; when it is
-    broken, this one fails until its entry in ``KNOWN_CYCLES`` goes."""
-    cycles = _cycles(_module_graph())
-    assert all(cycle in cycles for cycle in KNOWN_CYCLES), [c for c in KNOWN_CYCLES if c not in cycles]
 
 
 def _public_definitions(name: str) -> list[str]:

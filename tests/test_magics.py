@@ -444,7 +444,7 @@ def test_run_summary_lists_a_group_that_failed_on_its_own_as_the_engine_summary_
         "  ✗ pipeline.stages.s.spec.execution.steps.g — Failed (Unknown): "
         "the condition raised ZeroDivisionError: division by zero"
     ]
-    assert lines[1:] == nbp.engine.scheduler.summary(trace).splitlines()[1:]
+    assert lines[1:] == nbp.engine.running.summary(trace).splitlines()[1:]
 
 
 def test_validate_prints_valid_or_every_problem(

@@ -41,7 +41,7 @@ from notebook_pipelines.engine.executors.threads import (
     ThreadExecutor,
     default_pool,
 )
-from notebook_pipelines.engine.scheduler import MAX_NESTED_RUNS, MAX_SUMMARY_LINES
+from notebook_pipelines.engine.running import MAX_NESTED_RUNS, MAX_SUMMARY_LINES
 
 GUARD = 30.0  # seconds: a hang guard, never reached when the code is right
 

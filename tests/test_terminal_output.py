@@ -109,7 +109,7 @@ def test_on_a_terminal_what_steps_print_is_escaped_too(pipeline_file, monkeypatc
 
 
 def test_failure_lines_escape_the_error_message():
-    from notebook_pipelines.engine.scheduler import failure_lines
+    from notebook_pipelines.engine.running import failure_lines
 
     def body():
         raise RuntimeError(f"{ESC}[2Jgone")

@@ -481,3 +481,30 @@ def test_loops_the_batch_cannot_time_go_to_the_scheduler_saying_why():
     assert sampled.attrs["engine_reason"].endswith(
         "steps.unit samples its duration inside a loop (each iteration draws its own)"
     )
+
+
+def test_a_dag_history_pipeline_is_timed_by_its_levels_on_both_paths_its_needs_unhonoured():
+    """The pipeline ``pipeline_from_history`` makes of a DAG: levels (lint 2 s ‖ build 10 s, then
+    docs 3 s), the edge docs ← lint kept in ``extra["needs"]``. The scheduler has no ``needs``
+    semantics, so the batch must not follow them either: docs starts when its level's
+    predecessor block ends, max(2, 10) = 10 s, and ends at 10 + 3 = 13 s on both paths (a
+    longest path over the needs would say 2 → 5 s, and disagree with the scheduler)."""
+    p = nbp.Pipeline("p")
+    with p.parallel():
+        with p.stage("lint") as s:
+            s.step("a", duration=2)
+        with p.stage("build") as s:
+            s.step("b", duration=10)
+    with p.stage("docs") as s:
+        s.step("c", duration=3)
+    p.extra = {"needs": {"pipeline.stages.docs": ["pipeline.stages.lint"]}}
+    plan = p.plan()
+    assert why_not(plan) is None
+    result = batch(plan, step_durations(plan, None, 1.0, 1, 0), 1)
+    trace = nbp.simulate(plan).set_index("fqn")
+    docs = plan.by_fqn["pipeline.stages.docs"].index
+    assert (result.start[docs, 0], result.end[docs, 0]) == (10.0, 13.0)
+    assert (trace.loc["pipeline.stages.docs", "start_s"], trace.loc["pipeline.stages.docs", "end_s"]) == (
+        10.0,
+        13.0,
+    )

@@ -865,7 +865,7 @@ def _status(trace: Any) -> str:
 def _check_baseline(base: Any, name: str) -> None:
     """Refuse to design from a simulation of the original that did not succeed: its makespan
     is the time to the failure, not the pipeline's."""
-    from ..engine.scheduler import failure_lines
+    from ..engine.running import failure_lines
 
     status = _status(base)
     if status == "Success":

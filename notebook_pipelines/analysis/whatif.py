@@ -500,9 +500,9 @@ def _overlay(values: dict, option: str, mapping: Any, plan: Any, trace: pd.DataF
     row of the trace it names (a looped step's key its iterations too, R46), so no measured
     value of an iteration shadows it; keys for steps or iterations that did not run are kept.
     """
-    from ..engine.simulation import _StepTable
+    from ..engine.steptable import StepTable
 
-    table = _StepTable(option, mapping, plan, strict=True)
+    table = StepTable(option, mapping, plan, strict=True)
     names = table.names_in(plan, trace)
     for fqn in [*names, *(f for f in values if f not in names)]:
         value = table.lookup(names.get(fqn, (fqn,)))
@@ -518,9 +518,9 @@ def _overlay(values: dict, option: str, mapping: Any, plan: Any, trace: pd.DataF
 
 
 def _missing() -> Any:
-    from ..engine.simulation import _MISSING
+    from ..engine.steptable import MISSING
 
-    return _MISSING
+    return MISSING
 
 
 def _with_strategies(plan: Any, strategy: Mapping) -> Any:
@@ -604,7 +604,7 @@ def _merged(shared: dict, own: dict) -> dict:
 def _check_shared_keys(plans: dict, shared: dict) -> None:
     """A shared key must match a step of some design (a typo would silently do nothing)."""
     from ..engine.measured import HistoryDurations, is_history
-    from ..engine.simulation import _StepTable, unknown_key_error
+    from ..engine.steptable import StepTable, unknown_key_error
 
     for option in ("durations", "failures", "interventions", "outputs"):
         mapping = shared[option]
@@ -614,7 +614,7 @@ def _check_shared_keys(plans: dict, shared: dict) -> None:
             continue
         unknown = None
         for plan in plans.values():
-            missing = set(_StepTable(option, mapping, plan, strict=False).unmatched(plan))
+            missing = set(StepTable(option, mapping, plan, strict=False).unmatched(plan))
             unknown = missing if unknown is None else unknown & missing
         if unknown:
             key = next(k for k in mapping if k in unknown)

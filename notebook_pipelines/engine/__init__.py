@@ -1,6 +1,7 @@
-"""The engine layer: one scheduler (``scheduler``), the rules it runs (``semantics``), what a
-body sees (``context``), the trace (``trace``), virtual time (``simulation``), typed steps
-(``steptypes``) and where bodies run (``executors``).
+"""The engine layer: running a plan (``running``), one scheduler (``scheduler``, with the run's
+``barriers``, ``interventions`` and loop copies, ``looping``), the rules it runs (``semantics``)
+and their seam (``runtime``), what a body sees (``context``), the trace (``trace``), virtual
+time (``simulation``), typed steps (``steptypes``) and where bodies run (``executors``).
 
 Imports the definition layer only; no front-end, no view.
 """

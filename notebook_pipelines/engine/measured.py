@@ -33,7 +33,10 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ..errors import HistoryDurationsWarning
+from ..definition.callables import is_sampler
+from ..errors import HistoryDurationsWarning, SimulationError
+from .sampling import draw_runs, to_seconds
+from .steptable import MISSING, StepTable
 
 __all__ = ["MODES", "HistoryDurations", "HistoryDurationsWarning", "is_history"]
 
@@ -69,10 +72,9 @@ class HistoryDurations:
         from ..definition.plan import as_plan
 
         if mode not in MODES:
-            from .simulation import SimulationError
-
             raise SimulationError(f"mode={mode!r}: use 'joint' (whole runs resampled) or 'independent'")
-        self.plan = plan = as_plan(plan)
+        self.plan: Any = as_plan(plan)  # a Plan (typed Any like the plans of the engine's options)
+        plan = self.plan
         self.mode, self.history = mode, history
         self.scale: dict[int, float] = {}  # node index → factor (what_if: "20 % faster" is 0.8)
         self.fixed: dict[int, Any] = {}  # node index → a duration or sampler that replaces the measured
@@ -81,7 +83,7 @@ class HistoryDurations:
         last = rows.sort_values("attempt", kind="stable").groupby(["run_id", "fqn"], observed=True).tail(1)
         seconds = (last["end_s"] - last["start_s"]).groupby([last["run_id"], last["fqn"]], observed=True)
         table = seconds.first()
-        inner_fqns: set = set()
+        inner_fqns: set[str] = set()
         if "iteration" in last.columns:  # an iteration's copies (R46): postfixed FQNs, matched below
             inner_fqns = set(last.loc[last["iteration"].notna(), "fqn"]) - set(
                 last.loc[last["iteration"].isna(), "fqn"]
@@ -102,7 +104,7 @@ class HistoryDurations:
             source = node.fqn if node.fqn in measured_fqns else None
             if source is None and len(ids.get(node.id, ())) == 1:
                 source = ids[node.id][0]
-            if source is not None:
+            if source is not None and wide is not None:  # (a source is a column of wide)
                 column = wide[source].to_numpy(dtype=float)
             elif node.index in inside and inner_fqns:
                 column = _iterations(node, plan.nodes[inside[node.index]], inner_fqns, wide)
@@ -116,8 +118,6 @@ class HistoryDurations:
         n_runs = len(self.run_ids)
         self.matrix = np.column_stack(columns) if columns else np.empty((n_runs, 0))
         if n_runs == 0:
-            from .simulation import SimulationError
-
             raise SimulationError(
                 "durations=: the history has no finished step rows (kind 'step', attempt ≥ 1, start and end)"
             )
@@ -161,22 +161,20 @@ class HistoryDurations:
         glob: a factor) multiplies them (``{"scan": 0.8}``: scan 20 % faster)."""
         import copy
 
-        from .simulation import _MISSING, SimulationError, _StepTable
-
         other = copy.copy(self)
         other.scale, other.fixed = dict(self.scale), dict(self.fixed)
         steps = [n for n in self.plan.nodes if n.kind == "step" and n.phase != "rollback"]
         if durations:
-            table = _StepTable("durations", durations, self.plan, True)
+            table = StepTable("durations", durations, self.plan, True)
             for node in steps:
                 value = table.get(node)
-                if value is not _MISSING:
+                if value is not MISSING:
                     other.fixed[node.index] = value
         if scale:
-            table = _StepTable("scale", scale, self.plan, True)
+            table = StepTable("scale", scale, self.plan, True)
             for node in steps:
                 value = table.get(node)
-                if value is _MISSING:
+                if value is MISSING:
                     continue
                 if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                     raise SimulationError(
@@ -190,20 +188,17 @@ class HistoryDurations:
             return out
         import numpy as np
 
-        from .simulation import _is_sampler, _seconds
-        from .vectorised import _sampled
-
         nodes = self.plan.nodes
         for index, value in self.fixed.items():
             where = nodes[index].fqn
-            if _is_sampler(value):
-                out[index] = _sampled(value, rng, runs, where)
+            if is_sampler(value):
+                out[index] = draw_runs(value, rng, runs, where)
             else:
-                out[index] = np.full(runs, _seconds(value, f"{where} (durations)"))
+                out[index] = np.full(runs, to_seconds(value, f"{where} (durations)"))
         for index, factor in self.scale.items():
             if index in out:
                 out[index] = out[index] * factor
-            elif nodes[index].duration is not None and not _is_sampler(nodes[index].duration):
+            elif nodes[index].duration is not None and not is_sampler(nodes[index].duration):
                 out[index] = np.full(runs, nodes[index].duration * factor)
         return out
 
@@ -240,7 +235,7 @@ class HistoryDurations:
         return out
 
 
-def _iterations(node: Any, looped: Any, fqns: set, wide: Any) -> Any:
+def _iterations(node: Any, looped: Any, fqns: set[str], wide: Any) -> Any:
     """Per run, the longest of the iterations' copies of ``node`` (a step inside the looped node
     ``looped``: its FQN with the looped node's postfix, ``build_ubuntu.…``), or None."""
     import re

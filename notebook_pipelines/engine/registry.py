@@ -1,7 +1,7 @@
 """The plans of recent runs: how a trace finds the pipeline it came from.
 
 A trace DataFrame holds no plan (``DataFrame.attrs`` is deep-copied and compared by pandas on
-``concat``/``merge``, so it keeps plain values only). Instead :func:`~.scheduler.execute`
+``concat``/``merge``, so it keeps plain values only). Instead :func:`~.running.execute`
 remembers the plan of every run — real or simulated, in the foreground or with ``start()`` —
 here when the run starts (so the partial trace of a run still going finds it by run id), and
 stamps the trace with the run's key (``trace.attrs["run_key"]``, such as

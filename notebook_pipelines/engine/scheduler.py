@@ -50,63 +50,28 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..definition.failure import ManualIntervention
-from ..definition.plan import Plan, PlanNode, as_plan
-from ..definition.statuses import ABORTED, EXPIRED, FAILED, NOT_STARTED, POSITIVE, SKIPPED, SUCCESS
-from ..errors import (
-    MESSAGE_LIMIT,
-    ExpressionError,
-    NestedRunError,
-    PipelineError,
-    RunFailed,
-    RunInterrupted,
-    excerpt,
-    printable,
-)
-from . import registry
-from .context import StepCancelled, StepContext
-from .executors.base import Job, Outcome, call_body, check_executor, message_of, outcome_of_exception
+from ..definition.plan import Plan, PlanNode
+from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCESS
+from ..errors import MESSAGE_LIMIT, ExpressionError, PipelineError, excerpt
+from .barriers import Barriers
+from .context import StepContext
+from .executors.base import Job, Outcome, check_executor, message_of
+from .interventions import InterventionRequest, Interventions, callable_name
+from .looping import expand
 from .runtime import Ask, Gate, Queue, Sleep, Timer
 from .semantics import ACQUIRE, ALL, ASK, BARRIER, EXEC, SLEEP, Rules, Scope
-from .trace import Record, Recorder, build_trace, make_record
+from .trace import Record, Recorder, make_record
 
-__all__ = [
-    "MAX_NESTED_RUNS",
-    "WAKE_EVERY",
-    "InterventionRequest",
-    "Outcome",
-    "RealClock",
-    "RunResult",
-    "Scheduler",
-    "StepCancelled",
-    "StepContext",
-    "call_body",
-    "execute",
-    "last_trace",
-    "outcome_of_exception",
-    "run",
-]
+if TYPE_CHECKING:  # pragma: no cover
+    from ..definition.looping import Iteration
+
+__all__ = ["WAKE_EVERY", "RealClock", "Scheduler", "Task"]
 
 #: The main thread waits in slices this long, so that a Ctrl-C or ``_thread.interrupt_main()``
 #: is seen within it even while nothing happens (an event wakes the loop at once, whatever it).
 WAKE_EVERY = 0.1
-
-_LAST: list = [None]
-
-#: At most this many runs nested inside step bodies (a body's ``run()`` of another pipeline):
-#: each level holds a worker thread while the one below runs.
-MAX_NESTED_RUNS = 8
-#: The real runs going on in this process, to find the run that a ``run()`` is called inside.
-_RUNNING: set = set()
-#: The most failure lines a run's summary lists (the trace has them all).
-MAX_SUMMARY_LINES = 30
-
-
-def last_trace():
-    """The trace of the last run or simulation in this process (also after an interrupt)."""
-    return _LAST[0]
 
 
 class Task:
@@ -117,37 +82,6 @@ class Task:
     def __init__(self, gen: Any, parent: Task | None, index: int):
         self.gen, self.parent, self.index = gen, parent, index
         self.pending, self.results = 0, None
-
-
-class InterventionRequest:
-    """A manual intervention waiting for an answer (R20, D12).
-
-    A front-end (the live widget) shows ``choices`` and calls :meth:`answer`.
-    """
-
-    def __init__(
-        self, scheduler: Scheduler, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention
-    ):
-        self._scheduler, self._task = scheduler, task
-        self.node, self.fqn, self.outcome, self.action = node, node.fqn, outcome, action
-        self.choices = tuple(action.choices)
-        self.timeout = _seconds(action.timeout)
-        self.answered: str | None = None
-
-    def answer(self, choice: str) -> None:
-        """Answer with one of ``choices``; safe to call from any thread."""
-        if choice not in self.choices:
-            raise ValueError(f"{choice!r} is not one of {', '.join(self.choices)}")
-        self._scheduler.post(self._scheduler._answered, (self, choice))
-
-    def __repr__(self) -> str:
-        return f"<InterventionRequest {self.fqn} choices={self.choices}>"
-
-
-def _seconds(value: Any) -> float:
-    from ..definition.durations import parse_duration
-
-    return parse_duration(value) or 0.0
 
 
 class RealClock:
@@ -172,19 +106,6 @@ class RealClock:
             return inbox.get(timeout=timeout)
         except queue.Empty:
             return None
-
-
-class RunResult:
-    """What :func:`execute` returns: the pipeline's status, the trace, and whether the run
-    was interrupted (Ctrl-C)."""
-
-    __slots__ = ("interrupted", "status", "trace")
-
-    def __init__(self, status: str, trace: Any, interrupted: bool):
-        self.status, self.trace, self.interrupted = status, trace, interrupted
-
-    def __iter__(self):  # (status, trace, interrupted), as a tuple
-        return iter((self.status, self.trace, self.interrupted))
 
 
 class Scheduler:
@@ -213,9 +134,8 @@ class Scheduler:
         self.ready: deque = deque()
         self.timers: list = []  # heap of (when, seq, Timer)
         self._seq = itertools.count()
-        self.waits: dict[
-            Task, Any
-        ] = {}  # what each waiting generator waits for (runtime.Job/Sleep/Ask/Queue)
+        # what each waiting generator waits for (a Job, or runtime's Sleep/Ask/Queue/Gate)
+        self.waits: dict[Task, Any] = {}
         self.recorder = Recorder()
         self.aborted: str | None = None
         self.interrupted = False
@@ -232,19 +152,18 @@ class Scheduler:
         self.extra: list[PlanNode] = []
         self.view: Any = plan
         self.loop_counts: dict | None = loop_counts
-        self.barriers: dict[str, _Barrier] | None = None  # made when a Barrier step first arrives
+        self.barriers: Barriers | None = None  # made when a Barrier step first arrives
         self.runs_handlers = bool(check_executor(executor).runs_handlers)
-        self.on_intervention = on_intervention
         self.listeners = list(listeners)
         self._started = [x.node_started for x in self.listeners if hasattr(x, "node_started")]
         self._finished = [x.node_finished for x in self.listeners if hasattr(x, "node_finished")]
-        self._asked = [x.intervention for x in self.listeners if hasattr(x, "intervention")]
+        asked = [x.intervention for x in self.listeners if hasattr(x, "intervention")]
+        self.interventions = Interventions(self, on_intervention, asked, isinstance(clock, RealClock))
         self.status: str | None = None
         self.done = False
         self._loop_thread: int | None = None
         #: the runs this one is nested in, outermost first: (pipeline id, where it was started)
         self.chain: tuple[tuple[str, str], ...] = ()
-        self._callbacks: list[threading.Thread] = []  # on_intervention calls (off the loop)
 
     # -- the loop -----------------------------------------------------------------------------
     def execute(self) -> str:
@@ -271,8 +190,8 @@ class Scheduler:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             self.executor.close(cancel=self.interrupted or self.aborted is not None)
-            if self._callbacks:
-                self._left_callbacks()
+            if self.interventions.callbacks:
+                self.interventions.left_behind()
         return self.status or ABORTED
 
     def _defer_sigint(self) -> Any:
@@ -348,7 +267,7 @@ class Scheduler:
     def _dropped(listeners: list, fn: Any, exc: BaseException) -> bool:
         listeners.remove(fn)
         warnings.warn(
-            f"listener {_name(fn)} raised {type(exc).__name__}: "
+            f"listener {callable_name(fn)} raised {type(exc).__name__}: "
             f"{excerpt(message_of(exc), MESSAGE_LIMIT)}; it gets no more events of this run",
             RuntimeWarning,
             stacklevel=3,
@@ -405,7 +324,7 @@ class Scheduler:
         elif kind is SLEEP:
             self.waits[task] = Sleep(self.call_at(self.clock.now() + effect[1], self._wake, task), effect[2])
         elif kind is ASK:
-            self._ask(task, effect[1], effect[2], effect[3], effect[4])
+            self.interventions.ask(task, effect[1], effect[2], effect[3], effect[4])
         elif kind is ACQUIRE:
             waiting = self.resources.setdefault(effect[1], deque())
             waiting.append(task)
@@ -414,7 +333,8 @@ class Scheduler:
             else:
                 self.waits[task] = Queue(effect[1], effect[2])
         elif kind is BARRIER:
-            self._arrive(task, effect[1], effect[2])
+            node = effect[1]
+            self._gates().arrive(task, node, node.barrier, effect[2])
         else:  # pragma: no cover - programming error
             raise RuntimeError(f"unknown effect {effect!r}")
 
@@ -515,238 +435,21 @@ class Scheduler:
 
         warnings.warn(message, LoopingWarning, stacklevel=2)
 
-    def expand(self, node: PlanNode, iteration: Any) -> PlanNode:
-        """The run's copy of ``node`` (and everything below it) for one iteration (R46, D11).
+    def expand(self, node: PlanNode, iteration: Iteration) -> PlanNode:
+        """The run's copy of ``node`` for one iteration (R46, D11): :func:`.looping.expand`."""
+        return expand(self, node, iteration)
 
-        The copy's identifier and FQN carry the iteration's postfix (``build_0_1``); its
-        descendants' FQNs follow; every copy gets an index after the plan's nodes (its trace
-        rows carry its own FQN) and is found by references (``view.by_fqn``). Looped nodes
-        below keep their strategy: they expand when their copy starts.
-        """
-        if self.view is self.plan:
-            self.view = _RunView(self.plan)
-        by_fqn, extra, base = self.view.by_fqn.maps[0], self.extra, len(self.plan.nodes)
-        old, new = node.fqn, node.fqn + iteration.postfix
-        taken = self.view.by_fqn.get(new)
-        if taken is not None and (taken.origin or taken) is not (node.origin or node):
-            from ..definition.looping import LoopingError
-
-            raise LoopingError(  # R46: run-time items name an iteration as another node
-                f"iteration {iteration.index} would be {new}, which is the {taken.kind.replace('_', ' ')} "
-                f"{taken.id!r}: rename one of them (an iteration's identifier is the node's plus its postfix)"
-            )
-        copies: dict[int, PlanNode] = {}
-
-        def copy(n: PlanNode) -> PlanNode:
-            c = PlanNode.__new__(PlanNode)
-            c.__dict__.update(n.__dict__)
-            copies[id(n)] = c
-            c.origin = n.origin or n
-            c.fqn = new + n.fqn[len(old) :]
-            c.iteration = iteration.index
-            if n.kind != "parallel":
-                c.index = base + len(extra)
-                extra.append(c)
-                by_fqn[c.fqn] = c
-            if n is not node:
-                c.parent = copies.get(id(n.parent), n.parent)
-                c.stage = copies.get(id(n.stage), n.stage)
-                c.group = copies.get(id(n.group), n.group)
-            if n.items:
-                c.items = tuple(copy(i) for i in n.items)
-            if n.rollback:
-                c.rollback = tuple(copy(i) for i in n.rollback)
-            return c
-
-        root = PlanNode.__new__(PlanNode)
-        root.__dict__.update(node.__dict__)
-        copies[id(node)] = root
-        root.origin = node.origin or node
-        root.id, root.fqn, root.iteration = node.id + iteration.postfix, new, iteration.index
-        root.name = f"{node.name}{iteration.postfix}"
-        root.strategy, root.loop, root.looped = None, iteration, node
-        root.index = base + len(extra)
-        extra.append(root)
-        by_fqn[new] = root
-        if node.kind == "stage":
-            root.stage = root
-        elif node.kind == "step_group":
-            root.group = root
-        if node.items:
-            root.items = tuple(copy(i) for i in node.items)
-        if node.rollback:
-            root.rollback = tuple(copy(i) for i in node.rollback)
-        name = getattr(node.strategy, "node_name", None)
-        if isinstance(name, str):
-            try:
-                root.name = str(self.evaluate(root, name))
-            except ExpressionError:
-                pass  # the default name stays; the strategy's nodeName is only for display
-        return root
-
-    # -- barriers (R55–R58, E11) -----------------------------------------------------------------
-    def _barrier(self, ref: str) -> _Barrier:
+    # -- barriers (R55–R58, E11): their state is .barriers' --------------------------------------
+    def _gates(self) -> Barriers:
         if self.barriers is None:
-            self.barriers = {}
-            for node in self.plan.nodes:
-                if node.barrier is not None:
-                    self.barriers.setdefault(node.barrier, _Barrier()).expected += 1
-        return self.barriers.setdefault(ref, _Barrier())
+            self.barriers = Barriers(self)
+        return self.barriers
 
     def expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
         """The looped ``node`` runs as ``copies``: their Barrier steps take the place of its own."""
         if self.barriers is None and not any(n.barrier is not None for n in self.plan.nodes):
             return
-        for n in node.walk():
-            if n.barrier is not None:
-                self._barrier(n.barrier).expected -= 1
-        for copy in copies:
-            for n in copy.walk():
-                if n.barrier is not None:
-                    self._barrier(n.barrier).expected += 1
-        for ref in list(self.barriers or ()):
-            self._open_if_complete(ref)
-
-    def _arrive(self, task: Task, node: PlanNode, scope: Scope) -> None:
-        gate = self._barrier(node.barrier)
-        gate.arrived.add(node.index)
-        if gate.broken is not None:
-            self.ready.append((task, (FAILED, gate.error_type, gate.broken)))
-            return
-        timer = None
-        if node.timeout:
-            timer = self.call_at(self.clock.now() + node.timeout, self._barrier_timeout, task)
-        self.waits[task] = Gate(node.barrier, node, timer, scope)
-        gate.waiting.append(task)
-        self._open_if_complete(node.barrier)
-
-    def _open_if_complete(self, ref: str) -> None:
-        gate = self.barriers[ref]
-        if gate.waiting and gate.broken is None and len(gate.arrived) >= gate.expected:
-            for task in gate.waiting:
-                wait = self.waits.pop(task)
-                if wait.timer is not None:
-                    wait.timer.cancel()
-                self.ready.append((task, None))
-            gate.waiting.clear()
-
-    def _break(self, ref: str, error_type: str, text: str) -> None:
-        """A participant will not arrive (R57, E11): the ones waiting fail at the barrier."""
-        gate = self.barriers[ref]
-        gate.broken, gate.error_type = text, error_type
-        for task in gate.waiting:
-            wait = self.waits.pop(task)
-            if wait.timer is not None:
-                wait.timer.cancel()
-            self.ready.append((task, (FAILED, error_type, text)))
-        gate.waiting.clear()
-
-    def _barrier_timeout(self, task: Task) -> None:
-        wait = self.waits.pop(task, None)
-        if not isinstance(wait, Gate):
-            return
-        gate = self.barriers[wait.ref]
-        gate.waiting.remove(task)
-        gate.arrived.discard(wait.node.index)
-        gate.expected -= 1
-        text = f"timed out after {wait.node.timeout:g}s waiting at barrier {wait.ref!r}"
-        self.ready.append((task, (EXPIRED, "Timeout", text)))
-        self._break(wait.ref, "Timeout", f"{wait.node.fqn} {text}")
-
-    def _dropped_out(self, node: PlanNode, row: Record) -> None:
-        """A participant's row without its arrival: it will not reach the barrier."""
-        gate = self._barrier(node.barrier)
-        if node.index in gate.arrived:
-            return
-        gate.expected -= 1
-        failed = row.status not in POSITIVE or "failed" in (row.reason or "")
-        if failed and gate.broken is None:
-            why = f"{node.fqn} ended {row.status} before reaching barrier {node.barrier!r}"
-            if row.reason:
-                why += f" ({row.reason})"
-            self._break(node.barrier, row.error_type or "Unknown", why)
-        else:
-            self._open_if_complete(node.barrier)
-
-    # -- interventions --------------------------------------------------------------------------
-    def _ask(self, task: Task, node: PlanNode, outcome: Outcome, action: ManualIntervention, scope: Scope):
-        request = InterventionRequest(self, task, node, outcome, action)
-        timer = self.call_at(self.clock.now() + request.timeout, self._intervention_timeout, request)
-        self.waits[task] = Ask(request, timer, scope)
-        self._notify(self._asked, request)
-        if self.on_intervention is None:
-            return
-        if isinstance(self.clock, RealClock):  # a real run: the user's code runs off the loop
-            self._call_off_loop(self.on_intervention, request)
-        elif not self._notify([self.on_intervention], request):
-            self.on_intervention = None  # it raised: from now on interventions wait their timeout
-
-    def _call_off_loop(self, fn: Callable, request: InterventionRequest) -> None:
-        """Call ``on_intervention`` on a thread of its own, as a body runs: a callback that
-        blocks delays nothing (other steps' timeouts fire on time, the intervention's too), and
-        whatever it raises — ``SystemExit`` included — comes back to the loop, which warns and
-        calls it no more in this run (the intervention then waits its timeout). Interventions
-        are rare: a thread each, never waited for (one still running when the run ends is left
-        behind, with a warning)."""
-
-        def call() -> None:
-            try:
-                fn(request)
-            except BaseException as exc:  # the user's code: any exception, SystemExit too
-                self.post(self._callback_failed, (fn, request, exc))
-
-        thread = threading.Thread(target=call, name=f"nbp-intervention-{request.node.id}", daemon=True)
-        self._callbacks.append(thread)
-        thread.start()
-
-    def _callback_failed(self, item: tuple) -> None:
-        fn, request, exc = item
-        if self.on_intervention is not fn:
-            return  # already reported
-        self.on_intervention = None
-        warnings.warn(
-            f"on_intervention {_name(fn)} raised {type(exc).__name__} for {request.fqn}: "
-            f"{excerpt(message_of(exc), MESSAGE_LIMIT)}; it is not called again in this run, and "
-            f"the intervention waits its timeout ({request.timeout:g}s)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
-    def _left_callbacks(self, grace: float = 0.25) -> None:
-        """At the end of the run: report the ``on_intervention`` calls that raised meanwhile,
-        and warn about those still running after ``grace`` seconds (left behind)."""
-        deadline = time.monotonic() + grace
-        for thread in self._callbacks:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        while True:  # a failure posted after the loop ended is still reported
-            try:
-                fn, arg = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if fn == self._callback_failed:
-                fn(arg)
-        left = [t.name.removeprefix("nbp-intervention-") for t in self._callbacks if t.is_alive()]
-        if left:
-            warnings.warn(
-                f"on_intervention is still running for {len(left)} intervention(s) of this run "
-                f"({', '.join(left[:10])}); it is left behind and its answers are discarded",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-
-    def _answered(self, item: tuple) -> None:
-        request, choice = item
-        wait = self.waits.get(request._task)
-        if not isinstance(wait, Ask) or wait.request is not request:
-            return  # already timed out or aborted
-        wait.timer.cancel()
-        del self.waits[request._task]
-        request.answered = choice
-        self.ready.append((request._task, choice))
-
-    def _intervention_timeout(self, request: InterventionRequest) -> None:
-        if self.waits.pop(request._task, None) is not None:
-            self.ready.append((request._task, None))
+        self._gates().expanded(node, copies)
 
     # -- stopping -------------------------------------------------------------------------------
     def cancel(self, reason: str = "cancelled by the user") -> None:
@@ -784,7 +487,7 @@ class Scheduler:
             if wait.timer is not None:
                 wait.timer.cancel()
             self.executor.cancel(wait)  # tell the body to stop; never wait for it
-            worker, log = _partial(wait)
+            worker, log = wait.partial()
             outcome = Outcome(status, wait.submitted, self.clock.now(), worker, error_type, text, log=log)
             self.ready.append((task, outcome))
         elif isinstance(wait, Sleep | Ask):
@@ -794,15 +497,7 @@ class Scheduler:
             self.resources[wait.key].remove(task)
             self.ready.append((task, False))
         elif isinstance(wait, Gate):
-            if wait.timer is not None:
-                wait.timer.cancel()
-            gate = self.barriers[wait.ref]
-            gate.waiting.remove(task)
-            gate.arrived.discard(wait.node.index)
-            gate.expected -= 1
-            self.ready.append((task, (status, error_type, text)))
-            if self.aborted is None and gate.broken is None:
-                self._break(wait.ref, error_type or "Unknown", f"{wait.node.fqn}: {text}")
+            self._gates().settle(task, wait, status, error_type, text, self.aborted is not None)
 
     def stop_reason(self, scope: Scope) -> str | None:
         if self.aborted is not None:
@@ -868,7 +563,7 @@ class Scheduler:
         self.recorder.add(row)
         self.statuses[node.fqn] = row.status
         if node.barrier is not None:  # a participant that ends without arriving (R57)
-            self._dropped_out(node, row)
+            self._gates().dropped_out(node, node.barrier, row)
         if self._finished:
             self._notify(self._finished, node, row)
 
@@ -903,290 +598,9 @@ class Scheduler:
                 self.record(node, 0, NOT_STARTED, None, None, reason=why)
 
 
-class _Barrier:
-    """The state of one barrier in a run: participants expected and arrived, who waits."""
-
-    __slots__ = ("arrived", "broken", "error_type", "expected", "waiting")
-
-    def __init__(self) -> None:
-        self.expected = 0
-        self.arrived: set[int] = set()
-        self.waiting: list = []
-        self.broken: str | None = None  # why the waiting ones failed (a participant dropped out)
-        self.error_type = "Unknown"
-
-
-class _RunView:
-    """What references resolve against during a run: the plan's nodes and the run's copies of
-    looped nodes (``by_fqn`` looks in the copies first)."""
-
-    run_view = True
-
-    def __init__(self, plan: Plan):
-        from collections import ChainMap
-
-        self.pipeline, self.root, self.nodes = plan.pipeline, plan.root, plan.nodes
-        self.by_fqn = ChainMap({}, plan.by_fqn)
-
-
 #: the outputs of a step that published none (read-only, shared by all such steps)
 _NO_OUTPUTS: Any = MappingProxyType({})
 
 
 def _noop(_: Any) -> None:
     return None
-
-
-def _partial(job: Job) -> tuple[str | None, str | None]:
-    """(worker, output printed so far) of a job the scheduler stops waiting for.
-
-    An executor that captures output may set ``job.data = (worker_name, list_of_text)``.
-    """
-    if isinstance(job.data, tuple) and len(job.data) == 2:
-        worker, buffer = job.data
-        try:
-            text = (
-                buffer.text() if hasattr(buffer, "text") else "".join(t for t in buffer if isinstance(t, str))
-            )
-        except Exception:  # an executor's own buffer: what it printed is not worth losing the run
-            text = None
-        return worker, text or None
-    return None, None
-
-
-def _name(fn: Any) -> str:
-    """A callable's name for a message (its qualified name, else its type's), bounded."""
-    name = getattr(fn, "__qualname__", None)
-    return repr(excerpt(name if isinstance(name, str) else type(fn).__name__, 80))
-
-
-def _bounded(text: str, lines: int = 6) -> str:
-    """``text`` as printed in a summary: its first ``lines`` lines, each cut to ``MESSAGE_LIMIT``
-    characters (:func:`~notebook_pipelines.errors.excerpt`), and how many more there were."""
-    if len(text) <= MESSAGE_LIMIT and text.count("\n") < lines:
-        return text
-    parts = text.splitlines()
-    shown = [excerpt(line, MESSAGE_LIMIT) for line in parts[:lines]]
-    if len(parts) > lines:
-        shown.append(f"… ({len(parts) - lines} more lines)")
-    return "\n".join(shown)
-
-
-def calling_run() -> tuple[Scheduler, Job | None] | None:
-    """The run going on in this process that calls this code, if any: the run whose step body
-    runs on this thread (with its job), or the run whose loop does (a listener; no job)."""
-    me = threading.current_thread()
-    for scheduler in list(_RUNNING):
-        if scheduler._loop_thread == me.ident and not scheduler.done:
-            return scheduler, None
-        job_of = getattr(scheduler.executor, "job_of", None)
-        job = job_of(me) if job_of is not None else None
-        if job is not None:
-            return scheduler, job
-    return None
-
-
-def nesting(plan: Plan) -> tuple[tuple[str, str], ...]:
-    """The runs a run of ``plan`` started here would be nested in (outermost first); raises
-    :class:`~notebook_pipelines.errors.NestedRunError` where that run may not start.
-
-    A step body may run another pipeline (its own run, with its own steps), not the pipeline
-    it belongs to — that run would start itself again, across worker threads, without end —
-    and runs nest at most :data:`MAX_NESTED_RUNS` deep. Pipelines are told apart by their
-    identifier.
-    """
-    found = calling_run()
-    if found is None:
-        return ()
-    parent, job = found
-    where = f"step {job.node.fqn}" if job is not None else "its own thread: a listener, or a body run there"
-    chain = (*parent.chain, (parent.plan.pipeline.id, where))
-    this = plan.pipeline.id
-    path = " → ".join(f"{excerpt(pid, 80)!r} ({excerpt(at, 160)})" for pid, at in chain)
-    if any(pid == this for pid, _ in chain):
-        raise NestedRunError(
-            f"pipeline {excerpt(this, 80)!r} is already running in this call chain: {path} → "
-            f"{excerpt(this, 80)!r}; a step cannot run the pipeline it belongs to (the run would "
-            "start itself again without end). Run another pipeline from the step, or put the "
-            "work in the step itself (pipelines are told apart by their identifier: another "
-            "pipeline needs its own)"
-        )
-    if len(chain) >= MAX_NESTED_RUNS:
-        raise NestedRunError(
-            f"runs nested {len(chain) + 1} deep: {path} → {excerpt(this, 80)!r}; at most "
-            f"{MAX_NESTED_RUNS} runs may be nested inside step bodies (each level holds a worker "
-            "thread while the one below runs). Flatten the pipelines: put the inner steps in one"
-        )
-    return chain
-
-
-def execute(
-    plan: Plan,
-    executor: Any,
-    clock: Any,
-    *,
-    run_id: str | None = None,
-    listeners: Iterable[Any] = (),
-    on_intervention: Callable | None = None,
-    namespace: dict | None = None,
-    loop_counts: dict | None = None,
-    chain: tuple | None = None,
-) -> RunResult:
-    """Run ``plan`` with ``executor`` and ``clock``; the :class:`RunResult` (status, trace, interrupted).
-
-    ``loop_counts``: a simulation's ``iterations=`` (how many items a run-time list holds, by
-    looped node id or FQN); ``None`` in a real run, where such lists are resolved.
-    ``chain``: a real run's :func:`nesting` (it is then known to runs started inside it);
-    ``None`` for a simulation.
-    """
-    scheduler = Scheduler(
-        plan,
-        executor,
-        clock,
-        run_id=run_id,
-        listeners=listeners,
-        on_intervention=on_intervention,
-        namespace=namespace,
-        loop_counts=loop_counts,
-    )
-    key = registry.remember(scheduler.run_id, plan)  # known while it runs (a handle's partial trace)
-    if chain is not None:
-        scheduler.chain = chain
-        _RUNNING.add(scheduler)
-    try:
-        status = scheduler.execute()
-    finally:
-        _RUNNING.discard(scheduler)
-    scheduler.fill_not_started()
-    trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
-    _LAST[0] = trace
-    registry.stamp(trace, key)
-    scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
-    return RunResult(status, trace, scheduler.interrupted)
-
-
-def run(
-    pipeline: Any,
-    *,
-    executor: Any = None,
-    run_id: str | None = None,
-    listeners: Iterable[Any] = (),
-    on_intervention: Callable | None = None,
-    namespace: dict | None = None,
-    check: bool = False,
-    report: bool = True,
-    max_workers: int | None = None,
-):
-    """Run a pipeline in the kernel and return its trace (a pandas DataFrame).
-
-    Args:
-        pipeline: a :class:`~notebook_pipelines.definition.model.Pipeline` (validated first: an invalid
-            pipeline raises ``DefinitionError`` and runs nothing), or its compiled ``Plan``.
-        executor: where bodies run; default the process's warm pool of worker threads
-            (:class:`~.executors.threads.ThreadExecutor`), reused from run to run.
-        max_workers: at most this many step bodies at a time (with the default executor).
-            Without it every step of a parallel block starts at once, as in Harness; with it
-            the extra steps wait for a free worker, and their ``start`` is when their body
-            started (the wait shows as a gap after the block's start).
-        run_id: fix the run id (default: random).
-        listeners: objects with any of ``run_started(scheduler)`` (the :class:`Scheduler`,
-            whose :meth:`~Scheduler.cancel` any thread may call), ``node_started(node, attempt, t)``,
-            ``node_finished(node, row)``, ``intervention(request)``, ``run_finished(trace)``.
-        on_intervention: called with an :class:`InterventionRequest` when a manual
-            intervention waits (D12); without one the run waits the timeout.
-        namespace: the globals that code-text step bodies run in.
-        check: raise :class:`~notebook_pipelines.errors.RunFailed` (carrying the trace) when
-            the pipeline does not end ``Success``.
-        report: print a short summary to stderr when the pipeline does not end ``Success``
-            (bounded: see :func:`failure_lines`).
-
-    Raises:
-        NestedRunError: called from a step body (or a listener) of a run of the same pipeline,
-            or nested ``MAX_NESTED_RUNS`` runs deep: nothing runs (the calling step fails).
-        RunInterrupted: on Ctrl-C / kernel interrupt (also ``_thread.interrupt_main()``): the
-            running bodies are told to stop, and the run ends without waiting for those that
-            ignore it; its ``trace`` is the partial trace (also ``nbp.last_trace()``).
-    """
-    from .executors.threads import ThreadExecutor
-    from .steptypes import check_runnable
-
-    plan = as_plan(pipeline)
-    check_runnable(plan)  # typed steps without a handler: refuse before anything starts
-    chain = nesting(plan)  # a step body running its own pipeline: refused before anything starts
-    if executor is None:
-        executor = ThreadExecutor(max_workers=max_workers)
-    elif max_workers is not None:
-        raise ValueError("max_workers= goes with the default executor; give it to your executor instead")
-    clock = check_executor(executor).clock or RealClock()
-    status, trace, interrupted = execute(
-        plan,
-        executor,
-        clock,
-        run_id=run_id,
-        listeners=listeners,
-        on_intervention=on_intervention,
-        namespace=namespace,
-        chain=chain,
-    )
-    if interrupted:
-        raise RunInterrupted(
-            f"run of {plan.pipeline.id!r} interrupted; the partial trace is in .trace", trace
-        )
-    if status != SUCCESS:
-        text = summary(trace)
-        if check:
-            raise RunFailed(text, trace)
-        if report:
-            sys.stderr.write(text + "\n")
-    return trace
-
-
-def summary(trace: Any) -> str:
-    """A few lines that say how a run ended and which nodes did not succeed.
-
-    Listed: every step that ended badly, and any stage or group that failed on its own (its
-    condition could not be evaluated), each with its error.
-    """
-    from ..definition.durations import format_duration
-
-    root = trace[trace["kind"] == "pipeline"]
-    status = str(root["status"].iloc[0]) if len(root) else "?"
-    took = format_duration(float(root["duration_s"].iloc[0])) if len(root) else "?"
-    lines = [f"pipeline {trace.attrs.get('pipeline', '')!r} ended {status} after {took}"]
-    return "\n".join([*lines, *failure_lines(trace)])
-
-
-def failure_lines(trace: Any) -> list[str]:
-    """One line per node whose last attempt ended badly (Failed, Expired, Aborted, Errored):
-    every such step, and every stage or group that failed on its own (with its own error).
-
-    Bounded, whatever the run: each error's first lines, each of at most ``MESSAGE_LIMIT``
-    characters (:func:`~notebook_pipelines.errors.excerpt`); at most :data:`MAX_SUMMARY_LINES`
-    nodes, and a line saying how many more.
-
-    A step that failed and then succeeded on a retry is not listed.
-
-    >>> import notebook_pipelines as nbp
-    >>> p = nbp.Pipeline("p")
-    >>> with p.stage("s") as s:
-    ...     _ = s.step("a", failure_strategies=nbp.Retry(1))
-    ...     _ = s.step("b")
-    >>> failure_lines(nbp.simulate(p, failures={"a": [1], "b": "Timeout"}))
-    ['  ✗ pipeline.stages.s.spec.execution.steps.b — Failed (Timeout): injected failure (attempt 1)']
-    """
-    last = trace[trace["kind"] != "pipeline"].drop_duplicates("fqn", keep="last")
-    broke = last["status"].astype(str).isin(["Failed", "Expired", "Aborted", "Errored"])
-    own_error = (last["kind"] == "step") | last["error"].notna()
-    lines = []
-    rows = last[broke & own_error]
-    for row in rows.head(MAX_SUMMARY_LINES).itertuples(index=False):
-        kind = (
-            f" ({excerpt(row.error_type, 80)})" if isinstance(row.error_type, str) else ""
-        )  # none for an abort
-        detail = (
-            f"{kind}: {_bounded(printable(row.error, keep=chr(10)))}" if isinstance(row.error, str) else ""
-        )
-        lines.append(f"  ✗ {row.fqn} — {row.status}{detail}")
-    if len(rows) > MAX_SUMMARY_LINES:
-        lines.append(f"  … and {len(rows) - MAX_SUMMARY_LINES} more (the trace has them all)")
-    return lines

@@ -48,23 +48,23 @@ step  attempt  status  start_s  end_s action
 from __future__ import annotations
 
 import difflib
-import fnmatch
-import hashlib
-import math
 import numbers
-import re
-import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..definition.callables import is_sampler
-from ..definition.durations import LIMIT, MAX_SECONDS, DurationError, parse_duration
 from ..definition.limits import short
-from ..definition.looping import iterations, runtime_values
 from ..definition.plan import as_plan, paused_gc
 from ..errors import PipelineError, RunInterrupted, SimulationError, excerpt
 from .executors.virtual import VirtualClock, VirtualExecutor
-from .scheduler import execute
+from .injection import failure_function
+from .running import execute
+from .sampling import Streams, draw, to_seconds
+from .steptable import MISSING, StepTable
+from .trace import Record
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = ["DEFAULT_START", "SimulationError", "as_plan", "simulate", "simulate_records"]
 
@@ -74,284 +74,8 @@ DEFAULT_START = "2026-01-01T00:00:00Z"
 #: The last instant a trace timestamp (``datetime64[ns]``) can hold, in ns since 1970 (2262-04-11).
 _LAST_NS = 2**63 - 1
 
-_MISSING = object()
-_GLOB = re.compile(r"[*?\[]")
-# The purposes of the random streams of a step attempt.
-_DURATION, _FAILURE = 0, 1
-
-
-class _Streams:
-    """One seeded random generator per (step, attempt, purpose), made when first needed."""
-
-    __slots__ = ("made", "seed")
-
-    def __init__(self, seed: int):
-        self.seed = seed
-        self.made: dict[tuple, Any] = {}
-
-    def rng(self, node: Any, attempt: int, purpose: int = _DURATION) -> Any:
-        key = (node.index, attempt, purpose)
-        rng = self.made.get(key)
-        if rng is None:
-            import numpy as np
-
-            entropy = [self.seed, _fqn_key(node.fqn), attempt]
-            if purpose:
-                entropy.append(purpose)
-            rng = self.made[key] = np.random.default_rng(entropy)
-        return rng
-
-
-def _fqn_key(fqn: str) -> int:
-    """A 128-bit number for a step's FQN (no collisions in practice, unlike a 32-bit CRC)."""
-    return int.from_bytes(hashlib.blake2b(fqn.encode(), digest_size=16).digest(), "little")
-
-
-class _StepTable:
-    """The values of one option, keyed by step FQN, step id or glob; resolved once per step.
-
-    Precedence: the FQN, then the id, then the first glob (in the mapping's order) that
-    matches the FQN or the id.
-    """
-
-    def __init__(self, option: str, mapping: Any, plan: Any, strict: bool):
-        self.option = option
-        self.exact: dict[str, Any] = {}
-        self.globs: list[tuple[Any, str, Any]] = []
-        self.cache: dict[int, Any] = {}
-        items = mapping.items() if hasattr(mapping, "items") else None
-        if items is None:
-            raise SimulationError(
-                f"{option}= takes a mapping of step ids, FQNs or globs to values, "
-                f"not {type(mapping).__name__}"
-            )
-        for key, value in items:
-            if not isinstance(key, str):
-                raise SimulationError(f"{option}: the key {key!r} is not a step id, FQN or glob (a string)")
-            if _GLOB.search(key):
-                self.globs.append((_glob(key).fullmatch, key, value))
-            else:
-                self.exact[key] = value
-        if strict:
-            self._check(plan)
-
-    def _check(self, plan: Any) -> None:
-        unknown = self.unmatched(plan)
-        if unknown:
-            raise unknown_key_error(self.option, plan, unknown[0])
-
-    def unmatched(self, plan: Any) -> list[str]:
-        """The keys that match no step of ``plan``."""
-        names = {name for n in plan.nodes if n.kind == "step" for name in (n.fqn, n.id)}
-        unknown = [key for key in self.exact if key not in names and not _iteration_name(plan, key)]
-        return unknown + [key for match, key, _ in self.globs if not any(match(name) for name in names)]
-
-    def get(self, node: Any) -> Any:
-        """The value for ``node``, or ``_MISSING``."""
-        if node.index in self.cache:
-            return self.cache[node.index]
-        origin = node.origin  # an iteration's copy (R46): its own names, its looped row's, the plan node's
-        if origin is None:
-            value = self.lookup((node.fqn, node.id))
-        else:
-            looped = node.looped.fqn if node.looped is not None and node.kind == "step" else node.fqn
-            value = self.lookup((node.fqn, node.id, looped, origin.fqn, origin.id))
-        self.cache[node.index] = value
-        return value
-
-    def lookup(self, names: tuple) -> Any:
-        """The value for a step known by ``names`` (most specific first), or ``_MISSING``."""
-        for name in names:
-            value = self.exact.get(name, _MISSING)
-            if value is not _MISSING:
-                return value
-        for match, _key, candidate in self.globs:
-            if any(match(name) for name in names):
-                return candidate
-        return _MISSING
-
-    def names_in(self, plan: Any, trace: Any) -> dict[str, tuple]:
-        """Per step FQN of ``trace`` (a run of ``plan``), the names :meth:`get` would try."""
-        from ..definition.looping import is_iteration
-
-        rows = trace[trace["kind"] == "step"].drop_duplicates("fqn")
-        out = {}
-        loops = [n for n in plan.steps if n.strategy is not None or n.index in plan.inside_loops()]
-        for fqn, step, parent in zip(rows["fqn"].astype(str), rows["step"].astype(object), rows["parent"]):
-            node = plan.by_fqn.get(fqn)
-            if node is not None:
-                out[fqn] = (fqn, node.id)
-                continue
-            looped = parent if is_iteration(fqn, parent) else fqn
-            origin = next((n for n in loops if (p := _pattern(n)) is not None and p.fullmatch(fqn)), None)
-            names = (fqn, str(step), looped)
-            out[fqn] = names + ((origin.fqn, origin.id) if origin is not None else ())
-        return out
-
-
-_POSTFIX = re.compile(r"(?:_[A-Za-z0-9$]+)+\Z")
-_SHOWN = 1_000  # the most postfixes of a looped node spelled out in a key's pattern
-
-
-def _iteration_name(plan: Any, key: str) -> bool:
-    """True when ``key`` names a step as a trace of ``plan`` prints it inside loops (R46): a
-    looped step's postfixed id (``compile_0_1``), or an FQN with the postfix of each looped
-    node above the step, the step's own optional (``…steps.compile_0_1``,
-    ``…steps.regional_0_0.steps.deploy``, ``pipeline.stages.build_1.spec.execution.steps.a``)."""
-    inside = plan.inside_loops()
-    if not inside and not any(n.strategy is not None for n in plan.nodes):
-        return False
-    dotted = "." in key
-    for n in plan.nodes:
-        if n.kind != "step" or (n.strategy is None and n.index not in inside):
-            continue
-        if not dotted:
-            if n.strategy is not None and key.startswith(n.id + "_") and _POSTFIX.fullmatch(key[len(n.id) :]):
-                return True
-            continue
-        pattern = _pattern(n)
-        if pattern is not None and pattern.fullmatch(key):
-            return True
-    return False
-
-
-_PATTERNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # plan node → its pattern
-
-
-def _pattern(step: Any) -> Any | None:
-    """:func:`_iteration_pattern`, made once per plan node (kept while the plan lives)."""
-    try:
-        return _PATTERNS[step]
-    except KeyError:
-        pattern = _PATTERNS[step] = _iteration_pattern(step)
-        return pattern
-
-
-def _iteration_pattern(step: Any) -> Any | None:
-    """The RE2 pattern of the FQNs a trace gives ``step`` inside its loops: each looped node's
-    segment takes one of its postfixes (any ``_…`` when they are known only in a run), the
-    step's own only optionally (its looped row has none)."""
-    import re2
-
-    loops, node = [], step
-    while node is not None:
-        if node.strategy is not None and node.kind != "parallel":
-            loops.append(node)
-        node = node.parent
-    loops.reverse()
-    parts, done = [], ""
-    for looped in loops:
-        parts.append(re.escape(looped.fqn[len(done) :]))
-        postfix = "(?:_.+?)"
-        if not runtime_values(looped.strategy):
-            try:
-                its = iterations(looped.strategy)
-            except Exception:  # a strategy validation refuses; the generic form is enough here
-                its = None
-            if its is not None and len(its) <= _SHOWN:
-                if not its:
-                    return None  # no iteration: no FQN through this node
-                postfix = "(?:" + "|".join(re.escape(it.postfix) for it in its) + ")"
-        parts.append(postfix + ("?" if looped is step else ""))
-        done = looped.fqn
-    parts.append(re.escape(step.fqn[len(done) :]))
-    return re2.compile("".join(parts))
-
-
-def _glob(key: str) -> Any:
-    """The compiled RE2 regex of a glob key (``fnmatch`` syntax): matching takes linear time.
-
-    ``fnmatch.translate`` writes ``(?s:(?>.*?a)….*b)\\Z``: its atomic groups only keep
-    Python's backtracking matcher fast and mean the same as plain groups, which RE2 (no
-    backtracking at all) needs instead; ``\\Z`` is RE2's ``\\z`` (and ``fullmatch`` anchors).
-
-    >>> bool(_glob("*.tests.steps.*").fullmatch("pipeline.stages.s.spec.execution.steps.tests.steps.unit"))
-    True
-    """
-    import re2
-
-    pattern = fnmatch.translate(key).replace("(?>", "(?:")
-    return re2.compile(pattern.removesuffix("\\Z"))
-
-
-def unknown_key_error(option: str, plan: Any, key: str) -> SimulationError:
-    """The error for a key of ``option`` that matches no step of ``plan`` (with a suggestion)."""
-    ids = list(dict.fromkeys(n.id for n in plan.nodes if n.kind == "step"))
-    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], ids, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    shown = ", ".join(ids[:12]) + (", …" if len(ids) > 12 else "")
-    return SimulationError(
-        f"{option}: no step of pipeline {plan.pipeline.id!r} matches {key!r} "
-        f"(keys are step ids, FQNs or globs); {hint}{_iterations_hint(plan, key)}steps: {shown}"
-    )
-
-
-def _iterations_hint(plan: Any, key: str) -> str:
-    """``the iterations of compile are compile_0_0, …; `` when ``key`` looks like an iteration of a
-    looped step whose iterations are known before the run (R46)."""
-    for n in plan.nodes:
-        if n.kind != "step" or n.strategy is None or runtime_values(n.strategy):
-            continue
-        stem = n.fqn if "." in key else n.id
-        if not key.startswith(stem + "_"):
-            continue
-        try:
-            its = iterations(n.strategy)
-        except Exception:
-            return ""
-        names = [n.id + it.postfix for it in its[:6]]
-        more = ", …" if len(its) > 6 else ""
-        return f"the iterations of {n.id!r} are {', '.join(names)}{more}; "
-    return ""
-
-
-def _is_sampler(value: Any) -> bool:
-    return is_sampler(value)
-
-
-def _draw(value: Any, rng: Any, where: str = "a step") -> Any:
-    """A sampler's draw for ``where`` (a step's FQN): what it raised, or a ``None`` it returned,
-    is a :class:`SimulationError` that names the step (``None`` is not 0 s)."""
-    try:
-        # a scipy.stats frozen distribution, or a callable rng -> seconds
-        drawn = value.rvs(random_state=rng) if hasattr(value, "rvs") else value(rng)
-    except Exception as err:  # the user's code: say whose sampler it was
-        raise SimulationError(f"the duration sampler of {where} raised {type(err).__name__}: {err}") from err
-    if drawn is None:
-        raise SimulationError(
-            f"the duration sampler of {where} returned None: return seconds (a number) or a "
-            "duration text such as '1m 30s'"
-        )
-    return drawn
-
-
-def _seconds(value: Any, where: str, sampled: bool = False) -> float:
-    """Seconds in ``value`` (a number, a numpy scalar or a Harness duration); an error otherwise.
-
-    A duration is finite, ≥ 0 and at most ``MAX_SECONDS`` (100 years: what a trace timestamp
-    can hold, see :mod:`~notebook_pipelines.definition.durations`).
-    """
-    if type(value) is float and 0.0 <= value <= MAX_SECONDS:  # the common case, without ABC checks
-        return value
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        seconds = float(value)
-        if math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS:
-            return seconds
-        how = "drew" if sampled else "is"
-        if seconds > MAX_SECONDS:
-            clip = " (clip the distribution, e.g. min(…, 3600.0))" if sampled else ""
-            raise SimulationError(
-                f"the duration of {where} {how} {seconds!r}, {LIMIT}: give a shorter one{clip}"
-            )
-        raise SimulationError(
-            f"the duration of {where} {how} {seconds!r}: durations are finite and ≥ 0 "
-            + ("(clip the distribution, e.g. max(0.0, …), or use a lognormal)" if sampled else "")
-        )
-    try:
-        seconds = parse_duration(value, where)
-    except DurationError as err:
-        raise SimulationError(str(err)) from None
-    return 0.0 if seconds is None else seconds
+#: The output variables a simulated step publishes.
+Outputs = dict[str, Any]
 
 
 def _horizon(clock: VirtualClock) -> float:
@@ -370,7 +94,9 @@ def _past_horizon(clock: VirtualClock, at: float, what: str) -> SimulationError:
     )
 
 
-def _within_horizon(duration: Callable[[Any, int], float], clock: VirtualClock) -> Callable:
+def _within_horizon(
+    duration: Callable[[Any, int], float], clock: VirtualClock
+) -> Callable[[Any, int], float]:
     """``duration`` that refuses an attempt ending where trace timestamps overflow.
 
     Each duration is at most ``MAX_SECONDS``, but many in a row (or a start close to 2262) can
@@ -389,22 +115,22 @@ def _within_horizon(duration: Callable[[Any, int], float], clock: VirtualClock) 
 
 
 def _duration_function(
-    plan: Any, durations: Any, default: Any, streams: _Streams, strict: bool
+    plan: Any, durations: Any, default: Any, streams: Streams, strict: bool
 ) -> Callable[[Any, int], float]:
     """``(node, attempt) -> seconds`` for the virtual executor."""
-    fallback = _seconds(default, "default=") if not _is_sampler(default) else None
-    per_step: Callable | None = None
-    table: _StepTable | None = None
+    fallback = to_seconds(default, "default=") if not is_sampler(default) else None
+    per_step: Callable[[Any, Any], Any] | None = None
+    table: StepTable | None = None
     if durations is not None:
         if callable(durations) and not hasattr(durations, "items"):
             per_step = durations
         else:
-            table = _StepTable("durations", durations, plan, strict)
+            table = StepTable("durations", durations, plan, strict)
     fixed: dict[int, float] = {}  # per node: the constant duration, when it is one
 
     # declared durations are parsed seconds (float) or samplers: test only what is neither
     own = (n.duration for n in plan.nodes if n.duration is not None and type(n.duration) is not float)
-    own_samplers = any(_is_sampler(value) for value in own)
+    own_samplers = any(is_sampler(value) for value in own)
     if per_step is None and table is None and fallback is not None and not own_samplers:
 
         def declared(node: Any, attempt: int) -> float:  # the plan has parsed declared durations
@@ -426,15 +152,15 @@ def _duration_function(
                     f"durations=: the function raised {type(err).__name__} for {where}: {err}"
                 ) from err
             if value is not None:
-                return _seconds(value, where, sampled=True)
-        value = table.get(node) if table is not None else _MISSING
-        if value is _MISSING or value is None:
+                return to_seconds(value, where, sampled=True)
+        value = table.get(node) if table is not None else MISSING
+        if value is MISSING or value is None:
             value = node.duration
         if value is None:
             value = default if fallback is None else fallback
-        if _is_sampler(value):
-            return _seconds(_draw(value, streams.rng(node, attempt), where), where, sampled=True)
-        seconds = _seconds(value, f"{where} (durations)")
+        if is_sampler(value):
+            return to_seconds(draw(value, streams.rng(node, attempt), where), where, sampled=True)
+        seconds = to_seconds(value, f"{where} (durations)")
         if per_step is None:
             fixed[node.index] = seconds
         return seconds
@@ -442,7 +168,7 @@ def _duration_function(
     return duration
 
 
-def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, int], dict | None] | None:
+def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, int], Outputs | None] | None:
     """``(node, attempt) -> dict | None``: the output variables a simulated step publishes
     (``None`` when no step publishes any).
 
@@ -454,8 +180,8 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     that a node of the plan reads from it (:func:`~.references.output_reads`): the value its
     body will publish once written.
     """
-    table = _StepTable("outputs", outputs, plan, strict) if outputs else None
-    declared: dict[int, dict | None] = {}
+    table = StepTable("outputs", outputs, plan, strict) if outputs else None
+    declared: dict[int, Outputs | None] = {}
     sketched = _sketch_reads(plan)
     if (
         table is None
@@ -464,15 +190,16 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     ):
         return None  # nothing to publish anywhere (the common case): the executor asks nothing
 
-    def published(node: Any, attempt: int) -> dict | None:
-        base = declared.get(node.index, _MISSING)
-        if base is _MISSING:
+    def published(node: Any, attempt: int) -> Outputs | None:
+        if node.index in declared:
+            base = declared[node.index]
+        else:
             names = [*(node.outputs or ()), *_spec_output_names(node)]
             plan_node = node.origin if node.origin is not None else node  # an iteration's copy
             names += sorted(sketched.get(plan_node.index, ()))
             base = declared[node.index] = dict.fromkeys(names) or None
-        value = table.get(node) if table is not None else _MISSING
-        if value is _MISSING:
+        value = table.get(node) if table is not None else MISSING
+        if value is MISSING:
             return dict(base) if base else None
         if callable(value):
             try:
@@ -490,7 +217,7 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     return published
 
 
-def _named(node: Any, given: Mapping) -> Mapping:
+def _named(node: Any, given: Mapping[str, Any]) -> Mapping[str, Any]:
     """``given`` when each output name is one a real run publishes (an identifier, bounded)."""
     from .executors.base import check_outputs
 
@@ -522,146 +249,13 @@ def _spec_output_names(node: Any) -> list[str]:
     return [item["name"] for item in items if isinstance(item, Mapping) and "name" in item]
 
 
-def _failure_function(
-    plan: Any, failures: Any, streams: _Streams, strict: bool
-) -> Callable[[Any, int], tuple[str, str] | None] | None:
-    """``(node, attempt) -> None | (error_type, message)`` for the virtual executor (``None``
-    when no step fails)."""
-    if not failures:
-        return None  # no step fails: the executor asks nothing
-    table = _StepTable("failures", failures, plan, strict)
-    specs: dict[int, Any] = {}
-
-    def failure(node: Any, attempt: int) -> tuple[str, str] | None:
-        spec = specs.get(node.index, _MISSING)
-        if spec is _MISSING:
-            value = table.get(node)
-            spec = specs[node.index] = None if value is _MISSING else _FailureSpec.of(value, node.fqn)
-        if spec is None:
-            return None
-        try:
-            return spec.fails(attempt, lambda: streams.rng(node, attempt, _FAILURE))
-        except SimulationError:
-            raise
-        except Exception as err:  # a callable (attempt, rng) of the user's
-            raise SimulationError(
-                f"failures for {node.fqn}: the function raised {type(err).__name__}: {err}"
-            ) from err
-
-    return failure
-
-
-class _FailureSpec:
-    """One ``failures`` entry: which attempts fail, how likely, with which error type."""
-
-    __slots__ = ("attempts", "decide", "error_type", "message", "probability")
-
-    def __init__(
-        self,
-        attempts: Any = True,
-        error_type: str = "Unknown",
-        probability: float = 1.0,
-        message: str | None = None,
-        decide: Callable | None = None,
-    ):
-        self.attempts, self.error_type, self.probability = attempts, error_type, probability
-        self.message, self.decide = message, decide
-
-    @classmethod
-    def of(cls, value: Any, where: str) -> _FailureSpec | None:
-        if value is None or value is False:
-            return None
-        if value is True:
-            return cls()
-        if isinstance(value, str):
-            return cls(error_type=_error_type(value, where))
-        if isinstance(value, numbers.Integral):
-            return cls(attempts=_attempts(int(value), where))
-        if isinstance(value, numbers.Real):
-            return cls(probability=_probability(value, where))
-        if callable(value):
-            return cls(decide=value)
-        if isinstance(value, Mapping):
-            unknown = set(value) - {"attempts", "error_type", "probability", "message"}
-            if unknown:
-                raise SimulationError(
-                    f"failures[{where!r}]: unknown keys {sorted(unknown)}; "
-                    "use attempts, error_type, probability, message"
-                )
-            return cls(
-                attempts=_attempts(value.get("attempts", True), where),
-                error_type=_error_type(value.get("error_type", "Unknown"), where),
-                probability=_probability(value.get("probability", 1.0), where),
-                message=value.get("message"),
-            )
-        if isinstance(value, Iterable):
-            return cls(attempts=_attempts(value, where))
-        raise SimulationError(f"failures[{where!r}]: cannot read {value!r}; " + _FAILURE_FORMS)
-
-    def fails(self, attempt: int, rng: Callable[[], Any]) -> tuple[str, str] | None:
-        error_type = self.error_type
-        if self.decide is not None:
-            verdict = self.decide(attempt, rng())
-            if not verdict:
-                return None
-            if isinstance(verdict, str):
-                error_type = verdict
-        else:
-            attempts = self.attempts
-            if attempts is not True and not (
-                attempt <= attempts if isinstance(attempts, int) else attempt in attempts
-            ):
-                return None
-            if self.probability < 1.0 and not rng().random() < self.probability:
-                return None
-        return error_type, self.message or f"injected failure (attempt {attempt})"
-
-
-_FAILURE_FORMS = (
-    "write True (every attempt), n (the first n attempts), [1, 3] (those attempts), a float "
-    "0 < p < 1 (each attempt fails with that probability), an error type ('Timeout'), "
-    "{'attempts': …, 'error_type': …, 'probability': …, 'message': …}, or a callable "
-    "(attempt, rng) -> bool or error type"
-)
-
-
-def _attempts(value: Any, where: str) -> Any:
-    if value is True:
-        return True
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping):
-        numbers_ = frozenset(value)
-        if all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in numbers_):
-            return numbers_
-    raise SimulationError(
-        f"failures[{where!r}]: attempts {value!r} are not attempt numbers ≥ 1; " + _FAILURE_FORMS
-    )
-
-
-def _error_type(value: Any, where: str) -> str:
-    from ..definition.failure import ERROR_TYPES
-
-    if value in ERROR_TYPES[1:]:
-        return value
-    raise SimulationError(
-        f"failures[{where!r}]: unknown error type {value!r}; use one of {', '.join(ERROR_TYPES[1:])}"
-    )
-
-
-def _probability(value: Any, where: str) -> float:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= float(value) <= 1.0:
-        return float(value)
-    raise SimulationError(f"failures[{where!r}]: probability {value!r} is not between 0 and 1")
-
-
 def _intervention_function(
     plan: Any, interventions: Any, executor: VirtualExecutor, clock: VirtualClock, strict: bool
-) -> Callable | None:
+) -> Callable[[Any], None] | None:
     """The ``on_intervention`` callback that answers from the script (D12)."""
     if not interventions:
         return None
-    table = _StepTable("interventions", interventions, plan, strict)
+    table = StepTable("interventions", interventions, plan, strict)
     given: dict[int, int] = {}
 
     def answer_for(request: Any) -> Any:
@@ -671,7 +265,7 @@ def _intervention_function(
         if isinstance(value, list):  # successive interventions of the step, then none (timeout)
             n = given.get(request.node.index, 0)
             return value[n] if n < len(value) else None
-        return None if value is _MISSING else value
+        return None if value is MISSING else value
 
     def scripted(request: Any) -> None:
         answer = answer_for(request)
@@ -684,13 +278,13 @@ def _intervention_function(
                 f"{where}: {choice!r} is not one of the choices {', '.join(request.choices)}"
             )
         given[request.node.index] = given.get(request.node.index, 0) + 1
-        seconds = _seconds(delay, f"{where} (answer delay)")
+        seconds = to_seconds(delay, f"{where} (answer delay)")
         executor.run.call_at(clock.now() + seconds, _answer, (request, choice))
 
     return scripted
 
 
-def _answer(item: tuple) -> None:
+def _answer(item: tuple[Any, str]) -> None:
     request, choice = item
     request.answer(choice)
 
@@ -719,7 +313,7 @@ def _seed(seed: Any) -> int:
         import numpy as np
 
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0:
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and int(seed) >= 0:
         return int(seed)
     raise SimulationError(f"seed={seed!r}: give a whole number ≥ 0 (or None for a fresh random seed)")
 
@@ -727,19 +321,19 @@ def _seed(seed: Any) -> int:
 def simulate(
     pipeline: Any,
     *,
-    durations: Mapping | Callable | None = None,
+    durations: Mapping[str, Any] | Callable[[Any, Any], Any] | pd.DataFrame | None = None,
     default: Any = 1.0,
-    failures: Mapping | None = None,
-    interventions: Mapping | None = None,
+    failures: Mapping[str, Any] | str | None = None,
+    interventions: Mapping[str, Any] | None = None,
     seed: int | None = 0,
     run_id: str | None = None,
     start: Any = DEFAULT_START,
     listeners: Iterable[Any] = (),
     strict: bool = True,
-    outputs: Mapping | None = None,
-    iterations: Mapping | None = None,
+    outputs: Mapping[str, Any] | None = None,
+    iterations: Mapping[str, int] | None = None,
     mode: str = "joint",
-):
+) -> pd.DataFrame:
     """Run ``pipeline`` in virtual time and return its trace (the schema of ``run()``).
 
     Args:
@@ -835,7 +429,7 @@ def simulate_records(
     outputs: Any = None,
     iterations: Any = None,
     mode: str = "joint",
-) -> list[tuple]:
+) -> list[Record]:
     """The trace's records (:class:`~.trace.Record` s) of a simulation, without the DataFrame.
 
     For many simulations of one plan (Monte Carlo), where building a DataFrame per run would
@@ -859,7 +453,7 @@ def simulate_records(
     return scheduler.recorder.rows
 
 
-def _loop_counts(plan: Any, iterations: Any, strict: bool) -> dict:
+def _loop_counts(plan: Any, iterations: Any, strict: bool) -> dict[str, int]:
     """``iterations=`` checked: looped node id or FQN → a whole number ≥ 0 (an empty dict: none)."""
     if iterations is None:
         return {}
@@ -869,7 +463,7 @@ def _loop_counts(plan: Any, iterations: Any, strict: bool) -> dict:
             f"not {type(iterations).__name__}"
         )
     looped = {name for n in plan.nodes if n.strategy is not None for name in (n.id, n.fqn)}
-    out = {}
+    out: dict[str, int] = {}
     for key, value in iterations.items():
         if strict and key not in looped:
             known = ", ".join(sorted(n.id for n in plan.nodes if n.strategy is not None)) or "none"
@@ -923,14 +517,14 @@ def _virtual(
     strict: bool,
     outputs: Any = None,
     mode: str = "joint",
-) -> tuple[int, VirtualClock, VirtualExecutor, Callable | None]:
+) -> tuple[int, VirtualClock, VirtualExecutor, Callable[[Any], None] | None]:
     """(seed, clock, executor, intervention callback) for one simulation."""
     seed = _seed(seed)
     durations, failures = from_history(plan, durations, failures, mode, seed)
-    streams = _Streams(seed)
+    streams = Streams(seed)
     clock = VirtualClock(_epoch_ns(start))
     duration = _within_horizon(_duration_function(plan, durations, default, streams, strict), clock)
-    failure = _failure_function(plan, failures, streams, strict)
+    failure = failure_function(plan, failures, streams, strict)
     executor = VirtualExecutor(duration, failure, clock, _outputs_function(plan, outputs, strict))
     scripted = _intervention_function(plan, interventions, executor, clock, strict)
     return seed, clock, executor, scripted

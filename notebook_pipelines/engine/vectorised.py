@@ -26,20 +26,24 @@ a sampler that does not return ``runs`` values that way is called once per run o
 stream. A batch therefore replays *as a batch* (same seed and runs → the same result), not run
 by run; with constant durations (or ``durations=`` a history, whose runs are drawn by index)
 both paths agree run for run.
+
+DAGs: a plan is series-parallel (Harness layouts are), so the reduction above is its longest
+path. The one DAG the package knows is a CI history's (GitHub/GitLab ``needs``), which
+:func:`~notebook_pipelines.formats.history_tools.pipeline_from_history` lays out by levels,
+keeping the edges in ``pipeline.extra["needs"]``. Neither path honours those edges: the
+scheduler has no ``needs`` semantics, so both time the level layout (a node waits for its whole
+previous level, not only for what it needs: an upper bound on the runs' timing), and a longest
+path over the edges here alone would disagree with it. The timing analyses of a *run* follow
+its trace's ``after`` column instead (``critical_path``, ``slack``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .simulation import (
-    _MISSING,
-    _draw,
-    _fqn_key,
-    _is_sampler,
-    _seconds,
-    _StepTable,
-)
+from ..definition.callables import is_sampler
+from .sampling import draw_runs, fqn_key, to_seconds
+from .steptable import MISSING, StepTable
 
 __all__ = ["Batch", "batch", "why_not"]
 
@@ -207,76 +211,25 @@ class Batch:
                     self._critical(child, crit)
 
 
-def _sampled(value: Any, rng: Any, runs: int, where: str) -> Any:
-    """``runs`` draws of a sampler: vectorised when it can be, else one call per run."""
-    import numpy as np
-
-    drawn: Any = None
-    try:
-        drawn = value.rvs(size=runs, random_state=rng) if hasattr(value, "rvs") else value(_Sized(rng, runs))
-    except Exception:  # not vectorisable (a size it does not take, a scalar expected): per run
-        drawn = None
-    array = None
-    if drawn is not None:
-        try:
-            array = np.asarray(drawn, dtype=float)
-        except (TypeError, ValueError):
-            array = None
-    if array is None or array.shape != (runs,):
-        array = np.array([_seconds(_draw(value, rng, where), where, sampled=True) for _ in range(runs)])
-    bad = ~(np.isfinite(array) & (array >= 0))
-    if bad.any() or (array > _max_seconds()).any():
-        i = int(np.argmax(bad | (array > _max_seconds())))
-        _seconds(float(array[i]), where, sampled=True)  # raises the scheduler's error for it
-    return array
-
-
-def _max_seconds() -> float:
-    from ..definition.durations import MAX_SECONDS
-
-    return MAX_SECONDS
-
-
-class _Sized:
-    """A ``numpy.random.Generator`` whose sampling methods draw ``size=runs`` values at once."""
-
-    __slots__ = ("_rng", "_size")
-
-    def __init__(self, rng: Any, size: int):
-        self._rng, self._size = rng, size
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._rng, name)
-        if not callable(method):
-            return method
-        size = self._size
-
-        def sized(*args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("size", size)
-            return method(*args, **kwargs)
-
-        return sized
-
-
 def step_durations(plan: Any, durations: Any, default: Any, runs: int, seed: int) -> dict[int, Any]:
     """Per step (node index): ``runs`` durations (a float64 array) or one float (constant)."""
     import numpy as np
 
-    table = _StepTable("durations", durations, plan, True) if durations is not None else None
+    table = StepTable("durations", durations, plan, True) if durations is not None else None
     out: dict[int, Any] = {}
     for node in plan.nodes:
         if node.kind != "step" or node.phase == "rollback":
             continue
-        value = table.get(node) if table is not None else _MISSING
-        if value is _MISSING or value is None:
+        value = table.get(node) if table is not None else MISSING
+        if value is MISSING or value is None:
             value = node.duration
         if value is None:
             value = default
-        if _is_sampler(value):
-            rng = np.random.default_rng([seed, _fqn_key(node.fqn)])
-            out[node.index] = _sampled(value, rng, runs, node.fqn)
+        if is_sampler(value):
+            rng = np.random.default_rng([seed, fqn_key(node.fqn)])
+            out[node.index] = draw_runs(value, rng, runs, node.fqn)
         else:
-            out[node.index] = _seconds(value, f"{node.fqn} (durations)")
+            out[node.index] = to_seconds(value, f"{node.fqn} (durations)")
     return out
 
 
@@ -292,7 +245,7 @@ def batch(plan: Any, durations: dict[int, Any], runs: int) -> Batch:
     return result
 
 
-def _container(node: Any, t: Any, out: Batch, durations: dict, np: Any) -> Any:
+def _container(node: Any, t: Any, out: Batch, durations: dict[int, Any], np: Any) -> Any:
     """Run ``node`` (entered at ``t``); its end."""
     i = node.index
     out.start[i] = t
@@ -307,7 +260,7 @@ def _container(node: Any, t: Any, out: Batch, durations: dict, np: Any) -> Any:
     return t
 
 
-def _node(node: Any, t: Any, out: Batch, durations: dict, np: Any) -> Any:
+def _node(node: Any, t: Any, out: Batch, durations: dict[int, Any], np: Any) -> Any:
     when = node.when
     if when is not None and when.status == "Failure":  # nothing fails in a batch: skipped (R28)
         for below in node.walk():

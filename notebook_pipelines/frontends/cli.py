@@ -911,7 +911,7 @@ def _finish(args: argparse.Namespace, trace: Any, how: str) -> int:
         file=sys.stderr,
     )
     if args.output and status != "Success":  # the table is in the file: say here what went wrong
-        from ..engine.scheduler import failure_lines
+        from ..engine.running import failure_lines
 
         lines = failure_lines(trace)
         if lines:

@@ -534,9 +534,9 @@ def delete_node(pipeline: Pipeline, path: str, stage: str | None = None) -> tupl
 # -- runs -----------------------------------------------------------------------------------------
 def run_summary(trace: Any, virtual: bool = False) -> str:
     """One line for a run (status, step counts; the time only when virtual, so deterministic),
-    then the lines of :func:`~notebook_pipelines.engine.scheduler.failure_lines`: each step that ended
+    then the lines of :func:`~notebook_pipelines.engine.running.failure_lines`: each step that ended
     badly, and each stage or group that failed on its own, with its error."""
-    from ..engine.scheduler import failure_lines
+    from ..engine.running import failure_lines
     from ..engine.trace import STATUSES
 
     root = trace[trace["kind"] == "pipeline"]
@@ -916,7 +916,7 @@ class PipelineMagics(Magics):
     def _last_trace(self, p: Pipeline) -> Any:
         trace = self.traces.get(self.current)
         if trace is None:
-            from ..engine.scheduler import last_trace
+            from ..engine.running import last_trace
 
             trace = last_trace()
             if trace is None or trace.attrs.get("pipeline") != p.id:

@@ -4,7 +4,7 @@ Not a view itself (it was ``views/runs.py``): it starts the engine's run and att
 of :mod:`.progress` and :mod:`.live`, which is why it lives in the views layer.
 
 These are the front-end verbs of a real run (the facade wires ``Pipeline.run``, ``Pipeline.start``,
-``nbp.run`` and ``nbp.start`` here); the engine's :func:`~notebook_pipelines.engine.scheduler.run`
+``nbp.run`` and ``nbp.start`` here); the engine's :func:`~notebook_pipelines.engine.running.run`
 knows nothing of progress or widgets. Each attaches a :class:`~.progress.RunState` listener and
 a view of it:
 
@@ -33,7 +33,7 @@ __all__ = ["RunHandle", "run", "start"]
 
 
 def _prepare(pipeline: Any) -> Plan:
-    from ..engine.scheduler import nesting
+    from ..engine.running import nesting
     from ..engine.steptypes import check_runnable
 
     plan = as_plan(pipeline)
@@ -83,7 +83,7 @@ def run(
             progress show the expected end, p50 and p95, updated as steps finish
             (:mod:`~notebook_pipelines.analysis.eta`).
 
-    The options are those of :func:`notebook_pipelines.engine.scheduler.run`.
+    The options are those of :func:`notebook_pipelines.engine.running.run`.
 
     In a notebook the view shows the run as it goes (picture, progress bar, counts, elapsed
     time, each step's output) and its final state after; the kernel's Interrupt (■) stops the
@@ -92,7 +92,7 @@ def run(
     handled on a kernel subshell (ipykernel ≥ 7.4; elsewhere only in a run made with
     :func:`start`).
     """
-    from ..engine.scheduler import run as engine_run
+    from ..engine.running import run as engine_run
 
     _check_progress(progress)
     plan = _prepare(pipeline)
@@ -219,7 +219,7 @@ class RunHandle:
 
     # -- the background thread ----------------------------------------------------------------
     def _main(self) -> None:
-        from ..engine.scheduler import run as engine_run
+        from ..engine.running import run as engine_run
 
         try:
             self._result = engine_run(self.plan, listeners=self._listeners, **self._options)

@@ -152,6 +152,22 @@ class Job:
             )
         return check_outputs(self.node.fqn, outputs)
 
+    def partial(self) -> tuple[str | None, str | None]:
+        """(worker, output printed so far) of a job the scheduler stops waiting for, from
+        ``data = (worker_name, list_of_text)`` when the executor set it; else ``(None, None)``."""
+        if isinstance(self.data, tuple) and len(self.data) == 2:
+            worker, buffer = self.data
+            try:
+                text = (
+                    buffer.text()
+                    if hasattr(buffer, "text")
+                    else "".join(t for t in buffer if isinstance(t, str))
+                )
+            except Exception:  # an executor's own buffer: what it printed is not worth losing the run
+                text = None
+            return worker, text or None
+        return None, None
+
     def __repr__(self) -> str:
         return f"<Job {self.node.fqn} attempt={self.attempt}>"
 
