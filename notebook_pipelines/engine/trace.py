@@ -56,6 +56,7 @@ rows are one object (a node's attempts share it): copy a list before changing it
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..definition.statuses import POSITIVE, STATUSES
@@ -280,7 +281,7 @@ def _column(name: str, values: tuple, order: Any, n: int) -> Any:
 
     kind = _ANNOTATIONS[name]
     if name == "status":
-        codes = np.fromiter((_STATUS_CODE.get(s, -1) for s in values), np.int8, count=n)
+        codes = np.fromiter(map(_STATUS_CODE.get, values, itertools.repeat(-1)), np.int8, count=n)
         return pd.Categorical.from_codes(codes[order], dtype=_status_dtype())
     if kind == "int":
         return np.fromiter(values, dtype=np.int64, count=n)[order]
@@ -348,8 +349,12 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
 
     nodes = _node_columns(plan) if not extra else _with_extra(plan, extra)
     data: dict[str, Any] = {"run_id": pd.array([run_id], dtype="str").take(np.zeros(n, dtype=np.intp))}
+    # one row per node in plan order (no retries, loops or unreached nodes: the common case)
+    # takes every static column as it is: a copy, which for Arrow strings is a new wrapper of
+    # the same immutable buffers (O(1)), where a take would copy every string
+    whole = n == len(nodes["fqn"]) and bool((index == np.arange(n)).all())
     for name in (*STATIC, "after"):
-        data[name] = nodes[name].take(index)
+        data[name] = nodes[name].copy() if whole else nodes[name].take(index)
     for name in Record._fields[1:]:
         data[name] = _column(name, getattr(fields, name), order, n)
     data["start"] = _stamps(data["start_s"], epoch_ns)
