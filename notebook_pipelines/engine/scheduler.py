@@ -62,7 +62,7 @@ from .interventions import InterventionRequest, Interventions, callable_name
 from .looping import expand
 from .runtime import Ask, Gate, Queue, Sleep, Timer
 from .semantics import ACQUIRE, ALL, ASK, BARRIER, EXEC, SLEEP, Rules, Scope
-from .trace import Record, Recorder, make_record
+from .trace import Recorder, make_record
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..definition.looping import Iteration
@@ -534,34 +534,29 @@ class Scheduler:
         self, node: PlanNode, attempt: int, status: str, reason: Any, start: float | None,
         end: float | None, worker: Any, error_type: Any, error: Any, action: Any, outputs: Any, log: Any,
     ) -> None:  # fmt: skip
-        """The one place a :class:`~.trace.Record` is made (positional: the hot path)."""
+        """The one place a :class:`~.trace.Record` is made (positional: the hot path) and joins
+        the trace (and the statuses that references read)."""
         inputs = self._resolved.get(node.index) if node.inputs else None
-        self._add(
-            node,
-            make_record(
-                (
-                    node.index,
-                    node.iteration,
-                    attempt,
-                    status,
-                    reason,
-                    start,
-                    end,
-                    worker,
-                    error_type,
-                    error,
-                    action,
-                    outputs,
-                    log,
-                    inputs,
-                )
-            ),
+        row = make_record(
+            (
+                node.index,
+                node.iteration,
+                attempt,
+                status,
+                reason,
+                start,
+                end,
+                worker,
+                error_type,
+                error,
+                action,
+                outputs,
+                log,
+                inputs,
+            )
         )
-
-    def _add(self, node: PlanNode, row: Record) -> None:
-        """The one place a row joins the trace (and the statuses that references read)."""
         self.recorder.add(row)
-        self.statuses[node.fqn] = row.status
+        self.statuses[node.fqn] = status
         if node.barrier is not None:  # a participant that ends without arriving (R57)
             self._gates().dropped_out(node, node.barrier, row)
         if self._finished:
