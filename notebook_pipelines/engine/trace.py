@@ -267,11 +267,42 @@ def _status_dtype() -> pd.CategoricalDtype:
 
 
 @functools.cache
-def _missing(kind: str) -> Any:
-    """A one-element array holding NA of a column kind (``take`` makes a column of NAs fast)."""
+def _str_dtype() -> Any:
+    """The dtype of a ``str`` column (pandas' default string dtype: Arrow-backed, NaN for NA)."""
     import pandas as pd
 
-    return pd.array([None], dtype="str" if kind.startswith("str") else "Int64")
+    return pd.array([], dtype="str").dtype
+
+
+def _strings(values: Any) -> Any:
+    """A ``str`` column from a pyarrow array of strings, without Python objects per value."""
+    import pyarrow as pa
+    from pandas.arrays import ArrowStringArray
+
+    return ArrowStringArray(pa.chunked_array([values], type=pa.large_string()), dtype=_str_dtype())
+
+
+def _no_values(kind: str, n: int) -> Any:
+    """A column of ``n`` NAs of a kind (``reason``, ``error`` … of most rows): made in C."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    if kind == "int | None":
+        return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+    return _strings(pa.nulls(n, type=pa.large_string()))
+
+
+def _text(data: Any) -> Any:
+    """A ``str`` column from an object array of texts and ``None``; anything else (which no
+    record holds) is left to pandas, which writes it as text."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        return _strings(pa.array(data, type=pa.large_string(), from_pandas=True))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.array(data, dtype="str")
 
 
 def _column(name: str, values: tuple, order: Any, n: int) -> Any:
@@ -288,12 +319,12 @@ def _column(name: str, values: tuple, order: Any, n: int) -> Any:
     if kind == "float | None":
         return np.array(values, dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
     if kind in ("int | None", "str | None", "str") and values.count(None) == n:
-        return _missing(kind).take(np.zeros(n, dtype=np.intp))  # the common case: no values at all
+        return _no_values(kind, n)  # the common case: no values at all
     data = np.array(values, dtype=object)[order] if n else np.array([], dtype=object)
     if kind == "int | None":
         return pd.array(data, dtype="Int64")
     if kind in ("str | None", "str"):
-        return pd.array(data, dtype="str")
+        return _text(data)
     return data  # dict | None and anything else: objects as they are
 
 
@@ -330,6 +361,7 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     n = len(rows)
     fields = Record(*zip(*rows)) if rows else Record(*([()] * len(Record._fields)))
@@ -348,7 +380,7 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     index = index[order]
 
     nodes = _node_columns(plan) if not extra else _with_extra(plan, extra)
-    data: dict[str, Any] = {"run_id": pd.array([run_id], dtype="str").take(np.zeros(n, dtype=np.intp))}
+    data: dict[str, Any] = {"run_id": _strings(pa.repeat(pa.scalar(run_id, type=pa.large_string()), n))}
     # one row per node in plan order (no retries, loops or unreached nodes: the common case)
     # takes every static column as it is: a copy, which for Arrow strings is a new wrapper of
     # the same immutable buffers (O(1)), where a take would copy every string
