@@ -165,14 +165,15 @@ def _node_columns(plan: Plan) -> dict:
     """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     cached = plan.__dict__.get("_trace_columns")
     if cached is not None:
         return cached
     nodes = plan.nodes
     n = len(nodes)
-    fqn = pd.array([x.fqn for x in nodes], dtype="str")
-    ids = pd.array([x.id for x in nodes], dtype="str")
+    fqn = pa.array([x.fqn for x in nodes], type=pa.large_string())
+    ids = pa.array([x.id for x in nodes], type=pa.large_string())
     kinds = {value: code for code, value in enumerate(KINDS)}
     kind = np.array([kinds[x.kind] for x in nodes], dtype=np.int8)
     parent = np.array([-1 if x.parent is None else x.parent.index for x in nodes], dtype=np.intp)
@@ -182,11 +183,11 @@ def _node_columns(plan: Plan) -> dict:
     block = np.array([-1 if x.block is None else x.block for x in nodes], dtype=np.int64)
     phases = {value: code for code, value in enumerate(PHASES)}
     cached = {
-        "fqn": fqn,
-        "parent": fqn.take(parent, allow_fill=True),
-        "stage": ids.take(stage, allow_fill=True),
-        "step_group": ids.take(group, allow_fill=True),
-        "step": ids.take(step, allow_fill=True),
+        "fqn": _strings(fqn),
+        "parent": _strings(fqn.take(pa.array(parent, mask=parent < 0))),  # -1: none (NA)
+        "stage": _strings(ids.take(pa.array(stage, mask=stage < 0))),
+        "step_group": _strings(ids.take(pa.array(group, mask=group < 0))),
+        "step": _strings(ids.take(pa.array(step, mask=step < 0))),
         "kind": pd.Categorical.from_codes(kind, dtype=_kind_dtype()),
         "phase": pd.Categorical.from_codes(
             np.array([phases[x.phase] for x in nodes], dtype=np.int8), dtype=_phase_dtype()
