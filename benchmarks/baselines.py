@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,13 +46,18 @@ def pool_blocks(pool: ThreadPoolExecutor, blocks: int, width: int, body: Body) -
         pool_block(pool, width, body)
 
 
+def _not_installed(module: str, what: str) -> str | None:
+    """``"<what> not installed"`` when ``module`` cannot be imported, else None."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return f"{what} not installed"
+    return None
+
+
 def dask_missing() -> str | None:
     """Why the Dask baseline cannot run, or None when it can."""
-    try:
-        import dask  # noqa: F401
-    except ImportError:
-        return "dask not installed"
-    return None
+    return _not_installed("dask", "dask")
 
 
 def dask_chain(n: int) -> None:
@@ -77,11 +83,7 @@ def dask_blocks(blocks: int, width: int, body: Body, workers: int) -> None:
 
 def distributed_missing() -> str | None:
     """Why the Dask distributed workload cannot run, or None when it can."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        return "dask distributed not installed"
-    return None
+    return _not_installed("distributed", "dask distributed")
 
 
 def dask_map(client: Any, width: int) -> None:

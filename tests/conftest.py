@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +63,17 @@ def sleeper(seconds: float, text: str | None = None, result: dict | None = None)
     return body
 
 
+def recording(calls: list[str], name: str, seconds: float) -> Callable[[], None]:
+    """A step body that appends ``name`` to ``calls`` when it starts, then sleeps ``seconds`` with
+    ``time.sleep`` (which nothing cuts short: a run told to stop leaves it behind)."""
+
+    def body() -> None:
+        calls.append(name)
+        time.sleep(seconds)
+
+    return body
+
+
 def failing(message: str = "bad value", exc: type[BaseException] = ValueError, after: float = 0.02):
     """A step body that sleeps ``after`` seconds, then raises ``exc(message)``."""
 
@@ -84,6 +96,16 @@ def grouped(name: str, stages: int, groups: int, blocks: int, width: int, longes
                         with group.parallel():
                             for i in range(width):
                                 group.step(f"x{b}_{i}", duration=lambda rng: rng.uniform(1, longest))
+    return p
+
+
+def two_steps() -> nbp.Pipeline:
+    """The smallest serial chain: pipeline ``p``, one stage ``s`` of two plain steps, ``a`` then ``b``
+    (no body, no duration)."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a")
+        s.step("b")
     return p
 
 
@@ -112,6 +134,21 @@ def boom(seconds: float = 0.01, error_type: str = "Unknown") -> Callable:
     def body(ctx: nbp.StepContext) -> None:
         ctx.sleep(seconds)
         raise nbp.StepError("boom", error_type=error_type)
+
+    return body
+
+
+def writes_bytes(text: str, seconds: float) -> Callable:
+    """A body that prints ``text``, writes bytes to ``sys.stdout`` (refused with a TypeError, which
+    it catches: issue 24.2), then sleeps ``seconds`` with ``ctx.sleep`` until the run stops it."""
+
+    def body(ctx: nbp.StepContext) -> None:
+        print(text)
+        try:
+            sys.stdout.write(b"bytes")
+        except TypeError:
+            pass
+        ctx.sleep(seconds)
 
     return body
 

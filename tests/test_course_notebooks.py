@@ -1,4 +1,4 @@
-"""What the course notebooks (02–12) show, read from their stored outputs (issue 30 parts 3, 7).
+"""What the course notebooks (02–13) show, read from their stored outputs (issue 30 parts 3, 7).
 
 nbval checks that the stored outputs are what the code gives; these check that they are what a
 learner should see: trace tables with the columns the prose walks through, shown whole; a log
@@ -17,11 +17,11 @@ import pytest
 import notebook_pipelines as nbp
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-COURSE = [p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if "02" <= p.name[:2] <= "12"]
+COURSE = [p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if "02" <= p.name[:2] <= "13"]
 TRACE_COLUMNS = set(nbp.COLUMNS)
 #: columns the prose names on purpose without showing them, and why
 NOT_SHOWN = {
-    ("10-dask.ipynb", "worker"): "worker addresses change on every run: the next cell counts them instead",
+    ("11-dask.ipynb", "worker"): "worker addresses change on every run: the next cell counts them instead",
 }
 
 
@@ -94,16 +94,16 @@ def test_a_trace_table_the_prose_walks_through_shows_its_columns_whole(path: Pat
             )
 
 
-def test_10_the_log_column_reads_as_text_without_a_literal_backslash_n():
-    shards = next(c for c in cells(NOTEBOOKS_DIR / "10-dask.ipynb") if "shard(ctx)" in c.source)
+def test_11_the_log_column_reads_as_text_without_a_literal_backslash_n():
+    shards = next(c for c in cells(NOTEBOOKS_DIR / "11-dask.ipynb") if "shard(ctx)" in c.source)
     shown = [o["data"] for o in shards.outputs if "nbp-trace-table" in o.get("data", {}).get("text/html", "")]
     assert shown, "the shards' table is a trace.pipeline.table"
     assert "\\n" not in shown[0]["text/plain"] and "\\n" not in shown[0]["text/html"]
     assert "shard0 done" in shown[0]["text/html"]
 
 
-def test_12_pipeline_show_draws_the_picture_with_the_outline_as_text():
-    show = next(c for c in cells(NOTEBOOKS_DIR / "12-magics.ipynb") if c.source.strip() == "%pipeline show")
+def test_02_pipeline_show_draws_the_picture_with_the_outline_as_text():
+    show = next(c for c in cells(NOTEBOOKS_DIR / "02-magics.ipynb") if c.source.strip() == "%pipeline show")
     data = [o["data"] for o in show.outputs if "data" in o]
     assert data, "%pipeline show displays something"
     assert "image/svg+xml" in data[0] and "image/png" in data[0], "the picture, and a PNG for untrusted views"

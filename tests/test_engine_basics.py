@@ -14,7 +14,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import failing, overlap, row, sleeper, worker_threads
+from conftest import failing, overlap, recording, row, sleeper, worker_threads
 
 import notebook_pipelines as nbp
 from notebook_pipelines.engine.executors.threads import default_pool
@@ -31,18 +31,10 @@ def steps_of(trace):
 
 def test_R4_serial_items_run_in_order_one_after_another():
     calls: list[str] = []
-
-    def record(name: str):
-        def body() -> None:
-            calls.append(name)
-            time.sleep(0.02)
-
-        return body
-
     p = nbp.Pipeline("p")
     with p.stage("s") as s:
         for name in ("a", "b", "c"):
-            s.step(name, run=record(name))
+            s.step(name, run=recording(calls, name, 0.02))
     trace = p.run()
     assert calls == ["a", "b", "c"]
     a, b, c = (row(trace, x) for x in "abc")

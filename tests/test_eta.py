@@ -34,6 +34,14 @@ def _history(plan) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _state_with_eta(p: nbp.Pipeline) -> RunState:
+    """The progress state of a run of ``p``, its ETA from the three measured runs of ``_history``."""
+    plan = p.plan()
+    state = RunState(plan)
+    state.eta = Eta(plan, _history(plan))
+    return state
+
+
 class _Lines:
     """A listener after the RunState: the text line as each step ends."""
 
@@ -47,9 +55,7 @@ class _Lines:
 
 def test_run_history_the_text_progress_shows_the_expected_end_updated_as_steps_finish():
     p = _pipeline()
-    plan = p.plan()
-    state = RunState(plan)
-    state.eta = Eta(plan, _history(plan))
+    state = _state_with_eta(p)
     lines = _Lines(state)
     p.run(progress=False, listeners=[state, lines])
     # before a step ends: a + b is 30 (2 runs in 3) or 70 → p50 30 s, p95 70 s (not shown yet).
@@ -76,9 +82,7 @@ def test_the_live_view_header_shows_the_expected_end():
     from notebook_pipelines.views.live import LiveView
 
     p = _pipeline()
-    plan = p.plan()
-    state = RunState(plan)
-    state.eta = Eta(plan, _history(plan))
+    state = _state_with_eta(p)
     view = LiveView(state)
     headers = {}
 

@@ -7,26 +7,17 @@ from test_history_fetch import SECRET, github_routes, server  # noqa: F401 - the
 from notebook_pipelines.frontends.cli import main
 
 
+def fetch_github(url: str, cache: str, *more: str) -> list[str]:
+    """``history fetch github o/r --workflow ci.yml`` against the server at ``url``, into ``cache``."""
+    return ["history", "fetch", "github", "o/r", "--workflow", "ci.yml", *more,
+            "--base-url", url, "--cache", cache]  # fmt: skip
+
+
 def test_history_fetch_github_then_show(server, tmp_path, capsys, monkeypatch):  # noqa: F811
     monkeypatch.setenv("GITHUB_TOKEN", SECRET)
     github_routes(server, [3, 2, 1])
     cache = str(tmp_path / "cache")
-    code = main(
-        [
-            "history",
-            "fetch",
-            "github",
-            "o/r",
-            "--workflow",
-            "ci.yml",
-            "--last",
-            "2",
-            "--base-url",
-            server.url,
-            "--cache",
-            cache,
-        ]
-    )
+    code = main(fetch_github(server.url, cache, "--last", "2"))
     out, err = capsys.readouterr()
     assert code == 0, err
     # every run of the fixture takes 318 s (2 s to 320 s): p50 = p95 = 5m 18s; both runs succeeded
@@ -44,20 +35,7 @@ def test_history_fetch_github_then_show(server, tmp_path, capsys, monkeypatch): 
 def test_history_errors_exit_2_with_one_clear_line(server, tmp_path, capsys, monkeypatch):  # noqa: F811
     monkeypatch.setenv("GITHUB_TOKEN", SECRET)
     server.routes[("GET", "/repos/o/r/actions/workflows/ci.yml/runs")] = lambda q, b: (401, {}, b"{}")
-    code = main(
-        [
-            "history",
-            "fetch",
-            "github",
-            "o/r",
-            "--workflow",
-            "ci.yml",
-            "--base-url",
-            server.url,
-            "--cache",
-            str(tmp_path),
-        ]
-    )
+    code = main(fetch_github(server.url, str(tmp_path)))
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: GitHub answered 401") and SECRET not in err
     assert main(["history", "show", str(tmp_path / "nothing")]) == 2

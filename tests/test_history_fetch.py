@@ -341,17 +341,21 @@ def test_harness_lists_fetches_graphs_and_earlier_attempts(server, tmp_path):
         return ok({"status": "SUCCESS", "data": found[0]}) if found else (404, {}, b"{}")
 
     server.routes[("GET", "/pipeline/api/pipelines/getExecutionNode")] = node
-    history = fetch_harness_history(
-        pipeline="release",
-        account="a",
-        org="o",
-        project="p",
-        last=3,
-        api_key=SECRET,
-        base_url=server.url,
-        cache=tmp_path,
-        progress=False,
-    )
+
+    def fetch():
+        return fetch_harness_history(
+            pipeline="release",
+            account="a",
+            org="o",
+            project="p",
+            last=3,
+            api_key=SECRET,
+            base_url=server.url,
+            cache=tmp_path,
+            progress=False,
+        )
+
+    history = fetch()
     assert sorted(set(history["run_id"])) == ["run1", "run2", "run3"]
     assert len(server.paths("/execution/summary")) == 2
     assert all("renderFullBottomGraph=true" in p for p in server.paths("/execution/v2/"))
@@ -366,17 +370,7 @@ def test_harness_lists_fetches_graphs_and_earlier_attempts(server, tmp_path):
         0.5,
     )
     server.seen.clear()
-    fetch_harness_history(
-        pipeline="release",
-        account="a",
-        org="o",
-        project="p",
-        last=3,
-        api_key=SECRET,
-        base_url=server.url,
-        cache=tmp_path,
-        progress=False,
-    )
+    fetch()
     assert server.paths("/execution/v2/") == []  # all kept: nothing fetched again
 
 
@@ -435,7 +429,7 @@ def test_the_dataset_reads_as_it_is_with_pandas(server, tmp_path):
 
 
 def test_the_client_repr_hides_the_token():
-    from notebook_pipelines.formats.history_fetch import _Client
+    from notebook_pipelines.formats.history_client import _Client
 
     client = _Client("GitHub", {"Authorization": f"Bearer {SECRET}"}, SECRET, 10)
     assert SECRET not in repr(client) and "***" in repr(client)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import pytest
-from conftest import row, sleeper, status
+from conftest import recording, row, sleeper, status, writes_bytes
 
 import notebook_pipelines as nbp
 from notebook_pipelines.engine.executors import threads
@@ -165,20 +165,12 @@ def test_D6_interrupted_steps_are_told_to_stop_through_their_context():
 def test_D6_interrupt_during_plain_time_sleep_in_a_long_serial_chain():
     stdout_before = sys.stdout
     ran: list[str] = []
-
-    def plain(name: str):
-        def body() -> None:
-            ran.append(name)
-            time.sleep(0.3)
-
-        return body
-
     p = nbp.Pipeline("chain")
     with p.stage("s") as s:
         for i in range(10):
-            s.step(f"s{i}", run=plain(f"s{i}"))
+            s.step(f"s{i}", run=recording(ran, f"s{i}", 0.3))
     with p.stage("later") as later:
-        later.step("x", run=plain("x"))
+        later.step("x", run=recording(ran, "x", 0.3))
     err = run_interrupted(p)
     assert isinstance(err, nbp.RunInterrupted), repr(err)
     trace = err.trace
@@ -264,15 +256,7 @@ def test_D6_an_interrupted_step_keeps_what_it_printed_and_its_worker():
 def test_D6_an_interrupted_step_that_wrote_bytes_keeps_its_trace_and_log():
     """Issue 24.2: bytes written to sys.stdout (the TypeError caught) broke the join of the
     step's output at the interrupt: a raw TypeError, no trace."""
-
-    def writer(ctx) -> None:
-        print("text")
-        try:
-            sys.stdout.write(b"bytes")
-        except TypeError:
-            pass
-        ctx.sleep(3.0)
-
+    writer = writes_bytes("text", 3.0)
     err = run_interrupted(nbp.Pipeline("p", stages=[nbp.Stage("s", items=[nbp.Step("w", run=writer)])]))
     assert isinstance(err, nbp.RunInterrupted), repr(err)
     assert (row(err.trace, "w")["status"], row(err.trace, "w")["log"]) == ("Aborted", "text\n")

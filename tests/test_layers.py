@@ -87,20 +87,38 @@ def test_the_core_imports_no_front_end_library(path):
     assert not libraries & FRONT_END_LIBRARIES
 
 
+def _front_end(module: str) -> str | None:
+    """The front-end a module belongs to: ``frontends/<name>.py`` or the package ``frontends/<name>/``."""
+    parts = module.split(".")
+    is_front_end = parts[:2] == ["notebook_pipelines", "frontends"] and len(parts) > 2
+    return parts[2] if is_front_end and parts[2] != "__init__" else None
+
+
 @pytest.mark.parametrize(
     "path",
-    [p for p in _modules() if _top(p) == "frontends" and p.name != "__init__.py"],
+    [
+        p
+        for p in _modules()
+        if _top(p) == "frontends" and p.relative_to(PACKAGE).parts != ("frontends", "__init__.py")
+    ],
     ids=lambda p: str(p.relative_to(PACKAGE)),
 )
 def test_a_front_end_imports_no_other_front_end(path):
     """The command line and the magics share code through a lower layer (e.g. the ``--fail``
-    parser in ``analysis/options.py``), never through each other."""
-    others = {f"notebook_pipelines.frontends.{p.stem}" for p in path.parent.glob("*.py")} - {
-        f"notebook_pipelines.frontends.{path.stem}",
-        "notebook_pipelines.frontends.__init__",
-    }
-    sideways = [f"line {line}: {module}" for line, module in _imports(path) if module in others]
+    parser in ``analysis/options.py``), never through each other. A front-end may be a package
+    (``frontends/magics/``): its own modules import each other."""
+    own = _front_end(_module_name(path))
+    sideways = [
+        f"line {line}: {module}" for line, module in _imports(path) if _front_end(module) not in (None, own)
+    ]
     assert not sideways, f"{path.name} imports another front-end: {sideways}"
+
+
+def test_front_end_of_a_module_and_of_a_package():
+    assert _front_end("notebook_pipelines.frontends.cli") == "cli"
+    assert _front_end("notebook_pipelines.frontends.magics.building") == "magics"
+    assert _front_end("notebook_pipelines.frontends") is None
+    assert _front_end("notebook_pipelines.views.rendering") is None
 
 
 # -- no import cycle between modules (issue 25) ----------------------------------------------------

@@ -26,6 +26,7 @@ from notebook_pipelines.definition import validation
 from notebook_pipelines.errors import RunFailed
 from notebook_pipelines.formats.yaml_io import YamlWarning
 from notebook_pipelines.frontends import magics
+from notebook_pipelines.frontends.magics import building
 
 # The quickstart pipeline, one magic cell per entry (a cell magic's body after its first line).
 QUICKSTART_CELLS = [
@@ -142,7 +143,7 @@ def test_every_magic_has_help_with_an_example(shell: InteractiveShell, capsys: p
 
 
 def test_plain_function_doctests_pass() -> None:
-    failures, tried = doctest.testmod(magics, optionflags=doctest.NORMALIZE_WHITESPACE)
+    failures, tried = doctest.testmod(building, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 5 and failures == 0
 
 

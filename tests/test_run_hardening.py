@@ -173,14 +173,7 @@ def test_a_body_writing_bytes_and_numbers_to_stdout_and_stderr_keeps_its_log(no_
 
 
 def test_a_body_that_wrote_bytes_and_timed_out_keeps_its_trace_and_partial_log(no_worker_leak: None):
-    def body(ctx: nbp.StepContext) -> None:
-        print("before")
-        try:
-            sys.stdout.write(b"x")
-        except TypeError:
-            pass
-        ctx.sleep(30)
-
+    body = conftest.writes_bytes("before", 30)
     p = one_stage(nbp.Step("a", run=body, timeout="1s"))  # long enough to print first, however busy
     trace = finishes(lambda: p.run(progress=False, report=False))
     assert nbp.last_trace() is trace

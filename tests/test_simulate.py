@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import two_steps
 
 import notebook_pipelines as nbp
 from notebook_pipelines.definition.limits import MAX_RETRIES
@@ -524,14 +525,6 @@ def test_start_fixes_the_timestamps():
 
 
 # -- values that would corrupt the trace (issue 11) -----------------------------------------------
-
-
-def two_steps() -> nbp.Pipeline:
-    p = nbp.Pipeline("p")
-    with p.stage("s") as s:
-        s.step("a")
-        s.step("b")
-    return p
 
 
 def test_a_duration_trace_timestamps_cannot_hold_is_refused_not_stamped_before_its_start():

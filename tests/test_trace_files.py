@@ -299,10 +299,11 @@ def test_a_status_the_toolkit_does_not_know_round_trips_through_parquet_only(tra
 
 
 def test_the_cli_keeps_a_trace_it_cannot_write_and_says_which_step(trace_with_an_object, tmp_path, capsys):
-    from notebook_pipelines.frontends.cli import BadInput, _write
+    from notebook_pipelines.frontends.cli.exits import BadInput
+    from notebook_pipelines.frontends.cli.files import write_or_print
 
     with pytest.raises(BadInput, match=r"-o .*t\.json: .*steps\.a: the 'outputs' value cannot be written"):
-        _write(trace_with_an_object, str(tmp_path / "t.json"))
+        write_or_print(trace_with_an_object, str(tmp_path / "t.json"))
     assert "a  step      Success" in capsys.readouterr().out  # printed instead: not lost
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import two_steps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -271,16 +272,8 @@ def test_criticality_index_of_a_fork_is_the_share_of_runs_each_branch_is_longest
 
 
 # -- durations from a history: joint vs independent ---------------------------------------------------
-def _two_serial() -> nbp.Pipeline:
-    p = nbp.Pipeline("two")
-    with p.stage("s") as s:
-        s.step("a")
-        s.step("b")
-    return p
-
-
 def test_joint_resampling_keeps_the_correlation_independent_does_not():
-    plan = _two_serial().plan()
+    plan = two_steps().plan()
     # ten measured runs where a and b took the same time: k seconds each, k = 1 … 10
     h = _history({str(k): {"a": float(k), "b": float(k)} for k in range(1, 11)}, plan)
     joint = nbp.monte_carlo(plan, h, runs=20_000, seed=3)
@@ -295,7 +288,7 @@ def test_joint_resampling_keeps_the_correlation_independent_does_not():
 
 
 def test_history_runs_replay_one_by_one_on_the_scheduler_path():
-    plan = _two_serial().plan()
+    plan = two_steps().plan()
     h = _history({str(k): {"a": float(k), "b": float(10 * k)} for k in range(1, 6)}, plan)
     mc = nbp.monte_carlo(plan, h, runs=12, seed=5, engine="scheduler")
     assert set(mc["makespan_s"]) <= {11.0 * k for k in range(1, 6)}  # joint: a and b of one run
@@ -305,7 +298,7 @@ def test_history_runs_replay_one_by_one_on_the_scheduler_path():
 
 
 def test_steps_the_history_lacks_take_the_default_with_a_warning_naming_them():
-    p = _two_serial()
+    p = two_steps()
     with p.stage("late") as s:
         s.step("new")
     plan = p.plan()
@@ -318,7 +311,7 @@ def test_steps_the_history_lacks_take_the_default_with_a_warning_naming_them():
 
 
 def test_failures_history_injects_the_measured_failure_rates():
-    plan = _two_serial().plan()
+    plan = two_steps().plan()
     h = _history({str(k): {"a": 1.0, "b": 1.0} for k in range(4)}, plan)
     h.loc[(h["run_id"] == "0") & (h["step"] == "b"), "status"] = "Failed"  # b failed 1 attempt of 4
     from notebook_pipelines.engine.measured import HistoryDurations

@@ -51,6 +51,25 @@ def waits_for(event: threading.Event):
     return body
 
 
+def _running(handle, step_id: str) -> bool:
+    with handle.state.lock:
+        return any(node.id == step_id for node, _, _ in handle.state.running.values())
+
+
+def started_while_long_runs(*after: str, **start):
+    """A run started in the background: its step ``long`` waits (cancellably) for an event nobody
+    sets, the quick steps ``after`` follow it. Returns ``(handle, view)`` once ``long`` runs."""
+    p = nbp.Pipeline("bg")
+    with p.stage("s") as s:
+        s.step("long", run=waits_for(threading.Event()))
+        for name in after:
+            s.step(name, run=sleeper(0.001))
+    handle = p.start(progress=False, **start)
+    view = handle.view()
+    until(lambda: _running(handle, "long"), "the long step to run")
+    return handle, view
+
+
 # -- the live view -------------------------------------------------------------------------------
 def test_live_view_progress_increases_while_the_run_goes_and_ends_in_the_final_state():
     shown_one = threading.Event()
@@ -121,14 +140,7 @@ def test_throttle_updates_at_most_once_an_interval_on_its_own_thread_then_once_a
 
 # -- the run handle ------------------------------------------------------------------------------
 def test_R21_E15_cancel_button_aborts_a_running_start_run():
-    never = threading.Event()
-    p = nbp.Pipeline("bg")
-    with p.stage("s") as s:
-        s.step("long", run=waits_for(never))
-        s.step("after", run=sleeper(0.001))
-    handle = p.start(progress=False, run_id="bg")
-    view = handle.view()
-    until(lambda: _running(handle, "long"), "the long step to run")
+    handle, view = started_while_long_runs("after", run_id="bg")
     assert not handle.done
     live = handle.trace  # the rows so far, with the step under way
     assert status(live, "long") == "Running"
@@ -159,11 +171,6 @@ def test_R21_cancel_clicked_before_the_run_starts_stays_off_and_aborts_it_at_onc
     handle._thread.start()
     trace = handle.wait(timeout=GUARD)
     assert status(trace, "pipeline") == "Aborted" and status(trace, "a") in ("Aborted", "NotStarted")
-
-
-def _running(handle, step_id: str) -> bool:
-    with handle.state.lock:
-        return any(node.id == step_id for node, _, _ in handle.state.running.values())
 
 
 def test_cancel_before_the_run_has_started_still_aborts_it():
@@ -446,15 +453,7 @@ def test_outside_a_notebook_the_default_draws_the_line_in_place_on_a_terminal():
 
 # -- issue 30: what a view says after a cancel, a refusal, and of steps that share an id ------------
 def test_R21_after_a_cancel_the_header_counts_only_the_steps_that_ran_and_the_button_says_cancelled():
-    never = threading.Event()
-    p = nbp.Pipeline("bg")
-    with p.stage("s") as s:
-        s.step("long", run=waits_for(never))
-        for k in range(4):
-            s.step(f"after{k}", run=sleeper(0.001))
-    handle = p.start(progress=False, run_id="bg-cancel")
-    view = handle.view()
-    until(lambda: _running(handle, "long"), "the long step to run")
+    handle, view = started_while_long_runs("after0", "after1", "after2", "after3", run_id="bg-cancel")
     view.cancel_button.click()
     trace = handle.wait(timeout=GUARD)
     assert view.wait(GUARD)
@@ -467,14 +466,7 @@ def test_R21_after_a_cancel_the_header_counts_only_the_steps_that_ran_and_the_bu
 
 
 def test_R21_a_cancel_from_code_leaves_the_button_saying_cancelled_too():
-    never = threading.Event()
-    p = nbp.Pipeline("bg")
-    with p.stage("s") as s:
-        s.step("long", run=waits_for(never))
-        s.step("after", run=sleeper(0.001))
-    handle = p.start(progress=False)
-    view = handle.view()
-    until(lambda: _running(handle, "long"), "the long step to run")
+    handle, view = started_while_long_runs("after")
     handle.cancel("changed my mind")
     handle.wait(timeout=GUARD)
     assert view.wait(GUARD)

@@ -66,7 +66,6 @@ step  slack_s  critical
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 from collections.abc import Iterable
@@ -75,6 +74,7 @@ from typing import TYPE_CHECKING, Any
 from ..definition.looping import is_iteration
 from ..errors import TraceError
 from .checks import REQUIRED, check_trace
+from .schedule import _TOL, Schedule
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -96,16 +96,6 @@ __all__ = [
 
 #: what :func:`concurrency` and :func:`summary` report on, outermost first
 LEVELS = ("pipeline", "stage", "step_group", "block")
-_TOL = 1e-6  # seconds: closer times are the same moment (virtual time is exact; threads are not)
-_SCAN = 256  # how far back the search for a gating end looks, at most
-#: the ``action`` of an attempt after which the whole run was re-run (GitHub "re-run jobs",
-#: GitLab retry): the next attempt waited for its needs again, not for a retry interval
-RERUN = "Rerun"
-
-
-def _values(series: Any) -> list:
-    """A column as a Python list, NA → None."""
-    return series.astype(object).where(series.notna(), None).tolist()
 
 
 def looped_steps(trace: Any) -> set[str]:
@@ -125,286 +115,6 @@ def looped_steps(trace: Any) -> set[str]:
         return parents
     kinds = trace.loc[trace["fqn"].astype(object).isin(parents), ["fqn", "kind"]].astype(object)
     return {str(f) for f, k in zip(kinds["fqn"], kinds["kind"]) if str(k) == "step"}
-
-
-def _related(a: str, b: str) -> bool:
-    """``a`` and ``b`` are the same node, or one contains the other."""
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
-
-
-class Schedule:
-    """The precedence graph of one run's trace (see the module notes).
-
-    Attributes (positions ``r`` index ``rows``, the trace's timed rows in trace order):
-        rows: the timed rows; ``fqn``, ``kind``, ``start``, ``end``, ``attempt``: their columns.
-        units: ``(fqn, iteration) → [r, …]`` the executions of one node, by attempt.
-        blocks: ``(parent r or parent fqn, phase, block) → [unit key, …]``.
-        parent_of: ``unit key → parent r`` (None when the parent row is not in the trace).
-        time, binding: per event, its time and its binding predecessor (or None).
-        end_event: the end of the run (the latest end of the outermost rows).
-    """
-
-    def __init__(self, trace: pd.DataFrame):
-        check_trace(trace, "timing analysis")
-        timed = trace[trace["start_s"].notna() & trace["end_s"].notna()]
-        self.rows = timed
-        n = self.n = len(timed)
-        self.fqn = [str(x) for x in timed["fqn"].astype(object)]
-        parent = _values(timed["parent"])
-        self.kind = [str(x) for x in timed["kind"].astype(object)]
-        phase = _values(timed["phase"])
-        block = _values(timed["block"])
-        iteration = _values(timed["iteration"])
-        self.attempt = [int(x) for x in timed["attempt"]]
-        self.start = [float(x) for x in timed["start_s"]]
-        self.end = [float(x) for x in timed["end_s"]]
-        self.iteration = iteration
-        loops = {parent[r] for r in range(n) if is_iteration(self.fqn[r], parent[r])}
-        #: per row: a container (a pipeline, stage or group row, or a looped node's row)
-        self.container = [self.kind[r] != "step" or self.fqn[r] in loops for r in range(n)]
-        self.is_work = [not c for c in self.container]
-
-        containers: dict[str, list[int]] = {}
-        for r in range(n):
-            if self.container[r]:
-                containers.setdefault(self.fqn[r], []).append(r)
-        units: dict[tuple, list[int]] = {}
-        for r in range(n):
-            key: tuple = (self.fqn[r], iteration[r])
-            holders = containers.get(parent[r]) or []
-            if len(holders) > 1:  # the parent ran more than once (a re-run job): one unit per parent run
-                key += (self._parent_row(holders, iteration[r], self.start[r]),)
-            units.setdefault(key, []).append(r)
-        for rows in units.values():
-            rows.sort(key=lambda r: (self.attempt[r], self.start[r], r))
-        self.units = units
-
-        parent_of: dict[tuple, int | None] = {}
-        blocks: dict[tuple, list[tuple]] = {}
-        #: a looped node's row → its iterations' units (the slots of a sliding window, R54)
-        self.loop_units: dict[int, list[tuple]] = {}
-        for key, rows in units.items():
-            first = rows[0]
-            prow = self._parent_row(containers.get(parent[first]) or [], iteration[first], self.start[first])
-            parent_of[key] = prow
-            if prow is not None and is_iteration(self.fqn[first], parent[first]):
-                self.loop_units.setdefault(prow, []).append(key)
-            owner = prow if prow is not None else ("missing", parent[first])
-            number = block[first] if block[first] is not None else -1
-            blocks.setdefault((owner, phase[first] or "execution", number), []).append(key)
-        self.parent_of, self.blocks = parent_of, blocks
-
-        # events: S(r) = 2r, F(r) = 2r + 1, then joins, then the end of the run
-        time = [0.0] * (2 * n)
-        for r in range(n):
-            time[2 * r], time[2 * r + 1] = self.start[r], self.end[r]
-        preds: list[list[tuple[int, float]]] = [[] for _ in range(2 * n)]
-
-        def event(t: float) -> int:
-            time.append(t)
-            preds.append([])
-            return len(time) - 1
-
-        action = _values(timed["action"]) if "action" in timed.columns else [None] * n
-        self.rerun: set[int] = set()  # attempts started by a re-run of the run (GitHub, GitLab)
-        for rows in units.values():
-            for before, after in itertools.pairwise(rows):
-                if action[before] == RERUN:  # not a wait of the node's own: its needs decide
-                    self.rerun.add(after)
-                    preds[2 * after].append((2 * before + 1, 0.0))
-                else:
-                    preds[2 * after].append((2 * before + 1, max(0.0, self.start[after] - self.end[before])))
-        by_fqn: dict[str, list[tuple]] = {}
-        for key in units:
-            by_fqn.setdefault(key[0], []).append(key)
-        lists: dict[tuple, list[tuple[int, list[tuple]]]] = {}
-        for (owner, ph, number), keys in blocks.items():
-            lists.setdefault((owner, ph), []).append((number, keys))
-        ends: list[int] = []  # events that end an outermost list
-        has_children = set()
-        self.joins: dict[tuple, int] = {}
-        after = self._after(trace, timed)
-        for (owner, ph), numbered in lists.items():
-            numbered.sort(key=lambda item: item[0])
-            prow = owner if isinstance(owner, int) else None
-            previous = None
-            dag = False  # some unit of this list says what it waited for (``after``)
-            joins = []
-            for number, keys in numbered:
-                join = event(max(self.end[units[k][-1]] for k in keys))
-                self.joins[(owner, ph, number)] = join
-                joins.append(join)
-                for key in keys:
-                    rows = units[key]
-                    preds[join].append((2 * rows[-1] + 1, 0.0))
-                    waited = after[rows[0]] if after is not None else None
-                    if waited is not None:
-                        dag = True
-                        for r in rows:  # the first attempt, and attempts a re-run started
-                            if r != rows[0] and r not in self.rerun:
-                                continue
-                            edges = []
-                            for f in after[r] or ():
-                                found = by_fqn.get(f, ())
-                                same = [k for k in found if parent_of.get(k) == parent_of[key]]
-                                edges += [self._last_end(units[k], self.start[r]) for k in same or found]
-                            preds[2 * r].extend((e, 0.0) for e in edges if e is not None)
-                            if r == rows[0] and not edges and ph == "execution" and prow is not None:
-                                preds[2 * r].append((2 * prow, 0.0))
-                    elif previous is not None:
-                        preds[2 * rows[0]].append((previous, 0.0))
-                    elif ph == "execution" and prow is not None:
-                        preds[2 * rows[0]].append((2 * prow, 0.0))
-                previous = join
-            # with edges from ``after`` any block may hold the last end, not only the last one
-            last = joins if dag else [previous]
-            if prow is not None:
-                has_children.add(prow)
-                preds[2 * prow + 1].extend((j, 0.0) for j in last)
-            else:
-                ends.extend(last)
-        for r in range(n):
-            if self.is_work[r] or r not in has_children:
-                preds[2 * r + 1].append((2 * r, self.end[r] - self.start[r]))
-        self.end_event = event(max((time[e] for e in ends), default=0.0))
-        preds[self.end_event] = [(e, 0.0) for e in ends]
-        self.time, self.preds = time, preds
-        self.slot = self._slots()
-        self._bind()
-
-    @staticmethod
-    def _after(trace: pd.DataFrame, timed: pd.DataFrame) -> list | None:
-        """Per timed row, the fqns it waited for (the ``after`` column), or None where unknown;
-        None when the trace has no such column (a trace saved before it existed)."""
-        if "after" not in trace.columns:
-            return None
-        out = []
-        for value in timed["after"].tolist():
-            if value is None or isinstance(value, (str, float)):  # NA, NaN: unknown
-                out.append(None)
-            else:
-                out.append([str(v) for v in value])
-        return out if any(v is not None for v in out) else None
-
-    def _last_end(self, rows: list[int], before: float) -> int | None:
-        """The end event of the last of ``rows`` (a unit's attempts) that ended by ``before``
-        (else of the last one: an edge the times contradict is dropped later)."""
-        done = [r for r in rows if self.end[r] <= before + _TOL]
-        return 2 * (done[-1] if done else rows[-1]) + 1
-
-    def _parent_row(self, candidates: list[int], iteration: Any, start: float) -> int | None:
-        if not candidates:
-            return None
-        same = [r for r in candidates if self.iteration[r] == iteration] or candidates
-        inside = [r for r in same if self.start[r] <= start + _TOL]
-        return max(inside, key=lambda r: (self.start[r], r)) if inside else same[0]
-
-    def _row_start(self, event: int) -> float:
-        return self.start[event // 2] if event < 2 * self.n else self.time[event]
-
-    def _bind(self) -> None:
-        """Choose each event's binding predecessor; add a gating edge where structure falls short."""
-        time, n = self.time, self.n
-        order = sorted(range(n), key=lambda r: self.end[r])
-        sorted_ends = [self.end[r] for r in order]
-        self.binding: list[int | None] = [None] * len(time)
-        queued = [0.0] * n  # seconds a CI job waited for a runner (history rows), else 0
-        if "queued_s" in self.rows.columns:
-            queued = [0.0 if q != q else float(q) for q in self.rows["queued_s"].to_numpy(dtype=float)]
-        for v, edges in enumerate(self.preds):
-            kept = [(u, lag) for u, lag in edges if time[u] + lag <= time[v] + _TOL or v == self.end_event]
-            self.preds[v] = kept  # an edge the times contradict (clock skew) is no constraint
-            valid = [(time[u] + lag, u) for u, lag in kept]
-            latest = max((value for value, _ in valid), default=-math.inf)
-            if (
-                v < 2 * n
-                and v % 2 == 0
-                and time[v] - latest > queued[v // 2] + _TOL  # a start its queue explains is no gate
-                and v // 2 not in self.rerun
-            ):
-                gate = self._gate(v // 2, latest, order, sorted_ends)
-                if gate is not None:
-                    self.preds[v].append((gate, time[v] - time[gate]))
-                    self.binding[v] = gate
-                    continue
-            if valid:
-                tied = [(self._row_start(u), u) for value, u in valid if value >= latest - _TOL]
-                self.binding[v] = min(tied)[1]
-
-    def _gate(self, r: int, latest: float, order: list[int], sorted_ends: list[float]) -> int | None:
-        """The end event that let row ``r`` start when its structure does not explain the start."""
-        freed = self.slot.get(r)
-        if freed is not None and self.time[freed] >= latest - _TOL:
-            return freed
-        k = bisect.bisect_right(sorted_ends, self.start[r] + _TOL)
-        found: list[int] = []
-        for i in range(k - 1, max(-1, k - 1 - _SCAN), -1):
-            g = order[i]
-            if sorted_ends[i] < latest - _TOL or (found and sorted_ends[i] < self.end[found[0]] - _TOL):
-                break
-            if not _related(self.fqn[g], self.fqn[r]):
-                found.append(g)
-        if not found:
-            return None
-        return 2 * min(found, key=lambda g: (self.start[g], g)) + 1
-
-    def _slots(self) -> dict[int, int]:
-        """Per iteration that waited for a slot (R54), the end event of the sibling that freed it.
-
-        Iterations are taken in the order they started (list order on ties); each takes the
-        latest sibling end at or before its start that no earlier iteration took (ties: the
-        sibling that started first), so two iterations starting when two slots free take one
-        each.
-        """
-        out: dict[int, int] = {}
-        for prow, keys in self.loop_units.items():
-            order = sorted(keys, key=lambda k: (self.start[self.units[k][0]], self.units[k][0]))
-            free: list[tuple[float, float, int]] = []  # (end, -start, -row) of unclaimed siblings
-            for key in order:
-                r = self.units[key][0]
-                if self.start[r] > self.start[prow] + _TOL:
-                    i = bisect.bisect_right(free, (self.start[r] + _TOL, math.inf, math.inf))
-                    if i:
-                        out[r] = 2 * -free.pop(i - 1)[2] + 1
-                g = self.units[key][-1]
-                bisect.insort(free, (self.end[g], -self.start[g], -g))
-        return out
-
-    # -- results -----------------------------------------------------------------------------------
-    def path(self) -> list[int]:
-        """Positions of the step rows on the critical path, in time order."""
-        out, v = [], self.end_event
-        while self.binding[v] is not None:
-            u = self.binding[v]
-            if v < 2 * self.n and v % 2 == 1 and u == v - 1 and self.is_work[v // 2]:
-                out.append(v // 2)
-            v = u
-        out.reverse()
-        return [r for r in out if self.end[r] - self.start[r] > _TOL and self.attempt[r] > 0]
-
-    def latest(self) -> list[float]:
-        """Per event, the latest time it could happen without delaying the end of the run."""
-        time, m = self.time, len(self.time)
-        succ: list[list[tuple[int, float]]] = [[] for _ in range(m)]
-        indegree = [0] * m
-        for v, edges in enumerate(self.preds):
-            for u, lag in edges:
-                succ[u].append((v, time[v] - time[u] if self.binding[v] == u else lag))
-                indegree[v] += 1
-        ready = [v for v in range(m) if indegree[v] == 0]
-        order = []
-        while ready:
-            u = ready.pop()
-            order.append(u)
-            for v, _ in succ[u]:
-                indegree[v] -= 1
-                if indegree[v] == 0:
-                    ready.append(v)
-        late = [time[self.end_event]] * m
-        for u in reversed(order):
-            if succ[u]:
-                late[u] = min(late[v] - lag for v, lag in succ[u])
-        return late
 
 
 # -- the accessor's functions -------------------------------------------------------------------------
@@ -516,12 +226,29 @@ def summary(trace: pd.DataFrame) -> pd.DataFrame:
 
 
 def _levels(trace: pd.DataFrame) -> pd.DataFrame:
+    """The table of :func:`summary`: a row per parallel block (two items or more) and per
+    container (pipeline, stage, step group), in trace order."""
     import pandas as pd
 
     s = Schedule(trace)
+    up = _holders(s)
     step_rows = [r for r in range(s.n) if s.is_work[r] and s.attempt[r] > 0]
-    by_start = sorted(step_rows, key=lambda r: s.start[r])
-    above: dict[int, list[int]] = {}  # a row → the container rows holding it, innermost first
+    members: dict[int, list[int]] = {}  # a container row → the step executions inside it, by start
+    for r in sorted(step_rows, key=lambda r: s.start[r]):
+        for c in up(r):
+            members.setdefault(c, []).append(r)
+    entries, idle_of = _block_entries(s, members)
+    entries += _container_entries(s, members, idle_of, up)
+    entries.sort(key=lambda e: e.pop("_position"))
+    columns = ["kind", "fqn", "name", "block", "start_s", "span_s", "busy_s", "speedup", "width"]
+    columns += ["efficiency", "idle_s", "longest_step", "longest_s"]
+    table = pd.DataFrame(entries, columns=columns)
+    return table.astype({"block": "Int64", "width": "int64", "longest_step": "str"})
+
+
+def _holders(s: Schedule) -> Any:
+    """``up(r)``: the container rows holding row ``r``, innermost first (memoised)."""
+    above: dict[int, list[int]] = {}
 
     def up(r: int) -> list[int]:
         chain = above.get(r)
@@ -530,16 +257,18 @@ def _levels(trace: pd.DataFrame) -> pd.DataFrame:
             chain = above[r] = [] if p is None else [p, *up(p)]
         return chain
 
-    members: dict[int, list[int]] = {}  # a container row → the step executions inside it, by start
-    for r in by_start:
-        for c in up(r):
-            members.setdefault(c, []).append(r)
+    return up
+
+
+def _block_entries(s: Schedule, members: dict[int, list[int]]) -> tuple[list[dict], list[tuple[int, float]]]:
+    """A row per parallel block of two items or more; and ``(parent row, idle seconds)`` of each
+    block, which its containers add up."""
 
     def unit_busy(key: tuple) -> float:  # a step's attempts (not the waits); a container's span
         return sum(s.end[r] - s.start[r] for r in s.units[key])
 
     entries = []
-    idle_of: list[tuple[str, float]] = []
+    idle_of: list[tuple[int, float]] = []
     for (owner, _phase, number), keys in s.blocks.items():
         if len(keys) < 2:
             continue
@@ -553,22 +282,19 @@ def _levels(trace: pd.DataFrame) -> pd.DataFrame:
         inside = [r for k in keys for r in s.units[k] if s.is_work[r] and s.attempt[r] > 0]
         inside += [x for k in keys for r in s.units[k] if s.container[r] for x in members.get(r, ())]
         position = min(r for k in keys for r in s.units[k]) - 0.5
+        name = f"{parent_fqn.rsplit('.', 1)[-1]} block {number}"
+        width = len(keys)
         entries.append(
-            _entry(
-                s,
-                "block",
-                parent_fqn,
-                f"{parent_fqn.rsplit('.', 1)[-1]} block {number}",
-                number,
-                begin,
-                finish,
-                busy,
-                len(keys),
-                idle,
-                inside,
-                position,
-            )
+            _entry(s, "block", parent_fqn, name, number, begin, finish, busy, width, idle, inside, position)
         )
+    return entries, idle_of
+
+
+def _container_entries(
+    s: Schedule, members: dict[int, list[int]], idle_of: list[tuple[int, float]], up: Any
+) -> list[dict]:
+    """A row per container row (a pipeline, stage or step group; a looped step's row is none)."""
+    entries = []
     for r in range(s.n):
         if s.kind[r] == "step":  # a step, or a looped step's row: no level of its own
             continue
@@ -576,27 +302,11 @@ def _levels(trace: pd.DataFrame) -> pd.DataFrame:
         busy = sum(s.end[x] - s.start[x] for x in inside)
         width = _peak([(s.start[x], s.end[x]) for x in inside])
         idle = sum(i for owner, i in idle_of if owner == r or r in up(owner))
+        fqn, name, begin, finish = s.fqn[r], s.fqn[r].rsplit(".", 1)[-1], s.start[r], s.end[r]
         entries.append(
-            _entry(
-                s,
-                s.kind[r],
-                s.fqn[r],
-                s.fqn[r].rsplit(".", 1)[-1],
-                None,
-                s.start[r],
-                s.end[r],
-                busy,
-                width,
-                idle,
-                inside,
-                float(r),
-            )
+            _entry(s, s.kind[r], fqn, name, None, begin, finish, busy, width, idle, inside, float(r))
         )
-    entries.sort(key=lambda e: e.pop("_position"))
-    columns = ["kind", "fqn", "name", "block", "start_s", "span_s", "busy_s", "speedup", "width"]
-    columns += ["efficiency", "idle_s", "longest_step", "longest_s"]
-    table = pd.DataFrame(entries, columns=columns)
-    return table.astype({"block": "Int64", "width": "int64", "longest_step": "str"})
+    return entries
 
 
 def _entry(s: Schedule, kind: str, fqn: str, name: str, block: Any, begin: float, finish: float,

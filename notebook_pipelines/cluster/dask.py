@@ -19,7 +19,7 @@ a worker started with ``--resources "TAG=N"``, N at a time there. A selector tha
 worker offers is refused the same way, naming the step and the tag. A cluster without workers
 is refused (:class:`ClusterError`) rather than waited on.
 
-**A job** is one task ``_run_on_worker(key, packed step, context, spec)`` with its own key
+**A job** is one task ``run_on_worker(key, packed step, context, spec)`` with its own key
 (``nbp-STEP-ATTEMPT-…``), ``pure=False`` and the step's resources. A sender thread hands jobs to
 the cluster as they come, those that piled up meanwhile in one ``client.map`` per resource set
 (a wide parallel block is one graph for Dask, not hundreds). The packed step, the
@@ -69,182 +69,33 @@ installed on them, as for any Dask code (functions defined in the notebook trave
 
 from __future__ import annotations
 
-import inspect
 import queue
-import socket
-import struct
 import sys
 import threading
 import time
-import traceback
 import uuid
 import warnings
-from contextlib import nullcontext
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any
 
 try:
     import cloudpickle
-    from distributed import Client, WorkerPlugin
+    from distributed import Client
     from distributed.comm.core import CommClosedError
 except ImportError as exc:  # pragma: no cover - the extra is installed where this is tested
     raise ImportError(
         f"nbp.DaskExecutor needs Dask distributed ({exc}): pip install 'notebook-pipelines[dask]'"
     ) from None
 
-from ..definition.statuses import ABORTED, FAILED, SUCCESS
-from ..engine.context import StepCancelled, StepContext
-from ..engine.executors.base import Job, Outcome, call_body, check_outputs, outcome_of_exception, refuse_unrun
-from ..engine.executors.threads import StepLog, captured
+from ..definition.statuses import FAILED, SUCCESS
+from ..engine.executors.base import Job, Outcome, outcome_of_exception
 from ..engine.steptypes import step_type
-from ..errors import DefinitionError, Problem, StepError
+from ..errors import DefinitionError, Problem
+from .dask_client import NotDask, SchedulerEvents, handshake
+from .dask_worker import KEY_PREFIX, PLUGIN, PackedStep, StopBodies, run_on_worker
 from .errors import ClusterError
 
 __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
-
-#: every task key this executor submits starts with this (the worker plugin acts on no other)
-KEY_PREFIX = "nbp-"
-#: the name the worker plugin is registered under (once per client; idempotent)
-PLUGIN = "notebook-pipelines-stop-bodies"
-
-
-# -- on the worker --------------------------------------------------------------------------------
-_running: dict[str, StepContext] = {}  # task key -> context of a body running in this process
-_stopped: set[str] = set()  # keys told to stop before their body started
-_registry_lock = threading.Lock()
-
-
-class StopBodies(WorkerPlugin):
-    """Worker plugin: tells a step's body to stop when its task stops executing (cancelled).
-
-    Runs in each worker's event loop; ``ctx.cancel()`` only sets a flag and events, so it never
-    waits for the body.
-    """
-
-    idempotent = True
-    name = PLUGIN
-
-    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        if start != "executing" or finish not in ("released", "cancelled", "forgotten"):
-            return
-        if not (isinstance(key, str) and key.startswith(KEY_PREFIX)):
-            return
-        with _registry_lock:
-            ctx = _running.get(key)
-            if ctx is None:
-                _stopped.add(key)  # its body has not registered yet: it stops as it starts
-                return
-        ctx.cancel()
-
-
-class _Step:
-    """What travels to a worker for one step (packed once per run): the fields a body's call
-    reads (:func:`~notebook_pipelines.engine.executors.base.call_body`), a typed step's
-    handler, and the notebook variables a code-text body names."""
-
-    __slots__ = ("body", "fqn", "handler", "id", "namespace", "outputs", "spec", "takes_ctx", "type")
-
-    def __init__(self, node: Any, handler: Any, namespace: dict | None):
-        self.fqn, self.id, self.body, self.type = node.fqn, node.id, node.body, node.type
-        self.takes_ctx, self.outputs, self.spec = node.takes_ctx, node.outputs, node.spec
-        self.handler, self.namespace = handler, namespace
-
-
-def _run_on_worker(key: str, packed: bytes, ctx: StepContext, spec: Any, capture: bool = True) -> dict:
-    """One step body on a Dask worker; never raises: the outcome as a small dict."""
-    from distributed import get_worker
-
-    start = time.time()
-    try:
-        worker = get_worker().address
-    except ValueError:  # pragma: no cover - called outside a worker
-        worker = "dask"
-    buffer = StepLog()  # bounded: its head and tail
-    with _registry_lock:
-        _running[key] = ctx
-        told = key in _stopped
-        _stopped.discard(key)
-    if told:
-        ctx.cancel()
-    try:
-        with captured(buffer) if capture else nullcontext():
-            status, error_type, error, outputs = _call(packed, ctx, spec, worker, buffer)
-    finally:
-        with _registry_lock:
-            _running.pop(key, None)
-            _stopped.discard(key)
-    return {
-        "status": status,
-        "error_type": error_type,
-        "error": error,
-        "outputs": outputs,
-        "log": buffer.text() or None,
-        "start": start,
-        "end": time.time(),
-        "worker": worker,
-    }
-
-
-def _call(packed: bytes, ctx: StepContext, spec: Any, worker: str, buffer: StepLog) -> tuple:
-    """(status, error type, message, outputs) of running the packed step here."""
-    try:
-        step = cloudpickle.loads(packed)
-    except Exception as exc:
-        return (
-            FAILED,
-            "Unknown",
-            f"the step could not be unpacked on the Dask worker {worker}: {type(exc).__name__}: {exc}; "
-            "install notebook-pipelines and the modules the body imports on every worker",
-            None,
-        )
-    try:
-        if step.handler is not None:
-            result = step.handler(ctx, step.spec if spec is None else spec)
-        else:
-            namespace = dict(step.namespace) if step.namespace is not None else None
-            result = call_body(step, ctx, namespace)
-        refuse_unrun(result)
-        outputs = dict(ctx.outputs)
-        if isinstance(result, dict):
-            outputs.update(result)
-        elif result is not None:
-            print(
-                f"RuntimeWarning: {step.fqn}: the body returned a {type(result).__name__}, which is "
-                "ignored; return a dict (or set ctx.outputs[...]) to publish output variables"
-            )
-        outputs = check_outputs(step.fqn, outputs)
-        unsent = _unsendable(outputs)
-        if unsent:
-            return FAILED, "Unknown", unsent, None
-        return SUCCESS, None, None, outputs
-    except StepCancelled:
-        return ABORTED, None, "the step was told to stop", None
-    except BaseException as exc:  # the body's own failure goes into the trace
-        status, error_type, text = outcome_of_exception(exc)
-        if not isinstance(exc, StepError):
-            buffer.append(traceback.format_exc())
-        return status, error_type, text, None
-
-
-def _unsendable(outputs: dict | None) -> str | None:
-    """Why these output variables cannot travel back to the kernel, or None when they can."""
-    if not outputs:
-        return None
-    try:
-        cloudpickle.dumps(outputs, protocol=5, buffer_callback=lambda _buffer: False)
-        return None
-    except Exception:
-        pass
-    for name, value in outputs.items():
-        try:
-            cloudpickle.dumps(value, protocol=5, buffer_callback=lambda _buffer: False)
-        except Exception as exc:
-            return (
-                f"output variable {name!r} ({type(value).__name__}) cannot be sent back from the Dask "
-                f"worker: {type(exc).__name__}: {exc}; publish plain values (numbers, text, lists, "
-                "dicts, arrays, frames)"
-            )
-    return None  # pragma: no cover - the whole failed but no part did
 
 
 # -- in the kernel --------------------------------------------------------------------------------
@@ -267,9 +118,16 @@ def _names_read(code: str, fqn: str) -> set[str]:
     return names
 
 
-async def _in_turn(*awaitables: Any) -> None:
-    for awaitable in awaitables:
-        await awaitable
+def _drain(inbox: queue.SimpleQueue[Any]) -> tuple[list[Any], bool]:
+    """Wait for one item, then take what else is there at once: ``(the items, whether the
+    end-of-run marker None was among them)``, the marker left out."""
+    batch = [inbox.get()]
+    while True:
+        try:
+            batch.append(inbox.get_nowait())
+        except queue.Empty:
+            break
+    return [item for item in batch if item is not None], None in batch
 
 
 def _error_type(exc: BaseException) -> str:
@@ -281,134 +139,6 @@ def _error_type(exc: BaseException) -> str:
     if isinstance(exc, KilledWorker | CommClosedError | CancelledError | ConnectionError | OSError):
         return "Connectivity"
     return outcome_of_exception(exc)[1]
-
-
-#: the most bytes of a scheduler's first message (its handshake: a few hundred bytes)
-_HANDSHAKE_BYTES = 64 * 1024
-
-
-class _NotDask(Exception):
-    """The peer answered, but not as a Dask scheduler does."""
-
-
-def _receive(sock: socket.socket, n: int, deadline: float) -> bytes:
-    """Exactly ``n`` bytes, each wait at most until ``deadline``."""
-    data = bytearray()
-    while len(data) < n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        sock.settimeout(left)
-        chunk = sock.recv(min(n - len(data), 65536))
-        if not chunk:
-            raise _NotDask("it closed the connection without the handshake a Dask scheduler sends")
-        data += chunk
-    return bytes(data)
-
-
-def _handshake(address: str, timeout: float) -> None:
-    """Check that a Dask scheduler listens at a ``tcp://`` address (other protocols: no check):
-    connect and read the handshake a scheduler sends first, all within ``timeout`` seconds, and
-    without trusting what comes back (a length is checked before anything is read or allocated).
-
-    Checked before making the client: a ``Client`` pointed at another service waits for ever for
-    the handshake (an HTTP server waits for a request), or allocates what a hostile length prefix
-    says (1 TiB: ``MemoryError``); one that fails leaves its event-loop thread running and delays
-    the interpreter's exit (distributed 2026.8).
-
-    Raises:
-        OSError: nothing listens there (or the name does not resolve).
-        TimeoutError: no handshake within ``timeout``.
-        _NotDask: something else answered.
-    """
-    from distributed.comm import get_address_host_port
-    from distributed.protocol.core import loads
-
-    if not (address.startswith("tcp://") or "://" not in address):
-        return
-    host, port = get_address_host_port(address if "://" in address else f"tcp://{address}")
-    deadline = time.monotonic() + timeout
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        (size,) = struct.unpack("Q", _receive(sock, 8, deadline))
-        if not 16 <= size <= _HANDSHAKE_BYTES:
-            raise _NotDask(
-                f"its first message announces {size:,} bytes, where a scheduler's handshake has a few hundred"
-            )
-        blob = _receive(sock, size, deadline)
-    (count,) = struct.unpack_from("Q", blob)
-    lengths = struct.unpack_from(f"{count}Q", blob, 8) if 1 <= count <= 16 and 8 * (count + 1) <= size else ()
-    if not lengths or 8 * (count + 1) + sum(lengths) != size:
-        raise _NotDask("its first message is not in Dask's framing")
-    frames, start = [], 8 * (count + 1)
-    for length in lengths:
-        frames.append(blob[start : start + length])
-        start += length
-    try:
-        info = loads(frames, deserialize=False)
-    except Exception:  # any decoding error: not Dask's handshake
-        info = None
-    if not isinstance(info, dict) or "compression" not in info:
-        raise _NotDask("its first message is not a Dask handshake")
-
-
-class _Events:
-    """The scheduler's events for one client, handed to the executors running on it.
-
-    A client has one handler per topic; this one subscribes to ``"all"`` while at least one
-    executor runs, and unsubscribes after the last (a subscribed client that closes makes the
-    scheduler log an error). A handler the user had for ``"all"`` is called too, and put back.
-    """
-
-    _by_client: ClassVar[dict[str, _Events]] = {}
-    _lock = threading.Lock()
-
-    def __init__(self, client: Any):
-        self.client, self.executors = client, set()
-        self.previous: Any = None
-
-    @classmethod
-    def of(cls, client: Any) -> _Events:
-        with cls._lock:
-            events = cls._by_client.get(client.id)
-            if events is None:
-                events = cls._by_client[client.id] = _Events(client)
-            return events
-
-    def add(self, executor: DaskExecutor) -> None:
-        with self._lock:
-            first = not self.executors
-            self.executors.add(executor)
-        if first:
-            # one handler per topic and client (no public getter): one of the user's is chained;
-            previous = getattr(self.client, "_event_handlers", {}).get("all")
-            # the client keeps a handler after unsubscribing: ours from an earlier run is not chained
-            self.previous = None if isinstance(getattr(previous, "__self__", None), _Events) else previous
-            self.client.subscribe_topic("all", self.handle)
-
-    def discard(self, executor: DaskExecutor) -> None:
-        with self._lock:
-            if executor not in self.executors:
-                return
-            self.executors.discard(executor)
-            last = not self.executors
-            if last:
-                self._by_client.pop(self.client.id, None)
-        if last and self.client.status == "running":
-            if self.previous is not None:
-                self.client.subscribe_topic("all", self.previous)
-            else:
-                self.client.unsubscribe_topic("all")
-
-    def handle(self, event: Any) -> Any:
-        """Called on the client's event loop with ``(time, message)``; may return an awaitable."""
-        pending = [self.previous(event)] if self.previous is not None else []
-        message = event[1] if isinstance(event, tuple) and len(event) == 2 else None
-        if isinstance(message, dict) and message.get("action") == "remove-worker":
-            with self._lock:
-                executors = list(self.executors)
-            pending += [executor._worker_left(message) for executor in executors]
-        pending = [p for p in pending if inspect.isawaitable(p)]
-        return _in_turn(*pending) if pending else None
 
 
 class DaskExecutor:
@@ -466,8 +196,8 @@ class DaskExecutor:
                 "the address (the scheduler listens on 8786; 8787 is its dashboard)"
             )
             try:
-                _handshake(self.address, self.timeout)
-            except _NotDask as exc:
+                handshake(self.address, self.timeout)
+            except NotDask as exc:
                 raise ClusterError(f"{self.address!r} is not a Dask scheduler: {exc}; {how}") from None
             except TimeoutError:  # before OSError: socket.timeout is both
                 raise ClusterError(
@@ -517,7 +247,7 @@ class DaskExecutor:
         if client.id not in self._plugged:
             client.register_plugin(StopBodies(), name=PLUGIN)
             self._plugged.add(client.id)
-        _Events.of(client).add(self)  # a worker that leaves with our steps on it
+        SchedulerEvents.of(client).add(self)  # a worker that leaves with our steps on it
         self._done, self._outbox = queue.SimpleQueue(), queue.SimpleQueue()
         self._watcher = threading.Thread(
             target=self._watch, args=(self._done,), name="nbp-dask-watcher", daemon=True
@@ -590,7 +320,7 @@ class DaskExecutor:
                 if bad:
                     continue
             try:
-                packed[node.index] = cloudpickle.dumps(_Step(node, handler, shipped))
+                packed[node.index] = cloudpickle.dumps(PackedStep(node, handler, shipped))
             except Exception as exc:
                 what = "handler" if handler is not None else "body"
                 problems.append(
@@ -623,18 +353,11 @@ class DaskExecutor:
         resource set for what piled up meanwhile: a wide parallel block is one graph, not
         hundreds), until the run closes."""
         while True:
-            batch = [outbox.get()]
-            while True:
-                try:
-                    batch.append(outbox.get_nowait())
-                except queue.Empty:
-                    break
-            last = None in batch
+            batch, last = _drain(outbox)
             groups: dict[tuple, list[tuple[str, Job]]] = {}
             for item in batch:
-                if item is not None:
-                    resources = self._resources.get(item[1].node.index)
-                    groups.setdefault(tuple(sorted((resources or {}).items())), []).append(item)
+                resources = self._resources.get(item[1].node.index)
+                groups.setdefault(tuple(sorted((resources or {}).items())), []).append(item)
             for resources, items in groups.items():
                 self._map(items, dict(resources) or None)
             if last:
@@ -644,7 +367,7 @@ class DaskExecutor:
         keys = [key for key, _job in items]
         try:
             futures = self._client.map(
-                partial(_run_on_worker, capture=self.capture),
+                partial(run_on_worker, capture=self.capture),
                 keys,
                 [self._packed[job.node.index] for _key, job in items],
                 [job.ctx for _key, job in items],
@@ -709,7 +432,7 @@ class DaskExecutor:
             except Exception:  # pragma: no cover - a closed connection: nothing runs there any more
                 pass
         if client is not None:
-            _Events.of(client).discard(self)
+            SchedulerEvents.of(client).discard(self)
         self._done.put(None)
         if self._watcher is not None:
             self._watcher.join(5.0)  # it only gathers results already computed
@@ -719,14 +442,8 @@ class DaskExecutor:
     def _watch(self, done: queue.SimpleQueue) -> None:
         """The watcher thread: report finished futures in batches until the run closes."""
         while True:
-            batch = [done.get()]
-            while True:
-                try:
-                    batch.append(done.get_nowait())
-                except queue.Empty:
-                    break
-            last = None in batch
-            self._report([f for f in batch if f is not None])
+            batch, last = _drain(done)
+            self._report(batch)
             if last:
                 return
 

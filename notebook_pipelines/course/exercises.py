@@ -1,4 +1,4 @@
-"""The course's exercises: ``nbp.check("02.1", answer, ...)`` says right or not yet, with a hint.
+"""The course's exercises: ``nbp.check("03.1", answer, ...)`` says right or not yet, with a hint.
 
 Every notebook of the course from 02 on ends with an exercise, stored *unsolved*: a cell with
 ``answer = ...`` for the learner to fill in, and a check. The check never holds the right
@@ -6,7 +6,7 @@ answer: it computes it, by simulating the notebook's pipeline (or reading the no
 passed after the answer, so what it compares with is what the semantics give::
 
     answer = ...                     # when does `c` end, in seconds?
-    nbp.check("02.1", answer, ex)    # ex: the exercise's pipeline, built in the cell above
+    nbp.check("03.1", answer, ex)    # ex: the exercise's pipeline, built in the cell above
 
 It returns a :class:`~.puzzles.Verdict` (``right``, ``message``, ``hint``; shown as a coloured
 box in a notebook, as ``right: …`` / ``not yet: …`` in text):
@@ -27,23 +27,23 @@ in live in ``notebooks/solutions.yaml``.
 ...             _ = g.step("a", duration="20s")
 ...             _ = g.step("b", duration="50s")
 ...         _ = g.step("c", duration="10s")
->>> print(nbp.check("02.1", ..., ex))
+>>> print(nbp.check("03.1", ..., ex))
 your turn: fill in `answer`: the time `c` ends, in seconds (a number, or a duration such as "1m 5s")
->>> nbp.check("02.1", 30, ex).right
+>>> nbp.check("03.1", 30, ex).right
 False
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..definition.durations import format_duration, parse_duration
+from ..definition.durations import format_duration
 from ..definition.model import Pipeline
-from ..errors import DefinitionError, ExerciseError, PipelineError
+from ..errors import DefinitionError, ExerciseError
+from .level_files import parse_seconds
 from .puzzles import Level, Puzzle, Verdict
 
 __all__ = ["Exercise", "ExerciseError", "check", "exercises"]
@@ -96,7 +96,7 @@ def _exercise(id: str, question: str, fill: str, given: tuple[str, ...], hints: 
 
 # -- the public calls -----------------------------------------------------------------------------
 def check(exercise: str, answer: Any = ..., *given: Any) -> Verdict:
-    """Check ``answer`` to exercise ``exercise`` (``"02.1"``), with what it needs (``given``).
+    """Check ``answer`` to exercise ``exercise`` (``"03.1"``), with what it needs (``given``).
 
     Args:
         exercise: the exercise's id, as the notebook names it.
@@ -144,12 +144,8 @@ check.exercises = exercises  # type: ignore[attr-defined]
 # -- answers of each kind -------------------------------------------------------------------------
 def _seconds(answer: Any, what: str) -> float:
     """An answer in seconds: a number or a Harness duration (``"1m 5s"``)."""
-    if isinstance(answer, bool) or not isinstance(answer, numbers.Real | str):
-        raise ExerciseError(f"{what}: give seconds (a number) or a duration such as '1m 5s', not {answer!r}")
-    try:
-        seconds = float(answer) if isinstance(answer, numbers.Real) else parse_duration(answer)
-    except (ValueError, PipelineError) as err:
-        raise ExerciseError(f"{what}: {err}") from None
+    wrong_kind = "give seconds (a number) or a duration such as '1m 5s'"
+    seconds = parse_seconds(answer, what, ExerciseError, wrong_kind)
     if not math.isfinite(seconds):
         raise ExerciseError(f"{what}: give a finite number of seconds, not {answer!r}")
     return seconds
@@ -196,9 +192,36 @@ def _s(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-# -- 02 step groups ---------------------------------------------------------------------------------
+# -- 02 magics -------------------------------------------------------------------------------------
 @_exercise(
     "02.1",
+    "`unit` has `--retry 1`. How does `%pipeline simulate --default 5s --fail unit:2` end?",
+    'the pipeline\'s final status, e.g. "Success"',
+    ("pipeline",),
+    [
+        "`--fail unit:2` makes the first 2 attempts of `unit` fail; "
+        "how many attempts does --retry 1 give (E5)?",
+        "When the retries run out, the stage's default strategy applies (R24): "
+        "what happens to the steps after it?",
+    ],
+)
+def _ends(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
+    from ..definition.statuses import SEVERITY
+
+    p = _pipeline(pipeline, "nbp.check('02.1', answer, release)")
+    trace = p.simulate(default="5s", failures={"unit": 2}, seed=0)
+    truth = str(trace[trace.kind == "pipeline"].status.iloc[-1])
+    known = {"Success", *SEVERITY}
+    if not isinstance(answer, str) or answer not in known:
+        raise ExerciseError(f"give a status: one of {', '.join(sorted(known))}; not {answer!r}")
+    if answer == truth:
+        return True, f"the run ends {truth}", {}
+    return False, f"the run does not end {answer}", {}
+
+
+# -- 03 step groups --------------------------------------------------------------------------------
+@_exercise(
+    "03.1",
     "Block 0 of group `g` is `a` (20 s) and `b` (50 s), block 1 is `c` (10 s). When does `c` end?",
     'the time `c` ends, in seconds (a number, or a duration such as "1m 5s")',
     ("pipeline",),
@@ -208,7 +231,7 @@ def _s(seconds: float) -> str:
     ],
 )
 def _c_ends(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
-    trace = _pipeline(pipeline, "nbp.check('02.1', answer, ex)").simulate(seed=1)
+    trace = _pipeline(pipeline, "nbp.check('03.1', answer, ex)").simulate(seed=1)
     truth, guess = _end(trace, "c"), _seconds(answer, "your answer")
     rows = _step_rows(trace).set_index("step")
     facts = {"b": float(rows.end_s["b"]), "c_takes": float(rows.duration_s["c"])}
@@ -217,9 +240,59 @@ def _c_ends(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
     return False, f"`c` does not end at {_s(guess)}", facts
 
 
-# -- 03 failure strategies --------------------------------------------------------------------------
+# -- 04 conditions ---------------------------------------------------------------------------------
 @_exercise(
-    "03.1",
+    "04.1",
+    "`deploy` fails with the strategy Ignore; then `a` (default), `b` (when Failure), `c` (when All). "
+    "What is each one's status?",
+    'a mapping of `a`, `b` and `c` to their statuses, e.g. {"a": "Success", "b": "Skipped", "c": "Success"}',
+    ("pipeline",),
+    [
+        "What status does `deploy` end with under Ignore, and does that count as success so far (R30)?",
+        "IgnoreFailed counts as success so far (R30): which `when` runs only after a failure (R28)?",
+    ],
+)
+def _statuses(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
+    if not isinstance(answer, Mapping):
+        raise ExerciseError('give a mapping of each step to its status: {"a": "Success", ...}')
+    trace = _pipeline(pipeline, "nbp.check('04.1', answer, x)").simulate(failures={"deploy": True}, seed=1)
+    truth = {step: str(status) for step, status in zip(trace.step, trace.status) if step in ("a", "b", "c")}
+    wrong = sorted(step for step in truth if str(answer.get(step)) != truth[step])
+    if not wrong:
+        return True, "IgnoreFailed counts as success so far (R30): only `b`, for failures, is skipped", {}
+    return False, f"the status of {', '.join(f'`{w}`' for w in wrong)} is not right", {}
+
+
+# -- 05 looping ------------------------------------------------------------------------------------
+@_exercise(
+    "05.1",
+    "The same five builds with the same durations, at most three at a time: when does `build` end?",
+    'the time the last build ends, in seconds or as a duration ("45m")',
+    ("pipeline", "durations"),
+    [
+        "A new build starts as soon as any running one ends, not in waves (R54, E13).",
+        lambda f: (
+            f"Draw three lanes: {f['first']} start at 0; each next build takes the first lane that frees up."
+        ),
+    ],
+)
+def _matrix_end(answer: Any, pipeline: Any, durations: Any) -> tuple[bool, str, dict]:
+    trace = _pipeline(pipeline, "nbp.check('05.1', answer, wide, durations)").simulate(
+        durations=durations, seed=1
+    )
+    rows = _step_rows(trace)
+    iterations = rows[rows.iteration.notna()]
+    truth, guess = float(iterations.end_s.max()), _seconds(answer, "your answer")
+    first = iterations[iterations.start_s == iterations.start_s.min()]
+    facts = {"first": ", ".join(f"`{r.step}` ({format_duration(r.duration_s)})" for r in first.itertuples())}
+    if _same_time(guess, truth):
+        return True, f"the builds end at {format_duration(truth)} ({_s(truth)})", facts
+    return False, f"the builds do not end at {format_duration(guess)}", facts
+
+
+# -- 06 failure strategies -------------------------------------------------------------------------
+@_exercise(
+    "06.1",
     '`deploy` has Retry(3, intervals=["10s", "20s"]), takes 30 s and fails every time. '
     "When does its last attempt end?",
     "the time the last attempt of `deploy` ends, in seconds",
@@ -233,7 +306,7 @@ def _c_ends(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
     ],
 )
 def _last_attempt(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
-    trace = _pipeline(pipeline, "nbp.check('03.1', answer, ex)").simulate(failures={"deploy": True}, seed=1)
+    trace = _pipeline(pipeline, "nbp.check('06.1', answer, ex)").simulate(failures={"deploy": True}, seed=1)
     truth, guess = _end(trace, "deploy"), _seconds(answer, "your answer")
     rows = _step_rows(trace)
     rows = rows[rows.step == "deploy"]
@@ -243,14 +316,14 @@ def _last_attempt(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
     return False, f"the last attempt does not end at {_s(guess)}", facts
 
 
-# -- 04 rollback ------------------------------------------------------------------------------------
+# -- 07 rollback -----------------------------------------------------------------------------------
 def _rolled_back(trace: Any) -> list[str]:
     rows = trace[(trace.phase == "rollback") & (trace.kind == "step") & (trace.attempt > 0)]
     return list(rows.sort_values("start_s", kind="stable").step)
 
 
 @_exercise(
-    "04.1",
+    "07.1",
     "In `order`, `db_do` fails. Which rollback steps run, in order?",
     "the rollback steps that run, in the order they run: a list of step ids",
     ("pipeline",),
@@ -260,7 +333,7 @@ def _rolled_back(trace: Any) -> list[str]:
     ],
 )
 def _rollback_order(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
-    p = _pipeline(pipeline, "nbp.check('04.1', answer, o)")
+    p = _pipeline(pipeline, "nbp.check('07.1', answer, o)")
     truth = _rolled_back(p.simulate(failures={"db_do": True}, seed=1))
     guess = _names(answer, "your answer")
     groups = [g.id for g in p.stages[0].items if g.id != "db"]
@@ -275,59 +348,9 @@ def _rollback_order(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
     return False, "the right steps, in the wrong order", facts
 
 
-# -- 05 conditions ----------------------------------------------------------------------------------
+# -- 08 timing analysis ----------------------------------------------------------------------------
 @_exercise(
-    "05.1",
-    "`deploy` fails with the strategy Ignore; then `a` (default), `b` (when Failure), `c` (when All). "
-    "What is each one's status?",
-    'a mapping of `a`, `b` and `c` to their statuses, e.g. {"a": "Success", "b": "Skipped", "c": "Success"}',
-    ("pipeline",),
-    [
-        "What status does `deploy` end with under Ignore, and does that count as success so far (R30)?",
-        "IgnoreFailed counts as success so far (R30): which `when` runs only after a failure (R28)?",
-    ],
-)
-def _statuses(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
-    if not isinstance(answer, Mapping):
-        raise ExerciseError('give a mapping of each step to its status: {"a": "Success", ...}')
-    trace = _pipeline(pipeline, "nbp.check('05.1', answer, x)").simulate(failures={"deploy": True}, seed=1)
-    truth = {step: str(status) for step, status in zip(trace.step, trace.status) if step in ("a", "b", "c")}
-    wrong = sorted(step for step in truth if str(answer.get(step)) != truth[step])
-    if not wrong:
-        return True, "IgnoreFailed counts as success so far (R30): only `b`, for failures, is skipped", {}
-    return False, f"the status of {', '.join(f'`{w}`' for w in wrong)} is not right", {}
-
-
-# -- 06 looping -------------------------------------------------------------------------------------
-@_exercise(
-    "06.1",
-    "The same five builds with the same durations, at most three at a time: when does `build` end?",
-    'the time the last build ends, in seconds or as a duration ("45m")',
-    ("pipeline", "durations"),
-    [
-        "A new build starts as soon as any running one ends, not in waves (R54, E13).",
-        lambda f: (
-            f"Draw three lanes: {f['first']} start at 0; each next build takes the first lane that frees up."
-        ),
-    ],
-)
-def _matrix_end(answer: Any, pipeline: Any, durations: Any) -> tuple[bool, str, dict]:
-    trace = _pipeline(pipeline, "nbp.check('06.1', answer, wide, durations)").simulate(
-        durations=durations, seed=1
-    )
-    rows = _step_rows(trace)
-    iterations = rows[rows.iteration.notna()]
-    truth, guess = float(iterations.end_s.max()), _seconds(answer, "your answer")
-    first = iterations[iterations.start_s == iterations.start_s.min()]
-    facts = {"first": ", ".join(f"`{r.step}` ({format_duration(r.duration_s)})" for r in first.itertuples())}
-    if _same_time(guess, truth):
-        return True, f"the builds end at {format_duration(truth)} ({_s(truth)})", facts
-    return False, f"the builds do not end at {format_duration(guess)}", facts
-
-
-# -- 07 timing analysis -----------------------------------------------------------------------------
-@_exercise(
-    "07.1",
+    "08.1",
     "If `e2e` took 10 s instead of 20 s, how many seconds sooner would the run end?",
     "the seconds saved (a number)",
     ("trace", "pipeline"),
@@ -338,8 +361,8 @@ def _matrix_end(answer: Any, pipeline: Any, durations: Any) -> tuple[bool, str, 
     ],
 )
 def _saved(answer: Any, trace: Any, pipeline: Any) -> tuple[bool, str, dict]:
-    trace = _trace(trace, "nbp.check('07.1', answer, trace, p)")
-    p = _pipeline(pipeline, "nbp.check('07.1', answer, trace, p)")
+    trace = _trace(trace, "nbp.check('08.1', answer, trace, p)")
+    p = _pipeline(pipeline, "nbp.check('08.1', answer, trace, p)")
     change = trace.pipeline.what_if(durations={"e2e": "10s"}, pipeline=p)
     truth, guess = -float(change.change_s.iloc[-1]), abs(_seconds(answer, "your answer"))
     path = trace.pipeline.critical_path()
@@ -349,9 +372,9 @@ def _saved(answer: Any, trace: Any, pipeline: Any) -> tuple[bool, str, dict]:
     return False, f"the run does not end {_s(guess)} sooner", facts
 
 
-# -- 08 Harness YAML --------------------------------------------------------------------------------
+# -- 09 Harness YAML -------------------------------------------------------------------------------
 @_exercise(
-    "08.1",
+    "09.1",
     "In the good run, which of the two parallel deployments ends last?",
     'the identifier of the stage that ends last, e.g. "deploy_eu"',
     ("trace",),
@@ -362,7 +385,7 @@ def _saved(answer: Any, trace: Any, pipeline: Any) -> tuple[bool, str, dict]:
     ],
 )
 def _ends_last(answer: Any, trace: Any) -> tuple[bool, str, dict]:
-    trace = _trace(trace, "nbp.check('08.1', answer, good)")
+    trace = _trace(trace, "nbp.check('09.1', answer, good)")
     stages = trace[trace.kind == "stage"].set_index("stage")
     candidates = [s for s in ("deploy_eu", "deploy_us") if s in stages.index]
     if len(candidates) != 2:
@@ -376,12 +399,12 @@ def _ends_last(answer: Any, trace: Any) -> tuple[bool, str, dict]:
     return False, f"{answer} is not the one that ends last", {}
 
 
-# -- 09 Harness executions --------------------------------------------------------------------------
+# -- 10 Harness executions -------------------------------------------------------------------------
 EU_ROLLOUT = "pipeline.stages.deploy_eu.spec.execution.steps.rollout"
 
 
 @_exercise(
-    "09.1",
+    "10.1",
     "If `deploy_eu`'s rollout took no time at all, how many seconds sooner would the run end?",
     "the seconds saved (a number)",
     ("trace", "pipeline"),
@@ -391,8 +414,8 @@ EU_ROLLOUT = "pipeline.stages.deploy_eu.spec.execution.steps.rollout"
     ],
 )
 def _eu_saved(answer: Any, trace: Any, pipeline: Any) -> tuple[bool, str, dict]:
-    trace = _trace(trace, "nbp.check('09.1', answer, trace, p)")
-    p = _pipeline(pipeline, "nbp.check('09.1', answer, trace, p)")
+    trace = _trace(trace, "nbp.check('10.1', answer, trace, p)")
+    p = _pipeline(pipeline, "nbp.check('10.1', answer, trace, p)")
     change = trace.pipeline.what_if({EU_ROLLOUT: "0s"}, pipeline=p)
     truth, guess = abs(float(change.change_s.iloc[-1])), abs(_seconds(answer, "your answer"))
     if _same_time(guess, truth):
@@ -401,9 +424,9 @@ def _eu_saved(answer: Any, trace: Any, pipeline: Any) -> tuple[bool, str, dict]:
     return False, f"the run does not end {_s(guess)} sooner", {}
 
 
-# -- 10 Dask ----------------------------------------------------------------------------------------
+# -- 11 Dask ---------------------------------------------------------------------------------------
 @_exercise(
-    "10.1",
+    "11.1",
     "Make `checks` run on this cluster: keep its steps `train` and `guarded`, drop what no worker "
     "offers, and give `guarded` a body that pickles.",
     "a Pipeline with the steps `train` and `guarded` that the cluster runs",
@@ -432,9 +455,9 @@ def _runs_on_dask(answer: Any, client: Any) -> tuple[bool, str, dict]:
     return True, "both steps ran on the cluster's workers", {}
 
 
-# -- 11 design assistant ----------------------------------------------------------------------------
+# -- 12 design assistant ---------------------------------------------------------------------------
 @_exercise(
-    "11.1",
+    "12.1",
     "Lay out `small` by hand so that it finishes as soon as its dependencies allow, keeping every step "
     "and every reference.",
     "a Pipeline: `small` laid out again",
@@ -450,14 +473,14 @@ def _runs_on_dask(answer: Any, client: Any) -> tuple[bool, str, dict]:
 def _by_hand(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
     from ..analysis.layout import suggest_layout
     from ..formats.yaml_io import dump_yaml
-    from .puzzles import _quiet
+    from .level_files import quietly
 
-    start = _pipeline(pipeline, "nbp.check('11.1', answer, small)")
+    start = _pipeline(pipeline, "nbp.check('12.1', answer, small)")
     p = _pipeline(answer, "your answer")
     bound = suggest_layout(start).bound_s
     level = Level(
         title="by hand",
-        pipeline=_quiet(dump_yaml, start),
+        pipeline=quietly(dump_yaml, start),
         goal={"makespan_at_most": bound},
         durations={n.id: n.duration for n in start.plan().steps if n.duration is not None},
     )
@@ -467,28 +490,45 @@ def _by_hand(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
     return False, verdict.message, {}
 
 
-# -- 12 magics --------------------------------------------------------------------------------------
+# -- 13 history ------------------------------------------------------------------------------------
+def _on_path(facts: dict) -> str:
+    return (
+        f"`{facts['answer']}` is on the critical path in {facts['criticality']:.0%} of the runs and owns "
+        f"{facts['owned_s']:.0f} s of it in an average run; sort the steps by `owned_s`."
+    )
+
+
 @_exercise(
-    "12.1",
-    "`unit` has `--retry 1`. How does `%pipeline simulate --default 5s --fail unit:2` end?",
-    'the pipeline\'s final status, e.g. "Success"',
-    ("pipeline",),
+    "13.1",
+    "GitLab's shop/web: which step other than `rspec` shortens the runs most when it is made faster?",
+    'the name of a step, e.g. "lint"',
+    ("history",),
     [
-        "`--fail unit:2` makes the first 2 attempts of `unit` fail; "
-        "how many attempts does --retry 1 give (E5)?",
-        "When the retries run out, the stage's default strategy applies (R24): "
-        "what happens to the steps after it?",
+        "A faster step saves time only in the runs where it is on the critical path: "
+        "`gitlab.pipeline.criticality()` says in what share of the runs each step is (`criticality`) "
+        "and how many seconds of the path it owns (`owned_s`).",
+        _on_path,
     ],
 )
-def _ends(answer: Any, pipeline: Any) -> tuple[bool, str, dict]:
-    from ..definition.statuses import SEVERITY
-
-    p = _pipeline(pipeline, "nbp.check('12.1', answer, release)")
-    trace = p.simulate(default="5s", failures={"unit": 2}, seed=0)
-    truth = str(trace[trace.kind == "pipeline"].status.iloc[-1])
-    known = {"Success", *SEVERITY}
-    if not isinstance(answer, str) or answer not in known:
-        raise ExerciseError(f"give a status: one of {', '.join(sorted(known))}; not {answer!r}")
+def _speed_up(answer: Any, history: Any) -> tuple[bool, str, dict]:
+    h = _trace(history, "nbp.check('13.1', answer, gitlab)")
+    crit = h.pipeline.criticality()
+    steps = crit[crit["kind"] == "step"].sort_values("owned_s", ascending=False, kind="stable")
+    if len(steps) < 2:
+        raise ExerciseError("pass the history of one pipeline with at least two steps (gitlab)")
+    names = list(dict.fromkeys(steps["name"]))
+    if not isinstance(answer, str) or answer not in names:
+        raise ExerciseError(
+            f"give the name of a step of this history: one of {', '.join(names)}; not {answer!r}"
+        )
+    row = steps[steps["name"] == answer].iloc[0]
+    facts = {"answer": answer, "criticality": float(row["criticality"]), "owned_s": float(row["owned_s"])}
+    top, truth = names[0], names[1]
+    if answer == top:
+        return False, f"`{top}` is the step the question leaves out: which one comes next?", facts
+    said = f"`{answer}` is on the critical path in {facts['criticality']:.0%} of the runs"
     if answer == truth:
-        return True, f"the run ends {truth}", {}
-    return False, f"the run does not end {answer}", {}
+        return True, f"{said} and owns {facts['owned_s']:.0f} s of it: after `{top}`, the most", {}
+    if facts["criticality"] == 0:
+        return False, f"{said}: making it faster shortens none of them", facts
+    return False, f"{said}, but another step owns more of it", facts

@@ -50,179 +50,41 @@ from __future__ import annotations
 
 import copy
 import html
-import math
-import numbers
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..definition.durations import format_duration, parse_duration
+from ..definition.durations import format_duration
 from ..definition.model import Pipeline
-from ..definition.plan import Plan, PlanNode, compile_plan
-from ..definition.references import expressions_of
-from ..errors import DefinitionError, PipelineError, PuzzleError
+from ..definition.plan import Plan, compile_plan
+from ..errors import DefinitionError, PuzzleError
+from .judging import (
+    count_moves,
+    declared_durations,
+    dependencies,
+    goal_failures,
+    makespan_of,
+    simulate_level,
+    steps_by_key,
+)
+from .level_files import (
+    Level,
+    check_goal,
+    dump_level,
+    goal_text,
+    levels,
+    load_level,
+    pipeline_of,
+    quietly,
+    seconds_of,
+)
 
 __all__ = ["Level", "Puzzle", "PuzzleError", "Verdict", "levels", "load_level", "puzzle", "save"]
 
-LEVELS = Path(__file__).with_name("levels")
 #: what a prediction of the makespan may be off by, in seconds
 TOLERANCE_S = 0.5
-#: a level file is small: refuse anything larger before reading it
-MAX_LEVEL_BYTES = 256 * 1024
-GOAL_KEYS = ("makespan_at_most", "status", "statuses", "failures", "predict")
-PREDICTIONS = ("ran", "statuses", "makespan")
-_OUTPUT_REF = re.compile(
-    r"execution\.steps\.(?:[A-Za-z_$][\w$]*\.steps\.)*([A-Za-z_$][\w$]*)\.output\.outputVariables\.([A-Za-z_$][\w$]*)"
-)
-
-
-# -- levels -----------------------------------------------------------------------------------------
-@dataclass
-class Level:
-    """One puzzle: the start pipeline, what its steps take, the goal, hints and the reference answer."""
-
-    title: str
-    pipeline: str
-    goal: dict
-    story: str = ""
-    durations: dict = field(default_factory=dict)
-    hints: list = field(default_factory=list)
-    solution: Any = None
-    number: int | None = None
-    name: str = ""
-    source: str = "<level>"
-
-    @property
-    def predicts(self) -> str | None:
-        """``"ran"``, ``"statuses"`` or ``"makespan"`` for a prediction level, else None."""
-        return self.goal.get("predict")
-
-
-def _level_files() -> list[Path]:
-    return sorted(LEVELS.glob("*.yaml"))
-
-
-def _number_and_name(path: Path) -> tuple[int | None, str]:
-    head, _, rest = path.stem.partition("-")
-    return (int(head), rest) if head.isdigit() else (None, path.stem)
-
-
-def load_level(source: Any) -> Level:
-    """A :class:`Level` from a level number, a built-in level's name, or a path to a level file.
-
-    Raises:
-        PuzzleError: no such level, or a file that is not a level (says which key is wrong).
-    """
-    from ..formats.yaml_io import load_data
-
-    if isinstance(source, Level):
-        return source
-    if isinstance(source, bool) or not isinstance(source, int | str | Path):
-        raise PuzzleError(f"puzzle({source!r}): give a level number, a level name or a path to a level file")
-    path = _find(source)
-    size = path.stat().st_size if path.is_file() else -1
-    if size < 0 or size > MAX_LEVEL_BYTES:
-        why = "not a regular file" if size < 0 else f"{size} bytes, over {MAX_LEVEL_BYTES}"
-        raise PuzzleError(f"{path}: cannot be a level file ({why})")
-    data = load_data(path)
-    number, name = _number_and_name(path)
-    return _level(data, str(path), number, name)
-
-
-def _find(source: int | str | Path) -> Path:
-    files = _level_files()
-    if isinstance(source, int):
-        for path in files:
-            if _number_and_name(path)[0] == source:
-                return path
-        raise PuzzleError(
-            f"there is no level {source}: the levels are 1 to {len(files)} (nbp.puzzle.levels())"
-        )
-    text = str(source)
-    if isinstance(source, Path) or text.endswith((".yaml", ".yml")) or "/" in text:
-        path = Path(source)
-        if not path.exists():
-            raise PuzzleError(f"{path}: no such level file")
-        return path
-    for path in files:
-        if _number_and_name(path)[1] == text:
-            return path
-    names = ", ".join(_number_and_name(p)[1] for p in files)
-    raise PuzzleError(f"there is no level named {text!r}; the levels: {names}")
-
-
-def _level(data: Any, source: str, number: int | None, name: str) -> Level:
-    if not isinstance(data, Mapping):
-        raise PuzzleError(f"{source}: a level is a mapping with title, goal and pipeline")
-    missing = [key for key in ("title", "goal", "pipeline") if key not in data]
-    if missing:
-        raise PuzzleError(f"{source}: a level needs {', '.join(missing)}")
-    unknown = sorted(set(data) - {"title", "story", "goal", "durations", "hints", "pipeline", "solution"})
-    if unknown:
-        raise PuzzleError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}")
-    level = Level(
-        title=str(data["title"]),
-        story=str(data.get("story") or ""),
-        goal=dict(data["goal"]) if isinstance(data["goal"], Mapping) else data["goal"],
-        durations=dict(data.get("durations") or {}),
-        hints=[str(h) for h in data.get("hints") or []],
-        pipeline=data["pipeline"],
-        solution=data.get("solution"),
-        number=number,
-        name=name,
-        source=source,
-    )
-    _check_goal(level)
-    if not isinstance(level.pipeline, str):
-        raise PuzzleError(f"{source}: `pipeline` is the start pipeline's YAML text (`pipeline: |`)")
-    return level
-
-
-def _check_goal(level: Level) -> None:
-    goal, where = level.goal, level.source
-    if not isinstance(goal, Mapping) or not goal:
-        raise PuzzleError(f"{where}: `goal` is a mapping with any of {', '.join(GOAL_KEYS)}")
-    unknown = sorted(set(goal) - set(GOAL_KEYS))
-    if unknown:
-        raise PuzzleError(f"{where}: unknown goal key(s) {', '.join(unknown)}; known: {', '.join(GOAL_KEYS)}")
-    predict = goal.get("predict")
-    if predict is not None and predict not in PREDICTIONS:
-        raise PuzzleError(f"{where}: `predict` is one of {', '.join(PREDICTIONS)}, not {predict!r}")
-    if predict is None and not {"makespan_at_most", "status", "statuses"} & set(goal):
-        raise PuzzleError(
-            f"{where}: the goal says nothing to reach: give makespan_at_most, status, statuses or predict"
-        )
-    if "makespan_at_most" in goal:
-        goal["makespan_at_most"] = _seconds(goal["makespan_at_most"], f"{where}: makespan_at_most")
-    for step, value in level.durations.items():
-        level.durations[step] = _seconds(value, f"{where}: durations of {step!r}")
-
-
-def _seconds(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | str):
-        raise PuzzleError(f"{what}: give seconds or a Harness duration ('30s'), not {value!r}")
-    try:
-        seconds = float(value) if isinstance(value, numbers.Real) else parse_duration(value)
-    except (ValueError, PipelineError) as err:
-        raise PuzzleError(f"{what}: {err}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise PuzzleError(f"{what}: give a duration of 0 s or more, not {value!r}")
-    return seconds
-
-
-def levels() -> Any:
-    """The built-in levels, easiest first: a DataFrame of ``number``, ``name``, ``title``, ``goal``."""
-    import pandas as pd
-
-    rows = []
-    for path in _level_files():
-        level = load_level(path)
-        rows.append(
-            {"number": level.number, "name": level.name, "title": level.title, "goal": _goal_text(level)}
-        )
-    return pd.DataFrame(rows, columns=["number", "name", "title", "goal"])
 
 
 # -- answers ------------------------------------------------------------------------------------------
@@ -273,7 +135,7 @@ class Puzzle:
     def __init__(self, level: Level):
         self.level = level
         self.tries = 0
-        self._start = _pipeline_of(level.pipeline, f"{level.source}: pipeline")
+        self._start = pipeline_of(level.pipeline, f"{level.source}: pipeline")
         self.pipeline = self.reset()
 
     def reset(self) -> Pipeline:
@@ -284,7 +146,7 @@ class Puzzle:
     @property
     def goal(self) -> str:
         """The goal in words."""
-        return _goal_text(self.level)
+        return goal_text(self.level)
 
     def hint(self) -> str:
         """The next hint (the last one again once all were given)."""
@@ -298,12 +160,12 @@ class Puzzle:
             raise PuzzleError(f"{self.level.source}: this level has no reference solution")
         if self.level.predicts:
             return solution
-        return _pipeline_of(solution, f"{self.level.source}: solution")
+        return pipeline_of(solution, f"{self.level.source}: solution")
 
     def simulate(self, pipeline: Any = None) -> Any:
         """The trace of ``pipeline`` (default: the start) with the level's durations and failures."""
-        return _simulate(
-            self.level, _pipeline_of(pipeline, "answer") if pipeline is not None else self._start
+        return simulate_level(
+            self.level, pipeline_of(pipeline, "answer") if pipeline is not None else self._start
         )
 
     def check(self, answer: Any = None) -> Verdict:
@@ -317,17 +179,17 @@ class Puzzle:
 
     # -- prediction levels --
     def _predicted(self, answer: Any) -> Verdict:
-        trace = _simulate(self.level, self._start)
+        trace = simulate_level(self.level, self._start)
         steps = trace[(trace.kind == "step") & trace.iteration.isna()]
         last = steps.drop_duplicates("fqn", keep="last").set_index("step")
         kind = self.level.predicts
         if answer is None:
             raise PuzzleError(
-                f"this level asks for a prediction ({_goal_text(self.level)}): check(your_answer)"
+                f"this level asks for a prediction ({goal_text(self.level)}): check(your_answer)"
             )
         if kind == "makespan":
-            guess = _seconds(answer, "your prediction")
-            real = _makespan(trace)
+            guess = seconds_of(answer, "your prediction")
+            real = makespan_of(trace)
             right = abs(guess - real) <= TOLERANCE_S
             if right:
                 return Verdict(True, f"the run takes {format_duration(real)}", makespan_s=real)
@@ -359,20 +221,20 @@ class Puzzle:
 
     # -- layout levels --
     def _laid_out(self, answer: Any) -> Verdict:
-        candidate = self.pipeline if answer is None else _pipeline_of(answer, "your answer")
+        candidate = self.pipeline if answer is None else pipeline_of(answer, "your answer")
         try:
             plan = compile_plan(candidate)
         except DefinitionError as err:
             first = err.problems[0]
             return Verdict(False, f"the pipeline is not valid: {first.message}", hint=_rule_hint(first.rule))
         start = compile_plan(self._start)
-        before, after = _steps(start), _steps(plan)
+        before, after = steps_by_key(start), steps_by_key(plan)
         if set(before) != set(after):
             gone = sorted(k[1] for k in set(before) - set(after))
             new = sorted(k[1] for k in set(after) - set(before))
             parts = [f"missing {', '.join(gone)}" if gone else "", f"new {', '.join(new)}" if new else ""]
             return Verdict(False, "keep the same steps (" + "; ".join(p for p in parts if p) + ")")
-        lost = sorted(_dependencies(start) - _dependencies(plan))
+        lost = sorted(dependencies(start) - dependencies(plan))
         if lost:
             reader, target = lost[0]
             return Verdict(
@@ -380,11 +242,11 @@ class Puzzle:
                 f"`{reader}` no longer reads `{target}`: keep every reference the start pipeline makes",
                 hint="move steps around; do not remove what they read from each other",
             )
-        trace = _simulate(self.level, candidate)
-        makespan = _makespan(trace)
+        trace = simulate_level(self.level, candidate)
+        makespan = makespan_of(trace)
         moves = count_moves(start, plan)
         par = self._par(start)
-        failed = _goal_failures(self.level.goal, trace, makespan)
+        failed = goal_failures(self.level.goal, trace, makespan)
         if failed:
             return Verdict(False, failed, makespan_s=makespan, moves=moves, par=par)
         score = f" in {moves} move{'s' if moves != 1 else ''}" + (f" (par {par})" if par is not None else "")
@@ -396,7 +258,7 @@ class Puzzle:
         if self.level.solution is None:
             return None
         try:
-            return count_moves(start, compile_plan(_pipeline_of(self.level.solution, "solution")))
+            return count_moves(start, compile_plan(pipeline_of(self.level.solution, "solution")))
         except DefinitionError:
             return None  # save() refuses such a level; a hand-written one still plays
 
@@ -473,18 +335,18 @@ def save(
 
     path = Path(path)
     if durations is None:
-        durations = _declared_durations(compile_plan(pipeline))
+        durations = declared_durations(compile_plan(pipeline))
     level = Level(
         title=title,
         story=story,
         goal=dict(goal),
         durations=dict(durations),
         hints=list(hints),
-        pipeline=_quiet(dump_yaml, pipeline),
-        solution=(_quiet(dump_yaml, solution) if isinstance(solution, Pipeline) else solution),
+        pipeline=quietly(dump_yaml, pipeline),
+        solution=(quietly(dump_yaml, solution) if isinstance(solution, Pipeline) else solution),
         source=str(path),
     )
-    _check_goal(level)
+    check_goal(level)
     played = Puzzle(level)
     if level.solution is not None:
         verdict = Puzzle(level).check(played.solution())
@@ -507,7 +369,7 @@ def save(
         "solution": level.solution,
     }
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(_dump(data), encoding="utf-8")
+    tmp.write_text(dump_level(data), encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -515,135 +377,6 @@ def save(
 puzzle.levels = levels  # type: ignore[attr-defined]
 puzzle.save = save  # type: ignore[attr-defined]
 puzzle.load = load_level  # type: ignore[attr-defined]
-
-
-# -- helpers ----------------------------------------------------------------------------------------
-def _dump(data: dict) -> str:
-    """A level as a person would write it: multi-line text (the pipelines) as literal blocks."""
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def text(dumper: yaml.SafeDumper, value: str) -> Any:
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    Dumper.add_representer(str, text)
-    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
-
-
-def _quiet(fn: Any, *args: Any) -> Any:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args)
-
-
-def _pipeline_of(value: Any, what: str) -> Pipeline:
-    from ..formats.yaml_io import load_yaml
-
-    if isinstance(value, Pipeline):
-        return value
-    if isinstance(value, str | Path):
-        return _quiet(load_yaml, value)
-    raise PuzzleError(f"{what}: give a Pipeline, its YAML text or a path, not {type(value).__name__}")
-
-
-def _declared_durations(plan: Plan) -> dict[str, Any]:
-    """Each step's own ``duration=``, by id (by FQN where two steps share an id)."""
-    steps = [n for n in plan.nodes if n.kind == "step" and n.duration is not None]
-    ids = [n.id for n in steps]
-    return {(n.id if ids.count(n.id) == 1 else n.fqn): n.duration for n in steps}
-
-
-def _key(node: PlanNode) -> tuple[str | None, str]:
-    """A step's identity across layouts: its stage and its id (moving into a group keeps it)."""
-    return (node.stage.id if node.stage is not None else None, node.id)
-
-
-def _steps(plan: Plan) -> dict[tuple, PlanNode]:
-    return {_key(n): n for n in plan.nodes if n.kind == "step"}
-
-
-def _dependencies(plan: Plan) -> set[tuple[str, str]]:
-    """``(reader, target)`` (step ids) for every reference a step makes to another node."""
-    from ..analysis.layout import references
-
-    return {(reader.id, target.id) for reader, target in references(plan) if target is not reader}
-
-
-def _outputs_read(plan: Plan) -> dict[str, dict[str, str]]:
-    """A placeholder for every output variable a reference reads, so a sketch without bodies runs."""
-    read: dict[str, dict[str, str]] = {}
-    for node in plan.nodes:
-        for _where, text, _strict in expressions_of(node):
-            for step, var in _OUTPUT_REF.findall(text):
-                read.setdefault(step, {})[var] = f"{step}.{var}"
-    return read
-
-
-def _simulate(level: Level, pipeline: Pipeline) -> Any:
-    from ..engine.simulation import simulate
-
-    plan = compile_plan(pipeline)
-    goal = level.goal
-    return simulate(
-        plan,
-        durations=level.durations,
-        default=0.0,
-        failures=goal.get("failures"),
-        outputs=_outputs_read(plan),
-        strict=False,
-        run_id="puzzle",
-    )
-
-
-def _makespan(trace: Any) -> float:
-    root = trace[trace.kind == "pipeline"]
-    return float(root.duration_s.iloc[-1]) if len(root) else 0.0
-
-
-def _goal_failures(goal: Mapping, trace: Any, makespan: float) -> str | None:
-    """Why ``trace`` misses ``goal`` (one sentence), or None when it meets it."""
-    status = trace[trace.kind == "pipeline"].status.iloc[-1]
-    wanted = goal.get("status", "Success" if "makespan_at_most" in goal else None)
-    if wanted is not None and status != wanted:
-        return f"the pipeline ends {status}, the goal is {wanted}"
-    limit = goal.get("makespan_at_most")
-    if limit is not None and makespan > limit + 1e-9:
-        return f"it takes {format_duration(makespan)}; the goal is at most {format_duration(limit)}"
-    steps = trace[trace.kind == "step"].drop_duplicates("fqn", keep="last")
-    by_id = dict(zip(steps.step, steps.status.astype(str)))
-    for step, want in (goal.get("statuses") or {}).items():
-        got = by_id.get(step, "missing")
-        if got != want:
-            return f"`{step}` ends {got}; the goal is {want}"
-    return None
-
-
-def _goal_text(level: Level) -> str:
-    goal = level.goal
-    parts = []
-    failures = goal.get("failures")
-    if goal.get("predict") == "ran":
-        parts.append("name every step that runs")
-    elif goal.get("predict") == "statuses":
-        parts.append("give every step's final status")
-    elif goal.get("predict") == "makespan":
-        parts.append("predict how long the run takes")
-    if "makespan_at_most" in goal:
-        parts.append(f"finish in at most {format_duration(goal['makespan_at_most'])}")
-    if goal.get("status"):
-        parts.append(f"end {goal['status']}")
-    for step, status in (goal.get("statuses") or {}).items():
-        parts.append(f"`{step}` ends {status}")
-    if failures:
-        parts.append("when " + ", ".join(f"`{s}` fails" for s in failures))
-    if not goal.get("predict"):
-        parts.append("keeping every step and every reference between them")
-    return ", ".join(parts)
 
 
 def _rule_hint(rule: str | None) -> str | None:
@@ -655,32 +388,3 @@ def _rule_hint(rule: str | None) -> str | None:
 def _markup(text: str) -> str:
     """The story as HTML: escaped, with `code` spans."""
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text.strip())).replace("\n\n", "</p><p>")
-
-
-# -- moves --------------------------------------------------------------------------------------------
-def _waits(plan: Plan) -> dict[str, tuple]:
-    """Per step id: (its containers' ids, its list, the set of step ids before it in the layout)."""
-    out: dict[tuple, tuple] = {}
-
-    def visit(container: PlanNode, before: frozenset, path: tuple) -> None:
-        for phase, items in (("execution", container.items or ()), ("rollback", container.rollback or ())):
-            done = before if phase == "execution" else frozenset()
-            for item in items:
-                members = item.items if item.kind == "parallel" else (item,)
-                for node in members:
-                    if node.kind == "step":
-                        out[_key(node)] = (path, phase, done)
-                    else:
-                        visit(node, done, (*path, node.id))
-                done = done | {
-                    _key(n) for m in members for n in m.walk() if n.kind == "step" and n.phase == "execution"
-                }
-
-    visit(plan.root, frozenset(), ())
-    return out
-
-
-def count_moves(start: Plan, answer: Plan) -> int:
-    """Steps that wait for a different set of steps, or sit in another container, than at the start."""
-    a, b = _waits(start), _waits(answer)
-    return sum(1 for step, where in a.items() if b.get(step) != where)

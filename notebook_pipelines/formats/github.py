@@ -41,7 +41,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import excerpt
-from .history import HistoryError, ident, read_json, run_frame, stamp_ns, unique, worst
+from .history import (
+    HistoryError,
+    first_queued,
+    ident,
+    read_json,
+    rows_by_fqn,
+    run_frame,
+    span,
+    stamp_ns,
+    unique,
+    worst,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -252,9 +263,40 @@ def load_github_run(
     label = f"run {rid}"
     spec = workflow_jobs(workflow, f"{label}: the workflow") if workflow is not None else None
     depth = _order(spec, f"{label}: the workflow") if spec is not None else {}
-    match = _name_matcher(spec) if spec is not None else None
+    nodes, labels = _jobs_by_node(jobs, spec, label)
+    created = [stamp_ns(j.get("created_at"), f"{label}: job {j['name']!r} created_at") for j in jobs]
+    rows = _stage_rows(nodes, labels, spec, depth, label)
+    created_ns = stamp_ns(info.get("created_at"), f"{label}: created_at")
+    if created_ns is None:
+        created_ns = min((c for c in created if c is not None), default=None)
+    rows.insert(0, _run_row(rows, info, spec is not None, created_ns, label))
+    rows = _pipeline_order(rows)
 
-    # group the API jobs by node and iteration
+    def first_of_jobs(key: str) -> Any:
+        return next((j.get(key) for j in jobs if j.get(key)), None)
+
+    return run_frame(
+        rows,
+        {
+            "run_id": rid,
+            "source": "github",
+            "pipeline": pipeline or info.get("path") or info.get("name") or "workflow",
+            "run_number": info.get("run_number"),
+            "commit": info.get("head_sha") or first_of_jobs("head_sha"),
+            "branch": info.get("head_branch") or first_of_jobs("head_branch"),
+            "trigger": info.get("event"),
+            "created_ns": created_ns,
+            "url": info.get("html_url"),
+        },
+    )
+
+
+def _jobs_by_node(
+    jobs: list[dict], spec: dict | None, label: str
+) -> tuple[dict[str, dict[Any, list[dict]]], dict[str, dict[Any, str]]]:
+    """The API jobs by node (job id) and iteration (a matrix combination, else None), oldest
+    first, and the API name of each; without a workflow every name is its own node."""
+    match = _name_matcher(spec) if spec is not None else None
     nodes: dict[str, dict[Any, list[dict]]] = {}
     labels: dict[str, dict[Any, str]] = {}
     for job in sorted(jobs, key=lambda j: int(j.get("id") or 0)):
@@ -271,13 +313,20 @@ def load_github_run(
             job_id, iteration = ident(name), None
         nodes.setdefault(job_id, {}).setdefault(iteration, []).append(job)
         labels.setdefault(job_id, {})[iteration] = name
-    order = list(spec) if spec is not None else list(nodes)
+    return nodes, labels
 
+
+def _stage_rows(
+    nodes: dict[str, dict[Any, list[dict]]],
+    labels: dict[str, dict[Any, str]],
+    spec: dict | None,
+    depth: dict[str, int],
+    label: str,
+) -> list[dict]:
+    """The rows of every job (a stage; a matrix job a looped stage), in the workflow's order;
+    ``depth`` is each job's depth in the needs graph (its block)."""
     rows: list[dict] = []
-    created = [stamp_ns(j.get("created_at"), f"{label}: job {j['name']!r} created_at") for j in jobs]
-    starts_all: list[int] = []
-    taken_ids: set[str] = set()
-    for job_id in order:
+    for job_id in list(spec) if spec is not None else list(nodes):
         fqn = f"pipeline.stages.{job_id}"
         after = None if spec is None else tuple(f"pipeline.stages.{n}" for n in spec[job_id]["needs"])
         block = depth.get(job_id, 0)
@@ -285,47 +334,48 @@ def load_github_run(
         if not iterations:  # in the workflow, not in the run: never started (D6)
             rows.append(_node_row(fqn, "pipeline", job_id, block, None, 0, "NotStarted", after, None))
             rows[-1]["reason"] = "the run has no job for it"
-            continue
-        looped = any(it is not None for it in iterations)
-        if looped:
-            parts: list[dict] = []
-            taken: set[str] = set()
-            for i, (it, attempts) in enumerate(iterations.items()):
-                postfix = unique(f"_{ident(it)}" if it is not None else "_0", taken)
-                child_id = job_id + postfix
-                parts += _job_rows(
-                    attempts, f"{fqn}{postfix}", fqn, child_id, 0, i, (), label, labels[job_id][it]
-                )
-            heads = [r for r in parts if r["parent"] == fqn]
-            last = {r["fqn"]: r["status"] for r in heads}  # each iteration's latest attempt
-            head = _node_row(fqn, "pipeline", job_id, block, None, 1, worst(last.values()), after, None)
-            head["start_ns"] = min((r["start_ns"] for r in heads if r["start_ns"] is not None), default=None)
-            head["end_ns"] = max((r["end_ns"] for r in heads if r["end_ns"] is not None), default=None)
-            head["name"] = (spec or {}).get(job_id, {}).get("name") or job_id
-            first = min(
-                (r for r in heads if r["start_ns"] is not None), key=lambda r: r["start_ns"], default=None
-            )
-            head["queued_s"] = first.get("queued_s") if first else None  # it started with its first iteration
-            rows.append(head)
-            rows += parts
+        elif any(it is not None for it in iterations):
+            name = (spec or {}).get(job_id, {}).get("name") or job_id
+            rows += _looped_rows(job_id, iterations, labels[job_id], block, after, name, label)
         else:
             rows += _job_rows(
                 iterations[None], fqn, "pipeline", job_id, block, None, after, label, labels[job_id][None]
             )
-        taken_ids.add(job_id)
+    return rows
+
+
+def _looped_rows(
+    job_id: str, iterations: dict, labels: dict, block: int, after: Any, name: str, label: str
+) -> list[dict]:
+    """A matrix job's rows: the looped stage's (its span, its iterations' worst latest status),
+    then each combination's as an iteration of it."""
+    fqn = f"pipeline.stages.{job_id}"
+    parts: list[dict] = []
+    taken: set[str] = set()
+    for i, (it, attempts) in enumerate(iterations.items()):
+        postfix = unique(f"_{ident(it)}" if it is not None else "_0", taken)
+        parts += _job_rows(attempts, f"{fqn}{postfix}", fqn, job_id + postfix, 0, i, (), label, labels[it])
+    heads = [r for r in parts if r["parent"] == fqn]
+    last = {r["fqn"]: r["status"] for r in heads}  # each iteration's latest attempt
+    head = _node_row(fqn, "pipeline", job_id, block, None, 1, worst(last.values()), after, None)
+    head["start_ns"], head["end_ns"] = span(heads)
+    head["name"] = name
+    head["queued_s"] = first_queued(heads)  # it started with its first iteration
+    return [head, *parts]
+
+
+def _run_row(rows: list[dict], info: Mapping, with_workflow: bool, created_ns: Any, label: str) -> dict:
+    """The pipeline's row: the run's span, its conclusion (else the worst job's), its attempt."""
     starts_all = [r["start_ns"] for r in rows if r.get("start_ns") is not None]
     ends_all = [r["end_ns"] for r in rows if r.get("end_ns") is not None]
     run_start = stamp_ns(info.get("run_started_at"), f"{label}: run_started_at")
-    created_ns = stamp_ns(info.get("created_at"), f"{label}: created_at")
-    if created_ns is None:
-        created_ns = min((c for c in created if c is not None), default=None)
     begin = min([*starts_all, *([run_start] if run_start is not None else [])], default=None)
     top_rows = [r for r in rows if r["parent"] == "pipeline"]
     conclusion = info.get("conclusion") or (
         None if info.get("status") in (None, "completed") else info["status"]
     )
     status = STATUS.get(str(conclusion)) if conclusion else None
-    pipeline_row = _node_row(
+    row = _node_row(
         "pipeline",
         None,
         None,
@@ -333,32 +383,12 @@ def load_github_run(
         None,
         int(info.get("run_attempt") or 1),
         status or worst(r["status"] for r in top_rows),
-        () if spec is not None else None,
+        () if with_workflow else None,
         None,
     )
-    pipeline_row.update(start_ns=begin, end_ns=max(ends_all, default=None), stage=None)
-    pipeline_row["queued_s"] = (
-        None if begin is None or created_ns is None else max(0, begin - created_ns) / 1e9
-    )
-    rows.insert(0, pipeline_row)
-    rows = _pipeline_order(rows)
-    frame = run_frame(
-        rows,
-        {
-            "run_id": rid,
-            "source": "github",
-            "pipeline": pipeline or info.get("path") or info.get("name") or "workflow",
-            "run_number": info.get("run_number"),
-            "commit": info.get("head_sha")
-            or next((j.get("head_sha") for j in jobs if j.get("head_sha")), None),
-            "branch": info.get("head_branch")
-            or next((j.get("head_branch") for j in jobs if j.get("head_branch")), None),
-            "trigger": info.get("event"),
-            "created_ns": created_ns,
-            "url": info.get("html_url"),
-        },
-    )
-    return frame
+    row.update(start_ns=begin, end_ns=max(ends_all, default=None), stage=None)
+    row["queued_s"] = None if begin is None or created_ns is None else max(0, begin - created_ns) / 1e9
+    return row
 
 
 def _node_row(
@@ -470,13 +500,7 @@ def _job_rows(
 def _pipeline_order(rows: list[dict]) -> list[dict]:
     """Rows in the trace's order: pre-order of the tree (parents before children), a node's
     attempts together, each job attempt's steps after the job's rows."""
-    children: dict[Any, list[str]] = {}
-    by_fqn: dict[str, list[dict]] = {}
-    for row in rows:
-        if row["fqn"] not in by_fqn:
-            by_fqn[row["fqn"]] = []
-            children.setdefault(row["parent"], []).append(row["fqn"])
-        by_fqn[row["fqn"]].append(row)
+    by_fqn, children = rows_by_fqn(rows)
     out: list[dict] = []
     stack = list(reversed(children.get(None, [])))
     while stack:

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import excerpt
-from .history import HistoryError, ident, read_json, run_frame, stamp_ns, worst
+from .history import HistoryError, first_queued, ident, read_json, run_frame, span, stamp_ns, worst
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -129,6 +129,37 @@ def load_gitlab_pipeline(
         HistoryError: not a pipeline or not jobs; ``needs`` naming a job the pipeline does not
             have, or forming a cycle (the message names the pipeline and the job).
     """
+    pipe, jobs, needs, rid = _read_inputs(pipeline_json, jobs_json, needs, run_id)
+    label = f"pipeline {rid}"
+    jobs = sorted(jobs, key=lambda j: int(j.get("id") or 0))
+    order = list(stages or dict.fromkeys(str(j["stage"]) for j in jobs))
+    missing = {str(j["stage"]) for j in jobs} - set(order)
+    if missing:
+        raise HistoryError(f"{label}: the jobs' stage(s) {', '.join(sorted(missing))} are not in stages=")
+    graph = _JobGraph(jobs, needs, order, label)
+    rows: list[dict] = []
+    for k, stage in enumerate(order):
+        rows += graph.stage_rows(k, stage)
+    created = stamp_ns(pipe.get("created_at"), f"{label}: created_at")
+    rows.insert(0, _pipeline_row(pipe, rows, label))
+    return run_frame(
+        rows,
+        {
+            "run_id": rid,
+            "source": "gitlab",
+            "pipeline": project or str(pipe.get("project_id") or "project"),
+            "run_number": pipe.get("iid"),
+            "commit": pipe.get("sha"),
+            "branch": pipe.get("ref"),
+            "trigger": pipe.get("source"),
+            "created_ns": created,
+            "url": pipe.get("web_url"),
+        },
+    )
+
+
+def _read_inputs(pipeline_json: Any, jobs_json: Any, needs: Any, run_id: str | None) -> tuple:
+    """The pipeline, its jobs and the needs (``{job name: [names]}``) read and checked, and the run id."""
     pipe, plabel = read_json(pipeline_json, "the pipeline JSON")
     if not isinstance(pipe, Mapping) or not ("id" in pipe and ("sha" in pipe or "ref" in pipe)):
         raise HistoryError(
@@ -148,102 +179,99 @@ def load_gitlab_pipeline(
     if isinstance(needs, (Mapping, list, str)) and not _is_mapping_of_lists(needs):
         doc, _ = read_json(needs, f"{label}: needs")
         needs = needs_from_graphql(doc, f"{label}: needs")
-    needs = dict(needs or {})
+    return pipe, jobs, dict(needs or {}), rid
 
-    jobs = sorted(jobs, key=lambda j: int(j.get("id") or 0))
-    order = list(stages or dict.fromkeys(str(j["stage"]) for j in jobs))
-    missing = {str(j["stage"]) for j in jobs} - set(order)
-    if missing:
-        raise HistoryError(f"{label}: the jobs' stage(s) {', '.join(sorted(missing))} are not in stages=")
-    # nodes: (stage, base name) → iteration label → attempts
-    nodes: dict[tuple[str, str], dict[Any, list[Mapping]]] = {}
-    for job in jobs:
-        base, it = _base(str(job["name"]))
-        nodes.setdefault((str(job["stage"]), base), {}).setdefault(it, []).append(job)
-    fqn_of: dict[str, str] = {}  # a job name (or base name) → its node's fqn
-    stage_of_node: dict[str, str] = {}
-    for (stage, base), iterations in nodes.items():
-        fqn = f"pipeline.stages.{ident(stage)}.spec.execution.steps.{ident(base)}"
-        fqn_of[base] = fqn
-        stage_of_node[fqn] = stage
-        for attempts in iterations.values():
-            for job in attempts:
-                fqn_of[str(job["name"])] = fqn
-    by_stage: dict[str, list[str]] = {}
-    for stage, base in nodes:
-        by_stage.setdefault(stage, []).append(fqn_of[base])
 
-    def waited(base: str, names: list[str], stage: str) -> tuple[str, ...]:
+class _JobGraph:
+    """A pipeline's jobs as nodes — (stage, base name) → iteration label → attempts — with the
+    fqn of each job name and base name, and each node's ``after`` (checked for cycles)."""
+
+    def __init__(self, jobs: list[Mapping], needs: dict, order: list[str], label: str) -> None:
+        self.needs, self.order, self.label = needs, order, label
+        self.nodes: dict[tuple[str, str], dict[Any, list[Mapping]]] = {}
+        for job in jobs:
+            base, it = _base(str(job["name"]))
+            self.nodes.setdefault((str(job["stage"]), base), {}).setdefault(it, []).append(job)
+        self.fqn_of: dict[str, str] = {}  # a job name (or base name) → its node's fqn
+        for (stage, base), iterations in self.nodes.items():
+            fqn = f"pipeline.stages.{ident(stage)}.spec.execution.steps.{ident(base)}"
+            self.fqn_of[base] = fqn
+            for attempts in iterations.values():
+                for job in attempts:
+                    self.fqn_of[str(job["name"])] = fqn
+        self.by_stage: dict[str, list[str]] = {}
+        for stage, base in self.nodes:
+            self.by_stage.setdefault(stage, []).append(self.fqn_of[base])
+        self.after_of: dict[str, tuple[str, ...]] = {}
+        for (stage, base), iterations in self.nodes.items():
+            names = [str(j["name"]) for attempts in iterations.values() for j in attempts]
+            self.after_of[self.fqn_of[base]] = self.waited(base, names, stage)
+        _check_cycle(self.after_of, label)
+
+    def waited(self, base: str, names: list[str], stage: str) -> tuple[str, ...]:
+        """What a node waits for: its needs (by job or base name), else the previous stage with jobs."""
+        needs = self.needs
         if base in needs or any(n in needs for n in names):
             listed = needs.get(base) if base in needs else next(needs[n] for n in names if n in needs)
             if listed is not None:
                 out = []
                 for need in listed:
-                    target = fqn_of.get(str(need)) or fqn_of.get(_base(str(need))[0])
+                    target = self.fqn_of.get(str(need)) or self.fqn_of.get(_base(str(need))[0])
                     if target is None:
                         raise HistoryError(
-                            f"{label}: job {base!r} needs {str(need)!r}, which the pipeline has no job for "
-                            f"(jobs: {excerpt(', '.join(dict.fromkeys(b for _, b in nodes)), 200)})"
+                            f"{self.label}: job {base!r} needs {str(need)!r}, which the pipeline has no job "
+                            f"for (jobs: {excerpt(', '.join(dict.fromkeys(b for _, b in self.nodes)), 200)})"
                         )
                     out.append(target)
                 return tuple(dict.fromkeys(out))
-        k = order.index(stage)
-        for previous in reversed(order[:k]):  # the previous stage that has jobs
-            if by_stage.get(previous):
-                return tuple(by_stage[previous])
+        k = self.order.index(stage)
+        for previous in reversed(self.order[:k]):  # the previous stage that has jobs
+            if self.by_stage.get(previous):
+                return tuple(self.by_stage[previous])
         return ()
 
-    rows: list[dict] = []
-    after_of: dict[str, tuple[str, ...]] = {}
-    for (stage, base), iterations in nodes.items():
-        names = [str(j["name"]) for attempts in iterations.values() for j in attempts]
-        after_of[fqn_of[base]] = waited(base, names, stage)
-    _check_cycle(after_of, label)
-
-    for k, stage in enumerate(order):
+    def stage_rows(self, k: int, stage: str) -> list[dict]:
+        """The stage's row (block ``k``, its jobs' span and worst status), then its jobs' rows."""
         stage_fqn = f"pipeline.stages.{ident(stage)}"
-        members = [(s, b) for (s, b) in nodes if s == stage]
-        stage_rows: list[dict] = []
-        for _, base in members:
-            fqn = fqn_of[base]
-            iterations = nodes[(stage, base)]
-            looped = any(it is not None for it in iterations)
-            if looped:
-                parts: list[dict] = []
-                for i, (it, attempts) in enumerate(iterations.items()):
-                    postfix = "_" + ident(it) if it is not None else "_0"
-                    parts += _job_rows(
-                        attempts, fqn + postfix, fqn, stage, ident(base) + postfix, 0, i, (), label
-                    )
-                last = {r["fqn"]: r["status"] for r in parts if r["parent"] == fqn}
-                head = _row(
-                    fqn, stage_fqn, stage, ident(base), 0, None, 1, worst(last.values()), after_of[fqn]
-                )
-                head["start_ns"] = min(
-                    (r["start_ns"] for r in parts if r["start_ns"] is not None), default=None
-                )
-                head["end_ns"] = max((r["end_ns"] for r in parts if r["end_ns"] is not None), default=None)
-                head["name"] = base
-                timed = [r for r in parts if r["parent"] == fqn and r["start_ns"] is not None]
-                first = min(timed, key=lambda r: r["start_ns"], default=None)
-                head["queued_s"] = (
-                    first.get("queued_s") if first else None
-                )  # it started with its first iteration
-                stage_rows += [head, *parts]
+        rows: list[dict] = []
+        for _, base in [(s, b) for (s, b) in self.nodes if s == stage]:
+            fqn = self.fqn_of[base]
+            iterations = self.nodes[(stage, base)]
+            if any(it is not None for it in iterations):
+                rows += self.looped_rows(stage, base, iterations)
             else:
-                stage_rows += _job_rows(
-                    iterations[None], fqn, stage_fqn, stage, ident(base), 0, None, after_of[fqn], label
+                after = self.after_of[fqn]
+                rows += _job_rows(
+                    iterations[None], fqn, stage_fqn, stage, ident(base), 0, None, after, self.label
                 )
-        top = [r for r in stage_rows if r["parent"] == stage_fqn]
+        top = [r for r in rows if r["parent"] == stage_fqn]
         last = {r["fqn"]: r["status"] for r in top}
         row = _row(stage_fqn, "pipeline", stage, None, k, None, 1, worst(last.values()), ())
         row["kind"], row["step"] = "stage", None
-        row["start_ns"] = min((r["start_ns"] for r in top if r["start_ns"] is not None), default=None)
-        row["end_ns"] = max((r["end_ns"] for r in top if r["end_ns"] is not None), default=None)
+        row["start_ns"], row["end_ns"] = span(top)
         row["name"] = stage
-        rows += [row, *stage_rows]
+        return [row, *rows]
 
-    created = stamp_ns(pipe.get("created_at"), f"{label}: created_at")
+    def looped_rows(self, stage: str, base: str, iterations: dict) -> list[dict]:
+        """A parallel/matrix job's rows: the looped step's (the span of its iterations), then each
+        iteration's (``rspec 1/3`` → ``_1_3``)."""
+        fqn, stage_fqn = self.fqn_of[base], f"pipeline.stages.{ident(stage)}"
+        parts: list[dict] = []
+        for i, (it, attempts) in enumerate(iterations.items()):
+            postfix = "_" + ident(it) if it is not None else "_0"
+            parts += _job_rows(
+                attempts, fqn + postfix, fqn, stage, ident(base) + postfix, 0, i, (), self.label
+            )
+        last = {r["fqn"]: r["status"] for r in parts if r["parent"] == fqn}
+        head = _row(fqn, stage_fqn, stage, ident(base), 0, None, 1, worst(last.values()), self.after_of[fqn])
+        head["start_ns"], head["end_ns"] = span(parts)
+        head["name"] = base
+        head["queued_s"] = first_queued(r for r in parts if r["parent"] == fqn)  # it started with its first
+        return [head, *parts]
+
+
+def _pipeline_row(pipe: Mapping, rows: list[dict], label: str) -> dict:
+    """The pipeline's row: its own span and status (else its stages'), its queued duration."""
     started = stamp_ns(pipe.get("started_at"), f"{label}: started_at")
     starts = [r["start_ns"] for r in rows if r["start_ns"] is not None]
     ends = [r["end_ns"] for r in rows if r["end_ns"] is not None]
@@ -265,21 +293,7 @@ def load_gitlab_pipeline(
     head["end_ns"] = max([*ends, *([finished] if finished is not None else [])], default=None)
     queued = pipe.get("queued_duration")
     head["queued_s"] = float(queued) if isinstance(queued, (int, float)) else None
-    rows.insert(0, head)
-    return run_frame(
-        rows,
-        {
-            "run_id": rid,
-            "source": "gitlab",
-            "pipeline": project or str(pipe.get("project_id") or "project"),
-            "run_number": pipe.get("iid"),
-            "commit": pipe.get("sha"),
-            "branch": pipe.get("ref"),
-            "trigger": pipe.get("source"),
-            "created_ns": created,
-            "url": pipe.get("web_url"),
-        },
-    )
+    return head
 
 
 def _is_mapping_of_lists(value: Any) -> bool:

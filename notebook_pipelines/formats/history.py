@@ -173,6 +173,43 @@ def worst(statuses: Iterable[str]) -> str:
     return max(done, key=lambda s: order[s])
 
 
+def rows_by_fqn(rows: Iterable[dict]) -> tuple[dict[str, list[dict]], dict[Any, list[str]]]:
+    """The rows by fqn (a node's attempts together, in order) and each parent's children (their
+    fqns in the order of their first rows): the tree a loader puts in the trace's order.
+
+    >>> by_fqn, children = rows_by_fqn([{"fqn": "p", "parent": None}, {"fqn": "p.a", "parent": "p"},
+    ...                                 {"fqn": "p.a", "parent": "p"}])
+    >>> len(by_fqn["p.a"]), children
+    (2, {None: ['p'], 'p': ['p.a']})
+    """
+    by_fqn: dict[str, list[dict]] = {}
+    children: dict[Any, list[str]] = {}
+    for row in rows:
+        if row["fqn"] not in by_fqn:
+            by_fqn[row["fqn"]] = []
+            children.setdefault(row["parent"], []).append(row["fqn"])
+        by_fqn[row["fqn"]].append(row)
+    return by_fqn, children
+
+
+def span(rows: Iterable[Mapping]) -> tuple[int | None, int | None]:
+    """The earliest ``start_ns`` and the latest ``end_ns`` of ``rows`` (None where no row has one).
+
+    >>> span([{"start_ns": 5, "end_ns": None}, {"start_ns": 2, "end_ns": 9}])
+    (2, 9)
+    """
+    rows = list(rows)
+    start = min((r["start_ns"] for r in rows if r["start_ns"] is not None), default=None)
+    return start, max((r["end_ns"] for r in rows if r["end_ns"] is not None), default=None)
+
+
+def first_queued(rows: Iterable[Mapping]) -> float | None:
+    """The ``queued_s`` of the row that started first (a looped node started with its first
+    iteration); None if none started."""
+    first = min((r for r in rows if r["start_ns"] is not None), key=lambda r: r["start_ns"], default=None)
+    return first.get("queued_s") if first else None
+
+
 def run_frame(rows: list[dict], run: Mapping[str, Any]) -> pd.DataFrame:
     """A history frame of one run from row dicts.
 

@@ -19,6 +19,7 @@ file. No token is ever written: the raw files hold the answers' bodies only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,16 +69,14 @@ def raw_path(folder: Path, source: str, pipeline: str, run_id: str) -> Path:
     return Path(folder) / "raw" / _segment(source) / _segment(pipeline) / f"{_segment(run_id)}.json"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename:
-    readers see the old file or the whole new one, never a part."""
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, str]]:
+    """A temporary file beside ``path`` (its descriptor and name) that replaces ``path`` when the
+    block ends well, and is removed when it does not: readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -85,6 +84,15 @@ def write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename:
+    readers see the old file or the whole new one, never a part."""
+    with _replacing(path) as (fd, _), os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def write_raw(
@@ -174,18 +182,9 @@ def write_part(frame: pd.DataFrame, folder: Path) -> list[Path]:
         target = root / f"source={_segment(source)}" / f"pipeline={_segment(pipeline)}"
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         path = target / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
-        target.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=target)
-        os.close(fd)
-        try:
+        with _replacing(path) as (fd, tmp):
+            os.close(fd)
             pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
         written.append(path)
     return written
 

@@ -21,7 +21,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..errors import excerpt
-from .history import HistoryError, concat_runs, ident, run_frame, worst
+from .history import HistoryError, concat_runs, ident, run_frame, span, worst
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -77,63 +77,15 @@ def pipeline_from_history(history: pd.DataFrame, *, run: str | None = None, id: 
     >>> rebuilt.simulate()["end_s"].max()  # the median of 1, 2 and 9
     np.float64(2.0)
     """
-    import numpy as np
-
-    from ..definition.plan import compile_plan
-    from ..engine.trace import after_from_blocks
     from .harness_executions import pipeline_from_execution
 
     source, name = _one_pipeline(history, "pipeline_from_history()")
-    if run is None:
-        heads = history[history["kind"] == "pipeline"]
-        if "created" in heads.columns:
-            heads = heads.sort_values("created", kind="stable")
-        good = heads[heads["status"].astype(str) == "Success"]
-        chosen = (good if len(good) else heads)["run_id"]
-        if not len(chosen):
-            raise HistoryError("pipeline_from_history(): the history has no run (no pipeline row)")
-        run = str(chosen.iloc[-1])
-    rows = history[history["run_id"] == run]
-    if not len(rows):
-        raise HistoryError(f"pipeline_from_history(): no run {run!r} in the history")
-    rows = rows.reset_index(drop=True)
+    rows = _run_rows(history, run)
     pipeline = pipeline_from_execution(rows, id=id or _pipeline_id(name))
     pipeline.name = name
-
-    # durations: the median, per plan node, of the last attempt of each run
-    steps = history[(history["kind"] == "step") & history["start_s"].notna() & history["end_s"].notna()]
-    fqn = steps["fqn"].astype(object).to_numpy()
-    plan_fqn = _plan_fqns(history, fqn)
-    last = steps.assign(_plan=plan_fqn).sort_values("attempt", kind="stable")
-    last = last.groupby(["run_id", "_plan", "iteration"], dropna=False, sort=False).tail(1)
-    medians = last.groupby("_plan", sort=False)["duration_s"].median()
-    counts = last.groupby("_plan", sort=False)["run_id"].nunique()
-    plan = compile_plan(pipeline)
-    for node in plan.nodes:
-        if node.kind == "step" and node.fqn in medians.index and node.source is not None:
-            value = float(medians[node.fqn])
-            if np.isfinite(value):
-                node.source.duration = round(max(0.0, value), 6)
+    most = _set_median_durations(pipeline, history)
     runs = history["run_id"].nunique()
-
-    # edges no layout expresses
-    needs = {}
-    if "after" in rows.columns:
-
-        def listed(column: str) -> list:
-            values = rows[column].astype(object)
-            return values.where(values.notna(), None).tolist()
-
-        derived = after_from_blocks(listed("fqn"), listed("parent"), listed("phase"), listed("block"))
-        known = [
-            (str(f), p, a, d)
-            for f, p, a, d in zip(rows["fqn"], rows["parent"], rows["after"], derived)
-            if a is not None and not isinstance(a, float)
-        ]
-        # a container whose children waited otherwise than its blocks say: keep all their edges
-        differ = {p for _, p, a, d in known if set(a) != set(d)}
-        needs = {f: list(a) for f, p, a, _ in known if p in differ and len(a)}
-    most = int(counts.max()) if len(counts) else 0
+    needs = _needs_no_layout_expresses(rows)
     description = (
         f"rebuilt from {runs} run(s) of {name} ({source}); step durations: medians over {most} run(s) at most"
     )
@@ -146,6 +98,67 @@ def pipeline_from_history(history: pd.DataFrame, *, run: str | None = None, id: 
         )
     pipeline.description = description
     return pipeline
+
+
+def _run_rows(history: pd.DataFrame, run: str | None) -> pd.DataFrame:
+    """The rows of ``run`` (default: the latest successful run, else the latest), indexed from 0."""
+    if run is None:
+        heads = history[history["kind"] == "pipeline"]
+        if "created" in heads.columns:
+            heads = heads.sort_values("created", kind="stable")
+        good = heads[heads["status"].astype(str) == "Success"]
+        chosen = (good if len(good) else heads)["run_id"]
+        if not len(chosen):
+            raise HistoryError("pipeline_from_history(): the history has no run (no pipeline row)")
+        run = str(chosen.iloc[-1])
+    rows = history[history["run_id"] == run]
+    if not len(rows):
+        raise HistoryError(f"pipeline_from_history(): no run {run!r} in the history")
+    return rows.reset_index(drop=True)
+
+
+def _set_median_durations(pipeline: Any, history: pd.DataFrame) -> int:
+    """Each step's ``duration``: the median, per plan node, of the last attempt of each run;
+    returns the most runs a median was taken over."""
+    import numpy as np
+
+    from ..definition.plan import compile_plan
+
+    steps = history[(history["kind"] == "step") & history["start_s"].notna() & history["end_s"].notna()]
+    fqn = steps["fqn"].astype(object).to_numpy()
+    plan_fqn = _plan_fqns(history, fqn)
+    last = steps.assign(_plan=plan_fqn).sort_values("attempt", kind="stable")
+    last = last.groupby(["run_id", "_plan", "iteration"], dropna=False, sort=False).tail(1)
+    medians = last.groupby("_plan", sort=False)["duration_s"].median()
+    counts = last.groupby("_plan", sort=False)["run_id"].nunique()
+    for node in compile_plan(pipeline).nodes:
+        if node.kind == "step" and node.fqn in medians.index and node.source is not None:
+            value = float(medians[node.fqn])
+            if np.isfinite(value):
+                node.source.duration = round(max(0.0, value), 6)
+    return int(counts.max()) if len(counts) else 0
+
+
+def _needs_no_layout_expresses(rows: pd.DataFrame) -> dict[str, list]:
+    """``{fqn: [fqns it waited for]}`` of the children of every container whose children waited
+    otherwise than its blocks say (all their edges kept); empty when the blocks say it all."""
+    from ..engine.trace import after_from_blocks
+
+    if "after" not in rows.columns:
+        return {}
+
+    def listed(column: str) -> list:
+        values = rows[column].astype(object)
+        return values.where(values.notna(), None).tolist()
+
+    derived = after_from_blocks(listed("fqn"), listed("parent"), listed("phase"), listed("block"))
+    known = [
+        (str(f), p, a, d)
+        for f, p, a, d in zip(rows["fqn"], rows["parent"], rows["after"], derived)
+        if a is not None and not isinstance(a, float)
+    ]
+    differ = {p for _, p, a, d in known if set(a) != set(d)}
+    return {f: list(a) for f, p, a, _ in known if p in differ and len(a)}
 
 
 def _plan_fqns(history: pd.DataFrame, fqn: Any) -> Any:
@@ -214,8 +227,6 @@ def load_harness_insights(source: Any, *, pipeline: str | None = None) -> pd.Dat
     """
     import pandas as pd
 
-    from .harness_executions import STATUS_MAP
-
     if isinstance(source, pd.DataFrame):
         table, label = source, "the export"
     else:
@@ -223,6 +234,27 @@ def load_harness_insights(source: Any, *, pipeline: str | None = None) -> pd.Dat
         if not os.path.isfile(path):
             raise HistoryError(f"load_harness_insights: no such file: {path}")
         table, label = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]), path
+    found = _insights_columns(table, label)
+    records = _insights_records(table, found, label, pipeline)
+    unknown: dict[str, None] = {}
+    frames = []
+    for (run, pipe), group in records.groupby(["run", "pipeline"], sort=False):
+        rows = _insights_run_rows(group.sort_values("start", kind="stable"), unknown)
+        run_columns = {"run_id": run, "source": "harness-insights", "pipeline": pipe}
+        frames.append(run_frame(rows, {**run_columns, "created_ns": rows[0]["start_ns"]}))
+    if unknown:
+        warnings.warn(
+            f"load_harness_insights: unknown status(es) {', '.join(sorted(unknown))} read as Running",
+            stacklevel=2,
+        )
+    out = concat_runs(frames)
+    out.attrs["columns_found"] = dict(found)
+    return out
+
+
+def _insights_columns(table: pd.DataFrame, label: str) -> dict[str, str]:
+    """Which export column gives each field (:data:`INSIGHTS_COLUMNS`); a needed one missing is
+    an error listing the columns found and the names tried."""
     found: dict[str, str] = {}
     normalized = {_norm(c): c for c in table.columns}
     for field, names in INSIGHTS_COLUMNS.items():
@@ -241,6 +273,12 @@ def load_harness_insights(source: Any, *, pipeline: str | None = None) -> pd.Dat
             + "; ".join(f"{f}: {', '.join(INSIGHTS_COLUMNS[f][:3])}" for f in _REQUIRED if f in missing)
             + ")"
         )
+    return found
+
+
+def _insights_records(table: pd.DataFrame, found: dict[str, str], label: str, pipeline: str | None) -> Any:
+    """One record per step execution: run, pipeline, stage, step, status, start and end (UTC)."""
+    import pandas as pd
 
     def times(column: str) -> Any:
         values = table[found[column]]
@@ -261,13 +299,12 @@ def load_harness_insights(source: Any, *, pipeline: str | None = None) -> pd.Dat
     else:
         seconds = pd.to_numeric(table[found["duration"]], errors="coerce")
         end = start + pd.to_timedelta(seconds, unit="s")
-    frames = []
-    records = pd.DataFrame(
+    return pd.DataFrame(
         {
             "run": table[found["run_id"]].astype(str),
-            "pipeline": table[found["pipeline"]].astype(str)
-            if "pipeline" in found
-            else (pipeline or "pipeline"),
+            "pipeline": (
+                table[found["pipeline"]].astype(str) if "pipeline" in found else (pipeline or "pipeline")
+            ),
             "stage": table[found["stage"]].astype(str),
             "step": table[found["step"]].astype(str),
             "status": table[found["status"]].astype(str),
@@ -275,104 +312,50 @@ def load_harness_insights(source: Any, *, pipeline: str | None = None) -> pd.Dat
             "end": end,
         }
     )
-    unknown: dict[str, None] = {}
-    for (run, pipe), group in records.groupby(["run", "pipeline"], sort=False):
-        group = group.sort_values("start", kind="stable")
-        rows: list[dict] = []
-        stage_order = list(dict.fromkeys(group["stage"]))
-        tops = []
-        for block, stage in enumerate(stage_order):
-            mine = group[group["stage"] == stage]
-            sid = ident(stage)
-            sfqn = f"pipeline.stages.{sid}"
-            step_rows = []
-            seen: dict[str, int] = {}
-            firsts: dict[str, int] = {}
-            for rec in mine.itertuples(index=False):
-                step_id = ident(rec.step)
-                seen[step_id] = seen.get(step_id, 0) + 1
-                firsts.setdefault(step_id, len(firsts))
-                status = STATUS_MAP.get(str(rec.status).replace("_", "").lower())
-                if status is None:
-                    unknown.setdefault(str(rec.status), None)
-                    status = "Running"
-                step_rows.append(
-                    {
-                        "fqn": f"{sfqn}.spec.execution.steps.{step_id}",
-                        "parent": sfqn,
-                        "kind": "step",
-                        "phase": "execution",
-                        "stage": sid,
-                        "step_group": None,
-                        "step": step_id,
-                        "block": firsts[step_id],
-                        "iteration": None,
-                        "attempt": seen[step_id],
-                        "status": status,
-                        "start_ns": _ns(rec.start),
-                        "end_ns": _ns(rec.end),
-                        "after": None,
-                        "name": rec.step,
-                    }
-                )
-            statuses = {r["fqn"]: r["status"] for r in step_rows}
-            stage_row = {
-                "fqn": sfqn,
-                "parent": "pipeline",
-                "kind": "stage",
-                "phase": "execution",
-                "stage": sid,
-                "step_group": None,
-                "step": None,
-                "block": block,
-                "iteration": None,
-                "attempt": 1,
-                "status": worst(statuses.values()),
-                "after": None,
-                "name": stage,
-                "start_ns": min(
-                    (r["start_ns"] for r in step_rows if r["start_ns"] is not None), default=None
-                ),
-                "end_ns": max((r["end_ns"] for r in step_rows if r["end_ns"] is not None), default=None),
-            }
-            tops.append(stage_row)
-            rows += [stage_row, *sorted(step_rows, key=lambda r: (r["block"], r["attempt"]))]
-        head = {
-            "fqn": "pipeline",
-            "parent": None,
-            "kind": "pipeline",
-            "phase": "execution",
-            "stage": None,
-            "step_group": None,
-            "step": None,
-            "block": None,
-            "iteration": None,
-            "attempt": 1,
-            "status": worst(r["status"] for r in tops),
-            "after": None,
-            "name": None,
-            "start_ns": min((r["start_ns"] for r in tops if r["start_ns"] is not None), default=None),
-            "end_ns": max((r["end_ns"] for r in tops if r["end_ns"] is not None), default=None),
-        }
-        frames.append(
-            run_frame(
-                [head, *rows],
-                {
-                    "run_id": run,
-                    "source": "harness-insights",
-                    "pipeline": pipe,
-                    "created_ns": head["start_ns"],
-                },
-            )
-        )
-    if unknown:
-        warnings.warn(
-            f"load_harness_insights: unknown status(es) {', '.join(sorted(unknown))} read as Running",
-            stacklevel=2,
-        )
-    out = concat_runs(frames)
-    out.attrs["columns_found"] = dict(found)
-    return out
+
+
+def _container_row(fqn: str, parent: Any, kind: str, stage: Any, block: Any, name: Any, rows: list) -> dict:
+    """The row of a stage or the pipeline: the span of ``rows`` and their worst status."""
+    start, end = span(rows)
+    return {
+        "fqn": fqn, "parent": parent, "kind": kind, "phase": "execution", "stage": stage,
+        "step_group": None, "step": None, "block": block, "iteration": None, "attempt": 1,
+        "status": worst({r["fqn"]: r["status"] for r in rows}.values()), "after": None, "name": name,
+        "start_ns": start, "end_ns": end,
+    }  # fmt: skip
+
+
+def _insights_run_rows(group: pd.DataFrame, unknown: dict[str, None]) -> list[dict]:
+    """One run's rows (its records by start): the pipeline's, then each stage's and its steps'
+    (a step seen again is its next attempt; ``block`` the order of first starts)."""
+    from .harness_executions import STATUS_MAP
+
+    rows: list[dict] = []
+    tops = []
+    for block, stage in enumerate(dict.fromkeys(group["stage"])):
+        sid = ident(stage)
+        sfqn = f"pipeline.stages.{sid}"
+        step_rows = []
+        seen: dict[str, int] = {}
+        firsts: dict[str, int] = {}
+        for rec in group[group["stage"] == stage].itertuples(index=False):
+            step_id = ident(rec.step)
+            seen[step_id] = seen.get(step_id, 0) + 1
+            firsts.setdefault(step_id, len(firsts))
+            status = STATUS_MAP.get(str(rec.status).replace("_", "").lower())
+            if status is None:
+                unknown.setdefault(str(rec.status), None)
+                status = "Running"
+            step_rows.append({
+                "fqn": f"{sfqn}.spec.execution.steps.{step_id}", "parent": sfqn, "kind": "step",
+                "phase": "execution", "stage": sid, "step_group": None, "step": step_id,
+                "block": firsts[step_id], "iteration": None, "attempt": seen[step_id], "status": status,
+                "start_ns": _ns(rec.start), "end_ns": _ns(rec.end), "after": None, "name": rec.step,
+            })  # fmt: skip
+        stage_row = _container_row(sfqn, "pipeline", "stage", sid, block, stage, step_rows)
+        tops.append(stage_row)
+        rows += [stage_row, *sorted(step_rows, key=lambda r: (r["block"], r["attempt"]))]
+    return [_container_row("pipeline", None, "pipeline", None, None, None, tops), *rows]
 
 
 def _ns(value: Any) -> int | None:

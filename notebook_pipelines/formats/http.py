@@ -249,47 +249,13 @@ def get(
     def fail(kind: type[HttpError], message: str, status: int | None = None) -> HttpError:
         return kind(redact(f"{what}: {message}", secrets), shown, status)
 
-    sent = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
-    if parts.username is not None:
-        user = urllib.parse.unquote(parts.username)
-        password = urllib.parse.unquote(parts.password or "")
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        secrets.append(token)
-        sent["Authorization"] = f"Basic {token}"
-    for name, value in sent.items():
-        try:
-            _check_header(name, str(value))
-        except HttpError as err:
-            raise fail(HttpError, str(err)) from None
-    query = urllib.parse.urlencode(list((params or {}).items()))
-    target = parts.path or "/"
-    target += "?" + "&".join(q for q in (parts.query, query) if q) if (parts.query or query) else ""
-    host = parts.hostname
-    netloc = f"[{host}]" if ":" in host else host
-    request_url = f"{parts.scheme}://{netloc}{f':{port}' if port else ''}{target}"
-
+    sent = _request_headers(parts, headers, secrets, fail)
+    request_url = _request_url(parts, port, params)
     deadline = time.monotonic() + timeout
     backend = _DeadlineBackend(deadline)
-    proxy = _proxy_for(parts.scheme, host)
+    proxy = _proxy_for(parts.scheme, parts.hostname)
     try:
-        context = _ssl_context() if parts.scheme == "https" or (proxy or "").startswith("https") else None
-        if proxy:
-            pproxy = urllib.parse.urlsplit(proxy)
-            auth = (
-                (urllib.parse.unquote(pproxy.username), urllib.parse.unquote(pproxy.password or ""))
-                if pproxy.username
-                else None
-            )
-            if pproxy.password:
-                secrets.append(pproxy.password)
-            pool: Any = httpcore.HTTPProxy(
-                proxy_url=safe_url(proxy) or proxy, proxy_auth=auth, ssl_context=context,
-                network_backend=backend, max_connections=1, retries=0,
-            )  # fmt: skip
-        else:
-            pool = httpcore.ConnectionPool(
-                ssl_context=context, network_backend=backend, max_connections=1, retries=0
-            )
+        pool = _connection_pool(httpcore, parts, proxy, backend, secrets)
         with pool:
             timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
             with pool.stream(
@@ -312,6 +278,56 @@ def get(
             HttpError, f"cannot reach {excerpt(shown, 160)}: {type(err).__name__} ({reason})"
         ) from None
     return Response(status, got, body, shown)
+
+
+def _request_headers(parts: Any, headers: Mapping[str, str] | None, secrets: list[str], fail: Any) -> dict:
+    """The headers to send: gzip/deflate accepted, ``user:password@`` of the URL as Basic auth
+    (its token added to ``secrets``), each checked (ASCII, no line breaks)."""
+    sent = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        secrets.append(token)
+        sent["Authorization"] = f"Basic {token}"
+    for name, value in sent.items():
+        try:
+            _check_header(name, str(value))
+        except HttpError as err:
+            raise fail(HttpError, str(err)) from None
+    return sent
+
+
+def _request_url(parts: Any, port: int | None, params: Mapping[str, Any] | None) -> str:
+    """The URL asked for: without ``user:password@``, the query ``params`` added to its own."""
+    query = urllib.parse.urlencode(list((params or {}).items()))
+    target = parts.path or "/"
+    target += "?" + "&".join(q for q in (parts.query, query) if q) if (parts.query or query) else ""
+    host = parts.hostname
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{netloc}{f':{port}' if port else ''}{target}"
+
+
+def _connection_pool(httpcore: Any, parts: Any, proxy: str | None, backend: Any, secrets: list[str]) -> Any:
+    """One connection through ``proxy`` (the environment's for the host; its password added to
+    ``secrets``) or straight, on ``backend`` (every wait bounded by the deadline)."""
+    context = _ssl_context() if parts.scheme == "https" or (proxy or "").startswith("https") else None
+    if not proxy:
+        return httpcore.ConnectionPool(
+            ssl_context=context, network_backend=backend, max_connections=1, retries=0
+        )
+    pproxy = urllib.parse.urlsplit(proxy)
+    auth = (
+        (urllib.parse.unquote(pproxy.username), urllib.parse.unquote(pproxy.password or ""))
+        if pproxy.username
+        else None
+    )
+    if pproxy.password:
+        secrets.append(pproxy.password)
+    return httpcore.HTTPProxy(
+        proxy_url=safe_url(proxy) or proxy, proxy_auth=auth, ssl_context=context,
+        network_backend=backend, max_connections=1, retries=0,
+    )  # fmt: skip
 
 
 def _read_body(response: Any, headers: Mapping[str, str], max_bytes: int, fail: Any) -> bytes:

@@ -73,28 +73,7 @@ def _ns(seconds: float) -> int:
 
 def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
     """The trace-event list of :func:`to_perfetto` (see the module notes)."""
-    timed = trace[trace["start_s"].notna() & trace["end_s"].notna()]
-    timed = timed[~timed["status"].astype(str).isin(_QUIET)]
-    rows = timed.astype(object).where(timed.notna(), None).to_dict("records")
-    units: dict[tuple, list[dict]] = {}
-    for row in rows:
-        units.setdefault((row["fqn"], row["iteration"]), []).append(row)
-    for attempts in units.values():
-        attempts.sort(key=lambda r: (r["attempt"], r["start_s"]))
-    children: dict[tuple, dict[tuple, list[tuple]]] = {}
-    roots: list[tuple] = []
-    by_fqn: dict[str, list[tuple]] = {}
-    for key in units:
-        by_fqn.setdefault(key[0], []).append(key)
-    for key, attempts in units.items():
-        first = attempts[0]
-        owners = by_fqn.get(first["parent"] or "", [])
-        owner = next((k for k in owners if k[1] == key[1]), owners[0] if owners else None)
-        if owner is None or (units[owner][0]["kind"] == "step" and not is_iteration(key[0], owner[0])):
-            roots.append(key)
-            continue
-        number = first["block"] if first["block"] is not None else -1
-        children.setdefault(owner, {}).setdefault((first["phase"] == "rollback", number), []).append(key)
+    units, children, roots = _unit_tree(trace)
 
     width: dict[tuple, int] = {}
     column: dict[tuple, int] = {}  # an iteration → its column among its loop's (R54: slots reused)
@@ -125,6 +104,52 @@ def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
                 o += width[k]
 
     events: list[dict[str, Any]] = []
+    for key, pid in _processes(roots, units, children):
+        first = units[key][0]
+        if first["kind"] == "pipeline":
+            name = _pipeline_name(trace)
+            events += _meta(pid, name, 1, "pipeline")
+            events += _slices(units[key], pid, 1, name, instants=False)
+            continue
+        measure(key)
+        place(key, 0)
+        name = _name(first)
+        label = f"{first['kind'].replace('_', ' ')} {name}"
+        events += _meta(pid, label, width[key], name)
+        _emit(key, pid, 0, width[key], units, children, lane, width, events)
+    return events
+
+
+def _unit_tree(trace: pd.DataFrame) -> tuple[dict[tuple, list[dict]], dict, list[tuple]]:
+    """The timed rows by unit — (fqn, iteration), its attempts in order — and the units' tree:
+    each owner's children by (rollback?, block), and the units without an owner (the roots)."""
+    timed = trace[trace["start_s"].notna() & trace["end_s"].notna()]
+    timed = timed[~timed["status"].astype(str).isin(_QUIET)]
+    rows = timed.astype(object).where(timed.notna(), None).to_dict("records")
+    units: dict[tuple, list[dict]] = {}
+    for row in rows:
+        units.setdefault((row["fqn"], row["iteration"]), []).append(row)
+    for attempts in units.values():
+        attempts.sort(key=lambda r: (r["attempt"], r["start_s"]))
+    children: dict[tuple, dict[tuple, list[tuple]]] = {}
+    roots: list[tuple] = []
+    by_fqn: dict[str, list[tuple]] = {}
+    for key in units:
+        by_fqn.setdefault(key[0], []).append(key)
+    for key, attempts in units.items():
+        first = attempts[0]
+        owners = by_fqn.get(first["parent"] or "", [])
+        owner = next((k for k in owners if k[1] == key[1]), owners[0] if owners else None)
+        if owner is None or (units[owner][0]["kind"] == "step" and not is_iteration(key[0], owner[0])):
+            roots.append(key)
+            continue
+        number = first["block"] if first["block"] is not None else -1
+        children.setdefault(owner, {}).setdefault((first["phase"] == "rollback", number), []).append(key)
+    return units, children, roots
+
+
+def _processes(roots: list[tuple], units: dict, children: dict) -> list[tuple[tuple, int]]:
+    """(unit, pid) of each process: the pipeline's is 1, each stage (or other root) the next."""
     processes: list[tuple[tuple, int]] = []  # (stage unit, pid)
     for key in roots:
         kind = units[key][0]["kind"]
@@ -139,20 +164,7 @@ def trace_events(trace: pd.DataFrame) -> list[dict[str, Any]]:
         if number == 0:
             pid += 1
             processes[index] = (key, pid)
-    for key, pid in processes:
-        first = units[key][0]
-        if first["kind"] == "pipeline":
-            name = _pipeline_name(trace)
-            events += _meta(pid, name, 1, "pipeline")
-            events += _slices(units[key], pid, 1, name, instants=False)
-            continue
-        measure(key)
-        place(key, 0)
-        name = _name(first)
-        label = f"{first['kind'].replace('_', ' ')} {name}"
-        events += _meta(pid, label, width[key], name)
-        _emit(key, pid, 0, width[key], units, children, lane, width, events)
-    return events
+    return processes
 
 
 def _pack(block: list, units: dict, column: dict, measure: Any, columns: dict, owner: tuple) -> int:

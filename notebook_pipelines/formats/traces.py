@@ -63,16 +63,29 @@ among the column's categories (a Harness execution's status this toolkit does no
 
 from __future__ import annotations
 
-import ast
 import json
 import os
-import re
 import stat
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TraceError, excerpt
+from .trace_cells import (
+    MAX_LITERAL,
+    as_tuple,
+    category,
+    checked,
+    decoded,
+    encoded_cells,
+    holds_json,
+    is_text,
+    json_containers,
+    json_number,
+    neutralise,
+    stamps,
+    structure,
+    undo_neutralise,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -83,13 +96,8 @@ __all__ = ["MAX_BYTES", "MAX_LITERAL", "RUN_COLUMNS", "SUFFIXES", "conform", "re
 SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 #: the largest file :func:`read_trace` reads unless given ``max_bytes=`` (about a million rows of CSV)
 MAX_BYTES = 256 * 2**20
-#: the longest cell read as a Python literal (a CSV written by pandas' ``to_csv``)
-MAX_LITERAL = 64 * 2**10
 #: the Parquet metadata key holding the JSON-encoded columns and the trace's ``attrs``
 _META = b"notebook_pipelines"
-#: a text cell a spreadsheet would run as a formula (after any apostrophes of ours)
-_FORMULA = re.compile(r"'*[=+\-@\t\r]")
-_NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
 #: columns of tuples (``after``, the nodes each node waited for): JSON and Parquet store lists
 _TUPLES = ("after",)
 #: schema columns a file saved before they existed may lack: read back as None (unknown)
@@ -146,112 +154,17 @@ def write_trace(trace: pd.DataFrame, path: str | Path) -> Path:
     if kind == "json":
         _write_json(frame, path)
         return path
-    encoded = {column: _encoded(frame, column) for column in frame.columns if _holds_json(frame, column)}
+    encoded = {column: encoded_cells(frame, column) for column in frame.columns if holds_json(frame, column)}
     for column, texts in encoded.items():
         frame[column] = pd.array(texts, dtype=object)
     if kind == "csv":
         for column in frame.columns:
-            if _is_text(frame[column]):
-                frame[column] = _neutralise(frame[column])
+            if is_text(frame[column]):
+                frame[column] = neutralise(frame[column])
         frame.to_csv(path, index=False)
         return path
     _write_parquet(frame, list(encoded), trace.attrs, path)
     return path
-
-
-def _holds_json(frame: pd.DataFrame, column: str) -> bool:
-    """An object column written as JSON cells: the schema's (``outputs``, ``inputs``) and any other
-    holding something besides text (an object column of text only is written as text)."""
-    from ..engine.trace import COLUMNS
-
-    if frame[column].dtype != object:
-        return False
-    if column in COLUMNS:
-        return True
-    return any(not isinstance(v, str) and v is not None and v == v for v in frame[column].tolist())
-
-
-def _fqn(frame: pd.DataFrame, row: int) -> str:
-    if "fqn" in frame.columns and isinstance(frame["fqn"].iloc[row], str):
-        return str(frame["fqn"].iloc[row])
-    return f"row {row}"
-
-
-def _encoded(frame: pd.DataFrame, column: str) -> list[str | None]:
-    """Each cell of an object column as JSON text (``None`` stays ``None``)."""
-    out: list[str | None] = []
-    for row, value in enumerate(frame[column].tolist()):
-        if value is None or (isinstance(value, float) and value != value):
-            out.append(None)
-        else:
-            out.append(_checked(frame, column, row, value))
-    return out
-
-
-def _checked(frame: pd.DataFrame, column: str, row: int, value: Any) -> str:
-    """``value`` as JSON text, or a :class:`TraceError` naming the row's node and the column."""
-    try:
-        return json.dumps(_plain(value), default=_number)
-    except (TypeError, ValueError, RecursionError) as err:
-        raise TraceError(
-            f"write_trace: {_fqn(frame, row)}: the {column!r} value cannot be written to a trace "
-            f"file: {excerpt(str(err))}; steps publish text, numbers, booleans, None and lists "
-            "and dicts of them (convert other values first, e.g. str(value))"
-        ) from None
-
-
-def _plain(value: Any) -> Any:
-    """``value`` checked for JSON: dict keys must be strings (JSON would turn ``1`` into ``"1"``)."""
-    if isinstance(value, Mapping):
-        for key in value:
-            if not isinstance(key, str):
-                raise TypeError(f"the key {excerpt(repr(key))} is not a string")
-        return {key: _plain(v) for key, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _number(value: Any) -> Any:
-    """NumPy numbers and booleans as Python's (``json.dumps``' ``default``)."""
-    import numpy as np
-
-    if isinstance(value, np.generic) and isinstance(value.item(), bool | int | float | str):
-        return value.item()
-    raise TypeError(f"a {type(value).__name__} is not JSON: {excerpt(repr(value), 80)}")
-
-
-def _is_text(column: pd.Series) -> bool:
-    import pandas as pd
-
-    return bool(
-        column.dtype == object
-        or pd.api.types.is_string_dtype(column)
-        or isinstance(column.dtype, pd.CategoricalDtype)
-    )
-
-
-def _neutralise(column: pd.Series) -> pd.Series:
-    """Text cells a spreadsheet would run as a formula, with one apostrophe before them."""
-    import pandas as pd
-
-    if isinstance(column.dtype, pd.CategoricalDtype):  # the vocabulary, not every cell
-        return column.cat.rename_categories(
-            lambda c: "'" + c if isinstance(c, str) and _FORMULA.match(c) else c
-        )
-    text = column.astype("str")  # None/NA stay missing
-    formula = text.str.match(_FORMULA.pattern, na=False)
-    return text.where(~formula, "'" + text) if formula.any() else column
-
-
-def _undo(column: pd.Series) -> pd.Series:
-    """The reader's inverse of :func:`_neutralise`: one leading apostrophe off such cells."""
-    import pandas as pd
-
-    if pd.api.types.is_string_dtype(column) and column.dtype != object:
-        marked = column.str.match(_NEUTRALISED.pattern, na=False)
-        return column.where(~marked, column.str.slice(1)) if marked.any() else column
-    return column.map(lambda v: v[1:] if isinstance(v, str) and _NEUTRALISED.match(v) else v)
 
 
 def _write_json(frame: pd.DataFrame, path: Path) -> None:
@@ -266,7 +179,7 @@ def _write_json(frame: pd.DataFrame, path: Path) -> None:
             values = column.tolist()
             for row, value in enumerate(values):
                 if value is not None and not (isinstance(value, float) and value != value):
-                    _checked(frame, name, row, value)
+                    checked(frame, name, row, value)
             columns.append([None if isinstance(v, float) and v != v else v for v in values])
         elif isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(column):
             ns = column.dt.tz_convert("UTC") if isinstance(column.dtype, pd.DatetimeTZDtype) else column
@@ -276,7 +189,7 @@ def _write_json(frame: pd.DataFrame, path: Path) -> None:
             columns.append(column.astype(object).where(column.notna(), None).tolist())
     names = list(frame.columns)
     records = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
-    text = json.dumps(records, ensure_ascii=False, default=_number)
+    text = json.dumps(records, ensure_ascii=False, default=json_number)
     path.write_text(text + "\n", encoding="utf-8")
 
 
@@ -372,7 +285,7 @@ def _read_csv(path: Path, where: str) -> pd.DataFrame:
         frame = frame.iloc[:, 1:]  # the index column of pandas' default to_csv
     for column in frame.columns:
         if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            frame[column] = _undo(frame[column])
+            frame[column] = undo_neutralise(frame[column])
     return frame
 
 
@@ -434,7 +347,6 @@ def conform(
     metadata) means the schema's object columns, plus any extra text column of JSON objects or
     arrays only; ``()`` means none (the values are decoded already).
     """
-    import numpy as np
     import pandas as pd
 
     from ..engine.trace import COLUMNS, dtypes
@@ -452,35 +364,14 @@ def conform(
     for column in frame.columns:
         values = frame[column]
         if column not in schema and column not in known:
-            if (encoded is None and _json_containers(values)) or (encoded and column in encoded):
-                out[column] = _decoded(values, column, where, fqns)
-            elif encoded == ():  # JSON: numbers and text as pandas infers them, lists and dicts as they are
-                out[column] = values.infer_objects().array
-            else:
-                out[column] = values.array
+            out[column] = _extra_column(values, column, encoded, where, fqns)
             continue
         dtype = schema[column] if column in schema else known[column]
         if column not in schema and values.dtype == dtype:  # Parquet: kept as it was
             out[column] = values.array
             continue
         try:
-            if dtype is np.dtype(object):
-                if encoded is None or column in encoded:
-                    out[column] = _decoded(values, column, where, fqns)
-                elif encoded == ():  # JSON: decoded by the parser already
-                    out[column] = values.astype(object).tolist()
-                else:
-                    out[column] = [_structure(v) for v in values.astype(object)]
-            elif isinstance(dtype, pd.CategoricalDtype):
-                out[column] = _category(values, dtype, column, where, fqns)
-            elif str(dtype).startswith("datetime64"):
-                out[column] = _stamps(values).astype(dtype)
-            elif str(dtype) in ("int64", "float64", "Int64"):
-                if values.dtype == object:
-                    values = values.map(lambda v: float("nan") if v is None else v)
-                out[column] = pd.to_numeric(values).astype(dtype)
-            else:
-                out[column] = values.astype(object).where(values.notna(), None).astype(dtype)
+            out[column] = _typed_column(values, dtype, column, encoded, where, fqns)
         except TraceError:
             raise
         except (ValueError, TypeError, OverflowError) as error:
@@ -489,7 +380,7 @@ def conform(
             ) from None
     for column in _TUPLES:
         if column in out:
-            out[column] = [_tuple(v) for v in out[column]]
+            out[column] = [as_tuple(v) for v in out[column]]
     for column in COLUMNS:
         out.setdefault(column, [None] * len(frame))  # an optional column the file predates: unknown
     order = [*COLUMNS, *(c for c in frame.columns if c not in COLUMNS)]
@@ -500,113 +391,34 @@ def conform(
     return result
 
 
-def _tuple(value: Any) -> tuple | None:
-    """A cell of a column of tuples (``after``): JSON and Parquet give lists back; None stays."""
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list | tuple):
-        return tuple(value)
-    return value
+def _extra_column(values: pd.Series, column: str, encoded: tuple | None, where: str, fqns: list) -> Any:
+    """A column the schema does not know: decoded if it holds JSON cells, else as read."""
+    if (encoded is None and json_containers(values)) or (encoded and column in encoded):
+        return decoded(values, column, where, fqns)
+    if encoded == ():  # JSON: numbers and text as pandas infers them, lists and dicts as they are
+        return values.infer_objects().array
+    return values.array
 
 
-def _stamps(values: pd.Series) -> Any:
-    """ISO 8601 text as UTC timestamps; numbers (pandas' default ``to_json``) as epoch milliseconds."""
-    import pandas as pd
-
-    numbers = values.dropna()
-    if len(numbers) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
-        return pd.to_datetime(
-            pd.to_numeric(values.astype(object).where(values.notna(), None)), unit="ms", utc=True
-        )
-    return pd.to_datetime(values, utc=True, format="ISO8601")
-
-
-def _category(values: pd.Series, dtype: Any, column: str, where: str, fqns: list) -> Any:
-    import pandas as pd
-
-    text = values.astype(object)
-    known = set(dtype.categories)
-    if isinstance(values.dtype, pd.CategoricalDtype):  # Parquet: the file declares its categories
-        declared = [c for c in values.dtype.categories if c not in known]
-        if declared:  # e.g. a Harness status this toolkit does not know, kept verbatim by the loader
-            dtype = pd.CategoricalDtype([*dtype.categories, *declared])
-            known.update(declared)
-    unknown = sorted({v for v in text.dropna() if v not in known}, key=str)
-    if unknown:
-        row = next(i for i, v in enumerate(text) if v == unknown[0])
-        raise TraceError(
-            f"read_trace: {where}: {excerpt(str(fqns[row]), 120)}: unknown {column} "
-            f"{excerpt(repr(unknown[0]), 80)}"
-            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
-            + f"; a trace's {column} is one of {', '.join(map(str, dtype.categories))} (a trace whose "
-            "categories extend these, e.g. a Harness execution's unknown status, keeps them in Parquet)"
-        )
-    return pd.Categorical(text.where(text.notna(), None), dtype=dtype)
-
-
-def _json_containers(values: pd.Series) -> bool:
-    """Every cell of a text column is a JSON object or array (an extra column of a CSV)."""
-    seen = False
-    for value in values.astype(object):
-        if value is None or (isinstance(value, float) and value != value):
-            continue
-        if not isinstance(value, str) or value[:1] not in "{[" or not value:
-            return False
-        seen = True
-    if not seen:
-        return False
-    try:
-        for value in values.dropna():
-            json.loads(value)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def _decoded(values: pd.Series, column: str, where: str, fqns: list) -> list:
-    return [_decode(v, column, where, fqns[row]) for row, v in enumerate(values.astype(object))]
-
-
-def _decode(value: Any, column: str, where: str, fqn: Any) -> Any:
-    """A cell of an object column: JSON text → its value; a Python literal (pandas' to_csv) of at
-    most ``MAX_LITERAL`` characters → its value; other text as it is; NA → None."""
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    if not isinstance(value, str):
-        return _structure(value)
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    except RecursionError:
-        raise TraceError(f"read_trace: {where}: {fqn}: the {column!r} value is nested too deeply") from None
-    if text[0] not in "{[(":
-        return value
-    if len(text) > MAX_LITERAL:
-        raise TraceError(
-            f"read_trace: {where}: {excerpt(str(fqn), 120)}: the {column!r} cell is {len(text)} characters "
-            f"of neither JSON nor a short Python literal (over {MAX_LITERAL}); save the trace with "
-            "trace.pipeline.save(path), which writes JSON cells"
-        )
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return value
-
-
-def _structure(value: Any) -> Any:
-    """A Parquet struct (a mapping) as a dict, a list array as a list; NA → None."""
+def _typed_column(
+    values: pd.Series, dtype: Any, column: str, encoded: tuple | None, where: str, fqns: list
+) -> Any:
+    """A column of the schema (or a known run column) with its dtype."""
     import numpy as np
+    import pandas as pd
 
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _structure(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [_structure(v) for v in value.tolist()]
-    return value
+    if dtype is np.dtype(object):
+        if encoded is None or column in encoded:
+            return decoded(values, column, where, fqns)
+        if encoded == ():  # JSON: decoded by the parser already
+            return values.astype(object).tolist()
+        return [structure(v) for v in values.astype(object)]
+    if isinstance(dtype, pd.CategoricalDtype):
+        return category(values, dtype, column, where, fqns)
+    if str(dtype).startswith("datetime64"):
+        return stamps(values).astype(dtype)
+    if str(dtype) in ("int64", "float64", "Int64"):
+        if values.dtype == object:
+            values = values.map(lambda v: float("nan") if v is None else v)
+        return pd.to_numeric(values).astype(dtype)
+    return values.astype(object).where(values.notna(), None).astype(dtype)

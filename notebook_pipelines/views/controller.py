@@ -32,10 +32,13 @@ from .progress import RunState, TextProgress, in_kernel
 __all__ = ["RunHandle", "run", "start"]
 
 
-def _prepare(pipeline: Any) -> Plan:
+def _prepare(pipeline: Any, progress: Any) -> Plan:
+    """What :func:`run` and :func:`start` check before anything is shown or started: the
+    ``progress`` option, then the plan (validated, typed steps runnable here, not nested)."""
     from ..engine.running import nesting
     from ..engine.steptypes import check_runnable
 
+    _check_progress(progress)
     plan = as_plan(pipeline)
     check_runnable(plan)  # refuse before a view appears
     nesting(plan)  # a step body running its own pipeline (also with start()): refused here
@@ -94,16 +97,13 @@ def run(
     """
     from ..engine.running import run as engine_run
 
-    _check_progress(progress)
-    plan = _prepare(pipeline)
+    plan = _prepare(pipeline, progress)
     listeners = list(listeners)
     view = None
     if _wants_view(progress):  # progress=False: nothing is attached, the run is the engine's alone
         state = RunState(plan)
         if history is not None:
-            from ..analysis.eta import Eta
-
-            state.eta = Eta(plan, history)
+            state.eta = _eta(plan, history)
         view = _attach_view(state, progress, handle=None)
         listeners.insert(0, state)
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
@@ -118,6 +118,13 @@ def run(
     finally:
         if isinstance(view, TextProgress):
             view.close()  # a run that never started (a bad option) has no end event
+
+
+def _eta(plan: Plan, history: Any) -> Any:
+    """The expected end of a run of ``plan`` from its measured ``history`` (what the views show)."""
+    from ..analysis.eta import Eta
+
+    return Eta(plan, history)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -171,15 +178,12 @@ def start(
     Outside a notebook ``progress=True`` prints the text line. The options ``check`` and
     ``report`` apply when the run ends: an error is raised by :meth:`RunHandle.wait`.
     """
-    _check_progress(progress)
-    plan = _prepare(pipeline)
+    plan = _prepare(pipeline, progress)
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
                    on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     handle = RunHandle(plan, listeners=listeners, options=options)
     if history is not None:
-        from ..analysis.eta import Eta
-
-        handle.state.eta = Eta(plan, history)
+        handle.state.eta = _eta(plan, history)
     if progress is True:
         view = _attach_view(handle.state, True, handle)
         if isinstance(view, TextProgress):

@@ -4,7 +4,7 @@ Conventions
 -----------
 - **One lane per step execution** (a step, or one iteration of a looped step), top to bottom in
   plan order; its attempts are bars on that lane, in the picture's status colours
-  (:data:`~notebook_pipelines.views.rendering.STATUS_STYLES`), ``#2``, ``#3`` on later attempts.
+  (:data:`~notebook_pipelines.views.outcomes.STATUS_STYLES`), ``#2``, ``#3`` on later attempts.
 - **Waits between attempts** (retry intervals, manual interventions) are hatched bars between them.
 - **Rollback steps** have a dashed border and ``↩`` before their name.
 - **Stages and step groups are bands**, not envelope bars: each stage a shaded band across its
@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import functools
 import io
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..definition.durations import format_duration
-from .rendering import STATUS_STYLES
+from .outcomes import STATUS_STYLES, UNKNOWN_STYLE
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -35,7 +36,6 @@ __all__ = ["MAX_LANES", "gantt"]
 
 #: above this many lanes, lanes are packed per step group (then per stage)
 MAX_LANES = 60
-_UNKNOWN = ("#ffffff", "#616161", "")
 _STAGE_BANDS = ("#eef2f7", "#f8f9fb")
 _GROUP_BAND = "#dde6f0"
 
@@ -142,19 +142,14 @@ def gantt(
         A matplotlib ``Figure`` (it shows itself in a notebook; ``fig.savefig(path)`` writes it).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.patches import Patch
-    from matplotlib.transforms import blended_transform_factory
 
-    from ..analysis.timing import check_trace, critical_path, looped_steps
+    from ..analysis.timing import check_trace, critical_path
 
     check_trace(trace, "gantt()")
     if max_lanes < 1:
         raise ValueError(f"gantt(max_lanes={max_lanes!r}): give at least 1")
     timed = trace[trace["start_s"].notna() & trace["end_s"].notna()]
-    steps = timed[(timed["kind"] == "step") & (timed["attempt"] > 0)]
-    steps = steps[~steps["fqn"].astype(object).isin(looped_steps(trace))]  # a looped step's iterations run
-    steps = steps.astype({"iteration": object, "step_group": object, "stage": object, "phase": str})
-    steps = steps.astype(object).where(steps.notna(), None)
+    steps = _step_rows(trace, timed)
     lanes, packing = _lanes(steps, max_lanes)
     on_path = set(critical_path(trace).index) if critical else set()
 
@@ -163,51 +158,127 @@ def gantt(
     FigureCanvasAgg(figure)
     ax = figure.add_subplot(1, 1, 1)
     labelled = n <= 120
-    bars: dict[str, list] = {"y": [], "left": [], "width": [], "fill": [], "edge": [], "style": []}
-    waits: dict[str, list] = {"y": [], "left": [], "width": []}
-    outline: dict[str, list] = {"y": [], "left": [], "width": []}
-    statuses: list[str] = []
-    rollback_seen = False
-    for y, lane in enumerate(lanes):
-        for unit in lane["units"]:
-            rollback_seen |= unit["rollback"]
-            previous = None
-            for row in sorted(unit["rows"], key=lambda r: r.attempt):
-                fill, edge, _ = STATUS_STYLES.get(str(row.status), _UNKNOWN)
-                statuses.append(str(row.status))
-                span = max(row.end_s - row.start_s, 0.0)
-                for key, value in zip(
-                    ("y", "left", "width", "fill", "edge", "style"),
-                    (y, row.start_s, span, fill, edge, "--" if unit["rollback"] else "-"),
-                ):
-                    bars[key].append(value)
-                if previous is not None and row.start_s > previous:
-                    waits["y"].append(y)
-                    waits["left"].append(previous)
-                    waits["width"].append(row.start_s - previous)
-                if row.attempt > 1 and labelled:
-                    ax.text(row.start_s, y, f" #{row.attempt}", va="center", ha="left", fontsize=7, zorder=5,
-                            parse_math=False)  # fmt: skip
-                if row.Index in on_path:
-                    outline["y"].append(y)
-                    outline["left"].append(row.start_s)
-                    outline["width"].append(span)
-                previous = row.end_s
+    marks = _Marks.of(lanes, on_path, ax if labelled else None)
+    _bands(ax, lanes, _blended_transform(ax))
+    marks.draw(ax)
+    end = float(timed["end_s"].max()) if len(timed) else 0.0
+    _axes(ax, lanes, labelled, end)
+    if title is None:
+        title = _default_title(trace, end, packing, len(steps))
+    ax.set_title(title, fontsize=10, loc="left", parse_math=False)
+    handles = marks.legend()
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.11, 1.0), fontsize=8, frameon=False)
+    figure.subplots_adjust(
+        left=0.2, right=0.78, top=1 - 0.7 / figure.get_figheight(), bottom=0.6 / figure.get_figheight()
+    )
+    return figure
 
-    _bands(ax, lanes, blended_transform_factory(ax.transAxes, ax.transData))
-    for style in ("-", "--"):  # one call per border style (matplotlib takes one per call)
-        chosen = [i for i, s in enumerate(bars["style"]) if s == style]
-        if chosen:
-            pick = {key: [bars[key][i] for i in chosen] for key in bars}
-            ax.barh(pick["y"], pick["width"], left=pick["left"], height=0.62, color=pick["fill"],
-                    edgecolor=pick["edge"], linestyle=style, linewidth=1.0, zorder=3)  # fmt: skip
-    if waits["y"]:
-        ax.barh(waits["y"], waits["width"], left=waits["left"], height=0.36, color="none",
-                edgecolor="#9e9e9e", hatch="////", linewidth=0.6, zorder=2)  # fmt: skip
-    if outline["y"]:
-        ax.barh(outline["y"], outline["width"], left=outline["left"], height=0.62, color="none",
-                edgecolor="#000000", linewidth=2.0, zorder=4)  # fmt: skip
 
+def _blended_transform(ax: Any) -> Any:
+    """x in axes fractions (0 the left edge, 1 the right), y in lanes: where band labels go."""
+    from matplotlib.transforms import blended_transform_factory
+
+    return blended_transform_factory(ax.transAxes, ax.transData)
+
+
+def _step_rows(trace: pd.DataFrame, timed: pd.DataFrame) -> pd.DataFrame:
+    """The step executions that took time (a looped step drawn as its iterations), NaN as None."""
+    from ..analysis.timing import looped_steps
+
+    steps = timed[(timed["kind"] == "step") & (timed["attempt"] > 0)]
+    steps = steps[~steps["fqn"].astype(object).isin(looped_steps(trace))]  # a looped step's iterations run
+    steps = steps.astype({"iteration": object, "step_group": object, "stage": object, "phase": str})
+    return steps.astype(object).where(steps.notna(), None)
+
+
+@dataclass
+class _Marks:
+    """What the chart draws on its lanes, gathered in one pass: the attempts' bars, the waits
+    between attempts, the critical path's outlines, and which statuses and rollbacks occur."""
+
+    bars: dict[str, list] = field(
+        default_factory=lambda: {"y": [], "left": [], "width": [], "fill": [], "edge": [], "style": []}
+    )
+    waits: dict[str, list] = field(default_factory=lambda: {"y": [], "left": [], "width": []})
+    outline: dict[str, list] = field(default_factory=lambda: {"y": [], "left": [], "width": []})
+    statuses: list[str] = field(default_factory=list)
+    rollback_seen: bool = False
+
+    @classmethod
+    def of(cls, lanes: list[dict], on_path: set, ax: Any | None) -> _Marks:
+        """Gather the marks of ``lanes``; with ``ax`` (lanes labelled), write ``#N`` on retries."""
+        marks = cls()
+        for y, lane in enumerate(lanes):
+            for unit in lane["units"]:
+                marks.rollback_seen |= unit["rollback"]
+                previous = None
+                for row in sorted(unit["rows"], key=lambda r: r.attempt):
+                    marks._attempt(y, row, unit["rollback"], previous, row.Index in on_path)
+                    if row.attempt > 1 and ax is not None:
+                        ax.text(row.start_s, y, f" #{row.attempt}", va="center", ha="left", fontsize=7,
+                                zorder=5, parse_math=False)  # fmt: skip
+                    previous = row.end_s
+        return marks
+
+    def _attempt(self, y: int, row: Any, rollback: bool, previous: float | None, critical: bool) -> None:
+        fill, edge, _ = STATUS_STYLES.get(str(row.status), UNKNOWN_STYLE)
+        self.statuses.append(str(row.status))
+        span = max(row.end_s - row.start_s, 0.0)
+        for key, value in zip(
+            ("y", "left", "width", "fill", "edge", "style"),
+            (y, row.start_s, span, fill, edge, "--" if rollback else "-"),
+        ):
+            self.bars[key].append(value)
+        if previous is not None and row.start_s > previous:
+            self.waits["y"].append(y)
+            self.waits["left"].append(previous)
+            self.waits["width"].append(row.start_s - previous)
+        if critical:
+            self.outline["y"].append(y)
+            self.outline["left"].append(row.start_s)
+            self.outline["width"].append(span)
+
+    def draw(self, ax: Any) -> None:
+        """The bars (solid, dashed for rollback steps), the hatched waits, the critical outlines."""
+        bars, waits, outline = self.bars, self.waits, self.outline
+        for style in ("-", "--"):  # one call per border style (matplotlib takes one per call)
+            chosen = [i for i, s in enumerate(bars["style"]) if s == style]
+            if chosen:
+                pick = {key: [bars[key][i] for i in chosen] for key in bars}
+                ax.barh(pick["y"], pick["width"], left=pick["left"], height=0.62, color=pick["fill"],
+                        edgecolor=pick["edge"], linestyle=style, linewidth=1.0, zorder=3)  # fmt: skip
+        if waits["y"]:
+            ax.barh(waits["y"], waits["width"], left=waits["left"], height=0.36, color="none",
+                    edgecolor="#9e9e9e", hatch="////", linewidth=0.6, zorder=2)  # fmt: skip
+        if outline["y"]:
+            ax.barh(outline["y"], outline["width"], left=outline["left"], height=0.62, color="none",
+                    edgecolor="#000000", linewidth=2.0, zorder=4)  # fmt: skip
+
+    def legend(self) -> list:
+        """The legend's entries: the statuses present, then critical path, waits, rollback."""
+        from matplotlib.patches import Patch
+
+        present = [s for s in STATUS_STYLES if s in self.statuses]
+        handles = [
+            Patch(facecolor=STATUS_STYLES[s][0], edgecolor=STATUS_STYLES[s][1], label=s) for s in present
+        ]
+        if self.outline["y"]:
+            handles.append(Patch(facecolor="none", edgecolor="#000000", linewidth=2.0, label="critical path"))
+        if self.waits["y"]:
+            handles.append(
+                Patch(facecolor="none", edgecolor="#9e9e9e", hatch="////", label="wait between attempts")
+            )
+        if self.rollback_seen:
+            handles.append(
+                Patch(facecolor="#ffffff", edgecolor="#616161", linestyle="--", label="↩ rollback step")
+            )
+        return handles
+
+
+def _axes(ax: Any, lanes: list[dict], labelled: bool, end: float) -> None:
+    """Lanes top to bottom (labelled when there are at most 120), seconds along x up to ``end``."""
+    n = max(1, len(lanes))
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels(
@@ -216,35 +287,18 @@ def gantt(
     ax.set_xlabel("seconds from the start of the run")
     ax.grid(axis="x", color="#e0e0e0", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
-    end = float(timed["end_s"].max()) if len(timed) else 0.0
     ax.set_xlim(0, max(end, 1e-9) * 1.01)
-    if title is None:
-        run = trace["run_id"].dropna().unique()
-        pipeline = trace.attrs.get("pipeline", "pipeline")
-        title = f"{pipeline} — run {run[0] if len(run) else '?'} — makespan {format_duration(end)}"
-        if packing != "step":
-            level = "step group" if packing == "group" else "stage"
-            title += f"\n(lanes packed per {level}: {len(steps)} step executions)"
-    ax.set_title(title, fontsize=10, loc="left", parse_math=False)
 
-    present = [s for s in STATUS_STYLES if s in statuses]
-    handles = [Patch(facecolor=STATUS_STYLES[s][0], edgecolor=STATUS_STYLES[s][1], label=s) for s in present]
-    if outline["y"]:
-        handles.append(Patch(facecolor="none", edgecolor="#000000", linewidth=2.0, label="critical path"))
-    if waits["y"]:
-        handles.append(
-            Patch(facecolor="none", edgecolor="#9e9e9e", hatch="////", label="wait between attempts")
-        )
-    if rollback_seen:
-        handles.append(
-            Patch(facecolor="#ffffff", edgecolor="#616161", linestyle="--", label="↩ rollback step")
-        )
-    if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.11, 1.0), fontsize=8, frameon=False)
-    figure.subplots_adjust(
-        left=0.2, right=0.78, top=1 - 0.7 / figure.get_figheight(), bottom=0.6 / figure.get_figheight()
-    )
-    return figure
+
+def _default_title(trace: pd.DataFrame, end: float, packing: str, executions: int) -> str:
+    """The pipeline, the run id and the makespan; how lanes are packed when they are."""
+    run = trace["run_id"].dropna().unique()
+    pipeline = trace.attrs.get("pipeline", "pipeline")
+    title = f"{pipeline} — run {run[0] if len(run) else '?'} — makespan {format_duration(end)}"
+    if packing != "step":
+        level = "step group" if packing == "group" else "stage"
+        title += f"\n(lanes packed per {level}: {executions} step executions)"
+    return title
 
 
 def _bands(ax: Any, lanes: list[dict], transform: Any) -> None:

@@ -41,8 +41,9 @@ import ipywidgets as widgets
 
 from ..definition.durations import format_duration
 from .kernel_comms import answer_off_main_thread
+from .outcomes import STATUS_STYLES, UNKNOWN_STYLE
 from .progress import RunState, Throttle, eta_text
-from .rendering import _UNKNOWN_STYLE, STATUS_STYLES, GraphvizMissing, fit_svg, outline, to_svg
+from .rendering import GraphvizMissing, fit_svg, outline, to_svg
 
 __all__ = ["LiveView", "status_chips"]
 
@@ -61,7 +62,7 @@ def status_chips(counts: dict[str, int]) -> str:
     """HTML: one coloured chip per status with its count."""
     chips = []
     for status, n in counts.items():
-        fill, border, _ = STATUS_STYLES.get(status, _UNKNOWN_STYLE)
+        fill, border, _ = STATUS_STYLES.get(status, UNKNOWN_STYLE)
         chips.append(
             f'<span style="background:{fill};border:1px solid {border};border-radius:8px;'
             f'padding:0 6px;margin-right:4px">{html.escape(status)} {n}</span>'

@@ -28,7 +28,7 @@ import ipywidgets as widgets
 from ..definition.durations import format_duration
 from ..definition.plan import Plan, compile_plan
 from ..errors import PipelineError
-from .rendering import outcomes
+from .outcomes import outcomes
 
 __all__ = ["WAITING", "Replay", "moment", "replay", "states_at"]
 

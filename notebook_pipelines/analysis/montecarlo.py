@@ -1,0 +1,396 @@
+"""Monte Carlo over one design: :func:`monte_carlo` simulates it ``runs`` times with sampled
+durations (and probabilistic failures, if asked) and returns one row per run.
+
+Two engines: the vectorised batch (:mod:`~notebook_pipelines.engine.vectorised`: every run at once
+with numpy, where timing depends on durations alone, checked against one scheduler run) and the
+scheduler (one ``simulate`` per run; run ``i`` uses the i-th child of
+``numpy.random.SeedSequence(seed)``, so ``simulate(p, seed=row.seed, …)`` replays it). The
+distribution of the result: :mod:`~notebook_pipelines.analysis.distribution`.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..engine.simulation import SimulationError, as_plan, simulate_records
+from ..errors import RunInterrupted
+from .distribution import PERCENTILES, _check_percentiles
+from .options import RUN_OPTIONS
+from .outcomes import from_records, refuse, unsimulatable_records
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["MAX_RUNS", "monte_carlo"]
+
+#: the most runs of one :func:`monte_carlo` call: a million runs of even a one-step pipeline take
+#: about an hour and their results ~20 MB; beyond it, call it in batches (``seed=`` differs)
+MAX_RUNS = 1_000_000
+
+
+# -- Monte Carlo ----------------------------------------------------------------------------------
+def monte_carlo(
+    pipeline: Any,
+    durations: Any = RUN_OPTIONS["durations"],
+    *,
+    runs: int = 200,
+    seed: int = 0,
+    default: Any = RUN_OPTIONS["default"],
+    failures: Any = RUN_OPTIONS["failures"],
+    interventions: Any = RUN_OPTIONS["interventions"],
+    outputs: Any = RUN_OPTIONS["outputs"],
+    percentiles: Sequence[float] = PERCENTILES,
+    progress: bool = False,
+    mode: str = "joint",
+    engine: str = "auto",
+) -> pd.DataFrame:
+    """Simulate ``pipeline`` ``runs`` times with sampled durations; one row per run.
+
+    Two engines compute the runs (``attrs["engine"]`` says which ran, ``attrs["engine_reason"]``
+    why the vectorised one did not):
+
+    - ``"vectorised"``: where timing depends on durations alone
+      (:func:`~notebook_pipelines.engine.vectorised.why_not` decides, and says why not), all
+      runs at once with numpy over the plan's structure — every node's start and end exactly as
+      the scheduler computes them for the same durations. Sampled durations are drawn per step,
+      ``runs`` at a time, so the runs replay *as a batch* (the same ``seed`` and ``runs`` give
+      the same result) and the ``seed`` column is missing (``<NA>``); with constant durations
+      every run is ``simulate(pipeline, seed=row.seed, …)``, as on the scheduler.
+    - ``"scheduler"``: run ``i`` is ``simulate(pipeline, seed=row.seed, **options)`` with the
+      same options (and the same defaults) as given here; it replays run by run.
+    - ``"auto"`` (the default): the vectorised engine where it applies, else the scheduler. It
+      first checks the batch's first run against one scheduler simulation with the same
+      durations (and refuses a design whose simulation fails before a step runs, as
+      :func:`compare` does).
+
+    Args:
+        pipeline: a Pipeline or its Plan (compiled once either way).
+        durations, default, failures, interventions, outputs: as for :func:`simulate` (the
+            same defaults); give distributions (``lambda rng: rng.lognormal(3, 0.25)``, scipy
+            frozen distributions) for what varies, and failure probabilities
+            (``{"deploy": 0.1}``). ``durations`` may be a history (measured runs, see
+            :mod:`~notebook_pipelines.engine.measured`), resampled by ``mode``;
+            ``failures="history"`` injects its measured failure rates.
+        runs: how many simulations, at most :data:`MAX_RUNS` (a million). The seeds are made
+            one run at a time and the results kept as columns (~17 bytes a run, 8 more per
+            stage), so a large ``runs`` costs no memory before the first run.
+        seed: run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``.
+        percentiles: what :func:`summarize` reports for these runs (kept in ``attrs``).
+        progress: show a progress bar (tqdm if installed, else a counter on stderr).
+        mode: ``"joint"`` (whole measured runs) or ``"independent"`` (per step), with a history.
+        engine: ``"auto"``, ``"vectorised"`` (refused, saying why, where it does not apply) or
+            ``"scheduler"``.
+
+    Raises:
+        SimulationError: ``runs`` is not a whole number from 1 to :data:`MAX_RUNS`, or an
+            option is invalid (checked on the first run).
+        RunInterrupted: Ctrl-C (or a kernel interrupt); its ``trace`` is the DataFrame of
+            the runs that finished.
+
+    Returns:
+        A DataFrame with columns ``run``, ``seed`` (``simulate(p, seed=…)`` replays the run),
+        ``makespan_s``, ``status`` and ``stage:<id>`` per stage. ``attrs`` holds plain values
+        only (``pipeline``, ``seed``, ``runs``, ``percentiles``, ``engine``, ``engine_reason``,
+        ``replay`` — ``"run"`` or ``"batch"`` —, ``mode`` and ``criticality``: ``{step FQN:
+        share of runs in which it lies on a critical path}``): a DataFrame in ``attrs``
+        would break ``merge``/``concat`` (pandas compares attrs with ``==``), so the summary
+        is :func:`summarize` (or :func:`distribution`) of the result rather than an attribute.
+
+    Raises:
+        SimulationError: a run fails before one of its steps runs (as :func:`compare` refuses).
+
+    >>> import notebook_pipelines as nbp
+    >>> p = nbp.Pipeline("p")
+    >>> with p.stage("s") as s:
+    ...     with s.parallel():
+    ...         _ = s.step("a")
+    ...         _ = s.step("b")
+    >>> mc = monte_carlo(p, {"a": lambda rng: rng.uniform(1, 2), "b": 1.5}, runs=100)
+    >>> bool((mc["makespan_s"] >= 1.5).all()), list(nbp.summarize(mc).columns)
+    (True, ['runs', 'mean', 'std', 'min', 'p50', 'p90', 'p95', 'p99', 'max'])
+    >>> mc.attrs["engine"], mc.attrs["replay"]
+    ('vectorised', 'batch')
+    """
+    from ..engine.simulation import history_source
+
+    if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+        raise SimulationError(f"monte_carlo(runs={runs!r}): give a whole number of runs ≥ 1")
+    if runs > MAX_RUNS:
+        raise SimulationError(
+            f"monte_carlo(runs={runs:,}): at most {MAX_RUNS:,} runs in one call; a percentile needs far "
+            f"fewer (p99 is stable within a few thousand): call it in batches with seed=0, 1, 2, … "
+            "and pd.concat the results if you really need more"
+        )
+    if engine not in ("auto", "vectorised", "scheduler"):
+        raise SimulationError(f"monte_carlo(engine={engine!r}): use 'auto', 'vectorised' or 'scheduler'")
+    _check_percentiles(percentiles)
+    plan = as_plan(pipeline)
+    source = history_source(plan, durations, mode)
+    if source is not None:
+        durations = source
+        if isinstance(failures, str) and failures == "history":
+            failures = source.failure_rates() or None
+    elif isinstance(failures, str) and failures == "history":
+        raise SimulationError('failures="history" takes the failure rates of durations= a history: give one')
+    if engine == "scheduler":
+        reason = "engine='scheduler' was asked for"
+    else:
+        from ..engine.vectorised import why_not
+
+        reason = why_not(plan, durations=durations, failures=failures, interventions=interventions)
+        if reason is not None and engine == "vectorised":
+            raise SimulationError(
+                f"monte_carlo(engine='vectorised'): {plan.pipeline.id!r} needs the scheduler: {reason}"
+            )
+    frame = None
+    if reason is None:
+        try:
+            frame, reason = _vectorised(plan, durations, default, outputs, runs, seed, source)
+        except KeyboardInterrupt:  # the batch is all or nothing: no run is finished
+            import pandas as pd
+
+            empty = pd.DataFrame({"run": [], "seed": [], "makespan_s": [], "status": []})
+            raise RunInterrupted(
+                f"monte_carlo interrupted after 0 of {runs:,} runs (the vectorised batch was not finished)",
+                empty,
+            ) from None
+        if frame is None and engine == "vectorised":
+            raise SimulationError(f"monte_carlo(engine='vectorised'): {reason}")
+    if frame is None:
+        options = {
+            "durations": durations,
+            "default": default,
+            "failures": failures,
+            "interventions": interventions,
+        }
+        frame = _scheduled(plan, pipeline, options, outputs, runs, seed, progress, mode)
+        frame.attrs.update(engine="scheduler", engine_reason=reason, replay="run")
+    frame.attrs.update(seed=seed, percentiles=tuple(percentiles), mode=mode if source is not None else None)
+    return frame
+
+
+def _vectorised(
+    plan: Any, durations: Any, default: Any, outputs: Any, runs: int, seed: int, source: Any
+) -> tuple[pd.DataFrame | None, str | None]:
+    """The vectorised engine's frame, or ``(None, why not)`` when its probe run disagrees."""
+    import numpy as np
+    import pandas as pd
+
+    from ..engine.vectorised import batch, loop_members, step_durations
+
+    if source is not None:
+        drawn = step_durations(plan, None, default, runs, seed)
+        measured = source.batch(seed, runs)
+        drawn.update(measured)
+    else:
+        drawn = step_durations(plan, durations, default, runs, seed)
+        measured = {}
+    for node in loop_members(plan):  # every iteration of a looped node takes the same duration
+        if isinstance(drawn.get(node.index), np.ndarray) and node.index not in measured:
+            return None, f"{node.fqn} samples its duration inside a loop (each iteration draws its own)"
+    constant = all(not isinstance(v, np.ndarray) for v in drawn.values())
+    result = batch(plan, drawn, runs)
+    expired = result.timeout_reached()
+    if expired is not None:
+        return None, f"{expired} reaches its timeout in some runs"
+    # the probe: the first run on the scheduler with the same durations, node by node
+    first = {plan.nodes[i].fqn: float(v[0]) if isinstance(v, np.ndarray) else v for i, v in drawn.items()}
+    records = simulate_records(plan, durations=first, default=default, seed=0, outputs=outputs)
+    found = unsimulatable_records(plan, records)
+    if found is not None:
+        raise refuse(f"monte_carlo(): {plan.pipeline.id!r}", found)
+    for record in records:
+        i = record.node
+        if i >= len(plan.nodes):
+            continue  # an iteration's copy (R46): timed as its looped node, whose row is checked
+        if record.status != result.status[i]:
+            return (
+                None,
+                f"its first run on the scheduler differs at {_node_name(plan, i)} (status {record.status})",
+            )
+        s, e = result.start[i, 0], result.end[i, 0]
+        if record.start_s is None:
+            if not np.isnan(s):
+                return None, f"its first run on the scheduler differs at {_node_name(plan, i)}"
+        elif record.start_s != s or record.end_s != e:
+            return None, f"its first run on the scheduler differs at {_node_name(plan, i)}"
+    columns: dict[str, Any] = {"run": np.arange(runs, dtype="int64")}
+    if constant:  # every run is the same simulation: any run's seed replays it
+        columns["seed"] = np.array(
+            [
+                np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1, np.uint64)[0]
+                for i in range(runs)
+            ],
+            dtype="uint64",
+        )
+    else:
+        columns["seed"] = pd.array([pd.NA] * runs, dtype="UInt64")
+    columns["makespan_s"] = result.makespan
+    columns["status"] = ["Success"] * runs
+    for node in plan.nodes:
+        if node.kind == "stage" and node.phase != "rollback" and node.index not in plan.inside_loops():
+            key = f"stage:{node.id}"
+            if key not in columns:
+                columns[key] = result.end[node.index] - result.start[node.index]
+    frame = pd.DataFrame(columns)
+    crit = result.critical().mean(axis=1)
+    frame.attrs.update(
+        pipeline=plan.pipeline.id,
+        runs=runs,
+        engine="vectorised",
+        engine_reason=None,
+        replay="run" if constant else "batch",
+        criticality={
+            n.fqn: float(crit[n.index]) for n in plan.nodes if n.kind == "step" and n.phase != "rollback"
+        },
+    )
+    return frame, None
+
+
+def _node_name(plan: Any, index: int) -> str:
+    return plan.nodes[index].fqn if index < len(plan.nodes) else f"node {index}"
+
+
+def _scheduled(
+    plan: Any, pipeline: Any, options: dict, outputs: Any, runs: int, seed: int, progress: bool, mode: str
+) -> pd.DataFrame:
+    """The scheduler engine: one ``simulate`` per run, seeded run by run."""
+    import numpy as np
+    import pandas as pd
+
+    # the results as columns, appended run by run: 17 bytes a run, plus 8 a stage
+    seeds: array.array = array.array("Q")
+    makespans: array.array = array.array("d")
+    statuses: list[str] = []
+    stage_columns: dict[str, array.array] = {}
+    steps = [n for n in plan.nodes if n.kind == "step" and n.phase != "rollback"]
+    critical_counts = dict.fromkeys((n.index for n in steps), 0)
+
+    def frame_of() -> pd.DataFrame:
+        n = len(makespans)
+        columns = {
+            "run": np.arange(n, dtype="int64"),
+            "seed": np.frombuffer(seeds, dtype="uint64")[:n].copy(),
+            "makespan_s": np.frombuffer(makespans, dtype="float64").copy(),
+            "status": statuses[:n],
+            **{
+                key: np.frombuffer(values, dtype="float64")[:n].copy()
+                for key, values in stage_columns.items()
+            },
+        }
+        frame = pd.DataFrame(columns)
+        name = plan.pipeline.id if plan is not None else getattr(pipeline, "id", None)
+        frame.attrs.update(
+            pipeline=name,
+            runs=n,
+            criticality={nodes[i].fqn: (c / n if n else math.nan) for i, c in critical_counts.items()},
+        )
+        return frame
+
+    nodes = plan.nodes
+    try:
+        with _Progress(runs, progress) as bar:
+            for i in range(runs):
+                # the i-th child of SeedSequence(seed), made when needed (spawn(runs) made them all first)
+                run_seed = int(np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1, np.uint64)[0])
+                records = simulate_records(
+                    plan, seed=run_seed, strict=i == 0, outputs=outputs, mode=mode, **options
+                )
+                found = unsimulatable_records(plan, records)
+                if found is not None:
+                    raise refuse(f"monte_carlo(): {plan.pipeline.id!r} (run {i}, seed {run_seed})", found)
+                outcome, stages = from_records(plan, records)
+                for index in _critical_records(plan, records):
+                    if index in critical_counts:
+                        critical_counts[index] += 1
+                for key, value in stages.items():
+                    if key not in stage_columns:  # a stage first seen now: missing in earlier runs
+                        stage_columns[key] = array.array("d", [math.nan]) * i
+                    stage_columns[key].append(value)
+                for key, values in stage_columns.items():
+                    if key not in stages:
+                        values.append(math.nan)
+                seeds.append(run_seed)
+                statuses.append(outcome.get("status"))
+                # last: a run counts once its makespan is appended
+                makespans.append(outcome.get("makespan_s", math.nan))
+                bar.update()
+    except KeyboardInterrupt:
+        done = frame_of()  # only the runs that ended: the interrupted one is not counted
+        raise RunInterrupted(
+            f"monte_carlo interrupted after {len(makespans)} of {runs:,} runs; "
+            "the finished runs are in .trace",
+            done,
+        ) from None
+    return frame_of()
+
+
+def _critical_records(plan: Any, records: list) -> set[int]:
+    """The plan nodes on a critical path of one simulated run (the rule of
+    :meth:`~notebook_pipelines.engine.vectorised.Batch.critical`, on each node's span: its
+    first start to its last end; skipped and not started nodes are not critical)."""
+    n = len(plan.nodes)
+    start = [math.nan] * n
+    end = [math.nan] * n
+    ran = [False] * n
+    for r in records:
+        i = r.node
+        if i >= n or r.start_s is None or r.status in ("Skipped", "NotStarted"):
+            continue
+        ran[i] = True
+        start[i] = r.start_s if math.isnan(start[i]) else min(start[i], r.start_s)
+        end[i] = r.end_s if math.isnan(end[i]) else max(end[i], r.end_s)
+    out: set[int] = set()
+
+    def walk(node: Any) -> None:
+        out.add(node.index)
+        for item in node.items:
+            children = [c for c in (item.items if item.kind == "parallel" else (item,)) if ran[c.index]]
+            if not children:
+                continue
+            last = max(end[c.index] for c in children)
+            for child in children:
+                if end[child.index] == last:
+                    walk(child)
+
+    if ran[plan.root.index]:
+        walk(plan.root)
+    return out
+
+
+class _Progress:
+    """tqdm when installed, else a one-line counter on stderr; nothing when not asked."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.done, self.bar = total, enabled, 0, None
+        self.step = max(1, total // 100)
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                self.bar = None
+            else:
+                self.bar = tqdm(total=self.total, desc="monte_carlo", unit="run")
+        return self
+
+    def update(self) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.done % self.step == 0 or self.done == self.total:
+            sys.stderr.write(f"\rmonte_carlo: {self.done}/{self.total} runs")
+            sys.stderr.flush()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            sys.stderr.write("\n")

@@ -1,0 +1,288 @@
+"""The HTTP side of fetching a history: one bounded request, a client with a deadline, a thread pool.
+
+Network rules: one overall ``deadline`` (seconds) for the whole call, each request's timeout
+cut to what is left; ``429`` (and GitHub's ``403`` with ``x-ratelimit-remaining: 0``) waits
+``Retry-After`` (or until ``x-ratelimit-reset``) when that fits in the deadline; ``401``,
+``403``, ``404`` are errors saying what to check; a body cut short, or larger than
+``MAX_BODY``, is refused; redirects are not followed. The token is sent in a header only; it
+is never in a URL, a message or a repr (messages replace it with ``***``).
+
+All HTTP goes through :func:`http_request` (one small function): GETs through the package's
+bounded GET (:mod:`.http`: an overall deadline on every socket operation, bounded bodies), the
+two POSTs (GitLab's GraphQL, Harness's execution list) through httpx with the same bounds.
+:class:`_Client` adds the deadline, the retries and the messages; :func:`_fetch_all` runs one
+function per run in a bounded pool, stopping the rest at the first error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import email.utils
+import json
+import os
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import excerpt
+from .history import HistoryError
+
+__all__ = ["MAX_BODY", "REQUEST_TIMEOUT", "Response", "http_request"]
+
+#: the largest answer accepted (bytes)
+MAX_BODY = 100 * 2**20
+#: a request's own timeout (seconds), cut to what is left of the deadline
+REQUEST_TIMEOUT = 30.0
+_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]  # lower-cased names
+    body: bytes
+
+
+def http_request(
+    method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
+) -> Response:
+    """One HTTP request within ``timeout`` seconds overall, the body read whole up to
+    :data:`MAX_BODY`, no redirects: a GET through the package's bounded GET
+    (:func:`~notebook_pipelines.formats.http.get`), a POST (GitLab's GraphQL, Harness's
+    execution list) through httpx with the same bounds.
+
+    Raises:
+        HistoryError: the server cannot be reached, the answer is cut short or too large, the
+            timeout passed. The message names the URL (which never holds a token).
+    """
+    if method == "GET":
+        from .http import HttpError, HttpTimeout, HttpTooLarge, get
+
+        try:
+            return get(url, headers=headers, timeout=timeout, max_bytes=MAX_BODY, what="GET")
+        except HttpTimeout:
+            raise HistoryError(f"{excerpt(url, 160)} did not answer within {timeout:.0f} s") from None
+        except HttpTooLarge:
+            raise HistoryError(
+                f"the answer of {excerpt(url, 160)} is over {MAX_BODY // 2**20} MB: refused"
+            ) from None
+        except HttpError as err:
+            if "ProtocolError" in str(err):
+                raise HistoryError(_CUT_SHORT.format(url=excerpt(url, 160))) from None
+            raise HistoryError(str(err)) from None
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - the extra is installed for the tests
+        raise HistoryError(
+            "fetching a history needs httpx: pip install 'notebook-pipelines[history]'"
+        ) from None
+    end = time.monotonic() + timeout
+    try:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=False) as client,
+            client.stream(method, url, headers=dict(headers), content=body) as response,
+        ):
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise HistoryError(
+                        f"the answer of {excerpt(url, 160)} is over {MAX_BODY // 2**20} MB: refused"
+                    )
+                if time.monotonic() > end:  # a server dripping its answer: the deadline is overall
+                    raise httpx.ReadTimeout("overall")
+                chunks.append(chunk)
+            return Response(
+                response.status_code,
+                {k.lower(): v for k, v in response.headers.items()},
+                b"".join(chunks),
+            )
+    except httpx.TimeoutException:
+        raise HistoryError(f"{excerpt(url, 160)} did not answer within {timeout:.0f} s") from None
+    except httpx.RemoteProtocolError:
+        raise HistoryError(_CUT_SHORT.format(url=excerpt(url, 160))) from None
+    except httpx.HTTPError as err:
+        raise HistoryError(f"cannot reach {excerpt(url, 160)}: {type(err).__name__}") from None
+
+
+_CUT_SHORT = "the answer of {url} was cut short (the connection closed before the whole body came): try again"
+
+
+class _Client:
+    """Requests with the deadline, retries on rate limits, clear errors; holds the token (never shown)."""
+
+    def __init__(
+        self,
+        system: str,
+        auth: dict[str, str],
+        secret: str | None,
+        deadline: float,
+        request: Callable[..., Response] = http_request,
+    ):
+        self.system, self._auth, self._secret = system, auth, secret
+        self.end = time.monotonic() + deadline
+        self.deadline = deadline
+        self.stop = threading.Event()
+        self.request = request
+
+    def __repr__(self) -> str:
+        return f"<{self.system} client, token {'***' if self._secret else 'none'}>"
+
+    def hide(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        body: Any = None,
+        what: str = "",
+        missing_ok: bool = False,
+    ) -> tuple[Any, Mapping[str, str]]:
+        """The parsed JSON of an answer and its headers (``missing_ok``: a 404 gives ``None``)."""
+        if params:
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(
+                {k: v for k, v in params.items() if v is not None}, doseq=True
+            )
+        headers = {"Accept": "application/json", **self._auth}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        transient = 0
+        for attempt in range(_RETRIES + 1):
+            if self.stop.is_set():
+                raise HistoryError(f"{self.system}: the fetch was stopped")
+            left = self.left()
+            if left <= 0:
+                raise HistoryError(
+                    f"{self.system}: the fetch ran past its deadline of {self.deadline:g} s; the runs "
+                    "fetched so far are kept in the cache: call again to go on (or give a longer deadline=)"
+                )
+            try:
+                response = self.request(method, url, headers, data, min(REQUEST_TIMEOUT, left))
+            except HistoryError as err:
+                raise HistoryError(self.hide(f"{self.system}: {err}")) from None
+            status = response.status
+            if status == 200:
+                try:
+                    return json.loads(response.body), response.headers
+                except ValueError:
+                    raise HistoryError(
+                        f"{self.system}: the answer of {excerpt(url, 160)} is not JSON (cut short?): "
+                        "try again"
+                    ) from None
+            wait = self._wait(response)
+            if wait is not None and attempt < _RETRIES:
+                if wait > self.left():
+                    raise HistoryError(
+                        f"{self.system}: rate limited ({status}); the server asks to wait {wait:.0f} s, "
+                        "past the "
+                        f"deadline of {self.deadline:g} s: call again later"
+                    )
+                self.stop.wait(wait)
+                continue
+            if status in (502, 503, 504) and transient < 2:
+                transient += 1
+                self.stop.wait(min(2.0**transient, max(0.0, self.left())))
+                continue
+            if status == 404 and missing_ok:
+                return None, response.headers
+            raise HistoryError(self.hide(self._error(status, url, response.body, what)))
+        raise HistoryError(f"{self.system}: still rate limited after {_RETRIES} waits: call again later")
+
+    @staticmethod
+    def _wait(response: Response) -> float | None:
+        """Seconds to wait before asking again, or None if this is not a rate limit."""
+        h = response.headers
+        limited = response.status == 429 or (response.status == 403 and h.get("x-ratelimit-remaining") == "0")
+        if not limited:
+            return None
+        after = h.get("retry-after")
+        if after:
+            try:
+                return max(0.0, float(after))
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(after)
+                return max(0.0, when.timestamp() - time.time()) if when else 1.0
+        reset = h.get("x-ratelimit-reset")
+        if reset and reset.isdigit():
+            return max(0.0, int(reset) - time.time())
+        return 1.0
+
+    def _error(self, status: int, url: str, body: bytes, what: str) -> str:
+        message = ""
+        try:
+            doc = json.loads(body)
+            message = str(doc.get("message") or doc.get("error") or "") if isinstance(doc, Mapping) else ""
+        except ValueError:
+            pass
+        where = f"{self.system} answered {status} for {excerpt(url, 160)}"
+        detail = f": {excerpt(message, 200)}" if message else ""
+        fix = {
+            401: "the token was refused: check it (and that it has not expired)",
+            403: "the token may not read this: check its scopes/permissions",
+            404: f"no such {what or 'resource'}, or the token cannot see it: check the names "
+            "(and the token's access)",
+        }.get(status, "")
+        return f"{where}{detail}" + (f" ({fix})" if fix else "")
+
+
+class _Progress:
+    """``progress=True``: one line on stderr at most once a second, and a last one; a callable
+    is called with ``(done, total)``; False: nothing."""
+
+    def __init__(self, progress: Any, label: str):
+        self.progress, self.label, self.last = progress, label, 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.progress:
+            return
+        if callable(self.progress):
+            self.progress(done, total)
+            return
+        with self.lock:
+            now = time.monotonic()
+            if done < total and now - self.last < 1.0:
+                return
+            self.last = now
+            print(f"{self.label}: {done}/{total} runs fetched", file=sys.stderr, flush=True)
+
+
+def _fetch_all(
+    client: _Client, todo: list[Any], fetch_one: Callable[[Any], None], concurrency: int, progress: _Progress
+) -> None:
+    """``fetch_one(item)`` for every item, at most ``concurrency`` at once; the first error
+    stops the rest (they finish the request they are in) and is raised; so is Ctrl-C."""
+    total = len(todo)
+    progress(0, total)
+    if not todo:
+        return
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max(1, min(int(concurrency), 16)), thread_name_prefix="nbp-fetch"
+    )
+    try:
+        futures = [pool.submit(fetch_one, item) for item in todo]
+        for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+            future.result()
+            progress(done, total)
+    except BaseException:
+        client.stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _token(token: str | None, env: str) -> str | None:
+    value = token if token is not None else os.environ.get(env)
+    return value or None
