@@ -104,24 +104,6 @@ class Plan:
     nodes: tuple[PlanNode, ...]
     by_fqn: dict
 
-    def static_columns(self) -> dict:
-        """Per-node values of the trace's static columns, computed once per plan."""
-        cached = self.__dict__.get("_static")
-        if cached is None:
-            nodes = self.nodes
-            cached = {
-                "fqn": [n.fqn for n in nodes],
-                "parent": [n.parent.fqn if n.parent is not None else None for n in nodes],
-                "kind": [n.kind for n in nodes],
-                "phase": [n.phase for n in nodes],
-                "stage": [n.stage.id if n.stage is not None else None for n in nodes],
-                "step_group": [n.group.id if n.group is not None else None for n in nodes],
-                "step": [n.id if n.kind == "step" else None for n in nodes],
-                "block": [n.block for n in nodes],
-            }
-            object.__setattr__(self, "_static", cached)
-        return cached
-
     def inside_loops(self) -> dict[int, int]:
         """``{node index: index of the looped node it is inside}`` for every node strictly inside
         a node with a looping strategy (the outermost one); empty without strategies (cached)."""
