@@ -167,7 +167,7 @@ def _node_columns(plan: Plan) -> dict:
     import pandas as pd
     import pyarrow as pa
 
-    cached = plan.__dict__.get("_trace_columns")
+    cached: dict[str, Any] | None = plan.__dict__.get("_trace_columns")
     if cached is not None:
         return cached
     nodes = plan.nodes
@@ -181,7 +181,7 @@ def _node_columns(plan: Plan) -> dict:
     group = np.array([-1 if x.group is None else x.group.index for x in nodes], dtype=np.intp)
     step = np.where(kind == kinds["step"], np.arange(n, dtype=np.intp), -1)
     block = np.array([-1 if x.block is None else x.block for x in nodes], dtype=np.int64)
-    phases = {value: code for code, value in enumerate(PHASES)}
+    phases: dict[str | None, int] = {value: code for code, value in enumerate(PHASES)}
     cached = {
         "fqn": _strings(fqn),
         "parent": _strings(fqn.take(pa.array(parent, mask=parent < 0))),  # -1: none (NA)
