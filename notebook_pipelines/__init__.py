@@ -27,63 +27,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import errors as _errors
 from ._version import __version__ as __version__
+from .definition import failure as _failure
 from .definition.durations import format_duration, parse_duration
-from .definition.failure import (
-    Abort,
-    Action,
-    Ignore,
-    ManualIntervention,
-    MarkAsFailure,
-    MarkAsSuccess,
-    OnFailure,
-    PipelineRollback,
-    ProceedWithDefaultValues,
-    Retry,
-    RetryStepGroup,
-    StageRollback,
-    StepGroupRollback,
-    When,
-)
+from .definition.failure import *  # noqa: F403 - When, OnFailure and the actions (its __all__)
 from .definition.looping import Matrix, Parallelism, Repeat
 from .definition.model import VERBS, Parallel, Pipeline, Stage, Step, StepGroup
-from .errors import (
-    ClusterError,
-    DefinitionError,
-    DurationError,
-    DurationTooLong,
-    ExerciseError,
-    ExpressionError,
-    GraphvizMissing,
-    HarnessExecutionError,
-    HarnessStatusWarning,
-    HistoryDurationsWarning,
-    HistoryError,
-    HistoryWarning,
-    HttpError,
-    HttpTimeout,
-    HttpTooLarge,
-    InputFileError,
-    LayoutError,
-    LoopingError,
-    LoopingWarning,
-    MissingFileError,
-    NestedRunError,
-    PipelineError,
-    Problem,
-    PuzzleError,
-    RunError,
-    RunFailed,
-    RunInterrupted,
-    SimulationError,
-    StepCancelled,
-    StepError,
-    StrategyError,
-    TraceError,
-    YamlError,
-    YamlSyntaxError,
-    YamlWarning,
-)
+from .errors import *  # noqa: F403 - every public error and warning (errors.__all__ is their list)
 from .frontends.accessor import install as _install_accessor
 
 # The verbs of Pipeline live above the definition layer; the facade wires them in.
@@ -177,20 +128,10 @@ __all__ = [  # noqa: RUF022 - grouped by layer, not sorted
     "StepGroup",
     "Step",
     "Parallel",
-    "When",
-    "OnFailure",
-    "Action",
-    "Abort",
-    "Ignore",
-    "ManualIntervention",
-    "MarkAsFailure",
-    "MarkAsSuccess",
-    "PipelineRollback",
-    "ProceedWithDefaultValues",
-    "Retry",
-    "RetryStepGroup",
-    "StageRollback",
-    "StepGroupRollback",
+]
+# -- When, OnFailure and the failure-strategy actions: listed once, in definition/failure.py
+__all__ += _failure.__all__
+__all__ += [  # noqa: RUF022 - grouped by layer, not sorted
     "Matrix",
     "Parallelism",
     "Repeat",
@@ -237,40 +178,6 @@ __all__ = [  # noqa: RUF022 - grouped by layer, not sorted
     "explore",
     "puzzle",
     "check",
-    # -- errors and warnings (all in errors.py)
-    "ClusterError",
-    "DefinitionError",
-    "DurationError",
-    "DurationTooLong",
-    "ExerciseError",
-    "ExpressionError",
-    "GraphvizMissing",
-    "HarnessExecutionError",
-    "HarnessStatusWarning",
-    "HistoryDurationsWarning",
-    "HistoryError",
-    "HistoryWarning",
-    "HttpError",
-    "HttpTimeout",
-    "HttpTooLarge",
-    "InputFileError",
-    "LayoutError",
-    "LoopingError",
-    "LoopingWarning",
-    "MissingFileError",
-    "NestedRunError",
-    "PipelineError",
-    "Problem",
-    "PuzzleError",
-    "RunError",
-    "RunFailed",
-    "RunInterrupted",
-    "SimulationError",
-    "StepCancelled",
-    "StepError",
-    "StrategyError",
-    "TraceError",
-    "YamlError",
-    "YamlSyntaxError",
-    "YamlWarning",
 ]
+# -- errors and warnings: all in errors.py, listed once there
+__all__ += _errors.__all__

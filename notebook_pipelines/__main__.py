@@ -1,4 +1,4 @@
-"""``python -m notebook_pipelines``: the ``notebook-pipelines`` command line (see :mod:`.cli`)."""
+"""``python -m notebook_pipelines``: the ``notebook-pipelines`` command line (see :mod:`.frontends.cli`)."""
 
 from __future__ import annotations
 

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+# The one list of the errors and warnings the package may raise (and ``Problem``, what a
+# ``DefinitionError`` lists): ``notebook_pipelines`` exports exactly these. The helpers below
+# (``EXCERPT``, ``MESSAGE_LIMIT``, ``excerpt``, ``rule_reference``…) are the package's own.
 __all__ = [
-    "EXCERPT",
-    "MESSAGE_LIMIT",
     "ClusterError",
     "DefinitionError",
     "DurationError",
@@ -59,7 +60,6 @@ __all__ = [
     "YamlError",
     "YamlSyntaxError",
     "YamlWarning",
-    "rule_reference",
 ]
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.definition.model import Pipeline, Stage, Step, StepGroup, _Container, _Drawable
+from notebook_pipelines.definition.model import Pipeline, Stage, Step, StepGroup, _Container
+from notebook_pipelines.definition.verbs import Drawable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def test_pipeline_verbs_take_exactly_the_options_of_the_functions_they_call():
     from notebook_pipelines.views.rendering import render
 
     assert _keywords(Pipeline.simulate, skip=1) == _keywords(simulate, skip=1)
-    assert _keywords(_Drawable.render, skip=1) == _keywords(render, skip=1)
+    assert _keywords(Drawable.render, skip=1) == _keywords(render, skip=1)
     options = (
         {"progress": None} | _keywords(engine_run, skip=1) | {"history": None}
     )  # history: the ETA (issue 28)
@@ -64,7 +65,7 @@ def test_pipeline_verbs_take_exactly_the_options_of_the_functions_they_call():
 
 
 def test_verbs_document_each_of_their_parameters():
-    for fn in (Pipeline.run, Pipeline.simulate, _Drawable.render, _Container.step, Pipeline.stage, nbp.run):
+    for fn in (Pipeline.run, Pipeline.simulate, Drawable.render, _Container.step, Pipeline.stage, nbp.run):
         doc = inspect.getdoc(fn)
         for name in _keywords(fn, skip=1):
             assert name in doc, f"{fn.__qualname__}'s docstring does not mention {name}"

@@ -429,9 +429,9 @@ def test_the_dataset_reads_as_it_is_with_pandas(server, tmp_path):
 
 
 def test_the_client_repr_hides_the_token():
-    from notebook_pipelines.formats.history_client import _Client
+    from notebook_pipelines.formats.history_client import ApiClient
 
-    client = _Client("GitHub", {"Authorization": f"Bearer {SECRET}"}, SECRET, 10)
+    client = ApiClient("GitHub", {"Authorization": f"Bearer {SECRET}"}, SECRET, 10)
     assert SECRET not in repr(client) and "***" in repr(client)
     assert client.hide(f"echo {SECRET}") == "echo ***"
 

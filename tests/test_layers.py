@@ -230,7 +230,7 @@ def _public_definitions(name: str) -> list[str]:
     ("name", "owner"),
     [
         ("RunHandle", "notebook_pipelines.views.controller"),  # the user's handle on a started run
-        ("locate", "notebook_pipelines.definition.model"),  # the model's placement of a node
+        ("locate", "notebook_pipelines.definition.placement"),  # the model's placement of a node
     ],
 )
 def test_one_name_one_meaning(name, owner):

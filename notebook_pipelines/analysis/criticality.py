@@ -5,6 +5,8 @@ The critical path of every run comes from :func:`~notebook_pipelines.analysis.pa
 node) exclusive and inclusive seconds and the share of the run's path through the node;
 :func:`criticality_table` aggregates them over runs (:func:`criticality` is the public table,
 ``step_stats``, ``regressions`` and ``compare`` read the same numbers).
+
+It stands on :mod:`.node_runs` (the per-(run, node) table), :mod:`.paths` and :mod:`.checks`.
 """
 
 from __future__ import annotations

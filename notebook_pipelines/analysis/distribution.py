@@ -1,6 +1,9 @@
 """The distribution of Monte Carlo results: :func:`summarize` (mean, spread and percentiles of the
 makespan and of each stage) and :func:`distribution` (p50/p90/p95 with distribution-free
 confidence intervals, and the most critical steps).
+
+It stands on :mod:`~notebook_pipelines.engine.simulation` (the simulation result's frame) and
+numpy/pandas; :mod:`.montecarlo` makes the results it reads.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from ..engine.simulation import SimulationError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["PERCENTILES", "Distribution", "distribution", "summarize"]
+__all__ = ["PERCENTILES", "Distribution", "check_percentiles", "distribution", "summarize"]
 
 #: The percentiles :func:`~notebook_pipelines.analysis.montecarlo.monte_carlo` and :func:`summarize`
 #: report by default.
@@ -167,7 +170,7 @@ def summarize(results: pd.DataFrame, percentiles: Sequence[float] | None = None)
 
     if percentiles is None:
         percentiles = results.attrs.get("percentiles", PERCENTILES)
-    _check_percentiles(percentiles)
+    check_percentiles(percentiles)
     columns = [c for c in results.columns if c == "makespan_s" or str(c).startswith("stage:")]
     rows = {}
     for column in columns:
@@ -191,7 +194,8 @@ def _pname(q: float) -> str:
     return f"p{q:g}"
 
 
-def _check_percentiles(percentiles: Sequence[float]) -> None:
+def check_percentiles(percentiles: Sequence[float]) -> None:
+    """Refuse percentiles that are not numbers from 0 to 100 (``SimulationError`` naming them)."""
     bad = [q for q in percentiles if not (isinstance(q, int | float) and 0 <= q <= 100)]
     if bad:
         raise SimulationError(f"percentiles {bad} are not numbers between 0 and 100")

@@ -19,7 +19,9 @@ node across the matrix).
 - :func:`compare` — two slices side by side, and which nodes explain the change in makespan.
 
 Critical paths come from :func:`~notebook_pipelines.analysis.paths.path_flows` (every run at
-once, the same rules as ``trace.pipeline.critical_path()``, ties split evenly).
+once, the same rules as ``trace.pipeline.critical_path()``, ties split evenly). This module is
+the front door; it stands on :mod:`.node_runs` (the per-(run, node) table), :mod:`.criticality`,
+:mod:`.regressions` and :mod:`.checks`, and re-exports their public functions.
 
 **Percentiles** are numpy's default, ``method="linear"`` (Hyndman & Fan type 7): the ``q``-th
 percentile of ``n`` sorted values lies at position ``(n - 1) q / 100``, interpolated between the

@@ -92,7 +92,7 @@ from typing import Any
 
 from ..definition.model import Parallel, Pipeline, Stage, StepGroup, verb
 from ..errors import LayoutError, PipelineError
-from .layout_design import _Design, references
+from .layout_design import Design, references
 from .layout_rewrite import rewrite_expressions
 
 __all__ = ["Suggestion", "Suggestions", "references", "rewrite_expressions", "suggest_layout"]
@@ -296,7 +296,7 @@ def suggest_layout(
     _check_baseline(base, p.id)
     original_s = _makespan(base)
     pairs = _constraints(constraints, plan, p.id)
-    design = _Design(p, plan, _rows(base), references(plan), pairs, max_parallel, bool(across_stages))
+    design = Design(p, plan, _rows(base), references(plan), pairs, max_parallel, bool(across_stages))
     found, plans = _simulated_designs(design, p, known, default, original_s)
     kept = _distinct(found)[:MAX_SUGGESTIONS]
     original_p = None
@@ -364,7 +364,7 @@ def _constraints(constraints: Iterable[Any], plan: Any, name: str) -> list[tuple
 
 
 def _simulated_designs(
-    design: _Design, p: Pipeline, known: dict[str, float], default: Any, original_s: float
+    design: Design, p: Pipeline, known: dict[str, float], default: Any, original_s: float
 ) -> tuple[list[Suggestion], dict[int, Any]]:
     """Every distinct design that validates and, simulated, succeeds faster than the original;
     and ``{id(suggestion): its compiled plan}``."""

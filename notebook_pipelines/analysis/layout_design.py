@@ -1,8 +1,8 @@
 """The design search: a pipeline's dependencies as graphs of units, its candidate layouts, and
 the pipelines they make.
 
-:class:`_Design` reads one pipeline: the stage level and each stage's items become
-:class:`~notebook_pipelines.analysis.layout_graph._Graph` s, with an edge for every reference
+:class:`Design` reads one pipeline: the stage level and each stage's items become
+:class:`~notebook_pipelines.analysis.layout_graph.UnitGraph` s, with an edge for every reference
 that reads a finished value (:func:`references`), every ``Failure``/``All`` step and Barrier step
 (walls), every user constraint, and (unless ``across_stages``) the written stage order. It
 computes the lower bound, proposes the designs (``best`` per stage, each strategy of
@@ -23,22 +23,22 @@ from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup
 from ..definition.references import KNOWN_ROOTS, LOOP_ROOTS, expressions_of, node_of_path
 from ..errors import PipelineError
 from .layout_graph import (
-    _asap_levels,
-    _candidates,
-    _canon,
-    _estimate,
-    _Graph,
-    _levels_tree,
-    _ordered_pairs,
-    _outline,
-    _par,
-    _series,
-    _together,
-    _unit,
-    _units_of,
-    _width,
+    UnitGraph,
+    asap_levels,
+    candidates,
+    canon,
+    estimate,
+    kept_together,
+    levels_tree,
+    ordered_pairs,
+    outline,
+    par_tree,
+    series_tree,
+    tree_width,
+    unit_tree,
+    units_of,
 )
-from .layout_rewrite import _Rewriter, rewrite_expressions
+from .layout_rewrite import ReferenceRewriter, rewrite_expressions
 
 #: attribute paths that read the definition, not the run: they order nothing
 _STATIC_ATTRIBUTES = ("variables", "name", "identifier", "description", "type")
@@ -57,7 +57,7 @@ class _Builder:
         self.moved: dict[str, str] = {}  # step id -> new group id
         self.count = 0
 
-    def items(self, tree: tuple, g: _Graph) -> list:
+    def items(self, tree: tuple, g: UnitGraph) -> list:
         parts = tree[1] if tree[0] == "series" else [tree]
         out = []
         for part in parts:
@@ -69,20 +69,20 @@ class _Builder:
                     out.append(Parallel([self.member(m, g) for m in part[1]]))
                 except _NoFit:
                     self.moved, self.count, self.taken = saved
-                    levels = _asap_levels(g, sorted(_units_of(part)))
+                    levels = asap_levels(g, sorted(units_of(part)))
                     out.extend(
-                        self.items(_levels_tree(g, levels, None), g)
+                        self.items(levels_tree(g, levels, None), g)
                         if len(levels) > 1
                         else [Parallel([self.nodes[u] for u in levels[0]])]
                     )
         return out
 
-    def member(self, tree: tuple, g: _Graph) -> Any:
+    def member(self, tree: tuple, g: UnitGraph) -> Any:
         if tree[0] == "unit":
             return self.nodes[tree[1]]
-        if tree[0] == "par":  # pragma: no cover - _par flattens nested blocks
+        if tree[0] == "par":  # pragma: no cover - par_tree flattens nested blocks
             raise _NoFit
-        units = _units_of(tree)
+        units = units_of(tree)
         if any(self.kinds[u] != "step" for u in units):
             raise _NoFit  # classic rules: an existing group never goes into a new one (D1)
         group_items = []
@@ -92,7 +92,7 @@ class _Builder:
             elif all(p[0] == "unit" for p in part[1]):
                 group_items.append(Parallel([self.nodes[p[1]] for p in part[1]]))
             else:  # deeper nesting: levels of plain steps inside the group (an over-constraint)
-                for level in _asap_levels(g, sorted(_units_of(part))):
+                for level in asap_levels(g, sorted(units_of(part))):
                     nodes = [self.nodes[u] for u in level]
                     group_items.append(nodes[0] if len(nodes) == 1 else Parallel(nodes))
         self.count += 1
@@ -115,10 +115,10 @@ def _tree_of_items(items: list, index: dict[str, int]) -> tuple:
     parts = []
     for item in items:
         if isinstance(item, Parallel):
-            parts.append(_par([_unit(index[m.id]) for m in item.items]))
+            parts.append(par_tree([unit_tree(index[m.id]) for m in item.items]))
         else:
-            parts.append(_unit(index[item.id]))
-    return _series(parts)
+            parts.append(unit_tree(index[item.id]))
+    return series_tree(parts)
 
 
 def references(plan: Any) -> list[tuple[Any, Any]]:
@@ -160,7 +160,7 @@ def _top(node: Any, kind: str) -> Any:
     return None
 
 
-class _Design:
+class Design:
     """The graphs of one pipeline (stage level and each stage's items) and their layouts."""
 
     def __init__(
@@ -174,17 +174,19 @@ class _Design:
         stage_index = {s.id: i for i, s in enumerate(self.stages)}
         # stage level
         weight = [rows.get(f"pipeline.stages.{s.id}", 0.0) for s in self.stages]
-        self.top = _Graph(
+        self.top = UnitGraph(
             len(self.stages), weight, [s.resource for s in self.stages], ["stage"] * len(self.stages)
         )
         self.top_original = _tree_of_items(p.stages, stage_index)
         # step level, one graph per stage
-        self.graphs: dict[str, tuple[_Graph, list[Any]]] = {}
+        self.graphs: dict[str, tuple[UnitGraph, list[Any]]] = {}
         for s in self.stages:
             nodes = [m for item in s.items for m in (item.items if isinstance(item, Parallel) else [item])]
             kinds = ["step" if isinstance(n, Step) else "group" for n in nodes]
             prefix = f"pipeline.stages.{s.id}.spec.execution.steps."
-            g = _Graph(len(nodes), [rows.get(prefix + n.id, 0.0) for n in nodes], [None] * len(nodes), kinds)
+            g = UnitGraph(
+                len(nodes), [rows.get(prefix + n.id, 0.0) for n in nodes], [None] * len(nodes), kinds
+            )
             self.graphs[s.id] = (g, nodes)
         self._barriers()
         for reader, target in deps:
@@ -217,7 +219,7 @@ class _Design:
         elif not across and self.top.n > 1:
             self.notes.append("stages keep their order (across_stages=True lets them run side by side)")
         if not self.across:  # the written order is a dependency: the bound keeps it too
-            for u, v in _ordered_pairs(self.top_original):
+            for u, v in ordered_pairs(self.top_original):
                 self.top.edge(u, v)
         if cap and self.across:
             self.notes.append(
@@ -226,7 +228,7 @@ class _Design:
         self.bound = self._bound()
 
     def _barriers(self) -> None:
-        def walls(items: Sequence[Any], g: _Graph, status_of: Any) -> None:
+        def walls(items: Sequence[Any], g: UnitGraph, status_of: Any) -> None:
             for v, node in enumerate(items):
                 if status_of(node):
                     for u in range(g.n):
@@ -268,7 +270,7 @@ class _Design:
             chain = g.longest_chain()
             inner = max(chain, work / self.cap) if self.cap else chain
             bounds.append(inner if not s.strategy else self.top.weight[len(bounds)])
-        top = _Graph(self.top.n, bounds, self.top.resource, self.top.kinds)
+        top = UnitGraph(self.top.n, bounds, self.top.resource, self.top.kinds)
         top.preds = self.top.preds
         chain = top.longest_chain()
         # stages sharing a resource key never overlap (D8): the first of them starts no earlier
@@ -299,7 +301,7 @@ class _Design:
         cap = self.cap
 
         def fits(tree: tuple) -> bool:
-            return not cap or _width(tree) <= cap
+            return not cap or tree_width(tree) <= cap
 
         per_stage: dict[str, dict[str, tuple]] = {}
         for s in self.stages:
@@ -307,13 +309,13 @@ class _Design:
             if s.strategy is not None:  # a looped stage is a unit: its inside stays as it is
                 per_stage[s.id] = {}
                 continue
-            per_stage[s.id] = {k: t for k, t in _candidates(g, cap, False).items() if fits(t)}
+            per_stage[s.id] = {k: t for k, t in candidates(g, cap, False).items() if fits(t)}
         best_stage = {}
         for s in self.stages:
             g, _ = self.graphs[s.id]
             written = [("original", original[s.id])] if fits(original[s.id]) else []
             options = [*written, *per_stage[s.id].items()] or [("original", original[s.id])]
-            best_stage[s.id] = min(options, key=lambda kv: _estimate(kv[1], g.weight, g.resource))[1]
+            best_stage[s.id] = min(options, key=lambda kv: estimate(kv[1], g.weight, g.resource))[1]
         out: list[tuple[str, dict[str, tuple]]] = []
 
         def top_for(stage_trees: dict[str, tuple]) -> list[tuple[str, tuple]]:
@@ -327,23 +329,23 @@ class _Design:
                 if tree is original[s.id]:
                     weights.append(self.top.weight[i])
                 else:
-                    weights.append(_estimate(tree, g.weight, g.resource))
+                    weights.append(estimate(tree, g.weight, g.resource))
                 # a looped stage's iterations may run side by side: it never shares a capped block
-                widths.append(cap if cap and s.strategy is not None else _width(tree))
+                widths.append(cap if cap and s.strategy is not None else tree_width(tree))
             written = self.top_original
-            if cap and _width(written, widths) > cap:
-                written = _series([_unit(i) for i in range(self.top.n)])
+            if cap and tree_width(written, widths) > cap:
+                written = series_tree([unit_tree(i) for i in range(self.top.n)])
             options = [("", written)]
             if self.across:
-                top = _Graph(self.top.n, weights, self.top.resource, self.top.kinds)
+                top = UnitGraph(self.top.n, weights, self.top.resource, self.top.kinds)
                 top.preds, top.widths = self.top.preds, widths
-                more = _candidates(top, cap, True).items()
+                more = candidates(top, cap, True).items()
                 options += [
                     (k, t)
                     for k, t in more
-                    if (not cap or _width(t, widths) <= cap) and _together(t, self.meet)
+                    if (not cap or tree_width(t, widths) <= cap) and kept_together(t, self.meet)
                 ]
-            options.sort(key=lambda kv: _estimate(kv[1], weights, self.top.resource))
+            options.sort(key=lambda kv: estimate(kv[1], weights, self.top.resource))
             return options
 
         def add(name: str, stage_trees: dict[str, tuple], every_top: bool = False) -> None:
@@ -369,7 +371,7 @@ class _Design:
         return out
 
     def signature(self, layouts: dict[str, tuple]) -> str:
-        return repr(sorted((k, _canon(v)) for k, v in layouts.items()))
+        return repr(sorted((k, canon(v)) for k, v in layouts.items()))
 
     def build(self, layouts: dict[str, tuple]) -> tuple[Pipeline, dict[str, str]]:
         """The pipeline of ``layouts`` and ``{new FQN prefix: old FQN prefix}`` of moved steps."""
@@ -382,7 +384,7 @@ class _Design:
             builder = _Builder(nodes, g.kinds, taken)
             items_by_stage[s.id] = builder.items(layouts[s.id], g) if g.n else []
             moved_by_stage[s.id] = builder.moved
-        rewrite = _Rewriter(self.plan, moved_by_stage)
+        rewrite = ReferenceRewriter(self.plan, moved_by_stage)
         for s in self.stages:
             new_items = [rewrite.item(it, s.id) for it in items_by_stage[s.id]]
             rollback = [rewrite.item(it, s.id) for it in s.rollback_items]
@@ -400,16 +402,16 @@ class _Design:
     def changes(self, layouts: dict[str, tuple], moved: dict[str, str]) -> list[str]:
         original = self.original_layouts()
         out = []
-        if _canon(layouts[""]) != _canon(original[""]):
-            out.append("stages: " + _outline(layouts[""], [s.id for s in self.stages], {}))
+        if canon(layouts[""]) != canon(original[""]):
+            out.append("stages: " + outline(layouts[""], [s.id for s in self.stages], {}))
         for s in self.stages:
-            if _canon(layouts[s.id]) != _canon(original[s.id]):
+            if canon(layouts[s.id]) != canon(original[s.id]):
                 _, nodes = self.graphs[s.id]
                 lanes: dict[str, str] = {}
                 for new, old in moved.items():
                     if old.startswith(f"pipeline.stages.{s.id}.spec."):
                         lanes[old.rsplit(".", 1)[1]] = new.split(".steps.")[-2].rsplit(".", 1)[-1]
-                out.append(f"stage {s.id}: " + _outline(layouts[s.id], [n.id for n in nodes], lanes))
+                out.append(f"stage {s.id}: " + outline(layouts[s.id], [n.id for n in nodes], lanes))
         return out
 
     def relaxed(self, layouts: dict[str, tuple]) -> list[tuple[str, str]]:
@@ -419,8 +421,8 @@ class _Design:
             ("", self.top, [s.id for s in self.stages]),
             *((s.id, *self._graph_names(s.id)) for s in self.stages),
         ]:
-            before = _ordered_pairs(original[key])
-            after = _ordered_pairs(layouts[key])
+            before = ordered_pairs(original[key])
+            after = ordered_pairs(layouts[key])
             anc = g.closure()
             for u, v in sorted(before - after):
                 # D8: stages sharing a resource key keep their list order, unless the layout
@@ -432,6 +434,6 @@ class _Design:
                     out.append((names[u], names[v]))
         return out
 
-    def _graph_names(self, stage_id: str) -> tuple[_Graph, list[str]]:
+    def _graph_names(self, stage_id: str) -> tuple[UnitGraph, list[str]]:
         g, nodes = self.graphs[stage_id]
         return g, [n.id for n in nodes]

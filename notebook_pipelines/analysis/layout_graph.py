@@ -1,11 +1,11 @@
 """The graph of one list of units and the layouts found on it (the design assistant's search).
 
 A *unit* is what a layout moves whole: a step or a step group of a stage, or a stage (see
-:mod:`~notebook_pipelines.analysis.layout`). :class:`_Graph` holds units ``0..n-1`` with their
+:mod:`~notebook_pipelines.analysis.layout`). :class:`UnitGraph` holds units ``0..n-1`` with their
 weights (seconds), resource keys and dependencies; a layout is an abstract tree ``("unit", i)``
 | ``("series", [..])`` | ``("par", [..])`` that the design turns into model items. The strategies:
 
-* ``levels`` / ``late levels`` — ASAP and ALAP layering (:func:`_asap_levels`, :func:`_alap_levels`),
+* ``levels`` / ``late levels`` — ASAP and ALAP layering (:func:`asap_levels`, :func:`_alap_levels`),
   levels too wide for ``max_parallel`` cut into blocks;
 * ``lanes`` — list scheduling with critical-path priority into lanes, cut into phases where a
   unit waits for another lane (:func:`_lanes_tree`);
@@ -14,8 +14,11 @@ weights (seconds), resource keys and dependencies; a layout is an abstract tree 
 * ``best lanes`` — under ``max_parallel``, the exact partition of independent units into lanes
   (branch and bound, :func:`_exact_lanes`).
 
-:func:`_estimate` times a tree (series add up, parallel parts take the longest, units sharing a
-resource key queue, D8); :func:`_canon` and :func:`_outline` compare and describe trees.
+:func:`estimate` times a tree (series add up, parallel parts take the longest, units sharing a
+resource key queue, D8); :func:`canon` and :func:`outline` compare and describe trees.
+
+It stands on nothing of the package (plain tuples, lists and numbers; ``LayoutError``);
+:mod:`.layout_design` builds the graphs from a pipeline and the trees into pipelines.
 """
 
 from __future__ import annotations
@@ -32,36 +35,40 @@ _SEARCH_UNITS = 24
 
 
 # -- the abstract layouts: ("unit", i) | ("series", [..]) | ("par", [..]) ----------------------
-def _unit(i: int) -> tuple:
+def unit_tree(i: int) -> tuple:
+    """The layout of unit ``i`` alone: ``("unit", i)``."""
     return ("unit", i)
 
 
-def _series(parts: list) -> tuple:
+def series_tree(parts: list) -> tuple:
+    """``parts`` one after another (nested series flattened; one part is itself)."""
     flat: list = []
     for part in parts:
         flat.extend(part[1] if part[0] == "series" else [part])
     return flat[0] if len(flat) == 1 else ("series", flat)
 
 
-def _par(parts: list) -> tuple:
+def par_tree(parts: list) -> tuple:
+    """``parts`` side by side (nested parallel blocks flattened; one part is itself)."""
     flat: list = []
     for part in parts:
         flat.extend(part[1] if part[0] == "par" else [part])
     return flat[0] if len(flat) == 1 else ("par", flat)
 
 
-def _units_of(tree: tuple) -> list[int]:
+def units_of(tree: tuple) -> list[int]:
+    """The units of ``tree``, in written order."""
     if tree[0] == "unit":
         return [tree[1]]
-    return [u for part in tree[1] for u in _units_of(part)]
+    return [u for part in tree[1] for u in units_of(part)]
 
 
-def _estimate(tree: tuple, weight: Sequence[float], resource: Sequence[Any]) -> float:
+def estimate(tree: tuple, weight: Sequence[float], resource: Sequence[Any]) -> float:
     """Series add up, parallel parts take the longest; units sharing a resource key in one
     parallel block run one after the other (D8)."""
     if tree[0] == "unit":
         return weight[tree[1]]
-    times = [_estimate(part, weight, resource) for part in tree[1]]
+    times = [estimate(part, weight, resource) for part in tree[1]]
     if tree[0] == "series":
         return sum(times)
     queued: dict[Any, float] = {}
@@ -75,39 +82,39 @@ def _estimate(tree: tuple, weight: Sequence[float], resource: Sequence[Any]) -> 
     return max([*free, *queued.values()], default=0.0)
 
 
-def _width(tree: tuple, unit_width: Sequence[int] | None = None) -> int:
+def tree_width(tree: tuple, unit_width: Sequence[int] | None = None) -> int:
     """How many units (or ``unit_width[u]`` each) can run at once in ``tree``."""
     if tree[0] == "unit":
         return 1 if unit_width is None else unit_width[tree[1]]
-    widths = [_width(part, unit_width) for part in tree[1]]
+    widths = [tree_width(part, unit_width) for part in tree[1]]
     return sum(widths) if tree[0] == "par" else max(widths)
 
 
-def _together(tree: tuple, groups: Sequence[frozenset[int]]) -> bool:
+def kept_together(tree: tuple, groups: Sequence[frozenset[int]]) -> bool:
     """Whether each group of units sits in one parallel block of ``tree`` (a series of blocks)."""
     parts = tree[1] if tree[0] == "series" else [tree]
-    blocks = [set(_units_of(part)) for part in parts]
+    blocks = [set(units_of(part)) for part in parts]
     return all(any(group <= block for block in blocks) for group in groups)
 
 
-def _ordered_pairs(tree: tuple) -> set[tuple[int, int]]:
+def ordered_pairs(tree: tuple) -> set[tuple[int, int]]:
     """``(u, v)``: in ``tree``, ``v`` starts only after ``u`` ends."""
     pairs: set[tuple[int, int]] = set()
     if tree[0] == "unit":
         return pairs
     for part in tree[1]:
-        pairs |= _ordered_pairs(part)
+        pairs |= ordered_pairs(part)
     if tree[0] == "series":
         seen: list[int] = []
         for part in tree[1]:
-            units = _units_of(part)
+            units = units_of(part)
             pairs.update((u, v) for u in seen for v in units)
             seen.extend(units)
     return pairs
 
 
 # -- the dependency graph of one list of units ---------------------------------------------------
-class _Graph:
+class UnitGraph:
     """Units ``0..n-1`` with weights, resource keys and edges ``u → v`` (v after u)."""
 
     def __init__(self, n: int, weight: list[float], resource: list[Any], kinds: list[str]):
@@ -170,14 +177,15 @@ class _Graph:
 
 
 # -- layouts ----------------------------------------------------------------------------------
-def _asap_levels(g: _Graph, units: list[int]) -> list[list[int]]:
+def asap_levels(g: UnitGraph, units: list[int]) -> list[list[int]]:
+    """``units`` in levels, each as early as its dependencies allow (level 0 depends on none)."""
     level: dict[int, int] = {}
     for u in sorted(units):
         level[u] = 1 + max((level[p] for p in g.preds[u] if p in level), default=-1)
     return [[u for u in units if level[u] == k] for k in range(max(level.values(), default=-1) + 1)]
 
 
-def _alap_levels(g: _Graph, units: list[int]) -> list[list[int]]:
+def _alap_levels(g: UnitGraph, units: list[int]) -> list[list[int]]:
     succ = g.successors(units)
     height: dict[int, int] = {}
     for u in sorted(units, reverse=True):
@@ -186,24 +194,24 @@ def _alap_levels(g: _Graph, units: list[int]) -> list[list[int]]:
     return [[u for u in units if top - height[u] == k] for k in range(top + 1)]
 
 
-def _levels_tree(g: _Graph, levels: list[list[int]], cap: int | None) -> tuple:
+def levels_tree(g: UnitGraph, levels: list[list[int]], cap: int | None) -> tuple:
     """Levels in series; with ``cap``, a level too wide is cut into blocks (longest first) that
     each run at most ``cap`` at once (a unit wider than ``cap`` has a block of its own)."""
     parts = []
     for level in levels:
         if cap is None or sum(g.widths[u] for u in level) <= cap:
-            parts.append(_par([_unit(u) for u in level]))
+            parts.append(par_tree([unit_tree(u) for u in level]))
             continue
         blocks: list[list[int]] = []
         for u in sorted(level, key=lambda u: (-g.weight[u], u)):
             if not blocks or sum(g.widths[x] for x in blocks[-1]) + g.widths[u] > cap:
                 blocks.append([])
             blocks[-1].append(u)
-        parts.extend(_par([_unit(u) for u in sorted(block)]) for block in blocks)
-    return _series(parts)
+        parts.extend(par_tree([unit_tree(u) for u in sorted(block)]) for block in blocks)
+    return series_tree(parts)
 
 
-def _lanes_tree(g: _Graph, units: list[int], cap: int | None) -> tuple:
+def _lanes_tree(g: UnitGraph, units: list[int], cap: int | None) -> tuple:
     """List scheduling into lanes, then phases of parallel lanes (see the module notes)."""
     bottom = g.bottom(units)
     unit_set = set(units)
@@ -255,7 +263,7 @@ def _lanes_tree(g: _Graph, units: list[int], cap: int | None) -> tuple:
     return _phases(g, sorted(units, key=lambda u: (start[u], lane_of[u], u)), lane_of)
 
 
-def _phases(g: _Graph, order: list[int], lane_of: dict[int, int]) -> tuple:
+def _phases(g: UnitGraph, order: list[int], lane_of: dict[int, int]) -> tuple:
     """Cut scheduled lanes into phases: a unit that waits for another lane of the current phase
     (or a unit that is not a step, which cannot go into a new group) closes the phase."""
     phases: list[dict[int, list[int]]] = [{}]
@@ -270,14 +278,14 @@ def _phases(g: _Graph, order: list[int], lane_of: dict[int, int]) -> tuple:
             phase = phases[-1]
         phase.setdefault(lane, []).append(u)
     parts = [
-        _par([_series([_unit(u) for u in chain]) for chain in sorted(phase.values())])
+        par_tree([series_tree([unit_tree(u) for u in chain]) for chain in sorted(phase.values())])
         for phase in phases
         if phase
     ]
-    return _series(parts)
+    return series_tree(parts)
 
 
-def _exact_lanes(g: _Graph, units: list[int], cap: int) -> tuple | None:
+def _exact_lanes(g: UnitGraph, units: list[int], cap: int) -> tuple | None:
     """The best partition of independent units into ``cap`` lanes (branch and bound)."""
     if len(units) > 16 or any(g.preds[u] & set(units) for u in units):
         return None
@@ -314,10 +322,10 @@ def _exact_lanes(g: _Graph, units: list[int], cap: int) -> tuple | None:
         lanes.setdefault(best[1][u], []).append(u)
     if any(len(chain) > 1 and any(g.kinds[u] != "step" for u in chain) for chain in lanes.values()):
         return None
-    return _par([_series([_unit(u) for u in chain]) for chain in lanes.values()])
+    return par_tree([series_tree([unit_tree(u) for u in chain]) for chain in lanes.values()])
 
 
-def _sp_tree(g: _Graph, units: list[int]) -> tuple:
+def _sp_tree(g: UnitGraph, units: list[int]) -> tuple:
     """Series-parallel decomposition with the best estimated split (memoised)."""
     memo: dict[frozenset, tuple[float, tuple]] = {}
     anc = g.closure()
@@ -344,19 +352,19 @@ def _sp_tree(g: _Graph, units: list[int]) -> tuple:
             return memo[part]
         if len(part) == 1:
             (u,) = part
-            result = (g.weight[u], _unit(u))
+            result = (g.weight[u], unit_tree(u))
         else:
             comps = components(part)
             if len(comps) > 1:
                 solved = [best(frozenset(c)) for c in comps]
-                tree = _par([t for _, t in solved])
-                result = (_estimate(tree, g.weight, g.resource), tree)
+                tree = par_tree([t for _, t in solved])
+                result = (estimate(tree, g.weight, g.resource), tree)
             else:
-                result = (math.inf, _unit(min(part)))
+                result = (math.inf, unit_tree(min(part)))
                 for before in _splits(part):
                     a, b = best(before), best(part - before)
                     if a[0] + b[0] < result[0]:
-                        result = (a[0] + b[0], _series([a[1], b[1]]))
+                        result = (a[0] + b[0], series_tree([a[1], b[1]]))
         memo[part] = result
         return result
 
@@ -374,7 +382,7 @@ def _sp_tree(g: _Graph, units: list[int]) -> tuple:
             before = frozenset(u for u in before if anc[u] & part <= before)
             if before and before != part and before not in out:
                 out.append(before)
-        for level in itertools.accumulate(_asap_levels(g, sorted(part))[:-1], lambda a, b: a + b):
+        for level in itertools.accumulate(asap_levels(g, sorted(part))[:-1], lambda a, b: a + b):
             cut = frozenset(level)
             if cut and cut != part and cut not in out:
                 out.append(cut)
@@ -383,13 +391,14 @@ def _sp_tree(g: _Graph, units: list[int]) -> tuple:
     return best(frozenset(units))[1]
 
 
-def _candidates(g: _Graph, cap: int | None, stage_level: bool) -> dict[str, tuple]:
+def candidates(g: UnitGraph, cap: int | None, stage_level: bool) -> dict[str, tuple]:
+    """The layout each strategy proposes for ``g``, by strategy name (the stage level: levels only)."""
     units = list(range(g.n))
     if not units:
         return {}
     out = {
-        "levels": _levels_tree(g, _asap_levels(g, units), cap),
-        "late levels": _levels_tree(g, _alap_levels(g, units), cap),
+        "levels": levels_tree(g, asap_levels(g, units), cap),
+        "late levels": levels_tree(g, _alap_levels(g, units), cap),
     }
     if not stage_level:
         out["lanes"] = _lanes_tree(g, units, cap)
@@ -402,19 +411,21 @@ def _candidates(g: _Graph, cap: int | None, stage_level: bool) -> dict[str, tupl
     return out
 
 
-def _canon(tree: tuple) -> Any:
+def canon(tree: tuple) -> Any:
+    """A form of ``tree`` that is equal for equal layouts (parallel parts in a fixed order)."""
     if tree[0] == "unit":
         return tree[1]
-    parts = [_canon(p) for p in tree[1]]
+    parts = [canon(p) for p in tree[1]]
     return (tree[0], tuple(sorted(parts, key=repr)) if tree[0] == "par" else tuple(parts))
 
 
-def _outline(tree: tuple, names: list[str], lanes: dict[str, str]) -> str:
+def outline(tree: tuple, names: list[str], lanes: dict[str, str]) -> str:
+    """``tree`` in one line for people: ``a → [b ∥ c]``, a series in one lane as ``lane_1(…)``."""
     if tree[0] == "unit":
         return names[tree[1]]
-    parts = [_outline(p, names, lanes) for p in tree[1]]
+    parts = [outline(p, names, lanes) for p in tree[1]]
     if tree[0] == "series":
-        units = _units_of(tree)
+        units = units_of(tree)
         lane = {lanes.get(names[u]) for u in units}
         text = " → ".join(parts)
         if len(lane) == 1 and None not in lane:

@@ -4,8 +4,12 @@ that follow steps moved into new step groups (R42).
 :func:`rewrite_expressions` applies a function to every string holding ``<+`` in a node's own
 fields (conditions, failure strategies, looping, inputs, spec, variables…); the design
 assistant reads references with it (:func:`~notebook_pipelines.analysis.layout_design.references`)
-and :class:`_Rewriter` rewrites them: a reference to a step that moved into a new group gains
+and :class:`ReferenceRewriter` rewrites them: a reference to a step that moved into a new group gains
 ``.steps.GROUP`` in its path.
+
+It stands on the definition layer: the model's dataclasses, the expression parser
+(:mod:`~notebook_pipelines.definition.expressions`) and the path walker
+(:func:`~notebook_pipelines.definition.references.node_of_path`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ..definition.model import Parallel, Pipeline, Stage, StepGroup
 from ..definition.references import KNOWN_ROOTS, LOOP_ROOTS, node_of_path
 from ..errors import PipelineError
 
-__all__ = ["rewrite_expressions"]
+__all__ = ["ReferenceRewriter", "rewrite_expressions"]
 
 
 #: fields that hold a container's children: the walkers below leave them to their callers
@@ -78,7 +82,7 @@ def rewrite_expressions(value: Any, fix: Any, key: str = "") -> Any:
     return value
 
 
-class _Rewriter:
+class ReferenceRewriter:
     """Copies of nodes whose ``<+…>`` references follow the steps that moved into new groups."""
 
     def __init__(self, plan: Any, moved: dict[str, dict[str, str]]):

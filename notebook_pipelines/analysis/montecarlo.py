@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.simulation import SimulationError, as_plan, simulate_records
 from ..errors import RunInterrupted
-from .distribution import PERCENTILES, _check_percentiles
+from .distribution import PERCENTILES, check_percentiles
 from .options import RUN_OPTIONS
 from .outcomes import from_records, refuse, unsimulatable_records
 
@@ -127,7 +127,7 @@ def monte_carlo(
         )
     if engine not in ("auto", "vectorised", "scheduler"):
         raise SimulationError(f"monte_carlo(engine={engine!r}): use 'auto', 'vectorised' or 'scheduler'")
-    _check_percentiles(percentiles)
+    check_percentiles(percentiles)
     plan = as_plan(pipeline)
     source = history_source(plan, durations, mode)
     if source is not None:

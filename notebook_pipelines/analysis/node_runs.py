@@ -6,6 +6,9 @@ columns); :func:`node_keys` folds looping iterations into their looped node
 (:func:`~notebook_pipelines.analysis.paths.fold_fqns`); :func:`cached` keeps the last few
 answers per frame, so the analyses of one history in a row
 (:mod:`~notebook_pipelines.analysis.history`) build the table and the paths once.
+
+It stands on a history frame (:mod:`~notebook_pipelines.formats.history`'s columns),
+:mod:`~notebook_pipelines.definition.statuses` and :mod:`.paths` (``fold_fqns``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ step ran — read from its trace or straight from its records (without building 
 :func:`~notebook_pipelines.analysis.whatif.compare` reads traces,
 :func:`~notebook_pipelines.analysis.montecarlo.monte_carlo` records; both refuse a design whose
 simulation fails before a step runs (:func:`unsimulatable`, :func:`refuse`).
+
+It stands on :mod:`~notebook_pipelines.engine.simulation` (a simulation's records and trace).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .schedule import _TOL, RERUN
+from .schedule import RERUN, TOLERANCE
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -138,7 +138,7 @@ def parent_rows(rows: Rows) -> Any:
     cand["same"] = cand["it"] == cand["pit"]
     any_same = cand.groupby("r")["same"].transform("any")
     cand = cand[cand["same"] | ~any_same]
-    cand["inside"] = cand["pstart"] <= cand["start"] + _TOL
+    cand["inside"] = cand["pstart"] <= cand["start"] + TOLERANCE
     cand["k"] = np.where(cand["inside"], cand["pstart"], -np.inf)
     cand["kc"] = np.where(cand["inside"], cand["c"], -cand["c"])
     cand = cand.sort_values(["r", "inside", "k", "kc"], ascending=[True, False, False, False])
@@ -357,7 +357,7 @@ def after_edges(rows: Rows, prow: Any, units: Units, lists: Lists, is_rerun: Any
     # the last attempt of unit k that ended by r's start, else its last attempt
     att = pd.DataFrame({"k": unit_id, "a": urows, "seq": np.arange(n)})
     mm = m[["r", "k"]].merge(att, on="k")
-    mm = mm[rows.end[mm["a"].to_numpy()] <= rows.start[mm["r"].to_numpy()] + _TOL]
+    mm = mm[rows.end[mm["a"].to_numpy()] <= rows.start[mm["r"].to_numpy()] + TOLERANCE]
     best = mm.sort_values("seq").drop_duplicates(["r", "k"], keep="last")
     got = m[["r", "k"]].merge(best[["r", "k", "a"]], on=["r", "k"], how="left")
     a = got["a"].to_numpy(dtype=np.float64)

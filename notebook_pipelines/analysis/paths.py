@@ -33,6 +33,9 @@ that started, a gap between a container's start and its first child's to the con
 between the last child's end and the container's end to the container. So per run the nodes'
 exclusive seconds add up to the makespan, and a container's inclusive seconds (its own and its
 descendants') are the part of the path inside it.
+
+It stands on :mod:`.path_graph` (the rows, units and edges as arrays) and :mod:`.schedule`
+(``claim_slots`` and ``gating_end``, the searches it shares with ``Schedule``).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from .path_graph import (
     timed_rows,
     unit_lists,
 )
-from .schedule import _TOL, claim_slots, gating_end
+from .schedule import TOLERANCE, claim_slots, gating_end
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -167,7 +170,7 @@ def path_flows(history: pd.DataFrame) -> Flows:
     step_on_path = np.zeros(n)
     dur_edge = (dst < 2 * n) & (dst == src + 1) & (src % 2 == 0)
     rr = src[dur_edge] // 2
-    ok = rows.is_step[rr] & (rows.end[rr] - rows.start[rr] > _TOL) & (rows.attempt[rr] > 0)
+    ok = rows.is_step[rr] & (rows.end[rr] - rows.start[rr] > TOLERANCE) & (rows.attempt[rr] > 0)
     np.add.at(step_on_path, rr[ok], flow[dur_edge][ok])
     return Flows(
         rows.timed, list(rows.runs), rows.run, makespan, src, dst, gap, flow, owner_row, step_on_path
@@ -196,7 +199,7 @@ def _binding_edges(
     makespan[~np.isfinite(makespan)] = 0.0
     time[2 * n :] = makespan
     value = time[src] + lag
-    keep = (value <= time[dst] + _TOL) | is_end
+    keep = (value <= time[dst] + TOLERANCE) | is_end
     src, dst, lag, value = src[keep], dst[keep], lag[keep], value[keep]
     latest = np.full(n_events, -np.inf)
     np.maximum.at(latest, dst, value)
@@ -206,7 +209,9 @@ def _binding_edges(
     first_end = np.full(n_runs, np.inf)
     np.minimum.at(first_end, run, end)
     unexplained = (
-        (start - latest[starts_ev] > rows.queued + _TOL) & ~is_rerun & (first_end[run] <= start + _TOL)
+        (start - latest[starts_ev] > rows.queued + TOLERANCE)
+        & ~is_rerun
+        & (first_end[run] <= start + TOLERANCE)
     )
     slots = _slots(prow, rows.iterates, units.unit_of, units.first_row, units.last_row, start, end)
     gate_src, gate_dst = _gates(
@@ -219,7 +224,7 @@ def _binding_edges(
         dst = np.concatenate([dst, gate_dst])
         value = np.concatenate([value, time[gate_dst]])
         latest[gate_dst] = time[gate_dst]
-    tight = value >= latest[dst] - _TOL
+    tight = value >= latest[dst] - TOLERANCE
     return src[tight], dst[tight], time, makespan
 
 

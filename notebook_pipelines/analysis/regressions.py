@@ -1,5 +1,8 @@
 """Shifts in a node's duration across a history: where they happened, how large, and what they
 cost the makespan (a Mann-Whitney U test on sliding windows, written here: no scipy).
+
+It stands on :mod:`.node_runs` (durations per run and node), :mod:`.criticality` (the seconds
+of the makespan a node owns) and :mod:`.checks`.
 """
 
 from __future__ import annotations

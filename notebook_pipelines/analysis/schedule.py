@@ -7,6 +7,9 @@ the latest end before it, and each event's binding predecessor. :func:`~notebook
 analysis.timing.critical_path` walks the binding predecessors back from the end of the run;
 :func:`~notebook_pipelines.analysis.timing.slack` is the backward pass (:meth:`Schedule.latest`).
 :mod:`~notebook_pipelines.analysis.paths` builds the same graph for many runs at once.
+
+It stands on :mod:`.checks` (the trace's columns checked) and
+:mod:`~notebook_pipelines.definition.looping` (iterations folded into their looped node).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from .checks import check_trace
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["RERUN", "Schedule"]
+__all__ = ["RERUN", "TOLERANCE", "Schedule", "claim_slots", "gating_end"]
 
-_TOL = 1e-6  # seconds: closer times are the same moment (virtual time is exact; threads are not)
+#: seconds: closer times are the same moment (virtual time is exact; threads are not)
+TOLERANCE = 1e-6
 _SCAN = 256  # how far back the search for a gating end looks, at most
 #: the ``action`` of an attempt after which the whole run was re-run (GitHub "re-run jobs",
 #: GitLab retry): the next attempt waited for its needs again, not for a retry interval
@@ -227,14 +231,14 @@ class Schedule:
     def _last_end(self, rows: list[int], before: float) -> int | None:
         """The end event of the last of ``rows`` (a unit's attempts) that ended by ``before``
         (else of the last one: an edge the times contradict is dropped later)."""
-        done = [r for r in rows if self.end[r] <= before + _TOL]
+        done = [r for r in rows if self.end[r] <= before + TOLERANCE]
         return 2 * (done[-1] if done else rows[-1]) + 1
 
     def _parent_row(self, candidates: list[int], iteration: Any, start: float) -> int | None:
         if not candidates:
             return None
         same = [r for r in candidates if self.iteration[r] == iteration] or candidates
-        inside = [r for r in same if self.start[r] <= start + _TOL]
+        inside = [r for r in same if self.start[r] <= start + TOLERANCE]
         return max(inside, key=lambda r: (self.start[r], r)) if inside else same[0]
 
     def _row_start(self, event: int) -> float:
@@ -250,14 +254,16 @@ class Schedule:
         if "queued_s" in self.rows.columns:
             queued = [0.0 if q != q else float(q) for q in self.rows["queued_s"].to_numpy(dtype=float)]
         for v, edges in enumerate(self.preds):
-            kept = [(u, lag) for u, lag in edges if time[u] + lag <= time[v] + _TOL or v == self.end_event]
+            kept = [
+                (u, lag) for u, lag in edges if time[u] + lag <= time[v] + TOLERANCE or v == self.end_event
+            ]
             self.preds[v] = kept  # an edge the times contradict (clock skew) is no constraint
             valid = [(time[u] + lag, u) for u, lag in kept]
             latest = max((value for value, _ in valid), default=-math.inf)
             if (
                 v < 2 * n
                 and v % 2 == 0
-                and time[v] - latest > queued[v // 2] + _TOL  # a start its queue explains is no gate
+                and time[v] - latest > queued[v // 2] + TOLERANCE  # a start its queue explains is no gate
                 and v // 2 not in self.rerun
             ):
                 gate = self._gate(v // 2, latest, order, sorted_ends)
@@ -266,7 +272,7 @@ class Schedule:
                     self.binding[v] = gate
                     continue
             if valid:
-                tied = [(self._row_start(u), u) for value, u in valid if value >= latest - _TOL]
+                tied = [(self._row_start(u), u) for value, u in valid if value >= latest - TOLERANCE]
                 self.binding[v] = min(tied)[1]
 
     def _gate(self, r: int, latest: float, order: list[int], sorted_ends: list[float]) -> int | None:
@@ -290,7 +296,7 @@ class Schedule:
                 out.append(v // 2)
             v = u
         out.reverse()
-        return [r for r in out if self.end[r] - self.start[r] > _TOL and self.attempt[r] > 0]
+        return [r for r in out if self.end[r] - self.start[r] > TOLERANCE and self.attempt[r] > 0]
 
     def latest(self) -> list[float]:
         """Per event, the latest time it could happen without delaying the end of the run."""
@@ -332,8 +338,8 @@ def claim_slots(loops: dict[int, list[int]], start: Any, end: Any, last_of: Any)
     for loop, rows in loops.items():
         free: list[tuple[float, float, int]] = []  # (end, -start, -row) of unclaimed siblings
         for r in sorted(rows, key=lambda r: (start[r], r)):
-            if start[r] > start[loop] + _TOL:
-                i = bisect.bisect_right(free, (start[r] + _TOL, math.inf, math.inf))
+            if start[r] > start[loop] + TOLERANCE:
+                i = bisect.bisect_right(free, (start[r] + TOLERANCE, math.inf, math.inf))
                 if i:
                     out[r] = 2 * -free.pop(i - 1)[2] + 1
             g = last_of(r)
@@ -352,14 +358,14 @@ def gating_end(
     (``order``, their ``ends`` sorted), the latest ends at or before it and not before
     ``latest``, of nodes not related to ``r``'s (ties: the earliest started).
     """
-    if slot is not None and end[slot // 2] >= latest - _TOL:
+    if slot is not None and end[slot // 2] >= latest - TOLERANCE:
         return slot
-    k = bisect.bisect_right(ends, start[r] + _TOL)
+    k = bisect.bisect_right(ends, start[r] + TOLERANCE)
     found: list[int] = []
     me = str(fqn[r])
     for i in range(k - 1, max(-1, k - 1 - _SCAN), -1):
         g = int(order[i])
-        if ends[i] < latest - _TOL or (found and ends[i] < end[found[0]] - _TOL):
+        if ends[i] < latest - TOLERANCE or (found and ends[i] < end[found[0]] - TOLERANCE):
             break
         if not _related(str(fqn[g]), me):
             found.append(g)

@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING, Any
 from ..definition.looping import is_iteration
 from ..errors import TraceError
 from .checks import REQUIRED, check_trace
-from .schedule import _TOL, Schedule
+from .schedule import TOLERANCE, Schedule
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -196,7 +196,7 @@ def concurrency(trace: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
         steps = steps[~steps["fqn"].astype(object).isin(looped_steps(trace))]
         changes: dict[float, int] = {}
         for start, end in zip(steps["start_s"], steps["end_s"]):
-            if end - start > _TOL:
+            if end - start > TOLERANCE:
                 changes[start] = changes.get(start, 0) + 1
                 changes[end] = changes.get(end, 0) - 1
         times = sorted(changes)
@@ -325,9 +325,9 @@ def _entry(s: Schedule, kind: str, fqn: str, name: str, block: Any, begin: float
         "start_s": begin,
         "span_s": span,
         "busy_s": busy,
-        "speedup": busy / span if span > _TOL else math.nan,
+        "speedup": busy / span if span > TOLERANCE else math.nan,
         "width": width,
-        "efficiency": busy / (width * span) if span > _TOL and width else math.nan,
+        "efficiency": busy / (width * span) if span > TOLERANCE and width else math.nan,
         "idle_s": idle,
         "longest_step": longest.rsplit(".", 1)[-1] if longest else None,
         "longest_s": totals[longest] if longest else math.nan,
@@ -338,7 +338,8 @@ def _entry(s: Schedule, kind: str, fqn: str, name: str, block: Any, begin: float
 def _peak(intervals: Iterable[tuple[float, float]]) -> int:
     """The most intervals open at once (an end at t closes before a start at t opens)."""
     events = sorted(
-        [(b, 1) for b, e in intervals if e - b > _TOL] + [(e, -1) for b, e in intervals if e - b > _TOL]
+        [(b, 1) for b, e in intervals if e - b > TOLERANCE]
+        + [(e, -1) for b, e in intervals if e - b > TOLERANCE]
     )
     peak = running = 0
     for _, change in events:

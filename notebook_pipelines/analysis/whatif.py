@@ -442,7 +442,7 @@ def _with_strategies(plan: Any, strategy: Mapping) -> Any:
     import copy
     import difflib
 
-    from ..definition.model import _canonical_settings
+    from ..definition.nodes import canonical_settings as _canonical_settings
     from ..definition.plan import compile_plan
 
     if not isinstance(strategy, Mapping):

@@ -90,10 +90,9 @@ except ImportError as exc:  # pragma: no cover - the extra is installed where th
 from ..definition.statuses import FAILED, SUCCESS
 from ..engine.executors.base import Job, Outcome, outcome_of_exception
 from ..engine.steptypes import step_type
-from ..errors import DefinitionError, Problem
+from ..errors import ClusterError, DefinitionError, Problem
 from .dask_client import NotDask, SchedulerEvents, handshake
 from .dask_worker import KEY_PREFIX, PLUGIN, PackedStep, StopBodies, run_on_worker
-from .errors import ClusterError
 
 __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
 

@@ -2,6 +2,9 @@
 :func:`handshake` checks that a Dask scheduler listens at an address before a ``Client`` is made
 (bounded in time and bytes), and :class:`SchedulerEvents` hands the scheduler's ``remove-worker``
 events to the executors running on a client.
+
+It stands on the standard library and ``distributed`` (imported when an address is checked);
+nothing of the package.
 """
 
 from __future__ import annotations

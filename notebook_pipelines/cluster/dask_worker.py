@@ -4,6 +4,10 @@ dict) and :class:`StopBodies`, the plugin that tells a body its task was cancell
 
 Workers import this module (the task is a reference to :func:`run_on_worker`), so it holds only
 what a worker needs.
+
+It stands on the engine's step-running parts (:mod:`~notebook_pipelines.engine.context`,
+``engine.executors.base`` and ``threads``: the body run as on a thread) and
+:mod:`~notebook_pipelines.definition.statuses`.
 """
 
 from __future__ import annotations

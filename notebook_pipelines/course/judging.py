@@ -1,5 +1,9 @@
 """What the puzzles compare and run: a plan's steps and the references between them, what each
 step waits for (moves), a level's simulation, and whether a trace meets a goal.
+
+It stands on the model and the plan (:mod:`~notebook_pipelines.definition.plan`), the
+references (``analysis.layout.references``), the simulator (imported when a level is judged)
+and :mod:`.level_files`.
 """
 
 from __future__ import annotations

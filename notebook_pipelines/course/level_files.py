@@ -1,5 +1,8 @@
 """Puzzle levels as files: :class:`Level`, reading one (:func:`load_level`, checked key by key),
 the built-in ones (:func:`levels`), the goal in words, and writing a level as a person would.
+
+It stands on the model (:mod:`~notebook_pipelines.definition.model`), the durations' parser
+and the YAML reader (:mod:`~notebook_pipelines.formats.yaml_io`); :mod:`.puzzles` opens the levels.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ A level is a small YAML file (see ``levels/`` beside this module)::
 checks that the reference solution solves it and the start does not), ``nbp.puzzle(path)``
 plays it, ``nbp.puzzle.levels()`` lists the built-in levels.
 
+It stands on :mod:`.level_files` (levels as files: reading, the built-in ones, writing) and
+:mod:`.judging` (what a check compares and simulates).
+
 >>> import notebook_pipelines as nbp
 >>> pz = nbp.puzzle(1)
 >>> pz.check(pz.pipeline).right

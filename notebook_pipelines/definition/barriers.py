@@ -58,7 +58,7 @@ def declared_barriers(pipeline: Any) -> list[str]:
     return out
 
 
-def _chain(node: Any) -> list:
+def _chain(node: Any) -> list[Any]:
     out = []
     while node is not None:
         out.append(node)
@@ -75,7 +75,7 @@ def _parallel(a: Any, b: Any) -> bool:
         i += 1
     if i >= len(ca) or i >= len(cb):
         return False  # one contains the other
-    return ca[i].block == cb[i].block and ca[i].phase == cb[i].phase
+    return bool(ca[i].block == cb[i].block and ca[i].phase == cb[i].phase)
 
 
 def _owner(node: Any) -> Any:
@@ -85,7 +85,7 @@ def _owner(node: Any) -> Any:
 def barrier_problems(plan: Any) -> list[Problem]:
     """Every barrier problem that can be known before running (R55, R58, E12)."""
     declared = declared_barriers(plan.pipeline)
-    by_ref: dict[str, list] = {}
+    by_ref: dict[str, list[Any]] = {}
     problems: list[Problem] = []
     fix_declare = (
         "declare it: Pipeline(..., barriers=['ID']) "

@@ -43,9 +43,11 @@ def _signature(fn: Any) -> inspect.Signature | None:
     """``inspect.signature(fn)``, looked at once per function: it costs more than compiling the
     rest of a step, and many steps share a body (validation and the plan both ask)."""
     try:
-        return _SIGNATURES[fn]
+        known: inspect.Signature | None = _SIGNATURES[fn]
+        return known
     except (KeyError, TypeError):  # not seen yet, or not weak-referenceable
         pass
+    sig: inspect.Signature | None
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins without a signature: trust them
@@ -55,10 +57,10 @@ def _signature(fn: Any) -> inspect.Signature | None:
     return sig
 
 
-_SIGNATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SIGNATURES: weakref.WeakKeyDictionary[Any, inspect.Signature | None] = weakref.WeakKeyDictionary()
 
 
-def takes_ctx(fn: Any, inputs: Iterable[str] = ()) -> bool:
+def takes_ctx(fn: Any, inputs: Iterable[str] | None = ()) -> bool:
     """True when ``fn`` takes the step context: a parameter named ``ctx``, or a first
     positional parameter that is not one of the step's inputs (those come as keywords)."""
     if not callable(fn):
@@ -93,7 +95,8 @@ def call_problem(fn: Any, inputs: Iterable[str] = ()) -> tuple[str, str] | None:
     """
     key = tuple(inputs or ())
     try:
-        return _PROBLEMS[fn][key]
+        known: tuple[str, str] | None = _PROBLEMS[fn][key]
+        return known
     except (KeyError, TypeError):  # not seen yet, or not weak-referenceable
         pass
     found = _call_problem(fn, key)
@@ -102,7 +105,9 @@ def call_problem(fn: Any, inputs: Iterable[str] = ()) -> tuple[str, str] | None:
     return found
 
 
-_PROBLEMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PROBLEMS: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], tuple[str, str] | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _call_problem(fn: Any, inputs: tuple[str, ...]) -> tuple[str, str] | None:

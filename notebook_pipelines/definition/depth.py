@@ -19,14 +19,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import Problem
-from .limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, _children, data_depth, short
-from .model import Parallel, Stage, Step, StepGroup
+from .limits import MAX_DATA_DEPTH, MAX_GROUP_DEPTH, data_children, data_depth
+from .model import Stage, Step, StepGroup
+from .tree import Visit, walk
 
-__all__ = ["depth_problems"]
+__all__ = ["Limits", "depth_problems", "scalars_only"]
 
 #: the fields of the nodes that hold the structure (walked by ``depth_problems``, not as data)
 _STRUCTURE = ("items", "rollback_items", "stages")
@@ -50,12 +51,14 @@ def _setting_names(cls: type) -> tuple[str, ...]:
 def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
     values = getattr(node, "__dict__", None)  # the dataclass's fields, read at once
     pairs = (
-        values.items() if values is not None else ((n, getattr(node, n)) for n in _setting_names(type(node)))
+        values.items()
+        if values is not None
+        else ((n, getattr(node, n)) for n in _setting_names(node.__class__))
     )
     for name, value in pairs:
         if type(value) in _FLAT or name in _STRUCTURE or callable(value):
             continue
-        if _children(value) is not None and data_depth(value) > MAX_DATA_DEPTH:
+        if data_children(value) is not None and data_depth(value) > MAX_DATA_DEPTH:
             yield Problem(
                 fqn,
                 "limits",
@@ -64,13 +67,14 @@ def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
             )
 
 
-def _scalars_only(step: Any) -> bool:
+def scalars_only(step: Any) -> bool:
     """True when no setting of ``step`` holds nested data (most steps): no depth to check.
 
     Reads the fields with one ``attrgetter`` rather than ``__dict__``, which would give the
     instance a dict of its own and make every later read of its attributes slower.
     """
-    for value in filter(_IS_SET, _fields_of(type(step))(step)):  # most fields are None
+    values: tuple[Any, ...] = _fields_of(step.__class__)(step)
+    for value in filter(_IS_SET, values):  # most fields are None
         if type(value) in _FLAT or callable(value):
             continue
         return False
@@ -78,7 +82,7 @@ def _scalars_only(step: Any) -> bool:
 
 
 #: ``value is not None``, as a C-level predicate for ``filter``
-_IS_SET = functools.partial(operator.is_not, None)
+_IS_SET: Callable[[Any], bool] = functools.partial(operator.is_not, None)
 
 
 @functools.cache
@@ -87,65 +91,45 @@ def _fields_of(cls: type) -> Any:
     return operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
 
 
-def _id(node: Any) -> str:
-    """The identifier of a node for an FQN (a short repr when it is not text)."""
-    ident = getattr(node, "id", None)
-    return ident if isinstance(ident, str) else short(ident)
-
-
 def depth_problems(pipeline: Any) -> list[Problem]:
     """Step groups nested deeper than ``MAX_GROUP_DEPTH``, settings nested deeper than
-    ``MAX_DATA_DEPTH``: found with an explicit stack, never by recursion. A too-deep group is
-    reported once and not entered.
+    ``MAX_DATA_DEPTH``: found with :func:`~.tree.walk` (an explicit stack, never recursion). A
+    too-deep group is reported once and not entered.
 
     Values of the wrong type are skipped here (validation reports them).
     """
-    found: list[Problem] = list(_node_problems(pipeline, "pipeline"))
-    stages = pipeline.stages if isinstance(pipeline.stages, list | tuple) else []
-    # (node, fqn, depth in step groups)
-    stack: list[tuple[Any, str, int]] = []
-    for item in _flat(stages, Parallel):
-        stack.append((item, f"pipeline.stages.{_id(item)}", 0))
-    stack.reverse()
-    while stack:
-        node, fqn, depth = stack.pop()
+    limits = Limits(pipeline)
+    for visit in walk(pipeline, enter=limits.enter):
+        limits.check(visit)
+    return limits.found
+
+
+class Limits:
+    """The depth checks of one walk, node by node (:func:`depth_problems`; validation makes them
+    in its own walk, before the rules of each node)."""
+
+    def __init__(self, pipeline: Any):
+        self.found: list[Problem] = list(_node_problems(pipeline, "pipeline"))
+        self.too_deep: set[int] = set()
+
+    def enter(self, visit: Visit) -> bool:
+        """Walk below stages and step groups, but not below a group nested too deep."""
+        return isinstance(visit.node, Stage | StepGroup) and id(visit.node) not in self.too_deep
+
+    def check(self, visit: Visit) -> bool:
+        """Check one node; True when it breaks a limit (reported in ``found``)."""
+        node = visit.node
+        if type(node) is Step and scalars_only(node):
+            return False  # most steps: nothing to check
         if isinstance(node, StepGroup):
-            depth += 1
+            depth = 1 + sum(isinstance(a, StepGroup) for a in visit.ancestors)
             if depth > MAX_GROUP_DEPTH:
-                found.append(
-                    Problem(
-                        fqn,
-                        "R6",
-                        f"step groups are nested {depth} levels deep; the limit is {MAX_GROUP_DEPTH}",
-                        _GROUP_FIX,
-                    )
-                )
-                continue
+                message = f"step groups are nested {depth} levels deep; the limit is {MAX_GROUP_DEPTH}"
+                self.found.append(Problem(visit.fqn, "R6", message, _GROUP_FIX))
+                self.too_deep.add(id(node))
+                return True
         if dataclasses.is_dataclass(node):
-            found.extend(_node_problems(node, fqn))
-        if not isinstance(node, Stage | StepGroup):
-            continue
-        lists = (("steps", node.items), ("rollbackSteps", node.rollback_items))
-        prefix = f"{fqn}.spec.execution" if isinstance(node, Stage) else fqn
-        children = []
-        for key, items in lists:
-            if isinstance(items, list | tuple):
-                children += [
-                    (child, f"{prefix}.{key}.{_id(child)}", depth)
-                    for child in _flat(items, Parallel)
-                    if type(child) is not Step or not _scalars_only(child)  # else: nothing to check
-                ]
-        stack.extend(reversed(children))
-    return found
-
-
-def _flat(items: Any, parallel: type) -> list[Any]:
-    """The nodes of a list, with the nodes of its parallel blocks in their place."""
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, parallel):
-            inner = item.items  # type: ignore[attr-defined]
-            out.extend(inner if isinstance(inner, list | tuple) else [])
-        else:
-            out.append(item)
-    return out
+            before = len(self.found)
+            self.found.extend(_node_problems(node, visit.fqn))
+            return len(self.found) > before
+        return False

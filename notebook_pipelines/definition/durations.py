@@ -47,16 +47,16 @@ def parse_duration(value: str | float | int | None, where: str = "") -> float | 
     """
     if value is None:
         return None
-    kind = type(value)
-    if kind is float or kind is int:  # the common case: seconds in range (NaN and ±inf fail this)
+    if type(value) is float or type(value) is int:  # the common case: seconds in range (NaN, ±inf fail)
         if 0 <= value <= MAX_SECONDS:
             return float(value)
-    elif kind is str:
-        seconds = _PARSED.get(value)
-        if seconds is not None:
-            return seconds
+    elif type(value) is str:
+        known = _PARSED.get(value)
+        if known is not None:
+            return known
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise DurationError(_message(value, where))
+    seconds: float | int | None
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -65,10 +65,10 @@ def parse_duration(value: str | float | int | None, where: str = "") -> float | 
             seconds = _parts(text)
     else:
         seconds = value
-    if type(seconds) is int:  # compared exactly: an int may be too big for a float
-        bad = seconds < 0
-    else:
-        bad = seconds is None or not math.isfinite(seconds) or seconds < 0
+    if seconds is None:
+        raise DurationError(_message(value, where))
+    # an int is compared exactly: it may be too big for a float
+    bad = seconds < 0 if type(seconds) is int else not math.isfinite(seconds) or seconds < 0
     if bad:
         raise DurationError(_message(value, where))
     if seconds > MAX_SECONDS:

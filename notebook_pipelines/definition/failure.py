@@ -38,10 +38,10 @@ from ..errors import StrategyError
 from .durations import parse_duration
 from .limits import short
 
+# What ``notebook_pipelines`` exports (``from .definition.failure import *``): the vocabulary of a
+# definition. The tables and coercions below (``ACTION_TYPES``, ``ERROR_TYPES``, ``STATUS_CHOICES``,
+# ``action_from_dict``, ``coerce_strategies``, ``coerce_when``) are the package's own.
 __all__ = [
-    "ACTION_TYPES",
-    "ERROR_TYPES",
-    "STATUS_CHOICES",
     "Abort",
     "Action",
     "Ignore",
@@ -56,9 +56,6 @@ __all__ = [
     "StageRollback",
     "StepGroupRollback",
     "When",
-    "action_from_dict",
-    "coerce_strategies",
-    "coerce_when",
 ]
 
 #: Harness error types (R16).
@@ -91,7 +88,13 @@ STATUS_CHOICES = ("Success", "Failure", "All")
 class Action:
     """Base of the failure-strategy actions (R17). ``type`` is the Harness YAML name."""
 
+    #: the Harness YAML name: the class's own name unless it says otherwise
     type: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type" not in cls.__dict__:
+            cls.type = cls.__name__
 
     def to_dict(self) -> dict[str, Any]:
         """The Harness YAML form ``{"type": ..., "spec": {...}}``."""
@@ -105,59 +108,43 @@ class Action:
 class Ignore(Action):
     """Mark the node ``IgnoreFailed`` and go on (a positive status, R21, R26)."""
 
-    type: ClassVar[str] = "Ignore"
-
 
 @dataclass(frozen=True, repr=False)
 class MarkAsSuccess(Action):
     """Mark the node ``Success`` and go on (R21)."""
-
-    type: ClassVar[str] = "MarkAsSuccess"
 
 
 @dataclass(frozen=True, repr=False)
 class MarkAsFailure(Action):
     """Mark the node ``Failed`` and let the next nodes' ``when`` decide (R21, E9)."""
 
-    type: ClassVar[str] = "MarkAsFailure"
-
 
 @dataclass(frozen=True, repr=False)
 class Abort(Action):
     """Abort the whole run: running nodes end ``Aborted``, the rest never start (R21, E15)."""
-
-    type: ClassVar[str] = "Abort"
 
 
 @dataclass(frozen=True, repr=False)
 class StageRollback(Action):
     """Stop the stage and run its rollback (group rollbacks in reverse, then the stage's; R36)."""
 
-    type: ClassVar[str] = "StageRollback"
-
 
 @dataclass(frozen=True, repr=False)
 class StepGroupRollback(Action):
     """Stop the step group and run its rollback list (R37); only for steps inside a group."""
-
-    type: ClassVar[str] = "StepGroupRollback"
 
 
 @dataclass(frozen=True, repr=False)
 class PipelineRollback(Action):
     """Stop the pipeline and roll back every stage that ran, in reverse order (R38)."""
 
-    type: ClassVar[str] = "PipelineRollback"
-
 
 @dataclass(frozen=True, repr=False)
 class ProceedWithDefaultValues(Action):
     """For missing run-time inputs: go on with defaults; on a step failure it acts as MarkAsSuccess."""
 
-    type: ClassVar[str] = "ProceedWithDefaultValues"
 
-
-def _intervals(values: Any) -> tuple:
+def _intervals(values: Any) -> tuple[Any, ...]:
     if values is None:
         return ()
     if isinstance(values, str | Mapping) or not isinstance(values, Iterable):
@@ -177,7 +164,7 @@ class _Retrying(Action):
     """What ``Retry`` and ``RetryStepGroup`` share: a retry count and the waits between retries."""
 
     count: int = 1
-    intervals: tuple = ()
+    intervals: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "intervals", _intervals(self.intervals))
@@ -205,8 +192,7 @@ class Retry(_Retrying):
     """
 
     then: Action = field(default_factory=lambda: MarkAsFailure())
-    condition: str | Callable | None = None
-    type: ClassVar[str] = "Retry"
+    condition: str | Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -231,8 +217,6 @@ class RetryStepGroup(_Retrying):
     ``intervals`` work as for :class:`Retry`.
     """
 
-    type: ClassVar[str] = "RetryStepGroup"
-
     def __repr__(self) -> str:
         return f"RetryStepGroup(count={self.count}, intervals={self.intervals!r})"
 
@@ -246,10 +230,16 @@ class ManualIntervention(Action):
     ``on_timeout``.
     """
 
-    timeout: str | float = "1h"
+    timeout: str | float | None = "1h"  # None: read from YAML without one (validation says so)
     on_timeout: Action = field(default_factory=lambda: MarkAsFailure())
-    choices: tuple = ("MarkAsSuccess", "Ignore", "Retry", "Abort", "StageRollback", "PipelineRollback")
-    type: ClassVar[str] = "ManualIntervention"
+    choices: tuple[Any, ...] = (
+        "MarkAsSuccess",
+        "Ignore",
+        "Retry",
+        "Abort",
+        "StageRollback",
+        "PipelineRollback",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "on_timeout", _as_action(self.on_timeout))
@@ -292,7 +282,7 @@ _BY_TYPE: dict[str, type[Action]] = {
 class OnFailure:
     """One failure-strategy entry: these error types → this action (R15)."""
 
-    errors: tuple = ("AllErrors",)
+    errors: tuple[Any, ...] = ("AllErrors",)
     action: Action = field(default_factory=lambda: MarkAsFailure())
 
     def __post_init__(self) -> None:
@@ -348,7 +338,7 @@ def action_from_dict(data: Any, where: str = "") -> Action:
     )
 
 
-def _nested_action(spec: Mapping, key: str) -> Any:
+def _nested_action(spec: Mapping[str, Any], key: str) -> Any:
     """The ``action`` under ``spec[key]`` (``onRetryFailure`` / ``onTimeout``), or None."""
     holder = spec.get(key) or {}
     if not isinstance(holder, Mapping):
@@ -359,7 +349,7 @@ def _nested_action(spec: Mapping, key: str) -> Any:
 def _count(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise StrategyError(f"retryCount must be a whole number ≥ 0, got {short(value)}")
-    return value
+    return int(value)
 
 
 def coerce_strategies(value: Any) -> tuple[OnFailure, ...]:
@@ -437,7 +427,7 @@ class When:
     """
 
     status: str = "Success"
-    condition: str | Callable | None = None
+    condition: str | Callable[..., Any] | None = None
 
     def to_dict(self, key: str = "stageStatus") -> dict[str, Any]:
         out: dict[str, Any] = {key: self.status}

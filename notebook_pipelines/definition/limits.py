@@ -57,6 +57,7 @@ __all__ = [
     "MAX_IDENTIFIER",
     "MAX_NESTED_ITERATIONS",
     "MAX_RETRIES",
+    "data_children",
     "data_depth",
     "short",
 ]
@@ -86,7 +87,8 @@ def short(value: Any) -> str:
     return _REPR.repr(value)
 
 
-def _children(value: Any) -> Any:
+def data_children(value: Any) -> Any:
+    """The values inside ``value`` (a mapping, list, tuple or settings dataclass); ``None`` for a scalar."""
     if isinstance(value, Mapping):
         return value.values()
     if isinstance(value, list | tuple):
@@ -106,7 +108,7 @@ def data_depth(value: Any, limit: int = MAX_DATA_DEPTH) -> int:
     >>> data_depth({"spec": {"source": {"spec": {"script": "echo"}}}}), data_depth("text")
     (4, 0)
     """
-    if _children(value) is None:
+    if data_children(value) is None:
         return 0
     height: dict[int, int] = {}  # id -> depth of the structure below it (itself included)
     entered: set[int] = set()
@@ -115,7 +117,7 @@ def data_depth(value: Any, limit: int = MAX_DATA_DEPTH) -> int:
         item, level, finished = stack.pop()
         key = id(item)
         if finished:
-            below = [height[id(c)] for c in _children(item) if _children(c) is not None]
+            below = [height[id(c)] for c in data_children(item) if data_children(c) is not None]
             height[key] = 1 + max(below, default=0)
             entered.discard(key)
             continue
@@ -125,5 +127,5 @@ def data_depth(value: Any, limit: int = MAX_DATA_DEPTH) -> int:
             return limit + 1
         entered.add(key)
         stack.append((item, level, True))
-        stack.extend((c, level + 1, False) for c in _children(item) if _children(c) is not None)
+        stack.extend((c, level + 1, False) for c in data_children(item) if data_children(c) is not None)
     return min(height[id(value)], limit + 1)

@@ -34,12 +34,28 @@ Nothing here checks the rules; ``validation.py`` does, all at once, before anyth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
-from typing import Any, Union
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NoReturn, Self, TypeVar, Union
 
-from .failure import StrategyError, coerce_strategies, coerce_when
+from .nodes import Parallel, Settings, Step
+from .placement import (
+    attach,
+    block_of,
+    check_sibling,
+    ids_of,
+    item_ids,
+    locate,
+    members,
+    place,
+    remove_ids,
+    take,
+)
+from .tree import Visit, walk
+from .verbs import VERBS as VERBS
+from .verbs import Drawable, PipelineVerbs
+from .verbs import verb as verb
 
 __all__ = [
     "Node",
@@ -56,149 +72,15 @@ __all__ = [
     "take",
 ]
 
-#: keyword settings shared by steps, step groups and stages (Harness YAML keys in snake_case).
-SETTINGS = ("when", "failure_strategies", "timeout", "delegate_selectors", "strategy", "variables")
 
-
-#: Where the verbs of ``Pipeline`` (and the rich display) live: ``name -> "module:attribute"``.
-#: Filled by the package (``notebook_pipelines/__init__.py``), so that this layer imports
-#: nothing above it; a verb's module is imported on first use.
-VERBS: dict[str, str] = {}
-
-
-def verb(name: str) -> Callable:
-    """The function registered for verb ``name`` (imported on first use)."""
-    import importlib
-
-    try:
-        module, attr = VERBS[name].split(":")
-    except KeyError:
-        raise RuntimeError(f"no {name!r} verb is registered; import notebook_pipelines first") from None
-    return getattr(importlib.import_module(module), attr)
-
-
-def _repr_items(items: list) -> list:
+def _repr_items(items: list[Any]) -> list[Any]:
     return [it.id if not isinstance(it, Parallel) else it for it in items]
 
 
-class _Drawable:
-    """Rich display: the last expression of a cell shows the picture of the plan."""
-
-    def _pipeline_for_display(self) -> Pipeline:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def render(
-        self,
-        trace: Any = None,
-        *,
-        direction: str = "auto",
-        legend: bool | None = None,
-        title: str | None = None,
-        color_by: str = "status",
-        iterations: str = "badge",
-        size: str | None = None,
-        full: bool = False,
-    ) -> Any:
-        """The picture of this node (a ``graphviz.Digraph``), coloured by a run's ``trace``.
-
-        The picture displays itself in a notebook; from a script, ``.save("p.svg")`` (or
-        ``.png``, ``.pdf``, ``.dot``) writes it and ``.source`` is its DOT text.
-
-        Args:
-            trace: the trace DataFrame of a run of this pipeline, to colour nodes by status.
-            direction: ``"LR"`` (left to right), ``"TB"``, ``"RL"``, ``"BT"``, or ``"auto"``
-                (left to right, or top to bottom when that reads larger in a notebook).
-            legend: draw the status legend; ``None``: when a trace is given.
-            title: the picture's title; ``None``: the pipeline's name (and status with a
-                trace); ``""``: none.
-            color_by: what a step's fill shows: ``"status"``, ``"duration"`` or ``"slack"``
-                (the last two need a trace).
-            iterations: ``"badge"`` (a looped node drawn once) or ``"expand"`` (each
-                iteration drawn, with a trace).
-            size: Graphviz's ``size`` in inches (``"8,5"``); ``None`` keeps the natural size.
-            full: draw every node even of a very large pipeline (by default, above a few
-                hundred nodes the picture is a summary with long lists shortened).
-
-        See :func:`notebook_pipelines.render`.
-        """
-        return verb("render")(
-            self._pipeline_for_display(), trace, direction=direction, legend=legend, title=title,
-            color_by=color_by, iterations=iterations, size=size, full=full,
-        )  # fmt: skip
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
-        return verb("mimebundle")(self._pipeline_for_display())
+_Given = TypeVar("_Given")
 
 
-@dataclass(eq=True, repr=False)
-class Step:
-    """A step: a body (callable, cell code, or nothing) and its settings.
-
-    Args:
-        id: Harness identifier (letters, digits, ``_``, ``$``; not starting with a digit).
-        run: a callable, code text, or None. A callable is called as ``fn(ctx, **inputs)``
-            when it takes the step context (a parameter ``ctx``, or a first positional
-            parameter that is not an input), else as ``fn(**inputs)``; see
-            :mod:`notebook_pipelines.definition.callables`.
-        name: display name (defaults to ``id``).
-        when, failure_strategies, timeout, delegate_selectors, strategy, variables: as in
-            Harness YAML; see :mod:`notebook_pipelines.definition.failure`.
-        duration: what ``simulate()`` takes for this step: seconds, a Harness duration, or a
-            sampler as ``simulate(durations=…)`` takes one (``lambda rng: …``, a frozen scipy
-            distribution).
-        type, spec: a typed step (e.g. ``ShellScript``) as Harness data.
-        inputs: values for the body, passed as keyword arguments of those names; strings may
-            embed ``<+…>`` expressions.
-        outputs: names exported as output variables.
-        extra: Harness keys the model has no field for (kept by ``load_yaml``, written back
-            by ``to_yaml``).
-    """
-
-    id: str
-    run: Callable | str | None = None
-    name: str | None = None
-    when: Any = None
-    failure_strategies: Any = None
-    timeout: Any = None
-    delegate_selectors: Any = None
-    strategy: Any = None
-    variables: dict | None = None
-    duration: Any = None
-    type: str | None = None
-    spec: dict | None = None
-    inputs: dict | None = None
-    outputs: list | None = None
-    extra: dict | None = None
-
-    def __post_init__(self) -> None:
-        _canonical_settings(self)
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.id
-
-    def __repr__(self) -> str:
-        return f"Step({self.id!r})"
-
-
-Item = Union[Step, "StepGroup", "Parallel"]
-
-
-@dataclass(eq=True, repr=False)
-class Parallel:
-    """Siblings that start together; the block ends when the last one ends (R5, R12)."""
-
-    items: list = field(default_factory=list)
-
-    @property
-    def ids(self) -> list[str]:
-        return [it.id for it in self.items]
-
-    def __repr__(self) -> str:
-        return f"Parallel({self.ids!r})"
-
-
-def _alone(node: Any, verb: str, run: Any, settings: dict) -> Any:
+def _alone(node: _Given, verb: str, run: Any, settings: dict[str, Any]) -> _Given:
     """``node`` given to ``step()``/``step_group()`` whole: refuse settings given beside it."""
     if run is not None or settings:
         given = ", ".join([*(["run"] if run is not None else []), *settings])
@@ -209,30 +91,39 @@ def _alone(node: Any, verb: str, run: Any, settings: dict) -> Any:
     return node
 
 
-class _Container(_Drawable):
+#: what a container's lists hold: nodes and parallel blocks of nodes
+Item = Union[Step, "StepGroup", "Stage", Parallel]
+#: a node (``add()`` returns what it was given)
+_Added = TypeVar("_Added", bound=Item)
+
+
+class _Container(Drawable):
     """The builder methods shared by stages and step groups (and, for stages, pipelines)."""
 
-    items: list
-    rollback_items: list
+    items: list[Any]
+    rollback_items: list[Any]
 
-    def _cursor(self) -> list:
+    def _cursor(self) -> list[Any]:
         stack = self.__dict__.setdefault("_stack", [])
         return stack[-1] if stack else self.items
 
-    def _push(self, target: list) -> None:
+    def _push(self, target: list[Any]) -> None:
         self.__dict__.setdefault("_stack", []).append(target)
 
     def _pop(self) -> None:
         self.__dict__["_stack"].pop()
 
     def _pending(self) -> Parallel | None:
-        return self.__dict__.get("_pending_block")
+        block: Parallel | None = self.__dict__.get("_pending_block")
+        return block
 
-    def add(self, item: Item) -> Item:
+    def add(self, item: _Added) -> _Added:
         """Place a node at the cursor; a node with the same identifier is replaced in place."""
         target = self._cursor()
         pending = self._pending()
         if pending is not None and target is pending.items:
+            if isinstance(item, Parallel):
+                raise TypeError("parallel blocks cannot be nested: add the nodes themselves")
             seen = self.__dict__.setdefault("_pending_ids", set())
             if item.id in seen:
                 place(target, item)
@@ -242,28 +133,29 @@ class _Container(_Drawable):
             return item
         scope = target  # execution and rollback lists are separate scopes, as their FQNs are
         known = self._known_ids(scope)
-        new_ids = _item_ids(item)
+        new_ids = item_ids(item)
         if known.isdisjoint(new_ids):  # the common case, O(1): a new node
             target.append(item)
             known.update(new_ids)
             self.__dict__["_known"][id(scope)] = (len(scope), known)
         else:  # a redefinition: replace in place (linear in the list, and rare)
-            _attach(scope, item)
+            attach(scope, item)
             self.__dict__["_known"].pop(id(scope), None)
         return item
 
-    def _known_ids(self, scope: list) -> set[str]:
+    def _known_ids(self, scope: list[Any]) -> set[str]:
         """The ids in one list of this container, cached while the list keeps its length."""
         caches = self.__dict__.setdefault("_known", {})
         cache = caches.get(id(scope))
         if cache is None or cache[0] != len(scope):
-            cache = caches[id(scope)] = (len(scope), set(_ids(scope)))
-        return cache[1]
+            cache = caches[id(scope)] = (len(scope), set(ids_of(scope)))
+        ids: set[str] = cache[1]
+        return ids
 
     def step(
         self,
         id: str | Step,
-        run: Callable | str | None = None,
+        run: Callable[..., Any] | str | None = None,
         *,
         name: str | None = None,
         when: Any = None,
@@ -271,13 +163,13 @@ class _Container(_Drawable):
         timeout: float | str | None = None,
         delegate_selectors: list[str] | None = None,
         strategy: Any = None,
-        variables: dict | None = None,
+        variables: dict[str, Any] | None = None,
         duration: Any = None,
         type: str | None = None,
-        spec: dict | None = None,
-        inputs: dict | None = None,
+        spec: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
         outputs: list[str] | None = None,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Step:
         """Add (or redefine) a step at the cursor and return it; a ready-made ``Step`` is added
         as it is (as :meth:`add` does), with no settings beside it.
@@ -327,8 +219,8 @@ class _Container(_Drawable):
         timeout: float | str | None = None,
         delegate_selectors: list[str] | None = None,
         strategy: Any = None,
-        variables: dict | None = None,
-        extra: dict | None = None,
+        variables: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> StepGroup:
         """Add (or redefine) a step group at the cursor; use it as a context manager. A
         ready-made ``StepGroup`` is added as it is, with no settings beside it.
@@ -369,7 +261,7 @@ class _Container(_Drawable):
             self.add(block)
 
     @contextmanager
-    def rollback(self) -> Iterator[list]:
+    def rollback(self) -> Iterator[list[Any]]:
         """Nodes added inside the ``with`` block go to the rollback list (R35, R3)."""
         self._push(self.rollback_items)
         try:
@@ -377,27 +269,43 @@ class _Container(_Drawable):
         finally:
             self._pop()
 
-    def remove(self, id: str) -> Item:
+    def remove(self, id: str) -> Step | StepGroup | Stage:
         """Remove the node with identifier ``id`` (from execution or rollback lists)."""
-        found = _remove(self.items, {id}) + _remove(self.rollback_items, {id})
+        found = remove_ids(self.items, {id}) + remove_ids(self.rollback_items, {id})
         self.__dict__.pop("_known", None)  # ids inside parallel blocks changed
         if not found:
-            known = ", ".join(_ids(self.items) + _ids(self.rollback_items)) or "none"
+            known = ", ".join(ids_of(self.items) + ids_of(self.rollback_items)) or "none"
             raise KeyError(f"no node {id!r} here; known: {known}")
-        return found[0]
+        node: Step | StepGroup | Stage = found[0]
+        return node
 
-    def find(self, id: str) -> Item | None:
+    def find(self, id: str) -> Step | StepGroup | Stage | None:
         """The node with identifier ``id`` directly in this container (or its parallel blocks)."""
         for it in [*self.items, *self.rollback_items]:
-            if isinstance(it, Parallel):
-                for sub in it.items:
-                    if sub.id == id:
-                        return sub
-            elif it.id == id:
-                return it
+            for node in it.items if isinstance(it, Parallel) else (it,):
+                if node.id == id:
+                    found: Step | StepGroup | Stage = node
+                    return found
         return None
 
-    def __enter__(self):
+    def walk(self, *, enter: Callable[[Visit], bool] | None = None) -> Iterator[Visit]:
+        """Every stage, step group and step below this node, in pre-order (execution list, then
+        rollback list; a parallel block's nodes in its place), each as a
+        :class:`~notebook_pipelines.definition.tree.Visit`: ``node``, ``fqn``, ``parent``,
+        ``ancestors``, ``depth``, ``phase``, ``block``, ``parallel``. ``enter(visit)`` returning
+        False leaves a container's nodes out.
+
+        >>> p = Pipeline("release")
+        >>> with p.stage("build") as build:
+        ...     _ = build.step("compile")
+        >>> [(v.fqn, v.depth) for v in p.walk()]  # doctest: +NORMALIZE_WHITESPACE
+        [('pipeline.stages.build', 1), ('pipeline.stages.build.spec.execution.steps.compile', 2)]
+
+        See :mod:`notebook_pipelines.definition.tree`.
+        """
+        return walk(self, enter=enter)
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -405,30 +313,29 @@ class _Container(_Drawable):
 
 
 @dataclass(eq=True, repr=False)
-class StepGroup(_Container):
+class StepGroup(_Container, Settings):
     """A serial list of steps and parallel blocks of steps, with shared settings (R1–R7).
 
     ``rollback_items`` run when its failure strategy chooses ``StepGroupRollback`` (R3, R37).
     """
 
+    #: where its children stand in an FQN: after its own, then ``.ID`` (execution, rollback)
+    CHILD_KEYS: ClassVar[tuple[str, str]] = (".steps", ".rollbackSteps")
+
     id: str
-    items: list = field(default_factory=list)
-    rollback_items: list = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+    rollback_items: list[Any] = field(default_factory=list)
     name: str | None = None
     when: Any = None
     failure_strategies: Any = None
     timeout: Any = None
     delegate_selectors: Any = None
     strategy: Any = None
-    variables: dict | None = None
-    extra: dict | None = None
+    variables: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
 
-    def __post_init__(self) -> None:
-        _canonical_settings(self)
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.id
+    def _own_fqn(self) -> str:
+        return self.id  # its stage is not known here
 
     def _pipeline_for_display(self) -> Pipeline:
         return Pipeline(self.id, stages=[Stage(self.id, items=[self])], rules="current")
@@ -438,16 +345,19 @@ class StepGroup(_Container):
 
 
 @dataclass(eq=True, repr=False)
-class Stage(_Container):
+class Stage(_Container, Settings):
     """A stage: an execution list, a rollback list and stage-level settings.
 
     ``type`` is Harness's stage type (``Custom``, ``Deployment``, ``CI``…); ``resource`` is a
     key that keeps parallel stages on the same infrastructure from overlapping (D8, R13).
     """
 
+    #: where its children stand in an FQN: after its own, then ``.ID`` (execution, rollback)
+    CHILD_KEYS: ClassVar[tuple[str, str]] = (".spec.execution.steps", ".spec.execution.rollbackSteps")
+
     id: str
-    items: list = field(default_factory=list)
-    rollback_items: list = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+    rollback_items: list[Any] = field(default_factory=list)
     name: str | None = None
     type: str = "Custom"
     when: Any = None
@@ -455,17 +365,13 @@ class Stage(_Container):
     timeout: Any = None
     delegate_selectors: Any = None
     strategy: Any = None
-    variables: dict | None = None
+    variables: dict[str, Any] | None = None
     resource: str | None = None
-    spec: dict | None = None
-    extra: dict | None = None
+    spec: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
 
-    def __post_init__(self) -> None:
-        _canonical_settings(self)
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.id
+    def _own_fqn(self) -> str:
+        return f"pipeline.stages.{self.id}"
 
     def _pipeline_for_display(self) -> Pipeline:
         return Pipeline(self.id, stages=[self], rules="current")
@@ -475,7 +381,7 @@ class Stage(_Container):
 
 
 @dataclass(eq=True, repr=False)
-class Pipeline(_Container):
+class Pipeline(PipelineVerbs, _Container):
     """A pipeline: stages in order; stages in a ``parallel()`` block run side by side (R11).
 
     Args:
@@ -489,23 +395,37 @@ class Pipeline(_Container):
             ``{"identifier": …, "name": …}`` (YAML ``flowControl.barriers`` counts too).
     """
 
+    #: where its children stand in an FQN: after its own, then ``.ID`` (execution, rollback)
+    CHILD_KEYS: ClassVar[tuple[str, str]] = (".stages", ".rollbackStages")  # a pipeline has no rollback list
+
     id: str
-    stages: list = field(default_factory=list)
+    stages: list[Any] = field(default_factory=list)
     name: str | None = None
-    variables: dict | None = None
+    variables: dict[str, Any] | None = None
     rules: str = "classic"
     timeout: Any = None
     description: str | None = None
-    extra: dict | None = None
-    barriers: list | None = None
+    extra: dict[str, Any] | None = None
+    barriers: list[Any] | None = None
 
     @property
-    def items(self) -> list:  # the builder's execution list is the stage list
+    def items(self) -> list[Any]:  # the builder's execution list is the stage list
         return self.stages
 
+    @items.setter
+    def items(self, stages: list[Any]) -> None:
+        self.stages = stages
+
     @property
-    def rollback_items(self) -> list:
+    def rollback_items(self) -> list[Any]:
         return []
+
+    @rollback_items.setter
+    def rollback_items(self, items: list[Any]) -> None:
+        raise TypeError("a pipeline has no rollback list: add rollback steps to a stage")
+
+    def _own_fqn(self) -> str:
+        return "pipeline"
 
     @property
     def display_name(self) -> str:
@@ -522,10 +442,10 @@ class Pipeline(_Container):
         timeout: float | str | None = None,
         delegate_selectors: list[str] | None = None,
         strategy: Any = None,
-        variables: dict | None = None,
+        variables: dict[str, Any] | None = None,
         resource: str | None = None,
-        spec: dict | None = None,
-        extra: dict | None = None,
+        spec: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Stage:
         """Add (or redefine) a stage at the cursor; use it as a context manager.
 
@@ -553,330 +473,23 @@ class Pipeline(_Container):
                   variables=variables, resource=resource, spec=spec, extra=extra)
         )  # fmt: skip
 
-    def step(self, *args: Any, **kwargs: Any) -> Step:  # pragma: no cover - guidance only
+    def step(self, *args: Any, **kwargs: Any) -> NoReturn:  # pragma: no cover - guidance only
         raise TypeError("steps belong to a stage: `with p.stage('build') as s: s.step(...)`")
 
-    step_group = step
+    def step_group(self, *args: Any, **kwargs: Any) -> NoReturn:  # pragma: no cover - guidance only
+        raise TypeError("steps belong to a stage: `with p.stage('build') as s: s.step(...)`")
 
-    def rollback(self):  # pragma: no cover - guidance only
+    def rollback(self) -> NoReturn:  # pragma: no cover - guidance only
         raise TypeError("a pipeline has no rollback list: add rollback steps to a stage")
 
     def _pipeline_for_display(self) -> Pipeline:
         return self
-
-    # The verbs of the pipeline. They live in higher layers (engine, formats, views) or in modules
-    # of this layer that import this one (plan): the package wires them in (VERBS, filled by
-    # notebook_pipelines/__init__.py), so this module imports none of them (no import cycle).
-    def validate(self) -> None:
-        """Check every rule that can be checked before a run (structure, then ``<+…>``
-        references); raise one ``DefinitionError`` listing all problems."""
-        verb("validate")(self)
-
-    def plan(self):
-        """The validated, immutable plan that both the renderer and the engine walk."""
-        return verb("plan")(self)
-
-    def run(
-        self,
-        *,
-        progress: bool | None = None,
-        executor: Any = None,
-        max_workers: int | None = None,
-        run_id: str | None = None,
-        check: bool = False,
-        report: bool = True,
-        on_intervention: Callable | None = None,
-        namespace: dict | None = None,
-        listeners: Iterable[Any] = (),
-        history: Any = None,
-    ):
-        """Run in the kernel (step bodies on threads, wall clock) and return the trace DataFrame.
-
-        In a notebook a live view shows the run as it goes; the kernel's Interrupt stops it
-        (``RunInterrupted``, carrying the partial trace).
-
-        Args:
-            progress: ``None``/``True``: the live view in a notebook, one line of text on
-                stderr elsewhere; ``False``: nothing.
-            executor: where bodies run (default: a warm pool of threads in the kernel;
-                ``nbp.DaskExecutor(…)`` for a Dask cluster).
-            max_workers: at most this many bodies at a time (default: every step of a
-                parallel block starts at once).
-            run_id: fix the run id (default: random).
-            check: raise ``nbp.RunFailed`` (carrying the trace) unless the run ends ``Success``.
-            report: print a short summary to stderr when the run does not end ``Success``.
-            on_intervention: called with each manual intervention that waits for an answer.
-            namespace: the globals that code-text bodies (the magics) run in.
-            listeners: engine listeners (``node_started``, ``node_finished``, ``run_finished``…).
-            history: measured runs (``nbp.read_history``): the progress shows the expected end,
-                p50 and p95.
-
-        See :func:`notebook_pipelines.run`.
-        """
-        return verb("run")(
-            self, progress=progress, executor=executor, max_workers=max_workers, run_id=run_id,
-            check=check, report=report, on_intervention=on_intervention, namespace=namespace,
-            listeners=listeners, history=history,
-        )  # fmt: skip
-
-    def start(
-        self,
-        *,
-        progress: bool | None = None,
-        executor: Any = None,
-        max_workers: int | None = None,
-        run_id: str | None = None,
-        check: bool = False,
-        report: bool = True,
-        on_intervention: Callable | None = None,
-        namespace: dict | None = None,
-        listeners: Iterable[Any] = (),
-        history: Any = None,
-    ):
-        """Start a run in the background and return its handle at once (``.cancel()``,
-        ``.wait()``, ``.trace``, ``.status``, ``.done``, ``.intervene()``; displays as the
-        live view). The options are :meth:`run`'s (``history``: the view shows the expected
-        end); ``check`` and ``report`` apply when ``.wait()`` returns.
-
-        See :func:`notebook_pipelines.start`.
-        """
-        return verb("start")(
-            self, progress=progress, executor=executor, max_workers=max_workers, run_id=run_id,
-            check=check, report=report, on_intervention=on_intervention, namespace=namespace,
-            listeners=listeners, history=history,
-        )  # fmt: skip
-
-    def simulate(
-        self,
-        *,
-        durations: Mapping | Callable | None = None,
-        default: Any = 1.0,
-        failures: Mapping | None = None,
-        interventions: Mapping | None = None,
-        seed: int | None = 0,
-        run_id: str | None = None,
-        start: Any = "2026-01-01T00:00:00Z",
-        listeners: Iterable[Any] = (),
-        strict: bool = True,
-        outputs: Mapping | None = None,
-        iterations: Mapping | None = None,
-        mode: str = "joint",
-    ):
-        """Run in virtual time (declared durations, injected failures) and return the trace:
-        instant, deterministic for a ``seed``, with the columns of :meth:`run`'s trace.
-
-        Args:
-            durations: seconds per step, by step id, FQN or glob: a number, a Harness
-                duration (``"2m"``) or a sampler (``lambda rng: …``); a step's own
-                ``duration=`` counts when there is no entry.
-            default: the duration of a step with none declared.
-            failures: which steps fail, by id/FQN/glob: ``True``, the first ``n`` attempts, a
-                list of attempt numbers, a probability, an error type, or a dict of those.
-            interventions: scripted answers to manual interventions (``"Retry"``,
-                ``("Retry", "5m")``…), by id/FQN/glob.
-            seed: seeds the random draws (``None``: a fresh seed, kept in ``trace.attrs``).
-            run_id: fix the run id (default ``"sim-<seed>"``).
-            start: when the virtual run starts (UTC).
-            listeners: as for :meth:`run`.
-            strict: a key of ``durations``/``failures``/``interventions`` that matches no
-                step is an error (``False``: ignored).
-            outputs: output variables steps publish, by id/FQN/glob.
-            iterations: how many items a run-time looping list holds, by looped node.
-            mode: with ``durations=`` a history (measured runs): ``"joint"`` takes every step's
-                duration from one measured run, ``"independent"`` each from its own.
-
-        See :func:`notebook_pipelines.simulate` for every detail.
-        """
-        return verb("simulate")(
-            self, durations=durations, default=default, failures=failures, interventions=interventions,
-            seed=seed, run_id=run_id, start=start, listeners=listeners, strict=strict, outputs=outputs,
-            iterations=iterations, mode=mode,
-        )  # fmt: skip
-
-    def to_yaml(self, path: Any = None) -> str:
-        """The Harness v0 pipeline YAML (also written to ``path`` when given).
-
-        ``nbp.load_yaml`` reads it back.
-        """
-        return verb("to_yaml")(self, path)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.id!r}, stages={_repr_items(self.stages)!r})"
 
 
 Node = Union[Pipeline, Stage, StepGroup, Step]
-
-
-def _ids(items: list) -> list[str]:
-    out: list[str] = []
-    for it in items:
-        out.extend(it.ids if isinstance(it, Parallel) else [it.id])
-    return out
-
-
-# -- where nodes go: the one implementation of placement (the builder and the magics use it) ------
-def members(item: Item) -> list:
-    """The nodes of one entry of a serial list: a parallel block's nodes, or the node itself."""
-    return list(item.items) if isinstance(item, Parallel) else [item]
-
-
-def locate(items: list, id: str) -> tuple[list, int] | None:
-    """``(list, index)`` of the node ``id`` in the serial list ``items``: in the list itself or
-    inside one of its parallel blocks; ``None`` when it is not there.
-
-    >>> items = [Step("a"), Parallel([Step("b"), Step("c")])]
-    >>> where, i = locate(items, "c"); where[i]
-    Step('c')
-    """
-    for i, item in enumerate(items):
-        if isinstance(item, Parallel):
-            for j, node in enumerate(item.items):
-                if node.id == id:
-                    return item.items, j
-        elif item.id == id:
-            return items, i
-    return None
-
-
-def block_of(items: list, id: str) -> int | None:
-    """The index of the serial entry of ``items`` that holds ``id`` (itself or its parallel block)."""
-    return next((i for i, item in enumerate(items) if id in [n.id for n in members(item)]), None)
-
-
-def take(items: list, id: str, *, tidy: bool = False) -> Item | None:
-    """Remove the node ``id`` from the serial list ``items`` (or from its parallel block) and
-    return it (``None`` when it is not there); mutates ``items``.
-
-    A block left empty goes away. With ``tidy``, a block left with one node becomes that node
-    (the magics make blocks implicitly with ``--parallel-with``, so they unmake them too; the
-    builder keeps the blocks its ``with x.parallel():`` made).
-
-    >>> items = [Parallel([Step("a"), Step("b")]), Step("c")]
-    >>> take(items, "b"); items
-    Step('b')
-    [Parallel(['a']), Step('c')]
-    >>> items = [Parallel([Step("a"), Step("b")]), Step("c")]
-    >>> take(items, "b", tidy=True); items
-    Step('b')
-    [Step('a'), Step('c')]
-    """
-    b = block_of(items, id)
-    if b is None:
-        return None
-    item = items[b]
-    if not isinstance(item, Parallel):
-        return items.pop(b)
-    node = next(n for n in item.items if n.id == id)
-    item.items.remove(node)
-    if not item.items:
-        del items[b]
-    elif tidy and len(item.items) == 1:
-        items[b] = item.items[0]
-    return node
-
-
-def check_sibling(items: list, id: str, parallel_with: str | None) -> None:
-    """Raise ``ValueError`` unless ``parallel_with`` names another node of ``items`` (or is None)."""
-    if parallel_with == id:
-        raise ValueError(f"`{id}` cannot run in parallel with itself")
-    if parallel_with is not None and block_of(items, parallel_with) is None:
-        known = ", ".join(n.id for item in items for n in members(item)) or "none"
-        raise ValueError(f"no `{parallel_with}` here to run in parallel with `{id}`; here: {known}")
-
-
-def place(items: list, node: Item, parallel_with: str | None = None) -> None:
-    """Put ``node`` into the serial list ``items``; mutates ``items``.
-
-    Without ``parallel_with``: in place of the node with the same id (inside its parallel block
-    too), else at the end. With it: in the block of that sibling (a lone sibling becomes a
-    parallel block of two); a node that stood elsewhere leaves its old place (``take(tidy=True)``).
-
-    >>> items = [Step("unit"), Step("e2e")]
-    >>> place(items, Step("lint"), parallel_with="unit"); items
-    [Parallel(['unit', 'lint']), Step('e2e')]
-    >>> place(items, Step("unit")); items
-    [Parallel(['unit', 'lint']), Step('e2e')]
-    >>> place(items, Step("e2e"), parallel_with="nope")
-    Traceback (most recent call last):
-    ...
-    ValueError: no `nope` here to run in parallel with `e2e`; here: unit, lint, e2e
-    """
-    here = locate(items, node.id)
-    if parallel_with is None:
-        if here is None:
-            items.append(node)
-        else:
-            here[0][here[1]] = node
-        return
-    check_sibling(items, node.id, parallel_with)
-    b = block_of(items, parallel_with)
-    if here is not None:
-        if isinstance(items[b], Parallel) and here[0] is items[b].items:
-            here[0][here[1]] = node  # already in that block: keep its place
-            return
-        take(items, node.id, tidy=True)
-        b = block_of(items, parallel_with)
-    if isinstance(items[b], Parallel):
-        items[b].items.append(node)
-    else:
-        items[b] = Parallel([items[b], node])
-
-
-def _remove(items: list, ids: set[str]) -> list:
-    """Remove nodes with these ids from ``items`` (and its parallel blocks); drop empty blocks."""
-    removed = []
-    for id in ids:
-        while (node := take(items, id)) is not None:
-            removed.append(node)
-    return removed
-
-
-def _attach(target: list, item: Item) -> None:
-    """Put ``item`` into ``target`` (one scope: an execution or a rollback list), replacing the
-    nodes with the same ids.
-
-    A single node takes the place of its namesake, inside a parallel block if that is where it
-    stood (:func:`place`). A parallel block takes the place of the first node it replaces (the
-    nodes it names leave their old places).
-    """
-    if not isinstance(item, Parallel):
-        place(target, item)
-        return
-    new_ids = _item_ids(item)
-    position = next((i for i, old in enumerate(target) if _item_ids(old) & new_ids), None)
-    if position is None:
-        target.append(item)
-        return
-    # the nearest earlier node that is not replaced survives: the block goes after it
-    anchor = next((it for it in reversed(target[:position]) if not (_item_ids(it) & new_ids)), None)
-    _remove(target, new_ids)
-    index = 0 if anchor is None else next(i for i, it in enumerate(target) if it is anchor) + 1
-    target.insert(index, item)
-
-
-def _item_ids(item: Item) -> set[str]:
-    return set(item.ids if isinstance(item, Parallel) else [item.id])
-
-
-def _canonical_settings(node: Any) -> None:
-    """Hold ``when`` and ``failure_strategies`` in one form, whatever spelling built them.
-
-    ``when="Failure"`` becomes ``When("Failure")``; a single action, a dict or Harness YAML
-    dicts become a list of ``OnFailure``. So two nodes that mean the same compare equal (a
-    pipeline read back from its YAML equals the original). A value that cannot be read is
-    kept as given: validation reports it with the node's FQN.
-    """
-    runtime_input = isinstance(node.when, str) and node.when.strip() == "<+input>"
-    try:
-        if not runtime_input:  # a Harness runtime input is kept verbatim, like every <+input>
-            node.when = coerce_when(node.when)
-    except StrategyError:
-        pass
-    if node.failure_strategies is not None:
-        try:
-            node.failure_strategies = list(coerce_strategies(node.failure_strategies))
-        except StrategyError:
-            pass
 
 
 def read_from_yaml(pipeline: Any) -> bool:
@@ -888,10 +501,3 @@ def read_from_yaml(pipeline: Any) -> bool:
 #: The key (in a pipeline's ``__dict__``, not a field: equality ignores it) that says where the
 #: pipeline was read from; ``load_yaml`` sets it to ``"yaml"``.
 SOURCE = "_source"
-
-
-def settings_of(node: Any) -> dict[str, Any]:
-    """The non-empty settings of a node, by field name (for diffs and serialisers)."""
-    return {
-        f.name: getattr(node, f.name) for f in fields(node) if getattr(node, f.name) not in (None, [], {})
-    }

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -32,8 +32,8 @@ from .callables import is_sampler, takes_ctx
 from .depth import depth_problems
 from .durations import parse_duration
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
-from .looping import coerce_strategy
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
+from .strategies import coerce_strategy
 from .validation import problems as structural_problems
 
 __all__ = [
@@ -57,20 +57,49 @@ class PlanNode:
     """One node of a plan. Plain attributes; treat as read-only."""
 
     # Class-level defaults; a node stores only what differs (fast to build 100,000 of them).
-    id = name = fqn = parent = stage = group = block = phase = None
-    index = depth = 0
-    items: tuple = ()
-    rollback: tuple = ()
-    when = strategies = timeout = body = duration = type = spec = None
-    takes_ctx = False
-    variables = inputs = outputs = delegate_selectors = resource = source = None
+    # Every node has its own kind, id, name, fqn and phase.
+    kind: str
+    id: str
+    name: str
+    fqn: str
+    phase: str
+    parent: PlanNode | None = None
+    stage: PlanNode | None = None
+    group: PlanNode | None = None
+    #: the index of its entry in the parent's list (None: the pipeline)
+    block: int | None = None
+    index: int = 0
+    depth: int = 0
+    items: tuple[PlanNode, ...] = ()
+    rollback: tuple[PlanNode, ...] = ()
+    when: When | None = None
+    #: the levels of failure strategies: its own, its groups' (innermost first), its stage's
+    strategies: Any = None
+    timeout: float | None = None
+    body: Callable[..., Any] | str | None = None
+    #: seconds, or a sampler (``simulate()`` draws from it)
+    duration: Any = None
+    type: str | None = None
+    spec: Any = None
+    takes_ctx: bool = False
+    variables: Mapping[str, Any] | None = None
+    inputs: Mapping[str, Any] | None = None
+    outputs: tuple[str, ...] | None = None
+    delegate_selectors: Any = None
+    resource: str | None = None
+    #: the definition node it was compiled from
+    source: Any = None
     #: the node's looping strategy (``looping.Matrix`` / ``Repeat`` / ``Parallelism``), or None.
     #: The engine's copies of a looped node for one iteration (made while running, R46) have
     #: ``loop`` (the :class:`~.looping.Iteration`), ``looped`` (the strategy node) and, like
     #: every node copied with them, ``origin`` (the plan node they copy).
-    strategy = loop = looped = origin = iteration = None
+    strategy: Any = None
+    loop: Any = None
+    looped: PlanNode | None = None
+    origin: PlanNode | None = None
+    iteration: Any = None
     #: a Barrier step's ``barrierRef`` (R55), else None
-    barrier = None
+    barrier: Any = None
 
     def __init__(self, kind: str, **attrs: Any):
         self.kind = kind
@@ -102,7 +131,7 @@ class Plan:
     pipeline: Pipeline
     root: PlanNode
     nodes: tuple[PlanNode, ...]
-    by_fqn: dict
+    by_fqn: dict[str, Any]
 
     def inside_loops(self) -> dict[int, int]:
         """``{node index: index of the looped node it is inside}`` for every node strictly inside
@@ -169,7 +198,8 @@ def as_plan(pipeline: Any) -> Plan:
     if isinstance(pipeline, Plan):
         return pipeline
     if hasattr(pipeline, "plan"):
-        return pipeline.plan()
+        plan: Plan = pipeline.plan()
+        return plan
     raise TypeError(f"run() or simulate() takes a Pipeline or a Plan, not {type(pipeline).__name__}")
 
 
@@ -297,7 +327,9 @@ class _Builder:
         root.rollback = ()
         return root
 
-    def _items(self, items: list, parent: PlanNode, prefix: str, phase: str, ctx: _Ctx) -> tuple:
+    def _items(
+        self, items: list[Any], parent: PlanNode, prefix: str, phase: str, ctx: _Ctx
+    ) -> tuple[Any, ...]:
         out = []
         for block, item in enumerate(items):
             if isinstance(item, Parallel):
@@ -416,7 +448,11 @@ class _Ctx:
     __slots__ = ("node", "selectors", "step_chain", "strategies", "when")
 
     def __init__(
-        self, node: PlanNode, when: When | None = None, strategies: tuple = (), selectors: Any = None
+        self,
+        node: PlanNode,
+        when: When | None = None,
+        strategies: tuple[Any, ...] = (),
+        selectors: Any = None,
     ):
         self.node, self.when, self.strategies, self.selectors = node, when, strategies, selectors
         # the chain of a step without strategies of its own, shared by all such steps
@@ -425,7 +461,7 @@ class _Ctx:
 
 _SUCCESS = When("Success")
 _new_node = object.__new__
-_EMPTY: Mapping = MappingProxyType({})
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def choose_action(node: PlanNode, error_type: str) -> Any:

@@ -22,24 +22,12 @@ __all__ = [
 SUCCESS, FAILED, SKIPPED, ABORTED, EXPIRED = "Success", "Failed", "Skipped", "Aborted", "Expired"
 IGNORE_FAILED, NOT_STARTED = "IgnoreFailed", "NotStarted"
 
-#: Harness statuses (R26) plus ``NotStarted`` (D6); the order of the trace's status category.
+#: Harness statuses (R26) plus ``NotStarted`` (D6), in the order of the trace's status category:
+#: how a node ended (the positive ones first), then what a node not ended is doing.
 STATUSES = (
-    "Success",
-    "IgnoreFailed",
-    "Skipped",
-    "Failed",
-    "Errored",
-    "Expired",
-    "Aborted",
-    "ApprovalRejected",
-    "Suspended",
-    "FreezeFailed",
-    "NotStarted",
-    "Running",
-    "Queued",
-    "InterventionWaiting",
-    "ResourceWaiting",
-)
+    SUCCESS, IGNORE_FAILED, SKIPPED, FAILED, "Errored", EXPIRED, ABORTED, "ApprovalRejected", "Suspended",
+    "FreezeFailed", NOT_STARTED, "Running", "Queued", "InterventionWaiting", "ResourceWaiting",
+)  # fmt: skip
 #: Statuses that count as success (R26, R30).
 POSITIVE = frozenset({"Success", "Skipped", "IgnoreFailed", "Suspended"})
 #: D4: the most severe non-positive child status decides a container's status.

@@ -1,4 +1,5 @@
-"""Running a plan: :func:`run` (a real run in the kernel), :func:`execute` (one plan, one clock,
+"""Running a plan: :func:`run` (a real run in the kernel), :func:`prepare` (its pre-run checks,
+made once), :func:`execute` (one plan, one clock,
 one executor: what ``run()`` and ``simulate()`` call), the nesting of runs inside step bodies,
 :func:`last_trace`, and the summary printed when a run does not succeed.
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..definition.plan import Plan, as_plan
 from ..definition.statuses import SUCCESS
@@ -24,12 +25,14 @@ from .trace import build_trace
 __all__ = [
     "MAX_NESTED_RUNS",
     "MAX_SUMMARY_LINES",
+    "Prepared",
     "RunResult",
     "calling_run",
     "execute",
     "failure_lines",
     "last_trace",
     "nesting",
+    "prepare",
     "run",
     "summary",
 ]
@@ -168,6 +171,29 @@ def execute(
     return RunResult(status, trace, scheduler.interrupted)
 
 
+class Prepared(NamedTuple):
+    """A plan whose pre-run checks passed (:func:`prepare`): ``run()`` starts it unchecked."""
+
+    plan: Plan
+    #: the runs it is nested in (:func:`nesting`), outermost first
+    chain: tuple[tuple[str, str], ...]
+
+
+def prepare(pipeline: Any) -> Prepared:
+    """The pre-run checks of a real run, in one place, once: a Pipeline is validated and
+    compiled (a Plan is kept), its typed steps need handlers (``check_runnable``), and the run
+    may start here (:func:`nesting`). :func:`run` calls it; the run controller calls it before a
+    view appears and hands the result to :func:`run` (a ``Prepared`` is kept as it is).
+    """
+    from .steptypes import check_runnable
+
+    if isinstance(pipeline, Prepared):
+        return pipeline
+    plan = as_plan(pipeline)
+    check_runnable(plan)  # typed steps without a handler: refuse before anything starts
+    return Prepared(plan, nesting(plan))  # a step body running its own pipeline: refused here
+
+
 def run(
     pipeline: Any,
     *,
@@ -184,7 +210,8 @@ def run(
 
     Args:
         pipeline: a :class:`~notebook_pipelines.definition.model.Pipeline` (validated first: an invalid
-            pipeline raises ``DefinitionError`` and runs nothing), or its compiled ``Plan``.
+            pipeline raises ``DefinitionError`` and runs nothing), its compiled ``Plan``, or a
+            :class:`Prepared` plan (its pre-run checks made: :func:`prepare`).
         executor: where bodies run; default the process's warm pool of worker threads
             (:class:`~.executors.threads.ThreadExecutor`), reused from run to run.
         max_workers: at most this many step bodies at a time (with the default executor).
@@ -211,11 +238,8 @@ def run(
             ignore it; its ``trace`` is the partial trace (also ``nbp.last_trace()``).
     """
     from .executors.threads import ThreadExecutor
-    from .steptypes import check_runnable
 
-    plan = as_plan(pipeline)
-    check_runnable(plan)  # typed steps without a handler: refuse before anything starts
-    chain = nesting(plan)  # a step body running its own pipeline: refused before anything starts
+    plan, chain = prepare(pipeline)  # the pre-run checks, unless the caller made them
     if executor is None:
         executor = ThreadExecutor(max_workers=max_workers)
     elif max_workers is not None:

@@ -2,6 +2,9 @@
 
 All HTTP goes through ``formats/http.get`` (an overall deadline, a bounded body); the API key is
 sent only as ``x-api-key`` and redacted in every form from every message.
+
+It stands on :mod:`.harness_json` (the answer checked before it is kept) and
+:mod:`.harness_frame` (the saved file loaded as a trace).
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import HarnessExecutionError, HarnessStatusWarning
 from .harness_graph import (
-    _ms,
     attempt_nodes,
     check_graph,
+    epoch_ms,
     in_plan_order,
     not_started_rows,
     pipeline_row,
@@ -98,7 +98,7 @@ def _source(source: Any) -> tuple[Any, str]:
 def _start_ms(summary: Mapping, rows: list[dict], label: str) -> int:
     """The pipeline's start (epoch ms): the summary's, or the earliest row's if that is earlier."""
     starts = [r["start_ms"] for r in rows if r["start_ms"] is not None]
-    t0 = _ms(summary.get("startTs"), f"{label}: pipelineExecutionSummary.startTs") or (
+    t0 = epoch_ms(summary.get("startTs"), f"{label}: pipelineExecutionSummary.startTs") or (
         min(starts) if starts else 0
     )
     return min([t0, *starts]) if starts else t0

@@ -7,6 +7,8 @@ becomes a row (or sets block, phase and iteration for the rows below it) is desc
 graphs), and :func:`not_started_rows`, :func:`pipeline_row` and :func:`in_plan_order` complete
 and order the rows as a run's trace orders them. A row is a dict of the trace's columns (times
 in epoch ms) plus ``top``, the top-level block; :mod:`.harness_frame` makes the DataFrame.
+
+It stands on :mod:`.harness_json` (the checked JSON) and :mod:`.history` (``rows_by_fqn``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ __all__ = [
     "STATUS_MAP",
     "attempt_nodes",
     "check_graph",
+    "earlier_attempt_ids",
+    "epoch_ms",
     "in_plan_order",
     "not_started_rows",
     "pipeline_row",
@@ -195,7 +199,7 @@ def _status(value: Any, unknown: dict) -> str:
 MAX_MS = (2**63 - 1) // 10**6
 
 
-def _ms(value: Any, where: str = "") -> int | None:
+def epoch_ms(value: Any, where: str = "") -> int | None:
     """Epoch milliseconds from a JSON value (``None`` for a missing value or one that is no
     number); a number out of range (``Infinity``, ``1e30``, ``-1e15``) is refused naming
     ``where`` — or ``None`` when ``where`` is empty (a value used only to order things)."""
@@ -245,11 +249,11 @@ def _skip_reason(node: Mapping) -> str | None:
     return f"condition {condition} was false" if condition else "skipped"
 
 
-def _retries(node: Mapping) -> list[str | None]:
+def earlier_attempt_ids(node: Mapping) -> list[str | None]:
     """The ids of the earlier attempts, oldest first (one per ``RETRY`` interrupt)."""
     out = []
     history = [h for h in (_get(node, "interruptHistories") or []) if isinstance(h, Mapping)]
-    history.sort(key=lambda h: _ms(_get(h, "tookEffectAt")) or 0)
+    history.sort(key=lambda h: epoch_ms(_get(h, "tookEffectAt")) or 0)
     for h in history:
         if str(_get(h, "interruptType", "")).upper() == "RETRY":
             config = _get(_get(h, "interruptConfig"), "retryInterruptConfig")
@@ -418,7 +422,7 @@ class _Walk:
             ctx = ctx.but(parent="pipeline")
         phase = "rollback" if ".rollbackSteps." in fqn else ctx.phase
         row = self.row(node, ctx.but(phase=phase), kind, fqn, block, ident, top=top)
-        retry_ids = _retries(node)
+        retry_ids = earlier_attempt_ids(node)
         if retry_ids:
             for number, retry_id in enumerate(retry_ids, start=1):
                 old = self.earlier.get(retry_id) if retry_id else None
@@ -475,8 +479,10 @@ class _Walk:
             "attempt": 1,
             "status": status,
             "reason": _skip_reason(node) if status == "Skipped" else None,
-            "start_ms": _ms(node.get("startTs"), f"{where} startTs"),
-            "end_ms": None if status in ("Running", "Queued") else _ms(node.get("endTs"), f"{where} endTs"),
+            "start_ms": epoch_ms(node.get("startTs"), f"{where} startTs"),
+            "end_ms": None
+            if status in ("Running", "Queued")
+            else epoch_ms(node.get("endTs"), f"{where} endTs"),
             "worker": _worker(node),
             "error_type": error_type,
             "error": error,
@@ -534,8 +540,8 @@ def pipeline_row(summary: Mapping, rows: list, unknown: dict, label: str) -> dic
     return {
         "fqn": "pipeline", "parent": None, "kind": "pipeline", "phase": "execution", "stage": None,
         "step_group": None, "step": None, "block": None, "iteration": None, "attempt": 1,
-        "status": status, "reason": None, "start_ms": _ms(node["startTs"], f"{where}.startTs"),
-        "end_ms": None if status in ("Running", "Queued") else _ms(node["endTs"], f"{where}.endTs"),
+        "status": status, "reason": None, "start_ms": epoch_ms(node["startTs"], f"{where}.startTs"),
+        "end_ms": None if status in ("Running", "Queued") else epoch_ms(node["endTs"], f"{where}.endTs"),
         "worker": None,
         "error_type": error_type, "error": error, "uuid": node["uuid"], "setupId": None,
         "stepType": "PIPELINE_SECTION", "top": -1,

@@ -3,6 +3,9 @@
 Stages, step groups, parallel blocks (rows sharing a block), steps and rollback lists come back
 in place; a looped node gets a ``Matrix`` with the postfixes Harness gave its iterations; each
 step its measured duration; a retried step ``Retry``; a stage whose rollback ran ``StageRollback``.
+
+It stands on the model (:mod:`~notebook_pipelines.definition.model`, ``failure``, ``looping``,
+imported when called) and the trace's columns; the trace comes from :mod:`.harness_frame`.
 """
 
 from __future__ import annotations

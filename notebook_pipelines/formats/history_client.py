@@ -10,7 +10,7 @@ is never in a URL, a message or a repr (messages replace it with ``***``).
 All HTTP goes through :func:`http_request` (one small function): GETs through the package's
 bounded GET (:mod:`.http`: an overall deadline on every socket operation, bounded bodies), the
 two POSTs (GitLab's GraphQL, Harness's execution list) through httpx with the same bounds.
-:class:`_Client` adds the deadline, the retries and the messages; :func:`_fetch_all` runs one
+:class:`ApiClient` adds the deadline, the retries and the messages; :func:`fetch_all` runs one
 function per run in a bounded pool, stopping the rest at the first error or Ctrl-C.
 """
 
@@ -31,7 +31,16 @@ from typing import Any
 from ..errors import excerpt
 from .history import HistoryError
 
-__all__ = ["MAX_BODY", "REQUEST_TIMEOUT", "Response", "http_request"]
+__all__ = [
+    "MAX_BODY",
+    "REQUEST_TIMEOUT",
+    "ApiClient",
+    "FetchProgress",
+    "Response",
+    "fetch_all",
+    "http_request",
+    "token_or_env",
+]
 
 #: the largest answer accepted (bytes)
 MAX_BODY = 100 * 2**20
@@ -112,7 +121,7 @@ def http_request(
 _CUT_SHORT = "the answer of {url} was cut short (the connection closed before the whole body came): try again"
 
 
-class _Client:
+class ApiClient:
     """Requests with the deadline, retries on rate limits, clear errors; holds the token (never shown)."""
 
     def __init__(
@@ -237,7 +246,7 @@ class _Client:
         return f"{where}{detail}" + (f" ({fix})" if fix else "")
 
 
-class _Progress:
+class FetchProgress:
     """``progress=True``: one line on stderr at most once a second, and a last one; a callable
     is called with ``(done, total)``; False: nothing."""
 
@@ -259,8 +268,12 @@ class _Progress:
             print(f"{self.label}: {done}/{total} runs fetched", file=sys.stderr, flush=True)
 
 
-def _fetch_all(
-    client: _Client, todo: list[Any], fetch_one: Callable[[Any], None], concurrency: int, progress: _Progress
+def fetch_all(
+    client: ApiClient,
+    todo: list[Any],
+    fetch_one: Callable[[Any], None],
+    concurrency: int,
+    progress: FetchProgress,
 ) -> None:
     """``fetch_one(item)`` for every item, at most ``concurrency`` at once; the first error
     stops the rest (they finish the request they are in) and is raised; so is Ctrl-C."""
@@ -283,6 +296,7 @@ def _fetch_all(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _token(token: str | None, env: str) -> str | None:
+def token_or_env(token: str | None, env: str) -> str | None:
+    """The token given, else the environment variable ``env``; ``None`` when neither is set."""
     value = token if token is not None else os.environ.get(env)
     return value or None

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 from ..errors import excerpt
 from .harness_frame import load_harness_run
 from .history import HistoryError, HistoryWarning, concat_runs
-from .history_client import MAX_BODY, Response, _Client, _fetch_all, _Progress, _token, http_request
+from .history_client import (
+    MAX_BODY,
+    ApiClient,
+    FetchProgress,
+    Response,
+    fetch_all,
+    http_request,
+    token_or_env,
+)
 from .history_store import cache_dir, cached_raw, read_history, stored_runs, write_part, write_raw
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +68,7 @@ def _bounded(last: Any) -> int:
 
 
 def _fetch_new_runs(
-    client: _Client,
+    client: ApiClient,
     folder: Path,
     source: str,
     key: str,
@@ -77,7 +85,7 @@ def _fetch_new_runs(
     the kept runs not yet in the Parquet dataset added (``load``), and the history of ``runs``."""
     kept = cached_raw(folder, source, key)
     todo = [r for r in runs if run_id(r) not in kept]
-    _fetch_all(client, todo, fetch_one, concurrency, _Progress(progress, label))
+    fetch_all(client, todo, fetch_one, concurrency, FetchProgress(progress, label))
     _sync(folder, source, key, load)
     return _result(folder, source, key, [run_id(r) for r in runs])
 
@@ -114,7 +122,7 @@ _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
 def _github_pages(
-    client: _Client, base: str, url: str, params: Any, key: str, what: str, error: str
+    client: ApiClient, base: str, url: str, params: Any, key: str, what: str, error: str
 ) -> Iterator[list]:
     """The ``key`` list of each page, following the ``Link: rel="next"`` header (only under ``base``)."""
     next_url: str | None = url
@@ -169,10 +177,10 @@ def fetch_github_history(
     if not isinstance(repo, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
         raise HistoryError(f"fetch_github_history: repo is 'owner/name', not {excerpt(repr(repo), 80)}")
     last = _bounded(last)
-    secret = _token(token, "GITHUB_TOKEN")
+    secret = token_or_env(token, "GITHUB_TOKEN")
     auth = {"Authorization": f"Bearer {secret}"} if secret else {}
     auth["X-GitHub-Api-Version"] = "2022-11-28"
-    client = _Client("GitHub", auth, secret, deadline)
+    client = ApiClient("GitHub", auth, secret, deadline)
     base = base_url.rstrip("/")
     folder = _folder(cache)
     pipeline = f"{repo}/{workflow}"
@@ -205,7 +213,7 @@ class _GitHubRuns:
     commit (each file fetched once per call)."""
 
     def __init__(
-        self, client: _Client, base: str, repo: str, workflow: str, folder: Path, pipeline: str, secret: Any
+        self, client: ApiClient, base: str, repo: str, workflow: str, folder: Path, pipeline: str, secret: Any
     ) -> None:
         self.client, self.base, self.repo, self.workflow = client, base, repo, workflow
         self.folder, self.pipeline, self.secret = folder, pipeline, secret
@@ -253,7 +261,7 @@ _GRAPHQL = """query($path: ID!, $iid: ID!) { project(fullPath: $path) { pipeline
     previousStageJobsOrNeeds { nodes { ... on CiBuildNeed { name } ... on CiJob { name } } } } } } } }"""
 
 
-def _gitlab_pages(client: _Client, url: str, params: dict, what: str, error: str) -> Iterator[list]:
+def _gitlab_pages(client: ApiClient, url: str, params: dict, what: str, error: str) -> Iterator[list]:
     """Each page of a GitLab list, following ``x-next-page`` (``params`` holds ``page`` in its place)."""
     page: Any = 1
     while page:
@@ -294,8 +302,8 @@ def fetch_gitlab_history(
     from .gitlab import load_gitlab_pipeline
 
     last = _bounded(last)
-    secret = _token(token, "GITLAB_TOKEN")
-    client = _Client("GitLab", {"PRIVATE-TOKEN": secret} if secret else {}, secret, deadline)
+    secret = token_or_env(token, "GITLAB_TOKEN")
+    client = ApiClient("GitLab", {"PRIVATE-TOKEN": secret} if secret else {}, secret, deadline)
     base = url.rstrip("/")
     folder = _folder(cache)
     pid = urllib.parse.quote(str(project), safe="")
@@ -328,7 +336,7 @@ class _GitLabRuns:
     its needs by GraphQL (without them: one warning per call, and the stage order)."""
 
     def __init__(
-        self, client: _Client, base: str, api: str, full_path: str, folder: Path, pipeline: str, secret: Any
+        self, client: ApiClient, base: str, api: str, full_path: str, folder: Path, pipeline: str, secret: Any
     ) -> None:
         self.client, self.base, self.api, self.full_path = client, base, api, full_path
         self.folder, self.pipeline, self.secret = folder, pipeline, secret
@@ -436,10 +444,10 @@ def fetch_harness_history(
         raise HistoryError("fetch_harness_history: give last=N, since=…, or both")
     limit = _bounded(last) if last is not None else 10_000
     since_ms = None if since is None else _epoch_ms(since)
-    secret = _token(api_key, "HARNESS_API_KEY")
+    secret = token_or_env(api_key, "HARNESS_API_KEY")
     if not secret:
         raise HistoryError("fetch_harness_history: no API key: pass api_key=… or set HARNESS_API_KEY")
-    client = _Client("Harness", {"x-api-key": secret}, secret, deadline)
+    client = ApiClient("Harness", {"x-api-key": secret}, secret, deadline)
     base = base_url.rstrip("/")
     folder = _folder(cache)
     scope = {"accountIdentifier": account, "orgIdentifier": org, "projectIdentifier": project}
@@ -458,7 +466,7 @@ def fetch_harness_history(
 
 
 def _harness_runs(
-    client: _Client, base: str, scope: dict, statuses: list[str], limit: int, since_ms: int | None
+    client: ApiClient, base: str, scope: dict, statuses: list[str], limit: int, since_ms: int | None
 ) -> list[dict]:
     """The summaries of the newest finished runs (at most ``limit``; none started before
     ``since_ms``; only ``statuses`` if any), page by page."""
@@ -500,7 +508,9 @@ def _harness_runs(
 class _HarnessRuns:
     """Fetches and keeps one Harness run: its execution graph and its retried nodes' earlier attempts."""
 
-    def __init__(self, client: _Client, base: str, scope: dict, folder: Path, key: str, secret: Any) -> None:
+    def __init__(
+        self, client: ApiClient, base: str, scope: dict, folder: Path, key: str, secret: Any
+    ) -> None:
         self.client, self.base, self.scope = client, base, scope
         self.folder, self.key, self.secret = folder, key, secret
 
@@ -520,14 +530,14 @@ class _HarnessRuns:
 
     def attempts(self, doc: Any) -> list:
         """The node JSON of the earlier attempts of the execution's retried nodes."""
-        from .harness_graph import _retries
+        from .harness_graph import earlier_attempt_ids
 
         data = doc.get("data") if isinstance(doc, Mapping) else None
         graph = (data or {}).get("executionGraph") if isinstance(data, Mapping) else None
         nodes = (graph or {}).get("nodeMap") if isinstance(graph, Mapping) else None
         attempts = []
         for node in (nodes or {}).values() if isinstance(nodes, Mapping) else ():
-            for retry_id in _retries(node) if isinstance(node, Mapping) else ():
+            for retry_id in earlier_attempt_ids(node) if isinstance(node, Mapping) else ():
                 if retry_id:
                     old, _ = self.client.call(
                         "GET",

@@ -7,6 +7,9 @@ the column); a text cell a spreadsheet would run as a formula gets one leading a
 the reader removes; a cell read back is JSON, or a Python literal of at most
 :data:`MAX_LITERAL` characters (a CSV of pandas' ``to_csv``), never evaluated otherwise; a
 category outside its vocabulary is refused naming the value and the row.
+
+It stands on nothing of the package but :mod:`~notebook_pipelines.errors` and the trace's
+columns (``engine/trace.py``); :mod:`.traces` reads and writes whole files with it.
 """
 
 from __future__ import annotations

@@ -2,10 +2,13 @@
 
 PyYAML's safe loader composes the document (libyaml limits nesting to 1,000 levels); the composed
 graph is checked without recursion — aliases may repeat at most ``MAX_ALIAS_NODES`` nodes and may
-not contain their own anchor — and built without recursion into mappings (``_Map``) and lists
-(``_Seq``) that remember where every mapping, key and list item sat, so each problem the reader
+not contain their own anchor — and built without recursion into mappings (``MarkedMap``) and lists
+(``MarkedList``) that remember where every mapping, key and list item sat, so each problem the reader
 finds (:mod:`.yaml_reader`) names the file, line and column (1-based). :func:`load_data` reads any
 YAML the same way and returns plain dicts and lists (the CLI's ``--durations``, a workflow file).
+
+It stands on :mod:`.files` (a path or an open file read bounded, as UTF-8 with line and
+column) and PyYAML; the problems are :mod:`~notebook_pipelines.errors`' ``YamlSyntaxError``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,17 @@ import yaml
 from ..errors import Problem, YamlSyntaxError
 from .files import decode, read_stream, read_text
 
-__all__ = ["MAX_ALIAS_NODES", "YamlProblem", "load_data"]
+__all__ = [
+    "MAX_ALIAS_NODES",
+    "MarkedList",
+    "MarkedMap",
+    "YamlProblem",
+    "line_column",
+    "load_data",
+    "parse_document",
+    "plain_data",
+    "source_text",
+]
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -40,13 +53,13 @@ class YamlProblem(Problem):
 
 
 # -- the loader: PyYAML's safe loader, remembering positions --------------------------------------
-class _Map(dict):
+class MarkedMap(dict):
     """A mapping that remembers where it, its keys and its values sat."""
 
     __slots__ = ("keys_at", "mark", "values_at")
 
 
-class _Seq(list):
+class MarkedList(list):
     """A list that remembers where it and each item sat."""
 
     __slots__ = ("items_at", "mark")
@@ -70,8 +83,8 @@ def _hashable(key: Any, node: yaml.MappingNode, key_node: yaml.Node) -> Any:
     return key
 
 
-def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[_Map]:
-    data = _Map()
+def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[MarkedMap]:
+    data = MarkedMap()
     data.mark, data.keys_at, data.values_at = node.start_mark, {}, {}
     yield data
     loader.flatten_mapping(node)
@@ -83,8 +96,8 @@ def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[_Map]:
         data.keys_at[key], data.values_at[key] = key_node.start_mark, value_node.start_mark
 
 
-def _construct_seq(loader: Any, node: yaml.SequenceNode) -> Iterator[_Seq]:
-    data = _Seq()
+def _construct_seq(loader: Any, node: yaml.SequenceNode) -> Iterator[MarkedList]:
+    data = MarkedList()
     data.mark, data.items_at = node.start_mark, [child.start_mark for child in node.value]
     yield data
     data.extend(loader.construct_object(child, deep=True) for child in node.value)
@@ -109,7 +122,7 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     """Deep copy of loaded data as plain dicts and lists (what the model stores).
 
     Iterative: the data may be as deep as the YAML parser allows (1,000 levels).
@@ -139,7 +152,7 @@ def _plain(value: Any) -> Any:
 #: Pipelines rarely use anchors; one reused block of failure strategies on a thousand steps
 #: adds some 50,000. A "billion laughs" document (aliases of aliases, 7 levels of ten) expands
 #: to 10 million nodes from a few hundred characters: it took 10 s and 260 MB, 10 levels ran
-#: out of memory. Composition shares an anchored node; only copying (``_plain``) expands it, so
+#: out of memory. Composition shares an anchored node; only copying (``plain_data``) expands it, so
 #: the expanded size is computed on the composed graph first, without copying anything.
 MAX_ALIAS_NODES = 100_000
 _MERGE = "tag:yaml.org,2002:merge"
@@ -201,14 +214,14 @@ def _check_graph(root: Any, source: str) -> None:
 
 
 def _graph_error(node: Any, source: str, message: str, fix: str) -> YamlSyntaxError:
-    line, column = _at(node.start_mark)
+    line, column = line_column(node.start_mark)
     return YamlSyntaxError([YamlProblem("pipeline", "YAML", message, fix, source, line, column)])
 
 
 def _construct(loader: Any, root: Any) -> Any:
     """The data of a composed (and checked: acyclic) document, built without recursion.
 
-    Mappings become ``_Map`` and lists ``_Seq`` (which remember positions); scalars are built by
+    Mappings become ``MarkedMap`` and lists ``MarkedList`` (which remember positions); scalars are built by
     PyYAML's safe constructors; merge keys (``<<: *base``) work as in PyYAML (the mapping's own
     keys win, then the first merged mapping). A shared (anchored) node is built once. Other
     collection tags (``!!set``, ``!!omap``) are left to PyYAML.
@@ -228,7 +241,7 @@ def _construct(loader: Any, root: Any) -> Any:
             stack.append((node, True))
             stack.extend((child, False) for child in _node_children(node) if id(child) not in built)
         elif isinstance(node, yaml.SequenceNode):
-            items = _Seq(built[id(child)] for child in node.value)
+            items = MarkedList(built[id(child)] for child in node.value)
             items.mark, items.items_at = node.start_mark, [child.start_mark for child in node.value]
             built[key] = items
         else:
@@ -239,10 +252,10 @@ def _construct(loader: Any, root: Any) -> Any:
 _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
-def _mapping(loader: Any, node: Any, built: dict) -> _Map:
-    data = _Map()
+def _mapping(loader: Any, node: Any, built: dict) -> MarkedMap:
+    data = MarkedMap()
     data.mark, data.keys_at, data.values_at = node.start_mark, {}, {}
-    merged: list[_Map] = []
+    merged: list[MarkedMap] = []
     own = []
     for key_node, value_node in node.value:
         if key_node.tag != _MERGE:
@@ -250,7 +263,7 @@ def _mapping(loader: Any, node: Any, built: dict) -> _Map:
             continue
         sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
         for source in sources:
-            if not isinstance(built.get(id(source)), _Map):
+            if not isinstance(built.get(id(source)), MarkedMap):
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",
                     node.start_mark,
@@ -273,8 +286,8 @@ def _mapping(loader: Any, node: Any, built: dict) -> _Map:
     return data
 
 
-def _document(text: str, name: str) -> tuple[Any, list]:
-    """The data of one YAML document (``_Map``/``_Seq``/scalars) and its duplicate keys.
+def parse_document(text: str, name: str) -> tuple[Any, list]:
+    """The data of one YAML document (``MarkedMap``/``MarkedList``/scalars) and its duplicate keys.
 
     Composition (PyYAML, libyaml when installed) limits nesting to 1,000 levels; the composed
     graph is then checked (:func:`_check_graph`) before anything is built, and built without
@@ -294,7 +307,7 @@ def _document(text: str, name: str) -> tuple[Any, list]:
         return _construct(loader, node), loader.duplicates
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        line, column = _at(mark)
+        line, column = line_column(mark)
         detail = " ".join(str(x) for x in (err.context, err.problem) if x)
         fix = "check the indentation, the ':' after each key and the quoting around this line"
         if "too long to read" in detail:
@@ -329,16 +342,17 @@ def load_data(source: Any, *, source_name: str | None = None) -> Any:
             ``files.MAX_TEXT_BYTES`` (32 MB), not UTF-8 (the message says the line and column).
             A missing file is ``MissingFileError``, also a ``FileNotFoundError``.
     """
-    text, name = _source_text(source, source_name)
-    return _plain(_document(text, name)[0])
+    text, name = source_text(source, source_name)
+    return plain_data(parse_document(text, name)[0])
 
 
-def _at(mark: Any) -> tuple[int, int]:
+def line_column(mark: Any) -> tuple[int, int]:
+    """The 1-based ``(line, column)`` of a PyYAML mark; ``(0, 0)`` for none."""
     return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
 
 
-# -- public entry points --------------------------------------------------------------------------
-def _source_text(source: Any, name: str | None) -> tuple[str, str]:
+# -- the text of a source: a path, an open file, bytes or YAML text --------------------------------
+def source_text(source: Any, name: str | None) -> tuple[str, str]:
     """The text of ``source`` and its name in messages: a file read as the CLI reads it
     (``formats.files``: regular files only, at most ``MAX_TEXT_BYTES``, UTF-8 with line and
     column), an open file read in chunks up to the same bound."""

@@ -4,6 +4,10 @@ column), the shape checks, and the settings every node shares — ``when``, ``fa
 
 :class:`FieldReader` is the base of the reader of the v0 shape (:mod:`.yaml_reader`);
 :func:`infrastructure_key` is shared with the writer (:mod:`.yaml_writer`).
+
+It stands on :mod:`.yaml_document` (positions, ``plain_data``) and the definition layer's
+vocabulary: :mod:`~notebook_pipelines.definition.failure` (actions, ``When``),
+:mod:`~notebook_pipelines.definition.validation` (variable types) and ``limits``.
 """
 
 from __future__ import annotations
@@ -11,12 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..definition.failure import OnFailure, StrategyError, When, action_from_dict
+from ..definition.failure import ACTION_TYPES, OnFailure, StrategyError, When, action_from_dict
 from ..definition.limits import MAX_DATA_DEPTH, data_depth, short
 from ..definition.validation import VARIABLE_TYPES, variable_problem
-from .yaml_document import YamlProblem, _at, _Map, _plain, _Seq
+from .yaml_document import MarkedList, MarkedMap, YamlProblem, line_column, plain_data
 
-__all__ = ["FieldReader", "Note", "infrastructure_key"]
+__all__ = [
+    "DOCUMENT_KEY",
+    "FieldReader",
+    "Note",
+    "infrastructure_key",
+    "is_empty",
+    "shape_of",
+    "variable_type",
+]
 
 
 @dataclass(frozen=True)
@@ -48,22 +60,24 @@ _LIST_ENTRIES = {
 }
 
 
-def _shape(value: Any) -> str:
+def shape_of(value: Any) -> str:
     """What a value is, for a message: 'a mapping {...}', 'a list [...]', 'the text ...'."""
     if isinstance(value, dict):
-        return f"a mapping {short(_plain(value))}"
+        return f"a mapping {short(plain_data(value))}"
     if isinstance(value, list):
-        return f"a list {short(_plain(value))}"
+        return f"a list {short(plain_data(value))}"
     if isinstance(value, str):
         return f"the text {short(value)}"
     return short(value)
 
 
-def _empty(value: Any) -> bool:
+def is_empty(value: Any) -> bool:
+    """True for a setting written but empty (``None``, ``""``, ``{}``, ``[]``): kept as not written."""
     return value is None or value == "" or (isinstance(value, dict | list) and not value)
 
 
-def _var_type(value: Any) -> str:
+def variable_type(value: Any) -> str:
+    """The Harness variable type a value implies: ``Number`` for a number, else ``String``."""
     return "Number" if isinstance(value, int | float) and not isinstance(value, bool) else "String"
 
 
@@ -79,21 +93,21 @@ class FieldReader:
 
     # -- reporting -------------------------------------------------------------------------------
     def problem(self, mark: Any, fqn: str, rule: str, message: str, fix: str = "") -> None:
-        line, column = _at(mark)
+        line, column = line_column(mark)
         self.problems.append(YamlProblem(fqn, rule, message, fix, self.source, line, column))
 
     def note(self, mark: Any, fqn: str, message: str) -> None:
-        line, column = _at(mark)
+        line, column = line_column(mark)
         self.notes.append(Note(fqn, message, self.source, line, column))
 
     def expect(self, value: Any, kind: type, mark: Any, fqn: str, what: str) -> bool:
-        """True when ``value`` is a ``_Seq`` (``kind`` a list type) or a ``_Map``; else a problem
+        """True when ``value`` is a ``MarkedList`` (``kind`` a list type) or a ``MarkedMap``; else a problem
         saying which shape ``what`` needs, what it got and how to write it in YAML."""
         if isinstance(value, kind):
             return True
         wants_list = issubclass(kind, list)
         shape = "a list" if wants_list else "a mapping"
-        got = _shape(value)
+        got = shape_of(value)
         if wants_list:
             entries = _LIST_ENTRIES.get(what, "entry")
             fix = f"write `{what}:` as a list: each {entries} on its own line starting with '- '"
@@ -113,45 +127,45 @@ class FieldReader:
                 if "<+input>" in item:
                     message = f"runtime input {short(item)} kept as is: give a value before running"
                     self.note(at, where, message)
-            elif isinstance(item, _Map):
+            elif isinstance(item, MarkedMap):
                 stack.extend(
                     (child, f"{where}.{key}", item.values_at.get(key, at))
                     for key, child in reversed(item.items())
                 )
-            elif isinstance(item, _Seq):
+            elif isinstance(item, MarkedList):
                 stack.extend(
                     (child, f"{where}[{i}]", item.items_at[i] if i < len(item.items_at) else at)
                     for i, child in reversed(list(enumerate(item)))
                 )
 
-    def extras(self, body: _Map, known: set, fqn: str, what: str) -> dict | None:
+    def extras(self, body: MarkedMap, known: set, fqn: str, what: str) -> dict | None:
         """Keys of ``body`` the model has no field for: kept (and noted unless harmless)."""
         out = {}
         for key, value in body.items():
             if key in known:
                 continue
-            out[key] = _plain(value)
+            out[key] = plain_data(value)
             mark = body.keys_at.get(key)
             if key == "template":
                 ref = value.get("templateRef") if isinstance(value, dict) else value
-                message = f"template {short(_plain(ref))} kept as a reference: templates are not resolved"
+                message = f"template {short(plain_data(ref))} kept as a reference: templates are not resolved"
                 self.note(mark, fqn, message)
             elif key == "flowControl":
                 pass  # the barriers' declarations (R55), read from here by validation and the run
-            elif key not in _QUIET and not _empty(value):
+            elif key not in _QUIET and not is_empty(value):
                 self.note(mark, fqn, f"{what} key {key!r} kept as data (not modelled)")
             if key != "template":
                 self.scan_inputs(value, f"{fqn}.{key}", body.values_at.get(key))
         return out or None
 
     # -- settings --------------------------------------------------------------------------------
-    def settings(self, body: _Map, fqn: str, status_key: str) -> dict[str, Any]:
+    def settings(self, body: MarkedMap, fqn: str, status_key: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if "timeout" in body:
-            out["timeout"] = _plain(body["timeout"])
+            out["timeout"] = plain_data(body["timeout"])
             self.scan_inputs(body["timeout"], f"{fqn}.timeout", body.values_at["timeout"])
         if "strategy" in body and body["strategy"] is not None:
-            strategy = _plain(body["strategy"])
+            strategy = plain_data(body["strategy"])
             out["strategy"] = strategy
             self.scan_inputs(body["strategy"], f"{fqn}.strategy", body.values_at["strategy"])
         if "when" in body and body["when"] is not None:
@@ -166,12 +180,12 @@ class FieldReader:
         if isinstance(value, str) and "<+input>" in value:
             self.scan_inputs(value, f"{fqn}.when", mark)
             return value
-        if not isinstance(value, _Map):
+        if not isinstance(value, MarkedMap):
             self.problem(
                 mark,
                 fqn,
                 "R28",
-                f"when must be a mapping with {status_key}, got {_shape(value)}",
+                f"when must be a mapping with {status_key}, got {shape_of(value)}",
                 f"write `when: {{{status_key}: Success}}` (Success, Failure or All), with an optional "
                 "`condition: <+…> == …`",
             )
@@ -194,18 +208,18 @@ class FieldReader:
         if isinstance(value, str):
             self.scan_inputs(value, f"{fqn}.failureStrategies", mark)
             return value
-        if not self.expect(value, _Seq, mark, fqn, "failureStrategies"):
+        if not self.expect(value, MarkedList, mark, fqn, "failureStrategies"):
             return None
         entries: list[OnFailure] = []
         for i, item in enumerate(value):
             at = value.items_at[i]
-            body = item.get("onFailure") if isinstance(item, _Map) else None
-            if not isinstance(body, _Map) or "errors" not in body or "action" not in body:
+            body = item.get("onFailure") if isinstance(item, MarkedMap) else None
+            if not isinstance(body, MarkedMap) or "errors" not in body or "action" not in body:
                 self.problem(
                     at,
                     fqn,
                     "R15",
-                    f"cannot read the failure strategy entry {_shape(item)}",
+                    f"cannot read the failure strategy entry {shape_of(item)}",
                     "write `- onFailure: {errors: [AllErrors], action: {type: ...}}`",
                 )
                 continue
@@ -219,9 +233,9 @@ class FieldReader:
                     "such as MarkAsFailure or Abort",
                 )
                 continue
-            errors = _plain(body["errors"])
+            errors = plain_data(body["errors"])
             try:
-                action = action_from_dict(_plain(body["action"]))
+                action = action_from_dict(plain_data(body["action"]))
             except StrategyError as err:
                 self.problem(
                     _find_type_mark(body["action"]) or body.values_at["action"],
@@ -243,7 +257,7 @@ class FieldReader:
         return entries
 
     def variables_and_extras(
-        self, body: _Map, known: set, fqn: str, what: str
+        self, body: MarkedMap, known: set, fqn: str, what: str
     ) -> tuple[dict | None, dict | None]:
         """The node's variables, and the keys the model has no field for (see ``extras``).
 
@@ -256,7 +270,7 @@ class FieldReader:
             extra = {**(extra or {}), "variables": meta}
         return variables, extra
 
-    def variables(self, body: _Map, fqn: str) -> tuple[dict | None, list | None]:
+    def variables(self, body: MarkedMap, fqn: str) -> tuple[dict | None, list | None]:
         """Harness's list of ``{name, type, value}`` entries as a dict name → value, and what the
         entries declare beyond that. The checks are those of every front-end: a list (not a
         mapping), each name once, a known type, a ``Number`` that is a number
@@ -264,14 +278,15 @@ class FieldReader:
         raw = body.get("variables")
         if raw is None:
             return None, None
-        if not self.expect(raw, _Seq, body.values_at["variables"], fqn, "variables"):
+        if not self.expect(raw, MarkedList, body.values_at["variables"], fqn, "variables"):
             return None, None
         values: dict = {}
         meta: list = []
         first: dict = {}
         for i, entry in enumerate(raw):
-            if not isinstance(entry, _Map) or not isinstance(entry.get("name"), str) or not entry["name"]:
-                got = _shape(entry) if not isinstance(entry, _Map) else _shape(entry.get("name"))
+            named = isinstance(entry, MarkedMap) and isinstance(entry.get("name"), str) and entry["name"]
+            if not named:
+                got = shape_of(entry) if not isinstance(entry, MarkedMap) else shape_of(entry.get("name"))
                 self.problem(
                     raw.items_at[i],
                     fqn,
@@ -280,7 +295,7 @@ class FieldReader:
                     "write each variable as `- {name: replicas, type: Number, value: 2}`",
                 )
                 continue
-            name, value = entry["name"], _plain(entry.get("value"))
+            name, value = entry["name"], plain_data(entry.get("value"))
             if name in first:
                 self.problem(
                     raw.items_at[i],
@@ -290,31 +305,31 @@ class FieldReader:
                     f"keep one `- name: {name}` entry",
                 )
                 continue
-            first[name] = _at(raw.items_at[i])[0]
-            kind = _plain(entry.get("type", _var_type(value)))
+            first[name] = line_column(raw.items_at[i])[0]
+            kind = plain_data(entry.get("type", variable_type(value)))
             found = variable_problem(name, kind, value)
             if found:
                 at = entry.values_at.get("value" if kind in VARIABLE_TYPES else "type", raw.items_at[i])
                 self.problem(at, f"{fqn}.variables.{name}", "R8", found[0], found[1])
             values[name] = value
             self.scan_inputs(entry.get("value"), f"{fqn}.variables.{name}", entry.values_at.get("value"))
-            rest = {k: _plain(v) for k, v in entry.items() if k not in ("name", "value")}
-            if rest != {"type": _var_type(value)}:
+            rest = {k: plain_data(v) for k, v in entry.items() if k not in ("name", "value")}
+            if rest != {"type": variable_type(value)}:
                 meta.append({"name": name, **rest})
         return values or None, meta or None
 
 
 def _find_type_mark(action: Any) -> Any:
     """The mark of the innermost action ``type`` (where an unknown action type sits)."""
-    if not isinstance(action, _Map):
+    if not isinstance(action, MarkedMap):
         return None
     spec = action.get("spec")
-    if isinstance(spec, _Map):
+    if isinstance(spec, MarkedMap):
         for key in ("onRetryFailure", "onTimeout"):
             sub = spec.get(key)
-            if isinstance(sub, _Map) and isinstance(sub.get("action"), _Map):
+            if isinstance(sub, MarkedMap) and isinstance(sub.get("action"), MarkedMap):
                 found = _find_type_mark(sub["action"])
-                if found is not None and sub["action"].get("type") not in _known_actions():
+                if found is not None and sub["action"].get("type") not in ACTION_TYPES:
                     return found
     return action.values_at.get("type")
 
@@ -344,14 +359,8 @@ def _unmodelled(action: Any) -> list[str]:
     return out
 
 
-def _known_actions() -> tuple:
-    from ..definition.failure import ACTION_TYPES
-
-    return ACTION_TYPES
-
-
 #: ``Pipeline.extra`` key for top-level keys beside ``pipeline:``
-_DOCUMENT = "@document"
+DOCUMENT_KEY = "@document"
 
 
 def infrastructure_key(stage_type: str | None, spec: dict | None) -> str | None:

@@ -15,8 +15,8 @@ from typing import Any
 from ..definition.limits import MAX_GROUP_DEPTH, short
 from ..definition.model import SOURCE, Parallel, Pipeline, Stage, Step, StepGroup
 from ..errors import YamlError, YamlWarning
-from .yaml_document import _at, _document, _Map, _plain, _Seq, _source_text
-from .yaml_fields import _DOCUMENT, FieldReader, Note, _empty, _shape, infrastructure_key
+from .yaml_document import MarkedList, MarkedMap, line_column, parse_document, plain_data, source_text
+from .yaml_fields import DOCUMENT_KEY, FieldReader, Note, infrastructure_key, is_empty, shape_of
 
 __all__ = ["Loaded", "load_yaml", "read_yaml", "source_position"]
 
@@ -41,9 +41,9 @@ _STEP_KEYS |= {"delegateSelectors"}  # Harness writes them in the spec; accepted
 
 class _Reader(FieldReader):
     def document(self, doc: Any) -> Pipeline:
-        if not isinstance(doc, _Map) or "pipeline" not in doc:
+        if not isinstance(doc, MarkedMap) or "pipeline" not in doc:
             found = f" (found {', '.join(map(str, doc))})" if isinstance(doc, dict) and doc else ""
-            mark = doc.mark if isinstance(doc, _Map) else None
+            mark = doc.mark if isinstance(doc, MarkedMap) else None
             self.problem(
                 mark,
                 "pipeline",
@@ -53,19 +53,19 @@ class _Reader(FieldReader):
             )
             return Pipeline("pipeline")
         body = doc["pipeline"]
-        if not self.expect(body, _Map, doc.values_at["pipeline"], "pipeline", "pipeline"):
+        if not self.expect(body, MarkedMap, doc.values_at["pipeline"], "pipeline", "pipeline"):
             return Pipeline("pipeline")
         pipeline = self.pipeline(body)
-        others = {k: _plain(v) for k, v in doc.items() if k != "pipeline"}
+        others = {k: plain_data(v) for k, v in doc.items() if k != "pipeline"}
         if others:
             for key in others:
                 self.note(doc.keys_at[key], "pipeline", f"top-level key {key!r} kept as data (not modelled)")
-            pipeline.extra = {**(pipeline.extra or {}), _DOCUMENT: others}
+            pipeline.extra = {**(pipeline.extra or {}), DOCUMENT_KEY: others}
         return pipeline
 
-    def pipeline(self, body: _Map) -> Pipeline:
+    def pipeline(self, body: MarkedMap) -> Pipeline:
         ident = self.identifier(body, "pipeline", "pipeline")
-        self.positions["pipeline"] = _at(body.mark)
+        self.positions["pipeline"] = line_column(body.mark)
         stages: list = []
         raw = body.get("stages")
         if raw is None:
@@ -73,7 +73,7 @@ class _Reader(FieldReader):
                 self.problem(
                     body.mark, "pipeline", "R11", "the pipeline has no 'stages' list", "add `stages:`"
                 )
-        elif self.expect(raw, _Seq, body.values_at["stages"], "pipeline.stages", "stages"):
+        elif self.expect(raw, MarkedList, body.values_at["stages"], "pipeline.stages", "stages"):
             stages = self.stage_list(raw)
         variables, extra = self.variables_and_extras(body, _PIPELINE_KEYS, "pipeline", "pipeline")
         for key in ("timeout", "description"):
@@ -84,19 +84,19 @@ class _Reader(FieldReader):
             name=self.name(body, ident),
             variables=variables,
             rules=self.rules,
-            timeout=_plain(body.get("timeout")),
+            timeout=plain_data(body.get("timeout")),
             description=body.get("description"),
             extra=extra,
         )
 
-    def identifier(self, body: _Map, fqn: str, what: str) -> Any:
+    def identifier(self, body: MarkedMap, fqn: str, what: str) -> Any:
         ident = body.get("identifier")
         if isinstance(ident, dict | list):
             self.problem(
                 body.values_at["identifier"],
                 fqn,
                 "R1",
-                f"the identifier of the {what} must be text, got {_shape(ident)}",
+                f"the identifier of the {what} must be text, got {shape_of(ident)}",
                 "write `identifier: name` (letters, digits, _ and $)",
             )
             return None
@@ -109,11 +109,11 @@ class _Reader(FieldReader):
         )
         return None
 
-    def name(self, body: _Map, ident: Any) -> str | None:
+    def name(self, body: MarkedMap, ident: Any) -> str | None:
         name = body.get("name")
         return None if name == ident else name
 
-    def stage_list(self, raw: _Seq) -> list:
+    def stage_list(self, raw: MarkedList) -> list:
         stages: list = []
         for i, entry in enumerate(raw):
             where, mark = f"pipeline.stages[{i}]", raw.items_at[i]
@@ -126,14 +126,14 @@ class _Reader(FieldReader):
                     stages.append(block)
         return stages
 
-    def stage_entry(self, kind: str, entry: _Map, where: str) -> Stage:
+    def stage_entry(self, kind: str, entry: MarkedMap, where: str) -> Stage:
         return self.stage(entry[kind], entry.values_at[kind], where)
 
-    def parallel(self, entry: _Map, where: str, kinds: tuple, read: Any) -> Parallel | None:
+    def parallel(self, entry: MarkedMap, where: str, kinds: tuple, read: Any) -> Parallel | None:
         """A ``parallel:`` entry: its children of ``kinds``, each read by ``read(kind, child, where)``
         (None when the block is not a list)."""
         block = entry["parallel"]
-        if not self.expect(block, _Seq, entry.values_at["parallel"], where, "parallel"):
+        if not self.expect(block, MarkedList, entry.values_at["parallel"], where, "parallel"):
             return None
         children = []
         for j, child in enumerate(block):
@@ -146,8 +146,8 @@ class _Reader(FieldReader):
     def wrapper(self, entry: Any, mark: Any, where: str, kinds: tuple) -> str | None:
         """Which of ``kinds`` this list entry is (exactly one key of a mapping), or None."""
         allowed = " or ".join(f"`{k}:`" for k in kinds)
-        if not isinstance(entry, _Map) or len(entry) != 1 or next(iter(entry)) not in kinds:
-            keys = short(", ".join(map(str, entry))) if isinstance(entry, dict) else _shape(entry)
+        if not isinstance(entry, MarkedMap) or len(entry) != 1 or next(iter(entry)) not in kinds:
+            keys = short(", ".join(map(str, entry))) if isinstance(entry, dict) else shape_of(entry)
             self.problem(
                 mark,
                 where,
@@ -157,14 +157,14 @@ class _Reader(FieldReader):
             )
             return None
         kind = next(iter(entry))
-        if kind != "parallel" and not self.expect(entry[kind], _Map, entry.values_at[kind], where, kind):
+        if kind != "parallel" and not self.expect(entry[kind], MarkedMap, entry.values_at[kind], where, kind):
             return None
         return kind
 
-    def stage(self, body: _Map, mark: Any, where: str) -> Stage:
+    def stage(self, body: MarkedMap, mark: Any, where: str) -> Stage:
         ident = self.identifier(body, where, "stage")
         fqn = f"pipeline.stages.{ident}" if ident is not None else where
-        self.positions[fqn] = _at(mark)
+        self.positions[fqn] = line_column(mark)
         stage_type = body.get("type")
         if stage_type is None and "template" not in body:
             self.note(body.mark, fqn, "the stage has no type: read as a Custom stage")
@@ -172,7 +172,7 @@ class _Reader(FieldReader):
         items: list = []
         rollback: list = []
         spec: dict | None = None
-        if spec_raw is not None and not self.expect(spec_raw, _Map, body.values_at["spec"], fqn, "spec"):
+        if spec_raw is not None and not self.expect(spec_raw, MarkedMap, body.values_at["spec"], fqn, "spec"):
             spec_raw = None
         execution = spec_raw.get("execution") if spec_raw is not None else None
         if execution is None and "template" not in body:
@@ -184,21 +184,23 @@ class _Reader(FieldReader):
                 "add `spec: {execution: {steps: [...]}}`; a stage from a template needs `template:`",
             )
         if spec_raw is not None:
-            spec = {k: _plain(v) for k, v in spec_raw.items() if k != "execution"}
+            spec = {k: plain_data(v) for k, v in spec_raw.items() if k != "execution"}
             if execution is not None and self.expect(
-                execution, _Map, spec_raw.values_at["execution"], fqn, "execution"
+                execution, MarkedMap, spec_raw.values_at["execution"], fqn, "execution"
             ):
                 prefix = f"{fqn}.spec.execution"
                 items = self.item_list(execution, "steps", f"{prefix}.steps", 0, required=True)
                 rollback = self.item_list(execution, "rollbackSteps", f"{prefix}.rollbackSteps", 0)
-                rest = {k: _plain(v) for k, v in execution.items() if k not in ("steps", "rollbackSteps")}
+                rest = {k: plain_data(v) for k, v in execution.items() if k not in ("steps", "rollbackSteps")}
                 for key in rest:
                     self.note(
                         execution.keys_at[key], fqn, f"execution key {key!r} kept as data (not modelled)"
                     )
                 if rest:
                     spec["execution"] = rest
-            kept = [k for k, v in spec.items() if k not in ("deploymentType", "execution") and not _empty(v)]
+            kept = [
+                k for k, v in spec.items() if k not in ("deploymentType", "execution") and not is_empty(v)
+            ]
             if kept:
                 self.note(
                     spec_raw.keys_at[kept[0]],
@@ -211,8 +213,8 @@ class _Reader(FieldReader):
             spec = spec or None
         variables, extra = self.variables_and_extras(body, _STAGE_KEYS, fqn, "stage")
         settings = self.settings(body, fqn, "pipelineStatus")
-        if not _empty(body.get("delegateSelectors")):
-            settings["delegate_selectors"] = _plain(body["delegateSelectors"])
+        if not is_empty(body.get("delegateSelectors")):
+            settings["delegate_selectors"] = plain_data(body["delegateSelectors"])
         stage_type = stage_type if stage_type is not None else "Custom"
         return Stage(
             ident,
@@ -227,7 +229,7 @@ class _Reader(FieldReader):
             **settings,
         )
 
-    def item_list(self, body: _Map, key: str, prefix: str, depth: int, required: bool = False) -> list:
+    def item_list(self, body: MarkedMap, key: str, prefix: str, depth: int, required: bool = False) -> list:
         raw = body.get(key)
         if raw is None:
             if required and "template" not in body:
@@ -236,7 +238,7 @@ class _Reader(FieldReader):
                     body.mark, prefix, "R1", f"the {what} has no '{key}' list", f"add `{key}:` with a step"
                 )
             return []
-        if not self.expect(raw, _Seq, body.values_at[key], prefix, key):
+        if not self.expect(raw, MarkedList, body.values_at[key], prefix, key):
             return []
         items: list = []
         for i, entry in enumerate(raw):
@@ -244,7 +246,7 @@ class _Reader(FieldReader):
             kind = self.wrapper(entry, mark, where, ("step", "stepGroup", "parallel"))
             if kind == "parallel":
 
-                def read(kind: str, child: _Map, sub: str) -> Step | StepGroup:
+                def read(kind: str, child: MarkedMap, sub: str) -> Step | StepGroup:
                     return self.node(kind, child, prefix, sub, depth)
 
                 block = self.parallel(entry, where, ("step", "stepGroup"), read)
@@ -254,16 +256,16 @@ class _Reader(FieldReader):
                 items.append(self.node(kind, entry, prefix, where, depth))
         return items
 
-    def node(self, kind: str, entry: _Map, prefix: str, where: str, depth: int) -> Step | StepGroup:
+    def node(self, kind: str, entry: MarkedMap, prefix: str, where: str, depth: int) -> Step | StepGroup:
         body, mark = entry[kind], entry.values_at[kind]
         if kind == "step":
             return self.step(body, mark, prefix, where)
         return self.group(body, mark, prefix, where, depth)
 
-    def group(self, body: _Map, mark: Any, prefix: str, where: str, depth: int) -> StepGroup:
+    def group(self, body: MarkedMap, mark: Any, prefix: str, where: str, depth: int) -> StepGroup:
         ident = self.identifier(body, where, "step group")
         fqn = f"{prefix}.{ident}" if ident is not None else where
-        self.positions[fqn] = _at(mark)
+        self.positions[fqn] = line_column(mark)
         if depth + 1 > MAX_GROUP_DEPTH:  # checked before reading deeper: each level recurses
             self.problem(
                 mark,
@@ -283,7 +285,7 @@ class _Reader(FieldReader):
                 "load with rules='current' (CLI: --rules current) to allow nesting, "
                 "or move its steps into the outer group",
             )
-        if self.rules == "classic" and not _empty(body.get("delegateSelectors")):
+        if self.rules == "classic" and not is_empty(body.get("delegateSelectors")):
             self.problem(
                 body.keys_at["delegateSelectors"],
                 fqn,
@@ -300,25 +302,25 @@ class _Reader(FieldReader):
                 "stepGroup.rollbackSteps is accepted (D2) but newer Harness schemas may not list it (R3)",
             )
         variables, extra = self.variables_and_extras(body, _GROUP_KEYS, fqn, "step group")
-        selectors = _plain(body.get("delegateSelectors"))
+        selectors = plain_data(body.get("delegateSelectors"))
         return StepGroup(
             ident,
             items=items,
             rollback_items=rollback,
             name=self.name(body, ident),
             variables=variables,
-            delegate_selectors=None if _empty(selectors) else selectors,
+            delegate_selectors=None if is_empty(selectors) else selectors,
             extra=extra,
             **self.settings(body, fqn, "stageStatus"),
         )
 
-    def step(self, body: _Map, mark: Any, prefix: str, where: str) -> Step:
+    def step(self, body: MarkedMap, mark: Any, prefix: str, where: str) -> Step:
         ident = self.identifier(body, where, "step")
         fqn = f"{prefix}.{ident}" if ident is not None else where
-        self.positions[fqn] = _at(mark)
+        self.positions[fqn] = line_column(mark)
         step_type = body.get("type")
         spec_raw = body.get("spec")
-        spec: Any = _plain(spec_raw)
+        spec: Any = plain_data(spec_raw)
         selectors = None
         if isinstance(spec, dict):
             selectors = spec.pop("delegateSelectors", None)
@@ -328,7 +330,7 @@ class _Reader(FieldReader):
                 body.values_at["spec"],
                 fqn,
                 "YAML",
-                f"spec must be a mapping, got {_shape(spec)}",
+                f"spec must be a mapping, got {shape_of(spec)}",
                 "write `spec:` as a mapping: `key: value` lines indented below it",
             )
         if isinstance(step_type, dict | list):
@@ -336,21 +338,21 @@ class _Reader(FieldReader):
                 body.values_at["type"],
                 fqn,
                 "R4",
-                f"the step type must be text, got {_shape(step_type)}",
+                f"the step type must be text, got {shape_of(step_type)}",
                 "write `type: ShellScript` (or another Harness step type)",
             )
             step_type = None
         elif step_type is not None:
             self.note_type(step_type, body.values_at.get("type"), fqn)
         if selectors is None:
-            selectors = _plain(body.get("delegateSelectors"))
+            selectors = plain_data(body.get("delegateSelectors"))
         extra = self.extras(body, _STEP_KEYS, fqn, "step")
         return Step(
             ident,
             name=self.name(body, ident),
             type=step_type,
             spec=spec or None,
-            delegate_selectors=None if _empty(selectors) else selectors,
+            delegate_selectors=None if is_empty(selectors) else selectors,
             extra=extra,
             **self.settings(body, fqn, "stageStatus"),
         )
@@ -390,8 +392,8 @@ def read_yaml(source: Any, rules: str = "classic", *, source_name: str | None = 
     """
     if rules not in ("classic", "current"):
         raise ValueError(f"rules must be 'classic' or 'current', not {rules!r}")
-    text, name = _source_text(source, source_name)
-    doc, duplicates = _document(text, name)
+    text, name = source_text(source, source_name)
+    doc, duplicates = parse_document(text, name)
     reader = _Reader(name, rules)
     for key, mark in duplicates:
         reader.problem(

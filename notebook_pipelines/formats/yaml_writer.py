@@ -4,6 +4,10 @@ The same shape the reader reads (:mod:`.yaml_reader`): the Harness spelling of e
 condition, multi-line scripts as literal blocks, no anchors. What has no Harness YAML form — a
 Python body, a simulated ``duration``, step ``inputs``/``outputs``/``variables``, a ``resource``
 the infrastructure does not imply, a callable condition — is left out with one warning.
+
+It stands on the model (:mod:`~notebook_pipelines.definition.model`, ``failure``, ``looping``
+for the YAML form of each setting), ``depth_problems`` (checked before writing) and
+:mod:`.yaml_fields` (``infrastructure_key``, the variable types, ``DOCUMENT_KEY``).
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ from typing import Any
 import yaml
 
 from ..definition.depth import depth_problems
-from ..definition.failure import coerce_strategies, coerce_when
+from ..definition.failure import ACTION_TYPES, coerce_strategies, coerce_when
 from ..definition.limits import short
 from ..definition.looping import to_dict as strategy_dict
 from ..definition.model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
 from ..errors import DefinitionError, Problem, YamlWarning
-from .yaml_fields import _DOCUMENT, _known_actions, _var_type, infrastructure_key
+from .yaml_fields import DOCUMENT_KEY, infrastructure_key, variable_type
 
 __all__ = ["dump_yaml"]
 
@@ -62,8 +66,8 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
         raise DefinitionError([p.for_yaml() for p in found] if read_from_yaml(pipeline) else found)
     writer = _Writer()
     doc = {"pipeline": writer.pipeline(pipeline)}
-    if pipeline.extra and _DOCUMENT in pipeline.extra:
-        doc.update(pipeline.extra[_DOCUMENT])
+    if pipeline.extra and DOCUMENT_KEY in pipeline.extra:
+        doc.update(pipeline.extra[DOCUMENT_KEY])
     unwritable = _unwritable(doc)
     if unwritable:
         where, value = unwritable
@@ -117,7 +121,7 @@ class _Writer:
 
     def pipeline(self, p: Pipeline) -> dict:
         extra = dict(p.extra or {})
-        extra.pop(_DOCUMENT, None)
+        extra.pop(DOCUMENT_KEY, None)
         meta = extra.pop("variables", None)
         out: dict[str, Any] = {"name": p.display_name, "identifier": p.id}
         for key in ("projectIdentifier", "orgIdentifier"):
@@ -231,7 +235,7 @@ class _Writer:
 
     def settings(self, out: dict, node: Any, fqn: str, status_key: str, timeout: bool = True) -> None:
         if node.failure_strategies is not None:
-            if isinstance(node.failure_strategies, str) and node.failure_strategies not in _known_actions():
+            if isinstance(node.failure_strategies, str) and node.failure_strategies not in ACTION_TYPES:
                 out["failureStrategies"] = node.failure_strategies  # a runtime input such as <+input>
             else:
                 out["failureStrategies"] = [
@@ -255,7 +259,7 @@ def _variables(values: dict, meta: list | None) -> list[dict]:
     declared = {m["name"]: m for m in meta or () if isinstance(m, dict) and "name" in m}
     out = []
     for name, value in values.items():
-        entry = dict(declared.get(name) or {"type": _var_type(value)})
+        entry = dict(declared.get(name) or {"type": variable_type(value)})
         entry.pop("name", None)
         out.append({"name": name, **entry, "value": value})
     return out

@@ -24,25 +24,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..definition.plan import Plan, as_plan
+from ..definition.plan import Plan
 from .progress import RunState, TextProgress, in_kernel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engine.running import Prepared
 
 __all__ = ["RunHandle", "run", "start"]
 
 
-def _prepare(pipeline: Any, progress: Any) -> Plan:
+def _prepare(pipeline: Any, progress: Any) -> Prepared:
     """What :func:`run` and :func:`start` check before anything is shown or started: the
-    ``progress`` option, then the plan (validated, typed steps runnable here, not nested)."""
-    from ..engine.running import nesting
-    from ..engine.steptypes import check_runnable
+    ``progress`` option, then the pre-run checks of the engine, once (``running.prepare``: the
+    plan validated, typed steps runnable here, not nested); the engine's run takes the result
+    without checking again."""
+    from ..engine.running import prepare
 
     _check_progress(progress)
-    plan = as_plan(pipeline)
-    check_runnable(plan)  # refuse before a view appears
-    nesting(plan)  # a step body running its own pipeline (also with start()): refused here
-    return plan
+    return prepare(pipeline)
 
 
 def _check_progress(progress: Any) -> None:
@@ -97,7 +98,8 @@ def run(
     """
     from ..engine.running import run as engine_run
 
-    plan = _prepare(pipeline, progress)
+    prepared = _prepare(pipeline, progress)  # before a view appears
+    plan = prepared.plan
     listeners = list(listeners)
     view = None
     if _wants_view(progress):  # progress=False: nothing is attached, the run is the engine's alone
@@ -109,7 +111,7 @@ def run(
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
                    on_intervention=on_intervention, namespace=namespace)  # fmt: skip
     try:
-        return engine_run(plan, listeners=listeners, **options)  # the engine remembers its plan
+        return engine_run(prepared, listeners=listeners, **options)  # the engine remembers its plan
     except BaseException as exc:
         for listener in listeners:  # a run that never ended (no trace): views' threads end too
             if isinstance(listener, RunState):
@@ -178,10 +180,13 @@ def start(
     Outside a notebook ``progress=True`` prints the text line. The options ``check`` and
     ``report`` apply when the run ends: an error is raised by :meth:`RunHandle.wait`.
     """
-    plan = _prepare(pipeline, progress)
+    prepared = _prepare(pipeline, progress)  # in the caller's thread
+    plan = prepared.plan
     options = dict(executor=executor, max_workers=max_workers, run_id=run_id, check=check, report=report,
                    on_intervention=on_intervention, namespace=namespace)  # fmt: skip
-    handle = RunHandle(plan, listeners=listeners, options=options)
+    # on the handle's own thread the run is nested in no run (a step body that starts a run does
+    # not wait for it): the chain the checks found here is not its
+    handle = RunHandle(prepared._replace(chain=()), listeners=listeners, options=options)
     if history is not None:
         handle.state.eta = _eta(plan, history)
     if progress is True:
@@ -204,9 +209,10 @@ class RunHandle:
     - rich display / ``view()`` — the live widget (its Cancel button calls ``cancel()``).
     """
 
-    def __init__(self, plan: Plan, listeners: Iterable[Any] = (), options: dict | None = None):
-        self.plan = plan
-        self.state = RunState(plan)
+    def __init__(self, plan: Any, listeners: Iterable[Any] = (), options: dict | None = None):
+        self._run_this = plan  # a Plan, or a Prepared one (start(): its checks made)
+        self.plan: Plan = getattr(plan, "plan", plan)
+        self.state = RunState(self.plan)
         self._listeners = [self.state, *listeners]
         self._options = dict(options or {})
         self._finished = threading.Event()
@@ -218,7 +224,7 @@ class RunHandle:
         self._view: Any = None
         self._closers: list[Any] = []  # called when the run's thread ends
         self.state.observers.append(self._changed)
-        name = f"nbp-run-{plan.pipeline.id}"[:60]
+        name = f"nbp-run-{self.plan.pipeline.id}"[:60]
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # -- the background thread ----------------------------------------------------------------
@@ -226,7 +232,7 @@ class RunHandle:
         from ..engine.running import run as engine_run
 
         try:
-            self._result = engine_run(self.plan, listeners=self._listeners, **self._options)
+            self._result = engine_run(self._run_this, listeners=self._listeners, **self._options)
         except BaseException as exc:  # handed to wait()
             self._error = exc
             self._result = getattr(exc, "trace", None)

@@ -1,6 +1,9 @@
 """One walk of the plan into Graphviz nodes, clusters and edges (:class:`Drawing`), with what a
 summary collapses or shortens. :func:`~notebook_pipelines.views.rendering.render` sets the picture
 up around it; the conventions are in that module's docstring.
+
+It stands on the compiled plan (:mod:`~notebook_pipelines.definition.plan`), the durations'
+format, :mod:`.overlays` (the fills of ``color_by``) and :mod:`.outcomes` (a status's colours).
 """
 
 from __future__ import annotations

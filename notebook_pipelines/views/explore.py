@@ -185,12 +185,12 @@ def _png_of(figure: Any) -> bytes:
 def node_figure(h: Any, fqn: str) -> Any:
     """A node's distribution (histogram of its time per run) and its trend (time per run, in run order)."""
     from ..analysis.history import node_runs
-    from .gantt import _figure_class
+    from .gantt import figure_class
     from .history import short_name
 
     table = node_runs(h)
     rows = table[(table["node"] == fqn) & table["seconds"].notna()]
-    figure = _figure_class()(figsize=(9, 2.4), layout="constrained")
+    figure = figure_class()(figsize=(9, 2.4), layout="constrained")
     hist, trend = figure.subplots(1, 2)
     hist.hist(rows["seconds"], bins=min(30, max(5, len(rows) // 4)), color="#64b5f6", edgecolor="#1565c0")
     hist.set_title(f"{short_name(fqn)}: time per run", fontsize=9, loc="left")

@@ -32,7 +32,7 @@ from .outcomes import STATUS_STYLES, UNKNOWN_STYLE
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["MAX_LANES", "gantt"]
+__all__ = ["MAX_LANES", "figure_class", "gantt"]
 
 #: above this many lanes, lanes are packed per step group (then per stage)
 MAX_LANES = 60
@@ -41,7 +41,7 @@ _GROUP_BAND = "#dde6f0"
 
 
 @functools.cache
-def _figure_class() -> type:
+def figure_class() -> type:
     """A ``Figure`` that shows itself as PNG (IPython's own matplotlib formatter wins if set)."""
     from matplotlib.figure import Figure
 
@@ -154,7 +154,7 @@ def gantt(
     on_path = set(critical_path(trace).index) if critical else set()
 
     n = max(1, len(lanes))
-    figure = _figure_class()(figsize=(width, min(0.26 * n + 1.8, 40)))
+    figure = figure_class()(figsize=(width, min(0.26 * n + 1.8, 40)))
     FigureCanvasAgg(figure)
     ax = figure.add_subplot(1, 1, 1)
     labelled = n <= 120

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..definition.durations import format_duration
-from .gantt import _figure_class
+from .gantt import figure_class
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -68,7 +68,7 @@ def trend_figure(
     names = list(dict.fromkeys(table.index.get_level_values("fqn")))
     shifts = find_shifts(h) if regressions else None
     rows = max(1, -(-len(names) // columns))
-    figure = _figure_class()(
+    figure = figure_class()(
         figsize=(4.2 * min(columns, max(1, len(names))), 2.6 * rows), layout="constrained"
     )
     axes = figure.subplots(rows, min(columns, max(1, len(names))), squeeze=False)
@@ -120,7 +120,7 @@ def summary_gantt(h: pd.DataFrame, *, kinds: tuple[str, ...] = ("step",), title:
     lanes["p95"] = by["seconds"].quantile(0.95)
     lanes = lanes.sort_values(["start", "first"])
     n = len(lanes)
-    figure = _figure_class()(figsize=(10, 0.6 + 0.32 * max(n, 1)), layout="constrained")
+    figure = figure_class()(figsize=(10, 0.6 + 0.32 * max(n, 1)), layout="constrained")
     ax = figure.subplots()
     y = np.arange(n)
     colours = [_CRIT[min(4, int(crit.get(f, 0.0) * 5))] for f in lanes.index]

@@ -1,4 +1,8 @@
-"""How each node of a run ended, and the colours a status is drawn in (pictures, Gantt, live view)."""
+"""How each node of a run ended, and the colours a status is drawn in (pictures, Gantt, live view).
+
+It stands on a trace frame and the durations' format; :mod:`.drawing`, :mod:`.gantt` and
+:mod:`.live` read it.
+"""
 
 from __future__ import annotations
 

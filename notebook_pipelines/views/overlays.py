@@ -1,5 +1,10 @@
 """The fills of ``render(…, color_by=)``: one run's duration or slack, or a history's criticality,
-p95 or failure rate (with the figures each box of a history shows), and their legends."""
+p95 or failure rate (with the figures each box of a history shows), and their legends.
+
+It stands on :mod:`.outcomes` (the colours) and the durations' format; the numbers come from
+:mod:`~notebook_pipelines.analysis.timing` (slack) and :mod:`~notebook_pipelines.analysis.history`
+(criticality, step statistics), imported when asked.
+"""
 
 from __future__ import annotations
 

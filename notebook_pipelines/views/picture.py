@@ -1,6 +1,10 @@
 """A picture that shows itself: the ``Picture`` class (a ``graphviz.Digraph`` that displays and
 saves itself), its rich display (:func:`picture_bundle`: SVG at its natural size, PNG, the outline),
-the choice of direction for ``direction="auto"``, and ``dot`` missing as a clear error."""
+the choice of direction for ``direction="auto"``, and ``dot`` missing as a clear error.
+
+It stands on graphviz (imported when a picture is made) and
+:class:`~notebook_pipelines.errors.GraphvizMissing`; :mod:`.rendering` makes the pictures.
+"""
 
 from __future__ import annotations
 

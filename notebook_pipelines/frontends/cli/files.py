@@ -1,5 +1,8 @@
 """The command line's files: FILE and the other inputs read (bounded, never blocking), ``-o`` paths
 checked before anything runs, the pipeline loaded with every problem it has, traces written.
+
+It stands on :mod:`~notebook_pipelines.formats` (``files``, ``yaml_io``, ``traces``,
+``harness_executions``), the durations' parser, :mod:`.exits` and :mod:`.tables`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The command line's tables: a trace as a readable tree, a kept history per pipeline, seconds."""
+"""The command line's tables: a trace as a readable tree, a kept history per pipeline, seconds.
+
+It stands on the durations' format and ``errors.printable``; a trace is any frame of the
+trace schema.
+"""
 
 from __future__ import annotations
 

@@ -82,15 +82,10 @@ def _check_sibling(items: list, id: str, parallel_with: str | None) -> None:
         raise UsageError(str(exc)) from None
 
 
-def walk_nodes(container: Any, chain: tuple = ()) -> Iterator[tuple[Any, tuple, bool]]:
+def walk_nodes(container: Any) -> Iterator[tuple[Any, tuple, bool]]:
     """``(node, chain of containers down to its parent, in_rollback)`` for every node below."""
-    chain = (*chain, container)
-    for rollback, items in ((False, container.items), (True, container.rollback_items)):
-        for item in items:
-            for node in members(item):
-                yield node, chain, rollback
-                if isinstance(node, Stage | StepGroup):
-                    yield from walk_nodes(node, chain)
+    for visit in container.walk():
+        yield visit.node, visit.ancestors, visit.phase == "rollback"
 
 
 def chain_to(pipeline: Pipeline, container: Any) -> tuple:

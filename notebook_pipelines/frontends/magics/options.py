@@ -1,6 +1,9 @@
 """The magics' options read into the model's values: quoting, durations, conditions, variables.
 
 Each turns a bad value into a one-line :class:`~IPython.core.error.UsageError` naming the option.
+
+It stands on IPython (``UsageError``, ``arg_split``) and the definition layer's parsers
+(durations, ``failure``'s conditions, expressions, identifiers).
 """
 
 from __future__ import annotations
