@@ -64,6 +64,16 @@ def test_pipeline_verbs_take_exactly_the_options_of_the_functions_they_call():
         assert _keywords(fn, skip=1) == options, fn.__qualname__
 
 
+def test_a_verb_called_with_a_wrong_option_names_pipeline_not_a_private_base():
+    # Python's own TypeError names the method's __qualname__: `Pipeline.run()`, as before the
+    # verbs moved to a mixin (not `PipelineVerbs.run()`); help(p.simulate) reads the same
+    p = Pipeline("p")
+    for name in ("run", "start", "simulate", "validate", "plan", "to_yaml"):
+        with pytest.raises(TypeError, match=rf"^Pipeline\.{name}\(\) got an unexpected keyword argument"):
+            getattr(p, name)(nope=1)
+        assert getattr(Pipeline, name).__qualname__ == f"Pipeline.{name}"
+
+
 def test_verbs_document_each_of_their_parameters():
     for fn in (Pipeline.run, Pipeline.simulate, Drawable.render, _Container.step, Pipeline.stage, nbp.run):
         doc = inspect.getdoc(fn)

@@ -206,6 +206,26 @@ def test_R5_a_parallel_block_spreads_over_the_workers(threads: Client) -> None:
     assert {a["worker"], b["worker"]} == set(threads.scheduler_info()["workers"])
 
 
+def test_R46_the_iterations_of_a_looped_step_run_on_the_workers(threads: Client) -> None:
+    # the iterations (shard_0, shard_1) are copies the engine makes while running: their bodies
+    # and selectors are the looped step's (before the fix: "could not send the step to the Dask
+    # cluster: KeyError: 5", the copy's index looked up among the plan's nodes)
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step(
+            "shard",
+            run=lambda x: {"got": x},
+            inputs={"x": "<+matrix.x>"},
+            strategy=nbp.Matrix(x=[1, 2]),
+            delegate_selectors=["gpu"],
+        )
+    trace = p.run(executor=DaskExecutor(threads), report=False)
+    gpu = worker_named(threads, "gpu")
+    for i, x in enumerate([1, 2]):
+        copy = row(trace, f"shard_{i}")
+        assert (copy["status"], copy["outputs"], copy["worker"]) == ("Success", {"got": x}, gpu)
+
+
 def test_R62_a_selector_runs_its_step_only_on_workers_offering_it(threads: Client) -> None:
     gpu = worker_named(threads, "gpu")
     p = nbp.Pipeline("p", rules="current")

@@ -499,6 +499,18 @@ def test_yaml_prints_the_harness_yaml(shell: InteractiveShell, capsys: pytest.Ca
     assert "stepGroup:" in out and "identifier: deploy_us" in out
 
 
+def test_the_yaml_warning_points_at_the_cell_not_the_library_or_ipython(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture
+) -> None:
+    # the notebook shows a warning's file:line and that line: the cell's `%pipeline yaml`, not a
+    # line of notebook_pipelines (definition/verbs.py) nor of IPython's magic machinery
+    build_quickstart(shell, capsys)
+    with pytest.warns(YamlWarning, match="a Python body") as caught:
+        cell(shell, capsys, "%pipeline yaml")
+    (where,) = {w.filename for w in caught if isinstance(w.message, YamlWarning)}
+    assert "notebook_pipelines" not in where and "IPython" not in where, where
+
+
 # -- mistakes -----------------------------------------------------------------------------------
 MISTAKES = [
     ("", ("cell", "step", "a", "pass"), "no current pipeline: start one with `%pipeline NAME`"),

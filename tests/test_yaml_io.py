@@ -521,6 +521,17 @@ def test_to_yaml_warns_about_what_has_no_harness_form():
     assert "stageStatus: Success" in text
 
 
+def test_the_to_yaml_warning_points_at_the_user_s_line_not_the_library():
+    # p.to_yaml() in a cell: the warning's file:line is that line (a notebook shows it), not the
+    # line of the library that relays the call (definition/verbs.py before the fix)
+    p = Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=lambda: None)
+    with pytest.warns(YamlWarning, match="a Python body") as caught:
+        p.to_yaml()
+    assert caught[0].filename == __file__
+
+
 def test_infrastructure_key_of_the_older_infrastructure_block():
     spec = {
         "infrastructure": {

@@ -355,7 +355,7 @@ class DaskExecutor:
             batch, last = _drain(outbox)
             groups: dict[tuple, list[tuple[str, Job]]] = {}
             for item in batch:
-                resources = self._resources.get(item[1].node.index)
+                resources = self._resources.get(_planned(item[1].node).index)
                 groups.setdefault(tuple(sorted((resources or {}).items())), []).append(item)
             for resources, items in groups.items():
                 self._map(items, dict(resources) or None)
@@ -368,7 +368,7 @@ class DaskExecutor:
             futures = self._client.map(
                 partial(run_on_worker, capture=self.capture),
                 keys,
-                [self._packed[job.node.index] for _key, job in items],
+                [self._packed[_planned(job.node).index] for _key, job in items],
                 [job.ctx for _key, job in items],
                 [job.spec for _key, job in items],
                 key=keys,
@@ -521,3 +521,10 @@ class DaskExecutor:
     def __repr__(self) -> str:
         where = self.address if self._client is None else self._client.scheduler.address
         return f"<DaskExecutor scheduler={where}>"
+
+
+def _planned(node: Any) -> Any:
+    """The plan node whose body and resources were packed (:meth:`DaskExecutor._pack`): ``node``
+    itself, or for an iteration's copy of a looped node (made while running, R46) the node it
+    copies."""
+    return node.origin if node.origin is not None else node

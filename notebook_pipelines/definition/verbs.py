@@ -222,3 +222,10 @@ class PipelineVerbs:
         """
         text: str = verb("to_yaml")(self, path)
         return text
+
+
+# The verbs are Pipeline's own methods to a user: Python's messages ("Pipeline.run() got an
+# unexpected keyword argument …") and help() name them by their __qualname__.
+for _name, _function in vars(PipelineVerbs).items():
+    if callable(_function):
+        _function.__qualname__ = f"Pipeline.{_name}"

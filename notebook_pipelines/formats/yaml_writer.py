@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,29 @@ def dump_yaml(pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
     text = stream.getvalue()
     if writer.dropped:
         lines = "\n".join(f"  - {d}" for d in writer.dropped)
-        warnings.warn(YamlWarning(f"not written to YAML (no Harness form):\n{lines}"), stacklevel=2)
+        warnings.warn(
+            YamlWarning(f"not written to YAML (no Harness form):\n{lines}"), stacklevel=_caller_level()
+        )
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
     return text
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package and IPython, for a warning of
+    the caller of :func:`dump_yaml`: ``p.to_yaml()`` reaches it through ``Pipeline.to_yaml``
+    (definition/verbs.py), ``%pipeline yaml`` through the magics and IPython's magic machinery;
+    the warning's file:line should be the user's line (the cell's), not one of those relays."""
+    frame, level = sys._getframe(2), 2  # level 1: dump_yaml, which warns
+    while frame.f_back is not None and (
+        frame.f_code.co_filename.startswith((_PACKAGE, "<decorator-gen-"))
+        or str(frame.f_globals.get("__name__", "")).startswith("IPython.")
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _unwritable(doc: dict) -> tuple[str, Any] | None:
