@@ -57,7 +57,7 @@ from .looping import RunView, expand
 from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Pause, Queue, Sleep
 from .scope import Scope
 from .semantics import Rules
-from .trace import Record, Recorder
+from .trace import Recorder, make_record
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..definition.looping import Iteration
@@ -510,11 +510,11 @@ class Scheduler:
         self, node: PlanNode, attempt: int, status: str, reason: Any, start: float | None,
         end: float | None, worker: Any, error_type: Any, error: Any, action: Any, outputs: Any, log: Any,
     ) -> None:  # fmt: skip
-        """The one place a :class:`~.trace.Record` is made (positional: the hot path)."""
+        """The one place a :class:`~.trace.Record` is made (positional: the hot path) and joins
+        the trace (and the statuses that references read)."""
         inputs = self._resolved.get(node.index) if node.inputs else None
-        self._add(
-            node,
-            Record(
+        row = make_record(
+            (
                 node.index,
                 node.iteration,
                 attempt,
@@ -529,13 +529,10 @@ class Scheduler:
                 outputs,
                 log,
                 inputs,
-            ),
+            )
         )
-
-    def _add(self, node: PlanNode, row: Record) -> None:
-        """The one place a row joins the trace (and the statuses that references read)."""
         self.recorder.add(row)
-        self.statuses[node.fqn] = row.status
+        self.statuses[node.fqn] = status
         if node.barrier is not None:  # a participant that ends without arriving (R57)
             self._gates().dropped_out(node, node.barrier, row)
         if self._finished:

@@ -56,6 +56,7 @@ rows are one object (a node's attempts share it): copy a list before changing it
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -78,6 +79,7 @@ __all__ = [
     "build_trace",
     "dtypes",
     "empty_trace",
+    "make_record",
 ]
 
 KINDS = ("pipeline", "stage", "step_group", "step")
@@ -110,6 +112,11 @@ class Record(NamedTuple):
     log: str | None
     inputs: dict[str, Any] | None
 
+
+#: ``make_record((node, iteration, …))``: a :class:`Record` from a tuple of every field, in
+#: order, without the Python-level ``__new__`` of a named tuple (the scheduler's hot path; a
+#: new field must be passed there too: no defaults apply)
+make_record = functools.partial(tuple.__new__, Record)
 
 #: Each field's annotation as text (``"str | None"``): what :func:`_column` makes of it.
 _ANNOTATIONS = {name: getattr(kind, "__forward_arg__", kind) for name, kind in Record.__annotations__.items()}
@@ -151,21 +158,45 @@ class Recorder:
 
 
 def _node_columns(plan: Plan) -> dict[str, Any]:
-    """The static columns as pandas arrays with one entry per plan node (cached on the plan)."""
+    """The static columns as pandas arrays with one entry per plan node (cached on the plan).
+
+    Two string arrays are made from Python objects, the FQNs and the ids; ``parent``,
+    ``stage``, ``step_group`` and ``step`` are taken from them by node index (a C loop: most
+    nodes share a few parents, stages and groups).
+    """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
-    static = plan.static_columns()
-    cached = static.get("_arrays")
-    if cached is None:
-        cached = {name: pd.array(static[name], dtype="str") for name in STATIC_STR}
-        for name, dtype in (("kind", _kind_dtype()), ("phase", _phase_dtype())):
-            codes = {value: code for code, value in enumerate(dtype.categories)}
-            values = np.fromiter((codes[v] for v in static[name]), dtype=np.int8, count=len(static[name]))
-            cached[name] = pd.Categorical.from_codes(values, dtype=dtype)
-        cached["block"] = pd.array(static["block"], dtype="Int64")
-        cached["after"] = _after_column(plan.nodes, [plan.root])
-        static["_arrays"] = cached
+    cached: dict[str, Any] | None = plan.__dict__.get("_trace_columns")
+    if cached is not None:
+        return cached
+    nodes = plan.nodes
+    n = len(nodes)
+    fqn = pa.array([x.fqn for x in nodes], type=pa.large_string())
+    ids = pa.array([x.id for x in nodes], type=pa.large_string())
+    kinds = {value: code for code, value in enumerate(KINDS)}
+    kind = np.array([kinds[x.kind] for x in nodes], dtype=np.int8)
+    parent = np.array([-1 if x.parent is None else x.parent.index for x in nodes], dtype=np.intp)
+    stage = np.array([-1 if x.stage is None else x.stage.index for x in nodes], dtype=np.intp)
+    group = np.array([-1 if x.group is None else x.group.index for x in nodes], dtype=np.intp)
+    step = np.where(kind == kinds["step"], np.arange(n, dtype=np.intp), -1)
+    block = np.array([-1 if x.block is None else x.block for x in nodes], dtype=np.int64)
+    phases: dict[str | None, int] = {value: code for code, value in enumerate(PHASES)}
+    cached = {
+        "fqn": _strings(fqn),
+        "parent": _strings(fqn.take(pa.array(parent, mask=parent < 0))),  # -1: none (NA)
+        "stage": _strings(ids.take(pa.array(stage, mask=stage < 0))),
+        "step_group": _strings(ids.take(pa.array(group, mask=group < 0))),
+        "step": _strings(ids.take(pa.array(step, mask=step < 0))),
+        "kind": pd.Categorical.from_codes(kind, dtype=_kind_dtype()),
+        "phase": pd.Categorical.from_codes(
+            np.array([phases[x.phase] for x in nodes], dtype=np.int8), dtype=_phase_dtype()
+        ),
+        "block": pd.arrays.IntegerArray(block, block == -1),
+        "after": _after_column(nodes, [plan.root]),
+    }
+    object.__setattr__(plan, "_trace_columns", cached)  # a frozen dataclass; computed once per plan
     return cached
 
 
@@ -240,11 +271,42 @@ def _status_dtype() -> pd.CategoricalDtype:
 
 
 @functools.cache
-def _missing(kind: str) -> Any:
-    """A one-element array holding NA of a column kind (``take`` makes a column of NAs fast)."""
+def _str_dtype() -> Any:
+    """The dtype of a ``str`` column (pandas' default string dtype: Arrow-backed, NaN for NA)."""
     import pandas as pd
 
-    return pd.array([None], dtype="str" if kind.startswith("str") else "Int64")
+    return pd.array([], dtype="str").dtype
+
+
+def _strings(values: Any) -> Any:
+    """A ``str`` column from a pyarrow array of strings, without Python objects per value."""
+    import pyarrow as pa
+    from pandas.arrays import ArrowStringArray
+
+    return ArrowStringArray(pa.chunked_array([values], type=pa.large_string()), dtype=_str_dtype())
+
+
+def _no_values(kind: str, n: int) -> Any:
+    """A column of ``n`` NAs of a kind (``reason``, ``error`` … of most rows): made in C."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    if kind == "int | None":
+        return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+    return _strings(pa.nulls(n, type=pa.large_string()))
+
+
+def _text(data: Any) -> Any:
+    """A ``str`` column from an object array of texts and ``None``; anything else (which no
+    record holds) is left to pandas, which writes it as text."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        return _strings(pa.array(data, type=pa.large_string(), from_pandas=True))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.array(data, dtype="str")
 
 
 def _column(name: str, values: tuple[Any, ...], order: Any, n: int) -> Any:
@@ -254,19 +316,19 @@ def _column(name: str, values: tuple[Any, ...], order: Any, n: int) -> Any:
 
     kind = _ANNOTATIONS[name]
     if name == "status":
-        codes = np.fromiter((_STATUS_CODE.get(s, -1) for s in values), np.int8, count=n)
+        codes = np.fromiter(map(_STATUS_CODE.get, values, itertools.repeat(-1)), np.int8, count=n)
         return pd.Categorical.from_codes(codes[order], dtype=_status_dtype())
     if kind == "int":
         return np.fromiter(values, dtype=np.int64, count=n)[order]
     if kind == "float | None":
         return np.array(values, dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
     if kind in ("int | None", "str | None", "str") and values.count(None) == n:
-        return _missing(kind).take(np.zeros(n, dtype=np.intp))  # the common case: no values at all
+        return _no_values(kind, n)  # the common case: no values at all
     data = np.array(values, dtype=object)[order] if n else np.array([], dtype=object)
     if kind == "int | None":
         return pd.array(data, dtype="Int64")
     if kind in ("str | None", "str"):
-        return pd.array(data, dtype="str")
+        return _text(data)
     return data  # dict | None and anything else: objects as they are
 
 
@@ -305,6 +367,7 @@ def build_trace(
     """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     n = len(rows)
     # each field's values, one tuple per field (rows transposed)
@@ -326,9 +389,13 @@ def build_trace(
     index = index[order]
 
     nodes = _node_columns(plan) if not extra else _with_extra(plan, extra)
-    data: dict[str, Any] = {"run_id": pd.array([run_id], dtype="str").take(np.zeros(n, dtype=np.intp))}
+    data: dict[str, Any] = {"run_id": _strings(pa.repeat(pa.scalar(run_id, type=pa.large_string()), n))}
+    # one row per node in plan order (no retries, loops or unreached nodes: the common case)
+    # takes every static column as it is: a copy, which for Arrow strings is a new wrapper of
+    # the same immutable buffers (O(1)), where a take would copy every string
+    whole = n == len(nodes["fqn"]) and bool((index == np.arange(n)).all())
     for name in (*STATIC, "after"):
-        data[name] = nodes[name].take(index)
+        data[name] = nodes[name].copy() if whole else nodes[name].take(index)
     for name in Record._fields[1:]:
         data[name] = _column(name, fields[name], order, n)
     data["start"] = _stamps(data["start_s"], epoch_ns)
