@@ -278,6 +278,19 @@ def test_simulate_an_unknown_step_is_refused_with_a_close_match_and_the_steps(ca
     assert code == 2 and "matches '*.nosuch_*'" in err  # a glob that matches nothing, too
 
 
+def counting_compilations(monkeypatch) -> list[bool]:
+    """Every call of ``compile_plan`` from now on, as its ``check`` argument (it still compiles)."""
+    compiled: list[bool] = []
+    real = notebook_pipelines.definition.plan.compile_plan
+
+    def counting(pipeline, check=True):
+        compiled.append(check)
+        return real(pipeline, check)
+
+    monkeypatch.setattr(notebook_pipelines.definition.plan, "compile_plan", counting)
+    return compiled
+
+
 @pytest.mark.parametrize(
     ("command", "extra"),
     [("validate", []), ("render", ["-o", "out.dot"]), ("simulate", ["--fail", "flaky:1"])],
@@ -285,27 +298,13 @@ def test_simulate_an_unknown_step_is_refused_with_a_close_match_and_the_steps(ca
 def test_each_command_compiles_the_pipeline_once(capsys, tmp_path, monkeypatch, command, extra):
     """Validation is the compilation (structure, then references): no second or third pass."""
     monkeypatch.chdir(tmp_path)
-    compiled = []
-    real = notebook_pipelines.definition.plan.compile_plan
-
-    def counting(pipeline, check=True):
-        compiled.append(check)
-        return real(pipeline, check)
-
-    monkeypatch.setattr(notebook_pipelines.definition.plan, "compile_plan", counting)
+    compiled = counting_compilations(monkeypatch)
     code, _, _ = cli(capsys, command, FAILURES, "-q", *extra)
     assert code == 0 and compiled == [True]
 
 
 def test_run_compiles_the_pipeline_once(capsys, monkeypatch):
-    compiled = []
-    real = notebook_pipelines.definition.plan.compile_plan
-
-    def counting(pipeline, check=True):
-        compiled.append(check)
-        return real(pipeline, check)
-
-    monkeypatch.setattr(notebook_pipelines.definition.plan, "compile_plan", counting)
+    compiled = counting_compilations(monkeypatch)
     code, _, _ = cli(capsys, "run", SHELL, "--var", "who=cli", "--var", "copies=3", "-q")
     assert code == 0 and compiled == [True]
 
