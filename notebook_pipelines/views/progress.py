@@ -217,11 +217,33 @@ class Throttle:
 class RunState:
     """A listener that keeps what a run has done so far; views observe it.
 
-    Attributes read by views (under :attr:`lock`): ``planned`` (steps in the plan),
+    Attributes read by views (under :attr:`lock`): ``planned`` (steps to run: see below),
     ``finished`` (step index → its latest status), ``running`` (node index → ``(node,
     attempt, start_s)``), ``waiting`` (step index → ``(request, asked_at, running_entry)``: manual
     interventions, R20), ``rows`` (the trace's records so far), ``status`` (``Queued``,
     ``Running``, then the pipeline's status), ``done``, ``trace`` (the final one).
+
+    Looped nodes (R48–R50) in the count: a looped node counts as its plan steps (a looped step
+    as one step) until its iterations are known; when it expands (the ``loop_expanded`` event,
+    as it starts) its iterations' steps replace it in ``planned``, and the looped step itself is
+    no longer counted (not done, not running, not in :meth:`counts`): only what actually runs
+    is. So ``done_steps <= planned`` at every moment, and a run that ends with every step run
+    shows ``planned/planned``. Nested loops follow: an iteration's own looped step counts as one
+    until that iteration starts it. Chosen over "count the plan's steps only" (which gives
+    ``10/8`` with loops) and over "count iterations as they start" (the total would grow while
+    iterations queue behind ``maxConcurrency``): the total changes only when a loop's size
+    becomes known, the moment it can be known at run time (``<+…>`` items).
+
+    >>> import notebook_pipelines as nbp
+    >>> from notebook_pipelines.definition.looping import Matrix
+    >>> p = nbp.Pipeline("m")
+    >>> _ = p.stage("s").step("b", duration=1, strategy=Matrix(x=[1, 2, 3]))
+    >>> state = RunState(p.plan())
+    >>> state.planned
+    1
+    >>> _ = p.simulate(listeners=[state])
+    >>> state.done_steps, state.planned
+    (3, 3)
     """
 
     def __init__(self, plan: Plan):
@@ -247,6 +269,7 @@ class RunState:
         self._eta_value: tuple[float, float] | None = None
         self.closers: list[Callable[[str], Any]] = []  # told by abandon() why the run never ran
         self.refused: str | None = None  # abandon()'s reason
+        self.replaced: set[int] = set()  # looped steps whose iterations count instead (loop_expanded)
 
     # -- listener events (the engine's loop thread) -------------------------------------------
     def run_started(self, scheduler: Any) -> None:
@@ -261,12 +284,21 @@ class RunState:
             self.running[node.index] = (node, attempt, t)
         self._changed(False)
 
+    def loop_expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
+        """The looped ``node`` runs as ``copies``: their steps replace its own in the count."""
+        with self.lock:
+            self.planned += sum(_steps_in(copy) for copy in copies) - _steps_in(node)
+            if node.kind == "step":
+                self.replaced.add(node.index)
+                self.running.pop(node.index, None)
+        self._changed(False)
+
     def node_finished(self, node: PlanNode, row: Record) -> None:
         with self.lock:
             self.rows.append(row)
             self.running.pop(node.index, None)
             self.waiting.pop(node.index, None)
-            if node.kind == "step":
+            if node.kind == "step" and node.index not in self.replaced:
                 self.finished[node.index] = row.status
         self._changed(False)
 
@@ -381,6 +413,11 @@ class RunState:
         run_id = scheduler.run_id if scheduler is not None else ""
         epoch = getattr(getattr(scheduler, "clock", None), "epoch_ns", 0)
         return build_trace(self.plan, rows, run_id, epoch)
+
+
+def _steps_in(node: PlanNode) -> int:
+    """How many steps ``node`` counts as (execution and rollback): itself if a step."""
+    return sum(1 for n in node.walk() if n.kind == "step")
 
 
 def _live_row(index: int, attempt: int, status: str, start: float, now: float, error: Any = None) -> Record:
