@@ -71,3 +71,22 @@ def test_R50_live_view_progress_bar_and_header_count_iterations():
     assert view.progress.max == 4 and view.progress.value == 4
     assert "4/4 steps done" in view.header.value
     assert "Success 4" in view.counts.value
+
+
+def test_R19_a_retried_group_expands_its_loop_again_and_the_new_iterations_replace_the_old():
+    tries: list[int] = []
+
+    def fails_once() -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise RuntimeError("once")
+
+    p = nbp.Pipeline("retry")
+    with p.stage("s") as s, s.step_group("g", failure_strategies=nbp.RetryStepGroup(1)) as g:
+        g.step("each", run=lambda: None, strategy=Repeat(times=2))
+        g.step("f", run=fails_once)
+    state = Watch(p.plan())
+    nbp.run(p, listeners=[state], progress=False)
+    # each's 2 iterations + f = 3, however many times the group ran (before: 5/4)
+    assert (state.done_steps, state.planned) == (3, 3)
+    assert all(done <= planned for done, planned in state.seen), state.seen

@@ -224,15 +224,13 @@ class RunState:
     ``Running``, then the pipeline's status), ``done``, ``trace`` (the final one).
 
     Looped nodes (R48–R50) in the count: a looped node counts as its plan steps (a looped step
-    as one step) until its iterations are known; when it expands (the ``loop_expanded`` event,
-    as it starts) its iterations' steps replace it in ``planned``, and the looped step itself is
-    no longer counted (not done, not running, not in :meth:`counts`): only what actually runs
-    is. So ``done_steps <= planned`` at every moment, and a run that ends with every step run
-    shows ``planned/planned``. Nested loops follow: an iteration's own looped step counts as one
-    until that iteration starts it. Chosen over "count the plan's steps only" (which gives
-    ``10/8`` with loops) and over "count iterations as they start" (the total would grow while
-    iterations queue behind ``maxConcurrency``): the total changes only when a loop's size
-    becomes known, the moment it can be known at run time (``<+…>`` items).
+    as one) until its iterations are known; when it expands (``loop_expanded``, as it starts)
+    its iterations' steps replace it in ``planned`` and the looped step itself is no longer
+    counted (not done, running or in :meth:`counts`); expanded again (its group retried, R19),
+    the new iterations replace the old. So ``done_steps <= planned`` throughout, and a run that
+    ran every step ends ``planned/planned``; nested loops follow. Chosen over counting plan steps
+    only (``10/8`` with loops) and over counting iterations as they start (the total would creep
+    while they queue behind ``maxConcurrency``): the total changes when a loop's size is known.
 
     >>> import notebook_pipelines as nbp
     >>> from notebook_pipelines.definition.looping import Matrix
@@ -269,7 +267,8 @@ class RunState:
         self._eta_value: tuple[float, float] | None = None
         self.closers: list[Callable[[str], Any]] = []  # told by abandon() why the run never ran
         self.refused: str | None = None  # abandon()'s reason
-        self.replaced: set[int] = set()  # looped steps whose iterations count instead (loop_expanded)
+        #: looped node index → (node, its latest copies): their steps count in its place
+        self.expansions: dict[int, tuple[PlanNode, list[PlanNode]]] = {}
 
     # -- listener events (the engine's loop thread) -------------------------------------------
     def run_started(self, scheduler: Any) -> None:
@@ -285,20 +284,50 @@ class RunState:
         self._changed(False)
 
     def loop_expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
-        """The looped ``node`` runs as ``copies``: their steps replace its own in the count."""
+        """The looped ``node`` runs as ``copies``: their steps replace its own in the count.
+
+        Expanded again (its group retried, R19): the new copies replace the previous ones,
+        whose steps (and the loops expanded inside them) leave the count."""
         with self.lock:
-            self.planned += sum(_steps_in(copy) for copy in copies) - _steps_in(node)
-            if node.kind == "step":
-                self.replaced.add(node.index)
-                self.running.pop(node.index, None)
+            before = self.expansions.get(node.index)
+            self.planned -= self._count(before[1]) if before is not None else self._count([node])
+            if before is not None:
+                self._forget(before[1])
+            self.expansions[node.index] = (node, copies)
+            self.planned += self._count(copies)
+            self.running.pop(node.index, None)
+            self.finished.pop(node.index, None)
         self._changed(False)
+
+    def _count(self, nodes: list[PlanNode]) -> int:
+        """The steps ``nodes`` count as now: an expanded looped node as its copies' steps."""
+        total, stack = 0, list(nodes)
+        while stack:
+            n = stack.pop()
+            if n.kind == "parallel":
+                stack.extend(n.items)
+            elif n.index in self.expansions and n.strategy is not None:
+                stack.extend(self.expansions[n.index][1])
+            else:
+                total += n.kind == "step"
+                stack.extend((*(n.items or ()), *(n.rollback or ())))
+        return total
+
+    def _forget(self, copies: list[PlanNode]) -> None:
+        """Drop what the replaced ``copies`` (and loops expanded inside them) had done."""
+        for copy in copies:
+            for n in copy.walk():
+                self.finished.pop(n.index, None)
+                inner = self.expansions.pop(n.index, None) if n.strategy is not None else None
+                if inner is not None:
+                    self._forget(inner[1])
 
     def node_finished(self, node: PlanNode, row: Record) -> None:
         with self.lock:
             self.rows.append(row)
             self.running.pop(node.index, None)
             self.waiting.pop(node.index, None)
-            if node.kind == "step" and node.index not in self.replaced:
+            if node.kind == "step" and node.index not in self.expansions:
                 self.finished[node.index] = row.status
         self._changed(False)
 
