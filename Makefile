@@ -36,6 +36,7 @@ demo: $(VENV)/.stamp-package dot
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 ## make test-fast: the inner loop: lint, unit tests and doctests without the browser, Binder,
@@ -43,6 +44,7 @@ test: setup
 test-fast: $(VENV)/.stamp-tests dot
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -m "not browser and not binder and not kernel and not slow" tests notebook_pipelines
 
 lint: $(VENV)/.stamp-tests

@@ -479,8 +479,9 @@ def test_run_takes_a_compiled_plan_and_variables_stay_per_body():
 def test_steps_without_variables_of_their_own_share_their_parents_merged_variables():
     """Merged once per node, copied once per body: a step with no variables of its own adds no
     merged dict of its own (its parent's serves), and each body still gets a fresh copy."""
+    from notebook_pipelines.engine.clocks import RealClock
     from notebook_pipelines.engine.executors.threads import ThreadExecutor
-    from notebook_pipelines.engine.scheduler import RealClock, Scheduler
+    from notebook_pipelines.engine.scheduler import Scheduler
 
     copies = []
 

@@ -26,7 +26,7 @@ import pytest
 from conftest import recording, row, sleeper, status, writes_bytes
 
 import notebook_pipelines as nbp
-from notebook_pipelines.engine.executors import threads
+from notebook_pipelines.engine.executors import capture, threads
 
 pytestmark = pytest.mark.usefixtures("no_worker_leak")
 
@@ -81,7 +81,7 @@ def run_interrupted(p: nbp.Pipeline, after: float | None = 0.2, **options) -> Ba
 def assert_kernel_usable(stdout_before) -> None:
     assert threads.default_pool().busy == 0  # no worker of the pool is busy (left-behind ones are not in it)
     assert sys.stdout is stdout_before
-    assert not isinstance(sys.stdout, threads._Tee) and not isinstance(sys.stderr, threads._Tee)
+    assert not isinstance(sys.stdout, capture._Tee) and not isinstance(sys.stderr, capture._Tee)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     p = nbp.Pipeline("again")
     with p.stage("s") as s, s.parallel():

@@ -4,8 +4,8 @@ The scheduler is one implementation of :class:`~notebook_pipelines.engine.runtim
 the rules must need nothing else. ``LedgerRuntime`` below is another: no loop, no threads, no
 executor, a clock that only moves when a body "takes" time, bodies replaced by a table of
 outcomes, and a ledger of every call the rules make. It drives the generators itself
-(``EXEC`` → the next outcome from the table, ``ALL`` → the children one after another,
-``SLEEP`` → the clock moves on). If the rules reached past the seam (into the scheduler's
+(``Execute`` → the next outcome from the table, ``Concurrent`` → the children one after
+another, ``Pause`` → the clock moves on). If the rules reached past the seam (into the scheduler's
 inbox, timers or executor), this runtime would not have it and the test would fail.
 """
 
@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 
 import notebook_pipelines as nbp
-from notebook_pipelines.definition import references
+from notebook_pipelines.definition import reference_paths, references
 from notebook_pipelines.definition.plan import compile_plan
-from notebook_pipelines.engine import semantics
+from notebook_pipelines.engine import semantics, strategies
+from notebook_pipelines.engine.clocks import Timer
 from notebook_pipelines.engine.executors.base import Outcome
-from notebook_pipelines.engine.runtime import Runtime, Timer
-from notebook_pipelines.engine.semantics import ALL, EXEC, SLEEP, Rules
+from notebook_pipelines.engine.looping import IterationRun
+from notebook_pipelines.engine.runtime import Concurrent, Execute, Pause, Runtime
+from notebook_pipelines.engine.semantics import Rules
 
 
 class LedgerRuntime:
@@ -115,24 +117,22 @@ class LedgerRuntime:
         value = None
         try:
             while True:
-                effect = generator.send(value)
-                kind = effect[0]
-                if kind == EXEC:
-                    _, node, attempt, _scope = effect
-                    status, seconds = self.outcomes[(node.id, attempt)]
+                request = generator.send(value)
+                if isinstance(request, Execute):
+                    status, seconds = self.outcomes[(request.node.id, request.attempt)]
                     start, self.clock = self.clock, self.clock + seconds
                     error = None if status == "Success" else "boom"
                     value = Outcome(
                         status, start, self.clock, "ledger", None if error is None else "Unknown", error
                     )
-                elif kind == ALL:
-                    value = [self.drive(child) for child in effect[1]]
-                elif kind == SLEEP:
-                    self.calls.append(f"sleep {effect[1]:g}s")
-                    self.clock += effect[1]
+                elif isinstance(request, Concurrent):
+                    value = [self.drive(child) for child in request.children]
+                elif isinstance(request, Pause):
+                    self.calls.append(f"sleep {request.seconds:g}s")
+                    self.clock += request.seconds
                     value = None
-                else:  # pragma: no cover - ASK, ACQUIRE, BARRIER: not in these pipelines
-                    raise AssertionError(f"unexpected effect {kind}")
+                else:  # pragma: no cover - Intervene, Acquire, Arrive: not in these pipelines
+                    raise AssertionError(f"unexpected request {request!r}")
         except StopIteration as done:
             return done.value
 
@@ -153,17 +153,23 @@ def _declared(protocol: type) -> set[str]:
 
 def test_the_runtime_declares_everything_the_rules_ask_of_it():
     """Every ``self.rt.X`` / ``rt.X`` the rules use is declared by ``Runtime`` (``succeeded`` was
-    not), so a second runtime written from the protocol alone is complete."""
-    tree = ast.parse(Path(semantics.__file__).read_text())
-    used = {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
-        and (
-            (isinstance(node.value, ast.Name) and node.value.id == "rt")
-            or (isinstance(node.value, ast.Attribute) and node.value.attr == "rt")
-        )
-    }
+    not), so a second runtime written from the protocol alone is complete. The rules hand their
+    runtime to ``strategies.FailureStrategies`` (read the same way) and ``looping.Iterations``,
+    which uses what ``IterationRun`` declares."""
+    used = set()
+    for module in (semantics, strategies):
+        tree = ast.parse(Path(module.__file__).read_text())
+        used |= {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and (
+                (isinstance(node.value, ast.Name) and node.value.id == "rt")
+                or (isinstance(node.value, ast.Attribute) and node.value.attr == "rt")
+            )
+        }
+    used |= _declared(IterationRun)
+    assert {"loop_counts", "evaluate", "warn"} <= used
     assert len(used) > 20
     assert used <= _declared(Runtime), used - _declared(Runtime)
 
@@ -221,14 +227,16 @@ def _step_fqns(plan: Any, **runs: int) -> dict[str, int]:
 
 
 def test_references_read_a_run_only_through_their_own_protocol_which_the_runtime_declares():
-    """``definition/references.py`` names what it reads of a run (``RunValues``: ``view``,
-    ``statuses``, ``outputs``) instead of reaching for ``scheduler.view`` by name; every function
-    that takes a run takes that protocol, and reads nothing else of it."""
-    tree = ast.parse(Path(references.__file__).read_text())
+    """``definition/references.py`` (and ``reference_paths.py``, the walker it stands on) names
+    what it reads of a run (``RunValues``: ``view``, ``statuses``, ``outputs``) instead of
+    reaching for ``scheduler.view`` by name; every function that takes a run takes that
+    protocol, and reads nothing else of it."""
+    trees = [ast.parse(Path(module.__file__).read_text()) for module in (references, reference_paths)]
     declared = _declared(references.RunValues)
     assert declared == {"view", "statuses", "outputs"}
     takers, read = [], set()
-    for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+    functions = (n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))
+    for function in functions:
         first = function.args.args[0] if function.args.args else None
         if first is None or first.arg not in ("run", "scheduler"):
             continue

@@ -34,13 +34,8 @@ from hypothesis import strategies as st
 
 import notebook_pipelines as nbp
 from notebook_pipelines.engine.executors.base import ERROR_LIMIT
-from notebook_pipelines.engine.executors.threads import (
-    LOG_HEAD,
-    LOG_TAIL,
-    StepLog,
-    ThreadExecutor,
-    default_pool,
-)
+from notebook_pipelines.engine.executors.capture import LOG_HEAD, LOG_TAIL, StepLog
+from notebook_pipelines.engine.executors.threads import ThreadExecutor, default_pool
 from notebook_pipelines.engine.running import MAX_NESTED_RUNS, MAX_SUMMARY_LINES
 
 GUARD = 30.0  # seconds: a hang guard, never reached when the code is right
@@ -446,7 +441,9 @@ def test_a_printing_body_keeps_a_bounded_log_and_bounded_memory_while_it_runs(no
     def chatty(ctx: nbp.StepContext) -> None:
         n = 0
         while not ctx.cancelled:
-            print(f"{n:09d}" + "y" * 90)  # a new text each time, as real output is
+            # a new text each time, as real output is; one write per line (print() writes the
+            # line break apart, and the timeout's snapshot of the log could fall between the two)
+            sys.stdout.write(f"{n:09d}" + "y" * 90 + "\n")
             n += 1
 
     executor = ThreadExecutor(log_limit=20_000)

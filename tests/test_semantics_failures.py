@@ -575,6 +575,26 @@ def test_R20_retry_on_timeout_after_manual_intervention():
     assert list(rows(t, "a")["status"]) == ["Failed", "Success"]
 
 
+def test_R20_retry_answered_to_an_intervention_whose_first_one_timed_out():
+    """``onTimeout`` is a second manual intervention, answered Retry: the step runs again.
+    (The row's reason was given twice — the first one's timeout and the answer's — and the
+    rules' generator died with a TypeError: the run lost its trace.)"""
+    asked: list[str] = []
+
+    def answer_the_second(request: Any) -> None:
+        asked.append(request.fqn)
+        if len(asked) == 2:  # the first waits its timeout
+            request.answer("Retry")
+
+    second = nbp.ManualIntervention(timeout="5s")
+    p = one_step(fails_until(2), failure_strategies=nbp.ManualIntervention(timeout="10ms", on_timeout=second))
+    t = run(p, on_intervention=answer_the_second)
+    a = rows(t, "a")
+    assert list(a["status"]) == ["Failed", "Success"] and len(asked) == 2
+    assert a["action"].iloc[0] == "Retry" and a["reason"].iloc[0] == "manual intervention"
+    assert status(t, "after") == "Success"
+
+
 # -- bad settings (clear DefinitionError naming the node) ----------------------------------------
 
 

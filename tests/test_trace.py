@@ -307,3 +307,41 @@ def test_times_beyond_what_timestamps_hold_are_refused_not_wrapped_around():
     rows = [Record(2, None, 1, "Success", None, 0.0, 1e10, None, None, None, None, None, None, None)]
     with pytest.raises(PipelineError, match="outside what trace timestamps can hold"):
         build_trace(plan, rows, "r", int(np.datetime64("2026-01-01", "ns").view("i8")))
+
+
+def test_editing_a_trace_leaves_the_next_trace_of_the_same_plan_alone():
+    # the static columns are cached per plan and handed to each trace without copying strings
+    p = nbp.Pipeline("edit")
+    with p.stage("s") as s, s.parallel():
+        s.step("a", duration=1)
+        s.step("b", duration=2)
+    plan = p.plan()
+    first = nbp.simulate(plan)
+    first.loc[0, "fqn"] = "edited"
+    first.loc[1, "stage"] = "edited"
+    first.loc[2, "parent"] = "edited"
+    first.loc[3, "block"] = 7
+    second = nbp.simulate(plan)
+    assert "edited" not in set(second["fqn"]) | set(second["stage"].dropna()) | set(second["parent"].dropna())
+    assert list(second["fqn"]) == [n.fqn for n in plan.nodes]
+    # blocks: the pipeline none, the stage 0 (of the pipeline's list), a and b 0 (one block)
+    assert second["block"].isna().sum() == 1 and set(second["block"].dropna()) == {0}
+
+
+def test_a_text_column_holding_a_non_text_value_shows_it_as_text():
+    # an executor may name its worker with a number: the column is text all the same, as
+    # pandas writes it (the fast path, pyarrow, takes texts only and hands the rest to pandas)
+    from notebook_pipelines.engine.trace import Record, build_trace
+
+    p = nbp.Pipeline("texts")
+    with p.stage("s") as s:
+        s.step("a", duration=1)
+    plan = p.plan()
+    rows = [
+        Record(n.index, None, 1, "Success", None, 0.0, 1.0, 7 if n.kind == "step" else None,
+               None, None, None, None, None, None)
+        for n in plan.nodes
+    ]  # fmt: skip
+    trace = build_trace(plan, rows, "r", 0)
+    assert str(trace["worker"].dtype) == "str"
+    assert list(trace["worker"].fillna("-")) == ["-", "-", "7"]

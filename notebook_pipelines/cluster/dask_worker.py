@@ -24,7 +24,7 @@ from distributed import WorkerPlugin
 from ..definition.statuses import ABORTED, FAILED, SUCCESS
 from ..engine.context import StepCancelled, StepContext
 from ..engine.executors.base import call_body, check_outputs, outcome_of_exception, refuse_unrun
-from ..engine.executors.threads import StepLog, captured
+from ..engine.executors.capture import StepLog, captured
 from ..errors import StepError
 
 __all__ = ["KEY_PREFIX", "PLUGIN", "PackedStep", "StopBodies", "run_on_worker"]

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections import deque
 
     from ..definition.plan import Plan, PlanNode
-    from .runtime import Timer
+    from .clocks import Timer
     from .scope import Scope
     from .trace import Record
 

@@ -13,6 +13,7 @@ Code-text bodies (cell code) run in a shared namespace; there ``ctx`` is
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StepCancelled
@@ -50,12 +51,19 @@ class StepContext:
         "variables",
     )
 
-    def __init__(self, node: PlanNode, attempt: int, run_id: str, variables: dict, inputs: dict):
+    def __init__(
+        self,
+        node: PlanNode,
+        attempt: int,
+        run_id: str,
+        variables: dict[str, Any],
+        inputs: Mapping[str, Any],
+    ):
         self.fqn, self.id, self.name = node.fqn, node.id, node.name
         self.stage = node.stage.id if node.stage is not None else None
         self.step_group = node.group.id if node.group is not None else None
         self.attempt, self.run_id = attempt, run_id
-        self.outputs: dict = {}
+        self.outputs: dict[str, Any] = {}
         self.variables, self.inputs = variables, inputs
         self._cancelled = False
         self._event: threading.Event | None = None
@@ -85,7 +93,7 @@ class StepContext:
         if self._cancelled:
             raise StepCancelled(f"{self.fqn} was told to stop")
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         """What travels to another process (a Dask worker): the plain fields, whether it was
         told to stop; not the events that wake a sleeping body (the other side makes its own).
 
@@ -100,7 +108,7 @@ class StepContext:
         """
         return {name: getattr(self, name) for name in _STATE}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
             setattr(self, name, value)
         self._event = None

@@ -29,8 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..definition.failure import ManualIntervention
     from ..definition.plan import PlanNode
+    from .clocks import Timer
     from .executors.base import Outcome
-    from .runtime import Timer
     from .scope import Scope
 
 __all__ = ["InterventionRequest", "InterventionRun", "Interventions", "callable_name"]

@@ -1,10 +1,14 @@
-"""Looping strategies during a run (R46–R54, D11): the run's copies of looped nodes.
+"""Looping strategies during a run (R46–R54, D11): which iterations, and the run's copies.
 
-The iterations themselves are :mod:`..definition.looping`'s (a pure expansion); the rules
-(:mod:`.semantics`) decide when they run. Here is what a run makes of one iteration:
-:func:`expand` copies the looped node and everything below it, with the iteration's postfix
-in identifiers and FQNs, and files the copies in the run's :class:`RunView` — the plan as the
-run sees it, which ``<+…>`` references resolve against.
+The expansion itself is :mod:`..definition.looping`'s (pure); the rules (:mod:`.semantics`)
+decide when iterations run. Here is what a run adds:
+
+- :class:`Iterations` — a looped node's iterations when it starts: run-time lists resolved
+  now; in a simulation, a list only a run knows comes from ``simulate(iterations=…)`` or counts
+  one item (with a warning naming the node);
+- :func:`expand` — the copy of the looped node and everything below it for one iteration,
+  with the iteration's postfix in identifiers and FQNs, filed in the run's :class:`RunView`:
+  the plan as the run sees it, which ``<+…>`` references resolve against.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from collections import ChainMap
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..definition.looping import inner_count, iterations, outer_count, runtime_values
 from ..definition.plan import PlanNode
 from ..errors import ExpressionError
 
@@ -19,7 +24,77 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..definition.looping import Iteration
     from ..definition.plan import Plan
 
-__all__ = ["LoopRun", "RunView", "expand"]
+__all__ = ["IterationRun", "Iterations", "LoopRun", "RunView", "expand"]
+
+
+class IterationRun(Protocol):
+    """What :class:`Iterations` uses of the run (the rules' ``Runtime``)."""
+
+    @property
+    def loop_counts(self) -> dict[str, Any] | None: ...
+
+    def evaluate(self, node: PlanNode, value: Any) -> Any: ...
+
+    def warn(self, message: str) -> None: ...
+
+
+class _Unknown(LookupError):
+    """A looping strategy's value a simulation cannot know (an output no virtual body published)."""
+
+
+class Iterations:
+    """The iterations of the looped nodes of one run, as each starts."""
+
+    def __init__(self, run: IterationRun) -> None:
+        self._run = run
+        self._warned: set[int] = set()  # looped nodes already warned about (simulation)
+        self._inner_counts: dict[int, int] = {}  # plan node index → inner_count
+
+    def of(self, node: PlanNode) -> list[Iteration]:
+        """The iterations of a looped node; in a simulation, run-time lists come from
+        ``iterations=`` or count one item (with a warning naming the node)."""
+        strategy, run = node.strategy, self._run
+        counts = run.loop_counts
+
+        def resolve(value: Any) -> Any:
+            return run.evaluate(node, value)
+
+        outer = outer_count(node) * self._inner(node)  # nested loops: bounded before expanding
+        if counts is None or not runtime_values(strategy):
+            return iterations(strategy, resolve, outer=outer)
+        origin = node.origin or node
+        given = counts.get(origin.fqn, counts.get(origin.id))
+        if given is not None:
+            return iterations(strategy, count=given, outer=outer)
+
+        def known(value: Any) -> Any:  # None: an output no virtual body published
+            resolved = resolve(value)
+            if resolved is None:
+                raise _Unknown(f"{value} has no value in a simulation")
+            return resolved
+
+        try:
+            # a value the simulation knows (a variable, an output from outputs=) that is not a
+            # list fails the node here as in a run (LoopingError from iterations())
+            return iterations(strategy, known, outer=outer)
+        except (_Unknown, ExpressionError) as err:  # a value only a run knows
+            if origin.index not in self._warned:
+                self._warned.add(origin.index)
+                reason = str(err).splitlines()[0]
+                run.warn(
+                    f"{origin.fqn}: the looping strategy's items are known only in a run ({reason}); "
+                    f"simulated as one iteration — give simulate(iterations={{{origin.id!r}: N}}) "
+                    f"(CLI: --iterations {origin.id}=N) for N"
+                )
+            return iterations(strategy, count=1, outer=outer)
+
+    def _inner(self, node: PlanNode) -> int:
+        """:func:`inner_count` of ``node``'s plan node (computed once per run)."""
+        origin = node.origin or node
+        known = self._inner_counts.get(origin.index)
+        if known is None:
+            known = self._inner_counts[origin.index] = inner_count(origin)
+        return known
 
 
 class RunView:

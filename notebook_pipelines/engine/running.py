@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..definition.plan import Plan, as_plan
 from ..definition.statuses import SUCCESS
 from ..errors import MESSAGE_LIMIT, NestedRunError, RunFailed, RunInterrupted, excerpt, printable
 from . import registry
-from .executors.base import Job, check_executor
-from .scheduler import RealClock, Scheduler
+from .clocks import RealClock
+from .executors.base import Clock, Executor, Job, check_executor
+from .scheduler import Scheduler
 from .trace import build_trace
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from .interventions import InterventionRequest
 
 __all__ = [
     "MAX_NESTED_RUNS",
@@ -37,18 +43,18 @@ __all__ = [
     "summary",
 ]
 
-_LAST: list = [None]
+_LAST: list[pd.DataFrame | None] = [None]
 
 #: At most this many runs nested inside step bodies (a body's ``run()`` of another pipeline):
 #: each level holds a worker thread while the one below runs.
 MAX_NESTED_RUNS = 8
 #: The real runs going on in this process, to find the run that a ``run()`` is called inside.
-_RUNNING: set = set()
+_RUNNING: set[Scheduler] = set()
 #: The most failure lines a run's summary lists (the trace has them all).
 MAX_SUMMARY_LINES = 30
 
 
-def last_trace():
+def last_trace() -> pd.DataFrame | None:
     """The trace of the last run or simulation in this process (also after an interrupt)."""
     return _LAST[0]
 
@@ -59,10 +65,10 @@ class RunResult:
 
     __slots__ = ("interrupted", "status", "trace")
 
-    def __init__(self, status: str, trace: Any, interrupted: bool):
+    def __init__(self, status: str, trace: pd.DataFrame, interrupted: bool):
         self.status, self.trace, self.interrupted = status, trace, interrupted
 
-    def __iter__(self):  # (status, trace, interrupted), as a tuple
+    def __iter__(self) -> Iterator[Any]:  # (status, trace, interrupted), as a tuple
         return iter((self.status, self.trace, self.interrupted))
 
 
@@ -128,15 +134,15 @@ def nesting(plan: Plan) -> tuple[tuple[str, str], ...]:
 
 def execute(
     plan: Plan,
-    executor: Any,
-    clock: Any,
+    executor: Executor,
+    clock: Clock,
     *,
     run_id: str | None = None,
     listeners: Iterable[Any] = (),
-    on_intervention: Callable | None = None,
-    namespace: dict | None = None,
-    loop_counts: dict | None = None,
-    chain: tuple | None = None,
+    on_intervention: Callable[[InterventionRequest], Any] | None = None,
+    namespace: dict[str, Any] | None = None,
+    loop_counts: dict[str, Any] | None = None,
+    chain: tuple[tuple[str, str], ...] | None = None,
 ) -> RunResult:
     """Run ``plan`` with ``executor`` and ``clock``; the :class:`RunResult` (status, trace, interrupted).
 
@@ -197,15 +203,15 @@ def prepare(pipeline: Any) -> Prepared:
 def run(
     pipeline: Any,
     *,
-    executor: Any = None,
+    executor: Executor | None = None,
     run_id: str | None = None,
     listeners: Iterable[Any] = (),
-    on_intervention: Callable | None = None,
-    namespace: dict | None = None,
+    on_intervention: Callable[[InterventionRequest], Any] | None = None,
+    namespace: dict[str, Any] | None = None,
     check: bool = False,
     report: bool = True,
     max_workers: int | None = None,
-):
+) -> pd.DataFrame:
     """Run a pipeline in the kernel and return its trace (a pandas DataFrame).
 
     Args:
@@ -268,7 +274,7 @@ def run(
     return trace
 
 
-def summary(trace: Any) -> str:
+def summary(trace: pd.DataFrame) -> str:
     """A few lines that say how a run ended and which nodes did not succeed.
 
     Listed: every step that ended badly, and any stage or group that failed on its own (its
@@ -283,7 +289,7 @@ def summary(trace: Any) -> str:
     return "\n".join([*lines, *failure_lines(trace)])
 
 
-def failure_lines(trace: Any) -> list[str]:
+def failure_lines(trace: pd.DataFrame) -> list[str]:
     """One line per node whose last attempt ended badly (Failed, Expired, Aborted, Errored):
     every such step, and every stage or group that failed on its own (with its own error).
 

@@ -4,7 +4,22 @@ The rules (:mod:`.semantics`) are generators that never see the scheduler's loop
 inbox or executor. They ask the run for the time, for timers (a :class:`Timer` handle with
 ``cancel()``), to record a trace row, to mark whole sub-trees ``Skipped``/``NotStarted``, why
 nothing new may start, and to stop. :class:`Runtime` lists exactly that; the scheduler
-(:class:`~.scheduler.Scheduler`) is its one implementation.
+(:class:`~.scheduler.Scheduler`) is its one implementation in the package.
+
+When a rule must wait, its generator (a :data:`NodeRun`) *yields a request* and is resumed
+with the answer — one small named type per kind of wait (:data:`Request`):
+
+=====================  ======================================================  ==========================
+request                what the rule waits for                                 resumed with
+=====================  ======================================================  ==========================
+:class:`Concurrent`    children run at once (a parallel block, lanes)         their statuses, in order
+:class:`Execute`       a step body on the executor                            an ``Outcome``
+:class:`Pause`         a retry interval                                       None
+:class:`Intervene`     a person's answer to a manual intervention (R20, D12)  the choice, or None (timeout)
+:class:`Acquire`       a resource shared by parallel stages (D8)              True, or False (stopped)
+:class:`Arrive`        the other participants of a barrier (R56)              None, or ``(status, error
+                                                                               type, message)`` (R57, E11)
+=====================  ======================================================  ==========================
 
 While a generator waits, the scheduler keeps one small record of what it waits for — a
 :class:`~.executors.base.Job` (a body on the executor), a :class:`Sleep` (a retry interval),
@@ -15,34 +30,103 @@ timeout, a rollback or an abort can find and settle every wait inside a scope.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..definition.failure import ManualIntervention
+    from ..definition.looping import Iteration
     from ..definition.plan import Plan, PlanNode
+    from .clocks import Timer
     from .context import StepContext
     from .executors.base import Outcome
+    from .looping import RunView
     from .scope import Scope
 
-__all__ = ["Ask", "Gate", "Queue", "Runtime", "Sleep", "Timer"]
+__all__ = [
+    "Acquire",
+    "Arrive",
+    "Ask",
+    "Concurrent",
+    "Execute",
+    "Gate",
+    "Intervene",
+    "NodeRun",
+    "Pause",
+    "Queue",
+    "Request",
+    "Runtime",
+    "Sleep",
+    "Yields",
+]
 
 
-class Timer:
-    """A pending call of ``fn(arg)`` at clock time ``when``; ``cancel()`` takes it back."""
+# -- the requests a rule's generator yields ---------------------------------------------------
+# Slotted dataclasses, not frozen (treat them as read-only): an ``Execute`` is made for every
+# step attempt, and a frozen dataclass's __init__ costs twice a plain one's (a NamedTuple's more).
+@dataclass(slots=True)
+class Concurrent:
+    """Run ``children`` (node generators, or a loop's lanes) at once; resumed with what they
+    return (a node's status; a lane's None), in order."""
 
-    __slots__ = ("active", "arg", "fn", "when")
+    children: Sequence[Yields[Any]]
 
-    def __init__(self, when: float, fn: Callable[[Any], None], arg: Any):
-        self.when, self.fn, self.arg, self.active = when, fn, arg, True
 
-    def cancel(self) -> None:
-        """The call will not happen (idempotent; harmless after it happened)."""
-        self.active = False
+@dataclass(slots=True)
+class Execute:
+    """Run attempt ``attempt`` of step ``node``'s body inside ``scope``; resumed with its ``Outcome``."""
 
-    def __repr__(self) -> str:
-        state = "pending" if self.active else "cancelled"
-        return f"<Timer at {self.when:g}s {getattr(self.fn, '__name__', self.fn)} {state}>"
+    node: PlanNode
+    attempt: int
+    scope: Scope
+
+
+@dataclass(slots=True)
+class Pause:
+    """Wait ``seconds`` (a retry interval) inside ``scope``; resumed with None."""
+
+    seconds: float
+    scope: Scope
+
+
+@dataclass(slots=True)
+class Intervene:
+    """Ask a person what to do after ``node``'s failed ``outcome`` (R20, D12); resumed with
+    the choice, or None when ``action``'s timeout passed or the wait was settled."""
+
+    node: PlanNode
+    outcome: Outcome
+    action: ManualIntervention
+    scope: Scope
+
+
+@dataclass(slots=True)
+class Acquire:
+    """Take resource ``key`` (D8), waiting while another stage holds it; resumed with True,
+    or False when the wait was settled (an abort, a timeout)."""
+
+    key: str
+    scope: Scope
+
+
+@dataclass(slots=True)
+class Arrive:
+    """Barrier step ``node`` reaches ``barrier`` and waits for the other participants (R56);
+    resumed with None, or ``(status, error_type, message)`` when it will not open (R57, E11)."""
+
+    node: PlanNode
+    barrier: str
+    scope: Scope
+
+
+#: what a rule's generator may yield
+Request: TypeAlias = Concurrent | Execute | Pause | Intervene | Acquire | Arrive
+_T = TypeVar("_T")
+#: a rule's generator that yields requests, is resumed with their answers and returns a ``_T``
+Yields: TypeAlias = Generator[Request, Any, _T]
+#: a node's generator: returns the node's status
+NodeRun: TypeAlias = Yields[str]
 
 
 @dataclass(slots=True)
@@ -90,7 +174,7 @@ class Runtime(Protocol):
     plan: Plan
     #: the plan as the run sees it: ``plan`` and the copies of looped nodes made so far (what
     #: ``<+…>`` references resolve against, :class:`~..definition.references.RunValues`)
-    view: Plan
+    view: Plan | RunView
     aborted: str | None  # why the run was aborted, or None
     statuses: dict[str, str]
     outputs: dict[str, dict[str, Any]]
@@ -104,9 +188,22 @@ class Runtime(Protocol):
     def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> Timer: ...
 
     def record(
-        self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any
+        self,
+        node: PlanNode,
+        attempt: int,
+        status: str,
+        start: float | None,
+        end: float | None,
+        *,
+        reason: str | None = None,
+        worker: str | None = None,
+        error_type: str | None = None,
+        error: str | None = None,
+        action: str | None = None,
+        outputs: dict[str, Any] | None = None,
+        log: str | None = None,
     ) -> None:
-        """Append one trace row (``info``: reason, worker, error_type, error, action, outputs, log)."""
+        """Append one trace row (the keywords: the other fields of :class:`~.trace.Record`)."""
         ...
 
     def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:
@@ -158,7 +255,7 @@ class Runtime(Protocol):
         """Tell the user something about the run that is not an error (a ``LoopingWarning``)."""
         ...
 
-    def expand(self, node: PlanNode, iteration: Any) -> PlanNode:
+    def expand(self, node: PlanNode, iteration: Iteration) -> PlanNode:
         """The run's copy of a looped ``node`` for one :class:`~..definition.looping.Iteration`:
         postfixed id and FQN (R46), its own trace rows, found by references; nodes below with
         their own strategies expand when they start."""

@@ -3,14 +3,9 @@
 Design
 ------
 The rules (:mod:`.semantics`) are generator functions, one per kind of node. A generator
-*yields an effect* when it must wait and is resumed with the result:
-
-``(ALL, [gen, ...])``
-    run these children concurrently; resume with their statuses when all are terminal.
-``(EXEC, node, attempt, scope)``
-    run the step's body on the executor; resume with an :class:`~.executors.base.Outcome`.
-``(SLEEP, seconds, scope)``, ``(ASK, node, outcome, action, scope)``, ``(ACQUIRE, key, scope)``
-    a retry interval, a manual intervention, a resource shared by parallel stages (D8).
+*yields a request* when it must wait (:data:`~.runtime.Request`: ``Execute`` a body,
+``Concurrent`` children, ``Pause``, ``Intervene``, ``Acquire``, ``Arrive``) and is resumed
+with the answer.
 
 The scheduler is a single-threaded loop over a ready queue, a timer heap (:class:`~.runtime.Timer`
 handles) and an inbox that executors post completions to. There is no thread per step and no
@@ -19,7 +14,7 @@ slices of :data:`WAKE_EVERY` seconds, so that ``_thread.interrupt_main()`` — w
 real signal — is seen too). What time it is and where bodies run are plug-ins (the
 :class:`~.executors.base.Clock` and :class:`~.executors.base.Executor` protocols):
 
-- :class:`RealClock` + :class:`~.executors.threads.ThreadExecutor` (``run()``): wall
+- :class:`~.clocks.RealClock` + :class:`~.executors.threads.ThreadExecutor` (``run()``): wall
   clock, bodies on a warm pool of reused worker threads;
 - :class:`~.executors.virtual.VirtualClock` + ``VirtualExecutor`` (``simulate()``): the clock
   jumps to the next timer; a body "takes" its declared duration.
@@ -42,13 +37,11 @@ import heapq
 import itertools
 import queue
 import signal
-import sys
 import threading
-import time
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -56,18 +49,21 @@ from ..definition.plan import Plan, PlanNode
 from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCESS
 from ..errors import MESSAGE_LIMIT, ExpressionError, PipelineError, excerpt
 from .barriers import Barriers
+from .clocks import RealClock, Timer
 from .context import StepContext
-from .executors.base import Job, Outcome, check_executor, message_of
+from .executors.base import Clock, Executor, Job, Outcome, check_executor, message_of
 from .interventions import InterventionRequest, Interventions, callable_name
-from .looping import expand
-from .runtime import Ask, Gate, Queue, Sleep, Timer
-from .semantics import ACQUIRE, ALL, ASK, BARRIER, EXEC, SLEEP, Rules, Scope
-from .trace import Record, Recorder
+from .looping import RunView, expand
+from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Pause, Queue, Sleep
+from .scope import Scope
+from .semantics import Rules
+from .trace import Recorder, make_record
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..definition.looping import Iteration
+    from .runtime import NodeRun, Yields
 
-__all__ = ["WAKE_EVERY", "RealClock", "Scheduler", "Task"]
+__all__ = ["WAKE_EVERY", "Scheduler", "Task"]
 
 #: The main thread waits in slices this long, so that a Ctrl-C or ``_thread.interrupt_main()``
 #: is seen within it even while nothing happens (an event wakes the loop at once, whatever it).
@@ -78,34 +74,15 @@ class Task:
     """A running generator and where its result goes (its parent's slot ``index``)."""
 
     __slots__ = ("gen", "index", "parent", "pending", "results")
+    gen: NodeRun | Yields[None]
+    parent: Task | None
+    index: int
+    pending: int  # children still running (a Concurrent request)
+    results: list[Any]  # their statuses, by index (set with ``pending``, when it has children)
 
-    def __init__(self, gen: Any, parent: Task | None, index: int):
+    def __init__(self, gen: NodeRun | Yields[None], parent: Task | None, index: int):
         self.gen, self.parent, self.index = gen, parent, index
-        self.pending, self.results = 0, None
-
-
-class RealClock:
-    """Wall clock; waiting blocks on the executors' inbox until the next timer is due."""
-
-    name = "wall"
-
-    def __init__(self) -> None:
-        self.epoch_ns = time.time_ns()
-        self._t0 = time.perf_counter()
-        #: wait in slices (set on the main thread, where signals arrive)
-        self.slice: float | None = None
-
-    def now(self) -> float:
-        return time.perf_counter() - self._t0
-
-    def wait(self, inbox: queue.SimpleQueue, deadline: float | None) -> Any:
-        timeout = None if deadline is None else max(0.0, deadline - self.now())
-        if self.slice is not None and (timeout is None or timeout > self.slice):
-            timeout = self.slice
-        try:
-            return inbox.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        self.pending = 0
 
 
 class Scheduler:
@@ -118,21 +95,21 @@ class Scheduler:
     def __init__(
         self,
         plan: Plan,
-        executor: Any,
-        clock: Any,
+        executor: Executor,
+        clock: Clock,
         *,
         run_id: str | None = None,
         listeners: Iterable[Any] = (),
         on_intervention: Callable[[InterventionRequest], Any] | None = None,
-        namespace: dict | None = None,
-        loop_counts: dict | None = None,
+        namespace: dict[str, Any] | None = None,
+        loop_counts: dict[str, Any] | None = None,
     ):
         self.plan, self.executor, self.clock = plan, executor, clock
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.namespace = namespace
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.ready: deque = deque()
-        self.timers: list = []  # heap of (when, seq, Timer)
+        self.inbox: queue.SimpleQueue[tuple[Callable[[Any], None], Any]] = queue.SimpleQueue()
+        self.ready: deque[tuple[Task, Any]] = deque()  # (generator, the value it resumes with)
+        self.timers: list[tuple[float, int, Timer]] = []  # a heap
         self._seq = itertools.count()
         # what each waiting generator waits for (a Job, or runtime's Sleep/Ask/Queue/Gate)
         self.waits: dict[Task, Any] = {}
@@ -140,18 +117,18 @@ class Scheduler:
         self.aborted: str | None = None
         self.interrupted = False
         self.sigint = False  # a Ctrl-C arrived; taken between scheduler steps
-        self.resources: dict[str, deque] = {}
-        self.outputs: dict[str, dict] = {}
+        self.resources: dict[str, deque[Task]] = {}  # stages holding (first) and queued for a key
+        self.outputs: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, str] = {}
-        self._resolved: dict[int, dict] = {}
-        self._merged_variables: dict[int, dict] = {}
+        self._resolved: dict[int, dict[str, Any]] = {}
+        self._merged_variables: dict[int, dict[str, Any]] = {}
         self._resolved_spec: dict[int, Any] = {}  # typed steps' specs, resolved before they start
         self.runs: dict[int, int] = {}  # executions per step so far: attempts go on across RetryStepGroup
         # looping strategies (R46–R54): the run's copies of looped nodes, one subtree per
         # iteration, indexed after the plan's nodes; references resolve against ``view``
         self.extra: list[PlanNode] = []
-        self.view: Any = plan
-        self.loop_counts: dict | None = loop_counts
+        self.view: Plan | RunView = plan
+        self.loop_counts = loop_counts
         self.barriers: Barriers | None = None  # made when a Barrier step first arrives
         self.runs_handlers = bool(check_executor(executor).runs_handlers)
         self.listeners = list(listeners)
@@ -241,7 +218,7 @@ class Scheduler:
             if self.sigint and not self.interrupted:
                 raise KeyboardInterrupt
 
-    def _notify(self, listeners: list, *args: Any) -> bool:
+    def _notify(self, listeners: list[Callable[..., Any]], *args: Any) -> bool:
         """Call each listener; one that raises is reported (a warning) and dropped for this run.
 
         A listener's error must not kill a node's generator (the run would lose its trace).
@@ -254,10 +231,10 @@ class Scheduler:
         for fn in list(listeners):
             try:
                 fn(*args)
-            except PipelineError:
+            except PipelineError as exc:
                 if not isinstance(self.clock, RealClock):
                     raise  # a deliberate error of ours (e.g. a bad scripted answer in a simulation)
-                ok = self._dropped(listeners, fn, sys.exc_info()[1])
+                ok = self._dropped(listeners, fn, exc)
             except KeyboardInterrupt:
                 raise  # the loop takes it: the run is interrupted, with its trace
             except BaseException as exc:  # SystemExit too: it must not end the run without a trace
@@ -265,7 +242,7 @@ class Scheduler:
         return ok
 
     @staticmethod
-    def _dropped(listeners: list, fn: Any, exc: BaseException) -> bool:
+    def _dropped(listeners: list[Callable[..., Any]], fn: Any, exc: BaseException) -> bool:
         listeners.remove(fn)
         warnings.warn(
             f"listener {callable_name(fn)} raised {type(exc).__name__}: "
@@ -296,7 +273,7 @@ class Scheduler:
         else:
             self._completed((job, outcome))
 
-    def _completed(self, item: tuple) -> None:
+    def _completed(self, item: tuple[Job, Outcome]) -> None:
         job, outcome = item
         if job.done:
             return  # it timed out or was aborted before; its late result is ignored
@@ -308,36 +285,35 @@ class Scheduler:
 
     def _advance(self, task: Task, value: Any) -> None:
         try:
-            effect = task.gen.send(value)
+            request = task.gen.send(value)
         except StopIteration as stop:
             self._finish(task, stop.value)
             return
-        kind = effect[0]
-        if kind is EXEC:
-            self._exec(task, effect[1], effect[2], effect[3])
-        elif kind is ALL:
-            gens = effect[1]
+        if isinstance(request, Execute):
+            self._exec(task, request.node, request.attempt, request.scope)
+        elif isinstance(request, Concurrent):
+            gens = request.children
             if not gens:
                 self.ready.append((task, []))
                 return
             task.pending, task.results = len(gens), [None] * len(gens)
             self.ready.extend([(Task(gen, task, i), None) for i, gen in enumerate(gens)])
-        elif kind is SLEEP:
-            self.waits[task] = Sleep(self.call_at(self.clock.now() + effect[1], self._wake, task), effect[2])
-        elif kind is ASK:
-            self.interventions.ask(task, effect[1], effect[2], effect[3], effect[4])
-        elif kind is ACQUIRE:
-            waiting = self.resources.setdefault(effect[1], deque())
+        elif isinstance(request, Pause):
+            timer = self.call_at(self.clock.now() + request.seconds, self._wake, task)
+            self.waits[task] = Sleep(timer, request.scope)
+        elif isinstance(request, Intervene):
+            self.interventions.ask(task, request.node, request.outcome, request.action, request.scope)
+        elif isinstance(request, Acquire):
+            waiting = self.resources.setdefault(request.key, deque())
             waiting.append(task)
             if len(waiting) == 1:
                 self.ready.append((task, True))
             else:
-                self.waits[task] = Queue(effect[1], effect[2])
-        elif kind is BARRIER:
-            node = effect[1]
-            self._gates().arrive(task, node, node.barrier, effect[2])
+                self.waits[task] = Queue(request.key, request.scope)
+        elif isinstance(request, Arrive):
+            self._gates().arrive(task, request.node, request.barrier, request.scope)
         else:  # pragma: no cover - programming error
-            raise RuntimeError(f"unknown effect {effect!r}")
+            raise RuntimeError(f"unknown request {request!r}")
 
     def _finish(self, task: Task, value: Any) -> None:
         parent = task.parent
@@ -365,12 +341,11 @@ class Scheduler:
     # -- step bodies ----------------------------------------------------------------------------
     def _exec(self, task: Task, node: PlanNode, attempt: int, scope: Scope) -> None:
         now = self.clock.now()
-        job = Job(self, node, attempt, scope, now)
-        job.task = task
-        job.timer = self.call_at(now + node.timeout, self._expire_job, job) if node.timeout else None
+        job = Job(self, node, attempt, scope, now, task, self.namespace)  # each field set once
+        if node.timeout:
+            job.timer = self.call_at(now + node.timeout, self._expire_job, job)
         if node.body is None and node.type is not None:
             job.spec = self._resolved_spec.get(node.index)
-        job.namespace = self.namespace
         self.waits[task] = job
         if self._started:
             self._notify(self._started, node, attempt, now)
@@ -385,12 +360,12 @@ class Scheduler:
         """The step context for one execution of ``node`` (made when a body is about to run)."""
         return StepContext(node, attempt, self.run_id, self._variables(node), self._inputs(node))
 
-    def _variables(self, node: PlanNode) -> dict:
+    def _variables(self, node: PlanNode) -> dict[str, Any]:
         """The variables a node sees (pipeline, stage, groups, its own; innermost wins): merged
         once per node (the plan does not change), a fresh copy for each body to use."""
         return dict(self._merged(node))
 
-    def _merged(self, node: PlanNode) -> dict:
+    def _merged(self, node: PlanNode) -> dict[str, Any]:
         """The merged variables of ``node``, never changed once made: a node without variables
         of its own shares its parent's dict (one copy per body, none per step)."""
         merged = self._merged_variables.get(node.index)
@@ -401,8 +376,9 @@ class Scheduler:
             self._merged_variables[node.index] = merged
         return merged
 
-    def _inputs(self, node: PlanNode) -> dict:
-        return self._resolved.get(node.index, node.inputs) or {}
+    def _inputs(self, node: PlanNode) -> Mapping[str, Any]:
+        resolved = self._resolved.get(node.index)
+        return resolved if resolved is not None else node.inputs or {}
 
     def resolve_inputs(self, node: PlanNode) -> str | None:
         """Resolve the step's inputs just before it runs (R42–R47); the error text, if any."""
@@ -515,14 +491,14 @@ class Scheduler:
 
     # -- records --------------------------------------------------------------------------------
     def record(
-        self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, **info: Any
-    ) -> None:
-        """Append one trace row: ``info`` holds the other fields of :class:`~.trace.Record`
-        (``reason``, ``worker``, ``error_type``, ``error``, ``action``, ``outputs``, ``log``)."""
-        get = info.get
+        self, node: PlanNode, attempt: int, status: str, start: float | None, end: float | None, *,
+        reason: str | None = None, worker: str | None = None, error_type: str | None = None,
+        error: str | None = None, action: str | None = None, outputs: dict[str, Any] | None = None,
+        log: str | None = None,
+    ) -> None:  # fmt: skip
+        """Append one trace row; the keywords are the other fields of :class:`~.trace.Record`."""
         self._row(
-            node, attempt, status, get("reason"), start, end, get("worker"),
-            get("error_type"), get("error"), get("action"), get("outputs"), get("log"),
+            node, attempt, status, reason, start, end, worker, error_type, error, action, outputs, log
         )  # fmt: skip
 
     def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:
@@ -538,11 +514,11 @@ class Scheduler:
         self, node: PlanNode, attempt: int, status: str, reason: Any, start: float | None,
         end: float | None, worker: Any, error_type: Any, error: Any, action: Any, outputs: Any, log: Any,
     ) -> None:  # fmt: skip
-        """The one place a :class:`~.trace.Record` is made (positional: the hot path)."""
+        """The one place a :class:`~.trace.Record` is made (positional: the hot path) and joins
+        the trace (and the statuses that references read)."""
         inputs = self._resolved.get(node.index) if node.inputs else None
-        self._add(
-            node,
-            Record(
+        row = make_record(
+            (
                 node.index,
                 node.iteration,
                 attempt,
@@ -557,13 +533,10 @@ class Scheduler:
                 outputs,
                 log,
                 inputs,
-            ),
+            )
         )
-
-    def _add(self, node: PlanNode, row: Record) -> None:
-        """The one place a row joins the trace (and the statuses that references read)."""
         self.recorder.add(row)
-        self.statuses[node.fqn] = row.status
+        self.statuses[node.fqn] = status
         if node.barrier is not None:  # a participant that ends without arriving (R57)
             self._gates().dropped_out(node, node.barrier, row)
         if self._finished:

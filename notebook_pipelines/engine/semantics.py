@@ -1,21 +1,14 @@
 """The semantics of step groups, as straight-line generator code (SEMANTICS.md §3–§5, §9).
 
 Each kind of node is one generator method — ``_pipeline``, ``_stage``, ``_group``, ``_step`` —
-that reads like the rules: serial items in a ``for`` loop, a parallel block as one ``ALL``
-effect, conditions (R28–R32) before a node starts, the failure-strategy chain (R15–R24) and its
-actions after a failure, rollback in the order of R36/R38, timeouts (R59–R61), parent statuses
-(R26, R27, D4). When a generator must wait it *yields an effect* and is resumed with the result:
-
-``(ALL, [generators])``
-    children that run concurrently; resumed with their statuses when all are terminal.
-``(EXEC, node, attempt, scope)``
-    run a step body on the executor; resumed with an ``Outcome``.
-``(SLEEP, seconds, scope)``, ``(ASK, node, outcome, action, scope)``, ``(ACQUIRE, key, scope)``
-    a retry interval, a manual intervention (R20, D12), a resource shared by parallel stages (D8).
-``(BARRIER, node, scope)``
-    a Barrier step waits for the other participants (R56); resumed with None when all have
-    arrived, else ``(status, error_type, message)`` (a participant dropped out, R57, E11; the
-    step's timeout).
+that reads like the rules: serial items in a ``for`` loop, a parallel block as one ``Concurrent``
+request, conditions (R28–R32) before a node starts, the failure-strategy chain (R15–R24) and its
+actions after a failure (:mod:`.strategies`), rollback in the order of R36/R38, timeouts
+(R59–R61), parent statuses (R26, R27, D4), looped nodes' iterations (:mod:`.looping`). When a
+generator must wait it *yields a request* — :class:`~.runtime.Execute` (a step body),
+:class:`~.runtime.Concurrent` (children at once), :class:`~.runtime.Pause`,
+:class:`~.runtime.Intervene`, :class:`~.runtime.Acquire`, :class:`~.runtime.Arrive` — and is
+resumed with the answer (the table in :mod:`.runtime`).
 
 :class:`Rules` holds the generators; it talks to the run only through the small
 :class:`~.runtime.Runtime` interface (the time, timers, records, marks, stop reasons), never to
@@ -27,40 +20,21 @@ simulated run and a real run produce the same statuses and rows.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..definition.failure import (
-    Abort,
-    Action,
-    Ignore,
-    ManualIntervention,
-    MarkAsFailure,
-    MarkAsSuccess,
     PipelineRollback,
-    ProceedWithDefaultValues,
-    Retry,
     RetryStepGroup,
     StageRollback,
     StepGroupRollback,
     When,
-    action_from_dict,
 )
-from ..definition.limits import MAX_RETRIES
-from ..definition.looping import (
-    LoopingError,
-    check_identities,
-    inner_count,
-    iterations,
-    max_concurrency,
-    outer_count,
-    runtime_values,
-)
-from ..definition.plan import PlanNode, choose
+from ..definition.looping import LoopingError, check_identities, max_concurrency
+from ..definition.plan import PlanNode
 from ..definition.statuses import (
     ABORTED,
     EXPIRED,
     FAILED,
-    IGNORE_FAILED,
     NOT_STARTED,
     POSITIVE,
     SEVERITY,
@@ -68,24 +42,18 @@ from ..definition.statuses import (
     SUCCESS,
 )
 from ..errors import ExpressionError
+from .looping import Iterations
+from .runtime import Acquire, Arrive, Concurrent, Execute, Pause
 from .scope import Scope
+from .strategies import RETRY, FailureStrategies
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable
+
     from .executors.base import Outcome
-    from .runtime import Runtime
+    from .runtime import NodeRun, Runtime, Yields
 
-__all__ = ["ACQUIRE", "ALL", "ASK", "BARRIER", "EXEC", "RETRY", "SLEEP", "Rules", "Scope"]
-
-ALL, EXEC, SLEEP, ASK, ACQUIRE, BARRIER = "all", "exec", "sleep", "ask", "acquire", "barrier"
-#: what ``_after_failure`` returns when the step runs again
-RETRY = "retry"
-#: the key under which ``_after_failure`` counts a step's retries answered by a person (bounded
-#: like a Retry count: an ``on_intervention`` callback answering Retry for ever must not loop)
-INTERVENTION_RETRIES = -1
-
-
-class _Unknown(LookupError):
-    """A looping strategy's value a simulation cannot know (an output no virtual body published)."""
+__all__ = ["Rules", "Scope"]
 
 
 class Rules:
@@ -93,8 +61,8 @@ class Rules:
 
     def __init__(self, rt: Runtime):
         self.rt = rt
-        self._warned: set[int] = set()  # looped nodes already warned about (simulation)
-        self._inner_counts: dict[int, int] = {}  # plan node index → inner_count
+        self._loops = Iterations(rt)  # the iterations of looped nodes (R46–R54)
+        self._strategies = FailureStrategies(rt, self._failed)  # after a failed attempt (R15–R24)
 
     def _should_run(
         self, node: PlanNode, scope: Scope, status_only: bool = False
@@ -133,8 +101,8 @@ class Rules:
         return evaluate_condition(self.rt, node, condition)
 
     # -- the semantics --------------------------------------------------------------------------
-    def _items(self, items: tuple, scope: Scope):
-        statuses: list = []
+    def _items(self, items: tuple[PlanNode, ...], scope: Scope) -> Yields[list[str]]:
+        statuses: list[str] = []
         for i, item in enumerate(items):
             reason = self.rt.stop_reason(scope)
             if reason is not None:
@@ -142,12 +110,12 @@ class Rules:
                     self.rt.mark(items[i:], NOT_STARTED, reason, None)
                 break
             if item.kind == "parallel":
-                statuses.extend((yield (ALL, [self._node(child, scope) for child in item.items])))
+                statuses.extend((yield Concurrent([self._node(child, scope) for child in item.items])))
             else:
                 statuses.append((yield from self._node(item, scope)))
         return statuses
 
-    def _node(self, node: PlanNode, scope: Scope):
+    def _node(self, node: PlanNode, scope: Scope) -> NodeRun:
         if node.strategy is not None:
             return self.looped(node, scope)
         if node.kind == "step":
@@ -156,7 +124,7 @@ class Rules:
             return self.group(node, scope)
         return self.stage(node, scope)
 
-    def _container_status(self, statuses: list, scope: Scope) -> str:
+    def _container_status(self, statuses: Iterable[str], scope: Scope) -> str:
         if scope.expired:
             return EXPIRED
         if self.rt.aborted is not None:  # E15: every container still running at the abort ends Aborted
@@ -173,7 +141,7 @@ class Rules:
             return ABORTED
         return worst
 
-    def pipeline(self, root: PlanNode):
+    def pipeline(self, root: PlanNode) -> NodeRun:
         start = self.rt.now()
         scope = Scope(root, None, "pipeline")
         timer = self.rt.call_at(start + root.timeout, self.rt.expire, scope) if root.timeout else None
@@ -230,12 +198,12 @@ class Rules:
             cur = cur.parent
         return False
 
-    def stage(self, node: PlanNode, pscope: Scope):
+    def stage(self, node: PlanNode, pscope: Scope) -> NodeRun:
         ok, reason, error = self._should_run(node, pscope)
         if not ok:
             return self._skip_or_fail(node, pscope, reason, error)
         if node.resource is not None:
-            got = yield (ACQUIRE, node.resource, pscope)
+            got = yield Acquire(node.resource, pscope)
             if not got:
                 self.rt.mark((node,), NOT_STARTED, self.rt.stop_reason(pscope) or "not started", None)
                 return NOT_STARTED
@@ -259,7 +227,7 @@ class Rules:
         return status
 
     # -- looping strategies (R46–R54, E13) -------------------------------------------------------
-    def looped(self, node: PlanNode, scope: Scope):
+    def looped(self, node: PlanNode, scope: Scope) -> NodeRun:
         """A node with a looping strategy: its iterations, at most ``maxConcurrency`` at a time.
 
         The iterations are computed now (run-time lists are known only now); each is the run's
@@ -274,7 +242,7 @@ class Rules:
             return SKIPPED
         start = self.rt.now()
         try:
-            its = self._iterations(node)
+            its = self._loops.of(node)
             check_identities(node, its)  # one postfix per iteration (R46)
             copies = [self.rt.expand(node, it) for it in its]  # an FQN taken: LoopingError (R46)
         except (ExpressionError, LoopingError) as err:
@@ -292,13 +260,13 @@ class Rules:
         scopes = [Scope(copy, scope, "loop") for copy in copies]
         k = max_concurrency(node.strategy) or len(copies)
         if k >= len(copies):
-            statuses = yield (ALL, [self._node(copy, s) for copy, s in zip(copies, scopes)])
+            statuses = yield Concurrent([self._node(copy, s) for copy, s in zip(copies, scopes)])
         else:
-            statuses = [None] * len(copies)
+            slots: list[str | None] = [None] * len(copies)
             queue = deque(range(len(copies)))
             skip = getattr(node.strategy, "on_failure", None) == "SkipQueued"
-            lanes = [self._lane(queue, copies, scopes, statuses, skip) for _ in range(k)]
-            yield (ALL, lanes)
+            yield Concurrent([self._lane(queue, copies, scopes, slots, skip) for _ in range(k)])
+            statuses = cast("list[str]", slots)  # the lanes have filled every slot
         if all(status == SKIPPED for status in statuses):
             status = SKIPPED
         else:
@@ -309,7 +277,14 @@ class Rules:
         self._failed(node, scope, status)
         return status
 
-    def _lane(self, queue: deque, copies: list, scopes: list, statuses: list, skip_queued: bool):
+    def _lane(
+        self,
+        queue: deque[int],
+        copies: list[PlanNode],
+        scopes: list[Scope],
+        statuses: list[str | None],
+        skip_queued: bool,
+    ) -> Yields[None]:
         """One slot of a looped node's window: runs the next queued iteration until none is left."""
         while queue:
             i = queue.popleft()
@@ -324,53 +299,7 @@ class Rules:
             statuses[i] = yield from self._node(copies[i], scope)
         return None
 
-    def _iterations(self, node: PlanNode) -> list:
-        """The iterations of a looped node; in a simulation, run-time lists come from
-        ``iterations=`` or count one item (with a warning naming the node)."""
-        strategy = node.strategy
-        counts = self.rt.loop_counts
-
-        def resolve(value: Any) -> Any:
-            return self.rt.evaluate(node, value)
-
-        outer = outer_count(node) * self._inner(node)  # nested loops: bounded before expanding
-        if counts is None or not runtime_values(strategy):
-            return iterations(strategy, resolve, outer=outer)
-        origin = node.origin or node
-        given = counts.get(origin.fqn, counts.get(origin.id))
-        if given is not None:
-            return iterations(strategy, count=given, outer=outer)
-
-        def known(value: Any) -> Any:  # None: an output no virtual body published
-            resolved = resolve(value)
-            if resolved is None:
-                raise _Unknown(f"{value} has no value in a simulation")
-            return resolved
-
-        try:
-            # a value the simulation knows (a variable, an output from outputs=) that is not a
-            # list fails the node here as in a run (LoopingError from iterations())
-            return iterations(strategy, known, outer=outer)
-        except (_Unknown, ExpressionError) as err:  # a value only a run knows
-            if origin.index not in self._warned:
-                self._warned.add(origin.index)
-                reason = str(err).splitlines()[0]
-                self.rt.warn(
-                    f"{origin.fqn}: the looping strategy's items are known only in a run ({reason}); "
-                    f"simulated as one iteration — give simulate(iterations={{{origin.id!r}: N}}) "
-                    f"(CLI: --iterations {origin.id}=N) for N"
-                )
-            return iterations(strategy, count=1, outer=outer)
-
-    def _inner(self, node: PlanNode) -> int:
-        """:func:`inner_count` of ``node``'s plan node (computed once per run)."""
-        origin = node.origin or node
-        known = self._inner_counts.get(origin.index)
-        if known is None:
-            known = self._inner_counts[origin.index] = inner_count(origin)
-        return known
-
-    def _rollback_stage(self, node: PlanNode, scope: Scope):
+    def _rollback_stage(self, node: PlanNode, scope: Scope) -> Yields[None]:
         """R36: rollback lists of the groups that ran, in reverse order, then the stage's list."""
         rscope = Scope(node, scope.parent, "rollback")
         for group, group_scope in reversed(scope.ran):
@@ -390,7 +319,7 @@ class Rules:
         nodes = item.items if item.kind == "parallel" else (item,)
         return all(self.rt.seen(n) for n in nodes)
 
-    def group(self, node: PlanNode, scope: Scope):
+    def group(self, node: PlanNode, scope: Scope) -> NodeRun:
         ok, reason, error = self._should_run(node, scope)
         if not ok:
             return self._skip_or_fail(node, scope, reason, error)
@@ -417,7 +346,7 @@ class Rules:
                     self.rt.record(node, attempt, FAILED, start, self.rt.now(), action="RetryStepGroup")
                     wait = request.interval(retries)
                     if wait:
-                        yield (SLEEP, wait, scope)
+                        yield Pause(wait, scope)
                     if self.rt.stop_reason(scope) is None:
                         continue
                     self.rt.record(
@@ -441,11 +370,15 @@ class Rules:
             self._failed(node, scope, status)
             return status
 
-    def step(self, node: PlanNode, scope: Scope):
+    def step(self, node: PlanNode, scope: Scope) -> NodeRun:
         """A step: its condition, its inputs, then attempts until one is final (R15–R24, R59)."""
-        ok, reason, error = self._should_run(node, scope)
-        if not ok:
-            return self._skip_or_fail(node, scope, reason, error)
+        when = node.when  # the common case (status Success, no condition, nothing failed) inline
+        if when is not None and (
+            when.condition is not None or when.status != "Success" or scope.fail_scope.failed
+        ):
+            ok, reason, error = self._should_run(node, scope)
+            if not ok:
+                return self._skip_or_fail(node, scope, reason, error)
         if node.inputs:
             error = self.rt.resolve_inputs(node)
             if error is not None:
@@ -462,160 +395,32 @@ class Rules:
             attempt += 1
             runs[node.index] = attempt
             if node.barrier is None:
-                outcome = yield (EXEC, node, attempt, scope)
+                outcome: Outcome = yield Execute(node, attempt, scope)
             else:
-                outcome = yield from self._at_barrier(node, attempt, scope)
+                outcome = yield from self._at_barrier(node, node.barrier, attempt, scope)
             if outcome.status == SUCCESS:
                 self.rt.succeeded(node, attempt, outcome)
                 return SUCCESS
             if used is None:  # made at the first failure (most steps never fail)
                 used = {}
-            final = yield from self._after_failure(node, scope, attempt, outcome, used)
+            final = yield from self._strategies.after_failure(node, scope, attempt, outcome, used)
             if final is not RETRY:
                 return final
             if self.rt.stop_reason(scope) is not None:  # stopped during the retry interval
                 self.rt.record(node, attempt + 1, NOT_STARTED, None, None, reason=self.rt.stop_reason(scope))
                 return outcome.status
 
-    def _at_barrier(self, node: PlanNode, attempt: int, scope: Scope):
+    def _at_barrier(self, node: PlanNode, ref: str, attempt: int, scope: Scope) -> Yields[Outcome]:
         """A Barrier step (R56): wait until every participant has arrived; an ``Outcome``."""
         from .executors.base import Outcome
 
         start = self.rt.now()
         self.rt.started(node, attempt, start)
-        result = yield (BARRIER, node, scope)
+        result = yield Arrive(node, ref, scope)
         if result is None:
             return Outcome(SUCCESS, start, self.rt.now(), "barrier")
         status, error_type, message = result
         return Outcome(status, start, self.rt.now(), "barrier", error_type, message)
-
-    def _after_failure(self, node: PlanNode, scope: Scope, attempt: int, outcome: Outcome, used: dict):
-        """What a failed attempt leads to: ``RETRY``, or the step's final status (recorded).
-
-        The failure strategy chosen for the error type (R22, R23) is followed through its
-        actions: ``Retry`` while retries are left (then its ``onRetryFailure``), a manual
-        intervention's answer or its ``onTimeout`` (R20), and finally an action that ends the
-        step (R21). An aborted step, or one whose stage timed out, takes no strategy.
-        """
-        status = outcome.status
-        info = {"worker": outcome.worker, "log": outcome.log}
-        info.update(error_type=outcome.error_type, error=outcome.error)
-        if status == ABORTED or self._scope_expired(scope):
-            reason = self.rt.stop_reason(scope)
-            self.rt.record(node, attempt, status, outcome.start, outcome.end, reason=reason, **info)
-            self._failed(node, scope, status)
-            return status
-        action, owner = choose(node, outcome.error_type or "Unknown")
-        while True:
-            if isinstance(action, Retry):
-                n = used.get(id(action), 0)
-                if n < action.count and self._retry_applies(action, node, outcome):
-                    used[id(action)] = n + 1
-                    self.rt.record(node, attempt, status, outcome.start, outcome.end, action="Retry", **info)
-                    wait = action.interval(n + 1)
-                    if wait:
-                        yield (SLEEP, wait, scope)
-                    return RETRY
-                action = action.then
-                continue
-            if isinstance(action, ManualIntervention):
-                if self.rt.aborted is not None:
-                    break
-                answer = yield (ASK, node, outcome, action, scope)
-                if self.rt.aborted is not None:
-                    action = Abort()
-                    break
-                if answer is None and self._scope_expired(scope):  # R61: the stage ran out of time
-                    status, info["reason"] = EXPIRED, self.rt.stop_reason(scope)
-                    break
-                if answer is None:
-                    info["reason"] = "manual intervention timed out"
-                    action = action.on_timeout
-                    continue
-                if answer == "Retry" and used.get(INTERVENTION_RETRIES, 0) >= MAX_RETRIES:
-                    info["reason"] = (
-                        f"manual intervention answered Retry {MAX_RETRIES} times, the limit for one step; "
-                        "the step fails (answer Abort or MarkAsSuccess to end it otherwise)"
-                    )
-                    action = MarkAsFailure()
-                    break
-                if answer == "Retry":
-                    used[INTERVENTION_RETRIES] = used.get(INTERVENTION_RETRIES, 0) + 1
-                    self.rt.record(
-                        node, attempt, status, outcome.start, outcome.end, action="Retry",
-                        reason="manual intervention", **info,
-                    )  # fmt: skip
-                    return RETRY
-                info["reason"] = f"manual intervention: {answer}"
-                action = action_from_dict(answer)
-                continue
-            break
-        final = self._apply(action, node, scope, status, owner)
-        info["error"] = outcome.error  # with the error of a retry condition that failed, if any
-        self.rt.record(node, attempt, final, outcome.start, outcome.end, action=action.type, **info)
-        if isinstance(action, Abort):
-            self.rt.abort(f"aborted by the failure strategy of {node.fqn}")
-        return final
-
-    def _scope_expired(self, scope: Scope) -> bool:
-        cur: Scope | None = scope
-        while cur is not None:
-            if cur.expired:
-                return True
-            cur = cur.parent
-        return False
-
-    def _retry_applies(self, action: Retry, node: PlanNode, outcome: Outcome) -> bool:
-        if action.condition is None:
-            return True
-        from ..definition.references import evaluate_condition
-
-        try:  # a condition that cannot be evaluated does not retry; its error joins the step's (D13)
-            if callable(action.condition):
-                return _truthy(action.condition(outcome))
-            return _truthy(evaluate_condition(self.rt, node, action.condition, failure=outcome))
-        except Exception as err:
-            outcome.error = f"{outcome.error}\nthe retry condition failed: {err}"
-            return False
-
-    def _apply(
-        self, action: Action, node: PlanNode, scope: Scope, status: str, owner: PlanNode | None = None
-    ) -> str:
-        """The node's final status under ``action``, and what it asks of its containers (R21).
-
-        ``owner`` is the node whose failure strategy chose the action: a group-level action
-        acts on that group (with nested groups, not necessarily the innermost one).
-        """
-        rollback_phase = scope.stage_scope.kind == "rollback"
-        if isinstance(action, Ignore):
-            return IGNORE_FAILED
-        if isinstance(action, MarkAsSuccess | ProceedWithDefaultValues):
-            return SUCCESS
-        if not rollback_phase:
-            if isinstance(action, StageRollback):
-                target = scope.up("stage")
-                target.request, target.stop = action, "stage rolled back"
-            elif isinstance(action, StepGroupRollback | RetryStepGroup):
-                target = scope.up("group")
-                if owner is not None and owner.kind == "step_group":
-                    while target is not None and target.node is not owner:
-                        target = target.parent
-                if isinstance(action, RetryStepGroup) and target and target.retries >= action.count:
-                    target = None  # retries used up: the step fails, the next nodes' `when` decide (E9)
-                if target is not None:
-                    target.request = action
-                    target.stop = (
-                        "step group retried"
-                        if isinstance(action, RetryStepGroup)
-                        else "step group rolled back"
-                    )
-                    if isinstance(action, RetryStepGroup):
-                        return status
-            elif isinstance(action, PipelineRollback):
-                target = scope.up("pipeline")
-                target.request, target.stop = action, "pipeline rolled back"
-        self._failed(node, scope, status)
-        return status
 
 
 def _truthy(value: Any) -> bool:

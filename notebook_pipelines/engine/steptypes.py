@@ -28,7 +28,7 @@ completing at once; a step with a Python body runs its body whatever its type.
 ``ShellScript`` is built in: ``spec.source.spec.script`` (``shell: Bash``, ``source.type:
 Inline``) runs in ``bash`` in a new process group, with ``spec.environmentVariables`` in its
 environment; its output (stdout and stderr, in order) streams into the step's log (bounded:
-its head and tail, see :class:`~notebook_pipelines.engine.executors.threads.StepLog`);
+its head and tail, see :class:`~notebook_pipelines.engine.executors.capture.StepLog`);
 ``spec.outputVariables`` ``[{name, type, value}]`` export the shell variable named by ``value``
 as the output variable ``name`` (read afterwards as
 ``<+…steps.STEP.output.outputVariables.NAME>``). Exit code ≠ 0 fails the step (error type
@@ -83,7 +83,7 @@ __all__ = [
     "unregister_step_type",
 ]
 
-Handler = Callable[[Any, Any], "dict | None"]
+Handler = Callable[[Any, Any], "dict[str, Any] | None"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,9 @@ _REGISTRY: dict[str, StepType] = {}
 _LOCK = threading.Lock()
 
 
-def register_step_type(name: str, handler: Handler | None = None, *, check: Callable | None = None) -> Any:
+def register_step_type(
+    name: str, handler: Handler | None = None, *, check: Callable[[Any], list[str]] | None = None
+) -> Any:
     """Make steps of Harness type ``name`` runnable by ``run()`` with ``handler(ctx, spec)``.
 
     Registering a name again replaces its handler. Usable as a decorator:
@@ -337,7 +339,7 @@ def shell_script_check(spec: Any) -> list[str]:
 _CHUNK = 65_536
 
 
-def _run_script(wrapper: str, env: dict, stop: threading.Event) -> int:
+def _run_script(wrapper: str, env: dict[str, str], stop: threading.Event) -> int:
     """Run the wrapped script until it ends (or ``stop`` is set: then kill it); its exit code.
 
     The clean-up is in nested ``finally`` blocks, so a stop signal landing in one part of it
@@ -386,7 +388,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def run_shell_script(ctx: Any, spec: dict) -> dict | None:
+def run_shell_script(ctx: Any, spec: dict[str, Any]) -> dict[str, Any] | None:
     """The ``ShellScript`` handler: run the (resolved) Bash script; return its output variables.
 
     The expressions in the script were replaced by their values unquoted (as Harness does);
@@ -444,7 +446,7 @@ class _Watch:
     worker's clean-up is cut short by a stop signal.
     """
 
-    def __init__(self, proc: subprocess.Popen, stop: threading.Event):
+    def __init__(self, proc: subprocess.Popen[str], stop: threading.Event):
         self.proc, self.stop = proc, stop
         self.ended, self.lock = threading.Event(), threading.Lock()
         threading.Thread(target=self._reap, name=f"nbp-reap-{proc.pid}", daemon=True).start()

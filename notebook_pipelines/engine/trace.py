@@ -56,6 +56,8 @@ rows are one object (a node's attempts share it): copy a list before changing it
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..definition.statuses import POSITIVE, STATUSES
@@ -64,7 +66,7 @@ from ..errors import PipelineError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from ..definition.plan import Plan
+    from ..definition.plan import Plan, PlanNode
 
 __all__ = [
     "COLUMNS",
@@ -77,6 +79,7 @@ __all__ = [
     "build_trace",
     "dtypes",
     "empty_trace",
+    "make_record",
 ]
 
 KINDS = ("pipeline", "stage", "step_group", "step")
@@ -105,10 +108,15 @@ class Record(NamedTuple):
     error_type: str | None
     error: str | None
     action: str | None
-    outputs: dict | None
+    outputs: dict[str, Any] | None
     log: str | None
-    inputs: dict | None
+    inputs: dict[str, Any] | None
 
+
+#: ``make_record((node, iteration, …))``: a :class:`Record` from a tuple of every field, in
+#: order, without the Python-level ``__new__`` of a named tuple (the scheduler's hot path; a
+#: new field must be passed there too: no defaults apply)
+make_record = functools.partial(tuple.__new__, Record)
 
 #: Each field's annotation as text (``"str | None"``): what :func:`_column` makes of it.
 _ANNOTATIONS = {name: getattr(kind, "__forward_arg__", kind) for name, kind in Record.__annotations__.items()}
@@ -149,22 +157,46 @@ class Recorder:
         self.seen.add(row.node)
 
 
-def _node_columns(plan: Plan) -> dict:
-    """The static columns as pandas arrays with one entry per plan node (cached on the plan)."""
+def _node_columns(plan: Plan) -> dict[str, Any]:
+    """The static columns as pandas arrays with one entry per plan node (cached on the plan).
+
+    Two string arrays are made from Python objects, the FQNs and the ids; ``parent``,
+    ``stage``, ``step_group`` and ``step`` are taken from them by node index (a C loop: most
+    nodes share a few parents, stages and groups).
+    """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
-    static = plan.static_columns()
-    cached = static.get("_arrays")
-    if cached is None:
-        cached = {name: pd.array(static[name], dtype="str") for name in STATIC_STR}
-        for name, dtype in (("kind", _kind_dtype()), ("phase", _phase_dtype())):
-            codes = {value: code for code, value in enumerate(dtype.categories)}
-            values = np.fromiter((codes[v] for v in static[name]), dtype=np.int8, count=len(static[name]))
-            cached[name] = pd.Categorical.from_codes(values, dtype=dtype)
-        cached["block"] = pd.array(static["block"], dtype="Int64")
-        cached["after"] = _after_column(plan.nodes, [plan.root])
-        static["_arrays"] = cached
+    cached: dict[str, Any] | None = plan.__dict__.get("_trace_columns")
+    if cached is not None:
+        return cached
+    nodes = plan.nodes
+    n = len(nodes)
+    fqn = pa.array([x.fqn for x in nodes], type=pa.large_string())
+    ids = pa.array([x.id for x in nodes], type=pa.large_string())
+    kinds = {value: code for code, value in enumerate(KINDS)}
+    kind = np.array([kinds[x.kind] for x in nodes], dtype=np.int8)
+    parent = np.array([-1 if x.parent is None else x.parent.index for x in nodes], dtype=np.intp)
+    stage = np.array([-1 if x.stage is None else x.stage.index for x in nodes], dtype=np.intp)
+    group = np.array([-1 if x.group is None else x.group.index for x in nodes], dtype=np.intp)
+    step = np.where(kind == kinds["step"], np.arange(n, dtype=np.intp), -1)
+    block = np.array([-1 if x.block is None else x.block for x in nodes], dtype=np.int64)
+    phases: dict[str | None, int] = {value: code for code, value in enumerate(PHASES)}
+    cached = {
+        "fqn": _strings(fqn),
+        "parent": _strings(fqn.take(pa.array(parent, mask=parent < 0))),  # -1: none (NA)
+        "stage": _strings(ids.take(pa.array(stage, mask=stage < 0))),
+        "step_group": _strings(ids.take(pa.array(group, mask=group < 0))),
+        "step": _strings(ids.take(pa.array(step, mask=step < 0))),
+        "kind": pd.Categorical.from_codes(kind, dtype=_kind_dtype()),
+        "phase": pd.Categorical.from_codes(
+            np.array([phases[x.phase] for x in nodes], dtype=np.int8), dtype=_phase_dtype()
+        ),
+        "block": pd.arrays.IntegerArray(block, block == -1),
+        "after": _after_column(nodes, [plan.root]),
+    }
+    object.__setattr__(plan, "_trace_columns", cached)  # a frozen dataclass; computed once per plan
     return cached
 
 
@@ -192,7 +224,9 @@ def _after_column(nodes: Any, roots: Any, offset: int = 0) -> Any:
     return np.fromiter(values, dtype=object, count=len(nodes))  # never read as a 2-D array
 
 
-def after_from_blocks(fqn: list, parent: list, phase: list, block: list) -> list[tuple[str, ...]]:
+def after_from_blocks(
+    fqn: list[str], parent: list[str | None], phase: list[str | None], block: list[Any]
+) -> list[tuple[str, ...]]:
     """Per row, the fqns it waited for, read from the structure columns of a trace (for a
     loader that knows the serial order but not the plan): the nodes of the same parent and
     phase in the block before its own. Rows of one node share one list; a row without a block
@@ -201,11 +235,11 @@ def after_from_blocks(fqn: list, parent: list, phase: list, block: list) -> list
     >>> after_from_blocks(["a", "b", "c", "d"], ["s"] * 4, ["execution"] * 4, [0, 1, 1, 2])
     [(), ('a',), ('a',), ('b', 'c')]
     """
-    members: dict[tuple, dict[Any, dict[str, None]]] = {}  # (parent, phase) → block → fqns
+    members: dict[tuple[Any, Any], dict[Any, dict[str, None]]] = {}  # (parent, phase) → block → fqns
     for f, p, ph, b in zip(fqn, parent, phase, block):
         if b is not None and b == b:
             members.setdefault((p, ph), {}).setdefault(b, {})[f] = None
-    before: dict[tuple, tuple[str, ...]] = {}
+    before: dict[tuple[Any, Any, str], tuple[str, ...]] = {}
     for (p, ph), blocks in members.items():
         previous: tuple[str, ...] = ()
         for b in sorted(blocks):
@@ -237,33 +271,64 @@ def _status_dtype() -> pd.CategoricalDtype:
 
 
 @functools.cache
-def _missing(kind: str) -> Any:
-    """A one-element array holding NA of a column kind (``take`` makes a column of NAs fast)."""
+def _str_dtype() -> Any:
+    """The dtype of a ``str`` column (pandas' default string dtype: Arrow-backed, NaN for NA)."""
     import pandas as pd
 
-    return pd.array([None], dtype="str" if kind.startswith("str") else "Int64")
+    return pd.array([], dtype="str").dtype
 
 
-def _column(name: str, values: tuple, order: Any, n: int) -> Any:
+def _strings(values: Any) -> Any:
+    """A ``str`` column from a pyarrow array of strings, without Python objects per value."""
+    import pyarrow as pa
+    from pandas.arrays import ArrowStringArray
+
+    return ArrowStringArray(pa.chunked_array([values], type=pa.large_string()), dtype=_str_dtype())
+
+
+def _no_values(kind: str, n: int) -> Any:
+    """A column of ``n`` NAs of a kind (``reason``, ``error`` … of most rows): made in C."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    if kind == "int | None":
+        return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+    return _strings(pa.nulls(n, type=pa.large_string()))
+
+
+def _text(data: Any) -> Any:
+    """A ``str`` column from an object array of texts and ``None``; anything else (which no
+    record holds) is left to pandas, which writes it as text."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        return _strings(pa.array(data, type=pa.large_string(), from_pandas=True))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.array(data, dtype="str")
+
+
+def _column(name: str, values: tuple[Any, ...], order: Any, n: int) -> Any:
     """One record field as a column, by its annotation (see :class:`Record`)."""
     import numpy as np
     import pandas as pd
 
     kind = _ANNOTATIONS[name]
     if name == "status":
-        codes = np.fromiter((_STATUS_CODE.get(s, -1) for s in values), np.int8, count=n)
+        codes = np.fromiter(map(_STATUS_CODE.get, values, itertools.repeat(-1)), np.int8, count=n)
         return pd.Categorical.from_codes(codes[order], dtype=_status_dtype())
     if kind == "int":
         return np.fromiter(values, dtype=np.int64, count=n)[order]
     if kind == "float | None":
         return np.array(values, dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
     if kind in ("int | None", "str | None", "str") and values.count(None) == n:
-        return _missing(kind).take(np.zeros(n, dtype=np.intp))  # the common case: no values at all
+        return _no_values(kind, n)  # the common case: no values at all
     data = np.array(values, dtype=object)[order] if n else np.array([], dtype=object)
     if kind == "int | None":
         return pd.array(data, dtype="Int64")
     if kind in ("str | None", "str"):
-        return pd.array(data, dtype="str")
+        return _text(data)
     return data  # dict | None and anything else: objects as they are
 
 
@@ -289,7 +354,9 @@ def _stamps(seconds: Any, epoch_ns: int) -> Any:
     return pd.array(stamps.view("M8[ns]")).tz_localize("UTC")
 
 
-def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list = ()) -> pd.DataFrame:
+def build_trace(
+    plan: Plan, rows: Sequence[Record], run_id: str, epoch_ns: int, extra: Sequence[PlanNode] = ()
+) -> pd.DataFrame:
     """The trace DataFrame from records, ordered by plan position, then iteration and attempt.
 
     ``epoch_ns`` is the run's start as nanoseconds since the Unix epoch (UTC). The work is
@@ -300,16 +367,20 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     n = len(rows)
-    fields = Record(*zip(*rows)) if rows else Record(*([()] * len(Record._fields)))
-    index = np.fromiter(fields.node, dtype=np.int64, count=n)
-    attempt = np.fromiter(fields.attempt, dtype=np.int64, count=n)
-    if fields.iteration.count(None) == n:  # no looping: every key is -1
+    # each field's values, one tuple per field (rows transposed)
+    fields: dict[str, tuple[Any, ...]] = dict.fromkeys(Record._fields, ())
+    if rows:
+        fields = dict(zip(Record._fields, zip(*rows)))
+    index = np.fromiter(fields["node"], dtype=np.int64, count=n)
+    attempt = np.fromiter(fields["attempt"], dtype=np.int64, count=n)
+    if fields["iteration"].count(None) == n:  # no looping: every key is -1
         iteration_key = np.full(n, -1, dtype=np.int64)
     else:
         iteration_key = np.fromiter(
-            (-1 if i is None else i for i in fields.iteration), dtype=np.int64, count=n
+            (-1 if i is None else i for i in fields["iteration"]), dtype=np.int64, count=n
         )
     if extra:  # a looped node's row is followed by its iterations' rows, each in plan order
         order = np.lexsort((attempt, iteration_key, _run_positions(plan, extra)[index]))
@@ -318,11 +389,15 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     index = index[order]
 
     nodes = _node_columns(plan) if not extra else _with_extra(plan, extra)
-    data: dict[str, Any] = {"run_id": pd.array([run_id], dtype="str").take(np.zeros(n, dtype=np.intp))}
+    data: dict[str, Any] = {"run_id": _strings(pa.repeat(pa.scalar(run_id, type=pa.large_string()), n))}
+    # one row per node in plan order (no retries, loops or unreached nodes: the common case)
+    # takes every static column as it is: a copy, which for Arrow strings is a new wrapper of
+    # the same immutable buffers (O(1)), where a take would copy every string
+    whole = n == len(nodes["fqn"]) and bool((index == np.arange(n)).all())
     for name in (*STATIC, "after"):
-        data[name] = nodes[name].take(index)
+        data[name] = nodes[name].copy() if whole else nodes[name].take(index)
     for name in Record._fields[1:]:
-        data[name] = _column(name, getattr(fields, name), order, n)
+        data[name] = _column(name, fields[name], order, n)
     data["start"] = _stamps(data["start_s"], epoch_ns)
     data["end"] = _stamps(data["end_s"], epoch_ns)
     data["duration_s"] = data["end_s"] - data["start_s"]
@@ -332,11 +407,11 @@ def build_trace(plan: Plan, rows: list, run_id: str, epoch_ns: int, extra: list 
     return frame
 
 
-def _run_positions(plan: Plan, extra: list) -> Any:
+def _run_positions(plan: Plan, extra: Sequence[PlanNode]) -> Any:
     """Each node's place in the run's pre-order: a looped node, then each iteration's subtree."""
     import numpy as np
 
-    copies: dict[int, list] = {}
+    copies: dict[int, list[PlanNode]] = {}
     for node in extra:
         if node.loop is not None:
             copies.setdefault(id(node.looped), []).append(node)
@@ -346,14 +421,14 @@ def _run_positions(plan: Plan, extra: list) -> Any:
         node = stack.pop()
         position[node.index] = rank
         rank += 1
-        below = []
+        below: list[PlanNode] = []
         for item in (*node.items, *node.rollback):
             below.extend(item.items if item.kind == "parallel" else (item,))
         stack.extend(reversed([*copies.get(id(node), ()), *below]))
     return position
 
 
-def _with_extra(plan: Plan, extra: list) -> dict:
+def _with_extra(plan: Plan, extra: Sequence[PlanNode]) -> dict[str, Any]:
     """The static columns of the plan's nodes followed by those of a run's looped copies."""
     import numpy as np
     import pandas as pd
@@ -362,7 +437,7 @@ def _with_extra(plan: Plan, extra: list) -> dict:
     static = {
         "fqn": [n.fqn for n in extra],
         "parent": [
-            n.looped.fqn if n.loop is not None else n.parent.fqn if n.parent is not None else None
+            n.looped.fqn if n.looped is not None else n.parent.fqn if n.parent is not None else None
             for n in extra
         ],
         "stage": [n.stage.id if n.stage is not None else None for n in extra],

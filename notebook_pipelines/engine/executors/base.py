@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import types
 import warnings
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from ...definition.statuses import FAILED
 from ...errors import StepError, excerpt
@@ -43,6 +44,7 @@ from ..context import CURRENT_CONTEXT, StepContext, _current
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...definition.plan import PlanNode
+    from ..clocks import Timer
 
 __all__ = [
     "Clock",
@@ -75,7 +77,7 @@ class Outcome:
         worker: str | None = None,
         error_type: str | None = None,
         error: str | None = None,
-        outputs: dict | None = None,
+        outputs: dict[str, Any] | None = None,
         log: str | None = None,
     ):
         self.status, self.start, self.end, self.worker = status, start, end, worker
@@ -116,11 +118,22 @@ class Job:
         "task",
         "timer",
     )
+    _ctx: StepContext | None
+    _run: Any  # the run (``context(node, attempt)`` makes the body's context)
+    data: Any
+    done: bool
+    namespace: dict[str, Any] | None
+    spec: Any
+    task: Any  # the scheduler's waiting generator (opaque here)
+    timer: Timer | None
 
-    def __init__(self, run: Any, node: PlanNode, attempt: int, scope: Any, submitted: float):
+    def __init__(
+        self, run: Any, node: PlanNode, attempt: int, scope: Any, submitted: float,
+        task: Any = None, namespace: dict[str, Any] | None = None,
+    ):  # fmt: skip
         self._run, self.node, self.attempt, self.scope, self.submitted = run, node, attempt, scope, submitted
-        self.done, self.data, self._ctx, self.spec, self.namespace = False, None, None, None, None
-        self.task = self.timer = None  # the scheduler's: the waiting generator, the timeout
+        self.task, self.namespace = task, namespace  # the scheduler's waiting generator; the globals
+        self.done, self.data, self._ctx, self.spec, self.timer = False, None, None, None, None
 
     @property
     def ctx(self) -> StepContext:
@@ -134,7 +147,7 @@ class Job:
         """False for a body-less, type-less step: nothing to run, it succeeds at once."""
         return self.node.body is not None or self.node.type is not None
 
-    def call(self) -> dict | None:
+    def call(self) -> dict[str, Any] | None:
         """Run the body here, now; return its output variables (``ctx.outputs`` and a returned
         dict). Any other value a body returns is ignored, with a warning naming the step."""
         ctx = self.ctx
@@ -199,8 +212,11 @@ class ServedRun(Protocol):
         namespace: the globals code-text bodies run in (None: a fresh dict per body).
     """
 
-    plan: Any
-    namespace: dict | None
+    @property
+    def plan(self) -> Any: ...
+
+    @property
+    def namespace(self) -> dict[str, Any] | None: ...
 
     def now(self) -> float:
         """Clock seconds since the run started."""
@@ -211,7 +227,7 @@ class ServedRun(Protocol):
         was aborted meanwhile) is discarded."""
         ...
 
-    def call_at(self, when: float, fn: Any, arg: Any) -> Any:
+    def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> Timer:
         """Have the run call ``fn(arg)`` at clock time ``when`` (from the run's own thread only)."""
         ...
 
@@ -220,8 +236,13 @@ class ServedRun(Protocol):
 class Clock(Protocol):
     """What time it is for a run, and how the run waits for the next event."""
 
-    name: str
-    epoch_ns: int  # the run's start, in nanoseconds since the Unix epoch (UTC)
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def epoch_ns(self) -> int:
+        """The run's start, in nanoseconds since the Unix epoch (UTC)."""
+        ...
 
     def now(self) -> float: ...
 
@@ -245,9 +266,14 @@ class Executor(Protocol):
     (``ThreadExecutor`` does: a parallel block's jobs wake their workers together).
     """
 
-    name: str
-    clock: Clock | None
-    runs_handlers: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def clock(self) -> Clock | None: ...
+
+    @property
+    def runs_handlers(self) -> bool: ...
 
     def open(self, run: ServedRun) -> None:
         """A run starts; jobs follow."""
@@ -266,7 +292,7 @@ class Executor(Protocol):
         ...
 
 
-def check_executor(executor: Any) -> Any:
+def check_executor(executor: Any) -> Executor:
     """``executor`` if it has what :class:`Executor` promises, else a ``TypeError`` naming what
     it lacks (before anything runs).
 
@@ -283,10 +309,12 @@ def check_executor(executor: Any) -> Any:
             f"{type(executor).__name__} is not an executor: it lacks {', '.join(lacking)} "
             "(see notebook_pipelines.engine.executors.base.Executor)"
         )
-    return executor
+    return cast(Executor, executor)  # checked just above, member by member
 
 
-def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, spec: Any = None) -> Any:
+def call_body(
+    node: PlanNode, ctx: StepContext, namespace: dict[str, Any] | None = None, spec: Any = None
+) -> Any:
     """Run a step body: a callable (with ``ctx`` when it takes it, inputs as keywords) or code text.
 
     A body-less step with a ``type`` runs the handler registered for that type
@@ -321,7 +349,7 @@ def call_body(node: PlanNode, ctx: StepContext, namespace: dict | None = None, s
     return body(**ctx.inputs)
 
 
-def check_outputs(fqn: str, outputs: dict | None) -> dict | None:
+def check_outputs(fqn: str, outputs: dict[str, Any] | None) -> dict[str, Any] | None:
     """The output variables a step publishes, their names checked (``None`` for none).
 
     A name is an identifier (a letter or ``_``, then letters, digits, ``_`` or ``$``) of at most

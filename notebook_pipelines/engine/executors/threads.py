@@ -30,12 +30,10 @@ signal still pending land, so none can land after the job. No stop signal is rai
 trace or profile function is installed (see :func:`_raise_in_thread`): the context alone tells
 the body, and a body that ignores it is left behind as always.
 
-**Output capture**: while a run is on, ``sys.stdout``/``sys.stderr`` are wrapped by a proxy
-that copies what each worker thread prints into that step's log (and still passes it on, so
-the notebook cell shows it). The real stream takes each write first: what it refuses (bytes, a
-number) raises its own ``TypeError`` in the body and is not logged, so capture never fails. A
-step's log is a :class:`StepLog`: its first and last ``log_limit / 2`` characters (100,000 in
-all by default) and a line counting what was dropped between, bounded while the body prints.
+**Output capture** (:mod:`.capture`): while a run is on, what each worker thread prints is
+copied into that step's log (and still passed on, so the notebook cell shows it), a
+:class:`~.capture.StepLog` of its first and last ``log_limit / 2`` characters (100,000 in all by
+default), bounded while the body prints.
 
 **A body's own misdeeds** end its step, never the worker or the run: an exception that cannot
 be shown is ``Failed`` with a placeholder message (``outcome_of_exception`` never raises); a
@@ -58,8 +56,7 @@ import time
 import traceback
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -67,209 +64,12 @@ from ...definition.statuses import ABORTED, SUCCESS
 from ...errors import MESSAGE_LIMIT, StepError
 from ..context import StepCancelled
 from .base import Job, Outcome, message_of, outcome_of_exception
+from .capture import LOG_HEAD, LOG_TAIL, StepLog, install_tee, local, remove_tee
 
-__all__ = ["LOG_HEAD", "LOG_TAIL", "StepLog", "ThreadExecutor", "WorkerPool", "captured", "default_pool"]
+__all__ = ["ThreadExecutor", "WorkerPool", "default_pool"]
 
-_local = threading.local()
-_proxy_lock = threading.Lock()
-_proxy_users = [0]
 WORKER_PREFIX = "nbp-worker"
 LEFT_BEHIND_PREFIX = "nbp-left-behind"
-#: A step's log keeps its first ``LOG_HEAD`` and last ``LOG_TAIL`` characters (:class:`StepLog`).
-LOG_HEAD = 50_000
-LOG_TAIL = 50_000
-
-
-class StepLog:
-    r"""What one step printed, bounded: the first ``head`` and the last ``tail`` characters.
-
-    Output past the head goes to the tail, which keeps only its last ``tail`` characters; what
-    falls out of it is counted (characters and line breaks), and the text carries a marker line
-    saying so where it was cut. Memory stays bounded while the body prints, however much it
-    prints (``yes`` under a timeout). One thread writes (the one running the body); any thread
-    may read the text at any time (the scheduler does when it stops waiting for a body): every
-    read is one operation on a list or a deque, so no lock is taken — a lock held by a body a
-    stop signal interrupted would block the reader.
-
-    ``StepLog()`` keeps ``LOG_HEAD`` and ``LOG_TAIL`` characters; ``StepLog.sized(head, tail)``
-    is the class of logs with other bounds. One is made for every step execution, printing or
-    not, so making one runs no code (its state is made at the first write).
-
-    >>> log = StepLog.sized(head=10, tail=5)()
-    >>> for n in range(6):
-    ...     log.append(f"line {n}\n")
-    >>> log.dropped, log.dropped_lines  # of 42 characters, the first 10 and the last 5 are kept
-    (27, 4)
-    >>> print(log.text())  # doctest: +ELLIPSIS
-    line 0
-    lin
-    [notebook-pipelines: 27 characters (4 lines) of this step's output dropped here; ...]
-    ne 5
-    <BLANKLINE>
-    >>> "".join(StepLog())  # iterable, like the list of texts it replaces
-    ''
-    """
-
-    #: the most characters kept from the start and from the end of the output
-    head = LOG_HEAD
-    tail = LOG_TAIL
-    _head: list[str] | None = None  # made at the first write
-    _room = 0  # characters the head still takes (once _head is made)
-    _tail: deque[str] | None = None  # made when the head is full
-    _tail_size = 0
-    dropped = 0  # characters dropped from the middle
-    dropped_lines = 0  # line breaks among them
-
-    @classmethod
-    def sized(cls, head: int, tail: int) -> type[StepLog]:
-        """The class of logs that keep the first ``head`` and the last ``tail`` characters."""
-        if head == cls.head and tail == cls.tail:
-            return cls
-        return type(cls.__name__, (cls,), {"head": head, "tail": tail, "__doc__": cls.__doc__})
-
-    def append(self, text: str) -> None:
-        """Add printed ``text`` (a ``str``; anything else is ignored)."""
-        if type(text) is not str:
-            if not isinstance(text, str):
-                return
-            text = str.__str__(text)  # a subclass's own len/slicing are not trusted
-        if self._head is None:
-            self._head, self._room = [], self.head
-        room = self._room
-        if room:
-            if len(text) <= room:
-                self._head.append(text)
-                self._room = room - len(text)
-                return
-            self._head.append(text[:room])
-            self._room = 0
-            text = text[room:]
-        limit = self.tail
-        if len(text) >= limit:  # it alone fills the tail: all before its end is dropped
-            cut = len(text) - limit
-            self._drop("".join(self._tail or ()), text[:cut])
-            self._tail = deque((text[cut:],)) if limit else deque()
-            self._tail_size = limit
-            return
-        tail = self._tail
-        if tail is None:
-            tail = self._tail = deque()
-        tail.append(text)
-        self._tail_size += len(text)
-        while self._tail_size > limit:
-            first = tail[0]
-            excess = self._tail_size - limit
-            if len(first) <= excess:
-                tail.popleft()
-                self._drop(first)
-                self._tail_size -= len(first)
-            else:
-                tail[0] = first[excess:]
-                self._drop(first[:excess])
-                self._tail_size -= excess
-
-    def _drop(self, *texts: str) -> None:
-        for text in texts:
-            self.dropped += len(text)
-            self.dropped_lines += text.count("\n")
-
-    def text(self) -> str:
-        """The log: the head, a marker line where output was dropped, the tail."""
-        if self._tail is None:  # nothing printed, or all in the head (the common cases)
-            return "".join(self._head) if self._head is not None else ""
-        head, tail = "".join(self._head or ()), "".join(tuple(self._tail))
-        if not self.dropped:
-            return head + tail
-        newline = "" if head.endswith("\n") or not head else "\n"
-        marker = (
-            f"{newline}[notebook-pipelines: {self.dropped:,} characters ({self.dropped_lines:,} lines) "
-            f"of this step's output dropped here; the log keeps the first {self.head:,} and the last "
-            f"{self.tail:,} characters]\n"
-        )
-        return head + marker + tail
-
-    def __iter__(self) -> Iterator[str]:
-        return iter((self.text(),))
-
-    def __len__(self) -> int:
-        return (self.head - self._room if self._head is not None else 0) + self._tail_size
-
-    def __repr__(self) -> str:
-        return f"<StepLog {len(self):,} characters kept, {self.dropped:,} dropped>"
-
-
-class _Tee:
-    """Copies writes made on a capturing thread into that thread's log; passes all on.
-
-    The real stream gets the write first: what it refuses (bytes, numbers) raises its own
-    ``TypeError`` to the body, as without capture, and is not logged, so capture never fails.
-    """
-
-    def __init__(self, stream: Any):
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        written = self._stream.write(text)
-        buffer = getattr(_local, "buffer", None)
-        if buffer is not None:
-            if isinstance(text, str):
-                buffer.append(text)
-            elif isinstance(text, bytes | bytearray):  # a stream that takes bytes took them
-                buffer.append(bytes(text).decode("utf-8", "replace"))
-        return written
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def _install_tee() -> None:
-    with _proxy_lock:
-        if _proxy_users[0] == 0:
-            sys.stdout, sys.stderr = _Tee(sys.stdout), _Tee(sys.stderr)
-        _proxy_users[0] += 1
-
-
-def _remove_tee() -> None:
-    with _proxy_lock:
-        _proxy_users[0] -= 1
-        if _proxy_users[0] == 0:
-            if isinstance(sys.stdout, _Tee):
-                sys.stdout = sys.stdout._stream
-            if isinstance(sys.stderr, _Tee):
-                sys.stderr = sys.stderr._stream
-
-
-@contextmanager
-def captured(buffer: StepLog | list[str]) -> Iterator[StepLog | list[str]]:
-    """Copy what the calling thread prints (stdout and stderr) into ``buffer`` while inside.
-
-    Other threads print as before; everything is still passed on to the real streams. This is
-    the capture :class:`ThreadExecutor` uses, for executors that run bodies on threads of
-    their own (a Dask worker): one proxy per process, however many use it at once. Give it a
-    :class:`StepLog` to keep a bounded log (a list keeps everything).
-
-    >>> log = StepLog()
-    >>> with captured(log):
-    ...     print("hello")
-    hello
-    >>> log.text()
-    'hello\\n'
-    """
-    _install_tee()
-    previous = getattr(_local, "buffer", None)
-    _local.buffer = buffer
-    try:
-        yield buffer
-    finally:
-        _local.buffer = previous
-        _remove_tee()
 
 
 def _raise_in_thread(thread: threading.Thread, exc: type[BaseException]) -> bool:
@@ -309,8 +109,8 @@ def _after_fork_in_child() -> None:
     """In a forked child: the parent's worker threads do not exist here. The locks they may have
     held are made anew and the default pool is emptied, so a run the child starts makes its own
     workers; if a step body forked, its thread leaves the child when the body returns."""
-    global _proxy_lock, _DEFAULT_LOCK, _FORKED_IN
-    _proxy_lock, _DEFAULT_LOCK = threading.Lock(), threading.Lock()
+    global _DEFAULT_LOCK, _FORKED_IN
+    _DEFAULT_LOCK = threading.Lock()
     for pool in _DEFAULT:
         pool._reset_after_fork()
     name = threading.current_thread().name
@@ -385,7 +185,7 @@ class WorkerPool:
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified when a worker comes or goes
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
         self._free = 0  # workers waiting for work with no job reserved for them
         self._workers: set[threading.Thread] = set()
         self._names = itertools.count()
@@ -541,6 +341,7 @@ class ThreadExecutor:
 
     name = "threads"
     clock = None
+    _pool: WorkerPool  # the pool of the run going on (set by ``open``)
     #: the scheduler resolves the ``spec`` of body-less typed steps for this executor's handlers
     runs_handlers = True
 
@@ -565,7 +366,7 @@ class ThreadExecutor:
         self._running: dict[Job, threading.Thread] = {}
         self._signalled: set[Job] = set()  # running jobs a stop signal was raised into
         self._stopped: dict[Job, threading.Event] = {}  # jobs told to stop, set when their body ends
-        self._waiting: deque = deque()  # jobs over max_workers, in submission order
+        self._waiting: deque[Job] = deque()  # jobs over max_workers, in submission order
         self._holding: set[Job] = set()  # jobs holding one of the max_workers slots
         self._batch: dict[Job, None] = {}  # submitted, handed to the pool at the next flush()
 
@@ -587,10 +388,11 @@ class ThreadExecutor:
         self.run = run
         if self.pool is None:
             self.pool = default_pool()
+        self._pool = self.pool
         self._running, self._signalled, self._stopped = {}, set(), {}
         self._waiting, self._holding, self._batch = deque(), set(), {}
         if self.capture:
-            _install_tee()
+            install_tee()
 
     def submit(self, job: Job) -> None:
         if not job.runs_code:  # nothing to run: done at once
@@ -614,7 +416,7 @@ class ThreadExecutor:
         if self._batch:
             jobs, self._batch = self._batch, {}
             execute = self._execute
-            self.pool.submit_many([partial(execute, job) for job in jobs])
+            self._pool.submit_many([partial(execute, job) for job in jobs])
 
     def cancel(self, job: Job) -> None:
         job.ctx.cancel()
@@ -633,7 +435,7 @@ class ThreadExecutor:
             if thread is not None:
                 if job not in self._signalled and _raise_in_thread(thread, StepCancelled):
                     self._signalled.add(job)
-                self.pool.detach(thread, job.node.id)
+                self._pool.detach(thread, job.node.id)
         self._free_slot(job)  # a body left behind holds no slot of max_workers
 
     def _execute(self, job: Job) -> Callable[[], None]:
@@ -651,7 +453,7 @@ class ThreadExecutor:
                     outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
                     return partial(run.complete, job, outcome)  # discarded: the run gave it up
                 self._running[job] = me
-            _local.buffer = buffer
+            local.buffer = buffer
             job.data = (me.name, buffer)  # what the scheduler keeps if it gives up on the job
             try:
                 outputs = job.call()
@@ -675,7 +477,7 @@ class ThreadExecutor:
             self._off_the_running_list(job, me, delivered)
             if outcome is None:  # made here, where no stop signal can land any more
                 outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
-            _local.buffer = None
+            local.buffer = None
             outcome.log = buffer.text() or None
             self._free_slot(job)
         return partial(run.complete, job, outcome)
@@ -712,7 +514,7 @@ class ThreadExecutor:
             if nxt is not None:
                 self._holding.add(nxt)
         if nxt is not None:
-            self.pool.submit(partial(self._execute, nxt))
+            self._pool.submit(partial(self._execute, nxt))
 
     def close(self, cancel: bool = False) -> None:
         """The run ends. With ``cancel``, running bodies are told to stop. Bodies told to stop
@@ -727,12 +529,12 @@ class ThreadExecutor:
         with self._lock:
             stopped = [(job, event) for job, event in self._stopped.items() if not event.is_set()]
         deadline = time.monotonic() + self.stop_grace
-        left = []
+        left: list[str] = []
         for job, event in stopped:
             if not event.wait(max(0.0, deadline - time.monotonic())):
                 left.append(job.node.fqn)
         if self.capture:
-            _remove_tee()
+            remove_tee()
         if left:
             warnings.warn(
                 f"{len(left)} step(s) still running after they were told to stop, left behind: "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...definition.statuses import FAILED, SUCCESS
-from .base import Outcome
+from .base import Job, Outcome
 
 __all__ = ["VirtualClock", "VirtualExecutor"]
 
@@ -60,7 +60,7 @@ class VirtualExecutor:
         duration: Callable[[Any, int], float],
         failure: Callable[[Any, int], tuple[str, str] | None] | None = None,
         clock: VirtualClock | None = None,
-        outputs: Callable[[Any, int], dict | None] | None = None,
+        outputs: Callable[[Any, int], dict[str, Any] | None] | None = None,
     ):
         self.duration, self.failure, self.outputs = duration, failure, outputs
         self.clock = clock or VirtualClock()
@@ -80,7 +80,7 @@ class VirtualExecutor:
             outcome = Outcome(FAILED, start, end, "virtual", failed[0], failed[1])
         self.run.call_at(end, self._finished, (job, outcome))
 
-    def _finished(self, item: tuple) -> None:
+    def _finished(self, item: tuple[Job, Outcome]) -> None:
         self.run.complete(item[0], item[1])
 
     def cancel(self, job: Any) -> None:
