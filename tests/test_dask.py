@@ -226,6 +226,25 @@ def test_R46_the_iterations_of_a_looped_step_run_on_the_workers(threads: Client)
         assert (copy["status"], copy["outputs"], copy["worker"]) == ("Success", {"got": x}, gpu)
 
 
+def test_R46_messages_from_the_worker_name_the_iteration_not_the_looped_step(threads: Client) -> None:
+    # one packed body serves every iteration; before the fix its messages said "steps.listed"
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("listed", run=lambda x: [x], inputs={"x": "<+matrix.x>"}, strategy=nbp.Matrix(x=[1, 2]))
+        s.step("code", run="y = 1", outputs=("y", "z"), strategy=nbp.Repeat(times=2), when="All")
+        s.step("boom", run="1 / 0", strategy=nbp.Repeat(times=1), when="All")
+    trace = p.run(executor=DaskExecutor(threads), report=False)
+    steps = "pipeline.stages.s.spec.execution.steps"
+    for i in range(2):
+        listed = row(trace, f"listed_{i}")
+        assert listed["status"] == "Success"
+        assert f"RuntimeWarning: {steps}.listed_{i}: the body returned a list" in listed["log"]
+        code = row(trace, f"code_{i}")
+        assert code["status"] == "Failed"
+        assert code["error"].startswith(f"{steps}.code_{i}: the step's code did not assign")
+    assert f"<step {steps}.boom_0>" in row(trace, "boom_0")["log"]  # the traceback's file name
+
+
 def test_R62_a_selector_runs_its_step_only_on_workers_offering_it(threads: Client) -> None:
     gpu = worker_named(threads, "gpu")
     p = nbp.Pipeline("p", rules="current")

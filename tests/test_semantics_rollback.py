@@ -433,3 +433,49 @@ def test_R6_E6_retry_step_group_on_an_outer_group_reruns_the_outer_group_from_it
     trace = run(p)
     assert list(rows(trace, "first")["attempt"]) == [1, 2]  # the outer group ran again from its start
     assert list(rows(trace, "bad")["attempt"]) == [1, 2]
+
+
+def test_D13_R37_loop_items_unresolvable_at_start_fail_the_step_before_it_starts_no_group_rollback():
+    # Settled reading (D13 with R21, R22, R37): items known only at run time that turn out not
+    # to be a list fail the looped step with an expression error before any iteration starts,
+    # exactly like inputs or a spec that do not resolve (test_shellscript.py's D13 test): no
+    # attempt ran, so no failure strategy is consulted, and StepGroupRollback — an action a
+    # strategy chooses (R37) — is never chosen: the group's rollback list is not reached. The
+    # step is Failed (R26), so the group and the stage are not successful so far (R30).
+    # The same group with a body that fails does roll back: the two differ only in that.
+    def group(p: nbp.Pipeline, name: str, items_ok: bool) -> None:
+        with p.stage(name) as s:
+            s.step("hosts", run=lambda: {"hosts": "h1"}, outputs=["hosts"])  # not a list
+            with s.step_group(f"{name}_g", failure_strategies=nbp.StepGroupRollback()) as g:
+                g.step(f"{name}_before", run=ok())
+                items = (
+                    ["h1"]
+                    if items_ok
+                    else f"<+pipeline.stages.{name}.spec.execution.steps.hosts.output.outputVariables.hosts>"
+                )
+                g.step(
+                    f"{name}_each",
+                    run=boom() if items_ok else ok(),
+                    strategy=nbp.Repeat(items=items),
+                )
+                with g.rollback():
+                    g.step(f"{name}_undo", run=ok())
+
+    p = nbp.Pipeline("p")
+    group(p, "late", items_ok=False)
+    group(p, "body", items_ok=True)
+    for stage in p.stages:
+        stage.when = nbp.When("All")
+    t = run(p)
+    each = row(t, "late_each")
+    assert (each["status"], each["error_type"], each["reason"]) == (
+        "Failed",
+        "Unknown",
+        "its looping strategy could not be expanded",
+    )
+    assert "list" in each["error"] and pd.isna(each["action"])  # no strategy was consulted
+    assert status(t, "late_before") == "Success"
+    assert status(t, "late_undo") == "NotStarted" and status(t, "late_g") == "Failed"
+    assert pd.isna(row(t, "late_g")["action"])
+    # the body's failure is a step failure: the group's StepGroupRollback runs its undo
+    assert row(t, "body_g")["action"] == "StepGroupRollback" and status(t, "body_undo") == "Success"

@@ -123,6 +123,9 @@ def _run_packed_step(packed: bytes, ctx: StepContext, spec: Any, worker: str, bu
             "install notebook-pipelines and the modules the body imports on every worker",
             None,
         )
+    # one packing serves every iteration of a looped step (R46): what the body's messages name
+    # is the iteration running here (``…steps.b_0``, the context's), not the looped step
+    step.fqn, step.id = getattr(ctx, "fqn", step.fqn), getattr(ctx, "id", step.id)
     try:
         if step.handler is not None:
             result = step.handler(ctx, step.spec if spec is None else spec)

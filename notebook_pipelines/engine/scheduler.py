@@ -134,6 +134,7 @@ class Scheduler:
         self.listeners = list(listeners)
         self._started = [x.node_started for x in self.listeners if hasattr(x, "node_started")]
         self._finished = [x.node_finished for x in self.listeners if hasattr(x, "node_finished")]
+        self._expanded = [x.loop_expanded for x in self.listeners if hasattr(x, "loop_expanded")]
         asked = [x.intervention for x in self.listeners if hasattr(x, "intervention")]
         self.interventions = Interventions(self, on_intervention, asked, isinstance(clock, RealClock))
         self.status: str | None = None
@@ -422,7 +423,10 @@ class Scheduler:
         return self.barriers
 
     def expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
-        """The looped ``node`` runs as ``copies``: their Barrier steps take the place of its own."""
+        """The looped ``node`` runs as ``copies``: listeners with ``loop_expanded(node, copies)``
+        are told (a progress count), and their Barrier steps take the place of its own."""
+        if self._expanded:
+            self._notify(self._expanded, node, copies)
         if self.barriers is None and not any(n.barrier is not None for n in self.plan.nodes):
             return
         self._gates().expanded(node, copies)

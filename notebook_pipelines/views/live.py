@@ -195,6 +195,7 @@ class LiveView(widgets.VBox):
         state = self.state
         with state.lock:
             done, status, requests = state.done_steps, state.status, state.requests()
+            planned = state.planned  # grows or shrinks as looped nodes expand (RunState)
             rows, seen = state.rows, self._rows_seen
             self._logs += [(row.node, row.attempt) for row in rows[seen:] if row.log]
             self._rows_seen = len(rows)
@@ -202,11 +203,12 @@ class LiveView(widgets.VBox):
         elapsed = format_duration(state.elapsed() if state.done else round(state.elapsed(), 1))
         self.header.value = (
             f"<b>{html.escape(self._name)}</b> · {html.escape(status)} · {elapsed}"
-            f" · {done}/{state.planned} steps done"
+            f" · {done}/{planned} steps done"
         )
         eta = eta_text(state)
         if eta:
             self.header.value += f" · {html.escape(eta)}"
+        self.progress.max = max(1, planned, done)
         self.progress.value = done
         self.progress.bar_style = "" if not state.done else "success" if status == "Success" else "danger"
         self.counts.value = status_chips(state.counts())

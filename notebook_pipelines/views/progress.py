@@ -217,11 +217,31 @@ class Throttle:
 class RunState:
     """A listener that keeps what a run has done so far; views observe it.
 
-    Attributes read by views (under :attr:`lock`): ``planned`` (steps in the plan),
+    Attributes read by views (under :attr:`lock`): ``planned`` (steps to run: see below),
     ``finished`` (step index → its latest status), ``running`` (node index → ``(node,
     attempt, start_s)``), ``waiting`` (step index → ``(request, asked_at, running_entry)``: manual
     interventions, R20), ``rows`` (the trace's records so far), ``status`` (``Queued``,
     ``Running``, then the pipeline's status), ``done``, ``trace`` (the final one).
+
+    Looped nodes (R48–R50) in the count: a looped node counts as its plan steps (a looped step
+    as one) until its iterations are known; when it expands (``loop_expanded``, as it starts)
+    its iterations' steps replace it in ``planned`` and the looped step itself is no longer
+    counted (not done, running or in :meth:`counts`); expanded again (its group retried, R19),
+    the new iterations replace the old. So ``done_steps <= planned`` throughout, and a run that
+    ran every step ends ``planned/planned``; nested loops follow. Chosen over counting plan steps
+    only (``10/8`` with loops) and over counting iterations as they start (the total would creep
+    while they queue behind ``maxConcurrency``): the total changes when a loop's size is known.
+
+    >>> import notebook_pipelines as nbp
+    >>> from notebook_pipelines.definition.looping import Matrix
+    >>> p = nbp.Pipeline("m")
+    >>> _ = p.stage("s").step("b", duration=1, strategy=Matrix(x=[1, 2, 3]))
+    >>> state = RunState(p.plan())
+    >>> state.planned
+    1
+    >>> _ = p.simulate(listeners=[state])
+    >>> state.done_steps, state.planned
+    (3, 3)
     """
 
     def __init__(self, plan: Plan):
@@ -247,6 +267,8 @@ class RunState:
         self._eta_value: tuple[float, float] | None = None
         self.closers: list[Callable[[str], Any]] = []  # told by abandon() why the run never ran
         self.refused: str | None = None  # abandon()'s reason
+        #: looped node index → (node, its latest copies): their steps count in its place
+        self.expansions: dict[int, tuple[PlanNode, list[PlanNode]]] = {}
 
     # -- listener events (the engine's loop thread) -------------------------------------------
     def run_started(self, scheduler: Any) -> None:
@@ -261,12 +283,51 @@ class RunState:
             self.running[node.index] = (node, attempt, t)
         self._changed(False)
 
+    def loop_expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
+        """The looped ``node`` runs as ``copies``: their steps replace its own in the count.
+
+        Expanded again (its group retried, R19): the new copies replace the previous ones,
+        whose steps (and the loops expanded inside them) leave the count."""
+        with self.lock:
+            before = self.expansions.get(node.index)
+            self.planned -= self._count(before[1]) if before is not None else self._count([node])
+            if before is not None:
+                self._forget(before[1])
+            self.expansions[node.index] = (node, copies)
+            self.planned += self._count(copies)
+            self.running.pop(node.index, None)
+            self.finished.pop(node.index, None)
+        self._changed(False)
+
+    def _count(self, nodes: list[PlanNode]) -> int:
+        """The steps ``nodes`` count as now: an expanded looped node as its copies' steps."""
+        total, stack = 0, list(nodes)
+        while stack:
+            n = stack.pop()
+            if n.kind == "parallel":
+                stack.extend(n.items)
+            elif n.index in self.expansions and n.strategy is not None:
+                stack.extend(self.expansions[n.index][1])
+            else:
+                total += n.kind == "step"
+                stack.extend((*(n.items or ()), *(n.rollback or ())))
+        return total
+
+    def _forget(self, copies: list[PlanNode]) -> None:
+        """Drop what the replaced ``copies`` (and loops expanded inside them) had done."""
+        for copy in copies:
+            for n in copy.walk():
+                self.finished.pop(n.index, None)
+                inner = self.expansions.pop(n.index, None) if n.strategy is not None else None
+                if inner is not None:
+                    self._forget(inner[1])
+
     def node_finished(self, node: PlanNode, row: Record) -> None:
         with self.lock:
             self.rows.append(row)
             self.running.pop(node.index, None)
             self.waiting.pop(node.index, None)
-            if node.kind == "step":
+            if node.kind == "step" and node.index not in self.expansions:
                 self.finished[node.index] = row.status
         self._changed(False)
 
@@ -381,6 +442,11 @@ class RunState:
         run_id = scheduler.run_id if scheduler is not None else ""
         epoch = getattr(getattr(scheduler, "clock", None), "epoch_ns", 0)
         return build_trace(self.plan, rows, run_id, epoch)
+
+
+def _steps_in(node: PlanNode) -> int:
+    """How many steps ``node`` counts as (execution and rollback): itself if a step."""
+    return sum(1 for n in node.walk() if n.kind == "step")
 
 
 def _live_row(index: int, attempt: int, status: str, start: float, now: float, error: Any = None) -> Record:
