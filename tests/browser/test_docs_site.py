@@ -158,4 +158,7 @@ def test_an_api_page_shows_the_keyword_parameters_and_their_docs(served: str, pa
     for name in ("durations", "default", "failures", "seed"):
         assert re.search(rf"\b{name}\b", signature), signature
     assert page.locator("[id='notebook_pipelines.YamlError']").count() == 1
+    # the builder's methods, wherever in the class hierarchy they are defined (a mixin, a base)
+    for anchor in ("Pipeline.run", "Pipeline.parallel", "Pipeline.walk", "Stage.step", "StepGroup.parallel"):
+        assert page.locator(f"[id='notebook_pipelines.{anchor}']").count() == 1, anchor
     assert not problems, problems
