@@ -90,3 +90,37 @@ def test_R19_a_retried_group_expands_its_loop_again_and_the_new_iterations_repla
     # each's 2 iterations + f = 3, however many times the group ran (before: 5/4)
     assert (state.done_steps, state.planned) == (3, 3)
     assert all(done <= planned for done, planned in state.seen), state.seen
+
+
+# -- rollback steps count when they run (R35–R41) ------------------------------------------------
+def rollback_pipeline() -> nbp.Pipeline:
+    p = nbp.Pipeline("r")
+    with p.stage("s", failure_strategies=nbp.StageRollback()) as s:
+        s.step("a", duration=1)
+        s.step("b", duration=1)
+        with s.rollback():
+            s.step("undo", duration=1)
+            s.step("undo_hosts", duration=1, strategy=Matrix(host=["h1", "h2", "h3"]))
+    return p
+
+
+def test_R37_a_run_that_needs_no_rollback_ends_with_all_its_steps_done():
+    p = rollback_pipeline()
+    state = Watch(p.plan())
+    assert state.planned == 2  # a, b: the rollback list runs only if a strategy asks for it
+    trace = p.simulate(listeners=[state])
+    # the trace keeps the rollback steps, NotStarted; the progress does not count them
+    assert set(trace[trace.phase == "rollback"].status) == {"NotStarted"}
+    assert (state.done_steps, state.planned, state.counts()) == (2, 2, {"Success": 2})
+    assert text_line(state).startswith("r: 2/2 steps done")
+    assert all(done <= planned for done, planned in state.seen)
+
+
+def test_R37_R49_a_stage_rollback_that_runs_joins_the_count_its_looped_step_as_its_iterations():
+    p = rollback_pipeline()
+    state = Watch(p.plan())
+    p.simulate(listeners=[state], failures={"b": True})
+    # a, b (Failed), then the rollback list: undo + undo_hosts' 3 iterations = 2 + 1 + 3 = 6
+    assert (state.done_steps, state.planned) == (6, 6)
+    assert state.counts() == {"Success": 5, "Failed": 1}
+    assert all(done <= planned for done, planned in state.seen)

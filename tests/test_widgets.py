@@ -24,8 +24,9 @@ from conftest import row, sleeper, status
 
 import notebook_pipelines as nbp
 from notebook_pipelines.views.live import LiveView
-from notebook_pipelines.views.progress import RunState, Throttle
+from notebook_pipelines.views.progress import RunState
 from notebook_pipelines.views.replay import FRAMES, WAITING
+from notebook_pipelines.views.throttle import Throttle
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARD = 20.0  # seconds: "it happens at all", never a measure

@@ -42,8 +42,9 @@ import ipywidgets as widgets
 from ..definition.durations import format_duration
 from .kernel_comms import answer_off_main_thread
 from .outcomes import STATUS_STYLES, UNKNOWN_STYLE
-from .progress import RunState, Throttle, eta_text
+from .progress import RunState, eta_text
 from .rendering import GraphvizMissing, fit_svg, outline, to_svg
+from .throttle import Throttle
 
 __all__ = ["LiveView", "status_chips"]
 

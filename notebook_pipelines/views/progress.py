@@ -6,7 +6,7 @@ and done, the status of each, what runs now, which steps wait for a person, the 
 Views watch it: :class:`TextProgress` (a line on stderr, no widget code at all) and the live
 widget (:mod:`.live`). The engine calls the listener on its loop thread, and an observer must
 never hold that loop: an event costs a lock, a dict update and an O(1) ``poke``. Each view
-draws through a :class:`Throttle`, on a drawing thread of its own: at most every ``interval``
+draws through a :class:`~.throttle.Throttle`, on a drawing thread of its own: at most every ``interval``
 seconds while events arrive (coalesced: a slow drawing skips frames, it never delays a step),
 and once at the end; the thread ends with the run. Nothing polls.
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -37,10 +36,12 @@ from ..definition.durations import format_duration
 from ..definition.plan import Plan, PlanNode
 from ..engine.trace import Record, build_trace
 from ..errors import printable
+from .throttle import Throttle
 
 __all__ = ["RunState", "TextProgress", "Throttle", "in_kernel", "text_line"]
 
 RUNNING, WAITING, NOT_STARTED = "Running", "InterventionWaiting", "NotStarted"
+ROLLBACK = "rollback"  # a plan node's phase inside a rollback list
 
 
 def in_kernel() -> bool:
@@ -54,164 +55,6 @@ def in_kernel() -> bool:
     except Exception:  # pragma: no cover - a broken IPython install
         return False
     return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-class Throttle:
-    """Call ``fn`` on a thread of its own, at most every ``interval`` seconds, never on the
-    thread that asks for an update (the scheduler's loop must never wait for a view).
-
-    - ``poke()`` — an update is wanted: O(1), it never calls ``fn``. The drawing thread
-      (``nbp-draw-<name>``, started on demand) calls ``fn`` once the last call is ``interval``
-      old *and* ``spacing`` times the last call's duration has passed since it ended. Pokes
-      that come meanwhile are coalesced into that one call, so when drawing is slower than the
-      run, frames are skipped, never queued, and the thread draws at most ``1 / (1 + spacing)``
-      of the time. The thread ends after ``IDLE`` seconds without pokes.
-    - ``finish(wait)`` — the final update: made on the drawing thread (at once, cutting short
-      the interval); waits up to ``wait`` seconds for it and returns True when it was made and
-      the thread has ended. After it, pokes do nothing.
-    - ``flush(close=False)`` — call ``fn`` now on this thread (a view made before or after a
-      run); ``close=True``: no update after it.
-    - ``wait(timeout)`` — wait until no drawing thread is left.
-    - ``cancel()`` — no more updates, not even a final one (a run that ended without a trace);
-      the drawing thread ends after any call under way.
-
-    Calls of ``fn`` never overlap. A ``fn`` that raises stops the updates with one warning.
-
-    >>> calls = []
-    >>> t = Throttle(lambda: calls.append(threading.current_thread().name), 0.1, name="doc")
-    >>> for _ in range(1000):
-    ...     t.poke()
-    >>> t.finish(wait=5.0)
-    True
-    >>> 1 <= len(calls) <= 2, set(calls)
-    (True, {'nbp-draw-doc'})
-    """
-
-    #: seconds without a poke after which the drawing thread ends (a new poke starts one)
-    IDLE = 5.0
-
-    def __init__(self, fn: Callable[[], Any], interval: float, name: str = "view", spacing: float = 3.0):
-        self.fn, self.interval, self.spacing, self.name = fn, interval, spacing, name
-        self._cond = threading.Condition(threading.Lock())
-        self._drawing = threading.Lock()  # calls of fn never overlap
-        self._wanted = False  # a poke since the last call began
-        self._final = False  # finish() asked for the final call
-        self._cancelled = False  # cancel(): the thread ends without another call
-        self._thread: threading.Thread | None = None
-        self._next = float("-inf")  # the earliest start of the next call (time.monotonic())
-        self.calls = 0  # how many updates were made (tests read it)
-        self.closed = False
-        self.error: BaseException | None = None
-
-    def poke(self) -> None:
-        if self._wanted or self.closed:
-            return  # an update is already wanted: this event joins it
-        with self._cond:
-            if self._wanted or self.closed:
-                return
-            self._wanted = True
-            if self._thread is None:
-                self._start()
-            else:
-                self._cond.notify()
-
-    def delay(self, seconds: float | None = None) -> None:
-        """No update before ``seconds`` (default: ``interval``) from now."""
-        self._next = time.monotonic() + (self.interval if seconds is None else seconds)
-
-    def finish(self, wait: float | None = 5.0) -> bool:
-        with self._cond:
-            thread = self._thread
-            if not self._final and self.error is None:
-                self.closed = self._final = True
-                if thread is None:
-                    thread = self._start()
-                else:
-                    self._cond.notify()
-            self.closed = True
-        if thread is None or thread is threading.current_thread():
-            return thread is None
-        if wait is None or wait > 0:
-            thread.join(wait)
-        return not thread.is_alive()
-
-    def cancel(self) -> None:
-        """No update after this one: the thread ends; an update under way is waited for."""
-        with self._cond:
-            self.closed = self._cancelled = True
-            self._cond.notify()
-        if self._thread is not threading.current_thread():
-            with self._drawing:  # an update under way ends before cancel() returns
-                pass
-
-    def flush(self, close: bool = False) -> None:
-        with self._cond:
-            self._wanted = False
-        self._call()
-        self.closed = self.closed or close
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` seconds until no drawing thread is left; True if none is."""
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            return not thread.is_alive()
-        return thread is None
-
-    @property
-    def busy(self) -> bool:
-        """True while a drawing thread is alive."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
-    def _start(self) -> threading.Thread:
-        thread = threading.Thread(target=self._work, name=f"nbp-draw-{self.name}"[:60], daemon=True)
-        self._thread = thread
-        thread.start()
-        return thread
-
-    def _work(self) -> None:
-        me = threading.current_thread()
-        while True:
-            with self._cond:
-                quiet_until = time.monotonic() + self.IDLE
-                while not self._wanted and not self._final:
-                    left = quiet_until - time.monotonic()
-                    if left <= 0 or self._cancelled:
-                        self._thread = None if self._thread is me else self._thread
-                        return
-                    self._cond.wait(left)
-                while not self._final and (left := self._next - time.monotonic()) > 0:
-                    if self._cancelled:
-                        break
-                    self._cond.wait(left)  # not due yet: pokes meanwhile join this update
-                final = self._final
-                self._wanted = False
-            ok = not self._cancelled and self._call()
-            if final or not ok:
-                with self._cond:
-                    self._thread = None if self._thread is me else self._thread
-                return
-
-    def _call(self) -> bool:
-        with self._drawing:
-            if self.error is not None or self._cancelled:
-                return False
-            start = time.monotonic()
-            self.calls += 1
-            try:
-                self.fn()
-            except Exception as exc:  # a view is not worth failing a run for: stop updating it
-                self.error, self.closed = exc, True
-                warnings.warn(
-                    f"the {self.name} view stopped updating: {type(exc).__name__}: {exc}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                return False
-            end = time.monotonic()
-            self._next = max(start + self.interval, end + self.spacing * (end - start))
-            return True
 
 
 class RunState:
@@ -232,6 +75,10 @@ class RunState:
     only (``10/8`` with loops) and over counting iterations as they start (the total would creep
     while they queue behind ``maxConcurrency``): the total changes when a loop's size is known.
 
+    Rollback steps (R35–R41) run only when a failure strategy asks for their rollback: they join
+    ``planned`` (and :meth:`counts`) when they start or end having run, so a run that needed no
+    rollback ends ``2/2``, not ``2/4`` with its rollback steps ``NotStarted``.
+
     >>> import notebook_pipelines as nbp
     >>> from notebook_pipelines.definition.looping import Matrix
     >>> p = nbp.Pipeline("m")
@@ -242,12 +89,24 @@ class RunState:
     >>> _ = p.simulate(listeners=[state])
     >>> state.done_steps, state.planned
     (3, 3)
+    >>> with p.stage("t") as t:
+    ...     _ = t.step("deploy", duration=1)
+    ...     with t.rollback():
+    ...         _ = t.step("undo", duration=1)
+    >>> state = RunState(p.plan())
+    >>> state.planned
+    2
+    >>> _ = p.simulate(listeners=[state])
+    >>> state.done_steps, state.planned, state.counts()
+    (4, 4, {'Success': 4})
     """
 
     def __init__(self, plan: Plan):
         self.plan = plan
         self.lock = threading.RLock()
-        self.planned = sum(1 for n in plan.nodes if n.kind == "step")
+        self.planned = sum(1 for n in plan.nodes if n.kind == "step" and n.phase != ROLLBACK)
+        #: the rollback steps counted in ``planned`` (they started, or ended having run)
+        self.rollback_counted: set[int] = set()
         self.finished: dict[int, str] = {}
         self.running: dict[int, tuple[PlanNode, int, float]] = {}
         self.waiting: dict[int, tuple[Any, float]] = {}
@@ -281,6 +140,7 @@ class RunState:
             self.finished.pop(node.index, None)
             self.waiting.pop(node.index, None)
             self.running[node.index] = (node, attempt, t)
+            self._count_rollback_step(node)
         self._changed(False)
 
     def loop_expanded(self, node: PlanNode, copies: list[PlanNode]) -> None:
@@ -293,6 +153,9 @@ class RunState:
             self.planned -= self._count(before[1]) if before is not None else self._count([node])
             if before is not None:
                 self._forget(before[1])
+            if node.index in self.rollback_counted:  # a looped rollback step: its copies count
+                self.rollback_counted.discard(node.index)
+                self.planned -= 1
             self.expansions[node.index] = (node, copies)
             self.planned += self._count(copies)
             self.running.pop(node.index, None)
@@ -308,16 +171,30 @@ class RunState:
                 stack.extend(n.items)
             elif n.index in self.expansions and n.strategy is not None:
                 stack.extend(self.expansions[n.index][1])
-            else:
+            elif n.phase != ROLLBACK:  # rollback steps count when they run
                 total += n.kind == "step"
-                stack.extend((*(n.items or ()), *(n.rollback or ())))
+                stack.extend(n.items or ())
         return total
+
+    def _count_rollback_step(self, node: PlanNode) -> None:
+        """A rollback step that runs joins ``planned`` (once; a looped one as its copies)."""
+        if (
+            node.kind == "step"
+            and node.phase == ROLLBACK
+            and node.index not in self.rollback_counted
+            and node.index not in self.expansions
+        ):
+            self.rollback_counted.add(node.index)
+            self.planned += 1
 
     def _forget(self, copies: list[PlanNode]) -> None:
         """Drop what the replaced ``copies`` (and loops expanded inside them) had done."""
         for copy in copies:
             for n in copy.walk():
                 self.finished.pop(n.index, None)
+                if n.index in self.rollback_counted:
+                    self.rollback_counted.discard(n.index)
+                    self.planned -= 1
                 inner = self.expansions.pop(n.index, None) if n.strategy is not None else None
                 if inner is not None:
                     self._forget(inner[1])
@@ -327,8 +204,10 @@ class RunState:
             self.rows.append(row)
             self.running.pop(node.index, None)
             self.waiting.pop(node.index, None)
-            if node.kind == "step" and node.index not in self.expansions:
+            never_ran = node.phase == ROLLBACK and row.status == NOT_STARTED
+            if node.kind == "step" and node.index not in self.expansions and not never_ran:
                 self.finished[node.index] = row.status
+                self._count_rollback_step(node)
         self._changed(False)
 
     def intervention(self, request: Any) -> None:
