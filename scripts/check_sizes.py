@@ -43,10 +43,11 @@ def offenders(path: Path) -> list[str]:
         for node in ast.walk(ast.parse(text, filename=str(file))):
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
-            length = node.end_lineno - node.lineno + 1 - _docstring_lines(node)  # type: ignore[operator]
+            doc = _docstring_lines(node)
+            length = node.end_lineno - node.lineno + 1 - doc  # type: ignore[operator]
             if length <= FUNCTION_LINES:
                 continue
-            first = node.body[1] if _docstring_lines(node) and len(node.body) > 1 else node.body[0]
+            first = node.body[1] if doc and len(node.body) > 1 else node.body[0]
             top = lines[node.lineno - 1 : first.lineno]
             if not any(REASON in line for line in top):
                 found.append(
