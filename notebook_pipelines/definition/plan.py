@@ -25,7 +25,7 @@ import gc
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import DefinitionError, Problem
 from .callables import is_sampler, takes_ctx
@@ -41,6 +41,7 @@ __all__ = [
     "KINDS",
     "Plan",
     "PlanNode",
+    "Traits",
     "choose",
     "choose_action",
     "compile_plan",
@@ -124,6 +125,25 @@ class PlanNode:
         return f"<PlanNode {self.kind} {self.fqn}>"
 
 
+class Traits(NamedTuple):
+    """What a pass over a plan's nodes would find out, known from the compile (:meth:`Plan.traits`).
+
+    Each is on the safe side: ``readers`` may hold nodes that read nothing, and a flag may be
+    True where nothing is there (its reader then looks node by node); never the reverse.
+    """
+
+    #: the nodes that may read a ``<+…>`` reference, in plan order: every container, and the
+    #: steps with a ``when`` condition (their own or their groups'), inputs, a spec, a looping
+    #: strategy or failure strategies declared on them or around them (retry conditions)
+    readers: tuple[PlanNode, ...]
+    #: some node's declared duration is not seconds (a sampler)
+    samplers: bool
+    #: some step declares outputs or has a spec (``outputVariables``)
+    outputs: bool
+    #: some step has neither a body nor a type (a sketch's step)
+    sketch: bool
+
+
 @dataclass(frozen=True)
 class Plan:
     """The compiled pipeline: ``root`` and every node in pre-order (``nodes[i].index == i``)."""
@@ -145,6 +165,30 @@ class Plan:
                         if below is not node:
                             cached.setdefault(below.index, node.index)
             object.__setattr__(self, "_inside_loops", cached)
+        return cached
+
+    def traits(self) -> Traits:
+        """The plan's :class:`Traits` (from the compile; else found with one pass, cached)."""
+        cached: Traits | None = self.__dict__.get("_traits")
+        if cached is None:
+            traits = _Traits()
+            for node in self.nodes:
+                if node.kind != "step":
+                    traits.readers.append(node)
+                    continue
+                when = node.when
+                traits.step(
+                    node,
+                    bool(
+                        (when is not None and when.condition is not None)
+                        or node.inputs
+                        or node.spec is not None
+                        or node.strategy is not None
+                        or _declared(node.strategies)
+                    ),
+                )
+            cached = traits.done()
+            object.__setattr__(self, "_traits", cached)
         return cached
 
     @property
@@ -235,8 +279,7 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
     builder = _Builder()
     with paused_gc():
         root = builder.pipeline(pipeline)
-    nodes = tuple(builder.nodes)
-    plan = Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
+    plan = builder.plan(pipeline, root)
     if check:
         from .barriers import barrier_problems
         from .looping import loop_problems
@@ -285,17 +328,49 @@ def _references_despite(pipeline: Pipeline, found: list[Problem]) -> list[Proble
         with paused_gc():
             builder = _Builder(lenient=True)
             root = builder.pipeline(pipeline)
-        nodes = tuple(builder.nodes)
-        more = static_problems(Plan(pipeline, root, nodes, {n.fqn: n for n in nodes}))
+        more = static_problems(builder.plan(pipeline, root))
     except Exception:  # an invalid structure may break the compiler anywhere
         return []
     seen = {(p.fqn, p.rule, p.message) for p in found}
     return [p for p in more if (p.fqn, p.rule, p.message) not in seen]
 
 
+class _Traits:
+    """:class:`Traits` as they are found, node by node (by the compile, or by a pass)."""
+
+    __slots__ = ("outputs", "readers", "samplers", "sketch")
+
+    def __init__(self) -> None:
+        self.readers: list[PlanNode] = []
+        self.samplers = self.outputs = self.sketch = False
+
+    def step(self, node: PlanNode, reads: bool) -> None:
+        """Note the compiled step ``node`` (``reads``: it may read a reference)."""
+        if reads:
+            self.readers.append(node)
+        duration = node.duration
+        if duration is not None and type(duration) is not float:
+            self.samplers = True
+        if node.outputs or node.spec is not None:
+            self.outputs = True
+        if node.body is None and node.type is None:
+            self.sketch = True
+
+    def done(self) -> Traits:
+        return Traits(tuple(self.readers), self.samplers, self.outputs, self.sketch)
+
+
+def _declared(strategies: Any) -> bool:
+    """Whether a chain of failure strategies holds any declared entry (the stage's default
+    entry, R24, reads nothing)."""
+    return bool(strategies) and any(level and level is not DEFAULT_STAGE_STRATEGY for level in strategies)
+
+
 class _Builder:
     def __init__(self, lenient: bool = False) -> None:
         self.nodes: list[PlanNode] = []
+        self.by_fqn: dict[str, PlanNode] = {}
+        self.traits = _Traits()
         # How settings are read: strictly (a valid pipeline); or, to check the references of
         # an invalid one, with a value that cannot be read taken as unset.
         self.seconds = _unset_on_error(_duration) if lenient else _duration
@@ -308,7 +383,15 @@ class _Builder:
     def _new(self, kind: str, **attrs: Any) -> PlanNode:
         node = PlanNode(kind, index=len(self.nodes), **attrs)
         self.nodes.append(node)
+        self.by_fqn[node.fqn] = node
+        self.traits.readers.append(node)  # a container: read by the reference checks (few)
         return node
+
+    def plan(self, pipeline: Pipeline, root: PlanNode) -> Plan:
+        """The :class:`Plan` of the nodes made, its traits known."""
+        plan = Plan(pipeline, root, tuple(self.nodes), self.by_fqn)
+        object.__setattr__(plan, "_traits", self.traits.done())
+        return plan
 
     def pipeline(self, p: Pipeline) -> PlanNode:
         root = self._new(
@@ -350,36 +433,52 @@ class _Builder:
         return tuple(out)
 
     def _step(self, item: Step, parent: PlanNode, prefix: str, phase: str, block: int, ctx: _Ctx) -> PlanNode:
-        """The hot path of compiling (most nodes are steps): plain attribute stores, shared defaults."""
+        """The hot path of compiling (most nodes are steps): plain attribute stores, shared
+        defaults, each setting of the step read once; notes the plan's :class:`Traits`."""
         node = _new_node(PlanNode)  # no __init__: the attributes are set here
         node.kind = "step"
         node.index = len(self.nodes)
         self.nodes.append(node)
-        node.id, node.name, node.fqn, node.source = item.id, item.name or item.id, f"{prefix}.{item.id}", item
-        node.parent, node.block, node.phase, node.depth = parent, block, phase, parent.depth + 1
-        node.stage = parent if parent.kind == "stage" else parent.stage
-        node.group = parent if parent.kind == "step_group" else None
-        node.when = (self.when(item.when) if item.when is not None else None) or ctx.when or _SUCCESS
+        ident, when, run, kind, spec, inputs = item.id, item.when, item.run, item.type, item.spec, item.inputs
+        node.id, node.name, node.fqn, node.source = ident, item.name or ident, f"{prefix}.{ident}", item
+        self.by_fqn[node.fqn] = node
+        node.parent, node.block, node.phase, node.depth = parent, block, phase, ctx.depth
+        node.stage, node.group = ctx.stage, ctx.group
+        node.when = (self.when(when) if when is not None else None) or ctx.when or _SUCCESS
+        traits = self.traits
         if item.timeout is not None:
             node.timeout = self.seconds(item.timeout)
         if item.duration is not None:
-            node.duration = self.seconds(item.duration)
-        elif item.type == "Wait" and isinstance(item.spec, dict) and item.spec.get("duration") is not None:
-            node.duration = _unset_on_error(parse_duration)(item.spec["duration"])  # simulated: its wait
-        if item.run is not None:
-            node.body, node.takes_ctx = item.run, takes_ctx(item.run, item.inputs)
-        if item.type is not None or item.spec is not None:  # else the class defaults (None)
-            node.type, node.spec = item.type, item.spec
-            if item.type == "Barrier" and isinstance(item.spec, dict):
-                node.barrier = item.spec.get("barrierRef")
+            node.duration = seconds = self.seconds(item.duration)
+            if type(seconds) is not float:
+                traits.samplers = True
+        elif kind == "Wait" and isinstance(spec, dict) and spec.get("duration") is not None:
+            node.duration = _unset_on_error(parse_duration)(spec["duration"])  # simulated: its wait
+        if run is not None:
+            node.body, node.takes_ctx = run, takes_ctx(run, inputs)
+        elif kind is None:
+            traits.sketch = True
+        if kind is not None or spec is not None:  # else the class defaults (None)
+            node.type, node.spec = kind, spec
+            if spec is not None:
+                traits.outputs = True  # a spec may declare outputVariables
+            if kind == "Barrier" and isinstance(spec, dict):
+                node.barrier = spec.get("barrierRef")
         node.variables = self.mapping(item.variables) if item.variables else _EMPTY
-        node.inputs = self.mapping(item.inputs) if item.inputs else _EMPTY
-        node.outputs = self.names(item.outputs) if item.outputs else ()
+        node.inputs = self.mapping(inputs) if inputs else _EMPTY
+        if item.outputs:
+            node.outputs = self.names(item.outputs)
+            traits.outputs = True
+        else:
+            node.outputs = ()
         node.delegate_selectors = item.delegate_selectors or ctx.selectors
         own = self.strategies(item.failure_strategies) if item.failure_strategies is not None else ()
         node.strategies = (own, *ctx.strategies) if own or not ctx.step_chain else ctx.step_chain
-        if item.strategy is not None:
-            node.strategy = self.strategy(item.strategy)
+        strategy = item.strategy
+        if strategy is not None:
+            node.strategy = self.strategy(strategy)
+        if ctx.reads or when is not None or inputs or spec is not None or strategy is not None or own:
+            traits.readers.append(node)  # it may read a reference (most steps do not)
         return node
 
     def _node(self, item: Any, parent: PlanNode, prefix: str, phase: str, block: int, ctx: _Ctx) -> PlanNode:
@@ -445,7 +544,7 @@ class _Builder:
 class _Ctx:
     """What a container hands down to its children while compiling."""
 
-    __slots__ = ("node", "selectors", "step_chain", "strategies", "when")
+    __slots__ = ("depth", "group", "node", "reads", "selectors", "stage", "step_chain", "strategies", "when")
 
     def __init__(
         self,
@@ -455,8 +554,15 @@ class _Ctx:
         selectors: Any = None,
     ):
         self.node, self.when, self.strategies, self.selectors = node, when, strategies, selectors
+        # what every step directly in ``node``'s lists has in common
+        self.depth = node.depth + 1
+        self.stage = node if node.kind == "stage" else node.stage
+        self.group = node if node.kind == "step_group" else None
         # the chain of a step without strategies of its own, shared by all such steps
         self.step_chain = ((), *strategies) if strategies else None
+        # whether its steps may read a reference whatever their own settings: a condition
+        # they inherit, failure strategies (retry conditions) declared around them
+        self.reads = (when is not None and when.condition is not None) or _declared(strategies)
 
 
 _SUCCESS = When("Success")

@@ -246,7 +246,7 @@ def static_problems(plan: Any) -> list[Problem]:
 
     problems: list[Problem] = []
     chains: dict[int, tuple[Any, ...]] = {}  # retry conditions per strategy chain (shared by most steps)
-    for node in plan.nodes:
+    for node in plan.traits().readers:  # the others have no expression (most nodes)
         for where, text, strict in _expressions_of(node, chains):
             try:
                 parsed = parse_condition(text) if "condition" in where else parse_template(text)
@@ -302,22 +302,7 @@ def output_reads(plan: Any) -> dict[int, frozenset[str]]:
 
     found: dict[int, set[str]] = {}
     chains: dict[int, tuple[Any, ...]] = {}
-    for node in plan.nodes:
-        when = node.when
-        if (
-            (when is None or when.condition is None)
-            and not node.inputs
-            and not node.spec
-            and node.strategy is None
-        ):
-            strategies = node.strategies  # the common node: only its retry conditions can read
-            if strategies is None:
-                continue
-            conditions = chains.get(id(strategies))
-            if conditions is None:
-                conditions = chains[id(strategies)] = _retry_conditions(strategies)
-            if not conditions:
-                continue
+    for node in plan.traits().readers:  # the others have no expression (most nodes)
         texts = [(text, "condition" in where) for where, text, _ in _expressions_of(node, chains)]
         if node.strategy is not None:
             texts += [(text, False) for _, text in _strings(_strategy_fields(node.strategy), "strategy")]

@@ -129,8 +129,9 @@ def _duration_function(
     fixed: dict[int, float] = {}  # per node: the constant duration, when it is one
 
     # declared durations are parsed seconds (float) or samplers: test only what is neither
-    own = (n.duration for n in plan.nodes if n.duration is not None and type(n.duration) is not float)
-    own_samplers = any(is_sampler(value) for value in own)
+    own_samplers = plan.traits().samplers and any(
+        is_sampler(n.duration) for n in plan.nodes if n.duration is not None and type(n.duration) is not float
+    )
     if per_step is None and table is None and fallback is not None and not own_samplers:
 
         def declared(node: Any, attempt: int) -> float:  # the plan has parsed declared durations
@@ -186,7 +187,10 @@ def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, i
     if (
         table is None
         and not sketched
-        and not any(n.outputs or (n.spec and _spec_output_names(n)) for n in plan.steps)
+        and not (
+            plan.traits().outputs  # known from the compile: most plans declare none
+            and any(n.outputs or (n.spec and _spec_output_names(n)) for n in plan.steps)
+        )
     ):
         return None  # nothing to publish anywhere (the common case): the executor asks nothing
 
@@ -231,7 +235,7 @@ def _named(node: Any, given: Mapping[str, Any]) -> Mapping[str, Any]:
 def _sketch_reads(plan: Any) -> dict[int, frozenset[str]]:
     """The output variables read from each step of ``plan`` that has neither a body nor a type
     (a sketch's step), by plan node index."""
-    if not any(n.kind == "step" and n.body is None and n.type is None for n in plan.nodes):
+    if not plan.traits().sketch:
         return {}
     from ..definition.references import output_reads
 

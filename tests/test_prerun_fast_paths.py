@@ -1,0 +1,196 @@
+"""The fast paths of the pre-run checks give the answers of the full checks (issue 28 part 5).
+
+Validation skips the one-by-one visit of a step group's or stage's steps when they are all
+plain and surely valid (``validation._sound_lists``); the compile notes which nodes may read a
+reference and what a simulation needs to look for (``Plan.traits``), so that the reference
+check and the simulation's set-up do not walk every node. Each case below is checked both
+ways: with the fast path, and with it turned off (every node visited, every node walked).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import notebook_pipelines as nbp
+from notebook_pipelines.definition import validation
+from notebook_pipelines.definition.callables import is_sampler
+from notebook_pipelines.definition.limits import MAX_DATA_DEPTH
+from notebook_pipelines.definition.model import Parallel, Pipeline, Stage, Step, StepGroup
+from notebook_pipelines.definition.plan import compile_plan
+from notebook_pipelines.definition.references import expressions_of, output_reads, static_problems
+from notebook_pipelines.definition.validation import problems
+
+
+def _nested(depth: int) -> list:
+    value: list = [1]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _body_needing_x(ctx, x):  # a body whose input ``x`` no step gives (R43)
+    return None
+
+
+#: steps that stand beside plain ones in a parallel block: each valid or not, plain or not
+ODD_STEPS = {
+    "plain": lambda: Step("odd", duration=2.0),
+    "dollar_id": lambda: Step("odd$1"),
+    "bad_id": lambda: Step("1odd"),
+    "unicode_id": lambda: Step("ödd"),
+    "long_id": lambda: Step("o" * 129),
+    "not_text_id": lambda: Step(7),
+    "duplicate_id": lambda: Step("a0"),
+    "empty_variables": lambda: Step("odd", variables={}),
+    "negative_duration": lambda: Step("odd", duration=-1),
+    "unreadable_duration": lambda: Step("odd", duration="soon"),
+    "harness_duration": lambda: Step("odd", duration="1m 30s"),
+    "bool_duration": lambda: Step("odd", duration=True),
+    "sampler_duration": lambda: Step("odd", duration=lambda rng: 1.0),
+    "bad_sampler": lambda: Step("odd", duration=lambda: 1.0),
+    "name_not_text": lambda: Step("odd", name=3),
+    "run_not_callable": lambda: Step("odd", run=3),
+    "run_needs_input": lambda: Step("odd", run=_body_needing_x),
+    "code_text": lambda: Step("odd", run="print(1)"),
+    "outputs": lambda: Step("odd", outputs=["o"]),
+    "bad_output": lambda: Step("odd", outputs=["1o"]),
+    "when": lambda: Step("odd", when="Failure"),
+    "timeout": lambda: Step("odd", timeout="soon"),
+    "deep_variables": lambda: Step("odd", variables={"v": _nested(MAX_DATA_DEPTH + 1)}),
+    "not_a_step": lambda: Stage("odd", items=[Step("x")]),
+}
+
+
+def _pipeline(odd: Step | Stage, *, in_rollback: bool = False) -> Pipeline:
+    """A stage of a group of three parallel blocks of plain steps, ``odd`` in the second
+    (or in the group's rollback list), and a second group of plain steps only."""
+    names = [[f"a{b}{i}" if b else f"a{i}" for i in range(3)] for b in range(3)]
+    group = StepGroup("g", items=[Parallel([Step(name, duration=1.0) for name in block]) for block in names])
+    if in_rollback:
+        group.rollback_items = [Step("undo"), odd]
+    else:
+        group.items[1].items.append(odd)
+    plain = StepGroup("h", items=[Step("x", duration="1s"), Parallel([Step("y"), Step("z", run="pass")])])
+    return Pipeline("p", rules="current", stages=[Stage("s", items=[group, plain])])
+
+
+def _full_check(p: Pipeline, monkeypatch: pytest.MonkeyPatch) -> list:
+    """``problems(p)`` with every node visited and checked one by one."""
+    with monkeypatch.context() as m:
+        m.setattr(validation, "_sound_lists", lambda node: False)
+        m.setattr(validation, "_sound", lambda step: False)
+        return problems(p)
+
+
+@pytest.mark.parametrize("in_rollback", [False, True], ids=["execution", "rollback"])
+@pytest.mark.parametrize("case", sorted(ODD_STEPS))
+def test_R1_R4_R43_validation_fast_path_reports_what_the_full_check_reports(case, in_rollback, monkeypatch):
+    p = _pipeline(ODD_STEPS[case](), in_rollback=in_rollback)
+    assert problems(p) == _full_check(p, monkeypatch)
+
+
+def test_validation_fast_path_takes_the_lists_of_plain_steps_alone():
+    p = _pipeline(ODD_STEPS["plain"]())
+    group, plain = p.stages[0].items
+    assert validation._sound_lists(group) and validation._sound_lists(plain)
+    for case in ("dollar_id", "harness_duration", "code_text"):  # valid, and sound without a doubt
+        assert validation._sound_lists(_pipeline(ODD_STEPS[case]()).stages[0].items[0]), case
+    for case in sorted(set(ODD_STEPS) - {"plain", "dollar_id", "harness_duration", "code_text"}):
+        assert not validation._sound_lists(_pipeline(ODD_STEPS[case]()).stages[0].items[0]), case
+    assert problems(p) == []
+
+
+def test_validation_fast_path_keeps_the_order_of_problems(monkeypatch):
+    """Problems before, inside and after a group of plain steps, in definition order."""
+    p = _pipeline(ODD_STEPS["bad_id"]())
+    p.stages[0].items.insert(0, Step("2early"))
+    p.stages[0].items[2].items.append(Step("3late"))
+    found = problems(p)
+    assert [f.fqn.rsplit(".", 1)[-1] for f in found] == ["2early", "1odd", "3late"]
+    assert found == _full_check(p, monkeypatch)
+
+
+# -- what the compile notes (Plan.traits) --------------------------------------------------------
+
+
+def _designs() -> dict[str, nbp.Pipeline]:
+    """Pipelines with each thing a trait stands for, and one with none of them."""
+    out: dict[str, nbp.Pipeline] = {}
+    p = nbp.Pipeline("plain")
+    with p.stage("s") as s, s.step_group("g") as g, g.parallel():
+        for i in range(4):
+            g.step(f"x{i}", run=lambda: None, duration=1.0)
+    out["plain"] = p
+
+    p = nbp.Pipeline("reads")
+    with p.stage("s") as s:
+        s.step("a", outputs=["v"], run=lambda ctx: {"v": 1})
+        s.step("b", run=lambda ctx, x: None, inputs={"x": "<+execution.steps.a.output.outputVariables.v>"})
+        s.step("c", when='<+execution.steps.a.output.outputVariables.v> == "1"')
+        with s.step_group("g", when="<+pipeline.variables.go> == 'yes'") as g:
+            g.step("d")
+    p.variables = {"go": "yes"}
+    out["reads"] = p
+
+    p = nbp.Pipeline("retries")
+    with p.stage("s", failure_strategies=nbp.Retry(1, condition='<+step.identifier> == "a"')) as s:
+        s.step("a", duration="2s")
+        s.step("b", duration=lambda rng: rng.uniform(1, 2))
+    out["retries"] = p
+
+    p = nbp.Pipeline("typed")
+    with p.stage("s") as s:
+        s.step(
+            "sh",
+            type="ShellScript",
+            spec={"shell": "Bash", "source": {"type": "Inline", "spec": {"script": "echo"}},
+                  "outputVariables": [{"name": "o", "type": "String", "value": "o"}]},
+        )  # fmt: skip
+        s.step("after", inputs={"o": "<+execution.steps.sh.output.outputVariables.o>"}, run=lambda o: None)
+    out["typed"] = p
+
+    p = nbp.Pipeline("looped")
+    with p.stage("s") as s:
+        s.step("m", strategy=nbp.Matrix(axes={"x": ["1", "2"]}), run=lambda: None)
+    out["looped"] = p
+    return out
+
+
+def _exact(plan) -> dict:
+    """The traits as one walk over every node finds them exactly."""
+    return {
+        "readers": {n.index for n in plan.nodes if list(expressions_of(n))},
+        "samplers": any(is_sampler(n.duration) for n in plan.nodes if n.duration is not None),
+        "outputs": any(n.outputs or (n.spec or {}).get("outputVariables") for n in plan.steps),
+        "sketch": any(n.body is None and n.type is None for n in plan.steps),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_designs()))
+def test_R45_plan_traits_from_the_compile_miss_nothing_a_walk_finds(name):
+    plan = compile_plan(_designs()[name])
+    from_compile = plan.traits()
+    del plan.__dict__["_traits"]  # as for a plan made elsewhere: found with one pass
+    from_pass = plan.traits()
+    exact = _exact(plan)
+    for traits in (from_compile, from_pass):
+        assert exact["readers"] <= {n.index for n in traits.readers}
+        assert [n.index for n in traits.readers] == sorted(n.index for n in traits.readers)  # plan order
+        for flag in ("samplers", "outputs", "sketch"):
+            assert getattr(traits, flag) >= exact[flag], flag
+    if name == "plain":  # nothing to look for: the checks and the set-up skip every step
+        assert not (from_compile.samplers or from_compile.outputs or from_compile.sketch)
+        assert all(n.kind != "step" for n in from_compile.readers)
+
+
+@pytest.mark.parametrize("name", sorted(_designs()))
+def test_R45_reference_checks_over_the_readers_equal_those_over_every_node(name, monkeypatch):
+    plan = compile_plan(_designs()[name], check=False)
+    found, reads = static_problems(plan), output_reads(plan)
+    every = plan.traits()._replace(readers=plan.nodes)  # the readers: every node of the plan
+    fresh = compile_plan(_designs()[name], check=False)
+    object.__setattr__(fresh, "_traits", every)
+    assert [str(p) for p in static_problems(fresh)] == [str(p) for p in found]
+    assert output_reads(fresh) == reads
+    if name == "reads":
+        assert {plan.nodes[i].id: sorted(v) for i, v in reads.items()} == {"a": ["v"]}
