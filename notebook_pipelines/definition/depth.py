@@ -56,8 +56,8 @@ def _node_problems(node: Any, fqn: str) -> Iterator[Problem]:
         else ((n, getattr(node, n)) for n in _setting_names(node.__class__))
     )
     for name, value in pairs:
-        if type(value) in _FLAT or name in _STRUCTURE or callable(value):
-            continue
+        if type(value) in _FLAT or name in _STRUCTURE or name[:1] == "_" or callable(value):
+            continue  # a scalar, the structure, the builder's own state (``_known`` ids…), a body
         if data_children(value) is not None and data_depth(value) > MAX_DATA_DEPTH:
             yield Problem(
                 fqn,

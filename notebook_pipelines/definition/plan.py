@@ -369,7 +369,6 @@ def _declared(strategies: Any) -> bool:
 class _Builder:
     def __init__(self, lenient: bool = False) -> None:
         self.nodes: list[PlanNode] = []
-        self.by_fqn: dict[str, PlanNode] = {}
         self.traits = _Traits()
         # How settings are read: strictly (a valid pipeline); or, to check the references of
         # an invalid one, with a value that cannot be read taken as unset.
@@ -383,13 +382,13 @@ class _Builder:
     def _new(self, kind: str, **attrs: Any) -> PlanNode:
         node = PlanNode(kind, index=len(self.nodes), **attrs)
         self.nodes.append(node)
-        self.by_fqn[node.fqn] = node
         self.traits.readers.append(node)  # a container: read by the reference checks (few)
         return node
 
     def plan(self, pipeline: Pipeline, root: PlanNode) -> Plan:
         """The :class:`Plan` of the nodes made, its traits known."""
-        plan = Plan(pipeline, root, tuple(self.nodes), self.by_fqn)
+        nodes = tuple(self.nodes)
+        plan = Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
         object.__setattr__(plan, "_traits", self.traits.done())
         return plan
 
@@ -441,7 +440,6 @@ class _Builder:
         self.nodes.append(node)
         ident, when, run, kind, spec, inputs = item.id, item.when, item.run, item.type, item.spec, item.inputs
         node.id, node.name, node.fqn, node.source = ident, item.name or ident, f"{prefix}.{ident}", item
-        self.by_fqn[node.fqn] = node
         node.parent, node.block, node.phase, node.depth = parent, block, phase, ctx.depth
         node.stage, node.group = ctx.stage, ctx.group
         node.when = (self.when(when) if when is not None else None) or ctx.when or _SUCCESS

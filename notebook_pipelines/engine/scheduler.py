@@ -258,7 +258,8 @@ class Scheduler:
 
     def call_at(self, when: float, fn: Callable[[Any], None], arg: Any) -> Timer:
         """Call ``fn(arg)`` from the loop at clock time ``when``; returns a cancellable handle."""
-        timer = Timer(when, fn, arg)
+        timer = _new_timer(Timer)  # Timer(when, fn, arg) without a frame: one per simulated step
+        timer.when, timer.fn, timer.arg, timer.active = when, fn, arg, True
         heapq.heappush(self.timers, (when, next(self._seq), timer))
         return timer
 
@@ -270,12 +271,8 @@ class Scheduler:
         """A body finished; safe from any thread. A late result (timed out, aborted) is dropped."""
         if threading.get_ident() != self._loop_thread:
             self.inbox.put((self._completed, (job, outcome)))
-        else:
-            self._completed((job, outcome))
-
-    def _completed(self, item: tuple[Job, Outcome]) -> None:
-        job, outcome = item
-        if job.done:
+            return
+        if job.done:  # on the loop's thread (a simulation's every step): no hand-off, no frame
             return  # it timed out or was aborted before; its late result is ignored
         job.done = True
         del self.waits[job.task]
@@ -283,21 +280,49 @@ class Scheduler:
             job.timer.active = False
         self.ready.append((job.task, outcome))
 
+    def _completed(self, item: tuple[Job, Outcome]) -> None:
+        """:meth:`complete`, handed over to the loop's thread."""
+        self.complete(*item)
+
     def _advance(self, task: Task, value: Any) -> None:
+        """Resume ``task`` with ``value`` and serve what it asks for next (the hot path of every
+        run: a step's body handed to the executor and a node's end are served inline)."""
         try:
             request = task.gen.send(value)
-        except StopIteration as stop:
-            self._finish(task, stop.value)
+        except StopIteration as stop:  # the node ended: its status goes to its parent's slot
+            parent = task.parent
+            if parent is None:
+                self.status = stop.value
+                self.done = True
+                return
+            parent.results[task.index] = stop.value
+            parent.pending -= 1
+            if parent.pending == 0:
+                self.ready.append((parent, parent.results))
             return
-        if isinstance(request, Execute):
-            self._exec(task, request.node, request.attempt, request.scope)
+        if isinstance(request, Execute):  # a step's body: to the executor
+            node, attempt = request.node, request.attempt
+            now = self.clock.now()
+            job = Job(self, node, attempt, request.scope, now, task, self.namespace)  # each field set once
+            if node.timeout:
+                job.timer = self.call_at(now + node.timeout, self._expire_job, job)
+            if node.body is None and node.type is not None:
+                job.spec = self._resolved_spec.get(node.index)
+            self.waits[task] = job
+            if self._started:
+                self._notify(self._started, node, attempt, now)
+            self.executor.submit(job)
         elif isinstance(request, Concurrent):
             gens = request.children
             if not gens:
                 self.ready.append((task, []))
                 return
             task.pending, task.results = len(gens), [None] * len(gens)
-            self.ready.extend([(Task(gen, task, i), None) for i, gen in enumerate(gens)])
+            ready, new = self.ready, _new_task  # a Task per child without a frame: one per step
+            for i, gen in enumerate(gens):
+                child = new(Task)
+                child.gen, child.parent, child.index, child.pending = gen, task, i, 0
+                ready.append((child, None))
         elif isinstance(request, Pause):
             timer = self.call_at(self.clock.now() + request.seconds, self._wake, task)
             self.waits[task] = Sleep(timer, request.scope)
@@ -315,17 +340,6 @@ class Scheduler:
         else:  # pragma: no cover - programming error
             raise RuntimeError(f"unknown request {request!r}")
 
-    def _finish(self, task: Task, value: Any) -> None:
-        parent = task.parent
-        if parent is None:
-            self.status = value
-            self.done = True
-            return
-        parent.results[task.index] = value
-        parent.pending -= 1
-        if parent.pending == 0:
-            self.ready.append((parent, parent.results))
-
     def _wake(self, task: Task) -> None:
         if self.waits.pop(task, None) is not None:
             self.ready.append((task, None))
@@ -338,19 +352,7 @@ class Scheduler:
             self.waits.pop(nxt, None)
             self.ready.append((nxt, True))
 
-    # -- step bodies ----------------------------------------------------------------------------
-    def _exec(self, task: Task, node: PlanNode, attempt: int, scope: Scope) -> None:
-        now = self.clock.now()
-        job = Job(self, node, attempt, scope, now, task, self.namespace)  # each field set once
-        if node.timeout:
-            job.timer = self.call_at(now + node.timeout, self._expire_job, job)
-        if node.body is None and node.type is not None:
-            job.spec = self._resolved_spec.get(node.index)
-        self.waits[task] = job
-        if self._started:
-            self._notify(self._started, node, attempt, now)
-        self.executor.submit(job)
-
+    # -- step bodies (handed to the executor by _advance) ---------------------------------------
     def _expire_job(self, job: Job) -> None:
         if job.done:
             return
@@ -572,6 +574,9 @@ class Scheduler:
             if node.index not in seen and inside.get(node.index) not in seen:
                 self.record(node, 0, NOT_STARTED, None, None, reason=why)
 
+
+#: ``Timer``'s and ``Task``'s instances without their ``__init__`` (the hot paths set the fields)
+_new_timer = _new_task = object.__new__
 
 #: the outputs of a step that published none (read-only, shared by all such steps)
 _NO_OUTPUTS: Any = MappingProxyType({})

@@ -109,8 +109,13 @@ class Rules:
                 if not isinstance(scope.request, RetryStepGroup):  # a retried group runs them again
                     self.rt.mark(items[i:], NOT_STARTED, reason, None)
                 break
-            if item.kind == "parallel":
-                statuses.extend((yield Concurrent([self._node(child, scope) for child in item.items])))
+            if item.kind == "parallel":  # most children are steps: made without _node's dispatch
+                step, node = self.step, self._node
+                children = [
+                    step(c, scope) if c.kind == "step" and c.strategy is None else node(c, scope)
+                    for c in item.items
+                ]
+                statuses.extend((yield Concurrent(children)))
             else:
                 statuses.append((yield from self._node(item, scope)))
         return statuses

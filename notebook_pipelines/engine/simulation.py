@@ -115,9 +115,10 @@ def _within_horizon(
 
 
 def _duration_function(
-    plan: Any, durations: Any, default: Any, streams: Streams, strict: bool
+    plan: Any, durations: Any, default: Any, streams: Streams, strict: bool, clock: VirtualClock
 ) -> Callable[[Any, int], float]:
-    """``(node, attempt) -> seconds`` for the virtual executor."""
+    """``(node, attempt) -> seconds`` for the virtual executor, within the horizon of ``clock``
+    (:func:`_within_horizon`)."""
     fallback = to_seconds(default, "default=") if not is_sampler(default) else None
     per_step: Callable[[Any, Any], Any] | None = None
     table: StepTable | None = None
@@ -133,10 +134,15 @@ def _duration_function(
         is_sampler(n.duration) for n in plan.nodes if n.duration is not None and type(n.duration) is not float
     )
     if per_step is None and table is None and fallback is not None and not own_samplers:
+        horizon = _horizon(clock)
 
         def declared(node: Any, attempt: int) -> float:  # the plan has parsed declared durations
             seconds = node.duration
-            return fallback if seconds is None else seconds
+            if seconds is None:
+                seconds = fallback
+            if clock.t + seconds > horizon:  # _within_horizon's check, without a second call
+                raise _past_horizon(clock, clock.t + seconds, f"attempt {attempt} of {node.fqn} would end")
+            return seconds
 
         return declared
 
@@ -166,7 +172,7 @@ def _duration_function(
             fixed[node.index] = seconds
         return seconds
 
-    return duration
+    return _within_horizon(duration, clock)
 
 
 def _outputs_function(plan: Any, outputs: Any, strict: bool) -> Callable[[Any, int], Outputs | None] | None:
@@ -527,7 +533,7 @@ def _virtual(
     durations, failures = from_history(plan, durations, failures, mode, seed)
     streams = Streams(seed)
     clock = VirtualClock(_epoch_ns(start))
-    duration = _within_horizon(_duration_function(plan, durations, default, streams, strict), clock)
+    duration = _duration_function(plan, durations, default, streams, strict, clock)
     failure = failure_function(plan, failures, streams, strict)
     executor = VirtualExecutor(duration, failure, clock, _outputs_function(plan, outputs, strict))
     scripted = _intervention_function(plan, interventions, executor, clock, strict)
