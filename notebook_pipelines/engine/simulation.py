@@ -137,7 +137,7 @@ def _duration_function(
         horizon = _horizon(clock)
 
         def declared(node: Any, attempt: int) -> float:  # the plan has parsed declared durations
-            seconds = node.duration
+            seconds: float = node.duration
             if seconds is None:
                 seconds = fallback
             if clock.t + seconds > horizon:  # _within_horizon's check, without a second call
