@@ -420,10 +420,12 @@ class _Builder:
                 par.stage, par.group = parent.stage if parent.kind != "stage" else parent, parent.group
                 step, node = self._step, self._node  # most children are steps: no dispatch call
                 par.items = tuple(
-                    step(child, parent, prefix, phase, block, ctx)
-                    if type(child) is Step
-                    else node(child, parent, prefix, phase, block, ctx)
-                    for child in item.items
+                    [  # a list comprehension: no generator to resume per child
+                        step(child, parent, prefix, phase, block, ctx)
+                        if type(child) is Step
+                        else node(child, parent, prefix, phase, block, ctx)
+                        for child in item.items
+                    ]
                 )
                 par.rollback = ()
                 out.append(par)
