@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -151,7 +151,18 @@ class Plan:
     pipeline: Pipeline
     root: PlanNode
     nodes: tuple[PlanNode, ...]
-    by_fqn: dict[str, Any]
+    #: ``by_fqn`` when given (``Plan(pipeline, root, nodes, by_fqn)``); else made on first use
+    _by_fqn: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def by_fqn(self) -> dict[str, Any]:
+        """Every node by its FQN (made on first use: a simulation of plain steps never needs it,
+        and 100,000 FQNs take ~20 ms to index)."""
+        found = self._by_fqn
+        if found is None:
+            found = {n.fqn: n for n in self.nodes}
+            object.__setattr__(self, "_by_fqn", found)
+        return found
 
     def inside_loops(self) -> dict[int, int]:
         """``{node index: index of the looped node it is inside}`` for every node strictly inside
@@ -387,8 +398,7 @@ class _Builder:
 
     def plan(self, pipeline: Pipeline, root: PlanNode) -> Plan:
         """The :class:`Plan` of the nodes made, its traits known."""
-        nodes = tuple(self.nodes)
-        plan = Plan(pipeline, root, nodes, {n.fqn: n for n in nodes})
+        plan = Plan(pipeline, root, tuple(self.nodes))
         object.__setattr__(plan, "_traits", self.traits.done())
         return plan
 
