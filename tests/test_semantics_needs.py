@@ -268,3 +268,33 @@ def test_D14_a_stage_group_and_step_with_valid_needs_validate():
         with p.stage("b", needs=["a"]) as s:
             s.step("z")
     p.validate()
+
+
+# -- what Harness YAML cannot say -----------------------------------------------------------------
+def test_D14_to_yaml_leaves_needs_out_with_a_warning_naming_the_node():
+    p = diamond()
+    with pytest.warns(nbp.YamlWarning) as caught:
+        text = p.to_yaml()
+    (warning,) = [str(w.message) for w in caught]
+    assert f"{S}.c: needs=['a', 'b'] (Harness has no needs" in warning
+    assert f"{S}.d: needs=['a'] (Harness has no needs" in warning
+    assert "needs" not in text
+    back = nbp.load_yaml(text)
+    assert back.stages[0].items[0].items[2].needs is None  # the block, as Harness runs it
+
+
+# -- the picture ---------------------------------------------------------------------------------
+def test_D14_the_picture_draws_the_needs_edges_between_members_of_the_block():
+    source = diamond().render().source
+    edges = {line.strip() for line in source.splitlines() if "->" in line}
+    # nodes: s = n1, a = n2, b = n3, c = n4, d = n5, e = n6; the block's join n1_p0.
+    # a and b start with the block; c needs both (a dot they lead to, n1_p0_n2); d needs a;
+    # nothing needs c or d: they lead to the join; a and b do not (c and d wait for them)
+    assert edges == {
+        "start -> n2", "start -> n3",
+        "n2 -> n1_p0_n2", "n3 -> n1_p0_n2", "n1_p0_n2 -> n4",
+        "n2 -> n5",
+        "n4 -> n1_p0", "n5 -> n1_p0",
+        "n1_p0 -> n6", "n6 -> end",
+    }  # fmt: skip
+    assert "drawn by levels" not in source

@@ -263,9 +263,17 @@ def _default_title(plan: Plan, info: dict[str, Outcome], history: Any, notes: di
     if history is not None:  # one fact a line: a long title widens the whole picture
         title += f" — {history['run_id'].nunique()} runs" + (f"\n{notes['']}" if "" in notes else "")
     needs = (getattr(plan.pipeline, "extra", None) or {}).get("needs")
-    if needs:  # a DAG no layout expresses (nbp.pipeline_from_history): say how it is drawn
+    if needs and not any(n.order is not None for n in _blocks(plan)):  # needs not laid out as D14's
         title += f"\nits needs form a DAG: drawn by levels ({len(needs)} nodes' needs in extra['needs'])"
     return title
+
+
+def _blocks(plan: Plan) -> Any:
+    """The parallel blocks of ``plan``."""
+    for node in plan.nodes:
+        for item in (*node.items, *node.rollback):
+            if item.kind == "parallel":
+                yield item
 
 
 def _summary_title(plan: Plan, title: str, summary: str) -> str:
