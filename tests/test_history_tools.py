@@ -170,6 +170,10 @@ def test_D14_a_gitlab_pipeline_whose_needs_cross_stages_becomes_one_block_of_its
     # the history's durations still find the jobs (by id: their FQNs moved into the one stage)
     mc = nbp.monte_carlo(p, h, runs=3)
     assert mc.attrs["engine"] == "vectorised" and (mc["makespan_s"] == 48.0).all()
+    # and the picture of the history finds their figures (by id, as durations= does)
+    source = p.render(h, color_by="criticality").source
+    release = next(line for line in source.splitlines() if line.strip().startswith("n8 "))
+    assert "release" in release and "critical 100%" in release  # on the path of the one run
 
 
 def test_D14_a_dag_whose_edges_are_unknown_for_a_sibling_stays_laid_out_by_levels():

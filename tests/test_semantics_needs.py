@@ -10,6 +10,7 @@ import pytest
 from conftest import row, status
 
 import notebook_pipelines as nbp
+from notebook_pipelines.views.rendering import outline
 
 S = "pipeline.stages.s.spec.execution.steps"
 
@@ -298,3 +299,10 @@ def test_D14_the_picture_draws_the_needs_edges_between_members_of_the_block():
         "n1_p0 -> n6", "n6 -> end",
     }  # fmt: skip
     assert "drawn by levels" not in source
+    assert outline(diamond()).splitlines()[2:7] == [
+        "    parallel",
+        "      step a",
+        "      step b",
+        "      step c (needs a, b)",
+        "      step d (needs a)",
+    ]
