@@ -115,6 +115,32 @@ def test_D14_a_step_group_member_and_a_looped_member_wait_for_their_needs():
     assert times(t, "g") == (3.0, 4.0) and times(t, "x") == (3.0, 4.0) and times(t, "z") == (4.0, 5.0)
 
 
+def test_D14_the_members_of_each_iteration_of_a_looped_group_wait_for_their_own_needs():
+    p = nbp.Pipeline("p", rules="current")
+    with p.stage("s") as s, s.step_group("g", strategy=nbp.Matrix(os=["linux", "mac"])) as g, g.parallel():
+        g.step("a", duration=1)
+        g.step("b", duration=3)
+        g.step("c", duration=2, needs=["b"])
+    t = p.simulate()
+    # in each iteration: b 0 → 3, then c 3 → 5 (a, 0 → 1, is not waited for)
+    c = t[t["fqn"].str.endswith(".c") & t["iteration"].notna()]
+    assert len(c) == 2 and c["start_s"].tolist() == [3.0, 3.0] and c["end_s"].tolist() == [5.0, 5.0]
+    assert all(after[0].endswith(f"{row}.steps.b") for after, row in zip(c["after"], ("g_0", "g_1")))
+
+
+def test_D14_a_cycle_in_a_plan_compiled_unchecked_never_hangs_the_engine():
+    from notebook_pipelines.definition.plan import compile_plan
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        s.step("a", duration=1, needs=["b"])
+        s.step("b", duration=2, needs=["a"])
+    plan = compile_plan(p, check=False)  # validation would refuse it (the cycle test below)
+    t = nbp.simulate(plan)
+    # the cycle is broken at the first member: a starts with the block (0 → 1), b needs a (1 → 3)
+    assert times(t, "a") == (0.0, 1.0) and times(t, "b") == (1.0, 3.0)
+
+
 # -- what a need's outcome does to its waiter ----------------------------------------------------
 def test_D14_a_waiter_whose_need_failed_is_skipped_naming_the_need():
     t = diamond().simulate(failures={"a": True})

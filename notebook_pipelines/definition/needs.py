@@ -63,8 +63,8 @@ def compile_needs(members: Sequence[Any]) -> tuple[list[tuple[int, ...]], tuple[
     every member it needs; otherwise in block order). None when no member has needs.
 
     Lenient (validation reports the problems): names that are not siblings are left out, and a
-    cycle is broken (the first member found on it loses the needs that close it), so the engine
-    never waits forever on a definition compiled unchecked.
+    cycle is broken (the first member left on it waits only for what is placed before it), so the
+    engine never waits forever on a definition compiled unchecked.
 
     >>> from notebook_pipelines.definition.nodes import Step
     >>> compile_needs([Step("a"), Step("b", needs="c"), Step("c", needs=["a"])])
@@ -81,28 +81,63 @@ def compile_needs(members: Sequence[Any]) -> tuple[list[tuple[int, ...]], tuple[
             if j is not None and j != k:
                 found[j] = None
         needs.append(tuple(found))
-    order: list[int] = []
-    placed: set[int] = set()
-    left = list(range(len(members)))
-    while left:
-        ready = [k for k in left if all(j in placed for j in needs[k])]
-        if not ready:  # a cycle (an unchecked definition): the first one left waits for what is placed
-            k = left[0]
-            needs[k] = tuple(j for j in needs[k] if j in placed)
-            ready = [k]
-        for k in ready:
-            order.append(k)
-            placed.add(k)
-        left = [k for k in left if k not in placed]
+    order = _topological(needs)
     return needs, tuple(order)
+
+
+def _topological(needs: list[tuple[int, ...]]) -> list[int]:
+    """A topological order of positions (each after what it needs; ties in block order), in
+    O(E log n); a cycle is broken in place (``needs`` changed): the first member left waits only
+    for what is placed already."""
+    import heapq
+
+    waiting = [len(set(n)) for n in needs]
+    waiters: list[list[int]] = [[] for _ in needs]
+    for k, ns in enumerate(needs):
+        for j in set(ns):
+            waiters[j].append(k)
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    placed = [False] * len(needs)
+    while len(order) < len(needs):
+        if not ready:  # a cycle (an unchecked definition)
+            k = next(k for k in range(len(needs)) if not placed[k])
+            needs[k] = tuple(j for j in needs[k] if placed[j])
+            heapq.heappush(ready, k)
+            waiting[k] = 0
+        k = heapq.heappop(ready)
+        if placed[k]:
+            continue
+        placed[k] = True
+        order.append(k)
+        for w in waiters[k]:
+            waiting[w] -= 1
+            if waiting[w] == 0 and not placed[w]:
+                heapq.heappush(ready, w)
+    return order
 
 
 class NeedsChecks:
     """The checks of ``needs`` (D14) for one validation: :meth:`problems` per visited node
-    (a :class:`~.tree.Visit`); what concerns a whole block (its cycles) is worked out once per block."""
+    (a :class:`~.tree.Visit`); what concerns a whole block (its members' positions, a cycle) is
+    worked out once per block, so a wide block is checked in time linear in its needs."""
 
     def __init__(self) -> None:
         self._cycles: dict[int, dict[int, str]] = {}  # id(block) → first member's position → the cycle
+        self._blocks: dict[int, tuple[dict[int, int], dict[Any, int]]] = {}  # id(block) → positions
+
+    def _positions(self, block: Any) -> tuple[dict[int, int], dict[Any, int]]:
+        """``({id(member): position}, {member id: how many members have it})`` of a block (once)."""
+        found = self._blocks.get(id(block))
+        if found is None:
+            counts: dict[Any, int] = {}
+            for m in block.items:
+                ident = getattr(m, "id", None)
+                if isinstance(ident, str):
+                    counts[ident] = counts.get(ident, 0) + 1
+            found = self._blocks[id(block)] = ({id(m): k for k, m in enumerate(block.items)}, counts)
+        return found
 
     def problems(self, visit: Any) -> list[Problem]:
         """The problems of ``visit.node``'s ``needs`` (none when it has none)."""
@@ -142,18 +177,18 @@ class NeedsChecks:
             ]
         return [*self._names(node, fqn, names, block), *self._cycle(visit)]
 
-    @staticmethod
-    def _names(node: Any, fqn: str, names: list[str], block: Any) -> list[Problem]:
-        siblings = [getattr(m, "id", None) for m in block.items if m is not node]
+    def _names(self, node: Any, fqn: str, names: list[str], block: Any) -> list[Problem]:
+        counts = self._positions(block)[1]
         out, seen = [], set()
         for name in names:
             if name == getattr(node, "id", None):
                 out.append(Problem(fqn, _RULE, f"it needs itself ({name!r})", f"remove {name!r} from needs"))
             elif name in seen:
                 out.append(Problem(fqn, _RULE, f"needs names {name!r} twice", "name each member once"))
-            elif name not in siblings:
-                known = [repr(s) for s in siblings if isinstance(s, str)]
-                listed = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+            elif counts.get(name, 0) == 0:
+                known = [repr(m.id) for m in block.items[:11] if m is not node and isinstance(m.id, str)]
+                more = len(block.items) - 1 - len(known[:10])
+                listed = ", ".join(known[:10]) + (f" and {more} more" if more > 0 else "")
                 out.append(
                     Problem(
                         fqn,
@@ -173,7 +208,7 @@ class NeedsChecks:
         cycles = self._cycles.get(id(block))
         if cycles is None:
             cycles = self._cycles[id(block)] = _cycles(block.items, visit.prefix)
-        position = next(k for k, m in enumerate(block.items) if m is visit.node)
+        position = self._positions(block)[0][id(visit.node)]
         text = cycles.get(position)
         if text is None:
             return []
@@ -188,15 +223,15 @@ class NeedsChecks:
 
 
 def _cycles(members: Sequence[Any], prefix: str) -> dict[int, str]:
-    """``{position of a cycle's first member: 'a → b → a' (FQNs)}`` for each cycle a depth-first
-    search of the block's needs finds (iterative: the block may be wide)."""
+    """``{position of a cycle's first member: 'a → b → a' (FQNs)}`` for the first cycle a
+    depth-first search of the block's needs finds, or ``{}`` (iterative, linear in the needs:
+    the block may be wide)."""
     position = {getattr(m, "id", None): k for k, m in enumerate(members)}
     edges = [
         [position[n] for n in need_ids(getattr(m, "needs", None)) if isinstance(n, str) and n in position]
         for m in members
     ]
     state = [0] * len(members)  # 0 new, 1 on the path, 2 done
-    found: dict[int, str] = {}
     for root in range(len(members)):
         if state[root]:
             continue
@@ -213,12 +248,12 @@ def _cycles(members: Sequence[Any], prefix: str) -> dict[int, str]:
                 turn = ring.index(first)
                 ring = ring[turn:] + ring[:turn]
                 fqns = [f"{prefix}{getattr(members[k], 'id', '?')}" for k in (*ring, first)]
-                found.setdefault(first, " → ".join(fqns))
+                return {first: " → ".join(fqns)}  # one cycle a block: linear; the next once it is fixed
             elif state[nxt] == 0:
                 state[nxt] = 1
                 path.append(nxt)
                 stack.append(iter(edges[nxt]))
-    return found
+    return {}
 
 
 def _kind(node: Any) -> str:
