@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import notebook_pipelines as nbp
+from notebook_pipelines.analysis.montecarlo import _critical_records
 from notebook_pipelines.analysis.whatif import what_if
 from notebook_pipelines.engine.vectorised import batch, step_durations, why_not
 
@@ -133,6 +136,12 @@ def test_vectorised_path_agrees_exactly_with_the_scheduler(shape, data):
                 assert np.isnan(got[node.index]).all(), (node.fqn, column)
             else:
                 assert (got[node.index] == want).all(), (node.fqn, column, got[node.index], want)
+    # the critical nodes: the batch's rule and the scheduler path's (monte_carlo), back along needs too
+    records = [
+        SimpleNamespace(node=n.index, start_s=row["start_s"], end_s=row["end_s"], status=str(row["status"]))
+        for n, (_, row) in zip(plan.nodes, rows.iterrows())
+    ]
+    assert set(np.flatnonzero(result.critical()[:, 0])) == _critical_records(plan, records)
 
 
 def test_the_timeout_named_is_the_one_that_expires_first_not_the_first_in_plan_order():
