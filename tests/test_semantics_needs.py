@@ -332,3 +332,32 @@ def test_D14_the_picture_draws_the_needs_edges_between_members_of_the_block():
         "      step c (needs a, b)",
         "      step d (needs a)",
     ]
+
+
+# -- references: a waiter may read what it needs -----------------------------------------------------
+def test_D14_a_member_may_read_the_outputs_of_what_it_needs_not_of_other_siblings():
+    p = nbp.Pipeline("p", rules="current")
+    with p.stage("s") as s, s.parallel():
+        s.step("a", run=lambda: {"x": 41}, outputs=["x"])
+        with s.step_group("b") as g:
+            g.step("inner", run=lambda: {"y": 1}, outputs=["y"])
+        s.step(
+            "c",
+            run=lambda x: None,
+            needs=["d"],
+            inputs={"x": "<+execution.steps.a.output.outputVariables.x>"},
+        )
+        s.step("d", run=lambda: None, needs=["a"])  # c needs d, d needs a: c waits for a too
+        s.step(
+            "e",
+            run=lambda y: None,
+            needs=["b"],
+            inputs={"y": "<+execution.steps.b.steps.inner.output.outputVariables.y>"},
+        )
+    p.validate()  # R45 allows it: a has ended whenever c starts
+    trace = p.run(report=False)
+    assert (trace["status"] == "Success").all()
+    assert row(trace, "c")["inputs"] == {"x": 41} and row(trace, "e")["inputs"] == {"y": 1}
+    p.stages[0].items[0].items[2].needs = None  # c no longer waits for a: they run side by side
+    with pytest.raises(nbp.DefinitionError, match=r"steps\.a runs in parallel with the reader"):
+        p.validate()

@@ -13,6 +13,8 @@ This module holds what the definition layer knows of it:
 - :func:`need_ids`: the identifiers a node's ``needs`` names (a string is one identifier);
 - :func:`compile_needs`: a block's needs as positions among its members, and a topological
   order of them (what the plan stores: ``PlanNode.needs``, the parallel node's ``order``);
+- :func:`waits_for`: whether a member has surely waited for the one holding a node (the
+  happens-before of references, R45);
 - :class:`NeedsChecks`: the checks validation runs on each node that has ``needs`` — only in a
   parallel block, each name a sibling of that block (not the node itself, not twice), at most
   :data:`MAX_NEEDS`, no cycle (named as FQNs, ``a → b → a``).
@@ -36,7 +38,7 @@ from typing import Any
 from ..errors import Problem
 from .limits import short
 
-__all__ = ["MAX_NEEDS", "NeedsChecks", "compile_needs", "need_ids"]
+__all__ = ["MAX_NEEDS", "NeedsChecks", "compile_needs", "need_ids", "waits_for"]
 
 #: the most members one node may need (GitLab allows 50 by default; GitHub sets no number):
 #: a bound on what one definition may ask of the checks and the engine
@@ -116,6 +118,29 @@ def _topological(needs: list[tuple[int, ...]]) -> list[int]:
             if waiting[w] == 0 and not placed[w]:
                 heapq.heappush(ready, w)
     return order
+
+
+def waits_for(member: Any, target: Any) -> bool:
+    """True when ``member`` (a plan node, member of a parallel block) waits, through its needs
+    (transitively), for the member of the same block that holds ``target``: that one has ended
+    whenever ``member`` starts (what ``<+…>`` references may read, R45)."""
+    if not member.needs:
+        return False
+    parent = member.parent
+    block = (parent.items if member.phase == "execution" else parent.rollback)[member.block]
+    held = target
+    while held.parent is not parent:
+        held = held.parent
+    members = block.items
+    seen, stack = set(), list(member.needs)
+    while stack:
+        j = stack.pop()
+        if members[j] is held:
+            return True
+        if j not in seen:
+            seen.add(j)
+            stack.extend(members[j].needs)
+    return False
 
 
 class NeedsChecks:
