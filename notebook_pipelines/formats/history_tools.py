@@ -118,7 +118,6 @@ def _lay_out_needs(pipeline: Any, rows: pd.DataFrame, needs: dict[str, list]) ->
     from ..definition.model import Stage
 
     nodes = {visit.fqn: visit for visit in pipeline.walk()}
-    nodes["pipeline"] = None
     if any(f not in nodes for f, ns in needs.items() for f in (f, *ns)):
         return None
     first = rows.drop_duplicates("fqn")
@@ -166,7 +165,7 @@ def _kind_name(node: Any) -> str:
 def _edges(members: list, nodes: dict, after: dict) -> list | None:
     """Per member, the identifiers of the members it waited for; None when an edge is unknown or
     names a node outside ``members``."""
-    fqn_of = {id(v.node): f for f, v in nodes.items() if v is not None}
+    fqn_of = {id(v.node): f for f, v in nodes.items()}
     ids = {fqn_of.get(id(m)): m.id for m in members}
     out = []
     for member in members:
