@@ -58,6 +58,9 @@ ODD_STEPS = {
     "timeout": lambda: Step("odd", timeout="soon"),
     "deep_variables": lambda: Step("odd", variables={"v": _nested(MAX_DATA_DEPTH + 1)}),
     "not_a_step": lambda: Stage("odd", items=[Step("x")]),
+    "needs_a_sibling": lambda: Step("odd", needs=["a10"]),
+    "needs_nothing_there": lambda: Step("odd", needs=["zzz"]),
+    "needs_not_text": lambda: Step("odd", needs=[3]),
 }
 
 

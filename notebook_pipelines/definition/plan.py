@@ -25,7 +25,7 @@ import gc
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import DefinitionError, Problem
 from .callables import is_sampler, takes_ctx
@@ -33,7 +33,9 @@ from .depth import depth_problems
 from .durations import parse_duration
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
+from .needs import compile_needs
 from .strategies import coerce_strategy
+from .traits import Traits, TraitsFound
 from .validation import problems as structural_problems
 
 __all__ = [
@@ -41,7 +43,6 @@ __all__ = [
     "KINDS",
     "Plan",
     "PlanNode",
-    "Traits",
     "choose",
     "choose_action",
     "compile_plan",
@@ -101,6 +102,10 @@ class PlanNode:
     iteration: Any = None
     #: a Barrier step's ``barrierRef`` (R55), else None
     barrier: Any = None
+    #: a member of a parallel block: the positions in the block of the members it needs (D14)
+    needs: tuple[int, ...] = ()
+    #: a parallel block whose members have needs: a topological order of their positions, else None
+    order: tuple[int, ...] | None = None
 
     def __init__(self, kind: str, **attrs: Any):
         self.kind = kind
@@ -123,25 +128,6 @@ class PlanNode:
 
     def __repr__(self) -> str:
         return f"<PlanNode {self.kind} {self.fqn}>"
-
-
-class Traits(NamedTuple):
-    """What a pass over a plan's nodes would find out, known from the compile (:meth:`Plan.traits`).
-
-    Each is on the safe side: ``readers`` may hold nodes that read nothing, and a flag may be
-    True where nothing is there (its reader then looks node by node); never the reverse.
-    """
-
-    #: the nodes that may read a ``<+…>`` reference, in plan order: every container, and the
-    #: steps with a ``when`` condition (their own or their groups'), inputs, a spec, a looping
-    #: strategy or failure strategies declared on them or around them (retry conditions)
-    readers: tuple[PlanNode, ...]
-    #: some node's declared duration is not seconds (a sampler)
-    samplers: bool
-    #: some step declares outputs or has a spec (``outputVariables``)
-    outputs: bool
-    #: some step has neither a body nor a type (a sketch's step)
-    sketch: bool
 
 
 @dataclass(frozen=True)
@@ -182,7 +168,7 @@ class Plan:
         """The plan's :class:`Traits` (from the compile; else found with one pass, cached)."""
         cached: Traits | None = self.__dict__.get("_traits")
         if cached is None:
-            traits = _Traits()
+            traits = TraitsFound()
             for node in self.nodes:
                 if node.kind != "step":
                     traits.readers.append(node)
@@ -346,31 +332,6 @@ def _references_despite(pipeline: Pipeline, found: list[Problem]) -> list[Proble
     return [p for p in more if (p.fqn, p.rule, p.message) not in seen]
 
 
-class _Traits:
-    """:class:`Traits` as they are found, node by node (by the compile, or by a pass)."""
-
-    __slots__ = ("outputs", "readers", "samplers", "sketch")
-
-    def __init__(self) -> None:
-        self.readers: list[PlanNode] = []
-        self.samplers = self.outputs = self.sketch = False
-
-    def step(self, node: PlanNode, reads: bool) -> None:
-        """Note the compiled step ``node`` (``reads``: it may read a reference)."""
-        if reads:
-            self.readers.append(node)
-        duration = node.duration
-        if duration is not None and type(duration) is not float:
-            self.samplers = True
-        if node.outputs or node.spec is not None:
-            self.outputs = True
-        if node.body is None and node.type is None:
-            self.sketch = True
-
-    def done(self) -> Traits:
-        return Traits(tuple(self.readers), self.samplers, self.outputs, self.sketch)
-
-
 def _declared(strategies: Any) -> bool:
     """Whether a chain of failure strategies holds any declared entry (the stage's default
     entry, R24, reads nothing)."""
@@ -380,7 +341,7 @@ def _declared(strategies: Any) -> bool:
 class _Builder:
     def __init__(self, lenient: bool = False) -> None:
         self.nodes: list[PlanNode] = []
-        self.traits = _Traits()
+        self.traits = TraitsFound()
         # How settings are read: strictly (a valid pipeline); or, to check the references of
         # an invalid one, with a value that cannot be read taken as unset.
         self.seconds = _unset_on_error(_duration) if lenient else _duration
@@ -438,6 +399,11 @@ class _Builder:
                     ]
                 )
                 par.rollback = ()
+                dag = compile_needs(item.items)  # members that wait for siblings (D14), rare
+                if dag is not None:
+                    for member, needs in zip(par.items, dag[0]):
+                        member.needs = needs
+                    par.order = dag[1]
                 out.append(par)
             else:
                 out.append(self._node(item, parent, prefix, phase, block, ctx))
