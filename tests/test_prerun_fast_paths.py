@@ -197,3 +197,26 @@ def test_R45_reference_checks_over_the_readers_equal_those_over_every_node(name,
     assert output_reads(fresh) == reads
     if name == "reads":
         assert {plan.nodes[i].id: sorted(v) for i, v in reads.items()} == {"a": ["v"]}
+
+
+def test_D14_compile_finds_needs_of_a_group_whose_own_blocks_have_none():
+    """The compile looks for a block's needs only when a member may have them: a step group
+    member counts as one even though the parallel blocks inside it have none (their flag is
+    their own)."""
+    p = nbp.Pipeline("p", rules="current")
+    with p.stage("s") as s, s.parallel():
+        with s.step_group("g", needs=["b"]) as g, g.parallel():
+            g.step("x", duration=1.0)
+            g.step("y", duration=1.0)
+        s.step("b", duration=2.0)
+        s.step("c", duration=1.0)
+    plan = compile_plan(p)
+    block = plan.root.items[0].items[0]
+    group, b, c = block.items
+    assert (group.needs, b.needs, c.needs) == ((1,), (), ())  # g waits for b, the second member
+    assert block.order == (1, 0, 2)  # b before g; c in block order
+    inner = group.items[0]
+    assert inner.order is None and all(m.needs == () for m in inner.items)
+    t = nbp.simulate(p)
+    start = dict(zip(t["step"], t["start_s"]))
+    assert (start["x"], start["b"], start["c"]) == (2.0, 0.0, 0.0)  # g starts when b ends (2 s)

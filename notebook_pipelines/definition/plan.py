@@ -342,6 +342,7 @@ class _Builder:
     def __init__(self, lenient: bool = False) -> None:
         self.nodes: list[PlanNode] = []
         self.traits = TraitsFound()
+        self.needs = False  # whether a member of the parallel block being made may have needs
         # How settings are read: strictly (a valid pipeline); or, to check the references of
         # an invalid one, with a value that cannot be read taken as unset.
         self.seconds = _unset_on_error(_duration) if lenient else _duration
@@ -390,6 +391,7 @@ class _Builder:
                 par.id, par.name, par.depth = f"parallel{block}", "parallel", parent.depth + 1
                 par.stage, par.group = parent.stage if parent.kind != "stage" else parent, parent.group
                 step, node = self._step, self._node  # most children are steps: no dispatch call
+                outer, self.needs = self.needs, False  # set by a member that may have needs (a group too)
                 par.items = tuple(
                     [  # a list comprehension: no generator to resume per child
                         step(child, parent, prefix, phase, block, ctx)
@@ -399,7 +401,8 @@ class _Builder:
                     ]
                 )
                 par.rollback = ()
-                dag = compile_needs(item.items)  # members that wait for siblings (D14), rare
+                flagged, self.needs = self.needs, outer
+                dag = compile_needs(item.items) if flagged else None  # members waiting for siblings (D14)
                 if dag is not None:
                     for member, needs in zip(par.items, dag[0]):
                         member.needs = needs
@@ -450,6 +453,8 @@ class _Builder:
         node.delegate_selectors = item.delegate_selectors or ctx.selectors
         own = self.strategies(item.failure_strategies) if item.failure_strategies is not None else ()
         node.strategies = (own, *ctx.strategies) if own or not ctx.step_chain else ctx.step_chain
+        if item.needs is not None:
+            self.needs = True
         strategy = item.strategy
         if strategy is not None:
             node.strategy = self.strategy(strategy)
@@ -460,6 +465,7 @@ class _Builder:
     def _node(self, item: Any, parent: PlanNode, prefix: str, phase: str, block: int, ctx: _Ctx) -> PlanNode:
         if isinstance(item, Step):
             return self._step(item, parent, prefix, phase, block, ctx)
+        self.needs = True  # a group in a parallel block: compile_needs looks at the members itself
         fqn = f"{prefix}.{item.id}"
         common = dict(
             id=item.id,
