@@ -220,3 +220,64 @@ def test_D14_compile_finds_needs_of_a_group_whose_own_blocks_have_none():
     t = nbp.simulate(p)
     start = dict(zip(t["step"], t["start_s"]))
     assert (start["x"], start["b"], start["c"]) == (2.0, 0.0, 0.0)  # g starts when b ends (2 s)
+
+
+# -- what references read: statuses and outputs by FQN, kept by node index (runtime.ByFqn) ---------
+
+
+def _run_values(p: nbp.Pipeline, **options):
+    """The scheduler's ``statuses`` and ``outputs`` after a simulation, and what a dict by FQN,
+    written row by row, would hold (the last value written under each FQN)."""
+    from notebook_pipelines.engine.scheduler import Scheduler
+    from notebook_pipelines.engine.simulation import _virtual
+
+    plan = compile_plan(p)
+    _seed, clock, executor, scripted = _virtual(
+        plan, None, 1.0, options.get("failures"), None, 0, 0, True, options.get("outputs")
+    )
+    scheduler = Scheduler(plan, executor, clock, run_id="t", on_intervention=scripted)
+    scheduler.execute()
+    scheduler.fill_not_started()
+    nodes = [*plan.nodes, *scheduler.extra]
+    statuses: dict = {}
+    succeeded: set = set()  # the steps whose body "ran" and succeeded (not a looped node's own row)
+    for row in scheduler.recorder.rows:
+        node = nodes[row.node]
+        statuses[node.fqn] = row.status
+        if node.kind == "step" and node.strategy is None and row.status == "Success":
+            succeeded.add(node.fqn)
+    return scheduler, statuses, succeeded
+
+
+def _retried_loop() -> nbp.Pipeline:
+    """A looped step inside a group that is retried once: its copies are made again, under the
+    same FQNs (an iteration's copy taking the looped step's own FQN is refused, R46)."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("before", outputs=["v"])
+        with s.step_group("g", failure_strategies=nbp.RetryStepGroup(1)) as g:
+            g.step("m", strategy=nbp.Matrix(os=["l", "w"]))
+            g.step("flaky")
+        s.step("after")
+    return p
+
+
+@pytest.mark.parametrize("design", ["plain", "retried_loop"])
+def test_R44_R46_statuses_and_outputs_by_fqn_are_those_of_a_dict_written_row_by_row(design):
+    p = _designs()["reads"] if design == "plain" else _retried_loop()
+    failures = {"flaky": 1} if design == "retried_loop" else None
+    published = {"before" if design == "retried_loop" else "a": {"v": 1}}
+    scheduler, expected, succeeded = _run_values(p, failures=failures, outputs=published)
+    assert dict(scheduler.statuses.items()) == expected
+    assert len(scheduler.statuses) == len(expected)
+    for fqn, status in expected.items():
+        assert scheduler.statuses.get(fqn) == status and fqn in scheduler.statuses
+    assert scheduler.statuses.get("pipeline.stages.nowhere") is None
+    outputs = dict(scheduler.outputs.items())
+    assert set(outputs) == succeeded
+    if design == "retried_loop":
+        stage = "pipeline.stages.s.spec.execution.steps"
+        assert outputs[f"{stage}.before"] == {"v": 1}
+        assert scheduler.statuses[f"{stage}.g.steps.m_1"] == expected[f"{stage}.g.steps.m_1"]  # made twice
+        assert [n.id for n in scheduler.extra] == ["m_0", "m_1", "m_0", "m_1"]  # expanded twice
+        assert sorted(fqn.rsplit(".", 1)[-1] for fqn in scheduler.statuses.named) == ["m", "m_0", "m_1"]

@@ -172,6 +172,7 @@ class Plan:
             for node in self.nodes:
                 if node.kind != "step":
                     traits.readers.append(node)
+                    traits.looped = traits.looped or node.strategy is not None
                     continue
                 when = node.when
                 traits.step(
@@ -283,7 +284,7 @@ def compile_plan(pipeline: Pipeline, check: bool = True) -> Plan:
         from .references import static_problems
 
         found = static_problems(plan) + barrier_problems(plan)
-        if any(n.strategy is not None for n in plan.nodes):
+        if plan.traits().looped:  # known from the compile: no pass over the nodes
             found += loop_problems(plan)
         if found:
             raise DefinitionError(_as_written(pipeline, found))
@@ -458,6 +459,7 @@ class _Builder:
         strategy = item.strategy
         if strategy is not None:
             node.strategy = self.strategy(strategy)
+            traits.looped = True
         if ctx.reads or when is not None or inputs or spec is not None or strategy is not None or own:
             traits.readers.append(node)  # it may read a reference (most steps do not)
         return node
@@ -493,6 +495,7 @@ class _Builder:
             node.stage, node.group = node, None
             if item.strategy is not None:
                 node.strategy = self.strategy(item.strategy)
+                self.traits.looped = True
             inner = _Ctx(node, strategies=node.strategies, selectors=item.delegate_selectors)
             node.items = self._items(item.items, node, f"{fqn}.spec.execution.steps", phase, inner)
             node.rollback = self._items(
@@ -513,6 +516,7 @@ class _Builder:
             node.stage, node.group = stage, node
             if item.strategy is not None:
                 node.strategy = self.strategy(item.strategy)
+                self.traits.looped = True
             node.strategies = (self.strategies(item.failure_strategies), *ctx.strategies)
             inner = _Ctx(
                 node, when=when or ctx.when, strategies=node.strategies, selectors=node.delegate_selectors

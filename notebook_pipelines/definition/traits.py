@@ -29,17 +29,19 @@ class Traits(NamedTuple):
     outputs: bool
     #: some step has neither a body nor a type (a sketch's step)
     sketch: bool
+    #: some node has a looping strategy (R46–R54)
+    looped: bool
 
 
 class TraitsFound:
     """:class:`Traits` as they are found, node by node (by the compile, or by
     :meth:`~.plan.Plan.traits`'s pass)."""
 
-    __slots__ = ("outputs", "readers", "samplers", "sketch")
+    __slots__ = ("looped", "outputs", "readers", "samplers", "sketch")
 
     def __init__(self) -> None:
         self.readers: list[Any] = []
-        self.samplers = self.outputs = self.sketch = False
+        self.samplers = self.outputs = self.sketch = self.looped = False
 
     def step(self, node: Any, reads: bool) -> None:
         """Note the compiled step ``node`` (``reads``: it may read a reference)."""
@@ -52,6 +54,8 @@ class TraitsFound:
             self.outputs = True
         if node.body is None and node.type is None:
             self.sketch = True
+        if node.strategy is not None:
+            self.looped = True
 
     def done(self) -> Traits:
-        return Traits(tuple(self.readers), self.samplers, self.outputs, self.sketch)
+        return Traits(tuple(self.readers), self.samplers, self.outputs, self.sketch, self.looped)

@@ -32,7 +32,7 @@ inside a scope.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
@@ -50,6 +50,7 @@ __all__ = [
     "Acquire",
     "Arrive",
     "Ask",
+    "ByFqn",
     "Concurrent",
     "Execute",
     "Gate",
@@ -180,6 +181,50 @@ class Gate:
     scope: Scope | None
 
 
+class ByFqn(Mapping[str, Any]):
+    """The last value of each node so far, read by FQN: a run's ``statuses`` and its steps'
+    ``outputs`` (what references read, R42–R45).
+
+    The scheduler writes a node's value by its index into ``at`` when the index is in
+    ``listed`` — a plan node whose FQN no other node can take: every node outside looped nodes,
+    most of a large plan (a list store, where a dict would hash a long FQN into a table larger
+    than the caches) — and by FQN into ``named`` otherwise: looped nodes, the nodes inside them
+    and the run's copies of those (a copy made again when its group is retried takes its
+    predecessor's FQN), so the last value written under an FQN is the one read, as with a dict.
+    """
+
+    __slots__ = ("at", "listed", "named", "plan")
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        n = len(plan.nodes)
+        self.at: list[Any] = [None] * n
+        self.named: dict[str, Any] = {}
+        self.listed: range | frozenset[int] = range(n)
+        if plan.traits().looped:
+            inside = plan.inside_loops()
+            self.listed = frozenset(
+                i for i, node in enumerate(plan.nodes) if node.strategy is None and i not in inside
+            )
+
+    def __getitem__(self, fqn: str) -> Any:
+        named = self.named.get(fqn)
+        if named is not None:
+            return named
+        node = self.plan.by_fqn.get(fqn)
+        if node is not None and node.index in self.listed and self.at[node.index] is not None:
+            return self.at[node.index]
+        raise KeyError(fqn)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.named
+        nodes = self.plan.nodes
+        yield from (nodes[i].fqn for i, value in enumerate(self.at) if value is not None)
+
+    def __len__(self) -> int:
+        return len(self.named) + sum(value is not None for value in self.at)
+
+
 class Runtime(Protocol):
     """What the rules see of a run. Values known now, for ``<+…>`` references, are ``view``,
     ``statuses`` (last status by FQN) and ``outputs`` (output variables by step FQN): a
@@ -191,8 +236,13 @@ class Runtime(Protocol):
     #: ``<+…>`` references resolve against, :class:`~..definition.references.RunValues`)
     view: Plan | RunView
     aborted: str | None  # why the run was aborted, or None
-    statuses: dict[str, str]
-    outputs: dict[str, dict[str, Any]]
+
+    @property
+    def statuses(self) -> Mapping[str, str]: ...  # the last status of each node, by FQN
+
+    @property
+    def outputs(self) -> Mapping[str, Mapping[str, Any]]: ...  # each succeeded step's, by FQN
+
     runs: dict[int, int]  # executions per step so far (attempts go on across RetryStepGroup)
     runs_handlers: bool  # the executor runs typed steps' handlers: resolve their specs first
     #: a simulation's ``iterations=`` (items of run-time lists, by looped node id or FQN); None in a run

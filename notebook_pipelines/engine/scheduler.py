@@ -55,6 +55,7 @@ from .executors.base import Clock, Executor, Job, Outcome, check_executor, messa
 from .interventions import InterventionRequest, Interventions, callable_name
 from .looping import RunView, expand
 from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Latch, Pause, Queue, Sleep
+from .runtime import ByFqn as ByFqn
 from .scope import Scope
 from .semantics import Rules
 from .trace import Recorder, make_record
@@ -111,15 +112,13 @@ class Scheduler:
         self.ready: deque[tuple[Task, Any]] = deque()  # (generator, the value it resumes with)
         self.timers: list[tuple[float, int, Timer]] = []  # a heap
         self._seq = itertools.count()
-        # what each waiting generator waits for (a Job, or runtime's Sleep/Ask/Queue/Gate)
-        self.waits: dict[Task, Any] = {}
+        self.waits: dict[Task, Any] = {}  # what each waiting generator waits for (a Job, Sleep…)
         self.recorder = Recorder()
         self.aborted: str | None = None
         self.interrupted = False
         self.sigint = False  # a Ctrl-C arrived; taken between scheduler steps
         self.resources: dict[str, deque[Task]] = {}  # stages holding (first) and queued for a key
-        self.outputs: dict[str, dict[str, Any]] = {}
-        self.statuses: dict[str, str] = {}
+        self.statuses, self.outputs = ByFqn(plan), ByFqn(plan)  # what references read (R42–R45)
         self._resolved: dict[int, dict[str, Any]] = {}
         self._merged_variables: dict[int, dict[str, Any]] = {}
         self._resolved_spec: dict[int, Any] = {}  # typed steps' specs, resolved before they start
@@ -285,8 +284,7 @@ class Scheduler:
         self.complete(*item)
 
     def _advance(self, task: Task, value: Any) -> None:
-        """Resume ``task`` with ``value`` and serve what it asks for next (the hot path of every
-        run: a step's body handed to the executor and a node's end are served inline)."""
+        """Resume ``task`` with ``value``; serve what it asks next (a body, a node's end: inline)."""
         try:
             request = task.gen.send(value)
         except StopIteration as stop:  # the node ended: its status goes to its parent's slot
@@ -515,8 +513,11 @@ class Scheduler:
 
     def succeeded(self, node: PlanNode, attempt: int, outcome: Outcome) -> None:
         """A step attempt succeeded: its outputs become readable (R44), and its row is recorded."""
-        outputs = outcome.outputs
-        self.outputs[node.fqn] = outputs or _NO_OUTPUTS
+        outputs, known, i = outcome.outputs, self.outputs, node.index
+        if i in known.listed:  # a list store, not a long FQN hashed into a large table
+            known.at[i] = outputs or _NO_OUTPUTS
+        else:
+            known.named[node.fqn] = outputs or _NO_OUTPUTS
         self._row(
             node, attempt, SUCCESS, None, outcome.start, outcome.end, outcome.worker,
             None, None, None, outputs, outcome.log,
@@ -548,7 +549,11 @@ class Scheduler:
             )
         )
         self.recorder.add(row)
-        self.statuses[node.fqn] = status
+        known, i = self.statuses, node.index
+        if i in known.listed:
+            known.at[i] = status
+        else:
+            known.named[node.fqn] = status
         if node.barrier is not None:  # a participant that ends without arriving (R57)
             self._gates().dropped_out(node, node.barrier, row)
         if self._finished:
@@ -592,5 +597,4 @@ _new_timer = _new_task = object.__new__
 _NO_OUTPUTS: Any = MappingProxyType({})
 
 
-def _noop(_: Any) -> None:
-    return None
+def _noop(_: Any) -> None: ...
