@@ -33,6 +33,7 @@ generator is never killed half-way; the run then drains to a complete trace and 
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import queue
@@ -140,6 +141,9 @@ class Scheduler:
         self.status: str | None = None
         self.done = False
         self._loop_thread: int | None = None
+        #: work for the loop's idle moments (a real run's trace columns known before its end):
+        #: each called once, when the loop has nothing to do and would wait
+        self.idle: list[Callable[[], Any]] = []
         #: the runs this one is nested in, outermost first: (pipeline id, where it was started)
         self.chain: tuple[tuple[str, str], ...] = ()
 
@@ -196,6 +200,7 @@ class Scheduler:
         ready, timers, clock, advance = self.ready, self.timers, self.clock, self._advance
         now, pop, heappop = clock.now, ready.popleft, heapq.heappop
         flush = getattr(self.executor, "flush", None)  # an executor may take jobs in batches
+        idle, nothing_posted = self.idle, self.inbox.empty
         while True:
             while ready:
                 if self.sigint and not self.interrupted:
@@ -211,6 +216,10 @@ class Scheduler:
                 if timer.active:
                     timer.active = False
                     timer.fn(timer.arg)
+                continue
+            if idle and nothing_posted():  # work made early: what fails here is made again later
+                with contextlib.suppress(Exception):
+                    idle.pop(0)()
                 continue
             item = clock.wait(self.inbox, timers[0][0] if timers else None)
             if item is not None:
