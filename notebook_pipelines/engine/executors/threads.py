@@ -4,9 +4,12 @@ Design
 ------
 **The pool** (:class:`WorkerPool`, one per process by default) keeps worker threads between
 runs, since a kernel runs many pipelines. Every job is handed to a worker that is free at that
-moment, or to a new one: a free worker is *reserved* for each job as it is queued (``_free``
-counts workers waiting with no job reserved for them), so a job never waits behind a busy
-worker, and the pool grows exactly to the widest moment. A worker that has waited
+moment (a free worker is *reserved* for each job as it is queued; ``_free`` counts workers
+waiting with no job reserved for them), to a busy one that finishes first, or to a new one: a
+job with no free worker waits (``_waiting``) while the submitting thread yields once, and gets a
+new worker if none finished meanwhile (see :meth:`WorkerPool.submit_many`). A burst of short
+bodies thus reuses a few workers; bodies that take time each get their own, so the pool grows
+to the widest moment. A worker that has waited
 ``idle_timeout`` seconds with nothing to do leaves, so the pool shrinks when the kernel is idle.
 Waiting is a blocking queue read: no polling. Workers are daemon threads and an ``atexit`` hook
 lets the idle ones go, so none is left when the interpreter exits.
@@ -187,6 +190,7 @@ class WorkerPool:
         self._changed = threading.Condition(self._lock)  # notified when a worker comes or goes
         self._queue: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
         self._free = 0  # workers waiting for work with no job reserved for them
+        self._waiting = 0  # jobs queued with no worker reserved for them (see submit_many)
         self._workers: set[threading.Thread] = set()
         self._names = itertools.count()
 
@@ -204,48 +208,73 @@ class WorkerPool:
     def busy(self) -> int:
         """Workers running a job."""
         with self._lock:
-            return len(self._workers) - self._free - self._queue.qsize()
+            return len(self._workers) - self._free - (self._queue.qsize() - self._waiting)
 
     def submit(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn()`` on a free worker, or on a new one when none is free.
+        """Run ``fn()`` on a free worker, or on a new one when none is free (:meth:`submit_many`).
 
         If ``fn`` returns a callable, the worker calls it once it counts as free again (a
         report sent after that finds the worker free: nothing is busy once a run has ended).
         """
-        if self._free == 0 and self._workers:
-            # Before growing, give the busy workers one chance to finish (a thread switch costs
-            # microseconds, a new thread a hundred): a burst of short bodies then reuses workers.
-            time.sleep(0)
-        with self._lock:
-            if self._free > 0:
-                self._free -= 1
-            else:
-                thread = threading.Thread(
-                    target=self._work, name=f"{WORKER_PREFIX}-{next(self._names)}", daemon=True
-                )
-                self._workers.add(thread)
-                thread.start()
-            self._queue.put(fn)
+        self.submit_many([fn])
 
     def submit_many(self, fns: list[Callable[[], Any]]) -> None:
-        """:meth:`submit` each of ``fns``, in order; those that free workers can take are handed
-        over at once, under one lock (a parallel block's jobs wake their workers back to back,
-        after the scheduler has made them all, instead of one by one while it makes them)."""
+        """Run each of ``fns`` on a worker of its own, in order (see :meth:`submit`).
+
+        Free workers take theirs at once: every job is queued under one lock in one C loop (a
+        parallel block's jobs wake their workers back to back, after the scheduler has made
+        them all). A job with no free worker *waits* in the queue for the first busy worker
+        that finishes, or for a new worker: this thread yields once (a thread switch costs
+        microseconds, a new thread a hundred), and if no worker finished meanwhile, one is made
+        for every job still waiting. A burst of short bodies thus reuses a few workers (it
+        hands them jobs in rounds, not one yield per job), and long ones each get their own.
+        """
         with self._lock:
             taken = min(self._free, len(fns))
             self._free -= taken
-            # one C loop, no bytecode between the puts: the woken workers cannot take the
-            # interpreter from this thread half-way through the batch
-            deque(map(self._queue.put, fns[:taken]), maxlen=0)
-        for fn in fns[taken:]:
-            self.submit(fn)
+            self._waiting += len(fns) - taken
+            # no bytecode between the puts: woken workers cannot take the interpreter from
+            # this thread half-way through the batch
+            deque(map(self._queue.put, fns), maxlen=0)
+            if self._waiting and not self._workers:
+                self._grow()  # no worker could finish: new ones at once
+        if self._waiting:
+            self._until_taken()
+
+    def _until_taken(self) -> None:
+        """Yield until no job waits: a busy worker that finishes takes one (see ``_work``);
+        after a yield in which none did, a new worker is made for each job still waiting."""
+        try:
+            while True:
+                with self._lock:
+                    waiting = self._waiting
+                if not waiting:
+                    return
+                time.sleep(0)  # the busy workers' chance to finish and take a waiting job
+                with self._lock:
+                    if self._waiting == waiting:  # none did: the bodies are not short
+                        self._grow()
+        except BaseException:  # an interrupt in the yield: no job is left without a worker
+            with self._lock:
+                self._grow()
+            raise
+
+    def _grow(self) -> None:
+        """A new worker for each job waiting (under the lock)."""
+        for _ in range(self._waiting):
+            thread = threading.Thread(
+                target=self._work, name=f"{WORKER_PREFIX}-{next(self._names)}", daemon=True
+            )
+            self._workers.add(thread)
+            thread.start()
+        self._waiting = 0
 
     def _reset_after_fork(self) -> None:
         """In a forked child: no worker of the parent exists here (a lock one held stays held)."""
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue = queue.SimpleQueue()
-        self._free = 0
+        self._free = self._waiting = 0
         self._workers = set()
 
     def detach(self, thread: threading.Thread, label: str) -> None:
@@ -273,7 +302,11 @@ class WorkerPool:
                 then = fn()
                 with self._lock:
                     detached = me not in self._workers  # it ran a body that was told to stop
-                    if not detached:
+                    if detached:
+                        pass
+                    elif self._waiting:  # a job waits for a worker: this one takes it
+                        self._waiting -= 1
+                    else:
                         self._free += 1
                 if then is not None:
                     then()
