@@ -6,8 +6,8 @@ Design
 runs, since a kernel runs many pipelines. Every job is handed to a worker that is free at that
 moment (a free worker is *reserved* for each job as it is queued; ``_free`` counts workers
 waiting with no job reserved for them), to a busy one that finishes first, or to a new one: a
-job with no free worker waits (``_waiting``) while the submitting thread yields once, and gets a
-new worker if none finished meanwhile (see :meth:`WorkerPool.submit_many`). A burst of short
+job with no free worker waits (``_waiting``) while the submitting thread yields, and gets a new
+worker if none finished meanwhile (see :meth:`WorkerPool.submit_many`). A burst of short
 bodies thus reuses a few workers; bodies that take time each get their own, so the pool grows
 to the widest moment. A worker that has waited
 ``idle_timeout`` seconds with nothing to do leaves, so the pool shrinks when the kernel is idle.
@@ -224,9 +224,9 @@ class WorkerPool:
         Free workers take theirs at once: every job is queued under one lock in one C loop (a
         parallel block's jobs wake their workers back to back, after the scheduler has made
         them all). A job with no free worker *waits* in the queue for the first busy worker
-        that finishes, or for a new worker: this thread yields once (a thread switch costs
-        microseconds, a new thread a hundred), and if no worker finished meanwhile, one is made
-        for every job still waiting. A burst of short bodies thus reuses a few workers (it
+        that finishes, or for a new worker: this thread yields (a thread switch costs
+        microseconds, a new thread a hundred), and when no worker finished meanwhile, new ones
+        are made (:meth:`_until_taken`). A burst of short bodies thus reuses a few workers (it
         hands them jobs in rounds, not one yield per job), and long ones each get their own.
         """
         with self._lock:
@@ -237,13 +237,16 @@ class WorkerPool:
             # this thread half-way through the batch
             deque(map(self._queue.put, fns), maxlen=0)
             if self._waiting and not self._workers:
-                self._grow()  # no worker could finish: new ones at once
+                self._grow(1)  # none could finish: one now, then as _until_taken says
         if self._waiting:
             self._until_taken()
 
     def _until_taken(self) -> None:
-        """Yield until no job waits: a busy worker that finishes takes one (see ``_work``);
-        after a yield in which none did, a new worker is made for each job still waiting."""
+        """Yield until no job waits: a busy worker that finishes takes one (see ``_work``).
+        After a yield in which none did, new workers are made for waiting jobs: one, then twice
+        as many after each such yield in a row (bodies that take time all have theirs after a
+        few yields; one unlucky yield among short bodies adds one worker, not one per job)."""
+        grow = 1
         try:
             while True:
                 with self._lock:
@@ -252,22 +255,26 @@ class WorkerPool:
                     return
                 time.sleep(0)  # the busy workers' chance to finish and take a waiting job
                 with self._lock:
-                    if self._waiting == waiting:  # none did: the bodies are not short
-                        self._grow()
+                    if self._waiting != waiting:  # some did: they may take the rest
+                        grow = 1
+                        continue
+                    self._grow(grow)
+                grow *= 2
         except BaseException:  # an interrupt in the yield: no job is left without a worker
             with self._lock:
-                self._grow()
+                self._grow(self._waiting)
             raise
 
-    def _grow(self) -> None:
-        """A new worker for each job waiting (under the lock)."""
-        for _ in range(self._waiting):
+    def _grow(self, count: int) -> None:
+        """New workers for ``count`` of the jobs waiting (under the lock)."""
+        count = min(count, self._waiting)
+        for _ in range(count):
             thread = threading.Thread(
                 target=self._work, name=f"{WORKER_PREFIX}-{next(self._names)}", daemon=True
             )
             self._workers.add(thread)
             thread.start()
-        self._waiting = 0
+        self._waiting -= count
 
     def _reset_after_fork(self) -> None:
         """In a forked child: no worker of the parent exists here (a lock one held stays held)."""
