@@ -482,6 +482,7 @@ class ThreadExecutor:
         """Run one job on this (worker) thread; never raises. Returns the report, which the
         pool sends once the worker counts as free again."""
         run, me = self.run, threading.current_thread()
+        name = me.name  # (a worker left behind is renamed; its late outcome is discarded)
         buffer = self._log()
         start = run.now()
         outcome = None  # None in the end: a stop signal landed after the body's own handlers
@@ -490,17 +491,17 @@ class ThreadExecutor:
             with self._lock:
                 if job.done or job.ctx.cancelled:  # told to stop before it started: it does not
                     self._stopped.setdefault(job, threading.Event()).set()
-                    outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
+                    outcome = Outcome(ABORTED, start, start, name, None, "the step was told to stop")
                     return partial(run.complete, job, outcome)  # discarded: the run gave it up
                 self._running[job] = me
             local.buffer = buffer
-            job.data = (me.name, buffer)  # what the scheduler keeps if it gives up on the job
+            job.data = (name, buffer)  # what the scheduler keeps if it gives up on the job
             try:
                 outputs = job.call()
-                outcome = Outcome(SUCCESS, start, run.now(), me.name, outputs=outputs)
+                outcome = Outcome(SUCCESS, start, run.now(), name, outputs=outputs)
             except StepCancelled as exc:
                 delivered += not exc.args
-                outcome = Outcome(ABORTED, start, run.now(), me.name, None, "the step was told to stop")
+                outcome = Outcome(ABORTED, start, run.now(), name, None, "the step was told to stop")
             except BaseException as exc:  # the body's own failure goes into the trace
                 end = run.now()
                 if _FORKED_IN is not None and isinstance(exc, SystemExit):
@@ -508,7 +509,7 @@ class ThreadExecutor:
                 status, error_type, text = outcome_of_exception(exc)  # never raises
                 if not isinstance(exc, StepError):  # a StepError is a chosen failure: its message says it all
                     buffer.append(_format_exc(exc))
-                outcome = Outcome(status, start, end, me.name, error_type, text)
+                outcome = Outcome(status, start, end, name, error_type, text)
         except StepCancelled as exc:  # landed late, in the handlers above: the job was given up already
             delivered += not exc.args
         finally:
@@ -516,10 +517,11 @@ class ThreadExecutor:
                 _leave_forked_child(job, outcome or Outcome(ABORTED, start, start))
             self._off_the_running_list(job, me, delivered)
             if outcome is None:  # made here, where no stop signal can land any more
-                outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
+                outcome = Outcome(ABORTED, start, start, name, None, "the step was told to stop")
             local.buffer = None
             outcome.log = buffer.text() or None
-            self._free_slot(job)
+            if self.max_workers is not None:
+                self._free_slot(job)
         return partial(run.complete, job, outcome)
 
     def _off_the_running_list(self, job: Job, me: threading.Thread, delivered: int) -> None:
