@@ -64,11 +64,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..definition.looping import Iteration
     from .runtime import NodeRun, Yields
 
-__all__ = ["WAKE_EVERY", "Scheduler", "Task"]
+__all__ = ["IDLE_AFTER", "WAKE_EVERY", "Scheduler", "Task"]
 
 #: The main thread waits in slices this long, so that a Ctrl-C or ``_thread.interrupt_main()``
 #: is seen within it even while nothing happens (an event wakes the loop at once, whatever it).
 WAKE_EVERY = 0.1
+#: The loop does its ``idle`` work once nothing has happened for this long (not at once: the
+#: workers it just woke would wait for the interpreter behind it).
+IDLE_AFTER = 0.001
 
 
 class Task:
@@ -142,7 +145,7 @@ class Scheduler:
         self.done = False
         self._loop_thread: int | None = None
         #: work for the loop's idle moments (a real run's trace columns known before its end):
-        #: each called once, when the loop has nothing to do and would wait
+        #: each called once, when nothing has happened for ``IDLE_AFTER`` seconds
         self.idle: list[Callable[[], Any]] = []
         #: the runs this one is nested in, outermost first: (pipeline id, where it was started)
         self.chain: tuple[tuple[str, str], ...] = ()
@@ -200,7 +203,7 @@ class Scheduler:
         ready, timers, clock, advance = self.ready, self.timers, self.clock, self._advance
         now, pop, heappop = clock.now, ready.popleft, heapq.heappop
         flush = getattr(self.executor, "flush", None)  # an executor may take jobs in batches
-        idle, nothing_posted = self.idle, self.inbox.empty
+        idle = self.idle
         while True:
             while ready:
                 if self.sigint and not self.interrupted:
@@ -217,11 +220,15 @@ class Scheduler:
                     timer.active = False
                     timer.fn(timer.arg)
                 continue
-            if idle and nothing_posted():  # work made early: what fails here is made again later
-                with contextlib.suppress(Exception):
-                    idle.pop(0)()
-                continue
-            item = clock.wait(self.inbox, timers[0][0] if timers else None)
+            due = timers[0][0] if timers else None
+            if idle and (due is None or now() + IDLE_AFTER < due):
+                item = clock.wait(self.inbox, now() + IDLE_AFTER)
+                if item is None:  # a quiet moment: work made early (what fails is made again later)
+                    with contextlib.suppress(Exception):
+                        idle.pop(0)()
+                    continue
+            else:
+                item = clock.wait(self.inbox, due)
             if item is not None:
                 item[0](item[1])
             if self.sigint and not self.interrupted:
