@@ -207,3 +207,26 @@ def test_editing_a_trace_leaves_the_next_run_alone():
     first.loc[1, "reason"] = "edited"
     second = p.run(report=False, progress=False)
     assert "edited" not in set(second["fqn"]) and second["reason"].isna().all()
+
+
+def test_as_many_rows_as_nodes_but_not_one_per_node_are_sorted_as_before():
+    # a partial trace (the live view's) may hold a retried node twice and another not at all:
+    # as many rows as nodes, yet not one each; sorted by node and attempt, as the old way did
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", duration=1)
+    plan = p.plan()
+    Record = trace_module.Record
+    rows = [
+        Record(2, None, 2, "Success", None, 1.0, 2.0, None, None, None, None, None, None, None),
+        Record(0, None, 1, "Success", None, 0.0, 2.0, None, None, None, None, None, None, None),
+        Record(2, None, 1, "Failed", None, 0.0, 1.0, None, "Unknown", "x", "Retry", None, None, None),
+    ]
+    new = build_trace(plan, rows, "r", 0, ready=start_trace(plan, "r"))
+    trace_module._FAST[0] = False
+    try:
+        assert_same(new, build_trace(plan, rows, "r", 0))
+    finally:
+        trace_module._FAST[0] = True
+    assert list(new["fqn"]) == [plan.nodes[0].fqn, plan.nodes[2].fqn, plan.nodes[2].fqn]
+    assert list(new["attempt"]) == [1, 1, 2]

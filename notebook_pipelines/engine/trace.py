@@ -323,7 +323,7 @@ def _column(name: str, values: tuple[Any, ...], order: Any, n: int, empty: Any =
     kind = _ANNOTATIONS[name]
     if name == "status":
         codes = np.fromiter(map(_STATUS_CODE.get, values, itertools.repeat(-1)), np.int8, count=n)
-        return pd.Categorical.from_codes(codes[order], dtype=_status_dtype())
+        return pd.Categorical.from_codes(codes[order], dtype=_status_dtype(), validate=False)  # -1: NA
     if kind == "int":
         return np.fromiter(values, dtype=np.int64, count=n)[order]
     if kind == "float | None":
@@ -463,23 +463,29 @@ def build_trace(
     if rows:
         fields = dict(zip(Record._fields, zip(*rows)))
     index = np.fromiter(fields["node"], dtype=np.int64, count=n)
-    attempt = np.fromiter(fields["attempt"], dtype=np.int64, count=n)
-    if fields["iteration"].count(None) == n:  # no looping: every key is -1
-        iteration_key = np.full(n, -1, dtype=np.int64)
-    else:
-        iteration_key = np.fromiter(
-            (-1 if i is None else i for i in fields["iteration"]), dtype=np.int64, count=n
-        )
-    if extra:  # a looped node's row is followed by its iterations' rows, each in plan order
-        order = np.lexsort((attempt, iteration_key, _run_positions(plan, extra)[index]))
-    else:
-        order = np.lexsort((attempt, iteration_key, index))
-    index = index[order]
-
-    # one row per node in plan order (no retries, loops or unreached nodes: the common case)
-    # takes every static column as it is: a copy, which for Arrow strings is a new wrapper of
-    # the same immutable buffers (O(1)), where a take would copy every string
-    whole = n == len(plan.nodes) + len(extra) and bool((index == np.arange(n)).all())
+    plain = fields["iteration"].count(None) == n  # no looping: every iteration key is -1
+    # one row per node (no retries, loops or unreached nodes: the common case) is put in plan
+    # order by the rows' nodes alone, without a sort; it takes every static column as it is:
+    # a copy, which for Arrow strings is a new wrapper of the same immutable buffers (O(1))
+    whole = False
+    if plain and not extra and n == len(plan.nodes):
+        order = np.zeros(n, dtype=np.intp)
+        order[index] = np.arange(n)  # the row of each node, if each has one
+        whole = bool((index[order] == np.arange(n)).all())
+    if not whole:
+        attempt = np.fromiter(fields["attempt"], dtype=np.int64, count=n)
+        if plain:
+            iteration_key = np.full(n, -1, dtype=np.int64)
+        else:
+            iteration_key = np.fromiter(
+                (-1 if i is None else i for i in fields["iteration"]), dtype=np.int64, count=n
+            )
+        if extra:  # a looped node's row is followed by its iterations' rows, each in plan order
+            order = np.lexsort((attempt, iteration_key, _run_positions(plan, extra)[index]))
+        else:
+            order = np.lexsort((attempt, iteration_key, index))
+        index = index[order]
+        whole = n == len(plan.nodes) + len(extra) and bool((index == np.arange(n)).all())
     spare: dict[str, Any] = {}  # columns of no values, made before the end
     if whole and not extra and ready is not None and len(ready["fqn"]) == n:
         spare = dict(ready)  # made while the run went on: new arrays, this trace's now
