@@ -162,11 +162,6 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _start(threads: list[threading.Thread]) -> None:
-    for thread in threads:
-        thread.start()
-
-
 def _absorb() -> None:
     """Run a few instructions: a stop signal raised into this thread and still pending lands here."""
     for _ in range(64):
@@ -224,16 +219,11 @@ class WorkerPool:
         self.submit_many([fn])
 
     def submit_many(self, fns: list[Callable[[], Any]]) -> None:
-        """Run each of ``fns`` on a worker of its own, in order (see :meth:`submit`).
-
-        Free workers take theirs at once: every job is queued under one lock in one C loop (a
-        parallel block's jobs wake their workers back to back, after the scheduler has made
-        them all). A job with no free worker *waits* in the queue for the first busy worker
-        that finishes, or for a new worker: this thread yields (a thread switch costs
-        microseconds, a new thread a hundred), and when no worker finished meanwhile, new ones
-        are made (:meth:`_until_taken`). A burst of short bodies thus reuses a few workers (it
-        hands them jobs in rounds, not one yield per job), and long ones each get their own.
-        """
+        """Run each of ``fns`` on a worker of its own, in order (see :meth:`submit`). All are
+        queued under one lock in one C loop (a parallel block's jobs wake their free workers
+        back to back); a job with no free worker *waits* for the first busy worker that
+        finishes, or a new one (:meth:`_until_taken`): a burst of short bodies reuses a few
+        workers, handed jobs in rounds, and long ones each get their own."""
         with self._lock:
             taken = min(self._free, len(fns))
             self._free -= taken
@@ -242,15 +232,14 @@ class WorkerPool:
             # this thread half-way through the batch
             deque(map(self._queue.put, fns), maxlen=0)
             new = self._grow(1) if self._waiting and not self._workers else []  # none could finish
-        _start(new)
+        self._start(new)
         if self._waiting:
             self._until_taken()
 
     def _until_taken(self) -> None:
-        """Yield until no job waits: a busy worker that finishes takes one (see ``_work``).
-        After a yield in which none did, new workers are made for waiting jobs: one, then twice
-        as many after each such yield in a row (bodies that take time all have theirs after a
-        few yields; one unlucky yield among short bodies adds one worker, not one per job)."""
+        """Yield until no job waits (a busy worker that finishes takes one, see ``_work``); after
+        a yield in which none did, new workers: one, then twice as many after each such yield in
+        a row (one unlucky yield among short bodies adds one worker, not one per job)."""
         grow = 1
         try:
             while True:
@@ -262,20 +251,19 @@ class WorkerPool:
                 with self._lock:
                     new = self._grow(grow) if self._waiting == waiting else []  # none did
                 if new:
-                    _start(new)
+                    self._start(new)
                     grow *= 2
                 else:  # some did: they may take the rest
                     grow = 1
         except BaseException:  # an interrupt in the yield: no job is left without a worker
             with self._lock:
                 new = self._grow(self._waiting)
-            _start(new)
+            self._start(new)
             raise
 
     def _grow(self, count: int) -> list[threading.Thread]:
-        """New workers, each reserved for one of ``count`` waiting jobs (under the lock); the
-        caller starts them once it has let the lock go (a worker that finishes meanwhile
-        need not wait for thread starts, ≈0.1 ms each)."""
+        """New workers for ``count`` waiting jobs (under the lock), started by :meth:`_start`
+        once the lock is let go (a finishing worker need not wait for thread starts)."""
         count = min(count, self._waiting)
         new = [
             threading.Thread(target=self._work, name=f"{WORKER_PREFIX}-{next(self._names)}", daemon=True)
@@ -284,6 +272,17 @@ class WorkerPool:
         self._workers.update(new)
         self._waiting -= count
         return new
+
+    def _start(self, threads: list[threading.Thread]) -> None:
+        """Start new workers; one the system refuses (no threads left) leaves its job waiting."""
+        for k, thread in enumerate(threads):
+            try:
+                thread.start()
+            except BaseException:
+                with self._lock:
+                    self._workers.difference_update(threads[k:])
+                    self._waiting += len(threads) - k
+                raise
 
     def _reset_after_fork(self) -> None:
         """In a forked child: no worker of the parent exists here (a lock one held stays held)."""
@@ -318,11 +317,9 @@ class WorkerPool:
                 then = fn()
                 with self._lock:
                     detached = me not in self._workers  # it ran a body that was told to stop
-                    if detached:
-                        pass
-                    elif self._waiting:  # a job waits for a worker: this one takes it
+                    if not detached and self._waiting:  # a job waits for a worker: this one takes it
                         self._waiting -= 1
-                    else:
+                    elif not detached:
                         self._free += 1
                 if then is not None:
                     then()
