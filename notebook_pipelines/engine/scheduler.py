@@ -203,7 +203,7 @@ class Scheduler:
         ready, timers, clock, advance = self.ready, self.timers, self.clock, self._advance
         now, pop, heappop = clock.now, ready.popleft, heapq.heappop
         flush = getattr(self.executor, "flush", None)  # an executor may take jobs in batches
-        idle = self.idle
+        idle, nothing_posted = self.idle, self.inbox.empty
         while True:
             while ready:
                 if self.sigint and not self.interrupted:
@@ -221,7 +221,7 @@ class Scheduler:
                     timer.fn(timer.arg)
                 continue
             due = timers[0][0] if timers else None
-            if idle and (due is None or now() + IDLE_AFTER < due):
+            if idle and nothing_posted() and (due is None or now() + IDLE_AFTER < due):
                 item = clock.wait(self.inbox, now() + IDLE_AFTER)
                 if item is None:  # a quiet moment: work made early (what fails is made again later)
                     with contextlib.suppress(Exception):
