@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import _thread
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -33,16 +35,37 @@ class Keep:
         self.scheduler = scheduler
 
 
-def old_way(scheduler: Any) -> pd.DataFrame:
-    """The trace of ``scheduler``'s records made as before: after the run, public constructors."""
+@contextmanager
+def public_constructors() -> Iterator[None]:
+    """Inside: the trace's frame and stamps made by pandas' public constructors, as before."""
     trace_module._FAST[0] = False
     try:
+        yield
+    finally:
+        trace_module._FAST[0] = True
+
+
+def old_way(scheduler: Any) -> pd.DataFrame:
+    """The trace of ``scheduler``'s records made as before: after the run, public constructors."""
+    with public_constructors():
         return build_trace(
             scheduler.plan, scheduler.recorder.rows, scheduler.run_id, scheduler.clock.epoch_ns,
             scheduler.extra,
         )  # fmt: skip
-    finally:
-        trace_module._FAST[0] = True
+
+
+def one_step() -> Any:
+    """The plan of a pipeline of one stage of one step (3 nodes: pipeline, stage, step)."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", duration=1)
+    return p.plan()
+
+
+def row(node: int, attempt: int, status: str, start: float, end: float, failed: bool = False) -> Any:
+    """A trace record; a failed one with an error and the Retry action."""
+    error = ("Unknown", "x", "Retry") if failed else (None, None, None)
+    return trace_module.Record(node, None, attempt, status, None, start, end, None, *error, None, None, None)
 
 
 def layout(frame: pd.DataFrame) -> list[tuple[str, list[int]]]:
@@ -167,35 +190,21 @@ def test_a_simulation_and_an_empty_trace_are_made_as_before():
     plan = p.plan()
     keep = Keep()
     assert_same(nbp.simulate(plan, listeners=[keep]), old_way(keep.scheduler))
-    trace_module._FAST[0] = False
-    try:
+    with public_constructors():
         old_empty = trace_module.empty_trace()
-    finally:
-        trace_module._FAST[0] = True
     assert_same(trace_module.empty_trace(), old_empty)
 
 
 def test_columns_made_beforehand_are_not_used_for_rows_that_do_not_fit():
     # a retry adds a row: the trace is taken row by row from the plan's columns instead
-    p = nbp.Pipeline("p")
-    with p.stage("s") as s:
-        s.step("a", duration=1)
-    plan = p.plan()
-    Record = trace_module.Record
-    rows = [
-        Record(2, None, 1, "Failed", None, 0.0, 1.0, None, "Unknown", "x", "Retry", None, None, None),
-        Record(2, None, 2, "Success", None, 1.0, 2.0, None, None, None, None, None, None, None),
-        Record(1, None, 1, "Success", None, 0.0, 2.0, None, None, None, None, None, None, None),
-        Record(0, None, 1, "Success", None, 0.0, 2.0, None, None, None, None, None, None, None),
-    ]
+    plan = one_step()
+    rows = [row(2, 1, "Failed", 0, 1, failed=True), row(2, 2, "Success", 1, 2)]
+    rows += [row(1, 1, "Success", 0, 2), row(0, 1, "Success", 0, 2)]
     ready = start_trace(plan, "r")
     with_ready = build_trace(plan, rows, "r", 0, ready=ready)
     assert len(ready["fqn"]) == 3  # not taken: the trace has 4 rows for 3 nodes
-    trace_module._FAST[0] = False
-    try:
+    with public_constructors():
         assert_same(with_ready, build_trace(plan, rows, "r", 0))
-    finally:
-        trace_module._FAST[0] = True
     assert list(with_ready["attempt"]) == [1, 1, 1, 2]
 
 
@@ -212,21 +221,10 @@ def test_editing_a_trace_leaves_the_next_run_alone():
 def test_as_many_rows_as_nodes_but_not_one_per_node_are_sorted_as_before():
     # a partial trace (the live view's) may hold a retried node twice and another not at all:
     # as many rows as nodes, yet not one each; sorted by node and attempt, as the old way did
-    p = nbp.Pipeline("p")
-    with p.stage("s") as s:
-        s.step("a", duration=1)
-    plan = p.plan()
-    Record = trace_module.Record
-    rows = [
-        Record(2, None, 2, "Success", None, 1.0, 2.0, None, None, None, None, None, None, None),
-        Record(0, None, 1, "Success", None, 0.0, 2.0, None, None, None, None, None, None, None),
-        Record(2, None, 1, "Failed", None, 0.0, 1.0, None, "Unknown", "x", "Retry", None, None, None),
-    ]
+    plan = one_step()
+    rows = [row(2, 2, "Success", 1, 2), row(0, 1, "Success", 0, 2), row(2, 1, "Failed", 0, 1, failed=True)]
     new = build_trace(plan, rows, "r", 0, ready=start_trace(plan, "r"))
-    trace_module._FAST[0] = False
-    try:
+    with public_constructors():
         assert_same(new, build_trace(plan, rows, "r", 0))
-    finally:
-        trace_module._FAST[0] = True
     assert list(new["fqn"]) == [plan.nodes[0].fqn, plan.nodes[2].fqn, plan.nodes[2].fqn]
     assert list(new["attempt"]) == [1, 1, 2]
