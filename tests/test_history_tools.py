@@ -42,18 +42,38 @@ def test_durations_are_medians_across_runs_and_the_layout_is_kept():
     assert "needs" not in (rebuilt.extra or {})  # a series-parallel run: nothing to keep
 
 
-def test_a_github_dag_is_laid_out_by_levels_and_keeps_its_edges_and_says_so():
+def test_D14_a_github_dag_becomes_one_parallel_block_of_stages_with_needs_honoured():
     run = load_github_run(JOBS, workflow=WORKFLOW, run=RUN)
     p = pipeline_from_history(run)
-    needs = p.extra["needs"]
+    needs = p.extra["needs"]  # the edges, by the history's FQNs, as documented
     assert needs["pipeline.stages.docs"] == ["pipeline.stages.lint"]
     assert needs["pipeline.stages.integration"] == ["pipeline.stages.build", "pipeline.stages.lint"]
-    assert "DAG no Harness layout expresses" in p.description
-    assert "its needs form a DAG: drawn by levels" in p.render().source
-    trace = p.simulate()  # levels: lint ‖ build, then docs ‖ unit ‖ integration, then deploy
-    stages = trace[trace["kind"] == "stage"].set_index("stage")
-    assert stages.loc["docs", "start_s"] == stages.loc["build", "end_s"]
-    assert stages.loc["deploy", "start_s"] == stages.loc["integration", "end_s"]
+    assert (
+        repr(p)
+        == "Pipeline('ci', stages=[Parallel(['lint', 'build', 'docs', 'unit', 'integration', 'deploy'])])"
+    )
+    assert {s.id: s.needs for s in p.stages[0].items} == {
+        "lint": None,
+        "build": None,
+        "docs": ["lint"],
+        "unit": ["build"],
+        "integration": ["build", "lint"],
+        "deploy": ["unit", "integration", "docs"],
+    }
+    assert "each member carrying its needs (honoured by simulate and monte_carlo, D14)" in p.description
+    assert "levels" not in p.description and "drawn by levels" not in p.render().source
+    stages = p.simulate().query("kind == 'stage' and iteration.isna()").set_index("stage")
+    # medians: lint 2 + 26 = 28; build (both legs) 2 + median(58, 83) = 72.5; docs 2 + 17 = 19;
+    # unit 1 + 57 = 58; integration 1 + 104 = 105; deploy 1 + 17 = 18.
+    # lint 0 → 28; build 0 → 72.5; docs (needs lint) 28 → 47 (by levels it waited for build: 72.5);
+    # unit (build) 72.5 → 130.5; integration (build, lint) 72.5 → 177.5;
+    # deploy (unit, integration, docs) max(130.5, 177.5, 47) = 177.5 → 195.5
+    assert stages.loc["docs", ["start_s", "end_s"]].tolist() == [28.0, 47.0]
+    assert stages.loc["unit", ["start_s", "end_s"]].tolist() == [72.5, 130.5]
+    assert stages.loc["integration", ["start_s", "end_s"]].tolist() == [72.5, 177.5]
+    assert stages.loc["deploy", ["start_s", "end_s"]].tolist() == [177.5, 195.5]
+    mc = nbp.monte_carlo(p, runs=3)
+    assert mc.attrs["engine"] == "vectorised" and (mc["makespan_s"] == 195.5).all()
 
 
 def test_a_history_of_several_pipelines_is_refused():
@@ -111,14 +131,15 @@ def test_insights_export_missing_a_column_says_what_was_found(tmp_path):
         load_harness_insights(path)
 
 
-def test_a_gitlab_pipeline_whose_needs_skip_a_stage_keeps_its_edges():
+def test_D14_a_gitlab_pipeline_whose_needs_cross_stages_becomes_one_block_of_its_jobs():
     from test_gitlab_runs import GRAPHQL
     from test_gitlab_runs import JOBS as GL_JOBS
     from test_gitlab_runs import PIPELINE as GL_PIPELINE
 
     from notebook_pipelines.formats.gitlab import load_gitlab_pipeline
 
-    p = pipeline_from_history(load_gitlab_pipeline(GL_PIPELINE, GL_JOBS, GRAPHQL))
+    h = load_gitlab_pipeline(GL_PIPELINE, GL_JOBS, GRAPHQL)
+    p = pipeline_from_history(h)
     needs = {k.rsplit(".", 1)[-1]: [f.rsplit(".", 1)[-1] for f in v] for k, v in p.extra["needs"].items()}
     assert needs == {
         "unit": ["compile", "docs"],
@@ -127,4 +148,39 @@ def test_a_gitlab_pipeline_whose_needs_skip_a_stage_keeps_its_edges():
         "pages": ["compile"],  # skips the test stage: no layout of stages expresses it
         "release": ["unit", "rspec", "lint"],
     }
-    assert [type(s).__name__ for s in p.stages] == ["Stage", "Stage", "Stage"]
+    # pages needs a job of the build stage, release jobs of the test stage: the members share one block
+    (stage,) = p.stages
+    assert stage.id == "jobs" and stage.name == "jobs of the stages build, test, deploy"
+    assert {m.id: m.needs for m in stage.items[0].items} == {
+        "compile": None,
+        "docs": None,
+        "unit": ["compile", "docs"],
+        "rspec": ["compile", "docs"],
+        "lint": ["compile", "docs"],
+        "pages": ["compile"],
+        "release": ["unit", "rspec", "lint"],
+    }
+    assert "its stages merged into one stage (jobs)" in p.description
+    t = p.simulate().query("iteration.isna()").set_index("step")
+    # compile 10, docs 4, unit 29, rspec 24, lint 4 (its last attempt), pages 6, release 9:
+    # unit, rspec, lint start at max(10, 4) = 10; pages at 10 (by stages: at 39, after the test stage);
+    # release at max(10 + 29, 10 + 24, 10 + 4) = 39 → 48
+    assert t.loc["pages", ["start_s", "end_s"]].tolist() == [10.0, 16.0]
+    assert t.loc["release", ["start_s", "end_s"]].tolist() == [39.0, 48.0]
+    # the history's durations still find the jobs (by id: their FQNs moved into the one stage)
+    mc = nbp.monte_carlo(p, h, runs=3)
+    assert mc.attrs["engine"] == "vectorised" and (mc["makespan_s"] == 48.0).all()
+    # and the picture of the history finds their figures (by id, as durations= does)
+    source = p.render(h, color_by="criticality").source
+    release = next(line for line in source.splitlines() if line.strip().startswith("n8 "))
+    assert "release" in release and "critical 100%" in release  # on the path of the one run
+
+
+def test_D14_a_dag_whose_edges_are_unknown_for_a_sibling_stays_laid_out_by_levels():
+    run = load_github_run(JOBS, workflow=WORKFLOW, run=RUN)
+    run["after"] = run["after"].astype(object)
+    run.loc[run["fqn"] == "pipeline.stages.lint", "after"] = None  # lint's edges unknown
+    p = pipeline_from_history(run)
+    assert "laid out by levels (an upper bound on its timing)" in p.description
+    assert repr(p).startswith("Pipeline('ci', stages=[Parallel(['lint', 'build']), Parallel(")
+    assert "its needs form a DAG: drawn by levels" in p.render().source

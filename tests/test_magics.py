@@ -801,3 +801,23 @@ def test_pipeline_suggest_returns_the_design_assistants_suggestions(
     assert found[0].makespan_s == 5
     with pytest.raises(UsageError, match="--across-stages does not apply"):
         shell.run_line_magic("pipeline", "simulate --across-stages")
+
+
+def test_D14_step_and_stage_magics_take_needs(shell: InteractiveShell, capsys: pytest.CaptureFixture) -> None:
+    cell(shell, capsys, "%pipeline ci")
+    cell(shell, capsys, "%stage lint")
+    cell(shell, capsys, "%%step a --duration 1s\npass")
+    cell(shell, capsys, "%%step b --parallel-with a --duration 5s\npass")
+    out = cell(shell, capsys, "%%step c --parallel-with a --needs a,b --duration 2s\npass")
+    assert "gained `c`" in out
+    cell(shell, capsys, "%stage docs --parallel-with lint --needs lint")
+    cell(shell, capsys, "%%step d --duration 3s\npass")
+    p = shell.user_ns["ci"]
+    lint, docs = p.stages[0].items  # one parallel block of stages
+    assert lint.items[0].items[2].needs == ["a", "b"] and docs.needs == ["lint"]
+    t = p.simulate().set_index("fqn")
+    # c waits for a (1 s) and b (5 s): 5 → 7; lint ends at 7; docs needs lint: 7 → 10
+    assert t.loc["pipeline.stages.lint.spec.execution.steps.c", "start_s"] == 5.0
+    assert t.loc["pipeline.stages.docs", "start_s"] == 7.0 and t.loc["pipeline", "end_s"] == 10.0
+    result = shell.run_cell("%%step e --needs 'x y'\npass")
+    assert not result.success

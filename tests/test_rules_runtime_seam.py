@@ -91,6 +91,9 @@ class LedgerRuntime:
     def release(self, key: str) -> None:  # pragma: no cover - no resources here
         raise AssertionError("no stage holds a resource in these tests")
 
+    def needs_met(self, latch: Any) -> None:  # pragma: no cover - no needs here (D14)
+        raise AssertionError("no member of a parallel block has needs in these tests")
+
     def context(self, node: Any, attempt: int) -> Any:  # pragma: no cover - no Python conditions
         raise AssertionError("no condition needs a context in these tests")
 

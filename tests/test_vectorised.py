@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import notebook_pipelines as nbp
+from notebook_pipelines.analysis.montecarlo import _critical_records
 from notebook_pipelines.analysis.whatif import what_if
 from notebook_pipelines.engine.vectorised import batch, step_durations, why_not
 
@@ -19,6 +22,27 @@ _SECONDS = st.one_of(
     st.sampled_from([0.0, 0.1, 0.2, 0.3, 1.0, 1e-9, 3.7]),
     st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False),
 )
+
+
+#: needs inside a parallel block (D14): per member, a rank and the positions it may name; a
+#: member needs the named members of lower rank (a random DAG over a random topological order)
+_NEEDS = st.tuples(
+    st.lists(st.integers(0, 9), min_size=4, max_size=4),
+    st.lists(st.lists(st.integers(0, 3), max_size=3), min_size=4, max_size=4),
+)
+
+
+def _needs(spec, ids: list[str]) -> list[list[str] | None]:
+    """The needs of each member of a block of ``ids`` under the drawn ``spec`` (acyclic)."""
+    if spec is None:
+        return [None] * len(ids)
+    ranks, named = spec
+    rank = [(ranks[k % 4], k) for k in range(len(ids))]
+    out = []
+    for k in range(len(ids)):
+        picks = [j % len(ids) for j in named[k % 4]]
+        out.append(sorted({ids[j] for j in picks if rank[j] < rank[k]}) or None)
+    return out
 
 
 def _items(depth: int) -> st.SearchStrategy:
@@ -32,12 +56,14 @@ def _items(depth: int) -> st.SearchStrategy:
         return st.lists(leaf, min_size=1, max_size=3)
     group = st.tuples(st.just("group"), _WHEN, st.deferred(lambda: _items(depth - 1)))
     one = st.one_of(leaf, leaf, group)
-    block = st.tuples(st.just("parallel"), st.lists(one, min_size=1, max_size=3))
+    block = st.tuples(st.just("parallel"), st.lists(one, min_size=1, max_size=4), st.none() | _NEEDS)
     return st.lists(st.one_of(one, one, block), min_size=1, max_size=4)
 
 
 _SHAPES = st.lists(
-    st.tuples(st.booleans(), st.lists(st.tuples(_WHEN, _items(2)), min_size=1, max_size=2)),
+    st.tuples(
+        st.booleans(), st.lists(st.tuples(_WHEN, _items(2)), min_size=1, max_size=3), st.none() | _NEEDS
+    ),
     min_size=1,
     max_size=3,
 )
@@ -47,23 +73,31 @@ def _build(shape: list) -> nbp.Pipeline:
     p = nbp.Pipeline("p", rules="current")  # step groups in step groups too
     counter = iter(range(10_000))
 
+    def one(container, item, ident, needs=None):
+        if item[0] == "step":
+            loop = nbp.Matrix(i=list(range(item[3]))) if item[3] else None  # iterations side by side
+            container.step(ident, when=item[1], timeout=item[2], strategy=loop, needs=needs)
+        else:
+            with container.step_group(ident, when=item[1], needs=needs) as g:
+                fill(g, item[2])
+
     def fill(container, items):
         for item in items:
             if item[0] == "parallel":
+                ids = [f"{m[0][0]}{next(counter)}" for m in item[1]]
                 with container.parallel():
-                    fill(container, item[1])
-            elif item[0] == "step":
-                loop = nbp.Matrix(i=list(range(item[3]))) if item[3] else None  # iterations side by side
-                container.step(f"s{next(counter)}", when=item[1], timeout=item[2], strategy=loop)
+                    for member, ident, needs in zip(item[1], ids, _needs(item[2], ids)):
+                        one(container, member, ident, needs)
             else:
-                with container.step_group(f"g{next(counter)}", when=item[1]) as g:
-                    fill(g, item[2])
+                one(container, item, f"{item[0][0]}{next(counter)}")
 
-    for together, stages in shape:
+    for together, stages, spec in shape:
+        ids = [f"st{next(counter)}" for _ in stages]
+        needs = _needs(spec, ids) if together and len(stages) > 1 else [None] * len(ids)
 
-        def add(stages=stages):
-            for when, items in stages:
-                with p.stage(f"st{next(counter)}", when=when) as s:
+        def add(stages=stages, ids=ids, needs=needs):
+            for (when, items), ident, need in zip(stages, ids, needs):
+                with p.stage(ident, when=when, needs=need) as s:
                     fill(s, items)
 
         if together and len(stages) > 1:
@@ -77,7 +111,8 @@ def _build(shape: list) -> nbp.Pipeline:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shape=_SHAPES, data=st.data())
 def test_vectorised_path_agrees_exactly_with_the_scheduler(shape, data):
-    """Every node's start and end (not only the makespan), bit for bit, for random structures."""
+    """Every node's start and end (not only the makespan), bit for bit, for random structures
+    (random needs DAGs inside the parallel blocks too, D14)."""
     plan = _build(shape).plan()
     assert why_not(plan) is None
     steps = [n for n in plan.nodes if n.kind == "step"]
@@ -101,6 +136,12 @@ def test_vectorised_path_agrees_exactly_with_the_scheduler(shape, data):
                 assert np.isnan(got[node.index]).all(), (node.fqn, column)
             else:
                 assert (got[node.index] == want).all(), (node.fqn, column, got[node.index], want)
+    # the critical nodes: the batch's rule and the scheduler path's (monte_carlo), back along needs too
+    records = [
+        SimpleNamespace(node=n.index, start_s=row["start_s"], end_s=row["end_s"], status=str(row["status"]))
+        for n, (_, row) in zip(plan.nodes, rows.iterrows())
+    ]
+    assert set(np.flatnonzero(result.critical()[:, 0])) == _critical_records(plan, records)
 
 
 def test_the_timeout_named_is_the_one_that_expires_first_not_the_first_in_plan_order():
@@ -476,28 +517,64 @@ def test_loops_the_batch_cannot_time_go_to_the_scheduler_saying_why():
     )
 
 
-def test_a_dag_history_pipeline_is_timed_by_its_levels_on_both_paths_its_needs_unhonoured():
-    """The pipeline ``pipeline_from_history`` makes of a DAG: levels (lint 2 s ‖ build 10 s, then
-    docs 3 s), the edge docs ← lint kept in ``extra["needs"]``. The scheduler has no ``needs``
-    semantics, so the batch must not follow them either: docs starts when its level's
-    predecessor block ends, max(2, 10) = 10 s, and ends at 10 + 3 = 13 s on both paths (a
-    longest path over the needs would say 2 → 5 s, and disagree with the scheduler)."""
-    p = nbp.Pipeline("p")
-    with p.parallel():
-        with p.stage("lint") as s:
-            s.step("a", duration=2)
-        with p.stage("build") as s:
-            s.step("b", duration=10)
-    with p.stage("docs") as s:
-        s.step("c", duration=3)
-    p.extra = {"needs": {"pipeline.stages.docs": ["pipeline.stages.lint"]}}
-    plan = p.plan()
+def _dag(c=3.0) -> nbp.Pipeline:
+    """One parallel block (D14): a = 1 s, b = 5 s; c needs a and b; d = 2 s needs a."""
+    p = nbp.Pipeline("dag")
+    with p.stage("s") as s, s.parallel():
+        s.step("a", duration=1)
+        s.step("b", duration=5)
+        s.step("c", duration=c, needs=["a", "b"])
+        s.step("d", duration=2, needs=["a"])
+    return p
+
+
+@pytest.mark.parametrize("c", [3.0, 0.0])
+def test_D14_a_dag_block_is_timed_by_its_longest_path_on_both_paths(c):
+    """c starts at max(1, 5) = 5, d at 1 (ends 1 + 2 = 3); the makespan is max(5 + c, 3): 8 with
+    c = 3, 5 with c = 0 (b's end binds). By levels it would be 5 + max(c, 2): 8 and 7."""
+    plan = _dag(c).plan()
     assert why_not(plan) is None
+    result = batch(plan, step_durations(plan, None, 1.0, 2, 0), 2)
+    trace = nbp.simulate(plan).set_index("fqn")
+    at = {n.id: n.index for n in plan.nodes}
+    for ident, start, end in (("a", 0, 1), ("b", 0, 5), ("c", 5, 5 + c), ("d", 1, 3)):
+        fqn = plan.nodes[at[ident]].fqn
+        assert (result.start[at[ident]] == start).all() and (result.end[at[ident]] == end).all(), ident
+        assert (trace.loc[fqn, "start_s"], trace.loc[fqn, "end_s"]) == (start, end), ident
+    assert (result.makespan == max(5 + c, 3)).all() and trace.loc["pipeline", "end_s"] == max(5 + c, 3)
+
+
+def test_D14_a_skipped_need_skips_its_waiter_on_both_paths():
+    """a has the condition Failure (nothing fails: skipped at 0, R28), so c and d, which need it,
+    are skipped too: d at a's end, 0; c when b ends, 5. The block ends at 5."""
+    p = _dag()
+    p.stages[0].items[0].items[0].when = "Failure"
+    plan = p.plan()
     result = batch(plan, step_durations(plan, None, 1.0, 1, 0), 1)
     trace = nbp.simulate(plan).set_index("fqn")
-    docs = plan.by_fqn["pipeline.stages.docs"].index
-    assert (result.start[docs, 0], result.end[docs, 0]) == (10.0, 13.0)
-    assert (trace.loc["pipeline.stages.docs", "start_s"], trace.loc["pipeline.stages.docs", "end_s"]) == (
-        10.0,
-        13.0,
-    )
+    for node in plan.steps:
+        row = trace.loc[node.fqn]
+        assert result.status[node.index] == row["status"], node.id
+        assert (result.start[node.index, 0], result.end[node.index, 0]) == (row["start_s"], row["end_s"])
+    assert [result.status[n.index] for n in plan.steps] == ["Skipped", "Success", "Skipped", "Skipped"]
+    assert result.makespan[0] == 5.0
+
+
+def test_D14_monte_carlo_of_a_dag_agrees_with_the_scheduler_and_its_criticality_follows_the_needs():
+    """a ∈ {1, 7} alternately, b = 5, c = 3 needs a and b, d = 2 needs a.
+    a = 1: c starts at max(1, 5) = 5, makespan 8; b → c critical.
+    a = 7: c starts at 7, makespan 10; a → c critical (d: 7 + 2 = 9 < 10, not critical).
+    Over the runs: a critical half of them, b the other half, c always, d never."""
+    p = _dag()
+    plan = p.plan()
+    fqn = {n.id: n.fqn for n in plan.steps}
+    h = _history({str(i): {"a": [1.0, 7.0][i % 2], "b": 5.0, "c": 3.0, "d": 2.0} for i in range(4)}, plan)
+    fast = nbp.monte_carlo(plan, h, runs=200, seed=3)
+    slow = nbp.monte_carlo(plan, h, runs=200, seed=3, engine="scheduler")
+    assert fast.attrs["engine"] == "vectorised" and slow.attrs["engine"] == "scheduler"
+    for mc in (fast, slow):  # each path draws its own runs of the history: the same rule on each
+        assert set(mc["makespan_s"]) == {8.0, 10.0}
+        share = (mc["makespan_s"] == 10.0).mean()
+        crit = mc.attrs["criticality"]
+        assert crit[fqn["a"]] == pytest.approx(share) and crit[fqn["b"]] == pytest.approx(1 - share)
+        assert crit[fqn["c"]] == 1.0 and crit.get(fqn["d"], 0.0) == 0.0

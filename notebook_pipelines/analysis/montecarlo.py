@@ -332,7 +332,8 @@ def _scheduled(
 def _critical_records(plan: Any, records: list) -> set[int]:
     """The plan nodes on a critical path of one simulated run (the rule of
     :meth:`~notebook_pipelines.engine.vectorised.Batch.critical`, on each node's span: its
-    first start to its last end; skipped and not started nodes are not critical)."""
+    first start to its last end; skipped and not started nodes are not critical; back along the
+    needs of a parallel block's members, D14)."""
     n = len(plan.nodes)
     start = [math.nan] * n
     end = [math.nan] * n
@@ -353,9 +354,19 @@ def _critical_records(plan: Any, records: list) -> set[int]:
             if not children:
                 continue
             last = max(end[c.index] for c in children)
-            for child in children:
-                if end[child.index] == last:
-                    walk(child)
+            critical = [child for child in children if end[child.index] == last]
+            if item.kind == "parallel" and item.order is not None:  # needs (D14): back along them
+                members, marked = item.items, {c.index for c in critical}
+                for k in reversed(item.order):
+                    waiter = members[k]
+                    if waiter.index in marked:
+                        for j in waiter.needs:
+                            need = members[j]
+                            if ran[need.index] and end[need.index] == start[waiter.index]:
+                                marked.add(need.index)
+                critical = [child for child in children if child.index in marked]
+            for child in critical:
+                walk(child)
 
     if ran[plan.root.index]:
         walk(plan.root)

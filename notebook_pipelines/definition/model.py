@@ -170,6 +170,7 @@ class _Container(Drawable):
         inputs: dict[str, Any] | None = None,
         outputs: list[str] | None = None,
         extra: dict[str, Any] | None = None,
+        needs: list[str] | str | None = None,
     ) -> Step:
         """Add (or redefine) a step at the cursor and return it; a ready-made ``Step`` is added
         as it is (as :meth:`add` does), with no settings beside it.
@@ -193,6 +194,8 @@ class _Container(Drawable):
             inputs: keyword arguments of the body; strings may embed ``<+…>`` expressions.
             outputs: names exported as output variables.
             extra: Harness keys the model has no field for (kept through YAML).
+            needs: in a parallel block, the identifiers of the members it waits for (it starts
+                when they have all ended, D14); GitHub/GitLab ``needs``.
 
         >>> s = Stage("build")
         >>> s.step("compile", duration="30s")
@@ -203,7 +206,7 @@ class _Container(Drawable):
         settings = dict(name=name, when=when, failure_strategies=failure_strategies, timeout=timeout,
                         delegate_selectors=delegate_selectors, strategy=strategy, variables=variables,
                         duration=duration, type=type, spec=spec, inputs=inputs, outputs=outputs,
-                        extra=extra)  # fmt: skip
+                        extra=extra, needs=needs)  # fmt: skip
         if isinstance(id, Step):
             given = {k: v for k, v in settings.items() if v is not None}
             return self.add(_alone(id, "step", run, given))
@@ -221,13 +224,14 @@ class _Container(Drawable):
         strategy: Any = None,
         variables: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        needs: list[str] | str | None = None,
     ) -> StepGroup:
         """Add (or redefine) a step group at the cursor; use it as a context manager. A
         ready-made ``StepGroup`` is added as it is, with no settings beside it.
 
         The settings are a step's (see :meth:`step`) and apply to the group: its ``when``
         decides whether it runs, its failure strategies cover its steps, its timeout the
-        whole group (``rules="current"``).
+        whole group (``rules="current"``); ``needs`` too (in a parallel block, D14).
 
         >>> s = Stage("build")
         >>> with s.step_group("tests", when="All") as tests:
@@ -237,7 +241,7 @@ class _Container(Drawable):
         """
         settings = dict(name=name, when=when, failure_strategies=failure_strategies, timeout=timeout,
                         delegate_selectors=delegate_selectors, strategy=strategy, variables=variables,
-                        extra=extra)  # fmt: skip
+                        extra=extra, needs=needs)  # fmt: skip
         if isinstance(id, StepGroup):
             given = {k: v for k, v in settings.items() if v is not None}
             return self.add(_alone(id, "step_group", None, given))
@@ -333,6 +337,7 @@ class StepGroup(_Container, Settings):
     strategy: Any = None
     variables: dict[str, Any] | None = None
     extra: dict[str, Any] | None = None
+    needs: list[str] | str | None = None  # in a parallel block: the members it waits for (D14)
 
     def _own_fqn(self) -> str:
         return self.id  # its stage is not known here
@@ -369,6 +374,7 @@ class Stage(_Container, Settings):
     resource: str | None = None
     spec: dict[str, Any] | None = None
     extra: dict[str, Any] | None = None
+    needs: list[str] | str | None = None  # in a parallel block: the members it waits for (D14)
 
     def _own_fqn(self) -> str:
         return f"pipeline.stages.{self.id}"
@@ -446,6 +452,7 @@ class Pipeline(PipelineVerbs, _Container):
         resource: str | None = None,
         spec: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        needs: list[str] | str | None = None,
     ) -> Stage:
         """Add (or redefine) a stage at the cursor; use it as a context manager.
 
@@ -460,6 +467,8 @@ class Pipeline(PipelineVerbs, _Container):
                 overlapping: they queue in list order.
             spec: Harness's stage ``spec`` data beyond the execution list.
             extra: Harness keys the model has no field for (kept through YAML).
+            needs: in a ``with p.parallel():`` block, the stages it waits for: it starts when
+                they have all ended, not with the block (D14; GitHub ``jobs.<id>.needs``).
 
         >>> p = Pipeline("release")
         >>> with p.stage("deploy", variables={"region": "eu"}) as deploy:
@@ -470,7 +479,7 @@ class Pipeline(PipelineVerbs, _Container):
         return self.add(
             Stage(id, name=name, type=type, when=when, failure_strategies=failure_strategies,
                   timeout=timeout, delegate_selectors=delegate_selectors, strategy=strategy,
-                  variables=variables, resource=resource, spec=spec, extra=extra)
+                  variables=variables, resource=resource, spec=spec, extra=extra, needs=needs)
         )  # fmt: skip
 
     def step(self, *args: Any, **kwargs: Any) -> NoReturn:  # pragma: no cover - guidance only

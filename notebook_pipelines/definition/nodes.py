@@ -64,6 +64,8 @@ class Step(Settings):
         outputs: names exported as output variables.
         extra: Harness keys the model has no field for (kept by ``load_yaml``, written back
             by ``to_yaml``).
+        needs: in a parallel block, the identifiers of the members it waits for: it starts
+            when they have all ended, not with the block (D14; GitHub/GitLab ``needs``).
     """
 
     id: str
@@ -81,6 +83,7 @@ class Step(Settings):
     inputs: dict[str, Any] | None = None
     outputs: list[Any] | None = None
     extra: dict[str, Any] | None = None
+    needs: list[str] | str | None = None
 
     def __repr__(self) -> str:
         return f"Step({self.id!r})"

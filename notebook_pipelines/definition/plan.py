@@ -33,6 +33,7 @@ from .depth import depth_problems
 from .durations import parse_duration
 from .failure import MarkAsFailure, OnFailure, When, coerce_strategies, coerce_when
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
+from .needs import compile_needs
 from .strategies import coerce_strategy
 from .validation import problems as structural_problems
 
@@ -100,6 +101,10 @@ class PlanNode:
     iteration: Any = None
     #: a Barrier step's ``barrierRef`` (R55), else None
     barrier: Any = None
+    #: a member of a parallel block: the positions in the block of the members it needs (D14)
+    needs: tuple[int, ...] = ()
+    #: a parallel block whose members have needs: a topological order of their positions, else None
+    order: tuple[int, ...] | None = None
 
     def __init__(self, kind: str, **attrs: Any):
         self.kind = kind
@@ -344,6 +349,11 @@ class _Builder:
                     for child in item.items
                 )
                 par.rollback = ()
+                dag = compile_needs(item.items)  # members that wait for siblings (D14), rare
+                if dag is not None:
+                    for member, needs in zip(par.items, dag[0]):
+                        member.needs = needs
+                    par.order = dag[1]
                 out.append(par)
             else:
                 out.append(self._node(item, parent, prefix, phase, block, ctx))

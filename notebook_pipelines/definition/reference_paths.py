@@ -14,6 +14,7 @@ import difflib
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from .needs import waits_for
 from .statuses import POSITIVE
 
 # ``Unresolvable`` is shared with ``references`` too, but is no public error: ``references`` turns
@@ -347,7 +348,8 @@ def order_problem(reader: Any, target: Any) -> str | None:
     """Why ``reader`` cannot read a finished-value of ``target`` (R45), or None if it can.
 
     ``target`` must have finished whenever ``reader`` starts: it is an earlier item of a
-    serial list both sit in (or inside one), or an execution node read from a rollback list.
+    serial list both sit in (or inside one), a member of a parallel block the reader's member
+    needs (D14, or inside one), or an execution node read from a rollback list.
     """
     if target is reader:
         return "a node cannot read its own status or outputs"
@@ -368,6 +370,8 @@ def order_problem(reader: Any, target: Any) -> str | None:
             if t_block < r_block:
                 return None
             if t_block == r_block:
+                if waits_for(cur, target):  # a member that needs the target's member (D14)
+                    return None
                 return f"{target.fqn} runs in parallel with the reader"
             return f"{target.fqn} runs after the reader"
         cur = cur.parent

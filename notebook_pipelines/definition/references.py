@@ -42,9 +42,10 @@ the reason:
 * a *finished value* (``status``, ``output``) of the reader itself, of a node that runs later,
   of a node inside the reader, of a container of the reader (use ``currentStatus``), or of a
   node that runs in parallel with the reader (R45: parallel siblings cannot read each other's
-  outputs). "Later" and "in parallel" are decided by the serial positions (``block``) of the
-  two nodes' branches below their closest common container; rollback lists run after the
-  execution list they belong to.
+  outputs, unless the reader's branch needs the other's, D14). "Later" and "in parallel" are
+  decided by the serial positions (``block``) of the two nodes' branches below their closest
+  common container, and by the needs of a parallel block's members; rollback lists run after
+  the execution list they belong to.
 
 Values that are part of the definition (``name``, ``identifier``, ``variables``) can be read
 from any node, in any order: they do not depend on the run. That includes a step reading its

@@ -30,6 +30,7 @@ from .depth import Limits, scalars_only
 from .durations import MAX_SECONDS, DurationError, parse_duration
 from .limits import MAX_IDENTIFIER, short
 from .model import Parallel, Pipeline, Stage, Step, StepGroup, read_from_yaml
+from .needs import NeedsChecks
 from .settings_checks import IDENTIFIER, VARIABLE_TYPES, SettingChecks, number_value, variable_problem
 from .tree import Visit
 
@@ -67,6 +68,7 @@ def _plain(step: Step) -> bool:
         and not step.inputs
         and not step.outputs
         and not step.extra
+        and step.needs is None
         and (step.name is None or type(step.name) is str)
         and not is_sampler(step.duration)
     )
@@ -147,6 +149,7 @@ class _Checker(SettingChecks):
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
         self.classic = pipeline.rules == "classic"
+        self._needs = NeedsChecks()
 
     def check(self) -> list[Problem]:
         """The problems of the limits if any (only those), else those of the rules."""
@@ -258,6 +261,8 @@ class _Checker(SettingChecks):
             seen.add(ident)
         yield from self._identifier(fqn, ident, type(item).__name__.lower())
         yield from self._text(fqn, "name", item.name, "R1")
+        if item.needs is not None:  # members of a parallel block waiting for siblings (D14)
+            yield from self._needs.problems(visit)
         in_group = sum(isinstance(a, StepGroup) for a in visit.ancestors)  # the groups around it
         if isinstance(item, Stage):
             yield from self._stage(item, fqn)

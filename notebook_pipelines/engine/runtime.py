@@ -19,13 +19,15 @@ request                what the rule waits for                                 r
 :class:`Acquire`       a resource shared by parallel stages (D8)              True, or False (stopped)
 :class:`Arrive`        the other participants of a barrier (R56)              None, or ``(status, error
                                                                                type, message)`` (R57, E11)
+:class:`Latch`         the needs of a parallel block's member (D14)           True, or False (stopped)
 =====================  ======================================================  ==========================
 
 While a generator waits, the scheduler keeps one small record of what it waits for — a
 :class:`~.executors.base.Job` (a body on the executor), a :class:`Sleep` (a retry interval),
 an :class:`Ask` (a manual intervention), a :class:`Queue` (a resource held by another
-stage) or a :class:`Gate` (a barrier, R56) — each with the ``scope`` it waits in, so a
-timeout, a rollback or an abort can find and settle every wait inside a scope.
+stage), a :class:`Gate` (a barrier, R56) or a :class:`Latch` (needs, D14) — each with the
+``scope`` it waits in, so a timeout, a rollback or an abort can find and settle every wait
+inside a scope.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "Execute",
     "Gate",
     "Intervene",
+    "Latch",
     "NodeRun",
     "Pause",
     "Queue",
@@ -120,8 +123,20 @@ class Arrive:
     scope: Scope
 
 
+@dataclass(slots=True)
+class Latch:
+    """A member of a parallel block waits until every member it needs has ended (D14): the
+    request (yielded while ``remaining`` needs have not ended; the rules count them down) and the
+    scheduler's record of the wait (``task``), in ``scope``. Resumed with True, or False when the
+    wait was settled (an abort, a timeout of a scope around it)."""
+
+    remaining: int
+    scope: Scope | None
+    task: Any = None
+
+
 #: what a rule's generator may yield
-Request: TypeAlias = Concurrent | Execute | Pause | Intervene | Acquire | Arrive
+Request: TypeAlias = Concurrent | Execute | Pause | Intervene | Acquire | Arrive | Latch
 _T = TypeVar("_T")
 #: a rule's generator that yields requests, is resumed with their answers and returns a ``_T``
 Yields: TypeAlias = Generator[Request, Any, _T]
@@ -234,6 +249,10 @@ class Runtime(Protocol):
 
     def release(self, key: str) -> None:
         """A stage gives back resource ``key``; the next stage queued for it starts."""
+        ...
+
+    def needs_met(self, latch: Latch) -> None:
+        """Every need of the member waiting on ``latch`` has ended (D14): it goes on."""
         ...
 
     def context(self, node: PlanNode, attempt: int) -> StepContext: ...

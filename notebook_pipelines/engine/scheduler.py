@@ -55,7 +55,7 @@ from .context import StepContext
 from .executors.base import Clock, Executor, Job, Outcome, check_executor, message_of
 from .interventions import InterventionRequest, Interventions, callable_name
 from .looping import RunView, expand
-from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Pause, Queue, Sleep
+from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Latch, Pause, Queue, Sleep
 from .scope import Scope
 from .semantics import Rules
 from .trace import Recorder, make_record
@@ -328,6 +328,8 @@ class Scheduler:
                 self.waits[task] = Queue(request.key, request.scope)
         elif isinstance(request, Arrive):
             self._gates().arrive(task, request.node, request.barrier, request.scope)
+        elif isinstance(request, Latch):  # a member of a parallel block waits for its needs (D14)
+            request.task, self.waits[task] = task, request
         else:  # pragma: no cover - programming error
             raise RuntimeError(f"unknown request {request!r}")
 
@@ -353,6 +355,12 @@ class Scheduler:
             nxt = waiting[0]
             self.waits.pop(nxt, None)
             self.ready.append((nxt, True))
+
+    def needs_met(self, latch: Latch) -> None:
+        task = latch.task
+        if task is not None and self.waits.get(task) is latch:
+            del self.waits[task]
+            self.ready.append((task, True))
 
     # -- step bodies ----------------------------------------------------------------------------
     def _exec(self, task: Task, node: PlanNode, attempt: int, scope: Scope) -> None:
@@ -491,6 +499,8 @@ class Scheduler:
             self.ready.append((task, None))
         elif isinstance(wait, Queue):
             self.resources[wait.key].remove(task)
+            self.ready.append((task, False))
+        elif isinstance(wait, Latch):
             self.ready.append((task, False))
         elif isinstance(wait, Gate):
             self._gates().settle(task, wait, status, error_type, text, self.aborted is not None)

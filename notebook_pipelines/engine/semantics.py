@@ -35,6 +35,7 @@ from ..definition.statuses import (
     ABORTED,
     EXPIRED,
     FAILED,
+    IGNORE_FAILED,
     NOT_STARTED,
     POSITIVE,
     SEVERITY,
@@ -43,7 +44,7 @@ from ..definition.statuses import (
 )
 from ..errors import ExpressionError
 from .looping import Iterations
-from .runtime import Acquire, Arrive, Concurrent, Execute, Pause
+from .runtime import Acquire, Arrive, Concurrent, Execute, Latch, Pause
 from .scope import Scope
 from .strategies import RETRY, FailureStrategies
 
@@ -110,10 +111,72 @@ class Rules:
                     self.rt.mark(items[i:], NOT_STARTED, reason, None)
                 break
             if item.kind == "parallel":
-                statuses.extend((yield Concurrent([self._node(child, scope) for child in item.items])))
+                if item.order is None:
+                    runs = [self._node(child, scope) for child in item.items]
+                else:  # members that wait for siblings (D14)
+                    runs = self._dag(item, scope)
+                statuses.extend((yield Concurrent(runs)))
             else:
                 statuses.append((yield from self._node(item, scope)))
         return statuses
+
+    # -- needs (D14): members of a parallel block that wait for siblings ------------------------
+    def _dag(self, block: PlanNode, scope: Scope) -> list[NodeRun]:
+        """The runs of a parallel block whose members have needs: all start with the block; a
+        member with needs first waits on a :class:`~.runtime.Latch` that its needs count down."""
+        members = block.items
+        latches = [Latch(len(m.needs), scope) if m.needs else None for m in members]
+        counts: list[list[Latch]] = [[] for _ in members]  # per member: the latches it counts down
+        for k, member in enumerate(members):
+            for j in member.needs:
+                counts[j].append(cast("Latch", latches[k]))
+        ended: list[str | None] = [None] * len(members)
+        return [self._member(k, members, latches[k], counts[k], ended, scope) for k in range(len(members))]
+
+    def _member(
+        self,
+        k: int,
+        members: tuple[PlanNode, ...],
+        latch: Latch | None,
+        counts: list[Latch],
+        ended: list[str | None],
+        scope: Scope,
+    ) -> NodeRun:
+        """Member ``k`` of a block with needs: waits for them (D14), runs, then counts down the
+        latches of the members that need it."""
+        node = members[k]
+        if latch is None:
+            status = yield from self._node(node, scope)
+        else:
+            if latch.remaining:
+                yield latch  # resumed when the last need ends (or the wait is settled)
+            status = yield from self._after_needs(node, members, ended, scope)
+        ended[k] = status
+        for waiting in counts:
+            waiting.remaining -= 1
+            if waiting.remaining == 0:
+                self.rt.needs_met(waiting)
+        return status
+
+    def _after_needs(
+        self, node: PlanNode, members: tuple[PlanNode, ...], ended: list[str | None], scope: Scope
+    ) -> NodeRun:
+        """D14: every need has ended. Stopped meanwhile: NotStarted; with the default condition
+        (``Success``) and a need that did not succeed (IgnoreFailed counts as success): Skipped,
+        naming it; else the node runs, its own condition deciding as usual."""
+        reason = self.rt.stop_reason(scope)
+        if reason is not None:
+            self.rt.mark((node,), NOT_STARTED, reason, None)
+            return NOT_STARTED
+        when = node.when
+        if when is None or when.status == "Success":
+            for j in node.needs:
+                if ended[j] not in _NEED_MET:
+                    why = f"its need {members[j].fqn} ended {ended[j]} (needs, D14)"
+                    self.rt.mark((node,), SKIPPED, why, self.rt.now())
+                    return SKIPPED
+        status: str = yield from self._node(node, scope)
+        return status
 
     def _node(self, node: PlanNode, scope: Scope) -> NodeRun:
         if node.strategy is not None:
@@ -421,6 +484,10 @@ class Rules:
             return Outcome(SUCCESS, start, self.rt.now(), "barrier")
         status, error_type, message = result
         return Outcome(status, start, self.rt.now(), "barrier", error_type, message)
+
+
+#: what a need may end with for its waiter to run under the default condition (D14)
+_NEED_MET = frozenset({SUCCESS, IGNORE_FAILED})
 
 
 def _truthy(value: Any) -> bool:

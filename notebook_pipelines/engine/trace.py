@@ -44,7 +44,8 @@ after         object                    tuple of the fqns of the nodes this node
 
 ``after`` holds the edges that decided the run's timing. For ``run()`` and ``simulate()`` it
 comes from the plan's structure: a node in serial position ``k`` of its container waited for
-the item before it (every branch of a parallel block before it); the first item of a list,
+the item before it (every branch of a parallel block before it), a member of a parallel block
+with ``needs`` for the members it needs (D14); the first item of a list,
 an item of a parallel block that opens a list and a looping iteration wait for nothing but
 their parent's start (``()``). Loaders fill it from what the source knows: the Harness graph's
 order (as above), a GitHub workflow's ``needs``, a GitLab job's needs or previous stage. The
@@ -222,7 +223,10 @@ def _after_column(nodes: Any, roots: Any, offset: int = 0) -> Any:
             for item in seq:
                 members = item.items if item.kind == "parallel" else (item,)
                 for member in members:
-                    values[member.index - offset] = previous
+                    # a member with needs waited for them (D14), not for the item before its block
+                    values[member.index - offset] = (
+                        tuple(members[j].fqn for j in member.needs) if member.needs else previous
+                    )
                     if member.items or member.rollback:
                         stack.append(member)
                 previous = (item.fqn,) if item.kind != "parallel" else tuple(m.fqn for m in members)

@@ -27,14 +27,15 @@ stream. A batch therefore replays *as a batch* (same seed and runs → the same 
 by run; with constant durations (or ``durations=`` a history, whose runs are drawn by index)
 both paths agree run for run.
 
-DAGs: a plan is series-parallel (Harness layouts are), so the reduction above is its longest
-path. The one DAG the package knows is a CI history's (GitHub/GitLab ``needs``), which
-:func:`~notebook_pipelines.formats.history_tools.pipeline_from_history` lays out by levels,
-keeping the edges in ``pipeline.extra["needs"]``. Neither path honours those edges: the
-scheduler has no ``needs`` semantics, so both time the level layout (a node waits for its whole
-previous level, not only for what it needs: an upper bound on the runs' timing), and a longest
-path over the edges here alone would disagree with it. The timing analyses of a *run* follow
-its trace's ``after`` column instead (``critical_path``, ``slack``).
+DAGs (D14): a parallel block whose members have ``needs`` is a DAG inside the block. Its
+members are timed in a topological order (the plan's ``order``): a member starts at the max of
+the block's start and the ends of its needs (``np.maximum``, the exact float the scheduler's
+virtual clock jumps to: the last need's end), a member whose need was skipped is skipped
+there (default condition), and the block ends with the max of its members' ends — the longest
+path over the needs edges, exactly as the scheduler times it
+(``tests/test_vectorised.py`` draws random needs DAGs inside the blocks of its random
+pipelines). A CI history's DAG (GitHub/GitLab ``needs``) is such a block:
+:func:`~notebook_pipelines.formats.history_tools.pipeline_from_history` lays it out so.
 """
 
 from __future__ import annotations
@@ -207,6 +208,15 @@ class Batch:
             block_end = np.max([self.end[c.index] for c in ran], axis=0)
             for child in ran:
                 crit[child.index] = mine & (self.end[child.index] == block_end)
+            if item.kind == "parallel" and item.order is not None:  # needs (D14): back along them
+                for k in reversed(item.order):
+                    waiter = children[k]
+                    for j in waiter.needs:
+                        need = children[j]
+                        if self.status[need.index] == "Success" and self.status[waiter.index] == "Success":
+                            binding = self.end[need.index] == self.start[waiter.index]
+                            crit[need.index] |= crit[waiter.index] & binding
+            for child in ran:
                 if child.items:
                     self._critical(child, crit)
 
@@ -252,7 +262,10 @@ def _container(node: Any, t: Any, out: Batch, durations: dict[int, Any], np: Any
     out.status[i] = "Success"
     for item in node.items:
         if item.kind == "parallel":
-            ends = [_node(child, t, out, durations, np) for child in item.items]
+            if item.order is None:
+                ends = [_node(child, t, out, durations, np) for child in item.items]
+            else:
+                ends = _dag(item, t, out, durations, np)
             t = ends[0] if len(ends) == 1 else np.maximum.reduce(ends)
         else:
             t = _node(item, t, out, durations, np)
@@ -260,14 +273,38 @@ def _container(node: Any, t: Any, out: Batch, durations: dict[int, Any], np: Any
     return t
 
 
+def _dag(block: Any, t: Any, out: Batch, durations: dict[int, Any], np: Any) -> list[Any]:
+    """The ends of a parallel block's members with needs (D14), entered at ``t``: in a
+    topological order, each starts at the max of ``t`` and its needs' ends; with the default
+    condition, a member whose need was skipped is skipped at that time (as the scheduler does)."""
+    members = block.items
+    ends: list[Any] = [None] * len(members)
+    for k in block.order:
+        member = members[k]
+        start = t
+        for j in member.needs:
+            start = np.maximum(start, ends[j])
+        when = member.when
+        default = when is None or when.status == "Success"
+        if default and any(out.status[members[j].index] != "Success" for j in member.needs):
+            ends[k] = _skipped(member, start, out)
+        else:
+            ends[k] = _node(member, start, out, durations, np)
+    return ends
+
+
+def _skipped(node: Any, t: Any, out: Batch) -> Any:
+    for below in node.walk():
+        out.start[below.index] = t
+        out.end[below.index] = t
+        out.status[below.index] = "Skipped"
+    return t
+
+
 def _node(node: Any, t: Any, out: Batch, durations: dict[int, Any], np: Any) -> Any:
     when = node.when
     if when is not None and when.status == "Failure":  # nothing fails in a batch: skipped (R28)
-        for below in node.walk():
-            out.start[below.index] = t
-            out.end[below.index] = t
-            out.status[below.index] = "Skipped"
-        return t
+        return _skipped(node, t, out)
     if node.kind == "step":
         i = node.index
         out.start[i] = t

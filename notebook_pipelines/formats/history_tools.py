@@ -4,10 +4,15 @@
 layout, through :func:`~.harness_executions.pipeline_from_execution`) with each step's
 duration measured across all runs (the median of its last attempts), so ``simulate``,
 ``what_if``, ``suggest_layout`` and the pictures work on it. Where the runs' ``after``
-edges (GitHub/GitLab ``needs``) form a DAG that no Harness layout expresses, the pipeline is
-laid out by levels (a node's depth in the DAG) and keeps the edges in
-``pipeline.extra["needs"]`` (``{fqn: [fqns it needs]}``); its description and its picture's
-title say so.
+edges (GitHub/GitLab ``needs``) form a DAG that no serial/parallel layout expresses, the nodes
+become one parallel block whose members carry their ``needs`` (D14: each starts when what it
+needs has ended), which ``simulate``, ``monte_carlo`` and ``what_if`` honour: GitHub's jobs
+(stages) one block of stages; GitLab's jobs, whose needs cross its stages, one block of steps in
+one stage (``jobs``). The edges are kept in ``pipeline.extra["needs"]`` too
+(``{fqn in the history: [fqns it needs]}``); the description says which form was taken. Where
+the edges cannot be given that form (an edge not known for every sibling, identifiers that
+collide once merged), the pipeline is laid out by levels (a node's depth in the DAG: an upper
+bound on the timing), and its description and picture's title say so.
 
 :func:`load_harness_insights` reads the Pipeline Insights "Step Executions" CSV export: per
 step execution, durations and statuses without the graph.
@@ -92,12 +97,97 @@ def pipeline_from_history(history: pd.DataFrame, *, run: str | None = None, id: 
     if needs:
         edges = sum(len(v) for v in needs.values())
         pipeline.extra = {**(pipeline.extra or {}), "needs": needs}
-        description += (
-            f"; its needs form a DAG no Harness layout expresses: laid out by levels, its {edges} edges "
-            "kept in pipeline.extra['needs']"
-        )
+        form = _lay_out_needs(pipeline, rows, needs)
+        if form is None:
+            description += (
+                f"; its needs form a DAG no Harness layout expresses: laid out by levels (an upper bound on "
+                f"its timing), its {edges} edges kept in pipeline.extra['needs']"
+            )
+        else:
+            description += (
+                f"; its needs form a DAG: {form}, each member carrying its needs (honoured by simulate and "
+                f"monte_carlo, D14); its {edges} edges also in pipeline.extra['needs']"
+            )
     pipeline.description = description
     return pipeline
+
+
+def _lay_out_needs(pipeline: Any, rows: pd.DataFrame, needs: dict[str, list]) -> str | None:
+    """Give the DAG of ``needs`` the form of D14 (see the module notes); how it was laid out, or
+    None (left by levels) when it cannot be."""
+    from ..definition.model import Stage
+
+    nodes = {visit.fqn: visit for visit in pipeline.walk()}
+    if any(f not in nodes for f, ns in needs.items() for f in (f, *ns)):
+        return None
+    first = rows.drop_duplicates("fqn")
+    after = dict(zip(first["fqn"].astype(str), first["after"]))
+
+    def parent(fqn: str) -> Any:
+        return nodes[fqn].parent
+
+    if all(parent(n) is parent(f) for f, ns in needs.items() for n in ns):
+        containers = list({id(parent(f)): parent(f) for f in needs}.values())
+        if not all(_can_be_one_block(_members(c.items), nodes, after) for c in containers):
+            return None
+        for container in containers:  # the needs stay among siblings: each list one block
+            _one_block(container, _members(container.items), nodes, after)
+        kinds = sorted({_kind_name(m) for c in containers for m in _members(c.items)})
+        return f"each list one parallel block of {' and '.join(kinds)}"
+    stages = list(pipeline.stages)  # GitLab: jobs (steps of stages) whose needs cross stages
+    jobs = [m for s in stages for m in _members(getattr(s, "items", ()))]
+    ids = [getattr(m, "id", None) for m in jobs]
+    if (
+        not all(isinstance(s, Stage) and not s.rollback_items for s in stages)
+        or not all(id(parent(f)) in set(map(id, stages)) for f, ns in needs.items() for f in (f, *ns))
+        or len(set(ids)) != len(ids)
+        or not _can_be_one_block(jobs, nodes, after)
+    ):
+        return None
+    merged = Stage("jobs", name=f"jobs of the stages {', '.join(s.id for s in stages)}")
+    _one_block(merged, jobs, nodes, after)
+    pipeline.stages = [merged]
+    return (
+        "its stages merged into one stage (jobs): one parallel block of its jobs (their needs cross stages)"
+    )
+
+
+def _members(items: Any) -> list:
+    from ..definition.model import Parallel
+
+    return [m for item in items for m in (item.items if isinstance(item, Parallel) else (item,))]
+
+
+def _kind_name(node: Any) -> str:
+    return {"Stage": "stages", "StepGroup": "step groups"}.get(type(node).__name__, "steps")
+
+
+def _edges(members: list, nodes: dict, after: dict) -> list | None:
+    """Per member, the identifiers of the members it waited for; None when an edge is unknown or
+    names a node outside ``members``."""
+    fqn_of = {id(v.node): f for f, v in nodes.items()}
+    ids = {fqn_of.get(id(m)): m.id for m in members}
+    out = []
+    for member in members:
+        edges = after.get(fqn_of.get(id(member)))
+        if edges is None or isinstance(edges, float) or any(e not in ids for e in edges):
+            return None
+        out.append([ids[e] for e in edges] or None)
+    return out
+
+
+def _can_be_one_block(members: list, nodes: dict, after: dict) -> bool:
+    return _edges(members, nodes, after) is not None
+
+
+def _one_block(container: Any, members: list, nodes: dict, after: dict) -> None:
+    """Lay ``container``'s execution list out as one parallel block of ``members``, each with the
+    identifiers of the members it waited for as ``needs`` (D14)."""
+    from ..definition.model import Parallel
+
+    for member, wants in zip(members, _edges(members, nodes, after) or []):
+        member.needs = wants
+    container.items = [Parallel(members)]
 
 
 def _run_rows(history: pd.DataFrame, run: str | None) -> pd.DataFrame:

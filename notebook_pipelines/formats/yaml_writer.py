@@ -3,7 +3,8 @@
 The same shape the reader reads (:mod:`.yaml_reader`): the Harness spelling of every action and
 condition, multi-line scripts as literal blocks, no anchors. What has no Harness YAML form — a
 Python body, a simulated ``duration``, step ``inputs``/``outputs``/``variables``, a ``resource``
-the infrastructure does not imply, a callable condition — is left out with one warning.
+the infrastructure does not imply, a callable condition, ``needs`` (D14) — is left out with one
+warning.
 
 It stands on the model (:mod:`~notebook_pipelines.definition.model`, ``failure``, ``looping``
 for the YAML form of each setting), ``depth_problems`` (checked before writing) and
@@ -254,6 +255,11 @@ class _Writer:
         return out
 
     def settings(self, out: dict, node: Any, fqn: str, status_key: str, timeout: bool = True) -> None:
+        if node.needs:  # D14: GitHub/GitLab's, not Harness's
+            self.drop(
+                fqn,
+                f"needs={short(node.needs)} (Harness has no needs: there the node starts with its block)",
+            )
         if node.failure_strategies is not None:
             if isinstance(node.failure_strategies, str) and node.failure_strategies not in ACTION_TYPES:
                 out["failureStrategies"] = node.failure_strategies  # a runtime input such as <+input>

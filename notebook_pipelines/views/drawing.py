@@ -200,7 +200,9 @@ class Drawing:
                 continue
             join = f"{owner}_{'r' if rollback else ''}p{item.block}"
             members = item.items if self.summary is None else _shortened(item.items)
-            if all(child.kind in ("step", "more") for child in members):
+            if item.order is not None and self.summary is None:  # members with needs (D14)
+                exits = self._dag(graph, item, prev, join, rollback)
+            elif all(child.kind in ("step", "more") for child in members):
                 with graph.subgraph() as row:
                     row.attr(rank="same")
                     exits = [self.item(row, child, prev, rollback) for child in members]
@@ -211,6 +213,25 @@ class Drawing:
                 self.edge(tail, join, rollback)
             prev = join
         return prev
+
+    def _dag(self, graph: Any, block: PlanNode, prev: str, join: str, rollback: bool) -> list[str]:
+        """A parallel block whose members have needs (D14): a member without needs follows
+        ``prev``; one with a need follows it (with several, a dot they all lead to); the exits of
+        the members nothing in the block needs, which the block's join follows."""
+        members, exits = block.items, [""] * len(block.items)
+        needed = {j for member in members for j in member.needs}
+        for k in block.order:
+            member = members[k]
+            before = prev
+            if len(member.needs) == 1:
+                before = exits[member.needs[0]]
+            elif member.needs:
+                before = f"{join}_n{k}"
+                _point(graph, before, f"{member.fqn} needs {len(member.needs)} members")
+                for j in member.needs:
+                    self.edge(exits[j], before, rollback)
+            exits[k] = self.item(graph, member, before, rollback)
+        return [exits[k] for k in range(len(members)) if k not in needed]
 
     def item(self, graph: Any, node: PlanNode, prev: str, rollback: bool, looped: bool = True) -> str:
         """Draw one step, step group or stage after ``prev``; return its exit id."""

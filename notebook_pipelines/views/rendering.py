@@ -197,6 +197,8 @@ def render(
     plan = _plan_to_draw(pipeline_or_plan)
     info = outcomes(trace) if not history else {}
     fills, scale, notes = _overlay(trace, info, color_by, bool(history))
+    if history:
+        fills, notes = _matched_by_id(plan, fills), _matched_by_id(plan, notes)
     root = plan.root
     expand = iterations == "expand" and trace is not None and len(trace)
     drawn = len(plan.nodes) - 1 + (int(trace["iteration"].notna().sum()) if expand else 0)
@@ -226,6 +228,22 @@ def render(
         stack_legend(graph)
     drawing.add_edges(graph)
     return graph
+
+
+def _matched_by_id(plan: Plan, figures: dict[str, Any]) -> dict[str, Any]:
+    """A history's figures (by FQN), and for each plan node whose FQN the history lacks, those of
+    the one measured node its id names, as ``durations=`` matches steps (a GitLab job that
+    ``pipeline_from_history`` moved into one stage with its needs, D14)."""
+    by_id: dict[str, list[str]] = {}
+    for fqn in figures:
+        if fqn:
+            by_id.setdefault(fqn.rsplit(".", 1)[-1], []).append(fqn)
+    out = dict(figures)
+    for node in plan.nodes:
+        found = by_id.get(node.id, ()) if node.fqn not in out and node.kind != "pipeline" else ()
+        if len(found) == 1:
+            out[node.fqn] = figures[found[0]]
+    return out
 
 
 def _check_render_options(direction: str, color_by: str, trace: Any, iterations: str) -> None:
@@ -263,9 +281,17 @@ def _default_title(plan: Plan, info: dict[str, Outcome], history: Any, notes: di
     if history is not None:  # one fact a line: a long title widens the whole picture
         title += f" — {history['run_id'].nunique()} runs" + (f"\n{notes['']}" if "" in notes else "")
     needs = (getattr(plan.pipeline, "extra", None) or {}).get("needs")
-    if needs:  # a DAG no layout expresses (nbp.pipeline_from_history): say how it is drawn
+    if needs and not any(n.order is not None for n in _blocks(plan)):  # needs not laid out as D14's
         title += f"\nits needs form a DAG: drawn by levels ({len(needs)} nodes' needs in extra['needs'])"
     return title
+
+
+def _blocks(plan: Plan) -> Any:
+    """The parallel blocks of ``plan``."""
+    for node in plan.nodes:
+        for item in (*node.items, *node.rollback):
+            if item.kind == "parallel":
+                yield item
 
 
 def _summary_title(plan: Plan, title: str, summary: str) -> str:
@@ -358,18 +384,20 @@ def outline(pipeline_or_plan: Any, trace: pd.DataFrame | None = None) -> str:
 def _outline(plan: Plan, info: dict[str, Outcome], limit: int | None = None) -> str:
     rows: list[tuple[str, str]] = []
 
-    def visit(node: PlanNode, depth: int) -> None:
+    def visit(node: PlanNode, depth: int, block: tuple[PlanNode, ...] = ()) -> None:
         if limit is not None and len(rows) > limit:
             return
         pad = "  " * depth
         if node.kind == "parallel":
             rows.append((f"{pad}parallel", ""))
             for child in node.items:
-                visit(child, depth + 1)
+                visit(child, depth + 1, node.items)
             return
         name = node.id if node.name == node.id else f'{node.id} "{node.name}"'
         if node.strategy is not None:
             name += f" [⟳ {loop_badge(node.strategy)}]"
+        if node.needs:  # D14: the members of its block it waits for
+            name += f" (needs {', '.join(block[j].id for j in node.needs)})"
         outcome = info.get(node.fqn)
         rows.append((f"{pad}{node.kind} {name}", outcome.summary() if outcome else ""))
         for item in node.items or ():

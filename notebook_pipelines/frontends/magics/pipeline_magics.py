@@ -388,6 +388,7 @@ class PipelineMagics(Magics):
     @argument("--timeout", help="stage timeout, e.g. 30m")
     @argument("--type", help="Harness stage type (Custom, Deployment, CI…)")
     @argument("--resource", help="resource key: parallel stages with the same key do not overlap")
+    @argument("--needs", metavar="a,b", help="stages of its parallel block it waits for (D14)")
     @no_var_expand
     @line_magic
     def stage(self, line: str = "") -> None:
@@ -400,6 +401,7 @@ class PipelineMagics(Magics):
           %stage build
           %stage deploy_eu --when "<+pipeline.variables.env> == 'prod'"
           %stage deploy_us --parallel-with deploy_eu
+          %stage docs --parallel-with deploy_eu --needs deploy_eu
         """
         args = parse_line(self.stage, line)
         p = self._pipeline()
@@ -412,6 +414,7 @@ class PipelineMagics(Magics):
             timeout=checked_duration(args.timeout, "--timeout"),
             type=args.type,
             resource=args.resource,
+            needs=_names(args.needs, "--needs"),
         )
         self.stages[self.current] = args.id
         print(message)
@@ -477,6 +480,7 @@ class PipelineMagics(Magics):
     @argument("--retry-interval", metavar="T", help="wait between retries, e.g. 10s")
     @argument("--outputs", metavar="a,b", help="names the body assigns, exported as output variables")
     @argument("--duration", help="how long simulate() takes for this step, e.g. 5s")
+    @argument("--needs", metavar="a,b", help="steps of its parallel block it waits for (D14)")
     @no_var_expand
     @cell_magic
     def step(self, line: str, cell: str) -> None:
@@ -492,6 +496,9 @@ class PipelineMagics(Magics):
 
           %%step unit --group tests --parallel-with lint --retry 2 --timeout 30s --outputs coverage
           coverage = run_unit_tests()
+
+        ``--needs a,b`` (with ``--parallel-with``): the members of its parallel block it waits for
+        (it starts when they have ended, not with the block; D14).
         """
         args = parse_line(self.step, line)
         name, p, current = self._target(args.stage)
@@ -531,11 +538,23 @@ class PipelineMagics(Magics):
             timeout=checked_duration(args.timeout, "--timeout"),
             duration=checked_duration(args.duration, "--duration"),
             outputs=outputs,
+            needs=_names(args.needs, "--needs"),
         )
         hint = elsewhere_hint(p, container, step) if not (args.stage or args.group) else ""
         message = define_step(p, container, step, parallel_with=args.parallel_with, rollback=args.rollback)
         self._remember(name, p, container)
         print(message + hint)
+
+
+def _names(text: str | None, option: str) -> list[str] | None:
+    """``a,b`` → ``["a", "b"]`` (None when not given); each must be an identifier."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if not n.replace("$", "_").isidentifier():
+            raise UsageError(f"{option}: `{n}` is not an identifier")
+    return names or None
 
 
 def load_ipython_extension(ipython: Any) -> None:
