@@ -33,7 +33,6 @@ generator is never killed half-way; the run then drains to a complete trace and 
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import queue
@@ -53,6 +52,7 @@ from .barriers import Barriers
 from .clocks import RealClock, Timer
 from .context import StepContext
 from .executors.base import Clock, Executor, Job, Outcome, check_executor, message_of
+from .idle import next_event
 from .interventions import InterventionRequest, Interventions, callable_name
 from .looping import RunView, expand
 from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Latch, Pause, Queue, Sleep
@@ -64,14 +64,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..definition.looping import Iteration
     from .runtime import NodeRun, Yields
 
-__all__ = ["IDLE_AFTER", "WAKE_EVERY", "Scheduler", "Task"]
+__all__ = ["WAKE_EVERY", "Scheduler", "Task"]
 
 #: The main thread waits in slices this long, so that a Ctrl-C or ``_thread.interrupt_main()``
 #: is seen within it even while nothing happens (an event wakes the loop at once, whatever it).
 WAKE_EVERY = 0.1
-#: The loop does its ``idle`` work once nothing has happened for this long (not at once: the
-#: workers it just woke would wait for the interpreter behind it).
-IDLE_AFTER = 0.001
 
 
 class Task:
@@ -144,9 +141,7 @@ class Scheduler:
         self.status: str | None = None
         self.done = False
         self._loop_thread: int | None = None
-        #: work for the loop's idle moments (a real run's trace columns known before its end):
-        #: each called once, when nothing has happened for ``IDLE_AFTER`` seconds
-        self.idle: list[Callable[[], Any]] = []
+        self.idle: list[Callable[[], Any]] = []  # work made while the loop waits (.idle)
         #: the runs this one is nested in, outermost first: (pipeline id, where it was started)
         self.chain: tuple[tuple[str, str], ...] = ()
 
@@ -203,7 +198,6 @@ class Scheduler:
         ready, timers, clock, advance = self.ready, self.timers, self.clock, self._advance
         now, pop, heappop = clock.now, ready.popleft, heapq.heappop
         flush = getattr(self.executor, "flush", None)  # an executor may take jobs in batches
-        idle, nothing_posted = self.idle, self.inbox.empty
         while True:
             while ready:
                 if self.sigint and not self.interrupted:
@@ -220,15 +214,7 @@ class Scheduler:
                     timer.active = False
                     timer.fn(timer.arg)
                 continue
-            due = timers[0][0] if timers else None
-            if idle and nothing_posted() and (due is None or now() + IDLE_AFTER < due):
-                item = clock.wait(self.inbox, now() + IDLE_AFTER)
-                if item is None:  # a quiet moment: work made early (what fails is made again later)
-                    with contextlib.suppress(Exception):
-                        idle.pop(0)()
-                    continue
-            else:
-                item = clock.wait(self.inbox, due)
+            item = next_event(clock, self.inbox, timers[0][0] if timers else None, self.idle)
             if item is not None:
                 item[0](item[1])
             if self.sigint and not self.interrupted:
