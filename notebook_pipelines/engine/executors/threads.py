@@ -191,6 +191,7 @@ class WorkerPool:
         self._queue: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
         self._free = 0  # workers waiting for work with no job reserved for them
         self._waiting = 0  # jobs queued with no worker reserved for them (see submit_many)
+        self._taken = 0  # waiting jobs taken by workers that finished (progress, _until_taken)
         self._workers: set[threading.Thread] = set()
         self._names = itertools.count()
 
@@ -244,12 +245,12 @@ class WorkerPool:
         try:
             while True:
                 with self._lock:
-                    waiting = self._waiting
+                    waiting, taken = self._waiting, self._taken
                 if not waiting:
                     return
                 time.sleep(0)  # the busy workers' chance to finish and take a waiting job
                 with self._lock:
-                    new = self._grow(grow) if self._waiting == waiting else []  # none did
+                    new = self._grow(grow) if self._taken == taken else []  # none did
                 if new:
                     self._start(new)
                     grow *= 2
@@ -289,7 +290,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue = queue.SimpleQueue()
-        self._free = self._waiting = 0
+        self._free = self._waiting = self._taken = 0
         self._workers = set()
 
     def detach(self, thread: threading.Thread, label: str) -> None:
@@ -319,6 +320,7 @@ class WorkerPool:
                     detached = me not in self._workers  # it ran a body that was told to stop
                     if not detached and self._waiting:  # a job waits for a worker: this one takes it
                         self._waiting -= 1
+                        self._taken += 1
                     elif not detached:
                         self._free += 1
                 if then is not None:
