@@ -214,8 +214,8 @@ class WorkerPool:
     def submit(self, fn: Callable[[], Any]) -> None:
         """Run ``fn()`` on a free worker, or on a new one when none is free (:meth:`submit_many`).
 
-        If ``fn`` returns a callable, the worker calls it once it counts as free again (a
-        report sent after that finds the worker free: nothing is busy once a run has ended).
+        If ``fn`` returns a callable, the worker calls it once it counts as free again or has
+        taken a waiting job (nothing of a run is busy once its last report has been sent).
         """
         self.submit_many([fn])
 
