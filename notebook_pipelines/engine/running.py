@@ -21,7 +21,7 @@ from . import registry
 from .clocks import RealClock
 from .executors.base import Clock, Executor, Job, check_executor
 from .scheduler import Scheduler
-from .trace import build_trace
+from .trace import build_trace, start_trace
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .interventions import InterventionRequest
 
 __all__ = [
+    "EARLY_TRACE_LIMIT",
     "MAX_NESTED_RUNS",
     "MAX_SUMMARY_LINES",
     "Prepared",
@@ -52,6 +53,10 @@ MAX_NESTED_RUNS = 8
 _RUNNING: set[Scheduler] = set()
 #: The most failure lines a run's summary lists (the trace has them all).
 MAX_SUMMARY_LINES = 30
+#: A real run of at most this many nodes makes its trace's static columns while its loop waits
+#: for bodies (≈1 µs a node), not after the last body; a larger one keeps its loop free for
+#: timeouts and completions and makes them at the end.
+EARLY_TRACE_LIMIT = 5_000
 
 
 def last_trace() -> pd.DataFrame | None:
@@ -162,6 +167,9 @@ def execute(
         loop_counts=loop_counts,
     )
     key = registry.remember(scheduler.run_id, plan)  # known while it runs (a handle's partial trace)
+    ready: dict[str, Any] = {}  # the trace's columns known before the end, made while bodies run
+    if isinstance(clock, RealClock) and len(plan.nodes) <= EARLY_TRACE_LIMIT:
+        scheduler.idle.append(lambda: ready.update(start_trace(plan, scheduler.run_id)))
     if chain is not None:
         scheduler.chain = chain
         _RUNNING.add(scheduler)
@@ -170,7 +178,9 @@ def execute(
     finally:
         _RUNNING.discard(scheduler)
     scheduler.fill_not_started()
-    trace = build_trace(plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra)
+    trace = build_trace(
+        plan, scheduler.recorder.rows, scheduler.run_id, clock.epoch_ns, scheduler.extra, ready or None
+    )
     _LAST[0] = trace
     registry.stamp(trace, key)
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)

@@ -52,6 +52,7 @@ from .barriers import Barriers
 from .clocks import RealClock, Timer
 from .context import StepContext
 from .executors.base import Clock, Executor, Job, Outcome, check_executor, message_of
+from .idle import next_event
 from .interventions import InterventionRequest, Interventions, callable_name
 from .looping import RunView, expand
 from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Latch, Pause, Queue, Sleep
@@ -139,6 +140,7 @@ class Scheduler:
         self.status: str | None = None
         self.done = False
         self._loop_thread: int | None = None
+        self.idle: list[Callable[[], Any]] = []  # work made while the loop waits (.idle)
         #: the runs this one is nested in, outermost first: (pipeline id, where it was started)
         self.chain: tuple[tuple[str, str], ...] = ()
 
@@ -211,7 +213,7 @@ class Scheduler:
                     timer.active = False
                     timer.fn(timer.arg)
                 continue
-            item = clock.wait(self.inbox, timers[0][0] if timers else None)
+            item = next_event(clock, self.inbox, timers[0][0] if timers else None, self.idle)
             if item is not None:
                 item[0](item[1])
             if self.sigint and not self.interrupted:
@@ -279,8 +281,7 @@ class Scheduler:
             job.timer.active = False
         self.ready.append((job.task, outcome))
 
-    def _completed(self, item: tuple[Job, Outcome]) -> None:
-        """:meth:`complete`, handed over to the loop's thread."""
+    def _completed(self, item: tuple[Job, Outcome]) -> None:  # complete(), on the loop's thread
         self.complete(*item)
 
     def _advance(self, task: Task, value: Any) -> None:
@@ -316,11 +317,10 @@ class Scheduler:
                 self.ready.append((task, []))
                 return
             task.pending, task.results = len(gens), [None] * len(gens)
-            ready, new = self.ready, _new_task  # a Task per child without a frame: one per step
-            for i, gen in enumerate(gens):
-                child = new(Task)
+            for i, gen in enumerate(gens):  # a Task per child without __init__'s frame: one per step
+                child = _new_task(Task)
                 child.gen, child.parent, child.index, child.pending = gen, task, i, 0
-                ready.append((child, None))
+                self.ready.append((child, None))
         elif isinstance(request, Pause):
             timer = self.call_at(self.clock.now() + request.seconds, self._wake, task)
             self.waits[task] = Sleep(timer, request.scope)

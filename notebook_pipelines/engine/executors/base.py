@@ -152,6 +152,8 @@ class Job:
         dict). Any other value a body returns is ignored, with a warning naming the step."""
         ctx = self.ctx
         result = call_body(self.node, ctx, self.namespace, self.spec)
+        if result is None and not ctx.outputs:
+            return None  # the common case: no outputs
         refuse_unrun(result)
         outputs = dict(ctx.outputs)
         if isinstance(result, dict):

@@ -4,9 +4,12 @@ Design
 ------
 **The pool** (:class:`WorkerPool`, one per process by default) keeps worker threads between
 runs, since a kernel runs many pipelines. Every job is handed to a worker that is free at that
-moment, or to a new one: a free worker is *reserved* for each job as it is queued (``_free``
-counts workers waiting with no job reserved for them), so a job never waits behind a busy
-worker, and the pool grows exactly to the widest moment. A worker that has waited
+moment (a free worker is *reserved* for each job as it is queued; ``_free`` counts workers
+waiting with no job reserved for them), to a busy one that finishes first, or to a new one: a
+job with no free worker waits (``_waiting``) while the submitting thread yields, and gets a new
+worker if none finished meanwhile (see :meth:`WorkerPool.submit_many`). A burst of short
+bodies thus reuses a few workers; bodies that take time each get their own, so the pool grows
+to the widest moment. A worker that has waited
 ``idle_timeout`` seconds with nothing to do leaves, so the pool shrinks when the kernel is idle.
 Waiting is a blocking queue read: no polling. Workers are daemon threads and an ``atexit`` hook
 lets the idle ones go, so none is left when the interpreter exits.
@@ -187,6 +190,8 @@ class WorkerPool:
         self._changed = threading.Condition(self._lock)  # notified when a worker comes or goes
         self._queue: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
         self._free = 0  # workers waiting for work with no job reserved for them
+        self._waiting = 0  # jobs queued with no worker reserved for them (see submit_many)
+        self._taken = 0  # waiting jobs taken by workers that finished (progress, _until_taken)
         self._workers: set[threading.Thread] = set()
         self._names = itertools.count()
 
@@ -204,48 +209,88 @@ class WorkerPool:
     def busy(self) -> int:
         """Workers running a job."""
         with self._lock:
-            return len(self._workers) - self._free - self._queue.qsize()
+            return len(self._workers) - self._free - (self._queue.qsize() - self._waiting)
 
     def submit(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn()`` on a free worker, or on a new one when none is free.
+        """Run ``fn()`` on a free worker, or on a new one when none is free (:meth:`submit_many`).
 
-        If ``fn`` returns a callable, the worker calls it once it counts as free again (a
-        report sent after that finds the worker free: nothing is busy once a run has ended).
+        If ``fn`` returns a callable, the worker calls it once it counts as free again or has
+        taken a waiting job (nothing of a run is busy once its last report has been sent).
         """
-        if self._free == 0 and self._workers:
-            # Before growing, give the busy workers one chance to finish (a thread switch costs
-            # microseconds, a new thread a hundred): a burst of short bodies then reuses workers.
-            time.sleep(0)
-        with self._lock:
-            if self._free > 0:
-                self._free -= 1
-            else:
-                thread = threading.Thread(
-                    target=self._work, name=f"{WORKER_PREFIX}-{next(self._names)}", daemon=True
-                )
-                self._workers.add(thread)
-                thread.start()
-            self._queue.put(fn)
+        self.submit_many([fn])
 
     def submit_many(self, fns: list[Callable[[], Any]]) -> None:
-        """:meth:`submit` each of ``fns``, in order; those that free workers can take are handed
-        over at once, under one lock (a parallel block's jobs wake their workers back to back,
-        after the scheduler has made them all, instead of one by one while it makes them)."""
+        """Run each of ``fns`` on a worker of its own, in order (see :meth:`submit`). All are
+        queued under one lock in one C loop (a parallel block's jobs wake their free workers
+        back to back); a job with no free worker *waits* for the first busy worker that
+        finishes, or a new one (:meth:`_until_taken`): a burst of short bodies reuses a few
+        workers, handed jobs in rounds, and long ones each get their own."""
         with self._lock:
             taken = min(self._free, len(fns))
             self._free -= taken
-            # one C loop, no bytecode between the puts: the woken workers cannot take the
-            # interpreter from this thread half-way through the batch
-            deque(map(self._queue.put, fns[:taken]), maxlen=0)
-        for fn in fns[taken:]:
-            self.submit(fn)
+            self._waiting += len(fns) - taken
+            # no bytecode between the puts: woken workers cannot take the interpreter from
+            # this thread half-way through the batch
+            deque(map(self._queue.put, fns), maxlen=0)
+            new = self._grow(1) if self._waiting and not self._workers else []  # none could finish
+        self._start(new)
+        if self._waiting:
+            self._until_taken()
+
+    def _until_taken(self) -> None:
+        """Yield until no job waits (a busy worker that finishes takes one, see ``_work``); after
+        a yield in which none did, new workers: one, then twice as many after each such yield in
+        a row (one unlucky yield among short bodies adds one worker, not one per job)."""
+        grow = 1
+        try:
+            while True:
+                with self._lock:
+                    waiting, taken = self._waiting, self._taken
+                if not waiting:
+                    return
+                time.sleep(0)  # the busy workers' chance to finish and take a waiting job
+                with self._lock:
+                    new = self._grow(grow) if self._taken == taken else []  # none did
+                if new:
+                    self._start(new)
+                    grow *= 2
+                else:  # some did: they may take the rest
+                    grow = 1
+        except BaseException:  # an interrupt in the yield: no job is left without a worker
+            with self._lock:
+                new = self._grow(self._waiting)
+            self._start(new)
+            raise
+
+    def _grow(self, count: int) -> list[threading.Thread]:
+        """New workers for ``count`` waiting jobs (under the lock), started by :meth:`_start`
+        once the lock is let go (a finishing worker need not wait for thread starts)."""
+        count = min(count, self._waiting)
+        new = [
+            threading.Thread(target=self._work, name=f"{WORKER_PREFIX}-{next(self._names)}", daemon=True)
+            for _ in range(count)
+        ]
+        self._workers.update(new)
+        self._waiting -= count
+        return new
+
+    def _start(self, threads: list[threading.Thread]) -> None:
+        """Start new workers; one the system refuses (no threads left) leaves its job waiting."""
+        for k, thread in enumerate(threads):
+            try:
+                thread.start()
+            except BaseException:
+                with self._lock:
+                    self._workers.difference_update(threads[k:])
+                    self._waiting += len(threads) - k
+                raise
 
     def _reset_after_fork(self) -> None:
         """In a forked child: no worker of the parent exists here (a lock one held stays held)."""
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue = queue.SimpleQueue()
-        self._free = 0
+        self._free = self._waiting = self._taken = 0
         self._workers = set()
 
     def detach(self, thread: threading.Thread, label: str) -> None:
@@ -273,7 +318,10 @@ class WorkerPool:
                 then = fn()
                 with self._lock:
                     detached = me not in self._workers  # it ran a body that was told to stop
-                    if not detached:
+                    if not detached and self._waiting:  # a job waits for a worker: this one takes it
+                        self._waiting -= 1
+                        self._taken += 1
+                    elif not detached:
                         self._free += 1
                 if then is not None:
                     then()
@@ -442,6 +490,7 @@ class ThreadExecutor:
         """Run one job on this (worker) thread; never raises. Returns the report, which the
         pool sends once the worker counts as free again."""
         run, me = self.run, threading.current_thread()
+        name = me.name  # (a worker left behind is renamed; its late outcome is discarded)
         buffer = self._log()
         start = run.now()
         outcome = None  # None in the end: a stop signal landed after the body's own handlers
@@ -450,17 +499,17 @@ class ThreadExecutor:
             with self._lock:
                 if job.done or job.ctx.cancelled:  # told to stop before it started: it does not
                     self._stopped.setdefault(job, threading.Event()).set()
-                    outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
+                    outcome = Outcome(ABORTED, start, start, name, None, "the step was told to stop")
                     return partial(run.complete, job, outcome)  # discarded: the run gave it up
                 self._running[job] = me
             local.buffer = buffer
-            job.data = (me.name, buffer)  # what the scheduler keeps if it gives up on the job
+            job.data = (name, buffer)  # what the scheduler keeps if it gives up on the job
             try:
                 outputs = job.call()
-                outcome = Outcome(SUCCESS, start, run.now(), me.name, outputs=outputs)
+                outcome = Outcome(SUCCESS, start, run.now(), name, outputs=outputs)
             except StepCancelled as exc:
                 delivered += not exc.args
-                outcome = Outcome(ABORTED, start, run.now(), me.name, None, "the step was told to stop")
+                outcome = Outcome(ABORTED, start, run.now(), name, None, "the step was told to stop")
             except BaseException as exc:  # the body's own failure goes into the trace
                 end = run.now()
                 if _FORKED_IN is not None and isinstance(exc, SystemExit):
@@ -468,7 +517,7 @@ class ThreadExecutor:
                 status, error_type, text = outcome_of_exception(exc)  # never raises
                 if not isinstance(exc, StepError):  # a StepError is a chosen failure: its message says it all
                     buffer.append(_format_exc(exc))
-                outcome = Outcome(status, start, end, me.name, error_type, text)
+                outcome = Outcome(status, start, end, name, error_type, text)
         except StepCancelled as exc:  # landed late, in the handlers above: the job was given up already
             delivered += not exc.args
         finally:
@@ -476,10 +525,11 @@ class ThreadExecutor:
                 _leave_forked_child(job, outcome or Outcome(ABORTED, start, start))
             self._off_the_running_list(job, me, delivered)
             if outcome is None:  # made here, where no stop signal can land any more
-                outcome = Outcome(ABORTED, start, start, me.name, None, "the step was told to stop")
+                outcome = Outcome(ABORTED, start, start, name, None, "the step was told to stop")
             local.buffer = None
             outcome.log = buffer.text() or None
-            self._free_slot(job)
+            if self.max_workers is not None:
+                self._free_slot(job)
         return partial(run.complete, job, outcome)
 
     def _off_the_running_list(self, job: Job, me: threading.Thread, delivered: int) -> None:
