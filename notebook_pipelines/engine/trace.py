@@ -63,6 +63,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..definition.statuses import POSITIVE, STATUSES
 from ..errors import PipelineError
+from .trace_layout import node_columns, with_extra
+from .trace_layout import strings as _strings
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -84,8 +86,6 @@ __all__ = [
     "start_trace",
 ]
 
-KINDS = ("pipeline", "stage", "step_group", "step")
-PHASES = ("execution", "rollback")
 _STATUS_CODE = {status: code for code, status in enumerate(STATUSES)}
 
 
@@ -126,7 +126,7 @@ _ANNOTATIONS = {name: getattr(kind, "__forward_arg__", kind) for name, kind in R
 _MAYBE_EMPTY = tuple(
     name for name, kind in _ANNOTATIONS.items() if kind in ("int | None", "str | None") and name != "node"
 )
-#: The columns taken from the plan node of each row (cached per plan).
+#: The columns taken from the plan node of each row (cached per plan, :mod:`.trace_layout`).
 STATIC = ("fqn", "parent", "kind", "phase", "stage", "step_group", "step", "block")
 STATIC_STR = ("fqn", "parent", "stage", "step_group", "step")
 
@@ -163,76 +163,6 @@ class Recorder:
         self.seen.add(row.node)
 
 
-def _node_columns(plan: Plan) -> dict[str, Any]:
-    """The static columns as pandas arrays with one entry per plan node (cached on the plan).
-
-    Two string arrays are made from Python objects, the FQNs and the ids; ``parent``,
-    ``stage``, ``step_group`` and ``step`` are taken from them by node index (a C loop: most
-    nodes share a few parents, stages and groups).
-    """
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-
-    cached: dict[str, Any] | None = plan.__dict__.get("_trace_columns")
-    if cached is not None:
-        return cached
-    nodes = plan.nodes
-    n = len(nodes)
-    fqn = pa.array([x.fqn for x in nodes], type=pa.large_string())
-    ids = pa.array([x.id for x in nodes], type=pa.large_string())
-    kinds = {value: code for code, value in enumerate(KINDS)}
-    kind = np.array([kinds[x.kind] for x in nodes], dtype=np.int8)
-    parent = np.array([-1 if x.parent is None else x.parent.index for x in nodes], dtype=np.intp)
-    stage = np.array([-1 if x.stage is None else x.stage.index for x in nodes], dtype=np.intp)
-    group = np.array([-1 if x.group is None else x.group.index for x in nodes], dtype=np.intp)
-    step = np.where(kind == kinds["step"], np.arange(n, dtype=np.intp), -1)
-    block = np.array([-1 if x.block is None else x.block for x in nodes], dtype=np.int64)
-    phases: dict[str | None, int] = {value: code for code, value in enumerate(PHASES)}
-    cached = {
-        "fqn": _strings(fqn),
-        "parent": _strings(fqn.take(pa.array(parent, mask=parent < 0))),  # -1: none (NA)
-        "stage": _strings(ids.take(pa.array(stage, mask=stage < 0))),
-        "step_group": _strings(ids.take(pa.array(group, mask=group < 0))),
-        "step": _strings(ids.take(pa.array(step, mask=step < 0))),
-        "kind": pd.Categorical.from_codes(kind, dtype=_kind_dtype()),
-        "phase": pd.Categorical.from_codes(
-            np.array([phases[x.phase] for x in nodes], dtype=np.int8), dtype=_phase_dtype()
-        ),
-        "block": pd.arrays.IntegerArray(block, block == -1),
-        "after": _after_column(nodes, [plan.root]),
-    }
-    object.__setattr__(plan, "_trace_columns", cached)  # a frozen dataclass; computed once per plan
-    return cached
-
-
-def _after_column(nodes: Any, roots: Any, offset: int = 0) -> Any:
-    """Per node of ``nodes`` (``nodes[i].index == offset + i``), the fqns it waits for (see the
-    schema): one walk down the serial lists from ``roots`` (the plan's root, or a run's looping
-    iterations, which wait for nothing but their looped node); one tuple per serial item, shared
-    by the nodes that wait for it (no object per node: 100,000 new objects would cost a garbage
-    collection)."""
-    import numpy as np
-
-    values: list[tuple[str, ...]] = [()] * len(nodes)
-    stack = list(roots)
-    while stack:
-        container = stack.pop()
-        for seq in (container.items, container.rollback):
-            previous: tuple[str, ...] = ()
-            for item in seq:
-                members = item.items if item.kind == "parallel" else (item,)
-                for member in members:
-                    # a member with needs waited for them (D14), not for the item before its block
-                    values[member.index - offset] = (
-                        tuple(members[j].fqn for j in member.needs) if member.needs else previous
-                    )
-                    if member.items or member.rollback:
-                        stack.append(member)
-                previous = (item.fqn,) if item.kind != "parallel" else tuple(m.fqn for m in members)
-    return np.fromiter(values, dtype=object, count=len(nodes))  # never read as a 2-D array
-
-
 def after_from_blocks(
     fqn: list[str], parent: list[str | None], phase: list[str | None], block: list[Any]
 ) -> list[tuple[str, ...]]:
@@ -259,40 +189,10 @@ def after_from_blocks(
 
 
 @functools.cache
-def _kind_dtype() -> pd.CategoricalDtype:
-    import pandas as pd
-
-    return pd.CategoricalDtype(KINDS)
-
-
-@functools.cache
-def _phase_dtype() -> pd.CategoricalDtype:
-    import pandas as pd
-
-    return pd.CategoricalDtype(PHASES)
-
-
-@functools.cache
 def _status_dtype() -> pd.CategoricalDtype:
     import pandas as pd
 
     return pd.CategoricalDtype(STATUSES)
-
-
-@functools.cache
-def _str_dtype() -> Any:
-    """The dtype of a ``str`` column (pandas' default string dtype: Arrow-backed, NaN for NA)."""
-    import pandas as pd
-
-    return pd.array([], dtype="str").dtype
-
-
-def _strings(values: Any) -> Any:
-    """A ``str`` column from a pyarrow array of strings, without Python objects per value."""
-    import pyarrow as pa
-    from pandas.arrays import ArrowStringArray
-
-    return ArrowStringArray(pa.chunked_array([values], type=pa.large_string()), dtype=_str_dtype())
 
 
 def _no_values(kind: str, n: int) -> Any:
@@ -427,7 +327,7 @@ def start_trace(plan: Plan, run_id: str) -> dict[str, Any]:
     >>> list(ready["fqn"]) == [node.fqn for node in plan.nodes], list(ready["run_id"])
     (True, ['r1', 'r1', 'r1'])
     """
-    nodes, n = _node_columns(plan), len(plan.nodes)
+    nodes, n = node_columns(plan), len(plan.nodes)
     ready = {name: nodes[name].copy() for name in (*STATIC, "after")}
     ready["run_id"] = _run_ids(run_id, n)
     for name in _MAYBE_EMPTY:  # the column of a field no row has a value of (most rows' reason …)
@@ -496,7 +396,7 @@ def build_trace(
         ready.clear()
         data: dict[str, Any] = {name: spare.pop(name) for name in ("run_id", *STATIC, "after")}
     else:
-        nodes = _node_columns(plan) if not extra else _with_extra(plan, extra)
+        nodes = node_columns(plan) if not extra else with_extra(plan, extra)
         data = {"run_id": _run_ids(run_id, n)}
         for name in (*STATIC, "after"):
             data[name] = nodes[name].copy() if whole else nodes[name].take(index)
@@ -530,37 +430,6 @@ def _run_positions(plan: Plan, extra: Sequence[PlanNode]) -> Any:
             below.extend(item.items if item.kind == "parallel" else (item,))
         stack.extend(reversed([*copies.get(id(node), ()), *below]))
     return position
-
-
-def _with_extra(plan: Plan, extra: Sequence[PlanNode]) -> dict[str, Any]:
-    """The static columns of the plan's nodes followed by those of a run's looped copies."""
-    import numpy as np
-    import pandas as pd
-
-    base = _node_columns(plan)
-    static = {
-        "fqn": [n.fqn for n in extra],
-        "parent": [
-            n.looped.fqn if n.looped is not None else n.parent.fqn if n.parent is not None else None
-            for n in extra
-        ],
-        "stage": [n.stage.id if n.stage is not None else None for n in extra],
-        "step_group": [n.group.id if n.group is not None else None for n in extra],
-        "step": [n.id if n.kind == "step" else None for n in extra],
-    }
-    out = {}
-    for name in STATIC_STR:
-        more = pd.array(static[name], dtype="str")
-        out[name] = type(more)._concat_same_type([base[name], more])
-    for name, dtype, attr in (("kind", _kind_dtype(), "kind"), ("phase", _phase_dtype(), "phase")):
-        codes = {value: code for code, value in enumerate(dtype.categories)}
-        more = np.fromiter((codes[getattr(n, attr)] for n in extra), dtype=np.int8, count=len(extra))
-        out[name] = pd.Categorical.from_codes(np.concatenate([base[name].codes, more]), dtype=dtype)
-    out["block"] = pd.array([*base["block"], *(n.block for n in extra)], dtype="Int64")
-    out["after"] = np.concatenate(
-        [base["after"], _after_column(extra, [n for n in extra if n.loop is not None], len(plan.nodes))]
-    )
-    return out
 
 
 def empty_trace() -> pd.DataFrame:
