@@ -1,10 +1,13 @@
 """The trace's static columns are made per list item (``engine/trace_layout.py``), not node by
 node: they must be what the old way made, node by node, for every shape — nested groups,
 parallel blocks of steps and of groups, rollback lists, loops (R46), needs (D14), retries, a
-failed run — and so must the trace made of them.
+failed run — and so must the trace made of them, whose rows' own columns are now made from
+the rows laid end to end (``_fields``), a column of one text or of no objects without a list
+of values (``_column``).
 
-``old_node_columns`` is the code that made them before (eight lists over the nodes and a walk
-setting each node's ``after``), kept here as the reference.
+``old_node_columns``, ``old_fields`` and ``old_column`` are the code that made them before
+(eight lists over the nodes and a walk setting each node's ``after``; ``zip(*rows)``; every
+object column through a list), kept here as the reference.
 """
 
 from __future__ import annotations
@@ -58,6 +61,38 @@ def old_node_columns(plan: Plan) -> dict[str, Any]:
         "block": pd.arrays.IntegerArray(block, block == -1),
         "after": after_column(nodes, [plan.root]),
     }
+
+
+def old_fields(rows: Any) -> dict[str, Any]:
+    """The rows transposed as before."""
+    fields: dict[str, Any] = dict.fromkeys(trace_module.Record._fields, ())
+    if rows:
+        fields = dict(zip(trace_module.Record._fields, zip(*rows)))
+    return fields
+
+
+def old_column(name: str, values: Any, order: Any, n: int, empty: Any = None) -> Any:
+    """A record field's column as before."""
+    import itertools
+
+    kind = trace_module._ANNOTATIONS[name]
+    if name == "status":
+        codes = np.fromiter(
+            map(trace_module._STATUS_CODE.get, values, itertools.repeat(-1)), np.int8, count=n
+        )
+        return pd.Categorical.from_codes(codes[order], dtype=trace_module._status_dtype(), validate=False)
+    if kind == "int":
+        return np.fromiter(values, dtype=np.int64, count=n)[order]
+    if kind == "float | None":
+        return np.array(values, dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
+    if kind in ("int | None", "str | None", "str") and values.count(None) == n:
+        return empty if empty is not None else trace_module._no_values(kind, n)
+    data = np.array(values, dtype=object)[order] if n else np.array([], dtype=object)
+    if kind == "int | None":
+        return pd.array(data, dtype="Int64")
+    if kind in ("str | None", "str"):
+        return trace_module._text(data)
+    return data
 
 
 def assert_same_columns(new: dict[str, Any], old: dict[str, Any]) -> None:
@@ -201,10 +236,12 @@ def test_D14_a_member_with_needs_waited_for_them_in_the_static_columns():
 
 
 def old_trace(simulate: Any, monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
-    """The trace ``simulate()`` makes with the static columns made the old way."""
+    """The trace ``simulate()`` makes with its columns made the old way."""
     with monkeypatch.context() as patched:
         patched.setattr(trace_module, "node_columns", old_node_columns)
         patched.setattr(trace_layout, "node_columns", old_node_columns)  # the run's looped copies
+        patched.setattr(trace_module, "_fields", old_fields)
+        patched.setattr(trace_module, "_column", old_column)
         return simulate()
 
 
@@ -259,6 +296,27 @@ def test_a_failed_real_run_keeps_the_trace_made_the_old_way(monkeypatch):
     pd.testing.assert_frame_equal(new[keep], old[keep], check_exact=True)
     assert list(new["after"]) == list(old["after"])
     assert layout(new) == layout(old)
+
+
+def test_rows_that_are_not_whole_records_are_transposed_as_before():
+    rows = [(0, None, 1), (1, None, 1, "extra")]  # not records: zip keeps the fields all have
+    for some in (rows, [], [tuple(range(len(trace_module.Record._fields)))] * 2):
+        new, old = trace_module._fields(some), old_fields(some)
+        assert {k: list(v) for k, v in new.items()} == {k: list(v) for k, v in old.items()}
+
+
+def test_columns_of_one_text_or_of_no_objects_are_made_as_before():
+    order = np.array([1, 0, 2])
+    for name, values in (
+        ("worker", ["virtual"] * 3),
+        ("worker", ["virtual", "virtual", "w2"]),
+        ("outputs", [None] * 3),
+        ("outputs", [None, {"a": 1}, None]),
+        ("log", ["x", None, "x"]),
+    ):
+        new, old = trace_module._column(name, values, order, 3), old_column(name, tuple(values), order, 3)
+        assert type(new) is type(old) and new.dtype == old.dtype
+        assert list(new) == list(old)
 
 
 def test_a_plan_whose_lists_miss_a_node_is_read_node_by_node():

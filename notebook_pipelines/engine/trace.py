@@ -218,7 +218,18 @@ def _text(data: Any) -> Any:
         return pd.array(data, dtype="str")
 
 
-def _column(name: str, values: tuple[Any, ...], order: Any, n: int, empty: Any = None) -> Any:
+def _fields(rows: Sequence[Record]) -> dict[str, Sequence[Any]]:
+    """Each record field's values, one list per field (the rows transposed): the rows laid
+    end to end, then every ``len(Record._fields)``-th value from each field's place (C loops,
+    no iterator per row as ``zip(*rows)`` makes: half the time at 100,000 rows)."""
+    width = len(Record._fields)
+    flat = list(itertools.chain.from_iterable(rows))
+    if len(flat) != len(rows) * width:  # not a record of every field (no defaults apply)
+        return dict(zip(Record._fields, zip(*rows))) if rows else dict.fromkeys(Record._fields, ())
+    return {name: flat[k::width] for k, name in enumerate(Record._fields)}
+
+
+def _column(name: str, values: Sequence[Any], order: Any, n: int, empty: Any = None) -> Any:
     """One record field as a column, by its annotation (see :class:`Record`); ``empty``: the
     column to take if no row has a value (made beforehand, :func:`start_trace`)."""
     import numpy as np
@@ -234,6 +245,10 @@ def _column(name: str, values: tuple[Any, ...], order: Any, n: int, empty: Any =
         return np.array(values, dtype=np.float64)[order] if n else np.array([], dtype=np.float64)
     if kind in ("int | None", "str | None", "str") and values.count(None) == n:
         return empty if empty is not None else _no_values(kind, n)  # the common case: no values
+    if n and kind in ("str | None", "str") and type(values[0]) is str and values.count(values[0]) == n:
+        return _run_ids(values[0], n)  # one text in every row (a simulation's worker): made in C
+    if n and kind not in ("int | None", "str | None", "str") and values.count(None) == n:
+        return np.full(n, None, dtype=object)  # no outputs, no inputs: no list of n Nones to read
     data = np.array(values, dtype=object)[order] if n else np.array([], dtype=object)
     if kind == "int | None":
         return pd.array(data, dtype="Int64")
@@ -336,7 +351,7 @@ def start_trace(plan: Plan, run_id: str) -> dict[str, Any]:
 
 
 def _run_ids(run_id: str, n: int) -> Any:
-    """The ``run_id`` column: ``n`` times ``run_id``, made in C."""
+    """The ``run_id`` column (or any column of one text): ``n`` times ``run_id``, made in C."""
     import pyarrow as pa
 
     return _strings(pa.repeat(pa.scalar(run_id, type=pa.large_string()), n))
@@ -363,9 +378,7 @@ def build_trace(
 
     n = len(rows)
     # each field's values, one tuple per field (rows transposed)
-    fields: dict[str, tuple[Any, ...]] = dict.fromkeys(Record._fields, ())
-    if rows:
-        fields = dict(zip(Record._fields, zip(*rows)))
+    fields = _fields(rows)
     index = np.fromiter(fields["node"], dtype=np.int64, count=n)
     plain = fields["iteration"].count(None) == n  # no looping: every iteration key is -1
     # one row per node (no retries, loops or unreached nodes: the common case) is put in plan
