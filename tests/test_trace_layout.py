@@ -206,6 +206,12 @@ def grouped(n: int) -> nbp.Pipeline:
     return p
 
 
+@pytest.fixture(autouse=True)
+def every_plan_by_its_lists(monkeypatch):
+    """The shapes here are small: made by their lists all the same, as a large plan is."""
+    monkeypatch.setattr(trace_layout, "LAYOUT_FROM", 0)
+
+
 SHAPES = {
     "nested": nested,
     "needs": with_needs,
@@ -317,6 +323,18 @@ def test_columns_of_one_text_or_of_no_objects_are_made_as_before():
         new, old = trace_module._column(name, values, order, 3), old_column(name, tuple(values), order, 3)
         assert type(new) is type(old) and new.dtype == old.dtype
         assert list(new) == list(old)
+
+
+def test_a_small_plan_is_read_node_by_node_and_a_large_one_by_its_lists(monkeypatch):
+    monkeypatch.undo()
+    seen: list[Any] = []
+    monkeypatch.setattr(trace_layout, "_layout", lambda *args: seen.append(args) or None)  # then per node
+    small, large = grouped(20).plan(), grouped(trace_layout.LAYOUT_FROM).plan()
+    assert len(small.nodes) < trace_layout.LAYOUT_FROM <= len(large.nodes)
+    node_columns(small)
+    assert seen == []
+    node_columns(large)
+    assert len(seen) == 1
 
 
 def test_a_plan_whose_lists_miss_a_node_is_read_node_by_node():

@@ -9,10 +9,10 @@ container) its kind, stage and group is the same for the members of one item: th
 the ``block``, the phase, what it waited for (``after``; D14 for a member with ``needs``).
 The members of a parallel block with nothing below them are consecutive in the plan's
 pre-order, so such a block is one run of rows. The runs are sorted into plan order and each
-column is one ``numpy.repeat`` of their values: a 100,000-step plan of step groups takes ~20 ms
-(two lists of strings) rather than ~90 ms (eight lists and a walk setting each node's
-``after``). A plan whose lists do not cover its nodes exactly once (none that the compile
-makes) is read node by node.
+column is one ``numpy.repeat`` of their values: the columns of a 100,000-step plan of step
+groups take ~45 ms (half of it the FQNs and ids, still read node by node) rather than ~100 ms
+(eight lists over the nodes and a walk setting each node's ``after``). A plan whose lists do not cover its nodes exactly once (none that the compile
+makes) is read node by node, and so is a small plan (:data:`LAYOUT_FROM`).
 
 >>> import notebook_pipelines as nbp
 >>> p = nbp.Pipeline("p")
@@ -37,10 +37,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..definition.plan import Plan, PlanNode
 
-__all__ = ["KINDS", "PHASES", "after_column", "node_columns", "strings", "with_extra"]
+__all__ = ["KINDS", "LAYOUT_FROM", "PHASES", "after_column", "node_columns", "strings", "with_extra"]
 
 KINDS = ("pipeline", "stage", "step_group", "step")
 PHASES = ("execution", "rollback")
+#: plans of fewer nodes are read node by node (:func:`_per_node`): a dozen numpy calls cost
+#: more than eight short lists (~10 µs more at 66 nodes; ~10 µs less at 100)
+LAYOUT_FROM = 100
 _KIND = {value: code for code, value in enumerate(KINDS)}
 _PHASE: dict[str | None, int] = {value: code for code, value in enumerate(PHASES)}
 
@@ -94,7 +97,7 @@ def node_columns(plan: Plan) -> dict[str, Any]:
     fqns = [x.fqn for x in nodes]
     fqn = pa.array(fqns, type=pa.large_string())
     ids = pa.array([x.id for x in nodes], type=pa.large_string())
-    found = _layout(plan, fqns)
+    found = _layout(plan, fqns) if len(nodes) >= LAYOUT_FROM else None
     kind, parent, stage, group, block, phase, after = found if found is not None else _per_node(plan)
     step = np.where(kind == _KIND["step"], np.arange(len(nodes), dtype=np.intp), -1)
     cached = {
@@ -186,15 +189,15 @@ def _layout(plan: Plan, fqns: list[str]) -> tuple[Any, ...] | None:
 
 
 def _per_node(plan: Plan) -> tuple[Any, ...]:
-    """What :func:`_layout` gives, read node by node (for a plan whose lists do not cover its
-    nodes exactly once)."""
+    """What :func:`_layout` gives, read node by node (for a small plan, or one whose lists do
+    not cover its nodes exactly once)."""
     import numpy as np
 
     nodes = plan.nodes
     kind = np.array([_KIND[x.kind] for x in nodes], dtype=np.int8)
-    parent = np.array([_index(x.parent) for x in nodes], dtype=np.intp)
-    stage = np.array([_index(x.stage) for x in nodes], dtype=np.intp)
-    group = np.array([_index(x.group) for x in nodes], dtype=np.intp)
+    parent = np.array([-1 if x.parent is None else x.parent.index for x in nodes], dtype=np.intp)
+    stage = np.array([-1 if x.stage is None else x.stage.index for x in nodes], dtype=np.intp)
+    group = np.array([-1 if x.group is None else x.group.index for x in nodes], dtype=np.intp)
     block = np.array([-1 if x.block is None else x.block for x in nodes], dtype=np.int64)
     phase = np.array([_PHASE[x.phase] for x in nodes], dtype=np.int8)
     return kind, parent, stage, group, block, phase, after_column(nodes, [plan.root])
