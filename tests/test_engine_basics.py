@@ -516,6 +516,28 @@ def test_a_body_returning_something_other_than_a_dict_is_warned_about_and_ignore
     assert row(trace, "outputs")["outputs"] == {"x": 1}
 
 
+def test_a_wide_block_of_bodies_returning_values_warns_five_times_not_once_per_step():
+    import warnings
+
+    from notebook_pipelines.engine.executors.base import MAX_IGNORED_RETURN_WARNINGS
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        for i in range(40):
+            s.step(f"x{i}", run=lambda: 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trace = p.run()
+    shown = [str(w.message) for w in caught if "which is ignored" in str(w.message)]
+    assert len(shown) == MAX_IGNORED_RETURN_WARNINGS == 5  # 40 steps, 5 warnings
+    assert "the last such warning of this run" in shown[-1]
+    assert (trace["status"] == "Success").all()
+    with warnings.catch_warnings(record=True) as again:  # the count is per run
+        warnings.simplefilter("always")
+        p.run()
+    assert len([w for w in again if "which is ignored" in str(w.message)]) == 5
+
+
 def test_a_body_that_returns_an_unrun_coroutine_or_generator_fails_instead_of_succeeding():
     async def deploy() -> None:
         ran.append("deploy")

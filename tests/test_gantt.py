@@ -81,6 +81,13 @@ def test_render_overlay_with_a_legend(trace, tmp_path, color_by):
     assert Image.open(path).size[0] > 300
 
 
+def test_legend_false_draws_no_legend_not_even_the_overlay_bins(trace):
+    drawn = render(release(), trace, color_by="duration").source
+    bare = render(release(), trace, color_by="duration", legend=False).source
+    assert "cluster_legend_overlay" in drawn and "cluster_legend" not in bare
+    assert "#7f0000" in bare  # the steps keep their fills: only the key is left out
+
+
 def test_render_overlay_needs_a_trace_and_a_known_name(trace):
     with pytest.raises(ValueError, match="pass its trace"):
         render(release(), color_by="slack")

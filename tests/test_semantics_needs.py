@@ -153,6 +153,16 @@ def test_D14_a_waiter_whose_need_failed_is_skipped_naming_the_need():
     assert status(t, "s") == "Failed" and status(t, "e") == "Skipped"  # R28: the stage failed so far
 
 
+def test_D14_a_waiter_whose_needs_succeeded_runs_though_an_unrelated_sibling_failed():
+    # GitHub's and GitLab's default: a job runs when the jobs it needs succeeded, whatever others did.
+    # b (timeout 0.5) expires at 0.5, so the stage has failed before a ends at 1; d needs only a.
+    t = diamond(b={"timeout": 0.5}).simulate()
+    assert status(t, "b") == "Expired" and status(t, "a") == "Success"
+    assert status(t, "d") == "Success" and times(t, "d") == (1.0, 3.0)  # needs a only: 1 + 2
+    assert status(t, "c") == "Skipped"  # needs b, which expired (D14)
+    assert status(t, "s") == "Expired" and status(t, "e") == "Skipped"  # after the block: R28 as ever
+
+
 def test_D14_a_waiter_whose_need_expired_is_skipped_naming_the_need():
     t = diamond(a={"timeout": 0.5}).simulate()
     # a expires at 0 + 0.5; d is skipped then; c when b ends (5 s), still naming a

@@ -228,3 +228,32 @@ def test_as_many_rows_as_nodes_but_not_one_per_node_are_sorted_as_before():
         assert_same(new, build_trace(plan, rows, "r", 0))
     assert list(new["fqn"]) == [plan.nodes[0].fqn, plan.nodes[2].fqn, plan.nodes[2].fqn]
     assert list(new["attempt"]) == [1, 1, 2]
+
+
+FIRST_RUN = """
+import sys, time
+import notebook_pipelines as nbp
+assert "pandas" not in sys.modules  # the package imports it on the first run
+seen = []
+p = nbp.Pipeline("first")
+with p.stage("s") as s:
+    s.step("a", run=lambda: time.sleep(0.05))
+    s.step("b", run=lambda: seen.append("pandas" in sys.modules))
+trace = p.run(progress=False)
+print(seen, len(trace))
+"""
+
+
+def test_a_process_s_first_run_imports_pandas_after_its_last_body_not_on_the_loop_between_steps():
+    # The early columns need pandas and pyarrow; importing them on the loop while `a` sleeps
+    # (~0.3 s) held a's completion and b's start that long in a fresh kernel's first run.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(nbp.__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_RUN], capture_output=True, text=True, timeout=120, cwd=root
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[False]", "4"]

@@ -57,6 +57,8 @@ MAX_SUMMARY_LINES = 30
 #: for bodies (≈1 µs a node), not after the last body; a larger one keeps its loop free for
 #: timeouts and completions and makes them at the end.
 EARLY_TRACE_LIMIT = 5_000
+#: what making the trace's columns imports: early only once a run (or the user) has imported them
+_TABLES_IMPORTED = ("pandas", "pyarrow")
 
 
 def last_trace() -> pd.DataFrame | None:
@@ -168,7 +170,10 @@ def execute(
     )
     key = registry.remember(scheduler.run_id, plan)  # known while it runs (a handle's partial trace)
     ready: dict[str, Any] = {}  # the trace's columns known before the end, made while bodies run
-    if isinstance(clock, RealClock) and len(plan.nodes) <= EARLY_TRACE_LIMIT:
+    early = isinstance(clock, RealClock) and len(plan.nodes) <= EARLY_TRACE_LIMIT
+    if early and all(name in sys.modules for name in _TABLES_IMPORTED):
+        # not in a process's first run: importing pandas on the loop would hold a waiting
+        # completion (and the next step's start) for the ~0.3 s the import takes
         scheduler.idle.append(lambda: ready.update(start_trace(plan, scheduler.run_id)))
     if chain is not None:
         scheduler.chain = chain

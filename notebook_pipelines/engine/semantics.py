@@ -64,6 +64,9 @@ class Rules:
         self.rt = rt
         self._loops = Iterations(rt)  # the iterations of looped nodes (R46–R54)
         self._strategies = FailureStrategies(rt, self._failed)  # after a failed attempt (R15–R24)
+        #: D14: members whose needs all succeeded: their status condition Success is judged by
+        #: their needs, not by what unrelated siblings did (GitHub's and GitLab's success())
+        self._needs_succeeded: set[int] = set()
 
     def _should_run(
         self, node: PlanNode, scope: Scope, status_only: bool = False
@@ -73,6 +76,8 @@ class Rules:
         if when is None:  # an iteration of a node whose `when` has no condition
             return True, None, None
         failed = scope.failed if node.kind == "stage" else scope.fail_scope.failed
+        if failed and when.status == "Success" and id(node) in self._needs_succeeded:
+            failed = False  # D14: judged by its needs, which all succeeded
         if when.condition is None and when.status == "Success" and not failed:
             return True, None, None  # the common case
         where = "pipeline" if node.kind == "stage" else "stage"
@@ -167,7 +172,8 @@ class Rules:
     ) -> NodeRun:
         """D14: every need has ended. Stopped meanwhile: NotStarted; with the default condition
         (``Success``) and a need that did not succeed (IgnoreFailed counts as success): Skipped,
-        naming it; else the node runs, its own condition deciding as usual."""
+        naming it; with it and every need succeeded: the node runs, even if an unrelated sibling
+        failed (its status condition is judged by its needs); else its condition decides as usual."""
         reason = self.rt.stop_reason(scope)
         if reason is not None:
             self.rt.mark((node,), NOT_STARTED, reason, None)
@@ -179,6 +185,7 @@ class Rules:
                     why = f"its need {members[j].fqn} ended {ended[j]} (needs, D14)"
                     self.rt.mark((node,), SKIPPED, why, self.rt.now())
                     return SKIPPED
+            self._needs_succeeded.add(id(node))
         status: str = yield from self._node(node, scope)
         return status
 

@@ -133,7 +133,8 @@ def _lay_out_needs(pipeline: Any, rows: pd.DataFrame, needs: dict[str, list]) ->
         for container in containers:  # the needs stay among siblings: each list one block
             _one_block(container, _members(container.items), nodes, after)
         kinds = sorted({_kind_name(m) for c in containers for m in _members(c.items)})
-        return f"each list one parallel block of {' and '.join(kinds)}"
+        blocks = "one parallel block" if len(containers) == 1 else f"{len(containers)} parallel blocks"
+        return f"laid out as {blocks} of {' and '.join(kinds)}"
     stages = list(pipeline.stages)  # GitLab: jobs (steps of stages) whose needs cross stages
     jobs = [m for s in stages for m in _members(getattr(s, "items", ()))]
     ids = [getattr(m, "id", None) for m in jobs]
@@ -148,7 +149,8 @@ def _lay_out_needs(pipeline: Any, rows: pd.DataFrame, needs: dict[str, list]) ->
     _one_block(merged, jobs, nodes, after)
     pipeline.stages = [merged]
     return (
-        "its stages merged into one stage (jobs): one parallel block of its jobs (their needs cross stages)"
+        "laid out as one parallel block of its jobs, its stages merged into one stage (jobs) as their "
+        "needs cross stages"
     )
 
 

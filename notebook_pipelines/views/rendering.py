@@ -164,7 +164,9 @@ def render(
             draws left to right, or top to bottom when the left-to-right picture would be too
             wide to read in a notebook and the top-to-bottom one reads larger (decided when
             the picture is first drawn; see :data:`FIT_WIDTH_PX`).
-        legend: draw the status legend; ``None`` means: when a trace is given.
+        legend: ``None`` (the default) draws the status legend when a trace is given and the
+            bins of ``color_by`` whenever it has them; ``True`` the status legend always;
+            ``False`` no legend at all (a narrower picture: a history's labels carry figures).
         title: the graph label; ``None`` means the pipeline's name (and status with a trace),
             ``""`` means none.
         color_by: what a step's fill shows: ``"status"`` (the default), ``"duration"`` (its
@@ -222,7 +224,7 @@ def render(
     graph.legend_ids = []  # stacked in one column whatever the direction (see stack_legend)
     if legend or (legend is None and info):
         _status_legend(graph, info)
-    if scale:
+    if scale and legend is not False:
         _overlay_legend(graph, color_by, scale)
     if direction in ("TB", "BT"):
         stack_legend(graph)

@@ -33,8 +33,10 @@ Dask cluster implement it; so can a user:
 
 from __future__ import annotations
 
+import threading
 import types
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
@@ -159,12 +161,7 @@ class Job:
         if isinstance(result, dict):
             outputs.update(result)
         elif result is not None:
-            warnings.warn(
-                f"{self.node.fqn}: the body returned a {_type_name(result)}, which is ignored; "
-                "return a dict (or set ctx.outputs[...]) to publish output variables",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            _warn_ignored(self._run, self.node.fqn, result)
         return check_outputs(self.node.fqn, outputs)
 
     def partial(self) -> tuple[str | None, str | None]:
@@ -188,6 +185,33 @@ class Job:
 
 
 #: what a body returns when it was an async or generator function called through a plain one
+#: at most this many "the body returned …, which is ignored" warnings per run (a wide block of
+#: bodies returning values would otherwise print one per step); the last one says so
+MAX_IGNORED_RETURN_WARNINGS = 5
+_IGNORED_RETURNS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_IGNORED_LOCK = threading.Lock()
+
+
+def _warn_ignored(run: Any, fqn: str, result: Any) -> None:
+    """Warn that ``fqn``'s body returned ``result`` (not a dict), at most
+    :data:`MAX_IGNORED_RETURN_WARNINGS` times per run."""
+    with _IGNORED_LOCK:
+        try:
+            count = _IGNORED_RETURNS.get(run, 0) + 1
+            _IGNORED_RETURNS[run] = count
+        except TypeError:  # a run that cannot be weakly referenced: each step warns
+            count = 1
+    if count > MAX_IGNORED_RETURN_WARNINGS:
+        return
+    text = (
+        f"{fqn}: the body returned a {_type_name(result)}, which is ignored; "
+        "return a dict (or set ctx.outputs[...]) to publish output variables"
+    )
+    if count == MAX_IGNORED_RETURN_WARNINGS:
+        text += f" (the last such warning of this run: {count} shown, the others are not)"
+    warnings.warn(text, RuntimeWarning, stacklevel=3)  # where the job was called, as before
+
+
 _UNRUN = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
 
 
