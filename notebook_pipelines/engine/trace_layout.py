@@ -11,8 +11,9 @@ The members of a parallel block with nothing below them are consecutive in the p
 pre-order, so such a block is one run of rows. The runs are sorted into plan order and each
 column is one ``numpy.repeat`` of their values: the columns of a 100,000-step plan of step
 groups take ~45 ms (half of it the FQNs and ids, still read node by node) rather than ~100 ms
-(eight lists over the nodes and a walk setting each node's ``after``). A plan whose lists do not cover its nodes exactly once (none that the compile
-makes) is read node by node, and so is a small plan (:data:`LAYOUT_FROM`).
+(eight lists over the nodes and a walk setting each node's ``after``). A plan whose lists do
+not cover its nodes exactly once (none that the compile makes) is read node by node, and so
+is a small plan (:data:`LAYOUT_FROM`).
 
 >>> import notebook_pipelines as nbp
 >>> p = nbp.Pipeline("p")
