@@ -62,7 +62,7 @@ installed on them, as for any Dask code (functions defined in the notebook trave
 ...     _ = s.step("a", run=lambda: {"x": 1})
 >>> trace = p.run(executor=nbp.DaskExecutor(client))
 >>> a = trace[trace.step == "a"].iloc[0]
->>> a.status, a.outputs, a.worker in client.scheduler_info()["workers"]
+>>> a.status, a.outputs, a.worker in client.nthreads()
 ('Success', {'x': 1}, True)
 >>> client.close(); cluster.close()
 """
@@ -91,7 +91,7 @@ from ..definition.statuses import FAILED, SUCCESS
 from ..engine.executors.base import Job, Outcome, outcome_of_exception
 from ..engine.steptypes import step_type
 from ..errors import ClusterError, DefinitionError, Problem
-from .dask_client import NotDask, SchedulerEvents, handshake
+from .dask_client import NotDask, SchedulerEvents, cluster_workers, handshake
 from .dask_worker import KEY_PREFIX, PLUGIN, PackedStep, StopBodies, run_on_worker
 
 __all__ = ["ClusterError", "DaskExecutor", "StopBodies"]
@@ -232,7 +232,7 @@ class DaskExecutor:
     def open(self, run: Any) -> None:
         """Check every step against the cluster (see the module notes), then get ready."""
         client = self.client
-        workers = client.scheduler_info()["workers"]
+        workers = cluster_workers(client)
         if not workers:
             where = self.address or client.scheduler.address
             raise ClusterError(
