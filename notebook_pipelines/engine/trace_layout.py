@@ -153,11 +153,8 @@ def _layout(plan: Plan, fqns: list[str]) -> tuple[Any, ...] | None:
                     add((first, size, block, previous))
                     previous = tuple(fqns[first : first + size])
                     continue
-                for (
-                    m
-                ) in members:  # a member with needs waited for them (D14), not for the item before its block
-                    waited = tuple([members[j].fqn for j in m.needs]) if m.needs else previous
-                    add((m.index, 1, block, waited))
+                for m in members:
+                    add((m.index, 1, block, waited_for(m, members, previous)))
                 previous = tuple([m.fqn for m in members])
             if len(runs) > before:
                 lists.append((c.index, stage, group, _PHASE[phase], len(runs) - before))
@@ -204,6 +201,12 @@ def _per_node(plan: Plan) -> tuple[Any, ...]:
     return kind, parent, stage, group, block, phase, after_column(nodes, [plan.root])
 
 
+def waited_for(member: PlanNode, members: Sequence[PlanNode], previous: tuple[str, ...]) -> tuple[str, ...]:
+    """A member's ``after``: the FQNs of the members of its block it needs (D14), or else
+    ``previous``, what its list's item before it left (the item before its block)."""
+    return tuple([members[j].fqn for j in member.needs]) if member.needs else previous
+
+
 def after_column(nodes: Any, roots: Any, offset: int = 0) -> Any:
     """Per node of ``nodes`` (``nodes[i].index == offset + i``), the fqns it waits for (see
     :mod:`.trace`'s schema): one walk down the serial lists from ``roots`` (the plan's root, or
@@ -221,10 +224,7 @@ def after_column(nodes: Any, roots: Any, offset: int = 0) -> Any:
             for item in seq:
                 members = item.items if item.kind == "parallel" else (item,)
                 for member in members:
-                    # a member with needs waited for them (D14), not for the item before its block
-                    values[member.index - offset] = (
-                        tuple(members[j].fqn for j in member.needs) if member.needs else previous
-                    )
+                    values[member.index - offset] = waited_for(member, members, previous)
                     if member.items or member.rollback:
                         stack.append(member)
                 previous = (item.fqn,) if item.kind != "parallel" else tuple(m.fqn for m in members)
