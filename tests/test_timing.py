@@ -170,6 +170,46 @@ def test_registry_keeps_the_last_runs_and_tells_pipelines_apart():
     assert registry.plan_of("shared-id") is None  # bounded: the oldest run ids go
 
 
+def test_registry_keeps_large_plans_only_up_to_max_nodes_and_always_the_latest(monkeypatch):
+    """Large plans go first by their size, not only by their count: 64 plans of a 100,000-step
+    pipeline would keep gigabytes alive (and slow every full garbage collection)."""
+    monkeypatch.setattr(registry, "_RUNS", type(registry._RUNS)())
+    monkeypatch.setattr(registry, "_NODES", [0])
+    monkeypatch.setattr(registry, "MAX_NODES", 10)
+    p = nbp.Pipeline("big")
+    with p.stage("s") as s:
+        for k in range(4):
+            s.step(f"x{k}", duration=1)
+    plan = p.plan()
+    size = len(plan.nodes)  # pipeline, stage, 4 steps
+    assert size == 1 + 1 + 4
+    keys = [registry.remember(f"run-{k}", plan) for k in range(3)]
+    # run-0 and run-1 together hold 12 nodes beside the latest > 10: run-0 goes; run-1 (6) stays
+    assert registry.plan_of("run-0", key=keys[0]) is None
+    assert registry.plan_of("run-1", key=keys[1]) is plan
+    assert registry.plan_of("run-2", key=keys[2]) is plan
+    assert registry._NODES[0] == 2 * size
+    monkeypatch.setattr(registry, "MAX_NODES", 0)
+    latest = registry.remember("run-3", plan)  # beyond the bound alone: still kept, the others go
+    assert registry.plan_of("run-3", key=latest) is plan
+    assert [registry.plan_of(f"run-{k}", key=keys[k]) for k in range(3)] == [None, None, None]
+    assert registry._NODES[0] == size
+
+
+def test_repeated_simulations_of_a_large_pipeline_do_not_keep_every_plan_alive(monkeypatch):
+    monkeypatch.setattr(registry, "MAX_NODES", 3_000)
+    p = nbp.Pipeline("wide")
+    with p.stage("s") as s:
+        for k in range(2_000):
+            s.step(f"x{k}", duration=1)
+    traces = [p.simulate() for _ in range(3)]
+    wide = [run for run in registry._RUNS.values() if run.pipeline == "wide"]
+    # 2,002 nodes a plan: the latest, and one more (2,002 ≤ 3,000; two more would be 4,004)
+    assert len(wide) == 2
+    assert registry._NODES[0] == sum(len(run.plan.nodes) for run in registry._RUNS.values())
+    assert traces[-1].pipeline.what_if()["makespan_s"].iloc[0] == 2_000  # the latest still finds its plan
+
+
 def test_simulations_sharing_a_run_id_each_find_their_own_pipeline():
     """Two layouts of one pipeline id simulated with the same seed share ``sim-0``: each trace
     still re-simulates its own layout (on main, the serial trace's what-if used the later one)."""

@@ -210,7 +210,8 @@ def plan_for(trace: pd.DataFrame, pipeline: Any = None) -> Any:
     if plan is None:
         raise TraceError(
             f"what_if(): no pipeline is known for the run {run_id!r} (a trace read from a file, or a "
-            f"run older than the last {registry.MAX_RUNS} in this session): pass it, "
+            f"run this session no longer keeps: it keeps the last {registry.MAX_RUNS}, fewer of large "
+            "pipelines): pass it, "
             "trace.pipeline.what_if(..., pipeline=p)"
         )
     return plan

@@ -16,7 +16,11 @@ the same for every simulation with that seed) each find their own plan. A trace 
 key (``concat`` of several runs drops ``attrs``) is matched by run id: the most recent run of
 that id whose pipeline id is the trace's and whose plan has every node of the trace.
 
-The registry is bounded: the last :data:`MAX_RUNS` runs. Analyses that simulate many designs
+The registry is bounded: the last :data:`MAX_RUNS` runs, and of those only as many as hold
+:data:`MAX_NODES` plan nodes in all (the most recent run is always kept). A plan of a
+100,000-step pipeline takes ~100 MB with its definition; without the second bound, repeated
+simulations of one would keep gigabytes alive, and every full collection of the garbage
+collector would walk them (each simulation slower than the last). Analyses that simulate many designs
 for their own use (``compare``, the candidates of ``suggest_layout``) do it inside
 :func:`unremembered`, so they do not push the user's runs out. A trace read from a file, or one
 older than that, has no plan here: pass the pipeline explicitly.
@@ -41,10 +45,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-__all__ = ["KEY", "MAX_RUNS", "plan_for_trace", "plan_of", "remember", "stamp", "unremembered"]
+__all__ = ["KEY", "MAX_NODES", "MAX_RUNS", "plan_for_trace", "plan_of", "remember", "stamp", "unremembered"]
 
 #: how many runs the registry keeps (the least recently made go first)
 MAX_RUNS = 64
+#: the most plan nodes the kept runs hold in all, the most recent run's aside (older runs go first)
+MAX_NODES = 250_000
 #: the ``trace.attrs`` entry that holds a run's key in this process
 KEY = "run_key"
 
@@ -56,6 +62,7 @@ class _Run(NamedTuple):
 
 
 _RUNS: OrderedDict[str, _Run] = OrderedDict()
+_NODES = [0]  # the plan nodes the kept runs hold in all
 _LOCK = threading.Lock()
 _KEYS = itertools.count(1)
 _PROCESS = os.urandom(4).hex()  # keys made here never match a run of another process
@@ -83,10 +90,17 @@ def remember(run_id: str, plan: Any, trace: Any = None) -> str | None:
     with _LOCK:
         key = f"{_PROCESS}-{next(_KEYS)}"
         _RUNS[key] = _Run(str(run_id), plan.pipeline.id, plan)
-        while len(_RUNS) > MAX_RUNS:
-            _RUNS.popitem(last=False)
+        _NODES[0] += _size(plan)
+        while len(_RUNS) > MAX_RUNS or (len(_RUNS) > 1 and _NODES[0] - _size(plan) > MAX_NODES):
+            _NODES[0] -= _size(_RUNS.popitem(last=False)[1].plan)
     stamp(trace, key)
     return key
+
+
+def _size(plan: Any) -> int:
+    """How many nodes ``plan`` holds (what it costs to keep)."""
+    nodes = getattr(plan, "nodes", None)
+    return len(nodes) if nodes is not None else 1
 
 
 def stamp(trace: Any, key: str | None) -> None:

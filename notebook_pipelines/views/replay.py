@@ -79,8 +79,9 @@ def _plan_for(trace: Any, pipeline: Any) -> Plan:
             name = trace.attrs.get("pipeline", "?") if hasattr(trace, "attrs") else "?"
             raise PipelineError(
                 f"replay needs the pipeline this trace is of ({name!r}): a trace holds no picture, and "
-                f"this kernel does not remember its run (a trace read from a file, or older than the "
-                f"last {registry.MAX_RUNS} runs). Pass it: nbp.replay(trace, pipeline=p)"
+                f"this kernel does not remember its run (a trace read from a file, or of a run it no "
+                f"longer keeps: it keeps the last {registry.MAX_RUNS} runs, fewer of large pipelines). "
+                "Pass it: nbp.replay(trace, pipeline=p)"
             )
     unknown = sorted(set(trace["fqn"].astype(str)) - set(plan.by_fqn))
     if unknown:
