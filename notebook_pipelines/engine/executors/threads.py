@@ -7,12 +7,12 @@ runs, since a kernel runs many pipelines. Every job is handed to a worker that i
 moment (a free worker is *reserved* for each job as it is queued; ``_free`` counts workers
 waiting with no job reserved for them), to a busy one that finishes first, or to a new one: a
 job with no free worker waits (``_waiting``) while the submitting thread yields, and gets a new
-worker if none finished meanwhile (see :meth:`WorkerPool.submit_many`). A burst of short
-bodies thus reuses a few workers; bodies that take time each get their own, so the pool grows
-to the widest moment. A worker that has waited
-``idle_timeout`` seconds with nothing to do leaves, so the pool shrinks when the kernel is idle.
-Waiting is a blocking queue read: no polling. Workers are daemon threads and an ``atexit`` hook
-lets the idle ones go, so none is left when the interpreter exits.
+worker if none finished meanwhile (see :meth:`WorkerPool.submit_many`). A burst of short bodies
+thus reuses a few workers; bodies that take time each get their own, so the pool grows to the
+widest moment. A worker that has waited ``idle_timeout`` seconds with nothing to do leaves, so
+the pool shrinks when the kernel is idle. Waiting is a blocking queue read: no polling. Workers
+are daemon threads and an ``atexit`` hook lets the idle ones go, so none is left when the
+interpreter exits.
 
 **Concurrency**: every step of a parallel block starts at once (R5), however wide. With
 ``max_workers=N`` at most N bodies of the run execute at a time; the others wait their turn in
@@ -30,7 +30,7 @@ event, not polling) and warns, naming each step, about those still running after
 A stop signal may land late, after the body's own ``except`` (while the worker builds the
 outcome): the worker still reports the job, and once the job is off the running list it lets a
 signal still pending land, so none can land after the job. No stop signal is raised while a
-trace or profile function is installed (see :func:`_raise_in_thread`): the context alone tells
+trace or profile function is installed (see :func:`.stopping.raise_in_thread`): the context alone tells
 the body, and a body that ignores it is left behind as always.
 
 **Output capture** (:mod:`.capture`): while a run is on, what each worker thread prints is
@@ -49,11 +49,9 @@ exist there.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import itertools
 import os
 import queue
-import sys
 import threading
 import time
 import traceback
@@ -68,31 +66,12 @@ from ...errors import MESSAGE_LIMIT, StepError
 from ..context import StepCancelled
 from .base import Job, Outcome, message_of, outcome_of_exception
 from .capture import LOG_HEAD, LOG_TAIL, StepLog, install_tee, local, remove_tee
+from .stopping import raise_in_thread
 
 __all__ = ["ThreadExecutor", "WorkerPool", "default_pool"]
 
 WORKER_PREFIX = "nbp-worker"
 LEFT_BEHIND_PREFIX = "nbp-left-behind"
-
-
-def _raise_in_thread(thread: threading.Thread, exc: type[BaseException]) -> bool:
-    """Raise ``exc`` in ``thread`` at its next Python instruction; False when it is not safe.
-
-    Not while a trace or profile function is installed (a debugger, coverage, a profiler):
-    CPython then spins every traced thread at 100 % CPU for as long as the exception waits to
-    land — for the whole of a body blocked in C code. The body is told to stop through its
-    context only, and left behind if it ignores that.
-    """
-    if _tracing() or thread.ident is None:
-        return False
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc))
-    return True
-
-
-def _tracing() -> bool:
-    """True when a trace or profile function is installed here or for new threads."""
-    hooks = (sys.gettrace, sys.getprofile, threading.gettrace, threading.getprofile)
-    return any(hook() is not None for hook in hooks)
 
 
 def _format_exc(exc: BaseException) -> str:
@@ -238,9 +217,8 @@ class WorkerPool:
             self._until_taken()
 
     def _until_taken(self) -> None:
-        """Yield until no job waits (a busy worker that finishes takes one, see ``_work``); after
-        a yield in which none did, new workers: one, then twice as many after each such yield in
-        a row (one unlucky yield among short bodies adds one worker, not one per job)."""
+        """Yield until no job waits (a finishing worker takes one, see ``_work``); after a yield in
+        which none did, new workers: one, then twice as many after each such yield in a row."""
         grow = 1
         try:
             while True:
@@ -470,9 +448,7 @@ class ThreadExecutor:
             self._pool.submit_many([partial(execute, job) for job in jobs])
 
     def starting(self) -> bool:
-        """Whether bodies handed to the pool by :meth:`flush` wait for their worker to start them
-        (the loop leaves its idle work until they have started; a job given up before it
-        started counts as waiting, which only leaves that work to the end of the run)."""
+        """Whether bodies :meth:`flush` handed over wait for their worker (the loop's idle work waits)."""
         return self._started != self._handed
 
     def cancel(self, job: Job) -> None:
@@ -490,7 +466,7 @@ class ThreadExecutor:
             self._stopped[job] = threading.Event()
             thread = self._running.get(job)
             if thread is not None:
-                if job not in self._signalled and _raise_in_thread(thread, StepCancelled):
+                if job not in self._signalled and raise_in_thread(thread, StepCancelled):
                     self._signalled.add(job)
                 self._pool.detach(thread, job.node.id)
         self._free_slot(job)  # a body left behind holds no slot of max_workers
