@@ -1,0 +1,248 @@
+"""Odd values reaching the scheduler's loop, and what a run does when something escapes it.
+
+The rules (``engine/semantics.py`` and its helpers) run on the scheduler's loop and read values
+the user's code made: a condition's result, output variables a body set, a looping strategy's
+run-time items, an intervention's answer. Each odd value below (a NumPy array, an object whose
+``__bool__``/``__eq__``/``__hash__``/``__str__``/``__repr__`` raises, a huge mapping) used to
+raise out of a node's generator, which lost the whole run (no trace, ``last_trace()`` stale);
+each now fails its node with a clear, bounded error naming it, and the run goes on.
+
+The second half is the safety net: whatever still escapes a node's generator (or a callback
+the loop runs) aborts the run as an abort does, records an ``Errored`` row for that node, and
+``run()``/``simulate()`` raise ``RunFailed`` carrying the complete trace, chained to the
+original exception. Faults are injected through a real seam (one rules method made to raise
+for one named node), never by mocking the scheduler.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import finishes, row, status
+
+import notebook_pipelines as nbp
+from notebook_pipelines.errors import MESSAGE_LIMIT
+
+OUT = "<+execution.steps.a.output.outputVariables.x>"
+
+
+class BadStr:
+    """A value that cannot be shown: its ``__str__`` and ``__repr__`` raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class BadBool:
+    def __bool__(self) -> bool:
+        raise RuntimeError("no bool")
+
+
+class BadEq:
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no eq")
+
+    __hash__ = object.__hash__
+
+
+class BadHash:
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no eq")
+
+
+class Unshowable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def publishes(value: Any) -> Callable[[nbp.StepContext], None]:
+    def body(ctx: nbp.StepContext) -> None:
+        ctx.outputs["x"] = value
+
+    return body
+
+
+def then(value: Any, **b: Any) -> nbp.Pipeline:
+    """``a`` publishes ``x = value``; ``b`` (with ``b``'s options) reads it; ``c`` runs after."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=publishes(value), outputs=["x"])
+        s.step("b", run=lambda ctx, **kw: None, **b)
+        s.step("c", run=lambda ctx: None, when="All")
+    return p
+
+
+def both(p: nbp.Pipeline, value: Any) -> list[tuple[str, Any]]:
+    """The trace of a real run and of a simulation (``a`` publishing ``value`` in each); each
+    must be ``last_trace()`` when it is returned."""
+    out = []
+    trace = finishes(lambda: p.run(progress=False, report=False))
+    assert nbp.last_trace() is trace
+    out.append(("run", trace))
+    trace = p.simulate(outputs={"a": {"x": value}})
+    assert nbp.last_trace() is trace
+    out.append(("simulate", trace))
+    return out
+
+
+def failed_with(trace: Any, key: str) -> str:
+    """The error of node ``key``, which must have Failed; ``c`` (after it, ``when: All``) ran."""
+    assert status(trace, key) == "Failed", trace[["fqn", "status", "error"]]
+    assert status(trace, "c") == "Success"
+    error = str(row(trace, key)["error"])
+    assert len(error) < 2 * MESSAGE_LIMIT + 400, len(error)
+    return error
+
+
+# -- item 1: odd values, each failing its node with a clear error ------------------------------------
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(np.array([1, 2]), "ValueError: The truth value of an array"), (BadBool(), "RuntimeError: no bool")],
+)
+def test_R28_a_condition_giving_a_value_neither_true_nor_false_fails_its_node(value: Any, shown: str):
+    """``when=lambda ctx: array`` (or an expression reading such an output) used to raise
+    ValueError out of the step's generator: the run lost its trace."""
+    for how, trace in both(then(value, when=lambda ctx: value), value):
+        error = failed_with(trace, "b")
+        assert error.startswith("pipeline.stages.s.spec.execution.steps.b: the condition "), (how, error)
+        assert "which is neither true nor false" in error and shown in error, (how, error)
+    for how, trace in both(then(value, when=OUT), value):
+        error = failed_with(trace, "b")
+        assert "which is neither true nor false" in error and shown in error, (how, error)
+        assert "in pipeline.stages.s.spec.execution.steps.b at position 0" in error, (how, error)
+        assert error.splitlines()[1].strip() == OUT
+
+
+def test_R28_a_condition_raising_an_unshowable_or_huge_error_fails_its_node_with_a_bounded_message():
+    def unshowable(ctx: nbp.StepContext) -> bool:
+        raise Unshowable()
+
+    def huge(ctx: nbp.StepContext) -> bool:
+        raise ValueError("x" * 1_000_000)
+
+    for how, trace in both(then(1, when=unshowable), 1):
+        error = failed_with(trace, "b")
+        assert error == "the condition raised Unshowable: (its message could not be shown)", how
+    for how, trace in both(then(1, when=huge), 1):
+        error = failed_with(trace, "b")
+        assert error.startswith("the condition raised ValueError: xxx"), how
+        assert len(error) < 500, (how, len(error))
+
+
+def test_R33_an_equality_on_a_value_whose_eq_raises_fails_with_the_operator_s_position():
+    condition = f"{OUT} == {OUT}"
+    for how, trace in both(then(BadEq(), when=condition), BadEq()):
+        error = failed_with(trace, "b")
+        assert error.startswith("a value's own method raised RuntimeError: no eq in "), (how, error)
+        assert f"at position {condition.index('==')}:" in error, (how, error)
+
+
+@pytest.mark.parametrize("text", [f"v={OUT}", f"<+{OUT}.length()>"])
+def test_R43_an_input_built_from_a_value_that_cannot_be_shown_fails_the_step(text: str):
+    """An input's template that renders an object whose ``__str__`` raises used to raise out
+    of the step's generator."""
+    for how, trace in both(then(BadStr(), inputs={"i": text}), BadStr()):
+        error = failed_with(trace, "b")
+        assert error.startswith("input 'i': "), (how, error)
+        assert "RuntimeError: no str in pipeline.stages.s.spec.execution.steps.b at position" in error, how
+
+
+def looped(strategy: Any, value: Any, **b: Any) -> nbp.Pipeline:
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=publishes(value), outputs=["x"])
+        s.step("b", run=lambda ctx, **kw: None, strategy=strategy, **b)
+        s.step("c", run=lambda ctx: None, when="All")
+    return p
+
+
+@pytest.mark.parametrize(
+    ("strategy", "value", "expected"),
+    [
+        (nbp.Repeat(items=OUT), BadStr(), "repeat items resolved to <BadStr instance at 0x"),
+        (nbp.Repeat(times=OUT), BadStr(), "repeat times resolved to <BadStr instance at 0x"),
+        (nbp.Parallelism(OUT), BadStr(), "parallelism resolved to <BadStr instance at 0x"),
+        (nbp.Repeat(items=OUT), {i: i for i in range(200_000)}, "repeat items resolved to {0: 0, 1: 1, 2: 2"),
+    ],
+)
+def test_R50_a_run_time_looping_value_that_cannot_be_shown_or_is_huge_fails_the_node_bounded(
+    strategy: Any, value: Any, expected: str
+):
+    """The error used to show ``repr(value)``: raising when that raised (the run was lost), or
+    megabytes long for a large mapping."""
+    for how, trace in both(looped(strategy, value), value):
+        error = failed_with(trace, "b")
+        assert error.startswith(f"pipeline.stages.s.spec.execution.steps.b: {expected}"), (how, error)
+        assert len(error) < 300, (how, len(error))
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ([np.array([1, 2]), np.array([3, 4])], "ValueError: The truth value"),
+        ([BadHash()], "RuntimeError: no"),
+    ],
+)
+def test_R49_matrix_values_that_cannot_be_compared_with_exclude_fail_the_node(value: Any, shown: str):
+    strategy = nbp.Matrix(axes={"a": OUT, "b": [1]}, exclude=[{"a": 5, "b": 1}])
+    for how, trace in both(looped(strategy, value), value):
+        error = failed_with(trace, "b")
+        assert "cannot be compared with the exclude entries" in error and shown in error, (how, error)
+
+
+def test_R53_a_node_name_whose_value_cannot_be_shown_keeps_the_default_name():
+    """``str()`` of the ``nodeName`` value used to raise out of the looped node's generator;
+    the name is only for display: the iteration runs under its default name."""
+    strategy = nbp.Matrix(axes={"a": OUT}, node_name="<+matrix.a>")
+    for how, trace in both(looped(strategy, [BadStr()]), [BadStr()]):
+        assert (status(trace, "b_0"), status(trace, "b"), status(trace, "c")) == ("Success",) * 3, how
+
+
+def test_R18_a_retry_condition_raising_an_unshowable_error_fails_the_step():
+    def fail(ctx: nbp.StepContext) -> None:
+        raise nbp.StepError("boom")
+
+    def condition(outcome: Any) -> bool:
+        raise Unshowable()
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=fail, failure_strategies=[nbp.OnFailure(action=nbp.Retry(2, condition=condition))])
+    trace = finishes(lambda: p.run(progress=False, report=False))
+    assert nbp.last_trace() is trace
+    assert status(trace, "a") == "Failed"
+    unshown = "Unshowable: (its message could not be shown)"
+    assert row(trace, "a")["error"] == f"boom\nthe retry condition failed: {unshown}"
+
+
+class OddText(str):
+    """An answer equal to an offered choice whose hash raises (a dict lookup of it fails)."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+    __eq__ = str.__eq__
+
+
+def test_R20_an_answer_given_as_a_str_subclass_is_taken_as_the_choice_offered():
+    def fail(ctx: nbp.StepContext) -> None:
+        raise nbp.StepError("boom")
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=fail, failure_strategies=[nbp.OnFailure(action=nbp.ManualIntervention(timeout="1m"))])
+    answer = lambda request: request.answer(OddText("MarkAsSuccess"))  # noqa: E731
+    trace = finishes(lambda: p.run(progress=False, report=False, on_intervention=answer))
+    assert nbp.last_trace() is trace
+    assert (status(trace, "a"), row(trace, "a")["action"]) == ("Success", "MarkAsSuccess")
+    assert not [t for t in threading.enumerate() if t.name.startswith("nbp-intervention") and t.is_alive()]
