@@ -17,6 +17,8 @@ for one named node), never by mocking the scheduler.
 from __future__ import annotations
 
 import threading
+import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,7 @@ import pytest
 from conftest import finishes, row, status
 
 import notebook_pipelines as nbp
+from notebook_pipelines.engine.executors.threads import ThreadExecutor, default_pool
 from notebook_pipelines.errors import MESSAGE_LIMIT
 
 OUT = "<+execution.steps.a.output.outputVariables.x>"
@@ -246,3 +249,221 @@ def test_R20_an_answer_given_as_a_str_subclass_is_taken_as_the_choice_offered():
     assert nbp.last_trace() is trace
     assert (status(trace, "a"), row(trace, "a")["action"]) == ("Success", "MarkAsSuccess")
     assert not [t for t in threading.enumerate() if t.name.startswith("nbp-intervention") and t.is_alive()]
+
+
+# -- item 2: the safety net ------------------------------------------------------------------------
+def slow(ctx: nbp.StepContext) -> None:
+    ctx.sleep(30)  # until the run tells it to stop
+
+
+def wide() -> nbp.Pipeline:
+    """Stage ``s``: a parallel block (``long``, told to stop; group ``g`` of ``a``, ``b``, ``c``),
+    then ``d``; stage ``s2`` with ``e``. ``b``'s condition is evaluated (a real expression)."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        with s.parallel():
+            s.step("long", run=slow, duration=60)
+            with s.step_group("g") as g:
+                g.step("a", run=lambda ctx: ctx.sleep(0.05))
+                g.step("b", run=lambda ctx: None, when="<+pipeline.name> == 'p'")
+                g.step("c", run=lambda ctx: None)
+        s.step("d", run=lambda ctx: None)
+    with p.stage("s2") as s2:
+        s2.step("e", run=lambda ctx: None)
+    return p
+
+
+@pytest.fixture
+def rules_break_at_b(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fault in the rules, for this test only: deciding whether ``b`` runs raises."""
+    from notebook_pipelines.engine.semantics import Rules
+
+    decide = Rules._should_run
+
+    def broken(self: Rules, node: Any, scope: Any, status_only: bool = False) -> Any:
+        if node.id == "b":
+            raise ZeroDivisionError("injected into the rules")
+        return decide(self, node, scope, status_only)
+
+    monkeypatch.setattr(Rules, "_should_run", broken)
+
+
+def internal_error(how: str, call: Callable[[], Any]) -> nbp.RunFailed:
+    """What ``call`` raised: a RunFailed chained to the injected error, its trace last_trace()."""
+    with pytest.raises(nbp.RunFailed) as info:
+        finishes(call)
+    err = info.value
+    assert isinstance(err.__cause__, ZeroDivisionError), (how, repr(err.__cause__))
+    assert str(err.__cause__) == "injected into the rules"
+    assert nbp.last_trace() is err.trace, how
+    return err
+
+
+def test_an_exception_escaping_a_node_s_generator_aborts_the_run_and_keeps_its_trace(
+    rules_break_at_b: None, no_worker_leak: None
+):
+    p = wide()
+    fqn = "pipeline.stages.s.spec.execution.steps.g.steps.b"
+    started = time.monotonic()
+    err = internal_error("run", lambda: p.run(progress=False, report=False))
+    assert time.monotonic() - started < 10  # `long` was told to stop, not waited for (30 s)
+    assert str(err).startswith(f"run of 'p' aborted at {fqn}: internal error of notebook-pipelines")
+    assert "ZeroDivisionError: injected into the rules" in str(err)
+    assert "nbp.last_trace()" in str(err)
+    trace = err.trace
+    assert sorted(trace["fqn"]) == sorted(n.fqn for n in p.plan().nodes)  # D5/D6: every node, once
+    b = row(trace, "b")
+    assert b["status"] == "Errored"
+    assert b["error"].startswith("internal error of notebook-pipelines (please report it")
+    assert b["error"].endswith("ZeroDivisionError: injected into the rules")
+    got = {key: status(trace, key) for key in ("a", "long", "c", "g", "d", "s", "e", "s2")}
+    assert got == {
+        "a": "Success",  # ended before
+        "long": "Aborted",  # running: told to stop (E15)
+        "c": "NotStarted",  # after b in the dead group: never ran
+        "g": "Aborted",
+        "d": "NotStarted",
+        "s": "Aborted",
+        "e": "NotStarted",
+        "s2": "NotStarted",
+    }
+    assert str(row(trace, "pipeline")["status"]) == "Aborted"
+    assert "ZeroDivisionError: injected into the rules" in row(trace, "e")["reason"]
+    # the kernel stays usable: the next run (without the fault) works, and no worker is busy
+    assert default_pool().busy == 0
+
+
+def test_after_an_internal_error_the_next_run_succeeds(monkeypatch: pytest.MonkeyPatch):
+    from notebook_pipelines.engine.semantics import Rules
+
+    decide = Rules._should_run
+    calls: list[str] = []
+
+    def broken_once(self: Rules, node: Any, scope: Any, status_only: bool = False) -> Any:
+        if node.id == "b" and not calls:
+            calls.append(node.id)
+            raise ZeroDivisionError("injected into the rules")
+        return decide(self, node, scope, status_only)
+
+    monkeypatch.setattr(Rules, "_should_run", broken_once)
+    p = two_stages()
+    internal_error("run", lambda: p.run(progress=False, report=False))
+    trace = finishes(lambda: p.run(progress=False, report=False))
+    assert set(trace["status"].astype(str)) == {"Success"} and nbp.last_trace() is trace
+    assert default_pool().busy == 0
+
+
+def two_stages() -> nbp.Pipeline:
+    """Serial: stage ``s`` (``a``, ``b``), stage ``s2`` (``e``): ``b`` breaking kills the root's
+    generator chain (pipeline → s → b), whose started containers then get their rows here."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=lambda ctx: None)
+        s.step("b", run=lambda ctx: None, when="<+pipeline.name> == 'p'")
+    with p.stage("s2") as s2:
+        s2.step("e", run=lambda ctx: None)
+    return p
+
+
+def test_a_simulation_whose_rules_raise_keeps_its_trace(rules_break_at_b: None):
+    for p in (wide(), two_stages()):
+        err = internal_error("simulate", p.simulate)
+        assert str(err).startswith("simulation of 'p' aborted at pipeline.stages.s.spec.execution.steps")
+        trace = err.trace
+        assert sorted(trace["fqn"]) == sorted(n.fqn for n in p.plan().nodes)
+        assert status(trace, "b") == "Errored"
+        assert (status(trace, "s"), status(trace, "pipeline"), status(trace, "e")) == (
+            "Aborted",
+            "Aborted",
+            "NotStarted",
+        )
+
+
+def test_monte_carlo_records_raise_a_library_error_when_the_rules_raise(rules_break_at_b: None):
+    from notebook_pipelines.engine.simulation import simulate_records
+
+    with pytest.raises(nbp.RunFailed) as info:
+        simulate_records(two_stages().plan())
+    assert isinstance(info.value.__cause__, ZeroDivisionError) and info.value.trace is None
+    assert "no trace was made" in str(info.value)
+
+
+class RefusesB(ThreadExecutor):
+    """An executor (the public seam of ``run(executor=…)``) whose ``submit`` raises for ``b``."""
+
+    def submit(self, job: Any) -> None:
+        if job.node.id == "b":
+            raise ZeroDivisionError("injected into the rules")
+        super().submit(job)
+
+
+def test_a_request_that_cannot_be_served_aborts_the_run_and_keeps_its_trace(no_worker_leak: None):
+    p = two_stages()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning about a body left behind: b never ran
+        err = internal_error("run", lambda: p.run(progress=False, report=False, executor=RefusesB()))
+    trace = err.trace
+    assert (status(trace, "a"), status(trace, "b"), status(trace, "s"), status(trace, "e")) == (
+        "Success",
+        "Errored",
+        "Aborted",
+        "NotStarted",
+    )
+
+
+class BreaksAtB(ThreadExecutor):
+    """An executor whose timer callback (run by the loop) raises when ``b`` is submitted."""
+
+    def open(self, run: Any) -> None:
+        self.served = run
+        super().open(run)
+
+    def submit(self, job: Any) -> None:
+        if job.node.id == "b":
+            self.served.call_at(self.served.now(), _divide, None)
+        super().submit(job)
+
+
+def _divide(_: Any) -> None:
+    raise ZeroDivisionError("injected into the rules")
+
+
+def test_a_loop_callback_that_raises_aborts_the_run_and_keeps_its_trace(no_worker_leak: None):
+    p = two_stages()
+    err = internal_error("run", lambda: p.run(progress=False, report=False, executor=BreaksAtB()))
+    assert str(err).startswith("run of 'p' aborted: internal error of notebook-pipelines")
+    trace = err.trace
+    assert sorted(trace["fqn"]) == sorted(n.fqn for n in p.plan().nodes)
+    assert status(trace, "pipeline") == "Aborted" and status(trace, "e") == "NotStarted"
+    assert "ZeroDivisionError: injected into the rules" in row(trace, "pipeline")["reason"]
+
+
+def test_R50_a_looping_warning_made_an_error_by_the_filter_keeps_the_simulation_s_trace():
+    """User-reachable: ``-W error`` (or ``filterwarnings = error``) turns the LoopingWarning a
+    simulation gives for a run-time list into an exception on the loop; it used to lose the run."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=publishes([1, 2]), outputs=["x"])
+        s.step("b", run=lambda ctx: None, strategy=nbp.Repeat(items=OUT))
+        s.step("c", run=lambda ctx: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(nbp.RunFailed) as info:
+            p.simulate()
+    err = info.value
+    assert isinstance(err.__cause__, nbp.LoopingWarning)
+    assert "which the warnings filter turned into an exception" in str(err)
+    assert nbp.last_trace() is err.trace
+    assert (status(err.trace, "a"), status(err.trace, "b"), status(err.trace, "c")) == (
+        "Success",
+        "Errored",
+        "NotStarted",
+    )
+
+
+def test_a_simulation_s_own_error_found_while_simulating_is_raised_as_it_is():
+    def duration(node: Any, rng: Any) -> float:
+        raise ZeroDivisionError("no duration")
+
+    with pytest.raises(nbp.SimulationError, match="durations=: the function raised ZeroDivisionError"):
+        two_stages().simulate(durations=duration)
