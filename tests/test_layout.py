@@ -530,3 +530,39 @@ def test_suggest_layout_refuses_a_baseline_that_did_not_succeed_naming_the_step_
     message = str(err.value)
     assert "ended Failed" in message and "pipeline.stages.s.spec.execution.steps.b" in message
     assert "has no output variable 'v'" in message and "outputs=['name']" in message
+
+
+def test_D14_the_bound_counts_the_chains_that_needs_make():
+    """A member waits for the siblings it needs, and the layouts keep the needs: the bound is
+    the longest chain over them too (it was the longest step alone, 5 s, and the best layout
+    read as 40 % above it)."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        with s.parallel():
+            s.step("a", duration=1)
+            s.step("b", duration=5)
+            s.step("c", duration=2, needs=["a", "b"])
+            s.step("d", duration=1, needs=["a"])
+        s.step("e", duration=3)
+        s.step("f", duration=3)
+    found = nbp.suggest_layout(p)
+    # chains: a → c = 1 + 2 = 3, b → c = 5 + 2 = 7, a → d = 1 + 1 = 2; e and f alone 3 each
+    assert found.original_s == (5 + 2) + 3 + 3  # the block ends with b → c, then e, then f
+    assert found.bound_s == 7.0
+    assert found[0].makespan_s == 7.0 and found[0].gap == 0.0
+
+
+def test_D14_the_bound_counts_needs_between_stages():
+    """Stages in a parallel block with needs: ``build`` (4 s) then ``test`` (6 s) that needs it
+    is a 10 s chain; ``docs`` (2 s) runs beside them."""
+    p = nbp.Pipeline("p")
+    with p.parallel():
+        with p.stage("build") as s:
+            s.step("compile", duration=4)
+        with p.stage("test", needs=["build"]) as s:
+            s.step("unit", duration=6)
+        with p.stage("docs") as s:
+            s.step("site", duration=2)
+    found = nbp.suggest_layout(p, across_stages=True)
+    assert found.original_s == 4 + 6
+    assert found.bound_s == 4 + 6  # was max(4, 6, 2) = 6 without the need

@@ -281,3 +281,38 @@ def test_R44_R46_statuses_and_outputs_by_fqn_are_those_of_a_dict_written_row_by_
         assert scheduler.statuses[f"{stage}.g.steps.m_1"] == expected[f"{stage}.g.steps.m_1"]  # made twice
         assert [n.id for n in scheduler.extra] == ["m_0", "m_1", "m_0", "m_1"]  # expanded twice
         assert sorted(fqn.rsplit(".", 1)[-1] for fqn in scheduler.statuses.named) == ["m", "m_0", "m_1"]
+
+
+def test_compile_asks_each_shared_body_once_and_gives_each_step_its_own_body_s_answer(monkeypatch):
+    """The compile remembers ``takes_ctx`` per body (many steps share one); a step's answer is
+    still its own body's, and a step with inputs is asked with them."""
+    from notebook_pipelines.definition import plan as plan_module
+
+    asked: list[tuple[object, tuple[str, ...]]] = []
+    real = plan_module.takes_ctx
+
+    def counting(fn, inputs=()):
+        asked.append((fn, tuple(inputs or ())))
+        return real(fn, inputs)
+
+    monkeypatch.setattr(plan_module, "takes_ctx", counting)
+
+    def plain():
+        pass
+
+    def with_ctx(ctx):
+        pass
+
+    def first_is_input(x):  # its first parameter is an input, not the context
+        pass
+
+    steps = [Step(f"p{k}", run=plain) for k in range(50)] + [Step(f"c{k}", run=with_ctx) for k in range(50)]
+    steps.append(Step("i", run=first_is_input, inputs={"x": 1}))
+    plan = compile_plan(Pipeline("p", stages=[Stage("s", items=[Parallel(steps)])]))
+    answers = {n.id: n.takes_ctx for n in plan.nodes if n.kind == "step"}
+    assert [answers[f"p{k}"] for k in range(50)] == [False] * 50
+    assert [answers[f"c{k}"] for k in range(50)] == [True] * 50
+    assert answers["i"] is False
+    assert sorted(asked, key=repr) == sorted(
+        [(plain, ()), (with_ctx, ()), (first_is_input, ("x",))], key=repr
+    )

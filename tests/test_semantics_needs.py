@@ -163,6 +163,35 @@ def test_D14_a_waiter_whose_needs_succeeded_runs_though_an_unrelated_sibling_fai
     assert status(t, "s") == "Expired" and status(t, "e") == "Skipped"  # after the block: R28 as ever
 
 
+def test_D14_R28_inside_a_waiting_step_group_the_steps_follow_their_stage_a_waiting_stage_is_its_own():
+    """The waiter is what its needs decide for; inside it the usual rules hold. x fails at 0.5,
+    before a ends at 1: the group g (needs a) starts at 1, but its step, with the default
+    condition, sees a stage that has failed (R28); the same layout as stages runs w's step."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s, s.parallel():
+        s.step("a", duration=1)
+        s.step("x", duration=0.5)
+        with s.step_group("g", needs=["a"]) as g:
+            g.step("g1", duration=2)
+            g.step("g2", duration=2, when="All")
+    t = p.simulate(failures={"x": True})
+    assert status(t, "g") == "Success" and times(t, "g") == (1.0, 3.0)  # started when a ended
+    assert status(t, "g1") == "Skipped"  # the stage failed at 0.5 (R28)
+    assert status(t, "g2") == "Success" and times(t, "g2") == (1.0, 3.0)  # when="All" runs it
+
+    q = nbp.Pipeline("q")
+    with q.parallel():
+        with q.stage("a") as s:
+            s.step("a1", duration=1)
+        with q.stage("x") as s:
+            s.step("x1", duration=0.5)
+        with q.stage("w", needs=["a"]) as s:
+            s.step("w1", duration=2)
+    t = q.simulate(failures={"x1": True})
+    assert status(t, "x") == "Failed"
+    assert status(t, "w1") == "Success" and times(t, "w1") == (1.0, 3.0)  # its own stage did not fail
+
+
 def test_D14_a_waiter_whose_need_expired_is_skipped_naming_the_need():
     t = diamond(a={"timeout": 0.5}).simulate()
     # a expires at 0 + 0.5; d is skipped then; c when b ends (5 s), still naming a

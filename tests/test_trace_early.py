@@ -257,3 +257,35 @@ def test_a_process_s_first_run_imports_pandas_after_its_last_body_not_on_the_loo
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[False]", "4"]
+
+
+def test_the_loop_leaves_its_idle_work_until_every_body_of_a_wide_block_has_started():
+    """The idle work (the trace's early columns) holds the interpreter: done while the workers
+    of a wide block still start, it would hold back the starts after it. Each body here holds
+    the interpreter ~1 ms before it sleeps, so 48 starts take ≥ 48 ms, far more than the
+    loop's quiet moment (``IDLE_AFTER``, 1 ms) — the idle work waits for all of them."""
+    width = 48
+    started: list[float] = []
+
+    def body() -> None:
+        until = time.perf_counter() + 0.001
+        while time.perf_counter() < until:  # Python work: holds the interpreter
+            pass
+        started.append(time.perf_counter())
+        time.sleep(0.1)
+
+    seen: list[int] = []
+
+    class Probe:
+        def run_started(self, scheduler: Any) -> None:
+            scheduler.idle.insert(0, lambda: seen.append(len(started)))  # the first piece
+
+    p = nbp.Pipeline("wide")
+    with p.stage("s") as s, s.parallel():
+        for k in range(width):
+            s.step(f"x{k}", run=body)
+    p.run(report=False, progress=False)  # the pool now has a free worker for every body
+    started.clear()
+    trace = p.run(listeners=[Probe()], report=False, progress=False)
+    assert (trace["status"] == "Success").all()
+    assert seen == [width]  # done once, after the last start (not at the first quiet moment)

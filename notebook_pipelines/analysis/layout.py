@@ -57,8 +57,9 @@ several embeddings and keeps the best by estimate, then by simulation:
   critical-path priority, longest first), levels cut into blocks of at most ``max_parallel``,
   and, for independent steps, the exact best partition into lanes (a branch-and-bound search
   while the stage is small). Scheduling with a cap is NP-hard in general: each suggestion
-  reports ``bound_s`` — the longest dependency chain, and the total work ÷ ``max_parallel``
-  — and ``gap`` (how far above it the makespan is).
+  reports ``bound_s`` — the longest dependency chain (the ``needs`` of a parallel block's
+  members, D14, count as dependencies: the layouts keep them), and the total work ÷
+  ``max_parallel`` — and ``gap`` (how far above it the makespan is).
 
 ``max_parallel`` caps the whole pipeline, not each stage: stages share a parallel block
 (with ``across_stages=True``) only while their layouts' widths add up to at most the cap,

@@ -160,6 +160,33 @@ def _top(node: Any, kind: str) -> Any:
     return None
 
 
+def _with_needs(g: UnitGraph, units: Sequence[Any]) -> UnitGraph:
+    """``g`` with the needs of its units (D14) as edges too, for the bound: a member of a parallel
+    block waits for the siblings it needs, and the layouts keep the needs, so none can beat the
+    chains they make. A copy (the search's own graph is left as it is); ``g`` when no unit has
+    needs.
+
+    >>> g = UnitGraph(3, [1.0, 5.0, 2.0], [None] * 3, ["step"] * 3)
+    >>> units = [Step("a"), Step("b"), Step("c", needs=["a", "b"])]
+    >>> g.longest_chain(), _with_needs(g, units).longest_chain()  # c after b: 5 + 2
+    (5.0, 7.0)
+    """
+    index = {unit.id: k for k, unit in enumerate(units)}
+    edges = [
+        (index[name], v)
+        for v, unit in enumerate(units)
+        for name in getattr(unit, "needs", None) or ()
+        if name in index
+    ]
+    if not edges:
+        return g
+    out = UnitGraph(g.n, g.weight, g.resource, g.kinds)
+    out.widths, out.preds = g.widths, [set(p) for p in g.preds]
+    for u, v in edges:
+        out.edge(u, v)
+    return out
+
+
 class Design:
     """The graphs of one pipeline (stage level and each stage's items) and their layouts."""
 
@@ -264,14 +291,14 @@ class Design:
         bounds = []
         total = 0.0
         for s in self.stages:
-            g, _ = self.graphs[s.id]
+            g, nodes = self.graphs[s.id]
             work = sum(g.weight)
             total += work
-            chain = g.longest_chain()
+            chain = _with_needs(g, nodes).longest_chain()
             inner = max(chain, work / self.cap) if self.cap else chain
             bounds.append(inner if not s.strategy else self.top.weight[len(bounds)])
         top = UnitGraph(self.top.n, bounds, self.top.resource, self.top.kinds)
-        top.preds = self.top.preds
+        top.preds = _with_needs(self.top, self.stages).preds
         chain = top.longest_chain()
         # stages sharing a resource key never overlap (D8): the first of them starts no earlier
         # than its longest chain of predecessors, then they run one after another

@@ -344,6 +344,7 @@ class _Builder:
         self.nodes: list[PlanNode] = []
         self.traits = TraitsFound()
         self.needs = False  # whether a member of the parallel block being made may have needs
+        self.ctx: dict[int, bool] = {}  # takes_ctx of each body seen, by id (the pipeline holds them)
         # How settings are read: strictly (a valid pipeline); or, to check the references of
         # an invalid one, with a value that cannot be read taken as unset.
         self.seconds = _unset_on_error(_duration) if lenient else _duration
@@ -435,7 +436,14 @@ class _Builder:
         elif kind == "Wait" and isinstance(spec, dict) and spec.get("duration") is not None:
             node.duration = _unset_on_error(parse_duration)(spec["duration"])  # simulated: its wait
         if run is not None:
-            node.body, node.takes_ctx = run, takes_ctx(run, inputs)
+            node.body = run
+            if inputs:
+                node.takes_ctx = takes_ctx(run, inputs)
+            else:  # many steps share a body: its answer once per compile (the pipeline holds it)
+                known = self.ctx.get(id(run))
+                if known is None:
+                    known = self.ctx[id(run)] = takes_ctx(run, ())
+                node.takes_ctx = known
         elif kind is None:
             traits.sketch = True
         if kind is not None or spec is not None:  # else the class defaults (None)

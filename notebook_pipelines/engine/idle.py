@@ -19,16 +19,25 @@ __all__ = ["IDLE_AFTER", "next_event"]
 IDLE_AFTER = 0.001
 
 
-def next_event(clock: Any, inbox: Any, due: float | None, idle: list[Callable[[], Any]]) -> Any:
+def next_event(
+    clock: Any,
+    inbox: Any,
+    due: float | None,
+    idle: list[Callable[[], Any]],
+    starting: Callable[[], bool] | None = None,
+) -> Any:
     """The next item of ``inbox`` by ``due`` (clock seconds; None: no deadline), as
     ``clock.wait`` gives it. While ``idle`` holds work and nothing is posted, a quiet
     :data:`IDLE_AFTER` first does one piece of it and gives None (the loop looks again).
+    A moment is quiet only once ``starting()`` (the executor: bodies handed over and not
+    started yet) is false: the loop holding the interpreter while a wide block's workers
+    start would hold back the starts after it.
     The work is only made early: what fails in it is made again where it is needed."""
     if idle and inbox.empty():
         soon = clock.now() + IDLE_AFTER
         if due is None or soon < due:
             item = clock.wait(inbox, soon)
-            if item is None:  # a quiet moment
+            if item is None and (starting is None or not starting()):  # a quiet moment
                 with contextlib.suppress(Exception):
                     idle.pop(0)()
             return item

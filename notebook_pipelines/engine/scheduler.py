@@ -201,6 +201,7 @@ class Scheduler:
         ready, timers, clock, advance = self.ready, self.timers, self.clock, self._advance
         now, pop, heappop = clock.now, ready.popleft, heapq.heappop
         flush = getattr(self.executor, "flush", None)  # an executor may take jobs in batches
+        starting = getattr(self.executor, "starting", None)  # bodies handed over, not started yet
         while True:
             while ready:
                 if self.sigint and not self.interrupted:
@@ -217,7 +218,7 @@ class Scheduler:
                     timer.active = False
                     timer.fn(timer.arg)
                 continue
-            item = next_event(clock, self.inbox, timers[0][0] if timers else None, self.idle)
+            item = next_event(clock, self.inbox, timers[0][0] if timers else None, self.idle, starting)
             if item is not None:
                 item[0](item[1])
             if self.sigint and not self.interrupted:

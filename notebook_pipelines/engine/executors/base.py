@@ -289,7 +289,9 @@ class Executor(Protocol):
 
     Optionally ``flush()``: the loop calls it whenever it has nothing more to do before it
     waits, so an executor may keep what ``submit`` gave it and hand it over in one batch
-    (``ThreadExecutor`` does: a parallel block's jobs wake their workers together).
+    (``ThreadExecutor`` does: a parallel block's jobs wake their workers together). And
+    ``starting()``: True while bodies handed over have not started; the loop then leaves its
+    idle work (the trace's early columns) for later, so as not to hold back their starts.
     """
 
     @property

@@ -417,6 +417,7 @@ class ThreadExecutor:
         self._waiting: deque[Job] = deque()  # jobs over max_workers, in submission order
         self._holding: set[Job] = set()  # jobs holding one of the max_workers slots
         self._batch: dict[Job, None] = {}  # submitted, handed to the pool at the next flush()
+        self._handed = self._started = 0  # jobs flush() handed to the pool; those a worker took
 
     @property
     def busy(self) -> int:
@@ -439,6 +440,7 @@ class ThreadExecutor:
         self._pool = self.pool
         self._running, self._signalled, self._stopped = {}, set(), {}
         self._waiting, self._holding, self._batch = deque(), set(), {}
+        self._handed = self._started = 0
         if self.capture:
             install_tee()
 
@@ -463,8 +465,15 @@ class ThreadExecutor:
         competes with the loop for the interpreter and the CPU until the loop waits)."""
         if self._batch:
             jobs, self._batch = self._batch, {}
+            self._handed += len(jobs)
             execute = self._execute
             self._pool.submit_many([partial(execute, job) for job in jobs])
+
+    def starting(self) -> bool:
+        """Whether bodies handed to the pool by :meth:`flush` wait for their worker to start them
+        (the loop leaves its idle work until they have started; a job given up before it
+        started counts as waiting, which only leaves that work to the end of the run)."""
+        return self._started != self._handed
 
     def cancel(self, job: Job) -> None:
         job.ctx.cancel()
@@ -497,6 +506,7 @@ class ThreadExecutor:
         delivered = 0  # stop signals of cancel() that landed here (they carry no message)
         try:
             with self._lock:
+                self._started += 1
                 if job.done or job.ctx.cancelled:  # told to stop before it started: it does not
                     self._stopped.setdefault(job, threading.Event()).set()
                     outcome = Outcome(ABORTED, start, start, name, None, "the step was told to stop")
