@@ -467,3 +467,19 @@ def test_a_simulation_s_own_error_found_while_simulating_is_raised_as_it_is():
 
     with pytest.raises(nbp.SimulationError, match="durations=: the function raised ZeroDivisionError"):
         two_stages().simulate(durations=duration)
+
+
+def test_R59_a_left_behind_warning_made_an_error_keeps_the_run_s_trace(no_worker_leak: None):
+    """User-reachable: under ``-W error`` the warning about a body that ignores being told to stop
+    (issued while the executor closes, after the loop) used to raise before the trace was made."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=lambda ctx: time.sleep(1.0), timeout="0.1s")  # ignores ctx.cancelled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        left = r"left behind: pipeline\.stages\.s\.spec\.execution\.steps\.a;"
+        with pytest.raises(RuntimeWarning, match=left):
+            finishes(lambda: p.run(progress=False, report=False, run_id="left-behind"))
+    trace = nbp.last_trace()
+    assert trace is not None and trace.attrs["run_id"] == "left-behind"
+    assert (status(trace, "a"), status(trace, "pipeline")) == ("Expired", "Expired")

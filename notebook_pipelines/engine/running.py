@@ -192,6 +192,8 @@ def execute(
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
     if scheduler.broken is not None:  # an exception escaped the loop: aborted, its trace kept (.breakage)
         raise broken_error(scheduler, trace) from scheduler.broken
+    if scheduler.closed_with is not None:  # e.g. "left behind" made an error by -W error: trace kept
+        raise scheduler.closed_with
     return RunResult(status, trace, scheduler.interrupted)
 
 

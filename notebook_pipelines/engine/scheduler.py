@@ -141,6 +141,7 @@ class Scheduler:
         self.status: str | None = None
         self.done = False
         self.broken: Exception | None = None  # what escaped the loop (.breakage): the run was aborted
+        self.closed_with: Exception | None = None  # what closing the executor raised (after the loop)
         self._loop_thread: int | None = None
         self.idle: list[Callable[[], Any]] = []  # work made while the loop waits (.idle)
         #: the runs this one is nested in, outermost first: (pipeline id, where it was started)
@@ -172,9 +173,12 @@ class Scheduler:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
-            self.executor.close(cancel=self.interrupted or self.aborted is not None)
-            if self.interventions.callbacks:
-                self.interventions.left_behind()
+            try:  # a warning made an error there (-W error) is raised once the trace is made
+                self.executor.close(cancel=self.interrupted or self.aborted is not None)
+                if self.interventions.callbacks:
+                    self.interventions.left_behind()
+            except Exception as exc:
+                self.closed_with = exc
         return self.status or ABORTED
 
     def _defer_sigint(self) -> Any:
