@@ -28,6 +28,7 @@ from conftest import finishes, row, status
 
 import notebook_pipelines as nbp
 from notebook_pipelines.engine.executors.threads import ThreadExecutor, default_pool
+from notebook_pipelines.engine.steptypes import register_step_type, unregister_step_type
 from notebook_pipelines.errors import MESSAGE_LIMIT
 
 OUT = "<+execution.steps.a.output.outputVariables.x>"
@@ -483,3 +484,28 @@ def test_R59_a_left_behind_warning_made_an_error_keeps_the_run_s_trace(no_worker
     trace = nbp.last_trace()
     assert trace is not None and trace.attrs["run_id"] == "left-behind"
     assert (status(trace, "a"), status(trace, "pipeline")) == ("Expired", "Expired")
+
+
+@pytest.mark.parametrize(
+    ("check", "expected"),
+    [
+        (lambda spec: 1 / 0, "of step type 'Odd' raised ZeroDivisionError: division by zero; fix the check"),
+        (lambda spec: 5, "of step type 'Odd' raised TypeError: 'int' object is not iterable; fix the check"),
+        (lambda spec: [BadStr()], "gave <BadStr instance at 0x"),
+    ],
+)
+def test_a_step_type_check_that_raises_or_gives_no_text_is_a_problem_of_the_step(check: Any, expected: str):
+    """A custom step type's pre-run ``check`` used to raise its own exception (or an
+    AttributeError from the message formatting) out of ``run()``."""
+    register_step_type("Odd", lambda ctx, spec: None, check=check)
+    try:
+        p = nbp.Pipeline("p")
+        with p.stage("s") as s:
+            s.step("a", type="Odd", spec={"x": 1})
+        with pytest.raises(nbp.DefinitionError) as info:
+            p.run(progress=False, report=False)
+    finally:
+        unregister_step_type("Odd")
+    text = str(info.value)
+    assert "pipeline.stages.s.spec.execution.steps.a: [type] the check '" in text
+    assert expected in text
