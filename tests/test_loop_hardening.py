@@ -509,3 +509,26 @@ def test_a_step_type_check_that_raises_or_gives_no_text_is_a_problem_of_the_step
     text = str(info.value)
     assert "pipeline.stages.s.spec.execution.steps.a: [type] the check '" in text
     assert expected in text
+
+
+class Raises:
+    """A listener whose ``node_started`` raises: dropped with a RuntimeWarning (``_notify``)."""
+
+    def node_started(self, *args: Any) -> None:
+        raise ValueError("listener broke")
+
+
+def test_a_dropped_listener_s_warning_made_an_error_keeps_the_run_s_trace(no_worker_leak: None):
+    """User-reachable: under ``-W error`` the warning about a dropped listener is an exception on
+    the loop, inside a node's generator; it used to lose the run and leave ``long`` running."""
+    p = wide()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(nbp.RunFailed) as info:
+            finishes(lambda: p.run(progress=False, report=False, listeners=[Raises()]))
+    err = info.value
+    assert isinstance(err.__cause__, RuntimeWarning)
+    assert "listener 'Raises.node_started' raised ValueError: listener broke" in str(err)
+    assert nbp.last_trace() is err.trace
+    assert sorted(err.trace["fqn"]) == sorted(n.fqn for n in p.plan().nodes)
+    assert "Errored" in set(err.trace["status"].astype(str))
