@@ -118,14 +118,19 @@ def recover(run: BrokenRun, exc: Exception) -> None:
         raise exc  # a simulation's option found unusable while simulating: the caller's error
     run.broken = exc
     reason = f"aborted: {what(exc)}"
-    _broke(run, exc, reason)
-    try:
-        run.abort(reason)  # running bodies are told to stop; every wait ends Aborted
-        _drain(run, reason)
-    except Exception:  # the abort itself broke: the trace is made of what was recorded
-        pass
+    for step in (_broke, _aborted):  # each on its own: the abort happens even if recording broke
+        try:
+            step(run, exc, reason)
+        except Exception:  # it broke too: the trace is made of what was recorded
+            pass
     if not run.done:
         run.status, run.done = run.status or ABORTED, True
+
+
+def _aborted(run: BrokenRun, exc: Exception, reason: str) -> None:
+    """Abort (running bodies are told to stop, every wait ends Aborted), then drain."""
+    run.abort(reason)
+    _drain(run, reason)
 
 
 def _drain(run: BrokenRun, reason: str) -> None:
