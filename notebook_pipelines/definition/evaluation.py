@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import re2
 
-from ..errors import ExpressionError
+from ..errors import MESSAGE_LIMIT, ExpressionError, excerpt
 
 MAX_PATTERN = 1_000
 #: the longest number literal an expression may hold (characters)
@@ -59,6 +59,20 @@ def truthy(value: Any) -> bool:
     if isinstance(value, (int, float)):
         return value != 0
     return bool(value)
+
+
+def raised(err: BaseException) -> str:
+    """``Type: message`` of an exception that the user's code (a value's own method, a condition)
+    raised, cut to ``MESSAGE_LIMIT`` characters; never raises, whatever ``err`` does.
+
+    >>> raised(ValueError("x" * 1000))[:20], len(raised(ValueError("x" * 1000)))
+    ('ValueError: xxxxxxxx', 430)
+    """
+    try:
+        text = str(err)
+    except Exception:
+        text = "(its message could not be shown)"
+    return f"{type(err).__name__}: {excerpt(text, MESSAGE_LIMIT)}"
 
 
 class _TooLong(Exception):
@@ -225,6 +239,10 @@ class Evaluator:
         except _TooLong as err:  # where the value went over: this node's position
             reason = err.args[0] if err.args else f"the value is over {MAX_VALUE:,} characters"
             self.fail(f"{reason} (limit {MAX_VALUE:,}): an expression builds no values that large", node[1])
+        except (ExpressionError, RecursionError):
+            raise  # already placed (a RecursionError: Expression.evaluate says "nested too deeply")
+        except Exception as err:  # a value's own method (__eq__, __bool__, __len__…) raised: here
+            self.fail(f"a value's own method raised {raised(err)}", node[1])
 
     def _walk(self, node: tuple[Any, ...]) -> Any:
         match node[0]:
@@ -264,6 +282,10 @@ class Evaluator:
             return _to_text(value, limit)
         except _TooLong:
             self.too_long(pos)
+        except RecursionError:
+            raise
+        except Exception as err:  # its __str__ raised (or gave no text)
+            self.fail(f"the {type(value).__name__} value cannot be shown as text: {raised(err)}", pos)
 
     def too_long(self, pos: int) -> NoReturn:
         self.fail(

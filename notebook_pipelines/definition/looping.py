@@ -62,7 +62,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import LoopingError, LoopingWarning, Problem, excerpt
+from ..errors import LoopingError, LoopingWarning, Problem
+from .evaluation import raised
 from .expressions import is_expression
 from .limits import MAX_NESTED_ITERATIONS, short
 from .strategies import (
@@ -129,14 +130,14 @@ class Iteration:
 def _as_list(value: Any, what: str) -> list[Any]:
     if isinstance(value, list | tuple):
         return list(value)
-    raise LoopingError(f"{what} resolved to {value!r} ({type(value).__name__}), not a list")
+    raise LoopingError(f"{what} resolved to {short(value)} ({type(value).__name__}), not a list")
 
 
 def _as_count(value: Any, what: str) -> int:
     if isinstance(value, str) and value.strip().lstrip("+").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise LoopingError(f"{what} resolved to {value!r}, not a whole number ≥ 0")
+        raise LoopingError(f"{what} resolved to {short(value)}, not a whole number ≥ 0")
     return value
 
 
@@ -253,10 +254,22 @@ def _exclusion(names: list[Any], exclude: Any) -> Callable[[tuple[Any, ...]], bo
         hashed, other = groups.setdefault(axes, (set(), []))
         try:
             hashed.add(values)
-        except TypeError:  # an unhashable value (a list or a mapping): compared one by one
+        except Exception:  # unhashable (a list or a mapping; a __hash__ that raises): compared one by one
             other.append(values)
 
     def excluded(combo: tuple[Any, ...]) -> bool:
+        try:
+            return matches(combo)
+        except LoopingError:
+            raise
+        except Exception as err:  # a value's own __hash__ or __eq__ raised (a NumPy array…)
+            raise LoopingError(
+                f"the matrix combination {short(combo)} cannot be compared with the exclude entries: "
+                f"{raised(err)}; give the axes plain values "
+                "(text, numbers, booleans)"
+            ) from None
+
+    def matches(combo: tuple[Any, ...]) -> bool:
         for axes, (hashed, other) in groups.items():
             key = tuple(combo[i] for i in axes)
             try:
@@ -280,7 +293,7 @@ def _postfix(fn: Callable[..., Any], indices: tuple[int, ...], values: tuple[Any
         text = fn(indices, values)
     except Exception as err:  # the user's function: any failure becomes the node's, with its name
         raise LoopingError(
-            f"the matrix postfix function {name} raised {type(err).__name__}: {excerpt(str(err), 120)} "
+            f"the matrix postfix function {name} raised {raised(err)} "
             f"for the indices {indices} and values {short(values)}; fix the function"
         ) from None
     if not isinstance(text, str):

@@ -133,6 +133,13 @@ class PipelineVerbs:
             history: measured runs (``nbp.read_history``): the progress shows the expected end,
                 p50 and p95.
 
+        Raises:
+            RunInterrupted: the kernel's Interrupt (Ctrl-C); ``.trace`` is the partial trace.
+            RunFailed: with ``check=True``, a run that did not end ``Success``; and, whatever
+                ``check``, a run whose loop an exception escaped (an internal error, or a warning
+                made an error by ``-W error``): it was aborted, its node has an ``Errored`` row,
+                ``.trace`` is its trace (also ``nbp.last_trace()``), the exception is chained.
+
         See :func:`notebook_pipelines.run`.
         """
         return verb("run")(
@@ -206,6 +213,12 @@ class PipelineVerbs:
             iterations: how many items a run-time looping list holds, by looped node.
             mode: with ``durations=`` a history (measured runs): ``"joint"`` takes every step's
                 duration from one measured run, ``"independent"`` each from its own.
+
+        Raises:
+            SimulationError: an option that cannot be used (also when found while simulating).
+            RunFailed: an exception escaped the simulation's loop (an internal error, or a
+                warning made an error by ``-W error``): aborted, ``.trace`` kept (also
+                ``nbp.last_trace()``), the exception chained.
 
         See :func:`notebook_pipelines.simulate` for every detail.
         """

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..definition.limits import short
 from ..errors import MESSAGE_LIMIT, excerpt
 from .executors.base import message_of
 from .runtime import Ask
@@ -77,9 +78,10 @@ class InterventionRequest:
 
     def answer(self, choice: str) -> None:
         """Answer with one of ``choices``; safe to call from any thread."""
-        if choice not in self.choices:
-            raise ValueError(f"{choice!r} is not one of {', '.join(self.choices)}")
-        self._interventions.post_answer(self, choice)
+        offered = next((c for c in self.choices if c == choice), None)  # compared here, not on the loop
+        if offered is None:
+            raise ValueError(f"{short(choice)} is not one of {', '.join(self.choices)}")
+        self._interventions.post_answer(self, offered)  # the choice as offered: a plain text
 
     def __repr__(self) -> str:
         return f"<InterventionRequest {self.fqn} choices={self.choices}>"

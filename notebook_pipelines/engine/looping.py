@@ -184,6 +184,6 @@ def expand(run: LoopRun, node: PlanNode, iteration: Iteration) -> PlanNode:
     if isinstance(name, str):
         try:
             root.name = str(run.evaluate(root, name))
-        except ExpressionError:
-            pass  # the default name stays; the strategy's nodeName is only for display
+        except Exception:  # ExpressionError, or a value whose str() raises: the default name stays
+            pass  # the strategy's nodeName is only for display
     return root

@@ -18,6 +18,7 @@ from ..definition.plan import Plan, as_plan
 from ..definition.statuses import SUCCESS
 from ..errors import MESSAGE_LIMIT, NestedRunError, RunFailed, RunInterrupted, excerpt, printable
 from . import registry
+from .breakage import broken_error
 from .clocks import RealClock
 from .executors.base import Clock, Executor, Job, check_executor
 from .scheduler import Scheduler
@@ -189,6 +190,10 @@ def execute(
     _LAST[0] = trace
     registry.stamp(trace, key)
     scheduler._notify([x.run_finished for x in scheduler.listeners if hasattr(x, "run_finished")], trace)
+    if scheduler.broken is not None:  # an exception escaped the loop: aborted, its trace kept (.breakage)
+        raise broken_error(scheduler, trace) from scheduler.broken
+    if scheduler.closed_with is not None:  # e.g. "left behind" made an error by -W error: trace kept
+        raise scheduler.closed_with
     return RunResult(status, trace, scheduler.interrupted)
 
 
@@ -257,6 +262,11 @@ def run(
         RunInterrupted: on Ctrl-C / kernel interrupt (also ``_thread.interrupt_main()``): the
             running bodies are told to stop, and the run ends without waiting for those that
             ignore it; its ``trace`` is the partial trace (also ``nbp.last_trace()``).
+        RunFailed: also without ``check``, when an exception escaped the run's loop (an internal
+            error of notebook-pipelines, or a warning that ``-W error`` turned into an
+            exception): the run was aborted as an abort does (running bodies told to stop), the
+            node whose rules raised has an ``Errored`` row, ``trace`` is the complete trace (also
+            ``nbp.last_trace()``), and the original exception is chained (``__cause__``).
     """
     from .executors.threads import ThreadExecutor
 

@@ -47,13 +47,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..definition.plan import Plan, PlanNode
 from ..definition.statuses import ABORTED, EXPIRED, NOT_STARTED, SKIPPED, SUCCESS
-from ..errors import MESSAGE_LIMIT, ExpressionError, PipelineError, excerpt
+from ..errors import ExpressionError, PipelineError
 from .barriers import Barriers
+from .breakage import dropped, recover
 from .clocks import RealClock, Timer
 from .context import StepContext
-from .executors.base import Clock, Executor, Job, Outcome, check_executor, message_of
+from .executors.base import Clock, Executor, Job, Outcome, check_executor
 from .idle import next_event
-from .interventions import InterventionRequest, Interventions, callable_name
+from .interventions import InterventionRequest, Interventions
 from .looping import RunView, expand
 from .runtime import Acquire, Arrive, Ask, Concurrent, Execute, Gate, Intervene, Latch, Pause, Queue, Sleep
 from .runtime import ByFqn as ByFqn
@@ -139,6 +140,8 @@ class Scheduler:
         self.interventions = Interventions(self, on_intervention, asked, isinstance(clock, RealClock))
         self.status: str | None = None
         self.done = False
+        self.broken: Exception | None = None  # what escaped the loop (.breakage): the run was aborted
+        self.closed_with: Exception | None = None  # what closing the executor raised (after the loop)
         self._loop_thread: int | None = None
         self.idle: list[Callable[[], Any]] = []  # work made while the loop waits (.idle)
         #: the runs this one is nested in, outermost first: (pipeline id, where it was started)
@@ -165,12 +168,17 @@ class Scheduler:
                 self.interrupted = True
                 self.abort("interrupted by the user")
                 self._loop()
+        except Exception as exc:  # escaped a node's generator or a loop callback: aborted, trace kept
+            recover(self, exc)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
-            self.executor.close(cancel=self.interrupted or self.aborted is not None)
-            if self.interventions.callbacks:
-                self.interventions.left_behind()
+            try:  # a warning made an error there (-W error) is raised once the trace is made
+                self.executor.close(cancel=self.interrupted or self.aborted is not None)
+                if self.interventions.callbacks:
+                    self.interventions.left_behind()
+            except Exception as exc:
+                self.closed_with = exc
         return self.status or ABORTED
 
     def _defer_sigint(self) -> Any:
@@ -236,23 +244,12 @@ class Scheduler:
             except PipelineError as exc:
                 if not isinstance(self.clock, RealClock):
                     raise  # a deliberate error of ours (e.g. a bad scripted answer in a simulation)
-                ok = self._dropped(listeners, fn, exc)
+                ok = dropped(listeners, fn, exc)
             except KeyboardInterrupt:
                 raise  # the loop takes it: the run is interrupted, with its trace
             except BaseException as exc:  # SystemExit too: it must not end the run without a trace
-                ok = self._dropped(listeners, fn, exc)
+                ok = dropped(listeners, fn, exc)
         return ok
-
-    @staticmethod
-    def _dropped(listeners: list[Callable[..., Any]], fn: Any, exc: BaseException) -> bool:
-        listeners.remove(fn)
-        warnings.warn(
-            f"listener {callable_name(fn)} raised {type(exc).__name__}: "
-            f"{excerpt(message_of(exc), MESSAGE_LIMIT)}; it gets no more events of this run",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return False
 
     # -- what executors and the rules call (ServedRun, Runtime) ---------------------------------
     def now(self) -> float:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
+from ..definition.evaluation import raised
 from ..definition.failure import (
     PipelineRollback,
     RetryStepGroup,
@@ -29,6 +30,7 @@ from ..definition.failure import (
     StepGroupRollback,
     When,
 )
+from ..definition.limits import short
 from ..definition.looping import LoopingError, check_identities, max_concurrency
 from ..definition.plan import PlanNode
 from ..definition.statuses import (
@@ -42,7 +44,7 @@ from ..definition.statuses import (
     SKIPPED,
     SUCCESS,
 )
-from ..errors import ExpressionError
+from ..errors import ExpressionError, excerpt
 from .looping import Iterations
 from .runtime import Acquire, Arrive, Concurrent, Execute, Latch, Pause
 from .scope import Scope
@@ -93,9 +95,12 @@ class Rules:
         except ExpressionError as err:
             return False, None, str(err)
         except Exception as err:  # a Python condition raised: the node fails, the run goes on
-            return False, None, f"the condition raised {type(err).__name__}: {err}"
-        if _truthy(value):
-            return True, None, None
+            return False, None, f"the condition raised {raised(err)}"
+        try:
+            if _truthy(value):
+                return True, None, None
+        except Exception as err:  # a value that is neither true nor false (an array, a DataFrame…)
+            return False, None, _undecided(node, condition, value, err)
         text = condition if isinstance(condition, str) else getattr(condition, "__name__", "condition")
         return False, f"condition {text} is false", None
 
@@ -505,3 +510,15 @@ def _truthy(value: Any) -> bool:
     from ..definition.expressions import truthy
 
     return truthy(value)
+
+
+def _undecided(node: PlanNode, condition: Any, value: Any, err: BaseException) -> str:
+    """The error of a ``when`` condition whose value is neither true nor false: ``bool()`` of it
+    raised (a NumPy array, a pandas Series or DataFrame, an object whose ``__bool__`` fails)."""
+    what = f"gave {short(value)} (a {type(value).__name__}), which is neither true nor false: bool() raised"
+    fix = "make it give true or false (for an array: .any() or .all())"
+    if isinstance(condition, str):  # shown like every expression error: FQN, text, caret
+        return str(ExpressionError(f"the condition {what} {raised(err)}; {fix}", condition, 0, node.fqn))
+    name = getattr(condition, "__qualname__", None)
+    name = name if isinstance(name, str) else type(condition).__name__
+    return f"{node.fqn}: the condition {excerpt(name, 80)}(ctx) {what} {raised(err)}; {fix}"

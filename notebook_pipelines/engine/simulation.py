@@ -396,6 +396,11 @@ def simulate(
         DefinitionError: the pipeline is not valid.
         RunInterrupted: Ctrl-C (or a kernel interrupt) while simulating; ``trace`` holds
             what was simulated so far (the rest ``NotStarted``).
+        RunFailed: an exception escaped the simulation's loop (an internal error of
+            notebook-pipelines, or a warning that ``-W error`` turned into an exception, such as
+            the ``LoopingWarning`` of a run-time list): the simulation was aborted, the node whose
+            rules raised has an ``Errored`` row, ``trace`` is the complete trace (also
+            ``nbp.last_trace()``), and the original exception is chained (``__cause__``).
     """
     plan = as_plan(pipeline)
     seed, clock, executor, scripted = _virtual(
@@ -446,6 +451,7 @@ def simulate_records(
     cost ~30× the scheduling of a small pipeline. Same options and same results as
     :func:`simulate`; no listeners, and ``last_trace()`` is left alone.
     """
+    from .breakage import broken_error
     from .scheduler import Scheduler
 
     seed, clock, executor, scripted = _virtual(
@@ -458,6 +464,8 @@ def simulate_records(
     with paused_gc():
         scheduler.execute()
         scheduler.fill_not_started()
+    if scheduler.broken is not None:  # an exception escaped the loop (.breakage): no records to trust
+        raise broken_error(scheduler, None) from scheduler.broken
     if scheduler.interrupted:
         raise KeyboardInterrupt  # the caller says what was done so far
     return scheduler.recorder.rows

@@ -194,10 +194,28 @@ def check_runnable(plan: Any) -> None:
             )
             continue
         if registered.check is not None:
-            for message in registered.check(node.spec or {}):
+            for message in _checked(registered, node):
                 problems.append(Problem(node.fqn, "type", message, f"fix the step's spec ({node.type})"))
     if problems:
         raise DefinitionError(problems)
+
+
+def _checked(registered: StepType, node: Any) -> list[str]:
+    """What the check of ``registered`` says of ``node``'s spec: its messages as texts; a check
+    that raises, or gives something else than texts, is itself a problem of the step."""
+    from ..definition.evaluation import raised
+    from ..definition.limits import short
+
+    check = registered.check
+    assert check is not None
+    name = getattr(check, "__qualname__", None)
+    name = repr(name if isinstance(name, str) else type(check).__name__)
+    try:
+        found = check(node.spec or {})
+        messages = list(found) if not isinstance(found, str) else [found]
+    except Exception as err:
+        return [f"the check {name} of step type {node.type!r} raised {raised(err)}; fix the check"]
+    return [m if isinstance(m, str) else f"the check {name} gave {short(m)}, not a text" for m in messages]
 
 
 # -- during a run ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ..definition.evaluation import raised
 from ..definition.failure import (
     Abort,
     Action,
@@ -32,6 +33,7 @@ from ..definition.failure import (
 from ..definition.limits import MAX_RETRIES
 from ..definition.plan import PlanNode, choose
 from ..definition.statuses import ABORTED, EXPIRED, IGNORE_FAILED, SUCCESS
+from ..errors import ExpressionError
 from .runtime import Intervene, Pause
 from .scope import Scope
 
@@ -151,8 +153,9 @@ class FailureStrategies:
             if callable(action.condition):
                 return _truthy(action.condition(outcome))
             return _truthy(evaluate_condition(self.rt, node, action.condition, failure=outcome))
-        except Exception as err:
-            outcome.error = f"{outcome.error}\nthe retry condition failed: {err}"
+        except Exception as err:  # the user's function, or a value's own __bool__ (an array…)
+            text = str(err) if isinstance(err, ExpressionError) else raised(err)
+            outcome.error = f"{outcome.error}\nthe retry condition failed: {text}"
             return False
 
     def _apply(
