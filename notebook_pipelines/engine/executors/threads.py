@@ -192,10 +192,8 @@ class WorkerPool:
 
     def submit(self, fn: Callable[[], Any]) -> None:
         """Run ``fn()`` on a free worker, or on a new one when none is free (:meth:`submit_many`).
-
         If ``fn`` returns a callable, the worker calls it once it counts as free again or has
-        taken a waiting job (nothing of a run is busy once its last report has been sent).
-        """
+        taken a waiting job (nothing of a run is busy once its last report has been sent)."""
         self.submit_many([fn])
 
     def submit_many(self, fns: list[Callable[[], Any]]) -> None:
@@ -215,6 +213,19 @@ class WorkerPool:
         self._start(new)
         if self._waiting:
             self._until_taken()
+
+    def hand_on(self, fn: Callable[[], Any]) -> bool:
+        """Queue ``fn`` for this worker to take when its job ends (no wait, no new worker); False,
+        nothing queued, on a thread that is not (or no longer) a worker: :meth:`submit` then."""
+        with self._lock:
+            if threading.current_thread() not in self._workers:
+                return False
+            if self._free:
+                self._free -= 1
+            else:
+                self._waiting += 1
+            self._queue.put(fn)
+        return True
 
     def _until_taken(self) -> None:
         """Yield until no job waits (a finishing worker takes one, see ``_work``); after a yield in
@@ -515,7 +526,7 @@ class ThreadExecutor:
             local.buffer = None
             outcome.log = buffer.text() or None
             if self.max_workers is not None:
-                self._free_slot(job)
+                self._free_slot(job, handing_on=True)
         return partial(run.complete, job, outcome)
 
     def _off_the_running_list(self, job: Job, me: threading.Thread, delivered: int) -> None:
@@ -538,8 +549,9 @@ class ThreadExecutor:
         if stopped is not None:
             stopped.set()
 
-    def _free_slot(self, job: Job) -> None:
-        """``job`` gives back its slot of ``max_workers`` (once); the next waiting job starts."""
+    def _free_slot(self, job: Job, handing_on: bool = False) -> None:
+        """``job`` gives back its slot of ``max_workers`` (once); the next waiting job starts (on
+        the worker whose job ends, ``handing_on``: :meth:`WorkerPool.hand_on`, the pool stays)."""
         if self.max_workers is None:
             return
         with self._lock:
@@ -550,7 +562,9 @@ class ThreadExecutor:
             if nxt is not None:
                 self._holding.add(nxt)
         if nxt is not None:
-            self._pool.submit(partial(self._execute, nxt))
+            fn = partial(self._execute, nxt)
+            if not (handing_on and self._pool.hand_on(fn)):
+                self._pool.submit(fn)
 
     def close(self, cancel: bool = False) -> None:
         """The run ends. With ``cancel``, running bodies are told to stop. Bodies told to stop
