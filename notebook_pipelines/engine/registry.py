@@ -20,7 +20,7 @@ The registry is bounded: the last :data:`MAX_RUNS` runs, and of those only as ma
 :data:`MAX_NODES` plan nodes in all (the most recent run is always kept). A plan of a
 100,000-step pipeline takes ~100 MB with its definition; without the second bound, repeated
 simulations of one would keep gigabytes alive, and every full collection of the garbage
-collector would walk them (each simulation slower than the last). Analyses that simulate many designs
+collector would walk them. Analyses that simulate many designs
 for their own use (``compare``, the candidates of ``suggest_layout``) do it inside
 :func:`unremembered`, so they do not push the user's runs out. A trace read from a file, or one
 older than that, has no plan here: pass the pipeline explicitly.
