@@ -96,6 +96,8 @@ def read_json(source: Any, what: str) -> tuple[Any, str]:
             return json.loads(source), what
         except json.JSONDecodeError as err:
             raise HistoryError(f"{what}: not JSON ({err.msg} at line {err.lineno})") from None
+        except RecursionError:
+            raise HistoryError(f"{what}: the JSON is nested too deeply to read") from None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
@@ -110,6 +112,10 @@ def read_json(source: Any, what: str) -> tuple[Any, str]:
             return json.loads(path.read_bytes()), str(path)
         except json.JSONDecodeError as err:
             raise HistoryError(f"{path}:{err.lineno}:{err.colno}: not JSON ({err.msg})") from None
+        except RecursionError:
+            raise HistoryError(f"{path}: the JSON is nested too deeply to read") from None
+        except UnicodeDecodeError as err:
+            raise HistoryError(f"{path}: byte {err.start + 1} is not UTF-8: not a JSON file") from None
     raise HistoryError(f"{what}: give a path, JSON text or the parsed JSON, not {type(source).__name__}")
 
 

@@ -183,13 +183,7 @@ class ApiClient:
                 raise HistoryError(self.hide(f"{self.system}: {err}")) from None
             status = response.status
             if status == 200:
-                try:
-                    return json.loads(response.body), response.headers
-                except ValueError:
-                    raise HistoryError(
-                        f"{self.system}: the answer of {excerpt(url, 160)} is not JSON (cut short?): "
-                        "try again"
-                    ) from None
+                return self._json(response, url), response.headers
             wait = self._wait(response)
             if wait is not None and attempt < _RETRIES:
                 if wait > self.left():
@@ -208,6 +202,18 @@ class ApiClient:
                 return None, response.headers
             raise HistoryError(self.hide(self._error(status, url, response.body, what)))
         raise HistoryError(f"{self.system}: still rate limited after {_RETRIES} waits: call again later")
+
+    def _json(self, response: Response, url: str) -> Any:
+        """The answer's JSON, parsed with bounds (nesting, objects): a hostile answer is an error."""
+        from .http import load_json
+
+        what = f"{self.system}: the answer of {excerpt(url, 160)}"
+        try:
+            return load_json(response.body, what)
+        except ValueError as err:
+            if "not JSON (" in str(err):
+                raise HistoryError(self.hide(f"{what} is not JSON (cut short?): try again")) from None
+            raise HistoryError(self.hide(str(err))) from None  # nested too deeply, too many objects
 
     @staticmethod
     def _wait(response: Response) -> float | None:
@@ -230,8 +236,10 @@ class ApiClient:
 
     def _error(self, status: int, url: str, body: bytes, what: str) -> str:
         message = ""
+        from .http import load_json
+
         try:
-            doc = json.loads(body)
+            doc = load_json(body, "the answer", max_containers=10_000)
             message = str(doc.get("message") or doc.get("error") or "") if isinstance(doc, Mapping) else ""
         except ValueError:
             pass
