@@ -6,8 +6,10 @@ interrupt) promptly, and no secret in any message or file."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from test_history_fetch import Server, fetch
+from test_history_fetch import Server, fetch, github_routes
 
 from notebook_pipelines.formats.history import HistoryError, read_json
 
@@ -41,3 +43,18 @@ def test_json_text_or_file_nested_too_deeply_or_not_utf8_is_a_history_error(tmp_
     path.write_bytes(b'{"jobs": ["\xff"]}')
     with pytest.raises(HistoryError, match=r"jobs.json: byte 12 is not UTF-8"):
         read_json(path, "the jobs JSON")
+
+
+@pytest.mark.parametrize("after", ["soon", "Wed, 99 Foo 2026 25:61:00 GMT"])
+def test_a_429_with_a_retry_after_that_is_neither_seconds_nor_a_date_waits_a_second(server, tmp_path, after):
+    github_routes(server, [1])
+    listing = server.routes[("GET", RUNS)]
+    calls = []
+
+    def limited(query, body):
+        calls.append(time.monotonic())
+        return (429, {"Retry-After": after}, b"{}") if len(calls) == 1 else listing(query, body)
+
+    server.routes[("GET", RUNS)] = limited
+    assert set(fetch(server, tmp_path, last=1)["run_id"]) == {"1"}
+    assert len(calls) == 2 and 0.9 <= calls[1] - calls[0] < 2.5

@@ -17,6 +17,7 @@ function per run in a bounded pool, stopping the rest at the first error or Ctrl
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import email.utils
 import json
 import os
@@ -227,8 +228,14 @@ class ApiClient:
             try:
                 return max(0.0, float(after))
             except ValueError:
+                pass
+            try:  # an HTTP date
                 when = email.utils.parsedate_to_datetime(after)
-                return max(0.0, when.timestamp() - time.time()) if when else 1.0
+            except (TypeError, ValueError, IndexError):
+                return 1.0  # neither seconds nor a date: wait a little, as without the header
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.UTC)
+            return max(0.0, when.timestamp() - time.time())
         reset = h.get("x-ratelimit-reset")
         if reset and reset.isdigit():
             return max(0.0, int(reset) - time.time())
