@@ -6,10 +6,12 @@ interrupt) promptly, and no secret in any message or file."""
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
-from test_history_fetch import Server, fetch, github_routes
+from test_github_runs import JOBS
+from test_history_fetch import SECRET, Server, fetch, github_routes, ok
 
 from notebook_pipelines.formats.history import HistoryError, read_json
 
@@ -58,3 +60,74 @@ def test_a_429_with_a_retry_after_that_is_neither_seconds_nor_a_date_waits_a_sec
     server.routes[("GET", RUNS)] = limited
     assert set(fetch(server, tmp_path, last=1)["run_id"]) == {"1"}
     assert len(calls) == 2 and 0.9 <= calls[1] - calls[0] < 2.5
+
+
+def test_the_password_of_a_base_url_is_in_no_message(server, tmp_path):
+    """``base_url="http://user:password@host"`` (a proxy or an Enterprise server): the
+    password is sent, never shown — not when the server is slow, nor in a 404."""
+    with_password = server.url.replace("http://", "http://me:pw-0123456789-secret@")
+
+    def slow(query, body):
+        time.sleep(1.5)
+        return ok({"workflow_runs": []})
+
+    server.routes[("GET", RUNS)] = slow
+    with pytest.raises(HistoryError, match=r"did not answer within 1 s") as info:
+        fetch(server, tmp_path, base_url=with_password, deadline=1)
+    assert "pw-0123456789-secret" not in str(info.value) and "me:" not in str(info.value)
+    server.routes.pop(("GET", RUNS))
+    with pytest.raises(HistoryError, match=r"GitHub answered 404 for http://127\.0\.0\.1:\d+/repos") as info:
+        fetch(server, tmp_path, base_url=with_password)
+    assert "pw-0123456789-secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [SECRET.upper(), "".join(f"%{ord(c):02X}" for c in SECRET)],
+    ids=["upper-case", "percent-encoded"],
+)
+def test_a_token_the_server_echoes_in_another_form_is_in_no_message(server, tmp_path, echo):
+    body = ('{"message": "Bad credentials: ' + echo + '"}').encode()
+    server.routes[("GET", RUNS)] = lambda q, b: (401, {}, body)
+    with pytest.raises(HistoryError, match=r"GitHub answered 401 .*Bad credentials: \*\*\*") as info:
+        fetch(server, tmp_path)
+    assert SECRET.lower() not in str(info.value).lower() and "%67%68%70" not in str(info.value)
+
+
+def test_a_token_echoed_in_another_letter_case_is_not_kept_in_the_cache(server, tmp_path):
+    github_routes(server, [1])
+    echo = copy.deepcopy(JOBS)
+    echo["jobs"][0]["steps"][1]["name"] = f"Run echo {SECRET.upper()}"
+    server.routes[("GET", "/repos/o/r/actions/runs/1/jobs")] = lambda q, b: ok(echo)
+    history = fetch(server, tmp_path, last=1)
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file():
+            assert SECRET.upper().encode() not in path.read_bytes(), path
+    assert "Run echo ***" in set(history["name"].dropna())
+
+
+def test_a_next_page_on_another_host_is_refused_without_sending_the_token(server, tmp_path):
+    """A ``Link`` to another server (here: the same port on another loopback name) is not
+    followed: the token would go with it."""
+    other = server.url.replace("127.0.0.1", "localhost")
+    for link in (f"{other}{RUNS}?page=2", server.url.replace("http:", "https:") + RUNS + "?page=2"):
+        server.seen.clear()
+        server.routes[("GET", RUNS)] = lambda q, b, link=link: ok(
+            {"workflow_runs": [{"id": 9, "status": "in_progress"}]}, Link=f'<{link}>; rel="next"'
+        )
+        with pytest.raises(
+            HistoryError, match=r"the next page .* is not under http://127.0.0.1:\d+: refused"
+        ):
+            fetch(server, tmp_path)
+        assert len(server.seen) == 1
+
+
+def test_paging_keeps_the_password_of_the_base_url(server, tmp_path):
+    """The server's ``Link`` has no ``user:password@``; the next page is still on the same
+    server, so it is followed, with the same credentials."""
+    runs = [3, 2, 1]
+    github_routes(server, runs)
+    with_password = server.url.replace("http://", "http://me:pw@")
+    history = fetch(server, tmp_path, base_url=with_password)
+    assert sorted(set(history["run_id"])) == ["1", "2", "3"]
+    assert all(h.get("Authorization") == "Basic bWU6cHc=" for _, _, h in server.seen)  # me:pw

@@ -40,6 +40,7 @@ __all__ = [
     "Response",
     "fetch_all",
     "http_request",
+    "shown_url",
     "token_or_env",
 ]
 
@@ -69,20 +70,21 @@ def http_request(
         HistoryError: the server cannot be reached, the answer is cut short or too large, the
             timeout passed. The message names the URL (which never holds a token).
     """
+    shown = shown_url(url)
     if method == "GET":
         from .http import HttpError, HttpTimeout, HttpTooLarge, get
 
         try:
             return get(url, headers=headers, timeout=timeout, max_bytes=MAX_BODY, what="GET")
         except HttpTimeout:
-            raise HistoryError(f"{excerpt(url, 160)} did not answer within {timeout:.0f} s") from None
+            raise HistoryError(f"{excerpt(shown, 160)} did not answer within {timeout:.0f} s") from None
         except HttpTooLarge:
             raise HistoryError(
-                f"the answer of {excerpt(url, 160)} is over {MAX_BODY // 2**20} MB: refused"
+                f"the answer of {excerpt(shown, 160)} is over {MAX_BODY // 2**20} MB: refused"
             ) from None
         except HttpError as err:
             if "ProtocolError" in str(err):
-                raise HistoryError(_CUT_SHORT.format(url=excerpt(url, 160))) from None
+                raise HistoryError(_CUT_SHORT.format(url=excerpt(shown, 160))) from None
             raise HistoryError(str(err)) from None
     try:
         import httpx
@@ -101,7 +103,7 @@ def http_request(
                 size += len(chunk)
                 if size > MAX_BODY:
                     raise HistoryError(
-                        f"the answer of {excerpt(url, 160)} is over {MAX_BODY // 2**20} MB: refused"
+                        f"the answer of {excerpt(shown, 160)} is over {MAX_BODY // 2**20} MB: refused"
                     )
                 if time.monotonic() > end:  # a server dripping its answer: the deadline is overall
                     raise httpx.ReadTimeout("overall")
@@ -112,11 +114,27 @@ def http_request(
                 b"".join(chunks),
             )
     except httpx.TimeoutException:
-        raise HistoryError(f"{excerpt(url, 160)} did not answer within {timeout:.0f} s") from None
+        raise HistoryError(f"{excerpt(shown, 160)} did not answer within {timeout:.0f} s") from None
     except httpx.RemoteProtocolError:
-        raise HistoryError(_CUT_SHORT.format(url=excerpt(url, 160))) from None
+        raise HistoryError(_CUT_SHORT.format(url=excerpt(shown, 160))) from None
     except httpx.HTTPError as err:
-        raise HistoryError(f"cannot reach {excerpt(url, 160)}: {type(err).__name__}") from None
+        raise HistoryError(f"cannot reach {excerpt(shown, 160)}: {type(err).__name__}") from None
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages may show it: without its ``user:password@`` (the query is kept: it
+    holds the paging, never a token).
+
+    >>> shown_url("https://me:s3cret@gitlab.example.com/api/v4/projects?page=2")
+    'https://gitlab.example.com/api/v4/projects?page=2'
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<an invalid URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 _CUT_SHORT = "the answer of {url} was cut short (the connection closed before the whole body came): try again"
@@ -134,6 +152,7 @@ class ApiClient:
         request: Callable[..., Response] = http_request,
     ):
         self.system, self._auth, self._secret = system, auth, secret
+        self._secrets = [secret] if secret else []  # and the password of a URL called
         self.end = time.monotonic() + deadline
         self.deadline = deadline
         self.stop = threading.Event()
@@ -143,7 +162,11 @@ class ApiClient:
         return f"<{self.system} client, token {'***' if self._secret else 'none'}>"
 
     def hide(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        """``text`` without the token or a URL's password, in any form a server may echo them
+        (any letter case, percent-encoded, JSON-escaped: :func:`.http.redact`)."""
+        from .http import redact
+
+        return redact(text, self._secrets)
 
     def left(self) -> float:
         return self.end - time.monotonic()
@@ -163,6 +186,9 @@ class ApiClient:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(
                 {k: v for k, v in params.items() if v is not None}, doseq=True
             )
+        from .http import url_secrets
+
+        self._secrets += [s for s in url_secrets(url) if s not in self._secrets]
         headers = {"Accept": "application/json", **self._auth}
         data = None
         if body is not None:
@@ -184,7 +210,7 @@ class ApiClient:
                 raise HistoryError(self.hide(f"{self.system}: {err}")) from None
             status = response.status
             if status == 200:
-                return self._json(response, url), response.headers
+                return self._json(response, shown_url(url)), response.headers
             wait = self._wait(response)
             if wait is not None and attempt < _RETRIES:
                 if wait > self.left():
@@ -201,7 +227,7 @@ class ApiClient:
                 continue
             if status == 404 and missing_ok:
                 return None, response.headers
-            raise HistoryError(self.hide(self._error(status, url, response.body, what)))
+            raise HistoryError(self.hide(self._error(status, shown_url(url), response.body, what)))
         raise HistoryError(f"{self.system}: still rate limited after {_RETRIES} waits: call again later")
 
     def _json(self, response: Response, url: str) -> Any:

@@ -35,6 +35,7 @@ from .history_client import (
     Response,
     fetch_all,
     http_request,
+    shown_url,
     token_or_env,
 )
 from .history_store import cache_dir, cached_raw, read_history, stored_runs, write_part, write_raw
@@ -133,11 +134,30 @@ def _github_pages(
             raise HistoryError(error.format(url=excerpt(next_url, 160)))
         match = _NEXT.search(headers.get("link", ""))
         next_url, params = (match.group(1) if match else None), None
-        if next_url and not next_url.startswith(base + "/"):
-            raise HistoryError(f"GitHub: the next page {excerpt(next_url, 160)} is not under {base}: refused")
+        if next_url:
+            next_url = _under(base, next_url)
         yield page
         if not page:
             return
+
+
+def _under(base: str, link: str) -> str:
+    """``link`` (a next page) if it is on ``base``'s server (scheme, host, port) and under its
+    path, with ``base``'s ``user:password@`` if it has none; else an error: the token is sent
+    with every request, so a page elsewhere is never asked for."""
+    try:
+        b, n = urllib.parse.urlsplit(base), urllib.parse.urlsplit(link)
+        same = (b.scheme, b.hostname, b.port) == (n.scheme, n.hostname, n.port) and b.hostname
+    except ValueError:
+        same = False
+    if not same or not (n.path + "/").startswith(b.path.rstrip("/") + "/"):
+        raise HistoryError(
+            f"GitHub: the next page {excerpt(shown_url(link), 160)} is not under {shown_url(base)}: refused "
+            "(the token is only sent to the API it was given for)"
+        )
+    if "@" in b.netloc and "@" not in n.netloc:
+        return urllib.parse.urlunsplit(n._replace(netloc=b.netloc.rsplit("@", 1)[0] + "@" + n.netloc))
+    return link
 
 
 def fetch_github_history(

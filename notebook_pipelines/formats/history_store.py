@@ -102,8 +102,10 @@ def write_raw(
     token) is replaced by ``***`` wherever an answer echoed it."""
     path = raw_path(folder, source, pipeline, run_id)
     text = json.dumps(doc, separators=(",", ":"))
-    if secret:
-        text = text.replace(json.dumps(secret)[1:-1], "***")
+    if secret:  # in any form an answer may echo it: any letter case, percent-encoded, \u-escaped
+        from .http import redact
+
+        text = redact(text, [secret, json.dumps(secret)[1:-1]])
     write_atomic(path, text.encode())
     return path
 
