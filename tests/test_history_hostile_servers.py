@@ -7,13 +7,16 @@ interrupt) promptly, and no secret in any message or file."""
 from __future__ import annotations
 
 import copy
+import json
 import time
 
 import pytest
 from test_github_runs import JOBS
 from test_history_fetch import SECRET, Server, fetch, github_routes, ok
 
+from notebook_pipelines.formats import history_pages
 from notebook_pipelines.formats.history import HistoryError, read_json
+from notebook_pipelines.formats.history_fetch import fetch_gitlab_history, fetch_harness_history
 
 RUNS = "/repos/o/r/actions/workflows/ci.yml/runs"
 
@@ -131,3 +134,76 @@ def test_paging_keeps_the_password_of_the_base_url(server, tmp_path):
     history = fetch(server, tmp_path, base_url=with_password)
     assert sorted(set(history["run_id"])) == ["1", "2", "3"]
     assert all(h.get("Authorization") == "Basic bWU6cHc=" for _, _, h in server.seen)  # me:pw
+
+
+def test_a_next_page_that_repeats_one_already_read_is_an_error_at_once(server, tmp_path):
+    """``Link: rel="next"`` pointing at the page just read: without a check, the loop asks for
+    it again and again until the deadline (and lists its runs again each time)."""
+    same = f"{server.url}{RUNS}?per_page=3&status=completed"
+    server.routes[("GET", RUNS)] = lambda q, b: ok(
+        {"workflow_runs": [{"id": 9, "status": "in_progress"}]}, Link=f'<{same}>; rel="next"'
+    )
+    started = time.monotonic()
+    with pytest.raises(HistoryError, match=r"GitHub: the pages of .* come back to one already read"):
+        fetch(server, tmp_path, deadline=5)
+    assert time.monotonic() - started < 1 and len(server.seen) == 1
+
+
+def test_pages_that_never_end_stop_at_max_pages(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(history_pages, "MAX_PAGES", 5)
+    github_routes(server, [1])
+
+    def endless(query, body):
+        page = int(query.get("page", ["1"])[0])
+        link = f'<{server.url}/repos/o/r/actions/runs/1/jobs?page={page + 1}>; rel="next"'
+        return ok(copy.deepcopy(JOBS), Link=link)
+
+    server.routes[("GET", "/repos/o/r/actions/runs/1/jobs")] = endless
+    with pytest.raises(HistoryError, match=r"GitHub: run 1 has more than 5 pages: refused"):
+        fetch(server, tmp_path, last=1, deadline=5)
+    assert len(server.paths("/runs/1/jobs")) == 5
+    assert not list((tmp_path / "cache").rglob("1.json"))
+
+
+def test_a_run_listed_again_on_the_next_page_is_fetched_once(server, tmp_path):
+    """A run started while the list is paged shifts it: page 2 begins with page 1's last run."""
+    github_routes(server, [4, 3, 2, 1])
+    listing = server.routes[("GET", RUNS)]
+
+    def shifted(query, body):
+        status, headers, data = listing(query, body)
+        doc = json.loads(data)
+        if query.get("page") == ["2"]:
+            doc["workflow_runs"].insert(0, {**doc["workflow_runs"][0], "id": 3, "run_number": 3})
+        return status, headers, json.dumps(doc).encode()
+
+    server.routes[("GET", RUNS)] = shifted
+    history = fetch(server, tmp_path, last=3, concurrency=1)
+    assert sorted(set(history["run_id"])) == ["2", "3", "4"]
+    assert len(server.paths("/runs/3/jobs")) == 1
+
+
+def test_gitlab_an_x_next_page_that_repeats_is_an_error_at_once(server, tmp_path):
+    base = "/api/v4/projects/g%2Fp"
+    server.routes[("GET", base)] = lambda q, b: ok({"path_with_namespace": "g/p"})
+    server.routes[("GET", f"{base}/pipelines")] = lambda q, b: ok(
+        [{"id": 1, "status": "running"}], **{"X-Next-Page": "1"}
+    )
+    started = time.monotonic()
+    with pytest.raises(HistoryError, match=r"GitLab: the pages of pipelines of 'g/p' come back .*page 1"):
+        fetch_gitlab_history("g/p", url=server.url, token="t", cache=tmp_path, progress=False, deadline=5)
+    assert time.monotonic() - started < 1 and len(server.paths("/pipelines")) == 1
+
+
+def test_harness_a_page_that_repeats_the_runs_already_read_is_an_error_at_once(server, tmp_path):
+    """The server ignores ``page`` and says there are a million pages."""
+    server.routes[("POST", "/pipeline/api/pipelines/execution/summary")] = lambda q, b: ok(
+        {"data": {"content": [{"planExecutionId": "a1", "status": "Running"}], "totalPages": 10**6}}
+    )
+    started = time.monotonic()
+    with pytest.raises(HistoryError, match=r"Harness: page 1 of the runs of 'p' repeats runs already read"):
+        fetch_harness_history(
+            pipeline="p", account="a", org="o", project="pr", api_key=SECRET, base_url=server.url,
+            cache=tmp_path, progress=False, deadline=5,
+        )  # fmt: skip
+    assert time.monotonic() - started < 1 and len(server.seen) == 2

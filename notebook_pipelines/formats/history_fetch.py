@@ -21,7 +21,7 @@ import re
 import threading
 import urllib.parse
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +35,9 @@ from .history_client import (
     Response,
     fetch_all,
     http_request,
-    shown_url,
     token_or_env,
 )
+from .history_pages import MAX_PAGES, github_pages, gitlab_pages, new_items
 from .history_store import cache_dir, cached_raw, read_history, stored_runs, write_part, write_raw
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,47 +119,6 @@ def _result(folder: Path, source: str, pipeline: str, run_ids: list[str]) -> pd.
 
 
 # -- GitHub -------------------------------------------------------------------------------------------
-_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
-
-
-def _github_pages(
-    client: ApiClient, base: str, url: str, params: Any, key: str, what: str, error: str
-) -> Iterator[list]:
-    """The ``key`` list of each page, following the ``Link: rel="next"`` header (only under ``base``)."""
-    next_url: str | None = url
-    while next_url:
-        doc, headers = client.call("GET", next_url, params, what=what)
-        page = doc.get(key) if isinstance(doc, Mapping) else None
-        if not isinstance(page, list):
-            raise HistoryError(error.format(url=excerpt(next_url, 160)))
-        match = _NEXT.search(headers.get("link", ""))
-        next_url, params = (match.group(1) if match else None), None
-        if next_url:
-            next_url = _under(base, next_url)
-        yield page
-        if not page:
-            return
-
-
-def _under(base: str, link: str) -> str:
-    """``link`` (a next page) if it is on ``base``'s server (scheme, host, port) and under its
-    path, with ``base``'s ``user:password@`` if it has none; else an error: the token is sent
-    with every request, so a page elsewhere is never asked for."""
-    try:
-        b, n = urllib.parse.urlsplit(base), urllib.parse.urlsplit(link)
-        same = (b.scheme, b.hostname, b.port) == (n.scheme, n.hostname, n.port) and b.hostname
-    except ValueError:
-        same = False
-    if not same or not (n.path + "/").startswith(b.path.rstrip("/") + "/"):
-        raise HistoryError(
-            f"GitHub: the next page {excerpt(shown_url(link), 160)} is not under {shown_url(base)}: refused "
-            "(the token is only sent to the API it was given for)"
-        )
-    if "@" in b.netloc and "@" not in n.netloc:
-        return urllib.parse.urlunsplit(n._replace(netloc=b.netloc.rsplit("@", 1)[0] + "@" + n.netloc))
-    return link
-
-
 def fetch_github_history(
     repo: str,
     workflow: str,
@@ -210,8 +169,10 @@ def fetch_github_history(
     error = "GitHub: the answer of {url} has no workflow_runs list"
     what = f"workflow {workflow!r} in {repo}"
     url = f"{base}/repos/{repo}/actions/workflows/{wf}/runs"
-    for page in _github_pages(client, base, url, params, "workflow_runs", what, error):
-        runs += [r for r in page if isinstance(r, Mapping) and r.get("status") == "completed"]
+    ids: set = set()
+    for page in github_pages(client, base, url, params, "workflow_runs", what, error):
+        done = [r for r in page if isinstance(r, Mapping) and r.get("status") == "completed"]
+        runs += new_items(done, lambda r: str(r.get("id")), ids)
         if not page or len(runs) >= last:
             break
     runs = runs[:last]
@@ -266,7 +227,7 @@ class _GitHubRuns:
         url = f"{self.base}/repos/{self.repo}/actions/runs/{run_id}/jobs"
         error = f"GitHub: run {run_id}: the jobs answer has no jobs list"
         params = {"per_page": 100, "filter": "all"}
-        for page in _github_pages(self.client, self.base, url, params, "jobs", f"run {run_id}", error):
+        for page in github_pages(self.client, self.base, url, params, "jobs", f"run {run_id}", error):
             jobs += page
         path = str(run.get("path") or f".github/workflows/{self.workflow}")
         text = self.workflow_at(path, str(run.get("head_sha")))
@@ -279,19 +240,6 @@ class _GitHubRuns:
 _GRAPHQL = """query($path: ID!, $iid: ID!) { project(fullPath: $path) { pipeline(iid: $iid) {
   jobs { nodes { name retried stage { name } needs { nodes { name } }
     previousStageJobsOrNeeds { nodes { ... on CiBuildNeed { name } ... on CiJob { name } } } } } } } }"""
-
-
-def _gitlab_pages(client: ApiClient, url: str, params: dict, what: str, error: str) -> Iterator[list]:
-    """Each page of a GitLab list, following ``x-next-page`` (``params`` holds ``page`` in its place)."""
-    page: Any = 1
-    while page:
-        doc, headers = client.call("GET", url, {**params, "page": page}, what=what)
-        if not isinstance(doc, list):
-            raise HistoryError(error)
-        yield doc
-        page = headers.get("x-next-page") or None
-        if not doc:
-            return
 
 
 def fetch_gitlab_history(
@@ -335,8 +283,10 @@ def fetch_gitlab_history(
     runs: list[dict] = []
     params = {"per_page": min(100, last), "page": None, "ref": ref}
     what, error = f"pipelines of {project!r}", f"GitLab: the pipelines of {project!r} are not a list"
-    for doc in _gitlab_pages(client, f"{api}/pipelines", params, what, error):
-        runs += [p for p in doc if isinstance(p, Mapping) and p.get("status") in finished]
+    ids: set = set()
+    for doc in gitlab_pages(client, f"{api}/pipelines", params, what, error):
+        ended = [p for p in doc if isinstance(p, Mapping) and p.get("status") in finished]
+        runs += new_items(ended, lambda p: str(p.get("id")), ids)
         if len(runs) >= last:
             break
     runs = runs[:last]
@@ -373,7 +323,7 @@ class _GitLabRuns:
             f"jobs of pipeline {run_id}",
             f"GitLab: pipeline {run_id}: the jobs answer is not a list",
         )
-        for doc in _gitlab_pages(self.client, f"{self.api}/pipelines/{run_id}/jobs", params, what, error):
+        for doc in gitlab_pages(self.client, f"{self.api}/pipelines/{run_id}/jobs", params, what, error):
             jobs += doc
         graph = self.needs(detail)
         load_gitlab_pipeline(detail, jobs, graph, project=self.pipeline)  # refuse bad data before keeping it
@@ -494,7 +444,13 @@ def _harness_runs(
     runs: list[dict] = []
     page = 0
     done = False
+    ids: set = set()
     while not done and len(runs) < limit:
+        if page >= MAX_PAGES:
+            raise HistoryError(
+                f"Harness: the runs of {pipeline!r} take more than {MAX_PAGES:,} pages: refused "
+                "(ask for fewer runs with last= or since=)"
+            )
         params = {**scope, "page": page, "size": min(100, limit), "status": statuses or None}
         doc, _ = client.call(
             "POST",
@@ -507,9 +463,14 @@ def _harness_runs(
         content = data.get("content") if isinstance(data, Mapping) else None
         if not isinstance(content, list):
             raise HistoryError(f"Harness: the executions list of {pipeline!r} has no data.content")
-        for item in content:
-            if not isinstance(item, Mapping) or not item.get("planExecutionId"):
-                continue
+        listed = [i for i in content if isinstance(i, Mapping) and i.get("planExecutionId")]
+        fresh = new_items(listed, lambda i: str(i["planExecutionId"]), ids)
+        if listed and not fresh:
+            raise HistoryError(
+                f"Harness: page {page} of the runs of {pipeline!r} repeats runs already read: the "
+                "server's paging is broken; try again later"
+            )
+        for item in fresh:
             if since_ms is not None and int(item.get("startTs") or 0) < since_ms:
                 done = True
                 break
