@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
+import threading
 import time
 
 import pytest
 from test_github_runs import JOBS
 from test_history_fetch import SECRET, Server, fetch, github_routes, ok
 
-from notebook_pipelines.formats import history_pages
 from notebook_pipelines.formats.history import HistoryError, read_json
 from notebook_pipelines.formats.history_fetch import fetch_gitlab_history, fetch_harness_history
 
@@ -150,6 +151,8 @@ def test_a_next_page_that_repeats_one_already_read_is_an_error_at_once(server, t
 
 
 def test_pages_that_never_end_stop_at_max_pages(server, tmp_path, monkeypatch):
+    from notebook_pipelines.formats import history_pages
+
     monkeypatch.setattr(history_pages, "MAX_PAGES", 5)
     github_routes(server, [1])
 
@@ -207,3 +210,41 @@ def test_harness_a_page_that_repeats_the_runs_already_read_is_an_error_at_once(s
             cache=tmp_path, progress=False, deadline=5,
         )  # fmt: skip
     assert time.monotonic() - started < 1 and len(server.seen) == 2
+
+
+@pytest.mark.parametrize("source", ["github", "gitlab-graphql"])
+def test_ctrl_c_ends_a_fetch_whose_requests_wait_for_a_silent_server_at_once(server, tmp_path, source):
+    """Every answer the pool waits for takes 8 s (a server that holds the connection): Ctrl-C
+    0.5 s in ends the call within a second — the requests in flight are stopped, not waited
+    for — and no thread of the pool is left. GitLab: the waiting request is the GraphQL POST."""
+
+    def silent(query, body):
+        time.sleep(8)
+        return ok({})
+
+    if source == "github":
+        github_routes(server, [2, 1])
+        for rid in (1, 2):
+            server.routes[("GET", f"/repos/o/r/actions/runs/{rid}/jobs")] = silent
+        call = lambda: fetch(server, tmp_path, last=2, concurrency=2, deadline=30)  # noqa: E731
+    else:
+        base = "/api/v4/projects/g%2Fp"
+        server.routes[("GET", base)] = lambda q, b: ok({"path_with_namespace": "g/p"})
+        server.routes[("GET", f"{base}/pipelines")] = lambda q, b: ok([{"id": 5, "status": "success"}])
+        server.routes[("GET", f"{base}/pipelines/5")] = lambda q, b: ok(
+            {"id": 5, "iid": 1, "sha": "f", "ref": "main", "status": "success"}
+        )
+        server.routes[("GET", f"{base}/pipelines/5/jobs")] = lambda q, b: ok([])
+        server.routes[("POST", "/api/graphql")] = silent
+        call = lambda: fetch_gitlab_history(  # noqa: E731
+            "g/p", url=server.url, token="t", cache=tmp_path, progress=False, deadline=30
+        )
+    main = threading.main_thread().ident  # a real SIGINT to the main thread, as Ctrl-C sends
+    timer = threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        call()
+    assert time.monotonic() - started < 1.5
+    timer.join()
+    assert not [t for t in threading.enumerate() if t.name.startswith("nbp-fetch")]

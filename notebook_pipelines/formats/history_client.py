@@ -7,9 +7,10 @@ cut to what is left; ``429`` (and GitHub's ``403`` with ``x-ratelimit-remaining:
 ``MAX_BODY``, is refused; redirects are not followed. The token is sent in a header only; it
 is never in a URL, a message or a repr (messages replace it with ``***``).
 
-All HTTP goes through :func:`http_request` (one small function): GETs through the package's
-bounded GET (:mod:`.http`: an overall deadline on every socket operation, bounded bodies), the
-two POSTs (GitLab's GraphQL, Harness's execution list) through httpx with the same bounds.
+All HTTP goes through :func:`http_request` (one small function): the GETs and the two POSTs
+(GitLab's GraphQL, Harness's execution list) through the package's bounded request
+(:mod:`.http`: an overall deadline on every socket operation, bounded bodies, and a ``stop``
+event that ends a request in flight when Ctrl-C interrupts the fetch).
 :class:`ApiClient` adds the deadline, the retries and the messages; :func:`fetch_all` runs one
 function per run in a bounded pool, stopping the rest at the first error or Ctrl-C.
 """
@@ -59,66 +60,42 @@ class Response:
 
 
 def http_request(
-    method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    timeout: float,
+    stop: threading.Event | None = None,
 ) -> Response:
     """One HTTP request within ``timeout`` seconds overall, the body read whole up to
-    :data:`MAX_BODY`, no redirects: a GET through the package's bounded GET
-    (:func:`~notebook_pipelines.formats.http.get`), a POST (GitLab's GraphQL, Harness's
-    execution list) through httpx with the same bounds.
+    :data:`MAX_BODY`, no redirects, through the package's bounded request
+    (:func:`~notebook_pipelines.formats.http.request`: every socket wait bounded by the
+    deadline); ``stop`` (set on Ctrl-C) ends it within a fifth of a second.
 
     Raises:
         HistoryError: the server cannot be reached, the answer is cut short or too large, the
-            timeout passed. The message names the URL (which never holds a token).
+            timeout passed, ``stop`` was set. The message names the URL (without a password).
     """
-    shown = shown_url(url)
-    if method == "GET":
-        from .http import HttpError, HttpTimeout, HttpTooLarge, get
+    from .http import HttpError, HttpStopped, HttpTimeout, HttpTooLarge, request
 
-        try:
-            return get(url, headers=headers, timeout=timeout, max_bytes=MAX_BODY, what="GET")
-        except HttpTimeout:
-            raise HistoryError(f"{excerpt(shown, 160)} did not answer within {timeout:.0f} s") from None
-        except HttpTooLarge:
-            raise HistoryError(
-                f"the answer of {excerpt(shown, 160)} is over {MAX_BODY // 2**20} MB: refused"
-            ) from None
-        except HttpError as err:
-            if "ProtocolError" in str(err):
-                raise HistoryError(_CUT_SHORT.format(url=excerpt(shown, 160))) from None
-            raise HistoryError(str(err)) from None
+    shown = shown_url(url)
     try:
-        import httpx
-    except ImportError:  # pragma: no cover - the extra is installed for the tests
-        raise HistoryError(
-            "fetching a history needs httpx: pip install 'notebook-pipelines[history]'"
-        ) from None
-    end = time.monotonic() + timeout
-    try:
-        with (
-            httpx.Client(timeout=timeout, follow_redirects=False) as client,
-            client.stream(method, url, headers=dict(headers), content=body) as response,
-        ):
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_BODY:
-                    raise HistoryError(
-                        f"the answer of {excerpt(shown, 160)} is over {MAX_BODY // 2**20} MB: refused"
-                    )
-                if time.monotonic() > end:  # a server dripping its answer: the deadline is overall
-                    raise httpx.ReadTimeout("overall")
-                chunks.append(chunk)
-            return Response(
-                response.status_code,
-                {k.lower(): v for k, v in response.headers.items()},
-                b"".join(chunks),
-            )
-    except httpx.TimeoutException:
+        return request(
+            method, url, body=body, headers=headers, timeout=timeout, max_bytes=MAX_BODY, what=method,
+            stop=stop,
+        )  # fmt: skip
+    except HttpTimeout:
         raise HistoryError(f"{excerpt(shown, 160)} did not answer within {timeout:.0f} s") from None
-    except httpx.RemoteProtocolError:
-        raise HistoryError(_CUT_SHORT.format(url=excerpt(shown, 160))) from None
-    except httpx.HTTPError as err:
-        raise HistoryError(f"cannot reach {excerpt(shown, 160)}: {type(err).__name__}") from None
+    except HttpTooLarge:
+        raise HistoryError(
+            f"the answer of {excerpt(shown, 160)} is over {MAX_BODY // 2**20} MB: refused"
+        ) from None
+    except HttpStopped:
+        raise HistoryError(f"the request to {excerpt(shown, 160)} was stopped (interrupted)") from None
+    except HttpError as err:
+        if "ProtocolError" in str(err):
+            raise HistoryError(_CUT_SHORT.format(url=excerpt(shown, 160))) from None
+        raise HistoryError(str(err)) from None
 
 
 def shown_url(url: str) -> str:
@@ -205,7 +182,7 @@ class ApiClient:
                     "fetched so far are kept in the cache: call again to go on (or give a longer deadline=)"
                 )
             try:
-                response = self.request(method, url, headers, data, min(REQUEST_TIMEOUT, left))
+                response = self.request(method, url, headers, data, min(REQUEST_TIMEOUT, left), self.stop)
             except HistoryError as err:
                 raise HistoryError(self.hide(f"{self.system}: {err}")) from None
             status = response.status

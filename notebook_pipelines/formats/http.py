@@ -1,4 +1,4 @@
-"""One bounded HTTP GET for every API client of the package (Harness executions, CI histories).
+"""One bounded HTTP request for every API client of the package (Harness executions, CI histories).
 
 A server can be slow, hostile or broken; a notebook must not pay for it. :func:`get`:
 
@@ -37,6 +37,7 @@ import math
 import os
 import re
 import ssl
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -50,15 +51,22 @@ from ..errors import HttpError, HttpTimeout, HttpTooLarge, excerpt
 __all__ = [
     "MAX_JSON_CONTAINERS",
     "HttpError",
+    "HttpStopped",
     "HttpTimeout",
     "HttpTooLarge",
     "Response",
     "get",
     "load_json",
     "redact",
+    "request",
     "safe_url",
     "url_secrets",
 ]
+
+
+class HttpStopped(HttpError):
+    """The call was ended by its ``stop`` event (another thread was interrupted: Ctrl-C)."""
+
 
 #: the most objects and arrays :meth:`Response.json` parses (each costs ~100 bytes of memory)
 MAX_JSON_CONTAINERS = 4_000_000
@@ -207,6 +215,7 @@ def get(
     max_bytes: int,
     secrets: Iterable[str] = (),
     what: str = "GET",
+    stop: threading.Event | None = None,
 ) -> Response:
     """``GET url`` within ``timeout`` seconds overall, reading at most ``max_bytes`` of body.
 
@@ -218,6 +227,8 @@ def get(
         max_bytes: the most bytes of body, after decompression.
         secrets: values never to show (an API key): redacted from every message.
         what: how messages name the call (``"fetch_harness_execution()"``).
+        stop: an event that ends the call within a fifth of a second once set (another thread
+            was interrupted: Ctrl-C), raising :class:`HttpStopped`.
 
     Returns:
         The :class:`Response`, whatever its status.
@@ -225,8 +236,29 @@ def get(
     Raises:
         HttpTimeout: no complete answer within ``timeout``.
         HttpTooLarge: a body over ``max_bytes`` (reading stopped there).
+        HttpStopped: ``stop`` was set.
         HttpError: a bad URL or header, a server that cannot be reached, a broken answer.
     """
+    return request(
+        "GET", url, params=params, headers=headers, timeout=timeout, max_bytes=max_bytes,
+        secrets=secrets, what=what, stop=stop,
+    )  # fmt: skip
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    max_bytes: int,
+    secrets: Iterable[str] = (),
+    what: str = "GET",
+    stop: threading.Event | None = None,
+) -> Response:
+    """:func:`get` for any method, with a request ``body`` (a POST of JSON): the same bounds."""
     try:
         import httpcore
     except ImportError:  # pragma: no cover - the extra is installed for the tests
@@ -250,22 +282,30 @@ def get(
         return kind(redact(f"{what}: {message}", secrets), shown, status)
 
     sent = _request_headers(parts, headers, secrets, fail)
+    if body is not None:
+        sent["Content-Length"] = str(len(body))
     request_url = _request_url(parts, port, params)
     deadline = time.monotonic() + timeout
-    backend = _DeadlineBackend(deadline)
+    backend = _DeadlineBackend(deadline, stop)
     proxy = _proxy_for(parts.scheme, parts.hostname)
     try:
         pool = _connection_pool(httpcore, parts, proxy, backend, secrets)
         with pool:
             timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
             with pool.stream(
-                "GET", request_url, headers=list(sent.items()), extensions={"timeout": timeouts}
+                method,
+                request_url,
+                headers=list(sent.items()),
+                content=body,
+                extensions={"timeout": timeouts},
             ) as response:
                 status = response.status
                 got = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
                 body = _read_body(response, got, max_bytes, lambda kind, message: fail(kind, message, status))
     except HttpError:
         raise
+    except _Stopped:
+        raise fail(HttpStopped, f"stopped while asking {excerpt(shown, 160)} (interrupted)") from None
     except (httpcore.TimeoutException, _Expired):
         raise fail(
             HttpTimeout,
@@ -379,6 +419,14 @@ class _Expired(Exception):
     """The overall deadline passed between two socket operations."""
 
 
+class _Stopped(Exception):
+    """The ``stop`` event was set while the call waited."""
+
+
+#: the longest one socket wait lasts when a ``stop`` event is given (how soon a set stop is seen)
+_SLICE = 0.2
+
+
 def _left(deadline: float, timeout: float | None) -> float:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -387,15 +435,33 @@ def _left(deadline: float, timeout: float | None) -> float:
 
 
 class _DeadlineStream:
-    """A network stream whose every read and write waits at most for the time left."""
+    """A network stream whose every read and write waits at most for the time left; with a
+    ``stop`` event, a read waits in slices of :data:`_SLICE` seconds and ends once it is set."""
 
-    def __init__(self, inner: Any, deadline: float):
-        self._inner, self._deadline = inner, deadline
+    def __init__(self, inner: Any, deadline: float, stop: threading.Event | None = None):
+        self._inner, self._deadline, self._stop = inner, deadline, stop
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(self._deadline, timeout))
+        if self._stop is None:
+            return self._inner.read(max_bytes, _left(self._deadline, timeout))
+        import httpcore
+
+        end = time.monotonic() + _left(self._deadline, timeout)
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            wait = end - time.monotonic()
+            if wait <= 0:
+                raise httpcore.ReadTimeout("timed out")
+            try:  # a recv that timed out has read nothing: asking again loses no byte
+                return self._inner.read(max_bytes, min(wait, _SLICE))
+            except httpcore.ReadTimeout:
+                if wait <= _SLICE:
+                    raise
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if self._stop is not None and self._stop.is_set():
+            raise _Stopped
         self._inner.write(buffer, _left(self._deadline, timeout))
 
     def close(self) -> None:
@@ -404,7 +470,7 @@ class _DeadlineStream:
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> _DeadlineStream:  # fmt: skip
         inner = self._inner.start_tls(ssl_context, server_hostname, _left(self._deadline, timeout))
-        return _DeadlineStream(inner, self._deadline)
+        return _DeadlineStream(inner, self._deadline, self._stop)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
@@ -413,10 +479,10 @@ class _DeadlineStream:
 class _DeadlineBackend:
     """httpcore's sync backend, with every connect, read and write bounded by one deadline."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, stop: threading.Event | None = None):
         import httpcore
 
-        self._inner, self._deadline = httpcore.SyncBackend(), deadline
+        self._inner, self._deadline, self._stop = httpcore.SyncBackend(), deadline, stop
 
     def connect_tcp(
         self,
@@ -426,6 +492,8 @@ class _DeadlineBackend:
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> _DeadlineStream:
+        if self._stop is not None and self._stop.is_set():
+            raise _Stopped
         stream = self._inner.connect_tcp(
             host,
             port,
@@ -433,7 +501,7 @@ class _DeadlineBackend:
             local_address=local_address,
             socket_options=socket_options,
         )
-        return _DeadlineStream(stream, self._deadline)
+        return _DeadlineStream(stream, self._deadline, self._stop)
 
     def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
         raise OSError("unix sockets are not used")  # pragma: no cover
