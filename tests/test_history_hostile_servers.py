@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import signal
 import threading
 import time
@@ -248,3 +249,19 @@ def test_ctrl_c_ends_a_fetch_whose_requests_wait_for_a_silent_server_at_once(ser
     assert time.monotonic() - started < 1.5
     timer.join()
     assert not [t for t in threading.enumerate() if t.name.startswith("nbp-fetch")]
+
+
+def test_a_request_cut_by_the_end_of_the_deadline_says_so_and_that_the_runs_are_kept(server, tmp_path):
+    """Run 1's jobs take 2 s and the deadline is 1.5 s: the error names what was left (not
+    "within 0 s") and the deadline, and run 2, fetched before, is kept."""
+    github_routes(server, [2, 1])
+    route = server.routes[("GET", "/repos/o/r/actions/runs/1/jobs")]
+    server.routes[("GET", "/repos/o/r/actions/runs/1/jobs")] = lambda q, b: (time.sleep(2), route(q, b))[1]
+    with pytest.raises(HistoryError) as info:
+        fetch(server, tmp_path, last=2, concurrency=1, deadline=1.5)
+    message = str(info.value)
+    assert "did not answer within 0 s" not in message
+    assert re.search(
+        r"did not answer within 1(\.\d)? s, the rest of the deadline of 1.5 s; the runs", message
+    )
+    assert [p.name for p in (tmp_path / "cache").rglob("*.json")] == ["2.json"]

@@ -85,7 +85,7 @@ def http_request(
             stop=stop,
         )  # fmt: skip
     except HttpTimeout:
-        raise HistoryError(f"{excerpt(shown, 160)} did not answer within {timeout:.0f} s") from None
+        raise HistoryError(f"{excerpt(shown, 160)} did not answer within {timeout:.2g} s") from None
     except HttpTooLarge:
         raise HistoryError(
             f"the answer of {excerpt(shown, 160)} is over {MAX_BODY // 2**20} MB: refused"
@@ -114,6 +114,10 @@ def shown_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
+_LATE = (
+    ", the rest of the deadline of {:g} s; the runs fetched so far are kept in the cache: call again "
+    "to go on (or give a longer deadline=)"
+)
 _CUT_SHORT = "the answer of {url} was cut short (the connection closed before the whole body came): try again"
 
 
@@ -184,7 +188,8 @@ class ApiClient:
             try:
                 response = self.request(method, url, headers, data, min(REQUEST_TIMEOUT, left), self.stop)
             except HistoryError as err:
-                raise HistoryError(self.hide(f"{self.system}: {err}")) from None
+                late = "" if left >= REQUEST_TIMEOUT or "did not answer" not in str(err) else _LATE
+                raise HistoryError(self.hide(f"{self.system}: {err}{late.format(self.deadline)}")) from None
             status = response.status
             if status == 200:
                 return self._json(response, shown_url(url)), response.headers
