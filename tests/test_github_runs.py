@@ -10,6 +10,7 @@ integration needs lint and build; unit needs build). Times are seconds after 10:
 from __future__ import annotations
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -389,3 +390,48 @@ def test_a_loaded_run_round_trips_through_the_trace_files(tmp_path, suffix):
     run.pipeline.save(path)
     back = nbp.read_trace(path)
     pd.testing.assert_frame_equal(back, run, check_like=False)
+
+
+def _with(change):
+    jobs = json.loads(json.dumps(JOBS))
+    change(jobs["jobs"][0])  # the job 'lint'
+    return jobs
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda j: j.update(id="abc"), r"run 42: job 'lint' id: 'abc' is not a whole number"),
+        (lambda j: j.update(run_attempt="x"), r"run 42: job 'lint' run_attempt: 'x' is not a whole number"),
+        (lambda j: j.update(run_attempt=10**30), r"job 'lint' run_attempt: 1000\d+ is not from 1 to 10,000"),
+        (lambda j: j.update(steps={"a": 1}), r"run 42: job 'lint': steps is dict, not a list of steps"),
+        (
+            lambda j: j.update(steps=[{"name": "a", "number": "x"}, {"name": "b", "number": 2}]),
+            r"run 42: job 'lint' step 'a' number: 'x' is not a whole number",
+        ),
+        (lambda j: j.update(started_at=float("nan")), r"run 42: job 'lint' started_at: nan is not a time"),
+        (
+            lambda j: j.update(completed_at="9999-12-31T23:59:59Z"),
+            r"job 'lint' completed_at: '9999-12-31T23:59:59Z' is outside the times a trace holds \(1677 to",
+        ),
+        (
+            lambda j: j.update(started_at=10**20),
+            r"job 'lint' started_at: 10+ is outside the times a trace holds",
+        ),
+    ],
+    ids=["id", "attempt", "attempt-huge", "steps", "step-number", "nan-time", "year-9999", "epoch-huge"],
+)
+def test_a_damaged_job_field_is_a_history_error_naming_the_run_job_and_field(change, message):
+    """Before: ValueError, OverflowError, AttributeError or TypeError out of the loader — or,
+    for a time past 2262, a run loaded with wrapped-around times and a RuntimeWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(HistoryError, match=message):
+            load_github_run(_with(change), workflow=WORKFLOW, run=RUN)
+
+
+def test_needs_that_are_neither_an_id_nor_a_list_are_refused_naming_the_job():
+    with pytest.raises(HistoryError, match=r"run 42: the workflow: job 'docs': needs is a job id or a list"):
+        load_github_run(JOBS, workflow=WORKFLOW.replace("needs: lint", "needs: {lint: 1}"), run=RUN)
+    with pytest.raises(HistoryError, match=r"run 42: the workflow: job 'unit' needs '7', which the workflow"):
+        load_github_run(JOBS, workflow=WORKFLOW.replace("needs: [build]", "needs: 7"), run=RUN)

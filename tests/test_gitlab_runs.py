@@ -12,7 +12,7 @@ import pytest
 from conftest import short, table
 
 from notebook_pipelines.analysis.timing import critical_path
-from notebook_pipelines.formats.gitlab import load_gitlab_pipeline
+from notebook_pipelines.formats.gitlab import load_gitlab_pipeline, needs_from_graphql
 from notebook_pipelines.formats.history import HistoryError
 
 
@@ -196,3 +196,23 @@ def test_bad_input_names_the_pipeline_and_the_job():
         load_gitlab_pipeline(PIPELINE, JOBS, needs={"pages": ["compile"], "compile": ["pages"]})
     with pytest.raises(HistoryError, match=r"pipeline 500: job 'lint': unknown status 'exploded'"):
         load_gitlab_pipeline(PIPELINE, [*JOBS, job(10, "lint", "test", "exploded", 21, 22)])
+
+
+def test_a_job_without_a_name_or_with_a_damaged_id_names_the_pipeline_and_the_job():
+    """Before: KeyError('name') and ValueError out of the loader."""
+    nameless = [dict(JOBS[0]), *JOBS[1:]]
+    del nameless[0]["name"]
+    with pytest.raises(HistoryError, match=r"^pipeline 500: the jobs JSON: jobs\[0\] is not a GitLab job"):
+        load_gitlab_pipeline(PIPELINE, nameless)
+    with pytest.raises(HistoryError, match=r"pipeline 500: job 'release' id: 'abc' is not a whole number"):
+        load_gitlab_pipeline(PIPELINE, [{**JOBS[0], "id": "abc"}, *JOBS[1:]])
+
+
+def test_graphql_needs_given_as_a_plain_list_are_read():
+    """``needs`` as a list of ``{name}`` (no ``nodes`` wrapper) — before: AttributeError."""
+    doc = {
+        "data": {
+            "project": {"pipeline": {"jobs": {"nodes": [{"name": "unit", "needs": [{"name": "docs"}]}]}}}
+        }
+    }
+    assert needs_from_graphql(doc) == {"unit": ["docs"]}

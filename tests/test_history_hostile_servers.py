@@ -265,3 +265,15 @@ def test_a_request_cut_by_the_end_of_the_deadline_says_so_and_that_the_runs_are_
         r"did not answer within 1(\.\d)? s, the rest of the deadline of 1.5 s; the runs", message
     )
     assert [p.name for p in (tmp_path / "cache").rglob("*.json")] == ["2.json"]
+
+
+def test_harness_a_listed_run_whose_start_is_not_a_number_is_a_clear_error(server, tmp_path):
+    """Before: ValueError("invalid literal for int()") out of fetch_harness_history."""
+    server.routes[("POST", "/pipeline/api/pipelines/execution/summary")] = lambda q, b: ok(
+        {"data": {"content": [{"planExecutionId": "a1", "status": "Success", "startTs": "yesterday"}]}}
+    )
+    with pytest.raises(HistoryError, match=r"Harness: run a1 startTs: 'yesterday' is not a whole number"):
+        fetch_harness_history(
+            pipeline="p", account="a", org="o", project="pr", api_key=SECRET, base_url=server.url,
+            cache=tmp_path, progress=False, since="2026-01-01",
+        )  # fmt: skip

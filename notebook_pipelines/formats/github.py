@@ -51,6 +51,7 @@ from .history import (
     span,
     stamp_ns,
     unique,
+    whole,
     worst,
 )
 
@@ -91,6 +92,8 @@ _CAMEL = {
     "runnerName": "runner_name",
 }
 _EXPR = re.compile(r"\$\{\{.*?\}\}")
+#: the most attempts of a run (GitHub keeps 50 re-runs; a larger number is a damaged answer)
+_MAX_ATTEMPT = 10_000
 
 
 def _snake(obj: Any) -> Any:
@@ -112,7 +115,14 @@ def workflow_jobs(workflow: Any, label: str = "the workflow") -> dict[str, dict]
     for job_id, spec in jobs.items():
         spec = spec if isinstance(spec, Mapping) else {}
         needs = spec.get("needs") or []
-        needs = [needs] if isinstance(needs, str) else [str(x) for x in needs]
+        if isinstance(needs, (str, int, float)):
+            needs = [needs]
+        if not isinstance(needs, list):
+            raise HistoryError(
+                f"{label}: job {excerpt(str(job_id), 80)!r}: needs is a job id or a list of them, not "
+                f"{excerpt(repr(needs), 60)}"
+            )
+        needs = [str(x) for x in needs]
         strategy = spec.get("strategy")
         matrix = isinstance(strategy, Mapping) and strategy.get("matrix") is not None
         name = spec.get("name")
@@ -299,7 +309,8 @@ def _jobs_by_node(
     match = _name_matcher(spec) if spec is not None else None
     nodes: dict[str, dict[Any, list[dict]]] = {}
     labels: dict[str, dict[Any, str]] = {}
-    for job in sorted(jobs, key=lambda j: int(j.get("id") or 0)):
+    ids = [whole(j.get("id"), f"{label}: job {excerpt(str(j['name']), 80)!r} id", 0) for j in jobs]
+    for job in [jobs[i] for i in sorted(range(len(jobs)), key=ids.__getitem__)]:
         name = str(job["name"])
         if match is not None:
             found = match(name)
@@ -381,7 +392,7 @@ def _run_row(rows: list[dict], info: Mapping, with_workflow: bool, created_ns: A
         None,
         None,
         None,
-        int(info.get("run_attempt") or 1),
+        whole(info.get("run_attempt"), f"{label}: run_attempt", 1, low=1, high=_MAX_ATTEMPT),
         status or worst(r["status"] for r in top_rows),
         () if with_workflow else None,
         None,
@@ -446,7 +457,8 @@ def _job_rows(
     rows: list[dict] = []
     by_attempt: dict[int, dict] = {}
     for job in attempts:  # the same attempt twice (listings joined): the later job id wins
-        by_attempt[int(job.get("run_attempt") or 1)] = job
+        where = f"{label}: job {excerpt(str(job['name']), 80)!r} run_attempt"
+        by_attempt[whole(job.get("run_attempt"), where, 1, low=1, high=_MAX_ATTEMPT)] = job
     for attempt, job in sorted(by_attempt.items()):
         where = f"{label}: job {job['name']!r}"
         status = _status(job, where)
@@ -466,9 +478,7 @@ def _job_rows(
         rows.append(row)
         taken: set[str] = set()
         previous: tuple = ()
-        for number, step in enumerate(sorted(job.get("steps") or (), key=lambda s: s.get("number") or 0)):
-            if not isinstance(step, Mapping):
-                continue
+        for number, step in enumerate(_steps(job, where)):
             step = _snake(step)
             step_id = unique(ident(step.get("name") or f"step{number + 1}"), taken)
             step_fqn = f"{fqn}.spec.execution.steps.{step_id}"
@@ -495,6 +505,18 @@ def _job_rows(
             )
             previous = (step_fqn,)
     return rows
+
+
+def _steps(job: Mapping, where: str) -> list[Mapping]:
+    """A job's steps (objects) in their ``number`` order (a step without a number where it is listed)."""
+    steps = job.get("steps") or []
+    if not isinstance(steps, list):
+        raise HistoryError(f"{where}: steps is {type(steps).__name__}, not a list of steps")
+    steps = [s for s in steps if isinstance(s, Mapping)]
+    numbers = [
+        whole(s.get("number"), f"{where} step {excerpt(str(s.get('name')), 80)!r} number", 0) for s in steps
+    ]
+    return [steps[i] for _, i in sorted(zip(numbers, range(len(steps))))]
 
 
 def _pipeline_order(rows: list[dict]) -> list[dict]:

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import excerpt
-from .history import HistoryError, first_queued, ident, read_json, run_frame, span, stamp_ns, worst
+from .history import HistoryError, first_queued, ident, read_json, run_frame, span, stamp_ns, whole, worst
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -91,13 +91,14 @@ def needs_from_graphql(doc: Any, label: str = "the GraphQL answer") -> dict[str,
         if not isinstance(job, Mapping) or "name" not in job:
             continue
         waited = job.get("previousStageJobsOrNeeds")
-        if isinstance(waited, Mapping):
+        if isinstance(waited, Mapping) and isinstance(waited.get("nodes") or [], list):
             out[str(job["name"])] = [
-                str(n["name"]) for n in waited.get("nodes") or () if isinstance(n, Mapping)
+                str(n["name"]) for n in waited.get("nodes") or () if isinstance(n, Mapping) and "name" in n
             ]
             continue
         needs = job.get("needs")
-        names = [str(n["name"]) for n in (needs or {}).get("nodes") or () if isinstance(n, Mapping)]
+        listed = needs.get("nodes") if isinstance(needs, Mapping) else needs  # {nodes: [...]} or [...]
+        names = [str(n["name"]) for n in listed or () if isinstance(n, Mapping) and "name" in n]
         out[str(job["name"])] = names or None
     return out
 
@@ -131,7 +132,8 @@ def load_gitlab_pipeline(
     """
     pipe, jobs, needs, rid = _read_inputs(pipeline_json, jobs_json, needs, run_id)
     label = f"pipeline {rid}"
-    jobs = sorted(jobs, key=lambda j: int(j.get("id") or 0))
+    ids = [whole(j.get("id"), f"{label}: job {excerpt(str(j['name']), 80)!r} id", 0) for j in jobs]
+    jobs = [jobs[i] for i in sorted(range(len(jobs)), key=ids.__getitem__)]
     order = list(stages or dict.fromkeys(str(j["stage"]) for j in jobs))
     missing = {str(j["stage"]) for j in jobs} - set(order)
     if missing:
@@ -171,9 +173,17 @@ def _read_inputs(pipeline_json: Any, jobs_json: Any, needs: Any, run_id: str | N
     jobs, jlabel = read_json(jobs_json, f"{label}: the jobs JSON")
     if isinstance(jobs, Mapping) and isinstance(jobs.get("jobs"), list):
         jobs = jobs["jobs"]
-    if not isinstance(jobs, list) or any(not isinstance(j, Mapping) or "stage" not in j for j in jobs):
+    where = jlabel if jlabel.startswith(label) else f"{label}: {jlabel}"
+    if isinstance(jobs, list):
+        bad = [i for i, j in enumerate(jobs) if not isinstance(j, Mapping) or not {"name", "stage"} <= set(j)]
+        if bad:
+            raise HistoryError(
+                f"{where}: jobs[{bad[0]}] is not a GitLab job (an object with name and stage): give the "
+                "answer of GET /api/v4/projects/{id}/pipelines/{pipeline_id}/jobs?include_retried=true"
+            )
+    else:
         raise HistoryError(
-            f"{label}: {jlabel} is not a list of GitLab jobs (objects with name and stage): give the answer "
+            f"{where} is not a list of GitLab jobs (objects with name and stage): give the answer "
             "of GET /api/v4/projects/{id}/pipelines/{pipeline_id}/jobs?include_retried=true"
         )
     if isinstance(needs, (Mapping, list, str)) and not _is_mapping_of_lists(needs):
@@ -370,7 +380,7 @@ def _job_rows(
 ) -> list[dict]:
     """A job's rows, one per attempt (retried jobs by creation), earlier ones marked Rerun."""
     rows = []
-    attempts = sorted(attempts, key=lambda j: (str(j.get("created_at") or ""), int(j.get("id") or 0)))
+    attempts = sorted(attempts, key=lambda j: (str(j.get("created_at") or ""), whole(j.get("id"), label, 0)))
     for number, job in enumerate(attempts, start=1):
         where = f"{label}: job {job.get('name')!r}"
         raw = str(job.get("status"))

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import re
 import stat
@@ -64,6 +65,7 @@ __all__ = [
     "read_json",
     "run_frame",
     "stamp_ns",
+    "whole",
 ]
 
 #: each run column's dtype, in order (the trace file reader restores them: one table for both)
@@ -73,6 +75,7 @@ RUN_COLUMNS = tuple(_RUN_DTYPES)
 #: files over this many bytes are refused before parsing (a run's JSON is far smaller)
 MAX_BYTES = 100 * 2**20
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_NS_MAX = 2**63 - 1
 
 
 def history_dtypes() -> dict[str, Any]:
@@ -127,16 +130,54 @@ def stamp_ns(value: Any, where: str) -> int | None:
     if isinstance(value, bool):
         raise HistoryError(f"{where}: {value!r} is not a time")
     if isinstance(value, (int, float)):
-        return int(value) * 1_000_000
-    if isinstance(value, str):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise HistoryError(f"{where}: {value!r} is not a time")
+        ns = int(value) * 1_000_000
+    elif isinstance(value, str):
         try:
             moment = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             raise HistoryError(f"{where}: {excerpt(repr(value), 60)} is not an ISO 8601 time") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=_dt.UTC)
-        return (moment - _EPOCH) // _dt.timedelta(microseconds=1) * 1000
-    raise HistoryError(f"{where}: {excerpt(repr(value), 60)} is not a time")
+        ns = (moment - _EPOCH) // _dt.timedelta(microseconds=1) * 1000
+    else:
+        raise HistoryError(f"{where}: {excerpt(repr(value), 60)} is not a time")
+    if not -_NS_MAX <= ns <= _NS_MAX:  # a trace holds nanoseconds in 64 bits
+        raise HistoryError(
+            f"{where}: {excerpt(repr(value), 60)} is outside the times a trace holds (1677 to 2262): "
+            "the answer was edited or damaged"
+        )
+    return ns
+
+
+def whole(
+    value: Any, where: str, default: int | None = None, *, low: int = -_NS_MAX, high: int = _NS_MAX
+) -> Any:
+    """An integer field (an id, an attempt number): an int, an integral float or text of
+    digits, from ``low`` to ``high``; None or ``""`` give ``default``.
+
+    >>> whole("42", "job id"), whole(None, "run_attempt", 1)
+    (42, 1)
+    >>> whole("abc", "run 7: job 'build' id")
+    Traceback (most recent call last):
+    ...
+    notebook_pipelines.errors.HistoryError: run 7: job 'build' id: 'abc' is not a whole number
+    """
+    if value is None or value == "":
+        return default
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,19}\s*", value)
+    ):
+        number = int(value)
+    if number is None:
+        raise HistoryError(f"{where}: {excerpt(repr(value), 60)} is not a whole number")
+    if not low <= number <= high:
+        raise HistoryError(f"{where}: {excerpt(repr(value), 60)} is not from {low:,} to {high:,}")
+    return number
 
 
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_]+")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import excerpt
 from .harness_frame import load_harness_run
-from .history import HistoryError, HistoryWarning, concat_runs
+from .history import HistoryError, HistoryWarning, concat_runs, whole
 from .history_client import (
     MAX_BODY,
     ApiClient,
@@ -471,7 +471,10 @@ def _harness_runs(
                 "server's paging is broken; try again later"
             )
         for item in fresh:
-            if since_ms is not None and int(item.get("startTs") or 0) < since_ms:
+            started = whole(
+                item.get("startTs"), f"Harness: run {excerpt(str(item['planExecutionId']), 80)} startTs", 0
+            )
+            if since_ms is not None and started < since_ms:
                 done = True
                 break
             if str(item.get("status", "")).lower() in _UNFINISHED:
