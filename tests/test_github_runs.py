@@ -435,3 +435,12 @@ def test_needs_that_are_neither_an_id_nor_a_list_are_refused_naming_the_job():
         load_github_run(JOBS, workflow=WORKFLOW.replace("needs: lint", "needs: {lint: 1}"), run=RUN)
     with pytest.raises(HistoryError, match=r"run 42: the workflow: job 'unit' needs '7', which the workflow"):
         load_github_run(JOBS, workflow=WORKFLOW.replace("needs: [build]", "needs: 7"), run=RUN)
+
+
+def test_a_job_name_of_a_million_characters_is_cut_in_the_message():
+    jobs = _with(lambda j: j.update(name="y" * 1_000_000))
+    with pytest.raises(
+        HistoryError, match=r"run 42: job 'y+…\[\d+ characters\]…y+' is not in the workflow"
+    ) as info:
+        load_github_run(jobs, workflow=WORKFLOW, run=RUN)
+    assert len(str(info.value)) < 500

@@ -216,3 +216,13 @@ def test_graphql_needs_given_as_a_plain_list_are_read():
         }
     }
     assert needs_from_graphql(doc) == {"unit": ["docs"]}
+
+
+def test_a_job_name_of_a_million_characters_is_cut_in_the_message():
+    """The message names the job by an excerpt (before: the whole name, 1 MB in one line)."""
+    huge = "x" * 1_000_000
+    with pytest.raises(
+        HistoryError, match=r"pipeline 500: job 'x+…\[\d+ characters\]…x+': unknown status"
+    ) as info:
+        load_gitlab_pipeline(PIPELINE, [*JOBS, job(10, huge, "test", "exploded", 21, 22)])
+    assert len(str(info.value)) < 500

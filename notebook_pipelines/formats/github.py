@@ -174,8 +174,8 @@ def _order(jobs: Mapping[str, dict], label: str) -> dict[str, int]:
         for need in spec["needs"]:
             if need not in jobs:
                 raise HistoryError(
-                    f"{label}: job {job_id!r} needs {need!r}, which the workflow does not define "
-                    f"(jobs: {excerpt(', '.join(jobs), 200)})"
+                    f"{label}: job {excerpt(job_id, 80)!r} needs {excerpt(need, 80)!r}, which the workflow "
+                    f"does not define (jobs: {excerpt(', '.join(jobs), 200)})"
                 )
     depth: dict[str, int] = {}
     state: dict[str, int] = {}  # 1 on the stack, 2 done
@@ -190,7 +190,7 @@ def _order(jobs: Mapping[str, dict], label: str) -> dict[str, int]:
                 if state.get(job) == 1:
                     cycle = [*path[path.index(job) :], job]
                     raise HistoryError(
-                        f"{label}: the needs of the workflow form a cycle: {' → '.join(cycle)}"
+                        f"{label}: the needs of the workflow form a cycle: {excerpt(' → '.join(cycle), 400)}"
                     )
                 if state.get(job) == 2:
                     continue
@@ -274,7 +274,10 @@ def load_github_run(
     spec = workflow_jobs(workflow, f"{label}: the workflow") if workflow is not None else None
     depth = _order(spec, f"{label}: the workflow") if spec is not None else {}
     nodes, labels = _jobs_by_node(jobs, spec, label)
-    created = [stamp_ns(j.get("created_at"), f"{label}: job {j['name']!r} created_at") for j in jobs]
+    created = [
+        stamp_ns(j.get("created_at"), f"{label}: job {excerpt(str(j['name']), 80)!r} created_at")
+        for j in jobs
+    ]
     rows = _stage_rows(nodes, labels, spec, depth, label)
     created_ns = stamp_ns(info.get("created_at"), f"{label}: created_at")
     if created_ns is None:
@@ -316,8 +319,8 @@ def _jobs_by_node(
             found = match(name)
             if found is None:
                 raise HistoryError(
-                    f"{label}: job {name!r} is not in the workflow (jobs: {excerpt(', '.join(spec), 200)}): "
-                    "give the workflow file at the run's commit (head_sha)"
+                    f"{label}: job {excerpt(name, 80)!r} is not in the workflow (jobs: "
+                    f"{excerpt(', '.join(spec), 200)}): give the workflow file at the run's commit (head_sha)"
                 )
             job_id, iteration = found
         else:
@@ -460,7 +463,7 @@ def _job_rows(
         where = f"{label}: job {excerpt(str(job['name']), 80)!r} run_attempt"
         by_attempt[whole(job.get("run_attempt"), where, 1, low=1, high=_MAX_ATTEMPT)] = job
     for attempt, job in sorted(by_attempt.items()):
-        where = f"{label}: job {job['name']!r}"
+        where = f"{label}: job {excerpt(str(job['name']), 80)!r}"
         status = _status(job, where)
         row = _node_row(fqn, parent, job_id, block, iteration, attempt, status, after, shown)
         row["start_ns"] = stamp_ns(job.get("started_at"), f"{where} started_at")
@@ -482,7 +485,7 @@ def _job_rows(
             step = _snake(step)
             step_id = unique(ident(step.get("name") or f"step{number + 1}"), taken)
             step_fqn = f"{fqn}.spec.execution.steps.{step_id}"
-            swhere = f"{where} step {step.get('name')!r}"
+            swhere = f"{where} step {excerpt(str(step.get('name')), 80)!r}"
             rows.append(
                 {
                     "fqn": step_fqn,

@@ -228,9 +228,10 @@ class _JobGraph:
                 for need in listed:
                     target = self.fqn_of.get(str(need)) or self.fqn_of.get(_base(str(need))[0])
                     if target is None:
+                        known = excerpt(", ".join(dict.fromkeys(b for _, b in self.nodes)), 200)
                         raise HistoryError(
-                            f"{self.label}: job {base!r} needs {str(need)!r}, which the pipeline has no job "
-                            f"for (jobs: {excerpt(', '.join(dict.fromkeys(b for _, b in self.nodes)), 200)})"
+                            f"{self.label}: job {excerpt(base, 80)!r} needs {excerpt(str(need), 80)!r}, "
+                            f"which the pipeline has no job for (jobs: {known})"
                         )
                     out.append(target)
                 return tuple(dict.fromkeys(out))
@@ -325,7 +326,7 @@ def _check_cycle(after_of: Mapping[str, tuple[str, ...]], label: str) -> None:
                 if state.get(node) == 1:
                     cycle = [*path[path.index(node) :], node]
                     names = " → ".join(f.rsplit(".", 1)[-1] for f in cycle)
-                    raise HistoryError(f"{label}: the jobs' needs form a cycle: {names}")
+                    raise HistoryError(f"{label}: the jobs' needs form a cycle: {excerpt(names, 400)}")
                 if state.get(node) == 2:
                     continue
                 state[node] = 1
@@ -382,7 +383,7 @@ def _job_rows(
     rows = []
     attempts = sorted(attempts, key=lambda j: (str(j.get("created_at") or ""), whole(j.get("id"), label, 0)))
     for number, job in enumerate(attempts, start=1):
-        where = f"{label}: job {job.get('name')!r}"
+        where = f"{label}: job {excerpt(str(job.get('name')), 80)!r}"
         raw = str(job.get("status"))
         status = STATUS.get(raw)
         if status is None:
