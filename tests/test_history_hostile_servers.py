@@ -277,3 +277,37 @@ def test_harness_a_listed_run_whose_start_is_not_a_number_is_a_clear_error(serve
             pipeline="p", account="a", org="o", project="pr", api_key=SECRET, base_url=server.url,
             cache=tmp_path, progress=False, since="2026-01-01",
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("id", "1/../../../../user?", r"GitHub: the list of runs has a run whose id is '1/\.\./\.\./"),
+        ("id", "9" * 300, r"GitHub: the list of runs has a run whose id is '9+…"),
+        (
+            "path",
+            "../../../../user",
+            r"GitHub: run 1: its workflow path '\.\./\.\./\.\./\.\./user' is not a file",
+        ),
+    ],
+    ids=["id-with-a-path", "id-of-300-digits", "workflow-path-up"],
+)
+def test_a_listed_run_whose_id_or_path_would_leave_the_repository_is_refused(
+    server, tmp_path, field, value, message
+):
+    """Ids and paths from the listing go into URLs (with the token) and file names: before,
+    ``1/../../../../user?`` asked for ``/user`` and 300 digits failed with 'File name too long'."""
+    github_routes(server, [1])
+    listing = server.routes[("GET", RUNS)]
+
+    def damaged(query, body):
+        status, headers, data = listing(query, body)
+        doc = json.loads(data)
+        doc["workflow_runs"][0][field] = value
+        return status, headers, json.dumps(doc).encode()
+
+    server.routes[("GET", RUNS)] = damaged
+    with pytest.raises(HistoryError, match=message):
+        fetch(server, tmp_path, last=1)
+    assert all(p.startswith(("/repos/o/r/actions/", "/repos/o/r/contents/.github")) for p in server.paths())
+    assert not [p for p in server.paths() if "/user" in p]

@@ -68,6 +68,18 @@ def _bounded(last: Any) -> int:
     return last
 
 
+def _numbered(runs: list[dict], system: str, kind: str) -> list[dict]:
+    """``runs``, each with a numeric ``id`` (it goes into URLs and file names): another id is
+    an answer that is not the API's, refused before anything is asked with it."""
+    for run in runs:
+        if not re.fullmatch(r"[0-9]{1,20}", str(run.get("id"))):
+            raise HistoryError(
+                f"{system}: the list of runs has a {kind} whose id is {excerpt(repr(run.get('id')), 60)}, "
+                "not a number: refused (is the URL the API's?)"
+            )
+    return runs
+
+
 def _fetch_new_runs(
     client: ApiClient,
     folder: Path,
@@ -175,7 +187,7 @@ def fetch_github_history(
         runs += new_items(done, lambda r: str(r.get("id")), ids)
         if not page or len(runs) >= last:
             break
-    runs = runs[:last]
+    runs = _numbered(runs[:last], "GitHub", "run")
     fetcher = _GitHubRuns(client, base, repo, workflow, folder, pipeline, secret)
 
     def load(run_id: str, doc: dict) -> pd.DataFrame:
@@ -230,6 +242,11 @@ class _GitHubRuns:
         for page in github_pages(self.client, self.base, url, params, "jobs", f"run {run_id}", error):
             jobs += page
         path = str(run.get("path") or f".github/workflows/{self.workflow}")
+        if ".." in path.split("/") or path.startswith("/") or len(path) > 1000:
+            raise HistoryError(
+                f"GitHub: run {run_id}: its workflow path {excerpt(path, 80)!r} is not a file of the "
+                "repository"
+            )
         text = self.workflow_at(path, str(run.get("head_sha")))
         load_github_run({"jobs": jobs}, workflow=text, run=run)  # refuse bad data before keeping it
         doc = {"run": run, "jobs": jobs, "workflow": text}
@@ -289,7 +306,7 @@ def fetch_gitlab_history(
         runs += new_items(ended, lambda p: str(p.get("id")), ids)
         if len(runs) >= last:
             break
-    runs = runs[:last]
+    runs = _numbered(runs[:last], "GitLab", "pipeline")
     fetcher = _GitLabRuns(client, base, api, full_path, folder, pipeline, secret)
 
     def load(run_id: str, doc: dict) -> pd.DataFrame:
