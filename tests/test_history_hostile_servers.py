@@ -6,6 +6,7 @@ interrupt) promptly, and no secret in any message or file."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -18,7 +19,11 @@ from test_github_runs import JOBS
 from test_history_fetch import SECRET, Server, fetch, github_routes, ok
 
 from notebook_pipelines.formats.history import HistoryError, read_json
-from notebook_pipelines.formats.history_fetch import fetch_gitlab_history, fetch_harness_history
+from notebook_pipelines.formats.history_fetch import (
+    fetch_github_history,
+    fetch_gitlab_history,
+    fetch_harness_history,
+)
 
 RUNS = "/repos/o/r/actions/workflows/ci.yml/runs"
 
@@ -311,3 +316,23 @@ def test_a_listed_run_whose_id_or_path_would_leave_the_repository_is_refused(
         fetch(server, tmp_path, last=1)
     assert all(p.startswith(("/repos/o/r/actions/", "/repos/o/r/contents/.github")) for p in server.paths())
     assert not [p for p in server.paths() if "/user" in p]
+
+
+@pytest.mark.parametrize("deadline", [float("nan"), float("inf"), "60"])
+def test_a_deadline_that_is_not_a_positive_finite_number_is_refused(tmp_path, deadline):
+    """Before: NaN and infinity were taken, and never ended anything (every ``left <= 0`` was
+    False); "60" failed with a TypeError."""
+    with pytest.raises(HistoryError, match=r"GitHub: deadline=.*: give the seconds the whole fetch may take"):
+        fetch_github_history(
+            "o/r", "ci.yml", cache=tmp_path, deadline=deadline, base_url="http://127.0.0.1:9"
+        )
+
+
+def test_a_workflow_file_that_is_not_yaml_is_a_history_error_naming_the_run(server, tmp_path):
+    """Before: a YamlSyntaxError about "the pipeline definition", not naming the run (and not a
+    HistoryError, so ``nbp history fetch`` ended with a traceback)."""
+    github_routes(server, [1])
+    bad = {"content": base64.b64encode(b"jobs: [").decode(), "encoding": "base64"}
+    server.routes[("GET", "/repos/o/r/contents/.github/workflows/ci.yml")] = lambda q, b: ok(bad)
+    with pytest.raises(HistoryError, match=r"^run 1: the workflow is not YAML \(line \d+:\d+: invalid YAML"):
+        fetch(server, tmp_path, last=1)

@@ -105,9 +105,18 @@ def _snake(obj: Any) -> Any:
 def workflow_jobs(workflow: Any, label: str = "the workflow") -> dict[str, dict]:
     """``{job id: {"name": display name or None, "needs": [ids], "matrix": bool, "uses": bool}}``
     from a workflow: YAML text, a path, or the parsed dict."""
+    from ..errors import YamlError
     from .yaml_io import load_data
 
-    doc = workflow if isinstance(workflow, Mapping) else load_data(workflow)
+    try:
+        doc = workflow if isinstance(workflow, Mapping) else load_data(workflow)
+    except YamlError as err:  # the workflow file is not YAML: a history error, naming the run
+        where = (
+            str(err).splitlines()[-1].strip(" -").replace("<yaml>:", "line ").replace(" pipeline: [YAML]", "")
+        )
+        raise HistoryError(
+            f"{label} is not YAML ({excerpt(where, 200)}): give the workflow file (.github/workflows/….yml)"
+        ) from None
     jobs = doc.get("jobs") if isinstance(doc, Mapping) else None
     if not isinstance(jobs, Mapping) or not jobs:
         raise HistoryError(f"{label} has no jobs: give the workflow file (.github/workflows/….yml)")

@@ -21,6 +21,7 @@ import concurrent.futures
 import datetime
 import email.utils
 import json
+import math
 import os
 import sys
 import threading
@@ -132,6 +133,11 @@ class ApiClient:
         deadline: float,
         request: Callable[..., Response] = http_request,
     ):
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not 0 < deadline < math.inf:
+            raise HistoryError(
+                f"{system}: deadline={excerpt(repr(deadline), 40)}: give the seconds the whole fetch may "
+                "take (a number > 0; an infinite or NaN deadline would let a server hold the call forever)"
+            )
         self.system, self._auth, self._secret = system, auth, secret
         self._secrets = [secret] if secret else []  # and the password of a URL called
         self.end = time.monotonic() + deadline
