@@ -18,12 +18,13 @@ import pytest
 from test_github_runs import JOBS
 from test_history_fetch import SECRET, Server, fetch, github_routes, ok
 
-from notebook_pipelines.formats.history import HistoryError, read_json
+from notebook_pipelines.formats.history import HistoryError, HistoryWarning, read_json
 from notebook_pipelines.formats.history_fetch import (
     fetch_github_history,
     fetch_gitlab_history,
     fetch_harness_history,
 )
+from notebook_pipelines.formats.history_store import write_raw
 
 RUNS = "/repos/o/r/actions/workflows/ci.yml/runs"
 
@@ -336,3 +337,31 @@ def test_a_workflow_file_that_is_not_yaml_is_a_history_error_naming_the_run(serv
     server.routes[("GET", "/repos/o/r/contents/.github/workflows/ci.yml")] = lambda q, b: ok(bad)
     with pytest.raises(HistoryError, match=r"^run 1: the workflow is not YAML \(line \d+:\d+: invalid YAML"):
         fetch(server, tmp_path, last=1)
+
+
+def test_a_one_letter_token_is_redacted_in_the_kept_values_without_breaking_the_file(tmp_path):
+    """Before: the token was replaced in the JSON text, so ``t`` turned ``true`` into
+    ``***rue``; the file was then taken as damaged and silently deleted."""
+    path = write_raw(
+        tmp_path, "github", "o/r/ci.yml", "1", {"ok": True, "name": "echo T", "n": [1, 2]}, secret="t"
+    )
+    assert json.loads(path.read_text()) == {"ok": True, "name": "echo ***", "n": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "kept", [b'{"run": ', b'{"run": {"id": 2}, "jobs": "x", "workflow": "jobs: {a: {}}"}']
+)
+def test_a_kept_run_that_cannot_be_read_is_set_aside_with_a_warning_and_fetched_again(server, tmp_path, kept):
+    """A raw file cut short, or one the loader refuses (edited, or kept by an older version):
+    before, the first was deleted without a word (the run missing from the result) and the
+    second made every later call fail. Now: a warning naming the run, the file moved aside
+    (still there to look at), and the next call fetches the run again."""
+    github_routes(server, [2, 1])
+    fetch(server, tmp_path, last=1)  # run 2 fetched and kept
+    (raw,) = (tmp_path / "cache" / "raw").rglob("2.json")
+    (raw.parent / "1.json").write_bytes(kept)  # run 1: a damaged answer in the cache
+    with pytest.warns(HistoryWarning, match=r"github o/r/ci.yml: the kept answers of run 1 cannot be read"):
+        history = fetch(server, tmp_path, last=2)
+    assert sorted(set(history["run_id"])) == ["2"]
+    assert (raw.parent / ".1.rejected").read_bytes() == kept
+    assert sorted(set(fetch(server, tmp_path, last=2)["run_id"])) == ["1", "2"]

@@ -111,11 +111,18 @@ def _sync(folder: Path, source: str, pipeline: str, load: Callable[[str, dict], 
         if run_id in have:
             continue
         try:
-            doc = json.loads(path.read_bytes())
-        except ValueError:
-            path.unlink(missing_ok=True)  # not ours: written whole or not at all; fetch it again
+            frame = load(run_id, json.loads(path.read_bytes()))
+        except (ValueError, RecursionError) as err:  # not ours (edited, or an older version's)
+            aside = path.with_name(f".{path.stem}.rejected")  # kept to look at, not read again
+            path.replace(aside)
+            warnings.warn(
+                f"{source} {pipeline}: the kept answers of run {excerpt(run_id, 80)} cannot be read "
+                f"({excerpt(str(err) or type(err).__name__, 200)}); moved aside to {aside}: the run is "
+                "fetched again by the next call",
+                HistoryWarning,
+                stacklevel=4,
+            )
             continue
-        frame = load(run_id, doc)
         frame["source"], frame["pipeline"] = source, pipeline
         frames.append(frame)
     if frames:
