@@ -365,3 +365,18 @@ def test_a_kept_run_that_cannot_be_read_is_set_aside_with_a_warning_and_fetched_
     assert sorted(set(history["run_id"])) == ["2"]
     assert (raw.parent / ".1.rejected").read_bytes() == kept
     assert sorted(set(fetch(server, tmp_path, last=2)["run_id"])) == ["1", "2"]
+
+
+def test_a_redirect_or_a_sign_in_page_says_what_happened_and_what_to_check(server, tmp_path):
+    """Before: "GitHub answered 302 for …" (nothing about where, nor why it was not followed)
+    and, for a proxy's HTML sign-in page, "is not JSON (cut short?): try again"."""
+    server.routes[("GET", RUNS)] = lambda q, b: (302, {"Location": "https://sso.example/login?t=x"}, b"")
+    with pytest.raises(
+        HistoryError, match=r"302 .*it points to https://sso.example/login; redirects are not"
+    ):
+        fetch(server, tmp_path)
+    server.routes[("GET", RUNS)] = lambda q, b: (200, {"Content-Type": "text/html"}, b"<html>Sign in</html>")
+    with pytest.raises(
+        HistoryError, match=r"/runs.* is a web page, not JSON \(a sign-in page, or a proxy's\?\)"
+    ):
+        fetch(server, tmp_path)

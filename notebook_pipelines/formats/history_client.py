@@ -215,7 +215,7 @@ class ApiClient:
                 continue
             if status == 404 and missing_ok:
                 return None, response.headers
-            raise HistoryError(self.hide(self._error(status, shown_url(url), response.body, what)))
+            raise HistoryError(self.hide(self._error(status, shown_url(url), response, what)))
         raise HistoryError(f"{self.system}: still rate limited after {_RETRIES} waits: call again later")
 
     def _json(self, response: Response, url: str) -> Any:
@@ -226,6 +226,13 @@ class ApiClient:
         try:
             return load_json(response.body, what)
         except ValueError as err:
+            if "html" in response.headers.get("content-type", "").lower():
+                raise HistoryError(
+                    self.hide(
+                        f"{what} is a web page, not JSON (a sign-in page, or a proxy's?): check the "
+                        "address (the API's, not the site's) and the token"
+                    )
+                ) from None
             if "not JSON (" in str(err):
                 raise HistoryError(self.hide(f"{what} is not JSON (cut short?): try again")) from None
             raise HistoryError(self.hide(str(err))) from None  # nested too deeply, too many objects
@@ -255,12 +262,12 @@ class ApiClient:
             return max(0.0, int(reset) - time.time())
         return 1.0
 
-    def _error(self, status: int, url: str, body: bytes, what: str) -> str:
+    def _error(self, status: int, url: str, response: Response, what: str) -> str:
         message = ""
         from .http import load_json
 
         try:
-            doc = load_json(body, "the answer", max_containers=10_000)
+            doc = load_json(response.body, "the answer", max_containers=10_000)
             message = str(doc.get("message") or doc.get("error") or "") if isinstance(doc, Mapping) else ""
         except ValueError:
             pass
@@ -272,6 +279,14 @@ class ApiClient:
             404: f"no such {what or 'resource'}, or the token cannot see it: check the names "
             "(and the token's access)",
         }.get(status, "")
+        if 300 <= status < 400:
+            from .http import safe_url  # without its query: a sign-in link may carry a ticket
+
+            to = excerpt(safe_url(response.headers.get("location", "")), 160) or "nowhere"
+            fix = (
+                f"it points to {to}; redirects are not followed (the token would go with them): check "
+                "the address (a repository or project renamed or moved?)"
+            )
         return f"{where}{detail}" + (f" ({fix})" if fix else "")
 
 
