@@ -301,3 +301,21 @@ def test_over_tls_an_answer_is_read_and_a_drip_is_cut_at_the_deadline(tls_server
     with pytest.raises(nbp_http.HttpTimeout, match=r"within 1 s \(the whole call\)"):
         nbp_http.get(tls_server + "/x", max_bytes=10**6, timeout=1.0)
     assert time.perf_counter() - started < 1.5
+
+
+def test_a_key_the_execution_echoes_is_in_neither_the_saved_file_nor_the_trace(server, tmp_path):
+    """A step's name (or its parameters) can hold what a script printed — the key, here
+    upper-cased. Before: the file was the answer's bytes as they came, and the trace showed it."""
+    doc = json.loads(CD.read_text())
+    node = next(
+        n for n in doc["data"]["executionGraph"]["nodeMap"].values() if n.get("stepType") == "ShellScript"
+    )
+    node["name"] = f"echo {SECRET.upper()}"
+    node["status"] = "Failed"
+    node["failureInfo"] = {"message": f"curl -H 'x-api-key: {SECRET}' exited with 22"}
+    _Handler.plan = lambda h: h.answer(json.dumps(doc).encode())
+    trace = fetch(server, path=tmp_path / "run.json")
+    saved = (tmp_path / "run.json").read_text()
+    assert SECRET.lower() not in saved.lower() and "echo ***" in saved
+    assert "curl -H 'x-api-key: ***' exited with 22" in set(trace["error"].dropna())
+    assert SECRET.lower() not in trace.to_csv().lower()

@@ -9,6 +9,7 @@ It stands on :mod:`.harness_json` (the answer checked before it is kept) and
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -53,7 +54,8 @@ def fetch_harness_execution(
             stored, or put in an error message.
         base_url: Harness's address.
         path: where to save the JSON (default ``harness-execution-<id>.json`` in the current
-            directory, i.e. next to the notebook); the file holds the response only.
+            directory, i.e. next to the notebook); the file holds the response only (with
+            ``***`` where it echoed the key, in any letter case or encoding).
         timeout: seconds for the whole call (connecting, the headers and the whole body; a
             server that answers slowly cannot stretch it). The body is read as a stream and
             refused at 100 MB (after decompression). See ``formats/http.py``.
@@ -122,6 +124,7 @@ def fetch_harness_execution(
         )
     doc = parse_execution_json(body, f"the answer for {plan_execution_id}")
     unwrap(doc, f"the answer for {plan_execution_id}")  # refuse before saving
+    doc, echoed = http.redact_values(doc, [key, *http.url_secrets(base_url)])  # a key the answer echoes
     target = Path(path) if path is not None else Path(f"harness-execution-{plan_execution_id}.json")
-    target.write_bytes(body)
+    target.write_bytes(json.dumps(doc).encode() if echoed else body)
     return load_harness_execution(doc)

@@ -102,31 +102,11 @@ def write_raw(
     token) is replaced by ``***`` wherever an answer echoed it."""
     path = raw_path(folder, source, pipeline, run_id)
     if secret:  # in any form an answer may echo it (any letter case, percent-encoded), in the
-        doc = _redacted(doc, secret)  # text of each value: the JSON around them stays whole
+        from .http import redact_values  # text of each value: the JSON around them stays whole
+
+        doc, _ = redact_values(doc, [secret])
     write_atomic(path, json.dumps(doc, separators=(",", ":")).encode())
     return path
-
-
-def _redacted(doc: Any, secret: str) -> Any:
-    """``doc`` with ``secret`` replaced by ``***`` in every string value (walked without
-    recursion: an answer may be nested deeply)."""
-    from .http import redact
-
-    root = [doc]
-    stack: list[tuple[Any, Any]] = [(root, 0)]
-    while stack:
-        holder, key = stack.pop()
-        value = holder[key]
-        if isinstance(value, str):
-            if secret.lower() in value.lower() or "%" in value:  # else no form of it is there
-                holder[key] = redact(value, [secret])
-        elif isinstance(value, dict):
-            value = holder[key] = dict(value)
-            stack += [(value, k) for k in value]
-        elif isinstance(value, list):
-            value = holder[key] = list(value)
-            stack += [(value, i) for i in range(len(value))]
-    return root[0]
 
 
 def cached_raw(folder: Path, source: str, pipeline: str) -> dict[str, Path]:

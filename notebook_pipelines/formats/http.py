@@ -58,6 +58,7 @@ __all__ = [
     "get",
     "load_json",
     "redact",
+    "redact_values",
     "request",
     "safe_url",
     "url_secrets",
@@ -159,6 +160,36 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     if not alternatives:
         return text
     return re.sub("|".join(alternatives), "***", text, flags=re.IGNORECASE)
+
+
+def redact_values(doc: Any, secrets: Iterable[str]) -> tuple[Any, bool]:
+    """``doc`` (parsed JSON) with each secret redacted (:func:`redact`) in every string value,
+    and whether any was there: a copy when one was (walked without recursion: an answer may be
+    nested deeply), ``doc`` itself when none was. The JSON around the values stays whole.
+
+    >>> redact_values({"a": [True, "key PAT.X"], "b": 1}, ["pat.x"])
+    ({'a': [True, 'key ***'], 'b': 1}, True)
+    """
+    secrets = [s for s in secrets if s]
+    lowered = [s.lower() for s in secrets]
+    root, changed = [doc], False
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        holder, key = stack.pop()
+        value = holder[key]
+        if isinstance(value, str):
+            text = value.lower()
+            if "%" in text or any(s in text for s in lowered):  # else no form of a secret is there
+                new = redact(value, secrets)
+                if new != value:
+                    holder[key], changed = new, True
+        elif isinstance(value, dict):
+            value = holder[key] = dict(value)
+            stack += [(value, k) for k in value]
+        elif isinstance(value, list):
+            value = holder[key] = list(value)
+            stack += [(value, i) for i in range(len(value))]
+    return (root[0], True) if changed else (doc, False)
 
 
 def url_secrets(url: str) -> list[str]:
