@@ -13,11 +13,13 @@ import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from test_github_runs import JOBS
 from test_history_fetch import SECRET, Server, fetch, github_routes, ok
 
+from notebook_pipelines.formats import history_fetch
 from notebook_pipelines.formats.history import HistoryError, HistoryWarning, read_json
 from notebook_pipelines.formats.history_fetch import (
     fetch_github_history,
@@ -27,6 +29,7 @@ from notebook_pipelines.formats.history_fetch import (
 from notebook_pipelines.formats.history_store import write_raw
 
 RUNS = "/repos/o/r/actions/workflows/ci.yml/runs"
+FIXTURES = Path(__file__).parent / "fixtures" / "harness_executions"
 
 
 @pytest.fixture
@@ -380,3 +383,42 @@ def test_a_redirect_or_a_sign_in_page_says_what_happened_and_what_to_check(serve
         HistoryError, match=r"/runs.* is a web page, not JSON \(a sign-in page, or a proxy's\?\)"
     ):
         fetch(server, tmp_path)
+
+
+def _harness_run_with_retries(server, retry_ids):
+    """One finished run r1 whose first step lists ``retry_ids`` as RETRY interrupts."""
+    execution = json.loads((FIXTURES / "matrix_expired.json").read_text())
+    nodes = execution["data"]["executionGraph"]["nodeMap"]
+    step = next(n for n in nodes.values() if ".steps." in n.get("baseFqn", ""))
+    step["interruptHistories"] = [
+        {"interruptType": "RETRY", "tookEffectAt": 1_700_000_000_000 + i,
+         "interruptConfig": {"retryInterruptConfig": {"retryId": rid}}}
+        for i, rid in enumerate(retry_ids)
+    ]  # fmt: skip
+    server.routes[("POST", "/pipeline/api/pipelines/execution/summary")] = lambda q, b: ok(
+        {"data": {"content": [{"planExecutionId": "r1", "status": "Success"}], "totalPages": 1}}
+    )
+    server.routes[("GET", "/pipeline/api/pipelines/execution/v2/r1")] = lambda q, b: ok(execution)
+    server.routes[("GET", "/pipeline/api/pipelines/getExecutionNode")] = lambda q, b: (404, {}, b"{}")
+    return lambda tmp_path: fetch_harness_history(
+        pipeline="p", account="a", org="o", project="pr", api_key=SECRET, base_url=server.url,
+        cache=tmp_path, progress=False, deadline=10,
+    )  # fmt: skip
+
+
+def test_harness_each_earlier_attempt_is_fetched_once_and_their_number_is_bounded(
+    server, tmp_path, monkeypatch
+):
+    """40 RETRY interrupts naming 3 ids: 3 requests (before: 40). 300 distinct ids with the
+    bound at 5: 5 requests and a warning (before: 300 requests, one per id)."""
+    fetch_run = _harness_run_with_retries(server, ["a1", "a2", "a3"] * 13 + ["a1"])
+    fetch_run(tmp_path / "one")
+    assert len(server.paths("getExecutionNode")) == 3
+    monkeypatch.setattr(history_fetch, "MAX_ATTEMPT_FETCHES", 5)
+    server.seen.clear()
+    fetch_run = _harness_run_with_retries(server, [f"id{i}" for i in range(300)])
+    with pytest.warns(
+        HistoryWarning, match=r"Harness: run r1 has 300 earlier attempts .*: the first 5 are fetched"
+    ):
+        fetch_run(tmp_path / "two")
+    assert len(server.paths("getExecutionNode")) == 5

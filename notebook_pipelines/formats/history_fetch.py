@@ -386,6 +386,8 @@ class _GitLabRuns:
 
 
 # -- Harness ------------------------------------------------------------------------------------------
+#: the most earlier attempts of retried nodes fetched for one run (one request each)
+MAX_ATTEMPT_FETCHES = 200
 #: Harness statuses of a run still going (lower-cased, ``_`` removed): left for a later call
 _UNFINISHED = {
     "running",
@@ -532,30 +534,42 @@ class _HarnessRuns:
             {**self.scope, "renderFullBottomGraph": "true"},
             what=f"execution {run_id}",
         )
-        raw = {"execution": doc, "attempts": self.attempts(doc)}
+        raw = {"execution": doc, "attempts": self.attempts(doc, run_id)}
         load_harness_run(run_id, raw, item, self.key)  # refuse bad data before keeping it
         write_raw(self.folder, "harness", self.key, run_id, {**raw, "summary": item}, secret=self.secret)
 
-    def attempts(self, doc: Any) -> list:
-        """The node JSON of the earlier attempts of the execution's retried nodes."""
+    def attempts(self, doc: Any, run_id: str) -> list:
+        """The node JSON of the earlier attempts of the execution's retried nodes: each id
+        once, at most :data:`MAX_ATTEMPT_FETCHES` of them (beyond: a warning)."""
         from .harness_graph import earlier_attempt_ids
 
         data = doc.get("data") if isinstance(doc, Mapping) else None
         graph = (data or {}).get("executionGraph") if isinstance(data, Mapping) else None
         nodes = (graph or {}).get("nodeMap") if isinstance(graph, Mapping) else None
-        attempts = []
+        wanted: dict[str, None] = {}  # each id once, in order
         for node in (nodes or {}).values() if isinstance(nodes, Mapping) else ():
             for retry_id in earlier_attempt_ids(node) if isinstance(node, Mapping) else ():
-                if retry_id:
-                    old, _ = self.client.call(
-                        "GET",
-                        f"{self.base}/pipeline/api/pipelines/getExecutionNode",
-                        {**self.scope, "nodeExecutionId": retry_id},
-                        what=f"node {retry_id}",
-                        missing_ok=True,  # an attempt Harness no longer keeps: its number stays
-                    )
-                    if isinstance(old, Mapping) and isinstance(old.get("data"), Mapping):
-                        attempts.append(old["data"])
+                if isinstance(retry_id, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,128}", retry_id):
+                    wanted[retry_id] = None
+        if len(wanted) > MAX_ATTEMPT_FETCHES:
+            warnings.warn(
+                f"Harness: run {run_id} has {len(wanted):,} earlier attempts of retried nodes: the first "
+                f"{MAX_ATTEMPT_FETCHES} are fetched (the others keep their attempt number, without their "
+                "times)",
+                HistoryWarning,
+                stacklevel=2,
+            )
+        attempts = []
+        for retry_id in list(wanted)[:MAX_ATTEMPT_FETCHES]:
+            old, _ = self.client.call(
+                "GET",
+                f"{self.base}/pipeline/api/pipelines/getExecutionNode",
+                {**self.scope, "nodeExecutionId": retry_id},
+                what=f"node {retry_id}",
+                missing_ok=True,  # an attempt Harness no longer keeps: its number stays
+            )
+            if isinstance(old, Mapping) and isinstance(old.get("data"), Mapping):
+                attempts.append(old["data"])
         return attempts
 
 
