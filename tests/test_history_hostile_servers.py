@@ -422,3 +422,18 @@ def test_harness_each_earlier_attempt_is_fetched_once_and_their_number_is_bounde
     ):
         fetch_run(tmp_path / "two")
     assert len(server.paths("getExecutionNode")) == 5
+
+
+def test_a_workflow_file_over_1_mb_is_refused_before_it_is_parsed(server, tmp_path):
+    """Parsing YAML takes seconds per MB in a pool thread that Ctrl-C waits for; before, a
+    2 MB 'workflow' was parsed (about 10 s here). GitHub sends no content over 1 MB."""
+    github_routes(server, [1])
+    text = "jobs:\n" + "".join(f"  j{i}:\n    runs-on: x\n" for i in range(80_000))
+    big = {"content": base64.b64encode(text.encode()).decode(), "encoding": "base64", "size": len(text)}
+    server.routes[("GET", "/repos/o/r/contents/.github/workflows/ci.yml")] = lambda q, b: ok(big)
+    started = time.monotonic()
+    with pytest.raises(
+        HistoryError, match=r"GitHub: the workflow file \.github/workflows/ci\.yml at .* is over 1 MB"
+    ):
+        fetch(server, tmp_path, last=1)
+    assert time.monotonic() - started < 2

@@ -208,6 +208,11 @@ def fetch_github_history(
     )  # fmt: skip
 
 
+#: the largest workflow file read (GitHub's contents API sends no content over 1 MB; parsing a
+#: YAML file takes seconds per MB, in a thread Ctrl-C waits for)
+MAX_WORKFLOW_BYTES = 2**20
+
+
 class _GitHubRuns:
     """Fetches and keeps one GitHub run: its jobs of every attempt and its workflow file at its
     commit (each file fetched once per call)."""
@@ -230,8 +235,18 @@ class _GitHubRuns:
             {"ref": sha},
             what=f"workflow file {path} at {sha}",
         )
+        content = doc.get("content") if isinstance(doc, Mapping) else None
+        size = doc.get("size") if isinstance(doc, Mapping) else None
+        too_big = (isinstance(size, int) and size > MAX_WORKFLOW_BYTES) or (
+            isinstance(content, str) and len(content) > MAX_WORKFLOW_BYTES * 4 // 3 + 4096
+        )
+        if too_big:  # GitHub sends no content over 1 MB; a larger answer is not a workflow file
+            raise HistoryError(
+                f"GitHub: the workflow file {excerpt(path, 80)} at {sha} is over "
+                f"{MAX_WORKFLOW_BYTES // 2**20} MB: refused (a workflow is far smaller: the right file?)"
+            )
         try:
-            text = base64.b64decode(doc["content"]).decode("utf-8")
+            text = base64.b64decode(content).decode("utf-8")
         except (KeyError, TypeError, ValueError):
             raise HistoryError(f"GitHub: the contents of {path} at {sha} are not a base64 file") from None
         with self.lock:
