@@ -37,7 +37,7 @@ from .history_client import (
     http_request,
     token_or_env,
 )
-from .history_pages import MAX_PAGES, github_pages, gitlab_pages, new_items
+from .history_pages import MAX_PAGES, github_pages, gitlab_pages, new_items, numbered
 from .history_store import cache_dir, cached_raw, read_history, stored_runs, write_part, write_raw
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,18 +66,6 @@ def _bounded(last: Any) -> int:
     if isinstance(last, bool) or not isinstance(last, int) or not 1 <= last <= 10_000:
         raise HistoryError(f"last= is a number of runs from 1 to 10,000, not {excerpt(repr(last), 40)}")
     return last
-
-
-def _numbered(runs: list[dict], system: str, kind: str) -> list[dict]:
-    """``runs``, each with a numeric ``id`` (it goes into URLs and file names): another id is
-    an answer that is not the API's, refused before anything is asked with it."""
-    for run in runs:
-        if not re.fullmatch(r"[0-9]{1,20}", str(run.get("id"))):
-            raise HistoryError(
-                f"{system}: the list of runs has a {kind} whose id is {excerpt(repr(run.get('id')), 60)}, "
-                "not a number: refused (is the URL the API's?)"
-            )
-    return runs
 
 
 def _fetch_new_runs(
@@ -194,7 +182,7 @@ def fetch_github_history(
         runs += new_items(done, lambda r: str(r.get("id")), ids)
         if not page or len(runs) >= last:
             break
-    runs = _numbered(runs[:last], "GitHub", "run")
+    runs = numbered(runs[:last], "GitHub", "run")
     fetcher = _GitHubRuns(client, base, repo, workflow, folder, pipeline, secret)
 
     def load(run_id: str, doc: dict) -> pd.DataFrame:
@@ -328,7 +316,7 @@ def fetch_gitlab_history(
         runs += new_items(ended, lambda p: str(p.get("id")), ids)
         if len(runs) >= last:
             break
-    runs = _numbered(runs[:last], "GitLab", "pipeline")
+    runs = numbered(runs[:last], "GitLab", "pipeline")
     fetcher = _GitLabRuns(client, base, api, full_path, folder, pipeline, secret)
 
     def load(run_id: str, doc: dict) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from ..errors import excerpt
 from .history import HistoryError
 from .history_client import ApiClient, shown_url
 
-__all__ = ["MAX_PAGES", "another_page", "github_pages", "gitlab_pages", "new_items"]
+__all__ = ["MAX_PAGES", "another_page", "github_pages", "gitlab_pages", "new_items", "numbered"]
 
 #: the most pages one listing may take (100 items each): a server whose pages never end stops here
 MAX_PAGES = 1000
@@ -112,3 +112,15 @@ def gitlab_pages(client: ApiClient, url: str, params: dict, what: str, error: st
         page = headers.get("x-next-page") or None
         if not doc:
             return
+
+
+def numbered(runs: list[dict], system: str, kind: str) -> list[dict]:
+    """``runs``, each with a numeric ``id`` (it goes into URLs and file names): another id is
+    an answer that is not the API's, refused before anything is asked with it."""
+    for run in runs:
+        if not re.fullmatch(r"[0-9]{1,20}", str(run.get("id"))):
+            raise HistoryError(
+                f"{system}: the list of runs has a {kind} whose id is {excerpt(repr(run.get('id')), 60)}, "
+                "not a number: refused (is the URL the API's?)"
+            )
+    return runs
