@@ -437,3 +437,21 @@ def test_a_workflow_file_over_1_mb_is_refused_before_it_is_parsed(server, tmp_pa
     ):
         fetch(server, tmp_path, last=1)
     assert time.monotonic() - started < 2
+
+
+def test_harness_since_is_not_ended_by_a_queued_run_without_a_start(server, tmp_path):
+    """The newest run waits in a queue (no ``startTs`` yet): before, it counted as started in
+    1970, so ``since=`` stopped the listing there and no run was fetched."""
+    execution = json.loads((FIXTURES / "matrix_expired.json").read_text())
+    start = execution["data"]["pipelineExecutionSummary"]["startTs"]
+    listed = [{"planExecutionId": "q1", "status": "Queued"},
+              {"planExecutionId": "r1", "status": "Success", "startTs": start}]  # fmt: skip
+    server.routes[("POST", "/pipeline/api/pipelines/execution/summary")] = lambda q, b: ok(
+        {"data": {"content": listed, "totalPages": 1}}
+    )
+    server.routes[("GET", "/pipeline/api/pipelines/execution/v2/r1")] = lambda q, b: ok(execution)
+    history = fetch_harness_history(
+        pipeline="p", account="a", org="o", project="pr", api_key=SECRET, base_url=server.url,
+        cache=tmp_path, progress=False, last=None, since=start - 86_400_000,
+    )  # fmt: skip
+    assert set(history["run_id"]) == {"r1"}

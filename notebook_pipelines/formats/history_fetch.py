@@ -500,10 +500,9 @@ def _harness_runs(
                 "server's paging is broken; try again later"
             )
         for item in fresh:
-            started = whole(
-                item.get("startTs"), f"Harness: run {excerpt(str(item['planExecutionId']), 80)} startTs", 0
-            )
-            if since_ms is not None and started < since_ms:
+            where = f"Harness: run {excerpt(str(item['planExecutionId']), 80)} startTs"
+            started = whole(item.get("startTs"), where, None)  # None: queued, not started yet
+            if since_ms is not None and started is not None and started < since_ms:
                 done = True
                 break
             if str(item.get("status", "")).lower() in _UNFINISHED:
