@@ -319,3 +319,15 @@ def test_a_key_the_execution_echoes_is_in_neither_the_saved_file_nor_the_trace(s
     assert SECRET.lower() not in saved.lower() and "echo ***" in saved
     assert "curl -H 'x-api-key: ***' exited with 22" in set(trace["error"].dropna())
     assert SECRET.lower() not in trace.to_csv().lower()
+
+
+def test_an_infinite_timeout_is_refused_before_anything_is_sent(server):
+    """Before: ``timeout=float("inf")`` was taken: no deadline at all, so a silent server held
+    the call (and the kernel) forever."""
+    with pytest.raises(
+        nbp_http.HttpError, match=r"timeout=inf: give a number of seconds > 0 \(not infinite\)"
+    ):
+        nbp_http.get(server, max_bytes=1, timeout=float("inf"))
+    with pytest.raises(HarnessExecutionError, match=r"timeout=inf"):
+        fetch(server, timeout=float("inf"))
+    assert _Handler.seen == []

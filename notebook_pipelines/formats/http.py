@@ -294,8 +294,8 @@ def request(
         import httpcore
     except ImportError:  # pragma: no cover - the extra is installed for the tests
         raise HttpError(f"{what} needs httpx: pip install 'notebook-pipelines[harness]'") from None
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
-        raise HttpError(f"{what}: timeout={timeout!r}: give a number of seconds > 0")
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout < math.inf:
+        raise HttpError(f"{what}: timeout={timeout!r}: give a number of seconds > 0 (not infinite)")
     secrets = [s for s in secrets if s]
     try:
         parts = urllib.parse.urlsplit(url)
