@@ -331,3 +331,31 @@ def test_an_infinite_timeout_is_refused_before_anything_is_sent(server):
     with pytest.raises(HarnessExecutionError, match=r"timeout=inf"):
         fetch(server, timeout=float("inf"))
     assert _Handler.seen == []
+
+
+def test_stop_ends_a_connect_that_a_silent_network_leaves_waiting():
+    """A listening socket whose backlog is full drops new handshakes (as a firewall does): a
+    plain connect waits for its whole timeout. With ``stop`` set after 0.3 s (what Ctrl-C does
+    to the fetching threads), the call ends at once with HttpStopped."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(4):  # fill the backlog; none is accepted
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        queued.append(c)
+    stop = threading.Event()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(nbp_http.HttpStopped, match=r"stopped while asking http://127.0.0.1:\d+/x"):
+            nbp_http.get(f"http://127.0.0.1:{port}/x", max_bytes=10, timeout=5, stop=stop)
+        assert time.monotonic() - started < 1.0
+    finally:
+        timer.join()
+        for c in [*queued, listener]:
+            c.close()

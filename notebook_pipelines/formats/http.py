@@ -32,10 +32,13 @@ Built on ``httpcore`` (installed with ``httpx``: the ``[harness]`` extra).
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import math
 import os
 import re
+import select
+import socket
 import ssl
 import threading
 import time
@@ -523,19 +526,60 @@ class _DeadlineBackend:
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> _DeadlineStream:
-        if self._stop is not None and self._stop.is_set():
-            raise _Stopped
-        stream = self._inner.connect_tcp(
-            host,
-            port,
-            _left(self._deadline, timeout),
-            local_address=local_address,
-            socket_options=socket_options,
+        if self._stop is None:
+            stream = self._inner.connect_tcp(
+                host,
+                port,
+                _left(self._deadline, timeout),
+                local_address=local_address,
+                socket_options=socket_options,
+            )
+            return _DeadlineStream(stream, self._deadline, self._stop)
+        return _DeadlineStream(
+            _connect(host, port, self._deadline, self._stop, local_address, socket_options),
+            self._deadline,
+            self._stop,
         )
-        return _DeadlineStream(stream, self._deadline, self._stop)
 
     def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
         raise OSError("unix sockets are not used")  # pragma: no cover
 
     def sleep(self, seconds: float) -> None:
         time.sleep(min(seconds, max(0.0, self._deadline - time.monotonic())))
+
+
+def _connect(
+    host: str, port: int, deadline: float, stop: threading.Event, local_address: Any, options: Any
+) -> Any:
+    """httpcore's TCP connect, waiting for the handshake in :data:`_SLICE` slices so that ``stop``
+    ends it (a firewall that drops packets leaves a plain connect waiting for its whole timeout)."""
+    import httpcore
+    from httpcore._backends.sync import SyncStream
+
+    failure: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in options or ():
+                sock.setsockopt(*option)
+            if local_address:
+                sock.bind((local_address, 0))
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            while code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
+                if stop.is_set():
+                    raise _Stopped
+                if select.select([], [sock], [], min(_SLICE, _left(deadline, None)))[1]:
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+            sock.setblocking(True)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return SyncStream(sock)
+        except OSError as err:
+            sock.close()
+            failure = err
+        except BaseException:
+            sock.close()
+            raise
+    raise httpcore.ConnectError(str(failure or f"no address for {host}"))
