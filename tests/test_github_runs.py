@@ -10,6 +10,7 @@ integration needs lint and build; unit needs build). Times are seconds after 10:
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
 import pandas as pd
@@ -444,3 +445,19 @@ def test_a_job_name_of_a_million_characters_is_cut_in_the_message():
     ) as info:
         load_github_run(jobs, workflow=WORKFLOW, run=RUN)
     assert len(str(info.value)) < 500
+
+
+def test_a_long_job_name_that_fits_no_expression_name_is_refused_at_once():
+    """``name: ${{ a }}-${{ b }}-${{ c }}-${{ d }}!`` was matched with a regular expression
+    of four lazy groups: a 400-character API name of dashes that does not fit took 2 s here
+    (with five expressions, over a minute: the kernel hung). Now linear: milliseconds."""
+    workflow = (
+        'jobs:\n  build:\n    name: "${{ matrix.a }}-${{ matrix.b }}-${{ matrix.c }}-${{ matrix.d }}!"\n'
+    )
+    jobs = {"jobs": [{"id": 1, "name": "-".join(["a"] * 200), "conclusion": "success", "steps": []}]}
+    started = time.monotonic()
+    with pytest.raises(HistoryError, match=r"run 1: job 'a-a-a.*' is not in the workflow"):
+        load_github_run(jobs, workflow=workflow, run_id="1")
+    assert time.monotonic() - started < 0.5
+    jobs["jobs"][0]["name"] = "ubuntu-3.12-x64-fast!"  # and a name that fits is still its job
+    assert "pipeline.stages.build" in set(load_github_run(jobs, workflow=workflow, run_id="1")["fqn"])

@@ -147,12 +147,11 @@ def workflow_jobs(workflow: Any, label: str = "the workflow") -> dict[str, dict]
 def _name_matcher(jobs: Mapping[str, dict]) -> Any:
     """A function: API job name → (job id, iteration label or None), or None if nothing fits."""
     exact: dict[str, str] = {}
-    patterns: list[tuple[re.Pattern, str]] = []
+    patterns: list[tuple[list[str], str]] = []
     for job_id, spec in jobs.items():
         shown = spec["name"] or job_id
         if _EXPR.search(shown):
-            parts = _EXPR.split(shown)
-            patterns.append((re.compile("^" + "(.+?)".join(re.escape(p) for p in parts) + "$"), job_id))
+            patterns.append((_EXPR.split(shown), job_id))
         else:
             exact.setdefault(shown, job_id)
         exact.setdefault(job_id, job_id)
@@ -169,12 +168,37 @@ def _name_matcher(jobs: Mapping[str, dict]) -> Any:
         m = re.fullmatch(r"(.*) \((.*)\)", name, flags=re.S)
         if m and m.group(1) in exact:
             return exact[m.group(1)], m.group(2)
-        for pattern, job_id in patterns:
-            if pattern.match(name):
+        for parts, job_id in patterns:
+            if _fits(name, parts):
                 return job_id, (name if jobs[job_id]["matrix"] else None)
         return None
 
     return match
+
+
+def _fits(name: str, parts: list[str]) -> bool:
+    """Whether ``name`` is ``parts`` joined by non-empty texts (a name with ``${{ … }}``
+    expressions, each expanded to something): the literal parts found leftmost, in order —
+    linear in the name, where a regular expression with a lazy group per expression
+    backtracks exponentially on a long name that does not fit.
+
+    >>> _fits("Deploy to main (eu)", ["Deploy to ", " (", ")"]), _fits("Deploy to ", ["Deploy to ", ""])
+    (True, False)
+    """
+    head, *middle, tail = parts
+    if (
+        not name.startswith(head)
+        or not name.endswith(tail)
+        or len(name) < len(head) + len(tail) + len(middle) + 1
+    ):
+        return False
+    at, end = len(head), len(name) - len(tail)
+    for part in middle:
+        found = name.find(part, at + 1, end - 1) if part else at + 1
+        if found < 0 or found + len(part) > end - 1:
+            return False
+        at = found + len(part)
+    return at < end
 
 
 def _order(jobs: Mapping[str, dict], label: str) -> dict[str, int]:
