@@ -165,9 +165,9 @@ def _name_matcher(jobs: Mapping[str, dict]) -> Any:
             found = match(caller)
             if found is not None:
                 return found[0], name.split(" / ", 1)[1]
-        m = re.fullmatch(r"(.*) \((.*)\)", name, flags=re.S)
-        if m and m.group(1) in exact:
-            return exact[m.group(1)], m.group(2)
+        at = name.rfind(" (", 0, len(name) - 1) if name.endswith(")") else -1  # ``name (v1, v2)``
+        if at >= 0 and name[:at] in exact:  # (the last " (": no regex, which backtracks quadratically)
+            return exact[name[:at]], name[at + 2 : -1]
         for parts, job_id in patterns:
             if _fits(name, parts):
                 return job_id, (name if jobs[job_id]["matrix"] else None)
