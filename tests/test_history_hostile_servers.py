@@ -455,3 +455,19 @@ def test_harness_since_is_not_ended_by_a_queued_run_without_a_start(server, tmp_
         cache=tmp_path, progress=False, last=None, since=start - 86_400_000,
     )  # fmt: skip
     assert set(history["run_id"]) == {"r1"}
+
+
+def test_a_hostile_link_header_is_read_in_linear_time(server, tmp_path):
+    """``Link: <<<<…>`` (30,000 characters): the regular expression that looked for
+    ``rel="next"`` backtracked quadratically (about 3 s here; half a minute at the 100 KB a
+    header may hold). Read in one pass, it has no next page."""
+    github_routes(server, [1])
+    listing = server.routes[("GET", RUNS)]
+    server.routes[("GET", RUNS)] = lambda q, b: (
+        *listing(q, b)[:1],
+        {"Link": "<" * 30_000 + ">"},
+        listing(q, b)[2],
+    )
+    started = time.monotonic()
+    assert set(fetch(server, tmp_path, last=1)["run_id"]) == {"1"}
+    assert time.monotonic() - started < 1.5
