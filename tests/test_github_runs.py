@@ -472,3 +472,13 @@ def test_a_long_matrix_job_name_is_matched_in_linear_time():
     with pytest.raises(HistoryError, match=r"is not in the workflow"):
         load_github_run(jobs, workflow=WORKFLOW, run=RUN)
     assert time.monotonic() - started < 1
+
+
+def test_a_workflow_job_name_of_many_unclosed_expressions_is_read_in_linear_time():
+    """``name: ${{${{${{…`` (20,000 times, never closed): finding the expressions with a lazy
+    regular expression took about 5 s here. It has none: the name is a plain one."""
+    workflow = {"jobs": {"build": {"name": "${{" * 20_000, "runs-on": "x"}}}
+    started = time.monotonic()
+    with pytest.raises(HistoryError, match=r"run 42: job 'lint' is not in the workflow"):
+        load_github_run(JOBS, workflow=workflow, run=RUN)
+    assert time.monotonic() - started < 1

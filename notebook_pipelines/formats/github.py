@@ -36,7 +36,6 @@ pipeline.stages.build Success      0.0   60.0       5.0                       ()
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +90,6 @@ _CAMEL = {
     "workflowName": "name",
     "runnerName": "runner_name",
 }
-_EXPR = re.compile(r"\$\{\{.*?\}\}")
 #: the most attempts of a run (GitHub keeps 50 re-runs; a larger number is a damaged answer)
 _MAX_ATTEMPT = 10_000
 
@@ -150,8 +148,9 @@ def _name_matcher(jobs: Mapping[str, dict]) -> Any:
     patterns: list[tuple[list[str], str]] = []
     for job_id, spec in jobs.items():
         shown = spec["name"] or job_id
-        if _EXPR.search(shown):
-            patterns.append((_EXPR.split(shown), job_id))
+        parts = _literal_parts(shown)
+        if len(parts) > 1:
+            patterns.append((parts, job_id))
         else:
             exact.setdefault(shown, job_id)
         exact.setdefault(job_id, job_id)
@@ -174,6 +173,20 @@ def _name_matcher(jobs: Mapping[str, dict]) -> Any:
         return None
 
     return match
+
+
+def _literal_parts(text: str) -> list[str]:
+    """``text`` split around its ``${{ … }}`` expressions, in one pass (a lazy regular
+    expression is quadratic on a text of many ``${{`` without ``}}``).
+
+    >>> _literal_parts("Deploy ${{ env.X }} to ${{ matrix.r }}")
+    ['Deploy ', ' to ', '']
+    """
+    parts, at = [], 0
+    while (start := text.find("${{", at)) >= 0 and (end := text.find("}}", start + 3)) >= 0:
+        parts.append(text[at:start])
+        at = end + 2
+    return [*parts, text[at:]]
 
 
 def _fits(name: str, parts: list[str]) -> bool:
