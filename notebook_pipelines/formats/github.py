@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import excerpt
 from .history import (
     HistoryError,
+    Names,
     first_queued,
     ident,
     read_json,
@@ -411,7 +412,7 @@ def _looped_rows(
     then each combination's as an iteration of it."""
     fqn = f"pipeline.stages.{job_id}"
     parts: list[dict] = []
-    taken: set[str] = set()
+    taken = Names()
     for i, (it, attempts) in enumerate(iterations.items()):
         postfix = unique(f"_{ident(it)}" if it is not None else "_0", taken)
         parts += _job_rows(attempts, f"{fqn}{postfix}", fqn, job_id + postfix, 0, i, (), label, labels[it])
@@ -525,7 +526,7 @@ def _job_rows(
         if attempt < max(by_attempt):  # the run was re-run after this attempt (timing.RERUN)
             row["action"] = "Rerun"
         rows.append(row)
-        taken: set[str] = set()
+        taken = Names()
         previous: tuple = ()
         for number, step in enumerate(_steps(job, where)):
             step = _snake(step)
