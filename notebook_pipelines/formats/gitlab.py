@@ -214,8 +214,15 @@ class _JobGraph:
                 for job in attempts:
                     self.fqn_of[str(job["name"])] = fqn
         self.by_stage: dict[str, list[str]] = {}
+        self.bases: dict[str, list[str]] = {}  # each stage's nodes (base names), in order
         for stage, base in self.nodes:
             self.by_stage.setdefault(stage, []).append(self.fqn_of[base])
+            self.bases.setdefault(stage, []).append(base)
+        self.previous: dict[str, tuple[str, ...]] = {}  # each stage's previous stage with jobs
+        last: tuple[str, ...] = ()
+        for stage in order:
+            self.previous[stage] = last
+            last = tuple(self.by_stage.get(stage) or last)
         self.after_of: dict[str, tuple[str, ...]] = {}
         for (stage, base), iterations in self.nodes.items():
             names = [str(j["name"]) for attempts in iterations.values() for j in attempts]
@@ -239,17 +246,13 @@ class _JobGraph:
                         )
                     out.append(target)
                 return tuple(dict.fromkeys(out))
-        k = self.order.index(stage)
-        for previous in reversed(self.order[:k]):  # the previous stage that has jobs
-            if self.by_stage.get(previous):
-                return tuple(self.by_stage[previous])
-        return ()
+        return self.previous[stage]  # the previous stage that has jobs
 
     def stage_rows(self, k: int, stage: str) -> list[dict]:
         """The stage's row (block ``k``, its jobs' span and worst status), then its jobs' rows."""
         stage_fqn = f"pipeline.stages.{ident(stage)}"
         rows: list[dict] = []
-        for _, base in [(s, b) for (s, b) in self.nodes if s == stage]:
+        for base in self.bases.get(stage, ()):
             fqn = self.fqn_of[base]
             iterations = self.nodes[(stage, base)]
             if any(it is not None for it in iterations):
