@@ -13,6 +13,7 @@ import json
 import math
 import subprocess
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import ClassVar
@@ -543,3 +544,23 @@ def test_fetch_refuses_an_answer_that_is_not_an_execution(harness_server, tmp_pa
     with pytest.raises(HarnessExecutionError, match="is not a planExecutionId"):
         fetch_harness_execution("../../admin", account="a", org="o", project="p", api_key=SECRET,
                                 base_url=harness_server)  # fmt: skip
+
+
+def test_a_node_with_ten_thousand_next_ids_is_checked_in_linear_time():
+    """The cycle check re-read (and re-checked) a node's whole adjacency list once per edge:
+    a node followed by 10,000 ``nextIds`` took about 4 s here (15 s for 20,000). Each of
+    the 10,000 steps is still a row."""
+    doc = load(MATRIX)
+    graph = doc["data"]["executionGraph"]
+    nodes, adjacency = graph["nodeMap"], graph["nodeAdjacencyListMap"]
+    first = next(k for k, n in nodes.items() if n.get("stepType") == "Http")
+    template = nodes[first]
+    folder = template["baseFqn"].rsplit(".", 1)[0]
+    for i in range(10_000):
+        nodes[f"n{i}"] = {**template, "uuid": f"n{i}", "identifier": f"s{i}", "baseFqn": f"{folder}.s{i}"}
+        adjacency[f"n{i}"] = {"children": [], "nextIds": []}
+    adjacency[first] = {**adjacency.get(first, {}), "nextIds": [f"n{i}" for i in range(10_000)]}
+    started = time.monotonic()
+    trace = load_harness_execution(doc)
+    assert time.monotonic() - started < 2
+    assert trace["fqn"].str.endswith(".s9999").sum() == 1

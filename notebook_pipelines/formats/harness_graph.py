@@ -157,13 +157,15 @@ def _edges(adjacency: Mapping, node_id: str, label: str) -> tuple[list, list]:
 def check_graph(node_map: Mapping, adjacency: Mapping, root: str, label: str) -> None:
     """Every id named is in ``nodeMap``; no cycle through children/nextIds (iterative DFS)."""
     state: dict[str, int] = {}  # 1 on the current path, 2 done
+    edges: dict[str, tuple[list, list]] = {}  # each node's, read once (a node may have thousands)
     stack: list[tuple[str, int]] = [(root, 0)]
     while stack:
         node_id, i = stack.pop()
         if i == 0:
             state[node_id] = 1
-        children, next_ids = _edges(adjacency, node_id, label)
-        targets = [*children, *next_ids]
+            children, next_ids = _edges(adjacency, node_id, label)
+            edges[node_id] = (children, [*children, *next_ids])
+        children, targets = edges[node_id]
         if i < len(targets):
             stack.append((node_id, i + 1))
             target = targets[i]
@@ -182,6 +184,7 @@ def check_graph(node_map: Mapping, adjacency: Mapping, root: str, label: str) ->
                 stack.append((target, 0))
         else:
             state[node_id] = 2
+            del edges[node_id]
 
 
 # -- node fields -------------------------------------------------------------------------------------
