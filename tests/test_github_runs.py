@@ -495,3 +495,17 @@ def test_thousands_of_steps_of_one_name_get_their_ids_in_linear_time():
     assert time.monotonic() - started < 1.5
     steps = rows[rows["parent"] == "pipeline.stages.lint"]["step"]
     assert list(steps[:3]) == ["s", "s_2", "s_3"] and steps.iloc[-1] == "s_6000" and steps.is_unique
+
+
+def test_gos_zero_time_from_gh_is_a_time_not_set():
+    """``gh run view --json jobs`` writes a time not set as Go's zero time,
+    ``0001-01-01T00:00:00Z``. Before: taken as a time 2,000 years ago, whose nanoseconds
+    wrapped around (a RuntimeWarning, and a job 'starting' in 1754); since the 1677–2262
+    bound, it would refuse the run. Now it is a time not set, like null."""
+    zero = "0001-01-01T00:00:00Z"
+    jobs = _with(lambda j: j.update(conclusion="skipped", started_at=zero, completed_at=zero, steps=[]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = load_github_run(jobs, workflow=WORKFLOW, run=RUN)
+    lint = rows[rows["fqn"] == "pipeline.stages.lint"].iloc[0]
+    assert (str(lint["status"]), lint["start"], lint["end"]) == ("Skipped", pd.NaT, pd.NaT)

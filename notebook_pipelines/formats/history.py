@@ -76,6 +76,7 @@ RUN_COLUMNS = tuple(_RUN_DTYPES)
 MAX_BYTES = 100 * 2**20
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _NS_MAX = 2**63 - 1
+_GO_ZERO = _dt.datetime(1, 1, 1, tzinfo=_dt.UTC)
 
 
 def history_dtypes() -> dict[str, Any]:
@@ -124,7 +125,8 @@ def read_json(source: Any, what: str) -> tuple[Any, str]:
 
 def stamp_ns(value: Any, where: str) -> int | None:
     """Nanoseconds since the Unix epoch of an ISO 8601 time (``2026-01-05T10:00:00Z``), an
-    epoch in milliseconds (Harness), or None/empty → None."""
+    epoch in milliseconds (Harness), or None/empty/``0001-01-01T00:00:00Z`` (Go's zero time,
+    what ``gh`` writes for a time not set) → None."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -140,6 +142,8 @@ def stamp_ns(value: Any, where: str) -> int | None:
             raise HistoryError(f"{where}: {excerpt(repr(value), 60)} is not an ISO 8601 time") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=_dt.UTC)
+        if moment == _GO_ZERO:  # Go's zero time (``gh … --json``): not set, as null is
+            return None
         ns = (moment - _EPOCH) // _dt.timedelta(microseconds=1) * 1000
     else:
         raise HistoryError(f"{where}: {excerpt(repr(value), 60)} is not a time")
