@@ -471,3 +471,23 @@ def test_a_hostile_link_header_is_read_in_linear_time(server, tmp_path):
     started = time.monotonic()
     assert set(fetch(server, tmp_path, last=1)["run_id"]) == {"1"}
     assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-ratelimit-remaining": "0", "x-ratelimit-reset": "9" * 5000}, {"Retry-After": "1e308"}],
+    ids=["reset-of-5000-digits", "retry-after-1e308"],
+)
+def test_a_rate_limit_far_past_any_deadline_is_a_short_clear_error(server, tmp_path, headers):
+    """Before: a reset of 5,000 digits raised ValueError (Python refuses to read an int that
+    long), and 'wait 1e308 s' printed all 309 digits of it."""
+    server.routes[("GET", RUNS)] = lambda q, b: (
+        403 if "x-ratelimit-reset" in headers else 429,
+        headers,
+        b"{}",
+    )
+    with pytest.raises(
+        HistoryError, match=r"rate limited \(4\d\d\); the server asks to wait (months or more|inf s)"
+    ) as info:
+        fetch(server, tmp_path)
+    assert len(str(info.value)) < 300

@@ -202,9 +202,9 @@ class ApiClient:
             wait = self._wait(response)
             if wait is not None and attempt < _RETRIES:
                 if wait > self.left():
+                    asked = f"{wait:.0f} s" if wait < 1e7 else "months or more"
                     raise HistoryError(
-                        f"{self.system}: rate limited ({status}); the server asks to wait {wait:.0f} s, "
-                        "past the "
+                        f"{self.system}: rate limited ({status}); the server asks to wait {asked}, past the "
                         f"deadline of {self.deadline:g} s: call again later"
                     )
                 self.stop.wait(wait)
@@ -258,8 +258,8 @@ class ApiClient:
                 when = when.replace(tzinfo=datetime.UTC)
             return max(0.0, when.timestamp() - time.time())
         reset = h.get("x-ratelimit-reset")
-        if reset and reset.isdigit():
-            return max(0.0, int(reset) - time.time())
+        if reset and reset.isdigit():  # (float: an int of thousands of digits is a ValueError)
+            return max(0.0, float(reset) - time.time())
         return 1.0
 
     def _error(self, status: int, url: str, response: Response, what: str) -> str:
