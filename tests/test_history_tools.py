@@ -131,6 +131,38 @@ def test_insights_export_missing_a_column_says_what_was_found(tmp_path):
         load_harness_insights(path)
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            CSV.encode().replace(b"release", b"rel\xffase", 1),
+            r"steps.csv is not UTF-8 text \(byte 0xff at line 2",
+        ),
+        (b'Plan Execution Id,Stage\n"e1,build\n', r"steps.csv is not a CSV file \(Error tokenizing data"),
+        (b"", r"steps.csv is not a CSV file \(No columns to parse"),
+    ],
+    ids=["not-utf8", "unclosed-quote", "empty"],
+)
+def test_an_insights_export_that_is_not_utf8_csv_is_a_history_error_naming_the_file(tmp_path, data, message):
+    """Before: UnicodeDecodeError, pandas' ParserError and EmptyDataError came out raw."""
+    path = tmp_path / "steps.csv"
+    path.write_bytes(data)
+    with pytest.raises(HistoryError, match=r"load_harness_insights: .*" + message):
+        load_harness_insights(path)
+
+
+def test_an_insights_export_of_thousands_of_unknown_statuses_warns_in_one_short_line(tmp_path):
+    """Before: the warning listed all 3,000 statuses (32 KB in one line)."""
+    lines = [CSV.splitlines()[0]] + [
+        f"e1,release,build,s{i},Weird{i},2026-01-05 10:00:00,2026-01-05 10:01:00,60" for i in range(3000)
+    ]
+    path = tmp_path / "steps.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"unknown status\(es\) Weird0, Weird1, .*read as Running") as record:
+        load_harness_insights(path)
+    assert max(len(str(w.message)) for w in record) < 400
+
+
 def test_D14_a_gitlab_pipeline_whose_needs_cross_stages_becomes_one_block_of_its_jobs():
     from test_gitlab_runs import GRAPHQL
     from test_gitlab_runs import JOBS as GL_JOBS

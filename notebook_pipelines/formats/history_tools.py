@@ -322,10 +322,7 @@ def load_harness_insights(source: Any, *, pipeline: str | None = None) -> pd.Dat
     if isinstance(source, pd.DataFrame):
         table, label = source, "the export"
     else:
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise HistoryError(f"load_harness_insights: no such file: {path}")
-        table, label = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]), path
+        table, label = _read_insights_csv(source)
     found = _insights_columns(table, label)
     records = _insights_records(table, found, label, pipeline)
     unknown: dict[str, None] = {}
@@ -336,12 +333,46 @@ def load_harness_insights(source: Any, *, pipeline: str | None = None) -> pd.Dat
         frames.append(run_frame(rows, {**run_columns, "created_ns": rows[0]["start_ns"]}))
     if unknown:
         warnings.warn(
-            f"load_harness_insights: unknown status(es) {', '.join(sorted(unknown))} read as Running",
+            f"load_harness_insights: unknown status(es) {excerpt(', '.join(sorted(unknown)), 200)} read as "
+            "Running",
             stacklevel=2,
         )
     out = concat_runs(frames)
     out.attrs["columns_found"] = dict(found)
     return out
+
+
+#: the largest Insights export read (bytes): a dashboard's CSV of step executions is far smaller
+MAX_INSIGHTS_BYTES = 200 * 2**20
+
+
+def _read_insights_csv(source: Any) -> tuple[pd.DataFrame, str]:
+    """The export's table (text cells) and its path: a bounded UTF-8 read, then the CSV parser;
+    a file that is not text, or not CSV, is a :class:`HistoryError` naming it and where."""
+    import io
+
+    import pandas as pd
+
+    from ..errors import InputFileError
+    from .files import read_text
+
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        raise HistoryError(f"load_harness_insights: no such file: {path}")
+    try:
+        text = read_text(
+            path, limit=MAX_INSIGHTS_BYTES, kind="an Insights export", too_large="export fewer rows"
+        )
+    except InputFileError as err:
+        raise HistoryError(f"load_harness_insights: {err}") from None
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise HistoryError(
+            f"load_harness_insights: {path} is not a CSV file ({excerpt(str(err), 160)}): give the "
+            "Step Executions export of Pipeline Insights"
+        ) from None
+    return table, path
 
 
 def _insights_columns(table: pd.DataFrame, label: str) -> dict[str, str]:
