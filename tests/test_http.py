@@ -303,6 +303,19 @@ def test_over_tls_an_answer_is_read_and_a_drip_is_cut_at_the_deadline(tls_server
     assert time.perf_counter() - started < 1.5
 
 
+def test_over_tls_with_a_stop_event_the_sliced_handshake_and_reads_give_the_same_answer(tls_server):
+    """With ``stop`` (as the history fetchers call it) the TLS handshake and the reads wait in
+    slices: the certificate is still checked, the answer the same, a drip still cut."""
+    stop = threading.Event()
+    _Handler.plan = lambda h: h.answer(b'{"ok": true}')
+    assert nbp_http.get(tls_server + "/x", max_bytes=100, timeout=10, stop=stop).json() == {"ok": True}
+    _Handler.plan = lambda h: _drip(h, headers_too=False)
+    started = time.perf_counter()
+    with pytest.raises(nbp_http.HttpTimeout, match=r"within 1 s \(the whole call\)"):
+        nbp_http.get(tls_server + "/x", max_bytes=10**6, timeout=1.0, stop=stop)
+    assert time.perf_counter() - started < 1.5
+
+
 def test_a_key_the_execution_echoes_is_in_neither_the_saved_file_nor_the_trace(server, tmp_path):
     """A step's name (or its parameters) can hold what a script printed — the key, here
     upper-cased. Before: the file was the answer's bytes as they came, and the trace showed it."""
@@ -358,4 +371,29 @@ def test_stop_ends_a_connect_that_a_silent_network_leaves_waiting():
     finally:
         timer.join()
         for c in [*queued, listener]:
+            c.close()
+
+
+def test_stop_ends_a_tls_handshake_that_the_server_never_answers():
+    """A server that accepts the connection and never answers the TLS hello: the handshake
+    waited for the whole timeout. With ``stop`` set after 0.3 s it ends at once."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    held = []
+    accepting = threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True)
+    accepting.start()
+    stop = threading.Event()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(nbp_http.HttpStopped, match=r"stopped while asking https://127.0.0.1:\d+/x"):
+            nbp_http.get(f"https://127.0.0.1:{port}/x", max_bytes=10, timeout=5, stop=stop)
+        assert time.monotonic() - started < 1.0
+    finally:
+        timer.join()
+        accepting.join(1)
+        for c in [*held, listener]:
             c.close()
