@@ -332,14 +332,29 @@ def test_a_deadline_that_is_not_a_positive_finite_number_is_refused(tmp_path, de
         )
 
 
-def test_a_workflow_file_that_is_not_yaml_is_a_history_error_naming_the_run(server, tmp_path):
-    """Before: a YamlSyntaxError about "the pipeline definition", not naming the run (and not a
-    HistoryError, so ``nbp history fetch`` ended with a traceback)."""
-    github_routes(server, [1])
+def test_a_workflow_file_that_is_not_yaml_leaves_its_run_out_with_a_warning_naming_it(server, tmp_path):
+    """Before: a YamlSyntaxError about "the pipeline definition", naming no run (not a
+    HistoryError, so ``nbp history fetch`` ended with a traceback), and no run was kept."""
+    github_routes(server, [2, 1])
+    workflow = server.routes[("GET", "/repos/o/r/contents/.github/workflows/ci.yml")]
     bad = {"content": base64.b64encode(b"jobs: [").decode(), "encoding": "base64"}
-    server.routes[("GET", "/repos/o/r/contents/.github/workflows/ci.yml")] = lambda q, b: ok(bad)
-    with pytest.raises(HistoryError, match=r"^run 1: the workflow is not YAML \(line \d+:\d+: invalid YAML"):
-        fetch(server, tmp_path, last=1)
+    server.routes[("GET", "/repos/o/r/contents/.github/workflows/ci.yml")] = lambda q, b: (
+        ok(bad) if q.get("ref") == ["bad"] else workflow(q, b)
+    )
+    listing = server.routes[("GET", RUNS)]
+
+    def one_at_a_bad_commit(query, body):
+        status, headers, data = listing(query, body)
+        doc = json.loads(data)
+        doc["workflow_runs"][1]["head_sha"] = "bad"  # run 1
+        return status, headers, json.dumps(doc).encode()
+
+    server.routes[("GET", RUNS)] = one_at_a_bad_commit
+    with pytest.warns(
+        HistoryWarning, match=r"run 1 is left out: run 1: the workflow is not YAML \(line \d+:\d+"
+    ):
+        history = fetch(server, tmp_path, last=2)
+    assert set(history["run_id"]) == {"2"}
 
 
 def test_a_one_letter_token_is_redacted_in_the_kept_values_without_breaking_the_file(tmp_path):
@@ -491,3 +506,26 @@ def test_a_rate_limit_far_past_any_deadline_is_a_short_clear_error(server, tmp_p
     ) as info:
         fetch(server, tmp_path)
     assert len(str(info.value)) < 300
+
+
+def test_a_run_the_loader_refuses_is_left_out_and_the_others_are_kept(server, tmp_path):
+    """One run whose jobs name a job the workflow does not have: before, the whole fetch
+    failed, on every call (that run is always listed). Now a warning names it; the others
+    are kept, and it is asked for again next time (it was not kept)."""
+    github_routes(server, [3, 2, 1])
+    server.routes[("GET", "/repos/o/r/actions/runs/2/jobs")] = lambda q, b: ok(
+        {"jobs": [{"id": 1, "name": "ghost", "conclusion": "success", "steps": []}]}
+    )
+    with pytest.warns(
+        HistoryWarning, match=r"GitHub o/r/ci.yml: run 2 is left out: run 2: job 'ghost' is not in"
+    ):
+        history = fetch(server, tmp_path, last=3)
+    assert sorted(set(history["run_id"])) == ["1", "3"]
+    assert sorted(p.name for p in (tmp_path / "cache" / "raw").rglob("*.json")) == ["1.json", "3.json"]
+
+
+def test_a_pipeline_with_no_finished_run_yet_is_an_empty_history(server, tmp_path):
+    """Before: 'read_history: no history at …: fetch one first' — right after the fetch."""
+    server.routes[("GET", RUNS)] = lambda q, b: ok({"workflow_runs": [{"id": 5, "status": "in_progress"}]})
+    history = fetch(server, tmp_path)
+    assert len(history) == 0 and "fqn" in history.columns and history.attrs["source"] == "github"

@@ -15,7 +15,6 @@ is kept (:mod:`.history_store`). Runs still in progress are left out and fetched
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import threading
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import excerpt
 from .harness_frame import load_harness_run
-from .history import HistoryError, HistoryWarning, concat_runs, whole
+from .history import HistoryError, HistoryWarning, whole
 from .history_client import (
     MAX_BODY,
     ApiClient,
@@ -38,7 +37,7 @@ from .history_client import (
     token_or_env,
 )
 from .history_pages import MAX_PAGES, github_pages, gitlab_pages, new_items, numbered
-from .history_store import cache_dir, cached_raw, read_history, stored_runs, write_part, write_raw
+from .history_store import cache_dir, cached_raw, kept_runs, sync_kept, write_raw
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -68,6 +67,22 @@ def _bounded(last: Any) -> int:
     return last
 
 
+def _loads(system: str, pipeline: str, run_id: str, load: Callable[[], Any]) -> bool:
+    """Whether a fetched run loads; if it does not (an answer the loader refuses), a
+    :class:`HistoryWarning` naming the run and why: it is not kept, and the other runs go on
+    (one damaged run does not stop a history)."""
+    try:
+        load()
+    except HistoryError as err:
+        warnings.warn(
+            f"{system} {pipeline}: run {excerpt(run_id, 80)} is left out: {excerpt(str(err), 300)}",
+            HistoryWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
 def _fetch_new_runs(
     client: ApiClient,
     folder: Path,
@@ -87,42 +102,8 @@ def _fetch_new_runs(
     kept = cached_raw(folder, source, key)
     todo = [r for r in runs if run_id(r) not in kept]
     fetch_all(client, todo, fetch_one, concurrency, FetchProgress(progress, label))
-    _sync(folder, source, key, load)
-    return _result(folder, source, key, [run_id(r) for r in runs])
-
-
-def _sync(folder: Path, source: str, pipeline: str, load: Callable[[str, dict], pd.DataFrame]) -> None:
-    """Add to the Parquet dataset the runs kept as raw JSON but not yet in it (one new part)."""
-    have = stored_runs(folder, source, pipeline)
-    frames = []
-    for run_id, path in sorted(cached_raw(folder, source, pipeline).items()):
-        if run_id in have:
-            continue
-        try:
-            frame = load(run_id, json.loads(path.read_bytes()))
-        except (ValueError, RecursionError) as err:  # not ours (edited, or an older version's)
-            aside = path.with_name(f".{path.stem}.rejected")  # kept to look at, not read again
-            path.replace(aside)
-            warnings.warn(
-                f"{source} {pipeline}: the kept answers of run {excerpt(run_id, 80)} cannot be read "
-                f"({excerpt(str(err) or type(err).__name__, 200)}); moved aside to {aside}: the run is "
-                "fetched again by the next call",
-                HistoryWarning,
-                stacklevel=4,
-            )
-            continue
-        frame["source"], frame["pipeline"] = source, pipeline
-        frames.append(frame)
-    if frames:
-        write_part(concat_runs(frames), folder)
-
-
-def _result(folder: Path, source: str, pipeline: str, run_ids: list[str]) -> pd.DataFrame:
-    history = read_history(folder, source=source, pipeline=pipeline)
-    keep = history["run_id"].isin(set(run_ids))
-    out = history[keep].reset_index(drop=True)
-    out.attrs["source"], out.attrs["pipeline"] = source, pipeline
-    return out
+    sync_kept(folder, source, key, load)
+    return kept_runs(folder, source, key, [run_id(r) for r in runs])
 
 
 # -- GitHub -------------------------------------------------------------------------------------------
@@ -258,7 +239,10 @@ class _GitHubRuns:
                 "repository"
             )
         text = self.workflow_at(path, str(run.get("head_sha")))
-        load_github_run({"jobs": jobs}, workflow=text, run=run)  # refuse bad data before keeping it
+        if not _loads(
+            "GitHub", self.pipeline, run_id, lambda: load_github_run({"jobs": jobs}, workflow=text, run=run)
+        ):
+            return  # refused before it is kept
         doc = {"run": run, "jobs": jobs, "workflow": text}
         write_raw(self.folder, "github", self.pipeline, run_id, doc, secret=self.secret)
 
@@ -353,7 +337,13 @@ class _GitLabRuns:
         for doc in gitlab_pages(self.client, f"{self.api}/pipelines/{run_id}/jobs", params, what, error):
             jobs += doc
         graph = self.needs(detail)
-        load_gitlab_pipeline(detail, jobs, graph, project=self.pipeline)  # refuse bad data before keeping it
+        if not _loads(
+            "GitLab",
+            self.pipeline,
+            run_id,
+            lambda: load_gitlab_pipeline(detail, jobs, graph, project=self.pipeline),
+        ):
+            return  # refused before it is kept
         doc = {"pipeline": detail, "jobs": jobs, "graphql": graph}
         write_raw(self.folder, "gitlab", self.pipeline, run_id, doc, secret=self.secret)
 
@@ -537,7 +527,8 @@ class _HarnessRuns:
             what=f"execution {run_id}",
         )
         raw = {"execution": doc, "attempts": self.attempts(doc, run_id)}
-        load_harness_run(run_id, raw, item, self.key)  # refuse bad data before keeping it
+        if not _loads("Harness", self.key, run_id, lambda: load_harness_run(run_id, raw, item, self.key)):
+            return  # refused before it is kept
         write_raw(self.folder, "harness", self.key, run_id, {**raw, "summary": item}, secret=self.secret)
 
     def attempts(self, doc: Any, run_id: str) -> list:

@@ -27,11 +27,13 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .history import RUN_COLUMNS, HistoryError, history_dtypes
+from ..errors import HistoryWarning, excerpt
+from .history import RUN_COLUMNS, HistoryError, concat_runs, empty_history, history_dtypes
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -265,8 +267,6 @@ def read_history(
         pa.schema([pa.field("source", pa.string()), pa.field("pipeline", pa.string())]), flavor="hive"
     )
     if not files:
-        from .history import empty_history
-
         return empty_history()
     dataset = ds.dataset(
         files, format="parquet", schema=schema, partitioning=partitioning, partition_base_dir=str(root)
@@ -323,3 +323,45 @@ def _conform(table: Any, pd: Any) -> pd.DataFrame:
         )
         frame = frame.iloc[order].reset_index(drop=True)
     return frame
+
+
+def sync_kept(folder: Path, source: str, pipeline: str, load: Callable[[str, dict], pd.DataFrame]) -> None:
+    """Add to the Parquet dataset the runs kept as raw JSON but not yet in it (one new part);
+    ``load(run_id, doc)`` makes a run's rows. A kept file that no longer reads or loads (edited,
+    or kept by an older version) is moved aside (``.<run>.rejected``) with a
+    :class:`~notebook_pipelines.errors.HistoryWarning`: the next fetch asks for the run again."""
+    have = stored_runs(folder, source, pipeline)
+    frames = []
+    for run_id, path in sorted(cached_raw(folder, source, pipeline).items()):
+        if run_id in have:
+            continue
+        try:
+            frame = load(run_id, json.loads(path.read_bytes()))
+        except (ValueError, RecursionError) as err:  # not ours (edited, or an older version's)
+            aside = path.with_name(f".{path.stem}.rejected")  # kept to look at, not read again
+            path.replace(aside)
+            warnings.warn(
+                f"{source} {pipeline}: the kept answers of run {excerpt(run_id, 80)} cannot be read "
+                f"({excerpt(str(err) or type(err).__name__, 200)}); moved aside to {aside}: the run is "
+                "fetched again by the next call",
+                HistoryWarning,
+                stacklevel=4,
+            )
+            continue
+        frame["source"], frame["pipeline"] = source, pipeline
+        frames.append(frame)
+    if frames:
+        write_part(concat_runs(frames), folder)
+
+
+def kept_runs(folder: Path, source: str, pipeline: str, run_ids: list[str]) -> pd.DataFrame:
+    """The history of ``run_ids`` of one pipeline as kept in ``folder`` (no run kept yet, as when
+    every listed run is still going: an empty history, not an error)."""
+    if not _dataset_root(Path(folder)).is_dir():
+        history = empty_history()
+    else:
+        history = read_history(folder, source=source, pipeline=pipeline)
+    keep = history["run_id"].isin(set(run_ids))
+    out = history[keep].reset_index(drop=True)
+    out.attrs["source"], out.attrs["pipeline"] = source, pipeline
+    return out
