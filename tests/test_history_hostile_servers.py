@@ -529,3 +529,32 @@ def test_a_pipeline_with_no_finished_run_yet_is_an_empty_history(server, tmp_pat
     server.routes[("GET", RUNS)] = lambda q, b: ok({"workflow_runs": [{"id": 5, "status": "in_progress"}]})
     history = fetch(server, tmp_path)
     assert len(history) == 0 and "fqn" in history.columns and history.attrs["source"] == "github"
+
+
+def test_a_next_page_naming_the_default_port_or_another_letter_case_is_the_same_server(server, tmp_path):
+    """``https://api.github.com:443/…`` and ``https://API.github.com/…`` are the API the token
+    was given for: before, compared as text, both were refused (and the fetch failed)."""
+    github_routes(server, [3, 2, 1])
+    listing = server.routes[("GET", RUNS)]
+
+    def upper_case_links(query, body):
+        status, headers, data = listing(query, body)
+        return status, {k: v.replace("http://", "HTTP://") for k, v in headers.items()}, data
+
+    server.routes[("GET", RUNS)] = upper_case_links
+    assert sorted(set(fetch(server, tmp_path)["run_id"])) == ["1", "2", "3"]  # page 2 followed
+
+    from notebook_pipelines.formats.history_pages import _under
+
+    for link in (
+        "https://api.github.com:443/repos/o/r/x?page=2",
+        "https://API.GitHub.com/repos/o/r/x?page=2",
+    ):
+        assert _under("https://api.github.com", link) == link
+    for link in (
+        "http://api.github.com/repos/x",
+        "https://api.github.com:8443/repos/x",
+        "https://api.github.co/x",
+    ):
+        with pytest.raises(HistoryError, match=r"is not under https://api.github.com: refused"):
+            _under("https://api.github.com", link)

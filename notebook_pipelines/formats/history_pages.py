@@ -104,7 +104,12 @@ def _under(base: str, link: str) -> str:
     with every request, so a page elsewhere is never asked for."""
     try:
         b, n = urllib.parse.urlsplit(base), urllib.parse.urlsplit(link)
-        same = (b.scheme, b.hostname, b.port) == (n.scheme, n.hostname, n.port) and b.hostname
+        default = {"http": 80, "https": 443}
+        same = bool(b.hostname) and (b.scheme, b.hostname, b.port or default.get(b.scheme)) == (
+            n.scheme,
+            n.hostname,
+            n.port or default.get(n.scheme),
+        )
     except ValueError:
         same = False
     if not same or not (n.path + "/").startswith(b.path.rstrip("/") + "/"):
