@@ -38,16 +38,26 @@ class Eta:
     """p50/p95 of a run's makespan given what it has done so far (seconds from its start)."""
 
     def __init__(self, plan: Any, history: Any, *, runs: int = 2000, seed: int = 0, default: Any = 1.0):
-        from ..engine.measured import HistoryDurations
+        from ..engine.measured import HistoryDurations, is_history
         from ..engine.vectorised import step_durations, why_not
+        from ..errors import SimulationError
 
+        if not is_history(history):
+            raise SimulationError(
+                f"run(history=…): give a history (a DataFrame of measured runs with the trace schema: "
+                f"run_id, fqn, kind, attempt, status, start_s, end_s; nbp.read_history(…)), not "
+                f"{type(history).__name__}"
+            )
         self.plan, self.runs = plan, runs
         self.reason = why_not(plan)
         self.samples: dict[int, Any] | None = None
         if self.reason is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                source = HistoryDurations(history, plan, "joint", warn=False)
+                try:
+                    source = HistoryDurations(history, plan, "joint", warn=False)
+                except SimulationError as err:  # said for run(history=…), not durations=
+                    raise SimulationError(f"run(history=…): {err}".replace("durations=: ", "")) from None
             drawn = step_durations(plan, None, default, runs, seed)
             drawn.update(source.batch(seed, runs))
             self.samples = drawn

@@ -343,12 +343,30 @@ def _baseline(plan: Any, trace: Any, durations: Any, default: Any) -> tuple[Any,
 
     with registry.unremembered():  # the assistant's own simulations: the user's runs stay known
         if trace is not None:
+            _check_trace_of(plan, trace)
             known, _ = measured(trace)
             base = simulate(plan, durations=_by_old_fqn(known, {}), default=default, seed=0)
         else:
             base = simulate(plan, durations=durations, default=default, seed=0)
             known, _ = measured(base)
     return base, known
+
+
+def _check_trace_of(plan: Any, trace: Any) -> None:
+    """Refuse a trace (or history) that shares no node with ``plan`` (another pipeline's): its
+    measured durations would all be ignored, and every step simulated with ``default``."""
+    rows = trace[trace["kind"] != "pipeline"]
+    if "iteration" in rows.columns:  # an iteration's rows are named with its postfix (R46)
+        rows = rows[rows["iteration"].isna()]
+    own = rows["fqn"].dropna().astype(str)
+    if len(own) and not set(own) & (plan.by_fqn.keys() - {plan.root.fqn}):
+        steps = [n.id for n in plan.nodes if n.kind == "step"][:8]
+        theirs = sorted({f.rsplit(".", 1)[-1] for f in own})[:8]
+        raise LayoutError(
+            f"suggest_layout(trace=…): the trace is not of {plan.pipeline.id!r}: it has none of its nodes "
+            f"(steps {', '.join(steps)}; the trace's: {', '.join(theirs)}): give a trace or history of "
+            "this pipeline, or leave trace= out"
+        )
 
 
 def _constraints(constraints: Iterable[Any], plan: Any, name: str) -> list[tuple[str, str]]:

@@ -78,8 +78,7 @@ class HistoryDurations:
         self.mode, self.history = mode, history
         self.scale: dict[int, float] = {}  # node index → factor (what_if: "20 % faster" is 0.8)
         self.fixed: dict[int, Any] = {}  # node index → a duration or sampler that replaces the measured
-        rows = history[(history["kind"] == "step") & (history["attempt"] > 0)]
-        rows = rows[rows["start_s"].notna() & rows["end_s"].notna()]
+        rows = _measured_rows(history)
         last = rows.sort_values("attempt", kind="stable").groupby(["run_id", "fqn"], observed=True).tail(1)
         seconds = (last["end_s"] - last["start_s"]).groupby([last["run_id"], last["fqn"]], observed=True)
         table = seconds.first()
@@ -121,6 +120,8 @@ class HistoryDurations:
             raise SimulationError(
                 "durations=: the history has no finished step rows (kind 'step', attempt ≥ 1, start and end)"
             )
+        if not self.steps and self.missing:
+            raise _unrelated(history, plan, measured_fqns)
         if self.missing and warn:
             shown = ", ".join(self.missing[:8]) + (
                 f" and {len(self.missing) - 8} more" if len(self.missing) > 8 else ""
@@ -233,6 +234,58 @@ class HistoryDurations:
             if target is not None and share > 0:
                 out[target] = float(share)
         return out
+
+
+#: the columns a history needs to give durations (the trace schema has them all)
+_COLUMNS = ("run_id", "fqn", "kind", "attempt", "status", "start_s", "end_s")
+
+
+def _measured_rows(history: Any) -> Any:
+    """The finished step attempts of ``history`` (kind ``step``, attempt ≥ 1, start and end),
+    checked: the columns are there, and every attempt lasts a finite time ≥ 0 (at most
+    ``MAX_SECONDS``) — a row that ends before it starts is refused, naming it."""
+    import numpy as np
+
+    from ..definition.durations import MAX_SECONDS
+
+    missing = [c for c in _COLUMNS if c not in history.columns]
+    if missing:
+        raise SimulationError(
+            f"durations=: the history has no column {', '.join(map(repr, missing))}; a history is the "
+            f"trace schema with one block of rows per run (it needs {', '.join(_COLUMNS)}): read one with "
+            "nbp.read_history(…) or nbp.read_trace(…), or pd.concat traces of runs"
+        )
+    rows = history[(history["kind"] == "step") & (history["attempt"] > 0)]
+    rows = rows[rows["start_s"].notna() & rows["end_s"].notna()]
+    seconds = (rows["end_s"] - rows["start_s"]).to_numpy(dtype=float)
+    bad = ~(np.isfinite(seconds) & (seconds >= 0) & (seconds <= MAX_SECONDS))
+    if bad.any():
+        row = rows.iloc[int(np.argmax(bad))]
+        raise SimulationError(
+            f"durations=: the history's step {row['fqn']} (run {row['run_id']!r}, attempt {row['attempt']}) "
+            f"lasts {float(seconds[bad][0])!r} s (start_s {float(row['start_s'])!r}, end_s "
+            f"{float(row['end_s'])!r}): a measured duration is end_s - start_s, finite, ≥ 0 and at most "
+            "100 years; fix or drop such rows"
+            + (f" ({int(bad.sum())} in all)" if bad.sum() > 1 else "")
+            + ", e.g. h = h[~(h['end_s'] < h['start_s'])]"
+        )
+    return rows
+
+
+def _unrelated(history: Any, plan: Any, measured: set[str]) -> SimulationError:
+    """The error for a history that measures none of ``plan``'s steps (another pipeline's)."""
+    steps = [n.id for n in plan.nodes if n.kind == "step" and n.phase != "rollback"]
+    ids = sorted({str(f).rsplit(".", 1)[-1] for f in measured})
+    pipelines = ""
+    if "pipeline" in history.columns:
+        names = sorted(str(x) for x in history["pipeline"].dropna().unique())
+        pipelines = f" (its pipelines: {', '.join(names[:5])})" if names else ""
+    return SimulationError(
+        f"durations=: the history measures none of the steps of {plan.pipeline.id!r} "
+        f"({', '.join(steps[:8])}{', …' if len(steps) > 8 else ''}); it measured "
+        f"{', '.join(ids[:8])}{', …' if len(ids) > 8 else ''}{pipelines}: give the history of this "
+        "pipeline (select its runs, e.g. h[h['pipeline'] == …])"
+    )
 
 
 def _iterations(node: Any, looped: Any, fqns: set[str], wide: Any) -> Any:

@@ -1,0 +1,108 @@
+"""Durations drawn from a measured history (issue 28, part 1), on shapes a user brings: bad
+rows, the history of another pipeline, frames that are not histories, looped steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import two_steps
+
+import notebook_pipelines as nbp
+
+
+def _history(runs: dict[str, dict[str, float]], plan, pipeline: str | None = None) -> pd.DataFrame:
+    """Measured runs: per run, the steps of ``plan`` (by id) one after the other."""
+    by_id = {n.id: n.fqn for n in plan.steps}
+    rows = []
+    for run_id, steps in runs.items():
+        t = 0.0
+        for step, seconds in steps.items():
+            rows.append(
+                {"run_id": run_id, "fqn": by_id[step], "kind": "step", "step": step, "attempt": 1,
+                 "status": "Success", "start_s": t, "end_s": t + seconds, "iteration": None}
+            )  # fmt: skip
+            t += seconds
+    frame = pd.DataFrame(rows)
+    frame["parent"] = frame["fqn"].str.split(".spec.", regex=False).str[0]  # the stage
+    if pipeline is not None:
+        frame["pipeline"] = pipeline
+    return frame
+
+
+@pytest.mark.parametrize("engine", ["auto", "scheduler"])
+def test_a_history_step_that_ends_before_it_starts_is_refused_naming_it(engine):
+    """A measured row with end_s < start_s (a clock skew, a bad export) gave a negative duration:
+    the vectorised path used it (a makespan shorter than any run), the scheduler refused it with
+    an error that did not say it came from the history."""
+    plan = two_steps().plan()
+    h = _history({"1": {"a": 2.0, "b": 3.0}, "2": {"a": 4.0, "b": 1.0}}, plan)
+    bad = (h["run_id"] == "2") & (h["step"] == "a")
+    h.loc[bad, "end_s"] = h.loc[bad, "start_s"] - 2.0
+    with pytest.raises(nbp.SimulationError) as caught:
+        nbp.monte_carlo(plan, h, runs=50, engine=engine)
+    message = str(caught.value)
+    assert plan.steps[0].fqn in message and "run '2'" in message and "-2.0 s" in message
+    assert "h = h[~(h['end_s'] < h['start_s'])]" in message  # how to fix it
+    with pytest.raises(nbp.SimulationError, match=r"run '2', attempt 1\) lasts -2\.0 s"):
+        nbp.simulate(plan, durations=h)
+
+
+def test_a_history_step_that_lasts_forever_is_refused():
+    plan = two_steps().plan()
+    h = _history({"1": {"a": 2.0, "b": 3.0}}, plan)
+    h.loc[h["step"] == "b", "end_s"] = np.inf
+    with pytest.raises(nbp.SimulationError, match=r"steps\.b \(run '1', attempt 1\) lasts inf s"):
+        nbp.monte_carlo(plan, h, runs=10)
+
+
+def test_the_history_of_another_pipeline_is_refused_naming_what_it_measured():
+    """It measured none of the pipeline's steps: every duration fell back to default= (1 s) with a
+    warning only, and Monte Carlo, what-ifs and layouts answered about a pipeline never measured."""
+    other = nbp.Pipeline("deploy")
+    with other.stage("d") as s:
+        s.step("push")
+        s.step("verify")
+    runs = {"1": {"a": 2.0, "b": 3.0}, "2": {"a": 1.0, "b": 1.0}}
+    h = _history(runs, two_steps().plan(), pipeline="octo/ci.yml")
+    expected = (
+        r"the history measures none of the steps of 'deploy' \(push, verify\); it measured a, b "
+        r"\(its pipelines: octo/ci.yml\): give the history of this pipeline"
+    )
+    with pytest.raises(nbp.SimulationError, match=expected):
+        nbp.monte_carlo(other, h, runs=10)
+    with pytest.raises(nbp.SimulationError, match=expected):
+        nbp.simulate(other, durations=h)
+    for trace in (h, h[h["run_id"] == "1"]):  # a history, or one run's trace
+        with pytest.raises(nbp.LayoutError, match=r"the trace is not of 'deploy': it has none of its nodes"):
+            nbp.suggest_layout(other, trace=trace)
+
+
+def test_a_history_that_measures_some_steps_still_warns_for_the_others():
+    p = two_steps()
+    with p.stage("late") as s:
+        s.step("new")
+    h = _history({"1": {"a": 2.0, "b": 3.0}}, two_steps().plan())
+    with pytest.warns(nbp.HistoryDurationsWarning, match=r"late\.spec\.execution\.steps\.new"):
+        mc = nbp.monte_carlo(p, h, runs=5, default=4.0)
+    assert set(mc["makespan_s"]) == {2.0 + 3.0 + 4.0}
+
+
+def test_a_frame_without_the_history_columns_is_refused_naming_them():
+    plan = two_steps().plan()
+    h = _history({"1": {"a": 2.0, "b": 3.0}}, plan).drop(columns=["attempt", "status"])
+    with pytest.raises(nbp.SimulationError, match=r"no column 'attempt', 'status'.*nbp\.read_history"):
+        nbp.monte_carlo(plan, h, runs=10)
+
+
+def test_run_history_that_is_not_a_history_is_a_clear_error_before_the_run():
+    """p.run(history=…) with something else than a history failed with KeyError: 'kind'."""
+    p = two_steps()
+    with pytest.raises(nbp.SimulationError, match=r"run\(history=…\): give a history .* not dict"):
+        p.run(history={"a": 1.0}, progress=True, report=False)
+    other = nbp.Pipeline("other")
+    with other.stage("s") as s:
+        s.step("x")
+    h = _history({"1": {"x": 2.0}}, other.plan())
+    with pytest.raises(nbp.SimulationError, match=r"run\(history=…\): the history measures none of"):
+        p.run(history=h, progress=True, report=False)
