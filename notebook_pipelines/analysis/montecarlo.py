@@ -167,8 +167,15 @@ def monte_carlo(
             "failures": failures,
             "interventions": interventions,
         }
-        frame = _scheduled(plan, pipeline, options, outputs, runs, seed, progress, mode)
-        frame.attrs.update(engine="scheduler", engine_reason=reason, replay="run")
+        about = dict(engine="scheduler", engine_reason=reason, replay="run", seed=seed,
+                     percentiles=tuple(percentiles), mode=mode if source is not None else None)  # fmt: skip
+        try:
+            frame = _scheduled(plan, pipeline, options, outputs, runs, seed, progress, mode)
+        except RunInterrupted as interrupted:  # the finished runs: summarized as a whole result is
+            interrupted.trace.attrs.update(about)
+            raise
+        frame.attrs.update(about)
+        return frame
     frame.attrs.update(seed=seed, percentiles=tuple(percentiles), mode=mode if source is not None else None)
     return frame
 
