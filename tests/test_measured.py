@@ -106,3 +106,48 @@ def test_run_history_that_is_not_a_history_is_a_clear_error_before_the_run():
     h = _history({"1": {"x": 2.0}}, other.plan())
     with pytest.raises(nbp.SimulationError, match=r"run\(history=…\): the history measures none of"):
         p.run(history=h, progress=True, report=False)
+
+
+def _looped_history(plan, spans: list[tuple[float, float]]) -> pd.DataFrame:
+    """One measured run of the looped step ``lim``: its iterations at ``spans`` (start, end) and
+    its own row spanning them, as a trace records a loop (R46)."""
+    fqn = plan.steps[0].fqn
+    rows = [
+        {"run_id": "1", "fqn": fqn, "parent": "pipeline.stages.s", "kind": "step", "step": "lim",
+         "attempt": 1, "status": "Success", "start_s": min(s for s, _ in spans),
+         "end_s": max(e for _, e in spans), "iteration": None}
+    ]  # fmt: skip
+    for i, (start, end) in enumerate(spans):
+        rows.append(
+            {"run_id": "1", "fqn": f"{fqn}_{i}", "parent": fqn, "kind": "step", "step": f"lim_{i}",
+             "attempt": 1, "status": "Success", "start_s": start, "end_s": end, "iteration": i}
+        )  # fmt: skip
+    return pd.DataFrame(rows).astype({"iteration": "Int64"})
+
+
+def _looped(max_concurrency: int | None) -> nbp.Pipeline:
+    p = nbp.Pipeline("loop")
+    with p.stage("s") as s:
+        s.step("lim", strategy=nbp.Repeat(times=3, max_concurrency=max_concurrency))
+    return p
+
+
+def test_R54_a_looped_step_run_in_turn_takes_its_iterations_durations_not_the_loops_span():
+    """Three iterations measured one after the other (maxConcurrency 1): 2 s, 3 s, 4 s — the
+    loop's row spans 0 → 9. Every simulated iteration took that 9 s span: 3 × 9 = 27 s instead
+    of the 9 s measured. Now each takes the longest iteration, 4 s: 3 × 4 = 12 s."""
+    p = _looped(1)
+    h = _looped_history(p.plan(), [(0.0, 2.0), (2.0, 5.0), (5.0, 9.0)])
+    mc = nbp.monte_carlo(p, h, runs=3)
+    assert mc.attrs["engine"] == "scheduler"
+    assert set(mc["makespan_s"]) == {3 * 4.0}
+    assert nbp.simulate(p, durations=h)["end_s"].max() == 12.0
+
+
+def test_R54_a_looped_step_side_by_side_still_takes_its_span_on_both_engines():
+    """Side by side (no maxConcurrency): the iterations 2, 3 and 4 s all start at 0; the loop
+    ends with the longest, 4 s — its row's span — on the vectorised path and the scheduler."""
+    p = _looped(None)
+    h = _looped_history(p.plan(), [(0.0, 2.0), (0.0, 3.0), (0.0, 4.0)])
+    fast, slow = (nbp.monte_carlo(p, h, runs=3, engine=e) for e in ("vectorised", "scheduler"))
+    assert set(fast["makespan_s"]) == set(slow["makespan_s"]) == {4.0}

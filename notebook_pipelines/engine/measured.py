@@ -13,12 +13,15 @@ samples them from it:
   (added later, skipped then) takes one of its own measured durations, drawn independently.
 - ``mode="independent"`` draws each step's duration from its own measurements, independently.
 
-A step's measured duration in a run is its last attempt's (``end_s - start_s``; a looped
-step's own row, which spans its iterations). Plan steps are matched by FQN, then by step id
-when that id names one measured step; a step inside a looped stage or group takes, per run,
-the longest of its iterations' copies (``build_ubuntu.…``, ``build_macos.…``) — exact for
-iterations side by side, an underestimate of serial ones. Steps the history lacks take their
-own ``duration=`` or ``default=``, with a :class:`HistoryDurationsWarning` that names them.
+A step's measured duration in a run is its last attempt's (``end_s - start_s``). Plan steps
+are matched by FQN, then by step id when that id names one measured step. A looped step
+(``compile_0``, ``compile_1``) and a step inside a looped stage or group
+(``build_ubuntu.…``, ``build_macos.…``) take, per run, the longest of their iterations'
+copies, which every iteration of the simulated run then takes — exact for iterations side by
+side (the looped step's own row spans them), an overestimate when ``maxConcurrency`` runs them
+in turn (the looped row's span would count the whole loop once per iteration). Steps the
+history lacks take their own ``duration=`` or ``default=``, with a
+:class:`HistoryDurationsWarning` that names them.
 
 ``failures="history"`` injects each step's measured failure rate: the share of its measured
 attempts that failed (``Failed``, ``Errored``, ``Aborted``, ``ApprovalRejected``), per attempt.
@@ -103,12 +106,15 @@ class HistoryDurations:
             source = node.fqn if node.fqn in measured_fqns else None
             if source is None and len(ids.get(node.id, ())) == 1:
                 source = ids[node.id][0]
-            if source is not None and wide is not None:  # (a source is a column of wide)
+            column = None
+            if node.strategy is not None and inner_fqns:  # its iterations, not its row that spans them
+                column = _iterations(node, node, inner_fqns, wide)
+            if column is not None:
+                pass
+            elif source is not None and wide is not None:  # (a source is a column of wide)
                 column = wide[source].to_numpy(dtype=float)
             elif node.index in inside and inner_fqns:
                 column = _iterations(node, plan.nodes[inside[node.index]], inner_fqns, wide)
-            else:
-                column = None
             if column is None:
                 self.missing.append(node.fqn)
                 continue
