@@ -480,3 +480,64 @@ def test_monte_carlo_lazy_seeds_are_the_children_of_the_seed_sequence():
     mc = nbp.monte_carlo(p, {"a": lambda rng: rng.uniform(1, 2)}, runs=5, seed=7, engine="scheduler")
     spawned = [int(c.generate_state(1, np.uint64)[0]) for c in np.random.SeedSequence(7).spawn(5)]
     assert mc["seed"].tolist() == spawned and mc["seed"].dtype == "uint64"
+
+
+# -- what_if of a history: shapes a user brings ----------------------------------------------------
+def _unit_scan(*scans: str, parallel: bool) -> nbp.Pipeline:
+    p = nbp.Pipeline("ci")
+    with p.stage("s") as s:
+        if parallel:
+            with s.parallel():
+                for step in ("unit", *scans):
+                    s.step(step)
+        else:
+            for step in ("unit", *scans):
+                s.step(step)
+    return p
+
+
+def _measured(p: nbp.Pipeline, runs: list[dict[str, float]]) -> pd.DataFrame:
+    """A history of ``p``: one simulation per run with the given durations, run ids 0, 1, …"""
+    frames = [simulate(p, durations=d).assign(run_id=str(i)) for i, d in enumerate(runs)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_what_if_of_a_history_of_one_run_takes_the_history_options():
+    """A history that holds one run (a first fetch, one trace) refused design=/scale=/runs= with
+    "no option 'scale'", though the same call on two runs answers."""
+    from notebook_pipelines.analysis.whatif import what_if
+
+    serial, parallel = _unit_scan("scan", parallel=False), _unit_scan("scan", parallel=True)
+    h = _measured(serial, [{"unit": 12.0, "scan": 10.0}])
+    table = what_if(h, pipeline=serial, design=parallel, scale={"scan": 0.5}, runs=50)
+    # as measured: 12 + 10 = 22; what if: side by side, scan 50 % faster: max(12, 5) = 12
+    assert table["p50_s"].tolist() == [22.0, 12.0] and table["runs"].tolist() == [50, 50]
+    # a trace this session made knows its pipeline: pipeline= is not needed
+    table = what_if(simulate(serial, durations={"unit": 12.0, "scan": 10.0}), design=parallel, runs=5)
+    assert table["p50_s"].tolist() == [22.0, 12.0]
+
+
+def test_what_if_of_a_history_warns_for_the_designs_steps_it_does_not_measure():
+    """The design's own steps (scan split into scan1 and scan2) have no measurement: they took
+    default= (1 s) silently. They are named now, unless durations= gives them."""
+    from notebook_pipelines.analysis.whatif import what_if
+
+    serial, split = _unit_scan("scan", parallel=False), _unit_scan("scan1", "scan2", parallel=True)
+    h = _measured(serial, [{"unit": 12.0, "scan": 10.0}, {"unit": 12.0, "scan": 20.0}])
+    with pytest.warns(nbp.HistoryDurationsWarning, match=r"steps\.scan1, .*steps\.scan2; they take"):
+        table = what_if(h, pipeline=serial, design=split, runs=20)
+    assert table.loc["what if", "p50_s"] == 12.0  # max(12, 1, 1)
+    with pytest.warns(nbp.HistoryDurationsWarning) as caught:
+        what_if(h, {"scan1": 3.0}, pipeline=serial, design=split, runs=20)
+    assert len(caught) == 1 and "scan1" not in str(caught[0].message) and "scan2" in str(caught[0].message)
+
+
+def test_what_if_of_a_history_refuses_an_infinite_scale_as_a_scale():
+    """scale={"scan": inf} passed the factor check and failed later as "the duration of … scan
+    (durations) is inf": it is the factor that is wrong."""
+    from notebook_pipelines.analysis.whatif import what_if
+
+    serial = _unit_scan("scan", parallel=False)
+    h = _measured(serial, [{"unit": 12.0, "scan": 10.0}, {"unit": 12.0, "scan": 20.0}])
+    with pytest.raises(SimulationError, match=r"scale\['scan'\]: give a finite factor ≥ 0"):
+        what_if(h, pipeline=serial, scale={"scan": float("inf")}, runs=20)

@@ -33,6 +33,7 @@ measurement (independent) from a generator seeded with ``(s, "history")``, so
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -129,14 +130,7 @@ class HistoryDurations:
         if not self.steps and self.missing:
             raise _unrelated(history, plan, measured_fqns)
         if self.missing and warn:
-            shown = ", ".join(self.missing[:8]) + (
-                f" and {len(self.missing) - 8} more" if len(self.missing) > 8 else ""
-            )
-            warnings.warn(
-                f"durations=history: no measurement of {shown}; they take their own duration= or default=",
-                HistoryDurationsWarning,
-                stacklevel=3,
-            )
+            warn_missing(self.missing, stacklevel=4)
         # failure rates: failed attempts / attempts, per measured step
         self._rows = rows
 
@@ -183,9 +177,9 @@ class HistoryDurations:
                 value = table.get(node)
                 if value is MISSING:
                     continue
-                if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
                     raise SimulationError(
-                        f"scale[{node.id!r}]: give a factor ≥ 0 (0.8: 20 % faster), not {value!r}"
+                        f"scale[{node.id!r}]: give a finite factor ≥ 0 (0.8: 20 % faster), not {value!r}"
                     )
                 other.scale[node.index] = float(value)
         return other
@@ -240,6 +234,16 @@ class HistoryDurations:
             if target is not None and share > 0:
                 out[target] = float(share)
         return out
+
+
+def warn_missing(fqns: list[str], stacklevel: int = 2) -> None:
+    """The :class:`HistoryDurationsWarning` naming the steps a history does not measure."""
+    shown = ", ".join(fqns[:8]) + (f" and {len(fqns) - 8} more" if len(fqns) > 8 else "")
+    warnings.warn(
+        f"durations=history: no measurement of {shown}; they take their own duration= or default=",
+        HistoryDurationsWarning,
+        stacklevel=stacklevel,
+    )
 
 
 #: the columns a history needs to give durations (the trace schema has them all)
