@@ -151,3 +151,21 @@ def test_R54_a_looped_step_side_by_side_still_takes_its_span_on_both_engines():
     h = _looped_history(p.plan(), [(0.0, 2.0), (0.0, 3.0), (0.0, 4.0)])
     fast, slow = (nbp.monte_carlo(p, h, runs=3, engine=e) for e in ("vectorised", "scheduler"))
     assert set(fast["makespan_s"]) == set(slow["makespan_s"]) == {4.0}
+
+
+def test_suggest_layout_searches_on_a_history_matched_by_step_id_like_monte_carlo():
+    """A CI history's FQNs need not be the rebuilt pipeline's (``pipeline_from_history`` lays
+    jobs out anew): the Monte Carlo ranking matched steps by id, but the search and the
+    original's time looked them up by FQN only, so every step took default= (1 s)."""
+    p = nbp.Pipeline("ci")
+    with p.stage("jobs") as s:
+        s.step("a")
+        s.step("b")
+    history_plan = two_steps().plan()  # the same step ids, in stage s
+    h = _history({"1": {"a": 2.0, "b": 5.0}, "2": {"a": 4.0, "b": 7.0}}, history_plan)
+    found = nbp.suggest_layout(p, trace=h)
+    # the mean durations: a (2 + 4) / 2 = 3, b (5 + 7) / 2 = 6: in turn 3 + 6 = 9, side by side 6
+    assert found.original_s == 9.0 and found.best.makespan_s == 6.0
+    # the ranking's Monte Carlo (joint): runs 2 + 5 = 7 and 4 + 7 = 11 before; max → 5 and 7 after
+    assert {found.original_p50_s, found.original_p95_s} <= {7.0, 11.0}
+    assert {found.best.p50_s, found.best.p95_s} <= {5.0, 7.0}
