@@ -24,8 +24,10 @@ sampler ``lambda rng: rng.lognormal(4, 0.3)`` is called once with a proxy whose 
 Generator methods take ``size=runs``; a scipy frozen distribution is asked ``rvs(size=runs)``;
 a sampler that does not return ``runs`` values that way is called once per run on the step's
 stream. A batch therefore replays *as a batch* (same seed and runs → the same result), not run
-by run; with constant durations (or ``durations=`` a history, whose runs are drawn by index)
-both paths agree run for run.
+by run; with constant durations both paths agree run for run. A history (``durations=h``) is
+drawn by :class:`~.measured.HistoryDurations` from one stream for the whole batch, while the
+scheduler draws each run's measured run from that run's seed: the two paths resample the same
+runs with the same probabilities, but not in the same order.
 
 DAGs (D14): a parallel block whose members have ``needs`` is a DAG inside the block. Its
 members are timed in a topological order (the plan's ``order``): a member starts at the max of
