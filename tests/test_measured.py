@@ -169,3 +169,42 @@ def test_suggest_layout_searches_on_a_history_matched_by_step_id_like_monte_carl
     # the ranking's Monte Carlo (joint): runs 2 + 5 = 7 and 4 + 7 = 11 before; max → 5 and 7 after
     assert {found.original_p50_s, found.original_p95_s} <= {7.0, 11.0}
     assert {found.best.p50_s, found.best.p95_s} <= {5.0, 7.0}
+
+
+def test_a_history_of_several_pipelines_is_refused_naming_them():
+    """read_history gives every pipeline kept: their runs were resampled as this one's (a step id
+    or FQN they share took their durations; their other runs filled each step independently)."""
+    plan = two_steps().plan()
+    h = pd.concat(
+        [_history({"1": {"a": 1.0, "b": 1.0}}, plan, "octo/ci.yml"), _history({"2": {"a": 9.0}}, plan, "web")]
+    )
+    with pytest.raises(nbp.SimulationError, match=r"runs of 2 pipelines \('octo/ci.yml', 'web'\).*"
+                       r"h\[h\['pipeline'\] == 'octo/ci.yml'\]"):  # fmt: skip
+        nbp.monte_carlo(plan, h, runs=10)
+
+
+def test_runs_that_share_a_run_id_are_refused_saying_how_to_name_them():
+    """Two simulations concatenated keep simulate()'s run id 'sim-0': one of them was lost."""
+    p = two_steps()
+    h = pd.concat([nbp.simulate(p, durations={"a": x, "b": x}) for x in (1.0, 10.0)], ignore_index=True)
+    assert set(h["run_id"]) == {"sim-0"}
+    with pytest.raises(nbp.SimulationError, match=r"share a run_id .* run_id=f'run-\{s\}'"):
+        nbp.monte_carlo(p, h, runs=10)
+
+
+def test_runs_that_measure_none_of_the_steps_are_left_out_of_joint_resampling():
+    """Runs (a=1, b=1) and (a=10, b=10), and a run that measured none of a, b: joint resampling
+    drew it a third of the time and filled a and b independently (1 + 10 = 11 s). Left out, the
+    sums are 2 and 20 only."""
+    plan = two_steps().plan()
+    other = nbp.Pipeline("other")
+    with other.stage("s") as s:
+        s.step("z")
+    h = pd.concat(
+        [_history({"1": {"a": 1.0, "b": 1.0}, "2": {"a": 10.0, "b": 10.0}}, plan),
+         _history({"3": {"z": 5.0}}, other.plan())],
+        ignore_index=True,
+    )  # fmt: skip
+    with pytest.warns(nbp.HistoryDurationsWarning, match=r"1 of 3 runs measure none of the steps of 'p'"):
+        mc = nbp.monte_carlo(plan, h, runs=300)
+    assert set(mc["makespan_s"]) == {2.0, 20.0}

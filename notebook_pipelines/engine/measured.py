@@ -131,8 +131,31 @@ class HistoryDurations:
             raise _unrelated(history, plan, measured_fqns)
         if self.missing and warn:
             warn_missing(self.missing, stacklevel=4)
+        rows = self._without_unrelated_runs(rows, warn)
         # failure rates: failed attempts / attempts, per measured step
         self._rows = rows
+
+    def _without_unrelated_runs(self, rows: Any, warn: bool) -> Any:
+        """Leave out the runs that measure none of the plan's steps (another pipeline's runs in a
+        history of several, a run that failed before its first step): joint resampling drew them
+        and then filled every step independently, and their failures counted."""
+        import numpy as np
+
+        kept = ~np.isnan(self.matrix).all(axis=1)
+        if kept.all():
+            return rows
+        dropped = int((~kept).sum())
+        self.matrix = self.matrix[kept]
+        self.run_ids = [r for r, k in zip(self.run_ids, kept) if k]
+        if warn:
+            warnings.warn(
+                f"durations=history: {dropped} of {len(kept)} runs measure none of the steps of "
+                f"{self.plan.pipeline.id!r} (runs of another pipeline?): left out; select this pipeline's "
+                "runs, e.g. h[h['pipeline'] == …]",
+                HistoryDurationsWarning,
+                stacklevel=5,
+            )
+        return rows[rows["run_id"].isin(self.run_ids)]
 
     def draw(self, rng: Any, runs: int) -> dict[int, Any]:
         """``runs`` durations per measured step (by plan node index)."""
@@ -265,8 +288,23 @@ def _measured_rows(history: Any) -> Any:
             f"trace schema with one block of rows per run (it needs {', '.join(_COLUMNS)}): read one with "
             "nbp.read_history(…) or nbp.read_trace(…), or pd.concat traces of runs"
         )
+    if "pipeline" in history.columns:  # the run columns of a history (read_history)
+        names = [str(x) for x in history["pipeline"].dropna().unique()]
+        if len(names) > 1:
+            shown = ", ".join(map(repr, names[:3])) + (", …" if len(names) > 3 else "")
+            raise SimulationError(
+                f"durations=: the history holds the runs of {len(names)} pipelines ({shown}); its "
+                f"durations are one pipeline's: select its runs, e.g. h[h['pipeline'] == {names[0]!r}]"
+            )
     rows = history[(history["kind"] == "step") & (history["attempt"] > 0)]
     rows = rows[rows["start_s"].notna() & rows["end_s"].notna()]
+    key = [c for c in ("run_id", "fqn", "iteration", "attempt", "start_s") if c in rows.columns]
+    if rows.duplicated(key).any():
+        raise SimulationError(
+            "durations=: some step rows repeat in one run id: the runs share a run_id (simulate() names "
+            "every run 'sim-<seed>'), so all but one of them would be lost; give each run its own, "
+            "simulate(p, seed=s, run_id=f'run-{s}')"
+        )
     seconds = (rows["end_s"] - rows["start_s"]).to_numpy(dtype=float)
     bad = ~(np.isfinite(seconds) & (seconds >= 0) & (seconds <= MAX_SECONDS))
     if bad.any():
