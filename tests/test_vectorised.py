@@ -578,3 +578,133 @@ def test_D14_monte_carlo_of_a_dag_agrees_with_the_scheduler_and_its_criticality_
         crit = mc.attrs["criticality"]
         assert crit[fqn["a"]] == pytest.approx(share) and crit[fqn["b"]] == pytest.approx(1 - share)
         assert crit[fqn["c"]] == 1.0 and crit.get(fqn["d"], 0.0) == 0.0
+
+
+# -- more shapes: looped stages and groups, failure strategies that never act, rollback lists, Wait ----
+_LOOPS = st.sampled_from([None, None, None, None, ("parallelism", 2), ("repeat", 3), ("matrix", 2)])
+_STRATEGIES = st.sampled_from([None, None, "retry", "ignore", "rollback"])
+
+
+def _loop(spec):
+    if spec is None:
+        return None
+    kind, n = spec
+    if kind == "parallelism":
+        return nbp.Parallelism(n)
+    return nbp.Repeat(times=n) if kind == "repeat" else nbp.Matrix(x=list(range(n)))
+
+
+def _strategy(spec):
+    return {None: None, "retry": nbp.Retry(2), "ignore": nbp.Ignore(), "rollback": nbp.StageRollback()}[spec]
+
+
+def _more_items(depth: int) -> st.SearchStrategy:
+    leaf = st.tuples(
+        st.just("step"), _WHEN, _STRATEGIES, st.sampled_from(["plain", "plain", "wait", "timeout"])
+    )
+    if depth == 0:
+        return st.lists(leaf, min_size=1, max_size=3)
+    group = st.tuples(st.just("group"), _LOOPS, _STRATEGIES, st.deferred(lambda: _more_items(depth - 1)))
+    one = st.one_of(leaf, group)
+    return st.lists(st.one_of(one, st.tuples(st.just("parallel"), st.lists(one, min_size=1, max_size=3))),
+                    min_size=1, max_size=3)  # fmt: skip
+
+
+_MORE_SHAPES = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.lists(st.tuples(_LOOPS, _STRATEGIES, _more_items(2), st.booleans()), min_size=1, max_size=2),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def _build_more(shape: list) -> nbp.Pipeline:
+    p = nbp.Pipeline("p", rules="current")
+    counter = iter(range(10_000))
+
+    def one(container, item):
+        ident = f"{item[0][0]}{next(counter)}"
+        if item[0] == "step":
+            _, when, strategy, kind = item
+            options = {"when": when, "failure_strategies": _strategy(strategy)}
+            if kind == "wait":
+                container.step(ident, type="Wait", spec={"duration": "3s"}, **options)
+            else:
+                container.step(ident, timeout="1h" if kind == "timeout" else None, **options)
+        else:
+            _, loop, strategy, items = item
+            with container.step_group(
+                ident, strategy=_loop(loop), failure_strategies=_strategy(strategy)
+            ) as g:
+                fill(g, items)
+
+    def fill(container, items):
+        for item in items:
+            if item[0] == "parallel":
+                with container.parallel():
+                    for member in item[1]:
+                        one(container, member)
+            else:
+                one(container, item)
+
+    for together, stages in shape:
+
+        def add(stages=stages):
+            for loop, strategy, items, rollback in stages:
+                with p.stage(
+                    f"st{next(counter)}", strategy=_loop(loop), failure_strategies=_strategy(strategy)
+                ) as s:
+                    fill(s, items)
+                    if rollback:
+                        with s.rollback():
+                            s.step(f"rb{next(counter)}", duration=4)
+
+        if together and len(stages) > 1:
+            with p.parallel():
+                add()
+        else:
+            add()
+    return p
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=_MORE_SHAPES, data=st.data())
+def test_vectorised_path_agrees_exactly_on_looped_stages_and_groups_rollback_lists_and_wait_steps(
+    shape, data
+):
+    """Every node's start, end and status, and the critical nodes, outside the loops' copies:
+    looped stages and step groups (iterations side by side), failure strategies and rollback
+    lists that never act (nothing fails), Wait steps (their spec's duration), timeouts not reached."""
+    plan = _build_more(shape).plan()
+    why = why_not(plan)
+    if why is not None:  # nested loops only: every other shape here is the batch's
+        assert why.endswith("holds another looped node (nested loops)"), why
+        return
+    timed = [n for n in plan.nodes if n.kind == "step" and n.phase != "rollback" and n.type != "Wait"]
+    values = {n.fqn: data.draw(_SECONDS.filter(lambda x: x < 3000)) for n in timed}
+    result = batch(plan, step_durations(plan, values, 1.0, 2, 0), 2)
+    trace = nbp.simulate(plan, durations=values)
+    rows = {r["fqn"]: r for r in trace[trace["iteration"].isna()].to_dict("records")}
+    inside = plan.inside_loops()
+    records = []
+    for node in plan.nodes:
+        if node.index in inside:
+            continue  # an iteration's copy (R46): its looped node's row is compared
+        row = rows[node.fqn]
+        assert str(row["status"]) == result.status[node.index], node.fqn
+        for column, got in (("start_s", result.start), ("end_s", result.end)):
+            if pd.isna(row[column]):
+                assert np.isnan(got[node.index]).all(), (node.fqn, column)
+            else:
+                assert (got[node.index] == row[column]).all(), (
+                    node.fqn,
+                    column,
+                    got[node.index],
+                    row[column],
+                )
+        records.append(SimpleNamespace(node=node.index, start_s=row["start_s"], end_s=row["end_s"],
+                                       status=str(row["status"])))  # fmt: skip
+    critical = set(np.flatnonzero(result.critical()[:, 0])) - set(inside)
+    assert critical == _critical_records(plan, records) - set(inside)
