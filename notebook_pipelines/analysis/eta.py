@@ -3,8 +3,9 @@
 ``p.run(history=h)`` attaches an :class:`Eta` to the run's progress state: when the run starts
 it draws ``runs`` sampled runs of the plan's step durations from the history (joint resampling,
 :mod:`~notebook_pipelines.engine.measured`; unmeasured steps take their ``duration=`` or 1 s);
-each time a step finishes, the steps that ended keep their actual durations, the steps under
-way take at least the time they have run so far, and the vectorised timing
+each time a step finishes, the steps that ended keep their actual durations (first start to
+last end), the steps under way take at least the time they have run so far (a step retried
+now: the time since its first attempt started, plus at least a measured duration), and the vectorised timing
 (:func:`~notebook_pipelines.engine.vectorised.batch`) of those runs gives the makespan's p50
 and p95. The live view and the text progress show the time left to each.
 
@@ -62,9 +63,13 @@ class Eta:
             drawn.update(source.batch(seed, runs))
             self.samples = drawn
 
-    def estimate(self, done: dict[int, float], running: dict[int, float]) -> tuple[float, float] | None:
-        """``(p50, p95)`` of the makespan: ``done`` = step index → its actual duration,
-        ``running`` = step index → seconds it has run so far."""
+    def estimate(
+        self, done: dict[int, float], running: dict[int, float], before: dict[int, float] | None = None
+    ) -> tuple[float, float] | None:
+        """``(p50, p95)`` of the makespan: ``done`` = step index → its actual duration (first
+        start to last end), ``running`` = step index → seconds its attempt under way has run so
+        far, ``before`` = step index → seconds since its first attempt started, for a step
+        retried now (the attempt under way then takes at least a measured duration more)."""
         if self.samples is None:
             return None
         import numpy as np
@@ -77,6 +82,7 @@ class Eta:
                 durations[index] = float(seconds)
         for index, seconds in running.items():
             if index in durations:
-                durations[index] = np.maximum(durations[index], float(seconds))
+                earlier = float((before or {}).get(index, 0.0))
+                durations[index] = earlier + np.maximum(durations[index], float(seconds))
         makespan = batch(self.plan, durations, self.runs).makespan
         return float(np.percentile(makespan, 50)), float(np.percentile(makespan, 95))
