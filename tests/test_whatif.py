@@ -541,3 +541,27 @@ def test_what_if_of_a_history_refuses_an_infinite_scale_as_a_scale():
     h = _measured(serial, [{"unit": 12.0, "scan": 10.0}, {"unit": 12.0, "scan": 20.0}])
     with pytest.raises(SimulationError, match=r"scale\['scan'\]: give a finite factor ≥ 0"):
         what_if(h, pipeline=serial, scale={"scan": float("inf")}, runs=20)
+
+
+def test_distribution_says_how_many_runs_did_not_succeed():
+    """Runs that failed end early (at a's 3 s): their makespan is in the percentiles printed,
+    with nothing to say so."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", duration=3)
+        s.step("b", duration=2)
+    mc = nbp.monte_carlo(p, runs=10, failures={"a": 0.5}, seed=1)
+    failed = int((mc["status"] == "Failed").sum())
+    assert 0 < failed < 10  # some runs fail (at 3 s), the others succeed (5 s)
+    d = nbp.distribution(mc)
+    assert d.unsuccessful == {"Failed": failed}
+    assert f"{failed} of 10 runs did not succeed (Failed {failed}): their makespan" in repr(d)
+    assert nbp.distribution(nbp.monte_carlo(p, runs=3)).unsuccessful == {}
+
+
+def test_distribution_of_what_is_not_monte_carlo_results_is_a_clear_error():
+    trace = simulate(release(False))
+    with pytest.raises(SimulationError, match=r"distribution\(\) reads monte_carlo results .* not a trace"):
+        nbp.distribution(trace)
+    with pytest.raises(SimulationError, match=r"distribution\(ci=1.5\): give the confidence as a share"):
+        nbp.distribution(nbp.monte_carlo(release(False), runs=3), ci=1.5)
