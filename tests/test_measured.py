@@ -208,3 +208,12 @@ def test_runs_that_measure_none_of_the_steps_are_left_out_of_joint_resampling():
     with pytest.warns(nbp.HistoryDurationsWarning, match=r"1 of 3 runs measure none of the steps of 'p'"):
         mc = nbp.monte_carlo(plan, h, runs=300)
     assert set(mc["makespan_s"]) == {2.0, 20.0}
+
+
+def test_a_misspelt_mode_is_refused_with_or_without_a_history():
+    """mode="indep" was ignored when durations= was not a history (joint is the default)."""
+    p = two_steps()
+    for call in (lambda: nbp.monte_carlo(p, {"a": 1.0}, mode="indep", runs=3),
+                 lambda: nbp.simulate(p, mode="indep")):  # fmt: skip
+        with pytest.raises(nbp.SimulationError, match=r"mode='indep': use 'joint' .* or 'independent'"):
+            call()
