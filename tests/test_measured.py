@@ -217,3 +217,33 @@ def test_a_misspelt_mode_is_refused_with_or_without_a_history():
                  lambda: nbp.simulate(p, mode="indep")):  # fmt: skip
         with pytest.raises(nbp.SimulationError, match=r"mode='indep': use 'joint' .* or 'independent'"):
             call()
+
+
+def test_R46_failures_history_of_a_looped_step_is_the_rate_of_its_iterations():
+    """Four measured runs of a loop of two iterations side by side; one iteration failed once
+    (1 attempt in 8), so the loop's own row failed in 1 run of 4. The rate was read from the
+    loop's row (1/4) and injected into each iteration: the loop then failed in 1 - (3/4)² ≈ 44 %
+    of the runs instead of 1/4. Per iteration attempt it is 1/8."""
+    from notebook_pipelines.engine.measured import HistoryDurations
+
+    p = _looped(None)
+    plan = p.plan()
+    runs = []
+    for run in "1234":
+        h = _looped_history(plan, [(0.0, 2.0), (0.0, 3.0)]).assign(run_id=run)
+        if run == "1":
+            h.loc[h["iteration"] == 0, "status"] = "Failed"
+            h.loc[h["iteration"].isna(), "status"] = "Failed"  # the loop fails with its iteration
+        runs.append(h)
+    measured = HistoryDurations(pd.concat(runs, ignore_index=True), plan)
+    assert measured.failure_rates() == {plan.steps[0].fqn: 1 / 8}
+
+
+def test_failures_history_counts_a_failure_its_strategy_ignored():
+    """b failed in 1 run of 4 and its Ignore strategy made it IgnoreFailed: its rate was 0."""
+    from notebook_pipelines.engine.measured import HistoryDurations
+
+    plan = two_steps().plan()
+    h = _history({run: {"a": 1.0, "b": 1.0} for run in "1234"}, plan)
+    h.loc[(h["run_id"] == "2") & (h["step"] == "b"), "status"] = "IgnoreFailed"
+    assert HistoryDurations(h, plan).failure_rates() == {plan.steps[1].fqn: 1 / 4}

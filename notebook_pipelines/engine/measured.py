@@ -24,7 +24,9 @@ history lacks take their own ``duration=`` or ``default=``, with a
 :class:`HistoryDurationsWarning` that names them.
 
 ``failures="history"`` injects each step's measured failure rate: the share of its measured
-attempts that failed (``Failed``, ``Errored``, ``Aborted``, ``ApprovalRejected``), per attempt.
+attempts that failed (``Failed``, ``Errored``, ``Aborted``, ``ApprovalRejected``, and
+``IgnoreFailed``: a failure its strategy ignored), per attempt — for a looped step, per attempt
+of an iteration (its own row, which fails when one iteration does, is left out).
 
 Randomness: ``simulate(p, durations=h, seed=s)`` draws its measured run (joint) or each step's
 measurement (independent) from a generator seeded with ``(s, "history")``, so
@@ -45,7 +47,7 @@ from .steptable import MISSING, StepTable
 __all__ = ["MODES", "HistoryDurations", "HistoryDurationsWarning", "is_history"]
 
 MODES = ("joint", "independent")
-_FAILED = ("Failed", "Errored", "Aborted", "ApprovalRejected")
+_FAILED = ("Failed", "Errored", "Aborted", "ApprovalRejected", "IgnoreFailed")
 #: the entropy word of the history stream (after the seed): b"hist" as an integer
 _TAG = 0x68697374
 
@@ -249,8 +251,15 @@ class HistoryDurations:
         by_source = {}
         for node in self.steps:
             by_source[node.fqn] = node
+        fqns = rows["fqn"].astype(str)
+        if "parent" in rows.columns:  # a looped step's iterations (R46): their row's parent is its row
+            parents = rows["parent"].astype(object)
+            copy = parents.isin(set(fqns))
+            spans = fqns.isin(set(parents[copy].astype(str))) & ~copy  # its own row spans them
+            fqns = fqns.where(~copy, parents.astype(str))
+            rows, fqns = rows[~spans], fqns[~spans]
         failed = rows["status"].astype(str).isin(_FAILED)
-        shares = failed.groupby(rows["fqn"], observed=True).mean()
+        shares = failed.groupby(fqns.to_numpy(), observed=True).mean()
         ids = {n.id: n.fqn for n in self.steps}
         for fqn, share in shares.items():
             target = fqn if fqn in by_source else ids.get(str(fqn).rsplit(".", 1)[-1])
