@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pandas as pd
+import pytest
 
 import notebook_pipelines as nbp
 from notebook_pipelines.analysis.eta import Eta
@@ -142,3 +143,16 @@ def test_the_expected_end_counts_the_earlier_attempts_of_a_step_being_retried():
     p50, p95 = seen["expected"]
     # a's retry began at ~0.3 s: a ends at (retry start) + 5 s, b 20 s after; before, ~0 + 20 s
     assert p50 == p95 and 25.0 < p50 <= seen["started"] + 5.0 + 20.0, (seen, p50)
+
+
+def test_run_history_says_why_there_is_no_expected_end():
+    """A pipeline whose timing depends on more than durations (here a condition on a variable)
+    gets no estimate: the run showed none and said nothing."""
+    p = nbp.Pipeline("eta", variables={"go": "yes"})
+    with p.stage("s") as s:
+        s.step("a", run=lambda: None)
+        s.step("b", run=lambda: None, when='<+pipeline.variables.go> == "yes"')
+    why = r"no expected end for 'eta'.*steps\.b has a condition"
+    with pytest.warns(nbp.HistoryDurationsWarning, match=why):
+        trace = p.run(history=_history(p.plan()), progress=True, report=False)
+    assert set(trace.loc[trace["kind"] == "step", "status"]) == {"Success"}

@@ -10,7 +10,8 @@ now: the time since its first attempt started, plus at least a measured duration
 and p95. The live view and the text progress show the time left to each.
 
 A plan the vectorised timing does not cover (:func:`~notebook_pipelines.engine.vectorised.why_not`)
-gets no estimate; :attr:`Eta.reason` says why.
+gets no estimate; :attr:`Eta.reason` says why, and a
+:class:`~notebook_pipelines.errors.HistoryDurationsWarning` says so when the run starts.
 
 >>> import pandas as pd, notebook_pipelines as nbp
 >>> p = nbp.Pipeline("p")
@@ -52,6 +53,15 @@ class Eta:
         self.plan, self.runs = plan, runs
         self.reason = why_not(plan)
         self.samples: dict[int, Any] | None = None
+        if self.reason is not None:  # asked for, not shown: say why
+            from ..errors import HistoryDurationsWarning
+
+            warnings.warn(
+                f"run(history=…): no expected end for {plan.pipeline.id!r}, whose timing does not depend "
+                f"on durations alone: {self.reason}",
+                HistoryDurationsWarning,
+                stacklevel=5,
+            )
         if self.reason is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
