@@ -143,7 +143,7 @@ class HistoryDurations:
         and then filled every step independently, and their failures counted."""
         import numpy as np
 
-        kept = ~np.isnan(self.matrix).all(axis=1)
+        kept: Any = ~np.isnan(self.matrix).all(axis=1)
         if kept.all():
             return rows
         dropped = int((~kept).sum())
@@ -239,10 +239,16 @@ class HistoryDurations:
 
     def batch(self, seed: int, runs: int) -> dict[int, Any]:
         """``runs`` runs at once (the vectorised path): one generator seeded ``(seed, "history")``."""
+        drawn: dict[int, Any] = self.draws(seed)(runs)
+        return drawn
+
+    def draws(self, seed: int) -> Any:
+        """A function ``runs -> durations`` (as :meth:`batch`) that draws a batch in chunks from
+        one generator seeded ``(seed, "history")``: each call continues it."""
         import numpy as np
 
         rng = np.random.default_rng([seed, _TAG])
-        return self._changes(self.draw(rng, runs), rng, runs)
+        return lambda runs: self._changes(self.draw(rng, runs), rng, runs)
 
     def failure_rates(self) -> dict[str, float]:
         """``{step FQN: share of its measured attempts that failed}`` for steps that ever failed."""
