@@ -565,3 +565,16 @@ def test_distribution_of_what_is_not_monte_carlo_results_is_a_clear_error():
         nbp.distribution(trace)
     with pytest.raises(SimulationError, match=r"distribution\(ci=1.5\): give the confidence as a share"):
         nbp.distribution(nbp.monte_carlo(release(False), runs=3), ci=1.5)
+
+
+def test_compare_takes_mode_with_a_history():
+    """compare(durations=h, mode=…) was a TypeError, though simulate, monte_carlo and what_if
+    take mode. Runs (a=1, b=1) and (a=10, b=10): joint, a and b come from one run (2 or 20 s);
+    independent, each from its own, so some seeds mix them (1 + 10 = 11 s)."""
+    p = _unit_scan("scan", parallel=False)
+    h = _measured(p, [{"unit": 1.0, "scan": 1.0}, {"unit": 10.0, "scan": 10.0}])
+    joint = {nbp.compare([p], durations=h, seed=s)["makespan_s"].iloc[0] for s in range(12)}
+    independent = {
+        nbp.compare([p], durations=h, seed=s, mode="independent")["makespan_s"].iloc[0] for s in range(12)
+    }
+    assert joint <= {2.0, 20.0} and 11.0 in independent and independent <= {2.0, 11.0, 20.0}

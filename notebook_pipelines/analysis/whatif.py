@@ -95,6 +95,7 @@ def compare(
     interventions: Any = RUN_OPTIONS["interventions"],
     outputs: Any = RUN_OPTIONS["outputs"],
     seed: int = 0,
+    mode: str = "joint",
 ) -> pd.DataFrame:
     """Simulate several designs (or settings of one design) with the same options; one row each.
 
@@ -112,6 +113,8 @@ def compare(
             one design. ``durations`` may be a history: each design then takes the measured
             run ``seed`` draws (the same run for every design); for distributions, see
             :func:`monte_carlo` and :func:`what_if` of a history.
+        mode: with a history, ``"joint"`` (every step from one measured run) or
+            ``"independent"`` (each step from its own measurements), as for :func:`simulate`.
 
     Returns:
         A DataFrame indexed by design name (``design``) in the given order, with columns
@@ -139,6 +142,7 @@ def compare(
         "interventions": interventions,
         "outputs": outputs,
         "seed": seed,
+        "mode": mode,
     }
     plans = {name: as_plan(target) for name, (target, _) in named.items()}
     _check_shared_keys(plans, shared)
