@@ -578,3 +578,15 @@ def test_compare_takes_mode_with_a_history():
         nbp.compare([p], durations=h, seed=s, mode="independent")["makespan_s"].iloc[0] for s in range(12)
     }
     assert joint <= {2.0, 20.0} and 11.0 in independent and independent <= {2.0, 11.0, 20.0}
+
+
+def test_what_if_of_a_history_scales_a_step_it_does_not_measure():
+    """scale= of a step the history lacks (it takes default=) was silently not applied."""
+    from notebook_pipelines.analysis.whatif import what_if
+
+    measured, grown = _unit_scan("scan", parallel=False), _unit_scan("scan", "new", parallel=False)
+    h = _measured(measured, [{"unit": 10.0, "scan": 5.0}, {"unit": 10.0, "scan": 5.0}])
+    with pytest.warns(nbp.HistoryDurationsWarning, match=r"steps\.new"):
+        table = what_if(h, pipeline=grown, scale={"new": 0.5}, default=8.0, runs=20)
+    # before: 10 + 5 + 8 (new takes the default) = 23; new twice as fast: 10 + 5 + 4 = 19
+    assert table["p50_s"].tolist() == [23.0, 19.0]

@@ -376,7 +376,9 @@ def _what_if_history(
     runs, seed, mode = options.get("runs", 10_000), options.get("seed", 0), options.get("mode", "joint")
     default = options.get("default", RUN_OPTIONS["default"])
     before_source = HistoryDurations(history, plan, mode)
-    after_source = HistoryDurations(history, other, mode, warn=False).changed(durations, options.get("scale"))
+    after_source = HistoryDurations(history, other, mode, warn=False).changed(
+        durations, options.get("scale"), default
+    )
     _warn_new_unmeasured(before_source, after_source)
     before = monte_carlo(plan, before_source, runs=runs, seed=seed, mode=mode, default=default)
     after = monte_carlo(other, after_source, runs=runs, seed=seed, mode=mode, default=default)

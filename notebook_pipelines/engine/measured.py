@@ -84,6 +84,7 @@ class HistoryDurations:
         self.mode, self.history = mode, history
         self.scale: dict[int, float] = {}  # node index → factor (what_if: "20 % faster" is 0.8)
         self.fixed: dict[int, Any] = {}  # node index → a duration or sampler that replaces the measured
+        self.default: Any = None  # what an unmeasured step without duration= takes (scaled by scale)
         rows = _measured_rows(history)
         last = rows.sort_values("attempt", kind="stable").groupby(["run_id", "fqn"], observed=True).tail(1)
         seconds = (last["end_s"] - last["start_s"]).groupby([last["run_id"], last["fqn"]], observed=True)
@@ -181,13 +182,15 @@ class HistoryDurations:
                 out[node.index] = own[rng.integers(len(own), size=runs)]
         return out
 
-    def changed(self, durations: Any = None, scale: Any = None) -> HistoryDurations:
+    def changed(self, durations: Any = None, scale: Any = None, default: Any = None) -> HistoryDurations:
         """A copy whose draws are changed: ``durations`` (by step id, FQN or glob: seconds, a
         Harness duration or a sampler) replace the measured ones, ``scale`` (by step id, FQN or
-        glob: a factor) multiplies them (``{"scan": 0.8}``: scan 20 % faster)."""
+        glob: a factor) multiplies them (``{"scan": 0.8}``: scan 20 % faster) — or, for a step
+        the history does not measure, its own ``duration=``, else ``default``."""
         import copy
 
         other = copy.copy(self)
+        other.default = default
         other.scale, other.fixed = dict(self.scale), dict(self.fixed)
         steps = [n for n in self.plan.nodes if n.kind == "step" and n.phase != "rollback"]
         if durations:
@@ -224,8 +227,13 @@ class HistoryDurations:
         for index, factor in self.scale.items():
             if index in out:
                 out[index] = out[index] * factor
-            elif nodes[index].duration is not None and not is_sampler(nodes[index].duration):
-                out[index] = np.full(runs, nodes[index].duration * factor)
+                continue
+            value = nodes[index].duration if nodes[index].duration is not None else self.default
+            where = nodes[index].fqn
+            if is_sampler(value):  # unmeasured: its own duration or the default, scaled
+                out[index] = draw_runs(value, rng, runs, where) * factor
+            elif value is not None:
+                out[index] = np.full(runs, to_seconds(value, f"{where} (durations)") * factor)
         return out
 
     def one_run(self, seed: int) -> dict[str, float]:
