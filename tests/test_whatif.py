@@ -590,3 +590,12 @@ def test_what_if_of_a_history_scales_a_step_it_does_not_measure():
         table = what_if(h, pipeline=grown, scale={"new": 0.5}, default=8.0, runs=20)
     # before: 10 + 5 + 8 (new takes the default) = 23; new twice as fast: 10 + 5 + 4 = 19
     assert table["p50_s"].tolist() == [23.0, 19.0]
+
+
+def test_summarize_of_what_is_not_monte_carlo_results_is_a_clear_error():
+    """summarize(h) of a history returned an empty table, summarize(dict) an AttributeError."""
+    trace = simulate(release(False))
+    with pytest.raises(SimulationError, match=r"summarize\(\) reads monte_carlo results .* not a trace"):
+        nbp.summarize(trace)
+    with pytest.raises(SimulationError, match=r"not a dict"):
+        nbp.summarize({"makespan_s": [1.0, 2.0]})

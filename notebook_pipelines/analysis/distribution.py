@@ -40,11 +40,7 @@ def distribution(results: pd.DataFrame, *, ci: float = 0.95, top: int = 5) -> Di
     import numpy as np
     import pandas as pd
 
-    if "makespan_s" not in getattr(results, "columns", ()):
-        raise SimulationError(
-            f"distribution() reads monte_carlo results (a makespan_s column per run), not "
-            f"{_what(results)}: nbp.distribution(nbp.monte_carlo(p, h)) for a pipeline on a history h"
-        )
+    _check_results(results, "distribution")
     if isinstance(ci, bool) or not isinstance(ci, int | float) or not 0 < ci < 1:
         raise SimulationError(f"distribution(ci={ci!r}): give the confidence as a share, 0 < ci < 1 (0.95)")
     values = np.sort(results["makespan_s"].to_numpy(dtype=float))
@@ -69,6 +65,15 @@ def distribution(results: pd.DataFrame, *, ci: float = 0.95, top: int = 5) -> Di
         statuses = results["status"].astype(str)
         out.unsuccessful = statuses[statuses != "Success"].value_counts().to_dict()
     return out
+
+
+def _check_results(results: Any, verb: str) -> None:
+    """Refuse what is not :func:`monte_carlo` results (no ``makespan_s`` column), saying so."""
+    if "makespan_s" not in getattr(results, "columns", ()) or not hasattr(results, "attrs"):
+        raise SimulationError(
+            f"{verb}() reads monte_carlo results (a makespan_s column per run), not "
+            f"{_what(results)}: nbp.{verb}(nbp.monte_carlo(p, h)) for a pipeline on a history h"
+        )
 
 
 def _what(results: Any) -> str:
@@ -195,6 +200,7 @@ def summarize(results: pd.DataFrame, percentiles: Sequence[float] | None = None)
     import numpy as np
     import pandas as pd
 
+    _check_results(results, "summarize")
     if percentiles is None:
         percentiles = results.attrs.get("percentiles", PERCENTILES)
     check_percentiles(percentiles)
