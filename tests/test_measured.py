@@ -247,3 +247,16 @@ def test_failures_history_counts_a_failure_its_strategy_ignored():
     h = _history({run: {"a": 1.0, "b": 1.0} for run in "1234"}, plan)
     h.loc[(h["run_id"] == "2") & (h["step"] == "b"), "status"] = "IgnoreFailed"
     assert HistoryDurations(h, plan).failure_rates() == {plan.steps[1].fqn: 1 / 4}
+
+
+def test_a_history_whose_measurements_are_all_in_loops_in_loops_is_not_called_another_pipelines():
+    """Its only step runs in a looped group inside a looped stage: the copies
+    (``s_0.….g_1.steps.x``) are not matched through both loops, but the history is this
+    pipeline's: a warning names the step (it takes default=), no 'measures none' error."""
+    p = nbp.Pipeline("nested", rules="current")
+    with p.stage("s", strategy=nbp.Parallelism(2)) as s, s.step_group("g", strategy=nbp.Parallelism(2)) as g:
+        g.step("x", duration=3.0)
+    h = pd.concat([nbp.simulate(p, run_id=f"run-{k}") for k in range(2)], ignore_index=True)
+    with pytest.warns(nbp.HistoryDurationsWarning, match=r"no measurement of .*steps\.x"):
+        mc = nbp.monte_carlo(p, h, runs=3)
+    assert set(mc["makespan_s"]) == {3.0}  # x's own duration=

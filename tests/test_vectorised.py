@@ -585,10 +585,13 @@ _LOOPS = st.sampled_from([None, None, None, None, ("parallelism", 2), ("repeat",
 _STRATEGIES = st.sampled_from([None, None, "retry", "ignore", "rollback"])
 
 
-def _loop(spec):
+def _loop(spec, serial: bool = False):
+    """The looping strategy of ``spec``; ``serial``: its iterations one at a time (R54)."""
     if spec is None:
         return None
     kind, n = spec
+    if serial:
+        return nbp.Repeat(times=n, max_concurrency=1)
     if kind == "parallelism":
         return nbp.Parallelism(n)
     return nbp.Repeat(times=n) if kind == "repeat" else nbp.Matrix(x=list(range(n)))
@@ -620,7 +623,8 @@ _MORE_SHAPES = st.lists(
 )
 
 
-def _build_more(shape: list) -> nbp.Pipeline:
+def _build_more(shape: list, serial: bool = False) -> nbp.Pipeline:
+    """The pipeline of a drawn shape; ``serial``: its loops run one iteration at a time."""
     p = nbp.Pipeline("p", rules="current")
     counter = iter(range(10_000))
 
@@ -636,7 +640,7 @@ def _build_more(shape: list) -> nbp.Pipeline:
         else:
             _, loop, strategy, items = item
             with container.step_group(
-                ident, strategy=_loop(loop), failure_strategies=_strategy(strategy)
+                ident, strategy=_loop(loop, serial), failure_strategies=_strategy(strategy)
             ) as g:
                 fill(g, items)
 
@@ -654,7 +658,7 @@ def _build_more(shape: list) -> nbp.Pipeline:
         def add(stages=stages):
             for loop, strategy, items, rollback in stages:
                 with p.stage(
-                    f"st{next(counter)}", strategy=_loop(loop), failure_strategies=_strategy(strategy)
+                    f"st{next(counter)}", strategy=_loop(loop, serial), failure_strategies=_strategy(strategy)
                 ) as s:
                     fill(s, items)
                     if rollback:
@@ -768,3 +772,39 @@ def test_ctrl_c_during_a_vectorised_monte_carlo_keeps_the_chunks_that_finished(m
     done = caught.value.trace
     assert done["run"].tolist() == list(range(500)) and done.attrs["engine"] == "vectorised"
     assert done["makespan_s"].between(2.0, 3.0).all() and done.attrs["seed"] == 3
+
+
+@pytest.mark.filterwarnings("ignore::notebook_pipelines.HistoryDurationsWarning")  # steps always skipped
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=_MORE_SHAPES, data=st.data())
+def test_monte_carlo_of_a_history_replays_its_measured_runs_on_both_engines(shape, data):
+    """Three runs of a random pipeline, each with its own durations, kept as a history: joint
+    resampling draws whole runs, so every simulated makespan — on the scheduler, and on the
+    vectorised path where it applies — is one of the three measured. Loops included, side by
+    side or one iteration at a time: a looped step takes the longest of its iterations (here
+    they all took the same time), not the loop's span."""
+    plan = _build_more(shape, serial=data.draw(st.booleans())).plan()
+    why = why_not(plan)
+    looped = [n for n in plan.nodes if n.strategy is not None]
+    if any(b.strategy is not None for n in looped for b in n.walk() if b is not n):
+        return  # a loop in a loop: the history's copies are not matched through both
+    timed = [n for n in plan.nodes if n.kind == "step" and n.phase != "rollback" and n.type != "Wait"]
+    seconds = st.sampled_from([0.0, 0.1, 0.2, 1.0, 3.0, 7.7])
+    runs = [
+        nbp.simulate(plan, durations={n.fqn: data.draw(seconds) for n in timed}, run_id=f"run-{k}")
+        for k in range(3)
+    ]
+    h = pd.concat(runs, ignore_index=True)
+    if not ((h["kind"] == "step") & (h["attempt"] > 0)).any():
+        return  # every step skipped: nothing measured
+    measured = np.array([float(t.loc[t["kind"] == "pipeline", "end_s"].iloc[0]) for t in runs])
+
+    def among_measured(makespans) -> bool:  # up to rounding: a step's measured end - start
+        return all(np.isclose(measured, m, rtol=0, atol=1e-9).any() for m in set(makespans))
+
+    slow = nbp.monte_carlo(plan, h, runs=15, seed=1, engine="scheduler")
+    assert among_measured(slow["makespan_s"]), (set(slow["makespan_s"]), measured)
+    if why is None:  # iterations side by side (or none): the vectorised path too
+        fast = nbp.monte_carlo(plan, h, runs=60, seed=1)
+        assert fast.attrs["engine"] == "vectorised", fast.attrs["engine_reason"]
+        assert among_measured(fast["makespan_s"]), (set(fast["makespan_s"]), measured)

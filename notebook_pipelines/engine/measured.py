@@ -130,8 +130,9 @@ class HistoryDurations:
             raise SimulationError(
                 "durations=: the history has no finished step rows (kind 'step', attempt ≥ 1, start and end)"
             )
-        if not self.steps and self.missing:
-            raise _unrelated(history, plan, measured_fqns)
+        every = set(wide.columns) if wide is not None else set()  # the measured FQNs, copies too
+        if not self.steps and self.missing and not _shares_a_step(plan, every):
+            raise _unrelated(history, plan, every)
         if self.missing and warn:
             warn_missing(self.missing, stacklevel=4)
         rows = self._without_unrelated_runs(rows, warn)
@@ -145,7 +146,7 @@ class HistoryDurations:
         import numpy as np
 
         kept: Any = ~np.isnan(self.matrix).all(axis=1)
-        if kept.all():
+        if kept.all() or not self.steps:  # (no step measured: the warning named them all)
             return rows
         dropped = int((~kept).sum())
         self.matrix = self.matrix[kept]
@@ -341,6 +342,18 @@ def _measured_rows(history: Any) -> Any:
             + ", e.g. h = h[~(h['end_s'] < h['start_s'])]"
         )
     return rows
+
+
+def _shares_a_step(plan: Any, fqns: set[Any]) -> bool:
+    """True when a measured FQN ends with one of ``plan``'s step ids, or with one and a postfix
+    (``compile_0_1``: an iteration's copy, R46) — the history is of this pipeline, its
+    measurements perhaps out of reach (loops in loops)."""
+    ids = {n.id for n in plan.nodes if n.kind == "step"}
+    for fqn in fqns:
+        parts = str(fqn).rsplit(".", 1)[-1].split("_")
+        if any("_".join(parts[:k]) in ids for k in range(1, len(parts) + 1)):
+            return True
+    return False
 
 
 def _unrelated(history: Any, plan: Any, measured: set[str]) -> SimulationError:
