@@ -599,3 +599,14 @@ def test_summarize_of_what_is_not_monte_carlo_results_is_a_clear_error():
         nbp.summarize(trace)
     with pytest.raises(SimulationError, match=r"not a dict"):
         nbp.summarize({"makespan_s": [1.0, 2.0]})
+
+
+def test_monte_carlo_progress_counter_on_the_vectorised_path(capsys: pytest.CaptureFixture[str], monkeypatch):
+    """progress=True showed nothing on the vectorised path: now its chunks are counted."""
+    from notebook_pipelines.analysis import montecarlo
+
+    monkeypatch.setattr(montecarlo, "CHUNK_CELLS", 60, raising=False)  # 6 nodes: chunks of 10 runs
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=25, progress=True)
+    assert mc.attrs["engine"] == "vectorised"
+    err = capsys.readouterr().err
+    assert "monte_carlo: 10/25 runs" in err and "monte_carlo: 25/25 runs" in err

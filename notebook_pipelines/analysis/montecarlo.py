@@ -82,7 +82,8 @@ def monte_carlo(
             stage), so a large ``runs`` costs no memory before the first run.
         seed: run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``.
         percentiles: what :func:`summarize` reports for these runs (kept in ``attrs``).
-        progress: show a progress bar (tqdm if installed, else a counter on stderr).
+        progress: show a progress bar (tqdm if installed, else a counter on stderr); on the
+            vectorised path it counts the chunks of runs as they are timed.
         mode: ``"joint"`` (whole measured runs) or ``"independent"`` (per step), with a history.
         engine: ``"auto"``, ``"vectorised"`` (refused, saying why, where it does not apply) or
             ``"scheduler"``.
@@ -152,7 +153,7 @@ def monte_carlo(
     frame = None
     if reason is None:
         frame, reason = _vectorised_or_why(
-            plan, durations, default, outputs, runs, seed, source, percentiles, mode
+            plan, durations, default, outputs, runs, seed, source, percentiles, mode, progress
         )
         if frame is None and engine == "vectorised":
             raise SimulationError(f"monte_carlo(engine='vectorised'): {reason}")
@@ -178,12 +179,12 @@ def monte_carlo(
 
 def _vectorised_or_why(
     plan: Any, durations: Any, default: Any, outputs: Any, runs: int, seed: int, source: Any,
-    percentiles: Sequence[float], mode: str,
+    percentiles: Sequence[float], mode: str, progress: bool = False,
 ) -> tuple[pd.DataFrame | None, str | None]:  # fmt: skip
     """:func:`_vectorised`, its Ctrl-C a :class:`RunInterrupted` with the runs timed so far."""
     about = dict(seed=seed, percentiles=tuple(percentiles), mode=mode if source is not None else None)
     try:
-        return _vectorised(plan, durations, default, outputs, runs, seed, source)
+        return _vectorised(plan, durations, default, outputs, runs, seed, source, progress)
     except RunInterrupted as interrupted:  # the chunks that finished
         interrupted.trace.attrs.update(about)
         raise
@@ -203,8 +204,9 @@ CHUNK_CELLS = 1 << 21
 
 
 def _vectorised(
-    plan: Any, durations: Any, default: Any, outputs: Any, runs: int, seed: int, source: Any
-) -> tuple[pd.DataFrame | None, str | None]:
+    plan: Any, durations: Any, default: Any, outputs: Any, runs: int, seed: int, source: Any,
+    progress: bool = False,
+) -> tuple[pd.DataFrame | None, str | None]:  # fmt: skip
     """The vectorised engine's frame, or ``(None, why not)`` when its probe run disagrees.
 
     The runs are timed in chunks of at most :data:`CHUNK_CELLS` node-runs, each drawn from the
@@ -235,13 +237,16 @@ def _vectorised(
     timed = _Timed(plan, seed, constant)
     timed.add(result)
     try:
-        while timed.done < runs:
-            k = min(chunk, runs - timed.done)
-            result = batch(plan, drawn_for(k)[0], k)
-            expired = result.timeout_reached()
-            if expired is not None:
-                return None, f"{expired} reaches its timeout in some runs"
-            timed.add(result)
+        with _Progress(runs, progress) as bar:
+            bar.update(chunk)
+            while timed.done < runs:
+                k = min(chunk, runs - timed.done)
+                result = batch(plan, drawn_for(k)[0], k)
+                expired = result.timeout_reached()
+                if expired is not None:
+                    return None, f"{expired} reaches its timeout in some runs"
+                timed.add(result)
+                bar.update(k)
     except KeyboardInterrupt:  # the chunks that finished are whole runs
         raise RunInterrupted(
             f"monte_carlo interrupted after {timed.done:,} of {runs:,} runs (vectorised, in chunks of "
@@ -473,13 +478,13 @@ class _Progress:
                 self.bar = tqdm(total=self.total, desc="monte_carlo", unit="run")
         return self
 
-    def update(self) -> None:
-        self.done += 1
+    def update(self, runs: int = 1) -> None:
+        before, self.done = self.done, self.done + runs
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.update(1)
-        elif self.done % self.step == 0 or self.done == self.total:
+            self.bar.update(runs)
+        elif self.done // self.step > before // self.step or self.done == self.total:
             sys.stderr.write(f"\rmonte_carlo: {self.done}/{self.total} runs")
             sys.stderr.flush()
 
