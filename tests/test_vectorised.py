@@ -754,7 +754,7 @@ def test_ctrl_c_during_a_vectorised_monte_carlo_keeps_the_chunks_that_finished(m
 
     from notebook_pipelines.analysis import montecarlo
 
-    monkeypatch.setattr(montecarlo, "CHUNK_CELLS", 1_000)  # 4 nodes: chunks of 250 runs
+    monkeypatch.setattr(montecarlo, "CHUNK_CELLS", 1_000, raising=False)  # 4 nodes: chunks of 250 runs
     calls = [0]
 
     def duration(rng):  # drawn once per chunk (vectorised): interrupts while the 3rd is drawn
