@@ -260,3 +260,13 @@ def test_a_history_whose_measurements_are_all_in_loops_in_loops_is_not_called_an
     with pytest.warns(nbp.HistoryDurationsWarning, match=r"no measurement of .*steps\.x"):
         mc = nbp.monte_carlo(p, h, runs=3)
     assert set(mc["makespan_s"]) == {3.0}  # x's own duration=
+
+
+def test_a_misspelt_failures_history_says_what_the_option_is():
+    """failures="History" said only "takes a mapping …, not str"."""
+    plan = two_steps().plan()
+    h = _history({"1": {"a": 2.0, "b": 3.0}}, plan)
+    with pytest.raises(
+        nbp.SimulationError, match=r"not str \('History': failures=\"history\", with durations="
+    ):
+        nbp.monte_carlo(plan, h, runs=3, failures="History")
