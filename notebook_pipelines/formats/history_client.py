@@ -192,7 +192,11 @@ class ApiClient:
                     "fetched so far are kept in the cache: call again to go on (or give a longer deadline=)"
                 )
             try:
-                response = self.request(method, url, headers, data, min(REQUEST_TIMEOUT, left), self.stop)
+                timeout = min(REQUEST_TIMEOUT, left)
+                if self.request is http_request:  # ours takes the stop event (Ctrl-C ends it at once)
+                    response = http_request(method, url, headers, data, timeout, self.stop)
+                else:  # a request function given to the client: its five arguments, as ever
+                    response = self.request(method, url, headers, data, timeout)
             except HistoryError as err:
                 late = "" if left >= REQUEST_TIMEOUT or "did not answer" not in str(err) else _LATE
                 raise HistoryError(self.hide(f"{self.system}: {err}{late.format(self.deadline)}")) from None
