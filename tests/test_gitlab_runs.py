@@ -255,3 +255,14 @@ def test_a_pipeline_of_ten_thousand_stages_loads_in_linear_time():
     steps = rows[rows["kind"] == "step"].set_index("step")
     assert steps.loc["j2", "after"] == ("pipeline.stages.s1.spec.execution.steps.j1",)
     assert steps.loc["j1", "after"] == ()
+
+
+def test_retried_jobs_are_ordered_by_the_instant_they_were_created_across_a_dst_change():
+    """An instance that writes local times: the job at 02:30+02:00 (00:30 UTC) failed and its
+    retry came at 02:10+01:00 (01:10 UTC, after the clocks went back). Sorted as text, the
+    retry was attempt 1 and the failure attempt 2."""
+    first = {**job(20, "smoke", "test", "failed", 21, 22), "created_at": "2026-10-25T02:30:00+02:00"}
+    retry = {**job(21, "smoke", "test", "success", 23, 24), "created_at": "2026-10-25T02:10:00+01:00"}
+    rows = load_gitlab_pipeline(PIPELINE, [*JOBS, retry, first])
+    smoke = rows[rows["step"] == "smoke"]
+    assert [(a, str(s)) for a, s in zip(smoke["attempt"], smoke["status"])] == [(1, "Failed"), (2, "Success")]

@@ -388,7 +388,13 @@ def _job_rows(
 ) -> list[dict]:
     """A job's rows, one per attempt (retried jobs by creation), earlier ones marked Rerun."""
     rows = []
-    attempts = sorted(attempts, key=lambda j: (str(j.get("created_at") or ""), whole(j.get("id"), label, 0)))
+
+    def created(job: Mapping) -> tuple:  # the instant, not the text: offsets may differ (DST)
+        where = f"{label}: job {excerpt(str(job.get('name')), 80)!r}"
+        ns = stamp_ns(job.get("created_at"), f"{where} created_at")
+        return (ns is not None, ns or 0, whole(job.get("id"), f"{where} id", 0))
+
+    attempts = sorted(attempts, key=created)
     for number, job in enumerate(attempts, start=1):
         where = f"{label}: job {excerpt(str(job.get('name')), 80)!r}"
         raw = str(job.get("status"))
