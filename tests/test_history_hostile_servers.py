@@ -558,3 +558,15 @@ def test_a_next_page_naming_the_default_port_or_another_letter_case_is_the_same_
     ):
         with pytest.raises(HistoryError, match=r"is not under https://api.github.com: refused"):
             _under("https://api.github.com", link)
+
+
+@pytest.mark.parametrize("concurrency", ["many", None, 2.5])
+def test_a_concurrency_that_is_not_a_whole_number_is_refused_before_anything_is_asked(
+    server, tmp_path, concurrency
+):
+    """Before: the runs were listed, then int("many") raised ValueError (None: TypeError; 2.5
+    was silently 2)."""
+    github_routes(server, [1])
+    with pytest.raises(HistoryError, match=r"concurrency= is a number of requests at once \(1 to 16\)"):
+        fetch(server, tmp_path, concurrency=concurrency)
+    assert server.seen == []

@@ -61,9 +61,14 @@ def _folder(cache: str | os.PathLike | None) -> Path:
     return Path(cache) if cache is not None else cache_dir()
 
 
-def _bounded(last: Any) -> int:
+def _bounded(last: Any, concurrency: Any = 1) -> int:
+    """``last`` checked (1 to 10,000), and ``concurrency`` (a whole number: 1 to 16 are used)."""
     if isinstance(last, bool) or not isinstance(last, int) or not 1 <= last <= 10_000:
         raise HistoryError(f"last= is a number of runs from 1 to 10,000, not {excerpt(repr(last), 40)}")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+        raise HistoryError(
+            f"concurrency= is a number of requests at once (1 to 16), not {excerpt(repr(concurrency), 40)}"
+        )
     return last
 
 
@@ -143,7 +148,7 @@ def fetch_github_history(
 
     if not isinstance(repo, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
         raise HistoryError(f"fetch_github_history: repo is 'owner/name', not {excerpt(repr(repo), 80)}")
-    last = _bounded(last)
+    last = _bounded(last, concurrency)
     secret = token_or_env(token, "GITHUB_TOKEN")
     auth = {"Authorization": f"Bearer {secret}"} if secret else {}
     auth["X-GitHub-Api-Version"] = "2022-11-28"
@@ -280,7 +285,7 @@ def fetch_gitlab_history(
     """
     from .gitlab import load_gitlab_pipeline
 
-    last = _bounded(last)
+    last = _bounded(last, concurrency)
     secret = token_or_env(token, "GITLAB_TOKEN")
     client = ApiClient("GitLab", {"PRIVATE-TOKEN": secret} if secret else {}, secret, deadline)
     base = url.rstrip("/")
@@ -431,7 +436,7 @@ def fetch_harness_history(
     """
     if last is None and since is None:
         raise HistoryError("fetch_harness_history: give last=N, since=…, or both")
-    limit = _bounded(last) if last is not None else 10_000
+    limit = _bounded(last if last is not None else 10_000, concurrency)
     since_ms = None if since is None else _epoch_ms(since)
     secret = token_or_env(api_key, "HARNESS_API_KEY")
     if not secret:
