@@ -270,3 +270,26 @@ def test_a_misspelt_failures_history_says_what_the_option_is():
         nbp.SimulationError, match=r"not str \('History': failures=\"history\", with durations="
     ):
         nbp.monte_carlo(plan, h, runs=3, failures="History")
+
+
+def test_distribution_of_a_joint_history_says_how_few_measured_runs_its_tail_rests_on():
+    """18 measured runs resampled whole: every sampled makespan is one of 18 values, each drawn
+    1/18 = 5.6 % of the time, so the p95 is the slowest measured run (a 17 s, b 1 s: 18 s) and
+    its CI is that value alone — tight, though it rests on one run. distribution() says so."""
+    plan = two_steps().plan()
+    h = _history({str(i): {"a": float(i), "b": 1.0} for i in range(18)}, plan)  # makespans 1 … 18 s
+    mc = nbp.monte_carlo(plan, h, runs=20_000)
+    assert mc.attrs["mode"] == "joint" and mc.attrs["measured_runs"] == 18
+    d = nbp.distribution(mc)
+    assert d.percentiles.loc["p95"].tolist() == [18.0, 18.0, 18.0]  # 17 + 1: the slowest run
+    # the runs at or above the p95: ceil(18 × 0.05) = ceil(0.9) = 1
+    assert "from 18 measured runs (joint): the CIs count only this sampling" in repr(d)
+    assert "the p95 rests on the slowest 1 of them" in repr(d)
+    forty = _history({str(i): {"a": float(i), "b": 1.0} for i in range(40)}, plan)
+    # 40 runs: ceil(40 × 0.05) = 2
+    assert "the slowest 2 of them" in repr(nbp.distribution(nbp.monte_carlo(plan, forty, runs=500)))
+    independent = nbp.monte_carlo(plan, h, runs=500, mode="independent")
+    assert independent.attrs["measured_runs"] == 18
+    assert "measured runs" not in repr(nbp.distribution(independent))
+    plain = nbp.monte_carlo(plan, runs=20)
+    assert plain.attrs["measured_runs"] is None and "measured runs" not in repr(nbp.distribution(plain))

@@ -175,6 +175,13 @@ class Distribution:
                 f"  {sum(self.unsuccessful.values()):,} of {a.get('runs', 0):,} runs did not succeed "
                 f"({counts}): their makespan, counted above, is the time to their end"
             )
+        measured = a.get("measured_runs")
+        if a.get("mode") == "joint" and measured:  # whole measured runs: no more values than runs
+            tail = math.ceil(measured * 0.05 - 1e-9)  # the measured runs at or above the p95
+            lines.append(
+                f"  from {measured:,} measured runs (joint): the CIs count only this sampling; "
+                f"the p95 rests on the slowest {tail:,} of them"
+            )
         if len(self.criticality):
             shown = ", ".join(f"{k} {v:.0%}" for k, v in self.criticality.head(self.top).items())
             lines.append(f"  most critical: {shown}")

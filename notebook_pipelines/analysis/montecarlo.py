@@ -99,7 +99,8 @@ def monte_carlo(
         A DataFrame with columns ``run``, ``seed`` (``simulate(p, seed=…)`` replays the run),
         ``makespan_s``, ``status`` and ``stage:<id>`` per stage. ``attrs`` holds plain values
         only (``pipeline``, ``seed``, ``runs``, ``percentiles``, ``engine``, ``engine_reason``,
-        ``replay`` — ``"run"`` or ``"batch"`` —, ``mode`` and ``criticality``: ``{step FQN:
+        ``replay`` — ``"run"`` or ``"batch"`` —, ``mode`` and ``measured_runs`` (with a
+        history: how it was resampled, from how many measured runs), and ``criticality``: ``{step FQN:
         share of runs in which it lies on a critical path}``): a DataFrame in ``attrs``
         would break ``merge``/``concat`` (pandas compares attrs with ``==``), so the summary
         is :func:`summarize` (or :func:`distribution`) of the result rather than an attribute.
@@ -165,7 +166,7 @@ def monte_carlo(
             "interventions": interventions,
         }
         about = dict(engine="scheduler", engine_reason=reason, replay="run", seed=seed,
-                     percentiles=tuple(percentiles), mode=mode if source is not None else None)  # fmt: skip
+                     percentiles=tuple(percentiles), **_measured(source, mode))  # fmt: skip
         try:
             frame = _scheduled(plan, pipeline, options, outputs, runs, seed, progress, mode)
         except RunInterrupted as interrupted:  # the finished runs: summarized as a whole result is
@@ -173,8 +174,16 @@ def monte_carlo(
             raise
         frame.attrs.update(about)
         return frame
-    frame.attrs.update(seed=seed, percentiles=tuple(percentiles), mode=mode if source is not None else None)
+    frame.attrs.update(seed=seed, percentiles=tuple(percentiles), **_measured(source, mode))
     return frame
+
+
+def _measured(source: Any, mode: str) -> dict[str, Any]:
+    """The attrs that say what a history gave: ``mode`` and ``measured_runs`` (how many measured
+    runs were resampled); both ``None`` without a history."""
+    if source is None:
+        return {"mode": None, "measured_runs": None}
+    return {"mode": mode, "measured_runs": len(source.run_ids)}
 
 
 def _vectorised_or_why(
@@ -182,7 +191,7 @@ def _vectorised_or_why(
     percentiles: Sequence[float], mode: str, progress: bool = False,
 ) -> tuple[pd.DataFrame | None, str | None]:  # fmt: skip
     """:func:`_vectorised`, its Ctrl-C a :class:`RunInterrupted` with the runs timed so far."""
-    about = dict(seed=seed, percentiles=tuple(percentiles), mode=mode if source is not None else None)
+    about = dict(seed=seed, percentiles=tuple(percentiles), **_measured(source, mode))
     try:
         return _vectorised(plan, durations, default, outputs, runs, seed, source, progress)
     except RunInterrupted as interrupted:  # the chunks that finished

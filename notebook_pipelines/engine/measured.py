@@ -113,11 +113,9 @@ class HistoryDurations:
             column = None
             if node.strategy is not None and inner_fqns:  # its iterations, not its row that spans them
                 column = _iterations(node, node, inner_fqns, wide)
-            if column is not None:
-                pass
-            elif source is not None and wide is not None:  # (a source is a column of wide)
+            if column is None and source is not None and wide is not None:  # a column of wide
                 column = wide[source].to_numpy(dtype=float)
-            elif node.index in inside and inner_fqns:
+            elif column is None and node.index in inside and inner_fqns:
                 column = _iterations(node, plan.nodes[inside[node.index]], inner_fqns, wide)
             if column is None:
                 self.missing.append(node.fqn)
