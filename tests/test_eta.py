@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pandas as pd
+import pytest
 
 import notebook_pipelines as nbp
 from notebook_pipelines.analysis.eta import Eta
@@ -101,3 +102,57 @@ def test_p_start_history_gives_its_handle_an_estimate():
     handle = p.start(history=_history(p.plan()))
     handle.wait()
     assert handle.state.eta is not None and handle.state.eta.estimate({}, {}) is not None
+
+
+def test_the_expected_end_counts_the_earlier_attempts_of_a_step_being_retried():
+    """a fails its first attempt at once and is retried after 0.3 s: while its second attempt
+    runs, the estimate took the failed attempt's ~0 s as a's duration (the attempt under way
+    had run ~0 s too): p50 ≈ 0 + b's 20 s, though a alone started 0.3 s before and, measured
+    at 5 s, should end 5 s after its retry began. Now: 0.3 + max(5, ~0) + 20 ≈ 25.3 s."""
+    calls = [0]
+
+    def flaky() -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("first attempt fails")
+
+    p = nbp.Pipeline("eta")
+    with p.stage("s") as s:
+        s.step("a", run=flaky, failure_strategies=nbp.Retry(1, intervals=["0.3s"]))
+        s.step("b", run=lambda: None)
+    plan = p.plan()
+    a, b = (n.fqn for n in plan.steps)
+    measured = {"run_id": "1", "kind": "step", "attempt": 1, "status": "Success"}
+    h = pd.DataFrame(
+        [
+            {**measured, "fqn": a, "start_s": 0.0, "end_s": 5.0},
+            {**measured, "fqn": b, "start_s": 5.0, "end_s": 25.0},
+        ]
+    )
+    state = RunState(plan)
+    state.eta = Eta(plan, h)
+    seen = {}
+
+    class Retried:
+        def node_started(self, node, attempt, t) -> None:
+            if node.id == "a" and attempt == 2:
+                seen["expected"] = state.expected_end()
+                seen["started"] = t
+
+    p.run(progress=False, listeners=[state, Retried()])
+    p50, p95 = seen["expected"]
+    # a's retry began at ~0.3 s: a ends at (retry start) + 5 s, b 20 s after; before, ~0 + 20 s
+    assert p50 == p95 and 25.0 < p50 <= seen["started"] + 5.0 + 20.0, (seen, p50)
+
+
+def test_run_history_says_why_there_is_no_expected_end():
+    """A pipeline whose timing depends on more than durations (here a condition on a variable)
+    gets no estimate: the run showed none and said nothing."""
+    p = nbp.Pipeline("eta", variables={"go": "yes"})
+    with p.stage("s") as s:
+        s.step("a", run=lambda: None)
+        s.step("b", run=lambda: None, when='<+pipeline.variables.go> == "yes"')
+    why = r"no expected end for 'eta'.*steps\.b has a condition"
+    with pytest.warns(nbp.HistoryDurationsWarning, match=why):
+        trace = p.run(history=_history(p.plan()), progress=True, report=False)
+    assert set(trace.loc[trace["kind"] == "step", "status"]) == {"Success"}

@@ -331,3 +331,28 @@ def test_D6_the_interrupt_tests_hold_in_a_session_started_with_sigint_ignored():
         [sys.executable, "-c", ignoring], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_D6_the_runs_kept_after_ctrl_c_in_monte_carlo_describe_themselves_like_a_whole_result():
+    """The partial result lacked the attrs of a finished one: ``distribution`` printed "on the ?
+    path" and ignored the percentiles asked for; its engine, seed and mode are kept now."""
+    calls = [0]
+
+    def duration(rng) -> float:
+        calls[0] += 1
+        if calls[0] == 3 * 2 + 1:  # in the 4th run, at its first step
+            send_sigint()
+        return rng.uniform(1, 2)
+
+    p = nbp.Pipeline("mc")
+    with p.stage("s") as s:
+        s.step("a")
+        s.step("b")
+    with pytest.raises(nbp.RunInterrupted, match="after 3 of 400 runs") as err:
+        nbp.monte_carlo(p, {"*": duration}, runs=400, seed=7, engine="scheduler", percentiles=(50, 80))
+    done = err.value.trace
+    assert done.attrs["engine"] == "scheduler" and done.attrs["seed"] == 7
+    assert done.attrs["percentiles"] == (50, 80) and done.attrs["runs"] == 3
+    text = str(nbp.distribution(done))
+    assert "3 runs on the scheduler path" in text and "?" not in text
+    assert list(nbp.summarize(done).columns) == ["runs", "mean", "std", "min", "p50", "p80", "max"]

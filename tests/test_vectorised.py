@@ -578,3 +578,233 @@ def test_D14_monte_carlo_of_a_dag_agrees_with_the_scheduler_and_its_criticality_
         crit = mc.attrs["criticality"]
         assert crit[fqn["a"]] == pytest.approx(share) and crit[fqn["b"]] == pytest.approx(1 - share)
         assert crit[fqn["c"]] == 1.0 and crit.get(fqn["d"], 0.0) == 0.0
+
+
+# -- more shapes: looped stages and groups, failure strategies that never act, rollback lists, Wait ----
+_LOOPS = st.sampled_from([None, None, None, None, ("parallelism", 2), ("repeat", 3), ("matrix", 2)])
+_STRATEGIES = st.sampled_from([None, None, "retry", "ignore", "rollback"])
+
+
+def _loop(spec, serial: bool = False):
+    """The looping strategy of ``spec``; ``serial``: its iterations one at a time (R54)."""
+    if spec is None:
+        return None
+    kind, n = spec
+    if serial:
+        return nbp.Repeat(times=n, max_concurrency=1)
+    if kind == "parallelism":
+        return nbp.Parallelism(n)
+    return nbp.Repeat(times=n) if kind == "repeat" else nbp.Matrix(x=list(range(n)))
+
+
+def _strategy(spec):
+    return {None: None, "retry": nbp.Retry(2), "ignore": nbp.Ignore(), "rollback": nbp.StageRollback()}[spec]
+
+
+def _more_items(depth: int) -> st.SearchStrategy:
+    leaf = st.tuples(
+        st.just("step"), _WHEN, _STRATEGIES, st.sampled_from(["plain", "plain", "wait", "timeout"])
+    )
+    if depth == 0:
+        return st.lists(leaf, min_size=1, max_size=3)
+    group = st.tuples(st.just("group"), _LOOPS, _STRATEGIES, st.deferred(lambda: _more_items(depth - 1)))
+    one = st.one_of(leaf, group)
+    return st.lists(st.one_of(one, st.tuples(st.just("parallel"), st.lists(one, min_size=1, max_size=3))),
+                    min_size=1, max_size=3)  # fmt: skip
+
+
+_MORE_SHAPES = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.lists(st.tuples(_LOOPS, _STRATEGIES, _more_items(2), st.booleans()), min_size=1, max_size=2),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def _build_more(shape: list, serial: bool = False) -> nbp.Pipeline:
+    """The pipeline of a drawn shape; ``serial``: its loops run one iteration at a time."""
+    p = nbp.Pipeline("p", rules="current")
+    counter = iter(range(10_000))
+
+    def one(container, item):
+        ident = f"{item[0][0]}{next(counter)}"
+        if item[0] == "step":
+            _, when, strategy, kind = item
+            options = {"when": when, "failure_strategies": _strategy(strategy)}
+            if kind == "wait":
+                container.step(ident, type="Wait", spec={"duration": "3s"}, **options)
+            else:
+                container.step(ident, timeout="1h" if kind == "timeout" else None, **options)
+        else:
+            _, loop, strategy, items = item
+            with container.step_group(
+                ident, strategy=_loop(loop, serial), failure_strategies=_strategy(strategy)
+            ) as g:
+                fill(g, items)
+
+    def fill(container, items):
+        for item in items:
+            if item[0] == "parallel":
+                with container.parallel():
+                    for member in item[1]:
+                        one(container, member)
+            else:
+                one(container, item)
+
+    for together, stages in shape:
+
+        def add(stages=stages):
+            for loop, strategy, items, rollback in stages:
+                with p.stage(
+                    f"st{next(counter)}", strategy=_loop(loop, serial), failure_strategies=_strategy(strategy)
+                ) as s:
+                    fill(s, items)
+                    if rollback:
+                        with s.rollback():
+                            s.step(f"rb{next(counter)}", duration=4)
+
+        if together and len(stages) > 1:
+            with p.parallel():
+                add()
+        else:
+            add()
+    return p
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=_MORE_SHAPES, data=st.data())
+def test_vectorised_path_agrees_exactly_on_looped_stages_and_groups_rollback_lists_and_wait_steps(
+    shape, data
+):
+    """Every node's start, end and status, and the critical nodes, outside the loops' copies:
+    looped stages and step groups (iterations side by side), failure strategies and rollback
+    lists that never act (nothing fails), Wait steps (their spec's duration), timeouts not reached."""
+    plan = _build_more(shape).plan()
+    why = why_not(plan)
+    if why is not None:  # nested loops only: every other shape here is the batch's
+        assert why.endswith("holds another looped node (nested loops)"), why
+        return
+    timed = [n for n in plan.nodes if n.kind == "step" and n.phase != "rollback" and n.type != "Wait"]
+    values = {n.fqn: data.draw(_SECONDS.filter(lambda x: x < 3000)) for n in timed}
+    result = batch(plan, step_durations(plan, values, 1.0, 2, 0), 2)
+    trace = nbp.simulate(plan, durations=values)
+    rows = {r["fqn"]: r for r in trace[trace["iteration"].isna()].to_dict("records")}
+    inside = plan.inside_loops()
+    records = []
+    for node in plan.nodes:
+        if node.index in inside:
+            continue  # an iteration's copy (R46): its looped node's row is compared
+        row = rows[node.fqn]
+        assert str(row["status"]) == result.status[node.index], node.fqn
+        for column, got in (("start_s", result.start), ("end_s", result.end)):
+            if pd.isna(row[column]):
+                assert np.isnan(got[node.index]).all(), (node.fqn, column)
+            else:
+                assert (got[node.index] == row[column]).all(), (
+                    node.fqn,
+                    column,
+                    got[node.index],
+                    row[column],
+                )
+        records.append(SimpleNamespace(node=node.index, start_s=row["start_s"], end_s=row["end_s"],
+                                       status=str(row["status"])))  # fmt: skip
+    critical = set(np.flatnonzero(result.critical()[:, 0])) - set(inside)
+    assert critical == _critical_records(plan, records) - set(inside)
+
+
+# -- many runs: timed in chunks ---------------------------------------------------------------------
+def _wide(blocks: int) -> nbp.Pipeline:
+    """``blocks`` parallel blocks of three steps in turn; ``a<i>`` samples its duration."""
+    p = nbp.Pipeline("wide")
+    with p.stage("s") as s:
+        for i in range(blocks):
+            with s.parallel():
+                s.step(f"a{i}", duration=lambda rng: rng.uniform(1, 2))
+                s.step(f"b{i}", duration=1.0)
+                s.step(f"c{i}", duration=1.0)
+    return p
+
+
+def test_a_vectorised_monte_carlo_of_many_runs_keeps_its_memory_bounded():
+    """The batch held every node's start and end for every run at once: 150 nodes × 60,000 runs
+    took ~200 MB at its peak (a million runs of a 100-step pipeline, 2.1 GB). Timed in chunks of
+    at most CHUNK_CELLS node-runs (~80 MB), it stays below 120 MB whatever the runs."""
+    import tracemalloc
+
+    plan = _wide(50).plan()
+    assert len(plan.nodes) == 2 + 50 * 3
+    tracemalloc.start()
+    try:
+        mc = nbp.monte_carlo(plan, runs=60_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert mc.attrs["engine"] == "vectorised" and len(mc) == 60_000
+    assert peak < 120 * 2**20, f"{peak / 2**20:.0f} MB"
+    # each block takes max(a, 1) = a (uniform on 1 … 2): the makespan is the sum of 50 of them
+    assert mc["makespan_s"].between(50.0, 100.0).all() and mc["run"].tolist() == list(range(60_000))
+
+
+def test_ctrl_c_during_a_vectorised_monte_carlo_keeps_the_chunks_that_finished(monkeypatch):
+    """The batch was all or nothing: Ctrl-C gave 0 runs. Now the chunks timed before it stay."""
+    import os
+    import signal
+
+    from notebook_pipelines.analysis import montecarlo
+
+    monkeypatch.setattr(montecarlo, "CHUNK_CELLS", 1_000, raising=False)  # 4 nodes: chunks of 250 runs
+    calls = [0]
+
+    def duration(rng):  # drawn once per chunk (vectorised): interrupts while the 3rd is drawn
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return rng.uniform(1, 2)
+
+    p = nbp.Pipeline("mc")
+    with p.stage("s") as s:
+        s.step("a", duration=duration)
+        s.step("b", duration=1.0)
+    with pytest.raises(nbp.RunInterrupted, match="after 500 of 1,000 runs") as caught:
+        nbp.monte_carlo(p, runs=1_000, seed=3)
+    done = caught.value.trace
+    assert done["run"].tolist() == list(range(500)) and done.attrs["engine"] == "vectorised"
+    assert done["makespan_s"].between(2.0, 3.0).all() and done.attrs["seed"] == 3
+
+
+@pytest.mark.filterwarnings("ignore::notebook_pipelines.HistoryDurationsWarning")  # steps always skipped
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=_MORE_SHAPES, data=st.data())
+def test_monte_carlo_of_a_history_replays_its_measured_runs_on_both_engines(shape, data):
+    """Three runs of a random pipeline, each with its own durations, kept as a history: joint
+    resampling draws whole runs, so every simulated makespan — on the scheduler, and on the
+    vectorised path where it applies — is one of the three measured. Loops included, side by
+    side or one iteration at a time: a looped step takes the longest of its iterations (here
+    they all took the same time), not the loop's span."""
+    plan = _build_more(shape, serial=data.draw(st.booleans())).plan()
+    why = why_not(plan)
+    looped = [n for n in plan.nodes if n.strategy is not None]
+    if any(b.strategy is not None for n in looped for b in n.walk() if b is not n):
+        return  # a loop in a loop: the history's copies are not matched through both
+    timed = [n for n in plan.nodes if n.kind == "step" and n.phase != "rollback" and n.type != "Wait"]
+    seconds = st.sampled_from([0.0, 0.1, 0.2, 1.0, 3.0, 7.7])
+    runs = [
+        nbp.simulate(plan, durations={n.fqn: data.draw(seconds) for n in timed}, run_id=f"run-{k}")
+        for k in range(3)
+    ]
+    h = pd.concat(runs, ignore_index=True)
+    if not ((h["kind"] == "step") & (h["attempt"] > 0)).any():
+        return  # every step skipped: nothing measured
+    measured = np.array([float(t.loc[t["kind"] == "pipeline", "end_s"].iloc[0]) for t in runs])
+
+    def among_measured(makespans) -> bool:  # up to rounding: a step's measured end - start
+        return all(np.isclose(measured, m, rtol=0, atol=1e-9).any() for m in set(makespans))
+
+    slow = nbp.monte_carlo(plan, h, runs=15, seed=1, engine="scheduler")
+    assert among_measured(slow["makespan_s"]), (set(slow["makespan_s"]), measured)
+    if why is None:  # iterations side by side (or none): the vectorised path too
+        fast = nbp.monte_carlo(plan, h, runs=60, seed=1)
+        assert fast.attrs["engine"] == "vectorised", fast.attrs["engine_reason"]
+        assert among_measured(fast["makespan_s"]), (set(fast["makespan_s"]), measured)

@@ -480,3 +480,133 @@ def test_monte_carlo_lazy_seeds_are_the_children_of_the_seed_sequence():
     mc = nbp.monte_carlo(p, {"a": lambda rng: rng.uniform(1, 2)}, runs=5, seed=7, engine="scheduler")
     spawned = [int(c.generate_state(1, np.uint64)[0]) for c in np.random.SeedSequence(7).spawn(5)]
     assert mc["seed"].tolist() == spawned and mc["seed"].dtype == "uint64"
+
+
+# -- what_if of a history: shapes a user brings ----------------------------------------------------
+def _unit_scan(*scans: str, parallel: bool) -> nbp.Pipeline:
+    p = nbp.Pipeline("ci")
+    with p.stage("s") as s:
+        if parallel:
+            with s.parallel():
+                for step in ("unit", *scans):
+                    s.step(step)
+        else:
+            for step in ("unit", *scans):
+                s.step(step)
+    return p
+
+
+def _measured(p: nbp.Pipeline, runs: list[dict[str, float]]) -> pd.DataFrame:
+    """A history of ``p``: one simulation per run with the given durations, run ids 0, 1, …"""
+    frames = [simulate(p, durations=d).assign(run_id=str(i)) for i, d in enumerate(runs)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_what_if_of_a_history_of_one_run_takes_the_history_options():
+    """A history that holds one run (a first fetch, one trace) refused design=/scale=/runs= with
+    "no option 'scale'", though the same call on two runs answers."""
+    from notebook_pipelines.analysis.whatif import what_if
+
+    serial, parallel = _unit_scan("scan", parallel=False), _unit_scan("scan", parallel=True)
+    h = _measured(serial, [{"unit": 12.0, "scan": 10.0}])
+    table = what_if(h, pipeline=serial, design=parallel, scale={"scan": 0.5}, runs=50)
+    # as measured: 12 + 10 = 22; what if: side by side, scan 50 % faster: max(12, 5) = 12
+    assert table["p50_s"].tolist() == [22.0, 12.0] and table["runs"].tolist() == [50, 50]
+    # a trace this session made knows its pipeline: pipeline= is not needed
+    table = what_if(simulate(serial, durations={"unit": 12.0, "scan": 10.0}), design=parallel, runs=5)
+    assert table["p50_s"].tolist() == [22.0, 12.0]
+
+
+def test_what_if_of_a_history_warns_for_the_designs_steps_it_does_not_measure():
+    """The design's own steps (scan split into scan1 and scan2) have no measurement: they took
+    default= (1 s) silently. They are named now, unless durations= gives them."""
+    from notebook_pipelines.analysis.whatif import what_if
+
+    serial, split = _unit_scan("scan", parallel=False), _unit_scan("scan1", "scan2", parallel=True)
+    h = _measured(serial, [{"unit": 12.0, "scan": 10.0}, {"unit": 12.0, "scan": 20.0}])
+    with pytest.warns(nbp.HistoryDurationsWarning, match=r"steps\.scan1, .*steps\.scan2; they take"):
+        table = what_if(h, pipeline=serial, design=split, runs=20)
+    assert table.loc["what if", "p50_s"] == 12.0  # max(12, 1, 1)
+    with pytest.warns(nbp.HistoryDurationsWarning) as caught:
+        what_if(h, {"scan1": 3.0}, pipeline=serial, design=split, runs=20)
+    assert len(caught) == 1 and "scan1" not in str(caught[0].message) and "scan2" in str(caught[0].message)
+
+
+def test_what_if_of_a_history_refuses_an_infinite_scale_as_a_scale():
+    """scale={"scan": inf} passed the factor check and failed later as "the duration of … scan
+    (durations) is inf": it is the factor that is wrong."""
+    from notebook_pipelines.analysis.whatif import what_if
+
+    serial = _unit_scan("scan", parallel=False)
+    h = _measured(serial, [{"unit": 12.0, "scan": 10.0}, {"unit": 12.0, "scan": 20.0}])
+    with pytest.raises(SimulationError, match=r"scale\['scan'\]: give a finite factor ≥ 0"):
+        what_if(h, pipeline=serial, scale={"scan": float("inf")}, runs=20)
+
+
+def test_distribution_says_how_many_runs_did_not_succeed():
+    """Runs that failed end early (at a's 3 s): their makespan is in the percentiles printed,
+    with nothing to say so."""
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", duration=3)
+        s.step("b", duration=2)
+    mc = nbp.monte_carlo(p, runs=10, failures={"a": 0.5}, seed=1)
+    failed = int((mc["status"] == "Failed").sum())
+    assert 0 < failed < 10  # some runs fail (at 3 s), the others succeed (5 s)
+    d = nbp.distribution(mc)
+    assert d.unsuccessful == {"Failed": failed}
+    assert f"{failed} of 10 runs did not succeed (Failed {failed}): their makespan" in repr(d)
+    assert nbp.distribution(nbp.monte_carlo(p, runs=3)).unsuccessful == {}
+
+
+def test_distribution_of_what_is_not_monte_carlo_results_is_a_clear_error():
+    trace = simulate(release(False))
+    with pytest.raises(SimulationError, match=r"distribution\(\) reads monte_carlo results .* not a trace"):
+        nbp.distribution(trace)
+    with pytest.raises(SimulationError, match=r"distribution\(ci=1.5\): give the confidence as a share"):
+        nbp.distribution(nbp.monte_carlo(release(False), runs=3), ci=1.5)
+
+
+def test_compare_takes_mode_with_a_history():
+    """compare(durations=h, mode=…) was a TypeError, though simulate, monte_carlo and what_if
+    take mode. Runs (a=1, b=1) and (a=10, b=10): joint, a and b come from one run (2 or 20 s);
+    independent, each from its own, so some seeds mix them (1 + 10 = 11 s)."""
+    p = _unit_scan("scan", parallel=False)
+    h = _measured(p, [{"unit": 1.0, "scan": 1.0}, {"unit": 10.0, "scan": 10.0}])
+    joint = {nbp.compare([p], durations=h, seed=s)["makespan_s"].iloc[0] for s in range(12)}
+    independent = {
+        nbp.compare([p], durations=h, seed=s, mode="independent")["makespan_s"].iloc[0] for s in range(12)
+    }
+    assert joint <= {2.0, 20.0} and 11.0 in independent and independent <= {2.0, 11.0, 20.0}
+
+
+def test_what_if_of_a_history_scales_a_step_it_does_not_measure():
+    """scale= of a step the history lacks (it takes default=) was silently not applied."""
+    from notebook_pipelines.analysis.whatif import what_if
+
+    measured, grown = _unit_scan("scan", parallel=False), _unit_scan("scan", "new", parallel=False)
+    h = _measured(measured, [{"unit": 10.0, "scan": 5.0}, {"unit": 10.0, "scan": 5.0}])
+    with pytest.warns(nbp.HistoryDurationsWarning, match=r"steps\.new"):
+        table = what_if(h, pipeline=grown, scale={"new": 0.5}, default=8.0, runs=20)
+    # before: 10 + 5 + 8 (new takes the default) = 23; new twice as fast: 10 + 5 + 4 = 19
+    assert table["p50_s"].tolist() == [23.0, 19.0]
+
+
+def test_summarize_of_what_is_not_monte_carlo_results_is_a_clear_error():
+    """summarize(h) of a history returned an empty table, summarize(dict) an AttributeError."""
+    trace = simulate(release(False))
+    with pytest.raises(SimulationError, match=r"summarize\(\) reads monte_carlo results .* not a trace"):
+        nbp.summarize(trace)
+    with pytest.raises(SimulationError, match=r"not a dict"):
+        nbp.summarize({"makespan_s": [1.0, 2.0]})
+
+
+def test_monte_carlo_progress_counter_on_the_vectorised_path(capsys: pytest.CaptureFixture[str], monkeypatch):
+    """progress=True showed nothing on the vectorised path: now its chunks are counted."""
+    from notebook_pipelines.analysis import montecarlo
+
+    monkeypatch.setattr(montecarlo, "CHUNK_CELLS", 60, raising=False)  # 6 nodes: chunks of 10 runs
+    mc = nbp.monte_carlo(two_parallel(), UNIFORM, runs=25, progress=True)
+    assert mc.attrs["engine"] == "vectorised"
+    err = capsys.readouterr().err
+    assert "monte_carlo: 10/25 runs" in err and "monte_carlo: 25/25 runs" in err

@@ -40,6 +40,9 @@ def distribution(results: pd.DataFrame, *, ci: float = 0.95, top: int = 5) -> Di
     import numpy as np
     import pandas as pd
 
+    _check_results(results, "distribution")
+    if isinstance(ci, bool) or not isinstance(ci, int | float) or not 0 < ci < 1:
+        raise SimulationError(f"distribution(ci={ci!r}): give the confidence as a share, 0 < ci < 1 (0.95)")
     values = np.sort(results["makespan_s"].to_numpy(dtype=float))
     values = values[~np.isnan(values)]
     rows = {}
@@ -57,7 +60,27 @@ def distribution(results: pd.DataFrame, *, ci: float = 0.95, top: int = 5) -> Di
         if len(set(str(k).rsplit(".", 1)[-1] for k in crit.index)) == len(crit)
         else crit.index
     )
-    return Distribution(results.attrs, table, crit.sort_values(ascending=False, kind="stable"), ci, top)
+    out = Distribution(results.attrs, table, crit.sort_values(ascending=False, kind="stable"), ci, top)
+    if "status" in results.columns:  # runs that failed end early: their makespan is the time to it
+        statuses = results["status"].astype(str)
+        out.unsuccessful = statuses[statuses != "Success"].value_counts().to_dict()
+    return out
+
+
+def _check_results(results: Any, verb: str) -> None:
+    """Refuse what is not :func:`monte_carlo` results (no ``makespan_s`` column), saying so."""
+    if "makespan_s" not in getattr(results, "columns", ()) or not hasattr(results, "attrs"):
+        raise SimulationError(
+            f"{verb}() reads monte_carlo results (a makespan_s column per run), not "
+            f"{_what(results)}: nbp.{verb}(nbp.monte_carlo(p, h)) for a pipeline on a history h"
+        )
+
+
+def _what(results: Any) -> str:
+    columns = list(getattr(results, "columns", []))
+    if "fqn" in columns and "run_id" in columns:
+        return "a trace or history"
+    return f"a {type(results).__name__}" + (f" with columns {columns[:5]}" if columns else "")
 
 
 def _order_ci(n: int, q: float, ci: float) -> tuple[int, int]:
@@ -125,6 +148,9 @@ class Distribution:
             ci,
             top,
         )
+        #: ``{status: runs}`` of the runs that did not succeed (their makespan is the time to
+        #: their end), empty when all did
+        self.unsuccessful: dict[str, int] = {}
 
     def __repr__(self) -> str:
         a = self.attrs
@@ -142,6 +168,19 @@ class Distribution:
             lines.append(
                 f"  {name} makespan {row['makespan_s']:.6g} s  "
                 f"({self.ci:.0%} CI {row['low']:.6g} – {row['high']:.6g})"
+            )
+        if self.unsuccessful:
+            counts = ", ".join(f"{status} {n:,}" for status, n in self.unsuccessful.items())
+            lines.append(
+                f"  {sum(self.unsuccessful.values()):,} of {a.get('runs', 0):,} runs did not succeed "
+                f"({counts}): their makespan, counted above, is the time to their end"
+            )
+        measured = a.get("measured_runs")
+        if a.get("mode") == "joint" and measured:  # whole measured runs: no more values than runs
+            tail = math.ceil(measured * 0.05 - 1e-9)  # the measured runs at or above the p95
+            lines.append(
+                f"  from {measured:,} measured runs (joint): the CIs count only this sampling; "
+                f"the p95 rests on the slowest {tail:,} of them"
             )
         if len(self.criticality):
             shown = ", ".join(f"{k} {v:.0%}" for k, v in self.criticality.head(self.top).items())
@@ -168,6 +207,7 @@ def summarize(results: pd.DataFrame, percentiles: Sequence[float] | None = None)
     import numpy as np
     import pandas as pd
 
+    _check_results(results, "summarize")
     if percentiles is None:
         percentiles = results.attrs.get("percentiles", PERCENTILES)
     check_percentiles(percentiles)

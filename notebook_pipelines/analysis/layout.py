@@ -343,12 +343,43 @@ def _baseline(plan: Any, trace: Any, durations: Any, default: Any) -> tuple[Any,
 
     with registry.unremembered():  # the assistant's own simulations: the user's runs stay known
         if trace is not None:
-            known, _ = measured(trace)
+            known = _check_trace_of(plan, trace, measured(trace)[0])
             base = simulate(plan, durations=_by_old_fqn(known, {}), default=default, seed=0)
         else:
             base = simulate(plan, durations=durations, default=default, seed=0)
             known, _ = measured(base)
     return base, known
+
+
+def _check_trace_of(plan: Any, trace: Any, known: dict[str, float]) -> dict[str, float]:
+    """``known`` (measured seconds by the trace's step FQNs) with the plan's steps matched as a
+    history's durations match them (:mod:`~notebook_pipelines.engine.measured`): by FQN, then by
+    step id when that id names one measured step (a CI history's jobs, laid out anew by
+    ``pipeline_from_history``). A trace that shares no node with ``plan`` (another pipeline's) is
+    refused: its durations would all be ignored, every step simulated with ``default``."""
+    ids: dict[str, list[str]] = {}
+    for fqn in known:
+        ids.setdefault(fqn.rsplit(".", 1)[-1], []).append(fqn)
+    out = dict(known)
+    matched = False
+    for node in plan.nodes:
+        alone = ids.get(node.id, ())  # the measured steps of this id: matched when it names one
+        if node.kind == "step" and node.phase != "rollback" and node.fqn not in known and len(alone) == 1:
+            out[node.fqn] = known[alone[0]]
+            matched = True
+    rows = trace[trace["kind"] != "pipeline"]
+    if "iteration" in rows.columns:  # an iteration's rows are named with its postfix (R46)
+        rows = rows[rows["iteration"].isna()]
+    own = rows["fqn"].dropna().astype(str)
+    if len(own) and not matched and not set(own) & (plan.by_fqn.keys() - {plan.root.fqn}):
+        steps = [n.id for n in plan.nodes if n.kind == "step"][:8]
+        theirs = sorted({f.rsplit(".", 1)[-1] for f in own})[:8]
+        raise LayoutError(
+            f"suggest_layout(trace=…): the trace is not of {plan.pipeline.id!r}: it has none of its nodes "
+            f"(steps {', '.join(steps)}; the trace's: {', '.join(theirs)}): give a trace or history of "
+            "this pipeline, or leave trace= out"
+        )
+    return out
 
 
 def _constraints(constraints: Iterable[Any], plan: Any, name: str) -> list[tuple[str, str]]:

@@ -59,7 +59,9 @@ def monte_carlo(
       the scheduler computes them for the same durations. Sampled durations are drawn per step,
       ``runs`` at a time, so the runs replay *as a batch* (the same ``seed`` and ``runs`` give
       the same result) and the ``seed`` column is missing (``<NA>``); with constant durations
-      every run is ``simulate(pipeline, seed=row.seed, …)``, as on the scheduler.
+      every run is ``simulate(pipeline, seed=row.seed, …)``, as on the scheduler. Many runs
+      are timed in chunks of at most :data:`CHUNK_CELLS` node-runs (the memory stays bounded:
+      a million runs of a 100-step pipeline take ~250 MB), each continuing the same streams.
     - ``"scheduler"``: run ``i`` is ``simulate(pipeline, seed=row.seed, **options)`` with the
       same options (and the same defaults) as given here; it replays run by run.
     - ``"auto"`` (the default): the vectorised engine where it applies, else the scheduler. It
@@ -80,7 +82,8 @@ def monte_carlo(
             stage), so a large ``runs`` costs no memory before the first run.
         seed: run ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed)``.
         percentiles: what :func:`summarize` reports for these runs (kept in ``attrs``).
-        progress: show a progress bar (tqdm if installed, else a counter on stderr).
+        progress: show a progress bar (tqdm if installed, else a counter on stderr); on the
+            vectorised path it counts the chunks of runs as they are timed.
         mode: ``"joint"`` (whole measured runs) or ``"independent"`` (per step), with a history.
         engine: ``"auto"``, ``"vectorised"`` (refused, saying why, where it does not apply) or
             ``"scheduler"``.
@@ -89,13 +92,15 @@ def monte_carlo(
         SimulationError: ``runs`` is not a whole number from 1 to :data:`MAX_RUNS`, or an
             option is invalid (checked on the first run).
         RunInterrupted: Ctrl-C (or a kernel interrupt); its ``trace`` is the DataFrame of
-            the runs that finished.
+            the runs that finished (on the vectorised path, the chunks timed), with the attrs
+            of a whole result.
 
     Returns:
         A DataFrame with columns ``run``, ``seed`` (``simulate(p, seed=…)`` replays the run),
         ``makespan_s``, ``status`` and ``stage:<id>`` per stage. ``attrs`` holds plain values
         only (``pipeline``, ``seed``, ``runs``, ``percentiles``, ``engine``, ``engine_reason``,
-        ``replay`` — ``"run"`` or ``"batch"`` —, ``mode`` and ``criticality``: ``{step FQN:
+        ``replay`` — ``"run"`` or ``"batch"`` —, ``mode`` and ``measured_runs`` (with a
+        history: how it was resampled, from how many measured runs), and ``criticality``: ``{step FQN:
         share of runs in which it lies on a critical path}``): a DataFrame in ``attrs``
         would break ``merge``/``concat`` (pandas compares attrs with ``==``), so the summary
         is :func:`summarize` (or :func:`distribution`) of the result rather than an attribute.
@@ -148,16 +153,9 @@ def monte_carlo(
             )
     frame = None
     if reason is None:
-        try:
-            frame, reason = _vectorised(plan, durations, default, outputs, runs, seed, source)
-        except KeyboardInterrupt:  # the batch is all or nothing: no run is finished
-            import pandas as pd
-
-            empty = pd.DataFrame({"run": [], "seed": [], "makespan_s": [], "status": []})
-            raise RunInterrupted(
-                f"monte_carlo interrupted after 0 of {runs:,} runs (the vectorised batch was not finished)",
-                empty,
-            ) from None
+        frame, reason = _vectorised_or_why(
+            plan, durations, default, outputs, runs, seed, source, percentiles, mode, progress
+        )
         if frame is None and engine == "vectorised":
             raise SimulationError(f"monte_carlo(engine='vectorised'): {reason}")
     if frame is None:
@@ -167,37 +165,114 @@ def monte_carlo(
             "failures": failures,
             "interventions": interventions,
         }
-        frame = _scheduled(plan, pipeline, options, outputs, runs, seed, progress, mode)
-        frame.attrs.update(engine="scheduler", engine_reason=reason, replay="run")
-    frame.attrs.update(seed=seed, percentiles=tuple(percentiles), mode=mode if source is not None else None)
+        about = dict(engine="scheduler", engine_reason=reason, replay="run", seed=seed,
+                     percentiles=tuple(percentiles), **_measured(source, mode))  # fmt: skip
+        try:
+            frame = _scheduled(plan, pipeline, options, outputs, runs, seed, progress, mode)
+        except RunInterrupted as interrupted:  # the finished runs: summarized as a whole result is
+            interrupted.trace.attrs.update(about)
+            raise
+        frame.attrs.update(about)
+        return frame
+    frame.attrs.update(seed=seed, percentiles=tuple(percentiles), **_measured(source, mode))
     return frame
 
 
+def _measured(source: Any, mode: str) -> dict[str, Any]:
+    """The attrs that say what a history gave: ``mode`` and ``measured_runs`` (how many measured
+    runs were resampled); both ``None`` without a history."""
+    if source is None:
+        return {"mode": None, "measured_runs": None}
+    return {"mode": mode, "measured_runs": len(source.run_ids)}
+
+
+def _vectorised_or_why(
+    plan: Any, durations: Any, default: Any, outputs: Any, runs: int, seed: int, source: Any,
+    percentiles: Sequence[float], mode: str, progress: bool = False,
+) -> tuple[pd.DataFrame | None, str | None]:  # fmt: skip
+    """:func:`_vectorised`, its Ctrl-C a :class:`RunInterrupted` with the runs timed so far."""
+    about = dict(seed=seed, percentiles=tuple(percentiles), **_measured(source, mode))
+    try:
+        return _vectorised(plan, durations, default, outputs, runs, seed, source, progress)
+    except RunInterrupted as interrupted:  # the chunks that finished
+        interrupted.trace.attrs.update(about)
+        raise
+    except KeyboardInterrupt:  # before the first chunk was timed: no run is finished
+        import pandas as pd
+
+        empty = pd.DataFrame({"run": [], "seed": [], "makespan_s": [], "status": []})
+        empty.attrs.update(pipeline=plan.pipeline.id, runs=0, engine="vectorised", **about)
+        raise RunInterrupted(
+            f"monte_carlo interrupted after 0 of {runs:,} runs (before its first chunk was timed)", empty
+        ) from None
+
+
+#: the node-runs the vectorised engine times at once (about 40 bytes each: ~80 MB): a batch of
+#: more runs is timed in chunks, so a million runs of a large pipeline do not fill the memory
+CHUNK_CELLS = 1 << 21
+
+
 def _vectorised(
-    plan: Any, durations: Any, default: Any, outputs: Any, runs: int, seed: int, source: Any
-) -> tuple[pd.DataFrame | None, str | None]:
-    """The vectorised engine's frame, or ``(None, why not)`` when its probe run disagrees."""
+    plan: Any, durations: Any, default: Any, outputs: Any, runs: int, seed: int, source: Any,
+    progress: bool = False,
+) -> tuple[pd.DataFrame | None, str | None]:  # fmt: skip
+    """The vectorised engine's frame, or ``(None, why not)`` when its probe run disagrees.
+
+    The runs are timed in chunks of at most :data:`CHUNK_CELLS` node-runs, each drawn from the
+    same streams (one per step, and the history's) continued; Ctrl-C keeps the finished chunks.
+    """
     import numpy as np
-    import pandas as pd
 
-    from ..engine.vectorised import batch, loop_members, step_durations
+    from ..engine.vectorised import StepDraws, batch, loop_members
 
-    if source is not None:
-        drawn = step_durations(plan, None, default, runs, seed)
-        measured = source.batch(seed, runs)
+    draws = StepDraws(plan, None if source is not None else durations, default, seed)
+    history = source.draws(seed) if source is not None else None
+    chunk = max(1, min(runs, CHUNK_CELLS // max(1, len(plan.nodes))))
+
+    def drawn_for(k: int) -> tuple[dict[int, Any], dict[int, Any]]:
+        drawn, measured = draws(k), (history(k) if history is not None else {})
         drawn.update(measured)
-    else:
-        drawn = step_durations(plan, durations, default, runs, seed)
-        measured = {}
+        return drawn, measured
+
+    drawn, measured = drawn_for(chunk)
     for node in loop_members(plan):  # every iteration of a looped node takes the same duration
         if isinstance(drawn.get(node.index), np.ndarray) and node.index not in measured:
             return None, f"{node.fqn} samples its duration inside a loop (each iteration draws its own)"
+    result = batch(plan, drawn, chunk)
+    why = _probe(plan, result, drawn, default, outputs)
+    if why is not None:
+        return None, why
     constant = all(not isinstance(v, np.ndarray) for v in drawn.values())
-    result = batch(plan, drawn, runs)
+    timed = _Timed(plan, seed, constant)
+    timed.add(result)
+    try:
+        with _Progress(runs, progress) as bar:
+            bar.update(chunk)
+            while timed.done < runs:
+                k = min(chunk, runs - timed.done)
+                result = batch(plan, drawn_for(k)[0], k)
+                expired = result.timeout_reached()
+                if expired is not None:
+                    return None, f"{expired} reaches its timeout in some runs"
+                timed.add(result)
+                bar.update(k)
+    except KeyboardInterrupt:  # the chunks that finished are whole runs
+        raise RunInterrupted(
+            f"monte_carlo interrupted after {timed.done:,} of {runs:,} runs (vectorised, in chunks of "
+            f"{chunk:,}); the finished runs are in .trace",
+            timed.frame(),
+        ) from None
+    return timed.frame(), None
+
+
+def _probe(plan: Any, result: Any, drawn: dict[int, Any], default: Any, outputs: Any) -> str | None:
+    """Why the batch cannot stand for the scheduler (a timeout reached; its first run timed
+    otherwise by one scheduler simulation with the same durations, node by node), or None."""
+    import numpy as np
+
     expired = result.timeout_reached()
     if expired is not None:
-        return None, f"{expired} reaches its timeout in some runs"
-    # the probe: the first run on the scheduler with the same durations, node by node
+        return f"{expired} reaches its timeout in some runs"
     first = {plan.nodes[i].fqn: float(v[0]) if isinstance(v, np.ndarray) else v for i, v in drawn.items()}
     records = simulate_records(plan, durations=first, default=default, seed=0, outputs=outputs)
     found = unsimulatable_records(plan, records)
@@ -208,47 +283,69 @@ def _vectorised(
         if i >= len(plan.nodes):
             continue  # an iteration's copy (R46): timed as its looped node, whose row is checked
         if record.status != result.status[i]:
-            return (
-                None,
-                f"its first run on the scheduler differs at {_node_name(plan, i)} (status {record.status})",
-            )
+            return f"its first run on the scheduler differs at {_node_name(plan, i)} (status {record.status})"
         s, e = result.start[i, 0], result.end[i, 0]
         if record.start_s is None:
             if not np.isnan(s):
-                return None, f"its first run on the scheduler differs at {_node_name(plan, i)}"
+                return f"its first run on the scheduler differs at {_node_name(plan, i)}"
         elif record.start_s != s or record.end_s != e:
-            return None, f"its first run on the scheduler differs at {_node_name(plan, i)}"
-    columns: dict[str, Any] = {"run": np.arange(runs, dtype="int64")}
-    if constant:  # every run is the same simulation: any run's seed replays it
-        columns["seed"] = np.array(
-            [
-                np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1, np.uint64)[0]
-                for i in range(runs)
-            ],
-            dtype="uint64",
+            return f"its first run on the scheduler differs at {_node_name(plan, i)}"
+    return None
+
+
+class _Timed:
+    """The vectorised engine's results, chunk by chunk: makespans, stage times, critical counts."""
+
+    def __init__(self, plan: Any, seed: int, constant: bool):
+        self.plan, self.seed, self.constant = plan, seed, constant
+        self.done = 0
+        self.makespans: list[Any] = []
+        self.stages: dict[str, tuple[int, list[Any]]] = {}  # column → (stage node index, chunks)
+        for node in plan.nodes:
+            if node.kind == "stage" and node.phase != "rollback" and node.index not in plan.inside_loops():
+                self.stages.setdefault(f"stage:{node.id}", (node.index, []))
+        self.critical: Any = 0
+
+    def add(self, result: Any) -> None:
+        self.makespans.append(result.makespan)
+        for index, chunks in self.stages.values():
+            chunks.append(result.end[index] - result.start[index])
+        self.critical = self.critical + result.critical().sum(axis=1)
+        self.done += result.runs
+
+    def frame(self) -> pd.DataFrame:
+        import numpy as np
+        import pandas as pd
+
+        n, plan = self.done, self.plan
+        columns: dict[str, Any] = {"run": np.arange(n, dtype="int64")}
+        if self.constant:  # every run is the same simulation: any run's seed replays it
+            columns["seed"] = np.array(
+                [np.random.SeedSequence(self.seed, spawn_key=(i,)).generate_state(1, np.uint64)[0]
+                 for i in range(n)],
+                dtype="uint64",
+            )  # fmt: skip
+        else:
+            columns["seed"] = pd.array([pd.NA] * n, dtype="UInt64")
+        columns["makespan_s"] = np.concatenate(self.makespans) if self.makespans else np.empty(0)
+        columns["status"] = ["Success"] * n
+        for key, (_, chunks) in self.stages.items():
+            columns[key] = np.concatenate(chunks) if chunks else np.empty(0)
+        frame = pd.DataFrame(columns)
+        crit = self.critical / n if n else np.full(len(plan.nodes), np.nan)
+        frame.attrs.update(
+            pipeline=plan.pipeline.id,
+            runs=n,
+            engine="vectorised",
+            engine_reason=None,
+            replay="run" if self.constant else "batch",
+            criticality={
+                node.fqn: float(crit[node.index])
+                for node in plan.nodes
+                if node.kind == "step" and node.phase != "rollback"
+            },
         )
-    else:
-        columns["seed"] = pd.array([pd.NA] * runs, dtype="UInt64")
-    columns["makespan_s"] = result.makespan
-    columns["status"] = ["Success"] * runs
-    for node in plan.nodes:
-        if node.kind == "stage" and node.phase != "rollback" and node.index not in plan.inside_loops():
-            key = f"stage:{node.id}"
-            if key not in columns:
-                columns[key] = result.end[node.index] - result.start[node.index]
-    frame = pd.DataFrame(columns)
-    crit = result.critical().mean(axis=1)
-    frame.attrs.update(
-        pipeline=plan.pipeline.id,
-        runs=runs,
-        engine="vectorised",
-        engine_reason=None,
-        replay="run" if constant else "batch",
-        criticality={
-            n.fqn: float(crit[n.index]) for n in plan.nodes if n.kind == "step" and n.phase != "rollback"
-        },
-    )
-    return frame, None
+        return frame
 
 
 def _node_name(plan: Any, index: int) -> str:
@@ -390,13 +487,13 @@ class _Progress:
                 self.bar = tqdm(total=self.total, desc="monte_carlo", unit="run")
         return self
 
-    def update(self) -> None:
-        self.done += 1
+    def update(self, runs: int = 1) -> None:
+        before, self.done = self.done, self.done + runs
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.update(1)
-        elif self.done % self.step == 0 or self.done == self.total:
+            self.bar.update(runs)
+        elif self.done // self.step > before // self.step or self.done == self.total:
             sys.stderr.write(f"\rmonte_carlo: {self.done}/{self.total} runs")
             sys.stderr.flush()
 

@@ -95,6 +95,7 @@ def compare(
     interventions: Any = RUN_OPTIONS["interventions"],
     outputs: Any = RUN_OPTIONS["outputs"],
     seed: int = 0,
+    mode: str = "joint",
 ) -> pd.DataFrame:
     """Simulate several designs (or settings of one design) with the same options; one row each.
 
@@ -112,6 +113,8 @@ def compare(
             one design. ``durations`` may be a history: each design then takes the measured
             run ``seed`` draws (the same run for every design); for distributions, see
             :func:`monte_carlo` and :func:`what_if` of a history.
+        mode: with a history, ``"joint"`` (every step from one measured run) or
+            ``"independent"`` (each step from its own measurements), as for :func:`simulate`.
 
     Returns:
         A DataFrame indexed by design name (``design``) in the given order, with columns
@@ -139,6 +142,7 @@ def compare(
         "interventions": interventions,
         "outputs": outputs,
         "seed": seed,
+        "mode": mode,
     }
     plans = {name: as_plan(target) for name, (target, _) in named.items()}
     _check_shared_keys(plans, shared)
@@ -281,7 +285,10 @@ def what_if(
     (``as measured``, ``what if``): ``p50_s``, ``change_p50_s``, ``p95_s``, ``change_p95_s``,
     ``mean_s``, ``critical`` (steps on a critical path in at least half the runs, most critical
     first), ``becomes_critical`` (those not critical before), ``engine`` and ``runs``;
-    ``attrs`` holds both criticality indexes.
+    ``attrs`` holds both criticality indexes. A history of one run (one trace) is answered so
+    too when ``design``, ``scale``, ``runs`` or ``mode`` is given (``pipeline`` may then be left
+    out for a run this session made). The design's steps the history does not measure (and
+    ``durations`` does not give) are named in a :class:`~notebook_pipelines.errors.HistoryDurationsWarning`.
 
     >>> import notebook_pipelines as nbp
     >>> p = nbp.Pipeline("p")
@@ -295,7 +302,7 @@ def what_if(
     as run          5.0       0.0             a
     what if         3.0      -2.0             b
     """
-    if _is_many_runs(trace):
+    if _is_many_runs(trace) or (_is_history(trace) and _HISTORY_OPTIONS & simulate_options.keys()):
         return _what_if_history(trace, durations, strategy, pipeline, simulate_options)
     plan = plan_for(trace, pipeline)
     timing.check_trace(trace, "what_if()")
@@ -324,11 +331,19 @@ def what_if(
     return result
 
 
-def _is_many_runs(trace: Any) -> bool:
-    """True for a history: a frame of the trace schema holding more than one run."""
+#: the options only a history's what-if takes: with them, a history of one run is answered as one
+_HISTORY_OPTIONS = {"scale", "design", "runs", "mode"}
+
+
+def _is_history(trace: Any) -> bool:
     from ..engine.measured import is_history
 
-    return is_history(trace) and trace["run_id"].nunique() > 1
+    return is_history(trace)
+
+
+def _is_many_runs(trace: Any) -> bool:
+    """True for a history: a frame of the trace schema holding more than one run."""
+    return _is_history(trace) and trace["run_id"].nunique() > 1
 
 
 def _what_if_history(
@@ -346,6 +361,8 @@ def _what_if_history(
             f"what_if() of a history: no option {sorted(unknown)[0]!r}; the options are durations, "
             "strategy, pipeline, design, scale, runs, seed, mode, default"
         )
+    if pipeline is None and history["run_id"].nunique() == 1 and registry.plan_for_trace(history) is not None:
+        pipeline = registry.plan_for_trace(history)  # one run this session made: its plan is known
     if pipeline is None:
         raise SimulationError(
             "what_if() of a history needs pipeline= (the design the runs measured): "
@@ -359,7 +376,10 @@ def _what_if_history(
     runs, seed, mode = options.get("runs", 10_000), options.get("seed", 0), options.get("mode", "joint")
     default = options.get("default", RUN_OPTIONS["default"])
     before_source = HistoryDurations(history, plan, mode)
-    after_source = HistoryDurations(history, other, mode, warn=False).changed(durations, options.get("scale"))
+    after_source = HistoryDurations(history, other, mode, warn=False).changed(
+        durations, options.get("scale"), default
+    )
+    _warn_new_unmeasured(before_source, after_source)
     before = monte_carlo(plan, before_source, runs=runs, seed=seed, mode=mode, default=default)
     after = monte_carlo(other, after_source, runs=runs, seed=seed, mode=mode, default=default)
     rows = []
@@ -386,6 +406,18 @@ def _what_if_history(
         criticality_before=before.attrs["criticality"], criticality_after=after.attrs["criticality"]
     )
     return table
+
+
+def _warn_new_unmeasured(before: Any, after: Any) -> None:
+    """Warn for the design's steps the history does not measure, that ``durations=`` does not
+    give and that the original lacks too (the original's warning named those already)."""
+    from ..engine.measured import warn_missing
+
+    known = {before.plan.by_fqn[f].id for f in before.missing}
+    new = [f for f in after.missing if after.plan.by_fqn[f].index not in after.fixed]
+    new = [f for f in new if after.plan.by_fqn[f].id not in known]
+    if new:
+        warn_missing(new, stacklevel=5)
 
 
 def _critical_ids(plan: Any, frame: pd.DataFrame, threshold: float = 0.5) -> list[str]:

@@ -499,8 +499,10 @@ def _loop_counts(plan: Any, iterations: Any, strict: bool) -> dict[str, int]:
 def history_source(plan: Any, durations: Any, mode: str = "joint") -> Any:
     """The :class:`~.measured.HistoryDurations` of ``durations`` for ``plan`` (made from a
     history DataFrame, or one made for another plan re-made), or ``None``."""
-    from .measured import HistoryDurations, is_history
+    from .measured import MODES, HistoryDurations, is_history
 
+    if mode not in MODES:  # checked with or without a history: a typo is not ignored
+        raise SimulationError(f"mode={mode!r}: use 'joint' (whole runs resampled) or 'independent'")
     if isinstance(durations, HistoryDurations):
         if durations.plan is plan:
             return durations

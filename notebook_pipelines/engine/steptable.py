@@ -56,9 +56,12 @@ class StepTable:
         self.cache: dict[int, Any] = {}
         items = mapping.items() if hasattr(mapping, "items") else None
         if items is None:
+            hint = ""
+            if option == "failures" and isinstance(mapping, str):
+                hint = f' ({mapping!r}: failures="history", with durations= a history, injects its rates)'
             raise SimulationError(
                 f"{option}= takes a mapping of step ids, FQNs or globs to values, "
-                f"not {type(mapping).__name__}"
+                f"not {type(mapping).__name__}{hint}"
             )
         for key, value in items:
             if not isinstance(key, str):

@@ -24,8 +24,10 @@ sampler ``lambda rng: rng.lognormal(4, 0.3)`` is called once with a proxy whose 
 Generator methods take ``size=runs``; a scipy frozen distribution is asked ``rvs(size=runs)``;
 a sampler that does not return ``runs`` values that way is called once per run on the step's
 stream. A batch therefore replays *as a batch* (same seed and runs → the same result), not run
-by run; with constant durations (or ``durations=`` a history, whose runs are drawn by index)
-both paths agree run for run.
+by run; with constant durations both paths agree run for run. A history (``durations=h``) is
+drawn by :class:`~.measured.HistoryDurations` from one stream for the whole batch, while the
+scheduler draws each run's measured run from that run's seed: the two paths resample the same
+runs with the same probabilities, but not in the same order.
 
 DAGs (D14): a parallel block whose members have ``needs`` is a DAG inside the block. Its
 members are timed in a topological order (the plan's ``order``): a member starts at the max of
@@ -46,7 +48,7 @@ from ..definition.callables import is_sampler
 from .sampling import draw_runs, fqn_key, to_seconds
 from .steptable import MISSING, StepTable
 
-__all__ = ["Batch", "batch", "why_not"]
+__all__ = ["Batch", "StepDraws", "batch", "why_not"]
 
 _RUN_STATUSES = ("Success", "All")
 
@@ -223,24 +225,37 @@ class Batch:
 
 def step_durations(plan: Any, durations: Any, default: Any, runs: int, seed: int) -> dict[int, Any]:
     """Per step (node index): ``runs`` durations (a float64 array) or one float (constant)."""
-    import numpy as np
+    return StepDraws(plan, durations, default, seed)(runs)
 
-    table = StepTable("durations", durations, plan, True) if durations is not None else None
-    out: dict[int, Any] = {}
-    for node in plan.nodes:
-        if node.kind != "step" or node.phase == "rollback":
-            continue
-        value = table.get(node) if table is not None else MISSING
-        if value is MISSING or value is None:
-            value = node.duration
-        if value is None:
-            value = default
-        if is_sampler(value):
-            rng = np.random.default_rng([seed, fqn_key(node.fqn)])
-            out[node.index] = draw_runs(value, rng, runs, node.fqn)
-        else:
-            out[node.index] = to_seconds(value, f"{node.fqn} (durations)")
-    return out
+
+class StepDraws:
+    """The steps' durations of a batch, drawn ``runs`` at a time (a Monte Carlo of many runs is
+    timed in chunks, so its memory stays bounded): one stream per sampled step, seeded with
+    ``(seed, the step's FQN)``, that every call continues."""
+
+    def __init__(self, plan: Any, durations: Any, default: Any, seed: int):
+        import numpy as np
+
+        table = StepTable("durations", durations, plan, True) if durations is not None else None
+        self.values: dict[int, Any] = {}  # node index → seconds, or (sampler, its stream)
+        for node in plan.nodes:
+            if node.kind != "step" or node.phase == "rollback":
+                continue
+            value = table.get(node) if table is not None else MISSING
+            if value is MISSING or value is None:
+                value = node.duration
+            if value is None:
+                value = default
+            if is_sampler(value):
+                self.values[node.index] = (value, np.random.default_rng([seed, fqn_key(node.fqn)]), node.fqn)
+            else:
+                self.values[node.index] = to_seconds(value, f"{node.fqn} (durations)")
+
+    def __call__(self, runs: int) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        for index, value in self.values.items():
+            out[index] = draw_runs(value[0], value[1], runs, value[2]) if isinstance(value, tuple) else value
+        return out
 
 
 def batch(plan: Any, durations: dict[int, Any], runs: int) -> Batch:

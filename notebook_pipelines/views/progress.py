@@ -289,14 +289,21 @@ class RunState:
             key = len(self.rows)
             if key == self._eta_key:
                 return self._eta_value
-            done = {}
+            done, first = {}, {}  # a node's time: from its first attempt's start (retries count)
             for row in self.rows:
                 if row.start_s is not None and row.end_s is not None and row.node < len(self.plan.nodes):
-                    done[row.node] = row.end_s - row.start_s
+                    first[row.node] = min(first.get(row.node, row.start_s), row.start_s)
+                    done[row.node] = row.end_s - first[row.node]
             now = self.scheduler.now() if self.scheduler is not None else 0.0
-            running = {i: now - start for i, (node, _, start) in self.running.items() if node.kind == "step"}
+            running, before = {}, {}
+            for i, (node, _, start) in self.running.items():
+                if node.kind == "step":
+                    running[i] = now - start
+                    if i in first:  # a retry under way: its earlier attempts (and waits) took this long
+                        before[i] = start - first[i]
+                        done.pop(i, None)
         try:
-            value = self.eta.estimate(done, running)
+            value = self.eta.estimate(done, running, before)
         except Exception:  # an estimate must never break a run's view
             value = None
         with self.lock:
