@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -44,6 +45,18 @@ def corpus_files() -> list:
     if CORPUS_FILES:
         return [pytest.param(path, id=path.name[:60]) for path in CORPUS_FILES]
     return [pytest.param(None, id="no-corpus", marks=pytest.mark.skip(reason=CORPUS_ABSENT))]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches Python in this session even if the suite was started with SIGINT ignored.
+
+    A shell without job control starts a background command (``make test &``) with SIGINT
+    ignored, and the interrupt tests (D6: ``os.kill(…, SIGINT)``, ``_thread.interrupt_main()``)
+    then lose their interrupt: the run goes on to its end. Python's own handler is what a
+    terminal or a Jupyter kernel's cell has; it is put back here (the tests that need another
+    handler install it themselves)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 WORKER_PREFIX = "nbp-worker"

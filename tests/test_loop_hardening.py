@@ -16,6 +16,7 @@ for one named node), never by mocking the scheduler.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import warnings
@@ -141,6 +142,29 @@ def test_R28_a_condition_raising_an_unshowable_or_huge_error_fails_its_node_with
         error = failed_with(trace, "b")
         assert error.startswith("the condition raised ValueError: xxx"), how
         assert len(error) < 500, (how, len(error))
+
+
+def test_R28_R18_a_condition_or_retry_condition_calling_sys_exit_fails_its_node_the_run_goes_on():
+    """``sys.exit()`` in a Python condition (it runs on the loop's thread) is that condition's
+    failure, as it is a body's: the run keeps going and keeps its trace."""
+
+    def leaves(ctx: Any) -> bool:
+        sys.exit(3)
+
+    for how, trace in both(then(1, when=leaves), 1):
+        assert failed_with(trace, "b") == "the condition raised SystemExit: 3", how
+
+    def fails() -> None:
+        raise ValueError("boom")
+
+    p = nbp.Pipeline("p")
+    with p.stage("s") as s:
+        s.step("a", run=fails, failure_strategies=nbp.Retry(2, condition=lambda outcome: sys.exit(4)))
+    trace = p.run(progress=False, report=False)
+    assert nbp.last_trace() is trace
+    assert status(trace, "a") == "Failed"  # the retry condition failed: no retry (D13)
+    assert len(trace[trace["fqn"].str.endswith(".a")]) == 1
+    assert "the retry condition failed: SystemExit: 4" in str(row(trace, "a")["error"])
 
 
 def test_R33_an_equality_on_a_value_whose_eq_raises_fails_with_the_operator_s_position():

@@ -460,6 +460,27 @@ def test_a_printing_body_keeps_a_bounded_log_and_bounded_memory_while_it_runs(no
     assert peak < 20_000_000  # the old list of every line printed reached hundreds of MB
 
 
+def test_R59_the_timeout_of_a_body_printing_without_a_break_fires_on_time(no_worker_leak: None):
+    """Each write lets the interpreter go for a moment and the writer takes it straight back,
+    so the run's loop (whose timer is due) never got it but by luck: a 1 s timeout on such a
+    body fired after 2–36 s. A body printing without a break now pauses 0.2 ms every 10 ms."""
+
+    def chatty(ctx: nbp.StepContext) -> None:
+        n = 0
+        while not ctx.cancelled:
+            sys.stdout.write(f"{n:09d}" + "y" * 90 + "\n")
+            n += 1
+
+    p = one_stage(nbp.Step("chatty", run=chatty, timeout="0.5s"))
+    with stdout_to_devnull():
+        for _ in range(3):
+            started = time.perf_counter()
+            trace = finishes(lambda: p.run(progress=False, report=False))
+            took = time.perf_counter() - started
+            assert row(trace, "chatty")["status"] == "Expired"
+            assert took < 0.5 + 0.5, took  # the timeout, and at most half a second more
+
+
 def test_a_shell_script_running_yes_under_a_timeout_keeps_a_bounded_log(no_worker_leak: None):
     step = nbp.Step(
         "yes",

@@ -94,7 +94,7 @@ class Rules:
             value = self._evaluate(node, condition)
         except ExpressionError as err:
             return False, None, str(err)
-        except Exception as err:  # a Python condition raised: the node fails, the run goes on
+        except (Exception, SystemExit) as err:  # a Python condition raised (sys.exit too): the node fails
             return False, None, f"the condition raised {raised(err)}"
         try:
             if _truthy(value):

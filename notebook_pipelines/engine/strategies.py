@@ -153,7 +153,7 @@ class FailureStrategies:
             if callable(action.condition):
                 return _truthy(action.condition(outcome))
             return _truthy(evaluate_condition(self.rt, node, action.condition, failure=outcome))
-        except Exception as err:  # the user's function, or a value's own __bool__ (an array…)
+        except (Exception, SystemExit) as err:  # the user's function (sys.exit too), a value's __bool__…
             text = str(err) if isinstance(err, ExpressionError) else raised(err)
             outcome.error = f"{outcome.error}\nthe retry condition failed: {text}"
             return False
