@@ -293,3 +293,19 @@ def test_distribution_of_a_joint_history_says_how_few_measured_runs_its_tail_res
     assert "measured runs" not in repr(nbp.distribution(independent))
     plain = nbp.monte_carlo(plan, runs=20)
     assert plain.attrs["measured_runs"] is None and "measured runs" not in repr(nbp.distribution(plain))
+
+
+def test_a_skipped_step_with_times_is_not_a_measurement():
+    """GitHub gives a skipped step started/completed times, its end at times before its start:
+    such a row measured nothing. It is left out (its run lacks the step, which takes another
+    run's measurement), not refused as a negative duration and not taken as 0 s.
+    Runs 1, 2: a 2 s + b 3 s; run 3: a 4 s, b skipped (end 1 s before start). Joint resampling
+    never gives b less than 3 s: every makespan is 2 + 3 = 5 or 4 + 3 = 7."""
+    plan = two_steps().plan()
+    h = _history({"1": {"a": 2.0, "b": 3.0}, "2": {"a": 2.0, "b": 3.0}, "3": {"a": 4.0, "b": 3.0}}, plan)
+    skipped = (h["run_id"] == "3") & (h["step"] == "b")
+    h.loc[skipped, "status"] = "Skipped"
+    h.loc[skipped, "end_s"] = h.loc[skipped, "start_s"] - 1.0
+    for engine in ("vectorised", "scheduler"):
+        mc = nbp.monte_carlo(plan, h, runs=200, engine=engine)
+        assert set(mc["makespan_s"]) <= {5.0, 7.0} and 7.0 in set(mc["makespan_s"])

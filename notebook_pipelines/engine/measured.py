@@ -48,6 +48,8 @@ __all__ = ["MODES", "HistoryDurations", "HistoryDurationsWarning", "is_history"]
 
 MODES = ("joint", "independent")
 _FAILED = ("Failed", "Errored", "Aborted", "ApprovalRejected", "IgnoreFailed")
+#: the statuses of a step attempt that did not run: no measurement
+_NOT_RUN = ("Skipped", "NotStarted", "Queued")
 #: the entropy word of the history stream (after the seed): b"hist" as an integer
 _TAG = 0x68697374
 
@@ -296,9 +298,10 @@ _COLUMNS = ("run_id", "fqn", "kind", "attempt", "status", "start_s", "end_s")
 
 
 def _measured_rows(history: Any) -> Any:
-    """The finished step attempts of ``history`` (kind ``step``, attempt ≥ 1, start and end),
-    checked: the columns are there, and every attempt lasts a finite time ≥ 0 (at most
-    ``MAX_SECONDS``) — a row that ends before it starts is refused, naming it."""
+    """The finished step attempts of ``history`` (kind ``step``, attempt ≥ 1, start and end, a
+    status other than ``Skipped``/``NotStarted``/``Queued``), checked: the columns are there, and
+    every attempt lasts a finite time ≥ 0 (at most ``MAX_SECONDS``) — a row that ends before it
+    starts is refused, naming it."""
     import numpy as np
 
     from ..definition.durations import MAX_SECONDS
@@ -320,6 +323,9 @@ def _measured_rows(history: Any) -> Any:
             )
     rows = history[(history["kind"] == "step") & (history["attempt"] > 0)]
     rows = rows[rows["start_s"].notna() & rows["end_s"].notna()]
+    # a step that did not run measured nothing (GitHub gives a skipped step times, its end at
+    # times before its start): its run lacks the step, as a run before the step was added does
+    rows = rows[~rows["status"].astype(str).isin(_NOT_RUN)]
     key = [c for c in ("run_id", "fqn", "iteration", "attempt", "start_s") if c in rows.columns]
     if rows.duplicated(key).any():
         raise SimulationError(
