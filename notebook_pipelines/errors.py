@@ -38,6 +38,7 @@ __all__ = [
     "HistoryError",
     "HistoryWarning",
     "HttpError",
+    "HttpStopped",
     "HttpTimeout",
     "HttpTooLarge",
     "InputFileError",
@@ -369,6 +370,10 @@ class HttpError(PipelineError):
 
 class HttpTimeout(HttpError):
     """No complete answer within the overall deadline."""
+
+
+class HttpStopped(HttpError):
+    """The call was ended by its ``stop`` event (another thread was interrupted: Ctrl-C)."""
 
 
 class HttpTooLarge(HttpError):

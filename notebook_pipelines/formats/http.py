@@ -46,7 +46,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import HttpError, HttpTimeout, HttpTooLarge, excerpt
+from ..errors import HttpError, HttpStopped, HttpTimeout, HttpTooLarge, excerpt
 from .http_sockets import DeadlineBackend, Expired, Stopped
 
 __all__ = [
@@ -64,10 +64,6 @@ __all__ = [
     "safe_url",
     "url_secrets",
 ]
-
-
-class HttpStopped(HttpError):
-    """The call was ended by its ``stop`` event (another thread was interrupted: Ctrl-C)."""
 
 
 #: the most objects and arrays :meth:`Response.json` parses (each costs ~100 bytes of memory)

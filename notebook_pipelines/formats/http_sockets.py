@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["SLICE", "DeadlineBackend", "Expired", "Stopped"]
+__all__ = ["SLICE", "DeadlineBackend"]  # Expired, Stopped: http.py's own signals, not errors users see
 
 
 class Expired(Exception):
