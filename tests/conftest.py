@@ -122,6 +122,30 @@ def two_steps() -> nbp.Pipeline:
     return p
 
 
+def measured_history(runs: dict, plan, pipeline: str | None = None):
+    """A measured history, as a trace of many runs: per run (``{run_id: {step id: seconds}}``),
+    the steps one after the other (resampling reads only the durations). A step id the plan
+    lacks is put in stage ``s``; ``pipeline`` adds the column that ``read_history`` gives."""
+    import pandas as pd
+
+    by_id = {n.id: n.fqn for n in plan.steps}
+    rows = []
+    for run_id, steps in runs.items():
+        t = 0.0
+        for step, seconds in steps.items():
+            rows.append(
+                {"run_id": run_id, "fqn": by_id.get(step, f"pipeline.stages.s.spec.execution.steps.{step}"),
+                 "kind": "step", "step": step, "attempt": 1, "status": "Success", "start_s": t,
+                 "end_s": t + seconds, "iteration": None}
+            )  # fmt: skip
+            t += seconds
+    frame = pd.DataFrame(rows)
+    frame["parent"] = frame["fqn"].str.split(".spec.", regex=False).str[0]  # the stage
+    if pipeline is not None:
+        frame["pipeline"] = pipeline
+    return frame
+
+
 def worker_threads() -> list[threading.Thread]:
     """The engine's worker threads that are alive now (in the pool, idle or busy)."""
     return [t for t in threading.enumerate() if t.name.startswith(WORKER_PREFIX) and t.is_alive()]

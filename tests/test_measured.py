@@ -6,28 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import two_steps
+from conftest import measured_history, two_steps
 
 import notebook_pipelines as nbp
-
-
-def _history(runs: dict[str, dict[str, float]], plan, pipeline: str | None = None) -> pd.DataFrame:
-    """Measured runs: per run, the steps of ``plan`` (by id) one after the other."""
-    by_id = {n.id: n.fqn for n in plan.steps}
-    rows = []
-    for run_id, steps in runs.items():
-        t = 0.0
-        for step, seconds in steps.items():
-            rows.append(
-                {"run_id": run_id, "fqn": by_id[step], "kind": "step", "step": step, "attempt": 1,
-                 "status": "Success", "start_s": t, "end_s": t + seconds, "iteration": None}
-            )  # fmt: skip
-            t += seconds
-    frame = pd.DataFrame(rows)
-    frame["parent"] = frame["fqn"].str.split(".spec.", regex=False).str[0]  # the stage
-    if pipeline is not None:
-        frame["pipeline"] = pipeline
-    return frame
 
 
 @pytest.mark.parametrize("engine", ["auto", "scheduler"])
@@ -36,7 +17,7 @@ def test_a_history_step_that_ends_before_it_starts_is_refused_naming_it(engine):
     the vectorised path used it (a makespan shorter than any run), the scheduler refused it with
     an error that did not say it came from the history."""
     plan = two_steps().plan()
-    h = _history({"1": {"a": 2.0, "b": 3.0}, "2": {"a": 4.0, "b": 1.0}}, plan)
+    h = measured_history({"1": {"a": 2.0, "b": 3.0}, "2": {"a": 4.0, "b": 1.0}}, plan)
     bad = (h["run_id"] == "2") & (h["step"] == "a")
     h.loc[bad, "end_s"] = h.loc[bad, "start_s"] - 2.0
     with pytest.raises(nbp.SimulationError) as caught:
@@ -50,7 +31,7 @@ def test_a_history_step_that_ends_before_it_starts_is_refused_naming_it(engine):
 
 def test_a_history_step_that_lasts_forever_is_refused():
     plan = two_steps().plan()
-    h = _history({"1": {"a": 2.0, "b": 3.0}}, plan)
+    h = measured_history({"1": {"a": 2.0, "b": 3.0}}, plan)
     h.loc[h["step"] == "b", "end_s"] = np.inf
     with pytest.raises(nbp.SimulationError, match=r"steps\.b \(run '1', attempt 1\) lasts inf s"):
         nbp.monte_carlo(plan, h, runs=10)
@@ -64,7 +45,7 @@ def test_the_history_of_another_pipeline_is_refused_naming_what_it_measured():
         s.step("push")
         s.step("verify")
     runs = {"1": {"a": 2.0, "b": 3.0}, "2": {"a": 1.0, "b": 1.0}}
-    h = _history(runs, two_steps().plan(), pipeline="octo/ci.yml")
+    h = measured_history(runs, two_steps().plan(), pipeline="octo/ci.yml")
     expected = (
         r"the history measures none of the steps of 'deploy' \(push, verify\); it measured a, b "
         r"\(its pipelines: octo/ci.yml\): give the history of this pipeline"
@@ -82,7 +63,7 @@ def test_a_history_that_measures_some_steps_still_warns_for_the_others():
     p = two_steps()
     with p.stage("late") as s:
         s.step("new")
-    h = _history({"1": {"a": 2.0, "b": 3.0}}, two_steps().plan())
+    h = measured_history({"1": {"a": 2.0, "b": 3.0}}, two_steps().plan())
     with pytest.warns(nbp.HistoryDurationsWarning, match=r"late\.spec\.execution\.steps\.new"):
         mc = nbp.monte_carlo(p, h, runs=5, default=4.0)
     assert set(mc["makespan_s"]) == {2.0 + 3.0 + 4.0}
@@ -90,7 +71,7 @@ def test_a_history_that_measures_some_steps_still_warns_for_the_others():
 
 def test_a_frame_without_the_history_columns_is_refused_naming_them():
     plan = two_steps().plan()
-    h = _history({"1": {"a": 2.0, "b": 3.0}}, plan).drop(columns=["attempt", "status"])
+    h = measured_history({"1": {"a": 2.0, "b": 3.0}}, plan).drop(columns=["attempt", "status"])
     with pytest.raises(nbp.SimulationError, match=r"no column 'attempt', 'status'.*nbp\.read_history"):
         nbp.monte_carlo(plan, h, runs=10)
 
@@ -103,7 +84,7 @@ def test_run_history_that_is_not_a_history_is_a_clear_error_before_the_run():
     other = nbp.Pipeline("other")
     with other.stage("s") as s:
         s.step("x")
-    h = _history({"1": {"x": 2.0}}, other.plan())
+    h = measured_history({"1": {"x": 2.0}}, other.plan())
     with pytest.raises(nbp.SimulationError, match=r"run\(history=…\): the history measures none of"):
         p.run(history=h, progress=True, report=False)
 
@@ -162,7 +143,7 @@ def test_suggest_layout_searches_on_a_history_matched_by_step_id_like_monte_carl
         s.step("a")
         s.step("b")
     history_plan = two_steps().plan()  # the same step ids, in stage s
-    h = _history({"1": {"a": 2.0, "b": 5.0}, "2": {"a": 4.0, "b": 7.0}}, history_plan)
+    h = measured_history({"1": {"a": 2.0, "b": 5.0}, "2": {"a": 4.0, "b": 7.0}}, history_plan)
     found = nbp.suggest_layout(p, trace=h)
     # the mean durations: a (2 + 4) / 2 = 3, b (5 + 7) / 2 = 6: in turn 3 + 6 = 9, side by side 6
     assert found.original_s == 9.0 and found.best.makespan_s == 6.0
@@ -176,7 +157,10 @@ def test_a_history_of_several_pipelines_is_refused_naming_them():
     or FQN they share took their durations; their other runs filled each step independently)."""
     plan = two_steps().plan()
     h = pd.concat(
-        [_history({"1": {"a": 1.0, "b": 1.0}}, plan, "octo/ci.yml"), _history({"2": {"a": 9.0}}, plan, "web")]
+        [
+            measured_history({"1": {"a": 1.0, "b": 1.0}}, plan, "octo/ci.yml"),
+            measured_history({"2": {"a": 9.0}}, plan, "web"),
+        ]
     )
     with pytest.raises(nbp.SimulationError, match=r"runs of 2 pipelines \('octo/ci.yml', 'web'\).*"
                        r"h\[h\['pipeline'\] == 'octo/ci.yml'\]"):  # fmt: skip
@@ -201,8 +185,8 @@ def test_runs_that_measure_none_of_the_steps_are_left_out_of_joint_resampling():
     with other.stage("s") as s:
         s.step("z")
     h = pd.concat(
-        [_history({"1": {"a": 1.0, "b": 1.0}, "2": {"a": 10.0, "b": 10.0}}, plan),
-         _history({"3": {"z": 5.0}}, other.plan())],
+        [measured_history({"1": {"a": 1.0, "b": 1.0}, "2": {"a": 10.0, "b": 10.0}}, plan),
+         measured_history({"3": {"z": 5.0}}, other.plan())],
         ignore_index=True,
     )  # fmt: skip
     with pytest.warns(nbp.HistoryDurationsWarning, match=r"1 of 3 runs measure none of the steps of 'p'"):
@@ -244,7 +228,7 @@ def test_failures_history_counts_a_failure_its_strategy_ignored():
     from notebook_pipelines.engine.measured import HistoryDurations
 
     plan = two_steps().plan()
-    h = _history({run: {"a": 1.0, "b": 1.0} for run in "1234"}, plan)
+    h = measured_history({run: {"a": 1.0, "b": 1.0} for run in "1234"}, plan)
     h.loc[(h["run_id"] == "2") & (h["step"] == "b"), "status"] = "IgnoreFailed"
     assert HistoryDurations(h, plan).failure_rates() == {plan.steps[1].fqn: 1 / 4}
 
@@ -265,7 +249,7 @@ def test_a_history_whose_measurements_are_all_in_loops_in_loops_is_not_called_an
 def test_a_misspelt_failures_history_says_what_the_option_is():
     """failures="History" said only "takes a mapping …, not str"."""
     plan = two_steps().plan()
-    h = _history({"1": {"a": 2.0, "b": 3.0}}, plan)
+    h = measured_history({"1": {"a": 2.0, "b": 3.0}}, plan)
     with pytest.raises(
         nbp.SimulationError, match=r"not str \('History': failures=\"history\", with durations="
     ):
@@ -277,7 +261,7 @@ def test_distribution_of_a_joint_history_says_how_few_measured_runs_its_tail_res
     1/18 = 5.6 % of the time, so the p95 is the slowest measured run (a 17 s, b 1 s: 18 s) and
     its CI is that value alone — tight, though it rests on one run. distribution() says so."""
     plan = two_steps().plan()
-    h = _history({str(i): {"a": float(i), "b": 1.0} for i in range(18)}, plan)  # makespans 1 … 18 s
+    h = measured_history({str(i): {"a": float(i), "b": 1.0} for i in range(18)}, plan)  # makespans 1 … 18 s
     mc = nbp.monte_carlo(plan, h, runs=20_000)
     assert mc.attrs["mode"] == "joint" and mc.attrs["measured_runs"] == 18
     d = nbp.distribution(mc)
@@ -285,7 +269,7 @@ def test_distribution_of_a_joint_history_says_how_few_measured_runs_its_tail_res
     # the runs at or above the p95: ceil(18 × 0.05) = ceil(0.9) = 1
     assert "from 18 measured runs (joint): the CIs count only this sampling" in repr(d)
     assert "the p95 rests on the slowest 1 of them" in repr(d)
-    forty = _history({str(i): {"a": float(i), "b": 1.0} for i in range(40)}, plan)
+    forty = measured_history({str(i): {"a": float(i), "b": 1.0} for i in range(40)}, plan)
     # 40 runs: ceil(40 × 0.05) = 2
     assert "the slowest 2 of them" in repr(nbp.distribution(nbp.monte_carlo(plan, forty, runs=500)))
     independent = nbp.monte_carlo(plan, h, runs=500, mode="independent")
@@ -302,7 +286,9 @@ def test_a_skipped_step_with_times_is_not_a_measurement():
     Runs 1, 2: a 2 s + b 3 s; run 3: a 4 s, b skipped (end 1 s before start). Joint resampling
     never gives b less than 3 s: every makespan is 2 + 3 = 5 or 4 + 3 = 7."""
     plan = two_steps().plan()
-    h = _history({"1": {"a": 2.0, "b": 3.0}, "2": {"a": 2.0, "b": 3.0}, "3": {"a": 4.0, "b": 3.0}}, plan)
+    h = measured_history(
+        {"1": {"a": 2.0, "b": 3.0}, "2": {"a": 2.0, "b": 3.0}, "3": {"a": 4.0, "b": 3.0}}, plan
+    )
     skipped = (h["run_id"] == "3") & (h["step"] == "b")
     h.loc[skipped, "status"] = "Skipped"
     h.loc[skipped, "end_s"] = h.loc[skipped, "start_s"] - 1.0

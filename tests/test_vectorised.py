@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import two_steps
+from conftest import measured_history, two_steps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -262,33 +262,6 @@ def _fork() -> nbp.Pipeline:
     return p
 
 
-def _history(runs: dict[str, dict[str, float]], plan) -> pd.DataFrame:
-    """A measured history: per run, steps in plan order, one after the other (the times do not
-    matter to resampling, only the durations)."""
-    by_id = {n.id: n.fqn for n in plan.steps}
-    rows = []
-    for run_id, steps in runs.items():
-        t = 0.0
-        for step, seconds in steps.items():
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "fqn": by_id.get(step, f"pipeline.stages.s.spec.execution.steps.{step}"),
-                    "kind": "step",
-                    "step": step,
-                    "attempt": 1,
-                    "status": "Success",
-                    "start_s": t,
-                    "end_s": t + seconds,
-                    "iteration": None,
-                }
-            )
-            t += seconds
-    frame = pd.DataFrame(rows)
-    frame["parent"] = frame["fqn"].str.split(".spec.", regex=False).str[0]  # the stage
-    return frame
-
-
 def test_criticality_index_of_a_fork_is_the_share_of_runs_each_branch_is_longest():
     plan = _fork().plan()
     a, b, c = (n.index for n in plan.steps)
@@ -299,7 +272,7 @@ def test_criticality_index_of_a_fork_is_the_share_of_runs_each_branch_is_longest
     crit = result.critical().mean(axis=1)
     assert (crit[a], crit[b], crit[c]) == (0.75, 0.5, 1.0)
     # the same four runs measured, resampled whole (joint): the index is the same shares
-    h = _history({str(i): {"a": x, "b": 2.0, "c": 1.0} for i, x in enumerate([1.0, 3, 3, 2])}, plan)
+    h = measured_history({str(i): {"a": x, "b": 2.0, "c": 1.0} for i, x in enumerate([1.0, 3, 3, 2])}, plan)
     mc = nbp.monte_carlo(plan, h, runs=20_000, seed=1)
     fqn = {n.id: n.fqn for n in plan.steps}
     assert mc.attrs["engine"] == "vectorised"
@@ -316,7 +289,7 @@ def test_criticality_index_of_a_fork_is_the_share_of_runs_each_branch_is_longest
 def test_joint_resampling_keeps_the_correlation_independent_does_not():
     plan = two_steps().plan()
     # ten measured runs where a and b took the same time: k seconds each, k = 1 … 10
-    h = _history({str(k): {"a": float(k), "b": float(k)} for k in range(1, 11)}, plan)
+    h = measured_history({str(k): {"a": float(k), "b": float(k)} for k in range(1, 11)}, plan)
     joint = nbp.monte_carlo(plan, h, runs=20_000, seed=3)
     independent = nbp.monte_carlo(plan, h, runs=20_000, seed=3, mode="independent")
     # joint: the sum is 2k, k uniform on 1…10: P(sum ≤ 18) = 9/10 < 0.95, P(sum = 20) = 1/10 → p95 = 20
@@ -330,7 +303,7 @@ def test_joint_resampling_keeps_the_correlation_independent_does_not():
 
 def test_history_runs_replay_one_by_one_on_the_scheduler_path():
     plan = two_steps().plan()
-    h = _history({str(k): {"a": float(k), "b": float(10 * k)} for k in range(1, 6)}, plan)
+    h = measured_history({str(k): {"a": float(k), "b": float(10 * k)} for k in range(1, 6)}, plan)
     mc = nbp.monte_carlo(plan, h, runs=12, seed=5, engine="scheduler")
     assert set(mc["makespan_s"]) <= {11.0 * k for k in range(1, 6)}  # joint: a and b of one run
     for row in mc.iloc[[0, 7]].itertuples():
@@ -343,7 +316,7 @@ def test_steps_the_history_lacks_take_the_default_with_a_warning_naming_them():
     with p.stage("late") as s:
         s.step("new")
     plan = p.plan()
-    h = _history({"1": {"a": 2.0, "b": 3.0}}, plan)
+    h = measured_history({"1": {"a": 2.0, "b": 3.0}}, plan)
     with pytest.warns(
         nbp.HistoryDurationsWarning, match=r"steps\.new; they take their own duration= or default="
     ):
@@ -353,7 +326,7 @@ def test_steps_the_history_lacks_take_the_default_with_a_warning_naming_them():
 
 def test_failures_history_injects_the_measured_failure_rates():
     plan = two_steps().plan()
-    h = _history({str(k): {"a": 1.0, "b": 1.0} for k in range(4)}, plan)
+    h = measured_history({str(k): {"a": 1.0, "b": 1.0} for k in range(4)}, plan)
     h.loc[(h["run_id"] == "0") & (h["step"] == "b"), "status"] = "Failed"  # b failed 1 attempt of 4
     from notebook_pipelines.engine.measured import HistoryDurations
 
@@ -380,7 +353,7 @@ def _unit_scan(parallel: bool) -> nbp.Pipeline:
 def test_what_if_of_a_history_moving_scan_beside_unit():
     serial, parallel = _unit_scan(False), _unit_scan(True)
     # five measured runs: unit 12 s, scan 5k s (k = 1 … 5), resampled whole
-    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
+    h = measured_history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
     table = what_if(h, pipeline=serial, design=parallel, runs=10_000)
     # before (serial): 12 + 5k = 17, 22, 27, 32, 37, each 1/5: p50 = 27 (cdf 0.4 at 22, 0.6 at 27),
     # p95 = 37 (the top fifth). After (side by side): max(12, 5k) = 12, 12, 15, 20, 25: p50 = 15, p95 = 25
@@ -395,7 +368,7 @@ def test_what_if_of_a_history_moving_scan_beside_unit():
 
 def test_what_if_of_a_history_scan_faster_makes_unit_critical():
     parallel = _unit_scan(True)
-    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, parallel.plan())
+    h = measured_history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, parallel.plan())
     table = what_if(h, pipeline=parallel, scale={"scan": 0.4}, runs=10_000)
     # scan 60 % faster: 2k ≤ 10 < 12 in every run: the makespan is unit's 12 s, and unit becomes critical
     assert table.loc["what if", ["p50_s", "p95_s"]].tolist() == [12.0, 12.0]
@@ -405,7 +378,7 @@ def test_what_if_of_a_history_scan_faster_makes_unit_critical():
 
 def test_suggest_layout_on_a_history_ranks_by_p50_and_shows_p95():
     serial = _unit_scan(False)
-    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
+    h = measured_history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
     found = nbp.suggest_layout(serial, trace=h)
     best = found.best
     # side by side (as in the what-if above): p50 15, p95 25; the original serial: p50 27, p95 37
@@ -417,7 +390,7 @@ def test_suggest_layout_on_a_history_ranks_by_p50_and_shows_p95():
 
 def test_compare_takes_a_history_and_draws_the_same_measured_run_for_every_design():
     serial, parallel = _unit_scan(False), _unit_scan(True)
-    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
+    h = measured_history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
     table = nbp.compare({"serial": serial, "parallel": parallel}, durations=h, seed=2)
     unit_plus_scan, longest = table["makespan_s"].tolist()
     k = (unit_plus_scan - 12.0) / 5.0  # the run drawn with seed 2, the same for both designs
@@ -426,7 +399,7 @@ def test_compare_takes_a_history_and_draws_the_same_measured_run_for_every_desig
 
 def test_the_accessor_what_if_takes_a_history():
     serial, parallel = _unit_scan(False), _unit_scan(True)
-    h = _history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
+    h = measured_history({str(k): {"unit": 12.0, "scan": 5.0 * k} for k in range(1, 6)}, serial.plan())
     table = h.pipeline.what_if(pipeline=serial, design=parallel, runs=2_000)
     assert table.loc["what if", ["p50_s", "p95_s"]].tolist() == [15.0, 25.0]
 
@@ -568,7 +541,9 @@ def test_D14_monte_carlo_of_a_dag_agrees_with_the_scheduler_and_its_criticality_
     p = _dag()
     plan = p.plan()
     fqn = {n.id: n.fqn for n in plan.steps}
-    h = _history({str(i): {"a": [1.0, 7.0][i % 2], "b": 5.0, "c": 3.0, "d": 2.0} for i in range(4)}, plan)
+    h = measured_history(
+        {str(i): {"a": [1.0, 7.0][i % 2], "b": 5.0, "c": 3.0, "d": 2.0} for i in range(4)}, plan
+    )
     fast = nbp.monte_carlo(plan, h, runs=200, seed=3)
     slow = nbp.monte_carlo(plan, h, runs=200, seed=3, engine="scheduler")
     assert fast.attrs["engine"] == "vectorised" and slow.attrs["engine"] == "scheduler"
