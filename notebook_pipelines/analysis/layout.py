@@ -357,15 +357,14 @@ def _check_trace_of(plan: Any, trace: Any, known: dict[str, float]) -> dict[str,
     step id when that id names one measured step (a CI history's jobs, laid out anew by
     ``pipeline_from_history``). A trace that shares no node with ``plan`` (another pipeline's) is
     refused: its durations would all be ignored, every step simulated with ``default``."""
-    ids: dict[str, list[str]] = {}
-    for fqn in known:
-        ids.setdefault(fqn.rsplit(".", 1)[-1], []).append(fqn)
+    from ..engine.measured import step_sources
+
     out = dict(known)
     matched = False
-    for node in plan.nodes:
-        alone = ids.get(node.id, ())  # the measured steps of this id: matched when it names one
-        if node.kind == "step" and node.phase != "rollback" and node.fqn not in known and len(alone) == 1:
-            out[node.fqn] = known[alone[0]]
+    for index, source in step_sources(plan, known).items():
+        fqn = plan.nodes[index].fqn
+        if source != fqn:  # found by its step id
+            out[fqn] = known[source]
             matched = True
     rows = trace[trace["kind"] != "pipeline"]
     if "iteration" in rows.columns:  # an iteration's rows are named with its postfix (R46)

@@ -99,9 +99,7 @@ class HistoryDurations:
         wide = table.unstack("fqn") if len(table) else None
         self.run_ids = list(wide.index) if wide is not None else []
         measured_fqns = (set(wide.columns) - inner_fqns) if wide is not None else set()
-        ids: dict[str, list[str]] = {}
-        for fqn in measured_fqns:
-            ids.setdefault(str(fqn).rsplit(".", 1)[-1], []).append(fqn)
+        sources = step_sources(plan, measured_fqns)
         inside = plan.inside_loops()
         self.steps: list[Any] = []  # plan step nodes with measurements, in matrix column order
         columns = []
@@ -109,9 +107,7 @@ class HistoryDurations:
         for node in plan.nodes:
             if node.kind != "step" or node.phase == "rollback":
                 continue
-            source = node.fqn if node.fqn in measured_fqns else None
-            if source is None and len(ids.get(node.id, ())) == 1:
-                source = ids[node.id][0]
+            source = sources.get(node.index)
             column = None
             if node.strategy is not None and inner_fqns:  # its iterations, not its row that spans them
                 column = _iterations(node, node, inner_fqns, wide)
@@ -281,6 +277,30 @@ class HistoryDurations:
             if target is not None and share > 0:
                 out[target] = float(share)
         return out
+
+
+def step_sources(plan: Any, fqns: Any) -> dict[int, str]:
+    """Where each of ``plan``'s steps (rollback aside) is measured among ``fqns``: see
+    :func:`matched_by_id`."""
+    steps = (n for n in plan.nodes if n.kind == "step" and n.phase != "rollback")
+    return matched_by_id(steps, fqns)
+
+
+def matched_by_id(nodes: Any, fqns: Any) -> dict[int, str]:
+    """For each of ``nodes``, by node index, the FQN among ``fqns`` (a set, or a dict keyed by
+    FQN) that stands for it: its own, else the one FQN that ends with its id (a CI history's
+    job that ``pipeline_from_history`` laid out anew, D14); a node found neither way (or whose
+    id ends several) is left out."""
+    ids: dict[str, list[str]] = {}
+    for fqn in fqns:
+        ids.setdefault(str(fqn).rsplit(".", 1)[-1], []).append(fqn)
+    out: dict[int, str] = {}
+    for node in nodes:
+        if node.fqn in fqns:
+            out[node.index] = node.fqn
+        elif len(ids.get(node.id, ())) == 1:
+            out[node.index] = ids[node.id][0]
+    return out
 
 
 def warn_missing(fqns: list[str], stacklevel: int = 2) -> None:

@@ -236,15 +236,12 @@ def _matched_by_id(plan: Plan, figures: dict[str, Any]) -> dict[str, Any]:
     """A history's figures (by FQN), and for each plan node whose FQN the history lacks, those of
     the one measured node its id names, as ``durations=`` matches steps (a GitLab job that
     ``pipeline_from_history`` moved into one stage with its needs, D14)."""
-    by_id: dict[str, list[str]] = {}
-    for fqn in figures:
-        if fqn:
-            by_id.setdefault(fqn.rsplit(".", 1)[-1], []).append(fqn)
+    from ..engine.measured import matched_by_id
+
     out = dict(figures)
-    for node in plan.nodes:
-        found = by_id.get(node.id, ()) if node.fqn not in out and node.kind != "pipeline" else ()
-        if len(found) == 1:
-            out[node.fqn] = figures[found[0]]
+    nodes = (n for n in plan.nodes if n.kind != "pipeline")
+    for index, source in matched_by_id(nodes, figures).items():
+        out[plan.nodes[index].fqn] = figures[source]
     return out
 
 
