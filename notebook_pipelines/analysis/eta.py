@@ -62,7 +62,7 @@ class Eta:
                 HistoryDurationsWarning,
                 stacklevel=5,
             )
-        if self.reason is None:
+        else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:

@@ -152,9 +152,11 @@ def monte_carlo(
                 f"monte_carlo(engine='vectorised'): {plan.pipeline.id!r} needs the scheduler: {reason}"
             )
     frame = None
+    # what every result (or the runs kept at Ctrl-C) says of how it was asked for
+    asked = {"seed": seed, "percentiles": tuple(percentiles), **_measured(source, mode)}
     if reason is None:
         frame, reason = _vectorised_or_why(
-            plan, durations, default, outputs, runs, seed, source, percentiles, mode, progress
+            plan, durations, default, outputs, runs, seed, source, asked, progress
         )
         if frame is None and engine == "vectorised":
             raise SimulationError(f"monte_carlo(engine='vectorised'): {reason}")
@@ -165,8 +167,7 @@ def monte_carlo(
             "failures": failures,
             "interventions": interventions,
         }
-        about = dict(engine="scheduler", engine_reason=reason, replay="run", seed=seed,
-                     percentiles=tuple(percentiles), **_measured(source, mode))  # fmt: skip
+        about = {"engine": "scheduler", "engine_reason": reason, "replay": "run", **asked}
         try:
             frame = _scheduled(plan, pipeline, options, outputs, runs, seed, progress, mode)
         except RunInterrupted as interrupted:  # the finished runs: summarized as a whole result is
@@ -174,7 +175,7 @@ def monte_carlo(
             raise
         frame.attrs.update(about)
         return frame
-    frame.attrs.update(seed=seed, percentiles=tuple(percentiles), **_measured(source, mode))
+    frame.attrs.update(asked)
     return frame
 
 
@@ -188,10 +189,10 @@ def _measured(source: Any, mode: str) -> dict[str, Any]:
 
 def _vectorised_or_why(
     plan: Any, durations: Any, default: Any, outputs: Any, runs: int, seed: int, source: Any,
-    percentiles: Sequence[float], mode: str, progress: bool = False,
+    about: dict[str, Any], progress: bool = False,
 ) -> tuple[pd.DataFrame | None, str | None]:  # fmt: skip
-    """:func:`_vectorised`, its Ctrl-C a :class:`RunInterrupted` with the runs timed so far."""
-    about = dict(seed=seed, percentiles=tuple(percentiles), **_measured(source, mode))
+    """:func:`_vectorised`, its Ctrl-C a :class:`RunInterrupted` with the runs timed so far
+    (``about``: the attrs of how the result was asked for, which those runs carry too)."""
     try:
         return _vectorised(plan, durations, default, outputs, runs, seed, source, progress)
     except RunInterrupted as interrupted:  # the chunks that finished

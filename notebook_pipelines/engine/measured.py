@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from ..definition.callables import is_sampler
@@ -244,10 +245,9 @@ class HistoryDurations:
 
     def batch(self, seed: int, runs: int) -> dict[int, Any]:
         """``runs`` runs at once (the vectorised path): one generator seeded ``(seed, "history")``."""
-        drawn: dict[int, Any] = self.draws(seed)(runs)
-        return drawn
+        return self.draws(seed)(runs)
 
-    def draws(self, seed: int) -> Any:
+    def draws(self, seed: int) -> Callable[[int], dict[int, Any]]:
         """A function ``runs -> durations`` (as :meth:`batch`) that draws a batch in chunks from
         one generator seeded ``(seed, "history")``: each call continues it."""
         import numpy as np
