@@ -36,7 +36,7 @@ from .history_client import (
     http_request,
     token_or_env,
 )
-from .history_pages import MAX_PAGES, github_pages, gitlab_pages, new_items, numbered
+from .history_pages import another_page, github_pages, gitlab_pages, new_items, numbered
 from .history_store import cache_dir, cached_raw, kept_runs, sync_kept, write_raw
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -469,12 +469,15 @@ def _harness_runs(
     page = 0
     done = False
     ids: set = set()
+    pages: set[int] = set()
     while not done and len(runs) < limit:
-        if page >= MAX_PAGES:
-            raise HistoryError(
-                f"Harness: the runs of {pipeline!r} take more than {MAX_PAGES:,} pages: refused "
-                "(ask for fewer runs with last= or since=)"
-            )
+        another_page(
+            "Harness",
+            f"the list of runs of {pipeline!r}",
+            pages,
+            page,
+            "ask for fewer runs with last= or since=",
+        )
         params = {**scope, "page": page, "size": min(100, limit), "status": statuses or None}
         doc, _ = client.call(
             "POST",

@@ -22,10 +22,12 @@ __all__ = ["MAX_PAGES", "another_page", "github_pages", "gitlab_pages", "new_ite
 MAX_PAGES = 1000
 
 
-def another_page(system: str, what: str, seen: set, page: Any) -> None:
+def another_page(
+    system: str, what: str, seen: set, page: Any, fewer: str = "ask for fewer runs with last="
+) -> None:
     """Note that ``page`` (a URL or a page number) is about to be read: refused if it was read
     already (a server sending the same page again would loop until the deadline) or if it is
-    one more than :data:`MAX_PAGES`."""
+    one more than :data:`MAX_PAGES` (``fewer``: how to ask for fewer pages)."""
     if page in seen:
         raise HistoryError(
             f"{system}: the pages of {what} come back to one already read "
@@ -33,9 +35,7 @@ def another_page(system: str, what: str, seen: set, page: Any) -> None:
             "broken; try again later"
         )
     if len(seen) >= MAX_PAGES:
-        raise HistoryError(
-            f"{system}: {what} has more than {MAX_PAGES:,} pages: refused (ask for fewer runs with last=)"
-        )
+        raise HistoryError(f"{system}: {what} has more than {MAX_PAGES:,} pages: refused ({fewer})")
     seen.add(page)
 
 
